@@ -1,0 +1,1 @@
+"""Who plays the master: inline (one process), local (a pool of workers), cluster (a Disco master)."""

@@ -1,0 +1,30 @@
+"""Shared fixtures: a clean Disco environment for every test, paths to the reference data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "disco-reference"
+
+
+@pytest.fixture(autouse=True)
+def _clean_disco_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's DISCO_* / DDFS_* settings."""
+    for name in list(os.environ):
+        if name.startswith(("DISCO_", "DDFS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", os.devnull)
+    yield
+
+
+@pytest.fixture
+def reference() -> Path:
+    """The recordings from a real Disco 0.5.4 master (../shared/disco-reference)."""
+    if not REFERENCE.is_dir():
+        pytest.fail(f"reference recordings missing at {REFERENCE}")
+    return REFERENCE
