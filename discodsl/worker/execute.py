@@ -1,0 +1,371 @@
+"""One task of one stage: read records, group them, run the user's function, write outputs.
+
+This is the code every runner shares: the worker runtime calls it on a Disco
+node or a local child process, the inline runner calls it in the user's own
+process. It knows nothing of the protocol: records come in as an iterable,
+outputs go out as record files whose ``(label, path, size)`` are returned.
+
+What a stage's output is labelled with depends on the stage after it: a
+``group_label``/``group_node_label``/``split`` successor gets one label per
+partition (the partitioner's), a ``group_all``/``group_node`` successor one
+label (0); the last stage labels everything with its own group's label.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Protocol
+
+from discodsl.worker.errors import StageError
+from discodsl.worker.groupby import group_hashed, group_sorted
+from discodsl.worker.partition import default_partition
+from discodsl.worker.records import RecordWriter
+from discodsl.worker.spec import JobSpec, StageSpec
+
+Output = tuple[int, str, int]
+Sink = Callable[[Any, Any], None]
+
+# Map output is folded through the combiner once this many values are buffered.
+COMBINE_VALUES = 1 << 21
+# Input records are read in chunks of this many between combiner checks.
+CHUNK = 2048
+
+
+class Position(Protocol):
+    """Where reading is: an input URL and a record number (see inputs.Cursor)."""
+
+    url: str
+    record: int
+
+
+@dataclass
+class _NoPosition:
+    url: str = ""
+    record: int = -1
+
+
+@dataclass
+class Task:
+    """What one task needs besides its records: which stage, where to write."""
+
+    job: JobSpec
+    stage_index: int
+    taskid: int = 0
+    label: int | str = 0
+    workdir: str = "."
+    outdir: str = "out"
+    tmpdir: str = ""
+    tag: str = field(default_factory=lambda: str(os.getpid()))
+
+    @property
+    def stage(self) -> StageSpec:
+        """The stage this task runs."""
+        return self.job.stages[self.stage_index]
+
+    @property
+    def successor(self) -> StageSpec | None:
+        """The stage that reads this task's outputs, if any."""
+        following = self.job.stages[self.stage_index + 1 :]
+        return following[0] if following else None
+
+
+def run_task(task: Task, records: Iterable[Any], position: Position | None = None) -> list[Output]:
+    """Run ``task`` over ``records``; the ``(label, path, size)`` of each output written.
+
+    A failure in user code is re-raised as :class:`StageError` naming the
+    stage, the input URL and the record number (from ``position``), with the
+    original exception as its ``__cause__``.
+    """
+    where = position or _NoPosition()
+    outputs = _Outputs(task)
+    try:
+        with _user_code(task, where):
+            _process(task, records, outputs.sink(), where)
+        return outputs.close()
+    except BaseException:
+        outputs.abort()
+        raise
+
+
+def _process(task: Task, records: Iterable[Any], sink: Sink, where: Position) -> None:
+    stage, params = task.stage, task.job.params
+    state = _call_hook(stage.init, stage, params)
+    combiner = _combiner(task)
+    target: Sink = combiner.add if combiner else sink
+    if stage.kind == "map":
+        if combiner and not stage.takes_params:
+            combiner.consume_map(stage.function, records)
+        else:
+            _run_map(stage, records, target, params)
+    elif stage.kind == "reduce":
+        _run_reduce(task, records, target, where)
+    else:
+        _emit(stage, _call(stage, stage.function, (iter(records),), params), target)
+    if stage.done is not None:
+        _emit(stage, _call_hook(stage.done, stage, params, state) or (), target)
+    if combiner:
+        combiner.flush_into(sink)
+
+
+def _call(stage: StageSpec, function: Callable[..., Any], args: tuple[Any, ...], params: Any) -> Any:
+    return function(*args, params) if stage.takes_params else function(*args)
+
+
+def _call_hook(hook: Callable[..., Any] | None, stage: StageSpec, params: Any, *state: Any) -> Any:
+    if hook is None:
+        return None
+    return _call(stage, hook, state, params)
+
+
+def _run_map(stage: StageSpec, records: Iterable[Any], sink: Sink, params: Any) -> None:
+    function = stage.function
+    if stage.takes_params:
+        for record in records:
+            _emit(stage, function(record, params), sink)
+    else:
+        for record in records:
+            _emit(stage, function(record), sink)
+
+
+def _run_reduce(task: Task, records: Iterable[Any], sink: Sink, where: Position) -> None:
+    stage = task.stage
+    group = group_sorted if stage.sort else group_hashed
+    groups = group(
+        _pairs(stage, records, where),
+        budget=task.job.memory_budget,
+        tmpdir=task.tmpdir or task.workdir,
+        stage=stage.name,
+    )
+    for key, values in groups:
+        _emit(stage, _call(stage, stage.function, (key, values), task.job.params), sink)
+
+
+def _pairs(stage: StageSpec, records: Iterable[Any], where: Position) -> Iterator[tuple[Any, Any]]:
+    for record in records:
+        if type(record) is not tuple or len(record) != 2:
+            raise StageError(
+                f"stage {stage.name!r} is a reduce but its input record {record!r:.80} "
+                f"is a {type(record).__name__}, not a (key, value) pair: put a map stage "
+                "before it, or make the previous stage yield (key, value) pairs",
+                stage=stage.name,
+                url=where.url,
+                record=where.record,
+            )
+        yield record
+
+
+def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
+    if result is None:
+        return
+    try:
+        iterator = iter(result)
+    except TypeError:
+        raise _bad_result(stage, result) from None
+    for item in iterator:
+        try:
+            key, value = item
+        except (TypeError, ValueError):
+            raise _bad_record(stage, item) from None
+        sink(key, value)
+
+
+def _bad_result(stage: StageSpec, result: Any) -> StageError:
+    return StageError(
+        f"stage {stage.name!r} returned a {type(result).__name__} ({result!r:.80}); "
+        "a stage must yield (key, value) pairs or return an iterable of them",
+        stage=stage.name,
+    )
+
+
+def _shape_error(stage: StageSpec, result: Any, exc: Exception) -> StageError:
+    if not hasattr(result, "__iter__"):
+        return _bad_result(stage, result)
+    return StageError(
+        f"stage {stage.name!r} must yield (key, value) pairs, such as `yield word, 1`; "
+        f"unpacking what it produced failed: {exc}",
+        stage=stage.name,
+    )
+
+
+def _raised_by_user(exc: BaseException) -> bool:
+    """Whether ``exc`` came from inside user code rather than from unpacking its output."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is not _Combiner.consume_map.__code__
+
+
+def _bad_record(stage: StageSpec, item: Any) -> StageError:
+    return StageError(
+        f"stage {stage.name!r} produced {item!r:.80} ({type(item).__name__}), "
+        "not a (key, value) pair: yield two-item tuples such as `yield word, 1`",
+        stage=stage.name,
+    )
+
+
+class _user_code:
+    """Turns an exception from user code into a StageError that says where it happened."""
+
+    def __init__(self, task: Task, where: Position):
+        self.task, self.where = task, where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, StageError) and exc.stage:
+            exc.url = exc.url or self.where.url
+            exc.record = exc.record if exc.record >= 0 else self.where.record
+            return False
+        raise self._wrap(exc) from exc
+
+    def _wrap(self, exc: Exception) -> StageError:
+        where, stage = self.where, self.task.stage.name
+        place = f" on input {where.url!r}, record {where.record}" if where.url else ""
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        error = StageError(f"stage {stage!r} failed{place}: {text}", stage, where.url, where.record)
+        error.exc_type = type(exc).__name__  # type: ignore[attr-defined]
+        return error
+
+
+class _Combiner:
+    """Folds map output per key through the next stage's reduce before it is written."""
+
+    def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
+        self.stage, self.function, self.params = stage, function, params
+        self.buffer: defaultdict[Any, list[Any]] = defaultdict(list)
+        self.count = 0
+        # Fold after about a kilobyte of buffered output per input record.
+        self.fold_every = max(1, budget // (CHUNK * 1024))
+
+    def add(self, key: Any, value: Any) -> None:
+        self.buffer[key].append(value)
+        self.count += 1
+        if self.count >= COMBINE_VALUES:
+            self.fold()
+
+    def consume_map(self, function: Callable[[Any], Any], records: Iterable[Any]) -> None:
+        """The hot loop of a combined map: no per-record call besides the user's."""
+        buffer, iterator = self.buffer, iter(records)
+        chunks = 0
+        while chunk := list(islice(iterator, CHUNK)):
+            for record in chunk:
+                result = function(record)
+                try:
+                    for key, value in result or ():
+                        buffer[key].append(value)
+                except (TypeError, ValueError) as exc:
+                    if _raised_by_user(exc):
+                        raise
+                    raise _shape_error(self.stage, result, exc) from None
+            chunks += 1
+            if chunks % self.fold_every == 0:
+                self.fold()
+    def fold(self) -> None:
+        """Replace each key's buffered values by what the combiner makes of them."""
+        folded: defaultdict[Any, list[Any]] = defaultdict(list)
+        for key, values in self.buffer.items():
+            result = values if len(values) == 1 else self._combine(key, values)
+            for out_key, out_value in result:
+                folded[out_key].append(out_value)
+        self.buffer = folded
+        self.count = sum(map(len, folded.values()))
+
+    def _combine(self, key: Any, values: list[Any]) -> Iterable[tuple[Any, Any]]:
+        args = (key, iter(values))
+        result = self.function(*args, self.params) if self.stage.takes_params else self.function(*args)
+        pairs: list[tuple[Any, Any]] = []
+        _emit(self.stage, result, lambda k, v: pairs.append((k, v)))
+        return pairs
+
+    def flush_into(self, sink: Sink) -> None:
+        """Fold what is left and write it out."""
+        self.fold()
+        for key, values in self.buffer.items():
+            for value in values:
+                sink(key, value)
+        self.buffer.clear()
+
+
+def _combiner(task: Task) -> _Combiner | None:
+    after = task.successor
+    if after is None or after.kind != "reduce":
+        return None
+    if after.combiner is not None:
+        return _Combiner(after, after.combiner, task.job.params, task.job.memory_budget)
+    if after.combine:
+        return _Combiner(after, after.function, task.job.params, task.job.memory_budget)
+    return None
+
+
+class _Outputs:
+    """One record file per output label, opened on its first record."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.writers: dict[int, RecordWriter] = {}
+        self.labeler = _labeler(task)
+        self.directory = os.path.join(task.workdir, task.outdir)
+
+    def sink(self) -> Sink:
+        writers, labeler, open_writer = self.writers, self.labeler, self._open
+
+        def add(key: Any, value: Any) -> None:
+            label = labeler(key)
+            writer = writers.get(label)
+            if writer is None:
+                writer = open_writer(label)
+            writer.write(key, value)
+
+        return add
+
+    def _open(self, label: int) -> RecordWriter:
+        os.makedirs(self.directory, exist_ok=True)
+        task = self.task
+        name = f"{task.stage.name}-{task.taskid}-{label}-{task.tag}"
+        writer = RecordWriter(os.path.join(self.directory, name), compress=task.job.compress)
+        self.writers[label] = writer
+        return writer
+
+    def close(self) -> list[Output]:
+        outputs = []
+        for label, writer in sorted(self.writers.items()):
+            size = writer.close()
+            path = os.path.relpath(writer.path, self.task.workdir)
+            outputs.append((label, path, size))
+        return outputs
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def _labeler(task: Task) -> Callable[[Any], int]:
+    after = task.successor
+    if after is None:
+        own = task.label if isinstance(task.label, int) else 0
+        return lambda key: own
+    if after.grouping in ("group_all", "group_node"):
+        return lambda key: 0
+    partitions = task.job.partitions
+    partition = after.partitioner or default_partition
+    if partitions <= 1:
+        return lambda key: 0
+    return lambda key: _checked(partition(key, partitions), partitions, task.stage.name)
+
+
+def _checked(label: Any, partitions: int, stage: str) -> int:
+    if type(label) is int and 0 <= label < partitions:
+        return label
+    raise StageError(
+        f"the partitioner of stage {stage!r} returned {label!r}; it must return an int "
+        f"from 0 to {partitions - 1} (partitions={partitions})",
+        stage=stage,
+    )

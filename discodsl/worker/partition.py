@@ -1,0 +1,33 @@
+"""The default partitioner: a content hash, the same in every process and on every machine.
+
+Built-in ``hash()`` is salted per process (``PYTHONHASHSEED``), so two map
+tasks would send one key to different reduces; a CRC-32 of a canonical
+encoding of the key is not. Keys of equal value and type always land in the
+same partition; ``1`` and ``1.0`` (equal but of different types) are not
+promised to.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+from zlib import crc32
+
+
+def canonical_bytes(key: Any) -> bytes:
+    """A byte encoding of ``key`` that does not depend on the process."""
+    kind = type(key)
+    if kind is str:
+        return b"s" + key.encode("utf-8", "surrogatepass")
+    if kind is bytes:
+        return b"b" + key
+    if kind is int:
+        return b"i" + str(key).encode()
+    return b"p" + pickle.dumps(key, protocol=4)
+
+
+def default_partition(key: Any, partitions: int) -> int:
+    """The partition, 0 to ``partitions - 1``, that ``key`` belongs to."""
+    if partitions <= 1:
+        return 0
+    return crc32(canonical_bytes(key)) % partitions

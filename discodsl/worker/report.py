@@ -1,0 +1,83 @@
+"""How a failed task describes itself in an ERROR or FATAL message, and how a runner reads it back.
+
+The text is for people first (a Disco master shows it as an event): a
+summary line naming the stage, input and record, then the worker's
+traceback. The last line, ``discodsl-error: {json}``, repeats the facts for
+a runner to rebuild the error on the user's side.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+MARKER = "discodsl-error: "
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a runner needs to re-raise a worker's failure."""
+
+    summary: str
+    exc_type: str = ""
+    stage: str = ""
+    taskid: int = -1
+    url: str = ""
+    record: int = -1
+    traceback: str = ""
+
+
+def describe(exc: BaseException, *, stage: str, taskid: int) -> Failure:
+    """The Failure for ``exc``, raised in ``stage`` of task ``taskid``."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return Failure(
+        summary=str(exc) or type(exc).__name__,
+        exc_type=getattr(exc, "exc_type", None) or type(cause).__name__,
+        stage=getattr(exc, "stage", "") or stage,
+        taskid=taskid,
+        url=getattr(exc, "url", "") or "",
+        record=_int(getattr(exc, "record", -1)),
+        traceback="".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else -1
+
+
+def encode(failure: Failure) -> str:
+    """The ERROR/FATAL message text for ``failure``."""
+    facts = {
+        "exc_type": failure.exc_type,
+        "stage": failure.stage,
+        "taskid": failure.taskid,
+        "url": failure.url,
+        "record": failure.record,
+    }
+    body = failure.traceback.rstrip("\n")
+    return f"{failure.summary}\n{body}\n{MARKER}{json.dumps(facts)}"
+
+
+def decode(text: str) -> Failure:
+    """Read back a message made by :func:`encode`; any other text becomes a bare summary."""
+    head, _, last = text.rstrip("\n").rpartition("\n")
+    if not last.startswith(MARKER):
+        return Failure(summary=text.strip())
+    try:
+        facts = json.loads(last[len(MARKER) :])
+    except ValueError:
+        return Failure(summary=text.strip())
+    summary, _, body = head.partition("\n")
+    if not isinstance(facts, dict):
+        return Failure(summary=summary, traceback=body)
+    return Failure(
+        summary=summary,
+        exc_type=str(facts.get("exc_type", "")),
+        stage=str(facts.get("stage", "")),
+        taskid=_int(facts.get("taskid", -1)),
+        url=str(facts.get("url", "")),
+        record=_int(facts.get("record", -1)),
+        traceback=body,
+    )

@@ -1,0 +1,183 @@
+"""The worker's main loop: the only code that touches the protocol's file descriptors.
+
+A Disco node (or the local runner) starts the jobhome's ``worker`` launcher,
+which runs ``python -m discodsl.worker --protocol-fd 3``. The loop is the
+contract of spec section 4: WORKER, TASK, load the job from jobdata, INPUT
+(until ``done``), run the stage, OUTPUT per file, DONE; a failure becomes
+ERROR (the task is retried) or FATAL (the job is killed). The master never
+answers DONE, ERROR or FATAL: it kills the worker, so afterwards we wait for
+end of input and exit then. PING is never sent.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from discodsl.worker import report
+from discodsl.worker.capture import Capture, Forwarder, read_early_output
+from discodsl.worker.execute import Output, Task, run_task
+from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.protocol import Frame, TaskInfo, WorkerSide, parse_input_reply
+from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
+
+
+class FatalJobError(Exception):
+    """The job cannot run on this node at all: retrying would not help (sent as FATAL)."""
+
+
+class Channel:
+    """The worker's end of the protocol over two fds: one request, its reply, under a lock."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self.read_fd, self.write_fd = read_fd, write_fd
+        self.side = WorkerSide()
+        self.lock = threading.Lock()
+
+    def request(self, name: str, payload: Any) -> Frame:
+        """Send a message that owes a reply and return the reply."""
+        with self.lock:
+            self._write(self.side.send(name, payload))
+            return self._read_reply()
+
+    def final(self, name: str, payload: str) -> None:
+        """Send DONE, ERROR or FATAL: no reply comes."""
+        with self.lock:
+            self._write(self.side.send(name, payload))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.write_fd, view) :]
+
+    def _read_reply(self) -> Frame:
+        while (reply := self.side.next_reply()) is None:
+            chunk = os.read(self.read_fd, 1 << 16)
+            if not chunk:
+                raise SystemExit(0)  # the master went away: nobody to work for
+            self.side.receive_data(chunk)
+        return reply
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one task; the process is then killed by the master (or exits at end of input)."""
+    args = sys.argv[1:] if argv is None else argv
+    protocol_fd = int(args[args.index("--protocol-fd") + 1]) if "--protocol-fd" in args else None
+    if protocol_fd is None:
+        protocol_fd = os.dup(1)
+    capture = Capture(early=read_early_output(f".worker-{os.getpid()}.out"))
+    channel = Channel(0, protocol_fd)
+    try:
+        channel.request("WORKER", {"version": "1.1", "pid": os.getpid()})
+        task = TaskInfo.from_payload(channel.request("TASK", "").payload)
+    except BrokenPipeError:
+        return 0
+    forwarder = Forwarder(capture, lambda text: _message(channel, text))
+    name, text = _work(channel, task)
+    forwarder.close()
+    channel.final(name, text)
+    _wait_for_end(0)
+    return 0
+
+
+def _message(channel: Channel, text: str) -> None:
+    channel.request("MSG", text)
+
+
+def _work(channel: Channel, task: TaskInfo) -> tuple[str, str]:
+    """Run the task; the final message (DONE, ERROR or FATAL) and its text."""
+    try:
+        job = load_job(task.jobfile)
+        for label, path, size in run(channel, task, job):
+            channel.request("OUTPUT", [label, path, size])
+    except FatalJobError as exc:
+        return "FATAL", str(exc)
+    except Exception as exc:
+        failure = report.describe(exc, stage=task.stage, taskid=task.taskid)
+        return "ERROR", report.encode(failure)
+    return "DONE", ""
+
+
+def load_job(jobfile: str) -> JobSpec:
+    """The JobSpec in the jobdata of the jobpack at ``jobfile``; FatalJobError if it cannot load."""
+    try:
+        with open(jobfile, "rb") as handle:
+            header = handle.read(20)
+            if len(header) < 20:
+                raise FatalJobError(f"jobfile {jobfile} is truncated: resubmit the job")
+            handle.seek(struct.unpack(">I", header[16:20])[0])
+            header_fields, pickled = split_jobdata(handle.read())
+    except (OSError, ValueError) as exc:
+        raise FatalJobError(f"cannot read the job from {jobfile}: {exc}") from exc
+    _check_python(header_fields["python"])
+    return _unpickle(pickled)
+
+
+def _check_python(wanted: str) -> None:
+    here = python_tag((sys.version_info[0], sys.version_info[1]))
+    if wanted != here:
+        raise FatalJobError(
+            f"this job needs Python {wanted} (the client's version) but the node runs "
+            f"Python {here} ({sys.executable}): install python{wanted} on the nodes, or "
+            f"submit from a Python {here} client"
+        )
+
+
+def _unpickle(pickled: bytes) -> JobSpec:
+    import cloudpickle  # shipped in the job home
+
+    try:
+        job = cloudpickle.loads(pickled)
+    except Exception as exc:
+        raise FatalJobError(
+            f"cannot load the job's stages on this node ({type(exc).__name__}: {exc}); "
+            "a module the stages use by reference is missing here: install it on the "
+            "nodes, or register it with cloudpickle.register_pickle_by_value"
+        ) from exc
+    if not isinstance(job, JobSpec):
+        raise FatalJobError(f"jobdata holds a {type(job).__name__}, not a JobSpec: rebuild it")
+    return job
+
+
+def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[Output]:
+    """Read the task's inputs through the protocol and run its stage over them."""
+    try:
+        index, _ = job.stage(info.stage)
+    except KeyError:
+        raise FatalJobError(f"the job has no stage {info.stage!r}: rebuild the jobpack") from None
+    node = Node(
+        host=info.host,
+        disco_port=info.disco_port,
+        disco_data=info.disco_data,
+        ddfs_data=info.ddfs_data,
+    )
+    task = Task(job, index, taskid=info.taskid, label=info.group[0], workdir=os.getcwd())
+    cursor = Cursor()
+    return run_task(task, _records(channel, node, cursor), cursor)
+
+
+def _records(channel: Channel, node: Node, cursor: Cursor) -> Iterator[Any]:
+    """Every record of the task's inputs, asking for more until the master says done."""
+    seen: list[int] = []
+    flag, entries = parse_input_reply(channel.request("INPUT", "").payload)
+    while True:
+        for entry in entries:
+            seen.append(entry.input_id)
+            urls = [url for _, url in entry.replicas]
+            yield from iter_input(urls, entry.label, node, cursor)
+        if flag == "done":
+            return
+        flag, entries = parse_input_reply(channel.request("INPUT", ["exclude", seen]).payload)
+
+
+def _wait_for_end(fd: int) -> None:
+    """Block until the master kills us or closes our input; never spin."""
+    try:
+        while os.read(fd, 1 << 16):
+            pass
+    except OSError:
+        pass

@@ -1,0 +1,103 @@
+"""Plain descriptions of a job as a worker sees it: what the jobpack's jobdata carries.
+
+These stdlib dataclasses, the user's functions and nothing else are pickled
+into the jobpack (a node cannot import pydantic models or the rest of
+discodsl). ``encode_jobdata`` / ``decode_jobdata`` frame the pickle with a
+header naming the client's Python, so a node with another minor version can
+say which Python the job needs instead of failing inside ``pickle``.
+
+Stage kinds and what their ``function`` is called with:
+
+- ``map``: ``function(record[, params])`` once per input record, where a
+  record is a line (``str``, without its newline) of a text input or a
+  ``(key, value)`` pair of a record file; yields or returns ``(key, value)``.
+- ``reduce``: ``function(key, values[, params])`` once per distinct key,
+  ``values`` an iterator; input is grouped by sorting (or by hashing when
+  ``sort`` is false).
+- ``stage``: ``function(records[, params])`` once per task with an iterator
+  over all the task's records.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JOBDATA_MAGIC = b"DISCODSL-JOBDATA 1\n"
+
+GROUPINGS = ("split", "group_label", "group_all", "group_node", "group_node_label")
+KINDS = ("map", "reduce", "stage")
+
+Partitioner = Callable[[Any, int], int]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a pipeline, as the worker runs it."""
+
+    name: str
+    kind: str
+    grouping: str
+    function: Callable[..., Any]
+    takes_params: bool = False
+    init: Callable[..., Any] | None = None
+    done: Callable[..., Any] | None = None
+    combine: bool = False
+    combiner: Callable[..., Any] | None = None
+    partitioner: Partitioner | None = None
+    sort: bool = True
+    concurrent: bool = False
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A whole job: its stages in order and the options the worker needs."""
+
+    name: str
+    stages: tuple[StageSpec, ...]
+    partitions: int = 1
+    params: Any = None
+    memory_budget: int = 256 * 1024 * 1024
+    compress: bool = False
+    python: tuple[int, int] = field(default_factory=lambda: sys.version_info[:2])
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def stage(self, name: str) -> tuple[int, StageSpec]:
+        """The index and spec of the stage called ``name``; KeyError if none."""
+        for index, spec in enumerate(self.stages):
+            if spec.name == name:
+                return index, spec
+        raise KeyError(name)
+
+
+def python_tag(version: tuple[int, int]) -> str:
+    """``(3, 11)`` -> ``"3.11"``."""
+    return f"{version[0]}.{version[1]}"
+
+
+def encode_jobdata(job: JobSpec, pickled: bytes) -> bytes:
+    """Frame ``pickled`` (the cloudpickled ``job``) with a header naming its Python."""
+    header = json.dumps({"python": python_tag(job.python), "job": job.name})
+    return JOBDATA_MAGIC + header.encode() + b"\n" + pickled
+
+
+def split_jobdata(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The header and the pickle of framed jobdata; ValueError saying what is wrong."""
+    if not data.startswith(JOBDATA_MAGIC):
+        raise ValueError(
+            "jobdata does not start with the discodsl header: "
+            "this jobpack was not built by discodsl, or was damaged; rebuild it"
+        )
+    end = data.find(b"\n", len(JOBDATA_MAGIC))
+    if end < 0:
+        raise ValueError("jobdata header is not terminated: rebuild the jobpack")
+    try:
+        header = json.loads(data[len(JOBDATA_MAGIC) : end])
+    except ValueError as exc:
+        raise ValueError(f"jobdata header is not JSON ({exc}): rebuild the jobpack") from exc
+    if not isinstance(header, dict) or not isinstance(header.get("python"), str):
+        raise ValueError("jobdata header lacks the 'python' field: rebuild the jobpack")
+    return header, data[end + 1 :]
