@@ -1,1 +1,67 @@
-"""discodsl: MapReduce and pipeline jobs for Disco 0.5.4 as decorated Python functions."""
+"""discodsl: MapReduce and pipeline jobs for Disco 0.5.4 as decorated Python functions.
+
+::
+
+    from discodsl import job, map, reduce
+
+    @map
+    def words(line):
+        for word in line.split():
+            yield word, 1
+
+    @reduce(combine=True)
+    def total(word, counts):
+        yield word, sum(counts)
+
+    @job(partitions=4)
+    def wordcount():
+        return [words, total]
+
+    for word, n in wordcount.run(inputs=["data/*.txt"]):
+        print(word, n)
+"""
+
+from discodsl.decorators import job, map, reduce, stage
+from discodsl.errors import (
+    ClientError,
+    DataError,
+    DiscoDSLError,
+    JobDead,
+    JobError,
+    JobpackError,
+    PicklingError,
+    ProtocolError,
+    SettingsError,
+    StageError,
+    TaskFailed,
+)
+from discodsl.model import Job, Stage
+from discodsl.options import JobOptions
+from discodsl.results import Results
+from discodsl.worker.counters import count, status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientError",
+    "DataError",
+    "DiscoDSLError",
+    "Job",
+    "JobDead",
+    "JobError",
+    "JobOptions",
+    "JobpackError",
+    "PicklingError",
+    "ProtocolError",
+    "Results",
+    "SettingsError",
+    "Stage",
+    "StageError",
+    "TaskFailed",
+    "count",
+    "job",
+    "map",
+    "reduce",
+    "stage",
+    "status",
+]

@@ -33,6 +33,7 @@ __all__ = [
     "JobpackError",
     "PicklingError",
     "ProtocolError",
+    "RemoteTraceback",
     "SettingsError",
     "StageError",
     "TaskFailed",
@@ -94,3 +95,18 @@ class JobDead(ClientError):
 
 class SettingsError(DiscoDSLError):
     """An option or a cluster setting is invalid."""
+
+
+class RemoteTraceback(Exception):
+    """A worker's traceback, as text: the ``__cause__`` of :class:`TaskFailed`.
+
+    Printed under the local error the way CPython's ``concurrent.futures``
+    shows a child process's traceback.
+    """
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text.rstrip()}\n"""'

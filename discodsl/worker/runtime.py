@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from discodsl.worker import report
+from discodsl.worker import counters, report
 from discodsl.worker.capture import Capture, Forwarder, read_early_output
 from discodsl.worker.execute import Output, Task, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     forwarder = Forwarder(capture, lambda text: _message(channel, text))
     name, text = _work(channel, task)
     forwarder.close()
+    if counts := counters.take():
+        _message(channel, counters.encode(counts))
     channel.final(name, text)
     _wait_for_end(0)
     return 0

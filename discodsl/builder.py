@@ -1,0 +1,58 @@
+"""Building the jobpack a Disco master gets from a Job, its options and its resolved inputs.
+
+The same bytes go to a real master (cluster runner) and to the local
+runner's master side. The jobhome (runtime + cloudpickle + launcher) is
+built once per process; jobdata is the cloudpickled ``JobSpec``, checked by
+the pickling pre-flight first.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from functools import cache
+from typing import TYPE_CHECKING
+
+from discodsl import jobpack, shipping
+from discodsl.options import JobOptions
+
+if TYPE_CHECKING:
+    from discodsl.model import Job
+
+
+@cache
+def jobhome() -> bytes:
+    """The jobhome ZIP: everything a node needs besides CPython."""
+    return jobpack.build_jobhome(jobpack.runtime_files(sys.version_info[:2]))
+
+
+def default_owner() -> str:
+    """``<login>@<hostname>``, Disco's default job owner."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return f"{login}@{socket.gethostname()}"
+
+
+def build_jobpack(
+    job: Job, options: JobOptions, inputs: list[list[str]], *, preflight: bool = True
+) -> bytes:
+    """The jobpack bytes for ``job`` over ``inputs`` (each a list of replica URLs)."""
+    spec = job.spec(options)
+    pickled = shipping.pickle_job(spec)
+    if preflight:
+        shipping.preflight(spec, pickled)
+    jobdict = jobpack.make_jobdict(
+        pipeline=[(s.name, s.grouping, s.concurrent) for s in spec.stages],
+        inputs=[(0, 0, urls) for urls in inputs],
+        worker="worker",
+        prefix=spec.name,
+        owner=options.owner or default_owner(),
+        scheduler={"max_cores": options.max_cores} if options.max_cores else {},
+        save_results=options.save_results,
+    )
+    data = shipping.encode_jobdata(spec, pickled)
+    pack = jobpack.JobPack(jobdict, dict(options.env), jobhome(), data)
+    return jobpack.encode(pack)

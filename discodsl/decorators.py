@@ -1,0 +1,186 @@
+"""``@map``, ``@reduce``, ``@stage`` and ``@job``: each usable with or without parentheses.
+
+Every decorator checks the function's signature when it is applied, so
+misuse fails at decoration time with a message naming what to write
+instead; the objects returned are frozen and stay callable as the plain
+function.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar, overload
+
+from discodsl.errors import JobError
+from discodsl.model import Job, Stage, check_pipeline
+from discodsl.options import validate_options
+from discodsl.worker.spec import GROUPINGS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# kind -> (names of the required arguments, what a call looks like)
+SHAPES = {
+    "map": (("record",), "def words(line): yield word, 1"),
+    "reduce": (("key", "values"), "def total(word, counts): yield word, sum(counts)"),
+    "stage": (("records",), "def top(records): yield from sorted(records)[:10]"),
+}
+
+
+def _stage(function: Callable[..., Any], kind: str, name: str | None, **options: Any) -> Stage:
+    if not callable(function):
+        raise JobError(f"@{kind} decorates a function; got {function!r:.60}")
+    stage_name = name or _name_of(function)
+    grouping = options["grouping"]
+    if grouping not in GROUPINGS:
+        raise JobError(
+            f"{kind} {stage_name!r}: grouping {grouping!r} is not one of Disco's "
+            f"groupings: use one of {', '.join(GROUPINGS)}"
+        )
+    takes_params = _check_signature(function, kind, stage_name)
+    for hook in ("init", "done", "combiner", "partitioner"):
+        _check_callable(options.get(hook), hook, stage_name)
+    return Stage(function, kind, stage_name, takes_params=takes_params, **options)
+
+
+def _name_of(function: Callable[..., Any]) -> str:
+    target = function.func if isinstance(function, partial) else function
+    name = getattr(target, "__name__", None) or type(target).__name__
+    return "stage" if name == "<lambda>" else name
+
+
+def _check_callable(value: Any, what: str, stage: str) -> None:
+    if value is not None and not callable(value):
+        raise JobError(f"stage {stage!r}: {what}= must be a function, not {value!r:.60}")
+
+
+def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool:
+    """Whether the function takes ``params``; JobError if it cannot take its arguments."""
+    target = function.func if isinstance(function, partial) else function
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        raise JobError(
+            f"{kind} {name!r} is async; stages run in worker processes without an "
+            f"event loop: write it as a plain `def` (e.g. {SHAPES[kind][1]})"
+        )
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return False  # a builtin: trust it
+    required, example = SHAPES[kind]
+    positional = [
+        p for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    takes_params = "params" in signature.parameters and len(positional) == len(required) + 1
+    needed = len(required) + (1 if takes_params else 0)
+    mandatory = [p for p in positional if p.default is p.empty]
+    if len(mandatory) > needed or (len(positional) < needed and not varargs):
+        raise JobError(
+            f"{kind} {name!r} takes ({', '.join(p.name for p in positional)}) but a {kind} is "
+            f"called with ({', '.join(required)}[, params]): write e.g. `{example}`"
+        )
+    return takes_params
+
+
+def map(
+    function: F | None = None,
+    *,
+    name: str | None = None,
+    grouping: str = "split",
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+) -> Any:
+    """Declare a map stage: ``function(record[, params])`` yields ``(key, value)`` pairs.
+
+    A record is a line of a text input (``str``, no newline) or a
+    ``(key, value)`` pair of a record file (e.g. an earlier job's results).
+    ``init(params)`` runs before the task's first record; ``done(state,
+    params)`` after its last, and may yield more pairs.
+    """
+    options = dict(grouping=grouping, init=init, done=done, concurrent=concurrent)
+    if function is None:
+        return partial(_stage, kind="map", name=name, **options)
+    return _stage(function, "map", name, **options)
+
+
+def reduce(
+    function: F | None = None,
+    *,
+    name: str | None = None,
+    grouping: str = "group_label",
+    combine: bool = False,
+    combiner: Callable[..., Any] | None = None,
+    partitioner: Callable[[Any, int], int] | None = None,
+    sort: bool = True,
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+) -> Any:
+    """Declare a reduce: ``function(key, values[, params])`` once per distinct key.
+
+    ``combine=True`` also runs it map-side on partial groups (its output must
+    be pairs it can read back, as a sum's is); ``combiner=`` names a separate
+    map-side function of the same shape. ``partitioner(key, n)`` picks the
+    reduce task (0..n-1) for each key; the default is a stable content hash.
+    ``sort=False`` groups by hashing, in first-seen order.
+    """
+    options = dict(
+        grouping=grouping, combine=combine, combiner=combiner, partitioner=partitioner,
+        sort=sort, init=init, done=done, concurrent=concurrent,
+    )
+    if function is None:
+        return partial(_stage, kind="reduce", name=name, **options)
+    return _stage(function, "reduce", name, **options)
+
+
+def stage(
+    function: F | None = None,
+    *,
+    name: str | None = None,
+    grouping: str = "group_label",
+    partitioner: Callable[[Any, int], int] | None = None,
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+) -> Any:
+    """Declare a general stage: ``function(records[, params])`` once per task.
+
+    ``records`` iterates every record of the task's input; the grouping says
+    what a task gets: ``split`` (one input each), ``group_label`` (one
+    partition each), ``group_all`` (everything, one task), ``group_node``,
+    ``group_node_label`` (per node, on a cluster).
+    """
+    options = dict(grouping=grouping, partitioner=partitioner, init=init, done=done,
+                   concurrent=concurrent)
+    if function is None:
+        return partial(_stage, kind="stage", name=name, **options)
+    return _stage(function, "stage", name, **options)
+
+
+@overload
+def job(function: Callable[[], Sequence[Stage]], /) -> Job: ...
+@overload
+def job(function: None = None, /, **options: Any) -> Callable[[Callable[[], Sequence[Stage]]], Job]: ...
+def job(function: Callable[[], Sequence[Stage]] | None = None, /, **options: Any) -> Any:
+    """Declare a job: the decorated body returns its stages in order.
+
+    Keywords are :class:`~discodsl.options.JobOptions` (``partitions``,
+    ``params``, ...), validated now and again at ``run()``.
+    """
+    checked = validate_options(**options)
+
+    def build(body: Callable[[], Sequence[Stage]]) -> Job:
+        if not callable(body):
+            raise JobError(f"@job decorates a function returning stages; got {body!r:.60}")
+        if inspect.signature(body).parameters:
+            raise JobError(
+                f"job {body.__name__!r} takes arguments; a job body takes none and returns "
+                "its stages: use params= for values the stages need"
+            )
+        name = body.__name__
+        return Job(name, check_pipeline(name, body()), checked, body)
+
+    return build if function is None else build(function)

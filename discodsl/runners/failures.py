@@ -1,0 +1,25 @@
+"""Turning a failed task's ERROR/FATAL text into the one error the user sees."""
+
+from __future__ import annotations
+
+from discodsl.errors import RemoteTraceback, TaskFailed
+from discodsl.worker import report
+
+
+def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
+    """A TaskFailed for a worker's message ``text``; its traceback becomes ``__cause__``."""
+    failure = report.decode(text)
+    where = f" on input {failure.url!r}, record {failure.record}" if failure.url else ""
+    kind = f"{failure.exc_type}: " if failure.exc_type and failure.exc_type not in failure.summary else ""
+    error = TaskFailed(
+        f"{why}: {kind}{failure.summary}" + ("" if where and where in failure.summary else where),
+        stage=failure.stage or stage,
+        taskid=taskid,
+        url=failure.url,
+        record=failure.record,
+        exc_type=failure.exc_type,
+        remote_traceback=failure.traceback,
+    )
+    if failure.traceback:
+        error.__cause__ = RemoteTraceback(failure.traceback)
+    return error

@@ -1,0 +1,61 @@
+"""Where a job lives on a (local or test) node, laid out as Disco 0.5.4 lays it out.
+
+``DISCO_DATA/<host>/<hh>/<jobname>`` is the job home, ``<hh>`` the first byte
+of md5(jobname) in hex; a file there is served as
+``disco://<host>/disco/<host>/<hh>/<jobname>/<path>``, and an index file as
+``dir://<host>/disco/...`` (spec sections 1, 4 and 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+
+
+def job_name(prefix: str, now: float | None = None) -> str:
+    """``<prefix>@<a>:<b>:<c>``: Erlang's now() as megaseconds, seconds, microseconds in hex."""
+    micros = int((time.time() if now is None else now) * 1_000_000)
+    seconds, micro = divmod(micros, 1_000_000)
+    mega, sec = divmod(seconds, 1_000_000)
+    return f"{prefix}@{mega:x}:{sec:x}:{micro:x}"
+
+
+def hexhash(jobname: str) -> str:
+    """The two hex digits Disco puts between the host and the job name."""
+    return hashlib.md5(jobname.encode()).hexdigest()[:2]
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """The paths and URLs of one job on one node."""
+
+    disco_data: str
+    host: str
+    jobname: str
+
+    @property
+    def relative(self) -> str:
+        """``<host>/<hh>/<jobname>``: the job home below DISCO_DATA."""
+        return f"{self.host}/{hexhash(self.jobname)}/{self.jobname}"
+
+    @property
+    def home(self) -> str:
+        """The job home directory."""
+        return os.path.join(self.disco_data, self.relative)
+
+    @property
+    def jobfile(self) -> str:
+        """Where the whole jobpack is written."""
+        return os.path.join(self.home, "jobfile")
+
+    def url(self, path: str, scheme: str = "disco") -> str:
+        """The URL of ``path`` (relative to the job home) as the node serves it."""
+        return f"{scheme}://{self.host}/disco/{self.relative}/{path}"
+
+    def local_path(self, url_path: str) -> str:
+        """The file behind ``/disco/<rest>`` of a URL served by this node."""
+        rest = url_path.lstrip("/")
+        rest = rest[len("disco/") :] if rest.startswith("disco/") else rest
+        return os.path.join(self.disco_data, rest)

@@ -1,0 +1,67 @@
+"""The embedded default: the job's real jobpack run by worker processes on this machine.
+
+The local runner is a master: it builds the same jobpack a Disco master
+would get and hands it to :class:`~discodsl.runners.master.NodeMaster`,
+which starts the jobhome's ``worker`` for each task over real pipes. It
+opens no network port. Its files live in a temporary directory removed when
+the results are closed or garbage-collected.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from discodsl import builder, sources
+from discodsl.runners.failures import task_failed
+from discodsl.runners.master import JobFailed, NodeMaster
+from discodsl.runners.progress import Progress
+from discodsl.results import Results
+from discodsl.worker.inputs import Node
+
+if TYPE_CHECKING:
+    from discodsl.model import Inputs, Job
+    from discodsl.options import JobOptions
+
+
+class LocalRunner:
+    """Runs a job's jobpack through local worker processes, one per core."""
+
+    def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
+        workers = options.workers or os.cpu_count() or 1
+        urls = sources.split_large(sources.resolve(inputs), workers)
+        data = builder.build_jobpack(job, options, urls)
+        root = tempfile.mkdtemp(prefix="discodsl-")
+        progress = Progress(job.name, enabled=options.progress)
+        master = NodeMaster(
+            disco_data=os.path.join(root, "data"), workers=workers,
+            max_failures=options.max_failures, environ=_worker_environ(), on_event=progress,
+        )
+        try:
+            layout, results = master.run(data)
+        except JobFailed as exc:
+            shutil.rmtree(root, ignore_errors=True)
+            why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
+            raise task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why) from None
+        except BaseException:
+            master.cancel()
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        finally:
+            progress.close()
+        node = Node(host=master.host, disco_data=master.disco_data)
+        return Results(layout.jobname, results, node=node, mode="local",
+                       counters=progress.counters, cleanup=lambda: _remove(root))
+
+
+def _remove(root: str) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _worker_environ() -> dict[str, Any]:
+    """What local workers need: this interpreter, and this process's import path."""
+    path = [p for p in sys.path if p and os.path.isdir(p)]
+    return {"DISCODSL_PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(path)}

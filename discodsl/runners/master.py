@@ -1,0 +1,344 @@
+"""The master side of a Disco job, played on this machine: the local runner's engine.
+
+:class:`NodeMaster` does with a jobpack what a Disco 0.5.4 master and its one
+node do (spec sections 1-4): it unpacks the jobhome into the job home, groups
+each stage's inputs into tasks, starts the jobhome's ``worker`` launcher for
+each task (job home as working directory, jobenvs in the environment,
+stdout and stderr merged) and answers it over real pipes with the master
+side of the protocol codec, as the recordings show a real master answering.
+Local outputs are indexed in ``.disco/*.results`` files and handed to the
+next stage as ``dir://`` inputs. ERROR (and crashes) retry a task up to a
+failure limit; FATAL and protocol violations fail the job at once.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from discodsl import jobpack
+from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskPlan, group_outputs
+from discodsl.runners.layout import JobLayout, job_name
+from discodsl.worker.errors import ProtocolError
+from discodsl.worker.protocol import Frame, InputEntry, MasterSide, TaskInfo, input_reply_payload
+
+# A worker that has not said WORKER by then is failed, as Disco does.
+FIRST_MESSAGE_TIMEOUT = 30.0
+LAST_WORDS = 100 * 1024
+
+Event = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass
+class TaskOutcome:
+    """How one attempt at a task ended."""
+
+    ok: bool
+    outputs: list[tuple[int, str, int]] = field(default_factory=list)
+    text: str = ""
+    fatal: bool = False
+
+
+class JobFailed(Exception):
+    """A job failed on the local master; ``outcome`` is the failing attempt, ``stage`` its stage."""
+
+    def __init__(self, message: str, stage: str, taskid: int, outcome: TaskOutcome):
+        super().__init__(message)
+        self.stage, self.taskid, self.outcome = stage, taskid, outcome
+
+
+@dataclass
+class NodeMaster:
+    """A Disco master and one node on this machine, running jobpacks through real workers."""
+
+    disco_data: str
+    host: str = "localhost"
+    workers: int = 2
+    max_failures: int = 3
+    disco_port: int = 8989
+    put_port: int = 8990
+    master_url: str = "http://localhost:8989"
+    environ: Mapping[str, str] = field(default_factory=dict)
+    on_event: Event | None = None
+    _running: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def submit(self, data: bytes) -> JobLayout:
+        """Accept a jobpack: validate it, name the job, lay out its job home."""
+        pack = jobpack.decode(data)
+        layout = JobLayout(self.disco_data, self.host, job_name(str(pack.jobdict["prefix"])))
+        os.makedirs(layout.home, exist_ok=False)
+        with open(layout.jobfile, "wb") as handle:
+            handle.write(data)
+        jobpack.extract_jobhome(pack.jobhome, __import__("pathlib").Path(layout.home))
+        return layout
+
+    def run(self, data: bytes) -> tuple[JobLayout, list[list[str]]]:
+        """Run a jobpack to the end; its layout and results (replica lists of URLs)."""
+        layout = self.submit(data)
+        return layout, self.run_submitted(layout)
+
+    def run_submitted(self, layout: JobLayout) -> list[list[str]]:
+        """Run an already submitted job; JobFailed if a task fails for good."""
+        pack = jobpack.decode(open(layout.jobfile, "rb").read())
+        outputs: list[Output] = [
+            DataOutput(int(label), int(size), tuple(urls))
+            for label, size, urls in pack.jobdict["inputs"]
+        ]
+        taskid = 0
+        for stage, grouping, _concurrent in pack.jobdict["pipeline"]:
+            plans = group_outputs(grouping, outputs)
+            self._emit("stage", {"stage": stage, "tasks": len(plans)})
+            outputs = self._run_stage(layout, pack, stage, grouping, plans, taskid)
+            taskid += len(plans)
+        return [_result_urls(output) for output in outputs]
+
+    def cancel(self) -> None:
+        """Stop every running worker (Ctrl-C, or a fatal error elsewhere)."""
+        self._cancelled.set()
+        with self._lock:
+            for process in list(self._running):
+                _kill(process)
+
+    def _emit(self, kind: str, facts: Mapping[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, facts)
+
+    def _run_stage(
+        self, layout: JobLayout, pack: jobpack.JobPack, stage: str, grouping: str,
+        plans: list[TaskPlan], first_id: int,
+    ) -> list[Output]:
+        results: list[list[Output]] = [[] for _ in plans]
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            futures: list[Future[None]] = []
+            for index, plan in enumerate(plans):
+                task = _TaskSpec(stage, grouping, first_id + index, plan)
+                futures.append(pool.submit(self._task_with_retries, layout, pack, task,
+                                           results, index))
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                self.cancel()
+                for future in futures:
+                    future.cancel()
+                raise failed[0].exception()  # type: ignore[misc]
+        return [output for outputs in results for output in outputs]
+
+    def _task_with_retries(
+        self, layout: JobLayout, pack: jobpack.JobPack, task: _TaskSpec,
+        results: list[list[Output]], index: int,
+    ) -> None:
+        failures = 0
+        while True:
+            if self._cancelled.is_set():
+                raise JobFailed("the job was cancelled", task.stage, task.taskid,
+                                TaskOutcome(False, text="cancelled"))
+            outcome = self._attempt(layout, pack, task)
+            if outcome.ok:
+                results[index] = self._task_outputs(layout, task, outcome)
+                self._emit("task_done", {"stage": task.stage, "taskid": task.taskid})
+                return
+            failures += 1
+            self._emit("task_failed", {"stage": task.stage, "taskid": task.taskid,
+                                       "text": outcome.text, "failures": failures})
+            if outcome.fatal or failures > self.max_failures:
+                raise JobFailed(_failure_message(task, failures, outcome, self.max_failures),
+                                task.stage, task.taskid, outcome)
+
+    def _attempt(self, layout: JobLayout, pack: jobpack.JobPack, task: _TaskSpec) -> TaskOutcome:
+        env = {**os.environ, **self.environ, **pack.jobenvs}
+        worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
+        try:
+            process = subprocess.Popen(
+                [worker], cwd=layout.home, env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as exc:
+            return TaskOutcome(False, text=f"cannot start the worker {worker}: {exc}")
+        with self._lock:
+            self._running.add(process)
+        try:
+            return _Conversation(self, layout, task, process).run()
+        finally:
+            with self._lock:
+                self._running.discard(process)
+            _kill(process)
+
+    def _task_outputs(self, layout: JobLayout, task: _TaskSpec, outcome: TaskOutcome) -> list[Output]:
+        local = [(label, path, size) for label, path, size in outcome.outputs if "://" not in path]
+        remote: list[Output] = [
+            DataOutput(label, size, (path,)) for label, path, size in outcome.outputs
+            if "://" in path
+        ]
+        if not local:
+            return remote
+        return [self._write_index(layout, task, local), *remote]
+
+    def _write_index(self, layout: JobLayout, task: _TaskSpec,
+                     local: list[tuple[int, str, int]]) -> DirOutput:
+        name = f".disco/{task.stage}-{task.taskid}-{time.time_ns() // 1000}.results"
+        lines, sizes = [], {}
+        for label, path, size in local:
+            lines.append(f"{label} {layout.url(path)} {size}\n")
+            sizes[label] = sizes.get(label, 0) + size
+        path = os.path.join(layout.home, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".partial", "w") as handle:
+            handle.writelines(lines)
+        os.replace(path + ".partial", path)
+        return DirOutput(layout.url(name, scheme="dir"), tuple(sorted(sizes.items())))
+
+
+@dataclass(frozen=True)
+class _TaskSpec:
+    stage: str
+    grouping: str
+    taskid: int
+    plan: TaskPlan
+
+
+class _Conversation:
+    """One worker process, answered over its pipes until it is DONE or has failed."""
+
+    def __init__(self, master: NodeMaster, layout: JobLayout, task: _TaskSpec,
+                 process: subprocess.Popen[bytes]):
+        self.master, self.layout, self.task, self.process = master, layout, task, process
+        self.side = MasterSide()
+        self.outputs: list[tuple[int, str, int]] = []
+        self.seen = bytearray()
+
+    def run(self) -> TaskOutcome:
+        assert self.process.stdout is not None and self.process.stdin is not None
+        reader = self.process.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(reader, selectors.EVENT_READ)
+            deadline = time.monotonic() + FIRST_MESSAGE_TIMEOUT
+            while True:
+                if self.master._cancelled.is_set():
+                    return TaskOutcome(False, text="cancelled")
+                if not selector.select(timeout=0.25):
+                    if not self.side_started() and time.monotonic() > deadline:
+                        return TaskOutcome(False, text="Worker did not send its PID in 30 seconds")
+                    continue
+                chunk = os.read(reader, 1 << 16)
+                if not chunk:
+                    return self._died()
+                outcome = self._receive(chunk)
+                if outcome is not None:
+                    return outcome
+
+    def side_started(self) -> bool:
+        return bool(self.seen)
+
+    def _receive(self, chunk: bytes) -> TaskOutcome | None:
+        self.seen += chunk[: max(0, LAST_WORDS - len(self.seen))]
+        try:
+            self.side.receive_data(chunk)
+            while (frame := self.side.next_message()) is not None:
+                outcome = self._handle(frame)
+                if outcome is not None:
+                    return outcome
+        except ProtocolError as exc:
+            return TaskOutcome(False, text=str(exc), fatal=exc.fatal)
+        return None
+
+    def _handle(self, frame: Frame) -> TaskOutcome | None:
+        name, payload = frame.name, frame.payload
+        if name in ("DONE", "ERROR", "FATAL"):
+            if name == "DONE":
+                return TaskOutcome(True, outputs=self.outputs)
+            return TaskOutcome(False, text=str(payload), fatal=name == "FATAL")
+        if name == "OUTPUT":
+            label, path, size = payload
+            if path.startswith("/"):
+                return TaskOutcome(False, text=f"{{invalid_output,<<\"{path}\">>}}")
+            self.outputs.append((label, path, size))
+        if name == "MSG":
+            self.master._emit("msg", {"stage": self.task.stage, "taskid": self.task.taskid,
+                                      "text": str(payload)})
+        self._reply(name, payload)
+        return None
+
+    def _reply(self, name: str, payload: Any) -> None:
+        if name == "TASK":
+            data = self.side.reply("TASK", self._task_info().to_payload())
+        elif name == "INPUT":
+            data = self.side.reply("INPUT", self._inputs(payload))
+        elif name == "INPUT_ERR":
+            data = self.side.reply("FAIL", "")
+        else:
+            data = self.side.reply("OK", "ok")
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def _task_info(self) -> TaskInfo:
+        m, layout, task = self.master, self.layout, self.task
+        return TaskInfo(
+            taskid=task.taskid, master=m.master_url, disco_port=m.disco_port,
+            put_port=m.put_port, ddfs_data=os.path.join(os.path.dirname(m.disco_data), "ddfs"),
+            disco_data=m.disco_data, stage=task.stage, grouping=task.grouping,
+            group=task.plan.group, jobfile=layout.jobfile, jobname=layout.jobname, host=m.host,
+        )
+
+    def _inputs(self, request: Any) -> list[Any]:
+        entries = [
+            InputEntry(index, "ok", item.label, tuple(enumerate(item.urls)))
+            for index, item in enumerate(self.task.plan.inputs)
+        ]
+        if isinstance(request, list):
+            how, ids = request
+            wanted = set(ids)
+            if how == "exclude":
+                entries = [e for e in entries if e.input_id not in wanted]
+            else:
+                known = {e.input_id: e for e in entries}
+                entries = [known.get(i, InputEntry(i, "ok", 0, ())) for i in ids]
+        return input_reply_payload("done", entries)
+
+    def _died(self) -> TaskOutcome:
+        code = self.process.wait()
+        words = bytes(self.seen).decode(errors="replace")
+        text = f"Worker crashed! (exit code: {code})\n"
+        text += f"Worker died. Last words:\n{words}" if words else "Worker died without output"
+        return TaskOutcome(False, text=text)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Close the worker's input and kill it and its children, as Disco does at task end."""
+    try:
+        if process.stdin is not None:
+            process.stdin.close()
+    except OSError:
+        pass
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _result_urls(output: Output) -> list[str]:
+    return [output.url] if isinstance(output, DirOutput) else list(output.urls)
+
+
+def _failure_message(task: _TaskSpec, failures: int, outcome: TaskOutcome, limit: int) -> str:
+    if outcome.fatal:
+        return f"task {task.stage}:{task.taskid} failed fatally"
+    return (f"task {task.stage}:{task.taskid} failed {failures} times. "
+            f"At most {limit} failures are allowed.")

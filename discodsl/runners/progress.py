@@ -1,0 +1,86 @@
+"""Watching a running job: one progress bar per stage, worker messages, counters.
+
+Runners call a :class:`Progress` with events (``stage``, ``task_done``,
+``task_failed``, ``msg``). Bars use tqdm's auto mode, so they render in a
+terminal and in a notebook; they are off when nobody is watching (no
+terminal, no notebook) or when ``progress=False``. What stage code prints
+reaches the user's stderr; counters reported by stage code are summed here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
+
+
+
+def interactive() -> bool:
+    """Whether someone is watching: a terminal on stderr, or a notebook kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+class Progress:
+    """Shows a job's progress and collects its counters."""
+
+    def __init__(self, job: str, enabled: bool | None = None):
+        self.job = job
+        self.enabled = interactive() if enabled is None else enabled
+        self.counters: dict[str, int] = {}
+        self._bar: Any = None
+
+    def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
+        if kind == "stage":
+            self._new_bar(str(facts["stage"]), int(facts["tasks"]))
+        elif kind == "task_done" and self._bar is not None:
+            self._bar.update(1)
+        elif kind == "msg":
+            self._message(str(facts.get("stage", "")), str(facts.get("text", "")))
+        elif kind == "task_failed" and self.enabled:
+            self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, "
+                        f"{facts['failures']} failure(s) so far")
+
+    def _new_bar(self, stage: str, tasks: int) -> None:
+        self._close_bar()
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
+
+    def _message(self, stage: str, text: str) -> None:
+        for line in text.splitlines():
+            if line.startswith(COUNTER_PREFIX):
+                self._count(line[len(COUNTER_PREFIX):])
+            elif line.strip():
+                self._write(f"[{stage}] {line}")
+
+    def _count(self, payload: str) -> None:
+        try:
+            counts = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(counts, dict):
+            for name, value in counts.items():
+                if isinstance(value, int):
+                    self.counters[name] = self.counters.get(name, 0) + value
+
+    def _write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def close(self) -> None:
+        """Finish the last bar."""
+        self._close_bar()

@@ -1,0 +1,213 @@
+"""Shipping user code: cloudpickle a job's stages, and check in a fresh interpreter that they load.
+
+Functions from ``__main__``, a notebook, or any module a node cannot import
+(anything outside the standard library and installed packages, e.g. the
+user's own scripts) are pickled by value. Before anything runs,
+:func:`preflight` loads every stage in a fresh interpreter; when something
+fails, here or there, the error names the object (global, closure cell,
+default, module) and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from types import FunctionType, ModuleType
+from typing import Any
+
+import cloudpickle
+
+from discodsl.errors import PicklingError
+from discodsl.worker.spec import JobSpec, StageSpec, encode_jobdata
+
+__all__ = ["encode_jobdata", "jobdata", "pickle_job", "preflight"]
+
+PREFLIGHT_TIMEOUT = 60.0
+_INSTALLED = tuple(
+    os.path.realpath(path)
+    for path in {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    if path
+)
+_checked: set[str] = set()
+
+
+def jobdata(spec: JobSpec) -> bytes:
+    """The jobpack's jobdata for ``spec``: a header naming our Python, then the pickle."""
+    return encode_jobdata(spec, pickle_job(spec))
+
+
+def pickle_job(spec: JobSpec) -> bytes:
+    """cloudpickle ``spec``, user modules by value; PicklingError naming what failed."""
+    with _by_value(_user_modules(spec)):
+        try:
+            data: bytes = cloudpickle.dumps(spec)
+        except Exception as exc:
+            raise _explain(spec, exc) from exc
+    return data
+
+
+def _functions(spec: JobSpec) -> Iterator[tuple[StageSpec, str, Callable[..., Any]]]:
+    for stage in spec.stages:
+        for role in ("function", "init", "done", "combiner", "partitioner"):
+            value = getattr(stage, role)
+            if value is not None:
+                yield stage, role, value
+
+
+def _user_modules(spec: JobSpec) -> set[str]:
+    names = set()
+    for _, _, function in _functions(spec):
+        target = function.func if isinstance(function, partial) else function
+        module = sys.modules.get(getattr(target, "__module__", "") or "")
+        if module is not None and _needs_value(module):
+            names.add(module.__name__)
+    return names
+
+
+def _needs_value(module: ModuleType) -> bool:
+    """Whether a node could not import ``module`` (so it must travel by value)."""
+    name = module.__name__
+    if name == "__main__" or name.split(".")[0] in ("discodsl", "cloudpickle"):
+        return False
+    path = getattr(module, "__file__", None)
+    if not path:
+        return name not in sys.builtin_module_names
+    return not os.path.realpath(path).startswith(_INSTALLED)
+
+
+@contextmanager
+def _by_value(names: set[str]) -> Iterator[None]:
+    registered = []
+    for name in sorted(names):
+        try:
+            cloudpickle.register_pickle_by_value(sys.modules[name])
+            registered.append(name)
+        except ValueError:
+            pass  # already by value, or not a registrable module
+    try:
+        yield
+    finally:
+        for name in registered:
+            cloudpickle.unregister_pickle_by_value(sys.modules[name])
+
+
+def _explain(spec: JobSpec, exc: Exception) -> PicklingError:
+    for stage, role, function in _functions(spec):
+        for what, value in _parts(function):
+            try:
+                cloudpickle.dumps(value)
+            except Exception as inner:
+                return _culprit(stage, role, what, value, inner)
+    return PicklingError(f"job {spec.name!r} cannot be pickled: {exc}")
+
+
+def _culprit(stage: StageSpec, role: str, what: str, value: Any, exc: Exception) -> PicklingError:
+    owner = f"stage {stage.name!r}" + ("" if role == "function" else f" ({role} hook)")
+    return PicklingError(
+        f"{owner} cannot be shipped to the workers: {what} ({type(value).__name__}) "
+        f"cannot be pickled ({exc}). Create it inside the function or in an init hook "
+        "instead of capturing it, or pass plain data through params="
+    )
+
+
+def _parts(function: Callable[..., Any]) -> Iterator[tuple[str, Any]]:
+    """Each object a function drags along: closure cells, globals it names, defaults."""
+    if isinstance(function, partial):
+        yield from (("a partial() argument", arg) for arg in function.args)
+        yield from ((f"partial() keyword {k!r}", v) for k, v in function.keywords.items())
+        function = function.func
+    if not isinstance(function, FunctionType):
+        yield "the callable object", function
+        return
+    closure = inspect.getclosurevars(function)
+    yield from ((f"closure variable {k!r}", v) for k, v in closure.nonlocals.items())
+    yield from ((f"global {k!r}", v) for k, v in closure.globals.items())
+    yield from ((f"default of {k!r}", v) for k, v in _defaults(function).items())
+    yield "the function itself", function
+
+
+def _defaults(function: FunctionType) -> dict[str, Any]:
+    signature = inspect.signature(function)
+    return {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
+
+
+def preflight(spec: JobSpec, pickled: bytes) -> None:
+    """Load ``pickled`` in a fresh interpreter, as a node would; PicklingError if it fails.
+
+    Only the standard library, installed packages and the job home's own
+    modules are importable there (not the current directory or the script's).
+    A job that passed once in this process is not checked again.
+    """
+    digest = hashlib.sha256(pickled).hexdigest()
+    if digest in _checked:
+        return
+    failure = _load_in_child(pickled)
+    if failure:
+        raise _load_error(spec, failure)
+    _checked.add(digest)
+
+
+_CHILD = """
+import sys, cloudpickle
+data = sys.stdin.buffer.read()
+try:
+    cloudpickle.loads(data)
+except BaseException as exc:
+    sys.stdout.write(f"{type(exc).__name__}: {exc}")
+"""
+
+
+def _load_in_child(pickled: bytes) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = _runtime_path()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-s", "-c", _CHILD],
+            input=pickled, capture_output=True, timeout=PREFLIGHT_TIMEOUT, env=env,
+            cwd=_runtime_path(),
+        )
+    except subprocess.TimeoutExpired:
+        return f"loading the job took over {PREFLIGHT_TIMEOUT:.0f} s"
+    return done.stdout.decode(errors="replace").strip() or _crash(done)
+
+
+def _crash(done: subprocess.CompletedProcess[bytes]) -> str:
+    if done.returncode == 0:
+        return ""
+    return f"the interpreter exited with {done.returncode}: {done.stderr.decode()[-500:]}"
+
+
+def _runtime_path() -> str:
+    """A directory holding only the runtime's packages (discodsl's parent, by default)."""
+    import discodsl
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(discodsl.__file__)))
+
+
+def _load_error(spec: JobSpec, failure: str) -> PicklingError:
+    for stage, role, function in _functions(spec):
+        for what, value in _parts(function):
+            module = _module_of(value)
+            if module and f"'{module.split('.')[0]}'" in failure:
+                return PicklingError(
+                    f"stage {stage.name!r} ({role}) refers to {what} from module {module!r}, "
+                    f"which does not load on a node ({failure}): install {module.split('.')[0]!r}"
+                    " on the nodes, or import it inside the function"
+                )
+    return PicklingError(
+        f"job {spec.name!r} does not load in a fresh interpreter ({failure}): make sure every "
+        "module its stages use is installed, or define the code in the script or notebook"
+    )
+
+
+def _module_of(value: Any) -> str:
+    if isinstance(value, ModuleType):
+        return value.__name__
+    return str(getattr(value, "__module__", "") or "")

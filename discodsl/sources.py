@@ -1,0 +1,114 @@
+"""Turning what users pass as ``inputs=`` into the replica lists of a jobpack.
+
+Paths, globs and directories become absolute ``file://`` URLs; URLs pass
+through (``tag://`` ones are for the cluster runner to resolve); the results
+of an earlier job become the record files they consist of; a list of URLs
+inside the list is one input's replicas. :func:`split_large` cuts big local
+files into line-aligned byte ranges (``file:///path#range=START-END``) so
+every core gets work.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from discodsl.errors import JobError
+
+MIB = 1024 * 1024
+# A local file is cut into ranges only when each range gets at least this much.
+MIN_SPLIT = 16 * MIB
+
+
+def resolve(inputs: Any) -> list[list[str]]:
+    """Every input as a list of replica URLs, in order."""
+    if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "record_urls"):
+        inputs = [inputs]
+    resolved: list[list[str]] = []
+    for item in inputs:
+        resolved.extend(_resolve_one(item))
+    return resolved
+
+
+def _resolve_one(item: Any) -> list[list[str]]:
+    if hasattr(item, "record_urls"):
+        return [list(urls) for urls in item.record_urls()]
+    if isinstance(item, os.PathLike):
+        return [[url] for url in _paths(os.fspath(item))]
+    if isinstance(item, str):
+        if "://" in item:
+            return [[item]]
+        return [[url] for url in _paths(item)]
+    if isinstance(item, (list, tuple)) and item and all(isinstance(u, str) for u in item):
+        return [[u if "://" in u else _file_url(u) for u in item]]
+    raise JobError(
+        f"input {item!r:.80} is not a path, a URL, a list of replica URLs or an earlier "
+        "job's results: pass e.g. inputs=['data/*.txt']"
+    )
+
+
+def _paths(pattern: str) -> list[str]:
+    expanded = os.path.expanduser(pattern)
+    matches = sorted(glob.glob(expanded, recursive=True)) if glob.has_magic(expanded) else [expanded]
+    files: list[str] = []
+    for match in matches:
+        files.extend(_files_under(match) if os.path.isdir(match) else [match])
+    existing = [f for f in files if os.path.isfile(f)]
+    if not existing:
+        raise JobError(f"input {pattern!r} matches no file: check the path (cwd: {os.getcwd()})")
+    return [_file_url(f) for f in existing]
+
+
+def _files_under(directory: str) -> list[str]:
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+    return found
+
+
+def _file_url(path: str) -> str:
+    return Path(path).resolve().as_uri()
+
+
+def local_path(url: str) -> str | None:
+    """The local file behind a ``file://`` URL (no range), else None."""
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.fragment:
+        return None
+    return unquote(parts.path)
+
+
+def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
+    """Cut big single-replica local files into line-aligned ranges when cores would sit idle."""
+    sizes = [_size(urls) for urls in inputs]
+    total = sum(s for s in sizes if s)
+    if workers <= 1 or len(inputs) >= 2 * workers or total < 2 * MIN_SPLIT:
+        return inputs
+    target = max(MIN_SPLIT, math.ceil(total / (2 * workers)))
+    result: list[list[str]] = []
+    for urls, size in zip(inputs, sizes):
+        result.extend(_ranges(urls[0], size, target) if size > 1.5 * target else [urls])
+    return result
+
+
+def _size(urls: list[str]) -> int:
+    path = local_path(urls[0]) if len(urls) == 1 else None
+    if path is None or path.endswith((".gz", ".bz2")):
+        return 0
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _ranges(url: str, size: int, target: int) -> Iterable[list[str]]:
+    count = math.ceil(size / target)
+    step = math.ceil(size / count)
+    for start in range(0, size, step):
+        yield [f"{url}#range={start}-{min(start + step, size)}"]
