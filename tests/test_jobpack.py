@@ -1,0 +1,655 @@
+"""discodsl.jobpack against the real master: the recorded jobpack, our golden jobpacks,
+every jobpack the 0.5.4 master refused (and the odd ones it accepted), the jobhome ZIP."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import stat
+import struct
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import discodsl.worker
+from discodsl.errors import JobpackError
+from discodsl.jobpack import (
+    JobPack,
+    build_jobhome,
+    decode,
+    describe,
+    encode,
+    extract_jobhome,
+    make_jobdict,
+    runtime_files,
+)
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+# --------------------------------------------------------------------------
+# Raw jobpacks, assembled without any checking, so a test can break one rule.
+# The base mirrors the recorder's submissions (a map-only job on raw://x).
+
+WORKER = "worker.py"
+JOBHOME = build_jobhome({WORKER: b"#!/bin/sh\nexit 0\n"}, executable=[WORKER])
+BASE: dict[str, Any] = {
+    "pipeline": [["map", "split", False]],
+    "inputs": [[0, 0, ["raw://x"]]],
+    "worker": WORKER,
+    "prefix": "rec_api",
+    "owner": "rec@vm",
+    "scheduler": {},
+}
+ENVS = {"REC_MODE": "normal"}
+Offsets = tuple[int, int, int, int]
+
+
+def raw_pack(
+    jobdict: bytes | Mapping[str, Any] = BASE,
+    jobenvs: bytes | Mapping[str, Any] = ENVS,
+    jobhome: bytes = JOBHOME,
+    *,
+    magic: int = 0xD5C0,
+    version: int = 2,
+    offsets: Callable[[Offsets], Offsets] | None = None,
+) -> bytes:
+    """A jobpack laid out as Disco's spec says, with whatever content and header given."""
+    jd = jobdict if isinstance(jobdict, bytes) else json.dumps(jobdict).encode()
+    je = jobenvs if isinstance(jobenvs, bytes) else json.dumps(jobenvs).encode()
+    fields: Offsets = (
+        128,
+        128 + len(jd),
+        128 + len(jd) + len(je),
+        128 + len(jd) + len(je) + len(jobhome),
+    )
+    if offsets is not None:
+        fields = offsets(fields)
+    header = struct.pack(">HHIIII", magic, version, *fields).ljust(128, b"\0")
+    return header + jd + je + jobhome
+
+
+def changed(**values: Any) -> bytes:
+    return raw_pack({**BASE, **values})
+
+
+def without(key: str, **values: Any) -> bytes:
+    jobdict = {k: v for k, v in BASE.items() if k != key}
+    return raw_pack({**jobdict, **values})
+
+
+def header_of(data: bytes) -> dict[str, int]:
+    _magic, _version, *offsets = struct.unpack(">HHIIII", data[:20])
+    return dict(zip(("jobdict", "jobenvs", "jobhome", "jobdata"), offsets, strict=True))
+
+
+# --------------------------------------------------------------------------
+# Every jobpack the master refused (http-api/job-new-malformed.jsonl, answer
+# ["error", ...]), rebuilt from its note, with what our message must name.
+
+MALFORMED: dict[str, tuple[Callable[[], bytes], str]] = {
+    "empty body": (lambda: b"", "header"),
+    "19-byte body (shorter than the fixed header fields)": (lambda: raw_pack()[:19], "header"),
+    "bad magic 0xd5c1": (lambda: raw_pack(magic=0xD5C1), "magic"),
+    "version 3": (lambda: raw_pack(version=3), "version"),
+    "version 1 header with a version-2 jobdict": (lambda: raw_pack(version=1), "version"),
+    "jobdict offset 129 instead of 128": (
+        lambda: raw_pack(offsets=lambda o: (129, o[1], o[2], o[3])),
+        "jobdict offset",
+    ),
+    "jobenvs offset == jobdict offset": (
+        lambda: raw_pack(offsets=lambda o: (o[0], o[0], o[2], o[3])),
+        "jobenvs offset",
+    ),
+    "jobhome offset < jobenvs offset": (
+        lambda: raw_pack(offsets=lambda o: (o[0], o[1], o[1] - 1, o[3])),
+        "jobhome offset",
+    ),
+    "jobdata offset beyond end of file": (
+        lambda: raw_pack(offsets=lambda o: (o[0], o[1], o[2], o[3] + 1)),
+        "jobdata offset",
+    ),
+    "jobdict not JSON": (lambda: raw_pack(jobdict=b"{not json"), "jobdict"),
+    "jobdict is a JSON list": (
+        lambda: raw_pack(jobdict=json.dumps(list(BASE.items())).encode()),
+        "jobdict",
+    ),
+    "jobenvs not JSON": (lambda: raw_pack(jobenvs=b"{not json"), "jobenvs"),
+    "jobenvs value not a string": (lambda: raw_pack(jobenvs={"REC_MODE": 1}), "REC_MODE"),
+    "missing key pipeline": (lambda: without("pipeline"), "'pipeline'"),
+    "missing key inputs": (lambda: without("inputs"), "'inputs'"),
+    "key 'input' instead of 'inputs'": (
+        lambda: without("inputs", input=BASE["inputs"]),
+        "'inputs'",
+    ),
+    "missing key worker": (lambda: without("worker"), "'worker'"),
+    "missing key prefix": (lambda: without("prefix"), "'prefix'"),
+    "missing key owner": (lambda: without("owner"), "'owner'"),
+    "missing key scheduler": (lambda: without("scheduler"), "'scheduler'"),
+    "bad grouping": (lambda: changed(pipeline=[["map", "shuffle", False]]), "grouping"),
+    "repeated stage names": (
+        lambda: changed(pipeline=[["map", "split", False], ["map", "group_label", False]]),
+        "pipeline[1]",
+    ),
+    "pipeline entries with two elements (as in the docs)": (
+        lambda: changed(pipeline=[["map", "split"]]),
+        "pipeline[0]",
+    ),
+    "concurrent as string": (lambda: changed(pipeline=[["map", "split", "false"]]), "concurrent"),
+    "prefix with a dot": (lambda: changed(prefix="rec.api"), "prefix"),
+    "prefix with a slash": (lambda: changed(prefix="rec/api"), "prefix"),
+    "inputs as plain URL strings": (lambda: changed(inputs=["raw://x"]), "inputs[0]"),
+    "input label as string": (lambda: changed(inputs=[["0", 0, ["raw://x"]]]), "label"),
+    "save_results not boolean": (lambda: changed(save_results="yes"), "save_results"),
+    "save_info bad": (lambda: changed(save_info="s3://bucket/x"), "save_info"),
+}
+
+# Jobpacks job/new accepted (answer ["ok", ...]) that decode refuses on purpose:
+# note -> (builder, field named, why).
+REFUSED_ON_PURPOSE: dict[str, tuple[Callable[[], bytes], str, str]] = {
+    "jobhome not a zip": (
+        lambda: raw_pack(jobhome=b"notazip!!!"),
+        "jobhome",
+        "the job starts, then every task fails: Couldn't extract jobhome",
+    ),
+    "empty pipeline": (
+        lambda: changed(pipeline=[]),
+        "pipeline",
+        "no stage runs: the results are the inputs, surely not what was meant",
+    ),
+    "prefix with a space and @": (
+        lambda: changed(prefix="rec api@x"),
+        "prefix",
+        "the node runs the worker through sh unquoted: nice fails, exit 127, every task",
+    ),
+    "empty prefix": (
+        lambda: changed(prefix=""),
+        "prefix",
+        "job names '@...' are hard to tell apart; we keep to [A-Za-z0-9_]+",
+    ),
+    "worker path that does not exist in jobhome": (
+        lambda: changed(worker="nope.py"),
+        "worker",
+        "every task fails: enoent on chmod, then nice: No such file",
+    ),
+    "owner as a number": (
+        lambda: changed(owner=5),
+        "owner",
+        "jobinfo shows it, but an owner is 'user@host'; we only write strings",
+    ),
+}
+
+# Jobpacks job/new accepted that we accept too.
+ACCEPTED_ODD: dict[str, Callable[[], bytes]] = {
+    "empty inputs list": lambda: changed(inputs=[]),
+    "scheduler max_cores given": lambda: changed(scheduler={"max_cores": 1}),
+}
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _answers(reference: Path) -> dict[str, str]:
+    """note -> "ok" | "error" for every job/new of job-new-malformed.jsonl."""
+    records = _jsonl(reference / "http-api" / "job-new-malformed.jsonl")
+    return {r["note"]: r["response"]["body"]["json"][0] for r in records}
+
+
+def test_the_base_of_the_malformed_cases_is_valid() -> None:
+    pack = decode(raw_pack())
+    assert pack.jobdict == BASE
+    assert pack.jobenvs == ENVS
+    assert pack.jobhome == JOBHOME
+    assert pack.jobdata == b""
+
+
+@pytest.mark.parametrize("note", sorted(MALFORMED))
+def test_decode_refuses_what_the_master_refused(note: str) -> None:
+    build, field = MALFORMED[note]
+    with pytest.raises(JobpackError) as caught:
+        decode(build())
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("note", sorted(REFUSED_ON_PURPOSE))
+def test_decode_refuses_odd_jobpacks_the_master_accepted(note: str) -> None:
+    build, field, _why = REFUSED_ON_PURPOSE[note]
+    with pytest.raises(JobpackError) as caught:
+        decode(build())
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("note", sorted(ACCEPTED_ODD))
+def test_decode_accepts_odd_jobpacks_that_work(note: str) -> None:
+    assert isinstance(decode(ACCEPTED_ODD[note]()), JobPack)
+
+
+def test_every_refusal_of_the_master_has_a_case(reference: Path) -> None:
+    answers = _answers(reference)
+    assert {note for note, answer in answers.items() if answer == "error"} == set(MALFORMED)
+
+
+def test_every_odd_jobpack_the_master_accepted_is_judged(reference: Path) -> None:
+    answers = _answers(reference)
+    judged = set(REFUSED_ON_PURPOSE) | set(ACCEPTED_ODD)
+    assert not set(REFUSED_ON_PURPOSE) & set(ACCEPTED_ODD)
+    assert {note for note, answer in answers.items() if answer == "ok"} == judged
+    followed = _jsonl(reference / "http-api" / "accepted-odd-jobpacks.jsonl")
+    assert {r["note"].rsplit(": ", 1)[0] for r in followed} <= judged
+
+
+# --------------------------------------------------------------------------
+# The jobpack recorded on its way to a real master.
+
+
+def test_recorded_jobpack_decodes_as_recorded(reference: Path) -> None:
+    data = (reference / "jobpack-map-reduce.bin").read_bytes()
+    expected = json.loads((reference / "jobpack-map-reduce.json").read_text())
+    pack = decode(data)
+    assert header_of(data) == expected["offsets"]
+    assert pack.jobdict == expected["jobdict"]
+    assert pack.jobenvs == expected["jobenvs"]
+    assert len(pack.jobdata) == expected["jobdata_len"]
+    assert describe(pack) == expected
+
+
+def test_recorded_jobpack_round_trips(reference: Path) -> None:
+    data = (reference / "jobpack-map-reduce.bin").read_bytes()
+    again = encode(decode(data))
+    assert decode(again) == decode(data)
+    assert again == data  # same JSON layout as json.dumps' defaults, as the recorder used
+
+
+# --------------------------------------------------------------------------
+# Our golden jobpacks.
+
+
+def _make_jobpacks() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_jobpacks", GOLDEN / "make_jobpacks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MAKE_JOBPACKS = _make_jobpacks()
+
+
+@pytest.mark.parametrize("name", sorted(MAKE_JOBPACKS.GOLDENS))
+def test_golden_jobpacks_are_rebuilt_byte_for_byte(name: str) -> None:
+    pack = MAKE_JOBPACKS.GOLDENS[name]()
+    data = (GOLDEN / f"{name}.jobpack").read_bytes()
+    assert encode(pack) == data, "run tests/golden/make_jobpacks.py and review the diff"
+    assert decode(data) == pack
+    shown = json.loads((GOLDEN / f"{name}.json").read_text())
+    assert describe(pack) == shown
+
+
+def test_goldens_cover_every_grouping() -> None:
+    groupings = {
+        grouping
+        for build in MAKE_JOBPACKS.GOLDENS.values()
+        for _, grouping, _ in build().jobdict["pipeline"]
+    }
+    assert groupings == {"split", "group_label", "group_all", "group_node", "group_node_label"}
+
+
+# --------------------------------------------------------------------------
+# encode, make_jobdict, describe.
+
+
+def _pack(**jobdict: Any) -> JobPack:
+    return JobPack(jobdict={**BASE, **jobdict}, jobenvs=ENVS, jobhome=JOBHOME, jobdata=b"")
+
+
+def test_encode_writes_the_layout_of_the_spec() -> None:
+    pack = JobPack(jobdict=BASE, jobenvs=ENVS, jobhome=JOBHOME, jobdata=b"\x00data")
+    data = encode(pack)
+    offsets = header_of(data)
+    assert data[:4] == b"\xd5\xc0\x00\x02"
+    assert data[20:128] == bytes(108)
+    assert offsets["jobdict"] == 128
+    assert json.loads(data[128 : offsets["jobenvs"]]) == BASE
+    assert json.loads(data[offsets["jobenvs"] : offsets["jobhome"]]) == ENVS
+    assert data[offsets["jobhome"] : offsets["jobdata"]] == JOBHOME
+    assert data[offsets["jobdata"] :] == b"\x00data"
+    assert decode(data) == pack
+
+
+@pytest.mark.parametrize(
+    ("pack", "field"),
+    [
+        (_pack(pipeline=[["map", "shuffle", False]]), "grouping"),
+        (_pack(prefix="a b"), "prefix"),
+        (_pack(scheduler={"max_cores": float("nan")}), "jobdict"),
+        (_pack(scheduler={"max_cores": 0}), "max_cores"),
+        (_pack(inputs=[[0, 0, []]]), "inputs[0]"),
+        (_pack(inputs=[[-1, 0, ["raw://x"]]]), "label"),
+        (_pack(inputs=[[0, 0, ["x"]]]), "inputs[0][2][0]"),
+        (_pack(worker="../worker.py"), "worker"),
+        (JobPack(jobdict=BASE, jobenvs={"A": 1}, jobhome=JOBHOME, jobdata=b""), "jobenvs"),  # type: ignore[dict-item]
+        (JobPack(jobdict=BASE, jobenvs={"A=B": "x"}, jobhome=JOBHOME, jobdata=b""), "jobenvs"),
+        (JobPack(jobdict=BASE, jobenvs=ENVS, jobhome=b"", jobdata=b""), "jobhome"),
+        (JobPack(jobdict=BASE, jobenvs=ENVS, jobhome=JOBHOME, jobdata=b"", version=1), "version"),
+    ],
+)
+def test_encode_refuses_what_decode_would_refuse(pack: JobPack, field: str) -> None:
+    with pytest.raises(JobpackError) as caught:
+        encode(pack)
+    assert field in str(caught.value)
+
+
+def test_make_jobdict_writes_every_required_key() -> None:
+    jobdict = make_jobdict(
+        pipeline=[("map", "split", False), ("reduce", "group_label", True)],
+        inputs=[(0, 10, ("raw://a", "raw://b"))],
+        prefix="wordcount",
+        owner="me@host",
+    )
+    assert jobdict == {
+        "pipeline": [["map", "split", False], ["reduce", "group_label", True]],
+        "inputs": [[0, 10, ["raw://a", "raw://b"]]],
+        "worker": "worker",
+        "prefix": "wordcount",
+        "owner": "me@host",
+        "scheduler": {},
+        "save_results": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"pipeline": [("map", "shuffle", False)]}, "grouping"),
+        ({"pipeline": [("map", "split")]}, "pipeline[0]"),
+        ({"pipeline": []}, "pipeline"),
+        ({"inputs": [(0, 0, "raw://x")]}, "inputs[0]"),
+        ({"prefix": "my.job"}, "prefix"),
+        ({"scheduler": {"max_cores": "2"}}, "max_cores"),
+        ({"save_results": "yes"}, "save_results"),
+        ({"worker": "/bin/sh"}, "worker"),
+    ],
+)
+def test_make_jobdict_refuses_at_once(kwargs: dict[str, Any], field: str) -> None:
+    arguments: dict[str, Any] = {
+        "pipeline": [("map", "split", False)],
+        "inputs": [(0, 0, ["raw://x"])],
+        "prefix": "job",
+        "owner": "me@host",
+        **kwargs,
+    }
+    with pytest.raises(JobpackError) as caught:
+        make_jobdict(**arguments)
+    assert field in str(caught.value)
+
+
+def test_missing_inputs_message_points_at_the_docs_name() -> None:
+    with pytest.raises(JobpackError, match="rename it to 'inputs'"):
+        decode(without("inputs", input=BASE["inputs"]))
+
+
+def test_describe_lists_members_with_modes() -> None:
+    home = build_jobhome({"worker": b"#!/bin/sh\n", "lib/a.py": b"x = 1\n"})
+    pack = JobPack(jobdict={**BASE, "worker": "worker"}, jobenvs={}, jobhome=home, jobdata=b"abc")
+    shown = describe(pack)
+    assert shown["jobhome_members"] == [["lib/a.py", "0o644", 6], ["worker", "0o755", 10]]
+    assert shown["jobdata_len"] == 3
+    assert shown["size"] == shown["offsets"]["jobdata"] + 3
+    assert json.loads(json.dumps(shown)) == shown
+
+
+# --------------------------------------------------------------------------
+# The jobhome ZIP.
+
+
+def test_build_jobhome_is_deterministic_and_sorted() -> None:
+    files = {"worker": b"#!/bin/sh\n", "b/x.py": b"b", "a.py": b"a"}
+    first = build_jobhome(files)
+    assert first == build_jobhome(dict(reversed(files.items())))
+    with zipfile.ZipFile(io.BytesIO(first)) as zf:
+        infos = zf.infolist()
+    assert [i.filename for i in infos] == ["a.py", "b/x.py", "worker"]
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_DEFLATED}
+    modes = {i.filename: i.external_attr >> 16 for i in infos}
+    assert modes == {
+        "a.py": stat.S_IFREG | 0o644,
+        "b/x.py": stat.S_IFREG | 0o644,
+        "worker": stat.S_IFREG | 0o755,
+    }
+
+
+@pytest.mark.parametrize(
+    ("files", "executable"),
+    [
+        ({"../x": b""}, ()),
+        ({"/abs": b""}, ()),
+        ({"a//b": b""}, ()),
+        ({"dir/": b""}, ()),
+        ({"a\\b": b""}, ()),
+        ({"a": b""}, ("worker",)),
+    ],
+)
+def test_build_jobhome_refuses_bad_names(
+    files: dict[str, bytes], executable: tuple[str, ...]
+) -> None:
+    with pytest.raises(JobpackError):
+        build_jobhome(files, executable=executable)
+
+
+def _zip(*members: tuple[zipfile.ZipInfo | str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for info, data in members:
+            zf.writestr(info, data)
+    return buffer.getvalue()
+
+
+def _symlink(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize(
+    ("member", "data"),
+    [
+        ("../x", b"escape"),
+        ("/abs", b"absolute"),
+        ("a/../../x", b"escape"),
+        (_symlink("link"), b"/etc/passwd"),
+    ],
+    ids=["dotdot", "absolute", "nested-dotdot", "symlink"],
+)
+def test_extract_jobhome_refuses_unsafe_members(
+    tmp_path: Path, member: zipfile.ZipInfo | str, data: bytes
+) -> None:
+    dest = tmp_path / "home"
+    dest.mkdir()
+    zip_bytes = _zip(("worker", b"#!/bin/sh\n"), (member, data))
+    name = member.filename if isinstance(member, zipfile.ZipInfo) else member
+    with pytest.raises(JobpackError, match=name.replace(".", r"\.")):
+        extract_jobhome(zip_bytes, dest)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "x").exists()
+
+
+def test_extract_jobhome_refuses_to_follow_a_symlink_out_of_dest(tmp_path: Path) -> None:
+    dest = tmp_path / "home"
+    outside = tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / "lib").symlink_to(outside)
+    with pytest.raises(JobpackError, match="lib/x"):
+        extract_jobhome(_zip(("worker", b""), ("lib/x", b"x")), dest)
+    assert list(outside.iterdir()) == []
+
+
+def test_extract_jobhome_refuses_a_broken_zip(tmp_path: Path) -> None:
+    with pytest.raises(JobpackError, match="jobhome"):
+        extract_jobhome(b"notazip!!!", tmp_path)
+    good = build_jobhome({"worker": b"#!/bin/sh\n" * 100})
+    with pytest.raises(JobpackError, match="jobhome"):
+        extract_jobhome(good[:-30], tmp_path)
+
+
+def test_extract_jobhome_makes_only_the_worker_executable(tmp_path: Path) -> None:
+    home = build_jobhome(
+        {"worker": b"#!/bin/sh\n", "lib/a.py": b"a"}, executable=["worker", "lib/a.py"]
+    )
+    extract_jobhome(home, tmp_path)
+    assert (tmp_path / "lib" / "a.py").read_bytes() == b"a"
+    assert stat.S_IMODE((tmp_path / "worker").stat().st_mode) == 0o755
+    # Other modes are not restored, as on Disco.
+    assert (tmp_path / "lib" / "a.py").stat().st_mode & 0o111 == 0
+
+
+def test_extract_jobhome_needs_the_worker(tmp_path: Path) -> None:
+    with pytest.raises(JobpackError, match="'worker'"):
+        extract_jobhome(build_jobhome({"other": b""}, executable=()), tmp_path)
+    extract_jobhome(
+        build_jobhome({"run.sh": b""}, executable=["run.sh"]), tmp_path, worker="run.sh"
+    )
+    assert stat.S_IMODE((tmp_path / "run.sh").stat().st_mode) == 0o755
+
+
+# --------------------------------------------------------------------------
+# runtime_files: what a node needs besides CPython.
+
+
+def test_runtime_files_hold_launcher_worker_runtime_and_cloudpickle() -> None:
+    files = runtime_files((3, 11))
+    assert b"@PYTHON@" not in files["worker"]
+    assert b"python3.11" in files["worker"]
+    assert files["discodsl/__init__.py"] == b""
+    worker_dir = Path(discodsl.worker.__file__).parent
+    sources = sorted(worker_dir.glob("*.py"))
+    assert sources
+    for path in sources:
+        assert files[f"discodsl/worker/{path.name}"] == path.read_bytes()
+    assert "cloudpickle/__init__.py" in files
+    assert all(name == "worker" or name.startswith(("discodsl/", "cloudpickle/")) for name in files)
+
+
+@pytest.mark.parametrize("python", [(2, 7), (3,), (3, "11")])
+def test_runtime_files_refuses_a_bad_python(python: Any) -> None:
+    with pytest.raises(JobpackError, match="python"):
+        runtime_files(python)
+
+
+def test_extracted_runtime_imports_from_the_job_home(tmp_path: Path) -> None:
+    files = runtime_files(sys.version_info[:2])
+    extract_jobhome(build_jobhome(files), tmp_path)
+    code = (
+        "import cloudpickle, discodsl.worker as w; print(cloudpickle.__file__); print(w.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-s", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for line in done.stdout.splitlines():
+        assert Path(line).resolve().is_relative_to(tmp_path.resolve())
+
+
+# --------------------------------------------------------------------------
+# Anything at all given to decode ends in a JobPack or a JobpackError.
+
+VALID = raw_pack({**BASE, "save_results": True, "save_info": "ddfs"}, jobhome=JOBHOME)
+
+
+def _decode_or_refuse(data: bytes) -> None:
+    try:
+        pack = decode(data)
+    except JobpackError:
+        return
+    assert decode(encode(pack)) == pack  # what we accept, we can also write
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_decode_random_bytes(data: bytes) -> None:
+    _decode_or_refuse(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_decode_random_bytes_behind_a_good_start(tail: bytes) -> None:
+    _decode_or_refuse(VALID[:8] + tail)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(VALID)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "offset"]))
+        position = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "flip" and data:
+            data[position] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[position : position + draw(st.integers(1, 64))]
+        elif kind == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=16))
+        elif len(data) >= 20:
+            field = draw(st.integers(1, 4))
+            value = draw(st.one_of(st.integers(0, 2**32 - 1), st.integers(0, len(data) + 2)))
+            data[4 * field : 4 * field + 4] = value.to_bytes(4, "big")
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_decode_mutated_jobpacks(data: bytes) -> None:
+    _decode_or_refuse(data)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([*BASE, "save_results", "save_info", "input"]), JSON)
+def test_decode_jobdicts_with_any_value_for_a_key(key: str, value: Any) -> None:
+    _decode_or_refuse(raw_pack({**BASE, key: value}, jobenvs={}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON, st.integers(0, 200), st.binary(max_size=4))
+def test_decode_damaged_sections(jobenvs: Any, position: int, damage: bytes) -> None:
+    jobdict = bytearray(json.dumps(BASE).encode())
+    jobdict[position : position + len(damage)] = damage
+    _decode_or_refuse(raw_pack(bytes(jobdict), jobenvs=json.dumps(jobenvs).encode()))
+
+
+@pytest.mark.parametrize(
+    "jobdict",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a": 1e999}',
+        b'{"a": NaN}',
+        b'{"a": 1' + b"0" * 5000 + b"}",
+        b"\xff{}",
+    ],
+    ids=["deep", "huge-float", "nan", "huge-int", "not-utf8"],
+)
+def test_decode_refuses_json_python_would_mishandle(jobdict: bytes) -> None:
+    with pytest.raises(JobpackError, match="jobdict"):
+        decode(raw_pack(jobdict=jobdict))
