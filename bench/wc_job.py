@@ -1,0 +1,42 @@
+"""The README's wordcount, as the tutorial teaches it, as a command for the benchmark.
+
+usage: python bench/wc_job.py [--mode local|inline] [-o OUT] FILE [FILE ...]
+Prints (or writes) word<TAB>count for every word, in any order.
+"""
+
+import argparse
+import sys
+
+from discodsl import job, map, reduce
+
+
+@map
+def words(line):
+    for w in line.split():
+        yield w, 1
+
+
+@reduce(combine=True)
+def total(word, counts):
+    yield word, sum(counts)
+
+
+@job(partitions=4)
+def wordcount():
+    return [words, total]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("files", nargs="+")
+    parser.add_argument("--mode", default="local")
+    parser.add_argument("-o", "--out")
+    args = parser.parse_args()
+    results = wordcount.run(inputs=args.files, mode=args.mode, progress=False)
+    out = open(args.out, "w") if args.out else sys.stdout
+    out.writelines(f"{word}\t{n}\n" for word, n in results)
+    out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The table of test jobs that every runner must run with identical results."""
+
+from __future__ import annotations
+
+import functools
+import heapq
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from discodsl import count, job, map, reduce, stage
+
+
+@map
+def words(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        yield word, 1
+
+
+@reduce(combine=True)
+def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=3)
+def wordcount() -> list[Any]:
+    return [words, total]
+
+
+# A three-stage pipeline: parse, aggregate, top-N over everything.
+@map
+def parse(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        if word.isalpha():
+            yield word.lower(), 1
+        else:
+            count("skipped")
+
+
+@reduce
+def aggregate(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@stage(grouping="group_all")
+def top3(records: Iterable[tuple[str, int]]) -> Iterator[tuple[int, str]]:
+    best = heapq.nlargest(3, records, key=lambda kv: (kv[1], kv[0]))
+    for rank, (word, n) in enumerate(best, 1):
+        yield rank, f"{word}={n}"
+
+
+@job(partitions=2)
+def top_words() -> list[Any]:
+    return [parse, aggregate, top3]
+
+
+# params reach the stages that ask for them
+@map
+def long_words(line: str, params: dict[str, int]) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        if len(word) >= params["min_len"]:
+            yield word, 1
+
+
+@job(partitions=2, params={"min_len": 5})
+def long_wordcount() -> list[Any]:
+    return [long_words, total]
+
+
+# functools.partial as a stage function
+def _scaled(line: str, factor: int) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        yield word, factor
+
+
+scaled = map(functools.partial(_scaled, factor=10), name="scaled")
+
+
+@job(partitions=2)
+def scaled_count() -> list[Any]:
+    return [scaled, total]
+
+
+# a separate combiner
+def sum_combiner(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@reduce(combiner=sum_combiner)
+def total_with_combiner(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=2)
+def combiner_count() -> list[Any]:
+    return [words, total_with_combiner]
+
+
+# a custom partitioner: everything to partition 0, so one reduce task
+def to_zero(key: Any, partitions: int) -> int:
+    return 0
+
+
+def count_task(params: Any = None) -> None:
+    count("reduce_tasks")
+
+
+@reduce(partitioner=to_zero, init=count_task)
+def total_one_task(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=4)
+def partitioned_count() -> list[Any]:
+    return [words, total_one_task]
+
+
+# sorting on and off: one partition, keys in the order the reduce saw them
+@reduce(name="sorted_keys")
+def keys_in_order(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@reduce(name="unsorted_keys", sort=False)
+def keys_unsorted(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=1)
+def sorted_count() -> list[Any]:
+    return [words, keys_in_order]
+
+
+@job(partitions=1)
+def unsorted_count() -> list[Any]:
+    return [words, keys_unsorted]
+
+
+# chaining: a second job over the first job's results
+@map
+def by_count(record: tuple[str, int]) -> Iterator[tuple[int, str]]:
+    word, n = record
+    yield n, word
+
+
+@reduce
+def words_per_count(n: int, words_: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    yield n, sorted(words_)
+
+
+@job(partitions=2)
+def histogram() -> list[Any]:
+    return [by_count, words_per_count]
+
+
+# a failing stage
+@map
+def fragile(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        if word == "boom":
+            raise ValueError(f"cannot handle {word!r}")
+        yield word, 1
+
+
+@job(partitions=2, max_failures=1)
+def failing() -> list[Any]:
+    return [fragile, total]

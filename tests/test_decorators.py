@@ -1,0 +1,166 @@
+"""Decorators build frozen, callable stages and jobs; misuse fails at decoration time."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from discodsl import Job, JobError, SettingsError, Stage, job, map, reduce, stage
+
+
+@map
+def words(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        yield word, 1
+
+
+@reduce
+def total(word: str, counts: Any) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+def test_stage_stays_callable_as_the_plain_function() -> None:
+    assert list(words("a b a")) == [("a", 1), ("b", 1), ("a", 1)]
+    assert list(total("a", iter([1, 2]))) == [("a", 3)]
+    assert words.name == "words" and words.kind == "map" and words.grouping == "split"
+    assert total.grouping == "group_label"
+
+
+def test_with_and_without_parentheses() -> None:
+    @map()
+    def one(line: str) -> Any:
+        return [(line, 1)]
+
+    @reduce(combine=True, name="summed")
+    def two(key: Any, values: Any) -> Any:
+        return [(key, sum(values))]
+
+    assert isinstance(one, Stage) and one.name == "one"
+    assert two.name == "summed" and two.combine
+
+
+def test_stages_and_jobs_are_frozen() -> None:
+    @job(partitions=2)
+    def pipeline() -> list[Any]:
+        return [words, total]
+
+    assert isinstance(pipeline, Job)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pipeline.name = "other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        words.name = "other"  # type: ignore[misc]
+    assert pipeline() == [words, total]
+    assert pipeline.options.partitions == 2
+
+
+def test_params_detected() -> None:
+    @map
+    def with_params(line: str, params: Any) -> Any:
+        return []
+
+    assert with_params.takes_params and not words.takes_params
+
+
+def test_partial_and_lambda() -> None:
+    def scaled(line: str, factor: int) -> Any:
+        return [(line, factor)]
+
+    part = map(functools.partial(scaled, factor=2))
+    assert part.name == "scaled" and list(part("x")) == [("x", 2)]
+    anonymous = map(lambda line: [(line, 1)], name="anon")
+    assert anonymous.name == "anon"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: map(lambda a, b, c: None), "a map is called with (record"),
+        (lambda: reduce(lambda key: None), "a reduce is called with (key, values"),
+        (lambda: stage(lambda: None), "a stage is called with (records"),
+        (lambda: map(grouping="shuffle")(lambda line: None), "use one of split"),
+        (lambda: reduce(init=3)(lambda k, v: None), "init= must be a function"),
+        (lambda: map(42), "decorates a function"),
+    ],
+)
+def test_bad_stages_fail_at_decoration(build: Any, message: str) -> None:
+    with pytest.raises(JobError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        build()
+
+
+def test_async_stage_refused() -> None:
+    async def fetch(line: str) -> Any:
+        return None
+
+    with pytest.raises(JobError, match="write it as a plain `def`"):
+        map(fetch)
+
+
+def test_reduce_first_refused() -> None:
+    with pytest.raises(JobError, match="put a @map before it"):
+
+        @job
+        def backwards() -> list[Any]:
+            return [total, words]
+
+
+def test_duplicate_stage_names_refused() -> None:
+    with pytest.raises(JobError, match="two stages named 'words'"):
+
+        @job
+        def twice() -> list[Any]:
+            return [words, words, total]
+
+
+def test_non_stage_refused() -> None:
+    with pytest.raises(JobError, match="decorate it with @map"):
+
+        @job
+        def plain() -> list[Any]:
+            return [print]
+
+
+def test_empty_pipeline_refused() -> None:
+    with pytest.raises(JobError, match="non-empty list of stages"):
+
+        @job
+        def empty() -> list[Any]:
+            return []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"partitions": 0}, "partitions=0 is invalid.*use an integer >= 1"),
+        ({"partitions": "many"}, "partitions='many' is invalid"),
+        ({"memory_budget": 10}, "memory_budget=10 is invalid"),
+        ({"prefix": "a.b"}, "prefix='a.b' is invalid.*letters, digits and underscores"),
+        ({"partitons": 2}, "unknown job option 'partitons'"),
+    ],
+)
+def test_bad_options_fail_at_decoration(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        job(**options)
+
+
+def test_options_validated_again_at_run() -> None:
+    @job
+    def pipeline() -> list[Any]:
+        return [words, total]
+
+    with pytest.raises(SettingsError, match="partitions=-1"):
+        pipeline.run([], mode="inline", partitions=-1)
+    with pytest.raises(SettingsError, match="mode='fast'"):
+        pipeline.run([], mode="fast")  # type: ignore[arg-type]
+
+
+def test_repr_and_html() -> None:
+    @job(partitions=3)
+    def pipeline() -> list[Any]:
+        return [words, total]
+
+    assert repr(pipeline) == "<Job 'pipeline': words -> total, partitions=3>"
+    assert "<table>" in pipeline._repr_html_() and "group_label" in pipeline._repr_html_()

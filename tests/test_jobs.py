@@ -1,0 +1,164 @@
+"""The same table of jobs on the inline and the local runner, with identical results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from discodsl import TaskFailed
+from tests import jobs
+
+TEXT = [
+    "the quick brown fox jumps over the lazy dog",
+    "the dog barks and the fox runs",
+    "a1 b2 hello hello hello world",
+    "",
+    "zebra apple mango apple the",
+]
+
+MODES = ["inline", "local"]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> list[Path]:
+    paths = []
+    for index, line in enumerate(TEXT):
+        path = tmp_path / f"part-{index}.txt"
+        path.write_text(line + "\n" + line.upper() + "\n")
+        paths.append(path)
+    return paths
+
+
+def expected_counts(paths: list[Path]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for path in paths:
+        counts.update(path.read_text().split())
+    return dict(counts)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wordcount(corpus: list[Path], mode: str) -> None:
+    results = jobs.wordcount.run(inputs=[str(p) for p in corpus], mode=mode)
+    assert dict(results) == expected_counts(corpus)
+    assert sorted(results) == sorted(expected_counts(corpus).items())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_glob_and_directory_inputs(corpus: list[Path], mode: str) -> None:
+    by_glob = jobs.wordcount.run(inputs=str(corpus[0].parent / "part-*.txt"), mode=mode)
+    by_dir = jobs.wordcount.run(inputs=corpus[0].parent, mode=mode)
+    assert dict(by_glob) == dict(by_dir) == expected_counts(corpus)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_three_stage_pipeline_top_n(corpus: list[Path], mode: str) -> None:
+    results = jobs.top_words.run(inputs=corpus, mode=mode)
+    counts = Counter(w.lower() for p in corpus for w in p.read_text().split() if w.isalpha())
+    best = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:3]
+    assert sorted(results) == [(i, f"{w}={n}") for i, (w, n) in enumerate(best, 1)]
+    skipped = sum(1 for p in corpus for w in p.read_text().split() if not w.isalpha())
+    assert results.counters == {"skipped": skipped}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_params_reach_stages(corpus: list[Path], mode: str) -> None:
+    results = jobs.long_wordcount.run(inputs=corpus, mode=mode)
+    want = {w: n for w, n in expected_counts(corpus).items() if len(w) >= 5}
+    assert dict(results) == want
+    shorter = jobs.long_wordcount.run(inputs=corpus, mode=mode, params={"min_len": 6})
+    assert dict(shorter) == {w: n for w, n in want.items() if len(w) >= 6}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_partial_stage(corpus: list[Path], mode: str) -> None:
+    results = jobs.scaled_count.run(inputs=corpus, mode=mode)
+    assert dict(results) == {w: 10 * n for w, n in expected_counts(corpus).items()}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_separate_combiner(corpus: list[Path], mode: str) -> None:
+    assert dict(jobs.combiner_count.run(inputs=corpus, mode=mode)) == expected_counts(corpus)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_custom_partitioner(corpus: list[Path], mode: str) -> None:
+    results = jobs.partitioned_count.run(inputs=corpus, mode=mode)
+    assert dict(results) == expected_counts(corpus)
+    assert results.counters == {"reduce_tasks": 1}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sort_on_and_off(corpus: list[Path], mode: str) -> None:
+    ordered = [k for k, _ in jobs.sorted_count.run(inputs=corpus, mode=mode)]
+    if mode == "local":  # one partition: one reduce task, keys in sorted order
+        assert ordered == sorted(ordered)
+    unsorted = jobs.unsorted_count.run(inputs=corpus, mode=mode)
+    assert dict(unsorted) == expected_counts(corpus)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chaining_two_jobs(corpus: list[Path], mode: str) -> None:
+    first = jobs.wordcount.run(inputs=corpus, mode=mode)
+    second = jobs.histogram.run(inputs=first, mode=mode)
+    want: dict[int, list[str]] = {}
+    for word, n in expected_counts(corpus).items():
+        want.setdefault(n, []).append(word)
+    assert dict(second) == {n: sorted(ws) for n, ws in want.items()}
+
+
+def test_failing_stage_local(corpus: list[Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("fine words\nthen boom here\n")
+    with pytest.raises(TaskFailed) as info:
+        jobs.failing.run(inputs=[*corpus, bad], mode="local")
+    error = info.value
+    assert error.stage == "fragile"
+    assert error.exc_type == "ValueError"
+    assert error.url.endswith("bad.txt")
+    assert error.record == 1
+    assert "cannot handle 'boom'" in str(error)
+    assert "ValueError" in str(error.__cause__) and "fragile" in str(error.__cause__)
+
+
+def test_failing_stage_inline_raises_the_original(corpus: list[Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("fine words\nthen boom here\n")
+    with pytest.raises(ValueError, match="cannot handle 'boom'") as info:
+        jobs.failing.run(inputs=[*corpus, bad], mode="inline")
+    assert info.traceback[-1].name == "fragile"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_main_module_job(tmp_path: Path, mode: str) -> None:
+    """A job defined in __main__ (as in a notebook or a script) ships by value."""
+    data = tmp_path / "in.txt"
+    data.write_text("b a b\nc b\n")
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        from discodsl import job, map, reduce
+        SUFFIX = "!"
+
+        @map
+        def shout(line):
+            for word in line.split():
+                yield word + SUFFIX, 1
+
+        @reduce
+        def add(word, counts):
+            yield word, sum(counts)
+
+        @job(partitions=2)
+        def shouting():
+            return [shout, add]
+
+        print(sorted(shouting.run(inputs=[{str(data)!r}], mode={mode!r})))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('a!', 1), ('b!', 3), ('c!', 1)]"
