@@ -1,0 +1,661 @@
+"""discodsl.client against exchanges recorded from a real Disco 0.5.4 master.
+
+Each test loads recorded exchanges (``@replays("endpoints#13", ...)`` or a
+row of ``CASES``) into a real HTTP server on 127.0.0.1 and calls the client;
+the server answers as the master did, and the test fails if a loaded
+exchange is never requested or a request matches none. The last test checks
+that every exchange of endpoints.jsonl, settings.jsonl and ddfs/http.jsonl
+is replayed by some test.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from discodsl.client import (
+    DDFS,
+    Master,
+    disco_url_to_http,
+    proxy_url,
+    resolve_inputs,
+)
+from discodsl.errors import ClientError, JobDead
+from discodsl.settings import load_settings
+
+from .http_replay import (
+    ReplayServer,
+    closed_port,
+    read_recording,
+    stalled_server,
+    synthetic,
+)
+
+MASTER = "http://vm:8989"
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Names from the recordings.
+MAP_REDUCE = "rec_protocol_map_reduce@703:c7127:40816"
+FATAL = "rec_error_fatal@703:c713a:80709"
+ACTIVE = "rec_active@703:c7292:ec40b"
+UNKNOWN = "nosuchjob@1:2:3"
+BLOB = "disco://vm/ddfs/vol0/blob/ec/recblob$703-c72c0-486bd"
+RESULTS_TAG = "disco:results:rec_ddfs_save_results@703:c72c9:7d1e7"
+
+
+def replays(*refs: str) -> Callable[[F], F]:
+    """Declare the recorded exchanges a test replays (loaded by the ``replay`` fixture)."""
+
+    def mark(fn: F) -> F:
+        fn.replays = refs  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@pytest.fixture
+def replay(reference: Path, request: pytest.FixtureRequest) -> Iterator[ReplayServer]:
+    server = ReplayServer(reference)
+    server.load(*getattr(request.function, "replays", ()))
+    with server:
+        yield server
+    server.check()
+
+
+@pytest.fixture
+def master(replay: ReplayServer) -> Iterator[Master]:
+    with Master(MASTER, session=replay.session(), retries=0, timeout=5) as m:
+        yield m
+
+
+@pytest.fixture
+def ddfs(replay: ReplayServer) -> Iterator[DDFS]:
+    with DDFS(MASTER, session=replay.session(), retries=0, timeout=5) as d:
+        yield d
+
+
+# --------------------------------------------------------------------------
+# One call, one answer: a table
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    refs: tuple[str, ...]
+    call: Callable[[Master], Any]
+    expect: Any = None  # the value returned, or a predicate on it
+    raises: str = ""  # a regex the ClientError message must match
+
+
+CASES: dict[str, Case] = {
+    "version": Case(("endpoints#0",), lambda m: m.version(), "0.5.4"),
+    "nodeinfo": Case(
+        ("endpoints#6",),
+        lambda m: m.nodeinfo(),
+        lambda v: v["vm"]["max_workers"] == 2 and v["vm"]["connected"] is True,
+    ),
+    "blacklist": Case(("endpoints#7",), lambda m: m.blacklisted(), []),
+    "joblist": Case(
+        ("endpoints#8",),
+        lambda m: m.joblist(),
+        lambda v: (
+            v[0] == (1795815724, "ready", "rec_api@703:c726c:5e66b")
+            and (1795815724, "dead", "rec api@x@703:c726c:5ab79") in v
+        ),
+    ),
+    "jobinfo ready": Case(
+        ("endpoints#9",),
+        lambda m: m.jobinfo(MAP_REDUCE),
+        lambda v: (
+            v["active"] == "ready"
+            and v["pipeline"] == [["map", 0, 0, 0, 3, 0], ["reduce", 0, 0, 0, 2, 0]]
+            and len(v["results"]) == 2
+        ),
+    ),
+    "jobinfo dead": Case(
+        ("endpoints#10",),
+        lambda m: m.jobinfo(FATAL),
+        lambda v: v["active"] == "dead" and v["pipeline"] == [["map", 0, 1, 0, 0, 1]],
+    ),
+    "jobinfo unknown": Case(
+        ("endpoints#11",),
+        lambda m: m.jobinfo(UNKNOWN),
+        raises=r"no job named 'nosuchjob@1:2:3' on the master at http://vm:8989 \(Not found\.\)",
+    ),
+    "jobinfo without name": Case(
+        ("endpoints#12",),
+        lambda m: m.request("GET", "/disco/ctrl/jobinfo"),
+        raises=r"^GET http://vm:8989/disco/ctrl/jobinfo: not found \(404 Not found\.\)",
+    ),
+    "jobevents num": Case(
+        ("endpoints#13",),
+        lambda m: m.events(MAP_REDUCE, num=3),
+        [
+            ("2026/11/27 21:36:39", "master", "READY: Job done in 0:00:00.365"),
+            ("2026/11/27 21:36:39", "master", "Stage reduce finished in 0:00:00.097"),
+            ("2026/11/27 21:36:39", "master", "SYS: [reduce:4] Received results from vm"),
+        ],
+    ),
+    "jobevents filter": Case(
+        ("endpoints#14",),
+        lambda m: m.events(MAP_REDUCE, filter="DONE"),
+        lambda v: len(v) == 6 and all("done" in msg.lower() for _, _, msg in v),  # any case
+    ),
+    "jobevents unknown job": Case(("endpoints#15",), lambda m: m.events(UNKNOWN, num=10), []),
+    "rawevents unknown job": Case(
+        ("endpoints#16",), lambda m: m.rawevents(UNKNOWN), raises=r"no job named 'nosuchjob@1:2:3'"
+    ),
+    "stageresults unknown stage": Case(
+        ("endpoints#18",),
+        lambda m: m.stageresults(MAP_REDUCE, "nostage"),
+        raises=r"no results for stage 'nostage' of job 'rec_protocol_map_reduce@703:c7127:40816'",
+    ),
+    "get_results unknown": Case(
+        ("endpoints#19",), lambda m: m.results([UNKNOWN], 1000), {UNKNOWN: ("unknown job", [])}
+    ),
+    "get_results several": Case(
+        ("endpoints#20",),
+        lambda m: m.results([MAP_REDUCE, FATAL, UNKNOWN], 1000),
+        {
+            MAP_REDUCE: (
+                "ready",
+                [
+                    [
+                        "dir://vm/disco/vm/ba/rec_protocol_map_reduce@703:c7127:40816/.disco/"
+                        "reduce-3-1795815399589641.results"
+                    ],
+                    [
+                        "dir://vm/disco/vm/ba/rec_protocol_map_reduce@703:c7127:40816/.disco/"
+                        "reduce-4-1795815399616358.results"
+                    ],
+                ],
+            ),
+            FATAL: ("dead", []),
+            UNKNOWN: ("unknown job", []),
+        },
+    ),
+    "get_results bad payload (400)": Case(
+        ("endpoints#21",),
+        lambda m: m.request("POST", "/disco/ctrl/get_results", data=b'"notalist"'),
+        raises=r"^POST http://vm:8989/disco/ctrl/get_results: the request was refused \(400\): "
+        r"list expected, '<<\"notalist\">>' received",
+    ),
+    "get_results invalid JSON (500)": Case(
+        ("endpoints#22",),
+        lambda m: m.request("POST", "/disco/ctrl/get_results", data=b"{not json"),
+        raises=r"^POST http://vm:8989/disco/ctrl/get_results: the master failed "
+        r"\(500 Internal server error\)",
+    ),
+    "static file not found": Case(
+        ("endpoints#42",),
+        lambda m: m.request("GET", "/disco/nosuchfile"),
+        raises=r"GET http://vm:8989/disco/nosuchfile: not found \(404 Not found\.\)",
+    ),
+    "unknown ctrl GET": Case(
+        ("endpoints#43",),
+        lambda m: m.request("GET", "/disco/ctrl/nosuchop"),
+        raises=r"GET http://vm:8989/disco/ctrl/nosuchop: not found",
+    ),
+    "unknown ctrl POST": Case(
+        ("endpoints#44",),
+        lambda m: m.request("POST", "/disco/ctrl/nosuchop", data=b'"x"'),
+        raises=r"POST http://vm:8989/disco/ctrl/nosuchop: not found",
+    ),
+    "status page": Case(
+        ("endpoints#45",),
+        lambda m: m.request("GET", "/"),
+        lambda v: v.startswith(b"<!DOCTYPE HTML"),
+    ),
+    "get_settings": Case(
+        ("endpoints#46",),
+        lambda m: m.settings(),
+        {"max_failure_rate": 2, "accept_new_jobs": 1},
+    ),
+    "get_results save_results tag": Case(
+        ("ddfs-save-results/http.jsonl#1",),
+        lambda m: m.results(["rec_ddfs_save_results@703:c72c9:7d1e7"], 60000),
+        {"rec_ddfs_save_results@703:c72c9:7d1e7": ("ready", [[f"tag://{RESULTS_TAG}"]])},
+    ),
+    "stageresults of a dead job": Case(
+        ("error-fatal/http.jsonl#5",), lambda m: m.stageresults(FATAL, "map"), raises="the job died"
+    ),
+    "jobinfo with a numeric owner": Case(
+        ("http-api/accepted-odd-jobpacks.jsonl#22",),
+        lambda m: m.jobinfo("rec_api@703:c726c:5e66b")["owner"],
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_case(case: Case, replay: ReplayServer, master: Master) -> None:
+    replay.load(*case.refs)
+    if case.raises:
+        with pytest.raises(ClientError, match=case.raises):
+            case.call(master)
+        return
+    value = case.call(master)
+    if callable(case.expect):
+        assert case.expect(value), value
+    else:
+        assert value == case.expect
+
+
+# --------------------------------------------------------------------------
+# Sequences: the master's state changes between calls
+# --------------------------------------------------------------------------
+
+
+@replays(*(f"endpoints#{i}" for i in (1, 2, 3, 4, 5)))
+def test_config_table(master: Master) -> None:
+    assert master.config_table() == [("vm", 2)]
+    master.save_config_table([("vm", 2)])  # sent as [["vm", "2"]]: the count as a string
+    with pytest.raises(ClientError, match=r"string expected, '2' received"):
+        master.request("POST", "/disco/ctrl/save_config_table", data=b'[["vm", 2]]')
+    with pytest.raises(ClientError, match=r"400.*list expected, '<<\"garbage\">>' received"):
+        master.request("POST", "/disco/ctrl/save_config_table", data=b'"garbage"')
+    assert master.config_table() == [("vm", 2)]
+
+
+@replays(*(f"endpoints#{i}" for i in (23, 24, 25, 26, 27, 28, 31, 32, 33, 34)))
+def test_job_lifecycle_then_clean(master: Master) -> None:
+    name = master.submit(b"\0" * 3370)
+    assert name == ACTIVE
+    assert master.results([name], 1000) == {name: ("active", [])}
+    assert master.results([name], 0) == {name: ("active", [])}
+    info = master.jobinfo(name)
+    assert (info["active"], info["hosts"]) == ("active", ["vm"])
+    assert master.joblist()[0] == (1795815762, "active", name)
+    status, results = master.results([name], 30000)[name]
+    assert status == "ready" and results[0][0].startswith("dir://vm/disco/vm/96/")
+    master.clean(name)
+    with pytest.raises(ClientError, match=r"no job named .* cleaned or purged"):
+        master.jobinfo(name)
+    assert master.results([name], 1000) == {name: ("unknown job", [])}
+    assert name not in {n for _, _, n in master.joblist()}
+
+
+@replays(*(f"endpoints#{i}" for i in (29, 30, 35, 36, 37, 38)))
+def test_kill_and_purge(master: Master) -> None:
+    master.kill(UNKNOWN)  # "" even for unknown jobs
+    master.kill(FATAL)
+    master.purge(FATAL)
+    with pytest.raises(ClientError, match="no job named"):
+        master.jobinfo(FATAL)
+    assert master.results([FATAL], 1000) == {FATAL: ("unknown job", [])}
+    master.purge(UNKNOWN)
+
+
+@replays("endpoints#39", "endpoints#40", "endpoints#41")
+def test_submit_refused_while_not_accepting(master: Master) -> None:
+    master.save_settings({"accept_new_jobs": 0})  # sent as "0"
+    with pytest.raises(ClientError, match=r"does not accept new jobs \(No new jobs should"):
+        master.submit(b"\0" * 3370)
+    master.save_settings({"accept_new_jobs": True})  # sent as "1"
+
+
+@replays(*(f"settings#{i}" for i in range(10)))
+def test_settings(replay: ReplayServer, master: Master) -> None:
+    assert master.settings() == {"max_failure_rate": 100, "accept_new_jobs": 1}
+    master.save_settings({"max_failure_rate": 2})  # an int, sent as the string "2"
+    assert master.settings()["max_failure_rate"] == 2
+    # What an integer value does to the real master: the connection is dropped.
+    with pytest.raises(ClientError, match=r"connection closed without an answer"):
+        master.request("POST", "/disco/ctrl/save_settings", data=b'{"max_failure_rate": 2}')
+    assert master.settings()["max_failure_rate"] == 2
+    for value in (100, "1", "100"):
+        master.save_settings({"max_failure_rate": value})
+        if value != "1":
+            assert master.settings()["max_failure_rate"] == 100
+
+
+@replays(*(f"protocol-map-reduce/http.jsonl#{i}" for i in range(11)), "endpoints#17")
+def test_map_reduce_job(reference: Path, master: Master, ddfs: DDFS) -> None:
+    jobpack = (reference / "jobpack-map-reduce.bin").read_bytes()
+    name = master.submit(jobpack)
+    polls: list[str] = []
+    results = master.wait(name, poll_ms=60000, on_poll=lambda status, _: polls.append(status))
+    assert polls == ["ready"] and len(results) == 2
+    assert master.jobinfo(name)["owner"] == "rec@vm"
+    assert master.events(name)[0][2] == "READY: Job done in 0:00:00.365"
+    raw, offset = master.rawevents(name)
+    assert raw[0][2] == "New job initialized!" and raw[-1][2].startswith("READY")
+    assert offset == 1526
+    assert len(master.stageresults(name, "map")) == 3
+    assert master.stageresults(name, "reduce") == results
+    index = b"".join(ddfs.cat(results[0][0])).decode()
+    label, url, size = index.split()
+    assert label == "0" and size == "53"
+    assert b"".join(ddfs.cat(url)).startswith(b"stage=reduce group=[0")
+    index = b"".join(ddfs.cat(results[1][0])).decode()
+    assert b"".join(ddfs.cat(index.split()[1])).startswith(b"stage=reduce group=[1")
+    assert master.parameters(name) == jobpack
+
+
+@replays(*(f"error-fatal/http.jsonl#{i}" for i in (0, 1, 3)))
+def test_wait_for_a_dead_job(master: Master) -> None:
+    name = master.submit(b"\0" * 3279)
+    with pytest.raises(
+        JobDead, match=r"FATAL: \[map:0\] recording worker: deliberate FATAL"
+    ) as err:
+        master.wait(name, poll_ms=60000)
+    assert err.value.jobname == FATAL
+    assert err.value.events[0].endswith("New job initialized!")  # oldest first
+    assert err.value.events[-1].endswith("WARN: Job killed")
+
+
+@replays("protocol-map-reduce/http.jsonl#4", "protocol-map-reduce/http.jsonl#4")
+def test_rawevents_tail_from_an_offset(replay: ReplayServer, master: Master) -> None:
+    events, end = master.rawevents(MAP_REDUCE)
+    lines = replay.exchanges[0].answer.splitlines(keepends=True)
+    offset = sum(len(line) for line in lines[:4])
+    tail, tail_end = master.rawevents(MAP_REDUCE, offset)
+    assert (tail, tail_end) == (events[4:], end)
+    assert replay.received[1].headers["Range"] == f"bytes={offset}-"
+
+
+# --------------------------------------------------------------------------
+# wait(): polling
+# --------------------------------------------------------------------------
+
+
+@replays("endpoints#24")
+def test_wait_polls_until_ready(replay: ReplayServer, master: Master) -> None:
+    # The master's answer once the job is ready (as endpoints#28), to the next 1000 ms poll:
+    ready = [[ACTIVE, ["ready", [["dir://vm/x.results"]]]]]
+    replay.load(
+        synthetic("POST", "/disco/ctrl/get_results", 200, ready, request_body=[1000, [ACTIVE]])
+    )
+    seen: list[str] = []
+    assert master.wait(ACTIVE, poll_ms=1000, on_poll=lambda s, _: seen.append(s)) == [
+        ["dir://vm/x.results"]
+    ]
+    assert seen == ["active", "ready"]
+
+
+@replays("endpoints#25")
+def test_wait_gives_up_after_timeout(master: Master) -> None:
+    with pytest.raises(ClientError, match=r"still active after .*wait again, or stop it"):
+        master.wait(ACTIVE, poll_ms=1000, timeout_s=0)  # one poll, with timeout 0
+
+
+@replays("endpoints#19")
+def test_wait_for_unknown_job(master: Master) -> None:
+    with pytest.raises(ClientError, match=r"knows no job named 'nosuchjob@1:2:3'"):
+        master.wait(UNKNOWN, poll_ms=1000)
+
+
+# --------------------------------------------------------------------------
+# DDFS
+# --------------------------------------------------------------------------
+
+
+@replays(*(f"ddfs#{i}" for i in [*range(11), 10, *range(11, 16), 15, 15, 16, 17, 18]))
+def test_ddfs_session(tmp_path: Path, ddfs: DDFS) -> None:
+    assert ddfs.list_tags() == []
+    with pytest.raises(ClientError, match=r"no DDFS tag named 'rec:data' \(Tag not found\.\)"):
+        ddfs.get_tag("rec:data")
+    blob = tmp_path / "recblob"
+    blob.write_bytes(b"line one\nline two\n")
+    assert ddfs.push("rec:data", [blob]) == [[BLOB]]  # new_blob, PUT to :8990 (201), POST tag
+    tag = ddfs.get_tag("rec:data")
+    assert (tag["urls"], tag["version"], tag["user-data"]) == ([[BLOB]], 1, {})
+    assert ddfs.list_tags() == ["rec:data"]
+    assert ddfs.list_tags("rec") == ["rec:data"]
+    assert b"".join(ddfs.cat(BLOB)) == b"line one\nline two\n"
+    assert ddfs.tag("tag://rec:data", ["raw://second%0Ablob"])[0].startswith("disco://vm/ddfs/")
+    assert ddfs.get_tag("rec:data")["urls"] == [["raw://second%0Ablob"], [BLOB]]
+    assert ddfs.blobs("rec:data") == [["raw://second%0Ablob"], [BLOB]]
+    ddfs.set_attr("rec:data", "myattr", '"value"')
+    assert ddfs.get_attr("rec:data", "myattr") == '"value"'
+    with pytest.raises(ClientError, match=r"no attribute 'urls'.*Tag attribute not found"):
+        ddfs.get_attr("rec:data", "urls")
+    assert RESULTS_TAG in ddfs.list_tags()
+    assert len(ddfs.get_tag(RESULTS_TAG)["urls"]) == 2
+    assert len(ddfs.blobs(f"tag://{RESULTS_TAG}")) == 2
+    inputs = resolve_inputs(["raw://x", [BLOB, "http://h/b"], f"tag://{RESULTS_TAG}"], ddfs)
+    assert inputs[:2] == [["raw://x"], [BLOB, "http://h/b"]] and len(inputs) == 4
+    ddfs.delete("rec:data")
+    with pytest.raises(ClientError, match="Tag not found"):
+        ddfs.get_tag("rec:data")
+    assert ddfs.list_tags() == [RESULTS_TAG]
+
+
+def test_blobs_follow_tags_and_stop_at_cycles(replay: ReplayServer, ddfs: DDFS) -> None:
+    def tag(name: str, urls: list[list[str]]) -> Any:
+        return synthetic("GET", f"/ddfs/tag/{name}", 200, {"version": 1, "urls": urls})
+
+    replay.load(
+        tag("a", [["disco://vm/1"], ["tag://b"], ["disco://vm/2", "disco://vm/2b"]]),
+        tag("b", [["tag://a"], ["disco://vm/3"], ["tag://c"]]),
+        tag("c", [["tag://b"]]),
+    )
+    assert ddfs.blobs("a") == [
+        ["disco://vm/1"],
+        ["disco://vm/2", "disco://vm/2b"],
+        ["disco://vm/3"],
+    ]
+
+
+def test_blobs_names_a_missing_inner_tag(replay: ReplayServer, ddfs: DDFS) -> None:
+    replay.load(
+        synthetic("GET", "/ddfs/tag/a", 200, {"urls": [["tag://gone"]]}),
+        synthetic("GET", "/ddfs/tag/gone", 404, "Tag not found."),
+    )
+    with pytest.raises(ClientError, match=r"tag 'a' lists tag 'gone', which failed: no DDFS tag"):
+        ddfs.blobs("a")
+
+
+def test_tokens_are_sent_as_basic_auth(replay: ReplayServer) -> None:
+    replay.load(
+        synthetic("GET", "/ddfs/tag/t", 200, {"urls": []}),
+        synthetic("DELETE", "/ddfs/tag/t", 200, "deleted"),
+    )
+    with DDFS(MASTER, read_token="r3ad", write_token="wr1te", session=replay.session()) as d:
+        d.get_tag("t")
+        d.delete("t")
+    sent = [r.headers["Authorization"] for r in replay.received]
+    assert sent == [
+        "Basic " + base64.b64encode(b"token:r3ad").decode(),
+        "Basic " + base64.b64encode(b"token:wr1te").decode(),
+    ]
+
+
+@pytest.mark.parametrize("name", ["rec data", "a/b", "", "x.y", "tag://with space"])
+def test_bad_tag_names_are_refused_before_sending(
+    name: str, replay: ReplayServer, ddfs: DDFS
+) -> None:
+    with pytest.raises(ClientError, match=r"is not a valid DDFS tag name: use only letters"):
+        ddfs.get_tag(name)
+    assert replay.received == []
+
+
+def test_wrong_shapes_name_the_endpoint(replay: ReplayServer, master: Master) -> None:
+    replay.load(
+        synthetic("GET", "/disco/ctrl/joblist", 200, {"not": "a list"}),
+        synthetic("POST", "/disco/job/new", 200, ["ok"]),
+        synthetic("POST", "/disco/ctrl/kill_job", 200, "killed?", request_body="j"),
+    )
+    with pytest.raises(ClientError, match=r"GET /disco/ctrl/joblist answered .*expected \[\["):
+        master.joblist()
+    with pytest.raises(ClientError, match=r"POST /disco/job/new answered"):
+        master.submit(b"jobpack")
+    with pytest.raises(ClientError, match=r"kill_job answered 'killed\?', expected ''"):
+        master.kill("j")
+
+
+def test_submit_error_quotes_the_reason_with_a_hint(replay: ReplayServer, master: Master) -> None:
+    replay.load("http-api/job-new-malformed.jsonl#3")  # version 3
+    with pytest.raises(ClientError, match=r"unsupported version '3'.*version 2 only"):
+        master.submit(b"\0" * 3343)
+
+
+# --------------------------------------------------------------------------
+# Network failures: refused, stalled, dropped
+# --------------------------------------------------------------------------
+
+
+def test_unreachable_master_after_bounded_retries() -> None:
+    retries: list[tuple[int, float]] = []
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        master = Master(
+            url, retries=2, backoff=0.01, on_retry=lambda n, d, _: retries.append((n, d))
+        )
+        with pytest.raises(ClientError) as err:
+            master.version()
+    assert str(err.value) == (
+        f"could not reach the Disco master at {url} (connection refused; tried 3 times): "
+        f"is DISCO_MASTER right? try `curl {url}/disco/version`"
+    )
+    assert retries == [(1, 0.01), (2, 0.02)]
+    assert err.value.__cause__ is not None  # the requests exception, kept
+
+
+def test_unreachable_proxy_is_named() -> None:
+    with closed_port() as port:
+        proxy = f"http://127.0.0.1:{port}"
+        master = Master("http://vm:8989", proxy=proxy, retries=0)
+        with pytest.raises(ClientError) as err:
+            master.version()
+    assert str(err.value) == (
+        f"could not reach the Disco master at {proxy} (connection refused): "
+        f"is DISCO_PROXY right? try `curl {proxy}/disco/version`"
+    )
+
+
+def test_submit_is_retried_when_the_connection_was_refused() -> None:
+    attempts: list[int] = []
+    with closed_port() as port:
+        master = Master(
+            f"http://127.0.0.1:{port}",
+            retries=1,
+            backoff=0.01,
+            on_retry=lambda n, d, _: attempts.append(n),
+        )
+        with pytest.raises(ClientError, match="connection refused; tried 2 times"):
+            master.submit(b"jobpack")
+    assert attempts == [1]
+
+
+def test_stalled_master_times_out() -> None:
+    with stalled_server() as url:
+        master = Master(url, timeout=0.2, retries=1, backoff=0.01)
+        start = time.monotonic()
+        with pytest.raises(
+            ClientError,
+            match=rf"the Disco master at {url} did not answer "
+            r"GET .*/disco/version \(no answer within 0.2s; tried 2 times\)",
+        ):
+            master.version()
+    assert time.monotonic() - start < 5
+
+
+def test_submit_is_not_retried_after_the_connection_drops(replay: ReplayServer) -> None:
+    dropped = synthetic("POST", "/disco/job/new", None)
+    replay.load(dropped, synthetic("POST", "/disco/job/new", 200, ["ok", "twice@1:2:3"]))
+    master = Master(MASTER, session=replay.session(), retries=5, backoff=0.01)
+    with pytest.raises(
+        ClientError,
+        match=r"connection closed without an answer.*may have "
+        r"reached the Disco master, so it was not sent again.*joblist",
+    ):
+        master.submit(b"jobpack")
+    assert [r.target for r in replay.received] == ["/disco/job/new"]  # sent once
+    replay.exchanges.pop()  # the second answer is never asked for: that is the point
+
+
+def test_idempotent_calls_are_retried_after_a_drop(replay: ReplayServer) -> None:
+    replay.load(synthetic("GET", "/disco/version", None), "endpoints#0")
+    seen: list[ClientError] = []
+    master = Master(
+        MASTER,
+        session=replay.session(),
+        retries=1,
+        backoff=0.01,
+        on_retry=lambda n, d, e: seen.append(e),
+    )
+    assert master.version() == "0.5.4"
+    assert len(seen) == 1 and "connection closed without an answer" in str(seen[0])
+
+
+# --------------------------------------------------------------------------
+# URLs and settings
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "http"),
+    [
+        ("disco://vm/ddfs/vol0/blob/ec/b$1", "http://vm:8989/ddfs/vol0/blob/ec/b$1"),
+        (
+            "dir://vm/disco/vm/ba/j/.disco/map-0.results",
+            "http://vm:8989/disco/vm/ba/j/.disco/map-0.results",
+        ),
+        ("disco://vm:9000/x", "http://vm:9000/x"),
+        ("http://h:1/x", "http://h:1/x"),
+    ],
+)
+def test_disco_url_to_http(url: str, http: str) -> None:
+    assert disco_url_to_http(url, 8989) == http
+
+
+@pytest.mark.parametrize("url", ["tag://t", "raw://x", "/local/path", "disco:///nohost"])
+def test_disco_url_to_http_refuses(url: str) -> None:
+    with pytest.raises(ClientError):
+        disco_url_to_http(url, 8989)
+
+
+def test_proxy_rewrites_cluster_urls_only() -> None:
+    proxy = "http://gateway:8999"
+    assert proxy_url("http://vm:8989", proxy, to_master=True) == "http://gateway:8999"
+    assert proxy_url("http://vm:8989/disco/vm/ba/j/x", proxy) == (
+        "http://gateway:8999/proxy/vm/GET/disco/vm/ba/j/x"
+    )
+    assert proxy_url("http://vm:8990/ddfs/b$1", proxy, method="PUT") == (
+        "http://gateway:8999/proxy/vm/PUT/ddfs/b$1"
+    )
+    assert proxy_url("http://data.example.com/x", proxy) == "http://data.example.com/x"
+    assert proxy_url("http://vm:8989/x", "") == "http://vm:8989/x"
+
+
+def test_master_from_settings_uses_the_proxy(replay: ReplayServer) -> None:
+    settings = load_settings(DISCO_MASTER="vm:8989", DISCO_PROXY=replay.url, DISCODSL_RETRIES=0)
+    replay.load("endpoints#0")
+    with Master.from_settings(settings) as master:
+        assert master.url == "http://vm:8989"
+        assert master.version() == "0.5.4"  # asked the proxy for /disco/version
+
+
+# --------------------------------------------------------------------------
+# Every recorded exchange is replayed by some test
+# --------------------------------------------------------------------------
+
+COVERED_FILES = ("endpoints", "settings", "ddfs")
+
+#: Exchanges of COVERED_FILES no test replays, with the reason. None at present.
+NOT_REPLAYED: dict[str, str] = {}
+
+
+def test_every_recorded_exchange_is_replayed(reference: Path) -> None:
+    declared = {ref for case in CASES.values() for ref in case.refs}
+    for item in globals().values():
+        declared.update(getattr(item, "replays", ()))
+    recorded = {
+        f"{name}#{i}" for name in COVERED_FILES for i in range(len(read_recording(reference, name)))
+    }
+    missing = sorted(recorded - declared - set(NOT_REPLAYED), key=_ref_order)
+    assert not missing, f"recorded exchanges no test replays: {missing}"
+    assert not set(NOT_REPLAYED) & declared, "NOT_REPLAYED lists exchanges that are replayed"
+    assert set(NOT_REPLAYED) <= recorded, "NOT_REPLAYED lists exchanges that do not exist"
+
+
+def _ref_order(ref: str) -> tuple[str, int]:
+    name, _, index = ref.rpartition("#")
+    return name, int(index)

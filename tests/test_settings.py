@@ -1,0 +1,254 @@
+"""discodsl.settings: precedence, derived defaults, error messages, the settings file."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from discodsl.errors import SettingsError
+from discodsl.settings import DiscoSettings, load_settings, read_settings_file
+
+WriteFile = Callable[[str], Path]
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WriteFile:
+    """Write a Disco settings file and point DISCO_SETTINGS_FILE at it."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "settings.py"
+        path.write_text(text)
+        monkeypatch.setenv("DISCO_SETTINGS_FILE", str(path))
+        return path
+
+    return write
+
+
+# -- precedence: keyword arguments > environment > settings file > defaults -----
+
+
+def test_keyword_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCO_PORT", "9000")
+    assert load_settings(DISCO_PORT=9100).DISCO_PORT == 9100
+
+
+def test_environment_beats_file(settings_file: WriteFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings_file("DISCO_PORT = 9200\n")
+    monkeypatch.setenv("DISCO_PORT", "9000")
+    assert load_settings().DISCO_PORT == 9000
+
+
+def test_file_beats_default(settings_file: WriteFile) -> None:
+    path = settings_file('DISCO_PORT = 9200\nDISCO_DEBUG = "on"\n')
+    settings = load_settings()
+    assert (settings.DISCO_PORT, settings.DISCO_DEBUG) == (9200, "on")
+    assert (str(path),) == (settings.DISCO_SETTINGS_FILE,)
+
+
+def test_keyword_beats_file(settings_file: WriteFile) -> None:
+    settings_file('DISCO_PROXY = "http://file-proxy:8999"\n')
+    assert load_settings(DISCO_PROXY="http://arg-proxy:8999").DISCO_PROXY == "http://arg-proxy:8999"
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    host = socket.gethostname()
+    assert (host, f"http://{host}:8989") == (settings.DISCO_MASTER_HOST, settings.DISCO_MASTER)
+    assert settings.DISCO_JOB_OWNER.endswith(f"@{host}")
+    assert (settings.DISCO_PORT, settings.DDFS_PUT_PORT) == (8989, 8990)
+    assert (settings.DISCO_PROXY, settings.DISCO_EVENTS, settings.DISCO_DEBUG) == ("", "", "off")
+    assert (settings.DDFS_READ_TOKEN, settings.DDFS_WRITE_TOKEN) == (None, None)
+    assert (settings.DISCODSL_HTTP_TIMEOUT, settings.DISCODSL_RETRIES) == (30.0, 5)
+
+
+def test_empty_environment_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCO_PORT", "")
+    monkeypatch.setenv("DDFS_READ_TOKEN", "")
+    settings = load_settings()
+    assert (settings.DISCO_PORT, settings.DDFS_READ_TOKEN) == (8989, None)
+
+
+def test_none_overrides_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCO_MASTER", "http://from-env:8989")
+    assert load_settings(DISCO_MASTER=None).DISCO_MASTER == "http://from-env:8989"
+
+
+# -- DISCO_MASTER ---------------------------------------------------------------
+
+
+def test_master_derived_from_host_and_port(
+    settings_file: WriteFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_file('DISCO_MASTER_HOST = "master.example"\n')
+    monkeypatch.setenv("DISCO_PORT", "9000")
+    assert load_settings().DISCO_MASTER == "http://master.example:9000"
+    assert load_settings(DISCO_MASTER_HOST="vm").DISCO_MASTER == "http://vm:9000"
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [
+        ("http://vm:8989/", "http://vm:8989"),
+        ("vm:8989", "http://vm:8989"),
+        ("vm", "http://vm:8989"),
+        ("  https://master.example:443  ", "https://master.example:443"),
+        ("http://vm", "http://vm"),
+    ],
+)
+def test_master_is_normalised(given: str, normalised: str) -> None:
+    master = load_settings(DISCO_MASTER=given).DISCO_MASTER
+    assert master == normalised
+
+
+def test_explicit_master_wins_over_host_and_port() -> None:
+    settings = load_settings(DISCO_MASTER="http://a:1", DISCO_MASTER_HOST="b", DISCO_PORT=2)
+    assert settings.DISCO_MASTER == "http://a:1"
+
+
+# -- invalid values: SettingsError naming field, value, fix, origin ------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "DISCO_PORT",
+            "abc",
+            "DISCO_PORT='abc' is not a port number: set DISCO_PORT to an integer 1-65535",
+        ),
+        ("DISCO_PORT", 0, "DISCO_PORT=0 is not a port number"),
+        ("DDFS_PUT_PORT", 70000, "DDFS_PUT_PORT=70000 is not a port number"),
+        (
+            "DISCO_MASTER",
+            "ftp://vm",
+            "DISCO_MASTER='ftp://vm' is not a master URL: set DISCO_MASTER to http://HOST:PORT",
+        ),
+        ("DISCO_MASTER", "http://vm:8989/disco", "is not a master URL"),
+        ("DISCO_MASTER", "vm:port", "DISCO_MASTER='vm:port' is not a master URL"),
+        ("DISCO_PROXY", "gateway", "DISCO_PROXY='gateway' is not a proxy URL"),
+        (
+            "DISCODSL_HTTP_TIMEOUT",
+            "0",
+            "DISCODSL_HTTP_TIMEOUT='0' is not a timeout: "
+            "set DISCODSL_HTTP_TIMEOUT to a number of seconds greater than 0",
+        ),
+        ("DISCODSL_RETRIES", -1, "DISCODSL_RETRIES=-1 is not a retry count"),
+    ],
+)
+def test_bad_keyword_values_are_named(name: str, value: object, message: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(**{name: value})
+    assert message in str(err.value)
+    assert "(the value came from a keyword argument)" in str(err.value)
+    assert isinstance(err.value.__cause__, ValidationError)
+
+
+def test_bad_environment_value_says_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCO_PORT", "89 89")
+    with pytest.raises(
+        SettingsError,
+        match=r"DISCO_PORT='89 89' is not a port number: .*"
+        r"\(the value came from the environment\)",
+    ):
+        load_settings()
+
+
+def test_bad_file_value_names_the_file(settings_file: WriteFile) -> None:
+    path = settings_file('DDFS_PUT_PORT = "x"\n')
+    with pytest.raises(SettingsError, match=rf"DDFS_PUT_PORT='x' .*the settings file {path}"):
+        load_settings()
+
+
+def test_several_bad_values_are_all_named() -> None:
+    with pytest.raises(SettingsError) as err:
+        DiscoSettings(DISCO_PORT="x", DISCODSL_RETRIES="y")
+    assert "DISCO_PORT='x'" in str(err.value) and "DISCODSL_RETRIES='y'" in str(err.value)
+
+
+def test_unknown_setting_suggests_the_right_name() -> None:
+    with pytest.raises(
+        SettingsError,
+        match=r"DISCO_PROT is not a Disco setting: did you mean "
+        r"DISCO_PORT\?",
+    ):
+        load_settings(DISCO_PROT=9000)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValidationError):
+        settings.DISCO_PORT = 1
+
+
+# -- the settings file ----------------------------------------------------------------
+
+
+def test_disco_settings_file_is_read_as_literals(settings_file: WriteFile) -> None:
+    settings_file(
+        '"""Disco settings."""\n'
+        "# comments and unknown names are fine\n"
+        'DISCO_HOME = "/usr/lib/disco"\n'
+        'DISCO_MASTER_HOST = "master"\n'
+        "DISCO_PORT = 9000\n"
+        "DISCO_DEBUG = 1\n"
+        "DDFS_READ_TOKEN: str = 'secret'\n"
+    )
+    settings = load_settings()
+    assert settings.DISCO_MASTER == "http://master:9000"
+    assert (settings.DISCO_DEBUG, settings.DDFS_READ_TOKEN) == ("1", "secret")
+
+
+def test_home_disco_is_the_default_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISCO_SETTINGS_FILE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".disco").write_text('DISCO_MASTER_HOST = "from-home"\n')
+    settings = load_settings()
+    home = tmp_path / ".disco"
+    assert ("from-home", str(home)) == (settings.DISCO_MASTER_HOST, settings.DISCO_SETTINGS_FILE)
+
+
+def test_settings_file_can_be_chosen_by_keyword(tmp_path: Path) -> None:
+    path = tmp_path / "other.py"
+    path.write_text("DISCO_PORT = 9300\n")
+    assert load_settings(DISCO_SETTINGS_FILE=str(path)).DISCO_PORT == 9300
+
+
+def test_missing_named_settings_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", str(tmp_path / "nope.py"))
+    with pytest.raises(SettingsError, match=r"DISCO_SETTINGS_FILE=.*nope.py.*no such file"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('DISCO_PORT = int("8989")\n', r":1: DISCO_PORT = int\('8989'\) is not a literal"),
+        ('DISCO_MASTER_HOST = "m"\nDISCO_PORT = 8000 + 989\n', r":2: DISCO_PORT = 8000 \+ 989"),
+        ("import os\n", r":1: only NAME = value lines are allowed, found 'import os'"),
+        ("if True:\n    DISCO_PORT = 1\n", r":1: only NAME = value lines are allowed"),
+        ('os.environ["X"] = "1"\n', r":1: only NAME = value lines are allowed: assign one"),
+        ("DISCO_PORT = \n", r":1: not valid Python"),
+        ("def f():\n    pass\n", r":1: only NAME = value lines"),
+    ],
+)
+def test_unsafe_settings_file_is_refused(settings_file: WriteFile, text: str, message: str) -> None:
+    path = settings_file(text)
+    with pytest.raises(SettingsError, match=rf"^{path}{message}"):
+        load_settings()
+
+
+def test_settings_file_is_never_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    path = tmp_path / "settings.py"
+    path.write_text(f"DISCO_MASTER_HOST = __import__('pathlib').Path({str(marker)!r}).touch()\n")
+    with pytest.raises(
+        SettingsError,
+        match=r"DISCO_MASTER_HOST = .* is not a literal: the "
+        r"settings file is read, never run",
+    ):
+        read_settings_file(path)
+    assert not marker.exists()
