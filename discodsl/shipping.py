@@ -10,20 +10,24 @@ default, module) and the fix.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 from types import FunctionType, ModuleType
 from typing import Any
 
 import cloudpickle
 
+from discodsl import jobpack
 from discodsl.errors import PicklingError
 from discodsl.worker.spec import JobSpec, StageSpec, encode_jobdata
 
@@ -165,13 +169,12 @@ except BaseException as exc:
 
 
 def _load_in_child(pickled: bytes) -> str:
+    home = _runtime_home()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = _runtime_path()
     try:
         done = subprocess.run(
             [sys.executable, "-s", "-c", _CHILD],
-            input=pickled, capture_output=True, timeout=PREFLIGHT_TIMEOUT, env=env,
-            cwd=_runtime_path(),
+            input=pickled, capture_output=True, timeout=PREFLIGHT_TIMEOUT, env=env, cwd=home,
         )
     except subprocess.TimeoutExpired:
         return f"loading the job took over {PREFLIGHT_TIMEOUT:.0f} s"
@@ -184,11 +187,17 @@ def _crash(done: subprocess.CompletedProcess[bytes]) -> str:
     return f"the interpreter exited with {done.returncode}: {done.stderr.decode()[-500:]}"
 
 
-def _runtime_path() -> str:
-    """A directory holding only the runtime's packages (discodsl's parent, by default)."""
-    import discodsl
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(discodsl.__file__)))
+@cache
+def _runtime_home() -> str:
+    """A directory laid out like a job home (runtime and cloudpickle only), made once."""
+    home = tempfile.mkdtemp(prefix="discodsl-preflight-")
+    atexit.register(shutil.rmtree, home, True)
+    for name, data in jobpack.runtime_files(sys.version_info[:2]).items():
+        path = os.path.join(home, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+    return home
 
 
 def _load_error(spec: JobSpec, failure: str) -> PicklingError:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import discodsl
+from discodsl.jobpack import runtime_files
 
 WORKER = Path(discodsl.__file__).parent / "worker"
 
@@ -43,11 +44,18 @@ print("ok")
 """
 
 
-def test_worker_imports_without_pydantic_or_requests() -> None:
-    done = subprocess.run([sys.executable, "-c", BLOCKER], capture_output=True, text=True,
-                          timeout=60)
+def test_worker_imports_from_a_job_home_without_pydantic_or_requests(tmp_path: Path) -> None:
+    """What a node gets (the jobhome's files) imports with pydantic and requests unimportable."""
+    for name, data in runtime_files(sys.version_info[:2]).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    script = BLOCKER + "import discodsl.worker, cloudpickle\nprint(discodsl.worker.__file__)\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    lines = done.stdout.split()
+    assert lines[0] == "ok"
+    assert lines[1].startswith(str(tmp_path)), "imported the installed package, not the job home's"
 
 
 def test_public_api_is_pinned() -> None:

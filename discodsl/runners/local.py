@@ -9,6 +9,8 @@ the results are closed or garbage-collected.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import sys
@@ -34,7 +36,7 @@ class LocalRunner:
         workers = options.workers or os.cpu_count() or 1
         urls = sources.split_large(sources.resolve(inputs), workers)
         data = builder.build_jobpack(job, options, urls)
-        root = tempfile.mkdtemp(prefix="discodsl-")
+        root = _node_root()
         progress = Progress(job.name, enabled=options.progress)
         master = NodeMaster(
             disco_data=os.path.join(root, "data"), workers=workers,
@@ -43,22 +45,31 @@ class LocalRunner:
         try:
             layout, results = master.run(data)
         except JobFailed as exc:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(master.home_of_last_job, ignore_errors=True)
             why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
-            raise task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why) from None
+            error = task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
+            raise error from error.__cause__
         except BaseException:
             master.cancel()
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(master.home_of_last_job, ignore_errors=True)
             raise
         finally:
             progress.close()
         node = Node(host=master.host, disco_data=master.disco_data)
         return Results(layout.jobname, results, node=node, mode="local",
-                       counters=progress.counters, cleanup=lambda: _remove(root))
+                       counters=progress.counters, cleanup=lambda: _remove(layout.home))
 
 
-def _remove(root: str) -> None:
-    shutil.rmtree(root, ignore_errors=True)
+def _remove(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@functools.cache
+def _node_root() -> str:
+    """This process's local node: one DISCO_DATA for all its jobs, so results chain."""
+    root = tempfile.mkdtemp(prefix="discodsl-node-")
+    atexit.register(_remove, root)
+    return root
 
 
 def _worker_environ() -> dict[str, Any]:

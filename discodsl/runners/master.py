@@ -68,6 +68,7 @@ class NodeMaster:
     master_url: str = "http://localhost:8989"
     environ: Mapping[str, str] = field(default_factory=dict)
     on_event: Event | None = None
+    home_of_last_job: str = ""
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cancelled: threading.Event = field(default_factory=threading.Event)
@@ -77,6 +78,7 @@ class NodeMaster:
         pack = jobpack.decode(data)
         layout = JobLayout(self.disco_data, self.host, job_name(str(pack.jobdict["prefix"])))
         os.makedirs(layout.home, exist_ok=False)
+        self.home_of_last_job = layout.home
         with open(layout.jobfile, "wb") as handle:
             handle.write(data)
         jobpack.extract_jobhome(pack.jobhome, __import__("pathlib").Path(layout.home))

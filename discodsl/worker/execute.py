@@ -112,7 +112,9 @@ def _process(task: Task, records: Iterable[Any], sink: Sink, where: Position) ->
         combiner.flush_into(sink)
 
 
-def _call(stage: StageSpec, function: Callable[..., Any], args: tuple[Any, ...], params: Any) -> Any:
+def _call(
+    stage: StageSpec, function: Callable[..., Any], args: tuple[Any, ...], params: Any
+) -> Any:
     return function(*args, params) if stage.takes_params else function(*args)
 
 
@@ -268,19 +270,24 @@ class _Combiner:
             chunks += 1
             if chunks % self.fold_every == 0:
                 self.fold()
+
     def fold(self) -> None:
         """Replace each key's buffered values by what the combiner makes of them."""
         folded: defaultdict[Any, list[Any]] = defaultdict(list)
         for key, values in self.buffer.items():
-            result = values if len(values) == 1 else self._combine(key, values)
-            for out_key, out_value in result:
+            if len(values) == 1:
+                folded[key].append(values[0])
+                continue
+            for out_key, out_value in self._combine(key, values):
                 folded[out_key].append(out_value)
         self.buffer = folded
         self.count = sum(map(len, folded.values()))
 
     def _combine(self, key: Any, values: list[Any]) -> Iterable[tuple[Any, Any]]:
         args = (key, iter(values))
-        result = self.function(*args, self.params) if self.stage.takes_params else self.function(*args)
+        result = (
+            self.function(*args, self.params) if self.stage.takes_params else self.function(*args)
+        )
         pairs: list[tuple[Any, Any]] = []
         _emit(self.stage, result, lambda k, v: pairs.append((k, v)))
         return pairs
