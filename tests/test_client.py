@@ -490,6 +490,13 @@ def test_wrong_shapes_name_the_endpoint(replay: ReplayServer, master: Master) ->
         master.kill("j")
 
 
+def test_submit_too_large(replay: ReplayServer, master: Master) -> None:
+    # Not recorded (it takes a 1 GiB jobpack); the status and text are disco-spec section 5's.
+    replay.load(synthetic("POST", "/disco/job/new", 413, "Job packet too large"))
+    with pytest.raises(ClientError, match=r"jobpack \(7 bytes\) is too large .*limit 1 GiB"):
+        master.submit(b"jobpack")
+
+
 def test_submit_error_quotes_the_reason_with_a_hint(replay: ReplayServer, master: Master) -> None:
     replay.load("http-api/job-new-malformed.jsonl#3")  # version 3
     with pytest.raises(ClientError, match=r"unsupported version '3'.*version 2 only"):
