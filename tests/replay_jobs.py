@@ -1,0 +1,72 @@
+"""Jobs shaped like the ones recorded on a real Disco 0.5.4 master (disco-reference)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from discodsl import job, map, stage
+
+
+def _both_labels(line: str) -> Iterator[tuple[int, str]]:
+    yield 0, line
+    yield 1, line
+
+
+def _passthrough(records: Iterable[Any]) -> Iterator[Any]:
+    yield from records
+
+
+def identity(key: Any, partitions: int) -> int:
+    return int(key)
+
+
+def to_zero(key: Any, partitions: int) -> int:
+    return 0
+
+
+first = map(_both_labels, name="map")
+
+
+@job(partitions=2)
+def protocol_map_reduce() -> list[Any]:
+    return [first, stage(_passthrough, name="reduce", grouping="group_label", partitioner=identity)]
+
+
+@job(partitions=2)
+def groupings_all_node_nodelabel() -> list[Any]:
+    return [
+        first,
+        stage(_passthrough, name="gall", grouping="group_all"),
+        stage(_passthrough, name="gnode", grouping="group_node"),
+        stage(_passthrough, name="gnl", grouping="group_node_label", partitioner=to_zero),
+    ]
+
+
+@job(partitions=2)
+def concurrent_stage() -> list[Any]:
+    return [first, stage(_passthrough, name="reduce", grouping="group_all", concurrent=True)]
+
+
+# a map that prints, one that fails, one that echoes its input
+@map
+def chatty(line: str) -> Iterator[tuple[str, int]]:
+    print(f"saw {line}")
+    yield line, 1
+
+
+@map
+def explode(line: str) -> Iterator[tuple[str, int]]:
+    if "bad" in line:
+        raise KeyError(line)
+    yield line, 1
+
+
+@job
+def chatty_job() -> list[Any]:
+    return [chatty]
+
+
+@job
+def exploding_job() -> list[Any]:
+    return [explode]

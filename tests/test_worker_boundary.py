@@ -1,0 +1,237 @@
+"""The worker runtime across the real boundary: a job home laid out as a node lays it out, the
+jobhome's ``worker`` started as a node starts it, answered over real pipes by a test master.
+
+The recorded transcripts are replayed: for each task recorded on a real Disco 0.5.4 master,
+our worker, given the same TASK and INPUT replies, sends frames with the recorded names, in the
+recorded order, with the recorded payload shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import builder, jobpack, shipping
+from discodsl.runners.layout import hexhash
+from discodsl.worker.records import read_records
+from discodsl.worker.spec import encode_jobdata
+from tests import replay_jobs
+from tests.worker_driver import (
+    lay_out, node_environment, recorded, run_worker, scripted, shape, task_payload, write_index,
+)
+
+RECORDED_DATA = "/var/lib/disco/node01/data"
+RECORDED_DDFS = "/var/lib/disco/node01/ddfs"
+
+
+def _payload(raw: str) -> Any:
+    return json.loads(raw.encode("latin-1").split(b" ", 2)[2])
+
+
+def _index_names(transcript: dict[str, Any]) -> dict[tuple[str, int], str]:
+    names = {}
+    for worker in transcript["workers"]:
+        for frame in worker["frames"]:
+            for name in re.findall(r"\.disco/([a-z]+-\d+-\d+\.results)", frame["raw"]):
+                stage, taskid, _ = name.split("-")
+                names[(stage, int(taskid))] = name
+    return names
+
+
+def _replay(reference: Path, tmp_path: Path, scenario: str, job: Any,
+            compare: Any = lambda worker: True) -> list[Any]:
+    rec = recorded(reference, scenario)
+    inputs = [urls for _, _, urls in rec["inputs"]]
+    data = builder.build_jobpack(job, job.options, inputs)
+    layout = lay_out(data, tmp_path / "data", "vm", rec["jobname"])
+    indexes = _index_names(rec)
+    env = node_environment(data)
+    ours = []
+    for worker in rec["workers"]:
+        frames = worker["frames"]
+        replies = [f for f in frames if f["dir"] == "master->worker"]
+        task_raw = next(f["raw"] for f in replies if f["raw"].startswith("TASK"))
+        task_raw = task_raw.replace(RECORDED_DATA, layout.disco_data)
+        task_raw = task_raw.replace(RECORDED_DDFS, str(tmp_path / "ddfs"))
+        assert f"/{hexhash(rec['jobname'])}/" in task_raw
+        task = _payload(task_raw)
+        input_replies = [_payload(f["raw"]) for f in replies if f["raw"].startswith("INPUT")]
+        transcript = run_worker(layout.home, env, scripted(task, input_replies))
+        assert transcript.names()[-1] == "DONE", bytes(transcript.raw)[-3000:]
+        assert transcript.exit_code == 0
+        if compare(worker):
+            theirs = [_payload(f["raw"]) for f in frames if f["dir"] == "worker->master"]
+            their_names = [f["raw"].split(" ", 1)[0] for f in frames if f["dir"] == "worker->master"]
+            assert transcript.names() == their_names, (worker["stage"], worker["taskid"])
+            assert [shape(f.payload) for f in transcript.sent] == [shape(p) for p in theirs]
+            recorded_oks = [f["raw"].encode("latin-1") for f in replies if f["raw"].startswith("OK")]
+            our_oks = [r for r in transcript.replies if r.startswith(b"OK")]
+            assert our_oks == recorded_oks
+        key = (worker["stage"], worker["taskid"])
+        if key in indexes:
+            write_index(layout, indexes[key], [f for f in transcript.sent if f.name == "OUTPUT"])
+        ours.append((worker, transcript))
+    return [layout, ours]
+
+
+def _records(home: str, transcript: Any) -> list[Any]:
+    found = []
+    for frame in transcript.sent:
+        if frame.name == "OUTPUT":
+            with open(Path(home) / frame.payload[1], "rb") as handle:
+                found.extend(read_records(handle, frame.payload[1]))
+    return found
+
+
+def test_replay_protocol_map_reduce(reference: Path, tmp_path: Path) -> None:
+    layout, ours = _replay(reference, tmp_path, "protocol-map-reduce",
+                           replay_jobs.protocol_map_reduce)
+    lines = sorted(["alpha%0Abeta%0Agamma", "delta%0Aepsilon", "zeta%0Aeta%0Atheta%0Aiota"])
+    reduces = [(w, t) for w, t in ours if w["stage"] == "reduce"]
+    assert len(reduces) == 2
+    for worker, transcript in reduces:
+        label = _payload(next(f["raw"] for f in worker["frames"] if f["raw"].startswith("TASK ")
+                              and f["dir"] == "master->worker"))["group"][0]
+        records = _records(layout.home, transcript)
+        assert sorted(value for _, value in records) == lines
+        assert {key for key, _ in records} == {label}
+        assert transcript.frame("OUTPUT").payload[0] == label
+
+
+def test_replay_groupings_all_node_nodelabel(reference: Path, tmp_path: Path) -> None:
+    # As before any group_all stage, our maps label everything 0 (one OUTPUT, not two).
+    layout, ours = _replay(reference, tmp_path, "groupings-all-node-nodelabel",
+                           replay_jobs.groupings_all_node_nodelabel,
+                           compare=lambda worker: worker["stage"] != "map")
+    last = ours[-1][1]
+    assert len(_records(layout.home, last)) == 6  # 3 lines x 2 labels, through every grouping
+
+
+def test_replay_concurrent_stage_polls_until_done(reference: Path, tmp_path: Path) -> None:
+    # Map outputs are labelled for the stage after them: before a group_all stage there is
+    # one label, so our maps send one OUTPUT where the recorder sent two; compare the reduce.
+    layout, ours = _replay(reference, tmp_path, "concurrent-stage", replay_jobs.concurrent_stage,
+                           compare=lambda worker: worker["stage"] == "reduce")
+    reduce = ours[-1][1]
+    inputs = [f.payload for f in reduce.sent if f.name == "INPUT"]
+    assert inputs == ["", ["exclude", [0]], ["exclude", [0, 1]], ["exclude", [0, 1, 2]]]
+    assert len(_records(layout.home, reduce)) == 6
+
+
+def _single_task(tmp_path: Path, data: bytes, inputs: list[Any], extra_env: Any = None) -> Any:
+    layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
+    task = task_payload(layout, taskid=0, stage="chatty" if b"chatty" in data else "explode",
+                        grouping="split", group=(0, "x"))
+    task["stage"] = jobpack.decode(data).jobdict["pipeline"][0][0]
+    reply = ["done", [[i, "ok", 0, [[r, u] for r, u in enumerate(urls)]]
+                      for i, urls in enumerate(inputs)]]
+    return layout, run_worker(layout.home, node_environment(data, extra_env), scripted(task, [reply]))
+
+
+def test_msg_carries_what_user_code_prints(tmp_path: Path) -> None:
+    job = replay_jobs.chatty_job
+    data = builder.build_jobpack(job, job.options, [["raw://hello"]])
+    _, transcript = _single_task(tmp_path, data, [["raw://hello"]])
+    assert transcript.names()[:2] == ["WORKER", "TASK"]
+    assert transcript.names()[-1] == "DONE"
+    messages = " ".join(f.payload for f in transcript.sent if f.name == "MSG")
+    assert "saw hello" in messages
+
+
+def test_failing_replica_then_good_one(tmp_path: Path) -> None:
+    job = replay_jobs.chatty_job
+    replicas = ["http://127.0.0.1:1/unreachable", "raw://from-the-second-replica"]
+    data = builder.build_jobpack(job, job.options, [replicas])
+    layout, transcript = _single_task(tmp_path, data, [replicas])
+    assert transcript.names()[-1] == "DONE"
+    assert "INPUT_ERR" not in transcript.names()
+    assert _records(layout.home, transcript) == [("from-the-second-replica", 1)]
+
+
+def test_all_replicas_failing_is_an_error_naming_each(tmp_path: Path) -> None:
+    job = replay_jobs.chatty_job
+    replicas = ["http://127.0.0.1:1/a", "file:///nonexistent/b"]
+    data = builder.build_jobpack(job, job.options, [replicas])
+    _, transcript = _single_task(tmp_path, data, [replicas])
+    assert transcript.names()[-1] == "ERROR"
+    text = transcript.sent[-1].payload
+    assert "http://127.0.0.1:1/a" in text and "file:///nonexistent/b" in text
+
+
+def test_user_exception_is_error_naming_stage_input_and_record(tmp_path: Path) -> None:
+    job = replay_jobs.exploding_job
+    data = builder.build_jobpack(job, job.options, [["raw://good"], ["raw://bad"]])
+    _, transcript = _single_task(tmp_path, data, [["raw://good"], ["raw://bad"]])
+    assert transcript.names() == ["WORKER", "TASK", "INPUT", "ERROR"]
+    text = transcript.sent[-1].payload
+    assert "stage 'explode'" in text and "'raw://bad'" in text and "record 0" in text
+    assert "Traceback" in text and "KeyError" in text
+    assert transcript.exit_code == 0
+
+
+def _pack_with_jobdata(job: Any, jobdata: bytes) -> bytes:
+    data = builder.build_jobpack(job, job.options, [["raw://x"]])
+    pack = jobpack.decode(data)
+    return jobpack.encode(dataclasses.replace(pack, jobdata=jobdata))
+
+
+def test_other_python_is_fatal_naming_the_python_needed(tmp_path: Path) -> None:
+    job = replay_jobs.chatty_job
+    spec = dataclasses.replace(job.spec(), python=(3, 99))
+    data = _pack_with_jobdata(job, encode_jobdata(spec, shipping.pickle_job(spec)))
+    _, transcript = _single_task(tmp_path, data, [["raw://x"]])
+    assert transcript.names() == ["WORKER", "TASK", "FATAL"]
+    assert "needs Python 3.99" in transcript.sent[-1].payload
+
+
+def test_undecodable_jobdata_is_fatal(tmp_path: Path) -> None:
+    job = replay_jobs.chatty_job
+    garbage = encode_jobdata(job.spec(), b"\x80\x05not a pickle")
+    _, transcript = _single_task(tmp_path, _pack_with_jobdata(job, garbage), [["raw://x"]])
+    assert transcript.names() == ["WORKER", "TASK", "FATAL"]
+    assert "cannot load the job" in transcript.sent[-1].payload
+
+
+def test_nothing_reaches_the_stream_before_worker(tmp_path: Path) -> None:
+    """Start-up noise (as a SyntaxWarning on 3.11 would be) goes to MSG, never before WORKER."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os, sys, warnings\n"
+        "os.write(1, b'noise on fd 1\\n')\n"
+        "sys.stderr.write('noise on fd 2\\n')\n"
+        "warnings.warn('a start-up warning')\n"
+    )
+    job = replay_jobs.chatty_job
+    data = builder.build_jobpack(job, job.options, [["raw://x"]])
+    _, transcript = _single_task(tmp_path, data, [["raw://x"]], {"PYTHONPATH": str(site)})
+    assert bytes(transcript.raw).startswith(b"WORKER ")
+    messages = " ".join(f.payload for f in transcript.sent if f.name == "MSG")
+    assert "noise on fd 1" in messages and "noise on fd 2" in messages
+    assert transcript.names()[-1] == "DONE"
+
+
+def test_worker_exits_when_its_input_ends(tmp_path: Path) -> None:
+    """A master that goes away (EOF on stdin) ends the worker at once: no spinning."""
+    job = replay_jobs.chatty_job
+    data = builder.build_jobpack(job, job.options, [["raw://x"]])
+    layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
+
+    def hang_up(frame: Any, side: Any) -> bytes | None:
+        raise EOFError
+
+    import subprocess
+    import os
+    process = subprocess.Popen([os.path.join(layout.home, "worker")], cwd=layout.home,
+                               env=node_environment(data), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = process.stdout.readline()  # type: ignore[union-attr]
+    assert first.startswith(b"WORKER ")
+    process.stdin.close()  # type: ignore[union-attr]
+    assert process.wait(timeout=10) == 0
+    process.stdout.close()  # type: ignore[union-attr]
