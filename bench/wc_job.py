@@ -33,9 +33,12 @@ def main() -> None:
     parser.add_argument("-o", "--out")
     args = parser.parse_args()
     results = wordcount.run(inputs=args.files, mode=args.mode, progress=False)
-    out = open(args.out, "w") if args.out else sys.stdout
-    out.writelines(f"{word}\t{n}\n" for word, n in results)
-    out.flush()
+    lines = (f"{word}\t{n}\n" for word, n in results)
+    if args.out:
+        with open(args.out, "w") as out:
+            out.writelines(lines)
+    else:
+        sys.stdout.writelines(lines)
 
 
 if __name__ == "__main__":

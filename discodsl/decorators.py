@@ -69,7 +69,8 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
         return False  # a builtin: trust it
     required, example = SHAPES[kind]
     positional = [
-        p for p in signature.parameters.values()
+        p
+        for p in signature.parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
@@ -100,7 +101,7 @@ def map(
     ``init(params)`` runs before the task's first record; ``done(state,
     params)`` after its last, and may yield more pairs.
     """
-    options = dict(grouping=grouping, init=init, done=done, concurrent=concurrent)
+    options: dict[str, Any] = dict(grouping=grouping, init=init, done=done, concurrent=concurrent)
     if function is None:
         return partial(_stage, kind="map", name=name, **options)
     return _stage(function, "map", name, **options)
@@ -127,9 +128,15 @@ def reduce(
     reduce task (0..n-1) for each key; the default is a stable content hash.
     ``sort=False`` groups by hashing, in first-seen order.
     """
-    options = dict(
-        grouping=grouping, combine=combine, combiner=combiner, partitioner=partitioner,
-        sort=sort, init=init, done=done, concurrent=concurrent,
+    options: dict[str, Any] = dict(
+        grouping=grouping,
+        combine=combine,
+        combiner=combiner,
+        partitioner=partitioner,
+        sort=sort,
+        init=init,
+        done=done,
+        concurrent=concurrent,
     )
     if function is None:
         return partial(_stage, kind="reduce", name=name, **options)
@@ -153,8 +160,9 @@ def stage(
     partition each), ``group_all`` (everything, one task), ``group_node``,
     ``group_node_label`` (per node, on a cluster).
     """
-    options = dict(grouping=grouping, partitioner=partitioner, init=init, done=done,
-                   concurrent=concurrent)
+    options: dict[str, Any] = dict(
+        grouping=grouping, partitioner=partitioner, init=init, done=done, concurrent=concurrent
+    )
     if function is None:
         return partial(_stage, kind="stage", name=name, **options)
     return _stage(function, "stage", name, **options)
@@ -163,7 +171,9 @@ def stage(
 @overload
 def job(function: Callable[[], Sequence[Stage]], /) -> Job: ...
 @overload
-def job(function: None = None, /, **options: Any) -> Callable[[Callable[[], Sequence[Stage]]], Job]: ...
+def job(
+    function: None = None, /, **options: Any
+) -> Callable[[Callable[[], Sequence[Stage]]], Job]: ...
 def job(function: Callable[[], Sequence[Stage]] | None = None, /, **options: Any) -> Any:
     """Declare a job: the decorated body returns its stages in order.
 

@@ -82,7 +82,7 @@ class Job:
 
     name: str
     stages: tuple[Stage, ...]
-    options: JobOptions = field(default_factory=JobOptions)
+    options: JobOptions = field(default_factory=lambda: JobOptions())
     function: Callable[[], Sequence[Stage]] | None = None
 
     def __call__(self) -> list[Stage]:

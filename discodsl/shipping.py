@@ -36,7 +36,9 @@ __all__ = ["encode_jobdata", "jobdata", "pickle_job", "preflight"]
 PREFLIGHT_TIMEOUT = 60.0
 _INSTALLED = tuple(
     os.path.realpath(path)
-    for path in {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    for path in {
+        sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")
+    }
     if path
 )
 _checked: set[str] = set()
@@ -174,7 +176,11 @@ def _load_in_child(pickled: bytes) -> str:
     try:
         done = subprocess.run(
             [sys.executable, "-s", "-c", _CHILD],
-            input=pickled, capture_output=True, timeout=PREFLIGHT_TIMEOUT, env=env, cwd=home,
+            input=pickled,
+            capture_output=True,
+            timeout=PREFLIGHT_TIMEOUT,
+            env=env,
+            cwd=home,
         )
     except subprocess.TimeoutExpired:
         return f"loading the job took over {PREFLIGHT_TIMEOUT:.0f} s"

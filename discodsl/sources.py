@@ -54,7 +54,9 @@ def _resolve_one(item: Any) -> list[list[str]]:
 
 def _paths(pattern: str) -> list[str]:
     expanded = os.path.expanduser(pattern)
-    matches = sorted(glob.glob(expanded, recursive=True)) if glob.has_magic(expanded) else [expanded]
+    matches = (
+        sorted(glob.glob(expanded, recursive=True)) if glob.has_magic(expanded) else [expanded]
+    )
     files: list[str] = []
     for match in matches:
         files.extend(_files_under(match) if os.path.isdir(match) else [match])
@@ -65,7 +67,7 @@ def _paths(pattern: str) -> list[str]:
 
 
 def _files_under(directory: str) -> list[str]:
-    found = []
+    found: list[str] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
@@ -92,7 +94,7 @@ def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
         return inputs
     target = max(MIN_SPLIT, math.ceil(total / (2 * workers)))
     result: list[list[str]] = []
-    for urls, size in zip(inputs, sizes):
+    for urls, size in zip(inputs, sizes, strict=False):
         result.extend(_ranges(urls[0], size, target) if size > 1.5 * target else [urls])
     return result
 

@@ -139,7 +139,8 @@ def test_main_module_job(tmp_path: Path, mode: str) -> None:
     data = tmp_path / "in.txt"
     data.write_text("b a b\nc b\n")
     script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from discodsl import job, map, reduce
         SUFFIX = "!"
 
@@ -157,8 +158,10 @@ def test_main_module_job(tmp_path: Path, mode: str) -> None:
             return [shout, add]
 
         print(sorted(shouting.run(inputs=[{str(data)!r}], mode={mode!r})))
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    """)
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[('a!', 1), ('b!', 3), ('c!', 1)]"

@@ -1,4 +1,4 @@
-"""The worker runtime imports only the standard library, cloudpickle and itself; the API is pinned."""
+"""The worker imports only the standard library, cloudpickle and itself; the API is pinned."""
 
 from __future__ import annotations
 
@@ -50,8 +50,14 @@ def test_worker_imports_from_a_job_home_without_pydantic_or_requests(tmp_path: P
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
     script = BLOCKER + "import discodsl.worker, cloudpickle\nprint(discodsl.worker.__file__)\n"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split()
     assert lines[0] == "ok"
@@ -61,9 +67,27 @@ def test_worker_imports_from_a_job_home_without_pydantic_or_requests(tmp_path: P
 def test_public_api_is_pinned() -> None:
     assert discodsl.__all__ == sorted(discodsl.__all__)
     assert discodsl.__all__ == [
-        "ClientError", "DataError", "DiscoDSLError", "Job", "JobDead", "JobError", "JobOptions",
-        "JobpackError", "PicklingError", "ProtocolError", "Results", "SettingsError", "Stage",
-        "StageError", "TaskFailed", "count", "job", "map", "reduce", "stage", "status",
+        "ClientError",
+        "DataError",
+        "DiscoDSLError",
+        "Job",
+        "JobDead",
+        "JobError",
+        "JobOptions",
+        "JobpackError",
+        "PicklingError",
+        "ProtocolError",
+        "Results",
+        "SettingsError",
+        "Stage",
+        "StageError",
+        "TaskFailed",
+        "count",
+        "job",
+        "map",
+        "reduce",
+        "stage",
+        "status",
     ]
     for name in discodsl.__all__:
         assert hasattr(discodsl, name)

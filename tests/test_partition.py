@@ -23,8 +23,14 @@ def test_same_partition_across_processes_and_hash_seeds() -> None:
     seen = set()
     for seed in ("0", "1", "12345", "random"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                             text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         seen.add(tuple(json.loads(out)))
     assert seen == {tuple(default_partition(k, 13) for k in KEYS)}
 

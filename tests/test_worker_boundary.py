@@ -14,15 +14,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from discodsl import builder, jobpack, shipping
 from discodsl.runners.layout import hexhash
 from discodsl.worker.records import read_records
 from discodsl.worker.spec import encode_jobdata
 from tests import replay_jobs
 from tests.worker_driver import (
-    lay_out, node_environment, recorded, run_worker, scripted, shape, task_payload, write_index,
+    lay_out,
+    node_environment,
+    recorded,
+    run_worker,
+    scripted,
+    shape,
+    task_payload,
+    write_index,
 )
 
 RECORDED_DATA = "/var/lib/disco/node01/data"
@@ -43,8 +48,9 @@ def _index_names(transcript: dict[str, Any]) -> dict[tuple[str, int], str]:
     return names
 
 
-def _replay(reference: Path, tmp_path: Path, scenario: str, job: Any,
-            compare: Any = lambda worker: True) -> list[Any]:
+def _replay(
+    reference: Path, tmp_path: Path, scenario: str, job: Any, compare: Any = lambda worker: True
+) -> list[Any]:
     rec = recorded(reference, scenario)
     inputs = [urls for _, _, urls in rec["inputs"]]
     data = builder.build_jobpack(job, job.options, inputs)
@@ -66,10 +72,14 @@ def _replay(reference: Path, tmp_path: Path, scenario: str, job: Any,
         assert transcript.exit_code == 0
         if compare(worker):
             theirs = [_payload(f["raw"]) for f in frames if f["dir"] == "worker->master"]
-            their_names = [f["raw"].split(" ", 1)[0] for f in frames if f["dir"] == "worker->master"]
+            their_names = [
+                f["raw"].split(" ", 1)[0] for f in frames if f["dir"] == "worker->master"
+            ]
             assert transcript.names() == their_names, (worker["stage"], worker["taskid"])
             assert [shape(f.payload) for f in transcript.sent] == [shape(p) for p in theirs]
-            recorded_oks = [f["raw"].encode("latin-1") for f in replies if f["raw"].startswith("OK")]
+            recorded_oks = [
+                f["raw"].encode("latin-1") for f in replies if f["raw"].startswith("OK")
+            ]
             our_oks = [r for r in transcript.replies if r.startswith(b"OK")]
             assert our_oks == recorded_oks
         key = (worker["stage"], worker["taskid"])
@@ -89,14 +99,20 @@ def _records(home: str, transcript: Any) -> list[Any]:
 
 
 def test_replay_protocol_map_reduce(reference: Path, tmp_path: Path) -> None:
-    layout, ours = _replay(reference, tmp_path, "protocol-map-reduce",
-                           replay_jobs.protocol_map_reduce)
+    layout, ours = _replay(
+        reference, tmp_path, "protocol-map-reduce", replay_jobs.protocol_map_reduce
+    )
     lines = sorted(["alpha%0Abeta%0Agamma", "delta%0Aepsilon", "zeta%0Aeta%0Atheta%0Aiota"])
     reduces = [(w, t) for w, t in ours if w["stage"] == "reduce"]
     assert len(reduces) == 2
     for worker, transcript in reduces:
-        label = _payload(next(f["raw"] for f in worker["frames"] if f["raw"].startswith("TASK ")
-                              and f["dir"] == "master->worker"))["group"][0]
+        label = _payload(
+            next(
+                f["raw"]
+                for f in worker["frames"]
+                if f["raw"].startswith("TASK ") and f["dir"] == "master->worker"
+            )
+        )["group"][0]
         records = _records(layout.home, transcript)
         assert sorted(value for _, value in records) == lines
         assert {key for key, _ in records} == {label}
@@ -105,9 +121,13 @@ def test_replay_protocol_map_reduce(reference: Path, tmp_path: Path) -> None:
 
 def test_replay_groupings_all_node_nodelabel(reference: Path, tmp_path: Path) -> None:
     # As before any group_all stage, our maps label everything 0 (one OUTPUT, not two).
-    layout, ours = _replay(reference, tmp_path, "groupings-all-node-nodelabel",
-                           replay_jobs.groupings_all_node_nodelabel,
-                           compare=lambda worker: worker["stage"] != "map")
+    layout, ours = _replay(
+        reference,
+        tmp_path,
+        "groupings-all-node-nodelabel",
+        replay_jobs.groupings_all_node_nodelabel,
+        compare=lambda worker: worker["stage"] != "map",
+    )
     last = ours[-1][1]
     assert len(_records(layout.home, last)) == 6  # 3 lines x 2 labels, through every grouping
 
@@ -115,8 +135,13 @@ def test_replay_groupings_all_node_nodelabel(reference: Path, tmp_path: Path) ->
 def test_replay_concurrent_stage_polls_until_done(reference: Path, tmp_path: Path) -> None:
     # Map outputs are labelled for the stage after them: before a group_all stage there is
     # one label, so our maps send one OUTPUT where the recorder sent two; compare the reduce.
-    layout, ours = _replay(reference, tmp_path, "concurrent-stage", replay_jobs.concurrent_stage,
-                           compare=lambda worker: worker["stage"] == "reduce")
+    layout, ours = _replay(
+        reference,
+        tmp_path,
+        "concurrent-stage",
+        replay_jobs.concurrent_stage,
+        compare=lambda worker: worker["stage"] == "reduce",
+    )
     reduce = ours[-1][1]
     inputs = [f.payload for f in reduce.sent if f.name == "INPUT"]
     assert inputs == ["", ["exclude", [0]], ["exclude", [0, 1]], ["exclude", [0, 1, 2]]]
@@ -125,12 +150,21 @@ def test_replay_concurrent_stage_polls_until_done(reference: Path, tmp_path: Pat
 
 def _single_task(tmp_path: Path, data: bytes, inputs: list[Any], extra_env: Any = None) -> Any:
     layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
-    task = task_payload(layout, taskid=0, stage="chatty" if b"chatty" in data else "explode",
-                        grouping="split", group=(0, "x"))
+    task = task_payload(
+        layout,
+        taskid=0,
+        stage="chatty" if b"chatty" in data else "explode",
+        grouping="split",
+        group=(0, "x"),
+    )
     task["stage"] = jobpack.decode(data).jobdict["pipeline"][0][0]
-    reply = ["done", [[i, "ok", 0, [[r, u] for r, u in enumerate(urls)]]
-                      for i, urls in enumerate(inputs)]]
-    return layout, run_worker(layout.home, node_environment(data, extra_env), scripted(task, [reply]))
+    reply = [
+        "done",
+        [[i, "ok", 0, [[r, u] for r, u in enumerate(urls)]] for i, urls in enumerate(inputs)],
+    ]
+    return layout, run_worker(
+        layout.home, node_environment(data, extra_env), scripted(task, [reply])
+    )
 
 
 def test_msg_carries_what_user_code_prints(tmp_path: Path) -> None:
@@ -225,11 +259,17 @@ def test_worker_exits_when_its_input_ends(tmp_path: Path) -> None:
     def hang_up(frame: Any, side: Any) -> bytes | None:
         raise EOFError
 
-    import subprocess
     import os
-    process = subprocess.Popen([os.path.join(layout.home, "worker")], cwd=layout.home,
-                               env=node_environment(data), stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    import subprocess
+
+    process = subprocess.Popen(
+        [os.path.join(layout.home, "worker")],
+        cwd=layout.home,
+        env=node_environment(data),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     first = process.stdout.readline()  # type: ignore[union-attr]
     assert first.startswith(b"WORKER ")
     process.stdin.close()  # type: ignore[union-attr]

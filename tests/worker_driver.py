@@ -67,8 +67,13 @@ def run_worker(
 ) -> Transcript:
     """Start ``home/worker`` as a node does and answer it with ``reply`` until it finishes."""
     process = subprocess.Popen(
-        [os.path.join(home, "worker")], cwd=home, env=env, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [os.path.join(home, "worker")],
+        cwd=home,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     transcript = Transcript()
     try:
@@ -82,8 +87,9 @@ def run_worker(
     return transcript
 
 
-def _converse(process: subprocess.Popen[bytes], reply: Replier, transcript: Transcript,
-              deadline: float) -> None:
+def _converse(
+    process: subprocess.Popen[bytes], reply: Replier, transcript: Transcript, deadline: float
+) -> None:
     side = MasterSide()
     out = process.stdout.fileno()  # type: ignore[union-attr]
     while time.monotonic() < deadline:
@@ -123,14 +129,29 @@ def scripted(task: dict[str, Any], inputs: Sequence[Any]) -> Replier:
     return reply
 
 
-def task_payload(layout: JobLayout, *, taskid: int, stage: str, grouping: str,
-                 group: tuple[int, str], host: str = "vm") -> dict[str, Any]:
+def task_payload(
+    layout: JobLayout,
+    *,
+    taskid: int,
+    stage: str,
+    grouping: str,
+    group: tuple[int, str],
+    host: str = "vm",
+) -> dict[str, Any]:
     """A TASK reply as the recordings show one, for a job home made by :func:`lay_out`."""
     return {
-        "taskid": taskid, "master": "http://vm:8989", "disco_port": 8989, "put_port": 8990,
+        "taskid": taskid,
+        "master": "http://vm:8989",
+        "disco_port": 8989,
+        "put_port": 8990,
         "ddfs_data": os.path.join(os.path.dirname(layout.disco_data), "ddfs"),
-        "disco_data": layout.disco_data, "stage": stage, "grouping": grouping,
-        "group": list(group), "jobfile": layout.jobfile, "jobname": layout.jobname, "host": host,
+        "disco_data": layout.disco_data,
+        "stage": stage,
+        "grouping": grouping,
+        "group": list(group),
+        "jobfile": layout.jobfile,
+        "jobname": layout.jobname,
+        "host": host,
     }
 
 

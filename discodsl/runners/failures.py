@@ -10,7 +10,11 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     """A TaskFailed for a worker's message ``text``; its traceback becomes ``__cause__``."""
     failure = report.decode(text)
     where = f" on input {failure.url!r}, record {failure.record}" if failure.url else ""
-    kind = f"{failure.exc_type}: " if failure.exc_type and failure.exc_type not in failure.summary else ""
+    kind = (
+        f"{failure.exc_type}: "
+        if failure.exc_type and failure.exc_type not in failure.summary
+        else ""
+    )
     error = TaskFailed(
         f"{why}: {kind}{failure.summary}" + ("" if where and where in failure.summary else where),
         stage=failure.stage or stage,

@@ -56,11 +56,22 @@ class InlineRunner:
             shutil.rmtree(root, ignore_errors=True)
             raise
         urls = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
-        return Results(spec.name, urls, node=Node(), mode="inline", counters=totals,
-                       cleanup=lambda: shutil.rmtree(root, ignore_errors=True))
+        return Results(
+            spec.name,
+            urls,
+            node=Node(),
+            mode="inline",
+            counters=totals,
+            cleanup=lambda: shutil.rmtree(root, ignore_errors=True),
+        )
 
     def _stage(
-        self, spec: JobSpec, index: int, outputs: list[Output], root: str, taskid: int,
+        self,
+        spec: JobSpec,
+        index: int,
+        outputs: list[Output],
+        root: str,
+        taskid: int,
         totals: dict[str, int],
     ) -> tuple[list[Output], int]:
         stage = spec.stages[index]
@@ -68,8 +79,15 @@ class InlineRunner:
         self.random.shuffle(plans)
         produced: list[Output] = []
         for plan in plans:
-            task = Task(spec, index, taskid, label=plan.group[0], workdir=root,
-                        outdir=stage.name, tag="inline")
+            task = Task(
+                spec,
+                index,
+                taskid,
+                label=plan.group[0],
+                workdir=root,
+                outdir=stage.name,
+                tag="inline",
+            )
             for label, path, size in self._task(task, plan):
                 produced.append(DataOutput(label, size, (os.path.join(root, path),)))
             for name, amount in counters.take().items():

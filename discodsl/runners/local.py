@@ -18,10 +18,10 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, sources
+from discodsl.results import Results
 from discodsl.runners.failures import task_failed
 from discodsl.runners.master import JobFailed, NodeMaster
 from discodsl.runners.progress import Progress
-from discodsl.results import Results
 from discodsl.worker.inputs import Node
 
 if TYPE_CHECKING:
@@ -39,8 +39,11 @@ class LocalRunner:
         root = _node_root()
         progress = Progress(job.name, enabled=options.progress)
         master = NodeMaster(
-            disco_data=os.path.join(root, "data"), workers=workers,
-            max_failures=options.max_failures, environ=_worker_environ(), on_event=progress,
+            disco_data=os.path.join(root, "data"),
+            workers=workers,
+            max_failures=options.max_failures,
+            environ=_worker_environ(),
+            on_event=progress,
         )
         try:
             layout, results = master.run(data)
@@ -56,8 +59,14 @@ class LocalRunner:
         finally:
             progress.close()
         node = Node(host=master.host, disco_data=master.disco_data)
-        return Results(layout.jobname, results, node=node, mode="local",
-                       counters=progress.counters, cleanup=lambda: _remove(layout.home))
+        return Results(
+            layout.jobname,
+            results,
+            node=node,
+            mode="local",
+            counters=progress.counters,
+            cleanup=lambda: _remove(layout.home),
+        )
 
 
 def _remove(path: str) -> None:

@@ -13,6 +13,7 @@ failure limit; FATAL and protocol violations fail the job at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -91,7 +92,8 @@ class NodeMaster:
 
     def run_submitted(self, layout: JobLayout) -> list[list[str]]:
         """Run an already submitted job; JobFailed if a task fails for good."""
-        pack = jobpack.decode(open(layout.jobfile, "rb").read())
+        with open(layout.jobfile, "rb") as handle:
+            pack = jobpack.decode(handle.read())
         outputs: list[Output] = [
             DataOutput(int(label), int(size), tuple(urls))
             for label, size, urls in pack.jobdict["inputs"]
@@ -116,16 +118,22 @@ class NodeMaster:
             self.on_event(kind, facts)
 
     def _run_stage(
-        self, layout: JobLayout, pack: jobpack.JobPack, stage: str, grouping: str,
-        plans: list[TaskPlan], first_id: int,
+        self,
+        layout: JobLayout,
+        pack: jobpack.JobPack,
+        stage: str,
+        grouping: str,
+        plans: list[TaskPlan],
+        first_id: int,
     ) -> list[Output]:
         results: list[list[Output]] = [[] for _ in plans]
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             futures: list[Future[None]] = []
             for index, plan in enumerate(plans):
                 task = _TaskSpec(stage, grouping, first_id + index, plan)
-                futures.append(pool.submit(self._task_with_retries, layout, pack, task,
-                                           results, index))
+                futures.append(
+                    pool.submit(self._task_with_retries, layout, pack, task, results, index)
+                )
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
@@ -136,33 +144,57 @@ class NodeMaster:
         return [output for outputs in results for output in outputs]
 
     def _task_with_retries(
-        self, layout: JobLayout, pack: jobpack.JobPack, task: _TaskSpec,
-        results: list[list[Output]], index: int,
+        self,
+        layout: JobLayout,
+        pack: jobpack.JobPack,
+        task: _TaskSpec,
+        results: list[list[Output]],
+        index: int,
     ) -> None:
         failures = 0
         while True:
             if self._cancelled.is_set():
-                raise JobFailed("the job was cancelled", task.stage, task.taskid,
-                                TaskOutcome(False, text="cancelled"))
+                raise JobFailed(
+                    "the job was cancelled",
+                    task.stage,
+                    task.taskid,
+                    TaskOutcome(False, text="cancelled"),
+                )
             outcome = self._attempt(layout, pack, task)
             if outcome.ok:
                 results[index] = self._task_outputs(layout, task, outcome)
                 self._emit("task_done", {"stage": task.stage, "taskid": task.taskid})
                 return
             failures += 1
-            self._emit("task_failed", {"stage": task.stage, "taskid": task.taskid,
-                                       "text": outcome.text, "failures": failures})
+            self._emit(
+                "task_failed",
+                {
+                    "stage": task.stage,
+                    "taskid": task.taskid,
+                    "text": outcome.text,
+                    "failures": failures,
+                },
+            )
             if outcome.fatal or failures > self.max_failures:
-                raise JobFailed(_failure_message(task, failures, outcome, self.max_failures),
-                                task.stage, task.taskid, outcome)
+                raise JobFailed(
+                    _failure_message(task, failures, outcome, self.max_failures),
+                    task.stage,
+                    task.taskid,
+                    outcome,
+                )
 
     def _attempt(self, layout: JobLayout, pack: jobpack.JobPack, task: _TaskSpec) -> TaskOutcome:
         env = {**os.environ, **self.environ, **pack.jobenvs}
         worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
         try:
             process = subprocess.Popen(
-                [worker], cwd=layout.home, env=env, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                [worker],
+                cwd=layout.home,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
             return TaskOutcome(False, text=f"cannot start the worker {worker}: {exc}")
@@ -175,20 +207,25 @@ class NodeMaster:
                 self._running.discard(process)
             _kill(process)
 
-    def _task_outputs(self, layout: JobLayout, task: _TaskSpec, outcome: TaskOutcome) -> list[Output]:
+    def _task_outputs(
+        self, layout: JobLayout, task: _TaskSpec, outcome: TaskOutcome
+    ) -> list[Output]:
         local = [(label, path, size) for label, path, size in outcome.outputs if "://" not in path]
         remote: list[Output] = [
-            DataOutput(label, size, (path,)) for label, path, size in outcome.outputs
+            DataOutput(label, size, (path,))
+            for label, path, size in outcome.outputs
             if "://" in path
         ]
         if not local:
             return remote
         return [self._write_index(layout, task, local), *remote]
 
-    def _write_index(self, layout: JobLayout, task: _TaskSpec,
-                     local: list[tuple[int, str, int]]) -> DirOutput:
+    def _write_index(
+        self, layout: JobLayout, task: _TaskSpec, local: list[tuple[int, str, int]]
+    ) -> DirOutput:
         name = f".disco/{task.stage}-{task.taskid}-{time.time_ns() // 1000}.results"
-        lines, sizes = [], {}
+        lines: list[str] = []
+        sizes: dict[int, int] = {}
         for label, path, size in local:
             lines.append(f"{label} {layout.url(path)} {size}\n")
             sizes[label] = sizes.get(label, 0) + size
@@ -211,8 +248,13 @@ class _TaskSpec:
 class _Conversation:
     """One worker process, answered over its pipes until it is DONE or has failed."""
 
-    def __init__(self, master: NodeMaster, layout: JobLayout, task: _TaskSpec,
-                 process: subprocess.Popen[bytes]):
+    def __init__(
+        self,
+        master: NodeMaster,
+        layout: JobLayout,
+        task: _TaskSpec,
+        process: subprocess.Popen[bytes],
+    ):
         self.master, self.layout, self.task, self.process = master, layout, task, process
         self.side = MasterSide()
         self.outputs: list[tuple[int, str, int]] = []
@@ -262,11 +304,12 @@ class _Conversation:
         if name == "OUTPUT":
             label, path, size = payload
             if path.startswith("/"):
-                return TaskOutcome(False, text=f"{{invalid_output,<<\"{path}\">>}}")
+                return TaskOutcome(False, text=f'{{invalid_output,<<"{path}">>}}')
             self.outputs.append((label, path, size))
         if name == "MSG":
-            self.master._emit("msg", {"stage": self.task.stage, "taskid": self.task.taskid,
-                                      "text": str(payload)})
+            self.master._emit(
+                "msg", {"stage": self.task.stage, "taskid": self.task.taskid, "text": str(payload)}
+            )
         self._reply(name, payload)
         return None
 
@@ -289,10 +332,18 @@ class _Conversation:
     def _task_info(self) -> TaskInfo:
         m, layout, task = self.master, self.layout, self.task
         return TaskInfo(
-            taskid=task.taskid, master=m.master_url, disco_port=m.disco_port,
-            put_port=m.put_port, ddfs_data=os.path.join(os.path.dirname(m.disco_data), "ddfs"),
-            disco_data=m.disco_data, stage=task.stage, grouping=task.grouping,
-            group=task.plan.group, jobfile=layout.jobfile, jobname=layout.jobname, host=m.host,
+            taskid=task.taskid,
+            master=m.master_url,
+            disco_port=m.disco_port,
+            put_port=m.put_port,
+            ddfs_data=os.path.join(os.path.dirname(m.disco_data), "ddfs"),
+            disco_data=m.disco_data,
+            stage=task.stage,
+            grouping=task.grouping,
+            group=task.plan.group,
+            jobfile=layout.jobfile,
+            jobname=layout.jobname,
+            host=m.host,
         )
 
     def _inputs(self, request: Any) -> list[Any]:
@@ -326,10 +377,8 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     except OSError:
         pass
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     process.wait()
     if process.stdout is not None:
         process.stdout.close()
@@ -342,5 +391,7 @@ def _result_urls(output: Output) -> list[str]:
 def _failure_message(task: _TaskSpec, failures: int, outcome: TaskOutcome, limit: int) -> str:
     if outcome.fatal:
         return f"task {task.stage}:{task.taskid} failed fatally"
-    return (f"task {task.stage}:{task.taskid} failed {failures} times. "
-            f"At most {limit} failures are allowed.")
+    return (
+        f"task {task.stage}:{task.taskid} failed {failures} times. "
+        f"At most {limit} failures are allowed."
+    )

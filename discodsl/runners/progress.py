@@ -17,7 +17,6 @@ from typing import Any
 from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
 
 
-
 def interactive() -> bool:
     """Whether someone is watching: a terminal on stderr, or a notebook kernel."""
     if "ipykernel" in sys.modules:
@@ -42,8 +41,10 @@ class Progress:
         elif kind == "msg":
             self._message(str(facts.get("stage", "")), str(facts.get("text", "")))
         elif kind == "task_failed" and self.enabled:
-            self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, "
-                        f"{facts['failures']} failure(s) so far")
+            self._write(
+                f"[{facts['stage']}:{facts['taskid']}] task failed, "
+                f"{facts['failures']} failure(s) so far"
+            )
 
     def _new_bar(self, stage: str, tasks: int) -> None:
         self._close_bar()
@@ -56,7 +57,7 @@ class Progress:
     def _message(self, stage: str, text: str) -> None:
         for line in text.splitlines():
             if line.startswith(COUNTER_PREFIX):
-                self._count(line[len(COUNTER_PREFIX):])
+                self._count(line[len(COUNTER_PREFIX) :])
             elif line.strip():
                 self._write(f"[{stage}] {line}")
 

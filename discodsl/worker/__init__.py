@@ -1,1 +1,1 @@
-"""The worker runtime: runs on a Disco node; imports only the standard library, cloudpickle and itself."""
+"""The worker runtime, run on Disco nodes: imports only the stdlib, cloudpickle and itself."""

@@ -11,6 +11,7 @@ MSG a second (10 in a second kill the job).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -53,10 +54,8 @@ class Capture:
     def settle(self, timeout: float = 0.5) -> None:
         """Wait (bounded) until what was written so far has been collected."""
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and (self._busy or _unread(self._read_end)):
             time.sleep(0.002)

@@ -13,7 +13,19 @@ class DiscoDSLError(Exception):
 
 
 class ProtocolError(DiscoDSLError):
-    """A worker-protocol frame was malformed, oversized or out of order."""
+    """A worker-protocol frame was malformed, oversized or out of order.
+
+    ``fatal`` says what the Disco 0.5.4 master does about it: ``True`` kills
+    the whole job (unknown message, bad JSON, bad payload, bad version),
+    ``False`` fails only the task, which is retried (bytes that are not a
+    frame, an absolute OUTPUT path, exiting without DONE). ``data`` holds (a
+    bounded prefix of) the offending bytes, when there are some.
+    """
+
+    def __init__(self, message: str, *, fatal: bool = True, data: bytes = b""):
+        super().__init__(message)
+        self.fatal = fatal
+        self.data = data
 
 
 class DataError(DiscoDSLError):
@@ -29,10 +41,16 @@ class DataError(DiscoDSLError):
 
 
 class StageError(DiscoDSLError):
-    """User code failed inside a task; carries where it failed."""
+    """User code failed inside a task; says where: stage, input URL, record number.
 
-    def __init__(self, message: str, stage: str = "", url: str = "", record: int = -1):
+    ``exc_type`` names the type of the user's exception (the ``__cause__``).
+    """
+
+    def __init__(
+        self, message: str, stage: str = "", url: str = "", record: int = -1, exc_type: str = ""
+    ):
         super().__init__(message)
         self.stage = stage
         self.url = url
         self.record = record
+        self.exc_type = exc_type

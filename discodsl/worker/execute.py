@@ -17,6 +17,7 @@ import os
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
@@ -210,31 +211,26 @@ def _bad_record(stage: StageSpec, item: Any) -> StageError:
     )
 
 
-class _user_code:
-    """Turns an exception from user code into a StageError that says where it happened."""
+@contextmanager
+def _user_code(task: Task, where: Position) -> Iterator[None]:
+    """Turn an exception from user code into a StageError that says where it happened."""
+    try:
+        yield
+    except StageError as exc:
+        exc.url = exc.url or where.url
+        exc.record = exc.record if exc.record >= 0 else where.record
+        raise
+    except Exception as exc:
+        raise _wrap(task, where, exc) from exc
 
-    def __init__(self, task: Task, where: Position):
-        self.task, self.where = task, where
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or not isinstance(exc, Exception):
-            return False
-        if isinstance(exc, StageError) and exc.stage:
-            exc.url = exc.url or self.where.url
-            exc.record = exc.record if exc.record >= 0 else self.where.record
-            return False
-        raise self._wrap(exc) from exc
-
-    def _wrap(self, exc: Exception) -> StageError:
-        where, stage = self.where, self.task.stage.name
-        place = f" on input {where.url!r}, record {where.record}" if where.url else ""
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        error = StageError(f"stage {stage!r} failed{place}: {text}", stage, where.url, where.record)
-        error.exc_type = type(exc).__name__  # type: ignore[attr-defined]
-        return error
+def _wrap(task: Task, where: Position, exc: Exception) -> StageError:
+    stage = task.stage.name
+    place = f" on input {where.url!r}, record {where.record}" if where.url else ""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    error = StageError(f"stage {stage!r} failed{place}: {text}", stage, where.url, where.record)
+    error.exc_type = type(exc).__name__
+    return error
 
 
 class _Combiner:

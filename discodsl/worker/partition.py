@@ -18,9 +18,11 @@ def canonical_bytes(key: Any) -> bytes:
     """A byte encoding of ``key`` that does not depend on the process."""
     kind = type(key)
     if kind is str:
-        return b"s" + key.encode("utf-8", "surrogatepass")
+        text: str = key
+        return b"s" + text.encode("utf-8", "surrogatepass")
     if kind is bytes:
-        return b"b" + key
+        data: bytes = key
+        return b"b" + data
     if kind is int:
         return b"i" + str(key).encode()
     return b"p" + pickle.dumps(key, protocol=4)
