@@ -134,14 +134,21 @@ class NodeMaster:
                 futures.append(
                     pool.submit(self._task_with_retries, layout, pack, task, results, index)
                 )
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C: stop the workers before the pool waits for them
+                self._abandon(futures)
+                raise
+            failed = [f.exception() for f in done if f.exception() is not None]
             if failed:
-                self.cancel()
-                for future in futures:
-                    future.cancel()
-                raise failed[0].exception()  # type: ignore[misc]
+                self._abandon(futures)
+                raise failed[0]  # type: ignore[misc]
         return [output for outputs in results for output in outputs]
+
+    def _abandon(self, futures: list[Future[None]]) -> None:
+        for future in futures:
+            future.cancel()
+        self.cancel()
 
     def _task_with_retries(
         self,

@@ -1,0 +1,43 @@
+"""Jobs that inject faults into their own workers, for tests/test_faults.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from discodsl import job, map, reduce
+
+
+@map
+def killed_once(line: str, params: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """SIGKILLs its own worker the first time it sees the line 'kill', mid-task."""
+    if line == "kill":
+        marker = os.path.join(params["markers"], f"killed-{os.getppid()}")
+        if not os.listdir(params["markers"]):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+    yield line, 1
+
+
+@reduce
+def tally(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield key, sum(values)
+
+
+@job(partitions=2)
+def survives_a_kill() -> list[Any]:
+    return [killed_once, tally]
+
+
+@map
+def slow(line: str) -> Iterator[tuple[str, int]]:
+    time.sleep(30)
+    yield line, 1
+
+
+@job
+def sleepy() -> list[Any]:
+    return [slow]
