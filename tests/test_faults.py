@@ -18,7 +18,7 @@ def test_worker_killed_mid_task_is_retried_and_nothing_is_duplicated(tmp_path: P
     markers.mkdir()
     data = tmp_path / "in.txt"
     lines = [f"line{i}" for i in range(200)]
-    data.write_text("\n".join(lines[:100] + ["kill"] + lines[100:]) + "\n")
+    data.write_text("\n".join([*lines[:100], "kill", *lines[100:]]) + "\n")
     results = fault_jobs.survives_a_kill.run(
         inputs=[data], mode="local", params={"markers": str(markers)}
     )
