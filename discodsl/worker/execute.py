@@ -86,15 +86,15 @@ def run_task(task: Task, records: Iterable[Any], position: Position | None = Non
     outputs = _Outputs(task)
     try:
         with _user_code(task, where):
-            _process(task, records, outputs.sink(), where)
+            _process(task, records, outputs, where)
         return outputs.close()
     except BaseException:
         outputs.abort()
         raise
 
 
-def _process(task: Task, records: Iterable[Any], sink: Sink, where: Position) -> None:
-    stage, params = task.stage, task.job.params
+def _process(task: Task, records: Iterable[Any], outputs: _Outputs, where: Position) -> None:
+    stage, params, sink = task.stage, task.job.params, outputs.sink()
     state = _call_hook(stage.init, stage, params)
     combiner = _combiner(task)
     target: Sink = combiner.add if combiner else sink
@@ -110,7 +110,7 @@ def _process(task: Task, records: Iterable[Any], sink: Sink, where: Position) ->
     if stage.done is not None:
         _emit(stage, _call_hook(stage.done, stage, params, state) or (), target)
     if combiner:
-        combiner.flush_into(sink)
+        combiner.flush_into(outputs)
 
 
 def _call(
@@ -288,12 +288,10 @@ class _Combiner:
         _emit(self.stage, result, lambda k, v: pairs.append((k, v)))
         return pairs
 
-    def flush_into(self, sink: Sink) -> None:
+    def flush_into(self, outputs: _Outputs) -> None:
         """Fold what is left and write it out."""
         self.fold()
-        for key, values in self.buffer.items():
-            for value in values:
-                sink(key, value)
+        outputs.add_many((key, value) for key, values in self.buffer.items() for value in values)
         self.buffer.clear()
 
 
@@ -314,20 +312,51 @@ class _Outputs:
     def __init__(self, task: Task):
         self.task = task
         self.writers: dict[int, RecordWriter] = {}
-        self.labeler = _labeler(task)
+        self.labeler, self.constant = _labeler(task)
         self.directory = os.path.join(task.workdir, task.outdir)
 
     def sink(self) -> Sink:
-        writers, labeler, open_writer = self.writers, self.labeler, self._open
+        """A function writing one record to the file for its label."""
+        writers, labeler, writer_for = self.writers, self.labeler, self._writer
+        if self.constant is not None:
+            return self._constant_sink(self.constant)
 
         def add(key: Any, value: Any) -> None:
             label = labeler(key)
-            writer = writers.get(label)
-            if writer is None:
-                writer = open_writer(label)
+            writer = writers.get(label) or writer_for(label)
             writer.write(key, value)
 
         return add
+
+    def _constant_sink(self, label: int) -> Sink:
+        opened: list[RecordWriter] = []
+
+        def add(key: Any, value: Any) -> None:
+            if not opened:
+                opened.append(self._writer(label))
+            opened[0].write(key, value)
+
+        return add
+
+    def add_many(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        """Write many records, each to the file for its label."""
+        if self.constant is not None:
+            iterator = iter(pairs)
+            for first in iterator:  # no file for a label without records, as in Disco
+                writer = self._writer(self.constant)
+                writer.write(*first)
+                writer.write_many(iterator)
+            return
+        buckets: defaultdict[int, list[tuple[Any, Any]]] = defaultdict(list)
+        labeler = self.labeler
+        for pair in pairs:
+            buckets[labeler(pair[0])].append(pair)
+        for label, bucket in sorted(buckets.items()):
+            self._writer(label).write_many(bucket)
+
+    def _writer(self, label: int) -> RecordWriter:
+        writer = self.writers.get(label)
+        return writer if writer is not None else self._open(label)
 
     def _open(self, label: int) -> RecordWriter:
         os.makedirs(self.directory, exist_ok=True)
@@ -350,18 +379,19 @@ class _Outputs:
             writer.abort()
 
 
-def _labeler(task: Task) -> Callable[[Any], int]:
+def _labeler(task: Task) -> tuple[Callable[[Any], int], int | None]:
+    """How this task labels a record by its key, and the one label if it is constant."""
     after = task.successor
     if after is None:
         own = task.label if isinstance(task.label, int) else 0
-        return lambda key: own
-    if after.grouping in ("group_all", "group_node"):
-        return lambda key: 0
+        return (lambda key: own), own
     partitions = task.job.partitions
-    partition = after.partitioner or default_partition
-    if partitions <= 1:
-        return lambda key: 0
-    return lambda key: _checked(partition(key, partitions), partitions, task.stage.name)
+    if after.grouping in ("group_all", "group_node") or partitions <= 1:
+        return (lambda key: 0), 0
+    if after.partitioner is None:
+        return (lambda key: default_partition(key, partitions)), None
+    partition, name = after.partitioner, task.stage.name
+    return (lambda key: _checked(partition(key, partitions), partitions, name)), None
 
 
 def _checked(label: Any, partitions: int, stage: str) -> int:
