@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "disco-reference"
+pytest_plugins = ["tests.conftest_cluster"]
 
 
 @pytest.fixture(autouse=True)

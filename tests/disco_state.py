@@ -1,0 +1,383 @@
+"""The test Disco master's jobs: run for real, their events worded as the real master's.
+
+Test support, not product. :class:`Jobs` runs each submitted jobpack in a
+thread through :class:`~discodsl.runners.master.NodeMaster` (so the very
+worker runtime runs it) and words the job's events as a Disco 0.5.4 master
+does (``disco-reference/*/http.jsonl``: rawevents and jobevents). Two
+deliberate differences: a failed task is retried at once (the real master
+sleeps 14 s or more, so the events say "Sleeping 0 seconds"), and the node
+is called ``localhost``. :mod:`tests.disco_master` serves it over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from discodsl import jobpack
+from discodsl.runners.layout import JobLayout
+from discodsl.runners.master import JobFailed, NodeMaster, TaskOutcome
+from discodsl.worker.inputs import Node, read_index
+from tests.disco_ddfs import DDFS, HOST, TAG_NAME_CHARS, compact, duration, now_text
+
+
+@dataclass
+class StageCounts:
+    """One row of jobinfo's pipeline: pending, waiting, running, done, failed."""
+
+    name: str
+    pending: int = 0
+    waiting: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+    def row(self) -> list[Any]:
+        return [self.name, self.pending, self.waiting, self.running, self.done, self.failed]
+
+
+@dataclass
+class Job:
+    """One job on the test master, from job/new to ready, dead, cleaned or purged."""
+
+    name: str
+    layout: JobLayout
+    pack: jobpack.JobPack
+    data: bytes
+    created: float = field(default_factory=time.time)
+    timestamp: str = field(default_factory=now_text)
+    status: str = "active"
+    results: list[Any] = field(default_factory=list)
+    stage_results: dict[str, list[list[str]]] = field(default_factory=dict)
+    stages: list[StageCounts] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    failures: dict[int, int] = field(default_factory=dict)
+    node: NodeMaster | None = None
+    current_stage: tuple[str, float] | None = None
+    killed: bool = False
+
+    @property
+    def save_results(self) -> bool:
+        return bool(self.pack.jobdict.get("save_results", False))
+
+    def rawevents(self) -> bytes:
+        return b"".join(compact(list(e)) + b"\n" for e in self.events)
+
+    def jobinfo(self) -> dict[str, Any]:
+        results = self.results if self.save_results else [u for r in self.results for u in r]
+        return {
+            "timestamp": self.timestamp,
+            "active": self.status,
+            "pipeline": [s.row() for s in self.stages],
+            "results": results,
+            "inputs": [u for _, _, urls in self.pack.jobdict["inputs"] for u in urls],
+            "worker": self.pack.jobdict["worker"],
+            "hosts": [HOST] if any(s.running for s in self.stages) else [],
+            "owner": self.pack.jobdict["owner"],
+        }
+
+
+class _Node(NodeMaster):
+    """NodeMaster reporting each task attempt to its :class:`Jobs` (for events and counts)."""
+
+    def __init__(self, jobs: Jobs, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.jobs = jobs
+        self.job: Job | None = None
+
+    def _attempt(self, layout: Any, pack: Any, task: Any) -> TaskOutcome:
+        assert self.job is not None
+        self.jobs.task_started(self.job, task.stage, task.taskid)
+        started = time.monotonic()
+        outcome = super()._attempt(layout, pack, task)
+        if not self._cancelled.is_set():
+            self.jobs.task_ended(
+                self.job, task.stage, task.taskid, outcome, time.monotonic() - started
+            )
+        return outcome
+
+
+class Jobs:
+    """Every job of the test master, run in background threads; ``changed`` wakes waiters."""
+
+    def __init__(self, root: Path, ddfs: DDFS, *, disco_port: int, master_url: str):
+        self.disco_data = root / "data"
+        self.disco_data.mkdir(parents=True, exist_ok=True)
+        self.ddfs, self.disco_port, self.master_url = ddfs, disco_port, master_url
+        self.jobs: dict[str, Job] = {}
+        self.settings = {"max_failure_rate": 100, "accept_new_jobs": 1}
+        self.changed = threading.Condition()
+        self.threads: list[threading.Thread] = []
+        self.closing = False
+
+    # -- submission and lifetime -------------------------------------------------
+
+    def submit(self, data: bytes) -> str:
+        """Start a checked jobpack (``jobpack.decode`` refuses the bad ones); its job name."""
+        pack = jobpack.decode(data)
+        node = _Node(
+            self,
+            disco_data=str(self.disco_data),
+            host=HOST,
+            workers=2,
+            max_failures=self.settings["max_failure_rate"],
+            disco_port=self.disco_port,
+            put_port=self.disco_port,
+            master_url=self.master_url,
+            environ=_worker_environ(),
+        )
+        layout = node.submit(data)
+        job = Job(layout.jobname, layout, pack, data, node=node)
+        job.stages = [StageCounts(stage) for stage, _, _ in pack.jobdict["pipeline"]]
+        node.job = job
+        node.on_event = lambda kind, facts: self.node_event(job, kind, facts)
+        with self.changed:
+            self.jobs[job.name] = job
+        self.event(job, "master", "New job initialized!")
+        self.event(job, "master", f'Created job "{job.name}"')
+        thread = threading.Thread(target=self._run, args=(job,), name=job.name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return job.name
+
+    def _run(self, job: Job) -> None:
+        assert job.node is not None
+        try:
+            results = job.node.run_submitted(job.layout)
+            self._stage_finished(job)
+            if job.save_results:
+                results = self._save(job, results)
+            self._end(job, "ready", results)
+        except JobFailed:
+            if not job.killed:
+                self._die(job)
+        except BaseException:  # a bug here, not in the job: say so loudly
+            traceback.print_exc(file=sys.stderr)
+            self.event(job, "master", "ERROR: the test master failed; see the test's stderr")
+            self._end(job, "dead", [])
+
+    def _die(self, job: Job) -> None:
+        self._stage_finished(job, quiet=True)
+        self.event(job, "master", "WARN: Job killed")
+        self._end(job, "dead", [])
+
+    def _end(self, job: Job, status: str, results: list[Any]) -> None:
+        if status == "ready":
+            self.event(job, "master", f"READY: Job done in {duration(time.time() - job.created)}")
+        with self.changed:
+            if job.status == "active":
+                job.status, job.results = status, results
+            self.changed.notify_all()
+
+    def kill(self, name: str) -> None:
+        """Stop a job's workers; it is dead (0.5.4 records no event for it)."""
+        job = self.jobs.get(name)
+        if job is None or job.status != "active":
+            return
+        job.killed = True
+        with self.changed:
+            job.status = "dead"
+            for stage in job.stages:
+                stage.running = 0
+            self.changed.notify_all()
+        if job.node is not None:
+            job.node.cancel()
+
+    def forget(self, name: str, *, purge: bool) -> None:
+        """clean_job (forget, keep the data) or purge_job (forget and delete)."""
+        self.kill(name)
+        with self.changed:
+            job = self.jobs.pop(name, None)
+        if job is not None and purge:
+            shutil.rmtree(job.layout.home, ignore_errors=True)
+
+    def get(self, name: str) -> Job | None:
+        with self.changed:
+            return self.jobs.get(name)
+
+    def stop(self) -> None:
+        with self.changed:
+            self.closing = True
+            self.changed.notify_all()
+        for name in list(self.jobs):
+            self.kill(name)
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+    # -- get_results: blocking with a timeout -------------------------------------
+
+    def results(self, names: list[str], timeout_ms: int) -> list[Any]:
+        """``[[name, [status, results]], ...]``, after waiting as the real master waits.
+
+        If a listed job is active, answer when the first of them ends or at the
+        timeout. As recorded, the end of a save_results job wakes nobody: such
+        a job is answered at the timeout (disco-reference/ddfs-save-results/).
+        """
+        deadline = time.monotonic() + timeout_ms / 1000
+        with self.changed:
+            active = [
+                self.jobs[n] for n in names if n in self.jobs and self.jobs[n].status == "active"
+            ]
+            while (
+                active
+                and not self.closing
+                and not any(j.status != "active" and not j.save_results for j in active)
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.changed.wait(remaining)
+            return [[n, self._answer(n)] for n in names]
+
+    def _answer(self, name: str) -> list[Any]:
+        job = self.jobs.get(name)
+        if job is None:
+            return ["unknown job", []]
+        if job.status != "ready":
+            return [job.status, []]
+        return ["ready", job.results]
+
+    # -- events ------------------------------------------------------------------
+
+    def event(self, job: Job, host: str, message: str) -> None:
+        with self.changed:
+            job.events.append((now_text(), host, message))
+
+    def node_event(self, job: Job, kind: str, facts: Any) -> None:
+        """NodeMaster's own events: stages starting, tasks done, MSG."""
+        if kind == "stage":
+            self._stage_finished(job)
+            stage, tasks = str(facts["stage"]), int(facts["tasks"])
+            job.current_stage = (stage, time.time())
+            with self.changed:
+                self._counts(job, stage).waiting = tasks
+            if tasks:
+                self.event(job, "master", f"Stage {stage} scheduled with {tasks} tasks")
+        elif kind == "msg":
+            self.event(job, HOST, f"MSG: [{facts['stage']}:{facts['taskid']}] {facts['text']}")
+
+    def task_started(self, job: Job, stage: str, taskid: int) -> None:
+        self.event(job, "master", f"{stage}:{taskid} assigned to {HOST}")
+        with self.changed:
+            counts = self._counts(job, stage)
+            counts.waiting, counts.running = counts.waiting - 1, counts.running + 1
+
+    def task_ended(
+        self, job: Job, stage: str, taskid: int, outcome: TaskOutcome, seconds: float
+    ) -> None:
+        with self.changed:
+            counts = self._counts(job, stage)
+            counts.running -= 1
+            if outcome.ok:
+                counts.done += 1
+            else:
+                counts.failed += 1
+                counts.waiting += 1
+        if outcome.ok:
+            self.event(job, HOST, f"DONE: [{stage}:{taskid}] Task finished in {duration(seconds)}")
+            self.event(job, "master", f"SYS: [{stage}:{taskid}] Received results from {HOST}")
+        else:
+            self._task_failed(job, stage, taskid, outcome)
+
+    def _task_failed(self, job: Job, stage: str, taskid: int, outcome: TaskOutcome) -> None:
+        where = f"[{stage}:{taskid}]"
+        if outcome.fatal:
+            self.event(job, "master", f"FATAL: {where} {outcome.text}")
+            return
+        text = outcome.text
+        if text.startswith("Worker crashed!"):  # the node says this, the master the rest
+            first, _, text = text.partition("\n")
+            self.event(job, HOST, f"WARNING: {where} {first}")
+        self.event(job, "master", f"WARNING: {where} {text}")
+        failures = job.failures[taskid] = job.failures.get(taskid, 0) + 1
+        limit = job.node.max_failures if job.node is not None else 0
+        if failures > limit:
+            self.event(
+                job,
+                "master",
+                f"ERROR: {where} Task {stage}:{taskid} failed {failures} "
+                f"times. At most {limit} failures are allowed.",
+            )
+        else:
+            self.event(
+                job,
+                "master",
+                f'Task {stage}:{taskid} failed on "{HOST}", {failures}th '
+                "failures so far. Sleeping 0 seconds before retrying.",
+            )
+
+    def _stage_finished(self, job: Job, quiet: bool = False) -> None:
+        if job.current_stage is None:
+            return
+        stage, started = job.current_stage
+        job.current_stage = None
+        if quiet:
+            return
+        job.stage_results[stage] = self._stage_indexes(job, stage)
+        self.event(job, "master", f"Stage {stage} finished in {duration(time.time() - started)}")
+
+    @staticmethod
+    def _counts(job: Job, stage: str) -> StageCounts:
+        return next(s for s in job.stages if s.name == stage)
+
+    @staticmethod
+    def _stage_indexes(job: Job, stage: str) -> list[list[str]]:
+        index_dir = Path(job.layout.home) / ".disco"
+        names = sorted(p.name for p in index_dir.glob("*.results")) if index_dir.is_dir() else []
+        return [
+            [job.layout.url(f".disco/{n}", scheme="dir")]
+            for n in names
+            if n.rsplit("-", 2)[0] == stage
+        ]
+
+    # -- save_results --------------------------------------------------------------
+
+    def _save(self, job: Job, results: list[list[str]]) -> list[Any]:
+        """Push the last stage's local outputs into DDFS and tag them ``disco:results:<job>``."""
+        node = Node(host=HOST, disco_data=str(self.disco_data))
+        blobs: list[list[str]] = []
+        for replicas in results:
+            if not replicas[0].startswith("dir://"):
+                blobs.append(replicas)
+                continue
+            for label, url, _ in read_index(replicas[0], node):
+                path = job.layout.local_path(url.split(f"disco://{HOST}", 1)[1])
+                name = "".join(c if c in TAG_NAME_CHARS else "_" for c in os.path.basename(path))
+                blob = f"{job.name}:{label}:0:{name}${self.ddfs.stamps.next()}"
+                blobs.append([self.ddfs.put_blob(blob, Path(path).read_bytes())])
+        tag = f"disco:results:{job.name}"
+        self.ddfs.update(tag, blobs)
+        if job.stages:
+            job.stage_results[job.stages[-1].name] = list(reversed(blobs))
+        return [f"tag://{tag}"]
+
+    # -- the node ------------------------------------------------------------------
+
+    def nodeinfo(self) -> dict[str, Any]:
+        jobs = list(self.jobs.values())
+        usage = shutil.disk_usage(self.disco_data)
+        return {
+            HOST: {
+                "job_ok": sum(s.done for j in jobs for s in j.stages),
+                "data_error": 0,
+                "error": sum(s.failed for j in jobs for s in j.stages),
+                "max_workers": 2,
+                "connected": True,
+                "blacklisted": False,
+                "diskfree": usage.free // 1024,
+                "diskused": usage.used // 1024,
+            }
+        }
+
+
+def _worker_environ() -> dict[str, str]:
+    """What workers on this test node need: this interpreter and this import path."""
+    path = [p for p in sys.path if p and os.path.isdir(p)]
+    return {"DISCODSL_PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(path)}
