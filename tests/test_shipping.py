@@ -1,0 +1,96 @@
+"""Shipping user code: what cannot be pickled or loaded on a node is named, with the fix."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import PicklingError, job, map, reduce
+from discodsl.shipping import pickle_job, preflight
+
+
+@reduce
+def total(key: str, values: Any) -> Iterator[tuple[str, int]]:
+    yield key, sum(values)
+
+
+def test_closure_over_an_unpicklable_object_is_named() -> None:
+    lock = threading.Lock()
+
+    @map
+    def guarded(line: str) -> Iterator[tuple[str, int]]:
+        with lock:
+            yield line, 1
+
+    @job
+    def locked() -> list[Any]:
+        return [guarded, total]
+
+    with pytest.raises(PicklingError) as info:
+        locked.run(["raw://x"], mode="local")
+    message = str(info.value)
+    assert "stage 'guarded'" in message and "closure variable 'lock'" in message
+    assert "init hook" in message  # the fix
+
+
+def test_a_module_the_node_cannot_import_is_named(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "onlyhere.py").write_text("class Thing:\n    factor = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import onlyhere  # type: ignore[import-not-found]
+
+    thing = onlyhere.Thing()
+
+    @map
+    def uses_thing(line: str) -> Iterator[tuple[str, int]]:
+        yield line, thing.factor
+
+    @job
+    def needs_module() -> list[Any]:
+        return [uses_thing, total]
+
+    spec = needs_module.spec()
+    with pytest.raises(PicklingError) as info:
+        preflight(spec, pickle_job(spec))
+    message = str(info.value)
+    assert "onlyhere" in message and "stage 'uses_thing'" in message
+    assert "closure variable 'thing'" in message
+    sys.modules.pop("onlyhere", None)
+
+
+def test_loadable_job_passes_preflight_once() -> None:
+    @map
+    def fine(line: str) -> Iterator[tuple[str, int]]:
+        yield line, 1
+
+    @job
+    def ok() -> list[Any]:
+        return [fine, total]
+
+    spec = ok.spec()
+    pickled = pickle_job(spec)
+    preflight(spec, pickled)
+    preflight(spec, pickled)  # cached: no second interpreter
+
+
+def test_breakpoint_works_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inline mode runs stages in this process, so breakpoint() reaches the debugger hook."""
+    calls: list[str] = []
+    monkeypatch.setattr(sys, "breakpointhook", lambda *a, **k: calls.append("hit"))
+
+    @map
+    def stops(line: str) -> Iterator[tuple[str, int]]:
+        breakpoint()
+        yield line, 1
+
+    @job
+    def debugged() -> list[Any]:
+        return [stops, total]
+
+    assert dict(debugged.run(["raw://x"], mode="inline")) == {"x": 1}
+    assert calls == ["hit"]
