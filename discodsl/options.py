@@ -51,6 +51,9 @@ class JobOptions(BaseModel):
     progress: bool | None = Field(None, description="show progress (None: when interactive)")
     timeout: float | None = Field(None, gt=0, description="seconds to wait for a cluster job")
     push_inputs: bool = Field(False, description="push local inputs to DDFS (cluster only)")
+    kill_on_interrupt: bool = Field(
+        False, description="kill the cluster job when Ctrl-C stops the wait (cluster only)"
+    )
 
 
 def validate_options(base: JobOptions | None = None, **changes: Any) -> JobOptions:

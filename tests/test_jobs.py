@@ -1,4 +1,5 @@
-"""The same table of jobs on the inline and the local runner, with identical results."""
+"""The same table of jobs on the inline, the local and the cluster runner (a test master),
+with identical results."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ TEXT = [
     "zebra apple mango apple the",
 ]
 
-MODES = ["inline", "local"]
+MODES = ["inline", "local", "cluster"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """The runner; ``cluster`` runs against the test master (DISCO_MASTER set for the test)."""
+    if request.param == "cluster":
+        request.getfixturevalue("cluster_env")
+    return str(request.param)
 
 
 @pytest.fixture
@@ -41,21 +50,18 @@ def expected_counts(paths: list[Path]) -> dict[str, int]:
     return dict(counts)
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_wordcount(corpus: list[Path], mode: str) -> None:
     results = jobs.wordcount.run(inputs=[str(p) for p in corpus], mode=mode)
     assert dict(results) == expected_counts(corpus)
     assert sorted(results) == sorted(expected_counts(corpus).items())
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_glob_and_directory_inputs(corpus: list[Path], mode: str) -> None:
     by_glob = jobs.wordcount.run(inputs=str(corpus[0].parent / "part-*.txt"), mode=mode)
     by_dir = jobs.wordcount.run(inputs=corpus[0].parent, mode=mode)
     assert dict(by_glob) == dict(by_dir) == expected_counts(corpus)
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_three_stage_pipeline_top_n(corpus: list[Path], mode: str) -> None:
     results = jobs.top_words.run(inputs=corpus, mode=mode)
     counts = Counter(w.lower() for p in corpus for w in p.read_text().split() if w.isalpha())
@@ -65,7 +71,6 @@ def test_three_stage_pipeline_top_n(corpus: list[Path], mode: str) -> None:
     assert results.counters == {"skipped": skipped}
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_params_reach_stages(corpus: list[Path], mode: str) -> None:
     results = jobs.long_wordcount.run(inputs=corpus, mode=mode)
     want = {w: n for w, n in expected_counts(corpus).items() if len(w) >= 5}
@@ -74,34 +79,29 @@ def test_params_reach_stages(corpus: list[Path], mode: str) -> None:
     assert dict(shorter) == {w: n for w, n in want.items() if len(w) >= 6}
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_partial_stage(corpus: list[Path], mode: str) -> None:
     results = jobs.scaled_count.run(inputs=corpus, mode=mode)
     assert dict(results) == {w: 10 * n for w, n in expected_counts(corpus).items()}
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_separate_combiner(corpus: list[Path], mode: str) -> None:
     assert dict(jobs.combiner_count.run(inputs=corpus, mode=mode)) == expected_counts(corpus)
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_custom_partitioner(corpus: list[Path], mode: str) -> None:
     results = jobs.partitioned_count.run(inputs=corpus, mode=mode)
     assert dict(results) == expected_counts(corpus)
     assert results.counters == {"reduce_tasks": 1}
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_sort_on_and_off(corpus: list[Path], mode: str) -> None:
     ordered = [k for k, _ in jobs.sorted_count.run(inputs=corpus, mode=mode)]
-    if mode == "local":  # one partition: one reduce task, keys in sorted order
+    if mode != "inline":  # one partition: one reduce task, keys in sorted order
         assert ordered == sorted(ordered)
     unsorted = jobs.unsorted_count.run(inputs=corpus, mode=mode)
     assert dict(unsorted) == expected_counts(corpus)
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_chaining_two_jobs(corpus: list[Path], mode: str) -> None:
     first = jobs.wordcount.run(inputs=corpus, mode=mode)
     second = jobs.histogram.run(inputs=first, mode=mode)
@@ -111,11 +111,12 @@ def test_chaining_two_jobs(corpus: list[Path], mode: str) -> None:
     assert dict(second) == {n: sorted(ws) for n, ws in want.items()}
 
 
-def test_failing_stage_local(corpus: list[Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
+def test_failing_stage(corpus: list[Path], tmp_path: Path, mode: str) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("fine words\nthen boom here\n")
     with pytest.raises(TaskFailed) as info:
-        jobs.failing.run(inputs=[*corpus, bad], mode="local")
+        jobs.failing.run(inputs=[*corpus, bad], mode=mode)
     error = info.value
     assert error.stage == "fragile"
     assert error.exc_type == "ValueError"
@@ -133,7 +134,6 @@ def test_failing_stage_inline_raises_the_original(corpus: list[Path], tmp_path: 
     assert info.traceback[-1].name == "fragile"
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_main_module_job(tmp_path: Path, mode: str) -> None:
     """A job defined in __main__ (as in a notebook or a script) ships by value."""
     data = tmp_path / "in.txt"

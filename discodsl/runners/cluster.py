@@ -1,0 +1,361 @@
+"""The cluster runner: a job's jobpack submitted to a Disco 0.5.4 master, watched, its results read.
+
+:class:`ClusterRunner` is what ``job.run(mode="cluster")`` uses. The steps
+are public for the command line: :meth:`Cluster.connect` (settings, the
+master and its DDFS), :func:`cluster_inputs` (``tag://`` inputs resolved to
+blobs, local files pushed to DDFS or sent as ``file://`` URLs),
+:func:`wait_for` (progress from jobinfo and the job's events; a dead job
+becomes the failing task's :class:`~discodsl.errors.TaskFailed`),
+:func:`results_of` and :func:`latest_job`.
+
+Results are read lazily over HTTP: ``dir://HOST/...`` and ``disco://HOST/...``
+at ``http://HOST:<DISCO_PORT>/...``; a save_results tag is resolved to its
+blobs first. All HTTP goes through :mod:`discodsl.client`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from discodsl import builder, sources
+from discodsl.client import DDFS, Master, resolve_inputs
+from discodsl.errors import ClientError, JobDead, TaskFailed
+from discodsl.results import Results
+from discodsl.runners.failures import task_failed
+from discodsl.runners.progress import Progress
+from discodsl.settings import DiscoSettings, load_settings
+from discodsl.worker.inputs import Node
+from discodsl.worker.report import MARKER
+
+if TYPE_CHECKING:
+    from discodsl.model import Inputs, Job
+    from discodsl.options import JobOptions
+
+__all__ = [
+    "Cluster",
+    "ClusterRunner",
+    "cluster_inputs",
+    "latest_job",
+    "results_of",
+    "wait_for",
+]
+
+#: How long one get_results call may block (ms): short, so progress stays fresh and a
+#: save_results job, whose end the master does not announce, is seen soon (spec section 5).
+POLL_MS = 1000
+
+_TASK_EVENT = re.compile(r"(WARNING|FATAL): \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
+_MSG_EVENT = re.compile(r"MSG: \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
+_STAGE_EVENT = re.compile(r"Stage (\S+) scheduled with (\d+) tasks")
+_DONE_EVENT = re.compile(r"DONE: \[([^\]\s]+):(\d+)\] Task finished")
+_RETRY_EVENT = re.compile(r"Task (\S+):(\d+) failed on .*?, (\d+)\w* failures so far")
+_FILE_URL = re.compile(r"file://[^\s;:,'\"]+")
+
+
+@dataclass
+class Cluster:
+    """One Disco master and its DDFS, as the settings name them; close it when done."""
+
+    settings: DiscoSettings
+    master: Master
+    ddfs: DDFS
+
+    @classmethod
+    def connect(cls, master: str | None = None) -> Cluster:
+        """Clients for ``master`` (else ``DISCO_MASTER`` and the other settings); no I/O yet."""
+        settings = load_settings(DISCO_MASTER=master)
+        return cls(settings, Master.from_settings(settings), DDFS.from_settings(settings))
+
+    @property
+    def url(self) -> str:
+        return self.master.url
+
+    def close(self) -> None:
+        self.master.close()
+        self.ddfs.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ClusterRunner:
+    """Runs a job on a Disco master: resolve inputs, build, submit, watch, return results."""
+
+    def __init__(self, master: str | None = None):
+        self.master = master
+
+    def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
+        with Cluster.connect(self.master) as cluster:
+            name = job.spec(options).name
+            urls = cluster_inputs(
+                cluster, sources.resolve(inputs), push=options.push_inputs, name=name
+            )
+            jobname = cluster.master.submit(builder.build_jobpack(job, options, urls))
+            return wait_for(
+                cluster,
+                jobname,
+                timeout=options.timeout,
+                progress=options.progress,
+                kill_on_interrupt=options.kill_on_interrupt,
+            )
+
+
+# --------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------
+
+
+def cluster_inputs(
+    cluster: Cluster, inputs: list[list[str]], *, push: bool = False, name: str = "job"
+) -> list[list[str]]:
+    """Replica lists a node can read: tags resolved to blobs, local files pushed or noticed.
+
+    Without ``push``, local files go as ``file://`` URLs, which every node
+    must see at the same path; a one-line notice on stderr says so. With
+    ``push``, they are uploaded to DDFS under tag ``discodsl:inputs:<name>@<time>``.
+    """
+    local = [i for i, replicas in enumerate(inputs) if _local_file(replicas)]
+    if local and push:
+        tag = f"discodsl:inputs:{name}@{int(time.time() * 1000):x}"
+        files = [_local_file(inputs[i]) or "" for i in local]
+        blobs = cluster.ddfs.push(tag, files)
+        inputs = list(inputs)
+        for index, replicas in zip(local, blobs, strict=True):
+            inputs[index] = replicas
+    elif local:
+        print(
+            f"discodsl: {len(local)} local input file(s) go to the cluster as file:// URLs, "
+            "so every node must see them at the same path (a shared file system); "
+            "push_inputs=True (--push-inputs) uploads them to DDFS instead",
+            file=sys.stderr,
+        )
+    items: list[str | Sequence[str]] = [
+        r[0] if len(r) == 1 and r[0].startswith("tag://") else r for r in inputs
+    ]
+    return resolve_inputs(items, cluster.ddfs)
+
+
+def _local_file(replicas: list[str]) -> str | None:
+    """The local path of the first ``file://`` replica that can be uploaded whole, or None."""
+    for url in replicas:
+        path = sources.local_path(url)
+        if path is not None:
+            return path
+    return None
+
+
+# --------------------------------------------------------------------------
+# Waiting
+# --------------------------------------------------------------------------
+
+
+def wait_for(
+    cluster: Cluster,
+    jobname: str,
+    *,
+    timeout: float | None = None,
+    progress: bool | None = None,
+    kill_on_interrupt: bool = False,
+) -> Results:
+    """Wait for a job, showing its progress; its results.
+
+    A dead job raises the failing task's :class:`TaskFailed` (the worker's
+    traceback as ``__cause__``), or :class:`JobDead` when no task failed
+    (killed). Still active after ``timeout`` seconds: ClientError, the job
+    keeps running. Ctrl-C says how to kill the job, or kills it with
+    ``kill_on_interrupt``, and re-raises KeyboardInterrupt.
+    """
+    watcher = _Watcher(cluster.master, jobname, Progress(jobname, enabled=progress))
+    try:
+        urls = cluster.master.wait(jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher)
+    except JobDead as dead:
+        watcher.catch_up()
+        error = _job_failed(jobname, watcher.events, dead)
+        raise error from (error.__cause__ or dead)
+    except KeyboardInterrupt:
+        _interrupted(cluster, jobname, kill_on_interrupt)
+        raise
+    finally:
+        watcher.progress.close()
+    return _results(cluster, jobname, urls, watcher.progress.counters)
+
+
+def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
+    if kill:
+        cluster.master.kill(jobname)
+        print(f"discodsl: killed job {jobname} on {cluster.url}", file=sys.stderr)
+    else:
+        print(
+            f"discodsl: job {jobname} still runs on {cluster.url}; "
+            f"stop it with `discodsl kill {jobname}`",
+            file=sys.stderr,
+        )
+
+
+Event = tuple[str, str, str]
+
+
+class _Watcher:
+    """Called after each get_results poll: feeds a Progress from the job's new events
+    (stages scheduled, tasks done, MSG lines, retries) and from jobinfo's per-stage
+    task counts, which move the bar on when events lag or a stage was not announced."""
+
+    def __init__(self, master: Master, jobname: str, progress: Progress):
+        self.master, self.jobname, self.progress = master, jobname, progress
+        self.events: list[Event] = []
+        self.offset = 0
+        self.announced: set[str] = set()
+        self.stage, self.total, self.done = "", 0, 0
+
+    def __call__(self, status: str, elapsed: float) -> None:
+        self.catch_up()
+        if self.progress.enabled and status in ("active", "ready"):
+            self._counts(self.master.jobinfo(self.jobname)["pipeline"])
+
+    def catch_up(self) -> None:
+        """Read the events added since the last call."""
+        new, self.offset = self.master.rawevents(self.jobname, self.offset)
+        self.events.extend(new)
+        for _, _, message in new:
+            self._event(message)
+
+    def _event(self, message: str) -> None:
+        if match := _MSG_EVENT.fullmatch(message):
+            stage, taskid, text = match.groups()
+            self.progress("msg", {"stage": stage, "taskid": int(taskid), "text": text})
+        elif match := _STAGE_EVENT.match(message):
+            self._start(match.group(1), int(match.group(2)))
+        elif match := _DONE_EVENT.match(message):
+            self._advance(match.group(1), self.done + 1)
+        elif match := _RETRY_EVENT.match(message):
+            stage, taskid, failures = match.groups()
+            facts = {"stage": stage, "taskid": int(taskid), "failures": int(failures)}
+            self.progress("task_failed", facts)
+
+    def _counts(self, pipeline: list[Any]) -> None:
+        """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible)."""
+        for row in pipeline:
+            if len(row) != 6:
+                continue
+            stage, total, done = str(row[0]), sum(max(0, int(n)) for n in row[1:5]), int(row[4])
+            if stage not in self.announced and total > 0 and done < total:
+                self._start(stage, total)
+            self._advance(stage, done)
+
+    def _start(self, stage: str, tasks: int) -> None:
+        self.announced.add(stage)
+        self.progress("stage", {"stage": stage, "tasks": tasks})
+        self.stage, self.total, self.done = stage, tasks, 0
+
+    def _advance(self, stage: str, done: int) -> None:
+        """Move the current stage's bar to ``done`` finished tasks."""
+        done = min(done, self.total)
+        if stage != self.stage or done <= self.done:
+            return
+        for _ in range(done - self.done):
+            self.progress("task_done", {"stage": stage})
+        self.done = done
+
+
+def _job_failed(jobname: str, events: list[Event], dead: JobDead) -> TaskFailed | JobDead:
+    """The error for a dead job: its failing task's, or JobDead when no task failed."""
+    found = _failing_task(events)
+    if found is None:
+        return JobDead(
+            f"job {jobname!r} is dead without a task error: it was killed, or purged; "
+            f"its last events: {_last_events(events) or 'none'}",
+            jobname=jobname,
+            events=dead.events,
+        )
+    stage, taskid, text = found
+    why = f"job {jobname!r} failed in task {stage}:{taskid}"
+    error = task_failed(text, stage=stage, taskid=taskid, why=why)
+    error.args = (f"{error}{_file_hint(text)}; the master's last events: {_last_events(events)}",)
+    return error
+
+
+def _failing_task(events: list[Event]) -> tuple[str, int, str] | None:
+    """(stage, taskid, text) of the last task error, a worker's own report preferred."""
+    found = [m.groups() for _, _, message in events if (m := _TASK_EVENT.fullmatch(message))]
+    reports = [f for f in found if MARKER in f[3]]
+    if not (reports or found):
+        return None
+    _, stage, taskid, text = (reports or found)[-1]
+    return stage, int(taskid), text
+
+
+def _file_hint(text: str) -> str:
+    """What to do when a node could not read a local file sent as a ``file://`` URL."""
+    match = _FILE_URL.search(text)
+    if "DataError" not in text or match is None:
+        return ""
+    return (
+        f"; a node could not read {match.group(0)}: local files reach the cluster as file:// "
+        "URLs, so every node must see them at that path: pass push_inputs=True "
+        "(--push-inputs) to upload them to DDFS, or put them on a shared file system"
+    )
+
+
+def _last_events(events: list[Event], count: int = 3) -> str:
+    """The master's last words on the job (task errors and MSG lines left out), on one line."""
+    lines = [
+        message.splitlines()[0][:160]
+        for _, _, message in events
+        if message and not (_TASK_EVENT.fullmatch(message) or _MSG_EVENT.fullmatch(message))
+    ]
+    return " | ".join(lines[-count:])
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+
+def results_of(cluster: Cluster, jobname: str) -> Results:
+    """The results of a job that is ready; ClientError if it is not (yet)."""
+    status, urls = cluster.master.results([jobname], 0).get(jobname, ("unknown job", []))
+    if status == "dead":
+        raise JobDead(
+            f"job {jobname!r} is dead and has no results: see why with `discodsl events {jobname}`",
+            jobname=jobname,
+        )
+    if status != "ready":
+        what = "still active" if status == "active" else f"unknown to {cluster.url}"
+        raise ClientError(
+            f"job {jobname!r} is {what}: it has no results yet; "
+            f"wait for it with `discodsl wait {jobname}`, or list jobs with `discodsl jobs`"
+        )
+    return _results(cluster, jobname, urls, {})
+
+
+def _results(
+    cluster: Cluster, jobname: str, urls: list[list[str]], counters: dict[str, int]
+) -> Results:
+    """Results read over HTTP; a save_results ``tag://`` becomes the tag's blobs."""
+    expanded: list[list[str]] = []
+    for replicas in urls:
+        if len(replicas) == 1 and replicas[0].startswith("tag://"):
+            expanded.extend(cluster.ddfs.blobs(replicas[0]))
+        else:
+            expanded.append(replicas)
+    node = Node(host="", disco_port=cluster.settings.DISCO_PORT)
+    return Results(jobname, expanded, node=node, mode="cluster", counters=counters)
+
+
+def latest_job(cluster: Cluster, contains: str = "") -> str:
+    """The newest job's name (whose name contains ``contains``): Disco's ``@`` and ``@?text``."""
+    for _, _, name in cluster.master.joblist():
+        if contains in name:
+            return name
+    which = f" whose name contains {contains!r}" if contains else ""
+    raise ClientError(
+        f"the master at {cluster.url} has no job{which}: list them with `discodsl jobs`"
+    )

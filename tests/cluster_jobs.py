@@ -1,0 +1,55 @@
+"""Small jobs for the cluster runner and CLI tests (kept apart: workers import this module)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from discodsl import count, job, map, reduce
+
+
+@map
+def chatty(line: str) -> Iterator[tuple[str, int]]:
+    print(f"saw {line}")
+    count("lines")
+    for word in line.split():
+        yield word, 1
+
+
+@reduce
+def add(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=2)
+def chatty_count() -> list[Any]:
+    """Two stages; each map prints what it saw and counts its lines."""
+    return [chatty, add]
+
+
+@map
+def sleepy(line: str, params: dict[str, str]) -> Iterator[tuple[str, int]]:
+    with open(params["pidfile"], "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(60)
+    yield line, 1
+
+
+@job(params={"pidfile": os.devnull})
+def sleeper() -> list[Any]:
+    """One task that writes its pid to ``params["pidfile"]``, then sleeps a minute."""
+    return [sleepy]
+
+
+@map
+def explode(line: str) -> Iterator[tuple[str, int]]:
+    raise KeyError(f"no entry for {line!r}")
+    yield line, 1
+
+
+@job
+def exploding() -> list[Any]:
+    """One task that fails on its first record."""
+    return [explode]

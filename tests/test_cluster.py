@@ -1,0 +1,264 @@
+"""The cluster runner against the test Disco master (tests/disco_master.py) over real HTTP.
+
+The job table itself runs on the cluster in test_jobs.py; here: what only a
+cluster has (tags, DDFS, saved results, the master's events), and how a
+cluster job fails, is killed, is interrupted or cannot be submitted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import ClientError, JobDead, TaskFailed
+from discodsl.client import DDFS, Master
+from discodsl.errors import RemoteTraceback
+from discodsl.runners import cluster
+from tests import cluster_jobs, jobs
+from tests.disco_master import DiscoMaster
+from tests.http_replay import closed_port
+
+WORDS = {"a": 2, "b": 1, "c": 3}
+
+
+@pytest.fixture
+def master(cluster_env: DiscoMaster) -> Iterator[Master]:
+    with Master(cluster_env.url, retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def ddfs(cluster_env: DiscoMaster) -> Iterator[DDFS]:
+    with DDFS(cluster_env.url, disco_port=cluster_env.port, retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def text_files(tmp_path: Path) -> list[Path]:
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("a b c\n")
+    two.write_text("c a\nc\n")
+    return [one, two]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_tag_inputs_are_resolved_to_blobs(
+    ddfs: DDFS, master: Master, text_files: list[Path]
+) -> None:
+    blobs = ddfs.push("test:words", text_files)
+    results = jobs.wordcount.run(inputs=["tag://test:words"], mode="cluster")
+    assert dict(results) == WORDS
+    inputs = master.jobinfo(results.jobname)["inputs"]
+    assert sorted(inputs) == sorted(url for replicas in blobs for url in replicas)
+
+
+def test_local_files_go_as_file_urls_with_a_notice(
+    master: Master, text_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = jobs.wordcount.run(inputs=text_files, mode="cluster")
+    assert dict(results) == WORDS
+    notice = capsys.readouterr().err.splitlines()
+    assert [line for line in notice if "file://" in line and "push_inputs=True" in line]
+    inputs = master.jobinfo(results.jobname)["inputs"]
+    assert inputs == [p.as_uri() for p in text_files]
+
+
+def test_push_inputs_uploads_local_files(
+    master: Master, ddfs: DDFS, text_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = jobs.wordcount.run(inputs=text_files, mode="cluster", push_inputs=True)
+    assert dict(results) == WORDS
+    assert "file://" not in capsys.readouterr().err
+    inputs = master.jobinfo(results.jobname)["inputs"]
+    assert all(url.startswith("disco://localhost/ddfs/vol0/blob/") for url in inputs)
+    [tag] = ddfs.list_tags("discodsl:inputs:wordcount@")
+    assert sorted(u for r in ddfs.blobs(tag) for u in r) == sorted(inputs)
+
+
+def test_unreadable_file_input_says_to_push(cluster_env: DiscoMaster) -> None:
+    with pytest.raises(TaskFailed) as info:
+        jobs.wordcount.run(inputs=["file:///nonexistent/discodsl/in.txt"], mode="cluster")
+    message = str(info.value)
+    assert "file:///nonexistent/discodsl/in.txt" in message
+    assert "push_inputs=True" in message and "--push-inputs" in message
+    assert info.value.exc_type == "DataError"
+
+
+def test_save_results_reads_the_results_tag(master: Master, ddfs: DDFS) -> None:
+    results = jobs.wordcount.run(
+        inputs=["raw://a b c", "raw://c a c"], mode="cluster", save_results=True
+    )
+    assert dict(results) == WORDS
+    assert master.results([results.jobname])[results.jobname][1] == [
+        [f"tag://disco:results:{results.jobname}"]
+    ]
+    saved = ddfs.blobs(f"disco:results:{results.jobname}")
+    assert sorted(results.urls) == sorted(saved)
+    assert all(r[0].startswith("disco://localhost/ddfs/vol0/blob/") for r in saved)
+
+
+def test_dead_job_raises_the_task_error_with_the_worker_traceback(master: Master) -> None:
+    with pytest.raises(TaskFailed) as info:
+        cluster_jobs.exploding.run(inputs=["raw://x"], mode="cluster")
+    error = info.value
+    assert (error.stage, error.taskid, error.exc_type) == ("explode", 0, "KeyError")
+    assert "no entry for 'x'" in str(error)
+    assert "WARN: Job killed" in str(error)  # the master's last events
+    assert isinstance(error.__cause__, RemoteTraceback)
+    assert "in explode" in error.__cause__.text
+    assert "KeyError: \"no entry for 'x'\"" in error.__cause__.text
+    [(_, status, name)] = master.joblist()
+    assert status == "dead" and name in str(error)
+
+
+def run_in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            outcome["value"] = target()
+        except BaseException as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_killed_job_raises_job_dead_and_its_worker_is_stopped(
+    master: Master, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    thread, outcome = run_in_thread(
+        lambda: cluster_jobs.sleeper.run(
+            inputs=["raw://x"], mode="cluster", params={"pidfile": str(pidfile)}
+        )
+    )
+    eventually(lambda: pidfile.exists() and pidfile.read_text() != "")
+    [(_, status, name)] = master.joblist()
+    assert status == "active" and master.jobinfo(name)["hosts"] == ["localhost"]
+    master.kill(name)
+    thread.join(timeout=20)
+    assert isinstance(outcome.get("error"), JobDead), outcome
+    assert "killed" in str(outcome["error"]) and outcome["error"].jobname == name
+    pid = int(pidfile.read_text())
+    eventually(lambda: not _alive(pid))
+    assert master.jobinfo(name)["active"] == "dead"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_timeout_leaves_the_job_running(master: Master, tmp_path: Path) -> None:
+    with pytest.raises(ClientError, match="still active after") as info:
+        cluster_jobs.sleeper.run(
+            inputs=["raw://x"],
+            mode="cluster",
+            timeout=0.5,
+            params={"pidfile": str(tmp_path / "pid")},
+        )
+    [(_, status, name)] = master.joblist()
+    assert status == "active" and repr(name) in str(info.value)
+
+
+def test_unreachable_master_is_a_client_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCODSL_RETRIES", "0")
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        with pytest.raises(ClientError, match="could not reach the Disco master") as info:
+            jobs.wordcount.run(inputs=["raw://a"], mode="cluster", master=url)
+        assert url in str(info.value)
+
+
+def test_refused_jobpack_is_a_client_error(
+    cluster_env: DiscoMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster.builder, "build_jobpack", lambda *args, **kwargs: b"\xd5\xc0")
+    with pytest.raises(ClientError, match="the master refused the job: Job failed to start: "):
+        jobs.wordcount.run(inputs=["raw://a"], mode="cluster")
+    assert cluster_env.jobs.jobs == {}
+
+
+def test_closed_master_refuses_new_jobs(cluster_env: DiscoMaster, master: Master) -> None:
+    master.save_settings({"accept_new_jobs": 0})
+    with pytest.raises(ClientError, match="does not accept new jobs"):
+        jobs.wordcount.run(inputs=["raw://a"], mode="cluster")
+
+
+class Recorder(cluster.Progress):
+    """A Progress that is always on, draws nothing and remembers what it was told."""
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def __init__(self, job: str, enabled: bool | None = None):
+        super().__init__(job, enabled=False)
+        self.enabled = True
+
+    def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
+        self.seen.append((kind, dict(facts)))
+        super().__call__(kind, facts)
+
+
+def test_progress_is_fed_from_jobinfo_and_events(
+    cluster_env: DiscoMaster, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Recorder.seen = []
+    monkeypatch.setattr(cluster, "Progress", Recorder)
+    inputs = ["raw://a b", "raw://b c", "raw://c d"]
+    results = cluster_jobs.chatty_count.run(inputs=inputs, mode="cluster")
+    assert dict(results) == {"a": 1, "b": 2, "c": 2, "d": 1}
+    assert results.counters == {"lines": 3}
+    stages = [facts for kind, facts in Recorder.seen if kind == "stage"]
+    assert stages[0] == {"stage": "chatty", "tasks": 3}
+    assert stages[1]["stage"] == "add" and stages[1]["tasks"] in (1, 2) and len(stages) == 2
+    done = [facts["stage"] for kind, facts in Recorder.seen if kind == "task_done"]
+    assert done == ["chatty"] * 3 + ["add"] * stages[1]["tasks"]
+    said = sorted(
+        f["text"].strip() for kind, f in Recorder.seen if kind == "msg" and "saw" in f["text"]
+    )
+    assert said == ["saw a b", "saw b c", "saw c d"]
+    assert "[chatty] saw b c" in capsys.readouterr().err
+
+
+def test_ctrl_c_tells_how_to_kill_the_job(
+    master: Master,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Master, "wait", interrupted)
+    params = {"pidfile": str(tmp_path / "pid")}
+    with pytest.raises(KeyboardInterrupt):
+        cluster_jobs.sleeper.run(inputs=["raw://x"], mode="cluster", params=params)
+    [(_, status, name)] = master.joblist()
+    assert status == "active"
+    [line] = capsys.readouterr().err.splitlines()
+    assert name in line and f"discodsl kill {name}" in line
+
+    with pytest.raises(KeyboardInterrupt):
+        cluster_jobs.sleeper.run(
+            inputs=["raw://x"], mode="cluster", params=params, kill_on_interrupt=True
+        )
+    [(_, status, killed), _] = master.joblist()
+    assert status == "dead" and killed != name
+    assert f"killed job {killed}" in capsys.readouterr().err
