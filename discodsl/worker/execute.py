@@ -13,12 +13,14 @@ label (0); the last stage labels everything with its own group's label.
 
 from __future__ import annotations
 
+import inspect
 import os
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import Any, Protocol
 
@@ -95,71 +97,76 @@ def run_task(task: Task, records: Iterable[Any], position: Position | None = Non
 
 def _process(task: Task, records: Iterable[Any], outputs: _Outputs, where: Position) -> None:
     stage, params, sink = task.stage, task.job.params, outputs.sink()
-    state = _call_hook(stage.init, stage, params)
+    state = _call_hook(stage.init, params)
     combiner = _combiner(task)
     target: Sink = combiner.add if combiner else sink
+    function = _bound(stage.function, stage.takes_params, params)
     if stage.kind == "map":
-        if combiner and not stage.takes_params:
-            combiner.consume_map(stage.function, records)
+        if combiner:
+            combiner.consume_map(function, records)
         else:
-            _run_map(stage, records, target, params)
+            _run_map(stage, function, records, target)
     elif stage.kind == "reduce":
-        _run_reduce(task, records, target, where)
+        _run_reduce(task, function, records, target)
     else:
-        _emit(stage, _call(stage, stage.function, (iter(records),), params), target)
+        _emit(stage, function(iter(records)), target)
     if stage.done is not None:
-        _emit(stage, _call_hook(stage.done, stage, params, state) or (), target)
+        _emit(stage, _call_hook(stage.done, params, state), target)
     if combiner:
         combiner.flush_into(outputs)
 
 
-def _call(
-    stage: StageSpec, function: Callable[..., Any], args: tuple[Any, ...], params: Any
-) -> Any:
-    return function(*args, params) if stage.takes_params else function(*args)
+def _bound(function: Callable[..., Any], takes_params: bool, params: Any) -> Callable[..., Any]:
+    """``function`` with ``params`` filled in, if it takes them."""
+    return partial(function, params=params) if takes_params else function
 
 
-def _call_hook(hook: Callable[..., Any] | None, stage: StageSpec, params: Any, *state: Any) -> Any:
+def _call_hook(hook: Callable[..., Any] | None, params: Any, *state: Any) -> Any:
+    """Call an init or done hook with as many of ``(*state, params)`` as it accepts."""
     if hook is None:
         return None
-    return _call(stage, hook, state, params)
+    args = (*state, params)
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):
+        return hook(*args)
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
+        return hook(*args)
+    return hook(*args[: len(positional)])
 
 
-def _run_map(stage: StageSpec, records: Iterable[Any], sink: Sink, params: Any) -> None:
-    function = stage.function
-    if stage.takes_params:
-        for record in records:
-            _emit(stage, function(record, params), sink)
-    else:
-        for record in records:
-            _emit(stage, function(record), sink)
+def _run_map(
+    stage: StageSpec, function: Callable[..., Any], records: Iterable[Any], sink: Sink
+) -> None:
+    for record in records:
+        result = function(record)
+        try:
+            for key, value in result or ():
+                sink(key, value)
+        except (TypeError, ValueError) as exc:
+            if _raised_by_user(exc, _run_map):
+                raise
+            raise _shape_error(stage, result, exc) from None
 
 
-def _run_reduce(task: Task, records: Iterable[Any], sink: Sink, where: Position) -> None:
+def _run_reduce(
+    task: Task, function: Callable[..., Any], records: Iterable[Any], sink: Sink
+) -> None:
     stage = task.stage
     group = group_sorted if stage.sort else group_hashed
     groups = group(
-        _pairs(stage, records, where),
+        records,
         budget=task.job.memory_budget,
         tmpdir=task.tmpdir or task.workdir,
         stage=stage.name,
     )
     for key, values in groups:
-        _emit(stage, _call(stage, stage.function, (key, values), task.job.params), sink)
-
-
-def _pairs(stage: StageSpec, records: Iterable[Any], where: Position) -> Iterator[tuple[Any, Any]]:
-    for record in records:
-        if type(record) is not tuple or len(record) != 2:
-            raise StageError(
-                f"stage {stage.name!r} is a reduce but its input record {record!r:.80} "
-                f"is a {type(record).__name__}, not a (key, value) pair: put a map stage "
-                "before it, or make the previous stage yield (key, value) pairs",
-                stage=stage.name,
-                url=where.url,
-                record=where.record,
-            )
-        yield record
+        _emit(stage, function(key, values), sink)
 
 
 def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
@@ -195,12 +202,12 @@ def _shape_error(stage: StageSpec, result: Any, exc: Exception) -> StageError:
     )
 
 
-def _raised_by_user(exc: BaseException) -> bool:
-    """Whether ``exc`` came from inside user code rather than from unpacking its output."""
+def _raised_by_user(exc: BaseException, loop: Callable[..., Any]) -> bool:
+    """Whether ``exc`` came from inside user code, not from unpacking its output in ``loop``."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code is not _Combiner.consume_map.__code__
+    return tb is not None and tb.tb_frame.f_code is not loop.__code__
 
 
 def _bad_record(stage: StageSpec, item: Any) -> StageError:
@@ -237,7 +244,8 @@ class _Combiner:
     """Folds map output per key through the next stage's reduce before it is written."""
 
     def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
-        self.stage, self.function, self.params = stage, function, params
+        takes_params = "params" in inspect.signature(function).parameters
+        self.stage, self.function = stage, _bound(function, takes_params, params)
         self.buffer: defaultdict[Any, list[Any]] = defaultdict(list)
         self.count = 0
         # Fold after about a kilobyte of buffered output per input record.
@@ -260,7 +268,7 @@ class _Combiner:
                     for key, value in result or ():
                         buffer[key].append(value)
                 except (TypeError, ValueError) as exc:
-                    if _raised_by_user(exc):
+                    if _raised_by_user(exc, _Combiner.consume_map):
                         raise
                     raise _shape_error(self.stage, result, exc) from None
             chunks += 1
@@ -280,10 +288,7 @@ class _Combiner:
         self.count = sum(map(len, folded.values()))
 
     def _combine(self, key: Any, values: list[Any]) -> Iterable[tuple[Any, Any]]:
-        args = (key, iter(values))
-        result = (
-            self.function(*args, self.params) if self.stage.takes_params else self.function(*args)
-        )
+        result = self.function(key, iter(values))
         pairs: list[tuple[Any, Any]] = []
         _emit(self.stage, result, lambda k, v: pairs.append((k, v)))
         return pairs
