@@ -327,11 +327,15 @@ def results_of(cluster: Cluster, jobname: str) -> Results:
             f"job {jobname!r} is dead and has no results: see why with `discodsl events {jobname}`",
             jobname=jobname,
         )
-    if status != "ready":
-        what = "still active" if status == "active" else f"unknown to {cluster.url}"
+    if status == "active":
         raise ClientError(
-            f"job {jobname!r} is {what}: it has no results yet; "
-            f"wait for it with `discodsl wait {jobname}`, or list jobs with `discodsl jobs`"
+            f"job {jobname!r} is still active, so it has no results yet: "
+            f"wait for it with `discodsl wait {jobname}`"
+        )
+    if status != "ready":
+        raise ClientError(
+            f"the master at {cluster.url} knows no job named {jobname!r} ({status}): it may "
+            "have been cleaned or purged; list jobs with `discodsl jobs`"
         )
     return _results(cluster, jobname, urls, {})
 

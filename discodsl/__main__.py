@@ -1,0 +1,5 @@
+"""``python -m discodsl``: the command line of :mod:`discodsl.cli`."""
+
+from discodsl.cli import main
+
+raise SystemExit(main())

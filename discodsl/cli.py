@@ -1,0 +1,489 @@
+"""The ``discodsl`` command line (also ``python -m discodsl``).
+
+Each subcommand is a thin shell over a public function: ``run`` over
+:meth:`discodsl.Job.run`, ``jobpack`` over :func:`discodsl.builder.build_jobpack`
+and :func:`discodsl.jobpack.describe`, the job commands over
+:class:`discodsl.client.Master` and :mod:`discodsl.runners.cluster`, ``ddfs`` over
+:class:`discodsl.client.DDFS`. Job-name arguments accept ``@`` (the newest
+job) and ``@?TEXT`` (the newest whose name contains TEXT), as Disco's CLI does.
+
+:func:`main` catches :class:`~discodsl.errors.DiscoDSLError` only: it prints
+``discodsl: error: <message>`` on one line, a ``hint:`` line where there is
+a fix, and returns 1 (2 for usage errors). Anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, cast
+
+from discodsl import builder, jobpack, sources
+from discodsl.errors import ClientError, DiscoDSLError, JobDead, JobError, TaskFailed
+from discodsl.model import Job
+from discodsl.options import Mode, validate_options
+from discodsl.runners import cluster
+from discodsl.runners.cluster import Cluster
+
+__all__ = ["build_parser", "load_job", "main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "mode", None) and getattr(args, "master", None):
+            parser.error(f"--{args.mode} and --master: choose where the job runs")
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    command: Command = args.command
+    try:
+        return command(args)
+    except DiscoDSLError as exc:
+        _report(exc, args)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
+    message = re.sub(r"\s*\n\s*", " ", str(exc).strip())
+    print(f"discodsl: error: {message}", file=sys.stderr)
+    hint = _hint(exc, args)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
+    """What to try next, for the errors whose message alone does not say it."""
+    if isinstance(exc, TaskFailed):
+        if getattr(args, "mode", None) in ("inline", "local"):
+            return "rerun with --inline to debug the stage in this process"
+        match = re.match(r"job '([^']+)'", str(exc))
+        return f"see the worker's traceback with `discodsl events {match[1] if match else '@'}`"
+    if isinstance(exc, JobDead):
+        return f"see what happened with `discodsl events {exc.jobname or '@'}`"
+    if isinstance(exc, ClientError) and "could not reach" in str(exc):
+        master = getattr(args, "master", None) or os.environ.get("DISCO_MASTER", "")
+        where = f" (now {master})" if master else ""
+        return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
+    hints = {
+        "refused the job": "look inside the jobpack with `discodsl jobpack show FILE`",
+        "no job named": "list the master's jobs with `discodsl jobs`",
+        "no DDFS tag named": "list the tags with `discodsl ddfs ls`",
+    }
+    found = [hint for needle, hint in hints.items() if needle in str(exc)]
+    return found[0] if isinstance(exc, ClientError) and found else ""
+
+
+# --------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every subcommand; ``args.command`` is the function to call."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--master",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the Disco master (default: DISCO_MASTER, or the settings file)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="machine-readable output (jobs, status, events, results, jobpack show, ddfs ls)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="discodsl",
+        parents=[common],
+        description="Run discodsl jobs here or on a Disco 0.5.4 cluster, and manage them.",
+    )
+    sub = parser.add_subparsers(metavar="COMMAND", required=True)
+    _add_run(sub, common)
+    _add_jobpack(sub, common)
+    _add_job_commands(sub, common)
+    _add_ddfs(sub, common)
+    return parser
+
+
+def _job_spec(text: str) -> str:
+    module, sep, name = text.partition(":")
+    if not (module and sep and name.isidentifier()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not MODULE:JOB: write e.g. mypackage.jobs:wordcount or jobs.py:wordcount"
+        )
+    return text
+
+
+def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a job and print its records",
+        description="Run a job over inputs; print key<TAB>value lines.",
+    )
+    run.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
+    run.add_argument("inputs", nargs="*", default=[], metavar="INPUT", help="paths, globs or URLs")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--inline",
+        dest="mode",
+        action="store_const",
+        const="inline",
+        help="run in this process (for debugging)",
+    )
+    where.add_argument(
+        "--local",
+        dest="mode",
+        action="store_const",
+        const="local",
+        help="run worker processes on this machine",
+    )
+    run.add_argument("--partitions", type=int, metavar="N", help="reduce partitions")
+    run.add_argument(
+        "--push-inputs",
+        action="store_true",
+        help="upload local input files to DDFS first (cluster)",
+    )
+    run.add_argument("-o", "--output", metavar="FILE", help="write the records here")
+    run.set_defaults(command=cmd_run)
+
+
+def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
+    pack = sub.add_parser(
+        "jobpack",
+        parents=[common],
+        help="build or show a jobpack file",
+        description="Build a job's jobpack, or show what one holds.",
+    )
+    packs = pack.add_subparsers(metavar="ACTION", required=True)
+    build = packs.add_parser("build", parents=[common], help="write a job's jobpack to a file")
+    build.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
+    build.add_argument("inputs", nargs="*", default=[], metavar="INPUT")
+    build.add_argument("-o", "--output", metavar="FILE", required=True)
+    build.add_argument("--partitions", type=int, metavar="N")
+    build.set_defaults(command=cmd_jobpack_build)
+    show = packs.add_parser("show", parents=[common], help="describe a jobpack file as JSON")
+    show.add_argument("file", metavar="FILE")
+    show.set_defaults(command=cmd_jobpack_show)
+
+
+def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    submit = sub.add_parser("submit", parents=[common], help="POST a jobpack, print the job name")
+    submit.add_argument(
+        "file", metavar="FILE", nargs="?", default="-", help="the jobpack (default: stdin)"
+    )
+    submit.set_defaults(command=cmd_submit)
+    sub.add_parser("jobs", parents=[common], help="list the master's jobs").set_defaults(
+        command=cmd_jobs
+    )
+    for name, command, text in [
+        ("status", cmd_status, "a job's status and stage progress"),
+        ("events", cmd_events, "a job's events, oldest first"),
+        ("wait", cmd_wait, "wait for a job to end"),
+        ("results", cmd_results, "print a finished job's records"),
+        ("kill", cmd_kill, "stop a job"),
+        ("purge", cmd_purge, "delete a job and its data"),
+    ]:
+        parser = sub.add_parser(name, parents=[common], help=text, description=text)
+        parser.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
+        parser.set_defaults(command=command)
+        if name == "events":
+            parser.add_argument(
+                "-f",
+                "--follow",
+                action="store_true",
+                help="keep printing new events until the job ends",
+            )
+        if name == "wait":
+            parser.add_argument("--timeout", type=float, metavar="SECONDS")
+
+
+def _add_ddfs(sub: Any, common: argparse.ArgumentParser) -> None:
+    ddfs = sub.add_parser(
+        "ddfs",
+        parents=[common],
+        help="DDFS tags and blobs",
+        description="List, upload, read and delete DDFS tags.",
+    )
+    actions = ddfs.add_subparsers(metavar="ACTION", required=True)
+    ls = actions.add_parser("ls", parents=[common], help="list tags")
+    ls.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    ls.set_defaults(command=cmd_ddfs_ls)
+    push = actions.add_parser("push", parents=[common], help="upload files as a tag's blobs")
+    push.add_argument("tag", metavar="TAG")
+    push.add_argument("files", nargs="+", metavar="FILE")
+    push.set_defaults(command=cmd_ddfs_push)
+    cat = actions.add_parser("cat", parents=[common], help="print a tag's blobs or a URL")
+    cat.add_argument("target", metavar="TAG_OR_URL")
+    cat.set_defaults(command=cmd_ddfs_cat)
+    rm = actions.add_parser("rm", parents=[common], help="delete a tag")
+    rm.add_argument("tag", metavar="TAG")
+    rm.set_defaults(command=cmd_ddfs_rm)
+
+
+# --------------------------------------------------------------------------
+# Running and building jobs
+# --------------------------------------------------------------------------
+
+
+def load_job(text: str) -> Job:
+    """The :class:`Job` named ``MODULE:JOB`` (a dotted module, or a path to a ``.py`` file)."""
+    module_name, _, name = text.partition(":")
+    if module_name.endswith(".py") or os.sep in module_name:
+        path = Path(module_name).resolve()
+        module_name, where = path.stem, str(path.parent)
+    else:
+        where = os.getcwd()
+    if where not in sys.path:
+        sys.path.insert(0, where)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise JobError(
+            f"cannot import {module_name!r} ({exc}): run discodsl from the directory that holds "
+            "it, or give the path of the .py file"
+        ) from exc
+    found = getattr(module, name, None)
+    if not isinstance(found, Job):
+        raise JobError(
+            f"{module_name}.{name} is {'missing' if found is None else type(found).__name__}, "
+            "not a job: name a function decorated with @job"
+        )
+    return found
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    job = load_job(args.job)
+    master = getattr(args, "master", None)
+    mode = cast("Mode | None", args.mode or ("cluster" if master else None))
+    options: dict[str, Any] = {"push_inputs": args.push_inputs}
+    if args.partitions is not None:
+        options["partitions"] = args.partitions
+    results = job.run(args.inputs, mode=mode, master=master, **options)
+    with _output(args.output) as out:
+        _write_records(results, out, as_json=False)
+    return 0
+
+
+def cmd_jobpack_build(args: argparse.Namespace) -> int:
+    job = load_job(args.job)
+    changes = {} if args.partitions is None else {"partitions": args.partitions}
+    options = validate_options(job.options, **changes)
+    urls = sources.resolve(args.inputs)
+    if any(u.startswith("tag://") for replicas in urls for u in replicas):
+        with _cluster(args) as conn:
+            urls = cluster.cluster_inputs(conn, urls, name=job.spec(options).name)
+    data = builder.build_jobpack(job, options, urls)
+    Path(args.output).write_bytes(data)
+    print(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes", file=sys.stderr)
+    return 0
+
+
+def cmd_jobpack_show(args: argparse.Namespace) -> int:
+    pack = jobpack.decode(_read_file(args.file))
+    print(json.dumps(jobpack.describe(pack), indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Jobs on the master
+# --------------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        print(conn.master.submit(_read_file(args.file)))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        jobs = conn.master.joblist()
+    if _json_wanted(args):
+        print(json.dumps([{"time": t, "status": s, "name": n} for t, s, n in jobs], indent=2))
+        return 0
+    for seconds, status, name in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+        print(f"{status:<7} {when}  {name}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        name = _job_name(conn, args.job)
+        info = conn.master.jobinfo(name)
+    if _json_wanted(args):
+        print(json.dumps({"name": name, **info}, indent=2))
+        return 0
+    print(f"{name}: {info['active']} (since {info['timestamp']}, owner {info.get('owner')})")
+    for row in info["pipeline"]:
+        stage, pending, waiting, running, done, failed = row
+        total = max(0, pending) + max(0, waiting) + max(0, running) + max(0, done)
+        print(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
+    print(f"  {len(info['results'])} result(s)")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        name = _job_name(conn, args.job)
+        offset = 0
+        while True:
+            # Blocks up to a second while the job runs: the pause between two reads.
+            status = conn.master.results([name], 1000 if args.follow else 0)[name][0]
+            events, offset = conn.master.rawevents(name, offset)
+            for event in events:
+                _print_event(event, _json_wanted(args))
+            if not args.follow or status != "active":
+                return 0
+
+
+def _print_event(event: tuple[str, str, str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(list(event)), flush=True)
+    else:
+        print(" ".join(event), flush=True)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        name = _job_name(conn, args.job)
+        results = cluster.wait_for(conn, name, timeout=args.timeout)
+    print(f"{name}: ready, {len(results.urls)} result file(s)")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        results = cluster.results_of(conn, _job_name(conn, args.job))
+    _write_records(results, sys.stdout, as_json=_json_wanted(args))
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        name = _job_name(conn, args.job)
+        conn.master.kill(name)
+    print(f"killed {name}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        name = _job_name(conn, args.job)
+        conn.master.purge(name)
+    print(f"purged {name}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# DDFS
+# --------------------------------------------------------------------------
+
+
+def cmd_ddfs_ls(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        tags = conn.ddfs.list_tags(args.prefix)
+    print(json.dumps(tags, indent=2) if _json_wanted(args) else "\n".join(tags))
+    return 0
+
+
+def cmd_ddfs_push(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        blobs = conn.ddfs.push(args.tag, args.files)
+    for replicas in blobs:
+        print(replicas[0])
+    return 0
+
+
+def cmd_ddfs_cat(args: argparse.Namespace) -> int:
+    target: str = args.target
+    with _cluster(args) as conn:
+        if "://" in target and not target.startswith("tag://"):
+            urls = [target]
+        else:
+            urls = [replicas[0] for replicas in conn.ddfs.blobs(target)]
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        for url in urls:
+            for chunk in conn.ddfs.cat(url):
+                out.write(chunk)
+        out.flush()
+    return 0
+
+
+def cmd_ddfs_rm(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        conn.ddfs.delete(args.tag)
+    print(f"deleted {args.tag}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def _cluster(args: argparse.Namespace) -> Cluster:
+    return Cluster.connect(getattr(args, "master", None))
+
+
+def _json_wanted(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def _job_name(conn: Cluster, text: str) -> str:
+    """``@`` is the newest job, ``@?TEXT`` the newest whose name contains TEXT."""
+    if text == "@":
+        return cluster.latest_job(conn)
+    if text.startswith("@?"):
+        return cluster.latest_job(conn, text[2:])
+    return text
+
+
+def _read_file(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise JobError(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _output(name: str | None) -> Iterator[IO[str]]:
+    """``-o FILE`` opened for writing, or stdout (left open)."""
+    if name is None:
+        yield sys.stdout
+        return
+    try:
+        handle = open(name, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
+    with handle:
+        yield handle
+
+
+def _write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:
+    """``key<TAB>value`` lines, or one JSON ``[key, value]`` per line."""
+    for key, value in results:
+        if as_json:
+            out.write(json.dumps([key, value], default=repr) + "\n")
+        else:
+            out.write(f"{key}\t{value}\n")
