@@ -38,8 +38,9 @@ def test_closure_over_an_unpicklable_object_is_named() -> None:
     assert "init hook" in message  # the fix
 
 
-def test_a_module_the_node_cannot_import_is_named(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_the_node_cannot_import_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "onlyhere.py").write_text("class Thing:\n    factor = 3\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import onlyhere  # type: ignore[import-not-found]
@@ -94,3 +95,20 @@ def test_breakpoint_works_inline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert dict(debugged.run(["raw://x"], mode="inline")) == {"x": 1}
     assert calls == ["hit"]
+
+
+def test_breakpoint_in_a_worker_fails_instead_of_hanging(tmp_path: Path) -> None:
+    """A worker's stdin is the protocol: a debugger there would hang the job, so it is refused."""
+    from discodsl import TaskFailed
+
+    @map
+    def stops(line: str) -> Iterator[tuple[str, int]]:
+        breakpoint()
+        yield line, 1
+
+    @job(max_failures=0)
+    def debugged() -> list[Any]:
+        return [stops, total]
+
+    with pytest.raises(TaskFailed, match="mode='inline'"):
+        debugged.run(["raw://x"], mode="local")

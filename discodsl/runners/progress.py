@@ -50,9 +50,7 @@ class Progress:
         self._close_bar()
         if not self.enabled:
             return
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
+        self._bar = _tqdm()(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
 
     def _message(self, stage: str, text: str) -> None:
         for line in text.splitlines():
@@ -85,3 +83,19 @@ class Progress:
     def close(self) -> None:
         """Finish the last bar."""
         self._close_bar()
+
+
+def _tqdm() -> Any:
+    """tqdm's notebook widget where a kernel can show it, else the text bar."""
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            from tqdm.notebook import tqdm as notebook_bar
+
+            return notebook_bar
+    from tqdm import tqdm as text_bar
+
+    return text_bar

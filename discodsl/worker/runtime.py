@@ -66,24 +66,43 @@ class Channel:
 def main(argv: list[str] | None = None) -> int:
     """Run one task; the process is then killed by the master (or exits at end of input)."""
     args = sys.argv[1:] if argv is None else argv
-    protocol_fd = int(args[args.index("--protocol-fd") + 1]) if "--protocol-fd" in args else None
-    if protocol_fd is None:
-        protocol_fd = os.dup(1)
+    protocol_out = int(args[args.index("--protocol-fd") + 1]) if "--protocol-fd" in args else None
+    protocol_in, protocol_out = _private_fds(protocol_out)
     capture = Capture(early=read_early_output(f".worker-{os.getpid()}.out"))
-    channel = Channel(0, protocol_fd)
+    sys.breakpointhook = _no_debugger
+    channel = Channel(protocol_in, protocol_out)
     try:
         channel.request("WORKER", {"version": "1.1", "pid": os.getpid()})
         task = TaskInfo.from_payload(channel.request("TASK", "").payload)
-    except BrokenPipeError:
-        return 0
-    forwarder = Forwarder(capture, lambda text: _message(channel, text))
-    name, text = _work(channel, task)
-    forwarder.close()
-    if counts := counters.take():
-        _message(channel, counters.encode(counts))
-    channel.final(name, text)
-    _wait_for_end(0)
+        forwarder = Forwarder(capture, lambda text: _message(channel, text))
+        name, text = _work(channel, task)
+        forwarder.close()
+        if counts := counters.take():
+            _message(channel, counters.encode(counts))
+        channel.final(name, text)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the master is gone: nobody to report to
+    _wait_for_end(protocol_in)
     return 0
+
+
+def _private_fds(protocol_out: int | None) -> tuple[int, int]:
+    """Keep the protocol on private fds; user code gets /dev/null as stdin."""
+    protocol_in = os.dup(0)
+    if protocol_out is None:
+        protocol_out = os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return protocol_in, protocol_out
+
+
+def _no_debugger(*args: Any, **kwargs: Any) -> None:
+    """``breakpoint()`` in a worker: nobody can answer a debugger here, so say so."""
+    raise RuntimeError(
+        "breakpoint() was called in a worker process, where no one can answer the debugger: "
+        "run the job with mode='inline' to debug it"
+    )
 
 
 def _message(channel: Channel, text: str) -> None:
