@@ -237,6 +237,62 @@ def test_progress_is_fed_from_jobinfo_and_events(
     assert "[chatty] saw b c" in capsys.readouterr().err
 
 
+class FakeMaster:
+    """jobinfo and rawevents from lists, for the watcher alone."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.pipeline: list[list[Any]] = []
+
+    def rawevents(self, name: str, offset: int) -> tuple[list[tuple[str, str, str]], int]:
+        return self.events[offset:], len(self.events)
+
+    def jobinfo(self, name: str) -> dict[str, Any]:
+        return {"pipeline": self.pipeline}
+
+
+def watch(fake: FakeMaster, polls: list[tuple[list[str], list[list[Any]]]]) -> list[Any]:
+    Recorder.seen = []
+    watcher = cluster._Watcher(fake, "job", Recorder("job"))  # type: ignore[arg-type]
+    for messages, pipeline in polls:
+        fake.events += [("t", "master", m) for m in messages]
+        fake.pipeline = pipeline
+        watcher("active", 0.0)
+    return [(k, f.get("stage"), f.get("tasks")) for k, f in Recorder.seen]
+
+
+def test_watcher_uses_jobinfo_when_events_name_no_stage() -> None:
+    seen = watch(
+        FakeMaster(),
+        [
+            ([], [["map", 0, 2, 1, 0, 0], ["reduce", 0, 0, 0, 0, 0]]),
+            ([], [["map", 0, 0, 0, 3, 1], ["reduce", 0, 1, 0, 0, 0]]),
+            ([], [["map", 0, 0, 0, 3, 1], ["reduce", 0, 0, 0, 1, 0]]),
+        ],
+    )
+    assert seen == [("stage", "map", 3)] + [("task_done", "map", None)] * 3 + [
+        ("stage", "reduce", 1),
+        ("task_done", "reduce", None),
+    ]
+
+
+def test_watcher_counts_each_task_once_when_jobinfo_runs_ahead_of_events() -> None:
+    started = ["Stage map scheduled with 2 tasks"]
+    done = ["DONE: [map:0] Task finished in 0:00:00.1", "DONE: [map:1] Task finished in 0:00:00.1"]
+    reduce = ["Stage reduce scheduled with 1 tasks", "DONE: [reduce:2] Task finished in 0:00:00.1"]
+    seen = watch(
+        FakeMaster(),
+        [
+            (started, [["map", 0, 0, 0, 2, 0], ["reduce", 0, 0, 1, 0, 0]]),
+            (done + reduce, [["map", 0, 0, 0, 2, 0], ["reduce", 0, 0, 0, 1, 0]]),
+        ],
+    )
+    assert seen == [("stage", "map", 2)] + [("task_done", "map", None)] * 2 + [
+        ("stage", "reduce", 1),
+        ("task_done", "reduce", None),
+    ]
+
+
 def test_ctrl_c_tells_how_to_kill_the_job(
     master: Master,
     monkeypatch: pytest.MonkeyPatch,

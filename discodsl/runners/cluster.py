@@ -213,6 +213,7 @@ class _Watcher:
         self.events: list[Event] = []
         self.offset = 0
         self.announced: set[str] = set()
+        self.stages_in_events = False  # else jobinfo says which stage runs
         self.stage, self.total, self.done = "", 0, 0
 
     def __call__(self, status: str, elapsed: float) -> None:
@@ -232,6 +233,7 @@ class _Watcher:
             stage, taskid, text = match.groups()
             self.progress("msg", {"stage": stage, "taskid": int(taskid), "text": text})
         elif match := _STAGE_EVENT.match(message):
+            self.stages_in_events = True
             self._start(match.group(1), int(match.group(2)))
         elif match := _DONE_EVENT.match(message):
             self._advance(match.group(1), self.done + 1)
@@ -241,16 +243,24 @@ class _Watcher:
             self.progress("task_failed", facts)
 
     def _counts(self, pipeline: list[Any]) -> None:
-        """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible)."""
-        for row in pipeline:
-            if len(row) != 6:
-                continue
-            stage, total, done = str(row[0]), sum(max(0, int(n)) for n in row[1:5]), int(row[4])
-            if stage not in self.announced and total > 0 and done < total:
-                self._start(stage, total)
+        """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible):
+        they advance the current stage, and pick it when no event names stages."""
+        rows = [
+            (str(r[0]), sum(max(0, int(n)) for n in r[1:5]), int(r[4]))
+            for r in pipeline
+            if len(r) == 6
+        ]
+        for stage, _, done in rows:
+            self._advance(stage, done)
+        unfinished = [r for r in rows if 0 <= r[2] < r[1]]
+        if unfinished and not self.stages_in_events:
+            stage, total, done = unfinished[0]
+            self._start(stage, total)
             self._advance(stage, done)
 
     def _start(self, stage: str, tasks: int) -> None:
+        if stage in self.announced:
+            return
         self.announced.add(stage)
         self.progress("stage", {"stage": stage, "tasks": tasks})
         self.stage, self.total, self.done = stage, tasks, 0
