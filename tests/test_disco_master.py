@@ -1,4 +1,5 @@
-"""The test master answers the recorded requests as the real Disco 0.5.4 master did.
+"""The test master answers the recorded requests as the real Disco 0.5.4 master did,
+and words a job's events as it did.
 
 Recorded exchanges whose answers do not depend on the recording's jobs are
 sent, in order, to a fresh :class:`~tests.disco_master.DiscoMaster`; status,
@@ -8,15 +9,20 @@ reason, Content-Type, Server and body must match (stamps, dates, the host
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import re
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
 
+from discodsl import Job, JobDead, builder
+from discodsl.client import Master
+from tests import cluster_jobs, jobs
 from tests.disco_master import DiscoMaster
-from tests.http_replay import Exchange, exchange
+from tests.http_replay import Exchange, exchange, read_recording
 
 ENDPOINTS = [0, 1, 2, 3, 4, 5, 7, 11, 12, 15, 16, 19, 21, 22, 29, 38, 39, 40, 41, 42, 43, 44]
 SETTINGS = range(10)
@@ -67,3 +73,55 @@ def test_recorded_answers(
     with DiscoMaster(tmp_path) as master:
         for index in indexes:
             check(master, exchange(reference, f"{recording}#{index}"))
+
+
+def recorded_events(reference: Path, scenario: str) -> list[tuple[str, str]]:
+    for record in read_recording(reference, f"{scenario}/http.jsonl"):
+        if record["request"]["path"].startswith("/disco/ctrl/rawevents"):
+            lines = record["response"]["body"]["text"].splitlines()
+            return [(host, message) for _, host, message in map(json.loads, lines)]
+    raise AssertionError(f"no rawevents in {scenario}")
+
+
+def normalised_events(events: list[tuple[str, str]], stages: dict[str, str]) -> list[str]:
+    """Host and message with names, times and worker texts made comparable."""
+    out = []
+    for host, message in events:
+        text = re.sub(r"\d+:\d\d:\d\d\.\d+", "DURATION", message)
+        text = re.sub(r'Created job ".*"', 'Created job "JOB"', text)
+        text = re.sub(r"(WARNING: \[\S+\]) .*", r"\1 TEXT", text, flags=re.DOTALL)
+        text = re.sub(r"Sleeping \d+ seconds", "Sleeping N seconds", text)
+        for ours, theirs in stages.items():
+            text = re.sub(rf"\b{ours}\b", theirs, text)
+        text = text.replace("vm", "HOST").replace("localhost", "HOST")
+        out.append(f"{host.replace('vm', 'HOST').replace('localhost', 'HOST')} {text}")
+    return out
+
+
+def run_job(master: DiscoMaster, job: Job, inputs: list[str]) -> list[tuple[str, str]]:
+    with Master(master.url, retries=0) as client:
+        name = client.submit(builder.build_jobpack(job, job.options, [[u] for u in inputs]))
+        with contextlib.suppress(JobDead):
+            client.wait(name, poll_ms=500, timeout_s=60)
+        return [(host, message) for _, host, message in client.rawevents(name)[0]]
+
+
+def test_a_map_reduce_jobs_events_are_worded_as_recorded(reference: Path, tmp_path: Path) -> None:
+    recorded = normalised_events(recorded_events(reference, "protocol-map-reduce"), {})
+    job = jobs.wordcount.with_options(partitions=2)
+    with DiscoMaster(tmp_path) as master:
+        ours = run_job(master, job, ["raw://alpha beta", "raw://delta epsilon", "raw://zeta eta"])
+    ours_normal = normalised_events(ours, {"words": "map", "total": "reduce"})
+    assert sorted(ours_normal) == sorted(recorded)
+    assert ours_normal[:3] == recorded[:3] and ours_normal[-2:] == recorded[-2:]
+    assert ours_normal.index("master Stage map finished in DURATION") < ours_normal.index(
+        "master Stage reduce scheduled with 2 tasks"
+    )
+
+
+def test_a_failing_jobs_events_are_worded_as_recorded(reference: Path, tmp_path: Path) -> None:
+    recorded = normalised_events(recorded_events(reference, "error-error"), {})
+    with DiscoMaster(tmp_path) as master:
+        master.jobs.settings["max_failure_rate"] = 2  # as in the recording
+        ours = run_job(master, cluster_jobs.exploding, ["raw://one"])
+    assert normalised_events(ours, {"explode": "map"}) == recorded
