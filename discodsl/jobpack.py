@@ -29,11 +29,14 @@ Layout (disco-spec.md section 1; all integers big-endian)::
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import marshal
 import re
 import stat
 import struct
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -571,7 +574,26 @@ def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
     files["discodsl/__init__.py"] = b""
     files.update(_package_sources("discodsl/worker", worker_dir))
     files.update(_package_sources("cloudpickle", Path(cloudpickle.__file__).parent))
+    if python == sys.version_info[:2]:
+        files.update(_bytecode(files))
     return files
+
+
+def _bytecode(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Compiled ``__pycache__`` files for every module, so workers do not compile at start-up.
+
+    Unchecked-hash pycs (PEP 552): valid for the shipped source whatever the
+    file times, and only for this interpreter's version, which the node must match.
+    """
+    compiled = {}
+    for name, source in files.items():
+        if name.endswith(".py"):
+            code = compile(source, name, "exec", dont_inherit=True)
+            pyc = importlib.util.cache_from_source(name)
+            flags = (1).to_bytes(4, "little")  # hash-based, unchecked
+            digest = importlib.util.source_hash(source)
+            compiled[pyc] = importlib.util.MAGIC_NUMBER + flags + digest + marshal.dumps(code)
+    return compiled
 
 
 def _package_sources(package: str, directory: Path) -> dict[str, bytes]:

@@ -84,4 +84,10 @@ def _node_root() -> str:
 def _worker_environ() -> dict[str, Any]:
     """What local workers need: this interpreter, and this process's import path."""
     path = [p for p in sys.path if p and os.path.isdir(p)]
-    return {"DISCODSL_PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(path)}
+    # -S: no site module (its .pth processing costs every worker start-up); this
+    # process's import path, site-packages included, comes through PYTHONPATH.
+    return {
+        "DISCODSL_PYTHON": sys.executable,
+        "DISCODSL_PYTHON_FLAGS": "-S",
+        "PYTHONPATH": os.pathsep.join(path),
+    }

@@ -14,4 +14,4 @@ if [ -z "$py" ]; then
         if command -v "$candidate" >/dev/null 2>&1; then py="$candidate"; break; fi
     done
 fi
-exec "$py" -u -m discodsl.worker --protocol-fd 3 3>&1 1>".worker-$$.out" 2>&1
+exec "$py" ${DISCODSL_PYTHON_FLAGS:-} -u -m discodsl.worker --protocol-fd 3 3>&1 1>".worker-$$.out" 2>&1
