@@ -1,0 +1,462 @@
+"""Reading a task's inputs: Disco's URL schemes, index files and replica failover.
+
+:func:`open_url` opens one URL as a byte stream, :func:`read_index` parses a
+``dir://`` index, and :func:`iter_input` yields the records of one task input
+given as replica URLs, failing over from replica to replica. :class:`Node`
+holds what the master's TASK reply says about the node running the task, and
+:class:`Cursor` where reading is, for error messages about user code.
+
+The schemes are those of Disco 0.5.4 (``disco.schemes``, ``util.urlsplit``):
+``raw://``, plain paths and ``file://``, ``http(s)://``, ``disco://``,
+``dir://``; ``tag://`` must be resolved by the client before submitting.
+What this module does not do: decode record files (see
+:mod:`discodsl.worker.records`), retry a failed GET, or use HTTP proxies
+(node-to-node GETs go direct, as Disco's own do).
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import http.client
+import io
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, BinaryIO, Final, Protocol, cast
+
+from discodsl.worker.errors import DataError
+from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix, read_records
+
+# Lines of a dir:// index are about 100 bytes; a longer one is not an index.
+MAX_INDEX_LINE: Final = 1 << 16
+# A text input line longer than this is refused rather than read into memory.
+MAX_TEXT_LINE: Final = 1 << 26
+_READ_BUFFER: Final = 1 << 16
+_DIGITS: Final = re.compile(r"[0-9]+")
+# What reading any of our sources can raise: files and sockets (OSError,
+# timeouts included), HTTP framing (IncompleteRead), gzip and bz2 (EOFError
+# when cut short, zlib.error or OSError when corrupt).
+_READ_ERRORS: Final = (OSError, EOFError, ValueError, http.client.HTTPException, zlib.error)
+_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class Node:
+    """What a TASK reply says about the node running the task.
+
+    ``host`` is the node's name in ``disco://`` URLs (an empty host matches
+    none), ``disco_data`` and ``ddfs_data`` the local directories behind
+    ``disco/...`` and ``ddfs/...`` paths, ``timeout`` the seconds an HTTP
+    connect or read may stall.
+    """
+
+    host: str = ""
+    disco_port: int = 8989
+    disco_data: str = ""
+    ddfs_data: str = ""
+    timeout: float = 60.0
+
+
+@dataclass
+class Cursor:
+    """Where reading is: the URL being read and the 0-based record last yielded from it.
+
+    The readers here update it as they yield, so an error in user code can say
+    which input and record it was on; ``record`` is -1 before the first.
+    """
+
+    url: str = ""
+    record: int = -1
+
+
+class _ReadInto(Protocol):
+    """What every source we wrap has: files, HTTP responses, gzip and bz2 readers."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: Any, /) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+def open_url(url: str, node: Node) -> BinaryIO:
+    """Open ``url`` for reading, as a stream of its bytes.
+
+    ``.gz`` and ``.bz2`` files are decompressed on the fly; HTTP bodies are
+    streamed. Every failure, when opening or later when reading, is a
+    DataError naming the URL and what to check.
+    """
+    return _open(url, node)
+
+
+def read_index(url: str, node: Node) -> list[tuple[int, str, int]]:
+    """The ``(label, url, size)`` entries of the ``dir://HOST/PATH`` index at ``url``."""
+    scheme, rest = _split(url)
+    if scheme != "dir":
+        raise DataError(f"{url} is not a dir:// index URL: pass dir://HOST/PATH", url=url)
+    with _open_located(rest, url, node) as stream:
+        return _parse_index(stream, url)
+
+
+def iter_input(
+    replicas: Sequence[str], label: int | str, node: Node, cursor: Cursor
+) -> Iterator[Any]:
+    """Yield the records of one task input, given as the URLs of its replicas.
+
+    The first replica is read; if opening or reading it fails, the next one
+    is, skipping the records already yielded. A ``dir://`` replica yields the
+    records of its index entries with label ``label`` (all of them for
+    ``"all"``); any other URL yields ``(key, value)`` tuples if it holds a
+    record file, else its lines as ``str`` without the line end. When every
+    replica fails, the DataError names each URL tried and its error (a single
+    replica's own error is raised as it is). ``cursor`` follows the record last
+    yielded.
+    """
+    if not (isinstance(label, int) or label == "all"):
+        raise ValueError(f"label={label!r}: pass an int label or 'all'")
+    if not replicas:
+        raise DataError("a task input has no replica URLs: check the job's inputs")
+    failures: list[tuple[str, DataError]] = []
+    done = 0
+    for url in replicas:
+        records = _replica_records(url, label, node, cursor)
+        try:
+            _skip(records, done, url)
+            for record in records:
+                done += 1
+                yield record
+            return
+        except DataError as exc:
+            failures.append((url, exc))
+        finally:
+            records.close()
+    if len(failures) == 1:
+        raise failures[0][1]
+    raise _all_failed(failures) from failures[-1][1]
+
+
+def _skip(records: Iterator[Any], count: int, url: str) -> None:
+    """Consume the ``count`` records another replica already yielded."""
+    skipped = sum(1 for _ in islice(records, count))
+    if skipped < count:
+        raise DataError(
+            f"{url} has {skipped} records, fewer than the {count} already read from another "
+            "replica: the replicas differ; re-create them from one source",
+            url=url,
+        )
+
+
+def _all_failed(failures: list[tuple[str, DataError]]) -> DataError:
+    tried = "".join(f"\n  {url}: {exc}" for url, exc in failures)
+    return DataError(
+        f"could not read any of the {len(failures)} replicas of a task input:{tried}\n"
+        "check that the nodes holding them are up and the files exist",
+        url=failures[0][0],
+    )
+
+
+def _replica_records(
+    url: str, label: int | str, node: Node, cursor: Cursor
+) -> Generator[Any, None, None]:
+    """The records of one replica: index entries, a record file or text lines."""
+    scheme, _ = _split(url)
+    if scheme == "dir":
+        yield from _index_records(url, label, node, cursor)
+        return
+    with _open(url, node) as stream:
+        if is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
+            yield from _counted(read_records(stream, url), url, cursor)
+        else:
+            yield from _counted(_lines(stream, url), url, cursor)
+
+
+def _index_records(url: str, label: int | str, node: Node, cursor: Cursor) -> Iterator[Any]:
+    """The records of the record files a ``dir://`` index lists under ``label``."""
+    for entry_label, entry_url, _ in read_index(url, node):
+        if label == "all" or entry_label == label:
+            with _open(entry_url, node) as stream:
+                yield from _counted(read_records(stream, entry_url), entry_url, cursor)
+
+
+def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:
+    """Yield ``records``, keeping ``cursor`` on the one last yielded."""
+    cursor.url = url
+    cursor.record = -1
+    for index, record in enumerate(records):
+        cursor.record = index
+        yield record
+
+
+def _lines(stream: io.BufferedReader, url: str) -> Iterator[str]:
+    """The lines of a UTF-8 text stream, without ``\\n`` or ``\\r\\n``."""
+    readline = stream.readline
+    offset = 0
+    number = 0
+    while raw := readline(MAX_TEXT_LINE + 1):
+        number += 1
+        size = len(raw)
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        elif len(raw) > MAX_TEXT_LINE:
+            raise DataError(
+                f"{url}: line {number} (from byte {offset}) is longer than {MAX_TEXT_LINE} "
+                "bytes: is this a binary file? Pass a record file or text with shorter lines",
+                url=url,
+                span=(offset, offset + len(raw)),
+            )
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(url, number, offset, exc) from exc
+        yield line
+        offset += size
+
+
+def _decode_error(url: str, number: int, offset: int, exc: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"{url}: line {number} is not valid UTF-8 ({exc.reason} at byte "
+        f"{offset + exc.start}): pass bytes-safe input such as a record file, or fix the "
+        "file's encoding",
+        url=url,
+        span=(offset + exc.start, offset + exc.end),
+    )
+
+
+def _parse_index(stream: io.BufferedReader, url: str) -> list[tuple[int, str, int]]:
+    """Parse ``LABEL SP URL SP SIZE`` lines, refusing any malformed or overlong one."""
+    entries = []
+    number = 0
+    while raw := stream.readline(MAX_INDEX_LINE + 1):
+        number += 1
+        if len(raw) > MAX_INDEX_LINE:
+            raise DataError(
+                f"{url}: index line {number} is longer than {MAX_INDEX_LINE} bytes: "
+                "this is not a Disco index file; check the dir:// URL",
+                url=url,
+            )
+        if raw.strip():
+            entries.append(_index_entry(raw, number, url))
+    return entries
+
+
+def _index_entry(raw: bytes, number: int, url: str) -> tuple[int, str, int]:
+    fields = raw.split()
+    if (
+        len(fields) == 3
+        and _DIGITS.fullmatch(fields[0].decode("latin-1"))
+        and _DIGITS.fullmatch(fields[2].decode("latin-1"))
+    ):
+        try:
+            return int(fields[0]), fields[1].decode("utf-8"), int(fields[2])
+        except UnicodeDecodeError:
+            pass  # reported below with the others
+    raise DataError(
+        f"{url}: index line {number} is malformed: {raw[:200]!r}; expected "
+        "'LABEL URL SIZE' with an integer label and size: check the dir:// URL "
+        "points at a Disco index",
+        url=url,
+    )
+
+
+def _split(url: str) -> tuple[str, str]:
+    """``(scheme, rest)`` of ``url``; a plain path has the scheme ``""``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", url
+    return scheme.lower(), rest
+
+
+def _open(url: str, node: Node) -> io.BufferedReader:
+    """Open any URL but ``dir://`` and ``tag://`` as a buffered byte stream."""
+    scheme, rest = _split(url)
+    if scheme == "raw":
+        data = io.BytesIO(rest.encode("utf-8"))
+        return _buffered(data, url, data)
+    if scheme == "disco":
+        return _open_located(rest, url, node)
+    if scheme in ("", "file"):
+        return _open_file(rest, url)
+    if scheme in ("http", "https"):
+        return _open_http(url, node)
+    if scheme == "tag":
+        raise DataError(
+            f"{url} is a DDFS tag; tags must be resolved by the client before submitting: "
+            "pass the tag's blob URLs as the job's inputs",
+            url=url,
+        )
+    if scheme == "dir":
+        raise DataError(
+            f"{url} is an index, not a file: read it with read_index or iter_input", url=url
+        )
+    raise DataError(
+        f"{url}: unsupported URL scheme {scheme!r}: use raw://, file://, http(s)://, "
+        "disco://, dir:// or a plain path",
+        url=url,
+    )
+
+
+def _open_located(rest: str, url: str, node: Node) -> io.BufferedReader:
+    """Open ``HOST/PATH`` of a disco:// or dir:// URL: the local file, or an HTTP GET."""
+    host, _, path = rest.partition("/")
+    if not host or not path:
+        raise DataError(f"{url}: expected SCHEME://HOST/PATH; check the URL", url=url)
+    if node.host and host == node.host:
+        return _open_file(_local_path(path, url, node), url)
+    return _open_http(f"http://{host}:{node.disco_port}/{path}", node, url)
+
+
+def _local_path(path: str, url: str, node: Node) -> str:
+    """Map a URL path ``disco/REST`` or ``ddfs/REST`` to the node's data directories."""
+    top, _, rest = path.partition("/")
+    roots = {"disco": (node.disco_data, "disco_data"), "ddfs": (node.ddfs_data, "ddfs_data")}
+    if top not in roots or not rest:
+        raise DataError(
+            f"{url}: a local path must start with disco/ or ddfs/, not {path!r}: check the URL",
+            url=url,
+        )
+    root, setting = roots[top]
+    if not root:
+        raise DataError(
+            f"{url} is on this node but its {setting} is unknown: the TASK reply must give it",
+            url=url,
+        )
+    local = os.path.normpath(os.path.join(root, rest))
+    if os.path.commonpath([local, os.path.normpath(root)]) != os.path.normpath(root):
+        raise DataError(f"{url} points outside {setting} ({root}): check the URL", url=url)
+    return local
+
+
+def _open_file(path: str, url: str) -> io.BufferedReader:
+    if not path:
+        raise DataError(f"{url!r} names no file: pass a path or a URL", url=url)
+    try:
+        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
+    except OSError as exc:
+        raise DataError(
+            f"{url}: cannot open {path}: {exc.strerror or exc}; check that the file exists "
+            "on this node and is readable",
+            url=url,
+        ) from exc
+    return _decompressed(raw, path, url)
+
+
+def _open_http(location: str, node: Node, url: str = "") -> io.BufferedReader:
+    """GET ``location`` (``url`` names the input, when it is not the same)."""
+    url = url or location
+    local = _local_http_path(location, node)
+    if local is not None:
+        return _open_file(_local_path(local, url, node), url)
+    try:
+        response = _OPENER.open(location, timeout=node.timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise DataError(
+            f"{url}: GET {location} answered HTTP {exc.code} {exc.reason}; check that the "
+            "file exists and the node serving it is healthy",
+            url=url,
+        ) from exc
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise DataError(
+            f"{url}: GET {location} failed: {_reason(exc)}; check that the host is up and "
+            f"reachable on its port (timeout {node.timeout}s)",
+            url=url,
+        ) from exc
+    path = urllib.parse.urlsplit(location).path
+    return _decompressed(response, path, url)
+
+
+def _local_http_path(location: str, node: Node) -> str | None:
+    """The URL path of an HTTP URL that this node itself serves, as Disco's Python does."""
+    if not node.host:
+        return None
+    parts = urllib.parse.urlsplit(location)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.hostname != node.host or port != node.disco_port:
+        return None
+    path = parts.path.lstrip("/")
+    return path if path.startswith(("disco/", "ddfs/")) else None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, str):
+        return _reason(exc.reason)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _decompressed(raw: _ReadInto, name: str, url: str) -> io.BufferedReader:
+    """Wrap ``raw`` so that ``.gz`` and ``.bz2`` names read decompressed."""
+    if name.endswith(".gz"):
+        return _buffered(gzip.GzipFile(fileobj=cast(BinaryIO, raw), mode="rb"), url, raw)
+    if name.endswith(".bz2"):
+        return _buffered(bz2.BZ2File(cast(BinaryIO, raw), "rb"), url, raw)
+    return _buffered(raw, url, raw)
+
+
+def _buffered(inner: _ReadInto, url: str, origin: _ReadInto) -> io.BufferedReader:
+    return io.BufferedReader(_Source(inner, url, origin), buffer_size=_READ_BUFFER)
+
+
+class _Source(io.RawIOBase):
+    """A raw stream over one source that fills each read and raises only DataError.
+
+    ``inner`` is read; ``origin`` is the file or HTTP response under it (the
+    same object unless decompressing), closed with it. Filling each read
+    (short only at end of file) lets :func:`iter_input` sniff a file's first
+    bytes with one ``peek``. An HTTP body that ends before its Content-Length
+    is an error here, as ``http.client`` only reports it from ``read()``.
+    """
+
+    def __init__(self, inner: _ReadInto, url: str, origin: _ReadInto) -> None:
+        super().__init__()
+        self._inner = inner
+        self._url = url
+        self._origin = origin
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        try:
+            while filled < len(view):
+                got = self._inner.readinto(view[filled:])
+                if not got:
+                    self._check_complete()
+                    break
+                filled += got
+        except _READ_ERRORS as exc:
+            at = self._offset + filled
+            raise DataError(
+                f"{self._url}: reading failed at byte {at}: {_reason(exc)}; check that the "
+                "file is whole and its node reachable",
+                url=self._url,
+                span=(at, at),
+            ) from exc
+        self._offset += filled
+        return filled
+
+    def _check_complete(self) -> None:
+        """At end of data, refuse an HTTP body cut short of its Content-Length."""
+        if isinstance(self._origin, http.client.HTTPResponse) and self._origin.length:
+            raise http.client.IncompleteRead(b"", self._origin.length)
+
+    def close(self) -> None:
+        if not self.closed:
+            for source in {id(self._inner): self._inner, id(self._origin): self._origin}.values():
+                # Closing a source that already failed must not mask its error.
+                with contextlib.suppress(Exception):
+                    source.close()
+        super().close()

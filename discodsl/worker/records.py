@@ -1,0 +1,523 @@
+"""Disco's record file format: hunks of pickled ``(key, value)`` tuples.
+
+This module holds the writer (:class:`RecordWriter`), the reader
+(:func:`read_records`) and a sniffing test (:func:`is_record_file_prefix`) for
+the format of Disco 0.5.4's ``DiscoOutputStream_v1`` (``disco/fileutils.py``)
+and ``disco_input_stream`` (``worker/task_io.py``). A file is a sequence of
+hunks, each a 14-byte little-endian header ``<BBIQ>``
+
+    0x81 (128 + version 1), compressed flag (1 zlib, 0 raw),
+    crc32 of the uncompressed hunk, byte length of the hunk as stored
+
+followed by the hunk: concatenated, self-contained pickles of ``(key, value)``
+tuples, zlib-compressed when the flag says so. A writer closes the file with
+one hunk holding no records. Files written here are read by Disco's own reader
+and the other way round.
+
+What it does not do: open URLs (see :mod:`discodsl.worker.inputs`), read
+Disco's legacy netstring format, or make pickles safe: unpickling runs code
+named by the file, so read only files your own jobs wrote. Files are portable
+only between Pythons that can unpickle each other's keys and values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import itertools
+import os
+import pickle
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, BinaryIO, Final
+
+from discodsl.worker.errors import DataError
+
+HEADER: Final = struct.Struct("<BBIQ")
+HEADER_SIZE: Final = HEADER.size
+VERSION_BYTE: Final = 0x81
+# Disco flushes a hunk once its uncompressed size passes HUNK_SIZE (1 MiB).
+HUNK_SIZE: Final = 1 << 20
+# Protocol 3 (Disco's own writer uses 1), not 4 or 5: their MEMOIZE opcode
+# numbers memo entries implicitly, so a reader must build a fresh Unpickler per
+# record, several times slower than reusing one per hunk, which protocol 3's
+# explicitly numbered BINPUT allows. Protocol 3 pickles everything 4 does below
+# 4 GiB, nested classes included; the reader takes any protocol.
+PROTOCOL: Final = 3
+# A hunk whose stored or uncompressed size is above this is refused: it guards
+# against corrupt lengths and zlib bombs; no writer we know comes near it.
+MAX_HUNK_SIZE: Final = 1 << 30
+# Reading a hunk starts with this many bytes and at most doubles what it holds
+# per read, so a lying length never allocates much more than the file holds.
+_FIRST_READ: Final = 1 << 16
+# Ends the fast loader's input (see _load_shared_fast); it unpickles to None,
+# which no record is.
+_SENTINEL: Final = b"N."
+
+
+class RecordWriter:
+    """Writes ``(key, value)`` records to a record file, atomically.
+
+    The records go to ``path + ".partial"``; a successful :meth:`close` renames
+    it to ``path``, :meth:`abort` removes it, and leaving a ``with`` block by an
+    exception aborts. ``compress`` zlib-compresses each hunk at ``level``; a
+    hunk is flushed once its uncompressed size passes ``hunk_size`` bytes.
+
+    An OSError (no space left, permissions) aborts the file and is raised as a
+    DataError naming the path. A key or value that does not pickle raises the
+    pickle error unchanged and leaves the writer as it was before that record.
+    """
+
+    def __init__(
+        self, path: str, *, compress: bool = False, level: int = 2, hunk_size: int = HUNK_SIZE
+    ) -> None:
+        if not 0 <= level <= 9:
+            raise ValueError(f"level={level!r}: pass a zlib level from 0 to 9")
+        if hunk_size < 1:
+            raise ValueError(f"hunk_size={hunk_size!r}: pass a positive number of bytes")
+        self.path = path
+        self.partial = path + ".partial"
+        self.compress = compress
+        self.level = level
+        self.hunk_size = hunk_size
+        self._buffer = io.BytesIO()
+        self._pickler = pickle.Pickler(self._buffer, protocol=PROTOCOL)
+        self._mark = 0  # where the buffer's last whole record ends
+        self._size = 0
+        self._state = "open"
+        self._file = self._open()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, key: Any, value: Any) -> None:
+        """Append one record."""
+        if self._state != "open":
+            self._check_open()
+        try:
+            self._pickler.dump((key, value))
+        except BaseException:
+            self._rollback(self._mark)
+            raise
+        self._pickler.clear_memo()
+        self._mark = self._buffer.tell()
+        if self._mark > self.hunk_size:
+            self._flush()
+
+    def write_many(self, records: Iterable[tuple[Any, Any]]) -> None:
+        """Append every ``(key, value)`` pair of ``records``, in order."""
+        self._check_open()
+        buffer, limit = self._buffer, self.hunk_size
+        # Bound methods in locals: this loop is the writer's hot path.
+        dump, clear_memo, tell = self._pickler.dump, self._pickler.clear_memo, buffer.tell
+        mark = self._mark
+        for key, value in records:
+            try:
+                dump((key, value))
+            except BaseException:
+                self._rollback(mark)
+                raise
+            # Forget the objects seen so far so the next pickle stands alone.
+            clear_memo()
+            mark = tell()
+            if mark > limit:
+                self._flush()
+                mark = 0
+        self._mark = mark
+
+    def close(self) -> int:
+        """Flush, add the closing empty hunk, rename into place; return the file's size."""
+        if self._state == "closed":
+            return self._size
+        self._check_open()
+        with self._guard("finish"):
+            if self._buffer.tell():
+                self._flush()
+            self._write_hunk(b"")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.partial, self.path)
+        self._state = "closed"
+        return self._size
+
+    def abort(self) -> None:
+        """Drop the partial file; a writer already closed keeps its file."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        # The file goes away, so its unflushed bytes do not matter; if removing
+        # fails it was already gone.
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            os.remove(self.partial)
+
+    def _open(self) -> BinaryIO:
+        """Create the parent directory and the partial file."""
+        try:
+            directory = os.path.dirname(self.partial)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            return open(self.partial, "wb")
+        except OSError as exc:
+            self._state = "aborted"
+            raise _write_error("create", self.partial, exc) from exc
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise ValueError(f"the RecordWriter for {self.path} is {self._state}: open a new one")
+
+    def _rollback(self, mark: int) -> None:
+        """Drop a record that failed to pickle, so the hunk stays whole."""
+        self._buffer.seek(mark)
+        self._buffer.truncate()
+        self._pickler.clear_memo()
+        self._mark = mark
+
+    def _flush(self) -> None:
+        """Write the buffered records as one hunk and empty the buffer."""
+        payload = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._mark = 0
+        with self._guard("write"):
+            self._write_hunk(payload)
+
+    def _write_hunk(self, payload: bytes) -> None:
+        stored = zlib.compress(payload, self.level) if self.compress else payload
+        header = HEADER.pack(VERSION_BYTE, int(self.compress), zlib.crc32(payload), len(stored))
+        self._file.write(header)
+        self._file.write(stored)
+        self._size += HEADER_SIZE + len(stored)
+
+    @contextlib.contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn an OSError while writing into an aborted file and a DataError."""
+        try:
+            yield
+        except OSError as exc:
+            self.abort()
+            raise _write_error(action, self.partial, exc) from exc
+
+
+def _write_error(action: str, path: str, exc: OSError) -> DataError:
+    reason = exc.strerror or str(exc)
+    return DataError(
+        f"could not {action} the record file {path}: {reason}; check free space and "
+        "permissions on the node (no partial file is left behind)",
+        url=path,
+    )
+
+
+def read_records(
+    stream: BinaryIO, url: str, *, max_hunk_size: int = MAX_HUNK_SIZE
+) -> Iterator[tuple[Any, Any]]:
+    """Yield the records of the record file ``stream`` holds; ``url`` names it in errors.
+
+    Reading stops at end of file before a header or at a hunk of length 0. A
+    short header, a truncated hunk, a crc mismatch, bad zlib data or a hunk
+    that does not unpickle raise a DataError naming ``url`` and the hunk's byte
+    range ``[start, end)``. Records are yielded as unpickled: ``(key, value)``
+    tuples for files written by Disco or :class:`RecordWriter`. Each hunk is
+    read, checked and unpickled whole before its first record is yielded.
+    """
+    # A chain over per-hunk lists hands out records without a Python frame per
+    # record, which a generator would add.
+    hunks = _iter_hunks(stream, url, max_hunk_size)
+    return itertools.chain.from_iterable(
+        _load_hunk(payload, url, start, end) for start, end, payload in hunks
+    )
+
+
+def is_record_file_prefix(head: bytes) -> bool:
+    """Whether ``head``, the first bytes of a file, can start a record file.
+
+    Checks the version byte, the compressed flag and, when all 14 header bytes
+    are there, that an empty first hunk has the crc32 of no bytes. Text in
+    UTF-8 never passes: 0x81 cannot start a UTF-8 character.
+    """
+    if not head or head[0] != VERSION_BYTE:
+        return False
+    if len(head) >= 2 and head[1] not in (0, 1):
+        return False
+    if len(head) >= HEADER_SIZE:
+        _, _, crc, length = HEADER.unpack_from(head)
+        return bool(length != 0 or crc == 0)
+    return True
+
+
+def _iter_hunks(stream: BinaryIO, url: str, max_hunk_size: int) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(start, end, uncompressed hunk)`` for each hunk with a checked crc32."""
+    start = 0
+    while True:
+        header = _read_upto(stream, HEADER_SIZE, url, start)
+        if not header:
+            return
+        flag, crc, length = _parse_header(header, url, start)
+        if length == 0:
+            return
+        end = start + HEADER_SIZE + length
+        yield start, end, _read_payload(stream, url, (start, end), flag, crc, max_hunk_size)
+        start = end
+
+
+def _read_payload(
+    stream: BinaryIO, url: str, span: tuple[int, int], flag: int, crc: int, max_size: int
+) -> bytes:
+    """Read the hunk at ``span`` after its header; return it uncompressed and checked."""
+    start, end = span
+    length = end - start - HEADER_SIZE
+    if length > max_size:
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"the header claims {length} bytes, more than the limit of {max_size}",
+            f"{_CORRUPT}; if the hunk is real, pass a larger max_hunk_size",
+        )
+    stored = _read_upto(stream, length, url, start)
+    if len(stored) < length:
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"the file ends {len(stored)} bytes into a hunk of {length}",
+            _TRUNCATED,
+        )
+    payload = _inflate(stored, url, start, end, max_size) if flag else stored
+    actual = zlib.crc32(payload)
+    if actual != crc:
+        raise _hunk_error(
+            url, start, end, f"crc32 mismatch (header {crc:#010x}, hunk {actual:#010x})", _CORRUPT
+        )
+    return payload
+
+
+def _parse_header(header: bytes, url: str, start: int) -> tuple[int, int, int]:
+    """Check a hunk header; return its compressed flag, crc32 and stored length."""
+    end = start + len(header)
+    if start == 0 and header[0] < 0x80:
+        raise DataError(
+            f"{url}: bytes [0, {end}) start with {header[:8]!r}, Disco's legacy netstring "
+            "record format, which is not supported: rewrite the file with Disco 0.5's "
+            "DiscoOutputStream or discodsl's RecordWriter, or read it as text",
+            url=url,
+            span=(0, end),
+        )
+    if len(header) < HEADER_SIZE:
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"the file ends {len(header)} bytes into a {HEADER_SIZE}-byte hunk header",
+            _TRUNCATED,
+        )
+    version, flag, crc, length = HEADER.unpack(header)
+    if version != VERSION_BYTE or flag not in (0, 1):
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"bad hunk header (version byte {version:#04x}, compressed "
+            f"flag {flag}; expected {VERSION_BYTE:#04x} and 0 or 1)",
+            _CORRUPT,
+        )
+    return flag, crc, length
+
+
+def _read_upto(stream: BinaryIO, size: int, url: str, start: int) -> bytes:
+    """Read ``size`` bytes, fewer only at end of file, allocating only as data arrives."""
+    chunks: list[bytes] = []
+    got = 0
+    step = _FIRST_READ
+    try:
+        while got < size:
+            chunk = stream.read(min(size - got, step))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+            step = max(step, got)
+    except OSError as exc:
+        raise DataError(
+            f"{url}: reading the hunk at byte {start} failed: {exc}; check that the file "
+            "is readable and its node reachable",
+            url=url,
+            span=(start, start + got),
+        ) from exc
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _inflate(stored: bytes, url: str, start: int, end: int, max_size: int) -> bytes:
+    """Decompress one hunk, refusing bad data and output above ``max_size``."""
+    inflater = zlib.decompressobj()
+    try:
+        payload = inflater.decompress(stored, max_size + 1)
+    except zlib.error as exc:
+        raise _hunk_error(url, start, end, f"bad zlib data ({exc})", _CORRUPT) from exc
+    if len(payload) > max_size:
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"the hunk decompresses to more than {max_size} bytes",
+            f"{_CORRUPT}; if the hunk is real, pass a larger max_hunk_size",
+        )
+    if not inflater.eof or inflater.unused_data:
+        raise _hunk_error(
+            url, start, end, "the zlib stream is incomplete or followed by stray bytes", _CORRUPT
+        )
+    return payload
+
+
+def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
+    """Unpickle every record of one hunk, or raise a DataError for the hunk."""
+    try:
+        records = _load(payload)
+    except Exception as exc:  # unpickling bad bytes can raise nearly anything
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"the hunk does not unpickle ({type(exc).__name__}: {exc})",
+            "the file is corrupt, or its pickles need modules or a Python this node lacks: "
+            "re-run the task that wrote it, or read another replica",
+        ) from exc
+    return records
+
+
+_CORRUPT: Final = "the file is corrupt: re-run the task that wrote it, or read another replica"
+_TRUNCATED: Final = "the file is truncated: re-run the task that wrote it, or read another replica"
+
+
+def _hunk_error(url: str, start: int, end: int, what: str, todo: str) -> DataError:
+    """A DataError for the hunk at bytes ``[start, end)`` of ``url``."""
+    return DataError(
+        f"{url}: bad hunk at bytes [{start}, {end}): {what}; {todo}", url=url, span=(start, end)
+    )
+
+
+class _HunkSource:
+    """The file object :func:`_load_shared_fast` gives its Unpickler."""
+
+    def __init__(self, payload: bytes, consumed: list[int]) -> None:
+        chunks = itertools.chain((payload, _SENTINEL), itertools.repeat(b""))
+        self.peek = functools.partial(next, chunks)
+        self.read = consumed.append
+        self.readline = bytes
+
+
+def _load_each(payload: bytes) -> list[Any]:
+    """Unpickle the concatenated pickles of ``payload``, each with a fresh Unpickler.
+
+    This is what Disco's reader does, and what pickles of protocol 4 and up
+    need: their MEMOIZE opcode numbers memo entries implicitly, counting from
+    0 in each pickle, so an Unpickler reused for the next pickle would file its
+    objects under the wrong numbers. It is several times slower than sharing.
+    """
+    buffer = io.BytesIO(payload)
+    tell, size = buffer.tell, len(payload)
+    records: list[Any] = []
+    while tell() < size:
+        records.append(_not_none(pickle.load(buffer), len(records)))
+    return records
+
+
+def _load_shared_fast(payload: bytes) -> list[Any]:
+    """Unpickle the concatenated pickles (protocol 3 or lower) of ``payload`` from memory.
+
+    CPython's C Unpickler, given a file with ``peek()``, parses from what
+    ``peek`` returned and at the end of each ``load()`` calls ``read(n)`` to
+    skip the ``n`` bytes it used. Here ``peek`` hands over the whole hunk and
+    then the sentinel pickle, and ``read`` only notes ``n``: ``load()`` runs
+    from memory, with no stream call per record, and the notes tell where each
+    record ended. One Unpickler serves every record: pickles of protocol 3 and
+    lower name their memo entries, so each overwrites what it uses.
+    """
+    if not payload:
+        return []  # peek() must never hand over an empty chunk: it means end of file
+    consumed: list[int] = []
+    load = pickle.Unpickler(_HunkSource(payload, consumed)).load  # type: ignore[arg-type]
+    # iter() calls load() from C until it returns the sentinel's None.
+    records: list[Any] = list(iter(load, None))
+    # One note per load, the sentinel's last, all of the hunk used: else a load
+    # ran past the end of the hunk (its last pickle is cut short) or a record
+    # was a pickled None.
+    if (
+        len(consumed) != len(records) + 1
+        or consumed[-1] != len(_SENTINEL)
+        or sum(consumed) != len(payload) + len(_SENTINEL)
+    ):
+        used = sum(consumed[: len(records)])
+        raise pickle.UnpicklingError(
+            f"record {len(records)} at byte {used} of {len(payload)} is cut short or not a "
+            "(key, value) tuple"
+        )
+    return records
+
+
+def _load_shared_portable(payload: bytes) -> list[Any]:
+    """Unpickle the concatenated pickles (protocol 3 or lower) of ``payload`` via a BytesIO."""
+    buffer = io.BytesIO(payload)
+    load, tell, size = pickle.Unpickler(buffer).load, buffer.tell, len(payload)
+    records: list[Any] = []
+    while tell() < size:
+        records.append(_not_none(load(), len(records)))
+    return records
+
+
+def _not_none(record: Any, index: int) -> Any:
+    """Refuse a pickled None, as :func:`_load_shared_fast` must."""
+    if record is None:
+        raise pickle.UnpicklingError(f"record {index} is None, not a (key, value) tuple")
+    return record
+
+
+def _fast_loader_works() -> bool:
+    """Whether this Python's Unpickler behaves as :func:`_load_shared_fast` expects."""
+    shared: list[Any] = [2.5, None]
+    records = [("k", 1), (b"v", [shared, shared])]
+    payload = b"".join(
+        pickle.dumps(record, protocol) for record, protocol in zip(records, (1, 3), strict=True)
+    )
+    try:
+        return _load_shared_fast(payload) == records and _fails(_load_shared_fast, payload[:-1])
+    except Exception:
+        return False
+
+
+def _fails(load: Callable[[bytes], object], payload: bytes) -> bool:
+    try:
+        load(payload)
+    except Exception:
+        return True
+    return False
+
+
+_load_shared = _load_shared_fast if _fast_loader_works() else _load_shared_portable
+
+
+def _load(payload: bytes) -> list[Any]:
+    """Unpickle a hunk with one Unpickler, unless its pickles need one each.
+
+    A writer uses one protocol for a whole file, so the first pickle's PROTO
+    opcode (absent before protocol 2) tells which way the hunk must be read.
+    """
+    if payload[:1] == b"\x80" and payload[1:2] >= b"\x04":
+        return _load_each(payload)
+    return _load_shared(payload)

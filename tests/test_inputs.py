@@ -1,0 +1,397 @@
+"""Reading task inputs: every URL scheme over real files and a real HTTP server,
+dir:// indexes, and failover between replicas."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl.worker.errors import DataError
+from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
+from discodsl.worker.records import RecordWriter
+
+ROWS: list[tuple[Any, Any]] = [(f"key-{i}", i) for i in range(300)]
+TEXT = "first line\nsecond, ünïcode ✓\r\n\nlast line without newline"
+LINES = ["first line", "second, ünïcode ✓", "", "last line without newline"]
+STALL_SECONDS = 10.0
+
+
+class Server:
+    """An HTTP server on 127.0.0.1 serving ``root``, with paths that misbehave.
+
+    ``/fail/...`` answers 500, ``/stall/...`` waits (until the test ends)
+    before answering, ``/cut/PATH`` sends the first half of PATH and closes
+    the connection early, ``/slow/PATH`` sends 100 KiB of PATH, then waits for
+    ``release`` before the rest.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.release = threading.Event()
+        self.stop = threading.Event()
+        self.requests: list[str] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                kind, _, rest = self.path.lstrip("/").partition("/")
+                if kind == "fail":
+                    self.send_error(500, "disk on fire")
+                elif kind == "stall":
+                    server.stop.wait(STALL_SECONDS)
+                elif kind in ("cut", "slow"):
+                    self._send(server.root / rest, kind)
+                else:
+                    self._send(server.root / self.path.lstrip("/"), "whole")
+
+            def _send(self, path: Path, how: str) -> None:
+                if not path.is_file():
+                    self.send_error(404, "no such file")
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if how == "cut":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                elif how == "slow":
+                    self.wfile.write(body[: 100 << 10])
+                    self.wfile.flush()
+                    server.release.wait(STALL_SECONDS)
+                    self.wfile.write(body[100 << 10 :])
+                else:
+                    self.wfile.write(body)
+
+        return Handler
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    root = tmp_path / "served"
+    root.mkdir()
+    running = Server(root)
+    running.thread.start()
+    yield running
+    running.stop.set()
+    running.release.set()
+    running.httpd.shutdown()
+    running.httpd.server_close()
+    running.thread.join(timeout=5)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    """This node is ``here``; its data directories are under tmp_path."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "ddfs").mkdir()
+    return Node(
+        host="here",
+        disco_data=str(tmp_path / "data"),
+        ddfs_data=str(tmp_path / "ddfs"),
+        timeout=0.5,
+    )
+
+
+def remote(node: Node, server: Server) -> Node:
+    """``node`` with its Disco port set to the test server's, so disco:// GETs reach it."""
+    return Node(
+        host=node.host,
+        disco_port=server.port,
+        disco_data=node.disco_data,
+        ddfs_data=node.ddfs_data,
+        timeout=node.timeout,
+    )
+
+
+def write_records(path: Path, rows: list[tuple[Any, Any]] = ROWS, **options: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with RecordWriter(str(path), **options) as writer:
+        writer.write_many(rows)
+    return path
+
+
+def read_all(replicas: list[str], node: Node, label: int | str = "all") -> list[Any]:
+    return list(iter_input(replicas, label, node, Cursor()))
+
+
+# -- schemes ---------------------------------------------------------------------
+
+
+def test_raw_urls_are_taken_verbatim(node: Node) -> None:
+    assert read_all(["raw://hello%20world/ä?x=1"], node) == ["hello%20world/ä?x=1"]
+    assert open_url("raw://abc", node).read() == b"abc"
+
+
+def test_text_files_yield_lines_without_line_ends(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    assert read_all([str(path)], node) == LINES
+    assert read_all([f"file://{path}"], node) == LINES
+
+
+def test_empty_file_has_no_records(tmp_path: Path, node: Node) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    assert read_all([str(tmp_path / "empty")], node) == []
+
+
+def test_record_files_yield_key_value_tuples(tmp_path: Path, node: Node) -> None:
+    path = write_records(tmp_path / "records", compress=True, hunk_size=100)
+    assert read_all([str(path)], node) == ROWS
+
+
+@pytest.mark.parametrize("compressor", [gzip, bz2], ids=["gz", "bz2"])
+def test_compressed_files_are_read_decompressed(
+    tmp_path: Path, node: Node, server: Server, compressor: Any
+) -> None:
+    suffix = ".gz" if compressor is gzip else ".bz2"
+    (server.root / f"text{suffix}").write_bytes(compressor.compress(TEXT.encode()))
+    records = write_records(tmp_path / "records").read_bytes()
+    (server.root / f"records{suffix}").write_bytes(compressor.compress(records))
+    for name, expected in ((f"text{suffix}", LINES), (f"records{suffix}", ROWS)):
+        assert read_all([str(server.root / name)], node) == expected
+        assert read_all([server.url(name)], node) == expected
+
+
+def test_corrupt_compressed_file_is_a_data_error(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "bad.gz"
+    path.write_bytes(gzip.compress(TEXT.encode() * 100)[:-30])
+    with pytest.raises(DataError, match="reading failed") as caught:
+        read_all([str(path)], node)
+    assert str(path) in str(caught.value)
+
+
+def test_http_text_and_records(tmp_path: Path, node: Node, server: Server) -> None:
+    (server.root / "text").write_text(TEXT, encoding="utf-8")
+    write_records(server.root / "records")
+    assert read_all([server.url("text")], node) == LINES
+    assert read_all([server.url("records")], node) == ROWS
+
+
+def test_http_bodies_are_streamed(node: Node, server: Server) -> None:
+    """The first line arrives while the server still holds back the rest of the body."""
+    body = "".join(f"line {i}\n" for i in range(60_000))
+    (server.root / "big").write_text(body)
+    records = iter_input([server.url("slow/big")], "all", node, Cursor())
+    assert next(records) == "line 0"
+    server.release.set()
+    assert sum(1 for _ in records) == 59_999
+
+
+def test_disco_urls_on_this_node_read_local_files(tmp_path: Path, node: Node) -> None:
+    write_records(tmp_path / "data" / "here" / "ab" / "job" / "out")
+    (tmp_path / "ddfs" / "vol0").mkdir()
+    (tmp_path / "ddfs" / "vol0" / "blob").write_text("ddfs blob\n")
+    assert read_all(["disco://here/disco/here/ab/job/out"], node) == ROWS
+    assert read_all(["disco://here/ddfs/vol0/blob"], node) == ["ddfs blob"]
+
+
+def test_disco_urls_on_other_nodes_are_fetched_over_http(node: Node, server: Server) -> None:
+    write_records(server.root / "disco" / "other" / "ab" / "job" / "out")
+    assert read_all(["disco://127.0.0.1/disco/other/ab/job/out"], remote(node, server)) == ROWS
+    assert server.requests == ["/disco/other/ab/job/out"]
+
+
+def test_http_urls_to_this_nodes_disco_port_read_local_files(tmp_path: Path, node: Node) -> None:
+    write_records(tmp_path / "data" / "here" / "out")
+    assert read_all([f"http://here:{node.disco_port}/disco/here/out"], node) == ROWS
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("disco://here/elsewhere/file", "must start with disco/ or ddfs/"),
+        ("disco://here/disco/../../etc/passwd", "points outside disco_data"),
+        ("disco://here/disco/missing", "cannot open"),
+        ("disco://here", "expected SCHEME://HOST/PATH"),
+        ("tag://data:logs", "resolved by the client before submitting"),
+        ("ftp://host/file", "unsupported URL scheme"),
+        ("dir://here/disco/index", "read it with read_index or iter_input"),
+        ("", "names no file"),
+    ],
+)
+def test_bad_urls_are_data_errors_saying_what_to_do(node: Node, url: str, message: str) -> None:
+    with pytest.raises(DataError, match=message) as caught:
+        open_url(url, node)
+    assert caught.value.url == url
+
+
+def test_local_disco_url_needs_the_data_directory(node: Node) -> None:
+    bare = Node(host="here")
+    with pytest.raises(DataError, match="disco_data is unknown"):
+        open_url("disco://here/disco/file", bare)
+
+
+def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"fine\nalso fine\ncaf\xe9\n")
+    cursor = Cursor()
+    with pytest.raises(DataError, match="line 3 is not valid UTF-8") as caught:
+        list(iter_input([str(path)], "all", node, cursor))
+    assert str(path) in str(caught.value)
+    assert "bytes-safe input" in str(caught.value)
+    assert caught.value.span == (18, 19)
+
+
+def test_cursor_follows_the_record_being_read(tmp_path: Path, node: Node) -> None:
+    path = write_records(tmp_path / "records")
+    cursor = Cursor()
+    assert (cursor.url, cursor.record) == ("", -1)
+    for index, record in enumerate(iter_input([str(path)], "all", node, cursor)):
+        assert record == ROWS[index]
+        assert (cursor.url, cursor.record) == (str(path), index)
+
+
+# -- dir:// indexes ----------------------------------------------------------------
+
+
+def make_index(tmp_path: Path, node: Node, server: Server) -> tuple[str, dict[int, list[Any]]]:
+    """A local index of three labels: two local record files, one on another node."""
+    rows = {label: [(f"label-{label}", i) for i in range(50)] for label in (0, 1, 2)}
+    write_records(tmp_path / "data" / "here" / "job" / "a", rows[0])
+    write_records(tmp_path / "data" / "here" / "job" / "b", rows[1])
+    write_records(server.root / "disco" / "other" / "job" / "c", rows[2])
+    index = tmp_path / "data" / "here" / "job" / ".disco" / "map-0.results"
+    index.parent.mkdir()
+    index.write_text(
+        "0 disco://here/disco/here/job/a 100\n"
+        "2 disco://127.0.0.1/disco/other/job/c 300\n"
+        "1 disco://here/disco/here/job/b 200\n"
+    )
+    return "dir://here/disco/here/job/.disco/map-0.results", rows
+
+
+def test_dir_index_is_filtered_by_label(tmp_path: Path, node: Node, server: Server) -> None:
+    url, rows = make_index(tmp_path, node, server)
+    here = remote(node, server)
+    assert read_all([url], here, label=1) == rows[1]
+    assert read_all([url], here, label=2) == rows[2]
+    assert read_all([url], here, label=7) == []
+    assert read_all([url], here, label="all") == rows[0] + rows[2] + rows[1]
+
+
+def test_read_index_lists_the_entries(tmp_path: Path, node: Node, server: Server) -> None:
+    url, _ = make_index(tmp_path, node, server)
+    assert read_index(url, node) == [
+        (0, "disco://here/disco/here/job/a", 100),
+        (2, "disco://127.0.0.1/disco/other/job/c", 300),
+        (1, "disco://here/disco/here/job/b", 200),
+    ]
+
+
+def test_dir_index_on_another_node_is_fetched_over_http(node: Node, server: Server) -> None:
+    write_records(server.root / "disco" / "other" / "job" / "c")
+    index = server.root / "disco" / "other" / "job" / "index.gz"
+    index.write_bytes(gzip.compress(b"5 disco://127.0.0.1/disco/other/job/c 10\n"))
+    url = "dir://127.0.0.1/disco/other/job/index.gz"
+    assert read_index(url, remote(node, server)) == [(5, "disco://127.0.0.1/disco/other/job/c", 10)]
+    assert read_all([url], remote(node, server), label=5) == ROWS
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "0 disco://here/a\n",
+        "x disco://here/a 10\n",
+        "0 disco://here/a ten\n",
+        "-1 disco://here/a 10\n",
+        "0 disco://here/a 10 extra\n",
+    ],
+)
+def test_malformed_index_lines_are_quoted_with_their_number(
+    tmp_path: Path, node: Node, line: str
+) -> None:
+    (tmp_path / "data" / "index").write_text("0 disco://here/disco/ok 1\n" + line)
+    with pytest.raises(DataError, match="index line 2 is malformed") as caught:
+        read_index("dir://here/disco/index", node)
+    assert repr(line.encode())[2:-4] in str(caught.value)
+
+
+def test_overlong_index_lines_are_refused(tmp_path: Path, node: Node) -> None:
+    (tmp_path / "data" / "index").write_bytes(b"0 disco://" + b"x" * 100_000 + b" 1\n")
+    with pytest.raises(DataError, match="index line 1 is longer than"):
+        read_index("dir://here/disco/index", node)
+
+
+# -- failover --------------------------------------------------------------------
+
+
+def test_failover_skips_a_failing_and_a_stalling_replica(node: Node, server: Server) -> None:
+    write_records(server.root / "records")
+    cursor = Cursor()
+    replicas = [server.url("fail/records"), server.url("stall/records"), server.url("records")]
+    assert list(iter_input(replicas, "all", node, cursor)) == ROWS
+    assert (cursor.url, cursor.record) == (server.url("records"), len(ROWS) - 1)
+
+
+def test_failover_mid_file_resumes_without_duplicates(tmp_path: Path, node: Node) -> None:
+    whole = write_records(tmp_path / "whole", hunk_size=500)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut"
+    cut.write_bytes(data[: len(data) // 2])
+    assert read_all([str(cut), str(whole)], node) == ROWS
+
+
+def test_failover_mid_http_body(node: Node, server: Server) -> None:
+    write_records(server.root / "records", hunk_size=500)
+    (server.root / "text").write_text(TEXT * 1000)
+    assert read_all([server.url("cut/records"), server.url("records")], node) == ROWS
+    lines = read_all([server.url("cut/text"), server.url("text")], node)
+    assert lines == read_all([server.url("text")], node)
+
+
+def test_when_every_replica_fails_the_error_names_each(
+    tmp_path: Path, node: Node, server: Server
+) -> None:
+    replicas = [
+        server.url("fail/records"),
+        server.url("stall/records"),
+        str(tmp_path / "missing"),
+        "tag://data:logs",
+    ]
+    with pytest.raises(DataError) as caught:
+        read_all(replicas, node)
+    message = str(caught.value)
+    assert "could not read any of the 4 replicas" in message
+    for url in replicas:
+        assert url in message
+    assert "HTTP 500" in message
+    assert "timed out" in message or "Timeout" in message
+    assert "No such file" in message
+    assert "resolved by the client" in message
+
+
+def test_a_replica_with_fewer_records_is_not_trusted(tmp_path: Path, node: Node) -> None:
+    whole = write_records(tmp_path / "whole", hunk_size=500)
+    short = write_records(tmp_path / "short", ROWS[:10])
+    data = whole.read_bytes()
+    (tmp_path / "cut").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="fewer than the") as caught:
+        read_all([str(tmp_path / "cut"), str(short)], node)
+    assert str(short) in str(caught.value)
+
+
+def test_no_replicas_or_a_bad_label_is_refused(node: Node) -> None:
+    with pytest.raises(DataError, match="no replica URLs"):
+        read_all([], node)
+    with pytest.raises(ValueError, match="label"):
+        read_all(["raw://x"], node, label="some")

@@ -1,0 +1,505 @@
+"""The record file format: Disco's golden files, round trips checked by an
+independent decoder, corruption, fuzzing, and the worker-side import rule."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from discodsl.worker import records
+from discodsl.worker.errors import DataError
+from discodsl.worker.records import RecordWriter, is_record_file_prefix, read_records
+
+GOLDEN_RECORDS: list[tuple[Any, Any]] = [
+    ("apple", 3),
+    (b"bytes-key", [1, 2, 3]),
+    (7, {"nested": (1.5, None)}),
+    ("unicodé ✓", "value"),
+    ("", 0),
+]
+GOLDEN_FILES = ["compressed-level2.disco", "uncompressed.disco", "small-hunks.disco"]
+URL = "disco://node/disco/node/ab/job/map-0-0"
+
+Loader = Callable[[bytes], list[Any]]
+
+
+@pytest.fixture(params=["shared_fast", "shared_portable", "each"])
+def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Loader:
+    """Run a test with each hunk loader (every file here is written with protocol <= 3)."""
+    chosen: Loader = getattr(records, f"_load_{request.param}")
+    monkeypatch.setattr(records, "_load", chosen)
+    return chosen
+
+
+# -- an independent decoder, written from the format description --------------
+
+
+def decode_hunks(data: bytes) -> list[tuple[int, int, bytes]]:
+    """``(version byte, flag, uncompressed hunk)`` per hunk, up to EOF or a 0 length."""
+    hunks = []
+    offset = 0
+    while offset < len(data):
+        version, flag, crc, length = struct.unpack_from("<BBIQ", data, offset)
+        offset += 14
+        if length == 0:
+            hunks.append((version, flag, b""))
+            break
+        stored = data[offset : offset + length]
+        offset += length
+        hunk = zlib.decompress(stored) if flag == 1 else stored
+        if zlib.crc32(hunk) != crc:
+            raise ValueError("crc mismatch")
+        hunks.append((version, flag, hunk))
+    return hunks
+
+
+def decode_records(data: bytes) -> list[Any]:
+    """Every record, each unpickled by a fresh ``pickle.load``, so each must stand alone."""
+    found = []
+    for _, _, hunk in decode_hunks(data):
+        stream = io.BytesIO(hunk)
+        while stream.tell() < len(hunk):
+            found.append(pickle.load(stream))
+    return found
+
+
+def write_file(path: Path, rows: list[tuple[Any, Any]], **options: Any) -> bytes:
+    with RecordWriter(str(path), **options) as writer:
+        writer.write_many(rows)
+    return path.read_bytes()
+
+
+def read_bytes(data: bytes, url: str = URL, **options: Any) -> list[Any]:
+    return list(read_records(io.BytesIO(data), url, **options))
+
+
+# -- Disco's own files ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GOLDEN_FILES)
+def test_golden_files_read_to_the_fifteen_records(
+    reference: Path, name: str, loader: Loader
+) -> None:
+    path = reference / "records" / name
+    with open(path, "rb") as stream:
+        assert list(read_records(stream, str(path))) == GOLDEN_RECORDS * 3
+
+
+def test_golden_empty_file_has_no_records(reference: Path, loader: Loader) -> None:
+    with open(reference / "records" / "empty.disco", "rb") as stream:
+        assert list(read_records(stream, "empty")) == []
+
+
+def test_golden_files_match_their_manifest(reference: Path) -> None:
+    manifest = json.loads((reference / "records" / "manifest.json").read_text())
+    for name, facts in manifest.items():
+        assert (reference / "records" / name).stat().st_size == facts["bytes"]
+
+
+def test_empty_compressed_file_is_byte_identical_to_discos(reference: Path, tmp_path: Path) -> None:
+    ours = write_file(tmp_path / "empty", [], compress=True)
+    assert ours == (reference / "records" / "empty.disco").read_bytes()
+
+
+def test_the_fast_loader_is_used_on_cpython() -> None:
+    if sys.implementation.name == "cpython":
+        assert records._load_shared is records._load_shared_fast
+
+
+# -- round trips ----------------------------------------------------------------
+
+SHARED = [1, 2]
+ROW_SETS: dict[str, list[tuple[Any, Any]]] = {
+    "empty": [],
+    "golden": GOLDEN_RECORDS,
+    "many": [(f"key-{i}", i) for i in range(500)],
+    # The same objects in many records: each pickle must still stand alone.
+    "shared": [("k", SHARED), ("k", [SHARED, SHARED]), (SHARED, "k")] * 5,
+    "big": [(b"x" * 200_000, 1), ("after", b"y" * 70_000)],
+}
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("hunk_size", [1, 10, 100, 1 << 20])
+@pytest.mark.parametrize("rows", list(ROW_SETS), ids=list(ROW_SETS))
+def test_written_files_decode_independently_and_read_back(
+    tmp_path: Path, compress: bool, hunk_size: int, rows: str, loader: Loader
+) -> None:
+    expected = ROW_SETS[rows]
+    data = write_file(tmp_path / "out", expected, compress=compress, hunk_size=hunk_size)
+    hunks = decode_hunks(data)
+    assert all(version == 0x81 and flag == int(compress) for version, flag, _ in hunks)
+    assert hunks[-1][2] == b"", "a file ends with one hunk of no records"
+    assert all(hunk for _, _, hunk in hunks[:-1]), "only the closing hunk is empty"
+    assert decode_records(data) == expected
+    assert read_bytes(data) == expected
+
+
+def test_shared_objects_keep_their_identity_within_a_record(tmp_path: Path) -> None:
+    data = write_file(tmp_path / "out", [("k", [SHARED, SHARED])])
+    ((_, value),) = read_bytes(data)
+    assert value[0] is value[1]
+
+
+def test_a_hunk_is_flushed_once_it_passes_hunk_size(tmp_path: Path) -> None:
+    rows = [(f"key-{i}", i) for i in range(100)]
+    data = write_file(tmp_path / "out", rows, hunk_size=100)
+    sizes = [len(hunk) for _, _, hunk in decode_hunks(data)]
+    assert all(size > 100 for size in sizes[:-2]), sizes
+    assert all(size < 150 for size in sizes), "flushed as soon as it passes, not later"
+
+
+def test_uncompressed_file_ends_with_a_zero_length_header(tmp_path: Path) -> None:
+    data = write_file(tmp_path / "out", GOLDEN_RECORDS)
+    assert data[-14:] == struct.pack("<BBIQ", 0x81, 0, 0, 0)
+
+
+def test_write_and_write_many_mix(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    with RecordWriter(str(path), hunk_size=20) as writer:
+        writer.write("a", 1)
+        writer.write_many([("b", 2), ("c", 3)])
+        writer.write("d", 4)
+    assert decode_records(path.read_bytes()) == [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_files_of_any_pickle_protocol_read_back(protocol: int) -> None:
+    """Protocols 4 and 5 number memo entries implicitly: each pickle needs its own Unpickler."""
+    rows = ROW_SETS["shared"] + [("k", "k"), ("k", ["k", "k"])] + GOLDEN_RECORDS
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=protocol)
+    for row in rows:
+        pickler.dump(row)
+        pickler.clear_memo()
+    data = hunk_bytes(buffer.getvalue()) + hunk_bytes(b"")
+    assert decode_records(data) == rows
+    assert read_bytes(data) == rows
+
+
+def test_the_writer_uses_explicit_memo_numbers(tmp_path: Path) -> None:
+    """Protocol 3: the fast shared-Unpickler path applies to our own files."""
+    data = write_file(tmp_path / "out", [("k", "v")])
+    assert data[14:16] == b"\x80\x03"
+
+
+# -- the writer's file handling -------------------------------------------------
+
+
+def test_file_appears_only_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "out"
+    writer = RecordWriter(str(path))
+    writer.write("k", "v")
+    assert not path.exists()
+    assert (tmp_path / "sub" / "out.partial").exists()
+    size = writer.close()
+    assert path.stat().st_size == size
+    assert not (tmp_path / "sub" / "out.partial").exists()
+    assert writer.close() == size, "closing twice returns the same size"
+
+
+def test_abort_removes_the_partial_file(tmp_path: Path) -> None:
+    writer = RecordWriter(str(tmp_path / "out"))
+    writer.write("k", "v")
+    writer.abort()
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(ValueError, match="aborted"):
+        writer.write("k", "v")
+
+
+def test_leaving_with_by_an_exception_aborts(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), RecordWriter(str(tmp_path / "out")) as writer:
+        writer.write("k", "v")
+        raise RuntimeError("user code failed")
+    assert os.listdir(tmp_path) == []
+
+
+def test_abort_after_close_keeps_the_file(tmp_path: Path) -> None:
+    writer = RecordWriter(str(tmp_path / "out"))
+    writer.close()
+    writer.abort()
+    assert os.listdir(tmp_path) == ["out"]
+
+
+@pytest.mark.parametrize("value", [[1, 2, lambda: 0], (b"z" * 100_000, lambda: 0)])
+def test_unpicklable_record_raises_and_leaves_the_writer_whole(tmp_path: Path, value: Any) -> None:
+    path = tmp_path / "out"
+    with RecordWriter(str(path)) as writer:
+        writer.write("before", 1)
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            writer.write("bad", value)
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            writer.write_many([("also-bad", value)])
+        writer.write("after", 2)
+    assert decode_records(path.read_bytes()) == [("before", 1), ("after", 2)]
+
+
+@pytest.mark.parametrize("rows", [1, 20_000], ids=["fails-on-close", "fails-mid-write"])
+def test_no_space_left_is_a_data_error_and_leaves_no_partial_file(
+    tmp_path: Path, rows: int
+) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    path = tmp_path / "out"
+    (tmp_path / "out.partial").symlink_to("/dev/full")
+    with (
+        pytest.raises(DataError, match="No space left") as caught,
+        RecordWriter(str(path), hunk_size=100) as writer,
+    ):
+        writer.write_many((f"key-{i}", i) for i in range(rows))
+    assert str(path) in str(caught.value)
+    assert "free space" in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unwritable_location_is_a_data_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(DataError, match="could not create") as caught:
+        RecordWriter(str(tmp_path / "file" / "out"))
+    assert str(tmp_path / "file" / "out.partial") in str(caught.value)
+
+
+@pytest.mark.parametrize("options", [{"level": 10}, {"level": -1}, {"hunk_size": 0}])
+def test_bad_writer_options_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        RecordWriter(str(tmp_path / "out"), **options)
+    assert os.listdir(tmp_path) == []
+
+
+# -- corruption -----------------------------------------------------------------
+
+
+def hunk_bytes(payload: bytes, *, compress: bool = False, crc: int | None = None) -> bytes:
+    stored = zlib.compress(payload) if compress else payload
+    crc = zlib.crc32(payload) if crc is None else crc
+    return struct.pack("<BBIQ", 0x81, int(compress), crc, len(stored)) + stored
+
+
+def pickles(*rows: Any, protocol: int = records.PROTOCOL) -> bytes:
+    return b"".join(pickle.dumps(row, protocol=protocol) for row in rows)
+
+
+FIRST = hunk_bytes(pickles(("a", 1), ("b", 2)))
+START = len(FIRST)  # every corrupt hunk below is the second one
+SECOND = pickles(("c", 3))
+
+
+def flipped(data: bytes, index: int) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0xFF]) + data[index + 1 :]
+
+
+CORRUPTIONS: dict[str, tuple[bytes, int]] = {
+    # name: (the bytes after FIRST, end of the bad range after START)
+    "truncated header": (hunk_bytes(SECOND)[:5], 5),
+    "truncated hunk": (hunk_bytes(SECOND)[:20], 14 + len(SECOND)),
+    "flipped crc": (flipped(hunk_bytes(SECOND), 3), 14 + len(SECOND)),
+    "flipped payload byte": (flipped(hunk_bytes(SECOND), 20), 14 + len(SECOND)),
+    "bad zlib": (
+        struct.pack("<BBIQ", 0x81, 1, zlib.crc32(SECOND), 8) + b"notzlib!",
+        14 + 8,
+    ),
+    "zlib cut short": (
+        struct.pack("<BBIQ", 0x81, 1, zlib.crc32(SECOND), 10) + zlib.compress(SECOND)[:10],
+        14 + 10,
+    ),
+    "huge claimed length": (struct.pack("<BBIQ", 0x81, 0, 0, 2**60) + b"xyz", 14 + 2**60),
+    "bad version byte": (b"\x82" + hunk_bytes(SECOND)[1:], 14),
+    "bad compressed flag": (b"\x81\x07" + hunk_bytes(SECOND)[2:], 14),
+    "not pickles, good crc": (hunk_bytes(b"garbage!"), 14 + 8),
+    "pickle cut short, good crc": (hunk_bytes(SECOND[:-1]), 14 + len(SECOND) - 1),
+    "pickled None, good crc": (
+        hunk_bytes(pickles(None, ("c", 3))),
+        14 + len(pickles(None, ("c", 3))),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corruption_is_a_data_error_naming_url_and_byte_range(name: str, loader: Loader) -> None:
+    tail, end = CORRUPTIONS[name]
+    stream = read_records(io.BytesIO(FIRST + tail), URL)
+    assert next(stream) == ("a", 1), "hunks before the bad one are read"
+    assert next(stream) == ("b", 2)
+    with pytest.raises(DataError) as caught:
+        next(stream)
+    message = str(caught.value)
+    assert URL in message
+    assert f"[{START}, {START + end})" in message, message
+    assert caught.value.url == URL
+    assert caught.value.span == (START, START + end)
+
+
+def test_legacy_format_is_refused_by_name() -> None:
+    with pytest.raises(DataError, match="legacy") as caught:
+        read_bytes(b"5 apple 1 3\n")
+    assert URL in str(caught.value)
+
+
+@pytest.mark.parametrize("claimed", [2**40, 2**30])
+def test_lying_lengths_allocate_only_what_is_there(tmp_path: Path, claimed: int) -> None:
+    path = tmp_path / "lie"
+    path.write_bytes(struct.pack("<BBIQ", 0x81, 0, 0, claimed) + b"x" * 1000)
+    tracemalloc.start()
+    try:
+        with open(path, "rb") as stream, pytest.raises(DataError, match="truncated"):
+            list(read_records(stream, str(path), max_hunk_size=2**50))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_zlib_bombs_are_refused() -> None:
+    bomb = hunk_bytes(b"\0" * (4 << 20), compress=True)
+    assert len(bomb) < 10_000
+    with pytest.raises(DataError, match="decompresses to more than") as caught:
+        read_bytes(bomb, max_hunk_size=1 << 20)
+    assert caught.value.span == (0, len(bomb))
+
+
+def test_reading_stops_at_a_zero_length_hunk() -> None:
+    data = FIRST + struct.pack("<BBIQ", 0x81, 0, 0, 0) + b"anything after is ignored"
+    assert read_bytes(data) == [("a", 1), ("b", 2)]
+
+
+def test_os_errors_while_reading_are_data_errors() -> None:
+    class Failing(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(DataError, match="Input/output error"):
+        list(read_records(Failing(), URL))  # type: ignore[arg-type]
+
+
+# -- fuzzing --------------------------------------------------------------------
+
+VALID = b"".join(
+    [
+        hunk_bytes(pickles(("a", 1), ("b", [1, 2]))),
+        hunk_bytes(pickles((3, {"x": None}), ("d", b"e")), compress=True),
+        hunk_bytes(b"", compress=True),
+    ]
+)
+
+
+def outcome(data: bytes) -> list[Any] | DataError:
+    """Reading must end in records or a DataError, whatever the bytes."""
+    try:
+        return read_bytes(data)
+    except DataError as exc:
+        assert exc.url == URL
+        return exc
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_random_bytes_end_in_records_or_data_error(data: bytes) -> None:
+    outcome(data)
+    outcome(b"\x81" + data)
+    outcome(b"\x81\x00" + data)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_files_end_in_records_or_data_error(data: st.DataObject) -> None:
+    mutated = bytearray(VALID)
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[index] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(mutated)))
+    outcome(bytes(mutated[:cut]))
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=200), st.booleans())
+def test_hunks_with_good_crc_and_bad_pickles_end_in_records_or_data_error(
+    payload: bytes, compress: bool
+) -> None:
+    outcome(FIRST + hunk_bytes(payload, compress=compress))
+    outcome(FIRST + hunk_bytes(b"\x80\x04" + payload, compress=compress))
+
+
+@FUZZ
+@given(st.data(), st.sampled_from([1, 3, 4]))
+def test_mutated_pickles_with_fixed_crc_end_in_records_or_data_error(
+    data: st.DataObject, protocol: int
+) -> None:
+    rows = [("a", 1), ("b", [1.5, None]), (b"c", {"d": (2, 3)}), ("e", "e")]
+    payload = bytearray(pickles(*rows, protocol=protocol))
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.integers(0, len(payload) - 1))
+        payload[index] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(payload)))
+    outcome(hunk_bytes(bytes(payload[:cut])))
+
+
+# -- sniffing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"", False),
+        (b"hello world\n", False),
+        ("ünïcode".encode(), False),
+        (b"\x81", True),
+        (b"\x81\x00", True),
+        (b"\x81\x01", True),
+        (b"\x81\x02", False),
+        (b"\x80\x00", False),
+        (struct.pack("<BBIQ", 0x81, 0, 0, 0), True),
+        (struct.pack("<BBIQ", 0x81, 0, 12345, 0), False),
+        (struct.pack("<BBIQ", 0x81, 1, 12345, 100), True),
+    ],
+)
+def test_is_record_file_prefix(head: bytes, expected: bool) -> None:
+    assert is_record_file_prefix(head) is expected
+
+
+@pytest.mark.parametrize("name", [*GOLDEN_FILES, "empty.disco"])
+def test_golden_files_sniff_as_record_files(reference: Path, name: str) -> None:
+    assert is_record_file_prefix((reference / "records" / name).read_bytes()[:14])
+
+
+# -- what the worker modules may import -----------------------------------------
+
+WORKER_MODULES = ["records.py", "inputs.py"]
+
+
+def imported_modules(path: Path) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                raise AssertionError(f"{path.name}: use absolute imports")
+            yield node.module or ""
+
+
+@pytest.mark.parametrize("name", WORKER_MODULES)
+def test_worker_modules_import_only_the_stdlib_and_the_worker(name: str) -> None:
+    path = Path(records.__file__).parent / name
+    for module in imported_modules(path):
+        top = module.split(".")[0]
+        allowed = top in sys.stdlib_module_names or module.startswith("discodsl.worker")
+        assert allowed, f"{name} imports {module}"
