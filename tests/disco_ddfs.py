@@ -84,7 +84,8 @@ class DDFS:
                 raise DDFSRefused(403, "Invalid tag.")
             if name not in self.tags:
                 raise DDFSRefused(404, "Tag not found.")
-            return json.loads(json.dumps(self.tags[name]))
+            copy: dict[str, Any] = json.loads(json.dumps(self.tags[name]))
+            return copy
 
     def update(
         self, name: str, urls: list[list[str]], *, replace: bool = False, skip_known: bool = False

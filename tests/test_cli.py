@@ -165,9 +165,9 @@ def test_jobpack_build_show_submit_then_kill(
     assert main(["kill", "@"]) == 0
     thread.join(timeout=20)
     assert follow == {"code": 0}  # --follow ends when the job does
-    out = capsys.readouterr().out.splitlines()
-    assert f"killed {name}" in out
-    assert any(line.endswith("New job initialized!") for line in out)  # printed by --follow
+    printed = capsys.readouterr().out.splitlines()
+    assert f"killed {name}" in printed
+    assert any(line.endswith("New job initialized!") for line in printed)  # by --follow
     _, err = run(capsys, "wait", name, status=1)
     lines = one_error(err, name, "is dead without a task error", "killed")
     assert lines[1] == f"hint: see what happened with `discodsl events {name}`"

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+import discodsl.builder
 from discodsl import ClientError, JobDead, TaskFailed
 from discodsl.client import DDFS, Master
 from discodsl.errors import RemoteTraceback
 from discodsl.runners import cluster
+from discodsl.runners.progress import Progress
 from tests import cluster_jobs, jobs
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
@@ -190,7 +192,7 @@ def test_unreachable_master_is_a_client_error_naming_it(monkeypatch: pytest.Monk
 def test_refused_jobpack_is_a_client_error(
     cluster_env: DiscoMaster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cluster.builder, "build_jobpack", lambda *args, **kwargs: b"\xd5\xc0")
+    monkeypatch.setattr(discodsl.builder, "build_jobpack", lambda *args, **kwargs: b"\xd5\xc0")
     with pytest.raises(ClientError, match="the master refused the job: Job failed to start: "):
         jobs.wordcount.run(inputs=["raw://a"], mode="cluster")
     assert cluster_env.jobs.jobs == {}
@@ -202,7 +204,7 @@ def test_closed_master_refuses_new_jobs(cluster_env: DiscoMaster, master: Master
         jobs.wordcount.run(inputs=["raw://a"], mode="cluster")
 
 
-class Recorder(cluster.Progress):
+class Recorder(Progress):
     """A Progress that is always on, draws nothing and remembers what it was told."""
 
     seen: list[tuple[str, dict[str, Any]]] = []
