@@ -23,6 +23,7 @@ from discodsl.errors import JobError
 MIB = 1024 * 1024
 # A local file is cut into ranges only when each range gets at least this much.
 MIN_SPLIT = 16 * MIB
+RECORD_FILE_MARK = b"\x81"
 
 
 def resolve(inputs: Any) -> list[list[str]]:
@@ -100,10 +101,14 @@ def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
 
 
 def _size(urls: list[str]) -> int:
+    """The size of a plain local text file behind ``urls``; 0 for anything not to split."""
     path = local_path(urls[0]) if len(urls) == 1 else None
     if path is None or path.endswith((".gz", ".bz2")):
         return 0
     try:
+        with open(path, "rb") as handle:
+            if handle.read(1) == RECORD_FILE_MARK:  # record files split only at hunks
+                return 0
         return os.path.getsize(path)
     except OSError:
         return 0

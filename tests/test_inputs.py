@@ -395,3 +395,41 @@ def test_no_replicas_or_a_bad_label_is_refused(node: Node) -> None:
         read_all([], node)
     with pytest.raises(ValueError, match="label"):
         read_all(["raw://x"], node, label="some")
+
+
+def test_byte_ranges_of_a_text_file_cover_every_line_once(tmp_path: Path, node: Node) -> None:
+    """Chunks cut at arbitrary offsets: each line read once, by the chunk it starts in."""
+    path = tmp_path / "big.txt"
+    lines = [f"line {i} " + "x" * (i % 37) for i in range(2000)]
+    path.write_text("\n".join(lines) + "\n")
+    size = path.stat().st_size
+    url = path.resolve().as_uri()
+    for cuts in ([0, size], [0, 1, size], [0, 100, 101, 5000, size], list(range(0, size, 997))):
+        bounds = sorted(set(cuts) | {size})
+        got: list[str] = []
+        for start, end in zip(bounds, bounds[1:]):
+            got.extend(iter_input([f"{url}#range={start}-{end}"], 0, node, Cursor()))
+        assert got == lines, cuts
+
+
+def test_file_urls_are_percent_decoded(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "a name with spaces.txt"
+    path.write_text("hello\n")
+    assert list(iter_input([path.resolve().as_uri()], 0, node, Cursor())) == ["hello"]
+
+
+def test_unknown_fragment_is_refused(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("x\n")
+    with pytest.raises(DataError, match="#range=START-END"):
+        list(iter_input([path.resolve().as_uri() + "#lines=1-2"], 0, node, Cursor()))
+
+
+def test_cursor_follows_records_without_per_record_code(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("a\nb\nc\n")
+    cursor = Cursor()
+    reader = iter_input([str(path)], 0, node, cursor)
+    assert cursor.record == -1
+    assert next(reader) == "a" and cursor.record == 0 and cursor.url == str(path)
+    assert next(reader) == "b" and cursor.record == 1

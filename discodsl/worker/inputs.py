@@ -19,18 +19,21 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
-import http.client
 import io
+import itertools
 import os
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
+import sys
 import zlib
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import islice
-from typing import Any, BinaryIO, Final, Protocol, cast
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol, cast
+
+if TYPE_CHECKING:
+    import urllib.request
 
 from discodsl.worker.errors import DataError
 from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix, read_records
@@ -41,11 +44,25 @@ MAX_INDEX_LINE: Final = 1 << 16
 MAX_TEXT_LINE: Final = 1 << 26
 _READ_BUFFER: Final = 1 << 16
 _DIGITS: Final = re.compile(r"[0-9]+")
-# What reading any of our sources can raise: files and sockets (OSError,
-# timeouts included), HTTP framing (IncompleteRead), gzip and bz2 (EOFError
-# when cut short, zlib.error or OSError when corrupt).
-_READ_ERRORS: Final = (OSError, EOFError, ValueError, http.client.HTTPException, zlib.error)
-_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# A text file is cut into line-aligned byte ranges by a fragment on its URL.
+_RANGE: Final = re.compile(r"range=([0-9]+)-([0-9]+)")
+
+
+# The HTTP modules cost a worker ~50 ms to import: loaded on the first HTTP input only.
+@cache
+def _opener() -> urllib.request.OpenerDirector:
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading any source can raise: files and sockets (OSError, timeouts included),
+    HTTP framing (IncompleteRead), gzip and bz2 (EOFError when cut short, zlib.error or
+    OSError when corrupt)."""
+    http_client = sys.modules.get("http.client")
+    framing = (http_client.HTTPException,) if http_client is not None else ()
+    return (OSError, EOFError, ValueError, zlib.error, *framing)
 
 
 @dataclass(frozen=True)
@@ -65,16 +82,37 @@ class Node:
     timeout: float = 60.0
 
 
-@dataclass
 class Cursor:
     """Where reading is: the URL being read and the 0-based record last yielded from it.
 
-    The readers here update it as they yield, so an error in user code can say
-    which input and record it was on; ``record`` is -1 before the first.
+    The readers here keep it current, so an error in user code can say which
+    input and record it was on; ``record`` is -1 before the first. Records are
+    counted by a C counter the readers advance, read only when asked: no
+    Python code runs per record to keep the cursor.
     """
 
-    url: str = ""
-    record: int = -1
+    def __init__(self, url: str = "", record: int = -1) -> None:
+        self.url = url
+        self._record = record
+        self._counter: itertools.count[int] | None = None
+
+    @property
+    def record(self) -> int:
+        """The 0-based number of the record last yielded from ``url``."""
+        if self._counter is None:
+            return self._record
+        return _counted_so_far(self._counter) - 1
+
+    @record.setter
+    def record(self, value: int) -> None:
+        self._record, self._counter = value, None
+
+    def follow(self, url: str, counter: itertools.count[int]) -> None:
+        """From now on, the record number is what ``counter`` has counted, less one."""
+        self.url, self._counter = url, counter
+
+    def __repr__(self) -> str:
+        return f"Cursor(url={self.url!r}, record={self.record})"
 
 
 class _ReadInto(Protocol):
@@ -128,19 +166,26 @@ def iter_input(
     done = 0
     for url in replicas:
         records = _replica_records(url, label, node, cursor)
+        counter = itertools.count()
         try:
             _skip(records, done, url)
-            for record in records:
-                done += 1
-                yield record
+            yield from map(
+                _first, zip(records, counter, strict=False)
+            )  # counted in C, not per record here
             return
         except DataError as exc:
+            done += _counted_so_far(counter)
             failures.append((url, exc))
         finally:
             records.close()
     if len(failures) == 1:
         raise failures[0][1]
     raise _all_failed(failures) from failures[-1][1]
+
+
+def _counted_so_far(counter: itertools.count[int]) -> int:
+    """How many items ``counter`` has counted (read without advancing it)."""
+    return int(repr(counter)[len("count(") : -1])
 
 
 def _skip(records: Iterator[Any], count: int, url: str) -> None:
@@ -174,8 +219,14 @@ def _replica_records(
     with _open(url, node) as stream:
         if is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
             yield from _counted(read_records(stream, url), url, cursor)
-        else:
-            yield from _counted(_lines(stream, url), url, cursor)
+            return
+        counter = itertools.count()
+        cursor.follow(url, counter)
+        lines, guarded = _lines(stream, url)
+        try:
+            yield from map(_first, zip(lines, counter, strict=False))
+        except UnicodeDecodeError as exc:
+            raise _decode_error(url, guarded, exc, _counted_so_far(counter)) from exc
 
 
 def _index_records(url: str, label: int | str, node: Node, cursor: Cursor) -> Iterator[Any]:
@@ -188,45 +239,84 @@ def _index_records(url: str, label: int | str, node: Node, cursor: Cursor) -> It
 
 def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:
     """Yield ``records``, keeping ``cursor`` on the one last yielded."""
-    cursor.url = url
-    cursor.record = -1
-    for index, record in enumerate(records):
-        cursor.record = index
-        yield record
+    counter = itertools.count()
+    cursor.follow(url, counter)
+    # zip takes a record first, so the counter only advances once one is yielded.
+    yield from map(_first, zip(records, counter, strict=False))
 
 
-def _lines(stream: io.BufferedReader, url: str) -> Iterator[str]:
-    """The lines of a UTF-8 text stream, without ``\\n`` or ``\\r\\n``."""
-    readline = stream.readline
-    offset = 0
-    number = 0
-    while raw := readline(MAX_TEXT_LINE + 1):
-        number += 1
-        size = len(raw)
-        if raw.endswith(b"\n"):
-            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        elif len(raw) > MAX_TEXT_LINE:
+_first = itemgetter(0)
+
+
+def _lines(stream: io.BufferedReader, url: str) -> tuple[Iterator[str], io.BufferedIOBase]:
+    """The lines of a UTF-8 text stream without their line end (``\\n``, ``\\r\\n``), and
+    the byte stream under the decoder.
+
+    Decoding and splitting run in C (TextIOWrapper): no Python code per line.
+    A line longer than MAX_TEXT_LINE bytes is refused by the guard below it;
+    bytes that are not UTF-8 raise UnicodeDecodeError (see _decode_error).
+    """
+    guarded = io.BufferedReader(_LineGuard(stream, url), buffer_size=_READ_BUFFER)
+    text = io.TextIOWrapper(guarded, encoding="utf-8", newline="\n")
+    return map(_strip_line_end, text), guarded
+
+
+def _strip_line_end(line: str) -> str:
+    if line[-1:] == "\n":
+        return line[:-2] if line[-2:-1] == "\r" else line[:-1]
+    return line
+
+
+class _LineGuard(io.RawIOBase):
+    """Passes bytes through, refusing a run of more than MAX_TEXT_LINE without a newline."""
+
+    def __init__(self, stream: io.BufferedReader, url: str) -> None:
+        super().__init__()
+        self._stream, self._url = stream, url
+        self._offset = 0
+        self._since_newline = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._offset
+
+    def readinto(self, buffer: Any) -> int:
+        got = self._stream.readinto(buffer)
+        last = bytes(memoryview(buffer)[:got]).rfind(b"\n") if got else -1
+        if last >= 0:
+            self._since_newline = got - last - 1
+        else:
+            self._since_newline += got
+        self._offset += got
+        if self._since_newline > MAX_TEXT_LINE:
+            start = self._offset - self._since_newline
             raise DataError(
-                f"{url}: line {number} (from byte {offset}) is longer than {MAX_TEXT_LINE} "
+                f"{self._url}: a line (from byte {start}) is longer than {MAX_TEXT_LINE} "
                 "bytes: is this a binary file? Pass a record file or text with shorter lines",
-                url=url,
-                span=(offset, offset + len(raw)),
+                url=self._url,
+                span=(start, self._offset),
             )
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _decode_error(url, number, offset, exc) from exc
-        yield line
-        offset += size
+        return got
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
 
 
-def _decode_error(url: str, number: int, offset: int, exc: UnicodeDecodeError) -> DataError:
+def _decode_error(
+    url: str, guarded: io.BufferedIOBase, exc: UnicodeDecodeError, lines_read: int
+) -> DataError:
+    """Name the line and the bytes: the failing chunk starts in the line after those read."""
+    chunk = exc.object if isinstance(exc.object, bytes) else b""
+    at = guarded.tell() - len(chunk) + exc.start
+    number = lines_read + 1 + chunk[: exc.start].count(b"\n")
     return DataError(
-        f"{url}: line {number} is not valid UTF-8 ({exc.reason} at byte "
-        f"{offset + exc.start}): pass bytes-safe input such as a record file, or fix the "
-        "file's encoding",
+        f"{url}: line {number} is not valid UTF-8 ({exc.reason}): pass bytes-safe input such "
+        "as a record file, or fix the file's encoding (e.g. iconv -f latin1 -t utf-8)",
         url=url,
-        span=(offset + exc.start, offset + exc.end),
+        span=(at, at + exc.end - exc.start),
     )
 
 
@@ -282,8 +372,10 @@ def _open(url: str, node: Node) -> io.BufferedReader:
         return _buffered(data, url, data)
     if scheme == "disco":
         return _open_located(rest, url, node)
-    if scheme in ("", "file"):
+    if scheme == "":
         return _open_file(rest, url)
+    if scheme == "file":
+        return _open_file_url(rest, url)
     if scheme in ("http", "https"):
         return _open_http(url, node)
     if scheme == "tag":
@@ -348,14 +440,85 @@ def _open_file(path: str, url: str) -> io.BufferedReader:
     return _decompressed(raw, path, url)
 
 
+def _open_file_url(rest: str, url: str) -> io.BufferedReader:
+    """``file://PATH``, percent-decoded, optionally ``#range=START-END`` (see _ranged)."""
+    from urllib.parse import unquote
+
+    quoted, _, fragment = rest.partition("#")
+    path = unquote(quoted)
+    if not fragment:
+        return _open_file(path, url)
+    match = _RANGE.fullmatch(fragment)
+    if match is None:
+        raise DataError(
+            f"{url}: unknown fragment #{fragment}: the only one is #range=START-END", url=url
+        )
+    return _ranged(path, int(match[1]), int(match[2]), url)
+
+
+def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
+    """The lines of a text file that start in ``[start, end)``: one chunk of a split file.
+
+    Chunks cut at any byte offsets cover every line exactly once: a chunk skips
+    the line running into its start and finishes the line running past its end.
+    """
+    try:
+        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
+        first, stop = _line_start(raw, start), _line_start(raw, end)
+        raw.seek(first)
+    except OSError as exc:
+        raise DataError(f"{url}: cannot read {path}: {exc.strerror or exc}", url=url) from exc
+    limited = _Limited(raw, max(0, stop - first))
+    return _buffered(limited, url, limited)
+
+
+def _line_start(raw: io.FileIO, offset: int) -> int:
+    """Where the first line starting at or after ``offset`` begins (or the file's end)."""
+    if offset <= 0:
+        return 0
+    raw.seek(offset - 1)
+    position = offset - 1
+    while chunk := raw.read(_READ_BUFFER):
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            return position + newline + 1
+        position += len(chunk)
+    return position
+
+
+class _Limited(io.RawIOBase):
+    """At most ``length`` bytes of ``raw`` from where it stands."""
+
+    def __init__(self, raw: io.FileIO, length: int) -> None:
+        super().__init__()
+        self._raw, self._left = raw, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self._left]
+        got = self._raw.readinto(view) or 0
+        self._left -= got
+        return got
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _open_http(location: str, node: Node, url: str = "") -> io.BufferedReader:
     """GET ``location`` (``url`` names the input, when it is not the same)."""
     url = url or location
     local = _local_http_path(location, node)
     if local is not None:
         return _open_file(_local_path(local, url, node), url)
+    import http.client
+    import urllib.error
+    import urllib.parse
+
     try:
-        response = _OPENER.open(location, timeout=node.timeout)
+        response = _opener().open(location, timeout=node.timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         raise DataError(
@@ -377,6 +540,8 @@ def _local_http_path(location: str, node: Node) -> str | None:
     """The URL path of an HTTP URL that this node itself serves, as Disco's Python does."""
     if not node.host:
         return None
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(location)
     try:
         port = parts.port
@@ -389,7 +554,9 @@ def _local_http_path(location: str, node: Node) -> str | None:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, str):
+    urllib_error = sys.modules.get("urllib.error")
+    url_error = urllib_error.URLError if urllib_error is not None else ()
+    if isinstance(exc, url_error) and not isinstance(exc.reason, str):
         return _reason(exc.reason)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -437,7 +604,7 @@ class _Source(io.RawIOBase):
                     self._check_complete()
                     break
                 filled += got
-        except _READ_ERRORS as exc:
+        except _read_errors() as exc:
             at = self._offset + filled
             raise DataError(
                 f"{self._url}: reading failed at byte {at}: {_reason(exc)}; check that the "
@@ -450,8 +617,11 @@ class _Source(io.RawIOBase):
 
     def _check_complete(self) -> None:
         """At end of data, refuse an HTTP body cut short of its Content-Length."""
-        if isinstance(self._origin, http.client.HTTPResponse) and self._origin.length:
-            raise http.client.IncompleteRead(b"", self._origin.length)
+        http_client = sys.modules.get("http.client")
+        if http_client is None:
+            return
+        if isinstance(self._origin, http_client.HTTPResponse) and self._origin.length:
+            raise http_client.IncompleteRead(b"", self._origin.length)
 
     def close(self) -> None:
         if not self.closed:

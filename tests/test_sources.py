@@ -1,0 +1,52 @@
+"""What users pass as inputs, resolved; big local files cut so every core gets work."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from discodsl import JobError, sources
+from tests import jobs
+
+
+def test_paths_globs_directories_and_urls(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("a.txt", "b.txt", "sub/c.txt", ".hidden"):
+        (tmp_path / name).write_text("x\n")
+    by_dir = sources.resolve(tmp_path)
+    assert [Path(u[0][len("file://") :]).name for u in by_dir] == ["a.txt", "b.txt", "c.txt"]
+    assert sources.resolve(str(tmp_path / "*.txt")) == by_dir[:2]
+    assert sources.resolve(["raw://hi", ["http://a/x", "http://b/x"]]) == [
+        ["raw://hi"],
+        ["http://a/x", "http://b/x"],
+    ]
+    with pytest.raises(JobError, match="matches no file"):
+        sources.resolve(str(tmp_path / "missing-*.csv"))
+    with pytest.raises(JobError, match="not a path, a URL"):
+        sources.resolve([42])
+
+
+def test_a_big_file_is_cut_into_line_aligned_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MIN_SPLIT", 1000)
+    path = tmp_path / "one.txt"
+    text = "".join(f"w{i % 50} w{i % 7} extra\n" for i in range(3000))
+    path.write_text(text)
+    cut = sources.split_large(sources.resolve(path), workers=2)
+    assert len(cut) == 4 and all("#range=" in urls[0] for urls in cut)
+    results = jobs.wordcount.run(inputs=path, mode="local", workers=2)
+    assert dict(results) == dict(Counter(text.split()))
+
+
+def test_record_files_and_many_inputs_are_not_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MIN_SPLIT", 10)
+    record = tmp_path / "records"
+    record.write_bytes(b"\x81" + b"\0" * 5000)
+    assert sources.split_large(sources.resolve(record), workers=2) == sources.resolve(record)
+    many = [["raw://a"]] * 4
+    assert sources.split_large(many, workers=2) == many
