@@ -6,6 +6,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import http.server
+import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -407,7 +408,7 @@ def test_byte_ranges_of_a_text_file_cover_every_line_once(tmp_path: Path, node: 
     for cuts in ([0, size], [0, 1, size], [0, 100, 101, 5000, size], list(range(0, size, 997))):
         bounds = sorted(set(cuts) | {size})
         got: list[str] = []
-        for start, end in zip(bounds, bounds[1:]):
+        for start, end in itertools.pairwise(bounds):
             got.extend(iter_input([f"{url}#range={start}-{end}"], 0, node, Cursor()))
         assert got == lines, cuts
 
