@@ -165,3 +165,13 @@ def test_main_module_job(tmp_path: Path, mode: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[('a!', 1), ('b!', 3), ('c!', 1)]"
+
+
+def test_unreadable_input_names_the_url(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.txt"
+    with pytest.raises(TaskFailed) as info:
+        jobs.wordcount.run(inputs=[missing.as_uri()], mode="local", max_failures=0)
+    error = info.value
+    assert error.exc_type == "DataError"
+    assert error.url == missing.as_uri()
+    assert str(missing) in str(error) and "check that the file exists" in str(error)

@@ -24,7 +24,7 @@ from functools import partial
 from itertools import islice
 from typing import Any, Protocol
 
-from discodsl.worker.errors import StageError
+from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.partition import default_partition
 from discodsl.worker.records import RecordWriter
@@ -227,6 +227,8 @@ def _user_code(task: Task, where: Position) -> Iterator[None]:
         exc.url = exc.url or where.url
         exc.record = exc.record if exc.record >= 0 else where.record
         raise
+    except DataError:
+        raise  # an unreadable input is not the stage's fault: it names the URL itself
     except Exception as exc:
         raise _wrap(task, where, exc) from exc
 

@@ -30,11 +30,16 @@ class Failure:
 
 
 def describe(exc: BaseException, *, stage: str, taskid: int) -> Failure:
-    """The Failure for ``exc``, raised in ``stage`` of task ``taskid``."""
-    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    """The Failure for ``exc``, raised in ``stage`` of task ``taskid``.
+
+    A StageError wraps the user's exception: that one's type and traceback are
+    what the user needs. Any other error is reported as itself.
+    """
+    wrapped = getattr(exc, "exc_type", "") and exc.__cause__ is not None
+    cause = exc.__cause__ if wrapped and exc.__cause__ is not None else exc
     return Failure(
         summary=str(exc) or type(exc).__name__,
-        exc_type=getattr(exc, "exc_type", None) or type(cause).__name__,
+        exc_type=getattr(exc, "exc_type", "") or type(exc).__name__,
         stage=getattr(exc, "stage", "") or stage,
         taskid=taskid,
         url=getattr(exc, "url", "") or "",
@@ -50,6 +55,7 @@ def _int(value: Any) -> int:
 def encode(failure: Failure) -> str:
     """The ERROR/FATAL message text for ``failure``."""
     facts = {
+        "summary": failure.summary,
         "exc_type": failure.exc_type,
         "stage": failure.stage,
         "taskid": failure.taskid,
@@ -69,11 +75,12 @@ def decode(text: str) -> Failure:
         facts = json.loads(last[len(MARKER) :])
     except ValueError:
         return Failure(summary=text.strip())
-    summary, _, body = head.partition("\n")
     if not isinstance(facts, dict):
-        return Failure(summary=summary, traceback=body)
+        return Failure(summary=text.strip())
+    summary = str(facts.get("summary", ""))
+    body = head[len(summary) + 1 :] if summary and head.startswith(summary) else head
     return Failure(
-        summary=summary,
+        summary=summary or head.partition("\n")[0],
         exc_type=str(facts.get("exc_type", "")),
         stage=str(facts.get("stage", "")),
         taskid=_int(facts.get("taskid", -1)),
