@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Protocol
 
 from discodsl.worker.errors import DataError, StageError
@@ -104,6 +104,8 @@ def _process(task: Task, records: Iterable[Any], outputs: _Outputs, where: Posit
     if stage.kind == "map":
         if combiner:
             combiner.consume_map(function, records)
+        elif outputs.constant is not None:
+            _stream_map(stage, function, records, outputs)
         else:
             _run_map(stage, function, records, target)
     elif stage.kind == "reduce":
@@ -138,6 +140,23 @@ def _call_hook(hook: Callable[..., Any] | None, params: Any, *state: Any) -> Any
     if any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
         return hook(*args)
     return hook(*args[: len(positional)])
+
+
+def _stream_map(
+    stage: StageSpec, function: Callable[..., Any], records: Iterable[Any], outputs: _Outputs
+) -> None:
+    """A map whose output has one label: records flow to the file with no Python code of
+    ours per record (C ``chain``/``map`` into the writer's loop)."""
+    try:
+        outputs.add_many(chain.from_iterable(map(function, records)))
+    except (TypeError, ValueError) as exc:
+        if _raised_by_user(exc, RecordWriter.write_many, _Outputs.add_many):
+            raise
+        raise StageError(
+            f"stage {stage.name!r} must yield (key, value) pairs, such as `yield word, 1`, "
+            f"or return an iterable of them; what it produced did not unpack: {exc}",
+            stage=stage.name,
+        ) from None
 
 
 def _run_map(
@@ -202,12 +221,12 @@ def _shape_error(stage: StageSpec, result: Any, exc: Exception) -> StageError:
     )
 
 
-def _raised_by_user(exc: BaseException, loop: Callable[..., Any]) -> bool:
-    """Whether ``exc`` came from inside user code, not from unpacking its output in ``loop``."""
+def _raised_by_user(exc: BaseException, *loops: Callable[..., Any]) -> bool:
+    """Whether ``exc`` came from inside user code, not from unpacking its output in ``loops``."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code is not loop.__code__
+    return tb is not None and all(tb.tb_frame.f_code is not loop.__code__ for loop in loops)
 
 
 def _bad_record(stage: StageSpec, item: Any) -> StageError:
@@ -350,9 +369,7 @@ class _Outputs:
         if self.constant is not None:
             iterator = iter(pairs)
             for first in iterator:  # no file for a label without records, as in Disco
-                writer = self._writer(self.constant)
-                writer.write(*first)
-                writer.write_many(iterator)
+                self._writer(self.constant).write_many(chain((first,), iterator))
             return
         buckets: defaultdict[int, list[tuple[Any, Any]]] = defaultdict(list)
         labeler = self.labeler

@@ -162,6 +162,15 @@ def iter_input(
         raise ValueError(f"label={label!r}: pass an int label or 'all'")
     if not replicas:
         raise DataError("a task input has no replica URLs: check the job's inputs")
+    if len(replicas) == 1:  # nothing to fail over to: no layer of ours per record
+        return _replica_records(replicas[0], label, node, cursor)
+    return _failover(replicas, label, node, cursor)
+
+
+def _failover(
+    replicas: Sequence[str], label: int | str, node: Node, cursor: Cursor
+) -> Iterator[Any]:
+    """The records of the first replica that reads to the end, skipping those yielded."""
     failures: list[tuple[str, DataError]] = []
     done = 0
     for url in replicas:
@@ -258,13 +267,9 @@ def _lines(stream: io.BufferedReader, url: str) -> tuple[Iterator[str], io.Buffe
     """
     guarded = io.BufferedReader(_LineGuard(stream, url), buffer_size=_READ_BUFFER)
     text = io.TextIOWrapper(guarded, encoding="utf-8", newline="\n")
-    return map(_strip_line_end, text), guarded
-
-
-def _strip_line_end(line: str) -> str:
-    if line[-1:] == "\n":
-        return line[:-2] if line[-2:-1] == "\r" else line[:-1]
-    return line
+    # Line ends come off in C: "\n", then a "\r" before it.
+    without_lf = map(str.removesuffix, text, itertools.repeat("\n"))
+    return map(str.removesuffix, without_lf, itertools.repeat("\r")), guarded
 
 
 class _LineGuard(io.RawIOBase):
