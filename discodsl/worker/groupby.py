@@ -1,0 +1,638 @@
+"""Group a reduce task's ``(key, value)`` records by key within a memory budget.
+
+Two groupings, one per value of a reduce stage's ``sort`` option:
+
+- :func:`group_sorted` yields groups in ascending key order. Records are
+  buffered and sorted in memory while they fit the budget; past it each full
+  buffer is sorted and spilled to a *run* file, and the runs are merged
+  (several passes when there are more than ``_FAN_IN``) into one stream in
+  which equal keys are adjacent.
+- :func:`group_hashed` yields groups in first-seen order and needs keys that
+  are only hashable. Past the budget it partitions the records into files by a
+  stable hash of the pickled key and groups each file on its own.
+
+Both yield ``(key, values)`` where ``values`` is an iterator to consume
+before asking for the next group (like :func:`itertools.groupby`; whatever is
+left is skipped). Spill files live in ``tmpdir``, are deleted once read, and
+all are deleted when the grouping ends, is closed early, or fails: wrap the
+groups in :func:`contextlib.closing` when a consumer may stop early.
+
+Memory. Records held in memory are counted with an estimate, not measured:
+every chunk of input is sampled and each sampled record counts
+``sys.getsizeof`` of the tuple, key and value, plus the list slot and the
+sort's per-record scratch (``_SLOT_BYTES``). Keys or values that are
+containers count ``_NESTED_FACTOR`` times their pickled length on top of
+their own ``getsizeof``, as their items are not seen otherwise. Flat records
+are overestimated a little (small ints and shared strings are counted as if
+owned). Spilling keeps the process at about ``budget`` plus a constant: a
+merge reads one batch of about ``budget / _FAN_IN`` bytes per run.
+
+Spill files are private to one grouping in one process: batches of records,
+each framed as its length (8 bytes) and a memo-less pickle of the list. A
+value that appeared twice in a batch comes back as two equal copies.
+
+Not here: reading task inputs, partitioning map output between reduce tasks,
+calling the user's reduce function.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import sys
+import tempfile
+import zlib
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import suppress
+from itertools import chain, groupby, islice, repeat
+from operator import itemgetter
+from typing import IO, Any, TypeVar
+
+from discodsl.worker.errors import StageError
+
+K = TypeVar("K")
+V = TypeVar("V")
+Record = tuple[Any, Any]
+Groups = Generator[tuple[K, Iterator[V]], None, None]
+
+_FAN_IN = 64  # runs merged at once; more need intermediate passes
+_PARTS = 64  # files group_hashed partitions into once past the budget
+_FIRST_CHUNK = 8  # records read before any size estimate exists
+_MAX_CHUNK = 8192  # records read between two budget checks
+_SAMPLES = 4  # records sized per chunk read
+_SLOT_BYTES = 8 + 16  # list slot, plus list.sort's key array and merge scratch
+_NESTED_FACTOR = 4  # in-memory bytes per pickled byte of a container's items
+_FLAT_TYPES = frozenset({str, bytes, int, float, bool, type(None), complex})
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
+_KEY: Callable[[Record], Any] = itemgetter(0)
+_VALUE: Callable[[Record], Any] = itemgetter(1)
+
+
+def group_sorted(
+    records: Iterable[tuple[K, V]], *, budget: int, tmpdir: str, stage: str = ""
+) -> Groups[K, V]:
+    """Group ``records`` by key, in ascending key order, holding about ``budget`` bytes.
+
+    Values keep their input order within a group (the sort is stable). Keys
+    of one orderable type work (ints, floats, str, bytes, tuples...); keys
+    that cannot be compared raise :class:`StageError` naming ``stage`` and
+    the two types. ``tmpdir`` receives the run files when spilling.
+    """
+    _check_budget(budget)
+    return _group_sorted(iter(records), budget, tmpdir, stage)
+
+
+def group_hashed(
+    records: Iterable[tuple[K, V]], *, budget: int, tmpdir: str, stage: str = ""
+) -> Groups[K, V]:
+    """Group ``records`` by key without sorting, holding about ``budget`` bytes.
+
+    Keys need only be hashable. While everything fits, groups come in
+    first-seen order. Past the budget, records are partitioned by a stable
+    hash of the pickled key and the groups come partition by partition, in
+    first-seen order within each; keys that are equal but pickle differently
+    (``1`` and ``1.0``) may then form separate groups. Values keep their
+    input order within a group.
+    """
+    _check_budget(budget)
+    return _group_hashed(iter(records), budget, tmpdir, stage)
+
+
+def _check_budget(budget: int) -> None:
+    """Refuse a budget that cannot hold anything."""
+    if not isinstance(budget, int) or budget <= 0:
+        raise ValueError(f"memory budget must be a positive number of bytes, not {budget!r}")
+
+
+# -- group_sorted -------------------------------------------------------------------------------
+
+
+def _group_sorted(
+    records: Iterator[Record], budget: int, tmpdir: str, stage: str
+) -> Groups[Any, Any]:
+    """The generator behind :func:`group_sorted`."""
+    buffer: list[Record] = []
+    meter = _Meter(budget)
+    if _fill(records, buffer, meter):
+        # Fast path, every reduce's: one sort and itertools.groupby.
+        _sort(buffer, stage)
+        for key, group in groupby(buffer, _KEY):
+            yield key, map(_VALUE, group)
+        return
+    scratch = _Scratch(tmpdir)
+    chunks: Iterator[list[Record]] = iter(())
+    try:
+        runs = _spill_runs(records, buffer, meter, scratch, stage)
+        while len(runs) > _FAN_IN:
+            runs = _merge_pass(runs, meter.batch_size(), scratch, stage)
+        chunks = _merge(runs, scratch, stage)
+        for key, group in groupby(chain.from_iterable(chunks), _KEY):
+            yield key, map(_VALUE, group)
+    finally:
+        _close(chunks)
+        scratch.close()
+
+
+def _fill(records: Iterator[Record], buffer: list[Record], meter: _Meter) -> bool:
+    """Read records into ``buffer`` until the budget is used; True if the input ran out."""
+    while want := meter.room():
+        start = len(buffer)
+        buffer.extend(islice(records, want))
+        meter.count(buffer, start)
+        if len(buffer) - start < want:
+            return True
+    return False
+
+
+def _sort(buffer: list[Record], stage: str) -> None:
+    """Sort records by key only, stably; unorderable keys become a StageError."""
+    try:
+        buffer.sort(key=_KEY)
+    except TypeError as err:
+        raise _sort_error(stage, buffer, err) from err
+
+
+def _spill_runs(
+    records: Iterator[Record], buffer: list[Record], meter: _Meter, scratch: _Scratch, stage: str
+) -> list[str]:
+    """Spill the full ``buffer`` and then the rest of ``records`` as sorted run files."""
+    runs: list[str] = []
+    done = False
+    while buffer:
+        _sort(buffer, stage)
+        path, file = scratch.create()
+        with file:
+            _write_batches(file, buffer, meter.batch_size(), flush=True)
+        runs.append(path)
+        meter.reset()
+        if not done:
+            done = _fill(records, buffer, meter)
+    return runs
+
+
+def _merge_pass(runs: list[str], batch_size: int, scratch: _Scratch, stage: str) -> list[str]:
+    """Merge consecutive groups of ``_FAN_IN`` runs into one run each, keeping their order."""
+    merged: list[str] = []
+    for start in range(0, len(runs), _FAN_IN):
+        group = runs[start : start + _FAN_IN]
+        merged.append(
+            group[0] if len(group) == 1 else _merge_to_run(group, batch_size, scratch, stage)
+        )
+    return merged
+
+
+def _merge_to_run(runs: list[str], batch_size: int, scratch: _Scratch, stage: str) -> str:
+    """Merge ``runs`` into a new run file and return its path."""
+    path, file = scratch.create()
+    chunks = _merge(runs, scratch, stage)
+    try:
+        with file:
+            pending: list[Record] = []
+            for chunk in chunks:
+                pending += chunk
+                _write_batches(file, pending, batch_size, flush=False)
+            _write_batches(file, pending, batch_size, flush=True)
+    finally:
+        _close(chunks)
+    return path
+
+
+class _Head:
+    """A run being merged: its current batch, how far that is consumed, and the rest."""
+
+    __slots__ = ("batch", "pos", "reader")
+
+    def __init__(self, reader: Iterator[list[Record]]) -> None:
+        self.reader = reader
+        self.batch: list[Record] = []
+        self.pos = 0
+
+    def advance(self) -> bool:
+        """Load the next batch; False once the run is exhausted."""
+        self.batch = next(self.reader, [])
+        self.pos = 0
+        return bool(self.batch)
+
+    def pending(self) -> list[Record]:
+        """The records of the current batch not yet merged."""
+        return self.batch[self.pos :] if self.pos else self.batch
+
+
+def _merge(runs: list[str], scratch: _Scratch, stage: str) -> Iterator[list[Record]]:
+    """Merge sorted runs into a stream of sorted chunks, stably (earlier runs first).
+
+    Rather than one heap operation per record, each step takes the smallest
+    of the runs' last buffered keys (the frontier): every buffered record
+    below it can go out now, merged by one ``list.sort`` (Timsort merges the
+    already sorted pieces in C). The frontier key's records then go out run
+    by run, reading further batches as needed, so one key with any number of
+    values streams. Each step uses up at least one batch.
+    """
+    heads = [_Head(_read_batches(path, scratch)) for path in runs]
+    try:
+        heads = [head for head in heads if head.advance()]
+        while len(heads) > 1:
+            frontier, below = _take_below(heads, stage)
+            if below:
+                yield below
+                del below  # the consumer is done with it; let it go before reading on
+            for head in heads:
+                yield from _take_equal(head, frontier)
+            heads = [head for head in heads if head.pos < len(head.batch)]
+        for head in heads:
+            yield head.pending()
+            yield from head.reader
+    finally:
+        for head in heads:
+            _close(head.reader)
+
+
+def _take_below(heads: list[_Head], stage: str) -> tuple[Any, list[Record]]:
+    """The frontier key and, merged, every buffered record whose key is below it."""
+    try:
+        frontier = min([head.batch[-1][0] for head in heads])
+        below: list[Record] = []
+        for head in heads:
+            cut = bisect_left(head.batch, frontier, head.pos, key=_KEY)
+            below += head.batch[head.pos : cut]
+            head.pos = cut
+        below.sort(key=_KEY)
+    except TypeError as err:
+        buffered = [record for head in heads for record in head.batch]
+        raise _sort_error(stage, buffered, err) from err
+    return frontier, below
+
+
+def _take_equal(head: _Head, key: Any) -> Iterator[list[Record]]:
+    """This run's records with ``key``, in pieces, reading on while the batch ends with it."""
+    while True:
+        end = bisect_right(head.batch, key, head.pos, key=_KEY)
+        if end > head.pos:
+            piece = head.batch[head.pos : end]
+            head.pos = end
+            yield piece
+        if end < len(head.batch) or not head.advance():
+            return
+
+
+# -- group_hashed -------------------------------------------------------------------------------
+
+
+def _group_hashed(
+    records: Iterator[Record], budget: int, tmpdir: str, stage: str
+) -> Groups[Any, Any]:
+    """The generator behind :func:`group_hashed`."""
+    meter = _Meter(budget)
+    groups: dict[Any, list[Any]] = defaultdict(list)
+    if _collect(records, groups, meter, stage):
+        for key, values in groups.items():
+            yield key, iter(values)
+        return
+    scratch = _Scratch(tmpdir)
+    inner: Iterator[Any] = iter(())
+    try:
+        spilled = chain(_ungroup(groups), records)
+        parts = _partition(spilled, meter.batch_size(_PARTS), scratch, stage)
+        for path in parts:
+            loaded = _load_part(path, meter, scratch)
+            if loaded is not None:
+                scratch.discard(path)
+                for key, values in loaded.items():
+                    yield key, iter(values)
+                del loaded
+            else:
+                inner = _group_by_pickle(path, budget, scratch, stage)
+                yield from inner
+    finally:
+        _close(inner)
+        scratch.close()
+
+
+def _collect(
+    records: Iterator[Record], groups: dict[Any, list[Any]], meter: _Meter, stage: str
+) -> bool:
+    """Add records to ``groups`` until the budget is used; True if the input ran out."""
+    while want := meter.room():
+        chunk = list(islice(records, want))
+        meter.count(chunk, 0)
+        try:
+            for key, value in chunk:
+                groups[key].append(value)
+        except (TypeError, ValueError) as err:
+            raise _hash_error(stage, chunk, err) from err
+        if len(chunk) < want:
+            return True
+    return False
+
+
+def _ungroup(groups: dict[Any, list[Any]]) -> Iterator[Record]:
+    """The records of ``groups`` again, first-seen key first, freeing values as they go."""
+    for key, values in groups.items():
+        yield from zip(repeat(key), values, strict=False)
+        values.clear()  # popping keys instead would rescan the dict's deleted slots each time
+    groups.clear()
+
+
+def _partition(
+    records: Iterator[Record], batch_size: int, scratch: _Scratch, stage: str
+) -> list[str]:
+    """Write ``records`` into up to ``_PARTS`` files by a stable hash of the pickled key.
+
+    ``hash()`` would do within one process, but it is salted per process and
+    the order of the groups would then change from run to run. Returns the
+    paths of the files written, in partition order.
+    """
+    files: dict[int, tuple[str, IO[bytes]]] = {}
+    pending: list[list[Record]] = [[] for _ in range(_PARTS)]
+    known: dict[Any, int] = {}  # part of recent keys: skips most pickling under repeated keys
+    try:
+        for record in records:
+            key = record[0]
+            part = known.get(key)
+            if part is None:
+                if len(known) >= _MAX_CHUNK:
+                    known.clear()
+                part = known[key] = _part_of(key, stage)
+            pending[part].append(record)
+            if len(pending[part]) >= batch_size:
+                _write_batches(
+                    _part_file(files, part, scratch), pending[part], batch_size, flush=False
+                )
+        for part, left in enumerate(pending):
+            if left:
+                _write_batches(_part_file(files, part, scratch), left, batch_size, flush=True)
+    finally:
+        for _, file in files.values():
+            file.close()
+    return [files[part][0] for part in sorted(files)]
+
+
+def _part_file(files: dict[int, tuple[str, IO[bytes]]], part: int, scratch: _Scratch) -> IO[bytes]:
+    """The open file of partition ``part``, created on its first write."""
+    if part not in files:
+        files[part] = scratch.create()
+    return files[part][1]
+
+
+def _part_of(key: Any, stage: str) -> int:
+    """The partition of ``key``: a CRC of its pickle, the same in every process."""
+    try:
+        data = pickle.dumps(key, protocol=4)
+    except Exception as err:
+        raise StageError(
+            f"{_where(stage)}: cannot pickle the key {key!r:.60} ({type(key).__name__}) to spill "
+            f"it to disk: {err}; make keys picklable, e.g. str or tuples",
+            stage=stage,
+        ) from err
+    return zlib.crc32(data) % _PARTS
+
+
+def _load_part(path: str, meter: _Meter, scratch: _Scratch) -> dict[Any, list[Any]] | None:
+    """The groups of one partition file, or None if they do not fit the budget."""
+    meter.reset()
+    groups: dict[Any, list[Any]] = defaultdict(list)
+    for batch in _read_batches(path, scratch, remove=False):
+        meter.count(batch, 0)
+        if not meter.room():
+            return None
+        for key, value in batch:
+            groups[key].append(value)
+    return groups
+
+
+def _group_by_pickle(path: str, budget: int, scratch: _Scratch, stage: str) -> Groups[Any, Any]:
+    """Group a partition too big for memory by sorting on the pickled key, which streams.
+
+    The keys need not be orderable, but their pickles are; equal keys pickle
+    alike for the types one hashes by content, which is what partitioning relied on.
+    """
+    batches = _read_batches(path, scratch)
+    keyed = ((pickle.dumps(record[0], protocol=4), record) for batch in batches for record in batch)
+    groups = _group_sorted(keyed, budget, scratch.tmpdir, stage)
+    try:
+        for _, records in groups:
+            first = next(records)
+            yield first[0], chain((first[1],), map(_VALUE, records))
+    finally:
+        _close(groups)
+        _close(batches)
+
+
+# -- estimating memory --------------------------------------------------------------------------
+
+
+class _Meter:
+    """Estimated bytes of the records held, and how many more to read before the budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.per_record = 0  # bytes of one record, as last sampled
+
+    def room(self) -> int:
+        """How many records to read next; 0 once the budget is used."""
+        if not self.per_record:
+            return _FIRST_CHUNK
+        room = self.budget - self.used
+        if self.used and room < self.per_record:
+            return 0
+        # at least one record even when one alone is over the budget, or nothing moves
+        return max(1, min(_MAX_CHUNK, room // self.per_record))
+
+    def count(self, records: Sequence[Record], start: int) -> None:
+        """Add ``records[start:]``, just read, to the bytes held."""
+        read = len(records) - start
+        if read <= 0:
+            return
+        step = max(1, read // _SAMPLES)
+        sizes = [_record_size(records[index]) for index in range(start, len(records), step)]
+        self.per_record = sum(sizes) // len(sizes)
+        self.used += read * self.per_record
+
+    def reset(self) -> None:
+        """Forget the records held (they were spilled); keep the size estimate."""
+        self.used = 0
+
+    def batch_size(self, readers: int = 0) -> int:
+        """Records per spilled batch so that ``readers`` batches (default ``_FAN_IN``) fit."""
+        share = self.budget // (readers or _FAN_IN)
+        return max(1, share // max(1, self.per_record))
+
+
+def _record_size(record: Any) -> int:
+    """Estimated bytes one buffered record takes: see the module docstring."""
+    size = sys.getsizeof(record) + _SLOT_BYTES
+    if type(record) is tuple:
+        for item in record:
+            size += _object_size(item)
+    return size
+
+
+def _object_size(item: Any) -> int:
+    """Estimated bytes of a key or value; containers count their pickled items too."""
+    size = sys.getsizeof(item)
+    if type(item) not in _FLAT_TYPES:
+        with suppress(Exception):  # unpicklable values are fine in memory; count them shallow
+            size += _NESTED_FACTOR * len(pickle.dumps(item, _PROTOCOL))
+    return size
+
+
+# -- spill files --------------------------------------------------------------------------------
+
+
+class _Scratch:
+    """The spill files of one grouping, in ``tmpdir``: each removed once read, all at the end."""
+
+    def __init__(self, tmpdir: str) -> None:
+        self.tmpdir = tmpdir
+        self._paths: set[str] = set()
+
+    def create(self) -> tuple[str, IO[bytes]]:
+        """A new empty file for writing, and its path."""
+        fd, path = tempfile.mkstemp(prefix="groupby-", suffix=".spill", dir=self.tmpdir)
+        self._paths.add(path)
+        return path, os.fdopen(fd, "wb")
+
+    def discard(self, path: str) -> None:
+        """Delete one file, as soon as it has been read."""
+        self._paths.discard(path)
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def close(self) -> None:
+        """Delete every file still here: the grouping ended, early or not."""
+        for path in list(self._paths):
+            self.discard(path)
+
+
+def _write_batches(file: IO[bytes], records: list[Record], size: int, *, flush: bool) -> None:
+    """Write ``records`` as pickled batches of ``size`` and remove them from the list.
+
+    Without ``flush`` a last partial batch stays in ``records`` for later.
+    Each batch is framed as its pickle's length then the pickle.
+    """
+    end = len(records) if flush else len(records) - len(records) % size
+    for start in range(0, end, size):
+        data = _dumps(records[start : start + size])
+        file.write(_FRAME.pack(len(data)))
+        file.write(data)
+    del records[:end]
+
+
+def _dumps(batch: list[Record]) -> memoryview:
+    """Pickle a batch without the memo, which costs a third of the time on records.
+
+    The memo only shares objects that recur within the batch, and spilled
+    records need no shared identity; it is needed only for cycles, which the
+    memo-less ("fast") pickler refuses with ValueError, so those batches are
+    pickled the usual way.
+    """
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, _PROTOCOL)
+    pickler.fast = True
+    try:
+        pickler.dump(batch)
+    except ValueError:
+        return memoryview(pickle.dumps(batch, _PROTOCOL))
+    return buffer.getbuffer()
+
+
+def _read_batches(path: str, scratch: _Scratch, *, remove: bool = True) -> Iterator[list[Record]]:
+    """The batches of a spill file, one at a time; the file is deleted once read if ``remove``."""
+    try:
+        with open(path, "rb") as file:
+            while header := file.read(_FRAME.size):
+                (length,) = _FRAME.unpack(header)
+                yield pickle.loads(file.read(length))
+    finally:
+        if remove:
+            scratch.discard(path)
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    """Close a generator now, so its files close and go, rather than when it is collected."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def _where(stage: str) -> str:
+    """How a message names the stage."""
+    return f"stage {stage!r}" if stage else "the reduce"
+
+
+class _Unordered(Exception):
+    """Raised by :class:`_Probe` to carry out the first two keys that do not compare."""
+
+    def __init__(self, left: Any, right: Any) -> None:
+        super().__init__(left, right)
+        self.left = left
+        self.right = right
+
+
+class _Probe:
+    """A key that reports which comparison failed; used only after a sort has failed."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Probe) -> bool:
+        try:
+            return bool(self.key < other.key)
+        except TypeError:
+            raise _Unordered(self.key, other.key) from None
+
+
+def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageError:
+    """Explain a failed sort: a record that is not a pair, or two keys that do not compare."""
+    for record in records:
+        if not isinstance(record, (tuple, list)) or len(record) != 2:
+            return StageError(
+                f"{_where(stage)}: got {record!r:.60} ({type(record).__name__}) as a record; "
+                "a reduce's input must be (key, value) pairs: make the previous stage yield them",
+                stage=stage,
+            )
+    try:
+        sorted(_Probe(record[0]) for record in records)
+    except _Unordered as found:
+        pair = (
+            f"{found.left!r:.60} ({type(found.left).__name__}) and "
+            f"{found.right!r:.60} ({type(found.right).__name__})"
+        )
+    else:
+        pair = "two keys"  # the failing pair did not meet again; err names their types
+    return StageError(
+        f"{_where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}); "
+        "make keys of one type (or map them, e.g. to str), or group with sort=False",
+        stage=stage,
+    )
+
+
+def _hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
+    """Explain a failed grouping by hash: a key that is unhashable, or a record not a pair."""
+    for record in records:
+        if not isinstance(record, (tuple, list)) or len(record) != 2:
+            return StageError(
+                f"{_where(stage)}: got {record!r:.60} ({type(record).__name__}) as a record; "
+                "a reduce's input must be (key, value) pairs: make the previous stage yield them",
+                stage=stage,
+            )
+        try:
+            hash(record[0])
+        except TypeError:
+            return StageError(
+                f"{_where(stage)}: the key {record[0]!r:.60} ({type(record[0]).__name__}) is not "
+                "hashable; map keys to a hashable type, e.g. tuple or str",
+                stage=stage,
+            )
+    return StageError(f"{_where(stage)}: cannot group its records: {err}", stage=stage)

@@ -1,0 +1,444 @@
+"""Tests for discodsl.worker.groupby: grouping a reduce's records within a memory budget.
+
+Every result is compared with a plain ``defaultdict(list)`` grouping of the
+same records. Spill scenarios are not assumed from the budget alone: the run
+files a grouping creates are counted, so a test that means "many spills and a
+multi-pass merge" checks that it got them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from discodsl.worker import groupby
+from discodsl.worker.errors import StageError
+from discodsl.worker.groupby import group_hashed, group_sorted
+
+Record = tuple[Any, Any]
+Grouped = list[tuple[Any, list[Any]]]
+Grouping = Callable[..., Generator[tuple[Any, Iterator[Any]], None, None]]
+HUGE = 1 << 40  # a budget nothing in these tests reaches: never spills
+
+
+def reference(records: Iterable[Record]) -> dict[Any, list[Any]]:
+    """The grouping every result must equal: values in input order, keys first-seen."""
+    groups: dict[Any, list[Any]] = defaultdict(list)
+    for key, value in records:
+        groups[key].append(value)
+    return dict(groups)
+
+
+def sorted_reference(records: Iterable[Record]) -> Grouped:
+    """``reference`` as group_sorted must return it: ascending keys."""
+    return sorted(reference(records).items(), key=itemgetter(0))
+
+
+def drain(groups: Iterator[tuple[Any, Iterator[Any]]]) -> Grouped:
+    """Every group with its values as a list, consuming each group before the next."""
+    return [(key, list(values)) for key, values in groups]
+
+
+@contextmanager
+def counting_runs() -> Iterator[list[str]]:
+    """Record the path of every run or partition file created while the block runs."""
+    created: list[str] = []
+    original = groupby._Scratch.create
+
+    def create(self: groupby._Scratch) -> Any:
+        path, file = original(self)
+        created.append(path)
+        return path, file
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(groupby._Scratch, "create", create)
+        yield created
+
+
+@contextmanager
+def fan_in(value: int) -> Iterator[None]:
+    """Merge at most ``value`` runs at once, so a few dozen records need several passes."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(groupby, "_FAN_IN", value)
+        yield
+
+
+def words(count: int, distinct: int, seed: int = 0) -> list[Record]:
+    """``count`` (str key, int value) records over ``distinct`` keys, seeded."""
+    rng = random.Random(seed)
+    return [(f"k{rng.randrange(distinct)}", index) for index in range(count)]
+
+
+# Keys of one type per example (group_sorted needs orderable keys), with the
+# awkward cases: NUL and 0xFF characters and bytes, empty strings, negative and
+# huge ints, nested tuples. Floats have no NaN (it equals nothing, not even itself).
+ONE_TYPE_KEYS = st.one_of(
+    st.lists(st.integers(min_value=-(2**70), max_value=2**70), min_size=1, max_size=12),
+    st.lists(st.integers(min_value=-3, max_value=3), min_size=1, max_size=4),
+    st.lists(st.floats(allow_nan=False), min_size=1, max_size=12),
+    st.lists(st.text(alphabet="\x00\xffab\u20ac", max_size=4), min_size=1, max_size=12),
+    st.lists(st.binary(max_size=4), min_size=1, max_size=12),
+    st.lists(
+        st.tuples(st.text(alphabet="\x00\xffa", max_size=2), st.integers(-5, 5)),
+        min_size=1,
+        max_size=12,
+    ),
+)
+
+
+@st.composite
+def record_lists(draw: st.DrawFn, max_size: int = 600) -> list[Record]:
+    """Records whose keys come from one small pool, so keys repeat.
+
+    The picks come from a drawn seeded Random: hypothesis's own lists stay
+    short, and these must be long enough to spill many times under 1 KB.
+    """
+    keys = draw(ONE_TYPE_KEYS)
+    count = draw(st.integers(min_value=0, max_value=max_size))
+    rng = draw(st.randoms(use_true_random=False))
+    values = draw(st.one_of(st.just(None), st.text(max_size=3)))
+    return [(keys[rng.randrange(len(keys))], (index, values)) for index in range(count)]
+
+
+# (budget, fan-in): no spill; spills of a few records; tiny runs merged in several passes.
+BUDGETS = [(HUGE, 64), (4096, 64), (1024, 64), (1024, 3)]
+
+
+@pytest.mark.parametrize(("budget", "fan"), BUDGETS)
+@settings(max_examples=100, deadline=None)
+@given(records=record_lists())
+def test_group_sorted_equals_reference(records: list[Record], budget: int, fan: int) -> None:
+    with tempfile.TemporaryDirectory() as tmpdir, fan_in(fan):
+        got = drain(group_sorted(records, budget=budget, tmpdir=tmpdir))
+        assert os.listdir(tmpdir) == []
+    assert got == sorted_reference(records)
+
+
+@pytest.mark.parametrize(("budget", "fan"), BUDGETS)
+@settings(max_examples=100, deadline=None)
+@given(records=record_lists())
+def test_group_hashed_equals_reference(records: list[Record], budget: int, fan: int) -> None:
+    with tempfile.TemporaryDirectory() as tmpdir, fan_in(fan):
+        got = drain(group_hashed(records, budget=budget, tmpdir=tmpdir))
+        assert os.listdir(tmpdir) == []
+    assert [key for key, _ in got] == list({key: None for key, _ in got})  # each key once
+    assert dict(got) == reference(records)
+
+
+# Hashable keys of mixed types that never compare equal across types, so a
+# partition by pickle groups exactly as a dict does (no bool, no float).
+MIXED_KEYS = st.lists(
+    st.one_of(
+        st.none(),
+        st.integers(-3, 3),
+        st.text("\x00a", max_size=2),
+        st.binary(max_size=2),
+        st.tuples(st.integers(0, 2), st.none()),
+        st.frozensets(st.integers(0, 1), max_size=2),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    keys=MIXED_KEYS,
+    count=st.integers(0, 500),
+    rng=st.randoms(use_true_random=False),
+    budget=st.sampled_from([HUGE, 2048, 300]),
+)
+def test_group_hashed_mixed_unorderable_keys(
+    keys: list[Any], count: int, rng: random.Random, budget: int
+) -> None:
+    records = [(rng.choice(keys), index) for index in range(count)]
+    with tempfile.TemporaryDirectory() as tmpdir:
+        got = drain(group_hashed(records, budget=budget, tmpdir=tmpdir))
+        assert os.listdir(tmpdir) == []
+    assert len(got) == len({key for key, _ in got})
+    assert dict(got) == reference(records)
+
+
+class Point:
+    """A user type among the values: must come back from a spill as itself."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and other.x == self.x
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_spilled_values_keep_their_types(tmp_path: Path, group: Grouping) -> None:
+    cyclic: list[Any] = ["loop"]
+    cyclic.append(cyclic)  # the memo-less pickler refuses cycles: the fallback path
+    odd: list[Any] = [bytearray(b"\x00\xff"), {1, 2}, Point(3), 2.5, None, ("t", [1])]
+    records = [(f"k{index % 7}", odd[index % len(odd)]) for index in range(600)]
+    records.append(("k0", cyclic))
+    got = dict(drain(group(records, budget=2048, tmpdir=str(tmp_path))))
+    assert os.listdir(tmp_path) == []
+    expected = reference(records)
+    last = got["k0"].pop()
+    assert last[0] == "loop" and last[1] is last
+    expected["k0"].pop()
+    assert got == expected
+    for key, values in got.items():
+        assert [type(value) for value in values] == [type(value) for value in expected[key]]
+
+
+def test_group_hashed_in_memory_keeps_first_seen_order(tmp_path: Path) -> None:
+    records = [("b", 1), (2, 2), ("b", 3), (None, 4), (2, 5)]
+    got = drain(group_hashed(records, budget=HUGE, tmpdir=str(tmp_path)))
+    assert got == [("b", [1, 3]), (2, [2, 5]), (None, [4])]
+
+
+def test_spill_scenarios_really_happen(tmp_path: Path) -> None:
+    """0 spills, 1 spill, many, and a multi-pass merge, each checked by its run files."""
+    records = words(3000, 400)
+    expected = sorted_reference(records)
+    results: dict[str, tuple[Grouped, int]] = {}
+    for name, budget in [("none", HUGE), ("one", 400_000), ("many", 64 * 1024), ("passes", 1024)]:
+        with counting_runs() as created:
+            results[name] = (
+                drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path))),
+                len(created),
+            )
+        assert os.listdir(tmp_path) == []
+    for name, (got, _) in results.items():
+        assert got == expected, name
+    assert results["none"][1] == 0
+    assert results["one"][1] == 2  # the one spill, then the rest of the input
+    assert 3 <= results["many"][1] <= groupby._FAN_IN  # merged in one pass
+    # more spilled runs than the fan-in: intermediate runs were written too
+    assert results["passes"][1] > groupby._FAN_IN + 1
+
+
+def test_awkward_keys_sort_correctly(tmp_path: Path) -> None:
+    cases: list[list[Any]] = [
+        ["", "\x00", "\x00\x00", "\xff", "a\x00", "a", "a\xff", "\x00\xff", "\u20ac", "\U0001f600"],
+        [b"", b"\x00", b"\xff", b"\x00\xff", b"\xff\x00", b"a", b"a\x00"],
+        [-(2**100), -1, 0, 1, 2**64, 2**100, -(2**63)],
+        [-1e308, -0.5, 0.0, 1e-300, 3.25, float("inf"), float("-inf")],
+        [("a", 1), ("a", -1), ("", 5), ("\x00", 0), ("a",), ("a", 1, 0), ()],
+    ]
+    for keys in cases:
+        records = [(key, index) for index in range(40) for key in keys]
+        for budget in (HUGE, 1024):
+            got = drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+            assert got == sorted_reference(records), (keys, budget)
+            assert [key for key, _ in got] == sorted(keys)
+
+
+def test_one_key_with_many_values_streams(tmp_path: Path) -> None:
+    count = 200_000
+    budget = 64 * 1024
+
+    def records() -> Iterator[Record]:
+        yield "a", -1
+        for index in range(count):
+            yield "hot", index
+        yield "z", -2
+
+    values_list_size = _size_of_values(count)
+    tracemalloc.start()
+    try:
+        seen: list[tuple[str, int, int]] = []
+        for key, values in group_sorted(records(), budget=budget, tmpdir=str(tmp_path)):
+            total = length = 0
+            for value in values:
+                total += value
+                length += 1
+            seen.append((key, length, total))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == [("a", 1, -1), ("hot", count, count * (count - 1) // 2), ("z", 1, -2)]
+    assert os.listdir(tmp_path) == []
+    # the values never sat in memory together: far below one list of them
+    assert peak < values_list_size / 4, (peak, values_list_size)
+
+
+def _size_of_values(count: int) -> int:
+    """Bytes a list of ``count`` distinct ints takes: the pointer array plus the ints."""
+    tracemalloc.start()
+    try:
+        values = list(range(1000, 1000 + count))
+        size, _ = tracemalloc.get_traced_memory()
+        del values
+    finally:
+        tracemalloc.stop()
+    return size
+
+
+@pytest.mark.parametrize(
+    ("keys", "types"),
+    [
+        ([1, "a"], ("int", "str")),
+        ([None, 2], ("NoneType", "int")),
+        ([b"x", 1.5], ("bytes", "float")),
+    ],
+)
+@pytest.mark.parametrize("budget", [HUGE, 1024])
+def test_unorderable_keys_raise_stage_error(
+    tmp_path: Path, keys: list[Any], types: tuple[str, str], budget: int
+) -> None:
+    records = [(keys[index % 2], index) for index in range(200)]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path), stage="count"))
+    message = str(caught.value)
+    assert caught.value.stage == "count"
+    assert "'count'" in message
+    assert types[0] in message and types[1] in message
+    assert "one type" in message and "str" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_unorderable_keys_in_different_runs_raise_stage_error(tmp_path: Path) -> None:
+    """Each run sorts fine on its own; the merge is where the types meet."""
+    records = [(index, index) for index in range(300)] + [(f"s{i}", i) for i in range(300)]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=2048, tmpdir=str(tmp_path), stage="sum"))
+    message = str(caught.value)
+    assert "'sum'" in message and "int" in message and "str" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_unhashable_keys_raise_stage_error(tmp_path: Path) -> None:
+    with pytest.raises(StageError) as caught:
+        drain(group_hashed([([1], 1)], budget=HUGE, tmpdir=str(tmp_path), stage="tally"))
+    assert "'tally'" in str(caught.value) and "list" in str(caught.value)
+
+
+def test_records_that_are_not_pairs_raise_stage_error(tmp_path: Path) -> None:
+    with pytest.raises(StageError) as caught:
+        records: list[Any] = [("a", 1), 5, ("b", 2)]
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path), stage="r"))
+    assert "(key, value)" in str(caught.value)
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+@pytest.mark.parametrize("budget", [HUGE, 2048])
+def test_skipped_values_do_not_disturb_next_groups(
+    tmp_path: Path, group: Grouping, budget: int
+) -> None:
+    records = words(2000, 50, seed=3)
+    expected = reference(records)
+    got: dict[Any, list[Any]] = {}
+    for index, (key, values) in enumerate(group(records, budget=budget, tmpdir=str(tmp_path))):
+        if index % 3 == 0:
+            continue  # values never touched
+        if index % 3 == 1:
+            first = next(values)
+            got[key] = [first]  # values partly read
+            continue
+        got[key] = list(values)
+    assert os.listdir(tmp_path) == []
+    for key, kept in got.items():
+        if len(kept) == 1:
+            assert kept == expected[key][:1]
+        else:
+            assert kept == expected[key]
+    assert len(got) == len(expected) - (len(expected) + 2) // 3
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_files_removed_after_early_close(tmp_path: Path, group: Grouping) -> None:
+    groups = group(words(5000, 300), budget=4096, tmpdir=str(tmp_path))
+    with closing(groups):
+        _key, values = next(groups)
+        next(values)
+        assert os.listdir(tmp_path) != []  # runs are waiting to be merged
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_files_removed_after_consumer_raises(tmp_path: Path, group: Grouping) -> None:
+    def reduce_all() -> None:
+        for index, (_key, values) in enumerate(
+            group(words(5000, 300), budget=4096, tmpdir=str(tmp_path))
+        ):
+            sum(values)
+            if index == 5:
+                raise RuntimeError("user reduce failed")
+
+    with pytest.raises(RuntimeError):
+        reduce_all()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_files_removed_when_input_raises(tmp_path: Path, group: Grouping) -> None:
+    def records() -> Iterator[Record]:
+        yield from words(3000, 300)
+        raise ValueError("map failed")
+
+    with pytest.raises(ValueError, match="map failed"):
+        drain(group(records(), budget=2048, tmpdir=str(tmp_path)))
+    assert os.listdir(tmp_path) == []
+
+
+def test_run_files_deleted_as_consumed(tmp_path: Path) -> None:
+    """Each run disappears once read to its end, before the grouping finishes."""
+    # ascending input: every run holds a key range of its own and ends in turn
+    records = [(f"k{index:05d}", index) for index in range(4000)]
+    seen_files: list[int] = []
+    for _key, values in group_sorted(records, budget=64 * 1024, tmpdir=str(tmp_path)):
+        list(values)
+        seen_files.append(len(os.listdir(tmp_path)))
+    assert seen_files[0] > 2
+    assert seen_files == sorted(seen_files, reverse=True)
+    assert seen_files[-1] == 0  # the last run went as soon as it was read, before the end
+    assert os.listdir(tmp_path) == []
+
+
+def test_group_hashed_with_one_huge_key_streams(tmp_path: Path) -> None:
+    """A partition that one key fills is grouped by sorting, so its values still stream."""
+    count = 100_000
+    records = [("hot", index) for index in range(count)] + words(500, 50)
+    got = drain(group_hashed(records, budget=16 * 1024, tmpdir=str(tmp_path)))
+    assert dict(got) == reference(records)
+    assert len(got) == len(reference(records))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_bad_budget_is_refused(tmp_path: Path, group: Grouping) -> None:
+    with pytest.raises(ValueError, match="budget"):
+        group([], budget=0, tmpdir=str(tmp_path))
+
+
+def test_empty_input(tmp_path: Path) -> None:
+    assert drain(group_sorted([], budget=HUGE, tmpdir=str(tmp_path))) == []
+    assert drain(group_hashed([], budget=HUGE, tmpdir=str(tmp_path))) == []
+
+
+def test_imports_only_stdlib_and_worker() -> None:
+    """The module ships to Disco nodes: its imports must be stdlib or discodsl.worker."""
+    import ast
+    import sys
+
+    tree = ast.parse(Path(groupby.__file__).read_text())
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or name.startswith("discodsl.worker"), name
