@@ -5,6 +5,8 @@ the tutorials directory as Jupyter would, then checks the outputs of the
 cells that ``tutorials/build.py`` tags ``assert-...``. A probe cell appended
 to every notebook checks that the kernel imported this repository's
 discodsl, and the tutorials directory must be left as it was found.
+Tutorial 5 runs against the test Disco master of ``tests/disco_master.py``,
+which its kernel finds through ``DISCO_MASTER``, as a reader's would.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from types import ModuleType
 from typing import Any
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell
+
+from tests.disco_master import DiscoMaster
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = ROOT / "tutorials"
@@ -92,7 +98,6 @@ def test_notebooks_are_built_by_build_py(tmp_path: Path) -> None:
     written = build.build(tmp_path)
     names = sorted(path.name for path in written)
     assert names == sorted(path.name for path in TUTORIALS.glob("*.ipynb"))
-    assert not any(name.startswith("05") for name in names)  # kept for the cluster tutorial
     for path in written:
         committed = TUTORIALS / path.name
         assert committed.read_text() == path.read_text(), (
@@ -208,6 +213,198 @@ def test_04_when_things_go_wrong() -> None:
     ]
     missing = ran.stream("assert-missing-input")
     assert "people-9.csv" in missing and "matches no file" in missing
+
+
+CLUSTER = "05-on-a-disco-cluster.ipynb"
+JOB_NAME = r"[0-9a-f]+:[0-9a-f]+:[0-9a-f]+"  # prefix@A:B:C, the master's clock in hex
+
+
+def commands(text: str) -> dict[str, list[str]]:
+    """What each ``$ discodsl ...`` line of the notebook's helper was followed by."""
+    found: dict[str, list[str]] = {}
+    command = ""
+    for line in text.splitlines():
+        if line.startswith("$ discodsl "):
+            command = line[len("$ discodsl ") :]
+            found[command] = []
+        elif command:
+            found[command].append(line)
+    return found
+
+
+def test_05_needs_a_master() -> None:
+    """Without DISCO_MASTER (conftest removes it), the first code cell stops Run All, saying so."""
+    nb = nbformat.read(TUTORIALS / CLUSTER, as_version=4)
+    client = NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(TUTORIALS)}}
+    )
+    with pytest.raises(CellExecutionError):
+        client.execute()
+    first, *rest = [cell for cell in nb.cells if cell.cell_type == "code"]
+    [error] = [o for o in first.outputs if o["output_type"] == "error"]
+    assert error["ename"] == "RuntimeError"
+    assert error["evalue"].startswith("this lesson needs a Disco 0.5.4 master")
+    assert "DISCO_MASTER is not set" in error["evalue"]
+    assert "DISCO_MASTER=http://master:8989" in error["evalue"]
+    assert all(not cell.get("outputs") for cell in rest)
+
+
+def test_05_on_a_disco_cluster(
+    disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel inherits this environment when it starts: the test master, which serves
+    # its nodes' files on its own port (a real cluster's DISCO_PORT, 8989, is the default).
+    monkeypatch.setenv("DISCO_MASTER", disco_master.url)
+    monkeypatch.setenv("DISCO_PORT", str(disco_master.port))
+    ran = execute(CLUSTER)
+    url = disco_master.url
+
+    assert ran.stream("assert-master") == f"Disco 0.5.4 at {url}; nodes: localhost\n"
+    settings = ran.stream("assert-settings").splitlines()
+    assert settings[0] == f"DISCO_MASTER:  {url}"
+    assert settings[1].startswith(f"DISCO_PORT:    {disco_master.port} ")
+    assert settings[3] == "a keyword wins: http://other:8989"
+
+    local = ran.stream("assert-local").splitlines()
+    assert local == [
+        "26 distinct words, 58 words in all",
+        "top 3: [('the', 15), ('rain', 6), ('river', 4)]",
+    ]
+
+    # the jobpack: what the master reads, and what the nodes unpack
+    shown = ran.stream("assert-jobpack")
+    assert "magic 0xd5c0, version 2, " in shown
+    jobdict = dict(re.findall(r"^  (\w+): (.*)$", shown, re.M))
+    assert json.loads(jobdict["pipeline"]) == [
+        ["words", "split", False],
+        ["total", "group_label", False],
+    ]
+    assert json.loads(jobdict["prefix"]) == "wordcount"
+    inputs = [urls[0] for _, _, urls in json.loads(jobdict["inputs"])]
+    assert [u.rsplit("/", 1)[-1] for u in inputs] == ["rain.txt", "river.txt", "sea.txt"]
+    assert all(u.startswith("file:///") for u in inputs)
+    assert re.search(r"^jobhome: \d+ files in cloudpickle, discodsl, worker$", shown, re.M)
+    assert "jobpack of 'wordcount'" in ran.stream("assert-jobpack", "stderr")
+
+    # DDFS: three files pushed to a tag, three blobs
+    pushed = commands(ran.stream("assert-push"))
+    [(push, blobs)] = [(c, out) for c, out in pushed.items() if c.startswith("ddfs push ")]
+    assert push.startswith("ddfs push tutorial:rivers ")
+    assert len(blobs) == 3 and all(b.startswith("disco://localhost/ddfs/vol0/blob/") for b in blobs)
+    listed = pushed["--json ddfs ls tutorial:"]
+    assert json.loads("\n".join(listed[:-1])) == ["tutorial:rivers"]
+    assert listed[-1] == "tutorial:rivers holds 3 blobs"
+
+    # the same job on the cluster: the same answer
+    job, same, counters = ran.stream("assert-cluster").splitlines()
+    assert re.fullmatch(rf"job: wordcount@{JOB_NAME}", job)
+    name = job.split()[1]
+    assert same == "same counts as the local runner: True"
+    assert counters == "counters: {'lines': 6}"
+
+    watched = commands(ran.stream("assert-events"))
+    status = watched[f"status {name}"]
+    assert status[0].startswith(f"{name}: ready (since ")
+    assert re.match(r"  words +3/3 done, 0 running, 0 failed$", status[1])
+    assert re.match(r"  total +2/2 done, 0 running, 0 failed$", status[2])
+    events = watched[f"events {name}"]
+    assert events[0].endswith("master New job initialized!")
+    assert any(e.endswith("master Stage words scheduled with 3 tasks") for e in events)
+    assert "READY: Job done in " in events[-1]
+
+    assert ran.value("assert-results") == [("and", 3), ("clouds", 2), ("does", 2)]
+    urls = ran.stream("assert-results").splitlines()
+    assert len(urls) == 2 and all(u.startswith("dir://localhost/disco/localhost/") for u in urls)
+
+    saved, top = ran.stream("assert-save-results").splitlines()
+    assert re.fullmatch(rf"disco:results:wordcount@{JOB_NAME} holds 2 blobs", saved)
+    assert top == "top 3 from the saved results: [('the', 15), ('rain', 6), ('river', 4)]"
+    assert "[top3] status: ranking 26 words" in ran.stream("assert-save-results", "stderr")
+
+    # local files: file:// URLs (with a notice), or pushed to DDFS
+    notice = ran.stream("assert-local-paths", "stderr")
+    assert "3 local input file(s) go to the cluster as file:// URLs" in notice
+    assert "push_inputs=True (--push-inputs)" in notice
+    paths = ran.stream("assert-local-paths").splitlines()
+    assert paths[0] == "by path:  same counts: True"
+    assert re.fullmatch(r" +inputs: file:///\S+/rain\.txt \.\.\.", paths[1])
+    assert paths[2] == "pushed:   same counts: True"
+    assert re.fullmatch(r" +inputs: disco://localhost/ddfs/vol0/blob/\S+ \.\.\.", paths[3])
+    assert re.fullmatch(r" +new tag: discodsl:inputs:wordcount@[0-9a-f]+", paths[4])
+
+    # the command line: a job's whole life
+    cli_run = ran.stream("assert-cli-run").splitlines()
+    assert cli_run[1:] == ["26 lines in counts.tsv", "and\t3", "clouds\t2", "does\t2"]
+
+    life = commands(ran.stream("assert-cli-json"))
+    [submitted] = life[next(c for c in life if c.startswith("submit "))]
+    assert re.fullmatch(rf"wordcount@{JOB_NAME}", submitted)
+    assert life[f"wait {submitted}"] == [f"{submitted}: ready, 2 result file(s)"]
+    shown_status = life[f"--json status {submitted}"]
+    assert shown_status[0].startswith("... (")  # the whole JSON, not shown
+    assert ast.literal_eval(shown_status[1].removeprefix("status --json: ")) == {
+        "name": submitted,
+        "active": "ready",
+        "pipeline": [["words", 0, 0, 0, 3, 0], ["total", 0, 0, 0, 2, 0]],
+    }
+    records = life[f"--json results {submitted}"]
+    assert all(isinstance(json.loads(r), list) for r in records[:3])
+    assert records[3:] == ["... (26 lines)", "26 records; the 'the': ['[\"the\", 15]']"]
+
+    jobs = commands(ran.stream("assert-cli-jobs"))
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    assert re.fullmatch(rf"ready +{when} +{re.escape(submitted)}", jobs["jobs"][0])
+    newest = ast.literal_eval(jobs["--json jobs"][-1].removeprefix("--json: "))
+    assert newest["name"] == submitted and newest["status"] == "ready"
+
+    killed = commands(ran.stream("assert-cli-kill"))
+    [slow] = killed[next(c for c in killed if c.startswith("submit "))]
+    assert re.fullmatch(rf"slow_wordcount@{JOB_NAME}", slow)
+    assert killed[f"kill {slow}"] == [f"killed {slow}"]
+    statuses = [
+        line.split()[1] for line in ran.stream("assert-cli-kill").splitlines()
+        if line.startswith(f"{slow}: ")
+    ]
+    assert statuses == ["active", "dead"]
+
+    purged = commands(ran.stream("assert-cli-purge"))
+    assert purged[f"purge {submitted}"] == [f"purged {submitted}"]
+    assert purged[f"status {submitted}"] == ["(exit status 1)"]
+    error, hint = ran.stream("assert-cli-purge", "stderr").splitlines()
+    assert error.startswith(f"discodsl: error: no job named '{submitted}' on the master at {url}")
+    assert hint == "hint: list the master's jobs with `discodsl jobs`"
+
+    # errors: a failing task, an unreachable master
+    failed = ran.stream("assert-task-failed")
+    assert failed.startswith("the master allows 1 failure(s) per task\n")
+    message = failed.splitlines()[1]
+    assert re.match(rf"job 'mean_age@{JOB_NAME}' failed in task parse_age:1: ", message)
+    assert message.endswith("ValueError: invalid literal for int() with base 10: 'forty'")
+    fields = dict(re.findall(r"^(stage|input|record|exc_type): +(.*)$", failed, re.M))
+    assert fields == {
+        "stage": "parse_age",
+        "input": "raw://carol,forty",
+        "record": "0",
+        "exc_type": "ValueError",
+    }
+    assert 'File "<dynamic-code>", line 4, in parse_age' in failed
+    assert "\nValueError: invalid literal for int() with base 10: 'forty'\n" in failed
+
+    nowhere = "http://127.0.0.1:1"
+    unreachable = ran.stream("assert-unreachable").splitlines()
+    assert unreachable[0] == (
+        f"ClientError: could not reach the Disco master at {nowhere} (connection refused): "
+        f"is DISCO_MASTER right? try `curl {nowhere}/disco/version`"
+    )
+    assert unreachable[1:] == [f"$ discodsl --master {nowhere} jobs", "(exit status 1)"]
+    error, hint = ran.stream("assert-unreachable", "stderr").splitlines()
+    assert error == "discodsl: error: " + unreachable[0].removeprefix("ClientError: ")
+    assert hint.startswith("hint: is the master running?") and nowhere in hint
+
+    # the notebook leaves nothing behind on the cluster
+    assert ran.stream("assert-cleanup") == "purged 8 jobs, deleted 3 tags\n"
+    assert disco_master.jobs.jobs == {}
+    assert disco_master.ddfs.list_tags() == []
 
 
 def test_06_access_logs(tmp_path: Path) -> None:
