@@ -420,11 +420,14 @@ def cmd_ddfs_cat(args: argparse.Namespace) -> int:
         else:
             urls = [replicas[0] for replicas in conn.ddfs.blobs(target)]
         sys.stdout.flush()
-        out = sys.stdout.buffer
+        binary = getattr(sys.stdout, "buffer", None)  # None in a notebook or a redirect
         for url in urls:
             for chunk in conn.ddfs.cat(url):
-                out.write(chunk)
-        out.flush()
+                if binary is not None:
+                    binary.write(chunk)
+                else:
+                    sys.stdout.write(chunk.decode(errors="replace"))
+        (binary or sys.stdout).flush()
     return 0
 
 

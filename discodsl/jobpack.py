@@ -572,37 +572,62 @@ def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
     launcher = _read_installed(worker_dir / "launcher.sh")
     files = {"worker": launcher.replace(b"@PYTHON@", f"{python[0]}.{python[1]}".encode())}
     files["discodsl/__init__.py"] = b""
-    files.update(_package_sources("discodsl/worker", worker_dir))
-    files.update(_package_sources("cloudpickle", Path(cloudpickle.__file__).parent))
+    origins = {
+        **_package_files("discodsl/worker", worker_dir),
+        **_package_files("cloudpickle", Path(cloudpickle.__file__).parent),
+    }
+    files.update({name: _read_installed(path) for name, path in origins.items()})
     if python == sys.version_info[:2]:
-        files.update(_bytecode(files))
+        files.update(_bytecode(files, origins))
     return files
 
 
-def _bytecode(files: Mapping[str, bytes]) -> dict[str, bytes]:
+def _bytecode(files: Mapping[str, bytes], origins: Mapping[str, Path]) -> dict[str, bytes]:
     """Compiled ``__pycache__`` files for every module, so workers do not compile at start-up.
 
     Unchecked-hash pycs (PEP 552): valid for the shipped source whatever the
-    file times, and only for this interpreter's version, which the node must match.
+    file times, and only for this interpreter's version, which the node must
+    match. The code comes from the installed package's own pyc when that is
+    current for the source (no compiling), else from compiling it here.
     """
     compiled = {}
+    flags = (1).to_bytes(4, "little")  # hash-based, unchecked
     for name, source in files.items():
         if name.endswith(".py"):
-            code = compile(source, name, "exec", dont_inherit=True)
-            pyc = importlib.util.cache_from_source(name)
-            flags = (1).to_bytes(4, "little")  # hash-based, unchecked
+            code = _installed_code(origins.get(name), source)
+            if code is None:
+                code = marshal.dumps(compile(source, name, "exec", dont_inherit=True))
             digest = importlib.util.source_hash(source)
-            compiled[pyc] = importlib.util.MAGIC_NUMBER + flags + digest + marshal.dumps(code)
+            pyc = importlib.util.cache_from_source(name)
+            compiled[pyc] = importlib.util.MAGIC_NUMBER + flags + digest + code
     return compiled
 
 
-def _package_sources(package: str, directory: Path) -> dict[str, bytes]:
-    sources = {
-        f"{package}/{path.name}": _read_installed(path) for path in sorted(directory.glob("*.py"))
-    }
-    if not sources:
+def _installed_code(path: Path | None, source: bytes) -> bytes | None:
+    """The marshalled code in ``path``'s own pyc, if that pyc is current for ``source``."""
+    if path is None:
+        return None
+    try:
+        data = Path(importlib.util.cache_from_source(str(path))).read_bytes()
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER:
+        return None
+    flags = int.from_bytes(data[4:8], "little")
+    if flags & 1:
+        current = data[8:16] == importlib.util.source_hash(source)
+    else:
+        mtime, size = int.from_bytes(data[8:12], "little"), int.from_bytes(data[12:16], "little")
+        current = mtime == int(stat.st_mtime) & 0xFFFFFFFF and size == len(source) & 0xFFFFFFFF
+    return data[16:] if current else None
+
+
+def _package_files(package: str, directory: Path) -> dict[str, Path]:
+    files = {f"{package}/{path.name}": path for path in sorted(directory.glob("*.py"))}
+    if not files:
         raise JobpackError(f"runtime_files: no *.py in {directory} for {package}; reinstall it")
-    return sources
+    return files
 
 
 def _read_installed(path: Path) -> bytes:

@@ -228,3 +228,19 @@ def test_dead_job(cluster_env: DiscoMaster, capsys: pytest.CaptureFixture[str]) 
     assert hint == f"hint: see the worker's traceback with `discodsl events {name}`"
     out, _ = run(capsys, "events", name)
     assert "KeyError: \"no entry for 'x'\"" in out and "in explode" in out
+
+
+def test_ddfs_cat_without_a_binary_stdout(
+    cluster_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a notebook sys.stdout has no .buffer: cat still prints the blob."""
+    import contextlib
+    import io
+
+    source = tmp_path / "blob.txt"
+    source.write_text("hello from a blob\n")
+    assert main(["ddfs", "push", "test:catme", str(source)]) == 0
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        assert main(["ddfs", "cat", "test:catme"]) == 0
+    assert captured.getvalue() == "hello from a blob\n"

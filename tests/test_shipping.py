@@ -112,3 +112,32 @@ def test_breakpoint_in_a_worker_fails_instead_of_hanging(tmp_path: Path) -> None
 
     with pytest.raises(TaskFailed, match="mode='inline'"):
         debugged.run(["raw://x"], mode="local")
+
+
+def test_local_workers_that_cannot_load_a_stage_get_the_preflight_diagnosis(
+    tmp_path: Path,
+) -> None:
+    """The local runner's workers are the pre-flight: a load failure there names the object."""
+    (tmp_path / "goneaway.py").write_text("class Thing:\n    factor = 2\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import goneaway  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    thing = goneaway.Thing()
+
+    @map
+    def uses_thing(line: str) -> Iterator[tuple[str, int]]:
+        yield line, thing.factor
+
+    @job
+    def needs_module() -> list[Any]:
+        return [uses_thing, total]
+
+    try:
+        with pytest.raises(PicklingError) as info:
+            needs_module.run(["raw://x"], mode="local")
+    finally:
+        sys.modules.pop("goneaway", None)
+    message = str(info.value)
+    assert "goneaway" in message and "closure variable 'thing'" in message

@@ -17,12 +17,14 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from discodsl import builder, sources
+from discodsl import builder, shipping, sources
+from discodsl.errors import PicklingError
 from discodsl.results import Results
 from discodsl.runners.failures import task_failed
 from discodsl.runners.master import JobFailed, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker.inputs import Node
+from discodsl.worker.runtime import LOAD_FAILURE
 
 if TYPE_CHECKING:
     from discodsl.model import Inputs, Job
@@ -35,7 +37,9 @@ class LocalRunner:
     def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
         workers = options.workers or os.cpu_count() or 1
         urls = sources.split_large(sources.resolve(inputs), workers)
-        data = builder.build_jobpack(job, options, urls)
+        # No separate pre-flight: every worker is a fresh interpreter loading the
+        # stages, and a failure to load is diagnosed then (see _failed).
+        data = builder.build_jobpack(job, options, urls, preflight=False)
         root = _node_root()
         progress = Progress(job.name, enabled=options.progress)
         master = NodeMaster(
@@ -49,9 +53,7 @@ class LocalRunner:
             layout, results = master.run(data)
         except JobFailed as exc:
             shutil.rmtree(master.home_of_last_job, ignore_errors=True)
-            why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
-            error = task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
-            raise error from error.__cause__
+            raise _failed(job, options, exc) from None
         except BaseException:
             master.cancel()
             shutil.rmtree(master.home_of_last_job, ignore_errors=True)
@@ -67,6 +69,21 @@ class LocalRunner:
             counters=progress.counters,
             cleanup=lambda: _remove(layout.home),
         )
+
+
+def _failed(job: Job, options: JobOptions, exc: JobFailed) -> Exception:
+    """The error to raise for a failed job: what the pre-flight says if the stages did not
+    load in the worker, else the failed task with the worker's traceback as its cause."""
+    if exc.outcome.fatal and LOAD_FAILURE in exc.outcome.text:
+        spec = job.spec(options)
+        try:
+            shipping.preflight(spec, shipping.pickle_job(spec))
+        except PicklingError as diagnosis:
+            return diagnosis
+    why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
+    error = task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
+    error.__suppress_context__ = True
+    return error
 
 
 def _remove(path: str) -> None:

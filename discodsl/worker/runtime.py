@@ -26,6 +26,9 @@ from discodsl.worker.protocol import Frame, TaskInfo, WorkerSide, parse_input_re
 from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
 
 
+LOAD_FAILURE = "cannot load the job's stages"
+
+
 class FatalJobError(Exception):
     """The job cannot run on this node at all: retrying would not help (sent as FATAL)."""
 
@@ -155,7 +158,7 @@ def _unpickle(pickled: bytes) -> JobSpec:
         job = cloudpickle.loads(pickled)
     except Exception as exc:
         raise FatalJobError(
-            f"cannot load the job's stages on this node ({type(exc).__name__}: {exc}); "
+            f"{LOAD_FAILURE} on this node ({type(exc).__name__}: {exc}); "
             "a module the stages use by reference is missing here: install it on the "
             "nodes, or register it with cloudpickle.register_pickle_by_value"
         ) from exc
