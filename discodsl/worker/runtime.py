@@ -25,7 +25,6 @@ from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.protocol import Frame, TaskInfo, WorkerSide, parse_input_reply
 from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
 
-
 LOAD_FAILURE = "cannot load the job's stages"
 
 
