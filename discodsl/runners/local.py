@@ -53,7 +53,8 @@ class LocalRunner:
             layout, results = master.run(data)
         except JobFailed as exc:
             shutil.rmtree(master.home_of_last_job, ignore_errors=True)
-            raise _failed(job, options, exc) from None
+            error = _failed(job, options, exc)
+            raise error from error.__cause__  # the worker's traceback, not the JobFailed
         except BaseException:
             master.cancel()
             shutil.rmtree(master.home_of_last_job, ignore_errors=True)
@@ -81,9 +82,7 @@ def _failed(job: Job, options: JobOptions, exc: JobFailed) -> Exception:
         except PicklingError as diagnosis:
             return diagnosis
     why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
-    error = task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
-    error.__suppress_context__ = True
-    return error
+    return task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
 
 
 def _remove(path: str) -> None:

@@ -70,6 +70,8 @@ class NodeMaster:
     environ: Mapping[str, str] = field(default_factory=dict)
     on_event: Event | None = None
     home_of_last_job: str = ""
+    _spares: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _wanted: int = 0
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cancelled: threading.Event = field(default_factory=threading.Event)
@@ -99,11 +101,17 @@ class NodeMaster:
             for label, size, urls in pack.jobdict["inputs"]
         ]
         taskid = 0
-        for stage, grouping, _concurrent in pack.jobdict["pipeline"]:
-            plans = group_outputs(grouping, outputs)
-            self._emit("stage", {"stage": stage, "tasks": len(plans)})
-            outputs = self._run_stage(layout, pack, stage, grouping, plans, taskid)
-            taskid += len(plans)
+        pipeline = pack.jobdict["pipeline"]
+        try:
+            for number, (stage, grouping, _concurrent) in enumerate(pipeline, 1):
+                plans = group_outputs(grouping, outputs)
+                self._emit("stage", {"stage": stage, "tasks": len(plans)})
+                more = self.workers if number < len(pipeline) else 0
+                self._wanted = len(plans) + more
+                outputs = self._run_stage(layout, pack, stage, grouping, plans, taskid)
+                taskid += len(plans)
+        finally:
+            self._drop_spares()
         return [_result_urls(output) for output in outputs]
 
     def cancel(self) -> None:
@@ -112,6 +120,13 @@ class NodeMaster:
         with self._lock:
             for process in list(self._running):
                 _kill(process)
+        self._drop_spares()
+
+    def _drop_spares(self) -> None:
+        with self._lock:
+            spares, self._spares = self._spares, []
+        for process in spares:
+            _kill(process)
 
     def _emit(self, kind: str, facts: Mapping[str, Any]) -> None:
         if self.on_event is not None:
@@ -191,20 +206,10 @@ class NodeMaster:
                 )
 
     def _attempt(self, layout: JobLayout, pack: jobpack.JobPack, task: _TaskSpec) -> TaskOutcome:
-        env = {**os.environ, **self.environ, **pack.jobenvs}
-        worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
         try:
-            process = subprocess.Popen(
-                [worker],
-                cwd=layout.home,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            process = self._worker_process(layout, pack)
         except OSError as exc:
-            return TaskOutcome(False, text=f"cannot start the worker {worker}: {exc}")
+            return TaskOutcome(False, text=f"cannot start the worker: {exc}")
         with self._lock:
             self._running.add(process)
         try:
@@ -213,6 +218,45 @@ class NodeMaster:
             with self._lock:
                 self._running.discard(process)
             _kill(process)
+
+    def _worker_process(self, layout: JobLayout, pack: jobpack.JobPack) -> subprocess.Popen[bytes]:
+        """A started worker: a spare if one is ready, and a new spare for the next task.
+
+        A spare has done its start-up (interpreter, imports, WORKER) while other
+        tasks ran, and waits for the TASK reply, which a master may delay: so
+        a task costs its work, not a process start, whenever tasks keep coming.
+        """
+        with self._lock:
+            self._wanted -= 1
+            spare = self._spares.pop() if self._spares else None
+        process = spare if spare is not None and spare.poll() is None else None
+        if spare is not None and process is None:
+            _kill(spare)
+        if process is None:
+            process = self._spawn(layout, pack)
+        with self._lock:
+            missing = min(self.workers, self._wanted) - len(self._spares)
+        for _ in range(max(0, missing)):
+            if self._cancelled.is_set():
+                break
+            new = self._spawn(layout, pack)
+            with self._lock:
+                self._spares.append(new)
+        return process
+
+    def _spawn(self, layout: JobLayout, pack: jobpack.JobPack) -> subprocess.Popen[bytes]:
+        """Start the jobhome's worker as a Disco node does (cwd, jobenvs, stdout+stderr)."""
+        env = {**os.environ, **self.environ, **pack.jobenvs}
+        worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
+        return subprocess.Popen(
+            [worker],
+            cwd=layout.home,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _task_outputs(
         self, layout: JobLayout, task: _TaskSpec, outcome: TaskOutcome
