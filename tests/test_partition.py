@@ -40,3 +40,12 @@ def test_in_range_and_spread() -> None:
     assert set(labels) == set(range(8))
     assert min(labels.count(p) for p in range(8)) > 800
     assert default_partition("anything", 1) == 0
+
+
+def test_fast_partitioner_agrees_with_the_definition() -> None:
+    from discodsl.worker.partition import partitioner
+
+    keys = [*KEYS, "\udc80lone surrogate", "ascii", "ü" * 50, 0, -1, ("t", 1)]
+    for n in (1, 2, 7, 64):
+        label = partitioner(n)
+        assert [label(k) for k in keys] == [default_partition(k, n) for k in keys]

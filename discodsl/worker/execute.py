@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, islice
+from itertools import chain, islice, starmap
 from typing import Any, Protocol
 
 from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
-from discodsl.worker.partition import default_partition
+from discodsl.worker.partition import partitioner
 from discodsl.worker.records import RecordWriter
 from discodsl.worker.spec import JobSpec, StageSpec
 
@@ -109,7 +109,7 @@ def _process(task: Task, records: Iterable[Any], outputs: _Outputs, where: Posit
         else:
             _run_map(stage, function, records, target)
     elif stage.kind == "reduce":
-        _run_reduce(task, function, records, target)
+        _run_reduce(task, function, records, None if combiner else outputs, target)
     else:
         _emit(stage, function(iter(records)), target)
     if stage.done is not None:
@@ -146,9 +146,14 @@ def _stream_map(
     stage: StageSpec, function: Callable[..., Any], records: Iterable[Any], outputs: _Outputs
 ) -> None:
     """A map whose output has one label: records flow to the file with no Python code of
-    ours per record (C ``chain``/``map`` into the writer's loop)."""
+    ours per record (C ``map``/``chain`` into the writer's loop)."""
+    _stream(stage, map(function, records), outputs)
+
+
+def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None:
+    """Write every pair of every one of ``results`` (what the user's calls returned)."""
     try:
-        outputs.add_many(chain.from_iterable(map(function, records)))
+        outputs.add_many(chain.from_iterable(results))
     except (TypeError, ValueError) as exc:
         if _raised_by_user(exc, RecordWriter.write_many, _Outputs.add_many):
             raise
@@ -174,7 +179,11 @@ def _run_map(
 
 
 def _run_reduce(
-    task: Task, function: Callable[..., Any], records: Iterable[Any], sink: Sink
+    task: Task,
+    function: Callable[..., Any],
+    records: Iterable[Any],
+    outputs: _Outputs | None,
+    sink: Sink,
 ) -> None:
     stage = task.stage
     group = group_sorted if stage.sort else group_hashed
@@ -184,6 +193,9 @@ def _run_reduce(
         tmpdir=task.tmpdir or task.workdir,
         stage=stage.name,
     )
+    if outputs is not None and outputs.constant is not None:
+        _stream(stage, starmap(function, groups), outputs)
+        return
     for key, values in groups:
         _emit(stage, function(key, values), sink)
 
@@ -413,7 +425,7 @@ def _labeler(task: Task) -> tuple[Callable[[Any], int], int | None]:
     if after.grouping in ("group_all", "group_node") or partitions <= 1:
         return (lambda key: 0), 0
     if after.partitioner is None:
-        return (lambda key: default_partition(key, partitions)), None
+        return partitioner(partitions), None
     partition, name = after.partitioner, task.stage.name
     return (lambda key: _checked(partition(key, partitions), partitions, name)), None
 

@@ -10,6 +10,7 @@ promised to.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 from zlib import crc32
 
@@ -33,3 +34,20 @@ def default_partition(key: Any, partitions: int) -> int:
     if partitions <= 1:
         return 0
     return crc32(canonical_bytes(key)) % partitions
+
+
+_STR = crc32(b"s")
+
+
+def partitioner(partitions: int) -> Callable[[Any], int]:
+    """``default_partition`` with ``partitions`` fixed, fastest for ``str`` keys (the common
+    case: the CRC of ``b"s" + utf8`` computed as a CRC continued from ``b"s"``)."""
+    if partitions <= 1:
+        return lambda key: 0
+
+    def label(key: Any) -> int:
+        if type(key) is str:
+            return crc32(key.encode("utf-8", "surrogatepass"), _STR) % partitions
+        return crc32(canonical_bytes(key)) % partitions
+
+    return label
