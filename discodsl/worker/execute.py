@@ -274,15 +274,20 @@ def _wrap(task: Task, where: Position, exc: Exception) -> StageError:
 
 
 class _Combiner:
-    """Folds map output per key through the next stage's reduce before it is written."""
+    """Folds map output per key through the next stage's reduce before it is written.
+
+    Values are buffered per key; the buffer is folded (each key's values replaced
+    by what the combiner makes of them) when the process has grown by half the
+    memory budget, and once more at the end, straight into the output files.
+    """
 
     def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
         takes_params = "params" in inspect.signature(function).parameters
         self.stage, self.function = stage, _bound(function, takes_params, params)
         self.buffer: defaultdict[Any, list[Any]] = defaultdict(list)
         self.count = 0
-        # Fold after about a kilobyte of buffered output per input record.
-        self.fold_every = max(1, budget // (CHUNK * 1024))
+        self.growth = budget // 2
+        self.baseline = _resident_bytes()
 
     def add(self, key: Any, value: Any) -> None:
         self.buffer[key].append(value)
@@ -293,7 +298,6 @@ class _Combiner:
     def consume_map(self, function: Callable[[Any], Any], records: Iterable[Any]) -> None:
         """The hot loop of a combined map: no per-record call besides the user's."""
         buffer, iterator = self.buffer, iter(records)
-        chunks = 0
         while chunk := list(islice(iterator, CHUNK)):
             for record in chunk:
                 result = function(record)
@@ -304,33 +308,50 @@ class _Combiner:
                     if _raised_by_user(exc, _Combiner.consume_map):
                         raise
                     raise _shape_error(self.stage, result, exc) from None
-            chunks += 1
-            if chunks % self.fold_every == 0:
+            if _resident_bytes() - self.baseline > self.growth:
                 self.fold()
+                buffer = self.buffer
+                self.baseline = _resident_bytes()
 
     def fold(self) -> None:
         """Replace each key's buffered values by what the combiner makes of them."""
         folded: defaultdict[Any, list[Any]] = defaultdict(list)
-        for key, values in self.buffer.items():
-            if len(values) == 1:
-                folded[key].append(values[0])
-                continue
-            for out_key, out_value in self._combine(key, values):
-                folded[out_key].append(out_value)
+        for key, value in self._combined():
+            folded[key].append(value)
         self.buffer = folded
         self.count = sum(map(len, folded.values()))
 
-    def _combine(self, key: Any, values: list[Any]) -> Iterable[tuple[Any, Any]]:
-        result = self.function(key, iter(values))
-        pairs: list[tuple[Any, Any]] = []
-        _emit(self.stage, result, lambda k, v: pairs.append((k, v)))
-        return pairs
+    def _combined(self) -> Iterator[tuple[Any, Any]]:
+        """Every key's buffered values through the combiner (a lone value as it is)."""
+        function = self.function
+        results = (
+            ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
+            for key, values in self.buffer.items()
+        )
+        try:
+            for key, value in chain.from_iterable(results):  # noqa: UP028 - checks pairs
+                yield key, value
+        except (TypeError, ValueError) as exc:
+            if _raised_by_user(exc, _Combiner._combined):
+                raise
+            raise _shape_error(self.stage, (), exc) from None
 
     def flush_into(self, outputs: _Outputs) -> None:
-        """Fold what is left and write it out."""
-        self.fold()
-        outputs.add_many((key, value) for key, values in self.buffer.items() for value in values)
+        """Combine what is left, straight into the output files."""
+        outputs.add_many(self._combined())
         self.buffer.clear()
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (0 where /proc is not there: then no early fold)."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _combiner(task: Task) -> _Combiner | None:
