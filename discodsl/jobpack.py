@@ -551,12 +551,19 @@ def _zip_info(name: str, *, executable: bool) -> zipfile.ZipInfo:
     return info
 
 
+# The jobhome's discodsl package: only the runtime, plus what stage code may import from it.
+NODE_PACKAGE_INIT = (
+    b'"""discodsl on a Disco node: the worker runtime, and the helpers stage code may use."""\n'
+    b"from discodsl.worker.counters import count, status\n"
+)
+
+
 def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
     """Everything a node needs to run a discodsl worker besides CPython ``python`` (e.g.
     ``(3, 11)``, the client's own: cloudpickle needs the same version on both sides).
 
-    ``worker`` is the launcher, ``discodsl/worker/*.py`` the runtime beside an empty
-    ``discodsl/__init__.py``, ``cloudpickle/*.py`` copied from the installed cloudpickle.
+    ``worker`` is the launcher, ``discodsl/worker/*.py`` the runtime beside a
+    ``discodsl/__init__.py`` offering ``count`` and ``status``, ``cloudpickle/*.py`` copied from the installed cloudpickle.
     Pass the result (plus the job's own files) to :func:`build_jobhome`.
     """
     if (
@@ -571,7 +578,7 @@ def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
     worker_dir = Path(discodsl.worker.__file__).parent
     launcher = _read_installed(worker_dir / "launcher.sh")
     files = {"worker": launcher.replace(b"@PYTHON@", f"{python[0]}.{python[1]}".encode())}
-    files["discodsl/__init__.py"] = b""
+    files["discodsl/__init__.py"] = NODE_PACKAGE_INIT
     origins = {
         **_package_files("discodsl/worker", worker_dir),
         **_package_files("cloudpickle", Path(cloudpickle.__file__).parent),

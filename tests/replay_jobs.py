@@ -70,3 +70,24 @@ def chatty_job() -> list[Any]:
 @job
 def exploding_job() -> list[Any]:
     return [explode]
+
+
+@map
+def very_chatty(line: str) -> Iterator[tuple[str, int]]:
+    """Prints and reports status far faster than the master's MSG limit allows."""
+    from discodsl import status
+
+    for i in range(3000):
+        print(f"line {i} of {line}")
+        if i % 100 == 0:
+            status(f"{i} done")
+        if i % 1000 == 0:
+            import time
+
+            time.sleep(0.4)
+    yield line, 1
+
+
+@job
+def very_chatty_job() -> list[Any]:
+    return [very_chatty]

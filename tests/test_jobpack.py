@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import discodsl.worker
 from discodsl.errors import JobpackError
 from discodsl.jobpack import (
+    NODE_PACKAGE_INIT,
     JobPack,
     build_jobhome,
     decode,
@@ -531,7 +532,7 @@ def test_runtime_files_hold_launcher_worker_runtime_and_cloudpickle() -> None:
     files = runtime_files((3, 11))
     assert b"@PYTHON@" not in files["worker"]
     assert b"python3.11" in files["worker"]
-    assert files["discodsl/__init__.py"] == b""
+    assert files["discodsl/__init__.py"] == NODE_PACKAGE_INIT
     worker_dir = Path(discodsl.worker.__file__).parent
     sources = sorted(worker_dir.glob("*.py"))
     assert sources

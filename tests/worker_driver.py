@@ -51,6 +51,7 @@ class Transcript:
     """What passed between the test master and one worker."""
 
     sent: list[Frame] = field(default_factory=list)  # worker -> master
+    times: list[float] = field(default_factory=list)  # when each sent frame arrived
     replies: list[bytes] = field(default_factory=list)  # master -> worker
     raw: bytearray = field(default_factory=bytearray)  # every byte the worker wrote
     exit_code: int | None = None
@@ -103,6 +104,7 @@ def _converse(
         side.receive_data(chunk)
         while (frame := side.next_message()) is not None:
             transcript.sent.append(frame)
+            transcript.times.append(time.monotonic())
             if frame.name in ("DONE", "ERROR", "FATAL"):
                 return
             answer = reply(frame, side)
