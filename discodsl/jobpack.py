@@ -563,7 +563,8 @@ def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
     ``(3, 11)``, the client's own: cloudpickle needs the same version on both sides).
 
     ``worker`` is the launcher, ``discodsl/worker/*.py`` the runtime beside a
-    ``discodsl/__init__.py`` offering ``count`` and ``status``, ``cloudpickle/*.py`` copied from the installed cloudpickle.
+    ``discodsl/__init__.py`` offering ``count`` and ``status``, ``cloudpickle/*.py``
+    copied from the installed cloudpickle.
     Pass the result (plus the job's own files) to :func:`build_jobhome`.
     """
     if (

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
@@ -434,3 +436,50 @@ def test_cursor_follows_records_without_per_record_code(tmp_path: Path, node: No
     assert cursor.record == -1
     assert next(reader) == "a" and cursor.record == 0 and cursor.url == str(path)
     assert next(reader) == "b" and cursor.record == 1
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_index_parser_on_random_bytes_gives_entries_or_a_data_error(data: bytes) -> None:
+    """Whatever an index file holds: a list of entries or a DataError, nothing else."""
+    import io as _io
+
+    from discodsl.worker.inputs import _parse_index
+
+    stream = _io.BufferedReader(_io.BytesIO(data))  # type: ignore[arg-type]
+    try:
+        entries = _parse_index(stream, "dir://fuzz/disco/index")
+    except DataError as exc:
+        assert "dir://fuzz/disco/index" in str(exc)
+    else:
+        assert all(isinstance(label, int) and isinstance(url, str) for label, url, _ in entries)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 9), st.text(min_size=1, max_size=20), st.integers(0, 99)),
+        max_size=20,
+    ),
+    st.integers(0, 400),
+    st.binary(max_size=8),
+)
+def test_index_parser_on_mutated_indexes(
+    entries: list[tuple[int, str, int]], at: int, junk: bytes
+) -> None:
+    import io as _io
+
+    from discodsl.worker.inputs import _parse_index
+
+    good = "".join(
+        f"{label} disco://h/{name.replace(' ', '_')} {size}\n"
+        for label, name, size in entries
+        if name.strip()
+    ).encode()
+    mutated = good[:at] + junk + good[at:]
+    try:
+        parsed = _parse_index(_io.BufferedReader(_io.BytesIO(mutated)), "dir://h/i")  # type: ignore[arg-type]
+    except DataError as exc:
+        assert "dir://h/i" in str(exc)
+    else:
+        assert all(isinstance(size, int) and size >= 0 for _, _, size in parsed)

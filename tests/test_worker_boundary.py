@@ -283,7 +283,7 @@ def test_output_reaches_the_master_in_batches_under_its_rate_limit(tmp_path: Pat
     data = builder.build_jobpack(job, job.options, [["raw://x"]])
     _, transcript = _single_task(tmp_path, data, [["raw://x"]])
     assert transcript.names()[-1] == "DONE"
-    times = [t for f, t in zip(transcript.sent, transcript.times) if f.name == "MSG"]
+    times = [t for f, t in zip(transcript.sent, transcript.times, strict=True) if f.name == "MSG"]
     text = "".join(f.payload for f in transcript.sent if f.name == "MSG")
     assert "line 2999 of x" in text and "status: 2900 done" in text
     assert all(sum(1 for u in times if t <= u < t + 1.0) <= 4 for t in times), times
