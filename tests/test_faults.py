@@ -8,8 +8,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from discodsl import map
 from tests import fault_jobs
 
 
@@ -85,3 +90,67 @@ def test_ctrl_c_stops_workers_and_removes_temporary_files(tmp_path: Path) -> Non
         time.sleep(0.1)
     assert _worker_processes_under(temp) == []
     assert list(temp.iterdir()) == []
+
+
+def _mount_tiny_tmpfs(where: Path, size: str) -> bool:
+    """A file system that fills up: a tmpfs of ``size`` (needs root, as CI runs)."""
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        timeout=30,
+    )
+    return done.returncode == 0
+
+
+@map
+def bulky(line: str) -> Iterator[tuple[str, str]]:
+    for i in range(20_000):
+        yield f"{line}-{i}", "x" * 200
+
+
+def test_no_space_left_names_the_path_and_keeps_no_partial_output(tmp_path: Path) -> None:
+    """A device that fills while a task writes: a clear error naming the file, nothing kept."""
+    from discodsl import builder, job
+    from discodsl.runners.master import JobFailed, NodeMaster
+    from discodsl.worker.errors import DataError
+    from discodsl.worker.records import RecordWriter
+
+    full = tmp_path / "full"
+    if not _mount_tiny_tmpfs(full, "3m"):
+        # Not root: the same failure, injected where the writer meets the disk.
+        writer = RecordWriter(str(tmp_path / "out"))
+        writer._file.write = _no_space  # type: ignore[method-assign]
+        with pytest.raises(DataError, match=r"No space left on device.*out|out.*No space left"):
+            writer.write_many(("k", "v" * 1000) for _ in range(5000))
+            writer.close()
+        assert list(tmp_path.iterdir()) == [full]
+        return
+    try:
+
+        @job(max_failures=0)
+        def fills_the_disk() -> list[Any]:
+            return [bulky]
+
+        data = builder.build_jobpack(fills_the_disk, fills_the_disk.options, [["raw://a"]])
+        master = NodeMaster(
+            disco_data=str(full / "data"),
+            workers=1,
+            max_failures=0,
+            environ={
+                "DISCODSL_PYTHON": sys.executable,
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            },
+        )
+        with pytest.raises(JobFailed) as info:
+            master.run(data)
+        text = info.value.outcome.text
+        assert "No space left on device" in text and "bulky" in text
+        leftovers = [p for p in full.rglob("*") if p.is_file() and "/out/" in str(p)]
+        assert leftovers == [], leftovers
+    finally:
+        subprocess.run(["umount", "-l", str(full)], capture_output=True, timeout=30)
+
+
+def _no_space(data: bytes) -> int:
+    raise OSError(28, "No space left on device")
