@@ -179,9 +179,8 @@ FIRST_JOB = [
     loads them in a fresh interpreter to make sure they will load on the workers too; notebook
     4 shows what it says when they don't.
 
-    While a job runs you see a progress bar per stage. In Jupyter without the `ipywidgets`
-    package, tqdm first warns "IProgress not found" and draws text bars instead;
-    `pip install ipywidgets` gives graphical ones, and `run(..., progress=False)` turns them off.
+    While a job runs you see a progress bar per stage: text bars, or graphical ones once
+    the `ipywidgets` package is installed; `run(..., progress=False)` turns them off.
     """),
     code("""
     results = wordcount.run(inputs=f"{DATA}/*.txt")
