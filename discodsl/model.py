@@ -11,6 +11,7 @@ jobpack: :meth:`Job.spec` copies what a worker needs into stdlib dataclasses.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -97,7 +98,7 @@ class Job:
         """The stdlib description of this job that a worker runs."""
         chosen = options or self.options
         return JobSpec(
-            name=chosen.prefix or self.name,
+            name=chosen.prefix or _prefix(self.name),
             stages=tuple(stage.spec() for stage in self.stages),
             partitions=chosen.partitions,
             params=chosen.params,
@@ -143,6 +144,12 @@ class Job:
             f"<b>Job <code>{self.name}</code></b> (partitions={self.options.partitions})"
             f"<table><tr><th>#</th><th>stage</th><th>kind</th><th>grouping</th></tr>{rows}</table>"
         )
+
+
+def _prefix(name: str) -> str:
+    """A job name Disco takes as a prefix: letters, digits and underscores only."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return cleaned or "job"
 
 
 def check_pipeline(name: str, stages: Sequence[Any]) -> tuple[Stage, ...]:
