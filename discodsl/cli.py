@@ -4,7 +4,7 @@ Each subcommand is a thin shell over a public function: ``run`` over
 :meth:`discodsl.Job.run`, ``jobpack`` over :func:`discodsl.builder.build_jobpack`
 and :func:`discodsl.jobpack.describe`, the job commands over
 :class:`discodsl.client.Master` and :mod:`discodsl.runners.cluster`, ``ddfs`` over
-:class:`discodsl.client.DDFS`. Job-name arguments accept ``@`` (the newest
+:class:`discodsl.ddfs.DDFS`. Job-name arguments accept ``@`` (the newest
 job) and ``@?TEXT`` (the newest whose name contains TEXT), as Disco's CLI does.
 
 :func:`main` catches :class:`~discodsl.errors.DiscoDSLError` only: it prints

@@ -1,12 +1,13 @@
-"""HTTP client for a Disco 0.5.4 master and its DDFS (disco-spec sections 5-7).
+"""HTTP client for a Disco 0.5.4 master (disco-spec sections 5 and 7).
 
 :class:`Master` wraps the master's HTTP API (submit a jobpack, wait for its
-results, events, job control, cluster configuration). :class:`DDFS` wraps the
-parts of DDFS a client uses (tags, blob upload, attributes, reading blobs).
-:func:`disco_url_to_http`, :func:`proxy_url` and :func:`resolve_inputs` turn
-Disco URLs into URLs a client can fetch.
+results, events, job control, cluster configuration).
+:func:`disco_url_to_http` and :func:`proxy_url` turn Disco URLs into URLs a
+client can fetch. The DDFS client (:class:`~discodsl.ddfs.DDFS`, tag names,
+``tag://`` inputs) is :mod:`discodsl.ddfs`, which sends its requests through
+this module's transport; this module does not import it.
 
-This is the only module that talks HTTP, and :func:`_translate` is the only
+This module holds the only HTTP transport, and :func:`_translate` is the only
 place where ``requests`` exceptions become :class:`~discodsl.errors.ClientError`.
 Every answer's JSON shape is checked before it is returned. Requests that
 cannot change anything twice (GETs, ``get_results``, settings writes) are
@@ -20,12 +21,10 @@ what to do with events; the runners do.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import json
 import logging
-import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,12 +42,10 @@ if TYPE_CHECKING:
     from discodsl.settings import DiscoSettings
 
 __all__ = [
-    "DDFS",
     "Master",
     "RetryCallback",
     "disco_url_to_http",
     "proxy_url",
-    "resolve_inputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,8 +58,6 @@ RetryCallback = Callable[[int, float, ClientError], None]
 _Policy = Literal["idempotent", "unsent"]
 
 _MASTER = "the Disco master"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_\-@:]+")
-_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_\-@:]")
 
 
 # --------------------------------------------------------------------------
@@ -84,7 +79,8 @@ def disco_url_to_http(url: str, disco_port: int) -> str:
     if scheme not in ("disco", "dir"):
         raise ClientError(
             f"{url!r} is not fetched over HTTP ({scheme}://): "
-            "expand tag:// with resolve_inputs(); read raw:// and file:// directly"
+            "give tag://NAME as a job input or to `discodsl ddfs cat`, which expand it into "
+            "its blobs; read raw:// and file:// directly"
         )
     netloc, _, path = rest.partition("/")
     if not netloc:
@@ -111,49 +107,6 @@ def proxy_url(url: str, proxy: str, *, method: str = "GET", to_master: bool = Fa
     if to_master:
         return f"{proxy}/{path}".rstrip("/")
     return f"{proxy}/proxy/{parts.hostname}/{method}/{path}"
-
-
-def check_name(name: str, what: str = "DDFS tag name") -> str:
-    """``name`` if it only holds ``[A-Za-z0-9_-@:]`` (``DDFS.safe_name``), else ClientError."""
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-        safe = _UNSAFE_CHAR.sub("_", str(name)) or "data"
-        raise ClientError(
-            f"{name!r} is not a valid {what}: use only letters, digits and _ - @ : (e.g. {safe!r})"
-        )
-    return name
-
-
-def tag_name(url_or_name: str) -> str:
-    """``tag://NAME`` or ``NAME`` -> ``NAME`` (validated)."""
-    if url_or_name.startswith("tag://"):  # tag://NAME, or tag://HOST/NAME as Disco allows
-        return check_name(url_or_name[len("tag://") :].rsplit("/", 1)[-1])
-    return check_name(url_or_name)
-
-
-def resolve_inputs(inputs: Iterable[str | Sequence[str]], ddfs: DDFS) -> list[list[str]]:
-    """Job inputs as replica lists, each ``tag://NAME`` replaced by the tag's blobs.
-
-    A plain URL becomes a one-replica list; a list is kept as the replicas of
-    one input. The master never resolves tags (disco-spec section 2): do it here.
-    """
-    resolved: list[list[str]] = []
-    for item in inputs:
-        if isinstance(item, str):
-            if item.startswith("tag://"):
-                resolved.extend(ddfs.blobs(item))
-            else:
-                resolved.append([item])
-            continue
-        replicas = list(item)
-        if not replicas or not all(isinstance(r, str) for r in replicas):
-            raise ClientError(f"input {item!r} is not a URL or a list of replica URLs")
-        if any(r.startswith("tag://") for r in replicas):
-            raise ClientError(
-                f"input {replicas!r} lists a tag as one replica of an input: "
-                "give tag://NAME as an input of its own"
-            )
-        resolved.append(replicas)
-    return resolved
 
 
 # --------------------------------------------------------------------------
@@ -262,7 +215,7 @@ def _translate(
         if unsent_only and not isinstance(exc, _BAD_URL) and not _never_sent(exc):
             message += (
                 f"; the request may have reached {who}, so it was not sent again: "
-                "check its state (e.g. Master.joblist()) before repeating it"
+                "check its state (e.g. `discodsl jobs`) before repeating it"
             )
         raise ClientError(message) from exc
 
@@ -570,7 +523,7 @@ class Master:
             policy="unsent",
             special={
                 403: "the master does not accept new jobs ({body}): "
-                "ask its admin, or set accept_new_jobs with save_settings({'accept_new_jobs': 1})",
+                "ask its admin to turn accept_new_jobs back on in the master's settings",
                 413: f"the jobpack ({len(jobpack)} bytes) is too large for the master "
                 "({body}, limit 1 GiB): ship less data in the job home",
             },
@@ -642,13 +595,13 @@ class Master:
             if status != "active":
                 raise ClientError(
                     f"the master at {self.url} knows no job named {jobname!r} ({status}): "
-                    "it may have been cleaned or purged; list jobs with Master.joblist()"
+                    "it may have been cleaned or purged; list jobs with `discodsl jobs`"
                 )
             if timeout_s is not None and elapsed >= timeout_s:
                 raise ClientError(
                     f"job {jobname!r} is still active after {elapsed:.1f}s "
                     f"(timeout_s={timeout_s}): "
-                    "it keeps running; wait again, or stop it with Master.kill()"
+                    f"it keeps running; wait again, or stop it with `discodsl kill {jobname}`"
                 )
 
     def _job_dead(self, jobname: str) -> JobDead:
@@ -891,7 +844,7 @@ class Master:
     def _no_job(self, name: str) -> dict[int, str]:
         return {
             404: f"no job named {name!r} on the master at {self.url} ({{body}}): it may have "
-            "been cleaned or purged; list jobs with Master.joblist()"
+            "been cleaned or purged; list jobs with `discodsl jobs`"
         }
 
     @staticmethod
@@ -917,259 +870,3 @@ def _submit_hint(reason: str) -> str:
         if needle in reason:
             return hint
     return "check the jobpack against disco-spec section 1"
-
-
-# --------------------------------------------------------------------------
-# DDFS
-# --------------------------------------------------------------------------
-
-_TAG_SHAPE = {"urls": [[str]]}
-
-
-class DDFS:
-    """The client side of DDFS (disco-spec section 6), reached through the master.
-
-    Tokens are sent as ``Authorization: Basic base64("token:<t>")``: the read
-    token on GETs, the write token on everything else.
-    """
-
-    def __init__(
-        self,
-        master_url: str,
-        *,
-        read_token: str | None = None,
-        write_token: str | None = None,
-        disco_port: int | None = None,
-        proxy: str = "",
-        timeout: float = 30,
-        retries: int = 5,
-        session: requests.Session | None = None,
-        backoff: float = 0.5,
-        on_retry: RetryCallback | None = None,
-    ):
-        self.url = master_url.rstrip("/")
-        self.read_token = read_token
-        self.write_token = write_token
-        self.disco_port = disco_port or urlsplit(self.url).port or 8989
-        self.proxy = proxy
-        self._http = _Transport(
-            proxy_url(self.url, proxy, to_master=True),
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            session=session,
-            on_retry=on_retry,
-            hint=_proxy_hint(self.url, proxy),
-        )
-
-    @classmethod
-    def from_settings(cls, settings: DiscoSettings, **kwargs: Any) -> DDFS:
-        """DDFS of ``settings.DISCO_MASTER``, with the settings' tokens, proxy, timeouts."""
-        options: dict[str, Any] = {
-            "read_token": settings.DDFS_READ_TOKEN,
-            "write_token": settings.DDFS_WRITE_TOKEN,
-            "disco_port": settings.DISCO_PORT,
-            "proxy": settings.DISCO_PROXY,
-            "timeout": settings.DISCODSL_HTTP_TIMEOUT,
-            "retries": settings.DISCODSL_RETRIES,
-        }
-        return cls(settings.DISCO_MASTER, **{**options, **kwargs})
-
-    def __repr__(self) -> str:
-        return f"DDFS({self.url!r})"
-
-    def __enter__(self) -> DDFS:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connections (only if this object created the session)."""
-        self._http.close()
-
-    # -- tags ---------------------------------------------------------------
-
-    def list_tags(self, prefix: str = "") -> list[str]:
-        """Names of all tags starting with ``prefix``."""
-        path = f"/ddfs/tags/{quote(check_name(prefix, 'tag prefix'))}" if prefix else "/ddfs/tags"
-        return cast(
-            "list[str]", _json(self._send("GET", path), f"GET {path}", [str], "a list of tag names")
-        )
-
-    def get_tag(self, name: str) -> dict[str, Any]:
-        """The tag: ``{version, id, last-modified, urls, user-data}``; urls newest first."""
-        path = self._tag_path(name)
-        resp = self._send("GET", path, special=self._tag_errors(name))
-        return cast(
-            "dict[str, Any]", _json(resp, f"GET {path}", _TAG_SHAPE, "a tag object with urls")
-        )
-
-    def blobs(self, name: str) -> list[list[str]]:
-        """The replica lists of a tag's blobs, following entries that are other tags.
-
-        A tag's own blobs come before those of the tags it lists; a tag is
-        visited once, so cycles end. A listed tag that does not exist is a
-        ClientError (Disco skips it silently).
-        """
-        found: list[list[str]] = []
-        seen: set[str] = set()
-
-        def walk(tag: str, parent: str | None) -> None:
-            if tag in seen:
-                return
-            seen.add(tag)
-            try:
-                urls = self.get_tag(tag)["urls"]
-            except ClientError as exc:
-                if parent is None:
-                    raise
-                raise ClientError(f"tag {parent!r} lists tag {tag!r}, which failed: {exc}") from exc
-            children = [tag_name(r[0]) for r in urls if r and _is_tag_entry(r[0])]
-            found.extend(r for r in urls if r and not _is_tag_entry(r[0]))
-            for child in children:
-                walk(child, tag)
-
-        walk(tag_name(name), None)
-        return found
-
-    def tag(
-        self, name: str, urls: Iterable[str | Sequence[str]], *, update: bool = False
-    ) -> list[str]:
-        """Append replica lists to a tag, creating it; the tag's new URLs.
-
-        With ``update``, URLs already in the tag are skipped, which also makes
-        the call safe to retry; without it, it is sent again only if it never
-        left this machine (appending twice would duplicate the blobs).
-        """
-        replicas = [[u] if isinstance(u, str) else list(u) for u in urls]
-        if not _fits(replicas, [[str]]):
-            raise ClientError(f"tag({name!r}, ...): expected a list of URLs or replica lists")
-        path = self._tag_path(name)
-        resp = self._send(
-            "POST",
-            path,
-            data=json.dumps(replicas).encode(),
-            params={"update": "1"} if update else None,
-            policy="idempotent" if update else "unsent",
-            special=self._tag_errors(name),
-        )
-        return cast("list[str]", _json(resp, f"POST {path}", [str], "a list of tag URLs"))
-
-    def delete(self, name: str) -> None:
-        """Delete a tag (its blobs are garbage-collected by DDFS later)."""
-        path = self._tag_path(name)
-        resp = self._send("DELETE", path, special=self._tag_errors(name))
-        if _json(resp, f"DELETE {path}", str, '"deleted"') != "deleted":
-            raise _shape_error(f"DELETE {path}", '"deleted"', resp.content)
-
-    def get_attr(self, name: str, attr: str) -> Any:
-        """A user attribute of a tag (any JSON value)."""
-        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name')}"
-        special = {
-            404: f"tag {name!r} has no attribute {attr!r}, or no such tag ({{body}}): "
-            "list them with get_tag(name)['user-data']"
-        }
-        return _json(self._send("GET", path, special=special), f"GET {path}", object, "JSON")
-
-    def set_attr(self, name: str, attr: str, value: Any) -> None:
-        """Set a user attribute of a tag to a JSON value."""
-        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name')}"
-        resp = self._send(
-            "PUT", path, data=json.dumps(value).encode(), special=self._tag_errors(name)
-        )
-        _json(resp, f"PUT {path}", [str], "a list of tag URLs")
-
-    # -- blobs --------------------------------------------------------------
-
-    def push(self, name: str, files: Iterable[str | Path], replicas: int = 1) -> list[list[str]]:
-        """Upload files as blobs and append them to tag ``name``; their replica lists.
-
-        Per file: ``new_blob`` gives ``replicas`` put URLs, the bytes are PUT to
-        each (201, the blob's ``disco://`` URL); then one POST tags them all.
-        """
-        check_name(name)
-        if replicas < 1:
-            raise ClientError(f"replicas={replicas}: a blob needs at least 1 replica")
-        blobs = [self._push_blob(Path(f), replicas) for f in files]
-        self.tag(name, blobs)
-        return blobs
-
-    def _push_blob(self, path: Path, replicas: int) -> list[str]:
-        if not path.is_file():
-            raise ClientError(f"cannot push {str(path)!r}: no such file")
-        blob = _UNSAFE_CHAR.sub("_", path.name)
-        where = f"/ddfs/new_blob/{quote(blob)}"
-        resp = self._send(
-            "GET",
-            where,
-            params={"replicas": str(replicas)},
-            special={
-                403: f"DDFS cannot place {replicas} replica(s) of {blob!r} ({{body}}): "
-                "lower replicas, or check the nodes with Master.nodeinfo()"
-            },
-        )
-        put_urls = _json(resp, f"GET {where}", [str], "a list of put URLs")
-        if len(put_urls) != replicas:
-            raise _shape_error(f"GET {where}", f"{replicas} put URL(s)", resp.content)
-        return [self._put(url, path) for url in put_urls]
-
-    def _put(self, url: str, path: Path) -> str:
-        target = proxy_url(url, self.proxy, method="PUT")
-        resp = self._send(
-            "PUT",
-            target,
-            data=path,
-            ok=(200, 201),
-            who="the DDFS node",
-            hint=f"the master handed out this put URL; try `curl -I {url}`",
-        )
-        return cast("str", _json(resp, f"PUT {url}", str, "the blob's disco:// URL"))
-
-    def cat(self, url: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-        """The bytes at a blob or result URL (``disco://``, ``dir://``, ``http://``, ``raw://``)."""
-        if url.startswith("raw://"):
-            yield url[len("raw://") :].encode()
-            return
-        target = proxy_url(disco_url_to_http(url, self.disco_port), self.proxy)
-        origin = _origin(target)
-        hint = f"is the node up? try `curl -I {target}`"
-        resp = self._send("GET", target, stream=True, who="the Disco node", hint=hint)
-        with (
-            resp,
-            _translate(
-                origin,
-                endpoint=f"GET {url}",
-                timeout=self._http.timeout,
-                who="the Disco node",
-                hint=hint,
-            ),
-        ):
-            yield from resp.iter_content(chunk_size)
-
-    # -- helpers ------------------------------------------------------------
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        token = self.read_token if method in ("GET", "HEAD") else self.write_token
-        if token is not None:
-            auth = base64.b64encode(f"token:{token}".encode()).decode()
-            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Basic {auth}"}
-        return self._http.send(method, path, **kwargs)
-
-    @staticmethod
-    def _tag_path(name: str) -> str:
-        return f"/ddfs/tag/{quote(tag_name(name), safe='@:')}"
-
-    @staticmethod
-    def _tag_errors(name: str) -> dict[int, str]:
-        return {
-            404: f"no DDFS tag named {name!r} ({{body}}): list tags with DDFS.list_tags()",
-            403: f"DDFS refused tag {name!r} ({{body}}): check the name",
-            401: f"DDFS refused the token for tag {name!r} ({{body}}): "
-            "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens",
-        }
-
-
-def _is_tag_entry(url: str) -> bool:
-    """A tag's URL entry that names another tag (``tag://NAME``, or a bare name)."""
-    return url.startswith("tag://") or ("://" not in url and "/" not in url)

@@ -1,4 +1,4 @@
-"""discodsl.client against exchanges recorded from a real Disco 0.5.4 master.
+"""discodsl.client and discodsl.ddfs against exchanges recorded from a real Disco 0.5.4 master.
 
 Each test loads recorded exchanges (``@replays("endpoints#13", ...)`` or a
 row of ``CASES``) into a real HTTP server on 127.0.0.1 and calls the client;
@@ -20,12 +20,11 @@ from typing import Any, TypeVar
 import pytest
 
 from discodsl.client import (
-    DDFS,
     Master,
     disco_url_to_http,
     proxy_url,
-    resolve_inputs,
 )
+from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, JobDead
 from discodsl.settings import load_settings
 
@@ -571,7 +570,7 @@ def test_submit_is_not_retried_after_the_connection_drops(replay: ReplayServer) 
     with pytest.raises(
         ClientError,
         match=r"connection closed without an answer.*may have "
-        r"reached the Disco master, so it was not sent again.*joblist",
+        r"reached the Disco master, so it was not sent again.*`discodsl jobs`",
     ):
         master.submit(b"jobpack")
     assert [r.target for r in replay.received] == ["/disco/job/new"]  # sent once

@@ -18,7 +18,8 @@ import pytest
 
 import discodsl.builder
 from discodsl import ClientError, JobDead, TaskFailed
-from discodsl.client import DDFS, Master
+from discodsl.client import Master
+from discodsl.ddfs import DDFS
 from discodsl.errors import RemoteTraceback
 from discodsl.runners import cluster
 from discodsl.runners.progress import Progress

@@ -1218,7 +1218,8 @@ CLUSTER = [
     code("""
     import os
 
-    from discodsl.client import DDFS, Master
+    from discodsl.client import Master
+    from discodsl.ddfs import DDFS
     from discodsl.settings import load_settings
 
     if not os.environ.get("DISCO_MASTER"):
@@ -1758,7 +1759,7 @@ CLUSTER = [
         ("start a job, come back later", "", "`discodsl submit FILE`, `discodsl wait JOB`"),
         ("watch it", "the progress bars", "`discodsl status JOB`, `discodsl events -f JOB`"),
         ("read results", "iterate over `Results`", "`discodsl results JOB` (`--json`)"),
-        ("store data in DDFS", "`ddfs.push(tag, files)` (`discodsl.client.DDFS`)",
+        ("store data in DDFS", "`ddfs.push(tag, files)` (`discodsl.ddfs.DDFS`)",
          "`discodsl ddfs push TAG FILE...`"),
         ("read a tag", "`inputs=\"tag://TAG\"`", "`discodsl run MODULE:JOB tag://TAG`"),
         ("keep results", "`run(..., save_results=True)`", ""),

@@ -10,7 +10,7 @@ becomes the failing task's :class:`~discodsl.errors.TaskFailed`),
 
 Results are read lazily over HTTP: ``dir://HOST/...`` and ``disco://HOST/...``
 at ``http://HOST:<DISCO_PORT>/...``; a save_results tag is resolved to its
-blobs first. All HTTP goes through :mod:`discodsl.client`.
+blobs first. All HTTP goes through :mod:`discodsl.client` and :mod:`discodsl.ddfs`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, sources
-from discodsl.client import DDFS, Master, resolve_inputs
+from discodsl.client import Master
+from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, JobDead, TaskFailed
 from discodsl.results import Results
 from discodsl.runners.failures import task_failed

@@ -1,0 +1,353 @@
+"""Client for DDFS, the Disco Distributed Filesystem (disco-spec section 6).
+
+:class:`DDFS` wraps the parts of DDFS a client uses (tags, blob upload,
+attributes, reading blobs). :func:`check_name` and :func:`tag_name` validate
+tag names; :func:`resolve_inputs` expands ``tag://`` job inputs into the
+replica lists of the tag's blobs.
+
+It does not send requests itself: every request goes through the transport
+of :mod:`discodsl.client` (timeouts, retries, JSON shape checks), so
+``requests`` exceptions still become :class:`~discodsl.errors.ClientError`
+in that one place. The Disco master's own API (:class:`~discodsl.client.Master`)
+and the URL helpers (:func:`~discodsl.client.disco_url_to_http`,
+:func:`~discodsl.client.proxy_url`) stay in :mod:`discodsl.client`, which
+does not import this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from discodsl.client import (
+    RetryCallback,
+    _fits,
+    _json,
+    _origin,
+    _proxy_hint,
+    _shape_error,
+    _translate,
+    _Transport,
+    disco_url_to_http,
+    proxy_url,
+)
+from discodsl.errors import ClientError
+
+if TYPE_CHECKING:
+    from discodsl.settings import DiscoSettings
+
+__all__ = ["DDFS", "check_name", "resolve_inputs", "tag_name"]
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_\-@:]+")
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_\-@:]")
+
+
+# --------------------------------------------------------------------------
+# Names and inputs
+# --------------------------------------------------------------------------
+
+
+def check_name(name: str, what: str = "DDFS tag name") -> str:
+    """``name`` if it only holds ``[A-Za-z0-9_-@:]`` (``DDFS.safe_name``), else ClientError."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        safe = _UNSAFE_CHAR.sub("_", str(name)) or "data"
+        raise ClientError(
+            f"{name!r} is not a valid {what}: use only letters, digits and _ - @ : (e.g. {safe!r})"
+        )
+    return name
+
+
+def tag_name(url_or_name: str) -> str:
+    """``tag://NAME`` or ``NAME`` -> ``NAME`` (validated)."""
+    if url_or_name.startswith("tag://"):  # tag://NAME, or tag://HOST/NAME as Disco allows
+        return check_name(url_or_name[len("tag://") :].rsplit("/", 1)[-1])
+    return check_name(url_or_name)
+
+
+def resolve_inputs(inputs: Iterable[str | Sequence[str]], ddfs: DDFS) -> list[list[str]]:
+    """Job inputs as replica lists, each ``tag://NAME`` replaced by the tag's blobs.
+
+    A plain URL becomes a one-replica list; a list is kept as the replicas of
+    one input. The master never resolves tags (disco-spec section 2): do it here.
+    """
+    resolved: list[list[str]] = []
+    for item in inputs:
+        if isinstance(item, str):
+            if item.startswith("tag://"):
+                resolved.extend(ddfs.blobs(item))
+            else:
+                resolved.append([item])
+            continue
+        replicas = list(item)
+        if not replicas or not all(isinstance(r, str) for r in replicas):
+            raise ClientError(f"input {item!r} is not a URL or a list of replica URLs")
+        if any(r.startswith("tag://") for r in replicas):
+            raise ClientError(
+                f"input {replicas!r} lists a tag as one replica of an input: "
+                "give tag://NAME as an input of its own"
+            )
+        resolved.append(replicas)
+    return resolved
+
+
+# --------------------------------------------------------------------------
+# DDFS
+# --------------------------------------------------------------------------
+
+_TAG_SHAPE = {"urls": [[str]]}
+
+
+class DDFS:
+    """The client side of DDFS (disco-spec section 6), reached through the master.
+
+    Tokens are sent as ``Authorization: Basic base64("token:<t>")``: the read
+    token on GETs, the write token on everything else.
+    """
+
+    def __init__(
+        self,
+        master_url: str,
+        *,
+        read_token: str | None = None,
+        write_token: str | None = None,
+        disco_port: int | None = None,
+        proxy: str = "",
+        timeout: float = 30,
+        retries: int = 5,
+        session: requests.Session | None = None,
+        backoff: float = 0.5,
+        on_retry: RetryCallback | None = None,
+    ):
+        self.url = master_url.rstrip("/")
+        self.read_token = read_token
+        self.write_token = write_token
+        self.disco_port = disco_port or urlsplit(self.url).port or 8989
+        self.proxy = proxy
+        self._http = _Transport(
+            proxy_url(self.url, proxy, to_master=True),
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            session=session,
+            on_retry=on_retry,
+            hint=_proxy_hint(self.url, proxy),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: DiscoSettings, **kwargs: Any) -> DDFS:
+        """DDFS of ``settings.DISCO_MASTER``, with the settings' tokens, proxy, timeouts."""
+        options: dict[str, Any] = {
+            "read_token": settings.DDFS_READ_TOKEN,
+            "write_token": settings.DDFS_WRITE_TOKEN,
+            "disco_port": settings.DISCO_PORT,
+            "proxy": settings.DISCO_PROXY,
+            "timeout": settings.DISCODSL_HTTP_TIMEOUT,
+            "retries": settings.DISCODSL_RETRIES,
+        }
+        return cls(settings.DISCO_MASTER, **{**options, **kwargs})
+
+    def __repr__(self) -> str:
+        return f"DDFS({self.url!r})"
+
+    def __enter__(self) -> DDFS:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections (only if this object created the session)."""
+        self._http.close()
+
+    # -- tags ---------------------------------------------------------------
+
+    def list_tags(self, prefix: str = "") -> list[str]:
+        """Names of all tags starting with ``prefix``."""
+        path = f"/ddfs/tags/{quote(check_name(prefix, 'tag prefix'))}" if prefix else "/ddfs/tags"
+        return cast(
+            "list[str]", _json(self._send("GET", path), f"GET {path}", [str], "a list of tag names")
+        )
+
+    def get_tag(self, name: str) -> dict[str, Any]:
+        """The tag: ``{version, id, last-modified, urls, user-data}``; urls newest first."""
+        path = self._tag_path(name)
+        resp = self._send("GET", path, special=self._tag_errors(name))
+        return cast(
+            "dict[str, Any]", _json(resp, f"GET {path}", _TAG_SHAPE, "a tag object with urls")
+        )
+
+    def blobs(self, name: str) -> list[list[str]]:
+        """The replica lists of a tag's blobs, following entries that are other tags.
+
+        A tag's own blobs come before those of the tags it lists; a tag is
+        visited once, so cycles end. A listed tag that does not exist is a
+        ClientError (Disco skips it silently).
+        """
+        found: list[list[str]] = []
+        seen: set[str] = set()
+
+        def walk(tag: str, parent: str | None) -> None:
+            if tag in seen:
+                return
+            seen.add(tag)
+            try:
+                urls = self.get_tag(tag)["urls"]
+            except ClientError as exc:
+                if parent is None:
+                    raise
+                raise ClientError(f"tag {parent!r} lists tag {tag!r}, which failed: {exc}") from exc
+            children = [tag_name(r[0]) for r in urls if r and _is_tag_entry(r[0])]
+            found.extend(r for r in urls if r and not _is_tag_entry(r[0]))
+            for child in children:
+                walk(child, tag)
+
+        walk(tag_name(name), None)
+        return found
+
+    def tag(
+        self, name: str, urls: Iterable[str | Sequence[str]], *, update: bool = False
+    ) -> list[str]:
+        """Append replica lists to a tag, creating it; the tag's new URLs.
+
+        With ``update``, URLs already in the tag are skipped, which also makes
+        the call safe to retry; without it, it is sent again only if it never
+        left this machine (appending twice would duplicate the blobs).
+        """
+        replicas = [[u] if isinstance(u, str) else list(u) for u in urls]
+        if not _fits(replicas, [[str]]):
+            raise ClientError(f"tag({name!r}, ...): expected a list of URLs or replica lists")
+        path = self._tag_path(name)
+        resp = self._send(
+            "POST",
+            path,
+            data=json.dumps(replicas).encode(),
+            params={"update": "1"} if update else None,
+            policy="idempotent" if update else "unsent",
+            special=self._tag_errors(name),
+        )
+        return cast("list[str]", _json(resp, f"POST {path}", [str], "a list of tag URLs"))
+
+    def delete(self, name: str) -> None:
+        """Delete a tag (its blobs are garbage-collected by DDFS later)."""
+        path = self._tag_path(name)
+        resp = self._send("DELETE", path, special=self._tag_errors(name))
+        if _json(resp, f"DELETE {path}", str, '"deleted"') != "deleted":
+            raise _shape_error(f"DELETE {path}", '"deleted"', resp.content)
+
+    def get_attr(self, name: str, attr: str) -> Any:
+        """A user attribute of a tag (any JSON value)."""
+        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name')}"
+        special = {
+            404: f"tag {name!r} has no attribute {attr!r}, or no such tag ({{body}}): "
+            f"see its attributes (user-data) with `curl {self.url}{self._tag_path(name)}`"
+        }
+        return _json(self._send("GET", path, special=special), f"GET {path}", object, "JSON")
+
+    def set_attr(self, name: str, attr: str, value: Any) -> None:
+        """Set a user attribute of a tag to a JSON value."""
+        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name')}"
+        resp = self._send(
+            "PUT", path, data=json.dumps(value).encode(), special=self._tag_errors(name)
+        )
+        _json(resp, f"PUT {path}", [str], "a list of tag URLs")
+
+    # -- blobs --------------------------------------------------------------
+
+    def push(self, name: str, files: Iterable[str | Path], replicas: int = 1) -> list[list[str]]:
+        """Upload files as blobs and append them to tag ``name``; their replica lists.
+
+        Per file: ``new_blob`` gives ``replicas`` put URLs, the bytes are PUT to
+        each (201, the blob's ``disco://`` URL); then one POST tags them all.
+        """
+        check_name(name)
+        if replicas < 1:
+            raise ClientError(f"replicas={replicas}: a blob needs at least 1 replica")
+        blobs = [self._push_blob(Path(f), replicas) for f in files]
+        self.tag(name, blobs)
+        return blobs
+
+    def _push_blob(self, path: Path, replicas: int) -> list[str]:
+        if not path.is_file():
+            raise ClientError(f"cannot push {str(path)!r}: no such file")
+        blob = _UNSAFE_CHAR.sub("_", path.name)
+        where = f"/ddfs/new_blob/{quote(blob)}"
+        resp = self._send(
+            "GET",
+            where,
+            params={"replicas": str(replicas)},
+            special={
+                403: f"DDFS cannot place {replicas} replica(s) of {blob!r} ({{body}}): "
+                f"lower replicas, or check the nodes with `curl {self.url}/disco/ctrl/nodeinfo`"
+            },
+        )
+        put_urls = _json(resp, f"GET {where}", [str], "a list of put URLs")
+        if len(put_urls) != replicas:
+            raise _shape_error(f"GET {where}", f"{replicas} put URL(s)", resp.content)
+        return [self._put(url, path) for url in put_urls]
+
+    def _put(self, url: str, path: Path) -> str:
+        target = proxy_url(url, self.proxy, method="PUT")
+        resp = self._send(
+            "PUT",
+            target,
+            data=path,
+            ok=(200, 201),
+            who="the DDFS node",
+            hint=f"the master handed out this put URL; try `curl -I {url}`",
+        )
+        return cast("str", _json(resp, f"PUT {url}", str, "the blob's disco:// URL"))
+
+    def cat(self, url: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """The bytes at a blob or result URL (``disco://``, ``dir://``, ``http://``, ``raw://``)."""
+        if url.startswith("raw://"):
+            yield url[len("raw://") :].encode()
+            return
+        target = proxy_url(disco_url_to_http(url, self.disco_port), self.proxy)
+        origin = _origin(target)
+        hint = f"is the node up? try `curl -I {target}`"
+        resp = self._send("GET", target, stream=True, who="the Disco node", hint=hint)
+        with (
+            resp,
+            _translate(
+                origin,
+                endpoint=f"GET {url}",
+                timeout=self._http.timeout,
+                who="the Disco node",
+                hint=hint,
+            ),
+        ):
+            yield from resp.iter_content(chunk_size)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        token = self.read_token if method in ("GET", "HEAD") else self.write_token
+        if token is not None:
+            auth = base64.b64encode(f"token:{token}".encode()).decode()
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Basic {auth}"}
+        return self._http.send(method, path, **kwargs)
+
+    @staticmethod
+    def _tag_path(name: str) -> str:
+        return f"/ddfs/tag/{quote(tag_name(name), safe='@:')}"
+
+    @staticmethod
+    def _tag_errors(name: str) -> dict[int, str]:
+        return {
+            404: f"no DDFS tag named {name!r} ({{body}}): list tags with `discodsl ddfs ls`",
+            403: f"DDFS refused tag {name!r} ({{body}}): check the name",
+            401: f"DDFS refused the token for tag {name!r} ({{body}}): "
+            "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens",
+        }
+
+
+def _is_tag_entry(url: str) -> bool:
+    """A tag's URL entry that names another tag (``tag://NAME``, or a bare name)."""
+    return url.startswith("tag://") or ("://" not in url and "/" not in url)
