@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,32 @@ def test_unreadable_input_names_the_url(tmp_path: Path) -> None:
     assert error.exc_type == "DataError"
     assert error.url == missing.as_uri()
     assert str(missing) in str(error) and "check that the file exists" in str(error)
+
+
+def test_stage_output_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
+    from discodsl import StageError, job, map, reduce
+
+    @map
+    def returns_int(line: str) -> int:
+        return 5
+
+    @map
+    def list_keys(line: str) -> Any:
+        yield [line], 1
+
+    @reduce(combine=True)
+    def add(key: Any, values: Any) -> Any:
+        yield key, sum(values)
+
+    @job
+    def one() -> list[Any]:
+        return [returns_int]
+
+    @job
+    def two() -> list[Any]:
+        return [list_keys, add]
+
+    with pytest.raises(StageError, match="'returns_int'.*did not unpack: 'int' object"):
+        one.run(["raw://x"], mode="inline")
+    with pytest.raises(StageError, match="'list_keys' yielded a key that cannot be grouped"):
+        two.run(["raw://x"], mode="inline")
