@@ -201,7 +201,7 @@ def test_stage_output_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
     def two() -> list[Any]:
         return [list_keys, add]
 
-    with pytest.raises(StageError, match="'returns_int'.*did not unpack: 'int' object"):
+    with pytest.raises(StageError, match=r"'returns_int'.*did not unpack: 'int' object"):
         one.run(["raw://x"], mode="inline")
     with pytest.raises(StageError, match="'list_keys' yielded a key that cannot be grouped"):
         two.run(["raw://x"], mode="inline")
