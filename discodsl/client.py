@@ -29,7 +29,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -453,14 +453,11 @@ _REPLICAS_SHAPE = [_OneOf(str, [str])]
 _MASTER_SETTINGS = ("max_failure_rate", "accept_new_jobs")
 
 
-class Master:
-    """A Disco master's HTTP API (disco-spec section 5).
+_S = TypeVar("_S", bound="Service")
 
-    ``url`` is ``DISCO_MASTER`` (``http://HOST:PORT``). Build one from settings
-    with :meth:`from_settings`; use it as a context manager to close its
-    connections. Every method raises :class:`ClientError` when the master
-    cannot be reached or refuses; :meth:`wait` raises :class:`JobDead`.
-    """
+
+class Service:
+    """What the master and DDFS clients share: the master's URL, one transport, closing."""
 
     def __init__(
         self,
@@ -485,6 +482,29 @@ class Master:
             hint=_proxy_hint(self.url, proxy),
         )
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections (only if this object created the session)."""
+        self._http.close()
+
+
+class Master(Service):
+    """A Disco master's HTTP API (disco-spec section 5).
+
+    ``url`` is ``DISCO_MASTER`` (``http://HOST:PORT``). Build one from settings
+    with :meth:`from_settings`; use it as a context manager to close its
+    connections. Every method raises :class:`ClientError` when the master
+    cannot be reached or refuses; :meth:`wait` raises :class:`JobDead`.
+    """
+
     @classmethod
     def from_settings(cls, settings: DiscoSettings, **kwargs: Any) -> Master:
         """A client for ``settings.DISCO_MASTER`` with the settings' timeout, retries, proxy."""
@@ -494,19 +514,6 @@ class Master:
             "proxy": settings.DISCO_PROXY,
         }
         return cls(settings.DISCO_MASTER, **{**options, **kwargs})
-
-    def __repr__(self) -> str:
-        return f"Master({self.url!r})"
-
-    def __enter__(self) -> Master:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connections (only if this object created the session)."""
-        self._http.close()
 
     # -- jobs ---------------------------------------------------------------
 

@@ -28,13 +28,12 @@ import requests
 
 from discodsl.client import (
     RetryCallback,
+    Service,
     _fits,
     _json,
     _origin,
-    _proxy_hint,
     _shape_error,
     _translate,
-    _Transport,
     disco_url_to_http,
     proxy_url,
 )
@@ -104,7 +103,7 @@ def resolve_inputs(inputs: Iterable[str | Sequence[str]], ddfs: DDFS) -> list[li
 _TAG_SHAPE = {"urls": [[str]]}
 
 
-class DDFS:
+class DDFS(Service):
     """The client side of DDFS (disco-spec section 6), reached through the master.
 
     Tokens are sent as ``Authorization: Basic base64("token:<t>")``: the read
@@ -125,20 +124,18 @@ class DDFS:
         backoff: float = 0.5,
         on_retry: RetryCallback | None = None,
     ):
-        self.url = master_url.rstrip("/")
+        super().__init__(
+            master_url,
+            timeout=timeout,
+            retries=retries,
+            session=session,
+            proxy=proxy,
+            backoff=backoff,
+            on_retry=on_retry,
+        )
         self.read_token = read_token
         self.write_token = write_token
         self.disco_port = disco_port or urlsplit(self.url).port or 8989
-        self.proxy = proxy
-        self._http = _Transport(
-            proxy_url(self.url, proxy, to_master=True),
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            session=session,
-            on_retry=on_retry,
-            hint=_proxy_hint(self.url, proxy),
-        )
 
     @classmethod
     def from_settings(cls, settings: DiscoSettings, **kwargs: Any) -> DDFS:
@@ -152,19 +149,6 @@ class DDFS:
             "retries": settings.DISCODSL_RETRIES,
         }
         return cls(settings.DISCO_MASTER, **{**options, **kwargs})
-
-    def __repr__(self) -> str:
-        return f"DDFS({self.url!r})"
-
-    def __enter__(self) -> DDFS:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connections (only if this object created the session)."""
-        self._http.close()
 
     # -- tags ---------------------------------------------------------------
 
