@@ -64,7 +64,11 @@ class Results:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Results of {self.jobname!r} ({self.mode}): {len(self.urls)} result file(s)>"
+        counters = f", counters {self.counters}" if self.counters else ""
+        return (
+            f"<Results of {self.jobname!r} ({self.mode}): {len(self.urls)} result file(s)"
+            f"{counters}>"
+        )
 
     def _repr_html_(self) -> str:
         counters = "".join(

@@ -205,3 +205,11 @@ def test_stage_output_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
         one.run(["raw://x"], mode="inline")
     with pytest.raises(StageError, match="'list_keys' yielded a key that cannot be grouped"):
         two.run(["raw://x"], mode="inline")
+
+
+def test_results_summaries_for_a_repl_and_a_notebook(corpus: list[Path]) -> None:
+    results = jobs.top_words.run(inputs=corpus, mode="inline")
+    assert repr(results).startswith("<Results of 'top_words' (inline): ")
+    assert "counters {'skipped': " in repr(results)
+    html = results._repr_html_()
+    assert "<code>top_words</code>" in html and "<code>skipped</code>" in html
