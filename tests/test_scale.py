@@ -12,7 +12,7 @@ import pytest
 
 from discodsl import job, map, reduce, stage
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def _peak_rss_mb() -> float:
