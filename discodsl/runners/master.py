@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, cast
 
 from discodsl import jobpack
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskPlan, group_outputs
@@ -310,10 +310,12 @@ class _Conversation:
         self.side = MasterSide()
         self.outputs: list[tuple[int, str, int]] = []
         self.seen = bytearray()
+        # Started with stdin and stdout as pipes (see NodeMaster._spawn).
+        self.stdin = cast(IO[bytes], process.stdin)
+        self.stdout = cast(IO[bytes], process.stdout)
 
     def run(self) -> TaskOutcome:
-        assert self.process.stdout is not None and self.process.stdin is not None
-        reader = self.process.stdout.fileno()
+        reader = self.stdout.fileno()
         with selectors.DefaultSelector() as selector:
             selector.register(reader, selectors.EVENT_READ)
             deadline = time.monotonic() + FIRST_MESSAGE_TIMEOUT
@@ -373,10 +375,9 @@ class _Conversation:
             data = self.side.reply("FAIL", "")
         else:
             data = self.side.reply("OK", "ok")
-        assert self.process.stdin is not None
         try:
-            self.process.stdin.write(data)
-            self.process.stdin.flush()
+            self.stdin.write(data)
+            self.stdin.flush()
         except BrokenPipeError:
             pass
 
