@@ -41,7 +41,12 @@ class JobOptions(BaseModel):
     params: Any = Field(None, description="passed to stage functions that take `params`")
     memory_budget: int = Field(256 * MIB, ge=MIB, description="bytes a reduce sorts in memory")
     compress: bool = Field(False, description="zlib-compress intermediate record files")
-    max_failures: int = Field(3, ge=0, description="task failures tolerated before the job fails")
+    max_failures: int = Field(
+        3,
+        ge=0,
+        description="task failures tolerated before the job fails (local runner; a Disco "
+        "master applies its own max_failure_rate setting)",
+    )
     prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$", description="job name prefix")
     owner: str | None = Field(None, description="job owner shown by the master")
     save_results: bool = Field(False, description="save the results in DDFS (cluster only)")
