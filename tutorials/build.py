@@ -1193,7 +1193,8 @@ TROUBLE = [
     To debug a stage: call it as a plain function on the bad record, or run the job with
     `mode="inline"` and use `%debug`, `pdb.post_mortem()` or `breakpoint()`.
 
-    Next, **6. Access logs**: a real data task from end to end.
+    Next, **5. On a Disco cluster**: the same jobs on a Disco master, then **6. Access logs**,
+    a real data task from end to end.
     """),
 ]
 
