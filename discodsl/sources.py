@@ -89,9 +89,11 @@ def local_path(url: str) -> str | None:
 
 def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
     """Cut big single-replica local files into line-aligned ranges when cores would sit idle."""
+    if workers <= 1 or len(inputs) >= 2 * workers:
+        return inputs  # enough tasks already: no need to look at any file
     sizes = [_size(urls) for urls in inputs]
-    total = sum(s for s in sizes if s)
-    if workers <= 1 or len(inputs) >= 2 * workers or total < 2 * MIN_SPLIT:
+    total = sum(sizes)
+    if total < 2 * MIN_SPLIT:
         return inputs
     target = max(MIN_SPLIT, math.ceil(total / (2 * workers)))
     result: list[list[str]] = []

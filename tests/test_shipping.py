@@ -64,7 +64,15 @@ def test_a_module_the_node_cannot_import_is_named(
     sys.modules.pop("onlyhere", None)
 
 
-def test_loadable_job_passes_preflight_once() -> None:
+def test_loadable_job_passes_preflight_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from discodsl import shipping
+
+    children: list[bytes] = []
+    real = shipping._load_in_child
+    monkeypatch.setattr(
+        shipping, "_load_in_child", lambda data: children.append(data) or real(data)
+    )
+
     @map
     def fine(line: str) -> Iterator[tuple[str, int]]:
         yield line, 1
@@ -76,7 +84,8 @@ def test_loadable_job_passes_preflight_once() -> None:
     spec = ok.spec()
     pickled = pickle_job(spec)
     preflight(spec, pickled)
-    preflight(spec, pickled)  # cached: no second interpreter
+    preflight(spec, pickled)
+    assert children == [pickled]  # loaded once, in a fresh interpreter; then cached
 
 
 def test_breakpoint_works_inline(monkeypatch: pytest.MonkeyPatch) -> None:

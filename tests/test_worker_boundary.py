@@ -153,11 +153,10 @@ def _single_task(tmp_path: Path, data: bytes, inputs: list[Any], extra_env: Any 
     task = task_payload(
         layout,
         taskid=0,
-        stage="chatty" if b"chatty" in data else "explode",
+        stage=jobpack.decode(data).jobdict["pipeline"][0][0],
         grouping="split",
         group=(0, "x"),
     )
-    task["stage"] = jobpack.decode(data).jobdict["pipeline"][0][0]
     reply = [
         "done",
         [[i, "ok", 0, [[r, u] for r, u in enumerate(urls)]] for i, urls in enumerate(inputs)],

@@ -603,8 +603,8 @@ class _Probe:
             raise _Unordered(self.key, other.key) from None
 
 
-def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageError:
-    """Explain a failed sort: a record that is not a pair, or two keys that do not compare."""
+def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
+    """The error for the first record that is not a ``(key, value)`` pair, if any."""
     for record in records:
         if not isinstance(record, (tuple, list)) or len(record) != 2:
             return StageError(
@@ -612,6 +612,14 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
                 "a reduce's input must be (key, value) pairs: make the previous stage yield them",
                 stage=stage,
             )
+    return None
+
+
+def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageError:
+    """Explain a failed sort: a record that is not a pair, or two keys that do not compare."""
+    not_pair = _not_a_pair(stage, records)
+    if not_pair is not None:
+        return not_pair
     try:
         sorted(_Probe(record[0]) for record in records)
     except _Unordered as found:
@@ -630,13 +638,10 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
 
 def _hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
     """Explain a failed grouping by hash: a key that is unhashable, or a record not a pair."""
+    not_pair = _not_a_pair(stage, records)
+    if not_pair is not None:
+        return not_pair
     for record in records:
-        if not isinstance(record, (tuple, list)) or len(record) != 2:
-            return StageError(
-                f"{_where(stage)}: got {record!r:.60} ({type(record).__name__}) as a record; "
-                "a reduce's input must be (key, value) pairs: make the previous stage yield them",
-                stage=stage,
-            )
         try:
             hash(record[0])
         except TypeError:
