@@ -88,14 +88,14 @@ def run_task(task: Task, records: Iterable[Any], position: Position | None = Non
     outputs = _Outputs(task)
     try:
         with _user_code(task, where):
-            _process(task, records, outputs, where)
+            _process(task, records, outputs)
         return outputs.close()
     except BaseException:
         outputs.abort()
         raise
 
 
-def _process(task: Task, records: Iterable[Any], outputs: _Outputs, where: Position) -> None:
+def _process(task: Task, records: Iterable[Any], outputs: _Outputs) -> None:
     stage, params, sink = task.stage, task.job.params, outputs.sink()
     state = _call_hook(stage.init, params)
     combiner = _combiner(task)
