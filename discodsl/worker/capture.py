@@ -4,9 +4,13 @@ The launcher starts the interpreter with the protocol on its own fd and fds
 1 and 2 pointed at a file, so nothing the interpreter prints while starting
 can corrupt the stream. :class:`Capture` then points fds 1 and 2 at a pipe
 (C code and child processes included, not only ``sys.stdout``), collects what
-arrives, bounded, and hands it out in batches; :class:`Forwarder` sends one
-batch at most every ``interval`` seconds, far under the master's limit of 5
-MSG a second (10 in a second kill the job).
+arrives up to :data:`MAX_FORWARDED` bytes a task (then counts what it drops),
+and hands it out in batches of at most :data:`MAX_MESSAGE` bytes, cut after a
+line where one fits; :class:`Forwarder` sends them every ``interval`` seconds
+and at the end, then a note with the exact number of bytes dropped.
+:class:`Pacer` keeps every MSG of a worker (output and counters) at 4 in any
+1.2 seconds, under the master's limit of 5 a second (10 in a second kill the
+job). Sending is the caller's: this module never touches the protocol.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ import threading
 import time
 from collections.abc import Callable
 
-# What one task may forward in all; past it, output is dropped with a note.
+# What one task may forward in all; past it, output is dropped with a note giving the count.
 MAX_FORWARDED = 1 << 20
-# The largest single MSG.
-MAX_MESSAGE = 64 * 1024
+# The largest single MSG: far under a frame's limit (protocol.MAX_PAYLOAD, 100 MiB).
+MAX_MESSAGE = 256 * 1024
+# At most PACE_COUNT MSG in any PACE_WINDOW seconds: the master delays a worker that
+# sends more than 5 in a second and kills the job at 10.
+PACE_COUNT = 4
+PACE_WINDOW = 1.2
 
 
 class Capture:
@@ -32,9 +40,10 @@ class Capture:
 
     def __init__(self, early: str = ""):
         self._lock = threading.Lock()
-        self._pending = bytearray(early.encode(errors="replace"))
-        self._total = len(self._pending)
-        self._dropped = 0
+        self._pending = bytearray()
+        self._total = self._dropped = 0
+        self._last = b"\n"  # the last byte kept
+        self._keep(early.encode(errors="replace"))
         read_end, write_end = os.pipe()
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
@@ -61,36 +70,82 @@ class Capture:
             time.sleep(0.002)
 
     def _keep(self, chunk: bytes) -> None:
-        room = MAX_FORWARDED - self._total
-        kept = chunk[: max(room, 0)]
-        self._pending += kept
-        self._total += len(kept)
+        kept = chunk[: max(MAX_FORWARDED - self._total, 0)]
+        if kept:
+            self._pending += kept
+            self._total += len(kept)
+            self._last = kept[-1:]
         self._dropped += len(chunk) - len(kept)
 
-    def take(self, limit: int = MAX_MESSAGE) -> str:
-        """Up to ``limit`` bytes of collected output, as text (empty if none)."""
+    def take(self, limit: int = MAX_MESSAGE, whole_lines: bool = False) -> str:
+        """Up to ``limit`` bytes of collected output, as text (empty if none).
+
+        A batch ends after a line when one fits, else at a character's end;
+        with ``whole_lines``, a last line still being written stays for later
+        unless it alone fills a batch.
+        """
         with self._lock:
-            batch = bytes(self._pending[:limit])
-            del self._pending[:limit]
-            if not self._pending and self._dropped:
-                batch += f"\n[discodsl: {self._dropped} more bytes of output dropped]".encode()
-                self._dropped = 0
+            cut = _cut(self._pending, limit, whole_lines)
+            batch = bytes(self._pending[:cut])
+            del self._pending[:cut]
         return batch.decode(errors="replace")
+
+    def note(self) -> str:
+        """The line saying how much output was over :data:`MAX_FORWARDED` (empty if none)."""
+        with self._lock:
+            if not self._dropped:
+                return ""
+            start = "" if self._last == b"\n" else "\n"
+            return (
+                f"{start}[{self._dropped} more bytes dropped: a task forwards at most "
+                f"{MAX_FORWARDED} bytes of output; write bulk output to a file instead]\n"
+            )
+
+
+def _cut(pending: bytearray, limit: int, whole_lines: bool) -> int:
+    """Where a batch of at most ``limit`` bytes of ``pending`` should end."""
+    if len(pending) <= limit:
+        return pending.rfind(b"\n") + 1 if whole_lines else len(pending)
+    line_end = pending.rfind(b"\n", 0, limit) + 1
+    if line_end:
+        return line_end
+    cut = limit
+    while cut > limit - 3 and pending[cut] & 0xC0 == 0x80:  # inside a UTF-8 character
+        cut -= 1
+    return cut
 
 
 def read_early_output(path: str) -> str:
     """What the interpreter wrote before the runtime took over fds 1 and 2; removes the file."""
     try:
         with open(path, "rb") as handle:
-            text = handle.read(MAX_MESSAGE).decode(errors="replace")
+            text = handle.read(MAX_FORWARDED).decode(errors="replace")
         os.unlink(path)
     except OSError:
         return ""
     return text
 
 
+class Pacer:
+    """Makes callers of :meth:`wait` wait so that at most ``count`` pass in any ``window``."""
+
+    def __init__(self, count: int = PACE_COUNT, window: float = PACE_WINDOW):
+        self._count, self._window = count, window
+        self._times: list[float] = []
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Return when one more message may go."""
+        with self._lock:
+            if len(self._times) >= self._count:
+                delay = self._times[-self._count] + self._window - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self._times = [*self._times[1 - self._count :], time.monotonic()]
+
+
 class Forwarder:
-    """Sends collected output with ``send`` at most once every ``interval`` seconds."""
+    """Sends collected output with ``send`` (which paces itself) every ``interval`` seconds."""
 
     def __init__(self, capture: Capture, send: Callable[[str], None], interval: float = 1.0):
         self._capture, self._send, self._interval = capture, send, interval
@@ -100,18 +155,20 @@ class Forwarder:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            text = self._capture.take()
-            if text:
-                self._send(text)
+            self._flush(whole_lines=True)
+
+    def _flush(self, whole_lines: bool) -> None:
+        while text := self._capture.take(whole_lines=whole_lines):
+            self._send(text)
 
     def close(self) -> None:
-        """Stop the thread and send what is left, in one last message."""
+        """Stop the thread and send what is left, then the note on what was dropped."""
         self._stop.set()
         self._thread.join()
         self._capture.settle()
-        text = self._capture.take()
-        if text:
-            self._send(text)
+        self._flush(whole_lines=False)
+        if note := self._capture.note():
+            self._send(note)
 
 
 def _unread(fd: int) -> int:

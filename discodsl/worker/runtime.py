@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from discodsl.worker import counters, report
-from discodsl.worker.capture import Capture, Forwarder, read_early_output
+from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
 from discodsl.worker.execute import Output, Task, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.protocol import Frame, TaskInfo, WorkerSide, parse_input_reply
@@ -39,6 +39,7 @@ class Channel:
         self.read_fd, self.write_fd = read_fd, write_fd
         self.side = WorkerSide()
         self.lock = threading.Lock()
+        self.pacer = Pacer()
 
     def request(self, name: str, payload: Any) -> Frame:
         """Send a message that owes a reply and return the reply."""
@@ -108,6 +109,8 @@ def _no_debugger(*args: Any, **kwargs: Any) -> None:
 
 
 def _message(channel: Channel, text: str) -> None:
+    """Send a MSG, waiting first if the master's rate limit is near."""
+    channel.pacer.wait()
     channel.request("MSG", text)
 
 

@@ -1,0 +1,134 @@
+"""What stage code prints, forwarded by a real worker: whole up to the per-task cap, then a note
+saying exactly how many bytes were dropped; never faster than the master's MSG limit; before
+the counters and DONE. Checked over real pipes and end to end through the local runner."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import builder, count, job, map
+from discodsl.worker.capture import MAX_FORWARDED, MAX_MESSAGE
+from discodsl.worker.protocol import MAX_PAYLOAD
+from tests.worker_driver import (
+    Transcript,
+    lay_out,
+    node_environment,
+    run_worker,
+    scripted,
+    task_payload,
+)
+
+LINES = 1000  # of 100 bytes each, newline included: 100 KB
+
+
+def _line(i: int) -> str:
+    return f"line {i:04d} " + "y" * 89
+
+
+@map
+def prints_100_kb(record: str) -> Iterator[tuple[str, int]]:
+    for i in range(LINES):
+        print(_line(i))
+    count("printed")
+    yield record, 1
+
+
+@map
+def prints_a_3_mb_line(record: str) -> Iterator[tuple[str, int]]:
+    print("x" * 3_000_000)
+    yield record, 1
+
+
+@map
+def prints_2_mb_of_lines(record: str) -> Iterator[tuple[str, int]]:
+    for i in range(20_000):
+        print(_line(i))
+    yield record, 1
+
+
+def _job(stage: Any) -> Any:
+    @job(max_failures=0)
+    def one_stage() -> list[Any]:
+        return [stage]
+
+    return one_stage
+
+
+def _worker(tmp_path: Path, stage: Any) -> Transcript:
+    chosen = _job(stage)
+    data = builder.build_jobpack(chosen, chosen.options, [["raw://r"]])
+    layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
+    task = task_payload(layout, taskid=0, stage=stage.name, grouping="split", group=(0, "r"))
+    reply = ["done", [[0, "ok", 0, [[0, "raw://r"]]]]]
+    return run_worker(layout.home, node_environment(data), scripted(task, [reply]))
+
+
+def _output_messages(transcript: Transcript) -> list[str]:
+    return [
+        f.payload
+        for f in transcript.sent
+        if f.name == "MSG" and not f.payload.startswith("discodsl-counters: ")
+    ]
+
+
+def _assert_rate(transcript: Transcript) -> None:
+    times = [t for f, t in zip(transcript.sent, transcript.times, strict=True) if f.name == "MSG"]
+    assert all(sum(1 for u in times if t <= u < t + 1.0) <= 4 for t in times), times
+
+
+def _assert_sizes(messages: list[str]) -> None:
+    assert all(len(m.encode()) <= MAX_MESSAGE + 200 for m in messages)
+    assert MAX_MESSAGE + 200 < MAX_PAYLOAD
+
+
+def test_100_kb_of_prints_arrive_whole_in_order_before_counters_and_done(tmp_path: Path) -> None:
+    transcript = _worker(tmp_path, prints_100_kb)
+    assert transcript.names()[-1] == "DONE"
+    messages = _output_messages(transcript)
+    assert "".join(messages) == "".join(_line(i) + "\n" for i in range(LINES))
+    assert all(m.endswith("\n") for m in messages)  # cut between lines, never inside one
+    names = [f.payload[:19] if f.name == "MSG" else f.name for f in transcript.sent]
+    assert names[-2:] == ["discodsl-counters: ", "DONE"]
+    _assert_rate(transcript)
+    _assert_sizes(messages)
+
+
+def test_a_3_mb_line_is_cut_at_the_cap_with_the_exact_count_dropped(tmp_path: Path) -> None:
+    transcript = _worker(tmp_path, prints_a_3_mb_line)
+    assert transcript.names()[-1] == "DONE"
+    text = "".join(_output_messages(transcript))
+    dropped = 3_000_001 - MAX_FORWARDED
+    assert text.startswith("x" * MAX_FORWARDED + "\n")
+    assert re.search(rf"\[{dropped} more bytes dropped\b", text), text[-300:]
+    assert text.count("x") == MAX_FORWARDED
+    _assert_rate(transcript)
+    _assert_sizes(_output_messages(transcript))
+
+
+def test_2_mb_of_lines_deliver_the_first_mib_and_count_the_rest(tmp_path: Path) -> None:
+    transcript = _worker(tmp_path, prints_2_mb_of_lines)
+    text = "".join(_output_messages(transcript))
+    everything = "".join(_line(i) + "\n" for i in range(20_000))
+    assert text.startswith(everything[:MAX_FORWARDED])
+    note = text[MAX_FORWARDED:]
+    assert re.search(rf"\[{len(everything) - MAX_FORWARDED} more bytes dropped\b", note), note
+    _assert_rate(transcript)
+
+
+def test_the_local_runner_shows_every_printed_line(capsys: pytest.CaptureFixture[str]) -> None:
+    results = _job(prints_100_kb).run(inputs=["raw://r"], mode="local", progress=False)
+    assert results.counters == {"printed": 1}
+    shown = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert shown == [f"[prints_100_kb] {_line(i)}" for i in range(LINES)]
+
+
+def test_the_local_runner_says_how_much_was_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    _job(prints_a_3_mb_line).run(inputs=["raw://r"], mode="local", progress=False)
+    err = capsys.readouterr().err
+    assert err.count("x") == MAX_FORWARDED
+    assert f"[{3_000_001 - MAX_FORWARDED} more bytes dropped" in err
