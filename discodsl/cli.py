@@ -6,6 +6,8 @@ and :func:`discodsl.jobpack.describe`, the job commands over
 :class:`discodsl.client.Master` and :mod:`discodsl.runners.cluster`, ``ddfs`` over
 :class:`discodsl.ddfs.DDFS`. Job-name arguments accept ``@`` (the newest
 job) and ``@?TEXT`` (the newest whose name contains TEXT), as Disco's CLI does.
+Options may come before or after positionals. ``run`` and ``results`` print
+records as TSV or JSON lines, both unambiguous (:data:`OUTPUT_FORMATS`).
 
 :func:`main` catches :class:`~discodsl.errors.DiscoDSLError` only: it prints
 ``discodsl: error: <message>`` on one line, a ``hint:`` line where there is
@@ -16,14 +18,17 @@ its traceback.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import importlib
 import json
+import math
 import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -37,6 +42,20 @@ from discodsl.runners.cluster import Cluster
 __all__ = ["build_parser", "load_job", "main"]
 
 Command = Callable[[argparse.Namespace], int]
+
+OUTPUT_FORMATS = """\
+output, one record per line:
+  TSV (default)  KEY<TAB>VALUE. A str prints as itself with \\ TAB NEWLINE CR
+                 written as \\\\ \\t \\n \\r, unless that text reads as a Python
+                 literal (None, 2, 'x'): then as its repr, quoted. Any other value
+                 prints as its repr (None, 2, b'x', ('k', 1)). So a field that
+                 ast.literal_eval reads is that value; any other field is text.
+                 (A repr that is no literal, e.g. nan or a datetime, reads as text.)
+  --json         JSON lines: one [KEY, VALUE] array per line. str, int, finite
+                 float, bool, None, lists and dicts with str keys are JSON; any
+                 other value (tuple, bytes, set, nan, other objects, a dict whose
+                 only key is "repr") is {"repr": "<its Python repr>"}.
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +88,7 @@ def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
 def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     """What to try next, for the errors whose message alone does not say it."""
     if isinstance(exc, TaskFailed):
-        if getattr(args, "mode", None) in ("inline", "local"):
-            return "rerun with --inline to debug the stage in this process"
-        match = re.match(r"job '([^']+)'", str(exc))
-        return f"see the worker's traceback with `discodsl events {match[1] if match else '@'}`"
+        return _task_hint(exc, getattr(args, "where", "cluster"))
     if isinstance(exc, JobDead):
         return f"see what happened with `discodsl events {exc.jobname or '@'}`"
     if isinstance(exc, ClientError) and "could not reach" in str(exc):
@@ -88,9 +104,45 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     return found[0] if isinstance(exc, ClientError) and found else ""
 
 
+def _task_hint(exc: TaskFailed, where: str) -> str:
+    """Where the failed task's traceback is: the master's events, or a rerun here."""
+    if where == "cluster":
+        match = re.match(r"job '([^']+)'", str(exc))  # the name the master gave the job
+        return f"see the worker's traceback with `discodsl events {match[1] if match else '@'}`"
+    if where == "local":
+        return (
+            "rerun with --inline to get the stage's traceback in this process "
+            "and debug it there (breakpoint() works)"
+        )
+    return ""
+
+
 # --------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that takes options after positionals: ``run JOB --inline IN``.
+
+    Plain argparse gives ``nargs="*"`` inputs the (empty) run of positionals
+    before the first option and rejects the rest. A parser without
+    subcommands parses intermixed instead; one with subcommands cannot
+    (argparse refuses), and does not need to.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]  # one signature for typeshed's overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls us back (3.10-3.12)
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="machine-readable output (jobs, status, events, results, jobpack show, ddfs ls)",
+        help="machine-readable output (run, results: JSON lines; jobs, status, events, "
+        "jobpack show, ddfs ls: JSON)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="discodsl",
         parents=[common],
         description="Run discodsl jobs here or on a Disco 0.5.4 cluster, and manage them.",
@@ -135,10 +188,12 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         "run",
         parents=[common],
         help="run a job and print its records",
-        description="Run a job over inputs; print key<TAB>value lines.",
+        description="Run a job over inputs and print its records (options go anywhere).",
+        epilog=OUTPUT_FORMATS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
-    run.add_argument("inputs", nargs="*", default=[], metavar="INPUT", help="paths, globs or URLs")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="paths, globs or URLs")
     where = run.add_mutually_exclusive_group()
     where.add_argument(
         "--inline",
@@ -196,7 +251,7 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         ("status", cmd_status, "a job's status and stage progress"),
         ("events", cmd_events, "a job's events, oldest first"),
         ("wait", cmd_wait, "wait for a job to end"),
-        ("results", cmd_results, "print a finished job's records"),
+        ("results", cmd_results, "print a finished job's records (formats as for run)"),
         ("kill", cmd_kill, "stop a job"),
         ("purge", cmd_purge, "delete a job and its data"),
     ]:
@@ -212,6 +267,9 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             )
         if name == "wait":
             parser.add_argument("--timeout", type=float, metavar="SECONDS")
+        if name == "results":
+            parser.epilog = OUTPUT_FORMATS
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _add_ddfs(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -271,13 +329,15 @@ def load_job(text: str) -> Job:
 def cmd_run(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     master = getattr(args, "master", None)
-    mode = cast("Mode | None", args.mode or ("cluster" if master else None))
+    # The default of discodsl.runners.choose, decided here so that the hint fits.
+    default = "cluster" if master or os.environ.get("DISCO_MASTER") else "local"
+    args.where = mode = cast("Mode", args.mode or default)
     options: dict[str, Any] = {"push_inputs": args.push_inputs}
     if args.partitions is not None:
         options["partitions"] = args.partitions
     results = job.run(args.inputs, mode=mode, master=master, **options)
     with _output(args.output) as out:
-        _write_records(results, out, as_json=False)
+        _write_records(results, out, as_json=_json_wanted(args))
     return 0
 
 
@@ -484,9 +544,56 @@ def _output(name: str | None) -> Iterator[IO[str]]:
 
 
 def _write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:
-    """``key<TAB>value`` lines, or one JSON ``[key, value]`` per line."""
+    """TSV or JSON lines, as :data:`OUTPUT_FORMATS` says."""
     for key, value in results:
         if as_json:
-            out.write(json.dumps([key, value], default=repr) + "\n")
+            out.write(json.dumps([_json_value(key), _json_value(value)], allow_nan=False) + "\n")
         else:
-            out.write(f"{key}\t{value}\n")
+            out.write(f"{_tsv_field(key)}\t{_tsv_field(value)}\n")
+
+
+def _tsv_field(value: Any) -> str:
+    """A str as itself (escaped) unless that reads as a literal; anything else as its repr."""
+    if type(value) is not str:
+        return _CONTROL.sub(lambda m: _ESCAPES[m[0]], repr(value))  # a custom repr's raw tabs
+    text = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    text = text.replace("\r", "\\r")
+    return repr(value) if _reads_as_literal(text) else text
+
+
+_CONTROL = re.compile("[\t\n\r]")
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_WORD = re.compile(r"[ \t]*([^\W\d]\w*)(.?)")
+
+
+def _reads_as_literal(text: str) -> bool:
+    """Whether :func:`ast.literal_eval` reads ``text`` (most words are ruled out unparsed)."""
+    if _starts_with_a_name(text):
+        return False
+    try:
+        with warnings.catch_warnings():  # "1or 2" is read with a SyntaxWarning
+            warnings.simplefilter("ignore")
+            ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _starts_with_a_name(text: str) -> bool:
+    """Text led by a name that is no None/True/False nor a b'' or r"" prefix: no literal."""
+    word = _WORD.match(text)
+    if word is None or word[1] in ("None", "True", "False"):
+        return False
+    return not (len(word[1]) <= 2 and word[2] in ("'", '"'))
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` where JSON holds it exactly, else ``{"repr": repr(value)}``."""
+    kind = type(value)
+    if kind in (str, int, bool) or value is None or (kind is float and math.isfinite(value)):
+        return value
+    if kind is list:
+        return [_json_value(item) for item in value]
+    if kind is dict and all(type(k) is str for k in value) and list(value) != ["repr"]:
+        return {k: _json_value(v) for k, v in value.items()}
+    return {"repr": repr(value)}

@@ -6,12 +6,16 @@ line (plus a ``hint:`` line where there is a fix) and a non-zero status.
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,3 +248,158 @@ def test_ddfs_cat_without_a_binary_stdout(
     with contextlib.redirect_stdout(captured):
         assert main(["ddfs", "cat", "test:catme"]) == 0
     assert captured.getvalue() == "hello from a blob\n"
+
+
+# --------------------------------------------------------------------------
+# run: options anywhere, the output formats, no inputs, hints that fit the mode
+# --------------------------------------------------------------------------
+
+ODD_MODULE = """
+from discodsl import job, map
+
+RECORDS = [
+    ("None", None), (None, "None"), ("2", 2), (2, "2"), ("", ""), ("True", True),
+    ("tab\\there", "new\\nline\\r"), ("back\\\\slash", "'quoted'"), ("b'x'", b"x"),
+    (("k", 1), b"bytes"), ("set", {1, 2}), ("list", [1, ("t",)]), ("  spaced ", 1.5),
+    ("dict", {"a": [None]}), ("tagged", {"repr": "x"}), ("intkeys", {1: 2}),
+]
+
+
+@map
+def emit(line):
+    yield from RECORDS
+    yield "nan", float("nan")
+
+
+@job(partitions=1)
+def odd():
+    return [emit]
+"""
+
+
+@pytest.fixture
+def odd_job(tmp_path: Path) -> Iterator[tuple[str, list[tuple[Any, Any]]]]:
+    """``FILE:odd``, a job whose records are awkward to print, and those records (nan aside)."""
+    path = tmp_path / "cli_odd_records.py"
+    path.write_text(ODD_MODULE)
+    module: dict[str, Any] = {}
+    exec(ODD_MODULE, module)
+    yield f"{path}:odd", module["RECORDS"]
+    sys.modules.pop("cli_odd_records", None)
+    sys.path.remove(str(tmp_path))
+
+
+def read_tsv_field(field: str) -> Any:
+    """The documented reading: a Python literal, else text with \\\\ \\t \\n \\r escapes."""
+    try:
+        return ast.literal_eval(field)
+    except (ValueError, SyntaxError):
+        escapes = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
+        return re.sub(r"\\(.)", lambda m: escapes[m[1]], field)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", WORDCOUNT, "--inline", *INPUTS],
+        ["run", WORDCOUNT, INPUTS[0], "--partitions", "1", "--local", INPUTS[1]],
+        ["run", "--partitions=2", WORDCOUNT, INPUTS[0], "--inline", INPUTS[1], "--json"],
+    ],
+)
+def test_run_takes_options_anywhere(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    out, _ = run(capsys, *argv)
+    if "--json" in argv:
+        assert dict(map(json.loads, out.splitlines())) == {"a": 2, "b": 1, "c": 3}
+    else:
+        assert records(out) == RECORDS
+
+
+def test_jobpack_build_takes_options_anywhere(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pack = tmp_path / "wc.jobpack"
+    run(capsys, "jobpack", "build", WORDCOUNT, "-o", str(pack), *INPUTS)
+    out, _ = run(capsys, "jobpack", "show", str(pack))
+    assert [i[2] for i in json.loads(out)["jobdict"]["inputs"]] == [[u] for u in INPUTS]
+
+
+def test_run_tsv_reads_back_exactly(
+    capsys: pytest.CaptureFixture[str], odd_job: tuple[str, list[tuple[Any, Any]]]
+) -> None:
+    spec, expected = odd_job
+    out, _ = run(capsys, "run", "--inline", spec, "raw://x")
+    lines = out.splitlines()
+    assert all(line.count("\t") == 1 for line in lines), out
+    read = [tuple(map(read_tsv_field, line.split("\t"))) for line in lines]
+    assert read[:-1] == expected and read[-1] == ("nan", "nan")  # nan: its repr, as text
+    shown = dict(line.split("\t") for line in lines)
+    assert shown["'None'"] == "None" and shown["None"] == "'None'"
+    assert shown["'2'"] == "2" and shown["2"] == "'2'"
+    assert shown["tab\\there"] == "new\\nline\\r" and shown["back\\\\slash"] == "\"'quoted'\""
+    assert shown["set"] == "{1, 2}" and shown["('k', 1)"] == "b'bytes'"
+
+
+def test_run_json_lines_tag_what_json_cannot_hold(
+    capsys: pytest.CaptureFixture[str], odd_job: tuple[str, list[tuple[Any, Any]]]
+) -> None:
+    spec, expected = odd_job
+    out, _ = run(capsys, "--json", "run", "--inline", spec, "raw://x")
+    read = [json.loads(line) for line in out.splitlines()]
+    assert all(isinstance(pair, list) and len(pair) == 2 for pair in read)
+    shown = {json.dumps(k): v for k, v in read}
+    assert shown['"None"'] is None and shown["null"] == "None"
+    assert shown['"2"'] == 2 and shown["2"] == "2" and shown['"True"'] is True
+    assert shown['{"repr": "(\'k\', 1)"}'] == {"repr": "b'bytes'"}
+    assert shown['"set"'] == {"repr": "{1, 2}"} and shown['"nan"'] == {"repr": "nan"}
+    assert shown['"list"'] == [1, {"repr": "('t',)"}] and shown['"dict"'] == {"a": [None]}
+    assert shown['"tagged"'] == {"repr": "{'repr': 'x'}"}  # a dict that looks like a tag
+    assert shown['"intkeys"'] == {"repr": "{1: 2}"}
+    assert shown['"tab\\there"'] == "new\nline\r"
+
+    def untag(value: Any) -> Any:
+        if isinstance(value, dict) and list(value) == ["repr"]:
+            return ast.literal_eval(value["repr"])
+        if isinstance(value, list):
+            return [untag(item) for item in value]
+        return value
+
+    assert [(untag(k), untag(v)) for k, v in read[:-1]] == expected
+
+
+def test_run_json_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    out, _ = run(capsys, "run", "--json", "--inline", WORDCOUNT, *INPUTS, "-o", str(target))
+    assert out == ""
+    assert dict(map(json.loads, target.read_text().splitlines())) == {"a": 2, "b": 1, "c": 3}
+
+
+@pytest.mark.parametrize("argv", [["run", WORDCOUNT], ["run", "--inline", WORDCOUNT, "--json"]])
+def test_run_without_inputs_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    out, err = run(capsys, *argv, status=2)
+    assert out == ""
+    assert "usage: discodsl run" in err and "required: INPUT" in err
+
+
+@pytest.mark.parametrize("flag", [[], ["--local"]])
+def test_a_failed_local_run_points_at_inline(
+    capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    _, err = run(capsys, "run", *flag, "tests.cluster_jobs:exploding", "raw://x", status=1)
+    _, hint = one_error(err, "failed in task explode:0", "KeyError")
+    assert "--inline" in hint and "events" not in hint and "master" not in hint
+
+
+def test_local_beats_disco_master_for_the_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISCO_MASTER", "http://127.0.0.1:9")  # never contacted
+    _, err = run(capsys, "run", "tests.cluster_jobs:exploding", "--local", "raw://x", status=1)
+    _, hint = one_error(err, "failed in task explode:0")
+    assert "--inline" in hint and "events" not in hint
+
+
+def test_inline_failures_keep_the_stage_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(KeyError, match="no entry for 'x'"):
+        main(["run", "tests.cluster_jobs:exploding", "raw://x", "--inline"])
