@@ -1,26 +1,64 @@
-"""The default partitioner is a content hash: the same in every process, whatever PYTHONHASHSEED."""
+"""The default partitioner is a content hash of a canonical encoding: keys that compare equal
+get one partition in every process, whatever PYTHONHASHSEED or how the key was built."""
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
+import math
 import os
 import subprocess
 import sys
+from collections import namedtuple
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
 
-from discodsl.worker.partition import default_partition
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-KEYS = ["apple", "", "unicodé ✓", b"bytes", 7, -12345678901234567890, (1, "a"), 2.5, None]
+from discodsl.worker.errors import StageError
+from discodsl.worker.partition import canonical_bytes, default_partition, partitioner
 
-SCRIPT = """
-import json, sys
-from discodsl.worker.partition import default_partition
-keys = ["apple", "", "unicodé ✓", b"bytes", 7, -12345678901234567890, (1, "a"), 2.5, None]
-print(json.dumps([default_partition(k, 13) for k in keys]))
+# Built so that equal keys are distinct objects: pickle's memo and set order would differ.
+KEYS_SCRIPT = """
+import datetime as dt
+from decimal import Decimal
+from fractions import Fraction
+
+def fresh(text):
+    return "".join(list(text))
+
+words = "the cat sat on a mat with alpha beta gamma delta".split()
+keys = [
+    "apple", "", "unicodé ✓", b"bytes", 7, -12345678901234567890, (1, "a"), 2.5, None,
+    ("the", "the"), (fresh("the"), fresh("the")), (("the", 1), [fresh("the"), 1.0]),
+    frozenset(words), set(reversed(words)), frozenset({("a", 1), ("b", 2)}),
+    1, 1.0, True, Fraction(1), Decimal("1.00"), 0.5, Fraction(1, 2), Decimal("0.5"),
+    10 ** 5000, float("inf"), float("nan"), complex(1, 2),
+    dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 12, 30), dt.timedelta(days=1, seconds=5),
+    dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+]
+"""
+
+SCRIPT = KEYS_SCRIPT + """
+import json
+from discodsl.worker.partition import canonical_bytes, default_partition
+print(json.dumps([[default_partition(k, 13), canonical_bytes(k).hex()] for k in keys]))
 """
 
 
+def script_keys() -> list[Any]:
+    space: dict[str, Any] = {}
+    exec(KEYS_SCRIPT, space)
+    return list(space["keys"])
+
+
 def test_same_partition_across_processes_and_hash_seeds() -> None:
-    seen = set()
+    keys = script_keys()
+    here = [[default_partition(k, 13), canonical_bytes(k).hex()] for k in keys]
     for seed in ("0", "1", "12345", "random"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run(
@@ -31,8 +69,16 @@ def test_same_partition_across_processes_and_hash_seeds() -> None:
             timeout=60,
             check=True,
         ).stdout
-        seen.add(tuple(json.loads(out)))
-    assert seen == {tuple(default_partition(k, 13) for k in KEYS)}
+        assert json.loads(out) == here, f"PYTHONHASHSEED={seed}"
+
+
+def test_keys_built_differently_but_equal_encode_alike() -> None:
+    keys = script_keys()
+    assert keys[9] == keys[10] and canonical_bytes(keys[9]) == canonical_bytes(keys[10])
+    assert keys[12] == keys[13] and canonical_bytes(keys[12]) == canonical_bytes(keys[13])
+    ones = {canonical_bytes(k) for k in (1, 1.0, True, Fraction(1), Decimal("1.00"))}
+    halves = {canonical_bytes(k) for k in (0.5, Fraction(1, 2), Decimal("0.5"))}
+    assert len(ones) == len(halves) == 1 and ones != halves
 
 
 def test_in_range_and_spread() -> None:
@@ -40,12 +86,180 @@ def test_in_range_and_spread() -> None:
     assert set(labels) == set(range(8))
     assert min(labels.count(p) for p in range(8)) > 800
     assert default_partition("anything", 1) == 0
+    pair_labels = [default_partition((f"w{i}", f"v{i % 7}"), 8) for i in range(8000)]
+    assert min(pair_labels.count(p) for p in range(8)) > 800
 
 
 def test_fast_partitioner_agrees_with_the_definition() -> None:
-    from discodsl.worker.partition import partitioner
-
-    keys = [*KEYS, "\udc80lone surrogate", "ascii", "ü" * 50, 0, -1, ("t", 1)]
+    keys = [*script_keys(), "\udc80lone surrogate", "ascii", "ü" * 50, 0, -1, ("t", 1)]
     for n in (1, 2, 7, 64):
         label = partitioner(n)
         assert [label(k) for k in keys] == [default_partition(k, n) for k in keys]
+
+
+# -- equal keys, built every way a program might ----------------------------------------------
+
+
+class Word(str):
+    """A str subclass: compares equal to the plain str."""
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+Pair = namedtuple("Pair", "left right")
+
+DAY = dt.timedelta(hours=23, minutes=59)
+FINITE = st.floats(allow_nan=False, allow_infinity=True)
+ATOMS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(2**70), 2**70).map(float),
+    FINITE,
+    st.fractions(max_denominator=1000),
+    st.decimals(allow_nan=False, places=3),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.complex_numbers(allow_nan=False),
+    st.dates(),
+    st.datetimes(),
+    st.datetimes(timezones=st.builds(dt.timezone, st.timedeltas(-DAY, DAY))),
+    st.timedeltas(),
+    st.times(),
+)
+
+
+def nested(atoms: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        atoms,
+        lambda inner: st.one_of(
+            st.tuples(inner, inner),
+            st.lists(inner, max_size=3),
+            st.frozensets(inner.filter(_hashable), max_size=3),
+            st.sets(inner.filter(_hashable), max_size=3),
+        ),
+        max_leaves=8,
+    )
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+KEYS = nested(ATOMS)
+
+
+def rebuilt(key: Any, draw: Any, hashable: bool = False) -> Any:
+    """A different object equal to ``key``: other types, other identity, other order."""
+    if isinstance(key, bool):
+        return draw(st.sampled_from([key, int(key), float(key), Fraction(int(key))]))
+    if isinstance(key, int):
+        options: list[Any] = [int(str(key)), Fraction(key), Decimal(key)]
+        if key in (1, 2):
+            options.append(Level(key))
+        if abs(key) < 2**53:
+            options.append(float(key))
+        return draw(st.sampled_from(options))
+    if isinstance(key, float) and math.isfinite(key):
+        same = [Fraction(key), Decimal(key), complex(key, 0), float(repr(key))]
+        return draw(st.sampled_from(same))
+    if isinstance(key, str):
+        return draw(st.sampled_from([Word(key), "".join(list(key))]))
+    if isinstance(key, tuple):
+        items = tuple(rebuilt(item, draw, hashable) for item in key)
+        return Pair(*items) if len(items) == 2 and draw(st.booleans()) else items
+    if isinstance(key, list):
+        return [rebuilt(item, draw) for item in key]
+    if isinstance(key, (set, frozenset)):
+        items = [rebuilt(item, draw, True) for item in reversed(list(key))]
+        return frozenset(items) if hashable or draw(st.booleans()) else set(items)
+    if isinstance(key, dt.datetime) and key.tzinfo is not None:
+        try:
+            return key.astimezone(dt.timezone(draw(st.timedeltas(-DAY, DAY))))
+        except OverflowError:  # the same instant is not a datetime in that zone
+            return key
+    return key
+
+
+@settings(max_examples=400, deadline=None)
+@given(key=KEYS, data=st.data())
+def test_equal_keys_get_equal_partitions(key: Any, data: st.DataObject) -> None:
+    other = rebuilt(key, data.draw)
+    assert other == key
+    assert canonical_bytes(other) == canonical_bytes(key)
+    for n in (2, 7, 64):
+        assert partitioner(n)(other) == partitioner(n)(key) == default_partition(key, n)
+
+
+@settings(max_examples=400, deadline=None)
+@given(first=KEYS, second=KEYS)
+def test_encodings_are_equal_exactly_when_keys_are(first: Any, second: Any) -> None:
+    assert (canonical_bytes(first) == canonical_bytes(second)) == (first == second)
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=ATOMS, second=ATOMS)
+def test_atoms_encode_equal_exactly_when_equal(first: Any, second: Any) -> None:
+    assert (canonical_bytes(first) == canonical_bytes(second)) == (first == second)
+
+
+def test_tuples_and_lists_and_types_stay_apart() -> None:
+    apart = [(1,), [1], 1, "1", b"1", frozenset({1}), (1, 2), ((1, 2),), ("a", "b"), ("ab",)]
+    apart += [("a", ""), ("", "a"), None, (), [], frozenset(), 0.5, complex(0, 1)]
+    assert len({canonical_bytes(key) for key in apart}) == len(apart)
+
+
+def test_subclasses_encode_as_their_value() -> None:
+    assert canonical_bytes(Word("the")) == canonical_bytes("the")
+    assert canonical_bytes(Level.HIGH) == canonical_bytes(2)
+    assert canonical_bytes(Pair("a", 1)) == canonical_bytes(("a", 1))
+    assert canonical_bytes(bytearray(b"x")) == canonical_bytes(b"x")
+
+
+def test_numbers_too_big_for_str_and_zero_signs() -> None:
+    huge = 10**5000  # str() refuses ints this long
+    assert canonical_bytes(huge) == canonical_bytes(Decimal(huge)) != canonical_bytes(huge + 1)
+    assert canonical_bytes(-0.0) == canonical_bytes(0) == canonical_bytes(Decimal("-0"))
+    assert canonical_bytes(float("inf")) == canonical_bytes(Decimal("Infinity"))
+    assert canonical_bytes(float("-inf")) != canonical_bytes(float("inf"))
+
+
+def test_every_nan_goes_to_one_partition() -> None:
+    nans = [float("nan"), -float("nan"), Decimal("NaN"), complex(float("nan"), 0)]
+    assert len({canonical_bytes(nan) for nan in nans}) == 1
+    assert canonical_bytes((float("nan"), 1)) == canonical_bytes((math.nan, 1))
+
+
+def test_aware_datetimes_are_their_instant() -> None:
+    utc = dt.datetime(2024, 1, 1, 11, tzinfo=dt.timezone.utc)
+    paris = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    naive = dt.datetime(2024, 1, 1, 11)
+    assert utc == paris and canonical_bytes(utc) == canonical_bytes(paris)
+    assert utc != naive and canonical_bytes(utc) != canonical_bytes(naive)
+    assert canonical_bytes(dt.date(2024, 1, 1)) != canonical_bytes(dt.datetime(2024, 1, 1))
+
+
+class Opaque:
+    """A key type with no canonical form."""
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [(Opaque(), "Opaque"), (("a", [object()]), "object"), ({"a": 1}, "dict")],
+)
+def test_a_refused_key_names_the_stage_and_the_type(key: Any, kind: str) -> None:
+    with pytest.raises(StageError) as info:
+        partitioner(4, stage="pairs")(key)
+    assert info.value.stage == "pairs"
+    message = str(info.value)
+    assert "'pairs'" in message and kind in message
+    assert "partitioner=" in message and "tuple" in message
+    with pytest.raises(StageError):
+        default_partition(key, 4)

@@ -1,53 +1,294 @@
 """The default partitioner: a content hash, the same in every process and on every machine.
 
-Built-in ``hash()`` is salted per process (``PYTHONHASHSEED``), so two map
-tasks would send one key to different reduces; a CRC-32 of a canonical
-encoding of the key is not. Keys of equal value and type always land in the
-same partition; ``1`` and ``1.0`` (equal but of different types) are not
-promised to.
+Built-in ``hash()`` is salted per process (``PYTHONHASHSEED``) and a pickle
+depends on object identity (its memo) and on set order, so neither can tell
+two map tasks where a key goes. The partition is a CRC-32 of
+:func:`canonical_bytes`, an encoding that is the same for keys that compare
+equal, as a dict sees them, and different for keys that do not:
+
+- numbers are their exact value: ``1``, ``1.0``, ``True``, ``Fraction(1)``,
+  ``Decimal("1.00")`` and ``1+0j`` are one key, ``0.5 == Fraction(1, 2)``
+  another; every NaN (``nan != nan``, so it is never one key with anything)
+  has one encoding, so all NaN keys go to one partition;
+- ``str`` (UTF-8, lone surrogates kept) and ``bytes``/``bytearray`` are their
+  contents; ``None`` is itself;
+- ``tuple`` and ``list`` are their items in order and stay apart (``(1,) != [1]``);
+  ``set`` and ``frozenset`` are their items in a canonical order
+  (``frozenset({1}) == {1}``);
+- ``datetime.date``, naive ``datetime``/``time`` are their fields, aware ones
+  the instant they name (an ambiguous local time counts as its first
+  reading, as their ``hash()`` does); ``timedelta`` its length;
+- a subclass of any of these (``namedtuple``, ``IntEnum``, a ``str``
+  subclass) encodes as the value it compares equal to.
+
+Any other key type (a dict, an object) is refused with a :class:`StageError`
+naming the stage and the type: make such a key a str or a tuple, or give the
+reduce its own ``partitioner=``. :func:`canonical_or_none` is the same
+encoding for callers that fall back on something else (the spilling group-by).
 """
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from fractions import Fraction
+from struct import Struct
 from typing import Any
 from zlib import crc32
 
+from discodsl.worker.errors import StageError
 
-def canonical_bytes(key: Any) -> bytes:
-    """A byte encoding of ``key`` that does not depend on the process."""
-    kind = type(key)
-    if kind is str:
-        text: str = key
-        return b"s" + text.encode("utf-8", "surrogatepass")
-    if kind is bytes:
-        data: bytes = key
-        return b"b" + data
-    if kind is int:
-        return b"i" + str(key).encode()
-    return b"p" + pickle.dumps(key, protocol=4)
+_LENGTH = Struct(">Q").pack  # before the encoding of an item nested in a container
+_END = b"\xff"  # after each item of a container
+_DECIMAL_EXPONENT = 100_000  # beyond it a Decimal's exact value is too big to write out
+_MICROSECOND = dt.timedelta(microseconds=1)
+_STR = crc32(b"s")
+_TUPLE = crc32(b"t")
+_INF = float("inf")
 
 
-def default_partition(key: Any, partitions: int) -> int:
+def canonical_bytes(key: Any, stage: str = "") -> bytes:
+    """A byte encoding of ``key``, equal for equal keys and independent of the process.
+
+    A key with no canonical form raises :class:`StageError` naming ``stage``.
+    """
+    try:
+        return _encode(key)
+    except _Unencodable as err:
+        raise _refusal(key, err.what, stage) from None
+    except RecursionError:
+        raise _refusal(key, "a container nested too deeply (or in itself)", stage) from None
+
+
+def canonical_or_none(key: Any) -> bytes | None:
+    """:func:`canonical_bytes` of ``key``, or None if it has no canonical form."""
+    try:
+        return _encode(key)
+    except (_Unencodable, RecursionError):
+        return None
+
+
+def default_partition(key: Any, partitions: int, stage: str = "") -> int:
     """The partition, 0 to ``partitions - 1``, that ``key`` belongs to."""
     if partitions <= 1:
         return 0
-    return crc32(canonical_bytes(key)) % partitions
+    return crc32(canonical_bytes(key, stage)) % partitions
 
 
-_STR = crc32(b"s")
-
-
-def partitioner(partitions: int) -> Callable[[Any], int]:
+def partitioner(partitions: int, stage: str = "") -> Callable[[Any], int]:
     """``default_partition`` with ``partitions`` fixed, fastest for ``str`` keys (the common
-    case: the CRC of ``b"s" + utf8`` computed as a CRC continued from ``b"s"``)."""
+    case: the CRC of ``b"s" + utf8`` computed as a CRC continued from ``b"s"``), then tuples.
+
+    ``stage`` is the stage whose keys are labelled, for the error a refused key raises.
+    """
     if partitions <= 1:
         return lambda key: 0
 
     def label(key: Any) -> int:
         if type(key) is str:
             return crc32(key.encode("utf-8", "surrogatepass"), _STR) % partitions
-        return crc32(canonical_bytes(key)) % partitions
+        if type(key) is tuple:
+            try:
+                return crc32(_items(key), _TUPLE) % partitions
+            except (_Unencodable, RecursionError):
+                pass  # canonical_bytes raises the error naming the stage
+        return crc32(canonical_bytes(key, stage)) % partitions
 
     return label
+
+
+# -- the encoding -------------------------------------------------------------------------------
+
+
+class _Unencodable(Exception):
+    """A key, or an item inside it, has no canonical form; ``what`` says which."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _encode(key: Any) -> bytes:
+    """A type tag, then the body it heads: exact types by table, subclasses by their base."""
+    kind = type(key)
+    if kind is str:
+        text: str = key
+        return b"s" + text.encode("utf-8", "surrogatepass")
+    if kind is tuple:
+        return b"t" + _items(key)
+    encoder = _ENCODERS.get(kind) or _encoder_for(kind)
+    return encoder(key)
+
+
+# Items of a container each end with 0xFF, a byte UTF-8 never uses: a str item is its UTF-8,
+# any other item 0xFE (also never in UTF-8), its encoding's length and its encoding.
+
+
+def _part(item: Any) -> bytes:
+    """``item`` as an item of a container, without the 0xFF that ends it."""
+    if type(item) is str:
+        return item.encode("utf-8", "surrogatepass")
+    if isinstance(item, str):
+        return str.encode(item, "utf-8", "surrogatepass")
+    encoded = _encode(item)
+    return b"\xfe" + _LENGTH(len(encoded)) + encoded
+
+
+def _items(items: Iterable[Any]) -> bytes:
+    """The body of a tuple or list: its items in order (``str`` items inline, for speed)."""
+    parts = [
+        item.encode("utf-8", "surrogatepass") if type(item) is str else _part(item)
+        for item in items
+    ]
+    parts.append(b"")
+    return _END.join(parts)
+
+
+def _tuple(key: tuple[Any, ...]) -> bytes:
+    return b"t" + _items(key)
+
+
+def _list(key: list[Any]) -> bytes:
+    return b"l" + _items(key)
+
+
+def _set(key: frozenset[Any]) -> bytes:
+    """Sets in the order of their items' encodings: the same for every insertion order."""
+    parts = sorted(map(_part, key))
+    parts.append(b"")
+    return b"z" + _END.join(parts)
+
+
+def _str(key: str) -> bytes:
+    return b"s" + str.encode(key, "utf-8", "surrogatepass")
+
+
+def _bytes(key: bytes | bytearray) -> bytes:
+    return b"b" + key
+
+
+def _none(key: None) -> bytes:
+    return b"n"
+
+
+# Numbers: an integral value is "i" and its two's complement, whatever its type; any other
+# finite value "q" and its lowest terms; infinities and NaN "f"; non-real complex "c".
+
+
+def _int_bytes(number: int) -> bytes:
+    return int.to_bytes(number, (int.bit_length(number) + 8) // 8, "big", signed=True)
+
+
+def _int(key: int) -> bytes:
+    return b"i" + _int_bytes(key)
+
+
+def _ratio(numerator: int, denominator: int) -> bytes:
+    if denominator == 1:
+        return b"i" + _int_bytes(numerator)
+    top = _int_bytes(numerator)
+    return b"q" + _LENGTH(len(top)) + top + _int_bytes(denominator)
+
+
+def _float(key: float) -> bytes:
+    if key != key:
+        return b"fnan"
+    if key in (_INF, -_INF):
+        return b"f+inf" if key > 0 else b"f-inf"
+    return _ratio(*float.as_integer_ratio(key))
+
+
+def _fraction(key: Fraction) -> bytes:
+    return _ratio(key.numerator, key.denominator)
+
+
+def _decimal(key: Decimal) -> bytes:
+    if key.is_nan():
+        return b"fnan"
+    if key.is_infinite():
+        return b"f-inf" if key.is_signed() else b"f+inf"
+    exponent = key.as_tuple().exponent
+    if isinstance(exponent, int) and abs(exponent) > _DECIMAL_EXPONENT:
+        raise _Unencodable(f"a Decimal with an exponent beyond ±{_DECIMAL_EXPONENT} ({key:.6})")
+    return _ratio(*key.as_integer_ratio())
+
+
+def _complex(key: complex) -> bytes:
+    if key.imag == 0:
+        return _float(key.real)
+    return b"c" + _part(key.real) + _part(key.imag)
+
+
+# Dates and times: microseconds counted from day 1 of year 1 (or from midnight), minus the
+# UTC offset of the first reading for aware values, as their hash() does.
+
+
+def _date(key: dt.date) -> bytes:
+    return b"D" + _int_bytes(key.toordinal())
+
+
+def _datetime(key: dt.datetime) -> bytes:
+    seconds = key.toordinal() * 86400 + key.hour * 3600 + key.minute * 60 + key.second
+    micro = seconds * 1_000_000 + key.microsecond
+    offset = key.replace(fold=0).utcoffset()
+    if offset is None:
+        return b"T" + _int_bytes(micro)
+    return b"U" + _int_bytes(micro - offset // _MICROSECOND)
+
+
+def _time(key: dt.time) -> bytes:
+    seconds = key.hour * 3600 + key.minute * 60 + key.second
+    micro = seconds * 1_000_000 + key.microsecond
+    offset = key.utcoffset()
+    if offset is None:
+        return b"h" + _int_bytes(micro)
+    return b"H" + _int_bytes(micro - offset // _MICROSECOND)
+
+
+def _timedelta(key: dt.timedelta) -> bytes:
+    return b"d" + _int_bytes(key // _MICROSECOND)
+
+
+# Most specific first: a datetime is a date, a bool an int.
+_BASES: list[tuple[type, Callable[[Any], bytes]]] = [
+    (str, _str),
+    (tuple, _tuple),
+    (int, _int),
+    (float, _float),
+    (bytes, _bytes),
+    (bytearray, _bytes),
+    (type(None), _none),
+    (list, _list),
+    (frozenset, _set),
+    (set, _set),
+    (Fraction, _fraction),
+    (Decimal, _decimal),
+    (complex, _complex),
+    (dt.datetime, _datetime),
+    (dt.date, _date),
+    (dt.time, _time),
+    (dt.timedelta, _timedelta),
+]
+_ENCODERS: dict[type, Callable[[Any], bytes]] = dict(_BASES)
+
+
+def _encoder_for(kind: type) -> Callable[[Any], bytes]:
+    """The encoder of a subclass of a supported type (remembered), or refuse the type."""
+    for base, encoder in _BASES:
+        if issubclass(kind, base):
+            _ENCODERS[kind] = encoder
+            return encoder
+    raise _Unencodable(f"the type {kind.__module__}.{kind.__qualname__}")
+
+
+def _refusal(key: Any, what: str, stage: str) -> StageError:
+    """The error for a key with no canonical form, saying what to write instead."""
+    where = f"stage {stage!r} yielded the key" if stage else "the key"
+    return StageError(
+        f"{where} {key!r:.60} ({type(key).__qualname__}), but the default partitioner has no "
+        f"canonical form for {what}, so equal keys could land in different partitions; make "
+        "the key a str, a number or a tuple of them (e.g. str(key) or a tuple of its fields), "
+        "or give the reduce after it a partitioner: @reduce(partitioner=fn), fn(key, n) -> int",
+        stage=stage,
+    )

@@ -1,0 +1,117 @@
+"""Equal keys meet in one reduce call, on the real runners: the default partitioner sends
+keys that compare equal to one partition whatever their identity, the hash seed or the
+process that made them, and refuses a key type it has no canonical form for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import TaskFailed, job, map, reduce
+
+MODES = ["inline", "local"]
+
+
+@map
+def pairs(line: str) -> Iterator[tuple[tuple[str, str], int]]:
+    """Every ordered pair of words of a line; ``split`` makes each word a separate object."""
+    words = line.split()
+    for first in words:
+        for second in words:
+            yield (first, second), 1
+
+
+@reduce
+def add(key: Any, counts: Iterable[int]) -> Iterator[tuple[Any, int]]:
+    yield key, sum(counts)
+
+
+@job(partitions=4)
+def cooccurrence() -> list[Any]:
+    return [pairs, add]
+
+
+@map
+def word_sets(line: str) -> Iterator[tuple[frozenset[str], int]]:
+    yield frozenset(line.split()), 1
+
+
+@job(partitions=8)
+def set_count() -> list[Any]:
+    return [word_sets, add]
+
+
+NUMBERS = {"int": 1, "float": 1.0, "bool": True}
+
+
+@map
+def numbers(line: str) -> Iterator[tuple[Any, int]]:
+    for word in line.split():
+        yield NUMBERS[word], 1
+
+
+@job(partitions=8)
+def number_count() -> list[Any]:
+    return [numbers, add]
+
+
+@map
+def objects(line: str) -> Iterator[tuple[Any, int]]:
+    yield object(), 1
+
+
+@job(partitions=4)
+def object_keys() -> list[Any]:
+    return [objects, add]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pairs_without_a_combiner_meet_once(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "line.txt"
+    path.write_text("the cat the\n")
+    results = sorted(cooccurrence.run(inputs=[str(path)], mode=mode))
+    assert results == [
+        (("cat", "cat"), 1),
+        (("cat", "the"), 2),
+        (("the", "cat"), 2),
+        (("the", "the"), 4),
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_frozenset_keys_from_many_files_are_one_key(tmp_path: Path, mode: str) -> None:
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
+    paths = []
+    for index in range(16):  # the same set, inserted in a different order in every file
+        path = tmp_path / f"part-{index:02}.txt"
+        path.write_text(" ".join(words[index % 9 :] + words[: index % 9][::-1]) + "\n")
+        paths.append(str(path))
+    results = list(set_count.run(inputs=paths, mode=mode))
+    assert results == [(frozenset(words), 16)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_one_point_zero_and_true_are_one_key(tmp_path: Path, mode: str) -> None:
+    paths = []
+    for index, word in enumerate(["int", "float", "bool"] * 3):
+        path = tmp_path / f"part-{index}.txt"
+        path.write_text(word + "\n")
+        paths.append(str(path))
+    results = list(number_count.run(inputs=paths, mode=mode))
+    assert len(results) == 1
+    assert results[0][0] == 1 and results[0][1] == 9
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_key_without_a_canonical_form_is_refused(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "line.txt"
+    path.write_text("one\n")
+    with pytest.raises(Exception) as info:
+        list(object_keys.run(inputs=[str(path)], mode=mode))
+    if mode == "local":
+        assert isinstance(info.value, TaskFailed)
+    text = str(info.value)
+    assert "objects" in text and "object" in text and "partitioner=" in text
