@@ -7,7 +7,7 @@ and :func:`discodsl.jobpack.describe`, the job commands over
 :class:`discodsl.ddfs.DDFS`. Job-name arguments accept ``@`` (the newest
 job) and ``@?TEXT`` (the newest whose name contains TEXT), as Disco's CLI does.
 Options may come before or after positionals. ``run`` and ``results`` print
-records as TSV or JSON lines, both unambiguous (:data:`OUTPUT_FORMATS`).
+records as escaped TSV or tagged JSON lines (:data:`OUTPUT_FORMATS`).
 
 :func:`main` catches :class:`~discodsl.errors.DiscoDSLError` only: it prints
 ``discodsl: error: <message>`` on one line, a ``hint:`` line where there is
