@@ -465,7 +465,7 @@ def _labeler(task: Task) -> tuple[Callable[[Any], int], int | None]:
     if after.grouping in ("group_all", "group_node") or partitions <= 1:
         return (lambda key: 0), 0
     if after.partitioner is None:
-        return partitioner(partitions), None
+        return partitioner(partitions, stage=task.stage.name), None
     partition, name = after.partitioner, task.stage.name
     return (lambda key: _checked(partition(key, partitions), partitions, name)), None
 
