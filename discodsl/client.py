@@ -9,11 +9,18 @@ this module's transport; this module does not import it.
 
 This module holds the only HTTP transport, and :func:`_translate` is the only
 place where ``requests`` exceptions become :class:`~discodsl.errors.ClientError`.
-Every answer's JSON shape is checked before it is returned. Requests that
-cannot change anything twice (GETs, ``get_results``, settings writes) are
-retried on connection errors and timeouts with exponential backoff;
-submitting a job or appending to a tag is retried only when the request
-provably never left this machine, so nothing is ever done twice silently.
+Every answer's JSON shape is checked before it is returned.
+
+Each request has a connection of its own, closed after the answer: the
+master's web server (MochiWeb) closes every connection after one answer
+without saying so (no ``Connection: close``), so a reused connection would
+meet a reset. Requests that cannot change anything twice (GETs,
+``get_results``, settings writes) are retried on dropped connections,
+timeouts and 503s with exponential backoff; submitting a job or appending to
+a tag is retried only when the request provably never left this machine
+(a connect timeout), so nothing is ever done twice silently. A refused
+connection or a host name that does not resolve is never retried: the master
+is not there, and waiting would only delay the error.
 
 It does not build jobpacks, read result files record by record, or decide
 what to do with events; the runners do.
@@ -29,7 +36,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -146,6 +153,14 @@ def _never_sent(exc: BaseException) -> bool:
     """True if the request surely never reached the server (safe to send again)."""
     return isinstance(exc, requests.ConnectTimeout) or any(
         isinstance(c, (NewConnectionError, ConnectionRefusedError, socket.gaierror))
+        for c in _causes(exc)
+    )
+
+
+def _nobody_there(exc: BaseException) -> bool:
+    """True if the connection was refused or the host name did not resolve."""
+    return any(
+        isinstance(c, (ConnectionRefusedError, NameResolutionError, socket.gaierror))
         for c in _causes(exc)
     )
 
@@ -314,12 +329,17 @@ def _shape_error(endpoint: str, what: str, got: object) -> ClientError:
 
 
 # --------------------------------------------------------------------------
-# Transport: one session, timeouts, retries
+# Transport: a connection per request, timeouts, retries
 # --------------------------------------------------------------------------
 
 
 class _Transport:
-    """Sends requests with timeouts and bounded retries; shared by Master and DDFS."""
+    """Sends requests with timeouts and bounded retries; shared by Master and DDFS.
+
+    Without a ``session``, each request gets a session (and so a connection)
+    of its own, closed once the answer was read (see the module docstring).
+    A given session is used as it is: its owner decides about reusing connections.
+    """
 
     def __init__(
         self,
@@ -338,8 +358,7 @@ class _Transport:
         self.retries = max(0, retries)
         self.backoff = backoff
         self.on_retry = on_retry
-        self.owns_session = session is None
-        self.session = session if session is not None else requests.Session()
+        self.session = session
 
     def send(
         self,
@@ -395,10 +414,16 @@ class _Transport:
         kwargs: dict[str, Any],
     ) -> requests.Response:
         timeout = (self.timeout, self.timeout + extra_timeout)
-        if isinstance(data, Path):  # streamed from disk, reopened on each attempt
-            with data.open("rb") as body:
-                return self.session.request(method, url, data=body, timeout=timeout, **kwargs)
-        return self.session.request(method, url, data=data, timeout=timeout, **kwargs)
+        with contextlib.ExitStack() as stack:
+            session = self.session
+            if session is None:  # closed on the way out; a streamed answer still reads to the end
+                session = stack.enter_context(requests.Session())
+            body: bytes | IO[bytes] | None = (
+                stack.enter_context(data.open("rb"))  # streamed from disk, reopened each attempt
+                if isinstance(data, Path)
+                else data
+            )
+            return session.request(method, url, data=body, timeout=timeout, **kwargs)
 
     def _pause(self, attempt: int, err: ClientError) -> None:
         delay = min(self.backoff * 2 ** (attempt - 1), 30.0)
@@ -408,11 +433,12 @@ class _Transport:
         time.sleep(delay)
 
     def close(self) -> None:
-        if self.owns_session:
-            self.session.close()
+        """Nothing to close: no connection outlives its request (a given session is its owner's)."""
 
 
 def _retryable(cause: BaseException, policy: _Policy) -> bool:
+    if _nobody_there(cause):
+        return False
     if policy == "unsent":
         return _never_sent(cause)
     return isinstance(
@@ -492,7 +518,7 @@ class Service:
         self.close()
 
     def close(self) -> None:
-        """Close the connections (only if this object created the session)."""
+        """Kept for ``with``: connections are closed after each request already."""
         self._http.close()
 
 

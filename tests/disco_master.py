@@ -13,6 +13,7 @@ read over HTTP. Start it with ``with DiscoMaster(tmp_path) as master:`` or the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -39,6 +40,8 @@ REASONS = {
     500: "Internal Server Error",
 }
 NO_NEW_JOBS = "No new jobs should be submitted to this cluster."
+#: How long a connection stays open after its answer, waiting for the client to close it.
+LINGER_S = 2.0
 
 
 @dataclass
@@ -354,9 +357,26 @@ _POSTS: dict[str, Callable[[DiscoMaster, Any], Reply]] = {
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Reads one request, asks the DiscoMaster, writes its Reply."""
+    """Reads one request, asks the DiscoMaster, writes its Reply, closes the connection.
+
+    MochiWeb, the real master's web server, answers ``HTTP/1.1`` without a
+    ``Connection`` header and closes the connection after each answer; a
+    client that sends a second request on it gets a reset. Here the close
+    waits (at most :data:`LINGER_S`) for the client's next bytes or its own
+    close, so a client that reuses connections fails every time, not by chance.
+    """
 
     protocol_version = "HTTP/1.1"
+
+    answered = False
+
+    def handle(self) -> None:
+        self.handle_one_request()
+        if not self.answered:  # dropped, or not a request: close at once
+            return
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(LINGER_S)
+            self.connection.recv(1)  # a reused connection's next request, or EOF
 
     def version_string(self) -> str:
         return SERVER
@@ -381,5 +401,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(reply.body)
+        self.answered = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve

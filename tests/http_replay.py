@@ -15,8 +15,9 @@ Recorded answers name the master as ``vm`` (``http://vm:8990/ddfs/...``,
 ``requests.Session`` that sends every ``http://vm:PORT`` URL to the server
 and tells it the port, so a client under test uses the recorded URLs as is.
 
-Also here: :func:`closed_port` (connections refused) and :func:`stalled_server`
-(connections accepted, never answered).
+Also here: :func:`closed_port` (connections refused), :func:`stalled_server`
+(connections accepted, never answered) and :func:`closing_server` (each
+connection closed after one answer, or before any).
 """
 
 from __future__ import annotations
@@ -321,3 +322,74 @@ def stalled_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         sock.close()
+
+
+#: How long :func:`closing_server` waits for a client's next bytes or its close.
+LINGER_S = 2.0
+
+
+@contextmanager
+def closing_server(answer: bytes = b'"0.5.4"', *, answer_requests: bool = True) -> Iterator[str]:
+    """A URL whose server closes the connection after each answer, as Disco's MochiWeb does.
+
+    Each answer is ``HTTP/1.1 200 OK`` with ``answer`` as a JSON body and no
+    ``Connection`` header. The server then waits (at most :data:`LINGER_S`)
+    for the client's next bytes or its close before closing, so a client
+    that reuses the connection always finds it closed, never only by chance.
+    With ``answer_requests=False`` it reads each request and closes without
+    answering (a master that crashed on it).
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    reply = (
+        b"HTTP/1.1 200 OK\r\nServer: MochiWeb/1.0 (Any of you quaids got a smint?)\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+    )
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(LINGER_S)
+            try:
+                _read_request(conn)
+                if answer_requests:
+                    conn.sendall(reply)
+                    conn.recv(1)  # the client's next request (reusing the connection), or EOF
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the listener was closed
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def _read_request(conn: socket.socket) -> None:
+    """Read one request's head and its Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    ]
+    missing = (lengths[0] if lengths else 0) - len(body)
+    while missing > 0:
+        chunk = conn.recv(min(missing, 65536))
+        if not chunk:
+            return
+        missing -= len(chunk)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import requests
+from requests.adapters import HTTPAdapter
 
 from discodsl.client import (
     Master,
@@ -27,10 +29,13 @@ from discodsl.client import (
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, JobDead
 from discodsl.settings import load_settings
+from tests import jobs
+from tests.disco_master import DiscoMaster
 
 from .http_replay import (
     ReplayServer,
     closed_port,
+    closing_server,
     read_recording,
     stalled_server,
     synthetic,
@@ -507,21 +512,40 @@ def test_submit_error_quotes_the_reason_with_a_hint(replay: ReplayServer, master
 # --------------------------------------------------------------------------
 
 
-def test_unreachable_master_after_bounded_retries() -> None:
+def test_retries_back_off_and_say_how_often_they_tried() -> None:
     retries: list[tuple[int, float]] = []
-    with closed_port() as port:
-        url = f"http://127.0.0.1:{port}"
+    with closing_server(answer_requests=False) as url:
         master = Master(
             url, retries=2, backoff=0.01, on_retry=lambda n, d, _: retries.append((n, d))
         )
         with pytest.raises(ClientError) as err:
             master.version()
     assert str(err.value) == (
-        f"could not reach the Disco master at {url} (connection refused; tried 3 times): "
+        f"the Disco master at {url} did not complete GET {url}/disco/version "
+        "(connection closed without an answer; tried 3 times): "
         f"is DISCO_MASTER right? try `curl {url}/disco/version`"
     )
     assert retries == [(1, 0.01), (2, 0.02)]
     assert err.value.__cause__ is not None  # the requests exception, kept
+
+
+@pytest.mark.parametrize("where", ["refused", "no such host"])
+def test_an_unreachable_master_fails_at_once(where: str) -> None:
+    """No retries, no backoff: a wrong host or a master that is not running stays so."""
+    retries: list[int] = []
+    with closed_port() as port:
+        url = (
+            f"http://127.0.0.1:{port}" if where == "refused" else "http://nonexistent.invalid:8989"
+        )
+        master = Master(url, on_retry=lambda n, d, _: retries.append(n))  # default: 5 retries
+        with pytest.raises(ClientError) as err:
+            master.version()
+    reason = "connection refused" if where == "refused" else "host name not found"
+    assert str(err.value) == (
+        f"could not reach the Disco master at {url} ({reason}): "
+        f"is DISCO_MASTER right? try `curl {url}/disco/version`"
+    )
+    assert retries == []
 
 
 def test_unreachable_proxy_is_named() -> None:
@@ -536,18 +560,35 @@ def test_unreachable_proxy_is_named() -> None:
     )
 
 
-def test_submit_is_retried_when_the_connection_was_refused() -> None:
+class _ConnectTimesOutOnce(HTTPAdapter):
+    """The first request's connection attempt times out; later ones are refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        self.sent += 1
+        if self.sent == 1:
+            raise requests.ConnectTimeout("connect timed out", request=request)
+        return super().send(request, *args, **kwargs)
+
+
+def test_submit_is_sent_again_only_when_it_never_left() -> None:
     attempts: list[int] = []
-    with closed_port() as port:
+    adapter = _ConnectTimesOutOnce()
+    with closed_port() as port, requests.Session() as session:
+        session.mount("http://", adapter)
         master = Master(
             f"http://127.0.0.1:{port}",
-            retries=1,
+            session=session,
+            retries=3,
             backoff=0.01,
             on_retry=lambda n, d, _: attempts.append(n),
         )
-        with pytest.raises(ClientError, match="connection refused; tried 2 times"):
+        with pytest.raises(ClientError, match=r"\(connection refused; tried 2 times\)"):
             master.submit(b"jobpack")
-    assert attempts == [1]
+    assert attempts == [1] and adapter.sent == 2  # the timeout is retried, the refusal is not
 
 
 def test_stalled_master_times_out() -> None:
@@ -589,6 +630,55 @@ def test_idempotent_calls_are_retried_after_a_drop(replay: ReplayServer) -> None
     )
     assert master.version() == "0.5.4"
     assert len(seen) == 1 and "connection closed without an answer" in str(seen[0])
+
+
+def test_a_server_that_closes_without_answering_is_retried_with_a_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen: list[ClientError] = []
+    with closing_server(answer_requests=False) as url:
+        master = Master(url, retries=1, backoff=0.01, on_retry=lambda n, d, e: seen.append(e))
+        with pytest.raises(ClientError, match="connection closed without an answer; tried 2"):
+            master.version()
+    assert len(seen) == 1 and "connection closed without an answer" in str(seen[0])
+
+
+# --------------------------------------------------------------------------
+# Connections: the master (MochiWeb) closes each one after its answer
+# --------------------------------------------------------------------------
+
+
+def test_many_requests_to_a_server_that_closes_after_each_answer(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """No connection is reused, so none is found closed: no error, no retry."""
+    retried: list[ClientError] = []
+    with (
+        closing_server(b'"0.5.4"') as url,
+        Master(url, backoff=0.01, on_retry=lambda n, d, e: retried.append(e)) as master,
+    ):
+        assert [master.version() for _ in range(30)] == ["0.5.4"] * 30
+    with (
+        closing_server(b'["a:b"]') as url,
+        DDFS(url, backoff=0.01, on_retry=lambda n, d, e: retried.append(e)) as ddfs,
+    ):
+        assert [ddfs.list_tags() for _ in range(30)] == [["a:b"]] * 30
+    assert retried == []
+    assert capsys.readouterr().err == "" and caplog.records == []
+
+
+def test_a_cluster_job_reports_no_dropped_connection(
+    cluster_env: DiscoMaster,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The test master closes every connection after its answer, as the real one does."""
+    monkeypatch.setenv("DISCODSL_RETRIES", "5")  # a reused connection would show as a retry
+    results = jobs.wordcount.run(inputs=["raw://a b c", "raw://c a c"], progress=True)
+    assert dict(results) == {"a": 2, "b": 1, "c": 3}
+    err = capsys.readouterr().err + caplog.text
+    assert "connection closed" not in err and "retrying" not in err
 
 
 # --------------------------------------------------------------------------
