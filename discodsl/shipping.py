@@ -2,7 +2,10 @@
 
 Functions from ``__main__``, a notebook, or any module a node cannot import
 (anything outside the standard library and installed packages, e.g. the
-user's own scripts) are pickled by value. Before anything runs,
+user's own scripts) are pickled by value, keeping the name of their file
+(cloudpickle would write ``<dynamic-code>``) so that a worker's traceback
+names it; each code object shipped is recorded in :mod:`discodsl.tracebacks`,
+which adds the source lines a node could not read. Before anything runs,
 :func:`preflight` loads every stage in a fresh interpreter; when something
 fails, here or there, the error names the object (global, closure cell,
 default, module) and the fix.
@@ -13,21 +16,23 @@ from __future__ import annotations
 import atexit
 import hashlib
 import inspect
+import io
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections import ChainMap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache, partial
-from types import FunctionType, ModuleType
+from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
 import cloudpickle
 
-from discodsl import jobpack
+from discodsl import jobpack, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.spec import JobSpec, StageSpec, encode_jobdata
 
@@ -53,10 +58,33 @@ def pickle_job(spec: JobSpec) -> bytes:
     """cloudpickle ``spec``, user modules by value; PicklingError naming what failed."""
     with _by_value(_user_modules(spec)):
         try:
-            data: bytes = cloudpickle.dumps(spec)
+            data = _dumps(spec)
         except Exception as exc:
             raise _explain(spec, exc) from exc
     return data
+
+
+def _ship_code(code: CodeType) -> tuple[Any, tuple[Any, ...]]:
+    """cloudpickle's reduction of ``code`` with its real file name, remembered as shipped."""
+    tracebacks.remember(code)
+    constructor, args = _CLOUDPICKLE_CODE(code)
+    named = tuple(code.co_filename if arg == tracebacks.DYNAMIC else arg for arg in args)
+    return constructor, named
+
+
+_CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, whose code objects keep the name of their file."""
+
+    dispatch_table = ChainMap({CodeType: _ship_code}, cloudpickle.Pickler.dispatch_table)
+
+
+def _dumps(value: Any) -> bytes:
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
+        return file.getvalue()
 
 
 def _functions(spec: JobSpec) -> Iterator[tuple[StageSpec, str, Callable[..., Any]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from discodsl import tracebacks
 from discodsl.errors import RemoteTraceback, TaskFailed
 from discodsl.worker import report
 
@@ -22,8 +23,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         url=failure.url,
         record=failure.record,
         exc_type=failure.exc_type,
-        remote_traceback=failure.traceback,
+        remote_traceback=tracebacks.restore(failure.traceback),  # the user's files named
     )
-    if failure.traceback:
-        error.__cause__ = RemoteTraceback(failure.traceback)
+    if error.remote_traceback:
+        error.__cause__ = RemoteTraceback(error.remote_traceback)
     return error
