@@ -3,10 +3,13 @@
 Test support, not product. :class:`Jobs` runs each submitted jobpack in a
 thread through :class:`~discodsl.runners.master.NodeMaster` (so the very
 worker runtime runs it) and words the job's events as a Disco 0.5.4 master
-does (``disco-reference/*/http.jsonl``: rawevents and jobevents). Two
-deliberate differences: a failed task is retried at once (the real master
-sleeps 14 s or more, so the events say "Sleeping 0 seconds"), and the node
-is called ``localhost``. :mod:`tests.disco_master` serves it over HTTP.
+does (``disco-reference/*/http.jsonl``: rawevents and jobevents). A failed
+task is retried as the real master retries it (``job_coordinator:retry_task``):
+after failure n it pauses :func:`retry_pause` (n) seconds, 14.308, 15.308 ...
+up to 73.308, on a :class:`Clock` that tests speed up; when n exceeds the
+``max_failure_rate`` setting, read at each failure, the job is killed.
+What still differs from the real master is listed in :mod:`tests.disco_master`,
+which serves all this over HTTP.
 """
 
 from __future__ import annotations
@@ -26,6 +29,59 @@ from discodsl.runners.layout import JobLayout
 from discodsl.runners.master import JobFailed, NodeMaster, TaskOutcome
 from discodsl.worker.inputs import Node, read_index
 from tests.disco_ddfs import DDFS, HOST, TAG_NAME_CHARS, compact, duration, now_text
+
+# config.hrl: FAILED_MIN_PAUSE, FAILED_MAX_PAUSE (and FAILED_PAUSE_RANDOMIZE, 30 s).
+MIN_PAUSE, MAX_PAUSE = 1.0, 60.0
+FAST = 0.001  # the tests' clocks: a master second lasts a real millisecond
+
+
+def erlang_uniform(n: int) -> int:
+    """``random:uniform(N)`` (OTP's old ``random`` module) in a process that never seeded it.
+
+    Such a process starts from ``seed0()`` = {3172, 9814, 20125}, so its first
+    draw never varies; the master draws a retry's random pause in a new process
+    each time, hence the same pause every time: 13308 ms of 30000.
+    """
+    a, b, c = 3172 * 171 % 30269, 9814 * 172 % 30307, 20125 * 170 % 30323
+    r = a / 30269 + b / 30307 + c / 30323
+    return int((r - int(r)) * n) + 1
+
+
+RANDOM_PAUSE = erlang_uniform(30_000) / 1000
+
+
+def retry_pause(failures: int) -> float:
+    """Seconds a Disco 0.5.4 master waits after a task's ``failures``-th failure."""
+    return min(failures * MIN_PAUSE, MAX_PAUSE) + RANDOM_PAUSE
+
+
+def retry_event(stage: str, taskid: int, host: str, failures: int, pause: float) -> str:
+    """The master's event for a retry: "~Bth" whatever the number (1th, 2th, 11th)."""
+    return (
+        f'Task {stage}:{taskid} failed on "{host}", {failures}th failures so far. '
+        f"Sleeping {int(pause + 0.5)} seconds before retrying."  # Erlang's round/1
+    )
+
+
+class Clock:
+    """Where the test master's retry pauses pass: ``scale`` real seconds per master second.
+
+    ``pauses`` lists every pause asked for, in master seconds (the real
+    schedule, whatever the scale); ``waited`` is the real time they may take.
+    A pause ends at once when its job is killed or fails elsewhere.
+    """
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+        self.pauses: list[float] = []
+
+    @property
+    def waited(self) -> float:
+        return sum(self.pauses) * self.scale
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        self.pauses.append(seconds)
+        stop.wait(seconds * self.scale)
 
 
 @dataclass
@@ -58,7 +114,6 @@ class Job:
     stage_results: dict[str, list[list[str]]] = field(default_factory=dict)
     stages: list[StageCounts] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
-    failures: dict[int, int] = field(default_factory=dict)
     node: NodeMaster | None = None
     current_stage: tuple[str, float] | None = None
     killed: bool = False
@@ -107,10 +162,11 @@ class _Node(NodeMaster):
 class Jobs:
     """Every job of the test master, run in background threads; ``changed`` wakes waiters."""
 
-    def __init__(self, root: Path, ddfs: DDFS, *, disco_port: int, master_url: str):
+    def __init__(self, root: Path, ddfs: DDFS, *, disco_port: int, master_url: str, clock: Clock):
         self.disco_data = root / "data"
         self.disco_data.mkdir(parents=True, exist_ok=True)
         self.ddfs, self.disco_port, self.master_url = ddfs, disco_port, master_url
+        self.clock = clock
         self.jobs: dict[str, Job] = {}
         self.settings = {"max_failure_rate": 100, "accept_new_jobs": 1}
         self.changed = threading.Condition()
@@ -132,6 +188,8 @@ class Jobs:
             put_port=self.disco_port,
             master_url=self.master_url,
             environ=_worker_environ(),
+            retry_pause=retry_pause,
+            sleep=self.clock.sleep,
         )
         layout = node.submit(data)
         job = Job(layout.jobname, layout, pack, data, node=node)
@@ -176,12 +234,23 @@ class Jobs:
                 job.status, job.results = status, results
             self.changed.notify_all()
 
+    def save_setting(self, name: str, value: int) -> None:
+        """A master setting; running jobs see a new ``max_failure_rate`` at their next
+        failure, as the real master reads it then (application:get_env)."""
+        with self.changed:
+            self.settings[name] = value
+            if name == "max_failure_rate":
+                for job in self.jobs.values():
+                    if job.node is not None:
+                        job.node.max_failures = value
+
     def kill(self, name: str) -> None:
-        """Stop a job's workers; it is dead (0.5.4 records no event for it)."""
+        """Stop a job's workers, even in a retry pause; it is dead ("WARN: Job killed")."""
         job = self.jobs.get(name)
         if job is None or job.status != "active":
             return
         job.killed = True
+        self.event(job, "master", "WARN: Job killed")  # disco_server:do_kill_job
         with self.changed:
             job.status = "dead"
             for stage in job.stages:
@@ -251,8 +320,23 @@ class Jobs:
             job.events.append((now_text(), host, message))
 
     def node_event(self, job: Job, kind: str, facts: Any) -> None:
-        """NodeMaster's own events: stages starting, tasks done, MSG."""
-        if kind == "stage":
+        """NodeMaster's own events: stages starting, MSG, a task given up or retried."""
+        if job.killed:
+            return
+        if kind == "task_failed" and not facts["fatal"] and facts["failures"] > facts["limit"]:
+            task = f"{facts['stage']}:{facts['taskid']}"
+            self.event(
+                job,
+                "master",
+                f"ERROR: [{task}] Task {task} failed {facts['failures']} times. "
+                f"At most {facts['limit']} failures are allowed.",
+            )
+        elif kind == "task_retry":
+            text = retry_event(
+                facts["stage"], facts["taskid"], HOST, facts["failures"], facts["pause"]
+            )
+            self.event(job, "master", text)
+        elif kind == "stage":
             self._stage_finished(job)
             stage, tasks = str(facts["stage"]), int(facts["tasks"])
             job.current_stage = (stage, time.time())
@@ -296,22 +380,6 @@ class Jobs:
             first, _, text = text.partition("\n")
             self.event(job, HOST, f"WARNING: {where} {first}")
         self.event(job, "master", f"WARNING: {where} {text}")
-        failures = job.failures[taskid] = job.failures.get(taskid, 0) + 1
-        limit = job.node.max_failures if job.node is not None else 0
-        if failures > limit:
-            self.event(
-                job,
-                "master",
-                f"ERROR: {where} Task {stage}:{taskid} failed {failures} "
-                f"times. At most {limit} failures are allowed.",
-            )
-        else:
-            self.event(
-                job,
-                "master",
-                f'Task {stage}:{taskid} failed on "{HOST}", {failures}th '
-                "failures so far. Sleeping 0 seconds before retrying.",
-            )
 
     def _stage_finished(self, job: Job, quiet: bool = False) -> None:
         if job.current_stage is None:

@@ -5,22 +5,32 @@ Recorded exchanges whose answers do not depend on the recording's jobs are
 sent, in order, to a fresh :class:`~tests.disco_master.DiscoMaster`; status,
 reason, Content-Type, Server and body must match (stamps, dates, the host
 ``vm`` and the put port normalised), and a dropped connection must be dropped.
+Failing jobs are run by the recordings' own worker, so their events, retry
+pauses and failure limits are checked against error-error, error-fatal and
+the other recordings of retried tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import re
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from discodsl import Job, JobDead, builder
+from discodsl import Job, JobDead, builder, jobpack
 from discodsl.client import Master
-from tests import cluster_jobs, jobs
+from tests import disco_state, jobs
 from tests.disco_master import DiscoMaster
 from tests.http_replay import Exchange, exchange, read_recording
 
@@ -75,12 +85,19 @@ def test_recorded_answers(
             check(master, exchange(reference, f"{recording}#{index}"))
 
 
-def recorded_events(reference: Path, scenario: str) -> list[tuple[str, str]]:
-    for record in read_recording(reference, f"{scenario}/http.jsonl"):
-        if record["request"]["path"].startswith("/disco/ctrl/rawevents"):
-            lines = record["response"]["body"]["text"].splitlines()
-            return [(host, message) for _, host, message in map(json.loads, lines)]
-    raise AssertionError(f"no rawevents in {scenario}")
+def recorded_rawevents(reference: Path, scenario: str, which: int = 0) -> list[list[str]]:
+    """[time, host, message] of the scenario's first rawevents answer (``which=-1``: its last)."""
+    answers = [
+        record["response"]["body"]["text"].splitlines()
+        for record in read_recording(reference, f"{scenario}/http.jsonl")
+        if record["request"]["path"].startswith("/disco/ctrl/rawevents")
+    ]
+    assert answers, f"no rawevents in {scenario}"
+    return [json.loads(line) for line in answers[which]]
+
+
+def recorded_events(reference: Path, scenario: str, which: int = 0) -> list[tuple[str, str]]:
+    return [(host, message) for _, host, message in recorded_rawevents(reference, scenario, which)]
 
 
 def normalised_events(events: list[tuple[str, str]], stages: dict[str, str]) -> list[str]:
@@ -90,7 +107,6 @@ def normalised_events(events: list[tuple[str, str]], stages: dict[str, str]) -> 
         text = re.sub(r"\d+:\d\d:\d\d\.\d+", "DURATION", message)
         text = re.sub(r'Created job ".*"', 'Created job "JOB"', text)
         text = re.sub(r"(WARNING: \[\S+\]) .*", r"\1 TEXT", text, flags=re.DOTALL)
-        text = re.sub(r"Sleeping \d+ seconds", "Sleeping N seconds", text)
         for ours, theirs in stages.items():
             text = re.sub(rf"\b{ours}\b", theirs, text)
         text = text.replace("vm", "HOST").replace("localhost", "HOST")
@@ -119,9 +135,221 @@ def test_a_map_reduce_jobs_events_are_worded_as_recorded(reference: Path, tmp_pa
     )
 
 
-def test_a_failing_jobs_events_are_worded_as_recorded(reference: Path, tmp_path: Path) -> None:
-    recorded = normalised_events(recorded_events(reference, "error-error"), {})
+# -- failures and retries, as error-error, error-fatal and the other recordings show ------
+
+
+def recording_worker_job(reference: Path, mode: str, tmp_path: Path) -> bytes:
+    """error-error's one-task job run by the recordings' own worker in ``REC_MODE`` ``mode``.
+
+    The worker is ``worker.py`` from ``jobpack-map-reduce.bin`` (the recorder's,
+    no discodsl code), run by this interpreter: it sends the very frames the
+    real master saw (``recording worker: deliberate ERROR`` ...).
+    """
+    base = jobpack.decode((reference / "jobpack-map-reduce.bin").read_bytes())
+    script = zipfile.ZipFile(io.BytesIO(base.jobhome)).read("worker.py")
+    script = script.replace(b"#!/usr/bin/python3", f"#!{sys.executable}".encode(), 1)
+    recorded = json.loads((reference / "error-error" / "transcript.json").read_text())
+    jobdict = {
+        **base.jobdict,
+        "pipeline": recorded["pipeline"],
+        "inputs": recorded["inputs"],
+        "prefix": "rec_error_error",
+        "worker": "worker",
+    }
+    jobenvs = {"REC_MODE": mode, "REC_DIR": str(tmp_path / "recorder")}
+    jobhome = jobpack.build_jobhome({"worker": script})
+    return jobpack.encode(jobpack.JobPack(jobdict, jobenvs, jobhome))
+
+
+def run_pack(master: DiscoMaster, data: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """Submit a jobpack, wait until the job is not active; its name and (host, message) events."""
+    with Master(master.url, retries=0) as client:
+        name = client.submit(data)
+        with contextlib.suppress(JobDead):
+            client.wait(name, poll_ms=100, timeout_s=60)
+        return name, [(host, message) for _, host, message in client.rawevents(name)[0]]
+
+
+def post(master: DiscoMaster, op: str, body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", master.port, timeout=10)
+    try:
+        conn.request("POST", f"/disco/ctrl/{op}", body=body)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def recorded_jobinfo(reference: Path, scenario: str) -> dict[str, Any]:
+    for record in read_recording(reference, f"{scenario}/http.jsonl"):
+        if record["request"]["path"].startswith("/disco/ctrl/jobinfo"):
+            return dict(record["response"]["body"]["json"])
+    raise AssertionError(f"no jobinfo in {scenario}")
+
+
+_RETRY = re.compile(r'Task map:0 failed on "vm", (\d+)\w* failures so far')
+_RETRIED_SCENARIOS = [
+    "error-error",
+    "exit-without-done",
+    "non-frame-output",
+    "frame-length-overstated",
+    "input-err-retry",
+    "output-absolute-path",
+]
+
+
+@pytest.mark.parametrize("scenario", _RETRIED_SCENARIOS)
+def test_retry_events_and_pauses_are_the_recorded_ones(reference: Path, scenario: str) -> None:
+    lines = recorded_rawevents(reference, scenario, which=-1)
+    retries = [(i, int(m.group(1))) for i, (_, _, e) in enumerate(lines) if (m := _RETRY.match(e))]
+    assert retries, scenario
+    for index, failures in retries:
+        pause = disco_state.retry_pause(failures)
+        assert disco_state.retry_event("map", 0, "vm", failures, pause) == lines[index][2]
+        if index + 1 < len(lines) and lines[index + 1][2] == "map:0 assigned to vm":
+            waited = _seconds(lines[index + 1][0]) - _seconds(lines[index][0])
+            assert int(pause) <= waited <= pause + 2, (scenario, failures, waited)
+
+
+def _seconds(stamp: str) -> int:
+    return int(time.mktime(time.strptime(stamp, "%Y/%m/%d %H:%M:%S")))
+
+
+def test_the_retry_schedule_is_the_real_masters() -> None:
+    """job_coordinator:retry_task/4: min(n x 1 s, 60 s) + random:uniform(30 s) in ms, the
+    random part drawn by a fresh, unseeded Erlang process: always 13308 ms."""
+    assert disco_state.RANDOM_PAUSE == 13.308
+    pauses = [disco_state.retry_pause(n) for n in (1, 2, 3, 59, 60, 61, 100)]
+    assert pauses == pytest.approx([14.308, 15.308, 16.308, 72.308, 73.308, 73.308, 73.308])
+    assert disco_state.retry_event("s", 3, "h", 11, 24.308) == (
+        'Task s:3 failed on "h", 11th failures so far. Sleeping 24 seconds before retrying.'
+    )
+
+
+def test_an_erroring_task_is_retried_on_the_recorded_schedule_until_the_limit(
+    reference: Path, tmp_path: Path
+) -> None:
+    clock = disco_state.Clock(scale=disco_state.FAST)
+    with DiscoMaster(tmp_path, clock=clock) as master:
+        assert post(master, "save_settings", b'{"max_failure_rate": "2"}') == (
+            200,
+            b'"Settings saved"',
+        )  # as the recording's operator set it
+        name, ours = run_pack(master, recording_worker_job(reference, "error", tmp_path))
+        info = master.jobs.jobs[name].jobinfo()
+    recorded = recorded_events(reference, "error-error")
+    assert normalised_events(ours, {}) == normalised_events(recorded, {})
+    assert [message for _, message in ours if "Sleeping" in message] == [
+        'Task map:0 failed on "localhost", 1th failures so far. Sleeping 14 seconds before '
+        "retrying.",
+        'Task map:0 failed on "localhost", 2th failures so far. Sleeping 15 seconds before '
+        "retrying.",
+    ]
+    assert clock.pauses == pytest.approx([14.308, 15.308])
+    expected = recorded_jobinfo(reference, "error-error")
+    assert (info["active"], info["pipeline"]) == (expected["active"], expected["pipeline"])
+
+
+class _SettingClock(disco_state.Clock):
+    """A fast clock that does ``action`` when the first pause starts."""
+
+    def __init__(self, action: Callable[[], object]):
+        super().__init__(scale=disco_state.FAST)
+        self.action = action
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        if not self.pauses:
+            self.action()
+        super().sleep(seconds, stop)
+
+
+@pytest.mark.parametrize("when", ["before the job", "during its first pause"])
+def test_max_failure_rate_saved_over_http_kills_the_job_after_that_many_retries(
+    reference: Path, tmp_path: Path, when: str
+) -> None:
+    """As the real master, the limit is read at each failure (application:get_env)."""
+    master: DiscoMaster
+    clock = _SettingClock(lambda: post(master, "save_settings", b'{"max_failure_rate": "1"}'))
+    with DiscoMaster(tmp_path, clock=clock) as master:
+        assert master.jobs.settings["max_failure_rate"] == 100  # the real default
+        if when == "before the job":
+            post(master, "save_settings", b'{"max_failure_rate": "1"}')
+        name, ours = run_pack(master, recording_worker_job(reference, "error", tmp_path))
+        status = master.jobs.jobs[name].status
+    assert status == "dead" and clock.pauses == pytest.approx([14.308])
+    assert [message for _, message in ours[-4:]] == [
+        "map:0 assigned to localhost",
+        "WARNING: [map:0] recording worker: deliberate ERROR",
+        "ERROR: [map:0] Task map:0 failed 2 times. At most 1 failures are allowed.",
+        "WARN: Job killed",
+    ]
+    recorded = recorded_events(reference, "frame-length-overstated")  # limit 1 there too
+    assert ours[-2:] == recorded[-2:]
+
+
+def test_fatal_kills_the_job_at_once_without_a_pause(reference: Path, tmp_path: Path) -> None:
+    clock = disco_state.Clock(scale=disco_state.FAST)
+    with DiscoMaster(tmp_path, clock=clock) as master:
+        name, ours = run_pack(master, recording_worker_job(reference, "fatal", tmp_path))
+        info = master.jobs.jobs[name].jobinfo()
+    recorded = recorded_events(reference, "error-fatal")
+    assert normalised_events(ours, {}) == normalised_events(recorded, {})
+    assert ours[-2:] == recorded[-2:]  # the FATAL text, then "WARN: Job killed"
+    assert clock.pauses == []
+    expected = recorded_jobinfo(reference, "error-fatal")
+    assert (info["active"], info["pipeline"]) == (expected["active"], expected["pipeline"])
+
+
+def test_kill_job_during_a_retry_pause_ends_the_job_at_once(
+    reference: Path, tmp_path: Path
+) -> None:
+    clock = disco_state.Clock(scale=1000.0)  # a pause of four hours: only a kill ends it
+    with DiscoMaster(tmp_path, clock=clock) as master, Master(master.url, retries=0) as client:
+        name = client.submit(recording_worker_job(reference, "error", tmp_path))
+        job = master.jobs.jobs[name]
+        deadline = time.monotonic() + 30
+        while not clock.pauses:
+            assert time.monotonic() < deadline, "the task never paused"
+            time.sleep(0.02)
+        client.kill(name)
+        [thread] = master.jobs.threads
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the job still waits out its pause"
+        assert client.results([name], timeout_ms=0)[name] == ("dead", [])
+        events = [message for _, _, message in client.rawevents(name)[0]]
+    assert clock.pauses == pytest.approx([14.308]) and job.status == "dead"
+    assert events[-2:] == [
+        'Task map:0 failed on "localhost", 1th failures so far. Sleeping 14 seconds before '
+        "retrying.",
+        "WARN: Job killed",  # kill_job's own event, as input-err-retry recorded it
+    ]
+    after_kill = recorded_events(reference, "input-err-retry", which=-1)
+    assert after_kill[-1] == ("master", "WARN: Job killed")
+
+
+def test_the_suites_master_pauses_a_thousandth_of_real_time(
+    reference: Path, tmp_path: Path, disco_master: DiscoMaster
+) -> None:
+    """The fixture's master (limit 1) runs the real schedule, 1000 times faster."""
+    name, _ = run_pack(disco_master, recording_worker_job(reference, "error", tmp_path))
+    clock = disco_master.jobs.clock
+    assert disco_master.jobs.jobs[name].status == "dead"
+    assert clock.pauses == pytest.approx([14.308])
+    assert clock.scale == disco_state.FAST and clock.waited < 0.02
+    assert DiscoMaster(tmp_path / "default").jobs.clock.scale == disco_state.FAST
+
+
+def test_save_settings_drops_the_connection_only_where_the_real_master_crashes(
+    tmp_path: Path,
+) -> None:
+    """disco_web:update_setting/3 runs list_to_integer(binary_to_list(V)) on known settings
+    only; an unknown one is logged and skipped, whatever its value."""
     with DiscoMaster(tmp_path) as master:
-        master.jobs.settings["max_failure_rate"] = 2  # as in the recording
-        ours = run_job(master, cluster_jobs.exploding, ["raw://one"])
-    assert normalised_events(ours, {"explode": "map"}) == recorded
+        assert post(master, "save_settings", b'{"colour": 7, "max_failure_rate": "+5"}') == (
+            200,
+            b'"Settings saved"',
+        )
+        assert master.jobs.settings["max_failure_rate"] == 5
+        with pytest.raises(http.client.RemoteDisconnected):
+            post(master, "save_settings", b'{"max_failure_rate": "five"}')
+        assert master.jobs.settings["max_failure_rate"] == 5
