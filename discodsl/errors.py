@@ -7,6 +7,7 @@
      ├── ProtocolError            a worker-protocol frame was malformed or out of order
      ├── DataError                an input or record file is unreadable, corrupt or truncated
      ├── StageError               user code failed inside a worker (worker side)
+     ├── Retry                    raised by stage code: run the task again (worker side)
      ├── JobError                 a job was declared wrongly, could not ship, or failed
      │    ├── PicklingError       a stage cannot be shipped to a node (names the object)
      │    └── TaskFailed          a task failed; ``__cause__`` holds the worker's traceback
@@ -14,7 +15,7 @@
      │    └── JobDead             a job on the cluster died or was killed
      └── SettingsError            an option or setting is invalid (names field, value, fix)
 
-``ProtocolError``, ``DataError`` and ``StageError`` are defined in
+``ProtocolError``, ``DataError``, ``StageError`` and ``Retry`` are defined in
 :mod:`discodsl.worker.errors`, which ships to Disco nodes and so imports only
 the standard library; they are re-exported here so users need one module.
 Every message says what happened and what to do.
@@ -22,7 +23,7 @@ Every message says what happened and what to do.
 
 from __future__ import annotations
 
-from discodsl.worker.errors import DataError, DiscoDSLError, ProtocolError, StageError
+from discodsl.worker.errors import DataError, DiscoDSLError, ProtocolError, Retry, StageError
 
 __all__ = [
     "ClientError",
@@ -34,6 +35,7 @@ __all__ = [
     "PicklingError",
     "ProtocolError",
     "RemoteTraceback",
+    "Retry",
     "SettingsError",
     "StageError",
     "TaskFailed",

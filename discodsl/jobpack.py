@@ -555,6 +555,7 @@ def _zip_info(name: str, *, executable: bool) -> zipfile.ZipInfo:
 NODE_PACKAGE_INIT = (
     b'"""discodsl on a Disco node: the worker runtime, and the helpers stage code may use."""\n'
     b"from discodsl.worker.counters import count, status\n"
+    b"from discodsl.worker.errors import DataError, Retry, StageError\n"
 )
 
 

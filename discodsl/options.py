@@ -35,7 +35,10 @@ FIXES = {
 class JobOptions(BaseModel):
     """How a job runs; every field can be set in ``@job(...)`` and overridden in ``run(...)``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # strict: "4" or True is not a partition count; a typo should fail, not be coerced.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, strict=True
+    )
 
     partitions: int = Field(1, ge=1, description="reduce partitions (labels) per stage")
     params: Any = Field(None, description="passed to stage functions that take `params`")
@@ -63,7 +66,8 @@ class JobOptions(BaseModel):
 
 def validate_options(base: JobOptions | None = None, **changes: Any) -> JobOptions:
     """``base`` (or the defaults) with ``changes`` applied, validated."""
-    values = base.model_dump() if base is not None else {}
+    # Fields as they are (model_dump would turn a dataclass in params into a dict).
+    values = {name: getattr(base, name) for name in JobOptions.model_fields} if base else {}
     values.update(changes)
     try:
         return JobOptions(**values)

@@ -7,10 +7,13 @@ a cluster) through the worker runtime's own readers; nothing is loaded whole.
 from __future__ import annotations
 
 import html
+import os
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from discodsl.errors import JobError
 from discodsl.worker.inputs import Cursor, Node, iter_input, read_index
 
 
@@ -33,20 +36,42 @@ class Results:
         self.mode = mode
         self.counters = dict(counters or {})
         self._finalizer = weakref.finalize(self, cleanup) if cleanup else None
+        self.closed = False
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        self._check_open()
         for replicas in self.urls:
             yield from iter_input(replicas, "all", self.node, Cursor())
 
     def record_urls(self) -> list[list[str]]:
-        """The record files of these results, each a replica list: inputs for another job."""
+        """The record files of these results, each a replica list: inputs for another job.
+
+        Files on this machine (a local run's) are given as ``file://`` URLs, so
+        any runner here can read them, whichever runner wrote them.
+        """
+        self._check_open()
         expanded: list[list[str]] = []
         for replicas in self.urls:
             if replicas and replicas[0].startswith("dir://"):
                 expanded.extend([url] for _, url, _ in read_index(replicas[0], self.node))
             else:
                 expanded.append(list(replicas))
-        return expanded
+        return [[self._here(url) for url in replicas] for replicas in expanded]
+
+    def _here(self, url: str) -> str:
+        """``url`` as a ``file://`` URL when it is a ``disco://`` file on this node."""
+        prefix = f"disco://{self.node.host}/disco/"
+        if not (self.node.host and self.node.disco_data and url.startswith(prefix)):
+            return url
+        return Path(os.path.join(self.node.disco_data, url[len(prefix) :])).as_uri()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise JobError(
+                f"the results of {self.jobname!r} were closed, which removed their files: "
+                "read them before close() (or the end of their `with` block), or run the "
+                "job again"
+            )
 
     def to_dict(self) -> dict[Any, Any]:
         """All records as a dict (a later value of a repeated key wins)."""
@@ -54,6 +79,7 @@ class Results:
 
     def close(self) -> None:
         """Remove the files behind these results (local runs); iterating afterwards fails."""
+        self.closed = True
         if self._finalizer is not None:
             self._finalizer()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from discodsl.errors import JobError
+from discodsl.errors import JobError, SettingsError
 
 MIB = 1024 * 1024
 # A local file is cut into ranges only when each range gets at least this much.
@@ -27,7 +27,16 @@ RECORD_FILE_MARK = b"\x81"
 
 
 def resolve(inputs: Any) -> list[list[str]]:
-    """Every input as a list of replica URLs, in order."""
+    """Every input as a list of replica URLs, in order.
+
+    ``None`` or an empty list is refused (nearly always a mistake); an earlier
+    job's results with no records are valid inputs and give none.
+    """
+    if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):
+        raise SettingsError(
+            f"the job got no inputs ({inputs!r}): pass paths, globs, URLs or an earlier "
+            "job's results, e.g. run(inputs=['data/*.txt'])"
+        )
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "record_urls"):
         inputs = [inputs]
     resolved: list[list[str]] = []

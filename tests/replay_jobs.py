@@ -62,6 +62,20 @@ def explode(line: str) -> Iterator[tuple[str, int]]:
     yield line, 1
 
 
+@map
+def busy(line: str) -> Iterator[tuple[str, int]]:
+    from discodsl import Retry
+
+    if "busy" in line:
+        raise Retry(f"service busy at {line}")
+    yield line, 1
+
+
+@job
+def busy_job() -> list[Any]:
+    return [busy]
+
+
 @job
 def chatty_job() -> list[Any]:
     return [chatty]

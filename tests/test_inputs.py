@@ -248,11 +248,12 @@ def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, node: Node) -> Non
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"fine\nalso fine\ncaf\xe9\n")
     cursor = Cursor()
-    with pytest.raises(DataError, match="line 3 is not valid UTF-8") as caught:
+    with pytest.raises(DataError, match=r"line 3 \(bytes 18-19\) is not valid UTF-8") as caught:
         list(iter_input([str(path)], "all", node, cursor))
     assert str(path) in str(caught.value)
     assert "bytes-safe input" in str(caught.value)
     assert caught.value.span == (18, 19)
+    assert caught.value.record == 2
 
 
 def test_cursor_follows_the_record_being_read(tmp_path: Path, node: Node) -> None:

@@ -78,6 +78,7 @@ def test_public_api_is_pinned() -> None:
         "PicklingError",
         "ProtocolError",
         "Results",
+        "Retry",
         "SettingsError",
         "Stage",
         "StageError",

@@ -196,15 +196,25 @@ def test_all_replicas_failing_is_an_error_naming_each(tmp_path: Path) -> None:
     assert "http://127.0.0.1:1/a" in text and "file:///nonexistent/b" in text
 
 
-def test_user_exception_is_error_naming_stage_input_and_record(tmp_path: Path) -> None:
+def test_user_exception_is_fatal_naming_stage_input_and_record(tmp_path: Path) -> None:
+    """A bug in stage code would fail again: FATAL, as Disco's own worker sends (no retries)."""
     job = replay_jobs.exploding_job
     data = builder.build_jobpack(job, job.options, [["raw://good"], ["raw://bad"]])
     _, transcript = _single_task(tmp_path, data, [["raw://good"], ["raw://bad"]])
-    assert transcript.names() == ["WORKER", "TASK", "INPUT", "ERROR"]
+    assert transcript.names() == ["WORKER", "TASK", "INPUT", "FATAL"]
     text = transcript.sent[-1].payload
     assert "stage 'explode'" in text and "'raw://bad'" in text and "record 0" in text
     assert "Traceback" in text and "KeyError" in text
     assert transcript.exit_code == 0
+
+
+def test_retry_from_stage_code_is_error(tmp_path: Path) -> None:
+    """``raise Retry(...)``: ERROR, which the master answers by running the task again."""
+    job = replay_jobs.busy_job
+    data = builder.build_jobpack(job, job.options, [["raw://busy"]])
+    _, transcript = _single_task(tmp_path, data, [["raw://busy"]])
+    assert transcript.names() == ["WORKER", "TASK", "INPUT", "ERROR"]
+    assert "service busy at busy" in transcript.sent[-1].payload
 
 
 def _pack_with_jobdata(job: Any, jobdata: bytes) -> bytes:

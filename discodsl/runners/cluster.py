@@ -237,6 +237,7 @@ class _Watcher:
             self.stages_in_events = True
             self._start(match.group(1), int(match.group(2)))
         elif match := _DONE_EVENT.match(message):
+            self.progress.succeeded(match.group(1), int(match.group(2)))
             self._advance(match.group(1), self.done + 1)
         elif match := _RETRY_EVENT.match(message):
             stage, taskid, failures = match.groups()

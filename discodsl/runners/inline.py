@@ -4,26 +4,32 @@ No subprocess, no protocol: each task runs the worker's own stage code
 (:func:`~discodsl.worker.execute.run_task`) right here, so ``breakpoint()``
 and ``pdb`` work and user exceptions surface unchanged. Still, every stage
 gets at least two partitions and tasks and inputs run in shuffled order, so
-code that assumes one process or one order fails here first.
+code that assumes one process or one order fails here first. As on a node,
+each task gets its own copy of ``params``, counters count successful tasks
+only, and an I/O error (or :class:`~discodsl.worker.errors.Retry`) retries
+the task while any other exception fails the job at once.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import cloudpickle
 
 from discodsl import sources
 from discodsl.options import validate_options
 from discodsl.results import Results
 from discodsl.runners.grouping import DataOutput, Output, TaskPlan, group_outputs
 from discodsl.worker import counters
-from discodsl.worker.errors import StageError
+from discodsl.worker.errors import StageError, retryable
 from discodsl.worker.execute import Task, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.spec import JobSpec
@@ -44,73 +50,92 @@ class InlineRunner:
     def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
         chosen = validate_options(options, partitions=max(MIN_PARTITIONS, options.partitions))
         spec = job.spec(chosen)
-        root = tempfile.mkdtemp(prefix="discodsl-inline-")
         outputs: list[Output] = [DataOutput(0, 0, tuple(u)) for u in sources.resolve(inputs)]
-        totals: dict[str, int] = {}
-        counters.take()
+        run = _Run(spec, chosen.max_failures, self.random)
         try:
-            taskid = 0
             for index in range(len(spec.stages)):
-                outputs, taskid = self._stage(spec, index, outputs, root, taskid, totals)
+                outputs = run.stage(index, outputs)
         except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
+            run.remove()
             raise
         urls = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
         return Results(
-            spec.name,
-            urls,
-            node=Node(),
-            mode="inline",
-            counters=totals,
-            cleanup=lambda: shutil.rmtree(root, ignore_errors=True),
+            spec.name, urls, node=Node(), mode="inline", counters=run.totals, cleanup=run.remove
         )
 
-    def _stage(
-        self,
-        spec: JobSpec,
-        index: int,
-        outputs: list[Output],
-        root: str,
-        taskid: int,
-        totals: dict[str, int],
-    ) -> tuple[list[Output], int]:
-        stage = spec.stages[index]
+
+class _Run:
+    """One inline run: its files, its counters, and the task numbering across stages.
+
+    Each task gets its own copy of ``params`` (unpickled, as a worker process
+    gets it), and a task that fails with an error worth a retry (see
+    :func:`~discodsl.worker.errors.retryable`) runs again, up to
+    ``max_failures`` times; only a successful attempt's counts are kept.
+    """
+
+    def __init__(self, spec: JobSpec, max_failures: int, shuffler: random.Random):
+        self.spec, self.max_failures, self.random = spec, max_failures, shuffler
+        self.params = cloudpickle.dumps(spec.params)
+        self.root = tempfile.mkdtemp(prefix="discodsl-inline-")
+        self.totals: dict[str, int] = {}
+        self.taskid = 0
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def stage(self, index: int, outputs: list[Output]) -> list[Output]:
+        """Run every task of stage ``index`` over ``outputs``; the stage's outputs."""
+        stage = self.spec.stages[index]
         plans = group_outputs(stage.grouping, outputs)
         self.random.shuffle(plans)
         produced: list[Output] = []
         for plan in plans:
+            for label, path, size in self._task(index, plan):
+                url = Path(self.root, path).as_uri()
+                produced.append(DataOutput(label, size, (url,)))
+            self.taskid += 1
+        return produced
+
+    def _task(self, index: int, plan: TaskPlan) -> list[tuple[int, str, int]]:
+        failures = 0
+        while True:
+            spec = replace(self.spec, params=cloudpickle.loads(self.params))
             task = Task(
                 spec,
                 index,
-                taskid,
+                self.taskid,
                 label=plan.group[0],
-                workdir=root,
-                outdir=stage.name,
+                workdir=self.root,
+                outdir=spec.stages[index].name,
                 tag="inline",
             )
-            for label, path, size in self._task(task, plan):
-                produced.append(DataOutput(label, size, (os.path.join(root, path),)))
-            for name, amount in counters.take().items():
-                totals[name] = totals.get(name, 0) + amount
-            taskid += 1
-        return produced, taskid
+            try:
+                with counters.counting() as counts:
+                    outputs = run_task(task, *self._records(plan))
+            except Exception as exc:
+                failures += 1
+                if not retryable(exc) or failures > self.max_failures:
+                    _surface(exc)
+                continue
+            for name, amount in counts.items():
+                self.totals[name] = self.totals.get(name, 0) + amount
+            return outputs
 
-    def _task(self, task: Task, plan: TaskPlan) -> list[tuple[int, str, int]]:
+    def _records(self, plan: TaskPlan) -> tuple[Iterator[Any], Cursor]:
         cursor = Cursor()
-        records = self._records(plan, cursor)
-        try:
-            return run_task(task, records, cursor)
-        except StageError as exc:
-            cause = exc.__cause__
-            if cause is None or isinstance(cause, StageError):
-                raise
-            _add_note(cause, str(exc))
-            raise cause.with_traceback(cause.__traceback__) from None
-
-    def _records(self, plan: TaskPlan, cursor: Cursor) -> Iterator[Any]:
         inputs = list(plan.inputs)
         self.random.shuffle(inputs)
-        return chain.from_iterable(iter_input(i.urls, i.label, Node(), cursor) for i in inputs)
+        records = chain.from_iterable(iter_input(i.urls, i.label, Node(), cursor) for i in inputs)
+        return records, cursor
+
+
+def _surface(exc: Exception) -> NoReturn:
+    """Raise what the user's code raised, with a note saying where; else ``exc`` itself."""
+    cause = exc.__cause__
+    if not isinstance(exc, StageError) or cause is None or isinstance(cause, StageError):
+        raise exc
+    _add_note(cause, str(exc))
+    raise cause.with_traceback(cause.__traceback__) from None
 
 
 def _add_note(exc: BaseException, note: str) -> None:

@@ -10,14 +10,35 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 PREFIX = "discodsl-counters: "
-_counts: dict[str, int] = {}
+# A worker process runs one task, so its counts live in one dict; a task run in the
+# caller's process (inline) gets a dict of its own through this context variable, so
+# runs in several threads do not mix their counts.
+_process_counts: dict[str, int] = {}
+_task_counts: ContextVar[dict[str, int] | None] = ContextVar("discodsl_counts", default=None)
 
 
 def count(name: str, amount: int = 1) -> None:
     """Add ``amount`` to the counter ``name`` (summed over all tasks of the job)."""
-    _counts[name] = _counts.get(name, 0) + amount
+    counts = _task_counts.get()
+    if counts is None:
+        counts = _process_counts
+    counts[name] = counts.get(name, 0) + amount
+
+
+@contextmanager
+def counting() -> Iterator[dict[str, int]]:
+    """Collect the counts of the code run inside (in this thread) into a new dict."""
+    counts: dict[str, int] = {}
+    token = _task_counts.set(counts)
+    try:
+        yield counts
+    finally:
+        _task_counts.reset(token)
 
 
 def status(text: str) -> None:
@@ -27,8 +48,8 @@ def status(text: str) -> None:
 
 def take() -> dict[str, int]:
     """The counts so far, resetting them (one task's worth)."""
-    counts = dict(_counts)
-    _counts.clear()
+    counts = dict(_process_counts)
+    _process_counts.clear()
     return counts
 
 

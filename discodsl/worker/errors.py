@@ -31,13 +31,47 @@ class ProtocolError(DiscoDSLError):
 class DataError(DiscoDSLError):
     """An input or record file could not be read: corrupt, truncated or unreachable.
 
-    ``url`` names the input and ``span`` the byte range, when known.
+    ``url`` names the input, ``span`` the byte range and ``record`` the
+    0-based record (line) number, when known.
     """
 
-    def __init__(self, message: str, url: str = "", span: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        message: str,
+        url: str = "",
+        span: tuple[int, int] | None = None,
+        record: int = -1,
+    ):
         super().__init__(message)
         self.url = url
         self.span = span
+        self.record = record
+
+
+class Retry(DiscoDSLError):
+    """Raise from stage code to have the task retried, as Disco retries an I/O error.
+
+    Any other exception from stage code is taken for a bug and fails the job
+    at once (Disco's FATAL). ``Retry`` (like :class:`DataError`, ``OSError``
+    and ``MemoryError``) is reported as Disco's ERROR instead: the task runs
+    again, up to the local runner's ``max_failures`` or the Disco master's
+    ``max_failure_rate``. Use it for a flaky service: ``raise Retry("busy")``.
+    """
+
+
+RETRIED = (DataError, OSError, MemoryError, Retry)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a task that failed with ``exc`` is worth running again (Disco's ERROR).
+
+    A :class:`StageError` wrapping the user's exception is judged by that
+    exception; a StageError of its own (a record of the wrong shape) is a bug.
+    """
+    if isinstance(exc, StageError):
+        cause = exc.__cause__
+        return cause is not None and not isinstance(cause, StageError) and retryable(cause)
+    return isinstance(exc, RETRIED)
 
 
 class StageError(DiscoDSLError):

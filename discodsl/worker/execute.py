@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.partition import partitioner
-from discodsl.worker.records import RecordWriter
+from discodsl.worker.records import NotAPair, RecordWriter, as_pair
 from discodsl.worker.spec import JobSpec, StageSpec
 
 Output = tuple[int, str, int]
@@ -112,8 +112,8 @@ def _process(task: Task, records: Iterable[Any], outputs: _Outputs) -> None:
         _run_reduce(task, function, records, None if combiner else outputs, target)
     else:
         _emit(stage, function(iter(records)), target)
-    if stage.done is not None:
-        _emit(stage, _call_hook(stage.done, params, state), target)
+    if stage.done is not None and (last := _call_hook(stage.done, params, state)) is not None:
+        _emit(stage, last, target)  # a done hook may return nothing
     if combiner:
         combiner.flush_into(outputs)
 
@@ -154,9 +154,13 @@ def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None
     """Write every pair of every one of ``results`` (what the user's calls returned)."""
     try:
         outputs.add_many(chain.from_iterable(results))
+    except NotAPair as exc:
+        raise _bad_record(stage, exc.item) from None
     except (TypeError, ValueError) as exc:
         if _raised_by_user(exc, RecordWriter.write_many, _Outputs.add_many):
             raise
+        if _returned_none(exc):
+            raise _none_error(stage) from None
         raise StageError(
             f"stage {stage.name!r} must yield (key, value) pairs, such as `yield word, 1`, "
             f"or return an iterable of them; what it produced did not unpack: {exc}",
@@ -170,8 +174,11 @@ def _run_map(
     for record in records:
         result = function(record)
         try:
-            for key, value in result or ():
+            for item in result:
+                key, value = item if item.__class__ is tuple else as_pair(item)
                 sink(key, value)
+        except NotAPair as exc:
+            raise _bad_record(stage, exc.item) from None
         except (TypeError, ValueError) as exc:
             if _raised_by_user(exc, _run_map):
                 raise
@@ -202,14 +209,14 @@ def _run_reduce(
 
 def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
     if result is None:
-        return
+        raise _none_error(stage)
     try:
         iterator = iter(result)
     except TypeError:
         raise _bad_result(stage, result) from None
     for item in iterator:
         try:
-            key, value = item
+            key, value = item if item.__class__ is tuple else as_pair(item)
         except (TypeError, ValueError):
             raise _bad_record(stage, item) from None
         sink(key, value)
@@ -223,7 +230,23 @@ def _bad_result(stage: StageSpec, result: Any) -> StageError:
     )
 
 
+def _none_error(stage: StageSpec) -> StageError:
+    return StageError(
+        f"stage {stage.name!r} returned None: a stage must yield (key, value) pairs, "
+        "such as `yield word, 1`, or return an iterable of them; to produce nothing for "
+        "this input, return [] (or just `return` in a function that yields)",
+        stage=stage.name,
+    )
+
+
+def _returned_none(exc: BaseException) -> bool:
+    """Whether ``exc`` is what iterating a stage's None result raises (in our loop)."""
+    return isinstance(exc, TypeError) and "'NoneType' object is not iterable" in str(exc)
+
+
 def _shape_error(stage: StageSpec, result: Any, exc: Exception) -> StageError:
+    if result is None:
+        return _none_error(stage)
     if "unhashable" in str(exc):
         return StageError(
             f"stage {stage.name!r} yielded a key that cannot be grouped ({exc}): keys must be "
@@ -315,11 +338,14 @@ class _Combiner:
             for record in chunk:
                 result = function(record)
                 try:
-                    for key, value in result or ():
+                    for item in result:
+                        key, value = item if item.__class__ is tuple else as_pair(item)
                         try:
                             buffer[key].append(value)
                         except KeyError:
                             buffer[key] = [value]
+                except NotAPair as exc:
+                    raise _bad_record(stage, exc.item) from None
                 except (TypeError, ValueError) as exc:
                     if _raised_by_user(exc, _Combiner.consume_map):
                         raise
@@ -348,11 +374,15 @@ class _Combiner:
             for key, values in self.buffer.items()
         )
         try:
-            for key, value in chain.from_iterable(results):  # noqa: UP028 - checks pairs
-                yield key, value
+            for item in chain.from_iterable(results):
+                yield item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+        except NotAPair as exc:
+            raise _bad_record(self.stage, exc.item) from None
         except (TypeError, ValueError) as exc:
             if _raised_by_user(exc, _Combiner._combined):
                 raise
+            if _returned_none(exc):
+                raise _none_error(self.stage) from None
             raise _shape_error(self.stage, (), exc) from None
 
     def flush_into(self, outputs: _Outputs) -> None:

@@ -317,11 +317,14 @@ def _decode_error(
     chunk = exc.object if isinstance(exc.object, bytes) else b""
     at = guarded.tell() - len(chunk) + exc.start
     number = lines_read + 1 + chunk[: exc.start].count(b"\n")
+    end = at + exc.end - exc.start
     return DataError(
-        f"{url}: line {number} is not valid UTF-8 ({exc.reason}): pass bytes-safe input such "
-        "as a record file, or fix the file's encoding (e.g. iconv -f latin1 -t utf-8)",
+        f"{url}: line {number} (bytes {at}-{end}) is not valid UTF-8 ({exc.reason}): pass "
+        "bytes-safe input such as a record file, or fix the file's encoding "
+        "(e.g. iconv -f latin1 -t utf-8)",
         url=url,
-        span=(at, at + exc.end - exc.start),
+        span=(at, end),
+        record=number - 1,
     )
 
 

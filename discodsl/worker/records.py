@@ -58,6 +58,25 @@ _FIRST_READ: Final = 1 << 16
 _SENTINEL: Final = b"N."
 
 
+class NotAPair(TypeError):
+    """A record that is not a ``(key, value)`` pair; ``item`` is what was given instead."""
+
+    def __init__(self, item: Any):
+        super().__init__(f"{item!r:.80} ({type(item).__name__}) is not a (key, value) pair")
+        self.item = item
+
+
+def as_pair(item: Any) -> tuple[Any, Any]:
+    """``item`` as a ``(key, value)`` tuple: a two-item tuple or list, nothing else.
+
+    A string of two characters unpacks into two values too, but is not a pair:
+    it raises :class:`NotAPair`, as does anything that is not a tuple or a list.
+    """
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return (item[0], item[1])
+    raise NotAPair(item)
+
+
 class RecordWriter:
     """Writes ``(key, value)`` records to a record file, atomically.
 
@@ -135,9 +154,11 @@ class RecordWriter:
         # Bound methods in locals: this loop is the writer's hot path.
         dump, clear_memo, tell = self._pickler.dump, self._pickler.clear_memo, buffer.tell
         mark = self._mark
-        for key, value in records:
+        for pair in records:
+            if pair.__class__ is not tuple or len(pair) != 2:
+                pair = as_pair(pair)
             try:
-                dump((key, value))
+                dump(pair)
             except BaseException:
                 self._rollback(mark)
                 raise

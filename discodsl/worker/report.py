@@ -27,9 +27,10 @@ class Failure:
     url: str = ""
     record: int = -1
     traceback: str = ""
+    retry: bool = True
 
 
-def describe(exc: BaseException, *, stage: str, taskid: int) -> Failure:
+def describe(exc: BaseException, *, stage: str, taskid: int, retry: bool = True) -> Failure:
     """The Failure for ``exc``, raised in ``stage`` of task ``taskid``.
 
     A StageError wraps the user's exception: that one's type and traceback are
@@ -45,6 +46,7 @@ def describe(exc: BaseException, *, stage: str, taskid: int) -> Failure:
         url=getattr(exc, "url", "") or "",
         record=_int(getattr(exc, "record", -1)),
         traceback="".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+        retry=retry,
     )
 
 
@@ -61,6 +63,7 @@ def encode(failure: Failure) -> str:
         "taskid": failure.taskid,
         "url": failure.url,
         "record": failure.record,
+        "retry": failure.retry,
     }
     body = failure.traceback.rstrip("\n")
     return f"{failure.summary}\n{body}\n{MARKER}{json.dumps(facts)}"
@@ -87,4 +90,5 @@ def decode(text: str) -> Failure:
         url=str(facts.get("url", "")),
         record=_int(facts.get("record", -1)),
         traceback=body,
+        retry=facts.get("retry") is not False,
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 from discodsl.worker import counters, report
 from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
+from discodsl.worker.errors import retryable
 from discodsl.worker.execute import Output, Task, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.protocol import Frame, TaskInfo, WorkerSide, parse_input_reply
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         forwarder = Forwarder(capture, lambda text: _message(channel, text))
         name, text = _work(channel, task)
         forwarder.close()
-        if counts := counters.take():
+        counts = counters.take()
+        if name == "DONE" and counts:  # a failed attempt's counts are dropped: counted once
             _message(channel, counters.encode(counts))
         channel.final(name, text)
     except (BrokenPipeError, ConnectionResetError):
@@ -123,8 +125,11 @@ def _work(channel: Channel, task: TaskInfo) -> tuple[str, str]:
     except FatalJobError as exc:
         return "FATAL", str(exc)
     except Exception as exc:
-        failure = report.describe(exc, stage=task.stage, taskid=task.taskid)
-        return "ERROR", report.encode(failure)
+        # As Disco's own worker: I/O, data and memory errors (and Retry) are worth
+        # another try (ERROR); anything else is a bug that would fail again (FATAL).
+        retry = retryable(exc)
+        failure = report.describe(exc, stage=task.stage, taskid=task.taskid, retry=retry)
+        return ("ERROR" if retry else "FATAL"), report.encode(failure)
     return "DONE", ""
 
 

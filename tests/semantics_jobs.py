@@ -1,0 +1,173 @@
+"""Jobs for tests/test_semantics.py: failures and retries, counters, params, None results."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from discodsl import DataError, Retry, count, job, map, reduce, stage
+
+
+def _first_attempt(params: dict[str, str], name: str) -> bool:
+    """True the first time any task asks about ``name`` (a marker file in params["markers"])."""
+    marker = os.path.join(params["markers"], name)
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+@map
+def parse_age(line: str) -> Iterator[tuple[str, int]]:
+    name, age = line.split(",")
+    yield name, int(age)  # ValueError on "bob,old": a bug in the data, not worth a retry
+
+
+@reduce
+def oldest(name: str, ages: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield name, max(ages)
+
+
+@job(partitions=2, max_failures=3)
+def ages() -> list[Any]:
+    return [parse_age, oldest]
+
+
+def _flaky(kind: str) -> Any:
+    @map(name=f"flaky_{kind}")
+    def flaky(line: str, params: dict[str, str]) -> Iterator[tuple[str, int]]:
+        count("lines")
+        if line == "flaky" and _first_attempt(params, kind):
+            if kind == "retry":
+                raise Retry("the service is busy")
+            if kind == "oserror":
+                raise ConnectionResetError("the service hung up")
+            raise DataError("a flaky read")
+        yield line, 1
+
+    return flaky
+
+
+@reduce
+def tally(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+    count("keys")
+    yield key, sum(values)
+
+
+flaky_retry, flaky_oserror, flaky_data = _flaky("retry"), _flaky("oserror"), _flaky("data")
+
+
+@job(partitions=2, max_failures=2)
+def flaky_job() -> list[Any]:
+    return [flaky_retry, tally]
+
+
+@job(partitions=2, max_failures=2)
+def flaky_oserror_job() -> list[Any]:
+    return [flaky_oserror, tally]
+
+
+@job(partitions=2, max_failures=2)
+def flaky_data_job() -> list[Any]:
+    return [flaky_data, tally]
+
+
+@map
+def always_retry(line: str) -> Iterator[tuple[str, int]]:
+    raise Retry("never works")
+    yield line, 1  # pragma: no cover - makes this a generator
+
+
+@job(max_failures=1)
+def hopeless() -> list[Any]:
+    return [always_retry]
+
+
+# params: every task gets its own copy, whatever a hook does to it
+def bump(params: dict[str, int]) -> None:
+    params["value"] += 100
+
+
+@map(init=bump)
+def show_value(line: str, params: dict[str, int]) -> Iterator[tuple[str, int]]:
+    yield line, params["value"]
+
+
+@job(partitions=2, params={"value": 10})
+def params_job() -> list[Any]:
+    return [show_value]
+
+
+# a plain function returning None: refused the same way everywhere
+@map
+def returns_none(line: str) -> None:
+    line.split()
+
+
+@reduce
+def reduce_returns_none(key: Any, values: Iterable[Any]) -> None:
+    sum(values)
+
+
+@stage(grouping="group_all")
+def stage_returns_none(records: Iterable[Any]) -> None:
+    list(records)
+
+
+@job(partitions=1)
+def none_map_only() -> list[Any]:
+    return [returns_none]
+
+
+@job(partitions=2)
+def none_map_two() -> list[Any]:
+    return [returns_none, tally]
+
+
+@reduce(combine=True)
+def combined_tally(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield key, sum(values)
+
+
+@job(partitions=2)
+def none_map_combined() -> list[Any]:
+    return [returns_none, combined_tally]
+
+
+@map
+def pairs(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        yield word, 1
+
+
+@job(partitions=2)
+def none_reduce() -> list[Any]:
+    return [pairs, reduce_returns_none]
+
+
+@job(partitions=2)
+def none_stage() -> list[Any]:
+    return [pairs, stage_returns_none]
+
+
+# a map yielding strings where pairs belong
+@map
+def yields_strings(line: str) -> Iterator[str]:
+    yield from line.split()
+
+
+@job(partitions=1)
+def strings_map_only() -> list[Any]:
+    return [yields_strings]
+
+
+@job(partitions=2)
+def strings_map_reduce() -> list[Any]:
+    return [yields_strings, tally]
+
+
+@job(partitions=2)
+def strings_map_combined() -> list[Any]:
+    return [yields_strings, combined_tally]

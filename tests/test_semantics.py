@@ -1,0 +1,270 @@
+"""One meaning for a stage on every runner: which failures are retried, counters counted once,
+params copied per task, None refused, counters per run, results that cross runners."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import (
+    DataError,
+    JobError,
+    Retry,
+    SettingsError,
+    StageError,
+    TaskFailed,
+    count,
+    job,
+    map,
+)
+from tests import jobs, semantics_jobs
+
+MODES = ["inline", "local", "cluster"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    if request.param == "cluster":
+        request.getfixturevalue("cluster_env")
+    return str(request.param)
+
+
+def _lines(tmp_path: Path, name: str, lines: list[str]) -> str:
+    path = tmp_path / name
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return str(path)
+
+
+# --- failures: user bugs fail the job at once, I/O and Retry are retried -------------------
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
+def test_a_user_exception_fails_the_job_at_once(tmp_path: Path, mode: str) -> None:
+    data = _lines(tmp_path, "people.txt", ["ann,31", "bob,old", "cy,5"])
+    started = time.monotonic()
+    with pytest.raises(TaskFailed) as info:
+        semantics_jobs.ages.run(inputs=[data], mode=mode)
+    assert time.monotonic() - started < 30
+    error = info.value
+    assert (error.stage, error.exc_type, error.record) == ("parse_age", "ValueError", 1)
+    assert "invalid literal for int()" in str(error)
+    assert "not retried" in str(error)
+    assert "parse_age" in error.remote_traceback
+
+
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"], indirect=True)
+def test_a_user_exception_is_tried_once(tmp_path: Path, mode: str) -> None:
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+
+    @map
+    def buggy(line: str, params: str) -> Any:
+        with open(f"{params}/{time.monotonic_ns()}", "w"):
+            pass
+        raise KeyError(line)
+        yield line, 1
+
+    @job(max_failures=3)
+    def once() -> list[Any]:
+        return [buggy]
+
+    with pytest.raises((TaskFailed, KeyError)):
+        once.run(["raw://x"], mode=mode, params=str(attempts))
+    assert len(list(attempts.iterdir())) == 1
+
+
+@pytest.mark.parametrize("kind", ["retry", "oserror", "data"])
+def test_retryable_failures_are_retried_and_counted_once(
+    tmp_path: Path, mode: str, kind: str
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    data = [
+        _lines(tmp_path, f"in-{i}.txt", ["a", "flaky" if i == 1 else "b", "c"]) for i in range(3)
+    ]
+    chosen = {
+        "retry": semantics_jobs.flaky_job,
+        "oserror": semantics_jobs.flaky_oserror_job,
+        "data": semantics_jobs.flaky_data_job,
+    }[kind]
+    results = chosen.run(inputs=data, mode=mode, params={"markers": str(markers)})
+    assert dict(results) == {"a": 3, "b": 2, "c": 3, "flaky": 1}
+    assert results.counters == {"lines": 9, "keys": 4}
+    assert len(list(markers.iterdir())) == 1
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+def test_retry_gives_up_after_max_failures(mode: str) -> None:
+    with pytest.raises((TaskFailed, Retry)) as info:
+        semantics_jobs.hopeless.run(inputs=["raw://x"], mode=mode)
+    assert "never works" in str(info.value)
+    assert "not retried" not in str(info.value)
+
+
+def test_inline_raises_the_users_exception_unchanged(tmp_path: Path) -> None:
+    data = _lines(tmp_path, "people.txt", ["bob,old"])
+    with pytest.raises(ValueError, match="invalid literal"):
+        semantics_jobs.ages.run(inputs=[data], mode="inline")
+
+
+# --- params: a fresh copy per task ---------------------------------------------------------
+
+
+def test_every_task_gets_its_own_params(tmp_path: Path, mode: str) -> None:
+    data = [_lines(tmp_path, f"in-{i}.txt", [f"line{i}"]) for i in range(4)]
+    results = semantics_jobs.params_job.run(inputs=data, mode=mode)
+    assert sorted(results) == [(f"line{i}", 110) for i in range(4)]
+
+
+def test_params_keep_their_type_when_options_are_revalidated(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Settings:
+        factor: int
+
+    @map
+    def scale(line: str, params: Settings) -> Any:
+        yield line, params.factor
+
+    @job(params=Settings(3))
+    def scaled() -> list[Any]:
+        return [scale]
+
+    assert list(scaled.run(["raw://x"], mode="inline", partitions=2)) == [("x", 3)]
+
+
+# --- None from a stage: one rule everywhere ------------------------------------------------
+
+NONE_JOBS = [
+    "none_map_only",
+    "none_map_two",
+    "none_map_combined",
+    "none_reduce",
+    "none_stage",
+]
+
+
+@pytest.mark.parametrize("name", NONE_JOBS)
+def test_a_stage_returning_none_is_refused_with_the_fix(name: str, mode: str) -> None:
+    chosen = getattr(semantics_jobs, name)
+    with pytest.raises((StageError, TaskFailed)) as info:
+        chosen.run(inputs=["raw://a b"], mode=mode)
+    message = str(info.value)
+    assert "returned None" in message
+    assert "yield" in message and "return []" in message
+
+
+@pytest.mark.parametrize("name", ["strings_map_only", "strings_map_reduce", "strings_map_combined"])
+def test_a_two_character_string_is_not_a_pair(name: str, mode: str) -> None:
+    chosen = getattr(semantics_jobs, name)
+    with pytest.raises((StageError, TaskFailed)) as info:
+        chosen.run(inputs=["raw://ab cd"], mode=mode)
+    assert "not a (key, value) pair" in str(info.value)
+    assert "'ab'" in str(info.value)
+
+
+# --- counters belong to their run ----------------------------------------------------------
+
+
+def test_inline_counters_in_threads_do_not_mix() -> None:
+    @map
+    def tick(line: str, params: int) -> Any:
+        for _ in range(200):
+            count("ticks", params)
+            time.sleep(0)
+        yield line, 1
+
+    @job(partitions=2)
+    def ticking() -> list[Any]:
+        return [tick]
+
+    found: dict[int, dict[str, int]] = {}
+
+    def run(amount: int) -> None:
+        results = ticking.run(["raw://a", "raw://b"], mode="inline", params=amount)
+        found[amount] = results.counters
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (1, 10, 100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert found == {n: {"ticks": 2 * 200 * n} for n in (1, 10, 100)}
+
+
+# --- results of any runner are inputs of any runner ----------------------------------------
+
+
+@pytest.mark.parametrize("first", ["inline", "local"])
+@pytest.mark.parametrize("second", ["inline", "local"])
+def test_results_chain_across_runners(tmp_path: Path, first: str, second: str) -> None:
+    data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
+    counted = jobs.wordcount.run(inputs=[data], mode=first)
+    histogram = jobs.histogram.run(inputs=counted, mode=second)
+    assert dict(histogram) == {1: ["a", "c"], 3: ["b"]}
+
+
+def test_results_after_close_say_closed() -> None:
+    results = jobs.wordcount.run(inputs=["raw://a b"], mode="local")
+    results.close()
+    with pytest.raises(JobError, match="closed"):
+        list(results)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [None, [], ()])
+def test_no_inputs_is_an_error_with_the_fix(bad: Any) -> None:
+    with pytest.raises(SettingsError, match=r"inputs=\["):
+        jobs.wordcount.run(inputs=bad, mode="inline")
+
+
+def test_empty_results_are_valid_inputs() -> None:
+    nothing = jobs.wordcount.run(inputs=["raw://"], mode="local")
+    assert list(nothing) == []
+    assert list(jobs.histogram.run(inputs=nothing, mode="local")) == []
+
+
+def test_an_inline_run_with_bad_inputs_leaves_no_temp_dir(tmp_path: Path) -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("discodsl-inline-*"))
+    with pytest.raises(JobError):
+        jobs.wordcount.run(inputs=[str(tmp_path / "missing.txt")], mode="inline")
+    assert set(Path(tempfile.gettempdir()).glob("discodsl-inline-*")) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("partitions", "4"), ("partitions", True), ("max_failures", "3"), ("workers", 2.0)],
+)
+def test_options_are_strictly_typed(option: str, value: Any) -> None:
+    with pytest.raises(SettingsError, match=option):
+        jobs.wordcount.with_options(**{option: value})
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
+def test_a_non_utf8_line_names_the_line_and_bytes(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "latin.txt"
+    path.write_bytes(b"fine\ncaf\xe9 au lait\n")
+    with pytest.raises(TaskFailed) as info:
+        jobs.wordcount.run(inputs=[str(path)], mode=mode, max_failures=0)
+    error = info.value
+    assert error.exc_type == "DataError"
+    assert error.record == 1
+    assert "line 2" in str(error) and "bytes 8-9" in str(error)
+    assert "record -1" not in str(error)
+
+
+def test_a_non_utf8_line_inline(tmp_path: Path) -> None:
+    path = tmp_path / "latin.txt"
+    path.write_bytes(b"fine\ncaf\xe9 au lait\n")
+    with pytest.raises(DataError) as info:
+        jobs.wordcount.run(inputs=[str(path)], mode="inline", max_failures=0)
+    assert info.value.span == (8, 9)
