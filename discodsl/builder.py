@@ -8,13 +8,11 @@ the pickling pre-flight first.
 
 from __future__ import annotations
 
-import getpass
-import socket
 import sys
 from functools import cache
 from typing import TYPE_CHECKING
 
-from discodsl import jobpack, shipping
+from discodsl import jobpack, settings, shipping
 from discodsl.options import JobOptions
 
 if TYPE_CHECKING:
@@ -25,15 +23,6 @@ if TYPE_CHECKING:
 def jobhome() -> bytes:
     """The jobhome ZIP: everything a node needs besides CPython."""
     return jobpack.build_jobhome(jobpack.runtime_files(sys.version_info[:2]))
-
-
-def default_owner() -> str:
-    """``<login>@<hostname>``, Disco's default job owner."""
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):
-        login = "unknown"
-    return f"{login}@{socket.gethostname()}"
 
 
 def build_jobpack(
@@ -49,7 +38,7 @@ def build_jobpack(
         inputs=[(0, 0, urls) for urls in inputs],
         worker="worker",
         prefix=spec.name,
-        owner=options.owner or default_owner(),
+        owner=options.owner or settings.job_owner(),
         scheduler={"max_cores": options.max_cores} if options.max_cores else {},
         save_results=options.save_results,
     )

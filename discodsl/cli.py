@@ -33,11 +33,19 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from discodsl import builder, jobpack, sources
-from discodsl.errors import ClientError, DiscoDSLError, JobDead, JobError, TaskFailed
+from discodsl.errors import (
+    ClientError,
+    DiscoDSLError,
+    JobDead,
+    JobError,
+    SettingsError,
+    TaskFailed,
+)
 from discodsl.model import Job
 from discodsl.options import Mode, validate_options
 from discodsl.runners import cluster
 from discodsl.runners.cluster import Cluster
+from discodsl.settings import configured_master
 
 __all__ = ["build_parser", "load_job", "main"]
 
@@ -92,7 +100,7 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     if isinstance(exc, JobDead):
         return f"see what happened with `discodsl events {exc.jobname or '@'}`"
     if isinstance(exc, ClientError) and "could not reach" in str(exc):
-        master = getattr(args, "master", None) or os.environ.get("DISCO_MASTER", "")
+        master = getattr(args, "master", None) or configured_master() or ""
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
     hints = {
@@ -330,7 +338,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     master = getattr(args, "master", None)
     # The default of discodsl.runners.choose, decided here so that the hint fits.
-    default = "cluster" if master or os.environ.get("DISCO_MASTER") else "local"
+    default = "cluster" if configured_master(master) else "local"
     args.where = mode = cast("Mode", args.mode or default)
     options: dict[str, Any] = {"push_inputs": args.push_inputs}
     if args.partitions is not None:
@@ -504,7 +512,14 @@ def cmd_ddfs_rm(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> Cluster:
-    return Cluster.connect(getattr(args, "master", None))
+    """The master and DDFS the command talks to; SettingsError if no master is configured."""
+    master = getattr(args, "master", None)
+    if configured_master(master) is None:
+        raise SettingsError(
+            "no Disco master is configured: set DISCO_MASTER (in the environment, or in "
+            "~/.disco or DISCO_SETTINGS_FILE), or pass --master URL"
+        )
+    return Cluster.connect(master)
 
 
 def _json_wanted(args: argparse.Namespace) -> bool:

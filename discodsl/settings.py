@@ -13,7 +13,12 @@ highest priority first:
 
 Disco's settings file is Python (``DISCO_PORT = 8989``). It is read with
 :mod:`ast`, never executed: only ``NAME = <literal>`` lines are allowed, and
-names this class does not know (``DISCO_HOME``, ...) are ignored.
+names this class does not know (``DISCO_HOME``, ...) are ignored, including
+the client settings discodsl has no use for (:data:`UNUSED`).
+
+:func:`configured_master` says whether the user named a master at all (the
+runners and the command line ask it before falling back to Disco's
+``http://<this host>:8989``); :func:`job_owner` is the jobdict's ``owner``.
 
 Invalid values raise :class:`~discodsl.errors.SettingsError` naming the
 setting, the value, where it came from and what to write instead; pydantic's
@@ -38,10 +43,24 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from discodsl.errors import SettingsError
 
-__all__ = ["DiscoSettings", "load_settings", "read_settings_file"]
+__all__ = [
+    "DiscoSettings",
+    "configured_master",
+    "job_owner",
+    "load_settings",
+    "read_settings_file",
+]
 
 #: Where Disco looks for its settings file when DISCO_SETTINGS_FILE is unset.
 DEFAULT_SETTINGS_FILES = ("~/.disco", "/etc/disco/settings.py")
+
+#: Client settings of Disco that discodsl ignores, and why.
+UNUSED = {
+    "DISCO_EVENTS": "follow a job's events with `discodsl events JOB --follow`, "
+    "or its progress with progress=True",
+    "DISCO_DEBUG": "a failing task's traceback is in its TaskFailed error and its events",
+    "DDFS_PUT_PORT": "the master hands out the put URLs of new blobs",
+}
 
 
 def _default_owner() -> str:
@@ -65,7 +84,7 @@ class DiscoSettings(BaseSettings):
         env_ignore_empty=True,
         extra="forbid",
         frozen=True,
-        coerce_numbers_to_str=True,  # settings files say DISCO_DEBUG = 1
+        coerce_numbers_to_str=True,  # settings files may say DISCO_JOB_OWNER = 1
     )
 
     # Declared before DISCO_MASTER: its default is built from these two.
@@ -74,9 +93,6 @@ class DiscoSettings(BaseSettings):
     DISCO_MASTER: str = Field(default="", validate_default=True)
     DISCO_PROXY: str = ""
     DISCO_JOB_OWNER: str = Field(default_factory=_default_owner)
-    DDFS_PUT_PORT: int = Field(default=8990, ge=1, le=65535)
-    DISCO_EVENTS: str = ""
-    DISCO_DEBUG: str = "off"
     DDFS_READ_TOKEN: str | None = None
     DDFS_WRITE_TOKEN: str | None = None
     DISCODSL_HTTP_TIMEOUT: float = Field(default=30.0, gt=0)
@@ -250,7 +266,6 @@ def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
 # What each setting must look like, for error messages: (problem, what to set).
 _EXPECTED: dict[str, tuple[str, str]] = {
     "DISCO_PORT": ("is not a port number", "an integer 1-65535"),
-    "DDFS_PUT_PORT": ("is not a port number", "an integer 1-65535"),
     "DISCO_MASTER": ("is not a master URL", "http://HOST:PORT, e.g. http://master:8989"),
     "DISCO_MASTER_HOST": ("is not a host name", "the master's host name"),
     "DISCO_PROXY": ("is not a proxy URL", "http://HOST:PORT, or leave it empty"),
@@ -266,6 +281,8 @@ def _settings_error(exc: ValidationError, kwargs: dict[str, Any]) -> SettingsErr
 
 def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
     name = str(err["loc"][0]) if err["loc"] else "?"
+    if err["type"] == "extra_forbidden" and name in UNUSED:
+        return f"{name} is a Disco setting discodsl does not use: {UNUSED[name]}"
     if err["type"] == "extra_forbidden":
         close = difflib.get_close_matches(name, DiscoSettings.model_fields, n=1)
         fix = f"did you mean {close[0]}?" if close else "see discodsl.settings for the names"
@@ -297,3 +314,38 @@ def load_settings(**overrides: Any) -> DiscoSettings:
     ``load_settings(DISCO_MASTER=args.master)``.
     """
     return DiscoSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def configured_master(master: str | None = None) -> str | None:
+    """The master's URL if the user named one, else None.
+
+    Named means: ``master`` (a keyword or ``--master``), or ``DISCO_MASTER``
+    or ``DISCO_MASTER_HOST`` in the environment or the settings file. The
+    URL is what :func:`load_settings` makes of them. Without any, Disco
+    itself would use ``http://<this host>:8989``; discodsl runs jobs locally
+    instead, and its command line says that no master is set.
+    """
+    names = ("DISCO_MASTER", "DISCO_MASTER_HOST")
+    if not (master or any(_given(name) is not None for name in names)):
+        return None
+    return load_settings(DISCO_MASTER=master).DISCO_MASTER
+
+
+def job_owner() -> str:
+    """The jobdict's ``owner``: ``DISCO_JOB_OWNER`` (environment, settings file),
+    else ``<login>@<hostname>``.
+
+    Reads that one setting only, so that a job run here does not fail on a
+    cluster setting it does not use.
+    """
+    value = _given("DISCO_JOB_OWNER")
+    return _default_owner() if value is None else str(value)
+
+
+def _given(name: str) -> Any:
+    """``name``'s value in the environment, else in the settings file; None if unset or empty."""
+    if os.environ.get(name):
+        return os.environ[name]
+    path = settings_file_path()
+    value = read_settings_file(path).get(name) if path is not None else None
+    return None if value in (None, "") else value

@@ -403,3 +403,55 @@ def test_local_beats_disco_master_for_the_hint(
 def test_inline_failures_keep_the_stage_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(KeyError, match="no entry for 'x'"):
         main(["run", "tests.cluster_jobs:exploding", "raw://x", "--inline"])
+
+
+# -- which master: none configured, or one in the settings file ----------------------
+
+NO_MASTER_COMMANDS = [
+    ["jobs"],
+    ["status", "@"],
+    ["events", "@"],
+    ["wait", "@"],
+    ["results", "@"],
+    ["kill", "@"],
+    ["purge", "@"],
+    ["submit", "job.pack"],
+    ["ddfs", "ls"],
+    ["ddfs", "push", "data:x", "file.txt"],
+    ["ddfs", "cat", "data:x"],
+    ["ddfs", "rm", "data:x"],
+    ["jobpack", "build", WORDCOUNT, "tag://data:x", "-o", "job.pack"],
+]
+
+
+@pytest.fixture
+def nothing_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DISCO_* variables (conftest), no settings file, and a HOME without ~/.disco."""
+    monkeypatch.delenv("DISCO_SETTINGS_FILE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize("argv", NO_MASTER_COMMANDS, ids=" ".join)
+def test_cluster_commands_without_a_master_say_so(
+    nothing_configured: None, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    _, err = run(capsys, *argv, status=1)
+    lines = one_error(err, "no Disco master is configured", "DISCO_MASTER", "--master URL")
+    assert lines == lines[:1], "one line: the fix is in it"
+    assert "could not reach" not in err
+
+
+def test_a_master_in_home_disco_is_used(
+    nothing_configured: None,
+    disco_master: DiscoMaster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / ".disco").write_text(
+        f"DISCO_MASTER = {disco_master.url!r}\nDISCO_PORT = {disco_master.port}\n"
+    )
+    out, _ = run(capsys, "run", WORDCOUNT, *INPUTS)
+    assert records(out) == RECORDS
+    out, _ = run(capsys, "jobs")
+    assert len(disco_master.jobs.jobs) == 1 and "ready" in out

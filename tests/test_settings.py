@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -9,8 +10,17 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from discodsl import builder, jobpack
 from discodsl.errors import SettingsError
-from discodsl.settings import DiscoSettings, load_settings, read_settings_file
+from discodsl.options import validate_options
+from discodsl.settings import (
+    DiscoSettings,
+    configured_master,
+    load_settings,
+    read_settings_file,
+)
+from tests import jobs
+from tests.disco_master import DiscoMaster
 
 WriteFile = Callable[[str], Path]
 
@@ -43,9 +53,9 @@ def test_environment_beats_file(settings_file: WriteFile, monkeypatch: pytest.Mo
 
 
 def test_file_beats_default(settings_file: WriteFile) -> None:
-    path = settings_file('DISCO_PORT = 9200\nDISCO_DEBUG = "on"\n')
+    path = settings_file('DISCO_PORT = 9200\nDISCO_JOB_OWNER = "ann@lab"\n')
     settings = load_settings()
-    assert (settings.DISCO_PORT, settings.DISCO_DEBUG) == (9200, "on")
+    assert (settings.DISCO_PORT, settings.DISCO_JOB_OWNER) == (9200, "ann@lab")
     assert (str(path),) == (settings.DISCO_SETTINGS_FILE,)
 
 
@@ -58,9 +68,9 @@ def test_defaults() -> None:
     settings = load_settings()
     host = socket.gethostname()
     assert (host, f"http://{host}:8989") == (settings.DISCO_MASTER_HOST, settings.DISCO_MASTER)
-    assert settings.DISCO_JOB_OWNER.endswith(f"@{host}")
-    assert (settings.DISCO_PORT, settings.DDFS_PUT_PORT) == (8989, 8990)
-    assert (settings.DISCO_PROXY, settings.DISCO_EVENTS, settings.DISCO_DEBUG) == ("", "", "off")
+    owner = f"{getpass.getuser()}@{host}"
+    assert owner == settings.DISCO_JOB_OWNER
+    assert (settings.DISCO_PORT, settings.DISCO_PROXY) == (8989, "")
     assert (settings.DDFS_READ_TOKEN, settings.DDFS_WRITE_TOKEN) == (None, None)
     assert (settings.DISCODSL_HTTP_TIMEOUT, settings.DISCODSL_RETRIES) == (30.0, 5)
 
@@ -121,7 +131,7 @@ def test_explicit_master_wins_over_host_and_port() -> None:
             "DISCO_PORT='abc' is not a port number: set DISCO_PORT to an integer 1-65535",
         ),
         ("DISCO_PORT", 0, "DISCO_PORT=0 is not a port number"),
-        ("DDFS_PUT_PORT", 70000, "DDFS_PUT_PORT=70000 is not a port number"),
+        ("DISCO_PORT", 70000, "DISCO_PORT=70000 is not a port number"),
         (
             "DISCO_MASTER",
             "ftp://vm",
@@ -158,8 +168,8 @@ def test_bad_environment_value_says_where_it_came_from(monkeypatch: pytest.Monke
 
 
 def test_bad_file_value_names_the_file(settings_file: WriteFile) -> None:
-    path = settings_file('DDFS_PUT_PORT = "x"\n')
-    with pytest.raises(SettingsError, match=rf"DDFS_PUT_PORT='x' .*the settings file {path}"):
+    path = settings_file('DISCODSL_RETRIES = "x"\n')
+    with pytest.raises(SettingsError, match=rf"DISCODSL_RETRIES='x' .*the settings file {path}"):
         load_settings()
 
 
@@ -194,12 +204,12 @@ def test_disco_settings_file_is_read_as_literals(settings_file: WriteFile) -> No
         'DISCO_HOME = "/usr/lib/disco"\n'
         'DISCO_MASTER_HOST = "master"\n'
         "DISCO_PORT = 9000\n"
-        "DISCO_DEBUG = 1\n"
+        "DISCO_JOB_OWNER = 1\n"
         "DDFS_READ_TOKEN: str = 'secret'\n"
     )
     settings = load_settings()
     assert settings.DISCO_MASTER == "http://master:9000"
-    assert (settings.DISCO_DEBUG, settings.DDFS_READ_TOKEN) == ("1", "secret")
+    assert (settings.DISCO_JOB_OWNER, settings.DDFS_READ_TOKEN) == ("1", "secret")
 
 
 def test_home_disco_is_the_default_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,3 +262,84 @@ def test_settings_file_is_never_executed(tmp_path: Path) -> None:
     ):
         read_settings_file(path)
     assert not marker.exists()
+
+
+# -- settings discodsl does not use ------------------------------------------------
+
+
+def test_settings_discodsl_does_not_use_are_ignored(settings_file: WriteFile) -> None:
+    """DISCO_EVENTS, DISCO_DEBUG and DDFS_PUT_PORT are Disco's; discodsl has no use for them."""
+    settings_file('DISCO_EVENTS = "json"\nDISCO_DEBUG = "on"\nDDFS_PUT_PORT = "x"\n')
+    assert load_settings().DISCO_PORT == 8989
+    with pytest.raises(
+        SettingsError, match=r"DDFS_PUT_PORT is a Disco setting discodsl does not use"
+    ):
+        load_settings(DDFS_PUT_PORT=8990)
+
+
+# -- which master: the settings file selects the cluster as the environment does --
+
+
+@pytest.fixture
+def no_home_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No DISCO_SETTINGS_FILE, and a HOME of its own: ~/.disco is ``tmp_path/.disco``."""
+    monkeypatch.delenv("DISCO_SETTINGS_FILE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path / ".disco"
+
+
+def test_no_master_is_configured_by_default(no_home_file: Path) -> None:
+    assert configured_master() is None
+    assert configured_master("vm:9000") == "http://vm:9000"
+
+
+@pytest.mark.parametrize(
+    ("line", "url"),
+    [
+        ('DISCO_MASTER = "vm:9000"', "http://vm:9000"),
+        ('DISCO_MASTER_HOST = "vm"', "http://vm:8989"),
+    ],
+)
+def test_master_configured_in_home_disco(no_home_file: Path, line: str, url: str) -> None:
+    no_home_file.write_text(line + "\n")
+    assert configured_master() == url
+
+
+def test_master_configured_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCO_MASTER_HOST", "vm")
+    assert configured_master() == "http://vm:8989"
+
+
+def test_a_master_in_the_settings_file_runs_jobs_on_the_cluster(
+    disco_master: DiscoMaster, settings_file: WriteFile
+) -> None:
+    settings_file(
+        f"DISCO_MASTER = {disco_master.url!r}\nDISCO_PORT = {disco_master.port}\n"
+        "DISCODSL_RETRIES = 0\n"
+    )
+    results = jobs.wordcount.run(inputs=["raw://a b c", "raw://c a c"])
+    assert (results.mode, dict(results)) == ("cluster", {"a": 2, "b": 1, "c": 3})
+    assert disco_master.jobs.get(results.jobname) is not None
+
+
+# -- the job owner ------------------------------------------------------------------
+
+
+def _owner(**options: object) -> str:
+    job = jobs.wordcount
+    pack = builder.build_jobpack(job, validate_options(job.options, **options), [["raw://a"]])
+    return str(jobpack.decode(pack).jobdict["owner"])
+
+
+def test_job_owner_is_login_at_host_by_default() -> None:
+    assert _owner() == f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def test_disco_job_owner_reaches_the_jobdict(
+    settings_file: WriteFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_file('DISCO_JOB_OWNER = "from-file@lab"\n')
+    assert _owner() == "from-file@lab"
+    monkeypatch.setenv("DISCO_JOB_OWNER", "from-env@lab")
+    assert _owner() == "from-env@lab"
+    assert _owner(owner="given@lab") == "given@lab"

@@ -1,15 +1,17 @@
 """Who plays the master: inline (one process), local (worker processes here), cluster (Disco).
 
 :func:`choose` picks one: an explicit ``mode``, else the cluster when a
-master is given or ``DISCO_MASTER`` is set, else the local runner.
+master is given or configured (``DISCO_MASTER`` or ``DISCO_MASTER_HOST``, in
+the environment or the settings file: :func:`discodsl.settings.configured_master`),
+else the local runner.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Protocol
 
 from discodsl.errors import SettingsError
+from discodsl.settings import configured_master
 
 if TYPE_CHECKING:
     from discodsl.model import Inputs, Job
@@ -26,7 +28,7 @@ class Runner(Protocol):
 def choose(mode: str | None, master: str | None = None) -> Runner:
     """The runner for ``mode`` (or the default one, see the module docstring)."""
     if mode is None:
-        mode = "cluster" if master or os.environ.get("DISCO_MASTER") else "local"
+        mode = "cluster" if configured_master(master) else "local"
     if mode == "local":
         from discodsl.runners.local import LocalRunner
 
