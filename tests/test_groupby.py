@@ -15,6 +15,8 @@ import tracemalloc
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
+from decimal import Decimal
+from fractions import Fraction
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,86 @@ def test_group_hashed_mixed_unorderable_keys(
         got = drain(group_hashed(records, budget=budget, tmpdir=tmpdir))
         assert os.listdir(tmpdir) == []
     assert len(got) == len({key for key, _ in got})
+    assert dict(got) == reference(records)
+
+
+def fresh(text: str) -> str:
+    """A str equal to ``text`` but another object (a pickle's memo would tell them apart)."""
+    return "".join(list(text))
+
+
+class Tag:
+    """A hashable user key type with no canonical encoding: spilled by its hash()."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tag) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+GREEK = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
+
+# Each row: ways to build one key that a dict sees as one key.
+EQUAL_KEYS: list[list[Callable[[], Any]]] = [
+    [lambda: 1, lambda: 1.0, lambda: True, lambda: Fraction(1), lambda: Decimal("1.0")],
+    [lambda: 0.5, lambda: Fraction(1, 2)],
+    [lambda: ("the", "the"), lambda: (fresh("the"), fresh("the")), lambda: (fresh("the"),) * 2],
+    [lambda: frozenset(GREEK), lambda: frozenset(GREEK[::-1]), lambda: frozenset(sorted(GREEK))],
+    [lambda: Tag("a"), lambda: Tag(fresh("a"))],
+    [lambda: "x", lambda: fresh("x")],
+]
+
+
+@pytest.mark.parametrize("budget", [HUGE, 2048, 300])
+@settings(max_examples=50, deadline=None)
+@given(count=st.integers(0, 600), rng=st.randoms(use_true_random=False))
+def test_group_hashed_groups_equal_keys_however_built(
+    budget: int, count: int, rng: random.Random
+) -> None:
+    records = [(rng.choice(rng.choice(EQUAL_KEYS))(), index) for index in range(count)]
+    with tempfile.TemporaryDirectory() as tmpdir:
+        got = drain(group_hashed(records, budget=budget, tmpdir=tmpdir))
+        assert os.listdir(tmpdir) == []
+    assert len(got) == len(reference(records))  # each key once
+    assert dict(got) == reference(records)
+
+
+def test_group_hashed_huge_partition_groups_equal_keys_however_built(tmp_path: Path) -> None:
+    """A partition over the budget is grouped by sorting its keys' encodings: equal keys
+    built differently must still sort together."""
+    records = [
+        (EQUAL_KEYS[index % 4][index % 3 % len(EQUAL_KEYS[index % 4])](), index)
+        for index in range(60_000)
+    ] + words(500, 50)
+    with counting_runs() as created:
+        got = drain(group_hashed(records, budget=16 * 1024, tmpdir=str(tmp_path)))
+    assert len(created) > groupby._PARTS  # fewer keys than partition files: runs were sorted
+    assert len(got) == len(reference(records))
+    assert dict(got) == reference(records)
+    assert os.listdir(tmp_path) == []
+
+
+def test_group_hashed_unpicklable_key_names_the_stage(tmp_path: Path) -> None:
+    class Local(Tag):
+        """A class pickle cannot find by name: its keys cannot be spilled."""
+
+    records = [(Local(f"k{index % 50}"), index) for index in range(5000)]
+    with pytest.raises(StageError, match="stage 'tally': cannot pickle the key"):
+        drain(group_hashed(records, budget=2048, tmpdir=str(tmp_path), stage="tally"))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("budget", [HUGE, 1024])
+def test_group_sorted_groups_equal_numbers_as_one_key(tmp_path: Path, budget: int) -> None:
+    rng = random.Random(3)
+    numbers = [1, 1.0, True, Fraction(1), 0, 0.0, False, 0.5, Fraction(1, 2), Decimal("0.5")]
+    records = [(rng.choice(numbers), index) for index in range(3000)]
+    got = drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+    assert [key for key, _ in got] == [0, 0.5, 1]
     assert dict(got) == reference(records)
 
 

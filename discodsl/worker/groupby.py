@@ -9,7 +9,9 @@ Two groupings, one per value of a reduce stage's ``sort`` option:
   which equal keys are adjacent.
 - :func:`group_hashed` yields groups in first-seen order and needs keys that
   are only hashable. Past the budget it partitions the records into files by a
-  stable hash of the pickled key and groups each file on its own.
+  CRC of the key's canonical encoding (:mod:`discodsl.worker.partition`: equal
+  keys encode alike, ``1``, ``1.0`` and ``True`` included) and groups each file
+  on its own.
 
 Both yield ``(key, values)`` where ``values`` is an iterator to consume
 before asking for the next group (like :func:`itertools.groupby`; whatever is
@@ -53,6 +55,7 @@ from operator import itemgetter
 from typing import IO, Any, TypeVar
 
 from discodsl.worker.errors import StageError
+from discodsl.worker.partition import canonical_or_none
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -93,13 +96,16 @@ def group_hashed(
     """Group ``records`` by key without sorting, holding about ``budget`` bytes.
 
     Keys need only be hashable. While everything fits, groups come in
-    first-seen order. Past the budget, records are partitioned by a stable
-    hash of the pickled key and the groups come partition by partition, in
-    first-seen order within each; keys that are equal but pickle differently
-    (``1`` and ``1.0``) may then form separate groups. A partition that does
-    not fit either (say, one key with millions of values) is grouped by
-    sorting on the pickled key, so its values stream too. Values keep their
-    input order within a group.
+    first-seen order. Past the budget, records are partitioned by a CRC of the
+    key's canonical encoding, so keys that compare equal (``1``, ``1.0`` and
+    ``True``; equal tuples however built; sets in any order) meet, and the
+    groups come partition by partition, in first-seen order within each. A
+    key type with no canonical encoding (a user class) is partitioned by its
+    ``hash()`` instead: grouped right, in an order that may change from run to
+    run. A partition that does not fit either (say, one key with millions of
+    values) is grouped by sorting on the keys' encodings, so its values stream
+    too; there a user class's keys are told apart by their pickles, and every
+    NaN is one key. Values keep their input order within a group.
     """
     _check_budget(budget)
     return _group_hashed(iter(records), budget, tmpdir, stage)
@@ -316,7 +322,7 @@ def _group_hashed(
                     yield key, iter(values)
                 del loaded
             else:
-                inner = _group_by_pickle(path, budget, scratch, stage)
+                inner = _group_by_encoding(path, budget, scratch, stage)
                 yield from inner
     finally:
         _close(inner)
@@ -351,7 +357,7 @@ def _ungroup(groups: dict[Any, list[Any]]) -> Iterator[Record]:
 def _partition(
     records: Iterator[Record], batch_size: int, scratch: _Scratch, stage: str
 ) -> list[str]:
-    """Write ``records`` into up to ``_PARTS`` files by a stable hash of the pickled key.
+    """Write ``records`` into up to ``_PARTS`` files by a CRC of the key's canonical encoding.
 
     ``hash()`` would do within one process, but it is salted per process and
     the order of the groups would then change from run to run. Returns the
@@ -359,7 +365,7 @@ def _partition(
     """
     files: dict[int, tuple[str, IO[bytes]]] = {}
     pending: list[list[Record]] = [[] for _ in range(_PARTS)]
-    known: dict[Any, int] = {}  # part of recent keys: skips most pickling under repeated keys
+    known: dict[Any, int] = {}  # part of recent keys: skips most encoding under repeated keys
     try:
         for record in records:
             key = record[0]
@@ -390,16 +396,25 @@ def _part_file(files: dict[int, tuple[str, IO[bytes]]], part: int, scratch: _Scr
 
 
 def _part_of(key: Any, stage: str) -> int:
-    """The partition of ``key``: a CRC of its pickle, the same in every process."""
+    """The partition of ``key``: a CRC of its canonical encoding, the same for equal keys in
+    every process; a key without one (a user class) by its ``hash()``, equal for equal keys."""
+    data = canonical_or_none(key)
+    if data is not None:
+        return zlib.crc32(data) % _PARTS
+    _pickled(key, stage)  # it will be spilled: say now if it cannot be
+    return hash(key) % _PARTS
+
+
+def _pickled(key: Any, stage: str) -> bytes:
+    """``key`` pickled, or a StageError naming the stage if it cannot be."""
     try:
-        data = pickle.dumps(key, protocol=4)
+        return pickle.dumps(key, protocol=4)
     except Exception as err:
         raise StageError(
             f"{_where(stage)}: cannot pickle the key {key!r:.60} ({type(key).__name__}) to spill "
             f"it to disk: {err}; make keys picklable, e.g. str or tuples",
             stage=stage,
         ) from err
-    return zlib.crc32(data) % _PARTS
 
 
 def _load_part(path: str, meter: _Meter, scratch: _Scratch) -> dict[Any, list[Any]] | None:
@@ -415,14 +430,15 @@ def _load_part(path: str, meter: _Meter, scratch: _Scratch) -> dict[Any, list[An
     return groups
 
 
-def _group_by_pickle(path: str, budget: int, scratch: _Scratch, stage: str) -> Groups[Any, Any]:
-    """Group a partition too big for memory by sorting on the pickled key, which streams.
+def _group_by_encoding(path: str, budget: int, scratch: _Scratch, stage: str) -> Groups[Any, Any]:
+    """Group a partition too big for memory by sorting on the keys' encodings, which streams.
 
-    The keys need not be orderable, but their pickles are; equal keys pickle
-    alike for the types one hashes by content, which is what partitioning relied on.
+    The keys need not be orderable, but their canonical encodings are, and
+    equal keys encode alike. A key without one sorts by ``0x00`` and its
+    pickle (no canonical encoding starts with 0x00).
     """
     batches = _read_batches(path, scratch)
-    keyed = ((pickle.dumps(record[0], protocol=4), record) for batch in batches for record in batch)
+    keyed = ((_sort_key(record[0], stage), record) for batch in batches for record in batch)
     groups = _group_sorted(keyed, budget, scratch.tmpdir, stage)
     try:
         for _, records in groups:
@@ -431,6 +447,12 @@ def _group_by_pickle(path: str, budget: int, scratch: _Scratch, stage: str) -> G
     finally:
         _close(groups)
         _close(batches)
+
+
+def _sort_key(key: Any, stage: str) -> bytes:
+    """The bytes a key sorts and groups by in :func:`_group_by_encoding`."""
+    data = canonical_or_none(key)
+    return b"\x00" + _pickled(key, stage) if data is None else data
 
 
 # -- estimating memory --------------------------------------------------------------------------
