@@ -432,9 +432,6 @@ class _Transport:
             self.on_retry(attempt, delay, err)
         time.sleep(delay)
 
-    def close(self) -> None:
-        """Nothing to close: no connection outlives its request (a given session is its owner's)."""
-
 
 def _retryable(cause: BaseException, policy: _Policy) -> bool:
     if _nobody_there(cause):
@@ -483,7 +480,12 @@ _S = TypeVar("_S", bound="Service")
 
 
 class Service:
-    """What the master and DDFS clients share: the master's URL, one transport, closing."""
+    """What the master and DDFS clients share: the master's URL and one transport.
+
+    ``session``, if given, carries every request (its owner closes it);
+    otherwise each request has a connection of its own, so there is nothing
+    to close: :meth:`close` and ``with`` are there for symmetry.
+    """
 
     def __init__(
         self,
@@ -518,16 +520,14 @@ class Service:
         self.close()
 
     def close(self) -> None:
-        """Kept for ``with``: connections are closed after each request already."""
-        self._http.close()
+        """Nothing to do: each request closed its connection when it was answered."""
 
 
 class Master(Service):
     """A Disco master's HTTP API (disco-spec section 5).
 
     ``url`` is ``DISCO_MASTER`` (``http://HOST:PORT``). Build one from settings
-    with :meth:`from_settings`; use it as a context manager to close its
-    connections. Every method raises :class:`ClientError` when the master
+    with :meth:`from_settings`. Every method raises :class:`ClientError` when the master
     cannot be reached or refuses; :meth:`wait` raises :class:`JobDead`.
     """
 

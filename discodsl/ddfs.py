@@ -6,9 +6,9 @@ tag names; :func:`resolve_inputs` expands ``tag://`` job inputs into the
 replica lists of the tag's blobs.
 
 It does not send requests itself: every request goes through the transport
-of :mod:`discodsl.client` (timeouts, retries, JSON shape checks), so
-``requests`` exceptions still become :class:`~discodsl.errors.ClientError`
-in that one place. The Disco master's own API (:class:`~discodsl.client.Master`)
+of :mod:`discodsl.client` (a connection per request, timeouts, retries, JSON
+shape checks), so ``requests`` exceptions still become
+:class:`~discodsl.errors.ClientError` in that one place. The Disco master's own API (:class:`~discodsl.client.Master`)
 and the URL helpers (:func:`~discodsl.client.disco_url_to_http`,
 :func:`~discodsl.client.proxy_url`) stay in :mod:`discodsl.client`, which
 does not import this module.
