@@ -9,6 +9,48 @@ URLs too) and ``/disco/<path>`` files from its DISCO_DATA, so the
 ``dir://localhost/...`` and ``disco://localhost/...`` URLs of results are
 read over HTTP. Start it with ``with DiscoMaster(tmp_path) as master:`` or the
 ``disco_master`` fixture of :mod:`tests.conftest_cluster`.
+
+Failures behave as on the real master: a failed task waits 14.308 s, 15.308 s
+... (min(n, 60) + 13.308 s) before it runs again, with the real events; past
+``max_failure_rate`` (100, changed by ``save_settings`` and read at each
+failure) or on FATAL the job is killed; kill_job ends a job at once, even in a
+pause, and logs "WARN: Job killed" (:mod:`tests.disco_state`).
+
+What still differs from a real Disco 0.5.4 master:
+
+- **Time**: retry pauses pass on a :class:`~tests.disco_state.Clock`, by
+  default 1000 times faster (events still say "Sleeping 14 seconds"; the
+  ``Clock`` records the pauses); event stamps and durations are this
+  machine's.
+- **One node**, named ``localhost`` (the recordings' is ``vm``), on this
+  machine: no ssh, no Erlang node to start, nodeinfo always ``connected``,
+  no ``tasks`` entry in nodeinfo. The config table is stored and answered
+  but not applied: every job has its own 2 worker slots, so concurrent jobs
+  do not share them.
+- **No real scheduler**: tasks run stage after stage in input order (the
+  real master gave task 0 input 2), ``concurrent`` stages are not
+  overlapped, a retried task runs on the same node (no "preferably on
+  another host"), and :class:`~discodsl.runners.master.NodeMaster` starts
+  spare workers ahead and holds their TASK replies.
+- **Blacklists** are kept (hosts of the config table only, as
+  ``make_blacklist``) and reported by get_blacklist and nodeinfo, but tasks
+  still run on a blacklisted node.
+- **Workers** are started by NodeMaster: their environment is this test
+  process's plus the jobenvs (no empty Disco settings, no
+  ``DISCO_MASTER_PID``), and their failures are detected, timed and worded
+  by NodeMaster, as its own tests hold it to the recordings; ``INPUT_ERR``
+  gets ``FAIL`` where 0.5.4 crashes (``badrecord``) and fails the task.
+- **job/new** checks jobpacks with :func:`discodsl.jobpack.decode`, so it
+  refuses some that 0.5.4 accepts and then fails or runs
+  (``http-api/accepted-odd-jobpacks.jsonl``: jobhome not a ZIP, empty
+  pipeline, odd prefixes, a missing worker file).
+- **HTTP**: Python's ``http.server`` imitating MochiWeb (status lines,
+  ``Server``, content types and bodies as recorded; other headers and
+  error pages for malformed requests may differ). One port serves the
+  master, DDFS and its put URLs (the real put port is separate); purge_job
+  is synchronous.
+- **DDFS**: tags in memory, one volume, no replication, no garbage
+  collection, no tokens.
 """
 
 from __future__ import annotations
@@ -127,6 +169,7 @@ class DiscoMaster:
             clock=clock if clock is not None else Clock(scale=FAST),
         )
         self.config_table = [[HOST, "2"]]
+        self.blacklists: dict[str, set[str]] = {"blacklist": set(), "gc_blacklist": set()}
         self._thread = threading.Thread(
             target=self.server.serve_forever, daemon=True, kwargs={"poll_interval": 0.1}
         )
@@ -346,6 +389,21 @@ def _simple(
     return lambda master, query, headers: ok(answer(master))
 
 
+def _host_op(blacklist: str, *, add: bool) -> Callable[[DiscoMaster, Any], Reply]:
+    """A host joins or leaves a blacklist; only hosts of the config table can join
+    (disco_config:make_blacklist). Scheduling does not look at it here."""
+
+    def op(master: DiscoMaster, value: Any) -> Reply:
+        host, hosts = expect(value, "string"), master.blacklists[blacklist]
+        if not add:
+            hosts.discard(host)
+        elif host in {row[0] for row in master.config_table}:
+            hosts.add(host)
+        return ok("")
+
+    return op
+
+
 _GETS: dict[str, Callable[[DiscoMaster, dict[str, str], Any], Reply]] = {
     "jobinfo": DiscoMaster.jobinfo,
     "joblist": DiscoMaster.joblist,
@@ -353,11 +411,11 @@ _GETS: dict[str, Callable[[DiscoMaster, dict[str, str], Any], Reply]] = {
     "rawevents": DiscoMaster.rawevents,
     "parameters": DiscoMaster.parameters,
     "get_stageresults": DiscoMaster.stageresults,
-    "nodeinfo": _simple(lambda m: m.jobs.nodeinfo()),
+    "nodeinfo": _simple(lambda m: m.jobs.nodeinfo(blacklisted=HOST in m.blacklists["blacklist"])),
     "get_settings": _simple(lambda m: m.jobs.settings),
     "load_config_table": _simple(lambda m: m.config_table),
-    "get_blacklist": _simple(lambda m: []),
-    "get_gc_blacklist": _simple(lambda m: []),
+    "get_blacklist": _simple(lambda m: sorted(m.blacklists["blacklist"])),
+    "get_gc_blacklist": _simple(lambda m: sorted(m.blacklists["gc_blacklist"])),
 }
 _POSTS: dict[str, Callable[[DiscoMaster, Any], Reply]] = {
     "get_results": DiscoMaster.get_results,
@@ -366,6 +424,10 @@ _POSTS: dict[str, Callable[[DiscoMaster, Any], Reply]] = {
     "purge_job": DiscoMaster.purge_job,
     "save_settings": DiscoMaster.save_settings,
     "save_config_table": DiscoMaster.save_config_table,
+    "blacklist": _host_op("blacklist", add=True),
+    "whitelist": _host_op("blacklist", add=False),
+    "gc_blacklist": _host_op("gc_blacklist", add=True),
+    "gc_whitelist": _host_op("gc_blacklist", add=False),
 }
 
 

@@ -428,7 +428,7 @@ class Jobs:
 
     # -- the node ------------------------------------------------------------------
 
-    def nodeinfo(self) -> dict[str, Any]:
+    def nodeinfo(self, *, blacklisted: bool = False) -> dict[str, Any]:
         jobs = list(self.jobs.values())
         usage = shutil.disk_usage(self.disco_data)
         return {
@@ -438,7 +438,7 @@ class Jobs:
                 "error": sum(s.failed for j in jobs for s in j.stages),
                 "max_workers": 2,
                 "connected": True,
-                "blacklisted": False,
+                "blacklisted": blacklisted,
                 "diskfree": usage.free // 1024,
                 "diskused": usage.used // 1024,
             }

@@ -353,3 +353,19 @@ def test_save_settings_drops_the_connection_only_where_the_real_master_crashes(
         with pytest.raises(http.client.RemoteDisconnected):
             post(master, "save_settings", b'{"max_failure_rate": "five"}')
         assert master.jobs.settings["max_failure_rate"] == 5
+
+
+def test_blacklists_hold_the_config_tables_hosts(tmp_path: Path) -> None:
+    """disco_web blacklist, whitelist, gc_blacklist, gc_whitelist: "" whatever the host;
+    disco_config:make_blacklist keeps only hosts of the config table."""
+    with DiscoMaster(tmp_path) as master, Master(master.url, retries=0) as client:
+        for op in ("blacklist", "gc_blacklist"):
+            assert post(master, op, b'"localhost"') == (200, b'""')
+            assert post(master, op, b'"nosuchhost"') == (200, b'""')
+        assert client.blacklisted() == ["localhost"]
+        assert json.loads(client.request("GET", "/disco/ctrl/get_gc_blacklist")) == ["localhost"]
+        assert client.nodeinfo()["localhost"]["blacklisted"] is True
+        assert post(master, "whitelist", b'"localhost"') == (200, b'""')
+        assert client.blacklisted() == []
+        assert client.nodeinfo()["localhost"]["blacklisted"] is False
+        assert post(master, "blacklist", b"7") == (400, b"\"string expected, '7' received\"")
