@@ -9,7 +9,8 @@ equal, as a dict sees them, and different for keys that do not:
 - numbers are their exact value: ``1``, ``1.0``, ``True``, ``Fraction(1)``,
   ``Decimal("1.00")`` and ``1+0j`` are one key, ``0.5 == Fraction(1, 2)``
   another; every NaN (``nan != nan``, so it is never one key with anything)
-  has one encoding, so all NaN keys go to one partition;
+  has one encoding, so all NaN keys go to one partition; a ``Decimal`` with
+  an exponent beyond ±100000 is refused (its exact value is too big);
 - ``str`` (UTF-8, lone surrogates kept) and ``bytes``/``bytearray`` are their
   contents; ``None`` is itself;
 - ``tuple`` and ``list`` are their items in order and stay apart (``(1,) != [1]``);
@@ -17,7 +18,8 @@ equal, as a dict sees them, and different for keys that do not:
   (``frozenset({1}) == {1}``);
 - ``datetime.date``, naive ``datetime``/``time`` are their fields, aware ones
   the instant they name (an ambiguous local time counts as its first
-  reading, as their ``hash()`` does); ``timedelta`` its length;
+  reading, as their ``hash()`` does: around a DST change Python's own
+  equality of aware datetimes is not transitive); ``timedelta`` its length;
 - a subclass of any of these (``namedtuple``, ``IntEnum``, a ``str``
   subclass) encodes as the value it compares equal to.
 
@@ -25,6 +27,10 @@ Any other key type (a dict, an object) is refused with a :class:`StageError`
 naming the stage and the type: make such a key a str or a tuple, or give the
 reduce its own ``partitioner=``. :func:`canonical_or_none` is the same
 encoding for callers that fall back on something else (the spilling group-by).
+
+Not here: calling and checking a reduce's own ``partitioner=``
+(:mod:`discodsl.worker.execute`), grouping within a partition
+(:mod:`discodsl.worker.groupby`).
 """
 
 from __future__ import annotations
