@@ -43,11 +43,12 @@ keys = [
 ]
 """
 
-SCRIPT = KEYS_SCRIPT + """
+LABELS_SCRIPT = """
 import json
 from discodsl.worker.partition import canonical_bytes, default_partition
 print(json.dumps([[default_partition(k, 13), canonical_bytes(k).hex()] for k in keys]))
 """
+SCRIPT = KEYS_SCRIPT + LABELS_SCRIPT
 
 
 def script_keys() -> list[Any]:
