@@ -59,11 +59,16 @@ class Results:
         return [[self._here(url) for url in replicas] for replicas in expanded]
 
     def _here(self, url: str) -> str:
-        """``url`` as a ``file://`` URL when it is a ``disco://`` file on this node."""
-        prefix = f"disco://{self.node.host}/disco/"
-        if not (self.node.host and self.node.disco_data and url.startswith(prefix)):
+        """A ``disco://`` URL as any runner on this machine can read it: a ``file://`` URL
+        for a file of this machine's local node, else the node's HTTP URL (as Disco's own
+        client reads results, at ``DISCO_PORT``)."""
+        if not url.startswith("disco://"):
             return url
-        return Path(os.path.join(self.node.disco_data, url[len(prefix) :])).as_uri()
+        host, _, path = url[len("disco://") :].partition("/")
+        node = self.node
+        if node.disco_data and host == node.host and path.startswith("disco/"):
+            return Path(os.path.join(node.disco_data, path[len("disco/") :])).as_uri()
+        return f"http://{host}:{node.disco_port}/{path}"
 
     def _check_open(self) -> None:
         if self.closed:

@@ -164,3 +164,50 @@ def fragile(line: str) -> Iterator[tuple[str, int]]:
 @job(partitions=2, max_failures=1)
 def failing() -> list[Any]:
     return [fragile, total]
+
+
+# keys that are equal but built differently must meet in one reduce (no combiner to hide it)
+@map
+def word_pairs(line: str) -> Iterator[tuple[tuple[str, str], int]]:
+    words_ = line.split()
+    for a in words_:
+        for b in words_:
+            yield (a, b), 1  # ("the", "the") from one str object, or from two equal ones
+
+
+@reduce
+def pair_total(pair: tuple[str, str], counts: Iterable[int]) -> Iterator[Any]:
+    yield pair, sum(counts)
+
+
+@job(partitions=4)
+def cooccurrence() -> list[Any]:
+    return [word_pairs, pair_total]
+
+
+@map
+def letter_sets(line: str) -> Iterator[tuple[frozenset[str], int]]:
+    for word in line.split():
+        yield frozenset(word.lower()), 1  # "dog" and "god" are one key
+
+
+@job(partitions=8)
+def anagram_sets() -> list[Any]:
+    return [letter_sets, pair_total]
+
+
+@map
+def numbers(line: str) -> Iterator[tuple[Any, str]]:
+    for index, word in enumerate(line.split()):
+        yield [1, 1.0, True, 2, 2.0][index % 5], word
+
+
+@reduce
+def number_groups(key: Any, values: Iterable[str]) -> Iterator[tuple[Any, int]]:
+    count("reduce_calls")
+    yield key, len(list(values))
+
+
+@job(partitions=5)
+def mixed_numbers() -> list[Any]:
+    return [numbers, number_groups]

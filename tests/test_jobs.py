@@ -213,3 +213,39 @@ def test_results_summaries_for_a_repl_and_a_notebook(corpus: list[Path]) -> None
     assert "counters {'skipped': " in repr(results)
     html = results._repr_html_()
     assert "<code>top_words</code>" in html and "<code>skipped</code>" in html
+
+
+def test_equal_tuple_keys_meet_without_a_combiner(corpus: list[Path], mode: str) -> None:
+    results = list(jobs.cooccurrence.run(inputs=corpus, mode=mode))
+    want: Counter[tuple[str, str]] = Counter()
+    for path in corpus:
+        for line in path.read_text().splitlines():
+            want.update((a, b) for a in line.split() for b in line.split())
+    assert len(results) == len(want)
+    assert dict(results) == dict(want)
+
+
+def test_frozenset_keys_meet_in_one_reduce(tmp_path: Path, mode: str) -> None:
+    paths = []
+    for index in range(16):
+        path = tmp_path / f"anagrams-{index}.txt"
+        path.write_text(["dog god", "God odg", "cat act"][index % 3] + "\n")
+        paths.append(path)
+    results = list(jobs.anagram_sets.run(inputs=paths, mode=mode))
+    assert sorted((sorted(k), n) for k, n in results) == [
+        (["a", "c", "t"], 10),
+        (["d", "g", "o"], 22),
+    ]
+
+
+def test_one_and_one_point_oh_and_true_are_one_key(corpus: list[Path], mode: str) -> None:
+    results = jobs.mixed_numbers.run(inputs=corpus, mode=mode)
+    words = [w for p in corpus for line in p.read_text().splitlines() for w in line.split()]
+    ones = sum(
+        1
+        for line in (ln for p in corpus for ln in p.read_text().splitlines())
+        for i, _ in enumerate(line.split())
+        if i % 5 in (0, 1, 2)
+    )
+    assert dict(results) == {1: ones, 2: len(words) - ones}
+    assert results.counters == {"reduce_calls": 2}

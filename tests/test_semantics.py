@@ -200,9 +200,13 @@ def test_inline_counters_in_threads_do_not_mix() -> None:
 # --- results of any runner are inputs of any runner ----------------------------------------
 
 
-@pytest.mark.parametrize("first", ["inline", "local"])
-@pytest.mark.parametrize("second", ["inline", "local"])
-def test_results_chain_across_runners(tmp_path: Path, first: str, second: str) -> None:
+@pytest.mark.parametrize("first", ["inline", "local", "cluster"])
+@pytest.mark.parametrize("second", ["inline", "local", "cluster"])
+def test_results_chain_across_runners(
+    tmp_path: Path, first: str, second: str, request: pytest.FixtureRequest
+) -> None:
+    if "cluster" in (first, second):
+        request.getfixturevalue("cluster_env")
     data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
     counted = jobs.wordcount.run(inputs=[data], mode=first)
     histogram = jobs.histogram.run(inputs=counted, mode=second)

@@ -189,6 +189,7 @@ def test_04_when_things_go_wrong() -> None:
     assert fields["record"] == "2"
     assert fields["exc_type"] == "ValueError"
     assert "invalid literal for int() with base 10: 'forty'" in failed.splitlines()[0]
+    assert "(not retried: an exception from stage code fails the job" in failed.splitlines()[0]
     assert ran.value("assert-bad-line") == "carol,forty"
     remote = ran.stream("assert-remote-traceback")
     assert "in parse_age" in remote
@@ -379,7 +380,8 @@ def test_05_on_a_disco_cluster(
     assert failed.startswith("the master allows 1 failure(s) per task\n")
     message = failed.splitlines()[1]
     assert re.match(rf"job 'mean_age@{JOB_NAME}' failed in task parse_age:1: ", message)
-    assert message.endswith("ValueError: invalid literal for int() with base 10: 'forty'")
+    assert "ValueError: invalid literal for int() with base 10: 'forty'" in message
+    assert message.endswith("raise discodsl.Retry for a failure worth another try)")
     fields = dict(re.findall(r"^(stage|input|record|exc_type): +(.*)$", failed, re.M))
     assert fields == {
         "stage": "parse_age",

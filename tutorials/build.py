@@ -937,13 +937,14 @@ TROUBLE = [
         return [parse_age, average]
     """),
     md("""
-    On the local runner the map tasks run in worker processes. Like a Disco master, it
-    **retries** a failed task, since a task can fail for a passing reason (a full disk, a lost
-    node), up to `max_failures` times (3 by default); the messages below show the retries.
-    A bug in your code fails every time, so while you develop, `run(..., max_failures=0)`
-    stops at the first failure.
+    On the local runner the map tasks run in worker processes. An exception from your code
+    is a bug that would fail again, so, as Disco's own workers do, it **fails the job at
+    once**: no retries. Only failures with a passing cause are retried, up to `max_failures`
+    times (3 by default): an input that cannot be read (`DataError`), an `OSError` (a full
+    disk, a lost connection), a `MemoryError`, or a `discodsl.Retry` that your code raises
+    for a flaky service.
 
-    When the job gives up, `run()` raises `TaskFailed`, which says where it happened:
+    `run()` raises `TaskFailed`, which says where it happened:
     """),
     code("""
     from discodsl import TaskFailed
@@ -978,10 +979,10 @@ TROUBLE = [
     print(failure.__cause__)
     """, tag="assert-remote-traceback"),
     md("""
-    The last frame is your function. Code defined in a notebook travels by value, without its
-    source file, so the worker calls it `<dynamic-code>` and cannot show the line itself; the
-    line number counts from the top of the cell that defined the function (here line 4 of
-    the `parse_age` cell: `yield "age", int(age)`). The frames above it are the worker's.
+    The last frame is your function: the cell that defined it, its line and its source
+    (`yield "age", int(age)`), as if it had run in this kernel. Code defined in a notebook
+    travels to the workers by value, and the worker cannot read a notebook's cells, so the
+    client puts the source lines back. The frames above it are the worker's.
     """),
     md("""
     ## 3. Inline mode: the job in this process
@@ -1643,16 +1644,14 @@ CLUSTER = [
 
     ### A task fails
 
-    A stage that raises on some record fails its task on the node. The master retries a
-    failed task, as many times as its `max_failure_rate` setting allows (the cluster's
-    operator sets it; see `master.settings()`), then gives up and declares the job dead. A
-    bug fails every time, so try a job on the local runner first: it is quicker to find out
-    there. `run()` then raises the same `TaskFailed` as on the local runner (notebook 4),
-    read from the master's events: the stage, the input and the record, and the worker's own
-    traceback as its `__cause__`.
-
-    On a cluster that allows many retries this cell takes a while; `kill_on_interrupt=True`
-    lets you stop it for good.
+    A stage that raises on some record fails its task on the node, and the worker tells the
+    master the error is fatal (Disco's FATAL): the master kills the job at once, and `run()`
+    raises the same `TaskFailed` as on the local runner (notebook 4), read from the master's
+    events: the stage, the input and the record, and the worker's own traceback as its
+    `__cause__`. Only failures worth another try (an unreadable input, an `OSError`, a
+    `MemoryError`, `discodsl.Retry`) are reported as ERROR, which the master retries after a
+    pause (14 s, 15 s, 16 s ...) as many times as its `max_failure_rate` setting allows (the
+    cluster's operator sets it; see `master.settings()`).
     """),
     code("""
     @map

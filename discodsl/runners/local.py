@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from discodsl.options import JobOptions
 
 
+# The local node's name in its URLs: not "localhost", which a Disco node may be called, so
+# a cluster's disco://localhost/... results are never taken for this node's files.
+LOCAL_HOST = "discodsl-local"
+
+
 class LocalRunner:
     """Runs a job's jobpack through local worker processes, one per core."""
 
@@ -44,6 +49,7 @@ class LocalRunner:
         progress = Progress(job.name, enabled=options.progress)
         master = NodeMaster(
             disco_data=os.path.join(root, "data"),
+            host=LOCAL_HOST,
             workers=workers,
             max_failures=options.max_failures,
             environ=_worker_environ(),
@@ -89,12 +95,57 @@ def _remove(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# Node directories: discodsl-node-<pid>-<random> in the temporary directory.
+NODE_PREFIX = "discodsl-node-"
+
+
 @functools.cache
 def _node_root() -> str:
-    """This process's local node: one DISCO_DATA for all its jobs, so results chain."""
-    root = tempfile.mkdtemp(prefix="discodsl-node-")
+    """This process's local node: one DISCO_DATA for all its jobs, so results chain.
+
+    Its name holds this process's pid: a process killed before its atexit
+    hooks ran leaves it behind, and the next local run removes it.
+    """
+    remove_dead_node_roots(tempfile.gettempdir())
+    root = tempfile.mkdtemp(prefix=f"{NODE_PREFIX}{os.getpid()}-")
     atexit.register(_remove, root)
     return root
+
+
+def remove_dead_node_roots(directory: str) -> None:
+    """Remove this user's node directories in ``directory`` whose process has ended."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        pid = _owner(name)
+        path = os.path.join(directory, name)
+        if pid is not None and not _running(pid) and _mine(path):
+            _remove(path)
+
+
+def _owner(name: str) -> int | None:
+    """The pid in a node directory's name (``discodsl-node-<pid>-<random>``), if any."""
+    pid, dash, _ = name.removeprefix(NODE_PREFIX).partition("-")
+    return int(pid) if name.startswith(NODE_PREFIX) and dash and pid.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
+def _mine(path: str) -> bool:
+    try:
+        return os.lstat(path).st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def _worker_environ() -> dict[str, Any]:
