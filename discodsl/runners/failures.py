@@ -1,6 +1,9 @@
-"""Turning a failed task's ERROR/FATAL text into the one error the user sees."""
+"""Turning a failed task's ERROR/FATAL text, or its worker's death, into the one error the
+user sees."""
 
 from __future__ import annotations
+
+import signal
 
 from discodsl import tracebacks
 from discodsl.errors import RemoteTraceback, TaskFailed
@@ -37,3 +40,71 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     if error.remote_traceback:
         error.__cause__ = RemoteTraceback(error.remote_traceback)
     return error
+
+
+# Signals that mean the process crashed in native code.
+_CRASHES = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE")
+# Exit codes a shell gives a process killed by signal N: 128 + N.
+_SHELL_SIGNAL = 128
+
+
+def worker_died(
+    code: int, *, stage: str, taskid: int, inputs: tuple[str, ...], why: str
+) -> TaskFailed:
+    """A TaskFailed for a worker that ended (exit ``code``, negative for a signal) mid-task."""
+    reading = f" reading {_listed(inputs)}" if inputs else ""
+    return TaskFailed(
+        f"{why}: its worker process died running stage {stage!r}{reading}: {exit_meaning(code)}",
+        stage=stage,
+        taskid=taskid,
+        url=inputs[0] if len(inputs) == 1 else "",
+    )
+
+
+def exit_meaning(code: int) -> str:
+    """What a worker's exit status ``code`` (negative: killed by that signal) likely means."""
+    if code < 0:
+        return _signal_meaning(-code)
+    if _SHELL_SIGNAL < code < _SHELL_SIGNAL + signal.NSIG:
+        return f"exit code {code}, as a shell reports {_signal_meaning(code - _SHELL_SIGNAL)}"
+    if code in (126, 127):
+        return (
+            f"exit code {code}: the worker's Python could not be started; "
+            "check that the interpreter the job needs is installed on the node"
+        )
+    return (
+        f"exit code {code}: the stage (or code it calls) ended the process with "
+        f"os._exit({code}) or sys.exit({code}); raise an exception to fail a task instead"
+    )
+
+
+def _signal_meaning(number: int) -> str:
+    name = _signal_name(number)
+    if name == "SIGKILL":
+        return (
+            f"killed by signal {number} (SIGKILL), often by the out-of-memory killer when the "
+            "task used too much memory (see `dmesg`): use less memory per task (more "
+            "partitions, a smaller memory_budget), or find who ran kill -9"
+        )
+    if name in _CRASHES:
+        return (
+            f"killed by signal {number} ({name}), a crash in C code (an extension module, "
+            "ctypes, or the interpreter): run the stage with mode='inline' under "
+            "`python -X faulthandler` to see the Python line that crashed"
+        )
+    if name == "SIGABRT":
+        return f"aborted (signal {number}, SIGABRT): C code called abort(), as a failed assert does"
+    return f"killed by signal {number} ({name}), sent from outside the job"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _listed(inputs: tuple[str, ...], shown: int = 3) -> str:
+    names = ", ".join(repr(url) for url in inputs[:shown])
+    more = len(inputs) - shown
+    return f"{names} and {more} more input(s)" if more > 0 else names

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import cloudpickle
 
 from discodsl import sources
+from discodsl.errors import SettingsError
 from discodsl.options import validate_options
 from discodsl.results import Results
 from discodsl.runners.grouping import DataOutput, Output, TaskPlan, group_outputs
@@ -48,6 +49,12 @@ class InlineRunner:
         self.random = random.Random(seed)
 
     def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
+        if options.timeout is not None:
+            raise SettingsError(
+                f"timeout={options.timeout:g} cannot stop stage code running in this process "
+                "(mode='inline'): use mode='local' for a job that must end in time, or "
+                "timeout=None to debug it inline"
+            )
         chosen = validate_options(options, partitions=max(MIN_PARTITIONS, options.partitions))
         spec = job.spec(chosen)
         outputs: list[Output] = [DataOutput(0, 0, tuple(u)) for u in sources.resolve(inputs)]

@@ -18,10 +18,10 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, shipping, sources
-from discodsl.errors import PicklingError
+from discodsl.errors import PicklingError, TaskFailed
 from discodsl.results import Results
-from discodsl.runners.failures import task_failed
-from discodsl.runners.master import JobFailed, NodeMaster
+from discodsl.runners.failures import task_failed, worker_died
+from discodsl.runners.master import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker.inputs import Node
 from discodsl.worker.runtime import LOAD_FAILURE
@@ -54,6 +54,7 @@ class LocalRunner:
             max_failures=options.max_failures,
             environ=_worker_environ(),
             on_event=progress,
+            timeout=options.timeout,
         )
         try:
             layout, results = master.run(data)
@@ -87,8 +88,29 @@ def _failed(job: Job, options: JobOptions, exc: JobFailed) -> Exception:
             shipping.preflight(spec, shipping.pickle_job(spec))
         except PicklingError as diagnosis:
             return diagnosis
+    if isinstance(exc, JobTimedOut):
+        return _timed_out(job, exc)
     why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
+    if exc.outcome.exit_code is not None:
+        return worker_died(
+            exc.outcome.exit_code,
+            stage=exc.stage,
+            taskid=exc.taskid,
+            inputs=exc.outcome.inputs,
+            why=why,
+        )
     return task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
+
+
+def _timed_out(job: Job, exc: JobTimedOut) -> TaskFailed:
+    tasks = ", ".join(f"{stage}:{taskid}" for stage, taskid in exc.running)
+    return TaskFailed(
+        f"job {job.name!r} ran past timeout={exc.timeout:g} seconds with task(s) {tasks} still "
+        "running: its workers were killed and its files removed; make the stage finish "
+        "sooner, or raise timeout= (None: no limit)",
+        stage=exc.stage,
+        taskid=exc.taskid,
+    )
 
 
 def _remove(path: str) -> None:

@@ -8,7 +8,8 @@ stdout and stderr merged) and answers it over real pipes with the master
 side of the protocol codec, as the recordings show a real master answering.
 Local outputs are indexed in ``.disco/*.results`` files and handed to the
 next stage as ``dir://`` inputs. ERROR (and crashes) retry a task up to a
-failure limit; FATAL and protocol violations fail the job at once.
+failure limit; FATAL and protocol violations fail the job at once. A run
+longer than ``timeout`` seconds has every worker killed (:class:`JobTimedOut`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from discodsl.worker.protocol import Frame, InputEntry, MasterSide, TaskInfo, in
 
 # A worker that has not said WORKER by then is failed, as Disco does.
 FIRST_MESSAGE_TIMEOUT = 30.0
+# A worker that died is reported with the last this many bytes it wrote.
 LAST_WORDS = 100 * 1024
 
 Event = Callable[[str, Mapping[str, Any]], None]
@@ -46,6 +48,8 @@ class TaskOutcome:
     outputs: list[tuple[int, str, int]] = field(default_factory=list)
     text: str = ""
     fatal: bool = False
+    exit_code: int | None = None  # the worker died without a final message (<0: a signal)
+    inputs: tuple[str, ...] = ()  # then: the task's inputs (first replica of each)
 
 
 class JobFailed(Exception):
@@ -54,6 +58,19 @@ class JobFailed(Exception):
     def __init__(self, message: str, stage: str, taskid: int, outcome: TaskOutcome):
         super().__init__(message)
         self.stage, self.taskid, self.outcome = stage, taskid, outcome
+
+
+class JobTimedOut(JobFailed):
+    """A job ran past its ``timeout``; ``running`` lists the (stage, taskid) still running."""
+
+    def __init__(self, timeout: float, running: list[tuple[str, int]]):
+        tasks = ", ".join(f"{stage}:{taskid}" for stage, taskid in running)
+        super().__init__(
+            f"the job ran past its timeout of {timeout:g} seconds; still running: {tasks}",
+            *running[0],
+            TaskOutcome(False, text="timed out"),
+        )
+        self.timeout, self.running = timeout, running
 
 
 @dataclass
@@ -69,6 +86,8 @@ class NodeMaster:
     master_url: str = "http://localhost:8989"
     environ: Mapping[str, str] = field(default_factory=dict)
     on_event: Event | None = None
+    # Seconds a run may take: past them every worker is killed and JobTimedOut raised.
+    timeout: float | None = None
     # After a task's n-th failure (ERROR, a crash; never FATAL, never past
     # max_failures) the task waits retry_pause(n) seconds before it runs again:
     # 0 here, as the local runner wants; a Disco 0.5.4 master waits min(n, 60)
@@ -83,6 +102,8 @@ class NodeMaster:
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cancelled: threading.Event = field(default_factory=threading.Event)
+    _active: dict[tuple[str, int], None] = field(default_factory=dict)  # tasks talking
+    _late: list[tuple[str, int]] | None = None  # what was running when the timeout struck
 
     def submit(self, data: bytes) -> JobLayout:
         """Accept a jobpack: validate it, name the job, lay out its job home."""
@@ -110,6 +131,7 @@ class NodeMaster:
         ]
         taskid = 0
         pipeline = pack.jobdict["pipeline"]
+        timer = self._start_timer()
         try:
             for number, (stage, grouping, _concurrent) in enumerate(pipeline, 1):
                 plans = group_outputs(grouping, outputs)
@@ -118,9 +140,30 @@ class NodeMaster:
                 self._wanted = len(plans) + more
                 outputs = self._run_stage(layout, pack, stage, grouping, plans, taskid)
                 taskid += len(plans)
+        except JobFailed as failed:
+            if self._late is None or self.timeout is None:
+                raise
+            raise JobTimedOut(self.timeout, self._late or [(failed.stage, failed.taskid)]) from None
         finally:
+            if timer is not None:
+                timer.cancel()
             self._drop_spares()
         return [_result_urls(output) for output in outputs]
+
+    def _start_timer(self) -> threading.Timer | None:
+        """Start the clock on ``timeout``, if any."""
+        if self.timeout is None:
+            return None
+        timer = threading.Timer(self.timeout, self._expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _expire(self) -> None:
+        """The timeout struck: note what was running, stop every worker."""
+        with self._lock:
+            self._late = sorted(self._active)
+        self.cancel()
 
     def cancel(self) -> None:
         """Stop every running worker (Ctrl-C, or a fatal error elsewhere)."""
@@ -322,6 +365,16 @@ class _Conversation:
         self.stdout = cast(IO[bytes], process.stdout)
 
     def run(self) -> TaskOutcome:
+        key = (self.task.stage, self.task.taskid)
+        with self.master._lock:
+            self.master._active[key] = None
+        try:
+            return self._talk()
+        finally:
+            with self.master._lock:
+                self.master._active.pop(key, None)
+
+    def _talk(self) -> TaskOutcome:
         reader = self.stdout.fileno()
         with selectors.DefaultSelector() as selector:
             selector.register(reader, selectors.EVENT_READ)
@@ -344,7 +397,8 @@ class _Conversation:
         return bool(self.seen)
 
     def _receive(self, chunk: bytes) -> TaskOutcome | None:
-        self.seen += chunk[: max(0, LAST_WORDS - len(self.seen))]
+        self.seen += chunk
+        del self.seen[: max(0, len(self.seen) - LAST_WORDS)]
         try:
             self.side.receive_data(chunk)
             while (frame := self.side.next_message()) is not None:
@@ -425,7 +479,8 @@ class _Conversation:
         words = bytes(self.seen).decode(errors="replace")
         text = f"Worker crashed! (exit code: {code})\n"
         text += f"Worker died. Last words:\n{words}" if words else "Worker died without output"
-        return TaskOutcome(False, text=text)
+        inputs = tuple(item.urls[0] for item in self.task.plan.inputs if item.urls)
+        return TaskOutcome(False, text=text, exit_code=code, inputs=inputs)
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

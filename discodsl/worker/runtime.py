@@ -6,12 +6,16 @@ contract of spec section 4: WORKER, TASK, load the job from jobdata, INPUT
 (until ``done``), run the stage, OUTPUT per file, DONE; a failure becomes
 ERROR (the task is retried) or FATAL (the job is killed). The master never
 answers DONE, ERROR or FATAL: it kills the worker, so afterwards we wait for
-end of input and exit then. PING is never sent.
+end of input and exit then. PING is never sent. A thread watches the input:
+when the master's end closes (it died, however), the worker and what stage
+code started end at once.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import struct
 import sys
 import threading
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     protocol_out = int(args[args.index("--protocol-fd") + 1]) if "--protocol-fd" in args else None
     protocol_in, protocol_out = _private_fds(protocol_out)
+    _watch_master(protocol_in)
     capture = Capture(early=read_early_output(f".worker-{os.getpid()}.out"))
     sys.breakpointhook = _no_debugger
     channel = Channel(protocol_in, protocol_out)
@@ -203,6 +208,54 @@ def _records(channel: Channel, node: Node, cursor: Cursor) -> Iterator[Any]:
         if flag == "done":
             return
         flag, entries = parse_input_reply(channel.request("INPUT", ["exclude", seen]).payload)
+
+
+def _watch_master(fd: int) -> None:
+    """End this worker, whatever it is doing, as soon as the master's end of ``fd`` closes.
+
+    The master (a Disco node's port, or the local runner) holds the other end
+    of our input: if it dies, by SIGKILL or otherwise, nothing would ever stop
+    stage code that runs for ever. poll() with no events asked reports the
+    hang-up and reads nothing, so replies stay for the main thread.
+    """
+    threading.Thread(target=_end_on_hangup, args=(fd,), name="master-watch", daemon=True).start()
+
+
+def _end_on_hangup(fd: int) -> None:
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
+    while not poller.poll():
+        pass
+    _kill_own_children()
+    os._exit(0)
+
+
+def _kill_own_children() -> None:
+    """SIGKILL what stage code started: our process group's other members if we lead it
+    (as the local runner starts us), else our children (never the node's group)."""
+    me = os.getpid()
+    leader = os.getpgrp() == me
+    for pid, parent, group in _processes():
+        if pid != me and (parent == me or (leader and group == me)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process /proc shows (none without /proc)."""
+    try:
+        names = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return
+    for name in names:
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        yield int(name), int(fields[1]), int(fields[2])
 
 
 def _wait_for_end(fd: int) -> None:

@@ -1,0 +1,82 @@
+"""Jobs whose workers die or never finish, for tests/test_worker_death.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from discodsl import job, map, reduce
+
+
+def _note_pid(params: Any) -> None:
+    if params and params.get("pids"):
+        open(os.path.join(params["pids"], str(os.getpid())), "w").close()
+
+
+@map
+def forever(line: str, params: Any) -> Iterator[tuple[str, int]]:
+    """Writes its worker's pid to the directory ``params["pids"]``, then loops (as good as
+    for ever: ``params["seconds"]``, so that a test whose fix is broken still ends)."""
+    _note_pid(params)
+    deadline = time.monotonic() + params["seconds"]
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield line, 1
+
+
+@reduce
+def tally(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield key, sum(values)
+
+
+@job(partitions=2)
+def runs_forever() -> list[Any]:
+    return [forever, tally]
+
+
+@map
+def exits_3(line: str) -> Iterator[tuple[str, int]]:
+    os._exit(3)
+    yield line, 1
+
+
+@map
+def kills_itself(line: str) -> Iterator[tuple[str, int]]:
+    os.kill(os.getpid(), signal.SIGKILL)
+    yield line, 1
+
+
+@map
+def segfaults(line: str) -> Iterator[tuple[str, int]]:
+    import ctypes
+
+    ctypes.string_at(0)
+    yield line, 1
+
+
+@map
+def quick(line: str) -> Iterator[tuple[str, int]]:
+    yield line, 1
+
+
+@job(max_failures=0)
+def exiting() -> list[Any]:
+    return [exits_3]
+
+
+@job(max_failures=0)
+def self_killing() -> list[Any]:
+    return [kills_itself]
+
+
+@job(max_failures=0)
+def segfaulting() -> list[Any]:
+    return [segfaults]
+
+
+@job
+def instant() -> list[Any]:
+    return [quick]

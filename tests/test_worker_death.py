@@ -1,0 +1,194 @@
+"""Workers that die, and drivers that die: clear errors, bounded runs, nothing left running.
+
+A worker that dies mid-task (os._exit, SIGKILL, a segfault) fails its task
+with a TaskFailed naming the stage, the task, its inputs and what the exit
+means; ``timeout=`` stops a stage that never ends; a driver killed by SIGKILL
+or SIGTERM takes its workers with it, and the next run removes its files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from discodsl.errors import SettingsError, TaskFailed
+from discodsl.runners import local
+from tests import death_jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _workers_under(root: Path) -> list[int]:
+    """Live processes whose working directory is under ``root`` (workers run in job homes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(str(root)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if _alive(pid)]
+
+
+def _wait_until(condition: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return bool(condition())  # type: ignore[operator]
+
+
+def _kill_left_over(pids: set[int]) -> None:
+    """Workers this test's runs started that outlived the test's driver (a failing test)."""
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _script(body: str) -> str:
+    return f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(body)
+
+
+def _input(tmp_path: Path) -> Path:
+    data = tmp_path / "in.txt"
+    data.write_text("a\nb\n")
+    return data
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_driver_takes_its_workers_along_and_the_next_run_cleans_up(
+    tmp_path: Path, how: signal.Signals
+) -> None:
+    temp, pids = tmp_path / "tmp", tmp_path / "pids"
+    temp.mkdir()
+    pids.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _script(f"""
+            from tests import death_jobs
+            death_jobs.runs_forever.run(
+                inputs=[{str(_input(tmp_path))!r}], mode="local", progress=False,
+                workers=2, params={{"pids": {str(pids)!r}, "seconds": 300}},
+            )
+        """)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_until(lambda: list(pids.iterdir()), 60), "the stage never started"
+        assert _wait_until(lambda: len(_workers_under(temp)) >= 2, 30), "no spare started"
+        workers = {*_workers_under(temp), *(int(p.name) for p in pids.iterdir())}
+        driver.send_signal(how)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    try:
+        assert _wait_until(lambda: not any(_alive(pid) for pid in workers), 15), [
+            pid for pid in workers if _alive(pid)
+        ]
+    finally:
+        _kill_left_over(workers)
+    assert [p.name for p in temp.iterdir() if p.name.startswith("discodsl-node-")]
+    later = subprocess.run(
+        [sys.executable, "-c", _script(f"""
+            from tests import death_jobs
+            print(list(death_jobs.instant.run(inputs=["raw://x"], mode="local", progress=False)))
+        """)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert later.stdout.strip() == "[('x', 1)]", later.stderr
+    assert list(temp.iterdir()) == []
+
+
+def test_node_directories_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    dead = tmp_path / f"discodsl-node-{ended.stdout.strip()}-x1"
+    (dead / "data").mkdir(parents=True)
+    (dead / "data" / "file").write_text("left behind")
+    live = tmp_path / f"discodsl-node-{os.getpid()}-x2"
+    live.mkdir()
+    other = tmp_path / "discodsl-node-unknownowner"
+    other.mkdir()
+    local.remove_dead_node_roots(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+@pytest.mark.parametrize(
+    ("chosen", "stage", "meaning"),
+    [
+        (death_jobs.exiting, "exits_3", r"exit code 3\b.*os\._exit\(3\) or sys\.exit\(3\)"),
+        (death_jobs.self_killing, "kills_itself", r"SIGKILL.*out-of-memory killer"),
+        (death_jobs.segfaulting, "segfaults", r"SIGSEGV.*crash in C code"),
+    ],
+)
+def test_a_dying_worker_fails_its_task_saying_what_the_exit_means(
+    tmp_path: Path, chosen: object, stage: str, meaning: str
+) -> None:
+    data = _input(tmp_path)
+    with pytest.raises(TaskFailed) as info:
+        chosen.run(inputs=[data], mode="local", progress=False)  # type: ignore[attr-defined]
+    error = info.value
+    message = str(error)
+    assert (error.stage, error.taskid) == (stage, 0)
+    assert f"{stage}:0" in message and str(data) in message, message
+    assert re.search(meaning, message, re.DOTALL), message
+    assert "Worker crashed!" not in message and "Last words" not in message
+    assert len(message) < 2000
+
+
+def test_timeout_stops_a_stage_that_never_ends(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    started = time.monotonic()
+    with pytest.raises(TaskFailed) as info:
+        death_jobs.runs_forever.run(
+            inputs=[_input(tmp_path)],
+            mode="local",
+            progress=False,
+            timeout=2,
+            params={"pids": str(pids), "seconds": 60},
+        )
+    assert time.monotonic() - started < 30
+    message = str(info.value)
+    assert "timeout=2" in message and "forever:0" in message, message
+    assert info.value.stage == "forever"
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert workers, "the stage never started"
+    assert _wait_until(lambda: not any(_alive(pid) for pid in workers), 10)
+    node = Path(local._node_root())
+    assert _workers_under(node) == []
+    assert list(node.rglob("runs_forever@*")) == []
+
+
+def test_inline_mode_refuses_a_timeout() -> None:
+    with pytest.raises(SettingsError, match="mode='local'"):
+        death_jobs.instant.run(inputs=["raw://x"], mode="inline", timeout=5)
