@@ -57,7 +57,13 @@ class JobOptions(BaseModel):
     max_cores: int | None = Field(None, ge=1, description="tasks of this job running at once")
     env: dict[str, str] = Field(default_factory=dict, description="jobenvs for the worker")
     progress: bool | None = Field(None, description="show progress (None: when interactive)")
-    timeout: float | None = Field(None, gt=0, description="seconds to wait for a cluster job")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds a run may take: past them the local runner kills its workers and "
+        "raises TaskFailed, a cluster run stops waiting (ClientError; the job runs on); refused "
+        "by mode='inline', which cannot interrupt stage code",
+    )
     push_inputs: bool = Field(False, description="push local inputs to DDFS (cluster only)")
     kill_on_interrupt: bool = Field(
         False, description="kill the cluster job when Ctrl-C stops the wait (cluster only)"

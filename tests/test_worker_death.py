@@ -111,7 +111,7 @@ def test_a_killed_driver_takes_its_workers_along_and_the_next_run_cleans_up(
         _kill_left_over(workers)
     assert [p.name for p in temp.iterdir() if p.name.startswith("discodsl-node-")]
     later = subprocess.run(
-        [sys.executable, "-c", _script(f"""
+        [sys.executable, "-c", _script("""
             from tests import death_jobs
             print(list(death_jobs.instant.run(inputs=["raw://x"], mode="local", progress=False)))
         """)],

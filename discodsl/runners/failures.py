@@ -9,7 +9,6 @@ from discodsl import tracebacks
 from discodsl.errors import RemoteTraceback, TaskFailed
 from discodsl.worker import report
 
-
 NOT_RETRIED = (
     " (not retried: an exception from stage code fails the job at once; "
     "raise discodsl.Retry for a failure worth another try)"

@@ -13,6 +13,7 @@ code started end at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -237,10 +238,8 @@ def _kill_own_children() -> None:
     leader = os.getpgrp() == me
     for pid, parent, group in _processes():
         if pid != me and (parent == me or (leader and group == me)):
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _processes() -> Iterator[tuple[int, int, int]]:
