@@ -5,8 +5,10 @@ Registered by ``pytest_plugins`` in :mod:`tests.conftest`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,10 +31,33 @@ def disco_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiscoMast
         yield master
 
 
+# Where the cluster cases of the shared job tables run: the test master, unless this names
+# a real Disco 0.5.4 master (e.g. http://127.0.0.1:8989) to check the same cases against.
+REAL_MASTER = os.environ.get("DISCODSL_TEST_REAL_MASTER", "")
+
+
 @pytest.fixture
-def cluster_env(disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch) -> DiscoMaster:
-    """``DISCO_MASTER`` and ``DISCO_PORT`` point at the test master for this test."""
-    monkeypatch.setenv("DISCO_MASTER", disco_master.url)
-    monkeypatch.setenv("DISCO_PORT", str(disco_master.port))
+def cluster_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``DISCO_MASTER`` and ``DISCO_PORT`` point at the test master for this test (or at
+    ``DISCODSL_TEST_REAL_MASTER``); the master's URL."""
+    if REAL_MASTER:
+        url, port = REAL_MASTER, urlsplit(REAL_MASTER).port or 8989
+    else:
+        master: DiscoMaster = request.getfixturevalue("disco_master")
+        url, port = master.url, master.port
+    monkeypatch.setenv("DISCO_MASTER", url)
+    monkeypatch.setenv("DISCO_PORT", str(port))
     monkeypatch.setenv("DISCODSL_RETRIES", "0")
-    return disco_master
+    return url
+
+
+MODES = ["inline", "local", "cluster"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """The runner for the shared job tables; ``cluster`` runs against the test master
+    (``DISCO_MASTER`` set for the test), or the real one ``DISCODSL_TEST_REAL_MASTER`` names."""
+    if request.param == "cluster":
+        request.getfixturevalue("cluster_env")
+    return str(request.param)

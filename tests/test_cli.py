@@ -115,7 +115,7 @@ def test_run_inline_and_local_write_records(
     assert out == "" and records(target.read_text()) == RECORDS
 
 
-def test_a_jobs_whole_life(cluster_env: DiscoMaster, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_jobs_whole_life(cluster_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = run(capsys, "run", WORDCOUNT, *INPUTS)  # DISCO_MASTER is set: the cluster
     assert records(out) == RECORDS
     out, _ = run(capsys, "--json", "jobs")
@@ -148,7 +148,7 @@ def test_a_jobs_whole_life(cluster_env: DiscoMaster, capsys: pytest.CaptureFixtu
 
 
 def test_jobpack_build_show_submit_then_kill(
-    cluster_env: DiscoMaster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     pack = tmp_path / "sleeper.jobpack"
     run(capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack))
@@ -178,7 +178,7 @@ def test_jobpack_build_show_submit_then_kill(
 
 
 def test_ddfs_push_ls_cat_rm(
-    cluster_env: DiscoMaster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     one, two = tmp_path / "one.txt", tmp_path / "two.txt"
     one.write_text("first\n")
@@ -214,7 +214,7 @@ def test_unreachable_master(
 
 
 def test_refused_jobpack(
-    cluster_env: DiscoMaster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     bad = tmp_path / "bad.jobpack"
     bad.write_bytes(b"\xd5\xc0\x00\x02 not a jobpack")
@@ -225,7 +225,7 @@ def test_refused_jobpack(
     one_error(err, "header")
 
 
-def test_dead_job(cluster_env: DiscoMaster, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dead_job(cluster_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     _, err = run(capsys, "run", "tests.cluster_jobs:exploding", "raw://x", status=1)
     error, hint = one_error(err, "failed in task explode:0", "KeyError", "no entry for 'x'")
     name = error.split("'")[1]

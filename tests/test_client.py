@@ -30,7 +30,6 @@ from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, JobDead
 from discodsl.settings import load_settings
 from tests import jobs
-from tests.disco_master import DiscoMaster
 
 from .http_replay import (
     ReplayServer,
@@ -668,7 +667,7 @@ def test_many_requests_to_a_server_that_closes_after_each_answer(
 
 
 def test_a_cluster_job_reports_no_dropped_connection(
-    cluster_env: DiscoMaster,
+    cluster_env: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,14 +32,15 @@ WORDS = {"a": 2, "b": 1, "c": 3}
 
 
 @pytest.fixture
-def master(cluster_env: DiscoMaster) -> Iterator[Master]:
-    with Master(cluster_env.url, retries=0) as client:
+def master(cluster_env: str) -> Iterator[Master]:
+    with Master(cluster_env, retries=0) as client:
         yield client
 
 
 @pytest.fixture
-def ddfs(cluster_env: DiscoMaster) -> Iterator[DDFS]:
-    with DDFS(cluster_env.url, disco_port=cluster_env.port, retries=0) as client:
+def ddfs(cluster_env: str) -> Iterator[DDFS]:
+    port = urlsplit(cluster_env).port or 8989
+    with DDFS(cluster_env, disco_port=port, retries=0) as client:
         yield client
 
 
@@ -191,12 +193,12 @@ def test_unreachable_master_is_a_client_error_naming_it(monkeypatch: pytest.Monk
 
 
 def test_refused_jobpack_is_a_client_error(
-    cluster_env: DiscoMaster, monkeypatch: pytest.MonkeyPatch
+    cluster_env: str, disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(discodsl.builder, "build_jobpack", lambda *args, **kwargs: b"\xd5\xc0")
     with pytest.raises(ClientError, match="the master refused the job: Job failed to start: "):
         jobs.wordcount.run(inputs=["raw://a"], mode="cluster")
-    assert cluster_env.jobs.jobs == {}
+    assert disco_master.jobs.jobs == {}
 
 
 def test_closed_master_refuses_new_jobs(cluster_env: DiscoMaster, master: Master) -> None:

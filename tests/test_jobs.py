@@ -23,17 +23,6 @@ TEXT = [
     "zebra apple mango apple the",
 ]
 
-MODES = ["inline", "local", "cluster"]
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    """The runner; ``cluster`` runs against the test master (DISCO_MASTER set for the test)."""
-    if request.param == "cluster":
-        request.getfixturevalue("cluster_env")
-    return str(request.param)
-
-
 @pytest.fixture
 def corpus(tmp_path: Path) -> list[Path]:
     paths = []

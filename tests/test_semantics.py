@@ -23,15 +23,6 @@ from discodsl import (
 )
 from tests import jobs, semantics_jobs
 
-MODES = ["inline", "local", "cluster"]
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    if request.param == "cluster":
-        request.getfixturevalue("cluster_env")
-    return str(request.param)
-
 
 def _lines(tmp_path: Path, name: str, lines: list[str]) -> str:
     path = tmp_path / name
