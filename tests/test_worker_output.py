@@ -45,6 +45,12 @@ def prints_a_3_mb_line(record: str) -> Iterator[tuple[str, int]]:
 
 
 @map
+def prints_3_mb_of_euros(record: str) -> Iterator[tuple[str, int]]:
+    print("\u20ac" * 1_000_000)  # 3 bytes each in UTF-8: no batch size falls between two
+    yield record, 1
+
+
+@map
 def prints_2_mb_of_lines(record: str) -> Iterator[tuple[str, int]]:
     for i in range(20_000):
         print(_line(i))
@@ -108,6 +114,15 @@ def test_a_3_mb_line_is_cut_at_the_cap_with_the_exact_count_dropped(tmp_path: Pa
     assert text.count("x") == MAX_FORWARDED
     _assert_rate(transcript)
     _assert_sizes(_output_messages(transcript))
+
+
+def test_batches_and_the_cap_never_split_a_character(tmp_path: Path) -> None:
+    transcript = _worker(tmp_path, prints_3_mb_of_euros)
+    text = "".join(_output_messages(transcript))
+    kept = MAX_FORWARDED // 3
+    assert text.startswith("\u20ac" * kept + "\n[")
+    assert f"[{3_000_001 - 3 * kept} more bytes dropped" in text
+    assert "\ufffd" not in text
 
 
 def test_2_mb_of_lines_deliver_the_first_mib_and_count_the_rest(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ The local runner is a master: it builds the same jobpack a Disco master
 would get and hands it to :class:`~discodsl.runners.master.NodeMaster`,
 which starts the jobhome's ``worker`` for each task over real pipes. It
 opens no network port. Its files live in a temporary directory removed when
-the results are closed or garbage-collected.
+the results are closed or garbage-collected, or, if this process is killed,
+by the next local run. ``timeout=`` bounds a run (its workers are killed).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ class Capture:
         self._lock = threading.Lock()
         self._pending = bytearray()
         self._total = self._dropped = 0
+        self._full = False
         self._last = b"\n"  # the last byte kept
         self._keep(early.encode(errors="replace"))
         read_end, write_end = os.pipe()
@@ -70,12 +71,26 @@ class Capture:
             time.sleep(0.002)
 
     def _keep(self, chunk: bytes) -> None:
-        kept = chunk[: max(MAX_FORWARDED - self._total, 0)]
-        if kept:
-            self._pending += kept
-            self._total += len(kept)
-            self._last = kept[-1:]
+        room = 0 if self._full else MAX_FORWARDED - self._total
+        kept = chunk[:room]
+        self._pending += kept
+        self._total += len(kept)
         self._dropped += len(chunk) - len(kept)
+        if len(kept) < len(chunk) and not self._full:
+            self._full = True
+            if chunk[len(kept)] & 0xC0 == 0x80:  # the cap falls inside a character
+                self._drop_partial_character()
+        self._last = bytes(self._pending[-1:]) or self._last
+
+    def _drop_partial_character(self) -> None:
+        """Drop the start of a character whose end was over the cap (still pending: a
+        batch never ends inside a character)."""
+        if not self._pending:
+            return
+        start = _char_start(self._pending, len(self._pending) - 1)
+        if self._pending[start] >= 0xC0:  # the lead byte of a multi-byte character
+            self._dropped += len(self._pending) - start
+            del self._pending[start:]
 
     def take(self, limit: int = MAX_MESSAGE, whole_lines: bool = False) -> str:
         """Up to ``limit`` bytes of collected output, as text (empty if none).
@@ -109,10 +124,15 @@ def _cut(pending: bytearray, limit: int, whole_lines: bool) -> int:
     line_end = pending.rfind(b"\n", 0, limit) + 1
     if line_end:
         return line_end
-    cut = limit
-    while cut > limit - 3 and pending[cut] & 0xC0 == 0x80:  # inside a UTF-8 character
-        cut -= 1
-    return cut
+    return _char_start(pending, limit)
+
+
+def _char_start(data: bytes | bytearray, at: int) -> int:
+    """``at``, moved back to the start of the UTF-8 character ``data[at]`` is inside of."""
+    for start in range(at, max(at - 4, -1), -1):
+        if data[start] & 0xC0 != 0x80:  # not a continuation byte
+            return start
+    return at  # not UTF-8: any cut will do
 
 
 def read_early_output(path: str) -> str:
