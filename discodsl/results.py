@@ -7,13 +7,12 @@ a cluster) through the worker runtime's own readers; nothing is loaded whole.
 from __future__ import annotations
 
 import html
-import os
 import weakref
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from discodsl.errors import JobError
+from discodsl.worker import urls
 from discodsl.worker.inputs import Cursor, Node, iter_input, read_index
 
 
@@ -52,7 +51,7 @@ class Results:
         self._check_open()
         expanded: list[list[str]] = []
         for replicas in self.urls:
-            if replicas and replicas[0].startswith("dir://"):
+            if replicas and urls.is_index(replicas[0]):
                 expanded.extend([url] for _, url, _ in read_index(replicas[0], self.node))
             else:
                 expanded.append(list(replicas))
@@ -62,13 +61,8 @@ class Results:
         """A ``disco://`` URL as any runner on this machine can read it: a ``file://`` URL
         for a file of this machine's local node, else the node's HTTP URL (as Disco's own
         client reads results, at ``DISCO_PORT``)."""
-        if not url.startswith("disco://"):
-            return url
-        host, _, path = url[len("disco://") :].partition("/")
         node = self.node
-        if node.disco_data and host == node.host and path.startswith("disco/"):
-            return Path(os.path.join(node.disco_data, path[len("disco/") :])).as_uri()
-        return f"http://{host}:{node.disco_port}/{path}"
+        return urls.readable_here(url, node.host, node.disco_port, node.disco_data)
 
     def _check_open(self) -> None:
         if self.closed:

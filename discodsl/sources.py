@@ -5,7 +5,7 @@ through (``tag://`` ones are for the cluster runner to resolve); the results
 of an earlier job become the record files they consist of; a list of URLs
 inside the list is one input's replicas. :func:`split_large` cuts big local
 files into line-aligned byte ranges (``file:///path#range=START-END``) so
-every core gets work.
+every core gets work. The URL forms themselves are :mod:`discodsl.worker.urls`'.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import glob
 import math
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from discodsl.errors import JobError, SettingsError
+from discodsl.options import MIB
+from discodsl.worker import urls
+from discodsl.worker.records import is_record_file_prefix
 
-MIB = 1024 * 1024
 # A local file is cut into ranges only when each range gets at least this much.
 MIN_SPLIT = 16 * MIB
-RECORD_FILE_MARK = b"\x81"
+# cluster.py reads whole local files through this name.
+local_path = urls.file_path
 
 
 def resolve(inputs: Any) -> list[list[str]]:
@@ -47,7 +48,7 @@ def resolve(inputs: Any) -> list[list[str]]:
 
 def _resolve_one(item: Any) -> list[list[str]]:
     if hasattr(item, "record_urls"):
-        return [list(urls) for urls in item.record_urls()]
+        return [list(replicas) for replicas in item.record_urls()]
     if isinstance(item, os.PathLike):
         return [[url] for url in _paths(os.fspath(item))]
     if isinstance(item, str):
@@ -55,7 +56,7 @@ def _resolve_one(item: Any) -> list[list[str]]:
             return [[item]]
         return [[url] for url in _paths(item)]
     if isinstance(item, (list, tuple)) and item and all(isinstance(u, str) for u in item):
-        return [[u if "://" in u else _file_url(u) for u in item]]
+        return [[u if "://" in u else urls.file_url(u) for u in item]]
     raise JobError(
         f"input {item!r:.80} is not a path, a URL, a list of replica URLs or an earlier "
         "job's results: pass e.g. inputs=['data/*.txt']"
@@ -73,7 +74,7 @@ def _paths(pattern: str) -> list[str]:
     existing = [f for f in files if os.path.isfile(f)]
     if not existing:
         raise JobError(f"input {pattern!r} matches no file: check the path (cwd: {os.getcwd()})")
-    return [_file_url(f) for f in existing]
+    return [urls.file_url(f) for f in existing]
 
 
 def _files_under(directory: str) -> list[str]:
@@ -84,41 +85,29 @@ def _files_under(directory: str) -> list[str]:
     return found
 
 
-def _file_url(path: str) -> str:
-    return Path(path).resolve().as_uri()
-
-
-def local_path(url: str) -> str | None:
-    """The local file behind a ``file://`` URL (no range), else None."""
-    parts = urlsplit(url)
-    if parts.scheme != "file" or parts.fragment:
-        return None
-    return unquote(parts.path)
-
-
 def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
     """Cut big single-replica local files into line-aligned ranges when cores would sit idle."""
     if workers <= 1 or len(inputs) >= 2 * workers:
         return inputs  # enough tasks already: no need to look at any file
-    sizes = [_size(urls) for urls in inputs]
+    sizes = [_size(replicas) for replicas in inputs]
     total = sum(sizes)
     if total < 2 * MIN_SPLIT:
         return inputs
     target = max(MIN_SPLIT, math.ceil(total / (2 * workers)))
     result: list[list[str]] = []
-    for urls, size in zip(inputs, sizes, strict=False):
-        result.extend(_ranges(urls[0], size, target) if size > 1.5 * target else [urls])
+    for replicas, size in zip(inputs, sizes, strict=False):
+        result.extend(_ranges(replicas[0], size, target) if size > 1.5 * target else [replicas])
     return result
 
 
-def _size(urls: list[str]) -> int:
-    """The size of a plain local text file behind ``urls``; 0 for anything not to split."""
-    path = local_path(urls[0]) if len(urls) == 1 else None
+def _size(replicas: list[str]) -> int:
+    """The size of a plain local text file behind ``replicas``; 0 for anything not to split."""
+    path = urls.file_path(replicas[0]) if len(replicas) == 1 else None
     if path is None or path.endswith((".gz", ".bz2")):
         return 0
     try:
         with open(path, "rb") as handle:
-            if handle.read(1) == RECORD_FILE_MARK:  # record files split only at hunks
+            if is_record_file_prefix(handle.read(1)):  # record files split only at hunks
                 return 0
         return os.path.getsize(path)
     except OSError:
@@ -129,4 +118,4 @@ def _ranges(url: str, size: int, target: int) -> Iterable[list[str]]:
     count = math.ceil(size / target)
     step = math.ceil(size / count)
     for start in range(0, size, step):
-        yield [f"{url}#range={start}-{min(start + step, size)}"]
+        yield [urls.with_range(url, start, min(start + step, size))]

@@ -27,6 +27,7 @@ from typing import Any
 from discodsl import jobpack
 from discodsl.runners.layout import JobLayout
 from discodsl.runners.master import JobFailed, NodeMaster, TaskOutcome
+from discodsl.worker import urls
 from discodsl.worker.inputs import Node, read_index
 from tests.disco_ddfs import DDFS, HOST, TAG_NAME_CHARS, compact, duration, now_text
 
@@ -416,7 +417,8 @@ class Jobs:
                 blobs.append(replicas)
                 continue
             for label, url, _ in read_index(replicas[0], node):
-                path = job.layout.local_path(url.split(f"disco://{HOST}", 1)[1])
+                url_path = urls.split_host(urls.split(url)[1])[1]
+                path = urls.node_path(url_path, {"disco": job.layout.disco_data})
                 name = "".join(c if c in TAG_NAME_CHARS else "_" for c in os.path.basename(path))
                 blob = f"{job.name}:{label}:0:{name}${self.ddfs.stamps.next()}"
                 blobs.append([self.ddfs.put_blob(blob, Path(path).read_bytes())])

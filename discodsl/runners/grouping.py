@@ -3,13 +3,16 @@
 Pure functions on plain data (``pipeline_utils:group_outputs``, spec
 section 2). A task's group is ``(label, host)``; its inputs carry the label
 the worker filters ``dir://`` indexes by, the string ``"all"`` for
-``group_all`` and ``group_node`` tasks.
+``group_all`` and ``group_node`` tasks. The host of a URL is
+:func:`discodsl.worker.urls.preferred_host`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from discodsl.worker.urls import preferred_host
 
 Label = int | str
 
@@ -43,70 +46,61 @@ Output = DataOutput | DirOutput
 
 
 @dataclass(frozen=True)
-class TaskInput:
-    """One input of a task, as an INPUT reply lists it."""
+class GroupInput:
+    """One input of a task's group (its label and replica URLs), as an INPUT reply lists it."""
 
     label: Label
     urls: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class TaskPlan:
-    """One task to run: its group and its inputs."""
+class TaskGroup:
+    """One task's group (``(label, host)``) and the inputs grouped into it."""
 
     group: tuple[int, str]
-    inputs: tuple[TaskInput, ...]
+    inputs: tuple[GroupInput, ...]
 
 
-def preferred_host(url: str) -> str:
-    """The host part of ``scheme://HOST/...`` (for ``raw://abc``: ``abc``), as Disco takes it."""
-    _, sep, rest = url.partition("://")
-    if not sep:
-        return ""
-    host = rest.split("/", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def group_outputs(grouping: str, outputs: Sequence[Output]) -> list[TaskPlan]:
+def group_outputs(grouping: str, outputs: Sequence[Output]) -> list[TaskGroup]:
     """The tasks a stage with ``grouping`` runs over ``outputs``."""
     if grouping == "split":
         return _split(outputs)
     if grouping == "group_all":
-        return [TaskPlan((0, ""), tuple(_input(o, "all") for o in outputs))] if outputs else []
+        return [TaskGroup((0, ""), tuple(_input(o, "all") for o in outputs))] if outputs else []
     if grouping == "group_node":
         return [
-            TaskPlan((0, host), tuple(_input(o, "all") for o in members))
+            TaskGroup((0, host), tuple(_input(o, "all") for o in members))
             for host, members in _by_host(outputs).items()
         ]
     if grouping == "group_label":
         return [
-            TaskPlan((label, ""), tuple(_input(o, label) for o in members))
+            TaskGroup((label, ""), tuple(_input(o, label) for o in members))
             for label, members in _by_label(outputs).items()
         ]
     if grouping == "group_node_label":
         return [
-            TaskPlan((label, host), tuple(_input(o, label) for o in members))
+            TaskGroup((label, host), tuple(_input(o, label) for o in members))
             for host, by_host in _by_host(outputs).items()
             for label, members in _by_label(by_host).items()
         ]
     raise ValueError(f"unknown grouping {grouping!r}")
 
 
-def _split(outputs: Sequence[Output]) -> list[TaskPlan]:
+def _split(outputs: Sequence[Output]) -> list[TaskGroup]:
     plans = []
     for output in outputs:
         if isinstance(output, DirOutput):
             for label, _ in output.labels:
-                plans.append(TaskPlan((label, output.host), (TaskInput(label, (output.url,)),)))
+                plans.append(TaskGroup((label, output.host), (GroupInput(label, (output.url,)),)))
         elif output.urls:
-            plans.append(TaskPlan((output.label, output.host), (_input(output, output.label),)))
+            plans.append(TaskGroup((output.label, output.host), (_input(output, output.label),)))
     return plans
 
 
-def _input(output: Output, label: Label) -> TaskInput:
+def _input(output: Output, label: Label) -> GroupInput:
     if isinstance(output, DirOutput):
-        return TaskInput(label, (output.url,))
-    return TaskInput(output.label, output.urls)
+        return GroupInput(label, (output.url,))
+    return GroupInput(output.label, output.urls)
 
 
 def _labels(output: Output) -> list[int]:

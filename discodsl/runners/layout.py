@@ -3,7 +3,8 @@
 ``DISCO_DATA/<host>/<hh>/<jobname>`` is the job home, ``<hh>`` the first byte
 of md5(jobname) in hex; a file there is served as
 ``disco://<host>/disco/<host>/<hh>/<jobname>/<path>``, and an index file as
-``dir://<host>/disco/...`` (spec sections 1, 4 and 5).
+``dir://<host>/disco/...`` (spec sections 1, 4 and 5). The URL forms
+themselves are :mod:`discodsl.worker.urls`'.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
+
+from discodsl.worker import urls
 
 
 def job_name(prefix: str, now: float | None = None) -> str:
@@ -52,10 +55,4 @@ class JobLayout:
 
     def url(self, path: str, scheme: str = "disco") -> str:
         """The URL of ``path`` (relative to the job home) as the node serves it."""
-        return f"{scheme}://{self.host}/disco/{self.relative}/{path}"
-
-    def local_path(self, url_path: str) -> str:
-        """The file behind ``/disco/<rest>`` of a URL served by this node."""
-        rest = url_path.lstrip("/")
-        rest = rest[len("disco/") :] if rest.startswith("disco/") else rest
-        return os.path.join(self.disco_data, rest)
+        return urls.job_url(self.host, self.relative, path, scheme)

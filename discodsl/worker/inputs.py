@@ -9,7 +9,8 @@ holds what the master's TASK reply says about the node running the task, and
 The schemes are those of Disco 0.5.4 (``disco.schemes``, ``util.urlsplit``):
 ``raw://``, plain paths and ``file://``, ``http(s)://``, ``disco://``,
 ``dir://``; ``tag://`` must be resolved by the client before submitting.
-What this module does not do: decode record files (see
+What this module does not do: take URLs apart (see
+:mod:`discodsl.worker.urls`), decode record files (see
 :mod:`discodsl.worker.records`), retry a failed GET, or use HTTP proxies
 (node-to-node GETs go direct, as Disco's own do).
 """
@@ -21,7 +22,6 @@ import contextlib
 import gzip
 import io
 import itertools
-import os
 import re
 import sys
 import zlib
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol, cast
 if TYPE_CHECKING:
     import urllib.request
 
+from discodsl.worker import urls
 from discodsl.worker.errors import DataError
 from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix, read_records
 
@@ -44,8 +45,6 @@ MAX_INDEX_LINE: Final = 1 << 16
 MAX_TEXT_LINE: Final = 1 << 26
 _READ_BUFFER: Final = 1 << 16
 _DIGITS: Final = re.compile(r"[0-9]+")
-# A text file is cut into line-aligned byte ranges by a fragment on its URL.
-_RANGE: Final = re.compile(r"range=([0-9]+)-([0-9]+)")
 
 
 # The HTTP modules cost a worker ~50 ms to import: loaded on the first HTTP input only.
@@ -137,7 +136,7 @@ def open_url(url: str, node: Node) -> BinaryIO:
 
 def read_index(url: str, node: Node) -> list[tuple[int, str, int]]:
     """The ``(label, url, size)`` entries of the ``dir://HOST/PATH`` index at ``url``."""
-    scheme, rest = _split(url)
+    scheme, rest = urls.split(url)
     if scheme != "dir":
         raise DataError(f"{url} is not a dir:// index URL: pass dir://HOST/PATH", url=url)
     with _open_located(rest, url, node) as stream:
@@ -221,8 +220,7 @@ def _replica_records(
     url: str, label: int | str, node: Node, cursor: Cursor
 ) -> Generator[Any, None, None]:
     """The records of one replica: index entries, a record file or text lines."""
-    scheme, _ = _split(url)
-    if scheme == "dir":
+    if urls.is_index(url):
         yield from _index_records(url, label, node, cursor)
         return
     with _open(url, node) as stream:
@@ -364,17 +362,9 @@ def _index_entry(raw: bytes, number: int, url: str) -> tuple[int, str, int]:
     )
 
 
-def _split(url: str) -> tuple[str, str]:
-    """``(scheme, rest)`` of ``url``; a plain path has the scheme ``""``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "", url
-    return scheme.lower(), rest
-
-
 def _open(url: str, node: Node) -> io.BufferedReader:
     """Open any URL but ``dir://`` and ``tag://`` as a buffered byte stream."""
-    scheme, rest = _split(url)
+    scheme, rest = urls.split(url)
     if scheme == "raw":
         data = io.BytesIO(rest.encode("utf-8"))
         return _buffered(data, url, data)
@@ -405,33 +395,23 @@ def _open(url: str, node: Node) -> io.BufferedReader:
 
 def _open_located(rest: str, url: str, node: Node) -> io.BufferedReader:
     """Open ``HOST/PATH`` of a disco:// or dir:// URL: the local file, or an HTTP GET."""
-    host, _, path = rest.partition("/")
+    host, path = urls.split_host(rest)
     if not host or not path:
         raise DataError(f"{url}: expected SCHEME://HOST/PATH; check the URL", url=url)
     if node.host and host == node.host:
         return _open_file(_local_path(path, url, node), url)
-    return _open_http(f"http://{host}:{node.disco_port}/{path}", node, url)
+    return _open_http(urls.http_url(host, node.disco_port, path), node, url)
 
 
 def _local_path(path: str, url: str, node: Node) -> str:
-    """Map a URL path ``disco/REST`` or ``ddfs/REST`` to the node's data directories."""
-    top, _, rest = path.partition("/")
-    roots = {"disco": (node.disco_data, "disco_data"), "ddfs": (node.ddfs_data, "ddfs_data")}
-    if top not in roots or not rest:
+    """The file behind a URL path ``disco/REST`` or ``ddfs/REST`` on this node."""
+    try:
+        return urls.node_path(path, {"disco": node.disco_data, "ddfs": node.ddfs_data})
+    except ValueError as exc:
         raise DataError(
-            f"{url}: a local path must start with disco/ or ddfs/, not {path!r}: check the URL",
+            f"{url}: {exc}: check the URL (the node's directories come in the TASK reply)",
             url=url,
-        )
-    root, setting = roots[top]
-    if not root:
-        raise DataError(
-            f"{url} is on this node but its {setting} is unknown: the TASK reply must give it",
-            url=url,
-        )
-    local = os.path.normpath(os.path.join(root, rest))
-    if os.path.commonpath([local, os.path.normpath(root)]) != os.path.normpath(root):
-        raise DataError(f"{url} points outside {setting} ({root}): check the URL", url=url)
-    return local
+        ) from None
 
 
 def _open_file(path: str, url: str) -> io.BufferedReader:
@@ -450,18 +430,13 @@ def _open_file(path: str, url: str) -> io.BufferedReader:
 
 def _open_file_url(rest: str, url: str) -> io.BufferedReader:
     """``file://PATH``, percent-decoded, optionally ``#range=START-END`` (see _ranged)."""
-    from urllib.parse import unquote
-
-    quoted, _, fragment = rest.partition("#")
-    path = unquote(quoted)
-    if not fragment:
+    try:
+        path, byte_range = urls.file_target(rest)
+    except ValueError as exc:
+        raise DataError(f"{url}: {exc}", url=url) from None
+    if byte_range is None:
         return _open_file(path, url)
-    match = _RANGE.fullmatch(fragment)
-    if match is None:
-        raise DataError(
-            f"{url}: unknown fragment #{fragment}: the only one is #range=START-END", url=url
-        )
-    return _ranged(path, int(match[1]), int(match[2]), url)
+    return _ranged(path, *byte_range, url)
 
 
 def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
@@ -518,7 +493,7 @@ class _Limited(io.RawIOBase):
 def _open_http(location: str, node: Node, url: str = "") -> io.BufferedReader:
     """GET ``location`` (``url`` names the input, when it is not the same)."""
     url = url or location
-    local = _local_http_path(location, node)
+    local = urls.served_path(location, node.host, node.disco_port)
     if local is not None:
         return _open_file(_local_path(local, url, node), url)
     import http.client
@@ -542,23 +517,6 @@ def _open_http(location: str, node: Node, url: str = "") -> io.BufferedReader:
         ) from exc
     path = urllib.parse.urlsplit(location).path
     return _decompressed(response, path, url)
-
-
-def _local_http_path(location: str, node: Node) -> str | None:
-    """The URL path of an HTTP URL that this node itself serves, as Disco's Python does."""
-    if not node.host:
-        return None
-    import urllib.parse
-
-    parts = urllib.parse.urlsplit(location)
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme != "http" or parts.hostname != node.host or port != node.disco_port:
-        return None
-    path = parts.path.lstrip("/")
-    return path if path.startswith(("disco/", "ddfs/")) else None
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,165 @@
+"""Every URL form discodsl uses, as Disco 0.5.4 writes them: pure functions on strings.
+
+- ``SCHEME://REST`` and plain paths (scheme ``""``): :func:`split`;
+  ``HOST/PATH`` after the scheme: :func:`split_host`; the host a task on a
+  URL is placed near: :func:`preferred_host` (``pipeline_utils``).
+- ``raw://DATA``: the data is the rest of the URL.
+- ``file://PATH[#range=START-END]``: :func:`file_url`, :func:`file_path`,
+  :func:`file_target`, :func:`with_range` (a line-aligned chunk of a text file).
+- ``disco://HOST/disco/...`` and ``disco://HOST/ddfs/...``: on the node
+  ``HOST`` itself, files below its ``disco_data`` and ``ddfs_data``
+  (:func:`node_path`, spec section 4); elsewhere served at
+  ``http://HOST:DISCO_PORT/...`` (:func:`http_url`, :func:`served_path`,
+  :func:`readable_here`).
+- ``dir://HOST/disco/...``: an index of a task's outputs (:func:`is_index`);
+  :func:`job_url` builds both from a path below a job's home.
+- ``tag://NAME`` (or ``tag://HOST/NAME``): a DDFS tag (:func:`tag_name`).
+
+Standard library only: it ships to the nodes. What it does not do: open
+or fetch anything (:mod:`discodsl.worker.inputs` does), validate tag names
+or resolve tags (:mod:`discodsl.ddfs` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+from urllib.parse import unquote, urlsplit
+
+RAW: Final = "raw://"
+TAG: Final = "tag://"
+INDEX: Final = "dir://"
+# The top directories of a node's URL paths, and the TASK reply fields naming their roots.
+NODE_ROOTS: Final = {"disco": "disco_data", "ddfs": "ddfs_data"}
+_RANGE: Final = re.compile(r"range=([0-9]+)-([0-9]+)")
+
+
+def split(url: str) -> tuple[str, str]:
+    """``(scheme, rest)`` of ``url``, the scheme lowercased; a plain path has the scheme ``""``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", url
+    return scheme.lower(), rest
+
+
+def split_host(rest: str) -> tuple[str, str]:
+    """``HOST/PATH`` (what follows ``SCHEME://``) as ``(HOST, PATH)``."""
+    host, _, path = rest.partition("/")
+    return host, path
+
+
+def preferred_host(url: str) -> str:
+    """The host part of ``scheme://HOST/...`` (for ``raw://abc``: ``abc``), as Disco takes it."""
+    if "://" not in url:
+        return ""
+    host = split_host(split(url)[1])[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def file_url(path: str) -> str:
+    """The absolute, percent-encoded ``file://`` URL of a local path."""
+    return Path(path).resolve().as_uri()
+
+
+def file_path(url: str) -> str | None:
+    """The local file behind a ``file://`` URL of a whole file (no range), else None."""
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.fragment:
+        return None
+    return unquote(parts.path)
+
+
+def file_target(rest: str) -> tuple[str, tuple[int, int] | None]:
+    """The path and byte range of ``file://REST``; ValueError for an unknown fragment."""
+    quoted, _, fragment = rest.partition("#")
+    path = unquote(quoted)
+    if not fragment:
+        return path, None
+    match = _RANGE.fullmatch(fragment)
+    if match is None:
+        raise ValueError(f"unknown fragment #{fragment}: the only one is #range=START-END")
+    return path, (int(match[1]), int(match[2]))
+
+
+def with_range(url: str, start: int, end: int) -> str:
+    """The chunk of the text file at ``url`` whose lines start in ``[start, end)``."""
+    return f"{url}#range={start}-{end}"
+
+
+def node_path(path: str, roots: Mapping[str, str]) -> str:
+    """The file behind a node's URL path ``disco/REST`` or ``ddfs/REST``.
+
+    ``roots`` maps ``disco`` and ``ddfs`` to the node's data directories;
+    ValueError says what is wrong (another top directory, an unknown root, a
+    path leading outside its root).
+    """
+    top, _, rest = path.partition("/")
+    if top not in NODE_ROOTS or not rest:
+        raise ValueError(f"a local path must start with disco/ or ddfs/, not {path!r}")
+    root, setting = roots.get(top, ""), NODE_ROOTS[top]
+    if not root:
+        raise ValueError(f"the file is on this node but its {setting} is unknown")
+    local = os.path.normpath(os.path.join(root, rest))
+    if os.path.commonpath([local, os.path.normpath(root)]) != os.path.normpath(root):
+        raise ValueError(f"it points outside {setting} ({root})")
+    return local
+
+
+def http_url(host: str, port: int, path: str) -> str:
+    """Where node ``host`` serves its URL path ``path`` (``disco/...``, ``ddfs/...``)."""
+    return f"http://{host}:{port}/{path}"
+
+
+def served_path(url: str, host: str, port: int) -> str | None:
+    """The ``disco/...`` or ``ddfs/...`` path of an ``http://`` URL that ``host:port``
+    serves, as Disco's Python reads such URLs from local disk; None for any other URL."""
+    if not host:
+        return None
+    parts = urlsplit(url)
+    try:
+        url_port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.hostname != host or url_port != port:
+        return None
+    path = parts.path.lstrip("/")
+    return path if path.startswith(("disco/", "ddfs/")) else None
+
+
+def job_url(host: str, job_home: str, path: str, scheme: str = "disco") -> str:
+    """The URL of ``path`` below a job home (``job_home`` relative to DISCO_DATA) on ``host``."""
+    return f"{scheme}://{host}/disco/{job_home}/{path}"
+
+
+def readable_here(url: str, host: str, port: int, disco_data: str) -> str:
+    """A ``disco://`` URL as anything on this machine can read it: a ``file://`` URL for a
+    file of this machine's node ``host``, else that node's HTTP URL. Other URLs unchanged."""
+    scheme, rest = split(url)
+    if scheme != "disco":
+        return url
+    url_host, path = split_host(rest)
+    if disco_data and url_host == host and path.startswith("disco/"):
+        with contextlib.suppress(ValueError):  # a path leading outside: read over HTTP
+            return Path(node_path(path, {"disco": disco_data})).as_uri()
+    return http_url(url_host, port, path)
+
+
+def is_index(url: str) -> bool:
+    """Whether ``url`` is a ``dir://`` index of task outputs."""
+    return url.startswith(INDEX)
+
+
+def is_tag(url: str) -> bool:
+    """Whether ``url`` names a DDFS tag."""
+    return url.startswith(TAG)
+
+
+def tag_name(url: str) -> str | None:
+    """``NAME`` of ``tag://NAME`` or ``tag://HOST/NAME`` (not validated), else None."""
+    if not is_tag(url):
+        return None
+    return url[len(TAG) :].rsplit("/", 1)[-1]

@@ -1,0 +1,103 @@
+"""Every URL form discodsl uses, in one module: split, built and mapped to local files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from discodsl.worker import urls
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("raw://a b", ("raw", "a b")),
+        ("HTTP://h:1/x", ("http", "h:1/x")),
+        ("/plain/path", ("", "/plain/path")),
+        ("relative.txt", ("", "relative.txt")),
+    ],
+)
+def test_split_gives_the_scheme_lowercased_and_the_rest(url: str, parts: tuple[str, str]) -> None:
+    assert urls.split(url) == parts
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("disco://node1/disco/x", "node1"),
+        ("http://node1:8989/disco/x", "node1"),
+        ("dir://node1/disco/x", "node1"),
+        ("raw://abc", "abc"),
+        ("http://[::1]/x", "[::1]"),
+        ("/plain/path", ""),
+    ],
+)
+def test_preferred_host_is_the_host_as_disco_takes_it(url: str, host: str) -> None:
+    assert urls.preferred_host(url) == host
+
+
+def test_file_urls_round_trip_with_and_without_a_range(tmp_path: Path) -> None:
+    path = tmp_path / "a name.txt"
+    url = urls.file_url(str(path))
+    assert url == path.resolve().as_uri()
+    assert urls.file_path(url) == str(path.resolve())
+    ranged = urls.with_range(url, 3, 10)
+    assert ranged == f"{url}#range=3-10"
+    assert urls.file_path(ranged) is None  # a range is not the whole file
+    assert urls.file_target(urls.split(ranged)[1]) == (str(path.resolve()), (3, 10))
+    assert urls.file_target(urls.split(url)[1]) == (str(path.resolve()), None)
+    assert urls.file_path("raw://x") is None
+    with pytest.raises(ValueError, match="#range=START-END"):
+        urls.file_target("/x#lines=1-2")
+
+
+def test_node_paths_map_disco_and_ddfs_to_their_data_directories() -> None:
+    roots = {"disco": "/d/data", "ddfs": "/d/ddfs"}
+    assert urls.node_path("disco/h/ab/job/out", roots) == "/d/data/h/ab/job/out"
+    assert urls.node_path("ddfs/vol0/blob/x", roots) == "/d/ddfs/vol0/blob/x"
+    with pytest.raises(ValueError, match="must start with disco/ or ddfs/"):
+        urls.node_path("elsewhere/x", roots)
+    with pytest.raises(ValueError, match="points outside disco_data"):
+        urls.node_path("disco/../../etc/passwd", roots)
+    with pytest.raises(ValueError, match="ddfs_data is unknown"):
+        urls.node_path("ddfs/x", {"disco": "/d/data", "ddfs": ""})
+
+
+def test_http_urls_of_a_node_and_the_paths_it_serves() -> None:
+    assert urls.http_url("h", 8989, "disco/x") == "http://h:8989/disco/x"
+    assert urls.served_path("http://h:8989/disco/x", "h", 8989) == "disco/x"
+    assert urls.served_path("http://h:8989/ddfs/x", "h", 8989) == "ddfs/x"
+    assert urls.served_path("http://h:9000/disco/x", "h", 8989) is None
+    assert urls.served_path("http://other:8989/disco/x", "h", 8989) is None
+    assert urls.served_path("http://h:8989/elsewhere/x", "h", 8989) is None
+    assert urls.served_path("http://h:bad/disco/x", "h", 8989) is None
+    assert urls.served_path("http://h:8989/disco/x", "", 8989) is None
+
+
+def test_job_urls_from_the_job_home_and_back() -> None:
+    url = urls.job_url("h", "h/ab/job@1", ".disco/r", scheme="dir")
+    assert url == "dir://h/disco/h/ab/job@1/.disco/r"
+    assert urls.is_index(url) and not urls.is_index("disco://h/disco/x")
+    assert urls.split_host(urls.split(url)[1]) == ("h", "disco/h/ab/job@1/.disco/r")
+
+
+def test_a_result_url_as_this_machine_reads_it(tmp_path: Path) -> None:
+    here = urls.readable_here("disco://h/disco/h/ab/out", "h", 8989, str(tmp_path))
+    assert here == (tmp_path / "h" / "ab" / "out").as_uri()
+    assert urls.readable_here("disco://o/disco/x", "h", 8989, str(tmp_path)) == (
+        "http://o:8989/disco/x"
+    )
+    assert urls.readable_here("disco://h/ddfs/x", "h", 8989, str(tmp_path)) == (
+        "http://h:8989/ddfs/x"
+    )
+    assert urls.readable_here("file:///x", "h", 8989, str(tmp_path)) == "file:///x"
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [("tag://logs", "logs"), ("tag://host/logs", "logs"), ("logs", None), ("raw://x", None)],
+)
+def test_tag_names(url: str, name: str | None) -> None:
+    assert urls.tag_name(url) == name
+    assert urls.is_tag(url) is (name is not None)
