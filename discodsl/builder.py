@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from discodsl import jobpack, settings, shipping
 from discodsl.options import JobOptions
+from discodsl.worker.spec import encode_jobdata
 
 if TYPE_CHECKING:
     from discodsl.model import Job
@@ -42,6 +43,6 @@ def build_jobpack(
         scheduler={"max_cores": options.max_cores} if options.max_cores else {},
         save_results=options.save_results,
     )
-    data = shipping.encode_jobdata(spec, pickled)
+    data = encode_jobdata(spec, pickled)
     pack = jobpack.JobPack(jobdict, dict(options.env), jobhome(), data)
     return jobpack.encode(pack)

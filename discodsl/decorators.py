@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage, check_pipeline
 from discodsl.options import validate_options
-from discodsl.worker.spec import GROUPINGS
+from discodsl.worker.spec import GROUPINGS, takes_params
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,10 +38,10 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
             f"{kind} {stage_name!r}: grouping {grouping!r} is not one of Disco's "
             f"groupings: use one of {', '.join(GROUPINGS)}"
         )
-    takes_params = _check_signature(function, kind, stage_name)
+    with_params = _check_signature(function, kind, stage_name)
     for hook in ("init", "done", "combiner", "partitioner"):
         _check_callable(options.get(hook), hook, stage_name)
-    return Stage(function, kind, stage_name, takes_params=takes_params, **options)
+    return Stage(function, kind, stage_name, takes_params=with_params, **options)
 
 
 def _name_of(function: Callable[..., Any]) -> str:
@@ -74,15 +74,15 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
-    takes_params = "params" in signature.parameters and len(positional) == len(required) + 1
-    needed = len(required) + (1 if takes_params else 0)
+    with_params = takes_params(function, len(required))
+    needed = len(required) + (1 if with_params else 0)
     mandatory = [p for p in positional if p.default is p.empty]
     if len(mandatory) > needed or (len(positional) < needed and not varargs):
         raise JobError(
             f"{kind} {name!r} takes ({', '.join(p.name for p in positional)}) but a {kind} is "
             f"called with ({', '.join(required)}[, params]): write e.g. `{example}`"
         )
-    return takes_params
+    return with_params
 
 
 def map(

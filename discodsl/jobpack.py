@@ -48,6 +48,7 @@ import cloudpickle
 
 import discodsl.worker
 from discodsl.errors import JobpackError
+from discodsl.worker.spec import GROUPINGS
 
 __all__ = [
     "GROUPINGS",
@@ -65,7 +66,6 @@ __all__ = [
 MAGIC = 0xD5C0
 VERSION = 2
 HEADER_SIZE = 128
-GROUPINGS = ("split", "group_label", "group_all", "group_node", "group_node_label")
 REQUIRED_KEYS = ("pipeline", "inputs", "worker", "prefix", "owner", "scheduler")
 
 _FIXED = struct.Struct(">HHIIII")  # magic, version, the four offsets: the part the master reads

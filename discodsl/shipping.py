@@ -34,9 +34,9 @@ import cloudpickle
 
 from discodsl import jobpack, tracebacks
 from discodsl.errors import PicklingError
-from discodsl.worker.spec import JobSpec, StageSpec, encode_jobdata
+from discodsl.worker.spec import JobSpec, StageSpec
 
-__all__ = ["encode_jobdata", "jobdata", "pickle_job", "preflight"]
+__all__ = ["pickle_job", "preflight"]
 
 PREFLIGHT_TIMEOUT = 60.0
 _INSTALLED = tuple(
@@ -47,11 +47,6 @@ _INSTALLED = tuple(
     if path
 )
 _checked: set[str] = set()
-
-
-def jobdata(spec: JobSpec) -> bytes:
-    """The jobpack's jobdata for ``spec``: a header naming our Python, then the pickle."""
-    return encode_jobdata(spec, pickle_job(spec))
 
 
 def pickle_job(spec: JobSpec) -> bytes:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from discodsl import Job, JobError, SettingsError, Stage, job, map, reduce, stage
+from discodsl.worker.spec import positional_arity, takes_params
 
 
 @map
@@ -63,6 +64,40 @@ def test_params_detected() -> None:
         return []
 
     assert with_params.takes_params and not words.takes_params
+
+
+def _p0(params: Any) -> None: ...
+def _p1(state: Any, params: Any = None) -> None: ...
+def _other(state: Any, extra: Any) -> None: ...
+def _varargs(*args: Any) -> None: ...
+def _none() -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("function", "before", "expected"),
+    [
+        (_p0, 0, True),
+        (_p1, 1, True),
+        (_p1, 0, False),  # `params` must come right after the arguments always given
+        (_other, 1, False),  # a positional parameter of another name is not params
+        (_varargs, 1, False),
+        (_none, 0, False),
+        (len, 1, False),  # a builtin whose signature says no params
+        (functools.partial(_p1, "state"), 0, True),
+    ],
+)
+def test_one_rule_says_whether_a_function_takes_params(
+    function: Any, before: int, expected: bool
+) -> None:
+    assert takes_params(function, before) is expected
+
+
+@pytest.mark.parametrize(
+    ("function", "arity"),
+    [(_p0, 1), (_p1, 2), (_varargs, None), (_none, 0), (functools.partial(_p1, "s"), 1)],
+)
+def test_positional_arity(function: Any, arity: int | None) -> None:
+    assert positional_arity(function) == arity
 
 
 def test_partial_and_lambda() -> None:

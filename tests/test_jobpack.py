@@ -6,24 +6,28 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
 import stat
 import struct
 import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import discodsl.worker
 from discodsl.errors import JobpackError
 from discodsl.jobpack import (
+    GROUPINGS,
     NODE_PACKAGE_INIT,
+    REQUIRED_KEYS,
     JobPack,
     build_jobhome,
     decode,
@@ -62,6 +66,7 @@ def raw_pack(
     magic: int = 0xD5C0,
     version: int = 2,
     offsets: Callable[[Offsets], Offsets] | None = None,
+    jobdata: bytes = b"",
 ) -> bytes:
     """A jobpack laid out as Disco's spec says, with whatever content and header given."""
     jd = jobdict if isinstance(jobdict, bytes) else json.dumps(jobdict).encode()
@@ -75,7 +80,7 @@ def raw_pack(
     if offsets is not None:
         fields = offsets(fields)
     header = struct.pack(">HHIIII", magic, version, *fields).ljust(128, b"\0")
-    return header + jd + je + jobhome
+    return header + jd + je + jobhome + jobdata
 
 
 def changed(**values: Any) -> bytes:
@@ -188,10 +193,10 @@ REFUSED_ON_PURPOSE: dict[str, tuple[Callable[[], bytes], str, str]] = {
     ),
 }
 
-# Jobpacks job/new accepted that we accept too.
-ACCEPTED_ODD: dict[str, Callable[[], bytes]] = {
-    "empty inputs list": lambda: changed(inputs=[]),
-    "scheduler max_cores given": lambda: changed(scheduler={"max_cores": 1}),
+# Jobpacks job/new accepted that we accept too: note -> what they change in BASE.
+ACCEPTED_ODD: dict[str, dict[str, Any]] = {
+    "empty inputs list": {"inputs": []},
+    "scheduler max_cores given": {"scheduler": {"max_cores": 1}},
 }
 
 
@@ -231,7 +236,10 @@ def test_decode_refuses_odd_jobpacks_the_master_accepted(note: str) -> None:
 
 @pytest.mark.parametrize("note", sorted(ACCEPTED_ODD))
 def test_decode_accepts_odd_jobpacks_that_work(note: str) -> None:
-    assert isinstance(decode(ACCEPTED_ODD[note]()), JobPack)
+    pack = decode(changed(**ACCEPTED_ODD[note]))
+    assert pack == JobPack(
+        jobdict={**BASE, **ACCEPTED_ODD[note]}, jobenvs=ENVS, jobhome=JOBHOME, jobdata=b""
+    )
 
 
 def test_every_refusal_of_the_master_has_a_case(reference: Path) -> None:
@@ -567,29 +575,44 @@ def test_extracted_runtime_imports_from_the_job_home(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------
-# Anything at all given to decode ends in a JobPack or a JobpackError.
+# Anything given to decode ends in a JobPack holding what was encoded, or in a
+# JobpackError whose message starts with the field at fault.
 
-VALID = raw_pack({**BASE, "save_results": True, "save_info": "ddfs"}, jobhome=JOBHOME)
+CHECKED_KEYS = (*REQUIRED_KEYS, "save_results", "save_info")
+FIELDS = frozenset({"header", "magic", "version", "jobdict", "jobenvs", "jobhome", *CHECKED_KEYS})
+# What a moved offset can break: the header's own rules, or the sections it cuts.
+MOVED_OFFSET_FAULTS = frozenset({"header", "jobdict", "jobenvs", "jobhome", "worker"})
+
+
+def field_named(error: JobpackError) -> str:
+    """The field a refusal starts with ("prefix: ...", "inputs[0]: ..."), which must be one."""
+    match = re.match(r"([a-z_]+)[:\[]", str(error))
+    assert match and match[1] in FIELDS, f"the refusal names no field: {error}"
+    return match[1]
+
+
+def sections(data: bytes) -> JobPack:
+    """What the header of ``data`` says it holds, read without any check."""
+    at = header_of(data)
+    return JobPack(
+        jobdict=json.loads(data[128 : at["jobenvs"]]),
+        jobenvs=json.loads(data[at["jobenvs"] : at["jobhome"]]),
+        jobhome=data[at["jobhome"] : at["jobdata"]],
+        jobdata=data[at["jobdata"] :],
+    )
 
 
 def _decode_or_refuse(data: bytes) -> None:
     try:
         pack = decode(data)
-    except JobpackError:
+    except JobpackError as exc:
+        field_named(exc)
         return
+    assert pack == sections(data)
     assert decode(encode(pack)) == pack  # what we accept, we can also write
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=400))
-def test_decode_random_bytes(data: bytes) -> None:
-    _decode_or_refuse(data)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=400))
-def test_decode_random_bytes_behind_a_good_start(tail: bytes) -> None:
-    _decode_or_refuse(VALID[:8] + tail)
+VALID = raw_pack({**BASE, "save_results": True, "save_info": "ddfs"}, jobhome=JOBHOME)
 
 
 @st.composite
@@ -617,27 +640,160 @@ def test_decode_mutated_jobpacks(data: bytes) -> None:
     _decode_or_refuse(data)
 
 
+# Structured cases: a valid header around sections of which some are broken on purpose,
+# each break with the fields a refusal may name (none broken: decode must accept).
+
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
     max_leaves=12,
 )
+NOT_AN_OBJECT = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.lists(JSON)
+# The shape of pipeline and inputs (lists of triples), with parts of any type or kind.
+NEAR_TRIPLE = st.tuples(
+    st.sampled_from(["map", "reduce", "a b"]) | st.integers(-1, 1) | JSON,
+    st.sampled_from([*GROUPINGS, "shuffle"]) | st.integers(-1, 1) | JSON,
+    st.booleans() | st.lists(st.sampled_from(["raw://x", "x", ""]), max_size=2) | JSON,
+).map(list)
+LIST_OF_LISTS = st.lists(NEAR_TRIPLE | st.lists(JSON, max_size=4), max_size=3)
+Part = tuple[bytes, Any, frozenset[str]]  # bytes, the value they encode (None: not JSON), faults
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.sampled_from([*BASE, "save_results", "save_info", "input"]), JSON)
-def test_decode_jobdicts_with_any_value_for_a_key(key: str, value: Any) -> None:
-    _decode_or_refuse(raw_pack({**BASE, key: value}, jobenvs={}))
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
 
 
-@settings(max_examples=300, deadline=None)
-@given(JSON, st.integers(0, 200), st.binary(max_size=4))
-def test_decode_damaged_sections(jobenvs: Any, position: int, damage: bytes) -> None:
-    jobdict = bytearray(json.dumps(BASE).encode())
-    jobdict[position : position + len(damage)] = damage
-    _decode_or_refuse(raw_pack(bytes(jobdict), jobenvs=json.dumps(jobenvs).encode()))
+@st.composite
+def jobdicts(draw: st.DrawFn, broken: bool) -> Part:
+    kinds = ["drop", *["replace"] * 4, "not an object", "bytes"] if broken else ["as is", "extra"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "drop":
+        key = draw(st.sampled_from(REQUIRED_KEYS))
+        value = {k: v for k, v in BASE.items() if k != key}
+        return _json(value), value, frozenset({"jobdict"})
+    if kind == "replace":
+        key = draw(st.sampled_from(CHECKED_KEYS))
+        value = {**BASE, key: draw(JSON | LIST_OF_LISTS)}
+        return _json(value), value, frozenset({key})
+    if kind == "extra":  # keys Disco 0.4 wrote, which version 2 ignores
+        value = {**BASE, draw(st.sampled_from(["input", "map?", "nr_reduces"])): draw(JSON)}
+        return _json(value), value, frozenset()
+    if kind == "not an object":
+        value = draw(NOT_AN_OBJECT)
+        return _json(value), value, frozenset({"jobdict"})
+    if kind == "bytes":  # still valid JSON, maybe, with any key's value changed
+        data = bytearray(_json(BASE))
+        position = draw(st.integers(0, len(data)))
+        data[position : position + draw(st.integers(0, 4))] = draw(st.binary(max_size=4))
+        return bytes(data), None, FIELDS
+    return _json(BASE), BASE, frozenset()
+
+
+@st.composite
+def jobenvs(draw: st.DrawFn, broken: bool) -> Part:
+    kind = draw(st.sampled_from(["any values", "not an object"] if broken else ["as is"]))
+    if kind == "any values":
+        value = draw(st.dictionaries(st.text(max_size=8), JSON | st.text(), max_size=3))
+        return _json(value), value, frozenset({"jobenvs"})
+    if kind == "not an object":
+        value = draw(NOT_AN_OBJECT)
+        return _json(value), value, frozenset({"jobenvs"})
+    return _json(ENVS), ENVS, frozenset()
+
+
+UNSAFE_MEMBERS = ["../x", "/abs", "a/../../x", "a\\b", "symlink"]
+
+
+@st.composite
+def jobhomes(draw: st.DrawFn, broken: bool) -> tuple[bytes, frozenset[str]]:
+    kinds = ["no worker", "unsafe", "damaged", "junk"] if broken else ["as is", "more files"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "more files":
+        files = {WORKER: b"#!/bin/sh\n", **draw(st.dictionaries(st.just("lib/a.py"), st.binary()))}
+        return build_jobhome(files, executable=[WORKER]), frozenset()
+    if kind == "no worker":
+        return build_jobhome({"other.py": b""}, executable=()), frozenset({"worker"})
+    if kind == "unsafe":
+        name = draw(st.sampled_from(UNSAFE_MEMBERS))
+        member = _symlink("lib") if name == "symlink" else name
+        return _zip((WORKER, b""), (member, b"x")), frozenset({"jobhome"})
+    if kind == "damaged":
+        data = bytearray(JOBHOME)
+        position = draw(st.integers(0, len(data) - 1))
+        data[position : position + draw(st.integers(0, 4))] = draw(st.binary(max_size=4))
+        return bytes(data), frozenset({"jobhome", "worker"})
+    if kind == "junk":
+        return draw(st.binary(max_size=64)), frozenset({"jobhome"})
+    return JOBHOME, frozenset()
+
+
+@st.composite
+def moved_offsets(draw: st.DrawFn, broken: bool) -> tuple[int, int, bool] | None:
+    """None, or (which offset, by how much or to where, whether that is absolute)."""
+    if not broken:
+        return None
+    which = draw(st.integers(0, 3))
+    if draw(st.booleans()):
+        return which, draw(st.integers(0, 2**32 - 1)), True
+    return which, draw(st.integers(-8, 8)), False
+
+
+def _move(offsets: Offsets, change: tuple[int, int, bool]) -> Offsets:
+    which, amount, absolute = change
+    moved = list(offsets)
+    moved[which] = amount if absolute else min(max(moved[which] + amount, 0), 2**32 - 1)
+    return (moved[0], moved[1], moved[2], moved[3])
+
+
+@dataclass(frozen=True)
+class Case:
+    data: bytes
+    expected: JobPack | None  # what decode must return if it accepts; None: the header's slices
+    faults: frozenset[str]  # the fields a refusal may name; empty: decode must accept
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    parts = st.sampled_from(["jobdict", "jobenvs", "jobhome", "offsets"])
+    broken = draw(st.sets(parts, max_size=2))
+    jobdict, jobdict_value, jobdict_faults = draw(jobdicts("jobdict" in broken))
+    envs, envs_value, envs_faults = draw(jobenvs("jobenvs" in broken))
+    jobhome, jobhome_faults = draw(jobhomes("jobhome" in broken))
+    jobdata = draw(st.binary(max_size=8))
+    change = draw(moved_offsets("offsets" in broken))
+    data = raw_pack(jobdict, envs, jobhome, jobdata=jobdata)
+    moved = raw_pack(
+        jobdict, envs, jobhome, jobdata=jobdata, offsets=change and (lambda o: _move(o, change))
+    )
+    faults = jobdict_faults | envs_faults | jobhome_faults
+    if moved == data:
+        expected = None if jobdict_value is None else JobPack(
+            jobdict=jobdict_value, jobenvs=envs_value, jobhome=jobhome, jobdata=jobdata
+        )
+        return Case(data, expected, faults)
+    return Case(moved, None, faults | MOVED_OFFSET_FAULTS)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_decode_returns_what_was_encoded_or_names_the_field_at_fault(case: Case) -> None:
+    try:
+        pack = decode(case.data)
+    except JobpackError as exc:
+        field = field_named(exc)
+        event(f"refused: {field}")
+        assert case.faults, f"a valid jobpack was refused: {exc}"
+        assert field in case.faults, f"{exc} (the broken fields: {sorted(case.faults)})"
+        return
+    event("accepted")
+    assert pack == (case.expected or sections(case.data))
+    assert decode(encode(pack)) == pack
 
 
 @pytest.mark.parametrize(

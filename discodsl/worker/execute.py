@@ -13,7 +13,6 @@ label (0); the last stage labels everything with its own group's label.
 
 from __future__ import annotations
 
-import inspect
 import os
 import traceback
 from collections import defaultdict
@@ -28,7 +27,7 @@ from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.partition import partitioner
 from discodsl.worker.records import NotAPair, RecordWriter, as_pair
-from discodsl.worker.spec import JobSpec, StageSpec
+from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
 
 Output = tuple[int, str, int]
 Sink = Callable[[Any, Any], None]
@@ -128,18 +127,7 @@ def _call_hook(hook: Callable[..., Any] | None, params: Any, *state: Any) -> Any
     if hook is None:
         return None
     args = (*state, params)
-    try:
-        signature = inspect.signature(hook)
-    except (TypeError, ValueError):
-        return hook(*args)
-    positional = [
-        p
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
-        return hook(*args)
-    return hook(*args[: len(positional)])
+    return hook(*args[: positional_arity(hook)])
 
 
 def _stream_map(
@@ -311,8 +299,7 @@ class _Combiner:
     """
 
     def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
-        takes_params = "params" in inspect.signature(function).parameters
-        self.stage, self.function = stage, _bound(function, takes_params, params)
+        self.stage, self.function = stage, _bound(function, takes_params(function, 2), params)
         # A plain dict, not a defaultdict: CPython specialises subscripts of exact dicts,
         # which makes the per-value loop below about a quarter faster.
         self.buffer: dict[Any, list[Any]] = {}

@@ -16,10 +16,15 @@ Stage kinds and what their ``function`` is called with:
   ``sort`` is false).
 - ``stage``: ``function(records[, params])`` once per task with an iterator
   over all the task's records.
+
+Whether a function takes ``params`` is decided once, by :func:`takes_params`
+(the decorators, combiners and hooks all ask it); :func:`positional_arity`
+says how many positional arguments a hook accepts.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -28,8 +33,8 @@ from typing import Any
 
 JOBDATA_MAGIC = b"DISCODSL-JOBDATA 1\n"
 
+# Disco 0.5.4's groupings (spec section 2); the jobpack checks and the decorators use these.
 GROUPINGS = ("split", "group_label", "group_all", "group_node", "group_node_label")
-KINDS = ("map", "reduce", "stage")
 
 Partitioner = Callable[[Any, int], int]
 
@@ -71,6 +76,32 @@ class JobSpec:
             if spec.name == name:
                 return index, spec
         raise KeyError(name)
+
+
+def takes_params(function: Callable[..., Any], before: int) -> bool:
+    """Whether ``function`` is called with the job's ``params`` after ``before`` arguments.
+
+    It is when it has exactly ``before + 1`` positional parameters and one of them
+    is called ``params``: ``def words(line, params)``, ``def init(params)``,
+    ``def done(state, params)``. A signature that cannot be read (a builtin) is not.
+    """
+    try:
+        names = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return "params" in names and positional_arity(function) == before + 1
+
+
+def positional_arity(function: Callable[..., Any]) -> int | None:
+    """How many positional arguments ``function`` takes; None for any number (``*args``,
+    or a signature that cannot be read)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
 def python_tag(version: tuple[int, int]) -> str:
