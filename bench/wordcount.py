@@ -1,146 +1,200 @@
-"""Wordcount: discodsl's local runner against plain Python peers, side by side in one run.
+"""Wordcount: discodsl against plain Python and dask.bag, every figure side by side from one run.
 
 usage: python bench/wordcount.py [--mb 200] [--runs 3] [--data bench/data]
+                                 [--master http://HOST:8989 [--push-inputs]] [--no-dask]
 
-Makes the corpus with ../shared/bench/make_corpus.py (MB as 8 part files and
-as one file, plus 1 KB for start-up), then times, alternating and taking the
-median of --runs: the README's wordcount (bench/wc_job.py) on the local
-runner over the 8 parts and over the one file; mp_counter.py and
-plain_counter.py; and the 1 KB job, local and inline. Each run is a fresh
-process; outputs are checked equal. Prints wall, CPU, the peak RSS of the
-largest process, and the ratios against mp_counter.
+Makes the corpus with bench/corpus.py (``--mb`` MB as 8 part files and as one
+file, and 1 KB for start-up; kept under ``--data`` for later runs), reads it
+once to warm the page cache, then times, as fresh processes, in an order that
+rotates every round, and takes the median of ``--runs`` rounds:
+
+- on the 8 parts: the README's wordcount (bench/wc_job.py) on the local
+  runner; the peers in bench/peers/: mp_counter (Pool(2), a Counter per
+  file), mp_pairs (Pool(2), the map's ``(word, 1)`` pairs folded by hand:
+  the per-record floor), plain_counter (one process), dask.bag (2 processes);
+  with ``--master``, the same job on that Disco master;
+- on the one file: the job on the local runner (the file cut into ranges);
+- on 1 KB: the job local and inline, from process start.
+
+Every output is checked equal to plain_counter's. Columns: wall seconds, CPU
+seconds of the whole process tree (bench/_timed.py waits for every
+descendant), the peak RSS of the largest single process, and wall and CPU as
+ratios of mp_counter's and mp_pairs'. Compare ratios, not absolute times: a
+shared machine's load moves every row (the load average is printed before
+and after). A row that fails or whose output differs says so in the table,
+and the script exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
+import importlib.util
 import os
 import statistics
 import subprocess
 import sys
-from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-PEERS = HERE.parent.parent / "shared" / "bench"
-PY = sys.executable
+import corpus
+from _harness import HERE, PY, counts, failure, job, load, timed
+
+PARTS = 8
+ANCHORS = ("mp_counter", "mp_pairs")
 
 
-def make_corpus(data: Path, mb: float) -> tuple[list[str], str, str]:
-    data.mkdir(parents=True, exist_ok=True)
-    one, parts, tiny = (
-        data / f"corpus-{mb:g}mb.txt",
-        data / f"corpus-{mb:g}mb-parts",
-        data / "corpus-1kb.txt",
-    )
-    maker = str(PEERS / "make_corpus.py")
-    if not one.exists():
-        subprocess.run([PY, maker, "--mb", str(mb), "--out", str(one)], check=True)
-    if not parts.exists():
-        subprocess.run(
-            [PY, maker, "--mb", str(mb), "--files", "8", "--out", str(parts)], check=True
-        )
-    if not tiny.exists():
-        subprocess.run([PY, maker, "--mb", "0.001", "--out", str(tiny)], check=True)
-    return sorted(glob.glob(str(parts / "part-*"))), str(one), str(tiny)
+@dataclass
+class Row:
+    """One command of the table, its runs' figures, and what went wrong with it."""
+
+    name: str
+    on: str  # the input: "8 parts", "1 file" or "1 KB"
+    command: list[str]
+    out: Path
+    reference: Path  # plain_counter's output the command's output must equal
+    runs: list[dict[str, float]] = field(default_factory=list)
+    failure: str = ""
+
+    def median(self, figure: str) -> float:
+        return statistics.median(run[figure] for run in self.runs)
 
 
-def timed(command: list[str]) -> dict[str, float]:
-    out = subprocess.run(
-        [PY, str(HERE / "_timed.py"), *command], capture_output=True, text=True, check=True
-    ).stdout
-    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    if figures["code"] != 0:
-        raise SystemExit(f"failed: {' '.join(command)}")
-    return figures
+def peer(script: str, *args: object) -> list[str]:
+    """The command running bench/peers/``script`` with ``args``."""
+    return [PY, str(HERE / "peers" / script), *map(str, args)]
 
 
-def counts(path: str) -> Counter[str]:
-    result: Counter[str] = Counter()
-    with open(path) as handle:
-        for line in handle:
-            word, n = line.rsplit("\t", 1)
-            result[word] += int(n)
-    return result
+def plan(args: argparse.Namespace, data: Path) -> list[Row]:
+    """The rows to time, their inputs made (and the references written) first."""
+    one, parts = corpus.corpus(data, args.mb, PARTS)
+    tiny, _ = corpus.corpus(data, 0.001)
+    out = data / "out"
+    out.mkdir(exist_ok=True)
+    big, small = out / "reference", out / "reference-1kb"
+    untimed(peer("plain_counter.py", *parts, "-o", big))
+    untimed(peer("plain_counter.py", tiny, "-o", small))
+    warm(one)
+
+    def row(name: str, on: str, command: list[str], reference: Path = big) -> Row:
+        return Row(name, on, command, Path(command[command.index("-o") + 1]), reference)
+
+    rows = [
+        row("discodsl local", "8 parts", job("-o", out / "local-parts", *parts)),
+        row("mp_counter", "8 parts", peer("mp_counter.py", "-o", out / "mp_counter", *parts)),
+        row("mp_pairs", "8 parts", peer("mp_pairs.py", "-o", out / "mp_pairs", *parts)),
+        row("plain_counter", "8 parts", peer("plain_counter.py", "-o", out / "plain", *parts)),
+        row("discodsl local", "1 file", job("-o", out / "local-one", one)),
+        row("discodsl local", "1 KB", job("-o", out / "local-1kb", tiny), small),
+        row("discodsl inline", "1 KB", job("--mode", "inline", "-o", out / "inline-1kb", tiny),
+            small),
+    ]
+    if not args.no_dask:
+        rows.insert(4, dask_row(out, parts, big))
+    if args.master:
+        push = ["--push-inputs"] if args.push_inputs else []
+        command = job("--master", args.master, *push, "-o", out / "cluster-parts", *parts)
+        rows.insert(1, row("discodsl cluster", "8 parts", command))
+    return rows
+
+
+def dask_row(out: Path, parts: list[Path], reference: Path) -> Row:
+    """The dask.bag row, or a row saying how to install dask."""
+    command = peer("dask_wc.py", "--workers", 2, "-o", out / "dask", *parts)
+    row = Row("dask.bag", "8 parts", command, out / "dask", reference)
+    if importlib.util.find_spec("dask") is None:
+        row.failure = "dask is not installed: pip install -e '.[bench]'"
+    return row
+
+
+def untimed(command: list[str]) -> None:
+    """Run a command that must succeed (making a reference output)."""
+    subprocess.run(command, check=True)
+
+
+def warm(path: Path) -> None:
+    """Read ``path`` once so that every timed run finds it in the page cache."""
+    with open(path, "rb") as handle:
+        while handle.read(1 << 24):
+            pass
+
+
+def measure(row: Row, limit: float) -> None:
+    """Time one run of ``row``; record its figures, or why it failed."""
+    row.out.unlink(missing_ok=True)
+    figures, stderr = timed(row.command, limit)
+    row.failure = failure(figures, stderr, limit)
+    if row.failure:
+        return
+    if counts(row.out) != counts(row.reference):
+        row.failure = f"output {row.out} differs from plain_counter's"
+    else:
+        row.runs.append(figures)
+
+
+def rounds(rows: list[Row], runs: int, limit: float) -> None:
+    """``runs`` rounds over the rows, each starting one row later than the last."""
+    for i in range(runs):
+        order = rows[i % len(rows) :] + rows[: i % len(rows)]
+        for row in order:
+            if not row.failure:
+                measure(row, limit)
+                print(f"round {i + 1}: {row.name}, {row.on} ({row.failure or 'ok'})",
+                      file=sys.stderr)
+
+
+def cells(row: Row, anchors: dict[str, Row]) -> list[str]:
+    """The table cells of one row."""
+    if row.failure:
+        return [row.on, row.name, f"FAILED: {row.failure}"]
+    base = [row.on, row.name] + [f"{row.median(f):.2f}" for f in ("wall", "cpu")]
+    base.append(f"{row.median('rss_mb'):.0f}")
+    for anchor in anchors.values():
+        usable = row.on != "1 KB" and not anchor.failure and anchor.runs
+        for figure in ("wall", "cpu"):
+            ratio = row.median(figure) / anchor.median(figure) if usable else None
+            base.append(f"{ratio:.2f}x" if ratio else "-")
+    return base
+
+
+def table(rows: list[Row]) -> list[str]:
+    """The rows as a Markdown table, columns aligned."""
+    anchors = {r.name: r for r in rows if r.name in ANCHORS and r.on == "8 parts"}
+    head = ["input", "command", "wall s", "CPU s", "peak RSS MB"]
+    for name in anchors:
+        head += [f"wall / {name}", f"CPU / {name}"]
+    body = [cells(row, anchors) for row in rows]
+    whole = [head] + [b for b in body if len(b) == len(head)]  # not a failure's long message
+    widths = [max(len(r[i]) for r in whole) for i in range(len(head))]
+
+    def line(items: list[str]) -> str:
+        pairs = enumerate(zip(items, widths, strict=False))
+        padded = [s.ljust(w) if i < 2 else s.rjust(w) for i, (s, w) in pairs]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "| " + " | ".join("-" * w for w in widths) + " |"
+    return [line(head), rule, *(line(b) for b in body)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mb", type=float, default=200)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data", default=str(HERE / "data"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--mb", type=float, default=200, help="corpus size (default 200)")
+    parser.add_argument("--runs", type=int, default=3, help="rounds; medians are printed")
+    parser.add_argument("--data", type=Path, default=HERE / "data", help="corpus and outputs")
+    parser.add_argument("--master", help="add a row on this Disco master (cluster mode)")
+    parser.add_argument("--push-inputs", action="store_true", help="master row: DDFS inputs")
+    parser.add_argument("--no-dask", action="store_true", help="leave out the dask.bag row")
+    parser.add_argument("--limit", type=float, default=1800, help="seconds a run may take")
     args = parser.parse_args()
-    parts, one, tiny = make_corpus(Path(args.data), args.mb)
-    out = Path(args.data) / "out"
-    out.mkdir(exist_ok=True)
-    job = str(HERE / "wc_job.py")
-    commands = {
-        "discodsl local, 8 parts": [PY, job, "-o", str(out / "dsl-parts"), *parts],
-        "discodsl local, 1 file": [PY, job, "-o", str(out / "dsl-one"), one],
-        "mp_counter, 8 parts": [
-            PY,
-            str(PEERS / "peers" / "mp_counter.py"),
-            *parts,
-            "-o",
-            str(out / "mp"),
-        ],
-        "plain_counter, 1 file": [
-            PY,
-            str(PEERS / "peers" / "plain_counter.py"),
-            one,
-            "-o",
-            str(out / "plain"),
-        ],
-        "discodsl local, 1 KB": [PY, job, "-o", str(out / "tiny-local"), tiny],
-        "discodsl inline, 1 KB": [
-            PY,
-            job,
-            "--mode",
-            "inline",
-            "-o",
-            str(out / "tiny-inline"),
-            tiny,
-        ],
-    }
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
-    for _ in range(args.runs):
-        for name, command in commands.items():
-            runs[name].append(timed(command))
-    reference = counts(str(out / "plain"))
-    for name in ("dsl-parts", "dsl-one", "mp"):
-        if counts(str(out / name)) != reference:
-            raise SystemExit(f"output {name} differs from plain_counter's")
-    if counts(str(out / "tiny-local")) != counts(str(out / "tiny-inline")):
-        raise SystemExit("1 KB outputs differ between local and inline")
-    report(runs, args)
-
-
-def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
-    median = {
-        n: {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "rss_mb")}
-        for n, rs in runs.items()
-    }
-    print(
-        f"\n{args.mb:g} MB corpus, median of {args.runs} alternating runs, {os.cpu_count()} cores"
-    )
-    print(f"{'command':28s} {'wall s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s}")
-    for name, m in median.items():
-        print(f"{name:28s} {m['wall']:8.2f} {m['cpu']:8.2f} {m['rss_mb']:12.0f}")
-    mp = median["mp_counter, 8 parts"]["wall"]
-    print(
-        f"\nlocal 8 parts / mp_counter: {median['discodsl local, 8 parts']['wall'] / mp:.2f}x "
-        "(target <= 1.25)"
-    )
-    print(
-        f"local 1 file / mp_counter 8 parts: {median['discodsl local, 1 file']['wall'] / mp:.2f}x "
-        "(target <= 1.4)"
-    )
-    print(
-        f"1 KB local: {median['discodsl local, 1 KB']['wall']:.2f} s (target <= 0.5); "
-        f"inline: {median['discodsl inline, 1 KB']['wall']:.2f} s (target <= 0.3)"
-    )
+    rows = plan(args, args.data)
+    before = load()
+    rounds(rows, args.runs, args.limit)
+    print(f"\nwordcount, {args.mb:g} MB corpus ({PARTS} parts or 1 file) and 1 KB; median of "
+          f"{args.runs} rotating rounds; {os.cpu_count()} cores, Python "
+          f"{sys.version.split()[0]}; load average {before} before, {load()} after\n")
+    print("\n".join(table(rows)))
+    if args.master:
+        print("\ncluster row: CPU and RSS are the client's only (the master runs the tasks)")
+    sys.exit(1 if any(row.failure for row in rows) else 0)
 
 
 if __name__ == "__main__":
