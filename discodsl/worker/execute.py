@@ -339,7 +339,9 @@ class _Combiner:
                 result = function(record)
                 try:
                     for item in result:
-                        key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+                        key, value = (
+                            item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+                        )
                         try:
                             buffer[key].append(value)
                         except KeyError:
