@@ -665,8 +665,8 @@ def jobdicts(draw: st.DrawFn, broken: bool) -> Part:
         value = {**BASE, draw(st.sampled_from(["input", "map?", "nr_reduces"])): draw(JSON)}
         return _json(value), value, frozenset()
     if kind == "not an object":
-        value = draw(NOT_AN_OBJECT)
-        return _json(value), value, frozenset({"jobdict"})
+        other = draw(NOT_AN_OBJECT)
+        return _json(other), other, frozenset({"jobdict"})
     if kind == "bytes":  # still valid JSON, maybe, with any key's value changed
         data = bytearray(_json(BASE))
         position = draw(st.integers(0, len(data)))
@@ -682,8 +682,8 @@ def jobenvs(draw: st.DrawFn, broken: bool) -> Part:
         value = draw(st.dictionaries(st.text(max_size=8), JSON | st.text(), max_size=3))
         return _json(value), value, frozenset({"jobenvs"})
     if kind == "not an object":
-        value = draw(NOT_AN_OBJECT)
-        return _json(value), value, frozenset({"jobenvs"})
+        other = draw(NOT_AN_OBJECT)
+        return _json(other), other, frozenset({"jobenvs"})
     return _json(ENVS), ENVS, frozenset()
 
 

@@ -34,7 +34,7 @@ def _package_of(path: Path, home: Path) -> list[str]:
 
 def _imports(path: Path, home: Path) -> set[str]:
     """Every module ``path`` imports, anywhere in it, relative imports made absolute."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
