@@ -51,11 +51,11 @@ def plain_loop(path: str, out: str) -> None:
 
 
 def through_worker(path: str, root: str) -> None:
-    data = builder.build_jobpack(per_line, per_line.options, [[Path(path).as_uri()]])
+    pack = builder.pack_job(per_line.spec(), per_line.options, [[Path(path).as_uri()]])
     master = NodeMaster(disco_data=tempfile.mkdtemp(dir=root), workers=1, max_failures=0,
                         environ={"DISCODSL_PYTHON": sys.executable,
                                  "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
-    master.run(data)
+    master.run(pack)
 
 
 def timed(action, *args) -> tuple[float, float]:  # type: ignore[no-untyped-def]

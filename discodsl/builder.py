@@ -1,7 +1,9 @@
 """Building the jobpack a Disco master gets from a Job, its options and its resolved inputs.
 
-The same bytes go to a real master (cluster runner) and to the local
-runner's master side. The jobhome (runtime + cloudpickle + launcher) is
+The same jobpack goes to a real master (cluster runner, as bytes:
+:func:`build_jobpack`) and to the local runner's master side (as the
+:class:`~discodsl.jobpack.JobPack` itself: :func:`pack_job`, encoded once when
+the master writes its jobfile). The jobhome (runtime + cloudpickle + launcher) is
 built once per process; jobdata is the cloudpickled ``JobSpec``, checked by
 the pickling pre-flight first.
 """
@@ -18,6 +20,7 @@ from discodsl.worker.spec import encode_jobdata
 
 if TYPE_CHECKING:
     from discodsl.model import Job
+    from discodsl.worker.spec import JobSpec
 
 
 @cache
@@ -27,10 +30,23 @@ def jobhome() -> bytes:
 
 
 def build_jobpack(
-    job: Job, options: JobOptions, inputs: list[list[str]], *, preflight: bool = True
+    job: Job,
+    options: JobOptions,
+    inputs: list[list[str]],
+    *,
+    preflight: bool = True,
+    spec: JobSpec | None = None,
 ) -> bytes:
-    """The jobpack bytes for ``job`` over ``inputs`` (each a list of replica URLs)."""
-    spec = job.spec(options)
+    """The jobpack bytes for ``job`` over ``inputs`` (each a list of replica URLs);
+    ``spec``: ``job.spec(options)``, when the caller has built it already."""
+    chosen = job.spec(options) if spec is None else spec
+    return jobpack.encode(pack_job(chosen, options, inputs, preflight=preflight))
+
+
+def pack_job(
+    spec: JobSpec, options: JobOptions, inputs: list[list[str]], *, preflight: bool = True
+) -> jobpack.JobPack:
+    """The jobpack of ``spec`` over ``inputs``, not yet encoded (the local master takes it so)."""
     pickled = shipping.pickle_job(spec)
     if preflight:
         shipping.preflight(spec, pickled)
@@ -44,5 +60,4 @@ def build_jobpack(
         save_results=options.save_results,
     )
     data = encode_jobdata(spec, pickled)
-    pack = jobpack.JobPack(jobdict, dict(options.env), jobhome(), data)
-    return jobpack.encode(pack)
+    return jobpack.JobPack(jobdict, dict(options.env), jobhome(), data)

@@ -18,7 +18,9 @@ What it holds:
 What it does not do: pickle stages (the job model does), talk to the master
 (the client does) or start workers (the runners do).
 
-Layout (disco-spec.md section 1; all integers big-endian)::
+Layout (disco-spec.md section 1; all integers big-endian; the header's
+fields are defined once, in :mod:`discodsl.worker.jobfile`, which the worker
+reads its jobdata with)::
 
     0    u16 magic 0xd5c0      2   u16 version 2
     4    u32 jobdict offset (always 128)          8   u32 jobenvs offset
@@ -48,6 +50,8 @@ import cloudpickle
 
 import discodsl.worker
 from discodsl.errors import JobpackError
+from discodsl.worker.jobfile import FIXED as _FIXED
+from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION
 from discodsl.worker.spec import GROUPINGS
 
 __all__ = [
@@ -63,12 +67,8 @@ __all__ = [
     "runtime_files",
 ]
 
-MAGIC = 0xD5C0
-VERSION = 2
-HEADER_SIZE = 128
 REQUIRED_KEYS = ("pipeline", "inputs", "worker", "prefix", "owner", "scheduler")
 
-_FIXED = struct.Struct(">HHIIII")  # magic, version, the four offsets: the part the master reads
 _MAX_OFFSET = 0xFFFFFFFF
 _PREFIX = re.compile(r"[A-Za-z0-9_]+")
 _STAGE_NAME = re.compile(r"[^\s/]+")

@@ -2,10 +2,11 @@
 
 A :class:`Stage` stays callable as the plain function it wraps, so a stage is
 unit-tested by calling it. A :class:`Job` holds its stages and its validated
-:class:`~discodsl.options.JobOptions`; ``run()`` checks the options again,
-picks a runner (inline, local or cluster) and returns lazy
-:class:`~discodsl.results.Results`. Neither class is ever pickled into a
-jobpack: :meth:`Job.spec` copies what a worker needs into stdlib dataclasses.
+:class:`~discodsl.options.JobOptions`; ``run()`` picks a runner (inline,
+local or cluster), whose template checks the options with the run's changes
+once, and returns lazy :class:`~discodsl.results.Results`. Neither class is
+ever pickled into a jobpack: :meth:`Job.spec` copies what a worker needs into
+stdlib dataclasses.
 """
 
 from __future__ import annotations
@@ -28,36 +29,20 @@ Inputs = str | os.PathLike[str] | Sequence[Any] | Any
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a pipeline: a user function plus how its input is grouped.
+    """One stage of a pipeline: a user function plus how its input is grouped."""
 
-    ``spec`` is the stdlib :class:`~discodsl.worker.spec.StageSpec` a worker
-    runs; its fields read as the stage's own (``stage.name``, ``stage.kind``,
-    ``stage.grouping``, ``stage.combine``, ...).
-    """
-
-    spec: StageSpec
-
-    @property
-    def function(self) -> Callable[..., Any]:
-        return self.spec.function
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    @property
-    def grouping(self) -> str:
-        return self.spec.grouping
-
-    def __getattr__(self, field: str) -> Any:
-        """The other fields of ``spec`` (``combine``, ``takes_params``, ``init``, ...)."""
-        if field.startswith("__") or field == "spec":
-            raise AttributeError(field)
-        return getattr(self.spec, field)
+    function: Callable[..., Any]
+    kind: str
+    name: str
+    grouping: str
+    takes_params: bool = False
+    init: Callable[..., Any] | None = None
+    done: Callable[..., Any] | None = None
+    combine: bool = False
+    combiner: Callable[..., Any] | None = None
+    partitioner: Callable[[Any, int], int] | None = None
+    sort: bool = True
+    concurrent: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain function, as if it were not decorated."""
@@ -70,6 +55,23 @@ class Stage:
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
         return getattr(self.function, "__doc__", None)
+
+    def spec(self) -> StageSpec:
+        """The stdlib description a worker runs."""
+        return StageSpec(
+            name=self.name,
+            kind=self.kind,
+            grouping=self.grouping,
+            function=self.function,
+            takes_params=self.takes_params,
+            init=self.init,
+            done=self.done,
+            combine=self.combine,
+            combiner=self.combiner,
+            partitioner=self.partitioner,
+            sort=self.sort,
+            concurrent=self.concurrent,
+        )
 
     def __repr__(self) -> str:
         extra = " combine" if self.combine or self.combiner else ""
@@ -98,7 +100,7 @@ class Job:
         chosen = options or self.options
         return JobSpec(
             name=chosen.prefix or _prefix(self.name),
-            stages=tuple(stage.spec for stage in self.stages),
+            stages=tuple(stage.spec() for stage in self.stages),
             partitions=chosen.partitions,
             params=chosen.params,
             memory_budget=chosen.memory_budget,
@@ -125,9 +127,7 @@ class Job:
         """
         from discodsl.runners import choose
 
-        chosen = validate_options(self.options, **options)
-        runner = choose(mode, master)
-        return runner.run(self, inputs, chosen)
+        return choose(mode, master).run(self, inputs, options)
 
     def __repr__(self) -> str:
         flow = " -> ".join(stage.name for stage in self.stages)

@@ -26,7 +26,7 @@ from typing import Any
 
 from discodsl import jobpack
 from discodsl.runners.layout import JobLayout
-from discodsl.runners.master import JobFailed, NodeMaster, TaskOutcome
+from discodsl.runners.master import Attempt, JobFailed, NodeMaster
 from discodsl.worker import urls
 from discodsl.worker.inputs import Node, read_index
 from tests.disco_ddfs import DDFS, HOST, TAG_NAME_CHARS, compact, duration, now_text
@@ -148,7 +148,7 @@ class _Node(NodeMaster):
         self.jobs = jobs
         self.job: Job | None = None
 
-    def _attempt(self, layout: Any, pack: Any, task: Any) -> TaskOutcome:
+    def _attempt(self, layout: Any, pack: Any, task: Any) -> Attempt:
         assert self.job is not None
         self.jobs.task_started(self.job, task.stage, task.taskid)
         started = time.monotonic()
@@ -192,7 +192,7 @@ class Jobs:
             retry_pause=retry_pause,
             sleep=self.clock.sleep,
         )
-        layout = node.submit(data)
+        layout = node.submit(pack, data)
         job = Job(layout.jobname, layout, pack, data, node=node)
         job.stages = [StageCounts(stage) for stage, _, _ in pack.jobdict["pipeline"]]
         node.job = job
@@ -355,7 +355,7 @@ class Jobs:
             counts.waiting, counts.running = counts.waiting - 1, counts.running + 1
 
     def task_ended(
-        self, job: Job, stage: str, taskid: int, outcome: TaskOutcome, seconds: float
+        self, job: Job, stage: str, taskid: int, outcome: Attempt, seconds: float
     ) -> None:
         with self.changed:
             counts = self._counts(job, stage)
@@ -371,7 +371,7 @@ class Jobs:
         else:
             self._task_failed(job, stage, taskid, outcome)
 
-    def _task_failed(self, job: Job, stage: str, taskid: int, outcome: TaskOutcome) -> None:
+    def _task_failed(self, job: Job, stage: str, taskid: int, outcome: Attempt) -> None:
         where = f"[{stage}:{taskid}]"
         if outcome.fatal:
             self.event(job, "master", f"FATAL: {where} {outcome.text}")

@@ -132,7 +132,7 @@ def test_no_space_left_names_the_path_and_keeps_no_partial_output(tmp_path: Path
         def fills_the_disk() -> list[Any]:
             return [bulky]
 
-        data = builder.build_jobpack(fills_the_disk, fills_the_disk.options, [["raw://a"]])
+        pack = builder.pack_job(fills_the_disk.spec(), fills_the_disk.options, [["raw://a"]])
         master = NodeMaster(
             disco_data=str(full / "data"),
             workers=1,
@@ -143,7 +143,7 @@ def test_no_space_left_names_the_path_and_keeps_no_partial_output(tmp_path: Path
             },
         )
         with pytest.raises(JobFailed) as info:
-            master.run(data)
+            master.run(pack)
         text = info.value.outcome.text
         assert "No space left on device" in text and "bulky" in text
         leftovers = [p for p in full.rglob("*") if p.is_file() and "/out/" in str(p)]

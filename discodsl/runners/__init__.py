@@ -3,26 +3,15 @@
 :func:`choose` picks one: an explicit ``mode``, else the cluster when a
 master is given or configured (``DISCO_MASTER`` or ``DISCO_MASTER_HOST``, in
 the environment or the settings file: :func:`discodsl.settings.configured_master`),
-else the local runner.
+else the local runner. Each is a :class:`~discodsl.runners.base.Runner`, the
+template that prepares a run once before the runner's own work.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 from discodsl.errors import SettingsError
+from discodsl.runners.base import Runner
 from discodsl.settings import configured_master
-
-if TYPE_CHECKING:
-    from discodsl.model import Inputs, Job
-    from discodsl.options import JobOptions
-    from discodsl.results import Results
-
-
-class Runner(Protocol):
-    """Runs a job over inputs and returns its results."""
-
-    def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results: ...
 
 
 def choose(mode: str | None, master: str | None = None) -> Runner:

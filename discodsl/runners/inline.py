@@ -13,7 +13,6 @@ the task while any other exception fails the job at once.
 from __future__ import annotations
 
 import random
-import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -24,11 +23,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import cloudpickle
 
-from discodsl import sources
 from discodsl.errors import SettingsError
-from discodsl.options import validate_options
 from discodsl.results import Results
-from discodsl.runners.grouping import DataOutput, Output, TaskPlan, group_outputs
+from discodsl.runners.base import Counters, JobFiles, Plan, Runner
+from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
 from discodsl.worker import counters
 from discodsl.worker.errors import StageError, retryable
 from discodsl.worker.execute import Task, run_task
@@ -36,43 +34,46 @@ from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.spec import JobSpec
 
 if TYPE_CHECKING:
-    from discodsl.model import Inputs, Job
     from discodsl.options import JobOptions
 
 MIN_PARTITIONS = 2
 
 
-class InlineRunner:
+class InlineRunner(Runner):
     """Runs every task of a job in the calling process, in a shuffled order."""
 
     def __init__(self, seed: int | None = None):
         self.random = random.Random(seed)
 
-    def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
+    def _adapt(self, options: JobOptions) -> JobOptions:
+        """No ``timeout`` (nothing can stop code in this process); two partitions at least."""
         if options.timeout is not None:
             raise SettingsError(
                 f"timeout={options.timeout:g} cannot stop stage code running in this process "
                 "(mode='inline'): use mode='local' for a job that must end in time, or "
                 "timeout=None to debug it inline"
             )
-        chosen = validate_options(options, partitions=max(MIN_PARTITIONS, options.partitions))
-        spec = job.spec(chosen)
-        outputs: list[Output] = [DataOutput(0, 0, tuple(u)) for u in sources.resolve(inputs)]
-        run = _Run(spec, chosen.max_failures, self.random)
-        try:
-            for index in range(len(spec.stages)):
+        return options.model_copy(update={"partitions": max(MIN_PARTITIONS, options.partitions)})
+
+    def _run(self, plan: Plan) -> Results:
+        outputs: list[Output] = [DataOutput(0, 0, tuple(u)) for u in plan.inputs]
+        with JobFiles(tempfile.mkdtemp(prefix="discodsl-inline-")) as files:
+            run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
+            for index in range(len(plan.spec.stages)):
                 outputs = run.stage(index, outputs)
-        except BaseException:
-            run.remove()
-            raise
         urls = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
         return Results(
-            spec.name, urls, node=Node(), mode="inline", counters=run.totals, cleanup=run.remove
+            plan.spec.name,
+            urls,
+            node=Node(),
+            mode="inline",
+            counters=run.counters.totals,
+            cleanup=files.remove,
         )
 
 
 class _Run:
-    """One inline run: its files, its counters, and the task numbering across stages.
+    """One inline run: its counters and the task numbering across stages; files go under ``root``.
 
     Each task gets its own copy of ``params`` (unpickled, as a worker process
     gets it), and a task that fails with an error worth a retry (see
@@ -80,30 +81,27 @@ class _Run:
     ``max_failures`` times; only a successful attempt's counts are kept.
     """
 
-    def __init__(self, spec: JobSpec, max_failures: int, shuffler: random.Random):
+    def __init__(self, spec: JobSpec, max_failures: int, shuffler: random.Random, root: str):
         self.spec, self.max_failures, self.random = spec, max_failures, shuffler
         self.params = cloudpickle.dumps(spec.params)
-        self.root = tempfile.mkdtemp(prefix="discodsl-inline-")
-        self.totals: dict[str, int] = {}
+        self.root = root
+        self.counters = Counters()
         self.taskid = 0
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def stage(self, index: int, outputs: list[Output]) -> list[Output]:
         """Run every task of stage ``index`` over ``outputs``; the stage's outputs."""
         stage = self.spec.stages[index]
-        plans = group_outputs(stage.grouping, outputs)
-        self.random.shuffle(plans)
+        groups = group_outputs(stage.grouping, outputs)
+        self.random.shuffle(groups)
         produced: list[Output] = []
-        for plan in plans:
-            for label, path, size in self._task(index, plan):
+        for grouped in groups:
+            for label, path, size in self._task(index, grouped):
                 url = Path(self.root, path).as_uri()
                 produced.append(DataOutput(label, size, (url,)))
             self.taskid += 1
         return produced
 
-    def _task(self, index: int, plan: TaskPlan) -> list[tuple[int, str, int]]:
+    def _task(self, index: int, grouped: TaskGroup) -> list[tuple[int, str, int]]:
         failures = 0
         while True:
             spec = replace(self.spec, params=cloudpickle.loads(self.params))
@@ -111,26 +109,25 @@ class _Run:
                 spec,
                 index,
                 self.taskid,
-                label=plan.group[0],
+                label=grouped.group[0],
                 workdir=self.root,
                 outdir=spec.stages[index].name,
                 tag="inline",
             )
             try:
                 with counters.counting() as counts:
-                    outputs = run_task(task, *self._records(plan))
+                    outputs = run_task(task, *self._records(grouped))
             except Exception as exc:
                 failures += 1
                 if not retryable(exc) or failures > self.max_failures:
                     _surface(exc)
                 continue
-            for name, amount in counts.items():
-                self.totals[name] = self.totals.get(name, 0) + amount
+            self.counters.add(counts)
             return outputs
 
-    def _records(self, plan: TaskPlan) -> tuple[Iterator[Any], Cursor]:
+    def _records(self, grouped: TaskGroup) -> tuple[Iterator[Any], Cursor]:
         cursor = Cursor()
-        inputs = list(plan.inputs)
+        inputs = list(grouped.inputs)
         self.random.shuffle(inputs)
         records = chain.from_iterable(iter_input(i.urls, i.label, Node(), cursor) for i in inputs)
         return records, cursor

@@ -11,6 +11,7 @@ by the next local run. ``timeout=`` bounds a run (its workers are killed).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
@@ -21,14 +22,16 @@ from typing import TYPE_CHECKING, Any
 from discodsl import builder, shipping, sources
 from discodsl.errors import PicklingError, TaskFailed
 from discodsl.results import Results
+from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
 from discodsl.runners.failures import task_failed, worker_died
+from discodsl.runners.layout import JobLayout
 from discodsl.runners.master import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker.inputs import Node
 from discodsl.worker.runtime import LOAD_FAILURE
 
 if TYPE_CHECKING:
-    from discodsl.model import Inputs, Job
+    from discodsl.model import Job
     from discodsl.options import JobOptions
 
 
@@ -37,58 +40,64 @@ if TYPE_CHECKING:
 LOCAL_HOST = "discodsl-local"
 
 
-class LocalRunner:
+class LocalRunner(Runner):
     """Runs a job's jobpack through local worker processes, one per core."""
 
-    def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
-        workers = options.workers or os.cpu_count() or 1
-        urls = sources.split_large(sources.resolve(inputs), workers)
+    def _run(self, plan: Plan) -> Results:
+        workers = plan.options.workers or os.cpu_count() or 1
+        urls = sources.split_large(plan.inputs, workers)
         # No separate pre-flight: every worker is a fresh interpreter loading the
         # stages, and a failure to load is diagnosed then (see _failed).
-        data = builder.build_jobpack(job, options, urls, preflight=False)
-        root = _node_root()
-        progress = Progress(job.name, enabled=options.progress)
-        master = NodeMaster(
-            disco_data=os.path.join(root, "data"),
-            host=LOCAL_HOST,
-            workers=workers,
-            max_failures=options.max_failures,
-            environ=_worker_environ(),
-            on_event=progress,
-            timeout=options.timeout,
-        )
-        try:
-            layout, results = master.run(data)
-        except JobFailed as exc:
-            shutil.rmtree(master.home_of_last_job, ignore_errors=True)
-            error = _failed(job, options, exc)
-            raise error from error.__cause__  # the worker's traceback, not the JobFailed
-        except BaseException:
-            master.cancel()
-            shutil.rmtree(master.home_of_last_job, ignore_errors=True)
-            raise
-        finally:
-            progress.close()
+        pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False)
+        counters, progress = Counters(), Progress(plan.job.name, enabled=plan.options.progress)
+        master = _master(plan.options, workers, fan_out(counters, progress))
+        layout = master.submit(pack)
+        with JobFiles(layout.home) as files, contextlib.closing(progress):
+            results = _run_submitted(master, layout, plan)
         node = Node(host=master.host, disco_data=master.disco_data)
         return Results(
             layout.jobname,
             results,
             node=node,
             mode="local",
-            counters=progress.counters,
-            cleanup=lambda: _remove(layout.home),
+            counters=counters.totals,
+            cleanup=files.remove,
         )
 
 
-def _failed(job: Job, options: JobOptions, exc: JobFailed) -> Exception:
+def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMaster:
+    return NodeMaster(
+        disco_data=os.path.join(_node_root(), "data"),
+        host=LOCAL_HOST,
+        workers=workers,
+        max_failures=options.max_failures,
+        environ=_worker_environ(),
+        on_event=on_event,
+        timeout=options.timeout,
+    )
+
+
+def _run_submitted(master: NodeMaster, layout: JobLayout, plan: Plan) -> list[list[str]]:
+    """The job's results; a failed job's error, its workers stopped on any other exception."""
+    try:
+        return master.run_submitted(layout)
+    except JobFailed as exc:
+        error = _failed(plan, exc)
+        raise error from error.__cause__  # the worker's traceback, not the JobFailed
+    except BaseException:
+        master.cancel()
+        raise
+
+
+def _failed(plan: Plan, exc: JobFailed) -> Exception:
     """The error to raise for a failed job: what the pre-flight says if the stages did not
     load in the worker, else the failed task with the worker's traceback as its cause."""
     if exc.outcome.fatal and LOAD_FAILURE in exc.outcome.text:
-        spec = job.spec(options)
         try:
-            shipping.preflight(spec, shipping.pickle_job(spec))
+            shipping.preflight(plan.spec, shipping.pickle_job(plan.spec))
         except PicklingError as diagnosis:
             return diagnosis
+    job = plan.job
     if isinstance(exc, JobTimedOut):
         return _timed_out(job, exc)
     why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"

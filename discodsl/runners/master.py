@@ -1,7 +1,9 @@
 """The master side of a Disco job, played on this machine: the local runner's engine.
 
 :class:`NodeMaster` does with a jobpack what a Disco 0.5.4 master and its one
-node do (spec sections 1-4): it unpacks the jobhome into the job home, groups
+node do (spec sections 1-4): it takes the decoded
+:class:`~discodsl.jobpack.JobPack` (never decoding it again), writes its
+jobfile and unpacks the jobhome into the job home, groups
 each stage's inputs into tasks, starts the jobhome's ``worker`` launcher for
 each task (job home as working directory, jobenvs in the environment,
 stdout and stderr merged) and answers it over real pipes with the master
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
@@ -24,27 +27,23 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, cast
 
 from discodsl import jobpack
-from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskPlan, group_outputs
+from discodsl.runners.base import EventHandler
+from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
 from discodsl.runners.layout import JobLayout, job_name
-from discodsl.worker.errors import RemoteProtocolError
-from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Msg, Request, Task
-from discodsl.worker.messages import Output as OutputMessage
-from discodsl.worker.replies import Fail, InputEntry, InputReply, Ok, Reply, TaskInfo
-from discodsl.worker.sides import MasterSide
+from discodsl.worker.errors import ProtocolError
+from discodsl.worker.protocol import Frame, InputEntry, MasterSide, TaskInfo, input_reply_payload
 
 # A worker that has not said WORKER by then is failed, as Disco does.
 FIRST_MESSAGE_TIMEOUT = 30.0
 # A worker that died is reported with the last this many bytes it wrote.
 LAST_WORDS = 100 * 1024
 
-Event = Callable[[str, Mapping[str, Any]], None]
-
-
 @dataclass
-class TaskOutcome:
+class Attempt:
     """How one attempt at a task ended."""
 
     ok: bool
@@ -58,7 +57,7 @@ class TaskOutcome:
 class JobFailed(Exception):
     """A job failed on the local master; ``outcome`` is the failing attempt, ``stage`` its stage."""
 
-    def __init__(self, message: str, stage: str, taskid: int, outcome: TaskOutcome):
+    def __init__(self, message: str, stage: str, taskid: int, outcome: Attempt):
         super().__init__(message)
         self.stage, self.taskid, self.outcome = stage, taskid, outcome
 
@@ -71,7 +70,7 @@ class JobTimedOut(JobFailed):
         super().__init__(
             f"the job ran past its timeout of {timeout:g} seconds; still running: {tasks}",
             *running[0],
-            TaskOutcome(False, text="timed out"),
+            Attempt(False, text="timed out"),
         )
         self.timeout, self.running = timeout, running
 
@@ -88,7 +87,7 @@ class NodeMaster:
     put_port: int = 8990
     master_url: str = "http://localhost:8989"
     environ: Mapping[str, str] = field(default_factory=dict)
-    on_event: Event | None = None
+    on_event: EventHandler | None = None
     # Seconds a run may take: past them every worker is killed and JobTimedOut raised.
     timeout: float | None = None
     # After a task's n-th failure (ERROR, a crash; never FATAL, never past
@@ -99,7 +98,7 @@ class NodeMaster:
     # once); "task_retry" {stage, taskid, failures, pause} is emitted before it.
     retry_pause: Callable[[int], float] = lambda failures: 0.0
     sleep: Callable[[float, threading.Event], object] = lambda s, cancelled: cancelled.wait(s)
-    home_of_last_job: str = ""
+    _submitted: dict[str, jobpack.JobPack] = field(default_factory=dict)  # by job home
     _spares: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _wanted: int = 0
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set)
@@ -108,26 +107,34 @@ class NodeMaster:
     _active: dict[tuple[str, int], None] = field(default_factory=dict)  # tasks talking
     _late: list[tuple[str, int]] | None = None  # what was running when the timeout struck
 
-    def submit(self, data: bytes) -> JobLayout:
-        """Accept a jobpack: validate it, name the job, lay out its job home."""
-        pack = jobpack.decode(data)
+    def submit(self, pack: jobpack.JobPack, data: bytes | None = None) -> JobLayout:
+        """Accept a decoded jobpack: name the job, lay out its job home (removed again if
+        that fails) with the jobfile the workers read: ``data``, the bytes the pack came
+        as, else the pack encoded (and so checked) here."""
         layout = JobLayout(self.disco_data, self.host, job_name(str(pack.jobdict["prefix"])))
         os.makedirs(layout.home, exist_ok=False)
-        self.home_of_last_job = layout.home
-        with open(layout.jobfile, "wb") as handle:
-            handle.write(data)
-        jobpack.extract_jobhome(pack.jobhome, __import__("pathlib").Path(layout.home))
+        try:
+            self._lay_out(layout, pack, jobpack.encode(pack) if data is None else data)
+        except BaseException:
+            shutil.rmtree(layout.home, ignore_errors=True)
+            raise
+        self._submitted[layout.home] = pack
         return layout
 
-    def run(self, data: bytes) -> tuple[JobLayout, list[list[str]]]:
+    def _lay_out(self, layout: JobLayout, pack: jobpack.JobPack, data: bytes) -> None:
+        with open(layout.jobfile, "wb") as handle:
+            handle.write(data)
+        jobpack.extract_jobhome(pack.jobhome, Path(layout.home))
+
+    def run(self, pack: jobpack.JobPack) -> tuple[JobLayout, list[list[str]]]:
         """Run a jobpack to the end; its layout and results (replica lists of URLs)."""
-        layout = self.submit(data)
+        layout = self.submit(pack)
         return layout, self.run_submitted(layout)
 
     def run_submitted(self, layout: JobLayout) -> list[list[str]]:
-        """Run an already submitted job; JobFailed if a task fails for good."""
-        with open(layout.jobfile, "rb") as handle:
-            pack = jobpack.decode(handle.read())
+        """Run a job submitted here (its pack as submitted, not read back); JobFailed if a
+        task fails for good."""
+        pack = self._submitted.pop(layout.home)
         outputs: list[Output] = [
             DataOutput(int(label), int(size), tuple(urls))
             for label, size, urls in pack.jobdict["inputs"]
@@ -192,14 +199,14 @@ class NodeMaster:
         pack: jobpack.JobPack,
         stage: str,
         grouping: str,
-        plans: list[TaskPlan],
+        plans: list[TaskGroup],
         first_id: int,
     ) -> list[Output]:
         results: list[list[Output]] = [[] for _ in plans]
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             futures: list[Future[None]] = []
             for index, plan in enumerate(plans):
-                task = _TaskSpec(stage, grouping, first_id + index, plan)
+                task = _StageTask(stage, grouping, first_id + index, plan)
                 futures.append(
                     pool.submit(self._task_with_retries, layout, pack, task, results, index)
                 )
@@ -223,7 +230,7 @@ class NodeMaster:
         self,
         layout: JobLayout,
         pack: jobpack.JobPack,
-        task: _TaskSpec,
+        task: _StageTask,
         results: list[list[Output]],
         index: int,
     ) -> None:
@@ -253,16 +260,16 @@ class NodeMaster:
             if pause > 0:
                 self.sleep(pause, self._cancelled)
 
-    def _stop_if_cancelled(self, task: _TaskSpec) -> None:
+    def _stop_if_cancelled(self, task: _StageTask) -> None:
         if self._cancelled.is_set():
-            cancelled = TaskOutcome(False, text="cancelled")
+            cancelled = Attempt(False, text="cancelled")
             raise JobFailed("the job was cancelled", task.stage, task.taskid, cancelled)
 
-    def _attempt(self, layout: JobLayout, pack: jobpack.JobPack, task: _TaskSpec) -> TaskOutcome:
+    def _attempt(self, layout: JobLayout, pack: jobpack.JobPack, task: _StageTask) -> Attempt:
         try:
             process = self._worker_process(layout, pack)
         except OSError as exc:
-            return TaskOutcome(False, text=f"cannot start the worker: {exc}")
+            return Attempt(False, text=f"cannot start the worker: {exc}")
         with self._lock:
             self._running.add(process)
         try:
@@ -312,7 +319,7 @@ class NodeMaster:
         )
 
     def _task_outputs(
-        self, layout: JobLayout, task: _TaskSpec, outcome: TaskOutcome
+        self, layout: JobLayout, task: _StageTask, outcome: Attempt
     ) -> list[Output]:
         local = [(label, path, size) for label, path, size in outcome.outputs if "://" not in path]
         remote: list[Output] = [
@@ -325,7 +332,7 @@ class NodeMaster:
         return [self._write_index(layout, task, local), *remote]
 
     def _write_index(
-        self, layout: JobLayout, task: _TaskSpec, local: list[tuple[int, str, int]]
+        self, layout: JobLayout, task: _StageTask, local: list[tuple[int, str, int]]
     ) -> DirOutput:
         name = f".disco/{task.stage}-{task.taskid}-{time.time_ns() // 1000}.results"
         lines: list[str] = []
@@ -342,11 +349,13 @@ class NodeMaster:
 
 
 @dataclass(frozen=True)
-class _TaskSpec:
+class _StageTask:
+    """One task of a stage: its id in the job and its group of inputs."""
+
     stage: str
     grouping: str
     taskid: int
-    plan: TaskPlan
+    plan: TaskGroup
 
 
 class _Conversation:
@@ -356,7 +365,7 @@ class _Conversation:
         self,
         master: NodeMaster,
         layout: JobLayout,
-        task: _TaskSpec,
+        task: _StageTask,
         process: subprocess.Popen[bytes],
     ):
         self.master, self.layout, self.task, self.process = master, layout, task, process
@@ -367,7 +376,7 @@ class _Conversation:
         self.stdin = cast(IO[bytes], process.stdin)
         self.stdout = cast(IO[bytes], process.stdout)
 
-    def run(self) -> TaskOutcome:
+    def run(self) -> Attempt:
         key = (self.task.stage, self.task.taskid)
         with self.master._lock:
             self.master._active[key] = None
@@ -377,17 +386,17 @@ class _Conversation:
             with self.master._lock:
                 self.master._active.pop(key, None)
 
-    def _talk(self) -> TaskOutcome:
+    def _talk(self) -> Attempt:
         reader = self.stdout.fileno()
         with selectors.DefaultSelector() as selector:
             selector.register(reader, selectors.EVENT_READ)
             deadline = time.monotonic() + FIRST_MESSAGE_TIMEOUT
             while True:
                 if self.master._cancelled.is_set():
-                    return TaskOutcome(False, text="cancelled")
+                    return Attempt(False, text="cancelled")
                 if not selector.select(timeout=0.25):
                     if not self.side_started() and time.monotonic() > deadline:
-                        return TaskOutcome(False, text="Worker did not send its PID in 30 seconds")
+                        return Attempt(False, text="Worker did not send its PID in 30 seconds")
                     continue
                 chunk = os.read(reader, 1 << 16)
                 if not chunk:
@@ -399,47 +408,48 @@ class _Conversation:
     def side_started(self) -> bool:
         return bool(self.seen)
 
-    def _receive(self, chunk: bytes) -> TaskOutcome | None:
+    def _receive(self, chunk: bytes) -> Attempt | None:
         self.seen += chunk
         del self.seen[: max(0, len(self.seen) - LAST_WORDS)]
         try:
             self.side.receive_data(chunk)
-            while (message := self.side.next_event()) is not None:
-                outcome = self._handle(message)
+            while (frame := self.side.next_message()) is not None:
+                outcome = self._handle(frame)
                 if outcome is not None:
                     return outcome
-        except RemoteProtocolError as exc:  # a LocalProtocolError is a bug here: it propagates
-            return TaskOutcome(False, text=str(exc), fatal=exc.fatal)
+        except ProtocolError as exc:
+            return Attempt(False, text=str(exc), fatal=exc.fatal)
         return None
 
-    def _handle(self, message: Request) -> TaskOutcome | None:
-        """Act on a worker message (the side checked it, absolute OUTPUT paths included)."""
-        if isinstance(message, Done):
-            return TaskOutcome(True, outputs=self.outputs)
-        if isinstance(message, (Error, Fatal)):
-            return TaskOutcome(False, text=message.text, fatal=isinstance(message, Fatal))
-        if isinstance(message, OutputMessage):
-            self.outputs.append((message.label, message.location, message.size))
-        if isinstance(message, Msg):
+    def _handle(self, frame: Frame) -> Attempt | None:
+        name, payload = frame.name, frame.payload
+        if name in ("DONE", "ERROR", "FATAL"):
+            if name == "DONE":
+                return Attempt(True, outputs=self.outputs)
+            return Attempt(False, text=str(payload), fatal=name == "FATAL")
+        if name == "OUTPUT":
+            label, path, size = payload
+            if path.startswith("/"):
+                return Attempt(False, text=f'{{invalid_output,<<"{path}">>}}')
+            self.outputs.append((label, path, size))
+        if name == "MSG":
             self.master._emit(
-                "msg", {"stage": self.task.stage, "taskid": self.task.taskid, "text": message.text}
+                "msg", {"stage": self.task.stage, "taskid": self.task.taskid, "text": str(payload)}
             )
-        self._send(self._reply(message))
+        self._reply(name, payload)
         return None
 
-    def _reply(self, message: Request) -> Reply:
-        """The answer to a message that is owed one."""
-        if isinstance(message, Task):
-            return self._task_info()
-        if isinstance(message, Input):
-            return self._inputs(message)
-        if isinstance(message, InputErr):
-            return Fail()
-        return Ok()
-
-    def _send(self, reply: Reply) -> None:
+    def _reply(self, name: str, payload: Any) -> None:
+        if name == "TASK":
+            data = self.side.reply("TASK", self._task_info().to_payload())
+        elif name == "INPUT":
+            data = self.side.reply("INPUT", self._inputs(payload))
+        elif name == "INPUT_ERR":
+            data = self.side.reply("FAIL", "")
+        else:
+            data = self.side.reply("OK", "ok")
         try:
-            self.stdin.write(self.side.send(reply))
+            self.stdin.write(data)
             self.stdin.flush()
         except BrokenPipeError:
             pass
@@ -461,26 +471,28 @@ class _Conversation:
             host=m.host,
         )
 
-    def _inputs(self, request: Input) -> InputReply:
+    def _inputs(self, request: Any) -> list[Any]:
         entries = [
             InputEntry(index, "ok", item.label, tuple(enumerate(item.urls)))
             for index, item in enumerate(self.task.plan.inputs)
         ]
-        if request.exclude is not None:
-            excluded = set(request.exclude)
-            entries = [e for e in entries if e.input_id not in excluded]
-        elif request.include is not None:
-            known = {e.input_id: e for e in entries}
-            entries = [known.get(i, InputEntry(i, "ok", 0, ())) for i in request.include]
-        return InputReply("done", tuple(entries))
+        if isinstance(request, list):
+            how, ids = request
+            wanted = set(ids)
+            if how == "exclude":
+                entries = [e for e in entries if e.input_id not in wanted]
+            else:
+                known = {e.input_id: e for e in entries}
+                entries = [known.get(i, InputEntry(i, "ok", 0, ())) for i in ids]
+        return input_reply_payload("done", entries)
 
-    def _died(self) -> TaskOutcome:
+    def _died(self) -> Attempt:
         code = self.process.wait()
         words = bytes(self.seen).decode(errors="replace")
         text = f"Worker crashed! (exit code: {code})\n"
         text += f"Worker died. Last words:\n{words}" if words else "Worker died without output"
         inputs = tuple(item.urls[0] for item in self.task.plan.inputs if item.urls)
-        return TaskOutcome(False, text=text, exit_code=code, inputs=inputs)
+        return Attempt(False, text=text, exit_code=code, inputs=inputs)
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -502,7 +514,7 @@ def _result_urls(output: Output) -> list[str]:
     return [output.url] if isinstance(output, DirOutput) else list(output.urls)
 
 
-def _failure_message(task: _TaskSpec, failures: int, outcome: TaskOutcome, limit: int) -> str:
+def _failure_message(task: _StageTask, failures: int, outcome: Attempt, limit: int) -> str:
     if outcome.fatal:
         return f"task {task.stage}:{task.taskid} failed fatally"
     return (

@@ -1,17 +1,16 @@
-"""Watching a running job: one progress bar per stage, worker messages, counters.
+"""Watching a running job: one progress bar per stage, and what stage code prints.
 
 Runners call a :class:`Progress` with events (``stage``, ``task_done``,
 ``task_failed``, ``msg``). Bars use tqdm's auto mode, so they render in a
 terminal and in a notebook; they are off when nobody is watching (no
 terminal, no notebook) or when ``progress=False``. What stage code prints
-reaches the user's stderr; counters reported by stage code are summed here,
-each task's once it has succeeded (``task_done`` with its ``taskid``, or
-:meth:`Progress.succeeded`): the counts of a failed attempt are dropped.
+reaches the user's stderr. It only displays: the counters stage code reports
+(``msg`` lines with the counter prefix, not shown) are summed by the runner's
+:class:`~discodsl.runners.base.Counters`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -27,28 +26,21 @@ def interactive() -> bool:
 
 
 class Progress:
-    """Shows a job's progress and collects its counters."""
+    """Shows a job's progress: a bar per stage, the lines stage code prints, task failures."""
 
     def __init__(self, job: str, enabled: bool | None = None):
         self.job = job
         self.enabled = interactive() if enabled is None else enabled
-        self.counters: dict[str, int] = {}
-        self._pending: dict[tuple[str, int], dict[str, int]] = {}
         self._bar: Any = None
 
     def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
         if kind == "stage":
             self._new_bar(str(facts["stage"]), int(facts["tasks"]))
-        elif kind == "task_done":
-            if "taskid" in facts:
-                self.succeeded(str(facts["stage"]), int(facts["taskid"]))
-            if self._bar is not None:
-                self._bar.update(1)
+        elif kind == "task_done" and self._bar is not None:
+            self._bar.update(1)
         elif kind == "msg":
             self._message(facts)
-        elif kind == "task_failed":
-            self._pending.pop((str(facts["stage"]), int(facts["taskid"])), None)
-        if kind == "task_failed" and self.enabled:
+        elif kind == "task_failed" and self.enabled:
             self._write(
                 f"[{facts['stage']}:{facts['taskid']}] task failed, "
                 f"{facts['failures']} failure(s) so far"
@@ -60,29 +52,11 @@ class Progress:
             return
         self._bar = _tqdm()(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
 
-    def succeeded(self, stage: str, taskid: int) -> None:
-        """Task ``stage:taskid`` is done: its counts join the job's."""
-        for name, value in self._pending.pop((stage, taskid), {}).items():
-            self.counters[name] = self.counters.get(name, 0) + value
-
     def _message(self, facts: Mapping[str, Any]) -> None:
         stage, text = str(facts.get("stage", "")), str(facts.get("text", ""))
         for line in text.splitlines():
-            if line.startswith(COUNTER_PREFIX):
-                self._count((stage, int(facts.get("taskid", -1))), line[len(COUNTER_PREFIX) :])
-            elif line.strip():
+            if line.strip() and not line.startswith(COUNTER_PREFIX):
                 self._write(f"[{stage}] {line}")
-
-    def _count(self, task: tuple[str, int], payload: str) -> None:
-        try:
-            counts = json.loads(payload)
-        except ValueError:
-            return
-        if isinstance(counts, dict):
-            pending = self._pending.setdefault(task, {})
-            for name, value in counts.items():
-                if isinstance(value, int):
-                    pending[name] = pending.get(name, 0) + value
 
     def _write(self, line: str) -> None:
         if self._bar is not None:

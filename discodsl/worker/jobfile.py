@@ -1,0 +1,37 @@
+"""The jobpack header, defined once: for the client that writes it and the worker that reads it.
+
+A Disco jobpack (version 2) starts with a fixed header (disco-spec.md
+section 1, big-endian): u16 magic ``0xd5c0``, u16 version 2, then the u32
+offsets of the jobdict (always 128), jobenvs, jobhome and jobdata, zeros up
+to byte 128. :mod:`discodsl.jobpack` (client side) writes and checks it with
+these definitions; the worker reads its jobdata from the jobfile with
+:func:`read_jobdata`. What it does not hold: the checks of the jobpack's
+contents (the client's :mod:`discodsl.jobpack`), or what jobdata carries
+(:mod:`discodsl.worker.spec`).
+"""
+
+from __future__ import annotations
+
+import struct
+
+MAGIC = 0xD5C0
+VERSION = 2
+HEADER_SIZE = 128
+# magic, version, then the jobdict, jobenvs, jobhome and jobdata offsets: what the master reads
+FIXED = struct.Struct(">HHIIII")
+
+
+def read_jobdata(path: str) -> bytes:
+    """The jobdata of the jobpack at ``path`` (everything from its offset on).
+
+    OSError if the file cannot be read, ValueError if it is too short for the header.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(FIXED.size)
+        if len(header) < FIXED.size:
+            raise ValueError(
+                f"it is truncated ({len(header)} bytes, fewer than the header's {FIXED.size}): "
+                "resubmit the job"
+            )
+        handle.seek(FIXED.unpack(header)[5])
+        return handle.read()

@@ -1,0 +1,110 @@
+"""The runner template: a run is prepared once (options, JobSpec, inputs), decodes its
+jobpack once, cleans up what a failed run left, and sums counters outside the progress bar."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import builder, jobpack, sources
+from discodsl.model import Job
+from discodsl.options import JobOptions
+from discodsl.runners.base import Counters, JobFiles
+from discodsl.runners.progress import Progress
+from discodsl.worker.counters import PREFIX
+from discodsl.worker.jobfile import read_jobdata
+from tests import jobs
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    """Count the calls of ``owner.name`` from now on."""
+    calls: list[int] = []
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_run_validates_builds_its_spec_and_resolves_its_inputs_once(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validated = counting(monkeypatch, JobOptions, "__init__")
+    specs = counting(monkeypatch, Job, "spec")
+    resolved = counting(monkeypatch, sources, "resolve")
+    results = jobs.wordcount.run(inputs=["raw://a b a"], mode=mode, progress=False)
+    assert dict(results) == {"a": 2, "b": 1}
+    assert (len(validated), len(specs), len(resolved)) == (1, 1, 1)
+    results.close()
+
+
+def test_a_local_run_decodes_its_jobpack_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded = counting(monkeypatch, jobpack, "decode")
+    results = jobs.wordcount.run(inputs=["raw://a b a"], mode="local", progress=False)
+    assert dict(results) == {"a": 2, "b": 1}
+    assert len(decoded) == 1  # encode's own check of the bytes it writes to the jobfile
+    results.close()
+
+
+def test_the_worker_reads_jobdata_by_the_one_header_definition(tmp_path: Path) -> None:
+    pack = builder.pack_job(jobs.wordcount.spec(), jobs.wordcount.options, [["raw://a"]])
+    path = tmp_path / "jobfile"
+    path.write_bytes(jobpack.encode(pack))
+    assert read_jobdata(str(path)) == pack.jobdata
+    path.write_bytes(jobpack.encode(pack)[:10])
+    with pytest.raises(ValueError, match="truncated"):
+        read_jobdata(str(path))
+
+
+def test_job_files_are_removed_when_the_run_fails_and_kept_until_removed_otherwise() -> None:
+    failed, kept = tempfile.mkdtemp(), tempfile.mkdtemp()
+    with pytest.raises(RuntimeError), JobFiles(failed):
+        raise RuntimeError("the run failed")
+    assert not os.path.exists(failed)
+    with JobFiles(kept) as files:
+        pass
+    assert os.path.isdir(kept)
+    files.remove()
+    assert not os.path.exists(kept)
+    shutil.rmtree(kept, ignore_errors=True)
+
+
+def counted(stage: str, taskid: int, counts: str) -> tuple[str, dict[str, Any]]:
+    return "msg", {"stage": stage, "taskid": taskid, "text": f"{PREFIX}{counts}\n"}
+
+
+def test_counters_keep_a_task_s_counts_once_it_succeeds_and_drop_a_failed_attempt_s() -> None:
+    counters = Counters()
+    events = [
+        counted("map", 0, '{"lines": 2}'),
+        ("task_failed", {"stage": "map", "taskid": 0, "failures": 1}),
+        counted("map", 0, '{"lines": 3}'),
+        counted("map", 1, '{"lines": 4, "bad": "x"}'),
+        ("task_done", {"stage": "map", "taskid": 0}),
+        ("task_done", {"stage": "map"}),  # a bar moving on: no task named, nothing counted
+    ]
+    for kind, facts in events:
+        counters(kind, facts)
+    assert counters.totals == {"lines": 3}
+    counters.succeeded("map", 1)
+    assert counters.totals == {"lines": 7}
+
+
+def test_progress_shows_what_stage_code_prints_but_not_its_counts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    progress = Progress("job", enabled=False)
+    kind, facts = counted("map", 0, '{"lines": 2}')
+    progress(kind, {**facts, "text": facts["text"] + "hello\n"})
+    progress("task_done", {"stage": "map", "taskid": 0})
+    assert capsys.readouterr().err == "[map] hello\n"
+    assert not hasattr(progress, "counters")
