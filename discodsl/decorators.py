@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage, check_pipeline
 from discodsl.options import validate_options
-from discodsl.worker.spec import GROUPINGS, takes_params
+from discodsl.worker.spec import GROUPINGS, StageSpec, takes_params
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,7 +41,8 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     with_params = _check_signature(function, kind, stage_name)
     for hook in ("init", "done", "combiner", "partitioner"):
         _check_callable(options.get(hook), hook, stage_name)
-    return Stage(function, kind, stage_name, takes_params=with_params, **options)
+    spec = StageSpec(stage_name, kind, function=function, takes_params=with_params, **options)
+    return Stage(spec)
 
 
 def _name_of(function: Callable[..., Any]) -> str:

@@ -29,20 +29,36 @@ Inputs = str | os.PathLike[str] | Sequence[Any] | Any
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a pipeline: a user function plus how its input is grouped."""
+    """One stage of a pipeline: a user function plus how its input is grouped.
 
-    function: Callable[..., Any]
-    kind: str
-    name: str
-    grouping: str
-    takes_params: bool = False
-    init: Callable[..., Any] | None = None
-    done: Callable[..., Any] | None = None
-    combine: bool = False
-    combiner: Callable[..., Any] | None = None
-    partitioner: Callable[[Any, int], int] | None = None
-    sort: bool = True
-    concurrent: bool = False
+    ``spec`` is the stdlib :class:`~discodsl.worker.spec.StageSpec` a worker
+    runs; its fields read as the stage's own (``stage.name``, ``stage.kind``,
+    ``stage.grouping``, ``stage.combine``, ...).
+    """
+
+    spec: StageSpec
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        return self.spec.function
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def grouping(self) -> str:
+        return self.spec.grouping
+
+    def __getattr__(self, field: str) -> Any:
+        """The other fields of ``spec`` (``combine``, ``takes_params``, ``init``, ...)."""
+        if field.startswith("__") or field == "spec":
+            raise AttributeError(field)
+        return getattr(self.spec, field)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain function, as if it were not decorated."""
@@ -55,23 +71,6 @@ class Stage:
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
         return getattr(self.function, "__doc__", None)
-
-    def spec(self) -> StageSpec:
-        """The stdlib description a worker runs."""
-        return StageSpec(
-            name=self.name,
-            kind=self.kind,
-            grouping=self.grouping,
-            function=self.function,
-            takes_params=self.takes_params,
-            init=self.init,
-            done=self.done,
-            combine=self.combine,
-            combiner=self.combiner,
-            partitioner=self.partitioner,
-            sort=self.sort,
-            concurrent=self.concurrent,
-        )
 
     def __repr__(self) -> str:
         extra = " combine" if self.combine or self.combiner else ""
@@ -100,7 +99,7 @@ class Job:
         chosen = options or self.options
         return JobSpec(
             name=chosen.prefix or _prefix(self.name),
-            stages=tuple(stage.spec() for stage in self.stages),
+            stages=tuple(stage.spec for stage in self.stages),
             partitions=chosen.partitions,
             params=chosen.params,
             memory_budget=chosen.memory_budget,

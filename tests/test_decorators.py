@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from discodsl import Job, JobError, SettingsError, Stage, job, map, reduce, stage
-from discodsl.worker.spec import positional_arity, takes_params
+from discodsl.worker.spec import StageSpec, positional_arity, takes_params
 
 
 @map
@@ -56,6 +56,27 @@ def test_stages_and_jobs_are_frozen() -> None:
         words.name = "other"  # type: ignore[misc]
     assert pipeline() == [words, total]
     assert pipeline.options.partitions == 2
+
+
+def test_a_stage_holds_the_spec_a_worker_runs() -> None:
+    @reduce(combine=True, sort=False)
+    def summed(key: Any, values: Any, params: Any) -> Any:
+        yield key, sum(values)
+
+    assert isinstance(summed.spec, StageSpec)
+    assert summed.spec.function is summed.function is summed.__wrapped__
+    assert (summed.spec.name, summed.spec.kind, summed.spec.grouping) == (
+        summed.name,
+        summed.kind,
+        summed.grouping,
+    )
+    assert summed.combine and not summed.sort and summed.takes_params
+
+    @job
+    def summing() -> list[Any]:
+        return [words, summed]
+
+    assert summing.spec().stages == (words.spec, summed.spec)
 
 
 def test_params_detected() -> None:

@@ -507,20 +507,3 @@ def test_bad_budget_is_refused(tmp_path: Path, group: Grouping) -> None:
 def test_empty_input(tmp_path: Path) -> None:
     assert drain(group_sorted([], budget=HUGE, tmpdir=str(tmp_path))) == []
     assert drain(group_hashed([], budget=HUGE, tmpdir=str(tmp_path))) == []
-
-
-def test_imports_only_stdlib_and_worker() -> None:
-    """The module ships to Disco nodes: its imports must be stdlib or discodsl.worker."""
-    import ast
-    import sys
-
-    tree = ast.parse(Path(groupby.__file__).read_text())
-    for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        for name in names:
-            top = name.split(".")[0]
-            assert top in sys.stdlib_module_names or name.startswith("discodsl.worker"), name

@@ -238,3 +238,38 @@ def test_one_and_one_point_oh_and_true_are_one_key(corpus: list[Path], mode: str
     )
     assert dict(results) == {1: ones, 2: len(words) - ones}
     assert results.counters == {"reduce_calls": 2}
+
+
+@pytest.mark.parametrize("path", ["map one label", "map partitioned", "reduce", "combined"])
+def test_a_three_item_tuple_is_not_a_pair_on_every_path(path: str) -> None:
+    from discodsl import StageError, job, map, reduce
+
+    @map
+    def triples(line: str) -> Any:
+        yield line, 1, 2
+
+    @map
+    def pairs(line: str) -> Any:
+        yield line, 1
+
+    @reduce
+    def reduce_triples(key: Any, values: Any) -> Any:
+        yield key, 1, 2
+
+    @reduce(combine=True)
+    def combine_triples(key: Any, values: Any) -> Any:
+        yield key, 1, 2
+
+    stages = {
+        "map one label": ([triples], 1),
+        "map partitioned": ([triples, reduce_triples], 2),
+        "reduce": ([pairs, reduce_triples], 2),
+        "combined": ([pairs, combine_triples], 2),
+    }[path]
+
+    @job
+    def shaped() -> list[Any]:
+        return stages[0]
+
+    with pytest.raises(StageError, match=r"produced \('[ab]', 1, 2\) \(tuple\), not a \(key"):
+        list(shaped.run(["raw://a", "raw://a", "raw://b"], mode="inline", partitions=stages[1]))

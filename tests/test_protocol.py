@@ -1,8 +1,10 @@
-"""Tests for discodsl.worker.protocol: frames, legal order, both ends, and the 0.5.4 recordings."""
+"""Tests of the worker protocol (frames, messages, replies, sides): frames, legal order, both
+ends, Local vs Remote errors, and the 0.5.4 recordings."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import pickle
 import shutil
@@ -16,23 +18,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discodsl.worker import protocol
-from discodsl.worker.errors import ProtocolError
-from discodsl.worker.protocol import (
-    MAX_PAYLOAD,
-    REPLIES_OWED,
-    TRANSITIONS,
-    Frame,
-    FrameDecoder,
-    InputEntry,
-    MasterSide,
-    State,
-    TaskInfo,
-    WorkerSide,
-    encode_frame,
-    input_reply_payload,
-    parse_input_reply,
+import discodsl
+from discodsl.worker import frames, messages, replies, sides
+from discodsl.worker.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from discodsl.worker.frames import MAX_PAYLOAD, Frame, FrameDecoder, encode_frame
+from discodsl.worker.messages import (
+    REQUESTS,
+    Done,
+    Error,
+    Fatal,
+    Input,
+    InputErr,
+    Msg,
+    Output,
+    Request,
+    Task,
+    Worker,
+    request_from_frame,
 )
+from discodsl.worker.replies import Fail, InputEntry, InputReply, Ok, Reply, Retry, TaskInfo
+from discodsl.worker.sides import REPLIES_OWED, TRANSITIONS, MasterSide, State, WorkerSide
 from tests.protocol_helpers import ConnectionPair
 
 HINT = "NAME SP LEN SP JSON"
@@ -235,7 +240,7 @@ def test_encode_refuses_non_json(payload: Any) -> None:
 
 
 def test_encode_refuses_oversized_payload(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(protocol, "MAX_PAYLOAD", 10)
+    monkeypatch.setattr(frames, "MAX_PAYLOAD", 10)
     assert encode_frame("MSG", "12345678") == b'MSG 10 "12345678"\n'
     with pytest.raises(ProtocolError, match="10 bytes"):
         encode_frame("MSG", "123456789")
@@ -268,7 +273,7 @@ def test_task_info_round_trip_keeps_key_order() -> None:
     assert info.group == (0, "delta%0Aepsilon")
     assert info.to_payload() == TASK_PAYLOAD
     assert list(info.to_payload()) == list(TASK_PAYLOAD)
-    assert [f for f in TaskInfo.__dataclass_fields__] == list(TASK_PAYLOAD)
+    assert [f.name for f in dataclasses.fields(TaskInfo)] == list(TASK_PAYLOAD)
 
 
 @pytest.mark.parametrize(
@@ -309,7 +314,7 @@ def test_task_info_validates_on_construction() -> None:
         TaskInfo(**{**fields, "put_port": "8990"})
 
 
-def test_parse_input_reply() -> None:
+def test_input_reply_round_trip() -> None:
     payload = [
         "more",
         [
@@ -318,15 +323,15 @@ def test_parse_input_reply() -> None:
             [4, "ok", 0, []],
         ],
     ]
-    flag, entries = parse_input_reply(payload)
-    assert flag == "more"
-    assert entries == [
+    reply = InputReply.from_payload(payload)
+    assert reply.flag == "more"
+    assert reply.entries == (
         InputEntry(0, "ok", "all", ((0, "dir://vm/disco/x.results"),)),
         InputEntry(3, "ok", 1, ((0, "raw://a"), (1, "http://h/b"))),
         InputEntry(4, "ok", 0, ()),
-    ]
-    assert input_reply_payload(flag, entries) == payload
-    assert parse_input_reply(["done", []]) == ("done", [])
+    )
+    assert reply.to_payload() == payload
+    assert InputReply.from_payload(["done", []]) == InputReply("done")
 
 
 @pytest.mark.parametrize(
@@ -347,13 +352,15 @@ def test_parse_input_reply() -> None:
     ],
 )
 def test_parse_input_reply_refuses_wrong_shapes(payload: Any) -> None:
-    with pytest.raises(ProtocolError, match="INPUT"):
-        parse_input_reply(payload)
+    with pytest.raises(LocalProtocolError, match="INPUT"):
+        InputReply.from_payload(payload)
 
 
 def test_input_entry_validates_on_construction() -> None:
-    with pytest.raises(ProtocolError, match="label"):
+    with pytest.raises(LocalProtocolError, match="label"):
         InputEntry(0, "ok", "everything", ())
+    with pytest.raises(LocalProtocolError, match="flag"):
+        InputReply("maybe")
 
 
 def test_protocol_error_pickles_with_its_attributes() -> None:
@@ -367,31 +374,30 @@ def test_protocol_error_pickles_with_its_attributes() -> None:
 def test_tables_cover_every_message() -> None:
     assert set(TRANSITIONS) == set(State)
     requests = set().union(*TRANSITIONS.values())
-    assert requests == set(REPLIES_OWED)
-    assert "PING" not in REPLIES_OWED
+    assert requests == set(REPLIES_OWED) == set(REQUESTS.values())
+    assert "PING" not in REQUESTS
     assert TRANSITIONS[State.CLOSED] == {}
 
 
 def test_full_map_task_dialogue() -> None:
     pair = ConnectionPair()
     w, m = pair.worker, pair.master
-    assert pair.send("WORKER", {"version": "1.1", "pid": 16181}).payload["pid"] == 16181
+    assert pair.send(Worker(16181)) == Worker(16181)
     assert m.pid == 16181
-    assert pair.reply("OK", "ok") == Frame("OK", "ok")
-    assert pair.send("TASK", "") == Frame("TASK", "")
-    assert pair.reply("TASK", TaskInfo.from_payload(TASK_PAYLOAD)).payload == TASK_PAYLOAD
-    assert w.task_info == TaskInfo.from_payload(TASK_PAYLOAD)
-    pair.send("INPUT", "")
-    entries = [InputEntry(0, "ok", 0, ((0, "raw://delta%0Aepsilon"),))]
-    reply = pair.reply("INPUT", input_reply_payload("done", entries))
-    assert parse_input_reply(reply.payload) == ("done", entries)
-    pair.send("OUTPUT", [0, "out-map-1-0-16181", 6])
-    pair.reply("OK", "ok")
-    pair.send("MSG", "progress")
-    pair.reply("OK", "ok")
+    assert pair.reply(Ok()) == Ok()
+    assert pair.send(Task()) == Task()
+    info = TaskInfo.from_payload(TASK_PAYLOAD)
+    assert pair.reply(info) == info
+    pair.send(Input())
+    entries = (InputEntry(0, "ok", 0, ((0, "raw://delta%0Aepsilon"),)),)
+    assert pair.reply(InputReply("done", entries)) == InputReply("done", entries)
+    assert pair.send(Output(0, "out-map-1-0-16181", 6)) == Output(0, "out-map-1-0-16181", 6)
+    pair.reply(Ok())
+    assert pair.send(Msg("progress")) == Msg("progress")
+    pair.reply(Ok())
     assert w.state is m.state is State.READY
-    pair.send("DONE", "")
-    assert w.state is m.state is State.CLOSED
+    pair.send(Done())
+    assert (w.state, m.state) == (State.CLOSED, State.CLOSED)
     assert w.owed == m.owed == ()
     w.eof()
     m.eof()
@@ -404,203 +410,196 @@ def test_full_map_task_dialogue() -> None:
     ]
 
 
-def test_builders_make_the_recorded_bytes() -> None:
+# (a worker message, its bytes as a worker sends them)
+WORKER_BYTES: list[Any] = [
+    (Worker(16181), b'WORKER 32 {"version": "1.1", "pid": 16181}\n'),
+    (Task(), b'TASK 2 ""\n'),
+    (Input(), b'INPUT 2 ""\n'),
+    (Input(exclude=(0, 1)), b'INPUT 19 ["exclude", [0, 1]]\n'),
+    (Input(include=(0,)), b'INPUT 16 ["include", [0]]\n'),
+    (InputErr(0, (5,)), b"INPUT_ERR 8 [0, [5]]\n"),
+    (Output(0, "out-map-1-0-16181", 6), b'OUTPUT 27 [0, "out-map-1-0-16181", 6]\n'),
+    (Msg("hi"), b'MSG 4 "hi"\n'),
+    (Done(), b'DONE 2 ""\n'),
+]
+
+
+def test_worker_messages_make_the_recorded_bytes() -> None:
     w = WorkerSide()
-    assert w.worker(16181) == b'WORKER 32 {"version": "1.1", "pid": 16181}\n'
-    assert w.task() == b'TASK 2 ""\n'
-    assert w.input() == b'INPUT 2 ""\n'
-    assert w.input(exclude=[0, 1]) == b'INPUT 19 ["exclude", [0, 1]]\n'
-    assert w.input(include=[0]) == b'INPUT 16 ["include", [0]]\n'
-    assert w.input_err(0, [5]) == b"INPUT_ERR 8 [0, [5]]\n"
-    assert w.output(0, "out-map-1-0-16181", 6) == b'OUTPUT 27 [0, "out-map-1-0-16181", 6]\n'
-    assert w.msg("hi") == b'MSG 4 "hi"\n'
-    assert w.done() == b'DONE 2 ""\n'
+    for message, data in WORKER_BYTES:
+        assert w.send(message) == data
+        assert request_from_frame(drain(FrameDecoder(), [data])[0]) == message
 
 
-def test_master_builders() -> None:
+def test_master_replies_make_the_recorded_bytes() -> None:
     pair = ConnectionPair()
-    pair.send("WORKER", {"version": "1.1", "pid": 1})
-    pair.send("TASK", "")
-    pair.send("INPUT", "")
-    pair.send("INPUT_ERR", [0, [5]])
-    pair.send("INPUT_ERR", [7, [0]])
+    for message in (Worker(1), Task(), Input(), InputErr(0, (5,)), InputErr(7, (0,))):
+        pair.send(message)
     m = pair.master
-    assert [o.request.name for o in m.owed] == ["WORKER", "TASK", "INPUT", "INPUT_ERR", "INPUT_ERR"]
-    assert m.ok() == b'OK 4 "ok"\n'
+    assert [o.request.NAME for o in m.owed] == ["WORKER", "TASK", "INPUT", "INPUT_ERR", "INPUT_ERR"]
+    assert m.send(Ok()) == b'OK 4 "ok"\n'
     task_body = json.dumps(TASK_PAYLOAD, separators=(",", ":")).encode()
-    assert m.task(TaskInfo.from_payload(TASK_PAYLOAD)) == b"TASK %d %s\n" % (
+    assert m.send(TaskInfo.from_payload(TASK_PAYLOAD)) == b"TASK %d %s\n" % (
         len(task_body),
         task_body,
     )
-    entries = [InputEntry(0, "ok", 0, ((0, "raw://a%0Ab"), (1, "raw://c%0Ad")))]
+    entries = (InputEntry(0, "ok", 0, ((0, "raw://a%0Ab"), (1, "raw://c%0Ad"))),)
     assert (
-        m.input("done", entries)
+        m.send(InputReply("done", entries))
         == b'INPUT 59 ["done",[[0,"ok",0,[[0,"raw://a%0Ab"],[1,"raw://c%0Ad"]]]]]\n'
     )
-    assert m.retry([(0, "raw://a%0Ab"), (1, "raw://c%0Ad")]) == (
+    assert m.send(Retry(((0, "raw://a%0Ab"), (1, "raw://c%0Ad")))) == (
         b'RETRY 37 [[0,"raw://a%0Ab"],[1,"raw://c%0Ad"]]\n'
     )
-    assert m.fail() == b'FAIL 2 ""\n'
+    assert m.send(Fail()) == b'FAIL 2 ""\n'
     assert m.owed == ()
 
 
 def test_worker_error_and_fatal_close_the_dialogue() -> None:
-    for end in ("error", "fatal"):
+    ends: list[Request] = [Error("went wrong"), Fatal("went wrong")]
+    for end in ends:
         w = WorkerSide()
-        w.worker(1)
-        data = getattr(w, end)("went wrong")
-        assert data == encode_frame(end.upper(), "went wrong")
+        w.send(Worker(1))
+        assert w.send(end) == encode_frame(end.NAME, "went wrong")
         assert w.state is State.CLOSED
-        with pytest.raises(ProtocolError, match="after"):
-            w.msg("too late")
+        with pytest.raises(LocalProtocolError, match="after"):
+            w.send(Msg("too late"))
 
 
 def test_pipelined_requests_are_answered_in_order() -> None:
     pair = ConnectionPair()
     w, m = pair.worker, pair.master
-    for data in (w.worker(7), w.task(), w.output(0, "a", 1), w.output(1, "b", 2), w.done()):
-        m.receive_data(data)
-    messages = []
-    while (message := m.next_message()) is not None:
-        messages.append(message.name)
-    assert messages == ["WORKER", "TASK", "OUTPUT", "OUTPUT", "DONE"]
-    assert [o.replies for o in m.owed] == [{"OK"}, {"TASK"}, {"OK"}, {"OK"}]
-    assert [o.request.name for o in w.owed] == ["WORKER", "TASK", "OUTPUT", "OUTPUT"]
-    with pytest.raises(ProtocolError, match="TASK"):
-        m.reply("TASK", TASK_PAYLOAD)
-    replies = m.ok() + m.task(TaskInfo.from_payload(TASK_PAYLOAD)) + m.ok() + m.ok()
-    w.receive_data(replies)
-    names = []
-    while (reply := w.next_reply()) is not None:
-        names.append(reply.name)
-    assert names == ["OK", "TASK", "OK", "OK"]
+    sent: list[Request] = [Worker(7), Task(), Output(0, "a", 1), Output(1, "b", 2), Done()]
+    for message in sent:
+        m.receive_data(w.send(message))
+    received = []
+    while (event := m.next_event()) is not None:
+        received.append(event)
+    assert received == sent
+    assert [o.replies for o in m.owed] == [{Ok}, {TaskInfo}, {Ok}, {Ok}]
+    assert [o.request for o in w.owed] == sent[:4]
+    with pytest.raises(LocalProtocolError, match="TASK"):
+        m.send(TaskInfo.from_payload(TASK_PAYLOAD))
+    info = TaskInfo.from_payload(TASK_PAYLOAD)
+    w.receive_data(m.send(Ok()) + m.send(info) + m.send(Ok()) + m.send(Ok()))
+    got: list[Reply] = []
+    while (reply := w.next_event()) is not None:
+        got.append(reply)
+    assert got == [Ok(), info, Ok(), Ok()]
     assert w.owed == m.owed == ()
 
 
 def test_master_can_hold_an_input_reply() -> None:
     pair = ConnectionPair()
-    pair.send("WORKER", {"version": "1.1", "pid": 1})
-    pair.reply("OK", "ok")
-    pair.send("INPUT", ["exclude", [0, 1]])
+    pair.send(Worker(1))
+    pair.reply(Ok())
+    pair.send(Input(exclude=(0, 1)))
     (owed,) = pair.master.owed
-    assert owed.request == Frame("INPUT", ["exclude", [0, 1]])
-    assert owed.replies == {"INPUT"}
-    assert pair.worker.next_reply() is None
-    pair.reply("INPUT", ["done", []])
+    assert owed.request == Input(exclude=(0, 1))
+    assert owed.replies == {InputReply}
+    assert pair.worker.next_event() is None
+    pair.reply(InputReply("done"))
     assert pair.master.owed == ()
 
 
+# (worker messages sent before, the message then refused, part of the error text)
 WORKER_ORDER_ERRORS: list[Any] = [
-    pytest.param([], "TASK", "", "WORKER", id="task-before-worker"),
-    pytest.param([], "DONE", "", "WORKER", id="done-before-worker"),
-    pytest.param(
-        [("WORKER", {"version": "1.1", "pid": 1})],
-        "WORKER",
-        {"version": "1.1", "pid": 1},
-        "once",
-        id="worker-twice",
-    ),
-    pytest.param(
-        [("WORKER", {"version": "1.1", "pid": 1}), ("DONE", "")],
-        "MSG",
-        "x",
-        "after",
-        id="msg-after-done",
-    ),
-    pytest.param(
-        [("WORKER", {"version": "1.1", "pid": 1}), ("ERROR", "e")],
-        "DONE",
-        "",
-        "after",
-        id="done-after-error",
-    ),
-    pytest.param(
-        [("WORKER", {"version": "1.1", "pid": 1})], "PING", "", "kills the job", id="ping"
-    ),
-    pytest.param([], "PING", "", "kills the job", id="ping-first"),
-    pytest.param(
-        [("WORKER", {"version": "1.1", "pid": 1})],
-        "BOGUS",
-        "",
-        "Unknown message type 'BOGUS'",
-        id="unknown",
-    ),
-    pytest.param(
-        [("WORKER", {"version": "1.1", "pid": 1})],
-        "OUTPUT",
-        [0, "/abs/out", 3],
-        "absolute",
-        id="output-absolute-path",
-    ),
-    pytest.param(
-        [("WORKER", {"version": "1.1", "pid": 1})],
-        "OUTPUT",
-        ["0", "out", 3],
-        "Invalid message body (type 'OUTPUT')",
-        id="output-bad-shape",
-    ),
-    pytest.param(
-        [],
-        "WORKER",
-        {"version": "1.0", "pid": 1},
-        'Invalid worker version: <<"1.0">>',
-        id="bad-version",
-    ),
+    pytest.param([], Task(), "WORKER", id="task-before-worker"),
+    pytest.param([], Done(), "WORKER", id="done-before-worker"),
+    pytest.param([Worker(1)], Worker(1), "once", id="worker-twice"),
+    pytest.param([Worker(1), Done()], Msg("x"), "after", id="msg-after-done"),
+    pytest.param([Worker(1), Error("e")], Done(), "after", id="done-after-error"),
 ]
 
 
-@pytest.mark.parametrize(("before", "name", "payload", "message"), WORKER_ORDER_ERRORS)
-def test_worker_refuses_illegal_sends(
-    before: list[tuple[str, Any]], name: str, payload: Any, message: str
-) -> None:
+@pytest.mark.parametrize(("before", "message", "text"), WORKER_ORDER_ERRORS)
+def test_worker_refuses_illegal_sends(before: list[Request], message: Request, text: str) -> None:
     w = WorkerSide()
-    for earlier, earlier_payload in before:
-        w.send(earlier, earlier_payload)
+    for earlier in before:
+        w.send(earlier)
     state, owed = w.state, w.owed
-    with pytest.raises(ProtocolError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        w.send(name, payload)
+    with pytest.raises(LocalProtocolError, match=text):
+        w.send(message)
     assert (w.state, w.owed) == (state, owed), "a refused send must change nothing"
 
 
-def test_refused_send_leaves_error_legal() -> None:
-    w = WorkerSide()
-    w.worker(1)
-    with pytest.raises(ProtocolError):
-        w.output(0, "/srv/out", 1)
-    assert w.error("could not write output") == encode_frame("ERROR", "could not write output")
+# (what builds a worker message the master would refuse, part of the error text, fatal)
+WORKER_BUILD_ERRORS: list[Any] = [
+    pytest.param(lambda: request_from_frame(Frame("PING", "")), "kills the job", True, id="ping"),
+    pytest.param(
+        lambda: request_from_frame(Frame("BOGUS", "")),
+        "Unknown message type 'BOGUS'",
+        True,
+        id="unknown",
+    ),
+    pytest.param(lambda: Output(0, "/abs/out", 3), "absolute", False, id="output-absolute-path"),
+    pytest.param(
+        lambda: Output("0", "out", 3),  # type: ignore[arg-type]
+        "Invalid message body (type 'OUTPUT')",
+        True,
+        id="output-bad-shape",
+    ),
+    pytest.param(
+        lambda: Worker(1, version="1.0"), 'Invalid worker version: <<"1.0">>', True, id="version"
+    ),
+    pytest.param(lambda: Msg(5), "(type 'MSG')", True, id="msg-int"),  # type: ignore[arg-type]
+    pytest.param(lambda: Input(exclude=(1,), include=(2,)), "not both", True, id="input-both"),
+    pytest.param(lambda: InputErr(0, ("a",)), "(type 'INPUT_ERR')", True, id="input-err-ids"),  # type: ignore[arg-type]
+]
 
 
-@pytest.mark.parametrize(
-    ("sent", "reply", "message"),
-    [
-        pytest.param([], b'OK 4 "ok"\n', "no reply is owed", id="unasked"),
-        pytest.param(["WORKER"], b'TASK 2 ""\n', "owed", id="wrong-name"),
-        pytest.param(["WORKER", "INPUT"], b'OK 4 "ok"\nRETRY 2 []\n', "owed", id="retry-for-input"),
-        pytest.param(["WORKER"], b'OK 6 "pong"\n', "ok", id="ok-not-ok"),
-        pytest.param(["WORKER", "TASK"], b'OK 4 "ok"\nOK 4 "ok"\n', "owed", id="ok-for-task"),
-        pytest.param(["WORKER", "TASK"], b'OK 4 "ok"\nTASK 2 {}\n', "'taskid'", id="bad-task"),
-        pytest.param(["WORKER", "INPUT"], b'OK 4 "ok"\nINPUT 2 []\n', "INPUT", id="bad-input"),
-        pytest.param(["WORKER", "DONE"], b'OK 4 "ok"\nOK 4 "ok"\n', "no reply", id="after-done"),
-        pytest.param(["WORKER"], b'ok 4 "ok"\n', "invalid_type", id="not-a-frame"),
-    ],
-)
-def test_worker_refuses_unexpected_replies(sent: list[str], reply: bytes, message: str) -> None:
+@pytest.mark.parametrize(("build", "text", "fatal"), WORKER_BUILD_ERRORS)
+def test_worker_messages_are_checked_when_built(build: Any, text: str, fatal: bool) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        build()
+    assert text in str(info.value)
+    assert info.value.fatal is fatal
+
+
+def test_refused_send_leaves_error_legal(monkeypatch: pytest.MonkeyPatch) -> None:
     w = WorkerSide()
-    for name in sent:
-        w.send(name, {"version": "1.1", "pid": 1} if name == "WORKER" else "")
+    w.send(Worker(1))
+    monkeypatch.setattr(frames, "MAX_PAYLOAD", 10)
+    with pytest.raises(LocalProtocolError, match="10 bytes"):
+        w.send(Msg("x" * 20))
+    assert w.send(Error("too big")) == encode_frame("ERROR", "too big")
+
+
+# (worker messages sent, the master's bytes, part of the error text)
+UNEXPECTED_REPLIES: list[Any] = [
+    pytest.param([], b'OK 4 "ok"\n', "no reply is owed", id="unasked"),
+    pytest.param([Worker(1)], b'TASK 2 ""\n', "owed", id="wrong-name"),
+    pytest.param([Worker(1), Input()], b'OK 4 "ok"\nRETRY 2 []\n', "owed", id="retry-for-input"),
+    pytest.param([Worker(1)], b'OK 6 "pong"\n', "ok", id="ok-not-ok"),
+    pytest.param([Worker(1), Task()], b'OK 4 "ok"\nOK 4 "ok"\n', "owed", id="ok-for-task"),
+    pytest.param([Worker(1), Task()], b'OK 4 "ok"\nTASK 2 {}\n', "'taskid'", id="bad-task"),
+    pytest.param([Worker(1), Input()], b'OK 4 "ok"\nINPUT 2 []\n', "INPUT", id="bad-input"),
+    pytest.param([Worker(1), InputErr(0, ())], b'OK 4 "ok"\nRETRY 2 []\n', "RETRY", id="retry"),
+    pytest.param([Worker(1), Done()], b'OK 4 "ok"\nOK 4 "ok"\n', "no reply", id="after-done"),
+    pytest.param([Worker(1)], b'ok 4 "ok"\n', "invalid_type", id="not-a-frame"),
+]
+
+
+@pytest.mark.parametrize(("sent", "reply", "message"), UNEXPECTED_REPLIES)
+def test_worker_refuses_unexpected_replies(
+    sent: list[Request], reply: bytes, message: str
+) -> None:
+    w = WorkerSide()
+    for request in sent:
+        w.send(request)
     w.receive_data(reply)
-    with pytest.raises(ProtocolError, match=message) as info:
-        while w.next_reply() is not None:
+    with pytest.raises(RemoteProtocolError, match=message) as info:
+        while w.next_event() is not None:
             pass
     assert info.value.data and info.value.data in reply
-    with pytest.raises(ProtocolError):
-        w.next_reply()
+    with pytest.raises(RemoteProtocolError):
+        w.next_event()
 
 
 def test_worker_eof_with_replies_owed() -> None:
     w = WorkerSide()
-    w.worker(1)
-    with pytest.raises(ProtocolError, match="owed"):
+    w.send(Worker(1))
+    with pytest.raises(RemoteProtocolError, match="owed"):
         w.eof()
 
 
@@ -664,19 +663,19 @@ def master_after_worker() -> MasterSide:
     """A MasterSide that has accepted a good WORKER frame."""
     master = MasterSide()
     master.receive_data(WORKER_FRAME)
-    assert master.next_message() == Frame("WORKER", {"version": "1.1", "pid": 16181})
+    assert master.next_event() == Worker(16181)
     return master
 
 
 def assert_master_rejects(master: MasterSide, data: bytes, message: str, fatal: bool) -> None:
     """Feed ``data``: the next message must raise, with the master's wording and fatality."""
     master.receive_data(data)
-    with pytest.raises(ProtocolError) as info:
-        master.next_message()
+    with pytest.raises(RemoteProtocolError) as info:
+        master.next_event()
     assert message in str(info.value)
     assert info.value.fatal is fatal
-    with pytest.raises(ProtocolError):
-        master.next_message()
+    with pytest.raises(RemoteProtocolError):
+        master.next_event()
 
 
 @pytest.mark.parametrize(("data", "message", "fatal"), MASTER_REJECTS)
@@ -692,63 +691,119 @@ def test_master_rejects_first_message(data: bytes, message: str, fatal: bool) ->
 def test_master_rejects_messages_after_done() -> None:
     master = master_after_worker()
     master.receive_data(b'DONE 2 ""\nMSG 2 ""\n')
-    assert master.next_message() == Frame("DONE", "")
-    with pytest.raises(ProtocolError, match="after"):
-        master.next_message()
+    assert master.next_event() == Done()
+    with pytest.raises(RemoteProtocolError, match="after"):
+        master.next_event()
 
 
 @pytest.mark.parametrize(
-    ("name", "payload", "message"),
+    ("reply", "message"),
     [
-        ("OK", "ok", "no reply is owed"),
-        ("TASK", TASK_PAYLOAD, "owed"),
-        ("PONG", "", "owed"),
+        (Ok(), "no reply is owed"),
+        (TaskInfo.from_payload(TASK_PAYLOAD), "owed"),
+        (Fail(), "owed"),
     ],
 )
-def test_master_refuses_unowed_replies(name: str, payload: Any, message: str) -> None:
+def test_master_refuses_unowed_replies(reply: Reply, message: str) -> None:
     master = MasterSide()
-    with pytest.raises(ProtocolError, match=message):
-        master.reply(name, payload)
+    with pytest.raises(LocalProtocolError, match=message):
+        master.send(reply)
     master = master_after_worker()
-    master.reply("OK", "ok")
-    with pytest.raises(ProtocolError, match="no reply is owed"):
-        master.reply(name, payload)
+    master.send(Ok())
+    with pytest.raises(LocalProtocolError, match="no reply is owed"):
+        master.send(reply)
 
 
 @pytest.mark.parametrize(
-    ("request_frame", "name", "payload"),
+    ("build", "name"),
     [
-        (b'TASK 2 ""\n', "TASK", {"taskid": 1}),
-        (b'INPUT 2 ""\n', "INPUT", ["done"]),
-        (b"INPUT_ERR 8 [0, [5]]\n", "RETRY", [[0]]),
-        (b"INPUT_ERR 8 [0, [5]]\n", "FAIL", "no"),
-        (b'MSG 2 ""\n', "OK", "pong"),
+        (lambda: TaskInfo.from_payload({"taskid": 1}), "TASK"),
+        (lambda: InputReply.from_payload(["done"]), "INPUT"),
+        (lambda: Retry([[0]]), "RETRY"),  # type: ignore[arg-type]
+        (lambda: Retry(()), "RETRY"),
+        (lambda: Fail.from_payload("no"), "FAIL"),
+        (lambda: Ok.from_payload("pong"), "OK"),
     ],
 )
-def test_master_refuses_bad_reply_payloads(request_frame: bytes, name: str, payload: Any) -> None:
-    master = master_after_worker()
-    master.reply("OK", "ok")
-    master.receive_data(request_frame)
-    master.next_message()
-    with pytest.raises(ProtocolError, match=name):
-        master.reply(name, payload)
-    assert len(master.owed) == 1, "a refused reply must still be owed"
+def test_master_replies_are_checked_when_built(build: Any, name: str) -> None:
+    with pytest.raises(LocalProtocolError, match=name):
+        build()
 
 
 def test_master_eof() -> None:
     master = master_after_worker()
     master.receive_data(b'MSG 9 {"a": 1,\n')
-    assert master.next_message() is None
-    with pytest.raises(ProtocolError, match="partial frame") as info:
+    assert master.next_event() is None
+    with pytest.raises(RemoteProtocolError, match="partial frame") as info:
         master.eof()
     assert info.value.fatal is False
     master = master_after_worker()
-    with pytest.raises(ProtocolError, match="without DONE") as info:
+    with pytest.raises(RemoteProtocolError, match="without DONE") as info:
         master.eof()
     assert info.value.fatal is False
     master.receive_data(b'DONE 2 ""\n')
-    master.next_message()
+    master.next_event()
     master.eof()
+
+
+# --- Local vs Remote: who broke the protocol --------------------------------------------
+
+
+def test_both_kinds_are_the_public_protocol_error() -> None:
+    assert issubclass(LocalProtocolError, discodsl.ProtocolError)
+    assert issubclass(RemoteProtocolError, discodsl.ProtocolError)
+    assert not issubclass(LocalProtocolError, RemoteProtocolError)
+    assert not issubclass(RemoteProtocolError, LocalProtocolError)
+
+
+def test_an_illegal_send_is_local_and_changes_nothing() -> None:
+    master = master_after_worker()
+    with pytest.raises(LocalProtocolError, match="owed OK"):
+        master.send(Fail())
+    assert master.send(Ok()) == b'OK 4 "ok"\n', "a local error does not fail the side"
+
+
+def test_the_same_check_is_remote_when_the_peer_broke_it() -> None:
+    """Out of order: WorkerSide.send raises Local; MasterSide reading those bytes, Remote."""
+    worker = WorkerSide()
+    with pytest.raises(LocalProtocolError, match="before WORKER") as local:
+        worker.send(Task())
+    master = MasterSide()
+    master.receive_data(b'TASK 2 ""\n')
+    with pytest.raises(RemoteProtocolError, match="before WORKER") as remote:
+        master.next_event()
+    assert str(local.value).split(" is not legal")[1] == str(remote.value).split(" is not legal")[1]
+    assert isinstance(remote.value.__cause__, LocalProtocolError)
+    assert remote.value.data == b'TASK 2 ""\n'
+
+
+def test_a_bad_payload_from_the_peer_is_remote_with_the_masters_fatality() -> None:
+    master = master_after_worker()
+    master.receive_data(raw_frame("OUTPUT", '[0, "/srv/x", 1]'))
+    with pytest.raises(RemoteProtocolError, match="absolute") as info:
+        master.next_event()
+    assert info.value.fatal is False
+    assert isinstance(info.value.__cause__, LocalProtocolError)
+
+
+def test_a_bad_reply_from_the_master_is_remote() -> None:
+    worker = WorkerSide()
+    worker.send(Worker(1))
+    worker.send(Task())
+    worker.receive_data(b'OK 4 "ok"\nTASK 13 {"taskid": 1}\n')
+    assert worker.next_event() == Ok()
+    with pytest.raises(RemoteProtocolError, match="'master' is missing"):
+        worker.next_event()
+    assert worker.state is State.READY
+
+
+def test_frame_errors_are_remote_and_encode_errors_local() -> None:
+    decoder = FrameDecoder()
+    decoder.feed(b"not a frame\n")
+    with pytest.raises(RemoteProtocolError, match="invalid_type"):
+        decoder.next_frame()
+    with pytest.raises(LocalProtocolError, match="NAME"):
+        encode_frame("bad name", "")
 
 
 # --- Replay of every recording from the real 0.5.4 master ------------------------------
@@ -804,16 +859,16 @@ class Replay:
         self.master = MasterSide()
         self.worker_refused: list[bytes] = []
 
-    def worker_frame(self, raw: bytes) -> Frame | None:
+    def worker_frame(self, raw: bytes) -> Request | None:
         """Send it through WorkerSide where legal (same bytes), then feed it to MasterSide."""
         frame = decode_one(raw)
         if frame is not None:
             try:
-                assert self.worker.send(frame.name, frame.payload) == raw
-            except ProtocolError:
+                assert self.worker.send(request_from_frame(frame)) == raw
+            except LocalProtocolError:
                 self.worker_refused.append(raw)
         self.master.receive_data(raw)
-        return self.master.next_message()
+        return self.master.next_event()
 
     def play(self, frames: list[tuple[str, bytes]]) -> None:
         """Replay recorded frames that must all be accepted."""
@@ -826,17 +881,14 @@ class Replay:
     def master_frame(self, raw: bytes) -> None:
         """Feed it to WorkerSide; our MasterSide must encode the very same bytes."""
         self.worker.receive_data(raw)
-        reply = self.worker.next_reply()
+        reply = self.worker.next_event()
         assert reply is not None, raw
-        assert self.worker.next_reply() is None
-        assert self.master.reply(reply.name, reply.payload) == raw
-        assert encode_frame(reply.name, reply.payload, compact=True) == raw
-        if reply.name == "TASK":
-            assert self.worker.task_info is not None
-            assert self.worker.task_info.to_payload() == reply.payload
-            assert list(self.worker.task_info.to_payload()) == list(reply.payload)
-        if reply.name == "INPUT":
-            assert input_reply_payload(*parse_input_reply(reply.payload)) == reply.payload
+        assert self.worker.next_event() is None
+        assert self.master.send(reply) == raw
+        frame = decode_one(raw)
+        assert frame is not None
+        assert reply.to_frame() == frame
+        assert json.dumps(reply.to_payload()) == json.dumps(frame.payload), "key order"
 
 
 def load_workers(reference: Path, scenario: str) -> list[list[tuple[str, bytes]]]:
@@ -853,13 +905,13 @@ def test_replay_recording(reference: Path, scenario: str) -> None:
     expected = SCENARIOS[scenario]
     workers = load_workers(reference, scenario)
     assert workers
-    for frames in workers:
+    for wire in workers:
         replay = Replay()
-        last = max(i for i, (direction, _) in enumerate(frames) if direction == "worker->master")
-        replay.play(frames[:last])
+        last = max(i for i, (direction, _) in enumerate(wire) if direction == "worker->master")
+        replay.play(wire[:last])
         assert replay.worker_refused == []
-        check_last_frame(replay, frames[last][1], expected)
-        replay.play(frames[last + 1 :])  # exit-without-done: the worker exits after an OK
+        check_last_frame(replay, wire[last][1], expected)
+        replay.play(wire[last + 1 :])  # exit-without-done: the worker exits after an OK
         check_end(replay, expected)
 
 
@@ -871,7 +923,7 @@ def check_end(replay: Replay, expected: Any) -> None:
         assert replay.worker.state is State.CLOSED
         replay.master.eof()
     else:
-        with pytest.raises(ProtocolError, match="without DONE") as info:
+        with pytest.raises(RemoteProtocolError, match="without DONE") as info:
             replay.master.eof()
         assert info.value.fatal is False
 
@@ -880,7 +932,7 @@ def check_last_frame(replay: Replay, raw: bytes, expected: Any) -> None:
     """The last worker frame: accepted, rejected (with the master's fatality), or pending."""
     if expected == "pending":
         assert replay.worker_frame(raw) is None
-        with pytest.raises(ProtocolError, match="partial frame") as info:
+        with pytest.raises(RemoteProtocolError, match="partial frame") as info:
             replay.master.eof()
         assert info.value.fatal is False
         decoder = FrameDecoder()
@@ -892,7 +944,7 @@ def check_last_frame(replay: Replay, raw: bytes, expected: Any) -> None:
         assert replay.worker_frame(raw) is not None
         assert replay.worker_refused == []
     else:
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(RemoteProtocolError) as info:
             replay.worker_frame(raw)
         assert info.value.fatal is expected[1]
         if decode_one(raw) is not None:
@@ -948,11 +1000,11 @@ def chunked(data: bytes, size: int) -> list[bytes]:
 def test_decoder_never_fails_otherwise(data: bytes, size: int) -> None:
     decoder = FrameDecoder()
     try:
-        frames = drain(decoder, chunked(data, size))
+        decoded = drain(decoder, chunked(data, size))
         decoder.eof()
-    except ProtocolError:
+    except RemoteProtocolError:
         return
-    assert all(isinstance(frame, Frame) for frame in frames)
+    assert all(isinstance(frame, Frame) for frame in decoded)
 
 
 @settings(max_examples=300, deadline=None)
@@ -962,10 +1014,10 @@ def test_master_side_never_fails_otherwise(data: bytes, greet: bool, size: int) 
     try:
         for chunk in chunked(data, size):
             master.receive_data(chunk)
-            while master.next_message() is not None:
+            while master.next_event() is not None:
                 pass
         master.eof()
-    except ProtocolError:
+    except RemoteProtocolError:
         return
 
 
@@ -973,24 +1025,24 @@ def test_master_side_never_fails_otherwise(data: bytes, greet: bool, size: int) 
 @given(ANY_BYTES)
 def test_worker_side_never_fails_otherwise(data: bytes) -> None:
     worker = WorkerSide()
-    worker.worker(1)
-    worker.task()
-    worker.input()
+    for message in (Worker(1), Task(), Input()):
+        worker.send(message)
     try:
         worker.receive_data(data)
-        while worker.next_reply() is not None:
+        while worker.next_event() is not None:
             pass
-    except ProtocolError:
+    except RemoteProtocolError:
         return
 
 
 # --- What the module may import ---------------------------------------------------------
 
-PROTOCOL_PY = Path(protocol.__file__)
+PROTOCOL_MODULES = [Path(module.__file__ or "") for module in (frames, messages, replies, sides)]
 
 
-def test_protocol_imports_only_stdlib_and_worker() -> None:
-    tree = ast.parse(PROTOCOL_PY.read_text())
+@pytest.mark.parametrize("path", PROTOCOL_MODULES, ids=lambda path: path.name)
+def test_protocol_imports_only_stdlib_and_worker(path: Path) -> None:
+    tree = ast.parse(path.read_text())
     imported: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -1003,7 +1055,7 @@ def test_protocol_imports_only_stdlib_and_worker() -> None:
         allowed = name.split(".")[0] in sys.stdlib_module_names or name.startswith(
             "discodsl.worker."
         )
-        assert allowed, f"discodsl.worker.protocol imports {name}"
+        assert allowed, f"{path.name} imports {name}"
 
 
 def test_protocol_imports_in_a_bare_shipped_layout(tmp_path: Path) -> None:
@@ -1011,11 +1063,13 @@ def test_protocol_imports_in_a_bare_shipped_layout(tmp_path: Path) -> None:
     worker_dir = tmp_path / "discodsl" / "worker"
     worker_dir.mkdir(parents=True)
     (tmp_path / "discodsl" / "__init__.py").write_text("")
-    for name in ("__init__.py", "errors.py", "protocol.py"):
-        shutil.copy(PROTOCOL_PY.parent / name, worker_dir / name)
+    for path in PROTOCOL_MODULES:
+        shutil.copy(path, worker_dir / path.name)
+    for name in ("__init__.py", "errors.py"):
+        shutil.copy(PROTOCOL_MODULES[0].parent / name, worker_dir / name)
     code = (
         "import sys; sys.path.insert(0, '.'); before = set(sys.modules); "
-        "import discodsl.worker.protocol; "
+        "import discodsl.worker.sides; "
         "print('\\n'.join(sorted(set(sys.modules) - before)))"
     )
     result = subprocess.run(

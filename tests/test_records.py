@@ -3,7 +3,6 @@ independent decoder, corruption, fuzzing, and the worker-side import rule."""
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import os
@@ -12,7 +11,7 @@ import struct
 import sys
 import tracemalloc
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -479,27 +478,3 @@ def test_is_record_file_prefix(head: bytes, expected: bool) -> None:
 @pytest.mark.parametrize("name", [*GOLDEN_FILES, "empty.disco"])
 def test_golden_files_sniff_as_record_files(reference: Path, name: str) -> None:
     assert is_record_file_prefix((reference / "records" / name).read_bytes()[:14])
-
-
-# -- what the worker modules may import -----------------------------------------
-
-WORKER_MODULES = ["records.py", "inputs.py"]
-
-
-def imported_modules(path: Path) -> Iterator[str]:
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                raise AssertionError(f"{path.name}: use absolute imports")
-            yield node.module or ""
-
-
-@pytest.mark.parametrize("name", WORKER_MODULES)
-def test_worker_modules_import_only_the_stdlib_and_the_worker(name: str) -> None:
-    path = Path(records.__file__).parent / name
-    for module in imported_modules(path):
-        top = module.split(".")[0]
-        allowed = top in sys.stdlib_module_names or module.startswith("discodsl.worker")
-        assert allowed, f"{name} imports {module}"

@@ -1,8 +1,11 @@
 """The tutorials, run top to bottom by a real Jupyter kernel, and the numbers they promise.
 
-Each notebook test executes one notebook of ``tutorials/`` with nbclient, in
+Each notebook test executes one tutorial of ``tutorials/`` with nbclient, in
 the tutorials directory as Jupyter would, then checks the outputs of the
-cells that ``tutorials/build.py`` tags ``assert-...``. A probe cell appended
+cells its source (``NN-name.py``, percent format) tags ``assert-...``. The
+notebook run is the one ``tutorials/build.py`` reads from that source, not the
+committed ``.ipynb``; the committed ones must match their sources cell for
+cell (outputs aside). A probe cell appended
 to every notebook checks that the kernel imported this repository's
 discodsl, and the tutorials directory must be left as it was found.
 Tutorial 5 runs against the test Disco master of ``tests/disco_master.py``,
@@ -45,6 +48,9 @@ def load(path: Path) -> ModuleType:
     return module
 
 
+BUILD = load(TUTORIALS / "build.py")
+
+
 class Ran:
     """An executed notebook: the outputs of its tagged cells."""
 
@@ -76,8 +82,8 @@ def listing() -> list[str]:
 
 
 def execute(name: str) -> Ran:
-    """Run ``tutorials/<name>`` in a fresh python3 kernel, as Run All would; fail on any error."""
-    nb = nbformat.read(TUTORIALS / name, as_version=4)
+    """Run ``tutorials/<name>.py`` in a fresh python3 kernel as Run All would; fail on an error."""
+    nb = BUILD.read(TUTORIALS / f"{name}.py")
     nb.cells.append(new_code_cell(PROBE, metadata={"tags": ["probe"]}))
     before = listing()
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
@@ -93,20 +99,78 @@ def execute(name: str) -> Ran:
 # -- the generated files ------------------------------------------------------------------------
 
 
-def test_notebooks_are_built_by_build_py(tmp_path: Path) -> None:
-    build = load(TUTORIALS / "build.py")
-    written = build.build(tmp_path)
-    names = sorted(path.name for path in written)
-    assert names == sorted(path.name for path in TUTORIALS.glob("*.ipynb"))
-    for path in written:
-        committed = TUTORIALS / path.name
-        assert committed.read_text() == path.read_text(), (
-            f"{path.name} is stale: run `python tutorials/build.py`"
-        )
-        nb = nbformat.read(committed, as_version=4)
+def test_notebooks_match_their_sources() -> None:
+    assert BUILD.stale() == [], "run `python tutorials/build.py NN` for each stale notebook"
+    assert len(BUILD.sources()) == 6
+    for path in BUILD.sources():
+        nb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
         nbformat.validate(nb)
         code = [cell for cell in nb.cells if cell.cell_type == "code"]
-        assert all(not cell.outputs and cell.execution_count is None for cell in code)
+        assert all(cell.execution_count is not None for cell in code), f"{path.stem} unexecuted"
+        assert not [o for c in code for o in c.outputs if o["output_type"] == "error"]
+
+
+def copy_tutorials(to: Path) -> None:
+    for path in [*TUTORIALS.glob("[0-9][0-9]-*.py"), *TUTORIALS.glob("*.ipynb")]:
+        (to / path.name).write_bytes(path.read_bytes())
+
+
+def test_a_notebook_unlike_its_source_is_stale(tmp_path: Path) -> None:
+    copy_tutorials(tmp_path)
+    source = tmp_path / "02-stages-and-pipelines.py"
+    source.write_text(source.read_text().replace("# ## Groupings", "# ## Groups", 1))
+    (tmp_path / "07-new.py").write_text("# %%\nprint(7)\n")
+    (tmp_path / "01-first-job.py").rename(tmp_path / "01-renamed.py")
+    assert BUILD.stale(tmp_path) == [
+        "01-renamed.ipynb", "02-stages-and-pipelines.ipynb", "07-new.ipynb", "01-first-job.ipynb",
+    ]
+
+
+def test_a_tag_makes_its_notebook_stale(tmp_path: Path) -> None:
+    copy_tutorials(tmp_path)
+    source = tmp_path / "01-first-job.py"
+    source.write_text(source.read_text().replace(' tags=["assert-totals"]', "", 1))
+    assert BUILD.stale(tmp_path) == ["01-first-job.ipynb"]
+
+
+def test_inserting_a_cell_changes_no_other_id(tmp_path: Path) -> None:
+    text = (TUTORIALS / "01-first-job.py").read_text()
+    before = [cell.id for cell in BUILD.read(TUTORIALS / "01-first-job.py").cells]
+    at = text.index("# %% [markdown]\n# ## Some text to count")
+    changed = tmp_path / "01-first-job.py"
+    changed.write_text(f"{text[:at]}# %%\nprint(1)\n\n# %% [markdown]\n# same\n\n{text[at:]}")
+    after = [cell.id for cell in BUILD.read(changed).cells]
+    assert len(after) == len(before) + 2
+    assert after[:2] == before[:2] and after[4:] == before[2:]
+    assert len(set(after)) == len(after)
+
+
+def test_cells_are_read_as_jupytext_writes_them(tmp_path: Path) -> None:
+    source = tmp_path / "01-x.py"
+    source.write_text(
+        "# ---\n# jupyter:\n#   kernelspec:\n#     name: python3\n# ---\n\n"
+        "# %% [markdown]\n# # Title\n#\n#   indented\n\n"
+        '# %% tags=["assert-a", "other"]\n\nx = 1\n\n\ndef f():\n    return x\n\n\n'
+        "# %%\nprint(2)  # %% inside a line\n"
+    )
+    nb = BUILD.read(source)
+    assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
+        ("markdown", "# Title\n\n  indented", None),
+        ("code", "x = 1\n\n\ndef f():\n    return x", ["assert-a", "other"]),
+        ("code", "print(2)  # %% inside a line", None),
+    ]
+
+
+@pytest.mark.parametrize(("text", "refused"), [
+    ("# %% A title\nx = 1\n", "01-x.py:1: '# %% A title' is not a cell marker"),
+    ("x = 1\n# %%\n", "01-x.py:1: text before the first cell"),
+    ("# %% [markdown]\n# fine\nnot commented\n", "markdown line 'not commented'"),
+])
+def test_what_the_reader_refuses(tmp_path: Path, text: str, refused: str) -> None:
+    source = tmp_path / "01-x.py"
+    source.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        BUILD.read(source)
 
 
 def test_make_logs_is_deterministic_and_plants_its_facts(tmp_path: Path) -> None:
@@ -130,7 +194,7 @@ def test_make_logs_is_deterministic_and_plants_its_facts(tmp_path: Path) -> None
 
 
 def test_01_first_job() -> None:
-    ran = execute("01-first-job.ipynb")
+    ran = execute("01-first-job")
     assert ran.stream("assert-totals") == "26 distinct words, 58 words in all\n"
     assert ran.value("assert-top-words") == [("the", 15), ("rain", 6), ("river", 4)]
     assert ran.value("assert-matches-counter") is True
@@ -138,7 +202,7 @@ def test_01_first_job() -> None:
 
 
 def test_02_stages_and_pipelines() -> None:
-    ran = execute("02-stages-and-pipelines.ipynb")
+    ran = execute("02-stages-and-pipelines")
     assert ran.stream("assert-top3").splitlines() == [
         "1. honey      4,944.60",
         "2. cheese     4,140.00",
@@ -155,7 +219,7 @@ def test_02_stages_and_pipelines() -> None:
 
 
 def test_03_fast_and_correct() -> None:
-    ran = execute("03-fast-and-correct.ipynb")
+    ran = execute("03-fast-and-correct")
     corpus = ran.stream("assert-combiner-equal")
     assert corpus.startswith("same counts: True\n")
     assert corpus.rstrip().endswith(" 576000 words")  # 4 files x 12,000 lines x 12 words
@@ -177,7 +241,7 @@ def test_03_fast_and_correct() -> None:
 
 
 def test_04_when_things_go_wrong() -> None:
-    ran = execute("04-when-things-go-wrong.ipynb")
+    ran = execute("04-when-things-go-wrong")
     declared = ran.stream("assert-declaration")
     assert "JobError: reduce 'add_up' takes (counts) but a reduce is called with" in declared
     assert "SettingsError: job option partitions=0 is invalid" in declared
@@ -216,7 +280,7 @@ def test_04_when_things_go_wrong() -> None:
     assert "people-9.csv" in missing and "matches no file" in missing
 
 
-CLUSTER = "05-on-a-disco-cluster.ipynb"
+CLUSTER = "05-on-a-disco-cluster"
 JOB_NAME = r"[0-9a-f]+:[0-9a-f]+:[0-9a-f]+"  # prefix@A:B:C, the master's clock in hex
 
 
@@ -235,7 +299,7 @@ def commands(text: str) -> dict[str, list[str]]:
 
 def test_05_needs_a_master() -> None:
     """Without DISCO_MASTER (conftest removes it), the first code cell stops Run All, saying so."""
-    nb = nbformat.read(TUTORIALS / CLUSTER, as_version=4)
+    nb = BUILD.read(TUTORIALS / f"{CLUSTER}.py")
     client = NotebookClient(
         nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(TUTORIALS)}}
     )
@@ -413,7 +477,7 @@ def test_05_on_a_disco_cluster(
 def test_06_access_logs(tmp_path: Path) -> None:
     make_logs = load(TUTORIALS / "data" / "make_logs.py")
     facts = make_logs.make_logs(tmp_path, files=4, lines=3000)  # what the notebook generates
-    ran = execute("06-access-logs.ipynb")
+    ran = execute("06-access-logs")
 
     malformed = 4 * make_logs.MALFORMED_PER_FILE
     assert ran.stream("assert-malformed") == f"malformed lines: {malformed}\n"

@@ -13,7 +13,7 @@ import pytest
 
 from discodsl import builder, count, job, map
 from discodsl.worker.capture import MAX_FORWARDED, MAX_MESSAGE
-from discodsl.worker.protocol import MAX_PAYLOAD
+from discodsl.worker.frames import MAX_PAYLOAD
 from tests.worker_driver import (
     Transcript,
     lay_out,

@@ -19,9 +19,12 @@ from typing import Any
 
 from discodsl import jobpack
 from discodsl.runners.layout import JobLayout
-from discodsl.worker.protocol import Frame, MasterSide
+from discodsl.worker.frames import Frame
+from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Request, Task
+from discodsl.worker.replies import Fail, InputReply, Ok, TaskInfo
+from discodsl.worker.sides import MasterSide
 
-Replier = Callable[[Frame, MasterSide], bytes | None]
+Replier = Callable[[Request, MasterSide], bytes | None]
 
 
 def lay_out(data: bytes, disco_data: Path, host: str, jobname: str) -> JobLayout:
@@ -50,7 +53,7 @@ def node_environment(data: bytes, extra: dict[str, str] | None = None) -> dict[s
 class Transcript:
     """What passed between the test master and one worker."""
 
-    sent: list[Frame] = field(default_factory=list)  # worker -> master
+    sent: list[Frame] = field(default_factory=list)  # worker -> master, as on the wire
     times: list[float] = field(default_factory=list)  # when each sent frame arrived
     replies: list[bytes] = field(default_factory=list)  # master -> worker
     raw: bytearray = field(default_factory=bytearray)  # every byte the worker wrote
@@ -102,12 +105,12 @@ def _converse(
             return
         transcript.raw += chunk
         side.receive_data(chunk)
-        while (frame := side.next_message()) is not None:
-            transcript.sent.append(frame)
+        while (message := side.next_event()) is not None:
+            transcript.sent.append(message.to_frame())
             transcript.times.append(time.monotonic())
-            if frame.name in ("DONE", "ERROR", "FATAL"):
+            if isinstance(message, (Done, Error, Fatal)):
                 return
-            answer = reply(frame, side)
+            answer = reply(message, side)
             if answer is not None:
                 transcript.replies.append(answer)
                 process.stdin.write(answer)  # type: ignore[union-attr]
@@ -116,17 +119,20 @@ def _converse(
 
 
 def scripted(task: dict[str, Any], inputs: Sequence[Any]) -> Replier:
-    """Answer TASK with ``task`` and the n-th INPUT with ``inputs[n]``; OK to everything else."""
+    """Answer TASK with ``task`` and the n-th INPUT with ``inputs[n]``; OK to everything else.
+
+    ``task`` and ``inputs`` are payloads, as a recording holds them.
+    """
     queue = list(inputs)
 
-    def reply(frame: Frame, side: MasterSide) -> bytes | None:
-        if frame.name == "TASK":
-            return side.reply("TASK", task)
-        if frame.name == "INPUT":
-            return side.reply("INPUT", queue.pop(0))
-        if frame.name == "INPUT_ERR":
-            return side.fail()
-        return side.ok()
+    def reply(message: Request, side: MasterSide) -> bytes | None:
+        if isinstance(message, Task):
+            return side.send(TaskInfo.from_payload(task))
+        if isinstance(message, Input):
+            return side.send(InputReply.from_payload(queue.pop(0)))
+        if isinstance(message, InputErr):
+            return side.send(Fail())
+        return side.send(Ok())
 
     return reply
 

@@ -34,8 +34,11 @@ from discodsl import jobpack
 from discodsl.runners.base import EventHandler
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
 from discodsl.runners.layout import JobLayout, job_name
-from discodsl.worker.errors import ProtocolError
-from discodsl.worker.protocol import Frame, InputEntry, MasterSide, TaskInfo, input_reply_payload
+from discodsl.worker.errors import RemoteProtocolError
+from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Msg, Request, Task
+from discodsl.worker.messages import Output as OutputMessage
+from discodsl.worker.replies import Fail, InputEntry, InputReply, Ok, Reply, TaskInfo
+from discodsl.worker.sides import MasterSide
 
 # A worker that has not said WORKER by then is failed, as Disco does.
 FIRST_MESSAGE_TIMEOUT = 30.0
@@ -413,43 +416,42 @@ class _Conversation:
         del self.seen[: max(0, len(self.seen) - LAST_WORDS)]
         try:
             self.side.receive_data(chunk)
-            while (frame := self.side.next_message()) is not None:
-                outcome = self._handle(frame)
+            while (message := self.side.next_event()) is not None:
+                outcome = self._handle(message)
                 if outcome is not None:
                     return outcome
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:  # a LocalProtocolError is a bug here: it propagates
             return Attempt(False, text=str(exc), fatal=exc.fatal)
         return None
 
-    def _handle(self, frame: Frame) -> Attempt | None:
-        name, payload = frame.name, frame.payload
-        if name in ("DONE", "ERROR", "FATAL"):
-            if name == "DONE":
-                return Attempt(True, outputs=self.outputs)
-            return Attempt(False, text=str(payload), fatal=name == "FATAL")
-        if name == "OUTPUT":
-            label, path, size = payload
-            if path.startswith("/"):
-                return Attempt(False, text=f'{{invalid_output,<<"{path}">>}}')
-            self.outputs.append((label, path, size))
-        if name == "MSG":
+    def _handle(self, message: Request) -> Attempt | None:
+        """Act on a worker message (the side checked it, absolute OUTPUT paths included)."""
+        if isinstance(message, Done):
+            return Attempt(True, outputs=self.outputs)
+        if isinstance(message, (Error, Fatal)):
+            return Attempt(False, text=message.text, fatal=isinstance(message, Fatal))
+        if isinstance(message, OutputMessage):
+            self.outputs.append((message.label, message.location, message.size))
+        if isinstance(message, Msg):
             self.master._emit(
-                "msg", {"stage": self.task.stage, "taskid": self.task.taskid, "text": str(payload)}
+                "msg", {"stage": self.task.stage, "taskid": self.task.taskid, "text": message.text}
             )
-        self._reply(name, payload)
+        self._send(self._reply(message))
         return None
 
-    def _reply(self, name: str, payload: Any) -> None:
-        if name == "TASK":
-            data = self.side.reply("TASK", self._task_info().to_payload())
-        elif name == "INPUT":
-            data = self.side.reply("INPUT", self._inputs(payload))
-        elif name == "INPUT_ERR":
-            data = self.side.reply("FAIL", "")
-        else:
-            data = self.side.reply("OK", "ok")
+    def _reply(self, message: Request) -> Reply:
+        """The answer to a message that is owed one."""
+        if isinstance(message, Task):
+            return self._task_info()
+        if isinstance(message, Input):
+            return self._inputs(message)
+        if isinstance(message, InputErr):
+            return Fail()
+        return Ok()
+
+    def _send(self, reply: Reply) -> None:
         try:
-            self.stdin.write(data)
+            self.stdin.write(self.side.send(reply))
             self.stdin.flush()
         except BrokenPipeError:
             pass
@@ -471,20 +473,18 @@ class _Conversation:
             host=m.host,
         )
 
-    def _inputs(self, request: Any) -> list[Any]:
+    def _inputs(self, request: Input) -> InputReply:
         entries = [
             InputEntry(index, "ok", item.label, tuple(enumerate(item.urls)))
             for index, item in enumerate(self.task.plan.inputs)
         ]
-        if isinstance(request, list):
-            how, ids = request
-            wanted = set(ids)
-            if how == "exclude":
-                entries = [e for e in entries if e.input_id not in wanted]
-            else:
-                known = {e.input_id: e for e in entries}
-                entries = [known.get(i, InputEntry(i, "ok", 0, ())) for i in ids]
-        return input_reply_payload("done", entries)
+        if request.exclude is not None:
+            excluded = set(request.exclude)
+            entries = [e for e in entries if e.input_id not in excluded]
+        elif request.include is not None:
+            known = {e.input_id: e for e in entries}
+            entries = [known.get(i, InputEntry(i, "ok", 0, ())) for i in request.include]
+        return InputReply("done", tuple(entries))
 
     def _died(self) -> Attempt:
         code = self.process.wait()

@@ -28,6 +28,22 @@ class ProtocolError(DiscoDSLError):
         self.data = data
 
 
+class LocalProtocolError(ProtocolError):
+    """We tried to send something the protocol forbids: a bug in the code sending it.
+
+    Raised, changing nothing, by a side's ``send`` and by a message built with
+    a wrong field; ``fatal`` still says what the master would do on receipt.
+    """
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that are not a frame, a message it may not send, or one out of order.
+
+    Raised only by a side's ``next_event`` and ``eof`` (and by the frame
+    decoder); the side stays failed. ``fatal`` says what the master does.
+    """
+
+
 class DataError(DiscoDSLError):
     """An input or record file could not be read: corrupt, truncated or unreachable.
 

@@ -142,18 +142,11 @@ def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None
     """Write every pair of every one of ``results`` (what the user's calls returned)."""
     try:
         outputs.add_many(chain.from_iterable(results))
-    except NotAPair as exc:
-        raise _bad_record(stage, exc.item) from None
     except (TypeError, ValueError) as exc:
-        if _raised_by_user(exc, RecordWriter.write_many, _Outputs.add_many):
+        error = _not_pairs(stage, exc, (), RecordWriter.write_many, _Outputs.add_many)
+        if error is None:
             raise
-        if _returned_none(exc):
-            raise _none_error(stage) from None
-        raise StageError(
-            f"stage {stage.name!r} must yield (key, value) pairs, such as `yield word, 1`, "
-            f"or return an iterable of them; what it produced did not unpack: {exc}",
-            stage=stage.name,
-        ) from None
+        raise error from None
 
 
 def _run_map(
@@ -163,14 +156,13 @@ def _run_map(
         result = function(record)
         try:
             for item in result:
-                key, value = item if item.__class__ is tuple else as_pair(item)
+                key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
                 sink(key, value)
-        except NotAPair as exc:
-            raise _bad_record(stage, exc.item) from None
         except (TypeError, ValueError) as exc:
-            if _raised_by_user(exc, _run_map):
+            error = _not_pairs(stage, exc, result, _run_map)
+            if error is None:
                 raise
-            raise _shape_error(stage, result, exc) from None
+            raise error from None
 
 
 def _run_reduce(
@@ -202,12 +194,35 @@ def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
         iterator = iter(result)
     except TypeError:
         raise _bad_result(stage, result) from None
-    for item in iterator:
-        try:
-            key, value = item if item.__class__ is tuple else as_pair(item)
-        except (TypeError, ValueError):
-            raise _bad_record(stage, item) from None
-        sink(key, value)
+    try:
+        for item in iterator:
+            key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+            sink(key, value)
+    except (TypeError, ValueError) as exc:
+        error = _not_pairs(stage, exc, result, _emit)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _not_pairs(
+    stage: StageSpec, exc: Exception, result: Any, *loops: Callable[..., Any]
+) -> StageError | None:
+    """The one guard on a stage's output: the StageError for ``exc``, raised while ``loops``
+    took ``(key, value)`` pairs from what the stage produced (``result``: what one call
+    returned, ``()`` when not known), or None when user code raised it (re-raise it).
+
+    The loops themselves only check each item with the same expression as the record
+    writer's (``item if item.__class__ is tuple and len(item) == 2 else as_pair(item)``):
+    no Python call per record on the way to the file.
+    """
+    if isinstance(exc, NotAPair):
+        return _bad_record(stage, exc.item)
+    if _raised_by_user(exc, *loops):
+        return None
+    if result is None or _returned_none(exc):
+        return _none_error(stage)
+    return _shape_error(stage, result, exc)
 
 
 def _bad_result(stage: StageSpec, result: Any) -> StageError:
@@ -233,8 +248,6 @@ def _returned_none(exc: BaseException) -> bool:
 
 
 def _shape_error(stage: StageSpec, result: Any, exc: Exception) -> StageError:
-    if result is None:
-        return _none_error(stage)
     if "unhashable" in str(exc):
         return StageError(
             f"stage {stage.name!r} yielded a key that cannot be grouped ({exc}): keys must be "
@@ -244,8 +257,8 @@ def _shape_error(stage: StageSpec, result: Any, exc: Exception) -> StageError:
     if not hasattr(result, "__iter__"):
         return _bad_result(stage, result)
     return StageError(
-        f"stage {stage.name!r} must yield (key, value) pairs, such as `yield word, 1`; "
-        f"unpacking what it produced failed: {exc}",
+        f"stage {stage.name!r} must yield (key, value) pairs, such as `yield word, 1`, "
+        f"or return an iterable of them; what it produced did not unpack: {exc}",
         stage=stage.name,
     )
 
@@ -326,17 +339,18 @@ class _Combiner:
                 result = function(record)
                 try:
                     for item in result:
-                        key, value = item if item.__class__ is tuple else as_pair(item)
+                        key, value = (
+                            item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+                        )
                         try:
                             buffer[key].append(value)
                         except KeyError:
                             buffer[key] = [value]
-                except NotAPair as exc:
-                    raise _bad_record(stage, exc.item) from None
                 except (TypeError, ValueError) as exc:
-                    if _raised_by_user(exc, _Combiner.consume_map):
+                    error = _not_pairs(stage, exc, result, _Combiner.consume_map)
+                    if error is None:
                         raise
-                    raise _shape_error(stage, result, exc) from None
+                    raise error from None
             if _resident_bytes() - self.baseline > self.growth:
                 self.fold()
                 buffer = self.buffer
@@ -363,14 +377,11 @@ class _Combiner:
         try:
             for item in chain.from_iterable(results):
                 yield item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
-        except NotAPair as exc:
-            raise _bad_record(self.stage, exc.item) from None
         except (TypeError, ValueError) as exc:
-            if _raised_by_user(exc, _Combiner._combined):
+            error = _not_pairs(self.stage, exc, (), _Combiner._combined)
+            if error is None:
                 raise
-            if _returned_none(exc):
-                raise _none_error(self.stage) from None
-            raise _shape_error(self.stage, (), exc) from None
+            raise error from None
 
     def flush_into(self, outputs: _Outputs) -> None:
         """Combine what is left, straight into the output files."""

@@ -20,15 +20,16 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
-from discodsl.worker import counters, report
+from discodsl.worker import counters, messages, report
 from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
-from discodsl.worker.errors import retryable
+from discodsl.worker.errors import RemoteProtocolError, retryable
 from discodsl.worker.execute import Output, Task, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.jobfile import read_jobdata
-from discodsl.worker.protocol import Frame, TaskInfo, WorkerSide, parse_input_reply
+from discodsl.worker.replies import InputReply, Ok, Reply, TaskInfo
+from discodsl.worker.sides import WorkerSide
 from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
 
 LOAD_FAILURE = "cannot load the job's stages"
@@ -36,6 +37,10 @@ LOAD_FAILURE = "cannot load the job's stages"
 
 class FatalJobError(Exception):
     """The job cannot run on this node at all: retrying would not help (sent as FATAL)."""
+
+
+_R = TypeVar("_R", bound=Reply)
+Final = messages.Done | messages.Error | messages.Fatal
 
 
 class Channel:
@@ -47,24 +52,29 @@ class Channel:
         self.lock = threading.Lock()
         self.pacer = Pacer()
 
-    def request(self, name: str, payload: Any) -> Frame:
-        """Send a message that owes a reply and return the reply."""
+    def request(self, message: messages.Request, answer: type[_R]) -> _R:
+        """Send a message that owes a reply and return the reply, an ``answer``."""
         with self.lock:
-            self._write(self.side.send(name, payload))
-            return self._read_reply()
+            self._write(self.side.send(message))
+            reply = self._read_reply()
+        if not isinstance(reply, answer):
+            raise RemoteProtocolError(
+                f"{reply.NAME} reply to {message.NAME}: this worker only handles {answer.NAME}"
+            )
+        return reply
 
-    def final(self, name: str, payload: str) -> None:
+    def final(self, message: Final) -> None:
         """Send DONE, ERROR or FATAL: no reply comes."""
         with self.lock:
-            self._write(self.side.send(name, payload))
+            self._write(self.side.send(message))
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.write_fd, view) :]
 
-    def _read_reply(self) -> Frame:
-        while (reply := self.side.next_reply()) is None:
+    def _read_reply(self) -> Reply:
+        while (reply := self.side.next_event()) is None:
             chunk = os.read(self.read_fd, 1 << 16)
             if not chunk:
                 raise SystemExit(0)  # the master went away: nobody to work for
@@ -82,15 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.breakpointhook = _no_debugger
     channel = Channel(protocol_in, protocol_out)
     try:
-        channel.request("WORKER", {"version": "1.1", "pid": os.getpid()})
-        task = TaskInfo.from_payload(channel.request("TASK", "").payload)
+        channel.request(messages.Worker(os.getpid()), Ok)
+        task = channel.request(messages.Task(), TaskInfo)
         forwarder = Forwarder(capture, lambda text: _message(channel, text))
-        name, text = _work(channel, task)
+        final = _work(channel, task)
         forwarder.close()
         counts = counters.take()
-        if name == "DONE" and counts:  # a failed attempt's counts are dropped: counted once
+        if isinstance(final, messages.Done) and counts:  # a failed attempt's: dropped
             _message(channel, counters.encode(counts))
-        channel.final(name, text)
+        channel.final(final)
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the master is gone: nobody to report to
     _wait_for_end(protocol_in)
@@ -119,24 +129,25 @@ def _no_debugger(*args: Any, **kwargs: Any) -> None:
 def _message(channel: Channel, text: str) -> None:
     """Send a MSG, waiting first if the master's rate limit is near."""
     channel.pacer.wait()
-    channel.request("MSG", text)
+    channel.request(messages.Msg(text), Ok)
 
 
-def _work(channel: Channel, task: TaskInfo) -> tuple[str, str]:
-    """Run the task; the final message (DONE, ERROR or FATAL) and its text."""
+def _work(channel: Channel, task: TaskInfo) -> Final:
+    """Run the task; the final message: DONE, ERROR or FATAL."""
     try:
         job = load_job(task.jobfile)
         for label, path, size in run(channel, task, job):
-            channel.request("OUTPUT", [label, path, size])
+            channel.request(messages.Output(label, path, size), Ok)
     except FatalJobError as exc:
-        return "FATAL", str(exc)
+        return messages.Fatal(str(exc))
     except Exception as exc:
         # As Disco's own worker: I/O, data and memory errors (and Retry) are worth
         # another try (ERROR); anything else is a bug that would fail again (FATAL).
         retry = retryable(exc)
         failure = report.describe(exc, stage=task.stage, taskid=task.taskid, retry=retry)
-        return ("ERROR" if retry else "FATAL"), report.encode(failure)
-    return "DONE", ""
+        text = report.encode(failure)
+        return messages.Error(text) if retry else messages.Fatal(text)
+    return messages.Done()
 
 
 def load_job(jobfile: str) -> JobSpec:
@@ -195,15 +206,15 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[Output]:
 def _records(channel: Channel, node: Node, cursor: Cursor) -> Iterator[Any]:
     """Every record of the task's inputs, asking for more until the master says done."""
     seen: list[int] = []
-    flag, entries = parse_input_reply(channel.request("INPUT", "").payload)
+    reply = channel.request(messages.Input(), InputReply)
     while True:
-        for entry in entries:
+        for entry in reply.entries:
             seen.append(entry.input_id)
             urls = [url for _, url in entry.replicas]
             yield from iter_input(urls, entry.label, node, cursor)
-        if flag == "done":
+        if reply.flag == "done":
             return
-        flag, entries = parse_input_reply(channel.request("INPUT", ["exclude", seen]).payload)
+        reply = channel.request(messages.Input(exclude=tuple(seen)), InputReply)
 
 
 def _watch_master(fd: int) -> None:
