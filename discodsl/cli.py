@@ -3,8 +3,9 @@
 Each subcommand is a thin shell over a public function: ``run`` over
 :meth:`discodsl.Job.run`, ``jobpack`` over :func:`discodsl.builder.build_jobpack`
 and :func:`discodsl.jobpack.describe`, the job commands over
-:class:`discodsl.client.Master` and :mod:`discodsl.runners.cluster`, ``ddfs`` over
-:class:`discodsl.ddfs.DDFS`. Job-name arguments accept ``@`` (the newest
+:class:`discodsl.client.Master` and :mod:`discodsl.runners.cluster` (with
+``nodeinfo``, ``config``, ``stageresults`` and ``jobdict`` as Disco's own CLI
+has them), ``ddfs`` over :class:`discodsl.ddfs.DDFS`. Job-name arguments accept ``@`` (the newest
 job) and ``@?TEXT`` (the newest whose name contains TEXT), as Disco's CLI does.
 Options may come before or after positionals. ``run`` and ``results`` print
 records as escaped TSV or tagged JSON lines (:data:`OUTPUT_FORMATS`).
@@ -33,13 +34,17 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from discodsl import builder, jobpack, sources
+from discodsl.ddfs import check_name, resolve_inputs
 from discodsl.errors import (
-    ClientError,
     DiscoDSLError,
     JobDead,
     JobError,
+    JobpackRefused,
+    NoSuchJob,
     SettingsError,
+    TagNotFound,
     TaskFailed,
+    Unreachable,
 )
 from discodsl.model import Job
 from discodsl.options import Mode, validate_options
@@ -93,30 +98,33 @@ def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
         print(f"hint: {hint}", file=sys.stderr)
 
 
+#: Hints that depend on the error's type only.
+_HINTS: dict[type[DiscoDSLError], str] = {
+    JobpackRefused: "look inside the jobpack with `discodsl jobpack show FILE`",
+    NoSuchJob: "list the master's jobs with `discodsl jobs`",
+    TagNotFound: "list the tags with `discodsl ddfs ls`",
+}
+
+
 def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
-    """What to try next, for the errors whose message alone does not say it."""
+    """What to try next, for the errors whose message alone does not say it: by their
+    type (and, for a failed task, where the run was)."""
     if isinstance(exc, TaskFailed):
         return _task_hint(exc, getattr(args, "where", "cluster"))
     if isinstance(exc, JobDead):
         return f"see what happened with `discodsl events {exc.jobname or '@'}`"
-    if isinstance(exc, ClientError) and "could not reach" in str(exc):
+    if isinstance(exc, Unreachable):
         master = getattr(args, "master", None) or configured_master() or ""
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
-    hints = {
-        "refused the job": "look inside the jobpack with `discodsl jobpack show FILE`",
-        "no job named": "list the master's jobs with `discodsl jobs`",
-        "no DDFS tag named": "list the tags with `discodsl ddfs ls`",
-    }
-    found = [hint for needle, hint in hints.items() if needle in str(exc)]
-    return found[0] if isinstance(exc, ClientError) and found else ""
+    found = [hint for kind, hint in _HINTS.items() if isinstance(exc, kind)]
+    return found[0] if found else ""
 
 
 def _task_hint(exc: TaskFailed, where: str) -> str:
     """Where the failed task's traceback is: the master's events, or a rerun here."""
     if where == "cluster":
-        match = re.match(r"job '([^']+)'", str(exc))  # the name the master gave the job
-        return f"see the worker's traceback with `discodsl events {match[1] if match else '@'}`"
+        return f"see the worker's traceback with `discodsl events {exc.jobname or '@'}`"
     if where == "local":
         return (
             "rerun with --inline to get the stage's traceback in this process "
@@ -167,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS,
         help="machine-readable output (run, results: JSON lines; jobs, status, events, "
-        "jobpack show, ddfs ls: JSON)",
+        "nodeinfo, config, stageresults, jobpack show, ddfs ls: JSON)",
     )
     parser = _Parser(
         prog="discodsl",
@@ -278,6 +286,27 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         if name == "results":
             parser.epilog = OUTPUT_FORMATS
             parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    _add_cluster_facts(sub, common)
+
+
+def _add_cluster_facts(sub: Any, common: argparse.ArgumentParser) -> None:
+    """What Disco's own CLI shows besides jobs: nodes, the node table, stage results, jobdicts."""
+    for name, command, text in [
+        ("nodeinfo", cmd_nodeinfo, "the master's nodes: host, then its facts as JSON"),
+        ("config", cmd_config, "the master's node table: host pattern, worker slots"),
+    ]:
+        sub.add_parser(name, parents=[common], help=text, description=text).set_defaults(
+            command=command
+        )
+    text = "a finished stage's results, one replica list per line"
+    stage = sub.add_parser("stageresults", parents=[common], help=text, description=text)
+    stage.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
+    stage.add_argument("-S", "--stage", required=True, help="the stage's name")
+    stage.set_defaults(command=cmd_stageresults)
+    text = "the jobdict a job was submitted with, as JSON"
+    jobdict = sub.add_parser("jobdict", parents=[common], help=text, description=text)
+    jobdict.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
+    jobdict.set_defaults(command=cmd_jobdict)
 
 
 def _add_ddfs(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -460,6 +489,44 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nodeinfo(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        nodes = conn.master.nodeinfo()
+    lines = (f"{host}\t{json.dumps(nodes[host], sort_keys=True)}" for host in sorted(nodes))
+    _print_rows(args, nodes, lines)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        table = conn.master.config_table()
+    _print_rows(args, table, (f"{host}\t{workers}" for host, workers in table))
+    return 0
+
+
+def cmd_stageresults(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        results = conn.master.stageresults(_job_name(conn, args.job), args.stage)
+    _print_rows(args, results, ("\t".join(replicas) for replicas in results))
+    return 0
+
+
+def _print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> None:
+    """``data`` as JSON with --json, else ``lines``, one per line."""
+    if _json_wanted(args):
+        print(json.dumps(data, indent=2))
+        return
+    for line in lines:
+        print(line)
+
+
+def cmd_jobdict(args: argparse.Namespace) -> int:
+    with _cluster(args) as conn:
+        data = conn.master.parameters(_job_name(conn, args.job))
+    print(json.dumps(jobpack.describe(jobpack.decode(data))["jobdict"], indent=2))
+    return 0
+
+
 # --------------------------------------------------------------------------
 # DDFS
 # --------------------------------------------------------------------------
@@ -483,10 +550,8 @@ def cmd_ddfs_push(args: argparse.Namespace) -> int:
 def cmd_ddfs_cat(args: argparse.Namespace) -> int:
     target: str = args.target
     with _cluster(args) as conn:
-        if "://" in target and not target.startswith("tag://"):
-            urls = [target]
-        else:
-            urls = [replicas[0] for replicas in conn.ddfs.blobs(target)]
+        tag_or_url = target if "://" in target else f"tag://{check_name(target)}"
+        urls = [replicas[0] for replicas in resolve_inputs([tag_or_url], conn.ddfs)]
         sys.stdout.flush()
         binary = getattr(sys.stdout, "buffer", None)  # None in a notebook or a redirect
         for url in urls:

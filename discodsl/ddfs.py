@@ -5,18 +5,21 @@ attributes, reading blobs). :func:`check_name` and :func:`tag_name` validate
 tag names; :func:`resolve_inputs` expands ``tag://`` job inputs into the
 replica lists of the tag's blobs.
 
-It does not send requests itself: every request goes through the transport
-of :mod:`discodsl.client` (a connection per request, timeouts, retries, JSON
-shape checks), so ``requests`` exceptions still become
-:class:`~discodsl.errors.ClientError` in that one place. The Disco master's own API (:class:`~discodsl.client.Master`)
-and the URL helpers (:func:`~discodsl.client.disco_url_to_http`,
-:func:`~discodsl.client.proxy_url`) stay in :mod:`discodsl.client`, which
-does not import this module.
+:func:`resolve_inputs` is the one place ``tag://`` URLs become blobs: job
+inputs, a job's save_results tag, and ``discodsl ddfs cat`` all go through it.
+
+It does not send requests itself: every request goes through
+:mod:`discodsl.http` (a connection per request, timeouts, retries, the one
+place ``requests`` exceptions become :class:`~discodsl.errors.ClientError`),
+by way of :class:`~discodsl.service.Service`, which also holds the URL
+helpers used here. The Disco master's own API is
+:class:`~discodsl.client.Master`, which does not import this module.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,18 +29,11 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from discodsl.client import (
-    RetryCallback,
-    Service,
-    _fits,
-    _json,
-    _origin,
-    _shape_error,
-    _translate,
-    disco_url_to_http,
-    proxy_url,
-)
-from discodsl.errors import ClientError
+from discodsl.answers import answer_json, fits, shape_error
+from discodsl.errors import BadAnswer, ClientError, TagNotFound, Unauthorized
+from discodsl.http import ErrorFor, RetryCallback, origin, translate
+from discodsl.service import Service, disco_url_to_http, proxy_url
+from discodsl.worker import urls
 
 if TYPE_CHECKING:
     from discodsl.settings import DiscoSettings
@@ -65,29 +61,28 @@ def check_name(name: str, what: str = "DDFS tag name") -> str:
 
 def tag_name(url_or_name: str) -> str:
     """``tag://NAME`` or ``NAME`` -> ``NAME`` (validated)."""
-    if url_or_name.startswith("tag://"):  # tag://NAME, or tag://HOST/NAME as Disco allows
-        return check_name(url_or_name[len("tag://") :].rsplit("/", 1)[-1])
-    return check_name(url_or_name)
+    name = urls.tag_name(url_or_name)  # tag://NAME, or tag://HOST/NAME as Disco allows
+    return check_name(url_or_name if name is None else name)
 
 
 def resolve_inputs(inputs: Iterable[str | Sequence[str]], ddfs: DDFS) -> list[list[str]]:
-    """Job inputs as replica lists, each ``tag://NAME`` replaced by the tag's blobs.
+    """Inputs or results as replica lists, each ``tag://NAME`` replaced by the tag's blobs.
 
     A plain URL becomes a one-replica list; a list is kept as the replicas of
-    one input. The master never resolves tags (disco-spec section 2): do it here.
+    one input, unless it is one ``tag://`` URL (as a save_results job's
+    results are). The master never resolves tags (disco-spec section 2): do it here.
     """
     resolved: list[list[str]] = []
     for item in inputs:
+        if not isinstance(item, str) and len(item) == 1 and isinstance(item[0], str):
+            item = item[0]
         if isinstance(item, str):
-            if item.startswith("tag://"):
-                resolved.extend(ddfs.blobs(item))
-            else:
-                resolved.append([item])
+            resolved.extend(ddfs.blobs(item) if urls.is_tag(item) else [[item]])
             continue
         replicas = list(item)
         if not replicas or not all(isinstance(r, str) for r in replicas):
             raise ClientError(f"input {item!r} is not a URL or a list of replica URLs")
-        if any(r.startswith("tag://") for r in replicas):
+        if any(urls.is_tag(r) for r in replicas):
             raise ClientError(
                 f"input {replicas!r} lists a tag as one replica of an input: "
                 "give tag://NAME as an input of its own"
@@ -155,16 +150,15 @@ class DDFS(Service):
     def list_tags(self, prefix: str = "") -> list[str]:
         """Names of all tags starting with ``prefix``."""
         path = f"/ddfs/tags/{quote(check_name(prefix, 'tag prefix'))}" if prefix else "/ddfs/tags"
-        return cast(
-            "list[str]", _json(self._send("GET", path), f"GET {path}", [str], "a list of tag names")
-        )
+        resp = self._send("GET", path)
+        return cast("list[str]", answer_json(resp, f"GET {path}", [str], "a list of tag names"))
 
     def get_tag(self, name: str) -> dict[str, Any]:
         """The tag: ``{version, id, last-modified, urls, user-data}``; urls newest first."""
         path = self._tag_path(name)
         resp = self._send("GET", path, special=self._tag_errors(name))
         return cast(
-            "dict[str, Any]", _json(resp, f"GET {path}", _TAG_SHAPE, "a tag object with urls")
+            "dict[str, Any]", answer_json(resp, f"GET {path}", _TAG_SHAPE, "a tag object with urls")
         )
 
     def blobs(self, name: str) -> list[list[str]]:
@@ -172,7 +166,7 @@ class DDFS(Service):
 
         A tag's own blobs come before those of the tags it lists; a tag is
         visited once, so cycles end. A listed tag that does not exist is a
-        ClientError (Disco skips it silently).
+        :class:`TagNotFound` naming both tags (Disco skips it silently).
         """
         found: list[list[str]] = []
         seen: set[str] = set()
@@ -182,13 +176,13 @@ class DDFS(Service):
                 return
             seen.add(tag)
             try:
-                urls = self.get_tag(tag)["urls"]
+                entries = self.get_tag(tag)["urls"]
             except ClientError as exc:
                 if parent is None:
                     raise
-                raise ClientError(f"tag {parent!r} lists tag {tag!r}, which failed: {exc}") from exc
-            children = [tag_name(r[0]) for r in urls if r and _is_tag_entry(r[0])]
-            found.extend(r for r in urls if r and not _is_tag_entry(r[0]))
+                raise _listed_by(parent, tag, exc) from exc
+            children = [tag_name(r[0]) for r in entries if r and _is_tag_entry(r[0])]
+            found.extend(r for r in entries if r and not _is_tag_entry(r[0]))
             for child in children:
                 walk(child, tag)
 
@@ -205,7 +199,7 @@ class DDFS(Service):
         left this machine (appending twice would duplicate the blobs).
         """
         replicas = [[u] if isinstance(u, str) else list(u) for u in urls]
-        if not _fits(replicas, [[str]]):
+        if not fits(replicas, [[str]]):
             raise ClientError(f"tag({name!r}, ...): expected a list of URLs or replica lists")
         path = self._tag_path(name)
         resp = self._send(
@@ -216,23 +210,28 @@ class DDFS(Service):
             policy="idempotent" if update else "unsent",
             special=self._tag_errors(name),
         )
-        return cast("list[str]", _json(resp, f"POST {path}", [str], "a list of tag URLs"))
+        return cast("list[str]", answer_json(resp, f"POST {path}", [str], "a list of tag URLs"))
 
     def delete(self, name: str) -> None:
         """Delete a tag (its blobs are garbage-collected by DDFS later)."""
         path = self._tag_path(name)
         resp = self._send("DELETE", path, special=self._tag_errors(name))
-        if _json(resp, f"DELETE {path}", str, '"deleted"') != "deleted":
-            raise _shape_error(f"DELETE {path}", '"deleted"', resp.content)
+        if answer_json(resp, f"DELETE {path}", str, '"deleted"') != "deleted":
+            raise shape_error(f"DELETE {path}", '"deleted"', resp.content)
 
     def get_attr(self, name: str, attr: str) -> Any:
         """A user attribute of a tag (any JSON value)."""
         path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name')}"
-        special = {
-            404: f"tag {name!r} has no attribute {attr!r}, or no such tag ({{body}}): "
-            f"see its attributes (user-data) with `curl {self.url}{self._tag_path(name)}`"
-        }
-        return _json(self._send("GET", path, special=special), f"GET {path}", object, "JSON")
+        where = f"{self.url}{self._tag_path(name)}"
+
+        def missing(body: str) -> BadAnswer:
+            return BadAnswer(
+                f"tag {name!r} has no attribute {attr!r}, or no such tag ({body}): "
+                f"see its attributes (user-data) with `curl {where}`"
+            )
+
+        special: dict[int, ErrorFor] = {404: missing}
+        return answer_json(self._send("GET", path, special=special), f"GET {path}", object, "JSON")
 
     def set_attr(self, name: str, attr: str, value: Any) -> None:
         """Set a user attribute of a tag to a JSON value."""
@@ -240,7 +239,7 @@ class DDFS(Service):
         resp = self._send(
             "PUT", path, data=json.dumps(value).encode(), special=self._tag_errors(name)
         )
-        _json(resp, f"PUT {path}", [str], "a list of tag URLs")
+        answer_json(resp, f"PUT {path}", [str], "a list of tag URLs")
 
     # -- blobs --------------------------------------------------------------
 
@@ -266,14 +265,11 @@ class DDFS(Service):
             "GET",
             where,
             params={"replicas": str(replicas)},
-            special={
-                403: f"DDFS cannot place {replicas} replica(s) of {blob!r} ({{body}}): "
-                f"lower replicas, or check the nodes with `curl {self.url}/disco/ctrl/nodeinfo`"
-            },
+            special={403: lambda body: self._no_room(blob, replicas, body)},
         )
-        put_urls = _json(resp, f"GET {where}", [str], "a list of put URLs")
+        put_urls = answer_json(resp, f"GET {where}", [str], "a list of put URLs")
         if len(put_urls) != replicas:
-            raise _shape_error(f"GET {where}", f"{replicas} put URL(s)", resp.content)
+            raise shape_error(f"GET {where}", f"{replicas} put URL(s)", resp.content)
         return [self._put(url, path) for url in put_urls]
 
     def _put(self, url: str, path: Path) -> str:
@@ -286,21 +282,20 @@ class DDFS(Service):
             who="the DDFS node",
             hint=f"the master handed out this put URL; try `curl -I {url}`",
         )
-        return cast("str", _json(resp, f"PUT {url}", str, "the blob's disco:// URL"))
+        return cast("str", answer_json(resp, f"PUT {url}", str, "the blob's disco:// URL"))
 
     def cat(self, url: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """The bytes at a blob or result URL (``disco://``, ``dir://``, ``http://``, ``raw://``)."""
-        if url.startswith("raw://"):
-            yield url[len("raw://") :].encode()
+        if url.startswith(urls.RAW):
+            yield url[len(urls.RAW) :].encode()
             return
         target = proxy_url(disco_url_to_http(url, self.disco_port), self.proxy)
-        origin = _origin(target)
         hint = f"is the node up? try `curl -I {target}`"
         resp = self._send("GET", target, stream=True, who="the Disco node", hint=hint)
         with (
             resp,
-            _translate(
-                origin,
+            translate(
+                origin(target),
                 endpoint=f"GET {url}",
                 timeout=self._http.timeout,
                 who="the Disco node",
@@ -322,16 +317,34 @@ class DDFS(Service):
     def _tag_path(name: str) -> str:
         return f"/ddfs/tag/{quote(tag_name(name), safe='@:')}"
 
+    def _no_room(self, blob: str, replicas: int, body: str) -> BadAnswer:
+        return BadAnswer(
+            f"DDFS cannot place {replicas} replica(s) of {blob!r} ({body}): "
+            f"lower replicas, or check the nodes with `curl {self.url}/disco/ctrl/nodeinfo`"
+        )
+
     @staticmethod
-    def _tag_errors(name: str) -> dict[int, str]:
+    def _tag_errors(name: str) -> dict[int, ErrorFor]:
         return {
-            404: f"no DDFS tag named {name!r} ({{body}}): list tags with `discodsl ddfs ls`",
-            403: f"DDFS refused tag {name!r} ({{body}}): check the name",
-            401: f"DDFS refused the token for tag {name!r} ({{body}}): "
-            "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens",
+            404: lambda body: TagNotFound(
+                f"no DDFS tag named {name!r} ({body}): list tags with `discodsl ddfs ls`",
+                tag=tag_name(name),
+            ),
+            403: lambda body: BadAnswer(f"DDFS refused tag {name!r} ({body}): check the name"),
+            401: lambda body: Unauthorized(
+                f"DDFS refused the token for tag {name!r} ({body}): "
+                "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens"
+            ),
         }
 
 
 def _is_tag_entry(url: str) -> bool:
     """A tag's URL entry that names another tag (``tag://NAME``, or a bare name)."""
-    return url.startswith("tag://") or ("://" not in url and "/" not in url)
+    return urls.is_tag(url) or ("://" not in url and "/" not in url)
+
+
+def _listed_by(parent: str, tag: str, exc: ClientError) -> ClientError:
+    """``exc`` (its class and facts kept) saying that tag ``parent`` lists the failed ``tag``."""
+    error = copy.copy(exc)
+    error.args = (f"tag {parent!r} lists tag {tag!r}, which failed: {exc}",)
+    return error

@@ -12,13 +12,24 @@
      │    ├── PicklingError       a stage cannot be shipped to a node (names the object)
      │    └── TaskFailed          a task failed; ``__cause__`` holds the worker's traceback
      ├── ClientError              the Disco master or DDFS refused or could not be reached
-     │    └── JobDead             a job on the cluster died or was killed
+     │    ├── RequestFailed       no answer: the connection failed, dropped, timed out (url, who)
+     │    │    └── Unreachable    nothing sent: connection refused, no such host, connect timeout
+     │    ├── BadAnswer           an error status, or an answer of a wrong shape (endpoint, status)
+     │    │    └── Unauthorized   401: DDFS refused the token
+     │    ├── NoSuchJob           the master knows no such job: 404, or "unknown job" (jobname)
+     │    ├── JobActive           the job still runs: no results yet, or a wait timed out (jobname)
+     │    ├── JobpackRefused      the master refused a submitted jobpack (reason)
+     │    ├── TagNotFound         DDFS has no such tag (tag)
+     │    └── JobDead             a job on the cluster died or was killed (jobname, events)
      └── SettingsError            an option or setting is invalid (names field, value, fix)
 
 ``ProtocolError``, ``DataError``, ``StageError`` and ``Retry`` are defined in
 :mod:`discodsl.worker.errors`, which ships to Disco nodes and so imports only
 the standard library; they are re-exported here so users need one module.
-Every message says what happened and what to do.
+Every message says what happened and what to do; a :class:`ClientError`'s
+subclass says which of those things happened, for code (the command line's
+hints) that must not read messages. Any other ClientError is a request
+refused before it was sent (a bad tag name, an unknown setting).
 """
 
 from __future__ import annotations
@@ -26,19 +37,27 @@ from __future__ import annotations
 from discodsl.worker.errors import DataError, DiscoDSLError, ProtocolError, Retry, StageError
 
 __all__ = [
+    "BadAnswer",
     "ClientError",
     "DataError",
     "DiscoDSLError",
+    "JobActive",
     "JobDead",
     "JobError",
     "JobpackError",
+    "JobpackRefused",
+    "NoSuchJob",
     "PicklingError",
     "ProtocolError",
     "RemoteTraceback",
+    "RequestFailed",
     "Retry",
     "SettingsError",
     "StageError",
+    "TagNotFound",
     "TaskFailed",
+    "Unauthorized",
+    "Unreachable",
 ]
 
 
@@ -58,8 +77,9 @@ class TaskFailed(JobError):
     """A task of a job failed; the worker's traceback is this error's ``__cause__``.
 
     Attributes name where: ``stage``, ``taskid``, ``url`` (the input being
-    read), ``record`` (its record number, -1 if unknown) and ``exc_type``
-    (the worker-side exception's type name).
+    read), ``record`` (its record number, -1 if unknown), ``exc_type``
+    (the worker-side exception's type name) and, on a cluster, ``jobname``
+    (the name the master gave the job).
     """
 
     def __init__(
@@ -72,8 +92,10 @@ class TaskFailed(JobError):
         record: int = -1,
         exc_type: str = "",
         remote_traceback: str = "",
+        jobname: str = "",
     ):
         super().__init__(message)
+        self.jobname = jobname
         self.stage = stage
         self.taskid = taskid
         self.url = url
@@ -84,6 +106,72 @@ class TaskFailed(JobError):
 
 class ClientError(DiscoDSLError):
     """The Disco master or DDFS could not be reached, or refused a request."""
+
+
+class RequestFailed(ClientError):
+    """No answer came: the connection failed, was dropped, or timed out.
+
+    ``url`` is where the request went (scheme, host and port), ``who`` what
+    was there (``"the Disco master"``, ``"the DDFS node"``).
+    """
+
+    def __init__(self, message: str, *, url: str = "", who: str = ""):
+        super().__init__(message)
+        self.url = url
+        self.who = who
+
+
+class Unreachable(RequestFailed):
+    """Nothing reached the server: connection refused, host name not found, connect timeout."""
+
+
+class BadAnswer(ClientError):
+    """The server answered with an error status, or with a body of the wrong shape.
+
+    ``endpoint`` is the request (``"GET http://host:8989/disco/version"``);
+    ``status`` the answer's status, or None when the status was fine but the body was not.
+    """
+
+    def __init__(self, message: str, *, endpoint: str = "", status: int | None = None):
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+class Unauthorized(BadAnswer):
+    """DDFS refused the token (401): DDFS_READ_TOKEN / DDFS_WRITE_TOKEN is wrong."""
+
+
+class NoSuchJob(ClientError):
+    """The master knows no job of that name (never submitted, cleaned or purged)."""
+
+    def __init__(self, message: str, *, jobname: str = ""):
+        super().__init__(message)
+        self.jobname = jobname
+
+
+class JobActive(ClientError):
+    """The job still runs: it has no results yet, or waiting for it timed out."""
+
+    def __init__(self, message: str, *, jobname: str = ""):
+        super().__init__(message)
+        self.jobname = jobname
+
+
+class JobpackRefused(ClientError):
+    """The master refused a submitted jobpack; ``reason`` is its words."""
+
+    def __init__(self, message: str, *, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+class TagNotFound(ClientError):
+    """DDFS has no tag of that name (``tag``), perhaps one listed by another tag."""
+
+    def __init__(self, message: str, *, tag: str = ""):
+        super().__init__(message)
+        self.tag = tag
 
 
 class JobDead(ClientError):

@@ -6,6 +6,7 @@ line (plus a ``hint:`` line where there is a fix) and a non-zero status.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import re
@@ -19,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from discodsl.cli import main
+from discodsl.cli import _hint, main
+from discodsl.errors import ClientError, JobpackRefused, NoSuchJob, TagNotFound, TaskFailed
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
 
@@ -67,9 +69,13 @@ def test_python_m_discodsl_help() -> None:
         "results",
         "kill",
         "purge",
+        "nodeinfo",
+        "config",
+        "stageresults",
+        "jobdict",
         "ddfs",
     ):
-        assert f"    {command} " in done.stdout
+        assert re.search(rf"^    {command}\s", done.stdout, re.MULTILINE), command
 
 
 @pytest.mark.parametrize(
@@ -145,6 +151,38 @@ def test_a_jobs_whole_life(cluster_env: str, capsys: pytest.CaptureFixture[str])
     one_error(err, name)
     out, _ = run(capsys, "jobs")
     assert out == ""
+
+
+def test_cluster_facts_as_disco_prints_them(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nodeinfo, config, stageresults and jobdict, as Disco's own CLI has them."""
+    run(capsys, "run", WORDCOUNT, *INPUTS)
+    out, _ = run(capsys, "nodeinfo")
+    host, facts = out.splitlines()[0].split("\t")
+    assert json.loads(facts)["connected"] is True
+    out, _ = run(capsys, "--json", "nodeinfo")
+    assert json.loads(out)[host]["blacklisted"] is False
+    out, _ = run(capsys, "config")
+    assert [line.split("\t")[0] for line in out.splitlines()] == [host]
+    out, _ = run(capsys, "stageresults", "@", "-S", "words")
+    assert out and all(line.startswith("dir://") for line in out.splitlines())
+    out, _ = run(capsys, "--json", "stageresults", "@", "--stage", "total")
+    assert all(replicas[0].startswith("dir://") for replicas in json.loads(out))
+    out, _ = run(capsys, "jobdict", "@")
+    assert json.loads(out)["prefix"] == "wordcount"
+    _, err = run(capsys, "stageresults", "@", "-S", "nostage", status=1)
+    one_error(err, "no results for stage 'nostage'")
+
+
+def test_hints_follow_the_error_type_not_its_words() -> None:
+    args = argparse.Namespace()
+    assert _hint(TagNotFound("gone", tag="t"), args) == "list the tags with `discodsl ddfs ls`"
+    assert _hint(NoSuchJob("gone", jobname="j"), args).endswith("`discodsl jobs`")
+    assert "jobpack show" in _hint(JobpackRefused("no", reason="r"), args)
+    assert _hint(ClientError("no job named 'x'; could not reach"), args) == ""
+    failed = TaskFailed("job 'other' failed", jobname="wordcount@1:2:3")
+    assert _hint(failed, args).endswith("`discodsl events wordcount@1:2:3`")
 
 
 def test_jobpack_build_show_submit_then_kill(

@@ -10,7 +10,9 @@ is replayed by some test.
 
 from __future__ import annotations
 
+import ast
 import base64
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,13 +23,25 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+import discodsl
 from discodsl.client import (
     Master,
     disco_url_to_http,
     proxy_url,
 )
 from discodsl.ddfs import DDFS, resolve_inputs
-from discodsl.errors import ClientError, JobDead
+from discodsl.errors import (
+    BadAnswer,
+    ClientError,
+    JobActive,
+    JobDead,
+    JobpackRefused,
+    NoSuchJob,
+    RequestFailed,
+    TagNotFound,
+    Unauthorized,
+    Unreachable,
+)
 from discodsl.settings import load_settings
 from tests import jobs
 
@@ -103,7 +117,9 @@ CASES: dict[str, Case] = {
         lambda m: m.nodeinfo(),
         lambda v: v["vm"]["max_workers"] == 2 and v["vm"]["connected"] is True,
     ),
-    "blacklist": Case(("endpoints#7",), lambda m: m.blacklisted(), []),
+    "blacklist": Case(
+        ("endpoints#7",), lambda m: m.request("GET", "/disco/ctrl/get_blacklist"), b"[]"
+    ),
     "joblist": Case(
         ("endpoints#8",),
         lambda m: m.joblist(),
@@ -258,7 +274,8 @@ def test_case(case: Case, replay: ReplayServer, master: Master) -> None:
 @replays(*(f"endpoints#{i}" for i in (1, 2, 3, 4, 5)))
 def test_config_table(master: Master) -> None:
     assert master.config_table() == [("vm", 2)]
-    master.save_config_table([("vm", 2)])  # sent as [["vm", "2"]]: the count as a string
+    saved = master.request("POST", "/disco/ctrl/save_config_table", data=b'[["vm", "2"]]')
+    assert json.loads(saved) == "table saved!"  # the count as a string: accepted
     with pytest.raises(ClientError, match=r"string expected, '2' received"):
         master.request("POST", "/disco/ctrl/save_config_table", data=b'[["vm", 2]]')
     with pytest.raises(ClientError, match=r"400.*list expected, '<<\"garbage\">>' received"):
@@ -277,7 +294,7 @@ def test_job_lifecycle_then_clean(master: Master) -> None:
     assert master.joblist()[0] == (1795815762, "active", name)
     status, results = master.results([name], 30000)[name]
     assert status == "ready" and results[0][0].startswith("dir://vm/disco/vm/96/")
-    master.clean(name)
+    master.request("POST", "/disco/ctrl/clean_job", data=json.dumps(name).encode())
     with pytest.raises(ClientError, match=r"no job named .* cleaned or purged"):
         master.jobinfo(name)
     assert master.results([name], 1000) == {name: ("unknown job", [])}
@@ -297,25 +314,31 @@ def test_kill_and_purge(master: Master) -> None:
 
 @replays("endpoints#39", "endpoints#40", "endpoints#41")
 def test_submit_refused_while_not_accepting(master: Master) -> None:
-    master.save_settings({"accept_new_jobs": 0})  # sent as "0"
+    save_settings(master, {"accept_new_jobs": "0"})
     with pytest.raises(ClientError, match=r"does not accept new jobs \(No new jobs should"):
         master.submit(b"\0" * 3370)
-    master.save_settings({"accept_new_jobs": True})  # sent as "1"
+    save_settings(master, {"accept_new_jobs": "1"})
 
 
 @replays(*(f"settings#{i}" for i in range(10)))
 def test_settings(replay: ReplayServer, master: Master) -> None:
     assert master.settings() == {"max_failure_rate": 100, "accept_new_jobs": 1}
-    master.save_settings({"max_failure_rate": 2})  # an int, sent as the string "2"
+    save_settings(master, {"max_failure_rate": "2"})  # values as strings
     assert master.settings()["max_failure_rate"] == 2
     # What an integer value does to the real master: the connection is dropped.
     with pytest.raises(ClientError, match=r"connection closed without an answer"):
         master.request("POST", "/disco/ctrl/save_settings", data=b'{"max_failure_rate": 2}')
     assert master.settings()["max_failure_rate"] == 2
-    for value in (100, "1", "100"):
-        master.save_settings({"max_failure_rate": value})
+    for value in ("100", "1", "100"):
+        save_settings(master, {"max_failure_rate": value})
         if value != "1":
             assert master.settings()["max_failure_rate"] == 100
+
+
+def save_settings(master: Master, values: dict[str, str]) -> None:
+    """What an admin's POST to save_settings does (no client method: no CLI command)."""
+    saved = master.request("POST", "/disco/ctrl/save_settings", data=json.dumps(values).encode())
+    assert json.loads(saved) == "Settings saved"
 
 
 @replays(*(f"protocol-map-reduce/http.jsonl#{i}" for i in range(11)), "endpoints#17")
@@ -678,6 +701,79 @@ def test_a_cluster_job_reports_no_dropped_connection(
     assert dict(results) == {"a": 2, "b": 1, "c": 3}
     err = capsys.readouterr().err + caplog.text
     assert "connection closed" not in err and "retrying" not in err
+
+
+# --------------------------------------------------------------------------
+# Typed errors: what happened is the class, the facts are attributes
+# --------------------------------------------------------------------------
+
+
+def test_an_unreachable_master_is_unreachable_with_its_url() -> None:
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        with pytest.raises(Unreachable) as err:
+            Master(url, retries=0).version()
+    assert (err.value.url, err.value.who) == (url, "the Disco master")
+    assert isinstance(err.value, RequestFailed)
+
+
+def test_a_dropped_connection_is_request_failed_not_unreachable(replay: ReplayServer) -> None:
+    replay.load(synthetic("GET", "/disco/version", None))
+    with pytest.raises(RequestFailed) as err:
+        Master(MASTER, session=replay.session(), retries=0).version()
+    assert not isinstance(err.value, Unreachable) and err.value.url == MASTER
+
+
+@replays("endpoints#11", "endpoints#19", "endpoints#25")
+def test_job_errors_carry_the_job_name(master: Master) -> None:
+    with pytest.raises(NoSuchJob) as missing:
+        master.jobinfo(UNKNOWN)
+    assert missing.value.jobname == UNKNOWN
+    with pytest.raises(NoSuchJob) as unknown:
+        master.wait(UNKNOWN, poll_ms=1000)
+    assert unknown.value.jobname == UNKNOWN
+    with pytest.raises(JobActive) as active:
+        master.wait(ACTIVE, poll_ms=1000, timeout_s=0)
+    assert active.value.jobname == ACTIVE
+
+
+def test_status_errors_carry_endpoint_and_status(replay: ReplayServer, master: Master) -> None:
+    replay.load("endpoints#22", "http-api/job-new-malformed.jsonl#3")
+    with pytest.raises(BadAnswer) as failed:
+        master.request("POST", "/disco/ctrl/get_results", data=b"{not json")
+    assert failed.value.status == 500
+    assert failed.value.endpoint == "POST http://vm:8989/disco/ctrl/get_results"
+    with pytest.raises(JobpackRefused) as refused:
+        master.submit(b"\0" * 3343)
+    assert "unsupported version '3'" in refused.value.reason
+
+
+def test_tag_errors_carry_the_tag(replay: ReplayServer, ddfs: DDFS) -> None:
+    replay.load(
+        synthetic("GET", "/ddfs/tag/gone", 404, "Tag not found."),
+        synthetic("GET", "/ddfs/tag/a", 200, {"urls": [["tag://gone"]]}),
+        synthetic("GET", "/ddfs/tag/gone", 404, "Tag not found."),
+        synthetic("GET", "/ddfs/tag/secret", 401, "unauthorized"),
+    )
+    with pytest.raises(TagNotFound) as gone:
+        ddfs.get_tag("gone")
+    assert gone.value.tag == "gone"
+    with pytest.raises(TagNotFound, match="tag 'a' lists tag 'gone'") as inner:
+        ddfs.blobs("a")
+    assert inner.value.tag == "gone"
+    with pytest.raises(Unauthorized) as secret:
+        ddfs.get_tag("secret")
+    assert secret.value.status == 401
+
+
+def test_no_module_imports_private_names_of_another() -> None:
+    """One transport, public names only: ddfs.py and client.py use http.py's public API."""
+    root = Path(discodsl.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("discodsl"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
 
 
 # --------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def test_refused_jobpack_is_a_client_error(
 
 
 def test_closed_master_refuses_new_jobs(cluster_env: DiscoMaster, master: Master) -> None:
-    master.save_settings({"accept_new_jobs": 0})
+    master.request("POST", "/disco/ctrl/save_settings", data=b'{"accept_new_jobs": "0"}')
     with pytest.raises(ClientError, match="does not accept new jobs"):
         jobs.wordcount.run(inputs=["raw://a"], mode="cluster")
 

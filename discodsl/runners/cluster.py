@@ -18,22 +18,23 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, sources
-from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, JobDead, TaskFailed
 from discodsl.results import Results
-from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.worker.inputs import Node
 from discodsl.worker.report import MARKER
+
+if TYPE_CHECKING:
+    from discodsl.model import Inputs, Job
+    from discodsl.options import JobOptions
 
 __all__ = [
     "Cluster",
@@ -85,20 +86,19 @@ class Cluster:
         self.close()
 
 
-class ClusterRunner(Runner):
-    """Runs a job on a Disco master: inputs to the cluster, build, submit, watch, results."""
+class ClusterRunner:
+    """Runs a job on a Disco master: resolve inputs, build, submit, watch, return results."""
 
     def __init__(self, master: str | None = None):
         self.master = master
 
-    def _run(self, plan: Plan) -> Results:
-        options = plan.options
+    def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
         with Cluster.connect(self.master) as cluster:
+            name = job.spec(options).name
             urls = cluster_inputs(
-                cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name
+                cluster, sources.resolve(inputs), push=options.push_inputs, name=name
             )
-            data = builder.build_jobpack(plan.job, options, urls, spec=plan.spec)
-            jobname = cluster.master.submit(data)
+            jobname = cluster.master.submit(builder.build_jobpack(job, options, urls))
             return wait_for(
                 cluster,
                 jobname,
@@ -137,10 +137,7 @@ def cluster_inputs(
             "push_inputs=True (--push-inputs) uploads them to DDFS instead",
             file=sys.stderr,
         )
-    items: list[str | Sequence[str]] = [
-        r[0] if len(r) == 1 and r[0].startswith("tag://") else r for r in inputs
-    ]
-    return resolve_inputs(items, cluster.ddfs)
+    return resolve_inputs(inputs, cluster.ddfs)
 
 
 def _local_file(replicas: list[str]) -> str | None:
@@ -173,9 +170,7 @@ def wait_for(
     keeps running. Ctrl-C says how to kill the job, or kills it with
     ``kill_on_interrupt``, and re-raises KeyboardInterrupt.
     """
-    counters = Counters()
-    progress_bar = Progress(jobname, enabled=progress)
-    watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
+    watcher = _Watcher(cluster.master, jobname, Progress(jobname, enabled=progress))
     try:
         urls = cluster.master.wait(jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher)
     except JobDead as dead:
@@ -186,8 +181,8 @@ def wait_for(
         _interrupted(cluster, jobname, kill_on_interrupt)
         raise
     finally:
-        progress_bar.close()
-    return _results(cluster, jobname, urls, counters.totals)
+        watcher.progress.close()
+    return _results(cluster, jobname, urls, watcher.progress.counters)
 
 
 def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
@@ -202,18 +197,17 @@ def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
         )
 
 
-class _Watcher:
-    """Called after each get_results poll: feeds a Progress and the run's Counters from the
-    job's new events (stages scheduled, tasks done, MSG lines, retries) and the Progress
-    from jobinfo's per-stage task counts, which move the bar on when events lag or a stage
-    was not announced."""
+Event = tuple[str, str, str]
 
-    def __init__(
-        self, master: Master, jobname: str, progress: Progress, counters: Counters | None = None
-    ):
+
+class _Watcher:
+    """Called after each get_results poll: feeds a Progress from the job's new events
+    (stages scheduled, tasks done, MSG lines, retries) and from jobinfo's per-stage
+    task counts, which move the bar on when events lag or a stage was not announced."""
+
+    def __init__(self, master: Master, jobname: str, progress: Progress):
         self.master, self.jobname, self.progress = master, jobname, progress
-        self.counters = Counters() if counters is None else counters
-        self.events: list[MasterEvent] = []
+        self.events: list[Event] = []
         self.offset = 0
         self.announced: set[str] = set()
         self.stages_in_events = False  # else jobinfo says which stage runs
@@ -234,22 +228,17 @@ class _Watcher:
     def _event(self, message: str) -> None:
         if match := _MSG_EVENT.fullmatch(message):
             stage, taskid, text = match.groups()
-            self._tell("msg", {"stage": stage, "taskid": int(taskid), "text": text})
+            self.progress("msg", {"stage": stage, "taskid": int(taskid), "text": text})
         elif match := _STAGE_EVENT.match(message):
             self.stages_in_events = True
             self._start(match.group(1), int(match.group(2)))
         elif match := _DONE_EVENT.match(message):
-            self.counters.succeeded(match.group(1), int(match.group(2)))
+            self.progress.succeeded(match.group(1), int(match.group(2)))
             self._advance(match.group(1), self.done + 1)
         elif match := _RETRY_EVENT.match(message):
             stage, taskid, failures = match.groups()
             facts = {"stage": stage, "taskid": int(taskid), "failures": int(failures)}
-            self._tell("task_failed", facts)
-
-    def _tell(self, kind: str, facts: Mapping[str, Any]) -> None:
-        """An event both the counters and the progress bar take."""
-        self.counters(kind, facts)
-        self.progress(kind, facts)
+            self.progress("task_failed", facts)
 
     def _counts(self, pipeline: list[Any]) -> None:
         """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible):
@@ -284,7 +273,7 @@ class _Watcher:
         self.done = done
 
 
-def _job_failed(jobname: str, events: list[MasterEvent], dead: JobDead) -> TaskFailed | JobDead:
+def _job_failed(jobname: str, events: list[Event], dead: JobDead) -> TaskFailed | JobDead:
     """The error for a dead job: its failing task's, or JobDead when no task failed."""
     found = _failing_task(events)
     if found is None:
@@ -297,11 +286,12 @@ def _job_failed(jobname: str, events: list[MasterEvent], dead: JobDead) -> TaskF
     stage, taskid, text = found
     why = f"job {jobname!r} failed in task {stage}:{taskid}"
     error = task_failed(text, stage=stage, taskid=taskid, why=why)
+    error.jobname = jobname
     error.args = (f"{error}{_file_hint(text)}; the master's last events: {_last_events(events)}",)
     return error
 
 
-def _failing_task(events: list[MasterEvent]) -> tuple[str, int, str] | None:
+def _failing_task(events: list[Event]) -> tuple[str, int, str] | None:
     """(stage, taskid, text) of the last task error, a worker's own report preferred."""
     found = [m.groups() for _, _, message in events if (m := _TASK_EVENT.fullmatch(message))]
     reports = [f for f in found if MARKER in f[3]]
@@ -323,7 +313,7 @@ def _file_hint(text: str) -> str:
     )
 
 
-def _last_events(events: list[MasterEvent], count: int = 3) -> str:
+def _last_events(events: list[Event], count: int = 3) -> str:
     """The master's last words on the job (task errors and MSG lines left out), on one line."""
     lines = [
         message.splitlines()[0][:160]
@@ -339,36 +329,15 @@ def _last_events(events: list[MasterEvent], count: int = 3) -> str:
 
 
 def results_of(cluster: Cluster, jobname: str) -> Results:
-    """The results of a job that is ready; ClientError if it is not (yet)."""
-    status, urls = cluster.master.results([jobname], 0).get(jobname, ("unknown job", []))
-    if status == "dead":
-        raise JobDead(
-            f"job {jobname!r} is dead and has no results: see why with `discodsl events {jobname}`",
-            jobname=jobname,
-        )
-    if status == "active":
-        raise ClientError(
-            f"job {jobname!r} is still active, so it has no results yet: "
-            f"wait for it with `discodsl wait {jobname}`"
-        )
-    if status != "ready":
-        raise ClientError(
-            f"the master at {cluster.url} knows no job named {jobname!r} ({status}): it may "
-            "have been cleaned or purged; list jobs with `discodsl jobs`"
-        )
-    return _results(cluster, jobname, urls, {})
+    """The results of a job that is ready; the error its status means if it is not (yet)."""
+    return _results(cluster, jobname, cluster.master.results_of(jobname), {})
 
 
 def _results(
     cluster: Cluster, jobname: str, urls: list[list[str]], counters: dict[str, int]
 ) -> Results:
     """Results read over HTTP; a save_results ``tag://`` becomes the tag's blobs."""
-    expanded: list[list[str]] = []
-    for replicas in urls:
-        if len(replicas) == 1 and replicas[0].startswith("tag://"):
-            expanded.extend(cluster.ddfs.blobs(replicas[0]))
-        else:
-            expanded.append(replicas)
+    expanded = resolve_inputs(urls, cluster.ddfs)
     node = Node(host="", disco_port=cluster.settings.DISCO_PORT)
     return Results(jobname, expanded, node=node, mode="cluster", counters=counters)
 

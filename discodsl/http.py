@@ -1,0 +1,358 @@
+"""The one HTTP transport of the Disco master and DDFS clients, and where network errors are named.
+
+:class:`Transport` sends a request with timeouts and bounded retries and
+turns an error status into a :class:`~discodsl.errors.BadAnswer` (or the
+error a caller names for that status); :func:`translate` is the only place
+where ``requests`` exceptions become :class:`~discodsl.errors.RequestFailed`
+or :class:`~discodsl.errors.Unreachable`, with the cause kept as
+``__cause__``. :class:`~discodsl.client.Master` and
+:class:`~discodsl.ddfs.DDFS` send everything through here.
+
+Each request has a connection of its own, closed after the answer: the
+master's web server (MochiWeb) closes every connection after one answer
+without saying so (no ``Connection: close``), so a reused connection would
+meet a reset. Requests that cannot change anything twice (GETs,
+``get_results``, settings writes) are retried on dropped connections,
+timeouts and 503s with exponential backoff; submitting a job or appending to
+a tag is retried only when the request provably never left this machine
+(a connect timeout), so nothing is ever done twice silently. A refused
+connection or a host name that does not resolve is never retried: the master
+is not there, and waiting would only delay the error.
+
+Retries are written here rather than with urllib3's ``Retry``: ``Retry``
+counts a refused connection and an unknown host as connect errors and
+retries them (they must fail at once), has no hook to report each retry
+(``on_retry``, the log line), and would retry a POST that may have reached
+the master once a read fails, unless told not to per request.
+
+It does not know any endpoint or answer shape (:mod:`discodsl.answers`,
+:mod:`discodsl.client`, :mod:`discodsl.ddfs` do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.exceptions import ProtocolError as Urllib3ProtocolError
+
+from discodsl.answers import snippet
+from discodsl.errors import BadAnswer, ClientError, RequestFailed, Unauthorized, Unreachable
+
+__all__ = [
+    "MASTER",
+    "ErrorFor",
+    "Policy",
+    "RetryCallback",
+    "Transport",
+    "origin",
+    "status_error",
+    "translate",
+]
+
+log = logging.getLogger(__name__)
+
+#: Called before each automatic retry with (attempt that failed, seconds to wait, the error).
+RetryCallback = Callable[[int, float, ClientError], None]
+
+#: ``idempotent``: retry on any network error; ``unsent``: retry only when the
+#: request never left this machine (connection refused, name not found, connect timeout).
+Policy = Literal["idempotent", "unsent"]
+
+#: The error for an answer with a given status, from the answer's body (shortened).
+ErrorFor = Callable[[str], ClientError]
+
+MASTER = "the Disco master"
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# --------------------------------------------------------------------------
+# The one place where requests exceptions become ClientError
+# --------------------------------------------------------------------------
+
+# Most specific class wins (the longest MRO among the matches).
+_NETWORK_REASONS: dict[type[requests.RequestException], str] = {
+    requests.RequestException: "request failed",
+    requests.ConnectionError: "connection failed",
+    requests.ConnectTimeout: "no connection within {timeout:g}s",
+    requests.ReadTimeout: "no answer within {timeout:g}s",
+    requests.exceptions.SSLError: "TLS handshake failed",
+    requests.exceptions.ProxyError: "the HTTP proxy (HTTP_PROXY) failed",
+    requests.exceptions.ChunkedEncodingError: "the answer was cut off",
+    requests.exceptions.InvalidURL: "not a valid URL",
+    requests.exceptions.MissingSchema: "not a valid URL",
+    requests.exceptions.InvalidSchema: "not a valid URL",
+}
+
+_BAD_URL = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+)
+
+_DROPPED = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    Urllib3ProtocolError,
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception wrapped in it (args, ``reason``, cause, context)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        linked = [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+        stack.extend(x for x in linked if isinstance(x, BaseException))
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    return any(isinstance(c, kinds) for c in _causes(exc))
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True if the request surely never reached the server (safe to send again)."""
+    return isinstance(exc, requests.ConnectTimeout) or _caused_by(
+        exc, (NewConnectionError, ConnectionRefusedError, socket.gaierror)
+    )
+
+
+def _nobody_there(exc: BaseException) -> bool:
+    """True if the connection was refused or the host name did not resolve."""
+    return _caused_by(exc, (ConnectionRefusedError, NameResolutionError, socket.gaierror))
+
+
+def _reason(exc: requests.RequestException, timeout: float) -> str:
+    matches = [cls for cls in _NETWORK_REASONS if isinstance(exc, cls)]
+    reason = _NETWORK_REASONS[max(matches, key=lambda cls: len(cls.__mro__))]
+    if _caused_by(exc, (ConnectionRefusedError,)):
+        reason = "connection refused"
+    elif _caused_by(exc, (NameResolutionError, socket.gaierror)):
+        reason = "host name not found"
+    elif _caused_by(exc, _DROPPED):
+        reason = "connection closed without an answer"
+    return reason.format(timeout=timeout)
+
+
+@contextlib.contextmanager
+def translate(
+    url: str,
+    *,
+    endpoint: str = "",
+    timeout: float = 30.0,
+    who: str = MASTER,
+    hint: str = "",
+    tries: int = 1,
+    unsent_only: bool = False,
+) -> Iterator[None]:
+    """Turn a ``requests`` exception raised inside into a :class:`RequestFailed`.
+
+    :class:`Unreachable` when nothing was sent. The message names ``who`` is
+    at ``url``, why, and what to try (``hint``; by default the curl command
+    that checks the master). With ``unsent_only`` (a request that must not
+    be repeated), it says whether the request may have reached the server.
+    """
+    try:
+        yield
+    except requests.RequestException as exc:
+        hint = hint or f"is DISCO_MASTER right? try `curl {url}/disco/version`"
+        reason = _reason(exc, timeout) + (f"; tried {tries} times" if tries > 1 else "")
+        error = _network_error(exc, url, endpoint, who, reason, hint)
+        if unsent_only and not isinstance(exc, _BAD_URL) and not _never_sent(exc):
+            error.args = (
+                f"{error}; the request may have reached {who}, so it was not sent again: "
+                "check its state (e.g. `discodsl jobs`) before repeating it",
+            )
+        raise error from exc
+
+
+def _network_error(
+    exc: requests.RequestException, url: str, endpoint: str, who: str, reason: str, hint: str
+) -> RequestFailed:
+    """The error for ``exc``, most specific case first."""
+    if isinstance(exc, _BAD_URL):
+        message = f"{url} is {reason} ({exc}): check DISCO_MASTER"
+    elif isinstance(exc, requests.ReadTimeout):
+        message = (
+            f"{who} at {url} did not answer {endpoint} ({reason}): it may be overloaded; "
+            f"raise DISCODSL_HTTP_TIMEOUT, or check it with `curl {url}/disco/version`"
+        )
+    elif _never_sent(exc):
+        return Unreachable(f"could not reach {who} at {url} ({reason}): {hint}", url=url, who=who)
+    else:
+        message = f"{who} at {url} did not complete {endpoint} ({reason}): {hint}"
+    return RequestFailed(message, url=url, who=who)
+
+
+# --------------------------------------------------------------------------
+# Error statuses
+# --------------------------------------------------------------------------
+
+_GENERIC = {
+    400: "the request was refused (400): {body}: the body does not have the shape "
+    "the master expects (disco-spec section 5)",
+    401: "the token was refused (401 {body}): set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN",
+    403: "the request was refused (403 {body})",
+    404: "not found (404 {body}): check the name and that it still exists",
+    413: "the request body is too large (413 {body})",
+    500: "the master failed (500 {body}): the request crashed its handler; "
+    "check the request, and the master's log for the reason",
+    503: "the server is unavailable (503 {body}): try again later",
+}
+
+
+def status_error(
+    resp: requests.Response, endpoint: str, special: Mapping[int, ErrorFor]
+) -> ClientError:
+    """The error for an answer with an error status: the caller's for that status, else generic."""
+    body = snippet(resp.content) or "(empty)"
+    status = resp.status_code
+    if status in special:
+        error = special[status](body)
+        if isinstance(error, BadAnswer):  # the caller's words, the request's facts
+            error.endpoint, error.status = endpoint, status
+        return error
+    text = _GENERIC.get(status, f"unexpected answer {status} {resp.reason}: {{body}}")
+    kind = Unauthorized if status == 401 else BadAnswer
+    message = f"{endpoint}: " + text.replace("{body}", body)  # names may hold braces
+    return kind(message, endpoint=endpoint, status=status)
+
+
+# --------------------------------------------------------------------------
+# Transport: a connection per request, timeouts, retries
+# --------------------------------------------------------------------------
+
+
+class Transport:
+    """Sends requests with timeouts and bounded retries; shared by Master and DDFS.
+
+    Without a ``session``, each request gets a session (and so a connection)
+    of its own, closed once the answer was read (see the module docstring).
+    A given session is used as it is: its owner decides about reusing connections.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        retries: int,
+        backoff: float,
+        session: requests.Session | None,
+        on_retry: RetryCallback | None,
+        hint: str = "",
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.hint = hint  # what to try when the base URL cannot be reached
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.on_retry = on_retry
+        self.session = session
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        policy: Policy = "idempotent",
+        ok: tuple[int, ...] = (200,),
+        special: Mapping[int, ErrorFor] | None = None,
+        who: str = MASTER,
+        hint: str = "",
+        extra_timeout: float = 0.0,
+        data: bytes | Path | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One request (retried per ``policy``); an answer not in ``ok`` is a ClientError.
+
+        ``url`` is a path under the base URL, or a whole URL; ``special``
+        names the error for a status; ``extra_timeout`` is added to the read
+        timeout (a blocking ``get_results``).
+        """
+        target = url if "://" in url else self.base_url + url
+        endpoint = f"{method} {target.split('?', 1)[0]}"
+        where = self.base_url if target.startswith(self.base_url) else origin(target)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with translate(
+                    where,
+                    endpoint=endpoint,
+                    timeout=self.timeout + extra_timeout,
+                    who=who,
+                    hint=hint or self.hint,
+                    tries=attempt,
+                    unsent_only=policy == "unsent",
+                ):
+                    resp = self._request(method, target, data, extra_timeout, kwargs)
+            except RequestFailed as err:
+                if attempt > self.retries or not _retryable(err.__cause__ or err, policy):
+                    raise
+                self._pause(attempt, err)
+                continue
+            if resp.status_code == 503 and policy == "idempotent" and attempt <= self.retries:
+                self._pause(attempt, status_error(resp, endpoint, {}))
+                continue
+            if resp.status_code not in ok:
+                raise status_error(resp, endpoint, special or {})
+            return resp
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        data: bytes | Path | None,
+        extra_timeout: float,
+        kwargs: dict[str, Any],
+    ) -> requests.Response:
+        timeout = (self.timeout, self.timeout + extra_timeout)
+        with contextlib.ExitStack() as stack:
+            session = self.session
+            if session is None:  # closed on the way out; a streamed answer still reads to the end
+                session = stack.enter_context(requests.Session())
+            body: bytes | IO[bytes] | None = (
+                stack.enter_context(data.open("rb"))  # streamed from disk, reopened each attempt
+                if isinstance(data, Path)
+                else data
+            )
+            return session.request(method, url, data=body, timeout=timeout, **kwargs)
+
+    def _pause(self, attempt: int, err: ClientError) -> None:
+        delay = min(self.backoff * 2 ** (attempt - 1), 30.0)
+        log.warning("%s; retrying in %.2gs (retry %d of %d)", err, delay, attempt, self.retries)
+        if self.on_retry is not None:
+            self.on_retry(attempt, delay, err)
+        time.sleep(delay)
+
+
+def _retryable(cause: BaseException, policy: Policy) -> bool:
+    if _nobody_there(cause):
+        return False
+    if policy == "unsent":
+        return _never_sent(cause)
+    return isinstance(
+        cause,
+        (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError),
+    ) and not isinstance(cause, requests.exceptions.SSLError)

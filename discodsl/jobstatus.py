@@ -1,0 +1,126 @@
+"""What a job's status on the master means to a client: its results, or the error to raise.
+
+``get_results`` answers ``ready``, ``active``, ``dead`` or ``unknown job``
+(disco-spec section 5). :func:`ready_results` is the one mapping from a
+status to results or an error (:class:`~discodsl.errors.NoSuchJob`,
+:class:`~discodsl.errors.JobActive`, :class:`~discodsl.errors.JobDead`);
+the other functions build those errors where a caller knows more (a wait
+that timed out, a dead job's events, a 404, a refused jobpack).
+
+It sends no request: :class:`~discodsl.client.Master` calls it with what
+the master answered, and :mod:`discodsl.runners.cluster` turns a dead job
+into the failing task's error.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from discodsl.errors import JobActive, JobDead, JobpackRefused, NoSuchJob
+from discodsl.http import ErrorFor
+
+__all__ = [
+    "Event",
+    "dead_job",
+    "no_job_status",
+    "ready_results",
+    "still_active",
+    "submit_refused",
+    "unknown_job",
+]
+
+Event = tuple[str, str, str]  # (time, host, message)
+
+
+def ready_results(
+    master_url: str, jobname: str, status: str, results: list[list[str]]
+) -> list[list[str]]:
+    """``results`` if ``status`` is ``ready``; else the error that status means."""
+    if status == "ready":
+        return results
+    if status == "dead":
+        raise JobDead(
+            f"job {jobname!r} is dead and has no results: see why with `discodsl events {jobname}`",
+            jobname=jobname,
+        )
+    if status == "active":
+        raise JobActive(
+            f"job {jobname!r} is still active, so it has no results yet: "
+            f"wait for it with `discodsl wait {jobname}`",
+            jobname=jobname,
+        )
+    raise unknown_job(master_url, jobname, status)
+
+
+def unknown_job(master_url: str, jobname: str, status: str) -> NoSuchJob:
+    """The error for ``unknown job`` (or any status the master should not give)."""
+    return NoSuchJob(
+        f"the master at {master_url} knows no job named {jobname!r} ({status}): it may "
+        "have been cleaned or purged; list jobs with `discodsl jobs`",
+        jobname=jobname,
+    )
+
+
+def no_job_status(master_url: str, jobname: str) -> dict[int, ErrorFor]:
+    """The error for a 404 from a ``/disco/ctrl`` endpoint asked about ``jobname``."""
+
+    def error(body: str) -> NoSuchJob:
+        return NoSuchJob(
+            f"no job named {jobname!r} on the master at {master_url} ({body}): it may have "
+            "been cleaned or purged; list jobs with `discodsl jobs`",
+            jobname=jobname,
+        )
+
+    return {404: error}
+
+
+def still_active(jobname: str, elapsed: float, timeout_s: float) -> JobActive:
+    """The error for a job still active when a wait for it timed out."""
+    return JobActive(
+        f"job {jobname!r} is still active after {elapsed:.1f}s (timeout_s={timeout_s}): "
+        f"it keeps running; wait again, or stop it with `discodsl kill {jobname}`",
+        jobname=jobname,
+    )
+
+
+def dead_job(master_url: str, jobname: str, events: list[Event]) -> JobDead:
+    """The error for a job that died, from its events (newest first): the first error's words."""
+    lines = [" ".join(e) for e in reversed(events)]  # oldest first
+    why = [m for _, _, m in events if m.startswith(("FATAL:", "ERROR:", "WARNING:"))]
+    reason = why[0] if why else "no error event was recorded"
+    if len(why) > 1:
+        reason += f" (before that: {why[1]})"
+    return JobDead(
+        f"job {jobname!r} died: {reason}; its last events are in .events, "
+        f"all of them at {master_url}/disco/ctrl/jobevents?name={quote(jobname)}",
+        jobname=jobname,
+        events=lines,
+    )
+
+
+def submit_refused(reason: str) -> JobpackRefused:
+    """The error for ``["error", reason]`` from ``/disco/job/new``, with what to do."""
+    return JobpackRefused(
+        f"the master refused the job: {reason}: {_submit_hint(reason)}", reason=reason
+    )
+
+
+_SUBMIT_HINTS = [
+    ("invalid header", "the jobpack is truncated or not a jobpack; rebuild it"),
+    ("unsupported version", "the master reads jobpack version 2 only"),
+    ("missing key", "the jobdict lacks a required key; rebuild the jobpack"),
+    ("invalid prefix", "job name prefixes may not contain '.' or '/'"),
+    ("invalid grouping", "use split, group_label, group_all, group_node or group_node_label"),
+    ("repeated_pipeline_stages", "give each stage of the pipeline its own name"),
+    ("Invalid job pipeline", "each stage is [name, grouping, concurrent (a boolean)]"),
+    ("invalid_job_inputs", "inputs are [[label, [url, ...]], ...] or lists of replica URLs"),
+    ("invalid payload", "the jobdict or jobenvs is not valid JSON of the right shape"),
+]
+
+
+def _submit_hint(reason: str) -> str:
+    """What to do about a job/new refusal (reasons: disco-spec section 1)."""
+    for needle, hint in _SUBMIT_HINTS:
+        if needle in reason:
+            return hint
+    return "check the jobpack against disco-spec section 1"

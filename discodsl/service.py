@@ -1,0 +1,131 @@
+"""What the master and DDFS clients share: :class:`Service` (the master's URL,
+``DISCO_PROXY``, one transport) and the URLs they fetch.
+
+:func:`disco_url_to_http` turns ``disco://`` and ``dir://`` URLs into the
+``http://`` URLs nodes serve them at; :func:`proxy_url` routes a URL through
+``DISCO_PROXY``. URL parsing is :mod:`discodsl.worker.urls`'s.
+
+It knows no endpoint: :class:`~discodsl.client.Master` and
+:class:`~discodsl.ddfs.DDFS` do; requests go through :mod:`discodsl.http`.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import requests
+
+from discodsl.errors import ClientError
+from discodsl.http import RetryCallback, Transport
+from discodsl.worker import urls
+
+__all__ = ["Service", "disco_url_to_http", "proxy_url"]
+
+
+# --------------------------------------------------------------------------
+# URL helpers
+# --------------------------------------------------------------------------
+
+
+def disco_url_to_http(url: str, disco_port: int) -> str:
+    """``disco://HOST/PATH`` or ``dir://HOST/PATH`` -> ``http://HOST:PORT/PATH``.
+
+    ``http(s)://`` URLs are returned unchanged; ``raw://``, ``tag://`` and
+    local files are not fetched over HTTP and are a :class:`ClientError`.
+    """
+    scheme, rest = urls.split(url)
+    if not scheme:
+        raise ClientError(f"{url!r} is not a URL: expected disco://HOST/PATH or http://...")
+    if scheme in ("http", "https"):
+        return url
+    if scheme not in ("disco", "dir"):
+        raise ClientError(
+            f"{url!r} is not fetched over HTTP ({scheme}://): "
+            "give tag://NAME as a job input or to `discodsl ddfs cat`, which expand it into "
+            "its blobs; read raw:// and file:// directly"
+        )
+    netloc, path = urls.split_host(rest)
+    if not netloc:
+        raise ClientError(f"{url!r} has no host: expected {scheme}://HOST/PATH")
+    if ":" not in netloc:
+        netloc = f"{netloc}:{disco_port}"
+    return f"http://{netloc}/{path}"
+
+
+def proxy_url(url: str, proxy: str, *, method: str = "GET", to_master: bool = False) -> str:
+    """Route ``url`` through ``DISCO_PROXY`` (disco-spec section 7, ``util.proxy_url``).
+
+    Only ``http`` URLs whose host has no ``.`` (cluster-internal names) are
+    rewritten: to the master as ``<proxy>/<path>``, to a node as
+    ``<proxy>/proxy/<host>/<method>/<path>``. Without a proxy, ``url`` is returned.
+    """
+    if not proxy:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme != "http" or "." in (parts.hostname or "."):
+        return url
+    path = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    proxy = proxy.rstrip("/")
+    if to_master:
+        return f"{proxy}/{path}".rstrip("/")
+    return f"{proxy}/proxy/{parts.hostname}/{method}/{path}"
+
+
+def _proxy_hint(master_url: str, proxy: str) -> str:
+    """The hint for an unreachable master reached through DISCO_PROXY ("" without one)."""
+    base = proxy_url(master_url, proxy, to_master=True)
+    if base == master_url:
+        return ""
+    return f"is DISCO_PROXY right? try `curl {base}/disco/version`"
+
+
+# --------------------------------------------------------------------------
+# What Master and DDFS share
+# --------------------------------------------------------------------------
+
+_S = TypeVar("_S", bound="Service")
+
+
+class Service:
+    """What the master and DDFS clients share: the master's URL and one transport.
+
+    ``session``, if given, carries every request (its owner closes it);
+    otherwise each request has a connection of its own, so there is nothing
+    to close: :meth:`close` and ``with`` are there for symmetry.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30,
+        retries: int = 5,
+        session: requests.Session | None = None,
+        proxy: str = "",
+        backoff: float = 0.5,
+        on_retry: RetryCallback | None = None,
+    ):
+        self.url = url.rstrip("/")
+        self.proxy = proxy
+        self._http = Transport(
+            proxy_url(self.url, proxy, to_master=True),
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            session=session,
+            on_retry=on_retry,
+            hint=_proxy_hint(self.url, proxy),
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to do: each request closed its connection when it was answered."""
