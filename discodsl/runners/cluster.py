@@ -18,23 +18,22 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from discodsl import builder, sources
+from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, JobDead, TaskFailed
 from discodsl.results import Results
+from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.worker.inputs import Node
 from discodsl.worker.report import MARKER
-
-if TYPE_CHECKING:
-    from discodsl.model import Inputs, Job
-    from discodsl.options import JobOptions
 
 __all__ = [
     "Cluster",
@@ -86,19 +85,20 @@ class Cluster:
         self.close()
 
 
-class ClusterRunner:
-    """Runs a job on a Disco master: resolve inputs, build, submit, watch, return results."""
+class ClusterRunner(Runner):
+    """Runs a job on a Disco master: inputs to the cluster, build, submit, watch, results."""
 
     def __init__(self, master: str | None = None):
         self.master = master
 
-    def run(self, job: Job, inputs: Inputs, options: JobOptions) -> Results:
+    def _run(self, plan: Plan) -> Results:
+        options = plan.options
         with Cluster.connect(self.master) as cluster:
-            name = job.spec(options).name
             urls = cluster_inputs(
-                cluster, sources.resolve(inputs), push=options.push_inputs, name=name
+                cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name
             )
-            jobname = cluster.master.submit(builder.build_jobpack(job, options, urls))
+            data = builder.build_jobpack(plan.job, options, urls, spec=plan.spec)
+            jobname = cluster.master.submit(data)
             return wait_for(
                 cluster,
                 jobname,
@@ -170,7 +170,9 @@ def wait_for(
     keeps running. Ctrl-C says how to kill the job, or kills it with
     ``kill_on_interrupt``, and re-raises KeyboardInterrupt.
     """
-    watcher = _Watcher(cluster.master, jobname, Progress(jobname, enabled=progress))
+    counters = Counters()
+    progress_bar = Progress(jobname, enabled=progress)
+    watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
     try:
         urls = cluster.master.wait(jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher)
     except JobDead as dead:
@@ -181,8 +183,8 @@ def wait_for(
         _interrupted(cluster, jobname, kill_on_interrupt)
         raise
     finally:
-        watcher.progress.close()
-    return _results(cluster, jobname, urls, watcher.progress.counters)
+        progress_bar.close()
+    return _results(cluster, jobname, urls, counters.totals)
 
 
 def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
@@ -197,17 +199,18 @@ def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
         )
 
 
-Event = tuple[str, str, str]
-
-
 class _Watcher:
-    """Called after each get_results poll: feeds a Progress from the job's new events
-    (stages scheduled, tasks done, MSG lines, retries) and from jobinfo's per-stage
-    task counts, which move the bar on when events lag or a stage was not announced."""
+    """Called after each get_results poll: feeds a Progress and the run's Counters from the
+    job's new events (stages scheduled, tasks done, MSG lines, retries) and the Progress
+    from jobinfo's per-stage task counts, which move the bar on when events lag or a stage
+    was not announced."""
 
-    def __init__(self, master: Master, jobname: str, progress: Progress):
+    def __init__(
+        self, master: Master, jobname: str, progress: Progress, counters: Counters | None = None
+    ):
         self.master, self.jobname, self.progress = master, jobname, progress
-        self.events: list[Event] = []
+        self.counters = Counters() if counters is None else counters
+        self.events: list[MasterEvent] = []
         self.offset = 0
         self.announced: set[str] = set()
         self.stages_in_events = False  # else jobinfo says which stage runs
@@ -228,17 +231,22 @@ class _Watcher:
     def _event(self, message: str) -> None:
         if match := _MSG_EVENT.fullmatch(message):
             stage, taskid, text = match.groups()
-            self.progress("msg", {"stage": stage, "taskid": int(taskid), "text": text})
+            self._tell("msg", {"stage": stage, "taskid": int(taskid), "text": text})
         elif match := _STAGE_EVENT.match(message):
             self.stages_in_events = True
             self._start(match.group(1), int(match.group(2)))
         elif match := _DONE_EVENT.match(message):
-            self.progress.succeeded(match.group(1), int(match.group(2)))
+            self.counters.succeeded(match.group(1), int(match.group(2)))
             self._advance(match.group(1), self.done + 1)
         elif match := _RETRY_EVENT.match(message):
             stage, taskid, failures = match.groups()
             facts = {"stage": stage, "taskid": int(taskid), "failures": int(failures)}
-            self.progress("task_failed", facts)
+            self._tell("task_failed", facts)
+
+    def _tell(self, kind: str, facts: Mapping[str, Any]) -> None:
+        """An event both the counters and the progress bar take."""
+        self.counters(kind, facts)
+        self.progress(kind, facts)
 
     def _counts(self, pipeline: list[Any]) -> None:
         """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible):
@@ -273,7 +281,7 @@ class _Watcher:
         self.done = done
 
 
-def _job_failed(jobname: str, events: list[Event], dead: JobDead) -> TaskFailed | JobDead:
+def _job_failed(jobname: str, events: list[MasterEvent], dead: JobDead) -> TaskFailed | JobDead:
     """The error for a dead job: its failing task's, or JobDead when no task failed."""
     found = _failing_task(events)
     if found is None:
@@ -291,7 +299,7 @@ def _job_failed(jobname: str, events: list[Event], dead: JobDead) -> TaskFailed 
     return error
 
 
-def _failing_task(events: list[Event]) -> tuple[str, int, str] | None:
+def _failing_task(events: list[MasterEvent]) -> tuple[str, int, str] | None:
     """(stage, taskid, text) of the last task error, a worker's own report preferred."""
     found = [m.groups() for _, _, message in events if (m := _TASK_EVENT.fullmatch(message))]
     reports = [f for f in found if MARKER in f[3]]
@@ -313,7 +321,7 @@ def _file_hint(text: str) -> str:
     )
 
 
-def _last_events(events: list[Event], count: int = 3) -> str:
+def _last_events(events: list[MasterEvent], count: int = 3) -> str:
     """The master's last words on the job (task errors and MSG lines left out), on one line."""
     lines = [
         message.splitlines()[0][:160]
