@@ -5,8 +5,8 @@ unit-tested by calling it. A :class:`Job` holds its stages and its validated
 :class:`~discodsl.options.JobOptions`; ``run()`` picks a runner (inline,
 local or cluster), whose template checks the options with the run's changes
 once, and returns lazy :class:`~discodsl.results.Results`. Neither class is
-ever pickled into a jobpack: :meth:`Job.spec` copies what a worker needs into
-stdlib dataclasses.
+ever pickled into a jobpack: each Stage holds the stdlib ``StageSpec`` a worker
+runs, and :meth:`Job.spec` gathers them into a ``JobSpec``.
 """
 
 from __future__ import annotations
