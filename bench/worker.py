@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from discodsl import builder, job, map
-from discodsl.runners.master import NodeMaster
+from discodsl.runners.node import NodeMaster
 
 HERE = Path(__file__).resolve().parent
 

@@ -52,7 +52,7 @@ from discodsl.runners import cluster
 from discodsl.runners.cluster import Cluster
 from discodsl.settings import configured_master
 
-__all__ = ["build_parser", "load_job", "main"]
+__all__ = ["build_parser", "import_job", "main"]
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -337,7 +337,7 @@ def _add_ddfs(sub: Any, common: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------
 
 
-def load_job(text: str) -> Job:
+def import_job(text: str) -> Job:
     """The :class:`Job` named ``MODULE:JOB`` (a dotted module, or a path to a ``.py`` file)."""
     module_name, _, name = text.partition(":")
     if module_name.endswith(".py") or os.sep in module_name:
@@ -364,7 +364,7 @@ def load_job(text: str) -> Job:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    job = load_job(args.job)
+    job = import_job(args.job)
     master = getattr(args, "master", None)
     # The default of discodsl.runners.choose, decided here so that the hint fits.
     default = "cluster" if configured_master(master) else "local"
@@ -379,7 +379,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_jobpack_build(args: argparse.Namespace) -> int:
-    job = load_job(args.job)
+    job = import_job(args.job)
     changes = {} if args.partitions is None else {"partitions": args.partitions}
     options = validate_options(job.options, **changes)
     urls = sources.resolve(args.inputs)

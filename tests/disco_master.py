@@ -30,7 +30,7 @@ What still differs from a real Disco 0.5.4 master:
 - **No real scheduler**: tasks run stage after stage in input order (the
   real master gave task 0 input 2), ``concurrent`` stages are not
   overlapped, a retried task runs on the same node (no "preferably on
-  another host"), and :class:`~discodsl.runners.master.NodeMaster` starts
+  another host"), and :class:`~discodsl.runners.node.NodeMaster` starts
   spare workers ahead and holds their TASK replies.
 - **Blacklists** are kept (hosts of the config table only, as
   ``make_blacklist``) and reported by get_blacklist and nodeinfo, but tasks

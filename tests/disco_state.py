@@ -1,7 +1,7 @@
 """The test Disco master's jobs: run for real, their events worded as the real master's.
 
 Test support, not product. :class:`Jobs` runs each submitted jobpack in a
-thread through :class:`~discodsl.runners.master.NodeMaster` (so the very
+thread through :class:`~discodsl.runners.node.NodeMaster` (so the very
 worker runtime runs it) and words the job's events as a Disco 0.5.4 master
 does (``disco-reference/*/http.jsonl``: rawevents and jobevents). A failed
 task is retried as the real master retries it (``job_coordinator:retry_task``):
@@ -26,7 +26,7 @@ from typing import Any
 
 from discodsl import jobpack
 from discodsl.runners.layout import JobLayout
-from discodsl.runners.master import Attempt, JobFailed, NodeMaster
+from discodsl.runners.node import Attempt, JobFailed, NodeMaster
 from discodsl.worker import urls
 from discodsl.worker.inputs import Node, read_index
 from tests.disco_ddfs import DDFS, HOST, TAG_NAME_CHARS, compact, duration, now_text

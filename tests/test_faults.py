@@ -112,7 +112,7 @@ def bulky(line: str) -> Iterator[tuple[str, str]]:
 def test_no_space_left_names_the_path_and_keeps_no_partial_output(tmp_path: Path) -> None:
     """A device that fills while a task writes: a clear error naming the file, nothing kept."""
     from discodsl import builder, job
-    from discodsl.runners.master import JobFailed, NodeMaster
+    from discodsl.runners.node import JobFailed, NodeMaster
     from discodsl.worker.errors import DataError
     from discodsl.worker.records import RecordWriter
 

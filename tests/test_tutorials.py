@@ -460,12 +460,12 @@ def test_05_on_a_disco_cluster(
     nowhere = "http://127.0.0.1:1"
     unreachable = ran.stream("assert-unreachable").splitlines()
     assert unreachable[0] == (
-        f"ClientError: could not reach the Disco master at {nowhere} (connection refused): "
+        f"Unreachable: could not reach the Disco master at {nowhere} (connection refused): "
         f"is DISCO_MASTER right? try `curl {nowhere}/disco/version`"
     )
     assert unreachable[1:] == [f"$ discodsl --master {nowhere} jobs", "(exit status 1)"]
     error, hint = ran.stream("assert-unreachable", "stderr").splitlines()
-    assert error == "discodsl: error: " + unreachable[0].removeprefix("ClientError: ")
+    assert error == "discodsl: error: " + unreachable[0].removeprefix("Unreachable: ")
     assert hint.startswith("hint: is the master running?") and nowhere in hint
 
     # the notebook leaves nothing behind on the cluster

@@ -496,32 +496,24 @@ print(failure.__cause__)
 # ### The master cannot be reached
 #
 # A wrong `DISCO_MASTER`, a master that is down, a port closed by a firewall: every call
-# that needs the master raises `ClientError`, saying which URL it tried, why it failed and
-# what to check. The command line prints it on one line, `discodsl: error: ...`, with a
-# `hint:` line, and exits with status 1.
+# that needs the master raises a `ClientError` (here its kind `Unreachable`), saying which
+# URL it tried, why it failed and what to check. The command line prints it on one line,
+# `discodsl: error: ...`, with a `hint:` line, and exits with status 1.
 #
-# A client retries a connection that failed, five times by default, waiting longer each
-# time (about 15 seconds in all), since masters restart and networks blink. To see the
-# error at once, this cell sets `DISCODSL_RETRIES=0` for a moment. Nothing listens on port 1
-# of this machine:
+# A refused connection or a host name that does not resolve fails at once: nothing is
+# listening, and asking again will not change that. A master that drops a request without
+# answering is asked again, five times by default, waiting longer each time, since masters
+# restart and networks blink. Nothing listens on port 1 of this machine:
 
 # %% tags=["assert-unreachable"]
 from discodsl import ClientError
 
 NOWHERE = "http://127.0.0.1:1"
-retries = os.environ.get("DISCODSL_RETRIES")
-os.environ["DISCODSL_RETRIES"] = "0"
 try:
-    try:
-        wordcount.run(inputs=["raw://a b c"], master=NOWHERE)
-    except ClientError as error:
-        print(f"{type(error).__name__}: {error}")
-    discodsl("--master", NOWHERE, "jobs")
-finally:
-    if retries is None:
-        del os.environ["DISCODSL_RETRIES"]
-    else:
-        os.environ["DISCODSL_RETRIES"] = retries
+    wordcount.run(inputs=["raw://a b c"], master=NOWHERE)
+except ClientError as error:
+    print(f"{type(error).__name__}: {error}")
+discodsl("--master", NOWHERE, "jobs")
 
 # %% [markdown]
 # ## Clean up

@@ -29,7 +29,7 @@ from discodsl.runners.base import Counters, JobFiles, Plan, Runner
 from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
 from discodsl.worker import counters
 from discodsl.worker.errors import StageError, retryable
-from discodsl.worker.execute import Task, run_task
+from discodsl.worker.execute import TaskSetup, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.spec import JobSpec
 
@@ -105,7 +105,7 @@ class _Run:
         failures = 0
         while True:
             spec = replace(self.spec, params=cloudpickle.loads(self.params))
-            task = Task(
+            task = TaskSetup(
                 spec,
                 index,
                 self.taskid,

@@ -1,7 +1,7 @@
 """The embedded default: the job's real jobpack run by worker processes on this machine.
 
 The local runner is a master: it builds the same jobpack a Disco master
-would get and hands it to :class:`~discodsl.runners.master.NodeMaster`,
+would get and hands it to :class:`~discodsl.runners.node.NodeMaster`,
 which starts the jobhome's ``worker`` for each task over real pipes. It
 opens no network port. Its files live in a temporary directory removed when
 the results are closed or garbage-collected, or, if this process is killed,
@@ -25,7 +25,7 @@ from discodsl.results import Results
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.layout import JobLayout
-from discodsl.runners.master import JobFailed, JobTimedOut, NodeMaster
+from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker.inputs import Node
 from discodsl.worker.runtime import LOAD_FAILURE

@@ -29,7 +29,7 @@ from discodsl.worker.partition import partitioner
 from discodsl.worker.records import NotAPair, RecordWriter, as_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
 
-Output = tuple[int, str, int]
+WrittenFile = tuple[int, str, int]
 Sink = Callable[[Any, Any], None]
 
 # Map output is folded through the combiner once this many values are buffered.
@@ -52,7 +52,7 @@ class _NoPosition:
 
 
 @dataclass
-class Task:
+class TaskSetup:
     """What one task needs besides its records: which stage, where to write."""
 
     job: JobSpec
@@ -76,7 +76,9 @@ class Task:
         return following[0] if following else None
 
 
-def run_task(task: Task, records: Iterable[Any], position: Position | None = None) -> list[Output]:
+def run_task(
+    task: TaskSetup, records: Iterable[Any], position: Position | None = None
+) -> list[WrittenFile]:
     """Run ``task`` over ``records``; the ``(label, path, size)`` of each output written.
 
     A failure in user code is re-raised as :class:`StageError` naming the
@@ -94,7 +96,7 @@ def run_task(task: Task, records: Iterable[Any], position: Position | None = Non
         raise
 
 
-def _process(task: Task, records: Iterable[Any], outputs: _Outputs) -> None:
+def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs) -> None:
     stage, params, sink = task.stage, task.job.params, outputs.sink()
     state = _call_hook(stage.init, params)
     combiner = _combiner(task)
@@ -166,7 +168,7 @@ def _run_map(
 
 
 def _run_reduce(
-    task: Task,
+    task: TaskSetup,
     function: Callable[..., Any],
     records: Iterable[Any],
     outputs: _Outputs | None,
@@ -280,7 +282,7 @@ def _bad_record(stage: StageSpec, item: Any) -> StageError:
 
 
 @contextmanager
-def _user_code(task: Task, where: Position) -> Iterator[None]:
+def _user_code(task: TaskSetup, where: Position) -> Iterator[None]:
     """Turn an exception from user code into a StageError that says where it happened."""
     try:
         yield
@@ -294,7 +296,7 @@ def _user_code(task: Task, where: Position) -> Iterator[None]:
         raise _wrap(task, where, exc) from exc
 
 
-def _wrap(task: Task, where: Position, exc: Exception) -> StageError:
+def _wrap(task: TaskSetup, where: Position, exc: Exception) -> StageError:
     stage = task.stage.name
     place = f" on input {where.url!r}, record {where.record}" if where.url else ""
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -401,7 +403,7 @@ def _resident_bytes() -> int:
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _combiner(task: Task) -> _Combiner | None:
+def _combiner(task: TaskSetup) -> _Combiner | None:
     after = task.successor
     if after is None or after.kind != "reduce":
         return None
@@ -415,7 +417,7 @@ def _combiner(task: Task) -> _Combiner | None:
 class _Outputs:
     """One record file per output label, opened on its first record."""
 
-    def __init__(self, task: Task):
+    def __init__(self, task: TaskSetup):
         self.task = task
         self.writers: dict[int, RecordWriter] = {}
         self.labeler, self.constant = _labeler(task)
@@ -470,7 +472,7 @@ class _Outputs:
         self.writers[label] = writer
         return writer
 
-    def close(self) -> list[Output]:
+    def close(self) -> list[WrittenFile]:
         outputs = []
         for label, writer in sorted(self.writers.items()):
             size = writer.close()
@@ -483,7 +485,7 @@ class _Outputs:
             writer.abort()
 
 
-def _labeler(task: Task) -> tuple[Callable[[Any], int], int | None]:
+def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
     """How this task labels a record by its key, and the one label if it is constant."""
     after = task.successor
     if after is None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from discodsl.worker import counters, messages, report
 from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
 from discodsl.worker.errors import RemoteProtocolError, retryable
-from discodsl.worker.execute import Output, Task, run_task
+from discodsl.worker.execute import TaskSetup, WrittenFile, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.jobfile import read_jobdata
 from discodsl.worker.replies import InputReply, Ok, Reply, TaskInfo
@@ -135,7 +135,7 @@ def _message(channel: Channel, text: str) -> None:
 def _work(channel: Channel, task: TaskInfo) -> Final:
     """Run the task; the final message: DONE, ERROR or FATAL."""
     try:
-        job = load_job(task.jobfile)
+        job = read_jobspec(task.jobfile)
         for label, path, size in run(channel, task, job):
             channel.request(messages.Output(label, path, size), Ok)
     except FatalJobError as exc:
@@ -150,7 +150,7 @@ def _work(channel: Channel, task: TaskInfo) -> Final:
     return messages.Done()
 
 
-def load_job(jobfile: str) -> JobSpec:
+def read_jobspec(jobfile: str) -> JobSpec:
     """The JobSpec in the jobdata of the jobpack at ``jobfile``; FatalJobError if it cannot load."""
     try:
         header_fields, pickled = split_jobdata(read_jobdata(jobfile))
@@ -186,7 +186,7 @@ def _unpickle(pickled: bytes) -> JobSpec:
     return job
 
 
-def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[Output]:
+def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[WrittenFile]:
     """Read the task's inputs through the protocol and run its stage over them."""
     try:
         index, _ = job.stage(info.stage)
@@ -198,7 +198,7 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[Output]:
         disco_data=info.disco_data,
         ddfs_data=info.ddfs_data,
     )
-    task = Task(job, index, taskid=info.taskid, label=info.group[0], workdir=os.getcwd())
+    task = TaskSetup(job, index, taskid=info.taskid, label=info.group[0], workdir=os.getcwd())
     cursor = Cursor()
     return run_task(task, _records(channel, node, cursor), cursor)
 
