@@ -6,7 +6,8 @@ Prints ``{"code", "wall", "cpu", "rss_mb", "timed_out"}``: the command's exit
 code, the wall seconds from starting it until its last descendant ended, the
 CPU seconds (user + system) of every process of the tree, and the peak RSS in
 MB of the largest single process (``ru_maxrss`` of the children, which is a
-maximum, not a sum).
+maximum, not a sum; the child counts the timer's own pages from before its
+``exec``, so nothing shows below about 12 MB).
 
 To see the whole tree, the timer makes itself a child subreaper (Linux
 ``prctl(PR_SET_CHILD_SUBREAPER)``): a process the command leaves behind is
@@ -77,11 +78,16 @@ def reap_all(main: int) -> int | None:
 def run(command: list[str], limit: float | None) -> dict[str, object]:
     """Run ``command`` to the end of its last descendant; its costs as a dict."""
     become_subreaper()
-    timed_out = []
+    timed_out: list[bool] = []
     start = time.perf_counter()
     child = subprocess.Popen(command, start_new_session=True)
+
+    def expire(*_: object) -> None:
+        timed_out.append(True)
+        kill_tree(child.pid)
+
     if limit:
-        signal.signal(signal.SIGALRM, lambda *_: (timed_out.append(1), kill_tree(child.pid)))
+        signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, limit, 0.1)  # again until all are gone
     code = reap_all(child.pid)
     wall = time.perf_counter() - start
