@@ -4,7 +4,8 @@ A :class:`Stage` stays callable as the plain function it wraps, so a stage is
 unit-tested by calling it. A :class:`Job` holds its stages and its validated
 :class:`~discodsl.options.JobOptions`; ``run()`` picks a runner (inline,
 local or cluster), whose template checks the options with the run's changes
-once, and returns lazy :class:`~discodsl.results.Results`. Neither class is
+once, and returns lazy :class:`~discodsl.results.Results`; ``submit()``
+returns a :class:`~discodsl.runners.handle.Run` at once instead. Neither class is
 ever pickled into a jobpack: each Stage holds the stdlib ``StageSpec`` a worker
 runs, and :meth:`Job.spec` gathers them into a ``JobSpec``.
 """
@@ -17,12 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobOptions, Mode, validate_options
 from discodsl.worker.spec import JobSpec, StageSpec
 
 if TYPE_CHECKING:
     from discodsl.results import Results
+    from discodsl.runners.handle import Run
 
 Inputs = str | os.PathLike[str] | Sequence[Any] | Any
 
@@ -92,15 +95,19 @@ class Job:
 
     def with_options(self, **changes: Any) -> Job:
         """A copy of this job with some options changed (validated)."""
-        return replace(self, options=validate_options(self.options, **changes))
+        options = validate_options(self.options, **changes)
+        check_partitioning(self.name, self.stages, options.partitions)
+        return replace(self, options=options)
 
     def spec(self, options: JobOptions | None = None) -> JobSpec:
-        """The stdlib description of this job that a worker runs."""
+        """The stdlib description of this job that a worker runs (see :func:`pipeline`)."""
         chosen = options or self.options
         return JobSpec(
             name=chosen.prefix or _prefix(self.name),
-            stages=tuple(stage.spec for stage in self.stages),
-            partitions=chosen.partitions,
+            stages=runtime_specs(
+                pipeline(self.name, self.stages, chosen.partitions), bool(chosen.check_types)
+            ),
+            partitions=chosen.partitions or 0,  # 0: not partitioned, as Disco's workers say it
             params=chosen.params,
             memory_budget=chosen.memory_budget,
             compress=chosen.compress,
@@ -128,6 +135,26 @@ class Job:
 
         return choose(mode, master).run(self, inputs, options)
 
+    def submit(
+        self,
+        inputs: Inputs = (),
+        *,
+        mode: Mode | None = None,
+        master: str | None = None,
+        **options: Any,
+    ) -> Run:
+        """Start the job over ``inputs`` and return its :class:`~discodsl.Run` at once
+        (keywords as for :meth:`run`, which is ``submit(...).wait()``).
+
+        Local and cluster runs go on in a thread of this process; an inline
+        run has ended when ``submit()`` returns. A run among ``inputs`` is
+        waited for first (a chain: ``b = second.submit(first.submit(x))``),
+        and if it fails, this run fails naming that failure.
+        """
+        from discodsl.runners import choose
+
+        return choose(mode, master).submit(self, inputs, options)
+
     def __repr__(self) -> str:
         flow = " -> ".join(stage.name for stage in self.stages)
         return f"<Job {self.name!r}: {flow}, partitions={self.options.partitions}>"
@@ -150,8 +177,14 @@ def _prefix(name: str) -> str:
     return cleaned or "job"
 
 
-def check_pipeline(name: str, stages: Sequence[Any]) -> tuple[Stage, ...]:
-    """The stages as a tuple, or JobError saying what to write instead."""
+def check_pipeline(
+    name: str, stages: Sequence[Any], options: JobOptions | None = None
+) -> tuple[Stage, ...]:
+    """The stages as a tuple, or JobError saying what to write instead.
+
+    A job may start with a reduce (Disco's reduce-only jobs): its inputs are
+    then read as record files; see :func:`pipeline`.
+    """
     if isinstance(stages, Stage):
         stages = [stages]
     if not isinstance(stages, (list, tuple)) or not stages:
@@ -165,12 +198,10 @@ def check_pipeline(name: str, stages: Sequence[Any]) -> tuple[Stage, ...]:
                 f"job {name!r} returned {item!r:.60}, which is not a stage: "
                 "decorate it with @map, @reduce or @stage"
             )
-    if stages[0].kind == "reduce":
-        raise JobError(
-            f"job {name!r} starts with the reduce {stages[0].name!r}: a reduce needs "
-            "(key, value) pairs from an earlier stage; put a @map before it"
-        )
     _check_unique(name, stages)
+    check_contracts(name, [stage.spec for stage in stages])
+    if options is not None:
+        check_partitioning(name, stages, options.partitions)
     return tuple(stages)
 
 
@@ -183,3 +214,61 @@ def _check_unique(name: str, stages: Sequence[Stage]) -> None:
                 f"e.g. @map(name='{stage.name}_2')"
             )
         seen.add(stage.name)
+
+
+# A label-grouped stage over outputs that are all labelled 0 is one task: said as Disco's
+# v1 jobs say it (jobpack:pipeline1 makes the reduce group_all when there is one).
+_UNLABELLED = {"group_label": "group_all", "group_node_label": "group_node"}
+
+
+def pipeline(name: str, stages: Sequence[Stage], partitions: int | None) -> tuple[StageSpec, ...]:
+    """The stage specs a worker runs for ``stages`` with ``partitions``, in Disco's meaning.
+
+    ``partitions=None``: every output is one unlabelled stream (label 0), so a
+    ``group_label`` stage is one task over everything (``group_all``). A job
+    that starts with a reduce reads its inputs, all labelled 0, as record
+    files: with one partition (or None) the reduce is one task over them all
+    (``group_all``, which also reads every label of a ``dir://`` input); with
+    ``partitions=N > 1`` a map named ``<reduce>_inputs`` runs first, one task
+    per input, passing each record on labelled by the reduce's partitioner,
+    so N reduce tasks share the keys.
+    """
+    check_partitioning(name, stages, partitions)
+    specs = [_regrouped(stage.spec, partitions is None) for stage in stages]
+    first = specs[0]
+    if first.kind != "reduce" or first.grouping not in _UNLABELLED:
+        return tuple(specs)
+    if partitions is not None and partitions > 1:
+        return (_input_labeller(first, specs), *specs)
+    return (_regrouped(first, True), *specs[1:])
+
+
+def _regrouped(spec: StageSpec, unlabelled: bool) -> StageSpec:
+    if unlabelled and spec.grouping in _UNLABELLED:
+        return replace(spec, grouping=_UNLABELLED[spec.grouping])
+    return spec
+
+
+def _input_labeller(reduce: StageSpec, specs: Sequence[StageSpec]) -> StageSpec:
+    """The map that labels a reduce-only job's input records by partition, under a free name."""
+    from discodsl.worker.execute import pass_pairs
+
+    taken = {spec.name for spec in specs}
+    name = f"{reduce.name}_inputs"
+    while name in taken:
+        name += "_"
+    return StageSpec(name, "map", "split", pass_pairs)
+
+
+def check_partitioning(name: str, stages: Sequence[Stage], partitions: int | None) -> None:
+    """JobError if a stage's partitioner could never be called (``partitions=None``)."""
+    if partitions is not None:
+        return
+    for stage in stages:
+        if stage.partitioner is not None:
+            raise JobError(
+                f"job {name!r}: stage {stage.name!r} has a partitioner, but partitions=None "
+                "writes every record to one unpartitioned output (label 0), so it would never "
+                "be called: drop partitioner= from its decorator, or set partitions=N "
+                "(e.g. partitions=4)"
+            )

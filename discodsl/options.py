@@ -1,93 +1,285 @@
-"""Job options: a frozen pydantic model, validated when a job is declared and again at run().
+"""Job options: one definition, checked by the standard library, judged by pydantic when in doubt.
 
-Only :func:`validate_options` translates pydantic's ``ValidationError``, into
-a :class:`~discodsl.errors.SettingsError` that names the field, the bad value
-and the fix. Options never travel in the jobpack: the builder copies what a
-worker needs into the stdlib ``JobSpec``.
+:class:`JobOptions` is the one definition: a frozen dataclass whose annotations
+are the fields' types and whose :func:`option` metadata holds each field's
+rules (``ge``, ``gt``, ``pattern``), description and fix. Two things are made
+from it:
+
+- the stdlib check, run on every JobOptions built (``@job(...)``,
+  ``with_options``, and the options of every run): a value of exactly the
+  annotated type (``int`` is not ``bool``; an ``int`` for a ``float`` becomes
+  a float, as pydantic makes it) within its rules is accepted there and then;
+- :func:`pydantic_model`, a strict pydantic model (``extra="forbid"``), built
+  on first use, which judges every other value: anything the stdlib check does
+  not accept goes to it, and it refuses it (its first error becomes a
+  :class:`~discodsl.errors.SettingsError` naming the field, the bad value and
+  the fix, word for word as when JobOptions was itself that model) or accepts
+  it (``partitions=IntEnum member``), and the values it makes are kept.
+
+Why not pydantic on every run: importing it and building the model costs
+about 0.1 s of CPU in a fresh process, half the whole start-up of a small
+inline job; the stdlib check costs microseconds. So declaring a job, and
+running one whose options are plain values, never imports pydantic; a refused
+or unusual value does. tests/test_imports.py holds the stdlib check to the
+model: it accepts only what pydantic accepts, and keeps what pydantic keeps.
+
+Options never travel in the jobpack: the builder copies what a worker needs
+into the stdlib ``JobSpec``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from discodsl.errors import SettingsError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
 
 Mode = Literal["inline", "local", "cluster"]
 
 MIB = 1024 * 1024
 
-# What to write instead, per field, when a value is refused.
-FIXES = {
-    "partitions": "use an integer >= 1, e.g. partitions=4",
-    "memory_budget": "give bytes as an integer >= 1 MiB, e.g. memory_budget=256 * 1024**2",
-    "max_failures": "use an integer >= 0 (0: fail on the first task error)",
-    "prefix": "use letters, digits and underscores only, e.g. prefix='wordcount'",
-    "workers": "use an integer >= 1, or None for one per CPU core",
-    "max_cores": "use an integer >= 1, or None for no limit",
-    "mode": "use 'inline', 'local' or 'cluster'",
-    "env": "use a dict of str to str",
-    "timeout": "use seconds as a number > 0, or None to wait for ever",
-}
+# Ints an int-for-float field takes on its own: exactly representable as a float.
+_EXACT_FLOAT_INT = 2**53
 
 
-class JobOptions(BaseModel):
-    """How a job runs; every field can be set in ``@job(...)`` and overridden in ``run(...)``."""
+def option(
+    default: Any = MISSING,
+    *,
+    factory: Any = MISSING,
+    description: str,
+    fix: str = "",
+    **rules: Any,
+) -> Any:
+    """A JobOptions field: its default (or ``factory``), pydantic ``Field`` ``rules``
+    (``ge``, ``gt``, ``pattern``), a description and what to write instead when refused."""
+    metadata = {"rules": rules, "description": description, "fix": fix}
+    return field(default=default, default_factory=factory, metadata=metadata)
 
-    # strict: "4" or True is not a partition count; a typo should fail, not be coerced.
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", arbitrary_types_allowed=True, strict=True
+
+@dataclass(frozen=True, kw_only=True)
+class JobOptions:
+    """How a job runs; every field can be set in ``@job(...)`` and overridden in ``run(...)``.
+
+    Strict: ``"4"`` or ``True`` is not a partition count; a typo fails, never coerced.
+    """
+
+    partitions: int | None = option(
+        1,
+        ge=1,
+        description="reduce partitions (labels) per stage; None: not partitioned, as in Disco "
+        "(one output per task, labelled 0, so one task per label-grouped stage)",
+        fix="use an integer >= 1, e.g. partitions=4, or None for no partitioning "
+        "(what partitions=0 means in Disco)",
     )
-
-    partitions: int = Field(1, ge=1, description="reduce partitions (labels) per stage")
-    params: Any = Field(None, description="passed to stage functions that take `params`")
-    memory_budget: int = Field(256 * MIB, ge=MIB, description="bytes a reduce sorts in memory")
-    compress: bool = Field(False, description="zlib-compress intermediate record files")
-    max_failures: int = Field(
+    params: Any = option(  # noqa: RUF009 (option() is a dataclasses.field())
+        None, description="passed to stage functions that take `params`"
+    )
+    memory_budget: int = option(
+        256 * MIB,
+        ge=MIB,
+        description="bytes a reduce sorts in memory",
+        fix="give bytes as an integer >= 1 MiB, e.g. memory_budget=256 * 1024**2",
+    )
+    compress: bool = option(False, description="zlib-compress intermediate record files")
+    max_failures: int = option(
         3,
         ge=0,
         description="task failures tolerated before the job fails (local runner; a Disco "
         "master applies its own max_failure_rate setting)",
+        fix="use an integer >= 0 (0: fail on the first task error)",
     )
-    prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$", description="job name prefix")
-    owner: str | None = Field(None, description="job owner shown by the master")
-    save_results: bool = Field(False, description="save the results in DDFS (cluster only)")
-    workers: int | None = Field(None, ge=1, description="local worker processes")
-    max_cores: int | None = Field(None, ge=1, description="tasks of this job running at once")
-    env: dict[str, str] = Field(default_factory=dict, description="jobenvs for the worker")
-    progress: bool | None = Field(None, description="show progress (None: when interactive)")
-    timeout: float | None = Field(
+    prefix: str | None = option(
+        None,
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="job name prefix",
+        fix="use letters, digits and underscores only, e.g. prefix='wordcount'",
+    )
+    owner: str | None = option(None, description="job owner shown by the master")
+    save_results: bool = option(False, description="save the results in DDFS (cluster only)")
+    workers: int | None = option(
+        None,
+        ge=1,
+        description="local worker processes",
+        fix="use an integer >= 1, or None for one per CPU core",
+    )
+    max_cores: int | None = option(
+        None,
+        ge=1,
+        description="tasks of this job running at once",
+        fix="use an integer >= 1, or None for no limit",
+    )
+    env: dict[str, str] = option(  # noqa: RUF009 (option() is a dataclasses.field())
+        factory=dict, description="jobenvs for the worker", fix="use a dict of str to str"
+    )
+    progress: bool | None = option(None, description="show progress (None: when interactive)")
+    timeout: float | None = option(
         None,
         gt=0,
         description="seconds a run may take: past them the local runner kills its workers and "
         "raises TaskFailed, a cluster run stops waiting (ClientError; the job runs on); refused "
         "by mode='inline', which cannot interrupt stage code",
+        fix="use seconds as a number > 0, or None to wait for ever",
     )
-    push_inputs: bool = Field(False, description="push local inputs to DDFS (cluster only)")
-    kill_on_interrupt: bool = Field(
+    push_inputs: bool = option(False, description="push local inputs to DDFS (cluster only)")
+    kill_on_interrupt: bool = option(
         False, description="kill the cluster job when Ctrl-C stops the wait (cluster only)"
     )
+    check_types: bool | None = option(
+        None,
+        description="check the first records each task of an annotated stage yields against "
+        "its return annotation (None: on in mode='inline', off elsewhere)",
+        fix="use True, False, or None (on in mode='inline', off elsewhere)",
+    )
+
+    def __post_init__(self) -> None:
+        values = vars(self)
+        plain = {name: _plain(name, value) for name, value in values.items()}
+        if any(made is _REFUSED for made in plain.values()):
+            plain = _judged(values)
+        values.update(plain)  # frozen to users; settled here, once
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> JobOptions:
+        """A copy with ``update`` applied, unchecked (as the pydantic model's ``model_copy``):
+        for a runner adapting options it has already checked."""
+        copy = object.__new__(JobOptions)
+        vars(copy).update(vars(self), **(update or {}))
+        return copy
+
+
+def option_names() -> set[str]:
+    """The names of every job option."""
+    return {spec.name for spec in fields(JobOptions)}
 
 
 def validate_options(base: JobOptions | None = None, **changes: Any) -> JobOptions:
     """``base`` (or the defaults) with ``changes`` applied, validated."""
-    # Fields as they are (model_dump would turn a dataclass in params into a dict).
-    values = {name: getattr(base, name) for name in JobOptions.model_fields} if base else {}
+    values = dict(vars(base)) if base is not None else {}
     values.update(changes)
+    if not values.keys() <= option_names():
+        _judged(values)  # refuses the unknown name, or a bad value of a known one first
+    return JobOptions(**values)
+
+
+# ---------------------------------------------------------------- the stdlib check
+
+_REFUSED = object()  # what _plain says of a value it leaves to pydantic
+
+
+@cache
+def _rules() -> dict[str, tuple[Any, Mapping[str, Any]]]:
+    """Each field's type (its annotation, resolved) and rules."""
+    hints = typing.get_type_hints(JobOptions)
+    return {spec.name: (hints[spec.name], spec.metadata["rules"]) for spec in fields(JobOptions)}
+
+
+def _plain(name: str, value: Any) -> Any:
+    """``value`` as the field holds it if it is plainly valid, else ``_REFUSED``."""
+    hint, rules = _rules()[name]
+    return _as(hint, value) if _accepts(hint, rules, value) else _REFUSED
+
+
+def _accepts(hint: Any, rules: Mapping[str, Any], value: Any) -> bool:
+    """Whether ``value`` is certainly a valid ``hint`` within ``rules`` (False: ask pydantic)."""
+    if hint is Any:
+        return True
+    if isinstance(hint, types.UnionType):
+        return any(_accepts(arm, rules, value) for arm in typing.get_args(hint))
+    if typing.get_origin(hint) is dict:
+        return _accepts_dict(typing.get_args(hint), value)
+    return _of_type(hint, value) and _within(rules, value)
+
+
+def _of_type(hint: Any, value: Any) -> bool:
+    if hint is float and type(value) is int:
+        return -_EXACT_FLOAT_INT <= value <= _EXACT_FLOAT_INT
+    return type(value) is hint  # None for NoneType; no bool for int, no str subclasses
+
+
+def _accepts_dict(arms: tuple[Any, Any], value: Any) -> bool:
+    key, item = arms
+    return type(value) is dict and all(
+        _accepts(key, {}, k) and _accepts(item, {}, v) for k, v in value.items()
+    )
+
+
+def _within(rules: Mapping[str, Any], value: Any) -> bool:
+    if value is None:
+        return True
+    if "ge" in rules and not value >= rules["ge"]:
+        return False
+    if "gt" in rules and not value > rules["gt"]:
+        return False
+    return "pattern" not in rules or re.fullmatch(rules["pattern"], value) is not None
+
+
+def _as(hint: Any, value: Any) -> Any:
+    """An accepted value as pydantic would hold it: a float for an int, a dict copied."""
+    if type(value) is int and (hint is float or float in typing.get_args(hint)):
+        return float(value)
+    if type(value) is dict and hint is not Any:
+        return dict(value)
+    return value
+
+
+# ---------------------------------------------------------------- pydantic, the judge
+
+
+@cache
+def pydantic_model() -> type[BaseModel]:
+    """The strict pydantic model of :class:`JobOptions`, built from its fields (once)."""
+    from pydantic import ConfigDict, create_model
+
+    config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, strict=True)
+    definitions: dict[str, Any] = {
+        spec.name: (_rules()[spec.name][0], _pydantic_field(spec)) for spec in fields(JobOptions)
+    }
+    return create_model("JobOptions", __config__=config, __doc__=JobOptions.__doc__, **definitions)
+
+
+def _pydantic_field(spec: Field[Any]) -> Any:
+    from pydantic import Field as PydanticField
+
+    default: dict[str, Any] = (
+        {"default_factory": spec.default_factory}
+        if spec.default is MISSING
+        else {"default": spec.default}
+    )
+    return PydanticField(
+        **default, description=spec.metadata["description"], **spec.metadata["rules"]
+    )
+
+
+def _judged(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` as the pydantic model validates them; SettingsError for its first error."""
+    from pydantic import ValidationError
+
     try:
-        return JobOptions(**values)
+        model = pydantic_model()(**values)
     except ValidationError as exc:
         raise _settings_error(exc) from None
+    return {name: getattr(model, name) for name in values}
 
 
 def _settings_error(exc: ValidationError) -> SettingsError:
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "options"
+    field_path = ".".join(str(part) for part in first["loc"]) or "options"
     name = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] == "extra_forbidden":
-        known = ", ".join(sorted(JobOptions.model_fields))
-        return SettingsError(f"unknown job option {field!r}: the options are {known}")
-    fix = FIXES.get(name, "see help(discodsl.JobOptions)")
+        known = ", ".join(sorted(option_names()))
+        return SettingsError(f"unknown job option {field_path!r}: the options are {known}")
+    fix = _fix(name) or "see help(discodsl.JobOptions)"
     value = first.get("input")
-    return SettingsError(f"job option {field}={value!r} is invalid ({first['msg']}): {fix}")
+    return SettingsError(f"job option {field_path}={value!r} is invalid ({first['msg']}): {fix}")
+
+
+def _fix(name: str) -> str:
+    specs = {spec.name: spec for spec in fields(JobOptions)}
+    return str(specs[name].metadata["fix"]) if name in specs else ""

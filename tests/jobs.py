@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -176,7 +177,9 @@ def word_pairs(line: str) -> Iterator[tuple[tuple[str, str], int]]:
 
 
 @reduce
-def pair_total(pair: tuple[str, str], counts: Iterable[int]) -> Iterator[Any]:
+def pair_total(
+    pair: tuple[str, str] | frozenset[str], counts: Iterable[int]
+) -> Iterator[Any]:
     yield pair, sum(counts)
 
 
@@ -211,3 +214,61 @@ def number_groups(key: Any, values: Iterable[str]) -> Iterator[tuple[Any, int]]:
 @job(partitions=5)
 def mixed_numbers() -> list[Any]:
     return [numbers, number_groups]
+
+
+# reduce-only jobs: their inputs are record files (an earlier job's results, or files
+# Disco's own library wrote), grouped by key across all of them
+@job
+def merge_counts() -> list[Any]:
+    return [total]
+
+
+@reduce(sort=False)  # str, bytes and int keys: grouped by hashing, as they cannot be sorted
+def all_values(key: Any, values: Iterable[Any]) -> Iterator[tuple[Any, list[Any]]]:
+    yield key, list(values)
+
+
+@job
+def values_by_key() -> list[Any]:
+    return [all_values]
+
+
+# partitions=None, Disco's meaning: one unlabelled output per map task, one reduce task
+@job(partitions=None)
+def unpartitioned_words() -> list[Any]:
+    return [words]
+
+
+@reduce(init=count_task)
+def counted_total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=None)
+def unpartitioned_count() -> list[Any]:
+    return [words, counted_total]
+
+
+# a third run for chains: histogram's (count, words) records become how many words there are
+@map
+def group_sizes(record: tuple[int, list[str]]) -> Iterator[tuple[str, int]]:
+    _, words_ = record
+    yield "distinct", len(words_)
+
+
+@job(partitions=2)
+def distinct_words() -> list[Any]:
+    return [group_sizes, total]
+
+
+# a map that sleeps before each record: a run that lasts until it is killed
+@map
+def slow_words(line: str, params: dict[str, float]) -> Iterator[tuple[str, int]]:
+    time.sleep(params["seconds"])
+    for word in line.split():
+        yield word, 1
+
+
+@job(partitions=1, params={"seconds": 60.0})
+def sleepy() -> list[Any]:
+    return [slow_words, total]

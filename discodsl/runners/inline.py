@@ -8,10 +8,16 @@ code that assumes one process or one order fails here first. As on a node,
 each task gets its own copy of ``params``, counters count successful tasks
 only, and an I/O error (or :class:`~discodsl.worker.errors.Retry`) retries
 the task while any other exception fails the job at once.
+
+``submit()`` runs the job before it returns, in the calling thread (a run
+in another thread is no place for ``breakpoint()``): the Run it returns has
+ended. Its events are worded as a master's; its stages' outputs are kept
+with its results (``results.stage(name)``).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import tempfile
@@ -24,23 +30,31 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import cloudpickle
 
 from discodsl.errors import SettingsError
-from discodsl.results import Results
-from discodsl.runners.base import Counters, JobFiles, Plan, Runner
+from discodsl.results import Results, check_stage
+from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
 from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
 from discodsl.worker import counters
 from discodsl.worker.errors import StageError, retryable
 from discodsl.worker.execute import TaskSetup, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.readers import Reader
 from discodsl.worker.spec import JobSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from discodsl.options import JobOptions
+    from discodsl.runners.handle import Run
 
 MIN_PARTITIONS = 2
 
 
 class InlineRunner(Runner):
-    """Runs every task of a job in the calling process, in a shuffled order."""
+    """Runs every task of a job in the calling process, in a shuffled order; ``submit()``
+    too, before it returns (so breakpoint(), Ctrl-C and exceptions behave as in any code)."""
+
+    mode = "inline"
+    background = False
 
     def __init__(self, seed: int | None = None):
         self.random = random.Random(seed)
@@ -53,23 +67,43 @@ class InlineRunner(Runner):
                 "(mode='inline'): use mode='local' for a job that must end in time, or "
                 "timeout=None to debug it inline"
             )
+        if options.check_types is None:  # a debugging run checks what annotated stages yield
+            options = options.model_copy(update={"check_types": True})
+        if options.partitions is None:  # not partitioned, as asked: one task per label grouping
+            return options
         return options.model_copy(update={"partitions": max(MIN_PARTITIONS, options.partitions)})
 
-    def _run(self, plan: Plan) -> Results:
+    def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
+        """The run is named after its job; its work runs every task here, and nothing can
+        stop it midway (``kill()`` comes too late: submit() returns when it has ended)."""
+        counted = Counters()
+        run.submitted(plan.spec.name, counters=counted.totals, kill=lambda: None)
+        return functools.partial(self._finish, plan, counted, run.log)
+
+    def _finish(self, plan: Plan, counted: Counters, on_event: EventHandler) -> Results:
         outputs: list[Output] = [DataOutput(0, 0, tuple(u)) for u in plan.inputs]
+        by_stage: dict[str, list[list[str]]] = {}
         with JobFiles(tempfile.mkdtemp(prefix="discodsl-inline-")) as files:
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
-            for index in range(len(plan.spec.stages)):
+            run.counters, run.on_event = counted, on_event
+            for index, stage in enumerate(plan.spec.stages):
                 outputs = run.stage(index, outputs)
-        urls = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
+                by_stage[stage.name] = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
         return Results(
             plan.spec.name,
-            urls,
+            by_stage[plan.spec.stages[-1].name],
             node=Node(),
             mode="inline",
             counters=run.counters.totals,
             cleanup=files.remove,
+            stages=functools.partial(_stage_urls, plan.spec, by_stage),
         )
+
+
+def _stage_urls(spec: JobSpec, by_stage: dict[str, list[list[str]]], stage: str) -> list[list[str]]:
+    """A stage's outputs, kept as the run went."""
+    check_stage(spec, stage)
+    return by_stage[stage]
 
 
 class _Run:
@@ -86,6 +120,7 @@ class _Run:
         self.params = cloudpickle.dumps(spec.params)
         self.root = root
         self.counters = Counters()
+        self.on_event: EventHandler = lambda kind, facts: None  # the run's EventLog
         self.taskid = 0
 
     def stage(self, index: int, outputs: list[Output]) -> list[Output]:
@@ -93,6 +128,7 @@ class _Run:
         stage = self.spec.stages[index]
         groups = group_outputs(stage.grouping, outputs)
         self.random.shuffle(groups)
+        self.on_event("stage", {"stage": stage.name, "tasks": len(groups)})
         produced: list[Output] = []
         for grouped in groups:
             for label, path, size in self._task(index, grouped):
@@ -116,20 +152,35 @@ class _Run:
             )
             try:
                 with counters.counting() as counts:
-                    outputs = run_task(task, *self._records(grouped))
+                    outputs = run_task(task, *self._records(grouped, task.stage.reader))
             except Exception as exc:
                 failures += 1
+                self._failed(index, exc, failures)
                 if not retryable(exc) or failures > self.max_failures:
                     _surface(exc)
                 continue
             self.counters.add(counts)
+            self.on_event("task_done", {"stage": task.stage.name, "taskid": self.taskid})
             return outputs
 
-    def _records(self, grouped: TaskGroup) -> tuple[Iterator[Any], Cursor]:
+    def _failed(self, index: int, exc: Exception, failures: int) -> None:
+        facts = {"stage": self.spec.stages[index].name, "taskid": self.taskid}
+        text = f"{type(exc).__name__}: {exc}"
+        fatal, limit = not retryable(exc), self.max_failures
+        self.on_event(
+            "task_failed",
+            {**facts, "failures": failures, "text": text, "fatal": fatal, "limit": limit},
+        )
+
+    def _records(
+        self, grouped: TaskGroup, reader: Reader | None
+    ) -> tuple[Iterator[Any], Cursor]:
         cursor = Cursor()
         inputs = list(grouped.inputs)
         self.random.shuffle(inputs)
-        records = chain.from_iterable(iter_input(i.urls, i.label, Node(), cursor) for i in inputs)
+        records = chain.from_iterable(
+            iter_input(i.urls, i.label, Node(), cursor, reader) for i in inputs
+        )
         return records, cursor
 
 

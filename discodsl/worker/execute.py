@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, islice, starmap
+from itertools import chain, islice, repeat, starmap
+from operator import is_, itemgetter
 from typing import Any, Protocol
 
 from discodsl.worker.errors import DataError, StageError
@@ -28,6 +29,7 @@ from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.partition import partitioner
 from discodsl.worker.records import NotAPair, RecordWriter, as_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
+from discodsl.worker.typecheck import checked
 
 WrittenFile = tuple[int, str, int]
 Sink = Callable[[Any, Any], None]
@@ -86,6 +88,7 @@ def run_task(
     original exception as its ``__cause__``.
     """
     where = position or _NoPosition()
+    records = _pairs_only(task, records, where)
     outputs = _Outputs(task)
     try:
         with _user_code(task, where):
@@ -101,7 +104,7 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs) -> None
     state = _call_hook(stage.init, params)
     combiner = _combiner(task)
     target: Sink = combiner.add if combiner else sink
-    function = _bound(stage.function, stage.takes_params, params)
+    function = checked(stage, _bound(stage.function, stage.takes_params, params))
     if stage.kind == "map":
         if combiner:
             combiner.consume_map(stage, function, records)
@@ -117,6 +120,38 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs) -> None
         _emit(stage, last, target)  # a done hook may return nothing
     if combiner:
         combiner.flush_into(outputs)
+
+
+def pass_pairs(record: Any) -> tuple[Any]:
+    """The function of the map a reduce-only job with partitions > 1 starts with (see
+    ``discodsl.model.pipeline``): each record passed on as it is, to be labelled."""
+    return (record,)
+
+
+def _pairs_only(task: TaskSetup, records: Iterable[Any], where: Position) -> Iterable[Any]:
+    """``records``, checked to be pairs when this task reads a reduce-only job's inputs."""
+    stage = task.stage
+    if task.stage_index != 0 or not (stage.kind == "reduce" or stage.function is pass_pairs):
+        return records
+    reduce = stage if stage.kind == "reduce" else task.successor or stage
+    return _refusing_text(records, f"job {task.job.name!r}", reduce.name, where)
+
+
+def _refusing_text(
+    records: Iterable[Any], job: str, reduce: str, where: Position
+) -> Iterator[Any]:
+    """Each record; a text line (a ``str``: the input is no record file) fails the task."""
+    for record in records:
+        if record.__class__ is str:
+            raise StageError(
+                f"{job} starts with the reduce {reduce!r}, which reads record files of "
+                f"(key, value) pairs (an earlier job's results, or files Disco wrote), but "
+                f"input {where.url} is text (line {where.record}: {record!r:.60}): put a @map "
+                f"first that turns each line into (key, value) pairs, e.g. `return [parse, "
+                f"{reduce}]`",
+                stage=reduce,
+            )
+        yield record
 
 
 def _bound(function: Callable[..., Any], takes_params: bool, params: Any) -> Callable[..., Any]:
@@ -308,9 +343,18 @@ def _wrap(task: TaskSetup, where: Position, exc: Exception) -> StageError:
 class _Combiner:
     """Folds map output per key through the next stage's reduce before it is written.
 
-    Values are buffered per key; the buffer is folded (each key's values replaced
-    by what the combiner makes of them) when the process has grown by half the
-    memory budget, and once more at the end, straight into the output files.
+    Values are buffered per key, in the order they came. A map's output is
+    taken a batch of records at a time (about ``_BATCH_PAIRS`` pairs); a batch
+    whose pairs are all 2-tuples with one and the same value object (``yield
+    word, 1``: the constant ``1``) is *counted* in C instead of listed:
+    ``counts[key]`` more copies of ``same`` after ``buffer[key]``'s values.
+    That is exact (the combiner gets those very objects, in order), not a
+    guess about the combiner. The first batch that does not fit turns the
+    counts into lists, and every later value is listed.
+
+    The buffer is folded (each key's values replaced by what the combiner
+    makes of them) when the process has grown by half the memory budget, and
+    once more at the end, straight into the output files.
     """
 
     def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
@@ -318,11 +362,19 @@ class _Combiner:
         # A plain dict, not a defaultdict: CPython specialises subscripts of exact dicts,
         # which makes the per-value loop below about a quarter faster.
         self.buffer: dict[Any, list[Any]] = {}
+        self.counts: Counter[Any] = Counter()  # copies of ``same`` after buffer[key]'s values
+        self.same: Any = _UNSET
+        self.counting = True
         self.count = 0
         self.growth = budget // 2
         self.baseline = _resident_bytes()
 
     def add(self, key: Any, value: Any) -> None:
+        if self.counting:
+            if value is self.same:
+                self.counts[key] += 1
+                return
+            self._stop_counting()
         try:
             self.buffer[key].append(value)
         except KeyError:
@@ -334,8 +386,29 @@ class _Combiner:
     def consume_map(
         self, stage: StageSpec, function: Callable[[Any], Any], records: Iterable[Any]
     ) -> None:
-        """The hot loop of a combined map (``stage``): no per-record call but the user's."""
-        buffer, iterator = self.buffer, iter(records)
+        """The hot loop of a combined map (``stage``): no per-pair call but the user's.
+
+        Batches are counted while they can be; once one cannot, the rest streams
+        through the listing loop.
+        """
+        iterator, size, unchecked = iter(records), _FIRST_BATCH, 0
+        while self.counting and (batch := list(islice(iterator, size))):
+            pairs = _pairs_of(stage, function, batch)
+            if not self._counted(stage, pairs):
+                _listed(stage, pairs, self.buffer)
+            size = _batch_size(len(batch), len(pairs))
+            unchecked += len(batch)
+            if unchecked >= CHUNK:
+                unchecked = 0
+                self._check_memory()
+        if not self.counting:
+            self._consume_listed(stage, function, iterator)
+
+    def _consume_listed(
+        self, stage: StageSpec, function: Callable[[Any], Any], iterator: Iterator[Any]
+    ) -> None:
+        """Every value listed, pair by pair, as each call of ``function`` yields it."""
+        buffer = self.buffer
         while chunk := list(islice(iterator, CHUNK)):
             for record in chunk:
                 result = function(record)
@@ -349,14 +422,49 @@ class _Combiner:
                         except KeyError:
                             buffer[key] = [value]
                 except (TypeError, ValueError) as exc:
-                    error = _not_pairs(stage, exc, result, _Combiner.consume_map)
+                    error = _not_pairs(stage, exc, result, _Combiner._consume_listed)
                     if error is None:
                         raise
                     raise error from None
-            if _resident_bytes() - self.baseline > self.growth:
-                self.fold()
-                buffer = self.buffer
-                self.baseline = _resident_bytes()
+            self._check_memory()
+            buffer = self.buffer
+
+    def _counted(self, stage: StageSpec, pairs: list[Any]) -> bool:
+        """Count ``pairs`` if each is a 2-tuple whose value is ``same``; False (and no more
+        counting) if not. Every check and the counting run in C."""
+        if not pairs:
+            return True
+        if set(map(type, pairs)) != _TUPLES or set(map(len, pairs)) != _TWO:
+            return self._stop_counting()
+        if self.same is _UNSET:
+            self.same = pairs[0][1]
+        if not all(map(is_, map(_VALUE, pairs), repeat(self.same))):
+            return self._stop_counting()
+        try:
+            self.counts.update(map(_KEY, pairs))
+        except TypeError:  # an unhashable key: the task fails, with the error the key deserves
+            _listed(stage, pairs, {})
+            raise
+        return True
+
+    def _stop_counting(self) -> bool:
+        """Turn the counts into listed values; from now on every value is listed."""
+        self.counting = False
+        buffer, same = self.buffer, self.same
+        for key, copies in self.counts.items():
+            listed = buffer.get(key)
+            if listed is None:
+                buffer[key] = [same] * copies
+            else:
+                listed += [same] * copies
+        self.counts.clear()
+        return False
+
+    def _check_memory(self) -> None:
+        """Fold if the process has grown by half the budget since the last fold."""
+        if _resident_bytes() - self.baseline > self.growth:
+            self.fold()
+            self.baseline = _resident_bytes()
 
     def fold(self) -> None:
         """Replace each key's buffered values by what the combiner makes of them."""
@@ -367,17 +475,13 @@ class _Combiner:
             except KeyError:
                 folded[key] = [value]
         self.buffer = folded
+        self.counts = Counter()
         self.count = sum(map(len, folded.values()))
 
     def _combined(self) -> Iterator[tuple[Any, Any]]:
         """Every key's buffered values through the combiner (a lone value as it is)."""
-        function = self.function
-        results = (
-            ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
-            for key, values in self.buffer.items()
-        )
         try:
-            for item in chain.from_iterable(results):
+            for item in chain.from_iterable(self._results()):
                 yield item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
         except (TypeError, ValueError) as exc:
             error = _not_pairs(self.stage, exc, (), _Combiner._combined)
@@ -385,10 +489,74 @@ class _Combiner:
                 raise
             raise error from None
 
+    def _results(self) -> Iterator[Iterable[Any]]:
+        """What the combiner returns for each key: listed keys first, then counted ones."""
+        function, same, counts = self.function, self.same, self.counts
+        if counts and self.buffer:  # only after a fold while counting
+            self._stop_counting()
+        listed = (
+            ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
+            for key, values in self.buffer.items()
+        )
+        counted = (
+            ((key, same),) if copies == 1 else function(key, repeat(same, copies))
+            for key, copies in counts.items()
+        )
+        return chain(listed, counted)
+
     def flush_into(self, outputs: _Outputs) -> None:
         """Combine what is left, straight into the output files."""
-        outputs.add_many(self._combined())
+        outputs.add_many(list(self._combined()))
         self.buffer.clear()
+        self.counts.clear()
+
+
+_UNSET: Any = object()  # no value counted yet
+_TUPLES = {tuple}
+_TWO = {2}
+_KEY: Callable[[Any], Any] = itemgetter(0)
+_VALUE: Callable[[Any], Any] = itemgetter(1)
+# A combined map takes its output this many pairs at a time (records per batch are adapted
+# to it): enough to pay for a few C passes per batch, few enough to stay in the CPU's cache.
+_BATCH_PAIRS = 1024
+_FIRST_BATCH = 16
+
+
+def _batch_size(records: int, pairs: int) -> int:
+    """How many records to take next for about ``_BATCH_PAIRS`` pairs."""
+    return max(1, min(CHUNK, _BATCH_PAIRS * records // max(1, pairs)))
+
+
+def _pairs_of(stage: StageSpec, function: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
+    """Everything the calls of ``function`` on ``batch`` yield, in one list (C per item)."""
+    items: list[Any] = []
+    extend = items.extend
+    for record in batch:
+        result = function(record)
+        try:
+            extend(result)
+        except (TypeError, ValueError) as exc:
+            error = _not_pairs(stage, exc, result, _pairs_of)
+            if error is None:
+                raise
+            raise error from None
+    return items
+
+
+def _listed(stage: StageSpec, items: list[Any], buffer: dict[Any, list[Any]]) -> None:
+    """Check each of ``items`` is a pair, and append its value to its key's list."""
+    try:
+        for item in items:
+            key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+            try:
+                buffer[key].append(value)
+            except KeyError:
+                buffer[key] = [value]
+    except (TypeError, ValueError) as exc:
+        error = _not_pairs(stage, exc, items, _listed)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _resident_bytes() -> int:

@@ -10,7 +10,9 @@ Stage kinds and what their ``function`` is called with:
 
 - ``map``: ``function(record[, params])`` once per input record, where a
   record is a line (``str``, without its newline) of a text input or a
-  ``(key, value)`` pair of a record file; yields or returns ``(key, value)``.
+  ``(key, value)`` pair of a record file, or what the stage's ``reader``
+  (:mod:`discodsl.worker.readers`) makes of the input; yields or returns
+  ``(key, value)``.
 - ``reduce``: ``function(key, values[, params])`` once per distinct key,
   ``values`` an iterator; input is grouped by sorting (or by hashing when
   ``sort`` is false).
@@ -55,6 +57,11 @@ class StageSpec:
     partitioner: Partitioner | None = None
     sort: bool = True
     concurrent: bool = False
+    # What the first records it yields are checked against (worker.typecheck.Yields), or None.
+    yields: Any = None
+    # How the first stage's input bytes become records (worker.readers); None: text lines
+    # or record files.
+    reader: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
