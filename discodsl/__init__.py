@@ -29,6 +29,7 @@ from discodsl.errors import (
     JobDead,
     JobError,
     JobpackError,
+    MalformedRecord,
     PicklingError,
     ProtocolError,
     Retry,
@@ -39,6 +40,8 @@ from discodsl.errors import (
 from discodsl.model import Job, Stage
 from discodsl.options import JobOptions
 from discodsl.results import Results
+from discodsl.runners.handle import Run
+from discodsl.worker import readers
 from discodsl.worker.counters import count, status
 
 __version__ = "0.1.0"
@@ -52,10 +55,12 @@ __all__ = [
     "JobError",
     "JobOptions",
     "JobpackError",
+    "MalformedRecord",
     "PicklingError",
     "ProtocolError",
     "Results",
     "Retry",
+    "Run",
     "SettingsError",
     "Stage",
     "StageError",
@@ -63,6 +68,7 @@ __all__ = [
     "count",
     "job",
     "map",
+    "readers",
     "reduce",
     "stage",
     "status",

@@ -7,6 +7,9 @@ and :func:`discodsl.jobpack.describe`, the job commands over
 ``nodeinfo``, ``config``, ``stageresults`` and ``jobdict`` as Disco's own CLI
 has them), ``ddfs`` over :class:`discodsl.ddfs.DDFS`. Job-name arguments accept ``@`` (the newest
 job) and ``@?TEXT`` (the newest whose name contains TEXT), as Disco's CLI does.
+``jobs``, ``status``, ``events`` and ``kill`` read this machine's local runs
+(:mod:`discodsl.runners.registry`) with ``--local``, or when no master is
+configured; ``kill`` asks the process that runs one to kill it.
 Options may come before or after positionals. ``run`` and ``results`` print
 records as escaped TSV or tagged JSON lines (:data:`OUTPUT_FORMATS`).
 
@@ -48,7 +51,7 @@ from discodsl.errors import (
 )
 from discodsl.model import Job
 from discodsl.options import Mode, validate_options
-from discodsl.runners import cluster
+from discodsl.runners import cluster, registry
 from discodsl.runners.cluster import Cluster
 from discodsl.settings import configured_master
 
@@ -260,9 +263,9 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "file", metavar="FILE", nargs="?", default="-", help="the jobpack (default: stdin)"
     )
     submit.set_defaults(command=cmd_submit)
-    sub.add_parser("jobs", parents=[common], help="list the master's jobs").set_defaults(
-        command=cmd_jobs
-    )
+    jobs = sub.add_parser("jobs", parents=[common], help="list the master's jobs (or local runs)")
+    jobs.set_defaults(command=cmd_jobs)
+    _add_local(jobs)
     for name, command, text in [
         ("status", cmd_status, "a job's status and stage progress"),
         ("events", cmd_events, "a job's events, oldest first"),
@@ -274,6 +277,8 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parser = sub.add_parser(name, parents=[common], help=text, description=text)
         parser.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
         parser.set_defaults(command=command)
+        if name in ("status", "events", "kill"):
+            _add_local(parser)
         if name == "events":
             parser.add_argument(
                 "-f",
@@ -287,6 +292,14 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             parser.epilog = OUTPUT_FORMATS
             parser.formatter_class = argparse.RawDescriptionHelpFormatter
     _add_cluster_facts(sub, common)
+
+
+def _add_local(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="this machine's local runs (the default when no master is configured)",
+    )
 
 
 def _add_cluster_facts(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -410,8 +423,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    if _local_runs(args):
+        jobs = [(int(r.started), r.status, r.name) for r in _registered(args)]
+        return _print_jobs(args, jobs)
     with _cluster(args) as conn:
         jobs = conn.master.joblist()
+    return _print_jobs(args, jobs)
+
+
+def _print_jobs(args: argparse.Namespace, jobs: list[tuple[int, str, str]]) -> int:
     if _json_wanted(args):
         print(json.dumps([{"time": t, "status": s, "name": n} for t, s, n in jobs], indent=2))
         return 0
@@ -422,9 +442,30 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if _local_runs(args):
+        name, info = _local_info(_local_run(args))
+        return _print_status(args, name, info)
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         info = conn.master.jobinfo(name)
+    return _print_status(args, name, info)
+
+
+def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
+    """A local run's status in jobinfo's shape, plus its pid, host and counters."""
+    events, _ = run.read_events()
+    info = {
+        "timestamp": time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(run.started)),
+        "active": run.status,
+        "pipeline": registry.pipeline(events),
+        "owner": f"pid {run.pid} on {run.facts.get('host')}",
+        "pid": run.pid,
+        "counters": run.facts.get("counters", {}),
+    }
+    return run.name, info
+
+
+def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> int:
     if _json_wanted(args):
         print(json.dumps({"name": name, **info}, indent=2))
         return 0
@@ -433,11 +474,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         stage, pending, waiting, running, done, failed = row
         total = max(0, pending) + max(0, waiting) + max(0, running) + max(0, done)
         print(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
-    print(f"  {len(info['results'])} result(s)")
+    if "results" in info:  # a local run's are in its process only
+        print(f"  {len(info['results'])} result(s)")
+    if info.get("counters"):
+        print(f"  counters: {json.dumps(info['counters'], sort_keys=True)}")
     return 0
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    if _local_runs(args):
+        return _local_events(args, _local_run(args))
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         offset = 0
@@ -449,6 +495,19 @@ def cmd_events(args: argparse.Namespace) -> int:
                 _print_event(event, _json_wanted(args))
             if not args.follow or status != "active":
                 return 0
+
+
+def _local_events(args: argparse.Namespace, run: registry.LocalRun) -> int:
+    """A local run's events from its file; with --follow, until the run ends."""
+    offset = 0
+    while True:
+        ended = run.reread().status != "active"  # before reading: no last event is missed
+        events, offset = run.read_events(offset)
+        for event in events:
+            _print_event(event, _json_wanted(args))
+        if not args.follow or ended:
+            return 0
+        time.sleep(registry.KILL_POLL)
 
 
 def _print_event(event: tuple[str, str, str], as_json: bool) -> None:
@@ -474,10 +533,35 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
+    if _local_runs(args):
+        return _kill_local(_local_run(args))
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         conn.master.kill(name)
     print(f"killed {name}")
+    return 0
+
+
+#: How long `kill` waits for the process that runs a local run to kill it (seconds).
+LOCAL_KILL_WAIT = 30.0
+
+
+def _kill_local(run: registry.LocalRun) -> int:
+    """Ask the process that runs a local run to kill it, and wait until it has."""
+    if run.status != "active":
+        print(f"{run.name} is {run.status}: nothing to kill")
+        return 0
+    registry.request_kill(run)
+    deadline = time.monotonic() + LOCAL_KILL_WAIT
+    while run.reread().status == "active":
+        if time.monotonic() > deadline:
+            raise JobError(
+                f"asked process {run.pid} to kill {run.name}, but the run is still active "
+                f"after {LOCAL_KILL_WAIT:g} s: is that process stuck? `kill {run.pid}` ends "
+                "it, its runs and their workers"
+            )
+        time.sleep(0.1)
+    print(f"killed {run.name}")
     return 0
 
 
@@ -580,11 +664,37 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     """The master and DDFS the command talks to; SettingsError if no master is configured."""
     master = getattr(args, "master", None)
     if configured_master(master) is None:
-        raise SettingsError(
-            "no Disco master is configured: set DISCO_MASTER (in the environment, or in "
-            "~/.disco or DISCO_SETTINGS_FILE), or pass --master URL"
-        )
+        raise _no_master()
     return Cluster.connect(master)
+
+
+def _no_master(also: str = "") -> SettingsError:
+    return SettingsError(
+        "no Disco master is configured: set DISCO_MASTER (in the environment, or in "
+        f"~/.disco or DISCO_SETTINGS_FILE), or pass --master URL{also}"
+    )
+
+
+def _local_runs(args: argparse.Namespace) -> bool:
+    """Whether a job command reads this machine's local runs: ``--local``, or no master
+    configured (the local run registry, :mod:`discodsl.runners.registry`)."""
+    if getattr(args, "local", False):
+        return True
+    return configured_master(getattr(args, "master", None)) is None
+
+
+def _registered(args: argparse.Namespace) -> list[registry.LocalRun]:
+    """The local runs; without --local and with none, the missing master is the error."""
+    runs = registry.list_runs()
+    if not runs and not getattr(args, "local", False):
+        raise _no_master(f"; no local run is registered in {registry.runs_dir()} either")
+    return runs
+
+
+def _local_run(args: argparse.Namespace) -> registry.LocalRun:
+    """The local run ``args.job`` names (``@``, ``@?TEXT``, or its name)."""
+    _registered(args)
+    return registry.find(args.job)
 
 
 def _json_wanted(args: argparse.Namespace) -> bool:

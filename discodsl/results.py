@@ -2,11 +2,15 @@
 
 Lazy: iterating streams the record files (from local disk, or over HTTP from
 a cluster) through the worker runtime's own readers; nothing is loaded whole.
+``results.stage(name)`` gives any stage's outputs of the same run as results
+of their own (the runner says where they are); waiting for results is the
+:class:`~discodsl.runners.handle.Run`'s business, not this module's.
 """
 
 from __future__ import annotations
 
 import html
+import importlib
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +18,47 @@ from typing import Any
 from discodsl.errors import JobError
 from discodsl.worker import urls
 from discodsl.worker.inputs import Cursor, Node, iter_input, read_index
+from discodsl.worker.spec import JobSpec
+
+
+def _import_pandas() -> Any:
+    try:
+        return importlib.import_module("pandas")
+    except ImportError as exc:
+        raise ImportError(
+            "Results.to_pandas() needs pandas, which is not installed here: "
+            "pip install 'discodsl[pandas]' (or iterate the results, or use to_dict())"
+        ) from exc
+
+
+def _expanded(pandas: Any, values: list[Any]) -> Any:
+    """A DataFrame of ``values`` spread into columns: all dicts, or all tuples/lists."""
+    if all(isinstance(v, dict) for v in values):
+        if any("key" in v for v in values):
+            raise ValueError(
+                "to_pandas(expand=True): a value has a field named 'key', which would clash "
+                "with the key column: rename the field, or call to_pandas() without expand"
+            )
+        return pandas.DataFrame.from_records(values)
+    if all(isinstance(v, (tuple, list)) for v in values):
+        width = max((len(v) for v in values), default=0)
+        columns = [f"value_{i}" for i in range(width)]
+        return pandas.DataFrame([list(v) for v in values], columns=columns)
+    kinds = ", ".join(sorted({type(v).__name__ for v in values}))
+    raise ValueError(
+        "to_pandas(expand=True) spreads values that are all dicts, or all tuples or lists; "
+        f"these values are of types {kinds}: call to_pandas() without expand"
+    )
+
+
+def check_stage(spec: JobSpec, stage: str) -> None:
+    """JobError unless ``stage`` names a stage of the job ``spec`` describes."""
+    names = [s.name for s in spec.stages]
+    if stage not in names:
+        raise JobError(
+            f"job {spec.name!r} has no stage {stage!r}: its stages are {', '.join(names)}; "
+            f"write e.g. results.stage({names[0]!r})"
+        )
 
 
 class Results:
@@ -28,6 +73,7 @@ class Results:
         mode: str,
         counters: dict[str, int] | None = None,
         cleanup: Callable[[], None] | None = None,
+        stages: Callable[[str], list[list[str]]] | None = None,
     ):
         self.jobname = jobname
         self.urls = urls
@@ -36,6 +82,24 @@ class Results:
         self.counters = dict(counters or {})
         self._finalizer = weakref.finalize(self, cleanup) if cleanup else None
         self.closed = False
+        self.stage_name: str | None = None  # set on the results of one stage (stage())
+        self._stages = stages  # a stage's name -> its outputs' replica lists
+        self._run: Results | None = None  # a stage's: the run's results, holding the files
+
+    def stage(self, name: str) -> Results:
+        """The outputs of stage ``name`` of this finished run, as results of their own:
+        any stage's, read as Disco's ``get_stageresults`` gives them (a map's partitioned,
+        combined pairs; the last stage's are these results). They share these results'
+        files: read them before these are closed."""
+        self._check_open()
+        if self._stages is None:
+            raise JobError(
+                f"the results of {self.jobname!r} do not know their run's stages (they are "
+                "a stage's already): ask the run's own results, run.results().stage(name)"
+            )
+        found = Results(self.jobname, self._stages(name), node=self.node, mode=self.mode)
+        found.stage_name, found._run = name, self
+        return found
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         self._check_open()
@@ -65,7 +129,7 @@ class Results:
         return urls.readable_here(url, node.host, node.disco_port, node.disco_data)
 
     def _check_open(self) -> None:
-        if self.closed:
+        if self.closed or (self._run is not None and self._run.closed):
             raise JobError(
                 f"the results of {self.jobname!r} were closed, which removed their files: "
                 "read them before close() (or the end of their `with` block), or run the "
@@ -75,6 +139,26 @@ class Results:
     def to_dict(self) -> dict[Any, Any]:
         """All records as a dict (a later value of a repeated key wins)."""
         return dict(self)
+
+    def to_pandas(self, *, expand: bool = False) -> Any:
+        """All records as a pandas DataFrame, one row per record, in the order read.
+
+        Its columns are ``key`` and ``value``. With ``expand=True``, ``dict``
+        values spread into one column per dict key (first seen first; missing
+        ones NaN), and ``tuple`` or ``list`` values into ``value_0``,
+        ``value_1``, ...; the ``key`` column comes first. Needs pandas
+        (``pip install 'discodsl[pandas]'``); the records are read into memory.
+        """
+        pandas = _import_pandas()
+        keys, values = [], []
+        for key, value in self:
+            keys.append(key)
+            values.append(value)
+        if not expand:
+            return pandas.DataFrame({"key": keys, "value": values}, columns=["key", "value"])
+        frame = _expanded(pandas, values)
+        frame.insert(0, "key", keys)
+        return frame
 
     def close(self) -> None:
         """Remove the files behind these results (local runs); iterating afterwards fails."""
@@ -91,9 +175,12 @@ class Results:
     def __repr__(self) -> str:
         counters = f", counters {self.counters}" if self.counters else ""
         return (
-            f"<Results of {self.jobname!r} ({self.mode}): {len(self.urls)} result file(s)"
-            f"{counters}>"
+            f"<Results of {self.jobname!r}{self._of_stage()} ({self.mode}): "
+            f"{len(self.urls)} result file(s){counters}>"
         )
+
+    def _of_stage(self) -> str:
+        return f" stage {self.stage_name!r}" if self.stage_name else ""
 
     def _repr_html_(self) -> str:
         counters = "".join(

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from discodsl import TaskFailed
-from tests import jobs
+from discodsl import StageError, TaskFailed
+from tests import jobs, reader_jobs
 
 TEXT = [
     "the quick brown fox jumps over the lazy dog",
@@ -99,6 +99,92 @@ def test_chaining_two_jobs(corpus: list[Path], mode: str) -> None:
     for word, n in expected_counts(corpus).items():
         want.setdefault(n, []).append(word)
     assert dict(second) == {n: sorted(ws) for n, ws in want.items()}
+
+
+def test_reduce_only_job_over_earlier_results(corpus: list[Path], mode: str) -> None:
+    """Results of any runner are record files a job may start with a reduce over."""
+    other = "local" if mode == "inline" else "inline"
+    first = jobs.wordcount.run(inputs=corpus[:3], mode=mode)
+    second = jobs.wordcount.run(inputs=corpus[3:], mode=other)
+    want = sorted(expected_counts(corpus).items())
+    assert sorted(jobs.merge_counts.run(inputs=[first, second], mode=mode)) == want
+    spread = jobs.merge_counts.run(inputs=[first, second], mode=mode, partitions=3)
+    assert sorted(spread) == want
+
+
+# What each golden file written by Disco 0.5.4's own library holds, three times over.
+GOLDEN_RECORDS = {
+    "apple": 3,
+    b"bytes-key": [1, 2, 3],
+    7: {"nested": (1.5, None)},
+    "unicodé ✓": "value",
+    "": 0,
+}
+GOLDEN_FILES = ["compressed-level2.disco", "uncompressed.disco", "small-hunks.disco", "empty.disco"]
+
+
+@pytest.mark.parametrize("partitions", [1, None, 3])
+def test_reduce_only_job_over_files_disco_wrote(
+    reference: Path, mode: str, partitions: int | None
+) -> None:
+    inputs = [reference / "records" / name for name in GOLDEN_FILES]
+    results = list(jobs.values_by_key.run(inputs=inputs, mode=mode, partitions=partitions))
+    assert len(results) == len(GOLDEN_RECORDS)
+    assert dict(results) == {key: [value] * 9 for key, value in GOLDEN_RECORDS.items()}
+
+
+def test_reduce_only_job_refuses_a_text_input(corpus: list[Path], mode: str) -> None:
+    with pytest.raises((TaskFailed, StageError)) as info:
+        jobs.merge_counts.run(inputs=corpus, mode=mode, max_failures=0)
+    error = info.value
+    assert error.url in {p.as_uri() for p in corpus}
+    message = str(error)
+    assert f"input {error.url} is text" in message
+    assert "put a @map first" in message and "'total'" in message
+
+
+def test_partitions_none_map_only_gives_one_file_per_map_task(
+    corpus: list[Path], mode: str
+) -> None:
+    results = jobs.unpartitioned_words.run(inputs=corpus, mode=mode)
+    assert len(results.record_urls()) == 4  # five map tasks; the blank file's writes nothing
+    assert sorted(results) == sorted((w, 1) for p in corpus for w in p.read_text().split())
+
+
+def test_partitions_none_map_reduce_is_one_reduce_task(corpus: list[Path], mode: str) -> None:
+    results = jobs.unpartitioned_count.run(inputs=corpus, mode=mode)
+    assert dict(results) == expected_counts(corpus)
+    assert results.counters == {"reduce_tasks": 1}
+    keys = [key for key, _ in results]
+    assert keys == sorted(keys)  # one sorted reduce over everything, on every runner
+
+
+def test_a_chain_of_runs_submitted_together(corpus: list[Path], mode: str) -> None:
+    """Three runs submitted at once, each over the one before: as if run one after the other."""
+    first = jobs.wordcount.run(inputs=corpus, mode=mode)
+    second = jobs.histogram.run(inputs=first, mode=mode)
+    one_after_the_other = dict(jobs.distinct_words.run(inputs=second, mode=mode))
+    a = jobs.wordcount.submit(corpus, mode=mode)
+    b = jobs.histogram.submit(a, mode=mode)
+    c = jobs.distinct_words.submit(b, mode=mode)
+    assert dict(c.wait(timeout=120)) == one_after_the_other
+    assert one_after_the_other == {"distinct": len(expected_counts(corpus))}
+    assert [run.status for run in (a, b, c)] == ["ready"] * 3
+    assert dict(b.results()) == dict(second)
+
+
+def test_stage_results(corpus: list[Path], mode: str) -> None:
+    """A finished run's map stage: its combined pairs, summing to every word once."""
+    results = jobs.wordcount.run(inputs=corpus, mode=mode)
+    pairs = list(results.stage("words"))
+    summed: Counter[str] = Counter()
+    for word, n in pairs:
+        summed[word] += n
+    want = expected_counts(corpus)
+    assert dict(summed) == want
+    assert sum(n for _, n in pairs) == sum(want.values())
+    assert len(pairs) < sum(want.values())  # combined in each map task
+    assert dict(results.stage("total")) == dict(results) == want
 
 
 @pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
@@ -273,3 +359,14 @@ def test_a_three_item_tuple_is_not_a_pair_on_every_path(path: str) -> None:
 
     with pytest.raises(StageError, match=r"produced \('[ab]', 1, 2\) \(tuple\), not a \(key"):
         list(shaped.run(["raw://a", "raw://a", "raw://b"], mode="inline", partitions=stages[1]))
+
+
+def test_json_lines_inputs(tmp_path: Path, mode: str) -> None:
+    """A first stage with reader=readers.json_lines(): one parsed JSON value per line."""
+    paths = []
+    for index, (user, n) in enumerate([("ann", 2), ("bob", 3), ("ann", 5), ("zoë", 1)]):
+        path = tmp_path / f"part-{index}.jsonl"
+        path.write_text(f'{{"user": "{user}", "n": {n}}}\n\n{{"user": "bob", "n": 1}}\n')
+        paths.append(path)
+    results = reader_jobs.json_totals.run(inputs=paths, mode=mode)
+    assert dict(results) == {"ann": 7, "bob": 7, "zoë": 1}

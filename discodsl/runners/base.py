@@ -1,10 +1,15 @@
 """The runner template: what every runner does around its own work, done once, here.
 
 :class:`Runner` is the template the three runners (inline, local, cluster)
-fill in: ``run()`` calls :meth:`Runner.prepare`, which validates the options
+fill in: ``submit()`` calls :meth:`Runner.prepare`, which validates the options
 once, builds the :class:`~discodsl.worker.spec.JobSpec` once and resolves the
 inputs to replica lists once (:func:`discodsl.sources.resolve`) into a
-:class:`Plan`; then the runner's own ``_run(plan)`` does its work.
+:class:`Plan`; then the runner's own ``_launch(plan, run)`` names and submits
+the run and gives back the work that finishes it, which the
+:class:`~discodsl.runners.handle.Run` does in a thread of its own (local,
+cluster) or at once (inline: :attr:`Runner.background`). ``run()`` is
+``submit().wait()``. Inputs that are runs (a chain) are waited for in the
+new run's thread, and only then resolved.
 :class:`JobFiles` holds a run's temporary files (removed at once when the run
 fails, else by the results' cleanup); :class:`Counters` sums the counters
 stage code reports, fed by the same events as the progress bar.
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from discodsl.model import Inputs, Job
     from discodsl.options import JobOptions
     from discodsl.results import Results
+    from discodsl.runners.handle import Run
     from discodsl.worker.spec import JobSpec
 
 # A handler of a run's events: ("stage", {stage, tasks}), ("task_done", {stage[, taskid]}),
@@ -48,22 +54,58 @@ class Plan:
 
 
 class Runner:
-    """The template: ``run()`` prepares the run once, then hands the plan to ``_run``."""
+    """The template: ``submit()`` prepares the run once, then starts what ``_launch`` gives."""
+
+    #: The runner's name, as ``mode=`` says it.
+    mode = ""
+    #: Whether ``submit()`` returns while the job runs (in a thread of this process);
+    #: else it runs the job first (inline: breakpoint() and Ctrl-C work as in any code).
+    background = True
 
     def run(self, job: Job, inputs: Inputs, overrides: Mapping[str, Any]) -> Results:
-        """Run ``job`` over ``inputs`` with its options changed by ``overrides``."""
-        return self._run(self.prepare(job, inputs, overrides))
+        """Run ``job`` over ``inputs`` with its options changed by ``overrides``: the
+        results, or what the run raised."""
+        return self.submit(job, inputs, overrides).wait()
+
+    def submit(self, job: Job, inputs: Inputs, overrides: Mapping[str, Any]) -> Run:
+        """Start ``job`` over ``inputs``; its :class:`~discodsl.runners.handle.Run`.
+
+        Runs among ``inputs`` are waited for in the new run's thread, and a
+        failed one fails it; options are checked here all the same.
+        """
+        from discodsl.runners.handle import Run, upstream_runs
+
+        run = Run(job.name, self.mode)
+        upstream = upstream_runs(inputs)
+        if not upstream:
+            run.start(self._launch(self.prepare(job, inputs, overrides), run), self.background)
+            return run
+        options = self._options(job, overrides)
+
+        def chained() -> Results:
+            run.await_inputs(upstream)
+            return self._launch(self._plan(job, options, inputs), run)()
+
+        run.start(chained, self.background)
+        return run
 
     def prepare(self, job: Job, inputs: Inputs, overrides: Mapping[str, Any]) -> Plan:
         """The run's plan: options validated, spec built, inputs resolved, once each."""
-        options = self._adapt(validate_options(job.options, **overrides))
+        return self._plan(job, self._options(job, overrides), inputs)
+
+    def _options(self, job: Job, overrides: Mapping[str, Any]) -> JobOptions:
+        return self._adapt(validate_options(job.options, **overrides))
+
+    def _plan(self, job: Job, options: JobOptions, inputs: Inputs) -> Plan:
         return Plan(job, options, job.spec(options), sources.resolve(inputs))
 
     def _adapt(self, options: JobOptions) -> JobOptions:
         """The runner's own checks and changes of valid options (none here)."""
         return options
 
-    def _run(self, plan: Plan) -> Results:
+    def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
+        """Name and submit the run (``run.submitted(...)``); the work that finishes it
+        (waits for it, reads its results), which ``run`` does in its thread."""
         raise NotImplementedError
 
 

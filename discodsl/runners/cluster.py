@@ -6,7 +6,9 @@ master and its DDFS), :func:`cluster_inputs` (``tag://`` inputs resolved to
 blobs, local files pushed to DDFS or sent as ``file://`` URLs),
 :func:`wait_for` (progress from jobinfo and the job's events; a dead job
 becomes the failing task's :class:`~discodsl.errors.TaskFailed`),
-:func:`results_of` and :func:`latest_job`.
+:func:`results_of` and :func:`latest_job`. A :class:`~discodsl.runners.handle.Run`
+submits in the caller's thread and watches in its own; its ``kill()`` and
+``events()`` and its results' ``stage(name)`` ask the master anew.
 
 Results are read lazily over HTTP: ``dir://HOST/...`` and ``disco://HOST/...``
 at ``http://HOST:<DISCO_PORT>/...``; a save_results tag is resolved to its
@@ -15,18 +17,20 @@ blobs first. All HTTP goes through :mod:`discodsl.client` and :mod:`discodsl.ddf
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, sources
 from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
-from discodsl.errors import ClientError, JobDead, TaskFailed
+from discodsl.errors import ClientError, JobActive, JobDead, TaskFailed
 from discodsl.results import Results
 from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed
@@ -34,6 +38,10 @@ from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.worker.inputs import Node
 from discodsl.worker.report import MARKER
+
+if TYPE_CHECKING:
+    from discodsl.options import JobOptions
+    from discodsl.runners.handle import Run
 
 __all__ = [
     "Cluster",
@@ -88,24 +96,76 @@ class Cluster:
 class ClusterRunner(Runner):
     """Runs a job on a Disco master: inputs to the cluster, build, submit, watch, results."""
 
+    mode = "cluster"
+
     def __init__(self, master: str | None = None):
         self.master = master
 
-    def _run(self, plan: Plan) -> Results:
-        options = plan.options
-        with Cluster.connect(self.master) as cluster:
-            urls = cluster_inputs(
-                cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name
-            )
-            data = builder.build_jobpack(plan.job, options, urls, spec=plan.spec)
-            jobname = cluster.master.submit(data)
-            return wait_for(
-                cluster,
-                jobname,
-                timeout=options.timeout,
-                progress=options.progress,
-                kill_on_interrupt=options.kill_on_interrupt,
-            )
+    def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
+        """Submit the job (in the caller's thread: a refused jobpack raises from submit());
+        the work that watches it to its end, in the run's thread."""
+        cluster = Cluster.connect(self.master)
+        try:
+            jobname = _submit(cluster, plan)
+        except BaseException:
+            cluster.close()
+            raise
+        counters, stop, settings = Counters(), threading.Event(), cluster.settings
+        run.submitted(
+            jobname,
+            counters=counters.totals,
+            kill=functools.partial(_kill, settings, jobname),
+            interrupt=functools.partial(_stop, settings, jobname, plan.options, stop),
+            events=functools.partial(_events, settings, jobname),
+        )
+        return functools.partial(_watch, cluster, jobname, plan.options, counters, stop)
+
+
+def _submit(cluster: Cluster, plan: Plan) -> str:
+    """Inputs to the cluster, the jobpack built and submitted; the master's name for the job."""
+    options = plan.options
+    urls = cluster_inputs(cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name)
+    data = builder.build_jobpack(plan.job, options, urls, spec=plan.spec)
+    return cluster.master.submit(data)
+
+
+def _watch(
+    cluster: Cluster, jobname: str, options: JobOptions, counters: Counters, stop: threading.Event
+) -> Results:
+    with cluster:
+        return wait_for(
+            cluster,
+            jobname,
+            timeout=options.timeout,
+            progress=options.progress,
+            kill_on_interrupt=options.kill_on_interrupt,
+            counters=counters,
+            stop=stop,
+        )
+
+
+def _connect(settings: DiscoSettings) -> Cluster:
+    """A new connection to the cluster ``settings`` name (one per thread that needs one)."""
+    return Cluster(settings, Master.from_settings(settings), DDFS.from_settings(settings))
+
+
+def _kill(settings: DiscoSettings, jobname: str) -> None:
+    with _connect(settings) as cluster:
+        cluster.master.kill(jobname)
+
+
+def _events(settings: DiscoSettings, jobname: str) -> list[MasterEvent]:
+    with _connect(settings) as cluster:
+        return cluster.master.rawevents(jobname)[0]
+
+
+def _stop(
+    settings: DiscoSettings, jobname: str, options: JobOptions, stop: threading.Event
+) -> None:
+    """Ctrl-C while waiting: stop watching; kill the job only with ``kill_on_interrupt``."""
+    stop.set()
+    with _connect(settings) as cluster:
+        _interrupted(cluster, jobname, options.kill_on_interrupt)
 
 
 # --------------------------------------------------------------------------
@@ -161,18 +221,21 @@ def wait_for(
     timeout: float | None = None,
     progress: bool | None = None,
     kill_on_interrupt: bool = False,
+    counters: Counters | None = None,
+    stop: threading.Event | None = None,
 ) -> Results:
-    """Wait for a job, showing its progress; its results.
+    """Wait for a job, showing its progress and summing its ``counters``; its results.
 
     A dead job raises the failing task's :class:`TaskFailed` (the worker's
     traceback as ``__cause__``), or :class:`JobDead` when no task failed
-    (killed). Still active after ``timeout`` seconds: ClientError, the job
-    keeps running. Ctrl-C says how to kill the job, or kills it with
-    ``kill_on_interrupt``, and re-raises KeyboardInterrupt.
+    (killed). Still active after ``timeout`` seconds, or when ``stop`` is
+    set: JobActive, the job keeps running. Ctrl-C says how to kill the job,
+    or kills it with ``kill_on_interrupt``, and re-raises KeyboardInterrupt.
     """
-    counters = Counters()
+    counters = Counters() if counters is None else counters
     progress_bar = Progress(jobname, enabled=progress)
     watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
+    watcher.stop = stop
     try:
         urls = cluster.master.wait(jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher)
     except JobDead as dead:
@@ -215,8 +278,15 @@ class _Watcher:
         self.announced: set[str] = set()
         self.stages_in_events = False  # else jobinfo says which stage runs
         self.stage, self.total, self.done = "", 0, 0
+        self.stop: threading.Event | None = None  # set: stop waiting (Ctrl-C in Run.wait)
 
     def __call__(self, status: str, elapsed: float) -> None:
+        if self.stop is not None and self.stop.is_set() and status == "active":
+            raise JobActive(
+                f"stopped waiting for job {self.jobname!r}, which still runs on "
+                f"{self.master.url}: stop it with `discodsl kill {self.jobname}`",
+                jobname=self.jobname,
+            )
         self.catch_up()
         if self.progress.enabled and status in ("active", "ready"):
             self._counts(self.master.jobinfo(self.jobname)["pipeline"])
@@ -347,7 +417,14 @@ def _results(
     """Results read over HTTP; a save_results ``tag://`` becomes the tag's blobs."""
     expanded = resolve_inputs(urls, cluster.ddfs)
     node = Node(host="", disco_port=cluster.settings.DISCO_PORT)
-    return Results(jobname, expanded, node=node, mode="cluster", counters=counters)
+    stages = functools.partial(_stage_urls, cluster.settings, jobname)
+    return Results(jobname, expanded, node=node, mode="cluster", counters=counters, stages=stages)
+
+
+def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[str]]:
+    """A finished stage's outputs, as the master gives them (``get_stageresults``)."""
+    with _connect(settings) as cluster:
+        return resolve_inputs(cluster.master.stageresults(jobname, stage), cluster.ddfs)
 
 
 def latest_job(cluster: Cluster, contains: str = "") -> str:

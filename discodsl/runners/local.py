@@ -6,6 +6,12 @@ which starts the jobhome's ``worker`` for each task over real pipes. It
 opens no network port. Its files live in a temporary directory removed when
 the results are closed or garbage-collected, or, if this process is killed,
 by the next local run. ``timeout=`` bounds a run (its workers are killed).
+
+Each run has a node master of its own, run in the thread of its
+:class:`~discodsl.runners.handle.Run` (runs side by side share the cores),
+and an entry in the local run registry (:mod:`discodsl.runners.registry`)
+that other processes read; ``kill()`` stops its workers. A run's stages'
+outputs stay with its results until they are closed (``results.stage(name)``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, shipping, sources
 from discodsl.errors import PicklingError, TaskFailed
-from discodsl.results import Results
+from discodsl.results import Results, check_stage
+from discodsl.runners import forkserver, registry
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.layout import JobLayout
@@ -31,8 +38,12 @@ from discodsl.worker.inputs import Node
 from discodsl.worker.runtime import LOAD_FAILURE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from discodsl.jobpack import JobPack
     from discodsl.model import Job
     from discodsl.options import JobOptions
+    from discodsl.runners.handle import Run
 
 
 # The local node's name in its URLs: not "localhost", which a Disco node may be called, so
@@ -43,26 +54,69 @@ LOCAL_HOST = "discodsl-local"
 class LocalRunner(Runner):
     """Runs a job's jobpack through local worker processes, one per core."""
 
-    def _run(self, plan: Plan) -> Results:
+    mode = "local"
+
+    def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
+        """Build the jobpack, submit it to a node master of the run's own (sharing this
+        process's node directory), register the run; the work that runs it."""
         workers = plan.options.workers or os.cpu_count() or 1
-        urls = sources.split_large(plan.inputs, workers)
+        # A reader (a CSV header, fixed-size records, whole files) needs each input whole.
+        whole = plan.spec.stages[0].reader is not None
+        urls = plan.inputs if whole else sources.split_large(plan.inputs, workers)
         # No separate pre-flight: every worker is a fresh interpreter loading the
         # stages, and a failure to load is diagnosed then (see _failed).
         pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False)
         counters, progress = Counters(), Progress(plan.job.name, enabled=plan.options.progress)
-        master = _master(plan.options, workers, fan_out(counters, progress))
-        layout = master.submit(pack)
-        with JobFiles(layout.home) as files, contextlib.closing(progress):
-            results = _run_submitted(master, layout, plan)
-        node = Node(host=master.host, disco_data=master.disco_data)
-        return Results(
-            layout.jobname,
-            results,
-            node=node,
-            mode="local",
-            counters=counters.totals,
-            cleanup=files.remove,
-        )
+        master = _master(plan.options, workers, fan_out(counters, progress, run.log))
+        layout = _submit(master, pack)
+        run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
+        registry.register(run)
+        return functools.partial(_finish, master, layout, plan, counters, progress)
+
+
+def _submit(master: NodeMaster, pack: JobPack) -> JobLayout:
+    """The submitted job's layout; a job name taken by a run submitted in the same
+    microsecond (runs in threads) is followed by a fresh one."""
+    for _ in range(9):
+        with contextlib.suppress(FileExistsError):
+            return master.submit(pack)
+    return master.submit(pack)
+
+
+def _finish(
+    master: NodeMaster, layout: JobLayout, plan: Plan, counters: Counters, progress: Progress
+) -> Results:
+    """Run a submitted job to its end: its results, which remove its files when closed."""
+    with JobFiles(layout.home) as files, contextlib.closing(progress):
+        results = _run_submitted(master, layout, plan)
+    node = Node(host=master.host, disco_data=master.disco_data)
+    return Results(
+        layout.jobname,
+        results,
+        node=node,
+        mode="local",
+        counters=counters.totals,
+        cleanup=files.remove,
+        stages=functools.partial(_stage_urls, layout, plan),
+    )
+
+
+def _stage_urls(layout: JobLayout, plan: Plan, stage: str) -> list[list[str]]:
+    """The outputs of a stage of a finished run: the index files its tasks' outputs are
+    listed in (``.disco/<stage>-<taskid>-<time>.results``, as the node master writes them)."""
+    check_stage(plan.spec, stage)
+    index_dir = os.path.join(layout.home, ".disco")
+    try:
+        names = os.listdir(index_dir)
+    except FileNotFoundError:
+        names = []
+    parts = [name.removesuffix(".results").rsplit("-", 2) for name in names]
+    mine = sorted(
+        (int(p[1]), name)
+        for p, name in zip(parts, names, strict=True)
+        if len(p) == 3 and p[0] == stage and p[1].isdigit() and name.endswith(".results")
+    )
+    return [[layout.url(f".disco/{name}", scheme="dir")] for _, name in mine]
 
 
 def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMaster:
@@ -74,6 +128,7 @@ def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMa
         environ=_worker_environ(),
         on_event=on_event,
         timeout=options.timeout,
+        fork_server=forkserver.wanted(),
     )
 
 

@@ -1,0 +1,354 @@
+"""A run you can hold: what ``Job.submit()`` returns at once, while the job runs.
+
+:class:`Run` is one run of a job on any runner: its ``status`` (``"active"``,
+``"ready"``, ``"dead"``), :meth:`Run.wait` for its
+:class:`~discodsl.results.Results` (raising what ``Job.run()`` raises),
+:meth:`Run.results` without waiting, :meth:`Run.events` as a Disco master
+words them, :meth:`Run.kill` and its ``counters``. A Run given as
+``inputs=`` of another ``submit()`` makes that run wait for it: a chain,
+whose later runs fail naming the first failure. :class:`EventLog` words a
+runner's events as a Disco 0.5.4 master does (disco-reference rawevents), for
+the runs no master words (inline, local).
+
+Where a run's work happens is the runner template's business
+(:meth:`discodsl.runners.base.Runner.submit`: a thread of this process, or
+the calling thread inline); the on-disk registry that lets another process
+watch a local run is :mod:`discodsl.runners.registry`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from discodsl.errors import JobActive, JobDead, JobError
+
+if TYPE_CHECKING:
+    from discodsl.results import Results
+
+__all__ = ["Event", "EventLog", "Run", "upstream_runs"]
+
+Event = tuple[str, str, str]  # (time, host, message), as discodsl.jobstatus has it
+
+# How often a chained run that waits for its inputs looks whether it was killed (seconds).
+KILL_CHECK = 0.1
+# How long wait() lets a run interrupted by Ctrl-C clean up before re-raising (seconds).
+CLEANUP_WAIT = 30.0
+
+
+class Run:
+    """One run of a job, started by ``job.submit(inputs, ...)``; ``run()`` is ``submit().wait()``.
+
+    ``jobname`` is the run's name once its master named it (local and
+    cluster: ``<prefix>@<time>``; inline: the job's name), ``job`` the
+    job's, ``mode`` the runner's. A run ends with the process that
+    submitted it (cluster jobs run on); wait for it before that process ends.
+    """
+
+    def __init__(self, job: str, mode: str):
+        self.job, self.mode, self.jobname = job, mode, job
+        self.log = EventLog()
+        self._ended = threading.Event()
+        self._killed = threading.Event()
+        self._outcome: Results | BaseException | None = None
+        self._traceback: TracebackType | None = None
+        self._counters: Mapping[str, int] = {}
+        self._kill: Callable[[], None] | None = None
+        self._interrupt: Callable[[], None] | None = None
+        self._events: Callable[[], list[Event]] | None = None
+        self._on_end: list[Callable[[Run], None]] = []
+        self._upstream: list[Run] = []  # held, so that their files live while this run reads them
+        self._thread: threading.Thread | None = None
+
+    # -- what users call ----------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """``"active"`` until the run ends, then ``"ready"`` or ``"dead"``."""
+        if self._outcome is None or isinstance(self._outcome, JobActive):
+            return "active"  # JobActive: the master's job outlived our wait (cluster timeout=)
+        return "dead" if isinstance(self._outcome, BaseException) else "ready"
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The counters of the run's successful tasks so far (all of them once it is ready)."""
+        return dict(self._counters)
+
+    def wait(self, timeout: float | None = None) -> Results:
+        """The run's results once it is ready; what ``run()`` raises if it died
+        (:class:`~discodsl.errors.TaskFailed` ..., :class:`~discodsl.errors.JobDead` when
+        killed); :class:`~discodsl.errors.JobActive` if it is still active after ``timeout``
+        seconds (it runs on). Ctrl-C here kills a local run (a cluster job runs on, unless
+        ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
+        try:
+            ended = self._ended.wait(timeout)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+        if not ended:
+            raise JobActive(
+                f"job {self.jobname!r} is still active after {timeout:g} seconds: it keeps "
+                "running; wait() again (timeout=None: as long as it takes), or kill() it",
+                jobname=self.jobname,
+            )
+        return self._result()
+
+    def results(self) -> Results:
+        """The results of a run that is ready, at once; its error if it died;
+        :class:`~discodsl.errors.JobActive` while it is active."""
+        if not self._ended.is_set():
+            raise JobActive(
+                f"job {self.jobname!r} is still active, so it has no results yet: wait() for them",
+                jobname=self.jobname,
+            )
+        return self._result()
+
+    def events(self) -> list[Event]:
+        """The run's events, oldest first: ``[(time, host, message), ...]`` as Disco's
+        ``rawevents`` gives them (a cluster job's come from its master)."""
+        if self._events is not None:
+            return self._events()
+        return self.log.events()
+
+    def kill(self) -> None:
+        """Stop the run: its workers are killed (its job, on a cluster) and ``wait()`` raises
+        :class:`~discodsl.errors.JobDead`. A run that has ended stays as it is."""
+        if self._ended.is_set():
+            return
+        self._killed.set()
+        if self._kill is not None:
+            self._kill()
+
+    def ended(self, timeout: float | None = 0) -> bool:
+        """Whether the run has ended, after waiting up to ``timeout`` seconds for it."""
+        return self._ended.wait(timeout)
+
+    def record_urls(self) -> list[list[str]]:
+        """The record files of the run's results (waiting for them): inputs for another job."""
+        return self.wait().record_urls()
+
+    def __repr__(self) -> str:
+        return f"<Run of {self.job!r} ({self.mode}): {self.jobname}, {self.status}>"
+
+    # -- what runners call --------------------------------------------------------------
+
+    def submitted(
+        self,
+        jobname: str,
+        *,
+        counters: Mapping[str, int],
+        kill: Callable[[], None],
+        interrupt: Callable[[], None] | None = None,
+        events: Callable[[], list[Event]] | None = None,
+        host: str = "localhost",
+    ) -> None:
+        """The runner has named the run and can stop it: ``kill`` stops it, ``interrupt``
+        is what Ctrl-C in wait() does (default: kill), ``events`` reads its master's events
+        (default: this run's :class:`EventLog`); ``counters`` is summed as it runs."""
+        self.jobname, self._counters = jobname, counters
+        self._kill, self._interrupt, self._events = kill, interrupt, events
+        self.log.host = host
+        self.log.add("master", "New job initialized!")
+        self.log.add("master", f'Created job "{jobname}"')
+        if self._killed.is_set():
+            kill()
+
+    def on_end(self, callback: Callable[[Run], None]) -> None:
+        """Call ``callback(run)`` when the run ends, before wait() returns."""
+        self._on_end.append(callback)
+
+    def start(self, work: Callable[[], Results], background: bool) -> None:
+        """Run ``work`` (which returns the results or raises) in a thread of its own, or
+        now in this one; its outcome is what wait() gives."""
+        if not background:
+            self._settle(work)
+            return
+        self._thread = threading.Thread(
+            target=self._settle, args=(work,), name=f"discodsl run of {self.job}", daemon=True
+        )
+        self._thread.start()
+
+    def await_inputs(self, upstream: list[Run]) -> None:
+        """Wait for the runs this one reads (kill() ends the wait); a JobError naming the
+        first of them that did not end ready."""
+        self._upstream = upstream
+        for run in upstream:
+            while not run.ended(KILL_CHECK):
+                if self._killed.is_set():
+                    raise self._killed_error()
+            if run.status != "ready":
+                raise _input_failed(self, run)
+
+    # -- inside -------------------------------------------------------------------------
+
+    def _settle(self, work: Callable[[], Results]) -> None:
+        try:
+            results = work()
+        except BaseException as exc:
+            self._end(exc)
+            if not isinstance(exc, Exception) and self._thread is None:
+                raise  # Ctrl-C in a run in the caller's thread (inline) is the caller's
+        else:
+            self._end(results)
+
+    def _end(self, outcome: Results | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            if self._killed.is_set() and not isinstance(outcome, JobDead):
+                outcome = self._killed_error()
+            self._traceback = outcome.__traceback__
+        self._outcome, self._upstream = outcome, []
+        self.log.end("dead" if isinstance(outcome, BaseException) else "ready", self._reason())
+        for callback in self._on_end:
+            callback(self)
+        self._ended.set()
+
+    def _reason(self) -> str:
+        """A failed chain's reason, for the events (a task's failure is already in them)."""
+        outcome = self._outcome
+        if isinstance(outcome, JobError) and "input run" in str(outcome):
+            return " ".join(str(outcome).split())
+        return ""
+
+    def _result(self) -> Results:
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome.with_traceback(self._traceback)
+        assert outcome is not None
+        return outcome
+
+    def _killed_error(self) -> JobDead:
+        return JobDead(
+            f"job {self.jobname!r} was killed (by kill(), Ctrl-C or `discodsl kill "
+            f"{self.jobname}`) before it ended: submit it again for its results",
+            jobname=self.jobname,
+        )
+
+    def _interrupted(self) -> None:
+        """Ctrl-C in wait(): the runner's reaction (default: kill), then let it clean up."""
+        (self._interrupt or self.kill)()
+        if self._thread is not None:
+            self._thread.join(CLEANUP_WAIT)
+
+
+def _input_failed(run: Run, upstream: Run) -> JobError:
+    """The error of a run whose input run did not end ready: it names that run's failure."""
+    try:
+        upstream.results()
+    except BaseException as exc:
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        error = JobError(
+            f"job {run.job!r} did not run: its input run {upstream.jobname!r} "
+            f"({upstream.mode}) failed: {why}"
+        )
+        error.__cause__ = exc
+        return error
+    raise AssertionError("an input run that is not ready has an error")  # pragma: no cover
+
+
+def upstream_runs(inputs: Any) -> list[Run]:
+    """The runs among ``inputs`` (a Run, or a list holding some): what a run waits for."""
+    if isinstance(inputs, Run):
+        return [inputs]
+    if isinstance(inputs, (list, tuple)):
+        return [item for item in inputs if isinstance(item, Run)]
+    return []
+
+
+class EventLog:
+    """A run's events worded as a Disco 0.5.4 master words them, oldest first.
+
+    Called with a runner's events (an
+    :data:`~discodsl.runners.base.EventHandler`): ``stage``, ``msg``,
+    ``task_done``, ``task_failed``, ``task_retry``; :meth:`end` adds the last
+    word (``READY: Job done in ...`` or ``WARN: Job killed``). Each event is
+    also handed to ``sink`` (the registry's events file), in order.
+    """
+
+    def __init__(self, host: str = "localhost"):
+        self.host = host  # the node's name in task events
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+        self._sink: Callable[[Event], None] | None = None
+        self._started = time.monotonic()
+
+    def add(self, host: str, message: str) -> None:
+        event = (time.strftime("%Y/%m/%d %H:%M:%S"), host, message)
+        with self._lock:
+            self._events.append(event)
+            if self._sink is not None:
+                self._sink(event)
+
+    def attach(self, sink: Callable[[Event], None]) -> None:
+        """Hand every event so far, and each one from now on, to ``sink``."""
+        with self._lock:
+            for event in self._events:
+                sink(event)
+            self._sink = sink
+
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events)
+
+    def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
+        for host, message in _worded(kind, facts, self.host):
+            self.add(host, message)
+
+    def end(self, status: str, reason: str = "") -> None:
+        """The run ended ``status`` (``ready`` or ``dead``), for ``reason`` if one is given."""
+        if reason:
+            self.add("master", f"ERROR: {reason}")
+        if status == "ready":
+            self.add("master", f"READY: Job done in {duration(time.monotonic() - self._started)}")
+        else:
+            self.add("master", "WARN: Job killed")  # Disco's words for any job that dies
+
+
+def _worded(kind: str, facts: Mapping[str, Any], host: str) -> list[tuple[str, str]]:
+    """(host, message) for a runner's event, in the master's words; [] for the unworded."""
+    task = f"{facts.get('stage')}:{facts.get('taskid')}"
+    if kind == "stage" and int(facts["tasks"]):
+        return [("master", f"Stage {facts['stage']} scheduled with {facts['tasks']} tasks")]
+    if kind == "msg":
+        return [(host, f"MSG: [{task}] {facts['text']}")]
+    if kind == "task_done" and "taskid" in facts:
+        return [(host, f"DONE: [{task}] Task finished")]
+    if kind == "task_failed":
+        return _failure(task, facts)
+    if kind == "task_retry":
+        pause = int(float(facts.get("pause", 0)) + 0.5)
+        return [
+            (
+                "master",
+                f'Task {task} failed on "{host}", {facts["failures"]}th failures so far. '
+                f"Sleeping {pause} seconds before retrying.",
+            )
+        ]
+    return []
+
+
+def _failure(task: str, facts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    text = str(facts.get("text", ""))
+    if facts.get("fatal"):
+        return [("master", f"FATAL: [{task}] {text}")]
+    worded = [("master", f"WARNING: [{task}] {text}")]
+    failures, limit = facts.get("failures", 0), facts.get("limit")
+    if limit is not None and failures > limit:
+        worded.append(
+            (
+                "master",
+                f"ERROR: [{task}] Task {task} failed {failures} times. "
+                f"At most {limit} failures are allowed.",
+            )
+        )
+    return worded
+
+
+def duration(seconds: float) -> str:
+    """``0:00:00.365``, as the master words how long something took."""
+    millis = int(seconds * 1000)
+    minutes, millis = divmod(millis, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"

@@ -1,0 +1,328 @@
+"""This user's local runs on disk, so that another shell can watch them: the local registry.
+
+Each local run (``mode="local"``) has an entry while its process runs it: a
+directory named after the run (``wordcount@5f1:6a3b2:1c0d``) in
+:func:`runs_dir` (``$DISCODSL_RUNS_DIR``, else
+``$XDG_CACHE_HOME/discodsl/runs``, else ``~/.cache/discodsl/runs``) holding
+
+- ``run.json``: name, job, status (``active``, ``ready``, ``dead``), pid and
+  host of the process that runs it, start and end times, counters; replaced
+  whole, never half written;
+- ``events``: the run's events in a Disco master's rawevents format, one
+  ``["time","host","message"]`` JSON line each, oldest first, written as
+  they happen;
+- ``kill``, when someone asked to kill the run: the owning process looks
+  for it every :data:`KILL_POLL` seconds and then kills the run.
+
+Cleaned up at each listing and, once a minute at most, when a process
+registers a run: an active entry whose
+process has ended (killed before it could say so) is removed; a finished
+one is kept for :data:`KEEP_SECONDS` (a day), :data:`KEEP_COUNT` at most.
+The run's results are not here: they live in its process's node directory
+and go with it.
+
+It runs nothing: :mod:`discodsl.runners.local` registers its runs, and the
+command line (``jobs``, ``status``, ``events``, ``kill`` without a master, or
+with ``--local``) reads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from discodsl.errors import JobError
+
+if TYPE_CHECKING:
+    from discodsl.runners.handle import Run
+
+Event = tuple[str, str, str]  # (time, host, message)
+
+__all__ = ["LocalRun", "clean", "find", "list_runs", "register", "request_kill", "runs_dir"]
+
+log = logging.getLogger(__name__)
+
+RUNS_ENV = "DISCODSL_RUNS_DIR"
+KEEP_SECONDS = 24 * 3600
+KEEP_COUNT = 200
+KILL_POLL = 0.25
+# An entry directory without its run.json (being created) is left alone this long.
+YOUNG = 60.0
+# A process cleans up at most this often when it registers runs (seconds): a full
+# registry takes a few milliseconds to look through.
+CLEAN_EVERY = 60.0
+_cleaned = {"at": -CLEAN_EVERY}
+HOST = socket.gethostname()
+
+
+def runs_dir() -> Path:
+    """Where this user's local runs are registered (see the module docstring)."""
+    explicit = os.environ.get(RUNS_ENV)
+    if explicit:
+        return Path(explicit)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache, "discodsl", "runs")
+
+
+# --------------------------------------------------------------------------
+# The owning process's side
+# --------------------------------------------------------------------------
+
+
+class _Entry:
+    """The entry a process writes for one of its runs."""
+
+    def __init__(self, path: Path, facts: dict[str, Any]):
+        self.path, self.facts = path, facts
+        self._events: IO[str] = open(path / "events", "a", encoding="utf-8")  # noqa: SIM115
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, directory: Path, run: Run) -> _Entry:
+        path = directory / run.jobname
+        path.mkdir(parents=True)
+        facts = {
+            "name": run.jobname,
+            "job": run.job,
+            "mode": run.mode,
+            "status": "active",
+            "pid": os.getpid(),
+            "host": HOST,
+            "started": time.time(),
+        }
+        _write_json(path / "run.json", facts)
+        return cls(path, facts)
+
+    def add(self, event: Event) -> None:
+        with self._lock:
+            if not self._events.closed:
+                self._events.write(json.dumps(list(event), separators=(",", ":")) + "\n")
+                self._events.flush()
+
+    def finish(self, run: Run) -> None:
+        with self._lock:
+            self._events.close()
+        facts = {**self.facts, "status": run.status, "ended": time.time(), "counters": run.counters}
+        with contextlib.suppress(OSError):
+            _write_json(self.path / "run.json", facts)
+
+    def kill_requested(self) -> bool:
+        return (self.path / "kill").exists()
+
+
+def register(run: Run) -> None:
+    """Give a local run its entry: its events go to the file as they come, its end to
+    run.json, and a kill request found there kills it. A registry that cannot be written
+    (a read-only home) costs the run nothing but its entry."""
+    directory = runs_dir()
+    if time.monotonic() - _cleaned["at"] >= CLEAN_EVERY:
+        _cleaned["at"] = time.monotonic()
+        clean(directory)
+    try:
+        entry = _Entry.create(directory, run)
+    except OSError as exc:
+        log.warning("discodsl: local run %s not registered in %s: %s", run.jobname, directory, exc)
+        return
+    run.log.attach(entry.add)
+    run.on_end(entry.finish)
+    threading.Thread(
+        target=_watch, args=(run, entry), name=f"discodsl kill watch {run.jobname}", daemon=True
+    ).start()
+
+
+def _watch(run: Run, entry: _Entry) -> None:
+    """Kill ``run`` when its entry asks for it, until the run ends."""
+    while not run.ended(KILL_POLL):
+        if entry.kill_requested():
+            run.kill()
+            return
+
+
+def _write_json(path: Path, facts: dict[str, Any]) -> None:
+    """``facts`` written whole to ``path``: a reader sees the old file or the new one."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".run-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(facts, out)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+# --------------------------------------------------------------------------
+# Readers: the command line
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A registered local run, as read back from its entry."""
+
+    path: Path
+    facts: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.facts["name"])
+
+    @property
+    def status(self) -> str:
+        """As recorded; ``dead`` for an active run whose process has ended."""
+        status = str(self.facts.get("status", "dead"))
+        return "dead" if status == "active" and not _alive(self.facts) else status
+
+    @property
+    def started(self) -> float:
+        return float(self.facts.get("started", 0))
+
+    @property
+    def pid(self) -> int:
+        return int(self.facts.get("pid", 0))
+
+    def read_events(self, offset: int = 0) -> tuple[list[Event], int]:
+        """The events from byte ``offset`` (whole lines only) and the offset after them."""
+        try:
+            with open(self.path / "events", "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except OSError:
+            return [], offset
+        complete = data[: data.rfind(b"\n") + 1]
+        events = [tuple(json.loads(line)) for line in complete.splitlines() if line.strip()]
+        return [(str(t), str(h), str(m)) for t, h, m in events], offset + len(complete)
+
+    def reread(self) -> LocalRun:
+        """The entry as it is now (``self`` if it has gone)."""
+        facts = _read_facts(self.path)
+        return LocalRun(self.path, facts) if facts is not None else self
+
+
+def list_runs(directory: Path | None = None) -> list[LocalRun]:
+    """The registered local runs, newest first (after a cleanup)."""
+    directory = runs_dir() if directory is None else directory
+    clean(directory)
+    runs = [LocalRun(path, facts) for path, facts in _entries(directory)]
+    return sorted(runs, key=lambda run: run.started, reverse=True)
+
+
+def find(text: str, directory: Path | None = None) -> LocalRun:
+    """The run named ``text``; ``@`` the newest, ``@?TEXT`` the newest whose name holds TEXT."""
+    runs = list_runs(directory)
+    if text == "@" or text.startswith("@?"):
+        found = [run for run in runs if text[2:] in run.name]
+    else:
+        found = [run for run in runs if run.name == text]
+    if not found:
+        where = directory or runs_dir()
+        raise JobError(
+            f"no local run named {text!r} is registered in {where}: list them with "
+            "`discodsl jobs --local` (a finished run's entry is kept for a day)"
+        )
+    return found[0]
+
+
+def request_kill(run: LocalRun) -> None:
+    """Ask the process that runs ``run`` to kill it."""
+    (run.path / "kill").touch()
+
+
+def pipeline(events: list[Event]) -> list[list[Any]]:
+    """Per stage, from the events: ``[stage, pending, waiting, running, done, failed]`` as
+    a master's jobinfo has it (the tasks not done yet are counted as running)."""
+    rows: dict[str, list[Any]] = {}
+    for _, _, message in events:
+        words = message.split()
+        if message.startswith("Stage ") and "scheduled with" in message:
+            rows[words[1]] = [words[1], 0, 0, int(words[4]), 0, 0]
+        elif words and words[0] in ("DONE:", "WARNING:", "FATAL:") and len(words) > 1:
+            row = rows.get(words[1].strip("[]").rpartition(":")[0])
+            if row is not None and words[0] == "DONE:":
+                row[3], row[4] = row[3] - 1, row[4] + 1
+            elif row is not None:
+                row[5] += 1
+    return list(rows.values())
+
+
+# --------------------------------------------------------------------------
+# Cleanup
+# --------------------------------------------------------------------------
+
+
+def clean(directory: Path) -> None:
+    """Remove the entries of runs whose process ended while they ran, the finished ones
+    older than KEEP_SECONDS, and all but the newest KEEP_COUNT finished ones."""
+    now = time.time()
+    finished: list[tuple[float, Path]] = []
+    for path, facts in _entries(directory, now):
+        if facts.get("status") == "active":
+            if not _alive(facts):
+                _remove(path)
+            continue
+        ended = float(facts.get("ended", facts.get("started", 0)))
+        if ended < now - KEEP_SECONDS:
+            _remove(path)
+        else:
+            finished.append((ended, path))
+    for _, path in sorted(finished, reverse=True)[KEEP_COUNT:]:
+        _remove(path)
+
+
+def _entries(directory: Path, now: float | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, run.json) of each entry; an entry that lost its run.json is removed once it
+    is not young (its writer may be creating it)."""
+    try:
+        paths = [p for p in directory.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for path in paths:
+        facts = _read_facts(path)
+        if facts is not None:
+            found.append((path, facts))
+        elif now is not None and _age(path, now) > YOUNG:
+            _remove(path)
+    return found
+
+
+def _read_facts(path: Path) -> dict[str, Any] | None:
+    try:
+        facts = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return facts if isinstance(facts, dict) and "name" in facts else None
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _alive(facts: dict[str, Any]) -> bool:
+    """Whether the process that runs an entry's run still runs (on another host: assumed)."""
+    if facts.get("host") != HOST:
+        return True
+    try:
+        os.kill(int(facts.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, OverflowError):
+        return True  # another user's process, or a pid we cannot read: leave it be
+    return True
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

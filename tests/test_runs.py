@@ -1,0 +1,299 @@
+"""Runs you can hold: ``job.submit()`` returns a :class:`~discodsl.Run` at once; runs wait,
+die, chain and run side by side; a local run is seen and killed from another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import JobDead, JobError, Run, TaskFailed
+from discodsl.cli import main
+from discodsl.errors import JobActive
+from discodsl.runners import registry
+from tests import jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own local run registry."""
+    path = tmp_path / "runs"
+    monkeypatch.setenv(registry.RUNS_ENV, str(path))
+    return path
+
+
+def eventually(check: Callable[[], bool], seconds: float = 60.0) -> None:
+    """Wait until ``check()`` holds (bounded): for what another thread or process does."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def started(run: Run) -> bool:
+    return any("scheduled with" in message for _, _, message in run.events())
+
+
+# -- one run, held --------------------------------------------------------------------
+
+
+def test_a_run_is_held_waited_for_and_read(mode: str) -> None:
+    run = jobs.top_words.submit(["raw://a b a 1", "raw://b a"], mode=mode, progress=False)
+    assert isinstance(run, Run) and run.mode == mode
+    results = run.wait(timeout=120)
+    assert sorted(results) == [(1, "a=3"), (2, "b=2")]
+    assert run.status == "ready" and run.results() is results
+    assert run.counters == results.counters == {"skipped": 1}
+    messages = [message for _, _, message in run.events()]
+    assert any(m.startswith("READY: Job done") for m in messages), messages
+    assert all(len(event) == 3 for event in run.events())
+    assert run.jobname in repr(run) and "ready" in repr(run)
+
+
+def test_inline_submit_runs_at_once_in_the_calling_thread() -> None:
+    seen: list[str] = []
+    run = jobs.wordcount.submit(["raw://a b a"], mode="inline")
+    seen.append(run.status)
+    assert seen == ["ready"] and dict(run.wait()) == {"a": 2, "b": 1}
+    run.kill()  # nothing left to stop
+    assert run.status == "ready"
+
+
+def test_wait_with_a_timeout_leaves_the_run_going() -> None:
+    run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    with pytest.raises(JobActive, match=r"still active after 0\.2"):
+        run.wait(timeout=0.2)
+    assert run.status == "active"
+    with pytest.raises(JobActive, match="still active"):
+        run.results()
+    run.kill()
+    with pytest.raises(JobDead, match="killed"):
+        run.wait(timeout=60)
+    assert run.status == "dead"
+
+
+def test_kill_stops_a_long_local_run_and_its_workers() -> None:
+    run = jobs.sleepy.submit(["raw://a", "raw://b", "raw://c"], mode="local", progress=False)
+    eventually(lambda: started(run))
+    run.kill()
+    with pytest.raises(JobDead, match="killed") as info:
+        run.wait(timeout=60)
+    assert info.value.jobname == run.jobname
+    assert run.status == "dead"
+    assert run.events()[-1][2] == "WARN: Job killed"
+    with pytest.raises(JobDead):
+        run.results()
+
+
+def test_ctrl_c_in_wait_kills_a_local_run() -> None:
+    run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    eventually(lambda: started(run))
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    timer = threading.Timer(0.2, signal.pthread_kill, args=(main_thread, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run.wait(timeout=60)
+    timer.join()
+    assert run.status == "dead"
+    with pytest.raises(JobDead, match="killed"):
+        run.results()
+
+
+def test_a_failed_run_raises_what_run_raises(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("boom\n")
+    run = jobs.failing.submit([bad], mode="local", progress=False)
+    with pytest.raises(TaskFailed, match="cannot handle 'boom'") as first:
+        run.wait(timeout=120)
+    with pytest.raises(TaskFailed) as again:
+        run.results()
+    assert again.value is first.value and run.status == "dead"
+    assert any(m.startswith("FATAL: [fragile:") for _, _, m in run.events())
+
+
+# -- chains ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["inline", "local"])
+def test_a_chain_fails_naming_the_run_it_waited_for(tmp_path: Path, where: str) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("boom\n")
+    first = jobs.failing.submit([bad], mode=where, progress=False)
+    second = jobs.histogram.submit(first, mode=where, progress=False)
+    third = jobs.distinct_words.submit([second], mode=where, progress=False)
+    with pytest.raises(
+        JobError, match=r"input run .*failing.* failed: .*cannot handle 'boom'"
+    ) as info:
+        third.wait(timeout=120)
+    assert "histogram" in str(info.value)
+    assert second.status == third.status == "dead"
+    assert isinstance(info.value.__cause__, JobError)
+
+
+def test_a_chain_waits_while_its_first_run_is_active() -> None:
+    first = jobs.sleepy.submit(["raw://x y"], mode="local", progress=False, params={"seconds": 0.5})
+    second = jobs.histogram.submit(first, mode="local", progress=False)
+    assert second.status == "active"
+    assert dict(second.wait(timeout=120)) == {1: ["x", "y"]}
+    assert first.status == "ready"
+
+
+def test_killing_a_chained_run_while_it_waits_for_its_input() -> None:
+    first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False)
+    second = jobs.histogram.submit(first, mode="local", progress=False)
+    second.kill()
+    with pytest.raises(JobDead, match="killed"):
+        second.wait(timeout=60)
+    assert first.status == "active"
+    first.kill()
+    with pytest.raises(JobDead):
+        first.wait(timeout=60)
+
+
+# -- side by side ---------------------------------------------------------------------
+
+
+def test_local_runs_in_threads_keep_their_own_results_and_counters() -> None:
+    outcomes: dict[int, Any] = {}
+
+    def one(index: int) -> None:
+        word = "pqrs"[index - 1]
+        inputs = [f"raw://{word} {word} {'1 ' * index}x"]
+        results = jobs.top_words.run(inputs, mode="local", progress=False)
+        outcomes[index] = (sorted(results), results.counters)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert {i: o for i, o in outcomes.items()} == {
+        i: ([(1, f"{'pqrs'[i - 1]}=2"), (2, "x=1")], {"skipped": i}) for i in range(1, 5)
+    }
+
+
+def test_several_runs_submitted_from_one_thread() -> None:
+    runs = [
+        jobs.wordcount.submit([f"raw://{w} {w} z"], mode="local", progress=False)
+        for w in ("p", "q", "r")
+    ]
+    names = {run.jobname for run in runs}
+    assert len(names) == 3
+    for run, word in reversed(list(zip(runs, ("p", "q", "r"), strict=True))):
+        assert dict(run.wait(timeout=120)) == {word: 2, "z": 1}
+
+
+# -- the local run registry and the command line ---------------------------------------
+
+
+def entry(runs_dir: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((runs_dir / name / "run.json").read_text())
+    return data
+
+
+def test_a_local_run_is_registered_with_its_status_and_events(runs_dir: Path) -> None:
+    results = jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)
+    name = results.jobname
+    facts = entry(runs_dir, name)
+    assert facts["status"] == "ready" and facts["pid"] == os.getpid()
+    lines = (runs_dir / name / "events").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    assert events[0][1:] == ["master", "New job initialized!"]
+    assert events[-1][2].startswith("READY: Job done in ")
+    assert all(len(e) == 3 and all(isinstance(f, str) for f in e) for e in events)
+    assert any(e[2] == "Stage words scheduled with 1 tasks" for e in events), events
+
+
+def test_the_registry_removes_orphans_and_old_runs(runs_dir: Path) -> None:
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    now = time.time()
+    rows = {
+        "orphan@1": {"status": "active", "pid": int(dead_pid.stdout), "started": now},
+        "old@1": {"status": "ready", "pid": os.getpid(), "started": now - 3e5, "ended": now - 3e5},
+        "recent@1": {"status": "ready", "pid": int(dead_pid.stdout), "started": now, "ended": now},
+        "mine@1": {"status": "active", "pid": os.getpid(), "started": now},
+    }
+    for name, facts in rows.items():
+        (runs_dir / name).mkdir(parents=True)
+        facts = {"name": name, "job": name.split("@")[0], "host": registry.HOST, **facts}
+        (runs_dir / name / "run.json").write_text(json.dumps(facts))
+    registry.clean(runs_dir)
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["mine@1", "recent@1"]
+
+
+def read_line(process: subprocess.Popen[str], seconds: float = 60.0) -> str:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], seconds)
+    assert ready, "the script printed nothing"
+    return process.stdout.readline().strip()
+
+
+SCRIPT = """
+from discodsl import JobDead
+from tests import jobs
+
+run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+print(run.jobname, flush=True)
+try:
+    run.wait(timeout=120)
+except JobDead:
+    print("JobDead", run.status, flush=True)
+"""
+
+
+def test_the_cli_watches_and_kills_a_local_run_of_another_process(
+    runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**os.environ, registry.RUNS_ENV: str(runs_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        name = read_line(process)
+        assert name.startswith("sleepy@")
+        assert main(["status", name]) == 0
+        assert capsys.readouterr().out.startswith(f"{name}: active")
+        assert main(["jobs"]) == 0
+        assert "active" in capsys.readouterr().out
+        assert main(["kill", "@?sleepy"]) == 0
+        assert capsys.readouterr().out.strip() == f"killed {name}"
+        assert process.wait(timeout=60) == 0
+        assert read_line(process) == "JobDead dead"
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    assert main(["status", "--json", "@"]) == 0
+    assert json.loads(capsys.readouterr().out)["active"] == "dead"
+    assert main(["events", name]) == 0
+    out = capsys.readouterr().out
+    assert "New job initialized!" in out and out.rstrip().endswith("WARN: Job killed")
+
+
+def test_the_cli_names_a_missing_local_run(capsys: pytest.CaptureFixture[str]) -> None:
+    jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+    assert main(["status", "nosuch@1:2:3"]) == 1
+    err = capsys.readouterr().err
+    assert "no local run named 'nosuch@1:2:3'" in err and "discodsl jobs" in err
