@@ -155,12 +155,118 @@ def test_async_stage_refused() -> None:
         map(fetch)
 
 
-def test_reduce_first_refused() -> None:
-    with pytest.raises(JobError, match="put a @map before it"):
+def _pipeline(spec: Any) -> list[tuple[str, str, str]]:
+    return [(s.name, s.kind, s.grouping) for s in spec.stages]
 
-        @job
-        def backwards() -> list[Any]:
-            return [total, words]
+
+def test_a_job_may_start_with_a_reduce_over_record_files() -> None:
+    """Disco's reduce-only jobs: one reduce task over all the inputs (group_all, which reads
+    every label of a dir:// input too); a later group_label stage keeps its grouping."""
+
+    @map
+    def swap(pair: tuple[str, int]) -> Iterator[tuple[int, str]]:
+        yield pair[1], pair[0]
+
+    @job
+    def reduce_first() -> list[Any]:
+        return [total, swap]
+
+    assert _pipeline(reduce_first.spec()) == [
+        ("total", "reduce", "group_all"),
+        ("swap", "map", "split"),
+    ]
+    assert reduce_first.spec().partitions == 1
+
+
+def test_a_partitioned_reduce_only_job_labels_its_inputs_in_a_named_map_first() -> None:
+    @reduce(combine=True, partitioner=lambda key, n: 0)
+    def add(key: Any, values: Any) -> Any:
+        yield key, sum(values)
+
+    @job(partitions=3)
+    def reduce_only() -> list[Any]:
+        return [add]
+
+    spec = reduce_only.spec()
+    assert _pipeline(spec) == [("add_inputs", "map", "split"), ("add", "reduce", "group_label")]
+    assert list(spec.stages[0].function(("k", 1))) == [("k", 1)]  # it only passes records on
+    assert spec.stages[1] is add.spec  # the reduce, its partitioner and combiner unchanged
+    assert reduce_only.stages == (add,)  # the job's own stages are what its body returned
+
+
+def test_the_hidden_map_takes_a_free_name() -> None:
+    @map(name="total_inputs")
+    def clash(pair: Any) -> Any:
+        yield pair
+
+    @job(partitions=2)
+    def crowded() -> list[Any]:
+        return [total, clash]
+
+    names = [s.name for s in crowded.spec().stages]
+    assert names[1:] == ["total", "total_inputs"] and names[0] not in names[1:]
+
+
+def test_partitions_none_is_one_unpartitioned_output_and_one_reduce_task() -> None:
+    @stage(grouping="group_node_label")
+    def per_node(records: Any) -> Any:
+        yield from records
+
+    @job(partitions=None)
+    def unpartitioned() -> list[Any]:
+        return [words, total, per_node]
+
+    spec = unpartitioned.spec()
+    assert spec.partitions == 0  # what the worker sees: Disco's 0/None, never partitioned
+    assert _pipeline(spec) == [
+        ("words", "map", "split"),
+        ("total", "reduce", "group_all"),
+        ("per_node", "stage", "group_node"),
+    ]
+    assert unpartitioned.options.partitions is None
+    assert repr(unpartitioned) == (
+        "<Job 'unpartitioned': words -> total -> per_node, partitions=None>"
+    )
+    assert _pipeline(unpartitioned.spec(unpartitioned.options.model_copy(
+        update={"partitions": 2}))) == [
+        ("words", "map", "split"),
+        ("total", "reduce", "group_label"),
+        ("per_node", "stage", "group_node_label"),
+    ]
+
+
+def _to_zero(key: Any, n: int) -> int:
+    return 0
+
+
+@pytest.mark.parametrize(
+    "declare",
+    [
+        lambda: reduce(partitioner=_to_zero)(lambda word, counts: [(word, sum(counts))]),
+        lambda: stage(partitioner=_to_zero)(lambda records: records),
+    ],
+)
+def test_partitions_none_with_a_partitioner_fails_at_declaration(declare: Any) -> None:
+    second = declare()
+    with pytest.raises(JobError, match=r"partitions=None.*never be called.*partitions=4"):
+
+        @job(partitions=None)
+        def unpartitioned() -> list[Any]:
+            return [words, second]
+
+
+def test_partitions_none_with_a_partitioner_fails_at_run_before_any_task() -> None:
+    second = reduce(partitioner=_to_zero, name="zeroed")(lambda w, c: [(w, sum(c))])
+
+    @job(partitions=2)
+    def partitioned() -> list[Any]:
+        return [words, second]
+
+    for mode in ("inline", "local"):
+        with pytest.raises(JobError, match=r"stage 'zeroed' has a partitioner.*partitions=None"):
+            partitioned.run(["raw://a b"], mode=mode, partitions=None)  # type: ignore[arg-type]
+    with pytest.raises(JobError, match="partitions=None"):
+        partitioned.with_options(partitions=None)
 
 
 def test_duplicate_stage_names_refused() -> None:
@@ -190,7 +296,8 @@ def test_empty_pipeline_refused() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"partitions": 0}, "partitions=0 is invalid.*use an integer >= 1"),
+        ({"partitions": 0}, "partitions=0 is invalid.*use an integer >= 1.*or None"),
+        ({"partitions": 1.0}, "partitions=1.0 is invalid"),
         ({"partitions": "many"}, "partitions='many' is invalid"),
         ({"memory_budget": 10}, "memory_budget=10 is invalid"),
         ({"prefix": "a.b"}, "prefix='a.b' is invalid.*letters, digits and underscores"),
