@@ -3,18 +3,30 @@
 The same jobpack goes to a real master (cluster runner, as bytes:
 :func:`build_jobpack`) and to the local runner's master side (as the
 :class:`~discodsl.jobpack.JobPack` itself: :func:`pack_job`, encoded once when
-the master writes its jobfile). The jobhome (runtime + cloudpickle + launcher) is
-built once per process; jobdata is the cloudpickled ``JobSpec``, checked by
-the pickling pre-flight first.
+the master writes its jobfile). Jobdata is the cloudpickled ``JobSpec``, checked
+by the pickling pre-flight first.
+
+The jobhome (runtime + cloudpickle + launcher, with their pycs) is the same for
+every job of an installation, and building it (reading and compiling the
+sources, deflating them) is most of the work of packing a small job. It is built
+once per installation and Python: :func:`jobhome` keeps it in the user's cache
+directory (``$XDG_CACHE_HOME/discodsl``, else ``~/.cache/discodsl``) under
+:func:`~discodsl.jobpack.runtime_key`, which changes with any of its files'
+size or time, and once per process in memory. A kept jobhome that is not a
+sound ZIP is built again; where nothing can be written, it is built every time.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from discodsl import jobpack, settings, shipping
+from discodsl.errors import JobpackError
 from discodsl.options import JobOptions
 from discodsl.worker.spec import encode_jobdata
 
@@ -23,10 +35,59 @@ if TYPE_CHECKING:
     from discodsl.worker.spec import JobSpec
 
 
+# Jobhomes kept in the cache directory, the newest first; older ones are removed.
+KEPT_JOBHOMES = 8
+
+
 @cache
 def jobhome() -> bytes:
-    """The jobhome ZIP: everything a node needs besides CPython."""
-    return jobpack.build_jobhome(jobpack.runtime_files(sys.version_info[:2]))
+    """The jobhome ZIP: everything a node needs besides CPython (see the module docstring)."""
+    python = sys.version_info[:2]
+    kept = _cache_dir() / f"jobhome-{jobpack.runtime_key(python)}.zip"
+    home = _read_kept(kept)
+    if home is None:
+        home = jobpack.build_jobhome(jobpack.runtime_files(python))
+        _keep(kept, home)
+    return home
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "discodsl")
+
+
+def _read_kept(path: Path) -> bytes | None:
+    """The jobhome kept at ``path``, if there is one and it is a sound jobhome ZIP."""
+    try:
+        home = path.read_bytes()
+        jobpack.check_jobhome(home)
+    except (OSError, JobpackError):
+        return None
+    return home
+
+
+def _keep(path: Path, home: bytes) -> None:
+    """Write ``home`` to ``path`` whole (a reader never sees half), then drop old ones."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".jobhome-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(home)
+        os.replace(temporary, path)
+    except OSError:
+        return  # no cache here: built each time
+    _drop_old(path.parent)
+
+
+def _drop_old(directory: Path) -> None:
+    def age(path: Path) -> float:
+        try:
+            return -path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    for old in sorted(directory.glob("jobhome-*.zip"), key=age)[KEPT_JOBHOMES:]:
+        old.unlink(missing_ok=True)
 
 
 def build_jobpack(

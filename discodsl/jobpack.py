@@ -11,8 +11,10 @@ What it holds:
   the fix; only the first problem found is reported.
 - :func:`make_jobdict`: the jobdict, checked at once.
 - :func:`build_jobhome` (a deterministic ZIP), :func:`runtime_files` (what a
-  node needs besides CPython) and :func:`extract_jobhome` (unpacks safely, as
-  the master does on a node; the local runner uses it).
+  node needs besides CPython), :func:`runtime_key` (a name for those files as
+  installed, under which a built jobhome can be kept) and
+  :func:`extract_jobhome` (unpacks safely, as the master does on a node; the
+  local runner uses it).
 - :func:`describe`: a JSON-able summary for ``discodsl jobpack show``.
 
 What it does not do: pickle stages (the job model does), talk to the master
@@ -31,6 +33,7 @@ reads its jobdata with)::
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -59,12 +62,14 @@ __all__ = [
     "REQUIRED_KEYS",
     "JobPack",
     "build_jobhome",
+    "check_jobhome",
     "decode",
     "describe",
     "encode",
     "extract_jobhome",
     "make_jobdict",
     "runtime_files",
+    "runtime_key",
 ]
 
 REQUIRED_KEYS = ("pipeline", "inputs", "worker", "prefix", "owner", "scheduler")
@@ -142,7 +147,7 @@ def decode(data: bytes) -> JobPack:
     _check_jobdict(jobdict)
     _check_jobenvs(jobenvs)
     jobhome = data[jobhome_at:jobdata_at]
-    _check_jobhome(jobhome, jobdict["worker"])
+    check_jobhome(jobhome, jobdict["worker"])
     return JobPack(jobdict=jobdict, jobenvs=jobenvs, jobhome=jobhome, jobdata=data[jobdata_at:])
 
 
@@ -568,6 +573,48 @@ def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
     copied from the installed cloudpickle.
     Pass the result (plus the job's own files) to :func:`build_jobhome`.
     """
+    _check_python(python)
+    origins = _runtime_origins()
+    launcher = _read_installed(origins.pop("worker"))
+    files = {"worker": launcher.replace(b"@PYTHON@", f"{python[0]}.{python[1]}".encode())}
+    files["discodsl/__init__.py"] = NODE_PACKAGE_INIT
+    files.update({name: _read_installed(path) for name, path in origins.items()})
+    if python == sys.version_info[:2]:
+        files.update(_bytecode(files, origins))
+    return files
+
+
+def runtime_key(python: tuple[int, int]) -> str:
+    """A name for what :func:`runtime_files` gives for ``python`` here, without reading it:
+    a digest of this interpreter's version, this module, and the name, size and time of
+    every installed file it reads. A cached jobhome under this name is current."""
+    _check_python(python)
+    digest = hashlib.sha256(repr((python, sys.version, importlib.util.MAGIC_NUMBER)).encode())
+    digest.update(NODE_PACKAGE_INIT)
+    for name, path in sorted({**_runtime_origins(), "jobpack": Path(__file__)}.items()):
+        digest.update(repr((name, *_stamp(path))).encode())
+    return digest.hexdigest()[:32]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        found = path.stat()
+    except OSError:
+        return (-1, -1)  # runtime_files will say what is missing
+    return (found.st_size, found.st_mtime_ns)
+
+
+def _runtime_origins() -> dict[str, Path]:
+    """The installed files a jobhome is made of: the launcher, the worker runtime, cloudpickle."""
+    worker_dir = Path(discodsl.worker.__file__).parent
+    return {
+        "worker": worker_dir / "launcher.sh",
+        **_package_files("discodsl/worker", worker_dir),
+        **_package_files("cloudpickle", Path(cloudpickle.__file__).parent),
+    }
+
+
+def _check_python(python: Any) -> None:
     if (
         not isinstance(python, tuple)
         or len(python) != 2
@@ -577,18 +624,6 @@ def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
         )
     ):
         raise JobpackError(f"python: {_show(python)} must be (3, minor), e.g. sys.version_info[:2]")
-    worker_dir = Path(discodsl.worker.__file__).parent
-    launcher = _read_installed(worker_dir / "launcher.sh")
-    files = {"worker": launcher.replace(b"@PYTHON@", f"{python[0]}.{python[1]}".encode())}
-    files["discodsl/__init__.py"] = NODE_PACKAGE_INIT
-    origins = {
-        **_package_files("discodsl/worker", worker_dir),
-        **_package_files("cloudpickle", Path(cloudpickle.__file__).parent),
-    }
-    files.update({name: _read_installed(path) for name, path in origins.items()})
-    if python == sys.version_info[:2]:
-        files.update(_bytecode(files, origins))
-    return files
 
 
 def _bytecode(files: Mapping[str, bytes], origins: Mapping[str, Path]) -> dict[str, bytes]:
@@ -693,7 +728,8 @@ def _member_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes
         ) from exc
 
 
-def _check_jobhome(jobhome: bytes, worker: str) -> None:
+def check_jobhome(jobhome: bytes, worker: str = "worker") -> None:
+    """JobpackError unless ``jobhome`` is a ZIP whose members are safe and hold ``worker``."""
     with _open_zip(jobhome) as zf:
         _checked_members(zf, worker)
 

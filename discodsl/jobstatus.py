@@ -14,10 +14,13 @@ into the failing task's error.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from discodsl.errors import JobActive, JobDead, JobpackRefused, NoSuchJob
-from discodsl.http import ErrorFor
+
+if TYPE_CHECKING:  # discodsl.http imports requests, which a local run never needs
+    from discodsl.http import ErrorFor
 
 __all__ = [
     "Event",

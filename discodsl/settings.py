@@ -24,24 +24,29 @@ Invalid values raise :class:`~discodsl.errors.SettingsError` naming the
 setting, the value, where it came from and what to write instead; pydantic's
 ``ValidationError`` never escapes this module. This module does no network
 I/O: :class:`discodsl.client.Master` uses what it holds.
+
+Only :class:`DiscoSettings` needs pydantic-settings, and it lives in
+:mod:`discodsl.settings_model`, loaded the first time it is used (through
+:func:`load_settings` or ``discodsl.settings.DiscoSettings``): reading the
+settings file, :func:`configured_master` when no master is named, and
+:func:`job_owner` use the standard library only, so a job run on this machine
+never imports pydantic.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 import getpass
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
 from discodsl.errors import SettingsError
+
+if TYPE_CHECKING:
+    from discodsl.settings_model import DiscoSettings
 
 __all__ = [
     "DiscoSettings",
@@ -63,89 +68,13 @@ UNUSED = {
 }
 
 
-def _default_owner() -> str:
+def default_owner() -> str:
+    """``<login>@<hostname>``: the job owner when DISCO_JOB_OWNER is not set."""
     try:
         login = getpass.getuser()
     except (KeyError, OSError):  # no login name (e.g. a uid without a passwd entry)
         login = "unknown"
     return f"{login}@{socket.gethostname()}"
-
-
-class DiscoSettings(BaseSettings):
-    """The settings of one Disco cluster, as a client sees them.
-
-    Build one with :func:`load_settings` (or ``DiscoSettings(**overrides)``),
-    then hand it to :meth:`discodsl.client.Master.from_settings`. Instances
-    are frozen; load new ones to change a value.
-    """
-
-    model_config = SettingsConfigDict(
-        case_sensitive=True,
-        env_ignore_empty=True,
-        extra="forbid",
-        frozen=True,
-        coerce_numbers_to_str=True,  # settings files may say DISCO_JOB_OWNER = 1
-    )
-
-    # Declared before DISCO_MASTER: its default is built from these two.
-    DISCO_MASTER_HOST: str = Field(default_factory=socket.gethostname, min_length=1)
-    DISCO_PORT: int = Field(default=8989, ge=1, le=65535)
-    DISCO_MASTER: str = Field(default="", validate_default=True)
-    DISCO_PROXY: str = ""
-    DISCO_JOB_OWNER: str = Field(default_factory=_default_owner)
-    DDFS_READ_TOKEN: str | None = None
-    DDFS_WRITE_TOKEN: str | None = None
-    DISCODSL_HTTP_TIMEOUT: float = Field(default=30.0, gt=0)
-    DISCODSL_RETRIES: int = Field(default=5, ge=0, le=100)
-    #: The settings file that was read ("" if none).
-    DISCO_SETTINGS_FILE: str = ""
-
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise _settings_error(exc, values) from exc
-
-    @field_validator("DISCO_MASTER")
-    @classmethod
-    def _master_url(cls, value: str, info: ValidationInfo) -> str:
-        host, port = info.data.get("DISCO_MASTER_HOST"), info.data.get("DISCO_PORT")
-        if not value:
-            # An invalid host or port is reported on its own; nothing to derive from.
-            return f"http://{host}:{port}" if host and port else value
-        return normalise_master_url(value, port or 8989)
-
-    @field_validator("DISCO_PROXY")
-    @classmethod
-    def _proxy_url(cls, value: str) -> str:
-        if not value:
-            return value
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an http URL")
-        return value.strip().rstrip("/")
-
-    @field_validator("DDFS_READ_TOKEN", "DDFS_WRITE_TOKEN")
-    @classmethod
-    def _empty_token_is_none(cls, value: str | None) -> str | None:
-        return value or None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the environment, then Disco's settings file."""
-        explicit = getattr(init_settings, "init_kwargs", {}).get("DISCO_SETTINGS_FILE")
-        return (
-            init_settings,
-            env_settings,
-            DiscoFileSource(settings_cls, settings_file_path(explicit)),
-        )
 
 
 def normalise_master_url(value: str, port: int = 8989) -> str:
@@ -165,26 +94,6 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
     if parts.path or parts.query or parts.fragment:
         raise ValueError("has a path")
     return url
-
-
-class DiscoFileSource(PydanticBaseSettingsSource):
-    """The values of Disco's settings file, below the environment in priority."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None):
-        super().__init__(settings_cls)
-        self.path = path
-        self.values = read_settings_file(path) if path is not None else {}
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.values.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        known = self.settings_cls.model_fields
-        data = {k: v for k, v in self.values.items() if k in known}
-        data.pop("DISCO_SETTINGS_FILE", None)  # the file cannot name another file
-        if self.path is not None:
-            data["DISCO_SETTINGS_FILE"] = str(self.path)
-        return data
 
 
 def settings_file_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -263,49 +172,6 @@ def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
     return [(name, value) for name in names]
 
 
-# What each setting must look like, for error messages: (problem, what to set).
-_EXPECTED: dict[str, tuple[str, str]] = {
-    "DISCO_PORT": ("is not a port number", "an integer 1-65535"),
-    "DISCO_MASTER": ("is not a master URL", "http://HOST:PORT, e.g. http://master:8989"),
-    "DISCO_MASTER_HOST": ("is not a host name", "the master's host name"),
-    "DISCO_PROXY": ("is not a proxy URL", "http://HOST:PORT, or leave it empty"),
-    "DISCODSL_HTTP_TIMEOUT": ("is not a timeout", "a number of seconds greater than 0"),
-    "DISCODSL_RETRIES": ("is not a retry count", "an integer 0-100"),
-}
-
-
-def _settings_error(exc: ValidationError, kwargs: dict[str, Any]) -> SettingsError:
-    lines = [_describe(err, kwargs) for err in exc.errors()]
-    return SettingsError("; ".join(lines))
-
-
-def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
-    name = str(err["loc"][0]) if err["loc"] else "?"
-    if err["type"] == "extra_forbidden" and name in UNUSED:
-        return f"{name} is a Disco setting discodsl does not use: {UNUSED[name]}"
-    if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(name, DiscoSettings.model_fields, n=1)
-        fix = f"did you mean {close[0]}?" if close else "see discodsl.settings for the names"
-        return f"{name} is not a Disco setting: {fix}"
-    problem, expected = _EXPECTED.get(name, (f"is not valid ({err['msg']})", "a string"))
-    return (
-        f"{name}={err['input']!r} {problem}: set {name} to {expected} "
-        f"(the value came from {_origin(name, kwargs)})"
-    )
-
-
-def _origin(name: str, kwargs: dict[str, Any]) -> str:
-    if name in kwargs:
-        return "a keyword argument"
-    if os.environ.get(name):
-        return "the environment"
-    try:
-        path = settings_file_path(kwargs.get("DISCO_SETTINGS_FILE"))
-    except SettingsError:
-        path = None
-    return f"the settings file {path}" if path is not None else "the defaults"
-
-
 def load_settings(**overrides: Any) -> DiscoSettings:
     """Settings from keyword arguments, the environment, the settings file, defaults.
 
@@ -313,6 +179,8 @@ def load_settings(**overrides: Any) -> DiscoSettings:
     not given can be passed straight through:
     ``load_settings(DISCO_MASTER=args.master)``.
     """
+    from discodsl.settings_model import DiscoSettings
+
     return DiscoSettings(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -339,7 +207,7 @@ def job_owner() -> str:
     cluster setting it does not use.
     """
     value = _given("DISCO_JOB_OWNER")
-    return _default_owner() if value is None else str(value)
+    return default_owner() if value is None else str(value)
 
 
 def _given(name: str) -> Any:
@@ -349,3 +217,13 @@ def _given(name: str) -> Any:
     path = settings_file_path()
     value = read_settings_file(path).get(name) if path is not None else None
     return None if value in (None, "") else value
+
+
+def __getattr__(name: str) -> Any:
+    """``DiscoSettings`` (and its file source), imported from :mod:`discodsl.settings_model`
+    on first use."""
+    if name in ("DiscoSettings", "DiscoFileSource"):
+        from discodsl import settings_model
+
+        return getattr(settings_model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,174 @@
+"""The pydantic-settings model of Disco's client settings, imported only when settings are loaded.
+
+:class:`DiscoSettings` and its settings-file source live here, apart from
+:mod:`discodsl.settings`, so that what every run asks (is a master named? who
+owns the job?) is answered by the standard library alone: pydantic and
+pydantic-settings cost a fresh process about 0.1 s to import, and a job run on
+this machine never needs them. Import ``DiscoSettings`` and ``load_settings``
+from :mod:`discodsl.settings`, which loads this module on first use; the
+settings, their precedence and their error messages are described there.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from discodsl.errors import SettingsError
+from discodsl.settings import (
+    UNUSED,
+    default_owner,
+    normalise_master_url,
+    read_settings_file,
+    settings_file_path,
+)
+
+__all__ = ["DiscoFileSource", "DiscoSettings"]
+
+
+class DiscoSettings(BaseSettings):
+    """The settings of one Disco cluster, as a client sees them.
+
+    Build one with :func:`load_settings` (or ``DiscoSettings(**overrides)``),
+    then hand it to :meth:`discodsl.client.Master.from_settings`. Instances
+    are frozen; load new ones to change a value.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+        coerce_numbers_to_str=True,  # settings files may say DISCO_JOB_OWNER = 1
+    )
+
+    # Declared before DISCO_MASTER: its default is built from these two.
+    DISCO_MASTER_HOST: str = Field(default_factory=socket.gethostname, min_length=1)
+    DISCO_PORT: int = Field(default=8989, ge=1, le=65535)
+    DISCO_MASTER: str = Field(default="", validate_default=True)
+    DISCO_PROXY: str = ""
+    DISCO_JOB_OWNER: str = Field(default_factory=default_owner)
+    DDFS_READ_TOKEN: str | None = None
+    DDFS_WRITE_TOKEN: str | None = None
+    DISCODSL_HTTP_TIMEOUT: float = Field(default=30.0, gt=0)
+    DISCODSL_RETRIES: int = Field(default=5, ge=0, le=100)
+    #: The settings file that was read ("" if none).
+    DISCO_SETTINGS_FILE: str = ""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _settings_error(exc, values) from exc
+
+    @field_validator("DISCO_MASTER")
+    @classmethod
+    def _master_url(cls, value: str, info: ValidationInfo) -> str:
+        host, port = info.data.get("DISCO_MASTER_HOST"), info.data.get("DISCO_PORT")
+        if not value:
+            # An invalid host or port is reported on its own; nothing to derive from.
+            return f"http://{host}:{port}" if host and port else value
+        return normalise_master_url(value, port or 8989)
+
+    @field_validator("DISCO_PROXY")
+    @classmethod
+    def _proxy_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http URL")
+        return value.strip().rstrip("/")
+
+    @field_validator("DDFS_READ_TOKEN", "DDFS_WRITE_TOKEN")
+    @classmethod
+    def _empty_token_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment, then Disco's settings file."""
+        explicit = getattr(init_settings, "init_kwargs", {}).get("DISCO_SETTINGS_FILE")
+        return (
+            init_settings,
+            env_settings,
+            DiscoFileSource(settings_cls, settings_file_path(explicit)),
+        )
+
+
+class DiscoFileSource(PydanticBaseSettingsSource):
+    """The values of Disco's settings file, below the environment in priority."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None):
+        super().__init__(settings_cls)
+        self.path = path
+        self.values = read_settings_file(path) if path is not None else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        known = self.settings_cls.model_fields
+        data = {k: v for k, v in self.values.items() if k in known}
+        data.pop("DISCO_SETTINGS_FILE", None)  # the file cannot name another file
+        if self.path is not None:
+            data["DISCO_SETTINGS_FILE"] = str(self.path)
+        return data
+
+
+# What each setting must look like, for error messages: (problem, what to set).
+_EXPECTED: dict[str, tuple[str, str]] = {
+    "DISCO_PORT": ("is not a port number", "an integer 1-65535"),
+    "DISCO_MASTER": ("is not a master URL", "http://HOST:PORT, e.g. http://master:8989"),
+    "DISCO_MASTER_HOST": ("is not a host name", "the master's host name"),
+    "DISCO_PROXY": ("is not a proxy URL", "http://HOST:PORT, or leave it empty"),
+    "DISCODSL_HTTP_TIMEOUT": ("is not a timeout", "a number of seconds greater than 0"),
+    "DISCODSL_RETRIES": ("is not a retry count", "an integer 0-100"),
+}
+
+
+def _settings_error(exc: ValidationError, kwargs: dict[str, Any]) -> SettingsError:
+    lines = [_describe(err, kwargs) for err in exc.errors()]
+    return SettingsError("; ".join(lines))
+
+
+def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
+    name = str(err["loc"][0]) if err["loc"] else "?"
+    if err["type"] == "extra_forbidden" and name in UNUSED:
+        return f"{name} is a Disco setting discodsl does not use: {UNUSED[name]}"
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(name, DiscoSettings.model_fields, n=1)
+        fix = f"did you mean {close[0]}?" if close else "see discodsl.settings for the names"
+        return f"{name} is not a Disco setting: {fix}"
+    problem, expected = _EXPECTED.get(name, (f"is not valid ({err['msg']})", "a string"))
+    return (
+        f"{name}={err['input']!r} {problem}: set {name} to {expected} "
+        f"(the value came from {_origin(name, kwargs)})"
+    )
+
+
+def _origin(name: str, kwargs: dict[str, Any]) -> str:
+    if name in kwargs:
+        return "a keyword argument"
+    if os.environ.get(name):
+        return "the environment"
+    try:
+        path = settings_file_path(kwargs.get("DISCO_SETTINGS_FILE"))
+    except SettingsError:
+        path = None
+    return f"the settings file {path}" if path is not None else "the defaults"
