@@ -41,6 +41,7 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     with_params = _check_signature(function, kind, stage_name)
     for hook in ("init", "done", "combiner", "partitioner"):
         _check_callable(options.get(hook), hook, stage_name)
+    _check_reader(options.get("reader"), stage_name)
     spec = StageSpec(stage_name, kind, function=function, takes_params=with_params, **options)
     return Stage(spec)
 
@@ -54,6 +55,57 @@ def _name_of(function: Callable[..., Any]) -> str:
 def _check_callable(value: Any, what: str, stage: str) -> None:
     if value is not None and not callable(value):
         raise JobError(f"stage {stage!r}: {what}= must be a function, not {value!r:.60}")
+
+
+# The reader factories of discodsl.readers, and how a call to each looks.
+_READER_FACTORIES = {
+    "json_lines": "()",
+    "csv_rows": "()",
+    "fixed": "(SIZE)",
+    "whole_file": "()",
+}
+
+
+def _check_reader(reader: Any, stage: str) -> None:
+    """JobError unless ``reader`` is None or can be called as ``reader(stream, url)``."""
+    if reader is None:
+        return
+    _check_callable(reader, "reader", stage)
+    name = getattr(reader, "__name__", "")
+    if getattr(reader, "__module__", "") == "discodsl.worker.readers" and name in _READER_FACTORIES:
+        raise JobError(
+            f"stage {stage!r}: readers.{name} makes a reader; pass the reader it makes: "
+            f"reader=readers.{name}{_READER_FACTORIES[name]}"
+        )
+    if not _takes_two(reader):
+        raise JobError(
+            f"stage {stage!r}: reader= takes (stream, url) and returns the records of "
+            f"the input; {reader!r:.60} cannot be called so: write e.g. "
+            "`def read(stream, url): yield from map(parse, stream)`"
+        )
+
+
+def _takes_two(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` can be called with two positional arguments."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True  # a builtin: trust it
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    mandatory = [p for p in positional if p.default is p.empty]
+    return len(mandatory) <= 2 and (len(positional) >= 2 or varargs)
+
+
+def _check_readers(job: str, stages: Sequence[Stage]) -> None:
+    """Only the first stage reads the job's inputs, so only it may have a reader."""
+    for later in stages[1:]:
+        if later.spec.reader is not None:
+            raise JobError(
+                f"job {job!r}: stage {later.name!r} has reader=, but only the first stage "
+                "reads the job's inputs (the later ones read the records the stages before "
+                "them wrote): move reader= to the first stage"
+            )
 
 
 def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool:
@@ -94,15 +146,20 @@ def map(
     init: Callable[..., Any] | None = None,
     done: Callable[..., Any] | None = None,
     concurrent: bool = False,
+    reader: Callable[..., Any] | None = None,
 ) -> Any:
     """Declare a map stage: ``function(record[, params])`` yields ``(key, value)`` pairs.
 
     A record is a line of a text input (``str``, no newline) or a
-    ``(key, value)`` pair of a record file (e.g. an earlier job's results).
+    ``(key, value)`` pair of a record file (e.g. an earlier job's results);
+    with ``reader=`` (see :mod:`discodsl.readers`, e.g.
+    ``readers.json_lines()``), what that reader makes of each input.
     ``init(params)`` runs before the task's first record; ``done(state,
     params)`` after its last, and may yield more pairs.
     """
-    options: dict[str, Any] = dict(grouping=grouping, init=init, done=done, concurrent=concurrent)
+    options: dict[str, Any] = dict(
+        grouping=grouping, init=init, done=done, concurrent=concurrent, reader=reader
+    )
     if function is None:
         return partial(_stage, kind="map", name=name, **options)
     return _stage(function, "map", name, **options)
@@ -153,16 +210,23 @@ def stage(
     init: Callable[..., Any] | None = None,
     done: Callable[..., Any] | None = None,
     concurrent: bool = False,
+    reader: Callable[..., Any] | None = None,
 ) -> Any:
     """Declare a general stage: ``function(records[, params])`` once per task.
 
-    ``records`` iterates every record of the task's input; the grouping says
+    ``records`` iterates every record of the task's input (read by ``reader``,
+    when given, as for :func:`map`); the grouping says
     what a task gets: ``split`` (one input each), ``group_label`` (one
     partition each), ``group_all`` (everything, one task), ``group_node``,
     ``group_node_label`` (per node, on a cluster).
     """
     options: dict[str, Any] = dict(
-        grouping=grouping, partitioner=partitioner, init=init, done=done, concurrent=concurrent
+        grouping=grouping,
+        partitioner=partitioner,
+        init=init,
+        done=done,
+        concurrent=concurrent,
+        reader=reader,
     )
     if function is None:
         return partial(_stage, kind="stage", name=name, **options)
@@ -192,6 +256,8 @@ def job(function: Callable[[], Sequence[Stage]] | None = None, /, **options: Any
                 "its stages: use params= for values the stages need"
             )
         name = body.__name__
-        return Job(name, check_pipeline(name, body()), checked, body)
+        stages = check_pipeline(name, body(), checked)
+        _check_readers(name, stages)
+        return Job(name, stages, checked, body)
 
     return build if function is None else build(function)

@@ -6,6 +6,7 @@
      ├── JobpackError             a jobpack could not be encoded or was refused on decoding
      ├── ProtocolError            a worker-protocol frame was malformed or out of order
      ├── DataError                an input or record file is unreadable, corrupt or truncated
+     │    └── MalformedRecord     a reader could not parse a record (not retried)
      ├── StageError               user code failed inside a worker (worker side)
      ├── Retry                    raised by stage code: run the task again (worker side)
      ├── JobError                 a job was declared wrongly, could not ship, or failed
@@ -23,8 +24,8 @@
      │    └── JobDead             a job on the cluster died or was killed (jobname, events)
      └── SettingsError            an option or setting is invalid (names field, value, fix)
 
-``ProtocolError``, ``DataError``, ``StageError`` and ``Retry`` are defined in
-:mod:`discodsl.worker.errors`, which ships to Disco nodes and so imports only
+``ProtocolError``, ``DataError``, ``MalformedRecord``, ``StageError`` and ``Retry`` are
+defined in :mod:`discodsl.worker.errors`, which ships to Disco nodes and so imports only
 the standard library; they are re-exported here so users need one module.
 Every message says what happened and what to do; a :class:`ClientError`'s
 subclass says which of those things happened, for code (the command line's
@@ -34,7 +35,14 @@ refused before it was sent (a bad tag name, an unknown setting).
 
 from __future__ import annotations
 
-from discodsl.worker.errors import DataError, DiscoDSLError, ProtocolError, Retry, StageError
+from discodsl.worker.errors import (
+    DataError,
+    DiscoDSLError,
+    MalformedRecord,
+    ProtocolError,
+    Retry,
+    StageError,
+)
 
 __all__ = [
     "BadAnswer",
@@ -46,6 +54,7 @@ __all__ = [
     "JobError",
     "JobpackError",
     "JobpackRefused",
+    "MalformedRecord",
     "NoSuchJob",
     "PicklingError",
     "ProtocolError",

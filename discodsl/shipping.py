@@ -84,7 +84,7 @@ def _dumps(value: Any) -> bytes:
 
 def _functions(spec: JobSpec) -> Iterator[tuple[StageSpec, str, Callable[..., Any]]]:
     for stage in spec.stages:
-        for role in ("function", "init", "done", "combiner", "partitioner"):
+        for role in ("function", "init", "done", "combiner", "partitioner", "reader"):
             value = getattr(stage, role)
             if value is not None:
                 yield stage, role, value

@@ -13,6 +13,8 @@ NOT_RETRIED = (
     " (not retried: an exception from stage code fails the job at once; "
     "raise discodsl.Retry for a failure worth another try)"
 )
+# A reader's MalformedRecord is not stage code's fault, but would fail the same way again.
+NOT_RETRIED_DATA = " (not retried: the same bytes would fail again; fix the input)"
 
 
 def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
@@ -28,7 +30,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     error = TaskFailed(
         f"{why}: {kind}{failure.summary}"
         + ("" if where and where in failure.summary else where)
-        + ("" if failure.retry else NOT_RETRIED),
+        + ("" if failure.retry else _not_retried(failure.exc_type)),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -39,6 +41,10 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     if error.remote_traceback:
         error.__cause__ = RemoteTraceback(error.remote_traceback)
     return error
+
+
+def _not_retried(exc_type: str) -> str:
+    return NOT_RETRIED_DATA if exc_type == "MalformedRecord" else NOT_RETRIED
 
 
 # Signals that mean the process crashed in native code.

@@ -64,6 +64,15 @@ class DataError(DiscoDSLError):
         self.record = record
 
 
+class MalformedRecord(DataError):
+    """A record of an input could not be parsed by the stage's reader (a JSON line, a CSV
+    row, a short fixed-size record); ``url``, ``record`` and ``span`` say where.
+
+    Unlike other DataErrors it is not retried, nor read from another replica:
+    the same bytes would fail again. The job fails at once (Disco's FATAL).
+    """
+
+
 class Retry(DiscoDSLError):
     """Raise from stage code to have the task retried, as Disco retries an I/O error.
 
@@ -87,7 +96,7 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StageError):
         cause = exc.__cause__
         return cause is not None and not isinstance(cause, StageError) and retryable(cause)
-    return isinstance(exc, RETRIED)
+    return isinstance(exc, RETRIED) and not isinstance(exc, MalformedRecord)
 
 
 class StageError(DiscoDSLError):

@@ -2,9 +2,10 @@
 
 :func:`open_url` opens one URL as a byte stream, :func:`read_index` parses a
 ``dir://`` index, and :func:`iter_input` yields the records of one task input
-given as replica URLs, failing over from replica to replica. :class:`Node`
-holds what the master's TASK reply says about the node running the task, and
-:class:`Cursor` where reading is, for error messages about user code.
+given as replica URLs (through the stage's reader, when it has one), failing
+over from replica to replica. :class:`Node` holds what the master's TASK
+reply says about the node running the task, and :class:`Cursor` where
+reading is, for error messages about user code.
 
 The schemes are those of Disco 0.5.4 (``disco.schemes``, ``util.urlsplit``):
 ``raw://``, plain paths and ``file://``, ``http(s)://``, ``disco://``,
@@ -35,8 +36,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol, cast
 if TYPE_CHECKING:
     import urllib.request
 
+    from discodsl.worker.readers import Reader
+
 from discodsl.worker import urls
-from discodsl.worker.errors import DataError
+from discodsl.worker.errors import DataError, MalformedRecord
 from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix, read_records
 
 # Lines of a dir:// index are about 100 bytes; a longer one is not an index.
@@ -144,7 +147,11 @@ def read_index(url: str, node: Node) -> list[tuple[int, str, int]]:
 
 
 def iter_input(
-    replicas: Sequence[str], label: int | str, node: Node, cursor: Cursor
+    replicas: Sequence[str],
+    label: int | str,
+    node: Node,
+    cursor: Cursor,
+    reader: Reader | None = None,
 ) -> Iterator[Any]:
     """Yield the records of one task input, given as the URLs of its replicas.
 
@@ -156,24 +163,33 @@ def iter_input(
     replica fails, the DataError names each URL tried and its error (a single
     replica's own error is raised as it is). ``cursor`` follows the record last
     yielded.
+
+    With a ``reader`` (see :mod:`discodsl.worker.readers`), each file is read
+    by ``reader(stream, url)`` instead, record file or not; a ``dir://`` index
+    stands for the files it lists. A :class:`MalformedRecord` it raises is
+    not failed over: every replica holds the same bytes.
     """
     if not (isinstance(label, int) or label == "all"):
         raise ValueError(f"label={label!r}: pass an int label or 'all'")
     if not replicas:
         raise DataError("a task input has no replica URLs: check the job's inputs")
     if len(replicas) == 1:  # nothing to fail over to: no layer of ours per record
-        return _replica_records(replicas[0], label, node, cursor)
-    return _failover(replicas, label, node, cursor)
+        return _replica_records(replicas[0], label, node, cursor, reader)
+    return _failover(replicas, label, node, cursor, reader)
 
 
 def _failover(
-    replicas: Sequence[str], label: int | str, node: Node, cursor: Cursor
+    replicas: Sequence[str],
+    label: int | str,
+    node: Node,
+    cursor: Cursor,
+    reader: Reader | None,
 ) -> Iterator[Any]:
     """The records of the first replica that reads to the end, skipping those yielded."""
     failures: list[tuple[str, DataError]] = []
     done = 0
     for url in replicas:
-        records = _replica_records(url, label, node, cursor)
+        records = _replica_records(url, label, node, cursor, reader)
         counter = itertools.count()
         try:
             _skip(records, done, url)
@@ -181,6 +197,8 @@ def _failover(
                 _first, zip(records, counter, strict=False)
             )  # counted in C, not per record here
             return
+        except MalformedRecord:
+            raise  # the other replicas hold the same bytes
         except DataError as exc:
             done += _counted_so_far(counter)
             failures.append((url, exc))
@@ -217,13 +235,17 @@ def _all_failed(failures: list[tuple[str, DataError]]) -> DataError:
 
 
 def _replica_records(
-    url: str, label: int | str, node: Node, cursor: Cursor
+    url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None = None
 ) -> Generator[Any, None, None]:
-    """The records of one replica: index entries, a record file or text lines."""
+    """The records of one replica: index entries, what the reader reads, a record file or
+    text lines."""
     if urls.is_index(url):
-        yield from _index_records(url, label, node, cursor)
+        yield from _index_records(url, label, node, cursor, reader)
         return
     with _open(url, node) as stream:
+        if reader is not None:
+            yield from _counted(iter(reader(stream, url)), url, cursor)
+            return
         if is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
             yield from _counted(read_records(stream, url), url, cursor)
             return
@@ -236,12 +258,16 @@ def _replica_records(
             raise _decode_error(url, guarded, exc, _counted_so_far(counter)) from exc
 
 
-def _index_records(url: str, label: int | str, node: Node, cursor: Cursor) -> Iterator[Any]:
-    """The records of the record files a ``dir://`` index lists under ``label``."""
+def _index_records(
+    url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None
+) -> Iterator[Any]:
+    """The records of the files a ``dir://`` index lists under ``label``: record files,
+    or whatever ``reader`` reads."""
     for entry_label, entry_url, _ in read_index(url, node):
         if label == "all" or entry_label == label:
             with _open(entry_url, node) as stream:
-                yield from _counted(read_records(stream, entry_url), entry_url, cursor)
+                records = read_records if reader is None else reader
+                yield from _counted(iter(records(stream, entry_url)), entry_url, cursor)
 
 
 def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:

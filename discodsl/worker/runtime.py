@@ -20,7 +20,8 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from discodsl.worker import counters, messages, report
 from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
@@ -31,6 +32,9 @@ from discodsl.worker.jobfile import read_jobdata
 from discodsl.worker.replies import InputReply, Ok, Reply, TaskInfo
 from discodsl.worker.sides import WorkerSide
 from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
+
+if TYPE_CHECKING:
+    from discodsl.worker.readers import Reader
 
 LOAD_FAILURE = "cannot load the job's stages"
 
@@ -87,15 +91,32 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     protocol_out = int(args[args.index("--protocol-fd") + 1]) if "--protocol-fd" in args else None
     protocol_in, protocol_out = _private_fds(protocol_out)
-    _watch_master(protocol_in)
-    capture = Capture(early=read_early_output(f".worker-{os.getpid()}.out"))
+    return serve(protocol_in, protocol_out, read_early_output(f".worker-{os.getpid()}.out"))
+
+
+def serve(
+    protocol_in: int,
+    protocol_out: int,
+    early: str = "",
+    preloaded: Preloaded | None = None,
+    watched: bool = False,
+) -> int:
+    """Run the one task offered over these fds: a worker's, or a fork server's child's.
+
+    ``early`` is what the interpreter printed before (forwarded first),
+    ``preloaded`` the job a fork server loaded before forking us; ``watched``:
+    a fork server ends us when the master goes, so no thread of ours watches.
+    """
+    if not watched:
+        _watch_master(protocol_in)
+    capture = Capture(early=early)
     sys.breakpointhook = _no_debugger
     channel = Channel(protocol_in, protocol_out)
     try:
         channel.request(messages.Worker(os.getpid()), Ok)
         task = channel.request(messages.Task(), TaskInfo)
         forwarder = Forwarder(capture, lambda text: _message(channel, text))
-        final = _work(channel, task)
+        final = _work(channel, task, preloaded)
         forwarder.close()
         counts = counters.take()
         if isinstance(final, messages.Done) and counts:  # a failed attempt's: dropped
@@ -132,10 +153,10 @@ def _message(channel: Channel, text: str) -> None:
     channel.request(messages.Msg(text), Ok)
 
 
-def _work(channel: Channel, task: TaskInfo) -> Final:
+def _work(channel: Channel, task: TaskInfo, preloaded: Preloaded | None) -> Final:
     """Run the task; the final message: DONE, ERROR or FATAL."""
     try:
-        job = read_jobspec(task.jobfile)
+        job = read_jobspec(task.jobfile) if preloaded is None else preloaded.load(task.jobfile)
         for label, path, size in run(channel, task, job):
             channel.request(messages.Output(label, path, size), Ok)
     except FatalJobError as exc:
@@ -158,6 +179,33 @@ def read_jobspec(jobfile: str) -> JobSpec:
         raise FatalJobError(f"cannot read the job from {jobfile}: {exc}") from exc
     _check_python(header_fields["python"])
     return _unpickle(pickled)
+
+
+@dataclass(frozen=True)
+class Preloaded:
+    """A job loaded before its tasks came (by a fork server): the JobSpec in ``jobfile``,
+    or the exception loading it raised, raised again by each task as if it loaded it."""
+
+    jobfile: str
+    job: JobSpec | None = None
+    error: Exception | None = None
+
+    def load(self, jobfile: str) -> JobSpec:
+        """The JobSpec in ``jobfile``: this one if it is the file preloaded, else read now."""
+        if jobfile != self.jobfile:
+            return read_jobspec(jobfile)
+        if self.error is not None:
+            raise self.error
+        assert self.job is not None
+        return self.job
+
+
+def preload(jobfile: str) -> Preloaded:
+    """Load the job in ``jobfile`` once, for the tasks a fork server will fork."""
+    try:
+        return Preloaded(jobfile, job=read_jobspec(jobfile))
+    except Exception as exc:
+        return Preloaded(jobfile, error=exc)
 
 
 def _check_python(wanted: str) -> None:
@@ -200,10 +248,12 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[WrittenFile]:
     )
     task = TaskSetup(job, index, taskid=info.taskid, label=info.group[0], workdir=os.getcwd())
     cursor = Cursor()
-    return run_task(task, _records(channel, node, cursor), cursor)
+    return run_task(task, _records(channel, node, cursor, task.stage.reader), cursor)
 
 
-def _records(channel: Channel, node: Node, cursor: Cursor) -> Iterator[Any]:
+def _records(
+    channel: Channel, node: Node, cursor: Cursor, reader: Reader | None = None
+) -> Iterator[Any]:
     """Every record of the task's inputs, asking for more until the master says done."""
     seen: list[int] = []
     reply = channel.request(messages.Input(), InputReply)
@@ -211,7 +261,7 @@ def _records(channel: Channel, node: Node, cursor: Cursor) -> Iterator[Any]:
         for entry in reply.entries:
             seen.append(entry.input_id)
             urls = [url for _, url in entry.replicas]
-            yield from iter_input(urls, entry.label, node, cursor)
+            yield from iter_input(urls, entry.label, node, cursor, reader)
         if reply.flag == "done":
             return
         reply = channel.request(messages.Input(exclude=tuple(seen)), InputReply)

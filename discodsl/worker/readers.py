@@ -1,0 +1,264 @@
+"""Readers: how a first stage's input bytes become records, for inputs that are not text lines.
+
+``@map(reader=readers.json_lines())`` reads every input of the job through
+that reader instead of as text lines. A reader is a function
+``reader(stream, url)`` returning (or yielding) the input's records, where
+``stream`` is the input's bytes as a binary file object (``read``,
+``readline``, ``peek``; ``.gz`` and ``.bz2`` already decompressed) and
+``url`` the URL being read, for messages. The built-in ones are factories,
+called to make a reader:
+
+- :func:`json_lines`: each non-blank line is one parsed JSON value.
+- :func:`csv_rows`: each row a ``dict`` keyed by the header (the first row).
+- :func:`fixed`: each record ``size`` bytes.
+- :func:`whole_file`: one record per input, ``(url, bytes)`` or ``(url, str)``.
+
+A reader runs on the worker: it is pickled into the jobpack, so it must
+live in an importable module the nodes have (as these do) or be shipped by
+value (user code in ``__main__`` or a notebook is). Bad data in an input
+raises :class:`MalformedRecord` naming the URL, the record (0-based) and
+the byte offset; the job then fails at once, as the same bytes would fail
+again. What this module does not do: open URLs or fail over between
+replicas (see :mod:`discodsl.worker.inputs`), or read record files (the
+default, with no reader).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, BinaryIO
+
+from discodsl.worker.errors import MalformedRecord
+from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix
+
+Reader = Callable[[BinaryIO, str], Iterable[Any]]
+
+# A line longer than this is refused rather than read into memory (as inputs.MAX_TEXT_LINE).
+MAX_LINE = 1 << 26
+_SHOWN = 80  # how much of a bad line a message quotes
+
+
+def json_lines() -> Reader:
+    """A reader of JSON lines: each non-blank line of UTF-8 is one JSON value, parsed.
+
+    Blank lines are skipped (and not counted as records); ``\\r\\n`` line ends are fine.
+    """
+    return partial(_json_records)
+
+
+def csv_rows(*, delimiter: str = ",", quotechar: str = '"', encoding: str = "utf-8") -> Reader:
+    """A reader of CSV: the first row is the header, each later row a ``dict`` of ``str``.
+
+    Quoted fields may hold delimiters and line ends; blank lines are skipped.
+    A row with more or fewer fields than the header is malformed.
+    """
+    codecs.lookup(encoding)  # an unknown encoding fails here, not on the nodes
+    csv.reader([], delimiter=delimiter, quotechar=quotechar)  # so does a bad delimiter
+    dialect: dict[str, Any] = {"delimiter": delimiter, "quotechar": quotechar}
+    return partial(_csv_records, dialect=dialect, encoding=encoding)
+
+
+def fixed(size: int) -> Reader:
+    """A reader of fixed-size binary records: ``bytes`` of ``size`` each.
+
+    An input whose length is not a multiple of ``size`` ends in a short
+    record, which is malformed.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ValueError(f"fixed(size) takes a positive int number of bytes; got {size!r}")
+    return partial(_fixed_records, size=size)
+
+
+def whole_file(*, encoding: str | None = None) -> Reader:
+    """A reader giving each input as one record, ``(url, content)``.
+
+    ``content`` is the input's ``bytes``, or its text when ``encoding`` is
+    given. The whole input is held in memory.
+    """
+    if encoding is not None:
+        codecs.lookup(encoding)
+    return partial(_whole_records, encoding=encoding)
+
+
+# -- the readers ---------------------------------------------------------------------------
+
+
+def _json_records(stream: BinaryIO, url: str) -> Iterator[Any]:
+    _refuse_record_file(stream, url, "JSON lines")
+    record = offset = number = 0
+    while line := _next_line(stream, url, offset):
+        number += 1
+        start, offset = offset, offset + len(line)
+        if line.isspace():
+            continue
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise _bad_json(url, record, number, (start, offset), line, exc) from None
+        yield value
+        record += 1
+
+
+def _bad_json(
+    url: str, record: int, number: int, span: tuple[int, int], line: bytes, exc: ValueError
+) -> MalformedRecord:
+    text = line.rstrip(b"\r\n")
+    reason = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)
+    return MalformedRecord(
+        f"{url}: record {record} (line {number}, bytes {span[0]}-{span[0] + len(text)}) is "
+        f"not valid JSON ({reason}): {text[:_SHOWN]!r}; fix the input, or read it with a "
+        "reader of your own that skips such lines (see discodsl.readers)",
+        url=url,
+        span=(span[0], span[0] + len(text)),
+        record=record,
+    )
+
+
+def _csv_records(
+    stream: BinaryIO, url: str, *, dialect: dict[str, Any], encoding: str
+) -> Iterator[dict[str, str]]:
+    _refuse_record_file(stream, url, "CSV")
+    lines = _Lines(stream, url, encoding)
+    rows = csv.reader(lines, strict=True, **dialect)
+    header = _next_row(rows, lines, -1)
+    record = 0
+    while header is not None:
+        start = lines.offset
+        row = _next_row(rows, lines, record)
+        if row is None:
+            return
+        if row:  # a blank line is no row
+            if len(row) != len(header):
+                raise _wrong_width(url, record, (start, lines.offset), len(row), header)
+            yield dict(zip(header, row, strict=True))
+            record += 1
+
+
+class _Lines:
+    """The lines of a byte stream, decoded, for csv.reader; counts the bytes read."""
+
+    def __init__(self, stream: BinaryIO, url: str, encoding: str) -> None:
+        self.stream, self.url, self.encoding = stream, url, encoding
+        self.offset = 0  # bytes read so far
+        self.line_start = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = _next_line(self.stream, self.url, self.offset)
+        if not line:
+            raise StopIteration
+        self.line_start, self.offset = self.offset, self.offset + len(line)
+        return line.decode(self.encoding)
+
+
+def _next_row(rows: Iterator[list[str]], lines: _Lines, record: int) -> list[str] | None:
+    """The next row, None at the end; MalformedRecord for a row that cannot be read."""
+    start = lines.offset
+    try:
+        return next(rows, None)
+    except UnicodeDecodeError as exc:
+        at = lines.line_start + exc.start
+        what = f"byte {at}) is not valid {lines.encoding} ({exc.reason})"
+        span = (at, lines.line_start + exc.end)
+    except csv.Error as exc:
+        what = f"bytes {start}-{lines.offset}) is not a CSV row ({exc})"
+        span = (start, lines.offset)
+    row = "its header row (" if record < 0 else f"record {record} ("
+    raise MalformedRecord(
+        f"{lines.url}: {row}{what}: fix the input, or check the reader's delimiter, quotechar "
+        "and encoding",
+        url=lines.url,
+        span=span,
+        record=record,
+    ) from None
+
+
+def _wrong_width(
+    url: str, record: int, span: tuple[int, int], width: int, header: list[str]
+) -> MalformedRecord:
+    return MalformedRecord(
+        f"{url}: record {record} (bytes {span[0]}-{span[1]}) has {width} field(s), but the "
+        f"header has {len(header)} ({', '.join(header)[:_SHOWN]}): fix the row, or check the "
+        "reader's delimiter",
+        url=url,
+        span=span,
+        record=record,
+    )
+
+
+def _fixed_records(stream: BinaryIO, url: str, *, size: int) -> Iterator[bytes]:
+    offset = 0
+    while record := _read_exactly(stream, size):
+        if len(record) < size:
+            raise MalformedRecord(
+                f"{url}: record {offset // size} (bytes {offset}-{offset + len(record)}) is "
+                f"{len(record)} bytes, short of fixed({size}): the input's length "
+                f"({offset + len(record)}) is not a multiple of {size}; check the record size",
+                url=url,
+                span=(offset, offset + len(record)),
+                record=offset // size,
+            )
+        yield record
+        offset += size
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of the stream."""
+    data = stream.read(size)
+    while 0 < len(data) < size and (more := stream.read(size - len(data))):
+        data += more
+    return data
+
+
+def _whole_records(stream: BinaryIO, url: str, *, encoding: str | None) -> Iterator[Any]:
+    data = stream.read()
+    if encoding is None:
+        yield url, data
+        return
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise MalformedRecord(
+            f"{url}: record 0 (byte {exc.start}) is not valid {encoding} ({exc.reason}): "
+            "read it as bytes (whole_file() without encoding=), or fix its encoding",
+            url=url,
+            span=(exc.start, exc.end),
+            record=0,
+        ) from None
+    yield url, text
+
+
+# -- shared ---------------------------------------------------------------------------------
+
+
+def _next_line(stream: BinaryIO, url: str, offset: int) -> bytes:
+    """The next line with its line end (b"" at the end); refuses an overlong one."""
+    line = stream.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise MalformedRecord(
+            f"{url}: a line (from byte {offset}) is longer than {MAX_LINE} bytes: is this "
+            "a binary file? Read it with readers.fixed() or readers.whole_file()",
+            url=url,
+            span=(offset, offset + len(line)),
+        )
+    return line
+
+
+def _refuse_record_file(stream: BinaryIO, url: str, what: str) -> None:
+    """A record file (which no text starts as) read as text: say what it is."""
+    peek = getattr(stream, "peek", None)
+    head = peek(HEADER_SIZE)[:HEADER_SIZE] if peek is not None else b""
+    if head and is_record_file_prefix(head):
+        raise MalformedRecord(
+            f"{url} is a record file (an earlier job's results, or a file a dir:// index "
+            f"lists), not {what}: read it without reader= to get its (key, value) pairs",
+            url=url,
+            span=(0, 0),
+            record=0,
+        )

@@ -1,0 +1,554 @@
+"""Readers (discodsl.readers): JSON lines, CSV rows, fixed-size records and whole files on
+every input scheme (file, http from a 127.0.0.1 server, raw, dir:// indexes, DDFS tags on
+the test master), malformed input named by URL, record and byte offset and never retried,
+readers of one's own, and Results.to_pandas with and without pandas."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import http.server
+import io
+import json
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from discodsl import DataError, JobError, TaskFailed, count, job, map, readers, reduce, stage
+from discodsl.ddfs import DDFS
+from discodsl.errors import MalformedRecord
+from discodsl.results import Results
+from discodsl.worker.errors import retryable
+from discodsl.worker.inputs import Cursor, Node, iter_input
+from tests import jobs, reader_jobs
+
+# -- inputs of every scheme -----------------------------------------------------------
+
+
+class Served:
+    """Files under ``root`` served over HTTP on 127.0.0.1."""
+
+    def __init__(self, root: Path) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.root = root
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    root = tmp_path / "served"
+    root.mkdir()
+    server = Served(root)
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    server.thread.join(timeout=5)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    (tmp_path / "data").mkdir()
+    return Node(host="here", disco_data=str(tmp_path / "data"), timeout=5)
+
+
+SCHEMES = ["file", "http", "raw", "dir"]
+
+
+def input_url(scheme: str, data: bytes, tmp_path: Path, served: Served, name: str) -> str:
+    """A URL of ``scheme`` whose input (for dir://: whose one listed file) holds ``data``;
+    the URL a reader's errors name comes back from :func:`named`."""
+    if scheme == "raw":
+        return "raw://" + data.decode("utf-8")
+    if scheme == "http":
+        (served.root / name).write_bytes(data)
+        return served.url(name)
+    path = tmp_path / name
+    path.write_bytes(data)
+    if scheme == "file":
+        return path.as_uri()
+    index = tmp_path / "data" / f"{name}.index"
+    index.write_text(f"0 {path.as_uri()} {len(data)}\n1 raw://not-for-label-0 13\n")
+    return f"dir://here/disco/{name}.index"
+
+
+def named(url: str, tmp_path: Path) -> str:
+    """The URL an error names: a dir:// index's listed file, else the URL itself."""
+    if url.startswith("dir://"):
+        return (tmp_path / url.rsplit("/", 1)[1].removesuffix(".index")).as_uri()
+    return url
+
+
+def read(reader: Callable[..., Any], url: str, node: Node, label: int | str = 0) -> list[Any]:
+    return list(iter_input([url], label, node, Cursor(), reader))
+
+
+# Each case: a reader, good bytes and their records (a callable of the URL read, for
+# whole files), bad bytes and where the bad record is (its number, its first byte).
+CASES: dict[str, tuple[Any, bytes, Any, bytes, int, int]] = {
+    "json_lines": (
+        readers.json_lines(),
+        b'{"user": "ann", "n": 1}\n[1, 2.5, null]\r\n\n"text"\n7',
+        [{"user": "ann", "n": 1}, [1, 2.5, None], "text", 7],
+        b'{"n": 1}\n\n{"n": 2}\n{"n": \n{"n": 3}\n',
+        2,
+        19,
+    ),
+    "csv_rows": (
+        readers.csv_rows(),
+        b'name,n\nann,1\r\n"b, ""c""\nd",2\n\nzoe,\n',
+        [{"name": "ann", "n": "1"}, {"name": 'b, "c"\nd', "n": "2"}, {"name": "zoe", "n": ""}],
+        b"name,n\nann,1\nbob,2\ncid\ndan,4\n",
+        2,
+        19,
+    ),
+    "csv_rows;": (
+        readers.csv_rows(delimiter=";"),
+        b"a;b\n1,5;2\n",
+        [{"a": "1,5", "b": "2"}],
+        b'a;b\n1;2\n"3;4\n',
+        1,
+        8,
+    ),
+    "fixed": (
+        readers.fixed(4),
+        b"abcdefgh0123",
+        [b"abcd", b"efgh", b"0123"],
+        b"abcdefgh012",
+        2,
+        8,
+    ),
+    "whole_file": (
+        readers.whole_file(),
+        b"any bytes\n\x00at all",
+        lambda url: [(url, b"any bytes\n\x00at all")],
+        b"",
+        -1,
+        -1,
+    ),
+    "whole_file text": (
+        readers.whole_file(encoding="utf-8"),
+        "café\nlines ✓".encode(),
+        lambda url: [(url, "café\nlines ✓")],
+        b"caf\xe9",
+        0,
+        3,
+    ),
+}
+
+
+def _expected(records: Any, url: str) -> list[Any]:
+    return list(records(url)) if callable(records) else list(records)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("case", CASES)
+def test_each_reader_reads_good_input_of_each_scheme(
+    case: str, scheme: str, tmp_path: Path, served: Served, node: Node
+) -> None:
+    reader, good, records, *_ = CASES[case]
+    url = input_url(scheme, good, tmp_path, served, "good")
+    assert read(reader, url, node) == _expected(records, named(url, tmp_path))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][4] >= 0])
+def test_malformed_input_names_url_record_and_byte(
+    case: str, scheme: str, tmp_path: Path, served: Served, node: Node
+) -> None:
+    reader, _, _, bad, record, offset = CASES[case]
+    if scheme == "raw" and not _is_utf8(bad):
+        pytest.skip("a raw:// URL holds text only")
+    url = input_url(scheme, bad, tmp_path, served, "bad")
+    with pytest.raises(MalformedRecord) as caught:
+        read(reader, url, node)
+    error = caught.value
+    where = named(url, tmp_path)
+    assert isinstance(error, DataError)
+    assert (error.url, error.record, error.span and error.span[0]) == (where, record, offset)
+    assert where in str(error) and f"record {record}" in str(error)
+    assert f"byte {offset}" in str(error) or f"bytes {offset}-" in str(error)
+    assert not retryable(error)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def test_records_before_the_malformed_one_are_yielded(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"1\n2\n{oops\n4\n")
+    records = iter_input([str(path)], "all", node, Cursor(), readers.json_lines())
+    assert [next(records), next(records)] == [1, 2]
+    with pytest.raises(MalformedRecord, match=r"record 2 \(line 3, bytes 4-9\) is not valid JSON"):
+        next(records)
+
+
+def test_compressed_inputs_are_read_decompressed(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "data.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"a": 1}\n{"a": 2}\n'))
+    assert read(readers.json_lines(), str(path), node) == [{"a": 1}, {"a": 2}]
+
+
+def test_csv_header_only_or_empty_gives_no_records(tmp_path: Path, node: Node) -> None:
+    assert read(readers.csv_rows(), "raw://a,b\n", node) == []
+    (tmp_path / "empty.csv").write_bytes(b"")
+    assert read(readers.csv_rows(), str(tmp_path / "empty.csv"), node) == []
+
+
+def test_csv_bad_quoting_and_encoding_are_malformed(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b'a,b\n1,"2"x\n')
+    with pytest.raises(MalformedRecord, match=r"record 0 \(bytes 4-11\) is not a CSV row"):
+        read(readers.csv_rows(), str(path), node)
+    path.write_bytes(b"a,b\n1,2\n3,caf\xe9\n")
+    with pytest.raises(MalformedRecord, match=r"record 1 .*byte 13.* not valid utf-8") as caught:
+        read(readers.csv_rows(), str(path), node)
+    assert caught.value.span == (13, 14)
+
+
+def test_a_malformed_header_names_the_header(tmp_path: Path, node: Node) -> None:
+    with pytest.raises(MalformedRecord, match="header") as caught:
+        read(readers.csv_rows(), 'raw://"a,b\n', node)
+    assert caught.value.record == -1
+
+
+def test_a_record_file_under_a_text_reader_says_so(tmp_path: Path, node: Node) -> None:
+    """A dir:// index of an earlier local job lists record files: a reader reads each file
+    the index lists; a text reader refuses them, saying to drop reader=."""
+    (tmp_path / "in.txt").write_text("a b a\n")
+    with jobs.wordcount.run(inputs=[tmp_path / "in.txt"], mode="local") as results:
+        index = next(u for r in results.urls for u in r if u.startswith("dir://"))
+        with pytest.raises(MalformedRecord, match="is a record file") as caught:
+            list(iter_input([index], "all", results.node, Cursor(), readers.json_lines()))
+        assert "without reader=" in str(caught.value)
+        whole = list(iter_input([index], "all", results.node, Cursor(), readers.whole_file()))
+        assert whole and all(data[:1] == b"\x81" for _, data in whole)
+
+
+def test_a_malformed_record_is_not_failed_over_to_another_replica(
+    tmp_path: Path, node: Node
+) -> None:
+    """Replicas hold the same bytes: another would fail the same way."""
+    bad, good = tmp_path / "bad.jsonl", tmp_path / "good.jsonl"
+    bad.write_bytes(b"1\n{\n")
+    good.write_bytes(b"1\n2\n")
+    with pytest.raises(MalformedRecord) as caught:
+        list(iter_input([str(bad), str(good)], "all", node, Cursor(), readers.json_lines()))
+    assert caught.value.url == str(bad)
+    missing = str(tmp_path / "missing.jsonl")
+    assert list(iter_input([missing, str(good)], 0, node, Cursor(), readers.json_lines())) == [
+        1,
+        2,
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(min_size=3, max_size=3), max_size=20))
+def test_fixed_records_come_back_as_written(chunks: list[bytes]) -> None:
+    stream = io.BufferedReader(io.BytesIO(b"".join(chunks)))  # type: ignore[arg-type]
+    assert list(readers.fixed(3)(stream, "x")) == chunks
+
+
+def test_fixed_records_of_a_raw_url_are_its_utf8_bytes(node: Node) -> None:
+    assert read(readers.fixed(2), "raw://" + "é" * 3, node) == ["é".encode()] * 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=10,
+    )
+)
+def test_json_lines_round_trip(values: list[Any]) -> None:
+    data = "".join(json.dumps(v) + "\n" for v in values)
+    assert read(readers.json_lines(), "raw://" + data, Node()) == values
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.text(st.characters(blacklist_categories=["Cs"]), max_size=6), min_size=3, max_size=3
+        ),
+        max_size=10,
+    )
+)
+def test_csv_rows_round_trip(rows: list[list[str]]) -> None:
+    text = io.StringIO()
+    csv.writer(text).writerows([["a", "b", "c"], *rows])
+    # A row of three empty fields is written as ',,' and read back as one: no blank-line loss.
+    want = [dict(zip("abc", row, strict=True)) for row in rows]
+    assert read(readers.csv_rows(), "raw://" + text.getvalue(), Node()) == want
+
+
+# -- readers in jobs --------------------------------------------------------------------
+
+
+def test_a_job_reads_each_scheme_through_its_reader(
+    tmp_path: Path, served: Served, node: Node
+) -> None:
+    lines = b'{"user": "ann", "n": 2}\n{"user": "bob", "n": 3}\n{"user": "ann", "n": 5}\n'
+    (tmp_path / "a.jsonl").write_bytes(lines)
+    (served.root / "b.jsonl").write_bytes(lines)
+    inputs = [
+        str(tmp_path / "a.jsonl"),
+        served.url("b.jsonl"),
+        "raw://" + lines.decode(),
+    ]
+    results = reader_jobs.json_totals.run(inputs=inputs, mode="inline")
+    assert dict(results) == {"ann": 21, "bob": 9}
+
+
+def test_malformed_input_fails_a_local_job_at_once(tmp_path: Path) -> None:
+    """Not retried: each attempt of the map appends to a file, and there is one."""
+    (tmp_path / "good.jsonl").write_text('{"user": "a", "n": 1}\n')
+    (tmp_path / "bad.jsonl").write_text('{"user": "a", "n": 1}\n{"user": "b", n: 2}\n')
+    attempts = tmp_path / "attempts"
+    with pytest.raises(TaskFailed) as caught:
+        reader_jobs.json_attempts.run(
+            inputs=[tmp_path / "good.jsonl", tmp_path / "bad.jsonl"],
+            mode="local",
+            params={"log": str(attempts)},
+            max_failures=3,
+        )
+    error = caught.value
+    assert error.url.endswith("bad.jsonl") and error.record == 1
+    assert "bytes 22-" in str(error) and "not valid JSON" in str(error)
+    assert "not retried" in str(error) and "stage code" not in str(error)
+    assert attempts.read_text().count("\n") == 2  # one attempt of each of the two tasks
+
+
+def test_malformed_input_inline_raises_malformed_record(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text("[1\n")
+    with pytest.raises(MalformedRecord, match="record 0"):
+        reader_jobs.json_totals.run(inputs=[tmp_path / "bad.jsonl"], mode="inline")
+
+
+def test_a_big_file_under_a_reader_is_not_cut_into_ranges(tmp_path: Path) -> None:
+    """The local runner cuts big text files into line ranges; a CSV header, fixed-size
+    records or a whole file must reach one reader whole."""
+    path = tmp_path / "big.csv"
+    row = b"x" * 1000 + b",1\n"
+    with path.open("wb") as out:
+        out.write(b"word,n\n")
+        for _ in range(40_000):  # ~40 MB: more than twice the runner's split threshold
+            out.write(row)
+    results = reader_jobs.csv_count.run(inputs=[path], mode="local", workers=2)
+    assert dict(results) == {"rows": 40_000}
+
+
+def _my_reader(stream: BinaryIO, url: str) -> Iterator[tuple[str, int]]:
+    """A reader of one's own: the sizes of blank-line separated paragraphs."""
+    for number, paragraph in enumerate(stream.read().split(b"\n\n")):
+        if paragraph.strip() == b"boom":
+            raise ValueError(f"paragraph {number} is boom")
+        yield url.rsplit("/", 1)[-1], len(paragraph.split())
+
+
+@map(reader=_my_reader)
+def _paragraphs(record: tuple[str, int]) -> Iterable[tuple[str, int]]:
+    return [record]
+
+
+@job
+def _paragraph_job() -> list[Any]:
+    return [_paragraphs]
+
+
+def _lenient_json(stream: BinaryIO, url: str) -> Iterator[Any]:
+    """The README's reader that skips bad lines, counting them."""
+    for line in stream:
+        try:
+            yield json.loads(line)
+        except ValueError:
+            count("bad lines")
+
+
+@map(reader=_lenient_json)
+def _lenient_users(record: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    yield record["user"], record["n"]
+
+
+@job
+def _lenient_job() -> list[Any]:
+    return [_lenient_users, reader_jobs.total]
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_reader_that_skips_bad_lines_and_counts_them(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "a.jsonl").write_text('{"user": "a", "n": 1}\n{oops\n{"user": "a", "n": 2}\n[\n')
+    results = _lenient_job.run(inputs=[tmp_path / "a.jsonl"], mode=mode)
+    assert dict(results) == {"a": 3}
+    assert results.counters == {"bad lines": 2}
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_reader_of_ones_own(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "p.txt").write_bytes(b"a b\nc\n\nd e f g\n")
+    assert sorted(_paragraph_job.run(inputs=[tmp_path / "p.txt"], mode=mode)) == [
+        ("p.txt", 3),
+        ("p.txt", 4),
+    ]
+
+
+def test_an_exception_from_a_reader_of_ones_own_fails_the_job(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_bytes(b"a\n\nboom\n")
+    with pytest.raises(TaskFailed, match="paragraph 1 is boom") as caught:
+        _paragraph_job.run(inputs=[tmp_path / "p.txt"], mode="local")
+    assert caught.value.url.endswith("p.txt")
+    assert "not retried" in str(caught.value)
+
+
+# -- tags on the test master --------------------------------------------------------------
+
+
+@pytest.fixture
+def ddfs(cluster_env: str) -> Iterator[DDFS]:
+    port = urlsplit(cluster_env).port or 8989
+    with DDFS(cluster_env, disco_port=port, retries=0) as client:
+        yield client
+
+
+@pytest.mark.parametrize("case", ["json_lines", "csv_rows", "fixed", "whole_file"])
+def test_tag_inputs_on_a_cluster(case: str, ddfs: DDFS, tmp_path: Path) -> None:
+    job_, good, want, bad = reader_jobs.TAG_CASES[case]
+    (tmp_path / "good").write_bytes(good)
+    ddfs.push(f"test:{case}:good", [tmp_path / "good"])
+    assert sorted(job_.run(inputs=[f"tag://test:{case}:good"], mode="cluster")) == want
+    if bad is None:
+        return
+    (tmp_path / "bad").write_bytes(bad)
+    ddfs.push(f"test:{case}:bad", [tmp_path / "bad"])
+    with pytest.raises(TaskFailed) as caught:
+        job_.run(inputs=[f"tag://test:{case}:bad"], mode="cluster")
+    assert caught.value.url.startswith("disco://") and caught.value.record >= 0
+    assert "MalformedRecord" in str(caught.value) or "record" in str(caught.value)
+    assert "byte" in str(caught.value)
+
+
+# -- declaring readers -------------------------------------------------------------------
+
+
+def test_reader_factories_must_be_called() -> None:
+    with pytest.raises(JobError, match=r"reader=readers.json_lines\(\)"):
+        map(reader=readers.json_lines)(lambda record: [])
+    with pytest.raises(JobError, match=r"reader=readers.fixed\(SIZE\)"):
+        map(reader=readers.fixed)(lambda record: [])
+    with pytest.raises(JobError, match="must be a function"):
+        map(reader="json")(lambda record: [])
+    with pytest.raises(JobError, match=r"takes \(stream, url\)"):
+        map(reader=lambda a, b, c: [])(lambda record: [])
+
+
+def test_fixed_needs_a_positive_size() -> None:
+    for size in (0, -1, 2.5, "4"):
+        with pytest.raises(ValueError, match="positive"):
+            readers.fixed(size)  # type: ignore[arg-type]
+
+
+def test_only_the_first_stage_reads_inputs_with_a_reader() -> None:
+    first = map(lambda record: [(record, 1)])
+
+    @reduce
+    def counted(key: Any, values: Iterable[int]) -> Iterator[tuple[Any, int]]:
+        yield key, sum(values)
+
+    second = map(reader=readers.json_lines(), name="second")(lambda record: [record])
+    with pytest.raises(JobError, match="only the first stage"):
+        job(lambda: [first, counted, second])
+    with pytest.raises(JobError, match="only the first stage"):
+        job(lambda: [first, second])
+    assert stage(reader=readers.whole_file(), grouping="split")(lambda records: records)
+
+
+def test_readers_ship_by_reference_and_run_unchanged(tmp_path: Path) -> None:
+    """The built-in readers live in discodsl.worker, which every node has."""
+    import cloudpickle
+
+    for reader, *_ in CASES.values():
+        shipped = cloudpickle.loads(cloudpickle.dumps(reader))
+        assert shipped.func is reader.func and shipped.keywords == reader.keywords
+        assert b"def " not in cloudpickle.dumps(reader)
+
+
+# -- results in a DataFrame ---------------------------------------------------------------
+
+
+def _results(tmp_path: Path, rows: list[tuple[Any, Any]]) -> Results:
+    from discodsl.worker.records import RecordWriter
+
+    path = tmp_path / "results"
+    with RecordWriter(str(path)) as writer:
+        writer.write_many(rows)
+    return Results("job", [[path.as_uri()]], node=Node(), mode="inline")
+
+
+def test_to_pandas_gives_key_and_value_columns(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    rows: list[tuple[Any, Any]] = [("a", 1), (("t", 2), {"x": 1}), (None, [1, 2])]
+    frame = _results(tmp_path, rows).to_pandas()
+    assert list(frame.columns) == ["key", "value"]
+    assert list(frame.itertuples(index=False, name=None)) == rows
+
+
+def test_to_pandas_expands_dict_and_tuple_values(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    dicts = _results(tmp_path, [("a", {"n": 1, "s": "x"}), ("b", {"n": 2, "t": True})])
+    frame = dicts.to_pandas(expand=True)
+    assert list(frame.columns) == ["key", "n", "s", "t"]
+    assert frame["n"].tolist() == [1, 2] and frame["key"].tolist() == ["a", "b"]
+    pairs = _results(tmp_path / "..", [("a", (1, "x")), ("b", (2, "y"))])
+    assert pairs.to_pandas(expand=True).columns.tolist() == ["key", "value_0", "value_1"]
+    mixed = _results(tmp_path, [("a", {"n": 1}), ("b", 2)])
+    with pytest.raises(ValueError, match="expand=True"):
+        mixed.to_pandas(expand=True)
+    clash = _results(tmp_path, [("a", {"key": 1})])
+    with pytest.raises(ValueError, match="'key'"):
+        clash.to_pandas(expand=True)
+
+
+def test_to_pandas_of_a_job_run_on_each_mode(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    (tmp_path / "in.txt").write_text("a b a\n")
+    for mode in ("inline", "local"):
+        frame = jobs.wordcount.run(inputs=[tmp_path / "in.txt"], mode=mode).to_pandas()
+        assert dict(zip(frame["key"], frame["value"], strict=True)) == {"a": 2, "b": 1}
+
+
+def test_to_pandas_without_pandas_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails
+    results = _results(tmp_path, [("a", 1)])
+    with pytest.raises(ImportError, match=r"pip install 'discodsl\[pandas\]'"):
+        results.to_pandas()
