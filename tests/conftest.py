@@ -13,13 +13,20 @@ REFERENCE = ROOT.parent / "shared" / "disco-reference"
 pytest_plugins = ["tests.conftest_cluster"]
 
 
+@pytest.fixture(scope="session")
+def _runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local-runs")
+
+
 @pytest.fixture(autouse=True)
-def _clean_disco_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees the developer's DISCO_* / DDFS_* settings."""
+def _clean_disco_env(monkeypatch: pytest.MonkeyPatch, _runs_dir: Path) -> Iterator[None]:
+    """No test sees the developer's DISCO_* / DDFS_* settings, or their registry of local
+    runs (the suite's local runs register in a directory of its own)."""
     for name in list(os.environ):
         if name.startswith(("DISCO_", "DDFS_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DISCO_SETTINGS_FILE", os.devnull)
+    monkeypatch.setenv("DISCODSL_RUNS_DIR", str(_runs_dir))
     yield
 
 

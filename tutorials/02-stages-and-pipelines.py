@@ -172,9 +172,10 @@ print("same top 3:", sorted(four) == sorted(results))
 #
 # ## A pipeline has rules
 #
-# The stages are checked when the job is declared. A reduce needs `(key, value)` pairs from
-# an earlier stage, so it cannot come first; two stages cannot share a name. The error says
-# what to write instead:
+# The stages are checked when the job is declared: two stages cannot share a name, since
+# the name is how Disco tells them apart. (A reduce may come first, in a job whose inputs
+# are record files such as an earlier job's results: it groups their pairs by key.) The
+# error says what to write instead:
 
 # %% tags=["assert-pipeline-rule"]
 from discodsl import JobError
@@ -182,8 +183,8 @@ from discodsl import JobError
 try:
 
     @job
-    def backwards():
-        return [revenue, parse]
+    def twice():
+        return [parse, parse, revenue]
 
 except JobError as error:
     print(error)
