@@ -507,3 +507,11 @@ def test_bad_budget_is_refused(tmp_path: Path, group: Grouping) -> None:
 def test_empty_input(tmp_path: Path) -> None:
     assert drain(group_sorted([], budget=HUGE, tmpdir=str(tmp_path))) == []
     assert drain(group_hashed([], budget=HUGE, tmpdir=str(tmp_path))) == []
+
+
+def test_group_sorted_in_memory_takes_unhashable_keys(tmp_path: Path) -> None:
+    """The in-memory path groups by hash; keys that are orderable but not hashable (lists,
+    as an earlier job may write them) are grouped by sorting, as before."""
+    records = [([1, "b"], 1), ([0], 2), ([1, "b"], 3), ([0], 4), ([1, "a"], 5)]
+    got = drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path)))
+    assert got == [([0], [2, 4]), ([1, "a"], [5]), ([1, "b"], [1, 3])]

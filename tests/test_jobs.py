@@ -370,3 +370,117 @@ def test_json_lines_inputs(tmp_path: Path, mode: str) -> None:
         paths.append(path)
     results = reader_jobs.json_totals.run(inputs=paths, mode=mode)
     assert dict(results) == {"ann": 7, "bob": 7, "zoë": 1}
+
+
+# -- the combined map: values counted while they are one object, listed after --------------
+
+
+def _combined_job(produce: Any, combiner: Any = None) -> Any:
+    """A job: map ``produce`` (a function of a line), then a combined reduce that keeps every
+    value it sees, in order (``combiner`` runs map-side, when given)."""
+    from discodsl import job, map, reduce
+
+    def keep(key: Any, values: Any) -> Any:
+        kept: list[Any] = []
+        for value in values:  # a combined list, or a lone value the combiner was not run on
+            kept += value if isinstance(value, list) else [value]
+        yield key, kept
+
+    mapped = map(produce)
+    kept = reduce(combiner=combiner)(keep) if combiner else reduce(combine=True)(keep)
+
+    @job(partitions=2)
+    def kept_values() -> list[Any]:
+        return [mapped, kept]
+
+    return kept_values
+
+
+def _wrap(key: Any, values: Any) -> Any:
+    """A combiner: every value seen, in order, as one list."""
+    yield key, list(values)
+
+
+def test_combined_values_keep_their_order_when_they_stop_being_one_object(
+    tmp_path: Path,
+) -> None:
+    """Counted copies of one value, then other values: the combiner sees them in input order,
+    and one-object runs after the switch stay in place too."""
+
+    def produce(line: str) -> Any:
+        number = int(line)
+        yield "k", "a" if number % 7 else f"b{number}"
+        yield f"n{number % 3}", "x"
+
+    path = tmp_path / "numbers.txt"
+    path.write_text("".join(f"{number}\n" for number in range(1, 40)))
+    results = dict(_combined_job(produce, _wrap).run([path], mode="inline"))
+    assert results["k"] == ["a" if n % 7 else f"b{n}" for n in range(1, 40)]
+    assert results["n1"] == ["x"] * len([n for n in range(1, 40) if n % 3 == 1])
+
+
+def test_combined_values_equal_but_not_identical_keep_their_types() -> None:
+    """1, 1.0 and True are equal values, not one object: none becomes another."""
+
+    def produce(line: str) -> Any:
+        yield from [("k", 1), ("k", 1), ("k", 1.0), ("k", True), ("k", 1)]
+
+    results = dict(_combined_job(produce, _wrap).run(["raw://x"], mode="inline"))
+    assert [type(value) for value in results["k"]] == [int, int, float, bool, int]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("ab", r"produced 'ab' \(str\), not a \(key, value\) pair"),
+        (("k", 1, 2), r"produced \('k', 1, 2\) \(tuple\), not a \(key, value\) pair"),
+        (None, r"produced None \(NoneType\), not a \(key, value\) pair"),
+        ((["k"], 1), "yielded a key that cannot be grouped"),
+    ],
+)
+def test_combined_map_checks_every_pair_after_counting_began(bad: Any, message: str) -> None:
+    """Counting is no reason to skip a check: the 1,000th item is checked like the first."""
+
+    def produce(line: str) -> Any:
+        yield from [(f"w{index}", 1) for index in range(999)]
+        yield bad
+
+    with pytest.raises(StageError, match=f"'produce' {message}"):
+        _combined_job(produce).run(["raw://x"], mode="inline")
+
+
+def test_combined_map_returning_none_after_counting_began_is_named() -> None:
+    def produce(line: str) -> Any:
+        return [("w", 1)] if line != "stop" else None
+
+    with pytest.raises(StageError, match="'produce' returned None"):
+        _combined_job(produce).run(["raw://a", "raw://b", "raw://stop"], mode="inline")
+
+
+def test_combiner_folds_while_counting_and_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory-pressure folds between chunks (while values are counted, then listed) give the
+    same totals and keep each key's values in order."""
+    from discodsl.worker import execute
+    from discodsl.worker.spec import StageSpec
+
+    growth = iter(range(0, 1 << 40, 1 << 30))  # every check: grown by 1 GiB more
+    monkeypatch.setattr(execute, "_resident_bytes", lambda: next(growth))
+    monkeypatch.setattr(execute, "CHUNK", 10)
+    folds: list[int] = []
+
+    def total(key: Any, values: Any) -> Any:
+        values = list(values)
+        folds.append(len(values))
+        yield key, sum(values)
+
+    after = StageSpec("total", "reduce", "group_label", total, combine=True)
+    combiner = execute._Combiner(after, total, None, budget=1 << 20)
+
+    def produce(line: str) -> Any:
+        number = int(line)  # counted while it is 1, listed once a 2 comes
+        yield from [("a", number), ("b" if number == 1 else "c", number)]
+
+    mapped = StageSpec("produce", "map", "split", produce)
+    combiner.consume_map(mapped, produce, ["1"] * 45 + ["2"] * 15)
+    assert dict(combiner._combined()) == {"a": 45 + 2 * 15, "b": 45, "c": 2 * 15}
+    assert not combiner.counting and max(folds) > 1

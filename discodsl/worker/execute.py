@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, islice, repeat, starmap
-from operator import is_, itemgetter
 from typing import Any, Protocol
 
 from discodsl.worker.errors import DataError, StageError
@@ -343,14 +342,13 @@ def _wrap(task: TaskSetup, where: Position, exc: Exception) -> StageError:
 class _Combiner:
     """Folds map output per key through the next stage's reduce before it is written.
 
-    Values are buffered per key, in the order they came. A map's output is
-    taken a batch of records at a time (about ``_BATCH_PAIRS`` pairs); a batch
-    whose pairs are all 2-tuples with one and the same value object (``yield
-    word, 1``: the constant ``1``) is *counted* in C instead of listed:
-    ``counts[key]`` more copies of ``same`` after ``buffer[key]``'s values.
-    That is exact (the combiner gets those very objects, in order), not a
-    guess about the combiner. The first batch that does not fit turns the
-    counts into lists, and every later value is listed.
+    Values are buffered per key, in the order they came. While every value
+    is one and the same object (``yield word, 1``: the constant ``1``), each
+    key's values are *counted* rather than listed: ``counts[key]`` copies of
+    ``same``. That is exact (the combiner gets those very objects, in order),
+    not a guess about the combiner, and costs a dict update per pair where a
+    list append costs about twice that. The first other value turns the counts
+    into lists, and from then on every value is listed.
 
     The buffer is folded (each key's values replaced by what the combiner
     makes of them) when the process has grown by half the memory budget, and
@@ -359,10 +357,10 @@ class _Combiner:
 
     def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
         self.stage, self.function = stage, _bound(function, takes_params(function, 2), params)
-        # A plain dict, not a defaultdict: CPython specialises subscripts of exact dicts,
-        # which makes the per-value loop below about a quarter faster.
+        # Plain dicts, not defaultdicts: CPython specialises subscripts of exact dicts,
+        # which makes the per-value loops below about a quarter faster.
         self.buffer: dict[Any, list[Any]] = {}
-        self.counts: Counter[Any] = Counter()  # copies of ``same`` after buffer[key]'s values
+        self.counts: dict[Any, int] = {}  # copies of ``same`` after buffer[key]'s values
         self.same: Any = _UNSET
         self.counting = True
         self.count = 0
@@ -372,7 +370,7 @@ class _Combiner:
     def add(self, key: Any, value: Any) -> None:
         if self.counting:
             if value is self.same:
-                self.counts[key] += 1
+                self.counts[key] = self.counts.get(key, 0) + 1
                 return
             self._stop_counting()
         try:
@@ -386,28 +384,51 @@ class _Combiner:
     def consume_map(
         self, stage: StageSpec, function: Callable[[Any], Any], records: Iterable[Any]
     ) -> None:
-        """The hot loop of a combined map (``stage``): no per-pair call but the user's.
-
-        Batches are counted while they can be; once one cannot, the rest streams
-        through the listing loop.
-        """
-        iterator, size, unchecked = iter(records), _FIRST_BATCH, 0
-        while self.counting and (batch := list(islice(iterator, size))):
-            pairs = _pairs_of(stage, function, batch)
-            if not self._counted(stage, pairs):
-                _listed(stage, pairs, self.buffer)
-            size = _batch_size(len(batch), len(pairs))
-            unchecked += len(batch)
-            if unchecked >= CHUNK:
-                unchecked = 0
-                self._check_memory()
+        """The hot loop of a combined map (``stage``): no per-record call but the user's."""
+        iterator: Iterator[Any] = iter(records)
+        if self.counting:
+            iterator = self._consume_counting(stage, function, iterator)
         if not self.counting:
             self._consume_listed(stage, function, iterator)
+
+    def _consume_counting(
+        self, stage: StageSpec, function: Callable[[Any], Any], iterator: Iterator[Any]
+    ) -> Iterator[Any]:
+        """Count values while each is ``same``; the records left when one is not."""
+        counts, same = self.counts, self.same
+        get = counts.get
+        while chunk := list(islice(iterator, CHUNK)):
+            records = iter(chunk)
+            for record in records:
+                result = function(record)
+                try:
+                    items = iter(result)
+                    for item in items:
+                        key, value = (
+                            item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+                        )
+                        if value is same:
+                            counts[key] = get(key, 0) + 1
+                        elif same is _UNSET and not counts:  # the first value
+                            same = self.same = value
+                            counts[key] = 1
+                        else:
+                            self._stop_counting()
+                            _listed(stage, chain(((key, value),), items), self.buffer)
+                            return chain(records, iterator)
+                except (TypeError, ValueError) as exc:
+                    error = _not_pairs(stage, exc, result, _Combiner._consume_counting)
+                    if error is None:
+                        raise
+                    raise error from None
+            self._check_memory()
+            counts, get = self.counts, self.counts.get
+        return iterator
 
     def _consume_listed(
         self, stage: StageSpec, function: Callable[[Any], Any], iterator: Iterator[Any]
     ) -> None:
-        """Every value listed, pair by pair, as each call of ``function`` yields it."""
+        """List every value, as each call of ``function`` yields it."""
         buffer = self.buffer
         while chunk := list(islice(iterator, CHUNK)):
             for record in chunk:
@@ -429,27 +450,13 @@ class _Combiner:
             self._check_memory()
             buffer = self.buffer
 
-    def _counted(self, stage: StageSpec, pairs: list[Any]) -> bool:
-        """Count ``pairs`` if each is a 2-tuple whose value is ``same``; False (and no more
-        counting) if not. Every check and the counting run in C."""
-        if not pairs:
-            return True
-        if set(map(type, pairs)) != _TUPLES or set(map(len, pairs)) != _TWO:
-            return self._stop_counting()
-        if self.same is _UNSET:
-            self.same = pairs[0][1]
-        if not all(map(is_, map(_VALUE, pairs), repeat(self.same))):
-            return self._stop_counting()
-        try:
-            self.counts.update(map(_KEY, pairs))
-        except TypeError:  # an unhashable key: the task fails, with the error the key deserves
-            _listed(stage, pairs, {})
-            raise
-        return True
-
-    def _stop_counting(self) -> bool:
+    def _stop_counting(self) -> None:
         """Turn the counts into listed values; from now on every value is listed."""
         self.counting = False
+        self._list_counts()
+
+    def _list_counts(self) -> None:
+        """Append each key's counted copies of ``same`` to its list."""
         buffer, same = self.buffer, self.same
         for key, copies in self.counts.items():
             listed = buffer.get(key)
@@ -458,7 +465,6 @@ class _Combiner:
             else:
                 listed += [same] * copies
         self.counts.clear()
-        return False
 
     def _check_memory(self) -> None:
         """Fold if the process has grown by half the budget since the last fold."""
@@ -475,7 +481,7 @@ class _Combiner:
             except KeyError:
                 folded[key] = [value]
         self.buffer = folded
-        self.counts = Counter()
+        self.counts = {}
         self.count = sum(map(len, folded.values()))
 
     def _combined(self) -> Iterator[tuple[Any, Any]]:
@@ -491,16 +497,16 @@ class _Combiner:
 
     def _results(self) -> Iterator[Iterable[Any]]:
         """What the combiner returns for each key: listed keys first, then counted ones."""
-        function, same, counts = self.function, self.same, self.counts
-        if counts and self.buffer:  # only after a fold while counting
-            self._stop_counting()
+        if self.counts and self.buffer:  # only after a fold while counting
+            self._list_counts()
+        function, same = self.function, self.same
         listed = (
             ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
             for key, values in self.buffer.items()
         )
         counted = (
             ((key, same),) if copies == 1 else function(key, repeat(same, copies))
-            for key, copies in counts.items()
+            for key, copies in self.counts.items()
         )
         return chain(listed, counted)
 
@@ -512,38 +518,9 @@ class _Combiner:
 
 
 _UNSET: Any = object()  # no value counted yet
-_TUPLES = {tuple}
-_TWO = {2}
-_KEY: Callable[[Any], Any] = itemgetter(0)
-_VALUE: Callable[[Any], Any] = itemgetter(1)
-# A combined map takes its output this many pairs at a time (records per batch are adapted
-# to it): enough to pay for a few C passes per batch, few enough to stay in the CPU's cache.
-_BATCH_PAIRS = 1024
-_FIRST_BATCH = 16
 
 
-def _batch_size(records: int, pairs: int) -> int:
-    """How many records to take next for about ``_BATCH_PAIRS`` pairs."""
-    return max(1, min(CHUNK, _BATCH_PAIRS * records // max(1, pairs)))
-
-
-def _pairs_of(stage: StageSpec, function: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
-    """Everything the calls of ``function`` on ``batch`` yield, in one list (C per item)."""
-    items: list[Any] = []
-    extend = items.extend
-    for record in batch:
-        result = function(record)
-        try:
-            extend(result)
-        except (TypeError, ValueError) as exc:
-            error = _not_pairs(stage, exc, result, _pairs_of)
-            if error is None:
-                raise
-            raise error from None
-    return items
-
-
-def _listed(stage: StageSpec, items: list[Any], buffer: dict[Any, list[Any]]) -> None:
+def _listed(stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]) -> None:
     """Check each of ``items`` is a pair, and append its value to its key's list."""
     try:
         for item in items:
@@ -553,7 +530,7 @@ def _listed(stage: StageSpec, items: list[Any], buffer: dict[Any, list[Any]]) ->
             except KeyError:
                 buffer[key] = [value]
     except (TypeError, ValueError) as exc:
-        error = _not_pairs(stage, exc, items, _listed)
+        error = _not_pairs(stage, exc, (), _listed)
         if error is None:
             raise
         raise error from None

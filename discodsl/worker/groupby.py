@@ -2,8 +2,9 @@
 
 Two groupings, one per value of a reduce stage's ``sort`` option:
 
-- :func:`group_sorted` yields groups in ascending key order. Records are
-  buffered and sorted in memory while they fit the budget; past it each full
+- :func:`group_sorted` yields groups in ascending key order. While the
+  records fit the budget they are grouped in a dict and only the distinct
+  keys are sorted (by sorting the records when a key is not hashable); past it each full
   buffer is sorted and spilled to a *run* file, and the runs are merged
   (several passes when there are more than ``_FAN_IN``) into one stream in
   which equal keys are adjacent.
@@ -127,8 +128,14 @@ def _group_sorted(
     buffer: list[Record] = []
     meter = _Meter(budget)
     if _fill(records, buffer, meter):
-        # Fast path, every reduce's: one sort and itertools.groupby.
-        ordered = _sorted(buffer, stage)
+        # Fast path, every reduce's: group by hash, sort only the distinct keys.
+        groups = _by_key(buffer)
+        if groups is not None:
+            buffer.clear()
+            for key in _sorted_keys(groups, buffer, stage):
+                yield key, iter(groups[key])
+            return
+        ordered = _sorted(buffer, stage)  # keys that are not hashable, records not pairs
         for key, group in groupby(ordered, _KEY):
             yield key, map(_VALUE, group)
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
@@ -145,6 +152,34 @@ def _group_sorted(
     finally:
         _close(chunks)
         scratch.close()
+
+
+def _by_key(buffer: list[Record]) -> dict[Any, list[Any]] | None:
+    """Each key's values in input order, the first key object of equal ones as the key (what
+    a stable sort and ``groupby`` give); None if a key is not hashable or a record not a pair.
+
+    Sorting the records costs a comparison of keys per record and pass; this
+    costs a dict update per record and a sort of the distinct keys only.
+    """
+    groups: dict[Any, list[Any]] = {}
+    try:
+        for key, value in buffer:
+            try:
+                groups[key].append(value)
+            except KeyError:
+                groups[key] = [value]
+    except (TypeError, ValueError):
+        return None
+    return groups
+
+
+def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str) -> list[Any]:
+    """The keys of ``groups`` in ascending order; keys that do not compare: a StageError."""
+    try:
+        return sorted(groups)
+    except TypeError as err:
+        buffer += ((key, values[0]) for key, values in groups.items())
+        raise _sort_error(stage, buffer, err) from err
 
 
 def _fill(records: Iterator[Record], buffer: list[Record], meter: _Meter) -> bool:
