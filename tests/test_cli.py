@@ -464,9 +464,11 @@ NO_MASTER_COMMANDS = [
 
 @pytest.fixture
 def nothing_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No DISCO_* variables (conftest), no settings file, and a HOME without ~/.disco."""
+    """No DISCO_* variables (conftest), no settings file, a HOME without ~/.disco, and no
+    local runs registered."""
     monkeypatch.delenv("DISCO_SETTINGS_FILE")
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DISCODSL_RUNS_DIR", str(tmp_path / "no-runs"))
     monkeypatch.chdir(tmp_path)
 
 
