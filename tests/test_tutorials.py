@@ -18,6 +18,7 @@ import ast
 import importlib.util
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -502,3 +503,42 @@ def test_06_access_logs(tmp_path: Path) -> None:
     verdicts = [line.split()[-1] for line in ran.stream("assert-answer-key").splitlines()]
     assert verdicts == ["ok"] * 4
 
+
+
+def _orders() -> list[dict[str, Any]]:
+    """The orders tutorial 7 writes, made here again to check its answers against."""
+    customers, items = ["ana", "ben", "cy", "dee", "eli"], ["tea", "jam", "bread", "honey"]
+    return [
+        {"customer": customers[(n * 7 + part) % 5], "item": items[(n + part * 3) % 4],
+         "quantity": (n * 5 + part) % 4 + 1}
+        for part in range(3)
+        for n in range(100)
+    ]
+
+
+def test_07_runs_chains_and_readers() -> None:
+    orders = _orders()
+    items: Counter[str] = Counter()
+    buyers: Counter[str] = Counter()
+    for order in orders:
+        items[order["item"]] += order["quantity"]
+        buyers[order["customer"]] += order["quantity"]
+    ran = execute("07-runs-chains-and-readers")
+
+    status, records, events = ran.stream("assert-submit").splitlines()
+    assert status == "status: ready"
+    assert ast.literal_eval(records) == sorted(items.items())
+    assert events.startswith("events: ") and "the last: READY: Job done in " in events
+
+    best = max(buyers.items(), key=lambda kv: (kv[1], kv[0]))
+    assert ran.stream("assert-chain").splitlines() == [
+        f"best customer: [{best!r}]",
+        "statuses: ready ready ready",
+    ]
+    pairs, same = ran.stream("assert-stage-results").splitlines()
+    written = int(pairs.split()[4])
+    assert 4 <= written <= 3 * 4 and pairs.endswith("for 300 orders")  # combined per task
+    assert same == "same total: True"
+    assert ran.stream("assert-reduce-only") == "same as the first run: True\n"
+    table = [line.split() for line in ran.stream("assert-pandas").splitlines()]
+    assert table == [["key", "value"]] + [[k, str(v)] for k, v in sorted(items.items())]
