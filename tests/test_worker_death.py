@@ -35,6 +35,14 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def _parent(pid: int) -> int:
+    """The parent of ``pid`` (0 if it has ended)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except OSError:
+        return 0
+
+
 def _workers_under(root: Path) -> list[int]:
     """Live processes whose working directory is under ``root`` (workers run in job homes)."""
     found = []
@@ -96,7 +104,11 @@ def test_a_killed_driver_takes_its_workers_along_and_the_next_run_cleans_up(
     try:
         assert _wait_until(lambda: list(pids.iterdir()), 60), "the stage never started"
         assert _wait_until(lambda: len(_workers_under(temp)) >= 2, 30), "no spare started"
-        workers = {*_workers_under(temp), *(int(p.name) for p in pids.iterdir())}
+        stages = [int(p.name) for p in pids.iterdir()]
+        zygotes = {_parent(pid) for pid in stages}
+        assert driver.pid not in zygotes, "the stage ran in a worker the driver started"
+        workers = {*_workers_under(temp), *stages, *zygotes}
+        assert zygotes <= set(_workers_under(temp)), "the zygote runs outside the job home"
         driver.send_signal(how)
         driver.wait(timeout=30)
     finally:

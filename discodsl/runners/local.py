@@ -2,10 +2,12 @@
 
 The local runner is a master: it builds the same jobpack a Disco master
 would get and hands it to :class:`~discodsl.runners.node.NodeMaster`,
-which starts the jobhome's ``worker`` for each task over real pipes. It
-opens no network port. Its files live in a temporary directory removed when
-the results are closed or garbage-collected, or, if this process is killed,
-by the next local run. ``timeout=`` bounds a run (its workers are killed).
+which starts the jobhome's ``worker`` for each task over real pipes (forked
+from a zygote per job: :mod:`discodsl.runners.forkserver`; a process per
+task with ``DISCODSL_NO_FORKSERVER=1``). It opens no network port. Its
+files live in a temporary directory removed when the results are closed or
+garbage-collected, or, if this process is killed, by the next local run.
+``timeout=`` bounds a run (its workers are killed).
 
 Each run has a node master of its own, run in the thread of its
 :class:`~discodsl.runners.handle.Run` (runs side by side share the cores),

@@ -8,6 +8,11 @@ each stage's inputs into tasks, starts the jobhome's ``worker`` launcher for
 each task (job home as working directory, jobenvs in the environment,
 stdout and stderr merged) and answers it over real pipes with the master
 side of the protocol codec, as the recordings show a real master answering.
+With ``fork_server`` (the local runner's way) the launcher is started once
+per job as a zygote that forks each task's worker
+(:mod:`discodsl.runners.forkserver`); the conversation is the same. Spares
+(started or forked ahead, up to ``workers``) take the start-up off a task's
+path.
 Local outputs are indexed in ``.disco/*.results`` files and handed to the
 next stage as ``dir://`` inputs. ERROR (and crashes) retry a task up to a
 failure limit; FATAL and protocol violations fail the job at once. A run
@@ -21,6 +26,7 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -32,8 +38,10 @@ from typing import IO, Any, cast
 
 from discodsl import jobpack
 from discodsl.runners.base import EventHandler
+from discodsl.runners.forkserver import ForkedWorker, ForkFailed, ForkServer
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
 from discodsl.runners.layout import JobLayout, job_name
+from discodsl.worker import forkserver as zygote
 from discodsl.worker.errors import RemoteProtocolError
 from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Msg, Request, Task
 from discodsl.worker.messages import Output as OutputMessage
@@ -44,6 +52,10 @@ from discodsl.worker.sides import MasterSide
 FIRST_MESSAGE_TIMEOUT = 30.0
 # A worker that died is reported with the last this many bytes it wrote.
 LAST_WORDS = 100 * 1024
+
+# A worker: a process started from the launcher, or a child forked by a job's zygote.
+Worker = subprocess.Popen[bytes] | ForkedWorker
+
 
 @dataclass
 class Attempt:
@@ -101,10 +113,14 @@ class NodeMaster:
     # once); "task_retry" {stage, taskid, failures, pause} is emitted before it.
     retry_pause: Callable[[int], float] = lambda failures: 0.0
     sleep: Callable[[float, threading.Event], object] = lambda s, cancelled: cancelled.wait(s)
+    # Fork each task's worker from a zygote the job's launcher started (the local runner's
+    # way: runners/forkserver.py), instead of starting the launcher per task (a Disco node's).
+    fork_server: bool = False
     _submitted: dict[str, jobpack.JobPack] = field(default_factory=dict)  # by job home
     _spares: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _wanted: int = 0
-    _running: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    _running: set[Worker] = field(default_factory=set)
+    _forks: ForkServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cancelled: threading.Event = field(default_factory=threading.Event)
     _active: dict[tuple[str, int], None] = field(default_factory=dict)  # tasks talking
@@ -145,6 +161,7 @@ class NodeMaster:
         taskid = 0
         pipeline = pack.jobdict["pipeline"]
         timer = self._start_timer()
+        self._start_fork_server(layout, pack)
         try:
             for number, (stage, grouping, _concurrent) in enumerate(pipeline, 1):
                 plans = group_outputs(grouping, outputs)
@@ -161,7 +178,18 @@ class NodeMaster:
             if timer is not None:
                 timer.cancel()
             self._drop_spares()
+            self._close_fork_server()
         return [_result_urls(output) for output in outputs]
+
+    def _start_fork_server(self, layout: JobLayout, pack: jobpack.JobPack) -> None:
+        """Have this job's workers forked from a zygote (started at the first task)."""
+        if self.fork_server:
+            self._forks = ForkServer(lambda control: self._spawn(layout, pack, control))
+
+    def _close_fork_server(self) -> None:
+        forks, self._forks = self._forks, None
+        if forks is not None:
+            forks.close()
 
     def _start_timer(self) -> threading.Timer | None:
         """Start the clock on ``timeout``, if any."""
@@ -183,8 +211,13 @@ class NodeMaster:
         self._cancelled.set()
         with self._lock:
             for process in list(self._running):
-                _kill(process)
+                if isinstance(process, ForkedWorker):
+                    process.kill()  # its conversation sees it end, then stops it
+                else:
+                    _kill(process)
         self._drop_spares()
+        if self._forks is not None:
+            self._forks.close()
 
     def _drop_spares(self) -> None:
         with self._lock:
@@ -270,7 +303,7 @@ class NodeMaster:
 
     def _attempt(self, layout: JobLayout, pack: jobpack.JobPack, task: _StageTask) -> Attempt:
         try:
-            process = self._worker_process(layout, pack)
+            process = self._start_worker(layout, pack)
         except OSError as exc:
             return Attempt(False, text=f"cannot start the worker: {exc}")
         with self._lock:
@@ -282,15 +315,30 @@ class NodeMaster:
                 self._running.discard(process)
             _kill(process)
 
-    def _worker_process(self, layout: JobLayout, pack: jobpack.JobPack) -> subprocess.Popen[bytes]:
-        """A started worker: a spare if one is ready, and a new spare for the next task.
-
-        A spare has done its start-up (interpreter, imports, WORKER) while other
-        tasks ran, and waits for the TASK reply, which a master may delay: so
-        a task costs its work, not a process start, whenever tasks keep coming.
+    def _start_worker(self, layout: JobLayout, pack: jobpack.JobPack) -> Worker:
+        """A worker for a task: forked by the job's zygote if it has one that works, else
+        started. Either way, spares are readied for the tasks that follow (up to
+        ``workers``): a spare has done its start-up (a new interpreter's, or a forked
+        child's) while other tasks ran, and waits for the TASK reply, which a master may
+        delay: so a task costs its work, not a worker's start, whenever tasks keep coming.
         """
         with self._lock:
             self._wanted -= 1
+            spares = max(0, min(self.workers, self._wanted))
+        forks = self._forks
+        if forks is not None and forks.usable:
+            try:
+                return forks.fork(self._cancelled, spares)
+            except ForkFailed:
+                if self._cancelled.is_set():
+                    raise
+        return self._worker_process(layout, pack, spares)
+
+    def _worker_process(
+        self, layout: JobLayout, pack: jobpack.JobPack, spares: int
+    ) -> subprocess.Popen[bytes]:
+        """A started worker: a spare if one is ready, and new spares up to ``spares``."""
+        with self._lock:
             spare = self._spares.pop() if self._spares else None
         process = spare if spare is not None and spare.poll() is None else None
         if spare is not None and process is None:
@@ -298,7 +346,7 @@ class NodeMaster:
         if process is None:
             process = self._spawn(layout, pack)
         with self._lock:
-            missing = min(self.workers, self._wanted) - len(self._spares)
+            missing = spares - len(self._spares)
         for _ in range(max(0, missing)):
             if self._cancelled.is_set():
                 break
@@ -307,23 +355,26 @@ class NodeMaster:
                 self._spares.append(new)
         return process
 
-    def _spawn(self, layout: JobLayout, pack: jobpack.JobPack) -> subprocess.Popen[bytes]:
-        """Start the jobhome's worker as a Disco node does (cwd, jobenvs, stdout+stderr)."""
+    def _spawn(
+        self, layout: JobLayout, pack: jobpack.JobPack, control: socket.socket | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start the jobhome's worker as a Disco node does (cwd, jobenvs, stdout+stderr);
+        with a ``control`` socket, as the job's zygote: the socket is its input."""
         env = {**os.environ, **self.environ, **pack.jobenvs}
+        if control is not None:
+            env[zygote.ENV] = layout.jobfile
         worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
         return subprocess.Popen(
             [worker],
             cwd=layout.home,
             env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE if control is None else control.fileno(),
+            stdout=subprocess.PIPE if control is None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
-    def _task_outputs(
-        self, layout: JobLayout, task: _StageTask, outcome: Attempt
-    ) -> list[Output]:
+    def _task_outputs(self, layout: JobLayout, task: _StageTask, outcome: Attempt) -> list[Output]:
         local = [(label, path, size) for label, path, size in outcome.outputs if "://" not in path]
         remote: list[Output] = [
             DataOutput(label, size, (path,))
@@ -369,7 +420,7 @@ class _Conversation:
         master: NodeMaster,
         layout: JobLayout,
         task: _StageTask,
-        process: subprocess.Popen[bytes],
+        process: Worker,
     ):
         self.master, self.layout, self.task, self.process = master, layout, task, process
         self.side = MasterSide()
@@ -495,8 +546,11 @@ class _Conversation:
         return Attempt(False, text=text, exit_code=code, inputs=inputs)
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
+def _kill(process: Worker) -> None:
     """Close the worker's input and kill it and its children, as Disco does at task end."""
+    if isinstance(process, ForkedWorker):
+        process.stop()
+        return
     try:
         if process.stdin is not None:
             process.stdin.close()

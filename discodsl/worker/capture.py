@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import struct
 import sys
 import termios
@@ -50,16 +51,21 @@ class Capture:
         os.dup2(write_end, 2)
         os.close(write_end)
         self._read_end = read_end
-        self._busy = False
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
-        while chunk := os.read(self._read_end, 65536):
-            self._busy = True
+        """Wait for output, then read and keep it under the lock: bytes are never out of
+        the pipe and not yet kept where :meth:`settle` could miss them."""
+        poller = select.poll()
+        poller.register(self._read_end, select.POLLIN)
+        while True:
+            poller.poll()
             with self._lock:
+                chunk = os.read(self._read_end, 65536)  # ready: does not block
+                if not chunk:
+                    return
                 self._keep(chunk)
-            self._busy = False
 
     def settle(self, timeout: float = 0.5) -> None:
         """Wait (bounded) until what was written so far has been collected."""
@@ -67,8 +73,12 @@ class Capture:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (self._busy or _unread(self._read_end)):
+        while time.monotonic() < deadline and self._unread():
             time.sleep(0.002)
+
+    def _unread(self) -> int:
+        with self._lock:
+            return _unread(self._read_end)
 
     def _keep(self, chunk: bytes) -> None:
         room = 0 if self._full else MAX_FORWARDED - self._total

@@ -8,7 +8,9 @@ ERROR (the task is retried) or FATAL (the job is killed). The master never
 answers DONE, ERROR or FATAL: it kills the worker, so afterwards we wait for
 end of input and exit then. PING is never sent. A thread watches the input:
 when the master's end closes (it died, however), the worker and what stage
-code started end at once.
+code started end at once. A fork server's child (:mod:`discodsl.worker.forkserver`)
+runs the same loop, :func:`serve`, on the job its zygote loaded; the zygote
+is its watch.
 """
 
 from __future__ import annotations

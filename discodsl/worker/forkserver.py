@@ -1,0 +1,250 @@
+"""The fork server (zygote) the local runner starts once per job: a worker per task, forked.
+
+The local master starts the jobhome's ``worker`` launcher as it starts any
+worker, with :data:`ENV` naming the jobfile and a Unix socket as standard
+input. The zygote loads the runtime and the job once (what the interpreter
+and the unpickling print is kept, and forwarded by every task as a worker
+would forward its own), then forks a child per request. A child is a worker
+in all but its start: its own session, the two pipe ends the master sent it
+as protocol fds, :func:`~discodsl.worker.runtime.serve` for one task (WORKER
+with its own pid, TASK, INPUT..., OUTPUT, DONE), its own output capture and
+hang-up watch. It is forked before any task ran, so module state, params and
+init hooks are a fresh worker's.
+
+Requests and answers on the socket, one datagram each (SOCK_SEQPACKET):
+
+- ``F <token>`` with two fds (the child's protocol input, its protocol
+  output): fork; answered ``P <token> <pid>``, or ``E <token> <why>``.
+- ``K <pid>``: SIGKILL that child's process group (what it started too).
+- ``X <pid> <code>`` (sent unasked): a child ended; ``<code>`` as
+  :meth:`subprocess.Popen.returncode` (negative: the signal).
+
+End of input (the master closed its end, or died) kills every child's group
+and ends the zygote. A child's crash is only an ``X``: the zygote lives on.
+Not here: the master's end (:mod:`discodsl.runners.forkserver`); on a Disco
+node nothing of this runs (the node starts a worker per task itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+from discodsl.worker import runtime
+from discodsl.worker.capture import read_early_output
+
+# Set (to the jobfile's path) in a worker's environment: be a fork server for that job.
+ENV = "DISCODSL_FORKSERVER"
+# prctl(2): the signal a process gets when its parent ends.
+PR_SET_PDEATHSIG = 1
+
+
+def main() -> int:
+    """Load the job named by :data:`ENV`, then fork a child per request until input ends."""
+    jobfile = os.environ.pop(ENV)
+    control = _control_socket()
+    with _dying_with_master(control.fileno()):
+        preloaded = runtime.preload(jobfile)
+    early = _early_output()
+    sys.breakpointhook = runtime._no_debugger
+    gc.freeze()  # a child's collections then skip (and do not copy) the zygote's objects
+    return Zygote(control, early, preloaded).serve()
+
+
+def _control_socket() -> socket.socket:
+    """Standard input (the master's socket) as a private socket; /dev/null in its place, and
+    the launcher's protocol fd 3 closed: children must not hold the master's ends."""
+    control = socket.socket(fileno=os.dup(0))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    with contextlib.suppress(OSError):
+        os.close(3)
+    return control
+
+
+def _early_output() -> str:
+    """What the interpreter and the job's loading printed (to the launcher's file), now
+    that both are done; fds 1 and 2 then point at /dev/null (each child captures its own)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    early = read_early_output(f".worker-{os.getpid()}.out")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    return early
+
+
+@contextlib.contextmanager
+def _dying_with_master(fd: int) -> Iterator[None]:
+    """While loading the job (stage modules may take their time): end at once if the
+    master's end of ``fd`` closes, as a worker does. No thread is left at the fork."""
+    stop_read, stop_write = os.pipe()
+    watch = threading.Thread(target=_exit_on_hangup, args=(fd, stop_read), daemon=True)
+    watch.start()
+    try:
+        yield
+    finally:
+        os.write(stop_write, b"x")
+        watch.join()
+        os.close(stop_read)
+        os.close(stop_write)
+
+
+def _exit_on_hangup(fd: int, stop: int) -> None:
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
+    poller.register(stop, select.POLLIN)
+    ready = dict(poller.poll())
+    if stop not in ready:
+        os._exit(0)
+
+
+class Zygote:
+    """The fork server's loop: requests from ``control``, children forked and reaped."""
+
+    def __init__(self, control: socket.socket, early: str, preloaded: runtime.Preloaded):
+        self.control, self.early, self.preloaded = control, early, preloaded
+        self.children: set[int] = set()
+        self.wake_read, self.wake_write = os.pipe()
+        self.pid = os.getpid()
+        self.die_with_parent = _death_signal_setter()
+
+    def serve(self) -> int:
+        """Answer requests until the master's end closes; then kill every child, and end."""
+        os.set_blocking(self.wake_write, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the poll
+        signal.set_wakeup_fd(self.wake_write)
+        poller = select.poll()  # no fd of its own for the children to inherit
+        poller.register(self.control, select.POLLIN)
+        poller.register(self.wake_read, select.POLLIN)
+        while self._step(poller):
+            pass
+        self._end_children()
+        return 0
+
+    def _step(self, poller: select.poll) -> bool:
+        """Handle what is ready; False when the master's end has closed."""
+        for fd, _ in poller.poll():
+            if fd == self.control.fileno():
+                if not self._request():
+                    return False
+            else:
+                os.read(self.wake_read, 512)
+        self._reap()
+        return True
+
+    def _request(self) -> bool:
+        try:
+            data, fds, _, _ = socket.recv_fds(self.control, 256, 2)
+        except ConnectionError:
+            return False
+        if not data:
+            return False
+        verb, _, rest = data.decode().partition(" ")
+        if verb == "F":
+            self._fork(rest, fds)
+        elif verb == "K":
+            self._kill(int(rest))
+        return True
+
+    def _fork(self, token: str, fds: list[int]) -> None:
+        if len(fds) != 2:
+            _close_all(fds)
+            self._send(f"E {token} the fork request came with {len(fds)} fds, not 2")
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _close_all(fds)
+            self._send(f"E {token} fork failed: {exc}")
+            return
+        if pid == 0:
+            self._child(fds[0], fds[1])
+        _close_all(fds)
+        self.children.add(pid)
+        self._send(f"P {token} {pid}")
+
+    def _child(self, protocol_in: int, protocol_out: int) -> NoReturn:
+        """Be a worker for one task, then end (never back into the zygote's loop)."""
+        code = 1
+        try:
+            os.setsid()
+            self.die_with_parent()
+            if os.getppid() != self.pid:  # the zygote died before we could ask
+                os._exit(1)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _close_all([self.control.detach(), self.wake_read, self.wake_write])
+            code = runtime.serve(
+                protocol_in, protocol_out, self.early, self.preloaded, watched=True
+            )
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os._exit(code)
+
+    def _kill(self, pid: int) -> None:
+        """SIGKILL a child and its process group (unreaped, so the pid is still ours)."""
+        if pid in self.children:
+            _kill_group(pid)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            self._send(f"X {pid} {os.waitstatus_to_exitcode(status)}")
+
+    def _send(self, text: str) -> None:
+        with contextlib.suppress(OSError):  # the master is gone: end of input comes next
+            self.control.send(text.encode())
+
+    def _end_children(self) -> None:
+        for pid in self.children:
+            _kill_group(pid)
+        for pid in self.children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _death_signal_setter() -> Callable[[], object]:
+    """What a child calls to be SIGKILLed by the kernel when the zygote ends, however it
+    ends (Linux's PR_SET_PDEATHSIG); a no-op elsewhere, where the zygote's own end (it
+    kills its children when the master goes) and the master's watch over the zygote are
+    what ends them. Looked up once, in the zygote."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return lambda: None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL process group ``pid`` (a child leads its own), and the child if not yet leader."""
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
