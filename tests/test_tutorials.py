@@ -102,7 +102,7 @@ def execute(name: str) -> Ran:
 
 def test_notebooks_match_their_sources() -> None:
     assert BUILD.stale() == [], "run `python tutorials/build.py NN` for each stale notebook"
-    assert len(BUILD.sources()) == 6
+    assert len(BUILD.sources()) == 7
     for path in BUILD.sources():
         nb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
         nbformat.validate(nb)
