@@ -512,7 +512,7 @@ class _Combiner:
 
     def flush_into(self, outputs: _Outputs) -> None:
         """Combine what is left, straight into the output files."""
-        outputs.add_many(list(self._combined()))
+        outputs.add_many(self._combined())
         self.buffer.clear()
         self.counts.clear()
 
