@@ -23,8 +23,6 @@ from discodsl.worker.records import is_record_file_prefix
 
 # A local file is cut into ranges only when each range gets at least this much.
 MIN_SPLIT = 16 * MIB
-# cluster.py reads whole local files through this name.
-local_path = urls.file_path
 
 
 def resolve(inputs: Any) -> list[list[str]]:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from discodsl import builder, sources
+from discodsl import builder
 from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
@@ -36,6 +36,7 @@ from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
+from discodsl.worker import urls
 from discodsl.worker.inputs import Node
 from discodsl.worker.report import MARKER
 
@@ -203,7 +204,7 @@ def cluster_inputs(
 def _local_file(replicas: list[str]) -> str | None:
     """The local path of the first ``file://`` replica that can be uploaded whole, or None."""
     for url in replicas:
-        path = sources.local_path(url)
+        path = urls.file_path(url)
         if path is not None:
             return path
     return None
