@@ -31,6 +31,7 @@ from discodsl.options import JobOptions
 from discodsl.worker.spec import encode_jobdata
 
 if TYPE_CHECKING:
+    from discodsl.caching.reuse import Checkpoint
     from discodsl.model import Job
     from discodsl.worker.spec import JobSpec
 
@@ -97,23 +98,36 @@ def build_jobpack(
     *,
     preflight: bool = True,
     spec: JobSpec | None = None,
+    resume: Checkpoint | None = None,
 ) -> bytes:
     """The jobpack bytes for ``job`` over ``inputs`` (each a list of replica URLs);
     ``spec``: ``job.spec(options)``, when the caller has built it already."""
     chosen = job.spec(options) if spec is None else spec
-    return jobpack.encode(pack_job(chosen, options, inputs, preflight=preflight))
+    pack = pack_job(chosen, options, inputs, preflight=preflight, resume=resume)
+    return jobpack.encode(pack)
 
 
 def pack_job(
-    spec: JobSpec, options: JobOptions, inputs: list[list[str]], *, preflight: bool = True
+    spec: JobSpec,
+    options: JobOptions,
+    inputs: list[list[str]],
+    *,
+    preflight: bool = True,
+    resume: Checkpoint | None = None,
 ) -> jobpack.JobPack:
-    """The jobpack of ``spec`` over ``inputs``, not yet encoded (the local master takes it so)."""
+    """The jobpack of ``spec`` over ``inputs``, not yet encoded (the local master takes it so).
+
+    A run that resumes after cached stages (``resume``) ships the whole job, but its pipeline
+    lists only the stages after them, and its inputs are their outputs with their labels.
+    """
     pickled = shipping.pickle_job(spec)
     if preflight:
         shipping.preflight(spec, pickled)
+    start = 0 if resume is None else resume.start
+    labelled = [(0, 0, urls) for urls in inputs] if resume is None else resume.inputs
     jobdict = jobpack.make_jobdict(
-        pipeline=[(s.name, s.grouping, s.concurrent) for s in spec.stages],
-        inputs=[(0, 0, urls) for urls in inputs],
+        pipeline=[(s.name, s.grouping, s.concurrent) for s in spec.stages[start:]],
+        inputs=labelled,
         worker="worker",
         prefix=spec.name,
         owner=options.owner or settings.job_owner(),

@@ -375,5 +375,7 @@ def _too_large(size: int, body: str) -> BadAnswer:
 def _no_stage_results(name: str, stage: str, body: str) -> BadAnswer:
     return BadAnswer(
         f"no results for stage {stage!r} of job {name!r} ({body}): "
-        "the stage has not finished, the job died, or there is no such job or stage",
+        "the stage has not finished (the job may have died before it did; a dead job keeps "
+        "the results of the stages that finished until it is purged), or there is no such "
+        "job or stage",
     )

@@ -141,6 +141,21 @@ class JobOptions:
         fix="use True, False, or None (on in mode='inline', off elsewhere)",
     )
 
+    cache: bool = option(
+        False,
+        description="keep each stage's outputs and reuse those of an earlier identical run: "
+        "all of them (the run's results at once), or the stages before the first one that "
+        "changed or did not finish (a resumed run); see discodsl.caching",
+        fix="use True or False",
+    )
+    cache_by: str = option(
+        "stat",
+        pattern=r"^(stat|content)$",
+        description="how a cached run knows a local input file unchanged: 'stat' (its size "
+        "and modification time) or 'content' (a SHA-256 of its bytes, read at each run)",
+        fix="use 'stat' or 'content'",
+    )
+
     def __post_init__(self) -> None:
         values = vars(self)
         plain = {name: _plain(name, value) for name, value in values.items()}

@@ -85,6 +85,11 @@ class Results:
         self.stage_name: str | None = None  # set on the results of one stage (stage())
         self._stages = stages  # a stage's name -> its outputs' replica lists
         self._run: Results | None = None  # a stage's: the run's results, holding the files
+        # With cache=True: the key of the run's last stage (as an input of a cached run,
+        # these results stand for it: discodsl.caching.keys), and the outputs of the
+        # stages it reused from the cache, which its runner does not hold.
+        self.cache_key: str | None = None
+        self.reused: dict[str, list[list[str]]] = {}
 
     def stage(self, name: str) -> Results:
         """The outputs of stage ``name`` of this finished run, as results of their own:
@@ -97,7 +102,8 @@ class Results:
                 f"the results of {self.jobname!r} do not know their run's stages (they are "
                 "a stage's already): ask the run's own results, run.results().stage(name)"
             )
-        found = Results(self.jobname, self._stages(name), node=self.node, mode=self.mode)
+        urls = self.reused[name] if name in self.reused else self._stages(name)
+        found = Results(self.jobname, urls, node=self.node, mode=self.mode)
         found.stage_name, found._run = name, self
         return found
 

@@ -24,7 +24,7 @@ import sys
 import sysconfig
 import tempfile
 from collections import ChainMap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache, partial
 from types import CodeType, FunctionType, ModuleType
@@ -36,7 +36,7 @@ from discodsl import jobpack, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.spec import JobSpec, StageSpec
 
-__all__ = ["pickle_job", "preflight"]
+__all__ = ["by_value", "pickle_job", "preflight", "user_modules"]
 
 PREFLIGHT_TIMEOUT = 60.0
 _INSTALLED = tuple(
@@ -51,7 +51,7 @@ _checked: set[str] = set()
 
 def pickle_job(spec: JobSpec) -> bytes:
     """cloudpickle ``spec``, user modules by value; PicklingError naming what failed."""
-    with _by_value(_user_modules(spec)):
+    with by_value(user_modules(spec.stages)):
         try:
             data = _dumps(spec)
         except Exception as exc:
@@ -82,17 +82,18 @@ def _dumps(value: Any) -> bytes:
         return file.getvalue()
 
 
-def _functions(spec: JobSpec) -> Iterator[tuple[StageSpec, str, Callable[..., Any]]]:
-    for stage in spec.stages:
+def _functions(stages: Sequence[StageSpec]) -> Iterator[tuple[StageSpec, str, Callable[..., Any]]]:
+    for stage in stages:
         for role in ("function", "init", "done", "combiner", "partitioner", "reader"):
             value = getattr(stage, role)
             if value is not None:
                 yield stage, role, value
 
 
-def _user_modules(spec: JobSpec) -> set[str]:
+def user_modules(stages: Sequence[StageSpec]) -> set[str]:
+    """The modules of ``stages``' functions that must travel by value (see _needs_value)."""
     names = set()
-    for _, _, function in _functions(spec):
+    for _, _, function in _functions(stages):
         target = function.func if isinstance(function, partial) else function
         module = sys.modules.get(getattr(target, "__module__", "") or "")
         if module is not None and _needs_value(module):
@@ -112,7 +113,8 @@ def _needs_value(module: ModuleType) -> bool:
 
 
 @contextmanager
-def _by_value(names: set[str]) -> Iterator[None]:
+def by_value(names: set[str]) -> Iterator[None]:
+    """While in the block, cloudpickle pickles the modules ``names`` by value."""
     registered = []
     for name in sorted(names):
         try:
@@ -128,7 +130,7 @@ def _by_value(names: set[str]) -> Iterator[None]:
 
 
 def _explain(spec: JobSpec, exc: Exception) -> PicklingError:
-    for stage, role, function in _functions(spec):
+    for stage, role, function in _functions(spec.stages):
         for what, value in _parts(function):
             try:
                 cloudpickle.dumps(value)
@@ -230,7 +232,7 @@ def _runtime_home() -> str:
 
 
 def _load_error(spec: JobSpec, failure: str) -> PicklingError:
-    for stage, role, function in _functions(spec):
+    for stage, role, function in _functions(spec.stages):
         for what, value in _parts(function):
             module = _module_of(value)
             if module and f"'{module.split('.')[0]}'" in failure:

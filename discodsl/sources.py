@@ -31,6 +31,11 @@ def resolve(inputs: Any) -> list[list[str]]:
     ``None`` or an empty list is refused (nearly always a mistake); an earlier
     job's results with no records are valid inputs and give none.
     """
+    return [replicas for _, resolved in resolve_each(inputs) for replicas in resolved]
+
+
+def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
+    """Each input as given, with its replica lists (see :func:`resolve`)."""
     if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):
         raise SettingsError(
             f"the job got no inputs ({inputs!r}): pass paths, globs, URLs or an earlier "
@@ -38,10 +43,7 @@ def resolve(inputs: Any) -> list[list[str]]:
         )
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "record_urls"):
         inputs = [inputs]
-    resolved: list[list[str]] = []
-    for item in inputs:
-        resolved.extend(_resolve_one(item))
-    return resolved
+    return [(item, _resolve_one(item)) for item in inputs]
 
 
 def _resolve_one(item: Any) -> list[list[str]]:

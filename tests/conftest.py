@@ -19,14 +19,18 @@ def _runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _clean_disco_env(monkeypatch: pytest.MonkeyPatch, _runs_dir: Path) -> Iterator[None]:
-    """No test sees the developer's DISCO_* / DDFS_* settings, or their registry of local
-    runs (the suite's local runs register in a directory of its own)."""
+def _clean_disco_env(
+    monkeypatch: pytest.MonkeyPatch, _runs_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """No test sees the developer's DISCO_* / DDFS_* settings, their registry of local
+    runs (the suite's local runs register in a directory of its own) or their cache
+    (each test starts with an empty one)."""
     for name in list(os.environ):
-        if name.startswith(("DISCO_", "DDFS_")):
+        if name.startswith(("DISCO_", "DDFS_", "DISCODSL_CACHE_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DISCO_SETTINGS_FILE", os.devnull)
     monkeypatch.setenv("DISCODSL_RUNS_DIR", str(_runs_dir))
+    monkeypatch.setenv("DISCODSL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     yield
 
 

@@ -278,8 +278,10 @@ class DiscoMaster:
         return NOT_FOUND if job is None else Reply(200, job.data, "text/plain")
 
     def stageresults(self, query: dict[str, str], headers: Any) -> Reply:
+        """A finished stage's outputs, a dead job's too (0.5.4 keeps each stage_ready's
+        results until the job is purged: event_server.erl, job_event.erl)."""
         job = self.jobs.get(query.get("name", ""))
-        if job is None or job.status == "dead" or query.get("stage") not in job.stage_results:
+        if job is None or query.get("stage") not in job.stage_results:
             return NOT_FOUND
         return ok(job.stage_results[query["stage"]])
 

@@ -34,14 +34,15 @@ def counting(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int
     return calls
 
 
+@pytest.mark.parametrize("cache", [False, True])
 @pytest.mark.parametrize("mode", ["inline", "local"])
 def test_a_run_validates_builds_its_spec_and_resolves_its_inputs_once(
-    mode: str, monkeypatch: pytest.MonkeyPatch
+    mode: str, cache: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     validated = counting(monkeypatch, JobOptions, "__init__")
     specs = counting(monkeypatch, Job, "spec")
-    resolved = counting(monkeypatch, sources, "resolve")
-    results = jobs.wordcount.run(inputs=["raw://a b a"], mode=mode, progress=False)
+    resolved = counting(monkeypatch, sources, "_resolve_one")  # once per input
+    results = jobs.wordcount.run(inputs=["raw://a b a"], mode=mode, progress=False, cache=cache)
     assert dict(results) == {"a": 2, "b": 1}
     assert (len(validated), len(specs), len(resolved)) == (1, 1, 1)
     results.close()

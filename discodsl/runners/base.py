@@ -9,7 +9,10 @@ the run and gives back the work that finishes it, which the
 :class:`~discodsl.runners.handle.Run` does in a thread of its own (local,
 cluster) or at once (inline: :attr:`Runner.background`). ``run()`` is
 ``submit().wait()``. Inputs that are runs (a chain) are waited for in the
-new run's thread, and only then resolved.
+new run's thread, and only then resolved. With ``cache=True`` the plan also
+holds the run's stage keys and what an earlier identical run left to reuse
+(:mod:`discodsl.caching`): all of it serves the run at once
+(:meth:`Runner._serve`), some of it makes the runner resume after it.
 :class:`JobFiles` holds a run's temporary files (removed at once when the run
 fails, else by the results' cleanup); :class:`Counters` sums the counters
 stage code reports, fed by the same events as the progress bar.
@@ -20,17 +23,21 @@ showing progress (:mod:`discodsl.runners.progress`), or any runner's own work.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from discodsl import sources
 from discodsl.options import validate_options
 from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
+from discodsl.worker.inputs import Node
 
 if TYPE_CHECKING:
+    from discodsl.caching.reuse import Checkpoint, Keeper
+    from discodsl.caching.store import Entry, Output
     from discodsl.model import Inputs, Job
     from discodsl.options import JobOptions
     from discodsl.results import Results
@@ -39,18 +46,51 @@ if TYPE_CHECKING:
 
 # A handler of a run's events: ("stage", {stage, tasks}), ("task_done", {stage[, taskid]}),
 # ("task_failed", {stage, taskid, failures, ...}), ("task_retry", ...),
-# ("msg", {stage, taskid, text}).
+# ("msg", {stage, taskid, text}), ("stage_done", {stage, outputs}: a local node's stage ended).
 EventHandler = Callable[[str, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """One run, prepared once: the checked options, the job's spec, its inputs' replica lists."""
+    """One run, prepared once: the checked options, the job's spec, its inputs' replica
+    lists; with ``cache=True``, its stages' keys and what it reuses (``resume``)."""
 
     job: Job
     options: JobOptions
     spec: JobSpec
     inputs: list[list[str]]
+    keys: tuple[str, ...] = ()
+    resume: Checkpoint | None = None
+
+    @property
+    def cache_key(self) -> str | None:
+        """The key of the run's last stage (None without ``cache``): its results' identity."""
+        return self.keys[-1] if self.keys else None
+
+    @property
+    def start(self) -> int:
+        """The index of the first stage this run runs (0 unless it resumes)."""
+        return 0 if self.resume is None else self.resume.start
+
+    def counters(self) -> Counters:
+        """The run's counters, starting from those of the stages it reuses."""
+        counters = Counters()
+        if self.resume is not None:
+            counters.add(self.resume.counters)
+        return counters
+
+    def keeper(self, where: str) -> Keeper | None:
+        """What keeps this run's stages as they finish, if it caches."""
+        if not self.keys:
+            return None
+        from discodsl.caching.reuse import Keeper
+
+        names = [stage.name for stage in self.spec.stages]
+        return Keeper(self.job.name, names, list(self.keys), where)
+
+    def reused(self) -> dict[str, list[list[str]]]:
+        """The outputs of each stage this run reuses, as replica lists."""
+        return {} if self.resume is None else self.resume.stage_urls()
 
 
 class Runner:
@@ -78,13 +118,13 @@ class Runner:
         run = Run(job.name, self.mode)
         upstream = upstream_runs(inputs)
         if not upstream:
-            run.start(self._launch(self.prepare(job, inputs, overrides), run), self.background)
+            run.start(self._begin(self.prepare(job, inputs, overrides), run), self.background)
             return run
         options = self._options(job, overrides)
 
         def chained() -> Results:
             run.await_inputs(upstream)
-            return self._launch(self._plan(job, options, inputs), run)()
+            return self._begin(self._plan(job, options, inputs), run)()
 
         run.start(chained, self.background)
         return run
@@ -97,7 +137,73 @@ class Runner:
         return self._adapt(validate_options(job.options, **overrides))
 
     def _plan(self, job: Job, options: JobOptions, inputs: Inputs) -> Plan:
-        return Plan(job, options, job.spec(options), sources.resolve(inputs))
+        each = sources.resolve_each(inputs)
+        plan = Plan(job, options, job.spec(options), [urls for _, found in each for urls in found])
+        return self._look_up(plan, each) if options.cache else plan
+
+    def _look_up(self, plan: Plan, each: list[tuple[Any, list[list[str]]]]) -> Plan:
+        """The plan with its stage keys, and what an earlier identical run left to reuse.
+        The results of a cached run stand in the key as that run's last key, whether they
+        were served or made; other inputs by what they resolve to."""
+        from discodsl.caching import keys, reuse
+
+        stages = plan.spec.stages
+        where = self._where()
+        inputs: list[list[str]] = []
+        for item, found in each:
+            run_key = getattr(item, "cache_key", None)
+            inputs.extend([[f"run:{run_key}"]] if run_key else self._identified(found))
+        stage_keys = keys.stage_keys(plan.job.name, plan.options, stages, inputs, where)
+        resume = reuse.look_up(stage_keys, [s.name for s in stages], self._reusable)
+        return replace(plan, keys=tuple(stage_keys), resume=resume)
+
+    def _begin(self, plan: Plan, run: Run) -> Callable[[], Results]:
+        """What finishes the run: the runner's own work, or the cached results at once."""
+        if plan.resume is not None:
+            from discodsl.caching.reuse import tell
+
+            tell(plan.resume.notice(plan.job.name))
+            if plan.resume.complete:
+                return functools.partial(_cached, self._serve(plan, run), plan)
+        work = self._launch(plan, run)
+        return functools.partial(_cached, work, plan) if plan.keys else work
+
+    def _serve(self, plan: Plan, run: Run) -> Callable[[], Results]:
+        """A run whose every stage is cached: named after the run it came from, it ends
+        with that run's results."""
+        assert plan.resume is not None
+        entry = plan.resume.entry
+        run.submitted(entry.run, counters=plan.resume.counters, kill=lambda: None)
+        run.log.add("master", f"Results of run {entry.run} reused from the cache")
+        return functools.partial(self._served, plan)
+
+    # -- what a runner may change for the cache --------------------------------------------
+
+    def _where(self) -> str:
+        """Where this runner's runs run, as cache entries say it."""
+        return self.mode
+
+    def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
+        """The inputs as the cache key takes them (the cluster resolves tags first)."""
+        return inputs
+
+    def _reusable(self, entry: Entry) -> list[Output] | None:
+        """A kept stage's outputs, if this runner kept them here: its files."""
+        return entry.urls() if entry.where == self._where() else None
+
+    def _served(self, plan: Plan) -> Results:
+        """The results of a run every stage of which is cached: the kept files."""
+        from discodsl.results import Results
+
+        assert plan.resume is not None
+        return Results(
+            plan.resume.entry.run,
+            [urls for _, _, urls in plan.resume.inputs],
+            node=Node(),
+            mode=self.mode,
+            counters=plan.resume.counters,
+            stages=functools.partial(reused_stage, plan),
+        )
 
     def _adapt(self, options: JobOptions) -> JobOptions:
         """The runner's own checks and changes of valid options (none here)."""
@@ -107,6 +213,30 @@ class Runner:
         """Name and submit the run (``run.submitted(...)``); the work that finishes it
         (waits for it, reads its results), which ``run`` does in its thread."""
         raise NotImplementedError
+
+
+def _cached(work: Callable[[], Results], plan: Plan) -> Results:
+    """The results ``work`` gives, knowing their cache key and the stages reused."""
+    results = work()
+    results.cache_key = plan.cache_key
+    results.reused = plan.reused()
+    return results
+
+
+def reused_stage(plan: Plan, stage: str) -> list[list[str]]:
+    """The outputs of stage ``stage`` of a run served from the cache."""
+    from discodsl.errors import JobError
+    from discodsl.results import check_stage
+
+    check_stage(plan.spec, stage)
+    found = plan.reused().get(stage)
+    if found is None:
+        raise JobError(
+            f"the outputs of stage {stage!r} of run {plan.resume and plan.resume.entry.run} "
+            "are no longer in the cache (evicted, or cleared): run the job with cache=False "
+            "to make them again"
+        )
+    return found
 
 
 class JobFiles:
@@ -138,6 +268,7 @@ class Counters:
 
     def __init__(self) -> None:
         self.totals: dict[str, int] = {}
+        self.by_stage: dict[str, dict[str, int]] = {}
         self._pending: dict[tuple[str, int], dict[str, int]] = {}
 
     def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
@@ -150,12 +281,14 @@ class Counters:
 
     def succeeded(self, stage: str, taskid: int) -> None:
         """Task ``stage:taskid`` is done: its counts join the job's."""
-        self.add(self._pending.pop((stage, taskid), {}))
+        self.add(self._pending.pop((stage, taskid), {}), stage)
 
-    def add(self, counts: Mapping[str, int]) -> None:
-        """Add a successful task's ``counts`` to the job's."""
+    def add(self, counts: Mapping[str, int], stage: str = "") -> None:
+        """Add a successful task's ``counts`` (of stage ``stage``) to the job's."""
+        of_stage = self.by_stage.setdefault(stage, {})
         for name, value in counts.items():
             self.totals[name] = self.totals.get(name, 0) + value
+            of_stage[name] = of_stage.get(name, 0) + value
 
     def _message(self, facts: Mapping[str, Any]) -> None:
         task = (str(facts.get("stage", "")), int(facts.get("taskid", -1)))

@@ -30,17 +30,18 @@ from discodsl import builder
 from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
-from discodsl.errors import ClientError, JobActive, JobDead, TaskFailed
+from discodsl.errors import ClientError, DataError, JobActive, JobDead, TaskFailed
 from discodsl.results import Results
 from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.worker import urls
-from discodsl.worker.inputs import Node
+from discodsl.worker.inputs import Node, read_index
 from discodsl.worker.report import MARKER
 
 if TYPE_CHECKING:
+    from discodsl.caching.store import Entry, Output
     from discodsl.options import JobOptions
     from discodsl.runners.handle import Run
 
@@ -111,7 +112,8 @@ class ClusterRunner(Runner):
         except BaseException:
             cluster.close()
             raise
-        counters, stop, settings = Counters(), threading.Event(), cluster.settings
+        counters, stop, settings = plan.counters(), threading.Event(), cluster.settings
+        keep = _Keep(plan, cluster.url, jobname, counters)
         run.submitted(
             jobname,
             counters=counters.totals,
@@ -119,30 +121,111 @@ class ClusterRunner(Runner):
             interrupt=functools.partial(_stop, settings, jobname, plan.options, stop),
             events=functools.partial(_events, settings, jobname),
         )
-        return functools.partial(_watch, cluster, jobname, plan.options, counters, stop)
+        return functools.partial(_watch, cluster, jobname, plan, counters, stop, keep)
+
+    # -- the cache: a cluster run's stages are its job's stage results on the master ------
+
+    def _where(self) -> str:
+        return Cluster.connect(self.master).url
+
+    def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
+        """Tags resolved to their blobs: a tag that changes gives another key."""
+        if not any(urls.is_tag(url) for replicas in inputs for url in replicas):
+            return inputs
+        with Cluster.connect(self.master) as cluster:
+            return resolve_inputs(inputs, cluster.ddfs)
+
+    def _reusable(self, entry: Entry) -> list[Output] | None:
+        """A kept stage's outputs while the master still has them (a dead job's finished
+        stages too, until it is purged), each file with its label."""
+        if entry.where != self._where():
+            return None
+        with Cluster.connect(self.master) as cluster:
+            try:
+                found = cluster.master.stageresults(entry.run, entry.stage)
+                return _labelled(found, Node(host="", disco_port=cluster.settings.DISCO_PORT))
+            except (ClientError, DataError):
+                return None
+
+    def _served(self, plan: Plan) -> Results:
+        assert plan.resume is not None
+        with Cluster.connect(self.master) as cluster:
+            found = results_of(cluster, plan.resume.entry.run)
+        found.counters = plan.resume.counters
+        return found
+
+
+def _labelled(found: list[list[str]], node: Node) -> list[Output]:
+    """A stage's results as labelled outputs: each ``dir://`` index read for its files."""
+    outputs: list[Output] = []
+    for replicas in found:
+        if replicas and urls.is_index(replicas[0]):
+            outputs.extend(
+                (label, size, [url]) for label, url, size in read_index(replicas[0], node)
+            )
+        else:
+            outputs.append((0, 0, list(replicas)))
+    return outputs
+
+
+class _Keep:
+    """Keeps a cluster run's stages in the cache: entries naming the job (its stage results
+    stay on the master), written at submission so that a run that dies can be resumed,
+    and again at the end with the counters of the stages that finished."""
+
+    def __init__(self, plan: Plan, where: str, jobname: str, counters: Counters):
+        self.keeper, self.counters = plan.keeper(where), counters
+        self.names = [stage.name for stage in plan.spec.stages[plan.start :]]
+        if self.keeper is not None:
+            self.keeper.run = jobname
+            self.done()
+
+    def done(self) -> None:
+        """Keep (again) the entries of the stages run, each with the counters up to it.
+        The master says which of them finished when they are looked up."""
+        if self.keeper is None:
+            return
+        running = dict(self.counters.by_stage.get("", {}))  # the reused stages'
+        for name in self.names:
+            for counter, value in self.counters.by_stage.get(name, {}).items():
+                running[counter] = running.get(counter, 0) + value
+            self.keeper.keep(name, [], [], running)
 
 
 def _submit(cluster: Cluster, plan: Plan) -> str:
-    """Inputs to the cluster, the jobpack built and submitted; the master's name for the job."""
+    """Inputs to the cluster, the jobpack built and submitted; the master's name for the job.
+    A resumed run's inputs are the stage results it reuses, on the cluster already."""
     options = plan.options
-    urls = cluster_inputs(cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name)
-    data = builder.build_jobpack(plan.job, options, urls, spec=plan.spec)
+    if plan.resume is None:
+        inputs = cluster_inputs(cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name)
+    else:
+        inputs = []
+    data = builder.build_jobpack(plan.job, options, inputs, spec=plan.spec, resume=plan.resume)
     return cluster.master.submit(data)
 
 
 def _watch(
-    cluster: Cluster, jobname: str, options: JobOptions, counters: Counters, stop: threading.Event
+    cluster: Cluster,
+    jobname: str,
+    plan: Plan,
+    counters: Counters,
+    stop: threading.Event,
+    keep: _Keep,
 ) -> Results:
-    with cluster:
-        return wait_for(
-            cluster,
-            jobname,
-            timeout=options.timeout,
-            progress=options.progress,
-            kill_on_interrupt=options.kill_on_interrupt,
-            counters=counters,
-            stop=stop,
-        )
+    options = plan.options
+    try:
+        with cluster:
+            return wait_for(
+                cluster,
+                jobname,
+                timeout=options.timeout,
+                progress=options.progress,
+                kill_on_interrupt=options.kill_on_interrupt,
+                counters=counters,
+                stop=stop,
+            )
+    finally:
+        keep.done()
 
 
 def _connect(settings: DiscoSettings) -> Cluster:

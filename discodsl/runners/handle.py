@@ -126,6 +126,13 @@ class Run:
         """Whether the run has ended, after waiting up to ``timeout`` seconds for it."""
         return self._ended.wait(timeout)
 
+    @property
+    def cache_key(self) -> str | None:
+        """Its results' cache key, once it is ready (see :class:`~discodsl.results.Results`)."""
+        if self.status != "ready":
+            return None
+        return self.results().cache_key
+
     def record_urls(self) -> list[list[str]]:
         """The record files of the run's results (waiting for them): inputs for another job."""
         return self.wait().record_urls()

@@ -33,7 +33,7 @@ from discodsl.errors import SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
 from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
-from discodsl.worker import counters
+from discodsl.worker import counters, urls
 from discodsl.worker.errors import StageError, retryable
 from discodsl.worker.execute import TaskSetup, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
@@ -43,6 +43,7 @@ from discodsl.worker.spec import JobSpec
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from discodsl.caching.reuse import Keeper
     from discodsl.options import JobOptions
     from discodsl.runners.handle import Run
 
@@ -76,19 +77,23 @@ class InlineRunner(Runner):
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """The run is named after its job; its work runs every task here, and nothing can
         stop it midway (``kill()`` comes too late: submit() returns when it has ended)."""
-        counted = Counters()
+        counted = plan.counters()
         run.submitted(plan.spec.name, counters=counted.totals, kill=lambda: None)
         return functools.partial(self._finish, plan, counted, run.log)
 
     def _finish(self, plan: Plan, counted: Counters, on_event: EventHandler) -> Results:
-        outputs: list[Output] = [DataOutput(0, 0, tuple(u)) for u in plan.inputs]
+        outputs = _first_inputs(plan)
         by_stage: dict[str, list[list[str]]] = {}
+        keeper = plan.keeper(self.mode)
         with JobFiles(tempfile.mkdtemp(prefix="discodsl-inline-")) as files:
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
-            for index, stage in enumerate(plan.spec.stages):
+            for index in range(plan.start, len(plan.spec.stages)):
+                stage = plan.spec.stages[index]
                 outputs = run.stage(index, outputs)
                 by_stage[stage.name] = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
+                if keeper is not None:
+                    _keep(keeper, stage.name, outputs, counted)
         return Results(
             plan.spec.name,
             by_stage[plan.spec.stages[-1].name],
@@ -98,6 +103,21 @@ class InlineRunner(Runner):
             cleanup=files.remove,
             stages=functools.partial(_stage_urls, plan.spec, by_stage),
         )
+
+
+def _first_inputs(plan: Plan) -> list[Output]:
+    """What the run's first stage reads: the job's inputs, or the labelled outputs of the
+    stage it resumes after."""
+    if plan.resume is None:
+        return [DataOutput(0, 0, tuple(u)) for u in plan.inputs]
+    return [DataOutput(label, size, tuple(u)) for label, size, u in plan.resume.inputs]
+
+
+def _keep(keeper: Keeper, stage: str, outputs: list[Output], counted: Counters) -> None:
+    """Keep a finished stage's files in the cache."""
+    data = [o for o in outputs if isinstance(o, DataOutput)]
+    kept = [(o.label, o.size, list(o.urls)) for o in data]
+    keeper.keep(stage, kept, [[urls.file_path(u) for u in o.urls] for o in data], counted.totals)
 
 
 def _stage_urls(spec: JobSpec, by_stage: dict[str, list[list[str]]], stage: str) -> list[list[str]]:
@@ -159,7 +179,7 @@ class _Run:
                 if not retryable(exc) or failures > self.max_failures:
                     _surface(exc)
                 continue
-            self.counters.add(counts)
+            self.counters.add(counts, task.stage.name)
             self.on_event("task_done", {"stage": task.stage.name, "taskid": self.taskid})
             return outputs
 
@@ -172,9 +192,7 @@ class _Run:
             {**facts, "failures": failures, "text": text, "fatal": fatal, "limit": limit},
         )
 
-    def _records(
-        self, grouped: TaskGroup, reader: Reader | None
-    ) -> tuple[Iterator[Any], Cursor]:
+    def _records(self, grouped: TaskGroup, reader: Reader | None) -> tuple[Iterator[Any], Cursor]:
         cursor = Cursor()
         inputs = list(grouped.inputs)
         self.random.shuffle(inputs)

@@ -33,15 +33,18 @@ from discodsl.results import Results, check_stage
 from discodsl.runners import forkserver, registry
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
 from discodsl.runners.failures import task_failed, worker_died
+from discodsl.runners.grouping import DirOutput, Output
 from discodsl.runners.layout import JobLayout
 from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
-from discodsl.worker.inputs import Node
+from discodsl.worker import urls as urlforms
+from discodsl.worker.inputs import Node, read_index
 from discodsl.worker.runtime import LOAD_FAILURE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
+    from discodsl.caching.reuse import Keeper
     from discodsl.jobpack import JobPack
     from discodsl.model import Job
     from discodsl.options import JobOptions
@@ -62,15 +65,18 @@ class LocalRunner(Runner):
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
         workers = plan.options.workers or os.cpu_count() or 1
-        # A reader (a CSV header, fixed-size records, whole files) needs each input whole.
-        whole = plan.spec.stages[0].reader is not None
+        # A reader (a CSV header, fixed-size records, whole files) needs each input whole;
+        # a resumed run reads record files, labelled.
+        whole = plan.spec.stages[0].reader is not None or plan.resume is not None
         urls = plan.inputs if whole else sources.split_large(plan.inputs, workers)
         # No separate pre-flight: every worker is a fresh interpreter loading the
         # stages, and a failure to load is diagnosed then (see _failed).
-        pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False)
-        counters, progress = Counters(), Progress(plan.job.name, enabled=plan.options.progress)
-        master = _master(plan.options, workers, fan_out(counters, progress, run.log))
+        pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False, resume=plan.resume)
+        counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
+        keeper = _Keep.for_plan(plan, counters, _node_root())
+        master = _master(plan.options, workers, fan_out(counters, progress, run.log, keeper))
         layout = _submit(master, pack)
+        keeper.named(layout.jobname)
         run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
         registry.register(run)
         return functools.partial(_finish, master, layout, plan, counters, progress)
@@ -119,6 +125,47 @@ def _stage_urls(layout: JobLayout, plan: Plan, stage: str) -> list[list[str]]:
         if len(p) == 3 and p[0] == stage and p[1].isdigit() and name.endswith(".results")
     )
     return [[layout.url(f".disco/{name}", scheme="dir")] for _, name in mine]
+
+
+class _Keep:
+    """Keeps each stage of a local run in the cache as the node master finishes it."""
+
+    def __init__(self, keeper: Keeper | None, counters: Counters, node: Node):
+        self.keeper, self.counters, self.node = keeper, counters, node
+
+    @classmethod
+    def for_plan(cls, plan: Plan, counters: Counters, root: str) -> _Keep:
+        node = Node(host=LOCAL_HOST, disco_data=os.path.join(root, "data"))
+        return cls(plan.keeper("local"), counters, node)
+
+    def named(self, jobname: str) -> None:
+        if self.keeper is not None:
+            self.keeper.run = jobname
+
+    def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
+        if kind != "stage_done" or self.keeper is None:
+            return
+        kept: list[tuple[int, int, list[str]]] = []
+        paths: list[list[str | None]] = []
+        for label, size, url in _listed(facts["outputs"], self.node):
+            kept.append((label, size, [url]))
+            paths.append([self._path(url)])
+        self.keeper.keep(str(facts["stage"]), kept, paths, self.counters.totals)
+
+    def _path(self, url: str) -> str | None:
+        node = self.node
+        return urlforms.file_path(urlforms.readable_here(url, node.host, 0, node.disco_data))
+
+
+def _listed(outputs: list[Output], node: Node) -> list[tuple[int, int, str]]:
+    """Every file of a stage's outputs, with its label and size (index files read)."""
+    found: list[tuple[int, int, str]] = []
+    for output in outputs:
+        if isinstance(output, DirOutput):
+            found.extend((label, size, url) for label, url, size in read_index(output.url, node))
+        else:
+            found.extend((output.label, output.size, url) for url in output.urls[:1])
+    return found
 
 
 def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMaster:

@@ -169,6 +169,7 @@ class NodeMaster:
                 more = self.workers if number < len(pipeline) else 0
                 self._wanted = len(plans) + more
                 outputs = self._run_stage(layout, pack, stage, grouping, plans, taskid)
+                self._emit("stage_done", {"stage": stage, "outputs": outputs})
                 taskid += len(plans)
         except JobFailed as failed:
             if self._late is None or self.timeout is None:

@@ -1,0 +1,194 @@
+"""What makes two runs the same: the cache key of each stage of a run.
+
+Stage ``i``'s key is a SHA-256 over, in order:
+
+1. this key format, the worker runtime (:func:`discodsl.jobpack.runtime_key`:
+   discodsl's worker files, cloudpickle and this Python) and where the run
+   runs (``inline``, ``local``, or the master's URL): results of one runner
+   are never served for another, whose partitioning or files differ;
+2. the job's name and the options that can change what a stage writes
+   (every option but those in :data:`INERT`, with ``params`` pickled);
+3. the inputs, each URL by value and a local file also by its size and
+   modification time, or by a SHA-256 of its bytes with
+   ``cache_by="content"``. The results of an earlier run are files of that
+   run, so they stand for it: a fresh run upstream gives another key here;
+4. the code of stages 0 to ``i``: each stage (function, hooks, combiner,
+   partitioner, reader, grouping, flags) pickled as it is shipped (user
+   modules by value, so what the functions' globals, closures and defaults
+   hold is in it), except that a code object's file is named without its
+   directory (a notebook cell's file is in a directory named after its
+   kernel's pid, so a restarted kernel would never hit); and for each
+   module the pickle names instead of holding (installed packages, the
+   standard library), its file's size and modification time.
+
+So an edited stage, a changed closure or global value, other params or
+partitions, a touched input: each gives a new key from that stage on, and
+the stages before keep theirs (which is what resuming reuses). What is not
+in it: the options in :data:`INERT` (how a run is watched, scheduled or
+retried, not what it computes); the contents behind a URL that is not a
+local file (``http://``, ``raw://``, ``disco://`` are taken by value: a
+server that changes what a URL serves must be given a new URL); anything a
+stage reads on its own (a file it opens, a database, the time). A set or a
+class defined in a notebook pickles differently in another process, so such
+a stage hits only in the process that kept it; that misses, never serves
+wrong results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+from collections import ChainMap
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from types import CodeType, FunctionType, ModuleType
+from typing import Any
+
+import cloudpickle
+
+from discodsl import jobpack, shipping
+from discodsl.options import JobOptions
+from discodsl.worker import urls
+from discodsl.worker.spec import StageSpec
+
+__all__ = ["INERT", "stage_keys"]
+
+FORMAT = "discodsl cache key 1"
+#: Options left out of the key: they change how a run is watched, scheduled, retried or
+#: checked, or how inputs travel, never what a stage writes.
+INERT = frozenset(
+    {
+        "cache",
+        "cache_by",
+        "check_types",
+        "kill_on_interrupt",
+        "max_cores",
+        "max_failures",
+        "memory_budget",
+        "owner",
+        "progress",
+        "push_inputs",
+        "timeout",
+        "workers",
+    }
+)
+_CHUNK = 1 << 20
+
+
+def stage_keys(
+    name: str,
+    options: JobOptions,
+    stages: Sequence[StageSpec],
+    inputs: Sequence[Sequence[str]],
+    where: str,
+) -> list[str]:
+    """The key of each of ``stages`` (see the module docstring)."""
+    digest = hashlib.sha256()
+    runtime = jobpack.runtime_key(sys.version_info[:2])
+    for part in (FORMAT, runtime, where, name, _options(options), _inputs(inputs, options)):
+        _feed(digest, part)
+    keys = []
+    modules = shipping.user_modules(stages)
+    for stage in stages:
+        _feed(digest, _pickled(replace(stage, yields=None), modules))
+        keys.append(digest.copy().hexdigest()[:40])
+    return keys
+
+
+def _feed(digest: Any, part: str | bytes) -> None:
+    data = part.encode() if isinstance(part, str) else part
+    digest.update(len(data).to_bytes(8, "big"))
+    digest.update(data)
+
+
+def _options(options: JobOptions) -> bytes:
+    keyed = {
+        spec.name: getattr(options, spec.name)
+        for spec in fields(JobOptions)
+        if spec.name not in INERT and spec.name != "params"
+    }
+    plain = json.dumps(keyed, sort_keys=True, default=repr).encode()
+    return plain + _pickled(options.params, set())
+
+
+def _inputs(inputs: Sequence[Sequence[str]], options: JobOptions) -> str:
+    content = getattr(options, "cache_by", "stat") == "content"
+    return json.dumps([[_identity(url, content) for url in replicas] for replicas in inputs])
+
+
+def _identity(url: str, content: bool) -> list[Any]:
+    """A URL, with its local file's size and time (or content digest) if it names one."""
+    scheme, rest = urls.split(url)
+    if scheme != "file":
+        return [url]
+    try:
+        path = urls.file_target(rest)[0]
+        if content:
+            return [url, _file_digest(path)]
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return [url, None]  # the run will say what is wrong with it
+    return [url, found.st_size, found.st_mtime_ns]
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- code
+
+
+def _pickled(value: Any, modules: set[str]) -> bytes:
+    """``value`` pickled as it is shipped (``modules`` by value), file names without their
+    directory, followed by the size and time of each module it names by reference."""
+    with io.BytesIO() as file, shipping.by_value(modules):
+        pickler = _Hasher(file)
+        pickler.dump(value)
+        return file.getvalue() + _module_stamps(pickler.references)
+
+
+_CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
+
+
+def _code(code: CodeType) -> tuple[Any, tuple[Any, ...]]:
+    """cloudpickle's reduction of ``code``, its file named without the directory."""
+    renamed = code.replace(co_filename=os.path.basename(code.co_filename))
+    reduced: tuple[Any, tuple[Any, ...]] = _CLOUDPICKLE_CODE(renamed)
+    return reduced
+
+
+class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, noting the modules of what it pickles by reference."""
+
+    dispatch_table = ChainMap({CodeType: _code}, cloudpickle.Pickler.dispatch_table)
+
+    def __init__(self, file: io.BytesIO):
+        super().__init__(file, protocol=cloudpickle.DEFAULT_PROTOCOL)
+        self.references: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, ModuleType):
+            self.references.add(obj.__name__)
+        reduced = super().reducer_override(obj)
+        if reduced is NotImplemented and isinstance(obj, (type, FunctionType)):
+            self.references.add(getattr(obj, "__module__", None) or "")
+        return reduced
+
+
+def _module_stamps(names: set[str]) -> bytes:
+    stamps = []
+    for name in sorted(names):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        try:
+            found = os.stat(path) if path else None
+        except OSError:
+            found = None
+        stamps.append((name, found.st_size, found.st_mtime_ns) if found else (name,))
+    return repr(stamps).encode()

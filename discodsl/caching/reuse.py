@@ -1,0 +1,131 @@
+"""What a run with ``cache=True`` reuses, and what it keeps for the next one.
+
+:func:`look_up` finds, for a run's stage keys (:mod:`discodsl.caching.keys`),
+the last stage an earlier identical run finished whose outputs are still
+there (the runner says what "there" means: kept files for inline and local
+runs, the job's stage results on a master). All stages: the earlier run's
+results serve this one (:attr:`Checkpoint.complete`). Some: the run resumes
+after them, its first stage reading their outputs with their labels, so a
+reduce groups them as it would have. None: a fresh run. :class:`Keeper`
+keeps each stage of a run as it finishes, in :mod:`discodsl.caching.store`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from discodsl.caching import store
+from discodsl.caching.store import Entry, Output
+
+__all__ = ["Checkpoint", "Keeper", "look_up"]
+
+# What a runner makes of an entry: its outputs as they can be read now, or None when
+# they are gone (the files, or the job on the master).
+Reusable = Callable[[Entry], "list[Output] | None"]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a cached run starts: ``start`` is the first stage to run (all of them done:
+    ``complete``), ``inputs`` the labelled outputs of the stage before it."""
+
+    start: int
+    stages: int
+    inputs: list[Output]
+    entry: Entry
+    reused: dict[str, list[Output]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.start == self.stages
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The counters of the stages reused (they add up as the run goes)."""
+        return dict(self.entry.counters)
+
+    def stage_urls(self) -> dict[str, list[list[str]]]:
+        """Each reused stage's outputs as replica lists (``results.stage``)."""
+        return {name: [urls for _, _, urls in outputs] for name, outputs in self.reused.items()}
+
+    def notice(self, job: str) -> str:
+        """The line that tells the user what was reused, and from which run."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.entry.created))
+        if self.complete:
+            return (
+                f"discodsl: cached results of job {job!r} from run {self.entry.run} ({when}); "
+                "cache=False runs it again"
+            )
+        names = ", ".join(self.reused)
+        return (
+            f"discodsl: resuming job {job!r} after stage {self.entry.stage!r}: the outputs of "
+            f"{names} are reused from run {self.entry.run} ({when})"
+        )
+
+
+def look_up(keys: Sequence[str], names: Sequence[str], reusable: Reusable) -> Checkpoint | None:
+    """The checkpoint of the last stage whose kept outputs can be reused, or None."""
+    for index in reversed(range(len(keys))):
+        entry = store.load(keys[index])
+        if entry is None or entry.index != index or entry.stage != names[index]:
+            continue
+        outputs = reusable(entry)
+        if outputs is None:
+            continue
+        store.touch(entry)
+        reused = _earlier(keys[:index], names[:index], reusable)
+        reused[names[index]] = outputs
+        return Checkpoint(index + 1, len(keys), outputs, entry, reused)
+    return None
+
+
+def _earlier(
+    keys: Sequence[str], names: Sequence[str], reusable: Reusable
+) -> dict[str, list[Output]]:
+    """The outputs of the stages before a checkpoint that are still kept (for results.stage)."""
+    found: dict[str, list[Output]] = {}
+    for key, name in zip(keys, names, strict=True):
+        entry = store.load(key)
+        outputs = reusable(entry) if entry is not None else None
+        if outputs is not None:
+            found[name] = outputs
+    return found
+
+
+def tell(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+class Keeper:
+    """Keeps a run's stages as they finish, each under its key (``cache=True``)."""
+
+    def __init__(self, job: str, names: Sequence[str], keys: Sequence[str], where: str):
+        self.job, self.where = job, where
+        self.keys = dict(zip(names, keys, strict=True))
+        self.index = {name: number for number, name in enumerate(names)}
+        self.run = job  # the run's name, once it has one
+
+    def keep(
+        self,
+        stage: str,
+        outputs: Sequence[Output],
+        paths: Sequence[Sequence[str | None]],
+        counters: Mapping[str, int],
+    ) -> None:
+        """Keep stage ``stage``'s ``outputs``, copying the local files ``paths`` name;
+        ``counters``: the run's, up to and with this stage."""
+        entry = Entry(
+            key=self.keys[stage],
+            job=self.job,
+            run=self.run,
+            stage=stage,
+            index=self.index[stage],
+            stages=len(self.keys),
+            where=self.where,
+            outputs=[(label, size, list(urls)) for label, size, urls in outputs],
+            counters=dict(counters),
+        )
+        store.keep(entry, paths)

@@ -1,0 +1,268 @@
+"""The cache's place on disk: one directory per kept stage, found by its key.
+
+Where: ``$DISCODSL_CACHE_DIR``, else ``$XDG_CACHE_HOME/discodsl/cache``, else
+``~/.cache/discodsl/cache``. Each kept stage of a run (see
+:mod:`discodsl.caching.keys` for what its key holds) is a directory named
+by its key, holding
+
+- ``entry.json``: the job, the run it came from, the stage (name, index,
+  how many stages the job has), the runner (``inline``, ``local``, or the
+  master's URL for a cluster), when it was kept and last used, its size,
+  the counters its tasks reported, and its outputs as
+  ``[label, size, [url or file name, ...]]``;
+- the record files of a local or inline run's outputs, copied (hard-linked
+  where the file system allows) out of the run's temporary directory. A
+  cluster run keeps no files here: its entries name the job, whose stage
+  results stay on the master until it is purged.
+
+An entry is written in a directory of its own and renamed into place, so a
+reader sees all of it or none; a damaged entry is dropped when read.
+
+Size limit and eviction: ``$DISCODSL_CACHE_SIZE`` (bytes, or with a ``K``,
+``M`` or ``G`` suffix; default 2G). After each entry is kept, the entries
+used least recently go until the total is within the limit; an entry
+larger than the limit on its own is not kept. ``discodsl cache ls`` lists
+the entries, ``discodsl cache clear`` removes them (:func:`clear`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from discodsl.errors import SettingsError
+
+__all__ = ["Entry", "cache_dir", "clear", "entries", "keep", "limit", "load", "touch"]
+
+DIR_ENV = "DISCODSL_CACHE_DIR"
+SIZE_ENV = "DISCODSL_CACHE_SIZE"
+DEFAULT_LIMIT = 2 * 1024**3
+FORMAT = 1
+ENTRY = "entry.json"
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+Output = tuple[int, int, list[str]]  # (label, size, replica URLs or file names in the entry)
+
+
+@dataclass
+class Entry:
+    """One kept stage of one run; ``outputs`` as stored (file names relative to ``path``)."""
+
+    key: str
+    job: str
+    run: str
+    stage: str
+    index: int
+    stages: int
+    where: str  # "inline", "local", or the master's URL
+    outputs: list[Output] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    size: int = 0
+    created: float = 0.0
+    used: float = 0.0
+    path: Path = Path()
+
+    @property
+    def last(self) -> bool:
+        """Whether this is the job's last stage: its outputs are the run's results."""
+        return self.index == self.stages - 1
+
+    def urls(self) -> list[Output]:
+        """The outputs with each kept file as a ``file://`` URL."""
+        return [
+            (label, size, [self._url(name) for name in names])
+            for label, size, names in self.outputs
+        ]
+
+    def _url(self, name: str) -> str:
+        return name if "://" in name else (self.path / name).as_uri()
+
+    def files(self) -> list[Path]:
+        return [
+            self.path / name for _, _, names in self.outputs for name in names if "://" not in name
+        ]
+
+
+def cache_dir() -> Path:
+    """Where the cache lives (see the module docstring)."""
+    explicit = os.environ.get(DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "discodsl", "cache")
+
+
+def limit() -> int:
+    """The cache's size limit in bytes, from ``$DISCODSL_CACHE_SIZE``."""
+    text = os.environ.get(SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_LIMIT
+    match = re.fullmatch(r"(\d+)\s*([KMG]?)i?B?", text, re.IGNORECASE)
+    if match is None:
+        raise SettingsError(
+            f"{SIZE_ENV}={text!r} is not a size: give bytes, or a number with K, M or G "
+            f"(e.g. {SIZE_ENV}=500M; 0 keeps nothing)"
+        )
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def load(key: str, directory: Path | None = None) -> Entry | None:
+    """The entry kept under ``key``, if there is a sound one (a damaged one is removed)."""
+    path = (directory or cache_dir()) / key
+    try:
+        facts = json.loads((path / ENTRY).read_text(encoding="utf-8"))
+        entry = _entry(facts, path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):
+        _remove(path)
+        return None
+    if not all(_sized(file) for file in entry.files()):
+        _remove(path)  # a file went missing: the entry is no use
+        return None
+    return entry
+
+
+def _entry(facts: dict[str, Any], path: Path) -> Entry:
+    if facts.pop("format", None) != FORMAT:
+        raise ValueError("another format")
+    outputs = [
+        (int(label), int(size), [str(u) for u in names])
+        for label, size, names in facts.pop("outputs")
+    ]
+    return Entry(**facts, outputs=outputs, path=path)
+
+
+def _sized(path: Path) -> bool:
+    return path.is_file()
+
+
+def keep(
+    entry: Entry, sources: Sequence[Sequence[str | None]], directory: Path | None = None
+) -> Entry | None:
+    """Keep ``entry``, copying the local files ``sources`` names (one list per output, a
+    path or None for each of its URLs, kept as given); the kept entry, or None when it
+    is bigger than the limit or cannot be written. Evicts what the limit asks."""
+    root = directory or cache_dir()
+    cap = limit()
+    size = sum(os.path.getsize(path) for paths in sources for path in paths if path)
+    if size > cap:
+        return None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=".new-"))
+    except OSError:
+        return None
+    try:
+        kept = _write(entry, sources, staging, size)
+        _publish(staging, root / entry.key)
+    except OSError:
+        _remove(staging)
+        return None
+    kept.path = root / entry.key
+    trim(cap, root)
+    return kept
+
+
+def _write(
+    entry: Entry, sources: Sequence[Sequence[str | None]], staging: Path, size: int
+) -> Entry:
+    outputs: list[Output] = []
+    number = 0
+    for (label, out_size, urls), paths in zip(entry.outputs, sources, strict=True):
+        names = []
+        for url, path in zip(urls, paths, strict=True):
+            if path is None:
+                names.append(url)
+                continue
+            name = f"{number:05d}"
+            _copy(path, staging / name)
+            names.append(name)
+            number += 1
+        outputs.append((label, out_size, names))
+    now = time.time()
+    kept = Entry(**{**_facts(entry), "outputs": outputs, "size": size, "created": now, "used": now})
+    (staging / ENTRY).write_text(json.dumps({"format": FORMAT, **_facts(kept)}), encoding="utf-8")
+    return kept
+
+
+def _facts(entry: Entry) -> dict[str, Any]:
+    facts = asdict(entry)
+    facts.pop("path")
+    return facts
+
+
+def _copy(source: str, target: Path) -> None:
+    """A hard link where the file system allows (no bytes copied), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Rename ``staging`` to ``final``, replacing an entry of the same key."""
+    with contextlib.suppress(FileNotFoundError):
+        old = final.rename(final.with_name(f".old-{final.name}-{os.getpid()}"))
+        _remove(old)
+    staging.rename(final)
+
+
+def touch(entry: Entry) -> None:
+    """Note that ``entry`` was used now (eviction goes by last use)."""
+    entry.used = time.time()
+    with contextlib.suppress(OSError):
+        facts = {"format": FORMAT, **_facts(entry)}
+        temporary = entry.path / f".{ENTRY}.{os.getpid()}"
+        temporary.write_text(json.dumps(facts), encoding="utf-8")
+        os.replace(temporary, entry.path / ENTRY)
+
+
+def entries(directory: Path | None = None) -> list[Entry]:
+    """Every sound entry, the most recently used first."""
+    root = directory or cache_dir()
+    found = [entry for key in _keys(root) if (entry := load(key, root)) is not None]
+    return sorted(found, key=lambda entry: entry.used, reverse=True)
+
+
+def _keys(root: Path) -> Iterator[str]:
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    yield from (name for name in names if not name.startswith("."))
+
+
+def trim(cap: int, directory: Path | None = None) -> None:
+    """Remove the least recently used entries until the cache holds ``cap`` bytes at most."""
+    kept = entries(directory)
+    total = sum(entry.size for entry in kept)
+    while kept and total > cap:
+        oldest = kept.pop()
+        total -= oldest.size
+        _remove(oldest.path)
+
+
+def clear(job: str | None = None, directory: Path | None = None) -> list[Entry]:
+    """Remove every entry (of ``job``, if given); the entries removed."""
+    removed = [entry for entry in entries(directory) if job is None or entry.job == job]
+    for entry in removed:
+        _remove(entry.path)
+    if job is None:
+        root = directory or cache_dir()
+        for name in os.listdir(root) if root.is_dir() else []:
+            _remove(root / name)  # half-written entries too
+    return removed
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,127 @@
+"""Jobs for the cache tests: each task leaves a mark, so a test sees which stages ran.
+
+A mark is a file ``<stage>-<unique>`` in the directory the factory is given
+(a closure value, so it is part of every stage's key, and the same for the
+runs of one test).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from discodsl import Job, count, job, map, reduce
+
+# A global a stage reads: changing it must give a fresh run.
+SCALE = 1
+
+
+def mark(marks: str, stage: str) -> None:
+    Path(marks, f"{stage}-{os.getpid()}-{uuid.uuid4().hex}").touch()
+
+
+def ran(marks: Path | str) -> dict[str, int]:
+    """How many tasks of each stage left a mark."""
+    counts: dict[str, int] = {}
+    for path in Path(marks).iterdir():
+        stage = path.name.split("-", 1)[0]
+        counts[stage] = counts.get(stage, 0) + 1
+    return counts
+
+
+def wordcount(marks: str, weight: int = 1, name: str = "cached_wordcount") -> Job:
+    """The wordcount; ``weight`` is a closure value of the map (a changed one: a fresh run)."""
+
+    @map
+    def words(line: str) -> Iterator[tuple[str, int]]:
+        mark(marks, "words")
+        for word in line.split():
+            yield word, weight * SCALE
+
+    @reduce
+    def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        mark(marks, "total")
+        yield word, sum(counts)
+
+    def body() -> list[Any]:
+        return [words, total]
+
+    body.__name__ = body.__qualname__ = name
+    return job(partitions=3)(body)
+
+
+def edited_wordcount(marks: str) -> Job:
+    """The same job with its map edited: it lower-cases words."""
+
+    @map
+    def words(line: str) -> Iterator[tuple[str, int]]:
+        mark(marks, "words")
+        for word in line.lower().split():
+            yield word, SCALE
+
+    @reduce
+    def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        mark(marks, "total")
+        yield word, sum(counts)
+
+    @job(partitions=3)
+    def cached_wordcount() -> list[Any]:
+        return [words, total]
+
+    return cached_wordcount
+
+
+def four_stages(marks: str, broken: bool) -> Job:
+    """Map, reduce, map, reduce: word counts, then how many words have each count.
+    ``broken``: the third stage (``by_count``) raises on every record."""
+
+    @map
+    def words(line: str) -> Iterator[tuple[str, int]]:
+        mark(marks, "words")
+        for word in line.split():
+            count("words")
+            yield word, 1
+
+    @reduce
+    def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        mark(marks, "total")
+        count("distinct")
+        yield word, sum(counts)
+
+    @job(partitions=3)
+    def counts_of_counts() -> list[Any]:
+        return [words, total, *histogram_stages(marks, broken)]
+
+    return counts_of_counts
+
+
+def histogram_stages(marks: str, broken: bool = False) -> list[Any]:
+    """How many words have each count, from (word, count) records."""
+
+    @map
+    def by_count(record: tuple[str, int]) -> Iterator[tuple[int, str]]:
+        mark(marks, "by_count")
+        if broken:
+            raise ValueError("by_count is broken")
+        word, count_ = record
+        yield count_, word
+
+    @reduce
+    def histogram(n: int, words_: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+        mark(marks, "histogram")
+        yield n, sorted(words_)
+
+    return [by_count, histogram]
+
+
+def histogram(marks: str) -> Job:
+    """The histogram alone: a job whose inputs are an earlier job's (word, count) results."""
+
+    @job(partitions=2)
+    def counts_histogram() -> list[Any]:
+        return histogram_stages(marks)
+
+    return counts_histogram

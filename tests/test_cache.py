@@ -1,0 +1,303 @@
+"""Cached and resumed runs (``cache=True``): what is reused, and what never is.
+
+Each test has an empty cache of its own (``DISCODSL_CACHE_DIR``, tests/conftest.py).
+Stages leave a mark per task (tests/cache_jobs.py), so a test sees what ran.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import TaskFailed
+from discodsl.caching import store
+from tests import cache_jobs
+from tests.cache_jobs import ran
+
+LINES = "the cat sat\non the mat the end\n"
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> str:
+    path = tmp_path / "marks"
+    path.mkdir()
+    return str(path)
+
+
+@pytest.fixture
+def text(tmp_path: Path) -> Path:
+    path = tmp_path / "in.txt"
+    path.write_text(LINES)
+    return path
+
+
+def counted(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for word in text.split():
+        counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def clear(marks: str) -> None:
+    for path in Path(marks).iterdir():
+        path.unlink()
+
+
+# ---------------------------------------------------------------- cached runs
+
+
+def test_an_identical_run_is_served_from_the_cache(
+    mode: str, marks: str, text: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    job = cache_jobs.wordcount(marks)
+    first = job.run([text], mode=mode, cache=True)
+    assert first.to_dict() == counted(LINES) and ran(marks)
+    clear(marks)
+    capfd.readouterr()
+    again = job.run([text], mode=mode, cache=True)
+    assert again.to_dict() == counted(LINES)
+    assert ran(marks) == {}  # no task ran
+    assert again.jobname == first.jobname
+    notice = [line for line in capfd.readouterr().err.splitlines() if "cached" in line]
+    assert notice == [
+        f"discodsl: cached results of job 'cached_wordcount' from run {first.jobname} "
+        f"({notice[0].split('(')[-1].split(')')[0]}); cache=False runs it again"
+    ]
+    assert sorted(again.stage("words")) == sorted(first.stage("words"))
+
+
+def test_without_cache_nothing_is_kept_or_reused(marks: str, text: Path) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode="local")
+    assert store.entries() == []
+    job.run([text], mode="local", cache=True)
+    clear(marks)
+    job.run([text], mode="local", cache=False)
+    assert ran(marks)
+
+
+def test_a_served_run_is_a_run(marks: str, text: Path) -> None:
+    job = cache_jobs.wordcount(marks)
+    first = job.run([text], mode="local", cache=True)
+    run = job.submit([text], mode="local", cache=True)
+    assert run.wait().to_dict() == first.to_dict()
+    assert run.status == "ready" and run.jobname == first.jobname
+    messages = [message for _, _, message in run.events()]
+    assert f"Results of run {first.jobname} reused from the cache" in messages
+    assert messages[-1].startswith("READY: Job done in")
+
+
+@pytest.mark.parametrize(
+    "change", ["edited stage", "closure value", "global value", "params", "partitions", "job name"]
+)
+def test_a_change_gives_a_fresh_run(
+    change: str, marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode="inline", cache=True)
+    clear(marks)
+    other: Any = job
+    options: dict[str, Any] = {}
+    if change == "edited stage":
+        other = cache_jobs.edited_wordcount(marks)
+    elif change == "closure value":
+        other = cache_jobs.wordcount(marks, weight=2)
+    elif change == "global value":
+        monkeypatch.setattr(cache_jobs, "SCALE", 3)
+    elif change == "params":
+        options = {"params": {"any": 1}}
+    elif change == "partitions":
+        options = {"partitions": 5}
+    else:
+        other = cache_jobs.wordcount(marks, name="another_wordcount")
+    results = other.run([text], mode="inline", cache=True, **options)
+    assert ran(marks).get("words")
+    fresh = other.run([text], mode="inline", **options).to_dict()
+    assert results.to_dict() == fresh
+
+
+def test_the_same_closure_value_again_is_served(marks: str, text: Path) -> None:
+    cache_jobs.wordcount(marks, weight=2).run([text], mode="inline", cache=True)
+    cache_jobs.wordcount(marks, weight=3).run([text], mode="inline", cache=True)
+    clear(marks)
+    results = cache_jobs.wordcount(marks, weight=2).run([text], mode="inline", cache=True)
+    assert ran(marks) == {} and results.to_dict() == {k: 2 * v for k, v in counted(LINES).items()}
+
+
+def test_a_touched_input_gives_a_fresh_run(marks: str, text: Path) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode="inline", cache=True)
+    clear(marks)
+    stat = text.stat()
+    os.utime(text, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    job.run([text], mode="inline", cache=True)
+    assert ran(marks).get("words")
+
+
+def test_by_content_a_touched_input_is_the_same_and_an_edited_one_is_not(
+    marks: str, text: Path
+) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode="inline", cache=True, cache_by="content")
+    clear(marks)
+    stat = text.stat()
+    os.utime(text, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    job.run([text], mode="inline", cache=True, cache_by="content")
+    assert ran(marks) == {}
+    text.write_text(LINES.replace("cat", "dog"))  # same size
+    os.utime(text, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # and time
+    results = job.run([text], mode="inline", cache=True, cache_by="content")
+    assert ran(marks).get("words") and "dog" in results.to_dict()
+
+
+def test_another_runner_does_not_serve(marks: str, text: Path) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode="inline", cache=True)
+    clear(marks)
+    job.run([text], mode="local", cache=True)
+    assert ran(marks).get("words")
+
+
+def test_earlier_results_as_inputs_stand_for_their_run(marks: str, text: Path) -> None:
+    first = cache_jobs.wordcount(marks)
+    second = cache_jobs.histogram(marks)
+    upstream = first.run([text], mode="local", cache=True)
+    downstream = second.run(upstream, mode="local", cache=True).to_dict()
+    clear(marks)
+    again = second.run(first.run([text], mode="local", cache=True), mode="local", cache=True)
+    assert ran(marks) == {} and again.to_dict() == downstream
+    fresh_upstream = first.run([text], mode="local")  # another run: other files
+    clear(marks)
+    second.run(fresh_upstream, mode="local", cache=True)
+    assert ran(marks).get("by_count")
+
+
+# ---------------------------------------------------------------- the store
+
+
+def test_a_damaged_entry_gives_a_fresh_run_and_no_error(marks: str, text: Path) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode="local", cache=True)
+    entries = store.entries()
+    assert {entry.stage for entry in entries} == {"words", "total"}
+    last = next(entry for entry in entries if entry.last)
+    last.files()[0].unlink()
+    (next(entry for entry in entries if not entry.last).path / store.ENTRY).write_text("{nonsense")
+    clear(marks)
+    assert job.run([text], mode="local", cache=True).to_dict() == counted(LINES)
+    assert ran(marks).get("words") and ran(marks).get("total")
+
+
+def test_the_least_recently_used_entries_go_past_the_size_limit(
+    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache_jobs.wordcount(marks, weight=1).run([text], mode="inline", cache=True)
+    one_run = store.entries()
+    size = sum(entry.size for entry in one_run)
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", str(size))  # room for one run's stages
+    cache_jobs.wordcount(marks, weight=2).run([text], mode="inline", cache=True)
+    left = store.entries()
+    assert {e.key for e in left}.isdisjoint(e.key for e in one_run) and len(left) == 2
+    assert sum(entry.size for entry in left) <= size
+    clear(marks)
+    cache_jobs.wordcount(marks, weight=2).run([text], mode="inline", cache=True)
+    assert ran(marks) == {}  # the newer run was kept
+    cache_jobs.wordcount(marks, weight=1).run([text], mode="inline", cache=True)
+    assert ran(marks).get("words")  # the older one was evicted
+
+
+def test_an_output_larger_than_the_limit_is_not_kept(
+    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", "10")
+    cache_jobs.wordcount(marks).run([text], mode="inline", cache=True)
+    assert store.entries() == []
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "1T"])
+def test_a_bad_size_limit_says_what_to_write(
+    value: str, marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", value)
+    with pytest.raises(Exception, match=r"DISCODSL_CACHE_SIZE=.* is not a size: give bytes"):
+        cache_jobs.wordcount(marks).run([text], mode="inline", cache=True)
+
+
+@pytest.mark.parametrize("value", ["500M", "2G", "1024", "64k"])
+def test_sizes_with_units(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", value)
+    number, unit = int(value.rstrip("MGkK")), value[-1].upper()
+    assert store.limit() == number * {"M": 1024**2, "G": 1024**3, "K": 1024}.get(unit, 1)
+
+
+def test_a_bad_cache_by_names_the_choices() -> None:
+    from discodsl import SettingsError
+
+    with pytest.raises(SettingsError, match="use 'stat' or 'content'"):
+        cache_jobs.wordcount("/nowhere").with_options(cache_by="mtime")
+
+
+# ---------------------------------------------------------------- resumed runs
+
+
+def test_a_failed_pipeline_resumes_after_the_stages_that_finished(
+    mode: str, marks: str, text: Path
+) -> None:
+    broken = cache_jobs.four_stages(marks, broken=True)
+    with pytest.raises((TaskFailed, ValueError)):
+        broken.run([text], mode=mode, cache=True)
+    assert ran(marks).get("total")
+    clear(marks)
+    fixed = cache_jobs.four_stages(marks, broken=False)
+    resumed = fixed.run([text], mode=mode, cache=True)
+    assert set(ran(marks)) == {"by_count", "histogram"}  # words and total did not run again
+    fresh = fixed.run([text], mode=mode)
+    assert sorted(resumed) == sorted(fresh)
+    assert sorted(resumed.stage("total")) == sorted(fresh.stage("total"))
+    assert sorted(resumed.stage("by_count")) == sorted(fresh.stage("by_count"))
+
+
+def test_a_resumed_run_says_what_it_reuses(
+    marks: str, text: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(TaskFailed):
+        cache_jobs.four_stages(marks, broken=True).run([text], mode="local", cache=True)
+    first = store.load(next(e.key for e in store.entries() if e.stage == "total"))
+    assert first is not None
+    capfd.readouterr()
+    cache_jobs.four_stages(marks, broken=False).run([text], mode="local", cache=True)
+    lines = [line for line in capfd.readouterr().err.splitlines() if "resuming" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "discodsl: resuming job 'counts_of_counts' after stage 'total': the outputs of "
+        f"words, total are reused from run {first.run} ("
+    )
+
+
+def test_a_resumed_run_counts_what_a_fresh_one_counts(mode: str, marks: str, text: Path) -> None:
+    with pytest.raises((TaskFailed, ValueError)):
+        cache_jobs.four_stages(marks, broken=True).run([text], mode=mode, cache=True)
+    fixed = cache_jobs.four_stages(marks, broken=False)
+    fresh = fixed.run([text], mode=mode).counters
+    assert fresh == {"words": 8, "distinct": 6}
+    assert fixed.run([text], mode=mode, cache=True).counters == fresh
+    assert fixed.run([text], mode=mode, cache=True).counters == fresh  # served
+
+
+def test_a_dead_jobs_finished_stages_stay_on_the_master(cluster_env: str, marks: str) -> None:
+    """As on a real 0.5.4 master: a job that died in its third stage still answers
+    get_stageresults for the two before it (event_server keeps every stage_ready)."""
+    from discodsl.client import Master
+    from discodsl.errors import ClientError
+
+    run = cache_jobs.four_stages(marks, broken=True).submit(["raw://a b a"])
+    with pytest.raises(TaskFailed):
+        run.wait()
+    master = Master(cluster_env)
+    assert master.stageresults(run.jobname, "words")
+    assert master.stageresults(run.jobname, "total")
+    with pytest.raises(ClientError, match="has not finished"):
+        master.stageresults(run.jobname, "by_count")
