@@ -449,6 +449,45 @@ def test_combined_map_checks_every_pair_after_counting_began(bad: Any, message: 
         _combined_job(produce).run(["raw://x"], mode="inline")
 
 
+@pytest.mark.parametrize(
+    ("values", "bad", "message"),
+    [
+        ("counted", ("k",), r"produced \('k',\) \(tuple\), not a \(key, value\) pair"),
+        ("counted", (), r"produced \(\) \(tuple\), not a \(key, value\) pair"),
+        ("listed", ("k", 1, 2), r"produced \('k', 1, 2\) \(tuple\), not a \(key, value\) pair"),
+        ("listed", ("k",), r"produced \('k',\) \(tuple\), not a \(key, value\) pair"),
+        ("listed", "ab", r"produced 'ab' \(str\), not a \(key, value\) pair"),
+        ("first", ("k", 1, 2), r"produced \('k', 1, 2\) \(tuple\), not a \(key, value\) pair"),
+    ],
+)
+def test_combined_map_names_a_tuple_of_other_length_as_not_a_pair(
+    values: str, bad: Any, message: str
+) -> None:
+    """The combined map's loops leave a tuple's length to the unpacking: a tuple of one,
+    none or three items is still named as the record that is not a pair, whether values
+    are being counted, listed, or none came yet."""
+
+    def produce(line: str) -> Any:
+        if values != "first":
+            yield from [(f"w{i % 7}", i if values == "listed" else 1) for i in range(50)]
+        yield bad
+
+    with pytest.raises(StageError, match=f"'produce' {message}"):
+        _combined_job(produce).run(["raw://x"], mode="inline")
+
+
+def test_combined_map_keeps_user_value_errors_as_user_errors() -> None:
+    """A ValueError that user code raises while yielding is the user's, not a bad pair."""
+
+    def produce(line: str) -> Any:
+        yield "w", 1
+        raise ValueError("bad line")
+
+    with pytest.raises(ValueError, match="bad line") as info:  # inline raises the original
+        _combined_job(produce).run(["raw://x"], mode="inline")
+    assert info.traceback[-1].name == "produce"
+
+
 def test_combined_map_returning_none_after_counting_began_is_named() -> None:
     def produce(line: str) -> Any:
         return [("w", 1)] if line != "stop" else None

@@ -242,7 +242,7 @@ def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
 
 
 def _not_pairs(
-    stage: StageSpec, exc: Exception, result: Any, *loops: Callable[..., Any]
+    stage: StageSpec, exc: Exception, result: Any, *loops: Callable[..., Any], item: Any = None
 ) -> StageError | None:
     """The one guard on a stage's output: the StageError for ``exc``, raised while ``loops``
     took ``(key, value)`` pairs from what the stage produced (``result``: what one call
@@ -250,12 +250,16 @@ def _not_pairs(
 
     The loops themselves only check each item with the same expression as the record
     writer's (``item if item.__class__ is tuple and len(item) == 2 else as_pair(item)``):
-    no Python call per record on the way to the file.
+    no Python call per record on the way to the file. The combiner's loops leave the
+    length of a tuple to the unpacking (``key, value = item``), whose ValueError this
+    turns into the same error as ``as_pair``'s, given the ``item`` they were unpacking.
     """
     if isinstance(exc, NotAPair):
         return _bad_record(stage, exc.item)
     if _raised_by_user(exc, *loops):
         return None
+    if isinstance(exc, ValueError) and item.__class__ is tuple and len(item) != 2:
+        return _bad_record(stage, item)
     if result is None or _returned_none(exc):
         return _none_error(stage)
     return _shape_error(stage, result, exc)
@@ -397,6 +401,7 @@ class _Combiner:
         """Count values while each is ``same``; the records left when one is not."""
         counts, same = self.counts, self.same
         get = counts.get
+        item: Any = None
         while chunk := list(islice(iterator, CHUNK)):
             records = iter(chunk)
             for record in records:
@@ -404,9 +409,9 @@ class _Combiner:
                 try:
                     items = iter(result)
                     for item in items:
-                        key, value = (
-                            item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
-                        )
+                        if item.__class__ is not tuple:
+                            item = as_pair(item)
+                        key, value = item  # a tuple of other length: see _not_pairs
                         if value is same:
                             counts[key] = get(key, 0) + 1
                         elif same is _UNSET and not counts:  # the first value
@@ -417,7 +422,9 @@ class _Combiner:
                             _listed(stage, chain(((key, value),), items), self.buffer)
                             return chain(records, iterator)
                 except (TypeError, ValueError) as exc:
-                    error = _not_pairs(stage, exc, result, _Combiner._consume_counting)
+                    error = _not_pairs(
+                        stage, exc, result, _Combiner._consume_counting, item=item
+                    )
                     if error is None:
                         raise
                     raise error from None
@@ -430,20 +437,21 @@ class _Combiner:
     ) -> None:
         """List every value, as each call of ``function`` yields it."""
         buffer = self.buffer
+        item: Any = None
         while chunk := list(islice(iterator, CHUNK)):
             for record in chunk:
                 result = function(record)
                 try:
                     for item in result:
-                        key, value = (
-                            item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
-                        )
+                        if item.__class__ is not tuple:
+                            item = as_pair(item)
+                        key, value = item  # a tuple of other length: see _not_pairs
                         try:
                             buffer[key].append(value)
                         except KeyError:
                             buffer[key] = [value]
                 except (TypeError, ValueError) as exc:
-                    error = _not_pairs(stage, exc, result, _Combiner._consume_listed)
+                    error = _not_pairs(stage, exc, result, _Combiner._consume_listed, item=item)
                     if error is None:
                         raise
                     raise error from None
