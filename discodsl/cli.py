@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from discodsl import builder, jobpack, sources
+from discodsl.caching import store
 from discodsl.ddfs import check_name, resolve_inputs
 from discodsl.errors import (
     DiscoDSLError,
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobpack(sub, common)
     _add_job_commands(sub, common)
     _add_ddfs(sub, common)
+    _add_cache(sub, common)
     return parser
 
 
@@ -233,6 +235,11 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         "--push-inputs",
         action="store_true",
         help="upload local input files to DDFS first (cluster)",
+    )
+    run.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse an earlier identical run's results, or resume after its finished stages",
     )
     run.add_argument("-o", "--output", metavar="FILE", help="write the records here")
     run.set_defaults(command=cmd_run)
@@ -345,6 +352,28 @@ def _add_ddfs(sub: Any, common: argparse.ArgumentParser) -> None:
     rm.set_defaults(command=cmd_ddfs_rm)
 
 
+def _add_cache(sub: Any, common: argparse.ArgumentParser) -> None:
+    cache = sub.add_parser(
+        "cache",
+        parents=[common],
+        help="the stages kept by runs with cache=True",
+        description=f"List or remove the stages kept by runs with cache=True (in "
+        f"${store.DIR_ENV}, else ~/.cache/discodsl/cache; at most ${store.SIZE_ENV} bytes, "
+        "default 2G, the least recently used evicted first).",
+    )
+    actions = cache.add_subparsers(metavar="ACTION", required=True)
+    ls = actions.add_parser("ls", parents=[common], help="list the kept stages, newest use first")
+    ls.add_argument("--job", metavar="NAME", help="only this job's")
+    ls.set_defaults(command=cmd_cache_ls)
+    clear = actions.add_parser(
+        "clear",
+        parents=[common],
+        help="remove kept stages (a cluster run's jobs stay on the master: `discodsl purge`)",
+    )
+    clear.add_argument("--job", metavar="NAME", help="only this job's")
+    clear.set_defaults(command=cmd_cache_clear)
+
+
 # --------------------------------------------------------------------------
 # Running and building jobs
 # --------------------------------------------------------------------------
@@ -382,7 +411,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The default of discodsl.runners.choose, decided here so that the hint fits.
     default = "cluster" if configured_master(master) else "local"
     args.where = mode = cast("Mode", args.mode or default)
-    options: dict[str, Any] = {"push_inputs": args.push_inputs}
+    options: dict[str, Any] = {"push_inputs": args.push_inputs, "cache": args.cache}
     if args.partitions is not None:
         options["partitions"] = args.partitions
     results = job.run(args.inputs, mode=mode, master=master, **options)
@@ -653,6 +682,55 @@ def cmd_ddfs_rm(args: argparse.Namespace) -> int:
         conn.ddfs.delete(args.tag)
     print(f"deleted {args.tag}")
     return 0
+
+
+# --------------------------------------------------------------------------
+# The cache
+# --------------------------------------------------------------------------
+
+
+def cmd_cache_ls(args: argparse.Namespace) -> int:
+    kept = [entry for entry in store.entries() if args.job in (None, entry.job)]
+    rows = [
+        {
+            "key": entry.key,
+            "job": entry.job,
+            "stage": entry.stage,
+            "run": entry.run,
+            "where": entry.where,
+            "size": entry.size,
+            "used": entry.used,
+        }
+        for entry in kept
+    ]
+    lines = [
+        f"{_when(entry.used)}  {entry.key[:12]}  {_size(entry.size):>8}  {entry.where:<7}  "
+        f"{entry.job}: stage {entry.index + 1}/{entry.stages} {entry.stage} of run {entry.run}"
+        for entry in kept
+    ]
+    total = sum(entry.size for entry in kept)
+    _print_rows(args, rows, [*lines, f"{len(kept)} stage(s), {_size(total)} in {store.cache_dir()}"])
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    removed = store.clear(args.job)
+    total = sum(entry.size for entry in removed)
+    print(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}")
+    return 0
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _size(size: int) -> str:
+    value, unit = float(size), "B"
+    for bigger in ("KB", "MB", "GB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 # --------------------------------------------------------------------------

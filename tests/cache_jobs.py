@@ -8,6 +8,7 @@ runs of one test).
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -74,9 +75,31 @@ def edited_wordcount(marks: str) -> Job:
     return cached_wordcount
 
 
-def four_stages(marks: str, broken: bool) -> Job:
+def weighted(marks: str) -> Job:
+    """The wordcount with its weight in ``params``: other params, other results."""
+
+    @map
+    def words(line: str, params: int) -> Iterator[tuple[str, int]]:
+        mark(marks, "words")
+        for word in line.split():
+            yield word, params
+
+    @reduce
+    def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        mark(marks, "total")
+        yield word, sum(counts)
+
+    @job(partitions=2, params=1)
+    def weighted_wordcount() -> list[Any]:
+        return [words, total]
+
+    return weighted_wordcount
+
+
+def four_stages(marks: str, broken: bool | str) -> Job:
     """Map, reduce, map, reduce: word counts, then how many words have each count.
-    ``broken``: the third stage (``by_count``) raises on every record."""
+    ``broken``: the third stage (``by_count``) raises on every record; ``"hangs"``: it
+    sleeps a minute on each."""
 
     @map
     def words(line: str) -> Iterator[tuple[str, int]]:
@@ -98,13 +121,15 @@ def four_stages(marks: str, broken: bool) -> Job:
     return counts_of_counts
 
 
-def histogram_stages(marks: str, broken: bool = False) -> list[Any]:
+def histogram_stages(marks: str, broken: bool | str = False) -> list[Any]:
     """How many words have each count, from (word, count) records."""
 
     @map
     def by_count(record: tuple[str, int]) -> Iterator[tuple[int, str]]:
         mark(marks, "by_count")
-        if broken:
+        if broken == "hangs":
+            time.sleep(60)
+        elif broken:
             raise ValueError("by_count is broken")
         word, count_ = record
         yield count_, word

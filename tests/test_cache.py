@@ -7,12 +7,17 @@ Stages leave a mark per task (tests/cache_jobs.py), so a test sees what ran.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from discodsl import TaskFailed
+from discodsl import JobDead, TaskFailed
 from discodsl.caching import store
 from tests import cache_jobs
 from tests.cache_jobs import ran
@@ -301,3 +306,88 @@ def test_a_dead_jobs_finished_stages_stay_on_the_master(cluster_env: str, marks:
     assert master.stageresults(run.jobname, "total")
     with pytest.raises(ClientError, match="has not finished"):
         master.stageresults(run.jobname, "by_count")
+
+
+def test_a_killed_run_resumes_after_the_stages_that_finished(marks: str, text: Path) -> None:
+    run = cache_jobs.four_stages(marks, broken="hangs").submit([text], mode="local", cache=True)
+    deadline = time.monotonic() + 60
+    while not any(entry.stage == "total" for entry in store.entries()):
+        assert time.monotonic() < deadline and not run.ended(0.05), "total was never kept"
+    run.kill()
+    with pytest.raises(JobDead):
+        run.wait()
+    clear(marks)
+    fixed = cache_jobs.four_stages(marks, broken=False)
+    resumed = fixed.run([text], mode="local", cache=True)
+    assert set(ran(marks)) == {"by_count", "histogram"}
+    assert resumed.to_dict() == fixed.run([text], mode="local").to_dict()
+
+
+# ---------------------------------------------------------------- never the wrong results
+
+TEXTS = ["the cat sat\non the mat\n", "a b a\n", "the cat sat\non the hat\n"]
+CONFIGS = st.tuples(
+    st.sampled_from(["plain", "weighted", "named", "edited"]),
+    st.sampled_from([1, 2]),  # a closure value, or params
+    st.sampled_from([1, 3]),  # partitions
+    st.sampled_from(range(len(TEXTS))),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(configs=st.lists(CONFIGS, min_size=2, max_size=5))
+def test_a_cached_run_is_what_a_fresh_run_of_that_job_gives(
+    configs: list[tuple[str, int, int, int]], marks: str, tmp_path: Path
+) -> None:
+    """Whatever ran before with the cache (other jobs, stages, values, inputs), a cached
+    run's records are those of a fresh run of the same job over the same inputs."""
+    for kind, value, partitions, number in configs:
+        path = tmp_path / f"text-{number}.txt"
+        if not path.exists():
+            path.write_text(TEXTS[number])
+        options: dict[str, Any] = {"partitions": partitions}
+        if kind == "plain":
+            job = cache_jobs.wordcount(marks, weight=value)
+        elif kind == "named":
+            job = cache_jobs.wordcount(marks, weight=value, name="renamed")
+        elif kind == "edited":
+            job = cache_jobs.edited_wordcount(marks)
+        else:
+            job, options["params"] = cache_jobs.weighted(marks), value
+        cached = job.run([path], mode="inline", cache=True, **options).to_dict()
+        assert cached == job.run([path], mode="inline", **options).to_dict()
+
+
+def test_a_run_in_another_process_is_served(tmp_path: Path, text: Path) -> None:
+    """Keys do not depend on the process: a script run twice is served the second time."""
+    script = tmp_path / "count.py"
+    script.write_text(
+        "import sys\n"
+        "from discodsl import job, map, reduce\n"
+        "LIMIT = {'max': 3}\n"
+        "@map\n"
+        "def words(line):\n"
+        "    for w in line.split():\n"
+        "        if len(w) <= LIMIT['max']:\n"
+        "            yield w, 1\n"
+        "@reduce\n"
+        "def total(w, counts):\n"
+        "    yield w, sum(counts)\n"
+        "@job(partitions=2)\n"
+        "def script_count():\n"
+        "    return [words, total]\n"
+        "print(sorted(script_count.run([sys.argv[1]], cache=True)))\n"
+    )
+
+    def once() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), str(text)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+
+    first, second = once(), once()
+    assert first.stdout == second.stdout and "('the', 3)" in first.stdout
+    assert "cached results" not in first.stderr
+    assert "discodsl: cached results of job 'script_count' from run script_count@" in second.stderr

@@ -74,6 +74,7 @@ def test_python_m_discodsl_help() -> None:
         "stageresults",
         "jobdict",
         "ddfs",
+        "cache",
     ):
         assert re.search(rf"^    {command}\s", done.stdout, re.MULTILINE), command
 
@@ -495,3 +496,22 @@ def test_a_master_in_home_disco_is_used(
     assert records(out) == RECORDS
     out, _ = run(capsys, "jobs")
     assert len(disco_master.jobs.jobs) == 1 and "ready" in out
+
+
+def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")
+    _, err = run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")
+    assert "discodsl: cached results of job 'wordcount' from run wordcount (" in err
+    out, _ = run(capsys, "cache", "ls")
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("2 stage(s), ")
+    assert "wordcount: stage 2/2 total of run wordcount" in lines[0]
+    assert "wordcount: stage 1/2 words of run wordcount" in lines[1]
+    listed = json.loads(run(capsys, "cache", "ls", "--json")[0])
+    assert [row["stage"] for row in listed] == ["total", "words"]
+    assert run(capsys, "cache", "ls", "--job", "other")[0].startswith("0 stage(s), 0 B in ")
+    out, _ = run(capsys, "cache", "clear", "--job", "other")
+    assert out.startswith("removed 0 stage(s), 0 B, from ")
+    out, _ = run(capsys, "cache", "clear")
+    assert out.startswith("removed 2 stage(s), ")
+    assert run(capsys, "cache", "ls")[0].startswith("0 stage(s), 0 B in ")
