@@ -708,8 +708,8 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
         f"{entry.job}: stage {entry.index + 1}/{entry.stages} {entry.stage} of run {entry.run}"
         for entry in kept
     ]
-    total = sum(entry.size for entry in kept)
-    _print_rows(args, rows, [*lines, f"{len(kept)} stage(s), {_size(total)} in {store.cache_dir()}"])
+    total = f"{len(kept)} stage(s), {_size(sum(entry.size for entry in kept))}"
+    _print_rows(args, rows, [*lines, f"{total} in {store.cache_dir()}"])
     return 0
 
 
