@@ -102,7 +102,7 @@ def execute(name: str) -> Ran:
 
 def test_notebooks_match_their_sources() -> None:
     assert BUILD.stale() == [], "run `python tutorials/build.py NN` for each stale notebook"
-    assert len(BUILD.sources()) == 7
+    assert len(BUILD.sources()) == 8
     for path in BUILD.sources():
         nb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
         nbformat.validate(nb)
@@ -542,3 +542,44 @@ def test_07_runs_chains_and_readers() -> None:
     assert ran.stream("assert-reduce-only") == "same as the first run: True\n"
     table = [line.split() for line in ran.stream("assert-pandas").splitlines()]
     assert table == [["key", "value"]] + [[k, str(v)] for k, v in sorted(items.items())]
+
+
+def test_08_caching_resuming_contracts() -> None:
+    ran = execute("08-caching-resuming-contracts")
+    assert ran.stream("assert-contract") == (
+        "JobError: stage 'words' yields (str, int) but reduce 'longest' takes keys of type int: "
+        "change longest's `count: int` to `count: str`, or make words yield int keys\n"
+    )
+    checked = ran.stream("assert-runtime-check")
+    # inline mode shuffles inputs and tasks: whichever word comes first
+    assert re.match(r"stage 'lengths' yielded \('\w+', '(\d+)'\): its value '\1' is a str", checked)
+    assert "values must be int" in checked
+
+    first, top = ran.stream("assert-first-run").splitlines()
+    jobname = first.split("job ")[-1]
+    assert ast.literal_eval(top) == [("the", 240), ("river", 120), ("falls", 80)]
+    second, same = ran.stream("assert-cached-run").splitlines()
+    assert second.endswith(f" s, job {jobname}") and same == "same records: True"
+    notice = ran.stream("assert-cached-run", "stderr")
+    assert notice.startswith(f"discodsl: cached results of job 'wordcount' from run {jobname} (")
+
+    assert ran.stream("assert-fresh-runs").splitlines() == [
+        "weight 1, first time:  served False",
+        "weight 1, again:       served True",
+        "weight 2:              served False",
+        "weight 1, 3 partitions: served False",
+        "weight 1, an input edited: served False",
+    ]
+    resumed = ran.stream("assert-resumed").splitlines()
+    assert resumed[:2] == ["stages run: by_count, histogram", "same as a fresh run: True"]
+    assert resumed[2:] == [
+        "1 ['line', 'more', 'one']",
+        "40 ['on', 'sea', 'to']",
+        "80 ['and', 'falls', 'rain', 'runs']",
+        "120 ['river']",
+        "240 ['the']",
+    ]
+    said = ran.stream("assert-resumed", "stderr")
+    assert "discodsl: resuming job 'counts_of_counts' after stage 'total': the outputs of " in said
+    listed, cleared = ran.stream("assert-cache-ls").splitlines()
+    assert listed.startswith("14 stage(s), ") and cleared.startswith("removed 8 stage(s), ")
