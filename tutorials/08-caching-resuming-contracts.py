@@ -241,7 +241,7 @@ except TaskFailed as failure:
 
 # %% tags=["assert-resumed"]
 @map
-def by_count(record: tuple[str, int]) -> Iterator[tuple[int, str]]:
+def by_count(record: tuple[str, int]) -> Iterator[tuple[int, str]]:  # noqa: F811 (the fix)
     word, count = record
     yield count, word
 
