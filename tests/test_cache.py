@@ -214,12 +214,57 @@ def test_the_least_recently_used_entries_go_past_the_size_limit(
     assert ran(marks).get("words")  # the older one was evicted
 
 
-def test_an_output_larger_than_the_limit_is_not_kept(
-    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_output_larger_than_the_limit_is_not_kept_and_says_so(
+    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DISCODSL_CACHE_SIZE", "10")
-    cache_jobs.wordcount(marks).run([text], mode="inline", cache=True)
-    assert store.entries() == []
+    results = cache_jobs.wordcount(marks).run([text], mode="local", cache=True)
+    assert results.to_dict() == counted(LINES) and store.entries() == []
+    said = [line for line in capfd.readouterr().err.splitlines() if "not kept" in line]
+    assert len(said) == 1  # once per run
+    assert said[0].startswith("discodsl: stage 'words' of job 'cached_wordcount' is not kept")
+    assert said[0].endswith(" bytes, more than DISCODSL_CACHE_SIZE=10")
+
+
+def test_an_unwritable_cache_says_so_and_the_run_goes_on(
+    marks: str,
+    text: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("DISCODSL_CACHE_DIR", str(blocked / "cache"))
+    results = cache_jobs.wordcount(marks).run([text], mode="inline", cache=True)
+    assert results.to_dict() == counted(LINES)
+    assert "is not kept in the cache: " in capfd.readouterr().err
+
+
+def test_stages_that_cannot_be_pickled_run_without_the_cache(
+    text: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from discodsl import PicklingError, job, map
+
+    lock = threading.Lock()
+
+    @map
+    def locked(line: str) -> Any:
+        with lock:
+            yield line, 1
+
+    @job
+    def unpicklable() -> list[Any]:
+        return [locked]
+
+    assert len(unpicklable.run([text], mode="inline", cache=True).to_dict()) == 2
+    assert "job 'unpicklable' runs without the cache: its stages cannot be pickled" in (
+        capfd.readouterr().err
+    )
+    with pytest.raises(PicklingError, match="closure variable 'lock'"):
+        unpicklable.run([text], mode="local", cache=True)
 
 
 @pytest.mark.parametrize("value", ["lots", "-1", "1T"])

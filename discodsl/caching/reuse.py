@@ -107,6 +107,7 @@ class Keeper:
         self.keys = dict(zip(names, keys, strict=True))
         self.index = {name: number for number, name in enumerate(names)}
         self.run = job  # the run's name, once it has one
+        self.told = False
 
     def keep(
         self,
@@ -128,4 +129,11 @@ class Keeper:
             outputs=[(label, size, list(urls)) for label, size, urls in outputs],
             counters=dict(counters),
         )
-        store.keep(entry, paths)
+        try:
+            store.keep(entry, paths)
+        except store.NotKept as why:
+            if not self.told:
+                tell(
+                    f"discodsl: stage {stage!r} of job {self.job!r} is not kept in the cache: {why}"
+                )
+                self.told = True

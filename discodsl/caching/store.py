@@ -41,7 +41,7 @@ from typing import Any
 
 from discodsl.errors import SettingsError
 
-__all__ = ["Entry", "cache_dir", "clear", "entries", "keep", "limit", "load", "touch"]
+__all__ = ["Entry", "NotKept", "cache_dir", "clear", "entries", "keep", "limit", "load", "touch"]
 
 DIR_ENV = "DISCODSL_CACHE_DIR"
 SIZE_ENV = "DISCODSL_CACHE_SIZE"
@@ -51,6 +51,10 @@ ENTRY = "entry.json"
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 Output = tuple[int, int, list[str]]  # (label, size, replica URLs or file names in the entry)
+
+
+class NotKept(Exception):
+    """A stage could not be kept: it is bigger than the limit, or the cache cannot be written."""
 
 
 @dataclass
@@ -148,26 +152,27 @@ def _sized(path: Path) -> bool:
 
 def keep(
     entry: Entry, sources: Sequence[Sequence[str | None]], directory: Path | None = None
-) -> Entry | None:
+) -> Entry:
     """Keep ``entry``, copying the local files ``sources`` names (one list per output, a
-    path or None for each of its URLs, kept as given); the kept entry, or None when it
-    is bigger than the limit or cannot be written. Evicts what the limit asks."""
+    path or None for each of its URLs, kept as given); the kept entry. Evicts what the
+    limit asks; NotKept saying why when the entry is bigger than the limit or cannot be
+    written."""
     root = directory or cache_dir()
     cap = limit()
-    size = sum(os.path.getsize(path) for paths in sources for path in paths if path)
-    if size > cap:
-        return None
     try:
+        size = sum(os.path.getsize(path) for paths in sources for path in paths if path)
+        if size > cap:
+            raise NotKept(f"{size} bytes, more than {SIZE_ENV}={cap}")
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=root, prefix=".new-"))
-    except OSError:
-        return None
+    except OSError as exc:
+        raise NotKept(f"{root} cannot be written: {exc}") from exc
     try:
         kept = _write(entry, sources, staging, size)
         _publish(staging, root / entry.key)
-    except OSError:
+    except OSError as exc:
         _remove(staging)
-        return None
+        raise NotKept(f"{root} cannot be written: {exc}") from exc
     kept.path = root / entry.key
     trim(cap, root)
     return kept

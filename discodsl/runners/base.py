@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import pickle
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -153,7 +154,14 @@ class Runner:
         for item, found in each:
             run_key = getattr(item, "cache_key", None)
             inputs.extend([[f"run:{run_key}"]] if run_key else self._identified(found))
-        stage_keys = keys.stage_keys(plan.job.name, plan.options, stages, inputs, where)
+        try:
+            stage_keys = keys.stage_keys(plan.job.name, plan.options, stages, inputs, where)
+        except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
+            reuse.tell(
+                f"discodsl: job {plan.job.name!r} runs without the cache: its stages cannot "
+                f"be pickled to key them ({type(exc).__name__}: {exc})"
+            )
+            return plan
         resume = reuse.look_up(stage_keys, [s.name for s in stages], self._reusable)
         return replace(plan, keys=tuple(stage_keys), resume=resume)
 
