@@ -256,6 +256,80 @@ def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, node: Node) -> Non
     assert caught.value.record == 2
 
 
+def expected_lines(data: bytes) -> list[str]:
+    """What a text input's records are: its lines, split at ``\\n`` only, each without its
+    ``\\n`` and one ``\\r`` before it (a last line may have no ``\\n``)."""
+    lines = data.decode("utf-8").split("\n")
+    if not lines[-1]:
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+PIECES = ["a", "é", "✓", "\U0001f600", "\n", "\r", "\r\n", "\x0b", "\u2028"]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.sampled_from(PIECES)))
+def test_text_lines_across_small_reads(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch, pieces: list[str]
+) -> None:
+    """Lines are decoded a read at a time: cut anywhere (reads of 3 bytes here, inside
+    characters and between \\r and \\n), the lines are the same."""
+    from discodsl.worker import inputs
+
+    monkeypatch.setattr(inputs, "_READ_BUFFER", 3)
+    data = "".join(pieces).encode()
+    path = tmp_path / "small-reads.txt"
+    path.write_bytes(data)
+    assert read_all([str(path)], node) == expected_lines(data)
+
+
+def test_text_lines_longer_than_a_read(tmp_path: Path, node: Node) -> None:
+    long = "x" * 200_000
+    data = f"{long}\r\nshort\n{long}é{long}\n\n{long}".encode()
+    path = tmp_path / "long-lines.txt"
+    path.write_bytes(data)
+    assert read_all([str(path)], node) == expected_lines(data)
+
+
+def test_text_not_utf8_in_a_later_read_names_the_line_after_the_ones_before(
+    tmp_path: Path, node: Node
+) -> None:
+    """The bad byte is 100 KB in: its line number and bytes count every read before, and the
+    lines before it are given before the error."""
+    good = b"".join(b"line %d\n" % i for i in range(20_000))
+    path = tmp_path / "late-latin1.txt"
+    path.write_bytes(good + b"caf\xe9\nnever read\n")
+    given: list[str] = []
+    with pytest.raises(DataError, match=r"line 20001 \(bytes \d+-\d+\) is not valid") as caught:
+        given.extend(iter_input([str(path)], "all", node, Cursor()))
+    assert caught.value.span == (len(good) + 3, len(good) + 4)
+    assert caught.value.record == 20_000
+    assert given == [f"line {i}" for i in range(20_000)]
+
+
+def test_text_ending_inside_a_character_names_the_last_line(tmp_path: Path, node: Node) -> None:
+    path = tmp_path / "cut.txt"
+    path.write_bytes(b"one\ntwo \xe2\x9c")
+    with pytest.raises(DataError, match=r"line 2 \(bytes 8-10\) .*unexpected end of data"):
+        read_all([str(path)], node)
+
+
+def test_text_line_past_the_limit_is_refused(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from discodsl.worker import inputs
+
+    monkeypatch.setattr(inputs, "MAX_TEXT_LINE", 100_000)
+    path = tmp_path / "binary.bin"
+    path.write_bytes(b"first\n" + b"y" * 300_000 + b"\n")
+    with pytest.raises(DataError, match=r"a line \(from byte 6\) is longer than 100000") as caught:
+        read_all([str(path)], node)
+    assert caught.value.span[0] == 6
+
+
 def test_cursor_follows_the_record_being_read(tmp_path: Path, node: Node) -> None:
     path = write_records(tmp_path / "records")
     cursor = Cursor()

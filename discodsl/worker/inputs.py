@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol, cast
 
@@ -189,7 +189,8 @@ def _failover(
     failures: list[tuple[str, DataError]] = []
     done = 0
     for url in replicas:
-        records = _replica_records(url, label, node, cursor, reader)
+        parts = _replica_parts(url, label, node, cursor, reader)
+        records = chain.from_iterable(parts)
         counter = itertools.count()
         try:
             _skip(records, done, url)
@@ -203,7 +204,7 @@ def _failover(
             done += _counted_so_far(counter)
             failures.append((url, exc))
         finally:
-            records.close()
+            parts.close()
     if len(failures) == 1:
         raise failures[0][1]
     raise _all_failed(failures) from failures[-1][1]
@@ -236,118 +237,129 @@ def _all_failed(failures: list[tuple[str, DataError]]) -> DataError:
 
 def _replica_records(
     url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None = None
-) -> Generator[Any, None, None]:
+) -> Iterator[Any]:
     """The records of one replica: index entries, what the reader reads, a record file or
-    text lines."""
+    text lines. They come file by file (text a block of lines at a time) through C
+    iterators: no Python frame of ours runs per record."""
+    return chain.from_iterable(_replica_parts(url, label, node, cursor, reader))
+
+
+def _replica_parts(
+    url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None
+) -> Generator[Iterator[Any], None, None]:
+    """The records of one replica as an iterator per file, each file open (and ``cursor``
+    following it) from when its records are first asked for until they run out."""
     if urls.is_index(url):
-        yield from _index_records(url, label, node, cursor, reader)
+        yield from _index_parts(url, label, node, cursor, reader)
         return
     with _open(url, node) as stream:
         if reader is not None:
-            yield from _counted(iter(reader(stream, url)), url, cursor)
-            return
-        if is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
-            yield from _counted(read_records(stream, url), url, cursor)
-            return
-        counter = itertools.count()
-        cursor.follow(url, counter)
-        lines, guarded = _lines(stream, url)
-        try:
-            yield from map(_first, zip(lines, counter, strict=False))
-        except UnicodeDecodeError as exc:
-            raise _decode_error(url, guarded, exc, _counted_so_far(counter)) from exc
+            yield _counted(iter(reader(stream, url)), url, cursor)
+        elif is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
+            yield _counted(read_records(stream, url), url, cursor)
+        else:
+            yield _counted(chain.from_iterable(_line_blocks(stream, url)), url, cursor)
 
 
-def _index_records(
+def _index_parts(
     url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None
-) -> Iterator[Any]:
-    """The records of the files a ``dir://`` index lists under ``label``: record files,
-    or whatever ``reader`` reads."""
+) -> Iterator[Iterator[Any]]:
+    """The records of each file a ``dir://`` index lists under ``label``: record files, or
+    whatever ``reader`` reads."""
     for entry_label, entry_url, _ in read_index(url, node):
         if label == "all" or entry_label == label:
             with _open(entry_url, node) as stream:
                 records = read_records if reader is None else reader
-                yield from _counted(iter(records(stream, entry_url)), entry_url, cursor)
+                yield _counted(iter(records(stream, entry_url)), entry_url, cursor)
 
 
 def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:
-    """Yield ``records``, keeping ``cursor`` on the one last yielded."""
+    """``records``, with ``cursor`` following the one last taken (from now on)."""
     counter = itertools.count()
     cursor.follow(url, counter)
-    # zip takes a record first, so the counter only advances once one is yielded.
-    yield from map(_first, zip(records, counter, strict=False))
+    # zip takes a record first, so the counter only advances once one is taken.
+    return map(_first, zip(records, counter, strict=False))
 
 
 _first = itemgetter(0)
 
 
-def _lines(stream: io.BufferedReader, url: str) -> tuple[Iterator[str], io.BufferedIOBase]:
-    """The lines of a UTF-8 text stream without their line end (``\\n``, ``\\r\\n``), and
-    the byte stream under the decoder.
+def _line_blocks(stream: io.BufferedReader, url: str) -> Iterator[list[str]]:
+    """The lines of a UTF-8 text stream without their line end (``\\n``, ``\\r\\n``), a
+    list per block read.
 
-    Decoding and splitting run in C (TextIOWrapper): no Python code per line.
-    A line longer than MAX_TEXT_LINE bytes is refused by the guard below it;
-    bytes that are not UTF-8 raise UnicodeDecodeError (see _decode_error).
+    A block is cut after its last newline, so the bytes decoded hold whole
+    lines (and whole characters: 0x0A is never inside one); decoding and
+    splitting run in C, with no Python code per line. A line running past
+    MAX_TEXT_LINE bytes is refused; bytes that are not UTF-8 raise a DataError
+    naming the line, once the lines before it are given.
     """
-    guarded = io.BufferedReader(_LineGuard(stream, url), buffer_size=_READ_BUFFER)
-    text = io.TextIOWrapper(guarded, encoding="utf-8", newline="\n")
-    # Line ends come off in C: "\n", then a "\r" before it.
-    without_lf = map(str.removesuffix, text, itertools.repeat("\n"))
-    return map(str.removesuffix, without_lf, itertools.repeat("\r")), guarded
-
-
-class _LineGuard(io.RawIOBase):
-    """Passes bytes through, refusing a run of more than MAX_TEXT_LINE without a newline."""
-
-    def __init__(self, stream: io.BufferedReader, url: str) -> None:
-        super().__init__()
-        self._stream, self._url = stream, url
-        self._offset = 0
-        self._since_newline = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._offset
-
-    def readinto(self, buffer: Any) -> int:
-        got = self._stream.readinto(buffer)
-        last = bytes(memoryview(buffer)[:got]).rfind(b"\n") if got else -1
-        if last >= 0:
-            self._since_newline = got - last - 1
+    read = given = 0  # bytes read, lines given
+    tail: list[bytes] = []  # a line's bytes read so far, before its newline
+    # read1: one read of the source, so lines come as soon as their bytes do (HTTP streams).
+    while block := stream.read1(_READ_BUFFER):
+        read += len(block)
+        cut = block.rfind(b"\n") + 1
+        if cut:
+            data = b"".join((*tail, block[:cut])) if tail else block[:cut]
+            tail = [block[cut:]]
+            for lines in _decoded(data, url, read - len(block) + cut - len(data), given):
+                yield lines
+                given += len(lines)
         else:
-            self._since_newline += got
-        self._offset += got
-        if self._since_newline > MAX_TEXT_LINE:
-            start = self._offset - self._since_newline
-            raise DataError(
-                f"{self._url}: a line (from byte {start}) is longer than {MAX_TEXT_LINE} "
-                "bytes: is this a binary file? Pass a record file or text with shorter lines",
-                url=self._url,
-                span=(start, self._offset),
-            )
-        return got
-
-    def close(self) -> None:
-        self._stream.close()
-        super().close()
+            tail.append(block)
+        if sum(map(len, tail)) > MAX_TEXT_LINE:
+            raise _long_line(url, read - sum(map(len, tail)), read)
+    if last := b"".join(tail):  # a last line with no newline
+        yield from _decoded(last, url, read - len(last), given)
 
 
-def _decode_error(
-    url: str, guarded: io.BufferedIOBase, exc: UnicodeDecodeError, lines_read: int
-) -> DataError:
-    """Name the line and the bytes: the failing chunk starts in the line after those read."""
-    chunk = exc.object if isinstance(exc.object, bytes) else b""
-    at = guarded.tell() - len(chunk) + exc.start
-    number = lines_read + 1 + chunk[: exc.start].count(b"\n")
-    end = at + exc.end - exc.start
+def _decoded(data: bytes, url: str, at: int, given: int) -> Iterator[list[str]]:
+    """The lines of ``data`` (whole lines, from byte ``at`` of ``url``, after ``given``
+    lines) as one list; if a byte is not UTF-8, the lines before its line, then the
+    DataError naming it."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        whole = data.rfind(b"\n", 0, exc.start) + 1
+        if whole:
+            yield _split(data[:whole].decode("utf-8"))
+        raise _decode_error(url, exc, at, given) from exc
+    yield _split(text)
+
+
+def _split(text: str) -> list[str]:
+    """The lines of ``text`` without their ``\\n`` or ``\\r\\n`` (the last one may have no
+    line end)."""
+    lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()  # the empty string after the last newline
+    if "\r" in text:
+        return [line.removesuffix("\r") for line in lines]
+    return lines
+
+
+def _long_line(url: str, start: int, end: int) -> DataError:
     return DataError(
-        f"{url}: line {number} (bytes {at}-{end}) is not valid UTF-8 ({exc.reason}): pass "
+        f"{url}: a line (from byte {start}) is longer than {MAX_TEXT_LINE} "
+        "bytes: is this a binary file? Pass a record file or text with shorter lines",
+        url=url,
+        span=(start, end),
+    )
+
+
+def _decode_error(url: str, exc: UnicodeDecodeError, at: int, given: int) -> DataError:
+    """Name the line and the bytes: ``exc`` came decoding bytes from byte ``at`` of ``url``,
+    which start a line after ``given`` lines."""
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    number = given + 1 + data[: exc.start].count(b"\n")
+    start, end = at + exc.start, at + exc.end
+    return DataError(
+        f"{url}: line {number} (bytes {start}-{end}) is not valid UTF-8 ({exc.reason}): pass "
         "bytes-safe input such as a record file, or fix the file's encoding "
         "(e.g. iconv -f latin1 -t utf-8)",
         url=url,
-        span=(at, end),
+        span=(start, end),
         record=number - 1,
     )
 

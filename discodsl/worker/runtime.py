@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from discodsl.worker import counters, messages, report
@@ -256,14 +257,22 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[WrittenFile]:
 def _records(
     channel: Channel, node: Node, cursor: Cursor, reader: Reader | None = None
 ) -> Iterator[Any]:
-    """Every record of the task's inputs, asking for more until the master says done."""
+    """Every record of the task's inputs, asking for more until the master says done
+    (input by input: no Python frame of ours per record)."""
+    return chain.from_iterable(_inputs(channel, node, cursor, reader))
+
+
+def _inputs(
+    channel: Channel, node: Node, cursor: Cursor, reader: Reader | None
+) -> Iterator[Iterator[Any]]:
+    """The records of each input of the task, asked for when the ones before are read."""
     seen: list[int] = []
     reply = channel.request(messages.Input(), InputReply)
     while True:
         for entry in reply.entries:
             seen.append(entry.input_id)
             urls = [url for _, url in entry.replicas]
-            yield from iter_input(urls, entry.label, node, cursor, reader)
+            yield iter_input(urls, entry.label, node, cursor, reader)
         if reply.flag == "done":
             return
         reply = channel.request(messages.Input(exclude=tuple(seen)), InputReply)
