@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +437,44 @@ def test_a_run_in_another_process_is_served(tmp_path: Path, text: Path) -> None:
     assert first.stdout == second.stdout and "('the', 3)" in first.stdout
     assert "cached results" not in first.stderr
     assert "discodsl: cached results of job 'script_count' from run script_count@" in second.stderr
+
+
+# ---------------------------------------------------------------- on a cluster
+
+
+def test_a_purged_job_is_run_afresh(cluster_env: str, marks: str, text: Path) -> None:
+    from discodsl.client import Master
+
+    job = cache_jobs.wordcount(marks)
+    first = job.run([text], cache=True)
+    clear(marks)
+    assert job.run([text], cache=True).jobname == first.jobname and ran(marks) == {}
+    master = Master(cluster_env)
+    master.purge(first.jobname)  # asynchronous on the master
+    deadline = time.monotonic() + 30
+    while first.jobname in {name for *_, name in master.joblist()}:
+        assert time.monotonic() < deadline, "the purge never happened"
+        time.sleep(0.05)
+    again = job.run([text], cache=True)
+    assert again.jobname != first.jobname and ran(marks).get("words")
+    assert again.to_dict() == counted(LINES)
+
+
+def test_a_tag_that_changed_gives_a_fresh_run(cluster_env: str, marks: str, tmp_path: Path) -> None:
+    from discodsl.ddfs import DDFS
+    from discodsl.settings import load_settings
+
+    ddfs = DDFS.from_settings(load_settings())
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("a b a\n")
+    two.write_text("b c\n")
+    tag = f"test:cache:{uuid.uuid4().hex[:8]}"
+    ddfs.push(tag, [one])
+    job = cache_jobs.wordcount(marks)
+    assert job.run([f"tag://{tag}"], cache=True).to_dict() == {"a": 2, "b": 1}
+    clear(marks)
+    job.run([f"tag://{tag}"], cache=True)
+    assert ran(marks) == {}
+    ddfs.push(tag, [two])  # the tag now holds two blobs
+    assert job.run([f"tag://{tag}"], cache=True).to_dict() == {"a": 2, "b": 2, "c": 1}
+    assert ran(marks).get("words")
