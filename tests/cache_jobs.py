@@ -150,3 +150,77 @@ def histogram(marks: str) -> Job:
         return histogram_stages(marks)
 
     return counts_histogram
+
+
+# Pipelines of several shapes, for resuming: each stage named, one of them changeable.
+SHAPES = {
+    # words -> total (combined) -> by_count -> histogram, partitioned
+    "map-reduce-map-reduce": 3,
+    # not partitioned: every label-grouped stage is one task (group_all)
+    "unpartitioned": None,
+    # grouped by node, then by label within each node
+    "node-groupings": 2,
+}
+
+
+def shaped(marks: str, shape: str, variant: str = "", at: str = "") -> Job:
+    """A pipeline of ``shape`` whose stage ``at`` is ``variant``: "" as written, "broken"
+    (raises), or "edited" (another closure value, giving the same records). Only that
+    stage's closure holds the variant, so only its key (and those after) change."""
+    node = shape == "node-groupings"
+    stages = [
+        _words(marks, variant if at == "words" else ""),
+        _total(marks, variant if at == "total" else "", node),
+        _by_count(marks, variant if at == "by_count" else ""),
+        _histogram(marks, variant if at == "histogram" else "", node),
+    ]
+
+    @job(partitions=SHAPES[shape])
+    def shaped_pipeline() -> list[Any]:
+        return stages
+
+    return shaped_pipeline
+
+
+def _ran(marks: str, stage: str, variant: str) -> None:
+    mark(marks, stage)
+    if variant == "broken":
+        raise ValueError(f"{stage} is broken")
+
+
+def _words(marks: str, variant: str) -> Any:
+    @map
+    def words(line: str) -> Iterator[tuple[str, int]]:
+        _ran(marks, "words", variant)
+        for word in line.split():
+            yield word, 1
+
+    return words
+
+
+def _total(marks: str, variant: str, node: bool) -> Any:
+    @reduce(combine=True, grouping="group_node" if node else "group_label")
+    def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        _ran(marks, "total", variant)
+        yield word, sum(list(counts) if variant == "edited" else counts)
+
+    return total
+
+
+def _by_count(marks: str, variant: str) -> Any:
+    @map
+    def by_count(record: tuple[str, int]) -> Iterator[tuple[int, str]]:
+        _ran(marks, "by_count", variant)
+        word, count_ = record
+        yield (int(count_) if variant == "edited" else count_), word
+
+    return by_count
+
+
+def _histogram(marks: str, variant: str, node: bool) -> Any:
+    @reduce(grouping="group_node_label" if node else "group_label")
+    def histogram(n: int, words_: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+        _ran(marks, "histogram", variant)
+        yield n, sorted(set(words_) if variant == "edited" else words_)
+
+    return histogram

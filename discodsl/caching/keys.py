@@ -12,7 +12,10 @@ Stage ``i``'s key is a SHA-256 over, in order:
    modification time, or by a SHA-256 of its bytes with
    ``cache_by="content"``. The results of an earlier run are files of that
    run, so they stand for it: a fresh run upstream gives another key here;
-4. the code of stages 0 to ``i``: each stage (function, hooks, combiner,
+4. the code of stages 0 to ``i``, and what of stage ``i + 1`` shapes stage
+   ``i``'s outputs (its grouping and partitioner, which label them, and the
+   reduce function that combines them with ``combine=True``, or its
+   ``combiner``): each stage (function, hooks, combiner,
    partitioner, reader, grouping, flags) pickled as it is shipped (user
    modules by value, so what the functions' globals, closures and defaults
    hold is in it), except that a code object's file is named without its
@@ -92,10 +95,29 @@ def stage_keys(
         _feed(digest, part)
     keys = []
     modules = shipping.user_modules(stages)
-    for stage in stages:
+    for index, stage in enumerate(stages):
         _feed(digest, _pickled(replace(stage, yields=None), modules))
-        keys.append(digest.copy().hexdigest()[:40])
+        following = stages[index + 1] if index + 1 < len(stages) else None
+        key = digest.copy()
+        _feed(key, _pickled(_shaping(following), modules))
+        keys.append(key.hexdigest()[:40])
     return keys
+
+
+def _shaping(following: StageSpec | None) -> tuple[Any, ...]:
+    """What of the next stage shapes a stage's outputs: whether there is one, its grouping
+    and partitioner (the labels), and the reduce that combines them (``combine=True``, or
+    its ``combiner``). Not the rest of it: a fixed later map keeps this stage's key."""
+    if following is None:
+        return ()
+    combines = following.kind == "reduce" and following.combiner is None and following.combine
+    return (
+        following.kind,
+        following.grouping,
+        following.partitioner,
+        following.combiner if following.kind == "reduce" else None,
+        following.function if combines else None,
+    )
 
 
 def _feed(digest: Any, part: str | bytes) -> None:
