@@ -23,6 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -112,21 +113,28 @@ def _needs_value(module: ModuleType) -> bool:
     return not os.path.realpath(path).startswith(_INSTALLED)
 
 
+# cloudpickle's by-value registry is one for the process: runs submitted from several
+# threads take turns, so that one never unregisters a module another is pickling.
+_REGISTRY = threading.RLock()
+
+
 @contextmanager
 def by_value(names: set[str]) -> Iterator[None]:
-    """While in the block, cloudpickle pickles the modules ``names`` by value."""
-    registered = []
-    for name in sorted(names):
+    """While in the block (one thread at a time), cloudpickle pickles the modules ``names``
+    by value."""
+    with _REGISTRY:
+        registered = []
+        for name in sorted(names):
+            try:
+                cloudpickle.register_pickle_by_value(sys.modules[name])
+                registered.append(name)
+            except ValueError:
+                pass  # already by value, or not a registrable module
         try:
-            cloudpickle.register_pickle_by_value(sys.modules[name])
-            registered.append(name)
-        except ValueError:
-            pass  # already by value, or not a registrable module
-    try:
-        yield
-    finally:
-        for name in registered:
-            cloudpickle.unregister_pickle_by_value(sys.modules[name])
+            yield
+        finally:
+            for name in registered:
+                cloudpickle.unregister_pickle_by_value(sys.modules[name])
 
 
 def _explain(spec: JobSpec, exc: Exception) -> PicklingError:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -532,3 +533,13 @@ def resume_and_compare(
     assert sorted(resumed) == sorted(fresh)
     for stage in STAGES:
         assert sorted(resumed.stage(stage)) == sorted(fresh.stage(stage)), stage
+
+
+def test_cached_runs_from_two_threads(marks: str, text: Path) -> None:
+    """Runs submitted side by side, each keyed, kept and served as if it ran alone."""
+    jobs = [cache_jobs.wordcount(marks, weight=w, name=f"thread_count_{w}") for w in (1, 2, 3)]
+    for _ in range(2):  # made, then served
+        with ThreadPoolExecutor(3) as pool:
+            found = list(pool.map(lambda job: job.run([text], cache=True).to_dict(), jobs))
+        assert found == [{k: w * v for k, v in counted(LINES).items()} for w in (1, 2, 3)]
+    assert {entry.job for entry in store.entries()} == {f"thread_count_{w}" for w in (1, 2, 3)}
