@@ -543,3 +543,39 @@ def test_cached_runs_from_two_threads(marks: str, text: Path) -> None:
             found = list(pool.map(lambda job: job.run([text], cache=True).to_dict(), jobs))
         assert found == [{k: w * v for k, v in counted(LINES).items()} for w in (1, 2, 3)]
     assert {entry.job for entry in store.entries()} == {f"thread_count_{w}" for w in (1, 2, 3)}
+
+
+def test_a_killed_driver_leaves_its_finished_stages_to_resume(marks: str, text: Path) -> None:
+    """The process running the job is killed (SIGKILL) in the third stage; another one
+    resumes after the second."""
+    code = (
+        "import sys; from tests import cache_jobs\n"
+        "cache_jobs.four_stages(sys.argv[1], broken='hangs').run([sys.argv[2]], mode='local', "
+        "cache=True)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    driver = subprocess.Popen([sys.executable, "-c", code, marks, str(text)], cwd=root)
+    try:
+        deadline = time.monotonic() + 60
+        while "by_count" not in ran(marks):  # the third stage has started: two are kept
+            assert time.monotonic() < deadline and driver.poll() is None, "no third stage"
+            time.sleep(0.05)
+    finally:
+        driver.kill()
+        driver.wait(30)
+    clear(marks)
+    fixed = cache_jobs.four_stages(marks, broken=False)
+    resumed = fixed.run([text], mode="local", cache=True).to_dict()
+    assert set(ran(marks)) == {"by_count", "histogram"}
+    assert resumed == fixed.run([text]).to_dict()
+
+
+def test_megabytes_of_results_are_kept_and_served_whole(marks: str, tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"w{n} w{n % 1000} w{n * 7919 % 100_003}\n" for n in range(100_000)))
+    job = cache_jobs.wordcount(marks)
+    made = job.run([big], mode="local", cache=True).to_dict()
+    assert len(made) > 100_000
+    assert sum(entry.size for entry in store.entries()) > 2_000_000  # words' and total's
+    served = job.run([big], mode="local", cache=True)
+    assert served.to_dict() == made
