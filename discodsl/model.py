@@ -129,7 +129,9 @@ class Job:
         ``mode``: ``"local"`` (default without a master: worker processes on
         this machine), ``"inline"`` (one process, for debugging) or
         ``"cluster"`` (default when ``master=`` or ``DISCO_MASTER`` is set).
-        Other keywords override the job's options for this run.
+        Other keywords override the job's options for this run; ``cache=True``
+        serves an identical earlier run's results at once, or resumes after the
+        stages it finished (:mod:`discodsl.caching`).
         """
         from discodsl.runners import choose
 
