@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from discodsl.worker.errors import StageError
-from discodsl.worker.partition import canonical_bytes, default_partition, partitioner
+from discodsl.worker.partition import bucketed, canonical_bytes, default_partition, partitioner
+from discodsl.worker.records import NotAPair
 
 # Built so that equal keys are distinct objects: pickle's memo and set order would differ.
 KEYS_SCRIPT = """
@@ -96,6 +97,37 @@ def test_fast_partitioner_agrees_with_the_definition() -> None:
     for n in (1, 2, 7, 64):
         label = partitioner(n)
         assert [label(k) for k in keys] == [default_partition(k, n) for k in keys]
+
+
+def test_bucketed_sorts_pairs_by_the_default_partition_in_order() -> None:
+    """Many records at once land where one at a time would, str keys (inline) or not,
+    each bucket in input order; lists are pairs too, made tuples."""
+    keys = [*script_keys(), "\udc80lone surrogate", "ascii", Word("ascii"), 0, ("t", 1)]
+    for n in (1, 2, 7):
+        pairs = [(key, index) for index, key in enumerate(keys)] + [["list", "pair"]]
+        buckets = bucketed(pairs, n)
+        assert len(buckets) == n
+        for label, bucket in enumerate(buckets):
+            expected = [tuple(pair) for pair in pairs if default_partition(pair[0], n) == label]
+            assert bucket == expected
+            assert all(type(pair) is tuple for pair in bucket)
+
+
+def test_bucketed_by_a_labeler_of_ones_own() -> None:
+    buckets = bucketed([("a", 1), ("bb", 2), ("c", 3)], 3, label=lambda key: len(key) % 3)
+    assert buckets == [[], [("a", 1), ("c", 3)], [("bb", 2)]]
+
+
+@pytest.mark.parametrize("item", ["ab", ("k", 1, 2), (), None, 5, ["k"]])
+def test_bucketed_refuses_what_is_not_a_pair(item: Any) -> None:
+    with pytest.raises(NotAPair) as info:
+        bucketed([("k", 1), item], 4)
+    assert info.value.item == item
+
+
+def test_bucketed_names_the_stage_of_a_refused_key() -> None:
+    with pytest.raises(StageError, match="'pairs'"):
+        bucketed([({"a": 1}, 1)], 4, stage="pairs")
 
 
 # -- equal keys, built every way a program might ----------------------------------------------

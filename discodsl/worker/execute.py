@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any, Protocol
 
 from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
-from discodsl.worker.partition import partitioner
+from discodsl.worker.partition import bucketed, partitioner
 from discodsl.worker.records import NotAPair, RecordWriter, as_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
 from discodsl.worker.typecheck import checked
@@ -179,7 +178,7 @@ def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None
     try:
         outputs.add_many(chain.from_iterable(results))
     except (TypeError, ValueError) as exc:
-        error = _not_pairs(stage, exc, (), RecordWriter.write_many, _Outputs.add_many)
+        error = _not_pairs(stage, exc, (), *_WRITING)
         if error is None:
             raise
         raise error from None
@@ -519,8 +518,15 @@ class _Combiner:
         return chain(listed, counted)
 
     def flush_into(self, outputs: _Outputs) -> None:
-        """Combine what is left, straight into the output files."""
-        outputs.add_many(self._combined())
+        """Combine what is left, straight into the output files (whose writing checks each
+        record is a pair: no Python frame of ours per record on the way)."""
+        try:
+            outputs.add_many(chain.from_iterable(self._results()))
+        except (TypeError, ValueError) as exc:
+            error = _not_pairs(self.stage, exc, (), *_WRITING)
+            if error is None:
+                raise
+            raise error from None
         self.buffer.clear()
         self.counts.clear()
 
@@ -574,6 +580,7 @@ class _Outputs:
         self.task = task
         self.writers: dict[int, RecordWriter] = {}
         self.labeler, self.constant = _labeler(task)
+        self.bucketed = _bucketer(task, self.labeler)
         self.directory = os.path.join(task.workdir, task.outdir)
 
     def sink(self) -> Sink:
@@ -606,12 +613,9 @@ class _Outputs:
             for first in iterator:  # no file for a label without records, as in Disco
                 self._writer(self.constant).write_many(chain((first,), iterator))
             return
-        buckets: defaultdict[int, list[tuple[Any, Any]]] = defaultdict(list)
-        labeler = self.labeler
-        for pair in pairs:
-            buckets[labeler(pair[0])].append(pair)
-        for label, bucket in sorted(buckets.items()):
-            self._writer(label).write_many(bucket)
+        for label, bucket in enumerate(self.bucketed(pairs)):
+            if bucket:
+                self._writer(label).write_many(bucket)
 
     def _writer(self, label: int) -> RecordWriter:
         writer = self.writers.get(label)
@@ -638,6 +642,10 @@ class _Outputs:
             writer.abort()
 
 
+# The loops of ours that take (key, value) pairs on their way to the files.
+_WRITING = (RecordWriter.write_many, _Outputs.add_many, bucketed)
+
+
 def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
     """How this task labels a record by its key, and the one label if it is constant."""
     after = task.successor
@@ -651,6 +659,17 @@ def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
         return partitioner(partitions, stage=task.stage.name), None
     partition, name = after.partitioner, task.stage.name
     return (lambda key: _checked(partition(key, partitions), partitions, name)), None
+
+
+def _bucketer(
+    task: TaskSetup, labeler: Callable[[Any], int]
+) -> Callable[[Iterable[Any]], list[list[tuple[Any, Any]]]]:
+    """How this task sorts many records into their partitions (see ``partition.bucketed``):
+    by the default partitioner's own loop when it is the labeler, else by ``labeler``."""
+    partitions, stage = task.job.partitions, task.stage.name
+    after = task.successor
+    default = after is not None and after.partitioner is None
+    return partial(bucketed, partitions=partitions, stage=stage, label=None if default else labeler)
 
 
 def _checked(label: Any, partitions: int, stage: str) -> int:

@@ -28,9 +28,10 @@ naming the stage and the type: make such a key a str or a tuple, or give the
 reduce its own ``partitioner=``. :func:`canonical_or_none` is the same
 encoding for callers that fall back on something else (the spilling group-by).
 
-Not here: calling and checking a reduce's own ``partitioner=``
-(:mod:`discodsl.worker.execute`), grouping within a partition
-(:mod:`discodsl.worker.groupby`).
+:func:`bucketed` sorts many records into their partitions at once (a map
+task's combined output). Not here: calling and checking a reduce's own
+``partitioner=`` (:mod:`discodsl.worker.execute`), grouping within a
+partition (:mod:`discodsl.worker.groupby`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any
 from zlib import crc32
 
 from discodsl.worker.errors import StageError
+from discodsl.worker.records import as_pair
 
 _LENGTH = Struct(">Q").pack  # before the encoding of an item nested in a container
 _END = b"\xff"  # after each item of a container
@@ -102,6 +104,32 @@ def partitioner(partitions: int, stage: str = "") -> Callable[[Any], int]:
         return crc32(canonical_bytes(key, stage)) % partitions
 
     return label
+
+
+def bucketed(
+    pairs: Iterable[Any],
+    partitions: int,
+    stage: str = "",
+    label: Callable[[Any], int] | None = None,
+) -> list[list[tuple[Any, Any]]]:
+    """``pairs``, each checked to be a ``(key, value)`` pair, in one list per partition, in
+    order: by ``label(key)`` (which must give 0 to ``partitions - 1``), or by the default
+    partitioner with its ``str`` case inline (no Python call per such key).
+
+    A record that is not a pair raises :class:`~discodsl.worker.records.NotAPair`.
+    """
+    buckets: list[list[tuple[Any, Any]]] = [[] for _ in range(max(1, partitions))]
+    inline = label is None and partitions > 1
+    other = label or partitioner(partitions, stage)
+    for pair in pairs:
+        if pair.__class__ is not tuple or len(pair) != 2:
+            pair = as_pair(pair)
+        key = pair[0]
+        if inline and key.__class__ is str:
+            buckets[crc32(key.encode("utf-8", "surrogatepass"), _STR) % partitions].append(pair)
+        else:
+            buckets[other(key)].append(pair)
+    return buckets
 
 
 # -- the encoding -------------------------------------------------------------------------------
