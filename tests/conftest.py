@@ -7,6 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No deadline for property tests: on a loaded 2-core machine a first example that imports
+# or starts something can take a second, and hypothesis would call that flaky.
+settings.register_profile("discodsl", deadline=None)
+settings.load_profile("discodsl")
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "disco-reference"
