@@ -339,6 +339,29 @@ def test_cursor_follows_the_record_being_read(tmp_path: Path, node: Node) -> Non
         assert (cursor.url, cursor.record) == (str(path), index)
 
 
+def test_cursor_follows_records_across_hunks_blocks_and_files(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record files a hunk at a time, text a read at a time, several files of a task: the
+    record number is the one last taken from the file being read; an empty file has -1."""
+    from discodsl.worker import inputs
+
+    monkeypatch.setattr(inputs, "_READ_BUFFER", 16)  # text in blocks of a line or two
+    records = write_records(tmp_path / "records", hunk_size=50)  # a few records a hunk
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"line {i}\n" for i in range(40)))
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    cursor = Cursor()
+    seen = []
+    for path in (records, text, empty):
+        for record in iter_input([str(path)], "all", node, cursor):
+            seen.append((cursor.url, cursor.record))
+            assert record == (ROWS[cursor.record] if path == records else f"line {cursor.record}")
+    assert seen == [(str(records), i) for i in range(300)] + [(str(text), i) for i in range(40)]
+    assert (cursor.url, cursor.record) == (str(empty), -1)
+
+
 # -- dir:// indexes ----------------------------------------------------------------
 
 
@@ -356,6 +379,14 @@ def make_index(tmp_path: Path, node: Node, server: Server) -> tuple[str, dict[in
         "1 disco://here/disco/here/job/b 200\n"
     )
     return "dir://here/disco/here/job/.disco/map-0.results", rows
+
+
+def test_cursor_follows_each_file_of_an_index(tmp_path: Path, node: Node, server: Server) -> None:
+    url, _ = make_index(tmp_path, node, server)
+    cursor = Cursor()
+    records = iter_input([url], "all", remote(node, server), cursor)
+    seen = [(cursor.url[-1], cursor.record) for _ in records]
+    assert seen == [(name, i) for name in "acb" for i in range(50)]
 
 
 def test_dir_index_is_filtered_by_label(tmp_path: Path, node: Node, server: Server) -> None:

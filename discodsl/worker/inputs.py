@@ -30,7 +30,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain, islice
-from operator import itemgetter
+from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol, cast
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 from discodsl.worker import urls
 from discodsl.worker.errors import DataError, MalformedRecord
-from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix, read_records
+from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix, read_hunks
 
 # Lines of a dir:// index are about 100 bytes; a longer one is not an index.
 MAX_INDEX_LINE: Final = 1 << 16
@@ -89,29 +89,40 @@ class Cursor:
 
     The readers here keep it current, so an error in user code can say which
     input and record it was on; ``record`` is -1 before the first. Records are
-    counted by a C counter the readers advance, read only when asked: no
-    Python code runs per record to keep the cursor.
+    counted by a C counter the readers advance, or (for inputs read in blocks)
+    told by how much of the block being read is left; either is read only when
+    asked: no Python code runs per record to keep the cursor.
     """
 
     def __init__(self, url: str = "", record: int = -1) -> None:
         self.url = url
         self._record = record
         self._counter: itertools.count[int] | None = None
+        self._block: tuple[Iterator[Any], int] | None = None  # its records, records after it
 
     @property
     def record(self) -> int:
         """The 0-based number of the record last yielded from ``url``."""
+        if self._block is not None:
+            records, end = self._block
+            return end - length_hint(records) - 1
         if self._counter is None:
             return self._record
         return _counted_so_far(self._counter) - 1
 
     @record.setter
     def record(self, value: int) -> None:
-        self._record, self._counter = value, None
+        self._record, self._counter, self._block = value, None, None
 
-    def follow(self, url: str, counter: itertools.count[int]) -> None:
-        """From now on, the record number is what ``counter`` has counted, less one."""
-        self.url, self._counter = url, counter
+    def follow(self, url: str, counter: itertools.count[int] | None = None) -> None:
+        """From now on, the record number is what ``counter`` has counted, less one (or -1
+        until :meth:`follow_block`)."""
+        self.url, self._record, self._counter, self._block = url, -1, counter, None
+
+    def follow_block(self, records: Iterator[Any], end: int) -> None:
+        """From now on, records of ``url`` are taken from ``records``, an iterator over a list
+        (whose ``length_hint`` is what is left of it) that ends with record ``end - 1``."""
+        self._block = (records, end)
 
     def __repr__(self) -> str:
         return f"Cursor(url={self.url!r}, record={self.record})"
@@ -247,8 +258,9 @@ def _replica_records(
 def _replica_parts(
     url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None
 ) -> Generator[Iterator[Any], None, None]:
-    """The records of one replica as an iterator per file, each file open (and ``cursor``
-    following it) from when its records are first asked for until they run out."""
+    """The records of one replica as iterators (one per block of a file read in blocks,
+    else per file), each file open (and ``cursor`` following it) from when its records
+    are first asked for until they run out."""
     if urls.is_index(url):
         yield from _index_parts(url, label, node, cursor, reader)
         return
@@ -256,9 +268,9 @@ def _replica_parts(
         if reader is not None:
             yield _counted(iter(reader(stream, url)), url, cursor)
         elif is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
-            yield _counted(read_records(stream, url), url, cursor)
+            yield from _followed(read_hunks(stream, url), url, cursor)
         else:
-            yield _counted(chain.from_iterable(_line_blocks(stream, url)), url, cursor)
+            yield from _followed(_line_blocks(stream, url), url, cursor)
 
 
 def _index_parts(
@@ -269,8 +281,10 @@ def _index_parts(
     for entry_label, entry_url, _ in read_index(url, node):
         if label == "all" or entry_label == label:
             with _open(entry_url, node) as stream:
-                records = read_records if reader is None else reader
-                yield _counted(iter(records(stream, entry_url)), entry_url, cursor)
+                if reader is None:
+                    yield from _followed(read_hunks(stream, entry_url), entry_url, cursor)
+                else:
+                    yield _counted(iter(reader(stream, entry_url)), entry_url, cursor)
 
 
 def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:
@@ -279,6 +293,20 @@ def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:
     cursor.follow(url, counter)
     # zip takes a record first, so the counter only advances once one is taken.
     return map(_first, zip(records, counter, strict=False))
+
+
+def _followed(blocks: Iterator[list[Any]], url: str, cursor: Cursor) -> Iterator[Iterator[Any]]:
+    """An iterator over each of ``blocks`` (lists: a record file's hunks, a text's lines a
+    read at a time), with ``cursor`` on the record last taken: kept per block, not per
+    record."""
+    cursor.follow(url)
+    end = 0  # records in the blocks so far
+    for block in blocks:
+        if block:
+            records = iter(block)
+            end += len(block)
+            cursor.follow_block(records, end)
+            yield records
 
 
 _first = itemgetter(0)

@@ -1,10 +1,11 @@
 """Disco's record file format: hunks of pickled ``(key, value)`` tuples.
 
 This module holds the writer (:class:`RecordWriter`), the reader
-(:func:`read_records`) and a sniffing test (:func:`is_record_file_prefix`) for
-the format of Disco 0.5.4's ``DiscoOutputStream_v1`` (``disco/fileutils.py``)
-and ``disco_input_stream`` (``worker/task_io.py``). A file is a sequence of
-hunks, each a 14-byte little-endian header ``<BBIQ>``
+(:func:`read_records`, or :func:`read_hunks` a hunk at a time) and a sniffing
+test (:func:`is_record_file_prefix`) for the format of Disco 0.5.4's
+``DiscoOutputStream_v1`` (``disco/fileutils.py``) and ``disco_input_stream``
+(``worker/task_io.py``). A file is a sequence of hunks, each a 14-byte
+little-endian header ``<BBIQ>``
 
     0x81 (128 + version 1), compressed flag (1 zlib, 0 raw),
     crc32 of the uncompressed hunk, byte length of the hunk as stored
@@ -270,10 +271,16 @@ def read_records(
     """
     # A chain over per-hunk lists hands out records without a Python frame per
     # record, which a generator would add.
+    return itertools.chain.from_iterable(read_hunks(stream, url, max_hunk_size=max_hunk_size))
+
+
+def read_hunks(
+    stream: BinaryIO, url: str, *, max_hunk_size: int = MAX_HUNK_SIZE
+) -> Iterator[list[tuple[Any, Any]]]:
+    """The records of the record file ``stream`` holds, a list per hunk, read and checked as
+    :func:`read_records` reads them (which chains these lists)."""
     hunks = _iter_hunks(stream, url, max_hunk_size)
-    return itertools.chain.from_iterable(
-        _load_hunk(payload, url, start, end) for start, end, payload in hunks
-    )
+    return (_load_hunk(payload, url, start, end) for start, end, payload in hunks)
 
 
 def is_record_file_prefix(head: bytes) -> bool:
