@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from discodsl import jobpack, settings, shipping
+from discodsl import jobpack, places, settings, shipping
 from discodsl.errors import JobpackError
 from discodsl.options import JobOptions
 from discodsl.worker.spec import encode_jobdata
@@ -44,17 +44,12 @@ KEPT_JOBHOMES = 8
 def jobhome() -> bytes:
     """The jobhome ZIP: everything a node needs besides CPython (see the module docstring)."""
     python = sys.version_info[:2]
-    kept = _cache_dir() / f"jobhome-{jobpack.runtime_key(python)}.zip"
+    kept = places.cache_home() / f"jobhome-{jobpack.runtime_key(python)}.zip"
     home = _read_kept(kept)
     if home is None:
         home = jobpack.build_jobhome(jobpack.runtime_files(python))
         _keep(kept, home)
     return home
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "discodsl")
 
 
 def _read_kept(path: Path) -> bytes | None:

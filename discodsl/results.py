@@ -89,7 +89,7 @@ class Results:
         # these results stand for it: discodsl.caching.keys), and the outputs of the
         # stages it reused from the cache, which its runner does not hold.
         self.cache_key: str | None = None
-        self.reused: dict[str, list[list[str]]] = {}
+        self.reused: Callable[[str], list[list[str]] | None] = lambda stage: None
 
     def stage(self, name: str) -> Results:
         """The outputs of stage ``name`` of this finished run, as results of their own:
@@ -102,7 +102,9 @@ class Results:
                 f"the results of {self.jobname!r} do not know their run's stages (they are "
                 "a stage's already): ask the run's own results, run.results().stage(name)"
             )
-        urls = self.reused[name] if name in self.reused else self._stages(name)
+        urls = self.reused(name)
+        if urls is None:
+            urls = self._stages(name)
         found = Results(self.jobname, urls, node=self.node, mode=self.mode)
         found.stage_name, found._run = name, self
         return found

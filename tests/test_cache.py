@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discodsl import JobDead, TaskFailed
+from discodsl import JobDead, JobError, TaskFailed
 from discodsl.caching import store
 from tests import cache_jobs
 from tests.cache_jobs import ran
@@ -579,3 +579,15 @@ def test_megabytes_of_results_are_kept_and_served_whole(marks: str, tmp_path: Pa
     assert sum(entry.size for entry in store.entries()) > 2_000_000  # words' and total's
     served = job.run([big], mode="local", cache=True)
     assert served.to_dict() == made
+
+
+def test_a_reused_stage_whose_outputs_went_says_so(marks: str, text: Path) -> None:
+    with pytest.raises(TaskFailed):
+        cache_jobs.four_stages(marks, broken=True).run([text], mode="local", cache=True)
+    resumed = cache_jobs.four_stages(marks, broken=False).run([text], mode="local", cache=True)
+    assert sorted(resumed.stage("words"))  # kept, looked for when asked
+    store.clear()
+    with pytest.raises(JobError, match=r"the outputs of stage 'words', reused from run .* no"):
+        resumed.stage("words")
+    fresh = cache_jobs.four_stages(marks, broken=False).run([text], mode="local")
+    assert sorted(fresh.stage("words"))  # a fresh run's are its own

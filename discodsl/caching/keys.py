@@ -137,7 +137,7 @@ def _options(options: JobOptions) -> bytes:
 
 
 def _inputs(inputs: Sequence[Sequence[str]], options: JobOptions) -> str:
-    content = getattr(options, "cache_by", "stat") == "content"
+    content = options.cache_by == "content"
     return json.dumps([[_identity(url, content) for url in replicas] for replicas in inputs])
 
 

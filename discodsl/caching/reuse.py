@@ -12,13 +12,15 @@ keeps each stage of a run as it finishes, in :mod:`discodsl.caching.store`.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from discodsl.caching import store
 from discodsl.caching.store import Entry, Output
+from discodsl.errors import JobError
 
 __all__ = ["Checkpoint", "Keeper", "look_up"]
 
@@ -30,13 +32,16 @@ Reusable = Callable[[Entry], "list[Output] | None"]
 @dataclass(frozen=True)
 class Checkpoint:
     """Where a cached run starts: ``start`` is the first stage to run (all of them done:
-    ``complete``), ``inputs`` the labelled outputs of the stage before it."""
+    ``complete``), ``inputs`` the labelled outputs of the stage before it (``entry``'s),
+    ``skipped`` the names of the stages it does not run. ``earlier`` finds the kept
+    outputs of one of those, when ``results.stage`` asks (None if they are gone)."""
 
     start: int
     stages: int
     inputs: list[Output]
     entry: Entry
-    reused: dict[str, list[Output]] = field(default_factory=dict)
+    skipped: tuple[str, ...]
+    earlier: Callable[[str], list[Output] | None] = lambda stage: None
 
     @property
     def complete(self) -> bool:
@@ -47,9 +52,19 @@ class Checkpoint:
         """The counters of the stages reused (they add up as the run goes)."""
         return dict(self.entry.counters)
 
-    def stage_urls(self) -> dict[str, list[list[str]]]:
-        """Each reused stage's outputs as replica lists (``results.stage``)."""
-        return {name: [urls for _, _, urls in outputs] for name, outputs in self.reused.items()}
+    def stage_urls(self, stage: str) -> list[list[str]] | None:
+        """A skipped stage's kept outputs as replica lists (``results.stage``); None for a
+        stage the run runs; JobError for one whose kept outputs are gone."""
+        if stage not in self.skipped:
+            return None
+        outputs = self.inputs if stage == self.entry.stage else self.earlier(stage)
+        if outputs is None:
+            raise JobError(
+                f"the outputs of stage {stage!r}, reused from run {self.entry.run}, are no "
+                "longer in the cache (evicted, or cleared): run the job with cache=False to "
+                "make them again"
+            )
+        return [urls for _, _, urls in outputs]
 
     def notice(self, job: str) -> str:
         """The line that tells the user what was reused, and from which run."""
@@ -59,7 +74,7 @@ class Checkpoint:
                 f"discodsl: cached results of job {job!r} from run {self.entry.run} ({when}); "
                 "cache=False runs it again"
             )
-        names = ", ".join(self.reused)
+        names = ", ".join(self.skipped)
         return (
             f"discodsl: resuming job {job!r} after stage {self.entry.stage!r}: the outputs of "
             f"{names} are reused from run {self.entry.run} ({when})"
@@ -76,23 +91,16 @@ def look_up(keys: Sequence[str], names: Sequence[str], reusable: Reusable) -> Ch
         if outputs is None:
             continue
         store.touch(entry)
-        reused = _earlier(keys[:index], names[:index], reusable)
-        reused[names[index]] = outputs
-        return Checkpoint(index + 1, len(keys), outputs, entry, reused)
+        kept = dict(zip(names[:index], keys[:index], strict=True))
+        earlier = functools.partial(_kept, kept, reusable)
+        return Checkpoint(index + 1, len(keys), outputs, entry, tuple(names[: index + 1]), earlier)
     return None
 
 
-def _earlier(
-    keys: Sequence[str], names: Sequence[str], reusable: Reusable
-) -> dict[str, list[Output]]:
-    """The outputs of the stages before a checkpoint that are still kept (for results.stage)."""
-    found: dict[str, list[Output]] = {}
-    for key, name in zip(keys, names, strict=True):
-        entry = store.load(key)
-        outputs = reusable(entry) if entry is not None else None
-        if outputs is not None:
-            found[name] = outputs
-    return found
+def _kept(keys: Mapping[str, str], reusable: Reusable, stage: str) -> list[Output] | None:
+    """The kept outputs of the skipped ``stage``, looked for only when asked."""
+    entry = store.load(keys[stage])
+    return None if entry is None else reusable(entry)
 
 
 def tell(line: str) -> None:

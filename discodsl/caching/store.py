@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from discodsl import places
 from discodsl.errors import SettingsError
 
 __all__ = ["Entry", "NotKept", "cache_dir", "clear", "entries", "keep", "limit", "load", "touch"]
@@ -98,11 +99,7 @@ class Entry:
 
 def cache_dir() -> Path:
     """Where the cache lives (see the module docstring)."""
-    explicit = os.environ.get(DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "discodsl", "cache")
+    return places.place("cache", DIR_ENV)
 
 
 def limit() -> int:
@@ -130,7 +127,7 @@ def load(key: str, directory: Path | None = None) -> Entry | None:
     except (OSError, ValueError, TypeError, KeyError):
         _remove(path)
         return None
-    if not all(_sized(file) for file in entry.files()):
+    if not all(file.is_file() for file in entry.files()):
         _remove(path)  # a file went missing: the entry is no use
         return None
     return entry
@@ -144,10 +141,6 @@ def _entry(facts: dict[str, Any], path: Path) -> Entry:
         for label, size, names in facts.pop("outputs")
     ]
     return Entry(**facts, outputs=outputs, path=path)
-
-
-def _sized(path: Path) -> bool:
-    return path.is_file()
 
 
 def keep(

@@ -89,9 +89,10 @@ class Plan:
         names = [stage.name for stage in self.spec.stages]
         return Keeper(self.job.name, names, list(self.keys), where)
 
-    def reused(self) -> dict[str, list[list[str]]]:
-        """The outputs of each stage this run reuses, as replica lists."""
-        return {} if self.resume is None else self.resume.stage_urls()
+    def reused(self, stage: str) -> list[list[str]] | None:
+        """The kept outputs of a stage this run reuses, as replica lists; None for a stage it
+        runs (or one whose outputs are gone)."""
+        return None if self.resume is None else self.resume.stage_urls(stage)
 
 
 class Runner:
@@ -227,23 +228,18 @@ def _cached(work: Callable[[], Results], plan: Plan) -> Results:
     """The results ``work`` gives, knowing their cache key and the stages reused."""
     results = work()
     results.cache_key = plan.cache_key
-    results.reused = plan.reused()
+    results.reused = plan.reused
     return results
 
 
 def reused_stage(plan: Plan, stage: str) -> list[list[str]]:
-    """The outputs of stage ``stage`` of a run served from the cache."""
-    from discodsl.errors import JobError
+    """The outputs of stage ``stage`` of a run served from the cache (every stage is one
+    it skipped)."""
     from discodsl.results import check_stage
 
     check_stage(plan.spec, stage)
-    found = plan.reused().get(stage)
-    if found is None:
-        raise JobError(
-            f"the outputs of stage {stage!r} of run {plan.resume and plan.resume.entry.run} "
-            "are no longer in the cache (evicted, or cleared): run the job with cache=False "
-            "to make them again"
-        )
+    found = plan.reused(stage)
+    assert found is not None
     return found
 
 

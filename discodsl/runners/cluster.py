@@ -102,6 +102,7 @@ class ClusterRunner(Runner):
 
     def __init__(self, master: str | None = None):
         self.master = master
+        self._url: str | None = None
 
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Submit the job (in the caller's thread: a refused jobpack raises from submit());
@@ -126,7 +127,10 @@ class ClusterRunner(Runner):
     # -- the cache: a cluster run's stages are its job's stage results on the master ------
 
     def _where(self) -> str:
-        return Cluster.connect(self.master).url
+        """The master's URL, as the settings name it (read once per runner)."""
+        if self._url is None:
+            self._url = Cluster.connect(self.master).url
+        return self._url
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """Tags resolved to their blobs: a tag that changes gives another key."""
@@ -176,6 +180,7 @@ class _Keep:
     def __init__(self, plan: Plan, where: str, jobname: str, counters: Counters):
         self.keeper, self.counters = plan.keeper(where), counters
         self.names = [stage.name for stage in plan.spec.stages[plan.start :]]
+        self.reused = plan.resume.counters if plan.resume is not None else {}
         if self.keeper is not None:
             self.keeper.run = jobname
             self.done()
@@ -185,7 +190,7 @@ class _Keep:
         The master says which of them finished when they are looked up."""
         if self.keeper is None:
             return
-        running = dict(self.counters.by_stage.get("", {}))  # the reused stages'
+        running = dict(self.reused)
         for name in self.names:
             for counter, value in self.counters.by_stage.get(name, {}).items():
                 running[counter] = running.get(counter, 0) + value

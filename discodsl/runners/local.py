@@ -73,10 +73,10 @@ class LocalRunner(Runner):
         # stages, and a failure to load is diagnosed then (see _failed).
         pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False, resume=plan.resume)
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
-        keeper = _Keep.for_plan(plan, counters, _node_root())
+        keeper = _Keep(plan.keeper(self.mode), counters)
         master = _master(plan.options, workers, fan_out(counters, progress, run.log, keeper))
         layout = _submit(master, pack)
-        keeper.named(layout.jobname)
+        keeper.submitted(layout.jobname, Node(host=master.host, disco_data=master.disco_data))
         run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
         registry.register(run)
         return functools.partial(_finish, master, layout, plan, counters, progress)
@@ -130,15 +130,12 @@ def _stage_urls(layout: JobLayout, plan: Plan, stage: str) -> list[list[str]]:
 class _Keep:
     """Keeps each stage of a local run in the cache as the node master finishes it."""
 
-    def __init__(self, keeper: Keeper | None, counters: Counters, node: Node):
-        self.keeper, self.counters, self.node = keeper, counters, node
+    def __init__(self, keeper: Keeper | None, counters: Counters):
+        self.keeper, self.counters, self.node = keeper, counters, Node()
 
-    @classmethod
-    def for_plan(cls, plan: Plan, counters: Counters, root: str) -> _Keep:
-        node = Node(host=LOCAL_HOST, disco_data=os.path.join(root, "data"))
-        return cls(plan.keeper("local"), counters, node)
-
-    def named(self, jobname: str) -> None:
+    def submitted(self, jobname: str, node: Node) -> None:
+        """The run's name, and the node whose files its stages' outputs are."""
+        self.node = node
         if self.keeper is not None:
             self.keeper.run = jobname
 

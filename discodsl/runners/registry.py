@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from discodsl import places
 from discodsl.errors import JobError
 
 if TYPE_CHECKING:
@@ -67,11 +68,7 @@ HOST = socket.gethostname()
 
 def runs_dir() -> Path:
     """Where this user's local runs are registered (see the module docstring)."""
-    explicit = os.environ.get(RUNS_ENV)
-    if explicit:
-        return Path(explicit)
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache, "discodsl", "runs")
+    return places.place("runs", RUNS_ENV)
 
 
 # --------------------------------------------------------------------------
