@@ -52,3 +52,32 @@ def test_nothing_in_bench_reaches_outside_the_repository() -> None:
     for path in (ROOT / "bench").rglob("*.py"):
         text = path.read_text()
         assert "../shared" not in text and '"shared"' not in text, f"{path} refers to ../shared"
+
+
+def test_phases_times_every_phase_of_a_real_run(tmp_path: Path) -> None:
+    files = _corpus(tmp_path)
+    parts = sorted(p for p in files if p.parent != tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "phases.py"), *map(str, parts)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    words = {w for p in parts for w in p.read_text().split()}
+    assert f"{len(words):,} distinct words" in done.stderr
+    rows = {
+        line.split("|")[1].strip(): float(line.split("|")[3])
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith(("| phase", "| ---"))
+    }
+    phases = [name for name in rows if name != "total"]
+    assert phases[:5] == [
+        "read",
+        "map: user code",
+        "map: combine",
+        "map: combiner calls",
+        "map: other",
+    ]
+    assert abs(sum(rows[name] for name in phases) - rows["total"]) < 0.05
+    assert "together are" in done.stdout
