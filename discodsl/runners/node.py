@@ -10,9 +10,10 @@ stdout and stderr merged) and answers it over real pipes with the master
 side of the protocol codec, as the recordings show a real master answering.
 With ``fork_server`` (the local runner's way) the launcher is started once
 per job as a zygote that forks each task's worker
-(:mod:`discodsl.runners.forkserver`); the conversation is the same. Spares
-(started or forked ahead, up to ``workers``) take the start-up off a task's
-path.
+(:mod:`discodsl.runners.forkserver`); the conversation is the same. A job
+runs ``workers`` tasks at once, fewer if its scheduler's ``max_cores`` says
+so. Spares (started or forked ahead, as many) take the start-up off a
+task's path.
 Local outputs are indexed in ``.disco/*.results`` files and handed to the
 next stage as ``dir://`` inputs. ERROR (and crashes) retry a task up to a
 failure limit; FATAL and protocol violations fail the job at once. A run
@@ -166,7 +167,7 @@ class NodeMaster:
             for number, (stage, grouping, _concurrent) in enumerate(pipeline, 1):
                 plans = group_outputs(grouping, outputs)
                 self._emit("stage", {"stage": stage, "tasks": len(plans)})
-                more = self.workers if number < len(pipeline) else 0
+                more = self._slots(pack) if number < len(pipeline) else 0
                 self._wanted = len(plans) + more
                 outputs = self._run_stage(layout, pack, stage, grouping, plans, taskid)
                 self._emit("stage_done", {"stage": stage, "outputs": outputs})
@@ -181,6 +182,12 @@ class NodeMaster:
             self._drop_spares()
             self._close_fork_server()
         return [_result_urls(output) for output in outputs]
+
+    def _slots(self, pack: jobpack.JobPack) -> int:
+        """How many of the job's tasks run at once: a worker each, and no more than the
+        ``max_cores`` of its scheduler (as a Disco master honours it; none: no limit)."""
+        cores = pack.jobdict["scheduler"].get("max_cores")
+        return max(1, min(self.workers, cores) if cores else self.workers)
 
     def _start_fork_server(self, layout: JobLayout, pack: jobpack.JobPack) -> None:
         """Have this job's workers forked from a zygote (started at the first task)."""
@@ -240,7 +247,7 @@ class NodeMaster:
         first_id: int,
     ) -> list[Output]:
         results: list[list[Output]] = [[] for _ in plans]
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+        with ThreadPoolExecutor(max_workers=self._slots(pack)) as pool:
             futures: list[Future[None]] = []
             for index, plan in enumerate(plans):
                 task = _StageTask(stage, grouping, first_id + index, plan)
@@ -318,14 +325,16 @@ class NodeMaster:
 
     def _start_worker(self, layout: JobLayout, pack: jobpack.JobPack) -> Worker:
         """A worker for a task: forked by the job's zygote if it has one that works, else
-        started. Either way, spares are readied for the tasks that follow (up to
-        ``workers``): a spare has done its start-up (a new interpreter's, or a forked
-        child's) while other tasks ran, and waits for the TASK reply, which a master may
-        delay: so a task costs its work, not a worker's start, whenever tasks keep coming.
+        started. Either way, spares are readied for the tasks that follow (as many as
+        the job runs at once): a spare has done its start-up (a new interpreter's, or a
+        forked child's) while other tasks ran, and waits for the TASK reply, which a master
+        may delay: so a task costs its work, not a worker's start, whenever tasks keep
+        coming.
         """
+        slots = self._slots(pack)
         with self._lock:
             self._wanted -= 1
-            spares = max(0, min(self.workers, self._wanted))
+            spares = max(0, min(slots, self._wanted))
         forks = self._forks
         if forks is not None and forks.usable:
             try:
