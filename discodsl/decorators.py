@@ -8,17 +8,19 @@ function.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any, TypeVar, overload
+from functools import partial, wraps
+from typing import Any, TypeVar, cast, overload
 
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage, check_pipeline
-from discodsl.options import validate_options
+from discodsl.options import option_names, validate_options
 from discodsl.worker.spec import GROUPINGS, StageSpec, takes_params
 
 F = TypeVar("F", bound=Callable[..., Any])
+D = TypeVar("D", bound=Callable[..., Any])
 
 # kind -> (names of the required arguments, what a call looks like)
 SHAPES = {
@@ -138,6 +140,44 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
     return with_params
 
 
+def _known_options_only(decorator: D) -> D:
+    """``decorator`` (``map``, ``reduce`` or ``stage``), which names a keyword it does not
+    take, and the ones it does, instead of Python's bare TypeError."""
+    parameters = inspect.signature(decorator).parameters
+    options = sorted(name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY)
+
+    @wraps(decorator)
+    def checked(*args: Any, **keywords: Any) -> Any:
+        unknown = sorted(keywords.keys() - parameters.keys())
+        if unknown:
+            raise JobError(_unknown_option(decorator.__name__, unknown[0], options))
+        return decorator(*args, **keywords)
+
+    return cast("D", checked)
+
+
+def _unknown_option(kind: str, name: str, options: list[str]) -> str:
+    """The message for ``@kind(name=...)``: what ``name`` may have meant, and the options."""
+    return (
+        f"@{kind} has no option {name!r}{_meant(name, options)}; "
+        f"the options of @{kind} are {', '.join(options)}"
+    )
+
+
+def _meant(name: str, options: list[str]) -> str:
+    """`` (what to write instead)``, when there is a likely fix; else ``""``."""
+    if name == "reader":
+        return " (only the job's first stage reads its inputs: put reader= on that stage's @map)"
+    job_options = sorted(option_names() - set(options))
+    close = difflib.get_close_matches(name, options + job_options, n=1)
+    if not close:
+        return ""
+    if close[0] in options:
+        return f" (did you mean {close[0]}=?)"
+    return f" ({close[0]}= is an option of @job: write @job({close[0]}=...))"
+
+
+@_known_options_only
 def map(
     function: F | None = None,
     *,
@@ -165,6 +205,7 @@ def map(
     return _stage(function, "map", name, **options)
 
 
+@_known_options_only
 def reduce(
     function: F | None = None,
     *,
@@ -201,6 +242,7 @@ def reduce(
     return _stage(function, "reduce", name, **options)
 
 
+@_known_options_only
 def stage(
     function: F | None = None,
     *,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,6 +146,46 @@ def test_partial_and_lambda() -> None:
 def test_bad_stages_fail_at_decoration(build: Any, message: str) -> None:
     with pytest.raises(JobError, match=message.replace("(", r"\(").replace("[", r"\[")):
         build()
+
+
+def _plain(line: Any) -> Any:
+    return [(line, 1)]
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: map(partitons=2),
+            "@map has no option 'partitons' (partitions= is an option of @job: "
+            "write @job(partitions=...)); the options of @map are concurrent, done, "
+            "grouping, init, name, reader",
+        ),
+        (
+            lambda: reduce(partitoner=_plain),
+            "@reduce has no option 'partitoner' (did you mean partitioner=?); the options "
+            "of @reduce are combine, combiner, concurrent, done, grouping, init, name, "
+            "partitioner, sort",
+        ),
+        (
+            lambda: reduce(reader=_plain),
+            "@reduce has no option 'reader' (only the job's first stage reads its inputs: "
+            "put reader= on that stage's @map)",
+        ),
+        (lambda: stage(_plain, colour="red"), "@stage has no option 'colour'; the options"),
+    ],
+)
+def test_unknown_stage_options_are_named_with_the_valid_ones(build: Any, message: str) -> None:
+    with pytest.raises(JobError) as info:
+        build()
+    assert message in str(info.value)
+
+
+def test_stage_decorators_keep_their_signature_and_docstring() -> None:
+    assert "reader" in inspect.signature(map).parameters
+    assert "partitioner" in inspect.signature(reduce).parameters
+    assert stage.__name__ == "stage"
+    assert (stage.__doc__ or "").startswith("Declare a general stage")
 
 
 def test_async_stage_refused() -> None:
