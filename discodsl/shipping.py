@@ -138,6 +138,10 @@ def by_value(names: set[str]) -> Iterator[None]:
 
 
 def _explain(spec: JobSpec, exc: Exception) -> PicklingError:
+    """What in ``spec`` failed to pickle, and the fix: a part of its params, or of a stage."""
+    param = _unpicklable("params", spec.params)
+    if param is not None:
+        return _bad_params(spec, *param)
     for stage, role, function in _functions(spec.stages):
         for what, value in _parts(function):
             try:
@@ -145,6 +149,37 @@ def _explain(spec: JobSpec, exc: Exception) -> PicklingError:
             except Exception as inner:
                 return _culprit(stage, role, what, value, inner)
     return PicklingError(f"job {spec.name!r} cannot be pickled: {exc}")
+
+
+def _unpicklable(what: str, value: Any) -> tuple[str, Any, Exception] | None:
+    """The innermost part of ``value`` (named from ``what``, e.g. ``params['db']['lock']``)
+    that cannot be pickled, and why; None if ``value`` pickles."""
+    try:
+        cloudpickle.dumps(value)
+    except Exception as exc:
+        for part, item in _items(what, value):
+            found = _unpicklable(part, item)
+            if found is not None:
+                return found
+        return what, value, exc
+    return None
+
+
+def _items(what: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """A dict's values, or a list's or tuple's items, each named as an index of ``what``."""
+    if isinstance(value, dict):
+        yield from ((f"{what}[{key!r}]", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        yield from ((f"{what}[{index}]", item) for index, item in enumerate(value))
+
+
+def _bad_params(spec: JobSpec, what: str, value: Any, exc: Exception) -> PicklingError:
+    return PicklingError(
+        f"job {spec.name!r} cannot be shipped to the workers: {what} ({type(value).__name__}) "
+        f"cannot be pickled ({exc}). params must be plain data that pickles (numbers, "
+        "strings, lists, dicts, ...): create locks, connections and the like inside the "
+        "stage, or in an init hook (init(params) runs once per task)"
+    )
 
 
 def _culprit(stage: StageSpec, role: str, what: str, value: Any, exc: Exception) -> PicklingError:

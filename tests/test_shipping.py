@@ -150,3 +150,35 @@ def test_local_workers_that_cannot_load_a_stage_get_the_preflight_diagnosis(
         sys.modules.pop("goneaway", None)
     message = str(info.value)
     assert "goneaway" in message and "closure variable 'thing'" in message
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_params_that_cannot_be_pickled_are_named_with_the_fix(
+    mode: str, request: pytest.FixtureRequest
+) -> None:
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+
+    @map
+    def uses_params(line: str, params: Any) -> Iterator[tuple[str, int]]:
+        yield line, params["n"]
+
+    @job
+    def bo() -> list[Any]:
+        return [uses_params, total]
+
+    with pytest.raises(PicklingError) as info:
+        bo.run(inputs=["raw://x"], mode=mode, params={"n": 1, "l": threading.Lock()})
+    message = str(info.value)
+    assert "params['l'] (lock) cannot be pickled" in message, message
+    assert "stage" not in message.split(":")[0]  # the params are to blame, not a stage
+    assert "init hook" in message  # the fix
+
+
+def test_the_innermost_unpicklable_part_of_params_is_named() -> None:
+    @job(params={"db": {"hosts": ["a", threading.Lock()]}})
+    def nested() -> list[Any]:
+        return [total]
+
+    with pytest.raises(PicklingError, match=r"params\['db'\]\['hosts'\]\[1\] \(lock\)"):
+        pickle_job(nested.spec())
