@@ -53,14 +53,26 @@ def _resolve_one(item: Any) -> list[list[str]]:
         return [[url] for url in _paths(os.fspath(item))]
     if isinstance(item, str):
         if "://" in item:
-            return [[item]]
+            return [[_known_scheme(item)]]
         return [[url] for url in _paths(item)]
     if isinstance(item, (list, tuple)) and item and all(isinstance(u, str) for u in item):
-        return [[u if "://" in u else urls.file_url(u) for u in item]]
+        return [[_known_scheme(u) if "://" in u else urls.file_url(u) for u in item]]
     raise JobError(
         f"input {item!r:.80} is not a path, a URL, a list of replica URLs or an earlier "
         "job's results: pass e.g. inputs=['data/*.txt']"
     )
+
+
+def _known_scheme(url: str) -> str:
+    """``url``, if a worker can read its scheme; a JobError now rather than a failed task."""
+    scheme = urls.split(url)[0]
+    if scheme not in urls.SCHEMES:
+        raise JobError(
+            f"input {url!r:.80} has the URL scheme {scheme!r}, which no Disco worker reads: "
+            "use a path, file://, http(s)://, raw://, tag://, disco:// or dir:// (copy other "
+            "data to a local file or push it to DDFS first)"
+        )
+    return url
 
 
 def _paths(pattern: str) -> list[str]:

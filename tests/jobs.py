@@ -272,3 +272,46 @@ def slow_words(line: str, params: dict[str, float]) -> Iterator[tuple[str, int]]
 @job(partitions=1, params={"seconds": 60.0})
 def sleepy() -> list[Any]:
     return [slow_words, total]
+
+
+# combiners and a partitioner that fail after the map has read its inputs
+def none_combiner(word: str, counts: Iterable[int]) -> Any:
+    return None
+
+
+def raising_combiner(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    raise ValueError(f"combiner broke on {word!r}")
+
+
+def to_seven(key: Any, partitions: int) -> int:
+    return 7
+
+
+@reduce(combiner=none_combiner)
+def total_none_combined(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@reduce(combiner=raising_combiner)
+def total_raising_combined(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@reduce(partitioner=to_seven)
+def total_in_seven(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=2, max_failures=0)
+def none_combined() -> list[Any]:
+    return [words, total_none_combined]
+
+
+@job(partitions=2, max_failures=0)
+def raising_combined() -> list[Any]:
+    return [words, total_raising_combined]
+
+
+@job(partitions=2, max_failures=0)
+def partitioned_out_of_range() -> list[Any]:
+    return [words, total_in_seven]

@@ -323,3 +323,15 @@ def test_ctrl_c_tells_how_to_kill_the_job(
     [(_, status, killed), _] = master.joblist()
     assert status == "dead" and killed != name
     assert f"killed job {killed}" in capsys.readouterr().err
+
+
+def test_bad_content_in_a_file_the_node_read_does_not_say_to_push(
+    cluster_env: DiscoMaster, tmp_path: Path
+) -> None:
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"good line\nbad \xff\xfe line\n")
+    with pytest.raises(TaskFailed) as info:
+        jobs.wordcount.run(inputs=[str(latin)], mode="cluster")
+    message = str(info.value)
+    assert "UTF-8" in message and "latin.txt" in message
+    assert "push_inputs" not in message

@@ -202,6 +202,44 @@ def test_failing_stage(corpus: list[Path], tmp_path: Path, mode: str) -> None:
     assert "ValueError" in str(error.__cause__) and "fragile" in str(error.__cause__)
 
 
+@pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
+def test_a_combined_maps_failure_names_its_record_not_the_last_read(
+    tmp_path: Path, mode: str
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("fine words\nthen boom here\nmore words\n" + "and more\n" * 5000)
+    with pytest.raises(TaskFailed) as info:
+        jobs.failing.run(inputs=[bad], mode=mode)
+    assert info.value.record == 1
+    assert "record 1" in str(info.value) and "record 5002" not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
+def test_a_combiner_that_fails_is_named_and_no_record_is(corpus: list[Path], mode: str) -> None:
+    with pytest.raises(TaskFailed) as info:
+        jobs.raising_combined.run(inputs=corpus[:1], mode=mode)
+    message = str(info.value)
+    culprit = "the combiner 'raising_combiner' of reduce 'total_raising_combined' raised"
+    assert f"{culprit} ValueError: combiner broke" in message
+    assert info.value.record == -1 and ", record" not in message
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster", "inline"], indirect=True)
+def test_a_combiner_returning_none_is_named(corpus: list[Path], mode: str) -> None:
+    with pytest.raises((TaskFailed, StageError)) as info:
+        jobs.none_combined.run(inputs=corpus[:1], mode=mode)
+    message = str(info.value)
+    assert "none_combiner" in message and "returned None" in message
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"], indirect=True)
+def test_a_partitioner_out_of_range_names_its_reduce(corpus: list[Path], mode: str) -> None:
+    with pytest.raises((TaskFailed, StageError)) as info:
+        jobs.partitioned_out_of_range.run(inputs=corpus[:1], mode=mode)
+    message = str(info.value)
+    assert "the partitioner of reduce 'total_in_seven' returned 7" in message
+
+
 def test_failing_stage_inline_raises_the_original(corpus: list[Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("fine words\nthen boom here\n")

@@ -50,3 +50,26 @@ def test_record_files_and_many_inputs_are_not_cut(
     assert sources.split_large(sources.resolve(record), workers=2) == sources.resolve(record)
     many = [["raw://a"]] * 4
     assert sources.split_large(many, workers=2) == many
+
+
+@pytest.mark.parametrize(
+    "given", ["foo://bar/baz", ["http://a/x", "ftp://b/x"], "s3://bucket/key"]
+)
+def test_an_unknown_url_scheme_is_refused_before_anything_runs(given: object) -> None:
+    with pytest.raises(JobError) as info:
+        sources.resolve([given])
+    message = str(info.value)
+    assert "URL scheme" in message and "raw://" in message and "tag://" in message
+
+
+def test_every_scheme_a_worker_reads_is_taken() -> None:
+    given = [
+        "raw://x",
+        "http://h/x",
+        "HTTPS://h/x",
+        "file:///tmp/x",
+        "disco://h/disco/x",
+        "dir://h/disco/x",
+        "tag://data:x",
+    ]
+    assert sources.resolve(given) == [[url] for url in given]

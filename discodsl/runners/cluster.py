@@ -63,7 +63,8 @@ _MSG_EVENT = re.compile(r"MSG: \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
 _STAGE_EVENT = re.compile(r"Stage (\S+) scheduled with (\d+) tasks")
 _DONE_EVENT = re.compile(r"DONE: \[([^\]\s]+):(\d+)\] Task finished")
 _RETRY_EVENT = re.compile(r"Task (\S+):(\d+) failed on .*?, (\d+)\w* failures so far")
-_FILE_URL = re.compile(r"file://[^\s;:,'\"]+")
+# A node that could not open a file:// input (the worker's DataError says "URL: cannot open").
+_FILE_URL = re.compile(r"(file://[^\s;:,'\"]+): cannot open ")
 
 
 @dataclass
@@ -474,7 +475,7 @@ def _file_hint(text: str) -> str:
     if "DataError" not in text or match is None:
         return ""
     return (
-        f"; a node could not read {match.group(0)}: local files reach the cluster as file:// "
+        f"; a node could not read {match.group(1)}: local files reach the cluster as file:// "
         "URLs, so every node must see them at that path: pass push_inputs=True "
         "(--push-inputs) to upload them to DDFS, or put them on a shared file system"
     )

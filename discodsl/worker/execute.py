@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, islice, repeat, starmap
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
@@ -41,14 +41,35 @@ CHUNK = 2048
 class Position(Protocol):
     """Where reading is: an input URL and a record number (see inputs.Cursor)."""
 
-    url: str
-    record: int
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def record(self) -> int: ...
 
 
 @dataclass
 class _NoPosition:
     url: str = ""
     record: int = -1
+
+
+class _Place:
+    """Where a task is, for the errors of its user code: on a record of an input while the
+    records are taken one by one, then past them (a reduce's groups, a combiner's calls, a
+    done hook), where no record is to blame."""
+
+    def __init__(self, position: Position) -> None:
+        self.position = position
+        self.past_records = False
+
+    @property
+    def url(self) -> str:
+        return self.position.url
+
+    @property
+    def record(self) -> int:
+        return -1 if self.past_records else self.position.record
 
 
 @dataclass
@@ -85,19 +106,19 @@ def run_task(
     stage, the input URL and the record number (from ``position``), with the
     original exception as its ``__cause__``.
     """
-    where = position or _NoPosition()
+    where = _Place(position or _NoPosition())
     records = _pairs_only(task, records, where)
     outputs = _Outputs(task)
     try:
         with _user_code(task, where):
-            _process(task, records, outputs)
+            _process(task, records, outputs, where)
         return outputs.close()
     except BaseException:
         outputs.abort()
         raise
 
 
-def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs) -> None:
+def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: _Place) -> None:
     stage, params, sink = task.stage, task.job.params, outputs.sink()
     state = _call_hook(stage.init, params)
     combiner = _combiner(task)
@@ -111,9 +132,12 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs) -> None
         else:
             _run_map(stage, function, records, target)
     elif stage.kind == "reduce":
-        _run_reduce(task, function, records, None if combiner else outputs, target)
+        groups = _groups(task, records)
+        where.past_records = True  # grouping read them all before the first call
+        _run_reduce(stage, function, groups, None if combiner else outputs, target)
     else:
         _emit(stage, function(iter(records)), target)
+    where.past_records = True
     if stage.done is not None and (last := _call_hook(stage.done, params, state)) is not None:
         _emit(stage, last, target)  # a done hook may return nothing
     if combiner:
@@ -200,13 +224,9 @@ def _run_map(
             raise error from None
 
 
-def _run_reduce(
-    task: TaskSetup,
-    function: Callable[..., Any],
-    records: Iterable[Any],
-    outputs: _Outputs | None,
-    sink: Sink,
-) -> None:
+def _groups(task: TaskSetup, records: Iterable[Any]) -> Iterator[tuple[Any, Iterator[Any]]]:
+    """A reduce task's records grouped by key (sorted unless ``sort=False``), every record
+    read before the first group comes."""
     stage = task.stage
     group = group_sorted if stage.sort else group_hashed
     groups = group(
@@ -215,6 +235,17 @@ def _run_reduce(
         tmpdir=task.tmpdir or task.workdir,
         stage=stage.name,
     )
+    first = next(groups, None)
+    return groups if first is None else chain((first,), groups)
+
+
+def _run_reduce(
+    stage: StageSpec,
+    function: Callable[..., Any],
+    groups: Iterator[tuple[Any, Iterator[Any]]],
+    outputs: _Outputs | None,
+    sink: Sink,
+) -> None:
     if outputs is not None and outputs.constant is not None:
         _stream(stage, starmap(function, groups), outputs)
         return
@@ -224,11 +255,11 @@ def _run_reduce(
 
 def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
     if result is None:
-        raise _none_error(stage)
+        raise _none_error(_maker(stage))
     try:
         iterator = iter(result)
     except TypeError:
-        raise _bad_result(stage, result) from None
+        raise _bad_result(_maker(stage), result) from None
     try:
         for item in iterator:
             key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
@@ -240,8 +271,25 @@ def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
         raise error from None
 
 
+class _Maker(NamedTuple):
+    """Who made the records an error is about: ``who`` for its text, ``name`` its stage's."""
+
+    name: str
+    who: str
+
+
+def _maker(stage: StageSpec, who: str = "") -> _Maker:
+    """The stage itself, unless ``who`` (a combiner of its own) made the records."""
+    return _Maker(stage.name, who or f"stage {stage.name!r}")
+
+
 def _not_pairs(
-    stage: StageSpec, exc: Exception, result: Any, *loops: Callable[..., Any], item: Any = None
+    stage: StageSpec,
+    exc: Exception,
+    result: Any,
+    *loops: Callable[..., Any],
+    item: Any = None,
+    who: str = "",
 ) -> StageError | None:
     """The one guard on a stage's output: the StageError for ``exc``, raised while ``loops``
     took ``(key, value)`` pairs from what the stage produced (``result``: what one call
@@ -253,31 +301,32 @@ def _not_pairs(
     length of a tuple to the unpacking (``key, value = item``), whose ValueError this
     turns into the same error as ``as_pair``'s, given the ``item`` they were unpacking.
     """
+    maker = _maker(stage, who)
     if isinstance(exc, NotAPair):
-        return _bad_record(stage, exc.item)
+        return _bad_record(maker, exc.item)
     if _raised_by_user(exc, *loops):
         return None
     if isinstance(exc, ValueError) and item.__class__ is tuple and len(item) != 2:
-        return _bad_record(stage, item)
+        return _bad_record(maker, item)
     if result is None or _returned_none(exc):
-        return _none_error(stage)
-    return _shape_error(stage, result, exc)
+        return _none_error(maker)
+    return _shape_error(maker, result, exc)
 
 
-def _bad_result(stage: StageSpec, result: Any) -> StageError:
+def _bad_result(maker: _Maker, result: Any) -> StageError:
     return StageError(
-        f"stage {stage.name!r} returned a {type(result).__name__} ({result!r:.80}); "
+        f"{maker.who} returned a {type(result).__name__} ({result!r:.80}); "
         "a stage must yield (key, value) pairs or return an iterable of them",
-        stage=stage.name,
+        stage=maker.name,
     )
 
 
-def _none_error(stage: StageSpec) -> StageError:
+def _none_error(maker: _Maker) -> StageError:
     return StageError(
-        f"stage {stage.name!r} returned None: a stage must yield (key, value) pairs, "
+        f"{maker.who} returned None: a stage must yield (key, value) pairs, "
         "such as `yield word, 1`, or return an iterable of them; to produce nothing for "
         "this input, return [] (or just `return` in a function that yields)",
-        stage=stage.name,
+        stage=maker.name,
     )
 
 
@@ -286,19 +335,19 @@ def _returned_none(exc: BaseException) -> bool:
     return isinstance(exc, TypeError) and "'NoneType' object is not iterable" in str(exc)
 
 
-def _shape_error(stage: StageSpec, result: Any, exc: Exception) -> StageError:
+def _shape_error(maker: _Maker, result: Any, exc: Exception) -> StageError:
     if "unhashable" in str(exc):
         return StageError(
-            f"stage {stage.name!r} yielded a key that cannot be grouped ({exc}): keys must be "
+            f"{maker.who} yielded a key that cannot be grouped ({exc}): keys must be "
             "hashable, e.g. a str, an int or a tuple; turn a list key into a tuple",
-            stage=stage.name,
+            stage=maker.name,
         )
     if not hasattr(result, "__iter__"):
-        return _bad_result(stage, result)
+        return _bad_result(maker, result)
     return StageError(
-        f"stage {stage.name!r} must yield (key, value) pairs, such as `yield word, 1`, "
+        f"{maker.who} must yield (key, value) pairs, such as `yield word, 1`, "
         f"or return an iterable of them; what it produced did not unpack: {exc}",
-        stage=stage.name,
+        stage=maker.name,
     )
 
 
@@ -310,11 +359,11 @@ def _raised_by_user(exc: BaseException, *loops: Callable[..., Any]) -> bool:
     return tb is not None and all(tb.tb_frame.f_code is not loop.__code__ for loop in loops)
 
 
-def _bad_record(stage: StageSpec, item: Any) -> StageError:
+def _bad_record(maker: _Maker, item: Any) -> StageError:
     return StageError(
-        f"stage {stage.name!r} produced {item!r:.80} ({type(item).__name__}), "
+        f"{maker.who} produced {item!r:.80} ({type(item).__name__}), "
         "not a (key, value) pair: yield two-item tuples such as `yield word, 1`",
-        stage=stage.name,
+        stage=maker.name,
     )
 
 
@@ -335,11 +384,39 @@ def _user_code(task: TaskSetup, where: Position) -> Iterator[None]:
 
 def _wrap(task: TaskSetup, where: Position, exc: Exception) -> StageError:
     stage = task.stage.name
-    place = f" on input {where.url!r}, record {where.record}" if where.url else ""
+    place = f" on input {where.url!r}" if where.url else ""
+    place += f", record {where.record}" if where.url and where.record >= 0 else ""
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    culprit = _culprit(task, exc)
+    text = f"{culprit} raised {text}" if culprit else text
     error = StageError(f"stage {stage!r} failed{place}: {text}", stage, where.url, where.record)
     error.exc_type = type(exc).__name__
     return error
+
+
+def _culprit(task: TaskSetup, exc: BaseException) -> str:
+    """Which of the task's functions other than its stage's own raised ``exc`` (a hook, or
+    the next reduce's combiner or partitioner), in words; "" for the stage function."""
+    codes = set()
+    tb = exc.__traceback__
+    while tb is not None:
+        codes.add(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    stage, after = task.stage, task.successor
+    own = f"of stage {stage.name!r}"
+    suspects = [(stage.init, "the init hook", own), (stage.done, "the done hook", own)]
+    if after is not None and after.kind == "reduce":
+        combiner = after.combiner or (after.function if after.combine else None)
+        theirs = f"of reduce {after.name!r}"
+        suspects += [
+            (combiner, "the combiner", theirs),
+            (after.partitioner, "the partitioner", theirs),
+        ]
+    for function, role, owner in suspects:
+        code = getattr(getattr(function, "func", function), "__code__", None)
+        if code is not None and code in codes:
+            return f"{role} {getattr(function, '__qualname__', '')!r} {owner}"
+    return ""
 
 
 class _Combiner:
@@ -360,6 +437,12 @@ class _Combiner:
 
     def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
         self.stage, self.function = stage, _bound(function, takes_params(function, 2), params)
+        self.who = (  # who makes the combined records, for the errors about them
+            ""
+            if function is stage.function
+            else f"the combiner {getattr(function, '__qualname__', function)!r} of reduce "
+            f"{stage.name!r}"
+        )
         # Plain dicts, not defaultdicts: CPython specialises subscripts of exact dicts,
         # which makes the per-value loops below about a quarter faster.
         self.buffer: dict[Any, list[Any]] = {}
@@ -401,8 +484,7 @@ class _Combiner:
         counts, same = self.counts, self.same
         get = counts.get
         item: Any = None
-        while chunk := list(islice(iterator, CHUNK)):
-            records = iter(chunk)
+        for records in _chunks(iterator):
             for record in records:
                 result = function(record)
                 try:
@@ -437,8 +519,8 @@ class _Combiner:
         """List every value, as each call of ``function`` yields it."""
         buffer = self.buffer
         item: Any = None
-        while chunk := list(islice(iterator, CHUNK)):
-            for record in chunk:
+        for records in _chunks(iterator):
+            for record in records:
                 result = function(record)
                 try:
                     for item in result:
@@ -497,7 +579,7 @@ class _Combiner:
             for item in chain.from_iterable(self._results()):
                 yield item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
         except (TypeError, ValueError) as exc:
-            error = _not_pairs(self.stage, exc, (), _Combiner._combined)
+            error = _not_pairs(self.stage, exc, (), _Combiner._combined, who=self.who)
             if error is None:
                 raise
             raise error from None
@@ -523,7 +605,7 @@ class _Combiner:
         try:
             outputs.add_many(chain.from_iterable(self._results()))
         except (TypeError, ValueError) as exc:
-            error = _not_pairs(self.stage, exc, (), *_WRITING)
+            error = _not_pairs(self.stage, exc, (), *_WRITING, who=self.who)
             if error is None:
                 raise
             raise error from None
@@ -532,6 +614,13 @@ class _Combiner:
 
 
 _UNSET: Any = object()  # no value counted yet
+
+
+def _chunks(records: Iterator[Any]) -> Iterator[Iterator[Any]]:
+    """``records`` in runs of up to CHUNK, each taken lazily: the input's cursor stays on the
+    record being mapped (an error names it), and a run left unfinished keeps its rest."""
+    for first in records:
+        yield chain((first,), islice(records, CHUNK - 1))
 
 
 def _listed(stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]) -> None:
@@ -657,8 +746,8 @@ def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
         return (lambda key: 0), 0
     if after.partitioner is None:
         return partitioner(partitions, stage=task.stage.name), None
-    partition, name = after.partitioner, task.stage.name
-    return (lambda key: _checked(partition(key, partitions), partitions, name)), None
+    partition, names = after.partitioner, (after.name, task.stage.name)
+    return (lambda key: _checked(partition(key, partitions), partitions, *names)), None
 
 
 def _bucketer(
@@ -672,11 +761,13 @@ def _bucketer(
     return partial(bucketed, partitions=partitions, stage=stage, label=None if default else labeler)
 
 
-def _checked(label: Any, partitions: int, stage: str) -> int:
+def _checked(label: Any, partitions: int, reduce: str, stage: str) -> int:
+    """``label``, if the partitioner of ``reduce`` (called on the keys of ``stage``) may
+    return it."""
     if type(label) is int and 0 <= label < partitions:
         return label
     raise StageError(
-        f"the partitioner of stage {stage!r} returned {label!r}; it must return an int "
-        f"from 0 to {partitions - 1} (partitions={partitions})",
+        f"the partitioner of reduce {reduce!r} returned {label!r} for a key of stage "
+        f"{stage!r}; it must return an int from 0 to {partitions - 1} (partitions={partitions})",
         stage=stage,
     )

@@ -33,6 +33,9 @@ from urllib.parse import unquote, urlsplit
 RAW: Final = "raw://"
 TAG: Final = "tag://"
 INDEX: Final = "dir://"
+# The schemes a worker reads (spec: "Inputs: URL schemes a worker must read"); tag:// is
+# resolved by the client before a job is submitted.
+SCHEMES: Final = frozenset({"raw", "http", "https", "disco", "dir", "tag", "file"})
 # The top directories of a node's URL paths, and the TASK reply fields naming their roots.
 NODE_ROOTS: Final = {"disco": "disco_data", "ddfs": "ddfs_data"}
 _RANGE: Final = re.compile(r"range=([0-9]+)-([0-9]+)")
