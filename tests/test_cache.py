@@ -198,6 +198,19 @@ def test_a_damaged_entry_gives_a_fresh_run_and_no_error(marks: str, text: Path) 
     assert ran(marks).get("words") and ran(marks).get("total")
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_truncated_file_in_an_entry_gives_a_fresh_run(marks: str, text: Path, mode: str) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode=mode, cache=True)
+    last = next(entry for entry in store.entries() if entry.last)
+    kept = last.files()[0]
+    with open(kept, "r+b") as damaged:
+        damaged.truncate(kept.stat().st_size // 2)
+    clear(marks)
+    assert job.run([text], mode=mode, cache=True).to_dict() == counted(LINES)
+    assert ran(marks).get("total")
+
+
 def test_the_least_recently_used_entries_go_past_the_size_limit(
     marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,10 +127,18 @@ def load(key: str, directory: Path | None = None) -> Entry | None:
     except (OSError, ValueError, TypeError, KeyError):
         _remove(path)
         return None
-    if not all(file.is_file() for file in entry.files()):
-        _remove(path)  # a file went missing: the entry is no use
+    if not _whole(entry):
+        _remove(path)  # a file went missing or was cut short: the entry is no use
         return None
     return entry
+
+
+def _whole(entry: Entry) -> bool:
+    """Whether every file of ``entry`` is there, as big as when it was kept."""
+    try:
+        return sum(file.stat().st_size for file in entry.files()) == entry.size
+    except OSError:
+        return False
 
 
 def _entry(facts: dict[str, Any], path: Path) -> Entry:
