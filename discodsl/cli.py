@@ -17,6 +17,8 @@ records as escaped TSV or tagged JSON lines (:data:`OUTPUT_FORMATS`).
 ``discodsl: error: <message>`` on one line, a ``hint:`` line where there is
 a fix, and returns 1 (2 for usage errors). Anything else is a bug and keeps
 its traceback.
+While ``run`` runs a job, what stage code prints goes to stderr, so that
+stdout holds the records alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import ast
 import contextlib
 import importlib
+import io
 import json
 import math
 import os
@@ -406,7 +409,6 @@ def import_job(text: str) -> Job:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    job = import_job(args.job)
     master = getattr(args, "master", None)
     # The default of discodsl.runners.choose, decided here so that the hint fits.
     default = "cluster" if configured_master(master) else "local"
@@ -414,7 +416,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"push_inputs": args.push_inputs, "cache": args.cache}
     if args.partitions is not None:
         options["partitions"] = args.partitions
-    results = job.run(args.inputs, mode=mode, master=master, **options)
+    with _stdout_to_stderr():  # the job module's and its stages' prints: not records
+        job = import_job(args.job)
+        results = job.run(args.inputs, mode=mode, master=master, **options)
     with _output(args.output) as out:
         _write_records(results, out, as_json=_json_wanted(args))
     return 0
@@ -795,6 +799,50 @@ def _read_file(name: str) -> bytes:
         return Path(name).read_bytes()
     except OSError as exc:
         raise JobError(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """While in the block, what is written to stdout goes to stderr: through ``sys.stdout``
+    and, when that is file descriptor 1, through the descriptor (``os.write``, C code, child
+    processes) too."""
+    stdout = sys.stdout
+    stdout.flush()
+    if isinstance(stdout, io.TextIOWrapper) and _fileno(stdout) == 1:
+        with _descriptor_1_to_stderr(stdout):
+            yield
+    else:  # not the process's stdout (a test's capture, a notebook): the object only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+
+
+@contextlib.contextmanager
+def _descriptor_1_to_stderr(stdout: io.TextIOWrapper) -> Iterator[None]:
+    """Descriptor 1 is stderr's while in the block, and ``stdout`` (its stream) flushes each
+    line, so that what it prints takes its place among stderr's lines.
+
+    ``sys.stdout`` stays the same object, so pdb (``breakpoint()`` inline) talks on stderr,
+    the terminal even when stdout is a file or a pipe, keeps readline's line editing there,
+    and reads stdin as always.
+    """
+    saved, line_buffering = os.dup(1), stdout.line_buffering
+    os.dup2(2, 1)
+    stdout.reconfigure(line_buffering=True)
+    try:
+        yield
+    finally:
+        stdout.flush()
+        stdout.reconfigure(line_buffering=line_buffering)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _fileno(stream: IO[str]) -> int | None:
+    """The file descriptor under ``stream``, or None if it has none (e.g. a StringIO)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
 
 
 @contextlib.contextmanager

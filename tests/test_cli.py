@@ -412,6 +412,36 @@ def test_run_json_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert dict(map(json.loads, target.read_text().splitlines())) == {"a": 2, "b": 1, "c": 3}
 
 
+PRINTING_MODULE = """
+from discodsl import job, map
+
+
+@map
+def words(line):
+    print("STAGEPRINT", line)
+    yield line, 1
+
+
+@job
+def printing():
+    return [words]
+"""
+
+
+def test_run_inline_sends_what_stages_print_to_stderr(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """stdout holds the records alone (tests/test_cli_output.py: at the descriptor level)."""
+    (tmp_path / "cli_printing.py").write_text(PRINTING_MODULE)
+    try:
+        out, err = run(capsys, "run", f"{tmp_path}/cli_printing.py:printing", "raw://x", "--inline")
+    finally:
+        sys.modules.pop("cli_printing", None)
+        sys.path.remove(str(tmp_path))
+    assert out == "x\t1\n"
+    assert "STAGEPRINT x" in err
+
+
 @pytest.mark.parametrize("argv", [["run", WORDCOUNT], ["run", "--inline", WORDCOUNT, "--json"]])
 def test_run_without_inputs_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], argv: list[str]

@@ -1,0 +1,110 @@
+"""``discodsl run`` in a real process, its stdout a pipe: the records alone go there
+(what stage code prints, even at the file descriptor level, goes to stderr)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+JOB_MODULE = """
+import os
+from discodsl import job, map, reduce
+
+
+@map
+def words(line):
+    print("STAGEPRINT", line)
+    os.write(1, b"FDPRINT\\n")
+    for word in line.split():
+        yield word, 1
+
+
+@reduce
+def total(word, counts):
+    yield word, sum(counts)
+
+
+@job(partitions=2)
+def wc():
+    return [words, total]
+
+
+@map
+def split(line):
+    for word in line.split():
+        yield word, 1
+
+
+@job(partitions=2)
+def quiet():
+    return [split, total]
+
+
+@map
+def stops(line):
+    breakpoint()
+    yield line, 1
+
+
+@job
+def debugged():
+    return [stops]
+"""
+
+TIMEOUT = 120
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A directory holding ``cli_output_job.py``, with a ``tmp`` for the runs' job homes."""
+    (tmp_path / "cli_output_job.py").write_text(JOB_MODULE)
+    (tmp_path / "tmp").mkdir()
+    return tmp_path
+
+
+def discodsl(*argv: str) -> list[str]:
+    """The command line of ``discodsl argv``."""
+    return [sys.executable, "-m", "discodsl", *argv]
+
+
+def environment(workdir: Path) -> dict[str, str]:
+    """This environment, with job homes under ``workdir/tmp``."""
+    return {**os.environ, "TMPDIR": str(workdir / "tmp")}
+
+
+@pytest.mark.parametrize("mode", ["--inline", "--local"])
+def test_stdout_holds_the_records_and_stage_output_goes_to_stderr(
+    workdir: Path, mode: str
+) -> None:
+    (workdir / "in.txt").write_text("a b c\na a\n")
+    done = subprocess.run(
+        discodsl("run", "cli_output_job.py:wc", "in.txt", mode, "--json"),
+        cwd=workdir,
+        env=environment(workdir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ['["a", 3]', '["b", 1]', '["c", 1]']
+    assert "STAGEPRINT a b c" in done.stderr and "FDPRINT" in done.stderr
+
+
+def test_pdb_talks_on_stderr_inline_and_stdout_keeps_the_records(workdir: Path) -> None:
+    (workdir / "in.txt").write_text("x\n")
+    done = subprocess.run(
+        discodsl("run", "cli_output_job.py:debugged", "in.txt", "--inline"),
+        cwd=workdir,
+        env={**environment(workdir), "PYTHONBREAKPOINT": "pdb.set_trace"},
+        input="p line\nc\n",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "x\t1\n"
+    assert "(Pdb)" in done.stderr and "'x'" in done.stderr  # the prompt, and `p line`
