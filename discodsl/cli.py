@@ -16,7 +16,9 @@ records as escaped TSV or tagged JSON lines (:data:`OUTPUT_FORMATS`).
 :func:`main` catches :class:`~discodsl.errors.DiscoDSLError` only: it prints
 ``discodsl: error: <message>`` on one line, a ``hint:`` line where there is
 a fix, and returns 1 (2 for usage errors). Anything else is a bug and keeps
-its traceback.
+its traceback, but for a reader of stdout that left early (``| head``): that
+ends the command quietly, with the status of a process killed by SIGPIPE.
+
 While ``run`` runs a job, what stage code prints goes to stderr, so that
 stdout holds the records alone.
 """
@@ -78,8 +80,13 @@ output, one record per line:
 """
 
 
+#: The exit status of a process killed by SIGPIPE (13), as a shell reports it.
+READER_LEFT = 128 + 13
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C,
+    141 stdout's reader left)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -89,12 +96,28 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.command
     try:
-        return command(args)
+        status = command(args)
+        sys.stdout.flush()  # now, so that a reader that left is seen here, not at exit
+        return status
     except DiscoDSLError as exc:
         _report(exc, args)
         return 1
+    except BrokenPipeError:
+        return _reader_left()
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_left() -> int:
+    """Stdout's reader left (``discodsl run ... | head -1``): stop quietly, as ``cat``
+    would. What stdout still holds goes to /dev/null, so that the interpreter's own flush
+    at exit does not fail again."""
+    descriptor = _fileno(sys.stdout)
+    if descriptor is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, descriptor)
+        os.close(devnull)
+    return READER_LEFT
 
 
 def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:

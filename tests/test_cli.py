@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -440,6 +442,26 @@ def test_run_inline_sends_what_stages_print_to_stderr(
         sys.path.remove(str(tmp_path))
     assert out == "x\t1\n"
     assert "STAGEPRINT x" in err
+
+
+class _LeavingReader(io.StringIO):
+    """A stdout whose reader leaves after the first line, as `| head -1` does."""
+
+    def write(self, text: str) -> int:
+        if self.getvalue():
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_results_to_a_reader_that_leaves_end_quietly(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(capsys, "run", WORDCOUNT, *INPUTS)
+    leaving = _LeavingReader()
+    monkeypatch.setattr(sys, "stdout", leaving)
+    assert main(["results", "@"]) == 128 + signal.SIGPIPE
+    assert len(leaving.getvalue().splitlines()) == 1
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("argv", [["run", WORDCOUNT], ["run", "--inline", WORDCOUNT, "--json"]])

@@ -1,11 +1,14 @@
 """``discodsl run`` in a real process, its stdout a pipe: the records alone go there
-(what stage code prints, even at the file descriptor level, goes to stderr)."""
+(what stage code prints, even at the file descriptor level, goes to stderr), and a
+reader that leaves early (``| head``) ends the command quietly, leaving no worker behind."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +111,39 @@ def test_pdb_talks_on_stderr_inline_and_stdout_keeps_the_records(workdir: Path) 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "x\t1\n"
     assert "(Pdb)" in done.stderr and "'x'" in done.stderr  # the prompt, and `p line`
+
+
+def _workers_under(root: Path) -> list[int]:
+    """Live processes whose working directory is under ``root`` (workers run in job homes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(str(root)):
+                stat = (entry / "stat").read_text()
+                if stat.rpartition(")")[2].split()[0] != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("mode", ["--inline", "--local"])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(workdir: Path, mode: str) -> None:
+    """``discodsl run ... | head -1``: no traceback, the status of a process killed by
+    SIGPIPE (128 + 13), and no worker left running."""
+    (workdir / "in.txt").write_text("".join(f"word{i} other{i}\n" for i in range(40_000)))
+    command = discodsl("run", "cli_output_job.py:quiet", "in.txt", mode)
+    with (workdir / "stderr").open("w+") as stderr, subprocess.Popen(
+        command, cwd=workdir, env=environment(workdir), stdout=subprocess.PIPE, stderr=stderr
+    ) as process:
+        assert process.stdout is not None
+        assert b"\t" in process.stdout.readline()
+        process.stdout.close()  # as head does after its line
+        status = process.wait(timeout=TIMEOUT)
+    errors = (workdir / "stderr").read_text()
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
+    assert status == 128 + signal.SIGPIPE
+    deadline = time.monotonic() + 10
+    while _workers_under(workdir / "tmp") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _workers_under(workdir / "tmp") == []
