@@ -78,7 +78,7 @@ class LocalRunner(Runner):
         layout = _submit(master, pack)
         keeper.submitted(layout.jobname, Node(host=master.host, disco_data=master.disco_data))
         run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
-        registry.register(run)
+        registry.register(run, [stage for stage, _, _ in pack.jobdict["pipeline"]])
         return functools.partial(_finish, master, layout, plan, counters, progress)
 
 

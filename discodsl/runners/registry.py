@@ -5,9 +5,9 @@ directory named after the run (``wordcount@5f1:6a3b2:1c0d``) in
 :func:`runs_dir` (``$DISCODSL_RUNS_DIR``, else
 ``$XDG_CACHE_HOME/discodsl/runs``, else ``~/.cache/discodsl/runs``) holding
 
-- ``run.json``: name, job, status (``active``, ``ready``, ``dead``), pid and
-  host of the process that runs it, start and end times, counters; replaced
-  whole, never half written;
+- ``run.json``: name, job, the stages of its pipeline, status (``active``,
+  ``ready``, ``dead``), pid and host of the process that runs it, start and
+  end times, counters; replaced whole, never half written;
 - ``events``: the run's events in a Disco master's rawevents format, one
   ``["time","host","message"]`` JSON line each, oldest first, written as
   they happen;
@@ -45,6 +45,8 @@ from discodsl import places
 from discodsl.errors import JobError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from discodsl.runners.handle import Run
 
 Event = tuple[str, str, str]  # (time, host, message)
@@ -85,12 +87,13 @@ class _Entry:
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, directory: Path, run: Run) -> _Entry:
+    def create(cls, directory: Path, run: Run, stages: Sequence[str]) -> _Entry:
         path = directory / run.jobname
         path.mkdir(parents=True)
         facts = {
             "name": run.jobname,
             "job": run.job,
+            "stages": list(stages),
             "mode": run.mode,
             "status": "active",
             "pid": os.getpid(),
@@ -117,16 +120,16 @@ class _Entry:
         return (self.path / "kill").exists()
 
 
-def register(run: Run) -> None:
-    """Give a local run its entry: its events go to the file as they come, its end to
-    run.json, and a kill request found there kills it. A registry that cannot be written
-    (a read-only home) costs the run nothing but its entry."""
+def register(run: Run, stages: Sequence[str]) -> None:
+    """Give a local run (of the pipeline ``stages``) its entry: its events go to the file
+    as they come, its end to run.json, and a kill request found there kills it. A registry
+    that cannot be written (a read-only home) costs the run nothing but its entry."""
     directory = runs_dir()
     if time.monotonic() - _cleaned["at"] >= CLEAN_EVERY:
         _cleaned["at"] = time.monotonic()
         clean(directory)
     try:
-        entry = _Entry.create(directory, run)
+        entry = _Entry.create(directory, run, stages)
     except OSError as exc:
         log.warning("discodsl: local run %s not registered in %s: %s", run.jobname, directory, exc)
         return
@@ -200,6 +203,12 @@ class LocalRun:
         events = [tuple(json.loads(line)) for line in complete.splitlines() if line.strip()]
         return [(str(t), str(h), str(m)) for t, h, m in events], offset + len(complete)
 
+    def pipeline(self) -> list[list[Any]]:
+        """Its tasks per stage, every stage of its pipeline listed (see :func:`pipeline`)."""
+        events, _ = self.read_events()
+        stages = [str(stage) for stage in self.facts.get("stages", [])]
+        return pipeline(events, stages, ended=self.status != "active")
+
     def reread(self) -> LocalRun:
         """The entry as it is now (``self`` if it has gone)."""
         facts = _read_facts(self.path)
@@ -235,10 +244,17 @@ def request_kill(run: LocalRun) -> None:
     (run.path / "kill").touch()
 
 
-def pipeline(events: list[Event]) -> list[list[Any]]:
+def pipeline(
+    events: list[Event], stages: Sequence[str] = (), *, ended: bool = False
+) -> list[list[Any]]:
     """Per stage, from the events: ``[stage, pending, waiting, running, done, failed]`` as
-    a master's jobinfo has it (the tasks not done yet are counted as running)."""
-    rows: dict[str, list[Any]] = {}
+    a master's jobinfo has it, each of ``stages`` listed (then any other the events name).
+
+    While the run goes, the tasks not done yet are counted as running; once it has ended
+    (``ended``, or its last event says so) as waiting, as a Disco master counts a dead
+    job's.
+    """
+    rows: dict[str, list[Any]] = {stage: [stage, 0, 0, 0, 0, 0] for stage in stages}
     for _, _, message in events:
         words = message.split()
         if message.startswith("Stage ") and "scheduled with" in message:
@@ -249,7 +265,15 @@ def pipeline(events: list[Event]) -> list[list[Any]]:
                 row[3], row[4] = row[3] - 1, row[4] + 1
             elif row is not None:
                 row[5] += 1
+    if ended or _ended(events):
+        for row in rows.values():
+            row[2], row[3] = row[2] + row[3], 0
     return list(rows.values())
+
+
+def _ended(events: list[Event]) -> bool:
+    """Whether the events end with the run's last word (as ``EventLog.end`` words it)."""
+    return bool(events) and events[-1][2].startswith(("READY:", "WARN: Job killed"))
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""A local run's status as another shell reads it from the registry: every stage of its
+pipeline, and no task running once the run is dead, however its process ended."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from discodsl.cli import main
+from discodsl.runners import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# jobs.sleepy: four slow map tasks, then its reduce; the driver waits for it
+SCRIPT = """
+import signal
+
+from discodsl import JobDead
+from tests import jobs
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
+
+run = jobs.sleepy.submit(["raw://a", "raw://b", "raw://c", "raw://d"], mode="local",
+                         progress=False, workers=4)
+try:
+    print(run.jobname, flush=True)
+    run.wait(timeout=120)
+except JobDead:
+    pass
+except KeyboardInterrupt:
+    run.kill()  # a Ctrl-C before wait() began (wait() kills the run itself)
+    run.ended(60)
+print("dead", flush=True)
+"""
+
+# As a Disco master's jobinfo has a killed job's: the tasks not done are waiting.
+DEAD = [["slow_words", 0, 4, 0, 0, 0], ["total", 0, 0, 0, 0, 0]]
+
+
+@pytest.fixture
+def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[subprocess.Popen[str]]:
+    """A process running jobs.sleepy locally, registered in this test's own registry."""
+    monkeypatch.setenv(registry.RUNS_ENV, str(tmp_path / "runs"))
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT)],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    yield process
+    process.kill()
+    process.wait(timeout=60)
+
+
+def read_line(process: subprocess.Popen[str], seconds: float = 60.0) -> str:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], seconds)
+    assert ready, "the script printed nothing"
+    return process.stdout.readline().strip()
+
+
+def scheduled(name: str) -> str:
+    """Wait until the run's first stage is scheduled; the run's name."""
+    deadline = time.monotonic() + 60
+    while not any("scheduled with" in m for _, _, m in registry.find(name).read_events()[0]):
+        assert time.monotonic() < deadline, "the run's first stage was never scheduled"
+        time.sleep(0.05)
+    return name
+
+
+def status(name: str, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    capsys.readouterr()
+    assert main(["status", "--local", "--json", name]) == 0
+    info: dict[str, object] = json.loads(capsys.readouterr().out)
+    return info
+
+
+def test_an_active_run_lists_every_stage_and_counts_its_tasks_running(
+    driver: subprocess.Popen[str],
+) -> None:
+    run = registry.find(scheduled(read_line(driver)))
+    assert run.pipeline() == [["slow_words", 0, 0, 4, 0, 0], ["total", 0, 0, 0, 0, 0]]
+
+
+def test_a_run_killed_from_another_shell_has_no_task_running(
+    driver: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = scheduled(read_line(driver))
+    assert main(["kill", "--local", name]) == 0
+    assert read_line(driver) == "dead"
+    assert registry.find(name).pipeline() == DEAD
+    info = status(name, capsys)
+    assert info["active"] == "dead"
+    assert info["pipeline"][0] == DEAD[0]  # type: ignore[index]
+    assert main(["status", "--local", name]) == 0
+    assert "slow_words       0/4 done, 0 running, 0 failed" in capsys.readouterr().out
+
+
+def test_a_run_whose_driver_was_interrupted_has_no_task_running(
+    driver: subprocess.Popen[str],
+) -> None:
+    name = scheduled(read_line(driver))
+    driver.send_signal(signal.SIGINT)
+    assert read_line(driver) == "dead"
+    assert driver.wait(timeout=60) == 0
+    run = registry.find(name)
+    assert run.status == "dead"
+    assert run.pipeline() == DEAD
+
+
+# -- from the events alone ------------------------------------------------------------
+
+STARTED = [
+    ("t", "master", "New job initialized!"),
+    ("t", "master", "Stage slow_words scheduled with 4 tasks"),
+    ("t", "discodsl-local", "DONE: [slow_words:1] Task finished"),
+    ("t", "master", "WARNING: [slow_words:2] Worker crashed! (exit code: -9)"),
+]
+
+
+def test_a_run_whose_process_died_without_a_word_has_no_task_running(tmp_path: Path) -> None:
+    facts = {"name": "sleepy@1", "status": "active", "pid": dead_pid(), "host": registry.HOST}
+    run = registry.LocalRun(tmp_path, {**facts, "stages": ["slow_words", "total"]})
+    (tmp_path / "events").write_text("".join(json.dumps(e) + "\n" for e in STARTED))
+    assert run.status == "dead"
+    assert run.pipeline() == [["slow_words", 0, 3, 0, 1, 1], ["total", 0, 0, 0, 0, 0]]
+
+
+def test_the_pipeline_from_events_counts_a_killed_runs_tasks_as_waiting() -> None:
+    killed = [*STARTED, ("t", "master", "WARN: Job killed")]
+    assert registry.pipeline(STARTED) == [["slow_words", 0, 0, 3, 1, 1]]
+    assert registry.pipeline(killed) == [["slow_words", 0, 3, 0, 1, 1]]
+    assert registry.pipeline(STARTED, ["slow_words", "total"], ended=True) == [
+        ["slow_words", 0, 3, 0, 1, 1],
+        ["total", 0, 0, 0, 0, 0],
+    ]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(timeout=60)
+    return process.pid
