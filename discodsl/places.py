@@ -1,17 +1,43 @@
 """Where discodsl keeps things of its own on this machine.
 
-Everything lives under one directory, :func:`cache_home`:
+Everything kept lives under one directory, :func:`cache_home`:
 ``$XDG_CACHE_HOME/discodsl``, else ``~/.cache/discodsl``. It holds the
 built jobhomes (:mod:`discodsl.builder`), the registry of local runs
 (:mod:`discodsl.runners.registry`, ``runs/``) and the cache of kept stages
 (:mod:`discodsl.caching.store`, ``cache/``). The last two can each be moved
 by an environment variable of their own (:func:`place`).
+
+What a process only needs while it runs goes in a directory of its own in
+the temporary directory, :func:`process_dir`, named after the process
+(``discodsl-<kind>-<pid>-<random>``: a local node's, an inline run's, a
+cluster pre-flight's). Whoever made one removes it when done with it; what a
+killed process left behind is removed by the next one that makes such a
+directory (:func:`remove_dead_dirs`), and SIGTERM removes an inline run's and
+a pre-flight's on the way out. This module removes no directory of a live
+process, and none it cannot tell the owner of.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import tempfile
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+TEMP_PREFIX = "discodsl-"
+# The kinds of process directories: node (a local run's DISCO_DATA), inline, preflight.
+Kind = Literal["node", "inline", "preflight"]
+TEMP_KINDS: tuple[Kind, ...] = get_args(Kind)
+# What SIGTERM removes: not a node directory, which the local workers write in until
+# they see their driver gone (they outlive it by a moment); the next run removes it.
+SIGTERM_KINDS: tuple[Kind, ...] = ("inline", "preflight")
 
 
 def cache_home() -> Path:
@@ -24,3 +50,95 @@ def place(name: str, override: str) -> Path:
     """``$override`` if it is set, else ``name`` under :func:`cache_home`."""
     explicit = os.environ.get(override)
     return Path(explicit) if explicit else cache_home() / name
+
+
+# --------------------------------------------------------------------------
+# Temporary directories of a process
+# --------------------------------------------------------------------------
+
+
+def process_dir(kind: Kind) -> str:
+    """A new temporary directory of this process, ``discodsl-<kind>-<pid>-<random>``,
+    made after removing those that processes which have ended left behind. The caller
+    removes it when done with it."""
+    directory = tempfile.gettempdir()
+    remove_dead_dirs(directory)
+    _clean_up_at_sigterm()
+    return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{os.getpid()}-", dir=directory)
+
+
+def remove_dead_dirs(directory: str) -> None:
+    """Remove this user's process directories in ``directory`` whose process has ended."""
+    for name, pid in _process_dirs(directory):
+        path = os.path.join(directory, name)
+        if not _running(pid) and _mine(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_dirs(directory: str, kinds: tuple[Kind, ...] = TEMP_KINDS) -> list[tuple[str, int]]:
+    """(name, pid) of each process directory of ``kinds`` in ``directory``."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    owned = ((name, _owner(name, kinds)) for name in names)
+    return [(name, pid) for name, pid in owned if pid is not None]
+
+
+def _owner(name: str, kinds: tuple[Kind, ...]) -> int | None:
+    """The pid in a process directory's name (``discodsl-<kind>-<pid>-<random>``), if any."""
+    kind, _, rest = name.removeprefix(TEMP_PREFIX).partition("-")
+    pid, dash, _ = rest.partition("-")
+    if name.startswith(TEMP_PREFIX) and kind in kinds and dash and pid.isdigit():
+        return int(pid)
+    return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
+def _mine(path: str) -> bool:
+    try:
+        return os.lstat(path).st_uid == os.getuid()
+    except OSError:
+        return False
+
+
+def _clean_up_at_sigterm() -> None:
+    """Have SIGTERM remove this process's inline and pre-flight directories before it
+    ends the process as before, unless SIGTERM is handled already (by us, or by the
+    program) or this is not the main thread (which alone may set a handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Remove this process's directories of SIGTERM_KINDS, then die of SIGTERM (the
+    default action: exit status and all as without this handler)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    directory = tempfile.gettempdir()
+    for name, pid in _process_dirs(directory, SIGTERM_KINDS):
+        if pid == os.getpid():
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _default_sigterm_in_child() -> None:
+    """A forked child (multiprocessing's, say) has no directories of ours: SIGTERM ends it
+    at once, as it would have, not once its Python code runs again."""
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)

@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +32,7 @@ from typing import Any
 
 import cloudpickle
 
-from discodsl import jobpack, tracebacks
+from discodsl import jobpack, places, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.spec import JobSpec, StageSpec
 
@@ -264,7 +263,7 @@ def _crash(done: subprocess.CompletedProcess[bytes]) -> str:
 @cache
 def _runtime_home() -> str:
     """A directory laid out like a job home (runtime and cloudpickle only), made once."""
-    home = tempfile.mkdtemp(prefix="discodsl-preflight-")
+    home = places.process_dir("preflight")
     atexit.register(shutil.rmtree, home, True)
     for name, data in jobpack.runtime_files(sys.version_info[:2]).items():
         path = os.path.join(home, name)

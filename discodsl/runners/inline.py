@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import random
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from itertools import chain
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import cloudpickle
 
+from discodsl import places
 from discodsl.errors import SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
@@ -85,7 +85,7 @@ class InlineRunner(Runner):
         outputs = _first_inputs(plan)
         by_stage: dict[str, list[list[str]]] = {}
         keeper = plan.keeper(self.mode)
-        with JobFiles(tempfile.mkdtemp(prefix="discodsl-inline-")) as files:
+        with JobFiles(places.process_dir("inline")) as files:
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
             for index in range(plan.start, len(plan.spec.stages)):

@@ -6,7 +6,8 @@ which starts the jobhome's ``worker`` for each task over real pipes (forked
 from a zygote per job: :mod:`discodsl.runners.forkserver`; a process per
 task with ``DISCODSL_NO_FORKSERVER=1``). It opens no network port. Its
 files live in a temporary directory removed when the results are closed or
-garbage-collected, or, if this process is killed, by the next local run.
+garbage-collected, or, if this process is killed, by the next run of any
+mode (:func:`discodsl.places.process_dir`).
 ``timeout=`` bounds a run (its workers are killed).
 
 Each run has a node master of its own, run in the thread of its
@@ -24,10 +25,9 @@ import functools
 import os
 import shutil
 import sys
-import tempfile
 from typing import TYPE_CHECKING, Any
 
-from discodsl import builder, shipping, sources
+from discodsl import builder, places, shipping, sources
 from discodsl.errors import PicklingError, TaskFailed
 from discodsl.results import Results, check_stage
 from discodsl.runners import forkserver, registry
@@ -228,57 +228,21 @@ def _remove(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-# Node directories: discodsl-node-<pid>-<random> in the temporary directory.
-NODE_PREFIX = "discodsl-node-"
-
-
 @functools.cache
 def _node_root() -> str:
     """This process's local node: one DISCO_DATA for all its jobs, so results chain.
 
-    Its name holds this process's pid: a process killed before its atexit
-    hooks ran leaves it behind, and the next local run removes it.
+    A process directory (``discodsl-node-<pid>-<random>``, see
+    :func:`discodsl.places.process_dir`): a process killed before its atexit
+    hooks ran leaves it behind, and the next run removes it.
     """
-    remove_dead_node_roots(tempfile.gettempdir())
-    root = tempfile.mkdtemp(prefix=f"{NODE_PREFIX}{os.getpid()}-")
+    root = places.process_dir("node")
     atexit.register(_remove, root)
     return root
 
 
-def remove_dead_node_roots(directory: str) -> None:
-    """Remove this user's node directories in ``directory`` whose process has ended."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        pid = _owner(name)
-        path = os.path.join(directory, name)
-        if pid is not None and not _running(pid) and _mine(path):
-            _remove(path)
-
-
-def _owner(name: str) -> int | None:
-    """The pid in a node directory's name (``discodsl-node-<pid>-<random>``), if any."""
-    pid, dash, _ = name.removeprefix(NODE_PREFIX).partition("-")
-    return int(pid) if name.startswith(NODE_PREFIX) and dash and pid.isdigit() else None
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's process
-    return True
-
-
-def _mine(path: str) -> bool:
-    try:
-        return os.lstat(path).st_uid == os.getuid()
-    except OSError:
-        return False
+# What tests/test_worker_death.py calls; places removes every kind of process directory.
+remove_dead_node_roots = places.remove_dead_dirs
 
 
 def _worker_environ() -> dict[str, Any]:

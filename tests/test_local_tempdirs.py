@@ -1,0 +1,158 @@
+"""A driver's temporary directories do not outlive it for long, in every mode.
+
+Each is named ``discodsl-<kind>-<pid>-<random>`` (``node``: a local node's,
+``inline``: an inline run's, ``preflight``: a cluster pre-flight's): SIGTERM
+removes an inline run's and the pre-flight's at once, and a later run of any
+mode removes those of a process that has ended (SIGKILL gives no process a
+chance to). A live process's directories are never removed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from discodsl import places
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("node", "inline", "preflight")
+
+# Runs death_jobs.runs_forever (its stage notes its pid in PIDS, then waits) in MODE.
+DRIVER = """
+import sys
+from tests import death_jobs
+
+mode, pids = sys.argv[1:]
+death_jobs.runs_forever.run(
+    inputs=["raw://a"], mode=mode, progress=False, params={"pids": pids, "seconds": 120}
+)
+"""
+
+# One short run in MODE, after which its process ends normally.
+LATER = """
+import sys
+from tests import jobs
+
+print(sorted(jobs.wordcount.run(["raw://a b a"], mode=sys.argv[1], progress=False)))
+"""
+
+
+def ended_pid() -> int:
+    """The pid of a process that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(timeout=60)
+    return process.pid
+
+
+def ours(temp: Path) -> list[str]:
+    return sorted(p.name for p in temp.iterdir() if p.name.startswith("discodsl-"))
+
+
+def python(script: str, *args: str, temp: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(check: object, seconds: float = 90.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def temp(tmp_path: Path) -> Path:
+    path = tmp_path / "tmp"
+    path.mkdir()
+    return path
+
+
+def test_the_directories_of_ended_processes_are_removed_and_no_others(temp: Path) -> None:
+    dead, live = ended_pid(), os.getpid()
+    for kind in KINDS:
+        (temp / f"discodsl-{kind}-{dead}-abc" / "data").mkdir(parents=True)
+        (temp / f"discodsl-{kind}-{live}-abc").mkdir()
+    kept = ["discodsl-inline-abc123", "discodsl-other-1-abc", f"elsewhere-node-{dead}-abc"]
+    for name in kept:
+        (temp / name).mkdir()
+    places.remove_dead_dirs(str(temp))
+    alive = [f"discodsl-{kind}-{live}-abc" for kind in KINDS]
+    assert sorted(p.name for p in temp.iterdir()) == sorted([*alive, *kept])
+
+
+def test_a_new_directory_names_its_process(temp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    path = Path(places.process_dir("inline"))
+    assert path.parent == temp and path.name.startswith(f"discodsl-inline-{os.getpid()}-")
+
+
+def test_a_forked_child_ends_at_sigterm_as_before(
+    temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    try:
+        places.process_dir("inline")
+        pid = os.fork()
+        if pid == 0:  # the child: say whether SIGTERM has its default action again
+            os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.usefixtures("cluster_env")
+@pytest.mark.parametrize(("mode", "kind"), [("inline", "inline"), ("cluster", "preflight")])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_driver_killed_mid_run_leaves_nothing_a_later_run_keeps(
+    temp: Path, tmp_path: Path, mode: str, kind: str, signum: int
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    driver = python(DRIVER, mode, str(pids), temp=temp)
+    try:
+        wait_for(lambda: list(pids.iterdir()) or driver.poll() is not None)
+        assert driver.poll() is None, driver.communicate()
+        assert ours(temp) and all(name.startswith(f"discodsl-{kind}-") for name in ours(temp))
+        driver.send_signal(signum)
+        assert driver.wait(timeout=60) == -signum
+    finally:
+        driver.kill()
+        driver.communicate(timeout=60)
+    if signum == signal.SIGTERM:
+        assert ours(temp) == []  # removed on the way out
+        return
+    assert [name.split("-")[2] for name in ours(temp)] == [str(driver.pid)]
+    later = python(LATER, "inline", temp=temp)
+    _, err = later.communicate(timeout=120)
+    assert later.returncode == 0, err
+    assert ours(temp) == []
+
+
+@pytest.mark.usefixtures("cluster_env")
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"])
+def test_a_later_run_of_any_mode_removes_the_directories_of_ended_processes(
+    temp: Path, mode: str
+) -> None:
+    dead = ended_pid()
+    left = [temp / f"discodsl-{kind}-{dead}-left" for kind in KINDS]
+    for path in left:
+        (path / "data").mkdir(parents=True)
+    later = python(LATER, mode, temp=temp)
+    out, err = later.communicate(timeout=120)
+    assert later.returncode == 0, err
+    assert out.strip() == "[('a', 2), ('b', 1)]"
+    assert not any(path.exists() for path in left)
