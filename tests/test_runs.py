@@ -113,6 +113,22 @@ def test_ctrl_c_in_wait_kills_a_local_run() -> None:
         run.results()
 
 
+def test_ctrl_c_reaches_wait_when_another_thread_takes_the_signal() -> None:
+    # The kernel hands a process's SIGINT to any of its threads; the runner has several.
+    # Python runs the handler in the main thread only once that thread wakes: a wait()
+    # that slept on a lock until the run ended would not see Ctrl-C for as long.
+    run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    eventually(lambda: started(run))
+    timer = threading.Timer(0.2, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGINT))
+    timer.start()
+    begun = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run.wait()  # the job's one task sleeps 60 s
+    timer.join()
+    assert time.monotonic() - begun < 30
+    assert run.status == "dead"
+
+
 def test_a_failed_run_raises_what_run_raises(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("boom\n")

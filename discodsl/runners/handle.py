@@ -37,6 +37,9 @@ Event = tuple[str, str, str]  # (time, host, message), as discodsl.jobstatus has
 KILL_CHECK = 0.1
 # How long wait() lets a run interrupted by Ctrl-C clean up before re-raising (seconds).
 CLEANUP_WAIT = 30.0
+# How long the waiting thread sleeps at a time: a signal taken by another thread (the
+# kernel may give a process's SIGINT to any) runs its handler when the main thread wakes.
+AWAKE = 0.1
 
 
 class Run:
@@ -84,7 +87,7 @@ class Run:
         seconds (it runs on). Ctrl-C here kills a local run (a cluster job runs on, unless
         ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
         try:
-            ended = self._ended.wait(timeout)
+            ended = _wait_awake(self._ended, timeout)
         except KeyboardInterrupt:
             self._interrupted()
             raise
@@ -124,7 +127,7 @@ class Run:
 
     def ended(self, timeout: float | None = 0) -> bool:
         """Whether the run has ended, after waiting up to ``timeout`` seconds for it."""
-        return self._ended.wait(timeout)
+        return _wait_awake(self._ended, timeout)
 
     @property
     def cache_key(self) -> str | None:
@@ -359,3 +362,14 @@ def duration(seconds: float) -> str:
     minutes, millis = divmod(millis, 60_000)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
+
+
+def _wait_awake(event: threading.Event, timeout: float | None) -> bool:
+    """``event.wait(timeout)`` in short sleeps, so that Ctrl-C interrupts it at once."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = AWAKE if deadline is None else min(AWAKE, deadline - time.monotonic())
+        if event.wait(max(0.0, left)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
