@@ -12,32 +12,23 @@ the temporary directory, :func:`process_dir`, named after the process
 (``discodsl-<kind>-<pid>-<random>``: a local node's, an inline run's, a
 cluster pre-flight's). Whoever made one removes it when done with it; what a
 killed process left behind is removed by the next one that makes such a
-directory (:func:`remove_dead_dirs`), and SIGTERM removes an inline run's and
-a pre-flight's on the way out. This module removes no directory of a live
-process, and none it cannot tell the owner of.
+directory (:func:`remove_dead_dirs`). No signal handler is set for it: a
+library does not take over its program's signals. This module removes no
+directory of a live process, and none it cannot tell the owner of.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import tempfile
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
-
-if TYPE_CHECKING:
-    from types import FrameType
+from typing import Literal, get_args
 
 TEMP_PREFIX = "discodsl-"
 # The kinds of process directories: node (a local run's DISCO_DATA), inline, preflight.
 Kind = Literal["node", "inline", "preflight"]
 TEMP_KINDS: tuple[Kind, ...] = get_args(Kind)
-# What SIGTERM removes: not a node directory, which the local workers write in until
-# they see their driver gone (they outlive it by a moment); the next run removes it.
-SIGTERM_KINDS: tuple[Kind, ...] = ("inline", "preflight")
 
 
 def cache_home() -> Path:
@@ -63,7 +54,6 @@ def process_dir(kind: Kind) -> str:
     removes it when done with it."""
     directory = tempfile.gettempdir()
     remove_dead_dirs(directory)
-    _clean_up_at_sigterm()
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{os.getpid()}-", dir=directory)
 
 
@@ -109,36 +99,3 @@ def _mine(path: str) -> bool:
         return os.lstat(path).st_uid == os.getuid()
     except OSError:
         return False
-
-
-def _clean_up_at_sigterm() -> None:
-    """Have SIGTERM remove this process's inline and pre-flight directories before it
-    ends the process as before, unless SIGTERM is handled already (by us, or by the
-    program) or this is not the main thread (which alone may set a handler)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-    signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Remove this process's directories of SIGTERM_KINDS, then die of SIGTERM (the
-    default action: exit status and all as without this handler)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    directory = tempfile.gettempdir()
-    for name, pid in _process_dirs(directory, SIGTERM_KINDS):
-        if pid == os.getpid():
-            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _default_sigterm_in_child() -> None:
-    """A forked child (multiprocessing's, say) has no directories of ours: SIGTERM ends it
-    at once, as it would have, not once its Python code runs again."""
-    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-os.register_at_fork(after_in_child=_default_sigterm_in_child)
