@@ -509,11 +509,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
     """A local run's status in jobinfo's shape, plus its pid, host and counters."""
-    events, _ = run.read_events()
     info = {
         "timestamp": time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(run.started)),
         "active": run.status,
-        "pipeline": registry.pipeline(events),
+        "pipeline": run.pipeline(),
         "owner": f"pid {run.pid} on {run.facts.get('host')}",
         "pid": run.pid,
         "counters": run.facts.get("counters", {}),

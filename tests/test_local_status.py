@@ -102,9 +102,11 @@ def test_a_run_killed_from_another_shell_has_no_task_running(
     assert registry.find(name).pipeline() == DEAD
     info = status(name, capsys)
     assert info["active"] == "dead"
-    assert info["pipeline"][0] == DEAD[0]  # type: ignore[index]
+    assert info["pipeline"] == DEAD
     assert main(["status", "--local", name]) == 0
-    assert "slow_words       0/4 done, 0 running, 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "slow_words       0/4 done, 0 running, 0 failed" in out
+    assert "total            0/0 done, 0 running, 0 failed" in out
 
 
 def test_a_run_whose_driver_was_interrupted_has_no_task_running(
