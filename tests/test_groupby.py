@@ -515,3 +515,56 @@ def test_group_sorted_in_memory_takes_unhashable_keys(tmp_path: Path) -> None:
     records = [([1, "b"], 1), ([0], 2), ([1, "b"], 3), ([0], 4), ([1, "a"], 5)]
     got = drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path)))
     assert got == [([0], [2, 4]), ([1, "a"], [5]), ([1, "b"], [1, 3])]
+
+
+# -- keys with no total order: sets (a subset order), NaN (unordered) -----------------------------
+
+
+def nan_records(count: int) -> list[Record]:
+    """Floats, every 20th a NaN of its own (NaN != NaN: each is a key of its own)."""
+    return [(float("nan") if i % 20 == 0 else float(i % 50), "x" * 20) for i in range(count)]
+
+
+def grouped_counts(groups: Grouped) -> tuple[dict[Any, int], int]:
+    """Values per key that equals itself, and how many groups have a NaN key (each one)."""
+    counts = {key: len(values) for key, values in groups if key == key}
+    nans = [len(values) for key, values in groups if key != key]
+    assert set(nans) <= {1}
+    return counts, len(nans)
+
+
+@pytest.mark.parametrize("budget", [HUGE, 64 * 1024])
+def test_group_sorted_nan_keys_each_their_own_group(tmp_path: Path, budget: int) -> None:
+    records = nan_records(20_000)
+    got = drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+    counts, nans = grouped_counts(got)
+    assert nans == 1000
+    assert counts == {k: len(v) for k, v in reference(records).items() if k == k}
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("budget", [HUGE, 16 * 1024])
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_set_keys_group_as_sets_compare(tmp_path: Path, budget: int, group: Grouping) -> None:
+    keys: list[Any] = [{1}, {2}, frozenset({1}), {1, 2}, frozenset({2, 1}), set()]
+    records = [(keys[i % len(keys)], i) for i in range(6000)]
+    if group is group_hashed:
+        records = [(frozenset(key), value) for key, value in records]  # hashable keys only
+    got = drain(group(records, budget=budget, tmpdir=str(tmp_path)))
+    by_key = {frozenset(key): sorted(values) for key, values in got}
+    assert len(got) == len(by_key) == 4
+    expected: dict[frozenset[int], list[int]] = defaultdict(list)
+    for key, value in records:
+        expected[frozenset(key)].append(value)
+    assert by_key == expected
+    assert os.listdir(tmp_path) == []
+
+
+def test_spilled_frozenset_keys_pickle(tmp_path: Path) -> None:
+    # CPython's memo-less pickler raises KeyError on a batch of many frozensets and more.
+    rnd = random.Random(1)
+    keys: list[Any] = [frozenset({1, 2}), (1, 2), 0, 1, "s", None]
+    records = [(rnd.choice(keys), i) for i in range(90_000)]
+    got = drain(group_hashed(records, budget=1 << 20, tmpdir=str(tmp_path)))
+    assert {key: values for key, values in got} == reference(records)
+

@@ -115,3 +115,41 @@ def test_a_key_without_a_canonical_form_is_refused(tmp_path: Path, mode: str) ->
         assert isinstance(info.value, TaskFailed)
     text = str(info.value)
     assert "objects" in text and "object" in text and "partitioner=" in text
+
+
+@map
+def mutable_sets(line: str) -> Iterator[tuple[set[str], int]]:
+    yield set(line.split()), 1
+
+
+@map
+def nan_or_number(line: str) -> Iterator[tuple[float, int]]:
+    for word in line.split():
+        yield (float("nan") if word == "nan" else float(len(word))), 1
+
+
+@job(partitions=1)
+def set_counts() -> list[Any]:
+    return [mutable_sets, add]
+
+
+@job(partitions=1, memory_budget=1 << 20)
+def nan_counts() -> list[Any]:
+    return [nan_or_number, add]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_set_keys_meet_as_sets_compare(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "sets.txt"
+    path.write_text("a b\nc\nb a\nc\nb a\n")  # no set is a subset of the other: unordered
+    got = list(set_counts.run(inputs=[path], mode=mode))
+    assert sorted((sorted(key), n) for key, n in got) == [(["a", "b"], 3), (["c"], 2)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_keys_are_each_their_own_key_even_spilled(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "nan.txt"
+    path.write_text("nan xx yyy nan\n" * 20_000)  # past the 1 MiB budget: the reduce spills
+    got = list(nan_counts.run(inputs=[path], mode=mode))
+    assert sorted((key, n) for key, n in got if key == key) == [(2.0, 20_000), (3.0, 20_000)]
+    assert [n for key, n in got if key != key] == [1] * 40_000

@@ -41,6 +41,8 @@ calling the user's reduce function.
 from __future__ import annotations
 
 import io
+import itertools
+import math
 import os
 import pickle
 import struct
@@ -135,10 +137,18 @@ def _group_sorted(
             for key in _sorted_keys(groups, buffer, stage):
                 yield key, iter(groups[key])
             return
-        ordered = _sorted(buffer, stage)  # keys that are not hashable, records not pairs
+        if not _ordered(buffer):  # sets (not hashable)
+            yield from _by_encodings(iter(buffer), budget, tmpdir, stage)
+            return
+        ordered = _sorted(buffer, stage)  # lists, keys that fail, records not pairs
         for key, group in groupby(ordered, _KEY):
             yield key, map(_VALUE, group)
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
+        return
+    if not _ordered(buffer):
+        # Sorted runs cannot be merged on keys that do not order (sets, NaN): these are
+        # grouped by their encodings instead, in the encodings' order.
+        yield from _by_encodings(chain(buffer, records), budget, tmpdir, stage)
         return
     scratch = _Scratch(tmpdir)
     chunks: Iterator[list[Record]] = iter(())
@@ -171,6 +181,30 @@ def _by_key(buffer: list[Record]) -> dict[Any, list[Any]] | None:
     except (TypeError, ValueError):
         return None
     return groups
+
+
+def _ordered(buffer: list[Record]) -> bool:
+    """Whether the keys of ``buffer`` sort in a total order (records that are not pairs are
+    left to the sort, whose error names them)."""
+    try:
+        return all(map(_totally_ordered, map(_KEY, buffer)))
+    except (TypeError, IndexError, KeyError):
+        return True
+
+
+def _totally_ordered(key: Any) -> bool:
+    """Whether ``key`` sorts among its kind in a total order: not a set (ordered by subset),
+    not NaN (unordered), nor a tuple or list holding one."""
+    kind = type(key)
+    if kind is str or kind is int or kind is bytes:
+        return True
+    if kind is float:
+        return not math.isnan(key)
+    if kind is tuple or kind is list:
+        return all(map(_totally_ordered, key))
+    if isinstance(key, (set, frozenset)):
+        return False
+    return _self_equal(key)  # a NaN of another type, a key that says it is not itself
 
 
 def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str) -> list[Any]:
@@ -466,28 +500,49 @@ def _load_part(path: str, meter: _Meter, scratch: _Scratch) -> dict[Any, list[An
 
 
 def _group_by_encoding(path: str, budget: int, scratch: _Scratch, stage: str) -> Groups[Any, Any]:
-    """Group a partition too big for memory by sorting on the keys' encodings, which streams.
-
-    The keys need not be orderable, but their canonical encodings are, and
-    equal keys encode alike. A key without one sorts by ``0x00`` and its
-    pickle (no canonical encoding starts with 0x00).
-    """
+    """Group a partition too big for memory by sorting on the keys' encodings, which streams."""
     batches = _read_batches(path, scratch)
-    keyed = ((_sort_key(record[0], stage), record) for batch in batches for record in batch)
-    groups = _group_sorted(keyed, budget, scratch.tmpdir, stage)
     try:
-        for _, records in groups:
-            first = next(records)
-            yield first[0], chain((first[1],), map(_VALUE, records))
+        yield from _by_encodings(chain.from_iterable(batches), budget, scratch.tmpdir, stage)
     finally:
-        _close(groups)
         _close(batches)
 
 
-def _sort_key(key: Any, stage: str) -> bytes:
-    """The bytes a key sorts and groups by in :func:`_group_by_encoding`."""
+def _by_encodings(
+    records: Iterator[Record], budget: int, tmpdir: str, stage: str
+) -> Groups[Any, Any]:
+    """Group ``records`` by sorting on their keys' encodings (see :func:`_sort_key`), within
+    ``budget``: for keys that need not be orderable (sets) nor hashable.
+
+    The encodings order totally, and equal keys encode alike. A key without an encoding
+    sorts by ``0x00`` and its pickle (no encoding starts with 0x00); a key not equal to
+    itself (NaN) is a group of its own, as it is in a dict.
+    """
+    serial = itertools.count()
+    keyed = ((_sort_key(record[0], stage, serial), record) for record in records)
+    groups = _group_sorted(keyed, budget, tmpdir, stage)
+    try:
+        for _, grouped in groups:
+            first = next(grouped)
+            yield first[0], chain((first[1],), map(_VALUE, grouped))
+    finally:
+        _close(groups)
+
+
+def _sort_key(key: Any, stage: str, serial: Iterator[int]) -> bytes:
+    """The bytes a key sorts and groups by in :func:`_by_encodings`: its canonical
+    encoding, and a serial number after it when the key is not equal to itself."""
     data = canonical_or_none(key)
-    return b"\x00" + _pickled(key, stage) if data is None else data
+    if data is None:
+        return b"\x00" + _pickled(key, stage)
+    return data if _self_equal(key) else data + b"\xff" + str(next(serial)).encode()
+
+
+def _self_equal(key: Any) -> bool:
+    try:
+        return bool(key == key)
+    except Exception:
+        return True
 
 
 # -- estimating memory --------------------------------------------------------------------------
@@ -604,7 +659,7 @@ def _dumps(batch: list[Record]) -> memoryview:
     pickler.fast = True
     try:
         pickler.dump(batch)
-    except ValueError:
+    except Exception:  # ValueError (a cycle); CPython's KeyError on many frozensets, too
         return memoryview(pickle.dumps(batch, _PROTOCOL))
     return buffer.getbuffer()
 
