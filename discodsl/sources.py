@@ -19,6 +19,7 @@ from typing import Any
 from discodsl.errors import JobError, SettingsError
 from discodsl.options import MIB
 from discodsl.worker import urls
+from discodsl.worker.inputs import MAGIC_SIZE, compression_of
 from discodsl.worker.records import is_record_file_prefix
 
 # A local file is cut into ranges only when each range gets at least this much.
@@ -113,13 +114,16 @@ def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
 
 
 def _size(replicas: list[str]) -> int:
-    """The size of a plain local text file behind ``replicas``; 0 for anything not to split."""
+    """The size of a plain local text file behind ``replicas``; 0 for anything not to split:
+    record files (they split only at hunks) and compressed files, whatever their names (a
+    ``.gz`` name over other data is left whole too, for the worker to refuse)."""
     path = urls.file_path(replicas[0]) if len(replicas) == 1 else None
     if path is None or path.endswith((".gz", ".bz2")):
         return 0
     try:
         with open(path, "rb") as handle:
-            if is_record_file_prefix(handle.read(1)):  # record files split only at hunks
+            head = handle.read(MAGIC_SIZE)
+            if is_record_file_prefix(head[:1]) or compression_of(head) is not None:
                 return 0
         return os.path.getsize(path)
     except OSError:

@@ -175,6 +175,62 @@ def test_compressed_files_are_read_decompressed(
         assert read_all([server.url(name)], node) == expected
 
 
+@pytest.mark.parametrize("compressor", [gzip, bz2], ids=["gz", "bz2"])
+def test_compressed_data_is_read_decompressed_whatever_its_name(
+    tmp_path: Path, node: Node, server: Server, compressor: Any
+) -> None:
+    """A DDFS blob (``g1_txt_gz$<stamp>``) or a URL whose name lost its ending: by the bytes."""
+    records = write_records(tmp_path / "records").read_bytes()
+    blob = tmp_path / "ddfs" / "vol0" / "blob" / "c7"
+    blob.mkdir(parents=True)
+    for data, expected in ((TEXT.encode(), LINES), (records, ROWS)):
+        (blob / "g1_txt_gz$5f1-2a-3b").write_bytes(compressor.compress(data))
+        (server.root / "g1").write_bytes(compressor.compress(data))
+        assert read_all([str(blob / "g1_txt_gz$5f1-2a-3b")], node) == expected
+        assert read_all(["disco://here/ddfs/vol0/blob/c7/g1_txt_gz$5f1-2a-3b"], node) == expected
+        assert read_all([server.url("g1")], node) == expected
+        assert read_all(["disco://127.0.0.1/g1"], remote(node, server)) == expected
+
+
+def test_empty_compressed_streams_and_files_have_no_records(tmp_path: Path, node: Node) -> None:
+    for name, data in (("gz", gzip.compress(b"")), ("bz2", bz2.compress(b"")), ("e.gz", b"")):
+        (tmp_path / name).write_bytes(data)
+        assert read_all([str(tmp_path / name)], node) == [], name
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"BZh91AY&S is text\n", b"BZh9 begins this line\n", b"\x1f not gzip\n", b"BZ\n", b"B"],
+)
+def test_text_that_starts_like_a_compressed_file_is_read_as_text(
+    tmp_path: Path, node: Node, data: bytes
+) -> None:
+    (tmp_path / "text").write_bytes(data)
+    assert read_all([str(tmp_path / "text")], node) == data.decode().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "holds"),
+    [
+        ("text.gz", TEXT.encode(), "not gzip"),
+        ("text.bz2", TEXT.encode(), "not bzip2"),
+        ("text.bz2", gzip.compress(TEXT.encode()), "gzip"),
+        ("text.gz", bz2.compress(TEXT.encode()), "bzip2"),
+    ],
+    ids=["text.gz", "text.bz2", "gzip.bz2", "bzip2.gz"],
+)
+def test_a_compressed_name_over_other_data_fails_naming_both(
+    tmp_path: Path, node: Node, name: str, data: bytes, holds: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(DataError) as caught:
+        read_all([str(path)], node)
+    message = str(caught.value)
+    assert str(path) in message and holds in message and name.rsplit(".")[-1] in message
+    assert caught.value.url == str(path)
+
+
 def test_corrupt_compressed_file_is_a_data_error(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "bad.gz"
     path.write_bytes(gzip.compress(TEXT.encode() * 100)[:-30])

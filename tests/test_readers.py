@@ -219,6 +219,15 @@ def test_compressed_inputs_are_read_decompressed(tmp_path: Path, node: Node) -> 
     assert read(readers.json_lines(), str(path), node) == [{"a": 1}, {"a": 2}]
 
 
+def test_compressed_inputs_are_read_decompressed_whatever_their_name(
+    tmp_path: Path, node: Node
+) -> None:
+    """A DDFS blob of a pushed ``data.jsonl.gz`` is named ``data_jsonl_gz$<stamp>``."""
+    path = tmp_path / "data_jsonl_gz$5f1-2a-3b"
+    path.write_bytes(gzip.compress(b'{"a": 1}\n{"a": 2}\n'))
+    assert read(readers.json_lines(), str(path), node) == [{"a": 1}, {"a": 2}]
+
+
 def test_csv_header_only_or_empty_gives_no_records(tmp_path: Path, node: Node) -> None:
     assert read(readers.csv_rows(), "raw://a,b\n", node) == []
     (tmp_path / "empty.csv").write_bytes(b"")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -50,6 +53,17 @@ def test_record_files_and_many_inputs_are_not_cut(
     assert sources.split_large(sources.resolve(record), workers=2) == sources.resolve(record)
     many = [["raw://a"]] * 4
     assert sources.split_large(many, workers=2) == many
+
+
+def test_compressed_files_are_not_cut_whatever_their_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MIN_SPLIT", 10)
+    text = "".join(f"w{i % 50} w{i % 7}\n" for i in range(3000)).encode()
+    for name, data in (("g1_txt_gz$5f1", gzip.compress(text)), ("b_bz2", bz2.compress(text))):
+        path = tmp_path / name
+        path.write_bytes(data + os.urandom(5000))  # big enough to be cut, were it text
+        assert sources.split_large(sources.resolve(path), workers=2) == sources.resolve(path)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,11 @@ MAX_INDEX_LINE: Final = 1 << 16
 MAX_TEXT_LINE: Final = 1 << 26
 _READ_BUFFER: Final = 1 << 16
 _DIGITS: Final = re.compile(r"[0-9]+")
+# How many first bytes of a file tell compressed data (see compression_of).
+MAGIC_SIZE: Final = 10
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_BZIP2_MAGICS: Final = (b"1AY&SY", b"\x17rE8P\x90")  # a first block's, an empty stream's end
+_COMPRESSED_SUFFIXES: Final = {".gz": "gzip", ".bz2": "bzip2"}
 
 
 # The HTTP modules cost a worker ~50 ms to import: loaded on the first HTTP input only.
@@ -141,9 +146,10 @@ class _ReadInto(Protocol):
 def open_url(url: str, node: Node) -> BinaryIO:
     """Open ``url`` for reading, as a stream of its bytes.
 
-    ``.gz`` and ``.bz2`` files are decompressed on the fly; HTTP bodies are
-    streamed. Every failure, when opening or later when reading, is a
-    DataError naming the URL and what to check.
+    gzip and bzip2 data is decompressed on the fly, known by its first bytes
+    (:func:`compression_of`), not by its name; HTTP bodies are streamed. Every
+    failure, when opening or later when reading, is a DataError naming the URL
+    and what to check.
     """
     return _open(url, node)
 
@@ -593,13 +599,58 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def compression_of(head: bytes) -> str | None:
+    """``"gzip"`` or ``"bzip2"`` if ``head``, the first MAGIC_SIZE bytes of a file (fewer
+    if it is shorter), starts data compressed so, else None.
+
+    gzip data starts 1f 8b, which no UTF-8 text does (0x8b continues a
+    character) nor a record file (0x81). bzip2 starts ``BZh``, the block size
+    (a digit 1-9), then the magic of its first block (31 41 59 26 53 59, that
+    is ``1AY&SY``) or, in an empty stream, of its end: text would have to
+    start with those ten bytes exactly to be taken for bzip2.
+    """
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    level, magic = head[3:4], head[4:MAGIC_SIZE]
+    if head.startswith(b"BZh") and b"1" <= level <= b"9" and magic in _BZIP2_MAGICS:
+        return "bzip2"
+    return None
+
+
 def _decompressed(raw: _ReadInto, name: str, url: str) -> io.BufferedReader:
-    """Wrap ``raw`` so that ``.gz`` and ``.bz2`` names read decompressed."""
-    if name.endswith(".gz"):
-        return _buffered(gzip.GzipFile(fileobj=cast(BinaryIO, raw), mode="rb"), url, raw)
-    if name.endswith(".bz2"):
-        return _buffered(bz2.BZ2File(cast(BinaryIO, raw), "rb"), url, raw)
-    return _buffered(raw, url, raw)
+    """Wrap ``raw`` so that gzip and bzip2 data reads decompressed.
+
+    The data is known by its first bytes (see :func:`compression_of`), so a
+    DDFS blob (a pushed ``a.txt.gz`` is stored as ``a_txt_gz$<stamp>``) or a
+    URL whose name lost its ending is decompressed too. A ``.gz`` or ``.bz2``
+    name over other data is a DataError, as a wrong name is likely a wrong file.
+    """
+    stream = _buffered(raw, url, raw)
+    try:
+        head = stream.peek(MAGIC_SIZE)[:MAGIC_SIZE]  # one read of the source: _Source fills it
+        found = compression_of(head)
+        suffix = name[name.rfind(".") :]
+        if suffix in _COMPRESSED_SUFFIXES and head and found != _COMPRESSED_SUFFIXES[suffix]:
+            raise _misnamed(url, suffix, found, head)
+    except BaseException:
+        stream.close()
+        raise
+    if found == "gzip":
+        return _buffered(gzip.GzipFile(fileobj=cast(BinaryIO, stream), mode="rb"), url, stream)
+    if found == "bzip2":
+        return _buffered(bz2.BZ2File(cast(BinaryIO, stream), "rb"), url, stream)
+    return stream
+
+
+def _misnamed(url: str, suffix: str, found: str | None, head: bytes) -> DataError:
+    named = _COMPRESSED_SUFFIXES[suffix]
+    what = f"{found} data, not {named}" if found else f"not {named} data (they start {head!r})"
+    return DataError(
+        f"{url}: its name ends in {suffix} but its bytes are {what}: check that this is the "
+        f"file meant, then rename it to say what it holds, or compress it with {named}",
+        url=url,
+        span=(0, len(head)),
+    )
 
 
 def _buffered(inner: _ReadInto, url: str, origin: _ReadInto) -> io.BufferedReader:

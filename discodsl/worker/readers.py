@@ -4,7 +4,7 @@
 that reader instead of as text lines. A reader is a function
 ``reader(stream, url)`` returning (or yielding) the input's records, where
 ``stream`` is the input's bytes as a binary file object (``read``,
-``readline``, ``peek``; ``.gz`` and ``.bz2`` already decompressed) and
+``readline``, ``peek``; gzip and bzip2 data already decompressed) and
 ``url`` the URL being read, for messages. The built-in ones are factories,
 called to make a reader:
 
