@@ -59,6 +59,16 @@ def pickle_job(spec: JobSpec) -> bytes:
     return data
 
 
+def pickle_params(spec: JobSpec) -> bytes:
+    """cloudpickle ``spec.params`` (each task gets a copy); PicklingError naming the part
+    that cannot be pickled, and the fix."""
+    try:
+        pickled: bytes = cloudpickle.dumps(spec.params)
+    except Exception as exc:
+        raise _explain(spec, exc) from exc
+    return pickled
+
+
 def _ship_code(code: CodeType) -> tuple[Any, tuple[Any, ...]]:
     """cloudpickle's reduction of ``code`` with its real file name, remembered as shipped."""
     tracebacks.remember(code)

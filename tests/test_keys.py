@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import TaskFailed, job, map, reduce
+from discodsl import StageError, TaskFailed, job, map, reduce
 
 MODES = ["inline", "local"]
 
@@ -153,3 +153,25 @@ def test_nan_keys_are_each_their_own_key_even_spilled(tmp_path: Path, mode: str)
     got = list(nan_counts.run(inputs=[path], mode=mode))
     assert sorted((key, n) for key, n in got if key == key) == [(2.0, 20_000), (3.0, 20_000)]
     assert [n for key, n in got if key != key] == [1] * 40_000
+
+
+@map
+def mixed_keys(line: str) -> Iterator[tuple[Any, int]]:
+    for word in line.split():
+        yield (len(word) if word.isdigit() else word), 1
+
+
+@job(partitions=1)
+def mixed_counts() -> list[Any]:
+    return [mixed_keys, add]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_keys_that_do_not_sort_fail_with_the_same_explanation_everywhere(
+    tmp_path: Path, mode: str
+) -> None:
+    path = tmp_path / "mixed.txt"
+    path.write_text(" ".join(["a", "b", "c", "d", "e", "f", "g", "h", "1", "22", "333", "4444"]))
+    with pytest.raises((TaskFailed, StageError)) as caught:
+        mixed_counts.run(inputs=[path], mode=mode)
+    assert "cannot sort its keys" in str(caught.value) and "sort=False" in str(caught.value)

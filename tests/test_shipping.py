@@ -152,7 +152,7 @@ def test_local_workers_that_cannot_load_a_stage_get_the_preflight_diagnosis(
     assert "goneaway" in message and "closure variable 'thing'" in message
 
 
-@pytest.mark.parametrize("mode", ["local", "cluster"])
+@pytest.mark.parametrize("mode", ["local", "cluster", "inline"])
 def test_params_that_cannot_be_pickled_are_named_with_the_fix(
     mode: str, request: pytest.FixtureRequest
 ) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import cloudpickle
 
-from discodsl import places
+from discodsl import places, shipping
 from discodsl.errors import SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
@@ -137,7 +137,7 @@ class _Run:
 
     def __init__(self, spec: JobSpec, max_failures: int, shuffler: random.Random, root: str):
         self.spec, self.max_failures, self.random = spec, max_failures, shuffler
-        self.params = cloudpickle.dumps(spec.params)
+        self.params = shipping.pickle_params(spec)
         self.root = root
         self.counters = Counters()
         self.on_event: EventHandler = lambda kind, facts: None  # the run's EventLog
@@ -203,9 +203,11 @@ class _Run:
 
 
 def _surface(exc: Exception) -> NoReturn:
-    """Raise what the user's code raised, with a note saying where; else ``exc`` itself."""
+    """Raise what the user's code raised, with a note saying where; else ``exc`` itself
+    (our own StageError too, whose cause is only the detail it explains)."""
     cause = exc.__cause__
-    if not isinstance(exc, StageError) or cause is None or isinstance(cause, StageError):
+    user_raised = isinstance(exc, StageError) and bool(exc.exc_type)
+    if not user_raised or cause is None or isinstance(cause, StageError):
         raise exc
     _add_note(cause, str(exc))
     raise cause.with_traceback(cause.__traceback__) from None
