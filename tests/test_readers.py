@@ -5,6 +5,7 @@ readers of one's own, and Results.to_pandas with and without pandas."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import gzip
@@ -243,6 +244,97 @@ def test_csv_bad_quoting_and_encoding_are_malformed(tmp_path: Path, node: Node) 
     with pytest.raises(MalformedRecord, match=r"record 1 .*byte 13.* not valid utf-8") as caught:
         read(readers.csv_rows(), str(path), node)
     assert caught.value.span == (13, 14)
+
+
+def _dict_reader_rows(data: bytes, encoding: str) -> list[dict[str, str]]:
+    """What csv.DictReader(open(path, newline="", encoding=...)) reads from ``data``."""
+    text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
+    return list(csv.DictReader(text))
+
+
+CSV_TEXT = 'name,val\nx,1\r\n"ü, ✓\r\nz",2\n\ny,\u20ac3\n'
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    ["utf-16", "utf-16-be", "utf-32", "utf-8-sig", "cp037", "shift_jis", "latin-1", "utf-8"],
+)
+def test_csv_in_any_encoding_reads_as_csv_dictreader_does(
+    tmp_path: Path, node: Node, encoding: str
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(CSV_TEXT.encode(encoding, errors="replace"))  # ? for what it lacks
+    want = _dict_reader_rows(path.read_bytes(), encoding)
+    assert len(want) == 3
+    assert read(readers.csv_rows(encoding=encoding), str(path), node) == want
+
+
+def test_a_utf16_csv_file_in_a_job(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    with open(path, "w", encoding="utf-16", newline="") as out:
+        out.write("name,val\nx,1\ny,2\n")
+    assert sorted(_utf16_job.run(inputs=[path], mode="inline")) == [("x", "1"), ("y", "2")]
+
+
+@map(reader=readers.csv_rows(encoding="utf-16"))
+def _name_val(row: dict[str, str]) -> Iterator[tuple[str, str]]:
+    yield row["name"], row["val"]
+
+
+@job
+def _utf16_job() -> list[Any]:
+    return [_name_val]
+
+
+def test_malformed_utf16_csv_names_record_and_byte(tmp_path: Path, node: Node) -> None:
+    """Offsets are the file's bytes: a 2-byte BOM, then 2 bytes a character."""
+    path = tmp_path / "bad.csv"
+    path.write_bytes("name,val\nx,1\ny\n".encode("utf-16-le").join([codecs.BOM_UTF16_LE, b""]))
+    with pytest.raises(MalformedRecord, match=r"record 1 \(bytes 28-32\) has 1 field") as caught:
+        read(readers.csv_rows(encoding="utf-16"), str(path), node)
+    assert caught.value.span == (28, 32)
+    path.write_bytes("name,val\nx,1\ny,2\n".encode("utf-16") + b"\x00")  # a half character
+    with pytest.raises(MalformedRecord, match=r"record 2 \(byte 36\) is not valid utf-16"):
+        read(readers.csv_rows(encoding="utf-16"), str(path), node)
+    path.write_bytes("name,val\nx,1\n".encode("utf-16") + b"\x00\xdc,\x002\x00\n\x00")
+    with pytest.raises(MalformedRecord, match=r"record 1 \(byte 28\) is not valid utf-16"):
+        read(readers.csv_rows(encoding="utf-16"), str(path), node)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"name,val\rx,1\ry,2\r", b"name,val\rx,1\r\ny,2", b'name,val\r"x\r",1\ny,2\r\n'],
+    ids=["cr", "mixed", "quoted-cr"],
+)
+def test_csv_with_cr_line_ends_reads_as_csv_dictreader_does(
+    tmp_path: Path, node: Node, data: bytes
+) -> None:
+    path = tmp_path / "cr.csv"
+    path.write_bytes(data)
+    want = _dict_reader_rows(data, "utf-8")
+    assert [row["name"] for row in want][-1] == "y"
+    assert read(readers.csv_rows(), str(path), node) == want
+
+
+def test_csv_lines_across_reads(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A \\r\\n, a character or a row cut by the end of a read is whole all the same."""
+    monkeypatch.setattr(readers, "_READ_SIZE", 3)
+    data = 'name,val\r\nx,é\r\n"y\r\nz",2\r\r\nw,✓\r'.encode()
+    path = tmp_path / "small-reads.csv"
+    path.write_bytes(data)
+    assert read(readers.csv_rows(), str(path), node) == _dict_reader_rows(data, "utf-8")
+    path.write_bytes(b"name,val\r\nx,1\r\ny,2,3\r\n")
+    with pytest.raises(MalformedRecord, match=r"record 1 \(bytes 15-22\) has 3 field"):
+        read(readers.csv_rows(), str(path), node)
+
+
+def test_csv_rows_refuses_an_encoding_that_is_not_text() -> None:
+    with pytest.raises(LookupError):
+        readers.csv_rows(encoding="rot13")
+    with pytest.raises(LookupError):
+        readers.csv_rows(encoding="no-such-codec")
 
 
 def test_a_malformed_header_names_the_header(tmp_path: Path, node: Node) -> None:

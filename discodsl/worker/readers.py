@@ -28,6 +28,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, BinaryIO
@@ -40,6 +41,17 @@ Reader = Callable[[BinaryIO, str], Iterable[Any]]
 # A line longer than this is refused rather than read into memory (as inputs.MAX_TEXT_LINE).
 MAX_LINE = 1 << 26
 _SHOWN = 80  # how much of a bad line a message quotes
+_READ_SIZE = 1 << 16  # bytes of a CSV input decoded at a time
+_LINE_END = re.compile(r"(\r\n|\r|\n)")  # where open(newline="") ends lines, no more
+_BOMS = frozenset(
+    (
+        codecs.BOM_UTF8,
+        codecs.BOM_UTF16_LE,
+        codecs.BOM_UTF16_BE,
+        codecs.BOM_UTF32_LE,
+        codecs.BOM_UTF32_BE,
+    )
+)
 
 
 def json_lines() -> Reader:
@@ -56,7 +68,7 @@ def csv_rows(*, delimiter: str = ",", quotechar: str = '"', encoding: str = "utf
     Quoted fields may hold delimiters and line ends; blank lines are skipped.
     A row with more or fewer fields than the header is malformed.
     """
-    codecs.lookup(encoding)  # an unknown encoding fails here, not on the nodes
+    "a".encode(encoding)  # an unknown or non-text encoding fails here, not on the nodes
     csv.reader([], delimiter=delimiter, quotechar=quotechar)  # so does a bad delimiter
     dialect: dict[str, Any] = {"delimiter": delimiter, "quotechar": quotechar}
     return partial(_csv_records, dialect=dialect, encoding=encoding)
@@ -138,23 +150,106 @@ def _csv_records(
             record += 1
 
 
+class _Undecodable(Exception):
+    """Bytes of a CSV input that are not valid in its encoding, at ``span`` of the input."""
+
+    def __init__(self, reason: str, span: tuple[int, int]) -> None:
+        super().__init__(reason)
+        self.reason, self.span = reason, span
+
+
 class _Lines:
-    """The lines of a byte stream, decoded, for csv.reader; counts the bytes read."""
+    """The lines of a byte stream in any encoding, for csv.reader, as ``open(newline="")``
+    gives them: decoded incrementally, split at ``\\r``, ``\\n`` or ``\\r\\n``, each with its
+    line end; ``offset`` is the byte where the next line starts.
+
+    The bytes of a line are counted by encoding its text again, which gives the
+    file's own bytes for every encoding in which a text has one spelling
+    (UTF-8, -16 and -32, single-byte ones, Shift JIS, GBK...); a BOM the
+    decoder drops is counted once. Bytes that are not valid raise _Undecodable
+    once the whole lines before them are given.
+    """
 
     def __init__(self, stream: BinaryIO, url: str, encoding: str) -> None:
         self.stream, self.url, self.encoding = stream, url, encoding
-        self.offset = 0  # bytes read so far
-        self.line_start = 0
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._encoder = codecs.getincrementalencoder(encoding)()
+        self.offset = _bom_size(stream, self._encoder.encode(""))  # bytes of the lines given
+        self.line_start = self.offset
+        self._lines: Iterator[str] = iter(())
+        self._tail = ""  # decoded text after the last line end
+        self._read = 0  # bytes read from the stream
+        self._failed: _Undecodable | None = None
+        self._ended = False
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
-        line = _next_line(self.stream, self.url, self.offset)
-        if not line:
+        line = next(self._lines, None)
+        while line is None:
+            self._decode_more()
+            line = next(self._lines, None)
+        self.line_start = self.offset
+        self.offset += len(self._encoder.encode(line))
+        return line
+
+    def _decode_more(self) -> None:
+        """The lines of the next read (StopIteration at the end, _Undecodable at bad bytes)."""
+        if self._failed is not None:
+            raise self._failed
+        if self._ended:
             raise StopIteration
-        self.line_start, self.offset = self.offset, self.offset + len(line)
-        return line.decode(self.encoding)
+        data = self.stream.read(_READ_SIZE)
+        self._ended = not data
+        text = self._decoded(data)
+        lines = _LINE_END.split(self._tail + text)
+        # split() gives [text, end, text, end, ..., text]: pair each line with its end.
+        self._tail = lines.pop()
+        if lines and lines[-1] == "\r" and not self._ended and self._failed is None:
+            self._tail = lines.pop(-2) + lines.pop() + self._tail  # its \n may come next
+        whole = list(map("".join, zip(lines[::2], lines[1::2], strict=True)))
+        if self._ended and self._tail:
+            whole.append(self._tail)  # a last line with no line end
+        if self._ended or self._failed is not None:
+            self._tail = ""  # given, or the start of the line bad bytes are in: not a line
+        self._lines = iter(whole)
+        self._check_length()
+
+    def _decoded(self, data: bytes) -> str:
+        """The text of ``data``; up to its first bad byte if it has one (kept as _failed)."""
+        pending, flag = self._decoder.getstate()
+        start = self._read - len(pending)  # where the bytes being decoded start
+        self._read += len(data)
+        try:
+            return self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            self._failed = _Undecodable(exc.reason, (start + exc.start, start + exc.end))
+            self._decoder.setstate((pending, flag))
+            good = data[: max(0, exc.start - len(pending))]
+            try:
+                return self._decoder.decode(good)
+            except UnicodeDecodeError:
+                return ""
+
+    def _check_length(self) -> None:
+        if len(self._tail) > MAX_LINE:
+            raise MalformedRecord(
+                f"{self.url}: a line (after byte {self.offset}) is longer than {MAX_LINE} "
+                "characters: is this a binary file? Read it with readers.fixed() or "
+                "readers.whole_file()",
+                url=self.url,
+                span=(self.offset, self._read),
+            )
+
+
+def _bom_size(stream: BinaryIO, bom: bytes) -> int:
+    """The bytes of ``bom`` (what the encoder writes first) that the stream starts with."""
+    peek = getattr(stream, "peek", None)
+    if not bom or peek is None:
+        return 0
+    head = peek(len(bom))[: len(bom)]
+    return len(bom) if head in _BOMS else 0
 
 
 def _next_row(rows: Iterator[list[str]], lines: _Lines, record: int) -> list[str] | None:
@@ -162,10 +257,9 @@ def _next_row(rows: Iterator[list[str]], lines: _Lines, record: int) -> list[str
     start = lines.offset
     try:
         return next(rows, None)
-    except UnicodeDecodeError as exc:
-        at = lines.line_start + exc.start
-        what = f"byte {at}) is not valid {lines.encoding} ({exc.reason})"
-        span = (at, lines.line_start + exc.end)
+    except _Undecodable as exc:
+        what = f"byte {exc.span[0]}) is not valid {lines.encoding} ({exc.reason})"
+        span = exc.span
     except csv.Error as exc:
         what = f"bytes {start}-{lines.offset}) is not a CSV row ({exc})"
         span = (start, lines.offset)
