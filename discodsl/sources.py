@@ -1,7 +1,8 @@
 """Turning what users pass as ``inputs=`` into the replica lists of a jobpack.
 
 Paths, globs and directories become absolute ``file://`` URLs; URLs pass
-through (``tag://`` ones are for the cluster runner to resolve); the results
+through (``tag://`` ones are resolved by the cluster runner, and for a run
+here by :func:`resolve_tags_here`); the results
 of an earlier job become the record files they consist of; a list of URLs
 inside the list is one input's replicas. :func:`split_large` cuts big local
 files into line-aligned byte ranges (``file:///path#range=START-END``) so
@@ -14,13 +15,16 @@ import glob
 import math
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discodsl.errors import JobError, SettingsError
 from discodsl.options import MIB
 from discodsl.worker import urls
 from discodsl.worker.inputs import MAGIC_SIZE, compression_of
 from discodsl.worker.records import is_record_file_prefix
+
+if TYPE_CHECKING:
+    from discodsl.settings_model import DiscoSettings
 
 # A local file is cut into ranges only when each range gets at least this much.
 MIN_SPLIT = 16 * MIB
@@ -96,6 +100,49 @@ def _files_under(directory: str) -> list[str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
     return found
+
+
+def resolve_tags_here(inputs: list[list[str]]) -> list[list[str]]:
+    """``inputs`` for a run on this machine (local, inline), each ``tag://`` input replaced
+    by its blobs as the cluster runner resolves tags, through the configured Disco master.
+
+    The blobs' ``disco://`` URLs become ``http://NODE:DISCO_PORT/...`` (through
+    ``DISCO_PROXY`` when set), which a worker here reads over HTTP. With no
+    master configured, a tag is a SettingsError, before anything runs.
+    """
+    tags = [url for replicas in inputs for url in replicas if urls.is_tag(url)]
+    if not tags:
+        return inputs
+    from discodsl.settings import configured_master, load_settings
+
+    if configured_master() is None:
+        raise SettingsError(
+            f"input {tags[0]!r:.80} is a DDFS tag, and tag:// inputs need a Disco master "
+            "(DDFS) to resolve them to their blobs: set DISCO_MASTER=http://HOST:8989 (in the "
+            "environment or the settings file) to read them here, or pass "
+            "master='http://HOST:8989' to run the job on that cluster"
+        )
+    from discodsl.ddfs import DDFS, resolve_inputs
+
+    settings = load_settings()
+    resolved: list[list[str]] = []
+    with DDFS.from_settings(settings) as ddfs:
+        for replicas in inputs:
+            if not any(urls.is_tag(url) for url in replicas):
+                resolved.append(replicas)
+                continue
+            for blob in resolve_inputs([replicas], ddfs):
+                resolved.append([_over_http(url, settings) for url in blob])
+    return resolved
+
+
+def _over_http(url: str, settings: DiscoSettings) -> str:
+    """A blob's URL as a worker on this machine (no Disco node) reads it."""
+    from discodsl.service import disco_url_to_http, proxy_url
+
+    if urls.split(url)[0] != "disco":
+        return url
+    return proxy_url(disco_url_to_http(url, settings.DISCO_PORT), settings.DISCO_PROXY)
 
 
 def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from discodsl.ddfs import DDFS
+from discodsl.errors import SettingsError
 from tests import jobs, reader_jobs
 
 WORDS = {"a": 2, "b": 1, "c": 3}
@@ -55,3 +56,54 @@ def test_a_reader_reads_a_compressed_blob_decompressed(ddfs: DDFS, tmp_path: Pat
     ddfs.push("test:compressed:json", [path])
     results = reader_jobs.json_totals.run(inputs=["tag://test:compressed:json"], mode="cluster")
     assert sorted(results) == [("ann", 7), ("bob", 3)]
+
+
+# -- tags on a run here (local, inline) ---------------------------------------------------
+
+
+@pytest.fixture
+def text_files(tmp_path: Path) -> list[Path]:
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("a b c\n")
+    two.write_text("c a\nc\n")
+    return [one, two]
+
+
+def test_a_local_run_reads_a_tags_blobs_from_the_configured_master(
+    ddfs: DDFS, text_files: list[Path], compressed_files: list[Path]
+) -> None:
+    ddfs.push("test:here", text_files)
+    ddfs.push("test:here:gz", compressed_files)
+    for tag in ("tag://test:here", "tag://test:here:gz"):
+        assert dict(jobs.wordcount.run(inputs=[tag], mode="local")) == WORDS
+
+
+def test_a_cached_local_run_over_a_tag_runs_again_when_the_tag_changes(
+    ddfs: DDFS, text_files: list[Path], tmp_path: Path
+) -> None:
+    ddfs.push("test:here:cached", text_files[:1])
+    first = jobs.wordcount.run(inputs=["tag://test:here:cached"], mode="local", cache=True)
+    assert dict(first) == {"a": 1, "b": 1, "c": 1}
+    ddfs.push("test:here:cached", text_files[1:])
+    again = jobs.wordcount.run(inputs=["tag://test:here:cached"], mode="local", cache=True)
+    assert dict(again) == WORDS
+
+
+@pytest.mark.xfail(
+    strict=True, reason="needs InlineRunner to call sources.resolve_tags_here (runners/inline.py)"
+)
+def test_an_inline_run_reads_a_tags_blobs_from_the_configured_master(
+    ddfs: DDFS, text_files: list[Path]
+) -> None:
+    ddfs.push("test:inline", text_files)
+    assert dict(jobs.wordcount.run(inputs=["tag://test:inline"], mode="inline")) == WORDS
+
+
+def test_a_tag_with_no_master_configured_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        jobs.wordcount.submit(inputs=["tag://data:logs"], mode="local")
+    message = str(caught.value)
+    assert "tag://data:logs" in message and "Disco master" in message
+    assert "DISCO_MASTER" in message and "master=" in message

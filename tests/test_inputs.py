@@ -282,7 +282,7 @@ def test_http_urls_to_this_nodes_disco_port_read_local_files(tmp_path: Path, nod
         ("disco://here/disco/../../etc/passwd", "points outside disco_data"),
         ("disco://here/disco/missing", "cannot open"),
         ("disco://here", "expected SCHEME://HOST/PATH"),
-        ("tag://data:logs", "resolved by the client before submitting"),
+        ("tag://data:logs", "discodsl resolves tags to their blobs before a job runs"),
         ("ftp://host/file", "unsupported URL scheme"),
         ("dir://here/disco/index", "read it with read_index or iter_input"),
         ("", "names no file"),
@@ -542,7 +542,7 @@ def test_when_every_replica_fails_the_error_names_each(
     assert "HTTP 500" in message
     assert "timed out" in message or "Timeout" in message
     assert "No such file" in message
-    assert "resolved by the client" in message
+    assert "resolves tags to their blobs" in message
 
 
 def test_a_replica_with_fewer_records_is_not_trusted(tmp_path: Path, node: Node) -> None:

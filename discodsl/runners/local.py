@@ -65,10 +65,11 @@ class LocalRunner(Runner):
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
         workers = plan.options.workers or os.cpu_count() or 1
-        # A reader (a CSV header, fixed-size records, whole files) needs each input whole;
-        # a resumed run reads record files, labelled.
+        # A resumed run reads the record files it resumes from, labelled, not the inputs.
+        inputs = plan.inputs if plan.resume is not None else sources.resolve_tags_here(plan.inputs)
+        # A reader (a CSV header, fixed-size records, whole files) needs each input whole.
         whole = plan.spec.stages[0].reader is not None or plan.resume is not None
-        urls = plan.inputs if whole else sources.split_large(plan.inputs, workers)
+        urls = inputs if whole else sources.split_large(inputs, workers)
         # No separate pre-flight: every worker is a fresh interpreter loading the
         # stages, and a failure to load is diagnosed then (see _failed).
         pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False, resume=plan.resume)
@@ -80,6 +81,10 @@ class LocalRunner(Runner):
         run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
         registry.register(run, [stage for stage, _, _ in pack.jobdict["pipeline"]])
         return functools.partial(_finish, master, layout, plan, counters, progress)
+
+    def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
+        """Tags resolved to their blobs: a tag that changes gives another cache key."""
+        return sources.resolve_tags_here(inputs)
 
 
 def _submit(master: NodeMaster, pack: JobPack) -> JobLayout:

@@ -9,7 +9,7 @@ reading is, for error messages about user code.
 
 The schemes are those of Disco 0.5.4 (``disco.schemes``, ``util.urlsplit``):
 ``raw://``, plain paths and ``file://``, ``http(s)://``, ``disco://``,
-``dir://``; ``tag://`` must be resolved by the client before submitting.
+``dir://``; ``tag://`` is resolved to its blobs before a job runs.
 What this module does not do: take URLs apart (see
 :mod:`discodsl.worker.urls`), decode record files (see
 :mod:`discodsl.worker.records`), retry a failed GET, or use HTTP proxies
@@ -450,8 +450,10 @@ def _open(url: str, node: Node) -> io.BufferedReader:
         return _open_http(url, node)
     if scheme == "tag":
         raise DataError(
-            f"{url} is a DDFS tag; tags must be resolved by the client before submitting: "
-            "pass the tag's blob URLs as the job's inputs",
+            f"{url} is a DDFS tag, which a worker does not read: discodsl resolves tags to "
+            "their blobs before a job runs, with mode='cluster', or mode='local' with a Disco "
+            "master configured (DISCO_MASTER); run the job so, or pass the tag's blob URLs "
+            "as its inputs",
             url=url,
         )
     if scheme == "dir":
