@@ -89,9 +89,6 @@ def test_a_cached_local_run_over_a_tag_runs_again_when_the_tag_changes(
     assert dict(again) == WORDS
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs InlineRunner to call sources.resolve_tags_here (runners/inline.py)"
-)
 def test_an_inline_run_reads_a_tags_blobs_from_the_configured_master(
     ddfs: DDFS, text_files: list[Path]
 ) -> None:

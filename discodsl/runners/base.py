@@ -193,8 +193,9 @@ class Runner:
         return self.mode
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
-        """The inputs as the cache key takes them (the cluster resolves tags first)."""
-        return inputs
+        """The inputs as the cache key takes them: tags resolved to their blobs (through
+        the configured master here; the cluster runner through its own)."""
+        return sources.resolve_tags_here(inputs)
 
     def _reusable(self, entry: Entry) -> list[Output] | None:
         """A kept stage's outputs, if this runner kept them here: its files."""

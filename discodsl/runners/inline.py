@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import cloudpickle
 
-from discodsl import places, shipping
+from discodsl import places, shipping, sources
 from discodsl.errors import SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
@@ -109,7 +109,7 @@ def _first_inputs(plan: Plan) -> list[Output]:
     """What the run's first stage reads: the job's inputs, or the labelled outputs of the
     stage it resumes after."""
     if plan.resume is None:
-        return [DataOutput(0, 0, tuple(u)) for u in plan.inputs]
+        return [DataOutput(0, 0, tuple(u)) for u in sources.resolve_tags_here(plan.inputs)]
     return [DataOutput(label, size, tuple(u)) for label, size, u in plan.resume.inputs]
 
 

@@ -82,10 +82,6 @@ class LocalRunner(Runner):
         registry.register(run, [stage for stage, _, _ in pack.jobdict["pipeline"]])
         return functools.partial(_finish, master, layout, plan, counters, progress)
 
-    def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
-        """Tags resolved to their blobs: a tag that changes gives another cache key."""
-        return sources.resolve_tags_here(inputs)
-
 
 def _submit(master: NodeMaster, pack: JobPack) -> JobLayout:
     """The submitted job's layout; a job name taken by a run submitted in the same

@@ -33,8 +33,8 @@ from urllib.parse import unquote, urlsplit
 RAW: Final = "raw://"
 TAG: Final = "tag://"
 INDEX: Final = "dir://"
-# The schemes a worker reads (spec: "Inputs: URL schemes a worker must read"); tag:// is
-# resolved by the client before a job is submitted.
+# The schemes a job's inputs may have (spec: "Inputs: URL schemes a worker must read");
+# a tag:// is resolved to its blobs by the runner (through a master) before the job starts.
 SCHEMES: Final = frozenset({"raw", "http", "https", "disco", "dir", "tag", "file"})
 # The top directories of a node's URL paths, and the TASK reply fields naming their roots.
 NODE_ROOTS: Final = {"disco": "disco_data", "ddfs": "ddfs_data"}
