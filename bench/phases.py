@@ -134,10 +134,11 @@ def instrument(clock: Clock) -> None:
     clock.wrap(execute._Combiner, "consume_map", "map: combine")
     results = execute._Combiner._results
 
-    def eager(combiner: execute._Combiner) -> list[tuple[Any, ...]]:
-        """Every combiner call made now, so that its time is its own phase's."""
+    def eager(combiner: execute._Combiner) -> list[list[Any]]:
+        """Every combiner call made now, so that its time is its own phase's: what they
+        made, in one list (as one iterable of records, the shape ``_results`` gives)."""
         with clock.phase("map: combiner calls"):
-            return [tuple(made) for made in results(combiner)]
+            return [list(chain.from_iterable(results(combiner)))]
 
     execute._Combiner._results = eager  # type: ignore[method-assign]
     clock.wrap(execute._Outputs, "add_many", "partition")
