@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from discodsl.ddfs import DDFS
 from tests.disco_master import DiscoMaster
 from tests.disco_state import FAST, Clock
 
@@ -61,3 +62,20 @@ def mode(request: pytest.FixtureRequest) -> str:
     if request.param == "cluster":
         request.getfixturevalue("cluster_env")
     return str(request.param)
+
+
+@pytest.fixture
+def ddfs(cluster_env: str) -> Iterator[DDFS]:
+    """A DDFS client of the test's master."""
+    port = urlsplit(cluster_env).port or 8989
+    with DDFS(cluster_env, disco_port=port, retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def text_files(tmp_path: Path) -> list[Path]:
+    """Two small text files: the words a (2), b (1) and c (3)."""
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("a b c\n")
+    two.write_text("c a\nc\n")
+    return [one, two]

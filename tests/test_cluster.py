@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -35,21 +34,6 @@ WORDS = {"a": 2, "b": 1, "c": 3}
 def master(cluster_env: str) -> Iterator[Master]:
     with Master(cluster_env, retries=0) as client:
         yield client
-
-
-@pytest.fixture
-def ddfs(cluster_env: str) -> Iterator[DDFS]:
-    port = urlsplit(cluster_env).port or 8989
-    with DDFS(cluster_env, disco_port=port, retries=0) as client:
-        yield client
-
-
-@pytest.fixture
-def text_files(tmp_path: Path) -> list[Path]:
-    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
-    one.write_text("a b c\n")
-    two.write_text("c a\nc\n")
-    return [one, two]
 
 
 def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -16,13 +14,6 @@ from discodsl.errors import SettingsError
 from tests import jobs, reader_jobs
 
 WORDS = {"a": 2, "b": 1, "c": 3}
-
-
-@pytest.fixture
-def ddfs(cluster_env: str) -> Iterator[DDFS]:
-    port = urlsplit(cluster_env).port or 8989
-    with DDFS(cluster_env, disco_port=port, retries=0) as client:
-        yield client
 
 
 @pytest.fixture
@@ -59,14 +50,6 @@ def test_a_reader_reads_a_compressed_blob_decompressed(ddfs: DDFS, tmp_path: Pat
 
 
 # -- tags on a run here (local, inline) ---------------------------------------------------
-
-
-@pytest.fixture
-def text_files(tmp_path: Path) -> list[Path]:
-    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
-    one.write_text("a b c\n")
-    two.write_text("c a\nc\n")
-    return [one, two]
 
 
 def test_a_local_run_reads_a_tags_blobs_from_the_configured_master(

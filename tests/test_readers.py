@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -539,13 +538,6 @@ def test_an_exception_from_a_reader_of_ones_own_fails_the_job(tmp_path: Path) ->
 
 
 # -- tags on the test master --------------------------------------------------------------
-
-
-@pytest.fixture
-def ddfs(cluster_env: str) -> Iterator[DDFS]:
-    port = urlsplit(cluster_env).port or 8989
-    with DDFS(cluster_env, disco_port=port, retries=0) as client:
-        yield client
 
 
 @pytest.mark.parametrize("case", ["json_lines", "csv_rows", "fixed", "whole_file"])
