@@ -526,8 +526,10 @@ def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> 
         return 0
     print(f"{name}: {info['active']} (since {info['timestamp']}, owner {info.get('owner')})")
     for row in info["pipeline"]:
-        stage, pending, waiting, running, done, failed = row
-        total = max(0, pending) + max(0, waiting) + max(0, running) + max(0, done)
+        stage, _pending, waiting, running, done, failed = row
+        # As a Disco master counts: waiting = tasks - (running + done); pending ones (no
+        # free slot yet) are among the waiting.
+        total = max(0, waiting) + max(0, running) + max(0, done)
         print(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
     if "results" in info:  # a local run's are in its process only
         print(f"  {len(info['results'])} result(s)")

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from discodsl import cli
 from discodsl.cli import _hint, main
 from discodsl.errors import ClientError, JobpackRefused, NoSuchJob, TagNotFound, TaskFailed
 from tests.disco_master import DiscoMaster
@@ -567,3 +568,12 @@ def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = run(capsys, "cache", "clear")
     assert out.startswith("removed 2 stage(s), ")
     assert run(capsys, "cache", "ls")[0].startswith("0 stage(s), 0 B in ")
+
+
+def test_status_counts_a_stages_pending_tasks_once(capsys: pytest.CaptureFixture[str]) -> None:
+    # jobinfo as a Disco 0.5.4 master gives it for 3 tasks, 1 running, 2 waiting for a
+    # slot: pending (2) is part of waiting (2), not more tasks.
+    row = ["s", 2, 2, 1, 0, 0]
+    info = {"active": "active", "timestamp": "2026/12/04 03:00:00", "pipeline": [row]}
+    cli._print_status(argparse.Namespace(json=False), "j@1:2:3", info)
+    assert "s                0/3 done, 1 running, 0 failed" in capsys.readouterr().out

@@ -265,6 +265,13 @@ def test_watcher_uses_jobinfo_when_events_name_no_stage() -> None:
     ]
 
 
+def test_watcher_counts_pending_tasks_once() -> None:
+    # A Disco 0.5.4 master's jobinfo: waiting = tasks - (running + done), and pending (tasks
+    # waiting for a free slot) are among the waiting (disco_web:render_jobinfo).
+    seen = watch(FakeMaster(), [([], [["map", 2, 2, 1, 0, 0]])])
+    assert seen == [("stage", "map", 3)]
+
+
 def test_watcher_counts_each_task_once_when_jobinfo_runs_ahead_of_events() -> None:
     started = ["Stage map scheduled with 2 tasks"]
     done = ["DONE: [map:0] Task finished in 0:00:00.1", "DONE: [map:1] Task finished in 0:00:00.1"]

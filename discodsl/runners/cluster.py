@@ -409,10 +409,11 @@ class _Watcher:
         self.progress(kind, facts)
 
     def _counts(self, pipeline: list[Any]) -> None:
-        """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible):
-        they advance the current stage, and pick it when no event names stages."""
+        """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible;
+        waiting = tasks - (running + done), pending among them): they advance the current
+        stage, and pick it when no event names stages."""
         rows = [
-            (str(r[0]), sum(max(0, int(n)) for n in r[1:5]), int(r[4]))
+            (str(r[0]), sum(max(0, int(n)) for n in r[2:5]), int(r[4]))
             for r in pipeline
             if len(r) == 6
         ]
