@@ -593,7 +593,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
     if _local_runs(args):
         return _kill_local(_local_run(args))
     with _cluster(args) as conn:
-        name = _job_name(conn, args.job)
+        name = _known_job(conn, args.job)
         conn.master.kill(name)
     print(f"killed {name}")
     return 0
@@ -624,7 +624,7 @@ def _kill_local(run: registry.LocalRun) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
-        name = _job_name(conn, args.job)
+        name = _known_job(conn, args.job)
         conn.master.purge(name)
     print(f"purged {name}")
     return 0
@@ -805,6 +805,14 @@ def _local_run(args: argparse.Namespace) -> registry.LocalRun:
 
 def _json_wanted(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "json", False))
+
+
+def _known_job(conn: Cluster, text: str) -> str:
+    """:func:`_job_name`, checked to be a job the master knows (NoSuchJob if not): a Disco
+    master answers kill and purge of any name with "ok"."""
+    name = _job_name(conn, text)
+    conn.master.jobinfo(name)
+    return name
 
 
 def _job_name(conn: Cluster, text: str) -> str:

@@ -153,6 +153,9 @@ def test_a_jobs_whole_life(cluster_env: str, capsys: pytest.CaptureFixture[str])
     assert out.strip() == f"purged {name}"
     _, err = run(capsys, "status", name, status=1)
     one_error(err, name)
+    for command in ("kill", "purge"):  # the master answers "ok" for a job it does not know
+        _, err = run(capsys, command, name, status=1)
+        one_error(err, name)
     out, _ = run(capsys, "jobs")
     assert out == ""
 
