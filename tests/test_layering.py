@@ -91,6 +91,7 @@ def test_public_api_is_pinned() -> None:
         "DataError",
         "DiscoDSLError",
         "Job",
+        "JobActive",
         "JobDead",
         "JobError",
         "JobOptions",
