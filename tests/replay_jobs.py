@@ -105,3 +105,16 @@ def very_chatty(line: str) -> Iterator[tuple[str, int]]:
 @job
 def very_chatty_job() -> list[Any]:
     return [very_chatty]
+
+
+# the job's env= as each task sees it
+@map
+def env_value(line: str) -> Iterator[tuple[str, Any]]:
+    import os
+
+    yield line, os.environ.get(line)
+
+
+@job(partitions=None, env={"GREETING": "café ünïcode"})
+def env_job() -> list[Any]:
+    return [env_value]

@@ -3,6 +3,7 @@ with identical results."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -238,6 +239,16 @@ def test_a_partitioner_out_of_range_names_its_reduce(corpus: list[Path], mode: s
         jobs.partitioned_out_of_range.run(inputs=corpus[:1], mode=mode)
     message = str(info.value)
     assert "the partitioner of reduce 'total_in_seven' returned 7" in message
+
+
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"], indirect=True)
+def test_every_task_sees_the_jobs_env(mode: str) -> None:
+    from tests import replay_jobs
+
+    assert "GREETING" not in os.environ
+    got = list(replay_jobs.env_job.run(inputs=["raw://GREETING"], mode=mode))
+    assert got == [("GREETING", "café ünïcode")]
+    assert "GREETING" not in os.environ  # inline: set while the tasks run, then as it was
 
 
 def test_failing_stage_inline_raises_the_original(corpus: list[Path], tmp_path: Path) -> None:

@@ -176,6 +176,17 @@ def test_msg_carries_what_user_code_prints(tmp_path: Path) -> None:
     assert "saw hello" in messages
 
 
+def test_a_task_sees_the_jobs_env_as_the_jobpack_holds_it(tmp_path: Path) -> None:
+    # A Disco 0.5.4 master hands a worker the jobenvs' UTF-8 bytes read as Latin-1 (seen on
+    # the real master: "café" arrived as "cafÃ©"); the jobpack holds them right.
+    job = replay_jobs.env_job
+    data = builder.build_jobpack(job, job.options, [["raw://GREETING"]])
+    garbled = "café ünïcode".encode().decode("latin-1")
+    home, transcript = _single_task(tmp_path, data, [["raw://GREETING"]], {"GREETING": garbled})
+    assert transcript.names()[-1] == "DONE", bytes(transcript.raw)[-2000:]
+    assert _records(home.home, transcript) == [("GREETING", "café ünïcode")]
+
+
 def test_failing_replica_then_good_one(tmp_path: Path) -> None:
     job = replay_jobs.chatty_job
     replicas = ["http://127.0.0.1:1/unreachable", "raw://from-the-second-replica"]

@@ -5,7 +5,8 @@ No subprocess, no protocol: each task runs the worker's own stage code
 and ``pdb`` work and user exceptions surface unchanged. Still, every stage
 gets at least two partitions and tasks and inputs run in shuffled order, so
 code that assumes one process or one order fails here first. As on a node,
-each task gets its own copy of ``params``, counters count successful tasks
+each task gets its own copy of ``params`` and sees the job's ``env=`` (set in
+this process while the run goes), counters count successful tasks
 only, and an I/O error (or :class:`~discodsl.worker.errors.Retry`) retries
 the task while any other exception fails the job at once.
 
@@ -17,10 +18,12 @@ with its results (``results.stage(name)``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
@@ -85,7 +88,7 @@ class InlineRunner(Runner):
         outputs = _first_inputs(plan)
         by_stage: dict[str, list[list[str]]] = {}
         keeper = plan.keeper(self.mode)
-        with JobFiles(places.process_dir("inline")) as files:
+        with JobFiles(places.process_dir("inline")) as files, _job_env(plan.options.env):
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
             for index in range(plan.start, len(plan.spec.stages)):
@@ -103,6 +106,22 @@ class InlineRunner(Runner):
             cleanup=files.remove,
             stages=functools.partial(_stage_urls, plan.spec, by_stage),
         )
+
+
+@contextlib.contextmanager
+def _job_env(env: Mapping[str, str]) -> Iterator[None]:
+    """The job's ``env=`` in this process's environment while its tasks run, as a worker
+    process has it; then the environment as it was."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _first_inputs(plan: Plan) -> list[Output]:

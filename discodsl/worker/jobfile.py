@@ -5,13 +5,14 @@ section 1, big-endian): u16 magic ``0xd5c0``, u16 version 2, then the u32
 offsets of the jobdict (always 128), jobenvs, jobhome and jobdata, zeros up
 to byte 128. :mod:`discodsl.jobpack` (client side) writes and checks it with
 these definitions; the worker reads its jobdata from the jobfile with
-:func:`read_jobdata`. What it does not hold: the checks of the jobpack's
-contents (the client's :mod:`discodsl.jobpack`), or what jobdata carries
-(:mod:`discodsl.worker.spec`).
+:func:`read_jobdata`, and its jobenvs with :func:`read_jobenvs`. What it
+does not hold: the checks of the jobpack's contents (the client's
+:mod:`discodsl.jobpack`), or what jobdata carries (:mod:`discodsl.worker.spec`).
 """
 
 from __future__ import annotations
 
+import json
 import struct
 
 MAGIC = 0xD5C0
@@ -35,3 +36,22 @@ def read_jobdata(path: str) -> bytes:
             )
         handle.seek(FIXED.unpack(header)[5])
         return handle.read()
+
+
+def read_jobenvs(path: str) -> dict[str, str]:
+    """The jobenvs of the jobpack at ``path``: the job's ``env=``, as the client wrote it.
+
+    A Disco 0.5.4 master passes them to the worker's environment with their UTF-8
+    bytes read as Latin-1 (``café`` arrives as ``cafÃ©``), so the worker takes them
+    from here. OSError if the file cannot be read, ValueError if they are not there.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(FIXED.size)
+        if len(header) < FIXED.size:
+            raise ValueError(f"it is truncated ({len(header)} bytes): resubmit the job")
+        start, end = FIXED.unpack(header)[3:5]
+        handle.seek(start)
+        envs = json.loads(handle.read(end - start))
+    if not isinstance(envs, dict):
+        raise ValueError(f"its jobenvs are a {type(envs).__name__}, not an object")
+    return {str(name): str(value) for name, value in envs.items()}

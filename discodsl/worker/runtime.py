@@ -31,7 +31,7 @@ from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
 from discodsl.worker.errors import RemoteProtocolError, retryable
 from discodsl.worker.execute import TaskSetup, WrittenFile, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
-from discodsl.worker.jobfile import read_jobdata
+from discodsl.worker.jobfile import read_jobdata, read_jobenvs
 from discodsl.worker.replies import InputReply, Ok, Reply, TaskInfo
 from discodsl.worker.sides import WorkerSide
 from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
@@ -159,6 +159,7 @@ def _message(channel: Channel, text: str) -> None:
 def _work(channel: Channel, task: TaskInfo, preloaded: Preloaded | None) -> Final:
     """Run the task; the final message: DONE, ERROR or FATAL."""
     try:
+        _set_jobenvs(task.jobfile)
         job = read_jobspec(task.jobfile) if preloaded is None else preloaded.load(task.jobfile)
         for label, path, size in run(channel, task, job):
             channel.request(messages.Output(label, path, size), Ok)
@@ -172,6 +173,15 @@ def _work(channel: Channel, task: TaskInfo, preloaded: Preloaded | None) -> Fina
         text = report.encode(failure)
         return messages.Error(text) if retry else messages.Fatal(text)
     return messages.Done()
+
+
+def _set_jobenvs(jobfile: str) -> None:
+    """The job's ``env=`` in this process's environment as the jobpack holds it (a master
+    may have mangled what it set: see jobfile.read_jobenvs)."""
+    try:
+        os.environ.update(read_jobenvs(jobfile))
+    except (OSError, ValueError) as exc:
+        raise FatalJobError(f"cannot read the job's env from {jobfile}: {exc}") from exc
 
 
 def read_jobspec(jobfile: str) -> JobSpec:
