@@ -146,14 +146,17 @@ def _over_http(url: str, settings: DiscoSettings) -> str:
 
 
 def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
-    """Cut big single-replica local files into line-aligned ranges when cores would sit idle."""
+    """Cut big single-replica local files into line-aligned ranges when cores would sit idle:
+    about a range per worker, no more (each map task's combined output is shuffled, so
+    every extra task costs a shuffle of its distinct keys: 4 ranges of one 200 MB file
+    took 4.5% more CPU than 2, on 2 cores)."""
     if workers <= 1 or len(inputs) >= 2 * workers:
         return inputs  # enough tasks already: no need to look at any file
     sizes = [_size(replicas) for replicas in inputs]
     total = sum(sizes)
     if total < 2 * MIN_SPLIT:
         return inputs
-    target = max(MIN_SPLIT, math.ceil(total / (2 * workers)))
+    target = max(MIN_SPLIT, math.ceil(total / workers))
     result: list[list[str]] = []
     for replicas, size in zip(inputs, sizes, strict=False):
         result.extend(_ranges(replicas[0], size, target) if size > 1.5 * target else [replicas])
