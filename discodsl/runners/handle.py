@@ -231,8 +231,8 @@ class Run:
 
     def _killed_error(self) -> JobDead:
         return JobDead(
-            f"job {self.jobname!r} was killed (by kill(), Ctrl-C or `discodsl kill "
-            f"{self.jobname}`) before it ended: submit it again for its results",
+            f"job {self.jobname!r} was killed (by kill(), Ctrl-C or `discodsl kill`) before "
+            "it ended: submit it again for its results",
             jobname=self.jobname,
         )
 
