@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -232,6 +233,10 @@ def test_a_local_run_is_registered_with_its_status_and_events(runs_dir: Path) ->
     assert events[-1][2].startswith("READY: Job done in ")
     assert all(len(e) == 3 and all(isinstance(f, str) for f in e) for e in events)
     assert any(e[2] == "Stage words scheduled with 1 tasks" for e in events), events
+    # as a Disco master words a task's start: "STAGE:ID assigned to HOST", before it is done
+    assigned = [i for i, e in enumerate(events) if re.fullmatch(r"words:\d+ assigned to \S+", e[2])]
+    done = [i for i, e in enumerate(events) if e[2].startswith("DONE: [words:")]
+    assert len(assigned) == len(done) == 1 and assigned[0] < done[0], events
 
 
 def test_the_registry_removes_orphans_and_old_runs(runs_dir: Path) -> None:

@@ -321,6 +321,8 @@ def _worded(kind: str, facts: Mapping[str, Any], host: str) -> list[tuple[str, s
     task = f"{facts.get('stage')}:{facts.get('taskid')}"
     if kind == "stage" and int(facts["tasks"]):
         return [("master", f"Stage {facts['stage']} scheduled with {facts['tasks']} tasks")]
+    if kind == "task_assigned":
+        return [("master", f"{task} assigned to {host}")]
     if kind == "msg":
         return [(host, f"MSG: [{task}] {facts['text']}")]
     if kind == "task_done" and "taskid" in facts:

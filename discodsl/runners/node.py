@@ -280,10 +280,12 @@ class NodeMaster:
     ) -> None:
         """Run a task until it is done; JobFailed when it fails fatally, more than
         max_failures times, or the job is cancelled (an attempt cut short by the
-        cancellation is no failure). Emits task_done, task_failed, task_retry."""
+        cancellation is no failure). Emits task_assigned (each attempt), task_done,
+        task_failed, task_retry."""
         failures = 0
         while True:
             self._stop_if_cancelled(task)
+            self._emit("task_assigned", {"stage": task.stage, "taskid": task.taskid})
             outcome = self._attempt(layout, pack, task)
             if outcome.ok:
                 results[index] = self._task_outputs(layout, task, outcome)

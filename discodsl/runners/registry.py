@@ -250,25 +250,36 @@ def pipeline(
     """Per stage, from the events: ``[stage, pending, waiting, running, done, failed]`` as
     a master's jobinfo has it, each of ``stages`` listed (then any other the events name).
 
-    While the run goes, the tasks not done yet are counted as running; once it has ended
-    (``ended``, or its last event says so) as waiting, as a Disco master counts a dead
-    job's.
+    A task waits from its stage's "scheduled" until it is "assigned" to a host, runs
+    until it is done or fails (a failed one waits for its retry); once the run has
+    ended (``ended``, or its last event says so) nothing runs, as a Disco master
+    counts a dead job's.
     """
     rows: dict[str, list[Any]] = {stage: [stage, 0, 0, 0, 0, 0] for stage in stages}
     for _, _, message in events:
         words = message.split()
         if message.startswith("Stage ") and "scheduled with" in message:
-            rows[words[1]] = [words[1], 0, 0, int(words[4]), 0, 0]
+            rows[words[1]] = [words[1], 0, int(words[4]), 0, 0, 0]
+        elif len(words) == 4 and words[1:3] == ["assigned", "to"]:
+            _count(rows, words[0], (2, -1), (3, +1))
         elif words and words[0] in ("DONE:", "WARNING:", "FATAL:") and len(words) > 1:
-            row = rows.get(words[1].strip("[]").rpartition(":")[0])
-            if row is not None and words[0] == "DONE:":
-                row[3], row[4] = row[3] - 1, row[4] + 1
-            elif row is not None:
-                row[5] += 1
+            task = words[1].strip("[]")
+            if words[0] == "DONE:":
+                _count(rows, task, (3, -1), (4, +1))
+            else:
+                _count(rows, task, (3, -1), (2, +1), (5, +1))
     if ended or _ended(events):
         for row in rows.values():
             row[2], row[3] = row[2] + row[3], 0
     return list(rows.values())
+
+
+def _count(rows: dict[str, list[Any]], task: str, *changes: tuple[int, int]) -> None:
+    """Move the counts of ``task``'s (``stage:id``) stage row by ``(column, step)``."""
+    row = rows.get(task.rpartition(":")[0])
+    if row is not None:
+        for column, step in changes:
+            row[column] = max(0, row[column] + step)
 
 
 def _ended(events: list[Event]) -> bool:
