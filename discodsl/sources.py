@@ -102,9 +102,10 @@ def _files_under(directory: str) -> list[str]:
     return found
 
 
-def resolve_tags_here(inputs: list[list[str]]) -> list[list[str]]:
+def resolve_tags_here(inputs: list[list[str]], master: str | None = None) -> list[list[str]]:
     """``inputs`` for a run on this machine (local, inline), each ``tag://`` input replaced
-    by its blobs as the cluster runner resolves tags, through the configured Disco master.
+    by its blobs as the cluster runner resolves tags, through ``master`` or the configured
+    Disco master.
 
     The blobs' ``disco://`` URLs become ``http://NODE:DISCO_PORT/...`` (through
     ``DISCO_PROXY`` when set), which a worker here reads over HTTP. With no
@@ -115,7 +116,7 @@ def resolve_tags_here(inputs: list[list[str]]) -> list[list[str]]:
         return inputs
     from discodsl.settings import configured_master, load_settings
 
-    if configured_master() is None:
+    if configured_master(master) is None:
         raise SettingsError(
             f"input {tags[0]!r:.80} is a DDFS tag, and tag:// inputs need a Disco master "
             "(DDFS) to resolve them to their blobs: set DISCO_MASTER=http://HOST:8989 (in the "
@@ -124,7 +125,7 @@ def resolve_tags_here(inputs: list[list[str]]) -> list[list[str]]:
         )
     from discodsl.ddfs import DDFS, resolve_inputs
 
-    settings = load_settings()
+    settings = load_settings(DISCO_MASTER=master)
     resolved: list[list[str]] = []
     with DDFS.from_settings(settings) as ddfs:
         for replicas in inputs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,17 @@ def test_a_local_run_reads_a_tags_blobs_from_the_configured_master(
     ddfs.push("test:here:gz", compressed_files)
     for tag in ("tag://test:here", "tag://test:here:gz"):
         assert dict(jobs.wordcount.run(inputs=[tag], mode="local")) == WORDS
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_run_here_reads_a_tag_through_the_master_it_is_given(
+    ddfs: DDFS, text_files: list[Path], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ddfs.push("test:given", text_files)
+    master = os.environ["DISCO_MASTER"]
+    monkeypatch.delenv("DISCO_MASTER")  # master= alone names it, as keywords beat the environment
+    got = jobs.wordcount.run(inputs=["tag://test:given"], mode=mode, master=master)
+    assert dict(got) == WORDS
 
 
 def test_a_cached_local_run_over_a_tag_runs_again_when_the_tag_changes(

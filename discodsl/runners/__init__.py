@@ -21,11 +21,11 @@ def choose(mode: str | None, master: str | None = None) -> Runner:
     if mode == "local":
         from discodsl.runners.local import LocalRunner
 
-        return LocalRunner()
+        return LocalRunner(master)
     if mode == "inline":
         from discodsl.runners.inline import InlineRunner
 
-        return InlineRunner()
+        return InlineRunner(master=master)
     if mode == "cluster":
         from discodsl.runners.cluster import ClusterRunner
 

@@ -100,6 +100,8 @@ class Runner:
 
     #: The runner's name, as ``mode=`` says it.
     mode = ""
+    #: The master a run here resolves ``tag://`` inputs through (None: the configured one).
+    master: str | None = None
     #: Whether ``submit()`` returns while the job runs (in a thread of this process);
     #: else it runs the job first (inline: breakpoint() and Ctrl-C work as in any code).
     background = True
@@ -195,7 +197,7 @@ class Runner:
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """The inputs as the cache key takes them: tags resolved to their blobs (through
         the configured master here; the cluster runner through its own)."""
-        return sources.resolve_tags_here(inputs)
+        return sources.resolve_tags_here(inputs, self.master)
 
     def _reusable(self, entry: Entry) -> list[Output] | None:
         """A kept stage's outputs, if this runner kept them here: its files."""

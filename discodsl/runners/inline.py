@@ -60,8 +60,9 @@ class InlineRunner(Runner):
     mode = "inline"
     background = False
 
-    def __init__(self, seed: int | None = None):
+    def __init__(self, seed: int | None = None, master: str | None = None):
         self.random = random.Random(seed)
+        self.master = master
 
     def _adapt(self, options: JobOptions) -> JobOptions:
         """No ``timeout`` (nothing can stop code in this process); two partitions at least."""
@@ -85,7 +86,7 @@ class InlineRunner(Runner):
         return functools.partial(self._finish, plan, counted, run.log)
 
     def _finish(self, plan: Plan, counted: Counters, on_event: EventHandler) -> Results:
-        outputs = _first_inputs(plan)
+        outputs = _first_inputs(plan, self.master)
         by_stage: dict[str, list[list[str]]] = {}
         keeper = plan.keeper(self.mode)
         with JobFiles(places.process_dir("inline")) as files, _job_env(plan.options.env):
@@ -124,11 +125,12 @@ def _job_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _first_inputs(plan: Plan) -> list[Output]:
+def _first_inputs(plan: Plan, master: str | None) -> list[Output]:
     """What the run's first stage reads: the job's inputs, or the labelled outputs of the
     stage it resumes after."""
     if plan.resume is None:
-        return [DataOutput(0, 0, tuple(u)) for u in sources.resolve_tags_here(plan.inputs)]
+        inputs = sources.resolve_tags_here(plan.inputs, master)
+        return [DataOutput(0, 0, tuple(u)) for u in inputs]
     return [DataOutput(label, size, tuple(u)) for label, size, u in plan.resume.inputs]
 
 

@@ -61,12 +61,16 @@ class LocalRunner(Runner):
 
     mode = "local"
 
+    def __init__(self, master: str | None = None):
+        self.master = master
+
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
         workers = plan.options.workers or os.cpu_count() or 1
         # A resumed run reads the record files it resumes from, labelled, not the inputs.
-        inputs = plan.inputs if plan.resume is not None else sources.resolve_tags_here(plan.inputs)
+        resume = plan.resume is not None
+        inputs = plan.inputs if resume else sources.resolve_tags_here(plan.inputs, self.master)
         # A reader (a CSV header, fixed-size records, whole files) needs each input whole.
         whole = plan.spec.stages[0].reader is not None or plan.resume is not None
         urls = inputs if whole else sources.split_large(inputs, workers)
