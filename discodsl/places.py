@@ -65,21 +65,21 @@ def remove_dead_dirs(directory: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _process_dirs(directory: str, kinds: tuple[Kind, ...] = TEMP_KINDS) -> list[tuple[str, int]]:
-    """(name, pid) of each process directory of ``kinds`` in ``directory``."""
+def _process_dirs(directory: str) -> list[tuple[str, int]]:
+    """(name, pid) of each process directory in ``directory``."""
     try:
         names = os.listdir(directory)
     except OSError:
         return []
-    owned = ((name, _owner(name, kinds)) for name in names)
+    owned = ((name, _owner(name)) for name in names)
     return [(name, pid) for name, pid in owned if pid is not None]
 
 
-def _owner(name: str, kinds: tuple[Kind, ...]) -> int | None:
+def _owner(name: str) -> int | None:
     """The pid in a process directory's name (``discodsl-<kind>-<pid>-<random>``), if any."""
     kind, _, rest = name.removeprefix(TEMP_PREFIX).partition("-")
     pid, dash, _ = rest.partition("-")
-    if name.startswith(TEMP_PREFIX) and kind in kinds and dash and pid.isdigit():
+    if name.startswith(TEMP_PREFIX) and kind in TEMP_KINDS and dash and pid.isdigit():
         return int(pid)
     return None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from discodsl import places
 from discodsl.errors import SettingsError, TaskFailed
 from discodsl.runners import local
 from tests import death_jobs
@@ -150,7 +151,7 @@ def test_node_directories_of_dead_processes_are_removed(tmp_path: Path) -> None:
     live.mkdir()
     other = tmp_path / "discodsl-node-unknownowner"
     other.mkdir()
-    local.remove_dead_node_roots(str(tmp_path))
+    places.remove_dead_dirs(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
 
 

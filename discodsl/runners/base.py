@@ -141,7 +141,7 @@ class Runner:
         return self._adapt(validate_options(job.options, **overrides))
 
     def _plan(self, job: Job, options: JobOptions, inputs: Inputs) -> Plan:
-        each = sources.resolve_each(inputs)
+        each = [(item, self._here(found)) for item, found in sources.resolve_each(inputs)]
         plan = Plan(job, options, job.spec(options), [urls for _, found in each for urls in found])
         return self._look_up(plan, each) if options.cache else plan
 
@@ -194,10 +194,15 @@ class Runner:
         """Where this runner's runs run, as cache entries say it."""
         return self.mode
 
-    def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
-        """The inputs as the cache key takes them: tags resolved to their blobs (through
-        the configured master here; the cluster runner through its own)."""
+    def _here(self, inputs: list[list[str]]) -> list[list[str]]:
+        """The inputs as this runner's workers read them: a run on this machine has its
+        tags resolved to their blobs through ``master`` or the configured master (the
+        cluster runner leaves them to its master's client), once, for the key and the run."""
         return sources.resolve_tags_here(inputs, self.master)
+
+    def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
+        """The inputs as the cache key takes them (the cluster resolves tags first)."""
+        return inputs
 
     def _reusable(self, entry: Entry) -> list[Output] | None:
         """A kept stage's outputs, if this runner kept them here: its files."""

@@ -133,6 +133,10 @@ class ClusterRunner(Runner):
             self._url = Cluster.connect(self.master).url
         return self._url
 
+    def _here(self, inputs: list[list[str]]) -> list[list[str]]:
+        """The inputs as given: tags go to the master's client as they are (cluster_inputs)."""
+        return inputs
+
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """Tags resolved to their blobs: a tag that changes gives another key."""
         if not any(urls.is_tag(url) for replicas in inputs for url in replicas):

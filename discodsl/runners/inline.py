@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import cloudpickle
 
-from discodsl import places, shipping, sources
+from discodsl import places, shipping
 from discodsl.errors import SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
@@ -86,7 +86,7 @@ class InlineRunner(Runner):
         return functools.partial(self._finish, plan, counted, run.log)
 
     def _finish(self, plan: Plan, counted: Counters, on_event: EventHandler) -> Results:
-        outputs = _first_inputs(plan, self.master)
+        outputs = _first_inputs(plan)
         by_stage: dict[str, list[list[str]]] = {}
         keeper = plan.keeper(self.mode)
         with JobFiles(places.process_dir("inline")) as files, _job_env(plan.options.env):
@@ -125,12 +125,11 @@ def _job_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _first_inputs(plan: Plan, master: str | None) -> list[Output]:
+def _first_inputs(plan: Plan) -> list[Output]:
     """What the run's first stage reads: the job's inputs, or the labelled outputs of the
     stage it resumes after."""
     if plan.resume is None:
-        inputs = sources.resolve_tags_here(plan.inputs, master)
-        return [DataOutput(0, 0, tuple(u)) for u in inputs]
+        return [DataOutput(0, 0, tuple(u)) for u in plan.inputs]
     return [DataOutput(label, size, tuple(u)) for label, size, u in plan.resume.inputs]
 
 

@@ -68,12 +68,10 @@ class LocalRunner(Runner):
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
         workers = plan.options.workers or os.cpu_count() or 1
-        # A resumed run reads the record files it resumes from, labelled, not the inputs.
-        resume = plan.resume is not None
-        inputs = plan.inputs if resume else sources.resolve_tags_here(plan.inputs, self.master)
-        # A reader (a CSV header, fixed-size records, whole files) needs each input whole.
+        # A reader (a CSV header, fixed-size records, whole files) needs each input whole;
+        # a resumed run reads record files, labelled.
         whole = plan.spec.stages[0].reader is not None or plan.resume is not None
-        urls = inputs if whole else sources.split_large(inputs, workers)
+        urls = plan.inputs if whole else sources.split_large(plan.inputs, workers)
         # No separate pre-flight: every worker is a fresh interpreter loading the
         # stages, and a failure to load is diagnosed then (see _failed).
         pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False, resume=plan.resume)
@@ -244,10 +242,6 @@ def _node_root() -> str:
     root = places.process_dir("node")
     atexit.register(_remove, root)
     return root
-
-
-# What tests/test_worker_death.py calls; places removes every kind of process directory.
-remove_dead_node_roots = places.remove_dead_dirs
 
 
 def _worker_environ() -> dict[str, Any]:
