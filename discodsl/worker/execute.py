@@ -406,10 +406,9 @@ def _culprit(task: TaskSetup, exc: BaseException) -> str:
     own = f"of stage {stage.name!r}"
     suspects = [(stage.init, "the init hook", own), (stage.done, "the done hook", own)]
     if after is not None and after.kind == "reduce":
-        combiner = after.combiner or (after.function if after.combine else None)
         theirs = f"of reduce {after.name!r}"
         suspects += [
-            (combiner, "the combiner", theirs),
+            (_combining(after), "the combiner", theirs),
             (after.partitioner, "the partitioner", theirs),
         ]
     for function, role, owner in suspects:
@@ -653,13 +652,20 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 def _combiner(task: TaskSetup) -> _Combiner | None:
     after = task.successor
+    function = _combining(after)
+    if after is None or function is None:
+        return None
+    return _Combiner(after, function, task.job.params, task.job.memory_budget)
+
+
+def _combining(after: StageSpec | None) -> Callable[..., Any] | None:
+    """What folds a map's output in its own task: the next reduce's ``combiner``, or the
+    reduce itself with ``combine=True``; None if nothing does."""
     if after is None or after.kind != "reduce":
         return None
     if after.combiner is not None:
-        return _Combiner(after, after.combiner, task.job.params, task.job.memory_budget)
-    if after.combine:
-        return _Combiner(after, after.function, task.job.params, task.job.memory_budget)
-    return None
+        return after.combiner
+    return after.function if after.combine else None
 
 
 class _Outputs:
@@ -746,8 +752,8 @@ def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
         return (lambda key: 0), 0
     if after.partitioner is None:
         return partitioner(partitions, stage=task.stage.name), None
-    partition, names = after.partitioner, (after.name, task.stage.name)
-    return (lambda key: _checked(partition(key, partitions), partitions, *names)), None
+    partition, reduce, stage = after.partitioner, after.name, task.stage.name
+    return (lambda key: _checked(partition(key, partitions), partitions, reduce, stage)), None
 
 
 def _bucketer(
