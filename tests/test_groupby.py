@@ -568,3 +568,12 @@ def test_spilled_frozenset_keys_pickle(tmp_path: Path) -> None:
     got = drain(group_hashed(records, budget=1 << 20, tmpdir=str(tmp_path)))
     assert {key: values for key, values in got} == reference(records)
 
+
+
+def test_group_sorted_nan_keys_met_only_after_the_first_spill(tmp_path: Path) -> None:
+    records = [(float(i % 50), "x" * 20) for i in range(20_000)] + nan_records(2_000)
+    got = drain(group_sorted(records, budget=64 * 1024, tmpdir=str(tmp_path)))
+    counts, nans = grouped_counts(got)
+    assert nans == 100
+    assert counts == {k: len(v) for k, v in reference(records).items() if k == k}
+    assert os.listdir(tmp_path) == []

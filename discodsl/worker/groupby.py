@@ -145,15 +145,17 @@ def _group_sorted(
             yield key, map(_VALUE, group)
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
         return
-    if not _ordered(buffer):
-        # Sorted runs cannot be merged on keys that do not order (sets, NaN): these are
-        # grouped by their encodings instead, in the encodings' order.
-        yield from _by_encodings(chain(buffer, records), budget, tmpdir, stage)
-        return
     scratch = _Scratch(tmpdir)
     chunks: Iterator[list[Record]] = iter(())
     try:
         runs = _spill_runs(records, buffer, meter, scratch, stage)
+        if buffer:
+            # Sorted runs cannot be merged on keys that do not order (sets, NaN): all the
+            # records are grouped by their encodings instead, in the encodings' order.
+            batches = chain.from_iterable(_read_batches(path, scratch) for path in runs)
+            spilled = chain.from_iterable(batches)
+            yield from _by_encodings(chain(spilled, buffer, records), budget, tmpdir, stage)
+            return
         while len(runs) > _FAN_IN:
             runs = _merge_pass(runs, meter.batch_size(), scratch, stage)
         chunks = _merge(runs, scratch, stage)
@@ -244,10 +246,11 @@ def _sorted(buffer: list[Record], stage: str) -> list[Record]:
 def _spill_runs(
     records: Iterator[Record], buffer: list[Record], meter: _Meter, scratch: _Scratch, stage: str
 ) -> list[str]:
-    """Spill the full ``buffer`` and then the rest of ``records`` as sorted run files."""
+    """Spill the full ``buffer`` and then the rest of ``records`` as sorted run files; stop,
+    leaving ``buffer`` full, at one whose keys do not sort in a total order."""
     runs: list[str] = []
     done = False
-    while buffer:
+    while buffer and _ordered(buffer):
         ordered = _sorted(buffer, stage)
         path, file = scratch.create()
         with file:
