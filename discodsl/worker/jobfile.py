@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import BinaryIO
 
 MAGIC = 0xD5C0
 VERSION = 2
@@ -28,13 +29,7 @@ def read_jobdata(path: str) -> bytes:
     OSError if the file cannot be read, ValueError if it is too short for the header.
     """
     with open(path, "rb") as handle:
-        header = handle.read(FIXED.size)
-        if len(header) < FIXED.size:
-            raise ValueError(
-                f"it is truncated ({len(header)} bytes, fewer than the header's {FIXED.size}): "
-                "resubmit the job"
-            )
-        handle.seek(FIXED.unpack(header)[5])
+        handle.seek(_offsets(handle)[5])
         return handle.read()
 
 
@@ -46,12 +41,20 @@ def read_jobenvs(path: str) -> dict[str, str]:
     from here. OSError if the file cannot be read, ValueError if they are not there.
     """
     with open(path, "rb") as handle:
-        header = handle.read(FIXED.size)
-        if len(header) < FIXED.size:
-            raise ValueError(f"it is truncated ({len(header)} bytes): resubmit the job")
-        start, end = FIXED.unpack(header)[3:5]
+        start, end = _offsets(handle)[3:5]
         handle.seek(start)
         envs = json.loads(handle.read(end - start))
     if not isinstance(envs, dict):
         raise ValueError(f"its jobenvs are a {type(envs).__name__}, not an object")
     return {str(name): str(value) for name, value in envs.items()}
+
+
+def _offsets(handle: BinaryIO) -> tuple[int, ...]:
+    """The fixed header's fields (magic, version, then the offsets); ValueError if short."""
+    header = handle.read(FIXED.size)
+    if len(header) < FIXED.size:
+        raise ValueError(
+            f"it is truncated ({len(header)} bytes, fewer than the header's {FIXED.size}): "
+            "resubmit the job"
+        )
+    return FIXED.unpack(header)
