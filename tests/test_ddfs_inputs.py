@@ -1,11 +1,17 @@
-"""DDFS inputs on the test master (tests/disco_master.py): compressed files pushed to DDFS,
-whose blobs lose the ``.gz`` or ``.bz2`` of their names, read decompressed on a node."""
+"""DDFS inputs on the test master (tests/disco_master.py, or a real one): compressed files
+pushed to DDFS, whose blobs lose the ``.gz`` or ``.bz2`` of their names, read decompressed
+on a node; tags read by runs on this machine.
+
+Each test's tags are named after it (``ns``) and deleted after it: a real master's DDFS
+outlives a test, and a push adds to a tag that is there already."""
 
 from __future__ import annotations
 
 import bz2
 import gzip
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,15 @@ WORDS = {"a": 2, "b": 1, "c": 3}
 
 
 @pytest.fixture
+def ns(ddfs: DDFS) -> Iterator[str]:
+    """A prefix of tag names of this test's own; its tags are deleted after it."""
+    prefix = f"test{uuid.uuid4().hex[:8]}"
+    yield prefix
+    for tag in ddfs.list_tags(prefix):
+        ddfs.delete(tag)
+
+
+@pytest.fixture
 def compressed_files(tmp_path: Path) -> list[Path]:
     """The words of WORDS in a ``.txt.gz`` and a ``.txt.bz2`` file."""
     one, two = tmp_path / "g1.txt.gz", tmp_path / "b2.txt.bz2"
@@ -27,11 +42,11 @@ def compressed_files(tmp_path: Path) -> list[Path]:
 
 
 def test_compressed_blobs_of_a_tag_are_read_decompressed(
-    ddfs: DDFS, compressed_files: list[Path]
+    ns: str, ddfs: DDFS, compressed_files: list[Path]
 ) -> None:
-    blobs = ddfs.push("test:compressed", compressed_files)
+    blobs = ddfs.push(f"{ns}:compressed", compressed_files)
     assert all("_txt_" in replicas[0] and "$" in replicas[0] for replicas in blobs)
-    results = jobs.wordcount.run(inputs=["tag://test:compressed"], mode="cluster")
+    results = jobs.wordcount.run(inputs=[f"tag://{ns}:compressed"], mode="cluster")
     assert dict(results) == WORDS
 
 
@@ -42,11 +57,11 @@ def test_compressed_files_pushed_as_inputs_are_read_decompressed(
     assert dict(results) == WORDS
 
 
-def test_a_reader_reads_a_compressed_blob_decompressed(ddfs: DDFS, tmp_path: Path) -> None:
+def test_a_reader_reads_a_compressed_blob_decompressed(ns: str, ddfs: DDFS, tmp_path: Path) -> None:
     path = tmp_path / "users.jsonl.gz"
     path.write_bytes(gzip.compress(reader_jobs.JSON_GOOD))
-    ddfs.push("test:compressed:json", [path])
-    results = reader_jobs.json_totals.run(inputs=["tag://test:compressed:json"], mode="cluster")
+    ddfs.push(f"{ns}:compressed:json", [path])
+    results = reader_jobs.json_totals.run(inputs=[f"tag://{ns}:compressed:json"], mode="cluster")
     assert sorted(results) == [("ann", 7), ("bob", 3)]
 
 
@@ -54,41 +69,41 @@ def test_a_reader_reads_a_compressed_blob_decompressed(ddfs: DDFS, tmp_path: Pat
 
 
 def test_a_local_run_reads_a_tags_blobs_from_the_configured_master(
-    ddfs: DDFS, text_files: list[Path], compressed_files: list[Path]
+    ns: str, ddfs: DDFS, text_files: list[Path], compressed_files: list[Path]
 ) -> None:
-    ddfs.push("test:here", text_files)
-    ddfs.push("test:here:gz", compressed_files)
-    for tag in ("tag://test:here", "tag://test:here:gz"):
+    ddfs.push(f"{ns}:here", text_files)
+    ddfs.push(f"{ns}:here:gz", compressed_files)
+    for tag in (f"tag://{ns}:here", f"tag://{ns}:here:gz"):
         assert dict(jobs.wordcount.run(inputs=[tag], mode="local")) == WORDS
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"])
 def test_a_run_here_reads_a_tag_through_the_master_it_is_given(
-    ddfs: DDFS, text_files: list[Path], mode: str, monkeypatch: pytest.MonkeyPatch
+    ns: str, ddfs: DDFS, text_files: list[Path], mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ddfs.push("test:given", text_files)
+    ddfs.push(f"{ns}:given", text_files)
     master = os.environ["DISCO_MASTER"]
     monkeypatch.delenv("DISCO_MASTER")  # master= alone names it, as keywords beat the environment
-    got = jobs.wordcount.run(inputs=["tag://test:given"], mode=mode, master=master)
+    got = jobs.wordcount.run(inputs=[f"tag://{ns}:given"], mode=mode, master=master)
     assert dict(got) == WORDS
 
 
 def test_a_cached_local_run_over_a_tag_runs_again_when_the_tag_changes(
-    ddfs: DDFS, text_files: list[Path], tmp_path: Path
+    ns: str, ddfs: DDFS, text_files: list[Path], tmp_path: Path
 ) -> None:
-    ddfs.push("test:here:cached", text_files[:1])
-    first = jobs.wordcount.run(inputs=["tag://test:here:cached"], mode="local", cache=True)
+    ddfs.push(f"{ns}:here:cached", text_files[:1])
+    first = jobs.wordcount.run(inputs=[f"tag://{ns}:here:cached"], mode="local", cache=True)
     assert dict(first) == {"a": 1, "b": 1, "c": 1}
-    ddfs.push("test:here:cached", text_files[1:])
-    again = jobs.wordcount.run(inputs=["tag://test:here:cached"], mode="local", cache=True)
+    ddfs.push(f"{ns}:here:cached", text_files[1:])
+    again = jobs.wordcount.run(inputs=[f"tag://{ns}:here:cached"], mode="local", cache=True)
     assert dict(again) == WORDS
 
 
 def test_an_inline_run_reads_a_tags_blobs_from_the_configured_master(
-    ddfs: DDFS, text_files: list[Path]
+    ns: str, ddfs: DDFS, text_files: list[Path]
 ) -> None:
-    ddfs.push("test:inline", text_files)
-    assert dict(jobs.wordcount.run(inputs=["tag://test:inline"], mode="inline")) == WORDS
+    ddfs.push(f"{ns}:inline", text_files)
+    assert dict(jobs.wordcount.run(inputs=[f"tag://{ns}:inline"], mode="inline")) == WORDS
 
 
 def test_a_tag_with_no_master_configured_is_refused_before_anything_runs(
