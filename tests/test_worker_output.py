@@ -14,6 +14,7 @@ import pytest
 from discodsl import builder, count, job, map
 from discodsl.worker.capture import MAX_FORWARDED, MAX_MESSAGE
 from discodsl.worker.frames import MAX_PAYLOAD
+from discodsl.worker.records import read_records
 from tests.worker_driver import (
     Transcript,
     lay_out,
@@ -147,3 +148,38 @@ def test_the_local_runner_says_how_much_was_dropped(capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.count("x") == MAX_FORWARDED
     assert f"[{3_000_001 - MAX_FORWARDED} more bytes dropped" in err
+
+
+@map
+def writes_where_it_runs(record: str) -> Iterator[tuple[str, str]]:
+    import os
+
+    yield record, os.getcwd()
+
+
+@pytest.mark.parametrize("how", ["absolute path from elsewhere", "./worker from its home"])
+def test_the_launcher_runs_the_task_in_its_job_home_however_it_is_started(
+    tmp_path: Path, how: str
+) -> None:
+    chosen = _job(writes_where_it_runs)
+    data = builder.build_jobpack(chosen, chosen.options, [["raw://r"]])
+    layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
+    task = task_payload(
+        layout, taskid=0, stage="writes_where_it_runs", grouping="split", group=(0, "r")
+    )
+    reply = ["done", [[0, "ok", 0, [[0, "raw://r"]]]]]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    started = (
+        {"command": str(Path(layout.home) / "worker"), "cwd": str(elsewhere)}
+        if how.startswith("absolute")
+        else {"command": "./worker", "cwd": layout.home}
+    )
+    transcript = run_worker(
+        layout.home, node_environment(data), scripted(task, [reply]), **started
+    )
+    assert transcript.names()[-1] == "DONE", bytes(transcript.raw)[-2000:]
+    output = transcript.frame("OUTPUT").payload[1]
+    with open(Path(layout.home) / output, "rb") as handle:
+        records = list(read_records(handle, output))
+    assert records == [("r", str(Path(layout.home).resolve()))]

@@ -67,12 +67,19 @@ class Transcript:
 
 
 def run_worker(
-    home: str, env: dict[str, str], reply: Replier, *, timeout: float = 60.0
+    home: str,
+    env: dict[str, str],
+    reply: Replier,
+    *,
+    timeout: float = 60.0,
+    command: str | None = None,
+    cwd: str | None = None,
 ) -> Transcript:
-    """Start ``home/worker`` as a node does and answer it with ``reply`` until it finishes."""
+    """Start ``home/worker`` as a node does (or as ``command`` from ``cwd``) and answer it
+    with ``reply`` until it finishes."""
     process = subprocess.Popen(
-        [os.path.join(home, "worker")],
-        cwd=home,
+        [command or os.path.join(home, "worker")],
+        cwd=cwd or home,
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -7,7 +7,10 @@
 # protocol goes out on fd 3 (a copy of the original stdout) and the
 # interpreter starts with fds 1 and 2 pointed at a file in the job home; the
 # runtime forwards whatever lands there to the master as MSG.
-cd "$(dirname "$0")" || exit 111
+# To the job home: the directory in $0 (no dirname: a fork and exec per task saved).
+case "$0" in
+    */*) cd "${0%/*}" || exit 111 ;;
+esac
 py="${DISCODSL_PYTHON:-}"
 if [ -z "$py" ]; then
     for candidate in python@PYTHON@ python3 python; do
