@@ -5,11 +5,13 @@ Not here: the commands themselves, medians and tables (each script has its own).
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import subprocess
 import sys
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +29,7 @@ def timed(command: list[str], limit: float) -> tuple[dict[str, float], str]:
     The figures: ``code``, ``wall``, ``cpu``, ``rss_mb``, ``timed_out``; a run
     past ``limit`` seconds is killed, with its whole process tree.
     """
+    compiled()
     done = subprocess.run(
         [PY, str(HERE / "_timed.py"), "--limit", str(limit), *command],
         capture_output=True,
@@ -34,6 +37,17 @@ def timed(command: list[str], limit: float) -> tuple[dict[str, float], str]:
     )
     lines = done.stdout.strip().splitlines() or ["{}"]
     return json.loads(lines[-1]), done.stderr
+
+
+@cache
+def compiled() -> None:
+    """Compile the package's bytecode, once, as installing it from a wheel does.
+
+    An editable install compiles nothing, and with PYTHONDONTWRITEBYTECODE=1
+    no run writes a pyc: every timed start would compile the package again
+    (about 0.1 s of a 1 KB job's 0.3 s), a cost no installed user pays.
+    """
+    compileall.compile_dir(HERE.parent / "discodsl", quiet=1)
 
 
 def failure(figures: dict[str, float], stderr: str, limit: float) -> str:
