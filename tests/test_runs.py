@@ -3,6 +3,7 @@ die, chain and run side by side; a local run is seen and killed from another pro
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -179,6 +180,19 @@ def test_killing_a_chained_run_while_it_waits_for_its_input() -> None:
     first.kill()
     with pytest.raises(JobDead):
         first.wait(timeout=60)
+
+
+@pytest.mark.parametrize("what", ["results", "a stage's results"])
+def test_a_run_holds_the_results_it_reads_until_it_ends(what: str) -> None:
+    # Nothing but the run holds the first run's results: dropped, they would remove their
+    # files before the second run's tasks read them.
+    def upstream() -> Any:
+        results = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+        return results if what == "results" else results.stage("total")
+
+    run = jobs.histogram.submit(upstream(), mode="local", progress=False)
+    gc.collect()
+    assert dict(run.wait(timeout=120)) == {1: ["y"], 2: ["x"]}
 
 
 # -- side by side ---------------------------------------------------------------------

@@ -119,7 +119,7 @@ class Runner:
         """
         from discodsl.runners.handle import Run, upstream_runs
 
-        run = Run(job.name, self.mode)
+        run = Run(job.name, self.mode, inputs)
         upstream = upstream_runs(inputs)
         if not upstream:
             run.start(self._begin(self.prepare(job, inputs, overrides), run), self.background)

@@ -49,9 +49,11 @@ class Run:
     cluster: ``<prefix>@<time>``; inline: the job's name), ``job`` the
     job's, ``mode`` the runner's. A run ends with the process that
     submitted it (cluster jobs run on); wait for it before that process ends.
+    It holds its ``inputs`` until it ends, so earlier results among them keep
+    their files while its tasks read them, whoever else drops them.
     """
 
-    def __init__(self, job: str, mode: str):
+    def __init__(self, job: str, mode: str, inputs: Any = None):
         self.job, self.mode, self.jobname = job, mode, job
         self.log = EventLog()
         self._ended = threading.Event()
@@ -63,7 +65,8 @@ class Run:
         self._interrupt: Callable[[], None] | None = None
         self._events: Callable[[], list[Event]] | None = None
         self._on_end: list[Callable[[Run], None]] = []
-        self._upstream: list[Run] = []  # held, so that their files live while this run reads them
+        # Held until the run ends: results and runs among them keep their files meanwhile.
+        self._inputs = inputs
         self._thread: threading.Thread | None = None
 
     # -- what users call ----------------------------------------------------------------
@@ -184,7 +187,6 @@ class Run:
     def await_inputs(self, upstream: list[Run]) -> None:
         """Wait for the runs this one reads (kill() ends the wait); a JobError naming the
         first of them that did not end ready."""
-        self._upstream = upstream
         for run in upstream:
             while not run.ended(KILL_CHECK):
                 if self._killed.is_set():
@@ -209,7 +211,7 @@ class Run:
             if self._killed.is_set() and not isinstance(outcome, JobDead):
                 outcome = self._killed_error()
             self._traceback = outcome.__traceback__
-        self._outcome, self._upstream = outcome, []
+        self._outcome, self._inputs = outcome, None
         self.log.end("dead" if isinstance(outcome, BaseException) else "ready", self._reason())
         for callback in self._on_end:
             callback(self)
