@@ -65,6 +65,12 @@ def remove_dead_dirs(directory: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def in_process_dir(path: str) -> bool:
+    """Whether ``path`` lies in a process directory of the temporary directory."""
+    relative = os.path.relpath(os.path.abspath(path), tempfile.gettempdir())
+    return not relative.startswith("..") and _owner(relative.split(os.sep, 1)[0]) is not None
+
+
 def _process_dirs(directory: str) -> list[tuple[str, int]]:
     """(name, pid) of each process directory in ``directory``."""
     try:

@@ -118,7 +118,9 @@ class Results:
         """The record files of these results, each a replica list: inputs for another job.
 
         Files on this machine (a local run's) are given as ``file://`` URLs, so
-        any runner here can read them, whichever runner wrote them.
+        any runner here can read them, whichever runner wrote them. They last
+        as long as these results: keep them referenced, and open, until the
+        jobs reading the URLs have run (or pass the results themselves).
         """
         self._check_open()
         expanded: list[list[str]] = []

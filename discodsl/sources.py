@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from discodsl import places
 from discodsl.errors import JobError, SettingsError
 from discodsl.options import MIB
 from discodsl.worker import urls
@@ -58,10 +59,10 @@ def _resolve_one(item: Any) -> list[list[str]]:
         return [[url] for url in _paths(os.fspath(item))]
     if isinstance(item, str):
         if "://" in item:
-            return [[_known_scheme(item)]]
+            return [[_still_there(_known_scheme(item))]]
         return [[url] for url in _paths(item)]
     if isinstance(item, (list, tuple)) and item and all(isinstance(u, str) for u in item):
-        return [[_known_scheme(u) if "://" in u else urls.file_url(u) for u in item]]
+        return [[_still_there(_known_scheme(u)) if "://" in u else urls.file_url(u) for u in item]]
     raise JobError(
         f"input {item!r:.80} is not a path, a URL, a list of replica URLs or an earlier "
         "job's results: pass e.g. inputs=['data/*.txt']"
@@ -78,6 +79,19 @@ def _known_scheme(url: str) -> str:
             "data to a local file or push it to DDFS first)"
         )
     return url
+
+
+def _still_there(url: str) -> str:
+    """``url``; a JobError now if it names a file of an earlier run here that is gone."""
+    path = urls.file_path(url)
+    if path is None or os.path.exists(path) or not places.in_process_dir(path):
+        return url
+    raise JobError(
+        f"input {url!r:.120} is a file of an earlier run whose results were closed or "
+        "garbage-collected, which removed it: keep those results referenced (and not "
+        "closed) until the jobs that read them have run, or pass the results themselves "
+        "as inputs (a run holds them while it runs)"
+    )
 
 
 def _paths(pattern: str) -> list[str]:

@@ -195,6 +195,18 @@ def test_a_run_holds_the_results_it_reads_until_it_ends(what: str) -> None:
     assert dict(run.wait(timeout=120)) == {1: ["y"], 2: ["x"]}
 
 
+@pytest.mark.parametrize("mode", ["inline", "local"])  # a cluster's files are its master's
+def test_record_urls_of_results_closed_since_are_refused_saying_why(mode: str) -> None:
+    dropped = jobs.wordcount.run(["raw://x y x"], mode=mode, progress=False)
+    urls = dropped.record_urls()
+    dropped.close()  # as the garbage collector does to results no one holds
+    with pytest.raises(JobError, match="closed or garbage-collected, which removed it: keep"):
+        jobs.histogram.submit(urls, mode=mode, progress=False)
+    kept = jobs.wordcount.run(["raw://x y x"], mode=mode, progress=False)
+    again = jobs.histogram.run(kept.record_urls(), mode=mode, progress=False)
+    assert dict(again) == {1: ["y"], 2: ["x"]}
+
+
 # -- side by side ---------------------------------------------------------------------
 
 
