@@ -36,7 +36,7 @@ from discodsl import jobpack, places, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.spec import JobSpec, StageSpec
 
-__all__ = ["by_value", "pickle_job", "preflight", "user_modules"]
+__all__ = ["by_value", "frozen", "pickle_job", "preflight", "user_modules"]
 
 PREFLIGHT_TIMEOUT = 60.0
 _INSTALLED = tuple(
@@ -57,6 +57,13 @@ def pickle_job(spec: JobSpec) -> bytes:
         except Exception as exc:
             raise _explain(spec, exc) from exc
     return data
+
+
+def frozen(spec: JobSpec) -> JobSpec:
+    """A copy of ``spec`` as it would ship now: code and globals pickled by value are
+    copied as they are, so later changes to them do not reach it."""
+    loaded: JobSpec = cloudpickle.loads(pickle_job(spec))
+    return loaded
 
 
 def pickle_params(spec: JobSpec) -> bytes:

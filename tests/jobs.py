@@ -315,3 +315,17 @@ def raising_combined() -> list[Any]:
 @job(partitions=2, max_failures=0)
 def partitioned_out_of_range() -> list[Any]:
     return [words, total_in_seven]
+
+
+# a map whose output depends on a module global (a notebook's cell may change it)
+SUFFIX = "A"
+
+
+@map
+def suffixed(record: tuple[str, Any]) -> Iterator[tuple[str, int]]:
+    yield f"{record[0]}{SUFFIX}", 1
+
+
+@job(partitions=1)
+def suffix_job() -> list[Any]:
+    return [suffixed]

@@ -207,6 +207,17 @@ def test_record_urls_of_results_closed_since_are_refused_saying_why(mode: str) -
     assert dict(again) == {1: ["y"], 2: ["x"]}
 
 
+def test_a_chained_run_ships_its_code_and_globals_as_they_were_at_submit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False, params={"seconds": 0.5})
+    second = jobs.suffix_job.submit(first, mode="local", progress=False)
+    monkeypatch.setattr(jobs, "SUFFIX", "B")  # as a later notebook cell would
+    assert list(second.wait(timeout=120)) == [("xA", 1)]
+    third = jobs.suffix_job.submit(first, mode="local", progress=False)
+    assert list(third.wait(timeout=120)) == [("xB", 1)]
+
+
 # -- side by side ---------------------------------------------------------------------
 
 

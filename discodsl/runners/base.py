@@ -125,13 +125,22 @@ class Runner:
             run.start(self._begin(self.prepare(job, inputs, overrides), run), self.background)
             return run
         options = self._options(job, overrides)
+        spec = self._frozen(job.spec(options)) if self.background else None
 
         def chained() -> Results:
             run.await_inputs(upstream)
-            return self._begin(self._plan(job, options, inputs), run)()
+            return self._begin(self._plan(job, options, inputs, spec), run)()
 
         run.start(chained, self.background)
         return run
+
+    @staticmethod
+    def _frozen(spec: JobSpec) -> JobSpec:
+        """``spec`` as it ships now: a run waiting for its inputs ships its stages' code
+        and globals as they were when it was submitted, not when they are ready."""
+        from discodsl import shipping
+
+        return shipping.frozen(spec)
 
     def prepare(self, job: Job, inputs: Inputs, overrides: Mapping[str, Any]) -> Plan:
         """The run's plan: options validated, spec built, inputs resolved, once each."""
@@ -140,9 +149,12 @@ class Runner:
     def _options(self, job: Job, overrides: Mapping[str, Any]) -> JobOptions:
         return self._adapt(validate_options(job.options, **overrides))
 
-    def _plan(self, job: Job, options: JobOptions, inputs: Inputs) -> Plan:
+    def _plan(
+        self, job: Job, options: JobOptions, inputs: Inputs, spec: JobSpec | None = None
+    ) -> Plan:
         each = [(item, self._here(found)) for item, found in sources.resolve_each(inputs)]
-        plan = Plan(job, options, job.spec(options), [urls for _, found in each for urls in found])
+        spec = spec or job.spec(options)
+        plan = Plan(job, options, spec, [urls for _, found in each for urls in found])
         return self._look_up(plan, each) if options.cache else plan
 
     def _look_up(self, plan: Plan, each: list[tuple[Any, list[list[str]]]]) -> Plan:
