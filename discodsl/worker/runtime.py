@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from discodsl.worker import counters, mainclasses, messages, report
+from discodsl.worker import counters, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
 from discodsl.worker.errors import RemoteProtocolError, retryable
 from discodsl.worker.execute import TaskSetup, WrittenFile, run_task
@@ -244,7 +244,7 @@ def _unpickle(pickled: bytes) -> JobSpec:
         ) from exc
     if not isinstance(job, JobSpec):
         raise FatalJobError(f"jobdata holds a {type(job).__name__}, not a JobSpec: rebuild it")
-    mainclasses.adopt(job)
+    shipped_classes.adopt(job)
     return job
 
 

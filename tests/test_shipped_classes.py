@@ -1,5 +1,6 @@
-"""Classes defined in a script's or notebook's ``__main__`` travel inside records, in every mode:
-a worker puts those its job reaches on its own ``__main__`` (discodsl.worker.mainclasses)."""
+"""Classes shipped by value (defined in a script's or notebook's ``__main__``, or in a module of
+the user's own) travel inside records, in every mode: a worker gives those its job reaches their
+name (discodsl.worker.shipped_classes)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import subprocess
 import sys
 import textwrap
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from discodsl.worker import mainclasses
+from discodsl.worker import shipped_classes
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent(
     """
-    import dataclasses, os, sys
+    import dataclasses
     from typing import NamedTuple
     from discodsl import job, map, reduce
 
@@ -58,26 +60,34 @@ SCRIPT = textwrap.dedent(
     @job(partitions=2, params={"weight": Weight(3)})
     def counts():
         return [val, tot]
-
-    results = sorted(counts.run(inputs=["raw://a b a"], mode=sys.argv[1], progress=False))
-    assert results == [
-        (Key("a"), Stat(2)), (Key("b"), Stat(1)), (Key("params"), Weight(3))
-    ], results
-    print("ok", type(results[0][0]) is Key, type(results[0][1]) is Stat)
     """
 )
 
 
+RUNS = """
+import sys
+results = sorted(counts.run(inputs=["raw://a b a"], mode=sys.argv[1], progress=False))
+assert results == [
+    (Key("a"), Stat(2)), (Key("b"), Stat(1)), (Key("params"), Weight(3))
+], results
+print("ok", type(results[0][0]) is Key, type(results[0][1]) is Stat)
+"""
+
+
 @pytest.mark.parametrize("mode", ["local", "inline", "cluster"])
-def test_classes_of_a_scripts_main_travel_in_keys_values_and_params(
-    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+@pytest.mark.parametrize("where", ["__main__", "a module of the user's"])
+def test_shipped_classes_travel_in_keys_values_and_params(
+    tmp_path: Path, mode: str, where: str, request: pytest.FixtureRequest
 ) -> None:
     if mode == "cluster":
         request.getfixturevalue("cluster_env")  # DISCO_MASTER: the test master
-    script = tmp_path / "script.py"
-    script.write_text(SCRIPT)
+    if where == "__main__":
+        (tmp_path / "script.py").write_text(SCRIPT + RUNS)
+    else:
+        (tmp_path / "userjob.py").write_text(SCRIPT)
+        (tmp_path / "script.py").write_text("from userjob import *\n" + RUNS)
     done = subprocess.run(
-        [sys.executable, str(script), mode],
+        [sys.executable, "script.py", mode],
         capture_output=True,
         text=True,
         timeout=180,
@@ -135,42 +145,73 @@ def test_a_class_reached_through_each_kind_of_reference_is_adopted(
     main: types.ModuleType, how: str, root: Any
 ) -> None:
     cls = _main_class("Found")
-    mainclasses.adopt(root(cls))
+    shipped_classes.adopt(root(cls))
     assert main.Found is cls  # type: ignore[attr-defined]
 
 
 def test_a_class_reached_from_another_main_class_is_adopted(main: types.ModuleType) -> None:
     inner = _main_class("Inner")
     outer = type("Outer", (), {"__module__": "__main__", "make": _closure_over(inner)})
-    mainclasses.adopt(outer)
+    shipped_classes.adopt(outer)
     assert main.Outer is outer and main.Inner is inner  # type: ignore[attr-defined]
 
 
-def test_names_taken_nested_classes_and_other_modules_are_left_alone(
-    main: types.ModuleType,
-) -> None:
+def test_names_taken_nested_and_local_classes_are_left_alone(main: types.ModuleType) -> None:
     taken = _main_class("taken")
     nested = _main_class("Nested", "Outer.Nested")
     local = _main_class("Local", "f.<locals>.Local")
-    elsewhere = type("Elsewhere", (), {"__module__": "somewhere"})
-    mainclasses.adopt([taken, nested, local, elsewhere])
+    shipped_classes.adopt([taken, nested, local])
     assert main.taken == "the runtime's"  # type: ignore[attr-defined]
     assert not hasattr(main, "Nested") and not hasattr(main, "Local")
-    assert not hasattr(main, "Elsewhere")
 
 
-def test_a_function_from_a_module_is_not_looked_into(main: types.ModuleType) -> None:
-    # The worker imports such a function's module; its classes are named from there.
-    cls = _main_class("Hidden")
-    function = _closure_over(cls)
-    function.__module__ = "a_module"
-    mainclasses.adopt(function)
-    assert not hasattr(main, "Hidden")
+@pytest.fixture
+def unloaded() -> Iterator[str]:
+    """The name of a module not loaded here; whatever adopt() makes of it goes after."""
+    name = "a_module_of_the_users"
+    assert name not in sys.modules
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_a_class_of_a_module_not_loaded_here_gets_a_module_made_for_it(unloaded: str) -> None:
+    cls = type("Rec", (), {"__module__": unloaded})
+    other = type("Other", (), {"__module__": unloaded})
+    shipped_classes.adopt([cls])
+    shipped_classes.adopt([other])
+    module = sys.modules[unloaded]
+    assert module.Rec is cls and module.Other is other  # type: ignore[attr-defined]
+    assert getattr(module, shipped_classes.MARK)
+
+
+def test_loaded_modules_and_dotted_names_are_left_alone(main: types.ModuleType) -> None:
+    loaded = type("Imposter", (), {"__module__": "json"})
+    dotted = type("Rec", (), {"__module__": "a_package_of_the_users.jobs"})
+    shipped_classes.adopt([loaded, dotted])
+    assert not hasattr(sys.modules["json"], "Imposter")
+    assert "a_package_of_the_users.jobs" not in sys.modules
+
+
+def test_a_function_of_a_loaded_module_is_not_looked_into(
+    unloaded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pickled by reference, it runs in its module: what it names is named from there.
+    cls = type("Hidden", (), {"__module__": unloaded})
+    loaded = types.ModuleType("a_loaded_module")
+    loaded.Hidden = cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "a_loaded_module", loaded)
+    function = types.FunctionType(_function_naming(cls).__code__, vars(loaded))
+    function.__module__ = "a_loaded_module"
+    shipped_classes.adopt(function)
+    assert unloaded not in sys.modules
+    shipped_classes.adopt(_function_naming(cls))  # shipped by value: its globals are its own
+    assert sys.modules[unloaded].Hidden is cls  # type: ignore[attr-defined]
 
 
 def test_a_huge_container_is_looked_into_only_so_far(main: types.ModuleType) -> None:
     cls = _main_class("Deep")
-    mainclasses.adopt([cls(), *range(1000, 1000 + mainclasses.LIMIT)])  # looked into from the end
+    many = range(1000, 1000 + shipped_classes.LIMIT)
+    shipped_classes.adopt([cls(), *many])  # a list is looked into from its end
     assert not hasattr(main, "Deep")
-    mainclasses.adopt([*range(1000, 1000 + mainclasses.LIMIT), cls()])
+    shipped_classes.adopt([*many, cls()])
     assert main.Deep is cls  # type: ignore[attr-defined]

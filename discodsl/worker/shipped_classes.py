@@ -1,0 +1,139 @@
+"""Classes shipped by value with a job, made nameable in a worker so that records can carry them.
+
+Stage code written in a script, a notebook or a module of the user's own
+defines its classes in ``__main__`` or in a module the nodes cannot import;
+cloudpickle ships such classes by value with the job. But the records a task
+writes are pickled with plain :mod:`pickle`, which names a class by module
+and qualified name (``__main__.Stat``, ``myjob.Rec``) and must find that very
+class there; so must the task that reads them back. :func:`adopt` gives each
+such class the job reaches that name in the worker:
+
+- a class of ``__main__`` goes on the worker's ``__main__`` (the runtime's),
+  unless a name of the runtime's is in the way (inline runs load nothing: the
+  client's own classes are there already);
+- a class of a module not loaded here goes into a module of that name made
+  for it, holding the shipped classes only (a module the worker has loaded
+  for real is left alone, as is a dotted module name, whose package a
+  pickle would import).
+
+Classes that pickle cannot name anyway (``Outer.Inner``, ``f.<locals>.C``) are
+left alone. Records unpickle in the client against its own classes.
+
+Not here: how the job is shipped (:mod:`discodsl.shipping`), loaded
+(:mod:`discodsl.worker.runtime`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Iterator
+from types import FunctionType, MethodType, ModuleType
+from typing import Any
+
+# Objects looked into at most: a job's stages and params reach few, a huge params
+# container many; past this the rest of it is not looked into.
+LIMIT = 10_000
+# Set on a module made here to hold shipped classes.
+MARK = "__discodsl_shipped__"
+
+
+def adopt(*roots: Any) -> None:
+    """Give each top-level class shipped by value that ``roots`` reach its name here."""
+    for cls in _shipped(roots):
+        name = cls.__qualname__
+        if "." in name or "<" in name:
+            continue
+        module = _home(cls.__module__)
+        if module is not None and not hasattr(module, name):
+            setattr(module, name, cls)
+
+
+def _home(name: str) -> ModuleType | None:
+    """Where a shipped class of module ``name`` goes, if anywhere."""
+    if name == "__main__":
+        return sys.modules["__main__"]
+    if "." in name:
+        return None
+    module = sys.modules.get(name)
+    if module is None:
+        module = ModuleType(name, "Classes shipped by value with a discodsl job.")
+        setattr(module, MARK, True)
+        sys.modules[name] = module
+    return module if getattr(module, MARK, False) else None
+
+
+def _by_value(cls: type) -> bool:
+    """Whether ``cls`` came by value: a class of ``__main__``, or one its module does not
+    hold (a class pickled by reference was looked up in its loaded module)."""
+    module = sys.modules.get(cls.__module__)
+    return cls.__module__ == "__main__" or getattr(module, cls.__qualname__, None) is not cls
+
+
+def _shipped(roots: tuple[Any, ...]) -> Iterator[type]:
+    """The classes shipped by value among what ``roots`` refer to, directly or not."""
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo and len(seen) < LIMIT:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, type):
+            if _by_value(item):
+                yield item
+                todo.extend(vars(item).values())
+            continue
+        if _by_value(type(item)):
+            todo.append(type(item))
+        todo.extend(_inside(item))
+
+
+def _inside(item: Any) -> list[Any]:
+    """What ``item`` refers to that may lead to a class shipped by value."""
+    if isinstance(item, FunctionType):
+        return _of_function(item)
+    if isinstance(item, (staticmethod, classmethod, MethodType)):
+        return [item.__func__]
+    if isinstance(item, functools.partial):
+        return [item.func, *item.args, *item.keywords.values()]
+    if isinstance(item, dict):
+        return [*item.keys(), *item.values()]
+    if isinstance(item, (list, tuple, set, frozenset)):
+        return list(item)
+    fields = getattr(item, "__dataclass_fields__", None)
+    if fields is not None and type(item).__module__.startswith("discodsl."):
+        return [getattr(item, name) for name in fields]  # the job's own specs
+    return []
+
+
+def _of_function(function: FunctionType) -> list[Any]:
+    """The globals a function shipped by value names, its closure and its defaults (a
+    function pickled by reference runs in its loaded module: its classes are there)."""
+    module = sys.modules.get(function.__module__)
+    if function.__module__ != "__main__" and function.__globals__ is getattr(
+        module, "__dict__", None
+    ):
+        return []
+    code_globals = function.__globals__
+    found = [code_globals[name] for name in _names(function.__code__) if name in code_globals]
+    found.extend(cell.cell_contents for cell in function.__closure__ or () if _filled(cell))
+    found.extend(function.__defaults__ or ())
+    found.extend((function.__kwdefaults__ or {}).values())
+    return found
+
+
+def _names(code: Any) -> Iterator[str]:
+    """The global names ``code`` and the code nested in it refer to."""
+    yield from code.co_names
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            yield from _names(const)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises ValueError
+    except ValueError:
+        return False
+    return True
