@@ -41,3 +41,21 @@ def slow(line: str) -> Iterator[tuple[str, int]]:
 @job
 def sleepy() -> list[Any]:
     return [slow]
+
+
+class Halt(BaseException):
+    """A stage's own exception outside Exception's tree."""
+
+
+HALTS = {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit, "Halt": Halt}
+
+
+@map
+def halts(line: str) -> Iterator[tuple[str, int]]:
+    yield "before", 1
+    raise HALTS[line]("stopped here")
+
+
+@job(max_failures=3)
+def halting() -> list[Any]:
+    return [halts]

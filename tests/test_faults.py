@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import map
+from discodsl import TaskFailed, map
 from tests import fault_jobs
 
 
@@ -154,3 +154,13 @@ def test_no_space_left_names_the_path_and_keeps_no_partial_output(tmp_path: Path
 
 def _no_space(data: bytes) -> int:
     raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("kind", sorted(fault_jobs.HALTS))
+def test_a_base_exception_a_stage_raises_fails_its_job_at_once_naming_it(kind: str) -> None:
+    run = fault_jobs.halting.submit([f"raw://{kind}"], mode="local", progress=False)
+    with pytest.raises(TaskFailed, match=rf"record 0: .*{kind}: stopped here \(not retried"):
+        run.wait(timeout=120)
+    assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
+    with pytest.raises(fault_jobs.HALTS[kind], match="stopped here"):
+        fault_jobs.halting.run([f"raw://{kind}"], mode="inline", progress=False)

@@ -376,13 +376,15 @@ def _user_code(task: TaskSetup, where: Position) -> Iterator[None]:
         exc.url = exc.url or where.url
         exc.record = exc.record if exc.record >= 0 else where.record
         raise
-    except DataError:
-        raise  # an unreadable input is not the stage's fault: it names the URL itself
-    except Exception as exc:
+    except (DataError, SystemExit):
+        # An unreadable input is not the stage's fault: it names the URL itself. A stage
+        # that exits ends its worker, as in Disco (the runner says how it ended).
+        raise
+    except BaseException as exc:  # KeyboardInterrupt, GeneratorExit, its own: the stage's
         raise _wrap(task, where, exc) from exc
 
 
-def _wrap(task: TaskSetup, where: Position, exc: Exception) -> StageError:
+def _wrap(task: TaskSetup, where: Position, exc: BaseException) -> StageError:
     stage = task.stage.name
     place = f" on input {where.url!r}" if where.url else ""
     place += f", record {where.record}" if where.url and where.record >= 0 else ""
