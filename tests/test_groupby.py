@@ -577,3 +577,22 @@ def test_group_sorted_nan_keys_met_only_after_the_first_spill(tmp_path: Path) ->
     assert nans == 100
     assert counts == {k: len(v) for k, v in reference(records).items() if k == k}
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("one", [{1}, frozenset({1})], ids=["a set: sorted", "all hashable"])
+def test_keys_that_order_come_first_ascending_then_those_that_do_not(
+    tmp_path: Path, one: Any
+) -> None:
+    nan = float("nan")
+    keys: list[Any] = [3.0, nan, frozenset({2}), 1.0, (2.0, nan), 2.0, float("nan"), one]
+    records = [(key, i) for i, key in enumerate(keys)]
+    runs = [
+        [key for key, _ in drain(group_sorted(order, budget=HUGE, tmpdir=str(tmp_path)))]
+        for order in (records, records[::-1])
+    ]
+    for got in runs:
+        assert got[:3] == [1.0, 2.0, 3.0]
+        assert len(got) == 8 and {repr(key) for key in got[3:]} == {
+            "nan", repr(one), "frozenset({2})", "(2.0, nan)"
+        }
+    assert [repr(key) for key in runs[0]] == [repr(key) for key in runs[1]]  # their own order

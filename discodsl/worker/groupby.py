@@ -53,7 +53,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import suppress
-from itertools import chain, groupby, islice, repeat
+from itertools import chain, compress, groupby, islice, repeat
 from operator import itemgetter
 from typing import IO, Any, TypeVar
 
@@ -137,13 +137,12 @@ def _group_sorted(
             for key in _sorted_keys(groups, buffer, stage):
                 yield key, iter(groups[key])
             return
-        if not _ordered(buffer):  # sets (not hashable)
-            yield from _by_encodings(iter(buffer), budget, tmpdir, stage)
-            return
+        unordered = [] if _ordered(buffer) else _without_order(buffer)  # sets: unhashable
         ordered = _sorted(buffer, stage)  # lists, keys that fail, records not pairs
         for key, group in groupby(ordered, _KEY):
             yield key, map(_VALUE, group)
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
+        yield from _by_encodings(iter(unordered), budget, tmpdir, stage)
         return
     scratch = _Scratch(tmpdir)
     chunks: Iterator[list[Record]] = iter(())
@@ -194,6 +193,21 @@ def _ordered(buffer: list[Record]) -> bool:
         return True
 
 
+def _without_order(buffer: list[Record]) -> list[Record]:
+    """Take the records whose keys have no order out of ``buffer`` (which keeps the others,
+    in order), and give them; all of them if a record is not a pair (the grouping by
+    encodings names it)."""
+    try:
+        keep = list(map(_totally_ordered, map(_KEY, buffer)))
+    except (TypeError, IndexError, KeyError):
+        taken = buffer[:]
+        buffer.clear()
+        return taken
+    taken = list(compress(buffer, (not k for k in keep)))
+    buffer[:] = compress(buffer, keep)
+    return taken
+
+
 def _totally_ordered(key: Any) -> bool:
     """Whether ``key`` sorts among its kind in a total order: not a set (ordered by subset),
     not NaN (unordered), nor a tuple or list holding one."""
@@ -210,9 +224,18 @@ def _totally_ordered(key: Any) -> bool:
 
 
 def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str) -> list[Any]:
-    """The keys of ``groups`` in ascending order; keys that do not compare: a StageError."""
+    """The keys of ``groups`` in ascending order, then those with no order (NaN, sets, which
+    equal none of the others) in their encodings' order; keys that do not compare: a
+    StageError."""
+    keys: list[Any] = list(groups)
+    unordered: list[Any] = []
+    if not all(map(_totally_ordered, keys)):
+        unordered = [key for key in keys if not _totally_ordered(key)]
+        keys = [key for key in keys if _totally_ordered(key)]
+        serial = itertools.count()
+        unordered.sort(key=lambda key: _sort_key(key, stage, serial))
     try:
-        return sorted(groups)
+        return sorted(keys) + unordered
     except TypeError as err:
         buffer += ((key, values[0]) for key, values in groups.items())
         raise _sort_error(stage, buffer, err) from err
