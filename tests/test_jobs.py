@@ -572,3 +572,13 @@ def test_combiner_folds_while_counting_and_after(monkeypatch: pytest.MonkeyPatch
     combiner.consume_map(mapped, produce, ["1"] * 45 + ["2"] * 15)
     assert dict(combiner._combined()) == {"a": 45 + 2 * 15, "b": 45, "c": 2 * 15}
     assert not combiner.counting and max(folds) > 1
+
+
+@pytest.mark.parametrize("given", ["path", "glob", "directory"])
+def test_a_file_whose_name_is_not_utf8_is_read(tmp_path: Path, mode: str, given: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"bad\xffname.txt")  # a byte no UTF-8 name has
+    (folder / name).write_text("p q p\n")
+    inputs = {"path": str(folder / name), "glob": str(folder / "bad*"), "directory": str(folder)}
+    assert dict(jobs.wordcount.run([inputs[given]], mode=mode, progress=False)) == {"p": 2, "q": 1}

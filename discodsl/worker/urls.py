@@ -73,13 +73,13 @@ def file_path(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme != "file" or parts.fragment:
         return None
-    return unquote(parts.path)
+    return unquote(parts.path, errors="surrogateescape")  # a name's bytes, UTF-8 or not
 
 
 def file_target(rest: str) -> tuple[str, tuple[int, int] | None]:
     """The path and byte range of ``file://REST``; ValueError for an unknown fragment."""
     quoted, _, fragment = rest.partition("#")
-    path = unquote(quoted)
+    path = unquote(quoted, errors="surrogateescape")
     if not fragment:
         return path, None
     match = _RANGE.fullmatch(fragment)
