@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     command: Command = args.command
     try:
         status = command(args)
-        sys.stdout.flush()  # now, so that a reader that left is seen here, not at exit
+        _flush_stdout()  # now, so that a reader that left is seen here, not at exit
         return status
     except DiscoDSLError as exc:
         _report(exc, args)
@@ -110,14 +110,41 @@ def main(argv: list[str] | None = None) -> int:
 
 def _reader_left() -> int:
     """Stdout's reader left (``discodsl run ... | head -1``): stop quietly, as ``cat``
-    would. What stdout still holds goes to /dev/null, so that the interpreter's own flush
-    at exit does not fail again."""
+    would."""
+    _abandon_stdout()
+    return READER_LEFT
+
+
+def _abandon_stdout() -> None:
+    """What stdout still holds goes to /dev/null, so that the interpreter's own flush at
+    exit does not fail again."""
     descriptor = _fileno(sys.stdout)
     if descriptor is not None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, descriptor)
         os.close(devnull)
-    return READER_LEFT
+
+
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[None]:
+    """Writing to stdout in the block: a JobError if it cannot be written (a full disk,
+    an I/O error), saying so; a reader that left is left to :func:`main`."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _abandon_stdout()
+        raise JobError(
+            f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
+            "or another device instead (discodsl run: -o FILE)"
+        ) from exc
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:
+        with _writing_stdout():
+            sys.stdout.flush()
 
 
 def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
@@ -839,7 +866,8 @@ def _stdout_to_stderr() -> Iterator[None]:
     and, when that is file descriptor 1, through the descriptor (``os.write``, C code, child
     processes) too."""
     stdout = sys.stdout
-    stdout.flush()
+    if stdout is not None:
+        stdout.flush()
     if isinstance(stdout, io.TextIOWrapper) and _fileno(stdout) == 1:
         with _descriptor_1_to_stderr(stdout):
             yield
@@ -879,9 +907,14 @@ def _fileno(stream: IO[str]) -> int | None:
 
 @contextlib.contextmanager
 def _output(name: str | None) -> Iterator[IO[str]]:
-    """``-o FILE`` opened for writing, or stdout (left open)."""
+    """``-o FILE`` opened for writing, or stdout (left open); a JobError if it cannot be
+    written (closed, a full disk), saying so."""
     if name is None:
-        yield sys.stdout
+        if sys.stdout is None:
+            raise JobError("standard output is closed: write the results with -o FILE")
+        with _writing_stdout():
+            yield sys.stdout
+            sys.stdout.flush()
         return
     try:
         handle = open(name, "w", encoding="utf-8")  # noqa: SIM115 - closed below
@@ -930,7 +963,7 @@ def _reads_as_literal(text: str) -> bool:
 def _starts_with_a_name(text: str) -> bool:
     """Text led by a name that is no None/True/False nor a b'' or r"" prefix: no literal."""
     word = _WORD.match(text)
-    if word is None or word[1] in ("None", "True", "False"):
+    if word is None or word[1] in ("None", "True", "False", "set"):  # set(): an empty set
         return False
     return not (len(word[1]) <= 2 and word[2] in ("'", '"'))
 

@@ -307,6 +307,7 @@ RECORDS = [
     ("tab\\there", "new\\nline\\r"), ("back\\\\slash", "'quoted'"), ("b'x'", b"x"),
     (("k", 1), b"bytes"), ("set", {1, 2}), ("list", [1, ("t",)]), ("  spaced ", 1.5),
     ("dict", {"a": [None]}), ("tagged", {"repr": "x"}), ("intkeys", {1: 2}),
+    ("set()", set()),
 ]
 
 

@@ -147,3 +147,33 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(workdir: Path, mode
     while _workers_under(workdir / "tmp") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _workers_under(workdir / "tmp") == []
+
+
+@pytest.mark.parametrize(
+    ("stdout", "says"),
+    [
+        ("closed", "standard output is closed: write the results with -o FILE"),
+        (
+            "/dev/full",
+            "cannot write to standard output: No space left on device; send it to a file or "
+            "another device instead (discodsl run: -o FILE)",
+        ),
+    ],
+)
+def test_results_that_cannot_be_written_to_stdout_end_in_one_line(
+    workdir: Path, stdout: str, says: str
+) -> None:
+    (workdir / "in.txt").write_text("a b c\na a\n")
+    command = " ".join(discodsl("run", "cli_output_job.py:quiet", "in.txt", "--inline"))
+    redirect = ">&-" if stdout == "closed" else "> /dev/full"
+    done = subprocess.run(
+        f"exec {command} {redirect}",
+        shell=True,
+        cwd=workdir,
+        env=environment(workdir),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"discodsl: error: {says}"], done.stderr
