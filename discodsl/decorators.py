@@ -137,6 +137,17 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
             f"{kind} {name!r} takes ({', '.join(p.name for p in positional)}) but a {kind} is "
             f"called with ({', '.join(required)}[, params]): write e.g. `{example}`"
         )
+    keyword_only = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+    ]
+    if keyword_only:
+        raise JobError(
+            f"{kind} {name!r} has the keyword-only parameter {keyword_only[0]!r} with no "
+            f"default, which no call passes (a {kind} is called with "
+            f"({', '.join(required)}[, params]), positionally): write e.g. `{example}`"
+        )
     return with_params
 
 

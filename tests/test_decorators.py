@@ -141,9 +141,16 @@ def test_partial_and_lambda() -> None:
         (lambda: map(grouping="shuffle")(lambda line: None), "use one of split"),
         (lambda: reduce(init=3)(lambda k, v: None), "init= must be a function"),
         (lambda: map(42), "decorates a function"),
+        (
+            lambda: map(lambda line, *, params: None),
+            "has the keyword-only parameter 'params' with no default, which no call passes",
+        ),
+        (lambda: reduce(lambda k, v, *, n: None), "keyword-only parameter 'n' with no default"),
     ],
 )
 def test_bad_stages_fail_at_decoration(build: Any, message: str) -> None:
+    # A keyword-only parameter with a default is fine: nothing needs to pass it.
+    assert map(lambda line, *, sep=" ": None).kind == "map"
     with pytest.raises(JobError, match=message.replace("(", r"\(").replace("[", r"\[")):
         build()
 
