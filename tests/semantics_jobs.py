@@ -171,3 +171,21 @@ def strings_map_reduce() -> list[Any]:
 @job(partitions=2)
 def strings_map_combined() -> list[Any]:
     return [yields_strings, combined_tally]
+
+
+# counts from threads the stage code starts (they do not inherit its context)
+@map
+def counts_in_threads(line: str) -> Iterator[tuple[str, int]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from discodsl import count
+
+    words = line.split()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda word: [count("inner") for _ in range(500)], words))
+    yield line, len(words)
+
+
+@job(partitions=1)
+def threaded_counts() -> list[Any]:
+    return [counts_in_threads]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,28 +18,38 @@ from contextvars import ContextVar
 PREFIX = "discodsl-counters: "
 # A worker process runs one task, so its counts live in one dict; a task run in the
 # caller's process (inline) gets a dict of its own through this context variable, so
-# runs in several threads do not mix their counts.
+# runs in several threads do not mix their counts. A thread the stage code starts does
+# not inherit the variable: its counts go to the one task running in this process's
+# threads, if there is just one (else to the process's dict, as in a worker).
 _process_counts: dict[str, int] = {}
 _task_counts: ContextVar[dict[str, int] | None] = ContextVar("discodsl_counts", default=None)
+_running: list[dict[str, int]] = []  # the counts of each task counting() is around
+_lock = threading.Lock()  # stage code may count from several threads at once
 
 
 def count(name: str, amount: int = 1) -> None:
     """Add ``amount`` to the counter ``name`` (summed over all tasks of the job)."""
     counts = _task_counts.get()
     if counts is None:
-        counts = _process_counts
-    counts[name] = counts.get(name, 0) + amount
+        counts = _running[0] if len(_running) == 1 else _process_counts
+    with _lock:
+        counts[name] = counts.get(name, 0) + amount
 
 
 @contextmanager
 def counting() -> Iterator[dict[str, int]]:
-    """Collect the counts of the code run inside (in this thread) into a new dict."""
+    """Collect the counts of the code run inside (in this thread, and in threads it starts
+    while no other task counts) into a new dict."""
     counts: dict[str, int] = {}
     token = _task_counts.set(counts)
+    with _lock:
+        _running.append(counts)
     try:
         yield counts
     finally:
         _task_counts.reset(token)
+        with _lock:
+            _running[:] = [other for other in _running if other is not counts]
 
 
 def status(text: str) -> None:
@@ -48,8 +59,9 @@ def status(text: str) -> None:
 
 def take() -> dict[str, int]:
     """The counts so far, resetting them (one task's worth)."""
-    counts = dict(_process_counts)
-    _process_counts.clear()
+    with _lock:
+        counts = dict(_process_counts)
+        _process_counts.clear()
     return counts
 
 
