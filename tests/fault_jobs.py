@@ -59,3 +59,14 @@ def halts(line: str) -> Iterator[tuple[str, int]]:
 @job(max_failures=3)
 def halting() -> list[Any]:
     return [halts]
+
+
+@map
+def raises_a_huge_message(line: str) -> Iterator[tuple[str, int]]:
+    raise ValueError("start " + "x" * 10_000_000 + " end")
+    yield line, 1
+
+
+@job
+def huge_message() -> list[Any]:
+    return [raises_a_huge_message]

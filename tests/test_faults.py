@@ -164,3 +164,14 @@ def test_a_base_exception_a_stage_raises_fails_its_job_at_once_naming_it(kind: s
     assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
     with pytest.raises(fault_jobs.HALTS[kind], match="stopped here"):
         fault_jobs.halting.run([f"raw://{kind}"], mode="inline", progress=False)
+
+
+def test_a_huge_exception_message_reaches_the_user_cut_to_its_start_and_end(mode: str) -> None:
+    with pytest.raises((TaskFailed, ValueError)) as info:
+        fault_jobs.huge_message.run(["raw://x"], mode=mode, progress=False)
+    text = str(info.value)
+    if mode == "inline":  # the exception itself, in the caller's process
+        assert len(text) > 10_000_000
+        return
+    assert "ValueError: start xxx" in text and "characters cut ...]" in text and " end" in text
+    assert len(text) < 20_000

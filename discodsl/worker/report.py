@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 MARKER = "discodsl-error: "
+# Characters of an exception's message and of its traceback a failure keeps (a master
+# keeps the message among its events, and a frame has a size limit): the start and end.
+SUMMARY_LIMIT = 8 * 1024
+TRACEBACK_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,26 @@ def describe(exc: BaseException, *, stage: str, taskid: int, retry: bool = True)
     wrapped = getattr(exc, "exc_type", "") and exc.__cause__ is not None
     cause = exc.__cause__ if wrapped and exc.__cause__ is not None else exc
     return Failure(
-        summary=str(exc) or type(exc).__name__,
+        summary=_cut(str(exc) or type(exc).__name__, SUMMARY_LIMIT),
         exc_type=getattr(exc, "exc_type", "") or type(exc).__name__,
         stage=getattr(exc, "stage", "") or stage,
         taskid=taskid,
         url=getattr(exc, "url", "") or "",
         record=_int(getattr(exc, "record", -1)),
-        traceback="".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+        traceback=_cut(
+            "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+            TRACEBACK_LIMIT,
+        ),
         retry=retry,
     )
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its start and end with a note of how much was cut between them."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}[... {len(text) - 2 * half} characters cut ...]{text[-half:]}"
 
 
 def _int(value: Any) -> int:
