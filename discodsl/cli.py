@@ -218,6 +218,12 @@ class _Parser(argparse.ArgumentParser):
             self._intermixing = False
 
 
+def _version() -> str:
+    from discodsl import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every subcommand; ``args.command`` is the function to call."""
     common = argparse.ArgumentParser(add_help=False)
@@ -238,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="discodsl",
         parents=[common],
         description="Run discodsl jobs here or on a Disco 0.5.4 cluster, and manage them.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"discodsl {_version()} (for Disco 0.5.4)"
     )
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
     _add_run(sub, common)
@@ -437,6 +446,8 @@ def import_job(text: str) -> Job:
     module_name, _, name = text.partition(":")
     if module_name.endswith(".py") or os.sep in module_name:
         path = Path(module_name).resolve()
+        if not path.is_file():
+            raise JobError(f"{text}: there is no file {path}: give the path of a .py file")
         module_name, where = path.stem, str(path.parent)
     else:
         where = os.getcwd()

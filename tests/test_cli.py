@@ -82,6 +82,13 @@ def test_python_m_discodsl_help() -> None:
         assert re.search(rf"^    {command}\s", done.stdout, re.MULTILINE), command
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from discodsl import __version__
+
+    out, _ = run(capsys, "--version")
+    assert out == f"discodsl {__version__} (for Disco 0.5.4)\n"
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -581,3 +588,17 @@ def test_status_counts_a_stages_pending_tasks_once(capsys: pytest.CaptureFixture
     info = {"active": "active", "timestamp": "2026/12/04 03:00:00", "pipeline": [row]}
     cli._print_status(argparse.Namespace(json=False), "j@1:2:3", info)
     assert "s                0/3 done, 1 running, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("no_such_file.py:job", ["no_such_file.py:job: there is no file", "a .py file"]),
+        ("no_such_module:job", ["cannot import 'no_such_module'", "run discodsl from"]),
+    ],
+)
+def test_a_job_that_cannot_be_found_is_named(
+    capsys: pytest.CaptureFixture[str], spec: str, words: list[str]
+) -> None:
+    _, err = run(capsys, "run", "--inline", spec, "raw://x", status=1)
+    one_error(err, *words)
