@@ -219,9 +219,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
-    from discodsl import __version__
+    import discodsl
 
-    return __version__
+    return discodsl.__version__
 
 
 def build_parser() -> argparse.ArgumentParser:
