@@ -183,13 +183,14 @@ def _read_header(data: bytes) -> tuple[int, int, int]:
     if len(data) < _FIXED.size:
         raise JobpackError(
             f"header: only {len(data)} bytes, fewer than the {_FIXED.size} of magic, version and "
-            "offsets; these bytes are not a jobpack: build one with encode()"
+            "offsets; these bytes are not a jobpack: build one with `discodsl jobpack build` or "
+            "jobpack.encode()"
         )
     magic, version, jobdict_at, jobenvs_at, jobhome_at, jobdata_at = _FIXED.unpack_from(data)
     if magic != MAGIC:
         raise JobpackError(
             f"magic: {magic:#06x} where a jobpack starts with 0xd5c0; these bytes are not a "
-            "Disco jobpack: build one with encode()"
+            "Disco jobpack: build one with `discodsl jobpack build` or jobpack.encode()"
         )
     if version != VERSION:
         raise JobpackError(_version_problem(version))
@@ -201,7 +202,8 @@ def _version_problem(version: int) -> str:
     if version == 1:
         return (
             "version: 1 is the legacy (Disco 0.4) jobdict with 'input' and 'map?'; discodsl "
-            "reads and writes version 2 only: rebuild the jobpack with encode()"
+            "reads and writes version 2 only: rebuild it with `discodsl jobpack build` or "
+            "jobpack.encode()"
         )
     return f"version: {version} is not supported; Disco 0.5.4 and discodsl use version 2"
 

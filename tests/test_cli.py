@@ -275,6 +275,9 @@ def test_refused_jobpack(
     assert "jobpack show" in hint
     _, err = run(capsys, "jobpack", "show", str(bad), status=1)
     one_error(err, "header")
+    bad.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    _, err = run(capsys, "jobpack", "show", str(bad), status=1)
+    one_error(err, "not a Disco jobpack: build one with `discodsl jobpack build`")
 
 
 def test_dead_job(cluster_env: str, capsys: pytest.CaptureFixture[str]) -> None:
