@@ -582,3 +582,19 @@ def test_a_file_whose_name_is_not_utf8_is_read(tmp_path: Path, mode: str, given:
     (folder / name).write_text("p q p\n")
     inputs = {"path": str(folder / name), "glob": str(folder / "bad*"), "directory": str(folder)}
     assert dict(jobs.wordcount.run([inputs[given]], mode=mode, progress=False)) == {"p": 2, "q": 1}
+
+
+@pytest.mark.parametrize("first_mode", ["local", "cluster"])
+def test_dir_urls_of_a_run_as_inputs_give_every_partition(
+    first_mode: str, mode: str, request: pytest.FixtureRequest
+) -> None:
+    # Each index lists its files under their partitions' labels; a job reading it as its
+    # input reads them all, as Disco's own client expands dir:// inputs before submitting.
+    if first_mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    words = " ".join(f"w{i}" for i in range(40))
+    first = jobs.wordcount.run([f"raw://{words} w1"], mode=first_mode, progress=False)
+    assert all(url.startswith("dir://") for replicas in first.urls for url in replicas)
+    again = jobs.histogram.run(first.urls, mode=mode, progress=False)
+    expected = {1: sorted(f"w{i}" for i in range(40) if i != 1), 2: ["w1"]}
+    assert {n: sorted(ws) for n, ws in again} == expected

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from discodsl import sources
 from discodsl.options import validate_options
+from discodsl.worker import urls
 from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
 from discodsl.worker.inputs import Node
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from discodsl.options import JobOptions
     from discodsl.results import Results
     from discodsl.runners.handle import Run
+    from discodsl.runners.indexes import Form
     from discodsl.worker.spec import JobSpec
 
 # A handler of a run's events: ("stage", {stage, tasks}), ("task_done", {stage[, taskid]}),
@@ -207,10 +209,31 @@ class Runner:
         return self.mode
 
     def _here(self, inputs: list[list[str]]) -> list[list[str]]:
-        """The inputs as this runner's workers read them: a run on this machine has its
-        tags resolved to their blobs through ``master`` or the configured master (the
-        cluster runner leaves them to its master's client), once, for the key and the run."""
-        return sources.resolve_tags_here(inputs, self.master)
+        """The inputs as this runner's workers read them: an earlier run's ``dir://``
+        indexes expanded into their files, and, for a run on this machine, tags resolved
+        to their blobs through ``master`` or the configured master (the cluster runner
+        leaves them to its master's client), once, for the key and the run."""
+        from discodsl.runners.indexes import readable_here
+
+        return sources.resolve_tags_here(self._expanded(inputs, readable_here), self.master)
+
+    def _expanded(self, inputs: list[list[str]], form: Form) -> list[list[str]]:
+        """``inputs`` with their ``dir://`` indexes expanded (see runners.indexes)."""
+        if not any(urls.is_index(url) for replicas in inputs for url in replicas):
+            return inputs
+        from discodsl.runners import indexes
+
+        return indexes.expand(inputs, self._index_node, form)
+
+    def _index_node(self, host: str) -> Node:
+        """The node an index of ``host`` is read through: this process's local node for
+        its own runs, else ``host`` over HTTP at the configured ``DISCO_PORT``."""
+        from discodsl.runners import local
+        from discodsl.settings import load_settings
+
+        if host == local.LOCAL_HOST:
+            return local.this_node()
+        return Node(host="", disco_port=load_settings(DISCO_MASTER=self.master).DISCO_PORT)
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """The inputs as the cache key takes them (the cluster resolves tags first)."""

@@ -32,6 +32,7 @@ from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, TaskFailed
 from discodsl.results import Results
+from discodsl.runners import indexes
 from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed
 from discodsl.runners.progress import Progress
@@ -134,8 +135,10 @@ class ClusterRunner(Runner):
         return self._url
 
     def _here(self, inputs: list[list[str]]) -> list[list[str]]:
-        """The inputs as given: tags go to the master's client as they are (cluster_inputs)."""
-        return inputs
+        """The inputs with earlier runs' ``dir://`` indexes expanded into their files (as
+        ``disco://`` URLs, which nodes read locally where they can); tags go to the master's
+        client as they are (cluster_inputs)."""
+        return self._expanded(inputs, _as_listed)
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """Tags resolved to their blobs: a tag that changes gives another key."""
@@ -531,3 +534,9 @@ def latest_job(cluster: Cluster, contains: str = "") -> str:
     raise ClientError(
         f"the master at {cluster.url} has no job{which}: list them with `discodsl jobs`"
     )
+
+
+def _as_listed(url: str, node: Node) -> str:
+    """A file an index lists, as a cluster job gets it: as listed, but a file of this
+    machine's local node as a ``file://`` URL."""
+    return indexes.readable_here(url, node) if node.disco_data else url

@@ -231,6 +231,11 @@ def _remove(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def this_node() -> Node:
+    """This process's local node, as a client reads the files of its runs."""
+    return Node(host=LOCAL_HOST, disco_data=os.path.join(_node_root(), "data"))
+
+
 @functools.cache
 def _node_root() -> str:
     """This process's local node: one DISCO_DATA for all its jobs, so results chain.

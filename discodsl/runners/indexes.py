@@ -1,0 +1,59 @@
+"""Job inputs that are ``dir://`` indexes (an earlier run's outputs), expanded into their files.
+
+A run's results are ``dir://`` URLs, one index per task, each listing that
+task's files under their partitions' labels. A job's own inputs all have
+label 0 (a version 2 jobpack labels nothing else), and a worker reads an index
+under its task's label only, so an index given as a job input would yield
+partition 0 alone. Disco's own client expands ``dir://`` job inputs into every
+file they list before it submits (``util.inputlist``); :func:`expand` does
+the same, reading each index as a client reads results: a local run's from
+this process's local node, a cluster's over HTTP at ``DISCO_PORT``.
+
+Not here: reading the index (:func:`discodsl.worker.inputs.read_index`), the
+outputs passed between a job's own stages (their labels count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from discodsl.worker import urls
+from discodsl.worker.errors import DataError
+from discodsl.worker.inputs import Node, read_index
+
+# A URL an index lists (``disco://HOST/...``) as the job reading it gets it.
+Form = Callable[[str, Node], str]
+
+
+def readable_here(url: str, node: Node) -> str:
+    """A listed file as a worker on this machine reads it: ``file://`` on this machine's
+    local node, else over HTTP."""
+    return urls.readable_here(url, node.host, node.disco_port, node.disco_data)
+
+
+def expand(inputs: list[list[str]], node_of: Callable[[str], Node], form: Form) -> list[list[str]]:
+    """``inputs`` with each ``dir://`` replica list replaced by the files its index lists,
+    all labels, in order (one replica list each), as ``form`` gives them; ``node_of(host)``
+    is the node an index of ``host`` is read through."""
+    expanded: list[list[str]] = []
+    for replicas in inputs:
+        if not (replicas and all(urls.is_index(url) for url in replicas)):
+            expanded.append(replicas)
+            continue
+        node, entries = _first_readable(replicas, node_of)
+        expanded.extend([form(url, node)] for _, url, _ in entries)
+    return expanded
+
+
+def _first_readable(
+    replicas: list[str], node_of: Callable[[str], Node]
+) -> tuple[Node, list[tuple[int, str, int]]]:
+    """The entries of the first replica of an index that can be read, and its node."""
+    for url in replicas:
+        node = node_of(urls.split_host(urls.split(url)[1])[0])
+        try:
+            return node, read_index(url, node)
+        except DataError:
+            if url == replicas[-1]:
+                raise
+    raise AssertionError("an index with no replica")  # pragma: no cover
