@@ -205,3 +205,23 @@ def test_timeout_stops_a_stage_that_never_ends(tmp_path: Path) -> None:
 def test_inline_mode_refuses_a_timeout() -> None:
     with pytest.raises(SettingsError, match="mode='local'"):
         death_jobs.instant.run(inputs=["raw://x"], mode="inline", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("chosen", "stage", "meaning"),
+    [
+        (death_jobs.exiting, "exits_3", r"exit code 3\b.*os\._exit\(3\) or sys\.exit\(3\)"),
+        (death_jobs.self_killing, "kills_itself", r"SIGKILL.*out-of-memory killer"),
+    ],
+)
+def test_a_dying_worker_on_a_cluster_fails_its_task_saying_what_the_exit_means(
+    cluster_env: str, tmp_path: Path, chosen: object, stage: str, meaning: str
+) -> None:
+    # The master's events say only "Worker crashed! (exit code: N)", then "Worker died
+    # without output": the exit code's meaning is ours to give.
+    with pytest.raises(TaskFailed) as info:
+        chosen.run(inputs=[_input(tmp_path)], progress=False)  # type: ignore[attr-defined]
+    message = str(info.value)
+    assert (info.value.stage, info.value.taskid) == (stage, 0)
+    assert f"failed in task {stage}:0: its worker process died" in message, message
+    assert re.search(meaning, message, re.DOTALL), message

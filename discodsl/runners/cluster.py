@@ -34,7 +34,7 @@ from discodsl.errors import ClientError, DataError, JobActive, JobDead, TaskFail
 from discodsl.results import Results
 from discodsl.runners import indexes
 from discodsl.runners.base import Counters, Plan, Runner
-from discodsl.runners.failures import task_failed
+from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.worker import urls
@@ -59,6 +59,7 @@ __all__ = [
 #: save_results job, whose end the master does not announce, is seen soon (spec section 5).
 POLL_MS = 1000
 
+_CRASH = re.compile(r"Worker crashed! \(exit code: (-?\d+)\)")
 _TASK_EVENT = re.compile(r"(WARNING|FATAL): \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
 _MSG_EVENT = re.compile(r"MSG: \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
 _STAGE_EVENT = re.compile(r"Stage (\S+) scheduled with (\d+) tasks")
@@ -461,7 +462,11 @@ def _job_failed(jobname: str, events: list[MasterEvent], dead: JobDead) -> TaskF
         )
     stage, taskid, text = found
     why = f"job {jobname!r} failed in task {stage}:{taskid}"
-    error = task_failed(text, stage=stage, taskid=taskid, why=why)
+    code = None if MARKER in text else _exit_code(events, stage, taskid)
+    if code is None:
+        error = task_failed(text, stage=stage, taskid=taskid, why=why)
+    else:
+        error = worker_died(code, stage=stage, taskid=taskid, inputs=(), why=why)
     error.jobname = jobname
     error.args = (f"{error}{_file_hint(text)}; the master's last events: {_last_events(events)}",)
     return error
@@ -475,6 +480,17 @@ def _failing_task(events: list[MasterEvent]) -> tuple[str, int, str] | None:
         return None
     _, stage, taskid, text = (reports or found)[-1]
     return stage, int(taskid), text
+
+
+def _exit_code(events: list[MasterEvent], stage: str, taskid: int) -> int | None:
+    """The exit code the node last gave for task ``stage:taskid``'s worker dying, if any."""
+    codes = [
+        int(m.group(1))
+        for _, _, message in events
+        if message.startswith(f"WARNING: [{stage}:{taskid}] Worker crashed!")
+        and (m := _CRASH.search(message))
+    ]
+    return codes[-1] if codes else None
 
 
 def _file_hint(text: str) -> str:
