@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 MARKER = "discodsl-error: "
-# Characters of an exception's message and of its traceback a failure keeps (a master
-# keeps the message among its events, and a frame has a size limit): the start and end.
-SUMMARY_LIMIT = 8 * 1024
-TRACEBACK_LIMIT = 64 * 1024
+# A Disco 0.5.4 master keeps 8192 characters of an event (disco:format, its
+# "FATAL: [stage:N] " included) and drops the rest: a failure's text keeps within
+# TEXT_LIMIT bytes, so that its last line, the facts, reaches the client. Of a long
+# exception message (SUMMARY_LIMIT characters) and traceback, the start and end are kept.
+TEXT_LIMIT = 7000
+SUMMARY_LIMIT = 600
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,7 @@ def describe(exc: BaseException, *, stage: str, taskid: int, retry: bool = True)
         taskid=taskid,
         url=getattr(exc, "url", "") or "",
         record=_int(getattr(exc, "record", -1)),
-        traceback=_cut(
-            "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
-            TRACEBACK_LIMIT,
-        ),
+        traceback="".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
         retry=retry,
     )
 
@@ -63,6 +62,15 @@ def _cut(text: str, limit: int) -> str:
         return text
     half = limit // 2
     return f"{text[:half]}[... {len(text) - 2 * half} characters cut ...]{text[-half:]}"
+
+
+def _fit(text: str, room: int) -> str:
+    """``text``, cut (start and end kept) until its UTF-8 takes ``room`` bytes or fewer."""
+    limit = room
+    while len(text.encode("utf-8", "surrogatepass")) > room and limit > 0:
+        text = _cut(text, max(0, limit - 60))  # the note takes about 40 characters
+        limit //= 2
+    return text
 
 
 def _int(value: Any) -> int:
@@ -80,8 +88,10 @@ def encode(failure: Failure) -> str:
         "record": failure.record,
         "retry": failure.retry,
     }
-    body = failure.traceback.rstrip("\n")
-    return f"{failure.summary}\n{body}\n{MARKER}{json.dumps(facts)}"
+    line = MARKER + json.dumps(facts)
+    used = len(f"{failure.summary}\n\n{line}".encode("utf-8", "surrogatepass"))
+    body = _fit(failure.traceback.rstrip("\n"), TEXT_LIMIT - used)
+    return f"{failure.summary}\n{body}\n{line}"
 
 
 def decode(text: str) -> Failure:
