@@ -91,6 +91,7 @@ def test_kill_stops_a_long_local_run_and_its_workers() -> None:
     run = jobs.sleepy.submit(["raw://a", "raw://b", "raw://c"], mode="local", progress=False)
     eventually(lambda: started(run))
     run.kill()
+    assert run.status == "dead"  # from the moment it is killed, not once it has ended
     with pytest.raises(JobDead, match="killed") as info:
         run.wait(timeout=60)
     assert info.value.jobname == run.jobname

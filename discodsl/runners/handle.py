@@ -73,9 +73,11 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``"active"`` until the run ends, then ``"ready"`` or ``"dead"``."""
+        """``"active"`` until the run ends, then ``"ready"`` or ``"dead"``; ``"dead"`` from
+        the moment it is killed."""
         if self._outcome is None or isinstance(self._outcome, JobActive):
-            return "active"  # JobActive: the master's job outlived our wait (cluster timeout=)
+            # JobActive: the master's job outlived our wait (cluster timeout=)
+            return "dead" if self._killed.is_set() else "active"
         return "dead" if isinstance(self._outcome, BaseException) else "ready"
 
     @property
@@ -207,9 +209,9 @@ class Run:
             self._end(results)
 
     def _end(self, outcome: Results | BaseException) -> None:
+        if self._killed.is_set() and not isinstance(outcome, JobDead):
+            outcome = self._killed_error()  # even results that came as it was killed
         if isinstance(outcome, BaseException):
-            if self._killed.is_set() and not isinstance(outcome, JobDead):
-                outcome = self._killed_error()
             self._traceback = outcome.__traceback__
         self._outcome, self._inputs = outcome, None
         self.log.end("dead" if isinstance(outcome, BaseException) else "ready", self._reason())
