@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -221,6 +222,17 @@ _GENERIC = {
 }
 
 
+# Endpoints every Disco 0.5.4 master answers, whatever it holds: a 404, 405 or 501 there
+# comes from a server that is no Disco master (another port, another program).
+_MASTER_ENDPOINT = re.compile(
+    r"/disco/(ctrl/(joblist|nodeinfo|get_settings|load_config_table)|job/new)\b"
+)
+_NOT_A_MASTER = (
+    ": a Disco master answers this request, so this server is not one: check DISCO_MASTER "
+    "and DISCO_PORT (`curl URL/disco/version` answers \"0.5.4\" on a Disco master)"
+)
+
+
 def status_error(
     resp: requests.Response, endpoint: str, special: Mapping[int, ErrorFor]
 ) -> ClientError:
@@ -233,6 +245,8 @@ def status_error(
             error.endpoint, error.status = endpoint, status
         return error
     text = _GENERIC.get(status, f"unexpected answer {status} {resp.reason}: {{body}}")
+    if status in (404, 405, 501) and _MASTER_ENDPOINT.search(endpoint):
+        text = text.partition(": ")[0] + _NOT_A_MASTER if status == 404 else text + _NOT_A_MASTER
     kind = Unauthorized if status == 401 else BadAnswer
     message = f"{endpoint}: " + text.replace("{body}", body)  # names may hold braces
     return kind(message, endpoint=endpoint, status=status)

@@ -852,3 +852,31 @@ def test_every_recorded_exchange_is_replayed(reference: Path) -> None:
 def _ref_order(ref: str) -> tuple[str, int]:
     name, _, index = ref.rpartition("#")
     return name, int(index)
+
+
+@pytest.fixture
+def not_a_master(tmp_path: Path) -> Iterator[str]:
+    """A plain static file server on 127.0.0.1 (404 to GET, 501 to POST), as at a wrong port."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_a_server_that_is_no_disco_master_is_named_so(not_a_master: str) -> None:
+    with Master(not_a_master, retries=0, timeout=5) as master:
+        with pytest.raises(BadAnswer, match=r"(?s)joblist: not found \(404 .*server is not one"):
+            master.joblist()
+        with pytest.raises(BadAnswer, match=r"(?s)job/new: unexpected answer 501 .*is not one"):
+            master.submit(b"jobpack")
