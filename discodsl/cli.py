@@ -631,9 +631,11 @@ def cmd_kill(args: argparse.Namespace) -> int:
     if _local_runs(args):
         return _kill_local(_local_run(args))
     with _cluster(args) as conn:
-        name = _known_job(conn, args.job)
-        conn.master.kill(name)
-    print(f"killed {name}")
+        name = _job_name(conn, args.job)
+        status = conn.master.jobinfo(name)["active"]  # NoSuchJob: the master says ok to any
+        if status == "active":
+            conn.master.kill(name)
+    print(f"killed {name}" if status == "active" else f"{name} is {status}: nothing to kill")
     return 0
 
 
@@ -714,7 +716,10 @@ def cmd_jobdict(args: argparse.Namespace) -> int:
 def cmd_ddfs_ls(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         tags = conn.ddfs.list_tags(args.prefix)
-    print(json.dumps(tags, indent=2) if _json_wanted(args) else "\n".join(tags))
+    if _json_wanted(args):
+        print(json.dumps(tags, indent=2))
+    elif tags:
+        print("\n".join(tags))
     return 0
 
 

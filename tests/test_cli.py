@@ -227,6 +227,8 @@ def test_jobpack_build_show_submit_then_kill(
     _, err = run(capsys, "wait", name, status=1)
     lines = one_error(err, name, "is dead without a task error", "killed")
     assert lines[1] == f"hint: see what happened with `discodsl events {name}`"
+    out, _ = run(capsys, "kill", name)
+    assert out == f"{name} is dead: nothing to kill\n"
 
 
 def test_ddfs_push_ls_cat_rm(
@@ -249,7 +251,7 @@ def test_ddfs_push_ls_cat_rm(
     out, _ = run(capsys, "ddfs", "rm", "tag://data:lines")
     assert out.strip() == "deleted tag://data:lines"
     out, _ = run(capsys, "ddfs", "ls")
-    assert out.strip() == ""
+    assert out == ""  # no line at all when no tag matches
     _, err = run(capsys, "ddfs", "cat", "data:lines", status=1)
     one_error(err, "no DDFS tag named 'data:lines'")
 
