@@ -189,3 +189,25 @@ def counts_in_threads(line: str) -> Iterator[tuple[str, int]]:
 @job(partitions=1)
 def threaded_counts() -> list[Any]:
     return [counts_in_threads]
+
+
+# the same, through one pool that outlives tasks and runs (its threads count for each in turn);
+# kept on a module the workers import, so that no pickled global captures it
+@map
+def counts_in_a_shared_pool(line: str) -> Iterator[tuple[str, int]]:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from discodsl import count
+
+    pool = getattr(threading, "discodsl_test_pool", None)
+    if pool is None:
+        pool = threading.discodsl_test_pool = ThreadPoolExecutor(2)  # type: ignore[attr-defined]
+    words = line.split()
+    list(pool.map(lambda word: [count("inner") for _ in range(500)], words))
+    yield line, len(words)
+
+
+@job(partitions=1)
+def pooled_counts() -> list[Any]:
+    return [counts_in_a_shared_pool]

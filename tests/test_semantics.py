@@ -165,6 +165,9 @@ def test_a_two_character_string_is_not_a_pair(name: str, mode: str) -> None:
 def test_counts_from_threads_a_stage_starts_are_kept(mode: str) -> None:
     results = semantics_jobs.threaded_counts.run(["raw://a b c d e f", "raw://g"], mode=mode)
     assert results.counters == {"inner": 7 * 500}
+    for _ in range(2):  # a pool whose threads outlive tasks and runs counts for each in turn
+        pooled = semantics_jobs.pooled_counts.run(["raw://a b c d e f", "raw://g"], mode=mode)
+        assert pooled.counters == {"inner": 7 * 500}
 
 
 def test_inline_counters_in_threads_do_not_mix() -> None:

@@ -9,6 +9,7 @@ the master as a batched MSG and the inline runner shows at once.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,24 +17,65 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 PREFIX = "discodsl-counters: "
-# A worker process runs one task, so its counts live in one dict; a task run in the
-# caller's process (inline) gets a dict of its own through this context variable, so
-# runs in several threads do not mix their counts. A thread the stage code starts does
-# not inherit the variable: its counts go to the one task running in this process's
-# threads, if there is just one (else to the process's dict, as in a worker).
+# A worker process runs one task, in its main thread: its counts live in one dict. A task
+# run in the caller's process (inline) gets a dict of its own through this context
+# variable, so runs in several threads do not mix their counts. A thread the stage code
+# starts inherits neither: it counts into a dict of its own (no lock on anyone's path),
+# meant for the one task running in this process's threads if there is just one, else for
+# the process's; the task takes those in when it ends (take(), counting()).
 _process_counts: dict[str, int] = {}
 _task_counts: ContextVar[dict[str, int] | None] = ContextVar("discodsl_counts", default=None)
 _running: list[dict[str, int]] = []  # the counts of each task counting() is around
-_lock = threading.Lock()  # stage code may count from several threads at once
+_owner = threading.get_ident()  # the thread whose counts are _process_counts
+_threads: list[_ThreadCounts] = []  # the counts of threads stage code started
+_here = threading.local()  # a thread's own _ThreadCounts
+_lock = threading.Lock()  # around _running and _threads
 
 
 def count(name: str, amount: int = 1) -> None:
     """Add ``amount`` to the counter ``name`` (summed over all tasks of the job)."""
     counts = _task_counts.get()
     if counts is None:
-        counts = _running[0] if len(_running) == 1 else _process_counts
-    with _lock:
-        counts[name] = counts.get(name, 0) + amount
+        counts = _process_counts if threading.get_ident() == _owner else _of_this_thread()
+    counts[name] = counts.get(name, 0) + amount
+
+
+class _ThreadCounts:
+    """One thread's counts, for ``target`` (a task's counts) until taken in."""
+
+    def __init__(self, target: dict[str, int]) -> None:
+        self.target, self.taken = target, False
+        self.counts: dict[str, int] = {}
+
+
+def _of_this_thread() -> dict[str, int]:
+    """This thread's own counts for the task it counts for (see above)."""
+    target = _running[0] if len(_running) == 1 else _process_counts
+    mine: _ThreadCounts | None = getattr(_here, "counts", None)
+    if mine is None or mine.taken or mine.target is not target:
+        mine = _here.counts = _ThreadCounts(target)
+        with _lock:
+            _threads.append(mine)
+    return mine.counts
+
+
+def _take_in(target: dict[str, int]) -> None:
+    """Add the counts threads made for ``target`` to it (call with _lock held)."""
+    for mine in _threads:
+        if mine.target is target:
+            mine.taken = True
+            for name, value in dict(mine.counts).items():  # a copy: it may still count
+                target[name] = target.get(name, 0) + value
+    _threads[:] = [mine for mine in _threads if not mine.taken]
+
+
+def _forked() -> None:
+    global _owner
+    _owner = threading.get_ident()  # a worker forked by a fork server: its task's thread
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_forked)
 
 
 @contextmanager
@@ -50,6 +92,7 @@ def counting() -> Iterator[dict[str, int]]:
         _task_counts.reset(token)
         with _lock:
             _running[:] = [other for other in _running if other is not counts]
+            _take_in(counts)
 
 
 def status(text: str) -> None:
@@ -60,6 +103,7 @@ def status(text: str) -> None:
 def take() -> dict[str, int]:
     """The counts so far, resetting them (one task's worth)."""
     with _lock:
+        _take_in(_process_counts)
         counts = dict(_process_counts)
         _process_counts.clear()
     return counts
