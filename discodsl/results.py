@@ -15,9 +15,9 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from discodsl import indexes
 from discodsl.errors import JobError
-from discodsl.worker import urls
-from discodsl.worker.inputs import Cursor, Node, iter_input, read_index
+from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.spec import JobSpec
 
 
@@ -123,20 +123,10 @@ class Results:
         jobs reading the URLs have run (or pass the results themselves).
         """
         self._check_open()
-        expanded: list[list[str]] = []
-        for replicas in self.urls:
-            if replicas and urls.is_index(replicas[0]):
-                expanded.extend([url] for _, url, _ in read_index(replicas[0], self.node))
-            else:
-                expanded.append(list(replicas))
-        return [[self._here(url) for url in replicas] for replicas in expanded]
-
-    def _here(self, url: str) -> str:
-        """A ``disco://`` URL as any runner on this machine can read it: a ``file://`` URL
-        for a file of this machine's local node, else the node's HTTP URL (as Disco's own
-        client reads results, at ``DISCO_PORT``)."""
         node = self.node
-        return urls.readable_here(url, node.host, node.disco_port, node.disco_data)
+        files = indexes.expand(self.urls, lambda host: node, lambda url, _: url)
+        # Each as any runner here reads it, as Disco's own client reads results.
+        return [[indexes.readable_here(url, node) for url in replicas] for replicas in files]
 
     def _check_open(self) -> None:
         if self.closed or (self._run is not None and self._run.closed):

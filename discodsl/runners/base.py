@@ -40,11 +40,11 @@ from discodsl.worker.inputs import Node
 if TYPE_CHECKING:
     from discodsl.caching.reuse import Checkpoint, Keeper
     from discodsl.caching.store import Entry, Output
+    from discodsl.indexes import Form
     from discodsl.model import Inputs, Job
     from discodsl.options import JobOptions
     from discodsl.results import Results
     from discodsl.runners.handle import Run
-    from discodsl.runners.indexes import Form
     from discodsl.worker.spec import JobSpec
 
 # A handler of a run's events: ("stage", {stage, tasks}), ("task_done", {stage[, taskid]}),
@@ -213,17 +213,18 @@ class Runner:
         indexes expanded into their files, and, for a run on this machine, tags resolved
         to their blobs through ``master`` or the configured master (the cluster runner
         leaves them to its master's client), once, for the key and the run."""
-        from discodsl.runners.indexes import readable_here
+        from discodsl.indexes import readable_here
 
         return sources.resolve_tags_here(self._expanded(inputs, readable_here), self.master)
 
     def _expanded(self, inputs: list[list[str]], form: Form) -> list[list[str]]:
-        """``inputs`` with their ``dir://`` indexes expanded (see runners.indexes)."""
+        """``inputs`` with their ``dir://`` indexes expanded (see discodsl.indexes)."""
         if not any(urls.is_index(url) for replicas in inputs for url in replicas):
             return inputs
-        from discodsl.runners import indexes
+        from discodsl import indexes
 
-        return indexes.expand(inputs, self._index_node, form)
+        # Each host's node once (reading the settings), however many indexes it has.
+        return indexes.expand(inputs, functools.cache(self._index_node), form)
 
     def _index_node(self, host: str) -> Node:
         """The node an index of ``host`` is read through: this process's local node for

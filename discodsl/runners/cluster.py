@@ -26,13 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from discodsl import builder
+from discodsl import builder, indexes
 from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, TaskFailed
 from discodsl.results import Results
-from discodsl.runners import indexes
 from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress

@@ -9,13 +9,16 @@ file they list before it submits (``util.inputlist``); :func:`expand` does
 the same, reading each index as a client reads results: a local run's from
 this process's local node, a cluster's over HTTP at ``DISCO_PORT``.
 
-Not here: reading the index (:func:`discodsl.worker.inputs.read_index`), the
-outputs passed between a job's own stages (their labels count).
+:class:`~discodsl.results.Results` lists its record files the same way
+(``record_urls``). Not here: reading the index
+(:func:`discodsl.worker.inputs.read_index`), the outputs passed between a job's
+own stages (their labels count).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 
 from discodsl.worker import urls
 from discodsl.worker.errors import DataError
@@ -49,11 +52,12 @@ def _first_readable(
     replicas: list[str], node_of: Callable[[str], Node]
 ) -> tuple[Node, list[tuple[int, str, int]]]:
     """The entries of the first replica of an index that can be read, and its node."""
-    for url in replicas:
-        node = node_of(urls.split_host(urls.split(url)[1])[0])
-        try:
-            return node, read_index(url, node)
-        except DataError:
-            if url == replicas[-1]:
-                raise
-    raise AssertionError("an index with no replica")  # pragma: no cover
+    for url in replicas[:-1]:
+        with suppress(DataError):
+            return _read(url, node_of)
+    return _read(replicas[-1], node_of)
+
+
+def _read(url: str, node_of: Callable[[str], Node]) -> tuple[Node, list[tuple[int, str, int]]]:
+    node = node_of(urls.split_host(urls.split(url)[1])[0])
+    return node, read_index(url, node)
