@@ -246,7 +246,8 @@ def status_error(
         return error
     text = _GENERIC.get(status, f"unexpected answer {status} {resp.reason}: {{body}}")
     if status in (404, 405, 501) and _MASTER_ENDPOINT.search(endpoint):
-        text = text.partition(": ")[0] + _NOT_A_MASTER if status == 404 else text + _NOT_A_MASTER
+        # Not "check the name": no name was wrong, the server is.
+        text = (text.partition(": ")[0] if status == 404 else text) + _NOT_A_MASTER
     kind = Unauthorized if status == 401 else BadAnswer
     message = f"{endpoint}: " + text.replace("{body}", body)  # names may hold braces
     return kind(message, endpoint=endpoint, status=status)
