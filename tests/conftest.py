@@ -16,7 +16,7 @@ settings.load_profile("discodsl")
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "disco-reference"
-pytest_plugins = ["tests.conftest_cluster"]
+pytest_plugins = ["tests.conftest_cluster", "tests.hang_guard"]
 
 
 @pytest.fixture(scope="session")
