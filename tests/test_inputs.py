@@ -32,7 +32,8 @@ class Server:
     ``/fail/...`` answers 500, ``/stall/...`` waits (until the test ends)
     before answering, ``/cut/PATH`` sends the first half of PATH and closes
     the connection early, ``/slow/PATH`` sends 100 KiB of PATH, then waits for
-    ``release`` before the rest.
+    ``release`` before the rest, ``/drop/N/PATH`` closes the connection without an
+    answer N times before it sends PATH.
     """
 
     def __init__(self, root: Path) -> None:
@@ -40,6 +41,7 @@ class Server:
         self.release = threading.Event()
         self.stop = threading.Event()
         self.requests: list[str] = []
+        self.dropped: dict[str, int] = {}
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -63,8 +65,17 @@ class Server:
                     server.stop.wait(STALL_SECONDS)
                 elif kind in ("cut", "slow"):
                     self._send(server.root / rest, kind)
+                elif kind == "drop":
+                    self._drop_or_send(*rest.split("/", 1))
                 else:
                     self._send(server.root / self.path.lstrip("/"), "whole")
+
+            def _drop_or_send(self, times: str, rest: str) -> None:
+                dropped = server.dropped[rest] = server.dropped.get(rest, 0) + 1
+                if dropped > int(times):
+                    self._send(server.root / rest, "whole")
+                else:
+                    self.close_connection = True  # and nothing sent
 
             def _send(self, path: Path, how: str) -> None:
                 if not path.is_file():
@@ -522,6 +533,27 @@ def test_failover_mid_http_body(node: Node, server: Server) -> None:
     assert read_all([server.url("cut/records"), server.url("records")], node) == ROWS
     lines = read_all([server.url("cut/text"), server.url("text")], node)
     assert lines == read_all([server.url("text")], node)
+
+
+def test_a_get_whose_connection_is_dropped_is_sent_again(node: Node, server: Server) -> None:
+    write_records(server.root / "records", hunk_size=500)
+    assert read_all([server.url("drop/2/records")], node) == ROWS
+    assert server.dropped == {"records": 3}  # two dropped, the third answered
+
+
+def test_a_get_dropped_every_time_fails_saying_how_often_it_was_tried(
+    node: Node, server: Server
+) -> None:
+    write_records(server.root / "records", hunk_size=500)
+    with pytest.raises(DataError, match=r"Remote end closed.*; tried 3 times; check that"):
+        read_all([server.url("drop/9/records")], node)
+    assert server.dropped == {"records": 3}
+
+
+def test_a_get_answered_with_an_error_is_not_sent_again(node: Node, server: Server) -> None:
+    with pytest.raises(DataError, match="HTTP 500"):
+        read_all([server.url("fail/records")], node)
+    assert server.requests == ["/fail/records"]
 
 
 def test_when_every_replica_fails_the_error_names_each(

@@ -12,8 +12,9 @@ The schemes are those of Disco 0.5.4 (``disco.schemes``, ``util.urlsplit``):
 ``dir://``; ``tag://`` is resolved to its blobs before a job runs.
 What this module does not do: take URLs apart (see
 :mod:`discodsl.worker.urls`), decode record files (see
-:mod:`discodsl.worker.records`), retry a failed GET, or use HTTP proxies
-(node-to-node GETs go direct, as Disco's own do).
+:mod:`discodsl.worker.records`), retry a GET that was answered or timed out
+(a connection dropped before the answer is tried again, twice), or use HTTP
+proxies (node-to-node GETs go direct, as Disco's own do).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import io
 import itertools
 import re
 import sys
+import time
 import zlib
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +55,9 @@ MAGIC_SIZE: Final = 10
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _BZIP2_MAGICS: Final = (b"1AY&SY", b"\x17rE8P\x90")  # a first block's, an empty stream's end
 _COMPRESSED_SUFFIXES: Final = {".gz": "gzip", ".bz2": "bzip2"}
+# A GET whose connection is dropped before the answer (a busy server, a reset) is sent again,
+# after these pauses; one that is answered with an error, or times out, is not.
+HTTP_PAUSES: Final = (0.1, 0.3)
 
 
 # The HTTP modules cost a worker ~50 ms to import: loaded on the first HTTP input only.
@@ -570,27 +575,54 @@ def _open_http(location: str, node: Node, url: str = "") -> io.BufferedReader:
     local = urls.served_path(location, node.host, node.disco_port)
     if local is not None:
         return _open_file(_local_path(local, url, node), url)
-    import http.client
-    import urllib.error
     import urllib.parse
 
-    try:
-        response = _opener().open(location, timeout=node.timeout)
-    except urllib.error.HTTPError as exc:
+    response = _get(location, node, url)
+    path = urllib.parse.urlsplit(location).path
+    return _decompressed(response, path, url)
+
+
+def _get(location: str, node: Node, url: str) -> Any:
+    """The answer to GET ``location``, sent again after each of HTTP_PAUSES while its
+    connection is dropped before the answer; a DataError naming ``url`` if none comes."""
+    import http.client
+
+    attempt = 0
+    while True:
+        try:
+            return _opener().open(location, timeout=node.timeout)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if attempt == len(HTTP_PAUSES) or not _dropped(exc):
+                raise _get_failed(exc, location, node, url, attempt + 1) from exc
+        time.sleep(HTTP_PAUSES[attempt])
+        attempt += 1
+
+
+def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int) -> DataError:
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
         exc.close()
-        raise DataError(
+        return DataError(
             f"{url}: GET {location} answered HTTP {exc.code} {exc.reason}; check that the "
             "file exists and the node serving it is healthy",
             url=url,
-        ) from exc
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        raise DataError(
-            f"{url}: GET {location} failed: {_reason(exc)}; check that the host is up and "
-            f"reachable on its port (timeout {node.timeout}s)",
-            url=url,
-        ) from exc
-    path = urllib.parse.urlsplit(location).path
-    return _decompressed(response, path, url)
+        )
+    tried = f"; tried {tries} times" if tries > 1 else ""
+    return DataError(
+        f"{url}: GET {location} failed: {_reason(exc)}{tried}; check that the host is up and "
+        f"reachable on its port (timeout {node.timeout}s)",
+        url=url,
+    )
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection was dropped before an answer came (worth another
+    try: refused connections and timeouts are not)."""
+    cause = getattr(exc, "reason", None)
+    if isinstance(cause, BaseException):  # a URLError around the socket's error
+        exc = cause
+    return isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))
 
 
 def _reason(exc: BaseException) -> str:
