@@ -323,9 +323,9 @@ class ForkedWorker:
         self.zygote.kill(self.pid, forget=False)
 
     def stop(self) -> None:
-        """Close its input and kill it and what it started, as Disco does at a task's end;
+        """Kill it and what it started and close its pipes, as Disco does at a task's end;
         by whoever talked to it, once done."""
+        self.zygote.kill(self.pid, forget=True)
         with contextlib.suppress(OSError):
             self.stdin.close()
-        self.zygote.kill(self.pid, forget=True)
         self.stdout.close()

@@ -559,19 +559,18 @@ class _Conversation:
 
 
 def _kill(process: Worker) -> None:
-    """Close the worker's input and kill it and its children, as Disco does at task end."""
+    """Kill the worker and its children and close its input, as Disco does at task end.
+    Killed first: a write to a worker that stopped reading holds its input until then."""
     if isinstance(process, ForkedWorker):
         process.stop()
         return
-    try:
-        if process.stdin is not None:
-            process.stdin.close()
-    except OSError:
-        pass
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    with contextlib.suppress(OSError, ValueError):
+        if process.stdin is not None:
+            process.stdin.close()
     if process.stdout is not None:
         process.stdout.close()
 
