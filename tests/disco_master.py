@@ -61,7 +61,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -69,6 +69,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from discodsl.errors import JobpackError
 from tests.disco_ddfs import DDFS, HOST, DDFSRefused, Stamps, compact
 from tests.disco_state import FAST, Clock, Jobs
+from tests.loopback import LoopbackHTTPServer
 
 SERVER = "MochiWeb/1.0 (Any of you quaids got a smint?)"
 REASONS = {
@@ -153,8 +154,7 @@ class DiscoMaster:
     """
 
     def __init__(self, root: Path, clock: Clock | None = None):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
+        self.server = LoopbackHTTPServer(_Handler)
         self.server.block_on_close = False
         self.server.app = self  # type: ignore[attr-defined]
         self.port = self.server.server_address[1]

@@ -28,13 +28,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from tests.loopback import LoopbackHTTPServer
 
 #: Short names for the recording files: ``"endpoints#13"`` is line 13 (from 0).
 ALIASES = {
@@ -178,8 +180,7 @@ class ReplayServer:
         self.received: list[Received] = []
         self.misses: list[str] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = LoopbackHTTPServer(self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

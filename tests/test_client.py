@@ -44,6 +44,7 @@ from discodsl.errors import (
 )
 from discodsl.settings import load_settings
 from tests import jobs
+from tests.loopback import LoopbackHTTPServer
 
 from .http_replay import (
     ReplayServer,
@@ -863,7 +864,7 @@ def not_a_master(tmp_path: Path) -> Iterator[str]:
 
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = LoopbackHTTPServer(handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
 from discodsl.worker.records import RecordWriter
+from tests.loopback import LoopbackHTTPServer
 
 ROWS: list[tuple[Any, Any]] = [(f"key-{i}", i) for i in range(300)]
 TEXT = "first line\nsecond, ünïcode ✓\r\n\nlast line without newline"
@@ -42,8 +43,8 @@ class Server:
         self.stop = threading.Event()
         self.requests: list[str] = []
         self.dropped: dict[str, int] = {}
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.port = self.httpd.server_address[1]
+        self.httpd = LoopbackHTTPServer(self._handler())
+        self.port = self.httpd.port
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:

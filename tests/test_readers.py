@@ -29,6 +29,7 @@ from discodsl.results import Results
 from discodsl.worker.errors import retryable
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from tests import jobs, reader_jobs
+from tests.loopback import LoopbackHTTPServer
 
 # -- inputs of every scheme -----------------------------------------------------------
 
@@ -39,7 +40,7 @@ class Served:
     def __init__(self, root: Path) -> None:
         handler = functools.partial(_QuietHandler, directory=str(root))
         self.root = root
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = LoopbackHTTPServer(handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, name: str) -> str:
