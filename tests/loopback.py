@@ -20,6 +20,9 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer on ``127.0.0.1:port`` (0: any free port), daemon threads."""
 
     daemon_threads = True
+    # Connections waiting to be accepted: socketserver's 5 is soon full when a job's tasks
+    # and its client all ask at once.
+    request_queue_size = 128
 
     def __init__(self, handler: type[BaseHTTPRequestHandler] | Any, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), handler)
