@@ -2,12 +2,14 @@
 
 pytest-timeout fails a test that runs past its timeout by raising in the main
 thread (its signal method). That cannot reach a test stuck where no signal
-gets through (a thread holding the interpreter, a wait in C), and once it has
-struck, the test's teardown runs with no timeout at all. Either stalls the
-whole run with nothing printed. So past a test's timeout plus ``GRACE_ENV``
-seconds (default 120) in any one phase (setup, call, teardown), faulthandler
-prints the stack of every thread to the run's stderr and the run exits with
-status 1.
+gets through (a thread holding the interpreter, a wait in C), and once a
+test's call has failed (its own timeout or any other error), pytest-timeout
+cancels its timer (pytest_exception_interact): the teardown then runs with no
+timeout at all. Either stalls the whole run with nothing printed; the second
+stalled CI for 90 minutes (tests/loopback.py). So past a test's timeout plus
+``GRACE_ENV`` seconds (default 120) in any one phase (setup, call, teardown),
+faulthandler prints the stack of every thread to the run's stderr and the run
+exits with status 1.
 
 Registered by ``pytest_plugins`` in :mod:`tests.conftest`.
 """
