@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,15 @@ def _clean_disco_env(
     monkeypatch.setenv("DISCODSL_RUNS_DIR", str(_runs_dir))
     monkeypatch.setenv("DISCODSL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     yield
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as at a terminal, even when the suite was started in
+    the background, which a shell does with SIGINT ignored (Python then leaves it so)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

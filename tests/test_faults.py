@@ -52,7 +52,8 @@ def test_ctrl_c_stops_workers_and_removes_temporary_files(tmp_path: Path) -> Non
     data = tmp_path / "in.txt"
     data.write_text("a\nb\n")
     script = textwrap.dedent(f"""
-        import sys
+        import signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
         from tests import fault_jobs
         print("started", flush=True)

@@ -101,6 +101,7 @@ def test_kill_stops_a_long_local_run_and_its_workers() -> None:
         run.results()
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_in_wait_kills_a_local_run() -> None:
     run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
     eventually(lambda: started(run))
@@ -116,6 +117,7 @@ def test_ctrl_c_in_wait_kills_a_local_run() -> None:
         run.results()
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_reaches_wait_when_another_thread_takes_the_signal() -> None:
     # The kernel hands a process's SIGINT to any of its threads; the runner has several.
     # Python runs the handler in the main thread only once that thread wakes: a wait()
