@@ -41,6 +41,18 @@ def expected_counts(paths: list[Path]) -> dict[str, int]:
     return dict(counts)
 
 
+def events_of(results: Any) -> str:
+    """A cluster job's events, one per line, to show when its counters are not as expected
+    (seen once under load, not since: its events will tell)."""
+    if results.mode != "cluster":
+        return ""
+    from discodsl.client import Master
+    from discodsl.settings import load_settings
+
+    events, _ = Master.from_settings(load_settings()).rawevents(results.jobname)
+    return "\n".join(message[:300] for _, _, message in events)
+
+
 def test_wordcount(corpus: list[Path], mode: str) -> None:
     results = jobs.wordcount.run(inputs=[str(p) for p in corpus], mode=mode)
     assert dict(results) == expected_counts(corpus)
@@ -82,7 +94,7 @@ def test_separate_combiner(corpus: list[Path], mode: str) -> None:
 def test_custom_partitioner(corpus: list[Path], mode: str) -> None:
     results = jobs.partitioned_count.run(inputs=corpus, mode=mode)
     assert dict(results) == expected_counts(corpus)
-    assert results.counters == {"reduce_tasks": 1}
+    assert results.counters == {"reduce_tasks": 1}, events_of(results)
 
 
 def test_sort_on_and_off(corpus: list[Path], mode: str) -> None:
@@ -155,7 +167,7 @@ def test_partitions_none_map_only_gives_one_file_per_map_task(
 def test_partitions_none_map_reduce_is_one_reduce_task(corpus: list[Path], mode: str) -> None:
     results = jobs.unpartitioned_count.run(inputs=corpus, mode=mode)
     assert dict(results) == expected_counts(corpus)
-    assert results.counters == {"reduce_tasks": 1}
+    assert results.counters == {"reduce_tasks": 1}, events_of(results)
     keys = [key for key, _ in results]
     assert keys == sorted(keys)  # one sorted reduce over everything, on every runner
 
