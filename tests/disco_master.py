@@ -157,7 +157,7 @@ class DiscoMaster:
         self.server = LoopbackHTTPServer(_Handler)
         self.server.block_on_close = False
         self.server.app = self  # type: ignore[attr-defined]
-        self.port = self.server.server_address[1]
+        self.port = self.server.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.stamps = Stamps()
         self.ddfs = DDFS(root / "ddfs", self.stamps)

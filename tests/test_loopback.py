@@ -11,7 +11,10 @@ from tests.loopback import ACCEPT_TIMEOUT, LoopbackHTTPServer
 
 
 class _Hello(BaseHTTPRequestHandler):
+    timeouts: list[float | None] = []  # each accepted connection's, as the handler found it
+
     def do_GET(self) -> None:
+        self.timeouts.append(self.connection.gettimeout())
         self.send_response(200)
         self.send_header("Content-Length", "5")
         self.end_headers()
@@ -46,6 +49,7 @@ def test_it_answers_and_its_connections_stay_blocking() -> None:
         answer = connection.getresponse()
         assert (answer.status, answer.read()) == (200, b"hello")
         connection.close()
+        assert _Hello.timeouts == [None]  # blocking: a slow client is not cut off at 0.5 s
     finally:
         server.shutdown()
         server.server_close()
