@@ -43,6 +43,7 @@ from typing import IO, Any, cast
 
 from discodsl import builder, jobpack, sources
 from discodsl.caching import store
+from discodsl.client import Master
 from discodsl.ddfs import check_name, resolve_inputs
 from discodsl.errors import (
     DiscoDSLError,
@@ -580,16 +581,26 @@ def cmd_events(args: argparse.Namespace) -> int:
     if _local_runs(args):
         return _local_events(args, _local_run(args))
     with _cluster(args) as conn:
-        name = _job_name(conn, args.job)
-        offset = 0
-        while True:
-            # Blocks up to a second while the job runs: the pause between two reads.
-            status = conn.master.results([name], 1000 if args.follow else 0)[name][0]
-            events, offset = conn.master.rawevents(name, offset)
-            for event in events:
-                _print_event(event, _json_wanted(args))
-            if not args.follow or status != "active":
+        return _cluster_events(args, conn.master, _job_name(conn, args.job))
+
+
+def _cluster_events(args: argparse.Namespace, master: Master, name: str) -> int:
+    """A cluster job's events; with --follow, until its READY line, or until it is dead."""
+    offset, ended, deadline = 0, False, math.inf
+    while True:
+        # Blocks up to a second while the job runs: the pause between two reads.
+        status = master.results([name], 1000 if args.follow else 0)[name][0]
+        events, offset = master.rawevents(name, offset)
+        for event in events:
+            _print_event(event, _json_wanted(args))
+            ended = ended or event[2].startswith("READY: ")
+        if not args.follow or ended or status not in ("active", "ready"):
+            return 0
+        if status == "ready":  # its last events reach the log up to 2 s later
+            deadline = min(deadline, time.monotonic() + cluster.EVENTS_PATIENCE_S)
+            if time.monotonic() > deadline:
                 return 0
+            time.sleep(0.2)
 
 
 def _local_events(args: argparse.Namespace, run: registry.LocalRun) -> int:

@@ -14,6 +14,7 @@ which serves all this over HTTP.
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import sys
@@ -34,6 +35,11 @@ from tests.disco_ddfs import DDFS, HOST, TAG_NAME_CHARS, compact, duration, now_
 # config.hrl: FAILED_MIN_PAUSE, FAILED_MAX_PAUSE (and FAILED_PAUSE_RANDOMIZE, 30 s).
 MIN_PAUSE, MAX_PAUSE = 1.0, 60.0
 FAST = 0.001  # the tests' clocks: a master second lasts a real millisecond
+# job_event.erl: a job's events reach its event file (what rawevents serves) every
+# EVENT_BUFFER_TIMEOUT ms from the job's start, once more than EVENT_BUFFER_SIZE wait, and
+# when the job ends (event_server:end_job), which a save_results job's end does not call.
+# Real seconds, not the Clock's: the lag is what clients must wait out.
+EVENT_BUFFER_S, EVENT_BUFFER_SIZE = 2.0, 1000
 
 
 def erlang_uniform(n: int) -> int:
@@ -118,13 +124,26 @@ class Job:
     node: NodeMaster | None = None
     current_stage: tuple[str, float] | None = None
     killed: bool = False
+    started: float = field(default_factory=time.monotonic)
+    added: list[float] = field(default_factory=list)  # when each event came (monotonic)
+    written: int = 0  # how many events the event file holds (see EVENT_BUFFER_S)
 
     @property
     def save_results(self) -> bool:
         return bool(self.pack.jobdict.get("save_results", False))
 
     def rawevents(self) -> bytes:
-        return b"".join(compact(list(e)) + b"\n" for e in self.events)
+        """The event file: the events written so far, as the real master buffers them."""
+        ticks = (time.monotonic() - self.started) // EVENT_BUFFER_S
+        timer = bisect.bisect_right(self.added, self.started + ticks * EVENT_BUFFER_S)
+        self.written = max(self.written, timer)
+        return b"".join(compact(list(e)) + b"\n" for e in self.events[: self.written])
+
+    def add_event(self, host: str, message: str) -> None:
+        self.events.append((now_text(), host, message))
+        self.added.append(time.monotonic())
+        if len(self.events) - self.written > EVENT_BUFFER_SIZE:
+            self.written = len(self.events)
 
     def jobinfo(self) -> dict[str, Any]:
         results = self.results if self.save_results else [u for r in self.results for u in r]
@@ -233,6 +252,8 @@ class Jobs:
         with self.changed:
             if job.status == "active":
                 job.status, job.results = status, results
+            if status == "dead" or not job.save_results:
+                job.written = len(job.events)  # event_server:end_job
             self.changed.notify_all()
 
     def save_setting(self, name: str, value: int) -> None:
@@ -254,6 +275,7 @@ class Jobs:
         self.event(job, "master", "WARN: Job killed")  # disco_server:do_kill_job
         with self.changed:
             job.status = "dead"
+            job.written = len(job.events)  # event_server:end_job
             for stage in job.stages:
                 stage.running = 0
             self.changed.notify_all()
@@ -318,7 +340,7 @@ class Jobs:
 
     def event(self, job: Job, host: str, message: str) -> None:
         with self.changed:
-            job.events.append((now_text(), host, message))
+            job.add_event(host, message)
 
     def node_event(self, job: Job, kind: str, facts: Any) -> None:
         """NodeMaster's own events: stages starting, MSG, a task given up or retried."""

@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
-from discodsl import cli
+from discodsl import builder, cli
 from discodsl.cli import _hint, main
+from discodsl.client import Master
 from discodsl.errors import ClientError, JobpackRefused, NoSuchJob, TagNotFound, TaskFailed
+from tests import jobs
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
 
@@ -229,6 +231,20 @@ def test_jobpack_build_show_submit_then_kill(
     assert lines[1] == f"hint: see what happened with `discodsl events {name}`"
     out, _ = run(capsys, "kill", name)
     assert out == f"{name} is dead: nothing to kill\n"
+
+
+def test_events_follow_a_saved_job_to_its_ready_line(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A save_results job is ready before the master writes its last events (up to 2 s
+    later, job_event.erl): --follow reads on until the READY line."""
+    job = jobs.wordcount.with_options(save_results=True)
+    with Master(cluster_env, retries=0) as client:
+        name = client.submit(builder.build_jobpack(job, job.options, [["raw://a b"]]))
+        client.wait(name, poll_ms=100, timeout_s=30)
+    out, _ = run(capsys, "events", name, "--follow")
+    assert out.splitlines()[0].endswith("New job initialized!")
+    assert "READY: Job done in" in out.splitlines()[-1]
 
 
 def test_ddfs_push_ls_cat_rm(

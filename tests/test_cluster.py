@@ -23,7 +23,7 @@ from discodsl.ddfs import DDFS
 from discodsl.errors import RemoteTraceback
 from discodsl.runners import cluster
 from discodsl.runners.progress import Progress
-from tests import cluster_jobs, jobs
+from tests import cluster_jobs, disco_state, jobs
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
 
@@ -96,6 +96,32 @@ def test_save_results_reads_the_results_tag(master: Master, ddfs: DDFS) -> None:
     saved = ddfs.blobs(f"disco:results:{results.jobname}")
     assert sorted(results.urls) == sorted(saved)
     assert all(r[0].startswith("disco://localhost/ddfs/vol0/blob/") for r in saved)
+
+
+def test_a_saved_jobs_counters_are_all_there(master: Master) -> None:
+    """A save_results job is ready before the master writes its last events (it writes
+    them every 2 s: job_event.erl), counts and DONE lines included: the client waits for
+    the READY line, so no task's counts are lost."""
+    inputs = ["raw://a b", "raw://c", "raw://a"]
+    results = cluster_jobs.chatty_count.run(inputs=inputs, mode="cluster", save_results=True)
+    assert dict(results) == {"a": 2, "b": 1, "c": 1}
+    assert results.counters == {"lines": 3}
+    messages = [message for _, _, message in master.rawevents(results.jobname)[0]]
+    assert messages[-1].startswith("READY: Job done in ")
+
+
+def test_counters_the_master_never_writes_are_said_to_be_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Had the master not written the READY line after the client's patience, the run
+    still gives its results, and says its counters may miss counts."""
+    monkeypatch.setattr(disco_state, "EVENT_BUFFER_S", 3600.0)
+    monkeypatch.setattr(cluster, "EVENTS_PATIENCE_S", 0.3)
+    results = cluster_jobs.chatty_count.run(inputs=["raw://a"], mode="cluster", save_results=True)
+    assert dict(results) == {"a": 1}
+    err = capsys.readouterr().err
+    assert f"job {results.jobname} is ready, but the master's event log" in err
+    assert "its counters may miss counts" in err
 
 
 def test_dead_job_raises_the_task_error_with_the_worker_traceback(master: Master) -> None:

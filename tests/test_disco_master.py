@@ -135,6 +135,53 @@ def test_a_map_reduce_jobs_events_are_worded_as_recorded(reference: Path, tmp_pa
     )
 
 
+def saved_pack(saved: bool) -> bytes:
+    """A one-input wordcount's jobpack, with ``save_results`` as given."""
+    job = jobs.wordcount.with_options(save_results=saved)
+    return builder.build_jobpack(job, job.options, [["raw://a"]])
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_the_event_file_holds_what_the_masters_buffer_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saved: bool
+) -> None:
+    """job_event.erl buffers a job's events, writing them to the file rawevents serves
+    every 2 s and when the job ends, which a save_results job's end does not announce:
+    such a job is ready with its last events (here: all of them) still unwritten. The
+    jobevents answer is the buffer's own, complete at once."""
+    monkeypatch.setattr(disco_state, "EVENT_BUFFER_S", 3600.0)
+    pack = saved_pack(saved)
+    with DiscoMaster(tmp_path) as master, Master(master.url, retries=0) as client:
+        name = client.submit(pack)
+        client.wait(name, poll_ms=100, timeout_s=30)
+        written = [message for _, _, message in client.rawevents(name)[0]]
+        latest = [message for _, _, message in client.events(name, num=1)]
+    assert latest[0].startswith("READY: Job done in ")
+    if saved:
+        assert written == []
+    else:
+        assert written[0] == "New job initialized!" and written[-1] == latest[0]
+
+
+def test_events_waiting_past_the_buffers_size_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(disco_state, "EVENT_BUFFER_S", 3600.0)
+    with DiscoMaster(tmp_path) as master:
+        name = master.jobs.submit(saved_pack(True))
+        job = master.jobs.jobs[name]
+        deadline = time.monotonic() + 30
+        while job.status == "active" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        waiting = len(job.events)
+        assert job.rawevents() == b""
+        for n in range(disco_state.EVENT_BUFFER_SIZE - waiting):
+            master.jobs.event(job, "master", f"event {n}")
+        assert job.rawevents().count(b"\n") == len(job.events) - disco_state.EVENT_BUFFER_SIZE
+        master.jobs.event(job, "master", "one more")
+        assert job.rawevents().count(b"\n") == len(job.events)
+
+
 # -- failures and retries, as error-error, error-fatal and the other recordings show ------
 
 
