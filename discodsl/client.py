@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -203,15 +204,20 @@ class Master(Service):
     def events(self, name: str, num: int = 100, filter: str | None = None) -> list[Event]:
         """The job's last ``num`` (1-1000) events, newest first: (time, host, message).
 
-        ``filter`` keeps events whose message contains it, ignoring case
-        (observed: "DONE" also matched "READY: Job done"). An unknown job has
-        no events (the master answers 200 with an empty body).
+        The master answers from the events it keeps in memory: the newest 100
+        to 200 of a job's. For the whole log, read :meth:`rawevents`.
+
+        ``filter`` (letters, digits, ``_:;<=>?@!``) is a case-blind ``grep`` of
+        the job's event file, whole lines: the first ``num`` lines it matches,
+        newest first, of the events the master has written so far (observed:
+        "DONE" also matched "READY: Job done"). An unknown job has no events
+        (the master answers 200 with an empty body).
         """
         if not 1 <= num <= 1000:
             raise ClientError(f"num={num} is out of range: the master returns 1-1000 events")
         params = {"name": name, "num": str(num)}
-        if filter is not None:
-            params["filter"] = filter
+        if filter:
+            params["filter"] = _grep_query(filter)
         resp = self._get("/disco/ctrl/jobevents", params)
         if not resp.content.strip():
             return []
@@ -356,6 +362,19 @@ class Master(Service):
     def _expect_text(resp: requests.Response, endpoint: str, expected: str) -> None:
         if answer_json(resp, endpoint, str, f"{expected!r}") != expected:
             raise shape_error(endpoint, repr(expected), resp.content)
+
+
+def _grep_query(text: str) -> str:
+    """``text`` as a jobevents filter, which the master hands to ``grep -i`` after dropping
+    all but letters, digits and ``:;<=>?@[\\]^_!`` (``[\\]^`` then act as a pattern)."""
+    refused = sorted(set(re.findall(r"[^a-zA-Z0-9_:;<=>?@!]", text)))
+    if refused:
+        raise ClientError(
+            f"filter={text!r}: the master's filter takes letters, digits and _:;<=>?@! as "
+            f"they are, but drops or reads as a pattern {''.join(refused)!r}: pass a filter "
+            "of those characters only (one word, say), or filter rawevents() yourself"
+        )
+    return text
 
 
 def _not_accepting(body: str) -> BadAnswer:

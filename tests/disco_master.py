@@ -251,13 +251,13 @@ class DiscoMaster:
         job = self.jobs.get(query.get("name", ""))
         if job is None:
             return text(200, "")
-        wanted = query.get("filter", "").lower()
-        events = [list(e) for e in reversed(job.events) if wanted in e[2].lower()]
-        events = events[: max(1, min(1000, int(query.get("num", "10"))))]
-        if wanted:  # a filtered answer is plain compact JSON
-            return Reply(200, compact(events), "text/plain")
-        lines = b"\n,".join(compact(e) for e in events)
-        return Reply(200, b"[" + lines + b"\n]", "text/plain")
+        num = min(1000, int(query.get("num", "10")))
+        if query.get("filter"):  # the event file's lines, comma-separated
+            lines = job.grep(query["filter"], num)
+            return Reply(200, b"[" + b",".join(lines) + b"]" if lines else b"", "text/plain")
+        events = job.latest(num)
+        lines = b"\n,".join(compact(list(e)) for e in events)
+        return Reply(200, b"[" + lines + b"\n]" if events else b"", "text/plain")
 
     def rawevents(self, query: dict[str, str], headers: Any) -> Reply:
         job = self.jobs.get(query.get("name", ""))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import shutil
 import sys
 import threading
@@ -40,6 +41,11 @@ FAST = 0.001  # the tests' clocks: a master second lasts a real millisecond
 # when the job ends (event_server:end_job), which a save_results job's end does not call.
 # Real seconds, not the Clock's: the lag is what clients must wait out.
 EVENT_BUFFER_S, EVENT_BUFFER_SIZE = 2.0, 1000
+# job_event.erl keeps a job's newest events in memory for jobevents: past 2 x
+# EVENT_PAGE_SIZE it keeps only the newest EVENT_PAGE_SIZE.
+EVENT_PAGE_SIZE = 100
+# event_server:grep_log: what a jobevents filter keeps of its query (":-_" is a range).
+_GREP_DROPS = re.compile(r"[^a-zA-Z0-9:-_!@]")
 
 
 def erlang_uniform(n: int) -> int:
@@ -138,6 +144,20 @@ class Job:
         timer = bisect.bisect_right(self.added, self.started + ticks * EVENT_BUFFER_S)
         self.written = max(self.written, timer)
         return b"".join(compact(list(e)) + b"\n" for e in self.events[: self.written])
+
+    def latest(self, num: int) -> list[tuple[str, str, str]]:
+        """jobevents unfiltered: the newest ``num`` of the events kept in memory, newest first."""
+        count, page = len(self.events), EVENT_PAGE_SIZE
+        kept = count if count <= 2 * page else page + (count - 2 * page - 1) % (page + 1)
+        return self.events[: -min(num, kept) - 1 : -1] if num and kept else []
+
+    def grep(self, query: str, num: int) -> list[bytes]:
+        """jobevents filtered: ``grep -i`` on the event file of the query's letters, digits
+        and ``:;<=>?@[\\]^_!`` (the rest dropped, spaces too), the first ``num`` lines that
+        match, newest first (the query taken literally: grep's ``[\\]^`` not modelled)."""
+        wanted = _GREP_DROPS.sub("", query).lower()
+        lines = self.rawevents().splitlines()
+        return [line for line in lines if wanted in line.decode().lower()][:num][::-1]
 
     def add_event(self, host: str, message: str) -> None:
         self.events.append((now_text(), host, message))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -502,6 +503,19 @@ def test_bad_tag_names_are_refused_before_sending(
 ) -> None:
     with pytest.raises(ClientError, match=r"is not a valid DDFS tag name: use only letters"):
         ddfs.get_tag(name)
+    assert replay.received == []
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"), [("Job done", "' '"), ("map:0]", "']'"), ("a.b-c", "'-.'")]
+)
+def test_event_filters_the_master_would_change_are_refused_before_sending(
+    text: str, refused: str, replay: ReplayServer, master: Master
+) -> None:
+    """event_server:grep_log drops all but letters, digits and ":;<=>?@[\\]^_!" (the real
+    master gave nothing for "Job done": it looked for "Jobdone"), and grep reads [\\]^."""
+    with pytest.raises(ClientError, match=rf"drops or reads as a pattern {re.escape(refused)}"):
+        master.events("job@1:2:3", filter=text)
     assert replay.received == []
 
 

@@ -111,10 +111,13 @@ def test_a_saved_jobs_counters_are_all_there(master: Master) -> None:
 
 
 def test_counters_the_master_never_writes_are_said_to_be_missing(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Had the master not written the READY line after the client's patience, the run
-    still gives its results, and says its counters may miss counts."""
+    still gives its results, and says its counters may miss counts (the test master,
+    whose buffer is made to never write, even when DISCODSL_TEST_REAL_MASTER is set)."""
+    monkeypatch.setenv("DISCO_MASTER", disco_master.url)
+    monkeypatch.setenv("DISCO_PORT", str(disco_master.port))
     monkeypatch.setattr(disco_state, "EVENT_BUFFER_S", 3600.0)
     monkeypatch.setattr(cluster, "EVENTS_PATIENCE_S", 0.3)
     results = cluster_jobs.chatty_count.run(inputs=["raw://a"], mode="cluster", save_results=True)

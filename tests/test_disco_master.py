@@ -182,6 +182,57 @@ def test_events_waiting_past_the_buffers_size_are_written(
         assert job.rawevents().count(b"\n") == len(job.events)
 
 
+def jobevents(master: DiscoMaster, name: str, **query: str) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", master.port, timeout=10)
+    try:
+        conn.request("GET", "/disco/ctrl/jobevents?" + urlencode({"name": name, **query}))
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read()
+    finally:
+        conn.close()
+
+
+def test_a_jobevents_filter_greps_the_event_file_as_the_real_master_does(tmp_path: Path) -> None:
+    """event_server:grep_log, as a real 0.5.4 master answered: the query's spaces and
+    most punctuation dropped ("Job done" found nothing), grep -i over whole lines (host
+    names too), the first ``num`` matches, newest first; no match: an empty body."""
+    job = jobs.wordcount.with_options(partitions=2)
+    with DiscoMaster(tmp_path) as master:
+        events = run_job(master, job, ["raw://a b", "raw://c d", "raw://e"])
+        name = next(iter(master.jobs.jobs))
+        first_two = jobevents(master, name, filter="ASSIGNED", num="2")
+        assert jobevents(master, name, filter="Job done") == b""
+        assert jobevents(master, name, filter="jobdone") == b""
+        by_host = json.loads(jobevents(master, name, filter="localhost", num="1000"))
+        unfiltered = jobevents(master, name, filter="")
+    assigned = [message for _, message in events if "assigned" in message]
+    assert [m for _, _, m in json.loads(first_two)] == assigned[:2][::-1]
+    assert b"\n" not in first_two  # the file's lines, joined by commas
+    named = [(host, message) for host, message in events if "localhost" in host + message]
+    assert [(host, message) for _, host, message in by_host] == named[::-1]  # host names too
+    assert unfiltered.startswith(b"[") and unfiltered.count(b"\n,") == 9  # num=10, unfiltered
+
+
+@pytest.mark.parametrize(
+    ("count", "kept"), [(1, 1), (200, 200), (201, 100), (301, 200), (302, 100), (403, 100)]
+)
+def test_jobevents_answers_from_the_newest_events_kept_in_memory(
+    tmp_path: Path, count: int, kept: int
+) -> None:
+    """job_event.erl keeps up to 200 events for jobevents, cut to the newest 100 past that."""
+    with DiscoMaster(tmp_path) as master:
+        name = master.jobs.submit(saved_pack(False))
+        master.jobs.results([name], 30_000)  # until it is ready
+        job = master.jobs.jobs[name]
+        job.events.clear()
+        job.events.extend((f"{n}", "master", f"event {n}") for n in range(count))
+        answer = json.loads(jobevents(master, name, num="1000"))
+    assert [message for _, _, message in answer] == [f"event {n}" for n in range(count)][
+        : -kept - 1 : -1
+    ]
+
+
 # -- failures and retries, as error-error, error-fatal and the other recordings show ------
 
 
