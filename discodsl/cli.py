@@ -585,7 +585,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def _cluster_events(args: argparse.Namespace, master: Master, name: str) -> int:
-    """A cluster job's events; with --follow, until its READY line, or until it is dead."""
+    """A cluster job's events; with --follow, until the log's last (READY, or "WARN: Job
+    killed")."""
     offset, ended, deadline = 0, False, math.inf
     while True:
         # Blocks up to a second while the job runs: the pause between two reads.
@@ -593,10 +594,10 @@ def _cluster_events(args: argparse.Namespace, master: Master, name: str) -> int:
         events, offset = master.rawevents(name, offset)
         for event in events:
             _print_event(event, _json_wanted(args))
-            ended = ended or event[2].startswith("READY: ")
-        if not args.follow or ended or status not in ("active", "ready"):
+            ended = ended or cluster.ends_log(event[2])
+        if not args.follow or ended or status not in ("active", "ready", "dead"):
             return 0
-        if status == "ready":  # its last events reach the log up to 2 s later
+        if status != "active":  # its last events reach the log up to 2 s later
             deadline = min(deadline, time.monotonic() + cluster.EVENTS_PATIENCE_S)
             if time.monotonic() > deadline:
                 return 0

@@ -226,6 +226,7 @@ def test_jobpack_build_show_submit_then_kill(
     printed = capsys.readouterr().out.splitlines()
     assert f"killed {name}" in printed
     assert any(line.endswith("New job initialized!") for line in printed)  # by --follow
+    assert printed[-1].endswith("WARN: Job killed")  # written up to 2 s after the kill
     _, err = run(capsys, "wait", name, status=1)
     lines = one_error(err, name, "is dead without a task error", "killed")
     assert lines[1] == f"hint: see what happened with `discodsl events {name}`"

@@ -49,6 +49,7 @@ __all__ = [
     "Cluster",
     "ClusterRunner",
     "cluster_inputs",
+    "ends_log",
     "latest_job",
     "results_of",
     "wait_for",
@@ -57,9 +58,10 @@ __all__ = [
 #: How long one get_results call may block (ms): short, so progress stays fresh and a
 #: save_results job, whose end the master does not announce, is seen soon (spec section 5).
 POLL_MS = 1000
-#: How long a ready job's last events may take to reach its event file (s). The master
-#: writes a job's events every 2 s, and at once when the job ends, except a save_results
-#: job's (job_event.erl): until then its last tasks' counts and DONE lines are unread.
+#: How long a job's last events may take to reach its event log once it is ready or dead
+#: (s). The master writes a job's events every 2 s, and at once when the job ends, except
+#: when a save_results job ends or a job is killed (job_event.erl, disco_server.erl): until
+#: then its last tasks' counts, DONE and error lines are unread.
 EVENTS_PATIENCE_S = 10.0
 
 _CRASH = re.compile(r"Worker crashed! \(exit code: (-?\d+)\)")
@@ -67,7 +69,8 @@ _TASK_EVENT = re.compile(r"(WARNING|FATAL): \[([^\]\s]+):(\d+)\] (.*)", re.DOTAL
 _MSG_EVENT = re.compile(r"MSG: \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
 _STAGE_EVENT = re.compile(r"Stage (\S+) scheduled with (\d+) tasks")
 _DONE_EVENT = re.compile(r"DONE: \[([^\]\s]+):(\d+)\] Task finished")
-_READY_EVENT = "READY: "  # the master's last event of a job that succeeded
+# The master's last event of a job that succeeded, and of one that died (failed or killed).
+_READY_EVENT, _KILLED_EVENT = "READY: ", "WARN: Job killed"
 _RETRY_EVENT = re.compile(r"Task (\S+):(\d+) failed on .*?, (\d+)\w* failures so far")
 # A node that could not open a file:// input (the worker's DataError says "URL: cannot open").
 _FILE_URL = re.compile(r"(file://[^\s;:,'\"]+): cannot open ")
@@ -342,7 +345,7 @@ def wait_for(
         urls = cluster.master.wait(jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher)
         watcher.settle()
     except JobDead as dead:
-        watcher.catch_up()
+        watcher.settle(dead=True)
         error = _job_failed(jobname, watcher.events, dead)
         raise error from (error.__cause__ or dead)
     except KeyboardInterrupt:
@@ -382,7 +385,7 @@ class _Watcher:
         self.stages_in_events = False  # else jobinfo says which stage runs
         self.stage, self.total, self.done = "", 0, 0
         self.stop: threading.Event | None = None  # set: stop waiting (Ctrl-C in Run.wait)
-        self.ready = False  # the READY event was read: every event before it was too
+        self.ended = False  # the log's last event was read: every event before it was too
 
     def __call__(self, status: str, elapsed: float) -> None:
         if self.stop is not None and self.stop.is_set() and status == "active":
@@ -402,27 +405,26 @@ class _Watcher:
         for _, _, message in new:
             self._event(message)
 
-    def settle(self) -> None:
-        """After the poll that found the job ready: read its events up to the READY line,
-        which the master may write up to 2 s later; past EVENTS_PATIENCE_S, say that the
-        counters may miss counts."""
+    def settle(self, dead: bool = False) -> None:
+        """After the poll that found the job ready (or ``dead``): read its events up to the
+        last (READY, or "WARN: Job killed"), which the master may write up to 2 s later.
+        Past EVENTS_PATIENCE_S, a ready job's counters may miss counts: say so."""
         deadline, pause = time.monotonic() + EVENTS_PATIENCE_S, 0.05
-        while not self.ready:
-            if time.monotonic() + pause > deadline:
-                print(
-                    f"discodsl: job {self.jobname} is ready, but the master's event log has "
-                    f"not shown its end after {EVENTS_PATIENCE_S:g} s: its counters may miss "
-                    "counts of its last tasks",
-                    file=sys.stderr,
-                )
-                return
+        while not self.ended and time.monotonic() + pause < deadline:
             time.sleep(pause)
             pause = min(2 * pause, 0.5)
             self.catch_up()
+        if not self.ended and not dead:
+            print(
+                f"discodsl: job {self.jobname} is ready, but the master's event log has not "
+                f"shown its end after {EVENTS_PATIENCE_S:g} s: its counters may miss counts "
+                "of its last tasks",
+                file=sys.stderr,
+            )
 
     def _event(self, message: str) -> None:
-        if message.startswith(_READY_EVENT):
-            self.ready = True
+        if ends_log(message):
+            self.ended = True
         elif match := _MSG_EVENT.fullmatch(message):
             stage, taskid, text = match.groups()
             self._tell("msg", {"stage": stage, "taskid": int(taskid), "text": text})
@@ -474,6 +476,11 @@ class _Watcher:
         for _ in range(done - self.done):
             self.progress("task_done", {"stage": stage})
         self.done = done
+
+
+def ends_log(message: str) -> bool:
+    """Whether ``message`` is the last event of a job's log: READY, or "WARN: Job killed"."""
+    return message.startswith(_READY_EVENT) or message == _KILLED_EVENT
 
 
 def _job_failed(jobname: str, events: list[MasterEvent], dead: JobDead) -> TaskFailed | JobDead:
