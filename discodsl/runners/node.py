@@ -133,6 +133,7 @@ class NodeMaster:
         as, else the pack encoded (and so checked) here."""
         layout = JobLayout(self.disco_data, self.host, job_name(str(pack.jobdict["prefix"])))
         os.makedirs(layout.home, exist_ok=False)
+        os.mkdir(os.path.join(layout.home, ".disco"))  # the tasks' indexes (_write_index)
         try:
             self._lay_out(layout, pack, jobpack.encode(pack) if data is None else data)
         except BaseException:
@@ -406,8 +407,7 @@ class NodeMaster:
         for label, path, size in local:
             lines.append(f"{label} {layout.url(path)} {size}\n")
             sizes[label] = sizes.get(label, 0) + size
-        path = os.path.join(layout.home, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        path = os.path.join(layout.home, name)  # .disco/ is made with the job home
         with open(path + ".partial", "w") as handle:
             handle.writelines(lines)
         os.replace(path + ".partial", path)

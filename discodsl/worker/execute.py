@@ -719,7 +719,6 @@ class _Outputs:
         return writer if writer is not None else self._open(label)
 
     def _open(self, label: int) -> RecordWriter:
-        os.makedirs(self.directory, exist_ok=True)
         task = self.task
         name = f"{task.stage.name}-{task.taskid}-{label}-{task.tag}"
         writer = RecordWriter(os.path.join(self.directory, name), compress=task.job.compress)

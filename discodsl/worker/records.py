@@ -201,11 +201,12 @@ class RecordWriter:
             os.remove(self.partial)
 
     def _open(self) -> BinaryIO:
-        """Create the parent directory and the partial file."""
+        """Create the partial file, and its parent directory if it is not there."""
         try:
-            directory = os.path.dirname(self.partial)
-            if directory:
-                os.makedirs(directory, exist_ok=True)
+            try:
+                return open(self.partial, "wb")
+            except FileNotFoundError:  # a task's first output: no mkdir per file
+                os.makedirs(os.path.dirname(self.partial) or ".", exist_ok=True)
             return open(self.partial, "wb")
         except OSError as exc:
             self._state = "aborted"
