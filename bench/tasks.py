@@ -13,17 +13,23 @@ inputs, once, killed after ``--limit`` seconds if still running: their wall
 and CPU milliseconds per task, or how long they had run when killed. Every
 output is checked against the lines' word counts. ``--many 0`` skips that run.
 
+The local runner keeps its files in the temporary directory (``TMPDIR``), named
+on the first line of figures with its file system's type; ``TMPDIR=/dev/shm``
+measures the runner on a tmpfs.
+
 Not here: per-record cost (bench/worker.py) or throughput (bench/wordcount.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import shutil
 import statistics
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -85,6 +91,19 @@ def per_task(args: argparse.Namespace, data: Path) -> dict[str, float]:
             for f in ("wall", "cpu")}
 
 
+def scratch() -> str:
+    """Where the local runner keeps a run's files (TMPDIR), and the file system's type: a
+    task creates a file per partition it writes, and their cost depends on it."""
+    where = os.path.realpath(tempfile.gettempdir())
+    best, kind = "", "?"
+    with contextlib.suppress(OSError), open("/proc/mounts") as mounts:
+        for line in mounts:
+            _, point, fstype = line.split()[:3]
+            if (where + "/").startswith(point.rstrip("/") + "/") and len(point) > len(best):
+                best, kind = point, fstype
+    return f"{where} ({kind})"
+
+
 def report_per_task(medians: dict[str, float], n: int) -> None:
     """Print the two configurations and the cost of one extra task."""
     print(f"{n:,} lines in 1 file:       wall {medians['one wall']:7.2f} s, "
@@ -127,7 +146,8 @@ def main() -> None:
     before = load()
     medians = per_task(args, data)
     print(f"\nlocal runner, per-task overhead; median of {args.runs} alternating runs; "
-          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; load average {before}\n")
+          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; load average {before}; "
+          f"the runner's files in {scratch()}\n")
     report_per_task(medians, args.tasks)
     if args.many:
         many_tasks(args, data, medians)
