@@ -215,12 +215,14 @@ def test_a_jobevents_filter_greps_the_event_file_as_the_real_master_does(tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("count", "kept"), [(1, 1), (200, 200), (201, 100), (301, 200), (302, 100), (403, 100)]
+    ("count", "kept"),
+    [(1, 1), (200, 200), (201, 100), (220, 119), (301, 200), (302, 100), (403, 100)],
 )
 def test_jobevents_answers_from_the_newest_events_kept_in_memory(
     tmp_path: Path, count: int, kept: int
 ) -> None:
-    """job_event.erl keeps up to 200 events for jobevents, cut to the newest 100 past that."""
+    """job_event.erl keeps up to 200 events for jobevents, cut to the newest 100 past that
+    (a real 0.5.4 master answered num=1000 with 119 of a job's 220 events)."""
     with DiscoMaster(tmp_path) as master:
         name = master.jobs.submit(saved_pack(False))
         master.jobs.results([name], 30_000)  # until it is ready
