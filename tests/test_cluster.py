@@ -20,7 +20,7 @@ import discodsl.builder
 from discodsl import ClientError, JobDead, TaskFailed
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
-from discodsl.errors import RemoteTraceback
+from discodsl.errors import NoSuchJob, RemoteTraceback
 from discodsl.runners import cluster
 from discodsl.runners.progress import Progress
 from tests import cluster_jobs, disco_state, jobs
@@ -118,7 +118,7 @@ def test_counters_the_master_never_writes_are_said_to_be_missing(
     results = cluster_jobs.chatty_count.run(inputs=["raw://a"], mode="cluster", save_results=True)
     assert dict(results) == {"a": 1}
     err = capsys.readouterr().err
-    assert f"job {results.jobname} is ready, but the master's event log" in err
+    assert f"job {results.jobname} is ready, but its end did not show in the master's" in err
     assert "its counters may miss counts" in err
 
 
@@ -264,6 +264,33 @@ class FakeMaster:
 
     def jobinfo(self, name: str) -> dict[str, Any]:
         return {"pipeline": self.pipeline}
+
+
+class PurgingMaster(FakeMaster):
+    """A master whose job is purged after the first read of its events."""
+
+    def rawevents(self, name: str, offset: int) -> tuple[list[tuple[str, str, str]], int]:
+        if offset:
+            raise NoSuchJob(f"no job named {name!r}", jobname=name)
+        return super().rawevents(name, offset)
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_reading_on_to_the_logs_end_stops_at_a_purge(
+    dead: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job purged while the client reads on for its last events: the client stops, with
+    what it read (a dead job's error is still JobDead, not NoSuchJob)."""
+    monkeypatch.setattr(cluster, "EVENTS_PATIENCE_S", 30.0)
+    fake = PurgingMaster()
+    fake.events = [("t", "master", "New job initialized!")]
+    watcher = cluster._Watcher(fake, "job", Progress("job", enabled=False))  # type: ignore[arg-type]
+    watcher.catch_up()
+    started = time.monotonic()
+    watcher.settle(dead=dead)
+    assert time.monotonic() - started < 5 and not watcher.ended
+    assert len(watcher.events) == 1
+    assert ("counters may miss counts" in capsys.readouterr().err) is not dead
 
 
 def watch(fake: FakeMaster, polls: list[tuple[list[str], list[list[Any]]]]) -> list[Any]:

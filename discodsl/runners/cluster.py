@@ -30,7 +30,7 @@ from discodsl import builder, indexes
 from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
-from discodsl.errors import ClientError, DataError, JobActive, JobDead, TaskFailed
+from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
 from discodsl.results import Results
 from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed, worker_died
@@ -413,12 +413,15 @@ class _Watcher:
         while not self.ended and time.monotonic() + pause < deadline:
             time.sleep(pause)
             pause = min(2 * pause, 0.5)
-            self.catch_up()
+            try:
+                self.catch_up()
+            except NoSuchJob:  # purged meanwhile: what was read is all there is
+                break
         if not self.ended and not dead:
             print(
-                f"discodsl: job {self.jobname} is ready, but the master's event log has not "
-                f"shown its end after {EVENTS_PATIENCE_S:g} s: its counters may miss counts "
-                "of its last tasks",
+                f"discodsl: job {self.jobname} is ready, but its end did not show in the "
+                f"master's event log (read for up to {EVENTS_PATIENCE_S:g} s): its counters "
+                "may miss counts of its last tasks",
                 file=sys.stderr,
             )
 
