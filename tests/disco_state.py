@@ -149,7 +149,8 @@ class Job:
         """jobevents unfiltered: the newest ``num`` of the events kept in memory, newest first."""
         count, page = len(self.events), EVENT_PAGE_SIZE
         kept = count if count <= 2 * page else page + (count - 2 * page - 1) % (page + 1)
-        return self.events[: -min(num, kept) - 1 : -1] if num and kept else []
+        newest_first = self.events[::-1]
+        return newest_first[: min(num, kept)]
 
     def grep(self, query: str, num: int) -> list[bytes]:
         """jobevents filtered: ``grep -i`` on the event file of the query's letters, digits
