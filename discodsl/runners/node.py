@@ -220,10 +220,9 @@ class NodeMaster:
         self._cancelled.set()
         with self._lock:
             for process in list(self._running):
-                if isinstance(process, ForkedWorker):
-                    process.kill()  # its conversation sees it end, then stops it
-                else:
-                    _kill(process)
+                # Killed only: its conversation, reading its pipes in another thread, sees it
+                # end and then closes them (closed under a read, a number can be reused).
+                _signal(process)
         self._drop_spares()
         if self._forks is not None:
             self._forks.close()
@@ -558,15 +557,22 @@ class _Conversation:
         return Attempt(False, text=text, exit_code=code, inputs=inputs)
 
 
+def _signal(process: Worker) -> None:
+    """SIGKILL the worker and what it started; its pipes stay open."""
+    if isinstance(process, ForkedWorker):
+        process.kill()
+    elif process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def _kill(process: Worker) -> None:
     """Kill the worker and its children and close its input, as Disco does at task end.
     Killed first: a write to a worker that stopped reading holds its input until then."""
     if isinstance(process, ForkedWorker):
         process.stop()
         return
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+    _signal(process)
     process.wait()
     with contextlib.suppress(OSError, ValueError):
         if process.stdin is not None:
