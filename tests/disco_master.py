@@ -51,6 +51,11 @@ What still differs from a real Disco 0.5.4 master:
   is synchronous.
 - **DDFS**: tags in memory, one volume, no replication, no garbage
   collection, no tokens.
+- **Events**: a jobevents filter is taken literally, where grep reads
+  ``[\\]^`` as a pattern. (The event file itself is written as
+  ``job_event.erl`` buffers it: every 2 s of real time, past 1,000 waiting,
+  and when a job ends, except a save_results job or a killed one; see
+  :mod:`tests.disco_state`.)
 """
 
 from __future__ import annotations
