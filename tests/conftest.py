@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from hypothesis import settings
 # or starts something can take a second, and hypothesis would call that flaky.
 settings.register_profile("discodsl", deadline=None)
 settings.load_profile("discodsl")
+
+# Started with standard input closed (`0<&-`), Python has no sys.__stdin__, which pytest's
+# captured stdin asks for its encoding (IPython asks, when the tutorials start a kernel):
+# /dev/null takes fd 0, as a shell's `</dev/null` would give it.
+if sys.__stdin__ is None:
+    sys.__stdin__ = open(os.devnull)  # noqa: SIM115 - the process's stdin until it ends
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "disco-reference"
