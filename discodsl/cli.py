@@ -586,22 +586,26 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def _cluster_events(args: argparse.Namespace, master: Master, name: str) -> int:
     """A cluster job's events; with --follow, until the log's last (READY, or "WARN: Job
-    killed")."""
-    offset, ended, deadline = 0, False, math.inf
-    while True:
-        # Blocks up to a second while the job runs: the pause between two reads.
-        status = master.results([name], 1000 if args.follow else 0)[name][0]
+    killed"), which the master writes up to 2 s after the job ends."""
+    offset, ended = 0, False
+
+    def read() -> bool:
+        nonlocal offset, ended
         events, offset = master.rawevents(name, offset)
         for event in events:
             _print_event(event, _json_wanted(args))
             ended = ended or cluster.ends_log(event[2])
+        return ended
+
+    while True:
+        # Blocks up to a second while the job runs: the pause between two reads.
+        status = master.results([name], 1000 if args.follow else 0)[name][0]
+        read()
         if not args.follow or ended or status not in ("active", "ready", "dead"):
             return 0
-        if status != "active":  # its last events reach the log up to 2 s later
-            deadline = min(deadline, time.monotonic() + cluster.EVENTS_PATIENCE_S)
-            if time.monotonic() > deadline:
-                return 0
-            time.sleep(0.2)
+        if status != "active":
+            cluster.read_to_end(read)
+            return 0
 
 
 def _local_events(args: argparse.Namespace, run: registry.LocalRun) -> int:

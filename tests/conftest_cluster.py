@@ -42,10 +42,13 @@ def cluster_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """``DISCO_MASTER`` and ``DISCO_PORT`` point at the test master for this test (or at
     ``DISCODSL_TEST_REAL_MASTER``); the master's URL."""
     if REAL_MASTER:
-        url, port = REAL_MASTER, urlsplit(REAL_MASTER).port or 8989
-    else:
-        master: DiscoMaster = request.getfixturevalue("disco_master")
-        url, port = master.url, master.port
+        return point_at(monkeypatch, REAL_MASTER, urlsplit(REAL_MASTER).port or 8989)
+    master: DiscoMaster = request.getfixturevalue("disco_master")
+    return point_at(monkeypatch, master.url, master.port)
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, url: str, port: int) -> str:
+    """``DISCO_MASTER`` and ``DISCO_PORT`` for the master at ``url``, for this test; ``url``."""
     monkeypatch.setenv("DISCO_MASTER", url)
     monkeypatch.setenv("DISCO_PORT", str(port))
     # Requests that may be sent again are, twice, as users' are (five times): a connection

@@ -24,6 +24,7 @@ from discodsl.errors import NoSuchJob, RemoteTraceback
 from discodsl.runners import cluster
 from discodsl.runners.progress import Progress
 from tests import cluster_jobs, disco_state, jobs
+from tests.conftest_cluster import point_at
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
 
@@ -34,10 +35,7 @@ WORDS = {"a": 2, "b": 1, "c": 3}
 def cluster_env(disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch) -> str:
     """The test master, even when DISCODSL_TEST_REAL_MASTER names a real one: these tests
     close the master to new jobs, count its jobs and name its one node."""
-    monkeypatch.setenv("DISCO_MASTER", disco_master.url)
-    monkeypatch.setenv("DISCO_PORT", str(disco_master.port))
-    monkeypatch.setenv("DISCODSL_RETRIES", "2")
-    return disco_master.url
+    return point_at(monkeypatch, disco_master.url, disco_master.port)
 
 
 @pytest.fixture

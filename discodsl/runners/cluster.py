@@ -51,6 +51,7 @@ __all__ = [
     "cluster_inputs",
     "ends_log",
     "latest_job",
+    "read_to_end",
     "results_of",
     "wait_for",
 ]
@@ -407,16 +408,10 @@ class _Watcher:
 
     def settle(self, dead: bool = False) -> None:
         """After the poll that found the job ready (or ``dead``): read its events up to the
-        last (READY, or "WARN: Job killed"), which the master may write up to 2 s later.
-        Past EVENTS_PATIENCE_S, a ready job's counters may miss counts: say so."""
-        deadline, pause = time.monotonic() + EVENTS_PATIENCE_S, 0.05
-        while not self.ended and time.monotonic() + pause < deadline:
-            time.sleep(pause)
-            pause = min(2 * pause, 0.5)
-            try:
-                self.catch_up()
-            except NoSuchJob:  # purged meanwhile: what was read is all there is
-                break
+        last (see read_to_end). A ready job's whose end did not come: say its counters may
+        miss counts."""
+        if not self.ended:
+            read_to_end(self._read_on)
         if not self.ended and not dead:
             print(
                 f"discodsl: job {self.jobname} is ready, but its end did not show in the "
@@ -424,6 +419,15 @@ class _Watcher:
                 "may miss counts of its last tasks",
                 file=sys.stderr,
             )
+
+    def _read_on(self) -> bool:
+        """Read the new events; whether to stop: the log's end was read, or the job was
+        purged meanwhile (then what was read is all there is)."""
+        try:
+            self.catch_up()
+        except NoSuchJob:
+            return True
+        return self.ended
 
     def _event(self, message: str) -> None:
         if ends_log(message):
@@ -479,6 +483,19 @@ class _Watcher:
         for _ in range(done - self.done):
             self.progress("task_done", {"stage": stage})
         self.done = done
+
+
+def read_to_end(read: Callable[[], bool]) -> None:
+    """Once a job has ended, call ``read`` (it reads the job's new events and says whether to
+    stop, e.g. on the log's last event, see ends_log) after growing pauses until it says
+    so, for up to EVENTS_PATIENCE_S: the master writes a job's last events up to 2 s after
+    the job ends."""
+    deadline, pause = time.monotonic() + EVENTS_PATIENCE_S, 0.05
+    while time.monotonic() + pause < deadline:
+        time.sleep(pause)
+        pause = min(2 * pause, 0.5)
+        if read():
+            return
 
 
 def ends_log(message: str) -> bool:
