@@ -141,8 +141,8 @@ print(failure.__cause__)
 # `mode="inline"` runs every task right here, one after the other. Nothing is pickled, no
 # process is started, and your exception comes out unchanged, with its own traceback ending
 # in your function (on Python 3.11+ with a note saying which stage, input and record). Inline
-# mode still gives every stage at least two partitions and runs tasks and inputs in a
-# shuffled order, so code that only works in one process or in one order fails here too.
+# mode runs the same tasks as a local run, but in a shuffled order, inputs too, so code that
+# only works in one order of tasks or values fails here too.
 
 # %% tags=["assert-inline"]
 import traceback

@@ -2,9 +2,10 @@
 
 No subprocess, no protocol: each task runs the worker's own stage code
 (:func:`~discodsl.worker.execute.run_task`) right here, so ``breakpoint()``
-and ``pdb`` work and user exceptions surface unchanged. Still, every stage
-gets at least two partitions and tasks and inputs run in shuffled order, so
-code that assumes one process or one order fails here first. As on a node,
+and ``pdb`` work and user exceptions surface unchanged. It runs the tasks
+a local run would (the job's own partition count), but in a shuffled order,
+inputs too, so code that assumes one order of tasks or values fails here
+first. As on a node,
 each task gets its own copy of ``params`` and sees the job's ``env=`` (set in
 this process while the run goes), counters count successful tasks
 only, and an I/O error (or :class:`~discodsl.worker.errors.Retry`) retries
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
     from discodsl.options import JobOptions
     from discodsl.runners.handle import Run
 
-MIN_PARTITIONS = 2
-
 
 class InlineRunner(Runner):
     """Runs every task of a job in the calling process, in a shuffled order; ``submit()``
@@ -65,7 +64,7 @@ class InlineRunner(Runner):
         self.master = master
 
     def _adapt(self, options: JobOptions) -> JobOptions:
-        """No ``timeout`` (nothing can stop code in this process); two partitions at least."""
+        """No ``timeout`` (nothing can stop code in this process); annotated stages checked."""
         if options.timeout is not None:
             raise SettingsError(
                 f"timeout={options.timeout:g} cannot stop stage code running in this process "
@@ -74,9 +73,7 @@ class InlineRunner(Runner):
             )
         if options.check_types is None:  # a debugging run checks what annotated stages yield
             options = options.model_copy(update={"check_types": True})
-        if options.partitions is None:  # not partitioned, as asked: one task per label grouping
-            return options
-        return options.model_copy(update={"partitions": max(MIN_PARTITIONS, options.partitions)})
+        return options
 
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """The run is named after its job; its work runs every task here, and nothing can

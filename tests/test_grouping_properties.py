@@ -1,0 +1,135 @@
+"""Property: a map/reduce job gives each key's values to one reduce call, keys meeting as a
+dict's keys do, whatever the runner, the partition count, the combiner and the order.
+
+For any records spread over record files, ``sum`` per key by the job equals
+``sum`` per key by a plain dict (so ``1``, ``1.0``, ``True``, ``Fraction(1)``
+and ``Decimal("1.00")`` are one key, ``0`` and ``-0.0`` another, sets in any
+order one), and no key comes out twice: on the inline and the local runner,
+with 1, 2 or 5 partitions or none, with no combiner, ``combine=True`` or a
+combiner of its own, sorted or not. A sorted reduce over one partition gives
+its keys in ascending order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from discodsl import job, map, reduce
+from discodsl.worker.records import RecordWriter
+
+NUMBERS = st.one_of(
+    st.integers(-3, 3),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.sampled_from([0.0, -0.0, 0.5, 1.0, 3.0, 1e300, float("inf"), float("-inf"), 2.0**53]),
+    st.sampled_from(
+        [Fraction(1, 2), Fraction(3), Fraction(-7, 3), Decimal("1.00"), Decimal("0.5")]
+    ),
+    st.just(2**53),
+)
+STRINGS = st.text(max_size=3)
+TUPLES = st.tuples(st.integers(-2, 2), st.text(max_size=2))
+# Keys that compare as a dict's do but do not all order: for unsorted reduces only.
+UNORDERED = st.one_of(
+    NUMBERS,
+    STRINGS,
+    TUPLES,
+    st.binary(max_size=2),
+    st.none(),
+    st.frozensets(st.integers(0, 3), max_size=3),
+    st.sampled_from([1 + 0j, 0.5 + 0j, 2j]),
+)
+ORDERED_FAMILIES = [NUMBERS, STRINGS, TUPLES]
+
+
+@map
+def passthrough(record: tuple[Any, int]) -> Iterator[tuple[Any, int]]:
+    yield record[0], record[1]
+
+
+def _sum(key: Any, values: Iterable[int]) -> Iterator[tuple[Any, int]]:
+    yield key, sum(values)
+
+
+def _job(**options: Any) -> Any:
+    totals = reduce(name="totals", **options)(_sum)
+
+    @job(partitions=2)
+    def grouping() -> list[Any]:
+        return [passthrough, totals]
+
+    return grouping
+
+
+JOBS = {
+    (combine, ordered): _job(
+        sort=ordered,
+        **({"combine": True} if combine == "itself" else {"combiner": _sum} if combine else {}),
+    )
+    for combine in (None, "itself", "own")
+    for ordered in (True, False)
+}
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[list[list[tuple[Any, int]]], Any, bool, int | None]:
+    ordered = draw(st.booleans())
+    keys = draw(st.sampled_from(ORDERED_FAMILIES)) if ordered else UNORDERED
+    records = st.lists(st.tuples(keys, st.integers(-5, 5)), max_size=30)
+    files = draw(st.lists(records, min_size=1, max_size=3))
+    combine = draw(st.sampled_from([None, "itself", "own"]))
+    partitions = draw(st.sampled_from([1, 2, 5, None]))
+    return files, combine, ordered, partitions
+
+
+def _expected(files: list[list[tuple[Any, int]]]) -> dict[Any, int]:
+    totals: dict[Any, int] = {}
+    for records in files:
+        for key, value in records:
+            totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def _inputs(tmp: Path, files: list[list[tuple[Any, int]]]) -> list[str]:
+    paths = []
+    for index, records in enumerate(files):
+        path = tmp / f"part-{index}"
+        with RecordWriter(str(path)) as writer:
+            for key, value in records:
+                writer.write(key, value)
+        paths.append(str(path))
+    return paths
+
+
+def _check(mode: str, tmp: Path, case: Any) -> None:
+    files, combine, ordered, partitions = case
+    run = JOBS[combine, ordered].run
+    got = list(run(inputs=_inputs(tmp, files), mode=mode, partitions=partitions))
+    expected = _expected(files)
+    assert len(got) == len(expected), f"a key came out twice: {got!r}"
+    assert dict(got) == expected
+    if ordered and partitions in (1, None):
+        keys = [key for key, _ in got]
+        assert keys == sorted(keys)
+
+
+SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=150, suppress_health_check=SLOW)
+@given(case=cases())
+def test_keys_meet_as_dict_keys_inline(tmp_path: Path, case: Any) -> None:
+    _check("inline", tmp_path, case)
+
+
+@settings(max_examples=30, suppress_health_check=SLOW)
+@given(case=cases())
+def test_keys_meet_as_dict_keys_local(tmp_path: Path, case: Any) -> None:
+    _check("local", tmp_path, case)
