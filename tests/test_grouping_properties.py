@@ -4,10 +4,12 @@ dict's keys do, whatever the runner, the partition count, the combiner and the o
 For any records spread over record files, ``sum`` per key by the job equals
 ``sum`` per key by a plain dict (so ``1``, ``1.0``, ``True``, ``Fraction(1)``
 and ``Decimal("1.00")`` are one key, ``0`` and ``-0.0`` another, sets in any
-order one), and no key comes out twice: on the inline and the local runner,
+order one), and no key comes out twice: on the inline, the local and the cluster runner
+(the test master, or the real one ``DISCODSL_TEST_REAL_MASTER`` names),
 with 1, 2 or 5 partitions or none, with no combiner, ``combine=True`` or a
-combiner of its own, sorted or not. A sorted reduce over one partition gives
-its keys in ascending order.
+combiner of its own, sorted or not; and so does a reduce after a map after
+that reduce (how many keys have each total). A sorted reduce over one
+partition gives its keys in ascending order.
 """
 
 from __future__ import annotations
@@ -58,35 +60,52 @@ def _sum(key: Any, values: Iterable[int]) -> Iterator[tuple[Any, int]]:
     yield key, sum(values)
 
 
-def _job(**options: Any) -> Any:
+@map
+def by_total(record: tuple[Any, int]) -> Iterator[tuple[int, int]]:
+    yield record[1], 1
+
+
+@reduce(combine=True)
+def keys_per_total(total: int, ones: Iterable[int]) -> Iterator[tuple[int, int]]:
+    yield total, sum(ones)
+
+
+def _job(histogram: bool, **options: Any) -> Any:
     totals = reduce(name="totals", **options)(_sum)
 
     @job(partitions=2)
     def grouping() -> list[Any]:
-        return [passthrough, totals]
+        return (
+            [passthrough, totals, by_total, keys_per_total] if histogram else [passthrough, totals]
+        )
 
     return grouping
 
 
 JOBS = {
-    (combine, ordered): _job(
+    (combine, ordered, histogram): _job(
+        histogram,
         sort=ordered,
         **({"combine": True} if combine == "itself" else {"combiner": _sum} if combine else {}),
     )
     for combine in (None, "itself", "own")
     for ordered in (True, False)
+    for histogram in (False, True)
 }
 
 
+Case = tuple[list[list[tuple[Any, int]]], Any, bool, int | None, bool]
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[list[list[tuple[Any, int]]], Any, bool, int | None]:
+def cases(draw: st.DrawFn) -> Case:
     ordered = draw(st.booleans())
     keys = draw(st.sampled_from(ORDERED_FAMILIES)) if ordered else UNORDERED
     records = st.lists(st.tuples(keys, st.integers(-5, 5)), max_size=30)
     files = draw(st.lists(records, min_size=1, max_size=3))
     combine = draw(st.sampled_from([None, "itself", "own"]))
     partitions = draw(st.sampled_from([1, 2, 5, None]))
-    return files, combine, ordered, partitions
+    return files, combine, ordered, partitions, draw(st.booleans())
 
 
 def _expected(files: list[list[tuple[Any, int]]]) -> dict[Any, int]:
@@ -108,11 +127,19 @@ def _inputs(tmp: Path, files: list[list[tuple[Any, int]]]) -> list[str]:
     return paths
 
 
-def _check(mode: str, tmp: Path, case: Any) -> None:
-    files, combine, ordered, partitions = case
-    run = JOBS[combine, ordered].run
+def _histogram(totals: dict[Any, int]) -> dict[int, int]:
+    """How many keys have each total."""
+    keys: dict[int, int] = {}
+    for total in totals.values():
+        keys[total] = keys.get(total, 0) + 1
+    return keys
+
+
+def _check(mode: str, tmp: Path, case: Case) -> None:
+    files, combine, ordered, partitions, histogram = case
+    run = JOBS[combine, ordered, histogram].run
     got = list(run(inputs=_inputs(tmp, files), mode=mode, partitions=partitions))
-    expected = _expected(files)
+    expected = _histogram(_expected(files)) if histogram else _expected(files)
     assert len(got) == len(expected), f"a key came out twice: {got!r}"
     assert dict(got) == expected
     if ordered and partitions in (1, None):
@@ -125,11 +152,17 @@ SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 @settings(max_examples=150, suppress_health_check=SLOW)
 @given(case=cases())
-def test_keys_meet_as_dict_keys_inline(tmp_path: Path, case: Any) -> None:
+def test_keys_meet_as_dict_keys_inline(tmp_path: Path, case: Case) -> None:
     _check("inline", tmp_path, case)
 
 
 @settings(max_examples=30, suppress_health_check=SLOW)
 @given(case=cases())
-def test_keys_meet_as_dict_keys_local(tmp_path: Path, case: Any) -> None:
+def test_keys_meet_as_dict_keys_local(tmp_path: Path, case: Case) -> None:
     _check("local", tmp_path, case)
+
+
+@settings(max_examples=12, suppress_health_check=SLOW)
+@given(case=cases())
+def test_keys_meet_as_dict_keys_on_a_cluster(cluster_env: str, tmp_path: Path, case: Case) -> None:
+    _check("cluster", tmp_path, case)
