@@ -9,7 +9,8 @@ order one), and no key comes out twice: on the inline, the local and the cluster
 with 1, 2 or 5 partitions or none, with no combiner, ``combine=True`` or a
 combiner of its own, sorted or not; and so does a reduce after a map after
 that reduce (how many keys have each total). A sorted reduce over one
-partition gives its keys in ascending order.
+partition gives its keys in ascending order. With one input and no
+combiner, each key's values reach the reduce in the input's order.
 """
 
 from __future__ import annotations
@@ -166,3 +167,49 @@ def test_keys_meet_as_dict_keys_local(tmp_path: Path, case: Case) -> None:
 @given(case=cases())
 def test_keys_meet_as_dict_keys_on_a_cluster(cluster_env: str, tmp_path: Path, case: Case) -> None:
     _check("cluster", tmp_path, case)
+
+
+@reduce(sort=False)
+def listed(key: Any, values: Iterable[int]) -> Iterator[tuple[Any, list[int]]]:
+    yield key, list(values)
+
+
+@job(partitions=3)
+def value_order() -> list[Any]:
+    return [passthrough, listed]
+
+
+@st.composite
+def one_file(draw: st.DrawFn) -> list[tuple[Any, int]]:
+    keys = st.one_of(st.integers(-2, 2), st.sampled_from([1.0, True, -0.0]), STRINGS)
+    return draw(st.lists(st.tuples(keys, st.integers()), max_size=40))
+
+
+def _check_order(mode: str, tmp: Path, records: list[tuple[Any, int]]) -> None:
+    """One input, no combiner: each key's values come in the order the input has them."""
+    expected: dict[Any, list[int]] = {}
+    for key, value in records:
+        expected.setdefault(key, []).append(value)
+    got = list(value_order.run(inputs=_inputs(tmp, [records]), mode=mode))
+    assert len(got) == len(expected)
+    assert dict(got) == expected
+
+
+@settings(max_examples=100, suppress_health_check=SLOW)
+@given(records=one_file())
+def test_values_keep_the_inputs_order_inline(tmp_path: Path, records: Any) -> None:
+    _check_order("inline", tmp_path, records)
+
+
+@settings(max_examples=15, suppress_health_check=SLOW)
+@given(records=one_file())
+def test_values_keep_the_inputs_order_local(tmp_path: Path, records: Any) -> None:
+    _check_order("local", tmp_path, records)
+
+
+@settings(max_examples=8, suppress_health_check=SLOW)
+@given(records=one_file())
+def test_values_keep_the_inputs_order_on_a_cluster(
+    cluster_env: str, tmp_path: Path, records: Any
+) -> None:
+    _check_order("cluster", tmp_path, records)
