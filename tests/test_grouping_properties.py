@@ -148,25 +148,18 @@ def _check(mode: str, tmp: Path, case: Case) -> None:
         assert keys == sorted(keys)
 
 
-SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+SLOW = [HealthCheck.too_slow]
+# Examples per runner: a local run takes a few tenths of a second, a cluster one more.
+EXAMPLES = {"inline": 150, "local": 30, "cluster": 12}
 
 
-@settings(max_examples=150, suppress_health_check=SLOW)
-@given(case=cases())
-def test_keys_meet_as_dict_keys_inline(tmp_path: Path, case: Case) -> None:
-    _check("inline", tmp_path, case)
+def test_keys_meet_as_dict_keys(mode: str, tmp_path: Path) -> None:
+    @settings(max_examples=EXAMPLES[mode], suppress_health_check=SLOW)
+    @given(case=cases())
+    def check(case: Case) -> None:
+        _check(mode, tmp_path, case)
 
-
-@settings(max_examples=30, suppress_health_check=SLOW)
-@given(case=cases())
-def test_keys_meet_as_dict_keys_local(tmp_path: Path, case: Case) -> None:
-    _check("local", tmp_path, case)
-
-
-@settings(max_examples=12, suppress_health_check=SLOW)
-@given(case=cases())
-def test_keys_meet_as_dict_keys_on_a_cluster(cluster_env: str, tmp_path: Path, case: Case) -> None:
-    _check("cluster", tmp_path, case)
+    check()
 
 
 @reduce(sort=False)
@@ -195,21 +188,10 @@ def _check_order(mode: str, tmp: Path, records: list[tuple[Any, int]]) -> None:
     assert dict(got) == expected
 
 
-@settings(max_examples=100, suppress_health_check=SLOW)
-@given(records=one_file())
-def test_values_keep_the_inputs_order_inline(tmp_path: Path, records: Any) -> None:
-    _check_order("inline", tmp_path, records)
+def test_values_keep_the_inputs_order(mode: str, tmp_path: Path) -> None:
+    @settings(max_examples=EXAMPLES[mode] * 2 // 3, suppress_health_check=SLOW)
+    @given(records=one_file())
+    def check(records: list[tuple[Any, int]]) -> None:
+        _check_order(mode, tmp_path, records)
 
-
-@settings(max_examples=15, suppress_health_check=SLOW)
-@given(records=one_file())
-def test_values_keep_the_inputs_order_local(tmp_path: Path, records: Any) -> None:
-    _check_order("local", tmp_path, records)
-
-
-@settings(max_examples=8, suppress_health_check=SLOW)
-@given(records=one_file())
-def test_values_keep_the_inputs_order_on_a_cluster(
-    cluster_env: str, tmp_path: Path, records: Any
-) -> None:
-    _check_order("cluster", tmp_path, records)
+    check()
