@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +187,13 @@ class _Node(NodeMaster):
         super().__init__(**kwargs)
         self.jobs = jobs
         self.job: Job | None = None
+
+    def submit(self, pack: jobpack.JobPack, data: bytes | None = None) -> JobLayout:
+        """The job's first stage takes its inputs last first, as the real master's does:
+        ``job_coordinator:preprocess_inputs`` folds them into a list back to front, so
+        task 0 reads the last input (``jobinfo`` still lists them as given)."""
+        inputs = list(reversed(pack.jobdict["inputs"]))
+        return super().submit(replace(pack, jobdict={**pack.jobdict, "inputs": inputs}), data)
 
     def _attempt(self, layout: Any, pack: Any, task: Any) -> Attempt:
         assert self.job is not None

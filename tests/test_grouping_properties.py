@@ -195,3 +195,25 @@ def test_values_keep_the_inputs_order(mode: str, tmp_path: Path) -> None:
         _check_order(mode, tmp_path, records)
 
     check()
+
+
+@job(partitions=None)
+def pass_on() -> list[Any]:
+    return [passthrough]
+
+
+def test_a_cluster_gives_its_first_tasks_the_inputs_last_first(
+    cluster_env: str, tmp_path: Path
+) -> None:
+    """A Disco 0.5.4 master numbers the first stage's tasks from the last input, and lists
+    a map-only job's results by task; the local runner keeps the inputs' order."""
+    files = [[(f"input {index}", index)] for index in range(4)]
+    inputs = _inputs(tmp_path, files)
+    assert [key for key, _ in pass_on.run(inputs=inputs, mode="local")] == [
+        "input 0",
+        "input 1",
+        "input 2",
+        "input 3",
+    ]
+    on_cluster = pass_on.run(inputs=inputs, mode="cluster")
+    assert [key for key, _ in on_cluster] == ["input 3", "input 2", "input 1", "input 0"]
