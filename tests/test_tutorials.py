@@ -444,7 +444,7 @@ def test_05_on_a_disco_cluster(
     failed = ran.stream("assert-task-failed")
     assert failed.startswith("the master allows 1 failure(s) per task\n")
     message = failed.splitlines()[1]
-    assert re.match(rf"job 'mean_age@{JOB_NAME}' failed in task parse_age:1: ", message)
+    assert re.match(rf"job 'mean_age@{JOB_NAME}' failed in task parse_age:0: ", message)
     assert "ValueError: invalid literal for int() with base 10: 'forty'" in message
     assert message.endswith("raise discodsl.Retry for a failure worth another try)")
     fields = dict(re.findall(r"^(stage|input|record|exc_type): +(.*)$", failed, re.M))
