@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from discodsl.worker import urls
 
@@ -101,3 +103,33 @@ def test_a_result_url_as_this_machine_reads_it(tmp_path: Path) -> None:
 def test_tag_names(url: str, name: str | None) -> None:
     assert urls.tag_name(url) == name
     assert urls.is_tag(url) is (name is not None)
+
+
+# Path segments as users name files: any text but NUL and "/", odd characters included.
+SEGMENTS = st.text(
+    alphabet=st.characters(blacklist_characters="\x00/", blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(
+    segments=st.lists(st.one_of(SEGMENTS, st.sampled_from([".", "..", ""])), max_size=5),
+    absolute=st.booleans(),
+)
+def test_file_url_is_pathlibs_uri_of_the_resolved_path(segments: list[str], absolute: bool) -> None:
+    """file_url does without pathlib (a worker's start pays for every import) and gives
+    exactly what ``Path(path).resolve().as_uri()`` gives."""
+    path = ("/" if absolute else "") + "/".join(segments)
+    assert urls.file_url(path) == Path(path).resolve().as_uri()
+
+
+@given(rest=st.lists(SEGMENTS, min_size=1, max_size=4))
+def test_a_node_file_is_read_as_pathlibs_uri(rest: list[str]) -> None:
+    root = "/srv/disco data/é"  # need not exist: only the URL is made
+    url_path = "disco/" + "/".join(rest)
+    try:
+        expected = Path(urls.node_path(url_path, {"disco": root})).as_uri()
+    except ValueError:  # a path leading outside the root: read over HTTP
+        expected = f"http://h:8989/{url_path}"
+    assert urls.readable_here(f"disco://h/{url_path}", "h", 8989, root) == expected

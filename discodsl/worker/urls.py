@@ -26,9 +26,8 @@ import contextlib
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote_from_bytes, unquote, urlsplit
 
 RAW: Final = "raw://"
 TAG: Final = "tag://"
@@ -65,7 +64,15 @@ def preferred_host(url: str) -> str:
 
 def file_url(path: str) -> str:
     """The absolute, percent-encoded ``file://`` URL of a local path."""
-    return Path(path).resolve().as_uri()
+    return _as_uri(os.path.realpath(path))
+
+
+def _as_uri(path: str) -> str:
+    """``pathlib.Path(path).as_uri()`` of an absolute, normalised path. Not pathlib itself: a
+    Disco node starts a worker per task, and importing pathlib costs it about 5 ms."""
+    if not os.path.isabs(path):
+        raise ValueError(f"a relative path has no file:// URL: {path!r}")
+    return "file://" + quote_from_bytes(os.fsencode(path))
 
 
 def file_path(url: str) -> str | None:
@@ -147,7 +154,7 @@ def readable_here(url: str, host: str, port: int, disco_data: str) -> str:
     url_host, path = split_host(rest)
     if disco_data and url_host == host and path.startswith("disco/"):
         with contextlib.suppress(ValueError):  # a path leading outside: read over HTTP
-            return Path(node_path(path, {"disco": disco_data})).as_uri()
+            return _as_uri(node_path(path, {"disco": disco_data}))
     return http_url(url_host, port, path)
 
 
