@@ -2,14 +2,13 @@
 
 No subprocess, no protocol: each task runs the worker's own stage code
 (:func:`~discodsl.worker.execute.run_task`) right here, so ``breakpoint()``
-and ``pdb`` work and user exceptions surface unchanged. It runs the tasks
-a local run would (the job's own partition count), but in a shuffled order,
-inputs too, so code that assumes one order of tasks or values fails here
-first. As on a node,
-each task gets its own copy of ``params`` and sees the job's ``env=`` (set in
-this process while the run goes), counters count successful tasks
-only, and an I/O error (or :class:`~discodsl.worker.errors.Retry`) retries
-the task while any other exception fails the job at once.
+and ``pdb`` work and user exceptions surface unchanged. It runs the tasks a
+local run would (the job's own partition count), in a shuffled order, inputs
+too, so code that assumes one order of tasks or values fails here first. As
+on a node, each task gets its own copy of ``params`` and sees the job's
+``env=`` (set in this process while the run goes), counters count successful
+tasks only, and an I/O error (or :class:`~discodsl.worker.errors.Retry`)
+retries the task while any other exception fails the job at once.
 
 ``submit()`` runs the job before it returns, in the calling thread (a run
 in another thread is no place for ``breakpoint()``): the Run it returns has
@@ -64,7 +63,8 @@ class InlineRunner(Runner):
         self.master = master
 
     def _adapt(self, options: JobOptions) -> JobOptions:
-        """No ``timeout`` (nothing can stop code in this process); annotated stages checked."""
+        """No ``timeout`` (nothing can stop code in this process); ``check_types`` on unless
+        set."""
         if options.timeout is not None:
             raise SettingsError(
                 f"timeout={options.timeout:g} cannot stop stage code running in this process "
