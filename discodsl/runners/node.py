@@ -23,6 +23,7 @@ longer than ``timeout`` seconds has every worker killed (:class:`JobTimedOut`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import shutil
@@ -376,7 +377,7 @@ class NodeMaster:
         if control is not None:
             env[zygote.ENV] = layout.jobfile
         worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
-        return subprocess.Popen(
+        return popen(
             [worker],
             cwd=layout.home,
             env=env,
@@ -592,3 +593,24 @@ def _failure_message(task: _StageTask, failures: int, outcome: Attempt, limit: i
         f"task {task.stage}:{task.taskid} failed {failures} times. "
         f"At most {limit} failures are allowed."
     )
+
+
+# How long a start waits for a launcher that is "Text file busy" (see popen).
+BUSY_PATIENCE_S = 1.0
+
+
+def popen(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen``, tried again while the program is "Text file busy" (ETXTBSY), for up
+    to BUSY_PATIENCE_S. A job writes its launcher just before starting it, and a process that
+    another thread forks meanwhile (another run's worker start) holds the file open for
+    writing until it execs: the kernel refuses to exec a file open for writing."""
+    pause, waited = 0.002, 0.0
+    while True:
+        try:
+            return subprocess.Popen(args, **options)
+        except OSError as exc:
+            if exc.errno != errno.ETXTBSY or waited >= BUSY_PATIENCE_S:
+                raise
+        time.sleep(pause)
+        waited += pause
+        pause = min(2 * pause, 0.1)
