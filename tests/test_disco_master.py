@@ -21,14 +21,14 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from discodsl import Job, JobDead, builder, jobpack
+from discodsl import Job, JobDead, builder, job, jobpack, map
 from discodsl.client import Master
 from tests import disco_state, jobs
 from tests.disco_master import DiscoMaster
@@ -133,6 +133,46 @@ def test_a_map_reduce_jobs_events_are_worded_as_recorded(reference: Path, tmp_pa
     assert ours_normal.index("master Stage map finished in DURATION") < ours_normal.index(
         "master Stage reduce scheduled with 2 tasks"
     )
+
+
+@map
+def announce(line: str) -> Iterator[tuple[str, int]]:
+    print(line)  # a MSG event naming the task: which input it read
+    yield line, 1
+
+
+@job(partitions=None)
+def announced() -> list[Any]:
+    return [announce]
+
+
+@pytest.mark.parametrize(
+    "scenario", ["protocol-map-reduce", "concurrent-stage", "groupings-all-node-nodelabel"]
+)
+def test_first_stage_tasks_take_the_inputs_as_recorded(
+    reference: Path, tmp_path: Path, scenario: str
+) -> None:
+    """The real master's first stage gave task 0 the last input
+    (job_coordinator:preprocess_inputs lists them back to front): each recorded first-stage
+    task's INPUT reply names its input. The test master's tasks take the same ones."""
+    transcript = json.loads((reference / scenario / "transcript.json").read_text())
+    inputs = [replicas[0] for _, _, replicas in transcript["inputs"]]
+    first_stage = transcript["pipeline"][0][0]
+    recorded = {
+        worker["taskid"]: next(url for url in inputs if url in frame["raw"])
+        for worker in transcript["workers"]
+        if worker["stage"] == first_stage
+        for frame in worker["frames"]
+        if frame["dir"] == "master->worker" and frame["raw"].startswith("INPUT ")
+    }
+    with DiscoMaster(tmp_path) as master:
+        events = run_job(master, announced, inputs)
+    said = {}
+    for _, message in events:
+        if match := re.fullmatch(r"MSG: \[announce:(\d+)\] (.*)\n", message, re.DOTALL):
+            said[int(match[1])] = "raw://" + match[2]  # raw:// data is read verbatim
+    assert len(recorded) == len(inputs) > 1
+    assert said == recorded
 
 
 def saved_pack(saved: bool) -> bytes:
