@@ -71,7 +71,11 @@ def _sums(records: Iterable[Record]) -> dict[int, int]:
 MAPS = {f.__name__: f for f in (halve, fan_out, keep_even, drop_all)}
 STAGES = {f.__name__: f for f in (pass_on, sum_per_key)}
 GROUPINGS = ["split", "group_label", "group_all", "group_node", "group_node_label"]
-COMBINERS = {"none": {}, "itself": {"combine": True}, "own": {"combiner": add_up}}
+COMBINERS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "itself": {"combine": True},
+    "own": {"combiner": add_up},
+}
 
 # A step: ("map", function), ("reduce", combiner, sorted) or ("stage", function, grouping).
 Step = tuple[str, str, Any]
