@@ -6,8 +6,8 @@ can corrupt the stream. :class:`Capture` then points fds 1 and 2 at a pipe
 (C code and child processes included, not only ``sys.stdout``), collects what
 arrives up to :data:`MAX_FORWARDED` bytes a task (then counts what it drops),
 and hands it out in batches of at most :data:`MAX_MESSAGE` bytes, cut after a
-line where one fits; :class:`Forwarder` sends them every ``interval`` seconds
-and at the end, then a note with the exact number of bytes dropped.
+line where one fits, every ``interval`` seconds and at the end, then a note
+with the exact number of bytes dropped.
 :class:`Pacer` keeps every MSG of a worker (output and counters) at 4 in any
 1.2 seconds, under the master's limit of 5 a second (10 in a second kill the
 job). Sending is the caller's: this module never touches the protocol.
@@ -15,13 +15,11 @@ job). Sending is the caller's: this module never touches the protocol.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
-import fcntl
 import os
 import select
-import struct
 import sys
-import termios
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +28,8 @@ from collections.abc import Callable
 MAX_FORWARDED = 1 << 20
 # The largest single MSG: far under a frame's limit (protocol.MAX_PAYLOAD, 100 MiB).
 MAX_MESSAGE = 256 * 1024
+# What close() waits for output still arriving (a child process of the stage's may go on).
+CLOSE_WAIT = 0.5
 # At most PACE_COUNT MSG in any PACE_WINDOW seconds: the master delays a worker that
 # sends more than 5 in a second and kills the job at 10.
 PACE_COUNT = 4
@@ -37,10 +37,16 @@ PACE_WINDOW = 1.2
 
 
 class Capture:
-    """Everything written to fds 1 and 2 from now on, collected by a thread."""
+    """Everything written to fds 1 and 2 from now on, collected by a helper thread that, once
+    :meth:`forward` named where to, sends it every ``interval`` seconds, cut after a line;
+    :meth:`close` sends the rest, then the note on what was dropped."""
 
-    def __init__(self, early: str = ""):
-        self._lock = threading.Lock()
+    def __init__(self, early: str = "", interval: float = 1.0):
+        self._lock = threading.Lock()  # over the collected bytes and each read of the pipe
+        self._sending = threading.Lock()  # over sending: one batch at a time, in order
+        self._send: Callable[[str], None] | None = None
+        self._interval = interval
+        self._closed = False  # from then on, what arrives is dropped
         self._pending = bytearray()
         self._total = self._dropped = 0
         self._full = False
@@ -50,35 +56,81 @@ class Capture:
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
         os.close(write_end)
+        os.set_blocking(read_end, False)  # close() may have emptied it after a poll said ready
         self._read_end = read_end
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
+        # A bare thread, never joined: threading.Thread's start and join handshakes cost a
+        # forked worker about 0.6 ms a task, more than all the rest of its output handling.
+        _thread.start_new_thread(self._run, ())
 
-    def _drain(self) -> None:
-        """Wait for output, then read and keep it under the lock: bytes are never out of
-        the pipe and not yet kept where :meth:`settle` could miss them."""
-        poller = select.poll()
-        poller.register(self._read_end, select.POLLIN)
-        while True:
-            poller.poll()
-            with self._lock:
-                chunk = os.read(self._read_end, 65536)  # ready: does not block
-                if not chunk:
-                    return
-                self._keep(chunk)
+    def forward(self, send: Callable[[str], None]) -> None:
+        """Send what is collected with ``send`` (which paces itself) from now on."""
+        with self._sending:
+            self._send = send
 
-    def settle(self, timeout: float = 0.5) -> None:
-        """Wait (bounded) until what was written so far has been collected."""
+    def close(self) -> None:
+        """Send what was written so far (nothing if :meth:`forward` never named where to),
+        then the note on what was dropped; fds 1 and 2 point at /dev/null from now on."""
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._unread():
-            time.sleep(0.002)
+        with self._sending:
+            with self._lock:
+                self._read_waiting()
+                self._closed = True
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+            self._flush(whole_lines=False)
+            if self._send is not None and (note := self.note()):
+                self._send(note)
 
-    def _unread(self) -> int:
+    def _run(self) -> None:
+        """Collect output as it comes, and send it when a tick is due, until end of file (no
+        writer left); after close(), whatever still arrives (a child process of the stage's)
+        is read and dropped, so that no writer ever blocks."""
+        poller = select.poll()
+        poller.register(self._read_end, select.POLLIN)
+        due = time.monotonic() + self._interval
+        while True:
+            wait = due - time.monotonic()
+            if wait > 0 and poller.poll(wait * 1000):
+                if not self._collect():
+                    return
+            else:
+                with self._sending:
+                    if not self._closed:
+                        self._flush(whole_lines=True)
+                due = time.monotonic() + self._interval
+
+    def _collect(self) -> bool:
+        """Keep (once closed: drop) what the pipe holds; False at end of file."""
         with self._lock:
-            return _unread(self._read_end)
+            try:
+                chunk = os.read(self._read_end, 65536)
+            except BlockingIOError:  # close() read it first
+                return True
+            if not self._closed:
+                self._keep(chunk)
+        return bool(chunk)
+
+    def _read_waiting(self) -> None:
+        """Keep what the pipe holds now, for up to CLOSE_WAIT seconds (a child process of
+        the stage's may go on writing); under the lock."""
+        deadline = time.monotonic() + CLOSE_WAIT
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(self._read_end, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            self._keep(chunk)
+
+    def _flush(self, whole_lines: bool) -> None:
+        """Send what is collected (kept for later while there is nowhere to send it)."""
+        while self._send is not None and (text := self.take(whole_lines=whole_lines)):
+            self._send(text)
 
     def _keep(self, chunk: bytes) -> None:
         room = 0 if self._full else MAX_FORWARDED - self._total
@@ -172,37 +224,3 @@ class Pacer:
                 if delay > 0:
                     time.sleep(delay)
             self._times = [*self._times[1 - self._count :], time.monotonic()]
-
-
-class Forwarder:
-    """Sends collected output with ``send`` (which paces itself) every ``interval`` seconds."""
-
-    def __init__(self, capture: Capture, send: Callable[[str], None], interval: float = 1.0):
-        self._capture, self._send, self._interval = capture, send, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._flush(whole_lines=True)
-
-    def _flush(self, whole_lines: bool) -> None:
-        while text := self._capture.take(whole_lines=whole_lines):
-            self._send(text)
-
-    def close(self) -> None:
-        """Stop the thread and send what is left, then the note on what was dropped."""
-        self._stop.set()
-        self._thread.join()
-        self._capture.settle()
-        self._flush(whole_lines=False)
-        if note := self._capture.note():
-            self._send(note)
-
-
-def _unread(fd: int) -> int:
-    """Bytes waiting in the pipe ``fd``."""
-    answer = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
-    count: int = struct.unpack("i", answer)[0]
-    return count

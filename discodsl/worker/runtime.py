@@ -27,7 +27,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from discodsl.worker import counters, messages, report, shipped_classes
-from discodsl.worker.capture import Capture, Forwarder, Pacer, read_early_output
+from discodsl.worker.capture import Capture, Pacer, read_early_output
 from discodsl.worker.errors import RemoteProtocolError, retryable
 from discodsl.worker.execute import TaskSetup, WrittenFile, run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
@@ -118,9 +118,9 @@ def serve(
     try:
         channel.request(messages.Worker(os.getpid()), Ok)
         task = channel.request(messages.Task(), TaskInfo)
-        forwarder = Forwarder(capture, lambda text: _message(channel, text))
+        capture.forward(lambda text: _message(channel, text))
         final = _work(channel, task, preloaded)
-        forwarder.close()
+        capture.close()
         counts = counters.take()
         if isinstance(final, messages.Done) and counts:  # a failed attempt's: dropped
             _message(channel, counters.encode(counts))
