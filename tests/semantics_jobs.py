@@ -100,6 +100,31 @@ def params_job() -> list[Any]:
     return [show_value]
 
 
+# params reach a combiner: the reduce itself (combine=True), or a combiner of its own
+@map
+def word_ones(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        yield word, 1
+
+
+def _capped_sum(key: str, values: Iterable[int], params: dict[str, int]) -> Iterator[Any]:
+    yield key, min(sum(values), params["cap"])
+
+
+capped_itself = reduce(name="capped_itself", combine=True)(_capped_sum)
+capped_own = reduce(name="capped_own", combiner=_capped_sum)(_capped_sum)
+
+
+@job(partitions=2, params={"cap": 3})
+def capped_by_itself() -> list[Any]:
+    return [word_ones, capped_itself]
+
+
+@job(partitions=2, params={"cap": 3})
+def capped_by_own() -> list[Any]:
+    return [word_ones, capped_own]
+
+
 # a plain function returning None: refused the same way everywhere
 @map
 def returns_none(line: str) -> None:

@@ -111,6 +111,13 @@ def test_every_task_gets_its_own_params(tmp_path: Path, mode: str) -> None:
     assert sorted(results) == [(f"line{i}", 110) for i in range(4)]
 
 
+@pytest.mark.parametrize("name", ["capped_by_itself", "capped_by_own"])
+def test_a_combiner_that_takes_params_gets_them(tmp_path: Path, mode: str, name: str) -> None:
+    data = _lines(tmp_path, "words.txt", ["a a a a b", "a b c"])
+    results = getattr(semantics_jobs, name).run(inputs=[data], mode=mode)
+    assert sorted(results) == [("a", 3), ("b", 2), ("c", 1)]
+
+
 def test_params_keep_their_type_when_options_are_revalidated(tmp_path: Path) -> None:
     from dataclasses import dataclass
 

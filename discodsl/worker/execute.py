@@ -437,7 +437,10 @@ class _Combiner:
     """
 
     def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
-        self.stage, self.function = stage, _bound(function, takes_params(function, 2), params)
+        # Whether it takes params: asked of the reduce when declared (combine=True), else here.
+        own = function is not stage.function
+        with_params = takes_params(function, 2) if own else stage.takes_params
+        self.stage, self.function = stage, _bound(function, with_params, params)
         self.who = (  # who makes the combined records, for the errors about them
             ""
             if function is stage.function
