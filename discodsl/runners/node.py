@@ -407,10 +407,10 @@ class NodeMaster:
         for label, path, size in local:
             lines.append(f"{label} {layout.url(path)} {size}\n")
             sizes[label] = sizes.get(label, 0) + size
-        path = os.path.join(layout.home, name)  # .disco/ is made with the job home
-        with open(path + ".partial", "w") as handle:
+        # Written in place, as a Disco 0.5.4 node writes it (worker_runtime:local_output): it
+        # is read only once the task is done. .disco/ is made with the job home.
+        with open(os.path.join(layout.home, name), "w") as handle:
             handle.writelines(lines)
-        os.replace(path + ".partial", path)
         return DirOutput(layout.url(name, scheme="dir"), tuple(sorted(sizes.items())))
 
 
