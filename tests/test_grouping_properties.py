@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discodsl import job, map, reduce
-from discodsl.worker.records import RecordWriter
+from tests.record_files import write_inputs
 
 NUMBERS = st.one_of(
     st.integers(-3, 3),
@@ -117,17 +117,6 @@ def _expected(files: list[list[tuple[Any, int]]]) -> dict[Any, int]:
     return totals
 
 
-def _inputs(tmp: Path, files: list[list[tuple[Any, int]]]) -> list[str]:
-    paths = []
-    for index, records in enumerate(files):
-        path = tmp / f"part-{index}"
-        with RecordWriter(str(path)) as writer:
-            for key, value in records:
-                writer.write(key, value)
-        paths.append(str(path))
-    return paths
-
-
 def _histogram(totals: dict[Any, int]) -> dict[int, int]:
     """How many keys have each total."""
     keys: dict[int, int] = {}
@@ -139,7 +128,7 @@ def _histogram(totals: dict[Any, int]) -> dict[int, int]:
 def _check(mode: str, tmp: Path, case: Case) -> None:
     files, combine, ordered, partitions, histogram = case
     run = JOBS[combine, ordered, histogram].run
-    got = list(run(inputs=_inputs(tmp, files), mode=mode, partitions=partitions))
+    got = list(run(inputs=write_inputs(tmp, files), mode=mode, partitions=partitions))
     expected = _histogram(_expected(files)) if histogram else _expected(files)
     assert len(got) == len(expected), f"a key came out twice: {got!r}"
     assert dict(got) == expected
@@ -183,7 +172,7 @@ def _check_order(mode: str, tmp: Path, records: list[tuple[Any, int]]) -> None:
     expected: dict[Any, list[int]] = {}
     for key, value in records:
         expected.setdefault(key, []).append(value)
-    got = list(value_order.run(inputs=_inputs(tmp, [records]), mode=mode))
+    got = list(value_order.run(inputs=write_inputs(tmp, [records]), mode=mode))
     assert len(got) == len(expected)
     assert dict(got) == expected
 
@@ -208,7 +197,7 @@ def test_a_cluster_gives_its_first_tasks_the_inputs_last_first(
     """A Disco 0.5.4 master numbers the first stage's tasks from the last input, and lists
     a map-only job's results by task; the local runner keeps the inputs' order."""
     files = [[(f"input {index}", index)] for index in range(4)]
-    inputs = _inputs(tmp_path, files)
+    inputs = write_inputs(tmp_path, files)
     assert [key for key, _ in pass_on.run(inputs=inputs, mode="local")] == [
         "input 0",
         "input 1",

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discodsl import job, map, reduce, stage
-from discodsl.worker.records import RecordWriter
+from tests.record_files import write_inputs
 
 Record = tuple[int, int]
 
@@ -135,17 +135,6 @@ def _model(files: list[list[Record]], pipeline: list[Step]) -> Counter[Record]:
     return Counter(records)
 
 
-def _inputs(tmp: Path, files: list[list[Record]]) -> list[str]:
-    paths = []
-    for index, records in enumerate(files):
-        path = tmp / f"part-{index}"
-        with RecordWriter(str(path)) as writer:
-            for key, value in records:
-                writer.write(key, value)
-        paths.append(str(path))
-    return paths
-
-
 SLOW = [HealthCheck.too_slow]
 # Examples per runner: a local run of four stages takes about a second, a cluster one more.
 EXAMPLES = {"inline": 120, "local": 20, "cluster": 10}
@@ -156,7 +145,7 @@ def test_pipelines_give_what_the_model_gives(mode: str, tmp_path: Path) -> None:
     @given(case=cases())
     def check(case: Case) -> None:
         files, pipeline, partitions = case
-        results = _job(pipeline, partitions).run(inputs=_inputs(tmp_path, files), mode=mode)
+        results = _job(pipeline, partitions).run(inputs=write_inputs(tmp_path, files), mode=mode)
         assert Counter(tuple(record) for record in results) == _model(files, pipeline)
 
     check()
