@@ -44,6 +44,11 @@ EVENT_BUFFER_S, EVENT_BUFFER_SIZE = 2.0, 1000
 # job_event.erl keeps a job's newest events in memory for jobevents: past 2 x
 # EVENT_PAGE_SIZE it keeps only the newest EVENT_PAGE_SIZE.
 EVENT_PAGE_SIZE = 100
+# disco:format (lager's safe_format, 8192 the limit) keeps EVENT_KEEPS characters of an
+# event and puts "..." after them; a worker's text counts in bytes (a binary for ~s).
+# Measured on a real 0.5.4 master: "MSG: [probe:5] " and 8167 bytes of text came whole,
+# with 8168 bytes the event was the first 8182 characters and "...".
+EVENT_KEEPS = 8182
 # event_server:grep_log: what a jobevents filter keeps of its query (":-_" is a range).
 _GREP_DROPS = re.compile(r"[^a-zA-Z0-9:-_!@]")
 
@@ -61,6 +66,15 @@ def erlang_uniform(n: int) -> int:
 
 
 RANDOM_PAUSE = erlang_uniform(30_000) / 1000
+
+
+def formatted(message: str) -> str:
+    """An event as disco:format leaves it: at most EVENT_KEEPS bytes, then "..." (a cut inside
+    a character, which the real master turns into a hex dump of the bytes, is replaced)."""
+    data = message.encode()
+    if len(data) <= EVENT_KEEPS:
+        return message
+    return data[:EVENT_KEEPS].decode(errors="replace") + "..."
 
 
 def retry_pause(failures: int) -> float:
@@ -369,7 +383,7 @@ class Jobs:
 
     def event(self, job: Job, host: str, message: str) -> None:
         with self.changed:
-            job.add_event(host, message)
+            job.add_event(host, formatted(message))
 
     def node_event(self, job: Job, kind: str, facts: Any) -> None:
         """NodeMaster's own events: stages starting, MSG, a task given up or retried."""

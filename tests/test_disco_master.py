@@ -510,3 +510,14 @@ def test_blacklists_hold_the_config_tables_hosts(tmp_path: Path) -> None:
         assert json.loads(client.request("GET", "/disco/ctrl/get_blacklist")) == []
         assert client.nodeinfo()["localhost"]["blacklisted"] is False
         assert post(master, "blacklist", b"7") == (400, b"\"string expected, '7' received\"")
+
+
+def test_events_keep_what_a_real_master_keeps_of_them() -> None:
+    """disco:format cuts an event past 8182 bytes and adds "...": measured on a real 0.5.4
+    master, "MSG: [probe:5] " with 8167 bytes of text came whole, with 8168 cut."""
+    head = "MSG: [probe:5] "
+    whole = head + "a" * 8166 + "\n"
+    assert disco_state.formatted(whole) == whole
+    cut = head + "a" * 8167 + "\n"
+    assert disco_state.formatted(cut) == head + "a" * 8167 + "..."
+    assert len(disco_state.formatted(head + "b" * 20_000)) == 8185

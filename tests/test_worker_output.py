@@ -1,6 +1,8 @@
 """What stage code prints, forwarded by a real worker: whole up to the per-task cap, then a note
 saying exactly how many bytes were dropped; never faster than the master's MSG limit; before
-the counters and DONE. Checked over real pipes and end to end through the local runner."""
+the counters and DONE; in MSGs the master keeps whole (a Disco master keeps only the first 8 KB
+of an event; the local runner's, any). Checked over real pipes, for both masters' limits, and
+end to end through the local runner and a cluster."""
 
 from __future__ import annotations
 
@@ -12,8 +14,14 @@ from typing import Any
 import pytest
 
 from discodsl import builder, count, job, map
-from discodsl.worker.capture import MAX_FORWARDED, MAX_MESSAGE
+from discodsl.worker.capture import (
+    LOCAL_MESSAGE,
+    MAX_FORWARDED,
+    MESSAGE_ENV,
+    MESSAGES_PER_TASK,
+)
 from discodsl.worker.frames import MAX_PAYLOAD
+from discodsl.worker.messages import EVENT_TEXT_LIMIT
 from discodsl.worker.records import read_records
 from tests.worker_driver import (
     Transcript,
@@ -34,6 +42,14 @@ def _line(i: int) -> str:
 @map
 def prints_100_kb(record: str) -> Iterator[tuple[str, int]]:
     for i in range(LINES):
+        print(_line(i))
+    count("printed")
+    yield record, 1
+
+
+@map
+def prints_50_kb(record: str) -> Iterator[tuple[str, int]]:
+    for i in range(LINES // 2):
         print(_line(i))
     count("printed")
     yield record, 1
@@ -66,13 +82,28 @@ def _job(stage: Any) -> Any:
     return one_stage
 
 
-def _worker(tmp_path: Path, stage: Any) -> Transcript:
+# The two masters' limits: the largest MSG text, and what a task forwards in all.
+LIMITS = {
+    "disco": (EVENT_TEXT_LIMIT, MESSAGES_PER_TASK * EVENT_TEXT_LIMIT),
+    "local": (LOCAL_MESSAGE, MAX_FORWARDED),
+}
+
+
+@pytest.fixture(params=sorted(LIMITS))
+def master(request: pytest.FixtureRequest) -> str:
+    """Whose limits the worker keeps: a Disco master's (its default), or the local runner's
+    (which says so in the worker's environment)."""
+    return str(request.param)
+
+
+def _worker(tmp_path: Path, stage: Any, master: str = "disco") -> Transcript:
     chosen = _job(stage)
     data = builder.build_jobpack(chosen, chosen.options, [["raw://r"]])
     layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
     task = task_payload(layout, taskid=0, stage=stage.name, grouping="split", group=(0, "r"))
     reply = ["done", [[0, "ok", 0, [[0, "raw://r"]]]]]
-    return run_worker(layout.home, node_environment(data), scripted(task, [reply]))
+    extra = {MESSAGE_ENV: str(LOCAL_MESSAGE)} if master == "local" else {}
+    return run_worker(layout.home, node_environment(data, extra), scripted(task, [reply]))
 
 
 def _output_messages(transcript: Transcript) -> list[str]:
@@ -88,52 +119,68 @@ def _assert_rate(transcript: Transcript) -> None:
     assert all(sum(1 for u in times if t <= u < t + 1.0) <= 4 for t in times), times
 
 
-def _assert_sizes(messages: list[str]) -> None:
-    assert all(len(m.encode()) <= MAX_MESSAGE + 200 for m in messages)
-    assert MAX_MESSAGE + 200 < MAX_PAYLOAD
+def _assert_sizes(transcript: Transcript, master: str) -> None:
+    """Every MSG (output and counters) within what the master keeps whole."""
+    largest = LIMITS[master][0]
+    assert all(len(f.payload.encode()) <= largest for f in transcript.sent if f.name == "MSG")
+    assert largest < MAX_PAYLOAD
 
 
-def test_100_kb_of_prints_arrive_whole_in_order_before_counters_and_done(tmp_path: Path) -> None:
-    transcript = _worker(tmp_path, prints_100_kb)
+def test_prints_under_the_cap_arrive_whole_in_order_before_counters_and_done(
+    tmp_path: Path, master: str
+) -> None:
+    stage = prints_100_kb if master == "local" else prints_50_kb
+    lines = LINES if master == "local" else LINES // 2
+    transcript = _worker(tmp_path, stage, master)
     assert transcript.names()[-1] == "DONE"
     messages = _output_messages(transcript)
-    assert "".join(messages) == "".join(_line(i) + "\n" for i in range(LINES))
+    assert "".join(messages) == "".join(_line(i) + "\n" for i in range(lines))
     assert all(m.endswith("\n") for m in messages)  # cut between lines, never inside one
     names = [f.payload[:19] if f.name == "MSG" else f.name for f in transcript.sent]
     assert names[-2:] == ["discodsl-counters: ", "DONE"]
     _assert_rate(transcript)
-    _assert_sizes(messages)
+    _assert_sizes(transcript, master)
 
 
-def test_a_3_mb_line_is_cut_at_the_cap_with_the_exact_count_dropped(tmp_path: Path) -> None:
-    transcript = _worker(tmp_path, prints_a_3_mb_line)
+def test_a_3_mb_line_is_cut_at_the_cap_with_the_exact_count_dropped(
+    tmp_path: Path, master: str
+) -> None:
+    cap = LIMITS[master][1]
+    transcript = _worker(tmp_path, prints_a_3_mb_line, master)
     assert transcript.names()[-1] == "DONE"
     text = "".join(_output_messages(transcript))
-    dropped = 3_000_001 - MAX_FORWARDED
-    assert text.startswith("x" * MAX_FORWARDED + "\n")
+    dropped = 3_000_001 - cap
+    assert text.startswith("x" * cap + "\n")
     assert re.search(rf"\[{dropped} more bytes dropped\b", text), text[-300:]
-    assert text.count("x") == MAX_FORWARDED
+    assert text.count("x") == cap
     _assert_rate(transcript)
-    _assert_sizes(_output_messages(transcript))
+    _assert_sizes(transcript, master)
 
 
-def test_batches_and_the_cap_never_split_a_character(tmp_path: Path) -> None:
-    transcript = _worker(tmp_path, prints_3_mb_of_euros)
-    text = "".join(_output_messages(transcript))
-    kept = MAX_FORWARDED // 3
+def test_batches_and_the_cap_never_split_a_character(tmp_path: Path, master: str) -> None:
+    cap = LIMITS[master][1]
+    transcript = _worker(tmp_path, prints_3_mb_of_euros, master)
+    messages = _output_messages(transcript)
+    text = "".join(messages)
+    kept = cap // 3
     assert text.startswith("\u20ac" * kept + "\n[")
     assert f"[{3_000_001 - 3 * kept} more bytes dropped" in text
-    assert "\ufffd" not in text
+    assert "\ufffd" not in "".join(messages)  # no MSG ends or starts inside a character
+    _assert_sizes(transcript, master)
 
 
-def test_2_mb_of_lines_deliver_the_first_mib_and_count_the_rest(tmp_path: Path) -> None:
-    transcript = _worker(tmp_path, prints_2_mb_of_lines)
+def test_2_mb_of_lines_deliver_the_first_bytes_up_to_the_cap_and_count_the_rest(
+    tmp_path: Path, master: str
+) -> None:
+    cap = LIMITS[master][1]
+    transcript = _worker(tmp_path, prints_2_mb_of_lines, master)
     text = "".join(_output_messages(transcript))
     everything = "".join(_line(i) + "\n" for i in range(20_000))
-    assert text.startswith(everything[:MAX_FORWARDED])
-    note = text[MAX_FORWARDED:]
-    assert re.search(rf"\[{len(everything) - MAX_FORWARDED} more bytes dropped\b", note), note
+    assert text.startswith(everything[:cap])
+    note = text[cap:]
+    assert re.search(rf"\[{len(everything) - cap} more bytes dropped\b", note), note
     _assert_rate(transcript)
+    _assert_sizes(transcript, master)
 
 
 def test_the_local_runner_shows_every_printed_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,6 +195,26 @@ def test_the_local_runner_says_how_much_was_dropped(capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.count("x") == MAX_FORWARDED
     assert f"[{3_000_001 - MAX_FORWARDED} more bytes dropped" in err
+
+
+@map
+def prints_and_counts(record: str) -> Iterator[tuple[str, int]]:
+    for i in range(LINES // 2):
+        print(_line(i))
+    for i in range(1000):
+        count(f"counter number {i:04d}")
+    yield record, 1
+
+
+def test_a_cluster_gets_every_printed_line_and_counter_whole(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Disco master keeps only the first 8 KB of an event: 50 KB of prints and a thousand
+    counters (30 KB of JSON) come in MSGs it keeps whole, so none is cut short or lost."""
+    results = _job(prints_and_counts).run(inputs=["raw://r"], mode="cluster", progress=False)
+    assert results.counters == {f"counter number {i:04d}": 1 for i in range(1000)}
+    shown = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert shown == [f"[prints_and_counts] {_line(i)}" for i in range(LINES // 2)]
 
 
 @map

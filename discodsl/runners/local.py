@@ -37,6 +37,7 @@ from discodsl.runners.grouping import DirOutput, Output
 from discodsl.runners.layout import JobLayout
 from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
+from discodsl.worker import capture
 from discodsl.worker import urls as urlforms
 from discodsl.worker.inputs import Node, read_index
 from discodsl.worker.runtime import LOAD_FAILURE
@@ -250,7 +251,8 @@ def _node_root() -> str:
 
 
 def _worker_environ() -> dict[str, Any]:
-    """What local workers need: this interpreter, and this process's import path."""
+    """What local workers need: this interpreter, this process's import path, and how big a
+    MSG this master keeps."""
     path = [p for p in sys.path if p and os.path.isdir(p)]
     # -S: no site module (its .pth processing costs every worker start-up); this
     # process's import path, site-packages included, comes through PYTHONPATH.
@@ -258,4 +260,6 @@ def _worker_environ() -> dict[str, Any]:
         "DISCODSL_PYTHON": sys.executable,
         "DISCODSL_PYTHON_FLAGS": "-S",
         "PYTHONPATH": os.pathsep.join(path),
+        # This master shows any MSG whole (a Disco master, only its first 8 KB).
+        capture.MESSAGE_ENV: str(capture.LOCAL_MESSAGE),
     }

@@ -4,10 +4,11 @@ The launcher starts the interpreter with the protocol on its own fd and fds
 1 and 2 pointed at a file, so nothing the interpreter prints while starting
 can corrupt the stream. :class:`Capture` then points fds 1 and 2 at a pipe
 (C code and child processes included, not only ``sys.stdout``), collects what
-arrives up to :data:`MAX_FORWARDED` bytes a task (then counts what it drops),
-and hands it out in batches of at most :data:`MAX_MESSAGE` bytes, cut after a
-line where one fits, every ``interval`` seconds and at the end, then a note
-with the exact number of bytes dropped.
+arrives up to a cap a task (then counts what it drops), and hands it out in
+batches no bigger than a MSG the master keeps whole (a Disco master keeps only
+the first 8 KB of an event; the local runner's, any), cut after a line where
+one fits, every ``interval`` seconds and at the end, then a note with the
+exact number of bytes dropped.
 :class:`Pacer` keeps every MSG of a worker (output and counters) at 4 in any
 1.2 seconds, under the master's limit of 5 a second (10 in a second kill the
 job). Sending is the caller's: this module never touches the protocol.
@@ -24,10 +25,20 @@ import threading
 import time
 from collections.abc import Callable
 
-# What one task may forward in all; past it, output is dropped with a note giving the count.
+from discodsl.worker.messages import EVENT_TEXT_LIMIT
+
+# How big a MSG the master keeps whole, in bytes, when the worker's environment says (the
+# local runner's master: LOCAL_MESSAGE); else a Disco master's (messages.EVENT_TEXT_LIMIT).
+MESSAGE_ENV = "DISCODSL_MSG_BYTES"
+# The local runner's master keeps any MSG whole; batches stay far under a frame's limit
+# (frames.MAX_PAYLOAD, 100 MiB).
+LOCAL_MESSAGE = 256 * 1024
+# What one task may forward in all: MAX_FORWARDED, or as many bytes as MESSAGES_PER_TASK
+# MSGs hold if fewer (on a Disco master, 8 of 7000 bytes: with the pacing below, a task's
+# end waits at most about a second for its output). Past it, output is dropped with a note
+# giving the count.
 MAX_FORWARDED = 1 << 20
-# The largest single MSG: far under a frame's limit (protocol.MAX_PAYLOAD, 100 MiB).
-MAX_MESSAGE = 256 * 1024
+MESSAGES_PER_TASK = 8
 # What close() waits for output still arriving (a child process of the stage's may go on).
 CLOSE_WAIT = 0.5
 # At most PACE_COUNT MSG in any PACE_WINDOW seconds: the master delays a worker that
@@ -41,7 +52,9 @@ class Capture:
     :meth:`forward` named where to, sends it every ``interval`` seconds, cut after a line;
     :meth:`close` sends the rest, then the note on what was dropped."""
 
-    def __init__(self, early: str = "", interval: float = 1.0):
+    def __init__(self, early: str = "", interval: float = 1.0, message: int | None = None):
+        self.message = message or message_bytes()  # the largest MSG text, in bytes
+        self.cap = min(MAX_FORWARDED, MESSAGES_PER_TASK * self.message)
         self._lock = threading.Lock()  # over the collected bytes and each read of the pipe
         self._sending = threading.Lock()  # over sending: one batch at a time, in order
         self._send: Callable[[str], None] | None = None
@@ -133,7 +146,7 @@ class Capture:
             self._send(text)
 
     def _keep(self, chunk: bytes) -> None:
-        room = 0 if self._full else MAX_FORWARDED - self._total
+        room = 0 if self._full else self.cap - self._total
         kept = chunk[:room]
         self._pending += kept
         self._total += len(kept)
@@ -154,28 +167,28 @@ class Capture:
             self._dropped += len(self._pending) - start
             del self._pending[start:]
 
-    def take(self, limit: int = MAX_MESSAGE, whole_lines: bool = False) -> str:
-        """Up to ``limit`` bytes of collected output, as text (empty if none).
+    def take(self, limit: int | None = None, whole_lines: bool = False) -> str:
+        """Up to ``limit`` bytes (a MSG's worth) of collected output, as text (empty if none).
 
         A batch ends after a line when one fits, else at a character's end;
         with ``whole_lines``, a last line still being written stays for later
         unless it alone fills a batch.
         """
         with self._lock:
-            cut = _cut(self._pending, limit, whole_lines)
+            cut = _cut(self._pending, limit or self.message, whole_lines)
             batch = bytes(self._pending[:cut])
             del self._pending[:cut]
         return batch.decode(errors="replace")
 
     def note(self) -> str:
-        """The line saying how much output was over :data:`MAX_FORWARDED` (empty if none)."""
+        """The line saying how much output was over the cap (empty if none)."""
         with self._lock:
             if not self._dropped:
                 return ""
             start = "" if self._last == b"\n" else "\n"
             return (
                 f"{start}[{self._dropped} more bytes dropped: a task forwards at most "
-                f"{MAX_FORWARDED} bytes of output; write bulk output to a file instead]\n"
+                f"{self.cap} bytes of output; write bulk output to a file instead]\n"
             )
 
 
@@ -206,6 +219,16 @@ def read_early_output(path: str) -> str:
     except OSError:
         return ""
     return text
+
+
+def message_bytes() -> int:
+    """The largest MSG text the master keeps whole, in bytes: what the environment says
+    (MESSAGE_ENV), else what a Disco master keeps (messages.EVENT_TEXT_LIMIT)."""
+    try:
+        given = int(os.environ.get(MESSAGE_ENV, ""))
+    except ValueError:
+        given = 0
+    return given if given > 0 else EVENT_TEXT_LIMIT
 
 
 class Pacer:

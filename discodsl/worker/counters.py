@@ -1,7 +1,7 @@
 """Counters and status lines from stage code: ``count("malformed")``, ``status("half way")``.
 
-Counts are summed per task and reported once at its end (one MSG, so the
-master's rate limit is never at risk); runners add them up across tasks and
+Counts are summed per task and reported once at its end (as few MSGs as hold
+them, so the master's rate limit is never at risk); runners add them up across tasks and
 put them on the results. A status line is printed, which a worker forwards to
 the master as a batched MSG and the inline runner shows at once.
 """
@@ -109,6 +109,20 @@ def take() -> dict[str, int]:
     return counts
 
 
-def encode(counts: dict[str, int]) -> str:
-    """The MSG text reporting ``counts``."""
-    return PREFIX + json.dumps(counts, sort_keys=True)
+def encode(counts: dict[str, int], limit: int) -> list[str]:
+    """The MSG texts reporting ``counts``: as few as hold them in ``limit`` bytes each (a
+    Disco master keeps only the start of a longer event, and the JSON would not parse); a
+    runner adds them up. A count too long to fit goes alone."""
+    texts: list[str] = []
+    parts: list[str] = []
+    size = len(PREFIX) + 2  # the braces
+    for name, value in sorted(counts.items()):
+        part = f"{json.dumps(name)}: {json.dumps(value)}"
+        if parts and size + 2 + len(part) > limit:
+            texts.append(PREFIX + "{" + ", ".join(parts) + "}")
+            parts, size = [], len(PREFIX) + 2
+        size += len(part) + (2 if parts else 0)
+        parts.append(part)
+    if parts:
+        texts.append(PREFIX + "{" + ", ".join(parts) + "}")
+    return texts

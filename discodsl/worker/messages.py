@@ -30,6 +30,7 @@ from .errors import LocalProtocolError
 from .frames import Frame
 
 __all__ = [
+    "EVENT_TEXT_LIMIT",
     "REQUESTS",
     "Done",
     "Error",
@@ -171,9 +172,18 @@ class Task(_Text):
     NAME: ClassVar[str] = "TASK"
 
 
+# A Disco 0.5.4 master formats a worker's MSG, ERROR or FATAL into an event ("MSG: [stage:N]
+# text", disco:format: lager's safe_format, 8192) that keeps 8182 bytes and ends the rest
+# with "..." (measured: with "MSG: [probe:5] ", 8167 bytes of text come whole, 8168 do
+# not). A text of at most EVENT_TEXT_LIMIT bytes comes whole under a stage name of up to
+# a thousand characters.
+EVENT_TEXT_LIMIT = 7000
+
+
 @dataclass(frozen=True)
 class Msg(_Text):
-    """``MSG``: a line for the job's events; keep under 5 a second (10 a second is fatal)."""
+    """``MSG``: a line for the job's events; keep under 5 a second (10 a second is fatal) and
+    within EVENT_TEXT_LIMIT bytes (a Disco master keeps only the start of a longer one)."""
 
     NAME: ClassVar[str] = "MSG"
 

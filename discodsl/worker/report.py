@@ -13,12 +13,14 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from discodsl.worker.messages import EVENT_TEXT_LIMIT
+
 MARKER = "discodsl-error: "
-# A Disco 0.5.4 master keeps 8192 characters of an event (disco:format, its
-# "FATAL: [stage:N] " included) and drops the rest: a failure's text keeps within
-# TEXT_LIMIT bytes, so that its last line, the facts, reaches the client. Of a long
-# exception message (SUMMARY_LIMIT characters) and traceback, the start and end are kept.
-TEXT_LIMIT = 7000
+# A Disco 0.5.4 master keeps only the start of a long event (see messages.EVENT_TEXT_LIMIT):
+# a failure's text keeps within TEXT_LIMIT bytes, so that its last line, the facts, reaches
+# the client. Of a long exception message (SUMMARY_LIMIT characters) and traceback, the
+# start and end are kept.
+TEXT_LIMIT = EVENT_TEXT_LIMIT
 SUMMARY_LIMIT = 600
 
 

@@ -122,8 +122,9 @@ def serve(
         final = _work(channel, task, preloaded)
         capture.close()
         counts = counters.take()
-        if isinstance(final, messages.Done) and counts:  # a failed attempt's: dropped
-            _message(channel, counters.encode(counts))
+        if isinstance(final, messages.Done):  # a failed attempt's counts: dropped
+            for text in counters.encode(counts, capture.message):
+                _message(channel, text)
         channel.final(final)
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the master is gone: nobody to report to
