@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import pytest
 from discodsl import builder, jobpack, sources
 from discodsl.model import Job
 from discodsl.options import JobOptions
-from discodsl.runners.base import Counters, JobFiles
+from discodsl.runners.base import Counters, JobFiles, fan_out
 from discodsl.runners.progress import Progress
 from discodsl.worker.counters import PREFIX
 from discodsl.worker.jobfile import read_jobdata
@@ -109,3 +112,45 @@ def test_progress_shows_what_stage_code_prints_but_not_its_counts(
     progress("task_done", {"stage": "map", "taskid": 0})
     assert capsys.readouterr().err == "[map] hello\n"
     assert not hasattr(progress, "counters")
+
+
+@pytest.fixture
+def eager_switching() -> Iterator[None]:
+    """Threads switch every microsecond (not every 5 ms): a race shows within a few thousand
+    events instead of once in a long while."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def _from_threads(handle: Callable[[str, Any], None], threads: int, tasks: int) -> None:
+    """Each thread reports ``tasks`` tasks as a local run's do: a MSG with a count and a line
+    printed, then the task done."""
+
+    def report(thread: int) -> None:
+        for i in range(tasks):
+            taskid = thread * tasks + i
+            text = f'{PREFIX}{{"n": 1}}\nline {taskid} of thread {thread}\n'
+            handle("msg", {"stage": "map", "taskid": taskid, "text": text})
+            handle("task_done", {"stage": "map", "taskid": taskid})
+
+    workers = [threading.Thread(target=report, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def test_events_from_task_threads_are_counted_and_shown_whole(
+    eager_switching: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A local run's tasks report from threads of their own: every count is added and every
+    printed line comes whole, on a line of its own."""
+    counters = Counters()
+    _from_threads(fan_out(counters, Progress("job", enabled=False)), threads=8, tasks=1500)
+    assert counters.totals == {"n": 8 * 1500}
+    shown = capsys.readouterr().err.splitlines()
+    expected = {f"[map] line {t * 1500 + i} of thread {t}" for t in range(8) for i in range(1500)}
+    assert len(shown) == len(expected)
+    assert set(shown) == expected

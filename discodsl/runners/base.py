@@ -27,6 +27,7 @@ import functools
 import json
 import pickle
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -357,10 +358,14 @@ class Counters:
 
 
 def fan_out(*handlers: EventHandler) -> EventHandler:
-    """One event handler calling each of ``handlers`` in turn (e.g. counters, then progress)."""
+    """One event handler calling each of ``handlers`` in turn (e.g. counters, then progress),
+    one event at a time: a local run's tasks report from threads of their own, and a count
+    added or a line printed by two at once could be lost or mixed."""
+    lock = threading.RLock()  # a handler that reports an event itself does not deadlock
 
     def handle(kind: str, facts: Mapping[str, Any]) -> None:
-        for handler in handlers:
-            handler(kind, facts)
+        with lock:
+            for handler in handlers:
+                handler(kind, facts)
 
     return handle

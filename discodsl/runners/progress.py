@@ -54,15 +54,20 @@ class Progress:
 
     def _message(self, facts: Mapping[str, Any]) -> None:
         stage, text = str(facts.get("stage", "")), str(facts.get("text", ""))
-        for line in text.splitlines():
-            if line.strip() and not line.startswith(COUNTER_PREFIX):
-                self._write(f"[{stage}] {line}")
+        lines = [
+            f"[{stage}] {line}"
+            for line in text.splitlines()
+            if line.strip() and not line.startswith(COUNTER_PREFIX)
+        ]
+        if lines:
+            self._write("\n".join(lines))
 
-    def _write(self, line: str) -> None:
+    def _write(self, text: str) -> None:
+        """Show ``text`` and a newline, in one write."""
         if self._bar is not None:
-            self._bar.write(line, file=sys.stderr)
+            self._bar.write(text, file=sys.stderr)
         else:
-            print(line, file=sys.stderr)
+            sys.stderr.write(text + "\n")
 
     def _close_bar(self) -> None:
         if self._bar is not None:
