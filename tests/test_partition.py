@@ -166,24 +166,24 @@ ATOMS = st.one_of(
 
 
 def nested(atoms: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Keys built of ``atoms`` (all hashable): tuples, lists and sets of them, nested; a set's
+    items are hashable by construction (tuples and frozensets), not by a filter, whose
+    rejections make hypothesis print this strategy's 40 kB repr and warn about it."""
+    hashable = st.recursive(
+        atoms,
+        lambda inner: st.one_of(st.tuples(inner, inner), st.frozensets(inner, max_size=3)),
+        max_leaves=4,
+    )
     return st.recursive(
         atoms,
         lambda inner: st.one_of(
             st.tuples(inner, inner),
             st.lists(inner, max_size=3),
-            st.frozensets(inner.filter(_hashable), max_size=3),
-            st.sets(inner.filter(_hashable), max_size=3),
+            st.frozensets(hashable, max_size=3),
+            st.sets(hashable, max_size=3),
         ),
         max_leaves=8,
     )
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
 
 
 KEYS = nested(ATOMS)
