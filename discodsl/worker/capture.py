@@ -52,8 +52,8 @@ class Capture:
     :meth:`forward` named where to, sends it every ``interval`` seconds, cut after a line;
     :meth:`close` sends the rest, then the note on what was dropped."""
 
-    def __init__(self, early: str = "", interval: float = 1.0, message: int | None = None):
-        self.message = message or message_bytes()  # the largest MSG text, in bytes
+    def __init__(self, early: str = "", interval: float = 1.0):
+        self.message = message_bytes()  # the largest MSG text, in bytes
         self.cap = min(MAX_FORWARDED, MESSAGES_PER_TASK * self.message)
         self._lock = threading.Lock()  # over the collected bytes and each read of the pipe
         self._sending = threading.Lock()  # over sending: one batch at a time, in order
@@ -95,7 +95,7 @@ class Capture:
             os.dup2(null, 2)
             os.close(null)
             self._flush(whole_lines=False)
-            if self._send is not None and (note := self.note()):
+            if self._send is not None and (note := self._note()):
                 self._send(note)
 
     def _run(self) -> None:
@@ -119,9 +119,8 @@ class Capture:
     def _collect(self) -> bool:
         """Keep (once closed: drop) what the pipe holds; False at end of file."""
         with self._lock:
-            try:
-                chunk = os.read(self._read_end, 65536)
-            except BlockingIOError:  # close() read it first
+            chunk = self._read()
+            if chunk is None:  # close() read it first
                 return True
             if not self._closed:
                 self._keep(chunk)
@@ -131,18 +130,19 @@ class Capture:
         """Keep what the pipe holds now, for up to CLOSE_WAIT seconds (a child process of
         the stage's may go on writing); under the lock."""
         deadline = time.monotonic() + CLOSE_WAIT
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(self._read_end, 65536)
-            except BlockingIOError:
-                return
-            if not chunk:
-                return
+        while time.monotonic() < deadline and (chunk := self._read()):
             self._keep(chunk)
+
+    def _read(self) -> bytes | None:
+        """A read of the pipe: b"" at end of file, None if it holds nothing now."""
+        try:
+            return os.read(self._read_end, 65536)
+        except BlockingIOError:
+            return None
 
     def _flush(self, whole_lines: bool) -> None:
         """Send what is collected (kept for later while there is nowhere to send it)."""
-        while self._send is not None and (text := self.take(whole_lines=whole_lines)):
+        while self._send is not None and (text := self._take(whole_lines)):
             self._send(text)
 
     def _keep(self, chunk: bytes) -> None:
@@ -167,20 +167,20 @@ class Capture:
             self._dropped += len(self._pending) - start
             del self._pending[start:]
 
-    def take(self, limit: int | None = None, whole_lines: bool = False) -> str:
-        """Up to ``limit`` bytes (a MSG's worth) of collected output, as text (empty if none).
+    def _take(self, whole_lines: bool) -> str:
+        """Up to a MSG's worth of collected output, as text (empty if none).
 
         A batch ends after a line when one fits, else at a character's end;
         with ``whole_lines``, a last line still being written stays for later
         unless it alone fills a batch.
         """
         with self._lock:
-            cut = _cut(self._pending, limit or self.message, whole_lines)
+            cut = _cut(self._pending, self.message, whole_lines)
             batch = bytes(self._pending[:cut])
             del self._pending[:cut]
         return batch.decode(errors="replace")
 
-    def note(self) -> str:
+    def _note(self) -> str:
         """The line saying how much output was over the cap (empty if none)."""
         with self._lock:
             if not self._dropped:
