@@ -530,6 +530,16 @@ def test_a_two_character_string_ending_in_the_constant_value_is_not_a_pair(bad: 
         _combined_job(produce).run(["raw://x"], mode="inline")
 
 
+def test_a_counting_map_lets_through_what_unpacks_to_its_constant_as_disco_does() -> None:
+    """What the README says a combined map's count does not check: an item that is no
+    pair but unpacks into a key and the very object every value so far was."""
+
+    def produce(line: str) -> Any:
+        yield from [(5, 1), b"a\x01", (5, 1)]
+
+    assert dict(_combined_job(produce).run(["raw://x"], mode="inline")) == {5: [1, 1], 97: [1]}
+
+
 @pytest.mark.parametrize(
     ("values", "bad", "message"),
     [

@@ -489,13 +489,15 @@ class _Combiner:
     ) -> Iterator[Any]:
         """Count values while each is ``same``; the records left when one is not.
 
-        An item is unpacked before it is checked, and one whose value is ``same``
-        is counted with no other check: that is a tuple or a list of two (a pair)
-        but for a two-item iterable of another type ending in that very object,
-        which a two-character string is when ``same`` is its last character: values
-        are not counted when the first is a one-character string.
-        Any other item is checked as every loop checks one. The map's fold runs
-        about a tenth faster than when each item's type is checked first.
+        An item is unpacked first, and counted with no other check when its value is
+        ``same``: a pair (a two-item tuple or list) unpacks so, and so does a two-item
+        iterable of another type ending in that very object. A two-character string
+        is the one such iterable a stage could yield by mistake (``yield word``), so
+        values are not counted when the first is a one-character string; the others
+        (bytes, sets, ranges) pass, as anything that unpacks passes in Disco. Any
+        other item is checked as every loop checks one. Checking each item's type
+        before unpacking it cost the fold 5% (0.90 s against 0.85 s on a 25 MB part of
+        the benchmark's corpus).
         """
         counts, same = self.counts, self.same
         get = counts.get
