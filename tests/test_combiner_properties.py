@@ -1,0 +1,90 @@
+"""Property: a combined map hands its combiner each key's values as the very objects the map
+yielded, in the order it yielded them, whatever mix of values comes and whenever it folds.
+
+The combiner counts copies of one value while every value is that object
+(``yield word, 1``), lists values once another comes, and folds its buffer
+when memory grows. Here maps yield items drawn from a pool of values that are
+equal but not identical (``1``, ``True``, ``1.0``), of one-character strings
+(never counted: see ``_Combiner._consume_counting``), as tuples or two-item
+lists, and folds come at random chunk ends. The combiner wraps what it is given
+in a ``Combined``, and unwrapping every record it makes must give, per key, the
+objects of the model (the items in yield order), each the very object yielded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from discodsl.worker import execute
+from discodsl.worker.spec import StageSpec
+
+POOL: list[Any] = [1, 1, 1, True, 1.0, 2, "x", "y", None, 10**30, ("t", 1)]
+KEYS = ["a", "b", "c", "dd"]
+
+
+@dataclass(frozen=True)
+class Combined:
+    """What the combiner made of one call's values."""
+
+    values: tuple[Any, ...]
+
+
+def wrap(key: Any, values: Iterable[Any]) -> Iterator[tuple[Any, Combined]]:
+    yield key, Combined(tuple(values))
+
+
+def unwrapped(value: Any) -> list[Any]:
+    """The values a combined record stands for, in order (folds nest Combined values)."""
+    if isinstance(value, Combined):
+        return [item for inner in value.values for item in unwrapped(inner)]
+    return [value]
+
+
+items = st.tuples(
+    st.sampled_from(KEYS), st.integers(0, len(POOL) - 1), st.sampled_from(["tuple", "list"])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    records=st.lists(st.lists(items, max_size=6), max_size=30),
+    folds=st.lists(st.booleans(), max_size=40),
+    chunk=st.integers(1, 5),
+)
+def test_the_combiner_gets_every_value_yielded_in_order(
+    records: list[list[tuple[str, int, str]]], folds: list[bool], chunk: int
+) -> None:
+    yielded = [
+        [(key, POOL[index]) if form == "tuple" else [key, POOL[index]] for key, index, form in r]
+        for r in records
+    ]
+    model: dict[str, list[Any]] = {}
+    for record in yielded:
+        for key, value in record:
+            model.setdefault(key, []).append(value)
+
+    def produce(number: int) -> list[Any]:
+        return yielded[number]
+
+    growth = iter(folds)
+    with pytest.MonkeyPatch.context() as patch:
+        # Every memory check after a chunk: grown past the budget (a fold) when drawn so.
+        patch.setattr(execute, "_resident_bytes", lambda: (1 << 40) if next(growth, False) else 0)
+        patch.setattr(execute, "CHUNK", chunk)
+        after = StageSpec("keep", "reduce", "group_label", wrap, combine=True)
+        combiner = execute._Combiner(after, wrap, None, budget=1 << 20)
+        mapped = StageSpec("produce", "map", "split", produce)
+        combiner.consume_map(mapped, produce, range(len(yielded)))
+        found: dict[str, list[Any]] = {}
+        for key, value in combiner._combined():
+            found.setdefault(key, []).extend(unwrapped(value))
+    assert sorted(found) == sorted(model)
+    for key, values in model.items():
+        assert len(found[key]) == len(values)
+        assert all(got is want for got, want in zip(found[key], values, strict=True)), key
