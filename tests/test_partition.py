@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections import namedtuple
+from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from discodsl.worker.errors import StageError
-from discodsl.worker.partition import bucketed, canonical_bytes, default_partition, partitioner
+from discodsl.worker.partition import canonical_bytes, default_partition, partitioner, spread
 from discodsl.worker.records import NotAPair
 
 # Built so that equal keys are distinct objects: pickle's memo and set order would differ.
@@ -99,35 +100,73 @@ def test_fast_partitioner_agrees_with_the_definition() -> None:
         assert [label(k) for k in keys] == [default_partition(k, n) for k in keys]
 
 
-def test_bucketed_sorts_pairs_by_the_default_partition_in_order() -> None:
+def spread_all(pairs: Any, partitions: int, **options: Any) -> list[list[Any]]:
+    """What ``spread`` writes, as one list per partition (its batches joined)."""
+    written: list[list[Any]] = [[] for _ in range(partitions)]
+    spread(pairs, partitions, lambda label, batch: written[label].extend(batch), **options)
+    return written
+
+
+def test_spread_sorts_pairs_by_the_default_partition_in_order() -> None:
     """Many records at once land where one at a time would, str keys (inline) or not,
-    each bucket in input order; lists are pairs too, made tuples."""
+    each partition's in input order; lists are pairs too, made tuples."""
     keys = [*script_keys(), "\udc80lone surrogate", "ascii", Word("ascii"), 0, ("t", 1)]
     for n in (1, 2, 7):
         pairs = [(key, index) for index, key in enumerate(keys)] + [["list", "pair"]]
-        buckets = bucketed(pairs, n)
-        assert len(buckets) == n
+        buckets = spread_all(iter(pairs), n)
         for label, bucket in enumerate(buckets):
             expected = [tuple(pair) for pair in pairs if default_partition(pair[0], n) == label]
             assert bucket == expected
             assert all(type(pair) is tuple for pair in bucket)
 
 
-def test_bucketed_by_a_labeler_of_ones_own() -> None:
-    buckets = bucketed([("a", 1), ("bb", 2), ("c", 3)], 3, label=lambda key: len(key) % 3)
+def test_spread_by_a_labeler_of_ones_own() -> None:
+    buckets = spread_all([("a", 1), ("bb", 2), ("c", 3)], 3, label=lambda key: len(key) % 3)
     assert buckets == [[], [("a", 1), ("c", 3)], [("bb", 2)]]
 
 
+@given(
+    labels=st.lists(st.integers(0, 3), max_size=60),
+    batch=st.integers(1, 7),
+)
+def test_spread_writes_full_batches_as_they_fill_and_the_rest_at_the_end(
+    labels: list[int], batch: int
+) -> None:
+    """A partition's pairs go out ``batch`` at a time, each batch as soon as it is full (so
+    no more than ``batch`` pairs of a partition are held), in order; never an empty one."""
+    writes: list[tuple[int, list[Any], int]] = []
+    taken = [0]
+
+    def pairs() -> Iterator[tuple[int, int]]:
+        for index, label in enumerate(labels):
+            taken[0] = index + 1
+            yield label, index
+
+    def write(label: int, pairs: list[Any]) -> None:
+        writes.append((label, list(pairs), taken[0]))
+
+    spread(pairs(), 4, write, label=lambda key: key, batch=batch)
+    for label in range(4):
+        mine = [index for index, key in enumerate(labels) if key == label]
+        batches = [pairs for written, pairs, _ in writes if written == label]
+        assert [index for pairs in batches for _, index in pairs] == mine
+        assert all(0 < len(pairs) <= batch for pairs in batches)
+        assert all(len(pairs) == batch for pairs in batches[:-1])
+    for _, pairs, when in writes:
+        if len(pairs) == batch:  # a full batch: written right after its last pair came
+            assert when == pairs[-1][1] + 1
+
+
 @pytest.mark.parametrize("item", ["ab", ("k", 1, 2), (), None, 5, ["k"]])
-def test_bucketed_refuses_what_is_not_a_pair(item: Any) -> None:
+def test_spread_refuses_what_is_not_a_pair(item: Any) -> None:
     with pytest.raises(NotAPair) as info:
-        bucketed([("k", 1), item], 4)
+        spread_all([("k", 1), item], 4)
     assert info.value.item == item
 
 
-def test_bucketed_names_the_stage_of_a_refused_key() -> None:
+def test_spread_names_the_stage_of_a_refused_key() -> None:
     with pytest.raises(StageError, match="'pairs'"):
-        bucketed([({"a": 1}, 1)], 4, stage="pairs")
+        spread_all([({"a": 1}, 1)], 4, stage="pairs")
 
 
 # -- equal keys, built every way a program might ----------------------------------------------

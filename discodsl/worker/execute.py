@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 
 from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
-from discodsl.worker.partition import bucketed, partitioner
+from discodsl.worker.partition import partitioner, spread
 from discodsl.worker.records import NotAPair, RecordWriter, as_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
 from discodsl.worker.typecheck import checked
@@ -129,14 +129,12 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
     if stage.kind == "map":
         if combiner:
             combiner.consume_map(stage, function, records)
-        elif outputs.constant is not None:
-            _stream_map(stage, function, records, outputs)
-        else:
-            _run_map(stage, function, records, target)
+        else:  # C map and chain into the writing loop: no Python call of ours per pair
+            _stream(stage, map(function, records), outputs)
     elif stage.kind == "reduce":
         groups = _groups(task, records)
         where.past_records = True  # grouping read them all before the first call
-        _run_reduce(stage, function, groups, None if combiner else outputs, target)
+        _run_reduce(stage, function, groups, outputs, combiner)
     else:
         _emit(stage, function(iter(records)), target)
     where.past_records = True
@@ -191,14 +189,6 @@ def _call_hook(hook: Callable[..., Any] | None, params: Any, *state: Any) -> Any
     return hook(*args[: positional_arity(hook)])
 
 
-def _stream_map(
-    stage: StageSpec, function: Callable[..., Any], records: Iterable[Any], outputs: _Outputs
-) -> None:
-    """A map whose output has one label: records flow to the file with no Python code of
-    ours per record (C ``map``/``chain`` into the writer's loop)."""
-    _stream(stage, map(function, records), outputs)
-
-
 def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None:
     """Write every pair of every one of ``results`` (what the user's calls returned)."""
     try:
@@ -208,22 +198,6 @@ def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None
         if error is None:
             raise
         raise error from None
-
-
-def _run_map(
-    stage: StageSpec, function: Callable[..., Any], records: Iterable[Any], sink: Sink
-) -> None:
-    for record in records:
-        result = function(record)
-        try:
-            for item in result:
-                key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
-                sink(key, value)
-        except (TypeError, ValueError) as exc:
-            error = _not_pairs(stage, exc, result, _run_map)
-            if error is None:
-                raise
-            raise error from None
 
 
 def _groups(task: TaskSetup, records: Iterable[Any]) -> Iterator[tuple[Any, Iterator[Any]]]:
@@ -245,14 +219,14 @@ def _run_reduce(
     stage: StageSpec,
     function: Callable[..., Any],
     groups: Iterator[tuple[Any, Iterator[Any]]],
-    outputs: _Outputs | None,
-    sink: Sink,
+    outputs: _Outputs,
+    combiner: _Combiner | None,
 ) -> None:
-    if outputs is not None and outputs.constant is not None:
+    if combiner is None:
         _stream(stage, starmap(function, groups), outputs)
         return
-    for key, values in groups:
-        _emit(stage, function(key, values), sink)
+    for key, values in groups:  # into the next reduce's combiner
+        _emit(stage, function(key, values), combiner.add)
 
 
 def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
@@ -700,7 +674,7 @@ class _Outputs:
         self.task = task
         self.writers: dict[int, RecordWriter] = {}
         self.labeler, self.constant = _labeler(task)
-        self.bucketed = _bucketer(task, self.labeler)
+        self.spread = _spreader(task, self.labeler)
         self.directory = os.path.join(task.workdir, task.outdir)
 
     def sink(self) -> Sink:
@@ -733,9 +707,10 @@ class _Outputs:
             for first in iterator:  # no file for a label without records, as in Disco
                 self._writer(self.constant).write_many(chain((first,), iterator))
             return
-        for label, bucket in enumerate(self.bucketed(pairs)):
-            if bucket:
-                self._writer(label).write_many(bucket)
+        self.spread(pairs, write=self._write_batch)
+
+    def _write_batch(self, label: int, pairs: list[tuple[Any, Any]]) -> None:
+        self._writer(label).write_many(pairs)
 
     def _writer(self, label: int) -> RecordWriter:
         writer = self.writers.get(label)
@@ -762,7 +737,7 @@ class _Outputs:
 
 
 # The loops of ours that take (key, value) pairs on their way to the files.
-_WRITING = (RecordWriter.write_many, _Outputs.add_many, bucketed)
+_WRITING = (RecordWriter.write_many, _Outputs.add_many, spread)
 
 
 def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
@@ -780,15 +755,13 @@ def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
     return (lambda key: _checked(partition(key, partitions), partitions, reduce, stage)), None
 
 
-def _bucketer(
-    task: TaskSetup, labeler: Callable[[Any], int]
-) -> Callable[[Iterable[Any]], list[list[tuple[Any, Any]]]]:
-    """How this task sorts many records into their partitions (see ``partition.bucketed``):
+def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., None]:
+    """How this task sorts many records into their partitions (see ``partition.spread``):
     by the default partitioner's own loop when it is the labeler, else by ``labeler``."""
     partitions, stage = task.job.partitions, task.stage.name
     after = task.successor
     default = after is not None and after.partitioner is None
-    return partial(bucketed, partitions=partitions, stage=stage, label=None if default else labeler)
+    return partial(spread, partitions=partitions, stage=stage, label=None if default else labeler)
 
 
 def _checked(label: Any, partitions: int, reduce: str, stage: str) -> int:

@@ -28,8 +28,8 @@ naming the stage and the type: make such a key a str or a tuple, or give the
 reduce its own ``partitioner=``. :func:`canonical_or_none` is the same
 encoding for callers that fall back on something else (the spilling group-by).
 
-:func:`bucketed` sorts many records into their partitions at once (a map
-task's combined output). Not here: calling and checking a reduce's own
+:func:`spread` sorts a stream of records into their partitions, a batch at
+a time (a map task's output). Not here: calling and checking a reduce's own
 ``partitioner=`` (:mod:`discodsl.worker.execute`), grouping within a
 partition (:mod:`discodsl.worker.groupby`).
 """
@@ -52,6 +52,8 @@ _END = b"\xff"  # after each item of a container
 _DECIMAL_EXPONENT = 100_000  # beyond it a Decimal's exact value is too big to write out
 _MICROSECOND = dt.timedelta(microseconds=1)
 _STR = crc32(b"s")
+# Pairs of one partition that spread() holds before writing them: a batch per write_many.
+BATCH = 8192
 _TUPLE = crc32(b"t")
 _INF = float("inf")
 
@@ -106,17 +108,21 @@ def partitioner(partitions: int, stage: str = "") -> Callable[[Any], int]:
     return label
 
 
-def bucketed(
+def spread(
     pairs: Iterable[Any],
     partitions: int,
+    write: Callable[[int, list[tuple[Any, Any]]], None],
     stage: str = "",
     label: Callable[[Any], int] | None = None,
-) -> list[list[tuple[Any, Any]]]:
-    """``pairs``, each checked to be a ``(key, value)`` pair, in one list per partition, in
-    order: by ``label(key)`` (which must give 0 to ``partitions - 1``), or by the default
-    partitioner with its ``str`` case inline (no Python call per such key).
+    batch: int = BATCH,
+) -> None:
+    """Hand ``pairs``, each checked to be a ``(key, value)`` pair, to ``write(partition,
+    batch)``, in one list per partition and in order, ``batch`` pairs at a time (what is left
+    at the end): by ``label(key)`` (which must give 0 to ``partitions - 1``), or by the
+    default partitioner with its ``str`` case inline (no Python call per such key).
 
-    A record that is not a pair raises :class:`~discodsl.worker.records.NotAPair`.
+    ``write`` may keep the list it is given. A record that is not a pair raises
+    :class:`~discodsl.worker.records.NotAPair`, after the batches before it were written.
     """
     buckets: list[list[tuple[Any, Any]]] = [[] for _ in range(max(1, partitions))]
     inline = label is None and partitions > 1
@@ -126,10 +132,17 @@ def bucketed(
             pair = as_pair(pair)
         key = pair[0]
         if inline and key.__class__ is str:
-            buckets[crc32(key.encode("utf-8", "surrogatepass"), _STR) % partitions].append(pair)
+            index = crc32(key.encode("utf-8", "surrogatepass"), _STR) % partitions
         else:
-            buckets[other(key)].append(pair)
-    return buckets
+            index = other(key)
+        bucket = buckets[index]
+        bucket.append(pair)
+        if len(bucket) >= batch:
+            write(index, bucket)
+            buckets[index] = []
+    for index, bucket in enumerate(buckets):
+        if bucket:
+            write(index, bucket)
 
 
 # -- the encoding -------------------------------------------------------------------------------
