@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
 import tracemalloc
 from collections import defaultdict
@@ -290,11 +291,12 @@ def test_group_hashed_in_memory_keeps_first_seen_order(tmp_path: Path) -> None:
 
 
 def test_spill_scenarios_really_happen(tmp_path: Path) -> None:
-    """0 spills, 1 spill, many, and a multi-pass merge, each checked by its run files."""
-    records = words(3000, 400)
+    """0 spills, 1 spill, many, and a multi-pass merge, each checked by its run files (keys
+    all distinct: grouped, the records would take as much room as they do as records)."""
+    records = words(3000, 3000)
     expected = sorted_reference(records)
     results: dict[str, tuple[Grouped, int]] = {}
-    for name, budget in [("none", HUGE), ("one", 400_000), ("many", 64 * 1024), ("passes", 1024)]:
+    for name, budget in [("none", HUGE), ("one", 800_000), ("many", 64 * 1024), ("passes", 1024)]:
         with counting_runs() as created:
             results[name] = (
                 drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path))),
@@ -308,6 +310,19 @@ def test_spill_scenarios_really_happen(tmp_path: Path) -> None:
     assert 3 <= results["many"][1] <= groupby._FAN_IN  # merged in one pass
     # more spilled runs than the fan-in: intermediate runs were written too
     assert results["passes"][1] > groupby._FAN_IN + 1
+
+
+def test_records_that_fit_as_groups_do_not_spill(tmp_path: Path) -> None:
+    """3,000 records of 40 keys take more than a 300 kB budget as records, much less
+    grouped (a tuple and a copy of the key go with each record): grouped as they come, they
+    fit in the half of it that grouping may take."""
+    records = [(f"key-{index % 40}", index) for index in range(3000)]
+    held = sum(sys.getsizeof(record) + 8 + sys.getsizeof(record[0]) for record in records)
+    assert held > 300_000
+    with counting_runs() as created:
+        got = drain(group_sorted(records, budget=300_000, tmpdir=str(tmp_path)))
+    assert got == sorted_reference(records)
+    assert created == []
 
 
 def test_awkward_keys_sort_correctly(tmp_path: Path) -> None:

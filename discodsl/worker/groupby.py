@@ -2,10 +2,14 @@
 
 Two groupings, one per value of a reduce stage's ``sort`` option:
 
-- :func:`group_sorted` yields groups in ascending key order. While the
-  records fit the budget they are grouped in a dict and only the distinct
-  keys are sorted (by sorting the records when a key is not hashable); past it each full
-  buffer is sorted and spilled to a *run* file, and the runs are merged
+- :func:`group_sorted` yields groups in ascending key order. Records are
+  grouped in a dict as they are read, while the groups fit half the budget
+  (a record then keeps only its value and a slot in its key's list, not its
+  tuple and its own copy of the key), and only the distinct keys are sorted.
+  Past that, or at a key that does not hash, the groups are given back as
+  records and the records are held as read, in what the groups leave of the
+  budget: sorted whole if they fit (the distinct keys when they hash), else
+  each full buffer sorted and spilled to a *run* file, and the runs merged
   (several passes when there are more than ``_FAN_IN``) into one stream in
   which equal keys are adjacent.
 - :func:`group_hashed` yields groups in first-seen order and needs keys that
@@ -27,8 +31,11 @@ and its sorted copy and the sort's per-record scratch (``_SLOT_BYTES``). Keys or
 containers count ``_NESTED_FACTOR`` times their pickled length on top of
 their own ``getsizeof``, as their items are not seen otherwise. Flat records
 are overestimated a little (small ints and shared strings are counted as if
-owned). Spilling keeps the process at about ``budget`` plus a constant: a
-merge reads one batch of about ``budget / _FAN_IN`` bytes per run.
+owned). Grouped records count a list slot and their value's size (none for
+``None``, booleans and small ints, which every record shares), and each key
+its own size and its list and dict entry (``_KEY_BYTES``). Spilling keeps the
+process at about ``budget`` plus a constant: a merge reads one batch of about
+``budget / _FAN_IN`` bytes per run.
 
 Spill files are private to one grouping in one process: batches of records,
 each framed as its length (8 bytes) and a memo-less pickle of the list. A
@@ -70,6 +77,8 @@ _FIRST_CHUNK = 8  # records read before any size estimate exists
 _MAX_CHUNK = 8192  # records read between two budget checks
 _SAMPLES = 4  # records sized per chunk read
 _SLOT_BYTES = 8 + 8 + 16  # slots in the buffer and its sorted copy, sort's keys and scratch
+_LIST_SLOT = 9  # a grouped value's slot in its key's list, with the list's spare room
+_KEY_BYTES = 56 + 80  # a key's empty list, and its dict entry with the table's spare room
 _NESTED_FACTOR = 4  # in-memory bytes per pickled byte of a container's items
 _FLAT_TYPES = frozenset({str, bytes, int, float, bool, type(None), complex})
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -126,6 +135,22 @@ def _group_sorted(
     records: Iterator[Record], budget: int, tmpdir: str, stage: str
 ) -> Groups[Any, Any]:
     """The generator behind :func:`group_sorted`."""
+    half = budget // 2
+    groups, rest, used = _grouped_while_they_fit(records, half)
+    if rest is None:  # every reduce's whose groups fit: sort only the distinct keys
+        for key in _sorted_keys(groups, [], stage):
+            yield key, iter(groups[key])
+        return
+    # What the groups held is given back as the records fill the rest of the budget.
+    yield from _group_buffered(rest, budget - min(used, half), tmpdir, stage)
+
+
+def _group_buffered(
+    records: Iterator[Record], budget: int, tmpdir: str, stage: str
+) -> Groups[Any, Any]:
+    """Group ``records`` as :func:`group_sorted` does, holding them as they were read (as
+    records, within ``budget``) before grouping them: what is left to do when they do not
+    fit as groups, or when a key does not hash or a record is not a pair."""
     buffer: list[Record] = []
     meter = _Meter(budget)
     if _fill(records, buffer, meter):
@@ -162,6 +187,46 @@ def _group_sorted(
     finally:
         _close(chunks)
         scratch.close()
+
+
+def _grouped_while_they_fit(
+    records: Iterator[Record], budget: int
+) -> tuple[dict[Any, list[Any]], Iterator[Record] | None, int]:
+    """Each key's values in input order, grouped as the records are read, while the groups
+    take at most ``budget`` bytes (estimated: see _GroupMeter) and each record is a pair
+    whose key hashes. Far less than the records themselves take when keys repeat: a
+    record's tuple and its copy of the key go as soon as it is grouped.
+
+    Gives the groups, None and the bytes used when every record was grouped; else no
+    groups, every record (those of the groups given back first, each key's values in input
+    order under the first of its equal keys, which a stable sort by key takes as the
+    input's order, then those not grouped) and the bytes the groups held.
+    """
+    groups: dict[Any, list[Any]] = {}
+    meter = _GroupMeter(budget)
+    while chunk := list(islice(records, meter.room())):
+        known, index = len(groups), 0
+        try:
+            for index, (key, value) in enumerate(chunk):  # noqa: B007 (read by the except)
+                try:
+                    groups[key].append(value)
+                except KeyError:
+                    groups[key] = [value]
+        except (TypeError, ValueError):  # a key that does not hash, a record not a pair
+            return {}, chain(_given_back(groups), chunk[index:], records), meter.used
+        meter.count(chunk, len(groups) - known)
+        if meter.full():
+            return {}, chain(_given_back(groups), records), meter.used
+    return groups, None, meter.used
+
+
+def _given_back(groups: dict[Any, list[Any]]) -> Iterator[Record]:
+    """The records of ``groups``, key by key, emptying it (and freeing each key's values)
+    as they go."""
+    while groups:
+        key, values = groups.popitem()
+        for value in values:
+            yield key, value
 
 
 def _by_key(buffer: list[Record]) -> dict[Any, list[Any]] | None:
@@ -609,6 +674,45 @@ class _Meter:
         """Records per spilled batch so that ``readers`` batches (default ``_FAN_IN``) fit."""
         share = self.budget // (readers or _FAN_IN)
         return max(1, share // max(1, self.per_record))
+
+
+class _GroupMeter:
+    """Estimated bytes of grouped records: per record a list slot and its value (nothing
+    for the objects CPython keeps one of: None, booleans, small ints), per key the key,
+    its list and its dict entry; sampled in every chunk, as _Meter samples records."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.per_read = 0  # bytes a record read added, on average over the last chunk
+
+    def room(self) -> int:
+        """How many records to read next: at least one (an empty read means the input
+        ended; full() says when to stop)."""
+        if not self.per_read:
+            return _FIRST_CHUNK
+        return max(1, min(_MAX_CHUNK, (self.budget - self.used) // self.per_read))
+
+    def count(self, chunk: Sequence[Record], new_keys: int) -> None:
+        """Add ``chunk``, just grouped, which made ``new_keys`` groups, to the bytes held."""
+        sample = chunk[:: max(1, len(chunk) // _SAMPLES)]
+        values = sum(_value_size(value) for _, value in sample) // len(sample)
+        keys = sum(_object_size(key) for key, _ in sample) // len(sample)
+        added = len(chunk) * (_LIST_SLOT + values) + new_keys * (_KEY_BYTES + keys)
+        self.used += added
+        self.per_read = max(1, added // len(chunk))
+
+    def full(self) -> bool:
+        return self.used > self.budget
+
+
+def _value_size(value: Any) -> int:
+    """Estimated bytes a grouped value adds: none for an object every record shares."""
+    if value is None or value.__class__ is bool:
+        return 0
+    if value.__class__ is int and -5 <= value <= 256:
+        return 0
+    return _object_size(value)
 
 
 def _record_size(record: Any) -> int:
