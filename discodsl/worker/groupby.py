@@ -137,7 +137,7 @@ def _group_sorted(
     """The generator behind :func:`group_sorted`."""
     half = budget // 2
     groups, rest, used = _grouped_while_they_fit(records, half)
-    if rest is None:  # every reduce's whose groups fit: sort only the distinct keys
+    if rest is None:  # they all fit as groups: sort only the distinct keys
         for key in _sorted_keys(groups, [], stage):
             yield key, iter(groups[key])
         return
