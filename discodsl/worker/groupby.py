@@ -221,12 +221,13 @@ def _grouped_while_they_fit(
 
 
 def _given_back(groups: dict[Any, list[Any]]) -> Iterator[Record]:
-    """The records of ``groups``, key by key, emptying it (and freeing each key's values)
-    as they go."""
-    while groups:
-        key, values = groups.popitem()
+    """The records of ``groups``, key by key in the order the keys came (keys that are
+    equal to none, such as NaNs, keep their order), then empties it. The groups and the
+    records they fill the buffer with stay within the budget together (see _group_sorted)."""
+    for key, values in groups.items():
         for value in values:
             yield key, value
+    groups.clear()
 
 
 def _by_key(buffer: list[Record]) -> dict[Any, list[Any]] | None:
@@ -866,10 +867,16 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
     try:
         sorted(_Probe(record[0]) for record in records)
     except _Unordered as found:
-        pair = (
-            f"{found.left!r:.60} ({type(found.left).__name__}) and "
-            f"{found.right!r:.60} ({type(found.right).__name__})"
-        )
+        kind = type(found.left).__name__
+        if type(found.left) is type(found.right):  # None, or a class without an order
+            return StageError(
+                f"{_where(stage)}: cannot sort its keys: {found.left!r:.60} and "
+                f"{found.right!r:.60} ({kind}) cannot be compared ({err}): {kind} keys have "
+                "no order; map them to keys that have one (e.g. str), or group with "
+                "sort=False",
+                stage=stage,
+            )
+        pair = f"{found.left!r:.60} ({kind}) and {found.right!r:.60} ({type(found.right).__name__})"
     else:
         pair = "two keys"  # the failing pair did not meet again; err names their types
     return StageError(
