@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.partition import partitioner, spread
-from discodsl.worker.records import NotAPair, RecordWriter, as_pair
+from discodsl.worker.records import NotAPair, RecordWriter, as_pair, is_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
 from discodsl.worker.typecheck import checked
 
@@ -283,7 +283,7 @@ def _not_pairs(
         return _bad_record(maker, exc.item)
     if _raised_by_user(exc, *loops):
         return None
-    if item is not _NO_ITEM and not (isinstance(item, (tuple, list)) and len(item) == 2):
+    if item is not _NO_ITEM and not is_pair(item):
         return _bad_record(maker, item)
     if result is None or _returned_none(exc):
         return _none_error(maker)
@@ -419,10 +419,10 @@ class _Combiner:
         with_params = takes_params(function, 2) if own else stage.takes_params
         self.stage, self.function = stage, _bound(function, with_params, params)
         self.who = (  # who makes the combined records, for the errors about them
-            ""
-            if function is stage.function
-            else f"the combiner {getattr(function, '__qualname__', function)!r} of reduce "
+            f"the combiner {getattr(function, '__qualname__', function)!r} of reduce "
             f"{stage.name!r}"
+            if own
+            else ""
         )
         # Plain dicts, not defaultdicts: CPython specialises subscripts of exact dicts,
         # which makes the per-value loops below about a quarter faster.

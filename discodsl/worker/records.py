@@ -73,9 +73,14 @@ def as_pair(item: Any) -> tuple[Any, Any]:
     A string of two characters unpacks into two values too, but is not a pair:
     it raises :class:`NotAPair`, as does anything that is not a tuple or a list.
     """
-    if isinstance(item, (tuple, list)) and len(item) == 2:
+    if is_pair(item):
         return (item[0], item[1])
     raise NotAPair(item)
+
+
+def is_pair(item: Any) -> bool:
+    """Whether ``item`` is a ``(key, value)`` pair: a two-item tuple or list."""
+    return isinstance(item, (tuple, list)) and len(item) == 2
 
 
 class RecordWriter:
