@@ -11,17 +11,19 @@ rotates every round, and takes the median of ``--runs`` rounds:
 - on the 8 parts: the README's wordcount (bench/wc_job.py) on the local
   runner; the peers in bench/peers/: mp_counter (Pool(2), a Counter per
   file), mp_pairs (Pool(2), the map's ``(word, 1)`` pairs folded by hand:
-  the per-record floor), plain_counter (one process), dask.bag (2 processes);
-  with ``--master``, the same job on that Disco master;
+  the per-record floor), mp_shuffle (mp_pairs' maps, then Disco's dataflow
+  by hand: a record file per partition, a reduce task per partition: the
+  floor for the job on Disco), plain_counter (one process), dask.bag (2
+  processes); with ``--master``, the same job on that Disco master;
 - on the one file: the job on the local runner (the file cut into ranges);
 - on 1 KB: the job local and inline, from process start.
 
 Every output is checked equal to plain_counter's. Columns: wall seconds, CPU
 seconds of the whole process tree (bench/_timed.py waits for every
 descendant), the peak RSS of the largest single process, and wall and CPU as
-ratios of mp_counter's and mp_pairs'. Compare ratios, not absolute times: a
-shared machine's load moves every row (the load average is printed before
-and after). A row that fails or whose output differs says so in the table,
+ratios of mp_counter's, mp_pairs' and mp_shuffle's. Compare ratios, not
+absolute times: a shared machine's load moves every row (the load average is
+printed before and after). A row that fails or whose output differs says so in the table,
 and the script exits with status 1.
 """
 
@@ -40,7 +42,7 @@ import corpus
 from _harness import HERE, PY, counts, failure, job, load, timed
 
 PARTS = 8
-ANCHORS = ("mp_counter", "mp_pairs")
+ANCHORS = ("mp_counter", "mp_pairs", "mp_shuffle")
 
 
 @dataclass
@@ -82,6 +84,7 @@ def plan(args: argparse.Namespace, data: Path) -> list[Row]:
         row("discodsl local", "8 parts", job("-o", out / "local-parts", *parts)),
         row("mp_counter", "8 parts", peer("mp_counter.py", "-o", out / "mp_counter", *parts)),
         row("mp_pairs", "8 parts", peer("mp_pairs.py", "-o", out / "mp_pairs", *parts)),
+        row("mp_shuffle", "8 parts", peer("mp_shuffle.py", "-o", out / "mp_shuffle", *parts)),
         row("plain_counter", "8 parts", peer("plain_counter.py", "-o", out / "plain", *parts)),
         row("discodsl local", "1 file", job("-o", out / "local-one", one)),
         row("discodsl local", "1 KB", job("-o", out / "local-1kb", tiny), small),
@@ -89,7 +92,7 @@ def plan(args: argparse.Namespace, data: Path) -> list[Row]:
             small),
     ]
     if not args.no_dask:
-        rows.insert(4, dask_row(out, parts, big))
+        rows.insert(5, dask_row(out, parts, big))
     if args.master:
         push = ["--push-inputs"] if args.push_inputs else []
         command = job("--master", args.master, *push, "-o", out / "cluster-parts", *parts)

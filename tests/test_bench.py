@@ -81,3 +81,44 @@ def test_phases_times_every_phase_of_a_real_run(tmp_path: Path) -> None:
     ]
     assert abs(sum(rows[name] for name in phases) - rows["total"]) < 0.05
     assert "together are" in done.stdout
+
+
+def _peer_counts(script: str, parts: list[Path], out: Path) -> dict[str, int]:
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "peers" / script), "-o", str(out), *map(str, parts)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    pairs = (line.split("\t") for line in out.read_text().splitlines())
+    counts = {word: int(count) for word, count in pairs}
+    assert len(counts) == len(out.read_text().splitlines()), f"{script} printed a word twice"
+    return counts
+
+
+def test_every_plain_python_peer_counts_what_the_corpus_holds(tmp_path: Path) -> None:
+    files = _corpus(tmp_path)
+    parts = sorted(p for p in files if p.parent != tmp_path)
+    expected: dict[str, int] = {}
+    for part in parts:
+        for word in part.read_text().split():
+            expected[word] = expected.get(word, 0) + 1
+    for script in ("plain_counter.py", "mp_counter.py", "mp_pairs.py", "mp_shuffle.py"):
+        assert _peer_counts(script, parts, tmp_path / script) == expected, script
+
+
+def test_the_shuffle_peer_writes_disco_record_files(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench" / "peers"))
+    try:
+        import mp_shuffle
+    finally:
+        sys.path.remove(str(ROOT / "bench" / "peers"))
+    from discodsl.worker.records import read_records
+
+    records = [(f"word{i}", i) for i in range(100_000)]  # several hunks of 1 MiB
+    path = tmp_path / "records"
+    mp_shuffle.write_records(str(path), records)
+    with open(path, "rb") as handle:
+        assert list(read_records(handle, "file://" + str(path))) == records
+    assert list(mp_shuffle.read_records(str(path))) == records
+    assert path.stat().st_size > 2 * mp_shuffle.HUNK

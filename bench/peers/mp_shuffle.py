@@ -1,0 +1,119 @@
+"""Word count in Disco's dataflow, by hand: mp_pairs plus the shuffle a Disco job must do.
+
+usage: python bench/peers/mp_shuffle.py FILE [FILE ...] [-p PROCESSES] [--partitions N] [-o OUT]
+Two rounds of ``multiprocessing.Pool`` tasks, as a Disco job with a map and
+a reduce runs: one map task per input file, then one reduce task per
+partition, each round after the other. A map task folds its pairs into a
+dict exactly as mp_pairs does, then writes the dict's items to one record
+file per partition (Disco's format: hunks of 1 MiB of concatenated pickles,
+each behind a 14-byte header with its CRC-32, and a closing empty hunk; the
+partition a CRC-32 of the word). A reduce task reads its partition's file
+from every map task, folds the records into a dict, and writes its totals,
+in key order, to one more record file; the parent reads those. No
+framework: no user function called per key, no check on a record, records
+pickled without a memo (the peer knows they are flat). So this is the floor
+for the job on Disco's dataflow, where mp_pairs has none of its files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from functools import partial
+from multiprocessing import Pool
+
+from _output import arguments, write_counts
+from mp_pairs import count_file
+
+HEADER = struct.Struct("<BBIQ")  # 0x81, compressed flag, CRC-32 of the hunk, its length
+HUNK = 1 << 20
+
+
+def write_records(path: str, records: Iterable[tuple[str, int]]) -> None:
+    """``records`` as a Disco record file, uncompressed, each one pickle of protocol 3."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=3)
+    pickler.fast = True  # no memo: the records hold no object twice
+    dump, tell = pickler.dump, buffer.tell
+    with open(path, "wb") as handle:
+        for record in records:
+            dump(record)
+            if tell() > HUNK:
+                write_hunk(handle, buffer)
+        write_hunk(handle, buffer)
+        write_hunk(handle, buffer)  # the closing hunk, empty
+
+
+def write_hunk(handle: io.BufferedWriter, buffer: io.BytesIO) -> None:
+    payload = buffer.getvalue()
+    handle.write(HEADER.pack(0x81, 0, zlib.crc32(payload), len(payload)))
+    handle.write(payload)
+    buffer.seek(0)
+    buffer.truncate()
+
+
+def read_records(path: str) -> Iterator[tuple[str, int]]:
+    """Every record of a record file written by write_records, each hunk's CRC checked."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    start = 0
+    while start < len(data):
+        _, _, crc, length = HEADER.unpack_from(data, start)
+        payload = data[start + HEADER.size : start + HEADER.size + length]
+        if zlib.crc32(payload) != crc:
+            raise ValueError(f"{path}: bad CRC at byte {start}")
+        start += HEADER.size + length
+        stream = io.BytesIO(payload)
+        load = pickle.Unpickler(stream).load
+        while stream.tell() < length:
+            yield load()
+
+
+def map_task(path: str, directory: str, partitions: int) -> str:
+    """Count one file as mp_pairs does; write the counts to a file per partition."""
+    totals = count_file(path)
+    buckets: list[list[tuple[str, int]]] = [[] for _ in range(partitions)]
+    for pair in totals.items():
+        buckets[zlib.crc32(pair[0].encode()) % partitions].append(pair)
+    name = os.path.basename(path)
+    for label, bucket in enumerate(buckets):
+        write_records(os.path.join(directory, f"map-{name}-{label}"), bucket)
+    return name
+
+
+def reduce_task(label: int, directory: str, names: list[str]) -> str:
+    """Fold one partition's records from every map task; write the totals in key order."""
+    totals: dict[str, int] = {}
+    get = totals.get
+    for name in names:
+        for key, value in read_records(os.path.join(directory, f"map-{name}-{label}")):
+            totals[key] = get(key, 0) + value
+    out = os.path.join(directory, f"reduce-{label}")
+    write_records(out, sorted(totals.items()))
+    return out
+
+
+def count_files(paths: list[str], processes: int, partitions: int) -> Iterator[tuple[str, int]]:
+    """The map round, then the reduce round, in one pool; the reduce outputs read here."""
+    with tempfile.TemporaryDirectory() as directory, Pool(processes) as pool:
+        names = pool.map(partial(map_task, directory=directory, partitions=partitions), paths)
+        reduce = partial(reduce_task, directory=directory, names=names)
+        for out in pool.imap(reduce, range(partitions)):
+            yield from read_records(out)
+
+
+def main() -> None:
+    parser = arguments(__doc__.split("\n", 1)[0])
+    parser.add_argument("-p", "--processes", type=int, default=2, help="pool size (default 2)")
+    parser.add_argument("--partitions", type=int, default=4, help="reduce tasks (default 4)")
+    args = parser.parse_args()
+    write_counts(count_files(args.files, args.processes, args.partitions), args.out)
+
+
+if __name__ == "__main__":
+    main()
