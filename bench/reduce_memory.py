@@ -7,7 +7,9 @@ seeded generator, never held as a whole, and sums the values of each key:
 - ``generate``: only draws the records (the floor every other row pays);
 - ``dict``: groups in memory with ``defaultdict(list)`` (skipped when it
   would not fit in the memory available);
-- ``sorted NNN MB``: :func:`discodsl.worker.groupby.group_sorted` with that budget.
+- ``sorted NNN MB``: :func:`discodsl.worker.groupby.group_sorted` with that budget;
+- ``hashed NNN MB``: :func:`discodsl.worker.groupby.group_hashed` (a reduce's
+  ``sort=False``) with that budget.
 
 Each configuration runs in a child process; its peak RSS is the child's
 ``ru_maxrss`` and its CPU time ``ru_utime + ru_stime``, as ``os.wait4``
@@ -94,6 +96,13 @@ def run_sorted(stream: Iterator[tuple[str, int]], budget: int, tmpdir: str) -> C
     return checksum((key, sum(values)) for key, values in grouped)
 
 
+def run_hashed(stream: Iterator[tuple[str, int]], budget: int, tmpdir: str) -> Checksum:
+    """Group with group_hashed under ``budget`` bytes, then sum each key."""
+    groupby = import_worker_groupby()
+    grouped = groupby.group_hashed(stream, budget=budget, tmpdir=tmpdir, stage="bench")
+    return checksum((key, sum(values)) for key, values in grouped)
+
+
 def import_worker_groupby() -> Any:
     """Import discodsl.worker.groupby as a Disco node does: beside an empty discodsl package.
 
@@ -116,6 +125,7 @@ RUNNERS: dict[str, Callable[[Iterator[tuple[str, int]], int, str], Checksum]] = 
     "generate": run_generate,
     "dict": run_dict,
     "sorted": run_sorted,
+    "hashed": run_hashed,
 }
 
 
@@ -170,7 +180,8 @@ def report(args: argparse.Namespace) -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     configs = [("generate", 0, "generate"), ("dict", 0, "dict (in memory)")]
-    configs += [("sorted", mb * MB, f"group_sorted {mb} MB") for mb in args.budgets]
+    for kind in ("sorted", "hashed"):
+        configs += [(kind, mb * MB, f"group_{kind} {mb} MB") for mb in args.budgets]
     rows: dict[str, dict[str, Any]] = {}
     fits, need = dict_fits(args.gb)
     for kind, budget, label in configs:
@@ -220,7 +231,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--budgets",
         type=lambda s: [int(x) for x in s.split(",")],
         default=[64, 512],
-        help="group_sorted budgets in MB (default 64,512)",
+        help="budgets in MB of both groupings (default 64,512)",
     )
     parser.add_argument("--keys", type=int, default=5_000_000, help="key space (default 5M)")
     parser.add_argument("--seed", type=int, default=1)

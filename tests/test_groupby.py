@@ -312,7 +312,8 @@ def test_spill_scenarios_really_happen(tmp_path: Path) -> None:
     assert results["passes"][1] > groupby._FAN_IN + 1
 
 
-def test_records_that_fit_as_groups_do_not_spill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_records_that_fit_as_groups_do_not_spill(tmp_path: Path, group: Grouping) -> None:
     """3,000 records of 40 keys take more than a 300 kB budget as records, much less
     grouped (a tuple and a copy of the key go with each record): grouped as they come, they
     fit in the half of it that grouping may take."""
@@ -320,9 +321,23 @@ def test_records_that_fit_as_groups_do_not_spill(tmp_path: Path) -> None:
     held = sum(sys.getsizeof(record) + 8 + sys.getsizeof(record[0]) for record in records)
     assert held > 300_000
     with counting_runs() as created:
-        got = drain(group_sorted(records, budget=300_000, tmpdir=str(tmp_path)))
-    assert got == sorted_reference(records)
+        got = drain(group(records, budget=300_000, tmpdir=str(tmp_path)))
+    if group is group_sorted:
+        assert got == sorted_reference(records)
+    else:
+        assert got == list(reference(records).items())  # first-seen order: nothing spilled
     assert created == []
+
+
+def test_group_hashed_spills_the_groups_that_do_not_fit(tmp_path: Path) -> None:
+    """Grouped, 3,000 distinct keys take more than half of 300 kB: the records are then
+    partitioned into files, and still grouped right."""
+    records = words(3000, 3000)
+    with counting_runs() as created:
+        got = drain(group_hashed(records, budget=300_000, tmpdir=str(tmp_path)))
+    assert dict(got) == reference(records) and len(got) == len(reference(records))
+    assert len(created) > 1
+    assert os.listdir(tmp_path) == []
 
 
 def test_awkward_keys_sort_correctly(tmp_path: Path) -> None:

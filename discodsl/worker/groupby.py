@@ -13,10 +13,11 @@ Two groupings, one per value of a reduce stage's ``sort`` option:
   (several passes when there are more than ``_FAN_IN``) into one stream in
   which equal keys are adjacent.
 - :func:`group_hashed` yields groups in first-seen order and needs keys that
-  are only hashable. Past the budget it partitions the records into files by a
-  CRC of the key's canonical encoding (:mod:`discodsl.worker.partition`: equal
-  keys encode alike, ``1``, ``1.0`` and ``True`` included) and groups each file
-  on its own.
+  are only hashable. Records are grouped in a dict as they are read, while the
+  groups fit half the budget. Past that it partitions the records (the groups
+  given back as records first) into files by a CRC of the key's canonical
+  encoding (:mod:`discodsl.worker.partition`: equal keys encode alike, ``1``,
+  ``1.0`` and ``True`` included) and groups each file on its own.
 
 Both yield ``(key, values)`` where ``values`` is an iterator to consume
 before asking for the next group (like :func:`itertools.groupby`; whatever is
@@ -106,8 +107,9 @@ def group_hashed(
 ) -> Groups[K, V]:
     """Group ``records`` by key without sorting, holding about ``budget`` bytes.
 
-    Keys need only be hashable. While everything fits, groups come in
-    first-seen order. Past the budget, records are partitioned by a CRC of the
+    Keys need only be hashable. While the groups fit half the budget (as
+    estimated: see the module's notes on memory), they come in first-seen
+    order. Past that, records are partitioned by a CRC of the
     key's canonical encoding, so keys that compare equal (``1``, ``1.0`` and
     ``True``; equal tuples however built; sets in any order) meet, and the
     groups come partition by partition, in first-seen order within each. A
@@ -462,20 +464,21 @@ def _take_equal(head: _Head, key: Any) -> Iterator[list[Record]]:
 def _group_hashed(
     records: Iterator[Record], budget: int, tmpdir: str, stage: str
 ) -> Groups[Any, Any]:
-    """The generator behind :func:`group_hashed`."""
-    meter = _Meter(budget)
+    """The generator behind :func:`group_hashed`: grouped as the records come while the
+    groups fit half the budget; past that, the groups (given back as records) and the rest
+    partitioned into files, whose batches waiting to be written take the other half."""
     groups: dict[Any, list[Any]] = defaultdict(list)
-    if _collect(records, groups, meter, stage):
+    if _collect(records, groups, budget // 2, stage):
         for key, values in groups.items():
             yield key, iter(values)
         return
     scratch = _Scratch(tmpdir)
     inner: Iterator[Any] = iter(())
     try:
-        spilled = chain(_ungroup(groups), records)
-        parts = _partition(spilled, meter.batch_size(_PARTS), scratch, stage)
+        batch_size = _spill_batch(groups, budget // 2)
+        parts = _partition(chain(_ungroup(groups), records), batch_size, scratch, stage)
         for path in parts:
-            loaded = _load_part(path, meter, scratch)
+            loaded = _load_part(path, budget, scratch)
             if loaded is not None:
                 scratch.discard(path)
                 for key, values in loaded.items():
@@ -490,20 +493,30 @@ def _group_hashed(
 
 
 def _collect(
-    records: Iterator[Record], groups: dict[Any, list[Any]], meter: _Meter, stage: str
+    records: Iterator[Record], groups: dict[Any, list[Any]], budget: int, stage: str
 ) -> bool:
-    """Add records to ``groups`` until the budget is used; True if the input ran out."""
-    while want := meter.room():
-        chunk = list(islice(records, want))
-        meter.count(chunk, 0)
+    """Add records to ``groups`` while they take at most ``budget`` bytes (estimated: see
+    _GroupMeter); True if the input ran out first."""
+    meter = _GroupMeter(budget)
+    while chunk := list(islice(records, meter.room())):
+        known = len(groups)
         try:
             for key, value in chunk:
                 groups[key].append(value)
         except (TypeError, ValueError) as err:
             raise _hash_error(stage, chunk, err) from err
-        if len(chunk) < want:
-            return True
-    return False
+        meter.count(chunk, len(groups) - known)
+        if meter.full():
+            return False
+    return True
+
+
+def _spill_batch(groups: dict[Any, list[Any]], budget: int) -> int:
+    """Records per batch of a partition file, so that a batch waiting for each of the
+    ``_PARTS`` files fits ``budget``: sized on records like the first few groups' first."""
+    meter = _Meter(budget)
+    meter.count([(key, values[0]) for key, values in islice(groups.items(), _SAMPLES)], 0)
+    return meter.batch_size(_PARTS)
 
 
 def _ungroup(groups: dict[Any, list[Any]]) -> Iterator[Record]:
@@ -577,16 +590,17 @@ def _pickled(key: Any, stage: str) -> bytes:
         ) from err
 
 
-def _load_part(path: str, meter: _Meter, scratch: _Scratch) -> dict[Any, list[Any]] | None:
-    """The groups of one partition file, or None if they do not fit the budget."""
-    meter.reset()
+def _load_part(path: str, budget: int, scratch: _Scratch) -> dict[Any, list[Any]] | None:
+    """The groups of one partition file, or None if they do not fit ``budget``."""
+    meter = _GroupMeter(budget)
     groups: dict[Any, list[Any]] = defaultdict(list)
     for batch in _read_batches(path, scratch, remove=False):
-        meter.count(batch, 0)
-        if not meter.room():
-            return None
+        known = len(groups)
         for key, value in batch:
             groups[key].append(value)
+        meter.count(batch, len(groups) - known)
+        if meter.full():
+            return None
     return groups
 
 
