@@ -192,6 +192,10 @@ class Tag:
         return hash(self.name)
 
 
+class Label(str):
+    """A str subclass: a key equal to the str of the same text, which it must meet."""
+
+
 GREEK = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
 
 # Each row: ways to build one key that a dict sees as one key.
@@ -201,7 +205,7 @@ EQUAL_KEYS: list[list[Callable[[], Any]]] = [
     [lambda: ("the", "the"), lambda: (fresh("the"), fresh("the")), lambda: (fresh("the"),) * 2],
     [lambda: frozenset(GREEK), lambda: frozenset(GREEK[::-1]), lambda: frozenset(sorted(GREEK))],
     [lambda: Tag("a"), lambda: Tag(fresh("a"))],
-    [lambda: "x", lambda: fresh("x")],
+    [lambda: "x", lambda: fresh("x"), lambda: Label("x")],
 ]
 
 
@@ -217,6 +221,18 @@ def test_group_hashed_groups_equal_keys_however_built(
         assert os.listdir(tmpdir) == []
     assert len(got) == len(reference(records))  # each key once
     assert dict(got) == reference(records)
+
+
+def test_group_hashed_spills_a_str_and_an_equal_str_subclass_to_one_group(tmp_path: Path) -> None:
+    """A str key and an equal key of a str subclass, far apart (more distinct keys between
+    them than the spill remembers), are partitioned alike and meet in one group."""
+    records = [("x", 0), *((f"k{index}", index) for index in range(3 * groupby._MAX_CHUNK))]
+    records.append((Label("x"), -1))
+    with counting_runs() as created:
+        got = drain(group_hashed(records, budget=64 * 1024, tmpdir=str(tmp_path)))
+    assert created
+    assert dict(got)["x"] == [0, -1]
+    assert len(got) == len(records) - 1
 
 
 def test_group_hashed_huge_partition_groups_equal_keys_however_built(tmp_path: Path) -> None:
