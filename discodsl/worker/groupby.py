@@ -65,7 +65,7 @@ from operator import itemgetter
 from typing import IO, Any, TypeVar
 
 from discodsl.worker.errors import StageError
-from discodsl.worker.partition import canonical_or_none
+from discodsl.worker.partition import canonical_or_none, partitioner
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -539,6 +539,7 @@ def _partition(
     files: dict[int, tuple[str, IO[bytes]]] = {}
     pending: list[list[Record]] = [[] for _ in range(_PARTS)]
     known: dict[Any, int] = {}  # part of recent keys: skips most encoding under repeated keys
+    crc = partitioner(_PARTS)  # _part_of's CRC, a str's without building its encoding
     try:
         for record in records:
             key = record[0]
@@ -546,7 +547,7 @@ def _partition(
             if part is None:
                 if len(known) >= _MAX_CHUNK:
                     known.clear()
-                part = known[key] = _part_of(key, stage)
+                part = known[key] = crc(key) if key.__class__ is str else _part_of(key, stage)
             pending[part].append(record)
             if len(pending[part]) >= batch_size:
                 _write_batches(
