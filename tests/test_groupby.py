@@ -469,6 +469,20 @@ def test_unhashable_keys_raise_stage_error(tmp_path: Path) -> None:
     assert "'tally'" in str(caught.value) and "list" in str(caught.value)
 
 
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+@pytest.mark.parametrize(("bad", "said"), [(([1], 2), "list"), (5, "(key, value)")])
+def test_a_bad_record_past_the_budget_raises_stage_error(
+    tmp_path: Path, group: Grouping, bad: Any, said: str
+) -> None:
+    """An unhashable key or a record that is not a pair, met only after the groups spilled,
+    is named as it is when the groups fit, not raised as Python's own TypeError."""
+    records: list[Any] = [*words(20_000, 20_000), bad]
+    with pytest.raises(StageError) as caught:
+        drain(group(records, budget=64 * 1024, tmpdir=str(tmp_path), stage="tally"))
+    assert "'tally'" in str(caught.value) and said in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_records_that_are_not_pairs_raise_stage_error(tmp_path: Path) -> None:
     with pytest.raises(StageError) as caught:
         records: list[Any] = [("a", 1), 5, ("b", 2)]

@@ -57,11 +57,10 @@ import struct
 import sys
 import zlib
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import suppress
 from itertools import chain, compress, groupby, islice, repeat
-from operator import itemgetter
+from operator import itemgetter, length_hint
 from typing import IO, Any, TypeVar
 
 from discodsl.worker.errors import StageError
@@ -207,15 +206,10 @@ def _grouped_while_they_fit(
     groups: dict[Any, list[Any]] = {}
     meter = _GroupMeter(budget)
     while chunk := list(islice(records, meter.room())):
-        known, index = len(groups), 0
-        try:
-            for index, (key, value) in enumerate(chunk):  # noqa: B007 (read by the except)
-                try:
-                    groups[key].append(value)
-                except KeyError:
-                    groups[key] = [value]
-        except (TypeError, ValueError):  # a key that does not hash, a record not a pair
-            return {}, chain(_given_back(groups), chunk[index:], records), meter.used
+        known = len(groups)
+        done, _ = _group_into(groups, chunk)
+        if done < len(chunk):  # a key that does not hash, a record not a pair
+            return {}, chain(_given_back(groups), chunk[done:], records), meter.used
         meter.count(chunk, len(groups) - known)
         if meter.full():
             return {}, chain(_given_back(groups), records), meter.used
@@ -240,15 +234,27 @@ def _by_key(buffer: list[Record]) -> dict[Any, list[Any]] | None:
     costs a dict update per record and a sort of the distinct keys only.
     """
     groups: dict[Any, list[Any]] = {}
+    done, _ = _group_into(groups, buffer)
+    return groups if done == len(buffer) else None
+
+
+def _group_into(
+    groups: dict[Any, list[Any]], records: list[Record]
+) -> tuple[int, Exception | None]:
+    """Append each record's value to its key's list in ``groups``, in order (the first of
+    equal keys stays the key). How many records went in: all of them, or those before the
+    first that is not a pair or whose key does not hash, then what that one raised."""
+    iterator = iter(records)
     try:
-        for key, value in buffer:
+        for key, value in iterator:
             try:
                 groups[key].append(value)
             except KeyError:
                 groups[key] = [value]
-    except (TypeError, ValueError):
-        return None
-    return groups
+    except (TypeError, ValueError) as err:
+        # Counted from what is left, not by enumerate: that costs the loop a fifth.
+        return len(records) - length_hint(iterator) - 1, err
+    return len(records), None
 
 
 def _ordered(buffer: list[Record]) -> bool:
@@ -467,7 +473,7 @@ def _group_hashed(
     """The generator behind :func:`group_hashed`: grouped as the records come while the
     groups fit half the budget; past that, the groups (given back as records) and the rest
     partitioned into files, whose batches waiting to be written take the other half."""
-    groups: dict[Any, list[Any]] = defaultdict(list)
+    groups: dict[Any, list[Any]] = {}
     if _collect(records, groups, budget // 2, stage):
         for key, values in groups.items():
             yield key, iter(values)
@@ -500,11 +506,9 @@ def _collect(
     meter = _GroupMeter(budget)
     while chunk := list(islice(records, meter.room())):
         known = len(groups)
-        try:
-            for key, value in chunk:
-                groups[key].append(value)
-        except (TypeError, ValueError) as err:
-            raise _hash_error(stage, chunk, err) from err
+        done, err = _group_into(groups, chunk)
+        if err is not None:
+            raise _hash_error(stage, chunk[done:], err) from err
         meter.count(chunk, len(groups) - known)
         if meter.full():
             return False
@@ -542,8 +546,11 @@ def _partition(
     crc = partitioner(_PARTS)  # _part_of's CRC, a str's without building its encoding
     try:
         for record in records:
-            key = record[0]
-            part = known.get(key)
+            try:  # the rest of the input, not grouped yet, is checked here
+                key, _ = record
+                part = known.get(key)
+            except (TypeError, ValueError) as err:  # not a pair, a key that does not hash
+                raise _hash_error(stage, [record], err) from err
             if part is None:
                 if len(known) >= _MAX_CHUNK:
                     known.clear()
@@ -594,11 +601,10 @@ def _pickled(key: Any, stage: str) -> bytes:
 def _load_part(path: str, budget: int, scratch: _Scratch) -> dict[Any, list[Any]] | None:
     """The groups of one partition file, or None if they do not fit ``budget``."""
     meter = _GroupMeter(budget)
-    groups: dict[Any, list[Any]] = defaultdict(list)
+    groups: dict[Any, list[Any]] = {}
     for batch in _read_batches(path, scratch, remove=False):
         known = len(groups)
-        for key, value in batch:
-            groups[key].append(value)
+        _group_into(groups, batch)  # every record was checked on its way to the file
         meter.count(batch, len(groups) - known)
         if meter.full():
             return None
