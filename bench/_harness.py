@@ -23,6 +23,11 @@ def job(*args: object) -> list[str]:
     return [PY, str(HERE / "wc_job.py"), *map(str, args)]
 
 
+def peer(script: str, *args: object) -> list[str]:
+    """The command running bench/peers/``script`` with ``args``."""
+    return [PY, str(HERE / "peers" / script), *map(str, args)]
+
+
 def timed(command: list[str], limit: float) -> tuple[dict[str, float], str]:
     """The figures of one run of ``command`` by bench/_timed.py, and the command's stderr.
 

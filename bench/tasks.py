@@ -8,7 +8,11 @@ fresh process each time, over the first ``--tasks`` lines of the corpus
 (bench/corpus.py) given two ways: one file (one map task), and one file per
 line (one map task per line). The difference, divided by the extra tasks, is
 what one more task costs, in wall and CPU milliseconds (CPU of the whole
-process tree); alternating, median of ``--runs``. Then ``--many`` one-line
+process tree); alternating, median of ``--runs``. The same is measured of
+bench/peers/mp_shuffle.py, the job's dataflow by hand with a process forked
+per task and the same files per task (no framework, no worker protocol):
+the floor for a task's cost on this machine, against which the runner's is
+given as a ratio. Then ``--many`` one-line
 inputs, once, killed after ``--limit`` seconds if still running: their wall
 and CPU milliseconds per task, or how long they had run when killed. Every
 output is checked against the lines' word counts. ``--many 0`` skips that run.
@@ -34,7 +38,10 @@ from collections import Counter
 from pathlib import Path
 
 import corpus
-from _harness import HERE, counts, failure, job, load, timed
+from _harness import HERE, counts, failure, job, load, peer, timed
+
+# The commands timed, by name: the local runner, and the floor.
+RUNNER, FLOOR = "discodsl local", "mp_shuffle"
 
 
 def one_file(data: Path, n: int) -> Path:
@@ -66,29 +73,46 @@ def expected(path: Path) -> Counter[str]:
         return Counter(handle.read().split())
 
 
-def run_job(inputs: Path, out: Path, truth: Counter[str], limit: float) -> dict[str, float]:
-    """One timed run of the wordcount over ``inputs``; its figures, or SystemExit saying why not."""
+def command(name: str, inputs: list[Path], out: Path) -> list[str]:
+    """The command line of ``name`` (RUNNER or FLOOR) over ``inputs``, writing to ``out``."""
+    if name == RUNNER:
+        return job("-o", out, *inputs)
+    return peer("mp_shuffle.py", "-o", out, *inputs)
+
+
+def run_job(command: list[str], out: Path, truth: Counter[str], limit: float) -> dict[str, float]:
+    """One timed run of a wordcount ``command`` writing to ``out``; its figures, or
+    SystemExit saying why not."""
     out.unlink(missing_ok=True)
-    figures, stderr = timed(job("-o", out, inputs), limit)
+    figures, stderr = timed(command, limit)
     why = failure(figures, stderr, limit)
     if not why and counts(out) != truth:
         why = f"output {out} differs from the lines' word counts"
     if why and not figures.get("timed_out"):
-        raise SystemExit(f"wordcount over {inputs} failed: {why}\n{stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(command)[:300]} failed: {why}\n{stderr[-2000:]}")
     return figures
 
 
-def per_task(args: argparse.Namespace, data: Path) -> dict[str, float]:
-    """Median wall and CPU of the one-file and one-file-per-line runs, alternating."""
+def per_task(args: argparse.Namespace, data: Path) -> dict[str, dict[str, float]]:
+    """Median wall and CPU of the one-file and one-file-per-line runs of the runner and of
+    the floor, alternating: {name: {"one wall": s, ...}}."""
     single = one_file(data, args.tasks)
-    many = one_file_per_line(data, args.tasks) / "*.txt"
+    inputs = {"one": [single], "many": sorted(one_file_per_line(data, args.tasks).glob("*.txt"))}
     truth = expected(single)
-    runs: dict[str, list[dict[str, float]]] = {"one": [], "many": []}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.runs):
-        runs["one"].append(run_job(single, data / "out-one", truth, args.limit))
-        runs["many"].append(run_job(many, data / "out-many", truth, args.limit))
-    return {f"{k} {f}": statistics.median(r[f] for r in v) for k, v in runs.items()
-            for f in ("wall", "cpu")}
+        for name in (RUNNER, FLOOR):
+            for kind, paths in inputs.items():
+                out = data / f"out-{kind}"
+                figures = run_job(command(name, paths, out), out, truth, args.limit)
+                runs.setdefault((name, kind), []).append(figures)
+    medians: dict[str, dict[str, float]] = {}
+    for (name, kind), figures in runs.items():
+        for figure in ("wall", "cpu"):
+            medians.setdefault(name, {})[f"{kind} {figure}"] = statistics.median(
+                run[figure] for run in figures
+            )
+    return medians
 
 
 def scratch() -> str:
@@ -104,22 +128,32 @@ def scratch() -> str:
     return f"{where} ({kind})"
 
 
-def report_per_task(medians: dict[str, float], n: int) -> None:
-    """Print the two configurations and the cost of one extra task."""
-    print(f"{n:,} lines in 1 file:       wall {medians['one wall']:7.2f} s, "
-          f"CPU {medians['one cpu']:7.2f} s")
-    print(f"{n:,} one-line inputs:       wall {medians['many wall']:7.2f} s, "
-          f"CPU {medians['many cpu']:7.2f} s")
+def extra_ms(medians: dict[str, float], figure: str, n: int) -> float:
+    """What one more task cost, in milliseconds of ``figure`` (wall or cpu)."""
+    return (medians[f"many {figure}"] - medians[f"one {figure}"]) / (n - 1) * 1000
+
+
+def report_per_task(medians: dict[str, dict[str, float]], n: int) -> None:
+    """Print the two configurations of the runner and of the floor, what one extra task
+    costs each, and the runner's cost as a ratio of the floor's."""
+    print(f"| command | {n:,} lines in 1 file: wall s, CPU s | {n:,} one-line inputs: "
+          "wall s, CPU s | per extra task: wall ms, CPU ms |")
+    print("| --- | --- | --- | --- |")
+    for name, figures in medians.items():
+        print(f"| {name} | {figures['one wall']:.2f}, {figures['one cpu']:.2f} "
+              f"| {figures['many wall']:.2f}, {figures['many cpu']:.2f} "
+              f"| {extra_ms(figures, 'wall', n):.2f}, {extra_ms(figures, 'cpu', n):.2f} |")
     for figure in ("wall", "cpu"):
-        extra = (medians[f"many {figure}"] - medians[f"one {figure}"]) / (n - 1) * 1000
-        print(f"per extra task ({figure}):   {extra:7.2f} ms")
+        ratio = extra_ms(medians[RUNNER], figure, n) / extra_ms(medians[FLOOR], figure, n)
+        print(f"per extra task ({figure}), {RUNNER} / {FLOOR}: {ratio:.2f}x")
 
 
 def many_tasks(args: argparse.Namespace, data: Path, medians: dict[str, float]) -> None:
     """Run ``--many`` one-line inputs once under ``--limit``; print the cost per task."""
     inputs = one_file_per_line(data, args.many) / "*.txt"
     truth = expected(one_file(data, args.many))
-    figures = run_job(inputs, data / "out-many-limit", truth, args.limit)
+    out = data / "out-many-limit"
+    figures = run_job(command(RUNNER, [inputs], out), out, truth, args.limit)
     if figures.get("timed_out"):
         print(f"{args.many:,} one-line inputs: killed at the {args.limit:g} s limit "
               f"(more than {args.limit / args.many * 1000:.1f} ms per task)")
@@ -150,7 +184,7 @@ def main() -> None:
           f"the runner's files in {scratch()}\n")
     report_per_task(medians, args.tasks)
     if args.many:
-        many_tasks(args, data, medians)
+        many_tasks(args, data, medians[RUNNER])
     print(f"\nload average after: {load()}")
 
 

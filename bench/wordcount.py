@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import corpus
-from _harness import HERE, PY, counts, failure, job, load, timed
+from _harness import HERE, counts, failure, job, load, peer, timed
 
 PARTS = 8
 ANCHORS = ("mp_counter", "mp_pairs", "mp_shuffle")
@@ -59,11 +59,6 @@ class Row:
 
     def median(self, figure: str) -> float:
         return statistics.median(run[figure] for run in self.runs)
-
-
-def peer(script: str, *args: object) -> list[str]:
-    """The command running bench/peers/``script`` with ``args``."""
-    return [PY, str(HERE / "peers" / script), *map(str, args)]
 
 
 def plan(args: argparse.Namespace, data: Path) -> list[Row]:

@@ -117,8 +117,21 @@ def test_the_shuffle_peer_writes_disco_record_files(tmp_path: Path) -> None:
 
     records = [(f"word{i}", i) for i in range(100_000)]  # several hunks of 1 MiB
     path = tmp_path / "records"
-    mp_shuffle.write_records(str(path), records)
+    size = mp_shuffle.write_records(str(path), records)
     with open(path, "rb") as handle:
         assert list(read_records(handle, "file://" + str(path))) == records
     assert list(mp_shuffle.read_records(str(path))) == records
-    assert path.stat().st_size > 2 * mp_shuffle.HUNK
+    assert size == path.stat().st_size > 2 * mp_shuffle.HUNK
+    assert [p.name for p in tmp_path.iterdir()] == ["records"]  # the .partial renamed
+
+
+def test_the_shuffle_peer_counts_tiny_inputs_whose_partitions_are_mostly_empty(
+    tmp_path: Path,
+) -> None:
+    lines = ["a b a", "", "c", "d d d d e", "a"]  # one file holds nothing at all
+    parts = []
+    for i, line in enumerate(lines):
+        parts.append(tmp_path / f"line-{i}.txt")
+        parts[-1].write_text(line + "\n" if line else "")
+    counts = _peer_counts("mp_shuffle.py", parts, tmp_path / "out")
+    assert counts == {"a": 3, "b": 1, "c": 1, "d": 4, "e": 1}

@@ -3,16 +3,22 @@
 usage: python bench/peers/mp_shuffle.py FILE [FILE ...] [-p PROCESSES] [--partitions N] [-o OUT]
 Two rounds of ``multiprocessing.Pool`` tasks, as a Disco job with a map and
 a reduce runs: one map task per input file, then one reduce task per
-partition, each round after the other. A map task folds its pairs into a
-dict exactly as mp_pairs does, then writes the dict's items to one record
-file per partition (Disco's format: hunks of 1 MiB of concatenated pickles,
-each behind a 14-byte header with its CRC-32, and a closing empty hunk; the
-partition a CRC-32 of the word). A reduce task reads its partition's file
-from every map task, folds the records into a dict, and writes its totals,
-in key order, to one more record file; the parent reads those. No
-framework: no user function called per key, no check on a record, records
-pickled without a memo (the peer knows they are flat). So this is the floor
-for the job on Disco's dataflow, where mp_pairs has none of its files.
+partition, each round after the other, and each task in a process of its
+own, forked for it (``maxtasksperchild=1``), as Disco starts a worker per
+task. A map task folds its pairs into a dict exactly as mp_pairs does, then
+writes the dict's items to one record file per partition that has any
+(Disco's format: hunks of 1 MiB of concatenated pickles, each behind a
+14-byte header with its CRC-32, and a closing empty hunk; the partition a
+CRC-32 of the word), each written as ``NAME.partial`` and renamed, as
+Disco's writer does. The parent writes each map task's index (a line per
+file: partition, path, size), as a Disco master does. A reduce task reads
+every index, then its partition's files, folds the records into a dict,
+and writes its totals, in key order, to one more record file; the parent
+reads those. No framework: no user function called per key, no check on a
+record, records pickled without a memo (the peer knows they are flat). So
+this is the floor for the job on Disco's dataflow, where mp_pairs has none
+of its files and processes; with one-line inputs, the floor of a task's
+cost (bench/tasks.py).
 """
 
 from __future__ import annotations
@@ -30,23 +36,30 @@ from multiprocessing import Pool
 from _output import arguments, write_counts
 from mp_pairs import count_file
 
+# A file a map task wrote: its partition, path and size.
+Output = tuple[int, str, int]
+
 HEADER = struct.Struct("<BBIQ")  # 0x81, compressed flag, CRC-32 of the hunk, its length
 HUNK = 1 << 20
 
 
-def write_records(path: str, records: Iterable[tuple[str, int]]) -> None:
-    """``records`` as a Disco record file, uncompressed, each one pickle of protocol 3."""
+def write_records(path: str, records: Iterable[tuple[str, int]]) -> int:
+    """``records`` as a Disco record file, uncompressed, each one pickle of protocol 3,
+    written as ``path.partial`` and renamed; the file's size."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=3)
     pickler.fast = True  # no memo: the records hold no object twice
     dump, tell = pickler.dump, buffer.tell
-    with open(path, "wb") as handle:
+    with open(path + ".partial", "wb") as handle:
         for record in records:
             dump(record)
             if tell() > HUNK:
                 write_hunk(handle, buffer)
         write_hunk(handle, buffer)
         write_hunk(handle, buffer)  # the closing hunk, empty
+        size = handle.tell()
+    os.replace(path + ".partial", path)
+    return size
 
 
 def write_hunk(handle: io.BufferedWriter, buffer: io.BytesIO) -> None:
@@ -74,36 +87,56 @@ def read_records(path: str) -> Iterator[tuple[str, int]]:
             yield load()
 
 
-def map_task(path: str, directory: str, partitions: int) -> str:
-    """Count one file as mp_pairs does; write the counts to a file per partition."""
+def map_task(task: tuple[int, str], directory: str, partitions: int) -> list[Output]:
+    """Count one file as mp_pairs does; write the counts to a file per partition that has
+    any; the files written (partition, path, size)."""
+    number, path = task
     totals = count_file(path)
     buckets: list[list[tuple[str, int]]] = [[] for _ in range(partitions)]
     for pair in totals.items():
         buckets[zlib.crc32(pair[0].encode()) % partitions].append(pair)
-    name = os.path.basename(path)
+    outputs = []
     for label, bucket in enumerate(buckets):
-        write_records(os.path.join(directory, f"map-{name}-{label}"), bucket)
-    return name
+        if bucket:
+            out = os.path.join(directory, f"map-{number}-{label}")
+            outputs.append((label, out, write_records(out, bucket)))
+    return outputs
 
 
-def reduce_task(label: int, directory: str, names: list[str]) -> str:
-    """Fold one partition's records from every map task; write the totals in key order."""
+def write_index(path: str, outputs: list[Output]) -> str:
+    """A map task's index, a line per file it wrote, as the master writes it; its path."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{label} {out} {size}\n" for label, out, size in outputs)
+    return path
+
+
+def reduce_task(label: int, directory: str, indexes: list[str]) -> str:
+    """Fold one partition's records from every map task (found in its index); write the
+    totals in key order."""
     totals: dict[str, int] = {}
     get = totals.get
-    for name in names:
-        for key, value in read_records(os.path.join(directory, f"map-{name}-{label}")):
-            totals[key] = get(key, 0) + value
+    for index in indexes:
+        with open(index, encoding="utf-8") as handle:
+            files = [line.split()[1] for line in handle if int(line.split()[0]) == label]
+        for path in files:
+            for key, value in read_records(path):
+                totals[key] = get(key, 0) + value
     out = os.path.join(directory, f"reduce-{label}")
     write_records(out, sorted(totals.items()))
     return out
 
 
 def count_files(paths: list[str], processes: int, partitions: int) -> Iterator[tuple[str, int]]:
-    """The map round, then the reduce round, in one pool; the reduce outputs read here."""
-    with tempfile.TemporaryDirectory() as directory, Pool(processes) as pool:
-        names = pool.map(partial(map_task, directory=directory, partitions=partitions), paths)
-        reduce = partial(reduce_task, directory=directory, names=names)
-        for out in pool.imap(reduce, range(partitions)):
+    """The map round, then the reduce round, in one pool of a process per task; the map
+    tasks' indexes written and the reduce outputs read here."""
+    with tempfile.TemporaryDirectory() as directory, Pool(processes, maxtasksperchild=1) as pool:
+        work = partial(map_task, directory=directory, partitions=partitions)
+        indexes = [
+            write_index(os.path.join(directory, f"map-{number}.results"), outputs)
+            for number, outputs in enumerate(pool.imap(work, enumerate(paths), chunksize=1))
+        ]
+        reduce = partial(reduce_task, directory=directory, indexes=indexes)
+        for out in pool.imap(reduce, range(partitions), chunksize=1):
             yield from read_records(out)
 
 
