@@ -95,16 +95,20 @@ def _still_there(url: str) -> str:
 
 
 def _paths(pattern: str) -> list[str]:
+    """The files ``pattern`` names: a path that exists as it is written (``[ab].txt`` too),
+    else a glob's matches; a directory's files, recursively."""
     expanded = os.path.expanduser(pattern)
-    matches = (
-        sorted(glob.glob(expanded, recursive=True)) if glob.has_magic(expanded) else [expanded]
-    )
+    literal = not glob.has_magic(expanded) or os.path.exists(expanded)
+    matches = [expanded] if literal else sorted(glob.glob(expanded, recursive=True))
     files: list[str] = []
     for match in matches:
         files.extend(_files_under(match) if os.path.isdir(match) else [match])
     existing = [f for f in files if os.path.isfile(f)]
     if not existing:
-        raise JobError(f"input {pattern!r} matches no file: check the path (cwd: {os.getcwd()})")
+        hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
+        raise JobError(
+            f"input {pattern!r} matches no file{hint}: check the path (cwd: {os.getcwd()})"
+        )
     return [urls.file_url(f) for f in existing]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from discodsl import JobError, sources
+from discodsl.worker import urls
 from tests import jobs
 
 
@@ -29,6 +30,19 @@ def test_paths_globs_directories_and_urls(tmp_path: Path) -> None:
         sources.resolve(str(tmp_path / "missing-*.csv"))
     with pytest.raises(JobError, match="not a path, a URL"):
         sources.resolve([42])
+
+
+@pytest.mark.parametrize("name", ["[ab].txt", "what?.txt", "*.txt", "[x]"])
+def test_a_path_that_exists_is_taken_as_it_is_even_when_it_looks_like_a_glob(
+    tmp_path: Path, name: str
+) -> None:
+    (tmp_path / name).write_text("literal\n")
+    (tmp_path / "a.txt").write_text("a glob would match me\n")
+    [[url]] = sources.resolve(str(tmp_path / name))
+    assert Path(str(urls.file_path(url))).read_text() == "literal\n"
+    assert sources.resolve(str(tmp_path / "[ab].tx[t]")) == sources.resolve(
+        str(tmp_path / "a.txt")
+    )  # a pattern naming no file is still a glob
 
 
 def test_a_big_file_is_cut_into_line_aligned_ranges(
