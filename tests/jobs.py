@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import heapq
 import time
@@ -315,6 +316,35 @@ def raising_combined() -> list[Any]:
 @job(partitions=2, max_failures=0)
 def partitioned_out_of_range() -> list[Any]:
     return [words, total_in_seven]
+
+
+class Half(enum.IntEnum):
+    """Partitions a partitioner names by an int subclass (numpy's integers are alike)."""
+
+    LOW = 0
+    HIGH = 1
+
+
+def by_half(key: str, partitions: int) -> Half:
+    return Half.HIGH if key[:1] > "m" else Half.LOW
+
+
+def note_mixed(state: None, params: dict[str, set[bool]]) -> None:
+    if len(params["halves"]) > 1:
+        count("reduce tasks given both halves")
+
+
+@reduce(partitioner=by_half, done=note_mixed)
+def total_by_half(
+    word: str, counts: Iterable[int], params: dict[str, set[bool]]
+) -> Iterator[tuple[str, int]]:
+    params["halves"].add(word[:1] > "m")  # each task has its own copy of params
+    yield word, sum(counts)
+
+
+@job(partitions=2, params={"halves": set()})
+def halved_count() -> list[Any]:
+    return [words, total_by_half]
 
 
 # a map whose output depends on a module global (a notebook's cell may change it)

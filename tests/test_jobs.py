@@ -250,7 +250,15 @@ def test_a_partitioner_out_of_range_names_its_reduce(corpus: list[Path], mode: s
     with pytest.raises((TaskFailed, StageError)) as info:
         jobs.partitioned_out_of_range.run(inputs=corpus[:1], mode=mode)
     message = str(info.value)
-    assert "the partitioner of reduce 'total_in_seven' returned 7" in message
+    assert "the partitioner of reduce 'total_in_seven' returned 7 for the key '" in message
+
+
+def test_a_partitioner_may_name_partitions_by_an_int_subclass(
+    corpus: list[Path], mode: str
+) -> None:
+    results = jobs.halved_count.run(inputs=corpus, mode=mode)
+    assert dict(results) == expected_counts(corpus)
+    assert results.counters == {}, events_of(results)  # no task got words of both halves
 
 
 @pytest.mark.parametrize("mode", ["inline", "local", "cluster"], indirect=True)

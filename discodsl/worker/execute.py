@@ -13,6 +13,7 @@ label (0); the last stage labels everything with its own group's label.
 
 from __future__ import annotations
 
+import operator
 import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -752,7 +753,7 @@ def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
     if after.partitioner is None:
         return partitioner(partitions, stage=task.stage.name), None
     partition, reduce, stage = after.partitioner, after.name, task.stage.name
-    return (lambda key: _checked(partition(key, partitions), partitions, reduce, stage)), None
+    return (lambda key: _checked(partition(key, partitions), key, partitions, reduce, stage)), None
 
 
 def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., None]:
@@ -764,13 +765,19 @@ def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., N
     return partial(spread, partitions=partitions, stage=stage, label=None if default else labeler)
 
 
-def _checked(label: Any, partitions: int, reduce: str, stage: str) -> int:
-    """``label``, if the partitioner of ``reduce`` (called on the keys of ``stage``) may
-    return it."""
+def _checked(label: Any, key: Any, partitions: int, reduce: str, stage: str) -> int:
+    """``label`` as an int, if the partitioner of ``reduce`` (called on ``key``, of
+    ``stage``) may return it: an int, or an integer of another type (an IntEnum, numpy's)."""
+    if type(label) is not int:
+        try:
+            label = operator.index(label)
+        except TypeError:
+            pass
     if type(label) is int and 0 <= label < partitions:
         return label
     raise StageError(
-        f"the partitioner of reduce {reduce!r} returned {label!r} for a key of stage "
-        f"{stage!r}; it must return an int from 0 to {partitions - 1} (partitions={partitions})",
+        f"the partitioner of reduce {reduce!r} returned {label!r} for the key "
+        f"{key!r:.80} of stage {stage!r}; it must return an int from 0 to "
+        f"{partitions - 1} (partitions={partitions})",
         stage=stage,
     )
