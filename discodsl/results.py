@@ -53,11 +53,15 @@ def _expanded(pandas: Any, values: list[Any]) -> Any:
 
 def check_stage(spec: JobSpec, stage: str) -> None:
     """JobError unless ``stage`` names a stage of the job ``spec`` describes."""
-    names = [s.name for s in spec.stages]
+    check_stage_name(spec.name, [s.name for s in spec.stages], stage)
+
+
+def check_stage_name(job: str, names: list[str], stage: str) -> None:
+    """JobError unless ``stage`` is one of ``names``, the stages of ``job``."""
     if stage not in names:
+        example = f"; write e.g. results.stage({names[0]!r})" if names else ""
         raise JobError(
-            f"job {spec.name!r} has no stage {stage!r}: its stages are {', '.join(names)}; "
-            f"write e.g. results.stage({names[0]!r})"
+            f"job {job!r} has no stage {stage!r}: its stages are {', '.join(names)}{example}"
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import StageError, TaskFailed
+from discodsl import JobError, StageError, TaskFailed
 from tests import jobs, reader_jobs
 
 TEXT = [
@@ -198,6 +198,8 @@ def test_stage_results(corpus: list[Path], mode: str) -> None:
     assert sum(n for _, n in pairs) == sum(want.values())
     assert len(pairs) < sum(want.values())  # combined in each map task
     assert dict(results.stage("total")) == dict(results) == want
+    with pytest.raises(JobError, match=r"has no stage 'word': its stages are words, total; wr"):
+        results.stage("word")
 
 
 @pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)

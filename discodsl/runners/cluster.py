@@ -17,6 +17,7 @@ blobs first. All HTTP goes through :mod:`discodsl.client` and :mod:`discodsl.ddf
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
@@ -31,7 +32,7 @@ from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
-from discodsl.results import Results
+from discodsl.results import Results, check_stage_name
 from discodsl.runners.base import Counters, Plan, Runner
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress
@@ -589,9 +590,17 @@ def _results(
 
 
 def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[str]]:
-    """A finished stage's outputs, as the master gives them (``get_stageresults``)."""
+    """A finished stage's outputs, as the master gives them (``get_stageresults``); a
+    JobError naming the job's stages if it has none of that name."""
     with _connect(settings) as cluster:
-        return resolve_inputs(cluster.master.stageresults(jobname, stage), cluster.ddfs)
+        try:
+            found = cluster.master.stageresults(jobname, stage)
+        except ClientError:
+            with contextlib.suppress(ClientError):  # the job is gone: its error stands
+                pipeline = cluster.master.jobinfo(jobname)["pipeline"]
+                check_stage_name(jobname, [str(row[0]) for row in pipeline], stage)
+            raise
+        return resolve_inputs(found, cluster.ddfs)
 
 
 def latest_job(cluster: Cluster, contains: str = "") -> str:

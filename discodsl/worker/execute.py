@@ -17,7 +17,7 @@ import operator
 import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, islice, repeat, starmap
@@ -769,10 +769,8 @@ def _checked(label: Any, key: Any, partitions: int, reduce: str, stage: str) -> 
     """``label`` as an int, if the partitioner of ``reduce`` (called on ``key``, of
     ``stage``) may return it: an int, or an integer of another type (an IntEnum, numpy's)."""
     if type(label) is not int:
-        try:
+        with suppress(TypeError):
             label = operator.index(label)
-        except TypeError:
-            pass
     if type(label) is int and 0 <= label < partitions:
         return label
     raise StageError(
