@@ -132,6 +132,14 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
     with_params = takes_params(function, len(required))
     needed = len(required) + (1 if with_params else 0)
     mandatory = [p for p in positional if p.default is p.empty]
+    names = [p.name for p in positional]
+    if "params" in names[: len(required)]:
+        fixed = ", ".join([n for n in names if n != "params"] + ["params"])
+        raise JobError(
+            f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is called with "
+            f"({', '.join(required)}, params): `params` comes last, write "
+            f"`def {getattr(function, '__name__', name)}({fixed})`"
+        )
     if len(mandatory) > needed or (len(positional) < needed and not varargs):
         raise JobError(
             f"{kind} {name!r} takes ({', '.join(p.name for p in positional)}) but a {kind} is "

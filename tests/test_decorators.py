@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,6 +94,7 @@ def _p1(state: Any, params: Any = None) -> None: ...
 def _other(state: Any, extra: Any) -> None: ...
 def _varargs(*args: Any) -> None: ...
 def _none() -> None: ...
+def _params_first(params: Any, line: Any) -> None: ...
 
 
 @pytest.mark.parametrize(
@@ -101,6 +103,7 @@ def _none() -> None: ...
         (_p0, 0, True),
         (_p1, 1, True),
         (_p1, 0, False),  # `params` must come right after the arguments always given
+        (_params_first, 1, False),  # ... not before them
         (_other, 1, False),  # a positional parameter of another name is not params
         (_varargs, 1, False),
         (_none, 0, False),
@@ -112,6 +115,21 @@ def test_one_rule_says_whether_a_function_takes_params(
     function: Any, before: int, expected: bool
 ) -> None:
     assert takes_params(function, before) is expected
+
+
+@pytest.mark.parametrize(
+    ("decorator", "function", "fix"),
+    [
+        (map, lambda params, line: [], "def <lambda>(line, params)"),
+        (map, _params_first, "def _params_first(line, params)"),
+        (reduce, lambda key, params, values: [], "def <lambda>(key, values, params)"),
+    ],
+)
+def test_params_before_the_arguments_always_given_is_refused_with_the_fix(
+    decorator: Any, function: Any, fix: str
+) -> None:
+    with pytest.raises(JobError, match=re.escape(f"`params` comes last, write `{fix}`")):
+        decorator(function)
 
 
 @pytest.mark.parametrize(

@@ -88,15 +88,15 @@ class JobSpec:
 def takes_params(function: Callable[..., Any], before: int) -> bool:
     """Whether ``function`` is called with the job's ``params`` after ``before`` arguments.
 
-    It is when it has exactly ``before + 1`` positional parameters and one of them
-    is called ``params``: ``def words(line, params)``, ``def init(params)``,
-    ``def done(state, params)``. A signature that cannot be read (a builtin) is not.
+    It is when it has exactly ``before + 1`` positional parameters, the last called
+    ``params``: ``def words(line, params)``, ``def init(params)``, ``def done(state,
+    params)``. A signature that cannot be read (a builtin) is not.
     """
     try:
-        names = inspect.signature(function).parameters
+        parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
         return False
-    return "params" in names and positional_arity(function) == before + 1
+    return positional_arity(function) == before + 1 and parameters[before].name == "params"
 
 
 def positional_arity(function: Callable[..., Any]) -> int | None:
