@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 import tempfile
 import tracemalloc
@@ -437,6 +438,20 @@ def test_unorderable_keys_raise_stage_error(
         assert types[0] in message and types[1] in message
         assert "one type" in message and "str" in message
     assert os.listdir(tmp_path) == []
+
+
+def test_the_keys_an_unsortable_reduce_names_are_the_ones_its_reason_is_about(
+    tmp_path: Path,
+) -> None:
+    """Of three keys no two of which compare, the pair named and the reason quoted agree."""
+    keys = [(1, 2), frozenset({1, 2}), None]
+    records = [(keys[index % 3], index) for index in range(300)]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path)))
+    message = str(caught.value)
+    named = re.search(r"\((\w+)\) and .* \((\w+)\) cannot be compared \((.*?)\)", message)
+    assert named is not None, message
+    assert {named[1], named[2]} == set(re.findall(r"'(\w+)'", named[3])), message
 
 
 def test_keys_of_a_type_with_no_order_are_named_so(tmp_path: Path) -> None:

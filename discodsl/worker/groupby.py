@@ -847,10 +847,11 @@ def _where(stage: str) -> str:
 class _Unordered(Exception):
     """Raised by :class:`_Probe` to carry out the first two keys that do not compare."""
 
-    def __init__(self, left: Any, right: Any) -> None:
+    def __init__(self, left: Any, right: Any, reason: TypeError) -> None:
         super().__init__(left, right)
         self.left = left
         self.right = right
+        self.reason = reason  # what comparing these two raised
 
 
 class _Probe:
@@ -864,8 +865,8 @@ class _Probe:
     def __lt__(self, other: _Probe) -> bool:
         try:
             return bool(self.key < other.key)
-        except TypeError:
-            raise _Unordered(self.key, other.key) from None
+        except TypeError as exc:
+            raise _Unordered(self.key, other.key, exc) from None
 
 
 def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
@@ -888,6 +889,7 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
     try:
         sorted(_Probe(record[0]) for record in records)
     except _Unordered as found:
+        err = found.reason  # of the pair named (the sort's may be of another)
         kind = type(found.left).__name__
         if type(found.left) is type(found.right):  # None, or a class without an order
             return StageError(
