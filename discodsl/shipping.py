@@ -36,7 +36,7 @@ from discodsl import jobpack, places, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.spec import JobSpec, StageSpec
 
-__all__ = ["by_value", "frozen", "pickle_job", "preflight", "user_modules"]
+__all__ = ["by_value", "frozen", "pickle_job", "preflight", "unpicklable", "user_modules"]
 
 PREFLIGHT_TIMEOUT = 60.0
 _INSTALLED = tuple(
@@ -55,7 +55,7 @@ def pickle_job(spec: JobSpec) -> bytes:
         try:
             data = _dumps(spec)
         except Exception as exc:
-            raise _explain(spec, exc) from exc
+            raise unpicklable(spec, exc) from exc
     return data
 
 
@@ -64,16 +64,6 @@ def frozen(spec: JobSpec) -> JobSpec:
     copied as they are, so later changes to them do not reach it."""
     loaded: JobSpec = cloudpickle.loads(pickle_job(spec))
     return loaded
-
-
-def pickle_params(spec: JobSpec) -> bytes:
-    """cloudpickle ``spec.params`` (each task gets a copy); PicklingError naming the part
-    that cannot be pickled, and the fix."""
-    try:
-        pickled: bytes = cloudpickle.dumps(spec.params)
-    except Exception as exc:
-        raise _explain(spec, exc) from exc
-    return pickled
 
 
 def _ship_code(code: CodeType) -> tuple[Any, tuple[Any, ...]]:
@@ -153,7 +143,7 @@ def by_value(names: set[str]) -> Iterator[None]:
                 cloudpickle.unregister_pickle_by_value(sys.modules[name])
 
 
-def _explain(spec: JobSpec, exc: Exception) -> PicklingError:
+def unpicklable(spec: JobSpec, exc: Exception) -> PicklingError:
     """What in ``spec`` failed to pickle, and the fix: a part of its params, or of a stage."""
     param = _unpicklable("params", spec.params)
     if param is not None:
@@ -295,14 +285,18 @@ def _load_error(spec: JobSpec, failure: str) -> PicklingError:
         for what, value in _parts(function):
             module = _module_of(value)
             if module and f"'{module.split('.')[0]}'" in failure:
+                top = module.split(".")[0]
                 return PicklingError(
                     f"stage {stage.name!r} ({role}) refers to {what} from module {module!r}, "
-                    f"which does not load on a node ({failure}): install {module.split('.')[0]!r}"
-                    " on the nodes, or import it inside the function"
+                    f"which does not load on a node ({failure}): install {top!r} on the "
+                    f"nodes, or ship it with the job: `import cloudpickle, {top}` and "
+                    f"`cloudpickle.register_pickle_by_value({top})` before running it"
                 )
     return PicklingError(
         f"job {spec.name!r} does not load in a fresh interpreter ({failure}): make sure every "
-        "module its stages use is installed, or define the code in the script or notebook"
+        "module its stages use is installed, ship your own with the job "
+        "(cloudpickle.register_pickle_by_value(module)), or define the code in the script or "
+        "notebook"
     )
 
 

@@ -314,6 +314,47 @@ def test_main_module_job(tmp_path: Path, mode: str) -> None:
     assert done.stdout.strip() == "[('a!', 1), ('b!', 3), ('c!', 1)]"
 
 
+def test_every_task_starts_from_the_module_state_the_job_shipped(
+    tmp_path: Path, mode: str
+) -> None:
+    """A stage's module globals are the task's own in every mode, inline too: what one
+    task does to them reaches no other task, no later run and not the driver."""
+    first, second = tmp_path / "1.txt", tmp_path / "2.txt"
+    first.write_text("a\nb\na\n")
+    second.write_text("a\nc\n")
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        from discodsl import job, map, reduce
+        SEEN = set()
+
+        @map
+        def first_sight(line):
+            if line not in SEEN:
+                SEEN.add(line)
+                yield line, 1
+
+        @reduce
+        def add(line, counts):
+            yield line, sum(counts)
+
+        @job(partitions=2)
+        def sightings():
+            return [first_sight, add]
+
+        for _ in range(2):
+            print(sorted(sightings.run(inputs=[{str(first)!r}, {str(second)!r}], mode={mode!r})))
+        print(SEEN)
+    """)
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    each_file_once = "[('a', 2), ('b', 1), ('c', 1)]"
+    assert done.stdout.split("\n") == [each_file_once, each_file_once, "set()", ""]
+
+
 def test_unreadable_input_names_the_url(tmp_path: Path) -> None:
     missing = tmp_path / "gone.txt"
     with pytest.raises(TaskFailed) as info:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from discodsl import PicklingError, job, map, reduce
@@ -61,7 +62,13 @@ def test_a_module_the_node_cannot_import_is_named(
     message = str(info.value)
     assert "onlyhere" in message and "stage 'uses_thing'" in message
     assert "closure variable 'thing'" in message
-    sys.modules.pop("onlyhere", None)
+    assert "cloudpickle.register_pickle_by_value(onlyhere)" in message
+    cloudpickle.register_pickle_by_value(onlyhere)  # the fix the message gives
+    try:
+        preflight(spec, pickle_job(spec))
+    finally:
+        cloudpickle.unregister_pickle_by_value(onlyhere)
+        sys.modules.pop("onlyhere", None)
 
 
 def test_loadable_job_passes_preflight_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,6 +111,28 @@ def test_breakpoint_works_inline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert dict(debugged.run(["raw://x"], mode="inline")) == {"x": 1}
     assert calls == ["hit"]
+
+
+def test_a_job_that_cannot_ship_still_runs_inline_and_says_so(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    lock = threading.Lock()
+
+    @map
+    def locked(line: str) -> Iterator[tuple[str, int]]:
+        with lock:
+            yield line, 1
+
+    @job(params={"n": 1})
+    def debugged() -> list[Any]:
+        return [locked, total]
+
+    assert dict(debugged.run(["raw://x", "raw://x"], mode="inline")) == {"x": 2}
+    err = capfd.readouterr().err
+    assert "job 'debugged' runs inline on its stages as they are" in err
+    assert "closure variable 'lock'" in err
 
 
 def test_breakpoint_in_a_worker_fails_instead_of_hanging(tmp_path: Path) -> None:

@@ -5,10 +5,13 @@ No subprocess, no protocol: each task runs the worker's own stage code
 and ``pdb`` work and user exceptions surface unchanged. It runs the tasks a
 local run would (the job's own partition count), in a shuffled order, inputs
 too, so code that assumes one order of tasks or values fails here first. As
-on a node, each task gets its own copy of ``params`` and sees the job's
-``env=`` (set in this process while the run goes), counters count successful
-tasks only, and an I/O error (or :class:`~discodsl.worker.errors.Retry`)
-retries the task while any other exception fails the job at once.
+on a node, each task gets its own copy of the job as it ships (its stages,
+the module globals they use and ``params``, unpickled for the task: what a
+task changes there reaches no other task, no later run and not the caller's
+modules; classes stay the caller's own) and sees the job's ``env=`` (set in
+this process while the run goes), counters count successful tasks only,
+and an I/O error (or :class:`~discodsl.worker.errors.Retry`) retries the
+task while any other exception fails the job at once.
 
 ``submit()`` runs the job before it returns, in the calling thread (a run
 in another thread is no place for ``breakpoint()``): the Run it returns has
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import cloudpickle
 
 from discodsl import places, shipping
-from discodsl.errors import SettingsError
+from discodsl.errors import PicklingError, SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
 from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
@@ -146,15 +149,15 @@ def _stage_urls(spec: JobSpec, by_stage: dict[str, list[list[str]]], stage: str)
 class _Run:
     """One inline run: its counters and the task numbering across stages; files go under ``root``.
 
-    Each task gets its own copy of ``params`` (unpickled, as a worker process
-    gets it), and a task that fails with an error worth a retry (see
+    Each task gets its own copy of the job (unpickled, as a worker process gets
+    it), and a task that fails with an error worth a retry (see
     :func:`~discodsl.worker.errors.retryable`) runs again, up to
     ``max_failures`` times; only a successful attempt's counts are kept.
     """
 
     def __init__(self, spec: JobSpec, max_failures: int, shuffler: random.Random, root: str):
         self.spec, self.max_failures, self.random = spec, max_failures, shuffler
-        self.params = shipping.pickle_params(spec)
+        self.pickled, self.params = _shipped(spec)
         self.root = root
         self.counters = Counters()
         self.on_event: EventHandler = lambda kind, facts: None  # the run's EventLog
@@ -177,7 +180,10 @@ class _Run:
     def _task(self, index: int, grouped: TaskGroup) -> list[tuple[int, str, int]]:
         failures = 0
         while True:
-            spec = replace(self.spec, params=cloudpickle.loads(self.params))
+            if self.pickled is not None:
+                spec = cloudpickle.loads(self.pickled)
+            else:
+                spec = replace(self.spec, params=cloudpickle.loads(self.params))
             task = TaskSetup(
                 spec,
                 index,
@@ -217,6 +223,24 @@ class _Run:
             iter_input(i.urls, i.label, Node(), cursor, reader) for i in inputs
         )
         return records, cursor
+
+
+def _shipped(spec: JobSpec) -> tuple[bytes | None, bytes]:
+    """The job pickled as it ships, for each task to load its own copy; else (its stages do
+    not pickle: a debugging run takes them as they are, said on stderr) its params alone.
+    PicklingError if the params do not pickle."""
+    try:
+        return shipping.pickle_job(spec), b""
+    except PicklingError as exc:
+        print(
+            f"discodsl: job {spec.name!r} runs inline on its stages as they are, sharing "
+            f"their module state between tasks, as it cannot ship to workers: {exc}",
+            file=sys.stderr,
+        )
+    try:
+        return None, cloudpickle.dumps(spec.params)
+    except Exception as exc:
+        raise shipping.unpicklable(spec, exc) from exc
 
 
 def _surface(exc: Exception) -> NoReturn:
