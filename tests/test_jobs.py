@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +354,25 @@ def test_every_task_starts_from_the_module_state_the_job_shipped(
     assert done.returncode == 0, done.stderr
     each_file_once = "[('a', 2), ('b', 1), ('c', 1)]"
     assert done.stdout.split("\n") == [each_file_once, each_file_once, "set()", ""]
+
+
+@pytest.mark.parametrize("code", [0, None, 3, "bye"])
+def test_a_stage_calling_sys_exit_inline_fails_the_job_instead_of_ending_the_caller(
+    code: Any,
+) -> None:
+    from discodsl import StageError, job, map
+
+    @map
+    def quitter(line: str) -> Iterator[tuple[str, int]]:
+        sys.exit(code)
+        yield line, 1
+
+    @job
+    def quits() -> list[Any]:
+        return [quitter]
+
+    with pytest.raises(StageError, match=r"stage 'quitter' .*sys\.exit\(.*raise an exception"):
+        quits.run(["raw://x"], mode="inline")
 
 
 def test_unreadable_input_names_the_url(tmp_path: Path) -> None:

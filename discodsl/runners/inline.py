@@ -196,6 +196,8 @@ class _Run:
             try:
                 with counters.counting() as counts:
                     outputs = run_task(task, *self._records(grouped, task.stage.reader))
+            except SystemExit as exc:  # a worker would end; this process is the caller's
+                raise _exited(task.stage.name, exc) from None
             except Exception as exc:
                 failures += 1
                 self._failed(index, exc, failures)
@@ -241,6 +243,17 @@ def _shipped(spec: JobSpec) -> tuple[bytes | None, bytes]:
         return None, cloudpickle.dumps(spec.params)
     except Exception as exc:
         raise shipping.unpicklable(spec, exc) from exc
+
+
+def _exited(stage: str, exc: SystemExit) -> StageError:
+    """The failure of a task whose code called ``sys.exit``: it would end a worker (the
+    local runner reports that); inline, it would end the caller's program, so it fails."""
+    return StageError(
+        f"stage {stage!r} (or code it calls) called sys.exit({exc.code!r}), which would end "
+        "this process (a worker's, run anywhere but inline): raise an exception to fail a "
+        "task instead",
+        stage=stage,
+    )
 
 
 def _surface(exc: Exception) -> NoReturn:
