@@ -147,6 +147,7 @@ class Master(Service):
         :class:`JobDead` carrying its last events; an unknown job
         :class:`NoSuchJob`; one still active after ``timeout_s`` :class:`JobActive`.
         """
+        timeout_s = jobstatus.wait_limit(timeout_s)
         start = time.monotonic()
         while True:
             elapsed = time.monotonic() - start

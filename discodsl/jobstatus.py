@@ -14,10 +14,11 @@ into the failing task's error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from discodsl.errors import JobActive, JobDead, JobpackRefused, NoSuchJob
+from discodsl.errors import JobActive, JobDead, JobpackRefused, NoSuchJob, SettingsError
 
 if TYPE_CHECKING:  # discodsl.http imports requests, which a local run never needs
     from discodsl.http import ErrorFor
@@ -77,10 +78,24 @@ def no_job_status(master_url: str, jobname: str) -> dict[int, ErrorFor]:
     return {404: error}
 
 
+def wait_limit(timeout: Any) -> float | None:
+    """A wait's ``timeout`` in seconds, checked: None (or infinity) to wait as long as it
+    takes, else a number >= 0; SettingsError otherwise."""
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if timeout is None or (number and timeout == math.inf):
+        return None
+    if not number or not timeout >= 0:  # NaN fails this too
+        raise SettingsError(
+            f"timeout={timeout!r}: pass the seconds to wait as a number >= 0, or None "
+            "(--timeout left out) to wait as long as it takes"
+        )
+    return float(timeout)
+
+
 def still_active(jobname: str, elapsed: float, timeout_s: float) -> JobActive:
     """The error for a job still active when a wait for it timed out."""
     return JobActive(
-        f"job {jobname!r} is still active after {elapsed:.1f}s (timeout_s={timeout_s}): "
+        f"job {jobname!r} is still active after {elapsed:.1f}s (timeout={timeout_s:g}s): "
         f"it keeps running; wait again, or stop it with `discodsl kill {jobname}`",
         jobname=jobname,
     )

@@ -31,6 +31,7 @@ into the stdlib ``JobSpec``.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -125,6 +126,7 @@ class JobOptions:
     timeout: float | None = option(
         None,
         gt=0,
+        allow_inf_nan=False,
         description="seconds a run may take: past them the local runner kills its workers and "
         "raises TaskFailed, a cluster run stops waiting (ClientError; the job runs on); refused "
         "by mode='inline', which cannot interrupt stage code",
@@ -233,6 +235,8 @@ def _within(rules: Mapping[str, Any], value: Any) -> bool:
     if "ge" in rules and not value >= rules["ge"]:
         return False
     if "gt" in rules and not value > rules["gt"]:
+        return False
+    if rules.get("allow_inf_nan") is False and not math.isfinite(value):
         return False
     return "pattern" not in rules or re.fullmatch(rules["pattern"], value) is not None
 

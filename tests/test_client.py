@@ -39,6 +39,7 @@ from discodsl.errors import (
     JobpackRefused,
     NoSuchJob,
     RequestFailed,
+    SettingsError,
     TagNotFound,
     Unauthorized,
     Unreachable,
@@ -413,6 +414,14 @@ def test_wait_polls_until_ready(replay: ReplayServer, master: Master) -> None:
 def test_wait_gives_up_after_timeout(master: Master) -> None:
     with pytest.raises(ClientError, match=r"still active after .*wait again, or stop it"):
         master.wait(ACTIVE, poll_ms=1000, timeout_s=0)  # one poll, with timeout 0
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -5])
+def test_wait_refuses_a_timeout_that_is_not_seconds_before_asking(
+    master: Master, timeout: float
+) -> None:
+    with pytest.raises(SettingsError, match=r"timeout=.*: pass the seconds to wait as a number"):
+        master.wait(ACTIVE, timeout_s=timeout)
 
 
 @replays("endpoints#19")

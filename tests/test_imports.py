@@ -161,7 +161,12 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"timeout": float("nan")},
-        "job option timeout=nan is invalid (Input should be greater than 0): use seconds as a "
+        "job option timeout=nan is invalid (Input should be a finite number): use seconds as a "
+        "number > 0, or None to wait for ever",
+    ),
+    (
+        {"timeout": float("inf")},
+        "job option timeout=inf is invalid (Input should be a finite number): use seconds as a "
         "number > 0, or None to wait for ever",
     ),
     (

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import JobDead, JobError, Run, TaskFailed
+from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed
 from discodsl.cli import main
 from discodsl.errors import JobActive
 from discodsl.runners import registry
@@ -72,6 +72,18 @@ def test_inline_submit_runs_at_once_in_the_calling_thread() -> None:
     assert seen == ["ready"] and dict(run.wait()) == {"a": 2, "b": 1}
     run.kill()  # nothing left to stop
     assert run.status == "ready"
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1, "5", True])
+def test_a_wait_timeout_that_is_not_seconds_is_refused_with_the_fix(timeout: Any) -> None:
+    run = jobs.wordcount.submit(["raw://a b a"], mode="inline")
+    with pytest.raises(SettingsError, match=r"timeout=.*: pass the seconds to wait as a number"):
+        run.wait(timeout=timeout)
+
+
+def test_a_wait_with_an_infinite_timeout_waits_as_long_as_it_takes() -> None:
+    run = jobs.wordcount.submit(["raw://a b a"], mode="local", progress=False)
+    assert dict(run.wait(timeout=float("inf"))) == {"a": 2, "b": 1}
 
 
 def test_wait_with_a_timeout_leaves_the_run_going() -> None:

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from discodsl.errors import JobActive, JobDead, JobError
+from discodsl.jobstatus import wait_limit
 
 if TYPE_CHECKING:
     from discodsl.results import Results
@@ -91,6 +92,7 @@ class Run:
         killed); :class:`~discodsl.errors.JobActive` if it is still active after ``timeout``
         seconds (it runs on). Ctrl-C here kills a local run (a cluster job runs on, unless
         ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
+        timeout = wait_limit(timeout)
         try:
             ended = _wait_awake(self._ended, timeout)
         except KeyboardInterrupt:
