@@ -211,6 +211,23 @@ def test_a_truncated_file_in_an_entry_gives_a_fresh_run(marks: str, text: Path, 
     assert ran(marks).get("total")
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_flipped_byte_in_an_entry_gives_a_fresh_run(marks: str, text: Path, mode: str) -> None:
+    """Bit rot that keeps every size (or an edit of a hard-linked file) is found too."""
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode=mode, cache=True)
+    for entry in store.entries():
+        kept = entry.files()[0]
+        data = bytearray(kept.read_bytes())
+        data[len(data) // 2] ^= 0x20
+        kept.write_bytes(bytes(data))
+    clear(marks)
+    assert job.run([text], mode=mode, cache=True).to_dict() == counted(LINES)
+    assert ran(marks).get("words") and ran(marks).get("total")
+    again = job.run([text], mode=mode, cache=True)  # the fresh run was kept in their place
+    assert again.to_dict() == counted(LINES)
+
+
 def test_the_least_recently_used_entries_go_past_the_size_limit(
     marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -154,6 +154,22 @@ def test_shared_objects_keep_their_identity_within_a_record(tmp_path: Path) -> N
     assert value[0] is value[1]
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_check_hunks_passes_a_whole_file_and_names_the_hunk_a_flipped_byte_is_in(
+    tmp_path: Path, compress: bool
+) -> None:
+    path = tmp_path / "f"
+    with RecordWriter(str(path), compress=compress, hunk_size=1000) as writer:
+        writer.write_many((f"key{i}", i) for i in range(2000))
+    with open(path, "rb") as stream:
+        records.check_hunks(stream, "file://f")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with open(path, "rb") as stream, pytest.raises(DataError, match=r"f: bad hunk at bytes \["):
+        records.check_hunks(stream, "file://f")
+
+
 def test_a_hunk_is_flushed_once_it_passes_hunk_size(tmp_path: Path) -> None:
     rows = [(f"key-{i}", i) for i in range(100)]
     data = write_file(tmp_path / "out", rows, hunk_size=100)

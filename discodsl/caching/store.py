@@ -41,6 +41,8 @@ from typing import Any
 
 from discodsl import places
 from discodsl.errors import SettingsError
+from discodsl.worker.errors import DataError
+from discodsl.worker.records import check_hunks
 
 __all__ = ["Entry", "NotKept", "cache_dir", "clear", "entries", "keep", "limit", "load", "touch"]
 
@@ -127,8 +129,8 @@ def load(key: str, directory: Path | None = None) -> Entry | None:
     except (OSError, ValueError, TypeError, KeyError):
         _remove(path)
         return None
-    if not _whole(entry):
-        _remove(path)  # a file went missing or was cut short: the entry is no use
+    if not _whole(entry) or not _intact(entry):
+        _remove(path)  # a file went missing, was cut short or changed: the entry is no use
         return None
     return entry
 
@@ -139,6 +141,19 @@ def _whole(entry: Entry) -> bool:
         return sum(file.stat().st_size for file in entry.files()) == entry.size
     except OSError:
         return False
+
+
+def _intact(entry: Entry) -> bool:
+    """Whether every hunk of every file of ``entry`` still has its CRC (a read of them all,
+    which a hit costs before its records are read: bit rot or an edit of a hard-linked
+    file keeps the sizes)."""
+    for file in entry.files():
+        try:
+            with open(file, "rb") as stream:
+                check_hunks(stream, str(file))
+        except (OSError, DataError):
+            return False
+    return True
 
 
 def _entry(facts: dict[str, Any], path: Path) -> Entry:

@@ -289,6 +289,13 @@ def read_hunks(
     return (_load_hunk(payload, url, start, end) for start, end, payload in hunks)
 
 
+def check_hunks(stream: BinaryIO, url: str, *, max_hunk_size: int = MAX_HUNK_SIZE) -> None:
+    """Read every hunk of the record file ``stream`` holds and check its CRC (and that it
+    inflates), unpickling nothing; a DataError as :func:`read_records` raises it."""
+    for _ in _iter_hunks(stream, url, max_hunk_size):
+        pass
+
+
 def is_record_file_prefix(head: bytes) -> bool:
     """Whether ``head``, the first bytes of a file, can start a record file.
 
