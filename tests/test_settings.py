@@ -305,6 +305,15 @@ def test_master_configured_in_home_disco(no_home_file: Path, line: str, url: str
     assert configured_master() == url
 
 
+def test_cluster_mode_with_no_master_configured_says_how_to_name_one(
+    no_home_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not Disco's own fallback to http://<this host>:8989, as the command line refuses it."""
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    with pytest.raises(SettingsError, match=r"mode='cluster' needs a Disco master: pass master="):
+        jobs.wordcount.run(inputs=["raw://a"], mode="cluster")
+
+
 def test_master_configured_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCO_MASTER_HOST", "vm")
     assert configured_master() == "http://vm:8989"

@@ -29,5 +29,10 @@ def choose(mode: str | None, master: str | None = None) -> Runner:
     if mode == "cluster":
         from discodsl.runners.cluster import ClusterRunner
 
+        if configured_master(master) is None:
+            raise SettingsError(
+                "mode='cluster' needs a Disco master: pass master='http://HOST:8989', or set "
+                "DISCO_MASTER (in the environment, or in ~/.disco or DISCO_SETTINGS_FILE)"
+            )
         return ClusterRunner(master)
     raise SettingsError(f"mode={mode!r} is not a mode: use 'inline', 'local' or 'cluster'")
