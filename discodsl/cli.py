@@ -766,6 +766,7 @@ def cmd_ddfs_cat(args: argparse.Namespace) -> int:
 
 def cmd_ddfs_rm(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
+        conn.ddfs.get_tag(args.tag)  # DDFS deletes a missing tag as "deleted": say it is not
         conn.ddfs.delete(args.tag)
     print(f"deleted {args.tag}")
     return 0

@@ -271,6 +271,8 @@ def test_ddfs_push_ls_cat_rm(
     assert out == ""  # no line at all when no tag matches
     _, err = run(capsys, "ddfs", "cat", "data:lines", status=1)
     one_error(err, "no DDFS tag named 'data:lines'")
+    _, err = run(capsys, "ddfs", "rm", "data:lines", status=1)  # a typo must not look done
+    one_error(err, "no DDFS tag named 'data:lines'")
 
 
 def test_unreachable_master(
