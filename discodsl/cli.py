@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -457,10 +458,17 @@ def import_job(text: str) -> Job:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if exc.name and exc.name != module_name and not module_name.startswith(exc.name + "."):
+            raise JobError(
+                f"importing {module_name!r} failed: it imports {exc.name!r}, which is not "
+                f"installed ({exc}): install it"
+            ) from exc
         raise JobError(
             f"cannot import {module_name!r} ({exc}): run discodsl from the directory that holds "
             "it, or give the path of the .py file"
         ) from exc
+    except Exception as exc:  # the module's own code failed (SyntaxError included)
+        raise JobError(f"importing {module_name!r} failed: {_where_raised(exc)}") from exc
     found = getattr(module, name, None)
     if not isinstance(found, Job):
         raise JobError(
@@ -468,6 +476,15 @@ def import_job(text: str) -> Job:
             "not a job: name a function decorated with @job"
         )
     return found
+
+
+def _where_raised(exc: Exception) -> str:
+    """``exc`` in a line, with the file and line of the code that raised it."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" ({last[0].filename}, line {last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -626,3 +626,32 @@ def test_a_job_that_cannot_be_found_is_named(
 ) -> None:
     _, err = run(capsys, "run", "--inline", spec, "raw://x", status=1)
     one_error(err, *words)
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        (
+            "import no_such_dependency_xyz\n",
+            ["importing 'broken' failed: it imports 'no_such_dependency_xyz', which is not "
+             "installed", "install it"],
+        ),
+        ("def job(:\n", ["importing 'broken' failed: SyntaxError", "broken.py, line 1"]),
+        ("x = 1\nraise ValueError('no config')\n", [
+            "importing 'broken' failed: ValueError: no config", "broken.py, line 2"]),
+    ],
+)
+def test_a_job_module_that_fails_to_import_is_named_with_where(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    words: list[str],
+) -> None:
+    (tmp_path / "broken.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "broken", raising=False)
+    _, err = run(capsys, "run", "--inline", "broken:job", "raw://x", status=1)
+    one_error(err, *words)
+    assert "Traceback" not in err
