@@ -136,11 +136,22 @@ def _writing_stdout() -> Iterator[None]:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        _abandon_stdout()
-        raise JobError(
-            f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
-            "or another device instead (discodsl run: -o FILE)"
-        ) from exc
+        raise _stdout_error(exc) from exc
+
+
+def _stdout_error(exc: OSError) -> JobError:
+    """The error for stdout that cannot be written; what it still holds is dropped."""
+    _abandon_stdout()
+    return JobError(
+        f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
+        "or another device instead (discodsl run: -o FILE)"
+    )
+
+
+def _say(*items: object, flush: bool = False) -> None:
+    """``print`` to stdout, as a command's output: a JobError if it cannot be written."""
+    with _writing_stdout():
+        print(*items, flush=flush)
 
 
 def _flush_stdout() -> None:
@@ -519,7 +530,7 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
 
 def cmd_jobpack_show(args: argparse.Namespace) -> int:
     pack = jobpack.decode(_read_file(args.file))
-    print(json.dumps(jobpack.describe(pack), indent=2))
+    _say(json.dumps(jobpack.describe(pack), indent=2))
     return 0
 
 
@@ -530,7 +541,7 @@ def cmd_jobpack_show(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
-        print(conn.master.submit(_read_file(args.file)))
+        _say(conn.master.submit(_read_file(args.file)))
     return 0
 
 
@@ -545,11 +556,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def _print_jobs(args: argparse.Namespace, jobs: list[tuple[int, str, str]]) -> int:
     if _json_wanted(args):
-        print(json.dumps([{"time": t, "status": s, "name": n} for t, s, n in jobs], indent=2))
+        _say(json.dumps([{"time": t, "status": s, "name": n} for t, s, n in jobs], indent=2))
         return 0
     for seconds, status, name in jobs:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-        print(f"{status:<7} {when}  {name}")
+        _say(f"{status:<7} {when}  {name}")
     return 0
 
 
@@ -578,19 +589,19 @@ def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
 
 def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> int:
     if _json_wanted(args):
-        print(json.dumps({"name": name, **info}, indent=2))
+        _say(json.dumps({"name": name, **info}, indent=2))
         return 0
-    print(f"{name}: {info['active']} (since {info['timestamp']}, owner {info.get('owner')})")
+    _say(f"{name}: {info['active']} (since {info['timestamp']}, owner {info.get('owner')})")
     for row in info["pipeline"]:
         stage, _pending, waiting, running, done, failed = row
         # As a Disco master counts: waiting = tasks - (running + done); pending ones (no
         # free slot yet) are among the waiting.
         total = max(0, waiting) + max(0, running) + max(0, done)
-        print(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
+        _say(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
     if "results" in info:  # a local run's are in its process only
-        print(f"  {len(info['results'])} result(s)")
+        _say(f"  {len(info['results'])} result(s)")
     if info.get("counters"):
-        print(f"  counters: {json.dumps(info['counters'], sort_keys=True)}")
+        _say(f"  counters: {json.dumps(info['counters'], sort_keys=True)}")
     return 0
 
 
@@ -640,16 +651,16 @@ def _local_events(args: argparse.Namespace, run: registry.LocalRun) -> int:
 
 def _print_event(event: tuple[str, str, str], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(list(event)), flush=True)
+        _say(json.dumps(list(event)), flush=True)
     else:
-        print(" ".join(event), flush=True)
+        _say(" ".join(event), flush=True)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         results = cluster.wait_for(conn, name, timeout=args.timeout)
-    print(f"{name}: ready, {len(results.urls)} result file(s)")
+    _say(f"{name}: ready, {len(results.urls)} result file(s)")
     return 0
 
 
@@ -668,7 +679,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         status = conn.master.jobinfo(name)["active"]  # NoSuchJob: the master says ok to any
         if status == "active":
             conn.master.kill(name)
-    print(f"killed {name}" if status == "active" else f"{name} is {status}: nothing to kill")
+    _say(f"killed {name}" if status == "active" else f"{name} is {status}: nothing to kill")
     return 0
 
 
@@ -679,7 +690,7 @@ LOCAL_KILL_WAIT = 30.0
 def _kill_local(run: registry.LocalRun) -> int:
     """Ask the process that runs a local run to kill it, and wait until it has."""
     if run.status != "active":
-        print(f"{run.name} is {run.status}: nothing to kill")
+        _say(f"{run.name} is {run.status}: nothing to kill")
         return 0
     registry.request_kill(run)
     deadline = time.monotonic() + LOCAL_KILL_WAIT
@@ -691,7 +702,7 @@ def _kill_local(run: registry.LocalRun) -> int:
                 "it, its runs and their workers"
             )
         time.sleep(0.1)
-    print(f"killed {run.name}")
+    _say(f"killed {run.name}")
     return 0
 
 
@@ -699,7 +710,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         name = _known_job(conn, args.job)
         conn.master.purge(name)
-    print(f"purged {name}")
+    _say(f"purged {name}")
     return 0
 
 
@@ -728,16 +739,16 @@ def cmd_stageresults(args: argparse.Namespace) -> int:
 def _print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> None:
     """``data`` as JSON with --json, else ``lines``, one per line."""
     if _json_wanted(args):
-        print(json.dumps(data, indent=2))
+        _say(json.dumps(data, indent=2))
         return
     for line in lines:
-        print(line)
+        _say(line)
 
 
 def cmd_jobdict(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         data = conn.master.parameters(_job_name(conn, args.job))
-    print(json.dumps(jobpack.describe(jobpack.decode(data))["jobdict"], indent=2))
+    _say(json.dumps(jobpack.describe(jobpack.decode(data))["jobdict"], indent=2))
     return 0
 
 
@@ -750,9 +761,9 @@ def cmd_ddfs_ls(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         tags = conn.ddfs.list_tags(args.prefix)
     if _json_wanted(args):
-        print(json.dumps(tags, indent=2))
+        _say(json.dumps(tags, indent=2))
     elif tags:
-        print("\n".join(tags))
+        _say("\n".join(tags))
     return 0
 
 
@@ -760,7 +771,7 @@ def cmd_ddfs_push(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         blobs = conn.ddfs.push(args.tag, args.files)
     for replicas in blobs:
-        print(replicas[0])
+        _say(replicas[0])
     return 0
 
 
@@ -771,13 +782,14 @@ def cmd_ddfs_cat(args: argparse.Namespace) -> int:
         urls = [replicas[0] for replicas in resolve_inputs([tag_or_url], conn.ddfs)]
         sys.stdout.flush()
         binary = getattr(sys.stdout, "buffer", None)  # None in a notebook or a redirect
-        for url in urls:
-            for chunk in conn.ddfs.cat(url):
-                if binary is not None:
-                    binary.write(chunk)
-                else:
-                    sys.stdout.write(chunk.decode(errors="replace"))
-        (binary or sys.stdout).flush()
+        with _writing_stdout():
+            for url in urls:
+                for chunk in conn.ddfs.cat(url):
+                    if binary is not None:
+                        binary.write(chunk)
+                    else:
+                        sys.stdout.write(chunk.decode(errors="replace"))
+            (binary or sys.stdout).flush()
     return 0
 
 
@@ -785,7 +797,7 @@ def cmd_ddfs_rm(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         conn.ddfs.get_tag(args.tag)  # DDFS deletes a missing tag as "deleted": say it is not
         conn.ddfs.delete(args.tag)
-    print(f"deleted {args.tag}")
+    _say(f"deleted {args.tag}")
     return 0
 
 
@@ -821,7 +833,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 def cmd_cache_clear(args: argparse.Namespace) -> int:
     removed = store.clear(args.job)
     total = sum(entry.size for entry in removed)
-    print(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}")
+    _say(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}")
     return 0
 
 
@@ -970,8 +982,16 @@ def _output(name: str | None) -> Iterator[IO[str]]:
         handle = open(name, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
-    with handle:
+    try:
         yield handle
+        handle.close()
+    except OSError as exc:  # a full disk, an I/O error: as writing stdout
+        with contextlib.suppress(OSError):
+            handle.close()  # flushes what is left, which fails again
+        raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            handle.close()
 
 
 def _write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:

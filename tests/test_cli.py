@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import io
 import json
 import re
@@ -612,6 +613,31 @@ def test_status_counts_a_stages_pending_tasks_once(capsys: pytest.CaptureFixture
     info = {"active": "active", "timestamp": "2026/12/04 03:00:00", "pipeline": [row]}
     cli._print_status(argparse.Namespace(json=False), "j@1:2:3", info)
     assert "s                0/3 done, 1 running, 0 failed" in capsys.readouterr().out
+
+
+class _FullDisk(io.StringIO):
+    """A stdout on a full disk."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("argv", [["cache", "ls"], ["--json", "cache", "ls"]])
+def test_a_stdout_that_cannot_be_written_is_one_error_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdout", _FullDisk())
+    _, err = run(capsys, *argv, status=1)
+    one_error(err, "cannot write to standard output: No space left on device")
+    assert "Traceback" not in err
+
+
+def test_an_output_file_that_cannot_be_written_is_one_error_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, err = run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "-o", "/dev/full", status=1)
+    one_error(err, "cannot write /dev/full: No space left on device")
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
