@@ -49,6 +49,11 @@ def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
         )
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "record_urls"):
         inputs = [inputs]
+    if isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, Iterable):
+        raise JobError(
+            f"inputs={inputs!r:.80} is a {type(inputs).__name__}: pass a path or URL as a str, "
+            "a list of them, or an earlier job's results, e.g. inputs=['data/*.txt']"
+        )
     return [(item, _resolve_one(item)) for item in inputs]
 
 
@@ -63,9 +68,10 @@ def _resolve_one(item: Any) -> list[list[str]]:
         return [[url] for url in _paths(item)]
     if isinstance(item, (list, tuple)) and item and all(isinstance(u, str) for u in item):
         return [[_still_there(_known_scheme(u)) if "://" in u else urls.file_url(u) for u in item]]
+    fix = f" (decode it: {item.decode(errors='replace')!r:.60})" if isinstance(item, bytes) else ""
     raise JobError(
         f"input {item!r:.80} is not a path, a URL, a list of replica URLs or an earlier "
-        "job's results: pass e.g. inputs=['data/*.txt']"
+        f"job's results{fix}: pass e.g. inputs=['data/*.txt']"
     )
 
 

@@ -30,6 +30,14 @@ def test_paths_globs_directories_and_urls(tmp_path: Path) -> None:
         sources.resolve(str(tmp_path / "missing-*.csv"))
     with pytest.raises(JobError, match="not a path, a URL"):
         sources.resolve([42])
+    with pytest.raises(JobError, match=r"not a path, a URL.*\(decode it: 'a\.txt'\)"):
+        sources.resolve([b"a.txt"])
+
+
+@pytest.mark.parametrize("given", [b"data/a.txt", bytearray(b"x"), 5, 2.5])
+def test_inputs_that_are_not_a_path_or_a_list_say_what_to_pass(given: object) -> None:
+    with pytest.raises(JobError, match=r"inputs=.* is a \w+: pass a path or URL as a str"):
+        sources.resolve(given)
 
 
 @pytest.mark.parametrize("name", ["[ab].txt", "what?.txt", "*.txt", "[x]"])
