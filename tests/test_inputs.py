@@ -249,6 +249,8 @@ def test_corrupt_compressed_file_is_a_data_error(tmp_path: Path, node: Node) -> 
     with pytest.raises(DataError, match="reading failed") as caught:
         read_all([str(path)], node)
     assert str(path) in str(caught.value)
+    assert "at or after byte 0 of its decompressed data" in str(caught.value)  # not the file's
+    assert "the compressed data is cut short: copy the file again, whole" in str(caught.value)
 
 
 def test_http_text_and_records(tmp_path: Path, node: Node, server: Server) -> None:

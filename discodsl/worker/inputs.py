@@ -724,13 +724,22 @@ class _Source(io.RawIOBase):
         except _read_errors() as exc:
             at = self._offset + filled
             raise DataError(
-                f"{self._url}: reading failed at byte {at}: {_reason(exc)}; check that the "
-                "file is whole and its node reachable",
+                f"{self._url}: reading failed at {self._where(at)}: {_reason(exc)}; "
+                + (
+                    "the compressed data is cut short: copy the file again, whole"
+                    if isinstance(exc, EOFError)
+                    else "check that the file is whole and its node reachable"
+                ),
                 url=self._url,
                 span=(at, at),
             ) from exc
         self._offset += filled
         return filled
+
+    def _where(self, at: int) -> str:
+        """Where byte ``at`` of what is read lies, in words."""
+        decompressed = self._inner is not self._origin
+        return f"or after byte {at} of its decompressed data" if decompressed else f"byte {at}"
 
     def _check_complete(self) -> None:
         """At end of data, refuse an HTTP body cut short of its Content-Length."""
