@@ -110,6 +110,11 @@ def _paths(pattern: str) -> list[str]:
     for match in matches:
         files.extend(_files_under(match) if os.path.isdir(match) else [match])
     existing = [f for f in files if os.path.isfile(f)]
+    if not existing and literal and os.path.isdir(expanded):
+        raise JobError(
+            f"input {pattern!r} is a directory holding no files (those whose names start "
+            "with a dot are skipped): put the input files in it, or name them"
+        )
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
         raise JobError(

@@ -28,6 +28,9 @@ def test_paths_globs_directories_and_urls(tmp_path: Path) -> None:
     ]
     with pytest.raises(JobError, match="matches no file"):
         sources.resolve(str(tmp_path / "missing-*.csv"))
+    (tmp_path / "empty" / ".only-hidden").mkdir(parents=True)
+    with pytest.raises(JobError, match="is a directory holding no files"):
+        sources.resolve(tmp_path / "empty")
     with pytest.raises(JobError, match="not a path, a URL"):
         sources.resolve([42])
     with pytest.raises(JobError, match=r"not a path, a URL.*\(decode it: 'a\.txt'\)"):
