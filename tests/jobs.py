@@ -359,3 +359,16 @@ def suffixed(record: tuple[str, Any]) -> Iterator[tuple[str, int]]:
 @job(partitions=1)
 def suffix_job() -> list[Any]:
     return [suffixed]
+
+
+# a reduce that fails on one key, lazily (in the records it yields) or at once
+@reduce
+def picky_total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    if word == "boom":
+        raise ValueError("cannot total 'boom'")
+    yield word, sum(counts)
+
+
+@job(partitions=2, max_failures=0)
+def picky_count() -> list[Any]:
+    return [words, picky_total]

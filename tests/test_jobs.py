@@ -274,6 +274,18 @@ def test_every_task_sees_the_jobs_env(mode: str) -> None:
     assert "GREETING" not in os.environ  # inline: set while the tasks run, then as it was
 
 
+def test_a_failing_reduce_names_the_key_it_failed_on(
+    corpus: list[Path], tmp_path: Path, mode: str
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("fine words\nthen boom here\n")
+    with pytest.raises((TaskFailed, ValueError)) as info:
+        jobs.picky_count.run(inputs=[*corpus, bad], mode=mode)
+    message = " ".join([str(info.value), *getattr(info.value, "__notes__", [])])
+    assert "cannot total 'boom'" in message  # inline: the original, its note says where
+    assert "stage 'picky_total' failed on the key 'boom'" in message
+
+
 def test_failing_stage_inline_raises_the_original(corpus: list[Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("fine words\nthen boom here\n")

@@ -65,6 +65,15 @@ class _Place:
     def __init__(self, position: Position) -> None:
         self.position = position
         self.past_records = False
+        self.key: Any = _NO_ITEM  # the key of the reduce's group being made, if one is
+
+    def noting_keys(self, groups: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        """``groups``, each key noted as its group comes (an error then names it), until
+        they end."""
+        for key, values in groups:
+            self.key = key
+            yield key, values
+        self.key = _NO_ITEM
 
     @property
     def url(self) -> str:
@@ -133,7 +142,7 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
         else:  # C map and chain into the writing loop: no Python call of ours per pair
             _stream(stage, map(function, records), outputs)
     elif stage.kind == "reduce":
-        groups = _groups(task, records)
+        groups = where.noting_keys(_groups(task, records))
         where.past_records = True  # grouping read them all before the first call
         _run_reduce(stage, function, groups, outputs, combiner)
     else:
@@ -346,7 +355,7 @@ def _bad_record(maker: _Maker, item: Any) -> StageError:
 
 
 @contextmanager
-def _user_code(task: TaskSetup, where: Position) -> Iterator[None]:
+def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
     """Turn an exception from user code into a StageError that says where it happened."""
     try:
         yield
@@ -362,9 +371,10 @@ def _user_code(task: TaskSetup, where: Position) -> Iterator[None]:
         raise _wrap(task, where, exc) from exc
 
 
-def _wrap(task: TaskSetup, where: Position, exc: BaseException) -> StageError:
+def _wrap(task: TaskSetup, where: _Place, exc: BaseException) -> StageError:
     stage = task.stage.name
-    place = f" on input {where.url!r}" if where.url else ""
+    place = f" on the key {where.key!r:.80}" if where.key is not _NO_ITEM else ""
+    place += f" on input {where.url!r}" if where.url else ""
     place += f", record {where.record}" if where.url and where.record >= 0 else ""
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     culprit = _culprit(task, exc)
