@@ -77,11 +77,14 @@ def test_push_inputs_uploads_local_files(
 ) -> None:
     results = jobs.wordcount.run(inputs=text_files, mode="cluster", push_inputs=True)
     assert dict(results) == WORDS
-    assert "file://" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "file://" not in err
     inputs = master.jobinfo(results.jobname)["inputs"]
     assert all(url.startswith("disco://localhost/ddfs/vol0/blob/") for url in inputs)
     [tag] = ddfs.list_tags("discodsl:inputs:wordcount@")
     assert sorted(u for r in ddfs.blobs(tag) for u in r) == sorted(inputs)
+    assert f"pushed {len(text_files)} local input file(s) to DDFS tag {tag}, which " in err
+    assert f"`discodsl ddfs rm {tag}`" in err
 
 
 def test_unreadable_file_input_says_to_push(cluster_env: DiscoMaster) -> None:

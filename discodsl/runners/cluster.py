@@ -287,13 +287,19 @@ def cluster_inputs(
 
     Without ``push``, local files go as ``file://`` URLs, which every node
     must see at the same path; a one-line notice on stderr says so. With
-    ``push``, they are uploaded to DDFS under tag ``discodsl:inputs:<name>@<time>``.
+    ``push``, they are uploaded to DDFS under tag ``discodsl:inputs:<name>@<time>``,
+    which a notice names (it stays until deleted).
     """
     local = [i for i, replicas in enumerate(inputs) if _local_file(replicas)]
     if local and push:
         tag = f"discodsl:inputs:{name}@{int(time.time() * 1000):x}"
         files = [_local_file(inputs[i]) or "" for i in local]
         blobs = cluster.ddfs.push(tag, files)
+        print(
+            f"discodsl: pushed {len(files)} local input file(s) to DDFS tag {tag}, which "
+            f"stays until deleted: `discodsl ddfs rm {tag}`",
+            file=sys.stderr,
+        )
         inputs = list(inputs)
         for index, replicas in zip(local, blobs, strict=True):
             inputs[index] = replicas
