@@ -243,6 +243,24 @@ def test_a_compressed_name_over_other_data_fails_naming_both(
     assert caught.value.url == str(path)
 
 
+@pytest.mark.parametrize("first", [0x00, 0x41, 0x80])
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_record_file_whose_first_byte_is_damaged_is_named_corrupt_not_text(
+    tmp_path: Path, node: Node, first: int, compress: bool
+) -> None:
+    path = write_records(tmp_path / "records", compress=compress)
+    data = bytearray(path.read_bytes())
+    data[0] = first
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError) as caught:
+        read_all([str(path)], node)
+    message = str(caught.value)
+    assert f"starts as a record file whose first byte is damaged ({first:#04x}, not 0x81)" in (
+        message
+    )
+    assert "UTF-8" not in message and "iconv" not in message
+
+
 def test_corrupt_compressed_file_is_a_data_error(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "bad.gz"
     path.write_bytes(gzip.compress(TEXT.encode() * 100)[:-30])

@@ -42,7 +42,13 @@ if TYPE_CHECKING:
 
 from discodsl.worker import urls
 from discodsl.worker.errors import DataError, MalformedRecord
-from discodsl.worker.records import HEADER_SIZE, is_record_file_prefix, read_hunks
+from discodsl.worker.records import (
+    HEADER_SIZE,
+    VERSION_BYTE,
+    damaged_first_byte,
+    is_record_file_prefix,
+    read_hunks,
+)
 
 # Lines of a dir:// index are about 100 bytes; a longer one is not an index.
 MAX_INDEX_LINE: Final = 1 << 16
@@ -281,7 +287,21 @@ def _replica_parts(
         elif is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
             yield from _followed(read_hunks(stream, url), url, cursor)
         else:
+            _refuse_damaged_record_file(stream.peek(_READ_BUFFER), url)
             yield from _followed(_line_blocks(stream, url), url, cursor)
+
+
+def _refuse_damaged_record_file(head: bytes, url: str) -> None:
+    """A DataError if ``head``, the first bytes of ``url``, are a record file's but for the
+    first (whose first hunk is all in them): read as text, it would fail as bad UTF-8."""
+    if damaged_first_byte(head):
+        raise DataError(
+            f"{url}: starts as a record file whose first byte is damaged ({head[0]:#04x}, "
+            f"not {VERSION_BYTE:#04x}): the file is corrupt: re-run the task that wrote it, "
+            "or read another replica",
+            url=url,
+            span=(0, 1),
+        )
 
 
 def _index_parts(

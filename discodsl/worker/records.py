@@ -296,6 +296,24 @@ def check_hunks(stream: BinaryIO, url: str, *, max_hunk_size: int = MAX_HUNK_SIZ
         pass
 
 
+def damaged_first_byte(data: bytes) -> bool:
+    """Whether ``data``, the start of a file, is a record file's but for its first byte: its
+    first hunk is all there, behind a header whose other fields fit it and whose CRC it
+    has (so it cannot be text that happens to look so)."""
+    if len(data) < HEADER_SIZE or data[0] == VERSION_BYTE:
+        return False
+    _, compressed, crc, length = HEADER.unpack_from(data)
+    if compressed not in (0, 1) or HEADER_SIZE + length > len(data):
+        return False
+    hunk = data[HEADER_SIZE : HEADER_SIZE + length]
+    if compressed:
+        try:
+            hunk = zlib.decompress(hunk)
+        except zlib.error:
+            return False
+    return bool(zlib.crc32(hunk) == crc)
+
+
 def is_record_file_prefix(head: bytes) -> bool:
     """Whether ``head``, the first bytes of a file, can start a record file.
 
