@@ -43,6 +43,8 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     with_params = _check_signature(function, kind, stage_name)
     for hook in ("init", "done", "combiner", "partitioner"):
         _check_callable(options.get(hook), hook, stage_name)
+    if options.get("combiner") is not None:  # called as the reduce is, on the map's side
+        _check_signature(options["combiner"], "reduce", f"combiner of {stage_name}")
     _check_reader(options.get("reader"), stage_name)
     spec = StageSpec(stage_name, kind, function=function, takes_params=with_params, **options)
     return Stage(spec)

@@ -132,6 +132,19 @@ def test_params_before_the_arguments_always_given_is_refused_with_the_fix(
         decorator(function)
 
 
+def test_a_combiner_is_checked_when_declared_as_a_reduce_is() -> None:
+    def early(params: Any, key: Any, values: Any) -> Any:
+        return [(key, 1)]
+
+    def short(key: Any) -> Any:
+        return [(key, 1)]
+
+    with pytest.raises(JobError, match=re.escape("`params` comes last, write `def early(key, ")):
+        reduce(combiner=early)(lambda key, values: [])
+    with pytest.raises(JobError, match=r"reduce 'combiner of stage' takes \(key\) but"):
+        reduce(combiner=short)(lambda key, values: [])
+
+
 @pytest.mark.parametrize(
     ("function", "arity"),
     [(_p0, 1), (_p1, 2), (_varargs, None), (_none, 0), (functools.partial(_p1, "s"), 1)],

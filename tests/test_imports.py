@@ -194,7 +194,7 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
 CHECK_REFUSALS = """
 import json
 from discodsl import SettingsError, job
-for options in eval({cases!r}, {{"nan": float("nan")}}):
+for options in eval({cases!r}, {{"nan": float("nan"), "inf": float("inf")}}):
     try:
         job(**options)
     except SettingsError as exc:
