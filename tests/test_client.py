@@ -396,15 +396,19 @@ def test_rawevents_tail_from_an_offset(replay: ReplayServer, master: Master) -> 
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("timeout", [None, float("inf")])  # inf: as long as it takes
 @replays("endpoints#24")
-def test_wait_polls_until_ready(replay: ReplayServer, master: Master) -> None:
+def test_wait_polls_until_ready(
+    replay: ReplayServer, master: Master, timeout: float | None
+) -> None:
     # The master's answer once the job is ready (as endpoints#28), to the next 1000 ms poll:
     ready = [[ACTIVE, ["ready", [["dir://vm/x.results"]]]]]
     replay.load(
         synthetic("POST", "/disco/ctrl/get_results", 200, ready, request_body=[1000, [ACTIVE]])
     )
     seen: list[str] = []
-    assert master.wait(ACTIVE, poll_ms=1000, on_poll=lambda s, _: seen.append(s)) == [
+    on_poll = lambda s, _: seen.append(s)  # noqa: E731
+    assert master.wait(ACTIVE, poll_ms=1000, timeout_s=timeout, on_poll=on_poll) == [
         ["dir://vm/x.results"]
     ]
     assert seen == ["active", "ready"]
