@@ -94,6 +94,8 @@ def test_retry_gives_up_after_max_failures(mode: str) -> None:
         semantics_jobs.hopeless.run(inputs=["raw://x"], mode=mode)
     assert "never works" in str(info.value)
     assert "not retried" not in str(info.value)
+    if mode == "local":  # how many times it ran, and the limit that stopped it
+        assert "task always_retry:0 after 2 attempts (max_failures=1): " in str(info.value)
 
 
 def test_inline_raises_the_users_exception_unchanged(tmp_path: Path) -> None:

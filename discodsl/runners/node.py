@@ -74,9 +74,12 @@ class Attempt:
 class JobFailed(Exception):
     """A job failed on the local master; ``outcome`` is the failing attempt, ``stage`` its stage."""
 
-    def __init__(self, message: str, stage: str, taskid: int, outcome: Attempt):
+    def __init__(
+        self, message: str, stage: str, taskid: int, outcome: Attempt, attempts: int = 1
+    ):
         super().__init__(message)
         self.stage, self.taskid, self.outcome = stage, taskid, outcome
+        self.attempts = attempts  # how many times the task ran, the failing attempt included
 
 
 class JobTimedOut(JobFailed):
@@ -301,7 +304,7 @@ class NodeMaster:
             )
             if outcome.fatal or failures > limit:
                 message = _failure_message(task, failures, outcome, limit)
-                raise JobFailed(message, task.stage, task.taskid, outcome)
+                raise JobFailed(message, task.stage, task.taskid, outcome, attempts=failures)
             pause = self.retry_pause(failures)
             self._emit("task_retry", {**facts, "pause": pause})
             if pause > 0:
