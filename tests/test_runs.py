@@ -74,6 +74,47 @@ def test_inline_submit_runs_at_once_in_the_calling_thread() -> None:
     assert run.status == "ready"
 
 
+def test_a_local_run_in_a_thread_finishes_after_the_main_thread_has_ended(
+    tmp_path: Path,
+) -> None:
+    """The interpreter shuts down (its exit hooks run) while the thread's job still has a
+    stage to run: as plain code in that thread would, the job runs to its end."""
+    data = tmp_path / "in.txt"
+    data.write_text("a\nb\na\n")
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import threading, time
+        from discodsl import job, map, reduce
+
+        @map
+        def slow(line):
+            time.sleep(0.2)
+            yield line, 1
+
+        @reduce
+        def add(key, counts):
+            yield key, sum(counts)
+
+        @job(partitions=2)
+        def counted():
+            return [slow, add]
+
+        def go():
+            try:
+                print(sorted(counted.run([{str(data)!r}] * 4, mode="local", progress=False)))
+            except BaseException as exc:
+                print("the thread's run raised", type(exc).__name__, exc)
+
+        threading.Thread(target=go).start()
+    """)
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "[('a', 8), ('b', 4)]", done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("timeout", [float("nan"), -1, "5", True])
 def test_a_wait_timeout_that_is_not_seconds_is_refused_with_the_fix(timeout: Any) -> None:
     run = jobs.wordcount.submit(["raw://a b a"], mode="inline")

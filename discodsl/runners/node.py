@@ -33,7 +33,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -251,28 +250,37 @@ class NodeMaster:
         first_id: int,
     ) -> list[Output]:
         results: list[list[Output]] = [[] for _ in plans]
-        with ThreadPoolExecutor(max_workers=self._slots(pack)) as pool:
-            futures: list[Future[None]] = []
-            for index, plan in enumerate(plans):
-                task = _StageTask(stage, grouping, first_id + index, plan)
-                futures.append(
-                    pool.submit(self._task_with_retries, layout, pack, task, results, index)
-                )
-            try:
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            except BaseException:  # Ctrl-C: stop the workers before the pool waits for them
-                self._abandon(futures)
-                raise
-            failed = [f.exception() for f in done if f.exception() is not None]
-            if failed:
-                self._abandon(futures)
-                raise failed[0]  # type: ignore[misc]
-        return [output for outputs in results for output in outputs]
+        tasks = [_StageTask(stage, grouping, first_id + i, plan) for i, plan in enumerate(plans)]
+        slots = _Slots(list(enumerate(tasks)))
 
-    def _abandon(self, futures: list[Future[None]]) -> None:
-        for future in futures:
-            future.cancel()
-        self.cancel()
+        def slot() -> None:
+            while (taken := slots.take()) is not None:
+                index, task = taken
+                try:
+                    self._task_with_retries(layout, pack, task, results, index)
+                except BaseException as exc:  # the first failure stops the stage
+                    slots.fail(exc)
+                    self.cancel()
+
+        # Threads of its own, not a concurrent.futures pool, whose exit hook refuses work
+        # once the interpreter is ending: a job run from a thread the main thread left runs on.
+        threads = [
+            threading.Thread(target=slot, name=f"{stage}-slot-{n}", daemon=True)
+            for n in range(min(self._slots(pack), len(tasks)))
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C: stop the workers, then wait for their threads
+            slots.fail(None)
+            self.cancel()
+            for thread in threads:
+                thread.join()
+            raise
+        slots.check()
+        return [output for outputs in results for output in outputs]
 
     def _task_with_retries(
         self,
@@ -587,6 +595,33 @@ def _kill(process: Worker) -> None:
 
 def _result_urls(output: Output) -> list[str]:
     return [output.url] if isinstance(output, DirOutput) else list(output.urls)
+
+
+class _Slots:
+    """A stage's tasks, taken one at a time by its slots' threads until none is left or
+    one failed; the first failure is what the stage raises."""
+
+    def __init__(self, tasks: list[tuple[int, _StageTask]]) -> None:
+        self._tasks = tasks[::-1]
+        self._lock = threading.Lock()
+        self._failures: list[BaseException | None] = []
+
+    def take(self) -> tuple[int, _StageTask] | None:
+        """The next task to run; None once all are taken, or since a failure."""
+        with self._lock:
+            if self._failures or not self._tasks:
+                return None
+            return self._tasks.pop()
+
+    def fail(self, exc: BaseException | None) -> None:
+        """No more tasks are taken; ``exc`` (if the first) is raised by :meth:`check`."""
+        with self._lock:
+            self._failures.append(exc)
+
+    def check(self) -> None:
+        """Raise the first failure, if a task failed."""
+        if self._failures and self._failures[0] is not None:
+            raise self._failures[0]
 
 
 def _failure_message(task: _StageTask, failures: int, outcome: Attempt, limit: int) -> str:
