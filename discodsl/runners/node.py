@@ -73,9 +73,7 @@ class Attempt:
 class JobFailed(Exception):
     """A job failed on the local master; ``outcome`` is the failing attempt, ``stage`` its stage."""
 
-    def __init__(
-        self, message: str, stage: str, taskid: int, outcome: Attempt, attempts: int = 1
-    ):
+    def __init__(self, message: str, stage: str, taskid: int, outcome: Attempt, attempts: int = 1):
         super().__init__(message)
         self.stage, self.taskid, self.outcome = stage, taskid, outcome
         self.attempts = attempts  # how many times the task ran, the failing attempt included
@@ -251,35 +249,11 @@ class NodeMaster:
     ) -> list[Output]:
         results: list[list[Output]] = [[] for _ in plans]
         tasks = [_StageTask(stage, grouping, first_id + i, plan) for i, plan in enumerate(plans)]
-        slots = _Slots(list(enumerate(tasks)))
 
-        def slot() -> None:
-            while (taken := slots.take()) is not None:
-                index, task = taken
-                try:
-                    self._task_with_retries(layout, pack, task, results, index)
-                except BaseException as exc:  # the first failure stops the stage
-                    slots.fail(exc)
-                    self.cancel()
+        def work(index: int, task: _StageTask) -> None:
+            self._task_with_retries(layout, pack, task, results, index)
 
-        # Threads of its own, not a concurrent.futures pool, whose exit hook refuses work
-        # once the interpreter is ending: a job run from a thread the main thread left runs on.
-        threads = [
-            threading.Thread(target=slot, name=f"{stage}-slot-{n}", daemon=True)
-            for n in range(min(self._slots(pack), len(tasks)))
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                thread.join()
-        except BaseException:  # Ctrl-C: stop the workers, then wait for their threads
-            slots.fail(None)
-            self.cancel()
-            for thread in threads:
-                thread.join()
-            raise
-        slots.check()
+        _Slots(list(enumerate(tasks))).run(work, min(self._slots(pack), len(tasks)), self.cancel)
         return [output for outputs in results for output in outputs]
 
     def _task_with_retries(
@@ -598,30 +572,54 @@ def _result_urls(output: Output) -> list[str]:
 
 
 class _Slots:
-    """A stage's tasks, taken one at a time by its slots' threads until none is left or
-    one failed; the first failure is what the stage raises."""
+    """A stage's tasks, run on threads of its own (not a concurrent.futures pool, whose
+    exit hook refuses work once the interpreter is ending: a job run from a thread the
+    main thread left must run on), each taking tasks until none is left or one failed."""
 
     def __init__(self, tasks: list[tuple[int, _StageTask]]) -> None:
         self._tasks = tasks[::-1]
         self._lock = threading.Lock()
         self._failures: list[BaseException | None] = []
 
-    def take(self) -> tuple[int, _StageTask] | None:
+    def run(
+        self, work: Callable[[int, _StageTask], None], count: int, stop: Callable[[], None]
+    ) -> None:
+        """``work(index, task)`` for every task, on ``count`` threads; ``stop()`` at the first
+        failure (the running tasks' workers) or Ctrl-C; then raise the first failure."""
+
+        def slot() -> None:
+            while (taken := self._take()) is not None:
+                try:
+                    work(*taken)
+                except BaseException as exc:
+                    self._fail(exc)
+                    stop()
+
+        threads = [threading.Thread(target=slot, daemon=True) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C: stop the workers, then wait for their threads
+            self._fail(None)
+            stop()
+            for thread in threads:
+                thread.join()
+            raise
+        if self._failures and self._failures[0] is not None:
+            raise self._failures[0]
+
+    def _take(self) -> tuple[int, _StageTask] | None:
         """The next task to run; None once all are taken, or since a failure."""
         with self._lock:
             if self._failures or not self._tasks:
                 return None
             return self._tasks.pop()
 
-    def fail(self, exc: BaseException | None) -> None:
-        """No more tasks are taken; ``exc`` (if the first) is raised by :meth:`check`."""
+    def _fail(self, exc: BaseException | None) -> None:
         with self._lock:
             self._failures.append(exc)
-
-    def check(self) -> None:
-        """Raise the first failure, if a task failed."""
-        if self._failures and self._failures[0] is not None:
-            raise self._failures[0]
 
 
 def _failure_message(task: _StageTask, failures: int, outcome: Attempt, limit: int) -> str:
