@@ -225,8 +225,12 @@ _GENERIC = {
 # Endpoints every Disco 0.5.4 master answers, whatever it holds: a 404, 405 or 501 there
 # comes from a server that is no Disco master (another port, another program).
 _MASTER_ENDPOINT = re.compile(
-    r"/disco/(ctrl/(joblist|nodeinfo|get_settings|load_config_table)|job/new)\b"
+    r"/disco/(ctrl/(joblist|nodeinfo|get_settings|load_config_table)|job/new)\b|/ddfs/tags\b"
 )
+# The master's and DDFS's tag APIs, whose 404s are a line of text ("Not found.", "Tag not
+# found." when a job or tag is missing; disco-reference/http-api): an HTML page there comes
+# from another server.
+_API = re.compile(r"/disco/ctrl/|/ddfs/tags?\b")
 _NOT_A_MASTER = (
     ": a Disco master answers this request, so this server is not one: check DISCO_MASTER "
     "and DISCO_PORT (`curl URL/disco/version` answers \"0.5.4\" on a Disco master)"
@@ -239,6 +243,11 @@ def status_error(
     """The error for an answer with an error status: the caller's for that status, else generic."""
     body = snippet(resp.content) or "(empty)"
     status = resp.status_code
+    if status == 404 and _API.search(endpoint) and body.lstrip()[:1] == "<":
+        # A missing job or tag: a Disco master says so in a line of text, never in HTML.
+        return BadAnswer(
+            f"{endpoint}: not found (404 {body}){_NOT_A_MASTER}", endpoint=endpoint, status=status
+        )
     if status in special:
         error = special[status](body)
         if isinstance(error, BadAnswer):  # the caller's words, the request's facts

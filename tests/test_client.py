@@ -908,3 +908,12 @@ def test_a_server_that_is_no_disco_master_is_named_so(not_a_master: str) -> None
             master.joblist()
         with pytest.raises(BadAnswer, match=r"(?s)job/new: unexpected answer 501 .*is not one"):
             master.submit(b"jobpack")
+        # A name to look up: a Disco master answers "Not found." for a missing one, this
+        # server an HTML page, for any; the server is named, not the job.
+        with pytest.raises(BadAnswer, match=r"(?s)jobinfo: not found \(404 .*server is not one"):
+            master.jobinfo("nosuchjob@1:2:3")
+    with DDFS(not_a_master, retries=0, timeout=5) as ddfs:
+        with pytest.raises(BadAnswer, match=r"(?s)/ddfs/tags.*server is not one"):
+            ddfs.list_tags()
+        with pytest.raises(BadAnswer, match=r"(?s)/ddfs/tag/data:x.*server is not one"):
+            ddfs.get_tag("data:x")
