@@ -221,6 +221,9 @@ def test_a_flipped_byte_in_an_entry_gives_a_fresh_run(marks: str, text: Path, mo
         data = bytearray(kept.read_bytes())
         data[len(data) // 2] ^= 0x20
         kept.write_bytes(bytes(data))
+    # Listing (and trimming after each kept stage) reads no file's contents: the whole
+    # cache is not read again each time; a run about to reuse an entry checks it.
+    assert len(store.entries()) == 2
     clear(marks)
     assert job.run([text], mode=mode, cache=True).to_dict() == counted(LINES)
     assert ran(marks).get("words") and ran(marks).get("total")

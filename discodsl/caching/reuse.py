@@ -84,7 +84,7 @@ class Checkpoint:
 def look_up(keys: Sequence[str], names: Sequence[str], reusable: Reusable) -> Checkpoint | None:
     """The checkpoint of the last stage whose kept outputs can be reused, or None."""
     for index in reversed(range(len(keys))):
-        entry = store.load(keys[index])
+        entry = store.load_intact(keys[index])
         if entry is None or entry.index != index or entry.stage != names[index]:
             continue
         outputs = reusable(entry)
@@ -99,7 +99,7 @@ def look_up(keys: Sequence[str], names: Sequence[str], reusable: Reusable) -> Ch
 
 def _kept(keys: Mapping[str, str], reusable: Reusable, stage: str) -> list[Output] | None:
     """The kept outputs of the skipped ``stage``, looked for only when asked."""
-    entry = store.load(keys[stage])
+    entry = store.load_intact(keys[stage])
     return None if entry is None else reusable(entry)
 
 

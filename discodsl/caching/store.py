@@ -44,7 +44,18 @@ from discodsl.errors import SettingsError
 from discodsl.worker.errors import DataError
 from discodsl.worker.records import check_hunks
 
-__all__ = ["Entry", "NotKept", "cache_dir", "clear", "entries", "keep", "limit", "load", "touch"]
+__all__ = [
+    "Entry",
+    "NotKept",
+    "cache_dir",
+    "clear",
+    "entries",
+    "keep",
+    "limit",
+    "load",
+    "load_intact",
+    "touch",
+]
 
 DIR_ENV = "DISCODSL_CACHE_DIR"
 SIZE_ENV = "DISCODSL_CACHE_SIZE"
@@ -129,8 +140,19 @@ def load(key: str, directory: Path | None = None) -> Entry | None:
     except (OSError, ValueError, TypeError, KeyError):
         _remove(path)
         return None
-    if not _whole(entry) or not _intact(entry):
-        _remove(path)  # a file went missing, was cut short or changed: the entry is no use
+    if not _whole(entry):
+        _remove(path)  # a file went missing or was cut short: the entry is no use
+        return None
+    return entry
+
+
+def load_intact(key: str, directory: Path | None = None) -> Entry | None:
+    """The entry kept under ``key`` for a run to reuse: sound, and every hunk of its files
+    still holding its CRC (a damaged one is removed). Listing and trimming the cache use
+    :func:`load`, which reads no file's contents."""
+    entry = load(key, directory)
+    if entry is not None and not _intact(entry):
+        _remove(entry.path)  # bit rot, or an edit of a hard-linked file: sizes unchanged
         return None
     return entry
 
@@ -145,8 +167,7 @@ def _whole(entry: Entry) -> bool:
 
 def _intact(entry: Entry) -> bool:
     """Whether every hunk of every file of ``entry`` still has its CRC (a read of them all,
-    which a hit costs before its records are read: bit rot or an edit of a hard-linked
-    file keeps the sizes)."""
+    which a hit costs before its records are read)."""
     for file in entry.files():
         try:
             with open(file, "rb") as stream:
