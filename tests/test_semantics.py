@@ -3,6 +3,7 @@ params copied per task, None refused, counters per run, results that cross runne
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -96,6 +97,29 @@ def test_retry_gives_up_after_max_failures(mode: str) -> None:
     assert "not retried" not in str(info.value)
     if mode == "local":  # how many times it ran, and the limit that stopped it
         assert "task always_retry:0 after 2 attempts (max_failures=1): " in str(info.value)
+
+
+def test_a_task_failing_fatally_after_a_retry_says_how_many_attempts_it_made(
+    tmp_path: Path,
+) -> None:
+    @map
+    def retried_then_broken(line: str, params: str) -> Any:
+        marker = f"{params}/retried"
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise Retry("the service is busy")
+        raise KeyError(line)
+        yield line, 1
+
+    @job(max_failures=3)
+    def twice() -> list[Any]:
+        return [retried_then_broken]
+
+    with pytest.raises(TaskFailed) as info:
+        twice.run(["raw://x"], mode="local", params=str(tmp_path), progress=False)
+    message = str(info.value)
+    assert "failed in task retried_then_broken:0 after 2 attempts: " in message, message
+    assert "max_failures=" not in message  # a fatal failure, not the limit, ended it
 
 
 def test_inline_raises_the_users_exception_unchanged(tmp_path: Path) -> None:

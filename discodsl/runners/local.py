@@ -206,8 +206,9 @@ def _failed(plan: Plan, exc: JobFailed) -> Exception:
     if isinstance(exc, JobTimedOut):
         return _timed_out(job, exc)
     why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
-    if exc.attempts > 1:
-        why += f" after {exc.attempts} attempts (max_failures={exc.attempts - 1})"
+    if exc.attempts > 1:  # past max_failures, unless a fatal failure ended the retries
+        limit = "" if exc.outcome.fatal else f" (max_failures={exc.attempts - 1})"
+        why += f" after {exc.attempts} attempts{limit}"
     if exc.outcome.exit_code is not None:
         return worker_died(
             exc.outcome.exit_code,
