@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import cloudpickle
 
@@ -157,7 +157,7 @@ class _Run:
 
     def __init__(self, spec: JobSpec, max_failures: int, shuffler: random.Random, root: str):
         self.spec, self.max_failures, self.random = spec, max_failures, shuffler
-        self.pickled, self.params = _shipped(spec)
+        self.fresh = _fresh_copies(spec)
         self.root = root
         self.counters = Counters()
         self.on_event: EventHandler = lambda kind, facts: None  # the run's EventLog
@@ -180,10 +180,7 @@ class _Run:
     def _task(self, index: int, grouped: TaskGroup) -> list[tuple[int, str, int]]:
         failures = 0
         while True:
-            if self.pickled is not None:
-                spec = cloudpickle.loads(self.pickled)
-            else:
-                spec = replace(self.spec, params=cloudpickle.loads(self.params))
+            spec = self.fresh()
             task = TaskSetup(
                 spec,
                 index,
@@ -227,22 +224,25 @@ class _Run:
         return records, cursor
 
 
-def _shipped(spec: JobSpec) -> tuple[bytes | None, bytes]:
-    """The job pickled as it ships, for each task to load its own copy; else (its stages do
-    not pickle: a debugging run takes them as they are, said on stderr) its params alone.
-    PicklingError if the params do not pickle."""
+def _fresh_copies(spec: JobSpec) -> Callable[[], JobSpec]:
+    """What makes each task's own copy of the job: the job as it ships, unpickled; else (its
+    stages do not pickle: a debugging run takes them as they are, said on stderr) the job
+    with its params unpickled. PicklingError if the params do not pickle."""
     try:
-        return shipping.pickle_job(spec), b""
+        pickled = shipping.pickle_job(spec)
+        return lambda: cast(JobSpec, cloudpickle.loads(pickled))
     except PicklingError as exc:
-        print(
-            f"discodsl: job {spec.name!r} runs inline on its stages as they are, sharing "
-            f"their module state between tasks, as it cannot ship to workers: {exc}",
-            file=sys.stderr,
-        )
+        failure = exc
     try:
-        return None, cloudpickle.dumps(spec.params)
+        params = cloudpickle.dumps(spec.params)
     except Exception as exc:
         raise shipping.unpicklable(spec, exc) from exc
+    print(
+        f"discodsl: job {spec.name!r} runs inline on its stages as they are, sharing their "
+        f"module state between tasks, as it cannot ship to workers: {failure}",
+        file=sys.stderr,
+    )
+    return lambda: replace(spec, params=cloudpickle.loads(params))
 
 
 def _exited(stage: str, exc: SystemExit) -> StageError:
