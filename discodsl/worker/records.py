@@ -297,21 +297,16 @@ def check_hunks(stream: BinaryIO, url: str, *, max_hunk_size: int = MAX_HUNK_SIZ
 
 
 def damaged_first_byte(data: bytes) -> bool:
-    """Whether ``data``, the start of a file, is a record file's but for its first byte: its
-    first hunk is all there, behind a header whose other fields fit it and whose CRC it
-    has (so it cannot be text that happens to look so)."""
-    if len(data) < HEADER_SIZE or data[0] == VERSION_BYTE:
+    """Whether ``data``, the start of a file, is a record file's but for its first byte: with
+    the version byte put back, its first hunk is all there and reads checked, CRC and all (so
+    it cannot be text that happens to look so)."""
+    if len(data) < HEADER_SIZE or data[0] == VERSION_BYTE or data[1] not in (0, 1):
+        return False  # most text stops here: its second byte is no compressed flag
+    mended = io.BytesIO(bytes([VERSION_BYTE]) + data[1:])
+    try:
+        return next(_iter_hunks(mended, "", MAX_HUNK_SIZE), None) is not None
+    except DataError:  # a header or a hunk that does not check, or a hunk not all here
         return False
-    _, compressed, crc, length = HEADER.unpack_from(data)
-    if compressed not in (0, 1) or HEADER_SIZE + length > len(data):
-        return False
-    hunk = data[HEADER_SIZE : HEADER_SIZE + length]
-    if compressed:
-        try:
-            hunk = zlib.decompress(hunk)
-        except zlib.error:
-            return False
-    return bool(zlib.crc32(hunk) == crc)
 
 
 def is_record_file_prefix(head: bytes) -> bool:
