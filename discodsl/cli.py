@@ -782,13 +782,14 @@ def cmd_ddfs_cat(args: argparse.Namespace) -> int:
         urls = [replicas[0] for replicas in resolve_inputs([tag_or_url], conn.ddfs)]
         sys.stdout.flush()
         binary = getattr(sys.stdout, "buffer", None)  # None in a notebook or a redirect
-        with _writing_stdout():
-            for url in urls:
-                for chunk in conn.ddfs.cat(url):
+        for url in urls:
+            for chunk in conn.ddfs.cat(url):
+                with _writing_stdout():  # the writes only: reading is the node's error
                     if binary is not None:
                         binary.write(chunk)
                     else:
                         sys.stdout.write(chunk.decode(errors="replace"))
+        with _writing_stdout():
             (binary or sys.stdout).flush()
     return 0
 
