@@ -144,7 +144,7 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
         )
     if len(mandatory) > needed or (len(positional) < needed and not varargs):
         raise JobError(
-            f"{kind} {name!r} takes ({', '.join(p.name for p in positional)}) but a {kind} is "
+            f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is "
             f"called with ({', '.join(required)}[, params]): write e.g. `{example}`"
         )
     keyword_only = [

@@ -284,8 +284,8 @@ def _load_error(spec: JobSpec, failure: str) -> PicklingError:
     for stage, role, function in _functions(spec.stages):
         for what, value in _parts(function):
             module = _module_of(value)
-            if module and f"'{module.split('.')[0]}'" in failure:
-                top = module.split(".")[0]
+            top = module.split(".")[0]
+            if module and f"'{top}'" in failure:
                 return PicklingError(
                     f"stage {stage.name!r} ({role}) refers to {what} from module {module!r}, "
                     f"which does not load on a node ({failure}): install {top!r} on the "
