@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,12 @@ def test_the_combiner_gets_every_value_yielded_in_order(
     for key, values in model.items():
         assert len(found[key]) == len(values)
         assert all(got is want for got, want in zip(found[key], values, strict=True)), key
+
+
+def test_the_memory_check_reads_this_processs_resident_size() -> None:
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc here: the combiner then folds on its value count alone")
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+    rss = int(fields["VmRSS"].split()[0]) * 1024
+    assert abs(execute._resident_bytes() - rss) < 16 * 1024 * 1024

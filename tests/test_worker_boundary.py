@@ -14,8 +14,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from discodsl import builder, jobpack, shipping
 from discodsl.runners.layout import hexhash
+from discodsl.worker import runtime
 from discodsl.worker.records import read_records
 from discodsl.worker.spec import encode_jobdata
 from tests import replay_jobs
@@ -185,6 +188,22 @@ def test_a_task_sees_the_jobs_env_as_the_jobpack_holds_it(tmp_path: Path) -> Non
     home, transcript = _single_task(tmp_path, data, [["raw://GREETING"]], {"GREETING": garbled})
     assert transcript.names()[-1] == "DONE", bytes(transcript.raw)[-2000:]
     assert _records(home.home, transcript) == [("GREETING", "café ünïcode")]
+
+
+def test_a_fork_server_reads_the_jobs_env_once_or_says_why_it_cannot(tmp_path: Path) -> None:
+    # The zygote loads the job and its env once; each forked task takes them from there.
+    job = replay_jobs.env_job
+    jobfile = tmp_path / "jobfile"
+    jobfile.write_bytes(builder.build_jobpack(job, job.options, [["raw://GREETING"]]))
+    preloaded = runtime.preload(str(jobfile))
+    jobfile.unlink()  # read once: no task reads the file again
+    assert preloaded.jobenvs(str(jobfile)) == {"GREETING": "café ünïcode"}
+    assert preloaded.load(str(jobfile)).name == job.name
+    jobfile.write_bytes(b"\xd5\xc0\x00\x02")  # cut short inside the header
+    broken = runtime.preload(str(jobfile))
+    for _ in range(2):  # every task is told, as if it had read the file itself
+        with pytest.raises(runtime.FatalJobError, match="cannot read the job's env from"):
+            broken.jobenvs(str(jobfile))
 
 
 def test_failing_replica_then_good_one(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from discodsl.worker import urls
 
@@ -38,7 +39,7 @@ class JobLayout:
     host: str
     jobname: str
 
-    @property
+    @cached_property
     def relative(self) -> str:
         """``<host>/<hh>/<jobname>``: the job home below DISCO_DATA."""
         return f"{self.host}/{hexhash(self.jobname)}/{self.jobname}"

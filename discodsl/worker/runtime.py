@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -160,8 +160,12 @@ def _message(channel: Channel, text: str) -> None:
 def _work(channel: Channel, task: TaskInfo, preloaded: Preloaded | None) -> Final:
     """Run the task; the final message: DONE, ERROR or FATAL."""
     try:
-        _set_jobenvs(task.jobfile)
-        job = read_jobspec(task.jobfile) if preloaded is None else preloaded.load(task.jobfile)
+        if preloaded is None:
+            os.environ.update(_jobenvs(task.jobfile))
+            job = read_jobspec(task.jobfile)
+        else:
+            os.environ.update(preloaded.jobenvs(task.jobfile))
+            job = preloaded.load(task.jobfile)
         for label, path, size in run(channel, task, job):
             channel.request(messages.Output(label, path, size), Ok)
     except FatalJobError as exc:
@@ -176,11 +180,11 @@ def _work(channel: Channel, task: TaskInfo, preloaded: Preloaded | None) -> Fina
     return messages.Done()
 
 
-def _set_jobenvs(jobfile: str) -> None:
-    """The job's ``env=`` in this process's environment as the jobpack holds it (a master
+def _jobenvs(jobfile: str) -> dict[str, str]:
+    """The job's ``env=`` as the jobpack holds it, for this process's environment (a master
     may have mangled what it set: see jobfile.read_jobenvs)."""
     try:
-        os.environ.update(read_jobenvs(jobfile))
+        return read_jobenvs(jobfile)
     except (OSError, ValueError) as exc:
         raise FatalJobError(f"cannot read the job's env from {jobfile}: {exc}") from exc
 
@@ -197,12 +201,22 @@ def read_jobspec(jobfile: str) -> JobSpec:
 
 @dataclass(frozen=True)
 class Preloaded:
-    """A job loaded before its tasks came (by a fork server): the JobSpec in ``jobfile``,
-    or the exception loading it raised, raised again by each task as if it loaded it."""
+    """A job loaded before its tasks came (by a fork server): its env and the JobSpec in
+    ``jobfile``, or the exceptions reading them raised, raised again by each task as if
+    it read them."""
 
     jobfile: str
     job: JobSpec | None = None
     error: Exception | None = None
+    envs: dict[str, str] | Exception = field(default_factory=dict)
+
+    def jobenvs(self, jobfile: str) -> dict[str, str]:
+        """The job's ``env=`` in ``jobfile``: as preloaded if it is the file preloaded."""
+        if jobfile != self.jobfile:
+            return _jobenvs(jobfile)
+        if isinstance(self.envs, Exception):
+            raise self.envs
+        return self.envs
 
     def load(self, jobfile: str) -> JobSpec:
         """The JobSpec in ``jobfile``: this one if it is the file preloaded, else read now."""
@@ -216,10 +230,15 @@ class Preloaded:
 
 def preload(jobfile: str) -> Preloaded:
     """Load the job in ``jobfile`` once, for the tasks a fork server will fork."""
+    envs: dict[str, str] | Exception
     try:
-        return Preloaded(jobfile, job=read_jobspec(jobfile))
+        envs = _jobenvs(jobfile)
+    except FatalJobError as exc:
+        envs = exc
+    try:
+        return Preloaded(jobfile, job=read_jobspec(jobfile), envs=envs)
     except Exception as exc:
-        return Preloaded(jobfile, error=exc)
+        return Preloaded(jobfile, error=exc, envs=envs)
 
 
 def _check_python(wanted: str) -> None:
