@@ -48,6 +48,7 @@ from discodsl.client import Master
 from discodsl.ddfs import check_name, resolve_inputs
 from discodsl.errors import (
     DiscoDSLError,
+    JobActive,
     JobDead,
     JobError,
     JobpackRefused,
@@ -57,6 +58,7 @@ from discodsl.errors import (
     TaskFailed,
     Unreachable,
 )
+from discodsl.jobstatus import still_active, wait_limit
 from discodsl.model import Job
 from discodsl.options import Mode, validate_options
 from discodsl.runners import cluster, registry
@@ -91,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     141 stdout's reader left)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # told by the command's own parser: its usage, not every command's
+            args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if getattr(args, "mode", None) and getattr(args, "master", None):
             parser.error(f"--{args.mode} and --master: choose where the job runs")
     except SystemExit as exc:  # --help, or a usage error argparse already printed
@@ -267,7 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_commands(sub, common)
     _add_ddfs(sub, common)
     _add_cache(sub, common)
+    _name_parsers(parser)
     return parser
+
+
+def _name_parsers(parser: argparse.ArgumentParser) -> None:
+    """Set ``args.parser`` to the parser of the command given (the innermost one)."""
+    parser.set_defaults(parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _name_parsers(command)
 
 
 def _job_spec(text: str) -> str:
@@ -340,12 +354,14 @@ def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    submit = sub.add_parser("submit", parents=[common], help="POST a jobpack, print the job name")
+    text = "POST a jobpack, print the job name"
+    submit = sub.add_parser("submit", parents=[common], help=text, description=text)
     submit.add_argument(
         "file", metavar="FILE", nargs="?", default="-", help="the jobpack (default: stdin)"
     )
     submit.set_defaults(command=cmd_submit)
-    jobs = sub.add_parser("jobs", parents=[common], help="list the master's jobs (or local runs)")
+    text = "list the master's jobs (or local runs)"
+    jobs = sub.add_parser("jobs", parents=[common], help=text, description=text)
     jobs.set_defaults(command=cmd_jobs)
     _add_local(jobs)
     for name, command, text in [
@@ -359,8 +375,7 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parser = sub.add_parser(name, parents=[common], help=text, description=text)
         parser.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
         parser.set_defaults(command=command)
-        if name in ("status", "events", "kill"):
-            _add_local(parser)
+        _add_local(parser)
         if name == "events":
             parser.add_argument(
                 "-f",
@@ -369,7 +384,12 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                 help="keep printing new events until the job ends",
             )
         if name == "wait":
-            parser.add_argument("--timeout", type=float, metavar="SECONDS")
+            parser.add_argument(
+                "--timeout",
+                type=float,
+                metavar="SECONDS",
+                help="give up after SECONDS (exit 1; the job keeps running)",
+            )
         if name == "results":
             parser.epilog = OUTPUT_FORMATS
             parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -591,7 +611,7 @@ def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> 
     if _json_wanted(args):
         _say(json.dumps({"name": name, **info}, indent=2))
         return 0
-    _say(f"{name}: {info['active']} (since {info['timestamp']}, owner {info.get('owner')})")
+    _say(f"{name}: {info['active']} (started {info['timestamp']}, owner {info.get('owner')})")
     for row in info["pipeline"]:
         stage, _pending, waiting, running, done, failed = row
         # As a Disco master counts: waiting = tasks - (running + done); pending ones (no
@@ -657,6 +677,8 @@ def _print_event(event: tuple[str, str, str], as_json: bool) -> None:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
+    if _local_runs(args):
+        return _wait_local(args, _local_run(args))
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         results = cluster.wait_for(conn, name, timeout=args.timeout)
@@ -664,7 +686,33 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
+    """Wait for a local run (of another process) to end; JobDead if it did not end ready."""
+    limit = wait_limit(args.timeout)
+    started = time.monotonic()
+    while (run := run.reread()).status == "active":
+        elapsed = time.monotonic() - started
+        if limit is not None and elapsed > limit:
+            raise still_active(run.name, elapsed, limit)
+        time.sleep(registry.KILL_POLL)
+    if run.status != "ready":
+        raise JobDead(f"local run {run.name} ended {run.status}", jobname=run.name)
+    _say(f"{run.name}: ready")
+    return 0
+
+
+def _no_local_results(run: registry.LocalRun, what: str) -> SettingsError:
+    """Why ``results`` and ``purge`` have nothing of a local run: it keeps no files."""
+    return SettingsError(
+        f"{run.name} is a local run: its records went to the process that ran it, and its "
+        f"files are removed when it ends, so there is {what}; to keep records, run with "
+        "-o FILE (or --cache, to keep its stages), or on a Disco master"
+    )
+
+
 def cmd_results(args: argparse.Namespace) -> int:
+    if _local_runs(args):
+        raise _no_local_results(_local_run(args), "nothing to print")
     with _cluster(args) as conn:
         results = cluster.results_of(conn, _job_name(conn, args.job))
     _write_records(results, sys.stdout, as_json=_json_wanted(args))
@@ -707,6 +755,16 @@ def _kill_local(run: registry.LocalRun) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    if _local_runs(args):
+        run = _local_run(args)
+        if run.status == "active":
+            raise JobActive(
+                f"{run.name} is still running: stop it with `discodsl kill {run.name}`; its "
+                "files are removed when it ends",
+                jobname=run.name,
+            )
+        _say(f"{run.name} is a local run: its files were removed when it ended")
+        return 0
     with _cluster(args) as conn:
         name = _known_job(conn, args.job)
         conn.master.purge(name)

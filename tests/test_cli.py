@@ -123,6 +123,18 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
     assert "usage: discodsl" in err
 
 
+@pytest.mark.parametrize(
+    "argv", [["wait", "@", "--bogus"], ["ddfs", "ls", "--bogus"], ["run", "m:job", "in", "-x"]]
+)
+def test_an_unknown_option_is_told_with_its_commands_usage(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    _, err = run(capsys, *argv, status=2)
+    command = " ".join(word for word in argv[:2] if word.isalpha())
+    assert err.startswith(f"usage: discodsl {command} ")
+    assert f"discodsl {command}: error: unrecognized arguments: {argv[-1]}" in err
+
+
 def test_run_inline_and_local_write_records(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -125,6 +125,36 @@ def test_a_run_whose_driver_was_interrupted_has_no_task_running(
     assert run.pipeline() == DEAD
 
 
+def test_wait_results_and_purge_of_a_local_run_from_another_shell(
+    driver: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = scheduled(read_line(driver))
+    assert main(["wait", "--local", "--timeout", "0.3", name]) == 1
+    assert f"job {name!r} is still active after" in capsys.readouterr().err
+    assert main(["purge", "--local", name]) == 1
+    assert f"stop it with `discodsl kill {name}`" in capsys.readouterr().err
+    assert main(["kill", "--local", name]) == 0
+    assert main(["wait", "--local", name]) == 1
+    err = capsys.readouterr().err
+    assert f"local run {name} ended dead" in err and f"`discodsl events {name}`" in err
+    assert main(["results", "--local", name]) == 1
+    assert "its files are removed when it ends" in capsys.readouterr().err
+    assert main(["purge", "--local", name]) == 0
+    assert "its files were removed when it ended" in capsys.readouterr().out
+
+
+def test_waiting_for_a_finished_local_run_says_it_is_ready(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests import jobs
+
+    run = jobs.wordcount.submit(["raw://a b a"], mode="local", progress=False)
+    assert dict(run.wait(timeout=60)) == {"a": 2, "b": 1}
+    capsys.readouterr()
+    assert main(["wait", run.jobname]) == 0  # no master: the local runs
+    assert capsys.readouterr().out == f"{run.jobname}: ready\n"
+
+
 # -- from the events alone ------------------------------------------------------------
 
 STARTED = [

@@ -370,7 +370,7 @@ def test_05_on_a_disco_cluster(
 
     watched = commands(ran.stream("assert-events"))
     status = watched[f"status {name}"]
-    assert status[0].startswith(f"{name}: ready (since ")
+    assert status[0].startswith(f"{name}: ready (started ")
     assert re.match(r"  words +3/3 done, 0 running, 0 failed$", status[1])
     assert re.match(r"  total +2/2 done, 0 running, 0 failed$", status[2])
     events = watched[f"events {name}"]
