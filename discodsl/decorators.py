@@ -33,7 +33,7 @@ SHAPES = {
 def _stage(function: Callable[..., Any], kind: str, name: str | None, **options: Any) -> Stage:
     if not callable(function):
         raise JobError(f"@{kind} decorates a function; got {function!r:.60}")
-    stage_name = name or _name_of(function)
+    stage_name = name or _name_of(function, kind)
     grouping = options["grouping"]
     if grouping not in GROUPINGS:
         raise JobError(
@@ -50,10 +50,11 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     return Stage(spec)
 
 
-def _name_of(function: Callable[..., Any]) -> str:
+def _name_of(function: Callable[..., Any], kind: str) -> str:
+    """A stage's default name: its function's, or its kind for a lambda."""
     target = function.func if isinstance(function, partial) else function
     name = getattr(target, "__name__", None) or type(target).__name__
-    return "stage" if name == "<lambda>" else name
+    return kind if name == "<lambda>" else name
 
 
 def _check_callable(value: Any, what: str, stage: str) -> None:

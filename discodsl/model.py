@@ -211,9 +211,12 @@ def _check_unique(name: str, stages: Sequence[Stage]) -> None:
     seen: set[str] = set()
     for stage in stages:
         if stage.name in seen:
+            kind, other = stage.spec.kind, f"name='{stage.name}_2'"
+            anonymous = getattr(stage.spec.function, "__name__", "") == "<lambda>"
+            example = f"{kind}(lambda ..., {other})" if anonymous else f"@{kind}({other})"
             raise JobError(
                 f"job {name!r} has two stages named {stage.name!r}: give one another name, "
-                f"e.g. @map(name='{stage.name}_2')"
+                f"e.g. {example}"
             )
         seen.add(stage.name)
 

@@ -198,6 +198,33 @@ def strings_map_combined() -> list[Any]:
     return [yields_strings, combined_tally]
 
 
+# stages that return one pair where they meant to yield pairs
+@map
+def returns_a_pair(line: str) -> Any:
+    for word in line.split():
+        return word, 1  # the mistake: one pair, returned
+
+
+@reduce
+def reduce_returns_a_pair(key: str, values: Iterable[int]) -> Any:
+    return key, sum(values)
+
+
+@job(partitions=None)
+def returned_pair_map_only() -> list[Any]:
+    return [returns_a_pair]
+
+
+@job(partitions=2)
+def returned_pair_map_combined() -> list[Any]:
+    return [returns_a_pair, combined_tally]
+
+
+@job(partitions=2)
+def returned_pair_reduce() -> list[Any]:
+    return [pairs, reduce_returns_a_pair]
+
+
 # counts from threads the stage code starts (they do not inherit its context)
 @map
 def counts_in_threads(line: str) -> Iterator[tuple[str, int]]:

@@ -141,7 +141,7 @@ def test_a_combiner_is_checked_when_declared_as_a_reduce_is() -> None:
 
     with pytest.raises(JobError, match=re.escape("`params` comes last, write `def early(key, ")):
         reduce(combiner=early)(lambda key, values: [])
-    with pytest.raises(JobError, match=r"reduce 'combiner of stage' takes \(key\) but"):
+    with pytest.raises(JobError, match=r"reduce 'combiner of reduce' takes \(key\) but"):
         reduce(combiner=short)(lambda key, values: [])
 
 
@@ -349,11 +349,35 @@ def test_partitions_none_with_a_partitioner_fails_at_run_before_any_task() -> No
 
 
 def test_duplicate_stage_names_refused() -> None:
-    with pytest.raises(JobError, match="two stages named 'words'"):
+    with pytest.raises(JobError, match=r"two stages named 'words'.*e\.g\. @map\(name='words_2'\)"):
 
         @job
         def twice() -> list[Any]:
             return [words, words, total]
+
+
+def test_a_duplicate_reduce_is_told_to_rename_with_reduce() -> None:
+    with pytest.raises(JobError, match=r"e\.g\. @reduce\(name='total_2'\)"):
+
+        @job
+        def twice() -> list[Any]:
+            return [words, total, total]
+
+
+def test_lambdas_are_named_after_their_kind_and_told_how_to_rename() -> None:
+    pair = [map(lambda line: [(line, 1)]), reduce(lambda key, values: [(key, sum(values))])]
+    assert [stage.name for stage in pair] == ["map", "reduce"]
+
+    @job
+    def anonymous() -> list[Any]:
+        return pair
+
+    assert dict(anonymous.run(["raw://a", "raw://a"], mode="inline")) == {"a": 2}
+    with pytest.raises(JobError, match=r"map\(lambda \.\.\., name='map_2'\)"):
+
+        @job
+        def twice() -> list[Any]:
+            return [pair[0], map(lambda record: [record]), pair[1]]
 
 
 def test_non_stage_refused() -> None:

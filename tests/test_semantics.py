@@ -192,6 +192,19 @@ def test_a_two_character_string_is_not_a_pair(name: str, mode: str) -> None:
     assert "'ab'" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "name", ["returned_pair_map_only", "returned_pair_map_combined", "returned_pair_reduce"]
+)
+def test_a_stage_returning_one_pair_is_told_to_yield(name: str, mode: str) -> None:
+    chosen = getattr(semantics_jobs, name)
+    with pytest.raises((StageError, TaskFailed)) as info:
+        chosen.run(inputs=["raw://ab cd"], mode=mode)
+    message = str(info.value)
+    assert "not a (key, value) pair" in message
+    assert "returns one pair, whose two items are then taken as records" in message
+    assert "yield pairs (`yield word, 1`), or return a list of them" in message
+
+
 # --- counters belong to their run ----------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ label (0); the last stage labels everything with its own group's label.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 import traceback
@@ -258,15 +259,19 @@ def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
 
 
 class _Maker(NamedTuple):
-    """Who made the records an error is about: ``who`` for its text, ``name`` its stage's."""
+    """Who made the records an error is about: ``who`` for its text, ``name`` its stage's;
+    ``returns``: its function returns what it makes (it has no ``yield``)."""
 
     name: str
     who: str
+    returns: bool
 
 
 def _maker(stage: StageSpec, who: str = "") -> _Maker:
     """The stage itself, unless ``who`` (a combiner of its own) made the records."""
-    return _Maker(stage.name, who or f"stage {stage.name!r}")
+    function = (stage.combiner or stage.function) if who else stage.function
+    returns = not inspect.isgeneratorfunction(function)
+    return _Maker(stage.name, who or f"stage {stage.name!r}", returns)
 
 
 def _not_pairs(
@@ -347,9 +352,15 @@ def _raised_by_user(exc: BaseException, *loops: Callable[..., Any]) -> bool:
 
 
 def _bad_record(maker: _Maker, item: Any) -> StageError:
+    fix = "yield two-item tuples such as `yield word, 1`"
+    if maker.returns:
+        fix = (
+            "it has no `yield`, and `return word, 1` returns one pair, whose two items are "
+            "then taken as records: yield pairs (`yield word, 1`), or return a list of them"
+        )
     return StageError(
-        f"{maker.who} produced {item!r:.80} ({type(item).__name__}), "
-        "not a (key, value) pair: yield two-item tuples such as `yield word, 1`",
+        f"{maker.who} produced {item!r:.80} ({type(item).__name__}), not a (key, value) "
+        f"pair: {fix}",
         stage=maker.name,
     )
 
