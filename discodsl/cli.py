@@ -199,6 +199,8 @@ def _task_hint(exc: TaskFailed, where: str) -> str:
     """Where the failed task's traceback is: the master's events, or a rerun here."""
     if where == "cluster":
         return f"see the worker's traceback with `discodsl events {exc.jobname or '@'}`"
+    if where == "local" and exc.exc_type == "StageError":  # a check of what it made: no traceback
+        return "rerun with --inline to debug the stage in this process (breakpoint() works)"
     if where == "local":
         return (
             "rerun with --inline to get the stage's traceback in this process "

@@ -531,6 +531,17 @@ def test_a_failed_local_run_points_at_inline(
     assert "--inline" in hint and "events" not in hint and "master" not in hint
 
 
+def test_a_refused_record_in_a_local_run_points_at_inline_to_debug(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    job = "tests.semantics_jobs:strings_map_only"
+    _, err = run(capsys, "run", "--local", job, "raw://ab", status=1)
+    _, hint = one_error(err, "failed in task yields_strings:0", "not a (key, value) pair")
+    assert hint == (
+        "hint: rerun with --inline to debug the stage in this process (breakpoint() works)"
+    )
+
+
 def test_local_beats_disco_master_for_the_hint(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -392,6 +392,10 @@ def test_a_stage_calling_sys_exit_inline_fails_the_job_instead_of_ending_the_cal
         quits.run(["raw://x"], mode="inline")
 
 
+# Where a stage defined in this file is, as the errors about what it made say.
+AT = r"\(test_jobs\.py, line \d+\) "
+
+
 def test_unreadable_input_names_the_url(tmp_path: Path) -> None:
     missing = tmp_path / "gone.txt"
     with pytest.raises(TaskFailed) as info:
@@ -427,7 +431,7 @@ def test_stage_output_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(StageError, match=r"'returns_int'.*did not unpack: 'int' object"):
         one.run(["raw://x"], mode="inline")
-    with pytest.raises(StageError, match="'list_keys' yielded a key that cannot be grouped"):
+    with pytest.raises(StageError, match=f"'list_keys' {AT}yielded a key that cannot be grouped"):
         two.run(["raw://x"], mode="inline")
 
 
@@ -600,7 +604,7 @@ def test_combined_map_checks_every_pair_after_counting_began(
         yield from [(f"w{index}", constant) for index in range(999)]
         yield bad
 
-    with pytest.raises(StageError, match=f"'produce' {message}"):
+    with pytest.raises(StageError, match=f"'produce' {AT}{message}"):
         _combined_job(produce).run(["raw://x"], mode="inline")
 
 
@@ -614,7 +618,7 @@ def test_a_two_character_string_ending_in_the_constant_value_is_not_a_pair(bad: 
         yield from [(f"w{index}", constant) for index in range(999)]
         yield bad
 
-    with pytest.raises(StageError, match=rf"'produce' produced {bad!r} \(str\), not a \(key,"):
+    with pytest.raises(StageError, match=rf"'produce' {AT}produced {bad!r} \(str\), not a \(key,"):
         _combined_job(produce).run(["raw://x"], mode="inline")
 
 
@@ -651,7 +655,7 @@ def test_combined_map_names_a_tuple_of_other_length_as_not_a_pair(
             yield from [(f"w{i % 7}", i if values == "listed" else 1) for i in range(50)]
         yield bad
 
-    with pytest.raises(StageError, match=f"'produce' {message}"):
+    with pytest.raises(StageError, match=f"'produce' {AT}{message}"):
         _combined_job(produce).run(["raw://x"], mode="inline")
 
 
@@ -671,7 +675,7 @@ def test_combined_map_returning_none_after_counting_began_is_named() -> None:
     def produce(line: str) -> Any:
         return [("w", 1)] if line != "stop" else None
 
-    with pytest.raises(StageError, match="'produce' returned None"):
+    with pytest.raises(StageError, match=f"'produce' {AT}returned None"):
         _combined_job(produce).run(["raw://a", "raw://b", "raw://stop"], mode="inline")
 
 

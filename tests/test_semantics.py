@@ -205,6 +205,24 @@ def test_a_stage_returning_one_pair_is_told_to_yield(name: str, mode: str) -> No
     assert "yield pairs (`yield word, 1`), or return a list of them" in message
 
 
+def test_a_refused_record_names_the_stages_file_and_line_and_where_it_was(mode: str) -> None:
+    with pytest.raises((StageError, TaskFailed)) as info:
+        semantics_jobs.strings_map_only.run(inputs=["raw://ab cd"], mode=mode)
+    message = str(info.value)
+    line = semantics_jobs.yields_strings.spec.function.__code__.co_firstlineno
+    assert f"stage 'yields_strings' (semantics_jobs.py, line {line}) produced 'ab'" in message
+    assert message.count("on input 'raw://ab cd', record 0") == 1, message
+
+
+def test_a_refused_record_of_a_reduce_names_its_key_not_its_input(mode: str) -> None:
+    with pytest.raises((StageError, TaskFailed)) as info:
+        semantics_jobs.returned_pair_reduce.run(inputs=["raw://ab ab"], mode=mode)
+    message = str(info.value)
+    assert "stage 'reduce_returns_a_pair' (semantics_jobs.py, line " in message
+    assert "; on the key 'ab'" in message
+    assert "on input" not in message, message
+
+
 # --- counters belong to their run ----------------------------------------------------------
 
 

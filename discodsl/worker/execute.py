@@ -271,7 +271,16 @@ def _maker(stage: StageSpec, who: str = "") -> _Maker:
     """The stage itself, unless ``who`` (a combiner of its own) made the records."""
     function = (stage.combiner or stage.function) if who else stage.function
     returns = not inspect.isgeneratorfunction(function)
-    return _Maker(stage.name, who or f"stage {stage.name!r}", returns)
+    return _Maker(stage.name, (who or f"stage {stage.name!r}") + _defined_at(function), returns)
+
+
+def _defined_at(function: Callable[..., Any]) -> str:
+    """`` (FILE, line N)``: where the user's ``function`` is defined; "" if not known."""
+    target = function.func if isinstance(function, partial) else function
+    code = getattr(target, "__code__", None)
+    if code is None or getattr(target, "__module__", "").startswith("discodsl."):
+        return ""
+    return f" ({os.path.basename(code.co_filename)}, line {code.co_firstlineno})"
 
 
 def _not_pairs(
@@ -371,8 +380,10 @@ def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
     try:
         yield
     except StageError as exc:
-        exc.url = exc.url or where.url
-        exc.record = exc.record if exc.record >= 0 else where.record
+        if not exc.url:  # raised by a check of what the stage made: where it was, said once
+            place, exc.url, record = _place(where)
+            exc.record = exc.record if exc.record >= 0 else record
+            exc.args = (f"{exc}{';' if place else ''}{place}",)
         raise
     except (DataError, SystemExit):
         # An unreadable input is not the stage's fault: it names the URL itself. A stage
@@ -382,15 +393,24 @@ def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
         raise _wrap(task, where, exc) from exc
 
 
+def _place(where: _Place) -> tuple[str, str, int]:
+    """Where user code failed, in words, and the input URL and record to name: a reduce's
+    key (its input is a file of ours, no help), else the input and record being read."""
+    if where.key is not _NO_ITEM:
+        return f" on the key {where.key!r:.80}", "", -1
+    if not where.url:
+        return "", "", -1
+    record = f", record {where.record}" if where.record >= 0 else ""
+    return f" on input {where.url!r}{record}", where.url, where.record
+
+
 def _wrap(task: TaskSetup, where: _Place, exc: BaseException) -> StageError:
     stage = task.stage.name
-    place = f" on the key {where.key!r:.80}" if where.key is not _NO_ITEM else ""
-    place += f" on input {where.url!r}" if where.url else ""
-    place += f", record {where.record}" if where.url and where.record >= 0 else ""
+    place, url, record = _place(where)
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     culprit = _culprit(task, exc)
     text = f"{culprit} raised {text}" if culprit else text
-    error = StageError(f"stage {stage!r} failed{place}: {text}", stage, where.url, where.record)
+    error = StageError(f"stage {stage!r} failed{place}: {text}", stage, url, record)
     error.exc_type = type(exc).__name__
     return error
 
