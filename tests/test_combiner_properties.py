@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discodsl.worker import execute
+from discodsl.worker import execute, memory
 from discodsl.worker.spec import StageSpec
 
 POOL: list[Any] = [1, 1, 1, True, 1.0, 2, "x", "y", None, 10**30, ("t", 1)]
@@ -76,7 +76,7 @@ def test_the_combiner_gets_every_value_yielded_in_order(
     growth = iter(folds)
     with pytest.MonkeyPatch.context() as patch:
         # Every memory check after a chunk: grown past the budget (a fold) when drawn so.
-        patch.setattr(execute, "_resident_bytes", lambda: (1 << 40) if next(growth, False) else 0)
+        patch.setattr(memory, "resident_bytes", lambda: (1 << 40) if next(growth, False) else 0)
         patch.setattr(execute, "CHUNK", chunk)
         after = StageSpec("keep", "reduce", "group_label", wrap, combine=True)
         combiner = execute._Combiner(after, wrap, None, budget=1 << 20)
@@ -97,4 +97,4 @@ def test_the_memory_check_reads_this_processs_resident_size() -> None:
         pytest.skip("no /proc here: the combiner then folds on its value count alone")
     fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
     rss = int(fields["VmRSS"].split()[0]) * 1024
-    assert abs(execute._resident_bytes() - rss) < 16 * 1024 * 1024
+    assert abs(memory.resident_bytes() - rss) < 16 * 1024 * 1024

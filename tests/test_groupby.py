@@ -402,6 +402,32 @@ def test_one_key_with_many_values_streams(tmp_path: Path) -> None:
     assert peak < values_list_size / 4, (peak, values_list_size)
 
 
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_one_key_with_big_values_keeps_to_about_the_budget(
+    tmp_path: Path, group: Grouping
+) -> None:
+    # A merge holds a batch of each run it merges, a record at least: with records of a
+    # quarter of the budget, merging 64 runs at once held 16 budgets.
+    size, count, budget = 256 * 1024, 60, 1 << 20
+
+    def records() -> Iterator[Record]:
+        for index in range(count):
+            yield "hot", bytes([index]) * size
+
+    tracemalloc.start()
+    try:
+        seen = [
+            (key, [value[0] for value in values])
+            for key, values in group(records(), budget=budget, tmpdir=str(tmp_path))
+        ]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == [("hot", list(range(count)))]
+    assert os.listdir(tmp_path) == []
+    assert peak < 4 * budget, peak
+
+
 def _size_of_values(count: int) -> int:
     """Bytes a list of ``count`` distinct ints takes: the pointer array plus the ints."""
     tracemalloc.start()

@@ -682,11 +682,11 @@ def test_combined_map_returning_none_after_counting_began_is_named() -> None:
 def test_combiner_folds_while_counting_and_after(monkeypatch: pytest.MonkeyPatch) -> None:
     """Memory-pressure folds between chunks (while values are counted, then listed) give the
     same totals and keep each key's values in order."""
-    from discodsl.worker import execute
+    from discodsl.worker import execute, memory
     from discodsl.worker.spec import StageSpec
 
     growth = iter(range(0, 1 << 40, 1 << 30))  # every check: grown by 1 GiB more
-    monkeypatch.setattr(execute, "_resident_bytes", lambda: next(growth))
+    monkeypatch.setattr(memory, "resident_bytes", lambda: next(growth))
     monkeypatch.setattr(execute, "CHUNK", 10)
     folds: list[int] = []
 

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, islice, repeat, starmap
+from itertools import chain, repeat, starmap
 from typing import Any, NamedTuple, Protocol
 
 from discodsl.worker.errors import DataError, StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
+from discodsl.worker.memory import Growth, runs
 from discodsl.worker.partition import partitioner, spread
 from discodsl.worker.records import NotAPair, RecordWriter, as_pair, is_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
@@ -36,7 +37,7 @@ Sink = Callable[[Any, Any], None]
 
 # Map output is folded through the combiner once this many values are buffered.
 COMBINE_VALUES = 1 << 21
-# Input records are read in chunks of this many between combiner checks.
+# Input records read between two combiner checks, at most (fewer while records are big).
 CHUNK = 2048
 # What a loop taking (key, value) pairs had taken when it failed, before its first item.
 _NO_ITEM: Any = object()
@@ -473,8 +474,9 @@ class _Combiner:
         self.same: Any = _UNSET
         self.counting = True
         self.count = 0
-        self.growth = budget // 2
-        self.baseline = _resident_bytes()
+        # Folds once the process has grown by half the budget, looking between runs of input
+        # records: up to CHUNK of them, one while each adds megabytes.
+        self.growth = Growth(budget // 2, most=CHUNK)
 
     def add(self, key: Any, value: Any) -> None:
         if self.counting:
@@ -518,7 +520,7 @@ class _Combiner:
         counts, same = self.counts, self.same
         get = counts.get
         item: Any = _NO_ITEM
-        for records in _chunks(iterator):
+        for records in runs(iterator, self.growth):
             for record in records:
                 result = function(record)
                 try:
@@ -554,7 +556,7 @@ class _Combiner:
         """List every value, as each call of ``function`` yields it."""
         buffer = self.buffer
         item: Any = _NO_ITEM
-        for records in _chunks(iterator):
+        for records in runs(iterator, self.growth):
             for record in records:
                 result = function(record)
                 try:
@@ -592,9 +594,9 @@ class _Combiner:
 
     def _check_memory(self) -> None:
         """Fold if the process has grown by half the budget since the last fold."""
-        if _resident_bytes() - self.baseline > self.growth:
+        if self.growth.look():
             self.fold()
-            self.baseline = _resident_bytes()
+            self.growth.reset()
 
     def fold(self) -> None:
         """Replace each key's buffered values by what the combiner makes of them."""
@@ -656,13 +658,6 @@ def _countable(value: Any) -> bool:
     return not (value.__class__ is str and len(value) == 1)
 
 
-def _chunks(records: Iterator[Any]) -> Iterator[Iterator[Any]]:
-    """``records`` in runs of up to CHUNK, each taken lazily: the input's cursor stays on the
-    record being mapped (an error names it), and a run left unfinished keeps its rest."""
-    for first in records:
-        yield chain((first,), islice(records, CHUNK - 1))
-
-
 def _listed(stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]) -> None:
     """Check each of ``items`` is a pair, and append its value to its key's list."""
     try:
@@ -677,21 +672,6 @@ def _listed(stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]
         if error is None:
             raise
         raise error from None
-
-
-def _resident_bytes() -> int:
-    """This process's resident memory (0 where /proc is not there: then no early fold)."""
-    try:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)  # no file object: read twice a task
-        try:
-            return int(os.read(fd, 256).split()[1]) * _PAGE
-        finally:
-            os.close(fd)
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _combiner(task: TaskSetup) -> _Combiner | None:
@@ -782,7 +762,7 @@ class _Outputs:
 
 
 # The loops of ours that take (key, value) pairs on their way to the files.
-_WRITING = (RecordWriter.write_many, _Outputs.add_many, spread)
+_WRITING = (RecordWriter.write_many, _Outputs.add_many, spread, runs)
 
 
 def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
@@ -806,7 +786,9 @@ def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., N
     partitions, stage = task.job.partitions, task.stage.name
     after = task.successor
     default = after is not None and after.partitioner is None
-    return partial(spread, partitions=partitions, stage=stage, label=None if default else labeler)
+    label = None if default else labeler
+    limit = task.job.memory_budget // 4  # held in batches; a combiner may hold half
+    return partial(spread, partitions=partitions, stage=stage, label=label, limit=limit)
 
 
 def _checked(label: Any, key: Any, partitions: int, reduce: str, stage: str) -> int:

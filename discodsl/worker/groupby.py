@@ -10,8 +10,8 @@ Two groupings, one per value of a reduce stage's ``sort`` option:
   records and the records are held as read, in what the groups leave of the
   budget: sorted whole if they fit (the distinct keys when they hash), else
   each full buffer sorted and spilled to a *run* file, and the runs merged
-  (several passes when there are more than ``_FAN_IN``) into one stream in
-  which equal keys are adjacent.
+  (several passes when there are more than ``_FAN_IN``, or than fit the budget
+  when records are big) into one stream in which equal keys are adjacent.
 - :func:`group_hashed` yields groups in first-seen order and needs keys that
   are only hashable. Records are grouped in a dict as they are read, while the
   groups fit half the budget. Past that it partitions the records (the groups
@@ -36,7 +36,9 @@ owned). Grouped records count a list slot and their value's size (none for
 ``None``, booleans and small ints, which every record shares), and each key
 its own size and its list and dict entry (``_KEY_BYTES``). Spilling keeps the
 process at about ``budget`` plus a constant: a merge reads one batch of about
-``budget / _FAN_IN`` bytes per run.
+``budget / _FAN_IN`` bytes per run, a record at least, so records too big for
+that are merged fewer runs at a time (two at the least: a few records on top of
+the budget).
 
 Spill files are private to one grouping in one process: batches of records,
 each framed as its length (8 bytes) and a memo-less pickle of the list. A
@@ -180,8 +182,9 @@ def _group_buffered(
             spilled = chain.from_iterable(batches)
             yield from _by_encodings(chain(spilled, buffer, records), budget, tmpdir, stage)
             return
-        while len(runs) > _FAN_IN:
-            runs = _merge_pass(runs, meter.batch_size(), scratch, stage)
+        fan_in = meter.fan_in()
+        while len(runs) > fan_in:
+            runs = _merge_pass(runs, fan_in, meter.batch_size(fan_in), scratch, stage)
         chunks = _merge(runs, scratch, stage)
         for key, group in groupby(chain.from_iterable(chunks), _KEY):
             yield key, map(_VALUE, group)
@@ -359,11 +362,13 @@ def _spill_runs(
     return runs
 
 
-def _merge_pass(runs: list[str], batch_size: int, scratch: _Scratch, stage: str) -> list[str]:
-    """Merge consecutive groups of ``_FAN_IN`` runs into one run each, keeping their order."""
+def _merge_pass(
+    runs: list[str], fan_in: int, batch_size: int, scratch: _Scratch, stage: str
+) -> list[str]:
+    """Merge consecutive groups of ``fan_in`` runs into one run each, keeping their order."""
     merged: list[str] = []
-    for start in range(0, len(runs), _FAN_IN):
-        group = runs[start : start + _FAN_IN]
+    for start in range(0, len(runs), fan_in):
+        group = runs[start : start + fan_in]
         merged.append(
             group[0] if len(group) == 1 else _merge_to_run(group, batch_size, scratch, stage)
         )
@@ -691,6 +696,11 @@ class _Meter:
     def reset(self) -> None:
         """Forget the records held (they were spilled); keep the size estimate."""
         self.used = 0
+
+    def fan_in(self) -> int:
+        """Runs to merge at once: ``_FAN_IN``, fewer when records are so big that a batch of
+        each (a record at least) would not fit half the budget; two at the least."""
+        return max(2, min(_FAN_IN, self.budget // 2 // max(1, self.per_record)))
 
     def batch_size(self, readers: int = 0) -> int:
         """Records per spilled batch so that ``readers`` batches (default ``_FAN_IN``) fit."""

@@ -45,6 +45,7 @@ from typing import Any
 from zlib import crc32
 
 from discodsl.worker.errors import StageError
+from discodsl.worker.memory import Growth, runs
 from discodsl.worker.records import as_pair
 
 _LENGTH = Struct(">Q").pack  # before the encoding of an item nested in a container
@@ -54,6 +55,8 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 _STR = crc32(b"s")
 # Pairs of one partition that spread() holds before writing them: a batch per write_many.
 BATCH = 8192
+# Bytes the process may grow by while spread() holds batches, unless told otherwise.
+LIMIT = 64 * 1024 * 1024
 _TUPLE = crc32(b"t")
 _INF = float("inf")
 
@@ -115,11 +118,14 @@ def spread(
     stage: str = "",
     label: Callable[[Any], int] | None = None,
     batch: int = BATCH,
+    limit: int = LIMIT,
 ) -> None:
     """Hand ``pairs``, each checked to be a ``(key, value)`` pair, to ``write(partition,
     batch)``, in one list per partition and in order, ``batch`` pairs at a time (what is left
     at the end): by ``label(key)`` (which must give 0 to ``partitions - 1``), or by the
-    default partitioner with its ``str`` case inline (no Python call per such key).
+    default partitioner with its ``str`` case inline (no Python call per such key). Once
+    the process has grown by ``limit`` bytes since the start, every batch goes at the end
+    of each run of pairs (big records: see :mod:`.memory`).
 
     ``write`` may keep the list it is given. A record that is not a pair raises
     :class:`~discodsl.worker.records.NotAPair`, after the batches before it were written.
@@ -127,22 +133,34 @@ def spread(
     buckets: list[list[tuple[Any, Any]]] = [[] for _ in range(max(1, partitions))]
     inline = label is None and partitions > 1
     other = label or partitioner(partitions, stage)
-    for pair in pairs:
-        if pair.__class__ is not tuple or len(pair) != 2:
-            pair = as_pair(pair)
-        key = pair[0]
-        if inline and key.__class__ is str:
-            index = crc32(key.encode("utf-8", "surrogatepass"), _STR) % partitions
-        else:
-            index = other(key)
-        bucket = buckets[index]
-        bucket.append(pair)
-        if len(bucket) >= batch:
-            write(index, bucket)
-            buckets[index] = []
+    growth = Growth(limit, most=batch)
+    for run in runs(iter(pairs), growth):
+        for pair in run:
+            if pair.__class__ is not tuple or len(pair) != 2:
+                pair = as_pair(pair)
+            key = pair[0]
+            if inline and key.__class__ is str:
+                index = crc32(key.encode("utf-8", "surrogatepass"), _STR) % partitions
+            else:
+                index = other(key)
+            bucket = buckets[index]
+            bucket.append(pair)
+            if len(bucket) >= batch:
+                write(index, bucket)
+                buckets[index] = []
+        if growth.look():  # no reset: what the written batches freed may stay resident
+            _write_all(buckets, write)
+    _write_all(buckets, write)
+
+
+def _write_all(
+    buckets: list[list[tuple[Any, Any]]], write: Callable[[int, list[tuple[Any, Any]]], None]
+) -> None:
+    """Write every partition's batch that holds records, and empty it."""
     for index, bucket in enumerate(buckets):
         if bucket:
             write(index, bucket)
+            buckets[index] = []
 
 
 # -- the encoding -------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""How big this process is, and a watch that tells a loop holding records when to let go.
+
+A task's buffers are counted in records (a batch per partition, a run of map
+output between two combiner folds), and a count bounds nothing when the
+records are big: 8,192 values of 20 MB are 160 GB. So the loops that hold
+records look at the process's resident size (Linux's ``/proc/self/statm``)
+between runs of records, and size the next run on what the last one added:
+runs of thousands while records are small (a look costs about 10 µs), of one
+while each adds megabytes. Where ``/proc`` is missing the size reads 0:
+nothing is ever over the limit, and runs stay at their longest.
+
+Not here: what the loops let go of, and how (:mod:`.partition`'s spread writes
+its batches, :mod:`.execute`'s combiner folds); the reduce's grouping, which
+estimates the records it holds instead (:mod:`.groupby`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from itertools import chain, islice
+from typing import Any
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# A run may add at most this share of the limit, as the last run's records were sized.
+_RUN_SHARE = 8
+
+
+def resident_bytes() -> int:
+    """This process's resident memory; 0 where /proc is not there."""
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)  # no file object: read often
+        try:
+            return int(os.read(fd, 256).split()[1]) * _PAGE
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class Growth:
+    """Says when the process has grown by more than ``limit`` bytes since the records held
+    were let go, and how many records to take before looking again: ``every``, from 1 to
+    ``most``, so that a run adds about ``limit / 8`` at most."""
+
+    def __init__(self, limit: int, most: int) -> None:
+        self.limit, self.most = limit, most
+        self.every = 1
+        self.per_record = 0.0  # bytes a record added, in the last run that grew the process
+        self.base = self.last = resident_bytes()
+
+    def look(self) -> bool:
+        """After a run of ``every`` records: whether the process is over the limit (then
+        let go of what is held, and :meth:`reset`); the next run is sized here, at most
+        twice as long as the last (a run that did not grow the process, or that shrank it
+        as what was let go was freed, says nothing of the records' size)."""
+        now = resident_bytes()
+        added, self.last = now - self.last, now
+        if added > 0:
+            self.per_record = added / self.every
+        longest = self.limit / _RUN_SHARE / self.per_record if self.per_record else self.most
+        self.every = max(1, min(self.most, 2 * self.every, int(longest)))
+        return now - self.base > self.limit
+
+    def reset(self) -> None:
+        """What was held was let go: the growth counts from the size now."""
+        self.base = self.last = resident_bytes()
+
+
+def runs(items: Iterator[Any], growth: Growth) -> Iterator[Iterator[Any]]:
+    """``items`` in runs of ``growth.every`` (as it is when each run starts), each taken
+    lazily: the caller stays on the item it is at, and a run left unfinished keeps its
+    rest for the next."""
+    for first in items:
+        yield chain((first,), islice(items, growth.every - 1))

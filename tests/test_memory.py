@@ -1,0 +1,141 @@
+"""Loops that hold records let go of them by bytes, not only by count (worker.memory).
+
+The unit tests model the process's resident size as what the loop under test holds,
+through a fake ``memory.resident_bytes``; the last test measures a real worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from discodsl import count, job, map, reduce
+from discodsl.worker import memory
+from discodsl.worker.partition import spread
+
+MB = 1 << 20
+
+
+class Held:
+    """A process whose resident size is a base plus the bytes of the records held."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.most = 0
+
+    def take(self, size: int) -> None:
+        self.bytes += size
+        self.most = max(self.most, self.bytes)
+
+    def resident(self) -> int:
+        return 100 * MB + self.bytes
+
+
+def test_runs_grow_while_records_are_small_and_shrink_to_one_when_they_are_big(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    held = Held()
+    monkeypatch.setattr(memory, "resident_bytes", held.resident)
+    growth = memory.Growth(64 * MB, most=4096)
+    lengths = []
+    for _ in range(20):  # 100 bytes a record: runs double up to the longest
+        lengths.append(growth.every)
+        held.take(100 * growth.every)
+        assert not growth.look()
+    assert lengths[:4] == [1, 2, 4, 8] and growth.every == 4096
+    held.take(20 * MB * growth.every)  # then records of 20 MB: one a run
+    assert growth.look() and growth.every == 1
+
+
+def test_a_run_that_freed_memory_does_not_lengthen_the_next_past_the_records_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    held = Held()
+    monkeypatch.setattr(memory, "resident_bytes", held.resident)
+    growth = memory.Growth(64 * MB, most=8192)
+    held.take(MB)  # a first run of one record of 1 MB: runs of 8 now add 8 MB
+    growth.look()
+    assert growth.every == 2  # at most twice the last
+    for _ in range(5):
+        held.take(-held.bytes)  # what was held was written and freed: the size drops
+        growth.look()
+    assert growth.every == 8
+
+
+def test_runs_keep_the_rest_of_a_run_left_unfinished() -> None:
+    growth = memory.Growth(64 * MB, most=3)
+    growth.every = 3
+    items = iter(range(7))
+    first, second = memory.runs(items, growth), []
+    run = next(first)
+    assert next(run) == 0  # left after one item: the next run goes on from 1
+    for run in first:
+        second.append(list(run))
+    assert second == [[1, 2, 3], [4, 5, 6]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([10, 1000, MB, 20 * MB]), min_size=1, max_size=300),
+    partitions=st.integers(1, 5),
+)
+def test_spread_holds_about_its_limit_whatever_the_records_size(
+    sizes: list[int], partitions: int
+) -> None:
+    held, limit = Held(), 64 * MB
+    written: list[tuple[int, int]] = []
+
+    def pairs() -> Iterator[tuple[str, int]]:
+        for number, size in enumerate(sizes):
+            held.take(size)
+            yield f"k{number}", size
+
+    def write(partition: int, batch: list[tuple[str, int]]) -> None:
+        held.take(-sum(size for _, size in batch))
+        written.extend((partition, size) for _, size in batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(memory, "resident_bytes", held.resident)
+        spread(pairs(), partitions, write, limit=limit)
+    assert sorted(size for _, size in written) == sorted(sizes)
+    # Over the limit by the last run at most: one record, or an eighth of the limit in
+    # records as big as the run before (doubling from there while they are smaller).
+    assert held.most <= limit + 2 * max(max(sizes), limit // 8)
+
+
+def peak_kb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+def count_peak(state: Any = None) -> None:
+    count("peak_kb", peak_kb())
+
+
+@map(done=count_peak)
+def big_values(line: str) -> Iterator[tuple[str, bytes]]:
+    for number in range(300):
+        yield f"k{number % 7}", os.urandom(16) * (MB // 16)  # 300 MB in all, from one line
+
+
+@reduce
+def total_length(key: str, values: Any) -> Iterator[tuple[str, int]]:
+    yield key, sum(len(value) for value in values)
+
+
+@job(partitions=2)
+def big_map_output() -> list[Any]:
+    return [big_values, total_length]
+
+
+def test_a_map_worker_writing_big_values_stays_near_its_budget() -> None:
+    results = big_map_output.run(["raw://one"], mode="local", progress=False)
+    assert sum(dict(results).values()) == 300 * MB
+    # Its batches go once it has grown by a quarter of the 256 MiB budget; before, a map
+    # task held up to 8,192 records a partition: all 300 MB here.
+    assert results.counters["peak_kb"] < 160 * 1024, results.counters
