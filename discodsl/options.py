@@ -88,7 +88,11 @@ class JobOptions:
     memory_budget: int = option(
         256 * MIB,
         ge=MIB,
-        description="bytes a reduce sorts in memory",
+        description=(
+            "bytes a task holds: a reduce's records before it spills them to disk; a map "
+            "grows by a quarter of it before its output is written, half before a "
+            "combiner folds"
+        ),
         fix="give bytes as an integer >= 1 MiB, e.g. memory_budget=256 * 1024**2",
     )
     compress: bool = option(False, description="zlib-compress intermediate record files")
