@@ -115,6 +115,25 @@ def test_a_local_run_in_a_thread_finishes_after_the_main_thread_has_ended(
     assert done.stdout.strip() == "[('a', 8), ('b', 4)]", done.stdout + done.stderr
 
 
+def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:
+    script = textwrap.dedent("""
+        from tests import jobs
+
+        held = jobs.sleepy.submit(["raw://a", "raw://b"], mode="local", progress=False)
+        done = jobs.wordcount.submit(["raw://a b a"], mode="local", progress=False)
+        print(sorted(done.wait(timeout=60)))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('a', 2), ('b', 1)]"
+    lines = [line for line in done.stderr.splitlines() if line.startswith("discodsl:")]
+    assert len(lines) == 1, done.stderr  # the run that ended is not named
+    assert lines[0].startswith("discodsl: the program ended before its local run 'sleepy@")
+    assert "it ended with it: wait() for a run before the program ends" in lines[0]
+
+
 @pytest.mark.parametrize("timeout", [float("nan"), -1, "5", True])
 def test_a_wait_timeout_that_is_not_seconds_is_refused_with_the_fix(timeout: Any) -> None:
     run = jobs.wordcount.submit(["raw://a b a"], mode="inline")

@@ -18,8 +18,11 @@ watch a local run is :mod:`discodsl.runners.registry`.
 
 from __future__ import annotations
 
+import atexit
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -49,7 +52,8 @@ class Run:
     ``jobname`` is the run's name once its master named it (local and
     cluster: ``<prefix>@<time>``; inline: the job's name), ``job`` the
     job's, ``mode`` the runner's. A run ends with the process that
-    submitted it (cluster jobs run on); wait for it before that process ends.
+    submitted it (cluster jobs run on; the process names, as it ends, each run
+    it ends); wait for it before that process ends.
     It holds its ``inputs`` until it ends, so earlier results among them keep
     their files while its tasks read them, whoever else drops them.
     """
@@ -186,6 +190,7 @@ class Run:
         self._thread = threading.Thread(
             target=self._settle, args=(work,), name=f"discodsl run of {self.job}", daemon=True
         )
+        _watch_for_exit(self)
         self._thread.start()
 
     def await_inputs(self, upstream: list[Run]) -> None:
@@ -271,6 +276,36 @@ def upstream_runs(inputs: Any) -> list[Run]:
     if isinstance(inputs, (list, tuple)):
         return [item for item in inputs if isinstance(item, Run)]
     return []
+
+
+# Runs working in threads of their own, which end with the program: named at its end if active.
+_BACKGROUND: weakref.WeakSet[Run] = weakref.WeakSet()
+_EXIT_HOOK = threading.Lock()
+
+
+def _watch_for_exit(run: Run) -> None:
+    with _EXIT_HOOK:
+        if not _BACKGROUND:
+            atexit.unregister(_say_unfinished)  # once, however many times it was emptied
+            atexit.register(_say_unfinished)
+        _BACKGROUND.add(run)
+
+
+def _say_unfinished() -> None:
+    """At the program's end: name each run it ends (a cluster's job runs on)."""
+    for run in list(_BACKGROUND):
+        if run.status != "active":
+            continue
+        fate = (
+            f"its job runs on on the master (`discodsl status {run.jobname}`)"
+            if run.mode == "cluster"
+            else "it ended with it"
+        )
+        print(
+            f"discodsl: the program ended before its {run.mode} run {run.jobname!r} did: "
+            f"{fate}: wait() for a run before the program ends",
+            file=sys.stderr,
+        )
 
 
 class EventLog:
