@@ -147,7 +147,8 @@ wordcount
 # 4 shows what it says when they don't.
 #
 # While a job runs you see a progress bar per stage: text bars, or graphical ones once
-# the `ipywidgets` package is installed; `run(..., progress=False)` turns them off.
+# the `ipywidgets` package is installed; `run(..., progress=False)` turns them off. (The
+# notebooks in this repository were built with them off, so their outputs show none.)
 
 # %%
 results = wordcount.run(inputs=f"{DATA}/*.txt")

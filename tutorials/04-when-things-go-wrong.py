@@ -138,9 +138,11 @@ print(failure.__cause__)
 # %% [markdown]
 # ## 3. Inline mode: the job in this process
 #
-# `mode="inline"` runs every task right here, one after the other. Nothing is pickled, no
-# process is started, and your exception comes out unchanged, with its own traceback ending
-# in your function (on Python 3.11+ with a note saying which stage, input and record). Inline
+# `mode="inline"` runs every task right here, one after the other. No process is started
+# (each task runs on its own copy of the job, unpickled as a worker would, so module state
+# is fresh per task as on a node), and your exception comes out unchanged, with its own
+# traceback ending in your function (on Python 3.11+ with a note saying which stage, input
+# and record). Inline
 # mode runs the same tasks as a local run, but in a shuffled order, inputs too, so code that
 # only works in one order of tasks or values fails here too.
 
@@ -263,8 +265,9 @@ except PicklingError as error:
     print(error)
 
 # %% [markdown]
-# Inline mode would have run this happily, since it pickles nothing: give a job one run on
-# the local runner before you send it to a cluster. The same error names a `global 'log'`
+# Inline mode would still have run this, on the stages as they are (sharing their module
+# state between tasks), with a line on stderr saying it cannot ship the job: give a job one
+# run on the local runner before you send it to a cluster. The same error names a `global 'log'`
 # when a stage writes to a file opened at the top of the notebook.
 #
 # **The fix.** A worker runs one task at a time, so the lock guards against nothing, and
