@@ -144,9 +144,15 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
             f"`def {getattr(function, '__name__', name)}({fixed})`"
         )
     if len(mandatory) > needed or (len(positional) < needed and not varargs):
+        extra = names[len(required)] if len(names) == len(required) + 1 else ""
+        fix = (
+            f"name the parameter {extra!r} `params` to get the job's params, or "
+            if extra
+            else ""
+        )
         raise JobError(
             f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is "
-            f"called with ({', '.join(required)}[, params]): write e.g. `{example}`"
+            f"called with ({', '.join(required)}[, params]): {fix}write e.g. `{example}`"
         )
     keyword_only = [
         p.name

@@ -31,6 +31,7 @@ into the stdlib ``JobSpec``.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import types
@@ -299,7 +300,11 @@ def _settings_error(exc: ValidationError) -> SettingsError:
     name = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] == "extra_forbidden":
         known = ", ".join(sorted(option_names()))
-        return SettingsError(f"unknown job option {field_path!r}: the options are {known}")
+        close = difflib.get_close_matches(name, option_names(), n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        return SettingsError(
+            f"unknown job option {field_path!r}{guess}: the options are {known}"
+        )
     fix = _fix(name) or "see help(discodsl.JobOptions)"
     value = first.get("input")
     return SettingsError(f"job option {field_path}={value!r} is invalid ({first['msg']}): {fix}")

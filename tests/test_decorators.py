@@ -167,6 +167,10 @@ def test_partial_and_lambda() -> None:
     ("build", "message"),
     [
         (lambda: map(lambda a, b, c: None), "a map is called with (record"),
+        (
+            lambda: map(lambda line, param: None),
+            "name the parameter 'param' `params` to get the job's params, or write e.g.",
+        ),
         (lambda: reduce(lambda key: None), "a reduce is called with (key, values"),
         (lambda: stage(lambda: None), "a stage is called with (records"),
         (lambda: map(grouping="shuffle")(lambda line: None), "use one of split"),
@@ -404,7 +408,8 @@ def test_empty_pipeline_refused() -> None:
         ({"partitions": "many"}, "partitions='many' is invalid"),
         ({"memory_budget": 10}, "memory_budget=10 is invalid"),
         ({"prefix": "a.b"}, "prefix='a.b' is invalid.*letters, digits and underscores"),
-        ({"partitons": 2}, "unknown job option 'partitons'"),
+        ({"partitons": 2}, r"unknown job option 'partitons' \(did you mean 'partitions'\?\)"),
+        ({"zzz": 2}, r"unknown job option 'zzz': the options are"),
     ],
 )
 def test_bad_options_fail_at_decoration(options: dict[str, Any], message: str) -> None:

@@ -181,7 +181,8 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"partitons": 2},
-        f"unknown job option 'partitons': the options are {', '.join(sorted(option_names()))}",
+        "unknown job option 'partitons' (did you mean 'partitions'?): the options are "
+        f"{', '.join(sorted(option_names()))}",
     ),
     (
         {"bogus": 1, "partitions": 0},

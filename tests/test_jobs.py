@@ -404,6 +404,7 @@ def test_unreadable_input_names_the_url(tmp_path: Path) -> None:
     assert error.exc_type == "DataError"
     assert error.url == missing.as_uri()
     assert str(missing) in str(error) and "check that the file exists" in str(error)
+    assert str(error).count(missing.as_uri()) == 1, error  # named once
 
 
 def test_stage_output_of_the_wrong_shape_is_named(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     )
     error = TaskFailed(
         f"{why}: {kind}{failure.summary}"
-        + ("" if where and where in failure.summary else where.replace(" on", "; on", 1))
+        + ("" if failure.url in failure.summary else where.replace(" on", "; on", 1))
         + ("" if failure.retry else _not_retried(failure.exc_type)),
         stage=failure.stage or stage,
         taskid=taskid,
