@@ -494,6 +494,16 @@ def test_keys_of_a_type_with_no_order_are_named_so(tmp_path: Path) -> None:
         assert "one type" not in str(caught.value)
 
 
+def test_tuple_keys_whose_items_do_not_compare_are_told_so(tmp_path: Path) -> None:
+    for budget in (HUGE, 1024):
+        records = [(("a",) if index % 2 else (1, (2,)), index) for index in range(50)]
+        with pytest.raises(StageError) as caught:
+            drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+        message = str(caught.value)
+        assert "tuple keys compare item by item, so the items in each place" in message
+        assert "have no order" not in message
+
+
 def test_unorderable_keys_in_different_runs_raise_stage_error(tmp_path: Path) -> None:
     """Each run sorts fine on its own; the merge is where the types meet."""
     records = [(index, index) for index in range(300)] + [(f"s{i}", i) for i in range(300)]

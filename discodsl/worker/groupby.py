@@ -901,7 +901,8 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
     except _Unordered as found:
         err = found.reason  # of the pair named (the sort's may be of another)
         kind = type(found.left).__name__
-        if type(found.left) is type(found.right):  # None, or a class without an order
+        if type(found.left) is type(found.right) and not isinstance(found.left, (tuple, list)):
+            # None, or a class without an order (tuples order: their items did not)
             return StageError(
                 f"{_where(stage)}: cannot sort its keys: {found.left!r:.60} and "
                 f"{found.right!r:.60} ({kind}) cannot be compared ({err}): {kind} keys have "
@@ -910,6 +911,13 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
                 stage=stage,
             )
         pair = f"{found.left!r:.60} ({kind}) and {found.right!r:.60} ({type(found.right).__name__})"
+        if type(found.left) is type(found.right):  # tuples (or lists) whose items do not
+            return StageError(
+                f"{_where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
+                f"{kind} keys compare item by item, so the items in each place must be of "
+                "one type; map the keys (e.g. to str), or group with sort=False",
+                stage=stage,
+            )
     else:
         pair = "two keys"  # the failing pair did not meet again; err names their types
     return StageError(
