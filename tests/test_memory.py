@@ -36,11 +36,17 @@ class Held:
         return 100 * MB + self.bytes
 
 
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Held:
+    """The process under test, its size what it holds."""
+    process = Held()
+    monkeypatch.setattr(memory, "resident_bytes", process.resident)
+    return process
+
+
 def test_runs_grow_while_records_are_small_and_shrink_to_one_when_they_are_big(
-    monkeypatch: pytest.MonkeyPatch,
+    held: Held,
 ) -> None:
-    held = Held()
-    monkeypatch.setattr(memory, "resident_bytes", held.resident)
     growth = memory.Growth(64 * MB, most=4096)
     lengths = []
     for _ in range(20):  # 100 bytes a record: runs double up to the longest
@@ -53,10 +59,8 @@ def test_runs_grow_while_records_are_small_and_shrink_to_one_when_they_are_big(
 
 
 def test_a_run_that_freed_memory_does_not_lengthen_the_next_past_the_records_size(
-    monkeypatch: pytest.MonkeyPatch,
+    held: Held,
 ) -> None:
-    held = Held()
-    monkeypatch.setattr(memory, "resident_bytes", held.resident)
     growth = memory.Growth(64 * MB, most=8192)
     held.take(MB)  # a first run of one record of 1 MB: runs of 8 now add 8 MB
     growth.look()

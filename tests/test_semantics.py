@@ -173,51 +173,45 @@ NONE_JOBS = [
 ]
 
 
+def refusal(name: str, text: str, mode: str) -> str:
+    """What the failing run of ``semantics_jobs.<name>`` over ``raw://<text>`` says."""
+    with pytest.raises((StageError, TaskFailed)) as info:
+        getattr(semantics_jobs, name).run(inputs=[f"raw://{text}"], mode=mode)
+    return str(info.value)
+
+
 @pytest.mark.parametrize("name", NONE_JOBS)
 def test_a_stage_returning_none_is_refused_with_the_fix(name: str, mode: str) -> None:
-    chosen = getattr(semantics_jobs, name)
-    with pytest.raises((StageError, TaskFailed)) as info:
-        chosen.run(inputs=["raw://a b"], mode=mode)
-    message = str(info.value)
+    message = refusal(name, "a b", mode)
     assert "returned None" in message
     assert "yield" in message and "return []" in message
 
 
 @pytest.mark.parametrize("name", ["strings_map_only", "strings_map_reduce", "strings_map_combined"])
 def test_a_two_character_string_is_not_a_pair(name: str, mode: str) -> None:
-    chosen = getattr(semantics_jobs, name)
-    with pytest.raises((StageError, TaskFailed)) as info:
-        chosen.run(inputs=["raw://ab cd"], mode=mode)
-    assert "not a (key, value) pair" in str(info.value)
-    assert "'ab'" in str(info.value)
+    message = refusal(name, "ab cd", mode)
+    assert "not a (key, value) pair" in message and "'ab'" in message
 
 
 @pytest.mark.parametrize(
     "name", ["returned_pair_map_only", "returned_pair_map_combined", "returned_pair_reduce"]
 )
 def test_a_stage_returning_one_pair_is_told_to_yield(name: str, mode: str) -> None:
-    chosen = getattr(semantics_jobs, name)
-    with pytest.raises((StageError, TaskFailed)) as info:
-        chosen.run(inputs=["raw://ab cd"], mode=mode)
-    message = str(info.value)
+    message = refusal(name, "ab cd", mode)
     assert "not a (key, value) pair" in message
     assert "returns one pair, whose two items are then taken as records" in message
     assert "yield pairs (`yield word, 1`), or return a list of them" in message
 
 
 def test_a_refused_record_names_the_stages_file_and_line_and_where_it_was(mode: str) -> None:
-    with pytest.raises((StageError, TaskFailed)) as info:
-        semantics_jobs.strings_map_only.run(inputs=["raw://ab cd"], mode=mode)
-    message = str(info.value)
+    message = refusal("strings_map_only", "ab cd", mode)
     line = semantics_jobs.yields_strings.spec.function.__code__.co_firstlineno
     assert f"stage 'yields_strings' (semantics_jobs.py, line {line}) produced 'ab'" in message
     assert message.count("on input 'raw://ab cd', record 0") == 1, message
 
 
 def test_a_refused_record_of_a_reduce_names_its_key_not_its_input(mode: str) -> None:
-    with pytest.raises((StageError, TaskFailed)) as info:
-        semantics_jobs.returned_pair_reduce.run(inputs=["raw://ab ab"], mode=mode)
-    message = str(info.value)
+    message = refusal("returned_pair_reduce", "ab ab", mode)
     assert "stage 'reduce_returns_a_pair' (semantics_jobs.py, line " in message
     assert "; on the key 'ab'" in message
     assert "on input" not in message, message
