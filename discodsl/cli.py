@@ -894,7 +894,9 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 def cmd_cache_clear(args: argparse.Namespace) -> int:
     removed = store.clear(args.job)
     total = sum(entry.size for entry in removed)
-    _say(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}")
+    none = f": no stage of job {args.job!r} is kept (see `discodsl cache ls`)"
+    note = none if args.job is not None and not removed else ""
+    _say(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}{note}")
     return 0
 
 

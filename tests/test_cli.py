@@ -624,6 +624,7 @@ def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "cache", "ls", "--job", "other")[0].startswith("0 stage(s), 0 B in ")
     out, _ = run(capsys, "cache", "clear", "--job", "other")
     assert out.startswith("removed 0 stage(s), 0 B, from ")
+    assert out.rstrip().endswith(": no stage of job 'other' is kept (see `discodsl cache ls`)")
     out, _ = run(capsys, "cache", "clear")
     assert out.startswith("removed 2 stage(s), ")
     assert run(capsys, "cache", "ls")[0].startswith("0 stage(s), 0 B in ")

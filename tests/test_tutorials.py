@@ -100,6 +100,11 @@ def execute(name: str) -> Ran:
 # -- the generated files ------------------------------------------------------------------------
 
 
+def test_the_check_says_every_notebook_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    assert BUILD.main(["--check"]) == 0
+    assert capsys.readouterr().out == "every notebook matches its source (8 tutorials)\n"
+
+
 def test_notebooks_match_their_sources() -> None:
     assert BUILD.stale() == [], "run `python tutorials/build.py NN` for each stale notebook"
     assert len(BUILD.sources()) == 8

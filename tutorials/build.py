@@ -199,6 +199,8 @@ def main(args: list[str]) -> int:
         found = stale()
         for name in found:
             print(f"{name} is stale: run `python tutorials/build.py {name[:2]}`")
+        if not found:
+            print(f"every notebook matches its source ({len(sources())} tutorials)")
         return 1 if found else 0
     wanted = [path for path in sources() if not args or path.name[:2] in args]
     if not wanted:
