@@ -703,18 +703,14 @@ def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
     return 0
 
 
-def _no_local_results(run: registry.LocalRun, what: str) -> SettingsError:
-    """Why ``results`` and ``purge`` have nothing of a local run: it keeps no files."""
-    return SettingsError(
-        f"{run.name} is a local run: its records went to the process that ran it, and its "
-        f"files are removed when it ends, so there is {what}; to keep records, run with "
-        "-o FILE (or --cache, to keep its stages), or on a Disco master"
-    )
-
-
 def cmd_results(args: argparse.Namespace) -> int:
     if _local_runs(args):
-        raise _no_local_results(_local_run(args), "nothing to print")
+        raise SettingsError(
+            f"{_local_run(args).name} is a local run: its records went to the process that "
+            "ran it, and its files are removed when it ends, so there is nothing to print; "
+            "to keep records, run with -o FILE (or --cache, to keep its stages), or on a "
+            "Disco master"
+        )
     with _cluster(args) as conn:
         results = cluster.results_of(conn, _job_name(conn, args.job))
     _write_records(results, sys.stdout, as_json=_json_wanted(args))
