@@ -131,7 +131,7 @@ def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:
     lines = [line for line in done.stderr.splitlines() if line.startswith("discodsl:")]
     assert len(lines) == 1, done.stderr  # the run that ended is not named
     assert lines[0].startswith("discodsl: the program ended before its local run 'sleepy@")
-    assert "it ended with it: wait() for a run before the program ends" in lines[0]
+    assert "did, which stopped it: wait() for a run before the program ends" in lines[0]
 
 
 @pytest.mark.parametrize("timeout", [float("nan"), -1, "5", True])

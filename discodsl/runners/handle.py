@@ -297,12 +297,12 @@ def _say_unfinished() -> None:
         if run.status != "active":
             continue
         fate = (
-            f"its job runs on on the master (`discodsl status {run.jobname}`)"
+            f"; its job goes on at the master (`discodsl status {run.jobname}`)"
             if run.mode == "cluster"
-            else "it ended with it"
+            else ", which stopped it"
         )
         print(
-            f"discodsl: the program ended before its {run.mode} run {run.jobname!r} did: "
+            f"discodsl: the program ended before its {run.mode} run {run.jobname!r} did"
             f"{fate}: wait() for a run before the program ends",
             file=sys.stderr,
         )
