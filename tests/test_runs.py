@@ -134,6 +134,28 @@ def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:
     assert "did, which stopped it: wait() for a run before the program ends" in lines[0]
 
 
+def test_a_program_that_ends_before_its_cluster_run_says_the_job_goes_on(cluster_env: str) -> None:
+    script = textwrap.dedent("""
+        from tests import jobs
+
+        held = jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False)
+        print(held.jobname)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    try:
+        assert (
+            f"discodsl: the program ended before its cluster run {name!r} did; its job goes "
+            f"on at the master (`discodsl status {name}`)"
+        ) in done.stderr
+        assert main(["status", name]) == 0
+    finally:
+        main(["kill", name])
+
+
 @pytest.mark.parametrize("timeout", [float("nan"), -1, "5", True])
 def test_a_wait_timeout_that_is_not_seconds_is_refused_with_the_fix(timeout: Any) -> None:
     run = jobs.wordcount.submit(["raw://a b a"], mode="inline")
