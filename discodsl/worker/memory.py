@@ -6,8 +6,10 @@ records are big: 8,192 values of 20 MB are 160 GB. So the loops that hold
 records look at the process's resident size (Linux's ``/proc/self/statm``)
 between runs of records, and size the next run on what the last one added:
 runs of thousands while records are small (a look costs about 10 µs), of one
-while each adds megabytes. Where ``/proc`` is missing the size reads 0:
-nothing is ever over the limit, and runs stay at their longest.
+while each adds megabytes. A run sized on small records that meets far bigger
+ones holds that run of them before the next look (the loops cap their runs for
+that). Where ``/proc`` is missing the size reads 0: nothing is ever over the
+limit, and runs stay at their longest.
 
 Not here: what the loops let go of, and how (:mod:`.partition`'s spread writes
 its batches, :mod:`.execute`'s combiner folds); the reduce's grouping, which

@@ -57,6 +57,9 @@ _STR = crc32(b"s")
 BATCH = 8192
 # Bytes the process may grow by while spread() holds batches, unless told otherwise.
 LIMIT = 64 * 1024 * 1024
+# Pairs spread() takes between two looks at the process's size, at most: a look costs about
+# 10 µs, and pairs far bigger than the last run's come in a run of this many at most.
+RUN = 1024
 _TUPLE = crc32(b"t")
 _INF = float("inf")
 
@@ -133,7 +136,7 @@ def spread(
     buckets: list[list[tuple[Any, Any]]] = [[] for _ in range(max(1, partitions))]
     inline = label is None and partitions > 1
     other = label or partitioner(partitions, stage)
-    growth = Growth(limit, most=batch)
+    growth = Growth(limit, most=min(batch, RUN))
     for run in runs(iter(pairs), growth):
         for pair in run:
             if pair.__class__ is not tuple or len(pair) != 2:
