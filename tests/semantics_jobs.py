@@ -263,3 +263,14 @@ def counts_in_a_shared_pool(line: str) -> Iterator[tuple[str, int]]:
 @job(partitions=1)
 def pooled_counts() -> list[Any]:
     return [counts_in_a_shared_pool]
+
+
+# each input line as a key, unchanged
+@map
+def echo_line(line: str) -> Iterator[tuple[str, None]]:
+    yield line, None
+
+
+@job(partitions=None)
+def echo_lines() -> list[Any]:
+    return [echo_line]

@@ -173,6 +173,13 @@ NONE_JOBS = [
 ]
 
 
+def test_raw_inputs_whose_data_has_brackets_are_read_as_given(mode: str) -> None:
+    # The data of a raw:// URL is no URL: "[1, 2]" once failed as a bad IPv6 host.
+    lines = ["[1, 2]", "a [b] c", "[::1"]
+    got = semantics_jobs.echo_lines.run(inputs=[f"raw://{line}" for line in lines], mode=mode)
+    assert sorted(key for key, _ in got) == sorted(lines)
+
+
 def refusal(name: str, text: str, mode: str) -> str:
     """What the failing run of ``semantics_jobs.<name>`` over ``raw://<text>`` says."""
     with pytest.raises((StageError, TaskFailed)) as info:

@@ -133,3 +133,15 @@ def test_a_node_file_is_read_as_pathlibs_uri(rest: list[str]) -> None:
     except ValueError:  # a path leading outside the root: read over HTTP
         expected = f"http://h:8989/{url_path}"
     assert urls.readable_here(f"disco://h/{url_path}", "h", 8989, root) == expected
+
+
+@pytest.mark.parametrize("data", ["[1, 2]", "a [b] c", '{"q":1}\n[2]', "[::1", "x]"])
+def test_a_raw_urls_data_is_never_parsed_as_a_url(data: str) -> None:
+    assert urls.file_path(f"raw://{data}") is None
+    assert urls.served_path(f"http://[{data}/disco/x", "node", 8989) is None
+
+
+def test_a_file_urls_path_with_brackets_and_a_host_is_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "[a] b?.txt"
+    assert urls.file_path(urls.file_url(str(path))) == str(path.resolve())
+    assert urls.file_path("file://localhost/tmp/x") == "/tmp/x"

@@ -76,11 +76,13 @@ def _as_uri(path: str) -> str:
 
 
 def file_path(url: str) -> str | None:
-    """The local file behind a ``file://`` URL of a whole file (no range), else None."""
-    parts = urlsplit(url)
-    if parts.scheme != "file" or parts.fragment:
+    """The local file behind a ``file://`` URL of a whole file (no range), else None (any
+    other URL, whatever it holds: a ``raw://`` one's data is no URL to parse)."""
+    scheme, rest = split(url)
+    if scheme != "file" or "#" in rest:
         return None
-    return unquote(parts.path, errors="surrogateescape")  # a name's bytes, UTF-8 or not
+    _, _, path = rest.partition("/")  # file:///PATH, or file://HOST/PATH
+    return unquote("/" + path, errors="surrogateescape")  # a name's bytes, UTF-8 or not
 
 
 def file_target(rest: str) -> tuple[str, tuple[int, int] | None]:
@@ -129,10 +131,10 @@ def served_path(url: str, host: str, port: int) -> str | None:
     serves, as Disco's Python reads such URLs from local disk; None for any other URL."""
     if not host:
         return None
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         url_port = parts.port
-    except ValueError:
+    except ValueError:  # not a URL urllib parses (a bad [host]): not one of the node's
         return None
     if parts.scheme != "http" or parts.hostname != host or url_port != port:
         return None
