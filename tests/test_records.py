@@ -148,6 +148,27 @@ def test_written_files_decode_independently_and_read_back(
     assert read_bytes(data) == expected
 
 
+def test_a_datetime_or_time_keeps_its_fold(tmp_path: Path) -> None:
+    # Protocol 3 pickles a datetime without its fold (the second of two equal wall times,
+    # as a clock goes back): an aware one then names another instant.
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/New_York")
+    moments = [
+        datetime(2021, 11, 7, 1, 30, fold=1, tzinfo=zone),
+        datetime(2000, 1, 1, fold=1),
+        time(1, 30, fold=1),
+        datetime(2021, 11, 7, 1, 30, tzinfo=zone),
+        (datetime(2000, 1, 1, fold=1), [time(2, fold=1)]),
+    ]
+    data = write_file(tmp_path / "out", [(moment, moment) for moment in moments])
+    back = read_bytes(data)
+    assert back == [(moment, moment) for moment in moments]
+    assert [repr(key) for key, _ in back] == [repr(moment) for moment in moments]
+    assert back[0][1].timestamp() == moments[0].timestamp()
+
+
 def test_shared_objects_keep_their_identity_within_a_record(tmp_path: Path) -> None:
     data = write_file(tmp_path / "out", [("k", [SHARED, SHARED])])
     ((_, value),) = read_bytes(data)

@@ -24,6 +24,7 @@ only between Pythons that can unpickle each other's keys and values.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import io
 import itertools
@@ -46,7 +47,8 @@ HUNK_SIZE: Final = 1 << 20
 # numbers memo entries implicitly, so a reader must build a fresh Unpickler per
 # record, several times slower than reusing one per hunk, which protocol 3's
 # explicitly numbered BINPUT allows. Protocol 3 pickles everything 4 does below
-# 4 GiB, nested classes included; the reader takes any protocol.
+# 4 GiB, nested classes included, but a datetime's or time's fold (_FOLDS_KEPT puts
+# it back); the reader takes any protocol.
 PROTOCOL: Final = 3
 # A hunk whose stored or uncompressed size is above this is refused: it guards
 # against corrupt lengths and zlib bombs; no writer we know comes near it.
@@ -81,6 +83,24 @@ def as_pair(item: Any) -> tuple[Any, Any]:
 def is_pair(item: Any) -> bool:
     """Whether ``item`` is a ``(key, value)`` pair: a two-item tuple or list."""
     return isinstance(item, (tuple, list)) and len(item) == 2
+
+
+def refold(moment: dt.datetime | dt.time) -> dt.datetime | dt.time:
+    """A datetime or time pickled without its ``fold``, given it back (see _FOLDS_KEPT)."""
+    return moment.replace(fold=1)
+
+
+def _reduce_keeping_fold(moment: dt.datetime | dt.time) -> Any:
+    """How a record file pickles a datetime or time: as Python does, unless its ``fold`` is
+    1, which protocol 3 leaves out (it moves an aware one to another instant): then as
+    ``refold`` of it with fold 0."""
+    if not moment.fold:
+        return moment.__reduce_ex__(PROTOCOL)
+    return refold, (moment.replace(fold=0),)
+
+
+# Consulted for these exact types only: every other object pickles as it would.
+_FOLDS_KEPT: Final = {dt.datetime: _reduce_keeping_fold, dt.time: _reduce_keeping_fold}
 
 
 class RecordWriter:
@@ -120,6 +140,7 @@ class RecordWriter:
         self.hunk_size = hunk_size
         self._buffer = io.BytesIO()
         self._pickler = pickle.Pickler(self._buffer, protocol=PROTOCOL)
+        self._pickler.dispatch_table = _FOLDS_KEPT
         self._mark = 0  # where the buffer's last whole record ends
         self._size = 0
         self._state = "open"
