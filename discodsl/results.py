@@ -94,6 +94,9 @@ class Results:
         # stages it reused from the cache, which its runner does not hold.
         self.cache_key: str | None = None
         self.reused: Callable[[str], list[list[str]] | None] = lambda stage: None
+        # The classes shipped by value with the run's job (and those its inputs carried):
+        # a job reading these records ships them too, so that its workers can name them.
+        self.carried: tuple[type, ...] = ()
 
     def stage(self, name: str) -> Results:
         """The outputs of stage ``name`` of this finished run, as results of their own:
@@ -110,7 +113,7 @@ class Results:
         if urls is None:
             urls = self._stages(name)
         found = Results(self.jobname, urls, node=self.node, mode=self.mode)
-        found.stage_name, found._run = name, self
+        found.stage_name, found._run, found.carried = name, self, self.carried
         return found
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:

@@ -34,6 +34,7 @@ import cloudpickle
 
 from discodsl import jobpack, places, tracebacks
 from discodsl.errors import PicklingError
+from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import JobSpec, StageSpec
 
 __all__ = ["by_value", "frozen", "pickle_job", "preflight", "unpicklable", "user_modules"]
@@ -57,6 +58,21 @@ def pickle_job(spec: JobSpec) -> bytes:
         except Exception as exc:
             raise unpicklable(spec, exc) from exc
     return data
+
+
+def carried(spec: JobSpec) -> tuple[type, ...]:
+    """The classes that travel by value with ``spec`` (of ``__main__``, or of a module that
+    ships by value), and those it carries for its inputs: what its records may hold."""
+    found = shipped(spec.stages, spec.params, travels=_travels)
+    return tuple(dict.fromkeys([*spec.carried, *found]))
+
+
+def _travels(name: str) -> bool:
+    """Whether the classes and functions of module ``name`` ship by value."""
+    module = sys.modules.get(name)
+    if name == "__main__" or name in cloudpickle.list_registry_pickle_by_value():
+        return True
+    return module is not None and _needs_value(module)
 
 
 def frozen(spec: JobSpec) -> JobSpec:

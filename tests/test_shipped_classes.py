@@ -97,6 +97,48 @@ def test_shipped_classes_travel_in_keys_values_and_params(
     assert done.stdout.split() == ["ok", "True", "True"]
 
 
+CHAIN = """
+import sys
+from discodsl import job, reduce
+
+@reduce
+def regroup(key, values):  # names no class of the first job's
+    yield key, sorted(values, key=repr)
+
+@job
+def second():
+    return [regroup]
+
+first_mode, second_mode = sys.argv[1:]
+first = counts.run(inputs=["raw://a b a"], mode=first_mode, progress=False)
+got = sorted(second.run(inputs=first, mode=second_mode, progress=False))
+assert got == [
+    (Key("a"), [Stat(2)]), (Key("b"), [Stat(1)]), (Key("params"), [Weight(3)])
+], got
+print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("local", "local"), ("cluster", "cluster"), ("inline", "local")]
+)
+def test_records_of_shipped_classes_feed_a_job_whose_code_names_none_of_them(
+    tmp_path: Path, first: str, second: str, request: pytest.FixtureRequest
+) -> None:
+    if "cluster" in (first, second):
+        request.getfixturevalue("cluster_env")
+    (tmp_path / "script.py").write_text(SCRIPT + CHAIN)
+    done = subprocess.run(
+        [sys.executable, "script.py", first, second],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["ok"]
+
+
 # -- adopt(), on its own -------------------------------------------------------------------
 
 
@@ -137,7 +179,15 @@ REACHED: list[tuple[str, Any]] = [
     ("a partial's argument", lambda cls: functools.partial(print, cls)),
     ("an instance in a container", lambda cls: {"key": [cls()]}),
     ("a staticmethod", lambda cls: staticmethod(_closure_over(cls))),
+    ("an attribute of an instance of a shipped class", lambda cls: _holder(cls())),
 ]
+
+
+def _holder(inner: Any) -> Any:
+    """An instance of another class of ``__main__``, holding ``inner`` as an attribute."""
+    holder = _main_class("Holder")()
+    holder.held = inner
+    return holder
 
 
 @pytest.mark.parametrize(("how", "root"), REACHED, ids=[how for how, _ in REACHED])

@@ -156,7 +156,7 @@ class Runner:
         self, job: Job, options: JobOptions, inputs: Inputs, spec: JobSpec | None = None
     ) -> Plan:
         each = [(item, self._here(found)) for item, found in sources.resolve_each(inputs)]
-        spec = spec or job.spec(options)
+        spec = _carrying(spec or job.spec(options), [item for item, _ in each])
         plan = Plan(job, options, spec, [urls for _, found in each for urls in found])
         return self._look_up(plan, each) if options.cache else plan
 
@@ -190,9 +190,8 @@ class Runner:
 
             tell(plan.resume.notice(plan.job.name))
             if plan.resume.complete:
-                return functools.partial(_cached, self._serve(plan, run), plan)
-        work = self._launch(plan, run)
-        return functools.partial(_cached, work, plan) if plan.keys else work
+                return functools.partial(_finished, self._serve(plan, run), plan)
+        return functools.partial(_finished, self._launch(plan, run), plan)
 
     def _serve(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """A run whose every stage is cached: named after the run it came from, it ends
@@ -269,12 +268,23 @@ class Runner:
         raise NotImplementedError
 
 
-def _cached(work: Callable[[], Results], plan: Plan) -> Results:
-    """The results ``work`` gives, knowing their cache key and the stages reused."""
+def _finished(work: Callable[[], Results], plan: Plan) -> Results:
+    """The results ``work`` gives, knowing their cache key, the stages reused and the
+    classes shipped by value that their records may hold."""
     results = work()
     results.cache_key = plan.cache_key
     results.reused = plan.reused
+    from discodsl import shipping
+
+    results.carried = shipping.carried(plan.spec)
     return results
+
+
+def _carrying(spec: JobSpec, inputs: list[Any]) -> JobSpec:
+    """``spec``, shipping the classes that the records of the results among ``inputs``
+    may hold (their jobs shipped them by value): its workers must name them to read those."""
+    carried = {cls: None for item in inputs for cls in getattr(item, "carried", ())}
+    return replace(spec, carried=tuple(carried)) if carried else spec
 
 
 def reused_stage(plan: Plan, stage: str) -> list[list[str]]:

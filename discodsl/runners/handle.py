@@ -147,6 +147,11 @@ class Run:
             return None
         return self.results().cache_key
 
+    @property
+    def carried(self) -> tuple[type, ...]:
+        """The classes its results' records may hold, once it is ready (see Results)."""
+        return self.results().carried if self.status == "ready" else ()
+
     def record_urls(self) -> list[list[str]]:
         """The record files of the run's results (waiting for them): inputs for another job."""
         return self.wait().record_urls()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
@@ -40,7 +40,7 @@ MARK = "__discodsl_shipped__"
 
 def adopt(*roots: Any) -> None:
     """Give each top-level class shipped by value that ``roots`` reach its name here."""
-    for cls in _shipped(roots):
+    for cls in shipped(*roots):
         name = cls.__qualname__
         if "." in name or "<" in name:
             continue
@@ -63,15 +63,30 @@ def _home(name: str) -> ModuleType | None:
     return module if getattr(module, MARK, False) else None
 
 
-def _by_value(cls: type) -> bool:
+def _came_by_value(cls: type) -> bool:
     """Whether ``cls`` came by value: a class of ``__main__``, or one its module does not
     hold (a class pickled by reference was looked up in its loaded module)."""
     module = sys.modules.get(cls.__module__)
     return cls.__module__ == "__main__" or getattr(module, cls.__qualname__, None) is not cls
 
 
-def _shipped(roots: tuple[Any, ...]) -> Iterator[type]:
-    """The classes shipped by value among what ``roots`` refer to, directly or not."""
+def _ran_by_reference(function: FunctionType) -> bool:
+    """Whether ``function`` came by reference: it runs in its loaded module."""
+    module = sys.modules.get(function.__module__)
+    return function.__module__ != "__main__" and function.__globals__ is getattr(
+        module, "__dict__", None
+    )
+
+
+def shipped(*roots: Any, travels: Callable[[str], bool] | None = None) -> Iterator[type]:
+    """The classes shipped by value among what ``roots`` refer to, directly or not.
+
+    In a worker, a class came by value if its module does not hold it. In the client,
+    ``travels`` says which modules ship by value (``__main__``, the user's own): there,
+    the classes a job's records may hold, for the jobs that read them.
+    """
+    by_value = _came_by_value if travels is None else (lambda cls: travels(cls.__module__))
+    by_reference = _ran_by_reference if travels is None else (lambda f: not travels(f.__module__))
     seen: set[int] = set()
     todo = list(roots)
     while todo and len(seen) < LIMIT:
@@ -80,17 +95,20 @@ def _shipped(roots: tuple[Any, ...]) -> Iterator[type]:
             continue
         seen.add(id(item))
         if isinstance(item, type):
-            if _by_value(item):
+            if by_value(item):
                 yield item
                 todo.extend(vars(item).values())
             continue
-        if _by_value(type(item)):
+        if by_value(type(item)):
             todo.append(type(item))
-        todo.extend(_inside(item))
+            todo.extend(getattr(item, "__dict__", {}).values())  # what it holds, by value too
+        if not (isinstance(item, FunctionType) and by_reference(item)):
+            todo.extend(_inside(item))
 
 
 def _inside(item: Any) -> list[Any]:
-    """What ``item`` refers to that may lead to a class shipped by value."""
+    """What ``item`` refers to that may lead to a class shipped by value (a function: one
+    that did not come by reference)."""
     if isinstance(item, FunctionType):
         return _of_function(item)
     if isinstance(item, (staticmethod, classmethod, MethodType)):
@@ -108,13 +126,7 @@ def _inside(item: Any) -> list[Any]:
 
 
 def _of_function(function: FunctionType) -> list[Any]:
-    """The globals a function shipped by value names, its closure and its defaults (a
-    function pickled by reference runs in its loaded module: its classes are there)."""
-    module = sys.modules.get(function.__module__)
-    if function.__module__ != "__main__" and function.__globals__ is getattr(
-        module, "__dict__", None
-    ):
-        return []
+    """The globals a function shipped by value names, its closure and its defaults."""
     code_globals = function.__globals__
     found = [code_globals[name] for name in _names(function.__code__) if name in code_globals]
     found.extend(cell.cell_contents for cell in function.__closure__ or () if _filled(cell))

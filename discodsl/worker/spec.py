@@ -76,6 +76,9 @@ class JobSpec:
     compress: bool = False
     python: tuple[int, int] = field(default_factory=lambda: sys.version_info[:2])
     env: Mapping[str, str] = field(default_factory=dict)
+    # Classes shipped by value with the jobs whose results are its inputs: their records may
+    # hold them, and a worker must name them to read those (worker.shipped_classes).
+    carried: tuple[type, ...] = ()
 
     def stage(self, name: str) -> tuple[int, StageSpec]:
         """The index and spec of the stage called ``name``; KeyError if none."""
