@@ -17,7 +17,14 @@ from typing import Any, TypeVar, cast, overload
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage, check_pipeline
 from discodsl.options import option_names, validate_options
-from discodsl.worker.spec import GROUPINGS, StageSpec, takes_params
+from discodsl.worker.spec import (
+    GROUPINGS,
+    STAGE_NAME_RULE,
+    StageSpec,
+    cleaned_stage_name,
+    stage_name_ok,
+    takes_params,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 D = TypeVar("D", bound=Callable[..., Any])
@@ -33,7 +40,7 @@ SHAPES = {
 def _stage(function: Callable[..., Any], kind: str, name: str | None, **options: Any) -> Stage:
     if not callable(function):
         raise JobError(f"@{kind} decorates a function; got {function!r:.60}")
-    stage_name = name or _name_of(function, kind)
+    stage_name = _stage_name(name, function, kind)
     grouping = options["grouping"]
     if grouping not in GROUPINGS:
         raise JobError(
@@ -48,6 +55,20 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     _check_reader(options.get("reader"), stage_name)
     spec = StageSpec(stage_name, kind, function=function, takes_params=with_params, **options)
     return Stage(spec)
+
+
+def _stage_name(name: str | None, function: Callable[..., Any], kind: str) -> str:
+    """The stage's name: ``name`` if given (JobError if a Disco node cannot take it), else
+    its function's, cleaned of what a node cannot take."""
+    if name is None:
+        return cleaned_stage_name(_name_of(function, kind))
+    if not stage_name_ok(name):
+        raise JobError(
+            f"@{kind}(name={name!r}): a stage's name must be {STAGE_NAME_RULE} (a Disco "
+            f"node names the stage's files after it): write e.g. "
+            f"name={cleaned_stage_name(name) if isinstance(name, str) else 'words'!r}"
+        )
+    return name
 
 
 def _name_of(function: Callable[..., Any], kind: str) -> str:

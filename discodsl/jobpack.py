@@ -55,7 +55,7 @@ import discodsl.worker
 from discodsl.errors import JobpackError
 from discodsl.worker.jobfile import FIXED as _FIXED
 from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION
-from discodsl.worker.spec import GROUPINGS
+from discodsl.worker.spec import GROUPINGS, STAGE_NAME_RULE, stage_name_ok
 
 __all__ = [
     "GROUPINGS",
@@ -76,7 +76,6 @@ REQUIRED_KEYS = ("pipeline", "inputs", "worker", "prefix", "owner", "scheduler")
 
 _MAX_OFFSET = 0xFFFFFFFF
 _PREFIX = re.compile(r"[A-Za-z0-9_]+")
-_STAGE_NAME = re.compile(r"[^\s/]+")
 # The node runs "nice -n 19 <jobhome>/<worker>" through /bin/sh, unquoted.
 _WORKER_PATH = re.compile(r"[A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+)*")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a ZIP can hold: no build time leaks in
@@ -384,10 +383,10 @@ def _check_stage(where: str, stage: Any) -> str:
             "all three (Disco's docs show two), e.g. ['map', 'split', false]"
         )
     name, grouping, concurrent = stage
-    if not isinstance(name, str) or not name.isprintable() or not _STAGE_NAME.fullmatch(name):
+    if not stage_name_ok(name):
         raise JobpackError(
-            f"{where}: stage name {_show(name)} must be a non-empty string without spaces, '/' "
-            "or control characters, e.g. 'map'"
+            f"{where}: stage name {_show(name)} must be {STAGE_NAME_RULE}, e.g. 'map' (a "
+            "Disco 0.5.4 node names the stage's files after it, and mangles any other name)"
         )
     if not isinstance(grouping, str) or grouping not in GROUPINGS:
         raise JobpackError(

@@ -368,6 +368,23 @@ def test_a_duplicate_reduce_is_told_to_rename_with_reduce() -> None:
             return [words, total, total]
 
 
+@pytest.mark.parametrize(
+    ("name", "fix"), [("my stage", "my_stage"), ("a/b", "a_b"), ("wörter", "w_rter"), ("", "stage")]
+)
+def test_a_stage_name_a_disco_node_cannot_take_is_refused_when_declared(
+    name: str, fix: str
+) -> None:
+    with pytest.raises(JobError, match=rf"name={name!r}.*ASCII.*write e\.g\. name={fix!r}"):
+        map(name=name)(lambda line: [(line, 1)])
+
+
+def test_a_functions_name_a_disco_node_cannot_take_names_its_stage_cleaned() -> None:
+    def wörter(line: str) -> Any:
+        yield line, 1
+
+    assert map(wörter).name == "w_rter"
+
+
 def test_lambdas_are_named_after_their_kind_and_told_how_to_rename() -> None:
     pair = [map(lambda line: [(line, 1)]), reduce(lambda key, values: [(key, sum(values))])]
     assert [stage.name for stage in pair] == ["map", "reduce"]

@@ -28,15 +28,31 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 JOBDATA_MAGIC = b"DISCODSL-JOBDATA 1\n"
 
 # Disco 0.5.4's groupings (spec section 2); the jobpack checks and the decorators use these.
 GROUPINGS = ("split", "group_label", "group_all", "group_node", "group_node_label")
+# A stage's name, as a Disco 0.5.4 node can name its files after it: ASCII but spaces and
+# '/' (the node writes a task's index under the name's UTF-8 read as Latin-1: a stage
+# after one named otherwise finds no input).
+_STAGE_NAME = re.compile(r"[!-.0-~]+")
+STAGE_NAME_RULE = "ASCII letters, digits and punctuation other than '/', without spaces"
+
+
+def stage_name_ok(name: Any) -> TypeGuard[str]:
+    """Whether ``name`` is a stage name every runner and a Disco 0.5.4 node take."""
+    return isinstance(name, str) and _STAGE_NAME.fullmatch(name) is not None
+
+
+def cleaned_stage_name(name: str) -> str:
+    """``name`` with what a stage name may not hold turned into ``_``."""
+    return re.sub(r"[^!-.0-~]", "_", name) or "stage"
 
 Partitioner = Callable[[Any, int], int]
 
