@@ -80,3 +80,16 @@ def segfaulting() -> list[Any]:
 @job
 def instant() -> list[Any]:
     return [quick]
+
+
+# a map whose worker is killed on the line "die" only
+@map
+def dies_on_die(line: str) -> Iterator[tuple[str, int]]:
+    if line == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    yield line, 1
+
+
+@job(max_failures=0)
+def dying_on_one_input() -> list[Any]:
+    return [dies_on_die]

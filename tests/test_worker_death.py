@@ -225,3 +225,20 @@ def test_a_dying_worker_on_a_cluster_fails_its_task_saying_what_the_exit_means(
     assert (info.value.stage, info.value.taskid) == (stage, 0)
     assert f"failed in task {stage}:0: its worker process died" in message, message
     assert re.search(meaning, message, re.DOTALL), message
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_a_worker_killed_in_a_first_stage_task_names_the_input_it_read(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    paths = []
+    for index, text in enumerate(["a\n", "die\n", "b\n"]):
+        paths.append(tmp_path / f"in-{index}.txt")
+        paths[-1].write_text(text)
+    with pytest.raises(TaskFailed) as info:
+        death_jobs.dying_on_one_input.run(inputs=paths, mode=mode, progress=False)
+    message = str(info.value)
+    assert info.value.taskid == 1, message
+    assert f"died running stage 'dies_on_die' reading '{paths[1].as_uri()}'" in message

@@ -121,7 +121,7 @@ class ClusterRunner(Runner):
         the work that watches it to its end, in the run's thread."""
         cluster = Cluster.connect(self.master)
         try:
-            jobname = _submit(cluster, plan)
+            jobname, inputs = _submit(cluster, plan)
         except BaseException:
             cluster.close()
             raise
@@ -134,7 +134,8 @@ class ClusterRunner(Runner):
             interrupt=functools.partial(_stop, settings, jobname, plan.options, stop),
             events=functools.partial(_events, settings, jobname),
         )
-        return functools.partial(_watch, cluster, jobname, plan, counters, stop, keep)
+        first = _split_tasks(plan, inputs)
+        return functools.partial(_watch, cluster, jobname, plan, counters, stop, keep, first)
 
     # -- the cache: a cluster run's stages are its job's stage results on the master ------
 
@@ -215,16 +216,27 @@ class _Keep:
             self.keeper.keep(name, [], [], running)
 
 
-def _submit(cluster: Cluster, plan: Plan) -> str:
-    """Inputs to the cluster, the jobpack built and submitted; the master's name for the job.
-    A resumed run's inputs are the stage results it reuses, on the cluster already."""
+def _submit(cluster: Cluster, plan: Plan) -> tuple[str, list[list[str]]]:
+    """Inputs to the cluster, the jobpack built and submitted; the master's name for the job,
+    and the inputs it was given. A resumed run's inputs are the stage results it reuses, on
+    the cluster already."""
     options = plan.options
     if plan.resume is None:
         inputs = cluster_inputs(cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name)
     else:
         inputs = []
     data = builder.build_jobpack(plan.job, options, inputs, spec=plan.spec, resume=plan.resume)
-    return cluster.master.submit(data)
+    return cluster.master.submit(data), inputs
+
+
+def _split_tasks(plan: Plan, inputs: list[list[str]]) -> tuple[str, list[list[str]]] | None:
+    """The first stage's name and its tasks' inputs, task N reading input N, when the master
+    makes them so: a ``split`` stage over data URLs (it puts a ``dir://`` input's labels
+    first, one task each); None otherwise."""
+    first = plan.spec.stages[0]
+    if first.grouping != "split" or any(urls.is_index(u) for reps in inputs for u in reps):
+        return None
+    return first.name, inputs
 
 
 def _watch(
@@ -234,6 +246,7 @@ def _watch(
     counters: Counters,
     stop: threading.Event,
     keep: _Keep,
+    first: tuple[str, list[list[str]]] | None = None,
 ) -> Results:
     options = plan.options
     try:
@@ -246,6 +259,7 @@ def _watch(
                 kill_on_interrupt=options.kill_on_interrupt,
                 counters=counters,
                 stop=stop,
+                first=first,
             )
     finally:
         keep.done()
@@ -336,6 +350,7 @@ def wait_for(
     kill_on_interrupt: bool = False,
     counters: Counters | None = None,
     stop: threading.Event | None = None,
+    first: tuple[str, list[list[str]]] | None = None,
 ) -> Results:
     """Wait for a job, showing its progress and summing its ``counters``; its results.
 
@@ -354,7 +369,7 @@ def wait_for(
         watcher.settle()
     except JobDead as dead:
         watcher.settle(dead=True)
-        error = _job_failed(jobname, watcher.events, dead)
+        error = _job_failed(jobname, watcher.events, dead, first)
         raise error from (error.__cause__ or dead)
     except KeyboardInterrupt:
         _interrupted(cluster, jobname, kill_on_interrupt)
@@ -510,8 +525,14 @@ def ends_log(message: str) -> bool:
     return message.startswith(_READY_EVENT) or message == _KILLED_EVENT
 
 
-def _job_failed(jobname: str, events: list[MasterEvent], dead: JobDead) -> TaskFailed | JobDead:
-    """The error for a dead job: its failing task's, or JobDead when no task failed."""
+def _job_failed(
+    jobname: str,
+    events: list[MasterEvent],
+    dead: JobDead,
+    first: tuple[str, list[list[str]]] | None = None,
+) -> TaskFailed | JobDead:
+    """The error for a dead job: its failing task's, or JobDead when no task failed; a
+    worker that died in a task of ``first`` (a stage, its tasks' inputs) names its input."""
     found = _failing_task(events)
     if found is None:
         return JobDead(
@@ -526,7 +547,8 @@ def _job_failed(jobname: str, events: list[MasterEvent], dead: JobDead) -> TaskF
     if code is None:
         error = task_failed(text, stage=stage, taskid=taskid, why=why)
     else:
-        error = worker_died(code, stage=stage, taskid=taskid, inputs=(), why=why)
+        read = first[1][taskid] if first and first[0] == stage and taskid < len(first[1]) else []
+        error = worker_died(code, stage=stage, taskid=taskid, inputs=tuple(read[:1]), why=why)
     error.jobname = jobname
     error.args = (f"{error}{_file_hint(text)}; the master's last events: {_last_events(events)}",)
     return error
