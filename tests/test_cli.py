@@ -26,7 +26,14 @@ import pytest
 from discodsl import builder, cli
 from discodsl.cli import _hint, main
 from discodsl.client import Master
-from discodsl.errors import ClientError, JobpackRefused, NoSuchJob, TagNotFound, TaskFailed
+from discodsl.errors import (
+    ClientError,
+    JobDead,
+    JobpackRefused,
+    NoSuchJob,
+    TagNotFound,
+    TaskFailed,
+)
 from tests import jobs
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
@@ -212,6 +219,9 @@ def test_hints_follow_the_error_type_not_its_words() -> None:
     assert _hint(ClientError("no job named 'x'; could not reach"), args) == ""
     failed = TaskFailed("job 'other' failed", jobname="wordcount@1:2:3")
     assert _hint(failed, args).endswith("`discodsl events wordcount@1:2:3`")
+    assert _hint(JobDead("dead", jobname="j@1"), args).endswith("`discodsl events j@1`")
+    said = JobDead("job 'j@1' is dead: see why with `discodsl events j@1`", jobname="j@1")
+    assert _hint(said, args) == ""  # not twice
 
 
 def test_jobpack_build_show_submit_then_kill(
