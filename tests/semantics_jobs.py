@@ -274,3 +274,14 @@ def echo_line(line: str) -> Iterator[tuple[str, None]]:
 @job(partitions=None)
 def echo_lines() -> list[Any]:
     return [echo_line]
+
+
+# what a stage taking params gets when neither the job nor the run sets them
+@map
+def params_seen(line: str, params: Any) -> Iterator[tuple[str, str]]:
+    yield line, repr(params)
+
+
+@job(partitions=None)
+def params_unset() -> list[Any]:
+    return [params_seen]

@@ -180,6 +180,12 @@ def test_raw_inputs_whose_data_has_brackets_are_read_as_given(mode: str) -> None
     assert sorted(key for key, _ in got) == sorted(lines)
 
 
+def test_a_stage_taking_params_gets_none_when_no_one_sets_them(mode: str) -> None:
+    assert list(semantics_jobs.params_unset.run(inputs=["raw://x"], mode=mode)) == [("x", "None")]
+    given = semantics_jobs.params_unset.with_options(params={"a": 1})
+    assert list(given.run(inputs=["raw://x"], mode=mode)) == [("x", "{'a': 1}")]
+
+
 def refusal(name: str, text: str, mode: str) -> str:
     """What the failing run of ``semantics_jobs.<name>`` over ``raw://<text>`` says."""
     with pytest.raises((StageError, TaskFailed)) as info:
