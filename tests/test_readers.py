@@ -403,6 +403,18 @@ def test_json_lines_round_trip(values: list[Any]) -> None:
     assert read(readers.json_lines(), "raw://" + data, Node()) == values
 
 
+def test_a_utf8_bom_starting_an_input_is_no_part_of_its_first_record(tmp_path: Path) -> None:
+    # Editors on Windows and spreadsheet exports start files with one.
+    data = tmp_path / "bom.txt"
+    data.write_bytes("\ufeff".encode() + b'{"a": 1}\n[2]\n')
+    assert read(readers.json_lines(), data.as_uri(), Node()) == [{"a": 1}, [2]]
+    data.write_bytes("\ufeff".encode() + b"\n3\n")  # a first line of nothing but the BOM
+    assert read(readers.json_lines(), data.as_uri(), Node()) == [3]
+    data.write_bytes("\ufeff".encode() + b"k,v\n1,2\n")
+    rows = read(readers.csv_rows(encoding="utf-8-sig"), data.as_uri(), Node())
+    assert rows == [{"k": "1", "v": "2"}]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(

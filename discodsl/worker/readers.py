@@ -105,7 +105,9 @@ def _json_records(stream: BinaryIO, url: str) -> Iterator[Any]:
     while line := _next_line(stream, url, offset):
         number += 1
         start, offset = offset, offset + len(line)
-        if line.isspace():
+        if start == 0 and line.startswith(codecs.BOM_UTF8):  # a Windows editor's: not data
+            start, line = len(codecs.BOM_UTF8), line[len(codecs.BOM_UTF8) :]
+        if line.isspace() or not line:
             continue
         try:
             value = json.loads(line.decode("utf-8"))
