@@ -675,8 +675,8 @@ def _local_events(args: argparse.Namespace, run: registry.LocalRun) -> int:
 def _print_event(event: tuple[str, str, str], as_json: bool) -> None:
     if as_json:
         _say(json.dumps(list(event)), flush=True)
-    else:
-        _say(" ".join(event), flush=True)
+    else:  # a MSG of printed lines ends with their line end: no blank line after it
+        _say(" ".join(event).rstrip("\n"), flush=True)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

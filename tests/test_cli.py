@@ -257,6 +257,17 @@ def test_jobpack_build_show_submit_then_kill(
     assert out == f"{name} is dead: nothing to kill\n"
 
 
+def test_an_event_of_printed_lines_is_followed_by_no_blank_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from discodsl.cli import _print_event
+
+    _print_event(("2026/12/05 08:00:00", "vm", "MSG: [words:0] hello\nworld\n"), as_json=False)
+    assert capsys.readouterr().out == "2026/12/05 08:00:00 vm MSG: [words:0] hello\nworld\n"
+    _print_event(("t", "vm", "MSG: a\n"), as_json=True)
+    assert json.loads(capsys.readouterr().out) == ["t", "vm", "MSG: a\n"]
+
+
 def test_events_follow_a_saved_job_to_its_ready_line(
     cluster_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
