@@ -169,6 +169,23 @@ def test_a_datetime_or_time_keeps_its_fold(tmp_path: Path) -> None:
     assert back[0][1].timestamp() == moments[0].timestamp()
 
 
+def test_types_pickled_through_copyreg_still_are(tmp_path: Path) -> None:
+    # A pickler's own dispatch_table replaces copyreg's: re.Pattern is pickled only there.
+    import copyreg
+    import re
+
+    class Point:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    copyreg.pickle(Point, lambda point: (int, (point.x,)))  # a user's registration
+    try:
+        data = write_file(tmp_path / "out", [("p", re.compile("a+")), ("q", Point(3))])
+    finally:
+        copyreg.dispatch_table.pop(Point)
+    assert read_bytes(data) == [("p", re.compile("a+")), ("q", 3)]
+
+
 def test_shared_objects_keep_their_identity_within_a_record(tmp_path: Path) -> None:
     data = write_file(tmp_path / "out", [("k", [SHARED, SHARED])])
     ((_, value),) = read_bytes(data)

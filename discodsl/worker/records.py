@@ -24,6 +24,7 @@ only between Pythons that can unpickle each other's keys and values.
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import datetime as dt
 import functools
 import io
@@ -103,6 +104,12 @@ def _reduce_keeping_fold(moment: dt.datetime | dt.time) -> Any:
 _FOLDS_KEPT: Final = {dt.datetime: _reduce_keeping_fold, dt.time: _reduce_keeping_fold}
 
 
+def _dispatch_table() -> dict[type, Any]:
+    """A pickler's own table, which replaces copyreg's: copyreg's as it is now (re.Pattern,
+    the user's registrations), and _FOLDS_KEPT."""
+    return {**copyreg.dispatch_table, **_FOLDS_KEPT}
+
+
 class RecordWriter:
     """Writes ``(key, value)`` records to a record file, atomically.
 
@@ -140,7 +147,7 @@ class RecordWriter:
         self.hunk_size = hunk_size
         self._buffer = io.BytesIO()
         self._pickler = pickle.Pickler(self._buffer, protocol=PROTOCOL)
-        self._pickler.dispatch_table = _FOLDS_KEPT
+        self._pickler.dispatch_table = _dispatch_table()
         self._mark = 0  # where the buffer's last whole record ends
         self._size = 0
         self._state = "open"
