@@ -9,6 +9,7 @@ of their own (the runner says where they are); waiting for results is the
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib
 import weakref
@@ -94,9 +95,8 @@ class Results:
         # stages it reused from the cache, which its runner does not hold.
         self.cache_key: str | None = None
         self.reused: Callable[[str], list[list[str]] | None] = lambda stage: None
-        # The classes shipped by value with the run's job (and those its inputs carried):
-        # a job reading these records ships them too, so that its workers can name them.
-        self.carried: tuple[type, ...] = ()
+        # What gives ``carried``, asked only when these results are another job's inputs.
+        self.carrying: Callable[[], tuple[type, ...]] = tuple
 
     def stage(self, name: str) -> Results:
         """The outputs of stage ``name`` of this finished run, as results of their own:
@@ -113,8 +113,14 @@ class Results:
         if urls is None:
             urls = self._stages(name)
         found = Results(self.jobname, urls, node=self.node, mode=self.mode)
-        found.stage_name, found._run, found.carried = name, self, self.carried
+        found.stage_name, found._run, found.carrying = name, self, self.carrying
         return found
+
+    @functools.cached_property
+    def carried(self) -> tuple[type, ...]:
+        """The classes shipped by value with the run's job (and those its inputs carried):
+        a job reading these records ships them too, so that its workers can name them."""
+        return self.carrying()
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         self._check_open()

@@ -14,6 +14,7 @@ default, module) and the fix.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import inspect
 import io
@@ -63,16 +64,17 @@ def pickle_job(spec: JobSpec) -> bytes:
 def carried(spec: JobSpec) -> tuple[type, ...]:
     """The classes that travel by value with ``spec`` (of ``__main__``, or of a module that
     ships by value), and those it carries for its inputs: what its records may hold."""
-    found = shipped(spec.stages, spec.params, travels=_travels)
+    registered = cloudpickle.list_registry_pickle_by_value()
+
+    @functools.cache  # a module's answer once: it looks at the module's file
+    def travels(name: str) -> bool:
+        module = sys.modules.get(name)
+        if name == "__main__" or name in registered:
+            return True
+        return module is not None and _needs_value(module)
+
+    found = shipped(spec.stages, spec.params, travels=travels)
     return tuple(dict.fromkeys([*spec.carried, *found]))
-
-
-def _travels(name: str) -> bool:
-    """Whether the classes and functions of module ``name`` ship by value."""
-    module = sys.modules.get(name)
-    if name == "__main__" or name in cloudpickle.list_registry_pickle_by_value():
-        return True
-    return module is not None and _needs_value(module)
 
 
 def frozen(spec: JobSpec) -> JobSpec:

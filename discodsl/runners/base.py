@@ -276,7 +276,7 @@ def _finished(work: Callable[[], Results], plan: Plan) -> Results:
     results.reused = plan.reused
     from discodsl import shipping
 
-    results.carried = shipping.carried(plan.spec)
+    results.carrying = functools.partial(shipping.carried, plan.spec)
     return results
 
 
