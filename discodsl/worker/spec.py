@@ -41,7 +41,9 @@ GROUPINGS = ("split", "group_label", "group_all", "group_node", "group_node_labe
 # A stage's name, as a Disco 0.5.4 node can name its files after it: ASCII but spaces and
 # '/' (the node writes a task's index under the name's UTF-8 read as Latin-1: a stage
 # after one named otherwise finds no input).
-_STAGE_NAME = re.compile(r"[!-.0-~]+")
+_STAGE_CHARS = "!-.0-~"  # a character class: the printable ASCII but space and '/'
+_STAGE_NAME = re.compile(f"[{_STAGE_CHARS}]+")
+_NOT_STAGE_CHAR = re.compile(f"[^{_STAGE_CHARS}]")
 STAGE_NAME_RULE = "ASCII letters, digits and punctuation other than '/', without spaces"
 
 
@@ -52,7 +54,7 @@ def stage_name_ok(name: Any) -> TypeGuard[str]:
 
 def cleaned_stage_name(name: str) -> str:
     """``name`` with what a stage name may not hold turned into ``_``."""
-    return re.sub(r"[^!-.0-~]", "_", name) or "stage"
+    return _NOT_STAGE_CHAR.sub("_", name) or "stage"
 
 Partitioner = Callable[[Any, int], int]
 
