@@ -140,16 +140,11 @@ def _writing_stdout() -> Iterator[None]:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise _stdout_error(exc) from exc
-
-
-def _stdout_error(exc: OSError) -> JobError:
-    """The error for stdout that cannot be written; what it still holds is dropped."""
-    _abandon_stdout()
-    return JobError(
-        f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
-        "or another device instead (discodsl run: -o FILE)"
-    )
+        _abandon_stdout()  # what it still holds is dropped
+        raise JobError(
+            f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
+            "or another device instead (discodsl run: -o FILE)"
+        ) from exc
 
 
 def _say(*items: object, flush: bool = False) -> None:
@@ -891,8 +886,9 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 def cmd_cache_clear(args: argparse.Namespace) -> int:
     removed = store.clear(args.job)
     total = sum(entry.size for entry in removed)
-    none = f": no stage of job {args.job!r} is kept (see `discodsl cache ls`)"
-    note = none if args.job is not None and not removed else ""
+    note = ""
+    if args.job is not None and not removed:
+        note = f": no stage of job {args.job!r} is kept (see `discodsl cache ls`)"
     _say(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}{note}")
     return 0
 
