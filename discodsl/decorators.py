@@ -166,11 +166,7 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
         )
     if len(mandatory) > needed or (len(positional) < needed and not varargs):
         extra = names[len(required)] if len(names) == len(required) + 1 else ""
-        fix = (
-            f"name the parameter {extra!r} `params` to get the job's params, or "
-            if extra
-            else ""
-        )
+        fix = f"name the parameter {extra!r} `params` to get the job's params, or " if extra else ""
         raise JobError(
             f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is "
             f"called with ({', '.join(required)}[, params]): {fix}write e.g. `{example}`"
@@ -218,12 +214,21 @@ def _meant(name: str, options: list[str]) -> str:
     if name == "reader":
         return " (only the job's first stage reads its inputs: put reader= on that stage's @map)"
     job_options = sorted(option_names() - set(options))
-    close = difflib.get_close_matches(name, options + job_options, n=1)
+    close = difflib.get_close_matches(name, options + job_options, n=2)
     if not close:
         return ""
-    if close[0] in options:
-        return f" (did you mean {close[0]}=?)"
-    return f" ({close[0]}= is an option of @job: write @job({close[0]}=...))"
+    best = close[0]
+    if best not in options:  # a job option is the closest; a stage option as close is said too
+        also = [o for o in close[1:] if o in options and _as_close(name, o, best)]
+        job_hint = f"{best}= is an option of @job: write @job({best}=...)"
+        return f" (did you mean {also[0]}=? {job_hint})" if also else f" ({job_hint})"
+    return f" (did you mean {best}=?)"
+
+
+def _as_close(name: str, option: str, other: str) -> bool:
+    """Whether ``option`` is about as close a spelling of ``name`` as ``other`` is."""
+    ratio = difflib.SequenceMatcher(None, name, option).ratio()
+    return ratio >= difflib.SequenceMatcher(None, name, other).ratio() - 0.1
 
 
 @_known_options_only
@@ -272,7 +277,8 @@ def reduce(
 
     ``combine=True`` also runs it map-side on partial groups (its output must
     be pairs it can read back, as a sum's is); ``combiner=`` names a separate
-    map-side function of the same shape. ``partitioner(key, n)`` picks the
+    map-side function of the same shape. A combiner runs any number of times
+    on a key, or not at all: a key with one value in a map task keeps it. ``partitioner(key, n)`` picks the
     reduce task (0..n-1) for each key; the default is a stable content hash.
     ``sort=False`` groups by hashing, in first-seen order.
     """

@@ -178,9 +178,7 @@ def word_pairs(line: str) -> Iterator[tuple[tuple[str, str], int]]:
 
 
 @reduce
-def pair_total(
-    pair: tuple[str, str] | frozenset[str], counts: Iterable[int]
-) -> Iterator[Any]:
+def pair_total(pair: tuple[str, str] | frozenset[str], counts: Iterable[int]) -> Iterator[Any]:
     yield pair, sum(counts)
 
 
@@ -288,6 +286,13 @@ def to_seven(key: Any, partitions: int) -> int:
     return 7
 
 
+def by_length_but_the(word: Any, partitions: int) -> int:
+    if word == "the":
+        word = "rebound"  # the key named is the one the partitioner was given
+        raise KeyError("no partition for this one")
+    return len(word) % partitions
+
+
 @reduce(combiner=none_combiner)
 def total_none_combined(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
     yield word, sum(counts)
@@ -313,9 +318,19 @@ def raising_combined() -> list[Any]:
     return [words, total_raising_combined]
 
 
+@reduce(partitioner=by_length_but_the)
+def total_by_length(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
 @job(partitions=2, max_failures=0)
 def partitioned_out_of_range() -> list[Any]:
     return [words, total_in_seven]
+
+
+@job(partitions=2, max_failures=0)
+def raising_partitioner() -> list[Any]:
+    return [words, total_by_length]
 
 
 class Half(enum.IntEnum):

@@ -210,6 +210,11 @@ def _plain(line: Any) -> Any:
             "partitioner, sort",
         ),
         (
+            lambda: reduce(partition=_plain),
+            "@reduce has no option 'partition' (did you mean partitioner=? partitions= is an "
+            "option of @job: write @job(partitions=...)); the options of @reduce are",
+        ),
+        (
             lambda: reduce(reader=_plain),
             "@reduce has no option 'reader' (only the job's first stage reads its inputs: "
             "put reader= on that stage's @map)",
@@ -310,8 +315,9 @@ def test_partitions_none_is_one_unpartitioned_output_and_one_reduce_task() -> No
     assert repr(unpartitioned) == (
         "<Job 'unpartitioned': words -> total -> per_node, partitions=None>"
     )
-    assert _pipeline(unpartitioned.spec(unpartitioned.options.model_copy(
-        update={"partitions": 2}))) == [
+    assert _pipeline(
+        unpartitioned.spec(unpartitioned.options.model_copy(update={"partitions": 2}))
+    ) == [
         ("words", "map", "split"),
         ("total", "reduce", "group_label"),
         ("per_node", "stage", "group_node_label"),

@@ -4,6 +4,7 @@ with identical results."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,7 @@ TEXT = [
     "",
     "zebra apple mango apple the",
 ]
+
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> list[Path]:
@@ -235,9 +237,20 @@ def test_a_combiner_that_fails_is_named_and_no_record_is(corpus: list[Path], mod
     with pytest.raises(TaskFailed) as info:
         jobs.raising_combined.run(inputs=corpus[:1], mode=mode)
     message = str(info.value)
-    culprit = "the combiner 'raising_combiner' of reduce 'total_raising_combined' raised"
-    assert f"{culprit} ValueError: combiner broke" in message
+    culprit = "the combiner 'raising_combiner' of reduce 'total_raising_combined', on the key "
+    key = re.search(f"{culprit}(.*?), raised ValueError: combiner broke on (.*)", message)
+    assert key is not None, message
+    assert key[1] == key[2].split(" (not retried")[0]  # the key it was called with
     assert info.value.record == -1 and ", record" not in message
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
+def test_a_partitioner_that_fails_is_named_with_its_key(corpus: list[Path], mode: str) -> None:
+    with pytest.raises(TaskFailed) as info:
+        jobs.raising_partitioner.run(inputs=corpus[:1], mode=mode)
+    message = str(info.value)
+    culprit = "the partitioner 'by_length_but_the' of reduce 'total_by_length', on the key 'the',"
+    assert f"{culprit} raised KeyError: 'no partition for this one'" in message
 
 
 @pytest.mark.parametrize("mode", ["local", "cluster", "inline"], indirect=True)
@@ -336,9 +349,7 @@ def _printed(script: Path) -> str:
     return done.stdout
 
 
-def test_every_task_starts_from_the_module_state_the_job_shipped(
-    tmp_path: Path, mode: str
-) -> None:
+def test_every_task_starts_from_the_module_state_the_job_shipped(tmp_path: Path, mode: str) -> None:
     """A stage's module globals are the task's own in every mode, inline too: what one
     task does to them reaches no other task, no later run and not the driver."""
     first, second = tmp_path / "1.txt", tmp_path / "2.txt"

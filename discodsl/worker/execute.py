@@ -68,6 +68,9 @@ class _Place:
         self.position = position
         self.past_records = False
         self.key: Any = _NO_ITEM  # the key of the reduce's group being made, if one is
+        # The key the next reduce's combiner or partitioner was last called on, if it failed
+        # or has not returned yet: an error of theirs names it.
+        self.helped: Any = _NO_ITEM
 
     def noting_keys(self, groups: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
         """``groups``, each key noted as its group comes (an error then names it), until
@@ -122,7 +125,7 @@ def run_task(
     """
     where = _Place(position or _NoPosition())
     records = _pairs_only(task, records, where)
-    outputs = _Outputs(task)
+    outputs = _Outputs(task, where)
     try:
         with _user_code(task, where):
             _process(task, records, outputs, where)
@@ -135,7 +138,7 @@ def run_task(
 def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: _Place) -> None:
     stage, params, sink = task.stage, task.job.params, outputs.sink()
     state = _call_hook(stage.init, params)
-    combiner = _combiner(task)
+    combiner = _combiner(task, where)
     target: Sink = combiner.add if combiner else sink
     function = checked(stage, _bound(stage.function, stage.takes_params, params))
     if stage.kind == "map":
@@ -171,9 +174,7 @@ def _pairs_only(task: TaskSetup, records: Iterable[Any], where: Position) -> Ite
     return _refusing_text(records, f"job {task.job.name!r}", reduce.name, where)
 
 
-def _refusing_text(
-    records: Iterable[Any], job: str, reduce: str, where: Position
-) -> Iterator[Any]:
+def _refusing_text(records: Iterable[Any], job: str, reduce: str, where: Position) -> Iterator[Any]:
     """Each record; a text line (a ``str``: the input is no record file) fails the task."""
     for record in records:
         if record.__class__ is str:
@@ -409,14 +410,14 @@ def _wrap(task: TaskSetup, where: _Place, exc: BaseException) -> StageError:
     stage = task.stage.name
     place, url, record = _place(where)
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    culprit = _culprit(task, exc)
+    culprit = _culprit(task, exc, where.helped)
     text = f"{culprit} raised {text}" if culprit else text
     error = StageError(f"stage {stage!r} failed{place}: {text}", stage, url, record)
     error.exc_type = type(exc).__name__
     return error
 
 
-def _culprit(task: TaskSetup, exc: BaseException) -> str:
+def _culprit(task: TaskSetup, exc: BaseException, helped: Any = _NO_ITEM) -> str:
     """Which of the task's functions other than its stage's own raised ``exc`` (a hook, or
     the next reduce's combiner or partitioner), in words; "" for the stage function."""
     codes = set()
@@ -436,8 +437,13 @@ def _culprit(task: TaskSetup, exc: BaseException) -> str:
     for function, role, owner in suspects:
         code = getattr(getattr(function, "func", function), "__code__", None)
         if code is not None and code in codes:
-            return f"{role} {getattr(function, '__qualname__', '')!r} {owner}"
+            named = role in _HELPERS and helped is not _NO_ITEM
+            key = f", on the key {helped!r:.80}," if named else ""
+            return f"{role} {getattr(function, '__qualname__', '')!r} {owner}{key}"
     return ""
+
+
+_HELPERS = ("the combiner", "the partitioner")  # called on a key, which their errors name
 
 
 class _Combiner:
@@ -456,14 +462,20 @@ class _Combiner:
     once more at the end, straight into the output files.
     """
 
-    def __init__(self, stage: StageSpec, function: Callable[..., Any], params: Any, budget: int):
+    def __init__(
+        self,
+        stage: StageSpec,
+        function: Callable[..., Any],
+        params: Any,
+        budget: int,
+        where: _Place | None = None,
+    ):
         # Whether it takes params: asked of the reduce when declared (combine=True), else here.
         own = function is not stage.function
         with_params = takes_params(function, 2) if own else stage.takes_params
         self.stage, self.function = stage, _bound(function, with_params, params)
         self.who = (  # who makes the combined records, for the errors about them
-            f"the combiner {getattr(function, '__qualname__', function)!r} of reduce "
-            f"{stage.name!r}"
+            f"the combiner {getattr(function, '__qualname__', function)!r} of reduce {stage.name!r}"
             if own
             else ""
         )
@@ -477,6 +489,7 @@ class _Combiner:
         # Folds once the process has grown by half the budget, looking between runs of input
         # records: up to CHUNK of them, one while each adds megabytes.
         self.growth = Growth(budget // 2, most=CHUNK)
+        self.where = where or _Place(_NoPosition())  # notes the key of each call
 
     def add(self, key: Any, value: Any) -> None:
         if self.counting:
@@ -540,9 +553,7 @@ class _Combiner:
                             _listed(stage, chain(((key, value),), items), self.buffer)
                             return chain(records, iterator)
                 except (TypeError, ValueError) as exc:
-                    error = _not_pairs(
-                        stage, exc, result, _Combiner._consume_counting, item=item
-                    )
+                    error = _not_pairs(stage, exc, result, _Combiner._consume_counting, item=item)
                     if error is None:
                         raise
                     raise error from None
@@ -625,16 +636,21 @@ class _Combiner:
         """What the combiner returns for each key: listed keys first, then counted ones."""
         if self.counts and self.buffer:  # only after a fold while counting
             self._list_counts()
-        function, same = self.function, self.same
-        listed = (
-            ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
-            for key, values in self.buffer.items()
-        )
-        counted = (
-            ((key, same),) if copies == 1 else function(key, repeat(same, copies))
-            for key, copies in self.counts.items()
-        )
-        return chain(listed, counted)
+        return chain(self._listed_results(), self._counted_results())
+
+    def _listed_results(self) -> Iterator[Iterable[Any]]:
+        function, where = self.function, self.where
+        for key, values in self.buffer.items():
+            where.helped = key  # consumed before the next is asked for: named if it fails
+            yield ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
+        where.helped = _NO_ITEM
+
+    def _counted_results(self) -> Iterator[Iterable[Any]]:
+        function, same, where = self.function, self.same, self.where
+        for key, copies in self.counts.items():
+            where.helped = key
+            yield ((key, same),) if copies == 1 else function(key, repeat(same, copies))
+        where.helped = _NO_ITEM
 
     def flush_into(self, outputs: _Outputs) -> None:
         """Combine what is left, straight into the output files (whose writing checks each
@@ -674,12 +690,12 @@ def _listed(stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]
         raise error from None
 
 
-def _combiner(task: TaskSetup) -> _Combiner | None:
+def _combiner(task: TaskSetup, where: _Place) -> _Combiner | None:
     after = task.successor
     function = _combining(after)
     if after is None or function is None:
         return None
-    return _Combiner(after, function, task.job.params, task.job.memory_budget)
+    return _Combiner(after, function, task.job.params, task.job.memory_budget, where)
 
 
 def _combining(after: StageSpec | None) -> Callable[..., Any] | None:
@@ -695,10 +711,10 @@ def _combining(after: StageSpec | None) -> Callable[..., Any] | None:
 class _Outputs:
     """One record file per output label, opened on its first record."""
 
-    def __init__(self, task: TaskSetup):
+    def __init__(self, task: TaskSetup, where: _Place | None = None):
         self.task = task
         self.writers: dict[int, RecordWriter] = {}
-        self.labeler, self.constant = _labeler(task)
+        self.labeler, self.constant = _labeler(task, where or _Place(_NoPosition()))
         self.spread = _spreader(task, self.labeler)
         self.directory = os.path.join(task.workdir, task.outdir)
 
@@ -765,8 +781,9 @@ class _Outputs:
 _WRITING = (RecordWriter.write_many, _Outputs.add_many, spread, runs)
 
 
-def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
-    """How this task labels a record by its key, and the one label if it is constant."""
+def _labeler(task: TaskSetup, where: _Place) -> tuple[Callable[[Any], int], int | None]:
+    """How this task labels a record by its key, and the one label if it is constant (a
+    partitioner that fails notes its key in ``where``)."""
     after = task.successor
     if after is None:
         own = task.label if isinstance(task.label, int) else 0
@@ -777,7 +794,16 @@ def _labeler(task: TaskSetup) -> tuple[Callable[[Any], int], int | None]:
     if after.partitioner is None:
         return partitioner(partitions, stage=task.stage.name), None
     partition, reduce, stage = after.partitioner, after.name, task.stage.name
-    return (lambda key: _checked(partition(key, partitions), key, partitions, reduce, stage)), None
+
+    def label(key: Any) -> int:
+        try:
+            found = partition(key, partitions)
+        except BaseException:
+            where.helped = key
+            raise
+        return _checked(found, key, partitions, reduce, stage)
+
+    return label, None
 
 
 def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., None]:
