@@ -278,8 +278,9 @@ def reduce(
     ``combine=True`` also runs it map-side on partial groups (its output must
     be pairs it can read back, as a sum's is); ``combiner=`` names a separate
     map-side function of the same shape. A combiner runs any number of times
-    on a key, or not at all: a key with one value in a map task keeps it. ``partitioner(key, n)`` picks the
-    reduce task (0..n-1) for each key; the default is a stable content hash.
+    on a key, or not at all: a key with one value in a map task keeps it.
+    ``partitioner(key, n)`` picks the reduce task (0..n-1) for each key; the
+    default is a stable content hash.
     ``sort=False`` groups by hashing, in first-seen order.
     """
     options: dict[str, Any] = dict(

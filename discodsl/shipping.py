@@ -38,7 +38,15 @@ from discodsl.errors import PicklingError
 from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import JobSpec, StageSpec
 
-__all__ = ["by_value", "frozen", "pickle_job", "preflight", "unpicklable", "user_modules"]
+__all__ = [
+    "by_value",
+    "frozen",
+    "needs_value",
+    "pickle_job",
+    "preflight",
+    "unpicklable",
+    "user_modules",
+]
 
 PREFLIGHT_TIMEOUT = 60.0
 _INSTALLED = tuple(
@@ -71,7 +79,7 @@ def carried(spec: JobSpec) -> tuple[type, ...]:
         module = sys.modules.get(name)
         if name == "__main__" or name in registered:
             return True
-        return module is not None and _needs_value(module)
+        return module is not None and needs_value(module)
 
     found = shipped(spec.stages, spec.params, travels=travels)
     return tuple(dict.fromkeys([*spec.carried, *found]))
@@ -116,17 +124,17 @@ def _functions(stages: Sequence[StageSpec]) -> Iterator[tuple[StageSpec, str, Ca
 
 
 def user_modules(stages: Sequence[StageSpec]) -> set[str]:
-    """The modules of ``stages``' functions that must travel by value (see _needs_value)."""
+    """The modules of ``stages``' functions that must travel by value (see needs_value)."""
     names = set()
     for _, _, function in _functions(stages):
         target = function.func if isinstance(function, partial) else function
         module = sys.modules.get(getattr(target, "__module__", "") or "")
-        if module is not None and _needs_value(module):
+        if module is not None and needs_value(module):
             names.add(module.__name__)
     return names
 
 
-def _needs_value(module: ModuleType) -> bool:
+def needs_value(module: ModuleType) -> bool:
     """Whether a node could not import ``module`` (so it must travel by value)."""
     name = module.__name__
     if name == "__main__" or name.split(".")[0] in ("discodsl", "cloudpickle"):

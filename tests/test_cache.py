@@ -473,6 +473,80 @@ def test_a_run_in_another_process_is_served(tmp_path: Path, text: Path) -> None:
     assert "discodsl: cached results of job 'script_count' from run script_count@" in second.stderr
 
 
+@pytest.mark.parametrize(
+    "helper",
+    [
+        "from helpers import hdep\ndef f(w):\n    return hdep.X\n",
+        "from helpers.hdep import X\ndef f(w):\n    return X\n",
+        "from .hdep import X\ndef f(w):\n    return X\n",
+    ],
+    ids=["import", "from-import", "relative"],
+)
+def test_a_module_a_helper_imports_is_part_of_the_key(
+    tmp_path: Path, text: Path, helper: str
+) -> None:
+    """A stage calls a helper of a module of the user's (imported by name, not shipped), which
+    takes a value from another such module: editing that one gives a fresh run."""
+    package = tmp_path / "helpers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "hmod.py").write_text(helper)
+    script = tmp_path / "scaled.py"
+    script.write_text(
+        "import sys\n"
+        "from discodsl import job, map, reduce\n"
+        "from helpers import hmod\n"
+        "@map\n"
+        "def words(line):\n"
+        "    for w in line.split():\n"
+        "        yield w, hmod.f(w)\n"
+        "@reduce\n"
+        "def total(w, counts):\n"
+        "    yield w, sum(counts)\n"
+        "@job(partitions=2)\n"
+        "def scaled():\n"
+        "    return [words, total]\n"
+        "print(sorted(scaled.run([sys.argv[1]], cache=True, mode=sys.argv[2])))\n"
+    )
+
+    def run(mode: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), str(text), mode]
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+        )
+
+    for mode in ("inline", "local"):
+        (package / "hdep.py").write_text(f"X = 1  # {mode}\n")
+        assert "('the', 3)" in run(mode).stdout
+        (package / "hdep.py").write_text(f"X = 2  # {mode}\n")
+        changed = run(mode)
+        assert "('the', 6)" in changed.stdout, changed.stderr
+        assert "cached results" not in changed.stderr
+        assert "cached results" in run(mode).stderr  # unchanged since: served
+
+
+def test_one_job_cached_from_several_threads_at_once(
+    marks: str, text: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The same job, same key, run by four threads at once: each gets its results whole,
+    the entry is kept once, and nothing says the cache cannot be written."""
+    job = cache_jobs.wordcount(marks, name="shared_count")
+    for mode in ("inline", "local", "inline"):
+        with ThreadPoolExecutor(4) as pool:
+            found = list(
+                pool.map(lambda m: job.run([text], cache=True, mode=m).to_dict(), [mode] * 4)
+            )
+        assert found == [counted(LINES)] * 4
+    assert "cannot be written" not in capfd.readouterr().err
+    kept = sorted((entry.stage, entry.where) for entry in store.entries())
+    assert kept == [
+        ("total", "inline"),
+        ("total", "local"),
+        ("words", "inline"),
+        ("words", "local"),
+    ]
+
+
 # ---------------------------------------------------------------- on a cluster
 
 

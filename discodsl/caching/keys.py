@@ -22,7 +22,10 @@ Stage ``i``'s key is a SHA-256 over, in order:
    directory (a notebook cell's file is in a directory named after its
    kernel's pid, so a restarted kernel would never hit); and for each
    module the pickle names instead of holding (installed packages, the
-   standard library), its file's size and modification time.
+   standard library, modules of the user's own imported by name), its
+   file's size and modification time, and so for every module of the
+   user's own that such a module imports (``import``, ``from`` and
+   relative imports in its source), and that one imports, and so on.
 
 So an edited stage, a changed closure or global value, other params or
 partitions, a touched input: each gives a new key from that stage on, and
@@ -39,7 +42,10 @@ wrong results.
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -206,11 +212,57 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
 
 def _module_stamps(names: set[str]) -> bytes:
     stamps = []
-    for name in sorted(names):
-        path = getattr(sys.modules.get(name), "__file__", None)
-        try:
-            found = os.stat(path) if path else None
-        except OSError:
-            found = None
+    for name in sorted(_with_own_imports(names)):
+        found = _stat(getattr(sys.modules.get(name), "__file__", None))
         stamps.append((name, found.st_size, found.st_mtime_ns) if found else (name,))
     return repr(stamps).encode()
+
+
+def _stat(path: str | None) -> os.stat_result | None:
+    try:
+        return os.stat(path) if path else None
+    except OSError:
+        return None
+
+
+def _with_own_imports(names: set[str]) -> set[str]:
+    """``names``, and the loaded modules that the user's own modules among them import, and
+    that those import, and so on (an installed package's imports are its own business)."""
+    found: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        module = sys.modules.get(name)
+        if name in found or module is None:
+            continue
+        found.add(name)
+        path = getattr(module, "__file__", None)
+        stat = _stat(path)
+        if stat is not None and path and path.endswith(".py") and shipping.needs_value(module):
+            package = module.__package__ or ""
+            pending += _imports(path, stat.st_size, stat.st_mtime_ns, package)
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports(path: str, size: int, mtime_ns: int, package: str) -> tuple[str, ...]:
+    """The modules the source at ``path`` (of a module in ``package``) imports, by name,
+    with their parent packages, and each name a ``from`` import takes that may be a
+    submodule; for one version of the file."""
+    try:
+        with open(path, "rb") as source:
+            tree = ast.parse(source.read())
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            except (ImportError, ValueError):
+                continue
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    parents = [name.rsplit(".", depth)[0] for name in names for depth in range(name.count("."))]
+    return tuple(dict.fromkeys([*names, *parents]))

@@ -116,6 +116,8 @@ class Keeper:
         self.index = {name: number for number, name in enumerate(names)}
         self.run = job  # the run's name, once it has one
         self.told = False
+        self.started = time.time()  # an entry of another run kept since then is not replaced
+        self.kept: set[str] = set()  # keys this run kept (again: its own entry is replaced)
 
     def keep(
         self,
@@ -138,7 +140,9 @@ class Keeper:
             counters=dict(counters),
         )
         try:
-            store.keep(entry, paths)
+            again = entry.key in self.kept
+            store.keep(entry, paths, started=None if again else self.started)
+            self.kept.add(entry.key)
         except store.NotKept as why:
             if not self.told:
                 tell(

@@ -28,11 +28,13 @@ the entries, ``discodsl cache clear`` removes them (:func:`clear`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -188,12 +190,21 @@ def _entry(facts: dict[str, Any], path: Path) -> Entry:
 
 
 def keep(
-    entry: Entry, sources: Sequence[Sequence[str | None]], directory: Path | None = None
+    entry: Entry,
+    sources: Sequence[Sequence[str | None]],
+    directory: Path | None = None,
+    started: float | None = None,
 ) -> Entry:
     """Keep ``entry``, copying the local files ``sources`` names (one list per output, a
     path or None for each of its URLs, kept as given); the kept entry. Evicts what the
     limit asks; NotKept saying why when the entry is bigger than the limit or cannot be
-    written."""
+    written.
+
+    An entry of the same key kept since ``started`` (when the run keeping this one
+    started: a run beside it kept the same stage first, and other runs may be reading its
+    files) stays, and this one is dropped; an older one (which that run could not reuse,
+    as a purged job's) is replaced.
+    """
     root = directory or cache_dir()
     cap = limit()
     try:
@@ -206,7 +217,7 @@ def keep(
         raise NotKept(f"{root} cannot be written: {exc}") from exc
     try:
         kept = _write(entry, sources, staging, size)
-        _publish(staging, root / entry.key)
+        _publish(staging, root / entry.key, started)
     except OSError as exc:
         _remove(staging)
         raise NotKept(f"{root} cannot be written: {exc}") from exc
@@ -251,12 +262,25 @@ def _copy(source: str, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _publish(staging: Path, final: Path) -> None:
-    """Rename ``staging`` to ``final``, replacing an entry of the same key."""
-    with contextlib.suppress(FileNotFoundError):
-        old = final.rename(final.with_name(f".old-{final.name}-{os.getpid()}"))
-        _remove(old)
-    staging.rename(final)
+def _publish(staging: Path, final: Path, started: float | None) -> None:
+    """Rename ``staging`` to ``final``, unless a sound entry kept since ``started`` is
+    there already (see :func:`keep`)."""
+    there = load(final.name, final.parent)
+    if there is not None and started is not None and there.created >= started:
+        _remove(staging)
+        return
+    if there is not None:
+        with contextlib.suppress(FileNotFoundError):
+            _remove(final.rename(staging.with_name(f".old{staging.name}")))
+    try:
+        staging.rename(final)
+    except OSError as exc:  # another run kept it since we looked: theirs stays
+        if (
+            exc.errno not in (errno.ENOTEMPTY, errno.EEXIST)
+            or load(final.name, final.parent) is None
+        ):
+            raise
+        _remove(staging)
 
 
 def touch(entry: Entry) -> None:
@@ -264,7 +288,7 @@ def touch(entry: Entry) -> None:
     entry.used = time.time()
     with contextlib.suppress(OSError):
         facts = {"format": FORMAT, **_facts(entry)}
-        temporary = entry.path / f".{ENTRY}.{os.getpid()}"
+        temporary = entry.path / f".{ENTRY}.{os.getpid()}.{threading.get_ident()}"
         temporary.write_text(json.dumps(facts), encoding="utf-8")
         os.replace(temporary, entry.path / ENTRY)
 
