@@ -744,3 +744,30 @@ def test_dir_urls_of_a_run_as_inputs_give_every_partition(
     again = jobs.histogram.run(first.urls, mode=mode, progress=False)
     expected = {1: sorted(f"w{i}" for i in range(40) if i != 1), 2: ["w1"]}
     assert {n: sorted(ws) for n, ws in again} == expected
+
+
+@pytest.mark.parametrize("shadow", ["types", "enum", "functools"])
+def test_a_module_of_the_users_named_as_a_standard_ones_breaks_no_worker(
+    tmp_path: Path, shadow: str
+) -> None:
+    """A script's own ``types.py`` (say) is no worker's ``types``: the standard library's
+    comes first, as it did in the script's process, which had loaded it before."""
+    (tmp_path / f"{shadow}.py").write_text("KINDS = ['a', 'b']\n")
+    (tmp_path / "helper.py").write_text("def twice(n):\n    return 2 * n\n")
+    script = tmp_path / "shadowed.py"
+    script.write_text(
+        "from discodsl import job, map\n"
+        "import helper\n"
+        "@map\n"
+        "def m(line):\n"
+        "    yield line, helper.twice(1)\n"
+        "@job\n"
+        "def j():\n"
+        "    return [m]\n"
+        "print(list(j.run(inputs=['raw://a'], mode='local')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[('a', 2)]\n"

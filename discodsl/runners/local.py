@@ -37,7 +37,7 @@ from discodsl.runners.grouping import DirOutput, Output
 from discodsl.runners.layout import JobLayout
 from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
-from discodsl.worker import capture
+from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
 from discodsl.worker.inputs import Node, read_index
 from discodsl.worker.runtime import LOAD_FAILURE
@@ -258,11 +258,13 @@ def _worker_environ() -> dict[str, Any]:
     MSG this master keeps."""
     path = [p for p in sys.path if p and os.path.isdir(p)]
     # -S: no site module (its .pth processing costs every worker start-up); this
-    # process's import path, site-packages included, comes through PYTHONPATH.
+    # process's import path, site-packages included, comes through PATH_ENV, which
+    # a worker puts after the standard library's (not PYTHONPATH, which would come first).
     return {
         "DISCODSL_PYTHON": sys.executable,
         "DISCODSL_PYTHON_FLAGS": "-S",
-        "PYTHONPATH": os.pathsep.join(path),
+        "PYTHONPATH": "",
+        PATH_ENV: os.pathsep.join(path),
         # This master shows any MSG whole (a Disco master, only its first 8 KB).
         capture.MESSAGE_ENV: str(capture.LOCAL_MESSAGE),
     }

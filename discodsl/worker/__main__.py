@@ -8,6 +8,13 @@ asks for one (``DISCODSL_FORKSERVER`` in the environment, see
 import os
 import sys
 
+from discodsl.worker import PATH_ENV
+
+# After the standard library's directories, not before as PYTHONPATH's would be: a module
+# of the user's named like a standard one (a ``types.py`` beside the script) must not
+# replace it here, as it did not in the runner's process, which had loaded that one first.
+sys.path += [entry for entry in os.environ.get(PATH_ENV, "").split(os.pathsep) if entry]
+
 if os.environ.get("DISCODSL_FORKSERVER"):
     from discodsl.worker.forkserver import main
 else:
