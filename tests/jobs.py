@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import heapq
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -387,3 +388,24 @@ def picky_total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
 @job(partitions=2, max_failures=0)
 def picky_count() -> list[Any]:
     return [words, picky_total]
+
+
+# a value that cannot be pickled (written as records are)
+@map
+def with_a_lock(line: str) -> Iterator[tuple[str, Any]]:
+    yield line, threading.Lock()
+
+
+@job(max_failures=0)
+def unpicklable_values() -> list[Any]:
+    return [with_a_lock]
+
+
+@reduce(combine=True)
+def total_combined_any(key: str, values: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    yield key, list(values)
+
+
+@job(partitions=2, max_failures=0)
+def unpicklable_values_combined() -> list[Any]:
+    return [with_a_lock, total_combined_any]

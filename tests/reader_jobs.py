@@ -82,3 +82,17 @@ TAG_CASES: dict[str, tuple[Any, bytes, list[tuple[Any, Any]], bytes | None]] = {
     "fixed": (chunk_count, b"abcdabcdwxyz", [(b"abcd", 2), (b"wxyz", 1)], b"abcdab"),
     "whole_file": (file_sizes, b"\x00\x01 any bytes", [("bytes", 12)], None),
 }
+
+
+def forgetful_reader(stream: Any, url: str) -> Any:
+    [line.rstrip(b"\n") for line in stream]  # no return: None
+
+
+@map(reader=forgetful_reader)
+def forgetfully_read(record: bytes) -> Iterator[tuple[bytes, int]]:
+    yield record, 1
+
+
+@job(max_failures=0)
+def forgetful() -> list[Any]:
+    return [forgetfully_read]

@@ -771,3 +771,24 @@ def test_a_module_of_the_users_named_as_a_standard_ones_breaks_no_worker(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[('a', 2)]\n"
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"], indirect=True)
+@pytest.mark.parametrize("name", ["unpicklable_values", "unpicklable_values_combined"])
+def test_a_value_that_cannot_be_pickled_is_named_so(tmp_path: Path, mode: str, name: str) -> None:
+    text = tmp_path / "in.txt"
+    text.write_text("a\nb\n")
+    with pytest.raises((TaskFailed, StageError)) as info:
+        getattr(jobs, name).run(inputs=[text], mode=mode)
+    message = str(info.value)
+    expected = "yielded a record that cannot be pickled (cannot pickle '_thread.lock' object)"
+    assert expected in message
+    assert "did not unpack" not in message
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"], indirect=True)
+def test_a_reader_that_returns_none_is_named(mode: str) -> None:
+    with pytest.raises((TaskFailed, StageError)) as info:
+        reader_jobs.forgetful.run(inputs=["raw://a b"], mode=mode)
+    assert "the reader 'forgetful_reader' (reader_jobs.py, line " in str(info.value)
+    assert "returned None for input 'raw://a b', not its records" in str(info.value)

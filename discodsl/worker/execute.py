@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, repeat, starmap
+from types import CodeType
 from typing import Any, NamedTuple, Protocol
 
 from discodsl.worker.errors import DataError, StageError
@@ -309,6 +310,14 @@ def _not_pairs(
         return _bad_record(maker, exc.item)
     if _raised_by_user(exc, *loops):
         return None
+    if _raised_in(exc, RecordWriter.write_many, RecordWriter.write):  # by the pickler
+        return StageError(
+            f"{maker.who} yielded a record that cannot be pickled ({exc}): records are "
+            "pickled to be written, so keys and values must be data pickle takes (str, "
+            "numbers, tuples, lists, dicts, instances of classes defined at the top level of "
+            "a module), not locks, generators, open files or connections",
+            stage=maker.name,
+        )
     if item is not _NO_ITEM and not is_pair(item):
         return _bad_record(maker, item)
     if result is None or _returned_none(exc):
@@ -356,10 +365,19 @@ def _shape_error(maker: _Maker, result: Any, exc: Exception) -> StageError:
 
 def _raised_by_user(exc: BaseException, *loops: Callable[..., Any]) -> bool:
     """Whether ``exc`` came from inside user code, not from unpacking its output in ``loops``."""
+    return _last_code(exc) is not None and not _raised_in(exc, *loops)
+
+
+def _raised_in(exc: BaseException, *functions: Callable[..., Any]) -> bool:
+    """Whether the innermost Python frame ``exc`` went through is one of ``functions``'."""
+    return _last_code(exc) in {function.__code__ for function in functions}
+
+
+def _last_code(exc: BaseException) -> CodeType | None:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and all(tb.tb_frame.f_code is not loop.__code__ for loop in loops)
+    return None if tb is None else tb.tb_frame.f_code
 
 
 def _bad_record(maker: _Maker, item: Any) -> StageError:

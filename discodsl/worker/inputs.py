@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from discodsl.worker.readers import Reader
 
 from discodsl.worker import urls
-from discodsl.worker.errors import DataError, MalformedRecord
+from discodsl.worker.errors import DataError, MalformedRecord, StageError
 from discodsl.worker.records import (
     HEADER_SIZE,
     VERSION_BYTE,
@@ -283,7 +283,7 @@ def _replica_parts(
         return
     with _open(url, node) as stream:
         if reader is not None:
-            yield _counted(iter(reader(stream, url)), url, cursor)
+            yield _counted(_read_by(reader, stream, url), url, cursor)
         elif is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
             yield from _followed(read_hunks(stream, url), url, cursor)
         else:
@@ -315,7 +315,27 @@ def _index_parts(
                 if reader is None:
                     yield from _followed(read_hunks(stream, entry_url), entry_url, cursor)
                 else:
-                    yield _counted(iter(reader(stream, entry_url)), entry_url, cursor)
+                    yield _counted(_read_by(reader, stream, entry_url), entry_url, cursor)
+
+
+def _read_by(reader: Reader, stream: BinaryIO, url: str) -> Iterator[Any]:
+    """The records ``reader`` returns (or yields) for ``url``; a StageError naming it if
+    what it returned is no iterable (a reader that forgot its ``return``)."""
+    records = reader(stream, url)
+    try:
+        return iter(records)
+    except TypeError:
+        name = getattr(reader, "__qualname__", repr(reader))
+        code = getattr(reader, "__code__", None)
+        where = (
+            f" ({code.co_filename.rsplit('/', 1)[-1]}, line {code.co_firstlineno})" if code else ""
+        )
+        raise StageError(
+            f"the reader {name!r}{where} returned {records!r:.60} for input {url!r}, not "
+            "its records: a reader must return an iterable of them, or yield them (did "
+            "it forget its `return`?)",
+            url=url,
+        ) from None
 
 
 def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:
