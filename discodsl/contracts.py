@@ -147,9 +147,12 @@ def accepts(expected: Any, produced: Any) -> bool:
 
 
 def _plain(tp: Any) -> Any:
-    """``None`` as ``NoneType``, a NewType as its base, ``Annotated[X, ...]`` as X."""
+    """``None`` as ``NoneType``, a NewType as its base, ``Annotated[X, ...]`` as X, a
+    TypedDict as ``dict`` (its instances are plain dicts)."""
     if tp is None:
         return type(None)
+    if typing.is_typeddict(tp):
+        return dict
     while hasattr(tp, "__supertype__"):
         tp = tp.__supertype__
     if get_origin(tp) is typing.Annotated:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NewType, Optional, TypeVar, Union
+from typing import Any, Literal, NewType, Optional, TypedDict, TypeVar, Union
 
 import cloudpickle
 import pytest
@@ -330,6 +330,41 @@ def test_a_wrong_record_fails_an_inline_run_by_default() -> None:
     assert "stage 'liar' yielded ('hello', 'hello')" in message
     assert "its value 'hello' is a str" in message
     assert "`-> Iterator[tuple[str, int]]`" in message and "values must be int" in message
+
+
+class Row(TypedDict):
+    n: int
+
+
+@map
+def typed_rows(line: str) -> Iterator[tuple[str, Row]]:
+    yield line, {"n": len(line)}
+
+
+@reduce
+def first_rows(key: str, rows: Iterable[Row]) -> Iterator[tuple[str, Row]]:
+    yield key, next(iter(rows))
+
+
+@job
+def typed_dicts() -> list[Any]:
+    return [typed_rows, first_rows]
+
+
+@map
+def listed_rows(line: str) -> Iterator[tuple[str, Row]]:
+    yield line, [len(line)]  # type: ignore[misc]
+
+
+@job
+def wrongly_typed_dicts() -> list[Any]:
+    return [listed_rows]
+
+
+def test_a_typed_dict_is_a_dict_to_the_check() -> None:
+    assert list(typed_dicts.run(["raw://abc"], mode="inline")) == [("abc", {"n": 3})]
+    with pytest.raises(StageError, match=r"its value \[3\] is a list"):
+        wrongly_typed_dicts.run(["raw://abc"], mode="inline")
 
 
 def test_the_check_can_be_turned_off_inline() -> None:
