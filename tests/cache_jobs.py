@@ -224,3 +224,23 @@ def _histogram(marks: str, variant: str, node: bool) -> Any:
         yield n, sorted(set(words_) if variant == "edited" else words_)
 
     return histogram
+
+
+def helped_wordcount(helper: Any) -> Job:
+    """A wordcount weighting each word by ``helper.weight(word)``: a module the stage
+    names by reference (a helper of the user's, imported by name)."""
+
+    @map
+    def weighted_words(line: str) -> Iterator[tuple[str, int]]:
+        for word in line.split():
+            yield word, helper.weight(word)
+
+    @reduce
+    def weighted_total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        yield word, sum(counts)
+
+    @job(partitions=2)
+    def helped_count() -> list[Any]:
+        return [weighted_words, weighted_total]
+
+    return helped_count

@@ -6,6 +6,7 @@ Stages leave a mark per task (tests/cache_jobs.py), so a test sees what ran.
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -523,6 +524,29 @@ def test_a_module_a_helper_imports_is_part_of_the_key(
         assert "('the', 6)" in changed.stdout, changed.stderr
         assert "cached results" not in changed.stderr
         assert "cached results" in run(mode).stderr  # unchanged since: served
+
+
+def test_inline_a_module_edited_but_not_reloaded_is_keyed_by_the_code_that_runs(
+    tmp_path: Path, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inline, the stages run the helper module as it was imported; its file, edited since
+    and not reloaded, must not key what that code made (a restarted kernel, importing the
+    edited file, would be served it)."""
+    name = f"helper_{uuid.uuid4().hex}"
+    module = tmp_path / f"{name}.py"
+    module.write_text("def weight(word):\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    job = cache_jobs.helped_wordcount(importlib.import_module(name))
+
+    assert job.run([text], mode="inline", cache=True).to_dict() == counted(LINES)
+    module.write_text("def weight(word):\n    return 10  # edited, not reloaded\n")
+    assert job.run([text], mode="inline", cache=True).to_dict() == counted(LINES)  # old code
+    sys.modules.pop(name)  # a restarted kernel: the edited file imported
+    job = cache_jobs.helped_wordcount(importlib.import_module(name))
+    assert job.run([text], mode="inline", cache=True).to_dict() == {
+        word: 10 * n for word, n in counted(LINES).items()
+    }
 
 
 def test_one_job_cached_from_several_threads_at_once(

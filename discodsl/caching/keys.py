@@ -25,7 +25,10 @@ Stage ``i``'s key is a SHA-256 over, in order:
    standard library, modules of the user's own imported by name), its
    file's size and modification time, and so for every module of the
    user's own that such a module imports (``import``, ``from`` and
-   relative imports in its source), and that one imports, and so on.
+   relative imports in its source), and that one imports, and so on. An
+   inline run, which runs those modules as this process loaded them, also
+   has a digest of the code and plain constants each of the user's holds:
+   a file edited but not reloaded since does not key what the old code made.
 
 So an edited stage, a changed closure or global value, other params or
 partitions, a touched input: each gives a new key from that stage on, and
@@ -48,6 +51,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import marshal
 import os
 import sys
 from collections import ChainMap
@@ -101,11 +105,12 @@ def stage_keys(
         _feed(digest, part)
     keys = []
     modules = shipping.user_modules(stages)
+    loaded = where == "inline"  # the stages run the modules this process has, not files
     for index, stage in enumerate(stages):
-        _feed(digest, _pickled(replace(stage, yields=None), modules))
+        _feed(digest, _pickled(replace(stage, yields=None), modules, loaded))
         following = stages[index + 1] if index + 1 < len(stages) else None
         key = digest.copy()
-        _feed(key, _pickled(_shaping(following), modules))
+        _feed(key, _pickled(_shaping(following), modules, loaded))
         keys.append(key.hexdigest()[:40])
     return keys
 
@@ -173,13 +178,14 @@ def _file_digest(path: str) -> str:
 # ---------------------------------------------------------------- code
 
 
-def _pickled(value: Any, modules: set[str]) -> bytes:
+def _pickled(value: Any, modules: set[str], loaded: bool = False) -> bytes:
     """``value`` pickled as it is shipped (``modules`` by value), file names without their
-    directory, followed by the size and time of each module it names by reference."""
+    directory, followed by the size and time of each module it names by reference (and,
+    when ``loaded``, the code that module has in this process: see _loaded_code)."""
     with io.BytesIO() as file, shipping.by_value(modules):
         pickler = _Hasher(file)
         pickler.dump(value)
-        return file.getvalue() + _module_stamps(pickler.references)
+        return file.getvalue() + _module_stamps(pickler.references, loaded)
 
 
 _CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
@@ -210,12 +216,32 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
         return reduced
 
 
-def _module_stamps(names: set[str]) -> bytes:
-    stamps = []
+def _module_stamps(names: set[str], loaded: bool) -> bytes:
+    stamps: list[tuple[Any, ...]] = []
     for name in sorted(_with_own_imports(names)):
-        found = _stat(getattr(sys.modules.get(name), "__file__", None))
+        module = sys.modules.get(name)
+        found = _stat(getattr(module, "__file__", None))
         stamps.append((name, found.st_size, found.st_mtime_ns) if found else (name,))
+        if loaded and module is not None and shipping.needs_value(module):
+            stamps.append((name, _loaded_code(module)))
     return repr(stamps).encode()
+
+
+def _loaded_code(module: ModuleType) -> str:
+    """A digest of the code and plain constants a module of the user's holds in this
+    process: an inline run runs them, which its file, edited and not reloaded since it was
+    imported, no longer says."""
+    digest = hashlib.sha256()
+    for name, value in sorted(vars(module).items()):
+        if isinstance(value, (FunctionType, type)) and value.__module__ == module.__name__:
+            functions = vars(value).values() if isinstance(value, type) else [value]
+            for function in functions:
+                function = getattr(function, "__func__", function)  # a class or static method
+                if isinstance(function, FunctionType):
+                    digest.update(name.encode() + marshal.dumps(function.__code__))
+        elif isinstance(value, (int, float, str, bytes, type(None))):
+            digest.update(repr((name, value)).encode())
+    return digest.hexdigest()
 
 
 def _stat(path: str | None) -> os.stat_result | None:
