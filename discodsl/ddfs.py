@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["DDFS", "check_name", "resolve_inputs", "tag_name"]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_\-@:]+")
+# The longest tag name a Disco 0.5.4 node keeps: its file, "!partial." + name + "$" + a
+# timestamp of up to 15 characters, must fit the file system's 255 bytes (a real master
+# took 230 characters and failed on 231 with 500 replication_failed).
+TAG_NAME_MAX = 230
 _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_\-@:]")
 
 
@@ -50,11 +54,17 @@ _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_\-@:]")
 
 
 def check_name(name: str, what: str = "DDFS tag name") -> str:
-    """``name`` if it only holds ``[A-Za-z0-9_-@:]`` (``DDFS.safe_name``), else ClientError."""
+    """``name`` if it only holds ``[A-Za-z0-9_-@:]`` (``DDFS.safe_name``), and a tag name
+    no longer than :data:`TAG_NAME_MAX`; else ClientError."""
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         safe = _UNSAFE_CHAR.sub("_", str(name)) or "data"
         raise ClientError(
             f"{name!r} is not a valid {what}: use only letters, digits and _ - @ : (e.g. {safe!r})"
+        )
+    if what == "DDFS tag name" and len(name) > TAG_NAME_MAX:
+        raise ClientError(
+            f"{name[:40]!r}... is {len(name)} characters long: a DDFS tag name may have at "
+            f"most {TAG_NAME_MAX} (a node keeps a tag in a file named after it): shorten it"
         )
     return name
 

@@ -30,7 +30,7 @@ from discodsl.client import (
     disco_url_to_http,
     proxy_url,
 )
-from discodsl.ddfs import DDFS, resolve_inputs
+from discodsl.ddfs import DDFS, check_name, resolve_inputs
 from discodsl.errors import (
     BadAnswer,
     ClientError,
@@ -517,6 +517,20 @@ def test_bad_tag_names_are_refused_before_sending(
     with pytest.raises(ClientError, match=r"is not a valid DDFS tag name: use only letters"):
         ddfs.get_tag(name)
     assert replay.received == []
+
+
+def test_a_tag_name_too_long_for_a_nodes_file_names_is_refused_before_sending(
+    replay: ReplayServer, ddfs: DDFS, tmp_path: Path
+) -> None:
+    """A real 0.5.4 master took a 230-character tag name and failed on 231 (500,
+    replication_failed): a node keeps a tag in a file named after it, its time and a
+    temporary prefix, under the file system's 255 bytes."""
+    with pytest.raises(ClientError, match=r"is 231 characters long: a DDFS tag name may have"):
+        ddfs.get_tag("t" * 231)
+    with pytest.raises(ClientError, match=r"at most 230"):
+        ddfs.push("t" * 300, [tmp_path / "missing"])
+    assert replay.received == []
+    assert check_name("t" * 230) == "t" * 230
 
 
 @pytest.mark.parametrize(

@@ -326,3 +326,31 @@ def test_output_reaches_the_master_in_batches_under_its_rate_limit(tmp_path: Pat
     text = "".join(f.payload for f in transcript.sent if f.name == "MSG")
     assert "line 2999 of x" in text and "status: 2900 done" in text
     assert all(sum(1 for u in times if t <= u < t + 1.0) <= 4 for t in times), times
+
+
+@pytest.mark.parametrize(
+    ("garbled", "after"),
+    [
+        (b"OK 4 {{{{\n", "WORKER"),  # bad JSON
+        (b'BOGUS 2 ""\n', "WORKER"),  # a message no master sends
+        (b'OK abc "ok"\n', "WORKER"),  # no length
+        (b'TASK 2 ""\n', "WORKER"),  # the wrong reply
+        (b'TASK 13 {"taskid": 0}\n', "TASK"),  # a TASK missing its keys
+    ],
+)
+def test_a_garbled_first_reply_is_fatal_and_says_what_was_wrong(
+    tmp_path: Path, garbled: bytes, after: str
+) -> None:
+    job = replay_jobs.chatty_job
+    data = builder.build_jobpack(job, job.options, [["raw://x"]])
+    layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
+
+    def reply(message: Any, side: Any) -> bytes | None:
+        if after == message.NAME:
+            return garbled
+        return b'OK 4 "ok"\n'
+
+    transcript = run_worker(layout.home, node_environment(data), reply, timeout=30)
+    assert transcript.names()[-1] == "FATAL", bytes(transcript.raw)
+    text = transcript.sent[-1].payload
+    assert f"the master's reply to {after} was not understood" in text

@@ -116,8 +116,10 @@ def serve(
     sys.breakpointhook = _no_debugger
     channel = Channel(protocol_in, protocol_out)
     try:
-        channel.request(messages.Worker(os.getpid()), Ok)
-        task = channel.request(messages.Task(), TaskInfo)
+        task = _start(channel)
+        if task is None:
+            _wait_for_end(protocol_in)
+            return 1
         capture.forward(lambda text: _message(channel, text))
         final = _work(channel, task, preloaded)
         capture.close()
@@ -130,6 +132,24 @@ def serve(
         return 0  # the master is gone: nobody to report to
     _wait_for_end(protocol_in)
     return 0
+
+
+def _start(channel: Channel) -> TaskInfo | None:
+    """WORKER, then TASK: the task; None when a reply made no sense (FATAL, saying why,
+    has been sent: a master that garbles these would garble the rest)."""
+    asked = messages.Worker.NAME
+    try:
+        channel.request(messages.Worker(os.getpid()), Ok)
+        asked = messages.Task.NAME
+        return channel.request(messages.Task(), TaskInfo)
+    except (RemoteProtocolError, ValueError, KeyError, TypeError) as exc:
+        channel.final(
+            messages.Fatal(
+                f"the master's reply to {asked} was not understood ({exc}): this worker "
+                "speaks Disco's worker protocol 1.1, as a Disco 0.5.4 master does"
+            )
+        )
+        return None
 
 
 def _private_fds(protocol_out: int | None) -> tuple[int, int]:
