@@ -270,6 +270,16 @@ def test_undecodable_jobdata_is_fatal(tmp_path: Path) -> None:
     assert "cannot load the job" in transcript.sent[-1].payload
 
 
+def test_a_cut_jobdata_is_fatal_saying_to_build_it_again(tmp_path: Path) -> None:
+    job = replay_jobs.chatty_job
+    cut = encode_jobdata(job.spec(), shipping.pickle_job(job.spec())[:-1])
+    _, transcript = _single_task(tmp_path, _pack_with_jobdata(job, cut), [["raw://x"]])
+    assert transcript.names() == ["WORKER", "TASK", "FATAL"]
+    text = transcript.sent[-1].payload
+    assert "cut short or damaged: build and submit the jobpack again" in text
+    assert "missing" not in text
+
+
 def test_nothing_reaches_the_stream_before_worker(tmp_path: Path) -> None:
     """Start-up noise (as a SyntaxWarning on 3.11 would be) goes to MSG, never before WORKER."""
     site = tmp_path / "site"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import select
 import signal
 import sys
@@ -278,14 +279,23 @@ def _unpickle(pickled: bytes) -> JobSpec:
         job = cloudpickle.loads(pickled)
     except Exception as exc:
         raise FatalJobError(
-            f"{LOAD_FAILURE} on this node ({type(exc).__name__}: {exc}); "
-            "a module the stages use by reference is missing here: install it on the "
-            "nodes, or register it with cloudpickle.register_pickle_by_value"
+            f"{LOAD_FAILURE} on this node ({type(exc).__name__}: {exc}); {_fix(exc)}"
         ) from exc
     if not isinstance(job, JobSpec):
         raise FatalJobError(f"jobdata holds a {type(job).__name__}, not a JobSpec: rebuild it")
     shipped_classes.adopt(job)
     return job
+
+
+def _fix(exc: Exception) -> str:
+    """What to do when the job's pickle does not load: a cut or damaged one is built again,
+    else a module it names is missing here."""
+    if isinstance(exc, (EOFError, pickle.UnpicklingError)):
+        return "the job's data is cut short or damaged: build and submit the jobpack again"
+    return (
+        "a module the stages use by reference is missing here: install it on the nodes, "
+        "or register it with cloudpickle.register_pickle_by_value"
+    )
 
 
 def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[WrittenFile]:
