@@ -524,6 +524,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"push_inputs": args.push_inputs, "cache": args.cache}
     if args.partitions is not None:
         options["partitions"] = args.partitions
+    _check_writable(args.output)  # before the run: its records would be lost after it
     with _stdout_to_stderr():  # the job module's and its stages' prints: not records
         job = import_job(args.job)
         results = job.run(args.inputs, mode=mode, master=master, **options)
@@ -1021,6 +1022,20 @@ def _fileno(stream: IO[str]) -> int | None:
         return stream.fileno()
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return None
+
+
+def _check_writable(name: str | None) -> None:
+    """A JobError if ``-o FILE`` could not be made: a directory, or in none."""
+    if name is None:
+        return
+    path = Path(name)
+    if path.is_dir():
+        raise JobError(f"cannot write {name}: it is a directory: name a file in it")
+    if not path.parent.is_dir():
+        raise JobError(
+            f"cannot write {name}: no directory {str(path.parent)!r}: make it, or name a file "
+            "in one that is there"
+        )
 
 
 @contextlib.contextmanager

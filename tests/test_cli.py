@@ -685,6 +685,20 @@ def test_an_output_file_that_cannot_be_written_is_one_error_line(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("where", ["missing/out.tsv", "."])
+def test_an_output_file_that_cannot_be_made_is_said_before_the_job_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("discodsl.model.Job.run", lambda *a, **k: pytest.fail("the job ran"))
+    _, err = run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "-o", where, status=1)
+    one_error(
+        err,
+        f"cannot write {where}:",
+        "it is a directory" if where == "." else "no directory 'missing'",
+    )
+
+
 @pytest.mark.parametrize(
     ("spec", "words"),
     [
@@ -704,12 +718,17 @@ def test_a_job_that_cannot_be_found_is_named(
     [
         (
             "import no_such_dependency_xyz\n",
-            ["importing 'broken' failed: it imports 'no_such_dependency_xyz', which is not "
-             "installed", "install it"],
+            [
+                "importing 'broken' failed: it imports 'no_such_dependency_xyz', which is not "
+                "installed",
+                "install it",
+            ],
         ),
         ("def job(:\n", ["importing 'broken' failed: SyntaxError", "broken.py, line 1"]),
-        ("x = 1\nraise ValueError('no config')\n", [
-            "importing 'broken' failed: ValueError: no config", "broken.py, line 2"]),
+        (
+            "x = 1\nraise ValueError('no config')\n",
+            ["importing 'broken' failed: ValueError: no config", "broken.py, line 2"],
+        ),
     ],
 )
 def test_a_job_module_that_fails_to_import_is_named_with_where(
