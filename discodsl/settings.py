@@ -89,7 +89,7 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError:
         raise ValueError("bad port") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.hostname.isdigit():
         raise ValueError("not an http URL")
     if parts.path or parts.query or parts.fragment:
         raise ValueError("has a path")

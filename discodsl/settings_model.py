@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,19 @@ class DiscoSettings(BaseSettings):
         host, port = info.data.get("DISCO_MASTER_HOST"), info.data.get("DISCO_PORT")
         if not value:
             # An invalid host or port is reported on its own; nothing to derive from.
+            if host and ":" in host and not host.startswith("["):
+                host = f"[{host}]"  # an IPv6 address, as a URL writes it
             return f"http://{host}:{port}" if host and port else value
         return normalise_master_url(value, port or 8989)
+
+    @field_validator("DISCO_MASTER_HOST")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        """A host name or address, not a URL (``http://x`` would make ``http://http://x``),
+        and not a bare number (``5`` would be the address 0.0.0.5)."""
+        if not _HOST.fullmatch(value) or value.isdigit():
+            raise ValueError("not a host name")
+        return value
 
     @field_validator("DISCO_PROXY")
     @classmethod
@@ -131,11 +143,17 @@ class DiscoFileSource(PydanticBaseSettingsSource):
         return data
 
 
+# A host name, an IPv4 address, or an IPv6 one (bracketed or not).
+_HOST = re.compile(r"[A-Za-z0-9_.-]+|\[?[0-9A-Fa-f:.]+\]?")
+
 # What each setting must look like, for error messages: (problem, what to set).
 _EXPECTED: dict[str, tuple[str, str]] = {
     "DISCO_PORT": ("is not a port number", "an integer 1-65535"),
     "DISCO_MASTER": ("is not a master URL", "http://HOST:PORT, e.g. http://master:8989"),
-    "DISCO_MASTER_HOST": ("is not a host name", "the master's host name"),
+    "DISCO_MASTER_HOST": (
+        "is not a host name",
+        "the master's host name alone (e.g. master, or 10.0.0.5), or its URL to DISCO_MASTER",
+    ),
     "DISCO_PROXY": ("is not a proxy URL", "http://HOST:PORT, or leave it empty"),
     "DISCODSL_HTTP_TIMEOUT": ("is not a timeout", "a number of seconds greater than 0"),
     "DISCODSL_RETRIES": ("is not a retry count", "an integer 0-100"),

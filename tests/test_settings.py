@@ -352,3 +352,26 @@ def test_disco_job_owner_reaches_the_jobdict(
     monkeypatch.setenv("DISCO_JOB_OWNER", "from-env@lab")
     assert _owner() == "from-env@lab"
     assert _owner(owner="given@lab") == "given@lab"
+
+
+@pytest.mark.parametrize("host", ["http://master", "a b", "5", "master/x"])
+def test_a_master_host_that_is_no_host_name_is_refused(host: str) -> None:
+    with pytest.raises(SettingsError, match=r"DISCO_MASTER_HOST=.* is not a host name: set "):
+        load_settings(DISCO_MASTER_HOST=host)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("10.0.0.5", "http://10.0.0.5:8989"),
+        ("::1", "http://[::1]:8989"),
+        ("m-1.x", "http://m-1.x:8989"),
+    ],
+)
+def test_a_master_host_makes_the_master_url(host: str, url: str) -> None:
+    assert url == load_settings(DISCO_MASTER_HOST=host).DISCO_MASTER
+
+
+def test_a_bare_number_is_no_master() -> None:
+    with pytest.raises(SettingsError, match=r"DISCO_MASTER='5' is not a master URL"):
+        load_settings(DISCO_MASTER="5")
