@@ -548,7 +548,7 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
 
 
 def cmd_jobpack_show(args: argparse.Namespace) -> int:
-    pack = jobpack.decode(_read_file(args.file))
+    pack = jobpack.check_jobdata(jobpack.decode(_read_file(args.file)))
     _say(json.dumps(jobpack.describe(pack), indent=2))
     return 0
 
@@ -559,8 +559,10 @@ def cmd_jobpack_show(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    data = _read_file(args.file)
+    jobpack.check_jobdata(jobpack.decode(data))  # a damaged one is said here, not on a node
     with _cluster(args) as conn:
-        _say(conn.master.submit(_read_file(args.file)))
+        _say(conn.master.submit(data))
     return 0
 
 

@@ -38,6 +38,7 @@ import importlib.util
 import io
 import json
 import marshal
+import pickletools
 import re
 import stat
 import struct
@@ -55,13 +56,14 @@ import discodsl.worker
 from discodsl.errors import JobpackError
 from discodsl.worker.jobfile import FIXED as _FIXED
 from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION
-from discodsl.worker.spec import GROUPINGS, STAGE_NAME_RULE, stage_name_ok
+from discodsl.worker.spec import GROUPINGS, STAGE_NAME_RULE, split_jobdata, stage_name_ok
 
 __all__ = [
     "GROUPINGS",
     "REQUIRED_KEYS",
     "JobPack",
     "build_jobhome",
+    "check_jobdata",
     "check_jobhome",
     "decode",
     "describe",
@@ -148,6 +150,25 @@ def decode(data: bytes) -> JobPack:
     jobhome = data[jobhome_at:jobdata_at]
     check_jobhome(jobhome, jobdict["worker"])
     return JobPack(jobdict=jobdict, jobenvs=jobenvs, jobhome=jobhome, jobdata=data[jobdata_at:])
+
+
+def check_jobdata(pack: JobPack) -> JobPack:
+    """``pack``, if its jobdata is whole: discodsl's jobdata holds a pickle, whose opcodes are
+    read (nothing is run) to its end; JobpackError if it is cut short or damaged. Jobdata
+    of another maker's is left to its workers."""
+    try:
+        _, pickled = split_jobdata(pack.jobdata)
+    except ValueError:
+        return pack
+    try:
+        for _ in pickletools.genops(pickled):
+            pass
+    except Exception as exc:
+        raise JobpackError(
+            f"the job's pickle in the jobdata is cut short or damaged ({exc}): build the "
+            "jobpack again"
+        ) from None
+    return pack
 
 
 def describe(pack: JobPack) -> dict[str, Any]:

@@ -257,6 +257,22 @@ def test_jobpack_build_show_submit_then_kill(
     assert out == f"{name} is dead: nothing to kill\n"
 
 
+@pytest.mark.parametrize("damage", ["cut", "empty", "garbage"])
+def test_a_damaged_jobpack_is_refused_before_it_is_sent(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, damage: str
+) -> None:
+    pack = tmp_path / "sleeper.jobpack"
+    run(capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack))
+    data = pack.read_bytes()
+    pack.write_bytes({"cut": data[:-1], "empty": b"", "garbage": bytes(range(256))}[damage])
+    for command in ("show", "submit"):
+        argv = ["jobpack", "show", str(pack)] if command == "show" else ["submit", str(pack)]
+        _, err = run(capsys, *argv, status=1)
+        one_error(err, "cut short or damaged" if damage == "cut" else "jobpack")
+    out, _ = run(capsys, "jobs")
+    assert "sleeper@" not in out  # nothing reached the master
+
+
 def test_an_event_of_printed_lines_is_followed_by_no_blank_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
