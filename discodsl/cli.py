@@ -559,9 +559,9 @@ def cmd_jobpack_show(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    data = _read_file(args.file)
-    jobpack.check_jobdata(jobpack.decode(data))  # a damaged one is said here, not on a node
     with _cluster(args) as conn:
+        data = _read_file(args.file)
+        jobpack.check_jobdata(jobpack.decode(data))  # a damaged one is said here, not on a node
         _say(conn.master.submit(data))
     return 0
 
