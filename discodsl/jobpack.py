@@ -56,7 +56,13 @@ import discodsl.worker
 from discodsl.errors import JobpackError
 from discodsl.worker.jobfile import FIXED as _FIXED
 from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION
-from discodsl.worker.spec import GROUPINGS, STAGE_NAME_RULE, split_jobdata, stage_name_ok
+from discodsl.worker.spec import (
+    GROUPINGS,
+    PREFIX_MAX,
+    STAGE_NAME_RULE,
+    split_jobdata,
+    stage_name_ok,
+)
 
 __all__ = [
     "GROUPINGS",
@@ -475,6 +481,12 @@ def _check_prefix(prefix: Any) -> None:
             f"prefix: {_show(prefix)} must be one or more letters, digits and '_' (the master "
             "refuses only '/' and '.', but a space or shell character in the job name breaks "
             "the worker command on the node), e.g. 'wordcount'"
+        )
+    if len(prefix) > PREFIX_MAX:
+        raise JobpackError(
+            f"prefix: {prefix[:40]!r}... is {len(prefix)} characters long, more than the "
+            f"{PREFIX_MAX} a Disco 0.5.4 master's jobs can have: name the job with "
+            "@job(name=...)"
         )
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobOptions, Mode, validate_options
-from discodsl.worker.spec import JobSpec, StageSpec
+from discodsl.worker.spec import PREFIX_MAX, JobSpec, StageSpec
 
 if TYPE_CHECKING:
     from discodsl.results import Results
@@ -174,8 +174,9 @@ class Job:
 
 
 def _prefix(name: str) -> str:
-    """A job name Disco takes as a prefix: letters, digits and underscores only."""
-    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    """A job name Disco takes as a prefix: letters, digits and underscores only, and no
+    longer than a master runs (jobpack.PREFIX_MAX)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name)[:PREFIX_MAX]
     return cleaned or "job"
 
 

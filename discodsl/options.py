@@ -42,6 +42,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from discodsl.errors import SettingsError
+from discodsl.worker.spec import PREFIX_MAX
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -107,8 +108,9 @@ class JobOptions:
     prefix: str | None = option(
         None,
         pattern=r"^[A-Za-z0-9_]+$",
+        max_length=PREFIX_MAX,  # the longest a Disco 0.5.4 master runs
         description="job name prefix",
-        fix="use letters, digits and underscores only, e.g. prefix='wordcount'",
+        fix=f"use at most {PREFIX_MAX} letters, digits and underscores, e.g. prefix='wordcount'",
     )
     owner: str | None = option(None, description="job owner shown by the master")
     save_results: bool = option(False, description="save the results in DDFS (cluster only)")
@@ -242,6 +244,8 @@ def _within(rules: Mapping[str, Any], value: Any) -> bool:
     if "gt" in rules and not value > rules["gt"]:
         return False
     if rules.get("allow_inf_nan") is False and not math.isfinite(value):
+        return False
+    if "max_length" in rules and len(value) > rules["max_length"]:
         return False
     return "pattern" not in rules or re.fullmatch(rules["pattern"], value) is not None
 

@@ -458,3 +458,13 @@ def test_repr_and_html() -> None:
 
     assert repr(pipeline) == "<Job 'pipeline': words -> total, partitions=3>"
     assert "<table>" in pipeline._repr_html_() and "group_label" in pipeline._repr_html_()
+
+
+def test_a_long_function_name_makes_a_prefix_a_master_runs() -> None:
+    def body() -> list[Any]:
+        return [stage(_plain)]
+
+    body.__name__ = body.__qualname__ = "n" * 300
+    assert job(body).spec().name == "n" * 199
+    with pytest.raises(SettingsError, match="prefix"):
+        job(prefix="p" * 200)(body)

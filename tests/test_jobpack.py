@@ -253,6 +253,14 @@ def test_every_refusal_of_the_master_has_a_case(reference: Path) -> None:
     assert {note for note, answer in answers.items() if answer == "error"} == set(MALFORMED)
 
 
+def test_a_prefix_longer_than_a_master_runs_is_refused() -> None:
+    """A real 0.5.4 master ran a job named with 199 characters; with 200, each task's DONE
+    failed on its node (error:badarg) and the task was retried (not in the recordings)."""
+    assert decode(changed(prefix="j" * 199)).jobdict["prefix"] == "j" * 199
+    with pytest.raises(JobpackError, match=r"is 200 characters long, more than the 199"):
+        decode(changed(prefix="j" * 200))
+
+
 def test_every_odd_jobpack_the_master_accepted_is_judged(reference: Path) -> None:
     answers = _answers(reference)
     judged = set(REFUSED_ON_PURPOSE) | set(ACCEPTED_ODD)

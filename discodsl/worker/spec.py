@@ -44,6 +44,9 @@ GROUPINGS = ("split", "group_label", "group_all", "group_node", "group_node_labe
 _STAGE_CHARS = "!-.0-~"  # a character class: the printable ASCII but space and '/'
 _STAGE_NAME = re.compile(f"[{_STAGE_CHARS}]+")
 _NOT_STAGE_CHAR = re.compile(f"[^{_STAGE_CHARS}]")
+# The longest job name prefix a Disco 0.5.4 master runs: with 200 characters (216 with its
+# "@..." suffix) each task's DONE failed on a real master's node (error:badarg), retried.
+PREFIX_MAX = 199
 STAGE_NAME_RULE = "ASCII letters, digits and punctuation other than '/', without spaces"
 
 
