@@ -138,7 +138,8 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     (
         {"prefix": "ab\n"},
         "job option prefix='ab\\n' is invalid (String should match pattern "
-        "'^[A-Za-z0-9_]+$'): use letters, digits and underscores only, e.g. prefix='wordcount'",
+        "'^[A-Za-z0-9_]+$'): use at most 199 letters, digits and underscores, e.g. "
+        "prefix='wordcount'",
     ),
     (
         {"owner": 3},
