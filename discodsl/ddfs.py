@@ -267,6 +267,11 @@ class DDFS(Service):
         return blobs
 
     def _push_blob(self, path: Path, replicas: int) -> list[str]:
+        if path.is_dir():
+            raise ClientError(
+                f"cannot push {str(path)!r}: it is a directory: push the files in it "
+                f"(e.g. {str(path / '*')!r}, which the shell expands)"
+            )
         if not path.is_file():
             raise ClientError(f"cannot push {str(path)!r}: no such file")
         blob = _UNSAFE_CHAR.sub("_", path.name)

@@ -577,6 +577,16 @@ def test_a_refused_record_in_a_local_run_points_at_inline_to_debug(
     )
 
 
+def test_an_unreadable_input_in_a_local_run_gives_no_hint_about_the_stage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "latin.txt"
+    bad.write_bytes(b"caf\xe9 au lait\n")
+    _, err = run(capsys, "run", "--local", WORDCOUNT, str(bad), status=1)
+    lines = one_error(err, "latin.txt")
+    assert "--inline" not in err and len(lines) == 1
+
+
 def test_local_beats_disco_master_for_the_hint(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -519,6 +519,16 @@ def test_bad_tag_names_are_refused_before_sending(
     assert replay.received == []
 
 
+def test_pushing_a_directory_or_nothing_is_refused_before_sending(
+    replay: ReplayServer, ddfs: DDFS, tmp_path: Path
+) -> None:
+    with pytest.raises(ClientError, match=r"it is a directory: push the files in it \(e\.g\."):
+        ddfs.push("data", [tmp_path])
+    with pytest.raises(ClientError, match="no such file"):
+        ddfs.push("data", [tmp_path / "missing.txt"])
+    assert replay.received == []
+
+
 def test_a_tag_name_too_long_for_a_nodes_file_names_is_refused_before_sending(
     replay: ReplayServer, ddfs: DDFS, tmp_path: Path
 ) -> None:
