@@ -509,11 +509,18 @@ def import_job(text: str) -> Job:
     return found
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _where_raised(exc: Exception) -> str:
     """``exc`` in a line, with the file and line of the code that raised it."""
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
-    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    frames = traceback.extract_tb(exc.__traceback__)
+    # The user's line that led to it: discodsl's own (a refused option) would not help, nor
+    # generated code's ("<string>": a dataclass's __init__).
+    theirs = [f for f in frames if not f.filename.startswith((_PACKAGE_DIR, "<"))]
+    last = (theirs or frames)[-1:]
     where = f" ({last[0].filename}, line {last[0].lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"
 

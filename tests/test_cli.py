@@ -753,6 +753,10 @@ def test_a_job_that_cannot_be_found_is_named(
             "x = 1\nraise ValueError('no config')\n",
             ["importing 'broken' failed: ValueError: no config", "broken.py, line 2"],
         ),
+        (  # refused in discodsl, named where the user wrote it
+            "from discodsl import job\n\n@job(partitions=-1)\ndef j():\n    return []\n",
+            ["importing 'broken' failed: SettingsError", "broken.py, line 3"],
+        ),
     ],
 )
 def test_a_job_module_that_fails_to_import_is_named_with_where(
