@@ -69,6 +69,11 @@ def option(
     return field(default=default, default_factory=factory, metadata=metadata)
 
 
+# Partitions a job may have: each is a reduce task, and a map task keeps a list for each
+# (ten million took 730 MB before a record was read).
+MAX_PARTITIONS = 100_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobOptions:
     """How a job runs; every field can be set in ``@job(...)`` and overridden in ``run(...)``.
@@ -79,6 +84,7 @@ class JobOptions:
     partitions: int | None = option(
         1,
         ge=1,
+        le=MAX_PARTITIONS,  # a map task keeps a list per partition
         description="reduce partitions (labels) per stage; None: not partitioned, as in Disco "
         "(one output per task, labelled 0, so one task per label-grouped stage)",
         fix="use an integer >= 1, e.g. partitions=4, or None for no partitioning "
@@ -242,6 +248,8 @@ def _within(rules: Mapping[str, Any], value: Any) -> bool:
     if "ge" in rules and not value >= rules["ge"]:
         return False
     if "gt" in rules and not value > rules["gt"]:
+        return False
+    if "le" in rules and not value <= rules["le"]:
         return False
     if rules.get("allow_inf_nan") is False and not math.isfinite(value):
         return False

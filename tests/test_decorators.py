@@ -428,6 +428,7 @@ def test_empty_pipeline_refused() -> None:
     [
         ({"partitions": 0}, "partitions=0 is invalid.*use an integer >= 1.*or None"),
         ({"partitions": 1.0}, "partitions=1.0 is invalid"),
+        ({"partitions": 10**7}, "partitions=10000000 is invalid.*less than or equal to 100000"),
         ({"partitions": "many"}, "partitions='many' is invalid"),
         ({"memory_budget": 10}, "memory_budget=10 is invalid"),
         ({"prefix": "a.b"}, "prefix='a.b' is invalid.*letters, digits and underscores"),
