@@ -178,6 +178,23 @@ def test_a_dying_worker_fails_its_task_saying_what_the_exit_means(
     assert len(message) < 2000
 
 
+def test_a_worker_that_dies_before_it_starts_says_so_with_what_it_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interpreter that cannot start the worker (here one that only complains): no stage
+    ran, so none is blamed, and what it printed is the clue."""
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'Fatal Python error: cannot start here' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
+    with pytest.raises(TaskFailed) as info:
+        death_jobs.exiting.run(inputs=[_input(tmp_path)], mode="local", progress=False)
+    message = str(info.value)
+    assert "its worker process ended before it began the task (exit code 1)" in message
+    assert "Fatal Python error: cannot start here" in message
+    assert "os._exit" not in message, message
+
+
 def test_timeout_stops_a_stage_that_never_ends(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()

@@ -54,10 +54,25 @@ _SHELL_SIGNAL = 128
 
 
 def worker_died(
-    code: int, *, stage: str, taskid: int, inputs: tuple[str, ...], why: str
+    code: int,
+    *,
+    stage: str,
+    taskid: int,
+    inputs: tuple[str, ...],
+    why: str,
+    start_up: str | None = None,
 ) -> TaskFailed:
-    """A TaskFailed for a worker that ended (exit ``code``, negative for a signal) mid-task."""
+    """A TaskFailed for a worker that ended (exit ``code``, negative for a signal) mid-task,
+    or, with ``start_up`` (what it printed), before it said a word: no stage ran then."""
     reading = f" reading {_listed(inputs)}" if inputs else ""
+    if start_up is not None and code >= 0:
+        printed = f": it printed:\n{start_up}" if start_up else ", printing nothing"
+        return TaskFailed(
+            f"{why}: its worker process ended before it began the task (exit code {code}), "
+            f"so no stage ran: check that the job's Python can run discodsl's worker{printed}",
+            stage=stage,
+            taskid=taskid,
+        )
     return TaskFailed(
         f"{why}: its worker process died running stage {stage!r}{reading}: {exit_meaning(code)}",
         stage=stage,

@@ -216,6 +216,7 @@ def _failed(plan: Plan, exc: JobFailed) -> Exception:
             taskid=exc.taskid,
             inputs=exc.outcome.inputs,
             why=why,
+            start_up=exc.outcome.start_up if exc.outcome.said_nothing else None,
         )
     return task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
 

@@ -53,6 +53,8 @@ from discodsl.worker.sides import MasterSide
 FIRST_MESSAGE_TIMEOUT = 30.0
 # A worker that died is reported with the last this many bytes it wrote.
 LAST_WORDS = 100 * 1024
+# ... and one that died before its first message, with the last this many it printed.
+START_UP_WORDS = 2000
 
 # A worker: a process started from the launcher, or a child forked by a job's zygote.
 Worker = subprocess.Popen[bytes] | ForkedWorker
@@ -68,6 +70,9 @@ class Attempt:
     fatal: bool = False
     exit_code: int | None = None  # the worker died without a final message (<0: a signal)
     inputs: tuple[str, ...] = ()  # then: the task's inputs (first replica of each)
+    # ... and before its first message when ``said_nothing``: with what it printed then
+    said_nothing: bool = False
+    start_up: str = ""
 
 
 class JobFailed(Exception):
@@ -540,7 +545,28 @@ class _Conversation:
         text = f"Worker crashed! (exit code: {code})\n"
         text += f"Worker died. Last words:\n{words}" if words else "Worker died without output"
         inputs = tuple(item.urls[0] for item in self.task.plan.inputs if item.urls)
-        return Attempt(False, text=text, exit_code=code, inputs=inputs)
+        return Attempt(
+            False,
+            text=text,
+            exit_code=code,
+            inputs=inputs,
+            said_nothing=not words,
+            start_up="" if words else self._start_up_output(),
+        )
+
+    def _start_up_output(self) -> str:
+        """The end of what a worker that said nothing printed as it started: the launcher
+        sends its interpreter's output to ``.worker-<pid>.out`` in the job home, which the
+        runtime forwards only once it runs (a forked worker's start was its zygote's)."""
+        if isinstance(self.process, ForkedWorker):
+            return ""
+        path = os.path.join(self.layout.home, f".worker-{self.process.pid}.out")
+        try:
+            with open(path, "rb") as output:
+                output.seek(max(0, os.path.getsize(path) - START_UP_WORDS))
+                return output.read().decode(errors="replace").strip()
+        except OSError:
+            return ""
 
 
 def _signal(process: Worker) -> None:
