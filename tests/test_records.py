@@ -429,6 +429,14 @@ def test_reading_stops_at_a_zero_length_hunk() -> None:
     assert read_bytes(data) == [("a", 1), ("b", 2)]
 
 
+def test_a_zero_length_header_whose_crc_is_not_of_no_bytes_is_damage() -> None:
+    """A hunk's length byte zeroed: its CRC still names bytes, so it is no closing hunk, and
+    the hunks after it must not be dropped silently."""
+    damaged = FIRST + struct.pack("<BBIQ", 0x81, 0, zlib.crc32(SECOND), 0) + SECOND
+    with pytest.raises(DataError, match=rf"bytes \[{START}, {START + 14}\): a hunk of length 0"):
+        read_bytes(damaged + hunk_bytes(b""))
+
+
 def test_os_errors_while_reading_are_data_errors() -> None:
     class Failing(io.RawIOBase):
         def readable(self) -> bool:
