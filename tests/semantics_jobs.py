@@ -285,3 +285,17 @@ def params_seen(line: str, params: Any) -> Iterator[tuple[str, str]]:
 @job(partitions=None)
 def params_unset() -> list[Any]:
     return [params_seen]
+
+
+# count() with names and amounts of other types: refused alike in every mode, or taken as
+# the integers they stand for
+@map
+def counted_oddly(line: str, params: Any) -> Iterator[tuple[str, int]]:
+    name, amount = params
+    count(name, amount)
+    yield line, 1
+
+
+@job(max_failures=0)
+def odd_counts() -> list[Any]:
+    return [counted_oddly]

@@ -342,3 +342,33 @@ def test_a_non_utf8_line_inline(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         jobs.wordcount.run(inputs=[str(path)], mode="inline", max_failures=0)
     assert info.value.span == (8, 9)
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+@pytest.mark.parametrize(
+    ("name", "amount", "refused"),
+    [
+        (404, 1, "a counter's name is a str, not int (404)"),
+        (b"bytes", 1, "a counter's name is a str, not bytes"),
+        ("seconds", 1.5, "adds 1.5 (float): counters count in integers"),
+        ("seconds", "2", "adds '2' (str): counters count in integers"),
+    ],
+)
+def test_count_refuses_what_no_counter_holds_in_every_mode(
+    mode: str, name: Any, amount: Any, refused: str
+) -> None:
+    with pytest.raises((TaskFailed, TypeError)) as info:
+        semantics_jobs.odd_counts.run(inputs=["raw://a"], mode=mode, params=(name, amount))
+    assert refused in str(info.value)
+
+
+def test_count_takes_integers_of_other_types_as_ints() -> None:
+    import enum
+
+    class Two(enum.IntEnum):
+        TWO = 2
+
+    results = semantics_jobs.odd_counts.run(
+        inputs=["raw://a"], mode="inline", params=("n", Two.TWO)
+    )
+    assert results.counters == {"n": 2} and type(results.counters["n"]) is int

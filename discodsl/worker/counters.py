@@ -9,12 +9,14 @@ the master as a batched MSG and the inline runner shows at once.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 PREFIX = "discodsl-counters: "
 # A worker process runs one task, in its main thread: its counts live in one dict. A task
@@ -33,11 +35,35 @@ _lock = threading.Lock()  # around _running and _threads
 
 
 def count(name: str, amount: int = 1) -> None:
-    """Add ``amount`` to the counter ``name`` (summed over all tasks of the job)."""
+    """Add ``amount`` to the counter ``name`` (summed over all tasks of the job).
+
+    A name is a ``str`` and an amount an integer (an ``IntEnum`` or a NumPy integer is
+    taken as the int it stands for), as a counter travels to the master: anything else
+    is a TypeError here, in every mode.
+    """
+    if name.__class__ is not str or amount.__class__ is not int:
+        name, amount = _counter(name, amount)
     counts = _task_counts.get()
     if counts is None:
         counts = _process_counts if threading.get_ident() == _owner else _of_this_thread()
     counts[name] = counts.get(name, 0) + amount
+
+
+def _counter(name: Any, amount: Any) -> tuple[str, int]:
+    """``name`` and ``amount`` as a counter's, or a TypeError saying what to pass instead."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"count({name!r:.40}, ...): a counter's name is a str, not {type(name).__name__} "
+            f"({name!r:.40}): name it with text, e.g. count(f'status {{code}}')"
+        )
+    try:
+        return str(name), operator.index(amount)
+    except TypeError:
+        raise TypeError(
+            f"count({name!r}, {amount!r:.40}) adds {amount!r:.40} ({type(amount).__name__}): "
+            "counters count in integers, as Disco's do: round it, or count a smaller unit "
+            "(milliseconds, not seconds)"
+        ) from None
 
 
 class _ThreadCounts:
