@@ -469,3 +469,10 @@ def test_a_long_function_name_makes_a_prefix_a_master_runs() -> None:
     assert job(body).spec().name == "n" * 199
     with pytest.raises(SettingsError, match="prefix"):
         job(prefix="p" * 200)(body)
+
+
+def test_calling_the_decorator_as_pythons_map_says_which_map_it_is() -> None:
+    with pytest.raises(
+        TypeError, match=r"discodsl's map\(\) is the stage decorator.*builtins\.map"
+    ):
+        map(str.upper, ["a", "b"])
