@@ -476,3 +476,5 @@ def test_calling_the_decorator_as_pythons_map_says_which_map_it_is() -> None:
         TypeError, match=r"discodsl's map\(\) is the stage decorator.*builtins\.map"
     ):
         map(str.upper, ["a", "b"])
+    with pytest.raises(TypeError, match=r"replaced functools\.reduce here: call that one"):
+        reduce(max, [1, 2])
