@@ -261,6 +261,21 @@ def test_a_record_file_whose_first_byte_is_damaged_is_named_corrupt_not_text(
     assert "UTF-8" not in message and "iconv" not in message
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_record_file_whose_first_length_is_zeroed_is_named_corrupt_not_text(
+    tmp_path: Path, node: Node, compress: bool
+) -> None:
+    path = write_records(tmp_path / "records", compress=compress)
+    data = bytearray(path.read_bytes())
+    data[6:14] = bytes(8)  # the first hunk's length: 0, its CRC still that of its bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError) as caught:
+        read_all([str(path)], node)
+    message = str(caught.value)
+    assert "bytes [0, 14): a hunk of length 0 whose crc32 is" in message
+    assert "UTF-8" not in message
+
+
 def test_corrupt_compressed_file_is_a_data_error(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "bad.gz"
     path.write_bytes(gzip.compress(TEXT.encode() * 100)[:-30])

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 from discodsl.worker import urls
 from discodsl.worker.errors import DataError, MalformedRecord, StageError
 from discodsl.worker.records import (
-    HEADER_SIZE,
     VERSION_BYTE,
     damaged_first_byte,
     is_record_file_prefix,
@@ -284,7 +283,7 @@ def _replica_parts(
     with _open(url, node) as stream:
         if reader is not None:
             yield _counted(_read_by(reader, stream, url), url, cursor)
-        elif is_record_file_prefix(stream.peek(HEADER_SIZE)[:HEADER_SIZE]):
+        elif is_record_file_prefix(stream.peek(2)[:2]):  # a damaged header is said so there
             yield from _followed(read_hunks(stream, url), url, cursor)
         else:
             _refuse_damaged_record_file(stream.peek(_READ_BUFFER), url)
