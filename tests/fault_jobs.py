@@ -70,3 +70,14 @@ def raises_a_huge_message(line: str) -> Iterator[tuple[str, int]]:
 @job
 def huge_message() -> list[Any]:
     return [raises_a_huge_message]
+
+
+# an input whose server never answers
+@map
+def echoes(line: str) -> Iterator[tuple[str, int]]:
+    yield line, 1
+
+
+@job(max_failures=0)
+def reads_a_silent_server() -> list[Any]:
+    return [echoes]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import TaskFailed, map
+from discodsl import DataError, TaskFailed, map
 from tests import fault_jobs
 
 
@@ -179,3 +179,26 @@ def test_a_huge_exception_message_reaches_the_user_cut_to_its_start_and_end(mode
     # The facts line came through (a Disco master keeps 8192 characters of an event).
     assert info.value.exc_type == "ValueError" and info.value.url == "raw://x"
     assert "Traceback" in str(info.value.remote_traceback)
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_an_input_server_that_never_answers_fails_in_the_http_timeout_set(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DISCODSL_HTTP_TIMEOUT bounds a worker's reads of http:// inputs too (a job's env=
+    carries it to a cluster's nodes), not only the client's requests to the master."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/data.txt"
+    monkeypatch.setenv("DISCODSL_HTTP_TIMEOUT", "0.5")
+    started = time.monotonic()
+    try:
+        with pytest.raises((TaskFailed, DataError)) as info:  # inline: the DataError itself
+            fault_jobs.reads_a_silent_server.run(inputs=[url], mode=mode)
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 20
+    assert "(timeout 0.5 s: DISCODSL_HTTP_TIMEOUT" in str(info.value)

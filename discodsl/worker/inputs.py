@@ -24,12 +24,13 @@ import contextlib
 import gzip
 import io
 import itertools
+import os
 import re
 import sys
 import time
 import zlib
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain, islice
 from operator import itemgetter, length_hint
@@ -82,6 +83,23 @@ def _read_errors() -> tuple[type[BaseException], ...]:
     return (OSError, EOFError, ValueError, zlib.error, *framing)
 
 
+# Seconds an HTTP connect or read of an input may stall, unless TIMEOUT_ENV says otherwise.
+HTTP_TIMEOUT = 60.0
+# Set in a worker's environment (a job's env=; a local run's workers have the runner's),
+# a number of seconds > 0: the timeout for its inputs, as the client's for the master.
+TIMEOUT_ENV = "DISCODSL_HTTP_TIMEOUT"
+
+
+def http_timeout() -> float:
+    """The seconds an input's HTTP connect or read may stall: TIMEOUT_ENV's, if it is a
+    number > 0, else HTTP_TIMEOUT."""
+    try:
+        seconds = float(os.environ.get(TIMEOUT_ENV, ""))
+    except ValueError:
+        return HTTP_TIMEOUT
+    return seconds if 0 < seconds < float("inf") else HTTP_TIMEOUT
+
+
 @dataclass(frozen=True)
 class Node:
     """What a TASK reply says about the node running the task.
@@ -96,7 +114,7 @@ class Node:
     disco_port: int = 8989
     disco_data: str = ""
     ddfs_data: str = ""
-    timeout: float = 60.0
+    timeout: float = field(default_factory=http_timeout)
 
 
 class Cursor:
@@ -650,7 +668,8 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
     tried = f"; tried {tries} times" if tries > 1 else ""
     return DataError(
         f"{url}: GET {location} failed: {_reason(exc)}{tried}; check that the host is up and "
-        f"reachable on its port (timeout {node.timeout}s)",
+        f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} in the job's env= "
+        "sets it)",
         url=url,
     )
 
