@@ -486,7 +486,7 @@ def _check_prefix(prefix: Any) -> None:
         raise JobpackError(
             f"prefix: {prefix[:40]!r}... is {len(prefix)} characters long, more than the "
             f"{PREFIX_MAX} a Disco 0.5.4 master's jobs can have: name the job with "
-            "@job(name=...)"
+            "@job(prefix=...)"
         )
 
 

@@ -257,8 +257,9 @@ def test_a_prefix_longer_than_a_master_runs_is_refused() -> None:
     """A real 0.5.4 master ran a job named with 199 characters; with 200, each task's DONE
     failed on its node (error:badarg) and the task was retried (not in the recordings)."""
     assert decode(changed(prefix="j" * 199)).jobdict["prefix"] == "j" * 199
-    with pytest.raises(JobpackError, match=r"is 200 characters long, more than the 199"):
+    with pytest.raises(JobpackError, match=r"is 200 characters long, more than the 199") as info:
         decode(changed(prefix="j" * 200))
+    assert "@job(prefix=...)" in str(info.value)  # the option that names a job
 
 
 def test_every_odd_jobpack_the_master_accepted_is_judged(reference: Path) -> None:

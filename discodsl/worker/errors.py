@@ -7,6 +7,11 @@ of discodsl. Every message says what happened and what to do about it.
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
 
 class DiscoDSLError(Exception):
     """Root of every error discodsl raises on purpose."""
@@ -113,3 +118,13 @@ class StageError(DiscoDSLError):
         self.url = url
         self.record = record
         self.exc_type = exc_type
+
+
+def defined_at(function: Callable[..., Any]) -> str:
+    """`` (FILE, line N)``: where the user's ``function`` (a stage, a reader, a hook) is
+    defined, for the errors about it; "" if not known, or if it is one of ours."""
+    target = function.func if isinstance(function, functools.partial) else function
+    code = getattr(target, "__code__", None)
+    if code is None or getattr(target, "__module__", "").startswith("discodsl."):
+        return ""
+    return f" ({os.path.basename(code.co_filename)}, line {code.co_firstlineno})"

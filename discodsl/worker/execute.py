@@ -25,7 +25,7 @@ from itertools import chain, repeat, starmap
 from types import CodeType
 from typing import Any, NamedTuple, Protocol
 
-from discodsl.worker.errors import DataError, StageError
+from discodsl.worker.errors import DataError, StageError, defined_at
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.partition import partitioner, spread
@@ -274,16 +274,7 @@ def _maker(stage: StageSpec, who: str = "") -> _Maker:
     """The stage itself, unless ``who`` (a combiner of its own) made the records."""
     function = (stage.combiner or stage.function) if who else stage.function
     returns = not inspect.isgeneratorfunction(function)
-    return _Maker(stage.name, (who or f"stage {stage.name!r}") + _defined_at(function), returns)
-
-
-def _defined_at(function: Callable[..., Any]) -> str:
-    """`` (FILE, line N)``: where the user's ``function`` is defined; "" if not known."""
-    target = function.func if isinstance(function, partial) else function
-    code = getattr(target, "__code__", None)
-    if code is None or getattr(target, "__module__", "").startswith("discodsl."):
-        return ""
-    return f" ({os.path.basename(code.co_filename)}, line {code.co_firstlineno})"
+    return _Maker(stage.name, (who or f"stage {stage.name!r}") + defined_at(function), returns)
 
 
 def _not_pairs(

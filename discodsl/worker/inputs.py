@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from discodsl.worker.readers import Reader
 
 from discodsl.worker import urls
-from discodsl.worker.errors import DataError, MalformedRecord, StageError
+from discodsl.worker.errors import DataError, MalformedRecord, StageError, defined_at
 from discodsl.worker.records import (
     VERSION_BYTE,
     damaged_first_byte,
@@ -343,12 +343,9 @@ def _read_by(reader: Reader, stream: BinaryIO, url: str) -> Iterator[Any]:
         return iter(records)
     except TypeError:
         name = getattr(reader, "__qualname__", repr(reader))
-        code = getattr(reader, "__code__", None)
-        where = (
-            f" ({code.co_filename.rsplit('/', 1)[-1]}, line {code.co_firstlineno})" if code else ""
-        )
         raise StageError(
-            f"the reader {name!r}{where} returned {records!r:.60} for input {url!r}, not "
+            f"the reader {name!r}{defined_at(reader)} returned {records!r:.60} for input "
+            f"{url!r}, not "
             "its records: a reader must return an iterable of them, or yield them (did "
             "it forget its `return`?)",
             url=url,
