@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discodsl import JobDead, JobError, TaskFailed
-from discodsl.caching import store
+from discodsl.caching import reuse, store
 from tests import cache_jobs
 from tests.cache_jobs import ran
 
@@ -569,6 +569,30 @@ def test_one_job_cached_from_several_threads_at_once(
         ("words", "inline"),
         ("words", "local"),
     ]
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_an_entry_kept_after_a_run_looked_stays(
+    mode: str, marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that found nothing to reuse, beside another that kept the same stages just
+    after it looked: the other's entries stay (a third run may be reading their files),
+    and this run's are dropped. Replacing them once lost a reader its input in CI."""
+    job = cache_jobs.wordcount(marks, name="looked_count")
+    looked = reuse.look_up
+    kept: dict[str, float] = {}
+
+    def beside(*args: Any) -> Any:
+        found = looked(*args)
+        monkeypatch.setattr(reuse, "look_up", looked)  # the run beside looks up as usual
+        job.run([text], cache=True, mode=mode)
+        kept.update({entry.stage: entry.created for entry in store.entries()})
+        return found
+
+    monkeypatch.setattr(reuse, "look_up", beside)
+    assert job.run([text], cache=True, mode=mode).to_dict() == counted(LINES)
+    assert sorted(kept) == ["total", "words"]
+    assert {entry.stage: entry.created for entry in store.entries()} == kept
 
 
 # ---------------------------------------------------------------- on a cluster

@@ -110,13 +110,17 @@ def tell(line: str) -> None:
 class Keeper:
     """Keeps a run's stages as they finish, each under its key (``cache=True``)."""
 
-    def __init__(self, job: str, names: Sequence[str], keys: Sequence[str], where: str):
+    def __init__(
+        self, job: str, names: Sequence[str], keys: Sequence[str], where: str, started: float
+    ):
         self.job, self.where = job, where
         self.keys = dict(zip(names, keys, strict=True))
         self.index = {name: number for number, name in enumerate(names)}
         self.run = job  # the run's name, once it has one
         self.told = False
-        self.started = time.time()  # an entry of another run kept since then is not replaced
+        # When the run looked for entries to reuse: one another run kept since then stays
+        # (a run beside it may be reading its files); one it saw and could not reuse goes.
+        self.started = started
         self.kept: set[str] = set()  # keys this run kept (again: its own entry is replaced)
 
     def keep(

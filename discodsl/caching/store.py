@@ -200,10 +200,10 @@ def keep(
     limit asks; NotKept saying why when the entry is bigger than the limit or cannot be
     written.
 
-    An entry of the same key kept since ``started`` (when the run keeping this one
-    started: a run beside it kept the same stage first, and other runs may be reading its
-    files) stays, and this one is dropped; an older one (which that run could not reuse,
-    as a purged job's) is replaced.
+    An entry of the same key kept since ``started`` (when the run keeping this one looked
+    for entries to reuse: a run beside it kept the same stage first, and other runs may be
+    reading its files) stays, and this one is dropped; an older one (which that run saw
+    and could not reuse, as a purged job's) is replaced.
     """
     root = directory or cache_dir()
     cap = limit()

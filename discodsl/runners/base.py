@@ -28,6 +28,7 @@ import json
 import pickle
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,8 @@ EventHandler = Callable[[str, Mapping[str, Any]], None]
 @dataclass(frozen=True)
 class Plan:
     """One run, prepared once: the checked options, the job's spec, its inputs' replica
-    lists; with ``cache=True``, its stages' keys and what it reuses (``resume``)."""
+    lists; with ``cache=True``, its stages' keys, what it reuses (``resume``) and when it
+    looked for that (``looked``: what other runs keep since then, it does not replace)."""
 
     job: Job
     options: JobOptions
@@ -65,6 +67,7 @@ class Plan:
     inputs: list[list[str]]
     keys: tuple[str, ...] = ()
     resume: Checkpoint | None = None
+    looked: float = 0.0
 
     @property
     def cache_key(self) -> str | None:
@@ -90,7 +93,7 @@ class Plan:
         from discodsl.caching.reuse import Keeper
 
         names = [stage.name for stage in self.spec.stages]
-        return Keeper(self.job.name, names, list(self.keys), where)
+        return Keeper(self.job.name, names, list(self.keys), where, started=self.looked)
 
     def reused(self, stage: str) -> list[list[str]] | None:
         """The kept outputs of a stage this run reuses, as replica lists; None for a stage it
@@ -180,8 +183,9 @@ class Runner:
                 f"be pickled to key them ({type(exc).__name__}: {exc})"
             )
             return plan
+        looked = time.time()
         resume = reuse.look_up(stage_keys, [s.name for s in stages], self._reusable)
-        return replace(plan, keys=tuple(stage_keys), resume=resume)
+        return replace(plan, keys=tuple(stage_keys), resume=resume, looked=looked)
 
     def _begin(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """What finishes the run: the runner's own work, or the cached results at once."""
