@@ -4,12 +4,16 @@ ends, Local vs Remote errors, and the 0.5.4 recordings."""
 from __future__ import annotations
 
 import ast
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
+import os
 import pickle
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import discodsl
-from discodsl.worker import frames, messages, replies, sides
+from discodsl.worker import frames, messages, replies, runtime, sides
 from discodsl.worker.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from discodsl.worker.frames import MAX_PAYLOAD, Frame, FrameDecoder, encode_frame
 from discodsl.worker.messages import (
@@ -489,6 +493,40 @@ def test_pipelined_requests_are_answered_in_order() -> None:
     assert w.owed == m.owed == ()
 
 
+def test_a_worker_sending_ahead_never_stalls_a_master_that_blocks_answering() -> None:
+    """8,000 OUTPUTs through a worker's Channel, against a master that answers each frame
+    as it reads it, with a blocking write into a pipe (as the local runner's master and
+    a pipe's reader do): sent SEND_AHEAD to a write, neither end waits on the other for
+    ever. All at once, the master blocks on answers the worker is not yet reading."""
+    to_master, from_worker = os.pipe()
+    to_worker, from_master = os.pipe()
+    channel = runtime.Channel(to_worker, from_worker)
+
+    def master() -> None:
+        side = MasterSide()
+        with contextlib.suppress(OSError):
+            while chunk := os.read(to_master, 1 << 16):
+                side.receive_data(chunk)
+                while (message := side.next_event()) is not None:
+                    answer = TaskInfo.from_payload(TASK_PAYLOAD) if message.NAME == "TASK" else Ok()
+                    os.write(from_master, side.send(answer))
+
+    thread = threading.Thread(target=master, daemon=True)
+    thread.start()
+    outputs = [Output(n % 7, f"out/{n:0200d}", n) for n in range(8_000)]  # 1.8 MB
+    worker = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        asked = worker.submit(channel.exchange, [(Worker(1), Ok), (Task(), TaskInfo)])
+        assert [reply.NAME for reply in asked.result(timeout=10)] == ["OK", "TASK"]
+        answered = worker.submit(channel.requests, outputs, Ok).result(timeout=20)
+        assert answered == [Ok()] * len(outputs)
+    finally:
+        for fd in (from_worker, to_worker, from_master, to_master):
+            os.close(fd)  # a stalled end, if any, fails on its closed fd and ends
+        worker.shutdown(wait=False)
+    thread.join(10)
+
+
 def test_master_can_hold_an_input_reply() -> None:
     pair = ConnectionPair()
     pair.send(Worker(1))
@@ -581,9 +619,7 @@ UNEXPECTED_REPLIES: list[Any] = [
 
 
 @pytest.mark.parametrize(("sent", "reply", "message"), UNEXPECTED_REPLIES)
-def test_worker_refuses_unexpected_replies(
-    sent: list[Request], reply: bytes, message: str
-) -> None:
+def test_worker_refuses_unexpected_replies(sent: list[Request], reply: bytes, message: str) -> None:
     w = WorkerSide()
     for request in sent:
         w.send(request)

@@ -179,6 +179,19 @@ def test_msg_carries_what_user_code_prints(tmp_path: Path) -> None:
     assert "saw hello" in messages
 
 
+def test_the_worker_sends_ahead_where_no_reply_is_waited_on(tmp_path: Path) -> None:
+    """WORKER with TASK, and a task's OUTPUTs, each in one write (the protocol lets a
+    worker send ahead; replies come in order): a round trip each, not one per message."""
+    job = replay_jobs.protocol_map_reduce
+    data = builder.build_jobpack(job, job.options, [["raw://hello"]])
+    _, transcript = _single_task(tmp_path, data, [["raw://hello"]])
+    names = transcript.names()
+    assert names == ["WORKER", "TASK", "INPUT", "OUTPUT", "OUTPUT", "DONE"], names
+    reads = dict(enumerate(transcript.reads))
+    assert reads[0] == reads[1] < reads[2] < reads[3] == reads[4] < reads[5], reads
+    assert [f.payload[0] for f in transcript.sent if f.name == "OUTPUT"] == [0, 1]
+
+
 def test_a_task_sees_the_jobs_env_as_the_jobpack_holds_it(tmp_path: Path) -> None:
     # A Disco 0.5.4 master hands a worker the jobenvs' UTF-8 bytes read as Latin-1 (seen on
     # the real master: "café" arrived as "cafÃ©"); the jobpack holds them right.

@@ -55,6 +55,7 @@ class Transcript:
 
     sent: list[Frame] = field(default_factory=list)  # worker -> master, as on the wire
     times: list[float] = field(default_factory=list)  # when each sent frame arrived
+    reads: list[int] = field(default_factory=list)  # the read each sent frame came in (0, 1...)
     replies: list[bytes] = field(default_factory=list)  # master -> worker
     raw: bytearray = field(default_factory=bytearray)  # every byte the worker wrote
     exit_code: int | None = None
@@ -103,6 +104,7 @@ def _converse(
 ) -> None:
     side = MasterSide()
     out = process.stdout.fileno()  # type: ignore[union-attr]
+    reads = 0
     while time.monotonic() < deadline:
         ready, _, _ = select.select([out], [], [], 0.2)
         if not ready:
@@ -115,6 +117,7 @@ def _converse(
         while (message := side.next_event()) is not None:
             transcript.sent.append(message.to_frame())
             transcript.times.append(time.monotonic())
+            transcript.reads.append(reads)
             if isinstance(message, (Done, Error, Fatal)):
                 return
             answer = reply(message, side)
@@ -122,6 +125,7 @@ def _converse(
                 transcript.replies.append(answer)
                 process.stdin.write(answer)  # type: ignore[union-attr]
                 process.stdin.flush()  # type: ignore[union-attr]
+        reads += 1
     raise TimeoutError(f"worker did not finish; it wrote {bytes(transcript.raw)[-2000:]!r}")
 
 
