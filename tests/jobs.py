@@ -29,6 +29,11 @@ def wordcount() -> list[Any]:
     return [words, total]
 
 
+@job(partitions=150)  # a map task with more outputs than a worker sends ahead at once
+def wide_wordcount() -> list[Any]:
+    return [words, total]
+
+
 # A three-stage pipeline: parse, aggregate, top-N over everything.
 @map
 def parse(line: str) -> Iterator[tuple[str, int]]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from discodsl import JobError, StageError, TaskFailed
+from discodsl.worker import runtime
 from tests import jobs, reader_jobs
 
 TEXT = [
@@ -157,6 +158,17 @@ def test_reduce_only_job_refuses_a_text_input(corpus: list[Path], mode: str) -> 
     message = str(error)
     assert f"input {error.url} is text" in message
     assert "put a @map first" in message and "'total'" in message
+
+
+def test_a_map_task_with_more_outputs_than_are_sent_ahead(tmp_path: Path, mode: str) -> None:
+    """One map task writing 150 partitions: 150 OUTPUTs, sent ahead SEND_AHEAD at a time,
+    every one answered and every partition read by its reduce."""
+    text = tmp_path / "wide.txt"
+    text.write_text(" ".join(f"w{n}" for n in range(3000)) + "\n" + "w7 w11\n")
+    results = jobs.wide_wordcount.run(inputs=[text], mode=mode)
+    assert dict(results) == {f"w{n}": 1 + (n in (7, 11)) for n in range(3000)}
+    if mode != "inline":  # one map task's outputs: a reduce task for each partition
+        assert len(results.record_urls()) == 150 > 2 * runtime.SEND_AHEAD
 
 
 def test_partitions_none_map_only_gives_one_file_per_map_task(
