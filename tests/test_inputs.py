@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discodsl.worker.errors import DataError
+from discodsl.worker.errors import DataError, MalformedRecord, retryable
 from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
 from discodsl.worker.records import RecordWriter
 from tests.loopback import LoopbackHTTPServer
@@ -357,6 +357,9 @@ def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, node: Node) -> Non
     assert "bytes-safe input" in str(caught.value)
     assert caught.value.span == (18, 19)
     assert caught.value.record == 2
+    # the same bytes would fail again: not retried (a Disco master pauses 14 s or more
+    # before each retry), nor read from another replica
+    assert isinstance(caught.value, MalformedRecord) and not retryable(caught.value)
 
 
 def expected_lines(data: bytes) -> list[str]:
@@ -431,6 +434,7 @@ def test_text_line_past_the_limit_is_refused(
     with pytest.raises(DataError, match=r"a line \(from byte 6\) is longer than 100000") as caught:
         read_all([str(path)], node)
     assert caught.value.span[0] == 6
+    assert isinstance(caught.value, MalformedRecord) and not retryable(caught.value)
 
 
 def test_cursor_follows_the_record_being_read(tmp_path: Path, node: Node) -> None:

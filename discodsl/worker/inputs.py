@@ -432,8 +432,8 @@ def _split(text: str) -> list[str]:
     return lines
 
 
-def _long_line(url: str, start: int, end: int) -> DataError:
-    return DataError(
+def _long_line(url: str, start: int, end: int) -> MalformedRecord:
+    return MalformedRecord(
         f"{url}: a line (from byte {start}) is longer than {MAX_TEXT_LINE} "
         "bytes: is this a binary file? Pass a record file or text with shorter lines",
         url=url,
@@ -441,13 +441,14 @@ def _long_line(url: str, start: int, end: int) -> DataError:
     )
 
 
-def _decode_error(url: str, exc: UnicodeDecodeError, at: int, given: int) -> DataError:
+def _decode_error(url: str, exc: UnicodeDecodeError, at: int, given: int) -> MalformedRecord:
     """Name the line and the bytes: ``exc`` came decoding bytes from byte ``at`` of ``url``,
-    which start a line after ``given`` lines."""
+    which start a line after ``given`` lines. A MalformedRecord: the same bytes would fail
+    again, on any replica."""
     data = exc.object if isinstance(exc.object, bytes) else b""
     number = given + 1 + data[: exc.start].count(b"\n")
     start, end = at + exc.start, at + exc.end
-    return DataError(
+    return MalformedRecord(
         f"{url}: line {number} (bytes {start}-{end}) is not valid UTF-8 ({exc.reason}): pass "
         "bytes-safe input such as a record file, or fix the file's encoding "
         "(e.g. iconv -f latin1 -t utf-8)",
