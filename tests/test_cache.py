@@ -636,6 +636,29 @@ def test_a_tag_that_changed_gives_a_fresh_run(cluster_env: str, marks: str, tmp_
     assert ran(marks).get("words")
 
 
+def test_saved_results_whose_tag_was_deleted_are_made_again(
+    cluster_env: str, marks: str, text: Path
+) -> None:
+    """A save_results run kept in the cache, its results tag deleted since (the job is
+    still on the master): its last stage runs again, over the first stage's outputs the
+    master still has, and saves its results again. Serving the deleted tag failed every
+    later run, until the cache was cleared."""
+    from discodsl.ddfs import DDFS
+    from discodsl.settings import load_settings
+
+    job = cache_jobs.wordcount(marks)
+    first = job.run([text], cache=True, save_results=True)
+    DDFS.from_settings(load_settings()).delete(f"disco:results:{first.jobname}")
+    clear(marks)
+    again = job.run([text], cache=True, save_results=True)
+    assert again.to_dict() == counted(LINES)
+    assert set(ran(marks)) == {"total"} and again.jobname != first.jobname
+    clear(marks)
+    served = job.run([text], cache=True, save_results=True)
+    assert served.jobname == again.jobname and served.to_dict() == counted(LINES)
+    assert ran(marks) == {}
+
+
 STAGES = ["words", "total", "by_count", "histogram"]
 
 

@@ -160,11 +160,14 @@ class ClusterRunner(Runner):
 
     def _reusable(self, entry: Entry) -> list[Output] | None:
         """A kept stage's outputs while the master still has them (a dead job's finished
-        stages too, until it is purged), each file with its label."""
+        stages too, until it is purged), each file with its label. A last stage's also
+        need the job's results there: a save_results job's tag may have been deleted."""
         if entry.where != self._where():
             return None
         with Cluster.connect(self.master) as cluster:
             try:
+                if entry.last:
+                    resolve_inputs(cluster.master.results_of(entry.run), cluster.ddfs)
                 found = cluster.master.stageresults(entry.run, entry.stage)
                 return _labelled(found, Node(host="", disco_port=cluster.settings.DISCO_PORT))
             except (ClientError, DataError):
