@@ -86,8 +86,8 @@ def wait_limit(timeout: Any) -> float | None:
         return None
     if not number or not timeout >= 0:  # NaN fails this too
         raise SettingsError(
-            f"timeout={timeout!r}: pass the seconds to wait as a number >= 0, or None "
-            "(--timeout left out) to wait as long as it takes"
+            f"timeout={timeout!r}: pass the seconds to wait as a number >= 0, or None to "
+            "wait as long as it takes (on the command line, leave --timeout out)"
         )
     return float(timeout)
 

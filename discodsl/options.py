@@ -72,6 +72,9 @@ def option(
 # Partitions a job may have: each is a reduce task, and a map task keeps a list for each
 # (ten million took 730 MB before a record was read).
 MAX_PARTITIONS = 100_000
+# The longest timeout= (a year): far past it, the local runner's timer thread failed
+# (threading.TIMEOUT_MAX) and the run went unbounded.
+MAX_TIMEOUT = 365 * 24 * 3600
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,11 +142,12 @@ class JobOptions:
     timeout: float | None = option(
         None,
         gt=0,
+        le=MAX_TIMEOUT,
         allow_inf_nan=False,
         description="seconds a run may take: past them the local runner kills its workers and "
         "raises TaskFailed, a cluster run stops waiting (ClientError; the job runs on); refused "
         "by mode='inline', which cannot interrupt stage code",
-        fix="use seconds as a number > 0, or None to wait for ever",
+        fix="use seconds as a number > 0 (a year at most), or None to wait for ever",
     )
     push_inputs: bool = option(False, description="push local inputs to DDFS (cluster only)")
     kill_on_interrupt: bool = option(

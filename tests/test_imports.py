@@ -163,17 +163,22 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     (
         {"timeout": float("nan")},
         "job option timeout=nan is invalid (Input should be a finite number): use seconds as a "
-        "number > 0, or None to wait for ever",
+        "number > 0 (a year at most), or None to wait for ever",
     ),
     (
         {"timeout": float("inf")},
         "job option timeout=inf is invalid (Input should be a finite number): use seconds as a "
-        "number > 0, or None to wait for ever",
+        "number > 0 (a year at most), or None to wait for ever",
+    ),
+    (
+        {"timeout": 1e10},  # past what a thread can wait: the timer's thread failed
+        "job option timeout=10000000000.0 is invalid (Input should be less than or equal to "
+        "31536000): use seconds as a number > 0 (a year at most), or None to wait for ever",
     ),
     (
         {"timeout": "5"},
         "job option timeout='5' is invalid (Input should be a valid number): use seconds as a "
-        "number > 0, or None to wait for ever",
+        "number > 0 (a year at most), or None to wait for ever",
     ),
     (
         {"push_inputs": None},
