@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast, overload
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage, check_pipeline
 from discodsl.options import option_names, validate_options
+from discodsl.worker.errors import brief
 from discodsl.worker.spec import (
     GROUPINGS,
     STAGE_NAME_RULE,
@@ -39,7 +40,7 @@ SHAPES = {
 
 def _stage(function: Callable[..., Any], kind: str, name: str | None, **options: Any) -> Stage:
     if not callable(function):
-        raise JobError(f"@{kind} decorates a function; got {function!r:.60}")
+        raise JobError(f"@{kind} decorates a function; got {brief(function, 60)}")
     stage_name = _stage_name(name, function, kind)
     grouping = options["grouping"]
     if grouping not in GROUPINGS:
@@ -80,7 +81,7 @@ def _name_of(function: Callable[..., Any], kind: str) -> str:
 
 def _check_callable(value: Any, what: str, stage: str) -> None:
     if value is not None and not callable(value):
-        raise JobError(f"stage {stage!r}: {what}= must be a function, not {value!r:.60}")
+        raise JobError(f"stage {stage!r}: {what}= must be a function, not {brief(value, 60)}")
 
 
 # The reader factories of discodsl.readers, and how a call to each looks.
@@ -106,7 +107,7 @@ def _check_reader(reader: Any, stage: str) -> None:
     if not _takes_two(reader):
         raise JobError(
             f"stage {stage!r}: reader= takes (stream, url) and returns the records of "
-            f"the input; {reader!r:.60} cannot be called so: write e.g. "
+            f"the input; {brief(reader, 60)} cannot be called so: write e.g. "
             "`def read(stream, url): yield from map(parse, stream)`"
         )
 
@@ -361,7 +362,7 @@ def job(function: Callable[[], Sequence[Stage]] | None = None, /, **options: Any
 
     def build(body: Callable[[], Sequence[Stage]]) -> Job:
         if not callable(body):
-            raise JobError(f"@job decorates a function returning stages; got {body!r:.60}")
+            raise JobError(f"@job decorates a function returning stages; got {brief(body, 60)}")
         if inspect.signature(body).parameters:
             raise JobError(
                 f"job {body.__name__!r} takes arguments; a job body takes none and returns "

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobOptions, Mode, validate_options
+from discodsl.worker.errors import brief
 from discodsl.worker.spec import PREFIX_MAX, JobSpec, StageSpec
 
 if TYPE_CHECKING:
@@ -193,12 +194,12 @@ def check_pipeline(
     if not isinstance(stages, (list, tuple)) or not stages:
         raise JobError(
             f"job {name!r} must return a non-empty list of stages, e.g. `return [words, total]`;"
-            f" it returned {stages!r:.80}"
+            f" it returned {brief(stages, 80)}"
         )
     for item in stages:
         if not isinstance(item, Stage):
             raise JobError(
-                f"job {name!r} returned {item!r:.60}, which is not a stage: "
+                f"job {name!r} returned {brief(item, 60)}, which is not a stage: "
                 "decorate it with @map, @reduce or @stage"
             )
     _check_unique(name, stages)

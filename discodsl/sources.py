@@ -21,6 +21,7 @@ from discodsl import places
 from discodsl.errors import JobError, SettingsError
 from discodsl.options import MIB
 from discodsl.worker import urls
+from discodsl.worker.errors import brief
 from discodsl.worker.inputs import MAGIC_SIZE, compression_of
 from discodsl.worker.records import is_record_file_prefix
 
@@ -51,8 +52,8 @@ def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
         inputs = [inputs]
     if isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, Iterable):
         raise JobError(
-            f"inputs={inputs!r:.80} is a {type(inputs).__name__}: pass a path or URL as a str, "
-            "a list of them, or an earlier job's results, e.g. inputs=['data/*.txt']"
+            f"inputs={brief(inputs, 80)} is a {type(inputs).__name__}: pass a path or URL as a "
+            "str, a list of them, or an earlier job's results, e.g. inputs=['data/*.txt']"
         )
     return [(item, _resolve_one(item)) for item in inputs]
 
@@ -68,9 +69,13 @@ def _resolve_one(item: Any) -> list[list[str]]:
         return [[url] for url in _paths(item)]
     if isinstance(item, (list, tuple)) and item and all(isinstance(u, str) for u in item):
         return [[_still_there(_known_scheme(u)) if "://" in u else urls.file_url(u) for u in item]]
-    fix = f" (decode it: {item.decode(errors='replace')!r:.60})" if isinstance(item, bytes) else ""
+    fix = (
+        f" (decode it: {brief(item.decode(errors='replace'), 60)})"
+        if isinstance(item, bytes)
+        else ""
+    )
     raise JobError(
-        f"input {item!r:.80} is not a path, a URL, a list of replica URLs or an earlier "
+        f"input {brief(item, 80)} is not a path, a URL, a list of replica URLs or an earlier "
         f"job's results{fix}: pass e.g. inputs=['data/*.txt']"
     )
 
@@ -80,7 +85,7 @@ def _known_scheme(url: str) -> str:
     scheme = urls.split(url)[0]
     if scheme not in urls.SCHEMES:
         raise JobError(
-            f"input {url!r:.80} has the URL scheme {scheme!r}, which no Disco worker reads: "
+            f"input {url!r} has the URL scheme {scheme!r}, which no Disco worker reads: "
             "use a path, file://, http(s)://, raw://, tag://, disco:// or dir:// (copy other "
             "data to a local file or push it to DDFS first)"
         )
@@ -93,7 +98,7 @@ def _still_there(url: str) -> str:
     if path is None or os.path.exists(path) or not places.in_process_dir(path):
         return url
     raise JobError(
-        f"input {url!r:.120} is a file of an earlier run whose results were closed or "
+        f"input {url!r} is a file of an earlier run whose results were closed or "
         "garbage-collected, which removed it: keep those results referenced (and not "
         "closed) until the jobs that read them have run, or pass the results themselves "
         "as inputs (a run holds them while it runs)"
@@ -147,7 +152,7 @@ def resolve_tags_here(inputs: list[list[str]], master: str | None = None) -> lis
 
     if configured_master(master) is None:
         raise SettingsError(
-            f"input {tags[0]!r:.80} is a DDFS tag, and tag:// inputs need a Disco master "
+            f"input {brief(tags[0], 80)} is a DDFS tag, and tag:// inputs need a Disco master "
             "(DDFS) to resolve them to their blobs: set DISCO_MASTER=http://HOST:8989 (in the "
             "environment or the settings file) to read them here, or pass "
             "master='http://HOST:8989' to run the job on that cluster"

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from discodsl.worker import report
+from discodsl.worker.errors import brief
 
 
 def _raised(message: str, depth: int) -> BaseException:
@@ -41,3 +42,15 @@ def test_a_long_message_and_traceback_keep_their_start_and_end(depth: int) -> No
     assert back.summary.startswith("start éé") and back.summary.endswith("éé end")
     assert "characters cut ...]" in back.summary
     assert back.traceback.rstrip().endswith("é end")
+
+
+@given(st.one_of(st.text(), st.binary(), st.lists(st.integers())), st.integers(3, 200))
+def test_a_value_cut_short_for_a_message_says_so(value: object, most: int) -> None:
+    """A key, record or path in an error is cut to fit, and shows where: a path cut
+    short and shown as if whole names another file."""
+    shown, whole = brief(value, most), repr(value)
+    assert len(shown) <= most
+    if len(whole) <= most:
+        assert shown == whole
+    else:
+        assert shown.endswith("...") and whole.startswith(shown[:-3])

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from discodsl.worker.errors import brief
+
 PREFIX = "discodsl-counters: "
 # A worker process runs one task, in its main thread: its counts live in one dict. A task
 # run in the caller's process (inline) gets a dict of its own through this context
@@ -53,14 +55,15 @@ def _counter(name: Any, amount: Any) -> tuple[str, int]:
     """``name`` and ``amount`` as a counter's, or a TypeError saying what to pass instead."""
     if not isinstance(name, str):
         raise TypeError(
-            f"count({name!r:.40}, ...): a counter's name is a str, not {type(name).__name__} "
-            f"({name!r:.40}): name it with text, e.g. count(f'status {{code}}')"
+            f"count({brief(name, 40)}, ...): a counter's name is a str, not {type(name).__name__} "
+            f"({brief(name, 40)}): name it with text, e.g. count(f'status {{code}}')"
         )
     try:
         return str(name), operator.index(amount)
     except TypeError:
         raise TypeError(
-            f"count({name!r}, {amount!r:.40}) adds {amount!r:.40} ({type(amount).__name__}): "
+            f"count({name!r}, {brief(amount, 40)}) adds {brief(amount, 40)} "
+            f"({type(amount).__name__}): "
             "counters count in integers, as Disco's do: round it, or count a smaller unit "
             "(milliseconds, not seconds)"
         ) from None

@@ -128,3 +128,10 @@ def defined_at(function: Callable[..., Any]) -> str:
     if code is None or getattr(target, "__module__", "").startswith("discodsl."):
         return ""
     return f" ({os.path.basename(code.co_filename)}, line {code.co_firstlineno})"
+
+
+def brief(value: Any, most: int) -> str:
+    """``repr(value)`` for an error message, cut to ``most`` characters with "..." where it
+    was cut (a cut path or key that looks whole misleads)."""
+    text = repr(value)
+    return text if len(text) <= most else text[: max(0, most - 3)] + "..."

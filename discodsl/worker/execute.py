@@ -25,7 +25,7 @@ from itertools import chain, repeat, starmap
 from types import CodeType
 from typing import Any, NamedTuple, Protocol
 
-from discodsl.worker.errors import DataError, StageError, defined_at
+from discodsl.worker.errors import DataError, StageError, brief, defined_at
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.partition import partitioner, spread
@@ -182,7 +182,7 @@ def _refusing_text(records: Iterable[Any], job: str, reduce: str, where: Positio
             raise StageError(
                 f"{job} starts with the reduce {reduce!r}, which reads record files of "
                 f"(key, value) pairs (an earlier job's results, or files Disco wrote), but "
-                f"input {where.url} is text (line {where.record}: {record!r:.60}): put a @map "
+                f"input {where.url} is text (line {where.record}: {brief(record, 60)}): put a @map "
                 f"first that turns each line into (key, value) pairs, e.g. `return [parse, "
                 f"{reduce}]`",
                 stage=reduce,
@@ -318,7 +318,7 @@ def _not_pairs(
 
 def _bad_result(maker: _Maker, result: Any) -> StageError:
     return StageError(
-        f"{maker.who} returned a {type(result).__name__} ({result!r:.80}); "
+        f"{maker.who} returned a {type(result).__name__} ({brief(result, 80)}); "
         "a stage must yield (key, value) pairs or return an iterable of them",
         stage=maker.name,
     )
@@ -379,7 +379,7 @@ def _bad_record(maker: _Maker, item: Any) -> StageError:
             "then taken as records: yield pairs (`yield word, 1`), or return a list of them"
         )
     return StageError(
-        f"{maker.who} produced {item!r:.80} ({type(item).__name__}), not a (key, value) "
+        f"{maker.who} produced {brief(item, 80)} ({type(item).__name__}), not a (key, value) "
         f"pair: {fix}",
         stage=maker.name,
     )
@@ -408,7 +408,7 @@ def _place(where: _Place) -> tuple[str, str, int]:
     """Where user code failed, in words, and the input URL and record to name: a reduce's
     key (its input is a file of ours, no help), else the input and record being read."""
     if where.key is not _NO_ITEM:
-        return f" on the key {where.key!r:.80}", "", -1
+        return f" on the key {brief(where.key, 80)}", "", -1
     if not where.url:
         return "", "", -1
     record = f", record {where.record}" if where.record >= 0 else ""
@@ -447,7 +447,7 @@ def _culprit(task: TaskSetup, exc: BaseException, helped: Any = _NO_ITEM) -> str
         code = getattr(getattr(function, "func", function), "__code__", None)
         if code is not None and code in codes:
             named = role in _HELPERS and helped is not _NO_ITEM
-            key = f", on the key {helped!r:.80}," if named else ""
+            key = f", on the key {brief(helped, 80)}," if named else ""
             return f"{role} {getattr(function, '__qualname__', '')!r} {owner}{key}"
     return ""
 
@@ -836,7 +836,7 @@ def _checked(label: Any, key: Any, partitions: int, reduce: str, stage: str) -> 
         return label
     raise StageError(
         f"the partitioner of reduce {reduce!r} returned {label!r} for the key "
-        f"{key!r:.80} of stage {stage!r}; it must return an int from 0 to "
+        f"{brief(key, 80)} of stage {stage!r}; it must return an int from 0 to "
         f"{partitions - 1} (partitions={partitions})",
         stage=stage,
     )

@@ -65,7 +65,7 @@ from itertools import chain, compress, groupby, islice, repeat
 from operator import itemgetter, length_hint
 from typing import IO, Any, TypeVar
 
-from discodsl.worker.errors import StageError
+from discodsl.worker.errors import StageError, brief
 from discodsl.worker.partition import canonical_or_none, partitioner
 
 K = TypeVar("K")
@@ -597,8 +597,8 @@ def _pickled(key: Any, stage: str) -> bytes:
         return pickle.dumps(key, protocol=4)
     except Exception as err:
         raise StageError(
-            f"{_where(stage)}: cannot pickle the key {key!r:.60} ({type(key).__name__}) to spill "
-            f"it to disk: {err}; make keys picklable, e.g. str or tuples",
+            f"{_where(stage)}: cannot pickle the key {brief(key, 60)} ({type(key).__name__}) to "
+            f"spill it to disk: {err}; make keys picklable, e.g. str or tuples",
             stage=stage,
         ) from err
 
@@ -884,7 +884,7 @@ def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
     for record in records:
         if not isinstance(record, (tuple, list)) or len(record) != 2:
             return StageError(
-                f"{_where(stage)}: got {record!r:.60} ({type(record).__name__}) as a record; "
+                f"{_where(stage)}: got {brief(record, 60)} ({type(record).__name__}) as a record; "
                 "a reduce's input must be (key, value) pairs: make the previous stage yield them",
                 stage=stage,
             )
@@ -904,13 +904,14 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
         if type(found.left) is type(found.right) and not isinstance(found.left, (tuple, list)):
             # None, or a class without an order (tuples order: their items did not)
             return StageError(
-                f"{_where(stage)}: cannot sort its keys: {found.left!r:.60} and "
-                f"{found.right!r:.60} ({kind}) cannot be compared ({err}): {kind} keys have "
+                f"{_where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
+                f"{brief(found.right, 60)} ({kind}) cannot be compared ({err}): {kind} keys have "
                 "no order; map them to keys that have one (e.g. str), or group with "
                 "sort=False",
                 stage=stage,
             )
-        pair = f"{found.left!r:.60} ({kind}) and {found.right!r:.60} ({type(found.right).__name__})"
+        right = type(found.right).__name__
+        pair = f"{brief(found.left, 60)} ({kind}) and {brief(found.right, 60)} ({right})"
         if type(found.left) is type(found.right):  # tuples (or lists) whose items do not
             return StageError(
                 f"{_where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
@@ -937,8 +938,8 @@ def _hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageErro
             hash(record[0])
         except TypeError:
             return StageError(
-                f"{_where(stage)}: the key {record[0]!r:.60} ({type(record[0]).__name__}) is not "
-                "hashable; map keys to a hashable type, e.g. tuple or str",
+                f"{_where(stage)}: the key {brief(record[0], 60)} ({type(record[0]).__name__}) "
+                "is not hashable; map keys to a hashable type, e.g. tuple or str",
                 stage=stage,
             )
     return StageError(f"{_where(stage)}: cannot group its records: {err}", stage=stage)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from discodsl.worker.readers import Reader
 
 from discodsl.worker import urls
-from discodsl.worker.errors import DataError, MalformedRecord, StageError, defined_at
+from discodsl.worker.errors import DataError, MalformedRecord, StageError, brief, defined_at
 from discodsl.worker.records import (
     VERSION_BYTE,
     damaged_first_byte,
@@ -344,7 +344,7 @@ def _read_by(reader: Reader, stream: BinaryIO, url: str) -> Iterator[Any]:
     except TypeError:
         name = getattr(reader, "__qualname__", repr(reader))
         raise StageError(
-            f"the reader {name!r}{defined_at(reader)} returned {records!r:.60} for input "
+            f"the reader {name!r}{defined_at(reader)} returned {brief(records, 60)} for input "
             f"{url!r}, not "
             "its records: a reader must return an iterable of them, or yield them (did "
             "it forget its `return`?)",

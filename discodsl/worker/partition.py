@@ -44,7 +44,7 @@ from struct import Struct
 from typing import Any
 from zlib import crc32
 
-from discodsl.worker.errors import StageError
+from discodsl.worker.errors import StageError, brief
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.records import as_pair
 
@@ -354,7 +354,7 @@ def _refusal(key: Any, what: str, stage: str) -> StageError:
     """The error for a key with no canonical form, saying what to write instead."""
     where = f"stage {stage!r} yielded the key" if stage else "the key"
     return StageError(
-        f"{where} {key!r:.60} ({type(key).__qualname__}), but the default partitioner has no "
+        f"{where} {brief(key, 60)} ({type(key).__qualname__}), but the default partitioner has no "
         f"canonical form for {what}, so equal keys could land in different partitions; make "
         "the key a str, a number or a tuple of them (e.g. str(key) or a tuple of its fields), "
         "or give the reduce after it a partitioner: @reduce(partitioner=fn), fn(key, n) -> int",

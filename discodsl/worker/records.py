@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Final
 
-from discodsl.worker.errors import DataError
+from discodsl.worker.errors import DataError, brief
 
 HEADER: Final = struct.Struct("<BBIQ")
 HEADER_SIZE: Final = HEADER.size
@@ -66,7 +66,7 @@ class NotAPair(TypeError):
     """A record that is not a ``(key, value)`` pair; ``item`` is what was given instead."""
 
     def __init__(self, item: Any):
-        super().__init__(f"{item!r:.80} ({type(item).__name__}) is not a (key, value) pair")
+        super().__init__(f"{brief(item, 80)} ({type(item).__name__}) is not a (key, value) pair")
         self.item = item
 
 

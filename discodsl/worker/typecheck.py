@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from discodsl.worker.errors import StageError
+from discodsl.worker.errors import StageError, brief
 
 # Records checked per task; later ones pass unchecked.
 CHECK_RECORDS = 100
@@ -100,7 +100,7 @@ def check_record(name: str, expected: Yields, item: Any) -> None:
             _check_part(name, expected, item, 1, expected.value)
     elif pair and not matches(expected.item, tuple(item)):
         raise StageError(
-            f"stage {name!r} yielded {item!r:.80}, but {name} is annotated "
+            f"stage {name!r} yielded {brief(item, 80)}, but {name} is annotated "
             f"`-> {expected.annotation}`: records must be {expected.item_text}; "
             "fix what the stage yields, or its annotation",
             stage=name,
@@ -114,7 +114,7 @@ def _check_part(name: str, expected: Yields, item: Any, index: int, part: tuple[
         return
     which = ("key", "value")[index]
     raise StageError(
-        f"stage {name!r} yielded {item!r:.80}: its {which} {value!r:.40} is a "
+        f"stage {name!r} yielded {brief(item, 80)}: its {which} {brief(value, 40)} is a "
         f"{type(value).__name__}, but {name} is annotated `-> {expected.annotation}`: "
         f"{which}s must be {text}; yield {text} {which}s, or change the annotation",
         stage=name,
