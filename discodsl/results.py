@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import html
 import importlib
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -87,6 +88,8 @@ class Results:
         self.counters = dict(counters or {})
         self._finalizer = weakref.finalize(self, cleanup) if cleanup else None
         self.closed = False
+        self._held = 0  # runs reading these results now: close() leaves them the files
+        self._lock = threading.Lock()
         self.stage_name: str | None = None  # set on the results of one stage (stage())
         self._stages = stages  # a stage's name -> its outputs' replica lists
         self._run: Results | None = None  # a stage's: the run's results, holding the files
@@ -174,9 +177,30 @@ class Results:
         return frame
 
     def close(self) -> None:
-        """Remove the files behind these results (local runs); iterating afterwards fails."""
+        """Remove the files behind these results (local runs); iterating afterwards fails.
+        Runs reading them (given them as inputs) keep the files until they end."""
         self.closed = True
-        if self._finalizer is not None:
+        with self._lock:
+            held = self._held
+        if not held and self._finalizer is not None:
+            self._finalizer()
+
+    def hold(self) -> Callable[[], None]:
+        """Keep the files while a run reads them, whoever closes these results meanwhile;
+        the function that lets them go (files closed meanwhile go then)."""
+        owner = self._run or self  # a stage's files are its run's
+        with owner._lock:
+            owner._held += 1
+        return functools.partial(owner._release, [False])
+
+    def _release(self, done: list[bool]) -> None:
+        with self._lock:
+            if done[0]:
+                return
+            done[0] = True
+            self._held -= 1
+            remove = self.closed and not self._held
+        if remove and self._finalizer is not None:
             self._finalizer()
 
     def __enter__(self) -> Results:

@@ -24,6 +24,7 @@ from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed
 from discodsl.cli import main
 from discodsl.errors import JobActive
 from discodsl.runners import registry
+from discodsl.worker import urls
 from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,6 +291,26 @@ def test_a_run_holds_the_results_it_reads_until_it_ends(what: str) -> None:
     run = jobs.histogram.submit(upstream(), mode="local", progress=False)
     gc.collect()
     assert dict(run.wait(timeout=120)) == {1: ["y"], 2: ["x"]}
+
+
+@pytest.mark.parametrize("what", ["results", "stage"])
+def test_results_closed_after_a_run_on_them_was_submitted_keep_their_files_till_it_ends(
+    what: str,
+) -> None:
+    """A run holds its inputs until it ends: results closed just after it was submitted
+    (a ``with`` block ending) keep their files while its tasks read them, and lose them
+    once it has ended. Removed at once, its tasks failed on missing files, and were
+    retried for it."""
+    upstream = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+    files = [urls.file_path(url) for replicas in upstream.record_urls() for url in replicas]
+    given = upstream if what == "results" else upstream.stage("total")
+    with upstream:
+        run = jobs.histogram.submit(given, mode="local", progress=False)
+    assert all(path and os.path.exists(path) for path in files)
+    assert dict(run.wait(timeout=120)) == {1: ["y"], 2: ["x"]}
+    assert not any(os.path.exists(path) for path in files if path)
+    with pytest.raises(JobError, match="closed"):
+        list(upstream)
 
 
 @pytest.mark.parametrize("mode", ["inline", "local"])  # a cluster's files are its master's

@@ -70,8 +70,10 @@ class Run:
         self._interrupt: Callable[[], None] | None = None
         self._events: Callable[[], list[Event]] | None = None
         self._on_end: list[Callable[[Run], None]] = []
-        # Held until the run ends: results and runs among them keep their files meanwhile.
+        # Held until the run ends: results and runs among them keep their files meanwhile,
+        # even results closed meanwhile (their files go once no run reads them).
         self._inputs = inputs
+        self._releases: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
 
     # -- what users call ----------------------------------------------------------------
@@ -189,6 +191,7 @@ class Run:
     def start(self, work: Callable[[], Results], background: bool) -> None:
         """Run ``work`` (which returns the results or raises) in a thread of its own, or
         now in this one; its outcome is what wait() gives."""
+        self._releases = [results.hold() for results in _results_among(self._inputs)]
         if not background:
             self._settle(work)
             return
@@ -226,6 +229,8 @@ class Run:
         if isinstance(outcome, BaseException):
             self._traceback = outcome.__traceback__
         self._outcome, self._inputs = outcome, None
+        for release in self._releases:
+            release()
         self.log.end("dead" if isinstance(outcome, BaseException) else "ready", self._reason())
         for callback in self._on_end:
             callback(self)
@@ -272,6 +277,14 @@ def _input_failed(run: Run, upstream: Run) -> JobError:
         error.__cause__ = exc
         return error
     raise AssertionError("an input run that is not ready has an error")  # pragma: no cover
+
+
+def _results_among(inputs: Any) -> list[Results]:
+    """The results among ``inputs`` (results, or a list holding some): what a run holds."""
+    from discodsl.results import Results
+
+    items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    return [item for item in items if isinstance(item, Results)]
 
 
 def upstream_runs(inputs: Any) -> list[Run]:
