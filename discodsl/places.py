@@ -9,16 +9,19 @@ by an environment variable of their own (:func:`place`).
 
 What a process only needs while it runs goes in a directory of its own in
 the temporary directory, :func:`process_dir`, named after the process
-(``discodsl-<kind>-<pid>-<random>``: a local node's, an inline run's, a
-cluster pre-flight's). Whoever made one removes it when done with it; what a
+(``discodsl-<kind>-<pid>-n<namespace>-<random>``: a local node's, an inline
+run's, a cluster pre-flight's; the namespace is the PID namespace's, where
+Linux has them). Whoever made one removes it when done with it; what a
 killed process left behind is removed by the next one that makes such a
-directory (:func:`remove_dead_dirs`). No signal handler is set for it: a
+directory (:func:`remove_dead_dirs`), in the same PID namespace: containers
+that share a temporary directory do not share their pids. No signal handler is set for it: a
 library does not take over its program's signals. This module removes no
 directory of a live process, and none it cannot tell the owner of.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -54,14 +57,27 @@ def process_dir(kind: Kind) -> str:
     removes it when done with it."""
     directory = tempfile.gettempdir()
     remove_dead_dirs(directory)
-    return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{os.getpid()}-", dir=directory)
+    namespace = pid_namespace()
+    mark = "" if namespace is None else f"n{namespace}-"
+    return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{os.getpid()}-{mark}", dir=directory)
+
+
+@functools.cache
+def pid_namespace() -> int | None:
+    """This process's PID namespace (Linux: its inode number), or None where not known."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
 
 
 def remove_dead_dirs(directory: str) -> None:
     """Remove this user's process directories in ``directory`` whose process has ended."""
+    here = pid_namespace()
     for name, pid in _process_dirs(directory):
         path = os.path.join(directory, name)
-        if not _running(pid) and _mine(path):
+        namespace = _namespace(name)
+        if (namespace is None or namespace == here) and not _running(pid) and _mine(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -87,6 +103,15 @@ def _owner(name: str) -> int | None:
     pid, dash, _ = rest.partition("-")
     if name.startswith(TEMP_PREFIX) and kind in TEMP_KINDS and dash and pid.isdigit():
         return int(pid)
+    return None
+
+
+def _namespace(name: str) -> int | None:
+    """The PID namespace in a process directory's name (``...-<pid>-n<namespace>-...``),
+    if it has one (those of earlier versions have not)."""
+    mark = name.split("-")[3:4]
+    if mark and mark[0].startswith("n") and mark[0][1:].isdigit() and name.count("-") >= 4:
+        return int(mark[0][1:])
     return None
 
 

@@ -1,6 +1,6 @@
 """A driver's temporary directories do not outlive it for long, in every mode.
 
-Each is named ``discodsl-<kind>-<pid>-<random>`` (``node``: a local node's,
+Each is named ``discodsl-<kind>-<pid>-n<namespace>-<random>`` (``node``: a local node's,
 ``inline``: an inline run's, ``preflight``: a cluster pre-flight's): a later
 run of any mode removes those of a process that has ended (killed, it had no
 chance to). A live process's directories are never removed.
@@ -90,6 +90,21 @@ def test_the_directories_of_ended_processes_are_removed_and_no_others(temp: Path
     places.remove_dead_dirs(str(temp))
     alive = [f"discodsl-{kind}-{live}-abc" for kind in KINDS]
     assert sorted(p.name for p in temp.iterdir()) == sorted([*alive, *kept])
+
+
+@pytest.mark.skipif(places.pid_namespace() is None, reason="no PID namespaces here")
+def test_the_directories_of_another_pid_namespace_are_left(temp: Path) -> None:
+    """Containers sharing a temporary directory: a pid of another PID namespace says
+    nothing here (the process may be running there), so its directories stay, and those
+    of an ended process of ours go. A run in one container removed a live run's files."""
+    dead, ours = ended_pid(), places.pid_namespace()
+    (temp / f"discodsl-node-{dead}-n{ours}-abc").mkdir()
+    (temp / f"discodsl-node-{dead}-n{ours + 1}-abc").mkdir()
+    places.remove_dead_dirs(str(temp))
+    assert [p.name for p in temp.iterdir()] == [f"discodsl-node-{dead}-n{ours + 1}-abc"]
+    made = Path(places.process_dir("node"))
+    assert made.name.startswith(f"discodsl-node-{os.getpid()}-n{ours}-")
+    made.rmdir()
 
 
 def test_a_new_directory_names_its_process(temp: Path, monkeypatch: pytest.MonkeyPatch) -> None:

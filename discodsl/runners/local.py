@@ -245,7 +245,7 @@ def this_node() -> Node:
 def _node_root() -> str:
     """This process's local node: one DISCO_DATA for all its jobs, so results chain.
 
-    A process directory (``discodsl-node-<pid>-<random>``, see
+    A process directory (``discodsl-node-<pid>-n<namespace>-<random>``, see
     :func:`discodsl.places.process_dir`): a process killed before its atexit
     hooks ran leaves it behind, and the next run removes it.
     """
