@@ -272,8 +272,13 @@ class DDFS(Service):
                 f"cannot push {str(path)!r}: it is a directory: push the files in it "
                 f"(e.g. {str(path / '*')!r}, which the shell expands)"
             )
-        if not path.is_file():
+        if not path.exists():
             raise ClientError(f"cannot push {str(path)!r}: no such file")
+        if not path.is_file():
+            raise ClientError(
+                f"cannot push {str(path)!r}: {str(path)!r} is not a regular file (a device, "
+                "a pipe or a socket): push a file (save what a program writes to one first)"
+            )
         blob = _UNSAFE_CHAR.sub("_", path.name)
         where = f"/ddfs/new_blob/{quote(blob)}"
         resp = self._send(

@@ -526,6 +526,8 @@ def test_pushing_a_directory_or_nothing_is_refused_before_sending(
         ddfs.push("data", [tmp_path])
     with pytest.raises(ClientError, match="no such file"):
         ddfs.push("data", [tmp_path / "missing.txt"])
+    with pytest.raises(ClientError, match=r"'/dev/null' is not a regular file .*: push a file"):
+        ddfs.push("data", ["/dev/null"])  # it exists: "no such file" misled
     assert replay.received == []
 
 

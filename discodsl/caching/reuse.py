@@ -72,7 +72,7 @@ class Checkpoint:
         if self.complete:
             return (
                 f"discodsl: cached results of job {job!r} from run {self.entry.run} ({when}); "
-                "cache=False runs it again"
+                "cache=False, or no --cache on the command line, runs it again"
             )
         names = ", ".join(self.skipped)
         return (
