@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_left()
     except KeyboardInterrupt:
+        from discodsl.runners.handle import forget_unfinished
+
+        forget_unfinished()  # what a stopped run goes on as has been said, for this command
         return 130
 
 

@@ -5,6 +5,7 @@ reader that leaves early (``| head``) ends the command quietly, leaving no worke
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from discodsl.client import Master
 
 JOB_MODULE = """
 import os
@@ -80,9 +83,7 @@ def environment(workdir: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("mode", ["--inline", "--local"])
-def test_stdout_holds_the_records_and_stage_output_goes_to_stderr(
-    workdir: Path, mode: str
-) -> None:
+def test_stdout_holds_the_records_and_stage_output_goes_to_stderr(workdir: Path, mode: str) -> None:
     (workdir / "in.txt").write_text("a b c\na a\n")
     done = subprocess.run(
         discodsl("run", "cli_output_job.py:wc", "in.txt", mode, "--json"),
@@ -133,9 +134,12 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(workdir: Path, mode
     SIGPIPE (128 + 13), and no worker left running."""
     (workdir / "in.txt").write_text("".join(f"word{i} other{i}\n" for i in range(40_000)))
     command = discodsl("run", "cli_output_job.py:quiet", "in.txt", mode)
-    with (workdir / "stderr").open("w+") as stderr, subprocess.Popen(
-        command, cwd=workdir, env=environment(workdir), stdout=subprocess.PIPE, stderr=stderr
-    ) as process:
+    with (
+        (workdir / "stderr").open("w+") as stderr,
+        subprocess.Popen(
+            command, cwd=workdir, env=environment(workdir), stdout=subprocess.PIPE, stderr=stderr
+        ) as process,
+    ):
         assert process.stdout is not None
         assert b"\t" in process.stdout.readline()
         process.stdout.close()  # as head does after its line
@@ -147,6 +151,50 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(workdir: Path, mode
     while _workers_under(workdir / "tmp") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _workers_under(workdir / "tmp") == []
+
+
+NAPPING = """
+import time
+from discodsl import job, map
+
+@map
+def naps(line):
+    open({mark!r}, "w").close()
+    time.sleep(60)
+    yield line, 1
+
+@job
+def napping():
+    return [naps]
+"""
+
+
+@pytest.mark.parametrize("where", ["--local", "--master"])
+def test_ctrl_c_ends_the_command_saying_only_what_the_command_line_needs(
+    workdir: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    """Ctrl-C in ``discodsl run``: status 130, and no advice for programs (it said to
+    wait() for the run before the program ends); on a cluster, how to kill the job."""
+    mark = workdir / "napping"
+    (workdir / "napping_job.py").write_text(NAPPING.format(mark=str(mark)))
+    (workdir / "in.txt").write_text("a\n")
+    place = [where, request.getfixturevalue("cluster_env")] if where == "--master" else [where]
+    command = discodsl("run", "napping_job.py:napping", "in.txt", *place)
+    with subprocess.Popen(
+        command, cwd=workdir, env=environment(workdir), stderr=subprocess.PIPE, text=True
+    ) as process:
+        deadline = time.monotonic() + TIMEOUT
+        while not mark.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "no task started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 130, errors
+    assert "wait() for a run" not in errors and "Traceback" not in errors, errors
+    if where == "--master":
+        jobname = re.search(r"stop it with `discodsl kill (\S+)`", errors)
+        assert jobname is not None, errors
+        Master(request.getfixturevalue("cluster_env")).kill(jobname.group(1))
 
 
 @pytest.mark.parametrize(

@@ -309,6 +309,13 @@ def _watch_for_exit(run: Run) -> None:
         _BACKGROUND.add(run)
 
 
+def forget_unfinished() -> None:
+    """Name none of the runs going now at the program's end (the command line, stopped by
+    Ctrl-C, has said what goes on: its advice to wait() is a program's)."""
+    with _EXIT_HOOK:
+        _BACKGROUND.clear()
+
+
 def _say_unfinished() -> None:
     """At the program's end: name each run it ends (a cluster's job runs on)."""
     for run in list(_BACKGROUND):
