@@ -709,7 +709,8 @@ def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
             raise still_active(run.name, elapsed, limit)
         time.sleep(registry.KILL_POLL)
     if run.status != "ready":
-        raise JobDead(f"local run {run.name} ended {run.status}", jobname=run.name)
+        why = f": {run.reason}" if run.reason else ""
+        raise JobDead(f"local run {run.name} ended {run.status}{why}", jobname=run.name)
     _say(f"{run.name}: ready")
     return 0
 

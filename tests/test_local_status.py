@@ -125,6 +125,27 @@ def test_a_run_whose_driver_was_interrupted_has_no_task_running(
     assert run.pipeline() == DEAD
 
 
+def test_a_run_whose_driver_was_killed_says_so_to_another_shell(
+    driver: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL: the run ends with its process, unannounced. Its entry stays, recorded dead
+    with the reason, so that wait, events and status say what happened (the entry was
+    dropped: wait pointed at events, which knew no such run, and events --follow ended
+    with no word)."""
+    name = scheduled(read_line(driver))
+    driver.kill()
+    driver.wait(timeout=60)
+    why = f"the process that ran it (pid {driver.pid}) ended before it did"
+    assert main(["wait", "--local", name]) == 1
+    assert f"local run {name} ended dead: {why}" in capsys.readouterr().err
+    assert main(["events", "--local", "--follow", name]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-2].endswith(f"master ERROR: {why}") and shown[-1].endswith("WARN: Job killed")
+    assert status(name, capsys)["pipeline"] == DEAD
+    registry.clean(registry.runs_dir())
+    assert registry.find(name).status == "dead"  # kept a day, as other finished runs are
+
+
 def test_wait_results_and_purge_of_a_local_run_from_another_shell(
     driver: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -395,7 +395,7 @@ def test_a_local_run_is_registered_with_its_status_and_events(runs_dir: Path) ->
     assert len(assigned) == len(done) == 1 and assigned[0] < done[0], events
 
 
-def test_the_registry_removes_orphans_and_old_runs(runs_dir: Path) -> None:
+def test_the_registry_records_orphans_dead_and_removes_old_runs(runs_dir: Path) -> None:
     dead_pid = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -414,7 +414,9 @@ def test_the_registry_removes_orphans_and_old_runs(runs_dir: Path) -> None:
         facts = {"name": name, "job": name.split("@")[0], "host": registry.HOST, **facts}
         (runs_dir / name / "run.json").write_text(json.dumps(facts))
     registry.clean(runs_dir)
-    assert sorted(p.name for p in runs_dir.iterdir()) == ["mine@1", "recent@1"]
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["mine@1", "orphan@1", "recent@1"]
+    orphan = json.loads((runs_dir / "orphan@1" / "run.json").read_text())
+    assert orphan["status"] == "dead" and "ended before it did" in orphan["reason"]
 
 
 def read_line(process: subprocess.Popen[str], seconds: float = 60.0) -> str:

@@ -16,8 +16,9 @@ directory named after the run (``wordcount@5f1:6a3b2:1c0d``) in
 
 Cleaned up at each listing and, once a minute at most, when a process
 registers a run: an active entry whose
-process has ended (killed before it could say so) is removed; a finished
-one is kept for :data:`KEEP_SECONDS` (a day), :data:`KEEP_COUNT` at most.
+process has ended (killed before it could say so) is recorded dead, with the
+reason, as a finished one (reading it does the same); a finished one is kept
+for :data:`KEEP_SECONDS` (a day), :data:`KEEP_COUNT` at most.
 The run's results are not here: they live in its process's node directory
 and go with it.
 
@@ -184,6 +185,11 @@ class LocalRun:
         return "dead" if status == "active" and not _alive(self.facts) else status
 
     @property
+    def reason(self) -> str:
+        """Why it is dead, when it is known (its process ended first); else ""."""
+        return str(self.facts.get("reason", ""))
+
+    @property
     def started(self) -> float:
         return float(self.facts.get("started", 0))
 
@@ -210,8 +216,11 @@ class LocalRun:
         return pipeline(events, stages, ended=self.status != "active")
 
     def reread(self) -> LocalRun:
-        """The entry as it is now (``self`` if it has gone)."""
+        """The entry as it is now (``self`` if it has gone); a run whose process ended
+        while it was active is recorded dead (:func:`_bury`)."""
         facts = _read_facts(self.path)
+        if facts is not None and facts.get("status") == "active" and not _alive(facts):
+            facts = _bury(self.path, facts)
         return LocalRun(self.path, facts) if facts is not None else self
 
 
@@ -299,9 +308,9 @@ def clean(directory: Path) -> None:
     finished: list[tuple[float, Path]] = []
     for path, facts in _entries(directory, now):
         if facts.get("status") == "active":
-            if not _alive(facts):
-                _remove(path)
-            continue
+            if _alive(facts):
+                continue
+            facts = _bury(path, facts, now)
         ended = float(facts.get("ended", facts.get("started", 0)))
         if ended < now - KEEP_SECONDS:
             _remove(path)
@@ -309,6 +318,23 @@ def clean(directory: Path) -> None:
             finished.append((ended, path))
     for _, path in sorted(finished, reverse=True)[KEEP_COUNT:]:
         _remove(path)
+
+
+def _bury(path: Path, facts: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """An active run whose process ended (killed, it could not say so): recorded dead,
+    with the reason, and its events ended as a killed run's are, with it; its facts now.
+    Kept as long as other finished runs."""
+    reason = f"the process that ran it (pid {facts.get('pid')}) ended before it did"
+    buried = {**facts, "status": "dead", "ended": now or time.time(), "reason": reason}
+    with contextlib.suppress(OSError):
+        if not _ended(LocalRun(path, facts).read_events()[0]):
+            stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+            with open(path / "events", "a", encoding="utf-8") as events:
+                for message in (f"ERROR: {reason}", "WARN: Job killed"):
+                    line = json.dumps([stamp, "master", message], separators=(",", ":"))
+                    events.write(line + "\n")
+        _write_json(path / "run.json", buried)
+    return buried
 
 
 def _entries(directory: Path, now: float | None = None) -> list[tuple[Path, dict[str, Any]]]:
