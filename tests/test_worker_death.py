@@ -219,6 +219,25 @@ def test_timeout_stops_a_stage_that_never_ends(tmp_path: Path) -> None:
     assert list(node.rglob("runs_forever@*")) == []
 
 
+def test_the_events_of_a_run_that_timed_out_say_so(tmp_path: Path) -> None:
+    """Someone watching the events (``discodsl events``, another shell) sees why the run
+    was killed, not "WARN: Job killed" alone."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    run = death_jobs.runs_forever.submit(
+        inputs=[_input(tmp_path)],
+        mode="local",
+        progress=False,
+        timeout=1,
+        params={"pids": str(pids), "seconds": 60},
+    )
+    with pytest.raises(TaskFailed, match="timeout=1 "):
+        run.wait(timeout=60)
+    messages = [message for _, _, message in run.events()]
+    assert messages[-1] == "WARN: Job killed"
+    assert "ERROR: the run passed its timeout=1 seconds: its workers were killed" in messages
+
+
 def test_inline_mode_refuses_a_timeout() -> None:
     with pytest.raises(SettingsError, match="mode='local'"):
         death_jobs.instant.run(inputs=["raw://x"], mode="inline", timeout=5)

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 
 # A handler of a run's events: ("stage", {stage, tasks}), ("task_done", {stage[, taskid]}),
 # ("task_failed", {stage, taskid, failures, ...}), ("task_retry", ...),
-# ("msg", {stage, taskid, text}), ("stage_done", {stage, outputs}: a local node's stage ended).
+# ("msg", {stage, taskid, text}), ("stage_done", {stage, outputs}: a local node's stage ended),
+# ("timed_out", {timeout}: a local run passed its timeout=, its workers are being killed).
 EventHandler = Callable[[str, Mapping[str, Any]], None]
 
 

@@ -395,6 +395,14 @@ def _worded(kind: str, facts: Mapping[str, Any], host: str) -> list[tuple[str, s
         return [(host, f"DONE: [{task}] Task finished")]
     if kind == "task_failed":
         return _failure(task, facts)
+    if kind == "timed_out":
+        return [
+            (
+                "master",
+                f"ERROR: the run passed its timeout={facts['timeout']:g} seconds: its "
+                "workers were killed",
+            )
+        ]
     if kind == "task_retry":
         pause = int(float(facts.get("pause", 0)) + 0.5)
         return [

@@ -219,6 +219,7 @@ class NodeMaster:
         """The timeout struck: note what was running, stop every worker."""
         with self._lock:
             self._late = sorted(self._active)
+        self._emit("timed_out", {"timeout": self.timeout})
         self.cancel()
 
     def cancel(self) -> None:
