@@ -330,7 +330,8 @@ def test_a_non_utf8_line_names_the_line_and_bytes(tmp_path: Path, mode: str) -> 
     with pytest.raises(TaskFailed) as info:
         jobs.wordcount.run(inputs=[str(path)], mode=mode, max_failures=0)
     error = info.value
-    assert error.exc_type == "DataError"
+    assert error.exc_type == "MalformedRecord"  # bad data: not retried (a DataError)
+    assert "not retried" in str(error)
     assert error.record == 1
     assert "line 2" in str(error) and "bytes 8-9" in str(error)
     assert "record -1" not in str(error)
