@@ -542,6 +542,55 @@ def test_malformed_index_lines_are_quoted_with_their_number(
     assert repr(line.encode())[2:-4] in str(caught.value)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 12), st.from_regex(r"[a-z0-9/_.%-]{1,30}", fullmatch=True)),
+        max_size=40,
+    ),
+    st.integers(0, 13),
+    st.sampled_from([b"\n", b"\r\n"]),
+    st.booleans(),
+)
+def test_an_index_read_for_one_label_gives_that_labels_entries(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[tuple[int, str]],
+    label: int,
+    end: bytes,
+    last_ended: bool,
+) -> None:
+    """A reduce task reads every map task's index for its own label: searched for it, not
+    parsed whole (which made a job's cost grow with the square of its partitions), with
+    the same entries in the same order as a whole parse gives."""
+    data = end.join(
+        b"%d disco://h/%s %d" % (n, name.encode(), i) for i, (n, name) in enumerate(lines)
+    )
+    if data and last_ended:
+        data += end
+    root = tmp_path_factory.mktemp("index")
+    (root / "index").write_bytes(data)
+    here = Node(host="here", disco_data=str(root))
+    whole = read_index("dir://here/disco/index", here)
+    assert read_index("dir://here/disco/index", here, label) == [e for e in whole if e[0] == label]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"0 disco://here/a 1\n1 disco://here/b ten\n",  # the label's own line is malformed
+        b"0 disco://here/a 1\n\n1 disco://here/b 10 extra\n",  # a blank line, then it
+        b"hello there world\n",  # not an index at all
+        b"0 disco://here/a 1\n1 disco://" + b"x" * 100_000 + b" 1\n",  # an overlong line
+    ],
+)
+def test_an_index_read_for_one_label_checks_that_labels_lines(
+    tmp_path: Path, node: Node, content: bytes
+) -> None:
+    (tmp_path / "data" / "index").write_bytes(content)
+    with pytest.raises(DataError, match=r"index line \d+ is (malformed|longer than)"):
+        read_index("dir://here/disco/index", node, 1)
+
+
 def test_overlong_index_lines_are_refused(tmp_path: Path, node: Node) -> None:
     (tmp_path / "data" / "index").write_bytes(b"0 disco://" + b"x" * 100_000 + b" 1\n")
     with pytest.raises(DataError, match="index line 1 is longer than"):

@@ -52,6 +52,9 @@ from discodsl.worker.records import (
 
 # Lines of a dir:// index are about 100 bytes; a longer one is not an index.
 MAX_INDEX_LINE: Final = 1 << 16
+# An index read for one label is searched for its lines when it is no bigger than this
+# (a map task's with 100,000 partitions is about 8 MB); a bigger one is parsed line by line.
+SEARCHED_INDEX_MAX: Final = 1 << 24
 # A text input line longer than this is refused rather than read into memory.
 MAX_TEXT_LINE: Final = 1 << 26
 _READ_BUFFER: Final = 1 << 16
@@ -182,13 +185,58 @@ def open_url(url: str, node: Node) -> BinaryIO:
     return _open(url, node)
 
 
-def read_index(url: str, node: Node) -> list[tuple[int, str, int]]:
-    """The ``(label, url, size)`` entries of the ``dir://HOST/PATH`` index at ``url``."""
+def read_index(url: str, node: Node, label: int | str = "all") -> list[tuple[int, str, int]]:
+    """The ``(label, url, size)`` entries of the ``dir://HOST/PATH`` index at ``url``: all
+    of them, or those of ``label``.
+
+    A reduce task reads the index of every map task for its own label, and an index has
+    a line per partition: parsed whole, a job's cost grew with the square of its
+    partitions. So one label's lines are searched for and checked; the other lines are
+    only counted (two spaces each), and an index that does not look so is parsed whole.
+    """
     scheme, rest = urls.split(url)
     if scheme != "dir":
         raise DataError(f"{url} is not a dir:// index URL: pass dir://HOST/PATH", url=url)
+    if label != "all":
+        with _open_located(rest, url, node) as stream:
+            data = stream.read(SEARCHED_INDEX_MAX + 1)
+        if len(data) <= SEARCHED_INDEX_MAX:
+            found = _searched_index(data, int(label))
+            if found is None:
+                whole = _parse_index(io.BufferedReader(io.BytesIO(data)), url)
+                found = [entry for entry in whole if entry[0] == label]
+            return found
     with _open_located(rest, url, node) as stream:
-        return _parse_index(stream, url)
+        entries = _parse_index(stream, url)
+    return entries if label == "all" else [entry for entry in entries if entry[0] == label]
+
+
+def _searched_index(data: bytes, label: int) -> list[tuple[int, str, int]] | None:
+    """The entries of ``label`` in the index ``data``, its other lines not parsed; None
+    when it does not look like a plain index, or a line of the label's is malformed (a
+    whole parse then says where)."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    if not data[:1].isdigit() or data.count(b" ") != 2 * lines:
+        return None
+    prefix = b"%d " % label
+    entries = []
+    at = 0 if data.startswith(prefix) else _line_after(data, prefix, 0)
+    while at >= 0:
+        end = data.find(b"\n", at)
+        line = data[at : len(data) if end < 0 else end]
+        entry = _entry_or_none(line) if len(line) <= MAX_INDEX_LINE else None
+        if entry is None:
+            return None
+        entries.append(entry)
+        at = -1 if end < 0 else _line_after(data, prefix, end)
+    return entries
+
+
+def _line_after(data: bytes, prefix: bytes, start: int) -> int:
+    """Where the first line after byte ``start`` that begins with ``prefix`` begins; -1
+    if none does."""
+    found = data.find(b"\n" + prefix, start)
+    return -1 if found < 0 else found + 1
 
 
 def iter_input(
@@ -326,13 +374,12 @@ def _index_parts(
 ) -> Iterator[Iterator[Any]]:
     """The records of each file a ``dir://`` index lists under ``label``: record files, or
     whatever ``reader`` reads."""
-    for entry_label, entry_url, _ in read_index(url, node):
-        if label == "all" or entry_label == label:
-            with _open(entry_url, node) as stream:
-                if reader is None:
-                    yield from _followed(read_hunks(stream, entry_url), entry_url, cursor)
-                else:
-                    yield _counted(_read_by(reader, stream, entry_url), entry_url, cursor)
+    for _, entry_url, _ in read_index(url, node, label):
+        with _open(entry_url, node) as stream:
+            if reader is None:
+                yield from _followed(read_hunks(stream, entry_url), entry_url, cursor)
+            else:
+                yield _counted(_read_by(reader, stream, entry_url), entry_url, cursor)
 
 
 def _read_by(reader: Reader, stream: BinaryIO, url: str) -> Iterator[Any]:
@@ -475,7 +522,8 @@ def _parse_index(stream: io.BufferedReader, url: str) -> list[tuple[int, str, in
     return entries
 
 
-def _index_entry(raw: bytes, number: int, url: str) -> tuple[int, str, int]:
+def _entry_or_none(raw: bytes) -> tuple[int, str, int] | None:
+    """The ``(label, url, size)`` of an index line; None if it is malformed."""
     fields = raw.split()
     if (
         len(fields) == 3
@@ -485,7 +533,14 @@ def _index_entry(raw: bytes, number: int, url: str) -> tuple[int, str, int]:
         try:
             return int(fields[0]), fields[1].decode("utf-8"), int(fields[2])
         except UnicodeDecodeError:
-            pass  # reported below with the others
+            return None
+    return None
+
+
+def _index_entry(raw: bytes, number: int, url: str) -> tuple[int, str, int]:
+    entry = _entry_or_none(raw)
+    if entry is not None:
+        return entry
     raise DataError(
         f"{url}: index line {number} is malformed: {raw[:200]!r}; expected "
         "'LABEL URL SIZE' with an integer label and size: check the dir:// URL "
