@@ -53,18 +53,19 @@ _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_\-@:]")
 # --------------------------------------------------------------------------
 
 
-def check_name(name: str, what: str = "DDFS tag name") -> str:
-    """``name`` if it only holds ``[A-Za-z0-9_-@:]`` (``DDFS.safe_name``), and a tag name
-    no longer than :data:`TAG_NAME_MAX`; else ClientError."""
+def check_name(name: str, what: str = "DDFS tag name", longest: int | None = TAG_NAME_MAX) -> str:
+    """``name`` if it only holds ``[A-Za-z0-9_-@:]`` (``DDFS.safe_name``) and has at most
+    ``longest`` characters (a tag name's limit, :data:`TAG_NAME_MAX`, unless told); else
+    ClientError."""
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         safe = _UNSAFE_CHAR.sub("_", str(name)) or "data"
         raise ClientError(
             f"{name!r} is not a valid {what}: use only letters, digits and _ - @ : (e.g. {safe!r})"
         )
-    if what == "DDFS tag name" and len(name) > TAG_NAME_MAX:
+    if longest is not None and len(name) > longest:
         raise ClientError(
-            f"{name[:40]!r}... is {len(name)} characters long: a DDFS tag name may have at "
-            f"most {TAG_NAME_MAX} (a node keeps a tag in a file named after it): shorten it"
+            f"{name[:40]!r}... is {len(name)} characters long: a {what} may have at most "
+            f"{longest} (a node keeps a tag in a file named after it): shorten it"
         )
     return name
 
@@ -159,7 +160,11 @@ class DDFS(Service):
 
     def list_tags(self, prefix: str = "") -> list[str]:
         """Names of all tags starting with ``prefix``."""
-        path = f"/ddfs/tags/{quote(check_name(prefix, 'tag prefix'))}" if prefix else "/ddfs/tags"
+        path = (
+            f"/ddfs/tags/{quote(check_name(prefix, 'tag prefix', None))}"
+            if prefix
+            else "/ddfs/tags"
+        )
         resp = self._send("GET", path)
         return cast("list[str]", answer_json(resp, f"GET {path}", [str], "a list of tag names"))
 
@@ -231,7 +236,7 @@ class DDFS(Service):
 
     def get_attr(self, name: str, attr: str) -> Any:
         """A user attribute of a tag (any JSON value)."""
-        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name')}"
+        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name', None)}"
         where = f"{self.url}{self._tag_path(name)}"
 
         def missing(body: str) -> BadAnswer:
@@ -245,7 +250,7 @@ class DDFS(Service):
 
     def set_attr(self, name: str, attr: str, value: Any) -> None:
         """Set a user attribute of a tag to a JSON value."""
-        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name')}"
+        path = f"{self._tag_path(name)}/{check_name(attr, 'tag attribute name', None)}"
         resp = self._send(
             "PUT", path, data=json.dumps(value).encode(), special=self._tag_errors(name)
         )

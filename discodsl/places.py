@@ -14,8 +14,8 @@ run's, a cluster pre-flight's; the namespace is the PID namespace's, where
 Linux has them). Whoever made one removes it when done with it; what a
 killed process left behind is removed by the next one that makes such a
 directory (:func:`remove_dead_dirs`), in the same PID namespace: containers
-that share a temporary directory do not share their pids. No signal handler is set for it: a
-library does not take over its program's signals. This module removes no
+that share a temporary directory do not share their pids. No signal handler
+is set for it: a library does not take over its program's signals. This module removes no
 directory of a live process, and none it cannot tell the owner of.
 """
 
@@ -74,10 +74,9 @@ def pid_namespace() -> int | None:
 def remove_dead_dirs(directory: str) -> None:
     """Remove this user's process directories in ``directory`` whose process has ended."""
     here = pid_namespace()
-    for name, pid in _process_dirs(directory):
+    for name, pid, namespace in _process_dirs(directory):
         path = os.path.join(directory, name)
-        namespace = _namespace(name)
-        if (namespace is None or namespace == here) and not _running(pid) and _mine(path):
+        if namespace in (None, here) and not _running(pid) and _mine(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -87,32 +86,28 @@ def in_process_dir(path: str) -> bool:
     return not relative.startswith("..") and _owner(relative.split(os.sep, 1)[0]) is not None
 
 
-def _process_dirs(directory: str) -> list[tuple[str, int]]:
-    """(name, pid) of each process directory in ``directory``."""
+def _process_dirs(directory: str) -> list[tuple[str, int, int | None]]:
+    """(name, pid, PID namespace or None) of each process directory in ``directory``."""
     try:
         names = os.listdir(directory)
     except OSError:
         return []
     owned = ((name, _owner(name)) for name in names)
-    return [(name, pid) for name, pid in owned if pid is not None]
+    return [(name, *owner) for name, owner in owned if owner is not None]
 
 
-def _owner(name: str) -> int | None:
-    """The pid in a process directory's name (``discodsl-<kind>-<pid>-<random>``), if any."""
+def _owner(name: str) -> tuple[int, int | None] | None:
+    """The pid and PID namespace in a process directory's name
+    (``discodsl-<kind>-<pid>-n<namespace>-<random>``; no namespace in those of earlier
+    versions, ``discodsl-<kind>-<pid>-<random>``), if it is one."""
     kind, _, rest = name.removeprefix(TEMP_PREFIX).partition("-")
-    pid, dash, _ = rest.partition("-")
-    if name.startswith(TEMP_PREFIX) and kind in TEMP_KINDS and dash and pid.isdigit():
-        return int(pid)
-    return None
-
-
-def _namespace(name: str) -> int | None:
-    """The PID namespace in a process directory's name (``...-<pid>-n<namespace>-...``),
-    if it has one (those of earlier versions have not)."""
-    mark = name.split("-")[3:4]
-    if mark and mark[0].startswith("n") and mark[0][1:].isdigit() and name.count("-") >= 4:
-        return int(mark[0][1:])
-    return None
+    pid, dash, rest = rest.partition("-")
+    if not (name.startswith(TEMP_PREFIX) and kind in TEMP_KINDS and dash and pid.isdigit()):
+        return None
+    mark, dash, _ = rest.partition("-")
+    if dash and mark[:1] == "n" and mark[1:].isdigit():
+        return int(pid), int(mark[1:])
+    return int(pid), None
 
 
 def _running(pid: int) -> bool:
