@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,32 @@ def test_node_paths_map_disco_and_ddfs_to_their_data_directories() -> None:
         urls.node_path("disco/../../etc/passwd", roots)
     with pytest.raises(ValueError, match="ddfs_data is unknown"):
         urls.node_path("ddfs/x", {"disco": "/d/data", "ddfs": ""})
+
+
+_SEGMENTS = st.sampled_from(["a", "b", "..", ".", "", "x.y", "..."])
+
+
+@given(
+    root=st.sampled_from(["/d/data", "/d/data/", "/", "/d//data/.", "rel/data"]),
+    segments=st.lists(_SEGMENTS, min_size=1, max_size=6),
+    absolute=st.booleans(),
+)
+def test_a_node_path_is_inside_its_root_exactly_when_its_common_path_is_the_root(
+    root: str, segments: list[str], absolute: bool
+) -> None:
+    rest = ("/" if absolute else "") + "/".join(segments)
+    if not rest:
+        return
+    local = os.path.normpath(os.path.join(root, rest))
+    try:
+        inside = os.path.commonpath([local, os.path.normpath(root)]) == os.path.normpath(root)
+    except ValueError:  # an absolute path against a relative root
+        inside = False
+    if inside:
+        assert urls.node_path(f"disco/{rest}", {"disco": root}) == local
+    else:
+        with pytest.raises(ValueError, match="points outside disco_data"):
+            urls.node_path(f"disco/{rest}", {"disco": root})
 
 
 def test_http_urls_of_a_node_and_the_paths_it_serves() -> None:

@@ -19,9 +19,7 @@ proxies (node-to-node GETs go direct, as Disco's own do).
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import io
 import itertools
 import os
@@ -780,9 +778,14 @@ def _decompressed(raw: _ReadInto, name: str, url: str) -> io.BufferedReader:
     except BaseException:
         stream.close()
         raise
+    # Imported when first needed: every forked worker copies what its zygote imported.
     if found == "gzip":
+        import gzip
+
         return _buffered(gzip.GzipFile(fileobj=cast(BinaryIO, stream), mode="rb"), url, stream)
     if found == "bzip2":
+        import bz2
+
         return _buffered(bz2.BZ2File(cast(BinaryIO, stream), "rb"), url, stream)
     return stream
 

@@ -37,16 +37,19 @@ partition (:mod:`discodsl.worker.groupby`).
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterable
-from decimal import Decimal
-from fractions import Fraction
 from struct import Struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
 from discodsl.worker.errors import StageError, brief
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.records import as_pair
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+    from fractions import Fraction
 
 _LENGTH = Struct(">Q").pack  # before the encoding of an item nested in a container
 _END = b"\xff"  # after each item of a container
@@ -330,8 +333,6 @@ _BASES: list[tuple[type, Callable[[Any], bytes]]] = [
     (list, _list),
     (frozenset, _set),
     (set, _set),
-    (Fraction, _fraction),
-    (Decimal, _decimal),
     (complex, _complex),
     (dt.datetime, _datetime),
     (dt.date, _date),
@@ -341,13 +342,24 @@ _BASES: list[tuple[type, Callable[[Any], bytes]]] = [
 _ENCODERS: dict[type, Callable[[Any], bytes]] = dict(_BASES)
 
 
+# Supported types of modules the worker does not import itself (each forked worker copies
+# what its zygote imported): a key can be one only once its module is loaded.
+_LOADED_BASES = (("fractions", "Fraction", _fraction), ("decimal", "Decimal", _decimal))
+
+
 def _encoder_for(kind: type) -> Callable[[Any], bytes]:
     """The encoder of a subclass of a supported type (remembered), or refuse the type."""
-    for base, encoder in _BASES:
+    for base, encoder in _BASES + _loaded_bases():
         if issubclass(kind, base):
             _ENCODERS[kind] = encoder
             return encoder
     raise _Unencodable(f"the type {kind.__module__}.{kind.__qualname__}")
+
+
+def _loaded_bases() -> list[tuple[type, Callable[[Any], bytes]]]:
+    """The _LOADED_BASES whose module is loaded, as (type, encoder)."""
+    loaded = ((sys.modules.get(module), name, encoder) for module, name, encoder in _LOADED_BASES)
+    return [(getattr(module, name), encoder) for module, name, encoder in loaded if module]
 
 
 def _refusal(key: Any, what: str, stage: str) -> StageError:

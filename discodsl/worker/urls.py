@@ -115,8 +115,9 @@ def node_path(path: str, roots: Mapping[str, str]) -> str:
     root, setting = roots.get(top, ""), NODE_ROOTS[top]
     if not root:
         raise ValueError(f"the file is on this node but its {setting} is unknown")
+    root = os.path.normpath(root)
     local = os.path.normpath(os.path.join(root, rest))
-    if os.path.commonpath([local, os.path.normpath(root)]) != os.path.normpath(root):
+    if local != root and not local.startswith(root.rstrip("/") + "/"):  # both normalised
         raise ValueError(f"it points outside {setting} ({root})")
     return local
 
