@@ -299,3 +299,45 @@ def counted_oddly(line: str, params: Any) -> Iterator[tuple[str, int]]:
 @job(max_failures=0)
 def odd_counts() -> list[Any]:
     return [counted_oddly]
+
+
+# a StopIteration raised by a stage's function fails the task as any exception does: a loop
+# over its calls must not take it for the end of the records
+@map
+def first_word(line: str) -> list[tuple[str, int]]:
+    return [(next(iter(line.split())), 1)]  # StopIteration on an empty line
+
+
+@reduce
+def summed(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield key, sum(values)
+
+
+summed_combined = reduce(name="summed_combined", combine=True)(summed.function)
+
+
+@reduce
+def stops_at_b(key: str, values: Iterable[int]) -> list[tuple[str, int]]:
+    if key == "b":
+        raise StopIteration
+    return [(key, sum(values))]
+
+
+@job(partitions=None)
+def stop_in_map_only() -> list[Any]:
+    return [first_word]
+
+
+@job(partitions=1)
+def stop_in_map() -> list[Any]:
+    return [first_word, summed]
+
+
+@job(partitions=1)
+def stop_in_combined_map() -> list[Any]:
+    return [first_word, summed_combined]
+
+
+@job(partitions=1)
+def stop_in_reduce() -> list[Any]:
+    return [word_ones, stops_at_b]

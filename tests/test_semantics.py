@@ -373,3 +373,34 @@ def test_count_takes_integers_of_other_types_as_ints() -> None:
         inputs=["raw://a"], mode="inline", params=("n", Two.TWO)
     )
     assert results.counters == {"n": 2} and type(results.counters["n"]) is int
+
+
+def stop_failure(name: str, inputs: list[str], mode: str) -> tuple[str, str, str]:
+    """How the run of ``semantics_jobs.<name>`` fails on a StopIteration its stage raised:
+    (stage, exception type, message). Inline raises that StopIteration itself, noting where;
+    elsewhere TaskFailed reports it."""
+    job = getattr(semantics_jobs, name)
+    if mode == "inline":
+        with pytest.raises(StopIteration) as stopped:
+            job.run(inputs=inputs, mode=mode)
+        (note,) = stopped.value.__notes__
+        return note.split("'")[1], "StopIteration", note
+    with pytest.raises(TaskFailed) as failed:
+        job.run(inputs=inputs, mode=mode)
+    return failed.value.stage, failed.value.exc_type, str(failed.value)
+
+
+@pytest.mark.parametrize("name", ["stop_in_map_only", "stop_in_map", "stop_in_combined_map"])
+def test_a_map_raising_stop_iteration_fails_not_ends_its_task(
+    tmp_path: Path, name: str, mode: str
+) -> None:
+    data = _lines(tmp_path, "lines.txt", ["alpha one", "beta two", "", "gamma three"])
+    stage, exc_type, message = stop_failure(name, [data], mode)
+    assert (stage, exc_type) == ("first_word", "StopIteration")
+    assert "lines.txt', record 2: StopIteration" in message
+
+
+def test_a_reduce_raising_stop_iteration_fails_not_ends_its_task(mode: str) -> None:
+    stage, exc_type, message = stop_failure("stop_in_reduce", ["raw://a b c b"], mode)
+    assert (stage, exc_type) == ("stops_at_b", "StopIteration")
+    assert "failed on the key 'b': StopIteration" in message

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, repeat, starmap
+from itertools import chain, repeat
 from types import CodeType
 from typing import Any, NamedTuple, Protocol
 
@@ -145,8 +145,8 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
     if stage.kind == "map":
         if combiner:
             combiner.consume_map(stage, function, records)
-        else:  # C map and chain into the writing loop: no Python call of ours per pair
-            _stream(stage, map(function, records), outputs)
+        else:  # chained into the writing loop: no Python call of ours per pair
+            _stream(stage, _calls(function, records), outputs)
     elif stage.kind == "reduce":
         groups = where.noting_keys(_groups(task, records))
         where.past_records = True  # grouping read them all before the first call
@@ -203,6 +203,29 @@ def _call_hook(hook: Callable[..., Any] | None, params: Any, *state: Any) -> Any
     return hook(*args[: positional_arity(hook)])
 
 
+class _Stopped(Exception):
+    """A StopIteration that the user's function raised, carried out of :func:`_calls`."""
+
+    def __init__(self, stop: StopIteration) -> None:
+        super().__init__(stop)
+        self.stop = stop
+
+
+def _calls(
+    function: Callable[..., Any], arguments: Iterable[Any], spread: bool = False
+) -> Iterator[Any]:
+    """What ``function`` returns for each of ``arguments`` (each spread into its positional
+    arguments if ``spread``), as ``map`` (or ``starmap``) gives it, but a StopIteration the
+    function raises stays an error: ``map`` would take it for the end of the arguments and
+    drop the rest of the task's records without a word."""
+    for argument in arguments:
+        try:
+            result = function(*argument) if spread else function(argument)
+        except StopIteration as stop:
+            raise _Stopped(stop) from None
+        yield result
+
+
 def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None:
     """Write every pair of every one of ``results`` (what the user's calls returned)."""
     try:
@@ -237,7 +260,7 @@ def _run_reduce(
     combiner: _Combiner | None,
 ) -> None:
     if combiner is None:
-        _stream(stage, starmap(function, groups), outputs)
+        _stream(stage, _calls(function, groups, spread=True), outputs)
         return
     for key, values in groups:  # into the next reduce's combiner
         _emit(stage, function(key, values), combiner.add)
@@ -400,6 +423,8 @@ def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
         # An unreadable input is not the stage's fault: it names the URL itself. A stage
         # that exits ends its worker, as in Disco (the runner says how it ended).
         raise
+    except _Stopped as carried:
+        raise _wrap(task, where, carried.stop) from carried.stop
     except BaseException as exc:  # KeyboardInterrupt, GeneratorExit, its own: the stage's
         raise _wrap(task, where, exc) from exc
 
