@@ -41,6 +41,11 @@ SHAPES = {
 def _stage(function: Callable[..., Any], kind: str, name: str | None, **options: Any) -> Stage:
     if not callable(function):
         raise JobError(f"@{kind} decorates a function; got {brief(function, 60)}")
+    if isinstance(function, Stage):
+        raise JobError(
+            f"@{kind}: {function.name!r} is already a {function.kind} stage: decorate its plain "
+            f"function once (another stage may call it: it stays callable as that function)"
+        )
     stage_name = _stage_name(name, function, kind)
     grouping = options["grouping"]
     if grouping not in GROUPINGS:

@@ -6,8 +6,9 @@ unit-tested by calling it. A :class:`Job` holds its stages and its validated
 local or cluster), whose template checks the options with the run's changes
 once, and returns lazy :class:`~discodsl.results.Results`; ``submit()``
 returns a :class:`~discodsl.runners.handle.Run` at once instead. Neither class is
-ever pickled into a jobpack: each Stage holds the stdlib ``StageSpec`` a worker
-runs, and :meth:`Job.spec` gathers them into a ``JobSpec``.
+pickled into a jobpack as itself: each Stage holds the stdlib ``StageSpec`` a worker
+runs, :meth:`Job.spec` gathers them into a ``JobSpec``, and a Stage that another
+stage's function calls is pickled as its plain function.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobOptions, Mode, validate_options
 from discodsl.worker.errors import brief
-from discodsl.worker.spec import PREFIX_MAX, JobSpec, StageSpec
+from discodsl.worker.spec import PREFIX_MAX, JobSpec, StageSpec, plain_function
 
 if TYPE_CHECKING:
     from discodsl.results import Results
@@ -75,6 +76,11 @@ class Stage:
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
         return getattr(self.function, "__doc__", None)
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Callable[..., Any]]]:
+        """Pickled (by another stage that calls this one, shipped in a jobpack), a stage is
+        its plain function: a node has the worker runtime, not this class."""
+        return plain_function, (self.function,)
 
     def __repr__(self) -> str:
         extra = " combine" if self.combine or self.combiner else ""

@@ -33,6 +33,12 @@ def test_stage_stays_callable_as_the_plain_function() -> None:
     assert total.grouping == "group_label"
 
 
+@pytest.mark.parametrize("decorator", [map, reduce, stage, map(name="again")])
+def test_a_stage_decorated_again_is_refused_with_the_fix(decorator: Any) -> None:
+    with pytest.raises(JobError, match=r"'words' is already a map stage: decorate its plain"):
+        decorator(words)
+
+
 def test_with_and_without_parentheses() -> None:
     @map()
     def one(line: str) -> Any:

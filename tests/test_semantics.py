@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -404,3 +405,23 @@ def test_a_reduce_raising_stop_iteration_fails_not_ends_its_task(mode: str) -> N
     stage, exc_type, message = stop_failure("stop_in_reduce", ["raw://a b c b"], mode)
     assert (stage, exc_type) == ("stops_at_b", "StopIteration")
     assert "failed on the key 'b': StopIteration" in message
+
+
+def test_a_stage_calling_another_stage_runs_on_every_runner(mode: str) -> None:
+    @map
+    def parse(line: str) -> Iterator[tuple[str, int]]:
+        name, size = line.split("=")
+        yield name, int(size)
+
+    @map
+    def long_only(line: str) -> Iterator[tuple[str, int]]:
+        for name, size in parse(line):  # the stage, called as its plain function
+            if size > 2:
+                yield name, size
+
+    @job(partitions=None)
+    def longs() -> list[Any]:
+        return [long_only]
+
+    results = longs.run(inputs=["raw://a=5", "raw://b=1", "raw://c=3"], mode=mode)
+    assert sorted(results) == [("a", 5), ("c", 3)]

@@ -50,6 +50,12 @@ PREFIX_MAX = 199
 STAGE_NAME_RULE = "ASCII letters, digits and punctuation other than '/', without spaces"
 
 
+def plain_function(function: Callable[..., Any]) -> Callable[..., Any]:
+    """What a pickled stage object becomes (``Stage.__reduce__``): the plain function it
+    wraps, as callable as the stage was, where no decorator is installed (a node)."""
+    return function
+
+
 def stage_name_ok(name: Any) -> TypeGuard[str]:
     """Whether ``name`` is a stage name every runner and a Disco 0.5.4 node take."""
     return isinstance(name, str) and _STAGE_NAME.fullmatch(name) is not None
@@ -58,6 +64,7 @@ def stage_name_ok(name: Any) -> TypeGuard[str]:
 def cleaned_stage_name(name: str) -> str:
     """``name`` with what a stage name may not hold turned into ``_``."""
     return _NOT_STAGE_CHAR.sub("_", name) or "stage"
+
 
 Partitioner = Callable[[Any, int], int]
 
