@@ -106,8 +106,9 @@ def _still_there(url: str) -> str:
 
 
 def _paths(pattern: str) -> list[str]:
-    """The files ``pattern`` names: a path that exists as it is written (``[ab].txt`` too),
-    else a glob's matches; a directory's files, recursively."""
+    """The files ``pattern`` names, each once: a path that exists as it is written
+    (``[ab].txt`` too), else a glob's matches; a directory's files, recursively (``**``
+    matches directories and the files in them, and a link names the file it points at)."""
     expanded = os.path.expanduser(pattern)
     literal = not glob.has_magic(expanded) or os.path.exists(expanded)
     matches = [expanded] if literal else sorted(glob.glob(expanded, recursive=True))
@@ -125,7 +126,7 @@ def _paths(pattern: str) -> list[str]:
         raise JobError(
             f"input {pattern!r} matches no file{hint}: check the path (cwd: {os.getcwd()})"
         )
-    return [urls.file_url(f) for f in existing]
+    return list(dict.fromkeys(urls.file_url(f) for f in existing))
 
 
 def _files_under(directory: str) -> list[str]:

@@ -37,6 +37,21 @@ def test_paths_globs_directories_and_urls(tmp_path: Path) -> None:
         sources.resolve([b"a.txt"])
 
 
+@pytest.mark.parametrize("pattern", ["**", "**/*", "**/*.txt", "sub/**", "*", "sub", "."])
+def test_a_pattern_names_each_file_once(tmp_path: Path, pattern: str) -> None:
+    for name in ("top.txt", "sub/mid.txt", "sub/deeper/low.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "sub" / "mid.txt")
+    resolved = [replicas[0] for replicas in sources.resolve(f"{tmp_path}/{pattern}")]
+    assert resolved and len(resolved) == len(set(resolved)), resolved
+
+
+def test_the_same_file_given_twice_is_read_twice(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x\n")
+    assert len(sources.resolve([str(tmp_path / "a.txt"), str(tmp_path / "*.txt")])) == 2
+
+
 @pytest.mark.parametrize("given", [b"data/a.txt", bytearray(b"x"), 5, 2.5])
 def test_inputs_that_are_not_a_path_or_a_list_say_what_to_pass(given: object) -> None:
     with pytest.raises(JobError, match=r"inputs=.* is a \w+: pass a path or URL as a str"):
