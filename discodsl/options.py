@@ -101,8 +101,8 @@ class JobOptions:
         ge=MIB,
         description=(
             "bytes a task holds: a reduce's records before it spills them to disk; a map "
-            "grows by a quarter of it before its output is written, half before a "
-            "combiner folds"
+            "grows by a quarter of it before its output is written, half before what its "
+            "combiner holds is combined and written"
         ),
         fix="give bytes as an integer >= 1 MiB, e.g. memory_budget=256 * 1024**2",
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ def unwrapped(value: Any) -> list[Any]:
     if isinstance(value, Combined):
         return [item for inner in value.values for item in unwrapped(inner)]
     return [value]
+
+
+class Written:
+    """The output files a combiner writes to, as the pairs written, in order."""
+
+    def __init__(self) -> None:
+        self.pairs: list[Any] = []
+
+    def add_many(self, pairs: Any) -> None:
+        self.pairs.extend(pairs)
 
 
 items = st.tuples(
@@ -79,11 +90,12 @@ def test_the_combiner_gets_every_value_yielded_in_order(
         patch.setattr(memory, "resident_bytes", lambda: (1 << 40) if next(growth, False) else 0)
         patch.setattr(execute, "CHUNK", chunk)
         after = StageSpec("keep", "reduce", "group_label", wrap, combine=True)
-        combiner = execute._Combiner(after, wrap, None, budget=1 << 20)
+        written = Written()
+        combiner = execute._Combiner(after, wrap, None, budget=1 << 20, outputs=written)
         mapped = StageSpec("produce", "map", "split", produce)
         combiner.consume_map(mapped, produce, range(len(yielded)))
         found: dict[str, list[Any]] = {}
-        for key, value in combiner._combined():
+        for key, value in chain(written.pairs, combiner._combined()):
             found.setdefault(key, []).extend(unwrapped(value))
     assert sorted(found) == sorted(model)
     for key, values in model.items():

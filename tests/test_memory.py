@@ -166,3 +166,28 @@ def test_a_map_worker_writing_big_values_stays_near_its_budget() -> None:
     # Its batches go once it has grown by a quarter of the 256 MiB budget; before, a map
     # task held up to 8,192 records a partition: all 300 MB here.
     assert results.counters["peak_kb"] < 160 * 1024, results.counters
+
+
+@map(done=count_peak)
+def distinct_keys(line: str) -> Iterator[tuple[str, int]]:
+    for number in range(int(line)):
+        yield f"key-{number:012d}", 1
+
+
+@reduce(combine=True)
+def key_total(key: str, values: Any) -> Iterator[tuple[str, int]]:
+    yield key, sum(values)
+
+
+@job(partitions=2, memory_budget=16 * MB)
+def many_keys_combined() -> list[Any]:
+    return [distinct_keys, key_total]
+
+
+def test_a_combined_map_with_many_keys_stays_near_its_budget() -> None:
+    # A fold keeps every key: before, the map task held all 600,000 (153 MB in all here).
+    # Now what it holds is combined and written whenever it has grown by half the budget.
+    results = many_keys_combined.run(["raw://600000"], mode="local", progress=False)
+    totals = dict(results)
+    assert len(totals) == 600_000 and set(totals.values()) == {1}
+    assert results.counters["peak_kb"] < 105 * 1024, results.counters  # 82 MB here; 153 before

@@ -139,7 +139,7 @@ def run_task(
 def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: _Place) -> None:
     stage, params, sink = task.stage, task.job.params, outputs.sink()
     state = _call_hook(stage.init, params)
-    combiner = _combiner(task, where)
+    combiner = _combiner(task, where, outputs)
     target: Sink = combiner.add if combiner else sink
     function = checked(stage, _bound(stage.function, stage.takes_params, params))
     if stage.kind == "map":
@@ -157,7 +157,7 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
     if stage.done is not None and (last := _call_hook(stage.done, params, state)) is not None:
         _emit(stage, last, target)  # a done hook may return nothing
     if combiner:
-        combiner.flush_into(outputs)
+        combiner.flush()
 
 
 def pass_pairs(record: Any) -> tuple[Any]:
@@ -491,9 +491,10 @@ class _Combiner:
     list append costs about twice that. The first other value turns the counts
     into lists, and from then on every value is listed.
 
-    The buffer is folded (each key's values replaced by what the combiner
-    makes of them) when the process has grown by half the memory budget, and
-    once more at the end, straight into the output files.
+    What is held goes through the combiner straight into the output files
+    when the process has grown by half the memory budget, and at the end; a
+    key's values are folded (replaced by what the combiner makes of them)
+    whenever COMBINE_VALUES values in all are held.
     """
 
     def __init__(
@@ -502,8 +503,10 @@ class _Combiner:
         function: Callable[..., Any],
         params: Any,
         budget: int,
+        outputs: _Outputs,
         where: _Place | None = None,
     ):
+        self.outputs = outputs  # where combined records go: when memory runs short, and at the end
         # Whether it takes params: asked of the reduce when declared (combine=True), else here.
         own = function is not stage.function
         with_params = takes_params(function, 2) if own else stage.takes_params
@@ -638,9 +641,12 @@ class _Combiner:
         self.counts.clear()
 
     def _check_memory(self) -> None:
-        """Fold if the process has grown by half the budget since the last fold."""
+        """Once the process has grown by half the budget since the last check that found it
+        so: combine what is held and write it out. A fold alone would keep every key, and a
+        map with many keys would grow past any budget; a combiner may run any number of
+        times, and the reduce combines what comes from several."""
         if self.growth.look():
-            self.fold()
+            self.flush()
             self.growth.reset()
 
     def fold(self) -> None:
@@ -686,11 +692,11 @@ class _Combiner:
             yield ((key, same),) if copies == 1 else function(key, repeat(same, copies))
         where.helped = _NO_ITEM
 
-    def flush_into(self, outputs: _Outputs) -> None:
-        """Combine what is left, straight into the output files (whose writing checks each
-        record is a pair: no Python frame of ours per record on the way)."""
+    def flush(self) -> None:
+        """Combine what is held, straight into the output files (whose writing checks each
+        record is a pair: no Python frame of ours per record on the way), and let it go."""
         try:
-            outputs.add_many(chain.from_iterable(self._results()))
+            self.outputs.add_many(chain.from_iterable(self._results()))
         except (TypeError, ValueError) as exc:
             error = _not_pairs(self.stage, exc, (), *_WRITING, who=self.who)
             if error is None:
@@ -698,6 +704,7 @@ class _Combiner:
             raise error from None
         self.buffer.clear()
         self.counts.clear()
+        self.count = 0
 
 
 _UNSET: Any = object()  # no value counted yet
@@ -724,12 +731,12 @@ def _listed(stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]
         raise error from None
 
 
-def _combiner(task: TaskSetup, where: _Place) -> _Combiner | None:
+def _combiner(task: TaskSetup, where: _Place, outputs: _Outputs) -> _Combiner | None:
     after = task.successor
     function = _combining(after)
     if after is None or function is None:
         return None
-    return _Combiner(after, function, task.job.params, task.job.memory_budget, where)
+    return _Combiner(after, function, task.job.params, task.job.memory_budget, outputs, where)
 
 
 def _combining(after: StageSpec | None) -> Callable[..., Any] | None:
