@@ -1064,13 +1064,20 @@ def _output(name: str | None) -> Iterator[IO[str]]:
             yield sys.stdout
             sys.stdout.flush()
         return
+    # A file is written as FILE.partial and renamed when whole: a failure leaves FILE as it
+    # was. A device or a pipe (/dev/stdout, a FIFO) is written to as it is.
+    final = os.path.realpath(name)
+    whole = not os.path.exists(final) or os.path.isfile(final)
+    partial = f"{final}.partial" if whole else final
     try:
-        handle = open(name, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
     try:
         yield handle
         handle.close()
+        if whole:
+            os.replace(partial, final)
     except OSError as exc:  # a full disk, an I/O error: as writing stdout
         with contextlib.suppress(OSError):
             handle.close()  # flushes what is left, which fails again
@@ -1078,24 +1085,48 @@ def _output(name: str | None) -> Iterator[IO[str]]:
     finally:
         with contextlib.suppress(OSError):
             handle.close()
+        if whole:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
 
 
 def _write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:
-    """TSV or JSON lines, as :data:`OUTPUT_FORMATS` says."""
-    for key, value in results:
-        if as_json:
-            out.write(json.dumps([_json_value(key), _json_value(value)], allow_nan=False) + "\n")
-        else:
-            out.write(f"{_tsv_field(key)}\t{_tsv_field(value)}\n")
+    """TSV or JSON lines, as :data:`OUTPUT_FORMATS` says; a JobError naming the record
+    whose key or value cannot be printed (its repr raised)."""
+    for number, (key, value) in enumerate(results):
+        try:
+            if as_json:
+                line = json.dumps([_json_value(key), _json_value(value)], allow_nan=False)
+            else:
+                line = f"{_tsv_field(key)}\t{_tsv_field(value)}"
+        except Exception as exc:
+            raise JobError(
+                f"cannot print record {number} of the results ({type(key).__name__} key, "
+                f"{type(value).__name__} value): its repr() raised {type(exc).__name__}: "
+                f"{exc}; fix that class's __repr__, or read the results in Python"
+            ) from exc
+        out.write(line + "\n")
 
 
 def _tsv_field(value: Any) -> str:
-    """A str as itself (escaped) unless that reads as a literal; anything else as its repr."""
+    """A str as itself (escaped) unless that reads as a literal or is no UTF-8 (a lone
+    surrogate); anything else as its repr."""
     if type(value) is not str:
         return _CONTROL.sub(lambda m: _ESCAPES[m[0]], repr(value))  # a custom repr's raw tabs
+    if not value.isascii() and not _utf8(value):
+        return repr(value)  # which writes a lone surrogate as \udXXX
     text = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
     text = text.replace("\r", "\\r")
     return repr(value) if _reads_as_literal(text) else text
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _CONTROL = re.compile("[\t\n\r]")

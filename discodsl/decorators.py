@@ -57,7 +57,13 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     for hook in ("init", "done", "combiner", "partitioner"):
         _check_callable(options.get(hook), hook, stage_name)
     if options.get("combiner") is not None:  # called as the reduce is, on the map's side
+        if options.get("combine"):
+            raise JobError(
+                f"reduce {stage_name!r}: give combine=True (the reduce itself runs map-side) "
+                "or combiner=fn (that function does), not both"
+            )
         _check_signature(options["combiner"], "reduce", f"combiner of {stage_name}")
+    _check_partitioner(options.get("partitioner"), stage_name)
     _check_reader(options.get("reader"), stage_name)
     spec = StageSpec(stage_name, kind, function=function, takes_params=with_params, **options)
     return Stage(spec)
@@ -82,6 +88,22 @@ def _name_of(function: Callable[..., Any], kind: str) -> str:
     target = function.func if isinstance(function, partial) else function
     name = getattr(target, "__name__", None) or type(target).__name__
     return kind if name == "<lambda>" else name
+
+
+def _check_partitioner(partitioner: Any, stage: str) -> None:
+    """JobError unless ``partitioner`` is None or can be called as ``partitioner(key, n)``."""
+    if partitioner is None:
+        return
+    try:
+        inspect.signature(partitioner).bind(None, None)
+    except ValueError:
+        return  # a builtin without a signature: trust it
+    except TypeError as exc:
+        raise JobError(
+            f"stage {stage!r}: its partitioner is called as partitioner(key, n), n being the "
+            f"number of partitions, but {exc}: write e.g. "
+            "`def by_first_letter(key, n): return ord(key[0]) % n`"
+        ) from None
 
 
 def _check_callable(value: Any, what: str, stage: str) -> None:

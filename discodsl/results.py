@@ -19,6 +19,7 @@ from typing import Any
 
 from discodsl import indexes
 from discodsl.errors import JobError
+from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.spec import JobSpec
 
@@ -127,8 +128,14 @@ class Results:
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         self._check_open()
-        for replicas in self.urls:
-            yield from iter_input(replicas, "all", self.node, Cursor())
+        try:
+            for replicas in self.urls:
+                yield from iter_input(replicas, "all", self.node, Cursor())
+        except DataError:
+            closed = self._closed_error()  # closed while being read: say that, not which file
+            if closed is None:
+                raise
+            raise closed from None
 
     def record_urls(self) -> list[list[str]]:
         """The record files of these results, each a replica list: inputs for another job.
@@ -145,12 +152,19 @@ class Results:
         return [[indexes.readable_here(url, node) for url in replicas] for replicas in files]
 
     def _check_open(self) -> None:
-        if self.closed or (self._run is not None and self._run.closed):
-            raise JobError(
-                f"the results of {self.jobname!r} were closed, which removed their files: "
-                "read them before close() (or the end of their `with` block), or run the "
-                "job again"
-            )
+        closed = self._closed_error()
+        if closed is not None:
+            raise closed
+
+    def _closed_error(self) -> JobError | None:
+        """The error reading these results meets if they (or their run's) were closed."""
+        if not (self.closed or (self._run is not None and self._run.closed)):
+            return None
+        return JobError(
+            f"the results of {self.jobname!r} were closed, which removed their files: "
+            "read them before close() (or the end of their `with` block), or run the "
+            "job again"
+        )
 
     def to_dict(self) -> dict[Any, Any]:
         """All records as a dict (a later value of a repeated key wins)."""

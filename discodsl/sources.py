@@ -81,15 +81,36 @@ def _resolve_one(item: Any) -> list[list[str]]:
 
 
 def _known_scheme(url: str) -> str:
-    """``url``, if a worker can read its scheme; a JobError now rather than a failed task."""
-    scheme = urls.split(url)[0]
+    """``url``, if a worker can read its scheme (and a ``file://`` URL's path and fragment);
+    a JobError now rather than a failed task."""
+    scheme, rest = urls.split(url)
     if scheme not in urls.SCHEMES:
         raise JobError(
             f"input {url!r} has the URL scheme {scheme!r}, which no Disco worker reads: "
             "use a path, file://, http(s)://, raw://, tag://, disco:// or dir:// (copy other "
             "data to a local file or push it to DDFS first)"
         )
+    if scheme == "file":
+        _check_file_url(url, rest)
     return url
+
+
+def _check_file_url(url: str, rest: str) -> None:
+    """A JobError for a ``file://`` URL no worker reads as meant: a relative path (each
+    worker would read it from its own directory), or a fragment other than ``#range=``."""
+    if not rest.startswith("/"):
+        raise JobError(
+            f"input {url!r} is a relative file:// URL (an absolute one has three slashes, "
+            "file:///PATH, and no host), which each worker would read from its own "
+            "directory: pass the path itself, or file:///absolute/path"
+        )
+    try:
+        urls.file_target(rest)
+    except ValueError as exc:
+        raise JobError(
+            f"input {url!r}: {exc}; a # in a file's name is written %23 in a URL, or pass "
+            "the path itself"
+        ) from None
 
 
 def _still_there(url: str) -> str:

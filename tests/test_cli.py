@@ -709,6 +709,52 @@ def test_an_output_file_that_cannot_be_written_is_one_error_line(
     assert "Traceback" not in err
 
 
+BAD_REPR_MODULE = """
+from discodsl import job, map
+
+
+class Shy:
+    def __repr__(self):
+        raise RuntimeError("no repr today")
+
+
+@map
+def shy(line):
+    yield "fine", 1
+    yield "\\ud800", 2
+    yield "shy", Shy()
+
+
+@job(partitions=None)
+def shyjob():
+    return [shy]
+"""
+
+
+def test_a_failing_repr_is_said_in_one_line_and_leaves_the_output_file_as_it_was(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    module = tmp_path / "cli_bad_repr.py"
+    module.write_text(BAD_REPR_MODULE)
+    target = tmp_path / "out.tsv"
+    target.write_text("OLD CONTENT\n")
+    _, err = run(
+        capsys, "run", "--inline", f"{module}:shyjob", "raw://x", "-o", str(target), status=1
+    )
+    one_error(err, "cannot print record 2 of the results (str key, Shy value)", "no repr today")
+    assert target.read_text() == "OLD CONTENT\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cli_bad_repr.py", "out.tsv"]
+
+
+def test_a_lone_surrogate_prints_as_its_repr(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    module = tmp_path / "cli_surrogate.py"
+    module.write_text(BAD_REPR_MODULE.replace('    yield "shy", Shy()\n', ""))
+    out, _ = run(capsys, "run", "--inline", f"{module}:shyjob", "raw://x")
+    assert [line.split("\t") for line in out.splitlines()] == [["fine", "1"], ["'\\ud800'", "2"]]
+
+
 @pytest.mark.parametrize("where", ["missing/out.tsv", "."])
 def test_an_output_file_that_cannot_be_made_is_said_before_the_job_runs(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str

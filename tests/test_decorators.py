@@ -39,6 +39,26 @@ def test_a_stage_decorated_again_is_refused_with_the_fix(decorator: Any) -> None
         decorator(words)
 
 
+@pytest.mark.parametrize(
+    "partitioner", [lambda key: 0, lambda key, n, extra: 0, lambda *, key, n: 0]
+)
+def test_a_partitioner_that_cannot_take_key_and_n_is_refused_when_declared(
+    partitioner: Any,
+) -> None:
+    with pytest.raises(JobError, match=r"called as partitioner\(key, n\).*def by_first_letter"):
+        reduce(partitioner=partitioner)(total.function)
+
+
+@pytest.mark.parametrize("partitioner", [lambda key, n: 0, lambda *args: 0, lambda k, n, x=1: 0])
+def test_a_partitioner_taking_key_and_n_is_accepted(partitioner: Any) -> None:
+    assert reduce(partitioner=partitioner)(total.function).partitioner is partitioner
+
+
+def test_combine_and_a_combiner_together_are_refused() -> None:
+    with pytest.raises(JobError, match=r"give combine=True .* or combiner=fn .*, not both"):
+        reduce(combine=True, combiner=total.function)(total.function)
+
+
 def test_with_and_without_parentheses() -> None:
     @map()
     def one(line: str) -> Any:

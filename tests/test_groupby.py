@@ -141,6 +141,31 @@ def test_group_hashed_equals_reference(records: list[Record], budget: int, fan: 
     assert dict(got) == reference(records)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    keys=st.lists(
+        st.one_of(st.integers(-2, 2), st.sampled_from([2j, 1 + 1j, -1j, 1 + 0j, 0.5 + 0j])),
+        min_size=1,
+        max_size=8,
+    ),
+    count=st.integers(1, 300),
+    rng=st.randoms(use_true_random=False),
+    budget=st.sampled_from([HUGE, 1024]),
+)
+def test_group_sorted_puts_complex_keys_after_the_ordered_ones(
+    keys: list[Any], count: int, rng: random.Random, budget: int
+) -> None:
+    records = [(rng.choice(keys), index) for index in range(count)]
+    with tempfile.TemporaryDirectory() as tmpdir:
+        got = drain(group_sorted(records, budget=budget, tmpdir=tmpdir))
+    assert dict(got) == reference(records)  # grouped as a dict groups them (1 == 1+0j)
+    assert len(got) == len({key for key, _ in got})
+    if budget == HUGE:  # past the budget, every key comes in its encoding's order
+        ordered = [key for key, _ in got if not isinstance(key, complex)]
+        assert ordered == sorted(ordered)
+        assert got[: len(ordered)] == [(key, dict(got)[key]) for key in ordered]
+
+
 # Hashable keys of mixed types that never compare equal across types, so a
 # partition by pickle groups exactly as a dict does (no bool, no float).
 MIXED_KEYS = st.lists(

@@ -7,6 +7,7 @@ import bz2
 import gzip
 import http.server
 import itertools
+import lzma
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,6 +242,23 @@ def test_a_compressed_name_over_other_data_fails_naming_both(
     message = str(caught.value)
     assert str(path) in message and holds in message and name.rsplit(".")[-1] in message
     assert caught.value.url == str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "kind"),
+    [
+        ("x.xz", lzma.compress(TEXT.encode()), "xz"),
+        ("x.txt", lzma.compress(b""), "xz"),
+        ("x.zst", bytes.fromhex("28b52ffd2000010000"), "zstd"),
+    ],
+)
+def test_compressed_data_no_worker_reads_says_so_and_is_not_retried(
+    tmp_path: Path, node: Node, name: str, data: bytes, kind: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(MalformedRecord, match=f"its bytes are {kind}-compressed data, which no"):
+        read_all([str(path)], node)
 
 
 @pytest.mark.parametrize("first", [0x00, 0x41, 0x80])

@@ -540,3 +540,21 @@ def test_is_record_file_prefix(head: bytes, expected: bool) -> None:
 @pytest.mark.parametrize("name", [*GOLDEN_FILES, "empty.disco"])
 def test_golden_files_sniff_as_record_files(reference: Path, name: str) -> None:
     assert is_record_file_prefix((reference / "records" / name).read_bytes()[:14])
+
+
+def test_records_of_a_class_missing_here_say_so_and_not_that_the_file_is_corrupt(
+    tmp_path: Path,
+) -> None:
+    module = type(sys)("discodsl_test_gone_module")
+    exec("class Thing:\n    pass\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        data = write_file(tmp_path / "out", [("k", module.Thing())])
+    finally:
+        del sys.modules[module.__name__]
+    with pytest.raises(DataError) as info:
+        read_bytes(data)
+    message = str(info.value)
+    assert "need a class or module this process cannot import" in message
+    assert "No module named 'discodsl_test_gone_module'" in message
+    assert "at the top level of a module" in message and "corrupt" not in message

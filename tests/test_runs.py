@@ -314,6 +314,17 @@ def test_results_closed_after_a_run_on_them_was_submitted_keep_their_files_till_
 
 
 @pytest.mark.parametrize("mode", ["inline", "local"])  # a cluster's files are its master's
+def test_results_closed_while_being_read_say_so(mode: str) -> None:
+    results = jobs.wordcount.run(["raw://x y x", "raw://z w"], mode=mode, progress=False)
+    assert len(results.urls) > 1
+    reading = iter(results)
+    next(reading)
+    results.close()
+    with pytest.raises(JobError, match="were closed, which removed their files"):
+        list(reading)
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])  # a cluster's files are its master's
 def test_record_urls_of_results_closed_since_are_refused_saying_why(mode: str) -> None:
     dropped = jobs.wordcount.run(["raw://x y x"], mode=mode, progress=False)
     urls = dropped.record_urls()

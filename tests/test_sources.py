@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -50,6 +51,22 @@ def test_a_pattern_names_each_file_once(tmp_path: Path, pattern: str) -> None:
 def test_the_same_file_given_twice_is_read_twice(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x\n")
     assert len(sources.resolve([str(tmp_path / "a.txt"), str(tmp_path / "*.txt")])) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("file://data/crlf.txt", "a relative file:// URL (an absolute one has three slashes"),
+        ("file:///tmp/x#y.txt", "#range=START-END; a # in a file's name is written %23"),
+    ],
+)
+def test_a_file_url_no_worker_reads_as_meant_is_refused_before_anything_runs(
+    url: str, words: str
+) -> None:
+    with pytest.raises(JobError, match=re.escape(words)):
+        sources.resolve(url)
+    with pytest.raises(JobError, match=re.escape(words)):
+        sources.resolve([[url, "file:///tmp/other.txt"]])
 
 
 @pytest.mark.parametrize("given", [b"data/a.txt", bytearray(b"x"), 5, 2.5])

@@ -286,7 +286,7 @@ def _without_order(buffer: list[Record]) -> list[Record]:
 
 def _totally_ordered(key: Any) -> bool:
     """Whether ``key`` sorts among its kind in a total order: not a set (ordered by subset),
-    not NaN (unordered), nor a tuple or list holding one."""
+    not a complex number or NaN (unordered), nor a tuple or list holding one."""
     kind = type(key)
     if kind is str or kind is int or kind is bytes:
         return True
@@ -294,14 +294,14 @@ def _totally_ordered(key: Any) -> bool:
         return not math.isnan(key)
     if kind is tuple or kind is list:
         return all(map(_totally_ordered, key))
-    if isinstance(key, (set, frozenset)):
+    if isinstance(key, (set, frozenset, complex)):
         return False
     return _self_equal(key)  # a NaN of another type, a key that says it is not itself
 
 
 def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str) -> list[Any]:
-    """The keys of ``groups`` in ascending order, then those with no order (NaN, sets, which
-    equal none of the others) in their encodings' order; keys that do not compare: a
+    """The keys of ``groups`` in ascending order, then those with no order (NaN, sets, complex
+    numbers, which equal none of the others) in their encodings' order; keys that do not compare: a
     StageError."""
     keys: list[Any] = list(groups)
     unordered: list[Any] = []

@@ -61,6 +61,8 @@ _DIGITS: Final = re.compile(r"[0-9]+")
 MAGIC_SIZE: Final = 10
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _BZIP2_MAGICS: Final = (b"1AY&SY", b"\x17rE8P\x90")  # a first block's, an empty stream's end
+# Compressed data no worker reads, by its first bytes: said so, not read as text.
+_UNREAD_MAGICS: Final = {b"\xfd7zXZ\x00": "xz", b"(\xb5/\xfd": "zstd"}
 _COMPRESSED_SUFFIXES: Final = {".gz": "gzip", ".bz2": "bzip2"}
 # A GET whose connection is dropped before the answer (a busy server, a reset) is sent again,
 # after these pauses; one that is answered with an error, or times out, is not.
@@ -775,6 +777,14 @@ def _decompressed(raw: _ReadInto, name: str, url: str) -> io.BufferedReader:
         suffix = name[name.rfind(".") :]
         if suffix in _COMPRESSED_SUFFIXES and head and found != _COMPRESSED_SUFFIXES[suffix]:
             raise _misnamed(url, suffix, found, head)
+        for magic, kind in _UNREAD_MAGICS.items():
+            if head.startswith(magic):
+                raise MalformedRecord(
+                    f"{url}: its bytes are {kind}-compressed data, which no Disco worker "
+                    "reads: decompress it, or compress it with gzip or bzip2 instead",
+                    url=url,
+                    span=(0, len(magic)),
+                )
     except BaseException:
         stream.close()
         raise

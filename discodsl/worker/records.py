@@ -491,14 +491,25 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
     """Unpickle every record of one hunk, or raise a DataError for the hunk."""
     try:
         records = _load(payload)
+    except (ImportError, AttributeError) as exc:  # its checksum held: a class is missing here
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"its records need a class or module this process cannot import "
+            f"({type(exc).__name__}: {exc})",
+            "define the classes records hold at the top level of a module that the job and "
+            "whatever reads its records both import (a class defined inside a function "
+            "cannot be found by another process), or install that module here",
+        ) from exc
     except Exception as exc:  # unpickling bad bytes can raise nearly anything
         raise _hunk_error(
             url,
             start,
             end,
             f"the hunk does not unpickle ({type(exc).__name__}: {exc})",
-            "the file is corrupt, or its pickles need modules or a Python this node lacks: "
-            "re-run the task that wrote it, or read another replica",
+            "the file is corrupt, or its pickles need a Python this node lacks: re-run the "
+            "task that wrote it, or read another replica",
         ) from exc
     return records
 
