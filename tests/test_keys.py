@@ -105,6 +105,24 @@ def test_one_one_point_zero_and_true_are_one_key(tmp_path: Path, mode: str) -> N
     assert results[0][0] == 1 and results[0][1] == 9
 
 
+@map
+def complex_numbers(line: str) -> Iterator[tuple[Any, int]]:
+    for word in line.split():
+        yield (complex(word) if "j" in word else float(word) if "." in word else int(word)), 1
+
+
+@job(partitions=1)
+def complex_count() -> list[Any]:
+    return [complex_numbers, add]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_complex_keys_come_after_the_ordered_ones_in_a_sorted_reduce(mode: str) -> None:
+    results = list(complex_count.run(inputs=["raw://3 1+2j 1 1+0j 2j 0.5 2j"], mode=mode))
+    assert dict(results) == {3: 1, 1 + 2j: 1, 1: 2, 2j: 2, 0.5: 1}
+    assert [key for key, _ in results][:3] == [0.5, 1, 3]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_key_without_a_canonical_form_is_refused(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "line.txt"
