@@ -4,6 +4,9 @@ process that made them, and refuses a key type it has no canonical form for."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +124,67 @@ def test_complex_keys_come_after_the_ordered_ones_in_a_sorted_reduce(mode: str) 
     results = list(complex_count.run(inputs=["raw://3 1+2j 1 1+0j 2j 0.5 2j"], mode=mode))
     assert dict(results) == {3: 1, 1 + 2j: 1, 1: 2, 2j: 2, 0.5: 1}
     assert [key for key, _ in results][:3] == [0.5, 1, 3]
+
+
+CARDS_MODULE = """
+import dataclasses
+import enum
+
+from discodsl import job, map, reduce
+
+
+class Suit(enum.Enum):
+    HEARTS = "h"
+    SPADES = "s"
+
+
+@dataclasses.dataclass(frozen=True)
+class Card:
+    rank: int
+    suit: Suit
+
+
+@map
+def cards(line):
+    for word in line.split():
+        card = Card(int(word[:-1]), Suit(word[-1]))
+        yield card, 1
+        yield card.suit, 1
+
+
+@reduce(sort=False)  # neither has an order: a sorted reduce says so, and how to group them
+def add(key, counts):
+    yield key, sum(counts)
+
+
+@job(partitions=4)
+def card_count():
+    return [cards, add]
+"""
+
+
+@pytest.mark.parametrize("mode", ["--inline", "--local"])
+def test_enum_and_dataclass_keys_are_grouped_across_partitions(tmp_path: Path, mode: str) -> None:
+    # As a user's script defines them: classes the workers get by value.
+    (tmp_path / "cards_job.py").write_text(CARDS_MODULE)
+    inputs = ["raw://2h 3s 2h", "raw://3s 2h 10h"]
+    done = subprocess.run(
+        [sys.executable, "-m", "discodsl", "run", mode, "cards_job.py:card_count", *inputs],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(line.split("\t") for line in done.stdout.splitlines()) == [
+        ["<Suit.HEARTS: 'h'>", "4"],
+        ["<Suit.SPADES: 's'>", "2"],
+        ["Card(rank=10, suit=<Suit.HEARTS: 'h'>)", "1"],
+        ["Card(rank=2, suit=<Suit.HEARTS: 'h'>)", "3"],
+        ["Card(rank=3, suit=<Suit.SPADES: 's'>)", "2"],
+    ]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -3,6 +3,7 @@ get one partition in every process, whatever PYTHONHASHSEED or how the key was b
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import json
@@ -183,6 +184,31 @@ class Level(enum.IntEnum):
 
 Pair = namedtuple("Pair", "left right")
 
+
+class Color(enum.Enum):
+    RED = 1
+    GREEN = "g"
+    CRIMSON = 1  # an alias: the same member as RED
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: Any
+    y: Any
+    note: str = dataclasses.field(default="", compare=False)  # not compared: not encoded
+
+
+@dataclasses.dataclass(frozen=True)
+class OtherPoint:  # the same fields, another class: never equal to a Point
+    x: Any
+    y: Any
+
+
+@dataclasses.dataclass(eq=False)
+class Identity:  # compared by identity: no canonical form
+    x: int
+
+
 DAY = dt.timedelta(hours=23, minutes=59)
 FINITE = st.floats(allow_nan=False, allow_infinity=True)
 ATOMS = st.one_of(
@@ -201,6 +227,9 @@ ATOMS = st.one_of(
     st.datetimes(timezones=st.builds(dt.timezone, st.timedeltas(-DAY, DAY))),
     st.timedeltas(),
     st.times(),
+    st.sampled_from([Color.RED, Color.GREEN, Color["CRIMSON"]]),
+    st.builds(Point, st.integers(-1, 1), st.sampled_from([0, 0.0, "a"]), st.text(max_size=1)),
+    st.builds(OtherPoint, st.integers(-1, 1), st.sampled_from([0, 0.0, "a"])),
 )
 
 
@@ -324,7 +353,12 @@ class Opaque:
 
 @pytest.mark.parametrize(
     ("key", "kind"),
-    [(Opaque(), "Opaque"), (("a", [object()]), "object"), ({"a": 1}, "dict")],
+    [
+        (Opaque(), "Opaque"),
+        (("a", [object()]), "object"),
+        ({"a": 1}, "dict"),
+        (Identity(1), "Identity"),
+    ],
 )
 def test_a_refused_key_names_the_stage_and_the_type(key: Any, kind: str) -> None:
     with pytest.raises(StageError) as info:

@@ -21,7 +21,10 @@ equal, as a dict sees them, and different for keys that do not:
   reading, as their ``hash()`` does: around a DST change Python's own
   equality of aware datetimes is not transitive); ``timedelta`` its length;
 - a subclass of any of these (``namedtuple``, ``IntEnum``, a ``str``
-  subclass) encodes as the value it compares equal to.
+  subclass) encodes as the value it compares equal to;
+- a member of another enum is its class and name; an instance of a dataclass
+  that compares by its fields (``eq=True``, the default) its class and those
+  fields.
 
 Any other key type (a dict, an object) is refused with a :class:`StageError`
 naming the stage and the type: make such a key a str or a tuple, or give the
@@ -36,7 +39,9 @@ partition (:mod:`discodsl.worker.groupby`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
 import sys
 from collections.abc import Callable, Iterable
 from struct import Struct
@@ -348,12 +353,35 @@ _LOADED_BASES = (("fractions", "Fraction", _fraction), ("decimal", "Decimal", _d
 
 
 def _encoder_for(kind: type) -> Callable[[Any], bytes]:
-    """The encoder of a subclass of a supported type (remembered), or refuse the type."""
-    for base, encoder in _BASES + _loaded_bases():
-        if issubclass(kind, base):
-            _ENCODERS[kind] = encoder
-            return encoder
-    raise _Unencodable(f"the type {kind.__module__}.{kind.__qualname__}")
+    """The encoder of a subclass of a supported type, an enum or a dataclass compared by its
+    fields (remembered), or refuse the type."""
+    found = next((enc for base, enc in _BASES + _loaded_bases() if issubclass(kind, base)), None)
+    if found is None and issubclass(kind, enum.Enum):
+        found = _enum_member
+    params = getattr(kind, "__dataclass_params__", None)
+    if found is None and params is not None and params.eq:
+        found = _dataclass
+    if found is None:
+        raise _Unencodable(f"the type {_class_path(kind)}")
+    _ENCODERS[kind] = found
+    return found
+
+
+def _class_path(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _enum_member(key: enum.Enum) -> bytes:
+    """A member of an enum that is no int or str (those encode as their value): its class
+    and its name, as a member equals only itself."""
+    return b"e" + _items((_class_path(type(key)), key.name))
+
+
+def _dataclass(key: Any) -> bytes:
+    """A dataclass compared by its fields (``eq=True``, the default): its class, as equal
+    instances are of one class, then the fields it compares, in order."""
+    fields = (getattr(key, field.name) for field in dataclasses.fields(key) if field.compare)
+    return b"o" + _items((_class_path(type(key)), *fields))
 
 
 def _loaded_bases() -> list[tuple[type, Callable[[Any], bytes]]]:
