@@ -126,6 +126,14 @@ class Results:
         a job reading these records ships them too, so that its workers can name them."""
         return self.carrying()
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"the results of {self.jobname!r} cannot be pickled: they stand for files this "
+            "process removes when it is done with them; pass the records themselves (e.g. "
+            "list(results)), or results.record_urls(), inputs for another job, while these "
+            "are held"
+        )
+
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         self._check_open()
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from discodsl import places
@@ -50,6 +50,12 @@ def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
         )
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "record_urls"):
         inputs = [inputs]
+    if isinstance(inputs, Mapping):
+        raise JobError(
+            f"inputs={brief(inputs, 80)} is a {type(inputs).__name__}, whose keys alone would "
+            "be read as inputs: pass a list of paths or URLs, e.g. inputs=list(d) or "
+            "inputs=list(d.values())"
+        )
     if isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, Iterable):
         raise JobError(
             f"inputs={brief(inputs, 80)} is a {type(inputs).__name__}: pass a path or URL as a "

@@ -557,6 +557,32 @@ def test_an_exception_from_a_reader_of_ones_own_fails_the_job(tmp_path: Path) ->
         _paragraph_job.run(inputs=[tmp_path / "p.txt"], mode="local")
     assert caught.value.url.endswith("p.txt")
     assert "not retried" in str(caught.value)
+    assert "the reader '_my_reader' of stage '_paragraphs' raised ValueError" in str(caught.value)
+
+
+def _refusing_reader(stream: BinaryIO, url: str) -> list[Any]:
+    raise ZeroDivisionError("no records today")  # at the call, before any record
+
+
+@map(reader=_refusing_reader)
+def _refused(record: Any) -> Iterable[tuple[str, int]]:
+    return [("r", 1)]
+
+
+@job
+def _refused_job() -> list[Any]:
+    return [_refused]
+
+
+def test_a_reader_failing_before_its_first_record_names_itself_and_the_input(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "p.txt").write_bytes(b"a\n")
+    with pytest.raises(TaskFailed) as caught:
+        _refused_job.run(inputs=[tmp_path / "p.txt"], mode="local")
+    message = str(caught.value)
+    assert "the reader '_refusing_reader' of stage '_refused' raised ZeroDivisionError" in message
+    assert caught.value.url.endswith("p.txt") and "p.txt'" in message
 
 
 # -- tags on the test master --------------------------------------------------------------

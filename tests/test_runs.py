@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import pickle
 import re
 import select
 import signal
@@ -311,6 +312,13 @@ def test_results_closed_after_a_run_on_them_was_submitted_keep_their_files_till_
     assert not any(os.path.exists(path) for path in files if path)
     with pytest.raises(JobError, match="closed"):
         list(upstream)
+
+
+def test_results_refuse_to_be_pickled_saying_what_to_pass_instead() -> None:
+    results = jobs.wordcount.run(["raw://x y x"], mode="inline", progress=False)
+    with pytest.raises(TypeError, match=r"cannot be pickled: they stand for files .* list"):
+        pickle.dumps(results)
+    assert sorted(pickle.loads(pickle.dumps(list(results)))) == [("x", 2), ("y", 1)]
 
 
 @pytest.mark.parametrize("mode", ["inline", "local"])  # a cluster's files are its master's

@@ -69,6 +69,12 @@ def test_a_file_url_no_worker_reads_as_meant_is_refused_before_anything_runs(
         sources.resolve([[url, "file:///tmp/other.txt"]])
 
 
+def test_a_dict_of_inputs_is_refused_rather_than_read_by_its_keys(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x\n")
+    with pytest.raises(JobError, match=r"is a dict, whose keys alone .* inputs=list\(d\)"):
+        sources.resolve_each({str(tmp_path / "a.txt"): "first"})
+
+
 @pytest.mark.parametrize("given", [b"data/a.txt", bytearray(b"x"), 5, 2.5])
 def test_inputs_that_are_not_a_path_or_a_list_say_what_to_pass(given: object) -> None:
     with pytest.raises(JobError, match=r"inputs=.* is a \w+: pass a path or URL as a str"):

@@ -461,7 +461,11 @@ def _culprit(task: TaskSetup, exc: BaseException, helped: Any = _NO_ITEM) -> str
         tb = tb.tb_next
     stage, after = task.stage, task.successor
     own = f"of stage {stage.name!r}"
-    suspects = [(stage.init, "the init hook", own), (stage.done, "the done hook", own)]
+    suspects = [
+        (stage.init, "the init hook", own),
+        (stage.done, "the done hook", own),
+        (stage.reader, "the reader", own),
+    ]
     if after is not None and after.kind == "reduce":
         theirs = f"of reduce {after.name!r}"
         suspects += [

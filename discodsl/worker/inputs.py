@@ -348,7 +348,7 @@ def _replica_parts(
         return
     with _open(url, node) as stream:
         if reader is not None:
-            yield _counted(_read_by(reader, stream, url), url, cursor)
+            yield _read_by(reader, stream, url, cursor)
         elif is_record_file_prefix(stream.peek(2)[:2]):  # a damaged header is said so there
             yield from _followed(read_hunks(stream, url), url, cursor)
         else:
@@ -379,15 +379,19 @@ def _index_parts(
             if reader is None:
                 yield from _followed(read_hunks(stream, entry_url), entry_url, cursor)
             else:
-                yield _counted(_read_by(reader, stream, entry_url), entry_url, cursor)
+                yield _read_by(reader, stream, entry_url, cursor)
 
 
-def _read_by(reader: Reader, stream: BinaryIO, url: str) -> Iterator[Any]:
-    """The records ``reader`` returns (or yields) for ``url``; a StageError naming it if
-    what it returned is no iterable (a reader that forgot its ``return``)."""
+def _read_by(reader: Reader, stream: BinaryIO, url: str, cursor: Cursor) -> Iterator[Any]:
+    """The records ``reader`` returns (or yields) for ``url``, with ``cursor`` on ``url`` from
+    the call on (an error the reader raises names the input); a StageError naming the
+    reader if what it returned is no iterable (one that forgot its ``return``)."""
+    counter = itertools.count()
+    cursor.follow(url, counter)
     records = reader(stream, url)
     try:
-        return iter(records)
+        # zip takes a record first, so the counter only advances once one is taken.
+        return map(_first, zip(iter(records), counter, strict=False))
     except TypeError:
         name = getattr(reader, "__qualname__", repr(reader))
         raise StageError(
@@ -397,14 +401,6 @@ def _read_by(reader: Reader, stream: BinaryIO, url: str) -> Iterator[Any]:
             "it forget its `return`?)",
             url=url,
         ) from None
-
-
-def _counted(records: Iterator[Any], url: str, cursor: Cursor) -> Iterator[Any]:
-    """``records``, with ``cursor`` following the one last taken (from now on)."""
-    counter = itertools.count()
-    cursor.follow(url, counter)
-    # zip takes a record first, so the counter only advances once one is taken.
-    return map(_first, zip(records, counter, strict=False))
 
 
 def _followed(blocks: Iterator[list[Any]], url: str, cursor: Cursor) -> Iterator[Iterator[Any]]:
