@@ -428,6 +428,31 @@ def test_one_key_with_many_values_streams(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_records_each_over_the_budget_are_not_read_eight_at_a_time(
+    tmp_path: Path, group: Grouping
+) -> None:
+    # Before any record was sized, the first read took 8: 8 values of 40 MB under a 64 MB
+    # budget held 320 MB at once.
+    size, count, budget = 2 * 1024 * 1024, 12, 1 << 20
+
+    def records() -> Iterator[Record]:
+        for index in range(count):
+            yield "hot", bytes([index]) * size
+
+    tracemalloc.start()
+    try:
+        sizes = [
+            (key, [len(value) for value in values])
+            for key, values in group(records(), budget=budget, tmpdir=str(tmp_path))
+        ]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sizes == [("hot", [size] * count)]
+    assert peak < 6 * size, peak / size  # 10 sizes before
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
 def test_one_key_with_big_values_keeps_to_about_the_budget(
     tmp_path: Path, group: Grouping
 ) -> None:

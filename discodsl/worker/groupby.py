@@ -75,7 +75,7 @@ Groups = Generator[tuple[K, Iterator[V]], None, None]
 
 _FAN_IN = 64  # runs merged at once; more need intermediate passes
 _PARTS = 64  # files group_hashed partitions into once past the budget
-_FIRST_CHUNK = 8  # records read before any size estimate exists
+_FIRST_CHUNK = 1  # records read before any size estimate exists
 _MAX_CHUNK = 8192  # records read between two budget checks
 _SAMPLES = 4  # records sized per chunk read
 _SLOT_BYTES = 8 + 8 + 16  # slots in the buffer and its sorted copy, sort's keys and scratch
