@@ -322,7 +322,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         const="local",
         help="run worker processes on this machine",
     )
-    run.add_argument("--partitions", type=int, metavar="N", help="reduce partitions")
+    run.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
     run.add_argument(
         "--push-inputs",
         action="store_true",
@@ -349,7 +349,7 @@ def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
     build.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
     build.add_argument("inputs", nargs="*", default=[], metavar="INPUT")
     build.add_argument("-o", "--output", metavar="FILE", required=True)
-    build.add_argument("--partitions", type=int, metavar="N")
+    build.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
     build.set_defaults(command=cmd_jobpack_build)
     show = packs.add_parser("show", parents=[common], help="describe a jobpack file as JSON")
     show.add_argument("file", metavar="FILE")
@@ -535,7 +535,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.where = mode = cast("Mode", args.mode or default)
     options: dict[str, Any] = {"push_inputs": args.push_inputs, "cache": args.cache}
     if args.partitions is not None:
-        options["partitions"] = args.partitions
+        options["partitions"] = _partitions(args.partitions)
     _check_writable(args.output)  # before the run: its records would be lost after it
     with _stdout_to_stderr():  # the job module's and its stages' prints: not records
         job = import_job(args.job)
@@ -545,9 +545,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+PARTITIONS_HELP = "reduce partitions; 0 for none (as Disco's partitions=0: partitions=None)"
+
+
+def _partitions(given: int) -> int | None:
+    """``--partitions N`` as the job option: 0 is no partitioning, as in Disco (the Python
+    API says None, which a command line cannot)."""
+    return None if given == 0 else given
+
+
 def cmd_jobpack_build(args: argparse.Namespace) -> int:
     job = import_job(args.job)
-    changes = {} if args.partitions is None else {"partitions": args.partitions}
+    changes = {} if args.partitions is None else {"partitions": _partitions(args.partitions)}
     options = validate_options(job.options, **changes)
     urls = sources.resolve(args.inputs)
     if any(u.startswith("tag://") for replicas in urls for u in replicas):

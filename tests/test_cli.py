@@ -439,6 +439,17 @@ def test_run_takes_options_anywhere(capsys: pytest.CaptureFixture[str], argv: li
         assert records(out) == RECORDS
 
 
+def test_partitions_zero_on_the_command_line_is_no_partitioning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out, _ = run(capsys, "run", "--inline", "--partitions", "0", WORDCOUNT, *INPUTS)
+    assert records(out) == RECORDS
+    pack = tmp_path / "wc.jobpack"
+    run(capsys, "jobpack", "build", WORDCOUNT, "--partitions", "0", "-o", str(pack), *INPUTS)
+    out, _ = run(capsys, "jobpack", "show", str(pack))
+    assert json.loads(out)["jobdict"]["pipeline"][1] == ["total", "group_all", False]
+
+
 def test_jobpack_build_takes_options_anywhere(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
