@@ -405,36 +405,3 @@ def test_only_the_latest_few_jobhomes_are_kept(cache_home: Path) -> None:
     assert len(kept) == builder.KEPT_JOBHOMES
     assert kept[-1].read_bytes() == fresh_jobhome()
 
-
-# What a worker imports is copied by every fork of the local runner's zygote, and loaded by
-# every task a Disco node starts: these come only with the data that needs them.
-WORKER_LAZY = ("decimal", "fractions", "gzip", "bz2")
-WORKER_LOAD = """
-import json, sys
-from discodsl.worker import forkserver, runtime
-from discodsl.worker.partition import default_partition
-loaded = sorted(set(sys.modules) & set({lazy!r}))
-from decimal import Decimal
-from fractions import Fraction
-same = [default_partition(Decimal("1.0"), 7) == default_partition(1, 7),
-        default_partition(Fraction(1, 2), 7) == default_partition(0.5, 7)]
-print(json.dumps([loaded, same]))
-"""
-
-
-def test_a_worker_loads_decimal_fractions_and_compression_only_when_used(
-    tmp_path: Path,
-) -> None:
-    home = tmp_path / "home"
-    files = jobpack.runtime_files(sys.version_info[:2])
-    jobpack.extract_jobhome(jobpack.build_jobhome(files), home)
-    done = subprocess.run(
-        [sys.executable, "-S", "-c", WORKER_LOAD.format(lazy=WORKER_LAZY)],
-        cwd=home,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [[], [True, True]]

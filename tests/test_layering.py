@@ -66,22 +66,52 @@ def test_the_jobhome_imports_only_stdlib_cloudpickle_and_the_worker(tmp_path: Pa
     for path in sources:
         for name in _imports(path, tmp_path):
             assert _allowed(name), f"{path.relative_to(tmp_path)} imports {name}"
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", IMPORT_ALL],
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded: dict[str, str | None] = json.loads(done.stdout)
+    loaded: dict[str, str | None] = json.loads(_python(tmp_path, IMPORT_ALL, "-I"))
     assert {"discodsl.worker.runtime", "cloudpickle"} <= set(loaded)
     for name, file in loaded.items():
         top = name.split(".")[0]
         assert top in sys.stdlib_module_names or top in SHIPPED_TOPS, f"the worker loaded {name}"
         if top in SHIPPED_TOPS:  # from the jobhome, not from this machine's installation
             assert file and Path(file).resolve().is_relative_to(tmp_path.resolve()), (name, file)
+
+
+# What a worker imports is copied by every fork of the local runner's zygote, and loaded by
+# every task a Disco node starts: these come only with the data that needs them.
+WORKER_LAZY = ("decimal", "fractions", "gzip", "bz2")
+WORKER_LOAD = """
+import json, sys
+from discodsl.worker import forkserver, runtime
+from discodsl.worker.partition import default_partition
+loaded = sorted(set(sys.modules) & set({lazy!r}))
+from decimal import Decimal
+from fractions import Fraction
+same = [default_partition(Decimal("1.0"), 7) == default_partition(1, 7),
+        default_partition(Fraction(1, 2), 7) == default_partition(0.5, 7)]
+print(json.dumps([loaded, same]))
+"""
+
+
+def test_a_worker_loads_decimal_fractions_and_compression_only_when_used(
+    tmp_path: Path,
+) -> None:
+    extract_jobhome(build_jobhome(runtime_files(sys.version_info[:2])), tmp_path)
+    printed = _python(tmp_path, WORKER_LOAD.format(lazy=WORKER_LAZY), "-S")
+    assert json.loads(printed) == [[], [True, True]]
+
+
+def _python(home: Path, code: str, *flags: str) -> str:
+    """What a fresh interpreter started with ``flags`` prints running ``code`` in the
+    jobhome ``home``."""
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", code],
+        cwd=home,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_public_api_is_pinned() -> None:
