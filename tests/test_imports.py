@@ -404,4 +404,3 @@ def test_only_the_latest_few_jobhomes_are_kept(cache_home: Path) -> None:
     kept = sorted(directory.glob("jobhome-*.zip"), key=lambda p: p.stat().st_mtime)
     assert len(kept) == builder.KEPT_JOBHOMES
     assert kept[-1].read_bytes() == fresh_jobhome()
-
