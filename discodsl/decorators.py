@@ -23,6 +23,7 @@ from discodsl.worker.spec import (
     STAGE_NAME_RULE,
     StageSpec,
     cleaned_stage_name,
+    positional_arity,
     stage_name_ok,
     takes_params,
 )
@@ -56,6 +57,8 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     with_params = _check_signature(function, kind, stage_name)
     for hook in ("init", "done", "combiner", "partitioner"):
         _check_callable(options.get(hook), hook, stage_name)
+    for hook in ("init", "done"):
+        _check_hook(options.get(hook), hook, stage_name)
     if options.get("combiner") is not None:  # called as the reduce is, on the map's side
         if options.get("combine"):
             raise JobError(
@@ -88,6 +91,34 @@ def _name_of(function: Callable[..., Any], kind: str) -> str:
     target = function.func if isinstance(function, partial) else function
     name = getattr(target, "__name__", None) or type(target).__name__
     return kind if name == "<lambda>" else name
+
+
+# What each hook is called with, cut to as many positional arguments as it takes.
+_HOOK_ARGUMENTS = {"init": ("params",), "done": ("state", "params")}
+
+
+def _check_hook(hook: Any, role: str, stage: str) -> None:
+    """JobError unless ``hook`` is None or can take what it is called with."""
+    if hook is None or not callable(hook):
+        return
+    arity = positional_arity(hook)
+    given = _HOOK_ARGUMENTS[role][:arity]
+    try:
+        inspect.signature(hook).bind(*given)
+    except ValueError:
+        return  # a builtin without a signature: trust it
+    except TypeError as exc:
+        raise JobError(
+            f"stage {stage!r}: its {role} hook is called as {role}({', '.join(given)}), with "
+            f"as many of those as it takes, but {exc}: write e.g. {_HOOK_EXAMPLES[role]}"
+        ) from None
+
+
+_HOOK_EXAMPLES = {
+    "init": "`def init(params)` (Disco's map_init(input_iter, params) and "
+    "reduce_init(input_iter, params) become init(params))",
+    "done": "`def done(state, params)` (state: what init returned)",
+}
 
 
 def _check_partitioner(partitioner: Any, stage: str) -> None:
@@ -186,7 +217,9 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
     mandatory = [p for p in positional if p.default is p.empty]
     names = [p.name for p in positional]
     if "params" in names[: len(required)]:
-        fixed = ", ".join([n for n in names if n != "params"] + ["params"])
+        others = [n for n in names if n != "params"]
+        # Its own names moved round if it has enough, else the names a call fills.
+        fixed = ", ".join([*(others if len(others) >= len(required) else required), "params"])
         raise JobError(
             f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is called with "
             f"({', '.join(required)}, params): `params` comes last, write "

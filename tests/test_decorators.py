@@ -54,6 +54,40 @@ def test_a_partitioner_taking_key_and_n_is_accepted(partitioner: Any) -> None:
     assert reduce(partitioner=partitioner)(total.function).partitioner is partitioner
 
 
+def _disco_map_init(input_iter: Any, params: Any) -> None:
+    """Disco's classic map_init(input_iter, params)."""
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"init": _disco_map_init}, "its init hook is called as init(params)"),
+        ({"init": lambda a, b, c: None}, "its init hook is called as init(params)"),
+        ({"done": lambda state, params, extra: None}, "done(state, params), with as many"),
+        ({"init": lambda *, flag: None}, "missing a required argument: 'flag'"),
+    ],
+)
+def test_a_hook_that_cannot_take_what_it_is_given_is_refused_when_declared(
+    options: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(JobError, match=re.escape(words)):
+        map(**options)(words.split)
+
+
+@pytest.mark.parametrize(
+    ("init", "done"),
+    [
+        (lambda: None, lambda: None),
+        (lambda params: None, lambda state: None),
+        (lambda params, extra=1: None, lambda state, params: None),
+        (lambda *a: None, lambda *a: None),
+    ],
+)
+def test_hooks_taking_what_they_are_given_or_less_are_accepted(init: Any, done: Any) -> None:
+    declared = map(init=init, done=done)(str.split)
+    assert (declared.init, declared.done) == (init, done)
+
+
 def test_combine_and_a_combiner_together_are_refused() -> None:
     with pytest.raises(JobError, match=r"give combine=True .* or combiner=fn .*, not both"):
         reduce(combine=True, combiner=total.function)(total.function)
@@ -149,6 +183,9 @@ def test_one_rule_says_whether_a_function_takes_params(
         (map, lambda params, line: [], "def <lambda>(line, params)"),
         (map, _params_first, "def _params_first(line, params)"),
         (reduce, lambda key, params, values: [], "def <lambda>(key, values, params)"),
+        # Disco's classic reduce(iter, params): too few names of its own to move round
+        (reduce, lambda iter, params: [], "def <lambda>(key, values, params)"),
+        (stage, lambda params: [], "def <lambda>(records, params)"),
     ],
 )
 def test_params_before_the_arguments_always_given_is_refused_with_the_fix(
