@@ -530,6 +530,16 @@ def test_the_keys_an_unsortable_reduce_names_are_the_ones_its_reason_is_about(
     assert {named[1], named[2]} == set(re.findall(r"'(\w+)'", named[3])), message
 
 
+def test_a_sort_error_names_two_keys_with_an_order_not_one_without(tmp_path: Path) -> None:
+    # A key with no order comes after the others: the str and the int are what fail.
+    records = [(frozenset({1}), -1)] + [(f"s{i}" if i % 2 else i, i) for i in range(100)]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path)))
+    message = str(caught.value)
+    assert "frozenset" not in message
+    assert "(int)" in message and "(str)" in message, message
+
+
 def test_keys_of_a_type_with_no_order_are_named_so(tmp_path: Path) -> None:
     """Keys that do not compare even among themselves: the advice is not 'one type'."""
 

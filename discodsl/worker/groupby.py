@@ -300,9 +300,9 @@ def _totally_ordered(key: Any) -> bool:
 
 
 def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str) -> list[Any]:
-    """The keys of ``groups`` in ascending order, then those with no order (NaN, sets, complex
-    numbers, which equal none of the others) in their encodings' order; keys that do not compare: a
-    StageError."""
+    """The keys of ``groups`` in ascending order, then those with no order (NaN, sets,
+    complex numbers, which equal none of the others) in their encodings' order; keys that
+    do not compare: a StageError naming two of them (never one with no order)."""
     keys: list[Any] = list(groups)
     unordered: list[Any] = []
     if not all(map(_totally_ordered, keys)):
@@ -313,8 +313,13 @@ def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str)
     try:
         return sorted(keys) + unordered
     except TypeError as err:
-        buffer += ((key, values[0]) for key, values in groups.items())
-        raise _sort_error(stage, buffer, err) from err
+        ordered = [r for r in buffer if not _pair(r) or _totally_ordered(r[0])]
+        ordered += ((key, groups[key][0]) for key in keys)
+        raise _sort_error(stage, ordered, err) from err
+
+
+def _pair(record: Any) -> bool:
+    return isinstance(record, (tuple, list)) and len(record) == 2
 
 
 def _fill(records: Iterator[Record], buffer: list[Record], meter: _Meter) -> bool:
