@@ -124,7 +124,12 @@ def _still_there(url: str) -> str:
     path = urls.file_path(url)
     if path is None or os.path.exists(path) or not places.in_process_dir(path):
         return url
-    raise JobError(
+    raise gone(url)
+
+
+def gone(url: str) -> JobError:
+    """The error for input ``url``, a file (or index) of an earlier run here that is gone."""
+    return JobError(
         f"input {url!r} is a file of an earlier run whose results were closed or "
         "garbage-collected, which removed it: keep those results referenced (and not "
         "closed) until the jobs that read them have run, or pass the results themselves "

@@ -345,6 +345,20 @@ def test_record_urls_of_results_closed_since_are_refused_saying_why(mode: str) -
     assert dict(again) == {1: ["y"], 2: ["x"]}
 
 
+def test_indexes_of_local_results_closed_since_are_refused_saying_why() -> None:
+    dropped = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+    indexes = [list(replicas) for replicas in dropped.urls]  # dir:// URLs, as Disco gives
+    assert indexes[0][0].startswith("dir://discodsl-local/")
+    assert dict(jobs.histogram.run(indexes, mode="local", progress=False)) == {
+        1: ["y"],
+        2: ["x"],
+    }
+    dropped.close()
+    for mode in ("local", "inline"):
+        with pytest.raises(JobError, match="closed or garbage-collected, which removed it"):
+            jobs.histogram.submit(indexes, mode=mode, progress=False)
+
+
 def test_a_chained_run_ships_its_code_and_globals_as_they_were_at_submit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

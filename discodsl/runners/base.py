@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import pickle
 import shutil
 import threading
@@ -228,6 +229,7 @@ class Runner:
             return inputs
         from discodsl import indexes
 
+        self._check_local_indexes(inputs)
         # Each host's node once (reading the settings), however many indexes it has.
         return indexes.expand(inputs, functools.cache(self._index_node), form)
 
@@ -240,6 +242,22 @@ class Runner:
         if host == local.LOCAL_HOST:
             return local.this_node()
         return Node(host="", disco_port=load_settings(DISCO_MASTER=self.master).DISCO_PORT)
+
+    def _check_local_indexes(self, inputs: list[list[str]]) -> None:
+        """A JobError for an index of this process's local runs that is gone (its results
+        were closed), saying so rather than which file could not be opened."""
+        from discodsl.runners import local
+
+        for url in (url for replicas in inputs for url in replicas if urls.is_index(url)):
+            host, path = urls.split_host(urls.split(url)[1])
+            if host != local.LOCAL_HOST:
+                continue
+            try:
+                here = urls.node_path(path, {"disco": local.this_node().disco_data})
+            except ValueError:
+                continue  # reading it says what is wrong with it
+            if not os.path.exists(here):
+                raise sources.gone(url)
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """The inputs as the cache key takes them (the cluster resolves tags first)."""
