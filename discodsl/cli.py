@@ -480,6 +480,7 @@ def _add_cache(sub: Any, common: argparse.ArgumentParser) -> None:
 def import_job(text: str) -> Job:
     """The :class:`Job` named ``MODULE:JOB`` (a dotted module, or a path to a ``.py`` file)."""
     module_name, _, name = text.partition(":")
+    path: Path | None = None
     if module_name.endswith(".py") or os.sep in module_name:
         path = Path(module_name).resolve()
         if not path.is_file():
@@ -503,6 +504,12 @@ def import_job(text: str) -> Job:
         ) from exc
     except Exception as exc:  # the module's own code failed (SyntaxError included)
         raise JobError(f"importing {module_name!r} failed: {_where_raised(exc)}") from exc
+    loaded = getattr(module, "__file__", None)
+    if path is not None and (loaded is None or Path(loaded).resolve() != path):
+        raise JobError(
+            f"{path} is named like the module {module_name!r}, which Python took from "
+            f"{loaded or 'its own modules'}: rename the file (e.g. {module_name}_job.py)"
+        )
     found = getattr(module, name, None)
     if not isinstance(found, Job):
         raise JobError(
