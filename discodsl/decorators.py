@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast, overload
 
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage, check_pipeline
-from discodsl.options import option_names, validate_options
+from discodsl.options import disco_name, option_names, validate_options
 from discodsl.worker.errors import brief
 from discodsl.worker.spec import (
     GROUPINGS,
@@ -291,7 +291,7 @@ def _meant(name: str, options: list[str]) -> str:
     job_options = sorted(option_names() - set(options))
     close = difflib.get_close_matches(name, options + job_options, n=2)
     if not close:
-        return ""
+        return disco_name(name)
     best = close[0]
     if best not in options:  # a job option is the closest; a stage option as close is said too
         also = [o for o in close[1:] if o in options and _as_close(name, o, best)]

@@ -190,6 +190,28 @@ class JobOptions:
         return copy
 
 
+# Options of Disco's classic jobs, and where each went here: said when one is given.
+DISCO_NAMES: Mapping[str, str] = {
+    "input": "run(inputs=[...])",
+    "nr_reduces": "partitions=",
+    "partition": "@reduce(partitioner=fn), called as fn(key, n)",
+    "combiner": "@reduce(combiner=fn), or @reduce(combine=True) to use the reduce itself",
+    "map_reader": "@map(reader=...) (see discodsl.readers)",
+    "sort": "@reduce(sort=...)",
+    "map_init": "@map(init=fn), called as fn(params)",
+    "reduce_init": "@reduce(init=fn), called as fn(params)",
+    "merge_partitions": "partitions=None",
+    "save": "save_results=True",
+    "required_modules": "nothing: the modules the stages use go with the job",
+}
+
+
+def disco_name(name: str) -> str:
+    """`` (what to write)`` for a Disco classic option ``name``; else ``""``."""
+    where = DISCO_NAMES.get(name)
+    return f" (for Disco's {name}=, write {where})" if where else ""
+
+
 def option_names() -> set[str]:
     """The names of every job option."""
     return {spec.name for spec in fields(JobOptions)}
@@ -317,7 +339,7 @@ def _settings_error(exc: ValidationError) -> SettingsError:
     if first["type"] == "extra_forbidden":
         known = ", ".join(sorted(option_names()))
         close = difflib.get_close_matches(name, option_names(), n=1)
-        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        guess = disco_name(name) or (f" (did you mean {close[0]!r}?)" if close else "")
         return SettingsError(
             f"unknown job option {field_path!r}{guess}: the options are {known}"
         )

@@ -88,6 +88,26 @@ def test_hooks_taking_what_they_are_given_or_less_are_accepted(init: Any, done: 
     assert (declared.init, declared.done) == (init, done)
 
 
+@job
+def _counting() -> list[Any]:
+    return [words, total]
+
+
+@pytest.mark.parametrize(
+    ("declare", "words"),
+    [
+        (lambda: job(nr_reduces=3)(lambda: []), "for Disco's nr_reduces=, write partitions="),
+        (lambda: job(combiner=len)(lambda: []), "for Disco's combiner=, write @reduce(combiner"),
+        (lambda: job(partition=len)(lambda: []), "Disco's partition=, write @reduce(partitioner"),
+        (lambda: reduce(reduce_init=len)(total.function), "write @reduce(init=fn), called as"),
+        (lambda: _counting.run(input=["raw://a"], mode="inline"), "write run(inputs=[...])"),
+    ],
+)
+def test_disco_classic_option_names_say_what_to_write_instead(declare: Any, words: str) -> None:
+    with pytest.raises((JobError, SettingsError), match=re.escape(words)):
+        declare()
+
+
 def test_combine_and_a_combiner_together_are_refused() -> None:
     with pytest.raises(JobError, match=r"give combine=True .* or combiner=fn .*, not both"):
         reduce(combine=True, combiner=total.function)(total.function)
