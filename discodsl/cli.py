@@ -324,6 +324,15 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
     run.add_argument(
+        "-P",
+        "--param",
+        action="append",
+        type=_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help=PARAM_HELP,
+    )
+    run.add_argument(
         "--push-inputs",
         action="store_true",
         help="upload local input files to DDFS first (cluster)",
@@ -350,6 +359,15 @@ def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
     build.add_argument("inputs", nargs="*", default=[], metavar="INPUT")
     build.add_argument("-o", "--output", metavar="FILE", required=True)
     build.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
+    build.add_argument(
+        "-P",
+        "--param",
+        action="append",
+        type=_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help=PARAM_HELP,
+    )
     build.set_defaults(command=cmd_jobpack_build)
     show = packs.add_parser("show", parents=[common], help="describe a jobpack file as JSON")
     show.add_argument("file", metavar="FILE")
@@ -546,6 +564,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_writable(args.output)  # before the run: its records would be lost after it
     with _stdout_to_stderr():  # the job module's and its stages' prints: not records
         job = import_job(args.job)
+        options.update(_params_given(job, args.param))
         results = job.run(args.inputs, mode=mode, master=master, **options)
     with _output(args.output) as out:
         _write_records(results, out, as_json=_json_wanted(args))
@@ -561,9 +580,37 @@ def _partitions(given: int) -> int | None:
     return None if given == 0 else given
 
 
+PARAM_HELP = (
+    "set params[NAME] of the job's params (a dict, or None) to VALUE, read as a Python "
+    "literal if it is one, else as text (repeatable; as `disco run -P NAME VALUE`)"
+)
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` as ``(NAME, value)``: a Python literal, else the text."""
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, e.g. -P pattern=error")
+    return name, ast.literal_eval(value) if _reads_as_literal(value) else value
+
+
+def _params_given(job: Job, given: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The ``params=`` change ``-P NAME=VALUE`` makes: the job's dict with those keys set."""
+    if not given:
+        return {}
+    params = job.options.params
+    if params is not None and not isinstance(params, dict):
+        raise JobError(
+            f"-P sets keys of the job's params, but {job.name!r} has params of type "
+            f"{type(params).__name__}: make them a dict, or leave -P out"
+        )
+    return {"params": {**(params or {}), **dict(given)}}
+
+
 def cmd_jobpack_build(args: argparse.Namespace) -> int:
     job = import_job(args.job)
     changes = {} if args.partitions is None else {"partitions": _partitions(args.partitions)}
+    changes.update(_params_given(job, args.param))
     options = validate_options(job.options, **changes)
     urls = sources.resolve(args.inputs)
     if any(u.startswith("tag://") for replicas in urls for u in replicas):

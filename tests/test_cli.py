@@ -439,6 +439,20 @@ def test_run_takes_options_anywhere(capsys: pytest.CaptureFixture[str], argv: li
         assert records(out) == RECORDS
 
 
+def test_params_set_on_the_command_line_reach_the_stages(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    job = "tests.jobs:long_wordcount"
+    out, _ = run(capsys, "run", "--inline", job, "raw://a bb ccc dddd")
+    assert records(out) == {}  # the job's own params: min_len 5
+    out, _ = run(capsys, "run", "--inline", "-P", "min_len=3", job, "raw://a bb ccc dddd")
+    assert records(out) == {"ccc": "1", "dddd": "1"}
+    pack = tmp_path / "p.jobpack"
+    run(capsys, "jobpack", "build", job, "--param", "min_len=2", "-o", str(pack), "raw://x")
+    _, err = run(capsys, "run", "--inline", "-P", "min_len", job, "raw://a", status=2)
+    assert "'min_len': give NAME=VALUE" in err
+
+
 def test_partitions_zero_on_the_command_line_is_no_partitioning(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
