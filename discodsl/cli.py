@@ -496,7 +496,8 @@ def _add_cache(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def import_job(text: str) -> Job:
-    """The :class:`Job` named ``MODULE:JOB`` (a dotted module, or a path to a ``.py`` file)."""
+    """The :class:`Job` named ``MODULE:JOB`` (a dotted module, or a path to a ``.py`` file).
+    The module's directory joins ``sys.path`` (local workers get it too), unless that fails."""
     module_name, _, name = text.partition(":")
     path: Path | None = None
     if module_name.endswith(".py") or os.sep in module_name:
@@ -506,8 +507,20 @@ def import_job(text: str) -> Job:
         module_name, where = path.stem, str(path.parent)
     else:
         where = os.getcwd()
-    if where not in sys.path:
+    added = where not in sys.path
+    if added:
         sys.path.insert(0, where)
+    try:
+        return _job_in(module_name, name, path)
+    except JobError:
+        if added:  # its files must not shadow others' modules, here or in workers
+            with contextlib.suppress(ValueError):
+                sys.path.remove(where)
+        raise
+
+
+def _job_in(module_name: str, name: str, path: Path | None) -> Job:
+    """The job ``name`` of module ``module_name`` (which must be the file ``path``, if given)."""
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -762,6 +762,7 @@ def test_a_job_file_named_like_a_loaded_module_is_refused_saying_to_rename_it(
     (tmp_path / "csv.py").write_text(BAD_REPR_MODULE)
     _, err = run(capsys, "run", "--inline", f"{tmp_path / 'csv.py'}:shyjob", "raw://x", status=1)
     one_error(err, "csv.py is named like the module 'csv', which Python took from", "rename")
+    assert str(tmp_path) not in sys.path  # its csv.py must not shadow the real one later
 
 
 def test_a_failing_repr_is_said_in_one_line_and_leaves_the_output_file_as_it_was(
