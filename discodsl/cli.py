@@ -524,6 +524,12 @@ def _job_in(module_name: str, name: str, path: Path | None) -> Job:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if path is not None and "relative import" in str(exc):
+            raise JobError(
+                f"{path} makes relative imports, which need its package: name it as a "
+                f"module instead, from the directory above the package "
+                f"({path.parent.name}.{module_name}:{name})"
+            ) from exc
         if exc.name and exc.name != module_name and not module_name.startswith(exc.name + "."):
             raise JobError(
                 f"importing {module_name!r} failed: it imports {exc.name!r}, which is not "

@@ -765,6 +765,18 @@ def test_a_job_file_named_like_a_loaded_module_is_refused_saying_to_rename_it(
     assert str(tmp_path) not in sys.path  # its csv.py must not shadow the real one later
 
 
+def test_a_job_file_with_relative_imports_is_told_to_be_named_as_a_module(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("N = 1\n")
+    (package / "jobs.py").write_text("from .helpers import N\n" + BAD_REPR_MODULE)
+    _, err = run(capsys, "run", "--inline", f"{package / 'jobs.py'}:shyjob", "raw://x", status=1)
+    one_error(err, "jobs.py makes relative imports, which need its package", "(pkg.jobs:shyjob)")
+
+
 def test_a_failing_repr_is_said_in_one_line_and_leaves_the_output_file_as_it_was(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
