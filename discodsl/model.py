@@ -82,6 +82,12 @@ class Stage:
         its plain function: a node has the worker runtime, not this class."""
         return plain_function, (self.function,)
 
+    def __copy__(self) -> Stage:
+        return self  # frozen: a copy would be the same stage (and not the pickled function)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Stage:
+        return self
+
     def __repr__(self) -> str:
         extra = " combine" if self.combine or self.combiner else ""
         return f"<{self.kind} stage {self.name!r} ({self.grouping}{extra})>"

@@ -33,6 +33,16 @@ def test_stage_stays_callable_as_the_plain_function() -> None:
     assert total.grouping == "group_label"
 
 
+def test_a_stage_pickles_as_its_function_and_copies_as_itself() -> None:
+    import copy
+
+    import cloudpickle
+
+    shipped = cloudpickle.loads(cloudpickle.dumps(words))  # as a jobpack ships it
+    assert not isinstance(shipped, Stage) and list(shipped("a b")) == [("a", 1), ("b", 1)]
+    assert copy.copy(words) is words and copy.deepcopy([words])[0] is words
+
+
 @pytest.mark.parametrize("decorator", [map, reduce, stage, map(name="again")])
 def test_a_stage_decorated_again_is_refused_with_the_fix(decorator: Any) -> None:
     with pytest.raises(JobError, match=r"'words' is already a map stage: decorate its plain"):
