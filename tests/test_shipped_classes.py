@@ -258,6 +258,23 @@ def test_a_function_of_a_loaded_module_is_not_looked_into(
     assert sys.modules[unloaded].Hidden is cls  # type: ignore[attr-defined]
 
 
+def test_modules_a_function_names_are_not_looked_into(main: types.ModuleType) -> None:
+    # A stage naming json, re, fractions and datetime led the walk through those modules'
+    # namespaces, past its limit, before it reached the class its records hold.
+    import datetime
+    import fractions
+    import json
+    import re
+
+    cls = _main_class("Visit")
+    namespace: dict[str, Any] = {"__name__": "__main__", "Visit": cls}
+    namespace.update(json=json, re=re, fractions=fractions, datetime=datetime)
+    code = "def f():\n    return Visit, json, re, fractions, datetime\n"
+    exec(code, namespace)
+    assert cls in list(shipped_classes.shipped(namespace["f"]))
+    assert not any(isinstance(found, types.ModuleType) for found in [*vars(main).values()])
+
+
 def test_a_huge_container_is_looked_into_only_so_far(main: types.ModuleType) -> None:
     cls = _main_class("Deep")
     many = range(1000, 1000 + shipped_classes.LIMIT)
