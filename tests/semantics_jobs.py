@@ -341,3 +341,14 @@ def stop_in_combined_map() -> list[Any]:
 @job(partitions=1)
 def stop_in_reduce() -> list[Any]:
     return [word_ones, stops_at_b]
+
+
+def _stopping_combiner(key: str, values: Iterable[int]) -> list[tuple[str, int]]:
+    if key == "b":
+        raise StopIteration
+    return [(key, sum(values))]
+
+
+@job(partitions=1)
+def stop_in_combiner() -> list[Any]:
+    return [word_ones, reduce(name="combined_sum", combiner=_stopping_combiner)(summed.function)]

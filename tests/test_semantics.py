@@ -425,3 +425,12 @@ def test_a_stage_calling_another_stage_runs_on_every_runner(mode: str) -> None:
 
     results = longs.run(inputs=["raw://a=5", "raw://b=1", "raw://c=3"], mode=mode)
     assert sorted(results) == [("a", 5), ("c", 3)]
+
+
+def test_a_combiner_raising_stop_iteration_is_named_with_its_key(mode: str) -> None:
+    stage, exc_type, message = stop_failure("stop_in_combiner", ["raw://a b b c a"], mode)
+    assert (stage, exc_type) == ("word_ones", "StopIteration")
+    if mode != "inline":  # inline raises the StopIteration itself, noting the stage
+        assert "the combiner '_stopping_combiner' of reduce 'combined_sum', on the key 'b'" in (
+            message
+        )

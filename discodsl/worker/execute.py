@@ -686,14 +686,20 @@ class _Combiner:
         function, where = self.function, self.where
         for key, values in self.buffer.items():
             where.helped = key  # consumed before the next is asked for: named if it fails
-            yield ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
+            try:
+                yield ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
+            except StopIteration as stop:  # this generator would make it a RuntimeError
+                raise _Stopped(stop) from None
         where.helped = _NO_ITEM
 
     def _counted_results(self) -> Iterator[Iterable[Any]]:
         function, same, where = self.function, self.same, self.where
         for key, copies in self.counts.items():
             where.helped = key
-            yield ((key, same),) if copies == 1 else function(key, repeat(same, copies))
+            try:
+                yield ((key, same),) if copies == 1 else function(key, repeat(same, copies))
+            except StopIteration as stop:
+                raise _Stopped(stop) from None
         where.helped = _NO_ITEM
 
     def flush(self) -> None:
