@@ -6,6 +6,7 @@ Registered by ``pytest_plugins`` in :mod:`tests.conftest`.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -75,6 +76,16 @@ def ddfs(cluster_env: str) -> Iterator[DDFS]:
     port = urlsplit(cluster_env).port or 8989
     with DDFS(cluster_env, disco_port=port, retries=0) as client:
         yield client
+
+
+@pytest.fixture
+def ns(ddfs: DDFS) -> Iterator[str]:
+    """A prefix of tag names of this test's own; its tags are deleted after it (a real
+    master keeps them from run to run)."""
+    prefix = f"test{uuid.uuid4().hex[:8]}"
+    yield prefix
+    for tag in ddfs.list_tags(prefix):
+        ddfs.delete(tag)
 
 
 @pytest.fixture

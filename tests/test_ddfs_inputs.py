@@ -10,8 +10,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +19,6 @@ from discodsl.errors import SettingsError
 from tests import cluster_jobs, jobs, reader_jobs
 
 WORDS = {"a": 2, "b": 1, "c": 3}
-
-
-@pytest.fixture
-def ns(ddfs: DDFS) -> Iterator[str]:
-    """A prefix of tag names of this test's own; its tags are deleted after it."""
-    prefix = f"test{uuid.uuid4().hex[:8]}"
-    yield prefix
-    for tag in ddfs.list_tags(prefix):
-        ddfs.delete(tag)
 
 
 @pytest.fixture

@@ -589,17 +589,17 @@ def test_a_reader_failing_before_its_first_record_names_itself_and_the_input(
 
 
 @pytest.mark.parametrize("case", ["json_lines", "csv_rows", "fixed", "whole_file"])
-def test_tag_inputs_on_a_cluster(case: str, ddfs: DDFS, tmp_path: Path) -> None:
+def test_tag_inputs_on_a_cluster(case: str, ddfs: DDFS, ns: str, tmp_path: Path) -> None:
     job_, good, want, bad = reader_jobs.TAG_CASES[case]
     (tmp_path / "good").write_bytes(good)
-    ddfs.push(f"test:{case}:good", [tmp_path / "good"])
-    assert sorted(job_.run(inputs=[f"tag://test:{case}:good"], mode="cluster")) == want
+    ddfs.push(f"{ns}:{case}:good", [tmp_path / "good"])
+    assert sorted(job_.run(inputs=[f"tag://{ns}:{case}:good"], mode="cluster")) == want
     if bad is None:
         return
     (tmp_path / "bad").write_bytes(bad)
-    ddfs.push(f"test:{case}:bad", [tmp_path / "bad"])
+    ddfs.push(f"{ns}:{case}:bad", [tmp_path / "bad"])
     with pytest.raises(TaskFailed) as caught:
-        job_.run(inputs=[f"tag://test:{case}:bad"], mode="cluster")
+        job_.run(inputs=[f"tag://{ns}:{case}:bad"], mode="cluster")
     assert caught.value.url.startswith("disco://") and caught.value.record >= 0
     assert "MalformedRecord" in str(caught.value) or "record" in str(caught.value)
     assert "byte" in str(caught.value)
