@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from discodsl import JobDead, JobError, TaskFailed
 from discodsl.caching import reuse, store
+from discodsl.ddfs import DDFS
 from tests import cache_jobs
 from tests.cache_jobs import ran
 
@@ -617,15 +618,13 @@ def test_a_purged_job_is_run_afresh(cluster_env: str, marks: str, text: Path) ->
     assert again.to_dict() == counted(LINES)
 
 
-def test_a_tag_that_changed_gives_a_fresh_run(cluster_env: str, marks: str, tmp_path: Path) -> None:
-    from discodsl.ddfs import DDFS
-    from discodsl.settings import load_settings
-
-    ddfs = DDFS.from_settings(load_settings())
+def test_a_tag_that_changed_gives_a_fresh_run(
+    cluster_env: str, marks: str, tmp_path: Path, ddfs: DDFS, ns: str
+) -> None:
     one, two = tmp_path / "one.txt", tmp_path / "two.txt"
     one.write_text("a b a\n")
     two.write_text("b c\n")
-    tag = f"test:cache:{uuid.uuid4().hex[:8]}"
+    tag = f"{ns}:cache"
     ddfs.push(tag, [one])
     job = cache_jobs.wordcount(marks)
     assert job.run([f"tag://{tag}"], cache=True).to_dict() == {"a": 2, "b": 1}
