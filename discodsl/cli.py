@@ -322,16 +322,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         const="local",
         help="run worker processes on this machine",
     )
-    run.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
-    run.add_argument(
-        "-P",
-        "--param",
-        action="append",
-        type=_param,
-        default=[],
-        metavar="NAME=VALUE",
-        help=PARAM_HELP,
-    )
+    _add_job_changes(run)
     run.add_argument(
         "--push-inputs",
         action="store_true",
@@ -346,6 +337,20 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     run.set_defaults(command=cmd_run)
 
 
+def _add_job_changes(parser: argparse.ArgumentParser) -> None:
+    """The options that change a job's own (partitions, params), for run and jobpack build."""
+    parser.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
+    parser.add_argument(
+        "-P",
+        "--param",
+        action="append",
+        type=_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help=PARAM_HELP,
+    )
+
+
 def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
     pack = sub.add_parser(
         "jobpack",
@@ -358,16 +363,7 @@ def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
     build.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
     build.add_argument("inputs", nargs="*", default=[], metavar="INPUT")
     build.add_argument("-o", "--output", metavar="FILE", required=True)
-    build.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
-    build.add_argument(
-        "-P",
-        "--param",
-        action="append",
-        type=_param,
-        default=[],
-        metavar="NAME=VALUE",
-        help=PARAM_HELP,
-    )
+    _add_job_changes(build)
     build.set_defaults(command=cmd_jobpack_build)
     show = packs.add_parser("show", parents=[common], help="describe a jobpack file as JSON")
     show.add_argument("file", metavar="FILE")

@@ -101,17 +101,13 @@ def _check_hook(hook: Any, role: str, stage: str) -> None:
     """JobError unless ``hook`` is None or can take what it is called with."""
     if hook is None or not callable(hook):
         return
-    arity = positional_arity(hook)
-    given = _HOOK_ARGUMENTS[role][:arity]
-    try:
-        inspect.signature(hook).bind(*given)
-    except ValueError:
-        return  # a builtin without a signature: trust it
-    except TypeError as exc:
+    given = _HOOK_ARGUMENTS[role][: positional_arity(hook)]
+    why = _cannot_call(hook, len(given))
+    if why:
         raise JobError(
             f"stage {stage!r}: its {role} hook is called as {role}({', '.join(given)}), with "
-            f"as many of those as it takes, but {exc}: write e.g. {_HOOK_EXAMPLES[role]}"
-        ) from None
+            f"as many of those as it takes, but {why}: write e.g. {_HOOK_EXAMPLES[role]}"
+        )
 
 
 _HOOK_EXAMPLES = {
@@ -123,18 +119,25 @@ _HOOK_EXAMPLES = {
 
 def _check_partitioner(partitioner: Any, stage: str) -> None:
     """JobError unless ``partitioner`` is None or can be called as ``partitioner(key, n)``."""
-    if partitioner is None:
-        return
-    try:
-        inspect.signature(partitioner).bind(None, None)
-    except ValueError:
-        return  # a builtin without a signature: trust it
-    except TypeError as exc:
+    why = None if partitioner is None else _cannot_call(partitioner, 2)
+    if why:
         raise JobError(
             f"stage {stage!r}: its partitioner is called as partitioner(key, n), n being the "
-            f"number of partitions, but {exc}: write e.g. "
+            f"number of partitions, but {why}: write e.g. "
             "`def by_first_letter(key, n): return ord(key[0]) % n`"
-        ) from None
+        )
+
+
+def _cannot_call(function: Callable[..., Any], positional: int) -> str:
+    """Why ``function`` cannot be called with that many positional arguments; "" if it can,
+    or if its signature cannot be read (a builtin: trusted)."""
+    try:
+        inspect.signature(function).bind(*[None] * positional)
+    except ValueError:
+        return ""
+    except TypeError as exc:
+        return str(exc)
+    return ""
 
 
 def _check_callable(value: Any, what: str, stage: str) -> None:
