@@ -887,7 +887,7 @@ class _Probe:
 def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
     """The error for the first record that is not a ``(key, value)`` pair, if any."""
     for record in records:
-        if not isinstance(record, (tuple, list)) or len(record) != 2:
+        if not _pair(record):
             return StageError(
                 f"{_where(stage)}: got {brief(record, 60)} ({type(record).__name__}) as a record; "
                 "a reduce's input must be (key, value) pairs: make the previous stage yield them",

@@ -66,7 +66,9 @@ def _home(name: str) -> ModuleType | None:
 def _came_by_value(cls: type) -> bool:
     """Whether ``cls`` came by value: a class of ``__main__``, or one its module does not
     hold (a class pickled by reference was looked up in its loaded module)."""
-    if cls.__module__ == "builtins":  # module, function, cell: named nowhere, come by none
+    # The types of modules, functions and cells are no builtins' names, yet none came by
+    # value: looking into a module a stage names (json, re) ran the walk out of its limit.
+    if cls.__module__ == "builtins":
         return False
     module = sys.modules.get(cls.__module__)
     return cls.__module__ == "__main__" or getattr(module, cls.__qualname__, None) is not cls
@@ -96,8 +98,6 @@ def shipped(*roots: Any, travels: Callable[[str], bool] | None = None) -> Iterat
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, ModuleType):
-            continue  # imported by name where it goes: nothing in it comes by value
         if isinstance(item, type):
             if by_value(item):
                 yield item
