@@ -198,7 +198,7 @@ def _task_hint(exc: TaskFailed, where: str) -> str:
     """Where the failed task's traceback is: the master's events, or a rerun here."""
     if where == "cluster":
         return f"see the worker's traceback with `discodsl events {exc.jobname or '@'}`"
-    if exc.exc_type in ("DataError", "MalformedRecord"):  # the input is at fault, and named
+    if exc.exc_type in ("DataError", "MalformedRecord", "BadURL"):  # the input is at fault, and named
         return ""
     if where == "local" and exc.exc_type == "StageError":  # a check of what it made: no traceback
         return "rerun with --inline to debug the stage in this process (breakpoint() works)"
@@ -738,7 +738,7 @@ def _cluster_events(args: argparse.Namespace, master: Master, name: str) -> int:
 
     while True:
         # Blocks up to a second while the job runs: the pause between two reads.
-        status = master.results([name], 1000 if args.follow else 0)[name][0]
+        status = master.status(name, 1000 if args.follow else 0)[0]
         read()
         if not args.follow or ended or status not in ("active", "ready", "dead"):
             return 0

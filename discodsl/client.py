@@ -131,6 +131,11 @@ class Master(Service):
             answers[name] = (status, [[r] if isinstance(r, str) else r for r in results])
         return answers
 
+    def status(self, jobname: str, timeout_ms: int = 0) -> tuple[str, list[list[str]]]:
+        """One job's status and results (see :meth:`results`); ``unknown job`` when the
+        answer leaves the job out."""
+        return self.results([jobname], timeout_ms).get(jobname, ("unknown job", []))
+
     def wait(
         self,
         jobname: str,
@@ -154,7 +159,7 @@ class Master(Service):
             wait_ms = poll_ms
             if timeout_s is not None:
                 wait_ms = max(0, min(poll_ms, int((timeout_s - elapsed) * 1000)))
-            status, results = self.results([jobname], wait_ms).get(jobname, ("unknown job", []))
+            status, results = self.status(jobname, wait_ms)
             elapsed = time.monotonic() - start
             if on_poll is not None:
                 on_poll(status, elapsed)
@@ -165,7 +170,7 @@ class Master(Service):
 
     def results_of(self, jobname: str) -> list[list[str]]:
         """The results of a job that is ready, at once; the error its status means if it is not."""
-        status, results = self.results([jobname], 0).get(jobname, ("unknown job", []))
+        status, results = self.status(jobname)
         return jobstatus.ready_results(self.url, jobname, status, results)
 
     def _ready(self, jobname: str, status: str, results: list[list[str]]) -> list[list[str]]:

@@ -6,7 +6,8 @@
      ├── JobpackError             a jobpack could not be encoded or was refused on decoding
      ├── ProtocolError            a worker-protocol frame was malformed or out of order
      ├── DataError                an input or record file is unreadable, corrupt or truncated
-     │    └── MalformedRecord     a reader could not parse a record (not retried)
+     │    ├── MalformedRecord     a reader could not parse a record (not retried)
+     │    └── BadURL              an input URL no worker can read, e.g. a tag (not retried)
      ├── StageError               user code failed inside a worker (worker side)
      ├── Retry                    raised by stage code: run the task again (worker side)
      ├── JobError                 a job was declared wrongly, could not ship, or failed
@@ -24,9 +25,9 @@
      │    └── JobDead             a job on the cluster died or was killed (jobname, events)
      └── SettingsError            an option or setting is invalid (names field, value, fix)
 
-``ProtocolError``, ``DataError``, ``MalformedRecord``, ``StageError`` and ``Retry`` are
-defined in :mod:`discodsl.worker.errors`, which ships to Disco nodes and so imports only
-the standard library; they are re-exported here so users need one module.
+``ProtocolError``, ``DataError``, ``MalformedRecord``, ``BadURL``, ``StageError`` and
+``Retry`` are defined in :mod:`discodsl.worker.errors`, which ships to Disco nodes and so
+imports only the standard library; they are re-exported here so users need one module.
 Every message says what happened and what to do; a :class:`ClientError`'s
 subclass says which of those things happened, for code (the command line's
 hints) that must not read messages. Any other ClientError is a request
@@ -36,6 +37,7 @@ refused before it was sent (a bad tag name, an unknown setting).
 from __future__ import annotations
 
 from discodsl.worker.errors import (
+    BadURL,
     DataError,
     DiscoDSLError,
     MalformedRecord,
@@ -46,6 +48,7 @@ from discodsl.worker.errors import (
 
 __all__ = [
     "BadAnswer",
+    "BadURL",
     "ClientError",
     "DataError",
     "DiscoDSLError",

@@ -306,6 +306,15 @@ def test_job_lifecycle_then_clean(master: Master) -> None:
     assert name not in {n for _, _, n in master.joblist()}
 
 
+def test_a_job_the_answer_leaves_out_is_an_unknown_job(
+    replay: ReplayServer, master: Master
+) -> None:
+    """A real master always names the job asked about; an answer without it is read as
+    "unknown job" by every caller (``discodsl events`` once failed on it with a KeyError)."""
+    replay.load(synthetic("POST", "/disco/ctrl/get_results", 200, [], request_body=[0, [ACTIVE]]))
+    assert master.status(ACTIVE) == ("unknown job", [])
+
+
 @replays(*(f"endpoints#{i}" for i in (29, 30, 35, 36, 37, 38)))
 def test_kill_and_purge(master: Master) -> None:
     master.kill(UNKNOWN)  # "" even for unknown jobs

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discodsl.worker.errors import DataError, MalformedRecord, retryable
+from discodsl.worker.errors import BadURL, DataError, MalformedRecord, retryable
 from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
 from discodsl.worker.records import RecordWriter
+from discodsl.worker.report import describe
 from tests.loopback import LoopbackHTTPServer
 
 ROWS: list[tuple[Any, Any]] = [(f"key-{i}", i) for i in range(300)]
@@ -682,6 +683,48 @@ def test_when_every_replica_fails_the_error_names_each(
     assert "timed out" in message or "Timeout" in message
     assert "No such file" in message
     assert "resolves tags to their blobs" in message
+
+
+def test_the_summary_of_every_replica_failing_names_each_with_its_reason(
+    node: Node, server: Server
+) -> None:
+    """The first 600 characters of a task's failure (its summary, as a Disco master's
+    events show it) name every replica tried and why it failed, each URL once."""
+    replicas = [server.url(f"missing/replica-{n}") for n in range(4)]
+    with pytest.raises(DataError) as caught:
+        read_all(replicas, node)
+    summary = describe(caught.value, stage="map", taskid=0).summary
+    assert "characters cut" not in summary
+    for url in replicas:
+        assert summary.count(url) == 1
+    assert summary.count("HTTP 404") == 4
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["tag://data:logs"],
+        ["ftp://host/file"],
+        ["tag://data:logs", "ddfs://data:logs"],
+        ["disco://here"],
+    ],
+)
+def test_urls_no_worker_can_read_are_not_retried(node: Node, urls: list[str]) -> None:
+    """A tag, a scheme no worker reads, a URL missing its path: the same URL fails on
+    every retry, and a Disco master pauses 14 s or more before each (100 by default)."""
+    with pytest.raises(DataError) as caught:
+        read_all(urls, node)
+    assert isinstance(caught.value, BadURL) and not retryable(caught.value)
+
+
+def test_a_bad_url_beside_a_replica_that_fails_for_now_is_retried(
+    node: Node, server: Server
+) -> None:
+    with pytest.raises(DataError) as caught:
+        read_all(["tag://data:logs", server.url("fail/records")], node)
+    assert retryable(caught.value)
+    write_records(server.root / "records")
+    assert read_all(["ftp://host/file", server.url("records")], node) == ROWS
 
 
 def test_a_replica_with_fewer_records_is_not_trusted(tmp_path: Path, node: Node) -> None:

@@ -44,6 +44,26 @@ def test_a_long_message_and_traceback_keep_their_start_and_end(depth: int) -> No
     assert back.traceback.rstrip().endswith("é end")
 
 
+LINE = st.text(st.characters(blacklist_characters="\n"), max_size=400)
+
+
+@given(st.lists(LINE, min_size=2, max_size=8))
+def test_a_summary_of_a_few_lines_keeps_the_start_of_each(lines: list[str]) -> None:
+    """A failover's message names each replica on a line of its own: a summary cut to its
+    start and end lost the replicas in the middle, and their reasons."""
+    text = "\n".join(lines)
+    summary = report.describe(ValueError(text), stage="m", taskid=0).summary
+    if len(text) <= report.SUMMARY_LIMIT:
+        assert summary == text
+        return
+    assert len(summary) <= report.SUMMARY_LIMIT
+    kept = summary.split("\n")
+    assert len(kept) == len(lines)
+    for line, start in zip(lines, kept, strict=True):
+        assert start == line or (start.endswith("...") and line.startswith(start[:-3]))
+        assert len(start) >= min(len(line), 70)
+
+
 @given(st.one_of(st.text(), st.binary(), st.lists(st.integers())), st.integers(3, 200))
 def test_a_value_cut_short_for_a_message_says_so(value: object, most: int) -> None:
     """A key, record or path in an error is cut to fit, and shows where: a path cut

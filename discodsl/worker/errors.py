@@ -78,6 +78,14 @@ class MalformedRecord(DataError):
     """
 
 
+class BadURL(DataError):
+    """A task input's URL that no worker can read, however often it tries: a DDFS tag
+    (resolved to its blobs before a job runs), a scheme no worker reads, a URL with no
+    path. The input's other replicas are still read; when none can be, the task is not
+    retried (Disco's FATAL), as the same URLs would fail again.
+    """
+
+
 class Retry(DiscoDSLError):
     """Raise from stage code to have the task retried, as Disco retries an I/O error.
 
@@ -101,7 +109,7 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StageError):
         cause = exc.__cause__
         return cause is not None and not isinstance(cause, StageError) and retryable(cause)
-    return isinstance(exc, RETRIED) and not isinstance(exc, MalformedRecord)
+    return isinstance(exc, RETRIED) and not isinstance(exc, (MalformedRecord, BadURL))
 
 
 class StageError(DiscoDSLError):

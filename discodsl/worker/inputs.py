@@ -40,7 +40,14 @@ if TYPE_CHECKING:
     from discodsl.worker.readers import Reader
 
 from discodsl.worker import urls
-from discodsl.worker.errors import DataError, MalformedRecord, StageError, brief, defined_at
+from discodsl.worker.errors import (
+    BadURL,
+    DataError,
+    MalformedRecord,
+    StageError,
+    brief,
+    defined_at,
+)
 from discodsl.worker.records import (
     VERSION_BYTE,
     damaged_first_byte,
@@ -320,8 +327,11 @@ def _skip(records: Iterator[Any], count: int, url: str) -> None:
 
 
 def _all_failed(failures: list[tuple[str, DataError]]) -> DataError:
-    tried = "".join(f"\n  {url}: {exc}" for url, exc in failures)
-    return DataError(
+    """One error naming each replica once, on a line of its own with why it failed (a
+    failure's summary keeps the start of each line); a BadURL if no retry could read any."""
+    tried = "".join(f"\n  {url}: {str(exc).removeprefix(f'{url}: ')}" for url, exc in failures)
+    unreadable = all(isinstance(exc, BadURL) for _, exc in failures)
+    return (BadURL if unreadable else DataError)(
         f"could not read any of the {len(failures)} replicas of a task input:{tried}\n"
         "check that the nodes holding them are up and the files exist",
         url=failures[0][0],
@@ -560,7 +570,7 @@ def _open(url: str, node: Node) -> io.BufferedReader:
     if scheme in ("http", "https"):
         return _open_http(url, node)
     if scheme == "tag":
-        raise DataError(
+        raise BadURL(
             f"{url} is a DDFS tag, which a worker does not read: discodsl resolves tags to "
             "their blobs before a job runs, with mode='cluster', or mode='local' with a Disco "
             "master configured (DISCO_MASTER); run the job so, or pass the tag's blob URLs "
@@ -571,7 +581,7 @@ def _open(url: str, node: Node) -> io.BufferedReader:
         raise DataError(
             f"{url} is an index, not a file: read it with read_index or iter_input", url=url
         )
-    raise DataError(
+    raise BadURL(
         f"{url}: unsupported URL scheme {scheme!r}: use raw://, file://, http(s)://, "
         "disco://, dir:// or a plain path",
         url=url,
@@ -582,7 +592,7 @@ def _open_located(rest: str, url: str, node: Node) -> io.BufferedReader:
     """Open ``HOST/PATH`` of a disco:// or dir:// URL: the local file, or an HTTP GET."""
     host, path = urls.split_host(rest)
     if not host or not path:
-        raise DataError(f"{url}: expected SCHEME://HOST/PATH; check the URL", url=url)
+        raise BadURL(f"{url}: expected SCHEME://HOST/PATH; check the URL", url=url)
     if node.host and host == node.host:
         return _open_file(_local_path(path, url, node), url)
     return _open_http(urls.http_url(host, node.disco_port, path), node, url)
@@ -707,16 +717,17 @@ def _get(location: str, node: Node, url: str) -> Any:
 def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int) -> DataError:
     import urllib.error
 
+    get = "GET" if location == url else f"GET {location}"
     if isinstance(exc, urllib.error.HTTPError):
         exc.close()
         return DataError(
-            f"{url}: GET {location} answered HTTP {exc.code} {exc.reason}; check that the "
+            f"{url}: {get} answered HTTP {exc.code} {exc.reason}; check that the "
             "file exists and the node serving it is healthy",
             url=url,
         )
     tried = f"; tried {tries} times" if tries > 1 else ""
     return DataError(
-        f"{url}: GET {location} failed: {_reason(exc)}{tried}; check that the host is up and "
+        f"{url}: {get} failed: {_reason(exc)}{tried}; check that the host is up and "
         f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} in the job's env= "
         "sets it)",
         url=url,

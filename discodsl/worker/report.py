@@ -22,6 +22,7 @@ MARKER = "discodsl-error: "
 # start and end are kept.
 TEXT_LIMIT = EVENT_TEXT_LIMIT
 SUMMARY_LIMIT = 600
+_LINE_LEAST = 60  # a line of a summary keeps this much at least, or the summary is cut whole
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def describe(exc: BaseException, *, stage: str, taskid: int, retry: bool = True)
     wrapped = getattr(exc, "exc_type", "") and exc.__cause__ is not None
     cause = exc.__cause__ if wrapped and exc.__cause__ is not None else exc
     return Failure(
-        summary=_cut(str(exc) or type(exc).__name__, SUMMARY_LIMIT),
+        summary=_summary(str(exc) or type(exc).__name__, SUMMARY_LIMIT),
         exc_type=getattr(exc, "exc_type", "") or type(exc).__name__,
         stage=getattr(exc, "stage", "") or stage,
         taskid=taskid,
@@ -56,6 +57,30 @@ def describe(exc: BaseException, *, stage: str, taskid: int, retry: bool = True)
         traceback="".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
         retry=retry,
     )
+
+
+def _summary(text: str, limit: int) -> str:
+    """``text`` in ``limit`` characters. A message of several lines (a failover's, a line
+    per replica) keeps the start of each, the longest lines cut first; one line, or lines
+    too many for that, keeps its start and end."""
+    if len(text) <= limit:
+        return text
+    lines = text.split("\n")
+    longest = _longest_line(sorted(map(len, lines)), limit - (len(lines) - 1))
+    if len(lines) == 1 or longest < _LINE_LEAST:
+        return _cut(text, limit)
+    return "\n".join(line[: longest - 3] + "..." if len(line) > longest else line for line in lines)
+
+
+def _longest_line(lengths: list[int], room: int) -> int:
+    """How long a line may be for lines of these ``lengths`` (ascending) to take ``room``
+    characters at most, only those longer than that cut."""
+    for index, length in enumerate(lengths):
+        left = len(lengths) - index  # lines of this length or longer
+        if length * left > room:
+            return room // left
+        room -= length
+    return lengths[-1]
 
 
 def _cut(text: str, limit: int) -> str:
