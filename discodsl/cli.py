@@ -198,7 +198,7 @@ def _task_hint(exc: TaskFailed, where: str) -> str:
     """Where the failed task's traceback is: the master's events, or a rerun here."""
     if where == "cluster":
         return f"see the worker's traceback with `discodsl events {exc.jobname or '@'}`"
-    if exc.exc_type in ("DataError", "MalformedRecord", "BadURL"):  # the input is at fault, and named
+    if exc.exc_type in ("DataError", "MalformedRecord", "BadURL"):  # the input, named, is at fault
         return ""
     if where == "local" and exc.exc_type == "StageError":  # a check of what it made: no traceback
         return "rerun with --inline to debug the stage in this process (breakpoint() works)"

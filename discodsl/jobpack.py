@@ -590,11 +590,15 @@ def _zip_info(name: str, *, executable: bool) -> zipfile.ZipInfo:
     return info
 
 
-# The jobhome's discodsl package: only the runtime, plus what stage code may import from it.
+# The jobhome's discodsl package: only the runtime, plus what stage code may import from it;
+# read by a Python too old for the runtime too, which must reach worker/__main__.py to say so.
 NODE_PACKAGE_INIT = (
     b'"""discodsl on a Disco node: the worker runtime, and the helpers stage code may use."""\n'
-    b"from discodsl.worker.counters import count, status\n"
-    b"from discodsl.worker.errors import DataError, Retry, StageError\n"
+    b"import sys\n"
+    b"\n"
+    b"if sys.version_info >= (3, 10):\n"
+    b"    from discodsl.worker.counters import count, status\n"
+    b"    from discodsl.worker.errors import DataError, Retry, StageError\n"
 )
 
 

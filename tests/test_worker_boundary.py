@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,9 @@ import pytest
 from discodsl import builder, jobpack, shipping
 from discodsl.runners.layout import hexhash
 from discodsl.worker import runtime
+from discodsl.worker.messages import Fatal, Worker
 from discodsl.worker.records import read_records
+from discodsl.worker.sides import MasterSide
 from discodsl.worker.spec import encode_jobdata
 from tests import replay_jobs
 from tests.worker_driver import (
@@ -275,6 +281,64 @@ def test_other_python_is_fatal_naming_the_python_needed(tmp_path: Path) -> None:
     assert "needs Python 3.99" in transcript.sent[-1].payload
 
 
+def _old_pythons() -> list[str]:
+    """The interpreters older than 3.10 on this machine (pyenv's, or on the PATH)."""
+    found = {str(p) for p in Path("/root/.pyenv/versions").glob("*/bin/python")}
+    found |= {shutil.which(f"python{v}") or "" for v in ("2.7", "3.6", "3.7", "3.8", "3.9")}
+    old = []
+    for python in sorted(found - {""}):
+        version = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        if version and tuple(map(int, version.split("."))) < (3, 10):
+            old.append(python)
+    return old
+
+
+@pytest.mark.parametrize("python", _old_pythons())
+def test_a_python_too_old_to_read_the_runtime_is_fatal_naming_the_python_needed(
+    tmp_path: Path, python: str
+) -> None:
+    """Python 3.9 and older cannot read the runtime: the worker ended with no frame, and a
+    Disco master retried the task up to 100 times, saying only "Worker died without output"."""
+    job = replay_jobs.chatty_job
+    data = builder.build_jobpack(job, job.options, [["raw://x"]])
+    _, transcript = _single_task(tmp_path, data, [["raw://x"]], {"DISCODSL_PYTHON": python})
+    assert transcript.names() == ["WORKER", "FATAL"]
+    assert transcript.sent[0].payload["version"] == "1.1"
+    needed = "{}.{}".format(*sys.version_info[:2])
+    assert f"this job needs Python {needed}" in transcript.sent[-1].payload
+    assert python in transcript.sent[-1].payload
+    assert transcript.exit_code == 1
+
+
+def test_the_refusal_of_an_old_python_is_two_frames_a_master_reads() -> None:
+    """What an old Python sends, run here (where the old ones are missing, this still runs)."""
+    code = "from discodsl.worker.old_python import refuse; refuse(['--python', '3.99'])"
+    done = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True, timeout=30)
+    side = MasterSide()
+    side.receive_data(done.stdout)
+    worker, fatal = side.next_event(), side.next_event()
+    assert isinstance(worker, Worker) and isinstance(fatal, Fatal)
+    assert "this job needs Python 3.99" in fatal.text and "install python3.99" in fatal.text
+    assert done.returncode == 1
+
+
+def test_a_node_with_no_python_is_fatal_naming_the_python_needed(tmp_path: Path) -> None:
+    job = replay_jobs.chatty_job
+    data = builder.build_jobpack(job, job.options, [["raw://x"]])
+    missing = {"DISCODSL_PYTHON": str(tmp_path / "no-such-python")}
+    _, transcript = _single_task(tmp_path, data, [["raw://x"]], missing)
+    assert transcript.names() == ["WORKER", "FATAL"]
+    assert transcript.sent[0].payload["version"] == "1.1"
+    needed = "{}.{}".format(*sys.version_info[:2])
+    assert f"install Python {needed} on the nodes" in transcript.sent[1].payload
+    assert transcript.exit_code == 1
+
+
 def test_undecodable_jobdata_is_fatal(tmp_path: Path) -> None:
     job = replay_jobs.chatty_job
     garbage = encode_jobdata(job.spec(), b"\x80\x05not a pickle")
@@ -312,18 +376,27 @@ def test_nothing_reaches_the_stream_before_worker(tmp_path: Path) -> None:
     assert transcript.names()[-1] == "DONE"
 
 
-def test_worker_exits_when_its_input_ends(tmp_path: Path) -> None:
-    """A master that goes away (EOF on stdin) ends the worker at once: no spinning."""
+def _frame(name: str, payload: Any) -> bytes:
+    body = json.dumps(payload).encode()
+    return b"%s %d %s\n" % (name.encode(), len(body), body)
+
+
+@pytest.mark.parametrize("sent", ["nothing", "OK", "OK and half a TASK", "OK and TASK"])
+def test_a_worker_whose_master_goes_away_ends_at_once_and_not_as_a_success(
+    tmp_path: Path, sent: str
+) -> None:
+    """EOF on stdin before the task's last frame: the worker ends at once (no spinning),
+    with exit status 1; it was 0, which a Disco node reports as "exit code: 0"."""
     job = replay_jobs.chatty_job
     data = builder.build_jobpack(job, job.options, [["raw://x"]])
     layout = lay_out(data, tmp_path / "data", "vm", "t@1:2:3")
-
-    def hang_up(frame: Any, side: Any) -> bytes | None:
-        raise EOFError
-
-    import os
-    import subprocess
-
+    task = task_payload(layout, taskid=0, stage="chatty", grouping="split", group=(0, "x"))
+    replies = {
+        "nothing": b"",
+        "OK": _frame("OK", "ok"),
+        "OK and half a TASK": _frame("OK", "ok") + _frame("TASK", task)[:60],
+        "OK and TASK": _frame("OK", "ok") + _frame("TASK", task),
+    }[sent]
     process = subprocess.Popen(
         [os.path.join(layout.home, "worker")],
         cwd=layout.home,
@@ -332,11 +405,16 @@ def test_worker_exits_when_its_input_ends(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    first = process.stdout.readline()  # type: ignore[union-attr]
-    assert first.startswith(b"WORKER ")
-    process.stdin.close()  # type: ignore[union-attr]
-    assert process.wait(timeout=10) == 0
-    process.stdout.close()  # type: ignore[union-attr]
+    try:
+        first = process.stdout.readline()  # type: ignore[union-attr]
+        assert first.startswith(b"WORKER ")
+        process.stdin.write(replies)  # type: ignore[union-attr]
+        process.stdin.close()  # type: ignore[union-attr]
+        assert process.wait(timeout=10) == 1
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
 
 
 def test_output_reaches_the_master_in_batches_under_its_rate_limit(tmp_path: Path) -> None:

@@ -2,11 +2,17 @@
 
 A worker for one task; a fork server for a whole job when the local master
 asks for one (``DISCODSL_FORKSERVER`` in the environment, see
-:mod:`discodsl.worker.forkserver`).
+:mod:`discodsl.worker.forkserver`). Read by any Python a node may run, 2.7 included, to
+refuse one too old in words a Disco master shows (:mod:`discodsl.worker.old_python`).
 """
 
 import os
 import sys
+
+if sys.version_info < (3, 10):  # the runtime cannot even be read: say so in the protocol
+    from discodsl.worker.old_python import refuse
+
+    refuse(sys.argv[1:])
 
 from discodsl.worker import PATH_ENV
 

@@ -17,4 +17,13 @@ if [ -z "$py" ]; then
         if command -v "$candidate" >/dev/null 2>&1; then py="$candidate"; break; fi
     done
 fi
-exec "$py" ${DISCODSL_PYTHON_FLAGS:-} -u -m discodsl.worker --protocol-fd 3 3>&1 1>".worker-$$.out" 2>&1
+if [ -z "$py" ] || ! command -v "$py" >/dev/null 2>&1; then
+    # No Python to say it: the frames a worker would send (WORKER, then FATAL), by hand.
+    why="\"no Python to run this job's worker: none of python@PYTHON@, python3 and python is on the node's PATH, or DISCODSL_PYTHON in the job's env= names none: install Python @PYTHON@ on the nodes\""
+    hello="{\"version\":\"1.1\",\"pid\":$$}"
+    printf 'WORKER %d %s\nFATAL %d %s\n' "${#hello}" "$hello" "${#why}" "$why"
+    while read -r _; do :; done  # a master ends the task on FATAL, and kills us
+    exit 1
+fi
+# An interpreter too old to read the runtime sends those frames itself (worker/old_python.py).
+exec "$py" ${DISCODSL_PYTHON_FLAGS:-} -u -m discodsl.worker --protocol-fd 3 --python @PYTHON@ 3>&1 1>".worker-$$.out" 2>&1

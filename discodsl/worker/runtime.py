@@ -53,6 +53,9 @@ _R = TypeVar("_R", bound=Reply)
 # what we write: this many frames, and their answers, fit a pipe many times over.
 SEND_AHEAD = 64
 Final = messages.Done | messages.Error | messages.Fatal
+# The exit status of a worker whose master went away before its task ended (a Disco node
+# reports it as "Worker crashed! (exit code: 1)"; 0 would read as a success).
+MASTER_GONE = 1
 
 
 class Channel:
@@ -67,6 +70,7 @@ class Channel:
         self.lock = threading.Lock()
         self.pacer = Pacer()
         self.awaited = ""  # the request whose reply is being read
+        self.ended = False  # the task's last frame (DONE, ERROR or FATAL) is sent
 
     def request(self, message: messages.Request, answer: type[_R]) -> _R:
         """Send a message that owes a reply and return the reply, an ``answer``."""
@@ -103,6 +107,7 @@ class Channel:
         """Send DONE, ERROR or FATAL: no reply comes."""
         with self.lock:
             self._write(self.side.send(message))
+            self.ended = True
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -112,8 +117,8 @@ class Channel:
     def _read_reply(self) -> Reply:
         while (reply := self.side.next_event()) is None:
             chunk = os.read(self.read_fd, 1 << 16)
-            if not chunk:
-                raise SystemExit(0)  # the master went away: nobody to work for
+            if not chunk:  # the master went away: nobody to work for, and no success
+                raise SystemExit(MASTER_GONE)
             self.side.receive_data(chunk)
         return reply
 
@@ -139,11 +144,11 @@ def serve(
     ``preloaded`` the job a fork server loaded before forking us; ``watched``:
     a fork server ends us when the master goes, so no thread of ours watches.
     """
+    channel = Channel(protocol_in, protocol_out)
     if not watched:
-        _watch_master(protocol_in)
+        _watch_master(channel)
     capture = Capture(early=early)
     sys.breakpointhook = _no_debugger
-    channel = Channel(protocol_in, protocol_out)
     try:
         task = _start(channel)
         if task is None:
@@ -158,7 +163,7 @@ def serve(
                 _message(channel, text)
         channel.final(final)
     except (BrokenPipeError, ConnectionResetError):
-        return 0  # the master is gone: nobody to report to
+        return MASTER_GONE  # nobody to report to
     _wait_for_end(protocol_in)
     return 0
 
@@ -367,24 +372,27 @@ def _inputs(
         reply = channel.request(messages.Input(exclude=tuple(seen)), InputReply)
 
 
-def _watch_master(fd: int) -> None:
-    """End this worker, whatever it is doing, as soon as the master's end of ``fd`` closes.
+def _watch_master(channel: Channel) -> None:
+    """End this worker, whatever it is doing, as soon as the master's end of the channel's
+    input closes: with MASTER_GONE before the task's last frame, else 0.
 
     The master (a Disco node's port, or the local runner) holds the other end
     of our input: if it dies, by SIGKILL or otherwise, nothing would ever stop
     stage code that runs for ever. poll() with no events asked reports the
     hang-up and reads nothing, so replies stay for the main thread.
     """
-    threading.Thread(target=_end_on_hangup, args=(fd,), name="master-watch", daemon=True).start()
+    watch = threading.Thread(target=_end_on_hangup, args=(channel,), name="master-watch")
+    watch.daemon = True
+    watch.start()
 
 
-def _end_on_hangup(fd: int) -> None:
+def _end_on_hangup(channel: Channel) -> None:
     poller = select.poll()
-    poller.register(fd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
+    poller.register(channel.read_fd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
     while not poller.poll():
         pass
     _kill_own_children()
-    os._exit(0)
+    os._exit(0 if channel.ended else MASTER_GONE)
 
 
 def _kill_own_children() -> None:
