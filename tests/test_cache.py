@@ -252,6 +252,61 @@ def test_the_least_recently_used_entries_go_past_the_size_limit(
     assert ran(marks).get("words")  # the older one was evicted
 
 
+@pytest.mark.parametrize("mode", ["inline", "local"])
+@pytest.mark.parametrize("gone", ["evicted", "cleared"])
+def test_served_results_stay_whole_when_their_entry_goes(
+    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch, mode: str, gone: str
+) -> None:
+    """Results served from the cache, not read yet, and the entry evicted by another
+    cached job (a notebook's next cell) or cleared from another shell: they read whole."""
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode=mode, cache=True).close()
+    served = job.run([text], mode=mode, cache=True)
+    kept = store.entries()
+    if gone == "cleared":
+        store.clear()
+    else:
+        monkeypatch.setenv("DISCODSL_CACHE_SIZE", str(sum(e.size for e in kept)))
+        cache_jobs.wordcount(marks, weight=2).run([text], mode=mode, cache=True).close()
+    assert {e.key for e in kept}.isdisjoint(e.key for e in store.entries())
+    assert served.to_dict() == counted(LINES)
+    assert sorted(served.stage("total")) == sorted(counted(LINES).items())
+
+
+def test_a_resumed_run_reads_the_stage_it_reuses_whatever_happens_to_its_entry(
+    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry of the stage a run resumes after, cleared (or evicted by a run beside it)
+    once the run found it, before its tasks read it: the run's tasks failed."""
+    with pytest.raises(TaskFailed):
+        cache_jobs.four_stages(marks, broken=True).run([text], mode="local", cache=True)
+    clear(marks)
+    monkeypatch.setattr(store, "touch", lambda entry: store.clear())  # as it is found
+    fixed = cache_jobs.four_stages(marks, broken=False)
+    resumed = fixed.run([text], mode="local", cache=True)
+    assert set(ran(marks)) == {"by_count", "histogram"}  # it resumed after total
+    monkeypatch.undo()
+    assert resumed.to_dict() == fixed.run([text], mode="local").to_dict()
+    assert sorted(resumed.stage("total")) == sorted(fixed.run([text], mode="local").stage("total"))
+
+
+def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_clear(
+    marks: str, text: Path
+) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode="local", cache=True).close()
+    served = job.run([text], mode="local", cache=True)
+    held = list(store.cache_dir().glob(f"{store.HELD}{os.getpid()}-*"))
+    assert len(held) == 1 and list(held[0].iterdir())
+    dead = store.cache_dir() / f"{store.HELD}999999999-x"  # a pid no process has
+    dead.mkdir()
+    store.clear()
+    assert held[0].is_dir() and not dead.exists()  # a live run's links stay
+    assert served.to_dict() == counted(LINES)
+    served.close()
+    assert not held[0].exists()
+
+
 def test_an_output_larger_than_the_limit_is_not_kept_and_says_so(
     marks: str, text: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

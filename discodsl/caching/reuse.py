@@ -34,7 +34,9 @@ class Checkpoint:
     """Where a cached run starts: ``start`` is the first stage to run (all of them done:
     ``complete``), ``inputs`` the labelled outputs of the stage before it (``entry``'s),
     ``skipped`` the names of the stages it does not run. ``earlier`` finds the kept
-    outputs of one of those, when ``results.stage`` asks (None if they are gone)."""
+    outputs of one of those, when ``results.stage`` asks (None if they are gone).
+    ``held`` keeps ``entry``'s files for the run while the checkpoint lives: evicting
+    the entry takes nothing from it (see :func:`store.hold`)."""
 
     start: int
     stages: int
@@ -42,6 +44,12 @@ class Checkpoint:
     entry: Entry
     skipped: tuple[str, ...]
     earlier: Callable[[str], list[Output] | None] = lambda stage: None
+    held: store.Held | None = None
+
+    def release(self) -> None:
+        """Let go of the files held for the run (its results are closed)."""
+        if self.held is not None:
+            self.held.release()
 
     @property
     def complete(self) -> bool:
@@ -88,12 +96,15 @@ def look_up(keys: Sequence[str], names: Sequence[str], reusable: Reusable) -> Ch
         if entry is None or entry.index != index or entry.stage != names[index]:
             continue
         outputs = reusable(entry)
-        if outputs is None:
+        if outputs is None or (held := store.hold(entry)) is None:
             continue
+        if held.entry is not entry:  # its files, linked for this run: read those
+            outputs = reusable(held.entry) or outputs
         store.touch(entry)
         kept = dict(zip(names[:index], keys[:index], strict=True))
         earlier = functools.partial(_kept, kept, reusable)
-        return Checkpoint(index + 1, len(keys), outputs, entry, tuple(names[: index + 1]), earlier)
+        skipped = tuple(names[: index + 1])
+        return Checkpoint(index + 1, len(keys), outputs, entry, skipped, earlier, held)
     return None
 
 

@@ -16,7 +16,12 @@ by its key, holding
   results stay on the master until it is purged.
 
 An entry is written in a directory of its own and renamed into place, so a
-reader sees all of it or none; a damaged entry is dropped when read.
+reader sees all of it or none; a damaged entry is dropped when read. A run
+that reuses an entry reads links to its files made for it (:func:`hold`, in a
+``.held-PID-*`` directory beside the entries), so evicting or clearing the
+entry meanwhile takes nothing from that run or its results; the links go
+when the run's results do, and those of a process that died go with the next
+trim or clear.
 
 Size limit and eviction: ``$DISCODSL_CACHE_SIZE`` (bytes, or with a ``K``,
 ``M`` or ``G`` suffix; default 2G). After each entry is kept, the entries
@@ -36,6 +41,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,10 +54,12 @@ from discodsl.worker.records import check_hunks
 
 __all__ = [
     "Entry",
+    "Held",
     "NotKept",
     "cache_dir",
     "clear",
     "entries",
+    "hold",
     "keep",
     "limit",
     "load",
@@ -64,6 +72,7 @@ SIZE_ENV = "DISCODSL_CACHE_SIZE"
 DEFAULT_LIMIT = 2 * 1024**3
 FORMAT = 1
 ENTRY = "entry.json"
+HELD = ".held-"  # then the holding process's pid, "-", and a unique part
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 Output = tuple[int, int, list[str]]  # (label, size, replica URLs or file names in the entry)
@@ -283,6 +292,59 @@ def _publish(staging: Path, final: Path, started: float | None) -> None:
         _remove(staging)
 
 
+class Held:
+    """An entry as a run reads it (``entry``: its files the links :func:`hold` made, remote
+    outputs as they were), until :meth:`release`, garbage collection or exit."""
+
+    def __init__(self, entry: Entry, links: Path | None) -> None:
+        self.entry = entry
+        self._finalizer = weakref.finalize(self, _remove, links) if links else None
+
+    def release(self) -> None:
+        """Remove the links (the entry, if still kept, stays)."""
+        if self._finalizer is not None:
+            self._finalizer()
+
+
+def hold(entry: Entry) -> Held | None:
+    """``entry``'s files linked (copied where links cannot be made) for one run to read
+    whatever happens to the entry; None if a file went since it was loaded. Where no
+    link or copy can be written, the entry's own files are read, as they are."""
+    files = entry.files()
+    if not files:
+        return Held(entry, None)
+    try:
+        links = Path(tempfile.mkdtemp(dir=entry.path.parent, prefix=f"{HELD}{os.getpid()}-"))
+    except OSError:
+        return Held(entry, None)
+    try:
+        for file in files:
+            _copy(str(file), links / file.name)
+    except FileNotFoundError:
+        _remove(links)
+        return None
+    except OSError:
+        _remove(links)
+        return Held(entry, None)
+    return Held(Entry(**{**_facts(entry), "path": links}), links)
+
+
+def _held_by_the_dead(root: Path, name: str) -> bool:
+    """Whether ``name`` in ``root`` holds links for a process that is gone."""
+    if not name.startswith(HELD):
+        return False
+    pid = name.removeprefix(HELD).partition("-")[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # there, and someone else's
+    return False
+
+
 def touch(entry: Entry) -> None:
     """Note that ``entry`` was used now (eviction goes by last use)."""
     entry.used = time.time()
@@ -309,7 +371,12 @@ def _keys(root: Path) -> Iterator[str]:
 
 
 def trim(cap: int, directory: Path | None = None) -> None:
-    """Remove the least recently used entries until the cache holds ``cap`` bytes at most."""
+    """Remove the least recently used entries until the cache holds ``cap`` bytes at most,
+    and the links held for processes that died."""
+    root = directory or cache_dir()
+    for name in os.listdir(root) if root.is_dir() else []:
+        if _held_by_the_dead(root, name):
+            _remove(root / name)
     kept = entries(directory)
     total = sum(entry.size for entry in kept)
     while kept and total > cap:
@@ -326,7 +393,8 @@ def clear(job: str | None = None, directory: Path | None = None) -> list[Entry]:
     if job is None:
         root = directory or cache_dir()
         for name in os.listdir(root) if root.is_dir() else []:
-            _remove(root / name)  # half-written entries too
+            if not name.startswith(HELD) or _held_by_the_dead(root, name):
+                _remove(root / name)  # half-written entries too; links runs hold stay
     return removed
 
 

@@ -278,6 +278,7 @@ class Runner:
             node=Node(),
             mode=self.mode,
             counters=plan.resume.counters,
+            cleanup=plan.resume.release,
             stages=functools.partial(reused_stage, plan),
         )
 
