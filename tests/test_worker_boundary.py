@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests import replay_jobs
 from tests.worker_driver import (
     lay_out,
     node_environment,
+    old_pythons,
     recorded,
     run_worker,
     scripted,
@@ -281,24 +281,7 @@ def test_other_python_is_fatal_naming_the_python_needed(tmp_path: Path) -> None:
     assert "needs Python 3.99" in transcript.sent[-1].payload
 
 
-def _old_pythons() -> list[str]:
-    """The interpreters older than 3.10 on this machine (pyenv's, or on the PATH)."""
-    found = {str(p) for p in Path("/root/.pyenv/versions").glob("*/bin/python")}
-    found |= {shutil.which(f"python{v}") or "" for v in ("2.7", "3.6", "3.7", "3.8", "3.9")}
-    old = []
-    for python in sorted(found - {""}):
-        version = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        if version and tuple(map(int, version.split("."))) < (3, 10):
-            old.append(python)
-    return old
-
-
-@pytest.mark.parametrize("python", _old_pythons())
+@pytest.mark.parametrize("python", old_pythons())
 def test_a_python_too_old_to_read_the_runtime_is_fatal_naming_the_python_needed(
     tmp_path: Path, python: str
 ) -> None:

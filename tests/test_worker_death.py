@@ -22,7 +22,8 @@ import pytest
 from discodsl import places
 from discodsl.errors import SettingsError, TaskFailed
 from discodsl.runners import local
-from tests import death_jobs
+from tests import death_jobs, jobs
+from tests.worker_driver import old_pythons
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,13 +92,17 @@ def test_a_killed_driver_takes_its_workers_along_and_the_next_run_cleans_up(
     pids.mkdir()
     env = {**os.environ, "TMPDIR": str(temp)}
     driver = subprocess.Popen(
-        [sys.executable, "-c", _script(f"""
+        [
+            sys.executable,
+            "-c",
+            _script(f"""
             from tests import death_jobs
             death_jobs.runs_forever.run(
                 inputs=[{str(_input(tmp_path))!r}], mode="local", progress=False,
                 workers=2, params={{"pids": {str(pids)!r}, "seconds": 300}},
             )
-        """)],
+        """),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -124,10 +129,14 @@ def test_a_killed_driver_takes_its_workers_along_and_the_next_run_cleans_up(
         _kill_left_over(workers)
     assert [p.name for p in temp.iterdir() if p.name.startswith("discodsl-node-")]
     later = subprocess.run(
-        [sys.executable, "-c", _script("""
+        [
+            sys.executable,
+            "-c",
+            _script("""
             from tests import death_jobs
             print(list(death_jobs.instant.run(inputs=["raw://x"], mode="local", progress=False)))
-        """)],
+        """),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -193,6 +202,35 @@ def test_a_worker_that_dies_before_it_starts_says_so_with_what_it_printed(
     assert "its worker process ended before it began the task (exit code 1)" in message
     assert "Fatal Python error: cannot start here" in message
     assert "os._exit" not in message, message
+
+
+@pytest.mark.parametrize("where", ["forked", "started", "cluster"])
+@pytest.mark.parametrize("python", ["missing", *old_pythons()[:1]])
+def test_a_node_without_the_python_the_job_needs_fails_it_at_once_saying_so(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    where: str,
+    python: str,
+) -> None:
+    """No interpreter, or one too old to read the runtime: the job fails at once, saying
+    which Python it needs (on the local runner, the zygote's failure is not a hang)."""
+    if where == "cluster":
+        request.getfixturevalue("cluster_env")
+    if where == "started":
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    interpreter = str(tmp_path / "no-python") if python == "missing" else python
+    # No PYTHONPATH: the test master's (this interpreter's import path) would not do for
+    # another Python, as a node's own would not.
+    job = jobs.wordcount.with_options(env={"DISCODSL_PYTHON": interpreter, "PYTHONPATH": ""})
+    mode = "cluster" if where == "cluster" else "local"
+    run = job.submit(inputs=[_input(tmp_path)], mode=mode, progress=False)
+    with pytest.raises(TaskFailed) as info:
+        run.wait(timeout=60)
+    needed = "{}.{}".format(*sys.version_info[:2])
+    assert f"install Python {needed} on the nodes" in str(info.value) or (
+        f"this job needs Python {needed}" in str(info.value) and interpreter in str(info.value)
+    ), str(info.value)
 
 
 def test_timeout_stops_a_stage_that_never_ends(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import sys
 if sys.version_info < (3, 10):  # the runtime cannot even be read: say so in the protocol
     from discodsl.worker.old_python import refuse
 
-    refuse(sys.argv[1:])
+    refuse(sys.argv[1:], zygote=bool(os.environ.get("DISCODSL_FORKSERVER")))
 
 from discodsl.worker import PATH_ENV
 

@@ -20,6 +20,10 @@ fi
 if [ -z "$py" ] || ! command -v "$py" >/dev/null 2>&1; then
     # No Python to say it: the frames a worker would send (WORKER, then FATAL), by hand.
     why="\"no Python to run this job's worker: none of python@PYTHON@, python3 and python is on the node's PATH, or DISCODSL_PYTHON in the job's env= names none: install Python @PYTHON@ on the nodes\""
+    if [ -n "${DISCODSL_FORKSERVER:-}" ]; then
+        echo "$why" >&2  # a local runner's zygote: its runner starts plain workers next
+        exit 1
+    fi
     hello="{\"version\":\"1.1\",\"pid\":$$}"
     printf 'WORKER %d %s\nFATAL %d %s\n' "${#hello}" "$hello" "${#why}" "$why"
     while read -r _; do :; done  # a master ends the task on FATAL, and kills us

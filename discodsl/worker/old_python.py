@@ -13,9 +13,11 @@ import os
 import sys
 
 
-def refuse(args):
+def refuse(args, zygote=False):
     """Send WORKER and a FATAL naming the Python the job needs (``--python X.Y`` in
-    ``args``) on the protocol fd (``--protocol-fd N``); wait for the master to end us."""
+    ``args``) on the protocol fd (``--protocol-fd N``); wait for the master to end us.
+    A local runner's ``zygote`` speaks no worker protocol: it says why on stderr and ends
+    (the runner then starts plain workers, which send the FATAL)."""
     needed = _option(args, "--python", "3.10 or newer")
     here = "%d.%d" % tuple(sys.version_info[:2])
     text = (
@@ -24,6 +26,9 @@ def refuse(args):
         "and python on the PATH, or DISCODSL_PYTHON from the job's env=)"
         % (needed, here, sys.executable, needed, needed)
     )
+    if zygote:
+        sys.stderr.write(text + "\n")
+        sys.exit(1)
     frames = _frame("WORKER", {"version": "1.1", "pid": os.getpid()}) + _frame("FATAL", text)
     os.write(int(_option(args, "--protocol-fd", "1")), frames)
     try:
