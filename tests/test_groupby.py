@@ -731,6 +731,20 @@ def test_group_sorted_nan_keys_each_their_own_group(tmp_path: Path, budget: int)
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("budget", [HUGE, 64 * 1024])
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_keys_holding_a_nan_are_each_their_own_group(
+    tmp_path: Path, budget: int, group: Grouping
+) -> None:
+    """A tuple (or a dataclass) holding a NaN equals no other key read from a record file,
+    each with its own NaN: once spilled, such keys were grouped by their encoding, all
+    ``(0, nan)`` as one."""
+    records = [((i % 3, float("nan")), "x" * 20) for i in range(6000)]
+    got = drain(group(records, budget=budget, tmpdir=str(tmp_path)))
+    assert len(got) == 6000 and {len(values) for _, values in got} == {1}
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("budget", [HUGE, 16 * 1024])
 @pytest.mark.parametrize("group", [group_sorted, group_hashed])
 def test_set_keys_group_as_sets_compare(tmp_path: Path, budget: int, group: Grouping) -> None:

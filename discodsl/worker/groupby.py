@@ -83,6 +83,7 @@ _LIST_SLOT = 9  # a grouped value's slot in its key's list, with the list's spar
 _KEY_BYTES = 56 + 80  # a key's empty list, and its dict entry with the table's spare room
 _NESTED_FACTOR = 4  # in-memory bytes per pickled byte of a container's items
 _FLAT_TYPES = frozenset({str, bytes, int, float, bool, type(None), complex})
+_PLAIN = frozenset({str, bytes, int, bool, type(None)})  # equal to any copy of themselves
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
 _KEY: Callable[[Record], Any] = itemgetter(0)
@@ -653,11 +654,23 @@ def _by_encodings(
 
 def _sort_key(key: Any, stage: str, serial: Iterator[int]) -> bytes:
     """The bytes a key sorts and groups by in :func:`_by_encodings`: its canonical
-    encoding, and a serial number after it when the key is not equal to itself."""
+    encoding, and a serial number after it when the key equals no copy of itself."""
     data = canonical_or_none(key)
     if data is None:
         return b"\x00" + _pickled(key, stage)
-    return data if _self_equal(key) else data + b"\xff" + str(next(serial)).encode()
+    return data if _equal_to_a_copy(key) else data + b"\xff" + str(next(serial)).encode()
+
+
+def _equal_to_a_copy(key: Any) -> bool:
+    """Whether ``key`` equals a copy of itself, as equal keys of two records do (each is
+    unpickled on its own): not a NaN, nor a tuple or dataclass holding one at any depth,
+    which equal only themselves (a tuple compares an item with itself as equal)."""
+    if key.__class__ in _PLAIN:
+        return True
+    try:
+        return bool(key == pickle.loads(pickle.dumps(key, _PROTOCOL)))
+    except Exception:
+        return _self_equal(key)
 
 
 def _self_equal(key: Any) -> bool:
