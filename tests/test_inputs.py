@@ -383,11 +383,28 @@ def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, node: Node) -> Non
 
 def expected_lines(data: bytes) -> list[str]:
     """What a text input's records are: its lines, split at ``\\n`` only, each without its
-    ``\\n`` and one ``\\r`` before it (a last line may have no ``\\n``)."""
-    lines = data.decode("utf-8").split("\n")
-    if not lines[-1]:
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    ``\\n`` and one ``\\r`` before it (a last line may have no ``\\n``, and then keeps a
+    ``\\r`` it ends with: the README's "a lone ``\\r`` stays in the line")."""
+    *ended, last = data.decode("utf-8").split("\n")
+    return [line.removesuffix("\r") for line in ended] + ([last] if last else [])
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b"a\nb\r", ["a", "b\r"]),
+        (b"a\n\r", ["a", "\r"]),
+        (b"a\r", ["a\r"]),
+        (b"a\rb\r", ["a\rb\r"]),
+        (b"a\r\nb\r\n", ["a", "b"]),
+    ],
+)
+def test_a_lone_cr_at_the_end_of_a_file_stays_in_its_line(
+    tmp_path: Path, node: Node, data: bytes, lines: list[str]
+) -> None:
+    path = tmp_path / "cr.txt"
+    path.write_bytes(data)
+    assert read_all([str(path)], node) == lines
 
 
 PIECES = ["a", "é", "✓", "\U0001f600", "\n", "\r", "\r\n", "\x0b", "\u2028"]

@@ -476,12 +476,13 @@ def _decoded(data: bytes, url: str, at: int, given: int) -> Iterator[list[str]]:
 
 def _split(text: str) -> list[str]:
     """The lines of ``text`` without their ``\\n`` or ``\\r\\n`` (the last one may have no
-    line end)."""
+    line end: then it keeps a ``\\r`` it ends with, as a lone ``\\r`` stays in a line)."""
     lines = text.split("\n")
-    if not lines[-1]:
-        lines.pop()  # the empty string after the last newline
+    last = lines.pop()  # after the last newline: "", or a last line with no line end
     if "\r" in text:
-        return [line.removesuffix("\r") for line in lines]
+        lines = [line.removesuffix("\r") for line in lines]
+    if last:
+        lines.append(last)
     return lines
 
 
