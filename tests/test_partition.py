@@ -209,6 +209,17 @@ class Identity:  # compared by identity: no canonical form
     x: int
 
 
+@dataclasses.dataclass(frozen=True)
+class CaselessName:  # eq=True, but an __eq__ of its own: not compared by its fields
+    text: str
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CaselessName) and self.text.lower() == other.text.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.text.lower())
+
+
 DAY = dt.timedelta(hours=23, minutes=59)
 FINITE = st.floats(allow_nan=False, allow_infinity=True)
 ATOMS = st.one_of(
@@ -358,6 +369,7 @@ class Opaque:
         (("a", [object()]), "object"),
         ({"a": 1}, "dict"),
         (Identity(1), "Identity"),
+        (CaselessName("Ann"), "CaselessName"),  # CaselessName("ann") equals it
     ],
 )
 def test_a_refused_key_names_the_stage_and_the_type(key: Any, kind: str) -> None:

@@ -358,13 +358,21 @@ def _encoder_for(kind: type) -> Callable[[Any], bytes]:
     found = next((enc for base, enc in _BASES + _loaded_bases() if issubclass(kind, base)), None)
     if found is None and issubclass(kind, enum.Enum):
         found = _enum_member
-    params = getattr(kind, "__dataclass_params__", None)
-    if found is None and params is not None and params.eq:
+    if found is None and _compared_by_fields(kind):
         found = _dataclass
     if found is None:
         raise _Unencodable(f"the type {_class_path(kind)}")
     _ENCODERS[kind] = found
     return found
+
+
+def _compared_by_fields(kind: type) -> bool:
+    """Whether ``kind`` is a dataclass whose instances compare by their fields: ``eq=True``
+    (the default), and the ``__eq__`` the decorator made, which it makes from text, so
+    from no file (it keeps an ``__eq__`` the class defines, whose file is the module's)."""
+    params = getattr(kind, "__dataclass_params__", None)
+    code = getattr(getattr(kind, "__eq__", None), "__code__", None)
+    return bool(params and params.eq and code and code.co_filename == "<string>")
 
 
 def _class_path(kind: type) -> str:
