@@ -110,3 +110,54 @@ def test_the_memory_check_reads_this_processs_resident_size() -> None:
     fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
     rss = int(fields["VmRSS"].split()[0]) * 1024
     assert abs(memory.resident_bytes() - rss) < 16 * 1024 * 1024
+
+
+def test_pairs_added_one_by_one_over_many_keys_are_combined_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reduce feeding a combining reduce (``add``, a pair at a time): past COMBINE_VALUES
+    distinct keys, every further pair folded all that was held again (quadratic)."""
+    monkeypatch.setattr(execute, "COMBINE_VALUES", 64)
+    calls, folds = [0], [0]
+    fold = execute._Combiner.fold
+
+    def counted_fold(self: execute._Combiner) -> None:
+        folds[0] += 1
+        fold(self)
+
+    monkeypatch.setattr(execute._Combiner, "fold", counted_fold)
+
+    def counting(key: Any, values: Iterable[Any]) -> Iterator[tuple[Any, Combined]]:
+        calls[0] += 1
+        yield key, Combined(tuple(values))
+
+    after = StageSpec("keep", "reduce", "group_label", counting, combine=True)
+    written = Written()
+    combiner = execute._Combiner(after, counting, None, budget=1 << 30, outputs=written)
+    pairs = [(f"k{n % 1000}", n) for n in range(2000)]  # 1000 keys, each twice
+    for key, value in pairs:
+        combiner.add(key, value)
+    combiner.flush()
+    found: dict[str, list[Any]] = {}
+    for key, value in written.pairs:
+        found.setdefault(key, []).extend(unwrapped(value))
+    assert found == {key: [n for k, n in pairs if k == key] for key, _ in pairs}
+    assert calls[0] <= 2 * len(pairs)
+    assert folds[0] <= len(pairs) // 32  # a fold per 64 values held at most, not per pair
+
+
+def test_pairs_added_one_by_one_are_written_out_when_memory_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    grown = [False]
+    monkeypatch.setattr(memory, "resident_bytes", lambda: (1 << 40) if grown[0] else 0)
+    after = StageSpec("keep", "reduce", "group_label", wrap, combine=True)
+    written = Written()
+    combiner = execute._Combiner(after, wrap, None, budget=1 << 20, outputs=written)
+    for n in range(100):
+        combiner.add(f"k{n}", n)
+    assert written.pairs == []
+    grown[0] = True
+    for n in range(100, 3000):
+        combiner.add(f"k{n}", n)
+    assert written.pairs  # written out as the process grew, before the end

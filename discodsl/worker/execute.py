@@ -498,7 +498,8 @@ class _Combiner:
     What is held goes through the combiner straight into the output files
     when the process has grown by half the memory budget, and at the end; a
     key's values are folded (replaced by what the combiner makes of them)
-    whenever COMBINE_VALUES values in all are held.
+    whenever COMBINE_VALUES values in all are held, and written out if that
+    leaves half as many.
     """
 
     def __init__(
@@ -530,9 +531,15 @@ class _Combiner:
         # Folds once the process has grown by half the budget, looking between runs of input
         # records: up to CHUNK of them, one while each adds megabytes.
         self.growth = Growth(budget // 2, most=CHUNK)
+        self.unlooked = 1  # pairs add() takes before it looks at the memory again
         self.where = where or _Place(_NoPosition())  # notes the key of each call
 
     def add(self, key: Any, value: Any) -> None:
+        """Hold one pair (of a stage that is no map: see consume_map for a map's)."""
+        self.unlooked -= 1
+        if self.unlooked <= 0:
+            self._check_memory()
+            self.unlooked = self.growth.every
         if self.counting:
             if value is self.same:
                 self.counts[key] = self.counts.get(key, 0) + 1
@@ -545,6 +552,8 @@ class _Combiner:
         self.count += 1
         if self.count >= COMBINE_VALUES:
             self.fold()
+            if self.count >= COMBINE_VALUES // 2:  # many keys, few values each: a fold at
+                self.flush()  # the next pair would go over them all again, so write them
 
     def consume_map(
         self, stage: StageSpec, function: Callable[[Any], Any], records: Iterable[Any]
