@@ -453,9 +453,7 @@ def test_records_each_over_the_budget_are_not_read_eight_at_a_time(
 
 
 @pytest.mark.parametrize("group", [group_sorted, group_hashed])
-def test_one_key_with_big_values_keeps_to_about_the_budget(
-    tmp_path: Path, group: Grouping
-) -> None:
+def test_one_key_with_big_values_keeps_to_about_the_budget(tmp_path: Path, group: Grouping) -> None:
     # A merge holds a batch of each run it merges, a record at least: with records of a
     # quarter of the budget, merging 64 runs at once held 16 budgets.
     size, count, budget = 256 * 1024, 60, 1 << 20
@@ -552,6 +550,23 @@ def test_keys_of_a_type_with_no_order_are_named_so(tmp_path: Path) -> None:
             drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
         assert "Token keys have no order" in str(caught.value)
         assert "one type" not in str(caught.value)
+
+
+@pytest.mark.parametrize("budget", [HUGE, 1024])
+def test_a_signaling_nan_key_is_named_not_raised_as_decimals_own_error(
+    tmp_path: Path, budget: int
+) -> None:
+    """Comparing a Decimal signaling NaN raises decimal.InvalidOperation, not TypeError:
+    it escaped as if the user's reduce had raised it."""
+    records = [
+        (Decimal("sNaN") if index % 7 == 0 else Decimal(index), index) for index in range(99)
+    ]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path), stage="r"))
+    message = str(caught.value)
+    assert "stage 'r'" in message and "Decimal('sNaN')" in message, message
+    assert "signaling NaN" in message and "have no order" not in message, message
+    assert os.listdir(tmp_path) == []
 
 
 def test_tuple_keys_whose_items_do_not_compare_are_told_so(tmp_path: Path) -> None:
@@ -771,7 +786,6 @@ def test_spilled_frozenset_keys_pickle(tmp_path: Path) -> None:
     assert {key: values for key, values in got} == reference(records)
 
 
-
 def test_group_sorted_nan_keys_met_only_after_the_first_spill(tmp_path: Path) -> None:
     records = [(float(i % 50), "x" * 20) for i in range(20_000)] + nan_records(2_000)
     got = drain(group_sorted(records, budget=64 * 1024, tmpdir=str(tmp_path)))
@@ -795,6 +809,9 @@ def test_keys_that_order_come_first_ascending_then_those_that_do_not(
     for got in runs:
         assert got[:3] == [1.0, 2.0, 3.0]
         assert len(got) == 8 and {repr(key) for key in got[3:]} == {
-            "nan", repr(one), "frozenset({2})", "(2.0, nan)"
+            "nan",
+            repr(one),
+            "frozenset({2})",
+            "(2.0, nan)",
         }
     assert [repr(key) for key in runs[0]] == [repr(key) for key in runs[1]]  # their own order

@@ -86,6 +86,9 @@ _FLAT_TYPES = frozenset({str, bytes, int, float, bool, type(None), complex})
 _PLAIN = frozenset({str, bytes, int, bool, type(None)})  # equal to any copy of themselves
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
+# What comparing two keys that do not compare raises: TypeError, or, for a Decimal
+# signaling NaN, decimal.InvalidOperation (an ArithmeticError).
+_UNCOMPARABLE = (TypeError, ArithmeticError)
 _KEY: Callable[[Record], Any] = itemgetter(0)
 _VALUE: Callable[[Record], Any] = itemgetter(1)
 
@@ -313,7 +316,7 @@ def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str)
         unordered.sort(key=lambda key: _sort_key(key, stage, serial))
     try:
         return sorted(keys) + unordered
-    except TypeError as err:
+    except _UNCOMPARABLE as err:
         ordered = [r for r in buffer if not _pair(r) or _totally_ordered(r[0])]
         ordered += ((key, groups[key][0]) for key in keys)
         raise _sort_error(stage, ordered, err) from err
@@ -344,7 +347,7 @@ def _sorted(buffer: list[Record], stage: str) -> list[Record]:
     """
     try:
         return sorted(buffer, key=_KEY)
-    except TypeError as err:
+    except _UNCOMPARABLE as err:
         raise _sort_error(stage, buffer, err) from err
 
 
@@ -457,7 +460,7 @@ def _take_below(heads: list[_Head], stage: str) -> tuple[Any, list[Record]]:
             below += head.batch[head.pos : cut]
             head.pos = cut
         below.sort(key=_KEY)
-    except TypeError as err:
+    except _UNCOMPARABLE as err:
         buffered = [record for head in heads for record in head.batch]
         raise _sort_error(stage, buffered, err) from err
     return frontier, below
@@ -875,7 +878,7 @@ def _where(stage: str) -> str:
 class _Unordered(Exception):
     """Raised by :class:`_Probe` to carry out the first two keys that do not compare."""
 
-    def __init__(self, left: Any, right: Any, reason: TypeError) -> None:
+    def __init__(self, left: Any, right: Any, reason: Exception) -> None:
         super().__init__(left, right)
         self.left = left
         self.right = right
@@ -893,7 +896,7 @@ class _Probe:
     def __lt__(self, other: _Probe) -> bool:
         try:
             return bool(self.key < other.key)
-        except TypeError as exc:
+        except _UNCOMPARABLE as exc:
             raise _Unordered(self.key, other.key, exc) from None
 
 
@@ -909,7 +912,7 @@ def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
     return None
 
 
-def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageError:
+def _sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
     """Explain a failed sort: a record that is not a pair, or two keys that do not compare."""
     not_pair = _not_a_pair(stage, records)
     if not_pair is not None:
@@ -919,6 +922,14 @@ def _sort_error(stage: str, records: Sequence[Any], err: TypeError) -> StageErro
     except _Unordered as found:
         err = found.reason  # of the pair named (the sort's may be of another)
         kind = type(found.left).__name__
+        if isinstance(err, ArithmeticError):  # decimal's, comparing a signaling NaN
+            return StageError(
+                f"{_where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
+                f"{brief(found.right, 60)} cannot be compared ({type(err).__name__}: a "
+                "signaling NaN compares with nothing, nor hashes); keep signaling NaNs out "
+                "of keys: map them, e.g. to str(key)",
+                stage=stage,
+            )
         if type(found.left) is type(found.right) and not isinstance(found.left, (tuple, list)):
             # None, or a class without an order (tuples order: their items did not)
             return StageError(
