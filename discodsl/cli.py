@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
-from discodsl import builder, jobpack, sources
+from discodsl import builder, jobpack, outfiles, sources
 from discodsl.caching import store
 from discodsl.client import Master
 from discodsl.ddfs import check_name, resolve_inputs
@@ -632,7 +632,9 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
         with _cluster(args) as conn:
             urls = cluster.cluster_inputs(conn, urls, name=job.spec(options).name)
     data = builder.build_jobpack(job, options, urls)
-    Path(args.output).write_bytes(data)
+    _check_writable(args.output)
+    with _output(args.output, binary=True) as out:
+        out.write(data)
     print(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes", file=sys.stderr)
     return 0
 
@@ -1132,40 +1134,22 @@ def _check_writable(name: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _output(name: str | None) -> Iterator[IO[str]]:
-    """``-o FILE`` opened for writing, or stdout (left open); a JobError if it cannot be
-    written (closed, a full disk), saying so."""
-    if name is None:
+def _output(name: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """``-o FILE`` open for writing (see :mod:`discodsl.outfiles`: written whole or not at
+    all), or stdout (left open); a JobError if it cannot be written (closed, a full
+    disk), saying so."""
+    if name is None or (not binary and outfiles.descriptor(name) == 1):
         if sys.stdout is None:
             raise JobError("standard output is closed: write the results with -o FILE")
         with _writing_stdout():
             yield sys.stdout
             sys.stdout.flush()
         return
-    # A file is written as FILE.partial and renamed when whole: a failure leaves FILE as it
-    # was. A device or a pipe (/dev/stdout, a FIFO) is written to as it is.
-    final = os.path.realpath(name)
-    whole = not os.path.exists(final) or os.path.isfile(final)
-    partial = f"{final}.partial" if whole else final
     try:
-        handle = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-    except OSError as exc:
+        with outfiles.written(name, binary=binary) as handle:
+            yield handle
+    except OSError as exc:  # a full disk, an I/O error, no such directory: as stdout's
         raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
-    try:
-        yield handle
-        handle.close()
-        if whole:
-            os.replace(partial, final)
-    except OSError as exc:  # a full disk, an I/O error: as writing stdout
-        with contextlib.suppress(OSError):
-            handle.close()  # flushes what is left, which fails again
-        raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            handle.close()
-        if whole:
-            with contextlib.suppress(OSError):
-                os.remove(partial)
 
 
 def _write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:

@@ -734,6 +734,29 @@ def test_an_output_file_that_cannot_be_written_is_one_error_line(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        (".", "it is a directory"),
+        ("missing/x.jobpack", "no directory 'missing'"),
+        ("/dev/full", "No space left on device"),
+    ],
+)
+def test_a_jobpack_that_cannot_be_written_is_one_error_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    where: str,
+    says: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _, err = run(
+        capsys, "jobpack", "build", "tests.jobs:wordcount", "raw://x", "-o", where, status=1
+    )
+    one_error(err, f"cannot write {where}", says)
+    assert list(tmp_path.iterdir()) == []
+
+
 BAD_REPR_MODULE = """
 from discodsl import job, map
 

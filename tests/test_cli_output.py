@@ -225,3 +225,27 @@ def test_results_that_cannot_be_written_to_stdout_end_in_one_line(
     )
     assert done.returncode == 1
     assert done.stderr.splitlines() == [f"discodsl: error: {says}"], done.stderr
+
+
+@pytest.mark.parametrize("into", ["appended", "piped"])
+def test_output_to_dev_stdout_goes_where_stdout_goes(workdir: Path, into: str) -> None:
+    """``-o /dev/stdout >> log`` replaced the log with the results (the name was resolved
+    to the log's file and a new file renamed over it), and into a pipe it failed."""
+    (workdir / "in.txt").write_text("a b a\n")
+    (workdir / "log.txt").write_text("precious line\n")
+    command = " ".join(discodsl("run", "cli_output_job.py:quiet", "in.txt", "--inline"))
+    shell = f"{command} -o /dev/stdout " + (">> log.txt" if into == "appended" else "| cat")
+    done = subprocess.run(
+        shell,
+        shell=True,
+        cwd=workdir,
+        env=environment(workdir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    records = done.stdout if into == "piped" else (workdir / "log.txt").read_text()
+    if into == "appended":
+        assert records.startswith("precious line\n")
+    assert sorted(records.splitlines()[-2:]) == ["a\t2", "b\t1"]
