@@ -91,6 +91,7 @@ READER_LEFT = 128 + 13
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C,
     141 stdout's reader left)."""
+    _escape_unwritable()
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -115,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
 
         forget_unfinished()  # what a stopped run goes on as has been said, for this command
         return 130
+
+
+def _escape_unwritable() -> None:
+    """Text stdout or stderr cannot encode (under PYTHONIOENCODING=latin-1, say) is written
+    as backslash escapes: it ended the records with a traceback, the rest unwritten."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _reader_left() -> int:

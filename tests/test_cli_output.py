@@ -249,3 +249,22 @@ def test_output_to_dev_stdout_goes_where_stdout_goes(workdir: Path, into: str) -
     if into == "appended":
         assert records.startswith("precious line\n")
     assert sorted(records.splitlines()[-2:]) == ["a\t2", "b\t1"]
+
+
+def test_records_a_stdout_cannot_encode_are_escaped_not_cut_short(workdir: Path) -> None:
+    """Under an encoding that cannot write every record (latin-1 here), the records before
+    one that it cannot came, then a traceback, and the rest never did."""
+    (workdir / "in.txt").write_text("日本 b 日本\nzählen b\n")
+    done = subprocess.run(
+        discodsl("run", "cli_output_job.py:quiet", "in.txt", "--inline"),
+        cwd=workdir,
+        env={**environment(workdir), "PYTHONIOENCODING": "latin-1"},
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.decode("latin-1").splitlines()) == {
+        "b\t2",
+        "z\xe4hlen\t1",
+        "\\u65e5\\u672c\t2",
+    }
