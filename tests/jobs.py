@@ -414,3 +414,19 @@ def total_combined_any(key: str, values: Iterable[Any]) -> Iterator[tuple[str, A
 @job(partitions=2, max_failures=0)
 def unpicklable_values_combined() -> list[Any]:
     return [with_a_lock, total_combined_any]
+
+
+@map
+def twice(line: str) -> Iterator[tuple[str, int]]:
+    yield line, 1
+    yield line, 1
+
+
+@reduce(combine=True)
+def locking_total(key: str, values: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    yield key, threading.Lock()
+
+
+@job(partitions=2, max_failures=0)
+def unpicklable_combined_values() -> list[Any]:
+    return [twice, locking_total]

@@ -791,15 +791,25 @@ def test_a_module_of_the_users_named_as_a_standard_ones_breaks_no_worker(
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"], indirect=True)
-@pytest.mark.parametrize("name", ["unpicklable_values", "unpicklable_values_combined"])
-def test_a_value_that_cannot_be_pickled_is_named_so(tmp_path: Path, mode: str, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "maker"),
+    [
+        ("unpicklable_values", "with_a_lock"),
+        # a key of one value passes on as the map yielded it: the map is named, not the reduce
+        ("unpicklable_values_combined", "with_a_lock"),
+        ("unpicklable_combined_values", "locking_total"),  # what the combiner made
+    ],
+)
+def test_a_value_that_cannot_be_pickled_is_named_so(
+    tmp_path: Path, mode: str, name: str, maker: str
+) -> None:
     text = tmp_path / "in.txt"
     text.write_text("a\nb\n")
     with pytest.raises((TaskFailed, StageError)) as info:
         getattr(jobs, name).run(inputs=[text], mode=mode)
     message = str(info.value)
     expected = "yielded a record that cannot be pickled (cannot pickle '_thread.lock' object)"
-    assert expected in message
+    assert f"stage {maker!r} (jobs.py, line" in message and expected in message, message
     assert "did not unpack" not in message
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import operator
 import os
+import pickle
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -510,8 +511,10 @@ class _Combiner:
         budget: int,
         outputs: _Outputs,
         where: _Place | None = None,
+        source: StageSpec | None = None,
     ):
         self.outputs = outputs  # where combined records go: when memory runs short, and at the end
+        self.source = source  # the stage whose records it combines (named if one is bad)
         # Whether it takes params: asked of the reduce when declared (combine=True), else here.
         own = function is not stage.function
         with_params = takes_params(function, 2) if own else stage.takes_params
@@ -637,6 +640,19 @@ class _Combiner:
             self._check_memory()
             buffer = self.buffer
 
+    def _holds_unpicklable(self, exc: Exception) -> bool:
+        """Whether ``exc`` is the pickler's, and a record as the source stage made it (a
+        key and one of the values held) does not pickle; only once writing failed."""
+        if not _raised_in(exc, RecordWriter.write_many, RecordWriter.write):
+            return False
+        held = ((key, value) for key, values in self.buffer.items() for value in values)
+        for record in chain(held, ((key, self.same) for key in self.counts)):
+            try:
+                pickle.dumps(record)
+            except Exception:
+                return True
+        return False
+
     def _stop_counting(self) -> None:
         """Turn the counts into listed values; from now on every value is listed."""
         self.counting = False
@@ -717,7 +733,11 @@ class _Combiner:
         try:
             self.outputs.add_many(chain.from_iterable(self._results()))
         except (TypeError, ValueError) as exc:
-            error = _not_pairs(self.stage, exc, (), *_WRITING, who=self.who)
+            if self.source is not None and self._holds_unpicklable(exc):
+                # The source stage's record (a key with one value passes on as it came).
+                error = _not_pairs(self.source, exc, (), *_WRITING)
+            else:
+                error = _not_pairs(self.stage, exc, (), *_WRITING, who=self.who)
             if error is None:
                 raise
             raise error from None
@@ -755,7 +775,8 @@ def _combiner(task: TaskSetup, where: _Place, outputs: _Outputs) -> _Combiner | 
     function = _combining(after)
     if after is None or function is None:
         return None
-    return _Combiner(after, function, task.job.params, task.job.memory_budget, outputs, where)
+    budget = task.job.memory_budget
+    return _Combiner(after, function, task.job.params, budget, outputs, where, task.stage)
 
 
 def _combining(after: StageSpec | None) -> Callable[..., Any] | None:
