@@ -68,9 +68,9 @@ class Checkpoint:
         outputs = self.inputs if stage == self.entry.stage else self.earlier(stage)
         if outputs is None:
             raise JobError(
-                f"the outputs of stage {stage!r}, reused from run {self.entry.run}, are no "
-                "longer in the cache (evicted, or cleared): run the job with cache=False to "
-                "make them again"
+                f"the outputs of stage {stage!r}, reused from the cache, are gone since: "
+                "evicted or cleared from the cache, or, on a cluster, the job that made them "
+                "purged; run the job with cache=False to make them again"
             )
         return [urls for _, _, urls in outputs]
 
