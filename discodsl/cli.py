@@ -509,6 +509,11 @@ def import_job(text: str) -> Job:
         path = Path(module_name).resolve()
         if not path.is_file():
             raise JobError(f"{text}: there is no file {path}: give the path of a .py file")
+        if "." in path.stem:  # imported by its name, it would be a module in a package
+            raise JobError(
+                f"{text}: {path.name} is imported by its name, in which a dot names a package: "
+                f"rename it without the dot (e.g. {path.stem.replace('.', '_')}.py)"
+            )
         module_name, where = path.stem, str(path.parent)
     else:
         where = os.getcwd()

@@ -153,6 +153,12 @@ def _paths(pattern: str) -> list[str]:
             f"input {pattern!r} is a directory holding no files (those whose names start "
             "with a dot are skipped): put the input files in it, or name them"
         )
+    if not existing and literal and os.path.exists(expanded):
+        raise JobError(
+            f"input {pattern!r} is not a regular file (a pipe, a device, /dev/stdin): a task "
+            "reads its input in a process of its own, maybe more than once; write it to a "
+            "file first (e.g. cat > in.txt) and give that"
+        )
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
         raise JobError(

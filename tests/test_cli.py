@@ -788,6 +788,16 @@ def test_a_job_file_named_like_a_loaded_module_is_refused_saying_to_rename_it(
     assert str(tmp_path) not in sys.path  # its csv.py must not shadow the real one later
 
 
+def test_a_job_file_with_a_dot_in_its_name_is_told_to_rename_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "my.job.py").write_text(BAD_REPR_MODULE)
+    _, err = run(capsys, "run", "--inline", f"{tmp_path / 'my.job.py'}:shyjob", "raw://x", status=1)
+    one_error(
+        err, "my.job.py is imported by its name", "rename it without the dot (e.g. my_job.py)"
+    )
+
+
 def test_a_job_file_with_relative_imports_is_told_to_be_named_as_a_module(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -34,6 +34,10 @@ def test_paths_globs_directories_and_urls(tmp_path: Path) -> None:
         sources.resolve(tmp_path / "empty")
     with pytest.raises(JobError, match="not a path, a URL"):
         sources.resolve([42])
+    os.mkfifo(tmp_path / "fifo")  # it exists: "matches no file" sent the user looking for it
+    for special in (tmp_path / "fifo", "/dev/null"):
+        with pytest.raises(JobError, match=r"is not a regular file .*write it to a file first"):
+            sources.resolve(special)
     with pytest.raises(JobError, match=r"not a path, a URL.*\(decode it: 'a\.txt'\)"):
         sources.resolve([b"a.txt"])
 
