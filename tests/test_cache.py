@@ -822,7 +822,8 @@ def test_a_reused_stage_whose_outputs_went_says_so(marks: str, text: Path) -> No
     resumed = cache_jobs.four_stages(marks, broken=False).run([text], mode="local", cache=True)
     assert sorted(resumed.stage("words"))  # kept, looked for when asked
     store.clear()
-    with pytest.raises(JobError, match=r"the outputs of stage 'words', reused from the cache, are gone since: evicted"):
+    gone = r"the outputs of stage 'words', reused from the cache, are gone since: evicted"
+    with pytest.raises(JobError, match=gone):
         resumed.stage("words")
     fresh = cache_jobs.four_stages(marks, broken=False).run([text], mode="local")
     assert sorted(fresh.stage("words"))  # a fresh run's are its own
