@@ -91,7 +91,7 @@ READER_LEFT = 128 + 13
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C,
     141 stdout's reader left)."""
-    _escape_unwritable()
+    _prepare_streams()
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -118,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _escape_unwritable() -> None:
+def _prepare_streams() -> None:
     """Text stdout or stderr cannot encode (under PYTHONIOENCODING=latin-1, say) is written
-    as backslash escapes: it ended the records with a traceback, the rest unwritten."""
+    as backslash escapes: it ended the records with a traceback, the rest unwritten. With
+    stderr closed (``2>&-``), what it would say goes nowhere (print() to a None stderr
+    writes to stdout, among the records); the exit status still says it."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")

@@ -268,3 +268,20 @@ def test_records_a_stdout_cannot_encode_are_escaped_not_cut_short(workdir: Path)
         "z\xe4hlen\t1",
         "\\u65e5\\u672c\t2",
     }
+
+
+def test_with_stderr_closed_an_error_is_not_written_among_the_records(workdir: Path) -> None:
+    """``2>&-``: print() to a None stderr writes to stdout, so the error and its hint went
+    into the records' file."""
+    command = " ".join(discodsl("run", "cli_output_job.py:quiet", "missing.txt", "--inline"))
+    done = subprocess.run(
+        f"exec {command} 2>&-",
+        shell=True,
+        cwd=workdir,
+        env=environment(workdir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
