@@ -41,9 +41,10 @@ def cache_home() -> Path:
 
 
 def place(name: str, override: str) -> Path:
-    """``$override`` if it is set, else ``name`` under :func:`cache_home`."""
+    """``$override`` if it is set (``~`` expanded, made absolute: a place must not move with
+    the working directory), else ``name`` under :func:`cache_home`."""
     explicit = os.environ.get(override)
-    return Path(explicit) if explicit else cache_home() / name
+    return Path(explicit).expanduser().absolute() if explicit else cache_home() / name
 
 
 # --------------------------------------------------------------------------

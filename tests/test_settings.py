@@ -375,3 +375,19 @@ def test_a_master_host_makes_the_master_url(host: str, url: str) -> None:
 def test_a_bare_number_is_no_master() -> None:
     with pytest.raises(SettingsError, match=r"DISCO_MASTER='5' is not a master URL"):
         load_settings(DISCO_MASTER="5")
+
+
+@pytest.mark.parametrize("variable", ["DISCODSL_RUNS_DIR", "DISCODSL_CACHE_DIR"])
+def test_a_place_given_with_a_tilde_or_relative_is_a_fixed_absolute_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str
+) -> None:
+    """``DISCODSL_RUNS_DIR='~/runs'`` made a directory named ``~`` in the working directory,
+    and a relative place moved with it."""
+    from discodsl import places
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(variable, "~/kept")
+    assert places.place("x", variable) == tmp_path / "home" / "kept"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, "relative")
+    assert places.place("x", variable) == tmp_path / "relative"
