@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,17 +83,20 @@ def environment(workdir: Path) -> dict[str, str]:
     return {**os.environ, "TMPDIR": str(workdir / "tmp")}
 
 
+def completed(
+    workdir: Path, command: list[str] | str, **changes: Any
+) -> subprocess.CompletedProcess[Any]:
+    """``command`` (its argv, or a shell line) run to its end in ``workdir``, with job homes
+    there, its output caught as text; ``changes`` to those options (``env``: added)."""
+    env = {**environment(workdir), **changes.pop("env", {})}
+    options = {"capture_output": True, "text": True, "timeout": TIMEOUT, **changes}
+    return subprocess.run(command, shell=isinstance(command, str), cwd=workdir, env=env, **options)
+
+
 @pytest.mark.parametrize("mode", ["--inline", "--local"])
 def test_stdout_holds_the_records_and_stage_output_goes_to_stderr(workdir: Path, mode: str) -> None:
     (workdir / "in.txt").write_text("a b c\na a\n")
-    done = subprocess.run(
-        discodsl("run", "cli_output_job.py:wc", "in.txt", mode, "--json"),
-        cwd=workdir,
-        env=environment(workdir),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    done = completed(workdir, discodsl("run", "cli_output_job.py:wc", "in.txt", mode, "--json"))
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == ['["a", 3]', '["b", 1]', '["c", 1]']
     assert "STAGEPRINT a b c" in done.stderr and "FDPRINT" in done.stderr
@@ -100,14 +104,11 @@ def test_stdout_holds_the_records_and_stage_output_goes_to_stderr(workdir: Path,
 
 def test_pdb_talks_on_stderr_inline_and_stdout_keeps_the_records(workdir: Path) -> None:
     (workdir / "in.txt").write_text("x\n")
-    done = subprocess.run(
+    done = completed(
+        workdir,
         discodsl("run", "cli_output_job.py:debugged", "in.txt", "--inline"),
-        cwd=workdir,
-        env={**environment(workdir), "PYTHONBREAKPOINT": "pdb.set_trace"},
+        env={"PYTHONBREAKPOINT": "pdb.set_trace"},
         input="p line\nc\n",
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "x\t1\n"
@@ -214,14 +215,8 @@ def test_results_that_cannot_be_written_to_stdout_end_in_one_line(
     (workdir / "in.txt").write_text("a b c\na a\n")
     command = " ".join(discodsl("run", "cli_output_job.py:quiet", "in.txt", "--inline"))
     redirect = ">&-" if stdout == "closed" else "> /dev/full"
-    done = subprocess.run(
-        f"exec {command} {redirect}",
-        shell=True,
-        cwd=workdir,
-        env=environment(workdir),
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=TIMEOUT,
+    done = completed(
+        workdir, f"exec {command} {redirect}", capture_output=False, stderr=subprocess.PIPE
     )
     assert done.returncode == 1
     assert done.stderr.splitlines() == [f"discodsl: error: {says}"], done.stderr
@@ -235,15 +230,7 @@ def test_output_to_dev_stdout_goes_where_stdout_goes(workdir: Path, into: str) -
     (workdir / "log.txt").write_text("precious line\n")
     command = " ".join(discodsl("run", "cli_output_job.py:quiet", "in.txt", "--inline"))
     shell = f"{command} -o /dev/stdout " + (">> log.txt" if into == "appended" else "| cat")
-    done = subprocess.run(
-        shell,
-        shell=True,
-        cwd=workdir,
-        env=environment(workdir),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    done = completed(workdir, shell)
     assert done.returncode == 0, done.stderr
     records = done.stdout if into == "piped" else (workdir / "log.txt").read_text()
     if into == "appended":
@@ -255,12 +242,11 @@ def test_records_a_stdout_cannot_encode_are_escaped_not_cut_short(workdir: Path)
     """Under an encoding that cannot write every record (latin-1 here), the records before
     one that it cannot came, then a traceback, and the rest never did."""
     (workdir / "in.txt").write_text("日本 b 日本\nzählen b\n")
-    done = subprocess.run(
+    done = completed(
+        workdir,
         discodsl("run", "cli_output_job.py:quiet", "in.txt", "--inline"),
-        cwd=workdir,
-        env={**environment(workdir), "PYTHONIOENCODING": "latin-1"},
-        capture_output=True,
-        timeout=TIMEOUT,
+        env={"PYTHONIOENCODING": "latin-1"},
+        text=False,
     )
     assert done.returncode == 0, done.stderr
     assert set(done.stdout.decode("latin-1").splitlines()) == {
@@ -274,14 +260,6 @@ def test_with_stderr_closed_an_error_is_not_written_among_the_records(workdir: P
     """``2>&-``: print() to a None stderr writes to stdout, so the error and its hint went
     into the records' file."""
     command = " ".join(discodsl("run", "cli_output_job.py:quiet", "missing.txt", "--inline"))
-    done = subprocess.run(
-        f"exec {command} 2>&-",
-        shell=True,
-        cwd=workdir,
-        env=environment(workdir),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    done = completed(workdir, f"exec {command} 2>&-")
     assert done.returncode == 1
     assert done.stdout == ""
