@@ -329,8 +329,8 @@ def hold(entry: Entry) -> Held | None:
     return Held(Entry(**{**_facts(entry), "path": links}), links)
 
 
-def _held_by_the_dead(root: Path, name: str) -> bool:
-    """Whether ``name`` in ``root`` holds links for a process that is gone."""
+def _held_by_the_dead(name: str) -> bool:
+    """Whether ``name``, in the cache's directory, holds links for a process that is gone."""
     if not name.startswith(HELD):
         return False
     pid = name.removeprefix(HELD).partition("-")[0]
@@ -375,7 +375,7 @@ def trim(cap: int, directory: Path | None = None) -> None:
     and the links held for processes that died."""
     root = directory or cache_dir()
     for name in os.listdir(root) if root.is_dir() else []:
-        if _held_by_the_dead(root, name):
+        if _held_by_the_dead(name):
             _remove(root / name)
     kept = entries(directory)
     total = sum(entry.size for entry in kept)
@@ -393,7 +393,7 @@ def clear(job: str | None = None, directory: Path | None = None) -> list[Entry]:
     if job is None:
         root = directory or cache_dir()
         for name in os.listdir(root) if root.is_dir() else []:
-            if not name.startswith(HELD) or _held_by_the_dead(root, name):
+            if not name.startswith(HELD) or _held_by_the_dead(name):
                 _remove(root / name)  # half-written entries too; links runs hold stay
     return removed
 
