@@ -211,3 +211,43 @@ def test_the_innermost_unpicklable_part_of_params_is_named() -> None:
 
     with pytest.raises(PicklingError, match=r"params\['db'\]\['hosts'\]\[1\] \(lock\)"):
         pickle_job(nested.spec())
+
+
+HELPED = """
+import helpers
+from discodsl import job, map
+
+@map
+def weighed(line):
+    for word in line.split():
+        yield word, helpers.weight(word)
+
+@job
+def weights():
+    return [weighed]
+
+print(sorted(weights.run(["raw://a bb"], mode="local", progress=False)))
+"""
+
+
+@pytest.mark.parametrize("how", ["python -c", "stdin"])
+def test_a_helper_module_in_the_working_directory_is_found_by_local_workers(
+    tmp_path: Path, how: str
+) -> None:
+    """``python -c``, the REPL and notebooks import from the working directory (``""`` in
+    sys.path), which a local worker, whose own is its job home, did not: "No module named
+    'helpers'", where inline and a script run beside it worked."""
+    import subprocess
+
+    (tmp_path / "helpers.py").write_text("def weight(word):\n    return len(word) * 10\n")
+    command = [sys.executable, "-c", HELPED] if how == "python -c" else [sys.executable, "-"]
+    done = subprocess.run(
+        command,
+        input=HELPED if how == "stdin" else None,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[('a', 10), ('bb', 20)]\n"

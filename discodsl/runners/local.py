@@ -256,8 +256,11 @@ def _node_root() -> str:
 
 def _worker_environ() -> dict[str, Any]:
     """What local workers need: this interpreter, this process's import path, and how big a
-    MSG this master keeps."""
-    path = [p for p in sys.path if p and os.path.isdir(p)]
+    MSG this master keeps. The path's ``""`` (the working directory, as the REPL, ``python
+    -c`` and notebooks have it) is made the directory it is now: a worker's own working
+    directory is its job home, where a ``helpers.py`` beside the user's code is not."""
+    path = [p or os.getcwd() for p in sys.path]
+    path = [p for p in dict.fromkeys(path) if os.path.isdir(p)]
     # -S: no site module (its .pth processing costs every worker start-up); this
     # process's import path, site-packages included, comes through PATH_ENV, which
     # a worker puts after the standard library's (not PYTHONPATH, which would come first).
