@@ -55,6 +55,8 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
             f"groupings: use one of {', '.join(GROUPINGS)}"
         )
     with_params = _check_signature(function, kind, stage_name)
+    for flag in ("combine", "sort", "concurrent"):
+        _check_flag(options, flag, kind, stage_name)
     for hook in ("init", "done", "combiner", "partitioner"):
         _check_callable(options.get(hook), hook, stage_name)
     for hook in ("init", "done"):
@@ -70,6 +72,16 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     _check_reader(options.get("reader"), stage_name)
     spec = StageSpec(stage_name, kind, function=function, takes_params=with_params, **options)
     return Stage(spec)
+
+
+def _check_flag(options: dict[str, Any], flag: str, kind: str, stage: str) -> None:
+    """JobError unless option ``flag``, if given, is True or False (``combine="no"`` is true)."""
+    value = options.get(flag, False)
+    if not isinstance(value, bool):
+        raise JobError(
+            f"{kind} {stage!r}: {flag}={value!r} ({type(value).__name__}): give {flag}=True "
+            f"or {flag}=False"
+        )
 
 
 def _stage_name(name: str | None, function: Callable[..., Any], kind: str) -> str:

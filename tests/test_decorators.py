@@ -274,6 +274,10 @@ def test_partial_and_lambda() -> None:
             "has the keyword-only parameter 'params' with no default, which no call passes",
         ),
         (lambda: reduce(lambda k, v, *, n: None), "keyword-only parameter 'n' with no default"),
+        # "no" is true: the combiner ran; flags are refused unless they are True or False
+        (lambda: reduce(combine="no")(lambda k, v: None), "combine='no' .str.: give combine=True or"),
+        (lambda: reduce(sort=None)(lambda k, v: None), "sort=None .NoneType.: give sort=True"),
+        (lambda: map(concurrent=1)(lambda line: None), "concurrent=1 .int.: give concurrent=True"),
     ],
 )
 def test_bad_stages_fail_at_decoration(build: Any, message: str) -> None:
