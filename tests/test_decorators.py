@@ -275,7 +275,7 @@ def test_partial_and_lambda() -> None:
         ),
         (lambda: reduce(lambda k, v, *, n: None), "keyword-only parameter 'n' with no default"),
         # "no" is true: the combiner ran; flags are refused unless they are True or False
-        (lambda: reduce(combine="no")(lambda k, v: None), "combine='no' .str.: give combine=True or"),
+        (lambda: reduce(combine="no")(lambda k, v: None), "combine='no' .str.: give combine=True"),
         (lambda: reduce(sort=None)(lambda k, v: None), "sort=None .NoneType.: give sort=True"),
         (lambda: map(concurrent=1)(lambda line: None), "concurrent=1 .int.: give concurrent=True"),
     ],

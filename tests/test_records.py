@@ -424,9 +424,25 @@ def test_zlib_bombs_are_refused() -> None:
     assert caught.value.span == (0, len(bomb))
 
 
-def test_reading_stops_at_a_zero_length_hunk() -> None:
-    data = FIRST + struct.pack("<BBIQ", 0x81, 0, 0, 0) + b"anything after is ignored"
-    assert read_bytes(data) == [("a", 1), ("b", 2)]
+@pytest.mark.parametrize("compress", [False, True])
+def test_reading_ends_at_the_closing_hunk_and_nothing_may_follow_it(compress: bool) -> None:
+    """The closing hunk (of no records; compressed, 8 bytes of zlib) ends a file; bytes after
+    it (two files joined) were dropped uncompressed, and read on compressed."""
+    closing = hunk_bytes(b"", compress=compress)
+    assert read_bytes(FIRST + closing) == [("a", 1), ("b", 2)]
+    joined = FIRST + closing + FIRST + closing
+    with pytest.raises(DataError, match="bytes follow the closing hunk") as caught:
+        read_bytes(joined)
+    end = len(FIRST + closing)
+    assert caught.value.span == (end, end + 1)
+
+
+def test_a_file_cut_at_the_end_of_a_hunk_is_truncated_not_short() -> None:
+    """Every hunk's CRC holds, and records were lost: the closing hunk says a file is whole."""
+    with pytest.raises(DataError, match=r"ends with no closing hunk.*cut short") as caught:
+        read_bytes(FIRST + hunk_bytes(SECOND))
+    assert caught.value.span == (len(FIRST) + len(hunk_bytes(SECOND)),) * 2
+    assert read_bytes(b"") == []  # no bytes at all: no records
 
 
 def test_a_zero_length_header_whose_crc_is_not_of_no_bytes_is_damage() -> None:

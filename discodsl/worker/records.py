@@ -355,16 +355,23 @@ def is_record_file_prefix(head: bytes) -> bool:
 
 
 def _iter_hunks(stream: BinaryIO, url: str, max_hunk_size: int) -> Iterator[tuple[int, int, bytes]]:
-    """Yield ``(start, end, uncompressed hunk)`` for each hunk with a checked crc32."""
+    """Yield ``(start, end, uncompressed hunk)`` for each hunk with a checked crc32, up to the
+    closing hunk, the one of no records that every writer (Disco's, ours) ends a file with.
+
+    Its CRCs check each hunk, not the file: a file that ends without a closing hunk was
+    cut at a hunk's end, and bytes after it are no part of it (two files joined, say).
+    Disco's reader takes both as they come, losing records silently; here both raise.
+    A file of no bytes at all has no records (no writer makes one).
+    """
     start = 0
     while True:
         header = _read_upto(stream, HEADER_SIZE, url, start)
         if not header:
+            if start:
+                raise _hunk_error(url, start, start, "the file ends with no closing hunk", _CUT)
             return
         flag, crc, length = _parse_header(header, url, start)
-        if length == 0 and crc == 0:  # the closing hunk (what follows is not read, as Disco)
-            return
-        if length == 0:
+        if length == 0 and crc != 0:
             raise _hunk_error(
                 url,
                 start,
@@ -374,8 +381,28 @@ def _iter_hunks(stream: BinaryIO, url: str, max_hunk_size: int) -> Iterator[tupl
                 _CORRUPT,
             )
         end = start + HEADER_SIZE + length
-        yield start, end, _read_payload(stream, url, (start, end), flag, crc, max_hunk_size)
+        payload = (
+            _read_payload(stream, url, (start, end), flag, crc, max_hunk_size) if length else b""
+        )
+        if not payload:  # the closing hunk (compressed, it is the 8 bytes of zlib's b"")
+            _check_ended(stream, url, end)
+            return
+        yield start, end, payload
         start = end
+
+
+def _check_ended(stream: BinaryIO, url: str, end: int) -> None:
+    """Raise if anything follows the closing hunk, which ends at byte ``end``."""
+    after = _read_upto(stream, 1, url, end)
+    if after:
+        raise _hunk_error(
+            url,
+            end,
+            end + 1,
+            "bytes follow the closing hunk (files joined into one, or data appended to one)",
+            "read each record file on its own; the file is otherwise corrupt: re-run the "
+            "task that wrote it",
+        )
 
 
 def _read_payload(
@@ -516,6 +543,10 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
 
 _CORRUPT: Final = "the file is corrupt: re-run the task that wrote it, or read another replica"
 _TRUNCATED: Final = "the file is truncated: re-run the task that wrote it, or read another replica"
+_CUT: Final = (
+    "the file was cut short at the end of a hunk (a file a writer closed ends with one of no "
+    "records): re-run the task that wrote it, or read another replica"
+)
 
 
 def _hunk_error(url: str, start: int, end: int, what: str, todo: str) -> DataError:
