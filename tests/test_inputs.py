@@ -511,15 +511,15 @@ def test_cursor_follows_records_across_hunks_blocks_and_files(
 def make_index(tmp_path: Path, node: Node, server: Server) -> tuple[str, dict[int, list[Any]]]:
     """A local index of three labels: two local record files, one on another node."""
     rows = {label: [(f"label-{label}", i) for i in range(50)] for label in (0, 1, 2)}
-    write_records(tmp_path / "data" / "here" / "job" / "a", rows[0])
-    write_records(tmp_path / "data" / "here" / "job" / "b", rows[1])
-    write_records(server.root / "disco" / "other" / "job" / "c", rows[2])
+    a = write_records(tmp_path / "data" / "here" / "job" / "a", rows[0]).stat().st_size
+    b = write_records(tmp_path / "data" / "here" / "job" / "b", rows[1]).stat().st_size
+    c = write_records(server.root / "disco" / "other" / "job" / "c", rows[2]).stat().st_size
     index = tmp_path / "data" / "here" / "job" / ".disco" / "map-0.results"
     index.parent.mkdir()
     index.write_text(
-        "0 disco://here/disco/here/job/a 100\n"
-        "2 disco://127.0.0.1/disco/other/job/c 300\n"
-        "1 disco://here/disco/here/job/b 200\n"
+        f"0 disco://here/disco/here/job/a {a}\n"
+        f"2 disco://127.0.0.1/disco/other/job/c {c}\n"
+        f"1 disco://here/disco/here/job/b {b}\n"
     )
     return "dir://here/disco/here/job/.disco/map-0.results", rows
 
@@ -543,11 +543,37 @@ def test_dir_index_is_filtered_by_label(tmp_path: Path, node: Node, server: Serv
 
 def test_read_index_lists_the_entries(tmp_path: Path, node: Node, server: Server) -> None:
     url, _ = make_index(tmp_path, node, server)
+    size = (tmp_path / "data" / "here" / "job" / "a").stat().st_size  # so are b's and c's
     assert read_index(url, node) == [
-        (0, "disco://here/disco/here/job/a", 100),
-        (2, "disco://127.0.0.1/disco/other/job/c", 300),
-        (1, "disco://here/disco/here/job/b", 200),
+        (0, "disco://here/disco/here/job/a", size),
+        (2, "disco://127.0.0.1/disco/other/job/c", size),
+        (1, "disco://here/disco/here/job/b", size),
     ]
+
+
+@pytest.mark.parametrize("change", ["emptied", "cut", "grown"])
+def test_a_listed_file_whose_size_is_not_the_indexs_is_a_data_error(
+    tmp_path: Path, node: Node, server: Server, change: str
+) -> None:
+    """An index gives each file's size: a file emptied or cut at a hunk's end (no closing
+    hunk to miss when emptied) read short without a word."""
+    url, _ = make_index(tmp_path, node, server)
+    listed = tmp_path / "data" / "here" / "job" / "a"
+    data = listed.read_bytes()
+    listed.write_bytes({"emptied": b"", "cut": data[:-14], "grown": data + data}[change])
+    with pytest.raises(DataError, match=r"/job/a is \d+ bytes, where the index .* says \d+"):
+        read_all([url], node, label=0)
+
+
+def test_an_index_listing_a_file_twice_is_a_data_error(
+    tmp_path: Path, node: Node, server: Server
+) -> None:
+    url, _ = make_index(tmp_path, node, server)
+    index = tmp_path / "data" / "here" / "job" / ".disco" / "map-0.results"
+    first = index.read_text().splitlines()[0]
+    index.write_text(index.read_text() + first + "\n")
+    with pytest.raises(DataError, match="lists disco://here/disco/here/job/a twice"):
+        read_all([url], node, label=0)
 
 
 def test_dir_index_on_another_node_is_fetched_over_http(node: Node, server: Server) -> None:

@@ -24,6 +24,7 @@ import io
 import itertools
 import os
 import re
+import stat
 import sys
 import time
 import zlib
@@ -383,13 +384,38 @@ def _index_parts(
     url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None
 ) -> Iterator[Iterator[Any]]:
     """The records of each file a ``dir://`` index lists under ``label``: record files, or
-    whatever ``reader`` reads."""
-    for _, entry_url, _ in read_index(url, node, label):
+    whatever ``reader`` reads. A file listed twice, or a file here whose size is not the
+    index's, is a DataError: either would give other records than the task wrote."""
+    listed: set[str] = set()
+    for _, entry_url, size in read_index(url, node, label):
+        if entry_url in listed:
+            raise DataError(
+                f"{url}: lists {entry_url} twice under label {label}: the index is corrupt; "
+                "re-run the task that wrote it",
+                url=url,
+            )
+        listed.add(entry_url)
         with _open(entry_url, node) as stream:
+            _check_size(stream, entry_url, size, url)
             if reader is None:
                 yield from _followed(read_hunks(stream, entry_url), entry_url, cursor)
             else:
                 yield _read_by(reader, stream, entry_url, cursor)
+
+
+def _check_size(stream: BinaryIO, url: str, size: int, index: str) -> None:
+    """A DataError if ``stream`` is a file on this node whose size is not the ``size`` the
+    index gives (a stream over HTTP is checked against its own Content-Length)."""
+    try:
+        found = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return
+    if stat.S_ISREG(found.st_mode) and found.st_size != size:
+        raise DataError(
+            f"{url} is {found.st_size} bytes, where the index {index} says {size}: the file "
+            "changed, or was cut short, since its task wrote it; re-run that task",
+            url=url,
+        )
 
 
 def _read_by(reader: Reader, stream: BinaryIO, url: str, cursor: Cursor) -> Iterator[Any]:
@@ -842,6 +868,10 @@ class _Source(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        """The descriptor of the file or connection under the stream (its origin's)."""
+        return int(self._origin.fileno())  # type: ignore[attr-defined]
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
