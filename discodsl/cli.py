@@ -658,7 +658,7 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
 
 
 def cmd_jobpack_show(args: argparse.Namespace) -> int:
-    pack = jobpack.check_jobdata(jobpack.decode(_read_file(args.file)))
+    pack = jobpack.check_contents(jobpack.decode(_read_file(args.file)))
     _say(json.dumps(jobpack.describe(pack), indent=2))
     return 0
 
@@ -671,7 +671,7 @@ def cmd_jobpack_show(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         data = _read_file(args.file)
-        jobpack.check_jobdata(jobpack.decode(data))  # a damaged one is said here, not on a node
+        jobpack.check_contents(jobpack.decode(data))  # a damaged one is said here, not on a node
         _say(conn.master.submit(data))
     return 0
 

@@ -58,6 +58,7 @@ from discodsl.worker.jobfile import FIXED as _FIXED
 from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION
 from discodsl.worker.spec import (
     GROUPINGS,
+    JOBDATA_MAGIC,
     PREFIX_MAX,
     STAGE_NAME_RULE,
     split_jobdata,
@@ -69,7 +70,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "JobPack",
     "build_jobhome",
-    "check_jobdata",
+    "check_contents",
     "check_jobhome",
     "decode",
     "describe",
@@ -158,15 +159,26 @@ def decode(data: bytes) -> JobPack:
     return JobPack(jobdict=jobdict, jobenvs=jobenvs, jobhome=jobhome, jobdata=data[jobdata_at:])
 
 
-def check_jobdata(pack: JobPack) -> JobPack:
-    """``pack``, if its jobdata is whole: discodsl's jobdata holds a pickle, whose opcodes are
-    read (nothing is run) to its end; JobpackError if it is cut short or damaged. Jobdata
-    of another maker's is left to its workers."""
+def check_contents(pack: JobPack) -> JobPack:
+    """``pack``, if what it holds is whole, for a jobpack read from a file: each jobhome
+    member's CRC, and discodsl's jobdata (its pickle's CRC, and its opcodes read to the
+    end, nothing run); JobpackError if not. Jobdata of another maker's is left to its
+    workers. (:func:`decode` checks what a build needs, on every run: not these reads.)"""
+    with _open_zip(pack.jobhome) as zf:
+        for info in zf.infolist():
+            try:
+                zf.read(info)  # inflated, and checked against its CRC
+            except (*_ZIP_READ_ERRORS, OSError, EOFError) as exc:
+                raise JobpackError(
+                    f"jobhome: the member {info.filename} is damaged ({exc}): build the "
+                    "jobpack again"
+                ) from None
+    data = pack.jobdata
+    cut_in_its_magic = 0 < len(data) < len(JOBDATA_MAGIC) and JOBDATA_MAGIC.startswith(data)
+    if not data.startswith(JOBDATA_MAGIC) and not cut_in_its_magic:
+        return pack  # another maker's
     try:
-        _, pickled = split_jobdata(pack.jobdata)
-    except ValueError:
-        return pack
-    try:
+        _, pickled = split_jobdata(data)
         for _ in pickletools.genops(pickled):
             pass
     except Exception as exc:

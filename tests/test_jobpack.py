@@ -3,6 +3,7 @@ every jobpack the 0.5.4 master refused (and the odd ones it accepted), the jobho
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -809,3 +810,44 @@ def test_decode_returns_what_was_encoded_or_names_the_field_at_fault(case: Case)
 def test_decode_refuses_json_python_would_mishandle(jobdict: bytes) -> None:
     with pytest.raises(JobpackError, match="jobdict"):
         decode(raw_pack(jobdict=jobdict))
+
+
+def _built_pack() -> JobPack:
+    from discodsl import builder
+    from tests import jobs
+
+    return decode(builder.build_jobpack(jobs.wordcount, jobs.wordcount.options, [["raw://a"]]))
+
+
+def _flipped(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+def test_a_jobpack_read_from_a_file_has_its_contents_checked() -> None:
+    """A bit flipped in the job's pickle (a param 'keep' read 'jeep'), a jobdata cut in its
+    header's magic, a jobhome member that does not inflate to its CRC: all passed
+    ``jobpack show`` and reached the nodes."""
+    from discodsl.jobpack import check_contents
+
+    pack = _built_pack()
+    assert check_contents(pack) is pack
+    for jobdata in (_flipped(pack.jobdata, len(pack.jobdata) - 40), pack.jobdata[:5]):
+        with pytest.raises(JobpackError, match="jobdata is cut short or damaged"):
+            check_contents(dataclasses.replace(pack, jobdata=jobdata))
+    with zipfile.ZipFile(io.BytesIO(pack.jobhome)) as zf:
+        info = zf.getinfo("worker")
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra) + 2
+    with pytest.raises(JobpackError, match="the member worker is damaged"):
+        check_contents(dataclasses.replace(pack, jobhome=_flipped(pack.jobhome, at)))
+    other = dataclasses.replace(pack, jobdata=b"another maker's data")
+    assert check_contents(other) is other  # its workers' to read
+
+
+def test_a_worker_refuses_a_jobdata_whose_pickle_is_damaged(tmp_path: Path) -> None:
+    from discodsl.worker.runtime import FatalJobError, read_jobspec
+
+    pack = _built_pack()
+    damaged = dataclasses.replace(pack, jobdata=_flipped(pack.jobdata, len(pack.jobdata) - 40))
+    (tmp_path / "jobfile").write_bytes(encode(damaged))
+    with pytest.raises(FatalJobError, match=r"pickle in the jobdata is damaged .*build the"):
+        read_jobspec(str(tmp_path / "jobfile"))

@@ -30,6 +30,7 @@ import inspect
 import json
 import re
 import sys
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -148,8 +149,16 @@ def python_tag(version: tuple[int, int]) -> str:
 
 
 def encode_jobdata(job: JobSpec, pickled: bytes) -> bytes:
-    """Frame ``pickled`` (the cloudpickled ``job``) with a header naming its Python."""
-    header = json.dumps({"python": python_tag(job.python), "job": job.name})
+    """Frame ``pickled`` (the cloudpickled ``job``) with a header naming its Python, and the
+    pickle's length and CRC-32 (a jobpack has no checksum of its own)."""
+    header = json.dumps(
+        {
+            "python": python_tag(job.python),
+            "job": job.name,
+            "size": len(pickled),
+            "crc32": zlib.crc32(pickled),
+        }
+    )
     return JOBDATA_MAGIC + header.encode() + b"\n" + pickled
 
 
@@ -169,4 +178,14 @@ def split_jobdata(data: bytes) -> tuple[dict[str, Any], bytes]:
         raise ValueError(f"jobdata header is not JSON ({exc}): rebuild the jobpack") from exc
     if not isinstance(header, dict) or not isinstance(header.get("python"), str):
         raise ValueError("jobdata header lacks the 'python' field: rebuild the jobpack")
-    return header, data[end + 1 :]
+    pickled = data[end + 1 :]
+    if "crc32" in header and (header["crc32"], header.get("size")) != (
+        zlib.crc32(pickled),
+        len(pickled),
+    ):
+        raise ValueError(
+            f"the job's pickle in the jobdata is damaged ({len(pickled)} bytes, CRC-32 "
+            f"{zlib.crc32(pickled)}, where its header says {header.get('size')!r} bytes "
+            f"and {header['crc32']!r}): build the jobpack again"
+        )
+    return header, pickled
