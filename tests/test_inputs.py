@@ -280,6 +280,24 @@ def test_a_record_file_whose_first_byte_is_damaged_is_named_corrupt_not_text(
     assert "UTF-8" not in message and "iconv" not in message
 
 
+@pytest.mark.parametrize("flag", [0x02, 0x41, 0xFF])
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_record_file_whose_compressed_flag_is_damaged_is_named_corrupt_not_text(
+    tmp_path: Path, node: Node, flag: int, compress: bool
+) -> None:
+    """It was read as text, and refused as not UTF-8 with the advice to re-encode it."""
+    path = write_records(tmp_path / "records", compress=compress)
+    data = bytearray(path.read_bytes())
+    data[1] = flag
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError) as caught:
+        read_all([str(path)], node)
+    message = str(caught.value)
+    assert f"whose compressed flag, its second byte, is damaged ({flag:#04x}" in message
+    assert "UTF-8" not in message and "iconv" not in message
+    assert caught.value.span == (1, 2)
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_a_record_file_whose_first_length_is_zeroed_is_named_corrupt_not_text(
     tmp_path: Path, node: Node, compress: bool

@@ -51,7 +51,7 @@ from discodsl.worker.errors import (
 )
 from discodsl.worker.records import (
     VERSION_BYTE,
-    damaged_first_byte,
+    damaged_header_byte,
     is_record_file_prefix,
     read_hunks,
 )
@@ -368,16 +368,22 @@ def _replica_parts(
 
 
 def _refuse_damaged_record_file(head: bytes, url: str) -> None:
-    """A DataError if ``head``, the first bytes of ``url``, are a record file's but for the
-    first (whose first hunk is all in them): read as text, it would fail as bad UTF-8."""
-    if damaged_first_byte(head):
-        raise DataError(
-            f"{url}: starts as a record file whose first byte is damaged ({head[0]:#04x}, "
-            f"not {VERSION_BYTE:#04x}): the file is corrupt: re-run the task that wrote it, "
-            "or read another replica",
-            url=url,
-            span=(0, 1),
-        )
+    """A DataError if ``head``, the first bytes of ``url``, are a record file's but for its
+    version byte or compressed flag (whose first hunk is all in them): read as text, it
+    would fail as bad UTF-8, with advice that does not fit."""
+    damaged = damaged_header_byte(head)
+    if damaged is None:
+        return
+    if damaged == 0:
+        byte = f"first byte is damaged ({head[0]:#04x}, not {VERSION_BYTE:#04x})"
+    else:
+        byte = f"compressed flag, its second byte, is damaged ({head[1]:#04x}, not 0 or 1)"
+    raise DataError(
+        f"{url}: starts as a record file whose {byte}: the file is corrupt: re-run the task "
+        "that wrote it, or read another replica",
+        url=url,
+        span=(damaged, damaged + 1),
+    )
 
 
 def _index_parts(

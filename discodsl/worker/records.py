@@ -324,17 +324,26 @@ def check_hunks(stream: BinaryIO, url: str, *, max_hunk_size: int = MAX_HUNK_SIZ
         pass
 
 
-def damaged_first_byte(data: bytes) -> bool:
-    """Whether ``data``, the start of a file, is a record file's but for its first byte: with
-    the version byte put back, its first hunk is all there and reads checked, CRC and all (so
-    it cannot be text that happens to look so)."""
-    if len(data) < HEADER_SIZE or data[0] == VERSION_BYTE or data[1] not in (0, 1):
-        return False  # most text stops here: its second byte is no compressed flag
-    mended = io.BytesIO(bytes([VERSION_BYTE]) + data[1:])
-    try:
-        return next(_iter_hunks(mended, "", MAX_HUNK_SIZE), None) is not None
-    except DataError:  # a header or a hunk that does not check, or a hunk not all here
-        return False
+def damaged_header_byte(data: bytes) -> int | None:
+    """Which of its first two bytes (0: the version byte, 1: the compressed flag) is
+    damaged in ``data``, the start of a file that is a record file's but for that byte:
+    with it put back, its first hunk is all there and reads checked, CRC and all (so it
+    cannot be text that happens to look so); None if it is no such file."""
+    if len(data) < HEADER_SIZE:
+        return None
+    if data[0] != VERSION_BYTE and data[1] in (0, 1):
+        mended, damaged = [bytes([VERSION_BYTE]) + data[1:]], 0
+    elif data[0] == VERSION_BYTE and data[1] not in (0, 1):  # text never starts with 0x81
+        mended, damaged = [data[:1] + bytes([flag]) + data[2:] for flag in (0, 1)], 1
+    else:
+        return None  # most text stops here: its second byte is no compressed flag
+    for candidate in mended:
+        try:
+            if next(_iter_hunks(io.BytesIO(candidate), "", MAX_HUNK_SIZE), None) is not None:
+                return damaged
+        except DataError:  # a header or a hunk that does not check, or a hunk not all here
+            continue
+    return None
 
 
 def is_record_file_prefix(head: bytes) -> bool:
