@@ -262,40 +262,32 @@ def test_compressed_data_no_worker_reads_says_so_and_is_not_retried(
         read_all([str(path)], node)
 
 
-@pytest.mark.parametrize("first", [0x00, 0x41, 0x80])
+@pytest.mark.parametrize(
+    ("at", "value", "said"),
+    [
+        (0, 0x00, "first byte is damaged (0x00, not 0x81)"),
+        (0, 0x41, "first byte is damaged (0x41, not 0x81)"),
+        (0, 0x80, "first byte is damaged (0x80, not 0x81)"),
+        # It was read as text, and refused as not UTF-8 with the advice to re-encode it.
+        (1, 0x02, "compressed flag, its second byte, is damaged (0x02, not 0 or 1)"),
+        (1, 0x41, "compressed flag, its second byte, is damaged (0x41, not 0 or 1)"),
+        (1, 0xFF, "compressed flag, its second byte, is damaged (0xff, not 0 or 1)"),
+    ],
+)
 @pytest.mark.parametrize("compress", [False, True])
-def test_a_record_file_whose_first_byte_is_damaged_is_named_corrupt_not_text(
-    tmp_path: Path, node: Node, first: int, compress: bool
+def test_a_record_file_whose_header_byte_is_damaged_is_named_corrupt_not_text(
+    tmp_path: Path, node: Node, at: int, value: int, said: str, compress: bool
 ) -> None:
     path = write_records(tmp_path / "records", compress=compress)
     data = bytearray(path.read_bytes())
-    data[0] = first
+    data[at] = value
     path.write_bytes(bytes(data))
     with pytest.raises(DataError) as caught:
         read_all([str(path)], node)
     message = str(caught.value)
-    assert f"starts as a record file whose first byte is damaged ({first:#04x}, not 0x81)" in (
-        message
-    )
+    assert f"starts as a record file whose {said}" in message, message
     assert "UTF-8" not in message and "iconv" not in message
-
-
-@pytest.mark.parametrize("flag", [0x02, 0x41, 0xFF])
-@pytest.mark.parametrize("compress", [False, True])
-def test_a_record_file_whose_compressed_flag_is_damaged_is_named_corrupt_not_text(
-    tmp_path: Path, node: Node, flag: int, compress: bool
-) -> None:
-    """It was read as text, and refused as not UTF-8 with the advice to re-encode it."""
-    path = write_records(tmp_path / "records", compress=compress)
-    data = bytearray(path.read_bytes())
-    data[1] = flag
-    path.write_bytes(bytes(data))
-    with pytest.raises(DataError) as caught:
-        read_all([str(path)], node)
-    message = str(caught.value)
-    assert f"whose compressed flag, its second byte, is damaged ({flag:#04x}" in message
-    assert "UTF-8" not in message and "iconv" not in message
-    assert caught.value.span == (1, 2)
+    assert caught.value.span == (at, at + 1)
 
 
 @pytest.mark.parametrize("compress", [False, True])
