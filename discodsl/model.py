@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 Inputs = str | os.PathLike[str] | Sequence[Any] | Any
 
 
+# What a Job has and a Stage does not: asked of a stage, said so (not a StageSpec's error).
+_JOB_METHODS = frozenset({"run", "submit", "with_options", "stages", "options", "jobpack"})
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a pipeline: a user function plus how its input is grouped.
@@ -63,6 +67,12 @@ class Stage:
         """The other fields of ``spec`` (``combine``, ``takes_params``, ``init``, ...)."""
         if field.startswith("__") or field == "spec":
             raise AttributeError(field)
+        if field in _JOB_METHODS:
+            raise AttributeError(
+                f"{self.kind} stage {self.name!r} has no {field}(): a stage runs in a job; "
+                f"declare one, e.g. @job def pipeline(): return [{self.name}], and call "
+                f"pipeline.{field}(inputs=...)"
+            )
         return getattr(self.spec, field)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -102,8 +112,14 @@ class Job:
     options: JobOptions = field(default_factory=lambda: JobOptions())
     function: Callable[[], Sequence[Stage]] | None = None
 
-    def __call__(self) -> list[Stage]:
-        """The stages, as the decorated body returns them."""
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Stage]:
+        """The stages, as the decorated body returns them (a job takes no arguments: it is
+        run with :meth:`run`)."""
+        if args or kwargs:
+            raise TypeError(
+                f"job {self.name!r} is not called with its inputs: run it, "
+                f"{self.name}.run(inputs=[...]), or submit it, {self.name}.submit(inputs=[...])"
+            )
         return list(self.stages)
 
     def with_options(self, **changes: Any) -> Job:

@@ -575,3 +575,23 @@ def test_calling_the_decorator_as_pythons_map_says_which_map_it_is() -> None:
         map(str.upper, ["a", "b"])
     with pytest.raises(TypeError, match=r"replaced functools\.reduce here: call that one"):
         reduce(max, [1, 2])
+
+
+def test_a_stage_asked_to_run_and_a_job_called_with_inputs_say_what_to_write() -> None:
+    """``words.run(...)`` said "'StageSpec' object has no attribute 'run'", and
+    ``wc(inputs)`` "Job.__call__() takes 1 positional argument but 2 were given"."""
+
+    @map
+    def words(line: str) -> Any:
+        yield line, 1
+
+    @job
+    def wc() -> list[Any]:
+        return [words]
+
+    with pytest.raises(AttributeError, match=r"map stage 'words' has no run\(\): .*\.run\("):
+        words.run(["raw://a"])
+    with pytest.raises(TypeError, match=r"run it, wc\.run\(inputs=\[\.\.\.\]\)"):
+        wc(["raw://a"])
+    assert wc() == [words]
+    assert getattr(words, "submit", None) is None

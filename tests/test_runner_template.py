@@ -114,6 +114,23 @@ def test_progress_shows_what_stage_code_prints_but_not_its_counts(
     assert not hasattr(progress, "counters")
 
 
+def test_a_failed_task_says_whether_it_is_tried_again(capsys: pytest.CaptureFixture[str]) -> None:
+    """A stage's exception fails the job at once: "1 failure(s) so far" read as if more
+    tries were coming."""
+    progress = Progress("job", enabled=True)
+    task = {"stage": "map", "taskid": 3, "limit": 3}
+    progress("task_failed", {**task, "failures": 1, "fatal": True})
+    progress("task_failed", {**task, "failures": 1, "fatal": False})
+    progress("task_failed", {**task, "failures": 4, "fatal": False})
+    progress("task_failed", {"stage": "map", "taskid": 3, "failures": 2})  # a cluster's
+    assert capsys.readouterr().err.splitlines() == [
+        "[map:3] task failed, not retried (the job fails)",
+        "[map:3] task failed, 1 failure(s) so far, to be retried",
+        "[map:3] task failed, 4 failures, past max_failures=3 (the job fails)",
+        "[map:3] task failed, 2 failure(s) so far, to be retried",
+    ]
+
+
 @pytest.fixture
 def eager_switching() -> Iterator[None]:
     """Threads switch every microsecond (not every 5 ms): a race shows within a few thousand

@@ -41,10 +41,7 @@ class Progress:
         elif kind == "msg":
             self._message(facts)
         elif kind == "task_failed" and self.enabled:
-            self._write(
-                f"[{facts['stage']}:{facts['taskid']}] task failed, "
-                f"{facts['failures']} failure(s) so far"
-            )
+            self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, {_next(facts)}")
 
     def _new_bar(self, stage: str, tasks: int) -> None:
         self._close_bar()
@@ -93,3 +90,14 @@ def _tqdm() -> Any:
     from tqdm import tqdm as text_bar
 
     return text_bar
+
+
+def _next(facts: Mapping[str, Any]) -> str:
+    """What comes of a task's failure: not retried (stage code raised, or the runner's
+    retries are used up), or tried again (a cluster's events say only that)."""
+    failures = facts["failures"]
+    if facts.get("fatal"):
+        return "not retried (the job fails)"
+    if "limit" in facts and failures > facts["limit"]:
+        return f"{failures} failures, past max_failures={facts['limit']} (the job fails)"
+    return f"{failures} failure(s) so far, to be retried"
