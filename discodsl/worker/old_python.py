@@ -5,7 +5,8 @@ to a Python of another version (see ``runtime._check_python``).
 The runtime needs Python 3.10 or newer to be read at all, so a node whose ``python3`` or
 ``python`` is older failed before its first frame, and a Disco master retried the task
 for ever with nothing to show. This module must parse and run on any Python a node may
-have, 2.7 included: no f-strings, annotations or keyword-only arguments.
+have, 2.7 included: no f-strings, annotations or keyword-only arguments (its types are
+in type comments).
 """
 
 import json
@@ -14,6 +15,7 @@ import sys
 
 
 def refuse(args, zygote=False):
+    # type: (list[str], bool) -> None
     """Send WORKER and a FATAL naming the Python the job needs (``--python X.Y`` in
     ``args``) on the protocol fd (``--protocol-fd N``); wait for the master to end us.
     A local runner's ``zygote`` speaks no worker protocol: it says why on stderr and ends
@@ -40,9 +42,11 @@ def refuse(args, zygote=False):
 
 
 def _option(args, name, default):
+    # type: (list[str], str, str) -> str
     return args[args.index(name) + 1] if name in args[:-1] else default
 
 
 def _frame(name, payload):
+    # type: (str, object) -> bytes
     body = json.dumps(payload, separators=(",", ":"))  # ASCII: non-ASCII is escaped
     return ("%s %d %s\n" % (name, len(body), body)).encode("ascii")
