@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from discodsl import JobOptions, SettingsError, builder, jobpack
 from discodsl.options import option_names, pydantic_model, validate_options
+from tests.interpreters import python_output
 
 HEAVY = ("pydantic", "pydantic_core", "pydantic_settings", "requests", "urllib3", "tqdm")
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,17 +81,8 @@ def loaded_after(code: str, tmp_path: Path) -> list[str]:
     """The heavy packages a fresh interpreter has imported after running ``code``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCO_", "DDFS_"))}
     env["HOME"] = str(tmp_path)  # no ~/.disco settings file naming a master
-    done = subprocess.run(
-        [sys.executable, "-c", code + REPORT.format(heavy=HEAVY)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return list(json.loads(done.stdout.splitlines()[-1]))
+    printed = python_output(code + REPORT.format(heavy=HEAVY), ROOT, env=env)
+    return list(json.loads(printed.splitlines()[-1]))
 
 
 def test_declaring_a_job_imports_no_pydantic_requests_or_tqdm(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import discodsl
 from discodsl.jobpack import build_jobhome, extract_jobhome, runtime_files
+from tests.interpreters import python_output
 
 SHIPPED_TOPS = {"cloudpickle", "discodsl"}
 
@@ -66,7 +66,7 @@ def test_the_jobhome_imports_only_stdlib_cloudpickle_and_the_worker(tmp_path: Pa
     for path in sources:
         for name in _imports(path, tmp_path):
             assert _allowed(name), f"{path.relative_to(tmp_path)} imports {name}"
-    loaded: dict[str, str | None] = json.loads(_python(tmp_path, IMPORT_ALL, "-I"))
+    loaded: dict[str, str | None] = json.loads(python_output(IMPORT_ALL, tmp_path, "-I"))
     assert {"discodsl.worker.runtime", "cloudpickle"} <= set(loaded)
     for name, file in loaded.items():
         top = name.split(".")[0]
@@ -95,23 +95,8 @@ def test_a_worker_loads_decimal_fractions_and_compression_only_when_used(
     tmp_path: Path,
 ) -> None:
     extract_jobhome(build_jobhome(runtime_files(sys.version_info[:2])), tmp_path)
-    printed = _python(tmp_path, WORKER_LOAD.format(lazy=WORKER_LAZY), "-S")
+    printed = python_output(WORKER_LOAD.format(lazy=WORKER_LAZY), tmp_path, "-S")
     assert json.loads(printed) == [[], [True, True]]
-
-
-def _python(home: Path, code: str, *flags: str) -> str:
-    """What a fresh interpreter started with ``flags`` prints running ``code`` in the
-    jobhome ``home``."""
-    done = subprocess.run(
-        [sys.executable, *flags, "-c", code],
-        cwd=home,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_public_api_is_pinned() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from discodsl import PicklingError, job, map, reduce
 from discodsl.shipping import pickle_job, preflight
+from tests.interpreters import python_output
 
 
 @reduce
@@ -237,17 +238,6 @@ def test_a_helper_module_in_the_working_directory_is_found_by_local_workers(
     """``python -c``, the REPL and notebooks import from the working directory (``""`` in
     sys.path), which a local worker, whose own is its job home, did not: "No module named
     'helpers'", where inline and a script run beside it worked."""
-    import subprocess
-
     (tmp_path / "helpers.py").write_text("def weight(word):\n    return len(word) * 10\n")
-    command = [sys.executable, "-c", HELPED] if how == "python -c" else [sys.executable, "-"]
-    done = subprocess.run(
-        command,
-        input=HELPED if how == "stdin" else None,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "[('a', 10), ('bb', 20)]\n"
+    printed = python_output(HELPED, tmp_path, piped=how == "stdin")
+    assert printed == "[('a', 10), ('bb', 20)]\n"

@@ -27,10 +27,10 @@ from discodsl.worker.records import read_records
 from discodsl.worker.sides import MasterSide
 from discodsl.worker.spec import encode_jobdata
 from tests import replay_jobs
+from tests.interpreters import old_pythons
 from tests.worker_driver import (
     lay_out,
     node_environment,
-    old_pythons,
     recorded,
     run_worker,
     scripted,

@@ -23,7 +23,7 @@ from discodsl import places
 from discodsl.errors import SettingsError, TaskFailed
 from discodsl.runners import local
 from tests import death_jobs, jobs
-from tests.worker_driver import old_pythons
+from tests.interpreters import old_pythons
 
 ROOT = Path(__file__).resolve().parent.parent
 

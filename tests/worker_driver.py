@@ -6,11 +6,9 @@ Built on the master side of the protocol codec; every read has a timeout.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -197,21 +195,3 @@ def shape(value: Any) -> Any:
 def recorded(reference: Path, scenario: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((reference / scenario / "transcript.json").read_text())
     return data
-
-
-@functools.cache
-def old_pythons() -> list[str]:
-    """The interpreters older than 3.10 on this machine (pyenv's, or on the PATH)."""
-    found = {str(p) for p in Path("/root/.pyenv/versions").glob("*/bin/python")}
-    found |= {shutil.which(f"python{v}") or "" for v in ("2.7", "3.6", "3.7", "3.8", "3.9")}
-    old = []
-    for python in sorted(found - {""}):
-        version = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        if version and tuple(map(int, version.split("."))) < (3, 10):
-            old.append(python)
-    return old
