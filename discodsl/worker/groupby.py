@@ -67,6 +67,7 @@ from typing import IO, Any, TypeVar
 
 from discodsl.worker.errors import StageError, brief
 from discodsl.worker.partition import canonical_or_none, partitioner
+from discodsl.worker.records import is_pair
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -317,13 +318,9 @@ def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str)
     try:
         return sorted(keys) + unordered
     except _UNCOMPARABLE as err:
-        ordered = [r for r in buffer if not _pair(r) or _totally_ordered(r[0])]
+        ordered = [r for r in buffer if not is_pair(r) or _totally_ordered(r[0])]
         ordered += ((key, groups[key][0]) for key in keys)
         raise _sort_error(stage, ordered, err) from err
-
-
-def _pair(record: Any) -> bool:
-    return isinstance(record, (tuple, list)) and len(record) == 2
 
 
 def _fill(records: Iterator[Record], buffer: list[Record], meter: _Meter) -> bool:
@@ -903,7 +900,7 @@ class _Probe:
 def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
     """The error for the first record that is not a ``(key, value)`` pair, if any."""
     for record in records:
-        if not _pair(record):
+        if not is_pair(record):
             return StageError(
                 f"{_where(stage)}: got {brief(record, 60)} ({type(record).__name__}) as a record; "
                 "a reduce's input must be (key, value) pairs: make the previous stage yield them",
