@@ -36,11 +36,15 @@ def _runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _clean_disco_env(
     monkeypatch: pytest.MonkeyPatch, _runs_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """No test sees the developer's DISCO_* / DDFS_* settings, their registry of local
-    runs (the suite's local runs register in a directory of its own) or their cache
-    (each test starts with an empty one)."""
+    """No test sees the developer's DISCO_* / DDFS_* / DISCODSL_* settings (a
+    DISCODSL_RETRIES=0 or DISCODSL_NO_FORKSERVER=1 would change what tests find; the
+    suite's own DISCODSL_TEST_* switches stay), their registry of local runs (the suite's
+    local runs register in a directory of its own) or their cache (each test starts with
+    an empty one)."""
     for name in list(os.environ):
-        if name.startswith(("DISCO_", "DDFS_", "DISCODSL_CACHE_")):
+        if name.startswith(("DISCO_", "DDFS_", "DISCODSL_")) and not name.startswith(
+            "DISCODSL_TEST_"
+        ):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DISCO_SETTINGS_FILE", os.devnull)
     monkeypatch.setenv("DISCODSL_RUNS_DIR", str(_runs_dir))

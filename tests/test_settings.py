@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -391,3 +394,40 @@ def test_a_place_given_with_a_tilde_or_relative_is_a_fixed_absolute_one(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(variable, "relative")
     assert places.place("x", variable) == tmp_path / "relative"
+
+
+_OURS = {"DISCODSL_RUNS_DIR", "DISCODSL_CACHE_DIR", "DISCO_SETTINGS_FILE"}
+
+
+def test_a_test_sees_none_of_the_developers_settings() -> None:
+    """What the suite's autouse fixture leaves a test: its own settings, no one else's."""
+    leaked = [
+        name
+        for name in os.environ
+        if name.startswith(("DISCO_", "DDFS_", "DISCODSL_"))
+        and name not in _OURS
+        and not name.startswith("DISCODSL_TEST_")
+    ]
+    assert leaked == []
+
+
+def test_the_developers_settings_are_cleared_for_every_test() -> None:
+    """The test above, run with a developer's settings in the environment (they would change
+    retries, workers and timeouts under every test)."""
+    developer = {
+        "DISCODSL_RETRIES": "0",
+        "DISCODSL_NO_FORKSERVER": "1",
+        "DISCODSL_HTTP_TIMEOUT": "0.1",
+        "DISCO_MASTER": "http://example.invalid:8989",
+        "DDFS_DATA": "/nonexistent",
+    }
+    test = f"{__file__}::test_a_test_sees_none_of_the_developers_settings"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", test],
+        env={**os.environ, **developer},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
