@@ -196,9 +196,6 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     type (and, for a failed task, where the run was)."""
     if isinstance(exc, TaskFailed):
         return _task_hint(exc, getattr(args, "where", "cluster"))
-    if isinstance(exc, JobDead):
-        said = "`discodsl events" in str(exc)  # the message names the command already
-        return "" if said else f"see what happened with `discodsl events {exc.jobname or '@'}`"
     if isinstance(exc, Unreachable):
         master = getattr(args, "master", None) or configured_master() or ""
         where = f" (now {master})" if master else ""

@@ -2,35 +2,39 @@
 
 ::
 
-    DiscoDSLError                 root: catch this to catch them all
-     ├── JobpackError             a jobpack could not be encoded or was refused on decoding
-     ├── ProtocolError            a worker-protocol frame was malformed or out of order
-     ├── DataError                an input or record file is unreadable, corrupt or truncated
-     │    ├── MalformedRecord     a reader could not parse a record (not retried)
-     │    └── BadURL              an input URL no worker can read, e.g. a tag (not retried)
-     ├── StageError               user code failed inside a worker (worker side)
-     ├── Retry                    raised by stage code: run the task again (worker side)
-     ├── JobError                 a job was declared wrongly, could not ship, or failed
-     │    ├── PicklingError       a stage cannot be shipped to a node (names the object)
-     │    └── TaskFailed          a task failed; ``__cause__`` holds the worker's traceback
-     ├── ClientError              the Disco master or DDFS refused or could not be reached
-     │    ├── RequestFailed       no answer: the connection failed, dropped, timed out (url, who)
-     │    │    └── Unreachable    nothing sent: connection refused, no such host, connect timeout
-     │    ├── BadAnswer           an error status, or an answer of a wrong shape (endpoint, status)
-     │    │    └── Unauthorized   401: DDFS refused the token
-     │    ├── NoSuchJob           the master knows no such job: 404, or "unknown job" (jobname)
-     │    ├── JobActive           the job still runs: no results yet, or a wait timed out (jobname)
-     │    ├── JobpackRefused      the master refused a submitted jobpack (reason)
-     │    ├── TagNotFound         DDFS has no such tag (tag)
-     │    └── JobDead             a job on the cluster died or was killed (jobname, events)
-     └── SettingsError            an option or setting is invalid (names field, value, fix)
+    DiscoDSLError                  root: catch this to catch them all
+     ├── JobpackError              a jobpack could not be encoded or was refused on decoding
+     ├── ProtocolError             a worker-protocol frame was malformed or out of order
+     │    ├── LocalProtocolError   we tried to send what the protocol forbids (a bug of ours)
+     │    └── RemoteProtocolError  the peer sent a bad frame, or a message out of order
+     ├── DataError                 an input or record file is unreadable, corrupt or truncated
+     │    ├── MalformedRecord      a reader could not parse a record (not retried)
+     │    └── BadURL               an input URL no worker can read, e.g. a tag (not retried)
+     ├── StageError                user code failed inside a worker (worker side)
+     ├── Retry                     raised by stage code: run the task again (worker side)
+     ├── JobError                  a job was declared wrongly, could not ship, or failed
+     │    ├── PicklingError        a stage cannot be shipped to a node (names the object)
+     │    ├── TaskFailed           a task failed; ``__cause__`` holds the worker's traceback
+     │    └── InputRunFailed       a run whose inputs are another run's results did not start:
+     │                             that run failed; ``__cause__`` holds its error
+     ├── ClientError               the Disco master or DDFS refused or could not be reached
+     │    ├── RequestFailed        no answer: the connection failed, dropped, timed out (url, who)
+     │    │    └── Unreachable     nothing sent: connection refused, no such host, connect timeout
+     │    ├── BadAnswer            an error status, or an answer of a wrong shape (endpoint, status)
+     │    │    └── Unauthorized    401: DDFS refused the token
+     │    ├── NoSuchJob            the master knows no such job: 404, or "unknown job" (jobname)
+     │    ├── JobActive            the job still runs: no results yet, or a wait timed out (jobname)
+     │    ├── JobpackRefused       the master refused a submitted jobpack (reason)
+     │    ├── TagNotFound          DDFS has no such tag (tag)
+     │    └── JobDead              a job on the cluster died or was killed (jobname, events)
+     └── SettingsError             an option or setting is invalid (names field, value, fix)
 
-``ProtocolError``, ``DataError``, ``MalformedRecord``, ``BadURL``, ``StageError`` and
-``Retry`` are defined in :mod:`discodsl.worker.errors`, which ships to Disco nodes and so
-imports only the standard library; they are re-exported here so users need one module.
-Every message says what happened and what to do; a :class:`ClientError`'s
-subclass says which of those things happened, for code (the command line's
-hints) that must not read messages. Any other ClientError is a request
+``ProtocolError`` and its two kinds, ``DataError``, ``MalformedRecord``, ``BadURL``,
+``StageError`` and ``Retry`` are defined in :mod:`discodsl.worker.errors`, which ships to
+Disco nodes and so imports only the standard library; the ones users meet are re-exported
+here so they need one module. Every message says what happened and what to do; a
+subclass says which of those things happened, for code (the command line's hints, a run's
+events) that must not read messages. Any other ClientError is a request
 refused before it was sent (a bad tag name, an unknown setting).
 """
 
@@ -52,6 +56,7 @@ __all__ = [
     "ClientError",
     "DataError",
     "DiscoDSLError",
+    "InputRunFailed",
     "JobActive",
     "JobDead",
     "JobError",
@@ -83,6 +88,11 @@ class JobError(DiscoDSLError):
 
 class PicklingError(JobError):
     """A stage (or something it refers to) cannot be loaded on a node."""
+
+
+class InputRunFailed(JobError):
+    """A run whose inputs are another run's results did not start: that run failed (its
+    error is this one's ``__cause__``)."""
 
 
 class TaskFailed(JobError):

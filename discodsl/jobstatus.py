@@ -109,8 +109,9 @@ def dead_job(master_url: str, jobname: str, events: list[Event]) -> JobDead:
     if len(why) > 1:
         reason += f" (before that: {why[1]})"
     return JobDead(
-        f"job {jobname!r} died: {reason}; its last events are in .events, "
-        f"all of them at {master_url}/disco/ctrl/jobevents?name={quote(jobname)}",
+        f"job {jobname!r} died: {reason}; its last events are in .events, all of them "
+        f"with `discodsl events {jobname}` (or at {master_url}/disco/ctrl/jobevents?"
+        f"name={quote(jobname)})",
         jobname=jobname,
         events=lines,
     )

@@ -167,6 +167,10 @@ def test_a_jobs_whole_life(cluster_env: str, capsys: pytest.CaptureFixture[str])
     assert out.startswith(f"{name}: ready") and "words            2/2 done" in out
     out, _ = run(capsys, "status", "@?wordcount", "--json")
     assert json.loads(out)["active"] == "ready" and json.loads(out)["name"] == name
+    _, err = run(capsys, "status", "@?nosuchname", status=1)
+    assert one_error(err, "has no job whose name contains 'nosuchname'")[1:] == [
+        "hint: list the master's jobs with `discodsl jobs`"
+    ]
     out, _ = run(capsys, "events", name)
     assert out.splitlines()[0].endswith("New job initialized!")
     assert "READY: Job done in" in out.splitlines()[-1]
@@ -219,9 +223,7 @@ def test_hints_follow_the_error_type_not_its_words() -> None:
     assert _hint(ClientError("no job named 'x'; could not reach"), args) == ""
     failed = TaskFailed("job 'other' failed", jobname="wordcount@1:2:3")
     assert _hint(failed, args).endswith("`discodsl events wordcount@1:2:3`")
-    assert _hint(JobDead("dead", jobname="j@1"), args).endswith("`discodsl events j@1`")
-    said = JobDead("job 'j@1' is dead: see why with `discodsl events j@1`", jobname="j@1")
-    assert _hint(said, args) == ""  # not twice
+    assert _hint(JobDead("dead", jobname="j@1"), args) == ""  # its messages name the events
 
 
 def test_jobpack_build_show_submit_then_kill(
@@ -252,7 +254,8 @@ def test_jobpack_build_show_submit_then_kill(
     assert printed[-1].endswith("WARN: Job killed")  # written up to 2 s after the kill
     _, err = run(capsys, "wait", name, status=1)
     lines = one_error(err, name, "is dead without a task error", "killed")
-    assert lines[1] == f"hint: see what happened with `discodsl events {name}`"
+    assert f"(all its events: `discodsl events {name}`)" in lines[0]
+    assert lines[1:] == []  # the message said it: no hint repeats it
     out, _ = run(capsys, "kill", name)
     assert out == f"{name} is dead: nothing to kill\n"
 

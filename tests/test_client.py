@@ -386,6 +386,7 @@ def test_wait_for_a_dead_job(master: Master) -> None:
     ) as err:
         master.wait(name, poll_ms=60000)
     assert err.value.jobname == FATAL
+    assert f"all of them with `discodsl events {FATAL}`" in str(err.value)
     assert err.value.events[0].endswith("New job initialized!")  # oldest first
     assert err.value.events[-1].endswith("WARN: Job killed")
 

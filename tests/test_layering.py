@@ -131,3 +131,34 @@ def test_public_api_is_pinned() -> None:
     ]
     for name in discodsl.__all__:
         assert hasattr(discodsl, name)
+
+
+def test_the_error_tree_drawn_in_errors_is_the_class_tree() -> None:
+    """errors.py's docstring draws every error class under its base (a class added, moved
+    or renamed without redrawing fails here)."""
+    import re
+
+    from discodsl import errors
+    from discodsl.worker import errors as worker_errors
+
+    drawn: dict[str, str] = {}
+    parents: list[tuple[int, str]] = []  # (column, name) of the lines above, innermost last
+    for line in (errors.__doc__ or "").splitlines():
+        found = re.match(r"\s*(?:[│ ]*[├└]── )?([A-Z][A-Za-z]+Error|[A-Z][A-Za-z]+) {2,}", line)
+        if not found or not line.startswith("    "):
+            continue
+        column = found.start(1)
+        while parents and parents[-1][0] >= column:
+            parents.pop()
+        drawn[found.group(1)] = parents[-1][1] if parents else ""
+        parents.append((column, found.group(1)))
+    classes = {
+        cls.__name__: cls
+        for module in (errors, worker_errors)
+        for cls in vars(module).values()
+        if isinstance(cls, type) and issubclass(cls, errors.DiscoDSLError)
+    }
+    assert set(drawn) == set(classes)
+    for name, parent in drawn.items():
+        bases = [b.__name__ for b in classes[name].__bases__ if b is not Exception]
+        assert bases == ([parent] if parent else []), name

@@ -23,7 +23,7 @@ import pytest
 
 from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed
 from discodsl.cli import main
-from discodsl.errors import JobActive
+from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
 from discodsl.worker import urls
 from tests import jobs
@@ -253,12 +253,15 @@ def test_a_chain_fails_naming_the_run_it_waited_for(tmp_path: Path, where: str) 
     second = jobs.histogram.submit(first, mode=where, progress=False)
     third = jobs.distinct_words.submit([second], mode=where, progress=False)
     with pytest.raises(
-        JobError, match=r"input run .*failing.* failed: .*cannot handle 'boom'"
+        InputRunFailed, match=r"input run .*failing.* failed: .*cannot handle 'boom'"
     ) as info:
         third.wait(timeout=120)
     assert "histogram" in str(info.value)
     assert second.status == third.status == "dead"
-    assert isinstance(info.value.__cause__, JobError)
+    assert isinstance(info.value.__cause__, InputRunFailed)
+    assert "cannot handle 'boom'" in str(info.value.__cause__.__cause__)  # the task's error
+    [said] = [m for _, _, m in third.events() if "did not run" in m]  # why, in its events
+    assert said.endswith(str(info.value).split(": ", 1)[1])
 
 
 def test_a_chain_waits_while_its_first_run_is_active() -> None:

@@ -539,8 +539,9 @@ def _job_failed(
     found = _failing_task(events)
     if found is None:
         return JobDead(
-            f"job {jobname!r} is dead without a task error: it was killed, or purged; "
-            f"its last events: {_last_events(events) or 'none'}",
+            f"job {jobname!r} is dead without a task error: it was killed, or purged (all "
+            f"its events: `discodsl events {jobname}`); its last events: "
+            f"{_last_events(events) or 'none'}",
             jobname=jobname,
             events=dead.events,
         )
@@ -640,9 +641,7 @@ def latest_job(cluster: Cluster, contains: str = "") -> str:
         if contains in name:
             return name
     which = f" whose name contains {contains!r}" if contains else ""
-    raise ClientError(
-        f"the master at {cluster.url} has no job{which}: list them with `discodsl jobs`"
-    )
+    raise NoSuchJob(f"the master at {cluster.url} has no job{which}", jobname=contains)
 
 
 def _as_listed(url: str, node: Node) -> str:

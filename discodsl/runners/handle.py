@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from discodsl.errors import JobActive, JobDead, JobError
+from discodsl.errors import InputRunFailed, JobActive, JobDead
 from discodsl.jobstatus import wait_limit
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ class Run:
     def _reason(self) -> str:
         """A failed chain's reason, for the events (a task's failure is already in them)."""
         outcome = self._outcome
-        if isinstance(outcome, JobError) and "input run" in str(outcome):
+        if isinstance(outcome, InputRunFailed):
             return " ".join(str(outcome).split())
         return ""
 
@@ -264,13 +264,13 @@ class Run:
             self._thread.join(CLEANUP_WAIT)
 
 
-def _input_failed(run: Run, upstream: Run) -> JobError:
+def _input_failed(run: Run, upstream: Run) -> InputRunFailed:
     """The error of a run whose input run did not end ready: it names that run's failure."""
     try:
         upstream.results()
     except BaseException as exc:
         why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        error = JobError(
+        error = InputRunFailed(
             f"job {run.job!r} did not run: its input run {upstream.jobname!r} "
             f"({upstream.mode}) failed: {why}"
         )
