@@ -3,8 +3,7 @@
 :class:`Master` wraps the master's HTTP API (submit a jobpack, wait for its
 results, events, job control, cluster configuration), built on
 :class:`~discodsl.service.Service`, which the DDFS client
-(:mod:`discodsl.ddfs`, not imported here) shares. :func:`disco_url_to_http`
-and :func:`proxy_url` are :mod:`discodsl.service`'s, also importable from here.
+(:mod:`discodsl.ddfs`, not imported here) shares.
 
 Requests go through :mod:`discodsl.http` (a connection per request,
 timeouts, retries, the one place network errors are named); every answer's
@@ -31,19 +30,12 @@ from discodsl.answers import OneOf, answer_json, fits, shape_error
 from discodsl.errors import BadAnswer, ClientError
 from discodsl.http import ErrorFor, Policy, RetryCallback
 from discodsl.jobstatus import Event
-from discodsl.service import Service, disco_url_to_http, proxy_url
+from discodsl.service import Service
 
 if TYPE_CHECKING:
     from discodsl.settings import DiscoSettings
 
-__all__ = [
-    "Event",
-    "Master",
-    "RetryCallback",
-    "Service",
-    "disco_url_to_http",
-    "proxy_url",
-]  # Service and the URL helpers live in discodsl.service; named here too, as before
+__all__ = ["Event", "Master", "RetryCallback"]
 
 log = logging.getLogger(__name__)
 

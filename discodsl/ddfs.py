@@ -32,7 +32,7 @@ import requests
 from discodsl.answers import answer_json, fits, shape_error
 from discodsl.errors import BadAnswer, ClientError, TagNotFound, Unauthorized
 from discodsl.http import ErrorFor, RetryCallback, origin, translate
-from discodsl.service import Service, disco_url_to_http, proxy_url
+from discodsl.service import Service, disco_url_to_http
 from discodsl.worker import urls
 
 if TYPE_CHECKING:
@@ -298,7 +298,7 @@ class DDFS(Service):
         return [self._put(url, path) for url in put_urls]
 
     def _put(self, url: str, path: Path) -> str:
-        target = proxy_url(url, self.proxy, method="PUT")
+        target = urls.proxy_url(url, self.proxy, method="PUT")
         resp = self._send(
             "PUT",
             target,
@@ -314,7 +314,7 @@ class DDFS(Service):
         if url.startswith(urls.RAW):
             yield url[len(urls.RAW) :].encode()
             return
-        target = proxy_url(disco_url_to_http(url, self.disco_port), self.proxy)
+        target = urls.proxy_url(disco_url_to_http(url, self.disco_port), self.proxy)
         hint = f"is the node up? try `curl -I {target}`"
         resp = self._send("GET", target, stream=True, who="the Disco node", hint=hint)
         with (

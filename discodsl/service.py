@@ -2,8 +2,9 @@
 ``DISCO_PROXY``, one transport) and the URLs they fetch.
 
 :func:`disco_url_to_http` turns ``disco://`` and ``dir://`` URLs into the
-``http://`` URLs nodes serve them at; :func:`proxy_url` routes a URL through
-``DISCO_PROXY``. URL parsing is :mod:`discodsl.worker.urls`'s.
+``http://`` URLs nodes serve them at. URL parsing, and routing a URL through
+``DISCO_PROXY`` (``proxy_url``: result files are read by the worker's readers), are
+:mod:`discodsl.worker.urls`'s.
 
 It knows no endpoint: :class:`~discodsl.client.Master` and
 :class:`~discodsl.ddfs.DDFS` do; requests go through :mod:`discodsl.http`.
@@ -12,7 +13,6 @@ It knows no endpoint: :class:`~discodsl.client.Master` and
 from __future__ import annotations
 
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import requests
 
@@ -20,7 +20,7 @@ from discodsl.errors import ClientError
 from discodsl.http import RetryCallback, Transport
 from discodsl.worker import urls
 
-__all__ = ["Service", "disco_url_to_http", "proxy_url"]
+__all__ = ["Service", "disco_url_to_http"]
 
 
 # --------------------------------------------------------------------------
@@ -53,28 +53,9 @@ def disco_url_to_http(url: str, disco_port: int) -> str:
     return f"http://{netloc}/{path}"
 
 
-def proxy_url(url: str, proxy: str, *, method: str = "GET", to_master: bool = False) -> str:
-    """Route ``url`` through ``DISCO_PROXY`` (disco-spec section 7, ``util.proxy_url``).
-
-    Only ``http`` URLs whose host has no ``.`` (cluster-internal names) are
-    rewritten: to the master as ``<proxy>/<path>``, to a node as
-    ``<proxy>/proxy/<host>/<method>/<path>``. Without a proxy, ``url`` is returned.
-    """
-    if not proxy:
-        return url
-    parts = urlsplit(url)
-    if parts.scheme != "http" or "." in (parts.hostname or "."):
-        return url
-    path = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
-    proxy = proxy.rstrip("/")
-    if to_master:
-        return f"{proxy}/{path}".rstrip("/")
-    return f"{proxy}/proxy/{parts.hostname}/{method}/{path}"
-
-
 def _proxy_hint(master_url: str, proxy: str) -> str:
     """The hint for an unreachable master reached through DISCO_PROXY ("" without one)."""
-    base = proxy_url(master_url, proxy, to_master=True)
+    base = urls.proxy_url(master_url, proxy, to_master=True)
     if base == master_url:
         return ""
     return f"is DISCO_PROXY right? try `curl {base}/disco/version`"
@@ -109,7 +90,7 @@ class Service:
         self.url = url.rstrip("/")
         self.proxy = proxy
         self._http = Transport(
-            proxy_url(self.url, proxy, to_master=True),
+            urls.proxy_url(self.url, proxy, to_master=True),
             timeout=timeout,
             retries=retries,
             backoff=backoff,

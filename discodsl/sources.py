@@ -212,11 +212,11 @@ def resolve_tags_here(inputs: list[list[str]], master: str | None = None) -> lis
 
 def _over_http(url: str, settings: DiscoSettings) -> str:
     """A blob's URL as a worker on this machine (no Disco node) reads it."""
-    from discodsl.service import disco_url_to_http, proxy_url
+    from discodsl.service import disco_url_to_http
 
     if urls.split(url)[0] != "disco":
         return url
-    return proxy_url(disco_url_to_http(url, settings.DISCO_PORT), settings.DISCO_PROXY)
+    return urls.proxy_url(disco_url_to_http(url, settings.DISCO_PORT), settings.DISCO_PROXY)
 
 
 def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:

@@ -25,11 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import discodsl
-from discodsl.client import (
-    Master,
-    disco_url_to_http,
-    proxy_url,
-)
+from discodsl.client import Master
 from discodsl.ddfs import DDFS, check_name, resolve_inputs
 from discodsl.errors import (
     BadAnswer,
@@ -44,7 +40,9 @@ from discodsl.errors import (
     Unauthorized,
     Unreachable,
 )
+from discodsl.service import disco_url_to_http
 from discodsl.settings import load_settings
+from discodsl.worker.urls import proxy_url
 from tests import jobs
 from tests.loopback import LoopbackHTTPServer
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from tests import cluster_jobs, disco_state, jobs
 from tests.conftest_cluster import point_at
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
+from tests.loopback import LoopbackHTTPServer
 
 WORDS = {"a": 2, "b": 1, "c": 3}
 
@@ -380,3 +384,81 @@ def test_bad_content_in_a_file_the_node_read_does_not_say_to_push(
     message = str(info.value)
     assert "UTF-8" in message and "latin.txt" in message
     assert "push_inputs" not in message
+
+
+class _DiscoProxy(BaseHTTPRequestHandler):
+    """``DISCO_PROXY`` as Disco's answers: ``/proxy/HOST/METHOD/PATH`` from node HOST (all
+    are the test master here), any other path from the master; it notes each path asked."""
+
+    server: Any
+
+    def do_GET(self) -> None:
+        self._forward()
+
+    def do_POST(self) -> None:
+        self._forward()
+
+    def _forward(self) -> None:
+        self.server.asked.append(self.path)
+        path = self.path
+        if path.startswith("/proxy/"):
+            path = "/" + path.split("/", 4)[4]  # /proxy/HOST/METHOD/PATH -> /PATH
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        request = urllib.request.Request(self.server.target + path, data=body, method=self.command)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, data = answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            status, data = error.code, error.read()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_results_are_read_through_disco_proxy(
+    disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With DISCO_PROXY set, the master is asked through the proxy and so are the result
+    files and indexes (their node's port here is closed: only the proxy reaches it)."""
+    server = LoopbackHTTPServer(_DiscoProxy)
+    server.asked, server.target = [], disco_master.url  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with closed_port() as port:
+            monkeypatch.setenv("DISCO_MASTER", f"http://localhost:{disco_master.port}")
+            monkeypatch.setenv("DISCO_PORT", str(port))
+            monkeypatch.setenv("DISCO_PROXY", f"http://127.0.0.1:{server.port}")
+            results = jobs.wordcount.run(inputs=["raw://a b c", "raw://c a c"], mode="cluster")
+            assert dict(results) == WORDS
+    finally:
+        server.shutdown()
+        server.server_close()
+    asked = server.asked  # type: ignore[attr-defined]
+    assert "/disco/job/new" in asked
+    assert any(path.startswith("/proxy/localhost/GET/disco/") for path in asked), asked
+
+
+def test_result_files_are_read_with_the_clients_settings() -> None:
+    """The timeout, port and proxy a cluster's files are read with are the settings' (a
+    settings file's too), not the worker's environment-only defaults."""
+    from discodsl.runners.base import client_node
+    from discodsl.settings import load_settings
+
+    settings = load_settings(
+        DISCO_MASTER="http://vm:8989",
+        DISCO_PORT=8990,
+        DISCO_PROXY="http://gateway:8999",
+        DISCODSL_HTTP_TIMEOUT=7.5,
+    )
+    node = client_node(settings)
+    assert (node.host, node.disco_port, node.timeout, node.proxy) == (
+        "",
+        8990,
+        7.5,
+        "http://gateway:8999",
+    )

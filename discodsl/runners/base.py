@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from discodsl.options import JobOptions
     from discodsl.results import Results
     from discodsl.runners.handle import Run
+    from discodsl.settings import DiscoSettings
     from discodsl.worker.spec import JobSpec
 
 # A handler of a run's events: ("stage", {stage, tasks}), ("task_done", {stage[, taskid]}),
@@ -241,7 +242,7 @@ class Runner:
 
         if host == local.LOCAL_HOST:
             return local.this_node()
-        return Node(host="", disco_port=load_settings(DISCO_MASTER=self.master).DISCO_PORT)
+        return client_node(load_settings(DISCO_MASTER=self.master))
 
     def _check_local_indexes(self, inputs: list[list[str]]) -> None:
         """A JobError for an index of this process's local runs that is gone (its results
@@ -290,6 +291,18 @@ class Runner:
         """Name and submit the run (``run.submitted(...)``); the work that finishes it
         (waits for it, reads its results), which ``run`` does in its thread."""
         raise NotImplementedError
+
+
+def client_node(settings: DiscoSettings) -> Node:
+    """How this machine reads a cluster's files (results, indexes, kept stages) over HTTP:
+    at the settings' ``DISCO_PORT``, within ``DISCODSL_HTTP_TIMEOUT``, through
+    ``DISCO_PROXY`` when one is set (as Disco's own client reads them)."""
+    return Node(
+        host="",
+        disco_port=settings.DISCO_PORT,
+        timeout=settings.DISCODSL_HTTP_TIMEOUT,
+        proxy=settings.DISCO_PROXY,
+    )
 
 
 def _finished(work: Callable[[], Results], plan: Plan) -> Results:

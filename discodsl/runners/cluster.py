@@ -11,8 +11,11 @@ submits in the caller's thread and watches in its own; its ``kill()`` and
 ``events()`` and its results' ``stage(name)`` ask the master anew.
 
 Results are read lazily over HTTP: ``dir://HOST/...`` and ``disco://HOST/...``
-at ``http://HOST:<DISCO_PORT>/...``; a save_results tag is resolved to its
-blobs first. All HTTP goes through :mod:`discodsl.client` and :mod:`discodsl.ddfs`.
+at ``http://HOST:<DISCO_PORT>/...`` (through ``DISCO_PROXY`` when one is set); a
+save_results tag is resolved to its blobs first. Requests to the master and DDFS go
+through :mod:`discodsl.client` and :mod:`discodsl.ddfs`; result files and indexes are
+read by the worker's own readers (:mod:`discodsl.worker.inputs`), with the settings'
+timeout and proxy (:func:`~discodsl.runners.base.client_node`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
 from discodsl.results import Results, check_stage_name
-from discodsl.runners.base import Counters, Plan, Runner
+from discodsl.runners.base import Counters, Plan, Runner, client_node
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
@@ -169,7 +172,7 @@ class ClusterRunner(Runner):
                 if entry.last:
                     resolve_inputs(cluster.master.results_of(entry.run), cluster.ddfs)
                 found = cluster.master.stageresults(entry.run, entry.stage)
-                return _labelled(found, Node(host="", disco_port=cluster.settings.DISCO_PORT))
+                return _labelled(found, client_node(cluster.settings))
             except (ClientError, DataError):
                 return None
 
@@ -616,7 +619,7 @@ def _results(
 ) -> Results:
     """Results read over HTTP; a save_results ``tag://`` becomes the tag's blobs."""
     expanded = resolve_inputs(urls, cluster.ddfs)
-    node = Node(host="", disco_port=cluster.settings.DISCO_PORT)
+    node = client_node(cluster.settings)
     stages = functools.partial(_stage_urls, cluster.settings, jobname)
     return Results(jobname, expanded, node=node, mode="cluster", counters=counters, stages=stages)
 

@@ -118,7 +118,9 @@ class Node:
     ``host`` is the node's name in ``disco://`` URLs (an empty host matches
     none), ``disco_data`` and ``ddfs_data`` the local directories behind
     ``disco/...`` and ``ddfs/...`` paths, ``timeout`` the seconds an HTTP
-    connect or read may stall.
+    connect or read may stall. ``proxy`` is ``DISCO_PROXY``, for a client reading a
+    cluster's files from outside it (:func:`~discodsl.worker.urls.proxy_url`); a
+    worker on a node reads them directly.
     """
 
     host: str = ""
@@ -126,6 +128,7 @@ class Node:
     disco_data: str = ""
     ddfs_data: str = ""
     timeout: float = field(default_factory=http_timeout)
+    proxy: str = ""
 
 
 class Cursor:
@@ -726,7 +729,7 @@ def _open_http(location: str, node: Node, url: str = "") -> io.BufferedReader:
         return _open_file(_local_path(local, url, node), url)
     import urllib.parse
 
-    response = _get(location, node, url)
+    response = _get(urls.proxy_url(location, node.proxy), node, url)
     path = urllib.parse.urlsplit(location).path
     return _decompressed(response, path, url)
 

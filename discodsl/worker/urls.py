@@ -127,6 +127,25 @@ def http_url(host: str, port: int, path: str) -> str:
     return f"http://{host}:{port}/{path}"
 
 
+def proxy_url(url: str, proxy: str, *, method: str = "GET", to_master: bool = False) -> str:
+    """Route ``url`` through ``DISCO_PROXY`` (disco-spec section 7, ``util.proxy_url``).
+
+    Only ``http`` URLs whose host has no ``.`` (cluster-internal names) are
+    rewritten: to the master as ``<proxy>/<path>``, to a node as
+    ``<proxy>/proxy/<host>/<method>/<path>``. Without a proxy, ``url`` is returned.
+    """
+    if not proxy:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme != "http" or "." in (parts.hostname or "."):
+        return url
+    path = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    proxy = proxy.rstrip("/")
+    if to_master:
+        return f"{proxy}/{path}".rstrip("/")
+    return f"{proxy}/proxy/{parts.hostname}/{method}/{path}"
+
+
 def served_path(url: str, host: str, port: int) -> str | None:
     """The ``disco/...`` or ``ddfs/...`` path of an ``http://`` URL that ``host:port``
     serves, as Disco's Python reads such URLs from local disk; None for any other URL."""
