@@ -142,7 +142,12 @@ def needs_value(module: ModuleType) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return name not in sys.builtin_module_names
-    return not os.path.realpath(path).startswith(_INSTALLED)
+    return not installed(path)
+
+
+def installed(path: str) -> bool:
+    """Whether the file at ``path`` is the standard library's or an installed package's."""
+    return os.path.realpath(path).startswith(_INSTALLED)
 
 
 # cloudpickle's by-value registry is one for the process: runs submitted from several

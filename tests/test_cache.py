@@ -540,22 +540,34 @@ def test_a_run_in_another_process_is_served(tmp_path: Path, text: Path) -> None:
     ],
     ids=["import", "from-import", "relative"],
 )
+@pytest.mark.parametrize(
+    "stage_imports",
+    [
+        "from helpers import hmod\n",
+        "    from helpers import hmod\n",
+        "    import helpers.hmod as hmod\n",
+    ],
+    ids=["at-the-top", "in-its-body", "in-its-body-dotted"],
+)
 def test_a_module_a_helper_imports_is_part_of_the_key(
-    tmp_path: Path, text: Path, helper: str
+    tmp_path: Path, text: Path, helper: str, stage_imports: str
 ) -> None:
-    """A stage calls a helper of a module of the user's (imported by name, not shipped), which
-    takes a value from another such module: editing that one gives a fresh run."""
+    """A stage calls a helper of a module of the user's (imported by name, not shipped: at
+    the top of the script, or in the stage's body, where the driver never runs it), which
+    takes a value from another such module: editing either gives a fresh run."""
     package = tmp_path / "helpers"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "hmod.py").write_text(helper)
     script = tmp_path / "scaled.py"
+    top, body = ("", stage_imports) if stage_imports.startswith(" ") else (stage_imports, "")
     script.write_text(
         "import sys\n"
         "from discodsl import job, map, reduce\n"
-        "from helpers import hmod\n"
+        f"{top}"
         "@map\n"
         "def words(line):\n"
+        f"{body}"
         "    for w in line.split():\n"
         "        yield w, hmod.f(w)\n"
         "@reduce\n"
@@ -574,6 +586,7 @@ def test_a_module_a_helper_imports_is_part_of_the_key(
         )
 
     for mode in ("inline", "local"):
+        (package / "hmod.py").write_text(f"{helper}# {mode}\n")
         (package / "hdep.py").write_text(f"X = 1  # {mode}\n")
         assert "('the', 3)" in run(mode).stdout
         (package / "hdep.py").write_text(f"X = 2  # {mode}\n")
@@ -581,6 +594,10 @@ def test_a_module_a_helper_imports_is_part_of_the_key(
         assert "('the', 6)" in changed.stdout, changed.stderr
         assert "cached results" not in changed.stderr
         assert "cached results" in run(mode).stderr  # unchanged since: served
+        (package / "hmod.py").write_text(helper.replace("return ", "return 2 * "))
+        twice = run(mode)
+        assert "('the', 12)" in twice.stdout, twice.stderr
+        assert "cached results" not in twice.stderr
 
 
 def test_inline_a_module_edited_but_not_reloaded_is_keyed_by_the_code_that_runs(

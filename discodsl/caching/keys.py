@@ -46,8 +46,10 @@ wrong results.
 from __future__ import annotations
 
 import ast
+import dis
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import io
 import json
@@ -210,17 +212,44 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ModuleType):
             self.references.add(obj.__name__)
+        elif isinstance(obj, FunctionType):  # what its body imports, run only where it runs
+            package = obj.__globals__.get("__package__") or ""
+            self.references.update(_code_imports(obj.__code__, package))
         reduced = super().reducer_override(obj)
         if reduced is NotImplemented and isinstance(obj, (type, FunctionType)):
             self.references.add(getattr(obj, "__module__", None) or "")
         return reduced
 
 
+@functools.lru_cache(maxsize=1024)
+def _code_imports(code: CodeType, package: str) -> tuple[str, ...]:
+    """The modules the statements of ``code`` (a function of a module in ``package``), and
+    of the functions and comprehensions inside it, import, as _imports names them."""
+    names: list[str] = []
+    pending = [code]
+    while pending:
+        each = pending.pop()
+        pending += [const for const in each.co_consts if isinstance(const, CodeType)]
+        steps = list(dis.get_instructions(each))
+        for at, step in enumerate(steps):
+            if step.opname != "IMPORT_NAME" or at < 2:
+                continue
+            level, taken = steps[at - 2].argval, steps[at - 1].argval  # its two arguments
+            if not isinstance(level, int):
+                continue
+            try:
+                base = importlib.util.resolve_name("." * level + step.argval, package)
+            except (ImportError, ValueError):
+                continue
+            names += [base, *(f"{base}.{name}" for name in taken or () if name != "*")]
+    return _with_parents(names)
+
+
 def _module_stamps(names: set[str], loaded: bool) -> bytes:
     stamps: list[tuple[Any, ...]] = []
     for name in sorted(_with_own_imports(names)):
         module = sys.modules.get(name)
-        found = _stat(getattr(module, "__file__", None))
+        found = _stat(_module_file(name))
         stamps.append((name, found.st_size, found.st_mtime_ns) if found else (name,))
         if loaded and module is not None and shipping.needs_value(module):
             stamps.append((name, _loaded_code(module)))
@@ -252,22 +281,53 @@ def _stat(path: str | None) -> os.stat_result | None:
 
 
 def _with_own_imports(names: set[str]) -> set[str]:
-    """``names``, and the loaded modules that the user's own modules among them import, and
-    that those import, and so on (an installed package's imports are its own business)."""
+    """``names``, and the modules that the user's own modules among them import, and that
+    those import, and so on (an installed package's imports are its own business): loaded,
+    or (imported only where a stage runs) found on ``sys.path``."""
     found: set[str] = set()
     pending = list(names)
     while pending:
         name = pending.pop()
-        module = sys.modules.get(name)
-        if name in found or module is None:
+        path = _module_file(name)
+        if name in found or (path is None and name not in sys.modules):
             continue
         found.add(name)
-        path = getattr(module, "__file__", None)
         stat = _stat(path)
-        if stat is not None and path and path.endswith(".py") and shipping.needs_value(module):
-            package = module.__package__ or ""
+        if stat is not None and path and path.endswith(".py") and _own(name, path):
+            package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
             pending += _imports(path, stat.st_size, stat.st_mtime_ns, package)
     return found
+
+
+def _own(name: str, path: str) -> bool:
+    """Whether the module ``name`` (its file at ``path``) is one of the user's own."""
+    module = sys.modules.get(name)
+    return shipping.needs_value(module) if module is not None else not shipping.installed(path)
+
+
+def _module_file(name: str) -> str | None:
+    """The file of the module ``name``: loaded, or where importing it would find it (its
+    packages' paths searched, nothing imported); None if none is found."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__file__", None)
+    path: list[str] | None = None
+    spec = None
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        package = sys.modules.get(prefix)
+        if package is not None:
+            path = list(getattr(package, "__path__", []) or [])
+            continue
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(prefix, path)
+        except (ImportError, ValueError):
+            return None
+        if spec is None:
+            return None
+        path = list(spec.submodule_search_locations or [])
+    return spec.origin if spec is not None and spec.has_location else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -290,5 +350,10 @@ def _imports(path: str, size: int, mtime_ns: int, package: str) -> tuple[str, ..
             except (ImportError, ValueError):
                 continue
             names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    return _with_parents(names)
+
+
+def _with_parents(names: list[str]) -> tuple[str, ...]:
+    """``names`` and their parent packages, each once, in order."""
     parents = [name.rsplit(".", depth)[0] for name in names for depth in range(name.count("."))]
     return tuple(dict.fromkeys([*names, *parents]))
