@@ -623,6 +623,37 @@ def test_inline_a_module_edited_but_not_reloaded_is_keyed_by_the_code_that_runs(
     }
 
 
+def test_inline_a_helper_modules_global_changed_in_place_gives_a_fresh_run(
+    tmp_path: Path, text: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Inline, the stages read the helper module's globals as this process holds them: one
+    changed in place (a dict's item, an instance's attribute) is a change of the stage."""
+    name = f"helper_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "import threading, types\n"
+        "TABLE = {'w': 1}\n"
+        "CONFIG = types.SimpleNamespace(scale=1)\n"
+        "LOCK = threading.Lock()  # does not pickle: keyed by its type\n"
+        "def weight(word):\n"
+        "    return TABLE['w'] * CONFIG.scale\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    monkeypatch.setitem(sys.modules, name, module)
+    job = cache_jobs.helped_wordcount(module)
+    for weight in (1, 5, 10):
+        if weight == 5:
+            module.TABLE["w"] = 5
+        if weight == 10:
+            module.CONFIG.scale = 2
+        capfd.readouterr()
+        results = job.run([text], mode="inline", cache=True)
+        assert results.to_dict() == {word: weight * n for word, n in counted(LINES).items()}
+        assert "cached results" not in capfd.readouterr().err  # each change: a fresh run
+        assert job.run([text], mode="inline", cache=True).to_dict() == results.to_dict()
+        assert "cached results" in capfd.readouterr().err  # unchanged since: served
+
+
 def test_one_job_cached_from_several_threads_at_once(
     marks: str, text: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

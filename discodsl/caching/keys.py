@@ -25,10 +25,11 @@ Stage ``i``'s key is a SHA-256 over, in order:
    standard library, modules of the user's own imported by name), its
    file's size and modification time, and so for every module of the
    user's own that such a module imports (``import``, ``from`` and
-   relative imports in its source), and that one imports, and so on. An
-   inline run, which runs those modules as this process loaded them, also
-   has a digest of the code and plain constants each of the user's holds:
-   a file edited but not reloaded since does not key what the old code made.
+   relative imports in its source, or in a stage's body), and that one
+   imports, and so on. An inline run, which runs those modules as this
+   process loaded them, also has a digest of the code and the values each
+   of the user's holds now: a file edited but not reloaded since does not
+   key what the old code made, and a global changed in place is a change.
 
 So an edited stage, a changed closure or global value, other params or
 partitions, a touched input: each gives a new key from that stage on, and
@@ -55,6 +56,7 @@ import io
 import json
 import marshal
 import os
+import pickle
 import sys
 from collections import ChainMap
 from collections.abc import Sequence
@@ -257,9 +259,10 @@ def _module_stamps(names: set[str], loaded: bool) -> bytes:
 
 
 def _loaded_code(module: ModuleType) -> str:
-    """A digest of the code and plain constants a module of the user's holds in this
-    process: an inline run runs them, which its file, edited and not reloaded since it was
-    imported, no longer says."""
+    """A digest of the code and the values a module of the user's holds in this process:
+    an inline run runs them, which its file, edited and not reloaded since it was imported
+    (or a value changed in place, ``TABLE["a"] = 2``), no longer says. Modules, and values
+    that do not pickle (a lock, a connection), count by their type alone."""
     digest = hashlib.sha256()
     for name, value in sorted(vars(module).items()):
         if isinstance(value, (FunctionType, type)) and value.__module__ == module.__name__:
@@ -268,9 +271,17 @@ def _loaded_code(module: ModuleType) -> str:
                 function = getattr(function, "__func__", function)  # a class or static method
                 if isinstance(function, FunctionType):
                     digest.update(name.encode() + marshal.dumps(function.__code__))
-        elif isinstance(value, (int, float, str, bytes, type(None))):
-            digest.update(repr((name, value)).encode())
+        elif not (name.startswith("__") or isinstance(value, (ModuleType, FunctionType, type))):
+            digest.update(name.encode() + _value_digest(value))
     return digest.hexdigest()
+
+
+def _value_digest(value: Any) -> bytes:
+    """A digest of a module's global ``value`` as it is now (its pickle), or of its type."""
+    try:
+        return hashlib.sha256(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+    except Exception:  # any pickling failure: keyed by its type only
+        return f"{type(value).__module__}.{type(value).__qualname__}".encode()
 
 
 def _stat(path: str | None) -> os.stat_result | None:
