@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -257,10 +258,13 @@ def test_the_least_recently_used_entries_go_past_the_size_limit(
 def test_served_results_stay_whole_when_their_entry_goes(
     marks: str, text: Path, monkeypatch: pytest.MonkeyPatch, mode: str, gone: str
 ) -> None:
-    """Results served from the cache, not read yet, and the entry evicted by another
-    cached job (a notebook's next cell) or cleared from another shell: they read whole."""
+    """Results served from the cache, not read yet, and the entries evicted by another
+    cached job (a notebook's next cell) or cleared from another shell: they read whole, and
+    so do the outputs of the stage before the last."""
     job = cache_jobs.wordcount(marks)
-    job.run([text], mode=mode, cache=True).close()
+    first = job.run([text], mode=mode, cache=True)
+    words = sorted(first.stage("words"))
+    first.close()
     served = job.run([text], mode=mode, cache=True)
     kept = store.entries()
     if gone == "cleared":
@@ -271,6 +275,7 @@ def test_served_results_stay_whole_when_their_entry_goes(
     assert {e.key for e in kept}.isdisjoint(e.key for e in store.entries())
     assert served.to_dict() == counted(LINES)
     assert sorted(served.stage("total")) == sorted(counted(LINES).items())
+    assert sorted(served.stage("words")) == words
 
 
 def test_a_resumed_run_reads_the_stage_it_reuses_whatever_happens_to_its_entry(
@@ -297,14 +302,14 @@ def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_cl
     job.run([text], mode="local", cache=True).close()
     served = job.run([text], mode="local", cache=True)
     held = list(store.cache_dir().glob(f"{store.HELD}{os.getpid()}-*"))
-    assert len(held) == 1 and list(held[0].iterdir())
+    assert len(held) == 2 and all(list(links.iterdir()) for links in held)  # both stages
     dead = store.cache_dir() / f"{store.HELD}999999999-x"  # a pid no process has
     dead.mkdir()
     store.clear()
-    assert held[0].is_dir() and not dead.exists()  # a live run's links stay
+    assert all(links.is_dir() for links in held) and not dead.exists()  # a live run's stay
     assert served.to_dict() == counted(LINES)
     served.close()
-    assert not held[0].exists()
+    assert not any(links.exists() for links in held)
 
 
 def test_an_output_larger_than_the_limit_is_not_kept_and_says_so(
@@ -865,11 +870,20 @@ def test_megabytes_of_results_are_kept_and_served_whole(marks: str, tmp_path: Pa
 
 
 def test_a_reused_stage_whose_outputs_went_says_so(marks: str, text: Path) -> None:
+    """A resumed run holds the kept stages before the one it resumes after, as it found
+    them: cleared since, they are still read; gone before, the error says so."""
     with pytest.raises(TaskFailed):
         cache_jobs.four_stages(marks, broken=True).run([text], mode="local", cache=True)
     resumed = cache_jobs.four_stages(marks, broken=False).run([text], mode="local", cache=True)
-    assert sorted(resumed.stage("words"))  # kept, looked for when asked
+    words = sorted(resumed.stage("words"))
     store.clear()
+    assert sorted(resumed.stage("words")) == words  # held for the run
+    resumed.close()
+    with pytest.raises(TaskFailed):
+        cache_jobs.four_stages(marks, broken=True).run([text], mode="local", cache=True)
+    [entry] = [entry for entry in store.entries() if entry.stage == "words"]
+    shutil.rmtree(entry.path)  # evicted before the run resumes
+    resumed = cache_jobs.four_stages(marks, broken=False).run([text], mode="local", cache=True)
     gone = r"the outputs of stage 'words', reused from the cache, are gone since: evicted"
     with pytest.raises(JobError, match=gone):
         resumed.stage("words")

@@ -35,8 +35,9 @@ class Checkpoint:
     ``complete``), ``inputs`` the labelled outputs of the stage before it (``entry``'s),
     ``skipped`` the names of the stages it does not run. ``earlier`` finds the kept
     outputs of one of those, when ``results.stage`` asks (None if they are gone).
-    ``held`` keeps ``entry``'s files for the run while the checkpoint lives: evicting
-    the entry takes nothing from it (see :func:`store.hold`)."""
+    ``held`` keeps the files of ``entry`` and of the earlier stages' entries for the run
+    while the checkpoint lives: evicting or clearing them takes nothing from it (see
+    :func:`store.hold`)."""
 
     start: int
     stages: int
@@ -44,12 +45,12 @@ class Checkpoint:
     entry: Entry
     skipped: tuple[str, ...]
     earlier: Callable[[str], list[Output] | None] = lambda stage: None
-    held: store.Held | None = None
+    held: tuple[store.Held, ...] = ()
 
     def release(self) -> None:
         """Let go of the files held for the run (its results are closed)."""
-        if self.held is not None:
-            self.held.release()
+        for held in self.held:
+            held.release()
 
     @property
     def complete(self) -> bool:
@@ -101,17 +102,33 @@ def look_up(keys: Sequence[str], names: Sequence[str], reusable: Reusable) -> Ch
         if held.entry is not entry:  # its files, linked for this run: read those
             outputs = reusable(held.entry) or outputs
         store.touch(entry)
-        kept = dict(zip(names[:index], keys[:index], strict=True))
+        kept = _hold_earlier(dict(zip(names[:index], keys[:index], strict=True)))
         earlier = functools.partial(_kept, kept, reusable)
         skipped = tuple(names[: index + 1])
-        return Checkpoint(index + 1, len(keys), outputs, entry, skipped, earlier, held)
+        holding = (held, *kept.values())
+        return Checkpoint(index + 1, len(keys), outputs, entry, skipped, earlier, holding)
     return None
 
 
-def _kept(keys: Mapping[str, str], reusable: Reusable, stage: str) -> list[Output] | None:
-    """The kept outputs of the skipped ``stage``, looked for only when asked."""
-    entry = store.load_intact(keys[stage])
-    return None if entry is None else reusable(entry)
+def _hold_earlier(keys: Mapping[str, str]) -> dict[str, store.Held]:
+    """The entries of the stages before a checkpoint (``keys``: stage name to key) held
+    for the run now, each a link per file (no file is read: see _kept); those gone are
+    not there."""
+    held = {}
+    for stage, key in keys.items():
+        entry = store.load(key)
+        found = store.hold(entry) if entry is not None else None
+        if found is not None:
+            held[stage] = found
+    return held
+
+
+def _kept(held: Mapping[str, store.Held], reusable: Reusable, stage: str) -> list[Output] | None:
+    """The kept outputs of the skipped ``stage`` (its files checked only when asked)."""
+    found = held.get(stage)
+    if found is None or not store.intact(found.entry):
+        return None
+    return reusable(found.entry)
 
 
 def tell(line: str) -> None:

@@ -60,6 +60,7 @@ __all__ = [
     "clear",
     "entries",
     "hold",
+    "intact",
     "keep",
     "limit",
     "load",
@@ -162,7 +163,7 @@ def load_intact(key: str, directory: Path | None = None) -> Entry | None:
     still holding its CRC (a damaged one is removed). Listing and trimming the cache use
     :func:`load`, which reads no file's contents."""
     entry = load(key, directory)
-    if entry is not None and not _intact(entry):
+    if entry is not None and not intact(entry):
         _remove(entry.path)  # bit rot, or an edit of a hard-linked file: sizes unchanged
         return None
     return entry
@@ -176,7 +177,7 @@ def _whole(entry: Entry) -> bool:
         return False
 
 
-def _intact(entry: Entry) -> bool:
+def intact(entry: Entry) -> bool:
     """Whether every hunk of every file of ``entry`` still has its CRC (a read of them all,
     which a hit costs before its records are read)."""
     for file in entry.files():
