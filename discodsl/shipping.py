@@ -39,8 +39,10 @@ from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import JobSpec, StageSpec
 
 __all__ = [
+    "INSTALLED",
     "by_value",
     "frozen",
+    "installed",
     "needs_value",
     "pickle_job",
     "preflight",
@@ -49,7 +51,8 @@ __all__ = [
 ]
 
 PREFLIGHT_TIMEOUT = 60.0
-_INSTALLED = tuple(
+# Where the standard library and installed packages are (links resolved).
+INSTALLED = tuple(
     os.path.realpath(path)
     for path in {
         sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")
@@ -147,7 +150,7 @@ def needs_value(module: ModuleType) -> bool:
 
 def installed(path: str) -> bool:
     """Whether the file at ``path`` is the standard library's or an installed package's."""
-    return os.path.realpath(path).startswith(_INSTALLED)
+    return os.path.realpath(path).startswith(INSTALLED)
 
 
 # cloudpickle's by-value registry is one for the process: runs submitted from several

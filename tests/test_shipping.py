@@ -241,3 +241,23 @@ def test_a_helper_module_in_the_working_directory_is_found_by_local_workers(
     (tmp_path / "helpers.py").write_text("def weight(word):\n    return len(word) * 10\n")
     printed = python_output(HELPED, tmp_path, piped=how == "stdin")
     assert printed == "[('a', 10), ('bb', 20)]\n"
+
+
+@pytest.mark.parametrize(
+    "setup",
+    ["import sys\nsys.path.append('src')\n", "import os, sys\nsys.path.insert(0, 'src')\n"],
+    ids=["appended", "inserted"],
+)
+@pytest.mark.parametrize("chdir", [False, True], ids=["here", "after-a-chdir"])
+def test_a_helper_module_found_through_a_relative_path_entry_is_found_by_local_workers(
+    tmp_path: Path, setup: str, chdir: bool
+) -> None:
+    """A notebook's ``sys.path.append('src')`` (relative to the working directory), and a
+    helper imported before an ``os.chdir``: the workers import the helper the caller did
+    (they failed with "does not load on a node")."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "helpers.py").write_text("def weight(word):\n    return len(word) * 10\n")
+    code = setup + HELPED.replace("from discodsl", "import os\nfrom discodsl")
+    if chdir:
+        code = code.replace("\n@job", "\nos.chdir(os.path.expanduser('~'))\n@job")
+    assert python_output(code, tmp_path) == "[('a', 10), ('bb', 20)]\n"

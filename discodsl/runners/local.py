@@ -255,12 +255,9 @@ def _node_root() -> str:
 
 
 def _worker_environ() -> dict[str, Any]:
-    """What local workers need: this interpreter, this process's import path, and how big a
-    MSG this master keeps. The path's ``""`` (the working directory, as the REPL, ``python
-    -c`` and notebooks have it) is made the directory it is now: a worker's own working
-    directory is its job home, where a ``helpers.py`` beside the user's code is not."""
-    path = [p or os.getcwd() for p in sys.path]
-    path = [p for p in dict.fromkeys(path) if os.path.isdir(p)]
+    """What local workers need: this interpreter, this process's import path (see
+    _worker_path), and how big a MSG this master keeps."""
+    path = _worker_path()
     # -S: no site module (its .pth processing costs every worker start-up); this
     # process's import path, site-packages included, comes through PATH_ENV, which
     # a worker puts after the standard library's (not PYTHONPATH, which would come first).
@@ -272,3 +269,31 @@ def _worker_environ() -> dict[str, Any]:
         # This master shows any MSG whole (a Disco master, only its first 8 KB).
         capture.MESSAGE_ENV: str(capture.LOCAL_MESSAGE),
     }
+
+
+def _worker_path() -> list[str]:
+    """This process's import path as a local worker imports through it, whose working
+    directory is its job home: ``""`` (the working directory, as the REPL, ``python -c``
+    and notebooks have it) and relative entries (``sys.path.append("src")``) made the
+    directories they are now, then the directories the user's modules loaded so far came
+    from (through such an entry before an ``os.chdir``)."""
+    path = [os.path.abspath(entry) for entry in sys.path]
+    path += _import_roots()
+    return [entry for entry in dict.fromkeys(path) if os.path.isdir(entry)]
+
+
+def _import_roots() -> list[str]:
+    """The directories the modules of the user's own in ``sys.modules`` were imported from
+    (a package's parent, for a package's modules). Installed ones are told by their path
+    alone, without resolving links: one taken for the user's adds a directory, no more."""
+    roots = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or name == "__main__" or file.startswith(shipping.INSTALLED):
+            continue
+        root = os.path.dirname(os.path.abspath(file))
+        depth = name.count(".") + (os.path.basename(file).startswith("__init__.") and 1)
+        for _ in range(depth):
+            root = os.path.dirname(root)
+        roots.append(root)
+    return roots
