@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -163,6 +164,7 @@ def test_local_workers_that_cannot_load_a_stage_get_the_preflight_diagnosis(
         import goneaway  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(tmp_path))
+    shutil.rmtree(tmp_path)  # imported here, and gone: nowhere for a worker to import it
     thing = goneaway.Thing()
 
     @map
