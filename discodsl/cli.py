@@ -868,7 +868,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
                 "files are removed when it ends",
                 jobname=run.name,
             )
-        _say(f"{run.name} is a local run: its files were removed when it ended")
+        _say(
+            f"{run.name} is a local run: nothing to purge (a failed run's files went when it "
+            "ended; a finished one's go when the process holding its results closes them or "
+            "exits)"
+        )
         return 0
     with _cluster(args) as conn:
         name = _known_job(conn, args.job)
