@@ -805,7 +805,11 @@ def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
         time.sleep(registry.KILL_POLL)
     if run.status != "ready":
         why = f": {run.reason}" if run.reason else ""
-        raise JobDead(f"local run {run.name} ended {run.status}{why}", jobname=run.name)
+        raise JobDead(
+            f"local run {run.name} ended {run.status}{why}: see what happened with "
+            f"`discodsl events {run.name}`",
+            jobname=run.name,
+        )
     _say(f"{run.name}: ready")
     return 0
 
