@@ -157,7 +157,8 @@ def _check_callable(value: Any, what: str, stage: str) -> None:
         raise JobError(f"stage {stage!r}: {what}= must be a function, not {brief(value, 60)}")
 
 
-# The reader factories of discodsl.readers, and how a call to each looks.
+# The reader factories of discodsl.worker.readers (``from discodsl import readers``), and
+# how a call to each looks.
 _READER_FACTORIES = {
     "json_lines": "()",
     "csv_rows": "()",
@@ -336,7 +337,7 @@ def map(
 
     A record is a line of a text input (``str``, no newline) or a
     ``(key, value)`` pair of a record file (e.g. an earlier job's results);
-    with ``reader=`` (see :mod:`discodsl.readers`, e.g.
+    with ``reader=`` (see :mod:`discodsl.worker.readers`, e.g.
     ``readers.json_lines()``), what that reader makes of each input.
     ``init(params)`` runs before the task's first record; ``done(state,
     params)`` after its last, and may yield more pairs.

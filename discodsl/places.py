@@ -53,7 +53,8 @@ def place(name: str, override: str) -> Path:
 
 
 def process_dir(kind: Kind) -> str:
-    """A new temporary directory of this process, ``discodsl-<kind>-<pid>-<random>``,
+    """A new temporary directory of this process,
+    ``discodsl-<kind>-<pid>-[n<pid namespace>-]<random>``,
     made after removing those that processes which have ended left behind. The caller
     removes it when done with it."""
     directory = tempfile.gettempdir()

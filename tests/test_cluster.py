@@ -31,6 +31,7 @@ from tests.conftest_cluster import point_at
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
 from tests.loopback import LoopbackHTTPServer
+from tests.waiting import eventually
 
 WORDS = {"a": 2, "b": 1, "c": 3}
 
@@ -46,13 +47,6 @@ def cluster_env(disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch) -> s
 def master(cluster_env: str) -> Iterator[Master]:
     with Master(cluster_env, retries=0) as client:
         yield client
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_tag_inputs_are_resolved_to_blobs(

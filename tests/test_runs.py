@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
 from discodsl.worker import urls
 from tests import jobs
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,14 +37,6 @@ def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "runs"
     monkeypatch.setenv(registry.RUNS_ENV, str(path))
     return path
-
-
-def eventually(check: Callable[[], bool], seconds: float = 60.0) -> None:
-    """Wait until ``check()`` holds (bounded): for what another thread or process does."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 def started(run: Run) -> bool:

@@ -4,7 +4,11 @@ No subprocess, no protocol: each task runs the worker's own stage code
 (:func:`~discodsl.worker.execute.run_task`) right here, so ``breakpoint()``
 and ``pdb`` work and user exceptions surface unchanged. It runs the tasks a
 local run would (the job's own partition count), in a shuffled order, inputs
-too, so code that assumes one order of tasks or values fails here first. As
+too, so code that assumes one order of tasks or values fails here first. Not
+two partitions at least, as the design sketch has it: the partition count is
+part of what a job computes (``partitions=1`` gives one reduce task that sees
+every key, on Disco too), so inline results would differ from the local
+runner's and the cluster's. As
 on a node, each task gets its own copy of the job as it ships (its stages,
 the module globals they use and ``params``, unpickled for the task: what a
 task changes there reaches no other task, no later run and not the caller's

@@ -73,8 +73,9 @@ class LocalRunner(Runner):
         # a resumed run reads record files, labelled.
         whole = plan.spec.stages[0].reader is not None or plan.resume is not None
         urls = plan.inputs if whole else sources.split_large(plan.inputs, workers)
-        # No separate pre-flight: every worker is a fresh interpreter loading the
-        # stages, and a failure to load is diagnosed then (see _failed).
+        # No separate pre-flight: the job's zygote (or, without the fork server, each
+        # worker) loads the stages in a fresh interpreter, reports a failure as a FATAL
+        # with LOAD_FAILURE, and _failed diagnoses it then.
         pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False, resume=plan.resume)
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
         keeper = _Keep(plan.keeper(self.mode), counters)
