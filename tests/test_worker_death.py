@@ -21,7 +21,7 @@ import pytest
 
 from discodsl import places
 from discodsl.errors import SettingsError, TaskFailed
-from discodsl.runners import local
+from discodsl.runners import layout
 from tests import death_jobs, jobs
 from tests.interpreters import old_pythons
 
@@ -252,7 +252,7 @@ def test_timeout_stops_a_stage_that_never_ends(tmp_path: Path) -> None:
     # On a loaded machine the timeout may strike before the stage has begun: then no pid.
     workers = [int(p.name) for p in pids.iterdir()]
     assert _wait_until(lambda: not any(_alive(pid) for pid in workers), 10), workers
-    node = Path(local._node_root())
+    node = Path(layout.node_root())
     assert _workers_under(node) == []
     assert list(node.rglob("runs_forever@*")) == []
 

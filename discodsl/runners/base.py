@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from discodsl import sources
 from discodsl.options import validate_options
+from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.worker import urls
 from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
 from discodsl.worker.inputs import Node
@@ -237,24 +238,21 @@ class Runner:
     def _index_node(self, host: str) -> Node:
         """The node an index of ``host`` is read through: this process's local node for
         its own runs, else ``host`` over HTTP at the configured ``DISCO_PORT``."""
-        from discodsl.runners import local
         from discodsl.settings import load_settings
 
-        if host == local.LOCAL_HOST:
-            return local.this_node()
+        if host == LOCAL_HOST:
+            return this_node()
         return client_node(load_settings(DISCO_MASTER=self.master))
 
     def _check_local_indexes(self, inputs: list[list[str]]) -> None:
         """A JobError for an index of this process's local runs that is gone (its results
         were closed), saying so rather than which file could not be opened."""
-        from discodsl.runners import local
-
         for url in (url for replicas in inputs for url in replicas if urls.is_index(url)):
             host, path = urls.split_host(urls.split(url)[1])
-            if host != local.LOCAL_HOST:
+            if host != LOCAL_HOST:
                 continue
             try:
-                here = urls.node_path(path, {"disco": local.this_node().disco_data})
+                here = urls.node_path(path, {"disco": this_node().disco_data})
             except ValueError:
                 continue  # reading it says what is wrong with it
             if not os.path.exists(here):

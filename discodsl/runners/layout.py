@@ -9,13 +9,21 @@ themselves are :mod:`discodsl.worker.urls`'.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from functools import cached_property
 
+from discodsl import places
 from discodsl.worker import urls
+from discodsl.worker.inputs import Node
+
+# The host name of this process's local node, in the URLs of its runs' files.
+LOCAL_HOST = "discodsl-local"
 
 
 def job_name(prefix: str, now: float | None = None) -> str:
@@ -57,3 +65,25 @@ class JobLayout:
     def url(self, path: str, scheme: str = "disco") -> str:
         """The URL of ``path`` (relative to the job home) as the node serves it."""
         return urls.job_url(self.host, self.relative, path, scheme)
+
+
+def _remove(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def this_node() -> Node:
+    """This process's local node, as a client reads the files of its runs."""
+    return Node(host=LOCAL_HOST, disco_data=os.path.join(node_root(), "data"))
+
+
+@functools.cache
+def node_root() -> str:
+    """This process's local node: one DISCO_DATA for all its jobs, so results chain.
+
+    A process directory (``discodsl-node-<pid>-n<namespace>-<random>``, see
+    :func:`discodsl.places.process_dir`): a process killed before its atexit
+    hooks ran leaves it behind, and the next run removes it.
+    """
+    root = places.process_dir("node")
+    atexit.register(_remove, root)
+    return root

@@ -19,22 +19,20 @@ outputs stay with its results until they are closed (``results.stage(name)``).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import os
-import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
-from discodsl import builder, places, shipping, sources
+from discodsl import builder, shipping, sources
 from discodsl.errors import PicklingError, TaskFailed
 from discodsl.results import Results, check_stage
 from discodsl.runners import forkserver, registry
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.grouping import DirOutput, Output
-from discodsl.runners.layout import JobLayout
+from discodsl.runners.layout import LOCAL_HOST, JobLayout, node_root
 from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker import PATH_ENV, capture
@@ -54,9 +52,6 @@ if TYPE_CHECKING:
 
 # The local node's name in its URLs: not "localhost", which a Disco node may be called, so
 # a cluster's disco://localhost/... results are never taken for this node's files.
-LOCAL_HOST = "discodsl-local"
-
-
 class LocalRunner(Runner):
     """Runs a job's jobpack through local worker processes, one per core."""
 
@@ -172,7 +167,7 @@ def _listed(outputs: list[Output], node: Node) -> list[tuple[int, int, str]]:
 
 def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMaster:
     return NodeMaster(
-        disco_data=os.path.join(_node_root(), "data"),
+        disco_data=os.path.join(node_root(), "data"),
         host=LOCAL_HOST,
         workers=workers,
         max_failures=options.max_failures,
@@ -231,28 +226,6 @@ def _timed_out(job: Job, exc: JobTimedOut) -> TaskFailed:
         stage=exc.stage,
         taskid=exc.taskid,
     )
-
-
-def _remove(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def this_node() -> Node:
-    """This process's local node, as a client reads the files of its runs."""
-    return Node(host=LOCAL_HOST, disco_data=os.path.join(_node_root(), "data"))
-
-
-@functools.cache
-def _node_root() -> str:
-    """This process's local node: one DISCO_DATA for all its jobs, so results chain.
-
-    A process directory (``discodsl-node-<pid>-n<namespace>-<random>``, see
-    :func:`discodsl.places.process_dir`): a process killed before its atexit
-    hooks ran leaves it behind, and the next run removes it.
-    """
-    root = places.process_dir("node")
-    atexit.register(_remove, root)
-    return root
 
 
 def _worker_environ() -> dict[str, Any]:
