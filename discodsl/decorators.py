@@ -178,24 +178,13 @@ def _check_reader(reader: Any, stage: str) -> None:
             f"stage {stage!r}: readers.{name} makes a reader; pass the reader it makes: "
             f"reader=readers.{name}{_READER_FACTORIES[name]}"
         )
-    if not _takes_two(reader):
+    why = _cannot_call(reader, 2)
+    if why:
         raise JobError(
             f"stage {stage!r}: reader= takes (stream, url) and returns the records of "
-            f"the input; {brief(reader, 60)} cannot be called so: write e.g. "
+            f"the input; {brief(reader, 60)} cannot be called so ({why}): write e.g. "
             "`def read(stream, url): yield from map(parse, stream)`"
         )
-
-
-def _takes_two(function: Callable[..., Any]) -> bool:
-    """Whether ``function`` can be called with two positional arguments."""
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return True  # a builtin: trust it
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
-    mandatory = [p for p in positional if p.default is p.empty]
-    return len(mandatory) <= 2 and (len(positional) >= 2 or varargs)
 
 
 def _check_readers(job: str, stages: Sequence[Stage]) -> None:

@@ -615,8 +615,11 @@ def test_reader_factories_must_be_called() -> None:
         map(reader=readers.fixed)(lambda record: [])
     with pytest.raises(JobError, match="must be a function"):
         map(reader="json")(lambda record: [])
-    with pytest.raises(JobError, match=r"takes \(stream, url\)"):
-        map(reader=lambda a, b, c: [])(lambda record: [])
+    for wrong in (lambda a, b, c: [], lambda a: [], lambda a, b, *, sep: []):
+        with pytest.raises(JobError, match=r"takes \(stream, url\).* cannot be called so \("):
+            map(reader=wrong)(lambda record: [])
+    for right in (lambda a, b: [], lambda *args: [], lambda a, b, c=1, *, sep=",": [], open):
+        map(reader=right)(lambda record: [])
 
 
 def test_fixed_needs_a_positive_size() -> None:
