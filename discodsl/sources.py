@@ -111,12 +111,23 @@ def _check_file_url(url: str, rest: str) -> None:
             "directory: pass the path itself, or file:///absolute/path"
         )
     try:
-        urls.file_target(rest)
+        path, _ = urls.file_target(rest)
     except ValueError as exc:
         raise JobError(
             f"input {url!r}: {exc}; a # in a file's name is written %23 in a URL, or pass "
             "the path itself"
         ) from None
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise _not_a_file(url)
+
+
+def _not_a_file(name: str) -> JobError:
+    return JobError(
+        f"input {name!r} is not a regular file (a directory given as a URL, a pipe, a "
+        "device, /dev/stdin): a task reads its input in a process of its own, maybe more "
+        "than once; give a directory as a path, and write other data to a file first (e.g. "
+        "cat > in.txt)"
+    )
 
 
 def _still_there(url: str) -> str:
@@ -154,11 +165,7 @@ def _paths(pattern: str) -> list[str]:
             "with a dot are skipped): put the input files in it, or name them"
         )
     if not existing and literal and os.path.exists(expanded):
-        raise JobError(
-            f"input {pattern!r} is not a regular file (a pipe, a device, /dev/stdin): a task "
-            "reads its input in a process of its own, maybe more than once; write it to a "
-            "file first (e.g. cat > in.txt) and give that"
-        )
+        raise _not_a_file(pattern)
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
         raise JobError(
@@ -168,10 +175,25 @@ def _paths(pattern: str) -> list[str]:
 
 
 def _files_under(directory: str) -> list[str]:
+    """The files in ``directory`` and below, links followed (each directory once: a link to
+    one above, or to one walked already, is not walked again); dot names skipped. A
+    JobError for anything there that is no file (a dangling link, a pipe): it would be
+    read by no task."""
     found: list[str] = []
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+    seen = {os.path.realpath(directory)}
+    for root, dirs, names in os.walk(directory, followlinks=True):
+        walked = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(root, name))
+            if real not in seen:
+                seen.add(real)
+                walked.append(name)
+        dirs[:] = walked
+        for name in sorted(n for n in names if not n.startswith(".")):
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):
+                raise _not_a_file(path)
+            found.append(path)
     return found
 
 

@@ -35,9 +35,12 @@ def test_paths_globs_directories_and_urls(tmp_path: Path) -> None:
     with pytest.raises(JobError, match="not a path, a URL"):
         sources.resolve([42])
     os.mkfifo(tmp_path / "fifo")  # it exists: "matches no file" sent the user looking for it
-    for special in (tmp_path / "fifo", "/dev/null"):
-        with pytest.raises(JobError, match=r"is not a regular file .*write it to a file first"):
+    fifo_url = urls.file_url(str(tmp_path / "fifo"))  # a run opening it hung for good
+    for special in (tmp_path / "fifo", "/dev/null", fifo_url, [fifo_url], "file:///dev/stdin"):
+        with pytest.raises(JobError, match=r"is not a regular file .*write other data to a file"):
             sources.resolve(special)
+    with pytest.raises(JobError, match=r"is not a regular file \(a directory given as a URL"):
+        sources.resolve(urls.file_url(str(tmp_path / "sub")))
     with pytest.raises(JobError, match=r"not a path, a URL.*\(decode it: 'a\.txt'\)"):
         sources.resolve([b"a.txt"])
 
@@ -50,6 +53,22 @@ def test_a_pattern_names_each_file_once(tmp_path: Path, pattern: str) -> None:
     (tmp_path / "link.txt").symlink_to(tmp_path / "sub" / "mid.txt")
     resolved = [replicas[0] for replicas in sources.resolve(f"{tmp_path}/{pattern}")]
     assert resolved and len(resolved) == len(set(resolved)), resolved
+
+
+def test_a_directory_reads_what_its_links_point_at_as_its_glob_does(tmp_path: Path) -> None:
+    """A linked directory's files were dropped without a word (``top/**`` read them)."""
+    (tmp_path / "data" / "deep").mkdir(parents=True)
+    for name in ("data/one.txt", "data/deep/two.txt", "top/own.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "top" / "linked").symlink_to(tmp_path / "data")
+    (tmp_path / "top" / "again").symlink_to(tmp_path / "data")  # the same directory: once
+    (tmp_path / "data" / "up").symlink_to(tmp_path / "top")  # a loop: walked once
+    names = sorted(Path(u[0]).name for u in sources.resolve(tmp_path / "top"))
+    assert names == ["one.txt", "own.txt", "two.txt"]
+    (tmp_path / "top" / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(JobError, match=r"dangling'? is not a regular file"):
+        sources.resolve(tmp_path / "top")
 
 
 def test_the_same_file_given_twice_is_read_twice(tmp_path: Path) -> None:
