@@ -235,6 +235,14 @@ def test_csv_header_only_or_empty_gives_no_records(tmp_path: Path, node: Node) -
     assert read(readers.csv_rows(), str(tmp_path / "empty.csv"), node) == []
 
 
+def test_a_csv_field_as_long_as_a_line_may_be_is_read(tmp_path: Path, node: Node) -> None:
+    """csv's own field limit, 128 KiB, made a valid file malformed ("check the delimiter")."""
+    path = tmp_path / "big.csv"
+    big = "x" * 300_000
+    path.write_text(f'a,b\n"{big}",1\n')
+    assert read(readers.csv_rows(), str(path), node) == [{"a": big, "b": "1"}]
+
+
 def test_csv_bad_quoting_and_encoding_are_malformed(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "bad.csv"
     path.write_bytes(b'a,b\n1,"2"x\n')

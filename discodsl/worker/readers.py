@@ -137,6 +137,9 @@ def _csv_records(
 ) -> Iterator[dict[str, str]]:
     _refuse_record_file(stream, url, "CSV")
     lines = _Lines(stream, url, encoding)
+    # A field may be as long as a line may: csv's own limit (128 KiB, for the process) is
+    # raised to that, never lowered.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
     rows = csv.reader(lines, strict=True, **dialect)
     header = _next_row(rows, lines, -1)
     record = 0
