@@ -98,6 +98,16 @@ def _known_scheme(url: str) -> str:
         )
     if scheme == "file":
         _check_file_url(url, rest)
+    if scheme == "raw":
+        try:
+            rest.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise JobError(
+                f"input {brief(url, 80)} holds {exc.object[exc.start:exc.end]!r}, which is "
+                "not text UTF-8 can carry (a lone surrogate, as from decoding bytes with "
+                "errors='surrogateescape'): a raw:// input is its UTF-8 bytes; pass valid "
+                "text, or write the bytes to a file and give that"
+            ) from None
     return url
 
 

@@ -92,6 +92,14 @@ def test_a_file_url_no_worker_reads_as_meant_is_refused_before_anything_runs(
         sources.resolve([[url, "file:///tmp/other.txt"]])
 
 
+def test_a_raw_url_that_utf8_cannot_carry_is_refused_before_anything_runs() -> None:
+    """A lone surrogate in a raw:// input failed in the task, blamed on the stage."""
+    for inputs in ("raw://a\udcff b", ["raw://a\udcff b"], [["raw://x\ud800"]]):
+        with pytest.raises(JobError, match=r"holds '\\ud[c8][f0]{2}', which is not text UTF-8"):
+            sources.resolve(inputs)
+    assert sources.resolve("raw://naïve ☃") == [["raw://naïve ☃"]]
+
+
 def test_a_dict_of_inputs_is_refused_rather_than_read_by_its_keys(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x\n")
     with pytest.raises(JobError, match=r"is a dict, whose keys alone .* inputs=list\(d\)"):
