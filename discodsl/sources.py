@@ -73,8 +73,8 @@ def _resolve_one(item: Any) -> list[list[str]]:
         if "://" in item:
             return [[_still_there(_known_scheme(item))]]
         return [[url] for url in _paths(item)]
-    if isinstance(item, (list, tuple)) and item and all(isinstance(u, str) for u in item):
-        return [[_still_there(_known_scheme(u)) if "://" in u else urls.file_url(u) for u in item]]
+    if isinstance(item, (list, tuple)) and item and all(_is_name(u) for u in item):
+        return [[_replica(u) for u in item]]
     fix = (
         f" (decode it: {brief(item.decode(errors='replace'), 60)})"
         if isinstance(item, bytes)
@@ -83,6 +83,28 @@ def _resolve_one(item: Any) -> list[list[str]]:
     raise JobError(
         f"input {brief(item, 80)} is not a path, a URL, a list of replica URLs or an earlier "
         f"job's results{fix}: pass e.g. inputs=['data/*.txt']"
+    )
+
+
+def _is_name(item: Any) -> bool:
+    """Whether ``item`` may be one replica of a list: a URL or a path."""
+    return isinstance(item, (str, os.PathLike)) and isinstance(os.fspath(item), str)
+
+
+def _replica(item: str | os.PathLike[str]) -> str:
+    """One replica of a list, as a URL: a path as a single path input is taken (``~``
+    expanded, a file that must be there), not a glob."""
+    name = os.fspath(item)
+    if "://" in name:
+        return _still_there(_known_scheme(name))
+    path = os.path.expanduser(name)
+    if os.path.isfile(path):
+        return urls.file_url(path)
+    if os.path.exists(path):
+        raise _not_a_file(name)
+    raise JobError(
+        f"input {name!r}, a replica of a list of them, is no file: check the path (cwd: "
+        f"{os.getcwd()}); a replica list names one input's copies, not a glob"
     )
 
 

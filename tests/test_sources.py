@@ -92,6 +92,18 @@ def test_a_file_url_no_worker_reads_as_meant_is_refused_before_anything_runs(
         sources.resolve([[url, "file:///tmp/other.txt"]])
 
 
+def test_a_path_in_a_replica_list_is_taken_as_a_path_alone_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~`` was read as a directory of the worker's, and a Path was refused."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "x.txt").write_text("x\n")
+    url = urls.file_url(str(tmp_path / "x.txt"))
+    assert sources.resolve([["~/x.txt", tmp_path / "x.txt"]]) == [[url, url]]
+    with pytest.raises(JobError, match=r"'~/gone.txt', a replica of a list of them, is no file"):
+        sources.resolve([["~/gone.txt", "http://host/x"]])
+
+
 def test_a_raw_url_that_utf8_cannot_carry_is_refused_before_anything_runs() -> None:
     """A lone surrogate in a raw:// input failed in the task, blamed on the stage."""
     for inputs in ("raw://a\udcff b", ["raw://a\udcff b"], [["raw://x\ud800"]]):
