@@ -406,6 +406,17 @@ def unpicklable_values() -> list[Any]:
     return [with_a_lock]
 
 
+# a value pickle refuses with an AttributeError ("Can't pickle local object"), not a TypeError
+@map
+def with_a_lambda(line: str) -> Iterator[tuple[str, Any]]:
+    yield line, lambda: line
+
+
+@job(max_failures=0)
+def lambda_values() -> list[Any]:
+    return [with_a_lambda]
+
+
 @reduce(combine=True)
 def total_combined_any(key: str, values: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     yield key, list(values)

@@ -795,6 +795,7 @@ def test_a_module_of_the_users_named_as_a_standard_ones_breaks_no_worker(
     ("name", "maker"),
     [
         ("unpicklable_values", "with_a_lock"),
+        ("lambda_values", "with_a_lambda"),
         # a key of one value passes on as the map yielded it: the map is named, not the reduce
         ("unpicklable_values_combined", "with_a_lock"),
         ("unpicklable_combined_values", "locking_total"),  # what the combiner made
@@ -808,8 +809,10 @@ def test_a_value_that_cannot_be_pickled_is_named_so(
     with pytest.raises((TaskFailed, StageError)) as info:
         getattr(jobs, name).run(inputs=[text], mode=mode)
     message = str(info.value)
-    expected = "yielded a record that cannot be pickled (cannot pickle '_thread.lock' object)"
+    why = "local object" if name == "lambda_values" else "cannot pickle '_thread.lock' object"
+    expected = "yielded a record that cannot be pickled ("
     assert f"stage {maker!r} (jobs.py, line" in message and expected in message, message
+    assert why in message.split(expected, 1)[1], message
     assert "did not unpack" not in message
 
 

@@ -231,7 +231,7 @@ def _stream(stage: StageSpec, results: Iterator[Any], outputs: _Outputs) -> None
     """Write every pair of every one of ``results`` (what the user's calls returned)."""
     try:
         outputs.add_many(chain.from_iterable(results))
-    except (TypeError, ValueError) as exc:
+    except _WRITE_ERRORS as exc:
         error = _not_pairs(stage, exc, (), *_WRITING)
         if error is None:
             raise
@@ -278,11 +278,17 @@ def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
         for item in iterator:
             key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
             sink(key, value)
-    except (TypeError, ValueError) as exc:
+    except _WRITE_ERRORS as exc:
         error = _not_pairs(stage, exc, result, _emit)
         if error is None:
             raise
         raise error from None
+
+
+# What a record that is no pair, or does not pickle, raises on its way to a file: pickle
+# raises AttributeError for a lambda or a class defined in a function, PicklingError for
+# others (_not_pairs tells these from the same errors raised by user code).
+_WRITE_ERRORS = (TypeError, ValueError, AttributeError, pickle.PicklingError)
 
 
 class _Maker(NamedTuple):
@@ -732,7 +738,7 @@ class _Combiner:
         record is a pair: no Python frame of ours per record on the way), and let it go."""
         try:
             self.outputs.add_many(chain.from_iterable(self._results()))
-        except (TypeError, ValueError) as exc:
+        except _WRITE_ERRORS as exc:
             if self.source is not None and self._holds_unpicklable(exc):
                 # The source stage's record (a key with one value passes on as it came).
                 error = _not_pairs(self.source, exc, (), *_WRITING)
