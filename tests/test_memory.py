@@ -191,3 +191,28 @@ def test_a_combined_map_with_many_keys_stays_near_its_budget() -> None:
     totals = dict(results)
     assert len(totals) == 600_000 and set(totals.values()) == {1}
     assert results.counters["peak_kb"] < 105 * 1024, results.counters  # 82 MB here; 153 before
+
+
+@map(done=count_peak)
+def wide_records(line: str) -> Iterator[tuple[int, bytes]]:
+    for number in range(int(line)):
+        yield number, b"x" * 200
+
+
+@reduce
+def record_count(key: int, values: Any) -> Iterator[tuple[int, int]]:
+    yield key, sum(1 for _ in values)
+
+
+@job(partitions=256, memory_budget=16 * MB)
+def many_partitions() -> list[Any]:
+    return [wide_records, record_count]
+
+
+def test_a_map_with_many_partitions_stays_near_its_budget() -> None:
+    # Each partition's file buffered a 1 MiB hunk: 256 of them held all 80 MB here (a map
+    # task grew by 1 MiB a partition, whatever its budget). Now the hunks share an eighth
+    # of the budget, 16 KiB each at the least.
+    results = many_partitions.run(["raw://400000"], mode="local", progress=False)
+    assert len(dict(results)) == 400_000
+    assert results.counters["peak_kb"] < 64 * 1024, results.counters

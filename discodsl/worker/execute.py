@@ -30,7 +30,7 @@ from discodsl.worker.errors import DataError, StageError, brief, defined_at
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.partition import partitioner, spread
-from discodsl.worker.records import NotAPair, RecordWriter, as_pair, is_pair
+from discodsl.worker.records import HUNK_SIZE, NotAPair, RecordWriter, as_pair, is_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
 from discodsl.worker.typecheck import checked
 
@@ -804,6 +804,7 @@ class _Outputs:
         self.labeler, self.constant = _labeler(task, where or _Place(_NoPosition()))
         self.spread = _spreader(task, self.labeler)
         self.directory = os.path.join(task.workdir, task.outdir)
+        self.hunk_size = _hunk_size(task)
 
     def sink(self) -> Sink:
         """A function writing one record to the file for its label."""
@@ -847,7 +848,8 @@ class _Outputs:
     def _open(self, label: int) -> RecordWriter:
         task = self.task
         name = f"{task.stage.name}-{task.taskid}-{label}-{task.tag}"
-        writer = RecordWriter(os.path.join(self.directory, name), compress=task.job.compress)
+        path = os.path.join(self.directory, name)
+        writer = RecordWriter(path, compress=task.job.compress, hunk_size=self.hunk_size)
         self.writers[label] = writer
         return writer
 
@@ -891,6 +893,18 @@ def _labeler(task: TaskSetup, where: _Place) -> tuple[Callable[[Any], int], int 
         return _checked(found, key, partitions, reduce, stage)
 
     return label, None
+
+
+def _hunk_size(task: TaskSetup) -> int:
+    """The hunk each of this task's output files buffers before writing it: Disco's 1 MiB,
+    less when so many partitions buffer at once that they would hold more than an eighth of
+    the memory budget (a hunk of any size reads alike), down to MIN_HUNK."""
+    files = (task.job.partitions or 1) if task.successor is not None else 1
+    return max(MIN_HUNK, min(HUNK_SIZE, task.job.memory_budget // 8 // files))
+
+
+# The smallest hunk a task's output is written in, however many partitions it has.
+MIN_HUNK = 16 * 1024
 
 
 def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., None]:
