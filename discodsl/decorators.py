@@ -361,7 +361,8 @@ def reduce(
     on a key, or not at all: a key with one value in a map task keeps it.
     ``partitioner(key, n)`` picks the reduce task (0..n-1) for each key; the
     default is a stable content hash.
-    ``sort=False`` groups by hashing, in first-seen order.
+    ``sort=False`` groups by hashing, in first-seen order (past the memory budget, in
+    no order to count on).
     """
     options: dict[str, Any] = dict(
         grouping=grouping,
