@@ -682,7 +682,7 @@ class _Combiner:
         times, and the reduce combines what comes from several."""
         if self.growth.look():
             self.flush()
-            self.growth.reset()
+            self.growth.released()
 
     def fold(self) -> None:
         """Replace each key's buffered values by what the combiner makes of them."""

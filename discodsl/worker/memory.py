@@ -49,7 +49,7 @@ class Growth:
         self.limit, self.most = limit, most
         self.every = 1
         self.per_record = 0.0  # bytes a record added, in the last run that grew the process
-        self.base = self.last = resident_bytes()
+        self.base = self.last = self.start = resident_bytes()
 
     def look(self) -> bool:
         """After a run of ``every`` records: whether the process is over the limit (then
@@ -67,6 +67,15 @@ class Growth:
     def reset(self) -> None:
         """What was held was let go: the growth counts from the size now."""
         self.base = self.last = resident_bytes()
+
+    def released(self) -> None:
+        """What was held was let go, but its memory may stay resident (the allocator keeps
+        what was freed, to reuse): the growth counts as if the limit's worth was freed,
+        from no more than half the limit above the size at the start, so that memory kept
+        this way moves the base by that much at most (reset() moved it by all of it, and
+        a combiner let go later each time)."""
+        self.last = resident_bytes()
+        self.base = max(self.start, min(self.last - self.limit, self.start + self.limit // 2))
 
 
 def runs(items: Iterator[Any], growth: Growth) -> Iterator[Iterator[Any]]:
