@@ -812,6 +812,29 @@ def test_byte_ranges_of_a_text_file_cover_every_line_once(tmp_path: Path, node: 
         assert got == lines, cuts
 
 
+def test_a_chunk_of_a_split_file_names_lines_and_bytes_of_the_whole_file(
+    tmp_path: Path, node: Node
+) -> None:
+    """A big file is cut into byte ranges for the local runner's cores: an error, and the
+    record a failing stage was on, counted from the chunk's start sent the user to another
+    line (tutorial 4 reads ``failure.record`` as the file's line)."""
+    path = tmp_path / "big.txt"
+    lines = [f"line {i}" for i in range(3000)]
+    lines[2500] = "bad \udcff byte"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
+    bad = path.read_bytes().index(b"\xff")
+    url = f"{path.resolve().as_uri()}#range=10000-{path.stat().st_size}"
+    with pytest.raises(MalformedRecord) as info:
+        list(iter_input([url], 0, node, Cursor()))
+    assert f"line 2501 (bytes {bad}-{bad + 1})" in str(info.value)
+    assert info.value.record == 2500 and info.value.span == (bad, bad + 1)
+    cursor = Cursor()
+    records = iter_input([url], 0, node, cursor)
+    first = next(records)
+    assert cursor.record == lines.index(first)  # the file's own line number, 0-based
+    assert lines.index(first) > 0
+
+
 def test_file_urls_are_percent_decoded(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "a name with spaces.txt"
     path.write_text("hello\n")

@@ -28,7 +28,7 @@ import stat
 import sys
 import time
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain, islice
@@ -146,13 +146,15 @@ class Cursor:
         self._record = record
         self._counter: itertools.count[int] | None = None
         self._block: tuple[Iterator[Any], int] | None = None  # its records, records after it
+        # The lines of the file before a chunk of it read (``#range=``), counted when asked.
+        self.lines_before: Callable[[], int] = _none_before
 
     @property
     def record(self) -> int:
         """The 0-based number of the record last yielded from ``url``."""
         if self._block is not None:
             records, end = self._block
-            return end - length_hint(records) - 1
+            return self.lines_before() + end - length_hint(records) - 1
         if self._counter is None:
             return self._record
         return _counted_so_far(self._counter) - 1
@@ -165,6 +167,7 @@ class Cursor:
         """From now on, the record number is what ``counter`` has counted, less one (or -1
         until :meth:`follow_block`)."""
         self.url, self._record, self._counter, self._block = url, -1, counter, None
+        self.lines_before = _none_before
 
     def follow_block(self, records: Iterator[Any], end: int) -> None:
         """From now on, records of ``url`` are taken from ``records``, an iterator over a list
@@ -173,6 +176,39 @@ class Cursor:
 
     def __repr__(self) -> str:
         return f"Cursor(url={self.url!r}, record={self.record})"
+
+
+def _none_before() -> int:
+    return 0
+
+
+class _Chunk:
+    """Where one chunk of a split text file (``#range=``) starts in it: at byte ``start``,
+    after :meth:`lines_before` lines, counted the first time an error asks."""
+
+    def __init__(self, path: str, start: int) -> None:
+        self.path, self.start = path, start
+        self._lines: int | None = None if start else 0
+
+    def lines_before(self) -> int:
+        if self._lines is None:
+            lines = 0
+            with contextlib.suppress(OSError), open(self.path, "rb") as file:
+                left = self.start
+                while left > 0 and (block := file.read(min(left, _READ_BUFFER * 16))):
+                    lines += block.count(b"\n")
+                    left -= len(block)
+            self._lines = lines
+        return self._lines
+
+
+_WHOLE = _Chunk("", 0)  # a file read whole
+
+
+class _ChunkReader(io.BufferedReader):
+    """The buffered stream of a chunk of a file, and where the chunk starts in it."""
+
+    chunk: _Chunk
 
 
 class _ReadInto(Protocol):
@@ -367,7 +403,8 @@ def _replica_parts(
             yield from _followed(read_hunks(stream, url), url, cursor)
         else:
             _refuse_damaged_record_file(stream.peek(_READ_BUFFER), url)
-            yield from _followed(_line_blocks(stream, url), url, cursor)
+            chunk = stream.chunk if isinstance(stream, _ChunkReader) else _WHOLE
+            yield from _followed(_line_blocks(stream, url, chunk), url, cursor, chunk)
 
 
 def _refuse_damaged_record_file(head: bytes, url: str) -> None:
@@ -448,11 +485,15 @@ def _read_by(reader: Reader, stream: BinaryIO, url: str, cursor: Cursor) -> Iter
         ) from None
 
 
-def _followed(blocks: Iterator[list[Any]], url: str, cursor: Cursor) -> Iterator[Iterator[Any]]:
+def _followed(
+    blocks: Iterator[list[Any]], url: str, cursor: Cursor, chunk: _Chunk | None = None
+) -> Iterator[Iterator[Any]]:
     """An iterator over each of ``blocks`` (lists: a record file's hunks, a text's lines a
     read at a time), with ``cursor`` on the record last taken: kept per block, not per
-    record."""
+    record (and counted from the file's start in a ``chunk`` of one)."""
     cursor.follow(url)
+    if chunk is not None:
+        cursor.lines_before = chunk.lines_before
     end = 0  # records in the blocks so far
     for block in blocks:
         if block:
@@ -465,7 +506,9 @@ def _followed(blocks: Iterator[list[Any]], url: str, cursor: Cursor) -> Iterator
 _first = itemgetter(0)
 
 
-def _line_blocks(stream: io.BufferedReader, url: str) -> Iterator[list[str]]:
+def _line_blocks(
+    stream: io.BufferedReader, url: str, chunk: _Chunk = _WHOLE
+) -> Iterator[list[str]]:
     """The lines of a UTF-8 text stream without their line end (``\\n``, ``\\r\\n``), a
     list per block read.
 
@@ -475,7 +518,7 @@ def _line_blocks(stream: io.BufferedReader, url: str) -> Iterator[list[str]]:
     MAX_TEXT_LINE bytes is refused; bytes that are not UTF-8 raise a DataError
     naming the line, once the lines before it are given.
     """
-    read = given = 0  # bytes read, lines given
+    read, given = chunk.start, 0  # bytes read (from the file's start), lines given
     tail: list[bytes] = []  # a line's bytes read so far, before its newline
     # read1: one read of the source, so lines come as soon as their bytes do (HTTP streams).
     while block := stream.read1(_READ_BUFFER):
@@ -484,7 +527,8 @@ def _line_blocks(stream: io.BufferedReader, url: str) -> Iterator[list[str]]:
         if cut:
             data = b"".join((*tail, block[:cut])) if tail else block[:cut]
             tail = [block[cut:]]
-            for lines in _decoded(data, url, read - len(block) + cut - len(data), given):
+            at = read - len(block) + cut - len(data)
+            for lines in _decoded(data, url, at, given, chunk):
                 yield lines
                 given += len(lines)
         else:
@@ -492,10 +536,12 @@ def _line_blocks(stream: io.BufferedReader, url: str) -> Iterator[list[str]]:
         if sum(map(len, tail)) > MAX_TEXT_LINE:
             raise _long_line(url, read - sum(map(len, tail)), read)
     if last := b"".join(tail):  # a last line with no newline
-        yield from _decoded(last, url, read - len(last), given)
+        yield from _decoded(last, url, read - len(last), given, chunk)
 
 
-def _decoded(data: bytes, url: str, at: int, given: int) -> Iterator[list[str]]:
+def _decoded(
+    data: bytes, url: str, at: int, given: int, chunk: _Chunk = _WHOLE
+) -> Iterator[list[str]]:
     """The lines of ``data`` (whole lines, from byte ``at`` of ``url``, after ``given``
     lines) as one list; if a byte is not UTF-8, the lines before its line, then the
     DataError naming it."""
@@ -505,7 +551,7 @@ def _decoded(data: bytes, url: str, at: int, given: int) -> Iterator[list[str]]:
         whole = data.rfind(b"\n", 0, exc.start) + 1
         if whole:
             yield _split(data[:whole].decode("utf-8"))
-        raise _decode_error(url, exc, at, given) from exc
+        raise _decode_error(url, exc, at, chunk.lines_before() + given) from exc
     yield _split(text)
 
 
@@ -683,7 +729,9 @@ def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
     except OSError as exc:
         raise DataError(f"{url}: cannot read {path}: {exc.strerror or exc}", url=url) from exc
     limited = _Limited(raw, max(0, stop - first))
-    return _buffered(limited, url, limited)
+    stream = _ChunkReader(_Source(limited, url, limited), buffer_size=_READ_BUFFER)
+    stream.chunk = _Chunk(path, first)
+    return stream
 
 
 def _line_start(raw: io.FileIO, offset: int) -> int:
