@@ -125,7 +125,7 @@ def _known_scheme(url: str) -> str:
             rest.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise JobError(
-                f"input {brief(url, 80)} holds {exc.object[exc.start:exc.end]!r}, which is "
+                f"input {brief(url, 80)} holds {exc.object[exc.start : exc.end]!r}, which is "
                 "not text UTF-8 can carry (a lone surrogate, as from decoding bytes with "
                 "errors='surrogateescape'): a raw:// input is its UTF-8 bytes; pass valid "
                 "text, or write the bytes to a file and give that"
@@ -170,13 +170,21 @@ def _still_there(url: str) -> str:
     raise gone(url)
 
 
-def gone(url: str) -> JobError:
-    """The error for input ``url``, a file (or index) of an earlier run here that is gone."""
+def gone(url: str, *, another_process: bool = False) -> JobError:
+    """The error for input ``url``, a file (or index) of an earlier run here that is gone;
+    or (``another_process``: a ``dir://`` index of a local run, which names no process) of
+    a run that may be another process's."""
+    other = (
+        ", or the run is another process's (a local run's files are read only in the "
+        "process that ran it: run the jobs that read them there, or on a cluster)"
+        if another_process
+        else ""
+    )
     return JobError(
         f"input {url!r} is a file of an earlier run whose results were closed or "
-        "garbage-collected, which removed it: keep those results referenced (and not "
-        "closed) until the jobs that read them have run, or pass the results themselves "
-        "as inputs (a run holds them while it runs)"
+        f"garbage-collected, which removed it{other}: keep those results referenced (and "
+        "not closed) until the jobs that read them have run, or pass the results "
+        "themselves as inputs (a run holds them while it runs)"
     )
 
 

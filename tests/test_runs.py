@@ -350,8 +350,9 @@ def test_indexes_of_local_results_closed_since_are_refused_saying_why() -> None:
     }
     dropped.close()
     for mode in ("local", "inline"):
-        with pytest.raises(JobError, match="closed or garbage-collected, which removed it"):
+        with pytest.raises(JobError, match="closed or garbage-collected, which removed it") as e:
             jobs.histogram.submit(indexes, mode=mode, progress=False)
+        assert "or the run is another process's (a local run's files are read only" in str(e.value)
 
 
 def test_a_chained_run_ships_its_code_and_globals_as_they_were_at_submit(

@@ -256,7 +256,7 @@ class Runner:
             except ValueError:
                 continue  # reading it says what is wrong with it
             if not os.path.exists(here):
-                raise sources.gone(url)
+                raise sources.gone(url, another_process=True)
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """The inputs as the cache key takes them (the cluster resolves tags first)."""
