@@ -9,12 +9,17 @@ that timed out, a dead job's events, a 404, a refused jobpack).
 
 It sends no request: :class:`~discodsl.client.Master` calls it with what
 the master answered, and :mod:`discodsl.runners.cluster` turns a dead job
-into the failing task's error.
+into the failing task's error. The patterns of the master's events that
+clients read (a stage scheduled, a task assigned, done, failed or printing)
+are here too: the cluster runner reads a real master's, and the registry of
+local runs reads the local runner's, which words them the same way
+(:mod:`discodsl.runners.handle`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -24,6 +29,11 @@ if TYPE_CHECKING:  # discodsl.http imports requests, which a local run never nee
     from discodsl.http import ErrorFor
 
 __all__ = [
+    "STAGE_SCHEDULED",
+    "TASK_ASSIGNED",
+    "TASK_DONE",
+    "TASK_ERROR",
+    "TASK_MSG",
     "Event",
     "dead_job",
     "no_job_status",
@@ -34,6 +44,13 @@ __all__ = [
 ]
 
 Event = tuple[str, str, str]  # (time, host, message)
+
+# A master's events about stages and tasks (Disco 0.5.4's words); a task is STAGE:ID.
+STAGE_SCHEDULED = re.compile(r"Stage (\S+) scheduled with (\d+) tasks")
+TASK_ASSIGNED = re.compile(r"([^\s:]+):(\d+) assigned to (\S+)")
+TASK_DONE = re.compile(r"DONE: \[([^\]\s]+):(\d+)\] Task finished")
+TASK_ERROR = re.compile(r"(WARNING|FATAL): \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
+TASK_MSG = re.compile(r"MSG: \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
 
 
 def ready_results(

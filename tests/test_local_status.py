@@ -214,3 +214,27 @@ def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait(timeout=60)
     return process.pid
+
+
+def test_the_local_runners_event_words_are_the_ones_clients_read() -> None:
+    """handle words a local run's events as a master does; the registry (``discodsl status``
+    of a local run) and the cluster runner read them with jobstatus' patterns."""
+    from discodsl.jobstatus import STAGE_SCHEDULED, TASK_ASSIGNED, TASK_DONE, TASK_ERROR, TASK_MSG
+    from discodsl.runners.handle import _worded
+
+    said = {
+        "stage": _worded("stage", {"stage": "map", "tasks": 3}, "node"),
+        "assigned": _worded("task_assigned", {"stage": "map", "taskid": 2}, "node"),
+        "msg": _worded("msg", {"stage": "map", "taskid": 2, "text": "hi\nthere"}, "node"),
+        "done": _worded("task_done", {"stage": "map", "taskid": 2}, "node"),
+    }
+    assert STAGE_SCHEDULED.fullmatch(said["stage"][0][1]).groups() == ("map", "3")  # type: ignore[union-attr]
+    assert TASK_ASSIGNED.fullmatch(said["assigned"][0][1]).groups() == ("map", "2", "node")  # type: ignore[union-attr]
+    assert TASK_MSG.fullmatch(said["msg"][0][1]).groups() == ("map", "2", "hi\nthere")  # type: ignore[union-attr]
+    assert TASK_DONE.fullmatch(said["done"][0][1]).groups() == ("map", "2")  # type: ignore[union-attr]
+    assert TASK_ERROR.fullmatch("FATAL: [map:2] Traceback: x").groups() == (  # type: ignore[union-attr]
+        "FATAL",
+        "map",
+        "2",
+        "Traceback: x",
+    )

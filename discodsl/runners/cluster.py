@@ -35,6 +35,7 @@ from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
+from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG
 from discodsl.results import Results, check_stage_name
 from discodsl.runners.base import Counters, Plan, Runner, client_node
 from discodsl.runners.failures import task_failed, worker_died
@@ -70,10 +71,6 @@ POLL_MS = 1000
 EVENTS_PATIENCE_S = 10.0
 
 _CRASH = re.compile(r"Worker crashed! \(exit code: (-?\d+)\)")
-_TASK_EVENT = re.compile(r"(WARNING|FATAL): \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
-_MSG_EVENT = re.compile(r"MSG: \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
-_STAGE_EVENT = re.compile(r"Stage (\S+) scheduled with (\d+) tasks")
-_DONE_EVENT = re.compile(r"DONE: \[([^\]\s]+):(\d+)\] Task finished")
 # The master's last event of a job that succeeded, and of one that died (failed or killed).
 _READY_EVENT, _KILLED_EVENT = "READY: ", "WARN: Job killed"
 _RETRY_EVENT = re.compile(r"Task (\S+):(\d+) failed on .*?, (\d+)\w* failures so far")
@@ -460,13 +457,13 @@ class _Watcher:
     def _event(self, message: str) -> None:
         if ends_log(message):
             self.ended = True
-        elif match := _MSG_EVENT.fullmatch(message):
+        elif match := TASK_MSG.fullmatch(message):
             stage, taskid, text = match.groups()
             self._tell("msg", {"stage": stage, "taskid": int(taskid), "text": text})
-        elif match := _STAGE_EVENT.match(message):
+        elif match := STAGE_SCHEDULED.match(message):
             self.stages_in_events = True
             self._start(match.group(1), int(match.group(2)))
-        elif match := _DONE_EVENT.match(message):
+        elif match := TASK_DONE.match(message):
             self.counters.succeeded(match.group(1), int(match.group(2)))
             self._advance(match.group(1), self.done + 1)
         elif match := _RETRY_EVENT.match(message):
@@ -563,7 +560,7 @@ def _job_failed(
 
 def _failing_task(events: list[MasterEvent]) -> tuple[str, int, str] | None:
     """(stage, taskid, text) of the last task error, a worker's own report preferred."""
-    found = [m.groups() for _, _, message in events if (m := _TASK_EVENT.fullmatch(message))]
+    found = [m.groups() for _, _, message in events if (m := TASK_ERROR.fullmatch(message))]
     reports = [f for f in found if MARKER in f[3]]
     if not (reports or found):
         return None
@@ -599,7 +596,7 @@ def _last_events(events: list[MasterEvent], count: int = 3) -> str:
     lines = [
         message.splitlines()[0][:160]
         for _, _, message in events
-        if message and not (_TASK_EVENT.fullmatch(message) or _MSG_EVENT.fullmatch(message))
+        if message and not (TASK_ERROR.fullmatch(message) or TASK_MSG.fullmatch(message))
     ]
     return " | ".join(lines[-count:])
 

@@ -28,14 +28,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from discodsl.errors import InputRunFailed, JobActive, JobDead
-from discodsl.jobstatus import wait_limit
+from discodsl.jobstatus import Event, wait_limit
 
 if TYPE_CHECKING:
     from discodsl.results import Results
 
 __all__ = ["Event", "EventLog", "Run", "upstream_runs"]
 
-Event = tuple[str, str, str]  # (time, host, message), as discodsl.jobstatus has it
 
 # How often a chained run that waits for its inputs looks whether it was killed (seconds).
 KILL_CHECK = 0.1

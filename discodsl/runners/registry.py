@@ -44,13 +44,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from discodsl import places
 from discodsl.errors import JobError
+from discodsl.jobstatus import STAGE_SCHEDULED, TASK_ASSIGNED, TASK_DONE, TASK_ERROR, Event
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from discodsl.runners.handle import Run
 
-Event = tuple[str, str, str]  # (time, host, message)
 
 __all__ = ["LocalRun", "clean", "find", "list_runs", "register", "request_kill", "runs_dir"]
 
@@ -266,26 +266,23 @@ def pipeline(
     """
     rows: dict[str, list[Any]] = {stage: [stage, 0, 0, 0, 0, 0] for stage in stages}
     for _, _, message in events:
-        words = message.split()
-        if message.startswith("Stage ") and "scheduled with" in message:
-            rows[words[1]] = [words[1], 0, int(words[4]), 0, 0, 0]
-        elif len(words) == 4 and words[1:3] == ["assigned", "to"]:
-            _count(rows, words[0], (2, -1), (3, +1))
-        elif words and words[0] in ("DONE:", "WARNING:", "FATAL:") and len(words) > 1:
-            task = words[1].strip("[]")
-            if words[0] == "DONE:":
-                _count(rows, task, (3, -1), (4, +1))
-            else:
-                _count(rows, task, (3, -1), (2, +1), (5, +1))
+        if found := STAGE_SCHEDULED.fullmatch(message):
+            rows[found[1]] = [found[1], 0, int(found[2]), 0, 0, 0]
+        elif found := TASK_ASSIGNED.fullmatch(message):
+            _count(rows, found[1], (2, -1), (3, +1))
+        elif found := TASK_DONE.fullmatch(message):
+            _count(rows, found[1], (3, -1), (4, +1))
+        elif found := TASK_ERROR.fullmatch(message):
+            _count(rows, found[2], (3, -1), (2, +1), (5, +1))
     if ended or _ended(events):
         for row in rows.values():
             row[2], row[3] = row[2] + row[3], 0
     return list(rows.values())
 
 
-def _count(rows: dict[str, list[Any]], task: str, *changes: tuple[int, int]) -> None:
-    """Move the counts of ``task``'s (``stage:id``) stage row by ``(column, step)``."""
-    row = rows.get(task.rpartition(":")[0])
+def _count(rows: dict[str, list[Any]], stage: str, *changes: tuple[int, int]) -> None:
+    """Move the counts of ``stage``'s row by ``(column, step)``."""
+    row = rows.get(stage)
     if row is not None:
         for column, step in changes:
             row[column] = max(0, row[column] + step)
