@@ -8,6 +8,7 @@ cluster job fails, is killed, is interrupted or cannot be submitted.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import urllib.error
@@ -20,11 +21,11 @@ from typing import Any
 import pytest
 
 import discodsl.builder
-from discodsl import ClientError, JobDead, TaskFailed
+from discodsl import ClientError, JobActive, JobDead, TaskFailed
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
 from discodsl.errors import NoSuchJob, RemoteTraceback
-from discodsl.runners import cluster
+from discodsl.runners import cluster, handle
 from discodsl.runners.progress import Progress
 from tests import cluster_jobs, disco_state, jobs
 from tests.conftest_cluster import point_at
@@ -456,3 +457,33 @@ def test_result_files_are_read_with_the_clients_settings() -> None:
         7.5,
         "http://gateway:8999",
     )
+
+
+@pytest.mark.usefixtures("cluster_env", "ctrl_c")
+@pytest.mark.parametrize("stopped_by", ["timeout=", "Ctrl-C"])
+def test_a_run_whose_watch_stopped_is_followed_again_to_its_end(
+    stopped_by: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its job runs on at the master: wait() again gives its results, and status follows
+    (both stayed "active", with the first JobActive, for good). A program ending then
+    does not name it again: what stopped the watch said how the job goes on."""
+    params = {"seconds": 1.5}
+    if stopped_by == "timeout=":
+        run = jobs.sleepy.submit(["raw://a b a"], mode="cluster", params=params, timeout=0.3)
+        with pytest.raises(JobActive):
+            run.wait()
+    else:
+        run = jobs.sleepy.submit(["raw://a b a"], mode="cluster", params=params)
+        main_thread = threading.main_thread().ident
+        assert main_thread is not None
+        timer = threading.Timer(0.3, signal.pthread_kill, args=(main_thread, signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run.wait()
+        timer.join()
+    capsys.readouterr()
+    handle._say_unfinished()  # as at the program's end
+    assert "the program ended before" not in capsys.readouterr().err
+    assert run.status == "active"
+    assert dict(run.wait(timeout=60)) == {"a": 2, "b": 1}
+    assert run.status == "ready" and dict(run.results()) == {"a": 2, "b": 1}

@@ -373,6 +373,12 @@ class Counters:
         elif kind == "task_failed":
             self._pending.pop((str(facts["stage"]), int(facts["taskid"])), None)
 
+    def clear(self) -> None:
+        """Forget every count (to sum a job's events again from its first)."""
+        self.totals.clear()
+        self.by_stage.clear()
+        self._pending.clear()
+
     def succeeded(self, stage: str, taskid: int) -> None:
         """Task ``stage:taskid`` is done: its counts join the job's."""
         self.add(self._pending.pop((stage, taskid), {}), stage)

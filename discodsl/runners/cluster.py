@@ -127,14 +127,16 @@ class ClusterRunner(Runner):
             raise
         counters, stop, settings = plan.counters(), threading.Event(), cluster.settings
         keep = _Keep(plan, cluster.url, jobname, counters)
+        first = _split_tasks(plan, inputs)
+        again = (settings, jobname, plan, counters, stop, keep, first)
         run.submitted(
             jobname,
             counters=counters.totals,
             kill=functools.partial(_kill, settings, jobname),
             interrupt=functools.partial(_stop, settings, jobname, plan.options, stop),
             events=functools.partial(_events, settings, jobname),
+            resume=functools.partial(_rewatch, *again),
         )
-        first = _split_tasks(plan, inputs)
         return functools.partial(_watch, cluster, jobname, plan, counters, stop, keep, first)
 
     # -- the cache: a cluster run's stages are its job's stage results on the master ------
@@ -250,14 +252,17 @@ def _watch(
     stop: threading.Event,
     keep: _Keep,
     first: tuple[str, list[list[str]]] | None = None,
+    again: bool = False,
 ) -> Results:
+    """Watch the job to its end: its results, or its error (JobActive when the watch
+    stopped first: Ctrl-C in wait(), or ``timeout=``, unless ``again``)."""
     options = plan.options
     try:
         with cluster:
             return wait_for(
                 cluster,
                 jobname,
-                timeout=options.timeout,
+                timeout=None if again else options.timeout,
                 progress=options.progress,
                 kill_on_interrupt=options.kill_on_interrupt,
                 counters=counters,
@@ -266,6 +271,22 @@ def _watch(
             )
     finally:
         keep.done()
+
+
+def _rewatch(
+    settings: DiscoSettings,
+    jobname: str,
+    plan: Plan,
+    counters: Counters,
+    stop: threading.Event,
+    keep: _Keep,
+    first: tuple[str, list[list[str]]] | None,
+) -> Results:
+    """Watch again a job whose watch stopped while it ran on (Ctrl-C in wait(), or its
+    ``timeout=``), from its first event: wait() and status then follow it to its end."""
+    stop.clear()
+    counters.clear()
+    return _watch(_connect(settings), jobname, plan, counters, stop, keep, first, again=True)
 
 
 def _connect(settings: DiscoSettings) -> Cluster:

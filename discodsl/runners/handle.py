@@ -68,6 +68,8 @@ class Run:
         self._kill: Callable[[], None] | None = None
         self._interrupt: Callable[[], None] | None = None
         self._events: Callable[[], list[Event]] | None = None
+        self._resume: Callable[[], Results] | None = None
+        self._resuming = threading.Lock()
         self._on_end: list[Callable[[Run], None]] = []
         # Held until the run ends: results and runs among them keep their files meanwhile,
         # even results closed meanwhile (their files go once no run reads them).
@@ -81,8 +83,9 @@ class Run:
     def status(self) -> str:
         """``"active"`` until the run ends, then ``"ready"`` or ``"dead"``; ``"dead"`` from
         the moment it is killed."""
+        self._watch_again()
         if self._outcome is None or isinstance(self._outcome, JobActive):
-            # JobActive: the master's job outlived our wait (cluster timeout=)
+            # JobActive: the master's job outlived our watch (cluster timeout=, Ctrl-C)
             return "dead" if self._killed.is_set() else "active"
         return "dead" if isinstance(self._outcome, BaseException) else "ready"
 
@@ -98,6 +101,7 @@ class Run:
         seconds (it runs on). Ctrl-C here kills a local run (a cluster job runs on, unless
         ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
         timeout = wait_limit(timeout)
+        self._watch_again()
         try:
             ended = _wait_awake(self._ended, timeout)
         except KeyboardInterrupt:
@@ -114,6 +118,7 @@ class Run:
     def results(self) -> Results:
         """The results of a run that is ready, at once; its error if it died;
         :class:`~discodsl.errors.JobActive` while it is active."""
+        self._watch_again()
         if not self._ended.is_set():
             raise JobActive(
                 f"job {self.jobname!r} is still active, so it has no results yet: wait() for them",
@@ -170,13 +175,17 @@ class Run:
         kill: Callable[[], None],
         interrupt: Callable[[], None] | None = None,
         events: Callable[[], list[Event]] | None = None,
+        resume: Callable[[], Results] | None = None,
         host: str = "localhost",
     ) -> None:
         """The runner has named the run and can stop it: ``kill`` stops it, ``interrupt``
         is what Ctrl-C in wait() does (default: kill), ``events`` reads its master's events
-        (default: this run's :class:`EventLog`); ``counters`` is summed as it runs."""
+        (default: this run's :class:`EventLog`); ``counters`` is summed as it runs.
+        ``resume`` watches the run again, if its watch can stop while it runs on (a
+        cluster's job), to its end."""
         self.jobname, self._counters = jobname, counters
         self._kill, self._interrupt, self._events = kill, interrupt, events
+        self._resume = resume
         self.log.host = host
         self.log.add("master", "New job initialized!")
         self.log.add("master", f'Created job "{jobname}"')
@@ -211,6 +220,23 @@ class Run:
                 raise _input_failed(self, run)
 
     # -- inside -------------------------------------------------------------------------
+
+    def _watch_again(self) -> None:
+        """A run whose watch stopped while its job ran on (Ctrl-C in wait(), a cluster's
+        ``timeout=``): watch it again, in the background, so that wait() and status follow
+        it to its end (they stayed "active" for good)."""
+        with self._resuming:
+            stopped = self._ended.is_set() and isinstance(self._outcome, JobActive)
+            if not stopped or self._resume is None or self._killed.is_set():
+                return
+            self._ended.clear()
+            self._outcome = None
+            self._thread = threading.Thread(
+                target=self._settle, args=(self._resume,), name=f"discodsl run of {self.job}"
+            )
+            self._thread.daemon = True
+            _watch_for_exit(self)
+            self._thread.start()
 
     def _settle(self, work: Callable[[], Results]) -> None:
         try:
@@ -316,9 +342,10 @@ def forget_unfinished() -> None:
 
 
 def _say_unfinished() -> None:
-    """At the program's end: name each run it ends (a cluster's job runs on)."""
+    """At the program's end: name each run it ends (a cluster's job runs on); not one whose
+    watch stopped already (Ctrl-C, ``timeout=``), which said how its job goes on."""
     for run in list(_BACKGROUND):
-        if run.status != "active":
+        if run._outcome is not None or run._killed.is_set():
             continue
         fate = (
             f"; its job goes on at the master (`discodsl status {run.jobname}`)"
