@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from discodsl.worker import inputs
 from discodsl.worker.errors import BadURL, DataError, MalformedRecord, retryable
 from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
 from discodsl.worker.records import RecordWriter
@@ -36,7 +37,9 @@ class Server:
     before answering, ``/cut/PATH`` sends the first half of PATH and closes
     the connection early, ``/slow/PATH`` sends 100 KiB of PATH, then waits for
     ``release`` before the rest, ``/drop/N/PATH`` closes the connection without an
-    answer N times before it sends PATH.
+    answer N times before it sends PATH, ``/busy/CODE/N/PATH`` answers N times as a busy
+    Disco node does (503 "Maximum number of downloaders reached", 403 "Disco node is
+    busy"; 403 "Forbidden" for a path that is no file) before it sends PATH.
     """
 
     def __init__(self, root: Path) -> None:
@@ -70,6 +73,8 @@ class Server:
                     self._send(server.root / rest, kind)
                 elif kind == "drop":
                     self._drop_or_send(*rest.split("/", 1))
+                elif kind == "busy":
+                    self._busy_or_send(*rest.split("/", 2))
                 else:
                     self._send(server.root / self.path.lstrip("/"), "whole")
 
@@ -79,6 +84,18 @@ class Server:
                     self._send(server.root / rest, "whole")
                 else:
                     self.close_connection = True  # and nothing sent
+
+            def _busy_or_send(self, code: str, times: str, rest: str) -> None:
+                dropped = server.dropped[rest] = server.dropped.get(rest, 0) + 1
+                if dropped > int(times):
+                    self._send(server.root / rest, "whole")
+                    return
+                said = {"503": b"Maximum number of downloaders reached. Try again later"}
+                body = said.get(code, b"Disco node is busy" if times != "99" else b"Forbidden")
+                self.send_response(int(code))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def _send(self, path: Path, how: str) -> None:
                 if not path.is_file():
@@ -709,6 +726,26 @@ def test_a_get_dropped_every_time_fails_saying_how_often_it_was_tried(
     with pytest.raises(DataError, match=r"Remote end closed.*; tried 3 times; check that"):
         read_all([server.url("drop/9/records")], node)
     assert server.dropped == {"records": 3}
+
+
+@pytest.mark.parametrize("code", ["503", "403"])
+def test_a_get_answered_busy_is_sent_again_after_a_pause(
+    node: Node, server: Server, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Disco node answers 503, or 403 "Disco node is busy", when it is loaded (its file
+    server's gate): reading a job's results failed for good on the first such answer."""
+    monkeypatch.setattr(inputs, "BUSY_PAUSES", (0.01, 0.01, 0.01))
+    write_records(server.root / "records", hunk_size=500)
+    assert read_all([server.url(f"busy/{code}/3/records")], node) == ROWS
+    assert server.dropped == {"records": 4}  # three busy answers, then the file
+    server.dropped.clear()
+    with pytest.raises(DataError, match=rf"HTTP {code} .*\('(Maximum number|Disco node is)"):
+        read_all([server.url(f"busy/{code}/4/records")], node)
+    assert server.dropped == {"records": 4}  # asked once, then after each pause
+    server.dropped.clear()
+    with pytest.raises(DataError, match=r"HTTP 403 .*\('Forbidden'\)"):  # no file: not busy
+        read_all([server.url("busy/403/99/records")], node)
+    assert server.dropped == {"records": 1}
 
 
 def test_a_get_answered_with_an_error_is_not_sent_again(node: Node, server: Server) -> None:

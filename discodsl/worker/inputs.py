@@ -75,6 +75,11 @@ _COMPRESSED_SUFFIXES: Final = {".gz": "gzip", ".bz2": "bzip2"}
 # A GET whose connection is dropped before the answer (a busy server, a reset) is sent again,
 # after these pauses; one that is answered with an error, or times out, is not.
 HTTP_PAUSES: Final = (0.1, 0.3)
+# A Disco node that answers busy (503 "Maximum number of downloaders reached", or 403
+# "Disco node is busy" when its file server's gate does not answer in time, as under load)
+# is asked again after these pauses, as Disco's own client asks again after a 503.
+BUSY_PAUSES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+_BUSY = b"Disco node is busy"
 
 
 # The HTTP modules cost a worker ~50 ms to import: loaded on the first HTTP input only.
@@ -784,32 +789,57 @@ def _open_http(location: str, node: Node, url: str = "") -> io.BufferedReader:
 
 def _get(location: str, node: Node, url: str) -> Any:
     """The answer to GET ``location``, sent again after each of HTTP_PAUSES while its
-    connection is dropped before the answer; a DataError naming ``url`` if none comes."""
+    connection is dropped before the answer, and after each of BUSY_PAUSES while the node
+    answers busy; a DataError naming ``url`` if none comes."""
     import http.client
 
-    attempt = 0
+    dropped = busy = 0
     while True:
         try:
             return _opener().open(location, timeout=node.timeout)
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            if attempt == len(HTTP_PAUSES) or not _dropped(exc):
-                raise _get_failed(exc, location, node, url, attempt + 1) from exc
-        time.sleep(HTTP_PAUSES[attempt])
-        attempt += 1
+            if _busy(exc) and busy < len(BUSY_PAUSES):
+                time.sleep(BUSY_PAUSES[busy])
+                busy += 1
+            elif _dropped(exc) and dropped < len(HTTP_PAUSES):
+                time.sleep(HTTP_PAUSES[dropped])
+                dropped += 1
+            else:
+                raise _get_failed(exc, location, node, url, dropped + busy + 1) from exc
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Disco node's answer that it is busy (worth asking again)."""
+    code = getattr(exc, "code", None)
+    return code == 503 or (code == 403 and _answer(exc).startswith(_BUSY))
+
+
+def _answer(exc: BaseException) -> bytes:
+    """The start of the body of an HTTP error answer (read once, kept on ``exc``)."""
+    body: bytes | None = getattr(exc, "answer_head", None)
+    if body is None:
+        try:
+            body = exc.read(200) if hasattr(exc, "read") else b""
+        except (OSError, ValueError):
+            body = b""
+        exc.answer_head = body  # type: ignore[attr-defined]
+    return body
 
 
 def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int) -> DataError:
     import urllib.error
 
     get = "GET" if location == url else f"GET {location}"
+    tried = f"; tried {tries} times" if tries > 1 else ""
     if isinstance(exc, urllib.error.HTTPError):
+        said = _answer(exc).decode("utf-8", "replace").strip()
         exc.close()
         return DataError(
-            f"{url}: {get} answered HTTP {exc.code} {exc.reason}; check that the "
-            "file exists and the node serving it is healthy",
+            f"{url}: {get} answered HTTP {exc.code} {exc.reason}"
+            f"{f' ({said[:120]!r})' if said else ''}{tried}; check that the file exists "
+            "and the node serving it is healthy",
             url=url,
         )
-    tried = f"; tried {tries} times" if tries > 1 else ""
     return DataError(
         f"{url}: {get} failed: {_reason(exc)}{tried}; check that the host is up and "
         f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} in the job's env= "
