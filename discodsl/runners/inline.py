@@ -272,6 +272,9 @@ def _surface(exc: Exception) -> NoReturn:
 
 
 def _add_note(exc: BaseException, note: str) -> None:
-    """Say where the error happened without changing it (a PEP 678 note on 3.11+)."""
+    """Say where the error happened without changing it: a PEP 678 note (on 3.10, which
+    has no add_note and prints no notes, set as 3.11 sets it, for code that reads it)."""
     if sys.version_info >= (3, 11):
         exc.add_note(f"discodsl: {note}")
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), f"discodsl: {note}"]
