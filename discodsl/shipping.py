@@ -24,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 import threading
+import typing
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -107,9 +108,37 @@ _CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
 
 
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle's pickler, whose code objects keep the name of their file."""
+    """cloudpickle's pickler, whose code objects keep the name of their file, and which
+    ships the type names (``NewType``, 3.12's ``type`` aliases) of modules that travel by
+    value by value too: they pickle by name, which names nothing on a node (a stage's
+    annotation holding one failed the run)."""
 
     dispatch_table = ChainMap({CodeType: _ship_code}, cloudpickle.Pickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _TYPE_NAMES) and _travels(getattr(obj, "__module__", "") or ""):
+            name: Any = obj  # a NewType, or a TypeAliasType (3.12), which typeshed may lack
+            if isinstance(obj, typing.NewType):
+                return typing.NewType, (name.__name__, name.__supertype__)
+            kind: Callable[..., Any] = type(obj)
+            alias = partial(kind, type_params=name.__type_params__)
+            return alias, (name.__name__, name.__value__)
+        return super().reducer_override(obj)
+
+
+# The kinds of type names that pickle by their module's name, whatever the module.
+_TYPE_NAMES: tuple[type, ...] = (
+    typing.NewType,
+    *([typing.TypeAliasType] if hasattr(typing, "TypeAliasType") else []),  # 3.12
+)
+
+
+def _travels(module_name: str) -> bool:
+    """Whether objects of the module ``module_name`` travel by value."""
+    module = sys.modules.get(module_name)
+    if module_name == "__main__" or module is None:
+        return True
+    return needs_value(module) or module_name in cloudpickle.list_registry_pickle_by_value()
 
 
 def _dumps(value: Any) -> bytes:

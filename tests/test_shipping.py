@@ -263,3 +263,29 @@ def test_a_helper_module_found_through_a_relative_path_entry_is_found_by_local_w
     if chdir:
         code = code.replace("\n@job", "\nos.chdir(os.path.expanduser('~'))\n@job")
     assert python_output(code, tmp_path) == "[('a', 10), ('bb', 20)]\n"
+
+
+NEW_TYPE = """
+from typing import Iterator, NewType
+from discodsl import job, map
+
+Word = NewType("Word", str)
+
+@map
+def words(line: str) -> Iterator[tuple[Word, int]]:
+    for word in line.split():
+        yield Word(word.upper()), 1
+
+@job
+def typed():
+    return [words]
+
+print(sorted(typed.run(["raw://a b"], mode="local", progress=False)))
+"""
+
+
+def test_a_new_type_of_a_script_ships_with_its_stages(tmp_path: Path) -> None:
+    """A NewType (and on 3.12+ a ``type`` alias) pickles by name, which names nothing in a
+    worker's ``__main__``: a stage annotated with one, or calling it, failed to load there
+    ("refers to the function itself"), with a fix that did not help."""
+    assert python_output(NEW_TYPE, tmp_path) == "[('A', 1), ('B', 1)]\n"

@@ -277,4 +277,4 @@ def _add_note(exc: BaseException, note: str) -> None:
     if sys.version_info >= (3, 11):
         exc.add_note(f"discodsl: {note}")
     else:
-        exc.__notes__ = [*getattr(exc, "__notes__", []), f"discodsl: {note}"]
+        setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), f"discodsl: {note}"])  # noqa: B010
