@@ -34,7 +34,9 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -89,8 +91,8 @@ READER_LEFT = 128 + 13
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C,
-    141 stdout's reader left)."""
+    """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C, 143
+    SIGTERM, 141 stdout's reader left)."""
     _prepare_streams()
     parser = build_parser()
     try:
@@ -103,19 +105,44 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.command
     try:
-        status = command(args)
-        _flush_stdout()  # now, so that a reader that left is seen here, not at exit
+        with _terminated_as_interrupted():
+            status = command(args)
+            _flush_stdout()  # now, so that a reader that left is seen here, not at exit
         return status
     except DiscoDSLError as exc:
         _report(exc, args)
         return 1
     except BrokenPipeError:
         return _reader_left()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         from discodsl.runners.handle import forget_unfinished
 
         forget_unfinished()  # what a stopped run goes on as has been said, for this command
-        return 130
+        return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a CI runner, systemd stopping the command): ended as Ctrl-C
+    ends it, workers killed and files removed (Python's default left them, and a cluster
+    job ran on without a word)."""
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """While in the block, SIGTERM raises _Terminated (in the main thread only: signal
+    handlers can be set there alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _prepare_streams() -> None:

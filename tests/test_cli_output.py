@@ -171,16 +171,20 @@ def napping():
 
 
 @pytest.mark.parametrize("where", ["--local", "--master"])
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_ctrl_c_ends_the_command_saying_only_what_the_command_line_needs(
-    workdir: Path, where: str, request: pytest.FixtureRequest
+    workdir: Path, where: str, sent: signal.Signals, request: pytest.FixtureRequest
 ) -> None:
     """Ctrl-C in ``discodsl run``: status 130, and no advice for programs (it said to
-    wait() for the run before the program ends); on a cluster, how to kill the job."""
+    wait() for the run before the program ends); on a cluster, how to kill the job. SIGTERM
+    ends it the same way, with 143 (it left the -o file's temporary file, the workers of a
+    local run to be reaped by the next, and a cluster job without a word)."""
     mark = workdir / "napping"
     (workdir / "napping_job.py").write_text(NAPPING.format(mark=str(mark)))
     (workdir / "in.txt").write_text("a\n")
     place = [where, request.getfixturevalue("cluster_env")] if where == "--master" else [where]
-    command = discodsl("run", "napping_job.py:napping", "in.txt", *place)
+    output = ["-o", "out.tsv"] if sent == signal.SIGTERM else []
+    command = discodsl("run", "napping_job.py:napping", "in.txt", *place, *output)
     with subprocess.Popen(
         command, cwd=workdir, env=environment(workdir), stderr=subprocess.PIPE, text=True
     ) as process:
@@ -188,10 +192,12 @@ def test_ctrl_c_ends_the_command_saying_only_what_the_command_line_needs(
         while not mark.exists():
             assert process.poll() is None and time.monotonic() < deadline, "no task started"
             time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         _, errors = process.communicate(timeout=TIMEOUT)
-    assert process.returncode == 130, errors
+    assert process.returncode == 128 + sent, errors
     assert "wait() for a run" not in errors and "Traceback" not in errors, errors
+    assert sorted(path.name for path in workdir.iterdir() if "out.tsv" in path.name) == []
+    assert _workers_under(workdir / "tmp") == []
     if where == "--master":
         jobname = re.search(r"stop it with `discodsl kill (\S+)`", errors)
         assert jobname is not None, errors
