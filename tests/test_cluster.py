@@ -487,3 +487,20 @@ def test_a_run_whose_watch_stopped_is_followed_again_to_its_end(
     assert run.status == "active"
     assert dict(run.wait(timeout=60)) == {"a": 2, "b": 1}
     assert run.status == "ready" and dict(run.results()) == {"a": 2, "b": 1}
+
+
+def test_ctrl_c_while_submitting_says_the_job_may_run(
+    master: Master, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The master may have made the job when Ctrl-C stopped the wait for its name: nothing
+    was said, and nothing can kill it from here."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Master, "submit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.wordcount.run(inputs=["raw://a b"], mode="cluster")
+    said = capsys.readouterr().err
+    assert "Ctrl-C while submitting job 'wordcount': the master at" in said
+    assert "list its jobs with `discodsl jobs`" in said

@@ -122,6 +122,10 @@ class ClusterRunner(Runner):
         cluster = Cluster.connect(self.master)
         try:
             jobname, inputs = _submit(cluster, plan)
+        except KeyboardInterrupt:
+            cluster.close()
+            print(_submit_interrupted(plan.spec.name, cluster.url), file=sys.stderr)
+            raise
         except BaseException:
             cluster.close()
             raise
@@ -232,6 +236,16 @@ def _submit(cluster: Cluster, plan: Plan) -> tuple[str, list[list[str]]]:
         inputs = []
     data = builder.build_jobpack(plan.job, options, inputs, spec=plan.spec, resume=plan.resume)
     return cluster.master.submit(data), inputs
+
+
+def _submit_interrupted(prefix: str, master: str) -> str:
+    """What to say of a submission Ctrl-C stopped: the master may have made the job, whose
+    name never came back (nothing can kill it from here)."""
+    return (
+        f"discodsl: Ctrl-C while submitting job {prefix!r}: the master at {master} may have "
+        f"started it; list its jobs with `discodsl jobs` and stop a {prefix}@... one with "
+        "`discodsl kill NAME`"
+    )
 
 
 def _split_tasks(plan: Plan, inputs: list[list[str]]) -> tuple[str, list[list[str]]] | None:
