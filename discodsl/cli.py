@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C, 143
     SIGTERM, 141 stdout's reader left)."""
     _prepare_streams()
+    _import_from_here()
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -143,6 +144,14 @@ def _terminated_as_interrupted() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _import_from_here() -> None:
+    """The working directory on the import path, after the rest, as ``python -m discodsl``
+    has it: records holding a class of a script here (``myjob.Rec``) read alike."""
+    here = os.getcwd()
+    if "" not in sys.path and here not in sys.path:
+        sys.path.append(here)
 
 
 def _prepare_streams() -> None:

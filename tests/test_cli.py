@@ -901,3 +901,41 @@ def test_a_job_module_that_fails_to_import_is_named_with_where(
     _, err = run(capsys, "run", "--inline", "broken:job", "raw://x", status=1)
     one_error(err, *words)
     assert "Traceback" not in err
+
+
+RECORDS_OF_A_CLASS = """
+from dataclasses import dataclass
+from discodsl import job, map
+
+@dataclass(frozen=True)
+class Rec:
+    word: str
+
+@map
+def wrapped(line):
+    for word in line.split():
+        yield word, Rec(word)
+
+@job
+def recs():
+    return [wrapped]
+"""
+
+
+def test_results_of_records_holding_a_class_of_a_script_here(
+    cluster_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`discodsl results`, run where the job's script is, reads records holding its classes,
+    as `python -m discodsl results` did (the console script's path had no working
+    directory, and the error began "bad hunk")."""
+    (tmp_path / "recjob.py").write_text(RECORDS_OF_A_CLASS)
+    monkeypatch.chdir(tmp_path)
+    out, _ = run(capsys, "run", "recjob.py:recs", "raw://a b")
+    assert out.splitlines() == ["a\tRec(word='a')", "b\tRec(word='b')"]
+    monkeypatch.delitem(sys.modules, "recjob", raising=False)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    out, _ = run(capsys, "results", "@")
+    assert out.splitlines() == ["a\tRec(word='a')", "b\tRec(word='b')"]

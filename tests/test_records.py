@@ -574,3 +574,5 @@ def test_records_of_a_class_missing_here_say_so_and_not_that_the_file_is_corrupt
     assert "need a class or module this process cannot import" in message
     assert "No module named 'discodsl_test_gone_module'" in message
     assert "at the top level of a module" in message and "corrupt" not in message
+    assert "bad hunk" not in message  # the hunk is sound: its records' class is not here
+    assert "run from the directory of discodsl_test_gone_module.py" in message

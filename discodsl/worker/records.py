@@ -528,15 +528,21 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
     try:
         records = _load(payload)
     except (ImportError, AttributeError) as exc:  # its checksum held: a class is missing here
-        raise _hunk_error(
-            url,
-            start,
-            end,
-            f"its records need a class or module this process cannot import "
-            f"({type(exc).__name__}: {exc})",
-            "define the classes records hold at the top level of a module that the job and "
-            "whatever reads its records both import (a class defined inside a function "
-            "cannot be found by another process), or install that module here",
+        missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+        where = (
+            f" (run from the directory of {missing.replace('.', '/')}.py, or put that "
+            "directory on PYTHONPATH)"
+            if missing
+            else ""
+        )
+        raise DataError(
+            f"{url}: the records of the hunk at bytes [{start}, {end}) need a class or module "
+            f"this process cannot import ({type(exc).__name__}: {exc}): define the classes "
+            "records hold at the top level of a module that the job and whatever reads its "
+            "records both import (a class defined inside a function cannot be found by "
+            f"another process), and import that module here{where}",
+            url=url,
+            span=(start, end),
         ) from exc
     except Exception as exc:  # unpickling bad bytes can raise nearly anything
         raise _hunk_error(
