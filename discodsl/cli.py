@@ -454,6 +454,7 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                 help="give up after SECONDS (exit 1; the job keeps running)",
             )
         if name == "results":
+            parser.add_argument("-o", "--output", metavar="FILE", help="write the records here")
             parser.epilog = OUTPUT_FORMATS
             parser.formatter_class = argparse.RawDescriptionHelpFormatter
     _add_cluster_facts(sub, common)
@@ -858,9 +859,11 @@ def cmd_results(args: argparse.Namespace) -> int:
             "to keep records, run with -o FILE (or --cache, to keep its stages), or on a "
             "Disco master"
         )
+    _check_writable(args.output)
     with _cluster(args) as conn:
         results = cluster.results_of(conn, _job_name(conn, args.job))
-    _write_records(results, sys.stdout, as_json=_json_wanted(args))
+    with _output(args.output) as out:
+        _write_records(results, out, as_json=_json_wanted(args))
     return 0
 
 

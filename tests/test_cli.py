@@ -939,3 +939,8 @@ def test_results_of_records_holding_a_class_of_a_script_here(
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     out, _ = run(capsys, "results", "@")
     assert out.splitlines() == ["a\tRec(word='a')", "b\tRec(word='b')"]
+    out, _ = run(capsys, "results", "@", "-o", "recs.tsv")  # -o as run takes it
+    assert out == "" and (tmp_path / "recs.tsv").read_text().splitlines() == [
+        "a\tRec(word='a')",
+        "b\tRec(word='b')",
+    ]
