@@ -238,3 +238,21 @@ def test_the_local_runners_event_words_are_the_ones_clients_read() -> None:
         "2",
         "Traceback: x",
     )
+
+
+def test_a_task_index_is_named_where_a_stage_finds_it(tmp_path: Path) -> None:
+    """The node master names each task's index; a finished run's stage(name) finds those of
+    that stage, in task order, and no other stage's (one of them a prefix of the other)."""
+    from discodsl.runners.layout import JobLayout
+
+    layout = JobLayout(str(tmp_path), "node", "job@1:2:3")
+    (Path(layout.home) / ".disco").mkdir(parents=True)
+    written = {}
+    for stage, taskid in [("map", 10), ("map", 2), ("map-two", 1), ("reduce", 0)]:
+        name = layout.new_index(stage, taskid)
+        (Path(layout.home) / name).write_text("")
+        written[stage, taskid] = name
+    (Path(layout.home) / ".disco" / "map-x-1.results").write_text("")  # not a task's
+    assert layout.indexes("map") == [written["map", 2], written["map", 10]]
+    assert layout.indexes("map-two") == [written["map-two", 1]]
+    assert layout.indexes("absent") == []

@@ -66,6 +66,28 @@ class JobLayout:
         """The URL of ``path`` (relative to the job home) as the node serves it."""
         return urls.job_url(self.host, self.relative, path, scheme)
 
+    def new_index(self, stage: str, taskid: int) -> str:
+        """Where a task's index of its outputs goes, relative to the job home:
+        ``.disco/<stage>-<taskid>-<microseconds>.results``, as a Disco node names it."""
+        return f"{_INDEXES}/{stage}-{taskid}-{time.time_ns() // 1000}.results"
+
+    def indexes(self, stage: str) -> list[str]:
+        """The indexes :meth:`new_index` named for ``stage``'s tasks, in task order."""
+        try:
+            names = os.listdir(os.path.join(self.home, _INDEXES))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            parts = name.removesuffix(".results").rsplit("-", 2)
+            ours = name.endswith(".results") and len(parts) == 3 and parts[0] == stage
+            if ours and parts[1].isdigit():
+                found.append((int(parts[1]), f"{_INDEXES}/{name}"))
+        return [path for _, path in sorted(found)]
+
+
+_INDEXES = ".disco"  # the job home's directory of task indexes
+
 
 def _remove(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)

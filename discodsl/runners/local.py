@@ -111,20 +111,9 @@ def _finish(
 
 def _stage_urls(layout: JobLayout, plan: Plan, stage: str) -> list[list[str]]:
     """The outputs of a stage of a finished run: the index files its tasks' outputs are
-    listed in (``.disco/<stage>-<taskid>-<time>.results``, as the node master writes them)."""
+    listed in, as the node master wrote them (see JobLayout.new_index)."""
     check_stage(plan.spec, stage)
-    index_dir = os.path.join(layout.home, ".disco")
-    try:
-        names = os.listdir(index_dir)
-    except FileNotFoundError:
-        names = []
-    parts = [name.removesuffix(".results").rsplit("-", 2) for name in names]
-    mine = sorted(
-        (int(p[1]), name)
-        for p, name in zip(parts, names, strict=True)
-        if len(p) == 3 and p[0] == stage and p[1].isdigit() and name.endswith(".results")
-    )
-    return [[layout.url(f".disco/{name}", scheme="dir")] for _, name in mine]
+    return [[layout.url(path, scheme="dir")] for path in layout.indexes(stage)]
 
 
 class _Keep:

@@ -392,7 +392,7 @@ class NodeMaster:
     def _write_index(
         self, layout: JobLayout, task: _StageTask, local: list[tuple[int, str, int]]
     ) -> DirOutput:
-        name = f".disco/{task.stage}-{task.taskid}-{time.time_ns() // 1000}.results"
+        name = layout.new_index(task.stage, task.taskid)
         lines: list[str] = []
         sizes: dict[int, int] = {}
         for label, path, size in local:
