@@ -60,6 +60,7 @@ from discodsl.worker.spec import (
     GROUPINGS,
     JOBDATA_MAGIC,
     PREFIX_MAX,
+    PREFIX_PATTERN,
     STAGE_NAME_RULE,
     split_jobdata,
     stage_name_ok,
@@ -84,7 +85,6 @@ __all__ = [
 REQUIRED_KEYS = ("pipeline", "inputs", "worker", "prefix", "owner", "scheduler")
 
 _MAX_OFFSET = 0xFFFFFFFF
-_PREFIX = re.compile(r"[A-Za-z0-9_]+")
 # The node runs "nice -n 19 <jobhome>/<worker>" through /bin/sh, unquoted.
 _WORKER_PATH = re.compile(r"[A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+)*")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a ZIP can hold: no build time leaks in
@@ -488,7 +488,7 @@ def _check_worker(worker: Any) -> None:
 
 
 def _check_prefix(prefix: Any) -> None:
-    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+    if not isinstance(prefix, str) or not re.fullmatch(PREFIX_PATTERN, prefix):
         raise JobpackError(
             f"prefix: {_show(prefix)} must be one or more letters, digits and '_' (the master "
             "refuses only '/' and '.', but a space or shell character in the job name breaks "

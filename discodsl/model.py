@@ -14,7 +14,6 @@ stage's function calls is pickled as its plain function.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobOptions, Mode, validate_options
 from discodsl.worker.errors import brief
-from discodsl.worker.spec import PREFIX_MAX, JobSpec, StageSpec, plain_function
+from discodsl.worker.spec import JobSpec, StageSpec, cleaned_prefix, plain_function
 
 if TYPE_CHECKING:
     from discodsl.results import Results
@@ -132,7 +131,7 @@ class Job:
         """The stdlib description of this job that a worker runs (see :func:`pipeline`)."""
         chosen = options or self.options
         return JobSpec(
-            name=chosen.prefix or _prefix(self.name),
+            name=chosen.prefix or cleaned_prefix(self.name),
             stages=runtime_specs(
                 pipeline(self.name, self.stages, chosen.partitions), bool(chosen.check_types)
             ),
@@ -200,13 +199,6 @@ class Job:
             f"<b>Job <code>{self.name}</code></b> (partitions={self.options.partitions})"
             f"<table><tr><th>#</th><th>stage</th><th>kind</th><th>grouping</th></tr>{rows}</table>"
         )
-
-
-def _prefix(name: str) -> str:
-    """A job name Disco takes as a prefix: letters, digits and underscores only, and no
-    longer than a master runs (jobpack.PREFIX_MAX)."""
-    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name)[:PREFIX_MAX]
-    return cleaned or "job"
 
 
 def check_pipeline(

@@ -42,7 +42,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from discodsl.errors import SettingsError
-from discodsl.worker.spec import PREFIX_MAX
+from discodsl.worker.spec import PREFIX_MAX, PREFIX_PATTERN
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -116,7 +116,7 @@ class JobOptions:
     )
     prefix: str | None = option(
         None,
-        pattern=r"^[A-Za-z0-9_]+$",
+        pattern=PREFIX_PATTERN,
         max_length=PREFIX_MAX,  # the longest a Disco 0.5.4 master runs
         description="job name prefix",
         fix=f"use at most {PREFIX_MAX} letters, digits and underscores, e.g. prefix='wordcount'",
@@ -340,9 +340,7 @@ def _settings_error(exc: ValidationError) -> SettingsError:
         known = ", ".join(sorted(option_names()))
         close = difflib.get_close_matches(name, option_names(), n=1)
         guess = disco_name(name) or (f" (did you mean {close[0]!r}?)" if close else "")
-        return SettingsError(
-            f"unknown job option {field_path!r}{guess}: the options are {known}"
-        )
+        return SettingsError(f"unknown job option {field_path!r}{guess}: the options are {known}")
     fix = _fix(name) or "see help(discodsl.JobOptions)"
     value = first.get("input")
     return SettingsError(f"job option {field_path}={value!r} is invalid ({first['msg']}): {fix}")

@@ -57,6 +57,18 @@ def plain_function(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+# A job name's prefix: what the master takes, less what breaks the worker command on a node
+# (a space, a shell character), and no longer than PREFIX_MAX.
+PREFIX_PATTERN = r"^[A-Za-z0-9_]+$"
+_NOT_PREFIX_CHAR = re.compile(r"[^A-Za-z0-9_]")
+
+
+def cleaned_prefix(name: str) -> str:
+    """``name`` as a job name prefix: what a prefix may not hold turned into ``_``, cut to
+    PREFIX_MAX."""
+    return _NOT_PREFIX_CHAR.sub("_", name)[:PREFIX_MAX] or "job"
+
+
 def stage_name_ok(name: Any) -> TypeGuard[str]:
     """Whether ``name`` is a stage name every runner and a Disco 0.5.4 node take."""
     return isinstance(name, str) and _STAGE_NAME.fullmatch(name) is not None
