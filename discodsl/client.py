@@ -67,12 +67,7 @@ class Master(Service):
     @classmethod
     def from_settings(cls, settings: DiscoSettings, **kwargs: Any) -> Master:
         """A client for ``settings.DISCO_MASTER`` with the settings' timeout, retries, proxy."""
-        options: dict[str, Any] = {
-            "timeout": settings.DISCODSL_HTTP_TIMEOUT,
-            "retries": settings.DISCODSL_RETRIES,
-            "proxy": settings.DISCO_PROXY,
-        }
-        return cls(settings.DISCO_MASTER, **{**options, **kwargs})
+        return cls(settings.DISCO_MASTER, **{**cls.transport_options(settings), **kwargs})
 
     # -- jobs ---------------------------------------------------------------
 

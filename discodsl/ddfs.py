@@ -147,12 +147,10 @@ class DDFS(Service):
     def from_settings(cls, settings: DiscoSettings, **kwargs: Any) -> DDFS:
         """DDFS of ``settings.DISCO_MASTER``, with the settings' tokens, proxy, timeouts."""
         options: dict[str, Any] = {
+            **cls.transport_options(settings),
             "read_token": settings.DDFS_READ_TOKEN,
             "write_token": settings.DDFS_WRITE_TOKEN,
             "disco_port": settings.DISCO_PORT,
-            "proxy": settings.DISCO_PROXY,
-            "timeout": settings.DISCODSL_HTTP_TIMEOUT,
-            "retries": settings.DISCODSL_RETRIES,
         }
         return cls(settings.DISCO_MASTER, **{**options, **kwargs})
 

@@ -12,13 +12,16 @@ It knows no endpoint: :class:`~discodsl.client.Master` and
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
 from discodsl.errors import ClientError
 from discodsl.http import RetryCallback, Transport
 from discodsl.worker import urls
+
+if TYPE_CHECKING:
+    from discodsl.settings import DiscoSettings
 
 __all__ = ["Service", "disco_url_to_http"]
 
@@ -98,6 +101,15 @@ class Service:
             on_retry=on_retry,
             hint=_proxy_hint(self.url, proxy),
         )
+
+    @staticmethod
+    def transport_options(settings: DiscoSettings) -> dict[str, Any]:
+        """What of ``settings`` every client's transport takes: timeout, retries, proxy."""
+        return {
+            "timeout": settings.DISCODSL_HTTP_TIMEOUT,
+            "retries": settings.DISCODSL_RETRIES,
+            "proxy": settings.DISCO_PROXY,
+        }
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
