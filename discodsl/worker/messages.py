@@ -60,7 +60,7 @@ def is_int_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(is_int(item) for item in value)
 
 
-def is_pair(value: Any) -> bool:
+def is_id_and_name(value: Any) -> bool:
     """An (int, str) pair as a JSON list or a tuple: a group or a replica."""
     return (
         isinstance(value, (list, tuple))
@@ -322,8 +322,7 @@ class Output(Message):
         if not (isinstance(payload, list) and len(payload) == 3):
             raise _bad_body(
                 cls.NAME,
-                "expected [label, location, size] (integer, string, integer), got "
-                f"{show(payload)}",
+                f"expected [label, location, size] (integer, string, integer), got {show(payload)}",
             )
         return cls(payload[0], payload[1], payload[2])
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from .errors import LocalProtocolError
-from .messages import Message, is_int, is_pair, show
+from .messages import Message, is_id_and_name, is_int, show
 
 __all__ = ["REPLIES", "Fail", "InputEntry", "InputReply", "Ok", "Reply", "Retry", "TaskInfo"]
 
@@ -73,7 +73,9 @@ class Retry(Message):
     def __post_init__(self) -> None:
         """Refuse no replicas or ill-typed ones; store tuples."""
         replicas = self.replicas
-        if not (isinstance(replicas, (list, tuple)) and replicas and all(map(is_pair, replicas))):
+        if not (
+            isinstance(replicas, (list, tuple)) and replicas and all(map(is_id_and_name, replicas))
+        ):
             raise _bad_reply(self.NAME, f"expected [[replica_id, url], ...], got {show(replicas)}")
         object.__setattr__(self, "replicas", tuple((rid, url) for rid, url in replicas))
 
@@ -90,7 +92,7 @@ class Retry(Message):
 _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "int": (is_int, "an integer"),
     "str": (lambda value: isinstance(value, str), "a string"),
-    "tuple[int, str]": (is_pair, "[label, host] (integer, string)"),
+    "tuple[int, str]": (is_id_and_name, "[label, host] (integer, string)"),
 }
 
 
@@ -199,7 +201,7 @@ def _input_entry_problem(entry: InputEntry) -> str:
     if not (is_int(entry.label) or entry.label == "all"):
         return f'label must be an integer or "all", got {show(entry.label)}'
     replicas = entry.replicas
-    if not (isinstance(replicas, (list, tuple)) and all(is_pair(r) for r in replicas)):
+    if not (isinstance(replicas, (list, tuple)) and all(is_id_and_name(r) for r in replicas)):
         return f"replicas must be [[replica_id, url], ...], got {show(replicas)}"
     return ""
 
