@@ -213,7 +213,17 @@ def describe(pack: JobPack) -> dict[str, Any]:
         "jobenvs": json.loads(data[jobenvs_at:jobhome_at]),
         "jobhome_members": members,
         "jobdata_len": len(data) - jobdata_at,
+        "jobdata_header": _jobdata_header(pack.jobdata),
     }
+
+
+def _jobdata_header(jobdata: bytes) -> dict[str, Any] | None:
+    """The header of discodsl's jobdata (the Python its job needs, its name, the pickle's
+    size and CRC-32); None for jobdata of another kind."""
+    try:
+        return split_jobdata(jobdata)[0]
+    except ValueError:
+        return None
 
 
 def _read_header(data: bytes) -> tuple[int, int, int]:

@@ -234,6 +234,9 @@ def test_jobpack_build_show_submit_then_kill(
     out, _ = run(capsys, "jobpack", "show", str(pack))
     shown = json.loads(out)
     assert shown["jobdict"]["prefix"] == "sleeper" and shown["size"] == pack.stat().st_size
+    header = shown["jobdata_header"]  # the Python the job needs, to diagnose a node's
+    assert header["python"] == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert header["job"] == "sleeper" and header["size"] > 0
     assert shown["jobdict"]["inputs"] == [[0, 0, ["raw://x"]]]
     out, _ = run(capsys, "submit", str(pack))
     name = out.strip()
