@@ -441,3 +441,44 @@ def locking_total(key: str, values: Iterable[Any]) -> Iterator[tuple[str, Any]]:
 @job(partitions=2, max_failures=0)
 def unpicklable_combined_values() -> list[Any]:
     return [twice, locking_total]
+
+
+# keys that do not hash (lists), which a sorted reduce takes, under combine=True: the map's
+# combining stops at the first, and the rest is written as the map made it
+@map
+def list_keys(line: str, params: dict[str, bool]) -> Iterator[tuple[Any, int]]:
+    for word in line.split():
+        key: Any = [word] if len(word) > 3 else word
+        yield key, (len(word) if params["varied"] else 1)
+
+
+def by_kind(key: Any, partitions: int) -> int:
+    """str keys to one reduce task, lists to the other: each sorts keys of one type."""
+    return 0 if isinstance(key, str) else 1
+
+
+@reduce(combine=True, partitioner=by_kind)
+def list_key_total(key: Any, counts: Iterable[int]) -> Iterator[tuple[Any, int]]:
+    yield key, sum(counts)
+
+
+@job(partitions=2, params={"varied": False})
+def list_keys_combined() -> list[Any]:
+    return [list_keys, list_key_total]
+
+
+@reduce(partitioner=by_kind)
+def as_lists(key: Any, counts: Iterable[int]) -> Iterator[tuple[Any, int]]:
+    """A reduce before a combining one: its pairs go through the combiner's add()."""
+    for number in counts:
+        yield (key if isinstance(key, list) else [key]), number
+
+
+@reduce(combine=True, name="list_key_total_again")
+def list_key_total_again(key: Any, counts: Iterable[int]) -> Iterator[tuple[Any, int]]:
+    yield key, sum(counts)
+
+
+@job(partitions=2, params={"varied": True})
+def list_keys_combined_after_a_reduce() -> list[Any]:
+    return [list_keys, as_lists, list_key_total_again]

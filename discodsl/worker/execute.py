@@ -507,6 +507,11 @@ class _Combiner:
     key's values are folded (replaced by what the combiner makes of them)
     whenever COMBINE_VALUES values in all are held, and written out if that
     leaves half as many.
+
+    A map's key that does not hash (a list: a sorted reduce takes it) ends the
+    combining for the task: what is held is combined and written, and every
+    later pair is written as the map made it (a combiner may run on a key any
+    number of times, or not at all).
     """
 
     def __init__(
@@ -536,6 +541,7 @@ class _Combiner:
         self.counts: dict[Any, int] = {}  # copies of ``same`` after buffer[key]'s values
         self.same: Any = _UNSET
         self.counting = True
+        self.passing: Iterator[Any] | None = None  # once a key did not hash: its record's rest
         self.count = 0
         # Folds once the process has grown by half the budget, looking between runs of input
         # records: up to CHUNK of them, one while each adds megabytes.
@@ -544,20 +550,28 @@ class _Combiner:
         self.where = where or _Place(_NoPosition())  # notes the key of each call
 
     def add(self, key: Any, value: Any) -> None:
-        """Hold one pair (of a stage that is no map: see consume_map for a map's)."""
+        """Hold one pair (of a stage that is no map: see consume_map for a map's); one whose
+        key does not hash is written as it is (after what is held, in order)."""
         self.unlooked -= 1
         if self.unlooked <= 0:
             self._check_memory()
             self.unlooked = self.growth.every
-        if self.counting:
-            if value is self.same:
-                self.counts[key] = self.counts.get(key, 0) + 1
-                return
-            self._stop_counting()
         try:
-            self.buffer[key].append(value)
-        except KeyError:
-            self.buffer[key] = [value]
+            if self.counting:
+                if value is self.same:
+                    self.counts[key] = self.counts.get(key, 0) + 1
+                    return
+                self._stop_counting()
+            try:
+                self.buffer[key].append(value)
+            except KeyError:
+                self.buffer[key] = [value]
+        except TypeError:
+            if _hashes(key):
+                raise
+            self.flush()
+            self.outputs.add_many([(key, value)])
+            return
         self.count += 1
         if self.count >= COMBINE_VALUES:
             self.fold()
@@ -571,8 +585,11 @@ class _Combiner:
         iterator: Iterator[Any] = iter(records)
         if self.counting:
             iterator = self._consume_counting(stage, function, iterator)
-        if not self.counting:
-            self._consume_listed(stage, function, iterator)
+        if not self.counting and self.passing is None:
+            iterator = self._consume_listed(stage, function, iterator)
+        if self.passing is not None:  # the rest as the map makes it, uncombined
+            self.flush()
+            _stream(stage, chain((self.passing,), map(function, iterator)), self.outputs)
 
     def _consume_counting(
         self, stage: StageSpec, function: Callable[[Any], Any], iterator: Iterator[Any]
@@ -609,9 +626,14 @@ class _Combiner:
                             counts[key] = 1
                         else:
                             self._stop_counting()
-                            _listed(stage, chain(((key, value),), items), self.buffer)
+                            rest = _listed(stage, chain(((key, value),), items), self.buffer)
+                            self.passing = rest  # None, unless a key did not hash
                             return chain(records, iterator)
                 except (TypeError, ValueError) as exc:
+                    if _unhashable_key(exc, item, _Combiner._consume_counting):
+                        self._stop_counting()
+                        self.passing = chain((item,), items)
+                        return chain(records, iterator)
                     error = _not_pairs(stage, exc, result, _Combiner._consume_counting, item=item)
                     if error is None:
                         raise
@@ -622,15 +644,17 @@ class _Combiner:
 
     def _consume_listed(
         self, stage: StageSpec, function: Callable[[Any], Any], iterator: Iterator[Any]
-    ) -> None:
-        """List every value, as each call of ``function`` yields it."""
+    ) -> Iterator[Any]:
+        """List every value, as each call of ``function`` yields it; the records left if a
+        key does not hash (``passing``)."""
         buffer = self.buffer
         item: Any = _NO_ITEM
         for records in runs(iterator, self.growth):
             for record in records:
                 result = function(record)
                 try:
-                    for item in result:
+                    items = iter(result)
+                    for item in items:
                         if item.__class__ is not tuple:
                             item = as_pair(item)
                         key, value = item  # a tuple of other length: see _not_pairs
@@ -639,12 +663,16 @@ class _Combiner:
                         except KeyError:
                             buffer[key] = [value]
                 except (TypeError, ValueError) as exc:
+                    if _unhashable_key(exc, item, _Combiner._consume_listed):
+                        self.passing = chain((item,), items)
+                        return chain(records, iterator)
                     error = _not_pairs(stage, exc, result, _Combiner._consume_listed, item=item)
                     if error is None:
                         raise
                     raise error from None
             self._check_memory()
             buffer = self.buffer
+        return iterator
 
     def _holds_unpicklable(self, exc: Exception) -> bool:
         """Whether ``exc`` is the pickler's, and a record as the source stage made it (a
@@ -755,25 +783,50 @@ class _Combiner:
 _UNSET: Any = object()  # no value counted yet
 
 
+def _unhashable_key(exc: Exception, item: Any, loop: Callable[..., Any]) -> bool:
+    """Whether ``exc``, raised in ``loop``, is the hashing of ``item``'s key failing (a
+    pair whose key is a list, a set, a dict)."""
+    if not (isinstance(exc, TypeError) and is_pair(item)) or _raised_by_user(exc, loop):
+        return False
+    return not _hashes(item[0])
+
+
+def _hashes(key: Any) -> bool:
+    """Whether ``key`` hashes."""
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
 def _countable(value: Any) -> bool:
     """Whether the combiner may count copies of ``value`` (see _consume_counting)."""
     return not (value.__class__ is str and len(value) == 1)
 
 
-def _listed(stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]) -> None:
-    """Check each of ``items`` is a pair, and append its value to its key's list."""
+def _listed(
+    stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]
+) -> Iterator[Any] | None:
+    """Check each of ``items`` is a pair, and append its value to its key's list; from the
+    first whose key does not hash, the items left (that one first), else None."""
+    iterator = iter(items)
+    item: Any = _NO_ITEM
     try:
-        for item in items:
+        for item in iterator:
             key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
             try:
                 buffer[key].append(value)
             except KeyError:
                 buffer[key] = [value]
     except (TypeError, ValueError) as exc:
+        if _unhashable_key(exc, item, _listed):
+            return chain((item,), iterator)
         error = _not_pairs(stage, exc, (), _listed)
         if error is None:
             raise
         raise error from None
+    return None
 
 
 def _combiner(task: TaskSetup, where: _Place, outputs: _Outputs) -> _Combiner | None:
