@@ -11,7 +11,7 @@ job) and ``@?TEXT`` (the newest whose name contains TEXT), as Disco's CLI does.
 (:mod:`discodsl.runners.registry`) with ``--local``, or when no master is
 configured; ``kill`` asks the process that runs one to kill it.
 Options may come before or after positionals. ``run`` and ``results`` print
-records as escaped TSV or tagged JSON lines (:data:`OUTPUT_FORMATS`).
+records as escaped TSV or tagged JSON lines (:data:`recordtext.OUTPUT_FORMATS`).
 
 :func:`main` catches :class:`~discodsl.errors.DiscoDSLError` only: it prints
 ``discodsl: error: <message>`` on one line, a ``hint:`` line where there is
@@ -20,7 +20,8 @@ its traceback, but for a reader of stdout that left early (``| head``): that
 ends the command quietly, with the status of a process killed by SIGPIPE.
 
 While ``run`` runs a job, what stage code prints goes to stderr, so that
-stdout holds the records alone.
+stdout holds the records alone. The standard streams and ``-o FILE`` are
+:mod:`discodsl.stdio`'s; records as lines of text, :mod:`discodsl.recordtext`'s.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ import argparse
 import ast
 import contextlib
 import importlib
-import io
 import json
-import math
 import os
 import re
 import signal
@@ -39,12 +38,11 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
-from discodsl import builder, jobpack, outfiles, sources
+from discodsl import builder, jobpack, recordtext, sources, stdio
 from discodsl.caching import store
 from discodsl.client import Master
 from discodsl.ddfs import check_name, resolve_inputs
@@ -71,29 +69,11 @@ __all__ = ["build_parser", "import_job", "main"]
 
 Command = Callable[[argparse.Namespace], int]
 
-OUTPUT_FORMATS = """\
-output, one record per line:
-  TSV (default)  KEY<TAB>VALUE. A str prints as itself with \\ TAB NEWLINE CR
-                 written as \\\\ \\t \\n \\r, unless that text reads as a Python
-                 literal (None, 2, 'x'): then as its repr, quoted. Any other value
-                 prints as its repr (None, 2, b'x', ('k', 1)). So a field that
-                 ast.literal_eval reads is that value; any other field is text.
-                 (A repr that is no literal, e.g. nan or a datetime, reads as text.)
-  --json         JSON lines: one [KEY, VALUE] array per line. str, int, finite
-                 float, bool, None, lists and dicts with str keys are JSON; any
-                 other value (tuple, bytes, set, nan, other objects, a dict whose
-                 only key is "repr") is {"repr": "<its Python repr>"}.
-"""
-
-
-#: The exit status of a process killed by SIGPIPE (13), as a shell reports it.
-READER_LEFT = 128 + 13
-
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C, 143
     SIGTERM, 141 stdout's reader left)."""
-    _prepare_streams()
+    stdio.prepare_streams()
     _import_from_here()
     parser = build_parser()
     try:
@@ -108,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _terminated_as_interrupted():
             status = command(args)
-            _flush_stdout()  # now, so that a reader that left is seen here, not at exit
+            stdio.flush_stdout()  # now, so that a reader that left is seen here, not at exit
         return status
     except DiscoDSLError as exc:
         _report(exc, args)
         return 1
     except BrokenPipeError:
-        return _reader_left()
+        return stdio.reader_left()
     except KeyboardInterrupt as exc:
         from discodsl.runners.handle import forget_unfinished
 
@@ -152,63 +132,6 @@ def _import_from_here() -> None:
     here = os.getcwd()
     if "" not in sys.path and here not in sys.path:
         sys.path.append(here)
-
-
-def _prepare_streams() -> None:
-    """Text stdout or stderr cannot encode (under PYTHONIOENCODING=latin-1, say) is written
-    as backslash escapes: it ended the records with a traceback, the rest unwritten. With
-    stderr closed (``2>&-``), what it would say goes nowhere (print() to a None stderr
-    writes to stdout, among the records); the exit status still says it."""
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
-
-
-def _reader_left() -> int:
-    """Stdout's reader left (``discodsl run ... | head -1``): stop quietly, as ``cat``
-    would."""
-    _abandon_stdout()
-    return READER_LEFT
-
-
-def _abandon_stdout() -> None:
-    """What stdout still holds goes to /dev/null, so that the interpreter's own flush at
-    exit does not fail again."""
-    descriptor = _fileno(sys.stdout)
-    if descriptor is not None:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, descriptor)
-        os.close(devnull)
-
-
-@contextlib.contextmanager
-def _writing_stdout() -> Iterator[None]:
-    """Writing to stdout in the block: a JobError if it cannot be written (a full disk,
-    an I/O error), saying so; a reader that left is left to :func:`main`."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        _abandon_stdout()  # what it still holds is dropped
-        raise JobError(
-            f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
-            "or another device instead (discodsl run: -o FILE)"
-        ) from exc
-
-
-def _say(*items: object, flush: bool = False) -> None:
-    """``print`` to stdout, as a command's output: a JobError if it cannot be written."""
-    with _writing_stdout():
-        print(*items, flush=flush)
-
-
-def _flush_stdout() -> None:
-    if sys.stdout is not None:
-        with _writing_stdout():
-            sys.stdout.flush()
 
 
 def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
@@ -348,7 +271,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="run a job and print its records",
         description="Run a job over inputs and print its records (options go anywhere).",
-        epilog=OUTPUT_FORMATS,
+        epilog=recordtext.OUTPUT_FORMATS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
@@ -455,7 +378,7 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             )
         if name == "results":
             parser.add_argument("-o", "--output", metavar="FILE", help="write the records here")
-            parser.epilog = OUTPUT_FORMATS
+            parser.epilog = recordtext.OUTPUT_FORMATS
             parser.formatter_class = argparse.RawDescriptionHelpFormatter
     _add_cluster_facts(sub, common)
 
@@ -628,13 +551,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"push_inputs": args.push_inputs, "cache": args.cache}
     if args.partitions is not None:
         options["partitions"] = _partitions(args.partitions)
-    _check_writable(args.output)  # before the run: its records would be lost after it
-    with _stdout_to_stderr():  # the job module's and its stages' prints: not records
+    stdio.check_writable(args.output)  # before the run: its records would be lost after it
+    with stdio.stdout_to_stderr():  # the job module's and its stages' prints: not records
         job = import_job(args.job)
         options.update(_params_given(job, args.param))
         results = job.run(args.inputs, mode=mode, master=master, **options)
-    with _output(args.output) as out:
-        _write_records(results, out, as_json=_json_wanted(args))
+    with stdio.output(args.output) as out:
+        recordtext.write_records(results, out, as_json=_json_wanted(args))
     return 0
 
 
@@ -658,7 +581,7 @@ def _param(text: str) -> tuple[str, Any]:
     name, equals, value = text.partition("=")
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, e.g. -P pattern=error")
-    return name, ast.literal_eval(value) if _reads_as_literal(value) else value
+    return name, ast.literal_eval(value) if recordtext.reads_as_literal(value) else value
 
 
 def _params_given(job: Job, given: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -684,8 +607,8 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
         with _cluster(args) as conn:
             urls = cluster.cluster_inputs(conn, urls, name=job.spec(options).name)
     data = builder.build_jobpack(job, options, urls)
-    _check_writable(args.output)
-    with _output(args.output, binary=True) as out:
+    stdio.check_writable(args.output)
+    with stdio.output(args.output, binary=True) as out:
         out.write(data)
     print(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes", file=sys.stderr)
     return 0
@@ -693,7 +616,7 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
 
 def cmd_jobpack_show(args: argparse.Namespace) -> int:
     pack = jobpack.check_contents(jobpack.decode(_read_file(args.file)))
-    _say(json.dumps(jobpack.describe(pack), indent=2))
+    stdio.say(json.dumps(jobpack.describe(pack), indent=2))
     return 0
 
 
@@ -706,7 +629,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         data = _read_file(args.file)
         jobpack.check_contents(jobpack.decode(data))  # a damaged one is said here, not on a node
-        _say(conn.master.submit(data))
+        stdio.say(conn.master.submit(data))
     return 0
 
 
@@ -721,11 +644,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def _print_jobs(args: argparse.Namespace, jobs: list[tuple[int, str, str]]) -> int:
     if _json_wanted(args):
-        _say(json.dumps([{"time": t, "status": s, "name": n} for t, s, n in jobs], indent=2))
+        stdio.say(json.dumps([{"time": t, "status": s, "name": n} for t, s, n in jobs], indent=2))
         return 0
     for seconds, status, name in jobs:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-        _say(f"{status:<7} {when}  {name}")
+        stdio.say(f"{status:<7} {when}  {name}")
     return 0
 
 
@@ -754,19 +677,19 @@ def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
 
 def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> int:
     if _json_wanted(args):
-        _say(json.dumps({"name": name, **info}, indent=2))
+        stdio.say(json.dumps({"name": name, **info}, indent=2))
         return 0
-    _say(f"{name}: {info['active']} (started {info['timestamp']}, owner {info.get('owner')})")
+    stdio.say(f"{name}: {info['active']} (started {info['timestamp']}, owner {info.get('owner')})")
     for row in info["pipeline"]:
         stage, _pending, waiting, running, done, failed = row
         # As a Disco master counts: waiting = tasks - (running + done); pending ones (no
         # free slot yet) are among the waiting.
         total = max(0, waiting) + max(0, running) + max(0, done)
-        _say(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
+        stdio.say(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
     if "results" in info:  # a local run's are in its process only
-        _say(f"  {len(info['results'])} result(s)")
+        stdio.say(f"  {len(info['results'])} result(s)")
     if info.get("counters"):
-        _say(f"  counters: {json.dumps(info['counters'], sort_keys=True)}")
+        stdio.say(f"  counters: {json.dumps(info['counters'], sort_keys=True)}")
     return 0
 
 
@@ -816,9 +739,9 @@ def _local_events(args: argparse.Namespace, run: registry.LocalRun) -> int:
 
 def _print_event(event: tuple[str, str, str], as_json: bool) -> None:
     if as_json:
-        _say(json.dumps(list(event)), flush=True)
+        stdio.say(json.dumps(list(event)), flush=True)
     else:  # a MSG of printed lines ends with their line end: no blank line after it
-        _say(" ".join(event).rstrip("\n"), flush=True)
+        stdio.say(" ".join(event).rstrip("\n"), flush=True)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -827,7 +750,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         results = cluster.wait_for(conn, name, timeout=args.timeout)
-    _say(f"{name}: ready, {len(results.urls)} result file(s)")
+    stdio.say(f"{name}: ready, {len(results.urls)} result file(s)")
     return 0
 
 
@@ -847,7 +770,7 @@ def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
             f"`discodsl events {run.name}`",
             jobname=run.name,
         )
-    _say(f"{run.name}: ready")
+    stdio.say(f"{run.name}: ready")
     return 0
 
 
@@ -859,11 +782,11 @@ def cmd_results(args: argparse.Namespace) -> int:
             "to keep records, run with -o FILE (or --cache, to keep its stages), or on a "
             "Disco master"
         )
-    _check_writable(args.output)
+    stdio.check_writable(args.output)
     with _cluster(args) as conn:
         results = cluster.results_of(conn, _job_name(conn, args.job))
-    with _output(args.output) as out:
-        _write_records(results, out, as_json=_json_wanted(args))
+    with stdio.output(args.output) as out:
+        recordtext.write_records(results, out, as_json=_json_wanted(args))
     return 0
 
 
@@ -875,7 +798,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         status = conn.master.jobinfo(name)["active"]  # NoSuchJob: the master says ok to any
         if status == "active":
             conn.master.kill(name)
-    _say(f"killed {name}" if status == "active" else f"{name} is {status}: nothing to kill")
+    stdio.say(f"killed {name}" if status == "active" else f"{name} is {status}: nothing to kill")
     return 0
 
 
@@ -886,7 +809,7 @@ LOCAL_KILL_WAIT = 30.0
 def _kill_local(run: registry.LocalRun) -> int:
     """Ask the process that runs a local run to kill it, and wait until it has."""
     if run.status != "active":
-        _say(f"{run.name} is {run.status}: nothing to kill")
+        stdio.say(f"{run.name} is {run.status}: nothing to kill")
         return 0
     registry.request_kill(run)
     deadline = time.monotonic() + LOCAL_KILL_WAIT
@@ -898,7 +821,7 @@ def _kill_local(run: registry.LocalRun) -> int:
                 "it, its runs and their workers"
             )
         time.sleep(0.1)
-    _say(f"killed {run.name}")
+    stdio.say(f"killed {run.name}")
     return 0
 
 
@@ -911,7 +834,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
                 "files are removed when it ends",
                 jobname=run.name,
             )
-        _say(
+        stdio.say(
             f"{run.name} is a local run: nothing to purge (a failed run's files went when it "
             "ended; a finished one's go when the process holding its results closes them or "
             "exits)"
@@ -920,7 +843,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         name = _known_job(conn, args.job)
         conn.master.purge(name)
-    _say(f"purged {name}")
+    stdio.say(f"purged {name}")
     return 0
 
 
@@ -949,16 +872,16 @@ def cmd_stageresults(args: argparse.Namespace) -> int:
 def _print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> None:
     """``data`` as JSON with --json, else ``lines``, one per line."""
     if _json_wanted(args):
-        _say(json.dumps(data, indent=2))
+        stdio.say(json.dumps(data, indent=2))
         return
     for line in lines:
-        _say(line)
+        stdio.say(line)
 
 
 def cmd_jobdict(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         data = conn.master.parameters(_job_name(conn, args.job))
-    _say(json.dumps(jobpack.describe(jobpack.decode(data))["jobdict"], indent=2))
+    stdio.say(json.dumps(jobpack.describe(jobpack.decode(data))["jobdict"], indent=2))
     return 0
 
 
@@ -971,9 +894,9 @@ def cmd_ddfs_ls(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         tags = conn.ddfs.list_tags(args.prefix)
     if _json_wanted(args):
-        _say(json.dumps(tags, indent=2))
+        stdio.say(json.dumps(tags, indent=2))
     elif tags:
-        _say("\n".join(tags))
+        stdio.say("\n".join(tags))
     return 0
 
 
@@ -981,7 +904,7 @@ def cmd_ddfs_push(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         blobs = conn.ddfs.push(args.tag, args.files)
     for replicas in blobs:
-        _say(replicas[0])
+        stdio.say(replicas[0])
     return 0
 
 
@@ -994,12 +917,12 @@ def cmd_ddfs_cat(args: argparse.Namespace) -> int:
         binary = getattr(sys.stdout, "buffer", None)  # None in a notebook or a redirect
         for url in urls:
             for chunk in conn.ddfs.cat(url):
-                with _writing_stdout():  # the writes only: reading is the node's error
+                with stdio.writing_stdout():  # the writes only: reading is the node's error
                     if binary is not None:
                         binary.write(chunk)
                     else:
                         sys.stdout.write(chunk.decode(errors="replace"))
-        with _writing_stdout():
+        with stdio.writing_stdout():
             (binary or sys.stdout).flush()
     return 0
 
@@ -1008,7 +931,7 @@ def cmd_ddfs_rm(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         conn.ddfs.get_tag(args.tag)  # DDFS deletes a missing tag as "deleted": say it is not
         conn.ddfs.delete(args.tag)
-    _say(f"deleted {args.tag}")
+    stdio.say(f"deleted {args.tag}")
     return 0
 
 
@@ -1047,7 +970,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     note = ""
     if args.job is not None and not removed:
         note = f": no stage of job {args.job!r} is kept (see `discodsl cache ls`)"
-    _say(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}{note}")
+    stdio.say(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}{note}")
     return 0
 
 
@@ -1134,158 +1057,3 @@ def _read_file(name: str) -> bytes:
         return Path(name).read_bytes()
     except OSError as exc:
         raise JobError(f"cannot read {name}: {exc.strerror or exc}") from exc
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """While in the block, what is written to stdout goes to stderr: through ``sys.stdout``
-    and, when that is file descriptor 1, through the descriptor (``os.write``, C code, child
-    processes) too."""
-    stdout = sys.stdout
-    if stdout is not None:
-        stdout.flush()
-    if isinstance(stdout, io.TextIOWrapper) and _fileno(stdout) == 1:
-        with _descriptor_1_to_stderr(stdout):
-            yield
-    else:  # not the process's stdout (a test's capture, a notebook): the object only
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-
-
-@contextlib.contextmanager
-def _descriptor_1_to_stderr(stdout: io.TextIOWrapper) -> Iterator[None]:
-    """Descriptor 1 is stderr's while in the block, and ``stdout`` (its stream) flushes each
-    line, so that what it prints takes its place among stderr's lines.
-
-    ``sys.stdout`` stays the same object, so pdb (``breakpoint()`` inline) talks on stderr,
-    the terminal even when stdout is a file or a pipe, keeps readline's line editing there,
-    and reads stdin as always.
-    """
-    saved, line_buffering = os.dup(1), stdout.line_buffering
-    os.dup2(2, 1)
-    stdout.reconfigure(line_buffering=True)
-    try:
-        yield
-    finally:
-        stdout.flush()
-        stdout.reconfigure(line_buffering=line_buffering)
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _fileno(stream: IO[str]) -> int | None:
-    """The file descriptor under ``stream``, or None if it has none (e.g. a StringIO)."""
-    try:
-        return stream.fileno()
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        return None
-
-
-def _check_writable(name: str | None) -> None:
-    """A JobError if ``-o FILE`` could not be made: a directory, or in none."""
-    if name is None:
-        return
-    path = Path(name)
-    if path.is_dir():
-        raise JobError(f"cannot write {name}: it is a directory: name a file in it")
-    if not path.parent.is_dir():
-        raise JobError(
-            f"cannot write {name}: no directory {str(path.parent)!r}: make it, or name a file "
-            "in one that is there"
-        )
-
-
-@contextlib.contextmanager
-def _output(name: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
-    """``-o FILE`` open for writing (see :mod:`discodsl.outfiles`: written whole or not at
-    all), or stdout (left open); a JobError if it cannot be written (closed, a full
-    disk), saying so."""
-    if name is None or (not binary and outfiles.descriptor(name) == 1):
-        if sys.stdout is None:
-            raise JobError("standard output is closed: write the results with -o FILE")
-        with _writing_stdout():
-            yield sys.stdout
-            sys.stdout.flush()
-        return
-    try:
-        with outfiles.written(name, binary=binary) as handle:
-            yield handle
-    except OSError as exc:  # a full disk, an I/O error, no such directory: as stdout's
-        raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
-
-
-def _write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:
-    """TSV or JSON lines, as :data:`OUTPUT_FORMATS` says; a JobError naming the record
-    whose key or value cannot be printed (its repr raised)."""
-    for number, (key, value) in enumerate(results):
-        try:
-            if as_json:
-                line = json.dumps([_json_value(key), _json_value(value)], allow_nan=False)
-            else:
-                line = f"{_tsv_field(key)}\t{_tsv_field(value)}"
-        except Exception as exc:
-            raise JobError(
-                f"cannot print record {number} of the results ({type(key).__name__} key, "
-                f"{type(value).__name__} value): its repr() raised {type(exc).__name__}: "
-                f"{exc}; fix that class's __repr__, or read the results in Python"
-            ) from exc
-        out.write(line + "\n")
-
-
-def _tsv_field(value: Any) -> str:
-    """A str as itself (escaped) unless that reads as a literal or is no UTF-8 (a lone
-    surrogate); anything else as its repr."""
-    if type(value) is not str:
-        return _CONTROL.sub(lambda m: _ESCAPES[m[0]], repr(value))  # a custom repr's raw tabs
-    if not value.isascii() and not _utf8(value):
-        return repr(value)  # which writes a lone surrogate as \udXXX
-    text = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-    text = text.replace("\r", "\\r")
-    return repr(value) if _reads_as_literal(text) else text
-
-
-def _utf8(text: str) -> bool:
-    """Whether ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-_CONTROL = re.compile("[\t\n\r]")
-_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-_WORD = re.compile(r"[ \t]*([^\W\d]\w*)(.?)")
-
-
-def _reads_as_literal(text: str) -> bool:
-    """Whether :func:`ast.literal_eval` reads ``text`` (most words are ruled out unparsed)."""
-    if _starts_with_a_name(text):
-        return False
-    try:
-        with warnings.catch_warnings():  # "1or 2" is read with a SyntaxWarning
-            warnings.simplefilter("ignore")
-            ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
-
-
-def _starts_with_a_name(text: str) -> bool:
-    """Text led by a name that is no None/True/False nor a b'' or r"" prefix: no literal."""
-    word = _WORD.match(text)
-    if word is None or word[1] in ("None", "True", "False", "set"):  # set(): an empty set
-        return False
-    return not (len(word[1]) <= 2 and word[2] in ("'", '"'))
-
-
-def _json_value(value: Any) -> Any:
-    """``value`` where JSON holds it exactly, else ``{"repr": repr(value)}``."""
-    kind = type(value)
-    if kind in (str, int, bool) or value is None or (kind is float and math.isfinite(value)):
-        return value
-    if kind is list:
-        return [_json_value(item) for item in value]
-    if kind is dict and all(type(k) is str for k in value) and list(value) != ["repr"]:
-        return {k: _json_value(v) for k, v in value.items()}
-    return {"repr": repr(value)}

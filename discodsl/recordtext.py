@@ -1,0 +1,113 @@
+"""Records as lines of text, for ``discodsl run`` and ``results``: escaped TSV, or tagged
+JSON lines (:data:`OUTPUT_FORMATS` says how; ``ast.literal_eval`` of a TSV field that reads
+as a literal gives its value back, any other field is text).
+
+Not here: where the lines go (:mod:`discodsl.stdio`).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import warnings
+from collections.abc import Iterable
+from typing import IO, Any
+
+from discodsl.errors import JobError
+
+OUTPUT_FORMATS = """\
+output, one record per line:
+  TSV (default)  KEY<TAB>VALUE. A str prints as itself with \\ TAB NEWLINE CR
+                 written as \\\\ \\t \\n \\r, unless that text reads as a Python
+                 literal (None, 2, 'x'): then as its repr, quoted. Any other value
+                 prints as its repr (None, 2, b'x', ('k', 1)). So a field that
+                 ast.literal_eval reads is that value; any other field is text.
+                 (A repr that is no literal, e.g. nan or a datetime, reads as text.)
+  --json         JSON lines: one [KEY, VALUE] array per line. str, int, finite
+                 float, bool, None, lists and dicts with str keys are JSON; any
+                 other value (tuple, bytes, set, nan, other objects, a dict whose
+                 only key is "repr") is {"repr": "<its Python repr>"}.
+"""
+
+
+def write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:
+    """TSV or JSON lines, as :data:`OUTPUT_FORMATS` says; a JobError naming the record
+    whose key or value cannot be printed (its repr raised)."""
+    for number, (key, value) in enumerate(results):
+        try:
+            if as_json:
+                line = json.dumps([_json_value(key), _json_value(value)], allow_nan=False)
+            else:
+                line = f"{_tsv_field(key)}\t{_tsv_field(value)}"
+        except Exception as exc:
+            raise JobError(
+                f"cannot print record {number} of the results ({type(key).__name__} key, "
+                f"{type(value).__name__} value): its repr() raised {type(exc).__name__}: "
+                f"{exc}; fix that class's __repr__, or read the results in Python"
+            ) from exc
+        out.write(line + "\n")
+
+
+def _tsv_field(value: Any) -> str:
+    """A str as itself (escaped) unless that reads as a literal or is no UTF-8 (a lone
+    surrogate); anything else as its repr."""
+    if type(value) is not str:
+        return _CONTROL.sub(lambda m: _ESCAPES[m[0]], repr(value))  # a custom repr's raw tabs
+    if not value.isascii() and not _utf8(value):
+        return repr(value)  # which writes a lone surrogate as \udXXX
+    text = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    text = text.replace("\r", "\\r")
+    return repr(value) if reads_as_literal(text) else text
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_CONTROL = re.compile("[\t\n\r]")
+
+
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+_WORD = re.compile(r"[ \t]*([^\W\d]\w*)(.?)")
+
+
+def reads_as_literal(text: str) -> bool:
+    """Whether :func:`ast.literal_eval` reads ``text`` (most words are ruled out unparsed)."""
+    if _starts_with_a_name(text):
+        return False
+    try:
+        with warnings.catch_warnings():  # "1or 2" is read with a SyntaxWarning
+            warnings.simplefilter("ignore")
+            ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _starts_with_a_name(text: str) -> bool:
+    """Text led by a name that is no None/True/False nor a b'' or r"" prefix: no literal."""
+    word = _WORD.match(text)
+    if word is None or word[1] in ("None", "True", "False", "set"):  # set(): an empty set
+        return False
+    return not (len(word[1]) <= 2 and word[2] in ("'", '"'))
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` where JSON holds it exactly, else ``{"repr": repr(value)}``."""
+    kind = type(value)
+    if kind in (str, int, bool) or value is None or (kind is float and math.isfinite(value)):
+        return value
+    if kind is list:
+        return [_json_value(item) for item in value]
+    if kind is dict and all(type(k) is str for k in value) and list(value) != ["repr"]:
+        return {k: _json_value(v) for k, v in value.items()}
+    return {"repr": repr(value)}

@@ -1,0 +1,164 @@
+"""The command line's standard streams: stdout for records and command output alone, what
+cannot be written said in one line, and ``-o FILE`` written whole or not at all.
+
+- :func:`prepare_streams`: text a stream cannot encode as backslash escapes; a closed
+  stderr goes nowhere (print() to a None stderr writes to stdout, among the records).
+- :func:`stdout_to_stderr`: while a job runs, what stage code prints goes to stderr, down
+  to descriptor 1, so that stdout holds the records alone.
+- :func:`output` and :func:`check_writable`: ``-o FILE`` (:mod:`discodsl.outfiles`) or
+  stdout, whose write errors become a JobError saying so; :func:`reader_left` when stdout's
+  reader left (``| head``), quietly, as ``cat`` would.
+
+Not here: what a record looks like as text (:mod:`discodsl.recordtext`), the commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from discodsl import outfiles
+from discodsl.errors import JobError
+
+#: The exit status of a process killed by SIGPIPE (13), as a shell reports it.
+READER_LEFT = 128 + 13
+
+
+def prepare_streams() -> None:
+    """Text stdout or stderr cannot encode (under PYTHONIOENCODING=latin-1, say) is written
+    as backslash escapes: it ended the records with a traceback, the rest unwritten. With
+    stderr closed (``2>&-``), what it would say goes nowhere (print() to a None stderr
+    writes to stdout, among the records); the exit status still says it."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def reader_left() -> int:
+    """Stdout's reader left (``discodsl run ... | head -1``): stop quietly, as ``cat``
+    would."""
+    abandon_stdout()
+    return READER_LEFT
+
+
+def abandon_stdout() -> None:
+    """What stdout still holds goes to /dev/null, so that the interpreter's own flush at
+    exit does not fail again."""
+    descriptor = _fileno(sys.stdout)
+    if descriptor is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, descriptor)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def writing_stdout() -> Iterator[None]:
+    """Writing to stdout in the block: a JobError if it cannot be written (a full disk,
+    an I/O error), saying so; a reader that left is left to :func:`main`."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        abandon_stdout()  # what it still holds is dropped
+        raise JobError(
+            f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
+            "or another device instead (discodsl run: -o FILE)"
+        ) from exc
+
+
+def say(*items: object, flush: bool = False) -> None:
+    """``print`` to stdout, as a command's output: a JobError if it cannot be written."""
+    with writing_stdout():
+        print(*items, flush=flush)
+
+
+def flush_stdout() -> None:
+    if sys.stdout is not None:
+        with writing_stdout():
+            sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """While in the block, what is written to stdout goes to stderr: through ``sys.stdout``
+    and, when that is file descriptor 1, through the descriptor (``os.write``, C code, child
+    processes) too."""
+    stdout = sys.stdout
+    if stdout is not None:
+        stdout.flush()
+    if isinstance(stdout, io.TextIOWrapper) and _fileno(stdout) == 1:
+        with _descriptor_1_to_stderr(stdout):
+            yield
+    else:  # not the process's stdout (a test's capture, a notebook): the object only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+
+
+@contextlib.contextmanager
+def _descriptor_1_to_stderr(stdout: io.TextIOWrapper) -> Iterator[None]:
+    """Descriptor 1 is stderr's while in the block, and ``stdout`` (its stream) flushes each
+    line, so that what it prints takes its place among stderr's lines.
+
+    ``sys.stdout`` stays the same object, so pdb (``breakpoint()`` inline) talks on stderr,
+    the terminal even when stdout is a file or a pipe, keeps readline's line editing there,
+    and reads stdin as always.
+    """
+    saved, line_buffering = os.dup(1), stdout.line_buffering
+    os.dup2(2, 1)
+    stdout.reconfigure(line_buffering=True)
+    try:
+        yield
+    finally:
+        stdout.flush()
+        stdout.reconfigure(line_buffering=line_buffering)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _fileno(stream: IO[str]) -> int | None:
+    """The file descriptor under ``stream``, or None if it has none (e.g. a StringIO)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
+def check_writable(name: str | None) -> None:
+    """A JobError if ``-o FILE`` could not be made: a directory, or in none."""
+    if name is None:
+        return
+    path = Path(name)
+    if path.is_dir():
+        raise JobError(f"cannot write {name}: it is a directory: name a file in it")
+    if not path.parent.is_dir():
+        raise JobError(
+            f"cannot write {name}: no directory {str(path.parent)!r}: make it, or name a file "
+            "in one that is there"
+        )
+
+
+@contextlib.contextmanager
+def output(name: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """``-o FILE`` open for writing (see :mod:`discodsl.outfiles`: written whole or not at
+    all), or stdout (left open); a JobError if it cannot be written (closed, a full
+    disk), saying so."""
+    if name is None or (not binary and outfiles.descriptor(name) == 1):
+        if sys.stdout is None:
+            raise JobError("standard output is closed: write the results with -o FILE")
+        with writing_stdout():
+            yield sys.stdout
+            sys.stdout.flush()
+        return
+    try:
+        with outfiles.written(name, binary=binary) as handle:
+            yield handle
+    except OSError as exc:  # a full disk, an I/O error, no such directory: as stdout's
+        raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc
