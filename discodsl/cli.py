@@ -616,7 +616,8 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
 
 def cmd_jobpack_show(args: argparse.Namespace) -> int:
     pack = jobpack.check_contents(jobpack.decode(_read_file(args.file)))
-    stdio.say(json.dumps(jobpack.describe(pack), indent=2))
+    shown = {**jobpack.describe(pack), "jobdata_header": jobpack.jobdata_header(pack.jobdata)}
+    stdio.say(json.dumps(shown, indent=2))
     return 0
 
 

@@ -77,6 +77,7 @@ __all__ = [
     "describe",
     "encode",
     "extract_jobhome",
+    "jobdata_header",
     "make_jobdict",
     "runtime_files",
     "runtime_key",
@@ -213,11 +214,10 @@ def describe(pack: JobPack) -> dict[str, Any]:
         "jobenvs": json.loads(data[jobenvs_at:jobhome_at]),
         "jobhome_members": members,
         "jobdata_len": len(data) - jobdata_at,
-        "jobdata_header": _jobdata_header(pack.jobdata),
     }
 
 
-def _jobdata_header(jobdata: bytes) -> dict[str, Any] | None:
+def jobdata_header(jobdata: bytes) -> dict[str, Any] | None:
     """The header of discodsl's jobdata (the Python its job needs, its name, the pickle's
     size and CRC-32); None for jobdata of another kind."""
     try:

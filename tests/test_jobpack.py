@@ -33,6 +33,7 @@ from discodsl.jobpack import (
     describe,
     encode,
     extract_jobhome,
+    jobdata_header,
     make_jobdict,
     runtime_files,
 )
@@ -427,7 +428,7 @@ def test_describe_lists_members_with_modes() -> None:
     pack = JobPack(jobdict={**BASE, "worker": "worker"}, jobenvs={}, jobhome=home, jobdata=b"abc")
     shown = describe(pack)
     assert shown["jobhome_members"] == [["lib/a.py", "0o644", 6], ["worker", "0o755", 10]]
-    assert shown["jobdata_len"] == 3 and shown["jobdata_header"] is None  # not discodsl's
+    assert shown["jobdata_len"] == 3 and jobdata_header(pack.jobdata) is None  # not discodsl's
     assert shown["size"] == shown["offsets"]["jobdata"] + 3
     assert json.loads(json.dumps(shown)) == shown
 

@@ -237,7 +237,8 @@ print("same counts:", dict(ranged) == dict(hashed))
 # ## `sort=False`
 #
 # A reduce groups its input by sorting it, which is what puts its keys in order. With
-# `sort=False` it groups by hashing instead: keys come in the order they were first seen,
+# `sort=False` it groups by hashing instead: keys come in the order they were first seen
+# (while the partition fits the memory budget; past it, in no order to count on),
 # and they only need to be hashable, not comparable, which matters when keys of different
 # types meet (`None` and `3` cannot be sorted together). The counts are the same:
 
