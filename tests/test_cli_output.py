@@ -170,6 +170,12 @@ def napping():
 """
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In the child, before it runs: SIGINT as a terminal leaves it, whatever the suite has
+    (a shell starts a background job with SIGINT ignored, and Python keeps that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("where", ["--local", "--master"])
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_ctrl_c_ends_the_command_saying_only_what_the_command_line_needs(
@@ -186,7 +192,12 @@ def test_ctrl_c_ends_the_command_saying_only_what_the_command_line_needs(
     output = ["-o", "out.tsv"] if sent == signal.SIGTERM else []
     command = discodsl("run", "napping_job.py:napping", "in.txt", *place, *output)
     with subprocess.Popen(
-        command, cwd=workdir, env=environment(workdir), stderr=subprocess.PIPE, text=True
+        command,
+        cwd=workdir,
+        env=environment(workdir),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_at_a_terminal,
     ) as process:
         deadline = time.monotonic() + TIMEOUT
         while not mark.exists():
