@@ -11,7 +11,7 @@ every job of an installation, and building it (reading and compiling the
 sources, deflating them) is most of the work of packing a small job. It is built
 once per installation and Python: :func:`jobhome` keeps it in the user's cache
 directory (``$XDG_CACHE_HOME/discodsl``, else ``~/.cache/discodsl``) under
-:func:`~discodsl.jobpack.runtime_key`, which changes with any of its files'
+:func:`~discodsl.jobhome.runtime_key`, which changes with any of its files'
 size or time, and once per process in memory. A kept jobhome that is not a
 sound ZIP is built again; where nothing can be written, it is built every time.
 """
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from discodsl import jobpack, places, settings, shipping
 from discodsl.errors import JobpackError
+from discodsl.jobhome import build_jobhome, check_jobhome, runtime_files, runtime_key
 from discodsl.options import JobOptions
 from discodsl.worker.spec import encode_jobdata
 
@@ -44,10 +45,10 @@ KEPT_JOBHOMES = 8
 def jobhome() -> bytes:
     """The jobhome ZIP: everything a node needs besides CPython (see the module docstring)."""
     python = sys.version_info[:2]
-    kept = places.cache_home() / f"jobhome-{jobpack.runtime_key(python)}.zip"
+    kept = places.cache_home() / f"jobhome-{runtime_key(python)}.zip"
     home = _read_kept(kept)
     if home is None:
-        home = jobpack.build_jobhome(jobpack.runtime_files(python))
+        home = build_jobhome(runtime_files(python))
         _keep(kept, home)
     return home
 
@@ -56,7 +57,7 @@ def _read_kept(path: Path) -> bytes | None:
     """The jobhome kept at ``path``, if there is one and it is a sound jobhome ZIP."""
     try:
         home = path.read_bytes()
-        jobpack.check_jobhome(home)
+        check_jobhome(home)
     except (OSError, JobpackError):
         return None
     return home

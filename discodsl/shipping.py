@@ -34,7 +34,7 @@ from typing import Any
 
 import cloudpickle
 
-from discodsl import jobpack, places, tracebacks
+from discodsl import jobhome, places, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import JobSpec, StageSpec
@@ -335,7 +335,7 @@ def _runtime_home() -> str:
     """A directory laid out like a job home (runtime and cloudpickle only), made once."""
     home = places.process_dir("preflight")
     atexit.register(shutil.rmtree, home, True)
-    for name, data in jobpack.runtime_files(sys.version_info[:2]).items():
+    for name, data in jobhome.runtime_files(sys.version_info[:2]).items():
         path = os.path.join(home, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:

@@ -30,6 +30,7 @@ import pytest
 
 from discodsl import Job, JobDead, builder, job, jobpack, map
 from discodsl.client import Master
+from discodsl.jobhome import build_jobhome
 from tests import disco_state, jobs
 from tests.disco_master import DiscoMaster
 from tests.http_replay import Exchange, exchange, read_recording
@@ -297,7 +298,7 @@ def recording_worker_job(reference: Path, mode: str, tmp_path: Path) -> bytes:
         "worker": "worker",
     }
     jobenvs = {"REC_MODE": mode, "REC_DIR": str(tmp_path / "recorder")}
-    jobhome = jobpack.build_jobhome({"worker": script})
+    jobhome = build_jobhome({"worker": script})
     return jobpack.encode(jobpack.JobPack(jobdict, jobenvs, jobhome))
 
 

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from discodsl import JobOptions, SettingsError, builder, jobpack
+from discodsl import JobOptions, SettingsError, builder, jobhome
 from discodsl.options import option_names, pydantic_model, validate_options
 from tests.interpreters import python_output
 
@@ -333,7 +333,7 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 
 def fresh_jobhome() -> bytes:
-    return jobpack.build_jobhome(jobpack.runtime_files(sys.version_info[:2]))
+    return jobhome.build_jobhome(jobhome.runtime_files(sys.version_info[:2]))
 
 
 def test_a_kept_jobhome_is_the_one_built_and_read_back_without_building(
@@ -343,7 +343,7 @@ def test_a_kept_jobhome_is_the_one_built_and_read_back_without_building(
     assert built == fresh_jobhome()
     assert [p.read_bytes() for p in cache_home.glob("discodsl/jobhome-*.zip")] == [built]
     builder.jobhome.cache_clear()  # a new process
-    monkeypatch.setattr(jobpack, "build_jobhome", refuse_to_build)
+    monkeypatch.setattr(builder, "build_jobhome", refuse_to_build)
     assert builder.jobhome() == built
 
 
@@ -356,12 +356,12 @@ def test_a_changed_runtime_file_names_another_jobhome(
 ) -> None:
     module = tmp_path / "execute.py"
     module.write_text("x = 1\n")
-    monkeypatch.setattr(jobpack, "_runtime_origins", lambda: {"discodsl/worker/x.py": module})
-    before = jobpack.runtime_key((3, 11))
-    assert jobpack.runtime_key((3, 11)) == before
+    monkeypatch.setattr(jobhome, "_runtime_origins", lambda: {"discodsl/worker/x.py": module})
+    before = jobhome.runtime_key((3, 11))
+    assert jobhome.runtime_key((3, 11)) == before
     module.write_text("x = 22\n")
-    assert jobpack.runtime_key((3, 11)) != before
-    assert jobpack.runtime_key((3, 12)) != jobpack.runtime_key((3, 11))
+    assert jobhome.runtime_key((3, 11)) != before
+    assert jobhome.runtime_key((3, 12)) != jobhome.runtime_key((3, 11))
 
 
 def test_a_damaged_kept_jobhome_is_built_again(cache_home: Path) -> None:

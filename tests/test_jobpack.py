@@ -23,19 +23,16 @@ from hypothesis import strategies as st
 
 import discodsl.worker
 from discodsl.errors import JobpackError
+from discodsl.jobhome import NODE_PACKAGE_INIT, build_jobhome, extract_jobhome, runtime_files
 from discodsl.jobpack import (
     GROUPINGS,
-    NODE_PACKAGE_INIT,
     REQUIRED_KEYS,
     JobPack,
-    build_jobhome,
     decode,
     describe,
     encode,
-    extract_jobhome,
     jobdata_header,
     make_jobdict,
-    runtime_files,
 )
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

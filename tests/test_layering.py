@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import discodsl
-from discodsl.jobpack import build_jobhome, extract_jobhome, runtime_files
+from discodsl.jobhome import build_jobhome, extract_jobhome, runtime_files
 from tests.interpreters import python_output
 
 SHIPPED_TOPS = {"cloudpickle", "discodsl"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from discodsl import jobpack
+from discodsl import jobhome, jobpack
 from discodsl.runners.layout import JobLayout
 from discodsl.worker.frames import Frame
 from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Request, Task
@@ -32,7 +32,7 @@ def lay_out(data: bytes, disco_data: Path, host: str, jobname: str) -> JobLayout
     layout = JobLayout(str(disco_data), host, jobname)
     Path(layout.home).mkdir(parents=True)
     Path(layout.jobfile).write_bytes(data)
-    jobpack.extract_jobhome(jobpack.decode(data).jobhome, Path(layout.home))
+    jobhome.extract_jobhome(jobpack.decode(data).jobhome, Path(layout.home))
     return layout
 
 

@@ -2,7 +2,7 @@
 
 Stage ``i``'s key is a SHA-256 over, in order:
 
-1. this key format, the worker runtime (:func:`discodsl.jobpack.runtime_key`:
+1. this key format, the worker runtime (:func:`discodsl.jobhome.runtime_key`:
    discodsl's worker files, cloudpickle and this Python) and where the run
    runs (``inline``, ``local``, or the master's URL): results of one runner
    are never served for another, whose partitioning or files differ;
@@ -66,7 +66,7 @@ from typing import Any
 
 import cloudpickle
 
-from discodsl import jobpack, shipping
+from discodsl import jobhome, shipping
 from discodsl.options import JobOptions
 from discodsl.worker import urls
 from discodsl.worker.spec import StageSpec
@@ -104,7 +104,7 @@ def stage_keys(
 ) -> list[str]:
     """The key of each of ``stages`` (see the module docstring)."""
     digest = hashlib.sha256()
-    runtime = jobpack.runtime_key(sys.version_info[:2])
+    runtime = jobhome.runtime_key(sys.version_info[:2])
     for part in (FORMAT, runtime, where, name, _options(options), _inputs(inputs, options)):
         _feed(digest, part)
     keys = []

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-from discodsl import jobpack
+from discodsl import jobhome, jobpack
 from discodsl.runners.base import EventHandler
 from discodsl.runners.forkserver import ForkedWorker, ForkFailed, ForkServer
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
@@ -151,7 +151,7 @@ class NodeMaster:
     def _lay_out(self, layout: JobLayout, pack: jobpack.JobPack, data: bytes) -> None:
         with open(layout.jobfile, "wb") as handle:
             handle.write(data)
-        jobpack.extract_jobhome(pack.jobhome, Path(layout.home))
+        jobhome.extract_jobhome(pack.jobhome, Path(layout.home))
 
     def run(self, pack: jobpack.JobPack) -> tuple[JobLayout, list[list[str]]]:
         """Run a jobpack to the end; its layout and results (replica lists of URLs)."""

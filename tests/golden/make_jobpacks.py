@@ -12,7 +12,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from discodsl.jobpack import JobPack, build_jobhome, describe, encode, make_jobdict
+from discodsl.jobhome import build_jobhome
+from discodsl.jobpack import JobPack, describe, encode, make_jobdict
 
 HERE = Path(__file__).resolve().parent
 
