@@ -489,6 +489,20 @@ def test_a_run_whose_watch_stopped_is_followed_again_to_its_end(
     assert run.status == "ready" and dict(run.results()) == {"a": 2, "b": 1}
 
 
+@pytest.mark.usefixtures("cluster_env")
+def test_a_run_whose_watch_stopped_can_be_killed(master: Master) -> None:
+    """kill() took a stopped watch for a run that had ended, and did nothing: the job ran to
+    its end, and wait() gave its results."""
+    run = jobs.sleepy.submit(["raw://a"], mode="cluster", params={"seconds": 30}, timeout=0.3)
+    with pytest.raises(JobActive):
+        run.wait()
+    run.kill()
+    assert run.status == "dead"
+    with pytest.raises(JobDead, match="was killed"):
+        run.wait(timeout=10)
+    eventually(lambda: master.jobinfo(run.jobname)["active"] == "dead")
+
+
 def test_ctrl_c_while_submitting_says_the_job_may_run(
     master: Master, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -135,10 +135,16 @@ class Run:
 
     def kill(self) -> None:
         """Stop the run: its workers are killed (its job, on a cluster) and ``wait()`` raises
-        :class:`~discodsl.errors.JobDead`. A run that has ended stays as it is."""
-        if self._ended.is_set():
-            return
-        self._killed.set()
+        :class:`~discodsl.errors.JobDead`. A run that has ended stays as it is; one whose
+        watch stopped while its job ran on (Ctrl-C in wait(), a cluster's ``timeout=``) has
+        not ended: its job is killed."""
+        with self._resuming:
+            stopped = self._ended.is_set() and isinstance(self._outcome, JobActive)
+            if self._ended.is_set() and not stopped:
+                return
+            self._killed.set()
+            if stopped:
+                self._outcome, self._traceback = self._killed_error(), None
         if self._kill is not None:
             self._kill()
 
