@@ -536,6 +536,49 @@ def test_a_run_in_another_process_is_served(tmp_path: Path, text: Path) -> None:
     assert "discodsl: cached results of job 'script_count' from run script_count@" in second.stderr
 
 
+def test_an_inline_run_with_a_helpers_set_is_served_in_another_process(
+    tmp_path: Path, text: Path
+) -> None:
+    """A set of strings pickles in another order in each process: an inline run whose
+    helper module holds one (used, or not) ran again in every new process."""
+    (tmp_path / "stopwords.py").write_text(
+        "STOP = {'the', 'a', 'on', 'of', 'and', 'to', 'in'}\n"
+        "UNUSED = {'x', 'y', 'z', 'w'}\n"
+        "def kept(word):\n"
+        "    return word not in STOP\n"
+    )
+    script = tmp_path / "count.py"
+    script.write_text(
+        "import sys\n"
+        "import stopwords\n"
+        "from discodsl import job, map, reduce\n"
+        "@map\n"
+        "def words(line):\n"
+        "    for w in line.split():\n"
+        "        if stopwords.kept(w) and w not in stopwords.STOP:\n"
+        "            yield w, 1\n"
+        "@reduce\n"
+        "def total(w, counts):\n"
+        "    yield w, sum(counts)\n"
+        "@job(partitions=2)\n"
+        "def stopped():\n"
+        "    return [words, total]\n"
+        "print(sorted(stopped.run([sys.argv[1]], cache=True, mode='inline')))\n"
+    )
+
+    def once(seed: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), str(text)]
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=120, check=True, env=env
+        )
+
+    first, second = once("1"), once("2")  # set orders differ between the two
+    assert first.stdout == second.stdout and "('the'" not in first.stdout
+    assert "cached results" not in first.stderr
+    assert "discodsl: cached results of job 'stopped'" in second.stderr
+
+
 @pytest.mark.parametrize(
     "helper",
     [

@@ -189,7 +189,7 @@ def _pickled(value: Any, modules: set[str], loaded: bool = False) -> bytes:
     with io.BytesIO() as file, shipping.by_value(modules):
         pickler = _Hasher(file)
         pickler.dump(value)
-        return file.getvalue() + _module_stamps(pickler.references, loaded)
+        return file.getvalue() + _module_stamps(pickler.references, loaded, pickler.names)
 
 
 _CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
@@ -210,6 +210,7 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
     def __init__(self, file: io.BytesIO):
         super().__init__(file, protocol=cloudpickle.DEFAULT_PROTOCOL)
         self.references: set[str] = set()
+        self.names: set[str] = set()  # the global and attribute names its functions use
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ModuleType):
@@ -217,6 +218,7 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
         elif isinstance(obj, FunctionType):  # what its body imports, run only where it runs
             package = obj.__globals__.get("__package__") or ""
             self.references.update(_code_imports(obj.__code__, package))
+            self.names.update(_names_in([obj.__code__]))
         reduced = super().reducer_override(obj)
         if reduced is NotImplemented and isinstance(obj, (type, FunctionType)):
             self.references.add(getattr(obj, "__module__", None) or "")
@@ -247,23 +249,26 @@ def _code_imports(code: CodeType, package: str) -> tuple[str, ...]:
     return _with_parents(names)
 
 
-def _module_stamps(names: set[str], loaded: bool) -> bytes:
+def _module_stamps(names: set[str], loaded: bool, used: set[str]) -> bytes:
     stamps: list[tuple[Any, ...]] = []
     for name in sorted(_with_own_imports(names)):
         module = sys.modules.get(name)
         found = _stat(_module_file(name))
         stamps.append((name, found.st_size, found.st_mtime_ns) if found else (name,))
         if loaded and module is not None and shipping.needs_value(module):
-            stamps.append((name, _loaded_code(module)))
+            stamps.append((name, _loaded_code(module, used)))
     return repr(stamps).encode()
 
 
-def _loaded_code(module: ModuleType) -> str:
-    """A digest of the code and the values a module of the user's holds in this process:
-    an inline run runs them, which its file, edited and not reloaded since it was imported
-    (or a value changed in place, ``TABLE["a"] = 2``), no longer says. Modules, and values
-    that do not pickle (a lock, a connection), count by their type alone."""
+def _loaded_code(module: ModuleType, used: set[str]) -> str:
+    """A digest of the code a module of the user's holds in this process, and of the values
+    of the globals that code, or the stages (``used``: ``helper.TABLE``), name: an inline
+    run runs them, which its file, edited and not reloaded since it was imported (or a value
+    changed in place, ``TABLE["a"] = 2``), no longer says. A global nothing names is left
+    out (a big table no stage uses costs nothing); one that does not pickle (a lock, a
+    connection) counts by its type alone."""
     digest = hashlib.sha256()
+    codes: list[CodeType] = []
     for name, value in sorted(vars(module).items()):
         if isinstance(value, (FunctionType, type)) and value.__module__ == module.__name__:
             functions = vars(value).values() if isinstance(value, type) else [value]
@@ -271,14 +276,32 @@ def _loaded_code(module: ModuleType) -> str:
                 function = getattr(function, "__func__", function)  # a class or static method
                 if isinstance(function, FunctionType):
                     digest.update(name.encode() + marshal.dumps(function.__code__))
-        elif not (name.startswith("__") or isinstance(value, (ModuleType, FunctionType, type))):
+                    codes.append(function.__code__)
+    named = _names_in(codes) | used
+    for name, value in sorted(vars(module).items()):
+        if name in named and not isinstance(value, (ModuleType, FunctionType, type)):
             digest.update(name.encode() + _value_digest(value))
     return digest.hexdigest()
 
 
+def _names_in(codes: list[CodeType]) -> set[str]:
+    """The global names ``codes`` and the code inside them (functions, comprehensions) use."""
+    names: set[str] = set()
+    pending = list(codes)
+    while pending:
+        code = pending.pop()
+        names.update(code.co_names)
+        pending += [const for const in code.co_consts if isinstance(const, CodeType)]
+    return names
+
+
 def _value_digest(value: Any) -> bytes:
-    """A digest of a module's global ``value`` as it is now (its pickle), or of its type."""
+    """A digest of a module's global ``value`` as it is now (its pickle; a set's, whose order
+    differs from process to process, from its items' digests in order), or of its type."""
     try:
+        if isinstance(value, (set, frozenset)):
+            items = sorted(_value_digest(item) for item in value)
+            return hashlib.sha256(type(value).__name__.encode() + b"".join(items)).digest()
         return hashlib.sha256(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).digest()
     except Exception:  # any pickling failure: keyed by its type only
         return f"{type(value).__module__}.{type(value).__qualname__}".encode()
