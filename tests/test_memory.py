@@ -72,6 +72,25 @@ def test_a_run_that_freed_memory_does_not_lengthen_the_next_past_the_records_siz
     assert growth.every == 8
 
 
+def test_what_was_let_go_but_stays_resident_counts_as_freed_and_the_base_climbs_little(
+    held: Held,
+) -> None:
+    """A combiner writes what it holds, and the allocator keeps the memory: counting from
+    the size then, each flush came later than the last (the base climbed by all of it)."""
+    growth = memory.Growth(16 * MB, most=1)
+    for flush in range(10):
+        while not growth.look():
+            held.take(MB)
+        growth.released()  # let go, and still resident: the size does not drop
+        if flush == 0:  # the limit's worth counts as freed: not over until it grows again
+            assert not growth.look() and growth.base - growth.start == MB
+    # Counting from the size then, the base would have climbed by 17 MB a flush (170 MB).
+    assert growth.base - growth.start <= 8 * MB  # half the limit at most
+    held.take(-held.bytes)  # given back to the system at last
+    growth.released()
+    assert growth.base == growth.start and not growth.look()
+
+
 def test_runs_keep_the_rest_of_a_run_left_unfinished() -> None:
     growth = memory.Growth(64 * MB, most=3)
     growth.every = 3

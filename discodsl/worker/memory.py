@@ -53,7 +53,7 @@ class Growth:
 
     def look(self) -> bool:
         """After a run of ``every`` records: whether the process is over the limit (then
-        let go of what is held, and :meth:`reset`); the next run is sized here, at most
+        let go of what is held, and :meth:`released`); the next run is sized here, at most
         twice as long as the last (a run that did not grow the process, or that shrank it
         as what was let go was freed, says nothing of the records' size)."""
         now = resident_bytes()
@@ -64,16 +64,12 @@ class Growth:
         self.every = max(1, min(self.most, 2 * self.every, int(longest)))
         return now - self.base > self.limit
 
-    def reset(self) -> None:
-        """What was held was let go: the growth counts from the size now."""
-        self.base = self.last = resident_bytes()
-
     def released(self) -> None:
         """What was held was let go, but its memory may stay resident (the allocator keeps
         what was freed, to reuse): the growth counts as if the limit's worth was freed,
         from no more than half the limit above the size at the start, so that memory kept
-        this way moves the base by that much at most (reset() moved it by all of it, and
-        a combiner let go later each time)."""
+        this way moves the base by that much at most (counting from the size now moved it
+        by all of it, and a combiner let go later each time)."""
         self.last = resident_bytes()
         self.base = max(self.start, min(self.last - self.limit, self.start + self.limit // 2))
 

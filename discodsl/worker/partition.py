@@ -159,7 +159,7 @@ def spread(
             if len(bucket) >= batch:
                 write(index, bucket)
                 buckets[index] = []
-        if growth.look():  # no reset: what the written batches freed may stay resident
+        if growth.look():  # the base stays: what the written batches freed may stay resident
             _write_all(buckets, write)
     _write_all(buckets, write)
 
