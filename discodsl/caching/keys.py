@@ -59,7 +59,7 @@ import os
 import pickle
 import sys
 from collections import ChainMap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
 from types import CodeType, FunctionType, ModuleType
 from typing import Any
@@ -230,10 +230,7 @@ def _code_imports(code: CodeType, package: str) -> tuple[str, ...]:
     """The modules the statements of ``code`` (a function of a module in ``package``), and
     of the functions and comprehensions inside it, import, as _imports names them."""
     names: list[str] = []
-    pending = [code]
-    while pending:
-        each = pending.pop()
-        pending += [const for const in each.co_consts if isinstance(const, CodeType)]
+    for each in _within(code):
         steps = list(dis.get_instructions(each))
         for at, step in enumerate(steps):
             if step.opname != "IMPORT_NAME" or at < 2:
@@ -286,13 +283,16 @@ def _loaded_code(module: ModuleType, used: set[str]) -> str:
 
 def _names_in(codes: list[CodeType]) -> set[str]:
     """The global names ``codes`` and the code inside them (functions, comprehensions) use."""
-    names: set[str] = set()
-    pending = list(codes)
+    return {name for code in codes for each in _within(code) for name in each.co_names}
+
+
+def _within(code: CodeType) -> Iterator[CodeType]:
+    """``code``, and the code of the functions and comprehensions inside it, at any depth."""
+    pending = [code]
     while pending:
-        code = pending.pop()
-        names.update(code.co_names)
-        pending += [const for const in code.co_consts if isinstance(const, CodeType)]
-    return names
+        each = pending.pop()
+        pending += [const for const in each.co_consts if isinstance(const, CodeType)]
+        yield each
 
 
 def _value_digest(value: Any) -> bytes:

@@ -22,7 +22,9 @@ from discodsl import places
 from discodsl.worker import urls
 from discodsl.worker.inputs import Node
 
-# The host name of this process's local node, in the URLs of its runs' files.
+# This process's local node's name in the URLs of its runs' files: not "localhost", which a
+# Disco node may be called, so a cluster's disco://localhost/... results are never taken for
+# this node's files.
 LOCAL_HOST = "discodsl-local"
 
 

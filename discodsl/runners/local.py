@@ -50,8 +50,6 @@ if TYPE_CHECKING:
     from discodsl.runners.handle import Run
 
 
-# The local node's name in its URLs: not "localhost", which a Disco node may be called, so
-# a cluster's disco://localhost/... results are never taken for this node's files.
 class LocalRunner(Runner):
     """Runs a job's jobpack through local worker processes, one per core."""
 
@@ -255,7 +253,7 @@ def _import_roots() -> list[str]:
         if not isinstance(file, str) or name == "__main__" or file.startswith(shipping.INSTALLED):
             continue
         root = os.path.dirname(os.path.abspath(file))
-        depth = name.count(".") + (os.path.basename(file).startswith("__init__.") and 1)
+        depth = name.count(".") + int(os.path.basename(file).startswith("__init__."))
         for _ in range(depth):
             root = os.path.dirname(root)
         roots.append(root)

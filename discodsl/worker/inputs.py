@@ -152,7 +152,7 @@ class Cursor:
         self._counter: itertools.count[int] | None = None
         self._block: tuple[Iterator[Any], int] | None = None  # its records, records after it
         # The lines of the file before a chunk of it read (``#range=``), counted when asked.
-        self.lines_before: Callable[[], int] = _none_before
+        self.lines_before: Callable[[], int] = _WHOLE.lines_before
 
     @property
     def record(self) -> int:
@@ -172,7 +172,7 @@ class Cursor:
         """From now on, the record number is what ``counter`` has counted, less one (or -1
         until :meth:`follow_block`)."""
         self.url, self._record, self._counter, self._block = url, -1, counter, None
-        self.lines_before = _none_before
+        self.lines_before = _WHOLE.lines_before
 
     def follow_block(self, records: Iterator[Any], end: int) -> None:
         """From now on, records of ``url`` are taken from ``records``, an iterator over a list
@@ -181,10 +181,6 @@ class Cursor:
 
     def __repr__(self) -> str:
         return f"Cursor(url={self.url!r}, record={self.record})"
-
-
-def _none_before() -> int:
-    return 0
 
 
 class _Chunk:
@@ -497,7 +493,7 @@ def _followed(
     read at a time), with ``cursor`` on the record last taken: kept per block, not per
     record (and counted from the file's start in a ``chunk`` of one)."""
     cursor.follow(url)
-    if chunk is not None:
+    if chunk is not None:  # lines of a text file: of a chunk of it, counted from its start
         cursor.lines_before = chunk.lines_before
     end = 0  # records in the blocks so far
     for block in blocks:
