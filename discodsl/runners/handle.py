@@ -139,7 +139,7 @@ class Run:
         watch stopped while its job ran on (Ctrl-C in wait(), a cluster's ``timeout=``) has
         not ended: its job is killed."""
         with self._resuming:
-            stopped = self._ended.is_set() and isinstance(self._outcome, JobActive)
+            stopped = self._watch_stopped()
             if self._ended.is_set() and not stopped:
                 return
             self._killed.set()
@@ -209,6 +209,11 @@ class Run:
         if not background:
             self._settle(work)
             return
+        self._in_background(work)
+
+    def _in_background(self, work: Callable[[], Results]) -> None:
+        """Run ``work`` in a thread of the run's own, named at the program's end if it goes
+        on then."""
         self._thread = threading.Thread(
             target=self._settle, args=(work,), name=f"discodsl run of {self.job}", daemon=True
         )
@@ -232,17 +237,15 @@ class Run:
         ``timeout=``): watch it again, in the background, so that wait() and status follow
         it to its end (they stayed "active" for good)."""
         with self._resuming:
-            stopped = self._ended.is_set() and isinstance(self._outcome, JobActive)
-            if not stopped or self._resume is None or self._killed.is_set():
+            if not self._watch_stopped() or self._resume is None or self._killed.is_set():
                 return
             self._ended.clear()
             self._outcome = None
-            self._thread = threading.Thread(
-                target=self._settle, args=(self._resume,), name=f"discodsl run of {self.job}"
-            )
-            self._thread.daemon = True
-            _watch_for_exit(self)
-            self._thread.start()
+            self._in_background(self._resume)
+
+    def _watch_stopped(self) -> bool:
+        """Whether the run's watch ended while its job ran on (its outcome is JobActive)."""
+        return self._ended.is_set() and isinstance(self._outcome, JobActive)
 
     def _settle(self, work: Callable[[], Results]) -> None:
         try:
