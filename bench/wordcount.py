@@ -13,18 +13,20 @@ rotates every round, and takes the median of ``--runs`` rounds:
   file), mp_pairs (Pool(2), the map's ``(word, 1)`` pairs folded by hand:
   the per-record floor), mp_shuffle (mp_pairs' maps, then Disco's dataflow
   by hand: a record file per partition, a reduce task per partition: the
-  floor for the job on Disco), plain_counter (one process), dask.bag (2
-  processes); with ``--master``, the same job on that Disco master;
+  floor for the job on Disco's dataflow), mp_shuffle --calls (the same, with
+  the job's reduce called per key as the job calls it, map-side and
+  reduce-side: the floor for the job as declared), plain_counter (one
+  process), dask.bag (2 processes); with ``--master``, the same job on that Disco master;
 - on the one file: the job on the local runner (the file cut into ranges);
 - on 1 KB: the job local and inline, from process start.
 
 Every output is checked equal to plain_counter's. Columns: wall seconds, CPU
 seconds of the whole process tree (bench/_timed.py waits for every
 descendant), the peak RSS of the largest single process, and wall and CPU as
-ratios of mp_counter's, mp_pairs' and mp_shuffle's. Compare ratios, not
-absolute times: a shared machine's load moves every row (the load average is
-printed before and after). A row that fails or whose output differs says so in the table,
-and the script exits with status 1.
+ratios of mp_counter's, mp_pairs', mp_shuffle's and mp_shuffle --calls'.
+Compare ratios, not absolute times: a shared machine's load moves every row
+(the load average is printed before and after). A row that fails or whose
+output differs says so in the table, and the script exits with status 1.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import corpus
 from _harness import HERE, counts, failure, job, load, peer, timed
 
 PARTS = 8
-ANCHORS = ("mp_counter", "mp_pairs", "mp_shuffle")
+ANCHORS = ("mp_counter", "mp_pairs", "mp_shuffle", "mp_shuffle --calls")
 
 
 @dataclass
@@ -75,11 +77,13 @@ def plan(args: argparse.Namespace, data: Path) -> list[Row]:
     def row(name: str, on: str, command: list[str], reference: Path = big) -> Row:
         return Row(name, on, command, Path(command[command.index("-o") + 1]), reference)
 
+    calls_out = ("-o", out / "mp_calls")
     rows = [
         row("discodsl local", "8 parts", job("-o", out / "local-parts", *parts)),
         row("mp_counter", "8 parts", peer("mp_counter.py", "-o", out / "mp_counter", *parts)),
         row("mp_pairs", "8 parts", peer("mp_pairs.py", "-o", out / "mp_pairs", *parts)),
         row("mp_shuffle", "8 parts", peer("mp_shuffle.py", "-o", out / "mp_shuffle", *parts)),
+        row("mp_shuffle --calls", "8 parts", peer("mp_shuffle.py", "--calls", *calls_out, *parts)),
         row("plain_counter", "8 parts", peer("plain_counter.py", "-o", out / "plain", *parts)),
         row("discodsl local", "1 file", job("-o", out / "local-one", one)),
         row("discodsl local", "1 KB", job("-o", out / "local-1kb", tiny), small),

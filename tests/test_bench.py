@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,9 +87,10 @@ def test_phases_times_every_phase_of_a_real_run(tmp_path: Path) -> None:
     assert "together are" in done.stdout
 
 
-def _peer_counts(script: str, parts: list[Path], out: Path) -> dict[str, int]:
+def _peer_counts(script: str, parts: list[Path], out: Path, *flags: str) -> dict[str, int]:
+    peer = str(ROOT / "bench" / "peers" / script)
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "peers" / script), "-o", str(out), *map(str, parts)],
+        [sys.executable, peer, *flags, "-o", str(out), *map(str, parts)],
         check=True,
         capture_output=True,
         timeout=120,
@@ -105,14 +110,43 @@ def test_every_plain_python_peer_counts_what_the_corpus_holds(tmp_path: Path) ->
             expected[word] = expected.get(word, 0) + 1
     for script in ("plain_counter.py", "mp_counter.py", "mp_pairs.py", "mp_shuffle.py"):
         assert _peer_counts(script, parts, tmp_path / script) == expected, script
+    calls = _peer_counts("mp_shuffle.py", parts, tmp_path / "calls", "--calls")
+    assert calls == expected
 
 
-def test_the_shuffle_peer_writes_disco_record_files(tmp_path: Path) -> None:
+def _shuffle_peer() -> Any:
     sys.path.insert(0, str(ROOT / "bench" / "peers"))
     try:
         import mp_shuffle
     finally:
         sys.path.remove(str(ROOT / "bench" / "peers"))
+    return mp_shuffle
+
+
+def test_the_shuffle_peer_with_calls_calls_the_reduce_as_a_combining_job_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    peer = _shuffle_peer()
+    seen: list[tuple[str, list[int]]] = []
+
+    def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        listed = list(counts)
+        seen.append((word, listed))
+        yield word, sum(listed)
+
+    monkeypatch.setattr(peer, "total", total)
+    # Map-side: a key counted more than once goes through the reduce, a lone one as it is.
+    assert list(peer.combined({"a": 3, "b": 1})) == [("a", 3), ("b", 1)]
+    assert seen == [("a", [1, 1, 1])]
+    # Reduce-side: every key's values, listed in the order read, keys in order.
+    seen.clear()
+    records = [("b", 2), ("a", 1), ("b", 5)]
+    assert list(peer.reduced(records)) == [("a", 1), ("b", 7)]
+    assert seen == [("a", [1]), ("b", [2, 5])]
+
+
+def test_the_shuffle_peer_writes_disco_record_files(tmp_path: Path) -> None:
+    mp_shuffle = _shuffle_peer()
     from discodsl.worker.records import read_records
 
     records = [(f"word{i}", i) for i in range(100_000)]  # several hunks of 1 MiB
