@@ -181,10 +181,25 @@ def _check_reader(reader: Any, stage: str) -> None:
     why = _cannot_call(reader, 2)
     if why:
         raise JobError(
-            f"stage {stage!r}: reader= takes (stream, url) and returns the records of "
-            f"the input; {brief(reader, 60)} cannot be called so ({why}): write e.g. "
-            "`def read(stream, url): yield from map(parse, stream)`"
+            f"stage {stage!r}: reader= is called as reader(stream, url) and returns the "
+            f"records of the input; {brief(reader, 60)} cannot be called so ({why}){_port(reader)}"
+            ": write e.g. `def read(stream, url): return (parse(line) for line in stream)`"
         )
+
+
+def _port(reader: Any) -> str:
+    """What porting Disco's ``map_reader(fd, size, url[, params])`` to ``reader`` takes."""
+    try:
+        names = list(inspect.signature(reader).parameters)
+    except (TypeError, ValueError):
+        return ""
+    if names[1:3] != ["size", "url"]:
+        return ""
+    return (
+        "; for Disco's map_reader(fd, size, url, params), drop size (read the stream to its "
+        "end) and params (give the reader what it needs through a closure, or filter in the "
+        "map)"
+    )
 
 
 def _check_readers(job: str, stages: Sequence[Stage]) -> None:
@@ -230,6 +245,8 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
             f"({', '.join(required)}, params): `params` comes last, write "
             f"`def {getattr(function, '__name__', name)}({fixed})`"
         )
+    if kind == "reduce" and names[1:2] == ["out"]:
+        raise JobError(_classic_reduce(function, name, names))
     if len(mandatory) > needed or (len(positional) < needed and not varargs):
         extra = names[len(required)] if len(names) == len(required) + 1 else ""
         fix = f"name the parameter {extra!r} `params` to get the job's params, or " if extra else ""
@@ -251,11 +268,25 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
     return with_params
 
 
+def _classic_reduce(function: Callable[..., Any], name: str, names: list[str]) -> str:
+    """The message for Disco's classic ``reduce(iter, out, params)`` given to ``@reduce``."""
+    called = getattr(function, "__name__", name)
+    return (
+        f"reduce {name!r} takes ({', '.join(names)}), Disco's classic reduce(iter, out, "
+        "params), called once per partition with an output object; a @reduce is called once "
+        f"per key, with that key's values, and yields pairs where Disco's called out.add: "
+        f"write `def {called}(key, values, params): yield key, ...`, or for a whole partition "
+        f"at once `@stage(grouping='group_label') def {called}(records, params)` (its records "
+        "unsorted)"
+    )
+
+
 def _known_options_only(decorator: D) -> D:
     """``decorator`` (``map``, ``reduce`` or ``stage``), which names a keyword it does not
     take, and the ones it does, instead of Python's bare TypeError."""
     parameters = inspect.signature(decorator).parameters
     options = sorted(name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY)
+    _STAGE_OPTIONS[decorator.__name__] = options
 
     @wraps(decorator)
     def checked(*args: Any, **keywords: Any) -> Any:
@@ -284,18 +315,41 @@ def _not_the_builtin(kind: str, given: int) -> str:
 def _unknown_option(kind: str, name: str, options: list[str]) -> str:
     """The message for ``@kind(name=...)``: what ``name`` may have meant, and the options."""
     return (
-        f"@{kind} has no option {name!r}{_meant(name, options)}; "
+        f"@{kind} has no option {name!r}{_meant(kind, name, options)}; "
         f"the options of @{kind} are {', '.join(options)}"
     )
 
 
-def _meant(name: str, options: list[str]) -> str:
+# Each stage decorator's options, by its name (filled as each is defined).
+_STAGE_OPTIONS: dict[str, list[str]] = {}
+
+# Options of Disco's pipeline stages (disco.worker.pipeline's Stage), and what to do instead.
+_PIPELINE_NAMES = {
+    "process": "decorate the process function itself, as `@stage def fn(records[, params])`, "
+    "called once per task with all its records, yielding the (key, value) pairs Disco's "
+    "process(interface, state, label, inp) gave interface.output(label).add",
+    "combine": "drop it: a @stage is called once per task on all its inputs' records, as with "
+    "combine=True",
+    "sort": "sort inside the stage, as sorted(records) (a @stage's records come unsorted), or "
+    "use a @reduce, which groups and sorts by key",
+    "input_chain": "give the job's first stage a reader, @map(reader=...) (see discodsl.readers)",
+    "input_hook": "drop it: a @stage gets all its inputs' records in one iterator",
+    "output_chain": "drop it: output is Disco's record files (@job(compress=...))",
+}
+
+
+def _meant(kind: str, name: str, options: list[str]) -> str:
     """`` (what to write instead)``, when there is a likely fix; else ``""``."""
     if name == "reader":
         return " (only the job's first stage reads its inputs: put reader= on that stage's @map)"
+    if kind == "stage" and name in _PIPELINE_NAMES:
+        return f" (Disco's pipeline Stage({name}=): {_PIPELINE_NAMES[name]})"
+    owners = [other for other, theirs in _STAGE_OPTIONS.items() if name in theirs]
+    if owners:
+        return f" ({name}= is an option of @{owners[0]}: put it on the @{owners[0]} stage)"
     job_options = sorted(option_names() - set(options))
     close = difflib.get_close_matches(name, options + job_options, n=2)
-    if not close:
+    if not close or (close[0] not in options and disco_name(name)):
         return disco_name(name)
     best = close[0]
     if best not in options:  # a job option is the closest; a stage option as close is said too

@@ -190,19 +190,49 @@ class JobOptions:
         return copy
 
 
-# Options of Disco's classic jobs, and where each went here: said when one is given.
+# Options of Disco's classic jobs (disco.core.Job and its classic Worker, 0.5.4), and where
+# each went here: said when one is given.
+_STREAMS = (
+    "@map(reader=...) for how inputs are read (see discodsl.readers); output is "
+    "always Disco's record files (compress=)"
+)
+_SHUFFLE = "nothing: the shuffle is Disco's own (partitions=, @reduce(partitioner=fn))"
+_EXTERNAL = "nothing: a stage is Python; run an external program from it with subprocess"
 DISCO_NAMES: Mapping[str, str] = {
     "input": "run(inputs=[...])",
+    "name": "prefix= (the job's name starts with it, as Disco's Job(name=) does)",
+    "map": "a @map stage in the list the @job function returns",
+    "reduce": "a @reduce stage in the list the @job function returns",
     "nr_reduces": "partitions=",
     "partition": "@reduce(partitioner=fn), called as fn(key, n)",
     "combiner": "@reduce(combiner=fn), or @reduce(combine=True) to use the reduce itself",
     "map_reader": "@map(reader=...) (see discodsl.readers)",
+    "reduce_reader": "nothing: a @reduce reads its partition's records itself",
+    "map_input_stream": _STREAMS,
+    "map_output_stream": _STREAMS,
+    "reduce_input_stream": _STREAMS,
+    "reduce_output_stream": _STREAMS,
+    "map_shuffle": _SHUFFLE,
+    "reduce_shuffle": _SHUFFLE,
+    "shuffle": _SHUFFLE,
     "sort": "@reduce(sort=...)",
+    "sort_buffer_size": "memory_budget= (the bytes a task holds before it spills to disk)",
     "map_init": "@map(init=fn), called as fn(params)",
     "reduce_init": "@reduce(init=fn), called as fn(params)",
     "merge_partitions": "partitions=None",
     "save": "save_results=True",
-    "required_modules": "nothing: the modules the stages use go with the job",
+    "scheduler": "max_cores= (Disco's scheduler={'max_cores': N})",
+    "status_interval": "nothing: call status(text) in a stage to report where it is",
+    "profile": "nothing: profile a stage in one process, run(mode='inline') under cProfile",
+    "ext_params": _EXTERNAL,
+    "ext_map": _EXTERNAL,
+    "ext_reduce": _EXTERNAL,
+    "required_files": "nothing: a stage reads a file the nodes have, or gets small data "
+    "through params=",
+    "required_modules": "nothing for the stages' own modules (they go with the job); a "
+    "module of yours they import must be installed on the nodes or registered with "
+    "cloudpickle.register_pickle_by_value (the pre-flight names it)",
+    "version": "nothing: the nodes need the client's Python minor version",
 }
 
 

@@ -210,6 +210,27 @@ def reduce_returns_a_pair(key: str, values: Iterable[int]) -> Any:
     return key, sum(values)
 
 
+@map
+def returns_a_dict(line: str) -> Any:
+    return {word: 1 for word in line.split()}  # the mistake: a dict iterates as its keys
+
+
+@map
+def yields_triples(line: str) -> Iterator[Any]:
+    for word in line.split():
+        yield word, 1, len(word)  # the mistake: three items, not (key, value)
+
+
+@job(partitions=None)
+def returned_dict_map_only() -> list[Any]:
+    return [returns_a_dict]
+
+
+@job(partitions=2)
+def triples_map_reduce() -> list[Any]:
+    return [yields_triples, tally]
+
+
 @job(partitions=None)
 def returned_pair_map_only() -> list[Any]:
     return [returns_a_pair]

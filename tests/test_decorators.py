@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from discodsl import Job, JobError, SettingsError, Stage, job, map, reduce, stage
+from discodsl.options import option_names
 from discodsl.worker.spec import StageSpec, positional_arity, takes_params
 
 
@@ -111,11 +112,97 @@ def _counting() -> list[Any]:
         (lambda: job(partition=len)(lambda: []), "Disco's partition=, write @reduce(partitioner"),
         (lambda: reduce(reduce_init=len)(total.function), "write @reduce(init=fn), called as"),
         (lambda: _counting.run(input=["raw://a"], mode="inline"), "write run(inputs=[...])"),
+        # Not taken for a misspelling of a discodsl option (profile is close to prefix).
+        (lambda: job(profile=True)(lambda: []), "profile=, write nothing: profile a stage"),
+        (lambda: job(name="wc")(lambda: []), "Disco's name=, write prefix="),
+        (lambda: job(map=len)(lambda: []), "write a @map stage in the list"),
+        (lambda: job(scheduler={})(lambda: []), "write max_cores="),
+        (lambda: job(ext_params={})(lambda: []), "run an external program from it"),
+        (lambda: job(sort_buffer_size="10%")(lambda: []), "write memory_budget="),
+        (lambda: job(map_output_stream=())(lambda: []), "output is always Disco's record"),
+        (lambda: job(required_files=[])(lambda: []), "gets small data through params="),
     ],
 )
 def test_disco_classic_option_names_say_what_to_write_instead(declare: Any, words: str) -> None:
     with pytest.raises((JobError, SettingsError), match=re.escape(words)):
         declare()
+
+
+def test_every_option_of_disco_classic_jobs_says_what_to_write() -> None:
+    # disco.core.Job(name=...), and the classic Worker's defaults() at 0.5.4 with its base's.
+    classic = [
+        "name",
+        "input",
+        "map",
+        "map_init",
+        "map_reader",
+        "map_input_stream",
+        "map_output_stream",
+        "map_shuffle",
+        "combiner",
+        "partition",
+        "partitions",
+        "reduce",
+        "reduce_init",
+        "reduce_reader",
+        "reduce_input_stream",
+        "reduce_output_stream",
+        "reduce_shuffle",
+        "ext_params",
+        "params",
+        "shuffle",
+        "sort",
+        "sort_buffer_size",
+        "status_interval",
+        "version",
+        "save_results",
+        "profile",
+        "required_files",
+        "required_modules",
+        "scheduler",
+    ]
+    for name in set(classic) - option_names():
+        with pytest.raises(SettingsError, match=f"for Disco's {name}=, write "):
+            job(**{name: None})(lambda: [])
+
+
+@pytest.mark.parametrize(
+    ("declare", "words"),
+    [
+        (lambda: map(partitioner=len), "partitioner= is an option of @reduce: put it on the"),
+        (lambda: map(combine=True), "combine= is an option of @reduce"),
+        (lambda: stage(process=len), "Disco's pipeline Stage(process=): decorate the process"),
+        (lambda: stage(combine=True), "Stage(combine=): drop it: a @stage is called once per"),
+        (lambda: stage(sort=True), "Stage(sort=): sort inside the stage, as sorted(records)"),
+    ],
+)
+def test_options_of_another_stage_or_of_disco_pipelines_say_where_they_go(
+    declare: Any, words: str
+) -> None:
+    with pytest.raises(JobError, match=re.escape(words)):
+        declare()
+
+
+def test_a_disco_classic_reduce_with_an_output_object_is_refused_at_declaration() -> None:
+    def nop_reduce(iter: Any, out: Any, params: Any) -> None:  # disco.worker.classic.func's
+        for key, value in iter:
+            out.add(key, value)
+
+    with pytest.raises(JobError) as info:
+        reduce(nop_reduce)
+    message = str(info.value)
+    assert "takes (iter, out, params), Disco's classic reduce(iter, out, params)" in message
+    assert "write `def nop_reduce(key, values, params): yield key, ...`" in message
+    assert "@stage(grouping='group_label') def nop_reduce(records, params)" in message
+
+
+def test_a_disco_map_reader_is_told_what_to_drop() -> None:
+    def map_reader(fd: Any, size: int, url: str, params: Any) -> Any:
+        return fd
+
+    with pytest.raises(JobError) as info:
+        map(reader=map_reader)(str.split)
+    assert "drop size (read the stream to its end) and params" in str(info.value)
 
 
 def test_combine_and_a_combiner_together_are_refused() -> None:
@@ -308,8 +395,8 @@ def _plain(line: Any) -> Any:
         ),
         (
             lambda: reduce(partition=_plain),
-            "@reduce has no option 'partition' (did you mean partitioner=? partitions= is an "
-            "option of @job: write @job(partitions=...)); the options of @reduce are",
+            "@reduce has no option 'partition' (for Disco's partition=, write "
+            "@reduce(partitioner=fn), called as fn(key, n)); the options of @reduce are",
         ),
         (
             lambda: reduce(reader=_plain),

@@ -624,7 +624,9 @@ def test_reader_factories_must_be_called() -> None:
     with pytest.raises(JobError, match="must be a function"):
         map(reader="json")(lambda record: [])
     for wrong in (lambda a, b, c: [], lambda a: [], lambda a, b, *, sep: []):
-        with pytest.raises(JobError, match=r"takes \(stream, url\).* cannot be called so \("):
+        with pytest.raises(
+            JobError, match=r"called as reader\(stream, url\).* cannot be called so \("
+        ):
             map(reader=wrong)(lambda record: [])
     for right in (lambda a, b: [], lambda *args: [], lambda a, b, c=1, *, sep=",": [], open):
         map(reader=right)(lambda record: [])

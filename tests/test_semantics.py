@@ -213,8 +213,23 @@ def test_a_two_character_string_is_not_a_pair(name: str, mode: str) -> None:
 def test_a_stage_returning_one_pair_is_told_to_yield(name: str, mode: str) -> None:
     message = refusal(name, "ab cd", mode)
     assert "not a (key, value) pair" in message
-    assert "returns one pair, whose two items are then taken as records" in message
+    assert "what it returns is iterated, each item a record" in message
+    assert "a returned pair (`return word, 1`) gives its two items" in message
     assert "yield pairs (`yield word, 1`), or return a list of them" in message
+
+
+def test_a_stage_returning_a_dict_is_told_its_keys_were_taken_as_records(mode: str) -> None:
+    message = refusal("returned_dict_map_only", "ab cd", mode)
+    assert "produced 'ab' (str), not a (key, value) pair" in message
+    assert "a dict its keys" in message and "list(counts.items())" in message
+
+
+def test_a_stage_yielding_triples_is_told_to_put_the_rest_in_the_value(mode: str) -> None:
+    message = refusal("triples_map_reduce", "ab cd", mode)
+    assert "produced ('ab', 1, 2) (tuple), not a (key, value) pair" in message
+    assert "a record is a two-item tuple: carry more in the value" in message
+    assert "`yield key, (a, b)`" in message
+    assert "`return word, 1`" not in message
 
 
 def test_a_refused_record_names_the_stages_file_and_line_and_where_it_was(mode: str) -> None:

@@ -402,12 +402,16 @@ def _last_code(exc: BaseException) -> CodeType | None:
 
 
 def _bad_record(maker: _Maker, item: Any) -> StageError:
-    fix = "yield two-item tuples such as `yield word, 1`"
-    if maker.returns:
+    if item.__class__ in (tuple, list) and len(item) > 2:
+        fix = "a record is a two-item tuple: carry more in the value, as `yield key, (a, b)`"
+    elif maker.returns:
         fix = (
-            "it has no `yield`, and `return word, 1` returns one pair, whose two items are "
-            "then taken as records: yield pairs (`yield word, 1`), or return a list of them"
+            "it has no `yield`, so what it returns is iterated, each item a record: a "
+            "returned pair (`return word, 1`) gives its two items, a dict its keys; yield "
+            "pairs (`yield word, 1`), or return a list of them (`list(counts.items())`)"
         )
+    else:
+        fix = "yield two-item tuples such as `yield word, 1`"
     return StageError(
         f"{maker.who} produced {brief(item, 80)} ({type(item).__name__}), not a (key, value) "
         f"pair: {fix}",
