@@ -3,7 +3,9 @@ die, chain and run side by side; a local run is seen and killed from another pro
 
 from __future__ import annotations
 
+import errno
 import gc
+import io
 import json
 import os
 import pickle
@@ -422,6 +424,53 @@ def test_a_local_run_is_registered_with_its_status_and_events(runs_dir: Path) ->
     assigned = [i for i, e in enumerate(events) if re.fullmatch(r"words:\d+ assigned to \S+", e[2])]
     done = [i for i, e in enumerate(events) if e[2].startswith("DONE: [words:")]
     assert len(assigned) == len(done) == 1 and assigned[0] < done[0], events
+
+
+class _FillingUp(io.StringIO):
+    """An events file on a disk that fills after ``room`` writes."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def flush(self) -> None:
+        self.room -= 1
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("room", [0, 3])
+def test_a_registry_whose_disk_fills_costs_the_run_only_its_events(
+    room: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The run went on in its thread and never ended: wait() hung for good.
+    create = registry._Entry.create
+
+    def filling(*args: Any) -> Any:
+        made = create(*args)
+        made._events.close()
+        made._events = _FillingUp(room)
+        return made
+
+    monkeypatch.setattr(registry._Entry, "create", filling)
+    inputs = [f"raw://w{i} x" for i in range(6)]
+    run = jobs.wordcount.submit(inputs, mode="local", progress=False)
+    assert sorted(run.wait(timeout=60)) == sorted([*((f"w{i}", 1) for i in range(6)), ("x", 6)])
+    assert any("No space left on device" in r.getMessage() for r in caplog.records)
+    assert any(m.startswith("READY: Job done") for _, _, m in run.events())  # kept in memory
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_failing_end_callback_does_not_keep_wait_from_returning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def failing(entry: Any, run: Run) -> None:
+        raise RuntimeError("the registry's end failed")
+
+    monkeypatch.setattr(registry._Entry, "finish", failing)  # a callback of every local run
+    run = jobs.wordcount.submit(["raw://a"], mode="local", progress=False)
+    assert sorted(run.wait(timeout=60)) == [("a", 1)]
+    assert run.status == "ready"
 
 
 def test_the_registry_records_orphans_dead_and_removes_old_runs(runs_dir: Path) -> None:

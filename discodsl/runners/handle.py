@@ -263,12 +263,14 @@ class Run:
         if isinstance(outcome, BaseException):
             self._traceback = outcome.__traceback__
         self._outcome, self._inputs = outcome, None
-        for release in self._releases:
-            release()
-        self.log.end("dead" if isinstance(outcome, BaseException) else "ready", self._reason())
-        for callback in self._on_end:
-            callback(self)
-        self._ended.set()
+        try:
+            for release in self._releases:
+                release()
+            self.log.end("dead" if isinstance(outcome, BaseException) else "ready", self._reason())
+            for callback in self._on_end:
+                callback(self)
+        finally:  # whatever failed there (it is raised), wait() has the outcome
+            self._ended.set()
 
     def _reason(self) -> str:
         """A failed chain's reason, for the events (a task's failure is already in them)."""

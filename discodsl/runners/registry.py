@@ -105,10 +105,23 @@ class _Entry:
         return cls(path, facts)
 
     def add(self, event: Event) -> None:
+        """Append ``event``; once that fails (a full disk), the entry's events stop there,
+        said once: the run keeps them in memory, and goes on."""
         with self._lock:
-            if not self._events.closed:
+            if self._events.closed:
+                return
+            try:
                 self._events.write(json.dumps(list(event), separators=(",", ":")) + "\n")
                 self._events.flush()
+            except OSError as exc:
+                log.warning(
+                    "discodsl: events of local run %s no longer written to %s: %s",
+                    self.facts["name"],
+                    self.path / "events",
+                    exc,
+                )
+                with contextlib.suppress(OSError):
+                    self._events.close()
 
     def finish(self, run: Run) -> None:
         with self._lock:
