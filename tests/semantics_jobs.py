@@ -211,6 +211,38 @@ def reduce_returns_a_pair(key: str, values: Iterable[int]) -> Any:
 
 
 @map
+def tuple_keys(line: str) -> Iterator[tuple[tuple[str, str], int]]:
+    for word in line.split():
+        yield (word, "x"), 1
+
+
+@reduce
+def reduce_returns_a_pair_of_pairs(key: tuple[str, str], values: Iterable[int]) -> Any:
+    listed = list(values)
+    return key, (len(listed), sum(listed))  # the mistake: both items unpack as pairs
+
+
+def returns_a_pair_of_pairs(key: tuple[str, str], values: Iterable[int]) -> Any:
+    listed = list(values)
+    return key, (len(listed), sum(listed))
+
+
+@reduce(combiner=returns_a_pair_of_pairs)
+def sums_pairs(key: tuple[str, str], values: Iterable[Any]) -> Iterator[Any]:
+    yield key, sum(v if isinstance(v, int) else v[1] for v in values)
+
+
+@job(partitions=2)
+def returned_pair_of_pairs() -> list[Any]:
+    return [tuple_keys, reduce_returns_a_pair_of_pairs]
+
+
+@job(partitions=2)
+def combiner_returning_a_pair() -> list[Any]:
+    return [tuple_keys, sums_pairs]
+
+
+@map
 def returns_a_dict(line: str) -> Any:
     return {word: 1 for word in line.split()}  # the mistake: a dict iterates as its keys
 

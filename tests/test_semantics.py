@@ -4,6 +4,7 @@ params copied per task, None refused, counters per run, results that cross runne
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -212,10 +213,22 @@ def test_a_two_character_string_is_not_a_pair(name: str, mode: str) -> None:
 )
 def test_a_stage_returning_one_pair_is_told_to_yield(name: str, mode: str) -> None:
     message = refusal(name, "ab cd", mode)
-    assert "not a (key, value) pair" in message
-    assert "what it returns is iterated, each item a record" in message
-    assert "a returned pair (`return word, 1`) gives its two items" in message
-    assert "yield pairs (`yield word, 1`), or return a list of them" in message
+    assert re.search(r"returned the two-item tuple \('(ab|cd)', 1\)", message), message
+    assert "it has no `yield`, so what it returns is iterated, each item a record" in message
+    assert "yield the pair (`yield key, value`), or return a list of pairs" in message
+
+
+def test_a_returned_pair_of_pairs_is_refused_not_taken_as_two_records(mode: str) -> None:
+    # A tuple key and a tuple value: each item unpacks as a pair, so nothing else caught it.
+    message = refusal("returned_pair_of_pairs", "ab ab", mode)
+    assert "returned the two-item tuple (('ab', 'x'), (2, 2))" in message
+    assert "('ab', 'x') and (2, 2) would be two records" in message
+
+
+def test_a_combiner_returning_a_pair_of_pairs_is_refused(mode: str) -> None:
+    message = refusal("combiner_returning_a_pair", "ab cd ab", mode)
+    assert "the combiner 'returns_a_pair_of_pairs' of reduce" in message
+    assert "returned the two-item tuple (('ab', 'x'), (2, 2))" in message
 
 
 def test_a_stage_returning_a_dict_is_told_its_keys_were_taken_as_records(mode: str) -> None:

@@ -143,6 +143,7 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
     combiner = _combiner(task, where, outputs)
     target: Sink = combiner.add if combiner else sink
     function = checked(stage, _bound(stage.function, stage.takes_params, params))
+    function = _one_pair_refused(_maker(stage), stage.function, function)
     if stage.kind == "map":
         if combiner:
             combiner.consume_map(stage, function, records)
@@ -194,6 +195,36 @@ def _refusing_text(records: Iterable[Any], job: str, reduce: str, where: Positio
 def _bound(function: Callable[..., Any], takes_params: bool, params: Any) -> Callable[..., Any]:
     """``function`` with ``params`` filled in, if it takes them."""
     return partial(function, params=params) if takes_params else function
+
+
+def _one_pair_refused(
+    maker: _Maker, own: Callable[..., Any], function: Callable[..., Any]
+) -> Callable[..., Any]:
+    """``function`` (``own``, bound), refusing a two-item tuple it returns: ``return key,
+    value`` in a function without ``yield``, whose two items would be taken as records, and
+    silently so when each is a pair itself (a tuple key and a tuple value). A function
+    that yields is ``function`` itself."""
+    if not maker.returns or own is pass_pairs:
+        return function
+
+    def call(*args: Any) -> Any:
+        result = function(*args)
+        if result.__class__ is tuple and len(result) == 2:
+            raise _returned_pair(maker, result)
+        return result
+
+    return call
+
+
+def _returned_pair(maker: _Maker, result: tuple[Any, Any]) -> StageError:
+    key, value = result
+    return StageError(
+        f"{maker.who} returned the two-item tuple {brief(result, 80)}; it has no `yield`, so "
+        f"what it returns is iterated, each item a record: {brief(key, 40)} and "
+        f"{brief(value, 40)} would be two records: yield the pair (`yield key, value`), or "
+        "return a list of pairs (`return [(key, value)]`)",
+        stage=maker.name,
+    )
 
 
 def _call_hook(hook: Callable[..., Any] | None, params: Any, *state: Any) -> Any:
@@ -533,11 +564,15 @@ class _Combiner:
         # Whether it takes params: asked of the reduce when declared (combine=True), else here.
         own = function is not stage.function
         with_params = takes_params(function, 2) if own else stage.takes_params
-        self.stage, self.function = stage, _bound(function, with_params, params)
         self.who = (  # who makes the combined records, for the errors about them
             f"the combiner {getattr(function, '__qualname__', function)!r} of reduce {stage.name!r}"
             if own
             else ""
+        )
+        bound = _bound(function, with_params, params)
+        self.stage, self.function = (
+            stage,
+            _one_pair_refused(_maker(stage, self.who), function, bound),
         )
         # Plain dicts, not defaultdicts: CPython specialises subscripts of exact dicts,
         # which makes the per-value loops below about a quarter faster.
