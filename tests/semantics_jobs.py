@@ -405,3 +405,55 @@ def _stopping_combiner(key: str, values: Iterable[int]) -> list[tuple[str, int]]
 @job(partitions=1)
 def stop_in_combiner() -> list[Any]:
     return [word_ones, reduce(name="combined_sum", combiner=_stopping_combiner)(summed.function)]
+
+
+# reduces that combine (combine=True) but change their key: wrong once run map-side
+@reduce(combine=True)
+def labelled(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield "count of " + word, sum(counts)
+
+
+@reduce(combine=True)
+def labelled_listed(word: str, values: Iterable[Any]) -> Iterator[tuple[str, int]]:
+    yield "count of " + word, sum(1 for _ in values)
+
+
+@map
+def word_and_length(line: str) -> Iterator[tuple[str, list[int]]]:
+    for word in line.split():
+        yield word, [len(word)]  # a new object each time: listed, not counted
+
+
+def renames(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word.upper(), sum(counts)
+
+
+@reduce(combiner=renames)
+def summed(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@reduce(combine=True)
+def without_stop_words(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    if word != "the":  # a filter on the key alone: the same map-side and reduce-side
+        yield word, sum(counts)
+
+
+@job(partitions=2)
+def renaming_combined() -> list[Any]:
+    return [pairs, labelled]
+
+
+@job(partitions=2)
+def renaming_combined_listed() -> list[Any]:
+    return [word_and_length, labelled_listed]
+
+
+@job(partitions=2)
+def renaming_combiner() -> list[Any]:
+    return [pairs, summed]
+
+
+@job(partitions=2)
+def filtering_combined() -> list[Any]:
+    return [pairs, without_stop_words]

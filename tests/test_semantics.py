@@ -462,3 +462,27 @@ def test_a_combiner_raising_stop_iteration_is_named_with_its_key(mode: str) -> N
         assert "the combiner '_stopping_combiner' of reduce 'combined_sum', on the key 'b'" in (
             message
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "who", "key"),
+    [
+        ("renaming_combined", "reduce 'labelled'", "'count of ab'"),
+        ("renaming_combined_listed", "reduce 'labelled_listed'", "'count of ab'"),
+        ("renaming_combiner", "the combiner 'renames' of reduce 'summed'", "'AB'"),
+    ],
+)
+def test_a_combiner_that_changes_its_key_is_refused(
+    name: str, who: str, key: str, mode: str
+) -> None:
+    # Run map-side and again reduce-side, the key was changed twice: ('count of count of
+    # ab', 2), silently. Only keys counted more than once in a task go through a combiner.
+    message = refusal(name, "ab ab ab", mode)
+    assert f"{who}" in message
+    assert f"given the key 'ab', it yielded the key {key}" in message
+    assert "must yield the key it is given" in message
+
+
+def test_a_combining_reduce_that_filters_on_its_key_alone_is_taken(mode: str) -> None:
+    results = semantics_jobs.filtering_combined.run(["raw://the a the a b"], mode=mode)
+    assert sorted(results) == [("a", 2), ("b", 1)]

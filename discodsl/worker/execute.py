@@ -769,7 +769,7 @@ class _Combiner:
             for item in chain.from_iterable(self._results()):
                 yield item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
         except (TypeError, ValueError) as exc:
-            error = _not_pairs(self.stage, exc, (), _Combiner._combined, who=self.who)
+            error = _not_pairs(self.stage, exc, (), *_COMBINING, who=self.who)
             if error is None:
                 raise
             raise error from None
@@ -783,22 +783,52 @@ class _Combiner:
     def _listed_results(self) -> Iterator[Iterable[Any]]:
         function, where = self.function, self.where
         for key, values in self.buffer.items():
-            where.helped = key  # consumed before the next is asked for: named if it fails
+            if len(values) == 1:
+                yield ((key, values[0]),)
+                continue
+            where.helped = key  # named if it fails
             try:
-                yield ((key, values[0]),) if len(values) == 1 else function(key, iter(values))
+                made = tuple(function(key, iter(values)))
             except StopIteration as stop:  # this generator would make it a RuntimeError
                 raise _Stopped(stop) from None
+            if len(made) != 1 or not _pair_of(made[0], key):
+                self._same_key(key, made)
+            yield made
         where.helped = _NO_ITEM
 
     def _counted_results(self) -> Iterator[Iterable[Any]]:
         function, same, where = self.function, self.same, self.where
         for key, copies in self.counts.items():
+            if copies == 1:
+                yield ((key, same),)
+                continue
             where.helped = key
             try:
-                yield ((key, same),) if copies == 1 else function(key, repeat(same, copies))
+                made = tuple(function(key, repeat(same, copies)))
             except StopIteration as stop:
                 raise _Stopped(stop) from None
+            if len(made) != 1 or not _pair_of(made[0], key):
+                self._same_key(key, made)
+            yield made
         where.helped = _NO_ITEM
+
+    def _same_key(self, key: Any, made: tuple[Any, ...]) -> None:
+        """A StageError if a pair the combiner ``made`` of ``key``'s values has another key:
+        the reduce would change it again (a combiner runs any number of times, or not at
+        all). No pair (a filter on the key) passes, and so does what is no pair, for the
+        writing to refuse."""
+        for item in made:
+            if is_pair(item) and item[0] is not key and item[0] != key:
+                who = self.who or f"reduce {self.stage.name!r}, as its own combiner,"
+                raise StageError(
+                    f"{who} given the key {brief(key, 60)}, it yielded the key "
+                    f"{brief(item[0], 60)}: a combiner must yield the key it is given (it runs "
+                    "on part of a key's values in each map task, any number of times, and the "
+                    "reduce takes what it yields in place of those values); a reduce that "
+                    "renames its keys cannot combine: drop combine=True, or give "
+                    "combiner=fn, a function that only folds the values",
+                    stage=self.stage.name,
+                )
 
     def flush(self) -> None:
         """Combine what is held, straight into the output files (whose writing checks each
@@ -810,7 +840,7 @@ class _Combiner:
                 # The source stage's record (a key with one value passes on as it came).
                 error = _not_pairs(self.source, exc, (), *_WRITING)
             else:
-                error = _not_pairs(self.stage, exc, (), *_WRITING, who=self.who)
+                error = _not_pairs(self.stage, exc, (), *_WRITING, *_COMBINING, who=self.who)
             if error is None:
                 raise
             raise error from None
@@ -820,6 +850,14 @@ class _Combiner:
 
 
 _UNSET: Any = object()  # no value counted yet
+
+# The combiner's loops over what it makes of each key's values.
+_COMBINING = (_Combiner._combined, _Combiner._listed_results, _Combiner._counted_results)
+
+
+def _pair_of(item: Any, key: Any) -> bool:
+    """Whether ``item`` is a two-item tuple whose key is ``key`` (or equal to it)."""
+    return item.__class__ is tuple and len(item) == 2 and (item[0] is key or item[0] == key)
 
 
 def _unhashable_key(exc: Exception, item: Any, loop: Callable[..., Any]) -> bool:
