@@ -16,7 +16,8 @@ killed process left behind is removed by the next one that makes such a
 directory (:func:`remove_dead_dirs`), in the same PID namespace: containers
 that share a temporary directory do not share their pids. No signal handler
 is set for it: a library does not take over its program's signals. This module removes no
-directory of a live process, and none it cannot tell the owner of.
+directory of a live process, and none it cannot tell the owner of; what removes one at exit
+is made with :func:`in_this_process`, so that a forked child's exit leaves it be.
 """
 
 from __future__ import annotations
@@ -25,13 +26,27 @@ import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 TEMP_PREFIX = "discodsl-"
 # The kinds of process directories: node (a local run's DISCO_DATA), inline, preflight.
 Kind = Literal["node", "inline", "preflight"]
 TEMP_KINDS: tuple[Kind, ...] = get_args(Kind)
+
+
+def in_this_process(function: Callable[..., object], *args: Any) -> Callable[[], None]:
+    """``function(*args)`` to call later (at exit, from a finalizer) in this process only: a
+    child forked from it (a pre-fork server's worker, a daemon) inherits its atexit hooks
+    and finalizers, and must not remove what its parent made, nor tell of its runs."""
+    pid = os.getpid()
+
+    def call() -> None:
+        if os.getpid() == pid:
+            function(*args)
+
+    return call
 
 
 def cache_home() -> Path:

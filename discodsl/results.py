@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from discodsl import indexes
+from discodsl import indexes, places
 from discodsl.errors import JobError
 from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, Node, iter_input
@@ -87,7 +87,10 @@ class Results:
         self.node = node
         self.mode = mode
         self.counters = dict(counters or {})
-        self._finalizer = weakref.finalize(self, cleanup) if cleanup else None
+        # Not in a child forked from this process: the files are its parent's.
+        self._finalizer = (
+            weakref.finalize(self, places.in_this_process(cleanup)) if cleanup else None
+        )
         self.closed = False
         self._held = 0  # runs reading these results now: close() leaves them the files
         self._lock = threading.Lock()

@@ -334,7 +334,7 @@ def _crash(done: subprocess.CompletedProcess[bytes]) -> str:
 def _runtime_home() -> str:
     """A directory laid out like a job home (runtime and cloudpickle only), made once."""
     home = places.process_dir("preflight")
-    atexit.register(shutil.rmtree, home, True)
+    atexit.register(places.in_this_process(shutil.rmtree, home, True))
     for name, data in jobhome.runtime_files(sys.version_info[:2]).items():
         path = os.path.join(home, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)

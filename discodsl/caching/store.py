@@ -299,7 +299,9 @@ class Held:
 
     def __init__(self, entry: Entry, links: Path | None) -> None:
         self.entry = entry
-        self._finalizer = weakref.finalize(self, _remove, links) if links else None
+        self._finalizer = (  # not in a forked child: the links are its parent's
+            weakref.finalize(self, places.in_this_process(_remove, links)) if links else None
+        )
 
     def release(self) -> None:
         """Remove the links (the entry, if still kept, stays)."""

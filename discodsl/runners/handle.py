@@ -19,6 +19,7 @@ watch a local run is :mod:`discodsl.runners.registry`.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import time
@@ -343,6 +344,11 @@ def _watch_for_exit(run: Run) -> None:
             atexit.unregister(_say_unfinished)  # once, however many times it was emptied
             atexit.register(_say_unfinished)
         _BACKGROUND.add(run)
+
+
+# A forked child's runs are its own: its parent's, going on in threads the child does not
+# have, are not for it to name at its end.
+os.register_at_fork(after_in_child=_BACKGROUND.clear)
 
 
 def forget_unfinished() -> None:

@@ -109,5 +109,9 @@ def node_root() -> str:
     hooks ran leaves it behind, and the next run removes it.
     """
     root = places.process_dir("node")
-    atexit.register(_remove, root)
+    atexit.register(places.in_this_process(_remove, root))
     return root
+
+
+# A child forked from a process that ran jobs makes a node of its own if it runs some.
+os.register_at_fork(after_in_child=node_root.cache_clear)

@@ -1,0 +1,73 @@
+"""A program that forks (a pre-fork server, a daemon): what a child inherits of discodsl
+(atexit hooks, finalizers, the process's node directory) is its parent's, and a child's
+normal exit must leave the parent's runs and results as they were."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests import jobs
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+
+
+def _child_exits(body: Callable[[], object] = lambda: None) -> int:
+    """Fork a child that runs ``body`` and exits as a program does (atexit hooks, finalizers);
+    its exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            body()
+            code = 0
+        except BaseException:
+            code = 1
+        sys.stdout.flush()
+        # A program's normal end, as sys.exit() gives it, but out of pytest's own frames.
+        import atexit
+        import weakref
+
+        weakref.finalize._exitfunc()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_forked_child_that_exits_leaves_its_parents_results(mode: str) -> None:
+    held = jobs.wordcount.run(["raw://a b a"], mode=mode, progress=False)
+    assert _child_exits() == 0
+    assert sorted(held) == [("a", 2), ("b", 1)]  # read from its files
+
+
+def test_a_forked_child_that_exits_leaves_its_parents_cached_results(tmp_path: Path) -> None:
+    first = jobs.wordcount.run(["raw://a b a"], mode="local", cache=True, progress=False)
+    again = jobs.wordcount.run(["raw://a b a"], mode="local", cache=True, progress=False)
+    assert _child_exits() == 0
+    assert sorted(first) == sorted(again) == [("a", 2), ("b", 1)]
+
+
+def test_a_forked_child_that_exits_leaves_its_parents_run_going() -> None:
+    run = jobs.sleepy.submit(["raw://a"], mode="local", params={"seconds": 1.5}, progress=False)
+    time.sleep(0.5)
+    assert _child_exits() == 0
+    assert sorted(run.wait(timeout=60)) == [("a", 1)]
+
+
+def test_a_forked_child_runs_jobs_in_a_node_directory_of_its_own() -> None:
+    parent = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+
+    def child_run() -> None:
+        results = jobs.wordcount.run(["raw://b"], mode="local", progress=False)
+        assert sorted(results) == [("b", 1)]
+        # Not in the parent's node directory, which the parent removes at its end.
+        assert str(os.getpid()) in results.record_urls()[0][0]
+
+    assert _child_exits(child_run) == 0
+    assert sorted(parent) == [("a", 1)]
