@@ -13,7 +13,9 @@ stage's function calls is pickled as its plain function.
 
 from __future__ import annotations
 
+import logging  # noqa: F401 (its fork hook first: see _IMPORTING)
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -26,12 +28,37 @@ from discodsl.worker.spec import JobSpec, StageSpec, cleaned_prefix, plain_funct
 
 if TYPE_CHECKING:
     from discodsl.results import Results
+    from discodsl.runners.base import Runner
     from discodsl.runners.handle import Run
 
 Inputs = str | os.PathLike[str] | Sequence[Any] | Any
 
 
 # What a Job has and a Stage does not: asked of a stage, said so (not a StageSpec's error).
+# Held while a run picks its runner, which the first run of a program imports (most of
+# discodsl): a fork waits until it is free. A child forked in the middle of an import in
+# another thread would start with that module's import lock held by a thread it does not
+# have, and its own first run would wait for it for good. The hook goes after logging's,
+# which the runners import: a fork runs the last registered first, so it waits for the
+# import before it takes the logging lock that the import may need.
+_IMPORTING = threading.RLock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_IMPORTING.acquire,
+        after_in_parent=_IMPORTING.release,
+        after_in_child=_IMPORTING.release,
+    )
+
+
+def _runner(mode: Mode | None, master: str | None) -> Runner:
+    """The runner for ``mode`` (see :func:`discodsl.runners.choose`), imported under
+    ``_IMPORTING``."""
+    with _IMPORTING:
+        from discodsl.runners import choose
+
+        return choose(mode, master)
+
+
 _JOB_METHODS = frozenset({"run", "submit", "with_options", "stages", "options", "jobpack"})
 
 
@@ -161,9 +188,7 @@ class Job:
         serves an identical earlier run's results at once, or resumes after the
         stages it finished (:mod:`discodsl.caching`).
         """
-        from discodsl.runners import choose
-
-        return choose(mode, master).run(self, inputs, options)
+        return _runner(mode, master).run(self, inputs, options)
 
     def submit(
         self,
@@ -181,9 +206,7 @@ class Job:
         waited for first (a chain: ``b = second.submit(first.submit(x))``),
         and if it fails, this run fails naming that failure.
         """
-        from discodsl.runners import choose
-
-        return choose(mode, master).submit(self, inputs, options)
+        return _runner(mode, master).submit(self, inputs, options)
 
     def __repr__(self) -> str:
         flow = " -> ".join(stage.name for stage in self.stages)

@@ -5,7 +5,9 @@ normal exit must leave the parent's runs and results as they were."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,3 +73,44 @@ def test_a_forked_child_runs_jobs_in_a_node_directory_of_its_own() -> None:
 
     assert _child_exits(child_run) == 0
     assert sorted(parent) == [("a", 1)]
+
+
+def test_a_child_forked_while_a_thread_starts_the_first_run_can_run_jobs(tmp_path: Path) -> None:
+    # The thread's first run imports the runners: a fork in the middle left the child an
+    # import lock held by a thread it does not have, and its own run waited for it for good.
+    script = tmp_path / "forks.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing, os, sys, threading, time
+            from tests import jobs
+
+            def child():
+                print(sorted(jobs.wordcount.run(["raw://a b a"], mode="inline")), flush=True)
+
+            if __name__ == "__main__":
+                threading.Thread(
+                    target=lambda: jobs.wordcount.run(["raw://x"], progress=False), daemon=True
+                ).start()
+                time.sleep(float(sys.argv[1]))
+                process = multiprocessing.get_context("fork").Process(target=child)
+                process.start()
+                process.join(30)
+                if process.is_alive():
+                    process.kill()
+                    sys.exit(f"the child forked after {sys.argv[1]} s hung")
+            """
+        )
+    )
+    root = Path(__file__).resolve().parent.parent
+    for delay in ("0.005", "0.01", "0.02"):
+        done = subprocess.run(
+            [sys.executable, str(script), delay],
+            capture_output=True,
+            text=True,
+            timeout=100,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"]
