@@ -316,3 +316,37 @@ def test_a_worker_killed_in_a_first_stage_task_names_the_input_it_read(
     message = str(info.value)
     assert info.value.taskid == 1, message
     assert f"died running stage 'dies_on_die' reading '{paths[1].as_uri()}'" in message
+
+
+def test_a_reply_to_a_dead_worker_does_not_end_a_program_that_restored_sigpipe() -> None:
+    # A script run into `| head` often sets SIGPIPE back to its default: a reply written to
+    # a worker the OOM killer had just ended then killed the whole program, without a word.
+    script = textwrap.dedent(
+        """
+        import os, signal, socket
+        from discodsl.runners import forkserver
+        from discodsl.runners.node import write_without_sigpipe
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            write_without_sigpipe(write, b"OK 4 \\"ok\\"\\n")
+        except BrokenPipeError:
+            print("broken pipe")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        theirs.close()
+        server = object.__new__(forkserver._Zygote)
+        server.control, server.send_lock = ours, forkserver.threading.Lock()
+        try:
+            server._send("F 1")
+        except forkserver.ForkFailed:
+            print("fork server gone")
+        print("alive", signal.SIGPIPE in signal.sigpending())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.split("\n") == ["broken pipe", "fork server gone", "alive False", ""]

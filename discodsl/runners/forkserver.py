@@ -179,7 +179,8 @@ class _Zygote:
     def _send(self, text: str, fds: list[int] | None = None) -> None:
         try:
             with self.send_lock:
-                socket.send_fds(self.control, [text.encode()], fds or [])
+                # No SIGPIPE if the zygote is gone, whatever the program made of SIGPIPE.
+                socket.send_fds(self.control, [text.encode()], fds or [], socket.MSG_NOSIGNAL)
         except OSError as exc:
             raise ForkFailed(f"the fork server is gone: {exc}") from exc
 
