@@ -21,7 +21,7 @@
         print(word, n)
 """
 
-from discodsl.decorators import job, map, reduce, stage
+from discodsl.decorators import UnstableHashWarning, job, map, reduce, stage
 from discodsl.errors import (
     ClientError,
     DataError,
@@ -67,6 +67,7 @@ __all__ = [
     "Stage",
     "StageError",
     "TaskFailed",
+    "UnstableHashWarning",
     "count",
     "job",
     "map",

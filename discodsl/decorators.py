@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
+import warnings
 from collections.abc import Callable, Sequence
 from functools import partial, wraps
 from typing import Any, TypeVar, cast, overload
@@ -130,14 +132,63 @@ _HOOK_EXAMPLES = {
 
 
 def _check_partitioner(partitioner: Any, stage: str) -> None:
-    """JobError unless ``partitioner`` is None or can be called as ``partitioner(key, n)``."""
-    why = None if partitioner is None else _cannot_call(partitioner, 2)
+    """JobError unless ``partitioner`` is None or can be called as ``partitioner(key, n)``;
+    a warning if it calls ``hash()``."""
+    if partitioner is None:
+        return
+    why = _cannot_call(partitioner, 2)
     if why:
+        disco = _disco_partition(partitioner)
         raise JobError(
             f"stage {stage!r}: its partitioner is called as partitioner(key, n), n being the "
-            f"number of partitions, but {why}: write e.g. "
+            f"number of partitions, but {why}{disco}: write e.g. "
             "`def by_first_letter(key, n): return ord(key[0]) % n`"
         )
+    if _calls_hash(getattr(getattr(partitioner, "func", partitioner), "__code__", None)):
+        warnings.warn(
+            f"stage {stage!r}: its partitioner calls hash(), which for a str or bytes key "
+            "differs from process to process (PYTHONHASHSEED); on a Disco cluster each task "
+            "runs in a process of its own, so equal keys would go to different partitions "
+            "and be reduced apart, though they meet here (local workers fork from one "
+            "process): use a hash that is the same everywhere, e.g. "
+            "`zlib.crc32(key.encode()) % n`",
+            UnstableHashWarning,
+            stacklevel=_outside_discodsl(),
+        )
+
+
+def _outside_discodsl() -> int:
+    """The ``stacklevel`` of the first caller outside discodsl, for warnings.warn called by
+    the function calling this one: the user's line that declared the stage."""
+    frame, level = inspect.currentframe(), 0
+    package = os.path.dirname(__file__)
+    while frame is not None and (level < 2 or frame.f_code.co_filename.startswith(package)):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class UnstableHashWarning(UserWarning):
+    """A partitioner calls ``hash()``, which differs between a cluster's processes."""
+
+
+def _calls_hash(code: Any) -> bool:
+    """Whether ``code`` (a code object, or None), or code nested in it, names ``hash``."""
+    if code is None:
+        return False
+    if "hash" in code.co_names:
+        return True
+    return any(_calls_hash(c) for c in code.co_consts if inspect.iscode(c))
+
+
+def _disco_partition(partitioner: Any) -> str:
+    """What porting Disco's ``partition(key, nr_partitions, params)`` takes, if it is one."""
+    try:
+        names = list(inspect.signature(partitioner).parameters)
+    except (TypeError, ValueError):
+        return ""
+    if names[2:3] != ["params"]:
+        return ""
+    return "; for Disco's partition(key, n, params), give it params through a closure"
 
 
 def _cannot_call(function: Callable[..., Any], positional: int) -> str:

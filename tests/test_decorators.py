@@ -6,12 +6,23 @@ import dataclasses
 import functools
 import inspect
 import re
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from discodsl import Job, JobError, SettingsError, Stage, job, map, reduce, stage
+from discodsl import (
+    Job,
+    JobError,
+    SettingsError,
+    Stage,
+    UnstableHashWarning,
+    job,
+    map,
+    reduce,
+    stage,
+)
 from discodsl.options import option_names
 from discodsl.worker.spec import StageSpec, positional_arity, takes_params
 
@@ -682,3 +693,42 @@ def test_a_stage_asked_to_run_and_a_job_called_with_inputs_say_what_to_write() -
         wc(["raw://a"])
     assert wc() == [words]
     assert getattr(words, "submit", None) is None
+
+
+def _hashing(key: Any, n: int) -> int:
+    return hash(key) % n
+
+
+def _nested_hashing(key: Any, n: int) -> int:
+    return (lambda: hash(key))() % n
+
+
+def _crc(key: Any, n: int) -> int:
+    return zlib.crc32(str(key).encode()) % n
+
+
+@pytest.mark.parametrize(
+    "partitioner",
+    [_hashing, _nested_hashing, lambda k, n: hash(k) % n, functools.partial(_hashing)],
+)
+def test_a_partitioner_calling_hash_is_warned_of_at_the_users_line(partitioner: Any) -> None:
+    # Local workers fork from one process and share its hash seed: the job was right here
+    # and gave a key in several partitions on a cluster, whose tasks each have their own.
+    with pytest.warns(UnstableHashWarning, match=r"calls hash\(\).*zlib.crc32") as caught:
+        reduce(partitioner=partitioner)(total.function)
+    assert caught[0].filename == __file__
+
+
+def test_a_partitioner_with_a_stable_hash_is_not_warned_of(recwarn: Any) -> None:
+    reduce(partitioner=_crc)(total.function)
+    assert not [w for w in recwarn if issubclass(w.category, UnstableHashWarning)]
+
+
+def test_a_disco_partition_taking_params_is_told_to_use_a_closure() -> None:
+    def partition(key: Any, nr_partitions: int, params: Any) -> int:
+        return 0
+
+    with pytest.raises(
+        JobError, match=re.escape("for Disco's partition(key, n, params), give it params")
+    ):
+        reduce(partitioner=partition)(total.function)
