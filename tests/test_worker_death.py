@@ -8,6 +8,7 @@ or SIGTERM takes its workers with it, and the next run removes its files.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -350,3 +352,35 @@ def test_a_reply_to_a_dead_worker_does_not_end_a_program_that_restored_sigpipe()
     )
     assert done.returncode == 0, (done.returncode, done.stderr)
     assert done.stdout.split("\n") == ["broken pipe", "fork server gone", "alive False", ""]
+
+
+@pytest.mark.parametrize("fork_server", ["1", ""])
+def test_a_temporary_directory_mounted_noexec_still_runs_local_jobs(
+    fork_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hardened /tmp is mounted noexec: the job home's launcher could not be exec'd there.
+    monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "" if fork_server else "1")
+    real = subprocess.Popen
+
+    def noexec(args: list[str], *rest: Any, **options: Any) -> Any:
+        if args[0].endswith(os.sep + "worker"):
+            raise PermissionError(errno.EACCES, "Permission denied", args[0])
+        return real(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", noexec)
+    assert sorted(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)) == [
+        ("a", 2),
+        ("b", 1),
+    ]
+
+
+def test_pythonsafepath_in_the_environment_does_not_keep_workers_from_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python 3.11+ then leaves the working directory (the job home) off sys.path, and every
+    # worker failed with "No module named 'discodsl'".
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")
+    assert sorted(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)) == [
+        ("a", 2),
+        ("b", 1),
+    ]

@@ -392,15 +392,21 @@ class NodeMaster:
         if control is not None:
             env[zygote.ENV] = layout.jobfile
         worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
-        return popen(
-            [worker],
-            cwd=layout.home,
-            env=env,
-            stdin=subprocess.PIPE if control is None else control.fileno(),
-            stdout=subprocess.PIPE if control is None else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        options: dict[str, Any] = {
+            "cwd": layout.home,
+            "env": env,
+            "stdin": subprocess.PIPE if control is None else control.fileno(),
+            "stdout": subprocess.PIPE if control is None else subprocess.DEVNULL,
+            "stderr": subprocess.STDOUT,
+            "start_new_session": True,
+        }
+        try:
+            return popen([worker], **options)
+        except PermissionError:
+            if not _shell_script(worker):
+                raise
+            # A temporary directory mounted noexec (a hardened /tmp): the shell reads it.
+            return popen(["/bin/sh", worker], **options)
 
     def _task_outputs(self, layout: JobLayout, task: _StageTask, outcome: Attempt) -> list[Output]:
         local = [(label, path, size) for label, path, size in outcome.outputs if "://" not in path]
@@ -681,6 +687,15 @@ def _failure_message(task: _StageTask, failures: int, outcome: Attempt, limit: i
 
 # How long a start waits for a launcher that is "Text file busy" (see popen).
 BUSY_PATIENCE_S = 1.0
+
+
+def _shell_script(path: str) -> bool:
+    """Whether ``path`` is a ``#!/bin/sh`` script (discodsl's launcher is)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.readline().rstrip() == b"#!/bin/sh"
+    except OSError:
+        return False
 
 
 def popen(args: list[str], **options: Any) -> subprocess.Popen[bytes]:

@@ -30,4 +30,7 @@ if [ -z "$py" ] || ! command -v "$py" >/dev/null 2>&1; then
     exit 1
 fi
 # An interpreter too old to read the runtime sends those frames itself (worker/old_python.py).
+# The worker is imported from the job home, the working directory, which Python 3.11+
+# leaves off sys.path under PYTHONSAFEPATH.
+unset PYTHONSAFEPATH
 exec "$py" ${DISCODSL_PYTHON_FLAGS:-} -u -m discodsl.worker --protocol-fd 3 --python @PYTHON@ 3>&1 1>".worker-$$.out" 2>&1
