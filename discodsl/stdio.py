@@ -1,6 +1,7 @@
 """The command line's standard streams: stdout for records and command output alone, what
 cannot be written said in one line, and ``-o FILE`` written whole or not at all.
 
+- :func:`notice`: a line of discodsl's own to the user, on stderr if there is one.
 - :func:`prepare_streams`: text a stream cannot encode as backslash escapes; a closed
   stderr goes nowhere (print() to a None stderr writes to stdout, among the records).
 - :func:`stdout_to_stderr`: while a job runs, what stage code prints goes to stderr, down
@@ -72,6 +73,18 @@ def writing_stdout() -> Iterator[None]:
             f"cannot write to standard output: {exc.strerror or exc}; send it to a file "
             "or another device instead (discodsl run: -o FILE)"
         ) from exc
+
+
+def notice(text: str) -> None:
+    """Tell the user ``text``, a line of discodsl's own, on stderr; nothing if the program
+    has none (a service started with descriptor 2 closed: print() would write it to stdout,
+    among the program's output)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):  # closed since: nobody to tell
+        stream.write(text + "\n")
+        stream.flush()
 
 
 def say(*items: object, flush: bool = False) -> None:

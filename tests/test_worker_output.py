@@ -7,6 +7,9 @@ end to end through the local runner and a cluster."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -242,11 +245,54 @@ def test_the_launcher_runs_the_task_in_its_job_home_however_it_is_started(
         if how.startswith("absolute")
         else {"command": "./worker", "cwd": layout.home}
     )
-    transcript = run_worker(
-        layout.home, node_environment(data), scripted(task, [reply]), **started
-    )
+    transcript = run_worker(layout.home, node_environment(data), scripted(task, [reply]), **started)
     assert transcript.names()[-1] == "DONE", bytes(transcript.raw)[-2000:]
     output = transcript.frame("OUTPUT").payload[1]
     with open(Path(layout.home) / output, "rb") as handle:
         records = list(read_records(handle, output))
     assert records == [("r", str(Path(layout.home).resolve()))]
+
+
+def test_a_program_without_stderr_runs_jobs_that_print_and_keeps_stdout_its_own(
+    tmp_path: Path,
+) -> None:
+    # Started with descriptor 2 closed (a service, `2>&-`): sys.stderr is None, and the
+    # forwarding of what a stage printed failed the run; discodsl's notices went to stdout.
+    script = tmp_path / "no_stderr.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys
+            os.close(2)
+            sys.stderr = None
+            from discodsl import job, map, reduce
+
+            @map
+            def loud(line):
+                print("looking at", line)
+                for word in line.split():
+                    yield word, 1
+
+            @reduce
+            def total(word, counts):
+                yield word, sum(counts)
+
+            @job(partitions=2)
+            def counted():
+                return [loud, total]
+
+            for mode in ("local", "inline"):
+                print(mode, sorted(counted.run(["raw://a b a"], mode=mode, progress=True)))
+            counted.submit(["raw://a"], params={}, mode="local")  # ends with the program
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines() == [
+        "local [('a', 2), ('b', 1)]",
+        "looking at a b a",  # inline, the stage runs in the program, and prints to its stdout
+        "inline [('a', 2), ('b', 1)]",
+    ]

@@ -13,7 +13,6 @@ keeps each stage of a run as it finishes, in :mod:`discodsl.caching.store`.
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from discodsl.caching import store
 from discodsl.caching.store import Entry, Output
 from discodsl.errors import JobError
+from discodsl.stdio import notice
 
 __all__ = ["Checkpoint", "Keeper", "look_up"]
 
@@ -131,10 +131,6 @@ def _kept(held: Mapping[str, store.Held], reusable: Reusable, stage: str) -> lis
     return reusable(found.entry)
 
 
-def tell(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
 class Keeper:
     """Keeps a run's stages as they finish, each under its key (``cache=True``)."""
 
@@ -177,7 +173,7 @@ class Keeper:
             self.kept.add(entry.key)
         except store.NotKept as why:
             if not self.told:
-                tell(
+                notice(
                     f"discodsl: stage {stage!r} of job {self.job!r} is not kept in the cache: {why}"
                 )
                 self.told = True

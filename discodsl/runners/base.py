@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from discodsl import sources
 from discodsl.options import validate_options
 from discodsl.runners.layout import LOCAL_HOST, this_node
+from discodsl.stdio import notice
 from discodsl.worker import urls
 from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
 from discodsl.worker.inputs import Node
@@ -182,7 +183,7 @@ class Runner:
         try:
             stage_keys = keys.stage_keys(plan.job.name, plan.options, stages, inputs, where)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-            reuse.tell(
+            notice(
                 f"discodsl: job {plan.job.name!r} runs without the cache: its stages cannot "
                 f"be pickled to key them ({type(exc).__name__}: {exc})"
             )
@@ -194,9 +195,7 @@ class Runner:
     def _begin(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """What finishes the run: the runner's own work, or the cached results at once."""
         if plan.resume is not None:
-            from discodsl.caching.reuse import tell
-
-            tell(plan.resume.notice(plan.job.name))
+            notice(plan.resume.notice(plan.job.name))
             if plan.resume.complete:
                 return functools.partial(_finished, self._serve(plan, run), plan)
         return functools.partial(_finished, self._launch(plan, run), plan)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +40,7 @@ from discodsl.runners.base import Counters, Plan, Runner, client_node
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
+from discodsl.stdio import notice
 from discodsl.worker import urls
 from discodsl.worker.inputs import Node, read_index
 from discodsl.worker.report import MARKER
@@ -124,7 +124,7 @@ class ClusterRunner(Runner):
             jobname, inputs = _submit(cluster, plan)
         except KeyboardInterrupt:
             cluster.close()
-            print(_submit_interrupted(plan.spec.name, cluster.url), file=sys.stderr)
+            notice(_submit_interrupted(plan.spec.name, cluster.url))
             raise
         except BaseException:
             cluster.close()
@@ -347,20 +347,18 @@ def cluster_inputs(
         tag = f"discodsl:inputs:{name}@{int(time.time() * 1000):x}"
         files = [_local_file(inputs[i]) or "" for i in local]
         blobs = cluster.ddfs.push(tag, files)
-        print(
+        notice(
             f"discodsl: pushed {len(files)} local input file(s) to DDFS tag {tag}, which "
-            f"stays until deleted: `discodsl ddfs rm {tag}`",
-            file=sys.stderr,
+            f"stays until deleted: `discodsl ddfs rm {tag}`"
         )
         inputs = list(inputs)
         for index, replicas in zip(local, blobs, strict=True):
             inputs[index] = replicas
     elif local:
-        print(
+        notice(
             f"discodsl: {len(local)} local input file(s) go to the cluster as file:// URLs, "
             "so every node must see them at the same path (a shared file system); "
-            "push_inputs=True (--push-inputs) uploads them to DDFS instead",
-            file=sys.stderr,
+            "push_inputs=True (--push-inputs) uploads them to DDFS instead"
         )
     return resolve_inputs(inputs, cluster.ddfs)
 
@@ -420,12 +418,11 @@ def wait_for(
 def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
     if kill:
         cluster.master.kill(jobname)
-        print(f"discodsl: killed job {jobname} on {cluster.url}", file=sys.stderr)
+        notice(f"discodsl: killed job {jobname} on {cluster.url}")
     else:
-        print(
+        notice(
             f"discodsl: job {jobname} still runs on {cluster.url}; "
-            f"stop it with `discodsl kill {jobname}`",
-            file=sys.stderr,
+            f"stop it with `discodsl kill {jobname}`"
         )
 
 
@@ -473,11 +470,10 @@ class _Watcher:
         if not self.ended:
             read_to_end(self._read_on)
         if not self.ended and not dead:
-            print(
+            notice(
                 f"discodsl: job {self.jobname} is ready, but its end did not show in the "
                 f"master's event log (read for up to {EVENTS_PATIENCE_S:g} s): its counters "
-                "may miss counts of its last tasks",
-                file=sys.stderr,
+                "may miss counts of its last tasks"
             )
 
     def _read_on(self) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 import threading
 import time
 import weakref
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from discodsl.errors import InputRunFailed, JobActive, JobDead
 from discodsl.jobstatus import Event, wait_limit
+from discodsl.stdio import notice
 
 if TYPE_CHECKING:
     from discodsl.results import Results
@@ -369,10 +369,9 @@ def _say_unfinished() -> None:
             if run.mode == "cluster"
             else ", which stopped it"
         )
-        print(
+        notice(
             f"discodsl: the program ended before its {run.mode} run {run.jobname!r} did"
-            f"{fate}: wait() for a run before the program ends",
-            file=sys.stderr,
+            f"{fate}: wait() for a run before the program ends"
         )
 
 

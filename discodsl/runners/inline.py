@@ -43,6 +43,7 @@ from discodsl.errors import PicklingError, SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
 from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
+from discodsl.stdio import notice
 from discodsl.worker import counters, urls
 from discodsl.worker.errors import StageError, retryable
 from discodsl.worker.execute import TaskSetup, run_task
@@ -241,10 +242,9 @@ def _fresh_copies(spec: JobSpec) -> Callable[[], JobSpec]:
         params = cloudpickle.dumps(spec.params)
     except Exception as exc:
         raise shipping.unpicklable(spec, exc) from exc
-    print(
+    notice(
         f"discodsl: job {spec.name!r} runs inline on its stages as they are, sharing their "
-        f"module state between tasks, as it cannot ship to workers: {failure}",
-        file=sys.stderr,
+        f"module state between tasks, as it cannot ship to workers: {failure}"
     )
     return lambda: replace(spec, params=cloudpickle.loads(params))
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from discodsl.stdio import notice
 from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
 
 
@@ -45,7 +46,7 @@ class Progress:
 
     def _new_bar(self, stage: str, tasks: int) -> None:
         self._close_bar()
-        if not self.enabled:
+        if not self.enabled or sys.stderr is None:  # no bar where the program has no stderr
             return
         self._bar = _tqdm()(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
 
@@ -64,7 +65,7 @@ class Progress:
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
         else:
-            sys.stderr.write(text + "\n")
+            notice(text)
 
     def _close_bar(self) -> None:
         if self._bar is not None:
