@@ -3,6 +3,7 @@ independent decoder, corruption, fuzzing, and the worker-side import rule."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -451,6 +452,27 @@ def test_a_zero_length_header_whose_crc_is_not_of_no_bytes_is_damage() -> None:
     damaged = FIRST + struct.pack("<BBIQ", 0x81, 0, zlib.crc32(SECOND), 0) + SECOND
     with pytest.raises(DataError, match=rf"bytes \[{START}, {START + 14}\): a hunk of length 0"):
         read_bytes(damaged + hunk_bytes(b""))
+
+
+@pytest.mark.parametrize(
+    ("number", "fix"),
+    [
+        (errno.EMFILE, "raise the limit on open files (`ulimit -n`), or use fewer partitions"),
+        (errno.EFBIG, "the size limit on files (`ulimit -f`)"),
+        (errno.ENOSPC, "check free space and permissions on the node"),
+    ],
+)
+def test_a_file_that_cannot_be_created_says_what_to_do_about_why(
+    number: int, fix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past 1,024 partitions a map task ran out of open files, and was told to check space.
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr("builtins.open", failing)
+    with pytest.raises(DataError) as info:
+        RecordWriter(str(tmp_path / "out"))
+    assert fix in str(info.value) and "no partial file is left behind" in str(info.value)
 
 
 def test_os_errors_while_reading_are_data_errors() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import datetime as dt
+import errno
 import functools
 import io
 import itertools
@@ -284,11 +285,23 @@ class RecordWriter:
 
 def _write_error(action: str, path: str, exc: OSError) -> DataError:
     reason = exc.strerror or str(exc)
+    fix = _WRITE_FIXES.get(exc.errno or 0, "check free space and permissions on the node")
     return DataError(
-        f"could not {action} the record file {path}: {reason}; check free space and "
-        "permissions on the node (no partial file is left behind)",
+        f"could not {action} the record file {path}: {reason}; {fix} (no partial file is "
+        "left behind)",
         url=path,
     )
+
+
+# What to do about an OSError writing a record file, by errno (else: space, permissions).
+_WRITE_FIXES = {
+    errno.EMFILE: "a task keeps a file open for each partition it writes to: raise the limit "
+    "on open files (`ulimit -n`), or use fewer partitions",
+    errno.ENFILE: "the system ran out of open files: use fewer partitions, or run fewer tasks "
+    "at once (max_cores=)",
+    errno.EFBIG: "the file reached the size limit on files (`ulimit -f`): raise it, or split "
+    "the input into more tasks",
+}
 
 
 def read_records(
