@@ -460,6 +460,27 @@ def test_a_registry_whose_disk_fills_costs_the_run_only_its_events(
     assert any(m.startswith("READY: Job done") for _, _, m in run.events())  # kept in memory
 
 
+def test_a_runs_end_that_cannot_be_written_is_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Other shells then take the run for dead once its process ends: it went unsaid.
+    write = registry._write_json
+    writes: list[Path] = []
+
+    def full_after_the_first(path: Path, facts: dict[str, Any]) -> None:
+        writes.append(path)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, facts)
+
+    monkeypatch.setattr(registry, "_write_json", full_after_the_first)
+    assert sorted(jobs.wordcount.run(["raw://a"], mode="local", progress=False)) == [("a", 1)]
+    assert any(
+        "the end (ready) of local run" in r.getMessage() and "No space left" in r.getMessage()
+        for r in caplog.records
+    )
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_failing_end_callback_does_not_keep_wait_from_returning(
     monkeypatch: pytest.MonkeyPatch,

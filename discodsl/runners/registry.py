@@ -127,8 +127,16 @@ class _Entry:
         with self._lock:
             self._events.close()
         facts = {**self.facts, "status": run.status, "ended": time.time(), "counters": run.counters}
-        with contextlib.suppress(OSError):
+        try:
             _write_json(self.path / "run.json", facts)
+        except OSError as exc:  # other shells will take the run for dead once this one ends
+            log.warning(
+                "discodsl: the end (%s) of local run %s not written to %s: %s",
+                run.status,
+                self.facts["name"],
+                self.path / "run.json",
+                exc,
+            )
 
     def kill_requested(self) -> bool:
         return (self.path / "kill").exists()
