@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,19 @@ def test_200_one_line_inputs_give_what_one_file_gives(tmp_path: Path) -> None:
     assert _run(jobs.wordcount, inputs=[str(one_line / "*.txt")]) == _run(
         jobs.wordcount, inputs=[str(whole)]
     )
+
+
+def test_a_program_at_its_limit_of_threads_runs_its_tasks_without_a_fork_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fork server's reader thread could not start: a raw RuntimeError failed the run.
+    start = threading.Thread.start
+
+    def limited(thread: threading.Thread) -> None:
+        if thread.name == "fork-server":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    results = jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)
+    assert sorted(results) == [("a", 2), ("b", 1)]

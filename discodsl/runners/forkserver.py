@@ -133,7 +133,11 @@ class _Zygote:
             raise
         finally:
             theirs.close()
-        return cls(process, ours)
+        try:
+            return cls(process, ours)
+        except RuntimeError as exc:  # "can't start new thread": the program is at its limit
+            ours.close()  # the zygote's end of input: it ends
+            raise ForkFailed(f"cannot watch the fork server: {exc}") from exc
 
     def fork(self, cancelled: threading.Event, spares: int) -> ForkedWorker:
         """A child for a task: a spare if one is alive, else forked now; then ask for
