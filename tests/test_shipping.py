@@ -14,6 +14,7 @@ import pytest
 
 from discodsl import PicklingError, job, map, reduce
 from discodsl.shipping import pickle_job, preflight
+from tests import jobs
 from tests.interpreters import python_output
 
 
@@ -289,3 +290,19 @@ def test_a_new_type_of_a_script_ships_with_its_stages(tmp_path: Path) -> None:
     worker's ``__main__``: a stage annotated with one, or calling it, failed to load there
     ("refers to the function itself"), with a fix that did not help."""
     assert python_output(NEW_TYPE, tmp_path) == "[('A', 1), ('B', 1)]\n"
+
+
+def test_a_removed_working_directory_does_not_keep_local_workers_from_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With "" on sys.path (python -c, a notebook), making the import path absolute asked
+    # for the working directory, and the run failed with a bare FileNotFoundError.
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.setattr(sys, "path", ["", *sys.path])
+    assert sorted(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)) == [
+        ("a", 2),
+        ("b", 1),
+    ]

@@ -238,9 +238,13 @@ def _worker_path() -> list[str]:
     and notebooks have it) and relative entries (``sys.path.append("src")``) made the
     directories they are now, then the directories the user's modules loaded so far came
     from (through such an entry before an ``os.chdir``)."""
-    path = [os.path.abspath(entry) for entry in sys.path]
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:  # the working directory was removed: nothing is found there
+        here = ""
+    path = [os.path.normpath(os.path.join(here, entry)) for entry in sys.path]
     path += _import_roots()
-    return [entry for entry in dict.fromkeys(path) if os.path.isdir(entry)]
+    return [entry for entry in dict.fromkeys(path) if os.path.isabs(entry) and os.path.isdir(entry)]
 
 
 def _import_roots() -> list[str]:
