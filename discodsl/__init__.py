@@ -38,7 +38,7 @@ from discodsl.errors import (
     StageError,
     TaskFailed,
 )
-from discodsl.model import Job, Stage
+from discodsl.model import Job, RedefinedStageWarning, Stage
 from discodsl.options import JobOptions
 from discodsl.results import Results
 from discodsl.runners.handle import Run
@@ -60,6 +60,7 @@ __all__ = [
     "MalformedRecord",
     "PicklingError",
     "ProtocolError",
+    "RedefinedStageWarning",
     "Results",
     "Retry",
     "Run",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging  # noqa: F401 (its fork hook first: see _IMPORTING)
 import os
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,10 @@ def _runner(mode: Mode | None, master: str | None) -> Runner:
         from discodsl.runners import choose
 
         return choose(mode, master)
+
+
+class RedefinedStageWarning(UserWarning):
+    """A job runs a stage that has been defined again since it was declared."""
 
 
 _JOB_METHODS = frozenset({"run", "submit", "with_options", "stages", "options", "jobpack"})
@@ -188,6 +193,7 @@ class Job:
         serves an identical earlier run's results at once, or resumes after the
         stages it finished (:mod:`discodsl.caching`).
         """
+        self._warn_of_redefined_stages()
         return _runner(mode, master).run(self, inputs, options)
 
     def submit(
@@ -206,7 +212,25 @@ class Job:
         waited for first (a chain: ``b = second.submit(first.submit(x))``),
         and if it fails, this run fails naming that failure.
         """
+        self._warn_of_redefined_stages()
         return _runner(mode, master).submit(self, inputs, options)
+
+    def _warn_of_redefined_stages(self) -> None:
+        """Warn of each stage whose name in the job's module (a notebook's namespace) is now
+        another stage of that name: its cell was run again, not the job's, which still
+        runs the stage as it was."""
+        scope = getattr(self.function, "__globals__", None) or {}
+        for stage in self.stages:
+            variable = getattr(stage.function, "__name__", "")
+            now = scope.get(variable)
+            if isinstance(now, Stage) and now is not stage and now.name == stage.name:
+                warnings.warn(
+                    f"job {self.name!r} runs stage {stage.name!r} as it was when the job was "
+                    f"declared, but {variable!r} has been defined again since (its cell run "
+                    "again?): declare the job again (run its @job cell) to run the new one",
+                    RedefinedStageWarning,
+                    stacklevel=3,
+                )
 
     def __repr__(self) -> str:
         flow = " -> ".join(stage.name for stage in self.stages)

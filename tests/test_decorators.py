@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import inspect
 import re
+import warnings
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from discodsl import (
     Job,
     JobError,
+    RedefinedStageWarning,
     SettingsError,
     Stage,
     UnstableHashWarning,
@@ -732,3 +734,25 @@ def test_a_disco_partition_taking_params_is_told_to_use_a_closure() -> None:
         JobError, match=re.escape("for Disco's partition(key, n, params), give it params")
     ):
         reduce(partitioner=partition)(total.function)
+
+
+def test_a_job_run_after_its_stage_was_defined_again_says_so() -> None:
+    # A notebook: the stage's cell edited and run again, the job's not; the job ran the
+    # old stage, silently (and with cache=True served the old results at once).
+    namespace: dict[str, Any] = {}
+    cell = "@map\ndef words(line):\n    yield line, {n}\n"
+    exec("from discodsl import job, map\n" + cell.format(n=1), namespace)
+    exec("@job(partitions=None)\ndef counted():\n    return [words]\n", namespace)
+    counted = namespace["counted"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(counted.run(["raw://a"], mode="inline")) == [("a", 1)]
+    exec(cell.format(n=2), namespace)
+    with pytest.warns(RedefinedStageWarning, match=r"runs stage 'words' as it was when") as got:
+        assert list(counted.run(["raw://a"], mode="inline")) == [("a", 1)]
+    assert got[0].filename == __file__
+    assert "declare the job again (run its @job cell)" in str(got[0].message)
+    exec("@job(partitions=None)\ndef counted():\n    return [words]\n", namespace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 2)]

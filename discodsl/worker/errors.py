@@ -133,7 +133,7 @@ def defined_at(function: Callable[..., Any]) -> str:
     defined, for the errors about it; "" if not known, or if it is one of ours."""
     target = function.func if isinstance(function, functools.partial) else function
     code = getattr(target, "__code__", None)
-    if code is None or getattr(target, "__module__", "").startswith("discodsl."):
+    if code is None or (getattr(target, "__module__", None) or "").startswith("discodsl."):
         return ""
     return f" ({os.path.basename(code.co_filename)}, line {code.co_firstlineno})"
 
