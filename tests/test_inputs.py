@@ -397,7 +397,9 @@ def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, node: Node) -> Non
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"fine\nalso fine\ncaf\xe9\n")
     cursor = Cursor()
-    with pytest.raises(DataError, match=r"line 3 \(bytes 18-19\) is not valid UTF-8") as caught:
+    with pytest.raises(
+        DataError, match=r"record 2 \(line 3, bytes 18-19\) is not valid UTF-8"
+    ) as caught:
         list(iter_input([str(path)], "all", node, cursor))
     assert str(path) in str(caught.value)
     assert "bytes-safe input" in str(caught.value)
@@ -472,7 +474,9 @@ def test_text_not_utf8_in_a_later_read_names_the_line_after_the_ones_before(
     path = tmp_path / "late-latin1.txt"
     path.write_bytes(good + b"caf\xe9\nnever read\n")
     given: list[str] = []
-    with pytest.raises(DataError, match=r"line 20001 \(bytes \d+-\d+\) is not valid") as caught:
+    with pytest.raises(
+        DataError, match=r"record 20000 \(line 20001, bytes \d+-\d+\) is not valid"
+    ) as caught:
         given.extend(iter_input([str(path)], "all", node, Cursor()))
     assert caught.value.span == (len(good) + 3, len(good) + 4)
     assert caught.value.record == 20_000
@@ -482,7 +486,9 @@ def test_text_not_utf8_in_a_later_read_names_the_line_after_the_ones_before(
 def test_text_ending_inside_a_character_names_the_last_line(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "cut.txt"
     path.write_bytes(b"one\ntwo \xe2\x9c")
-    with pytest.raises(DataError, match=r"line 2 \(bytes 8-10\) .*unexpected end of data"):
+    with pytest.raises(
+        DataError, match=r"record 1 \(line 2, bytes 8-10\) .*unexpected end of data"
+    ):
         read_all([str(path)], node)
 
 
@@ -863,7 +869,7 @@ def test_a_chunk_of_a_split_file_names_lines_and_bytes_of_the_whole_file(
     url = f"{path.resolve().as_uri()}#range=10000-{path.stat().st_size}"
     with pytest.raises(MalformedRecord) as info:
         list(iter_input([url], 0, node, Cursor()))
-    assert f"line 2501 (bytes {bad}-{bad + 1})" in str(info.value)
+    assert f"record 2500 (line 2501, bytes {bad}-{bad + 1})" in str(info.value)
     assert info.value.record == 2500 and info.value.span == (bad, bad + 1)
     cursor = Cursor()
     records = iter_input([url], 0, node, cursor)

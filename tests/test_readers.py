@@ -481,7 +481,7 @@ def test_text_that_is_not_utf8_fails_a_local_job_at_once(tmp_path: Path) -> None
     """No reader: a line that is not UTF-8 is bad data too, not retried (on a Disco master
     each retry would first wait 14 s or more)."""
     (tmp_path / "latin1.txt").write_bytes("ok line\ncaf\xe9 au lait\n".encode("latin-1"))
-    with pytest.raises(TaskFailed, match=r"line 2 .* is not valid UTF-8") as caught:
+    with pytest.raises(TaskFailed, match=r"record 1 \(line 2, .* is not valid UTF-8") as caught:
         jobs.wordcount.run(inputs=[tmp_path / "latin1.txt"], mode="local", max_failures=3)
     assert "not retried" in str(caught.value) and "attempts" not in str(caught.value)
 

@@ -61,8 +61,8 @@ print("\n".join((SALES / "sales-north.csv").read_text().splitlines()[:4]))
 # records a task gets; `group_all` gives one task everything, which is what a top-N needs.
 #
 # To see the groupings at work, every stage also gets an `init` hook: a function called once
-# at the start of each task (with no arguments, or with `params` when the stage function
-# takes `params`, see notebook 3). Ours calls `count()`, which adds to a named counter; the
+# at the start of each task (with the job's `params` if it takes an argument, else with
+# none; see notebook 3). Ours calls `count()`, which adds to a named counter; the
 # counters of all tasks are added up and come back with the results.
 
 # %%

@@ -20,8 +20,10 @@
 # 3. while a **task** runs: your code raises on some record.
 #
 # Then there is debugging: **inline mode** runs a job in this very process, where `pdb` and
-# `breakpoint()` work. Every error discodsl raises is a `discodsl.DiscoDSLError`; the ones
-# about a job are `JobError`s, among them `PicklingError` and `TaskFailed`.
+# `breakpoint()` work. Every error discodsl raises about a job, its data or a run is a
+# `discodsl.DiscoDSLError` (a call given a wrong argument, such as `readers.fixed(0)`,
+# raises Python's own `ValueError` or `TypeError`); the ones about a job are `JobError`s,
+# among them `PicklingError` and `TaskFailed`.
 
 # %%
 import tempfile

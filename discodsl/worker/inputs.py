@@ -585,7 +585,8 @@ def _decode_error(url: str, exc: UnicodeDecodeError, at: int, given: int) -> Mal
     number = given + 1 + data[: exc.start].count(b"\n")
     start, end = at + exc.start, at + exc.end
     return MalformedRecord(
-        f"{url}: line {number} (bytes {start}-{end}) is not valid UTF-8 ({exc.reason}): pass "
+        f"{url}: record {number - 1} (line {number}, bytes {start}-{end}) is not valid UTF-8 "
+        f"({exc.reason}): pass "
         "bytes-safe input such as a record file, or fix the file's encoding "
         "(e.g. iconv -f latin1 -t utf-8)",
         url=url,
