@@ -566,7 +566,12 @@ PARTITIONS_HELP = "reduce partitions; 0 for none (as Disco's partitions=0: parti
 
 def _partitions(given: int) -> int | None:
     """``--partitions N`` as the job option: 0 is no partitioning, as in Disco (the Python
-    API says None, which a command line cannot)."""
+    API says None, which a command line cannot); a JobError below 0."""
+    if given < 0:
+        raise JobError(
+            f"--partitions {given}: give a number of partitions of 1 or more, e.g. "
+            "--partitions 4, or --partitions 0 for no partitioning"
+        )
     return None if given == 0 else given
 
 

@@ -205,7 +205,10 @@ def _cannot_call(function: Callable[..., Any], positional: int) -> str:
 
 def _check_callable(value: Any, what: str, stage: str) -> None:
     if value is not None and not callable(value):
-        raise JobError(f"stage {stage!r}: {what}= must be a function, not {brief(value, 60)}")
+        itself = " (the reduce itself as its combiner: combine=True)" if what == "combiner" else ""
+        raise JobError(
+            f"stage {stage!r}: {what}= must be a function, not {brief(value, 60)}{itself}"
+        )
 
 
 # The reader factories of discodsl.worker.readers (``from discodsl import readers``), and
@@ -298,9 +301,21 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
         )
     if kind == "reduce" and names[1:2] == ["out"]:
         raise JobError(_classic_reduce(function, name, names))
+    if names[:1] in (["self"], ["cls"]) and len(mandatory) > needed:
+        raise JobError(
+            f"{kind} {name!r} takes ({', '.join(names)}): a method, but a stage is a plain "
+            f"function, called as ({', '.join(required)}[, params]): define it at a module's "
+            f"top level, e.g. `{example}`"
+        )
     if len(mandatory) > needed or (len(positional) < needed and not varargs):
         extra = names[len(required)] if len(names) == len(required) + 1 else ""
         fix = f"name the parameter {extra!r} `params` to get the job's params, or " if extra else ""
+        if extra and kind == "map":  # a map over an earlier job's pairs, written as a reduce
+            fix += (
+                f"for (key, value) records (an earlier job's results), take the pair whole, "
+                f"`def {getattr(function, '__name__', name)}(record): {', '.join(names)} = "
+                "record`, or "
+            )
         raise JobError(
             f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is "
             f"called with ({', '.join(required)}[, params]): {fix}write e.g. `{example}`"
@@ -534,6 +549,12 @@ def job(function: Callable[[], Sequence[Stage]] | None = None, /, **options: Any
     def build(body: Callable[[], Sequence[Stage]]) -> Job:
         if not callable(body):
             raise JobError(f"@job decorates a function returning stages; got {brief(body, 60)}")
+        if isinstance(body, Stage):
+            raise JobError(
+                f"@job decorates a function returning stages, not the {body.kind} stage "
+                f"{body.name!r} itself: declare the job apart, as `@job def "
+                f"{body.name}_job(): return [{body.name}]`"
+            )
         if inspect.signature(body).parameters:
             raise JobError(
                 f"job {body.__name__!r} takes arguments; a job body takes none and returns "

@@ -204,7 +204,7 @@ DISCO_NAMES: Mapping[str, str] = {
     "map": "a @map stage in the list the @job function returns",
     "reduce": "a @reduce stage in the list the @job function returns",
     "nr_reduces": "partitions=",
-    "partition": "@reduce(partitioner=fn), called as fn(key, n)",
+    "partition": "@reduce(partitioner=fn), called as fn(key, n); for how many, partitions=N",
     "combiner": "@reduce(combiner=fn), or @reduce(combine=True) to use the reduce itself",
     "map_reader": "@map(reader=...) (see discodsl.readers)",
     "reduce_reader": "nothing: a @reduce reads its partition's records itself",

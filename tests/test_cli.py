@@ -468,6 +468,10 @@ def test_partitions_zero_on_the_command_line_is_no_partitioning(
     run(capsys, "jobpack", "build", WORDCOUNT, "--partitions", "0", "-o", str(pack), *INPUTS)
     out, _ = run(capsys, "jobpack", "show", str(pack))
     assert json.loads(out)["jobdict"]["pipeline"][1] == ["total", "group_all", False]
+    # Below 0: told the command line's way to say none, not the Python API's (None).
+    _, err = run(capsys, "run", "--inline", "--partitions", "-1", WORDCOUNT, *INPUTS, status=1)
+    assert "--partitions -1: give a number of partitions of 1 or more" in err
+    assert "--partitions 0 for no partitioning" in err and "None" not in err
 
 
 def test_jobpack_build_takes_options_anywhere(

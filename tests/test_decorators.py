@@ -362,7 +362,7 @@ def test_partial_and_lambda() -> None:
         (lambda: map(lambda a, b, c: None), "a map is called with (record"),
         (
             lambda: map(lambda line, param: None),
-            "name the parameter 'param' `params` to get the job's params, or write e.g.",
+            "name the parameter 'param' `params` to get the job's params, or for (key, value)",
         ),
         (lambda: reduce(lambda key: None), "a reduce is called with (key, values"),
         (lambda: stage(lambda: None), "a stage is called with (records"),
@@ -409,7 +409,8 @@ def _plain(line: Any) -> Any:
         (
             lambda: reduce(partition=_plain),
             "@reduce has no option 'partition' (for Disco's partition=, write "
-            "@reduce(partitioner=fn), called as fn(key, n)); the options of @reduce are",
+            "@reduce(partitioner=fn), called as fn(key, n); for how many, partitions=N); the "
+            "options of @reduce are",
         ),
         (
             lambda: reduce(reader=_plain),
@@ -756,3 +757,30 @@ def test_a_job_run_after_its_stage_was_defined_again_says_so() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 2)]
+
+
+class _Counting:
+    def words(self, line: str) -> Iterator[tuple[str, int]]:
+        yield line, 1
+
+
+def _by_count(word: str, n: int) -> Iterator[tuple[int, str]]:
+    yield n, word
+
+
+@pytest.mark.parametrize(
+    ("declare", "words"),
+    [
+        # @job stacked on a stage: an AttributeError raised while the error was worded.
+        (lambda: job(words), "not the map stage 'words' itself: declare the job apart"),
+        # A method: renaming `line` to `params`, as the hint said, made a wrong stage.
+        (lambda: map(_Counting.words), "takes (self, line): a method, but a stage is a plain"),
+        # A map over an earlier job's pairs, written with two parameters.
+        (lambda: map(_by_count), "take the pair whole, `def _by_count(record): word, n ="),
+        (lambda: reduce(combiner=True)(total.function), "combine=True)"),
+        (lambda: job(partition=4)(lambda: []), "for how many, partitions=N"),
+    ],
+)
+def test_newcomers_mistakes_are_told_the_fix_that_fits(declare: Any, words: str) -> None:
+    with pytest.raises((JobError, SettingsError), match=re.escape(words)):
+        declare()
