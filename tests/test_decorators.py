@@ -362,7 +362,7 @@ def test_partial_and_lambda() -> None:
         (lambda: map(lambda a, b, c: None), "a map is called with (record"),
         (
             lambda: map(lambda line, param: None),
-            "name the parameter 'param' `params` to get the job's params, or for (key, value)",
+            "name the parameter 'param' `params` to get the job's params, or for ",
         ),
         (lambda: reduce(lambda key: None), "a reduce is called with (key, values"),
         (lambda: stage(lambda: None), "a stage is called with (records"),
