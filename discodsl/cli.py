@@ -35,6 +35,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -42,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from discodsl import builder, jobpack, recordtext, sources, stdio
+from discodsl import builder, jobpack, places, recordtext, sources, stdio
 from discodsl.caching import store
 from discodsl.client import Master
 from discodsl.ddfs import check_name, resolve_inputs
@@ -840,10 +841,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
                 "files are removed when it ends",
                 jobname=run.name,
             )
+        places.remove_dead_dirs(tempfile.gettempdir())  # what killed processes left
         stdio.say(
-            f"{run.name} is a local run: nothing to purge (a failed run's files went when it "
-            "ended; a finished one's go when the process holding its results closes them or "
-            "exits)"
+            f"{run.name} is a local run: nothing left to purge (a failed run's files went when "
+            "it ended, or now if its process was killed; a finished one's go when the process "
+            "holding its results closes them or exits)"
         )
         return 0
     with _cluster(args) as conn:

@@ -193,6 +193,7 @@ class Job:
         serves an identical earlier run's results at once, or resumes after the
         stages it finished (:mod:`discodsl.caching`).
         """
+        self._refuse_inside_a_stage()
         self._warn_of_redefined_stages()
         return _runner(mode, master).run(self, inputs, options)
 
@@ -212,8 +213,22 @@ class Job:
         waited for first (a chain: ``b = second.submit(first.submit(x))``),
         and if it fails, this run fails naming that failure.
         """
+        self._refuse_inside_a_stage()
         self._warn_of_redefined_stages()
         return _runner(mode, master).submit(self, inputs, options)
+
+    def _refuse_inside_a_stage(self) -> None:
+        """A JobError if a stage's code runs this job (inline, where it can: in workers the
+        client is not there to run one)."""
+        from discodsl.worker.execute import running_stage
+
+        stage = running_stage()
+        if stage is not None:
+            raise JobError(
+                f"stage {stage!r} runs job {self.name!r}: a stage cannot run a job (its "
+                "workers have no client to run one with); chain jobs instead, passing one's "
+                "results as the next one's inputs, or do the work in the stage itself"
+            )
 
     def _warn_of_redefined_stages(self) -> None:
         """Warn of each stage whose name in the job's module (a notebook's namespace) is now

@@ -457,3 +457,14 @@ def renaming_combiner() -> list[Any]:
 @job(partitions=2)
 def filtering_combined() -> list[Any]:
     return [pairs, without_stop_words]
+
+
+# a stage that runs a job (a "sub-job per record"): no stage can
+@map
+def runs_a_job(line: str) -> Iterator[tuple[str, int]]:
+    yield line, len(list(renaming_combined.run([f"raw://{line}"], mode="inline")))
+
+
+@job(partitions=None)
+def job_in_a_stage() -> list[Any]:
+    return [runs_a_job]

@@ -312,6 +312,21 @@ def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_cl
     assert not any(links.exists() for links in held)
 
 
+def test_an_entry_a_killed_process_was_writing_goes_when_the_cache_is_next_trimmed(
+    marks: str, text: Path
+) -> None:
+    # It stayed for good, counted by no limit, until `cache clear` removed everything.
+    store.cache_dir().mkdir(parents=True, exist_ok=True)
+    dead = store.cache_dir() / f"{store.NEW}999999999-x"  # a pid no process has
+    dead.mkdir()
+    (dead / "00000").write_bytes(b"x" * 1000)
+    live = store.cache_dir() / f"{store.NEW}{os.getpid()}-y"  # one being written now
+    live.mkdir()
+    cache_jobs.wordcount(marks).run([text], mode="local", cache=True).close()  # keeps: trims
+    assert not dead.exists() and live.is_dir()
+    assert [p.name for p in store.cache_dir().glob(f"{store.NEW}*")] == [live.name]
+
+
 def test_an_output_larger_than_the_limit_is_not_kept_and_says_so(
     marks: str, text: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -144,6 +145,11 @@ def test_a_run_whose_driver_was_killed_says_so_to_another_shell(
     assert status(name, capsys)["pipeline"] == DEAD
     registry.clean(registry.runs_dir())
     assert registry.find(name).status == "dead"  # kept a day, as other finished runs are
+    # Its node directory stayed until another run made one; purge said it was gone.
+    left = list(Path(tempfile.gettempdir()).glob(f"discodsl-node-{driver.pid}-*"))
+    assert main(["purge", "--local", name]) == 0
+    assert "nothing left to purge" in capsys.readouterr().out
+    assert left and not any(p.exists() for p in left)
 
 
 def test_wait_results_and_purge_of_a_local_run_from_another_shell(
@@ -161,7 +167,7 @@ def test_wait_results_and_purge_of_a_local_run_from_another_shell(
     assert main(["results", "--local", name]) == 1
     assert "its files are removed when it ends" in capsys.readouterr().err
     assert main(["purge", "--local", name]) == 0
-    assert "nothing to purge (a failed run's files went when it ended" in capsys.readouterr().out
+    assert "nothing left to purge (a failed run's files went when it" in capsys.readouterr().out
 
 
 def test_waiting_for_a_finished_local_run_says_it_is_ready(

@@ -15,6 +15,7 @@ import pytest
 
 from discodsl import (
     DataError,
+    DiscoDSLError,
     JobError,
     Retry,
     SettingsError,
@@ -486,3 +487,21 @@ def test_a_combiner_that_changes_its_key_is_refused(
 def test_a_combining_reduce_that_filters_on_its_key_alone_is_taken(mode: str) -> None:
     results = semantics_jobs.filtering_combined.run(["raw://the a the a b"], mode=mode)
     assert sorted(results) == [("a", 2), ("b", 1)]
+
+
+def test_a_stage_that_runs_a_job_is_told_to_chain_jobs_instead(mode: str) -> None:
+    # Inline it failed deep inside discodsl; in workers, it said to install discodsl.model.
+    with pytest.raises(DiscoDSLError) as info:
+        semantics_jobs.job_in_a_stage.run(["raw://a"], mode=mode)
+    message = str(info.value)
+    assert "a stage cannot run a job" in message, message
+    assert "chain jobs instead, passing one's results as the next one's inputs" in message
+
+
+def test_a_job_shipped_by_value_inside_a_stage_is_told_to_chain_jobs_instead() -> None:
+    from discodsl.worker.runtime import _fix
+
+    missing = ModuleNotFoundError("No module named 'discodsl.model'", name="discodsl.model")
+    assert "a stage cannot run a job; chain jobs instead" in _fix(missing)
+    other = ModuleNotFoundError("No module named 'helpers'", name="helpers")
+    assert "install it on the nodes" in _fix(other)

@@ -74,6 +74,7 @@ DEFAULT_LIMIT = 2 * 1024**3
 FORMAT = 1
 ENTRY = "entry.json"
 HELD = ".held-"  # then the holding process's pid, "-", and a unique part
+NEW = ".new-"  # an entry being written: then the writing process's pid, "-", a unique part
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 Output = tuple[int, int, list[str]]  # (label, size, replica URLs or file names in the entry)
@@ -222,7 +223,7 @@ def keep(
         if size > cap:
             raise NotKept(f"{size} bytes, more than {SIZE_ENV}={cap}")
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix=".new-"))
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{NEW}{os.getpid()}-"))
     except OSError as exc:
         raise NotKept(f"{root} cannot be written: {exc}") from exc
     try:
@@ -332,11 +333,13 @@ def hold(entry: Entry) -> Held | None:
     return Held(Entry(**{**_facts(entry), "path": links}), links)
 
 
-def _held_by_the_dead(name: str) -> bool:
-    """Whether ``name``, in the cache's directory, holds links for a process that is gone."""
-    if not name.startswith(HELD):
+def _left_by_the_dead(name: str) -> bool:
+    """Whether ``name``, in the cache's directory, holds links for a process that is gone,
+    or an entry it was writing when it went (killed)."""
+    prefix = next((p for p in (HELD, NEW) if name.startswith(p)), None)
+    if prefix is None:
         return False
-    pid = name.removeprefix(HELD).partition("-")[0]
+    pid = name.removeprefix(prefix).partition("-")[0]
     if not pid.isdigit():
         return False
     try:
@@ -375,10 +378,10 @@ def _keys(root: Path) -> Iterator[str]:
 
 def trim(cap: int, directory: Path | None = None) -> None:
     """Remove the least recently used entries until the cache holds ``cap`` bytes at most,
-    and the links held for processes that died."""
+    and what processes that died left (links they held, entries half written)."""
     root = directory or cache_dir()
     for name in os.listdir(root) if root.is_dir() else []:
-        if _held_by_the_dead(name):
+        if _left_by_the_dead(name):
             _remove(root / name)
     kept = entries(directory)
     total = sum(entry.size for entry in kept)
@@ -396,7 +399,7 @@ def clear(job: str | None = None, directory: Path | None = None) -> list[Entry]:
     if job is None:
         root = directory or cache_dir()
         for name in os.listdir(root) if root.is_dir() else []:
-            if not name.startswith(HELD) or _held_by_the_dead(name):
+            if not name.startswith(HELD) or _left_by_the_dead(name):
                 _remove(root / name)  # half-written entries too; links runs hold stay
     return removed
 

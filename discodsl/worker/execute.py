@@ -17,6 +17,7 @@ import inspect
 import operator
 import os
 import pickle
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -128,6 +129,7 @@ def run_task(
     where = _Place(position or _NoPosition())
     records = _pairs_only(task, records, where)
     outputs = _Outputs(task, where)
+    _RUNNING.stage = task.stage.name
     try:
         with _user_code(task, where):
             _process(task, records, outputs, where)
@@ -135,6 +137,17 @@ def run_task(
     except BaseException:
         outputs.abort()
         raise
+    finally:
+        _RUNNING.stage = None
+
+
+def running_stage() -> str | None:
+    """The name of the stage this thread is running a task of, if any (inline mode: a
+    stage's code runs in the program's own process)."""
+    return getattr(_RUNNING, "stage", None)
+
+
+_RUNNING = threading.local()
 
 
 def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: _Place) -> None:
@@ -791,7 +804,8 @@ class _Combiner:
                 made = tuple(function(key, iter(values)))
             except StopIteration as stop:  # this generator would make it a RuntimeError
                 raise _Stopped(stop) from None
-            if len(made) != 1 or not _pair_of(made[0], key):
+            one = made[0] if len(made) == 1 else None  # the usual: one pair, of this key
+            if one.__class__ is not tuple or len(one) != 2 or (one[0] is not key and one[0] != key):
                 self._same_key(key, made)
             yield made
         where.helped = _NO_ITEM
@@ -807,7 +821,8 @@ class _Combiner:
                 made = tuple(function(key, repeat(same, copies)))
             except StopIteration as stop:
                 raise _Stopped(stop) from None
-            if len(made) != 1 or not _pair_of(made[0], key):
+            one = made[0] if len(made) == 1 else None  # the usual: one pair, of this key
+            if one.__class__ is not tuple or len(one) != 2 or (one[0] is not key and one[0] != key):
                 self._same_key(key, made)
             yield made
         where.helped = _NO_ITEM
@@ -853,11 +868,6 @@ _UNSET: Any = object()  # no value counted yet
 
 # The combiner's loops over what it makes of each key's values.
 _COMBINING = (_Combiner._combined, _Combiner._listed_results, _Combiner._counted_results)
-
-
-def _pair_of(item: Any, key: Any) -> bool:
-    """Whether ``item`` is a two-item tuple whose key is ``key`` (or equal to it)."""
-    return item.__class__ is tuple and len(item) == 2 and (item[0] is key or item[0] == key)
 
 
 def _unhashable_key(exc: Exception, item: Any, loop: Callable[..., Any]) -> bool:

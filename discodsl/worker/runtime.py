@@ -325,6 +325,13 @@ def _fix(exc: Exception) -> str:
     else a module it names is missing here."""
     if isinstance(exc, (EOFError, pickle.UnpicklingError)):
         return "the job's data is cut short or damaged: build and submit the jobpack again"
+    missing = getattr(exc, "name", None) or ""
+    if missing.startswith("discodsl.") and not missing.startswith("discodsl.worker"):
+        return (
+            "a stage uses discodsl's client (a job, its results, a run), which stays with the "
+            "program: a stage cannot run a job; chain jobs instead, passing one's results as "
+            "the next one's inputs"
+        )
     return (
         "a module the stages use by reference is missing here: install it on the nodes, "
         "or register it with cloudpickle.register_pickle_by_value"
