@@ -193,9 +193,10 @@ class Job:
         serves an identical earlier run's results at once, or resumes after the
         stages it finished (:mod:`discodsl.caching`).
         """
+        runner = _runner(mode, master)  # first: it imports what the run needs
         self._refuse_inside_a_stage()
         self._warn_of_redefined_stages()
-        return _runner(mode, master).run(self, inputs, options)
+        return runner.run(self, inputs, options)
 
     def submit(
         self,
@@ -213,9 +214,10 @@ class Job:
         waited for first (a chain: ``b = second.submit(first.submit(x))``),
         and if it fails, this run fails naming that failure.
         """
+        runner = _runner(mode, master)
         self._refuse_inside_a_stage()
         self._warn_of_redefined_stages()
-        return _runner(mode, master).submit(self, inputs, options)
+        return runner.submit(self, inputs, options)
 
     def _refuse_inside_a_stage(self) -> None:
         """A JobError if a stage's code runs this job (inline, where it can: in workers the

@@ -429,7 +429,7 @@ def renames(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
 
 
 @reduce(combiner=renames)
-def summed(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+def summed_renamed(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
     yield word, sum(counts)
 
 
@@ -451,7 +451,7 @@ def renaming_combined_listed() -> list[Any]:
 
 @job(partitions=2)
 def renaming_combiner() -> list[Any]:
-    return [pairs, summed]
+    return [pairs, summed_renamed]
 
 
 @job(partitions=2)

@@ -470,7 +470,7 @@ def test_a_combiner_raising_stop_iteration_is_named_with_its_key(mode: str) -> N
     [
         ("renaming_combined", "reduce 'labelled'", "'count of ab'"),
         ("renaming_combined_listed", "reduce 'labelled_listed'", "'count of ab'"),
-        ("renaming_combiner", "the combiner 'renames' of reduce 'summed'", "'AB'"),
+        ("renaming_combiner", "the combiner 'renames' of reduce 'summed_renamed'", "'AB'"),
     ],
 )
 def test_a_combiner_that_changes_its_key_is_refused(
