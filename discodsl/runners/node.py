@@ -75,30 +75,6 @@ class Attempt:
     start_up: str = ""
 
 
-def write_without_sigpipe(fd: int, data: bytes) -> None:
-    """Write ``data`` to ``fd`` (a pipe to a worker), unbuffered (nothing is left to flush
-    again once the worker has gone), raising BrokenPipeError if it has, even where the
-    program set SIGPIPE back to its default, which would end the program at once (Python
-    ignores SIGPIPE; scripts that print into ``| head`` often restore it). SIGPIPE is held
-    back in this thread for the write, and one it raised is dropped."""
-    if signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN:
-        _write_all(fd, data)
-        return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
-    try:
-        _write_all(fd, data)
-    finally:
-        if signal.SIGPIPE in signal.sigpending():
-            signal.sigtimedwait({signal.SIGPIPE}, 0)
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 class JobFailed(Exception):
     """A job failed on the local master; ``outcome`` is the failing attempt, ``stage`` its stage."""
 
@@ -687,6 +663,30 @@ def _failure_message(task: _StageTask, failures: int, outcome: Attempt, limit: i
 
 # How long a start waits for a launcher that is "Text file busy" (see popen).
 BUSY_PATIENCE_S = 1.0
+
+
+def write_without_sigpipe(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` (a pipe to a worker), unbuffered (nothing is left to flush
+    again once the worker has gone), raising BrokenPipeError if it has, even where the
+    program set SIGPIPE back to its default, which would end the program at once (Python
+    ignores SIGPIPE; scripts that print into ``| head`` often restore it). SIGPIPE is held
+    back in this thread for the write, and one it raised is dropped."""
+    if signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN:
+        _write_all(fd, data)
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+    try:
+        _write_all(fd, data)
+    finally:
+        if signal.SIGPIPE in signal.sigpending():
+            signal.sigtimedwait({signal.SIGPIPE}, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _shell_script(path: str) -> bool:
