@@ -468,8 +468,12 @@ def test_a_combiner_raising_stop_iteration_is_named_with_its_key(mode: str) -> N
 @pytest.mark.parametrize(
     ("name", "who", "key"),
     [
-        ("renaming_combined", "reduce 'labelled'", "'count of ab'"),
-        ("renaming_combined_listed", "reduce 'labelled_listed'", "'count of ab'"),
+        ("renaming_combined", "reduce 'labelled', as its own combiner", "'count of ab'"),
+        (
+            "renaming_combined_listed",
+            "reduce 'labelled_listed', as its own combiner",
+            "'count of ab'",
+        ),
         ("renaming_combiner", "the combiner 'renames' of reduce 'summed_renamed'", "'AB'"),
     ],
 )
@@ -480,7 +484,7 @@ def test_a_combiner_that_changes_its_key_is_refused(
     # ab', 2), silently. Only keys counted more than once in a task go through a combiner.
     message = refusal(name, "ab ab ab", mode)
     assert f"{who}" in message
-    assert f"given the key 'ab', it yielded the key {key}" in message
+    assert f"{who}, given the key 'ab', yielded the key {key}" in message
     assert "must yield the key it is given" in message
 
 

@@ -834,9 +834,9 @@ class _Combiner:
         writing to refuse."""
         for item in made:
             if is_pair(item) and item[0] is not key and item[0] != key:
-                who = self.who or f"reduce {self.stage.name!r}, as its own combiner,"
+                who = self.who or f"reduce {self.stage.name!r}, as its own combiner"
                 raise StageError(
-                    f"{who} given the key {brief(key, 60)}, it yielded the key "
+                    f"{who}, given the key {brief(key, 60)}, yielded the key "
                     f"{brief(item[0], 60)}: a combiner must yield the key it is given (it runs "
                     "on part of a key's values in each map task, any number of times, and the "
                     "reduce takes what it yields in place of those values); a reduce that "
