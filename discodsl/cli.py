@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # told by the command's own parser: its usage, not every command's
-            args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.parser.error(f"unrecognized arguments: {' '.join(extra)}{_disco_flags(extra)}")
         if getattr(args, "mode", None) and getattr(args, "master", None):
             parser.error(f"--{args.mode} and --master: choose where the job runs")
     except SystemExit as exc:  # --help, or a usage error argparse already printed
@@ -183,6 +183,24 @@ def _task_hint(exc: TaskFailed, where: str) -> str:
 # --------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------
+
+
+# Flags of Disco's own `disco run`, and what to write here instead.
+DISCO_FLAGS = {
+    "--name": "the job is named after its function (MODULE:JOB); the Python API takes prefix=",
+    "-n": "the job is named after its function (MODULE:JOB); the Python API takes prefix=",
+    "--profile": "profile a stage in one process: python -m cProfile -m discodsl run --inline",
+    "--save": "set save_results=True on the job (@job(save_results=True))",
+}
+
+
+def _disco_flags(extra: list[str]) -> str:
+    """`` (Disco's --flag: what to write)`` for the first of ``extra`` that is Disco's."""
+    for given in extra:
+        flag = given.partition("=")[0]
+        if flag in DISCO_FLAGS:
+            return f" (Disco's {flag}: {DISCO_FLAGS[flag]})"
+    return ""
 
 
 class _Parser(argparse.ArgumentParser):

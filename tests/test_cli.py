@@ -474,6 +474,23 @@ def test_partitions_zero_on_the_command_line_is_no_partitioning(
     assert "--partitions 0 for no partitioning" in err and "None" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--name", "wc"], "(Disco's --name: the job is named after its function"),
+        (["-n", "wc"], "(Disco's -n: the job is named after its function"),
+        (["--profile"], "(Disco's --profile: profile a stage in one process"),
+        (["--save"], "(Disco's --save: set save_results=True on the job"),
+        (["--colour"], "unrecognized arguments: --colour\n"),
+    ],
+)
+def test_disco_run_flags_say_what_to_write_instead(
+    flags: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, err = run(capsys, "run", "--inline", WORDCOUNT, *INPUTS, *flags, status=2)
+    assert words in err
+
+
 def test_jobpack_build_takes_options_anywhere(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
