@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -306,3 +307,33 @@ def test_a_removed_working_directory_does_not_keep_local_workers_from_starting(
         ("a", 2),
         ("b", 1),
     ]
+
+
+def test_an_import_path_longer_than_an_environment_string_may_be_reaches_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pex's or Bazel's sys.path: over Linux's 128 KiB for one environment string, every
+    # local worker failed to start ("Argument list too long").
+    from discodsl.runners import local
+
+    entries = []
+    for i in range(1_600):
+        entry = tmp_path / f"{i:04d}-{'d' * 90}"
+        entry.mkdir()
+        entries.append(str(entry))
+    (tmp_path / f"0999-{'d' * 90}" / "far_helper.py").write_text("WORD = 'far'\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, *entries])
+    assert len(os.pathsep.join(entries)) > 128 * 1024
+
+    @map
+    def far(line: str) -> Iterator[tuple[str, int]]:
+        import far_helper  # found through the 1,000th entry, by the workers too
+
+        yield far_helper.WORD, 1
+
+    @job(partitions=None)
+    def far_job() -> list[Any]:
+        return [far]
+
+    assert list(far_job.run(["raw://a"], mode="local", progress=False)) == [("far", 1)]
+    assert local._path_value(entries).startswith("@")  # in a file, not the environment

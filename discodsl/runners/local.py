@@ -23,6 +23,7 @@ import contextlib
 import functools
 import os
 import sys
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, shipping, sources
@@ -226,10 +227,27 @@ def _worker_environ() -> dict[str, Any]:
         "DISCODSL_PYTHON": sys.executable,
         "DISCODSL_PYTHON_FLAGS": "-S",
         "PYTHONPATH": "",
-        PATH_ENV: os.pathsep.join(path),
+        PATH_ENV: _path_value(path),
         # This master shows any MSG whole (a Disco master, only its first 8 KB).
         capture.MESSAGE_ENV: str(capture.LOCAL_MESSAGE),
     }
+
+
+# Linux refuses an environment string longer than 128 KiB (MAX_ARG_STRLEN, E2BIG): an
+# import path longer than this (a pex's, Bazel's) goes in a file, named after an "@".
+PATH_IN_ENV_MAX = 64 * 1024
+
+
+def _path_value(path: list[str]) -> str:
+    """PATH_ENV's value for the import path ``path`` (absolute entries): the entries, or
+    ``@FILE`` naming a file of this process's node that holds them, one a line."""
+    joined = os.pathsep.join(path)
+    if len(joined) <= PATH_IN_ENV_MAX:
+        return joined
+    handle, name = tempfile.mkstemp(prefix="import-path-", dir=node_root())
+    with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as out:
+        out.write("\n".join(path))
+    return "@" + name
 
 
 def _worker_path() -> list[str]:
