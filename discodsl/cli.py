@@ -188,10 +188,10 @@ def _task_hint(exc: TaskFailed, where: str) -> str:
 # Flags of Disco's own `disco run`, and what to write here instead.
 DISCO_FLAGS = {
     "--name": "the job is named after its function (MODULE:JOB); the Python API takes prefix=",
-    "-n": "the job is named after its function (MODULE:JOB); the Python API takes prefix=",
     "--profile": "profile a stage in one process: python -m cProfile -m discodsl run --inline",
     "--save": "set save_results=True on the job (@job(save_results=True))",
 }
+DISCO_FLAGS["-n"] = DISCO_FLAGS["--name"]
 
 
 def _disco_flags(extra: list[str]) -> str:

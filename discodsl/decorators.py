@@ -25,6 +25,7 @@ from discodsl.worker.spec import (
     STAGE_NAME_RULE,
     StageSpec,
     cleaned_stage_name,
+    nested_code,
     positional_arity,
     stage_name_ok,
     takes_params,
@@ -173,22 +174,22 @@ class UnstableHashWarning(UserWarning):
 
 def _calls_hash(code: Any) -> bool:
     """Whether ``code`` (a code object, or None), or code nested in it, names ``hash``."""
-    if code is None:
-        return False
-    if "hash" in code.co_names:
-        return True
-    return any(_calls_hash(c) for c in code.co_consts if inspect.iscode(c))
+    return code is not None and any("hash" in each.co_names for each in nested_code(code))
 
 
 def _disco_partition(partitioner: Any) -> str:
     """What porting Disco's ``partition(key, nr_partitions, params)`` takes, if it is one."""
-    try:
-        names = list(inspect.signature(partitioner).parameters)
-    except (TypeError, ValueError):
-        return ""
-    if names[2:3] != ["params"]:
+    if _parameter_names(partitioner)[2:3] != ["params"]:
         return ""
     return "; for Disco's partition(key, n, params), give it params through a closure"
+
+
+def _parameter_names(function: Any) -> list[str]:
+    """The names of ``function``'s parameters; none if its signature cannot be read."""
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return []
 
 
 def _cannot_call(function: Callable[..., Any], positional: int) -> str:
@@ -243,11 +244,7 @@ def _check_reader(reader: Any, stage: str) -> None:
 
 def _port(reader: Any) -> str:
     """What porting Disco's ``map_reader(fd, size, url[, params])`` to ``reader`` takes."""
-    try:
-        names = list(inspect.signature(reader).parameters)
-    except (TypeError, ValueError):
-        return ""
-    if names[1:3] != ["size", "url"]:
+    if _parameter_names(reader)[1:3] != ["size", "url"]:
         return ""
     return (
         "; for Disco's map_reader(fd, size, url, params), drop size (read the stream to its "

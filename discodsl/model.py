@@ -193,10 +193,7 @@ class Job:
         serves an identical earlier run's results at once, or resumes after the
         stages it finished (:mod:`discodsl.caching`).
         """
-        runner = _runner(mode, master)  # first: it imports what the run needs
-        self._refuse_inside_a_stage()
-        self._warn_of_redefined_stages()
-        return runner.run(self, inputs, options)
+        return self._prepared_runner(mode, master).run(self, inputs, options)
 
     def submit(
         self,
@@ -214,10 +211,16 @@ class Job:
         waited for first (a chain: ``b = second.submit(first.submit(x))``),
         and if it fails, this run fails naming that failure.
         """
+        return self._prepared_runner(mode, master).submit(self, inputs, options)
+
+    def _prepared_runner(self, mode: Mode | None, master: str | None) -> Runner:
+        """The runner for ``mode``, picked first (it imports what the run needs, see
+        _IMPORTING); a JobError if a stage runs the job, a warning if a stage it holds was
+        defined again."""
         runner = _runner(mode, master)
         self._refuse_inside_a_stage()
         self._warn_of_redefined_stages()
-        return runner.submit(self, inputs, options)
+        return runner
 
     def _refuse_inside_a_stage(self) -> None:
         """A JobError if a stage's code runs this job (inline, where it can: in workers the
@@ -246,7 +249,7 @@ class Job:
                     f"declared, but {variable!r} has been defined again since (its cell run "
                     "again?): declare the job again (run its @job cell) to run the new one",
                     RedefinedStageWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
 
     def __repr__(self) -> str:

@@ -59,7 +59,7 @@ import os
 import pickle
 import sys
 from collections import ChainMap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import fields, replace
 from types import CodeType, FunctionType, ModuleType
 from typing import Any
@@ -69,7 +69,7 @@ import cloudpickle
 from discodsl import jobhome, shipping
 from discodsl.options import JobOptions
 from discodsl.worker import urls
-from discodsl.worker.spec import StageSpec
+from discodsl.worker.spec import StageSpec, nested_code
 
 __all__ = ["INERT", "stage_keys"]
 
@@ -230,7 +230,7 @@ def _code_imports(code: CodeType, package: str) -> tuple[str, ...]:
     """The modules the statements of ``code`` (a function of a module in ``package``), and
     of the functions and comprehensions inside it, import, as _imports names them."""
     names: list[str] = []
-    for each in _within(code):
+    for each in nested_code(code):
         steps = list(dis.get_instructions(each))
         for at, step in enumerate(steps):
             if step.opname != "IMPORT_NAME" or at < 2:
@@ -283,16 +283,7 @@ def _loaded_code(module: ModuleType, used: set[str]) -> str:
 
 def _names_in(codes: list[CodeType]) -> set[str]:
     """The global names ``codes`` and the code inside them (functions, comprehensions) use."""
-    return {name for code in codes for each in _within(code) for name in each.co_names}
-
-
-def _within(code: CodeType) -> Iterator[CodeType]:
-    """``code``, and the code of the functions and comprehensions inside it, at any depth."""
-    pending = [code]
-    while pending:
-        each = pending.pop()
-        pending += [const for const in each.co_consts if isinstance(const, CodeType)]
-        yield each
+    return {name for code in codes for each in nested_code(code) for name in each.co_names}
 
 
 def _value_digest(value: Any) -> bytes:

@@ -31,8 +31,9 @@ import json
 import re
 import sys
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any, TypeGuard
 
 JOBDATA_MAGIC = b"DISCODSL-JOBDATA 1\n"
@@ -153,6 +154,15 @@ def positional_arity(function: Callable[..., Any]) -> int | None:
     if any(p.kind is p.VAR_POSITIONAL for p in parameters):
         return None
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+
+def nested_code(code: CodeType) -> Iterator[CodeType]:
+    """``code``, and the code of the functions and comprehensions inside it, at any depth."""
+    pending = [code]
+    while pending:
+        each = pending.pop()
+        pending += [const for const in each.co_consts if isinstance(const, CodeType)]
+        yield each
 
 
 def python_tag(version: tuple[int, int]) -> str:
