@@ -494,13 +494,15 @@ def test_pipelined_requests_are_answered_in_order() -> None:
 
 
 def test_a_worker_sending_ahead_never_stalls_a_master_that_blocks_answering() -> None:
-    """8,000 OUTPUTs through a worker's Channel, against a master that answers each frame
-    as it reads it, with a blocking write into a pipe (as the local runner's master and
-    a pipe's reader do): sent SEND_AHEAD to a write, neither end waits on the other for
-    ever. All at once, the master blocks on answers the worker is not yet reading."""
+    """8,000 OUTPUTs through a worker's Channel, as requests and ahead of a DONE, against
+    a master that answers each frame as it reads it, with a blocking write into a pipe (as
+    the local runner's master and a pipe's reader do): sent SEND_AHEAD to a write, neither
+    end waits on the other for ever. All at once, the master blocks on answers the worker
+    is not yet reading."""
     to_master, from_worker = os.pipe()
     to_worker, from_master = os.pipe()
     channel = runtime.Channel(to_worker, from_worker)
+    received: list[str] = []
 
     def master() -> None:
         side = MasterSide()
@@ -508,6 +510,9 @@ def test_a_worker_sending_ahead_never_stalls_a_master_that_blocks_answering() ->
             while chunk := os.read(to_master, 1 << 16):
                 side.receive_data(chunk)
                 while (message := side.next_event()) is not None:
+                    received.append(message.NAME)
+                    if message.NAME == "DONE":
+                        return
                     answer = TaskInfo.from_payload(TASK_PAYLOAD) if message.NAME == "TASK" else Ok()
                     os.write(from_master, side.send(answer))
 
@@ -520,11 +525,49 @@ def test_a_worker_sending_ahead_never_stalls_a_master_that_blocks_answering() ->
         assert [reply.NAME for reply in asked.result(timeout=10)] == ["OK", "TASK"]
         answered = worker.submit(channel.requests, outputs, Ok).result(timeout=20)
         assert answered == [Ok()] * len(outputs)
+        worker.submit(channel.final, Done(), outputs).result(timeout=20)
+        thread.join(10)
+        assert received == ["WORKER", "TASK", *["OUTPUT"] * 16_000, "DONE"]
     finally:
         for fd in (from_worker, to_worker, from_master, to_master):
             os.close(fd)  # a stalled end, if any, fails on its closed fd and ends
         worker.shutdown(wait=False)
     thread.join(10)
+
+
+def test_outputs_sent_ahead_of_done_wait_for_replies_only_before_the_last_batch() -> None:
+    """A task's last SEND_AHEAD OUTPUTs go in DONE's write, their replies unread (the
+    master judges them, and kills the worker after DONE); those before wait for theirs,
+    and one that is not OK makes the final message an ERROR naming the reply."""
+    for refused in (False, True):
+        to_master, from_worker = os.pipe()
+        to_worker, from_master = os.pipe()
+        channel = runtime.Channel(to_worker, from_worker)
+        outputs = [Output(0, f"out/{n}", n) for n in range(runtime.SEND_AHEAD + 3)]
+        replies_ = [b'OK 4 "ok"\n', b'FAIL 2 ""\n' if refused else b'OK 4 "ok"\n', b'OK 4 "ok"\n']
+        os.write(from_master, b"".join(replies_))  # the three sent first, answered
+        channel.side.send(Worker(1))  # the side's state as after WORKER and TASK
+        channel.side.receive_data(b'OK 4 "ok"\n')
+        assert channel.side.next_event() == Ok()
+        channel.final(Done(), outputs)
+        os.close(from_worker)
+        sent = MasterSide()
+        sent.receive_data(WorkerSide().send(Worker(1)) + os.read(to_master, 1 << 20))
+        names = []
+        while (message := sent.next_event()) is not None:
+            names.append(message if message.NAME == "ERROR" else message.NAME)
+            if message.NAME in ("WORKER", "OUTPUT"):
+                sent.send(Ok())
+        assert names.pop(0) == "WORKER"
+        if refused:
+            assert names[:3] == ["OUTPUT"] * 3
+            (error,) = names[3:]
+            assert isinstance(error, Error) and "FAIL" in error.text, names
+        else:
+            assert names == ["OUTPUT"] * len(outputs) + ["DONE"]
+        assert channel.ended
+        for fd in (to_worker, from_master, to_master):
+            os.close(fd)
 
 
 def test_master_can_hold_an_input_reply() -> None:

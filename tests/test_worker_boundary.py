@@ -186,15 +186,15 @@ def test_msg_carries_what_user_code_prints(tmp_path: Path) -> None:
 
 
 def test_the_worker_sends_ahead_where_no_reply_is_waited_on(tmp_path: Path) -> None:
-    """WORKER with TASK, and a task's OUTPUTs, each in one write (the protocol lets a
-    worker send ahead; replies come in order): a round trip each, not one per message."""
+    """WORKER with TASK and INPUT, and a task's OUTPUTs with its DONE, each in one write
+    (the protocol lets a worker send ahead; replies come in order): two round trips."""
     job = replay_jobs.protocol_map_reduce
     data = builder.build_jobpack(job, job.options, [["raw://hello"]])
     _, transcript = _single_task(tmp_path, data, [["raw://hello"]])
     names = transcript.names()
     assert names == ["WORKER", "TASK", "INPUT", "OUTPUT", "OUTPUT", "DONE"], names
     reads = dict(enumerate(transcript.reads))
-    assert reads[0] == reads[1] < reads[2] < reads[3] == reads[4] < reads[5], reads
+    assert reads[0] == reads[1] == reads[2] < reads[3] == reads[4] == reads[5], reads
     assert [f.payload[0] for f in transcript.sent if f.name == "OUTPUT"] == [0, 1]
 
 
@@ -277,7 +277,7 @@ def test_other_python_is_fatal_naming_the_python_needed(tmp_path: Path) -> None:
     spec = dataclasses.replace(job.spec(), python=(3, 99))
     data = _pack_with_jobdata(job, encode_jobdata(spec, shipping.pickle_job(spec)))
     _, transcript = _single_task(tmp_path, data, [["raw://x"]])
-    assert transcript.names() == ["WORKER", "TASK", "FATAL"]
+    assert transcript.names() == ["WORKER", "TASK", "INPUT", "FATAL"]
     assert "needs Python 3.99" in transcript.sent[-1].payload
 
 
@@ -326,7 +326,7 @@ def test_undecodable_jobdata_is_fatal(tmp_path: Path) -> None:
     job = replay_jobs.chatty_job
     garbage = encode_jobdata(job.spec(), b"\x80\x05not a pickle")
     _, transcript = _single_task(tmp_path, _pack_with_jobdata(job, garbage), [["raw://x"]])
-    assert transcript.names() == ["WORKER", "TASK", "FATAL"]
+    assert transcript.names() == ["WORKER", "TASK", "INPUT", "FATAL"]
     assert "cannot load the job" in transcript.sent[-1].payload
 
 
@@ -334,7 +334,7 @@ def test_a_cut_jobdata_is_fatal_saying_to_build_it_again(tmp_path: Path) -> None
     job = replay_jobs.chatty_job
     cut = encode_jobdata(job.spec(), shipping.pickle_job(job.spec())[:-1])
     _, transcript = _single_task(tmp_path, _pack_with_jobdata(job, cut), [["raw://x"]])
-    assert transcript.names() == ["WORKER", "TASK", "FATAL"]
+    assert transcript.names() == ["WORKER", "TASK", "INPUT", "FATAL"]
     text = transcript.sent[-1].payload
     assert "cut short or damaged: build and submit the jobpack again" in text
     assert "missing" not in text

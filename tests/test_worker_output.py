@@ -140,7 +140,7 @@ def test_prints_under_the_cap_arrive_whole_in_order_before_counters_and_done(
     assert "".join(messages) == "".join(_line(i) + "\n" for i in range(lines))
     assert all(m.endswith("\n") for m in messages)  # cut between lines, never inside one
     names = [f.payload[:19] if f.name == "MSG" else f.name for f in transcript.sent]
-    assert names[-2:] == ["discodsl-counters: ", "DONE"]
+    assert names[-3:] == ["discodsl-counters: ", "OUTPUT", "DONE"]
     _assert_rate(transcript)
     _assert_sizes(transcript, master)
 

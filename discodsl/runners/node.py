@@ -472,20 +472,26 @@ class _Conversation:
         return bool(self.seen)
 
     def _receive(self, chunk: bytes) -> Attempt | None:
+        """Act on the messages ``chunk`` completes; their replies go in one write (a worker
+        sends ahead: WORKER, TASK and INPUT come together)."""
         self.seen += chunk
         del self.seen[: max(0, len(self.seen) - LAST_WORDS)]
+        replies: list[bytes] = []
         try:
             self.side.receive_data(chunk)
             while (message := self.side.next_event()) is not None:
-                outcome = self._handle(message)
+                outcome = self._handle(message, replies)
                 if outcome is not None:
                     return outcome
         except RemoteProtocolError as exc:  # a LocalProtocolError is a bug here: it propagates
             return Attempt(False, text=str(exc), fatal=exc.fatal)
+        finally:
+            self._send(b"".join(replies))
         return None
 
-    def _handle(self, message: Request) -> Attempt | None:
-        """Act on a worker message (the side checked it, absolute OUTPUT paths included)."""
+    def _handle(self, message: Request, replies: list[bytes]) -> Attempt | None:
+        """Act on a worker message (the side checked it, absolute OUTPUT paths included);
+        its reply, if it is owed one, goes on ``replies``."""
         if isinstance(message, Done):
             return Attempt(True, outputs=self.outputs)
         if isinstance(message, (Error, Fatal)):
@@ -496,7 +502,7 @@ class _Conversation:
             self.master._emit(
                 "msg", {"stage": self.task.stage, "taskid": self.task.taskid, "text": message.text}
             )
-        self._send(self._reply(message))
+        replies.append(self.side.send(self._reply(message)))
         return None
 
     def _reply(self, message: Request) -> Reply:
@@ -509,9 +515,10 @@ class _Conversation:
             return Fail()
         return Ok()
 
-    def _send(self, reply: Reply) -> None:
-        with contextlib.suppress(BrokenPipeError):  # the worker is gone: its end says so
-            write_without_sigpipe(self.stdin.fileno(), self.side.send(reply))
+    def _send(self, replies: bytes) -> None:
+        if replies:
+            with contextlib.suppress(BrokenPipeError):  # the worker is gone: its end says so
+                write_without_sigpipe(self.stdin.fileno(), replies)
 
     def _task_info(self) -> TaskInfo:
         m, layout, task = self.master, self.layout, self.task

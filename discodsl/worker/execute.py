@@ -941,6 +941,7 @@ class _Outputs:
     def __init__(self, task: TaskSetup, where: _Place | None = None):
         self.task = task
         self.writers: dict[int, RecordWriter] = {}
+        self.names: dict[int, str] = {}  # each writer's path, from the task's workdir
         self.labeler, self.constant = _labeler(task, where or _Place(_NoPosition()))
         self.spread = _spreader(task, self.labeler)
         self.directory = os.path.join(task.workdir, task.outdir)
@@ -991,15 +992,14 @@ class _Outputs:
         path = os.path.join(self.directory, name)
         writer = RecordWriter(path, compress=task.job.compress, hunk_size=self.hunk_size)
         self.writers[label] = writer
+        self.names[label] = f"{task.outdir}/{name}"
         return writer
 
     def close(self) -> list[WrittenFile]:
-        outputs = []
-        for label, writer in sorted(self.writers.items()):
-            size = writer.close()
-            path = os.path.relpath(writer.path, self.task.workdir)
-            outputs.append((label, path, size))
-        return outputs
+        return [
+            (label, self.names[label], writer.close())
+            for label, writer in sorted(self.writers.items())
+        ]
 
     def abort(self) -> None:
         for writer in self.writers.values():

@@ -2,9 +2,10 @@
 
 A Disco node (or the local runner) starts the jobhome's ``worker`` launcher,
 which runs ``python -m discodsl.worker --protocol-fd 3``. The loop is the
-contract of spec section 4: WORKER, TASK, load the job from jobdata, INPUT
-(until ``done``), run the stage, OUTPUT per file (in one write), DONE; a failure becomes
-ERROR (the task is retried) or FATAL (the job is killed). The master never
+contract of spec section 4: WORKER, TASK and the first INPUT (in one write), load
+the job from jobdata, INPUT again until ``done``, run the stage, OUTPUT per file and
+DONE (in one write); a failure becomes ERROR (the task is retried) or FATAL (the job
+is killed). The master never
 answers DONE, ERROR or FATAL: it kills the worker, so afterwards we wait for
 end of input and exit then. PING is never sent. A thread watches the input:
 when the master's end closes (it died, however), the worker and what stage
@@ -61,8 +62,8 @@ MASTER_GONE = 1
 class Channel:
     """The worker's end of the protocol over two fds: requests and their replies, under a
     lock. Several requests go in one write when nothing in them waits on a reply (the
-    protocol lets a worker send ahead; replies come in order): WORKER with TASK, a task's
-    OUTPUTs. Each is a round trip fewer, on every task."""
+    protocol lets a worker send ahead; replies come in order): WORKER with TASK and the
+    first INPUT, a task's OUTPUTs with its DONE. A task takes two round trips, not six."""
 
     def __init__(self, read_fd: int, write_fd: int):
         self.read_fd, self.write_fd = read_fd, write_fd
@@ -103,10 +104,19 @@ class Channel:
                 replies.append(reply)
             return replies
 
-    def final(self, message: Final) -> None:
-        """Send DONE, ERROR or FATAL: no reply comes."""
+    def final(self, message: Final, ahead: Sequence[messages.Request] = ()) -> None:
+        """Send DONE, ERROR or FATAL, after ``ahead`` (OUTPUTs) in the same write: no
+        reply comes to the final message, and the master, which answers the others first,
+        is the judge of them (it fails the task over a bad one, as a Disco master does).
+        All but the last SEND_AHEAD of ``ahead`` go first, with their replies read (a reply
+        that is not OK makes the final message an ERROR saying so)."""
+        last = max(0, len(ahead) - SEND_AHEAD)
+        try:
+            self.requests(ahead[:last], Ok)
+        except RemoteProtocolError as exc:
+            ahead, last, message = (), 0, messages.Error(str(exc))
         with self.lock:
-            self._write(self.side.send(message))
+            self._write(b"".join(self.side.send(m) for m in (*ahead[last:], message)))
             self.ended = True
 
     def _write(self, data: bytes) -> None:
@@ -150,32 +160,37 @@ def serve(
     capture = Capture(early=early)
     sys.breakpointhook = _no_debugger
     try:
-        task = _start(channel)
-        if task is None:
+        started = _start(channel)
+        if started is None:
             _wait_for_end(protocol_in)
             return 1
         capture.forward(lambda text: _message(channel, text))
-        final = _work(channel, task, preloaded)
+        final, outputs = _work(channel, *started, preloaded)
         capture.close()
         counts = counters.take()
         if isinstance(final, messages.Done):  # a failed attempt's counts: dropped
             for text in counters.encode(counts, capture.message):
                 _message(channel, text)
-        channel.final(final)
+        channel.final(final, outputs)
     except (BrokenPipeError, ConnectionResetError):
         return MASTER_GONE  # nobody to report to
     _wait_for_end(protocol_in)
     return 0
 
 
-def _start(channel: Channel) -> TaskInfo | None:
-    """WORKER, then TASK: the task; None when a reply made no sense (FATAL, saying why,
-    has been sent: a master that garbles these would garble the rest)."""
+def _start(channel: Channel) -> tuple[TaskInfo, InputReply] | None:
+    """WORKER, TASK and INPUT: the task and its first inputs; None when a reply made no
+    sense (FATAL, saying why, has been sent: a master that garbles these would garble the
+    rest)."""
     try:
-        _, task = channel.exchange(
-            [(messages.Worker(os.getpid()), Ok), (messages.Task(), TaskInfo)]
+        _, task, inputs = channel.exchange(
+            [
+                (messages.Worker(os.getpid()), Ok),
+                (messages.Task(), TaskInfo),
+                (messages.Input(), InputReply),
+            ]
         )
-        return cast(TaskInfo, task)
+        return cast(TaskInfo, task), cast(InputReply, inputs)
     except (RemoteProtocolError, ValueError, KeyError, TypeError) as exc:
         channel.final(
             messages.Fatal(
@@ -211,8 +226,11 @@ def _message(channel: Channel, text: str) -> None:
     channel.request(messages.Msg(text), Ok)
 
 
-def _work(channel: Channel, task: TaskInfo, preloaded: Preloaded | None) -> Final:
-    """Run the task; the final message: DONE, ERROR or FATAL."""
+def _work(
+    channel: Channel, task: TaskInfo, inputs: InputReply, preloaded: Preloaded | None
+) -> tuple[Final, list[messages.Output]]:
+    """Run the task, its first ``inputs`` given; the final message (DONE, ERROR or FATAL)
+    and the OUTPUTs to send before it (a DONE's)."""
     try:
         if preloaded is None:
             os.environ.update(_jobenvs(task.jobfile))
@@ -220,18 +238,17 @@ def _work(channel: Channel, task: TaskInfo, preloaded: Preloaded | None) -> Fina
         else:
             os.environ.update(preloaded.jobenvs(task.jobfile))
             job = preloaded.load(task.jobfile)
-        written = run(channel, task, job)
-        channel.requests([messages.Output(label, path, size) for label, path, size in written], Ok)
+        written = run(channel, task, job, inputs)
     except FatalJobError as exc:
-        return messages.Fatal(str(exc))
+        return messages.Fatal(str(exc)), []
     except Exception as exc:
         # As Disco's own worker: I/O, data and memory errors (and Retry) are worth
         # another try (ERROR); anything else is a bug that would fail again (FATAL).
         retry = retryable(exc)
         failure = report.describe(exc, stage=task.stage, taskid=task.taskid, retry=retry)
         text = report.encode(failure)
-        return messages.Error(text) if retry else messages.Fatal(text)
-    return messages.Done()
+        return (messages.Error(text) if retry else messages.Fatal(text)), []
+    return messages.Done(), [messages.Output(label, path, size) for label, path, size in written]
 
 
 def _jobenvs(jobfile: str) -> dict[str, str]:
@@ -338,8 +355,9 @@ def _fix(exc: Exception) -> str:
     )
 
 
-def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[WrittenFile]:
-    """Read the task's inputs through the protocol and run its stage over them."""
+def run(channel: Channel, info: TaskInfo, job: JobSpec, first: InputReply) -> list[WrittenFile]:
+    """Read the task's inputs through the protocol (``first``, the reply to its first
+    INPUT, then as many more as it takes) and run its stage over them."""
     try:
         index, _ = job.stage(info.stage)
     except KeyError:
@@ -352,23 +370,17 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec) -> list[WrittenFile]:
     )
     task = TaskSetup(job, index, taskid=info.taskid, label=info.group[0], workdir=os.getcwd())
     cursor = Cursor()
-    return run_task(task, _records(channel, node, cursor, task.stage.reader), cursor)
-
-
-def _records(
-    channel: Channel, node: Node, cursor: Cursor, reader: Reader | None = None
-) -> Iterator[Any]:
-    """Every record of the task's inputs, asking for more until the master says done
-    (input by input: no Python frame of ours per record)."""
-    return chain.from_iterable(_inputs(channel, node, cursor, reader))
+    inputs = _inputs(channel, first, node, cursor, task.stage.reader)
+    return run_task(task, chain.from_iterable(inputs), cursor)
 
 
 def _inputs(
-    channel: Channel, node: Node, cursor: Cursor, reader: Reader | None
+    channel: Channel, reply: InputReply, node: Node, cursor: Cursor, reader: Reader | None
 ) -> Iterator[Iterator[Any]]:
-    """The records of each input of the task, asked for when the ones before are read."""
+    """The records of each input of the task (input by input: no Python frame of ours per
+    record), ``reply``'s first, then more asked for until the master says done, when the
+    ones before are read."""
     seen: list[int] = []
-    reply = channel.request(messages.Input(), InputReply)
     while True:
         for entry in reply.entries:
             seen.append(entry.input_id)
