@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -535,39 +535,40 @@ def test_a_worker_sending_ahead_never_stalls_a_master_that_blocks_answering() ->
     thread.join(10)
 
 
-def test_outputs_sent_ahead_of_done_wait_for_replies_only_before_the_last_batch() -> None:
+@pytest.mark.parametrize("refused", [False, True])
+def test_outputs_sent_ahead_of_done_wait_for_replies_only_before_the_last_batch(
+    refused: bool,
+) -> None:
     """A task's last SEND_AHEAD OUTPUTs go in DONE's write, their replies unread (the
     master judges them, and kills the worker after DONE); those before wait for theirs,
     and one that is not OK makes the final message an ERROR naming the reply."""
-    for refused in (False, True):
-        to_master, from_worker = os.pipe()
-        to_worker, from_master = os.pipe()
-        channel = runtime.Channel(to_worker, from_worker)
-        outputs = [Output(0, f"out/{n}", n) for n in range(runtime.SEND_AHEAD + 3)]
-        replies_ = [b'OK 4 "ok"\n', b'FAIL 2 ""\n' if refused else b'OK 4 "ok"\n', b'OK 4 "ok"\n']
-        os.write(from_master, b"".join(replies_))  # the three sent first, answered
-        channel.side.send(Worker(1))  # the side's state as after WORKER and TASK
-        channel.side.receive_data(b'OK 4 "ok"\n')
-        assert channel.side.next_event() == Ok()
-        channel.final(Done(), outputs)
-        os.close(from_worker)
-        sent = MasterSide()
-        sent.receive_data(WorkerSide().send(Worker(1)) + os.read(to_master, 1 << 20))
-        names = []
-        while (message := sent.next_event()) is not None:
-            names.append(message if message.NAME == "ERROR" else message.NAME)
-            if message.NAME in ("WORKER", "OUTPUT"):
-                sent.send(Ok())
-        assert names.pop(0) == "WORKER"
-        if refused:
-            assert names[:3] == ["OUTPUT"] * 3
-            (error,) = names[3:]
-            assert isinstance(error, Error) and "FAIL" in error.text, names
-        else:
-            assert names == ["OUTPUT"] * len(outputs) + ["DONE"]
-        assert channel.ended
-        for fd in (to_worker, from_master, to_master):
-            os.close(fd)
+    to_master, from_worker = os.pipe()
+    to_worker, from_master = os.pipe()
+    channel = runtime.Channel(to_worker, from_worker)
+    outputs = [Output(0, f"out/{n}", n) for n in range(runtime.SEND_AHEAD + 3)]
+    second = b'FAIL 2 ""\n' if refused else b'OK 4 "ok"\n'
+    os.write(from_master, b'OK 4 "ok"\n' + second + b'OK 4 "ok"\n')  # the first three's
+    channel.side.send(Worker(1))  # the side as after WORKER, answered
+    channel.side.receive_data(b'OK 4 "ok"\n')
+    assert channel.side.next_event() == Ok()
+    channel.final(Done(), outputs)
+    os.close(from_worker)
+    master = MasterSide()
+    master.receive_data(WorkerSide().send(Worker(1)) + os.read(to_master, 1 << 20))
+    received: list[Request] = []
+    while (message := master.next_event()) is not None:
+        received.append(message)
+        if message.NAME in ("WORKER", "OUTPUT"):
+            master.send(Ok())
+    names = [message.NAME for message in received[1:]]
+    if refused:
+        assert names == ["OUTPUT"] * 3 + ["ERROR"], names
+        assert "FAIL" in cast(Error, received[-1]).text
+    else:
+        assert names == ["OUTPUT"] * len(outputs) + ["DONE"]
+    assert channel.ended
+    for fd in (to_worker, from_master, to_master):
+        os.close(fd)
 
 
 def test_master_can_hold_an_input_reply() -> None:
