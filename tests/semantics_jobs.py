@@ -354,6 +354,25 @@ def odd_counts() -> list[Any]:
     return [counted_oddly]
 
 
+# printed output that reads as a report of counts (a log of another run, echoed): shown as
+# printed, never counted
+COUNTS_LIKE = 'discodsl-counters: {"lines": 1000}'
+
+
+@map
+def prints_counts_like_text(line: str) -> Iterator[tuple[str, int]]:
+    print(COUNTS_LIKE)  # a line of its own, first of the task's output
+    print(f"before it\n{COUNTS_LIKE}")  # a line among others
+    print(COUNTS_LIKE, end="")  # the last, without its newline
+    count("lines")
+    yield line, 1
+
+
+@job(partitions=None)
+def counts_like_output() -> list[Any]:
+    return [prints_counts_like_text]
+
+
 # a StopIteration raised by a stage's function fails the task as any exception does: a loop
 # over its calls must not take it for the end of the records
 @map

@@ -86,6 +86,23 @@ def counted(stage: str, taskid: int, counts: str) -> tuple[str, dict[str, Any]]:
     return "msg", {"stage": stage, "taskid": taskid, "text": f"{PREFIX}{counts}\n"}
 
 
+def test_only_a_whole_msg_of_counts_is_counted() -> None:
+    """A MSG counts when all of it is a report of counts, as a worker sends one; a line of
+    one among other text (printed output, which a worker never sends starting so) does not."""
+    counters = Counters()
+    for text in (
+        f'{PREFIX}{{"a": 1}}',
+        f'{PREFIX}{{"a": 2}}\n',
+        f'printed\n{PREFIX}{{"b": 1}}\n',
+        f'{PREFIX}{{"b": 1}}\nprinted after\n',
+        f"{PREFIX}[1]",
+        f'{PREFIX}{{"c": "x", "a": 4}}',
+    ):
+        counters("msg", {"stage": "map", "taskid": 0, "text": text})
+    counters("task_done", {"stage": "map", "taskid": 0})
+    assert counters.totals == {"a": 7}
+
+
 def test_counters_keep_a_task_s_counts_once_it_succeeds_and_drop_a_failed_attempt_s() -> None:
     counters = Counters()
     events = [
@@ -107,8 +124,8 @@ def test_progress_shows_what_stage_code_prints_but_not_its_counts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     progress = Progress("job", enabled=False)
-    kind, facts = counted("map", 0, '{"lines": 2}')
-    progress(kind, {**facts, "text": facts["text"] + "hello\n"})
+    progress(*counted("map", 0, '{"lines": 2}'))
+    progress("msg", {"stage": "map", "taskid": 0, "text": "hello\n"})
     progress("task_done", {"stage": "map", "taskid": 0})
     assert capsys.readouterr().err == "[map] hello\n"
     assert not hasattr(progress, "counters")
@@ -148,7 +165,8 @@ def _from_threads(handle: Callable[[str, Any], None], threads: int, tasks: int) 
     def report(thread: int) -> None:
         for i in range(tasks):
             taskid = thread * tasks + i
-            text = f'{PREFIX}{{"n": 1}}\nline {taskid} of thread {thread}\n'
+            handle(*counted("map", taskid, '{"n": 1}'))
+            text = f"line {taskid} of thread {thread}\n"
             handle("msg", {"stage": "map", "taskid": taskid, "text": text})
             handle("task_done", {"stage": "map", "taskid": taskid})
 

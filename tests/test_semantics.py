@@ -25,6 +25,7 @@ from discodsl import (
     job,
     map,
 )
+from discodsl.worker.counters import MAX_NAME_JSON
 from tests import jobs, semantics_jobs
 
 
@@ -383,14 +384,35 @@ def test_a_non_utf8_line_inline(tmp_path: Path) -> None:
         (b"bytes", 1, "a counter's name is a str, not bytes"),
         ("seconds", 1.5, "adds 1.5 (float): counters count in integers"),
         ("seconds", "2", "adds '2' (str): counters count in integers"),
+        ("\u00e9" * 200, 1, "a counter's name is 1202 bytes as the JSON that reports it, over"),
     ],
 )
 def test_count_refuses_what_no_counter_holds_in_every_mode(
     mode: str, name: Any, amount: Any, refused: str
 ) -> None:
-    with pytest.raises((TaskFailed, TypeError)) as info:
+    with pytest.raises((TaskFailed, TypeError, ValueError)) as info:
         semantics_jobs.odd_counts.run(inputs=["raw://a"], mode=mode, params=(name, amount))
     assert refused in str(info.value)
+
+
+def test_a_counter_name_at_the_longest_is_counted(mode: str) -> None:
+    name = "n" * (MAX_NAME_JSON - 2)  # and its two quotes
+    results = semantics_jobs.odd_counts.run(inputs=["raw://a"], mode=mode, params=(name, 3))
+    assert results.counters == {name: 3}
+
+
+def test_printed_text_that_reads_as_counts_is_shown_not_counted(
+    mode: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = semantics_jobs.counts_like_output.run(
+        inputs=["raw://a", "raw://b"], mode=mode, progress=True
+    )
+    assert results.counters == {"lines": 2}
+    printed = capsys.readouterr()
+    shown = printed.out if mode == "inline" else printed.err
+    stage = "" if mode == "inline" else "[prints_counts_like_text] "
+    assert shown.count(stage + semantics_jobs.COUNTS_LIKE) == 6, shown
+    assert shown.count(stage + "before it") == 2, shown
 
 
 def test_count_takes_integers_of_other_types_as_ints() -> None:

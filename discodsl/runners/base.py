@@ -24,7 +24,6 @@ showing progress (:mod:`discodsl.runners.progress`), or any runner's own work.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pickle
 import shutil
@@ -39,7 +38,7 @@ from discodsl.options import validate_options
 from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
 from discodsl.worker import urls
-from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
+from discodsl.worker.counters import decode as decode_counts
 from discodsl.worker.inputs import Node
 
 if TYPE_CHECKING:
@@ -390,21 +389,12 @@ class Counters:
             of_stage[name] = of_stage.get(name, 0) + value
 
     def _message(self, facts: Mapping[str, Any]) -> None:
-        task = (str(facts.get("stage", "")), int(facts.get("taskid", -1)))
-        for line in str(facts.get("text", "")).splitlines():
-            if line.startswith(COUNTER_PREFIX):
-                self._count(task, line[len(COUNTER_PREFIX) :])
-
-    def _count(self, task: tuple[str, int], payload: str) -> None:
-        try:
-            counts = json.loads(payload)
-        except ValueError:
-            return
-        if isinstance(counts, dict):
+        counts = decode_counts(str(facts.get("text", "")))
+        if counts:
+            task = (str(facts.get("stage", "")), int(facts.get("taskid", -1)))
             pending = self._pending.setdefault(task, {})
             for name, value in counts.items():
-                if isinstance(value, int):
-                    pending[name] = pending.get(name, 0) + value
+                pending[name] = pending.get(name, 0) + value
 
 
 def fan_out(*handlers: EventHandler) -> EventHandler:

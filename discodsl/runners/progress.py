@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from discodsl.stdio import notice
-from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
+from discodsl.worker.counters import decode as decode_counts
 
 
 def interactive() -> bool:
@@ -52,11 +52,9 @@ class Progress:
 
     def _message(self, facts: Mapping[str, Any]) -> None:
         stage, text = str(facts.get("stage", "")), str(facts.get("text", ""))
-        lines = [
-            f"[{stage}] {line}"
-            for line in text.splitlines()
-            if line.strip() and not line.startswith(COUNTER_PREFIX)
-        ]
+        if decode_counts(text) is not None:
+            return
+        lines = [f"[{stage}] {line}" for line in text.splitlines() if line.strip()]
         if lines:
             self._write("\n".join(lines))
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from discodsl.worker.counters import PREFIX as COUNTER_PREFIX
 from discodsl.worker.messages import EVENT_TEXT_LIMIT
 
 # How big a MSG the master keeps whole, in bytes, when the worker's environment says (the
@@ -45,6 +46,8 @@ CLOSE_WAIT = 0.5
 # sends more than 5 in a second and kills the job at 10.
 PACE_COUNT = 4
 PACE_WINDOW = 1.2
+# How a MSG reporting counts starts: no batch of output does (see Capture._take).
+_COUNTS = COUNTER_PREFIX.encode()
 
 
 class Capture:
@@ -172,13 +175,20 @@ class Capture:
 
         A batch ends after a line when one fits, else at a character's end;
         with ``whole_lines``, a last line still being written stays for later
-        unless it alone fills a batch.
+        unless it alone fills a batch. A batch that starts as counts do
+        (counters.PREFIX) gets a newline before it: a runner counts a MSG that
+        reads as counts, printed output must never be counted, and a blank line
+        shows as nothing.
         """
         with self._lock:
-            cut = _cut(self._pending, self.message, whole_lines)
+            counts_like = self._pending.startswith(_COUNTS)
+            cut = _cut(
+                self._pending, self.message - 1 if counts_like else self.message, whole_lines
+            )
             batch = bytes(self._pending[:cut])
             del self._pending[:cut]
-        return batch.decode(errors="replace")
+        text = batch.decode(errors="replace")
+        return "\n" + text if counts_like and text else text
 
     def _note(self) -> str:
         """The line saying how much output was over the cap (empty if none)."""

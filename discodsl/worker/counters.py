@@ -21,6 +21,10 @@ from typing import Any
 from discodsl.worker.errors import brief
 
 PREFIX = "discodsl-counters: "
+# The longest counter name, as the JSON that carries it (non-ASCII escaped, as a worker
+# sends it): a Disco master keeps only an event's first 8 KB, and a name past that would
+# be lost there without a word.
+MAX_NAME_JSON = 1024
 # A worker process runs one task, in its main thread: its counts live in one dict. A task
 # run in the caller's process (inline) gets a dict of its own through this context
 # variable, so runs in several threads do not mix their counts. A thread the stage code
@@ -48,7 +52,22 @@ def count(name: str, amount: int = 1) -> None:
     counts = _task_counts.get()
     if counts is None:
         counts = _process_counts if threading.get_ident() == _owner else _of_this_thread()
-    counts[name] = counts.get(name, 0) + amount
+    old = counts.get(name)
+    if old is None:  # a name new to this task's counts: checked once
+        _check_name(name)
+        old = 0
+    counts[name] = old + amount
+
+
+def _check_name(name: str) -> None:
+    """A ValueError if ``name`` is too long to reach a Disco master whole."""
+    size = len(json.dumps(name))
+    if size > MAX_NAME_JSON:
+        raise ValueError(
+            f"count({brief(name, 40)}, ...): a counter's name is {size} bytes as the JSON "
+            f"that reports it, over the {MAX_NAME_JSON} a name may take (a Disco master "
+            "keeps only an event's first 8 KB): give it a shorter name"
+        )
 
 
 def _counter(name: Any, amount: Any) -> tuple[str, int]:
@@ -136,6 +155,22 @@ def take() -> dict[str, int]:
         counts = dict(_process_counts)
         _process_counts.clear()
     return counts
+
+
+def decode(text: str) -> dict[str, int] | None:
+    """The counts in a MSG text :func:`encode` made: the whole text, PREFIX and a JSON
+    object (a trailing newline aside); None for any other text. A worker never sends
+    printed output that starts with PREFIX (see capture), so a printed line is never
+    counted."""
+    if not text.startswith(PREFIX):
+        return None
+    try:
+        counts = json.loads(text[len(PREFIX) :])
+    except ValueError:
+        return None
+    if not isinstance(counts, dict):
+        return None
+    return {name: value for name, value in counts.items() if value.__class__ is int}
 
 
 def encode(counts: dict[str, int], limit: int) -> list[str]:
