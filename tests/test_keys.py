@@ -66,6 +66,33 @@ def objects(line: str) -> Iterator[tuple[Any, int]]:
     yield object(), 1
 
 
+@reduce(sort=False)
+def add_unsorted(key: Any, values: Iterable[int]) -> Iterator[tuple[Any, int]]:
+    yield key, sum(values)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("partitions", [1, None])
+def test_a_reduce_refuses_a_key_without_a_canonical_form_with_one_partition_too(
+    tmp_path: Path, mode: str, partitions: int | None
+) -> None:
+    """Nothing labels keys with one partition; an unsorted reduce refuses them where it
+    groups (a sorted one cannot sort them): a key compared by identity was a group per
+    record, its equal-looking keys apart."""
+    path = tmp_path / "lines.txt"
+    path.write_text("one\ntwo\n")
+
+    @job(partitions=partitions)
+    def objects_to_one_reduce() -> list[Any]:
+        return [objects, add_unsorted]
+
+    with pytest.raises((TaskFailed, StageError)) as info:
+        list(objects_to_one_reduce.run(inputs=[str(path)], mode=mode))
+    text = str(info.value)
+    assert "stage 'add_unsorted' got the key <object object at" in text, text
+    assert "which it cannot group" in text and "partitioner=" in text, text
+
+
 @job(partitions=4)
 def object_keys() -> list[Any]:
     return [objects, add]

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 from discodsl.worker.errors import DataError, StageError, brief, defined_at
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.memory import Growth, runs
-from discodsl.worker.partition import partitioner, spread
+from discodsl.worker.partition import check_grouped, partitioner, spread
 from discodsl.worker.records import HUNK_SIZE, NotAPair, RecordWriter, as_pair, is_pair
 from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
 from discodsl.worker.typecheck import checked
@@ -294,7 +294,20 @@ def _groups(task: TaskSetup, records: Iterable[Any]) -> Iterator[tuple[Any, Iter
         stage=stage.name,
     )
     first = next(groups, None)
-    return groups if first is None else chain((first,), groups)
+    grouped = groups if first is None else chain((first,), groups)
+    return grouped if stage.partitioner is not None else _partitionable(grouped, stage.name)
+
+
+def _partitionable(
+    groups: Iterator[tuple[Any, Iterator[Any]]], stage: str
+) -> Iterator[tuple[Any, Iterator[Any]]]:
+    """``groups``, a key the default partitioner would refuse (a class of the user's, a
+    dict) failing the task as it does with several partitions: with one, nothing else
+    would, and a key that compares by identity is a group of its own per record."""
+    for group in groups:
+        if group[0].__class__ is not str:
+            check_grouped(group[0], stage)
+        yield group
 
 
 def _run_reduce(

@@ -85,6 +85,24 @@ def canonical_bytes(key: Any, stage: str = "") -> bytes:
         raise _refusal(key, "a container nested too deeply (or in itself)", stage) from None
 
 
+def check_grouped(key: Any, stage: str) -> None:
+    """A StageError naming reduce ``stage`` if ``key``, one it got, has no canonical form:
+    the key the default partitioner refuses, refused with one partition too (a key that
+    compares by identity would be a group of its own per record)."""
+    try:
+        _encode(key)
+    except (_Unencodable, RecursionError) as err:
+        what = err.what if isinstance(err, _Unencodable) else "a container nested too deeply"
+        raise StageError(
+            f"stage {stage!r} got the key {brief(key, 60)} ({type(key).__qualname__}), which "
+            f"it cannot group: there is no canonical form for {what}, so equal keys would not "
+            "meet; make the key a str, a number or a tuple of them where it is yielded (e.g. "
+            "str(key) or a tuple of its fields), or give this reduce a partitioner: "
+            "@reduce(partitioner=fn), fn(key, n) -> int",
+            stage=stage,
+        ) from None
+
+
 def canonical_or_none(key: Any) -> bytes | None:
     """:func:`canonical_bytes` of ``key``, or None if it has no canonical form."""
     try:
