@@ -487,3 +487,32 @@ def runs_a_job(line: str) -> Iterator[tuple[str, int]]:
 @job(partitions=None)
 def job_in_a_stage() -> list[Any]:
     return [runs_a_job]
+
+
+# a group_all stage after tasks that gave nothing runs once, over no record, as a Disco
+# 0.5.4 master runs it (its grouping of done tasks' outputs makes one group of none; seen
+# on the real master); a group_label stage there has no task
+@map
+def errors_only(line: str) -> Iterator[tuple[str, str]]:
+    if "ERROR" in line:
+        yield "error", line
+
+
+@stage(grouping="group_all")
+def how_many(records: Iterable[Any]) -> Iterator[tuple[str, int]]:
+    yield "n", sum(1 for _ in records)
+
+
+@stage(grouping="group_label")
+def how_many_of_label(records: Iterable[Any]) -> Iterator[tuple[str, int]]:
+    yield "n", sum(1 for _ in records)
+
+
+@job
+def error_summary() -> list[Any]:
+    return [errors_only, how_many]
+
+
+@job
+def error_summary_by_label() -> list[Any]:
+    return [errors_only, how_many_of_label]

@@ -415,6 +415,16 @@ def test_printed_text_that_reads_as_counts_is_shown_not_counted(
     assert shown.count(stage + "before it") == 2, shown
 
 
+def test_a_group_all_stage_after_tasks_that_gave_nothing_runs_once_over_nothing(
+    mode: str,
+) -> None:
+    quiet = ["raw://all fine", "raw://ok"]
+    assert list(semantics_jobs.error_summary.run(inputs=quiet, mode=mode)) == [("n", 0)]
+    assert list(semantics_jobs.error_summary_by_label.run(inputs=quiet, mode=mode)) == []
+    loud = ["raw://an ERROR", "raw://ok"]
+    assert list(semantics_jobs.error_summary.run(inputs=loud, mode=mode)) == [("n", 1)]
+
+
 def test_count_takes_integers_of_other_types_as_ints() -> None:
     import enum
 

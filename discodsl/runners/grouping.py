@@ -61,12 +61,17 @@ class TaskGroup:
     inputs: tuple[GroupInput, ...]
 
 
-def group_outputs(grouping: str, outputs: Sequence[Output]) -> list[TaskGroup]:
-    """The tasks a stage with ``grouping`` runs over ``outputs``."""
+def group_outputs(grouping: str, outputs: Sequence[Output], ran: bool = True) -> list[TaskGroup]:
+    """The tasks a stage with ``grouping`` runs over ``outputs``, what the tasks of the
+    stage before gave (or the job's inputs); ``ran``: that stage ran a task. As Disco
+    groups its done tasks' outputs: after no task, no task; ``group_all`` after tasks that
+    gave nothing is one task of no input (its hooks run, its function sees no record)."""
+    if not ran:
+        return []
     if grouping == "split":
         return _split(outputs)
     if grouping == "group_all":
-        return [TaskGroup((0, ""), tuple(_input(o, "all") for o in outputs))] if outputs else []
+        return [TaskGroup((0, ""), tuple(_input(o, "all") for o in outputs))]
     if grouping == "group_node":
         return [
             TaskGroup((0, host), tuple(_input(o, "all") for o in members))

@@ -167,11 +167,13 @@ class _Run:
         self.counters = Counters()
         self.on_event: EventHandler = lambda kind, facts: None  # the run's EventLog
         self.taskid = 0
+        self.tasks = 1  # the last stage's tasks (the job's inputs: as one task's outputs)
 
     def stage(self, index: int, outputs: list[Output]) -> list[Output]:
         """Run every task of stage ``index`` over ``outputs``; the stage's outputs."""
         stage = self.spec.stages[index]
-        groups = group_outputs(stage.grouping, outputs)
+        groups = group_outputs(stage.grouping, outputs, ran=self.tasks > 0)
+        self.tasks = len(groups)
         self.random.shuffle(groups)
         self.on_event("stage", {"stage": stage.name, "tasks": len(groups)})
         produced: list[Output] = []

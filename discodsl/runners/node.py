@@ -167,12 +167,13 @@ class NodeMaster:
             for label, size, urls in pack.jobdict["inputs"]
         ]
         taskid = 0
+        plans: list[TaskGroup] = [TaskGroup((0, ""), ())]  # the job's inputs: as one task's
         pipeline = pack.jobdict["pipeline"]
         timer = self._start_timer()
         self._start_fork_server(layout, pack)
         try:
             for number, (stage, grouping, _concurrent) in enumerate(pipeline, 1):
-                plans = group_outputs(grouping, outputs)
+                plans = group_outputs(grouping, outputs, ran=bool(plans))
                 self._emit("stage", {"stage": stage, "tasks": len(plans)})
                 more = self._slots(pack) if number < len(pipeline) else 0
                 self._wanted = len(plans) + more
