@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from discodsl import job, map, reduce
@@ -93,3 +96,24 @@ def dies_on_die(line: str) -> Iterator[tuple[str, int]]:
 @job(max_failures=0)
 def dying_on_one_input() -> list[Any]:
     return [dies_on_die]
+
+
+# its first attempt starts a forked helper and a `sleep`, both holding the worker's pipes
+# (a fork copies every fd), then dies: the task is tried again at once, and neither outlives
+# the worker that started it
+@map
+def dies_leaving_helpers(line: str, params: Any) -> Iterator[tuple[str, int]]:
+    marks = Path(params)
+    if not (marks / "died").exists():
+        (marks / "died").touch()
+        helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,))
+        helper.start()
+        sleeper = subprocess.Popen(["sleep", "120"], close_fds=False)
+        (marks / "helpers").write_text(f"{helper.pid} {sleeper.pid}")
+        os._exit(3)
+    yield line, 1
+
+
+@job(partitions=1)
+def leaving_helpers() -> list[Any]:
+    return [dies_leaving_helpers]

@@ -320,6 +320,38 @@ def test_a_worker_killed_in_a_first_stage_task_names_the_input_it_read(
     assert f"died running stage 'dies_on_die' reading '{paths[1].as_uri()}'" in message
 
 
+@pytest.mark.parametrize("mode", ["local", "plain workers", "cluster"])
+def test_a_worker_that_dies_leaving_processes_on_its_pipes_is_tried_again_at_once(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its end was seen only at end of file on its output, which what it started (a
+    multiprocessing child, a subprocess) holds open: the run waited for them, here for
+    ever. It is seen as it ends, and what it started is killed with it."""
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    if mode == "plain workers":
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    data = tmp_path / "in.txt"
+    data.write_text("a\nb\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    started = time.monotonic()
+    results = death_jobs.leaving_helpers.run(
+        inputs=[data],
+        mode="cluster" if mode == "cluster" else "local",
+        params=str(marks),
+        timeout=60,
+        progress=False,
+    )
+    assert sorted(results) == [("a", 1), ("b", 1)]
+    assert time.monotonic() - started < 20
+    helpers = [int(pid) for pid in (marks / "helpers").read_text().split()]
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in helpers), helpers
+
+
 def test_a_reply_to_a_dead_worker_does_not_end_a_program_that_restored_sigpipe() -> None:
     # A script run into `| head` often sets SIGPIPE back to its default: a reply written to
     # a worker the OOM killer had just ended then killed the whole program, without a word.

@@ -459,6 +459,8 @@ class _Conversation:
                 if self.master._cancelled.is_set():
                     return Attempt(False, text="cancelled")
                 if not selector.select(timeout=0.25):
+                    if _ended(self.process):  # what it started may hold its pipe open
+                        return self._last_words(selector, reader)
                     if not self.side_started() and time.monotonic() > deadline:
                         return Attempt(False, text="Worker did not send its PID in 30 seconds")
                     continue
@@ -468,6 +470,15 @@ class _Conversation:
                 outcome = self._receive(chunk)
                 if outcome is not None:
                     return outcome
+
+    def _last_words(self, selector: selectors.BaseSelector, reader: int) -> Attempt:
+        """The outcome of a worker that ended with its output still open: what it wrote
+        before it ended, read now, else its death."""
+        while selector.select(timeout=0) and (chunk := os.read(reader, 1 << 16)):
+            outcome = self._receive(chunk)
+            if outcome is not None:
+                return outcome
+        return self._died()
 
     def side_started(self) -> bool:
         return bool(self.seen)
@@ -552,6 +563,7 @@ class _Conversation:
         return InputReply("done", tuple(entries))
 
     def _died(self) -> Attempt:
+        _signal(self.process)  # what it started, which may hold its pipes: killed first
         code = self.process.wait()
         words = bytes(self.seen).decode(errors="replace")
         text = f"Worker crashed! (exit code: {code})\n"
@@ -582,12 +594,25 @@ class _Conversation:
 
 
 def _signal(process: Worker) -> None:
-    """SIGKILL the worker and what it started; its pipes stay open."""
+    """SIGKILL the worker and what it started (its process group, while the worker is not
+    reaped: until then its pid and its group's are its own); its pipes stay open."""
     if isinstance(process, ForkedWorker):
         process.kill()
-    elif process.poll() is None:
+    elif process.returncode is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def _ended(process: Worker) -> bool:
+    """Whether the worker has ended; a started one is not reaped (see _signal)."""
+    if isinstance(process, ForkedWorker) or process.returncode is not None:
+        return process.poll() is not None
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except AttributeError:  # no waitid (macOS): reaped, its group killed after as it can be
+        return process.poll() is not None
+    except ChildProcessError:  # reaped already
+        return True
 
 
 def _kill(process: Worker) -> None:

@@ -200,12 +200,18 @@ class Zygote:
             _kill_group(pid)
 
     def _reap(self) -> None:
+        """Report each child that ended, once what it started is killed: its process group,
+        while its pid is still its own (a zombie's). A process a task started may hold the
+        task's pipes, and outlive it for good."""
         while self.children:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = _ended_child()
+                if pid == 0:
+                    return
+                _kill_group(pid)
+                if status is None:
+                    pid, status = os.waitpid(pid, 0)
             except ChildProcessError:
-                return
-            if pid == 0:
                 return
             self.children.discard(pid)
             self._send(f"X {pid} {os.waitstatus_to_exitcode(status)}")
@@ -234,6 +240,16 @@ def _death_signal_setter() -> Callable[[], object]:
     except (ImportError, OSError, AttributeError):
         return lambda: None
     return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _ended_child() -> tuple[int, int | None]:
+    """A child that ended: its pid (0 if none has) and, if it was reaped here, its wait
+    status. Not reaped where waitid can say (Linux): its pid stays its own until then,
+    and a kill of its group reaches nobody else."""
+    if not hasattr(os, "waitid"):
+        return os.waitpid(-1, os.WNOHANG)
+    ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    return (0, None) if ended is None else (ended.si_pid, None)
 
 
 def _kill_group(pid: int) -> None:
