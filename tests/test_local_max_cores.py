@@ -73,3 +73,34 @@ def test_the_local_runner_runs_no_more_tasks_at_once_than_max_cores(
     assert dict(results) == {f"line{i}": 1 for i in range(4)}
     assert len(os.listdir(marks)) == 4
     assert most_at_once(marks) <= expected
+
+
+@pytest.mark.parametrize("forked", [True, False])
+def test_workers_far_above_the_tasks_start_no_more_workers_than_the_tasks_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: bool
+) -> None:
+    """Workers readied for the next stage, whose tasks are not known yet, were as many as
+    ``workers``: 300 processes for a job of 4 tasks. No more than the cores now."""
+    from discodsl.runners import forkserver, node
+
+    if not forked:
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    started: list[int] = []
+    real_ask, real_spawn = forkserver._Zygote._ask, node.NodeMaster._spawn
+
+    def ask(self: Any, spare: bool) -> int:
+        started.append(1)
+        return real_ask(self, spare)
+
+    def spawn(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started.append(1)
+        return real_spawn(self, *args, **kwargs)
+
+    monkeypatch.setattr(forkserver._Zygote, "_ask", ask)
+    monkeypatch.setattr(node.NodeMaster, "_spawn", spawn)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    params = {"seconds": 0, "marks": str(marks)}
+    results = marking.run(inputs=inputs(tmp_path, 3), mode="local", workers=300, params=params)
+    assert len(list(results)) == 3
+    assert len(started) <= 4 + 2 * (os.cpu_count() or 1) + 1, len(started)  # tasks, spares, zygote

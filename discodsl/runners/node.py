@@ -175,7 +175,7 @@ class NodeMaster:
             for number, (stage, grouping, _concurrent) in enumerate(pipeline, 1):
                 plans = group_outputs(grouping, outputs, ran=bool(plans))
                 self._emit("stage", {"stage": stage, "tasks": len(plans)})
-                more = self._slots(pack) if number < len(pipeline) else 0
+                more = self._spares_ahead(pack) if number < len(pipeline) else 0
                 self._wanted = len(plans) + more
                 outputs = self._run_stage(layout, pack, stage, grouping, plans, taskid)
                 self._emit("stage_done", {"stage": stage, "outputs": outputs})
@@ -190,6 +190,12 @@ class NodeMaster:
             self._drop_spares()
             self._close_fork_server()
         return [_result_urls(output) for output in outputs]
+
+    def _spares_ahead(self, pack: jobpack.JobPack) -> int:
+        """Workers readied during a stage for the next one, whose tasks are not known yet:
+        as many as run at once, but no more than this machine's cores (each spares a task
+        its start, and more of them only take processes: ``workers=300`` forked 300)."""
+        return min(self._slots(pack), os.cpu_count() or 1)
 
     def _slots(self, pack: jobpack.JobPack) -> int:
         """How many of the job's tasks run at once: a worker each, and no more than the
