@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -69,6 +69,17 @@ class DiscoSettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise _settings_error(exc, values) from exc
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_of_the_master(cls, values: Any) -> Any:
+        """DISCO_PORT, where nothing sets it, is the port DISCO_MASTER names: in Disco one
+        setting is both the master's port and its nodes' (their results, their files)."""
+        if isinstance(values, dict) and not values.get("DISCO_PORT"):
+            port = _port_in(values.get("DISCO_MASTER"))
+            if port is not None:
+                return {**values, "DISCO_PORT": port}
+        return values
 
     @field_validator("DISCO_MASTER")
     @classmethod
@@ -190,3 +201,14 @@ def _origin(name: str, kwargs: dict[str, Any]) -> str:
     except SettingsError:
         path = None
     return f"the settings file {path}" if path is not None else "the defaults"
+
+
+def _port_in(master: Any) -> int | None:
+    """The port a master URL (or ``host:port``) names; None if it names none, or is not one."""
+    if not isinstance(master, str) or not master.strip():
+        return None
+    text = master.strip()
+    try:
+        return urlsplit(text if "://" in text else f"http://{text}").port
+    except ValueError:
+        return None

@@ -122,6 +122,29 @@ def test_explicit_master_wins_over_host_and_port() -> None:
     assert settings.DISCO_MASTER == "http://a:1"
 
 
+@pytest.mark.parametrize(
+    ("master", "port", "expected"),
+    [
+        ("http://vm:9000", None, 9000),  # the master's port is its nodes' too, as in Disco
+        ("vm:9001", None, 9001),
+        ("http://vm", None, 8989),
+        ("http://vm:9000", "7000", 7000),  # DISCO_PORT set: it is the nodes' port
+    ],
+)
+def test_disco_port_is_the_masters_port_unless_set(
+    monkeypatch: pytest.MonkeyPatch, master: str, port: str | None, expected: int
+) -> None:
+    """A master named with its port and no DISCO_PORT: results were read from the nodes on
+    8989, where nothing listened, or something else did."""
+    monkeypatch.delenv("DISCO_PORT", raising=False)
+    monkeypatch.setenv("DISCO_MASTER", master)
+    if port is not None:
+        monkeypatch.setenv("DISCO_PORT", port)
+    assert load_settings().DISCO_PORT == expected
+    monkeypatch.delenv("DISCO_MASTER")
+    assert load_settings(DISCO_MASTER=master).DISCO_PORT == expected
+
+
 # -- invalid values: SettingsError naming field, value, fix, origin ------------------
 
 
