@@ -181,6 +181,7 @@ class JobOptions:
         if any(made is _REFUSED for made in plain.values()):
             plain = _judged(values)
         values.update(plain)  # frozen to users; settled here, once
+        _check_env(self.env)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None) -> JobOptions:
         """A copy with ``update`` applied, unchecked (as the pydantic model's ``model_copy``):
@@ -236,10 +237,37 @@ DISCO_NAMES: Mapping[str, str] = {
 }
 
 
+# What run() takes, not @job: said when one is given as a job option.
+RUN_KEYWORDS: Mapping[str, str] = {
+    "inputs": "job.run(inputs=[...])",
+    "mode": "job.run(mode='inline'), 'local' or 'cluster'",
+    "master": "job.run(master='http://HOST:8989'), or DISCO_MASTER in the environment",
+}
+
+
 def disco_name(name: str) -> str:
-    """`` (what to write)`` for a Disco classic option ``name``; else ``""``."""
+    """`` (what to write)`` for a Disco classic option ``name``, or a keyword of run();
+    else ``""``."""
+    if name in RUN_KEYWORDS:
+        return f" ({name}= is given when the job runs: {RUN_KEYWORDS[name]})"
     where = DISCO_NAMES.get(name)
     return f" (for Disco's {name}=, write {where})" if where else ""
+
+
+def _check_env(env: Mapping[str, str]) -> None:
+    """A SettingsError for an ``env=`` no process environment can hold (refused when the
+    job is declared, not by each runner its own way)."""
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name:
+            raise SettingsError(
+                f"job option env={{{name!r}: ...}} is invalid: an environment variable's name "
+                "is not empty and holds no '=' or NUL: use a name such as 'MY_SETTING'"
+            )
+        if "\0" in value:
+            raise SettingsError(
+                f"job option env[{name!r}]={value!r} is invalid: an environment variable holds "
+                "no NUL character: remove it, or pass binary data in params= instead"
+            )
 
 
 def option_names() -> set[str]:

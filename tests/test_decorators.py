@@ -141,6 +141,39 @@ def test_disco_classic_option_names_say_what_to_write_instead(declare: Any, word
         declare()
 
 
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("inputs", "inputs= is given when the job runs: job.run(inputs=[...])"),
+        ("mode", "mode= is given when the job runs: job.run(mode='inline')"),
+        ("master", "master= is given when the job runs: job.run(master='http://HOST:8989')"),
+    ],
+)
+def test_a_keyword_of_run_given_to_job_says_where_it_goes(name: str, words: str) -> None:
+    """inputs= was taken for a misspelling of push_inputs=, which failed again as told."""
+    with pytest.raises(SettingsError, match=re.escape(words)):
+        job(**{name: "x"})(lambda: [])
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"A=B": "x"}, "env={'A=B': ...} is invalid: an environment variable's name is not empty"),
+        ({"": "x"}, "env={'': ...} is invalid"),
+        ({"A": "x\0y"}, "env['A']='x\\x00y' is invalid: an environment variable holds no NUL"),
+    ],
+)
+def test_an_env_no_environment_can_hold_is_refused_when_the_job_is_declared(
+    env: dict[str, str], words: str
+) -> None:
+    """Refused at run(), each runner its own way: inline by os.environ, leaving part of the
+    env set in the program; local by the jobpack's check, advising str(value) for a str."""
+    with pytest.raises(SettingsError, match=re.escape(words)):
+        job(env=env)(lambda: [])
+    with pytest.raises(SettingsError, match=re.escape(words)):
+        _counting.run(inputs=["raw://a"], mode="inline", env=env)
+
+
 def test_every_option_of_disco_classic_jobs_says_what_to_write() -> None:
     # disco.core.Job(name=...), and the classic Worker's defaults() at 0.5.4 with its base's.
     classic = [

@@ -119,8 +119,8 @@ def _job_env(env: Mapping[str, str]) -> Iterator[None]:
     """The job's ``env=`` in this process's environment while its tasks run, as a worker
     process has it; then the environment as it was."""
     before = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
     try:
+        os.environ.update(env)
         yield
     finally:
         for name, value in before.items():
