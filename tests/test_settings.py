@@ -140,9 +140,10 @@ def test_disco_port_is_the_masters_port_unless_set(
     monkeypatch.setenv("DISCO_MASTER", master)
     if port is not None:
         monkeypatch.setenv("DISCO_PORT", port)
-    assert load_settings().DISCO_PORT == expected
+    from_environment = load_settings().DISCO_PORT
     monkeypatch.delenv("DISCO_MASTER")
-    assert load_settings(DISCO_MASTER=master).DISCO_PORT == expected
+    from_keyword = load_settings(DISCO_MASTER=master).DISCO_PORT
+    assert from_environment == from_keyword == expected
 
 
 # -- invalid values: SettingsError naming field, value, fix, origin ------------------

@@ -249,13 +249,14 @@ def _submit_interrupted(prefix: str, master: str) -> str:
 
 
 def _split_tasks(plan: Plan, inputs: list[list[str]]) -> tuple[str, list[list[str]]] | None:
-    """The first stage's name and its tasks' inputs, task N reading input N, when the master
-    makes them so: a ``split`` stage over data URLs (it puts a ``dir://`` input's labels
-    first, one task each); None otherwise."""
+    """The first stage's name and its tasks' inputs, when the master makes a task of each:
+    a ``split`` stage over data URLs (it puts a ``dir://`` input's labels first, one task
+    each); None otherwise. Task 0 reads the last input: the master's list of them is built
+    backwards (``job_coordinator:preprocess_inputs`` at 0.5.4)."""
     first = plan.spec.stages[0]
     if first.grouping != "split" or any(urls.is_index(u) for reps in inputs for u in reps):
         return None
-    return first.name, inputs
+    return first.name, inputs[::-1]
 
 
 def _watch(
