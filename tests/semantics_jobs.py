@@ -516,3 +516,22 @@ def error_summary() -> list[Any]:
 @job
 def error_summary_by_label() -> list[Any]:
     return [errors_only, how_many_of_label]
+
+
+# a done hook returning its state (a natural slip): its error names the hook, and no input
+def _tally_start(params: Any) -> dict[str, int]:
+    return {"seen": 0}
+
+
+def _tally_end(state: dict[str, int], params: Any) -> dict[str, int]:
+    return state
+
+
+@map(init=_tally_start, done=_tally_end)
+def tallied(line: str) -> Iterator[tuple[str, int]]:
+    yield line, 1
+
+
+@job(max_failures=0)
+def returning_done_hook() -> list[Any]:
+    return [tallied]

@@ -566,6 +566,8 @@ def test_an_exception_from_a_reader_of_ones_own_fails_the_job(tmp_path: Path) ->
     assert caught.value.url.endswith("p.txt")
     assert "not retried" in str(caught.value)
     assert "the reader '_my_reader' of stage '_paragraphs' raised ValueError" in str(caught.value)
+    # It failed making paragraph 1, not on paragraph 0, which it gave and the map took.
+    assert caught.value.record == 1 and "p.txt', record 1:" in str(caught.value)
 
 
 def _refusing_reader(stream: BinaryIO, url: str) -> list[Any]:
@@ -590,7 +592,7 @@ def test_a_reader_failing_before_its_first_record_names_itself_and_the_input(
         _refused_job.run(inputs=[tmp_path / "p.txt"], mode="local")
     message = str(caught.value)
     assert "the reader '_refusing_reader' of stage '_refused' raised ZeroDivisionError" in message
-    assert caught.value.url.endswith("p.txt") and "p.txt'" in message
+    assert caught.value.url.endswith("p.txt") and "p.txt', record 0:" in message
 
 
 # -- tags on the test master --------------------------------------------------------------

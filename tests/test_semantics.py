@@ -425,6 +425,15 @@ def test_a_group_all_stage_after_tasks_that_gave_nothing_runs_once_over_nothing(
     assert list(semantics_jobs.error_summary.run(inputs=loud, mode=mode)) == [("n", 1)]
 
 
+def test_a_done_hooks_bad_records_are_blamed_on_it_not_the_stage_or_an_input(mode: str) -> None:
+    with pytest.raises((TaskFailed, StageError)) as info:
+        list(semantics_jobs.returning_done_hook.run(inputs=["raw://a", "raw://b"], mode=mode))
+    message = str(info.value)
+    assert "the done hook '_tally_end' of stage 'tallied' (semantics_jobs.py, line " in message
+    assert "produced 'seen' (str), not a (key, value) pair" in message, message
+    assert "on input" not in message, message
+
+
 def test_count_takes_integers_of_other_types_as_ints() -> None:
     import enum
 

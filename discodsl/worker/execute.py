@@ -170,7 +170,7 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
         _emit(stage, function(iter(records)), target)
     where.past_records = True
     if stage.done is not None and (last := _call_hook(stage.done, params, state)) is not None:
-        _emit(stage, last, target)  # a done hook may return nothing
+        _emit(stage, last, target, _hook_maker(stage, stage.done))  # a done hook may return nothing
     if combiner:
         combiner.flush()
 
@@ -324,19 +324,21 @@ def _run_reduce(
         _emit(stage, function(key, values), combiner.add)
 
 
-def _emit(stage: StageSpec, result: Any, sink: Sink) -> None:
+def _emit(stage: StageSpec, result: Any, sink: Sink, maker: _Maker | None = None) -> None:
+    """Write the pairs of ``result``, what one call made (the stage's, or ``maker``'s)."""
+    maker = maker or _maker(stage)
     if result is None:
-        raise _none_error(_maker(stage))
+        raise _none_error(maker)
     try:
         iterator = iter(result)
     except TypeError:
-        raise _bad_result(_maker(stage), result) from None
+        raise _bad_result(maker, result) from None
     try:
         for item in iterator:
             key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
             sink(key, value)
     except _WRITE_ERRORS as exc:
-        error = _not_pairs(stage, exc, result, _emit)
+        error = _not_pairs(stage, exc, result, _emit, maker=maker)
         if error is None:
             raise
         raise error from None
@@ -364,13 +366,21 @@ def _maker(stage: StageSpec, who: str = "") -> _Maker:
     return _Maker(stage.name, (who or f"stage {stage.name!r}") + defined_at(function), returns)
 
 
+def _hook_maker(stage: StageSpec, done: Callable[..., Any]) -> _Maker:
+    """The done hook, as what made the records it returns."""
+    name = getattr(done, "__qualname__", "")
+    return _Maker(
+        stage.name, f"the done hook {name!r} of stage {stage.name!r}{defined_at(done)}", True
+    )
+
+
 def _not_pairs(
     stage: StageSpec,
     exc: Exception,
     result: Any,
     *loops: Callable[..., Any],
     item: Any = _NO_ITEM,
-    who: str = "",
+    maker: _Maker | None = None,
 ) -> StageError | None:
     """The one guard on a stage's output: the StageError for ``exc``, raised while ``loops``
     took ``(key, value)`` pairs from what the stage produced (``result``: what one call
@@ -383,7 +393,7 @@ def _not_pairs(
     unpacking, what that raises on one that is not a pair is the same error as
     ``as_pair``'s.
     """
-    maker = _maker(stage, who)
+    maker = maker or _maker(stage)
     if isinstance(exc, NotAPair):
         return _bad_record(maker, exc.item)
     if _raised_by_user(exc, *loops):
@@ -497,22 +507,24 @@ def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
         raise _wrap(task, where, exc) from exc
 
 
-def _place(where: _Place) -> tuple[str, str, int]:
+def _place(where: _Place, reading: bool = False) -> tuple[str, str, int]:
     """Where user code failed, in words, and the input URL and record to name: a reduce's
-    key (its input is a file of ours, no help), else the input and record being read."""
+    key (its input is a file of ours, no help), else the input and record being read (with
+    ``reading``, a reader's failure, the one after the last it gave)."""
     if where.key is not _NO_ITEM:
         return f" on the key {brief(where.key, 80)}", "", -1
-    if not where.url:
+    if not where.url or where.past_records:  # a done hook, after every input: none to blame
         return "", "", -1
-    record = f", record {where.record}" if where.record >= 0 else ""
-    return f" on input {where.url!r}{record}", where.url, where.record
+    number = where.record + 1 if reading and not where.past_records else where.record
+    record = f", record {number}" if number >= 0 else ""
+    return f" on input {where.url!r}{record}", where.url, number
 
 
 def _wrap(task: TaskSetup, where: _Place, exc: BaseException) -> StageError:
     stage = task.stage.name
-    place, url, record = _place(where)
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     culprit = _culprit(task, exc, where.helped)
+    place, url, record = _place(where, reading=culprit.startswith("the reader"))
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     text = f"{culprit} raised {text}" if culprit else text
     error = StageError(f"stage {stage!r} failed{place}: {text}", stage, url, record)
     error.exc_type = type(exc).__name__
@@ -795,7 +807,7 @@ class _Combiner:
             for item in chain.from_iterable(self._results()):
                 yield item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
         except (TypeError, ValueError) as exc:
-            error = _not_pairs(self.stage, exc, (), *_COMBINING, who=self.who)
+            error = _not_pairs(self.stage, exc, (), *_COMBINING, maker=_maker(self.stage, self.who))
             if error is None:
                 raise
             raise error from None
@@ -868,7 +880,9 @@ class _Combiner:
                 # The source stage's record (a key with one value passes on as it came).
                 error = _not_pairs(self.source, exc, (), *_WRITING)
             else:
-                error = _not_pairs(self.stage, exc, (), *_WRITING, *_COMBINING, who=self.who)
+                error = _not_pairs(
+                    self.stage, exc, (), *_WRITING, *_COMBINING, maker=_maker(self.stage, self.who)
+                )
             if error is None:
                 raise
             raise error from None
