@@ -176,7 +176,10 @@ def translate(
     try:
         yield
     except requests.RequestException as exc:
-        hint = hint or f"is DISCO_MASTER right? try `curl {url}/disco/version`"
+        hint = hint or (
+            f"is the master's URL right (master=, --master, or DISCO_MASTER)? is it running? "
+            f"`curl {url}/disco/version` should print its version"
+        )
         reason = _reason(exc, timeout) + (f"; tried {tries} times" if tries > 1 else "")
         error = _network_error(exc, url, endpoint, who, reason, hint)
         if unsent_only and not isinstance(exc, _BAD_URL) and not _never_sent(exc):
@@ -233,7 +236,7 @@ _MASTER_ENDPOINT = re.compile(
 _API = re.compile(r"/disco/ctrl/|/ddfs/tags?\b")
 _NOT_A_MASTER = (
     ": a Disco master answers this request, so this server is not one: check DISCO_MASTER "
-    "and DISCO_PORT (`curl URL/disco/version` answers \"0.5.4\" on a Disco master)"
+    'and DISCO_PORT (`curl URL/disco/version` answers "0.5.4" on a Disco master)'
 )
 
 

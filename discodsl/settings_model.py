@@ -185,10 +185,11 @@ def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
         fix = f"did you mean {close[0]}?" if close else "see discodsl.settings for the names"
         return f"{name} is not a Disco setting: {fix}"
     problem, expected = _EXPECTED.get(name, (f"is not valid ({err['msg']})", "a string"))
-    return (
-        f"{name}={err['input']!r} {problem}: set {name} to {expected} "
-        f"(the value came from {_origin(name, kwargs)})"
-    )
+    origin = _origin(name, kwargs)
+    if name == "DISCO_MASTER" and name in kwargs:  # master= or --master, not the variable
+        return f"the master {err['input']!r} {problem}: give {expected} (master= or --master)"
+    given = f"{name}={err['input']!r}"
+    return f"{given} {problem}: set {name} to {expected} (the value came from {origin})"
 
 
 def _origin(name: str, kwargs: dict[str, Any]) -> str:

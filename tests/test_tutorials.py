@@ -467,7 +467,8 @@ def test_05_on_a_disco_cluster(
     unreachable = ran.stream("assert-unreachable").splitlines()
     assert unreachable[0] == (
         f"Unreachable: could not reach the Disco master at {nowhere} (connection refused): "
-        f"is DISCO_MASTER right? try `curl {nowhere}/disco/version`"
+        "is the master's URL right (master=, --master, or DISCO_MASTER)? is it running? "
+        f"`curl {nowhere}/disco/version` should print its version"
     )
     assert unreachable[1:] == [f"$ discodsl --master {nowhere} jobs", "(exit status 1)"]
     error, hint = ran.stream("assert-unreachable", "stderr").splitlines()
