@@ -155,7 +155,7 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     """What to try next, for the errors whose message alone does not say it: by their
     type (and, for a failed task, where the run was)."""
     if isinstance(exc, TaskFailed):
-        return _task_hint(exc, getattr(args, "where", "cluster"))
+        return _task_hint(exc, getattr(args, "where", "cluster"), getattr(args, "master", None))
     if isinstance(exc, Unreachable):
         master = getattr(args, "master", None) or configured_master() or ""
         where = f" (now {master})" if master else ""
@@ -164,10 +164,12 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     return found[0] if found else ""
 
 
-def _task_hint(exc: TaskFailed, where: str) -> str:
-    """Where the failed task's traceback is: the master's events, or a rerun here."""
+def _task_hint(exc: TaskFailed, where: str, master: str | None = None) -> str:
+    """Where the failed task's traceback is: the master's events (of the master given with
+    ``--master``, if one was), or a rerun here."""
     if where == "cluster":
-        return f"see the worker's traceback with `discodsl events {exc.jobname or '@'}`"
+        given = f"--master {master} " if master else ""
+        return f"see the worker's traceback with `discodsl {given}events {exc.jobname or '@'}`"
     if exc.exc_type in ("DataError", "MalformedRecord", "BadURL"):  # the input, named, is at fault
         return ""
     if where == "local" and exc.exc_type == "StageError":  # a check of what it made: no traceback

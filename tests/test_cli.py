@@ -362,6 +362,15 @@ def test_dead_job(cluster_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert hint == f"hint: see the worker's traceback with `discodsl events {name}`"
     out, _ = run(capsys, "events", name)
     assert "KeyError: \"no entry for 'x'\"" in out and "in explode" in out
+    # Run with --master, the hint's command names it too: without, it asks another master.
+    argv = ["--master", cluster_env, "run", "tests.cluster_jobs:exploding", "raw://x"]
+    _, err = run(capsys, *argv, status=1)
+    error, hint = one_error(err, "failed in task explode:0")
+    name = error.split("'")[1]
+    assert (
+        hint
+        == f"hint: see the worker's traceback with `discodsl --master {cluster_env} events {name}`"
+    )
 
 
 def test_ddfs_cat_without_a_binary_stdout(

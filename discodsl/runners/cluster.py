@@ -350,7 +350,7 @@ def cluster_inputs(
         blobs = cluster.ddfs.push(tag, files)
         notice(
             f"discodsl: pushed {len(files)} local input file(s) to DDFS tag {tag}, which "
-            f"stays until deleted: `discodsl ddfs rm {tag}`"
+            f"stays until deleted: `discodsl --master {cluster.url} ddfs rm {tag}`"
         )
         inputs = list(inputs)
         for index, replicas in zip(local, blobs, strict=True):
