@@ -434,6 +434,14 @@ def test_a_done_hooks_bad_records_are_blamed_on_it_not_the_stage_or_an_input(mod
     assert "on input" not in message, message
 
 
+def test_an_input_url_no_worker_can_read_is_not_blamed_on_stage_code() -> None:
+    with pytest.raises(TaskFailed) as info:
+        list(semantics_jobs.returning_done_hook.run(inputs=["disco://localhost"], mode="local"))
+    message = str(info.value)
+    assert "BadURL: disco://localhost: expected SCHEME://HOST/PATH" in message, message
+    assert message.endswith("(not retried: the same URL would fail again; fix the input)")
+
+
 def test_count_takes_integers_of_other_types_as_ints() -> None:
     import enum
 

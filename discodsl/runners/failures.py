@@ -15,6 +15,8 @@ NOT_RETRIED = (
 )
 # A reader's MalformedRecord is not stage code's fault, but would fail the same way again.
 NOT_RETRIED_DATA = " (not retried: the same bytes would fail again; fix the input)"
+# Nor is an input URL no worker can read (BadURL): no stage ran.
+NOT_RETRIED_URL = " (not retried: the same URL would fail again; fix the input)"
 
 
 def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
@@ -44,6 +46,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
 
 
 def _not_retried(exc_type: str) -> str:
+    if exc_type == "BadURL":
+        return NOT_RETRIED_URL
     return NOT_RETRIED_DATA if exc_type == "MalformedRecord" else NOT_RETRIED
 
 
