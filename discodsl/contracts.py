@@ -326,11 +326,16 @@ def _refuse(
     """JobError: ``after`` takes ``taken`` (what, type) but ``before`` yields ``item``; the
     fix is ``change`` (parameter, its annotation, the annotation to write)."""
     (what, wanted), (parameter, annotation, fixed) = taken, change
+    if wanted is Any:  # an annotation that holds no records at all (`records: int`)
+        takes = f"annotates `{parameter}: {type_name(annotation)}`, which holds no {what}"
+        other = ""
+    else:
+        takes = f"takes {what} of type {type_name(wanted)}"
+        other = f", or make {before.name} yield {type_name(wanted)} {what}"
     raise JobError(
         f"{why}stage {before.name!r} yields {_pair_name(item)} but {after.kind} {after.name!r} "
-        f"takes {what} of type {type_name(wanted)}: change {after.name}'s "
-        f"`{parameter}: {type_name(annotation)}` to `{parameter}: {fixed}`, "
-        f"or make {before.name} yield {type_name(wanted)} {what}"
+        f"{takes}: change {after.name}'s `{parameter}: {type_name(annotation)}` to "
+        f"`{parameter}: {fixed}`{other}"
     )
 
 

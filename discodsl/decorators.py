@@ -50,6 +50,12 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
             f"@{kind}: {function.name!r} is already a {function.kind} stage: decorate its plain "
             f"function once (another stage may call it: it stays callable as that function)"
         )
+    if isinstance(function, Job):
+        raise JobError(
+            f"@{kind}: {function.name!r} is a job, not a function: a stage cannot run a job; "
+            "chain jobs instead, passing one's results as the next one's inputs, or list its "
+            "stages in this job"
+        )
     stage_name = _stage_name(name, function, kind)
     grouping = options["grouping"]
     if grouping not in GROUPINGS:

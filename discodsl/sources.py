@@ -137,10 +137,16 @@ def _check_file_url(url: str, rest: str) -> None:
     """A JobError for a ``file://`` URL no worker reads as meant: a relative path (each
     worker would read it from its own directory), or a fragment other than ``#range=``."""
     if not rest.startswith("/"):
+        host, _, _ = rest.partition("/")
+        what = (
+            f"names the host {host!r}, which a file:// URL cannot (each node reads its own "
+            "files)"
+            if "/" in rest and host
+            else "is a relative file:// URL, which each worker would read from its own directory"
+        )
         raise JobError(
-            f"input {url!r} is a relative file:// URL (an absolute one has three slashes, "
-            "file:///PATH, and no host), which each worker would read from its own "
-            "directory: pass the path itself, or file:///absolute/path"
+            f"input {url!r} {what}: pass the path itself, or file:///absolute/path (three "
+            "slashes, no host)"
         )
     try:
         path, _ = urls.file_target(rest)

@@ -803,6 +803,16 @@ def test_job_errors_carry_the_job_name(master: Master) -> None:
     assert active.value.jobname == ACTIVE
 
 
+def test_an_answer_of_the_wrong_shape_says_how_to_tell_a_disco_master() -> None:
+    from discodsl.answers import shape_error
+
+    message = str(shape_error("POST /disco/job/new", '["ok", jobname]', b"<html>hello</html>"))
+    assert message == (
+        "POST /disco/job/new answered '<html>hello</html>', expected [\"ok\", jobname]: is this "
+        'a Disco 0.5.4 master? its /disco/version answers with its version, "0.5.4"'
+    )
+
+
 def test_status_errors_carry_endpoint_and_status(replay: ReplayServer, master: Master) -> None:
     replay.load("endpoints#22", "http-api/job-new-malformed.jsonl#3")
     with pytest.raises(BadAnswer) as failed:

@@ -119,6 +119,22 @@ def test_a_map_after_a_stage_takes_the_pair() -> None:
     assert "`pair: tuple[int, int]` to `pair: tuple[str, int]`" in message
 
 
+def test_a_stages_records_annotated_as_no_iterable_is_told_what_to_write() -> None:
+    """It read "takes records of type Any ... or make summed yield Any records"."""
+
+    @stage(grouping="group_all")
+    def wrong(records: int) -> Iterator[tuple[str, int]]:  # type: ignore[misc]
+        yield "n", records
+
+    with pytest.raises(JobError) as info:
+        _declare(words, summed, wrong)
+    assert str(info.value) == (
+        "stage 'summed' yields (str, int) but stage 'wrong' annotates `records: int`, which "
+        "holds no records: change wrong's `records: int` to "
+        "`records: Iterable[tuple[str, int]]`"
+    )
+
+
 def test_a_stage_takes_an_iterator_of_pairs() -> None:
     @stage(grouping="group_all")
     def top(records: Iterator[tuple[str, float]]) -> Iterator[tuple[str, float]]:

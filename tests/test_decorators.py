@@ -57,6 +57,13 @@ def test_a_stage_pickles_as_its_function_and_copies_as_itself() -> None:
     assert copy.copy(words) is words and copy.deepcopy([words])[0] is words
 
 
+@pytest.mark.parametrize("decorator", [map, reduce, stage])
+def test_a_job_decorated_as_a_stage_is_refused_when_declared(decorator: Any) -> None:
+    """It was declared, then failed at run(), each runner its own way."""
+    with pytest.raises(JobError, match=r"'_counting' is a job, not a function: a stage cannot"):
+        decorator(_counting)
+
+
 @pytest.mark.parametrize("decorator", [map, reduce, stage, map(name="again")])
 def test_a_stage_decorated_again_is_refused_with_the_fix(decorator: Any) -> None:
     with pytest.raises(JobError, match=r"'words' is already a map stage: decorate its plain"):

@@ -79,7 +79,8 @@ def test_the_same_file_given_twice_is_read_twice(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "words"),
     [
-        ("file://data/crlf.txt", "a relative file:// URL (an absolute one has three slashes"),
+        ("file://data/crlf.txt", "names the host 'data', which a file:// URL cannot"),
+        ("file://crlf.txt", "is a relative file:// URL, which each worker would read from"),
         ("file:///tmp/x#y.txt", "#range=START-END; a # in a file's name is written %23"),
     ],
 )
