@@ -518,6 +518,26 @@ def test_the_registry_records_orphans_dead_and_removes_old_runs(runs_dir: Path) 
     assert orphan["status"] == "dead" and "ended before it did" in orphan["reason"]
 
 
+def test_a_damaged_registry_entry_is_named_not_a_traceback(runs_dir: Path) -> None:
+    """A byte of an events file gone bad made `discodsl status` and `events` fail with a
+    UnicodeDecodeError; a damaged run.json made the run vanish without a word."""
+    name = "damaged@1"
+    (runs_dir / name).mkdir(parents=True)
+    facts = {"name": name, "job": "damaged", "host": registry.HOST, "status": "ready"}
+    facts.update({"pid": os.getpid(), "started": time.time(), "ended": time.time()})
+    (runs_dir / name / "run.json").write_text(json.dumps(facts))
+    good = json.dumps(["2026/12/06 00:00:00", "vm", "Job started"])
+    (runs_dir / name / "events").write_bytes(good.encode() + b"\n\xff\n[1, 2]\n")
+    events, _ = registry.find(name, runs_dir).read_events()
+    assert events[0] == ("2026/12/06 00:00:00", "vm", "Job started")
+    assert [message.split(" was skipped")[0] for _, _, message in events[1:]] == [
+        f"discodsl: a damaged line of {runs_dir / name / 'events'}"
+    ] * 2
+    (runs_dir / name / "run.json").write_text("{garbage")
+    with pytest.raises(JobError, match=r"the entry of local run 'damaged@1' is damaged \("):
+        registry.find(name, runs_dir)
+
+
 def read_line(process: subprocess.Popen[str], seconds: float = 60.0) -> str:
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], seconds)

@@ -227,8 +227,8 @@ class LocalRun:
         except OSError:
             return [], offset
         complete = data[: data.rfind(b"\n") + 1]
-        events = [tuple(json.loads(line)) for line in complete.splitlines() if line.strip()]
-        return [(str(t), str(h), str(m)) for t, h, m in events], offset + len(complete)
+        lines = [line for line in complete.splitlines() if line.strip()]
+        return [_event(line, self.path / "events") for line in lines], offset + len(complete)
 
     def pipeline(self) -> list[list[Any]]:
         """Its tasks per stage, every stage of its pipeline listed (see :func:`pipeline`)."""
@@ -262,6 +262,12 @@ def find(text: str, directory: Path | None = None) -> LocalRun:
         found = [run for run in runs if run.name == text]
     if not found:
         where = directory or runs_dir()
+        entry = Path(where, text, "run.json")
+        if entry.parent.parent == Path(where) and entry.is_file():
+            raise JobError(
+                f"the entry of local run {text!r} is damaged ({entry} is not a run's JSON): "
+                f"its run cannot be watched; remove {entry.parent}"
+            )
         raise JobError(
             f"no local run named {text!r} is registered in {where}: list them with "
             "`discodsl jobs --local` (a finished run's entry is kept for a day)"
@@ -370,6 +376,16 @@ def _entries(directory: Path, now: float | None = None) -> list[tuple[Path, dict
         elif now is not None and _age(path, now) > YOUNG:
             _remove(path)
     return found
+
+
+def _event(line: bytes, path: Path) -> Event:
+    """One line of an entry's events; a damaged one (a disk error, an edit) as an event
+    saying so, not an exception that hides the rest."""
+    try:
+        stamp, host, message = json.loads(line)
+    except (ValueError, TypeError):  # not UTF-8, not JSON, not a triple
+        return ("", "", f"discodsl: a damaged line of {path} was skipped: {line[:80]!r}")
+    return str(stamp), str(host), str(message)
 
 
 def _read_facts(path: Path) -> dict[str, Any] | None:
