@@ -329,7 +329,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_job_changes(parser: argparse.ArgumentParser) -> None:
     """The options that change a job's own (partitions, params), for run and jobpack build."""
-    parser.add_argument("--partitions", type=int, metavar="N", help=PARTITIONS_HELP)
+    parser.add_argument("--partitions", type=_partition_count, metavar="N", help=PARTITIONS_HELP)
     parser.add_argument(
         "-P",
         "--param",
@@ -393,7 +393,7 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         if name == "wait":
             parser.add_argument(
                 "--timeout",
-                type=float,
+                type=_seconds,
                 metavar="SECONDS",
                 help="give up after SECONDS (exit 1; the job keeps running)",
             )
@@ -585,14 +585,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 PARTITIONS_HELP = "reduce partitions; 0 for none (as Disco's partitions=0: partitions=None)"
 
 
+def _partition_count(text: str) -> int:
+    """``--partitions``'s argument: an integer of 0 or more (a usage error otherwise)."""
+    try:
+        given = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if given < 0:
+        raise argparse.ArgumentTypeError(
+            f"{given}: give a number of partitions of 1 or more, e.g. --partitions 4, or "
+            "--partitions 0 for no partitioning"
+        )
+    return given
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``'s argument: seconds, 0 or more (a usage error otherwise)."""
+    try:
+        given = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not given >= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text}: give the seconds to wait as a number of 0 or more, or leave --timeout out "
+            "to wait as long as it takes"
+        )
+    return given
+
+
 def _partitions(given: int) -> int | None:
     """``--partitions N`` as the job option: 0 is no partitioning, as in Disco (the Python
-    API says None, which a command line cannot); a JobError below 0."""
-    if given < 0:
-        raise JobError(
-            f"--partitions {given}: give a number of partitions of 1 or more, e.g. "
-            "--partitions 4, or --partitions 0 for no partitioning"
-        )
+    API says None, which a command line cannot)."""
     return None if given == 0 else given
 
 

@@ -146,6 +146,9 @@ def check_contents(pack: JobPack) -> JobPack:
         return pack  # another maker's
     try:
         _, pickled = split_jobdata(data)
+    except ValueError as exc:  # it says what is wrong, and what to do
+        raise JobpackError(str(exc)) from None
+    try:
         for _ in pickletools.genops(pickled):
             pass
     except Exception as exc:

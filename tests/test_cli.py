@@ -274,7 +274,7 @@ def test_a_damaged_jobpack_is_refused_before_it_is_sent(
     for command in ("show", "submit"):
         argv = ["jobpack", "show", str(pack)] if command == "show" else ["submit", str(pack)]
         _, err = run(capsys, *argv, status=1)
-        one_error(err, "cut short or damaged" if damage == "cut" else "jobpack")
+        one_error(err, "the job's pickle in the jobdata is" if damage == "cut" else "jobpack")
     out, _ = run(capsys, "jobs")
     assert "sleeper@" not in out  # nothing reached the master
 
@@ -478,8 +478,8 @@ def test_partitions_zero_on_the_command_line_is_no_partitioning(
     out, _ = run(capsys, "jobpack", "show", str(pack))
     assert json.loads(out)["jobdict"]["pipeline"][1] == ["total", "group_all", False]
     # Below 0: told the command line's way to say none, not the Python API's (None).
-    _, err = run(capsys, "run", "--inline", "--partitions", "-1", WORDCOUNT, *INPUTS, status=1)
-    assert "--partitions -1: give a number of partitions of 1 or more" in err
+    _, err = run(capsys, "run", "--inline", "--partitions", "-1", WORDCOUNT, *INPUTS, status=2)
+    assert "argument --partitions: -1: give a number of partitions of 1 or more" in err
     assert "--partitions 0 for no partitioning" in err and "None" not in err
 
 
