@@ -262,7 +262,7 @@ class DDFS(Service):
         Per file: ``new_blob`` gives ``replicas`` put URLs, the bytes are PUT to
         each (201, the blob's ``disco://`` URL); then one POST tags them all.
         """
-        check_name(name)
+        name = tag_name(name)  # a tag:// URL names its tag, as a job's input does
         if replicas < 1:
             raise ClientError(f"replicas={replicas}: a blob needs at least 1 replica")
         blobs = [self._push_blob(Path(f), replicas) for f in files]

@@ -39,6 +39,15 @@ def test_compressed_blobs_of_a_tag_are_read_decompressed(
     assert dict(results) == WORDS
 
 
+def test_a_push_to_a_tag_url_pushes_to_its_tag(
+    ns: str, ddfs: DDFS, compressed_files: list[Path]
+) -> None:
+    """As a job's input names it: `ddfs push tag://NAME` was refused, suggesting the tag
+    `tag:__NAME`, which it then made."""
+    ddfs.push(f"tag://{ns}:by_url", compressed_files[:1])
+    assert ddfs.list_tags(f"{ns}:by") == [f"{ns}:by_url"]
+
+
 def test_compressed_files_pushed_as_inputs_are_read_decompressed(
     ddfs: DDFS, compressed_files: list[Path]
 ) -> None:
