@@ -571,6 +571,17 @@ def test_outputs_sent_ahead_of_done_wait_for_replies_only_before_the_last_batch(
         os.close(fd)
 
 
+def test_text_with_a_lone_surrogate_goes_as_its_escape_and_a_pair_as_itself() -> None:
+    """A stage's error naming a file decoded with surrogateescape: a Disco master refused the
+    FATAL frame carrying it, and the error it carried was lost."""
+    frame = encode_frame("FATAL", "cannot open caf\udcff.txt \U0001f600")
+    decoder = FrameDecoder()
+    decoder.feed(frame)
+    decoded = decoder.next_frame()
+    assert decoded is not None
+    assert decoded.payload == "cannot open caf\\udcff.txt \U0001f600"
+
+
 def test_master_can_hold_an_input_reply() -> None:
     pair = ConnectionPair()
     pair.send(Worker(1))
@@ -691,6 +702,13 @@ MASTER_REJECTS: list[Any] = [
     pytest.param(raw_frame("PING", '""'), "Unknown message type 'PING'", True, id="ping"),
     pytest.param(
         raw_frame("MSG", '{"a": 1,'), "Payload is not valid JSON: type 'MSG'", True, id="json"
+    ),
+    # A lone surrogate escape (text decoded with surrogateescape): seen on the real master.
+    pytest.param(
+        raw_frame("FATAL", '"caf\\udcff"'),
+        "Payload is not valid JSON: type 'FATAL'",
+        True,
+        id="lone-surrogate",
     ),
     pytest.param(
         raw_frame("OUTPUT", '["zero", "x", 1]'),

@@ -63,6 +63,8 @@ def encode_frame(name: str, payload: Any, *, compact: bool = False) -> bytes:
     separators = (",", ":") if compact else None
     try:
         body = json.dumps(payload, separators=separators, allow_nan=False).encode("ascii")
+        if b"\\ud" in body:  # a surrogate: a character past U+FFFF, or a lone one
+            body = json.dumps(_encodable(payload), separators=separators).encode("ascii")
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(
             f"{name} payload is not JSON ({exc}): send only str, int, float, bool, None, "
@@ -74,6 +76,19 @@ def encode_frame(name: str, payload: Any, *, compact: bool = False) -> bytes:
             f"{MAX_PAYLOAD} bytes: put bulk data in files and send their names"
         )
     return b"%s %d %s\n" % (name.encode("ascii"), len(body), body)
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with each lone surrogate in its text (a file name decoded with
+    ``surrogateescape``) written as its escape, ``\\udcff``: a Disco master refuses the
+    whole frame ("Payload is not valid JSON"), and with it the error it carried."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    return value
 
 
 def _check_name(name: str) -> None:
@@ -203,13 +218,29 @@ def _not_a_frame(reason: str, data: bytes, why: str) -> RemoteProtocolError:
 def _loads(name: str, body: bytearray, raw: bytes) -> Any:
     """The JSON value of a payload; RemoteProtocolError (fatal, as for the master) if not JSON."""
     try:
-        return _JSON.decode(body.decode("utf-8"))
+        value = _JSON.decode(body.decode("utf-8"))
+        if b"\\ud" in body:  # a lone surrogate escape: the master's parser refuses it
+            _encoded_whole(value)
+        return value
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RemoteProtocolError(
             f"Payload is not valid JSON: type '{name}', frame {raw!r}: {exc}; "
             "encode payloads with json.dumps",
             data=raw,
         ) from exc
+
+
+def _encoded_whole(value: Any) -> None:
+    """A ValueError if text in ``value`` holds a lone surrogate (which no UTF-8 encodes)."""
+    if isinstance(value, str):
+        value.encode("utf-8")  # UnicodeEncodeError, a ValueError
+    elif isinstance(value, list):
+        for item in value:
+            _encoded_whole(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _encoded_whole(key)
+            _encoded_whole(item)
 
 
 def _refuse_constant(constant: str) -> Any:
