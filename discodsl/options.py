@@ -405,5 +405,14 @@ def _settings_error(exc: ValidationError) -> SettingsError:
 
 
 def _fix(name: str) -> str:
+    """What to write instead of a bad value of option ``name``: its own fix, or what its
+    type takes."""
     specs = {spec.name: spec for spec in fields(JobOptions)}
-    return str(specs[name].metadata["fix"]) if name in specs else ""
+    if name not in specs:
+        return ""
+    fix = str(specs[name].metadata["fix"])
+    return fix or _TYPE_FIXES.get(str(specs[name].type), "")
+
+
+# What an option of a type takes, for options whose own fix says no more.
+_TYPE_FIXES = {"bool": "use True or False", "str | None": "use a string, or None"}

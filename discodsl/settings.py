@@ -127,7 +127,10 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source, filename=str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot read the settings file {path}: {exc}") from exc
+        raise SettingsError(
+            f"cannot read the settings file {path}: {exc}: a Disco settings file is UTF-8 text "
+            "of NAME = value lines; fix it, or name another with DISCO_SETTINGS_FILE"
+        ) from exc
     except SyntaxError as exc:
         raise SettingsError(
             f"{path}:{exc.lineno}: not valid Python ({exc.msg}): "

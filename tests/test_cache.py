@@ -351,7 +351,9 @@ def test_an_unwritable_cache_says_so_and_the_run_goes_on(
     monkeypatch.setenv("DISCODSL_CACHE_DIR", str(blocked / "cache"))
     results = cache_jobs.wordcount(marks).run([text], mode="inline", cache=True)
     assert results.to_dict() == counted(LINES)
-    assert "is not kept in the cache: " in capfd.readouterr().err
+    said = capfd.readouterr().err
+    assert "is not kept in the cache: " in said
+    assert "cannot be written: " in said and "point DISCODSL_CACHE_DIR at a directory" in said
 
 
 def test_stages_that_cannot_be_pickled_run_without_the_cache(

@@ -162,6 +162,11 @@ def test_a_keyword_of_run_given_to_job_says_where_it_goes(name: str, words: str)
         job(**{name: "x"})(lambda: [])
 
 
+def test_a_bad_value_of_an_option_with_no_fix_of_its_own_says_what_its_type_takes() -> None:
+    with pytest.raises(SettingsError, match=r"compress='yes' is invalid \(.*\): use True or False"):
+        job(compress="yes")(lambda: [])
+
+
 @pytest.mark.parametrize(
     ("env", "words"),
     [

@@ -410,6 +410,19 @@ def test_a_master_host_makes_the_master_url(host: str, url: str) -> None:
     assert url == load_settings(DISCO_MASTER_HOST=host).DISCO_MASTER
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe", None])
+def test_an_unreadable_settings_file_says_what_to_do(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "settings.py"
+    if content is None:
+        path.mkdir()  # a directory where the file should be
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SettingsError) as err:
+        load_settings(DISCO_SETTINGS_FILE=str(path))
+    assert str(err.value).startswith(f"cannot read the settings file {path}: ")
+    assert str(err.value).endswith("fix it, or name another with DISCO_SETTINGS_FILE")
+
+
 def test_a_bare_number_is_no_master() -> None:
     with pytest.raises(SettingsError, match=r"the master '5' is not a master URL"):
         load_settings(DISCO_MASTER="5")

@@ -225,13 +225,19 @@ def keep(
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{NEW}{os.getpid()}-"))
     except OSError as exc:
-        raise NotKept(f"{root} cannot be written: {exc}") from exc
+        raise NotKept(
+            f"{root} cannot be written: {exc}: point DISCODSL_CACHE_DIR at a directory this "
+            "user can write"
+        ) from exc
     try:
         kept = _write(entry, sources, staging, size)
         _publish(staging, root / entry.key, started)
     except OSError as exc:
         _remove(staging)
-        raise NotKept(f"{root} cannot be written: {exc}") from exc
+        raise NotKept(
+            f"{root} cannot be written: {exc}: point DISCODSL_CACHE_DIR at a directory this "
+            "user can write"
+        ) from exc
     kept.path = root / entry.key
     trim(cap, root)
     return kept
