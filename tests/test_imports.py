@@ -135,8 +135,7 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"owner": 3},
-        "job option owner=3 is invalid (Input should be a valid string): see "
-        "help(discodsl.JobOptions)",
+        "job option owner=3 is invalid (Input should be a valid string): use a string, or None",
     ),
     (
         {"workers": 2.0},
