@@ -173,8 +173,8 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"push_inputs": None},
-        "job option push_inputs=None is invalid (Input should be a valid boolean): see "
-        "help(discodsl.JobOptions)",
+        "job option push_inputs=None is invalid (Input should be a valid boolean): use True or "
+        "False",
     ),
     (
         {"partitons": 2},
