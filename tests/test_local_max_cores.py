@@ -103,4 +103,6 @@ def test_workers_far_above_the_tasks_start_no_more_workers_than_the_tasks_need(
     params = {"seconds": 0, "marks": str(marks)}
     results = marking.run(inputs=inputs(tmp_path, 3), mode="local", workers=300, params=params)
     assert len(list(results)) == 3
-    assert len(started) <= 4 + 2 * (os.cpu_count() or 1) + 1, len(started)  # tasks, spares, zygote
+    # Of the order of the tasks and the cores (spares that die waiting are replaced), not of
+    # workers=: 300 before.
+    assert len(started) <= 3 * (4 + (os.cpu_count() or 1)), len(started)
