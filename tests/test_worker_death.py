@@ -345,12 +345,47 @@ def test_a_worker_that_dies_leaving_processes_on_its_pipes_is_tried_again_at_onc
         progress=False,
     )
     assert sorted(results) == [("a", 1), ("b", 1)]
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 20  # a Disco master too: the pipes are not held
     helpers = [int(pid) for pid in (marks / "helpers").read_text().split()]
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in helpers), helpers
+    left = [pid for pid in helpers if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    # A Disco node kills a worker's children when it kills the worker, not after it died.
+    assert not left or (mode == "cluster" and os.environ.get("DISCODSL_TEST_REAL_MASTER")), left
+
+
+def test_what_stage_code_starts_holds_none_of_the_protocols_pipes() -> None:
+    """On a Disco node the launcher's fd 3 (the master's pipe) was inheritable, and a fork
+    of stage code held both pipes: a dead worker's end was hidden from the master, which
+    waited for it for good (seen on the real master). Run in a process of its own: the
+    worker takes over fds 0 and 1."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from discodsl.worker import runtime
+        out = os.dup(1)
+        os.set_inheritable(out, True)  # as the launcher's 3>&1 makes it
+        protocol_in, protocol_out = runtime._private_fds(out)
+        assert not os.get_inheritable(protocol_in) and not os.get_inheritable(protocol_out)
+        runtime._closed_in_forks(protocol_in, protocol_out)
+        pid = os.fork()
+        if pid == 0:
+            for fd in (protocol_in, protocol_out):
+                try:
+                    os.fstat(fd)
+                    os._exit(3)  # still open in the child
+                except OSError:
+                    pass
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        os.write(protocol_out, b"child %d" % os.waitstatus_to_exitcode(status))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd=ROOT)
+    assert done.stdout == b"child 0", (done.stdout, done.stderr)
 
 
 def test_a_reply_to_a_dead_worker_does_not_end_a_program_that_restored_sigpipe() -> None:

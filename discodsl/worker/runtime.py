@@ -155,6 +155,7 @@ def serve(
     a fork server ends us when the master goes, so no thread of ours watches.
     """
     channel = Channel(protocol_in, protocol_out)
+    _closed_in_forks(protocol_in, protocol_out)
     if not watched:
         _watch_master(channel)
     capture = Capture(early=early)
@@ -176,6 +177,21 @@ def serve(
         return MASTER_GONE  # nobody to report to
     _wait_for_end(protocol_in)
     return 0
+
+
+def _closed_in_forks(*fds: int) -> None:
+    """Close ``fds``, the protocol's, in a child stage code forks (multiprocessing's fork,
+    os.fork): a master sees a worker end at end of file on its pipes, and a child that
+    held them and outlived the worker hid its end (a Disco master waits for it for good).
+    A child that runs a program closes them anyway (they are not inheritable)."""
+
+    def close() -> None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=close)
 
 
 def _start(channel: Channel) -> tuple[TaskInfo, InputReply] | None:
@@ -206,6 +222,9 @@ def _private_fds(protocol_out: int | None) -> tuple[int, int]:
     protocol_in = os.dup(0)
     if protocol_out is None:
         protocol_out = os.dup(1)
+    # The launcher's fd 3 is inheritable: a program stage code ran with close_fds=False
+    # held the master's pipe, and a Disco master waited for its end for good.
+    os.set_inheritable(protocol_out, False)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
