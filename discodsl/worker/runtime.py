@@ -63,7 +63,8 @@ class Channel:
     """The worker's end of the protocol over two fds: requests and their replies, under a
     lock. Several requests go in one write when nothing in them waits on a reply (the
     protocol lets a worker send ahead; replies come in order): WORKER with TASK and the
-    first INPUT, a task's OUTPUTs with its DONE. A task takes two round trips, not six."""
+    first INPUT, a task's OUTPUTs with its DONE. A task waits for its master once, not
+    three times."""
 
     def __init__(self, read_fd: int, write_fd: int):
         self.read_fd, self.write_fd = read_fd, write_fd
