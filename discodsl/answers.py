@@ -85,6 +85,6 @@ def shape_error(endpoint: str, what: str, got: object) -> BadAnswer:
     shown = snippet(got) if isinstance(got, (bytes, str)) else repr(got)[:200]
     return BadAnswer(
         f"{endpoint} answered {shown!r}, expected {what}: is this a Disco 0.5.4 master? "
-        "its /disco/version answers with its version, \"0.5.4\"",
+        'its /disco/version answers with its version, "0.5.4"',
         endpoint=endpoint,
     )

@@ -139,8 +139,7 @@ def _check_file_url(url: str, rest: str) -> None:
     if not rest.startswith("/"):
         host, _, _ = rest.partition("/")
         what = (
-            f"names the host {host!r}, which a file:// URL cannot (each node reads its own "
-            "files)"
+            f"names the host {host!r}, which a file:// URL cannot (each node reads its own files)"
             if "/" in rest and host
             else "is a relative file:// URL, which each worker would read from its own directory"
         )
