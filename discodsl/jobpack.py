@@ -40,7 +40,7 @@ from typing import Any
 from discodsl.errors import JobpackError
 from discodsl.jobhome import ZIP_READ_ERRORS, check_jobhome, open_zip, safe_name
 from discodsl.worker.jobfile import FIXED as _FIXED
-from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION
+from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION, bad_env_name, bad_env_value
 from discodsl.worker.spec import (
     GROUPINGS,
     JOBDATA_MAGIC,
@@ -524,12 +524,12 @@ _KEY_CHECKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
 
 def _check_jobenvs(jobenvs: Mapping[str, Any]) -> None:
     for name, value in jobenvs.items():
-        if not name or "=" in name or "\0" in name:
+        if bad_env_name(name):
             raise JobpackError(
                 f"jobenvs: variable name {_show(name)} must be non-empty, without '=' or NUL, "
                 "e.g. 'MY_SETTING'"
             )
-        if not isinstance(value, str) or "\0" in value:
+        if bad_env_value(value):
             raise JobpackError(
                 f"jobenvs[{name!r}]: value {_show(value)} must be a string without NUL "
                 "(environment variables hold text): write str(value)"

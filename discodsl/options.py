@@ -42,6 +42,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from discodsl.errors import SettingsError
+from discodsl.worker.jobfile import bad_env_name, bad_env_value
 from discodsl.worker.spec import PREFIX_MAX, PREFIX_PATTERN
 
 if TYPE_CHECKING:
@@ -258,12 +259,12 @@ def _check_env(env: Mapping[str, str]) -> None:
     """A SettingsError for an ``env=`` no process environment can hold (refused when the
     job is declared, not by each runner its own way)."""
     for name, value in env.items():
-        if not name or "=" in name or "\0" in name:
+        if bad_env_name(name):
             raise SettingsError(
                 f"job option env={{{name!r}: ...}} is invalid: an environment variable's name "
                 "is not empty and holds no '=' or NUL: use a name such as 'MY_SETTING'"
             )
-        if "\0" in value:
+        if bad_env_value(value):
             raise SettingsError(
                 f"job option env[{name!r}]={value!r} is invalid: an environment variable holds "
                 "no NUL character: remove it, or pass binary data in params= instead"

@@ -185,10 +185,9 @@ def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
         fix = f"did you mean {close[0]}?" if close else "see discodsl.settings for the names"
         return f"{name} is not a Disco setting: {fix}"
     problem, expected = _EXPECTED.get(name, (f"is not valid ({err['msg']})", "a string"))
-    origin = _origin(name, kwargs)
     if name == "DISCO_MASTER" and name in kwargs:  # master= or --master, not the variable
         return f"the master {err['input']!r} {problem}: give {expected} (master= or --master)"
-    given = f"{name}={err['input']!r}"
+    given, origin = f"{name}={err['input']!r}", _origin(name, kwargs)
     return f"{given} {problem}: set {name} to {expected} (the value came from {origin})"
 
 
@@ -205,11 +204,9 @@ def _origin(name: str, kwargs: dict[str, Any]) -> str:
 
 
 def _port_in(master: Any) -> int | None:
-    """The port a master URL (or ``host:port``) names; None if it names none, or is not one."""
-    if not isinstance(master, str) or not master.strip():
-        return None
-    text = master.strip()
+    """The port a master URL (or ``host:port``) names; None if it names none, or is not one
+    (then DISCO_MASTER's own check says so)."""
     try:
-        return urlsplit(text if "://" in text else f"http://{text}").port
-    except ValueError:
+        return urlsplit(normalise_master_url(master)).port
+    except (AttributeError, ValueError):  # not a str; not a master URL
         return None

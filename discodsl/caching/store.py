@@ -200,6 +200,14 @@ def _entry(facts: dict[str, Any], path: Path) -> Entry:
     return Entry(**facts, outputs=outputs, path=path)
 
 
+def _unwritable(root: Path, exc: OSError) -> NotKept:
+    """Why nothing is kept: the cache directory cannot be written, and what to do."""
+    return NotKept(
+        f"{root} cannot be written: {exc}: point DISCODSL_CACHE_DIR at a directory this user "
+        "can write"
+    )
+
+
 def keep(
     entry: Entry,
     sources: Sequence[Sequence[str | None]],
@@ -225,19 +233,13 @@ def keep(
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{NEW}{os.getpid()}-"))
     except OSError as exc:
-        raise NotKept(
-            f"{root} cannot be written: {exc}: point DISCODSL_CACHE_DIR at a directory this "
-            "user can write"
-        ) from exc
+        raise _unwritable(root, exc) from exc
     try:
         kept = _write(entry, sources, staging, size)
         _publish(staging, root / entry.key, started)
     except OSError as exc:
         _remove(staging)
-        raise NotKept(
-            f"{root} cannot be written: {exc}: point DISCODSL_CACHE_DIR at a directory this "
-            "user can write"
-        ) from exc
+        raise _unwritable(root, exc) from exc
     kept.path = root / entry.key
     trim(cap, root)
     return kept

@@ -515,7 +515,7 @@ def _place(where: _Place, reading: bool = False) -> tuple[str, str, int]:
         return f" on the key {brief(where.key, 80)}", "", -1
     if not where.url or where.past_records:  # a done hook, after every input: none to blame
         return "", "", -1
-    number = where.record + 1 if reading and not where.past_records else where.record
+    number = where.record + 1 if reading else where.record
     record = f", record {number}" if number >= 0 else ""
     return f" on input {where.url!r}{record}", where.url, number
 

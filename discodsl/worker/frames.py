@@ -219,8 +219,8 @@ def _loads(name: str, body: bytearray, raw: bytes) -> Any:
     """The JSON value of a payload; RemoteProtocolError (fatal, as for the master) if not JSON."""
     try:
         value = _JSON.decode(body.decode("utf-8"))
-        if b"\\ud" in body:  # a lone surrogate escape: the master's parser refuses it
-            _encoded_whole(value)
+        if b"\\ud" in body:  # a lone surrogate escape, which the master's parser refuses,
+            json.dumps(value, ensure_ascii=False).encode("utf-8")  # and no UTF-8 encodes
         return value
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RemoteProtocolError(
@@ -228,19 +228,6 @@ def _loads(name: str, body: bytearray, raw: bytes) -> Any:
             "encode payloads with json.dumps",
             data=raw,
         ) from exc
-
-
-def _encoded_whole(value: Any) -> None:
-    """A ValueError if text in ``value`` holds a lone surrogate (which no UTF-8 encodes)."""
-    if isinstance(value, str):
-        value.encode("utf-8")  # UnicodeEncodeError, a ValueError
-    elif isinstance(value, list):
-        for item in value:
-            _encoded_whole(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _encoded_whole(key)
-            _encoded_whole(item)
 
 
 def _refuse_constant(constant: str) -> Any:

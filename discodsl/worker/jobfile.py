@@ -23,6 +23,16 @@ HEADER_SIZE = 128
 FIXED = struct.Struct(">HHIIII")
 
 
+def bad_env_name(name: object) -> bool:
+    """Whether ``name`` cannot name an environment variable: empty, or holding '=' or NUL."""
+    return not isinstance(name, str) or not name or "=" in name or "\0" in name
+
+
+def bad_env_value(value: object) -> bool:
+    """Whether ``value`` cannot be an environment variable's: not text, or holding NUL."""
+    return not isinstance(value, str) or "\0" in value
+
+
 def read_jobdata(path: str) -> bytes:
     """The jobdata of the jobpack at ``path`` (everything from its offset on).
 
