@@ -282,59 +282,91 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
         signature = inspect.signature(function)
     except (TypeError, ValueError):
         return False  # a builtin: trust it
-    required, example = SHAPES[kind]
-    positional = [
-        p
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
-    with_params = takes_params(function, len(required))
-    needed = len(required) + (1 if with_params else 0)
-    mandatory = [p for p in positional if p.default is p.empty]
-    names = [p.name for p in positional]
+    with_params = takes_params(function, len(SHAPES[kind][0]))
+    problem = _params_misplaced(function, kind, name, signature) or _arity_problem(
+        function, kind, name, signature, with_params
+    )
+    if problem:
+        raise JobError(problem)
+    return with_params
+
+
+def _positional_names(signature: inspect.Signature) -> list[str]:
+    """The names of the parameters a positional call can fill, in order."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in signature.parameters.values() if p.kind in kinds]
+
+
+def _params_misplaced(
+    function: Callable[..., Any], kind: str, name: str, signature: inspect.Signature
+) -> str | None:
+    """The message for ``params`` among the first parameters, or Disco's classic reduce."""
+    required = SHAPES[kind][0]
+    names = _positional_names(signature)
     if "params" in names[: len(required)]:
         others = [n for n in names if n != "params"]
         # Its own names moved round if it has enough, else the names a call fills.
         fixed = ", ".join([*(others if len(others) >= len(required) else required), "params"])
-        raise JobError(
+        return (
             f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is called with "
             f"({', '.join(required)}, params): `params` comes last, write "
             f"`def {getattr(function, '__name__', name)}({fixed})`"
         )
     if kind == "reduce" and names[1:2] == ["out"]:
-        raise JobError(_classic_reduce(function, name, names))
+        return _classic_reduce(function, name, names)
+    return None
+
+
+def _arity_problem(
+    function: Callable[..., Any],
+    kind: str,
+    name: str,
+    signature: inspect.Signature,
+    with_params: bool,
+) -> str | None:
+    """The message for parameters a call cannot fill: too many, too few, keyword-only."""
+    required, example = SHAPES[kind]
+    parameters = signature.parameters.values()
+    names = _positional_names(signature)
+    needed = len(required) + (1 if with_params else 0)
+    mandatory = [p for p in parameters if p.name in names and p.default is p.empty]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
     if names[:1] in (["self"], ["cls"]) and len(mandatory) > needed:
-        raise JobError(
+        return (
             f"{kind} {name!r} takes ({', '.join(names)}): a method, but a stage is a plain "
             f"function, called as ({', '.join(required)}[, params]): define it at a module's "
             f"top level, e.g. `{example}`"
         )
-    if len(mandatory) > needed or (len(positional) < needed and not varargs):
-        extra = names[len(required)] if len(names) == len(required) + 1 else ""
-        fix = f"name the parameter {extra!r} `params` to get the job's params, or " if extra else ""
-        if extra and kind == "map":  # a map over an earlier job's pairs, written as a reduce
-            fix += (
-                f"for (key, value) records (an earlier job's results), take the pair whole, "
-                f"`def {getattr(function, '__name__', name)}(record): {', '.join(names)} = "
-                "record`, or "
-            )
-        raise JobError(
+    if len(mandatory) > needed or (len(names) < needed and not varargs):
+        fix = _arity_fix(function, kind, name, names)
+        return (
             f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is "
             f"called with ({', '.join(required)}[, params]): {fix}write e.g. `{example}`"
         )
-    keyword_only = [
-        p.name
-        for p in signature.parameters.values()
-        if p.kind is p.KEYWORD_ONLY and p.default is p.empty
-    ]
+    keyword_only = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
     if keyword_only:
-        raise JobError(
+        return (
             f"{kind} {name!r} has the keyword-only parameter {keyword_only[0]!r} with no "
             f"default, which no call passes (a {kind} is called with "
             f"({', '.join(required)}[, params]), positionally): write e.g. `{example}`"
         )
-    return with_params
+    return None
+
+
+def _arity_fix(function: Callable[..., Any], kind: str, name: str, names: list[str]) -> str:
+    """What to do with one parameter too many: call it ``params``, or take a map's pair whole."""
+    required = SHAPES[kind][0]
+    if len(names) != len(required) + 1:
+        return ""
+    extra = names[len(required)]
+    fix = f"name the parameter {extra!r} `params` to get the job's params, or "
+    if kind == "map":  # a map over an earlier job's pairs, written as a reduce
+        fix += (
+            f"for (key, value) records (an earlier job's results), take the pair whole, "
+            f"`def {getattr(function, '__name__', name)}(record): {', '.join(names)} = "
+            "record`, or "
+        )
+    return fix
 
 
 def _classic_reduce(function: Callable[..., Any], name: str, names: list[str]) -> str:
