@@ -14,11 +14,11 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial, wraps
-from typing import Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage, check_pipeline
-from discodsl.options import disco_name, option_names, validate_options
+from discodsl.options import JobKeywords, disco_name, option_names, validate_options
 from discodsl.worker.errors import brief
 from discodsl.worker.spec import (
     GROUPINGS,
@@ -30,6 +30,9 @@ from discodsl.worker.spec import (
     stage_name_ok,
     takes_params,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 F = TypeVar("F", bound=Callable[..., Any])
 D = TypeVar("D", bound=Callable[..., Any])
@@ -466,6 +469,20 @@ def _as_close(name: str, option: str, other: str) -> bool:
     return ratio >= difflib.SequenceMatcher(None, name, other).ratio() - 0.1
 
 
+@overload
+def map(function: F, /) -> Stage: ...
+@overload
+def map(
+    function: None = None,
+    /,
+    *,
+    name: str | None = None,
+    grouping: str = "split",
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+    reader: Callable[..., Any] | None = None,
+) -> Callable[[F], Stage]: ...
 @_known_options_only
 def map(
     function: F | None = None,
@@ -476,7 +493,7 @@ def map(
     done: Callable[..., Any] | None = None,
     concurrent: bool = False,
     reader: Callable[..., Any] | None = None,
-) -> Any:
+) -> Stage | Callable[[F], Stage]:
     """Declare a map stage: ``function(record[, params])`` yields ``(key, value)`` pairs.
 
     A record is a line of a text input (``str``, no newline) or a
@@ -494,6 +511,23 @@ def map(
     return _stage(function, "map", name, **options)
 
 
+@overload
+def reduce(function: F, /) -> Stage: ...
+@overload
+def reduce(
+    function: None = None,
+    /,
+    *,
+    name: str | None = None,
+    grouping: str = "group_label",
+    combine: bool = False,
+    combiner: Callable[..., Any] | None = None,
+    partitioner: Callable[[Any, int], int] | None = None,
+    sort: bool = True,
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+) -> Callable[[F], Stage]: ...
 @_known_options_only
 def reduce(
     function: F | None = None,
@@ -507,7 +541,7 @@ def reduce(
     init: Callable[..., Any] | None = None,
     done: Callable[..., Any] | None = None,
     concurrent: bool = False,
-) -> Any:
+) -> Stage | Callable[[F], Stage]:
     """Declare a reduce: ``function(key, values[, params])`` once per distinct key.
 
     ``combine=True`` also runs it map-side on partial groups (its output must
@@ -534,6 +568,21 @@ def reduce(
     return _stage(function, "reduce", name, **options)
 
 
+@overload
+def stage(function: F, /) -> Stage: ...
+@overload
+def stage(
+    function: None = None,
+    /,
+    *,
+    name: str | None = None,
+    grouping: str = "group_label",
+    partitioner: Callable[[Any, int], int] | None = None,
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+    reader: Callable[..., Any] | None = None,
+) -> Callable[[F], Stage]: ...
 @_known_options_only
 def stage(
     function: F | None = None,
@@ -545,7 +594,7 @@ def stage(
     done: Callable[..., Any] | None = None,
     concurrent: bool = False,
     reader: Callable[..., Any] | None = None,
-) -> Any:
+) -> Stage | Callable[[F], Stage]:
     """Declare a general stage: ``function(records[, params])`` once per task.
 
     ``records`` iterates every record of the task's input (read by ``reader``,
@@ -571,9 +620,11 @@ def stage(
 def job(function: Callable[[], Sequence[Stage]], /) -> Job: ...
 @overload
 def job(
-    function: None = None, /, **options: Any
+    function: None = None, /, **options: Unpack[JobKeywords]
 ) -> Callable[[Callable[[], Sequence[Stage]]], Job]: ...
-def job(function: Callable[[], Sequence[Stage]] | None = None, /, **options: Any) -> Any:
+def job(
+    function: Callable[[], Sequence[Stage]] | None = None, /, **options: Unpack[JobKeywords]
+) -> Job | Callable[[Callable[[], Sequence[Stage]]], Job]:
     """Declare a job: the decorated body returns its stages in order.
 
     Keywords are :class:`~discodsl.options.JobOptions` (``partitions``,

@@ -17,22 +17,34 @@ import logging  # noqa: F401 (its fork hook first: see _IMPORTING)
 import os
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
-from discodsl.options import JobOptions, Mode, validate_options
+from discodsl.options import JobKeywords, JobOptions, Mode, validate_options
 from discodsl.worker.errors import brief
 from discodsl.worker.spec import JobSpec, StageSpec, cleaned_prefix, plain_function
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
+
     from discodsl.results import Results
     from discodsl.runners.base import Runner
     from discodsl.runners.handle import Run
 
-Inputs = str | os.PathLike[str] | Sequence[Any] | Any
+
+class Recorded(Protocol):
+    """What names record files a run can read: an earlier run's :class:`~discodsl.Results`
+    or :class:`~discodsl.Run` (a chain)."""
+
+    def record_urls(self) -> list[list[str]]: ...
+
+
+# One input: a path, glob, directory or URL; an earlier run; or one input's replica URLs.
+Input = str | os.PathLike[str] | Recorded | Sequence[str | os.PathLike[str]]
+Inputs = Input | Iterable[Input]
 
 
 # What a Job has and a Stage does not: asked of a stage, said so (not a StageSpec's error).
@@ -180,7 +192,7 @@ class Job:
         *,
         mode: Mode | None = None,
         master: str | None = None,
-        **options: Any,
+        **options: Unpack[JobKeywords],
     ) -> Results:
         """Run the job over ``inputs`` and return its results (iterate them for records).
 
@@ -201,7 +213,7 @@ class Job:
         *,
         mode: Mode | None = None,
         master: str | None = None,
-        **options: Any,
+        **options: Unpack[JobKeywords],
     ) -> Run:
         """Start the job over ``inputs`` and return its :class:`~discodsl.Run` at once
         (keywords as for :meth:`run`, which is ``submit(...).wait()``).

@@ -192,6 +192,30 @@ class JobOptions:
         return copy
 
 
+class JobKeywords(typing.TypedDict, total=False):
+    """The keywords of ``@job(...)``, ``run(...)`` and ``submit(...)``, for type checkers:
+    :class:`JobOptions`' fields with their types (a test keeps the two the same)."""
+
+    partitions: int | None
+    params: Any
+    memory_budget: int
+    compress: bool
+    max_failures: int
+    prefix: str | None
+    owner: str | None
+    save_results: bool
+    workers: int | None
+    max_cores: int | None
+    env: dict[str, str]
+    progress: bool | None
+    timeout: float | None
+    push_inputs: bool
+    kill_on_interrupt: bool
+    check_types: bool | None
+    cache: bool
+    cache_by: str
+
+
 # Options of Disco's classic jobs (disco.core.Job and its classic Worker, 0.5.4), and where
 # each went here: said when one is given.
 _STREAMS = (
