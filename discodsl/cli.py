@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             args.parser.error(f"unrecognized arguments: {' '.join(extra)}{_disco_flags(extra)}")
         if getattr(args, "mode", None) and getattr(args, "master", None):
             parser.error(f"--{args.mode} and --master: choose where the job runs")
+        if _json_wanted(args) and args.command in _WRITES_BYTES:
+            args.parser.error(f"--json: {_WRITES_BYTES[args.command]}")
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.command
@@ -247,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="machine-readable output (run, results: JSON lines; jobs, status, events, "
-        "nodeinfo, config, stageresults, jobpack show, ddfs ls: JSON)",
+        help="machine-readable output: JSON (run, results and events: JSON lines; "
+        "not for jobpack build and ddfs cat, which write bytes)",
     )
     parser = _Parser(
         prog="discodsl",
@@ -679,7 +681,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         data = _read_file(args.file)
         jobpack.check_contents(jobpack.decode(data))  # a damaged one is said here, not on a node
-        stdio.say(conn.master.submit(data))
+        name = conn.master.submit(data)
+    _say(args, name, {"name": name})
     return 0
 
 
@@ -800,7 +803,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         results = cluster.wait_for(conn, name, timeout=args.timeout)
-    stdio.say(f"{name}: ready, {len(results.urls)} result file(s)")
+    files = len(results.urls)
+    _say(args, f"{name}: ready, {files} result file(s)", {"name": name, "status": "ready"})
     return 0
 
 
@@ -820,7 +824,7 @@ def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
             f"`discodsl events {run.name}`",
             jobname=run.name,
         )
-    stdio.say(f"{run.name}: ready")
+    _say(args, f"{run.name}: ready", {"name": run.name, "status": "ready"})
     return 0
 
 
@@ -842,24 +846,31 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_kill(args: argparse.Namespace) -> int:
     if _local_runs(args):
-        return _kill_local(_local_run(args))
+        return _kill_local(args, _local_run(args))
     with _cluster(args) as conn:
         name = _job_name(conn, args.job)
         status = conn.master.jobinfo(name)["active"]  # NoSuchJob: the master says ok to any
         if status == "active":
             conn.master.kill(name)
-    stdio.say(f"killed {name}" if status == "active" else f"{name} is {status}: nothing to kill")
+    _said_killed(args, name, status)
     return 0
+
+
+def _said_killed(args: argparse.Namespace, name: str, status: str) -> None:
+    """Say that ``name`` was killed, if it was ``active``, or that it was ``status`` already."""
+    killed = status == "active"
+    text = f"killed {name}" if killed else f"{name} is {status}: nothing to kill"
+    _say(args, text, {"name": name, "killed": killed, "status": "dead" if killed else status})
 
 
 #: How long `kill` waits for the process that runs a local run to kill it (seconds).
 LOCAL_KILL_WAIT = 30.0
 
 
-def _kill_local(run: registry.LocalRun) -> int:
+def _kill_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
     """Ask the process that runs a local run to kill it, and wait until it has."""
     if run.status != "active":
-        stdio.say(f"{run.name} is {run.status}: nothing to kill")
+        _said_killed(args, run.name, run.status)
         return 0
     registry.request_kill(run)
     deadline = time.monotonic() + LOCAL_KILL_WAIT
@@ -871,7 +882,7 @@ def _kill_local(run: registry.LocalRun) -> int:
                 "it, its runs and their workers"
             )
         time.sleep(0.1)
-    stdio.say(f"killed {run.name}")
+    _said_killed(args, run.name, "active")
     return 0
 
 
@@ -885,16 +896,17 @@ def cmd_purge(args: argparse.Namespace) -> int:
                 jobname=run.name,
             )
         places.remove_dead_dirs(tempfile.gettempdir())  # what killed processes left
-        stdio.say(
+        text = (
             f"{run.name} is a local run: nothing left to purge (a failed run's files went when "
             "it ended, or now if its process was killed; a finished one's go when the process "
             "holding its results closes them or exits)"
         )
+        _say(args, text, {"name": run.name, "purged": False})
         return 0
     with _cluster(args) as conn:
         name = _known_job(conn, args.job)
         conn.master.purge(name)
-    stdio.say(f"purged {name}")
+    _say(args, f"purged {name}", {"name": name, "purged": True})
     return 0
 
 
@@ -918,6 +930,11 @@ def cmd_stageresults(args: argparse.Namespace) -> int:
         results = conn.master.stageresults(_job_name(conn, args.job), args.stage)
     _print_rows(args, results, ("\t".join(replicas) for replicas in results))
     return 0
+
+
+def _say(args: argparse.Namespace, text: str, data: Any) -> None:
+    """``data`` as JSON with --json, else ``text``."""
+    stdio.say(json.dumps(data, indent=2) if _json_wanted(args) else text)
 
 
 def _print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> None:
@@ -954,8 +971,7 @@ def cmd_ddfs_ls(args: argparse.Namespace) -> int:
 def cmd_ddfs_push(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         blobs = conn.ddfs.push(args.tag, args.files)
-    for replicas in blobs:
-        stdio.say(replicas[0])
+    _print_rows(args, blobs, (replicas[0] for replicas in blobs))
     return 0
 
 
@@ -982,7 +998,7 @@ def cmd_ddfs_rm(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         conn.ddfs.get_tag(args.tag)  # DDFS deletes a missing tag as "deleted": say it is not
         conn.ddfs.delete(args.tag)
-    stdio.say(f"deleted {args.tag}")
+    _say(args, f"deleted {args.tag}", {"deleted": args.tag})
     return 0
 
 
@@ -1021,7 +1037,9 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     note = ""
     if args.job is not None and not removed:
         note = f": no stage of job {args.job!r} is kept (see `discodsl cache ls`)"
-    stdio.say(f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}{note}")
+    text = f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}{note}"
+    data = {"removed": len(removed), "bytes": total, "cache": str(store.cache_dir())}
+    _say(args, text, data)
     return 0
 
 
@@ -1078,6 +1096,13 @@ def _local_run(args: argparse.Namespace) -> registry.LocalRun:
     """The local run ``args.job`` names (``@``, ``@?TEXT``, or its name)."""
     _registered(args)
     return registry.find(args.job)
+
+
+# The commands whose output is bytes, not a report: --json is refused, saying why.
+_WRITES_BYTES: dict[Command, str] = {
+    cmd_jobpack_build: "jobpack build writes a jobpack; `jobpack show FILE --json` describes one",
+    cmd_ddfs_cat: "ddfs cat writes the blobs' bytes as they are",
+}
 
 
 def _json_wanted(args: argparse.Namespace) -> bool:

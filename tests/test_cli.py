@@ -263,6 +263,39 @@ def test_jobpack_build_show_submit_then_kill(
     assert out == f"{name} is dead: nothing to kill\n"
 
 
+def test_every_report_of_a_job_command_is_json_with_json(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pack = tmp_path / "wordcount.jobpack"
+    run(capsys, "jobpack", "build", WORDCOUNT, *INPUTS, "-o", str(pack))
+    name = json.loads(run(capsys, "--json", "submit", str(pack))[0])["name"]
+    assert name.startswith("wordcount@")
+    assert json.loads(run(capsys, "wait", name, "--json")[0]) == {"name": name, "status": "ready"}
+    reply = {"name": name, "killed": False, "status": "ready"}
+    assert json.loads(run(capsys, "kill", name, "--json")[0]) == reply
+    assert json.loads(run(capsys, "purge", name, "--json")[0]) == {"name": name, "purged": True}
+    one = tmp_path / "one.txt"
+    one.write_text("first\n")
+    blobs = json.loads(run(capsys, "--json", "ddfs", "push", "data:one", str(one))[0])
+    assert [len(replicas) for replicas in blobs] == [1]
+    assert blobs[0][0].startswith("disco://localhost/ddfs/")
+    assert json.loads(run(capsys, "--json", "ddfs", "rm", "data:one")[0]) == {"deleted": "data:one"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["jobpack", "build", WORDCOUNT, "raw://x", "-o", "-"], "jobpack build writes a jobpack"),
+        (["ddfs", "cat", "data:one"], "ddfs cat writes the blobs' bytes"),
+    ],
+)
+def test_json_is_refused_by_the_commands_that_write_bytes(
+    capsys: pytest.CaptureFixture[str], argv: list[str], why: str
+) -> None:
+    _, err = run(capsys, *argv, "--json", status=2)
+    assert f"error: --json: {why}" in err
+
+
 @pytest.mark.parametrize("damage", ["cut", "empty", "garbage"])
 def test_a_damaged_jobpack_is_refused_before_it_is_sent(
     cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, damage: str
@@ -731,8 +764,8 @@ def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = run(capsys, "cache", "clear", "--job", "other")
     assert out.startswith("removed 0 stage(s), 0 B, from ")
     assert out.rstrip().endswith(": no stage of job 'other' is kept (see `discodsl cache ls`)")
-    out, _ = run(capsys, "cache", "clear")
-    assert out.startswith("removed 2 stage(s), ")
+    cleared = json.loads(run(capsys, "cache", "clear", "--json")[0])
+    assert cleared["removed"] == 2 and cleared["bytes"] == sum(row["size"] for row in listed)
     assert run(capsys, "cache", "ls")[0].startswith("0 stage(s), 0 B in ")
 
 
