@@ -1027,7 +1027,8 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
         for entry in kept
     ]
     total = f"{len(kept)} stage(s), {_size(sum(entry.size for entry in kept))}"
-    _print_rows(args, rows, [*lines, f"{total} in {store.cache_dir()}"])
+    limit = _size(store.limit())
+    _print_rows(args, rows, [*lines, f"{total} in {store.cache_dir()}, limit {limit}"])
     return 0
 
 

@@ -769,6 +769,17 @@ def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "cache", "ls")[0].startswith("0 stage(s), 0 B in ")
 
 
+def test_cache_ls_says_the_size_limit_and_refuses_a_bad_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(capsys, "cache", "ls")[0].rstrip().endswith(", limit 2.0 GB")
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", "500M")
+    assert run(capsys, "cache", "ls")[0].rstrip().endswith(", limit 500.0 MB")
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", "bogus")
+    _, err = run(capsys, "cache", "ls", status=1)
+    one_error(err, "DISCODSL_CACHE_SIZE='bogus' is not a size: give bytes")
+
+
 def test_status_counts_a_stages_pending_tasks_once(capsys: pytest.CaptureFixture[str]) -> None:
     # jobinfo as a Disco 0.5.4 master gives it for 3 tasks, 1 running, 2 waiting for a
     # slot: pending (2) is part of waiting (2), not more tasks.

@@ -141,7 +141,7 @@ class Keeper:
         self.keys = dict(zip(names, keys, strict=True))
         self.index = {name: number for number, name in enumerate(names)}
         self.run = job  # the run's name, once it has one
-        self.told = False
+        self.told: set[str] = set()  # why stages were not kept, each said once
         # When the run looked for entries to reuse: one another run kept since then stays
         # (a run beside it may be reading its files); one it saw and could not reuse goes.
         self.started = started
@@ -172,8 +172,8 @@ class Keeper:
             store.keep(entry, paths, started=None if again else self.started)
             self.kept.add(entry.key)
         except store.NotKept as why:
-            if not self.told:
+            if str(why) not in self.told:  # each stage too large; an unwritable cache once
                 notice(
                     f"discodsl: stage {stage!r} of job {self.job!r} is not kept in the cache: {why}"
                 )
-                self.told = True
+                self.told.add(str(why))
