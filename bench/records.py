@@ -14,10 +14,10 @@ at most 1.5 against pickle with compression off.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import os
 import pickle
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -122,7 +122,9 @@ def report(count: int, results: dict[str, Result]) -> None:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("count", nargs="?", type=int, default=1_000_000, help="records")
+    count = parser.parse_args().count
     data = [(f"key-{i}", i) for i in range(count)]
     with tempfile.TemporaryDirectory() as directory:
         report(count, measure(directory, data))

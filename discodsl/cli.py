@@ -297,7 +297,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=recordtext.OUTPUT_FORMATS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
+    run.add_argument("job", type=_job_spec, metavar="MODULE:JOB", help=JOB_HELP)
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="paths, globs or URLs")
     where = run.add_mutually_exclusive_group()
     where.add_argument(
@@ -329,6 +329,9 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     run.set_defaults(command=cmd_run)
 
 
+JOB_HELP = "the job: MODULE (importable, or a .py file) and the name of the @job in it"
+
+
 def _add_job_changes(parser: argparse.ArgumentParser) -> None:
     """The options that change a job's own (partitions, params), for run and jobpack build."""
     parser.add_argument("--partitions", type=_partition_count, metavar="N", help=PARTITIONS_HELP)
@@ -352,9 +355,13 @@ def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     packs = pack.add_subparsers(metavar="ACTION", required=True)
     build = packs.add_parser("build", parents=[common], help="write a job's jobpack to a file")
-    build.add_argument("job", type=_job_spec, metavar="MODULE:JOB")
-    build.add_argument("inputs", nargs="*", default=[], metavar="INPUT")
-    build.add_argument("-o", "--output", metavar="FILE", required=True)
+    build.add_argument("job", type=_job_spec, metavar="MODULE:JOB", help=JOB_HELP)
+    build.add_argument(
+        "inputs", nargs="*", default=[], metavar="INPUT", help="paths, globs or URLs"
+    )
+    build.add_argument(
+        "-o", "--output", metavar="FILE", required=True, help="where to write the jobpack"
+    )
     _add_job_changes(build)
     build.set_defaults(command=cmd_jobpack_build)
     show = packs.add_parser("show", parents=[common], help="describe a jobpack file as JSON")

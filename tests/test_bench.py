@@ -169,3 +169,19 @@ def test_the_shuffle_peer_counts_tiny_inputs_whose_partitions_are_mostly_empty(
         parts[-1].write_text(line + "\n" if line else "")
     counts = _peer_counts("mp_shuffle.py", parts, tmp_path / "out")
     assert counts == {"a": 3, "b": 1, "c": 1, "d": 4, "e": 1}
+
+
+SCRIPTS = sorted(
+    p
+    for p in [*(ROOT / "bench").glob("*.py"), *(ROOT / "bench" / "peers").glob("*.py")]
+    if not p.name.startswith("_")
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_benchmark_says_its_usage(script: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: ")
