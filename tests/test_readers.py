@@ -716,3 +716,16 @@ def test_to_pandas_without_pandas_names_the_extra(
     results = _results(tmp_path, [("a", 1)])
     with pytest.raises(ImportError, match=r"pip install 'discodsl\[pandas\]'"):
         results.to_pandas()
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_disco_url_of_another_host_is_read_at_the_configured_disco_port(
+    mode: str, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster's blob or saved result (``disco://HOST/...``) given to a run here is read
+    from HOST at DISCO_PORT, as a tag's blobs are, not at Disco's default port."""
+    (served.root / "ddfs").mkdir()
+    (served.root / "ddfs" / "blob.txt").write_text("b a\nb\n")
+    monkeypatch.setenv("DISCO_PORT", str(served.httpd.server_address[1]))
+    results = jobs.wordcount.run(["disco://127.0.0.1/ddfs/blob.txt"], mode=mode)
+    assert results.to_dict() == {"a": 1, "b": 2}

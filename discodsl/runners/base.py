@@ -216,12 +216,32 @@ class Runner:
 
     def _here(self, inputs: list[list[str]]) -> list[list[str]]:
         """The inputs as this runner's workers read them: an earlier run's ``dir://``
-        indexes expanded into their files, and, for a run on this machine, tags resolved
-        to their blobs through ``master`` or the configured master (the cluster runner
-        leaves them to its master's client), once, for the key and the run."""
+        indexes expanded into their files, and, for a run on this machine, a cluster's
+        ``disco://`` files read over HTTP at ``DISCO_PORT`` and tags resolved to their blobs
+        through ``master`` or the configured master (the cluster runner leaves both to its
+        master and nodes), once, for the key and the run."""
         from discodsl.indexes import readable_here
 
-        return sources.resolve_tags_here(self._expanded(inputs, readable_here), self.master)
+        expanded = self._disco_files_here(self._expanded(inputs, readable_here))
+        return sources.resolve_tags_here(expanded, self.master)
+
+    def _disco_files_here(self, inputs: list[list[str]]) -> list[list[str]]:
+        """``inputs`` with each ``disco://HOST/...`` replica as a worker here reads it: a
+        file of this process's local node, or HOST's over HTTP at the configured port (a
+        worker's own node knows no other)."""
+        if not any(url.startswith("disco://") for replicas in inputs for url in replicas):
+            return inputs
+        from discodsl.indexes import readable_here
+
+        node_of = functools.cache(self._index_node)
+
+        def here(url: str) -> str:
+            if not url.startswith("disco://"):
+                return url
+            node = node_of(urls.split_host(urls.split(url)[1])[0])
+            return urls.proxy_url(readable_here(url, node), node.proxy)
+
+        return [[here(url) for url in replicas] for replicas in inputs]
 
     def _expanded(self, inputs: list[list[str]], form: Form) -> list[list[str]]:
         """``inputs`` with their ``dir://`` indexes expanded (see discodsl.indexes)."""
