@@ -236,9 +236,10 @@ class Runner:
         node_of = functools.cache(self._index_node)
 
         def here(url: str) -> str:
-            if not url.startswith("disco://"):
-                return url
-            node = node_of(urls.split_host(urls.split(url)[1])[0])
+            host, path = urls.split_host(urls.split(url)[1])
+            if not (url.startswith("disco://") and host and path.startswith(("disco/", "ddfs/"))):
+                return url  # not a disco:// file: the worker says what is wrong with it
+            node = node_of(host)
             return urls.proxy_url(readable_here(url, node), node.proxy)
 
         return [[here(url) for url in replicas] for replicas in inputs]
