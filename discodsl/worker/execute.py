@@ -42,6 +42,9 @@ Sink = Callable[[Any, Any], None]
 COMBINE_VALUES = 1 << 21
 # Input records read between two combiner checks, at most (fewer while records are big).
 CHUNK = 2048
+# A combined map looks at its memory within a record too (one that yields many pairs: a
+# whole file, a JSON document), after this many new keys while counting, pairs while listing.
+WITHIN_RECORD = 4096
 # What a loop taking (key, value) pairs had taken when it failed, before its first item.
 _NO_ITEM: Any = object()
 
@@ -686,6 +689,7 @@ class _Combiner:
         counts, same = self.counts, self.same
         get = counts.get
         item: Any = _NO_ITEM
+        fresh = WITHIN_RECORD  # new keys before the next look within a record
         for records in runs(iterator, self.growth):
             for record in records:
                 result = function(record)
@@ -694,7 +698,13 @@ class _Combiner:
                     for item in items:
                         key, value = item  # not a two-item iterable: see _not_pairs
                         if value is same:
-                            counts[key] = get(key, 0) + 1
+                            held = get(key, 0)
+                            counts[key] = held + 1
+                            if held:
+                                continue
+                            fresh -= 1
+                            if not fresh:  # the dicts are flushed in place: names hold
+                                fresh = self._look_within_record()
                             continue
                         if item.__class__ is not tuple:
                             key, value = as_pair(item)
@@ -703,7 +713,7 @@ class _Combiner:
                             counts[key] = 1
                         else:
                             self._stop_counting()
-                            rest = _listed(stage, chain(((key, value),), items), self.buffer)
+                            rest = self._listed(stage, chain(((key, value),), items))
                             self.passing = rest  # None, unless a key did not hash
                             return chain(records, iterator)
                 except (TypeError, ValueError) as exc:
@@ -726,6 +736,7 @@ class _Combiner:
         key does not hash (``passing``)."""
         buffer = self.buffer
         item: Any = _NO_ITEM
+        pairs = WITHIN_RECORD  # pairs before the next look within a record
         for records in runs(iterator, self.growth):
             for record in records:
                 result = function(record)
@@ -739,6 +750,9 @@ class _Combiner:
                             buffer[key].append(value)
                         except KeyError:
                             buffer[key] = [value]
+                        pairs -= 1
+                        if not pairs:  # the buffer is flushed in place: the name holds
+                            pairs = self._look_within_record()
                 except (TypeError, ValueError) as exc:
                     if _unhashable_key(exc, item, _Combiner._consume_listed):
                         self.passing = chain((item,), items)
@@ -750,6 +764,40 @@ class _Combiner:
             self._check_memory()
             buffer = self.buffer
         return iterator
+
+    def _listed(self, stage: StageSpec, items: Iterable[Any]) -> Iterator[Any] | None:
+        """The rest of the record that ended the counting: check each of ``items`` is a
+        pair and list its value; from the first whose key does not hash, the items left
+        (that one first), else None."""
+        iterator, buffer = iter(items), self.buffer
+        item: Any = _NO_ITEM
+        pairs = WITHIN_RECORD
+        try:
+            for item in iterator:
+                key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
+                try:
+                    buffer[key].append(value)
+                except KeyError:
+                    buffer[key] = [value]
+                pairs -= 1
+                if not pairs:
+                    pairs = self._look_within_record()
+        except (TypeError, ValueError) as exc:
+            if _unhashable_key(exc, item, _Combiner._listed):
+                return chain((item,), iterator)
+            error = _not_pairs(stage, exc, (), _Combiner._listed)
+            if error is None:
+                raise
+            raise error from None
+        return None
+
+    def _look_within_record(self) -> int:
+        """Within a record that yields many pairs: combine and write what is held if the
+        process is over half the budget; the count of new keys or pairs to the next look."""
+        if self.growth.over():
+            self.flush()
+            self.growth.released()
+        return WITHIN_RECORD
 
     def _holds_unpicklable(self, exc: Exception) -> bool:
         """Whether ``exc`` is the pickler's, and a record as the source stage made it (a
@@ -917,30 +965,6 @@ def _hashes(key: Any) -> bool:
 def _countable(value: Any) -> bool:
     """Whether the combiner may count copies of ``value`` (see _consume_counting)."""
     return not (value.__class__ is str and len(value) == 1)
-
-
-def _listed(
-    stage: StageSpec, items: Iterable[Any], buffer: dict[Any, list[Any]]
-) -> Iterator[Any] | None:
-    """Check each of ``items`` is a pair, and append its value to its key's list; from the
-    first whose key does not hash, the items left (that one first), else None."""
-    iterator = iter(items)
-    item: Any = _NO_ITEM
-    try:
-        for item in iterator:
-            key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
-            try:
-                buffer[key].append(value)
-            except KeyError:
-                buffer[key] = [value]
-    except (TypeError, ValueError) as exc:
-        if _unhashable_key(exc, item, _listed):
-            return chain((item,), iterator)
-        error = _not_pairs(stage, exc, (), _listed)
-        if error is None:
-            raise
-        raise error from None
-    return None
 
 
 def _combiner(task: TaskSetup, where: _Place, outputs: _Outputs) -> _Combiner | None:

@@ -64,6 +64,11 @@ class Growth:
         self.every = max(1, min(self.most, 2 * self.every, int(longest)))
         return now - self.base > self.limit
 
+    def over(self) -> bool:
+        """Whether the process is over the limit now (a look within a record that yields
+        many: it sizes no run)."""
+        return resident_bytes() - self.base > self.limit
+
     def released(self) -> None:
         """What was held was let go, but its memory may stay resident (the allocator keeps
         what was freed, to reuse): the growth counts as if the limit's worth was freed,
