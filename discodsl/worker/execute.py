@@ -623,8 +623,9 @@ class _Combiner:
         self.counting = True
         self.passing: Iterator[Any] | None = None  # once a key did not hash: its record's rest
         self.count = 0
-        # Folds once the process has grown by half the budget, looking between runs of input
-        # records: up to CHUNK of them, one while each adds megabytes.
+        # Flushes once the process has grown by half the budget, looking between runs of
+        # input records (up to CHUNK of them, one while each adds megabytes), and within a
+        # record every WITHIN_RECORD new keys or pairs.
         self.growth = Growth(budget // 2, most=CHUNK)
         self.unlooked = 1  # pairs add() takes before it looks at the memory again
         self.where = where or _Place(_NoPosition())  # notes the key of each call
