@@ -9,7 +9,8 @@
      │    └── RemoteProtocolError  the peer sent a bad frame, or a message out of order
      ├── DataError                 an input or record file is unreadable, corrupt or truncated
      │    ├── MalformedRecord      a reader could not parse a record (not retried)
-     │    └── BadURL               an input URL no worker can read, e.g. a tag (not retried)
+     │    ├── BadURL               an input URL no worker can read, e.g. a tag (not retried)
+     │    └── DamagedInput         an input's bytes are damaged, e.g. a cut .gz (not retried)
      ├── StageError                user code failed inside a worker (worker side)
      ├── Retry                     raised by stage code: run the task again (worker side)
      ├── JobError                  a job was declared wrongly, could not ship, or failed
@@ -30,9 +31,9 @@
      └── SettingsError             an option or setting is invalid (names field, value, fix)
 
 ``ProtocolError`` and its two kinds, ``DataError``, ``MalformedRecord``, ``BadURL``,
-``StageError`` and ``Retry`` are defined in :mod:`discodsl.worker.errors`, which ships to
-Disco nodes and so imports only the standard library; the ones users meet are re-exported
-here so they need one module. Every message says what happened and what to do; a
+``DamagedInput``, ``StageError`` and ``Retry`` are defined in :mod:`discodsl.worker.errors`,
+which ships to Disco nodes and so imports only the standard library; the ones users meet
+are re-exported here so they need one module. Every message says what happened and what to do; a
 subclass says which of those things happened, for code (the command line's hints, a run's
 events) that must not read messages. Any other ClientError is a request
 refused before it was sent (a bad tag name, an unknown setting).
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 from discodsl.worker.errors import (
     BadURL,
+    DamagedInput,
     DataError,
     DiscoDSLError,
     MalformedRecord,
@@ -54,6 +56,7 @@ __all__ = [
     "BadAnswer",
     "BadURL",
     "ClientError",
+    "DamagedInput",
     "DataError",
     "DiscoDSLError",
     "InputRunFailed",

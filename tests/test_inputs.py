@@ -8,6 +8,7 @@ import gzip
 import http.server
 import itertools
 import lzma
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from discodsl import TaskFailed
 from discodsl.worker import inputs
-from discodsl.worker.errors import BadURL, DataError, MalformedRecord, retryable
+from discodsl.worker.errors import BadURL, DamagedInput, DataError, MalformedRecord, retryable
 from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
 from discodsl.worker.records import RecordWriter
 from discodsl.worker.report import describe
+from tests import jobs
 from tests.loopback import LoopbackHTTPServer
 
 ROWS: list[tuple[Any, Any]] = [(f"key-{i}", i) for i in range(300)]
@@ -299,7 +302,7 @@ def test_a_record_file_whose_header_byte_is_damaged_is_named_corrupt_not_text(
     data = bytearray(path.read_bytes())
     data[at] = value
     path.write_bytes(bytes(data))
-    with pytest.raises(DataError) as caught:
+    with pytest.raises(DamagedInput) as caught:  # the same bytes would fail again
         read_all([str(path)], node)
     message = str(caught.value)
     assert f"starts as a record file whose {said}" in message, message
@@ -315,7 +318,7 @@ def test_a_record_file_whose_first_length_is_zeroed_is_named_corrupt_not_text(
     data = bytearray(path.read_bytes())
     data[6:14] = bytes(8)  # the first hunk's length: 0, its CRC still that of its bytes
     path.write_bytes(bytes(data))
-    with pytest.raises(DataError) as caught:
+    with pytest.raises(DamagedInput) as caught:
         read_all([str(path)], node)
     message = str(caught.value)
     assert "bytes [0, 14): a hunk of length 0 whose crc32 is" in message
@@ -330,6 +333,51 @@ def test_corrupt_compressed_file_is_a_data_error(tmp_path: Path, node: Node) -> 
     assert str(path) in str(caught.value)
     assert "at or after byte 0 of its decompressed data" in str(caught.value)  # not the file's
     assert "the compressed data is cut short: copy the file again, whole" in str(caught.value)
+
+
+def _damaged(compressor: Any, how: str) -> bytes:
+    """Compressed text cut short, or with bytes in its middle overwritten."""
+    data = compressor.compress(os.urandom(20_000).hex().encode())
+    if how == "cut":
+        return data[: len(data) // 2]
+    middle = len(data) // 2
+    return data[:middle] + bytes(64) + data[middle + 64 :]
+
+
+DAMAGES = [
+    ("gz", gzip, "cut"),
+    ("gz", gzip, "overwritten"),
+    ("bz2", bz2, "cut"),
+    ("bz2", bz2, "overwritten"),
+    ("gz", None, "misnamed"),
+]
+
+
+@pytest.mark.parametrize(("suffix", "compressor", "how"), DAMAGES)
+def test_damaged_compressed_data_is_not_retried_but_other_replicas_are_read(
+    tmp_path: Path, node: Node, suffix: str, compressor: Any, how: str
+) -> None:
+    """The same bytes would fail the same way: the task is not run again (a master would
+    retry it for an hour), but another replica may be whole, and is read."""
+    bad, good = tmp_path / f"bad.{suffix}", tmp_path / f"good.{suffix}"
+    bad.write_bytes(_damaged(compressor, how) if compressor else TEXT.encode())
+    good.write_bytes((compressor or gzip).compress(TEXT.encode()))
+    with pytest.raises(DamagedInput) as caught:
+        read_all([str(bad)], node)
+    assert caught.value.url == str(bad) and not retryable(caught.value)
+    assert read_all([str(bad), str(good)], node) == LINES
+    with pytest.raises(DamagedInput, match="could not read any of the 2 replicas") as caught:
+        read_all([str(bad), str(bad)], node)
+    assert not retryable(caught.value)
+
+
+def test_a_job_over_a_damaged_file_fails_at_its_first_attempt(tmp_path: Path) -> None:
+    path = tmp_path / "cut.gz"
+    path.write_bytes(_damaged(gzip, "cut"))
+    with pytest.raises(TaskFailed) as caught:
+        jobs.wordcount.run([str(path)], mode="local", progress=False)
+    assert "the compressed data is cut short" in str(caught.value)
+    assert "attempts" not in str(caught.value)
 
 
 def test_http_text_and_records(tmp_path: Path, node: Node, server: Server) -> None:

@@ -86,6 +86,14 @@ class BadURL(DataError):
     """
 
 
+class DamagedInput(DataError):
+    """An input whose bytes are damaged: compressed data cut short or corrupt, or not the
+    data its name says (``x.gz`` holding text). The input's other replicas are still read
+    (another copy may be whole); when none can be, the task is not retried (Disco's
+    FATAL), as the same bytes would fail the same way.
+    """
+
+
 class Retry(DiscoDSLError):
     """Raise from stage code to have the task retried, as Disco retries an I/O error.
 
@@ -109,7 +117,7 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StageError):
         cause = exc.__cause__
         return cause is not None and not isinstance(cause, StageError) and retryable(cause)
-    return isinstance(exc, RETRIED) and not isinstance(exc, (MalformedRecord, BadURL))
+    return isinstance(exc, RETRIED) and not isinstance(exc, (MalformedRecord, BadURL, DamagedInput))
 
 
 class StageError(DiscoDSLError):

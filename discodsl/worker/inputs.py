@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 from discodsl.worker import urls
 from discodsl.worker.errors import (
     BadURL,
+    DamagedInput,
     DataError,
     MalformedRecord,
     StageError,
@@ -371,8 +372,11 @@ def _all_failed(failures: list[tuple[str, DataError]]) -> DataError:
     """One error naming each replica once, on a line of its own with why it failed (a
     failure's summary keeps the start of each line); a BadURL if no retry could read any."""
     tried = "".join(f"\n  {url}: {str(exc).removeprefix(f'{url}: ')}" for url, exc in failures)
-    unreadable = all(isinstance(exc, BadURL) for _, exc in failures)
-    return (BadURL if unreadable else DataError)(
+    kind = DataError  # worth another try, unless no try could read any
+    if all(isinstance(exc, (BadURL, DamagedInput)) for _, exc in failures):
+        damaged = any(isinstance(exc, DamagedInput) for _, exc in failures)
+        kind = DamagedInput if damaged else BadURL
+    return kind(
         f"could not read any of the {len(failures)} replicas of a task input:{tried}\n"
         "check that the nodes holding them are up and the files exist",
         url=failures[0][0],
@@ -409,7 +413,7 @@ def _replica_parts(
 
 
 def _refuse_damaged_record_file(head: bytes, url: str) -> None:
-    """A DataError if ``head``, the first bytes of ``url``, are a record file's but for its
+    """A DamagedInput if ``head``, the first bytes of ``url``, are a record file's but for its
     version byte or compressed flag (whose first hunk is all in them): read as text, it
     would fail as bad UTF-8, with advice that does not fit."""
     damaged = damaged_header_byte(head)
@@ -419,7 +423,7 @@ def _refuse_damaged_record_file(head: bytes, url: str) -> None:
         byte = f"first byte is damaged ({head[0]:#04x}, not {VERSION_BYTE:#04x})"
     else:
         byte = f"compressed flag, its second byte, is damaged ({head[1]:#04x}, not 0 or 1)"
-    raise DataError(
+    raise DamagedInput(
         f"{url}: starts as a record file whose {byte}: the file is corrupt: re-run the task "
         "that wrote it, or read another replica",
         url=url,
@@ -921,7 +925,7 @@ def _decompressed(raw: _ReadInto, name: str, url: str) -> io.BufferedReader:
 def _misnamed(url: str, suffix: str, found: str | None, head: bytes) -> DataError:
     named = _COMPRESSED_SUFFIXES[suffix]
     what = f"{found} data, not {named}" if found else f"not {named} data (they start {head!r})"
-    return DataError(
+    return DamagedInput(
         f"{url}: its name ends in {suffix} but its bytes are {what}: check that this is the "
         f"file meant, then rename it to say what it holds, or compress it with {named}",
         url=url,
@@ -969,7 +973,9 @@ class _Source(io.RawIOBase):
                 filled += got
         except _read_errors() as exc:
             at = self._offset + filled
-            raise DataError(
+            # A source's own errors come as DataErrors: this is its bytes failing to decompress.
+            damaged = self._inner is not self._origin
+            raise (DamagedInput if damaged else DataError)(
                 f"{self._url}: reading failed at {self._where(at)}: {_reason(exc)}; "
                 + (
                     "the compressed data is cut short: copy the file again, whole"

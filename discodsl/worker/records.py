@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Final
 
-from discodsl.worker.errors import DataError, brief
+from discodsl.worker.errors import DamagedInput, DataError, MalformedRecord, brief
 
 HEADER: Final = struct.Struct("<BBIQ")
 HEADER_SIZE: Final = HEADER.size
@@ -463,7 +463,7 @@ def _parse_header(header: bytes, url: str, start: int) -> tuple[int, int, int]:
     """Check a hunk header; return its compressed flag, crc32 and stored length."""
     end = start + len(header)
     if start == 0 and header[0] < 0x80:
-        raise DataError(
+        raise MalformedRecord(
             f"{url}: bytes [0, {end}) start with {header[:8]!r}, Disco's legacy netstring "
             "record format, which is not supported: rewrite the file with Disco 0.5's "
             "DiscoOutputStream or discodsl's RecordWriter, or read it as text",
@@ -578,8 +578,9 @@ _CUT: Final = (
 
 
 def _hunk_error(url: str, start: int, end: int, what: str, todo: str) -> DataError:
-    """A DataError for the hunk at bytes ``[start, end)`` of ``url``."""
-    return DataError(
+    """A DamagedInput for the hunk at bytes ``[start, end)`` of ``url``: its bytes would fail
+    the same way again (another replica may be whole)."""
+    return DamagedInput(
         f"{url}: bad hunk at bytes [{start}, {end}): {what}; {todo}", url=url, span=(start, end)
     )
 
