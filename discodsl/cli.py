@@ -166,13 +166,16 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     return found[0] if found else ""
 
 
+_INPUT_AT_FAULT = ("DataError", "MalformedRecord", "BadURL", "DamagedInput")
+
+
 def _task_hint(exc: TaskFailed, where: str, master: str | None = None) -> str:
     """Where the failed task's traceback is: the master's events (of the master given with
     ``--master``, if one was), or a rerun here."""
     if where == "cluster":
         given = f"--master {master} " if master else ""
         return f"see the worker's traceback with `discodsl {given}events {exc.jobname or '@'}`"
-    if exc.exc_type in ("DataError", "MalformedRecord", "BadURL"):  # the input, named, is at fault
+    if exc.exc_type in _INPUT_AT_FAULT:  # the input, named, is at fault: no traceback helps
         return ""
     if where == "local" and exc.exc_type == "StageError":  # a check of what it made: no traceback
         return "rerun with --inline to debug the stage in this process (breakpoint() works)"

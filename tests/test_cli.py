@@ -671,13 +671,18 @@ def test_a_refused_record_in_a_local_run_points_at_inline_to_debug(
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("latin.txt", b"caf\xe9 au lait\n"), ("cut.gz", b"\x1f\x8b\x08\x00\x00")],
+    ids=["MalformedRecord", "DamagedInput"],
+)
 def test_an_unreadable_input_in_a_local_run_gives_no_hint_about_the_stage(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, data: bytes
 ) -> None:
-    bad = tmp_path / "latin.txt"
-    bad.write_bytes(b"caf\xe9 au lait\n")
+    bad = tmp_path / name
+    bad.write_bytes(data)
     _, err = run(capsys, "run", "--local", WORDCOUNT, str(bad), status=1)
-    lines = one_error(err, "latin.txt")
+    lines = one_error(err, name)
     assert "--inline" not in err and len(lines) == 1
 
 
