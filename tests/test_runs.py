@@ -191,6 +191,24 @@ def test_kill_stops_a_long_local_run_and_its_workers() -> None:
         run.results()
 
 
+def test_a_signal_handler_may_read_status_and_kill_while_its_thread_is_inside_them() -> None:
+    """A handler runs in the main thread between two bytecodes, maybe while that thread
+    holds the run's lock (in status, wait, kill): taking it again must not deadlock."""
+    run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    came_back = threading.Event()
+
+    def handler_inside() -> None:  # what the handler meets: the lock held by its own thread
+        with run._resuming:
+            assert run.status == "active"
+            run.kill()
+        came_back.set()
+
+    threading.Thread(target=handler_inside, daemon=True).start()
+    assert came_back.wait(30)
+    with pytest.raises(JobDead, match="killed"):
+        run.wait(timeout=60)
+
+
 @pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_in_wait_kills_a_local_run() -> None:
     run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)

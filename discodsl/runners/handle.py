@@ -70,7 +70,8 @@ class Run:
         self._interrupt: Callable[[], None] | None = None
         self._events: Callable[[], list[Event]] | None = None
         self._resume: Callable[[], Results] | None = None
-        self._resuming = threading.Lock()
+        # Reentrant: a signal handler may call status or kill() while its thread is inside.
+        self._resuming = threading.RLock()
         self._on_end: list[Callable[[Run], None]] = []
         # Held until the run ends: results and runs among them keep their files meanwhile,
         # even results closed meanwhile (their files go once no run reads them).
@@ -237,6 +238,8 @@ class Run:
         """A run whose watch stopped while its job ran on (Ctrl-C in wait(), a cluster's
         ``timeout=``): watch it again, in the background, so that wait() and status follow
         it to its end (they stayed "active" for good)."""
+        if not self._watch_stopped():  # the usual case, asked of every status: no lock
+            return
         with self._resuming:
             if not self._watch_stopped() or self._resume is None or self._killed.is_set():
                 return
