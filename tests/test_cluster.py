@@ -284,10 +284,12 @@ def test_reading_on_to_the_logs_end_stops_at_a_purge(
     monkeypatch.setattr(cluster, "EVENTS_PATIENCE_S", 30.0)
     fake = PurgingMaster()
     fake.events = [("t", "master", "New job initialized!")]
-    watcher = cluster._Watcher(fake, "job", Progress("job", enabled=False))  # type: ignore[arg-type]
+    progress = Progress("job", enabled=False)
+    watcher = cluster._Watcher(fake, "job", progress)  # type: ignore[arg-type]
     watcher.catch_up()
     started = time.monotonic()
     watcher.settle(dead=dead)
+    progress.close()
     assert time.monotonic() - started < 5 and not watcher.ended
     assert len(watcher.events) == 1
     assert ("counters may miss counts" in capsys.readouterr().err) is not dead
@@ -295,11 +297,13 @@ def test_reading_on_to_the_logs_end_stops_at_a_purge(
 
 def watch(fake: FakeMaster, polls: list[tuple[list[str], list[list[Any]]]]) -> list[Any]:
     Recorder.seen = []
-    watcher = cluster._Watcher(fake, "job", Recorder("job"))  # type: ignore[arg-type]
+    recorder = Recorder("job")
+    watcher = cluster._Watcher(fake, "job", recorder)  # type: ignore[arg-type]
     for messages, pipeline in polls:
         fake.events += [("t", "master", m) for m in messages]
         fake.pipeline = pipeline
         watcher("active", 0.0)
+    recorder.close()
     return [(k, f.get("stage"), f.get("tasks")) for k, f in Recorder.seen]
 
 

@@ -127,6 +127,7 @@ def test_progress_shows_what_stage_code_prints_but_not_its_counts(
     progress(*counted("map", 0, '{"lines": 2}'))
     progress("msg", {"stage": "map", "taskid": 0, "text": "hello\n"})
     progress("task_done", {"stage": "map", "taskid": 0})
+    progress.close()  # shown by a thread of its own: all of it once closed
     assert capsys.readouterr().err == "[map] hello\n"
     assert not hasattr(progress, "counters")
 
@@ -140,6 +141,7 @@ def test_a_failed_task_says_whether_it_is_tried_again(capsys: pytest.CaptureFixt
     progress("task_failed", {**task, "failures": 1, "fatal": False})
     progress("task_failed", {**task, "failures": 4, "fatal": False})
     progress("task_failed", {"stage": "map", "taskid": 3, "failures": 2})  # a cluster's
+    progress.close()
     assert capsys.readouterr().err.splitlines() == [
         "[map:3] task failed, not retried (the job fails)",
         "[map:3] task failed, 1 failure(s) so far, to be retried",
@@ -182,8 +184,9 @@ def test_events_from_task_threads_are_counted_and_shown_whole(
 ) -> None:
     """A local run's tasks report from threads of their own: every count is added and every
     printed line comes whole, on a line of its own."""
-    counters = Counters()
-    _from_threads(fan_out(counters, Progress("job", enabled=False)), threads=8, tasks=1500)
+    counters, progress = Counters(), Progress("job", enabled=False)
+    _from_threads(fan_out(counters, progress), threads=8, tasks=1500)
+    progress.close()
     assert counters.totals == {"n": 8 * 1500}
     shown = capsys.readouterr().err.splitlines()
     expected = {f"[map] line {t * 1500 + i} of thread {t}" for t in range(8) for i in range(1500)}

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,57 @@ def test_a_program_without_stderr_runs_jobs_that_print_and_keeps_stdout_its_own(
         "looking at a b a",  # inline, the stage runs in the program, and prints to its stdout
         "inline [('a', 2), ('b', 1)]",
     ]
+
+
+def test_a_stderr_nobody_reads_does_not_hold_up_a_local_run(tmp_path: Path) -> None:
+    """The runner's loop shows what stages print; it must not wait on a stderr that takes
+    nothing (a pipe whose reader stopped reading): that loop also reads the workers' pipes
+    and keeps the run's timeout, and the run hung as long as the reader did."""
+    script = tmp_path / "stuck_stderr.py"
+    report = tmp_path / "report"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            from discodsl import job, map, reduce
+
+            @map
+            def loud(line):
+                for number in range(3000):
+                    print("x" * 100, number)  # 300 KB a task: more than a pipe holds
+                yield line, 1
+
+            @reduce
+            def total(key, counts):
+                yield key, sum(counts)
+
+            @job(partitions=2)
+            def counted():
+                return [loud, total]
+
+            begun = time.monotonic()
+            results = dict(counted.run(["raw://a", "raw://b", "raw://a"], timeout=60))
+            took = time.monotonic() - begun
+            with open({str(report)!r}, "w") as out:
+                out.write(f"{{sorted(results.items())}} {{took:.1f}}")
+            """
+        )
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        for _ in range(600):  # its stderr is never read
+            if report.exists() and report.read_text():
+                break
+            if child.poll() is not None:
+                break
+            time.sleep(0.1)
+        results, took = report.read_text().rsplit(" ", 1)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        assert child.stderr is not None
+        child.stderr.close()
+    assert results == "[('a', 2), ('b', 1)]"
+    assert float(took) < 20

@@ -11,7 +11,9 @@ reaches the user's stderr. It only displays: the counters stage code reports
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,21 +28,82 @@ def interactive() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
+# What stages printed, held for a stderr that takes none (a pipe nobody reads) before more
+# is dropped: bytes.
+HOLD_MOST = 8 * 1024 * 1024
+# How long close() lets stderr take what is held while it takes nothing (seconds).
+STALLED = 2.0
+
+
 class Progress:
-    """Shows a job's progress: a bar per stage, the lines stage code prints, task failures."""
+    """Shows a job's progress: a bar per stage, the lines stage code prints, task failures.
+
+    A runner calls it from the loop that also reads its workers and keeps the run's
+    timeout: it only queues what it is told, which a thread of its own shows, so that a
+    stderr that takes nothing holds up the display alone. Past HOLD_MOST bytes of lines
+    waiting, more are dropped and counted (said once stderr takes them again).
+    """
 
     def __init__(self, job: str, enabled: bool | None = None):
         self.job = job
         self.enabled = interactive() if enabled is None else enabled
         self._bar: Any = None
+        self._events: queue.SimpleQueue[tuple[str, Mapping[str, Any]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._held = self._dropped = self._shown = 0
+        self._display: threading.Thread | None = None
 
     def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
+        if kind == "msg":
+            text = _printed(facts)
+            if not text:
+                return
+            with self._lock:
+                if self._held + len(text) > HOLD_MOST:
+                    self._dropped += text.count("\n") + 1
+                    return
+                self._held += len(text)
+            facts = {"text": text}
+        self._events.put((kind, facts))
+        if self._display is None:
+            self._display = threading.Thread(
+                target=self._show_all, name=f"discodsl progress of {self.job}", daemon=True
+            )
+            self._display.start()
+
+    def close(self) -> None:
+        """Show what is queued and finish the last bar; given up on once stderr has taken
+        nothing for STALLED seconds (what is left is not shown)."""
+        if self._display is None:
+            return
+        self._events.put(None)
+        shown = -1
+        while self._display.is_alive() and shown != self._shown:
+            shown = self._shown
+            self._display.join(STALLED)
+
+    def _show_all(self) -> None:
+        """Show each event queued, in order, until close()."""
+        while (event := self._events.get()) is not None:
+            self._show(*event)
+            self._shown += 1
+        self._close_bar()
+
+    def _show(self, kind: str, facts: Mapping[str, Any]) -> None:
         if kind == "stage":
             self._new_bar(str(facts["stage"]), int(facts["tasks"]))
         elif kind == "task_done" and self._bar is not None:
             self._bar.update(1)
         elif kind == "msg":
-            self._message(facts)
+            self._write(facts["text"])
+            with self._lock:
+                self._held -= len(facts["text"])
+                dropped, self._dropped = self._dropped, 0
+            if dropped:
+                self._write(
+                    f"[discodsl] {dropped} line(s) that stages printed were not shown: "
+                    "stderr took none for a while"
+                )
         elif kind == "task_failed" and self.enabled:
             self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, {_next(facts)}")
 
@@ -49,14 +112,6 @@ class Progress:
         if not self.enabled or sys.stderr is None:  # no bar where the program has no stderr
             return
         self._bar = _tqdm()(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
-
-    def _message(self, facts: Mapping[str, Any]) -> None:
-        stage, text = str(facts.get("stage", "")), str(facts.get("text", ""))
-        if decode_counts(text) is not None:
-            return
-        lines = [f"[{stage}] {line}" for line in text.splitlines() if line.strip()]
-        if lines:
-            self._write("\n".join(lines))
 
     def _write(self, text: str) -> None:
         """Show ``text`` and a newline, in one write."""
@@ -70,9 +125,14 @@ class Progress:
             self._bar.close()
             self._bar = None
 
-    def close(self) -> None:
-        """Finish the last bar."""
-        self._close_bar()
+
+def _printed(facts: Mapping[str, Any]) -> str:
+    """What a stage printed (a MSG), each line prefixed with its stage; "" for a report of
+    counts, or blank lines."""
+    stage, text = str(facts.get("stage", "")), str(facts.get("text", ""))
+    if decode_counts(text) is not None:
+        return ""
+    return "\n".join(f"[{stage}] {line}" for line in text.splitlines() if line.strip())
 
 
 def _tqdm() -> Any:
