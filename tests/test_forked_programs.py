@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from discodsl import JobError
 from tests import jobs
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
@@ -60,6 +61,25 @@ def test_a_forked_child_that_exits_leaves_its_parents_run_going() -> None:
     time.sleep(0.5)
     assert _child_exits() == 0
     assert sorted(run.wait(timeout=60)) == [("a", 1)]
+
+
+def test_a_forked_child_told_to_wait_for_its_parents_run_is_told_whose_it_is() -> None:
+    """The run goes on in the parent only: in the child, wait() waited for good."""
+    run = jobs.sleepy.submit(["raw://a"], mode="local", params={"seconds": 1.5}, progress=False)
+
+    def waits() -> None:
+        for ask in (run.wait, lambda: run.status, run.kill):
+            try:
+                ask()
+            except JobError as exc:
+                assert f"process {os.getpid()}" in str(exc) and "submitted" in str(exc)
+            else:
+                raise AssertionError(f"{ask} answered in the child")
+
+    started = time.monotonic()
+    assert _child_exits(waits) == 0
+    assert time.monotonic() - started < 10
+    assert dict(run.wait(timeout=60)) == {"a": 1}
 
 
 def test_a_forked_child_runs_jobs_in_a_node_directory_of_its_own() -> None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from discodsl.errors import InputRunFailed, JobActive, JobDead
+from discodsl.errors import InputRunFailed, JobActive, JobDead, JobError
 from discodsl.jobstatus import Event, wait_limit
 from discodsl.stdio import notice
 
@@ -60,6 +60,7 @@ class Run:
 
     def __init__(self, job: str, mode: str, inputs: Any = None):
         self.job, self.mode, self.jobname = job, mode, job
+        self._pid = os.getpid()  # the process the run goes on in (a fork's copy does not)
         self.log = EventLog()
         self._ended = threading.Event()
         self._killed = threading.Event()
@@ -85,6 +86,7 @@ class Run:
     def status(self) -> str:
         """``"active"`` until the run ends, then ``"ready"`` or ``"dead"``; ``"dead"`` from
         the moment it is killed."""
+        self._check_process()
         self._watch_again()
         if self._outcome is None or isinstance(self._outcome, JobActive):
             # JobActive: the master's job outlived our watch (cluster timeout=, Ctrl-C)
@@ -103,6 +105,7 @@ class Run:
         seconds (it runs on). Ctrl-C here kills a local run (a cluster job runs on, unless
         ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
         timeout = wait_limit(timeout)
+        self._check_process()
         self._watch_again()
         try:
             ended = _wait_awake(self._ended, timeout)
@@ -120,6 +123,7 @@ class Run:
     def results(self) -> Results:
         """The results of a run that is ready, at once; its error if it died;
         :class:`~discodsl.errors.JobActive` while it is active."""
+        self._check_process()
         self._watch_again()
         if not self._ended.is_set():
             raise JobActive(
@@ -140,6 +144,7 @@ class Run:
         :class:`~discodsl.errors.JobDead`. A run that has ended stays as it is; one whose
         watch stopped while its job ran on (Ctrl-C in wait(), a cluster's ``timeout=``) has
         not ended: its job is killed."""
+        self._check_process()
         with self._resuming:
             stopped = self._watch_stopped()
             if self._ended.is_set() and not stopped:
@@ -233,6 +238,17 @@ class Run:
                 raise _input_failed(self, run)
 
     # -- inside -------------------------------------------------------------------------
+
+    def _check_process(self) -> None:
+        """A JobError in a forked copy of the process that submitted a run still going: it
+        goes on there alone, and nothing here would ever end it."""
+        if self._pid == os.getpid() or self._ended.is_set():
+            return
+        raise JobError(
+            f"run {self.jobname!r} was submitted by process {self._pid}; this is process "
+            f"{os.getpid()}, a fork of it, where the run does not go on: wait for it (or kill "
+            "it) in the process that submitted it, or submit the job here"
+        )
 
     def _watch_again(self) -> None:
         """A run whose watch stopped while its job ran on (Ctrl-C in wait(), a cluster's
