@@ -242,6 +242,25 @@ def test_ctrl_c_reaches_wait_when_another_thread_takes_the_signal() -> None:
     assert run.status == "dead"
 
 
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_one_threads_wait_leaves_another_threads_wait_going(cluster_env: str) -> None:
+    """On a cluster Ctrl-C stops this wait and the job runs on: another thread waiting for
+    the same run goes on waiting (it got JobActive at once, its timeout far off)."""
+    run = jobs.sleepy.submit(["raw://a"], mode="cluster", params={"seconds": 2})
+    got: dict[str, Any] = {}
+    other = threading.Thread(target=lambda: got.update(dict(run.wait(timeout=60))))
+    other.start()
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    timer = threading.Timer(0.3, signal.pthread_kill, args=(main_thread, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run.wait(timeout=60)
+    timer.join()
+    other.join(timeout=60)
+    assert got == {"a": 1}
+
+
 def test_a_failed_run_raises_what_run_raises(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("boom\n")

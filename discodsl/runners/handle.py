@@ -71,6 +71,7 @@ class Run:
         self._interrupt: Callable[[], None] | None = None
         self._events: Callable[[], list[Event]] | None = None
         self._resume: Callable[[], Results] | None = None
+        self._interrupts = 0  # Ctrl-Cs that stopped a wait() (and a cluster job's watch)
         # Reentrant: a signal handler may call status or kill() while its thread is inside.
         self._resuming = threading.RLock()
         self._on_end: list[Callable[[Run], None]] = []
@@ -106,12 +107,18 @@ class Run:
         ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
         timeout = wait_limit(timeout)
         self._check_process()
-        self._watch_again()
-        try:
-            ended = _wait_awake(self._ended, timeout)
-        except KeyboardInterrupt:
-            self._interrupted()
-            raise
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._watch_again()
+            interrupts = self._interrupts
+            try:
+                ended = _wait_awake(self._ended, _left(deadline))
+            except KeyboardInterrupt:
+                self._interrupted()
+                raise
+            # Another thread's Ctrl-C stopped the watch, not this wait: the job runs on.
+            if not (ended and self._watch_stopped() and self._interrupts != interrupts):
+                break
         if not ended:
             raise JobActive(
                 f"job {self.jobname!r} is still active after {timeout:g} seconds: it keeps "
@@ -315,6 +322,7 @@ class Run:
 
     def _interrupted(self) -> None:
         """Ctrl-C in wait(): the runner's reaction (default: kill), then let it clean up."""
+        self._interrupts += 1  # first: another wait() woken by its end knows it for this
         (self._interrupt or self.kill)()
         if self._thread is not None:
             self._thread.join(CLEANUP_WAIT)
@@ -499,6 +507,11 @@ def duration(seconds: float) -> str:
     minutes, millis = divmod(millis, 60_000)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
+
+
+def _left(deadline: float | None) -> float | None:
+    """The seconds to ``deadline`` (a ``time.monotonic()``), none below 0; None for none."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _wait_awake(event: threading.Event, timeout: float | None) -> bool:
