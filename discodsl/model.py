@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from discodsl import interrupts
 from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobKeywords, JobOptions, Mode, validate_options
@@ -240,7 +241,7 @@ class Job:
         from discodsl.worker.execute import running_stage
 
         stage = running_stage()
-        if stage is not None:
+        if stage is not None and not interrupts.here_in_handler():  # a handler may run one
             raise JobError(
                 f"stage {stage!r} runs job {self.name!r}: a stage cannot run a job (its "
                 "workers have no client to run one with); chain jobs instead, passing one's "

@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from discodsl.cli import main
 from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
 from discodsl.worker import urls
-from tests import jobs
+from tests import jobs, semantics_jobs
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,6 +260,42 @@ def test_ctrl_c_in_one_threads_wait_leaves_another_threads_wait_going(cluster_en
     timer.join()
     other.join(timeout=60)
     assert got == {"a": 1}
+
+
+@pytest.fixture
+def alarm() -> Iterator[Callable[[Callable[[], object]], None]]:
+    """Install a SIGALRM handler doing ``action`` and set it off in 0.2 s; undone after."""
+    previous = signal.getsignal(signal.SIGALRM)
+
+    def arm(action: Callable[[], object]) -> None:
+        signal.signal(signal.SIGALRM, lambda signum, frame: action())
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+
+    yield arm
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_programs_signal_handler_that_exits_ends_an_inline_run_as_it_ends_the_program(
+    alarm: Callable[[Callable[[], object]], None],
+) -> None:
+    """Inline, a stage runs in the program's thread: sys.exit in the program's own handler
+    (SIGTERM's, say) is the program's, not the stage's (it became a StageError)."""
+    alarm(lambda: sys.exit(3))
+    with pytest.raises(SystemExit) as caught:
+        jobs.sleepy.run(["raw://a"], mode="inline", params={"seconds": 5.0})
+    assert caught.value.code == 3
+
+
+def test_the_programs_signal_handler_may_run_a_job_during_an_inline_stage(
+    alarm: Callable[[Callable[[], object]], None],
+) -> None:
+    got: list[Any] = []
+    alarm(lambda: got.append(dict(jobs.wordcount.run(["raw://b b"], mode="inline"))))
+    results = jobs.sleepy.run(["raw://a"], mode="inline", params={"seconds": 1.0})
+    assert dict(results) == {"a": 1} and got == [{"b": 2}]
+    with pytest.raises(JobError, match="a stage cannot run a job"):  # its stage still may not
+        semantics_jobs.job_in_a_stage.run(["raw://a"], mode="inline")
 
 
 def test_a_failed_run_raises_what_run_raises(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import cloudpickle
 
-from discodsl import places, shipping
+from discodsl import interrupts, places, shipping
 from discodsl.errors import PicklingError, SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
@@ -201,6 +201,8 @@ class _Run:
                 with counters.counting() as counts:
                     outputs = run_task(task, *self._records(grouped, task.stage.reader))
             except SystemExit as exc:  # a worker would end; this process is the caller's
+                if interrupts.raised_in_handler(exc):
+                    raise  # the program's own signal handler ends it: not the stage's doing
                 raise _exited(task.stage.name, exc) from None
             except Exception as exc:
                 failures += 1

@@ -132,6 +132,8 @@ def run_task(
     where = _Place(position or _NoPosition())
     records = _pairs_only(task, records, where)
     outputs = _Outputs(task, where)
+    # Another's, inline, when a signal handler of the program's runs a job during a task.
+    interrupted = running_stage()
     _RUNNING.stage = task.stage.name
     try:
         with _user_code(task, where):
@@ -141,7 +143,7 @@ def run_task(
         outputs.abort()
         raise
     finally:
-        _RUNNING.stage = None
+        _RUNNING.stage = interrupted
 
 
 def running_stage() -> str | None:

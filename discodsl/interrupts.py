@@ -1,0 +1,46 @@
+"""Whether code runs in a Python signal handler: code that interrupted a stage, not code it
+called.
+
+Inline, a stage runs in the program's own thread, and a signal handler of the program's
+(SIGTERM's that calls ``sys.exit``, a timer's that starts a job) runs on top of the stage's
+frames as if the stage had called it. The inline runner and ``Job.run`` ask here before
+they take what such a handler does for the stage's doing. Not here: signals of our own
+(the command line's SIGTERM, the runs' Ctrl-C), which raise KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+
+
+def in_handler(frames: Iterator[FrameType]) -> bool:
+    """Whether one of ``frames`` runs a signal handler installed now (a function's)."""
+    installed = (signal.getsignal(number) for number in signal.valid_signals())
+    handlers = {getattr(handler, "__code__", None) for handler in installed}
+    handlers.discard(None)
+    return any(frame.f_code in handlers for frame in frames)
+
+
+def raised_in_handler(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised in (or below) a signal handler's frame."""
+    return in_handler(_traceback_frames(exc.__traceback__))
+
+
+def here_in_handler() -> bool:
+    """Whether the code calling this runs in (or below) a signal handler's frame."""
+    return in_handler(_stack(sys._getframe(1)))
+
+
+def _traceback_frames(tb: TracebackType | None) -> Iterator[FrameType]:
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def _stack(frame: FrameType | None) -> Iterator[FrameType]:
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
