@@ -235,6 +235,16 @@ def test_csv_header_only_or_empty_gives_no_records(tmp_path: Path, node: Node) -
     assert read(readers.csv_rows(), str(tmp_path / "empty.csv"), node) == []
 
 
+def test_blank_lines_before_a_csv_header_are_skipped(tmp_path: Path, node: Node) -> None:
+    """As later blank lines are: they became a header of no fields, and every row failed."""
+    (tmp_path / "blank_first.csv").write_bytes(b"\n\r\n\na,b\n\n1,2\n")
+    assert read(readers.csv_rows(), str(tmp_path / "blank_first.csv"), node) == [
+        {"a": "1", "b": "2"}
+    ]
+    (tmp_path / "blank_only.csv").write_bytes(b"\n\n")
+    assert read(readers.csv_rows(), str(tmp_path / "blank_only.csv"), node) == []
+
+
 def test_a_csv_field_as_long_as_a_line_may_be_is_read(tmp_path: Path, node: Node) -> None:
     """csv's own field limit, 128 KiB, made a valid file malformed ("check the delimiter")."""
     path = tmp_path / "big.csv"

@@ -142,6 +142,8 @@ def _csv_records(
     csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
     rows = csv.reader(lines, strict=True, **dialect)
     header = _next_row(rows, lines, -1)
+    while header == []:  # blank lines before the header are skipped as later ones are
+        header = _next_row(rows, lines, -1)
     record = 0
     while header is not None:
         start = lines.offset
