@@ -417,6 +417,24 @@ def lambda_values() -> list[Any]:
     return [with_a_lambda]
 
 
+class Handle:
+    """A wrapper of a resource that refuses to be pickled, in its own ``__reduce__``."""
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Handle objects cannot be pickled")
+
+
+# only the first line's value cannot be pickled: a batch of later ones is written with it
+@map
+def with_a_handle(line: str) -> Iterator[tuple[str, Any]]:
+    yield line, Handle() if line == "a" else line
+
+
+@job(max_failures=0)
+def handle_values() -> list[Any]:
+    return [with_a_handle]
+
+
 @reduce(combine=True)
 def total_combined_any(key: str, values: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     yield key, list(values)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, repeat
+from itertools import chain, pairwise, repeat
 from types import CodeType
 from typing import Any, NamedTuple, Protocol
 
@@ -401,16 +401,19 @@ def _not_pairs(
     maker = maker or _maker(stage)
     if isinstance(exc, NotAPair):
         return _bad_record(maker, exc.item)
-    if _raised_by_user(exc, *loops):
+    pickling = _raised_pickling(exc)  # in a class's own __reduce__, say: user code, but no bug
+    if _raised_by_user(exc, *loops) and not pickling:
         return None
-    if _raised_in(exc, RecordWriter.write_many, RecordWriter.write):  # by the pickler
-        return StageError(
-            f"{maker.who} yielded a record that cannot be pickled ({exc}): records are "
-            "pickled to be written, so keys and values must be data pickle takes (str, "
-            "numbers, tuples, lists, dicts, instances of classes defined at the top level of "
-            "a module), not locks, generators, open files or connections",
+    if pickling or _raised_in(exc, RecordWriter.write_many, RecordWriter.write):
+        error = StageError(
+            f"{maker.who} yielded a record that cannot be pickled ({type(exc).__name__}: "
+            f"{exc}): records are pickled to be written, so keys and values must be data "
+            "pickle takes (str, numbers, tuples, lists, dicts, instances of classes defined at "
+            "the top level of a module), not locks, generators, open files or connections",
             stage=maker.name,
         )
+        error.written = True  # in a batch: the record being read then may be a later one
+        return error
     if item is not _NO_ITEM and not is_pair(item):
         return _bad_record(maker, item)
     if result is None or _returned_none(exc):
@@ -456,6 +459,26 @@ def _shape_error(maker: _Maker, result: Any, exc: Exception) -> StageError:
     )
 
 
+# What pickle calls of a class's own, to pickle its instances.
+_PICKLING_HOOKS = frozenset(
+    {"__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__", "__getnewargs_ex__"}
+)
+
+
+def _raised_pickling(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a class's pickling hook, called by the record writer."""
+    frames: list[CodeType] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    writers = {RecordWriter.write_many.__code__, RecordWriter.write.__code__}
+    return any(
+        code.co_name in _PICKLING_HOOKS and caller in writers
+        for caller, code in pairwise(frames)
+    )
+
+
 def _raised_by_user(exc: BaseException, *loops: Callable[..., Any]) -> bool:
     """Whether ``exc`` came from inside user code, not from unpacking its output in ``loops``."""
     return _last_code(exc) is not None and not _raised_in(exc, *loops)
@@ -498,7 +521,7 @@ def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
         yield
     except StageError as exc:
         if not exc.url:  # raised by a check of what the stage made: where it was, said once
-            place, exc.url, record = _place(where)
+            place, exc.url, record = _place(where, written=getattr(exc, "written", False))
             exc.record = exc.record if exc.record >= 0 else record
             exc.args = (f"{exc}{';' if place else ''}{place}",)
         raise
@@ -512,15 +535,19 @@ def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
         raise _wrap(task, where, exc) from exc
 
 
-def _place(where: _Place, reading: bool = False) -> tuple[str, str, int]:
+def _place(where: _Place, reading: bool = False, written: bool = False) -> tuple[str, str, int]:
     """Where user code failed, in words, and the input URL and record to name: a reduce's
     key (its input is a file of ours, no help), else the input and record being read (with
-    ``reading``, a reader's failure, the one after the last it gave)."""
+    ``reading``, a reader's failure, the one after the last it gave; with ``written``, a
+    record that failed as its batch was written, made at that record or before)."""
     if where.key is not _NO_ITEM:
         return f" on the key {brief(where.key, 80)}", "", -1
     if not where.url or where.past_records:  # a done hook, after every input: none to blame
         return "", "", -1
     number = where.record + 1 if reading else where.record
+    if written and number >= 0:
+        made = f", at or before record {number} (records are written in batches)"
+        return f" on input {where.url!r}{made}", where.url, -1
     record = f", record {number}" if number >= 0 else ""
     return f" on input {where.url!r}{record}", where.url, number
 
