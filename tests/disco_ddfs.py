@@ -140,6 +140,8 @@ class DDFS:
             raise DDFSRefused(403, "Invalid prefix.")
         if replicas > 1:
             raise DDFSRefused(403, "Not enough nodes for replicas.")
+        if len(name) > MAX_BLOB_NAME:  # ddfs:new_blob/5: disco:large_hexhash, all of md5
+            name = hashlib.md5(name.encode()).hexdigest()
         return [f"{put_base}/ddfs/{name}${self.stamps.next()}"]
 
     def put_blob(self, blob: str, data: bytes) -> str:
@@ -151,6 +153,10 @@ class DDFS:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return f"disco://{HOST}/ddfs/{relative}"
+
+
+# The longest blob name a Disco 0.5.4 master keeps as it is (ddfs.erl, MAX_BLOB_NAME).
+MAX_BLOB_NAME = 200
 
 
 def _hh(name: str) -> str:

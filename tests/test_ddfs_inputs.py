@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import os
 from pathlib import Path
 
@@ -46,6 +47,20 @@ def test_a_push_to_a_tag_url_pushes_to_its_tag(
     `tag:__NAME`, which it then made."""
     ddfs.push(f"tag://{ns}:by_url", compressed_files[:1])
     assert ddfs.list_tags(f"{ns}:by") == [f"{ns}:by_url"]
+
+
+def test_a_file_with_a_long_name_pushed_to_a_tag_is_named_by_its_hash(
+    ns: str, ddfs: DDFS, tmp_path: Path
+) -> None:
+    """A Disco master names a blob of more than 200 characters by its name's md5 (the
+    test master dropped the connection, which a run pushing its inputs retried, then
+    reported as a network failure)."""
+    path = tmp_path / ("x" * 240 + ".txt")
+    path.write_text("a b\n")
+    (blob,) = ddfs.push(f"tag://{ns}:long", [path])
+    name = blob[0].rsplit("/", 1)[1].split("$")[0]
+    assert name == hashlib.md5(("x" * 240 + "_txt").encode()).hexdigest()
+    assert dict(jobs.wordcount.run([f"tag://{ns}:long"], mode="cluster")) == {"a": 1, "b": 1}
 
 
 def test_compressed_files_pushed_as_inputs_are_read_decompressed(
