@@ -4,6 +4,7 @@ dir:// indexes, and failover between replicas."""
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import http.server
 import itertools
@@ -765,6 +766,18 @@ def test_failover_mid_http_body(node: Node, server: Server) -> None:
     assert read_all([server.url("cut/records"), server.url("records")], node) == ROWS
     lines = read_all([server.url("cut/text"), server.url("text")], node)
     assert lines == read_all([server.url("text")], node)
+
+
+def test_a_stalled_http_body_is_said_to_fail_at_or_after_the_bytes_counted(
+    node: Node, server: Server
+) -> None:
+    """A read that stalls part way loses the count of what it took: 100 KB had come, and
+    the error said byte 0."""
+    (server.root / "text").write_text(TEXT * 5000)
+    impatient = dataclasses.replace(node, timeout=0.5)
+    with pytest.raises(DataError, match=r"reading failed at or after byte \d+: ") as caught:
+        read_all([server.url("slow/text")], impatient)
+    assert retryable(caught.value)
 
 
 def test_a_get_whose_connection_is_dropped_is_sent_again(node: Node, server: Server) -> None:

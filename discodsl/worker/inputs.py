@@ -989,9 +989,14 @@ class _Source(io.RawIOBase):
         return filled
 
     def _where(self, at: int) -> str:
-        """Where byte ``at`` of what is read lies, in words."""
-        decompressed = self._inner is not self._origin
-        return f"or after byte {at} of its decompressed data" if decompressed else f"byte {at}"
+        """Where byte ``at`` of what is read lies, in words: a read that failed part way
+        (an HTTP body that stalled, a decompressor) may have taken bytes it cannot count."""
+        if self._inner is not self._origin:
+            return f"or after byte {at} of its decompressed data"
+        http_client = sys.modules.get("http.client")
+        if http_client is not None and isinstance(self._origin, http_client.HTTPResponse):
+            return f"or after byte {at}"
+        return f"byte {at}"
 
     def _check_complete(self) -> None:
         """At end of data, refuse an HTTP body cut short of its Content-Length."""
