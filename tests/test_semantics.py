@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +30,8 @@ from discodsl import (
 )
 from discodsl.worker.counters import MAX_NAME_JSON
 from tests import jobs, semantics_jobs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _lines(tmp_path: Path, name: str, lines: list[str]) -> str:
@@ -555,6 +560,48 @@ def test_a_job_shipped_by_value_inside_a_stage_is_told_to_chain_jobs_instead() -
     from discodsl.worker.runtime import _fix
 
     missing = ModuleNotFoundError("No module named 'discodsl.model'", name="discodsl.model")
-    assert "a stage cannot run a job; chain jobs instead" in _fix(missing)
+    assert "a stage cannot run a job (chain jobs instead" in _fix(missing)
     other = ModuleNotFoundError("No module named 'helpers'", name="helpers")
     assert "install it on the nodes" in _fix(other)
+
+
+def test_a_helper_module_that_declares_jobs_is_named_as_the_cause(tmp_path: Path) -> None:
+    """A module beside the program whose functions a stage calls, and which imports the
+    client (to declare jobs too): the workers import it, and the client is not there. The
+    local runner said the module was missing, and to ship it by value (which failed too)."""
+    (tmp_path / "helpers.py").write_text(
+        "from discodsl import job, map\n\ndef tokenize(line):\n    return line.split()\n"
+    )
+    (tmp_path / "main.py").write_text(
+        textwrap.dedent(
+            """
+            import helpers
+            from discodsl import job, map
+
+            @map
+            def words(line):
+                for word in helpers.tokenize(line):
+                    yield word, 1
+
+            @job
+            def split():
+                return [words]
+
+            try:
+                split.run(["raw://a b"], mode="local")
+            except Exception as exc:
+                print(exc)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "main.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert "cannot import name 'job' from 'discodsl'" in done.stdout, done.stdout + done.stderr
+    assert "a module the stages use imports discodsl's client" in done.stdout
+    assert "register_pickle_by_value" not in done.stdout

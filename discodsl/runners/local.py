@@ -39,7 +39,7 @@ from discodsl.runners.progress import Progress
 from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
 from discodsl.worker.inputs import Node, read_index
-from discodsl.worker.runtime import LOAD_FAILURE
+from discodsl.worker.runtime import CLIENT_NEEDED, LOAD_FAILURE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -181,7 +181,8 @@ def _run_submitted(master: NodeMaster, layout: JobLayout, plan: Plan) -> list[li
 def _failed(plan: Plan, exc: JobFailed) -> Exception:
     """The error to raise for a failed job: what the pre-flight says if the stages did not
     load in the worker, else the failed task with the worker's traceback as its cause."""
-    if exc.outcome.fatal and LOAD_FAILURE in exc.outcome.text:
+    load_failed = exc.outcome.fatal and LOAD_FAILURE in exc.outcome.text
+    if load_failed and CLIENT_NEEDED not in exc.outcome.text:
         try:
             shipping.preflight(plan.spec, shipping.pickle_job(plan.spec))
         except PicklingError as diagnosis:

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from discodsl.worker.readers import Reader
 
 LOAD_FAILURE = "cannot load the job's stages"
+# What a load failure says when the stages need discodsl's client, which no node has: the
+# runner then has its cause, and a pre-flight (which imports from elsewhere) has no better.
+CLIENT_NEEDED = "discodsl's client"
 
 
 class FatalJobError(Exception):
@@ -363,11 +366,19 @@ def _fix(exc: Exception) -> str:
     if isinstance(exc, (EOFError, pickle.UnpicklingError)):
         return "the job's data is cut short or damaged: build and submit the jobpack again"
     missing = getattr(exc, "name", None) or ""
+    if isinstance(exc, ImportError) and missing == "discodsl":  # from discodsl import job
+        return (
+            f"a module the stages use imports {CLIENT_NEEDED} (@job, @map, a run's results), "
+            "which stays with the program: a node has discodsl's count, status and errors "
+            "only; move the functions stages call out of modules that declare jobs, or import "
+            "the client inside the functions that use it"
+        )
     if missing.startswith("discodsl.") and not missing.startswith("discodsl.worker"):
         return (
-            "a stage uses discodsl's client (a job, its results, a run), which stays with the "
-            "program: a stage cannot run a job; chain jobs instead, passing one's results as "
-            "the next one's inputs"
+            f"a stage, or a module shipped with it by value, holds {CLIENT_NEEDED} (a job, a "
+            "decorator, its results, a run), which stays with the program: a stage cannot run "
+            "a job (chain jobs instead, passing one's results as the next one's inputs), and "
+            "the functions stages call belong in modules that do not declare jobs"
         )
     return (
         "a module the stages use by reference is missing here: install it on the nodes, "
