@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,6 +81,29 @@ def test_a_forked_child_told_to_wait_for_its_parents_run_is_told_whose_it_is() -
     assert _child_exits(waits) == 0
     assert time.monotonic() - started < 10
     assert dict(run.wait(timeout=60)) == {"a": 1}
+
+
+def _run_in_a_child(answers: Any) -> None:
+    """In a multiprocessing child: its pid and the results of a local run it made."""
+    results = dict(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False))
+    answers.put((os.getpid(), results))
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_a_multiprocessing_child_that_ran_jobs_leaves_no_node_directory(start: str) -> None:
+    """A child multiprocessing forks ends with os._exit: no atexit hook runs, and its node
+    directory stayed behind (until a later run noticed its process had gone)."""
+    import multiprocessing
+    import tempfile
+
+    context = multiprocessing.get_context(start)
+    answers = context.Queue()
+    child = context.Process(target=_run_in_a_child, args=(answers,))
+    child.start()
+    pid, results = answers.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and results == {"a": 2, "b": 1}
+    assert list(Path(tempfile.gettempdir()).glob(f"discodsl-node-{pid}-*")) == []
 
 
 def test_a_forked_child_runs_jobs_in_a_node_directory_of_its_own() -> None:

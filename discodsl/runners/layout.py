@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -109,7 +110,14 @@ def node_root() -> str:
     hooks ran leaves it behind, and the next run removes it.
     """
     root = places.process_dir("node")
-    atexit.register(places.in_this_process(_remove, root))
+    remove = places.in_this_process(_remove, root)
+    atexit.register(remove)
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None and multiprocessing.parent_process() is not None:
+        # A multiprocessing child forked ends with os._exit: its finalizers run, not atexit.
+        from multiprocessing import util
+
+        util.Finalize(None, remove, exitpriority=0)
     return root
 
 

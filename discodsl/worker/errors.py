@@ -123,7 +123,9 @@ def retryable(exc: BaseException) -> bool:
 class StageError(DiscoDSLError):
     """User code failed inside a task; says where: stage, input URL, record number.
 
-    ``exc_type`` names the type of the user's exception (the ``__cause__``).
+    ``exc_type`` names the type of the user's exception (the ``__cause__``); ``written``
+    says the record at fault failed as its batch was written, so it came at ``record`` or
+    before.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class StageError(DiscoDSLError):
         self.url = url
         self.record = record
         self.exc_type = exc_type
+        self.written = False
 
 
 def defined_at(function: Callable[..., Any]) -> str:

@@ -521,7 +521,7 @@ def _user_code(task: TaskSetup, where: _Place) -> Iterator[None]:
         yield
     except StageError as exc:
         if not exc.url:  # raised by a check of what the stage made: where it was, said once
-            place, exc.url, record = _place(where, written=getattr(exc, "written", False))
+            place, exc.url, record = _place(where, written=exc.written)
             exc.record = exc.record if exc.record >= 0 else record
             exc.args = (f"{exc}{';' if place else ''}{place}",)
         raise
