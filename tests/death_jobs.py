@@ -117,3 +117,21 @@ def dies_leaving_helpers(line: str, params: Any) -> Iterator[tuple[str, int]]:
 @job(partitions=1)
 def leaving_helpers() -> list[Any]:
     return [dies_leaving_helpers]
+
+
+# starts a `sleep` in a session of its own (start_new_session=True: out of the worker's
+# process group), records its pid, then ends its task, or (params "die ...") dies
+@map
+def starts_a_daemon(line: str, params: Any) -> Iterator[tuple[str, int]]:
+    how, marks = params.split(" ", 1)
+    daemon = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    with open(Path(marks) / "daemons", "a") as listed:
+        listed.write(f"{daemon.pid}\n")
+    if how == "die":
+        os._exit(3)
+    yield line, 1
+
+
+@job(partitions=1, max_failures=0)
+def leaving_a_daemon() -> list[Any]:
+    return [starts_a_daemon]

@@ -357,6 +357,32 @@ def test_a_worker_that_dies_leaving_processes_on_its_pipes_is_tried_again_at_onc
     assert not left or (mode == "cluster" and os.environ.get("DISCODSL_TEST_REAL_MASTER")), left
 
 
+@pytest.mark.parametrize("how", ["end", "die"])
+def test_what_a_task_starts_in_a_session_of_its_own_is_killed_with_its_worker(
+    tmp_path: Path, how: str
+) -> None:
+    """start_new_session=True takes a process out of the worker's group, which is what was
+    killed: it outlived the run and the program. The zygote adopts it (a subreaper)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    run = death_jobs.leaving_a_daemon.submit(
+        ["raw://a", "raw://b"], mode="local", params=f"{how} {marks}", progress=False
+    )
+    if how == "end":
+        assert sorted(run.wait(timeout=60)) == [("a", 1), ("b", 1)]
+    else:
+        with pytest.raises(TaskFailed):
+            run.wait(timeout=60)
+    daemons = [int(pid) for pid in (marks / "daemons").read_text().split()]
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in daemons) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in daemons if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert daemons and not left
+
+
 def test_what_stage_code_starts_holds_none_of_the_protocols_pipes() -> None:
     """On a Disco node the launcher's fd 3 (the master's pipe) was inheritable, and a fork
     of stage code held both pipes: a dead worker's end was hidden from the master, which

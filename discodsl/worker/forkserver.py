@@ -36,15 +36,17 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from discodsl.worker import runtime
 from discodsl.worker.capture import read_early_output
 
 # Set (to the jobfile's path) in a worker's environment: be a fork server for that job.
 ENV = "DISCODSL_FORKSERVER"
-# prctl(2): the signal a process gets when its parent ends.
+# prctl(2): the signal a process gets when its parent ends; becoming the parent of what a
+# child's descendants leave behind when they end (Linux 3.4).
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def main() -> int:
@@ -118,7 +120,13 @@ class Zygote:
         self.children: set[int] = set()
         self.wake_read, self.wake_write = os.pipe()
         self.pid = os.getpid()
-        self.die_with_parent = _death_signal_setter()
+        prctl = _prctl()
+        self.die_with_parent: Callable[[], object] = lambda: None
+        if prctl is not None:
+            self.die_with_parent = lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            # What a task started in a session of its own (start_new_session=True) leaves
+            # its worker's group: when the worker ends, it is ours, and is killed.
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
 
     def serve(self) -> int:
         """Answer requests until the master's end closes; then kill every child, and end."""
@@ -201,9 +209,10 @@ class Zygote:
 
     def _reap(self) -> None:
         """Report each child that ended, once what it started is killed: its process group,
-        while its pid is still its own (a zombie's). A process a task started may hold the
-        task's pipes, and outlive it for good."""
-        while self.children:
+        while its pid is still its own (a zombie's), and what it left to us. A process a
+        task started may hold the task's pipes, and outlive it for good. What we adopted
+        is reaped without a word."""
+        while True:
             try:
                 pid, status = _ended_child()
                 if pid == 0:
@@ -213,33 +222,60 @@ class Zygote:
                     pid, status = os.waitpid(pid, 0)
             except ChildProcessError:
                 return
-            self.children.discard(pid)
-            self._send(f"X {pid} {os.waitstatus_to_exitcode(status)}")
+            if pid in self.children:
+                self.children.discard(pid)
+                self._send(f"X {pid} {os.waitstatus_to_exitcode(status)}")
+                self._kill_adopted()
+
+    def _kill_adopted(self) -> None:
+        """SIGKILL (with its group) each child that is not a worker: one a task's worker
+        left when it ended, which we adopted as its subreaper."""
+        for pid in _children():
+            if pid not in self.children:
+                _kill_group(pid)
 
     def _send(self, text: str) -> None:
         with contextlib.suppress(OSError):  # the master is gone: end of input comes next
             self.control.send(text.encode())
 
     def _end_children(self) -> None:
+        """Kill every worker, then what each left us as it ended (adopted by then, as a
+        process's children are before it can be reaped), and so on, until none is left."""
         for pid in self.children:
             _kill_group(pid)
-        for pid in self.children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        while True:
+            self._kill_adopted()
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            self.children.discard(pid)
 
 
-def _death_signal_setter() -> Callable[[], object]:
-    """What a child calls to be SIGKILLed by the kernel when the zygote ends, however it
-    ends (Linux's PR_SET_PDEATHSIG); a no-op elsewhere, where the zygote's own end (it
-    kills its children when the master goes) and the master's watch over the zygote are
-    what ends them. Looked up once, in the zygote."""
+def _prctl() -> Callable[[int, int], object] | None:
+    """Linux's prctl(2), looked up once, in the zygote; None elsewhere, where the zygote's
+    own end (it kills its children when the master goes) and the master's watch over the
+    zygote are what ends its children, and what they start stays in their groups."""
     try:
         import ctypes
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        return cast("Callable[[int, int], object]", ctypes.CDLL(None, use_errno=True).prctl)
     except (ImportError, OSError, AttributeError):
-        return lambda: None
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        return None
+
+
+def _children() -> list[int]:
+    """This process's children (Linux's /proc/self/task/*/children: one read a thread,
+    where a scan of /proc would read a file a process); none where it is not shown."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for thread in os.listdir("/proc/self/task"):
+            with (
+                contextlib.suppress(OSError, ValueError),
+                open(f"/proc/self/task/{thread}/children", "rb") as listed,
+            ):
+                found.extend(int(pid) for pid in listed.read().split())
+    return found
 
 
 def _ended_child() -> tuple[int, int | None]:
