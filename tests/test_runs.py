@@ -3,6 +3,7 @@ die, chain and run side by side; a local run is seen and killed from another pro
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import io
@@ -210,17 +211,25 @@ def test_a_signal_handler_may_read_status_and_kill_while_its_thread_is_inside_th
         run.wait(timeout=60)
 
 
+@contextlib.contextmanager
+def _ctrl_c_after(seconds: float) -> Iterator[None]:
+    """SIGINT to the main thread ``seconds`` into the block, as Ctrl-C at a terminal."""
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    timer = threading.Timer(seconds, signal.pthread_kill, args=(main_thread, signal.SIGINT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+
+
 @pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_in_wait_kills_a_local_run() -> None:
     run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
     eventually(lambda: started(run))
-    main_thread = threading.main_thread().ident
-    assert main_thread is not None
-    timer = threading.Timer(0.2, signal.pthread_kill, args=(main_thread, signal.SIGINT))
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
+    with _ctrl_c_after(0.2), pytest.raises(KeyboardInterrupt):
         run.wait(timeout=60)
-    timer.join()
     assert run.status == "dead"
     with pytest.raises(JobDead, match="killed"):
         run.results()
@@ -251,13 +260,8 @@ def test_ctrl_c_in_one_threads_wait_leaves_another_threads_wait_going(cluster_en
     got: dict[str, Any] = {}
     other = threading.Thread(target=lambda: got.update(dict(run.wait(timeout=60))))
     other.start()
-    main_thread = threading.main_thread().ident
-    assert main_thread is not None
-    timer = threading.Timer(0.3, signal.pthread_kill, args=(main_thread, signal.SIGINT))
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
+    with _ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
         run.wait(timeout=60)
-    timer.join()
     other.join(timeout=60)
     assert got == {"a": 1}
 
@@ -563,9 +567,18 @@ def test_a_failing_end_callback_does_not_keep_wait_from_returning(
         raise RuntimeError("the registry's end failed")
 
     monkeypatch.setattr(registry._Entry, "finish", failing)  # a callback of every local run
+    raised: list[BaseException | None] = []
+    seen = threading.Event()
+
+    def hook(args: Any) -> None:  # the run's thread raises it, after wait() has its outcome
+        raised.append(args.exc_value)
+        seen.set()
+
+    monkeypatch.setattr(threading, "excepthook", hook)
     run = jobs.wordcount.submit(["raw://a"], mode="local", progress=False)
     assert sorted(run.wait(timeout=60)) == [("a", 1)]
     assert run.status == "ready"
+    assert seen.wait(30) and isinstance(raised[0], RuntimeError)
 
 
 def test_the_registry_records_orphans_dead_and_removes_old_runs(runs_dir: Path) -> None:

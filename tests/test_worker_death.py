@@ -30,6 +30,18 @@ from tests.interpreters import old_pythons
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _still_alive(pids: list[int], patience: float = 10.0) -> list[int]:
+    """Those of ``pids`` still running after ``patience`` seconds, killed now (the test
+    leaves no process behind, whatever it finds)."""
+    deadline = time.monotonic() + patience
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in pids if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
     try:
@@ -346,13 +358,7 @@ def test_a_worker_that_dies_leaving_processes_on_its_pipes_is_tried_again_at_onc
     )
     assert sorted(results) == [("a", 1), ("b", 1)]
     assert time.monotonic() - started < 20  # a Disco master too: the pipes are not held
-    helpers = [int(pid) for pid in (marks / "helpers").read_text().split()]
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [pid for pid in helpers if _alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    left = _still_alive([int(pid) for pid in (marks / "helpers").read_text().split()])
     # A Disco node kills a worker's children when it kills the worker, not after it died.
     assert not left or (mode == "cluster" and os.environ.get("DISCODSL_TEST_REAL_MASTER")), left
 
@@ -374,13 +380,7 @@ def test_what_a_task_starts_in_a_session_of_its_own_is_killed_with_its_worker(
         with pytest.raises(TaskFailed):
             run.wait(timeout=60)
     daemons = [int(pid) for pid in (marks / "daemons").read_text().split()]
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in daemons) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [pid for pid in daemons if _alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert daemons and not left
+    assert daemons and not _still_alive(daemons)
 
 
 def test_what_stage_code_starts_holds_none_of_the_protocols_pipes() -> None:
