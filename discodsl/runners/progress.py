@@ -66,10 +66,12 @@ class Progress:
             facts = {"text": text}
         self._events.put((kind, facts))
         if self._display is None:
-            self._display = threading.Thread(
-                target=self._show_all, name=f"discodsl progress of {self.job}", daemon=True
-            )
-            self._display.start()
+            with self._lock:  # tasks report from threads of their own: one display thread
+                if self._display is None:
+                    self._display = threading.Thread(
+                        target=self._show_all, name=f"discodsl progress of {self.job}", daemon=True
+                    )
+                    self._display.start()
 
     def close(self) -> None:
         """Show what is queued and finish the last bar; given up on once stderr has taken
