@@ -17,11 +17,14 @@ directory (:func:`remove_dead_dirs`), in the same PID namespace: containers
 that share a temporary directory do not share their pids. No signal handler
 is set for it: a library does not take over its program's signals. This module removes no
 directory of a live process, and none it cannot tell the owner of; what removes one at exit
-is made with :func:`in_this_process`, so that a forked child's exit leaves it be.
+is made with :func:`in_this_process`, so that a forked child's exit leaves it be. At exit,
+after the program's own hooks, what is left of this process's directories goes too (a run
+that such a hook started came after the cleanups its first run registered).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -101,6 +104,19 @@ def in_process_dir(path: str) -> bool:
     """Whether ``path`` lies in a process directory of the temporary directory."""
     relative = os.path.relpath(os.path.abspath(path), tempfile.gettempdir())
     return not relative.startswith("..") and _owner(relative.split(os.sep, 1)[0]) is not None
+
+
+def _remove_own_dirs() -> None:
+    """At exit, after every hook registered later (atexit is last in, first out; this one is
+    registered as discodsl is imported): remove what is left of this process's directories,
+    such as those of a run that a program's own exit hook started, whose cleanups ran first."""
+    directory, here, me = tempfile.gettempdir(), pid_namespace(), os.getpid()
+    for name, pid, namespace in _process_dirs(directory):
+        if pid == me and namespace in (None, here):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+atexit.register(_remove_own_dirs)
 
 
 def _process_dirs(directory: str) -> list[tuple[str, int, int | None]]:

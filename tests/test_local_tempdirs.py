@@ -152,3 +152,36 @@ def test_a_later_run_of_any_mode_removes_the_directories_of_ended_processes(
     assert later.returncode == 0, err
     assert out.strip() == "[('a', 2), ('b', 1)]"
     assert not any(path.exists() for path in left)
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_run_an_atexit_hook_starts_leaves_no_directory(tmp_path: Path, mode: str) -> None:
+    """A hook registered after `import discodsl` (a final report, say) runs before the
+    cleanups a program's first run registers (atexit is last in, first out): the run it
+    started left its directories."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    script = tmp_path / "report_at_exit.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import atexit
+            from tests import jobs
+
+            def final_report():
+                print(sorted(jobs.wordcount.run(["raw://b a b"], mode={mode!r})))
+
+            atexit.register(final_report)
+            print(sorted(jobs.wordcount.run(["raw://a"], mode={mode!r})))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)},
+    )
+    assert done.stdout.splitlines() == ["[('a', 1)]", "[('a', 1), ('b', 2)]"], done.stderr
+    assert list(temp.iterdir()) == []
