@@ -135,3 +135,31 @@ def starts_a_daemon(line: str, params: Any) -> Iterator[tuple[str, int]]:
 @job(partitions=1, max_failures=0)
 def leaving_a_daemon() -> list[Any]:
     return [starts_a_daemon]
+
+
+# the input "daemon" starts a daemon the classic way (fork, fork again, the middle one
+# exits: the daemon is an orphan while its task runs) and, once the input "quick" has had
+# its task end, says whether the daemon still runs
+@map
+def uses_a_daemon(line: str, params: Any) -> Iterator[tuple[str, bool]]:
+    if line == "quick":
+        yield line, True
+        return
+    pid_file = Path(params) / "daemon"
+    middle = os.fork()
+    if middle == 0:  # pragma: no cover - the forked processes
+        if os.fork() == 0:
+            pid_file.write_text(str(os.getpid()))
+            time.sleep(120)
+        os._exit(0)
+    os.waitpid(middle, 0)
+    while not pid_file.exists() or not pid_file.read_text():
+        time.sleep(0.01)
+    time.sleep(1.5)  # the other task ends meanwhile, and its worker with it
+    state = Path(f"/proc/{pid_file.read_text()}/stat").read_text().rpartition(")")[2].split()[0]
+    yield line, state != "Z"
+
+
+@job(partitions=1, max_failures=0, workers=2)
+def keeping_a_daemon() -> list[Any]:
+    return [uses_a_daemon]

@@ -383,6 +383,16 @@ def test_what_a_task_starts_in_a_session_of_its_own_is_killed_with_its_worker(
     assert daemons and not _still_alive(daemons)
 
 
+def test_a_daemon_a_task_starts_runs_as_long_as_its_task(tmp_path: Path) -> None:
+    """A daemon (forked twice) is an orphan while its task runs: the fork server, adopting
+    orphans to kill what ended workers leave, must not take it for another's leftover."""
+    results = death_jobs.keeping_a_daemon.run(
+        ["raw://daemon", "raw://quick"], mode="local", params=str(tmp_path), progress=False
+    )
+    assert dict(results) == {"daemon": True, "quick": True}
+    assert not _still_alive([int((tmp_path / "daemon").read_text())])
+
+
 def test_what_stage_code_starts_holds_none_of_the_protocols_pipes() -> None:
     """On a Disco node the launcher's fd 3 (the master's pipe) was inheritable, and a fork
     of stage code held both pipes: a dead worker's end was hidden from the master, which

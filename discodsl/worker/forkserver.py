@@ -121,12 +121,17 @@ class Zygote:
         self.wake_read, self.wake_write = os.pipe()
         self.pid = os.getpid()
         prctl = _prctl()
-        self.die_with_parent: Callable[[], object] = lambda: None
+        self.set_up_child: Callable[[], object] = lambda: None
         if prctl is not None:
-            self.die_with_parent = lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             # What a task started in a session of its own (start_new_session=True) leaves
-            # its worker's group: when the worker ends, it is ours, and is killed.
+            # its worker's group. Each worker is the subreaper of what its task starts (a
+            # daemon, forked twice, stays its task's while the task runs); the zygote, of
+            # what a worker leaves as it ends, which it kills.
             prctl(PR_SET_CHILD_SUBREAPER, 1)
+            self.set_up_child = lambda: (
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL),
+                prctl(PR_SET_CHILD_SUBREAPER, 1),
+            )
 
     def serve(self) -> int:
         """Answer requests until the master's end closes; then kill every child, and end."""
@@ -188,7 +193,7 @@ class Zygote:
         code = 1
         try:
             os.setsid()
-            self.die_with_parent()
+            self.set_up_child()
             if os.getppid() != self.pid:  # the zygote died before we could ask
                 os._exit(1)
             signal.set_wakeup_fd(-1)
