@@ -28,6 +28,7 @@ import atexit
 import functools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -74,9 +75,10 @@ def process_dir(kind: Kind) -> str:
     """A new temporary directory of this process,
     ``discodsl-<kind>-<pid>-[n<pid namespace>-]<random>``,
     made after removing those that processes which have ended left behind. The caller
-    removes it when done with it."""
+    removes it when done with it; what is left of it goes as the process ends."""
     directory = tempfile.gettempdir()
     remove_dead_dirs(directory)
+    _removed_at_a_forked_end()
     namespace = pid_namespace()
     mark = "" if namespace is None else f"n{namespace}-"
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{os.getpid()}-{mark}", dir=directory)
@@ -117,6 +119,20 @@ def _remove_own_dirs() -> None:
 
 
 atexit.register(_remove_own_dirs)
+_FORKED_ENDS: set[int] = set()  # the multiprocessing children whose end removes them too
+
+
+def _removed_at_a_forked_end() -> None:
+    """In a multiprocessing child, which ends with os._exit when forked (its finalizers
+    run, no atexit hook): its directories are removed by a finalizer too."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None or multiprocessing.parent_process() is None:
+        return
+    if os.getpid() not in _FORKED_ENDS:
+        _FORKED_ENDS.add(os.getpid())
+        from multiprocessing import util
+
+        util.Finalize(None, _remove_own_dirs, exitpriority=0)
 
 
 def _process_dirs(directory: str) -> list[tuple[str, int, int | None]]:

@@ -13,13 +13,11 @@ default, module) and the fix.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
 import inspect
 import io
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -333,8 +331,7 @@ def _crash(done: subprocess.CompletedProcess[bytes]) -> str:
 @cache
 def _runtime_home() -> str:
     """A directory laid out like a job home (runtime and cloudpickle only), made once."""
-    home = places.process_dir("preflight")
-    atexit.register(places.in_this_process(shutil.rmtree, home, True))
+    home = places.process_dir("preflight")  # removed as the process ends
     for name, data in jobhome.runtime_files(sys.version_info[:2]).items():
         path = os.path.join(home, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -9,12 +9,9 @@ themselves are :mod:`discodsl.worker.urls`'.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
 import os
-import shutil
-import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -92,10 +89,6 @@ class JobLayout:
 _INDEXES = ".disco"  # the job home's directory of task indexes
 
 
-def _remove(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def this_node() -> Node:
     """This process's local node, as a client reads the files of its runs."""
     return Node(host=LOCAL_HOST, disco_data=os.path.join(node_root(), "data"))
@@ -106,19 +99,10 @@ def node_root() -> str:
     """This process's local node: one DISCO_DATA for all its jobs, so results chain.
 
     A process directory (``discodsl-node-<pid>-n<namespace>-<random>``, see
-    :func:`discodsl.places.process_dir`): a process killed before its atexit
-    hooks ran leaves it behind, and the next run removes it.
+    :func:`discodsl.places.process_dir`), removed as the process ends: a process
+    killed before its exit hooks ran leaves it behind, and the next run removes it.
     """
-    root = places.process_dir("node")
-    remove = places.in_this_process(_remove, root)
-    atexit.register(remove)
-    multiprocessing = sys.modules.get("multiprocessing")
-    if multiprocessing is not None and multiprocessing.parent_process() is not None:
-        # A multiprocessing child forked ends with os._exit: its finalizers run, not atexit.
-        from multiprocessing import util
-
-        util.Finalize(None, remove, exitpriority=0)
-    return root
+    return places.process_dir("node")
 
 
 # A child forked from a process that ran jobs makes a node of its own if it runs some.
