@@ -944,7 +944,7 @@ def cmd_stageresults(args: argparse.Namespace) -> int:
 
 def _say(args: argparse.Namespace, text: str, data: Any) -> None:
     """``data`` as JSON with --json, else ``text``."""
-    stdio.say(json.dumps(data, indent=2) if _json_wanted(args) else text)
+    _print_rows(args, data, [text])
 
 
 def _print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> None:
@@ -971,10 +971,7 @@ def cmd_jobdict(args: argparse.Namespace) -> int:
 def cmd_ddfs_ls(args: argparse.Namespace) -> int:
     with _cluster(args) as conn:
         tags = conn.ddfs.list_tags(args.prefix)
-    if _json_wanted(args):
-        stdio.say(json.dumps(tags, indent=2))
-    elif tags:
-        stdio.say("\n".join(tags))
+    _print_rows(args, tags, tags)
     return 0
 
 

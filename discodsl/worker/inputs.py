@@ -974,8 +974,7 @@ class _Source(io.RawIOBase):
         except _read_errors() as exc:
             at = self._offset + filled
             # A source's own errors come as DataErrors: this is its bytes failing to decompress.
-            damaged = self._inner is not self._origin
-            raise (DamagedInput if damaged else DataError)(
+            raise (DamagedInput if self._decompressing else DataError)(
                 f"{self._url}: reading failed at {self._where(at)}: {_reason(exc)}; "
                 + (
                     "the compressed data is cut short: copy the file again, whole"
@@ -988,10 +987,14 @@ class _Source(io.RawIOBase):
         self._offset += filled
         return filled
 
+    @property
+    def _decompressing(self) -> bool:
+        return self._inner is not self._origin
+
     def _where(self, at: int) -> str:
         """Where byte ``at`` of what is read lies, in words: a read that failed part way
         (an HTTP body that stalled, a decompressor) may have taken bytes it cannot count."""
-        if self._inner is not self._origin:
+        if self._decompressing:
             return f"or after byte {at} of its decompressed data"
         http_client = sys.modules.get("http.client")
         if http_client is not None and isinstance(self._origin, http_client.HTTPResponse):
