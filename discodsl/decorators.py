@@ -331,7 +331,7 @@ def _arity_problem(
     required, example = SHAPES[kind]
     parameters = signature.parameters.values()
     names = _positional_names(signature)
-    needed = len(required) + (1 if with_params else 0)
+    needed = len(required) + (1 if with_params and "params" in names else 0)
     mandatory = [p for p in parameters if p.name in names and p.default is p.empty]
     varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
     if names[:1] in (["self"], ["cls"]) and len(mandatory) > needed:
@@ -346,7 +346,13 @@ def _arity_problem(
             f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is "
             f"called with ({', '.join(required)}[, params]): {fix}write e.g. `{example}`"
         )
-    keyword_only = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    keyword_only = [
+        p.name
+        for p in parameters
+        if p.kind is p.KEYWORD_ONLY
+        and p.default is p.empty
+        and not (with_params and p.name == "params")
+    ]
     if keyword_only:
         return (
             f"{kind} {name!r} has the keyword-only parameter {keyword_only[0]!r} with no "

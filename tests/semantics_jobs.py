@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -535,3 +536,65 @@ def tallied(line: str) -> Iterator[tuple[str, int]]:
 @job(max_failures=0)
 def returning_done_hook() -> list[Any]:
     return [tallied]
+
+
+# --- params wherever a signature can take them: one job per spelling of the map -----------
+
+
+def _passing_positionally(function: Any) -> Any:
+    """A decorator whose wrapper takes positional arguments only (its signature, as
+    inspect reads it, is the wrapped function's)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        return function(*args)
+
+    return wrapper
+
+
+@map
+def params_before_an_option(line: str, params: Any = None, verbose: bool = False) -> Any:
+    yield line, params
+
+
+@map
+def params_keyword_only(line: str, *, params: Any = None) -> Any:
+    yield line, params
+
+
+@map
+def params_positional_only(line: str, params: Any, /) -> Any:
+    yield line, params
+
+
+@map
+@_passing_positionally
+def params_through_a_wrapper(line: str, params: Any) -> Any:
+    yield line, params
+
+
+@reduce
+def params_after_the_values(
+    key: str, values: Iterable[Any], params: Any = None, extra: int = 0
+) -> Any:
+    yield key, (list(values), params)
+
+
+@job
+def with_params_before_an_option() -> list[Any]:
+    return [params_before_an_option, params_after_the_values]
+
+
+@job
+def with_params_keyword_only() -> list[Any]:
+    return [params_keyword_only, params_after_the_values]
+
+
+@job
+def with_params_positional_only() -> list[Any]:
+    return [params_positional_only, params_after_the_values]
+
+
+@job
+def with_params_through_a_wrapper() -> list[Any]:
+    return [params_through_a_wrapper, params_after_the_values]

@@ -26,7 +26,7 @@ from discodsl import (
     stage,
 )
 from discodsl.options import option_names
-from discodsl.worker.spec import StageSpec, positional_arity, takes_params
+from discodsl.worker.spec import StageSpec, params_passing, positional_arity, takes_params
 
 
 @map
@@ -330,6 +330,19 @@ def _other(state: Any, extra: Any) -> None: ...
 def _varargs(*args: Any) -> None: ...
 def _none() -> None: ...
 def _params_first(params: Any, line: Any) -> None: ...
+def _params_then_option(line: Any, params: Any = None, verbose: bool = False) -> None: ...
+def _option_then_params(line: Any, verbose: bool = False, params: Any = None) -> None: ...
+def _required_then_params(line: Any, extra: Any, params: Any = None) -> None: ...
+def _keyword_only(line: Any, *, params: Any) -> None: ...
+def _positional_only(line: Any, params: Any, /) -> None: ...
+
+
+def _args_only(function: Any) -> Any:
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        return function(*args)
+
+    return wrapper
 
 
 @pytest.mark.parametrize(
@@ -344,12 +357,34 @@ def _params_first(params: Any, line: Any) -> None: ...
         (_none, 0, False),
         (len, 1, False),  # a builtin whose signature says no params
         (functools.partial(_p1, "state"), 0, True),
+        (_params_then_option, 1, True),
+        (_option_then_params, 1, True),  # by keyword: the option between keeps its default
+        (_required_then_params, 1, False),  # ... but no call can fill `extra`
+        (_keyword_only, 1, True),
+        (_positional_only, 1, True),
+        (_args_only(_p1), 1, True),  # the wrapped signature, passed positionally
+        (_args_only(_option_then_params), 1, False),  # neither way reaches it
     ],
 )
 def test_one_rule_says_whether_a_function_takes_params(
     function: Any, before: int, expected: bool
 ) -> None:
     assert takes_params(function, before) is expected
+
+
+@pytest.mark.parametrize(
+    ("function", "how"),
+    [
+        (_p1, "keyword"),
+        (_params_then_option, "keyword"),
+        (_keyword_only, "keyword"),
+        (_positional_only, "positional"),
+        (_args_only(_p1), "positional"),
+        (functools.wraps(_p1)(lambda *args, **kwargs: None), "keyword"),
+    ],
+)
+def test_params_go_by_keyword_where_the_function_itself_takes_it(function: Any, how: str) -> None:
+    assert params_passing(function, 1) == how
 
 
 @pytest.mark.parametrize(
@@ -415,8 +450,8 @@ def test_partial_and_lambda() -> None:
         (lambda: reduce(init=3)(lambda k, v: None), "init= must be a function"),
         (lambda: map(42), "decorates a function"),
         (
-            lambda: map(lambda line, *, params: None),
-            "has the keyword-only parameter 'params' with no default, which no call passes",
+            lambda: map(lambda line, *, option: None),
+            "has the keyword-only parameter 'option' with no default, which no call passes",
         ),
         (lambda: reduce(lambda k, v, *, n: None), "keyword-only parameter 'n' with no default"),
         # "no" is true: the combiner ran; flags are refused unless they are True or False

@@ -153,6 +153,17 @@ def test_a_combiner_that_takes_params_gets_them(tmp_path: Path, mode: str, name:
     assert sorted(results) == [("a", 3), ("b", 2), ("c", 1)]
 
 
+@pytest.mark.parametrize(
+    "spelling", ["before_an_option", "keyword_only", "positional_only", "through_a_wrapper"]
+)
+def test_params_reach_every_signature_that_names_them(mode: str, spelling: str) -> None:
+    # a `params` parameter before options of its own, keyword-only, positional-only, or
+    # behind a decorator's wrapper(*args); the reduce's has an option after it too
+    chosen = getattr(semantics_jobs, f"with_params_{spelling}")
+    results = chosen.run(inputs=["raw://x"], mode=mode, params={"n": 1})
+    assert list(results) == [("x", ([{"n": 1}], {"n": 1}))]
+
+
 def test_params_keep_their_type_when_options_are_revalidated(tmp_path: Path) -> None:
     from dataclasses import dataclass
 

@@ -32,7 +32,13 @@ from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.partition import check_grouped, partitioner, spread
 from discodsl.worker.records import HUNK_SIZE, NotAPair, RecordWriter, as_pair, is_pair
-from discodsl.worker.spec import JobSpec, StageSpec, positional_arity, takes_params
+from discodsl.worker.spec import (
+    JobSpec,
+    StageSpec,
+    params_passing,
+    positional_arity,
+    takes_params,
+)
 from discodsl.worker.typecheck import checked
 
 WrittenFile = tuple[int, str, int]
@@ -160,7 +166,7 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
     state = _call_hook(stage.init, params)
     combiner = _combiner(task, where, outputs)
     target: Sink = combiner.add if combiner else sink
-    function = checked(stage, _bound(stage.function, stage.takes_params, params))
+    function = checked(stage, _bound(stage.function, stage.takes_params, params, _before(stage)))
     function = _one_pair_refused(_maker(stage), stage.function, function)
     if stage.kind == "map":
         if combiner:
@@ -210,9 +216,21 @@ def _refusing_text(records: Iterable[Any], job: str, reduce: str, where: Positio
         yield record
 
 
-def _bound(function: Callable[..., Any], takes_params: bool, params: Any) -> Callable[..., Any]:
-    """``function`` with ``params`` filled in, if it takes them."""
-    return partial(function, params=params) if takes_params else function
+def _bound(
+    function: Callable[..., Any], takes_params: bool, params: Any, before: int
+) -> Callable[..., Any]:
+    """``function`` with ``params`` filled in, if it takes them (after ``before``
+    arguments), by keyword or positionally as it takes them (see ``params_passing``)."""
+    if not takes_params:
+        return function
+    if params_passing(function, before) == "keyword":
+        return partial(function, params=params)
+    return lambda *args: function(*args, params)
+
+
+def _before(stage: StageSpec) -> int:
+    """How many arguments a call of the stage's function passes before ``params``."""
+    return 2 if stage.kind == "reduce" else 1
 
 
 def _one_pair_refused(
@@ -474,8 +492,7 @@ def _raised_pickling(exc: BaseException) -> bool:
         tb = tb.tb_next
     writers = {RecordWriter.write_many.__code__, RecordWriter.write.__code__}
     return any(
-        code.co_name in _PICKLING_HOOKS and caller in writers
-        for caller, code in pairwise(frames)
+        code.co_name in _PICKLING_HOOKS and caller in writers for caller, code in pairwise(frames)
     )
 
 
@@ -639,7 +656,7 @@ class _Combiner:
             if own
             else ""
         )
-        bound = _bound(function, with_params, params)
+        bound = _bound(function, with_params, params, 2)
         self.stage, self.function = (
             stage,
             _one_pair_refused(_maker(stage, self.who), function, bound),

@@ -19,8 +19,8 @@ Stage kinds and what their ``function`` is called with:
 - ``stage``: ``function(records[, params])`` once per task with an iterator
   over all the task's records.
 
-Whether a function takes ``params`` is decided once, by :func:`takes_params`
-(the decorators, combiners and hooks all ask it); :func:`positional_arity`
+Whether a function takes ``params``, and how, is decided once, by
+:func:`params_passing` (the decorators and combiners all ask it); :func:`positional_arity`
 says how many positional arguments a hook accepts.
 """
 
@@ -133,15 +133,49 @@ class JobSpec:
 def takes_params(function: Callable[..., Any], before: int) -> bool:
     """Whether ``function`` is called with the job's ``params`` after ``before`` arguments.
 
-    It is when it has exactly ``before + 1`` positional parameters, the last called
-    ``params``: ``def words(line, params)``, ``def init(params)``, ``def done(state,
-    params)``. A signature that cannot be read (a builtin) is not.
+    It is when it has a parameter called ``params`` that a call can fill: see
+    :func:`params_passing`. A signature that cannot be read (a builtin) has none.
+    """
+    return params_passing(function, before) is not None
+
+
+def params_passing(function: Callable[..., Any], before: int) -> str | None:
+    """How ``function`` is given the job's ``params`` after ``before`` positional arguments:
+    ``"keyword"``, ``"positional"`` (right after them), or None if it takes none.
+
+    Its parameter called ``params`` takes them: right after those arguments (``def
+    words(line, params)``, ``def words(line, params, /)``, ``def init(params)``), or
+    later, or keyword-only, when every parameter between has a default (``def words(line,
+    params=None, verbose=False)``, ``def words(line, *, params=None)``). They go by
+    keyword where the function itself takes that keyword, positionally where it does not
+    (a decorator's ``wrapper(*args)``, whose signature is the wrapped function's).
     """
     try:
-        parameters = list(inspect.signature(function).parameters.values())
+        wrapped = inspect.signature(function)
+        own = inspect.signature(function, follow_wrapped=False)
     except (TypeError, ValueError):
-        return False
-    return positional_arity(function) == before + 1 and parameters[before].name == "params"
+        return None
+    parameter = wrapped.parameters.get("params")
+    if parameter is None or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        return None
+    positional = [p for p in wrapped.parameters.values() if p.kind in _POSITIONAL]
+    index = positional.index(parameter) if parameter in positional else len(positional)
+    if index < before or any(p.default is p.empty for p in positional[before:index]):
+        return None
+    if _takes_keyword(own, "params"):
+        return "keyword"
+    return "positional" if index == before else None
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _takes_keyword(signature: inspect.Signature, name: str) -> bool:
+    """Whether a call with the signature can pass ``name`` by keyword."""
+    parameter = signature.parameters.get(name)
+    if parameter is not None:
+        return parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    return any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
 
 
 def positional_arity(function: Callable[..., Any]) -> int | None:
