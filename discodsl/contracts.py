@@ -29,7 +29,7 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from itertools import pairwise
@@ -97,7 +97,16 @@ def yielded(spec: StageSpec) -> Any:
     returned = stated_types(spec.function).get("return", _UNKNOWN)
     if _is_any(returned) or not _accepts_class(Iterable[Any], returned):
         return _UNKNOWN
-    args = get_args(returned)
+    return _item_type(get_origin(returned), get_args(returned))
+
+
+def _item_type(origin: Any, args: tuple[Any, ...]) -> Any:
+    """The type of each item an iterable of generic ``origin[*args]`` gives, or
+    ``_UNKNOWN``: a mapping's keys, an items view's pairs, a tuple's members."""
+    if origin is ItemsView and len(args) == 2:
+        return tuple[args[0], args[1]]  # type: ignore[valid-type]
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return _union(_plain(arg) for arg in args)
     return _plain(args[0]) if args and args[0] is not Ellipsis else _UNKNOWN
 
 

@@ -7,7 +7,8 @@ the first records each stage yields are checked against its annotation at run ti
 from __future__ import annotations
 
 import pickle
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Generator, ItemsView, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NewType, Optional, TypedDict, TypeVar, Union
 
@@ -97,9 +98,28 @@ def words_iterable(line: str) -> Iterable[tuple[str, bool]]:  # bool is an int
     return [(w, True) for w in line.split()]
 
 
-@pytest.mark.parametrize("first", [words, words_generator, words_list, words_iterable])
+@map
+def words_counted(line: str) -> ItemsView[str, int]:  # a Counter's items: pairs
+    return Counter(line.split()).items()
+
+
+@map
+def words_in_a_tuple(line: str) -> tuple[tuple[str, int], tuple[str, bool], tuple[str, int]]:
+    first, second, third = line.split()[:3]
+    return (first, 1), (second, True), (third, 1)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [words, words_generator, words_list, words_iterable, words_counted, words_in_a_tuple],
+)
 def test_iterator_iterable_generator_and_list_returns_agree_with_a_reduce(first: Any) -> None:
     assert [s.name for s in _declare(first, summed).stages] == [first.name, "summed"]
+
+
+def test_an_items_view_is_checked_as_its_pairs_inline() -> None:
+    counted = _declare(words_counted, summed)
+    assert sorted(counted.run(inputs=["raw://a b a"], mode="inline")) == [("a", 2), ("b", 1)]
 
 
 def test_a_map_after_a_stage_takes_the_pair() -> None:
