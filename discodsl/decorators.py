@@ -275,8 +275,7 @@ def _check_readers(job: str, stages: Sequence[Stage]) -> None:
 
 def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool:
     """Whether the function takes ``params``; JobError if it cannot take its arguments."""
-    target = function.func if isinstance(function, partial) else function
-    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+    if _is_async(function):
         raise JobError(
             f"{kind} {name!r} is async; stages run in worker processes without an "
             f"event loop: write it as a plain `def` (e.g. {SHAPES[kind][1]})"
@@ -292,6 +291,20 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
     if problem:
         raise JobError(problem)
     return with_params
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    """Whether calling ``function`` gives a coroutine or an async generator: an ``async
+    def``, inside a partial, behind a decorator's wrapper, or as an object's ``__call__``."""
+    target = function.func if isinstance(function, partial) else function
+    try:
+        unwrapped = inspect.unwrap(target)
+    except ValueError:  # a cycle of __wrapped__
+        unwrapped = target
+    candidates = [target, unwrapped]
+    if not inspect.isroutine(target):
+        candidates.append(type(target).__call__)  # a callable object's own method
+    return any(inspect.iscoroutinefunction(c) or inspect.isasyncgenfunction(c) for c in candidates)
 
 
 def _positional_names(signature: inspect.Signature) -> list[str]:

@@ -513,12 +513,32 @@ def test_stage_decorators_keep_their_signature_and_docstring() -> None:
     assert (stage.__doc__ or "").startswith("Declare a general stage")
 
 
-def test_async_stage_refused() -> None:
-    async def fetch(line: str) -> Any:
+class _AsyncCall:
+    async def __call__(self, line: str) -> Any:
         return None
 
-    with pytest.raises(JobError, match="write it as a plain `def`"):
-        map(fetch)
+
+async def _fetch(line: str) -> Any:
+    return None
+
+
+async def _fetch_lines(line: str) -> Any:
+    yield line, 1
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        _fetch,
+        _fetch_lines,
+        functools.partial(_fetch),
+        _AsyncCall(),
+        _args_only(_fetch),  # a sync wrapper that returns the coroutine
+    ],
+)
+def test_async_stage_refused(function: Any) -> None:
+    with pytest.raises(JobError, match=r"is async; .* write it as a plain `def`"):
+        map(function, name="fetch")
 
 
 def _pipeline(spec: Any) -> list[tuple[str, str, str]]:
