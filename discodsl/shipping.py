@@ -66,6 +66,13 @@ def pickle_job(spec: JobSpec) -> bytes:
     with by_value(user_modules(spec.stages)):
         try:
             data = _dumps(spec)
+        except _Shadowing as exc:
+            raise PicklingError(
+                f"job {spec.name!r} uses your module {exc.name!r} ({exc.path}), which has the "
+                f"name of a standard library module: a worker imports the standard library's "
+                f"{exc.name!r}, not yours. Rename your module (e.g. to my_{exc.name}.py) and "
+                "the imports of it"
+            ) from None
         except Exception as exc:
             raise unpicklable(spec, exc) from exc
     return data
@@ -114,6 +121,8 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     dispatch_table = ChainMap({CodeType: _ship_code}, cloudpickle.Pickler.dispatch_table)
 
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (ModuleType, FunctionType, type)):
+            _refuse_shadowing(obj.__name__ if isinstance(obj, ModuleType) else obj.__module__)
         if isinstance(obj, _TYPE_NAMES) and _travels(getattr(obj, "__module__", "") or ""):
             name: Any = obj  # a NewType, or a TypeAliasType (3.12), which typeshed may lack
             if isinstance(obj, typing.NewType):
@@ -129,6 +138,27 @@ _TYPE_NAMES: tuple[type, ...] = (
     typing.NewType,
     *([typing.TypeAliasType] if hasattr(typing, "TypeAliasType") else []),  # 3.12
 )
+
+
+class _Shadowing(Exception):
+    """A module of the user's, pickled by name, that has a standard library module's name."""
+
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(name, path)
+        self.name, self.path = name, path
+
+
+def _refuse_shadowing(module_name: object) -> None:
+    """_Shadowing if ``module_name`` is a module of the user's named like one of the standard
+    library's: it pickles by name, and a worker imports the standard library's."""
+    if not isinstance(module_name, str):
+        return
+    top = module_name.partition(".")[0]
+    path = getattr(sys.modules.get(top), "__file__", None)
+    if top not in sys.stdlib_module_names or not path or installed(path):
+        return
+    if top not in cloudpickle.list_registry_pickle_by_value():
+        raise _Shadowing(top, path)
 
 
 def _travels(module_name: str) -> bool:

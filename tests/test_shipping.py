@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -73,6 +74,37 @@ def test_a_module_the_node_cannot_import_is_named(
     finally:
         cloudpickle.unregister_pickle_by_value(onlyhere)
         sys.modules.pop("onlyhere", None)
+
+
+def test_a_module_of_yours_named_like_a_standard_library_one_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A worker imports the standard library's colorsys (a node has no other), which has no
+    # weight(): every task failed on an AttributeError, inline alone gave the results.
+    (tmp_path / "colorsys.py").write_text("def weight(word):\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    standard = sys.modules.pop("colorsys", None)
+    try:
+        import colorsys
+
+        @map
+        def weighed(line: str) -> Iterator[tuple[str, int]]:
+            yield line, colorsys.weight(line)  # type: ignore[attr-defined]
+
+        @job
+        def shadowed() -> list[Any]:
+            return [weighed]
+
+        fix = "Rename your module (e.g. to my_colorsys.py)"
+        with pytest.raises(PicklingError, match=re.escape(fix)) as info:
+            shadowed.run(["raw://x"], mode="local")
+        assert f"your module 'colorsys' ({tmp_path / 'colorsys.py'})" in str(info.value)
+        assert list(shadowed.run(["raw://x"], mode="inline")) == [("x", 42)]
+        assert fix in capfd.readouterr().err  # inline runs it as it is, and says why
+    finally:
+        sys.modules.pop("colorsys", None)
+        if standard is not None:
+            sys.modules["colorsys"] = standard
 
 
 def test_loadable_job_passes_preflight_once(monkeypatch: pytest.MonkeyPatch) -> None:
