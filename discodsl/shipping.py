@@ -130,7 +130,23 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             kind: Callable[..., Any] = type(obj)
             alias = partial(kind, type_params=name.__type_params__)
             return alias, (name.__name__, name.__value__)
-        return super().reducer_override(obj)
+        reduced = super().reducer_override(obj)
+        if isinstance(obj, type) and obj.__qualname__ != obj.__name__:
+            return _keeping_qualname(obj.__qualname__, reduced)
+        return reduced
+
+
+def _keeping_qualname(qualname: str, reduced: Any) -> Any:
+    """cloudpickle's reduction of a class by value, which names the class it makes by its
+    bare name, made to give it its qualified name too (``Outer.Inner``, ``f.<locals>.C``): a
+    worker's pickle of a record names the class so, and must find it, or fail, as here."""
+    if not (isinstance(reduced, tuple) and len(reduced) == 6 and reduced[5] is _SET_CLASS):
+        return reduced
+    state, slots = reduced[2]
+    return (*reduced[:2], ({**state, "__qualname__": qualname}, slots), *reduced[3:])
+
+
+_SET_CLASS = getattr(cloudpickle.cloudpickle, "_class_setstate", None)
 
 
 # The kinds of type names that pickle by their module's name, whatever the module.

@@ -97,6 +97,65 @@ def test_shipped_classes_travel_in_keys_values_and_params(
     assert done.stdout.split() == ["ok", "True", "True"]
 
 
+NESTED = textwrap.dedent(
+    """
+    import dataclasses, sys
+    from discodsl import StageError, TaskFailed, job, map
+
+    class Outer:
+        @dataclasses.dataclass(frozen=True)
+        class Inner:
+            word: str
+
+    @map
+    def inner(line):
+        for word in line.split():
+            yield word, Outer.Inner(word)
+
+    def local_job():
+        @dataclasses.dataclass(frozen=True)
+        class Local:
+            word: str
+
+        @map
+        def local(line):
+            yield line, Local(line)
+
+        return job(lambda: [local])
+
+    mode = sys.argv[1]
+    got = sorted(job(lambda: [inner]).run(inputs=["raw://a b"], mode=mode, progress=False))
+    assert got == [("a", Outer.Inner("a")), ("b", Outer.Inner("b"))], got
+    try:
+        list(local_job().run(inputs=["raw://a"], mode=mode, progress=False))
+    except (StageError, TaskFailed) as exc:
+        assert "Can't pickle local object 'local_job.<locals>.Local'" in str(exc), exc
+        print("ok")
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["local", "inline", "cluster"])
+def test_nested_classes_are_named_alike_in_every_mode(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    # A class shipped by value came to a worker under its bare name: one nested in another
+    # class was written there as __main__.Inner, which the client could not read back; one
+    # local to a function passed there, where inline failed it.
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    (tmp_path / "script.py").write_text(NESTED)
+    done = subprocess.run(
+        [sys.executable, "script.py", mode],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["ok"]
+
+
 CHAIN = """
 import sys
 from discodsl import job, reduce

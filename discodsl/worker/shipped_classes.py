@@ -16,8 +16,10 @@ such class the job reaches that name in the worker:
   for real is left alone, as is a dotted module name, whose package a
   pickle would import).
 
-Classes that pickle cannot name anyway (``Outer.Inner``, ``f.<locals>.C``) are
-left alone. Records unpickle in the client against its own classes.
+A nested class (``Outer.Inner``, ``f.<locals>.C``; its qualified name comes with
+it, see :mod:`discodsl.shipping`) is not put anywhere: pickle finds the first
+through its outer class if that came too, and fails the second, as it does
+in the client. Records unpickle in the client against its own classes.
 
 Not here: how the job is shipped (:mod:`discodsl.shipping`), loaded
 (:mod:`discodsl.worker.runtime`).
