@@ -660,6 +660,11 @@ def job(
                 f"{body.name!r} itself: declare the job apart, as `@job def "
                 f"{body.name}_job(): return [{body.name}]`"
             )
+        if isinstance(body, Job):
+            raise JobError(
+                f"@job decorates a function returning stages, not the job {body.name!r} "
+                f"itself: for other options, write `{body.name}.with_options(...)`"
+            )
         if inspect.signature(body).parameters:
             raise JobError(
                 f"job {body.__name__!r} takes arguments; a job body takes none and returns "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging  # noqa: F401 (its fork hook first: see _IMPORTING)
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +27,7 @@ from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobKeywords, JobOptions, Mode, validate_options
 from discodsl.worker.errors import brief
-from discodsl.worker.spec import JobSpec, StageSpec, cleaned_prefix, plain_function
+from discodsl.worker.spec import JobSpec, ShippedAsFunction, StageSpec, cleaned_prefix
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
@@ -81,15 +82,20 @@ _JOB_METHODS = frozenset({"run", "submit", "with_options", "stages", "options", 
 
 
 @dataclass(frozen=True)
-class Stage:
+class Stage(ShippedAsFunction):
     """One stage of a pipeline: a user function plus how its input is grouped.
 
     ``spec`` is the stdlib :class:`~discodsl.worker.spec.StageSpec` a worker
     runs; its fields read as the stage's own (``stage.name``, ``stage.kind``,
-    ``stage.grouping``, ``stage.combine``, ...).
+    ``stage.grouping``, ``stage.combine``, ...). It is named as its function is
+    (``__module__``, ``__name__``, ``__qualname__``), and pickles by that name
+    where its module holds it, as the function would undecorated.
     """
 
     spec: StageSpec
+
+    def __post_init__(self) -> None:
+        _named_as(self, self.spec.function)
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -131,10 +137,10 @@ class Stage:
     def __doc__(self) -> str | None:  # type: ignore[override]
         return getattr(self.function, "__doc__", None)
 
-    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Callable[..., Any]]]:
-        """Pickled (by another stage that calls this one, shipped in a jobpack), a stage is
-        its plain function: a node has the worker runtime, not this class."""
-        return plain_function, (self.function,)
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        """By name where its module holds it; else as its spec. (A jobpack holds it as its
+        plain function: see ShippedAsFunction.)"""
+        return _pickle_name(self) or (Stage, (self.spec,))
 
     def __copy__(self) -> Stage:
         return self  # frozen: a copy would be the same stage (and not the pickled function)
@@ -154,7 +160,20 @@ class Job:
     name: str
     stages: tuple[Stage, ...]
     options: JobOptions = field(default_factory=lambda: JobOptions())
-    function: Callable[[], Sequence[Stage]] | None = None
+    # The body that declared the stages: not part of what the job is (equal jobs may have
+    # been declared apart), nor of a copy pickled by value (see __reduce__).
+    function: Callable[[], Sequence[Stage]] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _named_as(self, self.function)
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        """By name where its module holds it; else as its name, stages and options (its
+        body, which a copy's module does not hold under its name, stays behind)."""
+        return _pickle_name(self) or (Job, (self.name, self.stages, self.options))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.stages))
 
     def __call__(self, *args: Any, **kwargs: Any) -> list[Stage]:
         """The stages, as the decorated body returns them (a job takes no arguments: it is
@@ -255,6 +274,8 @@ class Job:
         scope = getattr(self.function, "__globals__", None) or {}
         for stage in self.stages:
             variable = getattr(stage.function, "__name__", "")
+            if getattr(stage.function, "__qualname__", "") != variable:
+                continue  # made in a function (a factory's): no global of its module
             now = scope.get(variable)
             if isinstance(now, Stage) and now is not stage and now.name == stage.name:
                 warnings.warn(
@@ -281,6 +302,25 @@ class Job:
         )
 
 
+def _named_as(wrapper: Stage | Job, function: Callable[..., Any] | None) -> None:
+    """Give ``wrapper`` the names of ``function`` (as functools.update_wrapper does)."""
+    for name in ("__module__", "__name__", "__qualname__"):
+        value = getattr(function, name, None)
+        if isinstance(value, str):
+            object.__setattr__(wrapper, name, value)
+
+
+def _pickle_name(wrapper: Stage | Job) -> str:
+    """``wrapper``'s qualified name if its module holds it so (pickle can name it), or ""."""
+    qualname: str = wrapper.__dict__.get("__qualname__", "")
+    found: Any = sys.modules.get(wrapper.__dict__.get("__module__", ""))
+    if not qualname or "<" in qualname:
+        return ""
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return qualname if found is wrapper else ""
+
+
 def check_pipeline(
     name: str, stages: Sequence[Any], options: JobOptions | None = None
 ) -> tuple[Stage, ...]:
@@ -298,15 +338,24 @@ def check_pipeline(
         )
     for item in stages:
         if not isinstance(item, Stage):
-            raise JobError(
-                f"job {name!r} returned {brief(item, 60)}, which is not a stage: "
-                "decorate it with @map, @reduce or @stage"
-            )
+            raise JobError(f"job {name!r} returned {brief(item, 60)}, {_not_a_stage(item)}")
     _check_unique(name, stages)
     check_contracts(name, [stage.spec for stage in stages])
     if options is not None:
         check_partitioning(name, stages, options.partitions)
     return tuple(stages)
+
+
+def _not_a_stage(item: Any) -> str:
+    """Why ``item``, which a job body returned, is not a stage, and the fix."""
+    inner = getattr(item, "__wrapped__", None)
+    if isinstance(inner, Stage):
+        return (
+            f"a function wrapping the {inner.kind} stage {inner.name!r}, not the stage: put "
+            f"the other decorator below @{inner.kind} (nearer the def), so that it wraps "
+            "the plain function"
+        )
+    return "which is not a stage: decorate it with @map, @reduce or @stage"
 
 
 def _check_unique(name: str, stages: Sequence[Stage]) -> None:

@@ -35,7 +35,7 @@ import cloudpickle
 from discodsl import jobhome, places, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.shipped_classes import shipped
-from discodsl.worker.spec import JobSpec, StageSpec
+from discodsl.worker.spec import JobSpec, ShippedAsFunction, StageSpec, plain_function
 
 __all__ = [
     "INSTALLED",
@@ -121,6 +121,8 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     dispatch_table = ChainMap({CodeType: _ship_code}, cloudpickle.Pickler.dispatch_table)
 
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, ShippedAsFunction):
+            return plain_function, (obj.function,)
         if isinstance(obj, (ModuleType, FunctionType, type)):
             _refuse_shadowing(obj.__name__ if isinstance(obj, ModuleType) else obj.__module__)
         if isinstance(obj, _TYPE_NAMES) and _travels(getattr(obj, "__module__", "") or ""):
@@ -256,12 +258,22 @@ def unpicklable(spec: JobSpec, exc: Exception) -> PicklingError:
     if param is not None:
         return _bad_params(spec, *param)
     for stage, role, function in _functions(spec.stages):
+        wrapped = hasattr(function, "__wrapped__") and _pickles(inspect.unwrap(function))
         for what, value in _parts(function):
             try:
                 cloudpickle.dumps(value)
             except Exception as inner:
-                return _culprit(stage, role, what, value, inner)
+                itself = what == "the callable object" and value is function
+                return _culprit(stage, role, what, value, inner, wrapped or itself)
     return PicklingError(f"job {spec.name!r} cannot be pickled: {exc}")
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        cloudpickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def _unpicklable(what: str, value: Any) -> tuple[str, Any, Exception] | None:
@@ -295,12 +307,22 @@ def _bad_params(spec: JobSpec, what: str, value: Any, exc: Exception) -> Picklin
     )
 
 
-def _culprit(stage: StageSpec, role: str, what: str, value: Any, exc: Exception) -> PicklingError:
+def _culprit(
+    stage: StageSpec, role: str, what: str, value: Any, exc: Exception, wrapped: bool
+) -> PicklingError:
     owner = f"stage {stage.name!r}" + ("" if role == "function" else f" ({role} hook)")
+    fix = (
+        "Create it inside the function or in an init hook instead of capturing it, or "
+        "pass plain data through params="
+    )
+    if wrapped:  # a decorator's wrapper (functools.lru_cache, singledispatch), or an object
+        fix = (
+            "Decorate a plain `def`: what wraps the function here cannot be pickled; put "
+            "that decorator on a helper the stage calls instead"
+        )
     return PicklingError(
         f"{owner} cannot be shipped to the workers: {what} ({type(value).__name__}) "
-        f"cannot be pickled ({exc}). Create it inside the function or in an init hook "
-        "instead of capturing it, or pass plain data through params="
+        f"cannot be pickled ({exc}). {fix}"
     )
 
 

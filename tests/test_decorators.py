@@ -47,14 +47,43 @@ def test_stage_stays_callable_as_the_plain_function() -> None:
     assert total.grouping == "group_label"
 
 
-def test_a_stage_pickles_as_its_function_and_copies_as_itself() -> None:
+def test_a_stage_ships_as_its_function_and_pickles_and_copies_as_itself() -> None:
     import copy
+    import pickle
 
     import cloudpickle
 
-    shipped = cloudpickle.loads(cloudpickle.dumps(words))  # as a jobpack ships it
+    from discodsl import shipping
+
+    with shipping.by_value({__name__}):
+        shipped = cloudpickle.loads(shipping._dumps(words))  # as a jobpack holds it
     assert not isinstance(shipped, Stage) and list(shipped("a b")) == [("a", 1), ("b", 1)]
+    # pickled by a user (multiprocessing, a cache): by name, where its module holds it, as
+    # the function would be undecorated; else as itself (a raw AttributeError came later)
+    assert pickle.loads(pickle.dumps(words)) is words
+    assert cloudpickle.loads(cloudpickle.dumps(words)) is words
+    made = map(lambda line: [(line, 1)], name="made")
+    again = cloudpickle.loads(cloudpickle.dumps(made))
+    assert isinstance(again, Stage) and again.name == "made" and again("x") == [("x", 1)]
     assert copy.copy(words) is words and copy.deepcopy([words])[0] is words
+
+
+def test_a_stage_is_named_as_its_function() -> None:
+    assert (words.__name__, words.__qualname__, words.__module__) == ("words", "words", __name__)
+    assert words.__doc__ is None and words.__wrapped__ is words.function
+
+
+def test_a_job_pickles_by_name_or_as_its_stages_and_options() -> None:
+    import pickle
+
+    import cloudpickle
+
+    assert pickle.loads(pickle.dumps(_counting)) is _counting
+    copy = _counting.with_options(partitions=3)
+    again = pickle.loads(pickle.dumps(copy))
+    assert again == copy and again.stages == (words, total) and again.options.partitions == 3
+    assert repr(cloudpickle.loads(cloudpickle.dumps(copy))) == repr(copy)
+    assert {copy: 1}[again] == 1  # hashable, as its equality says
 
 
 @pytest.mark.parametrize("decorator", [map, reduce, stage])
@@ -857,6 +886,42 @@ def test_a_job_run_after_its_stage_was_defined_again_says_so() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 2)]
+
+
+def test_a_job_of_stages_a_factory_made_does_not_warn_of_a_global_of_their_name() -> None:
+    namespace: dict[str, Any] = {}
+    exec(
+        "from discodsl import job, map\n"
+        "def make(n):\n"
+        "    @map\n"
+        "    def words(line):\n"
+        "        yield line, n\n"
+        "    return words\n"
+        "words = make(1)\n"
+        "@job(partitions=None)\n"
+        "def tens():\n"
+        "    return [make(10)]\n",
+        namespace,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(namespace["tens"].run(["raw://a"], mode="inline")) == [("a", 10)]
+
+
+def test_a_job_decorated_again_or_given_a_wrapped_stage_is_told_the_fix() -> None:
+    with pytest.raises(JobError, match=re.escape("not the job '_counting' itself: for other")):
+        job(_counting)
+
+    def logged(function: Any) -> Any:
+        @functools.wraps(function)
+        def wrapper(*args: Any) -> Any:
+            return function(*args)
+
+        return wrapper
+
+    wrapped = logged(words)
+    with pytest.raises(JobError, match=re.escape("put the other decorator below @map")):
+        job(lambda: [wrapped])
 
 
 class _Counting:

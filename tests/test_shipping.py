@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -42,6 +43,22 @@ def test_closure_over_an_unpicklable_object_is_named() -> None:
     message = str(info.value)
     assert "stage 'guarded'" in message and "closure variable 'lock'" in message
     assert "init hook" in message  # the fix
+
+
+@pytest.mark.parametrize("wrapper", [functools.lru_cache(maxsize=None), functools.singledispatch])
+def test_a_stage_whose_wrapper_cannot_be_pickled_is_told_to_decorate_a_plain_def(
+    wrapper: Any,
+) -> None:
+    # The fix said to create "it" inside the function: the function itself, here.
+    def split(line: str) -> list[tuple[str, int]]:
+        return [(word, 1) for word in line.split()]
+
+    @job
+    def wrapped() -> list[Any]:
+        return [map(wrapper(split), name="split")]
+
+    with pytest.raises(PicklingError, match="Decorate a plain `def`: what wraps the function"):
+        wrapped.run(["raw://x"], mode="local")
 
 
 def test_a_module_the_node_cannot_import_is_named(

@@ -69,7 +69,7 @@ import cloudpickle
 from discodsl import jobhome, shipping
 from discodsl.options import JobOptions
 from discodsl.worker import urls
-from discodsl.worker.spec import StageSpec, nested_code
+from discodsl.worker.spec import ShippedAsFunction, StageSpec, nested_code, plain_function
 
 __all__ = ["INERT", "stage_keys"]
 
@@ -213,6 +213,8 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
         self.names: set[str] = set()  # the global and attribute names its functions use
 
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, ShippedAsFunction):  # as it ships: its function
+            return plain_function, (obj.function,)
         if isinstance(obj, ModuleType):
             self.references.add(obj.__name__)
         elif isinstance(obj, FunctionType):  # what its body imports, run only where it runs

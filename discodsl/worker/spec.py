@@ -53,9 +53,20 @@ STAGE_NAME_RULE = "ASCII letters, digits and punctuation other than '/', without
 
 
 def plain_function(function: Callable[..., Any]) -> Callable[..., Any]:
-    """What a pickled stage object becomes (``Stage.__reduce__``): the plain function it
-    wraps, as callable as the stage was, where no decorator is installed (a node)."""
+    """What a stage object becomes in a jobpack (see :class:`ShippedAsFunction`): the plain
+    function it wraps, as callable as the stage was, where no decorator is installed (a
+    node)."""
     return function
+
+
+class ShippedAsFunction:
+    """A declared stage (``discodsl.model.Stage``), which a job ships as :func:`plain_function`
+    of its function (another stage's code may call it): a node has the worker runtime, not
+    the stage's class. Pickled otherwise, it is itself."""
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        raise NotImplementedError
 
 
 # A job name's prefix: what the master takes, less what breaks the worker command on a node
