@@ -312,6 +312,18 @@ def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_cl
     assert not any(links.exists() for links in held)
 
 
+def test_a_clear_removes_only_what_is_the_caches(marks: str, text: Path) -> None:
+    # With DISCODSL_CACHE_DIR=~/.cache, `cache clear` removed pip/ and the rest.
+    cache_jobs.wordcount(marks).run([text], mode="local", cache=True).close()
+    root = store.cache_dir()
+    (root / "pip" / "wheels").mkdir(parents=True)
+    (root / "notes.txt").write_text("mine")
+    half = root / ("0" * 40)  # an entry's directory whose entry.json was never written
+    half.mkdir()
+    assert len(store.clear()) == 2 and not half.exists()
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt", "pip"]
+
+
 def test_an_entry_a_killed_process_was_writing_goes_when_the_cache_is_next_trimmed(
     marks: str, text: Path
 ) -> None:

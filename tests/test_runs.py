@@ -605,6 +605,30 @@ def test_the_registry_records_orphans_dead_and_removes_old_runs(runs_dir: Path) 
     assert orphan["status"] == "dead" and "ended before it did" in orphan["reason"]
 
 
+def test_the_registry_removes_only_its_own_entries_that_lost_their_run_json(
+    runs_dir: Path,
+) -> None:
+    # With DISCODSL_RUNS_DIR=. in a project, every local run removed src/, docs/, data/.
+    old = time.time() - 2 * registry.YOUNG
+    for name, files in {
+        "lost@1": ["events", "kill", ".run-x.json"],  # an entry whose run.json went
+        "lost@2": [],
+        "young@1": ["events"],  # its writer may be making it
+        "src": ["main.py"],
+        "data@2026": ["in.txt"],  # named as a run is, holding what no entry holds
+        "notes": [],
+    }.items():
+        (runs_dir / name).mkdir(parents=True)
+        for file in files:
+            (runs_dir / name / file).write_text("x")
+        if name != "young@1":
+            os.utime(runs_dir / name, (old, old))
+    assert registry.list_runs(runs_dir) == []
+    registry.clean(runs_dir)
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["data@2026", "notes", "src", "young@1"]
+    assert (runs_dir / "src" / "main.py").read_text() == "x"
+
+
 def test_a_damaged_registry_entry_is_named_not_a_traceback(runs_dir: Path) -> None:
     """A byte of an events file gone bad made `discodsl status` and `events` fail with a
     UnicodeDecodeError; a damaged run.json made the run vanish without a word."""

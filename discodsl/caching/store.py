@@ -407,9 +407,14 @@ def clear(job: str | None = None, directory: Path | None = None) -> list[Entry]:
     if job is None:
         root = directory or cache_dir()
         for name in os.listdir(root) if root.is_dir() else []:
-            if not name.startswith(HELD) or _left_by_the_dead(name):
+            if _KEY.fullmatch(name) or name.startswith(NEW) or _left_by_the_dead(name):
                 _remove(root / name)  # half-written entries too; links runs hold stay
     return removed
+
+
+# The name of an entry's directory: its key (see discodsl.caching.keys). Nothing else in the
+# cache's directory is the cache's to clear (it may be a directory of the user's).
+_KEY = re.compile(r"[0-9a-f]{40}")
 
 
 def _remove(path: Path) -> None:

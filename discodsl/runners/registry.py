@@ -373,9 +373,26 @@ def _entries(directory: Path, now: float | None = None) -> list[tuple[Path, dict
         facts = _read_facts(path)
         if facts is not None:
             found.append((path, facts))
-        elif now is not None and _age(path, now) > YOUNG:
+        elif now is not None and _age(path, now) > YOUNG and _an_entry_of_ours(path):
             _remove(path)
     return found
+
+
+def _an_entry_of_ours(path: Path) -> bool:
+    """Whether ``path``, with no run.json, is an entry all the same: named as a run is, and
+    holding only what an entry holds. Anything else is not this registry's to remove (the
+    directory may be the user's, with their own files beside the runs)."""
+    if "@" not in path.name:
+        return False
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return all(name in _ENTRY_FILES or name.startswith(".run-") for name in names)
+
+
+# What an entry holds besides run.json (and its .run-*.json while it is replaced).
+_ENTRY_FILES = frozenset({"events", "kill"})
 
 
 def _event(line: bytes, path: Path) -> Event:
