@@ -120,6 +120,12 @@ def _known_scheme(url: str) -> str:
         )
     if scheme == "file":
         _check_file_url(url, rest)
+    unsendable = next((c for c in rest if c <= " " or c >= "\x7f"), None)
+    if scheme in ("http", "https") and unsendable is not None:
+        raise JobError(
+            f"input {url!r} holds {unsendable!r}, which an HTTP request cannot carry as it "
+            "is: escape it (a space is %20: urllib.parse.quote(path) does it)"
+        )
     if scheme == "raw":
         try:
             rest.encode("utf-8")

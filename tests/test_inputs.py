@@ -864,6 +864,8 @@ def test_the_summary_of_every_replica_failing_names_each_with_its_reason(
         ["ftp://host/file"],
         ["tag://data:logs", "ddfs://data:logs"],
         ["disco://here"],
+        ["http://127.0.0.1:9/q3 final.txt"],  # never sent: it cannot be
+        ["http://127.0.0.1:9/caf\u00e9"],
     ],
 )
 def test_urls_no_worker_can_read_are_not_retried(node: Node, urls: list[str]) -> None:

@@ -113,6 +113,20 @@ def test_a_raw_url_that_utf8_cannot_carry_is_refused_before_anything_runs() -> N
     assert sources.resolve("raw://naïve ☃") == [["raw://naïve ☃"]]
 
 
+@pytest.mark.parametrize(
+    ("url", "held"),
+    [("http://host/q3 final.txt", "' '"), ("https://host/café", "'é'"), ("http://h/a\tb", "'\\t'")],
+)
+def test_an_http_url_no_request_can_carry_is_refused_before_anything_runs(
+    url: str, held: str
+) -> None:
+    # Each attempt failed in the worker as though the host were down, and was retried: on
+    # a Disco master 100 times, with pauses of 14 to 60 s.
+    with pytest.raises(JobError, match=re.escape(f"holds {held}, which an HTTP request cannot")):
+        sources.resolve([url])
+    assert sources.resolve(["http://host/q3%20final.txt"]) == [["http://host/q3%20final.txt"]]
+
+
 def test_a_dict_of_inputs_is_refused_rather_than_read_by_its_keys(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x\n")
     with pytest.raises(JobError, match=r"is a dict, whose keys alone .* inputs=list\(d\)"):

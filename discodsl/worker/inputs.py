@@ -828,6 +828,7 @@ def _answer(exc: BaseException) -> bytes:
 
 
 def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int) -> DataError:
+    import http.client
     import urllib.error
 
     get = "GET" if location == url else f"GET {location}"
@@ -839,6 +840,12 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
             f"{url}: {get} answered HTTP {exc.code} {exc.reason}"
             f"{f' ({said[:120]!r})' if said else ''}{tried}; check that the file exists "
             "and the node serving it is healthy",
+            url=url,
+        )
+    if isinstance(exc, (http.client.InvalidURL, UnicodeError)):  # never sent: no retry helps
+        return BadURL(
+            f"{url}: {get} cannot be sent: {_reason(exc)}; escape what a URL cannot carry as "
+            "it is (a space is %20: urllib.parse.quote does it)",
             url=url,
         )
     return DataError(
