@@ -358,6 +358,34 @@ def test_a_removed_working_directory_does_not_keep_local_workers_from_starting(
     ]
 
 
+def test_import_path_entries_with_the_separator_in_their_name_and_zips_reach_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both worked inline; local workers lost them: "install 'stamped' on the nodes".
+    import zipfile
+
+    stamped = tmp_path / f"run{os.pathsep}2026-12-06T10{os.pathsep}00"
+    stamped.mkdir()
+    (stamped / "stamped_helper.py").write_text("WORD = 'stamped'\n")
+    with zipfile.ZipFile(tmp_path / "libs.zip", "w") as libs:
+        libs.writestr("zipped_helper.py", "WORD = 'zipped'\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(stamped), str(tmp_path / "libs.zip")])
+
+    @map
+    def helped(line: str) -> Iterator[tuple[str, int]]:
+        import stamped_helper  # type: ignore[import-not-found]
+        import zipped_helper  # type: ignore[import-not-found]
+
+        yield stamped_helper.WORD, 1
+        yield zipped_helper.WORD, 1
+
+    @job(partitions=None)
+    def helped_job() -> list[Any]:
+        return [helped]
+
+    assert sorted(helped_job.run(["raw://x"], mode="local")) == [("stamped", 1), ("zipped", 1)]
+
+
 def test_an_import_path_longer_than_an_environment_string_may_be_reaches_the_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

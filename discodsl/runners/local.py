@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sys
 import tempfile
@@ -240,14 +241,15 @@ PATH_IN_ENV_MAX = 64 * 1024
 
 
 def _path_value(path: list[str]) -> str:
-    """PATH_ENV's value for the import path ``path`` (absolute entries): the entries, or
-    ``@FILE`` naming a file of this process's node that holds them, one a line."""
-    joined = os.pathsep.join(path)
-    if len(joined) <= PATH_IN_ENV_MAX:
-        return joined
+    """PATH_ENV's value for the import path ``path`` (absolute entries): the entries as a
+    JSON list (an entry may hold the path separator, ``2026-12-06T10:00``), or ``@FILE``
+    naming a file of this process's node that holds that list."""
+    listed = json.dumps(path)  # ASCII: a name's undecodable bytes as \udcXX escapes
+    if len(listed) <= PATH_IN_ENV_MAX:
+        return listed
     handle, name = tempfile.mkstemp(prefix="import-path-", dir=node_root())
-    with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as out:
-        out.write("\n".join(path))
+    with os.fdopen(handle, "w", encoding="ascii") as out:
+        out.write(listed)
     return "@" + name
 
 
@@ -263,7 +265,8 @@ def _worker_path() -> list[str]:
         here = ""
     path = [os.path.normpath(os.path.join(here, entry)) for entry in sys.path]
     path += _import_roots()
-    return [entry for entry in dict.fromkeys(path) if os.path.isabs(entry) and os.path.isdir(entry)]
+    # A file may be an entry too: a zip (a zipapp's, PYTHONPATH=libs.zip).
+    return [e for e in dict.fromkeys(path) if os.path.isabs(e) and os.path.exists(e)]
 
 
 def _import_roots() -> list[str]:

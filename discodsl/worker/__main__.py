@@ -19,14 +19,15 @@ from discodsl.worker import PATH_ENV
 # After the standard library's directories, not before as PYTHONPATH's would be: a module
 # of the user's named like a standard one (a ``types.py`` beside the script) must not
 # replace it here, as it did not in the runner's process, which had loaded that one first.
-# A long path comes in a file, named after an "@" (entries are absolute: none starts so).
+# A JSON list; a long one comes in a file, named after an "@".
 _path = os.environ.get(PATH_ENV, "")
-if _path.startswith("@"):
-    with open(_path[1:], encoding="utf-8", errors="surrogateescape") as _file:
-        _entries = _file.read().split("\n")
-else:
-    _entries = _path.split(os.pathsep)
-sys.path += [entry for entry in _entries if entry]
+if _path:
+    import json
+
+    if _path.startswith("@"):
+        with open(_path[1:], encoding="ascii") as _file:
+            _path = _file.read()
+    sys.path += [entry for entry in json.loads(_path) if entry]
 
 if os.environ.get("DISCODSL_FORKSERVER"):
     from discodsl.worker.forkserver import main
