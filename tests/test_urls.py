@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,27 @@ def test_file_urls_round_trip_with_and_without_a_range(tmp_path: Path) -> None:
     assert urls.file_path("raw://x") is None
     with pytest.raises(ValueError, match="#range=START-END"):
         urls.file_target("/x#lines=1-2")
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_a_file_url_gives_back_its_path_under_any_file_system_encoding(locale: str) -> None:
+    # Under a C locale (ASCII names, other bytes surrogate-escaped), the path came back as
+    # its bytes read as UTF-8, which no open() could encode: every input named so failed.
+    script = (
+        "import os, sys\n"
+        "from discodsl.worker import urls\n"
+        "name = os.fsdecode(b'/data/caf\\xc3\\xa9 \\xff.txt')\n"
+        "url = urls.file_url(name)\n"
+        "assert urls.file_path(url) == name, (urls.file_path(url), name)\n"
+        "assert urls.file_target(url[len('file://'):] + '#range=0-5') == (name, (0, 5))\n"
+        "print(sys.getfilesystemencoding())\n"
+    )
+    environ = {**os.environ, "LC_ALL": locale, "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("ascii" if locale == "C" else "utf-8")
 
 
 def test_node_paths_map_disco_and_ddfs_to_their_data_directories() -> None:

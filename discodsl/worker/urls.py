@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Final
-from urllib.parse import quote_from_bytes, unquote, urlsplit
+from urllib.parse import quote_from_bytes, unquote_to_bytes, urlsplit
 
 RAW: Final = "raw://"
 TAG: Final = "tag://"
@@ -82,19 +82,26 @@ def file_path(url: str) -> str | None:
     if scheme != "file" or "#" in rest:
         return None
     _, _, path = rest.partition("/")  # file:///PATH, or file://HOST/PATH
-    return unquote("/" + path, errors="surrogateescape")  # a name's bytes, UTF-8 or not
+    return _unquoted_path("/" + path)
 
 
 def file_target(rest: str) -> tuple[str, tuple[int, int] | None]:
     """The path and byte range of ``file://REST``; ValueError for an unknown fragment."""
     quoted, _, fragment = rest.partition("#")
-    path = unquote(quoted, errors="surrogateescape")
+    path = _unquoted_path(quoted)
     if not fragment:
         return path, None
     match = _RANGE.fullmatch(fragment)
     if match is None:
         raise ValueError(f"unknown fragment #{fragment}: the only one is #range=START-END")
     return path, (int(match[1]), int(match[2]))
+
+
+def _unquoted_path(quoted: str) -> str:
+    """A ``file://`` URL's percent-encoded path as a path: its bytes, decoded as this
+    process's file system does (``os.fsdecode``: UTF-8, or under a C locale ASCII, each
+    other byte kept), the inverse of :func:`file_url`."""
+    return os.fsdecode(unquote_to_bytes(quoted))
 
 
 def with_range(url: str, start: int, end: int) -> str:
