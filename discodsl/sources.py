@@ -97,7 +97,7 @@ def _replica(item: str | os.PathLike[str]) -> str:
     name = os.fspath(item)
     if "://" in name:
         return _still_there(_known_scheme(name))
-    path = os.path.expanduser(name)
+    path = _expanded(name)
     if os.path.isfile(path):
         return urls.file_url(path)
     if os.path.exists(path):
@@ -203,7 +203,7 @@ def _paths(pattern: str) -> list[str]:
     """The files ``pattern`` names, each once: a path that exists as it is written
     (``[ab].txt`` too), else a glob's matches; a directory's files, recursively (``**``
     matches directories and the files in them, and a link names the file it points at)."""
-    expanded = os.path.expanduser(pattern)
+    expanded = _expanded(pattern)
     literal = not glob.has_magic(expanded) or os.path.exists(expanded)
     matches = [expanded] if literal else sorted(glob.glob(expanded, recursive=True))
     files: list[str] = []
@@ -223,6 +223,12 @@ def _paths(pattern: str) -> list[str]:
             f"input {pattern!r} matches no file{hint}: check the path (cwd: {os.getcwd()})"
         )
     return list(dict.fromkeys(urls.file_url(f) for f in existing))
+
+
+def _expanded(name: str) -> str:
+    """``name`` as it is written where that exists (a directory called ``~`` in the working
+    one, a file ``~nobody``), else with a leading ``~`` expanded, as a shell would have."""
+    return name if os.path.lexists(name) else os.path.expanduser(name)
 
 
 def _files_under(directory: str) -> list[str]:

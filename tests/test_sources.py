@@ -105,6 +105,28 @@ def test_a_path_in_a_replica_list_is_taken_as_a_path_alone_is(
         sources.resolve([["~/gone.txt", "http://host/x"]])
 
 
+def test_a_path_starting_with_a_tilde_that_exists_as_written_is_taken_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Path("~/data.txt") read $HOME/data.txt where Python opens ./~/data.txt; an existing
+    # file ~nobody "matched no file".
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "data.txt").write_text("home\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    here = tmp_path / "~"
+    here.mkdir()
+    (here / "data.txt").write_text("here\n")
+    (tmp_path / "~nobody").write_text("nobody\n")
+    assert sources.resolve([Path("~/data.txt")]) == [[urls.file_url(str(here / "data.txt"))]]
+    assert sources.resolve(["~nobody"]) == [[urls.file_url(str(tmp_path / "~nobody"))]]
+    assert sources.resolve([["~nobody"]]) == [[urls.file_url(str(tmp_path / "~nobody"))]]
+    here.joinpath("data.txt").unlink()
+    here.rmdir()
+    assert sources.resolve(["~/data.txt"]) == [[urls.file_url(str(home / "data.txt"))]]
+
+
 def test_a_raw_url_that_utf8_cannot_carry_is_refused_before_anything_runs() -> None:
     """A lone surrogate in a raw:// input failed in the task, blamed on the stage."""
     for inputs in ("raw://a\udcff b", ["raw://a\udcff b"], [["raw://x\ud800"]]):
