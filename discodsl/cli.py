@@ -132,7 +132,10 @@ def _terminated_as_interrupted() -> Iterator[None]:
 def _import_from_here() -> None:
     """The working directory on the import path, after the rest, as ``python -m discodsl``
     has it: records holding a class of a script here (``myjob.Rec``) read alike."""
-    here = os.getcwd()
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:  # removed: nothing can be imported from it
+        return
     if "" not in sys.path and here not in sys.path:
         sys.path.append(here)
 
@@ -510,7 +513,13 @@ def import_job(text: str) -> Job:
             )
         module_name, where = path.stem, str(path.parent)
     else:
-        where = os.getcwd()
+        try:
+            where = os.getcwd()
+        except FileNotFoundError:
+            raise JobError(
+                f"{text}: the working directory was removed, so no module can be imported "
+                "from it: cd to an existing directory, or give the job's file, FILE.py:JOB"
+            ) from None
     added = where not in sys.path
     if added:
         sys.path.insert(0, where)

@@ -104,7 +104,7 @@ def _replica(item: str | os.PathLike[str]) -> str:
         raise _not_a_file(name)
     raise JobError(
         f"input {name!r}, a replica of a list of them, is no file: check the path (cwd: "
-        f"{os.getcwd()}); a replica list names one input's copies, not a glob"
+        f"{_cwd()}); a replica list names one input's copies, not a glob"
     )
 
 
@@ -220,9 +220,17 @@ def _paths(pattern: str) -> list[str]:
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
         raise JobError(
-            f"input {pattern!r} matches no file{hint}: check the path (cwd: {os.getcwd()})"
+            f"input {pattern!r} matches no file{hint}: check the path (cwd: {_cwd()})"
         )
     return list(dict.fromkeys(urls.file_url(f) for f in existing))
+
+
+def _cwd() -> str:
+    """The working directory, for an error message (it may have been removed)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return "removed: a relative path names nothing"
 
 
 def _expanded(name: str) -> str:

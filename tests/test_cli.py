@@ -51,6 +51,27 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str, status: int = 0) -> tupl
     return out, err
 
 
+def test_commands_run_in_a_working_directory_that_was_removed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every command, --version included, failed with a bare FileNotFoundError.
+    job_file = tmp_path / "lines_job.py"
+    job_file.write_text(
+        "from discodsl import job, map\n"
+        "@map\ndef lines(line):\n    yield line, 1\n"
+        "@job(partitions=None)\ndef counted():\n    return [lines]\n"
+    )
+    removed = tmp_path / "removed"
+    removed.mkdir()
+    monkeypatch.chdir(removed)
+    removed.rmdir()
+    assert run(capsys, "--version")[0].startswith("discodsl ")
+    out, _ = run(capsys, "run", f"{job_file}:counted", "--inline", "raw://a")
+    assert records(out) == {"a": "1"}
+    _, err = run(capsys, "run", "lines_job:counted", "--inline", "raw://a", status=1)
+    one_error(err, "the working directory was removed", "FILE.py:JOB")
+
+
 def records(out: str) -> dict[str, str]:
     return dict(line.split("\t") for line in out.splitlines())
 
