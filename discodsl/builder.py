@@ -18,6 +18,7 @@ sound ZIP is built again; where nothing can be written, it is built every time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -68,11 +69,16 @@ def _keep(path: Path, home: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".jobhome-")
+    except OSError:
+        return  # no cache here: built each time
+    try:
         with os.fdopen(handle, "wb") as out:
             out.write(home)
         os.replace(temporary, path)
     except OSError:
-        return  # no cache here: built each time
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)  # a full disk, a quota: what was written goes
+        return
     _drop_old(path.parent)
 
 

@@ -286,7 +286,7 @@ def _name_parsers(parser: argparse.ArgumentParser) -> None:
 
 
 def _job_spec(text: str) -> str:
-    module, sep, name = text.partition(":")
+    module, sep, name = text.rpartition(":")  # a file's path may hold ':', a job's name not
     if not (module and sep and name.isidentifier()):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not MODULE:JOB: write e.g. mypackage.jobs:wordcount or jobs.py:wordcount"
@@ -500,7 +500,7 @@ def _add_cache(sub: Any, common: argparse.ArgumentParser) -> None:
 def import_job(text: str) -> Job:
     """The :class:`Job` named ``MODULE:JOB`` (a dotted module, or a path to a ``.py`` file).
     The module's directory joins ``sys.path`` (local workers get it too), unless that fails."""
-    module_name, _, name = text.partition(":")
+    module_name, _, name = text.rpartition(":")
     path: Path | None = None
     if module_name.endswith(".py") or os.sep in module_name:
         path = Path(module_name).resolve()

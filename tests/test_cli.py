@@ -72,6 +72,33 @@ def test_commands_run_in_a_working_directory_that_was_removed(
     one_error(err, "the working directory was removed", "FILE.py:JOB")
 
 
+def test_a_job_file_under_a_directory_with_a_colon_in_its_name_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # "not MODULE:JOB": the spec was split at its first ':'.
+    where = tmp_path / "2026-12-06T10:00"
+    where.mkdir()
+    (where / "stamped_job.py").write_text(
+        "from discodsl import job, map\n"
+        "@map\ndef lines(line):\n    yield line, 1\n"
+        "@job(partitions=None)\ndef counted():\n    return [lines]\n"
+    )
+    out, _ = run(capsys, "run", f"{where / 'stamped_job.py'}:counted", "--inline", "raw://a")
+    assert records(out) == {"a": "1"}
+
+
+def test_a_jobhome_that_cannot_be_kept_leaves_no_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk left a .jobhome-XXXX file in the cache for each build.
+    def full(source: str, target: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builder.os, "replace", full)
+    builder._keep(tmp_path / "jobhome-x.zip", b"home")
+    assert list(tmp_path.iterdir()) == []
+
+
 def records(out: str) -> dict[str, str]:
     return dict(line.split("\t") for line in out.splitlines())
 
