@@ -165,6 +165,11 @@ def _check_file_url(url: str, rest: str) -> None:
 
 
 def _not_a_file(name: str) -> JobError:
+    if os.path.islink(name) and not os.path.exists(name):
+        return JobError(
+            f"input {name!r} is a link to nothing (its target is gone, or links lead back "
+            "to it): remove the link, or point it at a file"
+        )
     return JobError(
         f"input {name!r} is not a regular file (a directory given as a URL, a pipe, a "
         "device, /dev/stdin): a task reads its input in a process of its own, maybe more "
@@ -222,7 +227,20 @@ def _paths(pattern: str) -> list[str]:
         raise JobError(
             f"input {pattern!r} matches no file{hint}: check the path (cwd: {_cwd()})"
         )
-    return list(dict.fromkeys(urls.file_url(f) for f in existing))
+    return [urls.file_url(f) for f in _each_file_once(existing)]
+
+
+def _each_file_once(paths: list[str]) -> list[str]:
+    """``paths``, each file once: a later name of a file named before (a symbolic link to
+    it, a hard link) is dropped."""
+    seen: set[tuple[int, int]] = set()
+    kept = []
+    for path in paths:
+        facts = os.stat(path)
+        if (facts.st_dev, facts.st_ino) not in seen:
+            seen.add((facts.st_dev, facts.st_ino))
+            kept.append(path)
+    return kept
 
 
 def _cwd() -> str:

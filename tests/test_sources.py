@@ -51,8 +51,10 @@ def test_a_pattern_names_each_file_once(tmp_path: Path, pattern: str) -> None:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x\n")
     (tmp_path / "link.txt").symlink_to(tmp_path / "sub" / "mid.txt")
+    (tmp_path / "hard.txt").hardlink_to(tmp_path / "top.txt")  # the same file: once
     resolved = [replicas[0] for replicas in sources.resolve(f"{tmp_path}/{pattern}")]
-    assert resolved and len(resolved) == len(set(resolved)), resolved
+    files = {os.stat(urls.file_path(url) or "").st_ino for url in resolved}
+    assert resolved and len(resolved) == len(files), resolved
 
 
 def test_a_directory_reads_what_its_links_point_at_as_its_glob_does(tmp_path: Path) -> None:
@@ -67,7 +69,11 @@ def test_a_directory_reads_what_its_links_point_at_as_its_glob_does(tmp_path: Pa
     names = sorted(Path(u[0]).name for u in sources.resolve(tmp_path / "top"))
     assert names == ["one.txt", "own.txt", "two.txt"]
     (tmp_path / "top" / "dangling").symlink_to(tmp_path / "nowhere")
-    with pytest.raises(JobError, match=r"dangling'? is not a regular file"):
+    with pytest.raises(JobError, match=r"dangling'? is a link to nothing \(its target is gone"):
+        sources.resolve(tmp_path / "top")
+    (tmp_path / "top" / "dangling").unlink()
+    (tmp_path / "top" / "loop").symlink_to(tmp_path / "top" / "loop")
+    with pytest.raises(JobError, match=r"loop'? is a link to nothing"):
         sources.resolve(tmp_path / "top")
 
 
