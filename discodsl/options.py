@@ -42,6 +42,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from discodsl.errors import SettingsError
+from discodsl.worker import HTTP_TIMEOUT_MAX, TIMEOUT_ENV, timeout_seconds
 from discodsl.worker.jobfile import bad_env_name, bad_env_value
 from discodsl.worker.spec import PREFIX_MAX, PREFIX_PATTERN
 
@@ -292,6 +293,12 @@ def _check_env(env: Mapping[str, str]) -> None:
             raise SettingsError(
                 f"job option env[{name!r}]={value!r} is invalid: an environment variable holds "
                 "no NUL character: remove it, or pass binary data in params= instead"
+            )
+        if name == TIMEOUT_ENV and timeout_seconds(value) is None:
+            raise SettingsError(
+                f"job option env[{name!r}]={value!r} is not a timeout (a worker's for its "
+                f"HTTP inputs): use a number of seconds greater than 0, at most "
+                f"{HTTP_TIMEOUT_MAX:.0f}"
             )
 
 

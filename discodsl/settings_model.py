@@ -31,6 +31,7 @@ from discodsl.settings import (
     read_settings_file,
     settings_file_path,
 )
+from discodsl.worker import HTTP_TIMEOUT_MAX
 
 __all__ = ["DiscoFileSource", "DiscoSettings"]
 
@@ -59,7 +60,7 @@ class DiscoSettings(BaseSettings):
     DISCO_JOB_OWNER: str = Field(default_factory=default_owner)
     DDFS_READ_TOKEN: str | None = None
     DDFS_WRITE_TOKEN: str | None = None
-    DISCODSL_HTTP_TIMEOUT: float = Field(default=30.0, gt=0)
+    DISCODSL_HTTP_TIMEOUT: float = Field(default=30.0, gt=0, le=HTTP_TIMEOUT_MAX)
     DISCODSL_RETRIES: int = Field(default=5, ge=0, le=100)
     #: The settings file that was read ("" if none).
     DISCO_SETTINGS_FILE: str = ""
@@ -166,7 +167,10 @@ _EXPECTED: dict[str, tuple[str, str]] = {
         "the master's host name alone (e.g. master, or 10.0.0.5), or its URL to DISCO_MASTER",
     ),
     "DISCO_PROXY": ("is not a proxy URL", "http://HOST:PORT, or leave it empty"),
-    "DISCODSL_HTTP_TIMEOUT": ("is not a timeout", "a number of seconds greater than 0"),
+    "DISCODSL_HTTP_TIMEOUT": (
+        "is not a timeout",
+        f"a number of seconds greater than 0, at most {HTTP_TIMEOUT_MAX:.0f}",
+    ),
     "DISCODSL_RETRIES": ("is not a retry count", "an integer 0-100"),
 }
 

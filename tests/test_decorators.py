@@ -202,6 +202,11 @@ def test_a_bad_value_of_an_option_with_no_fix_of_its_own_says_what_its_type_take
         ({"A=B": "x"}, "env={'A=B': ...} is invalid: an environment variable's name is not empty"),
         ({"": "x"}, "env={'': ...} is invalid"),
         ({"A": "x\0y"}, "env['A']='x\\x00y' is invalid: an environment variable holds no NUL"),
+        # a worker took these for its default, or failed on an OverflowError
+        *(
+            ({"DISCODSL_HTTP_TIMEOUT": value}, f"env['DISCODSL_HTTP_TIMEOUT']={value!r} is not")
+            for value in ("abc", "0", "-1", "inf", "1e12")
+        ),
     ],
 )
 def test_an_env_no_environment_can_hold_is_refused_when_the_job_is_declared(

@@ -182,8 +182,11 @@ def test_a_bad_master_given_as_a_keyword_is_named_as_master_not_the_variable(
             "DISCODSL_HTTP_TIMEOUT",
             "0",
             "DISCODSL_HTTP_TIMEOUT='0' is not a timeout: "
-            "set DISCODSL_HTTP_TIMEOUT to a number of seconds greater than 0",
+            "set DISCODSL_HTTP_TIMEOUT to a number of seconds greater than 0, at most 1000000",
         ),
+        # past it, every request failed on a raw OverflowError from the socket
+        ("DISCODSL_HTTP_TIMEOUT", "inf", "DISCODSL_HTTP_TIMEOUT='inf' is not a timeout"),
+        ("DISCODSL_HTTP_TIMEOUT", "1e12", "DISCODSL_HTTP_TIMEOUT='1e12' is not a timeout"),
         ("DISCODSL_RETRIES", -1, "DISCODSL_RETRIES=-1 is not a retry count"),
     ],
 )

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from discodsl.worker.readers import Reader
 
-from discodsl.worker import urls
+from discodsl.worker import TIMEOUT_ENV, timeout_seconds, urls
 from discodsl.worker.errors import (
     BadURL,
     DamagedInput,
@@ -102,19 +102,14 @@ def _read_errors() -> tuple[type[BaseException], ...]:
 
 # Seconds an HTTP connect or read of an input may stall, unless TIMEOUT_ENV says otherwise.
 HTTP_TIMEOUT = 60.0
-# Set in a worker's environment (a job's env=; a local run's workers have the runner's),
-# a number of seconds > 0: the timeout for its inputs, as the client's for the master.
-TIMEOUT_ENV = "DISCODSL_HTTP_TIMEOUT"
 
 
 def http_timeout() -> float:
     """The seconds an input's HTTP connect or read may stall: TIMEOUT_ENV's, if it is a
-    number > 0, else HTTP_TIMEOUT."""
-    try:
-        seconds = float(os.environ.get(TIMEOUT_ENV, ""))
-    except ValueError:
-        return HTTP_TIMEOUT
-    return seconds if 0 < seconds < float("inf") else HTTP_TIMEOUT
+    number > 0 and at most HTTP_TIMEOUT_MAX (a job's env= is checked so when declared),
+    else HTTP_TIMEOUT."""
+    seconds = timeout_seconds(os.environ.get(TIMEOUT_ENV, ""))
+    return HTTP_TIMEOUT if seconds is None else seconds
 
 
 @dataclass(frozen=True)
