@@ -224,9 +224,7 @@ def _paths(pattern: str) -> list[str]:
         raise _not_a_file(pattern)
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
-        raise JobError(
-            f"input {pattern!r} matches no file{hint}: check the path (cwd: {_cwd()})"
-        )
+        raise JobError(f"input {pattern!r} matches no file{hint}: check the path (cwd: {_cwd()})")
     return [urls.file_url(f) for f in _each_file_once(existing)]
 
 
