@@ -38,6 +38,7 @@ from __future__ import annotations
 import ast
 import getpass
 import os
+import re
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,11 +90,24 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError:
         raise ValueError("bad port") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.hostname.isdigit():
+    if parts.port == 0:
+        raise ValueError("bad port")
+    if any(c <= " " or c == "\x7f" for c in url):  # urlsplit drops tabs and newlines
+        raise ValueError("not an http URL")
+    if parts.scheme not in ("http", "https") or not _host_name(parts.hostname):
         raise ValueError("not an http URL")
     if parts.path or parts.query or parts.fragment:
         raise ValueError("has a path")
     return url
+
+
+def _host_name(host: str | None) -> bool:
+    """Whether ``host`` (of a URL) names a host: a name or an address, not a bare number."""
+    return bool(host) and not str(host).isdigit() and _HOST_NAME.fullmatch(str(host)) is not None
+
+
+# What a URL's host may be: a name, an IPv4 address, or an IPv6 one (its brackets gone).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9]+)?")
 
 
 def settings_file_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

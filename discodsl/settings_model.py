@@ -212,5 +212,5 @@ def _port_in(master: Any) -> int | None:
     (then DISCO_MASTER's own check says so)."""
     try:
         return urlsplit(normalise_master_url(master)).port
-    except (AttributeError, ValueError):  # not a str; not a master URL
+    except (AttributeError, TypeError, ValueError):  # not a str; not a master URL
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -206,6 +207,25 @@ def test_bad_environment_value_says_where_it_came_from(monkeypatch: pytest.Monke
         r"\(the value came from the environment\)",
     ):
         load_settings()
+
+
+def test_a_master_url_with_port_0_or_a_host_no_url_holds_is_named_as_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Port 0 was blamed on DISCO_PORT "from the defaults"; a space in the host passed, and
+    # the first request said to check DISCO_MASTER, which was not set.
+    monkeypatch.delenv("DISCO_PORT", raising=False)
+    monkeypatch.setenv("DISCO_MASTER", "http://127.0.0.1:0")
+    with pytest.raises(
+        SettingsError,
+        match=re.escape("DISCO_MASTER='http://127.0.0.1:0' is not a master URL: set DISCO_MASTER"),
+    ):
+        load_settings()
+    monkeypatch.delenv("DISCO_MASTER")
+    for given in ("http://x y:8989", "http://ho\tst:8989", "http://a|b:8989"):
+        with pytest.raises(SettingsError, match=re.escape(f"the master {given!r} is not a")):
+            load_settings(DISCO_MASTER=given)
+    assert load_settings(DISCO_MASTER="http://[::1]:8990").DISCO_MASTER == "http://[::1]:8990"
 
 
 def test_bad_file_value_names_the_file(settings_file: WriteFile) -> None:
