@@ -77,6 +77,9 @@ def process_dir(kind: Kind) -> str:
     made after removing those that processes which have ended left behind. The caller
     removes it when done with it; what is left of it goes as the process ends."""
     directory = tempfile.gettempdir()
+    # Python looks for it once: removed since (a cleaner of /tmp, under a long-lived
+    # notebook), it is made again, as it was when this process started.
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     remove_dead_dirs(directory)
     _removed_at_a_forked_end()
     namespace = pid_namespace()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from discodsl import places
+from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("node", "inline", "preflight")
@@ -111,6 +112,19 @@ def test_a_new_directory_names_its_process(temp: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr("tempfile.tempdir", str(temp))
     path = Path(places.process_dir("inline"))
     assert path.parent == temp and path.name.startswith(f"discodsl-inline-{os.getpid()}-")
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_temporary_directory_removed_under_a_long_lived_process_is_made_again(
+    temp: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    # Python found it once; inline then failed on a bare FileNotFoundError.
+    gone = temp / "cleaned"
+    gone.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(gone))
+    gone.rmdir()
+    assert sorted(jobs.wordcount.run(["raw://a b a"], mode=mode)) == [("a", 2), ("b", 1)]
+    assert gone.is_dir()
 
 
 @pytest.mark.usefixtures("cluster_env")
