@@ -70,7 +70,7 @@ def _resolve_one(item: Any) -> list[list[str]]:
     if isinstance(item, os.PathLike):
         return [[url] for url in _paths(os.fspath(item))]
     if isinstance(item, str):
-        if "://" in item:
+        if "://" in item and not _a_path_of_no_scheme(item):
             return [[_still_there(_known_scheme(item))]]
         return [[url] for url in _paths(item)]
     if isinstance(item, (list, tuple)) and item and all(_is_name(u) for u in item):
@@ -84,6 +84,12 @@ def _resolve_one(item: Any) -> list[list[str]]:
         f"input {brief(item, 80)} is not a path, a URL, a list of replica URLs or an earlier "
         f"job's results{fix}: pass e.g. inputs=['data/*.txt']"
     )
+
+
+def _a_path_of_no_scheme(item: str) -> bool:
+    """Whether ``item``, which looks like a URL of a scheme no worker reads, is a path that
+    exists (``backup://day1.txt``: the file day1.txt in a directory ``backup:``)."""
+    return urls.split(item)[0] not in urls.SCHEMES and os.path.lexists(item)
 
 
 def _is_name(item: Any) -> bool:

@@ -250,3 +250,15 @@ def test_a_relative_input_in_a_removed_working_directory_is_named(
     for inputs in (["data.txt"], [["data.txt"]]):
         with pytest.raises(JobError, match=r"cwd: removed: a relative path names nothing"):
             sources.resolve(inputs)
+
+
+def test_a_path_that_looks_like_a_url_of_no_scheme_is_taken_as_the_path_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "backup:").mkdir()
+    (tmp_path / "backup:" / "day1.txt").write_text("x\n")
+    url = urls.file_url(str(tmp_path / "backup:" / "day1.txt"))
+    assert sources.resolve(["backup://day1.txt"]) == [[url]]
+    with pytest.raises(JobError, match="has the URL scheme 'backup'"):
+        sources.resolve(["backup://day2.txt"])
