@@ -143,7 +143,7 @@ class Stage(ShippedAsFunction):
         return _pickle_name(self) or (Stage, (self.spec,))
 
     def __copy__(self) -> Stage:
-        return self  # frozen: a copy would be the same stage (and not the pickled function)
+        return self  # frozen: a copy would be the same stage
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Stage:
         return self
