@@ -695,6 +695,25 @@ def test_run_files_deleted_as_consumed(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_group_hashed_with_long_distinct_keys_stays_near_its_budget(tmp_path: Path) -> None:
+    # The partitioning pass remembered the part of its last 8,192 keys, counted by nothing:
+    # 3,000 keys of 100 KB under a 16 MiB budget held 300 MB.
+    size, count, budget = 20 * 1024, 600, 1 << 20
+
+    def records() -> Iterator[Record]:
+        for index in range(count):
+            yield f"{index:08d}".ljust(size, "k"), index
+
+    tracemalloc.start()
+    try:
+        seen = sum(1 for _ in group_hashed(records(), budget=budget, tmpdir=str(tmp_path)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seen == count and os.listdir(tmp_path) == []
+    assert peak < 4 * budget, peak / budget  # 12 budgets before
+
+
 def test_group_hashed_with_one_huge_key_streams(tmp_path: Path) -> None:
     """A partition that one key fills is grouped by sorting, so its values still stream."""
     count = 100_000
