@@ -14,6 +14,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PROLOGUE = """
@@ -117,3 +119,25 @@ def test_close_does_not_wait_for_a_child_that_writes_for_ever(tmp_path: Path) ->
     text = "".join(facts["sent"])
     assert text.startswith("y" * 1000 + "\n")
     assert "more bytes dropped" in text  # over the cap: the rest counted, not sent
+
+
+@pytest.mark.parametrize(("paced", "waits"), [(None, 1), ("1", 1), ("0", 0)])
+def test_msgs_are_paced_unless_the_master_limits_no_rate(
+    monkeypatch: pytest.MonkeyPatch, paced: str | None, waits: int
+) -> None:
+    # The local runner's master limits no rate: a fifth MSG (the note on dropped output,
+    # the counters) held each chatty task back 1.2 s there, as for a Disco master.
+    from discodsl.runners.local import _worker_environ
+    from discodsl.worker import capture
+
+    if paced is None:
+        monkeypatch.delenv(capture.PACE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(capture.PACE_ENV, paced)
+    slept: list[float] = []
+    monkeypatch.setattr(capture.time, "sleep", slept.append)
+    pacer = capture.Pacer(count=4, window=60.0)
+    for _ in range(5):
+        pacer.wait()
+    assert len(slept) == waits
+    assert _worker_environ()[capture.PACE_ENV] == "0"

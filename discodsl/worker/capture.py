@@ -10,8 +10,9 @@ the first 8 KB of an event; the local runner's, any), cut after a line where
 one fits, every ``interval`` seconds and at the end, then a note with the
 exact number of bytes dropped.
 :class:`Pacer` keeps every MSG of a worker (output and counters) at 4 in any
-1.2 seconds, under the master's limit of 5 a second (10 in a second kill the
-job). Sending is the caller's: this module never touches the protocol.
+1.2 seconds, under a Disco master's limit of 5 a second (10 in a second kill
+the job); the local runner's master has none. Sending is the caller's: this
+module never touches the protocol.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from discodsl.worker.messages import EVENT_TEXT_LIMIT
 # How big a MSG the master keeps whole, in bytes, when the worker's environment says (the
 # local runner's master: LOCAL_MESSAGE); else a Disco master's (messages.EVENT_TEXT_LIMIT).
 MESSAGE_ENV = "DISCODSL_MSG_BYTES"
+# Set to "0" in a worker's environment by a master that limits no worker's MSG rate (the
+# local runner's): its MSGs then go unpaced (see Pacer).
+PACE_ENV = "DISCODSL_MSG_PACED"
 # The local runner's master keeps any MSG whole; batches stay far under a frame's limit
 # (frames.MAX_PAYLOAD, 100 MiB).
 LOCAL_MESSAGE = 256 * 1024
@@ -242,15 +246,19 @@ def message_bytes() -> int:
 
 
 class Pacer:
-    """Makes callers of :meth:`wait` wait so that at most ``count`` pass in any ``window``."""
+    """Makes callers of :meth:`wait` wait so that at most ``count`` pass in any ``window``;
+    none waits where the environment says the master limits no rate (PACE_ENV)."""
 
     def __init__(self, count: int = PACE_COUNT, window: float = PACE_WINDOW):
         self._count, self._window = count, window
+        self._paced = os.environ.get(PACE_ENV) != "0"
         self._times: list[float] = []
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         """Return when one more message may go."""
+        if not self._paced:
+            return
         with self._lock:
             if len(self._times) >= self._count:
                 delay = self._times[-self._count] + self._window - time.monotonic()
