@@ -42,8 +42,13 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from discodsl.errors import SettingsError
-from discodsl.worker import HTTP_TIMEOUT_MAX, TIMEOUT_ENV, timeout_seconds
-from discodsl.worker.jobfile import bad_env_name, bad_env_value
+from discodsl.worker.jobfile import (
+    HTTP_TIMEOUT_MAX,
+    TIMEOUT_ENV,
+    bad_env_name,
+    bad_env_value,
+    timeout_seconds,
+)
 from discodsl.worker.spec import PREFIX_MAX, PREFIX_PATTERN
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from discodsl.settings import (
     read_settings_file,
     settings_file_path,
 )
-from discodsl.worker import HTTP_TIMEOUT_MAX
+from discodsl.worker.jobfile import HTTP_TIMEOUT_MAX
 
 __all__ = ["DiscoFileSource", "DiscoSettings"]
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from discodsl.worker.readers import Reader
 
-from discodsl.worker import TIMEOUT_ENV, timeout_seconds, urls
+from discodsl.worker import urls
 from discodsl.worker.errors import (
     BadURL,
     DamagedInput,
@@ -50,6 +50,7 @@ from discodsl.worker.errors import (
     brief,
     defined_at,
 )
+from discodsl.worker.jobfile import TIMEOUT_ENV, timeout_seconds
 from discodsl.worker.records import (
     VERSION_BYTE,
     damaged_header_byte,
