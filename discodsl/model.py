@@ -27,7 +27,13 @@ from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobKeywords, JobOptions, Mode, validate_options
 from discodsl.worker.errors import brief
-from discodsl.worker.spec import JobSpec, ShippedAsFunction, StageSpec, cleaned_prefix
+from discodsl.worker.spec import (
+    ClientOnly,
+    JobSpec,
+    ShippedAsFunction,
+    StageSpec,
+    cleaned_prefix,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
@@ -154,7 +160,7 @@ class Stage(ShippedAsFunction):
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(ClientOnly):
     """A pipeline of stages with its options; call ``run(inputs)`` to get results."""
 
     name: str

@@ -35,7 +35,13 @@ import cloudpickle
 from discodsl import jobhome, places, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.shipped_classes import shipped
-from discodsl.worker.spec import JobSpec, ShippedAsFunction, StageSpec, plain_function
+from discodsl.worker.spec import (
+    ClientOnly,
+    JobSpec,
+    ShippedAsFunction,
+    StageSpec,
+    plain_function,
+)
 
 __all__ = [
     "INSTALLED",
@@ -66,6 +72,13 @@ def pickle_job(spec: JobSpec) -> bytes:
     with by_value(user_modules(spec.stages)):
         try:
             data = _dumps(spec)
+        except _RunsAJob as exc:
+            raise PicklingError(
+                f"job {spec.name!r} has a stage that refers to the job {exc.args[0]!r}: a stage "
+                "cannot run a job (its workers have no client to run one with); chain jobs "
+                "instead, passing one's results as the next one's inputs, or do the work in "
+                "the stage itself"
+            ) from None
         except _Shadowing as exc:
             raise PicklingError(
                 f"job {spec.name!r} uses your module {exc.name!r} ({exc.path}), which has the "
@@ -123,6 +136,8 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ShippedAsFunction):
             return plain_function, (obj.function,)
+        if isinstance(obj, ClientOnly):
+            raise _RunsAJob(obj.name)
         if isinstance(obj, (ModuleType, FunctionType, type)):
             _refuse_shadowing(obj.__name__ if isinstance(obj, ModuleType) else obj.__module__)
         if isinstance(obj, _TYPE_NAMES) and _travels(getattr(obj, "__module__", "") or ""):
@@ -156,6 +171,10 @@ _TYPE_NAMES: tuple[type, ...] = (
     typing.NewType,
     *([typing.TypeAliasType] if hasattr(typing, "TypeAliasType") else []),  # 3.12
 )
+
+
+class _RunsAJob(Exception):
+    """A job, which a stage refers to (to run it), met while pickling the stages."""
 
 
 class _Shadowing(Exception):

@@ -59,6 +59,13 @@ def plain_function(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+class ClientOnly:
+    """An object of the client's that no jobpack holds (a declared job, which a stage
+    cannot run: a node has the worker runtime, not the client)."""
+
+    name: str
+
+
 class ShippedAsFunction:
     """A declared stage (``discodsl.model.Stage``), which a job ships as :func:`plain_function`
     of its function (another stage's code may call it): a node has the worker runtime, not
