@@ -253,6 +253,28 @@ def test_the_local_runners_event_words_are_the_ones_clients_read() -> None:
     )
 
 
+def test_a_runs_events_keep_its_output_whole_up_to_a_bound_then_its_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every MSG was kept whole, in the driver and the registry's file: 120 tasks printing
+    # 950 KB each held 108 MB of each.
+    from discodsl.runners import handle
+    from discodsl.worker.messages import EVENT_TEXT_LIMIT
+
+    monkeypatch.setattr(handle, "KEPT_OUTPUT", 30_000)
+    log = handle.EventLog("node")
+    sunk: list[tuple[str, str, str]] = []
+    log.attach(sunk.append)
+    for taskid in range(5):
+        log("msg", {"stage": "map", "taskid": taskid, "text": f"{taskid}" * 10_000})
+    texts = [message for _, _, message in log.events()]
+    assert [len(text) for text in texts[:3]] == [len("MSG: [map:0] ") + 10_000] * 3
+    for text in texts[3:]:
+        assert " ... (3000 characters not kept: a run's events keep " in text
+        assert len(text.split(" ... ")[0]) == len("MSG: [map:3] ") + EVENT_TEXT_LIMIT
+    assert [message for _, _, message in sunk] == texts
+
+
 def test_a_task_index_is_named_where_a_stage_finds_it(tmp_path: Path) -> None:
     """The node master names each task's index; a finished run's stage(name) finds those of
     that stage, in task order, and no other stage's (one of them a prefix of the other)."""

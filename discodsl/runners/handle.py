@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from discodsl.errors import InputRunFailed, JobActive, JobDead, JobError
 from discodsl.jobstatus import Event, wait_limit
 from discodsl.stdio import notice
+from discodsl.worker.messages import EVENT_TEXT_LIMIT
 
 if TYPE_CHECKING:
     from discodsl.results import Results
@@ -402,6 +403,12 @@ def _say_unfinished() -> None:
         )
 
 
+# What a run's events (in memory, and in the registry's file) keep of its tasks' output
+# whole, in characters; past it, each MSG keeps its first EVENT_TEXT_LIMIT, as a Disco
+# master's event log does of every one. (What is printed is shown in full as it comes.)
+KEPT_OUTPUT = 32 * 1024 * 1024
+
+
 class EventLog:
     """A run's events worded as a Disco 0.5.4 master words them, oldest first.
 
@@ -418,6 +425,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._sink: Callable[[Event], None] | None = None
         self._started = time.monotonic()
+        self._output = 0  # characters of the tasks' output kept so far
 
     def add(self, host: str, message: str) -> None:
         event = (time.strftime("%Y/%m/%d %H:%M:%S"), host, message)
@@ -438,8 +446,22 @@ class EventLog:
             return list(self._events)
 
     def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
+        if kind == "msg":
+            facts = {**facts, "text": self._kept(str(facts["text"]))}
         for host, message in _worded(kind, facts, self.host):
             self.add(host, message)
+
+    def _kept(self, text: str) -> str:
+        """What the events keep of a task's output ``text``: all of it while the run's kept
+        output is under KEPT_OUTPUT, then its start, as a Disco master's event log keeps."""
+        with self._lock:
+            self._output += len(text)
+            if self._output <= KEPT_OUTPUT or len(text) <= EVENT_TEXT_LIMIT:
+                return text
+        return (
+            f"{text[:EVENT_TEXT_LIMIT]} ... ({len(text) - EVENT_TEXT_LIMIT} characters not "
+            f"kept: a run's events keep {KEPT_OUTPUT >> 20} MiB of its output whole)"
+        )
 
     def end(self, status: str, reason: str = "") -> None:
         """The run ended ``status`` (``ready`` or ``dead``), for ``reason`` if one is given."""
