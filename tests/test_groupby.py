@@ -838,3 +838,21 @@ def test_keys_that_order_come_first_ascending_then_those_that_do_not(
             "(2.0, nan)",
         }
     assert [repr(key) for key in runs[0]] == [repr(key) for key in runs[1]]  # their own order
+
+
+@pytest.mark.parametrize("depth", [250, 600, 3_000])
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_a_key_nested_too_deeply_is_refused_naming_it(
+    tmp_path: Path, group: Grouping, depth: int
+) -> None:
+    # Past a few hundred levels, a bare RecursionError, blamed on the stage.
+    keys: list[Any] = [("leaf", 1), ("leaf", 2)]
+    for _ in range(depth):
+        keys = [(key,) for key in keys]
+    records = [(keys[0], 1), (keys[1], 2), (keys[0], 3)]
+    try:
+        got = drain(group(records, budget=HUGE, tmpdir=str(tmp_path)))
+    except StageError as exc:
+        assert "nested too deeply" in str(exc), exc
+    else:  # grouped by ==, which a key this deep still has
+        assert sorted(len(values) for _, values in got) == [1, 2]

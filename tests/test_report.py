@@ -74,3 +74,17 @@ def test_a_value_cut_short_for_a_message_says_so(value: object, most: int) -> No
         assert shown == whole
     else:
         assert shown.endswith("...") and whole.startswith(shown[:-3])
+
+
+def test_a_value_whose_repr_fails_is_shown_by_its_type() -> None:
+    # A key nested too deeply for repr() turned a clear refusal into a bare RecursionError.
+    deep: object = ("leaf",)
+    for _ in range(100_000):
+        deep = (deep,)
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise ValueError("no")
+
+    assert brief(deep, 60) == "<a tuple nested too deeply to show>"
+    assert brief(Broken(), 80) == "<a Broken whose repr() raised ValueError>"

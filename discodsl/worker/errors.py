@@ -152,5 +152,10 @@ def defined_at(function: Callable[..., Any]) -> str:
 def brief(value: Any, most: int) -> str:
     """``repr(value)`` for an error message, cut to ``most`` characters with "..." where it
     was cut (a cut path or key that looks whole misleads)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<a {type(value).__name__} nested too deeply to show>"
+    except Exception as exc:  # a class of the user's whose __repr__ fails
+        text = f"<a {type(value).__name__} whose repr() raised {type(exc).__name__}>"
     return text if len(text) <= most else text[: max(0, most - 3)] + "..."

@@ -298,7 +298,10 @@ def _totally_ordered(key: Any) -> bool:
     if kind is float:
         return not math.isnan(key)
     if kind is tuple or kind is list:
-        return all(map(_totally_ordered, key))
+        try:
+            return all(map(_totally_ordered, key))
+        except RecursionError:  # nested too deeply to say: grouped by encoding, which names it
+            return False
     if isinstance(key, (set, frozenset, complex)):
         return False
     return _self_equal(key)  # a NaN of another type, a key that says it is not itself
