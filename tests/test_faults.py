@@ -202,3 +202,35 @@ def test_an_input_server_that_never_answers_fails_in_the_http_timeout_set(
         silent.close()
     assert time.monotonic() - started < 20
     assert "(timeout 0.5 s: DISCODSL_HTTP_TIMEOUT" in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["a hunk's bytes", "a gzip's end"])
+def test_a_damaged_input_is_not_blamed_on_stage_code(tmp_path: Path, damage: str) -> None:
+    # "not retried: an exception from stage code ... raise discodsl.Retry": no stage ran.
+    import gzip
+
+    from discodsl import job
+    from discodsl.worker.records import RecordWriter
+
+    if damage == "a hunk's bytes":
+        path = tmp_path / "pairs"
+        with RecordWriter(str(path)) as writer:
+            writer.write_many([("a", 1), ("b", 2)])
+        data = bytearray(path.read_bytes())
+        data[20] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        path = tmp_path / "lines.txt.gz"
+        path.write_bytes(gzip.compress(b"a b\n" * 1000)[:-12])
+
+    @map
+    def passed(record: Any) -> Iterator[Any]:
+        yield record, 1
+
+    @job(partitions=None)
+    def reads() -> list[Any]:
+        return [passed]
+
+    with pytest.raises(TaskFailed) as info:
+        list(reads.run([str(path)], mode="local"))
+    assert str(info.value).endswith("(not retried: the same bytes would fail again; fix the input)")

@@ -46,9 +46,11 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
 
 
 def _not_retried(exc_type: str) -> str:
-    return {"BadURL": NOT_RETRIED_URL, "MalformedRecord": NOT_RETRIED_DATA}.get(
-        exc_type, NOT_RETRIED
-    )
+    return {
+        "BadURL": NOT_RETRIED_URL,
+        "MalformedRecord": NOT_RETRIED_DATA,
+        "DamagedInput": NOT_RETRIED_DATA,
+    }.get(exc_type, NOT_RETRIED)
 
 
 # Signals that mean the process crashed in native code.
