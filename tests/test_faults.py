@@ -234,3 +234,28 @@ def test_a_damaged_input_is_not_blamed_on_stage_code(tmp_path: Path, damage: str
     with pytest.raises(TaskFailed) as info:
         list(reads.run([str(path)], mode="local"))
     assert str(info.value).endswith("(not retried: the same bytes would fail again; fix the input)")
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_keys_that_do_not_sort_name_no_record(tmp_path: Path, mode: str) -> None:
+    # The last record read was named, "record 5", though the keys named were 0 and 1.
+    from discodsl import StageError, job, reduce
+    from discodsl.worker.records import RecordWriter
+
+    path = tmp_path / "pairs"
+    with RecordWriter(str(path)) as writer:
+        writer.write_many([("a", 1), (b"b", 2), ("c", 3), ("d", 4), ("e", 5), ("f", 6)])
+
+    @reduce
+    def summed(key: Any, values: Any) -> Iterator[Any]:
+        yield key, sum(values)
+
+    @job
+    def sums() -> list[Any]:
+        return [summed]
+
+    with pytest.raises((StageError, TaskFailed)) as info:
+        list(sums.run([str(path)], mode=mode))
+    message = str(info.value)
+    assert "cannot sort its keys: b'b' (bytes) and 'a' (str)" in message
+    assert "record" not in message.split("or group with sort=False")[1]

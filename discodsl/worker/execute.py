@@ -174,8 +174,9 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
         else:  # chained into the writing loop: no Python call of ours per pair
             _stream(stage, _calls(function, records), outputs)
     elif stage.kind == "reduce":
-        groups = where.noting_keys(_groups(task, records))
-        where.past_records = True  # grouping read them all before the first call
+        # Grouping reads every record before the first call: what fails after (the keys'
+        # sort) names no record.
+        groups = where.noting_keys(_groups(task, _read_through(records, where)))
         _run_reduce(stage, function, groups, outputs, combiner)
     else:
         _emit(stage, function(iter(records)), target)
@@ -184,6 +185,12 @@ def _process(task: TaskSetup, records: Iterable[Any], outputs: _Outputs, where: 
         _emit(stage, last, target, _hook_maker(stage, stage.done))  # a done hook may return nothing
     if combiner:
         combiner.flush()
+
+
+def _read_through(records: Iterable[Any], where: _Place) -> Iterator[Any]:
+    """``records``; ``where`` knows when the last has been read."""
+    yield from records
+    where.past_records = True
 
 
 def pass_pairs(record: Any) -> tuple[Any]:
