@@ -73,7 +73,7 @@ Command = Callable[[argparse.Namespace], int]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C, 143
-    SIGTERM, 141 stdout's reader left)."""
+    SIGTERM, 129 SIGHUP, 141 stdout's reader left)."""
     stdio.prepare_streams()
     _import_from_here()
     parser = build_parser()
@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.command
     try:
+        if sys.stdout is None and getattr(args, "output", None) is None:
+            raise JobError(  # a command's output would go nowhere, and it would say 0
+                "standard output is closed: redirect it (> FILE, or > /dev/null to drop "
+                "what the command prints)" + (", or give -o FILE" if "output" in args else "")
+            )
         with _terminated_as_interrupted():
             status = command(args)
             stdio.flush_stdout()  # now, so that a reader that left is seen here, not at exit
@@ -102,31 +107,35 @@ def main(argv: list[str] | None = None) -> int:
         from discodsl.runners.handle import forget_unfinished
 
         forget_unfinished()  # what a stopped run goes on as has been said, for this command
-        return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+        return 128 + int(exc.args[0] if isinstance(exc, _Terminated) else signal.SIGINT)
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, a CI runner, systemd stopping the command): ended as Ctrl-C
+    """SIGTERM (``timeout``, a CI runner, systemd stopping the command) or SIGHUP (its
+    terminal closed): ended as Ctrl-C
     ends it, workers killed and files removed (Python's default left them, and a cluster
     job ran on without a word)."""
 
 
 @contextlib.contextmanager
 def _terminated_as_interrupted() -> Iterator[None]:
-    """While in the block, SIGTERM raises _Terminated (in the main thread only: signal
-    handlers can be set there alone)."""
+    """While in the block, SIGTERM and SIGHUP raise _Terminated (in the main thread only:
+    signal handlers can be set there alone)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminated(signum: int, frame: Any) -> None:
-        raise _Terminated
+        raise _Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    hangup = getattr(signal, "SIGHUP", None)  # a closed terminal or ssh session: the same
+    ended = [signal.SIGTERM] + ([hangup] if hangup is not None else [])
+    previous = {signum: signal.signal(signum, terminated) for signum in ended}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _import_from_here() -> None:
@@ -163,9 +172,14 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
         return _task_hint(exc, getattr(args, "where", "cluster"), getattr(args, "master", None))
     if isinstance(exc, Unreachable):
         master = getattr(args, "master", None) or configured_master() or ""
+        if exc.who and "master" not in exc.who:  # a node, a URL's server: the error names it
+            return ""
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
     found = [hint for kind, hint in _HINTS.items() if isinstance(exc, kind)]
+    master = getattr(args, "master", None)
+    if found and master:  # the command named must reach the master this one did
+        return found[0].replace("`discodsl ", f"`discodsl --master {master} ")
     return found[0] if found else ""
 
 
@@ -554,6 +568,12 @@ def _job_in(module_name: str, name: str, path: Path | None) -> Job:
         ) from exc
     except Exception as exc:  # the module's own code failed (SyntaxError included)
         raise JobError(f"importing {module_name!r} failed: {_where_raised(exc)}") from exc
+    except SystemExit as exc:  # sys.exit(), or its own argparse, at import
+        raise JobError(
+            f"importing {module_name!r} exited (code {exc.code!r}): a module the command "
+            "line imports must not run its program when imported: put that under `if "
+            '__name__ == "__main__":`'
+        ) from None
     loaded = getattr(module, "__file__", None)
     if path is not None and (loaded is None or Path(loaded).resolve() != path):
         raise JobError(
@@ -1145,6 +1165,8 @@ def _job_name(conn: Cluster, text: str) -> str:
 
 def _read_file(name: str) -> bytes:
     if name == "-":
+        if sys.stdin is None:
+            raise JobError("standard input is closed: give the jobpack's FILE instead of -")
         return sys.stdin.buffer.read()
     try:
         return Path(name).read_bytes()

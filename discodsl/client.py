@@ -153,7 +153,7 @@ class Master(Service):
             if status != "active":
                 return self._ready(jobname, status, results)
             if timeout_s is not None and elapsed >= timeout_s:
-                raise jobstatus.still_active(jobname, elapsed, timeout_s)
+                raise jobstatus.still_active(jobname, elapsed, timeout_s, self.url)
 
     def results_of(self, jobname: str) -> list[list[str]]:
         """The results of a job that is ready, at once; the error its status means if it is not."""

@@ -1,10 +1,10 @@
 """Where a command's ``-o FILE`` goes: a file written whole or not at all, or the stream
 its name stands for.
 
-- ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` and ``/proc/self/fd/N`` name a
-  descriptor of this process: it is written to as it is open, so a shell's ``>>``
-  keeps appending and a pipe works (opening the name anew would truncate a file,
-  and cannot open a pipe).
+- ``-`` (standard output), ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` and
+  ``/proc/self/fd/N`` name a descriptor of this process: it is written to as it
+  is open, so a shell's ``>>`` keeps appending and a pipe works (opening the name
+  anew would truncate a file, and cannot open a pipe).
 - Another device, or a FIFO, is written to as it is.
 - A file, or a name with nothing there yet, is written to a temporary file of this
   process's own beside it, renamed over it when whole: a failure leaves it as it
@@ -32,7 +32,10 @@ _STANDARD = {"stdout": 1, "stderr": 2}
 
 
 def descriptor(name: str) -> int | None:
-    """The descriptor of this process ``name`` stands for, if it names one."""
+    """The descriptor of this process ``name`` stands for, if it names one (``-`` is
+    standard output, as a command's ``-`` input is standard input)."""
+    if name == "-":
+        return 1
     found = _DESCRIPTOR.fullmatch(name)
     if found is None:
         return None

@@ -88,7 +88,10 @@ def notice(text: str) -> None:
 
 
 def say(*items: object, flush: bool = False) -> None:
-    """``print`` to stdout, as a command's output: a JobError if it cannot be written."""
+    """``print`` to stdout, as a command's output: a JobError if it cannot be written (or
+    is closed: print() would drop it without a word)."""
+    if sys.stdout is None:
+        raise JobError("standard output is closed: redirect it (> FILE)")
     with writing_stdout():
         print(*items, flush=flush)
 
@@ -148,6 +151,17 @@ def check_writable(name: str | None) -> None:
     """A JobError if ``-o FILE`` could not be made: a directory, or in none."""
     if name is None:
         return
+    number = outfiles.descriptor(name)
+    if number == 1 and sys.stdout is None:
+        raise JobError(f"cannot write {name}: standard output is closed: name a file")
+    if number is not None:
+        try:
+            os.fstat(number)
+        except OSError:
+            raise JobError(f"cannot write {name}: descriptor {number} is not open") from None
+        return
+    if not name:
+        raise JobError("-o '' names no file: name one, or leave -o out for standard output")
     path = Path(name)
     if path.is_dir():
         raise JobError(f"cannot write {name}: it is a directory: name a file in it")

@@ -11,6 +11,7 @@ import ast
 import errno
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -1074,3 +1075,83 @@ def test_results_of_records_holding_a_class_of_a_script_here(
         "a\tRec(word='a')",
         "b\tRec(word='b')",
     ]
+
+
+# --- the command line in scripts: closed streams, signals, hints that work as printed ------
+
+
+def test_a_command_whose_stdout_is_closed_fails_before_it_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `jobs >&-` said 0 and printed nothing; `submit >&-` made a job whose name went nowhere.
+    monkeypatch.setattr(sys, "stdout", None)
+    for argv in (["jobs"], ["submit", "job.pack"], ["run", WORDCOUNT, "--inline", *INPUTS]):
+        assert main(argv) == 1
+        one_error(capsys.readouterr().err, "standard output is closed: redirect it")
+    out = tmp_path / "out.tsv"
+    assert main(["run", WORDCOUNT, "--inline", "-o", str(out), *INPUTS]) == 0
+    assert records(out.read_text()) == RECORDS
+
+
+def test_a_closed_stdin_is_named(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", None)
+    _, err = run(capsys, "jobpack", "show", "-", status=1)
+    one_error(err, "standard input is closed: give the jobpack's FILE instead of -")
+
+
+def test_dash_as_output_is_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # `-o -` wrote a file called "-".
+    out, _ = run(capsys, "run", WORDCOUNT, "--inline", "-o", "-", *INPUTS)
+    assert records(out) == RECORDS and not Path("-").exists()
+
+
+@pytest.mark.parametrize(
+    ("output", "words"),
+    [("/dev/fd/99", "descriptor 99 is not open"), ("", "-o '' names no file")],
+)
+def test_an_output_no_run_could_write_is_refused_before_it_runs(
+    capsys: pytest.CaptureFixture[str], output: str, words: str
+) -> None:
+    _, err = run(capsys, "run", "tests.jobs:sleepy", "--local", "-o", output, "raw://x", status=1)
+    one_error(err, words)
+
+
+def test_sighup_ends_a_command_as_sigterm_does() -> None:
+    # A closed terminal killed `run` outright: a cluster job ran on, files stayed.
+    with pytest.raises(KeyboardInterrupt) as info, cli._terminated_as_interrupted():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)
+    assert info.value.args == (signal.SIGHUP,)
+
+
+def test_the_commands_a_message_names_carry_the_master_they_need() -> None:
+    # `discodsl kill NAME` searched the local runs, `discodsl jobs` listed them.
+    from discodsl import jobstatus
+    from discodsl.runners.cluster import _submit_interrupted
+
+    url = "http://m:8990"
+    assert f"`discodsl --master {url} kill wc@1`" in str(jobstatus.still_active("wc@1", 1, 1, url))
+    assert "`discodsl kill wc@1`" in str(jobstatus.still_active("wc@1", 1, 1))  # a local run
+    assert f"`discodsl --master {url} jobs`" in str(jobstatus.unknown_job(url, "wc@1", "?"))
+    said = _submit_interrupted("wc", url)
+    assert f"`discodsl --master {url} jobs`" in said and f"--master {url} kill NAME`" in said
+
+
+def test_an_unreachable_node_is_not_blamed_on_the_master() -> None:
+    from discodsl.errors import Unreachable
+
+    args = argparse.Namespace(master="http://m:8990")
+    node = Unreachable("could not reach the Disco node at http://n:8989", who="the Disco node")
+    master = Unreachable("could not reach the Disco master", who="the Disco master")
+    assert _hint(node, args) == "" and "is the master running?" in _hint(master, args)
+
+
+def test_a_job_module_that_exits_when_imported_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # sys.exit(3) at import ended `run` with 3 and no word; argparse printed its own usage.
+    (tmp_path / "exiting.py").write_text("import sys\nsys.exit(3)\n")
+    _, err = run(capsys, "run", f"{tmp_path / 'exiting.py'}:wc", "raw://x", status=1)
+    one_error(err, "importing 'exiting' exited (code 3)", '`if __name__ == "__main__":`')

@@ -629,6 +629,24 @@ def test_the_registry_removes_only_its_own_entries_that_lost_their_run_json(
     assert (runs_dir / "src" / "main.py").read_text() == "x"
 
 
+def test_an_entry_whose_times_are_not_numbers_is_damaged_not_a_traceback(
+    runs_dir: Path,
+) -> None:
+    # `discodsl jobs` and `status` ended on a raw ValueError, hiding every other run.
+    for name, change in {
+        "when@1": {"ended": "x"},
+        "who@1": {"pid": "x", "status": "active"},
+    }.items():
+        (runs_dir / name).mkdir(parents=True)
+        facts = {"name": name, "job": "j", "host": registry.HOST, "status": "ready"}
+        facts.update({"pid": os.getpid(), "started": time.time(), "ended": time.time()})
+        (runs_dir / name / "run.json").write_text(json.dumps({**facts, **change}))
+    registry.clean(runs_dir)
+    assert registry.list_runs(runs_dir) == []
+    with pytest.raises(JobError, match=r"the entry of local run 'when@1' is damaged"):
+        registry.find("when@1", runs_dir)
+
+
 def test_a_damaged_registry_entry_is_named_not_a_traceback(runs_dir: Path) -> None:
     """A byte of an events file gone bad made `discodsl status` and `events` fail with a
     UnicodeDecodeError; a damaged run.json made the run vanish without a word."""

@@ -406,11 +406,18 @@ def _event(line: bytes, path: Path) -> Event:
 
 
 def _read_facts(path: Path) -> dict[str, Any] | None:
+    """An entry's run.json; None if there is none, or it is damaged (not a run's JSON, or
+    times and pid that are not numbers: an edit, a disk error)."""
     try:
         facts = json.loads((path / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return facts if isinstance(facts, dict) and "name" in facts else None
+    if not isinstance(facts, dict) or "name" not in facts:
+        return None
+    numbers = [facts.get(name, 0) for name in ("started", "ended", "pid")]
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers):
+        return None
+    return facts
 
 
 def _age(path: Path, now: float) -> float:
