@@ -210,7 +210,7 @@ def test_ctrl_c_ends_the_command_saying_only_what_the_command_line_needs(
     assert sorted(path.name for path in workdir.iterdir() if "out.tsv" in path.name) == []
     assert _workers_under(workdir / "tmp") == []
     if where == "--master":
-        jobname = re.search(r"stop it with `discodsl kill (\S+)`", errors)
+        jobname = re.search(r"stop it with `discodsl --master \S+ kill (\S+)`", errors)
         assert jobname is not None, errors
         Master(request.getfixturevalue("cluster_env")).kill(jobname.group(1))
 
@@ -218,7 +218,11 @@ def test_ctrl_c_ends_the_command_saying_only_what_the_command_line_needs(
 @pytest.mark.parametrize(
     ("stdout", "says"),
     [
-        ("closed", "standard output is closed: write the results with -o FILE"),
+        (
+            "closed",
+            "standard output is closed: redirect it (> FILE, or > /dev/null to drop what the "
+            "command prints), or give -o FILE",
+        ),
         (
             "/dev/full",
             "cannot write to standard output: No space left on device; send it to a file or "

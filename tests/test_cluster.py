@@ -362,7 +362,7 @@ def test_ctrl_c_tells_how_to_kill_the_job(
     [(_, status, name)] = master.joblist()
     assert status == "active"
     [line] = capsys.readouterr().err.splitlines()
-    assert name in line and f"discodsl kill {name}" in line
+    assert name in line and f"`discodsl --master {master.url} kill {name}`" in line
 
     with pytest.raises(KeyboardInterrupt):
         cluster_jobs.sleeper.run(
@@ -521,4 +521,4 @@ def test_ctrl_c_while_submitting_says_the_job_may_run(
         jobs.wordcount.run(inputs=["raw://a b"], mode="cluster")
     said = capsys.readouterr().err
     assert "Ctrl-C while submitting job 'wordcount': the master at" in said
-    assert "list its jobs with `discodsl jobs`" in said
+    assert "list its jobs with `discodsl --master http" in said
