@@ -14,8 +14,8 @@ directory named after the run (``wordcount@5f1:6a3b2:1c0d``) in
 - ``kill``, when someone asked to kill the run: the owning process looks
   for it every :data:`KILL_POLL` seconds and then kills the run.
 
-Cleaned up at each listing and, once a minute at most, when a process
-registers a run: an active entry whose
+Cleaned up at each listing and, once a minute at most (for all processes:
+``.cleaned``'s time says when), when a process registers a run: an active entry whose
 process has ended (killed before it could say so) is recorded dead, with the
 reason, as a finished one (reading it does the same); a finished one is kept
 for :data:`KEEP_SECONDS` (a day), :data:`KEEP_COUNT` at most.
@@ -65,6 +65,8 @@ YOUNG = 60.0
 # A process cleans up at most this often when it registers runs (seconds): a full
 # registry takes a few milliseconds to look through.
 CLEAN_EVERY = 60.0
+# Touched in the registry's directory by the process that last cleaned it (see _due).
+CLEANED = ".cleaned"
 _cleaned = {"at": -CLEAN_EVERY}
 HOST = socket.gethostname()
 
@@ -147,7 +149,7 @@ def register(run: Run, stages: Sequence[str]) -> None:
     as they come, its end to run.json, and a kill request found there kills it. A registry
     that cannot be written (a read-only home) costs the run nothing but its entry."""
     directory = runs_dir()
-    if time.monotonic() - _cleaned["at"] >= CLEAN_EVERY:
+    if time.monotonic() - _cleaned["at"] >= CLEAN_EVERY and _due(directory / CLEANED):
         _cleaned["at"] = time.monotonic()
         clean(directory)
     try:
@@ -160,6 +162,21 @@ def register(run: Run, stages: Sequence[str]) -> None:
     threading.Thread(
         target=_watch, args=(run, entry), name=f"discodsl kill watch {run.jobname}", daemon=True
     ).start()
+
+
+def _due(stamp: Path) -> bool:
+    """Whether no process has cleaned the registry in the last CLEAN_EVERY seconds (it
+    reads every entry's run.json: tens of milliseconds of a short run's start); if none
+    has, the stamp says this one does now."""
+    try:
+        if time.time() - stamp.stat().st_mtime < CLEAN_EVERY:
+            return False
+    except OSError:
+        pass  # none yet, or unreadable: clean
+    with contextlib.suppress(OSError):
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    return True
 
 
 def _watch(run: Run, entry: _Entry) -> None:
