@@ -62,6 +62,16 @@ def ctrl_c() -> Iterator[None]:
 
 
 @pytest.fixture
+def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory, made and then removed (a program whose directory went)."""
+    removed = tmp_path / "removed"
+    removed.mkdir()
+    monkeypatch.chdir(removed)
+    removed.rmdir()
+    return removed
+
+
+@pytest.fixture
 def reference() -> Path:
     """The recordings from a real Disco 0.5.4 master (../shared/disco-reference)."""
     if not REFERENCE.is_dir():

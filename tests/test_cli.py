@@ -52,8 +52,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str, status: int = 0) -> tupl
     return out, err
 
 
+@pytest.mark.usefixtures("removed_cwd")
 def test_commands_run_in_a_working_directory_that_was_removed(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Every command, --version included, failed with a bare FileNotFoundError.
     job_file = tmp_path / "lines_job.py"
@@ -62,10 +63,6 @@ def test_commands_run_in_a_working_directory_that_was_removed(
         "@map\ndef lines(line):\n    yield line, 1\n"
         "@job(partitions=None)\ndef counted():\n    return [lines]\n"
     )
-    removed = tmp_path / "removed"
-    removed.mkdir()
-    monkeypatch.chdir(removed)
-    removed.rmdir()
     assert run(capsys, "--version")[0].startswith("discodsl ")
     out, _ = run(capsys, "run", f"{job_file}:counted", "--inline", "raw://a")
     assert records(out) == {"a": "1"}

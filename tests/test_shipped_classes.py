@@ -86,15 +86,20 @@ def test_shipped_classes_travel_in_keys_values_and_params(
     else:
         (tmp_path / "userjob.py").write_text(SCRIPT)
         (tmp_path / "script.py").write_text("from userjob import *\n" + RUNS)
+    assert _script_says(tmp_path, mode) == ["ok", "True", "True"]
+
+
+def _script_says(where: Path, *argv: str) -> list[str]:
+    """The words ``where/script.py argv...`` printed; it must end well."""
     done = subprocess.run(
-        [sys.executable, "script.py", mode],
+        [sys.executable, "script.py", *argv],
         capture_output=True,
         text=True,
         timeout=180,
-        cwd=tmp_path,
+        cwd=where,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["ok", "True", "True"]
+    return done.stdout.split()
 
 
 NESTED = textwrap.dedent(
@@ -145,15 +150,7 @@ def test_nested_classes_are_named_alike_in_every_mode(
     if mode == "cluster":
         request.getfixturevalue("cluster_env")
     (tmp_path / "script.py").write_text(NESTED)
-    done = subprocess.run(
-        [sys.executable, "script.py", mode],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["ok"]
+    assert _script_says(tmp_path, mode) == ["ok"]
 
 
 CHAIN = """
@@ -187,15 +184,7 @@ def test_records_of_shipped_classes_feed_a_job_whose_code_names_none_of_them(
     if "cluster" in (first, second):
         request.getfixturevalue("cluster_env")
     (tmp_path / "script.py").write_text(SCRIPT + CHAIN)
-    done = subprocess.run(
-        [sys.executable, "script.py", first, second],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["ok"]
+    assert _script_says(tmp_path, first, second) == ["ok"]
 
 
 # -- adopt(), on its own -------------------------------------------------------------------

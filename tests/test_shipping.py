@@ -342,15 +342,12 @@ def test_a_new_type_of_a_script_ships_with_its_stages(tmp_path: Path) -> None:
     assert python_output(NEW_TYPE, tmp_path) == "[('A', 1), ('B', 1)]\n"
 
 
+@pytest.mark.usefixtures("removed_cwd")
 def test_a_removed_working_directory_does_not_keep_local_workers_from_starting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # With "" on sys.path (python -c, a notebook), making the import path absolute asked
     # for the working directory, and the run failed with a bare FileNotFoundError.
-    gone = tmp_path / "gone"
-    gone.mkdir()
-    monkeypatch.chdir(gone)
-    gone.rmdir()
     monkeypatch.setattr(sys, "path", ["", *sys.path])
     assert sorted(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)) == [
         ("a", 2),

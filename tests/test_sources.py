@@ -239,14 +239,9 @@ def test_every_scheme_a_worker_reads_is_taken() -> None:
     assert sources.resolve(given) == [[url] for url in given]
 
 
-def test_a_relative_input_in_a_removed_working_directory_is_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("removed_cwd")
+def test_a_relative_input_in_a_removed_working_directory_is_named() -> None:
     # A bare FileNotFoundError came from building this message.
-    removed = tmp_path / "removed"
-    removed.mkdir()
-    monkeypatch.chdir(removed)
-    removed.rmdir()
     for inputs in (["data.txt"], [["data.txt"]]):
         with pytest.raises(JobError, match=r"cwd: removed: a relative path names nothing"):
             sources.resolve(inputs)
