@@ -89,11 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.command
     try:
-        if sys.stdout is None and getattr(args, "output", None) is None:
-            raise JobError(  # a command's output would go nowhere, and it would say 0
-                "standard output is closed: redirect it (> FILE, or > /dev/null to drop "
-                "what the command prints)" + (", or give -o FILE" if "output" in args else "")
-            )
+        _check_stdout(args)
         with _terminated_as_interrupted():
             status = command(args)
             stdio.flush_stdout()  # now, so that a reader that left is seen here, not at exit
@@ -110,11 +106,21 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + int(exc.args[0] if isinstance(exc, _Terminated) else signal.SIGINT)
 
 
+def _check_stdout(args: argparse.Namespace) -> None:
+    """A JobError if the command writes to stdout and it is closed (``>&-``): its output
+    would go nowhere, and it would say 0 (``submit`` would make a job and name it to no one)."""
+    if sys.stdout is None and getattr(args, "output", None) is None:
+        raise JobError(
+            "standard output is closed: redirect it (> FILE, or > /dev/null to drop what the "
+            "command prints)" + (", or give -o FILE" if "output" in args else "")
+        )
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (``timeout``, a CI runner, systemd stopping the command) or SIGHUP (its
-    terminal closed): ended as Ctrl-C
-    ends it, workers killed and files removed (Python's default left them, and a cluster
-    job ran on without a word)."""
+    terminal closed), its number the argument: the command ends as Ctrl-C ends it, workers
+    killed and files removed (Python's default left them, and a cluster job ran on without a
+    word)."""
 
 
 @contextlib.contextmanager
