@@ -191,11 +191,21 @@ def _refuse_shadowing(module_name: object) -> None:
     if not isinstance(module_name, str):
         return
     top = module_name.partition(".")[0]
-    path = getattr(sys.modules.get(top), "__file__", None)
-    if top not in sys.stdlib_module_names or not path or installed(path):
+    if top not in sys.stdlib_module_names:
         return
-    if top not in cloudpickle.list_registry_pickle_by_value():
+    path = getattr(sys.modules.get(top), "__file__", None)
+    if (
+        path
+        and not _installed_file(path)
+        and top not in cloudpickle.list_registry_pickle_by_value()
+    ):
         raise _Shadowing(top, path)
+
+
+@cache
+def _installed_file(path: str) -> bool:
+    """:func:`installed`, once a file: the standard library's modules are met often."""
+    return installed(path)
 
 
 def _travels(module_name: str) -> bool:
