@@ -1152,3 +1152,19 @@ def test_a_job_module_that_exits_when_imported_is_named(
     (tmp_path / "exiting.py").write_text("import sys\nsys.exit(3)\n")
     _, err = run(capsys, "run", f"{tmp_path / 'exiting.py'}:wc", "raw://x", status=1)
     one_error(err, "importing 'exiting' exited (code 3)", '`if __name__ == "__main__":`')
+
+
+def test_a_ctrl_c_while_the_command_line_is_imported_ends_it_as_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In the first fifth of a second, Ctrl-C printed the import's traceback and exited -2.
+    from discodsl.__main__ import main as command
+
+    class Interrupting:
+        def find_spec(self, name: str, *args: Any) -> None:
+            if name == "discodsl.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "discodsl.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    assert command() == 130
