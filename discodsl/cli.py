@@ -557,21 +557,7 @@ def _job_in(module_name: str, name: str, path: Path | None) -> Job:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if path is not None and "relative import" in str(exc):
-            raise JobError(
-                f"{path} makes relative imports, which need its package: name it as a "
-                f"module instead, from the directory above the package "
-                f"({path.parent.name}.{module_name}:{name})"
-            ) from exc
-        if exc.name and exc.name != module_name and not module_name.startswith(exc.name + "."):
-            raise JobError(
-                f"importing {module_name!r} failed: it imports {exc.name!r}, which is not "
-                f"installed ({exc}): install it"
-            ) from exc
-        raise JobError(
-            f"cannot import {module_name!r} ({exc}): run discodsl from the directory that holds "
-            "it, or give the path of the .py file"
-        ) from exc
+        raise _import_failed(exc, module_name, name, path) from exc
     except Exception as exc:  # the module's own code failed (SyntaxError included)
         raise JobError(f"importing {module_name!r} failed: {_where_raised(exc)}") from exc
     except SystemExit as exc:  # sys.exit(), or its own argparse, at import
@@ -593,6 +579,26 @@ def _job_in(module_name: str, name: str, path: Path | None) -> Job:
             "not a job: name a function decorated with @job"
         )
     return found
+
+
+def _import_failed(exc: ImportError, module_name: str, name: str, path: Path | None) -> JobError:
+    """What to do when the job's module, ``module_name`` (the file ``path``), or one it
+    imports, is not found."""
+    if path is not None and "relative import" in str(exc):
+        return JobError(
+            f"{path} makes relative imports, which need its package: name it as a "
+            f"module instead, from the directory above the package "
+            f"({path.parent.name}.{module_name}:{name})"
+        )
+    if exc.name and exc.name != module_name and not module_name.startswith(exc.name + "."):
+        return JobError(
+            f"importing {module_name!r} failed: it imports {exc.name!r}, which is not "
+            f"installed ({exc}): install it"
+        )
+    return JobError(
+        f"cannot import {module_name!r} ({exc}): run discodsl from the directory that holds "
+        "it, or give the path of the .py file"
+    )
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
