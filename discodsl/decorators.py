@@ -665,14 +665,20 @@ def job(
                 f"@job decorates a function returning stages, not the job {body.name!r} "
                 f"itself: for other options, write `{body.name}.with_options(...)`"
             )
+        name = _callable_name(body)
         if inspect.signature(body).parameters:
             raise JobError(
-                f"job {body.__name__!r} takes arguments; a job body takes none and returns "
+                f"job {name!r} takes arguments; a job body takes none and returns "
                 "its stages: use params= for values the stages need"
             )
-        name = body.__name__
         stages = check_pipeline(name, body(), checked)
         _check_readers(name, stages)
         return Job(name, stages, checked, body)
 
     return build if function is None else build(function)
+
+
+def _callable_name(body: Callable[..., Any]) -> str:
+    """A job body's name: its own, or a partial's function's, or its class's."""
+    target = body.func if isinstance(body, partial) else body
+    return str(getattr(target, "__name__", None) or type(target).__name__)

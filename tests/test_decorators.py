@@ -954,3 +954,16 @@ def _by_count(word: str, n: int) -> Iterator[tuple[int, str]]:
 def test_newcomers_mistakes_are_told_the_fix_that_fits(declare: Any, words: str) -> None:
     with pytest.raises((JobError, SettingsError), match=re.escape(words)):
         declare()
+
+
+def test_a_job_body_may_be_a_partial_or_a_callable_object() -> None:
+    # A partial raised a bare AttributeError ('functools.partial' object has no '__name__').
+    def pipeline(last: Any) -> list[Any]:
+        return [words, last]
+
+    class Pipeline:
+        def __call__(self) -> list[Any]:
+            return [words, total]
+
+    assert job(functools.partial(pipeline, total)).name == "pipeline"
+    assert job(Pipeline()).name == "Pipeline"
