@@ -59,7 +59,7 @@ from discodsl.errors import (
     TaskFailed,
     Unreachable,
 )
-from discodsl.jobstatus import still_active, wait_limit
+from discodsl.jobstatus import command_line, still_active, wait_limit
 from discodsl.model import Job
 from discodsl.options import Mode, validate_options
 from discodsl.runners import cluster, registry
@@ -196,8 +196,8 @@ def _task_hint(exc: TaskFailed, where: str, master: str | None = None) -> str:
     """Where the failed task's traceback is: the master's events (of the master given with
     ``--master``, if one was), or a rerun here."""
     if where == "cluster":
-        given = f"--master {master} " if master else ""
-        return f"see the worker's traceback with `discodsl {given}events {exc.jobname or '@'}`"
+        events = command_line(f"events {exc.jobname or '@'}", master or "")
+        return f"see the worker's traceback with `{events}`"
     if exc.exc_type in _INPUT_AT_FAULT:  # the input, named, is at fault: no traceback helps
         return ""
     if where == "local" and exc.exc_type == "StageError":  # a check of what it made: no traceback

@@ -35,8 +35,8 @@ __all__ = [
     "TASK_ERROR",
     "TASK_MSG",
     "Event",
+    "command_line",
     "dead_job",
-    "kill_command",
     "no_job_status",
     "ready_results",
     "still_active",
@@ -78,7 +78,7 @@ def unknown_job(master_url: str, jobname: str, status: str) -> NoSuchJob:
     """The error for ``unknown job`` (or any status the master should not give)."""
     return NoSuchJob(
         f"the master at {master_url} knows no job named {jobname!r} ({status}): it may "
-        f"have been cleaned or purged; list jobs with `discodsl --master {master_url} jobs`",
+        f"have been cleaned or purged; list jobs with `{command_line('jobs', master_url)}`",
         jobname=jobname,
     )
 
@@ -89,18 +89,19 @@ def no_job_status(master_url: str, jobname: str) -> dict[int, ErrorFor]:
     def error(body: str) -> NoSuchJob:
         return NoSuchJob(
             f"no job named {jobname!r} on the master at {master_url} ({body}): it may have "
-            f"been cleaned or purged; list jobs with `discodsl --master {master_url} jobs`",
+            f"been cleaned or purged; list jobs with `{command_line('jobs', master_url)}`",
             jobname=jobname,
         )
 
     return {404: error}
 
 
-def kill_command(jobname: str, master_url: str = "") -> str:
-    """The command that kills job ``jobname`` (on the master at ``master_url``, or a local
-    run): what a message tells to run, which must work as printed."""
+def command_line(words: str, master_url: str = "") -> str:
+    """The ``discodsl`` command ``words`` (``kill NAME``), of the master at ``master_url``
+    (or of this machine's local runs): what a message tells to run, which must work as
+    printed."""
     given = f"--master {master_url} " if master_url else ""
-    return f"discodsl {given}kill {jobname}"
+    return f"discodsl {given}{words}"
 
 
 def wait_limit(timeout: Any) -> float | None:
@@ -120,9 +121,10 @@ def wait_limit(timeout: Any) -> float | None:
 def still_active(jobname: str, elapsed: float, timeout_s: float, master_url: str = "") -> JobActive:
     """The error for a job still active when a wait for it timed out (on the master at
     ``master_url``, or a local run)."""
+    kill = command_line(f"kill {jobname}", master_url)
     return JobActive(
         f"job {jobname!r} is still active after {elapsed:.1f}s (timeout={timeout_s:g}s): "
-        f"it keeps running; wait again, or stop it with `{kill_command(jobname, master_url)}`",
+        f"it keeps running; wait again, or stop it with `{kill}`",
         jobname=jobname,
     )
 

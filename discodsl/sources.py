@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -220,7 +221,7 @@ def _paths(pattern: str) -> list[str]:
     files: list[str] = []
     for match in matches:
         files.extend(_files_under(match) if os.path.isdir(match) else [match])
-    existing = [f for f in files if os.path.isfile(f)]
+    existing = _each_file_once(files)
     if not existing and literal and os.path.isdir(expanded):
         raise JobError(
             f"input {pattern!r} is a directory holding no files (those whose names start "
@@ -231,17 +232,20 @@ def _paths(pattern: str) -> list[str]:
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
         raise JobError(f"input {pattern!r} matches no file{hint}: check the path (cwd: {_cwd()})")
-    return [urls.file_url(f) for f in _each_file_once(existing)]
+    return [urls.file_url(f) for f in existing]
 
 
 def _each_file_once(paths: list[str]) -> list[str]:
-    """``paths``, each file once: a later name of a file named before (a symbolic link to
-    it, a hard link) is dropped."""
+    """The regular files of ``paths``, each once (one stat each): a later name of a file
+    named before (a symbolic link to it, a hard link) is dropped."""
     seen: set[tuple[int, int]] = set()
     kept = []
     for path in paths:
-        facts = os.stat(path)
-        if (facts.st_dev, facts.st_ino) not in seen:
+        try:
+            facts = os.stat(path)
+        except OSError:  # gone, or a dangling link
+            continue
+        if stat.S_ISREG(facts.st_mode) and (facts.st_dev, facts.st_ino) not in seen:
             seen.add((facts.st_dev, facts.st_ino))
             kept.append(path)
     return kept

@@ -34,7 +34,7 @@ from discodsl.client import Event as MasterEvent
 from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
-from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG, kill_command
+from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG, command_line
 from discodsl.results import Results, check_stage_name
 from discodsl.runners.base import Counters, Plan, Runner, client_node
 from discodsl.runners.failures import task_failed, worker_died
@@ -243,8 +243,8 @@ def _submit_interrupted(prefix: str, master: str) -> str:
     name never came back (nothing can kill it from here)."""
     return (
         f"discodsl: Ctrl-C while submitting job {prefix!r}: the master at {master} may have "
-        f"started it; list its jobs with `discodsl --master {master} jobs` and stop a "
-        f"{prefix}@... one with `{kill_command('NAME', master)}`"
+        f"started it; list its jobs with `{command_line('jobs', master)}` and stop a "
+        f"{prefix}@... one with `{command_line('kill NAME', master)}`"
     )
 
 
@@ -350,7 +350,7 @@ def cluster_inputs(
         blobs = cluster.ddfs.push(tag, files)
         notice(
             f"discodsl: pushed {len(files)} local input file(s) to DDFS tag {tag}, which "
-            f"stays until deleted: `discodsl --master {cluster.url} ddfs rm {tag}`"
+            f"stays until deleted: `{command_line(f'ddfs rm {tag}', cluster.url)}`"
         )
         inputs = list(inputs)
         for index, replicas in zip(local, blobs, strict=True):
@@ -423,7 +423,7 @@ def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
     else:
         notice(
             f"discodsl: job {jobname} still runs on {cluster.url}; "
-            f"stop it with `{kill_command(jobname, cluster.url)}`"
+            f"stop it with `{command_line(f'kill {jobname}', cluster.url)}`"
         )
 
 
@@ -448,9 +448,10 @@ class _Watcher:
 
     def __call__(self, status: str, elapsed: float) -> None:
         if self.stop is not None and self.stop.is_set() and status == "active":
+            kill = command_line(f"kill {self.jobname}", self.master.url)
             raise JobActive(
                 f"stopped waiting for job {self.jobname!r}, which still runs on "
-                f"{self.master.url}: stop it with `{kill_command(self.jobname, self.master.url)}`",
+                f"{self.master.url}: stop it with `{kill}`",
                 jobname=self.jobname,
             )
         self.catch_up()
