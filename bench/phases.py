@@ -62,9 +62,10 @@ sys.path.insert(0, str(HERE.parent))
 
 from wordcount import wordcount
 
-from discodsl.worker import execute, records
+from discodsl.worker import combiner, execute, outputs, records
 from discodsl.worker.groupby import group_sorted
 from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.task import TaskSetup
 
 ORDER = (
     "read",
@@ -131,17 +132,17 @@ class Clock:
 
 def instrument(clock: Clock) -> None:
     """Wrap the seams: the combined map's loop, the combiner's calls, labelling, writing."""
-    clock.wrap(execute._Combiner, "consume_map", "map: combine")
-    results = execute._Combiner._results
+    clock.wrap(combiner.Combiner, "consume_map", "map: combine")
+    results = combiner.Combiner._results
 
-    def eager(combiner: execute._Combiner) -> list[list[Any]]:
+    def eager(held: combiner.Combiner) -> list[list[Any]]:
         """Every combiner call made now, so that its time is its own phase's: what they
         made, in one list (as one iterable of records, the shape ``_results`` gives)."""
         with clock.phase("map: combiner calls"):
-            return [list(chain.from_iterable(results(combiner)))]
+            return [list(chain.from_iterable(results(held)))]
 
-    execute._Combiner._results = eager  # type: ignore[method-assign]
-    clock.wrap(execute._Outputs, "add_many", "partition")
+    combiner.Combiner._results = eager  # type: ignore[method-assign]
+    clock.wrap(outputs.Outputs, "add_many", "partition")
     for attribute in ("write_many", "write", "close"):
         clock.wrap(records.RecordWriter, attribute, "write")
 
@@ -158,7 +159,7 @@ def map_task(clock: Clock, spec: Any, taskid: int, path: Path, workdir: str) -> 
     clock.move("map: combine", "map: user code", user_wall, user_cpu)
     with clock.phase("reference"):
         fold(function, lines)
-    task = execute.TaskSetup(spec, 0, taskid, workdir=workdir, outdir="map", tag="phases")
+    task = TaskSetup(spec, 0, taskid, workdir=workdir, outdir="map", tag="phases")
     with clock.phase("map: other"):
         return execute.run_task(task, lines)
 
@@ -190,9 +191,7 @@ def reduce_task(clock: Clock, spec: Any, label: int, inputs: list[str], workdir:
     del groups
     # Fresh records for the task: the passes above left every key's hash cached.
     pairs = list(chain.from_iterable(read_file(path) for path in inputs))
-    task = execute.TaskSetup(
-        spec, 1, label, label=label, workdir=workdir, outdir="reduce", tag="phases"
-    )
+    task = TaskSetup(spec, 1, label, label=label, workdir=workdir, outdir="reduce", tag="phases")
     clock.enabled.discard("partition")  # the last stage's add_many runs the reduce, lazily
     try:
         with clock.phase("reduce: task"):

@@ -413,7 +413,7 @@ def _regrouped(spec: StageSpec, unlabelled: bool) -> StageSpec:
 
 def _input_labeller(reduce: StageSpec, specs: Sequence[StageSpec]) -> StageSpec:
     """The map that labels a reduce-only job's input records by partition, under a free name."""
-    from discodsl.worker.execute import pass_pairs
+    from discodsl.worker.calls import pass_pairs
 
     taken = {spec.name for spec in specs}
     name = f"{reduce.name}_inputs"

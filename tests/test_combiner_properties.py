@@ -5,7 +5,7 @@ The combiner counts copies of one value while every value is that object
 (``yield word, 1``), lists values once another comes, and folds its buffer
 when memory grows. Here maps yield items drawn from a pool of values that are
 equal but not identical (``1``, ``True``, ``1.0``), of one-character strings
-(never counted: see ``_Combiner._consume_counting``), as tuples or two-item
+(never counted: see ``combiner.Combiner._consume_counting``), as tuples or two-item
 lists, and folds come at random chunk ends. The combiner wraps what it is given
 in a ``Combined``, and unwrapping every record it makes must give, per key, the
 objects of the model (the items in yield order), each the very object yielded.
@@ -23,7 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discodsl.worker import execute, memory
+from discodsl.worker import combiner as combiner_module
+from discodsl.worker import memory
 from discodsl.worker.spec import StageSpec
 
 POOL: list[Any] = [1, 1, 1, True, 1.0, 2, "x", "y", None, 10**30, ("t", 1)]
@@ -88,10 +89,10 @@ def test_the_combiner_gets_every_value_yielded_in_order(
     with pytest.MonkeyPatch.context() as patch:
         # Every memory check after a chunk: grown past the budget (a fold) when drawn so.
         patch.setattr(memory, "resident_bytes", lambda: (1 << 40) if next(growth, False) else 0)
-        patch.setattr(execute, "CHUNK", chunk)
+        patch.setattr(combiner_module, "CHUNK", chunk)
         after = StageSpec("keep", "reduce", "group_label", wrap, combine=True)
         written = Written()
-        combiner = execute._Combiner(after, wrap, None, budget=1 << 20, outputs=written)
+        combiner = combiner_module.Combiner(after, wrap, None, budget=1 << 20, outputs=written)
         mapped = StageSpec("produce", "map", "split", produce)
         combiner.consume_map(mapped, produce, range(len(yielded)))
         found: dict[str, list[Any]] = {}
@@ -117,15 +118,15 @@ def test_pairs_added_one_by_one_over_many_keys_are_combined_a_bounded_number_of_
 ) -> None:
     """A reduce feeding a combining reduce (``add``, a pair at a time): past COMBINE_VALUES
     distinct keys, every further pair folded all that was held again (quadratic)."""
-    monkeypatch.setattr(execute, "COMBINE_VALUES", 64)
+    monkeypatch.setattr(combiner_module, "COMBINE_VALUES", 64)
     calls, folds = [0], [0]
-    fold = execute._Combiner.fold
+    fold = combiner_module.Combiner.fold
 
-    def counted_fold(self: execute._Combiner) -> None:
+    def counted_fold(self: combiner_module.Combiner) -> None:
         folds[0] += 1
         fold(self)
 
-    monkeypatch.setattr(execute._Combiner, "fold", counted_fold)
+    monkeypatch.setattr(combiner_module.Combiner, "fold", counted_fold)
 
     def counting(key: Any, values: Iterable[Any]) -> Iterator[tuple[Any, Combined]]:
         calls[0] += 1
@@ -133,7 +134,7 @@ def test_pairs_added_one_by_one_over_many_keys_are_combined_a_bounded_number_of_
 
     after = StageSpec("keep", "reduce", "group_label", counting, combine=True)
     written = Written()
-    combiner = execute._Combiner(after, counting, None, budget=1 << 30, outputs=written)
+    combiner = combiner_module.Combiner(after, counting, None, budget=1 << 30, outputs=written)
     pairs = [(f"k{n % 1000}", n) for n in range(2000)]  # 1000 keys, each twice
     for key, value in pairs:
         combiner.add(key, value)
@@ -153,7 +154,7 @@ def test_pairs_added_one_by_one_are_written_out_when_memory_grows(
     monkeypatch.setattr(memory, "resident_bytes", lambda: (1 << 40) if grown[0] else 0)
     after = StageSpec("keep", "reduce", "group_label", wrap, combine=True)
     written = Written()
-    combiner = execute._Combiner(after, wrap, None, budget=1 << 20, outputs=written)
+    combiner = combiner_module.Combiner(after, wrap, None, budget=1 << 20, outputs=written)
     for n in range(100):
         combiner.add(f"k{n}", n)
     assert written.pairs == []

@@ -706,12 +706,13 @@ def test_combined_map_returning_none_after_counting_began_is_named() -> None:
 def test_combiner_folds_while_counting_and_after(monkeypatch: pytest.MonkeyPatch) -> None:
     """Memory pressure between chunks (while values are counted, then listed) writes out
     what is combined so far: the same totals, each call of the combiner given many values."""
-    from discodsl.worker import execute, memory
+    from discodsl.worker import combiner as combiner_module
+    from discodsl.worker import memory
     from discodsl.worker.spec import StageSpec
 
     growth = iter(range(0, 1 << 40, 1 << 30))  # every check: grown by 1 GiB more
     monkeypatch.setattr(memory, "resident_bytes", lambda: next(growth))
-    monkeypatch.setattr(execute, "CHUNK", 10)
+    monkeypatch.setattr(combiner_module, "CHUNK", 10)
     folds: list[int] = []
 
     def total(key: Any, values: Any) -> Any:
@@ -721,7 +722,7 @@ def test_combiner_folds_while_counting_and_after(monkeypatch: pytest.MonkeyPatch
 
     after = StageSpec("total", "reduce", "group_label", total, combine=True)
     written = Written()
-    combiner = execute._Combiner(after, total, None, budget=1 << 20, outputs=written)
+    combiner = combiner_module.Combiner(after, total, None, budget=1 << 20, outputs=written)
 
     def produce(line: str) -> Any:
         number = int(line)  # counted while it is 1, listed once a 2 comes

@@ -46,10 +46,11 @@ from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outpu
 from discodsl.stdio import notice
 from discodsl.worker import counters, urls
 from discodsl.worker.errors import StageError, retryable
-from discodsl.worker.execute import TaskSetup, run_task
+from discodsl.worker.execute import run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.readers import Reader
 from discodsl.worker.spec import JobSpec
+from discodsl.worker.task import TaskSetup
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -12,7 +12,7 @@ that). Where ``/proc`` is missing the size reads 0: nothing is ever over the
 limit, and runs stay at their longest.
 
 Not here: what the loops let go of, and how (:mod:`.partition`'s spread writes
-its batches, :mod:`.execute`'s combiner folds); the reduce's grouping, which
+its batches, :mod:`.combiner` folds); the reduce's grouping, which
 estimates the records it holds instead (:mod:`.groupby`).
 """
 

@@ -33,7 +33,7 @@ encoding for callers that fall back on something else (the spilling group-by).
 
 :func:`spread` sorts a stream of records into their partitions, a batch at
 a time (a map task's output). Not here: calling and checking a reduce's own
-``partitioner=`` (:mod:`discodsl.worker.execute`), grouping within a
+``partitioner=`` (:mod:`discodsl.worker.outputs`), grouping within a
 partition (:mod:`discodsl.worker.groupby`).
 """
 

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from discodsl.worker import counters, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Pacer, read_early_output
 from discodsl.worker.errors import RemoteProtocolError, retryable
-from discodsl.worker.execute import TaskSetup, WrittenFile, run_task
+from discodsl.worker.execute import run_task
 from discodsl.worker.inputs import Cursor, Node, iter_input
 from discodsl.worker.jobfile import read_jobdata, read_jobenvs
 from discodsl.worker.replies import InputReply, Ok, Reply, TaskInfo
 from discodsl.worker.sides import WorkerSide
 from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
+from discodsl.worker.task import TaskSetup, WrittenFile
 
 if TYPE_CHECKING:
     from discodsl.worker.readers import Reader
