@@ -360,7 +360,7 @@ def test_a_damaged_jobpack_is_refused_before_it_is_sent(
 def test_an_event_of_printed_lines_is_followed_by_no_blank_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from discodsl.cli import _print_event
+    from discodsl.cli.jobs import _print_event
 
     _print_event(("2026/12/05 08:00:00", "vm", "MSG: [words:0] hello\nworld\n"), as_json=False)
     assert capsys.readouterr().out == "2026/12/05 08:00:00 vm MSG: [words:0] hello\nworld\n"
@@ -835,7 +835,7 @@ def test_status_counts_a_stages_pending_tasks_once(capsys: pytest.CaptureFixture
     # slot: pending (2) is part of waiting (2), not more tasks.
     row = ["s", 2, 2, 1, 0, 0]
     info = {"active": "active", "timestamp": "2026/12/04 03:00:00", "pipeline": [row]}
-    cli._print_status(argparse.Namespace(json=False), "j@1:2:3", info)
+    cli.jobs._print_status(argparse.Namespace(json=False), "j@1:2:3", info)
     assert "s                0/3 done, 1 running, 0 failed" in capsys.readouterr().out
 
 

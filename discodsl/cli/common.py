@@ -1,0 +1,106 @@
+"""What the command line's commands share: the master they talk to, the local runs, and
+printing a reply as text or as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from discodsl import stdio
+from discodsl.errors import (
+    JobError,
+    SettingsError,
+)
+from discodsl.runners import cluster, registry
+from discodsl.runners.cluster import Cluster
+from discodsl.settings import configured_master
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def json_wanted(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def tell(args: argparse.Namespace, text: str, data: Any) -> None:
+    """``data`` as JSON with --json, else ``text``."""
+    print_rows(args, data, [text])
+
+
+def print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> None:
+    """``data`` as JSON with --json, else ``lines``, one per line."""
+    if json_wanted(args):
+        stdio.say(json.dumps(data, indent=2))
+        return
+    for line in lines:
+        stdio.say(line)
+
+
+def cluster_for(args: argparse.Namespace) -> Cluster:
+    """The master and DDFS the command talks to; SettingsError if no master is configured."""
+    master = getattr(args, "master", None)
+    if configured_master(master) is None:
+        raise no_master()
+    return Cluster.connect(master)
+
+
+def no_master(also: str = "") -> SettingsError:
+    return SettingsError(
+        "no Disco master is configured: set DISCO_MASTER (in the environment, or in "
+        f"~/.disco or DISCO_SETTINGS_FILE), or pass --master URL{also}"
+    )
+
+
+def local_runs(args: argparse.Namespace) -> bool:
+    """Whether a job command reads this machine's local runs: ``--local``, or no master
+    configured (the local run registry, :mod:`discodsl.runners.registry`)."""
+    if getattr(args, "local", False):
+        return True
+    return configured_master(getattr(args, "master", None)) is None
+
+
+def registered_runs(args: argparse.Namespace) -> list[registry.LocalRun]:
+    """The local runs; without --local and with none, the missing master is the error."""
+    runs = registry.list_runs()
+    if not runs and not getattr(args, "local", False):
+        raise no_master(f"; no local run is registered in {registry.runs_dir()} either")
+    return runs
+
+
+def local_run(args: argparse.Namespace) -> registry.LocalRun:
+    """The local run ``args.job`` names (``@``, ``@?TEXT``, or its name)."""
+    registered_runs(args)
+    return registry.find(args.job)
+
+
+def known_job(conn: Cluster, text: str) -> str:
+    """:func:`job_name`, checked to be a job the master knows (NoSuchJob if not): a Disco
+    master answers kill and purge of any name with "ok"."""
+    name = job_name(conn, text)
+    conn.master.jobinfo(name)
+    return name
+
+
+def job_name(conn: Cluster, text: str) -> str:
+    """``@`` is the newest job, ``@?TEXT`` the newest whose name contains TEXT."""
+    if text == "@":
+        return cluster.latest_job(conn)
+    if text.startswith("@?"):
+        return cluster.latest_job(conn, text[2:])
+    return text
+
+
+def read_file(name: str) -> bytes:
+    if name == "-":
+        if sys.stdin is None:
+            raise JobError("standard input is closed: give the jobpack's FILE instead of -")
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise JobError(f"cannot read {name}: {exc.strerror or exc}") from exc
