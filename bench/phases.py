@@ -64,7 +64,8 @@ from wordcount import wordcount
 
 from discodsl.worker import combiner, execute, outputs, records
 from discodsl.worker.groupby import group_sorted
-from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.inputs import Cursor, iter_input
+from discodsl.worker.opening import Node
 from discodsl.worker.task import TaskSetup
 
 ORDER = (

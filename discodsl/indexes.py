@@ -22,7 +22,8 @@ from contextlib import suppress
 
 from discodsl.worker import urls
 from discodsl.worker.errors import DataError
-from discodsl.worker.inputs import Node, read_index
+from discodsl.worker.inputs import read_index
+from discodsl.worker.opening import Node
 
 # A URL an index lists (``disco://HOST/...``) as the job reading it gets it.
 Form = Callable[[str, Node], str]

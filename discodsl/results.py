@@ -20,7 +20,8 @@ from typing import Any
 from discodsl import indexes, places
 from discodsl.errors import JobError
 from discodsl.worker.errors import DataError
-from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.inputs import Cursor, iter_input
+from discodsl.worker.opening import Node
 from discodsl.worker.spec import JobSpec
 
 

@@ -23,7 +23,7 @@ from discodsl.errors import JobError, SettingsError
 from discodsl.options import MIB
 from discodsl.worker import urls
 from discodsl.worker.errors import brief
-from discodsl.worker.inputs import MAGIC_SIZE, compression_of
+from discodsl.worker.opening import MAGIC_SIZE, compression_of
 from discodsl.worker.records import is_record_file_prefix
 
 if TYPE_CHECKING:

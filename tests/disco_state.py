@@ -30,7 +30,8 @@ from discodsl import jobpack
 from discodsl.runners.layout import JobLayout
 from discodsl.runners.node import Attempt, JobFailed, NodeMaster
 from discodsl.worker import urls
-from discodsl.worker.inputs import Node, read_index
+from discodsl.worker.inputs import read_index
+from discodsl.worker.opening import Node
 from tests.disco_ddfs import DDFS, HOST, TAG_NAME_CHARS, compact, duration, now_text
 
 # config.hrl: FAILED_MIN_PAUSE, FAILED_MAX_PAUSE (and FAILED_PAUSE_RANDOMIZE, 30 s).

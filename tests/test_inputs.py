@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discodsl import TaskFailed
-from discodsl.worker import inputs
+from discodsl.worker import opening
 from discodsl.worker.errors import BadURL, DamagedInput, DataError, MalformedRecord, retryable
-from discodsl.worker.inputs import Cursor, Node, iter_input, open_url, read_index
+from discodsl.worker.inputs import Cursor, iter_input, read_index
+from discodsl.worker.opening import Node, open_url
 from discodsl.worker.records import RecordWriter
 from discodsl.worker.report import describe
 from tests import jobs
@@ -801,7 +802,7 @@ def test_a_get_answered_busy_is_sent_again_after_a_pause(
 ) -> None:
     """A Disco node answers 503, or 403 "Disco node is busy", when it is loaded (its file
     server's gate): reading a job's results failed for good on the first such answer."""
-    monkeypatch.setattr(inputs, "BUSY_PAUSES", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(opening, "BUSY_PAUSES", (0.01, 0.01, 0.01))
     write_records(server.root / "records", hunk_size=500)
     assert read_all([server.url(f"busy/{code}/3/records")], node) == ROWS
     assert server.dropped == {"records": 4}  # three busy answers, then the file

@@ -27,7 +27,8 @@ from discodsl.ddfs import DDFS
 from discodsl.errors import MalformedRecord
 from discodsl.results import Results
 from discodsl.worker.errors import retryable
-from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.inputs import Cursor, iter_input
+from discodsl.worker.opening import Node
 from tests import jobs, reader_jobs
 from tests.loopback import LoopbackHTTPServer
 

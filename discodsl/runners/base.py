@@ -39,7 +39,7 @@ from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
 from discodsl.worker import urls
 from discodsl.worker.counters import decode as decode_counts
-from discodsl.worker.inputs import Node
+from discodsl.worker.opening import Node
 
 if TYPE_CHECKING:
     from discodsl.caching.reuse import Checkpoint, Keeper

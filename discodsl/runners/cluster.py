@@ -42,7 +42,8 @@ from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.stdio import notice
 from discodsl.worker import urls
-from discodsl.worker.inputs import Node, read_index
+from discodsl.worker.inputs import read_index
+from discodsl.worker.opening import Node
 from discodsl.worker.report import MARKER
 
 if TYPE_CHECKING:

@@ -47,7 +47,8 @@ from discodsl.stdio import notice
 from discodsl.worker import counters, urls
 from discodsl.worker.errors import StageError, retryable
 from discodsl.worker.execute import run_task
-from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.inputs import Cursor, iter_input
+from discodsl.worker.opening import Node
 from discodsl.worker.readers import Reader
 from discodsl.worker.spec import JobSpec
 from discodsl.worker.task import TaskSetup

@@ -18,7 +18,7 @@ from functools import cached_property
 
 from discodsl import places
 from discodsl.worker import urls
-from discodsl.worker.inputs import Node
+from discodsl.worker.opening import Node
 
 # This process's local node's name in the URLs of its runs' files: not "localhost", which a
 # Disco node may be called, so a cluster's disco://localhost/... results are never taken for

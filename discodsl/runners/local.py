@@ -39,7 +39,8 @@ from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
-from discodsl.worker.inputs import Node, read_index
+from discodsl.worker.inputs import read_index
+from discodsl.worker.opening import Node
 from discodsl.worker.runtime import CLIENT_NEEDED, LOAD_FAILURE
 
 if TYPE_CHECKING:

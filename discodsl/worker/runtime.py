@@ -32,8 +32,9 @@ from discodsl.worker import counters, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Pacer, read_early_output
 from discodsl.worker.errors import RemoteProtocolError, retryable
 from discodsl.worker.execute import run_task
-from discodsl.worker.inputs import Cursor, Node, iter_input
+from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.jobfile import read_jobdata, read_jobenvs
+from discodsl.worker.opening import Node
 from discodsl.worker.replies import InputReply, Ok, Reply, TaskInfo
 from discodsl.worker.sides import WorkerSide
 from discodsl.worker.spec import JobSpec, python_tag, split_jobdata
