@@ -23,12 +23,8 @@ from discodsl.worker.task import NO_ITEM, NoPosition, Place, TaskSetup
 
 # Map output is folded through the combiner once this many values are buffered.
 COMBINE_VALUES = 1 << 21
-
-
 # Input records read between two combiner checks, at most (fewer while records are big).
 CHUNK = 2048
-
-
 # A combined map looks at its memory within a record too (one that yields many pairs: a
 # whole file, a JSON document), after this many new keys while counting, pairs while listing.
 WITHIN_RECORD = 4096
@@ -410,8 +406,6 @@ class Combiner:
 
 
 _UNSET: Any = object()  # no value counted yet
-
-
 # The combiner's loops over what it makes of each key's values.
 _COMBINING = (Combiner._combined, Combiner._listed_results, Combiner._counted_results)
 

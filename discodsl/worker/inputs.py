@@ -52,20 +52,12 @@ from discodsl.worker.records import (
 
 # Lines of a dir:// index are about 100 bytes; a longer one is not an index.
 MAX_INDEX_LINE: Final = 1 << 16
-
-
 # An index read for one label is searched for its lines when it is no bigger than this
 # (a map task's with 100,000 partitions is about 8 MB); a bigger one is parsed line by line.
 SEARCHED_INDEX_MAX: Final = 1 << 24
-
-
 # A text input line longer than this is refused rather than read into memory.
 MAX_TEXT_LINE: Final = 1 << 26
-
-
 _READ_BUFFER: Final = 1 << 16
-
-
 _DIGITS: Final = re.compile(r"[0-9]+")
 
 

@@ -42,35 +42,19 @@ from discodsl.worker.jobfile import TIMEOUT_ENV, timeout_seconds
 
 # How many first bytes of a file tell compressed data (see compression_of).
 MAGIC_SIZE: Final = 10
-
-
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-
-
 _BZIP2_MAGICS: Final = (b"1AY&SY", b"\x17rE8P\x90")  # a first block's, an empty stream's end
-
-
 # Compressed data no worker reads, by its first bytes: said so, not read as text.
 _UNREAD_MAGICS: Final = {b"\xfd7zXZ\x00": "xz", b"(\xb5/\xfd": "zstd"}
-
-
 _COMPRESSED_SUFFIXES: Final = {".gz": "gzip", ".bz2": "bzip2"}
-
-
 # A GET whose connection is dropped before the answer (a busy server, a reset) is sent again,
 # after these pauses; one that is answered with an error, or times out, is not.
 HTTP_PAUSES: Final = (0.1, 0.3)
-
-
 # A Disco node that answers busy (503 "Maximum number of downloaders reached", or 403
 # "Disco node is busy" when its file server's gate does not answer in time, as under load)
 # is asked again after these pauses, as Disco's own client asks again after a 503.
 BUSY_PAUSES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
-
-
 _BUSY = b"Disco node is busy"
-
-
 _READ_BUFFER: Final = 1 << 16
 
 

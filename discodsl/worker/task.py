@@ -21,8 +21,6 @@ from discodsl.worker.spec import JobSpec, StageSpec
 WrittenFile = tuple[int, str, int]
 # What takes one record, (key, value), on its way to a file or a combiner.
 Sink = Callable[[Any, Any], None]
-
-
 # What a loop taking (key, value) pairs had taken when it failed, before its first item.
 NO_ITEM: Any = object()
 
