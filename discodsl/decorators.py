@@ -14,10 +14,10 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial, wraps
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from discodsl.errors import JobError
-from discodsl.model import Job, Stage, check_pipeline
+from discodsl.model import Job, Stage
 from discodsl.options import JobKeywords, disco_name, option_names, validate_options
 from discodsl.worker.errors import brief
 from discodsl.worker.spec import (
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
 
 F = TypeVar("F", bound=Callable[..., Any])
+# What a stage's grouping= may be, for type checkers (spec.GROUPINGS, checked when declared).
+Grouping = Literal["split", "group_label", "group_all", "group_node", "group_node_label"]
 D = TypeVar("D", bound=Callable[..., Any])
 
 # kind -> (names of the required arguments, what a call looks like)
@@ -489,14 +491,24 @@ def _as_close(name: str, option: str, other: str) -> bool:
 
 
 @overload
-def map(function: F, /) -> Stage: ...
+def map(
+    function: F,
+    /,
+    *,
+    name: str | None = None,
+    grouping: Grouping = "split",
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+    reader: Callable[..., Any] | None = None,
+) -> Stage: ...
 @overload
 def map(
     function: None = None,
     /,
     *,
     name: str | None = None,
-    grouping: str = "split",
+    grouping: Grouping = "split",
     init: Callable[..., Any] | None = None,
     done: Callable[..., Any] | None = None,
     concurrent: bool = False,
@@ -507,7 +519,7 @@ def map(
     function: F | None = None,
     *,
     name: str | None = None,
-    grouping: str = "split",
+    grouping: Grouping = "split",
     init: Callable[..., Any] | None = None,
     done: Callable[..., Any] | None = None,
     concurrent: bool = False,
@@ -531,14 +543,27 @@ def map(
 
 
 @overload
-def reduce(function: F, /) -> Stage: ...
+def reduce(
+    function: F,
+    /,
+    *,
+    name: str | None = None,
+    grouping: Grouping = "group_label",
+    combine: bool = False,
+    combiner: Callable[..., Any] | None = None,
+    partitioner: Callable[[Any, int], int] | None = None,
+    sort: bool = True,
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+) -> Stage: ...
 @overload
 def reduce(
     function: None = None,
     /,
     *,
     name: str | None = None,
-    grouping: str = "group_label",
+    grouping: Grouping = "group_label",
     combine: bool = False,
     combiner: Callable[..., Any] | None = None,
     partitioner: Callable[[Any, int], int] | None = None,
@@ -552,7 +577,7 @@ def reduce(
     function: F | None = None,
     *,
     name: str | None = None,
-    grouping: str = "group_label",
+    grouping: Grouping = "group_label",
     combine: bool = False,
     combiner: Callable[..., Any] | None = None,
     partitioner: Callable[[Any, int], int] | None = None,
@@ -588,14 +613,25 @@ def reduce(
 
 
 @overload
-def stage(function: F, /) -> Stage: ...
+def stage(
+    function: F,
+    /,
+    *,
+    name: str | None = None,
+    grouping: Grouping = "group_label",
+    partitioner: Callable[[Any, int], int] | None = None,
+    init: Callable[..., Any] | None = None,
+    done: Callable[..., Any] | None = None,
+    concurrent: bool = False,
+    reader: Callable[..., Any] | None = None,
+) -> Stage: ...
 @overload
 def stage(
     function: None = None,
     /,
     *,
     name: str | None = None,
-    grouping: str = "group_label",
+    grouping: Grouping = "group_label",
     partitioner: Callable[[Any, int], int] | None = None,
     init: Callable[..., Any] | None = None,
     done: Callable[..., Any] | None = None,
@@ -607,7 +643,7 @@ def stage(
     function: F | None = None,
     *,
     name: str | None = None,
-    grouping: str = "group_label",
+    grouping: Grouping = "group_label",
     partitioner: Callable[[Any, int], int] | None = None,
     init: Callable[..., Any] | None = None,
     done: Callable[..., Any] | None = None,
@@ -636,7 +672,9 @@ def stage(
 
 
 @overload
-def job(function: Callable[[], Sequence[Stage]], /) -> Job: ...
+def job(
+    function: Callable[[], Sequence[Stage]], /, **options: Unpack[JobKeywords]
+) -> Job: ...
 @overload
 def job(
     function: None = None, /, **options: Unpack[JobKeywords]
@@ -671,9 +709,10 @@ def job(
                 f"job {name!r} takes arguments; a job body takes none and returns "
                 "its stages: use params= for values the stages need"
             )
-        stages = check_pipeline(name, body(), checked)
-        _check_readers(name, stages)
-        return Job(name, stages, checked, body)
+        # The body's stages are checked, and made a tuple, as the job is made.
+        made = Job(name, cast(tuple[Stage, ...], body()), checked, body)
+        _check_readers(name, made.stages)
+        return made
 
     return build if function is None else build(function)
 

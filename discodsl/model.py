@@ -20,6 +20,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from html import escape
 from typing import TYPE_CHECKING, Any, Protocol
 
 from discodsl import interrupts
@@ -80,6 +81,19 @@ def _runner(mode: Mode | None, master: str | None) -> Runner:
         return choose(mode, master)
 
 
+class _FunctionDoc:
+    """``__doc__`` of a class whose instances stand for a function: on the class, its own
+    docstring; on an instance, the function's (``help(stage)``, ``job?`` in a notebook)."""
+
+    def __init__(self, own: str | None) -> None:
+        self.own = own
+
+    def __get__(self, instance: Any, owner: type | None = None) -> str | None:
+        if instance is None:
+            return self.own
+        return getattr(instance.function, "__doc__", None)
+
+
 class RedefinedStageWarning(UserWarning):
     """A job runs a stage that has been defined again since it was declared."""
 
@@ -129,7 +143,14 @@ class Stage(ShippedAsFunction):
                 f"declare one, e.g. @job def pipeline(): return [{self.name}], and call "
                 f"pipeline.{field}(inputs=...)"
             )
-        return getattr(self.spec, field)
+        try:
+            return getattr(self.spec, field)
+        except AttributeError:
+            # Named for the Stage the user holds (the spec is ours); name and obj let Python
+            # suggest the closest attribute, as it does for any object.
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {field!r}", name=field, obj=self
+            ) from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain function, as if it were not decorated."""
@@ -139,9 +160,7 @@ class Stage(ShippedAsFunction):
     def __wrapped__(self) -> Callable[..., Any]:
         return self.function
 
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        return getattr(self.function, "__doc__", None)
+    __doc__ = _FunctionDoc(__doc__)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         """By name where its module holds it; else as its spec. (A jobpack holds it as its
@@ -170,13 +189,26 @@ class Job(ClientOnly):
     # been declared apart), nor of a copy pickled by value (see __reduce__).
     function: Callable[[], Sequence[Stage]] | None = field(default=None, compare=False)
 
+    __doc__ = _FunctionDoc(__doc__)
+
     def __post_init__(self) -> None:
+        # Checked here, not only by @job: a Job built by hand is a job as well.
+        object.__setattr__(self, "stages", check_pipeline(self.name, self.stages, self.options))
         _named_as(self, self.function)
 
+    @property
+    def __wrapped__(self) -> Callable[[], Sequence[Stage]]:
+        """The body (``inspect.getsource(job)``, ``job??`` in a notebook)."""
+        if self.function is None:
+            raise AttributeError("__wrapped__")
+        return self.function
+
     def __reduce__(self) -> str | tuple[Any, ...]:
-        """By name where its module holds it; else as its name, stages and options (its
-        body, which a copy's module does not hold under its name, stays behind)."""
-        return _pickle_name(self) or (Job, (self.name, self.stages, self.options))
+        """By name where its module holds it; else as its name, stages and options, and the
+        names it took from its body (the body, which a copy's module does not hold under
+        its name, stays behind)."""
+        named = {key: value for key, value in self.__dict__.items() if key in _NAMES}
+        return _pickle_name(self) or (_job_named, (self.name, self.stages, self.options, named))
 
     def __hash__(self) -> int:
         return hash((self.name, self.stages))
@@ -191,11 +223,9 @@ class Job(ClientOnly):
             )
         return list(self.stages)
 
-    def with_options(self, **changes: Any) -> Job:
+    def with_options(self, **changes: Unpack[JobKeywords]) -> Job:
         """A copy of this job with some options changed (validated)."""
-        options = validate_options(self.options, **changes)
-        check_partitioning(self.name, self.stages, options.partitions)
-        return replace(self, options=options)
+        return replace(self, options=validate_options(self.options, **changes))
 
     def spec(self, options: JobOptions | None = None) -> JobSpec:
         """The stdlib description of this job that a worker runs (see :func:`pipeline`)."""
@@ -298,22 +328,35 @@ class Job(ClientOnly):
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{i}</td><td><code>{s.name}</code></td><td>{s.kind}</td>"
+            f"<tr><td>{i}</td><td><code>{escape(s.name)}</code></td><td>{s.kind}</td>"
             f"<td>{s.grouping}</td></tr>"
             for i, s in enumerate(self.stages)
         )
         return (
-            f"<b>Job <code>{self.name}</code></b> (partitions={self.options.partitions})"
+            f"<b>Job <code>{escape(self.name)}</code></b> (partitions={self.options.partitions})"
             f"<table><tr><th>#</th><th>stage</th><th>kind</th><th>grouping</th></tr>{rows}</table>"
         )
 
 
+_NAMES = ("__module__", "__name__", "__qualname__")
+
+
 def _named_as(wrapper: Stage | Job, function: Callable[..., Any] | None) -> None:
     """Give ``wrapper`` the names of ``function`` (as functools.update_wrapper does)."""
-    for name in ("__module__", "__name__", "__qualname__"):
+    for name in _NAMES:
         value = getattr(function, name, None)
         if isinstance(value, str):
             object.__setattr__(wrapper, name, value)
+
+
+def _job_named(
+    name: str, stages: tuple[Stage, ...], options: JobOptions, names: dict[str, str]
+) -> Job:
+    """A job pickled by value, named again as the original was (see Job.__reduce__)."""
+    made = Job(name, stages, options)
+    for attribute, value in names.items():
+        object.__setattr__(made, attribute, value)
+    return made
 
 
 def _pickle_name(wrapper: Stage | Job) -> str:

@@ -86,6 +86,58 @@ def test_a_job_pickles_by_name_or_as_its_stages_and_options() -> None:
     assert {copy: 1}[again] == 1  # hashable, as its equality says
 
 
+def test_a_copy_of_a_job_is_named_as_the_job() -> None:
+    """A job pickled by value (a with_options() copy) had no __name__ and discodsl.model for
+    its __module__."""
+    import copy
+    import pickle
+
+    wider = _counting.with_options(partitions=3)
+    for again in (copy.copy(wider), copy.deepcopy(wider), pickle.loads(pickle.dumps(wider))):
+        assert again == wider
+        names = (again.__name__, again.__qualname__, again.__module__)
+        assert names == ("_counting", "_counting", __name__)
+
+
+def test_a_job_is_introspected_as_its_body() -> None:
+    """help(job), job.__doc__ and inspect.getsource(job) gave the Job class's, or failed."""
+
+    @job
+    def documented() -> list[Any]:
+        """Count the words of the inputs."""
+        return [words]
+
+    assert documented.__doc__ == "Count the words of the inputs."
+    assert "def documented() -> list[Any]:" in inspect.getsource(documented)
+    assert inspect.getdoc(Job) is not None and inspect.getdoc(Stage) is not None
+    assert "One stage of a pipeline" in (Stage.__doc__ or "")
+    assert words.__doc__ is None  # as its function's: it has none
+
+
+def test_a_misspelt_attribute_of_a_stage_names_the_stage_and_the_closest() -> None:
+    """It named StageSpec, which the user never made."""
+    with pytest.raises(AttributeError, match=r"^'Stage' object has no attribute 'nmae'$") as caught:
+        words.nmae  # noqa: B018
+    assert caught.value.name == "nmae" and caught.value.obj is words  # for "Did you mean"
+
+
+def test_a_job_built_by_hand_is_checked_as_a_declared_one() -> None:
+    """Job(...) skipped every check: an empty job failed at run() on an IndexError, and two
+    stages of one name ran inline but not locally."""
+    with pytest.raises(JobError, match=r"must return a non-empty list of stages"):
+        Job("empty", ())
+    with pytest.raises(JobError, match=r"'words'"):
+        Job("twice", (words, words))
+    assert Job("by_hand", (words, total)).stages == (words, total)
+
+
+def test_a_jobs_html_escapes_its_names() -> None:
+    """A job of a lambda, ``<lambda>``, vanished from a notebook cell as an unknown tag."""
+    shown = job(lambda: [words])._repr_html_()
+    assert "<code>&lt;lambda&gt;</code>" in shown and "<lambda>" not in shown
+    assert "<code>a&lt;b&gt;</code>" in Job("j", (map(name="a<b>")(len),))._repr_html_()
+
+
 @pytest.mark.parametrize("decorator", [map, reduce, stage])
 def test_a_job_decorated_as_a_stage_is_refused_when_declared(decorator: Any) -> None:
     """It was declared, then failed at run(), each runner its own way."""

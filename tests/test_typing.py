@@ -20,10 +20,11 @@ from discodsl.options import JobKeywords, JobOptions
 ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = """
+    import functools
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from discodsl import Results, Run, Stage, job, map, readers, reduce, stage
+    from discodsl import Job, Results, Run, Stage, job, map, readers, reduce, stage
 
 
     @map
@@ -55,6 +56,18 @@ GOOD = """
     @job
     def names() -> list[Stage]:
         return [fields, total]
+
+
+    def longer(line: str, min_len: int) -> Iterator[tuple[str, int]]:
+        yield from ((w, 1) for w in line.split() if len(w) >= min_len)
+
+
+    # A function and options in one call (tutorial 3; the names a JobError suggests).
+    long_words = map(functools.partial(longer, min_len=6), name="long_words")
+    unsorted = reduce(lambda word, counts: [(word, sum(counts))], name="unsorted", sort=False)
+    everything = stage(lambda records: records, name="everything", grouping="group_all")
+    longest = job(lambda: [long_words, unsorted, everything], partitions=3)
+    wider: Job = longest.with_options(partitions=8, params={"min": 3})
 
 
     def chained(paths: list[Path]) -> int:
@@ -93,6 +106,9 @@ BAD = """
     wc.run(["a.txt"], partitons=4)  # error
     wc.run(["a.txt"], timeout="60")  # error
     wc.submit(["a.txt"], mode="remote")  # error
+    wc.with_options(partitons=4)  # error
+    wc.with_options(partitions="4")  # error
+    map(lambda line: [(line, 1)], grouping="group_everything")  # error
 """
 
 
