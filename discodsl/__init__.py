@@ -21,6 +21,7 @@
         print(word, n)
 """
 
+from discodsl import readers
 from discodsl.decorators import UnstableHashWarning, job, map, reduce, stage
 from discodsl.errors import (
     ClientError,
@@ -42,7 +43,6 @@ from discodsl.model import Job, RedefinedStageWarning, Stage
 from discodsl.options import JobOptions
 from discodsl.results import Results
 from discodsl.runners.handle import Run
-from discodsl.worker import readers
 from discodsl.worker.counters import count, status
 
 __version__ = "0.1.0"

@@ -672,9 +672,7 @@ def stage(
 
 
 @overload
-def job(
-    function: Callable[[], Sequence[Stage]], /, **options: Unpack[JobKeywords]
-) -> Job: ...
+def job(function: Callable[[], Sequence[Stage]], /, **options: Unpack[JobKeywords]) -> Job: ...
 @overload
 def job(
     function: None = None, /, **options: Unpack[JobKeywords]

@@ -12,6 +12,7 @@ import gzip
 import http.server
 import io
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -339,7 +340,9 @@ def test_csv_lines_across_reads(
     tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A \\r\\n, a character or a row cut by the end of a read is whole all the same."""
-    monkeypatch.setattr(readers, "_READ_SIZE", 3)
+    from discodsl.worker import readers as worker_readers
+
+    monkeypatch.setattr(worker_readers, "_READ_SIZE", 3)
     data = 'name,val\r\nx,é\r\n"y\r\nz",2\r\r\nw,✓\r'.encode()
     path = tmp_path / "small-reads.csv"
     path.write_bytes(data)
@@ -354,6 +357,61 @@ def test_csv_rows_refuses_an_encoding_that_is_not_text() -> None:
         readers.csv_rows(encoding="rot13")
     with pytest.raises(LookupError):
         readers.csv_rows(encoding="no-such-codec")
+
+
+def test_whole_file_refuses_an_encoding_that_is_not_text_when_made() -> None:
+    """It took base64 (which csv_rows refused), and then every task failed."""
+    with pytest.raises(LookupError, match="not a text encoding"):
+        readers.whole_file(encoding="base64")
+    with pytest.raises(LookupError):
+        readers.whole_file(encoding="no-such-codec")
+    readers.whole_file(encoding="utf-16")  # a text encoding, though b"" decodes under any
+
+
+def test_the_readers_are_a_module_of_their_own() -> None:
+    """Messages say "see discodsl.readers", which could not be imported."""
+    import importlib
+
+    module = importlib.import_module("discodsl.readers")
+    assert module is readers and module.json_lines is readers.json_lines
+    from discodsl.readers import csv_rows, fixed, json_lines, whole_file
+
+    assert (csv_rows, fixed, json_lines, whole_file) == (
+        module.csv_rows,
+        module.fixed,
+        module.json_lines,
+        module.whole_file,
+    )
+
+
+def _refusing_hook(params: Any, *, dsn: str) -> None:
+    raise ConnectionError(f"cannot connect to {dsn}")
+
+
+def _failing_reader(stream: BinaryIO, url: str, *, why: str) -> Iterator[Any]:
+    raise LookupError(why)
+    yield
+
+
+def test_a_hook_or_reader_made_by_a_partial_is_named_when_it_fails(tmp_path: Path) -> None:
+    """They were named '' ("the init hook '' of stage 'parse' raised ...")."""
+    path = tmp_path / "in.txt"
+    path.write_text("x\n")
+
+    @map(init=functools.partial(_refusing_hook, dsn="db://x"))
+    def parse(line: str) -> Iterator[tuple[str, int]]:
+        yield line, 1
+
+    @map(reader=functools.partial(_failing_reader, why="no codec"))
+    def whole(record: Any) -> Iterator[tuple[str, int]]:
+        yield record
+
+    for stage_, culprit in (
+        (parse, "the init hook '_refusing_hook' of stage 'parse' raised ConnectionError"),
+        (whole, "the reader '_failing_reader' of stage 'whole' raised LookupError: no codec"),
+    ):
+        with pytest.raises(Exception, match=re.escape(culprit)):
+            job(functools.partial(list, [stage_])).run(inputs=[path], mode="inline")
 
 
 def test_a_malformed_header_names_the_header(tmp_path: Path, node: Node) -> None:

@@ -20,7 +20,7 @@ from itertools import pairwise
 from types import CodeType
 from typing import Any, NamedTuple
 
-from discodsl.worker.errors import StageError, brief, defined_at
+from discodsl.worker.errors import StageError, brief, defined_at, named
 from discodsl.worker.records import NotAPair, RecordWriter, is_pair
 from discodsl.worker.spec import StageSpec
 from discodsl.worker.task import NO_ITEM
@@ -49,7 +49,7 @@ def maker_of(stage: StageSpec, who: str = "") -> Maker:
 
 def hook_maker(stage: StageSpec, done: Callable[..., Any]) -> Maker:
     """The done hook, as what made the records it returns."""
-    name = getattr(done, "__qualname__", "")
+    name = named(done)
     return Maker(
         stage.name, f"the done hook {name!r} of stage {stage.name!r}{defined_at(done)}", True
     )

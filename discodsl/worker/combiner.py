@@ -14,7 +14,7 @@ from typing import Any
 
 from discodsl.worker.blame import WRITE_ERRORS, maker_of, not_pairs, raised_by_user, raised_in
 from discodsl.worker.calls import Stopped, one_pair_refused, params_bound
-from discodsl.worker.errors import StageError, brief
+from discodsl.worker.errors import StageError, brief, named
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.outputs import WRITING, Outputs, stream
 from discodsl.worker.records import RecordWriter, as_pair, is_pair
@@ -69,9 +69,7 @@ class Combiner:
         own = function is not stage.function
         with_params = takes_params(function, 2) if own else stage.takes_params
         self.who = (  # who makes the combined records, for the errors about them
-            f"the combiner {getattr(function, '__qualname__', function)!r} of reduce {stage.name!r}"
-            if own
-            else ""
+            f"the combiner {named(function)!r} of reduce {stage.name!r}" if own else ""
         )
         bound = params_bound(function, with_params, params, 2)
         self.stage, self.function = (

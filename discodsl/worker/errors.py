@@ -149,6 +149,16 @@ def defined_at(function: Callable[..., Any]) -> str:
     return f" ({os.path.basename(code.co_filename)}, line {code.co_firstlineno})"
 
 
+def named(function: Any) -> str:
+    """What ``function`` (a stage's, a hook, a reader) is called in an error: its qualified
+    name, else a partial's function's, else its class's (a callable object)."""
+    for candidate in (function, getattr(function, "func", None)):
+        name = getattr(candidate, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+    return type(function).__qualname__
+
+
 def brief(value: Any, most: int) -> str:
     """``repr(value)`` for an error message, cut to ``most`` characters with "..." where it
     was cut (a cut path or key that looks whole misleads)."""

@@ -39,7 +39,7 @@ from discodsl.worker.calls import (
     results_of,
 )
 from discodsl.worker.combiner import Combiner, combiner_for, combining
-from discodsl.worker.errors import DataError, StageError, brief
+from discodsl.worker.errors import DataError, StageError, brief, named
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.outputs import Outputs, stream
 from discodsl.worker.partition import check_grouped
@@ -277,9 +277,9 @@ def _culprit(task: TaskSetup, exc: BaseException, helped: Any = NO_ITEM) -> str:
     for function, role, owner in suspects:
         code = getattr(getattr(function, "func", function), "__code__", None)
         if code is not None and code in codes:
-            named = role in _HELPERS and helped is not NO_ITEM
-            key = f", on the key {brief(helped, 80)}," if named else ""
-            return f"{role} {getattr(function, '__qualname__', '')!r} {owner}{key}"
+            on_key = role in _HELPERS and helped is not NO_ITEM
+            key = f", on the key {brief(helped, 80)}," if on_key else ""
+            return f"{role} {named(function)!r} {owner}{key}"
     return ""
 
 

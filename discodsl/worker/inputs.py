@@ -34,6 +34,7 @@ from discodsl.worker.errors import (
     StageError,
     brief,
     defined_at,
+    named,
 )
 from discodsl.worker.opening import (
     WHOLE,
@@ -354,10 +355,9 @@ def _read_by(reader: Reader, stream: BinaryIO, url: str, cursor: Cursor) -> Iter
         # zip takes a record first, so the counter only advances once one is taken.
         return map(_first, zip(iter(records), counter, strict=False))
     except TypeError:
-        name = getattr(reader, "__qualname__", repr(reader))
         raise StageError(
-            f"the reader {name!r}{defined_at(reader)} returned {brief(records, 60)} for input "
-            f"{url!r}, not "
+            f"the reader {named(reader)!r}{defined_at(reader)} returned {brief(records, 60)} for "
+            f"input {url!r}, not "
             "its records: a reader must return an iterable of them, or yield them (did "
             "it forget its `return`?)",
             url=url,

@@ -59,7 +59,7 @@ def json_lines() -> Reader:
 
     Blank lines are skipped (and not counted as records); ``\\r\\n`` line ends are fine.
     """
-    return partial(_json_records)
+    return _named(partial(_json_records), "readers.json_lines()")
 
 
 def csv_rows(*, delimiter: str = ",", quotechar: str = '"', encoding: str = "utf-8") -> Reader:
@@ -71,7 +71,8 @@ def csv_rows(*, delimiter: str = ",", quotechar: str = '"', encoding: str = "utf
     "a".encode(encoding)  # an unknown or non-text encoding fails here, not on the nodes
     csv.reader([], delimiter=delimiter, quotechar=quotechar)  # so does a bad delimiter
     dialect: dict[str, Any] = {"delimiter": delimiter, "quotechar": quotechar}
-    return partial(_csv_records, dialect=dialect, encoding=encoding)
+    made = partial(_csv_records, dialect=dialect, encoding=encoding)
+    return _named(made, f"readers.csv_rows(delimiter={delimiter!r}, encoding={encoding!r})")
 
 
 def fixed(size: int) -> Reader:
@@ -82,7 +83,7 @@ def fixed(size: int) -> Reader:
     """
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ValueError(f"fixed(size) takes a positive int number of bytes; got {size!r}")
-    return partial(_fixed_records, size=size)
+    return _named(partial(_fixed_records, size=size), f"readers.fixed({size})")
 
 
 def whole_file(*, encoding: str | None = None) -> Reader:
@@ -92,8 +93,14 @@ def whole_file(*, encoding: str | None = None) -> Reader:
     given. The whole input is held in memory.
     """
     if encoding is not None:
-        codecs.lookup(encoding)
-    return partial(_whole_records, encoding=encoding)
+        b"\n".decode(encoding, "replace")  # an unknown or non-text one fails here, not on nodes
+    return _named(partial(_whole_records, encoding=encoding), f"readers.whole_file({encoding=})")
+
+
+def _named(reader: partial[Any], call: str) -> Reader:
+    """``reader``, named in errors about it as the call that made it."""
+    reader.__qualname__ = reader.__name__ = call  # type: ignore[attr-defined]
+    return reader
 
 
 # -- the readers ---------------------------------------------------------------------------
