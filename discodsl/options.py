@@ -174,9 +174,8 @@ class JobOptions:
         "changed or did not finish (a resumed run); see discodsl.caching",
         fix="use True or False",
     )
-    cache_by: str = option(
+    cache_by: Literal["stat", "content"] = option(
         "stat",
-        pattern=r"^(stat|content)$",
         description="how a cached run knows a local input file unchanged: 'stat' (its size "
         "and modification time) or 'content' (a SHA-256 of its bytes, read at each run)",
         fix="use 'stat' or 'content'",
@@ -219,7 +218,7 @@ class JobKeywords(typing.TypedDict, total=False):
     kill_on_interrupt: bool
     check_types: bool | None
     cache: bool
-    cache_by: str
+    cache_by: Literal["stat", "content"]
 
 
 # Options of Disco's classic jobs (disco.core.Job and its classic Worker, 0.5.4), and where

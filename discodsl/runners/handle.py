@@ -164,8 +164,9 @@ class Run:
             self._kill()
 
     def ended(self, timeout: float | None = 0) -> bool:
-        """Whether the run has ended, after waiting up to ``timeout`` seconds for it."""
-        return _wait_awake(self._ended, timeout)
+        """Whether the run has ended, after waiting up to ``timeout`` seconds for it (None:
+        as long as it takes)."""
+        return _wait_awake(self._ended, wait_limit(timeout))
 
     @property
     def cache_key(self) -> str | None:
