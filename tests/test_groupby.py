@@ -881,3 +881,20 @@ def test_a_key_nested_too_deeply_is_refused_naming_it(
         assert "nested too deeply" in str(exc), exc
     else:  # grouped by ==, which a key this deep still has
         assert sorted(len(values) for _, values in got) == [1, 2]
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_keys_a_nanosecond_apart_stay_apart_past_the_budget(
+    tmp_path: Path, group: Grouping
+) -> None:
+    """pandas Timestamps a nanosecond apart were one key once a reduce spilled (sort=False
+    grouped by the keys' encodings, which dropped the nanoseconds)."""
+    from tests.test_partition import _stamp
+
+    keys = [frozenset({_stamp(1)}), frozenset({_stamp(2)})]  # no order: grouped by encoding
+    records = ((keys[index % 2], index) for index in range(40_000))
+    grouped = {
+        key: len(list(values))
+        for key, values in group(records, budget=1 << 16, tmpdir=str(tmp_path))
+    }
+    assert grouped == {keys[0]: 20_000, keys[1]: 20_000}

@@ -381,3 +381,41 @@ def test_a_refused_key_names_the_stage_and_the_type(key: Any, kind: str) -> None
     assert "partitioner=" in message and "tuple" in message
     with pytest.raises(StageError):
         default_partition(key, 4)
+
+
+class _Stamp(dt.datetime):
+    """A datetime finer than a microsecond, as pandas' Timestamp is."""
+
+    nanosecond = 0
+
+    def __eq__(self, other: object) -> bool:
+        same = dt.datetime.__eq__(self, other)
+        return same is True and getattr(other, "nanosecond", 0) == self.nanosecond
+
+    __hash__ = dt.datetime.__hash__
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return _stamp, (self.nanosecond,)
+
+
+class _Span(dt.timedelta):
+    """A timedelta finer than a microsecond, as pandas' Timedelta is."""
+
+    nanoseconds = 0
+
+
+def _stamp(nanosecond: int) -> _Stamp:
+    made = _Stamp(2020, 1, 1, 12)
+    made.nanosecond = nanosecond
+    return made
+
+
+def test_keys_finer_than_a_microsecond_keep_their_nanoseconds() -> None:
+    """Two pandas Timestamps a nanosecond apart encoded alike, and a reduce that spilled
+    grouped them as one key."""
+    assert canonical_bytes(_stamp(1)) != canonical_bytes(_stamp(2))
+    assert canonical_bytes(_stamp(0)) == canonical_bytes(dt.datetime(2020, 1, 1, 12))
+    spans = [_Span(microseconds=5), _Span(microseconds=5)]
+    spans[1].nanoseconds = 7
+    assert canonical_bytes(spans[0]) == canonical_bytes(dt.timedelta(microseconds=5))
+    assert canonical_bytes(spans[1]) != canonical_bytes(spans[0])

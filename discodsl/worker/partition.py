@@ -344,6 +344,38 @@ def _timedelta(key: dt.timedelta) -> bytes:
     return b"d" + _int_bytes(key // _MICROSECOND)
 
 
+# A subclass finer than a microsecond (pandas' Timestamp and Timedelta) keeps its
+# nanoseconds, which tell apart keys that are not equal, after what its base encodes; with
+# none it encodes as the value of its base it equals.
+
+
+def _finer_datetime(key: dt.datetime) -> bytes:
+    return _with_nanoseconds(_datetime(key), getattr(key, "nanosecond", 0))
+
+
+def _finer_time(key: dt.time) -> bytes:
+    return _with_nanoseconds(_time(key), getattr(key, "nanosecond", 0))
+
+
+def _finer_timedelta(key: dt.timedelta) -> bytes:
+    return _with_nanoseconds(_timedelta(key), getattr(key, "nanoseconds", 0))
+
+
+def _with_nanoseconds(encoded: bytes, nanoseconds: Any) -> bytes:
+    if not nanoseconds:
+        return encoded
+    if not isinstance(nanoseconds, int):
+        raise _Unencodable(f"a date or time whose nanoseconds are {nanoseconds!r}")
+    return encoded + b"n" + _int_bytes(nanoseconds)
+
+
+_FINER: dict[Callable[[Any], bytes], Callable[[Any], bytes]] = {
+    _datetime: _finer_datetime,
+    _time: _finer_time,
+    _timedelta: _finer_timedelta,
+}
+
+
 # Most specific first: a datetime is a date, a bool an int.
 _BASES: list[tuple[type, Callable[[Any], bytes]]] = [
     (str, _str),
@@ -374,6 +406,8 @@ def _encoder_for(kind: type) -> Callable[[Any], bytes]:
     """The encoder of a subclass of a supported type, an enum or a dataclass compared by its
     fields (remembered), or refuse the type."""
     found = next((enc for base, enc in _BASES + _loaded_bases() if issubclass(kind, base)), None)
+    if found in _FINER:
+        found = _FINER[found]
     if found is None and issubclass(kind, enum.Enum):
         found = _enum_member
     if found is None and _compared_by_fields(kind):
