@@ -136,6 +136,39 @@ def test_one_one_point_zero_and_true_are_one_key(tmp_path: Path, mode: str) -> N
 
 
 @map
+def numpy_numbers(line: str) -> Iterator[tuple[Any, int]]:
+    import numpy
+
+    kinds = {"int": 1, "numpy": numpy.int64(1), "float32": numpy.float32(1.0), "float": 1.0}
+    yield kinds[line.strip()], 1
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
+@pytest.mark.parametrize("mode", MODES)
+def test_numpy_numbers_are_the_numbers_they_equal(
+    tmp_path: Path, mode: str, partitions: int
+) -> None:
+    """numpy.int64(1) was refused or taken depending on which equal key came first, the
+    partitions and combine=True: runners disagreed on one job."""
+    paths = []
+    for index, word in enumerate(["numpy", "int", "float32", "float"] * 2):
+        path = tmp_path / f"part-{index}.txt"
+        path.write_text(word + "\n")
+        paths.append(str(path))
+    counting = job(partitions=partitions)(lambda: [numpy_numbers, add])
+    assert [(key, n) for key, n in counting.run(inputs=paths, mode=mode)] == [(1, 8)]
+
+
+def test_a_numpy_key_without_a_canonical_form_is_named_with_its_fix() -> None:
+    import numpy
+
+    from discodsl.worker.partition import check_grouped
+
+    with pytest.raises(StageError, match=r"\(numpy\.bool\).*\(key\.item\(\)\) where"):
+        check_grouped(numpy.bool_(True), "total")
+
+
+@map
 def complex_numbers(line: str) -> Iterator[tuple[Any, int]]:
     for word in line.split():
         yield (complex(word) if "j" in word else float(word) if "." in word else int(word)), 1

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import numbers
 import sys
 from collections.abc import Callable, Iterable
 from struct import Struct
@@ -94,10 +95,9 @@ def check_grouped(key: Any, stage: str) -> None:
     except (_Unencodable, RecursionError) as err:
         what = err.what if isinstance(err, _Unencodable) else "a container nested too deeply"
         raise StageError(
-            f"stage {stage!r} got the key {brief(key, 60)} ({type(key).__qualname__}), which "
+            f"stage {stage!r} got the key {brief(key, 60)} ({_type_name(key)}), which "
             f"it cannot group: there is no canonical form for {what}, so equal keys would not "
-            "meet; make the key a str, a number or a tuple of them where it is yielded (e.g. "
-            "str(key) or a tuple of its fields), or give this reduce a partitioner: "
+            f"meet; {_key_fix(key)} where it is yielded, or give this reduce a partitioner: "
             "@reduce(partitioner=fn), fn(key, n) -> int",
             stage=stage,
         ) from None
@@ -408,6 +408,10 @@ def _encoder_for(kind: type) -> Callable[[Any], bytes]:
     found = next((enc for base, enc in _BASES + _loaded_bases() if issubclass(kind, base)), None)
     if found in _FINER:
         found = _FINER[found]
+    if found is None and issubclass(kind, numbers.Integral):  # numpy's int64, say
+        found = _as_int
+    elif found is None and issubclass(kind, numbers.Real) and _real_as_float(kind):
+        found = _as_float
     if found is None and issubclass(kind, enum.Enum):
         found = _enum_member
     if found is None and _compared_by_fields(kind):
@@ -416,6 +420,26 @@ def _encoder_for(kind: type) -> Callable[[Any], bytes]:
         raise _Unencodable(f"the type {_class_path(kind)}")
     _ENCODERS[kind] = found
     return found
+
+
+def _as_int(key: numbers.Integral) -> bytes:
+    """An integer of another library's type, as the int it equals (and hashes as)."""
+    return _int(int(key))
+
+
+def _as_float(key: numbers.Real) -> bytes:
+    """A real of another library's type (numpy's float32), as the float it equals."""
+    return _float(float(key))
+
+
+def _real_as_float(kind: type) -> bool:
+    """Whether instances of ``kind``, a numbers.Real, equal the float they convert to (a
+    fixed-size binary float does; a decimal or a rational of its own need not)."""
+    try:
+        sample = kind(0.1)
+        return bool(sample == float(sample) and hash(sample) == hash(float(sample)))
+    except Exception:
+        return False
 
 
 def _compared_by_fields(kind: type) -> bool:
@@ -454,9 +478,24 @@ def _refusal(key: Any, what: str, stage: str) -> StageError:
     """The error for a key with no canonical form, saying what to write instead."""
     where = f"stage {stage!r} yielded the key" if stage else "the key"
     return StageError(
-        f"{where} {brief(key, 60)} ({type(key).__qualname__}), but the default partitioner has no "
-        f"canonical form for {what}, so equal keys could land in different partitions; make "
-        "the key a str, a number or a tuple of them (e.g. str(key) or a tuple of its fields), "
-        "or give the reduce after it a partitioner: @reduce(partitioner=fn), fn(key, n) -> int",
+        f"{where} {brief(key, 60)} ({_type_name(key)}), but the default partitioner has no "
+        f"canonical form for {what}, so equal keys could land in different partitions; "
+        f"{_key_fix(key)}, or give the reduce after it a partitioner: "
+        "@reduce(partitioner=fn), fn(key, n) -> int",
         stage=stage,
+    )
+
+
+def _type_name(key: Any) -> str:
+    """The key's type, with its module unless it is a builtin (numpy's bool is no bool)."""
+    kind = type(key)
+    return kind.__qualname__ if kind.__module__ == "builtins" else _class_path(kind)
+
+
+def _key_fix(key: Any) -> str:
+    """What to make of a key that has no canonical form."""
+    if type(key).__module__.split(".")[0] == "numpy" and hasattr(key, "item"):
+        return "make it the Python value it holds where it is yielded (key.item())"
+    return (
+        "make the key a str, a number or a tuple of them (e.g. str(key) or a tuple of its fields)"
     )
