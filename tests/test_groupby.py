@@ -8,6 +8,7 @@ multi-pass merge" checks that it got them.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import re
@@ -622,6 +623,42 @@ def test_unhashable_keys_raise_stage_error(tmp_path: Path) -> None:
     with pytest.raises(StageError) as caught:
         drain(group_hashed([([1], 1)], budget=HUGE, tmpdir=str(tmp_path), stage="tally"))
     assert "'tally'" in str(caught.value) and "list" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "fix"),
+    [
+        ({"a", "b"}, "frozenset(key), which compares as the set does"),
+        (bytearray(b"ab"), "bytes(key)"),
+        ([1, 2], "tuple(key) for a list"),
+    ],
+)
+def test_an_unhashable_key_is_told_the_type_that_compares_as_it_does(
+    tmp_path: Path, key: Any, fix: str
+) -> None:
+    """A set key was told "e.g. tuple or str", which follow a set's order: eight equal sets
+    from eight processes were eight keys."""
+    with pytest.raises(StageError, match=re.escape(fix)):
+        drain(group_hashed([(key, 1)], budget=HUGE, tmpdir=str(tmp_path), stage="tally"))
+
+
+def test_keys_numpy_compares_item_by_item_are_said_not_to_compare(tmp_path: Path) -> None:
+    """numpy's ValueError ("the truth value of an array ... is ambiguous") escaped the sort,
+    and a local run blamed the stage's own code for it."""
+    import numpy
+
+    records = [((numpy.array([1.0, 2.0]), "b"), 1), ((numpy.array([2.0, 3.0]), "a"), 2)]
+    with pytest.raises(StageError, match=r"'tally': cannot sort its keys"):
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path), stage="tally"))
+
+
+def test_naive_and_aware_datetimes_are_told_to_be_made_alike(tmp_path: Path) -> None:
+    """They were said to have "no order", to be mapped to str (which splits equal instants)."""
+    aware = dt.datetime(2020, 1, 1, 12, tzinfo=dt.timezone.utc)
+    records = [(dt.datetime(2020, 1, 2), 1), (aware, 2), (dt.datetime(2020, 1, 3), 3)]
+    with pytest.raises(StageError, match=r"make every datetime key aware") as caught:
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path), stage="tally"))
+    assert "no order" not in str(caught.value) and "str" not in str(caught.value)
 
 
 @pytest.mark.parametrize("group", [group_sorted, group_hashed])

@@ -50,6 +50,7 @@ calling the user's reduce function.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 import math
@@ -89,9 +90,10 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
 _BATCH_BYTES = 1 << 20  # the most a spilled batch of several records pickles to
 
-# What comparing two keys that do not compare raises: TypeError, or, for a Decimal
-# signaling NaN, decimal.InvalidOperation (an ArithmeticError).
-_UNCOMPARABLE = (TypeError, ArithmeticError)
+# What comparing two keys that do not compare raises: TypeError; for a Decimal signaling
+# NaN, decimal.InvalidOperation (an ArithmeticError); for numpy arrays (or tuples holding
+# them), ValueError ("the truth value of an array ... is ambiguous").
+_UNCOMPARABLE = (TypeError, ArithmeticError, ValueError)
 _KEY: Callable[[Record], Any] = itemgetter(0)
 _VALUE: Callable[[Record], Any] = itemgetter(1)
 
@@ -982,6 +984,14 @@ def _sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageErro
                 "of keys: map them, e.g. to str(key)",
                 stage=stage,
             )
+        if _naive_and_aware(found.left, found.right):
+            return StageError(
+                f"{_where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
+                f"{brief(found.right, 60)} cannot be compared ({err}): make every {kind} key "
+                "aware (e.g. .replace(tzinfo=timezone.utc) for naive UTC values) or every one "
+                "naive, or group with sort=False",
+                stage=stage,
+            )
         if type(found.left) is type(found.right) and not isinstance(found.left, (tuple, list)):
             # None, or a class without an order (tuples order: their items did not)
             return StageError(
@@ -1009,6 +1019,28 @@ def _sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageErro
     )
 
 
+def _naive_and_aware(left: Any, right: Any) -> bool:
+    """Whether ``left`` and ``right`` are datetimes (or times), one naive and one aware."""
+    kinds = (dt.datetime, dt.time)
+    if not (isinstance(left, kinds) and isinstance(right, kinds)):
+        return False
+    return (left.utcoffset() is None) != (right.utcoffset() is None)
+
+
+def _hashable_instead(key: Any) -> str:
+    """What to make of an unhashable key instead: a type that compares as it does."""
+    if isinstance(key, (set, frozenset)):
+        return (
+            "frozenset(key), which compares as the set does (a tuple or str of a set "
+            "follows its order, which differs between processes)"
+        )
+    if isinstance(key, (bytearray, memoryview)):
+        return "bytes(key)"
+    if isinstance(key, dict):
+        return "a tuple of its sorted items, tuple(sorted(key.items()))"
+    return "tuple(key) for a list, or a str"
+
+
 def _hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
     """Explain a failed grouping by hash: a key that is unhashable, or a record not a pair."""
     not_pair = _not_a_pair(stage, records)
@@ -1020,7 +1052,7 @@ def _hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageErro
         except TypeError:
             return StageError(
                 f"{_where(stage)}: the key {brief(record[0], 60)} ({type(record[0]).__name__}) "
-                "is not hashable; map keys to a hashable type, e.g. tuple or str",
+                f"is not hashable; map keys to a hashable type: {_hashable_instead(record[0])}",
                 stage=stage,
             )
     return StageError(f"{_where(stage)}: cannot group its records: {err}", stage=stage)
