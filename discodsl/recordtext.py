@@ -10,9 +10,11 @@ from __future__ import annotations
 import ast
 import json
 import math
+import numbers
 import re
 import warnings
 from collections.abc import Iterable
+from enum import Enum
 from typing import IO, Any
 
 from discodsl.errors import JobError
@@ -50,9 +52,29 @@ def write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: 
         out.write(line + "\n")
 
 
+def _plain(value: Any) -> Any:
+    """A str, int or float of a subclass that only holds one (numpy's str_ and float64),
+    or an integer of another library's type (numpy's int64), as that plain value; an Enum
+    member, or any other value, as it is."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES or isinstance(value, Enum):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, _PLAIN_TYPES):
+        return next(base for base in _PLAIN_TYPES if isinstance(value, base))(value)
+    if isinstance(value, numbers.Integral):  # numpy's int64, which is no int
+        return int(value)
+    return value
+
+
+_PLAIN_TYPES = (str, int, float)
+
+
 def _tsv_field(value: Any) -> str:
     """A str as itself (escaped) unless that reads as a literal or is no UTF-8 (a lone
     surrogate); anything else as its repr."""
+    value = _plain(value)
     if type(value) is not str:
         return _CONTROL.sub(lambda m: _ESCAPES[m[0]], repr(value))  # a custom repr's raw tabs
     if not value.isascii() and not _utf8(value):
@@ -103,6 +125,7 @@ def _starts_with_a_name(text: str) -> bool:
 
 def _json_value(value: Any) -> Any:
     """``value`` where JSON holds it exactly, else ``{"repr": repr(value)}``."""
+    value = _plain(value)
     kind = type(value)
     if kind in (str, int, bool) or value is None or (kind is float and math.isfinite(value)):
         return value

@@ -630,6 +630,27 @@ def test_run_json_lines_tag_what_json_cannot_hold(
     assert [(untag(k), untag(v)) for k, v in read[:-1]] == expected
 
 
+def test_numpy_numbers_and_strings_print_as_the_plain_values_they_hold() -> None:
+    """np.float64(1.5) printed as its repr, and as {"repr": ...} in JSON, though a float."""
+    import enum
+
+    import numpy
+
+    from discodsl.recordtext import write_records
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    records = [(numpy.str_("mean"), numpy.float64(1.5)), (numpy.int64(3), Colour.RED)]
+    for as_json, want in (
+        (False, "mean\t1.5\n3\t<Colour.RED: 1>\n"),
+        (True, '["mean", 1.5]\n[3, {"repr": "<Colour.RED: 1>"}]\n'),
+    ):
+        out = io.StringIO()
+        write_records(records, out, as_json=as_json)
+        assert out.getvalue() == want
+
+
 def test_run_json_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     out, _ = run(capsys, "run", "--json", "--inline", WORDCOUNT, *INPUTS, "-o", str(target))
