@@ -172,6 +172,12 @@ class Results:
         """The error reading these results meets if they (or their run's) were closed."""
         if not (self.closed or (self._run is not None and self._run.closed)):
             return None
+        if self.mode == "cluster":  # its files stay on the master until the job is purged
+            return JobError(
+                f"the results of {self.jobname!r} were closed: read them before close() (or "
+                "the end of their `with` block); the job's files stay on its master until it "
+                f"is purged: `discodsl results {self.jobname} --master URL` prints them"
+            )
         return JobError(
             f"the results of {self.jobname!r} were closed, which removed their files: "
             "read them before close() (or the end of their `with` block), or run the "
@@ -203,7 +209,8 @@ class Results:
         return frame
 
     def close(self) -> None:
-        """Remove the files behind these results (local runs); iterating afterwards fails.
+        """Remove the files behind these results (a local run's; a cluster job's stay on the
+        master until it is purged); iterating afterwards fails.
         Runs reading them (given them as inputs) keep the files until they end."""
         self.closed = True
         with self._lock:

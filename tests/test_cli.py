@@ -630,6 +630,15 @@ def test_run_json_lines_tag_what_json_cannot_hold(
     assert [(untag(k), untag(v)) for k, v in read[:-1]] == expected
 
 
+def test_an_option_of_the_command_given_before_it_is_told_to_go_after_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`discodsl --inline run ...` said `run` does not recognise --inline."""
+    assert main(["--inline", "run", "jobs.py:wc", "raw://x"]) == 2
+    err = capsys.readouterr().err
+    assert "--inline is an option of discodsl run: put it after run" in err
+
+
 def test_numpy_numbers_and_strings_print_as_the_plain_values_they_hold() -> None:
     """np.float64(1.5) printed as its repr, and as {"repr": ...} in JSON, though a float."""
     import enum

@@ -396,6 +396,14 @@ def test_results_refuse_to_be_pickled_saying_what_to_pass_instead() -> None:
     assert sorted(pickle.loads(pickle.dumps(list(results)))) == [("x", 2), ("y", 1)]
 
 
+def test_closed_cluster_results_say_their_files_stay_on_the_master(cluster_env: str) -> None:
+    """They said close() removed their files, and to run the job again."""
+    results = jobs.wordcount.run(["raw://x y x"], progress=False)
+    results.close()
+    with pytest.raises(JobError, match=r"were closed: .*stay on its master until it is purged"):
+        list(results)
+
+
 @pytest.mark.parametrize("mode", ["inline", "local"])  # a cluster's files are its master's
 def test_results_closed_while_being_read_say_so(mode: str) -> None:
     results = jobs.wordcount.run(["raw://x y x", "raw://z w"], mode=mode, progress=False)

@@ -38,7 +38,7 @@ from typing import Any
 
 from discodsl import stdio
 from discodsl.cli.common import Command, json_wanted
-from discodsl.cli.parser import build_parser, disco_flags
+from discodsl.cli.parser import build_parser, disco_flags, misplaced
 from discodsl.cli.running import cmd_jobpack_build, import_job
 from discodsl.cli.storage import cmd_ddfs_cat
 from discodsl.errors import (
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # told by the command's own parser: its usage, not every command's
-            args.parser.error(f"unrecognized arguments: {' '.join(extra)}{disco_flags(extra)}")
+            why = misplaced(args.parser, extra) or disco_flags(extra)
+            args.parser.error(f"unrecognized arguments: {' '.join(extra)}{why}")
         if getattr(args, "mode", None) and getattr(args, "master", None):
             parser.error(f"--{args.mode} and --master: choose where the job runs")
         if json_wanted(args) and args.command in _WRITES_BYTES:

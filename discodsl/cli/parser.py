@@ -53,6 +53,18 @@ def disco_flags(extra: list[str]) -> str:
     return ""
 
 
+def misplaced(command: argparse.ArgumentParser, extra: list[str]) -> str:
+    """`` (--inline is an option of discodsl run: put it after run)`` for the first of
+    ``extra`` that ``command`` takes: left over, it was given before the command's name."""
+    options = {flag for action in command._actions for flag in action.option_strings}
+    for given in extra:
+        flag = given.partition("=")[0]
+        if flag in options:
+            name = command.prog.removeprefix("discodsl ")
+            return f" ({flag} is an option of {command.prog}: put it after {name})"
+    return ""
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that takes options after positionals: ``run JOB --inline IN``.
 
