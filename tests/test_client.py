@@ -399,6 +399,52 @@ def test_rawevents_tail_from_an_offset(replay: ReplayServer, master: Master) -> 
     assert replay.received[1].headers["Range"] == f"bytes={offset}-"
 
 
+class _Answer:
+    """The parts of a requests answer that rawevents reads."""
+
+    def __init__(self, status: int, content: bytes) -> None:
+        self.status_code, self.content = status, content
+
+
+_LINES = [b'["2024/01/01 00:00:0%d","vm","event %d"]\n' % (n, n) for n in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("status", "offset", "content", "events", "end"),
+    [
+        # the master writes the file as the job runs: a line may be cut short
+        (200, 0, _LINES[0] + _LINES[1][:9], ["event 0"], len(_LINES[0])),
+        (206, len(_LINES[0]), _LINES[1] + _LINES[2][:5], ["event 1"], len(b"".join(_LINES[:2]))),
+        # an answer that ignored the Range (a proxy's): the bytes before the offset skipped
+        (200, len(_LINES[0]), b"".join(_LINES), ["event 1", "event 2"], len(b"".join(_LINES))),
+        (416, len(b"".join(_LINES)), b"", [], len(b"".join(_LINES))),
+    ],
+    ids=["cut line", "cut line from an offset", "Range ignored", "nothing new"],
+)
+def test_rawevents_gives_whole_lines_and_the_offset_after_them(
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    offset: int,
+    content: bytes,
+    events: list[str],
+    end: int,
+) -> None:
+    """A line cut short raised BadAnswer, and an offset past it lost the line's rest; an
+    answer that ignored the Range gave every event again at each tail."""
+    with Master(MASTER, retries=0, timeout=5) as master:
+        monkeypatch.setattr(master, "_get", lambda *args, **kwargs: _Answer(status, content))
+        got, next_offset = master.rawevents("j@1:2:3", offset)
+    assert [event[2] for event in got] == events and next_offset == end
+
+
+@pytest.mark.parametrize("num", [0, 1001])
+def test_events_asks_only_for_what_the_master_gives(num: int) -> None:
+    with Master(MASTER, retries=0, timeout=5) as master, pytest.raises(
+        discodsl.errors.ClientError, match=f"num={num} is out of range: the master returns 1-1000"
+    ):
+        master.events("j@1:2:3", num=num)
+
+
 # --------------------------------------------------------------------------
 # wait(): polling
 # --------------------------------------------------------------------------
@@ -889,6 +935,7 @@ def test_proxy_rewrites_cluster_urls_only() -> None:
         "http://gateway:8999/proxy/vm/PUT/ddfs/b$1"
     )
     assert proxy_url("http://data.example.com/x", proxy) == "http://data.example.com/x"
+    assert proxy_url("https://storage/data.txt", proxy) == "https://storage/data.txt"  # http only
     assert proxy_url("http://vm:8989/x", "") == "http://vm:8989/x"
 
 

@@ -419,3 +419,34 @@ def test_keys_finer_than_a_microsecond_keep_their_nanoseconds() -> None:
     spans[1].nanoseconds = 7
     assert canonical_bytes(spans[0]) == canonical_bytes(dt.timedelta(microseconds=5))
     assert canonical_bytes(spans[1]) != canonical_bytes(spans[0])
+
+
+def test_a_container_ends_where_its_last_item_does() -> None:
+    """Without the 0xFF that ends a container, () and ("",) encoded alike, as did set() and
+    {""}: two keys in one group of a reduce that groups by encodings."""
+    assert canonical_bytes(()) != canonical_bytes(("",))
+    assert canonical_bytes([]) != canonical_bytes([""])
+    assert canonical_bytes(frozenset()) != canonical_bytes(frozenset({""}))
+    assert canonical_bytes(("a",)) != canonical_bytes(("a", ""))
+
+
+def test_equal_aware_dates_and_times_encode_alike() -> None:
+    """An ambiguous local time and its fold=1 twin are equal (and hash equal), and so are
+    one time of day in two offsets: each pair must be one key."""
+    from zoneinfo import ZoneInfo
+
+    utc, plus_one = dt.timezone.utc, dt.timezone(dt.timedelta(hours=1))
+    first = dt.datetime(2021, 10, 31, 2, 30, tzinfo=ZoneInfo("Europe/Paris"))  # twice that day
+    second = first.replace(fold=1)
+    assert first.utcoffset() != second.utcoffset()
+    assert first == second and canonical_bytes(first) == canonical_bytes(second)
+    noon = dt.time(12, 0, tzinfo=plus_one)
+    eleven = dt.time(11, 0, tzinfo=utc)
+    assert noon == eleven and canonical_bytes(noon) == canonical_bytes(eleven)
+    assert canonical_bytes(noon) != canonical_bytes(dt.time(13, 0, tzinfo=utc))
+
+
+@pytest.mark.parametrize("text", ["1E+300000", "1E-300000"])
+def test_a_decimal_whose_exact_value_is_too_long_is_refused(text: str) -> None:
+    with pytest.raises(StageError, match=r"a Decimal with an exponent beyond ±100000"):
+        canonical_bytes(Decimal(text))

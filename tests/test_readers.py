@@ -443,6 +443,11 @@ def test_a_malformed_record_is_not_failed_over_to_another_replica(
     with pytest.raises(MalformedRecord) as caught:
         list(iter_input([str(bad), str(good)], "all", node, Cursor(), readers.json_lines()))
     assert caught.value.url == str(bad)
+    twin = tmp_path / "twin.jsonl"  # a replica as bad: the error is the record's, not "could
+    twin.write_bytes(bad.read_bytes())  # not read any of the 2 replicas" (which is retried)
+    with pytest.raises(MalformedRecord, match="is not valid JSON") as caught:
+        list(iter_input([str(bad), str(twin)], "all", node, Cursor(), readers.json_lines()))
+    assert type(caught.value) is MalformedRecord and caught.value.url == str(bad)
     missing = str(tmp_path / "missing.jsonl")
     assert list(iter_input([missing, str(good)], 0, node, Cursor(), readers.json_lines())) == [
         1,
@@ -455,6 +460,28 @@ def test_a_malformed_record_is_not_failed_over_to_another_replica(
 def test_fixed_records_come_back_as_written(chunks: list[bytes]) -> None:
     stream = io.BufferedReader(io.BytesIO(b"".join(chunks)))  # type: ignore[arg-type]
     assert list(readers.fixed(3)(stream, "x")) == chunks
+
+
+class _Trickling(io.RawIOBase):
+    """A stream whose reads give at most 3 bytes, as an HTTP answer's or a decompressor's
+    may give fewer than asked."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        taken, self.data = self.data[: min(3, size)], self.data[min(3, size) :]
+        return taken
+
+
+def test_fixed_records_are_whole_from_a_stream_of_short_reads() -> None:
+    """The first short read was taken for a short last record: MalformedRecord."""
+    records = [bytes([n]) * 8 for n in range(5)]
+    stream = _Trickling(b"".join(records))
+    assert list(readers.fixed(8)(stream, "http://h/x")) == records  # type: ignore[arg-type]
 
 
 def test_fixed_records_of_a_raw_url_are_its_utf8_bytes(node: Node) -> None:
@@ -762,6 +789,10 @@ def test_to_pandas_expands_dict_and_tuple_values(tmp_path: Path) -> None:
     assert frame["n"].tolist() == [1, 2] and frame["key"].tolist() == ["a", "b"]
     pairs = _results(tmp_path / "..", [("a", (1, "x")), ("b", (2, "y"))])
     assert pairs.to_pandas(expand=True).columns.tolist() == ["key", "value_0", "value_1"]
+    ragged = _results(tmp_path / "ragged", [("a", (1,)), ("b", (2, "y", True))])
+    frame = ragged.to_pandas(expand=True)  # as wide as the longest, the others padded
+    assert frame.columns.tolist() == ["key", "value_0", "value_1", "value_2"]
+    assert frame["value_0"].tolist() == [1, 2] and frame["value_2"].isna().tolist() == [True, False]
     mixed = _results(tmp_path, [("a", {"n": 1}), ("b", 2)])
     with pytest.raises(ValueError, match="expand=True"):
         mixed.to_pandas(expand=True)

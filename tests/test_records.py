@@ -22,7 +22,12 @@ from hypothesis import strategies as st
 
 from discodsl.worker import records
 from discodsl.worker.errors import DamagedInput, DataError
-from discodsl.worker.records import RecordWriter, is_record_file_prefix, read_records
+from discodsl.worker.records import (
+    RecordWriter,
+    is_record_file_prefix,
+    read_hunks,
+    read_records,
+)
 
 GOLDEN_RECORDS: list[tuple[Any, Any]] = [
     ("apple", 3),
@@ -371,6 +376,12 @@ CORRUPTIONS: dict[str, tuple[bytes, int]] = {
         14 + 10,
     ),
     "huge claimed length": (struct.pack("<BBIQ", 0x81, 0, 0, 2**60) + b"xyz", 14 + 2**60),
+    "bytes after the zlib stream": (  # the CRC is of the inflated payload: it cannot see them
+        struct.pack("<BBIQ", 0x81, 1, zlib.crc32(SECOND), len(zlib.compress(SECOND)) + 4)
+        + zlib.compress(SECOND)
+        + b"junk",
+        14 + len(zlib.compress(SECOND)) + 4,
+    ),
     "bad version byte": (b"\x82" + hunk_bytes(SECOND)[1:], 14),
     "bad compressed flag": (b"\x81\x07" + hunk_bytes(SECOND)[2:], 14),
     "not pickles, good crc": (hunk_bytes(b"garbage!"), 14 + 8),
@@ -415,6 +426,32 @@ def test_lying_lengths_allocate_only_what_is_there(tmp_path: Path, claimed: int)
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_hunk_of_exactly_the_limit_is_read(compress: bool) -> None:
+    """The limit is on hunks *over* it (stored, or inflated): one of exactly the limit is a
+    real file's ("more than the limit of 121" refused a hunk of 121)."""
+    payload = pickles(*[("c", 3)] * 50)  # compresses: stored under the limit, inflated to it
+    data = hunk_bytes(payload, compress=compress) + hunk_bytes(b"")
+    assert read_bytes(data, max_hunk_size=len(payload)) == [("c", 3)] * 50
+    with pytest.raises(DataError, match="more than"):
+        read_bytes(data, max_hunk_size=len(payload) - 1)
+
+
+def test_records_written_one_at_a_time_are_cut_into_hunks(tmp_path: Path) -> None:
+    """write() per record (a @stage's output, a done hook's) buffered a whole task's output
+    as one hunk, which past 1 GiB no reader takes."""
+    path = tmp_path / "one-by-one"
+    with RecordWriter(str(path), hunk_size=1000) as writer:
+        for index in range(500):
+            writer.write(f"key-{index}", index)
+    with open(path, "rb") as stream:
+        hunks = list(read_hunks(stream, str(path)))
+    assert len(hunks) >= 10  # 500 records of about 25 bytes, in hunks of 1,000
+    assert [record for hunk in hunks for record in hunk] == [
+        (f"key-{index}", index) for index in range(500)
+    ]
 
 
 def test_zlib_bombs_are_refused() -> None:

@@ -389,6 +389,37 @@ def test_results_closed_after_a_run_on_them_was_submitted_keep_their_files_till_
         list(upstream)
 
 
+def test_results_a_run_read_and_nobody_closed_keep_their_files_after_it() -> None:
+    """A run letting go of its inputs removes only results that were closed."""
+    upstream = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+    run = jobs.histogram.submit(upstream, mode="local", progress=False)
+    assert dict(run.wait(timeout=120)) == {1: ["y"], 2: ["x"]}
+    assert sorted(upstream) == [("x", 2), ("y", 1)]
+
+
+def test_letting_go_twice_lets_go_once() -> None:
+    """hold()'s release called twice (an error path, then a finally) dropped another
+    holder's hold: closed results lost their files while a run still read them."""
+    upstream = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+    files = [urls.file_path(url) for replicas in upstream.record_urls() for url in replicas]
+    release_a, release_b = upstream.hold(), upstream.hold()
+    upstream.close()
+    release_a()
+    release_a()
+    assert all(path and os.path.exists(path) for path in files)  # b still holds them
+    release_b()
+    assert not any(os.path.exists(path) for path in files if path)
+
+
+def test_a_stages_results_say_when_their_run_was_closed() -> None:
+    """They gave a DataError naming an internal file that could not be opened."""
+    results = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+    stage = results.stage("total")
+    results.close()
+    with pytest.raises(JobError, match="were closed, which removed their files"):
+        list(stage)
+
+
 def test_results_refuse_to_be_pickled_saying_what_to_pass_instead() -> None:
     results = jobs.wordcount.run(["raw://x y x"], mode="inline", progress=False)
     with pytest.raises(TypeError, match=r"cannot be pickled: they stand for files .* list"):

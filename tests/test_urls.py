@@ -86,6 +86,10 @@ def test_node_paths_map_disco_and_ddfs_to_their_data_directories() -> None:
         urls.node_path("elsewhere/x", roots)
     with pytest.raises(ValueError, match="points outside disco_data"):
         urls.node_path("disco/../../etc/passwd", roots)
+    with pytest.raises(ValueError, match="points outside disco_data"):  # a sibling, same prefix
+        urls.node_path("disco/../data_secret/x", roots)
+    with pytest.raises(ValueError, match="must start with disco/ or ddfs/"):  # no file part
+        urls.node_path("disco/", roots)
     with pytest.raises(ValueError, match="ddfs_data is unknown"):
         urls.node_path("ddfs/x", {"disco": "/d/data", "ddfs": ""})
 
