@@ -1181,3 +1181,17 @@ def test_protocol_imports_in_a_bare_shipped_layout(tmp_path: Path) -> None:
     for module in result.stdout.split():
         top = module.split(".")[0]
         assert top in sys.stdlib_module_names or top == "discodsl", module
+
+
+def test_a_long_stream_fed_in_odd_chunks_keeps_only_what_is_unread() -> None:
+    """The decoder keeps the bytes of frames not yet read, not the whole stream: fed in
+    chunks that never end on a frame's end, it held every byte received."""
+    frame = encode_frame("MSG", "x" * 500)
+    stream = frame * 2000  # about 1 MB
+    decoder, most, read = FrameDecoder(), 0, 0
+    for start in range(0, len(stream), 4093):  # a prime: reads seldom end a frame
+        decoder.feed(stream[start : start + 4093])
+        while decoder.next_frame() is not None:
+            read += 1
+        most = max(most, len(decoder._buf))
+    assert read == 2000 and most < 200_000, most
