@@ -346,6 +346,8 @@ def _accepts(hint: Any, rules: Mapping[str, Any], value: Any) -> bool:
         return any(_accepts(arm, rules, value) for arm in typing.get_args(hint))
     if typing.get_origin(hint) is dict:
         return _accepts_dict(typing.get_args(hint), value)
+    if typing.get_origin(hint) is Literal:
+        return any(type(value) is type(arm) and value == arm for arm in typing.get_args(hint))
     return _of_type(hint, value) and _within(rules, value)
 
 
