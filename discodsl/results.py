@@ -47,7 +47,8 @@ def _expanded(pandas: Any, values: list[Any]) -> Any:
     if all(isinstance(v, (tuple, list)) for v in values):
         width = max((len(v) for v in values), default=0)
         columns = [f"value_{i}" for i in range(width)]
-        return pandas.DataFrame([list(v) for v in values], columns=columns)
+        padded = [[*v, *[None] * (width - len(v))] for v in values]  # shorter rows: missing
+        return pandas.DataFrame(padded, columns=columns)
     kinds = ", ".join(sorted({type(v).__name__ for v in values}))
     raise ValueError(
         "to_pandas(expand=True) spreads values that are all dicts, or all tuples or lists; "
