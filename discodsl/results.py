@@ -139,6 +139,16 @@ class Results:
             "are held"
         )
 
+    def __copy__(self) -> Results:
+        raise TypeError(
+            f"the results of {self.jobname!r} cannot be copied: they stand for files, which "
+            "each iteration reads again; iterate them twice, or copy their records "
+            "(list(results))"
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Results:
+        return self.__copy__()
+
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         self._check_open()
         try:

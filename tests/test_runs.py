@@ -420,6 +420,20 @@ def test_a_stages_results_say_when_their_run_was_closed() -> None:
         list(stage)
 
 
+def test_a_run_and_its_results_refuse_to_be_pickled_or_copied_saying_why() -> None:
+    """A run raised pickle's bare "cannot pickle '_thread.lock' object"; copy.copy of
+    results said they could not be *pickled*."""
+    import copy
+
+    run = jobs.wordcount.submit(["raw://x y x"], mode="inline", progress=False)
+    with pytest.raises(TypeError, match=r"the run .* cannot be pickled: .*list\(run.wait\(\)\)"):
+        pickle.dumps(run)
+    results = run.wait()
+    for copied in (copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match=r"cannot be copied: .*iterate them twice"):
+            copied(results)
+
+
 def test_results_refuse_to_be_pickled_saying_what_to_pass_instead() -> None:
     results = jobs.wordcount.run(["raw://x y x"], mode="inline", progress=False)
     with pytest.raises(TypeError, match=r"cannot be pickled: they stand for files .* list"):

@@ -184,6 +184,13 @@ class Run:
         """The record files of the run's results (waiting for them): inputs for another job."""
         return self.wait().record_urls()
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"the run {self.jobname!r} cannot be pickled: it stands for a job this process "
+            "started and watches; pass its records (list(run.wait())), or its results as "
+            "inputs of another job in this process"
+        )
+
     def __repr__(self) -> str:
         return f"<Run of {self.job!r} ({self.mode}): {self.jobname}, {self.status}>"
 
