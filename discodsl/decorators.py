@@ -14,7 +14,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial, wraps
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast, overload
 
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage
@@ -37,6 +37,45 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 # What a stage's grouping= may be, for type checkers (spec.GROUPINGS, checked when declared).
 Grouping = Literal["split", "group_label", "group_all", "group_node", "group_node_label"]
+
+
+class MapOptions(TypedDict, total=False):
+    """The options of :func:`map`, for type checkers (its signature gives their defaults)."""
+
+    name: str | None
+    grouping: Grouping
+    init: Callable[..., Any] | None
+    done: Callable[..., Any] | None
+    concurrent: bool
+    reader: Callable[..., Any] | None
+
+
+class ReduceOptions(TypedDict, total=False):
+    """The options of :func:`reduce`, for type checkers."""
+
+    name: str | None
+    grouping: Grouping
+    combine: bool
+    combiner: Callable[..., Any] | None
+    partitioner: Callable[[Any, int], int] | None
+    sort: bool
+    init: Callable[..., Any] | None
+    done: Callable[..., Any] | None
+    concurrent: bool
+
+
+class StageOptions(TypedDict, total=False):
+    """The options of :func:`stage`, for type checkers."""
+
+    name: str | None
+    grouping: Grouping
+    partitioner: Callable[[Any, int], int] | None
+    init: Callable[..., Any] | None
+    done: Callable[..., Any] | None
+    concurrent: bool
+    reader: Callable[..., Any] | None
+
+
 D = TypeVar("D", bound=Callable[..., Any])
 
 # kind -> (names of the required arguments, what a call looks like)
@@ -491,29 +530,9 @@ def _as_close(name: str, option: str, other: str) -> bool:
 
 
 @overload
-def map(
-    function: F,
-    /,
-    *,
-    name: str | None = None,
-    grouping: Grouping = "split",
-    init: Callable[..., Any] | None = None,
-    done: Callable[..., Any] | None = None,
-    concurrent: bool = False,
-    reader: Callable[..., Any] | None = None,
-) -> Stage: ...
+def map(function: F, /, **options: Unpack[MapOptions]) -> Stage: ...
 @overload
-def map(
-    function: None = None,
-    /,
-    *,
-    name: str | None = None,
-    grouping: Grouping = "split",
-    init: Callable[..., Any] | None = None,
-    done: Callable[..., Any] | None = None,
-    concurrent: bool = False,
-    reader: Callable[..., Any] | None = None,
-) -> Callable[[F], Stage]: ...
+def map(function: None = None, /, **options: Unpack[MapOptions]) -> Callable[[F], Stage]: ...
 @_known_options_only
 def map(
     function: F | None = None,
@@ -543,35 +562,9 @@ def map(
 
 
 @overload
-def reduce(
-    function: F,
-    /,
-    *,
-    name: str | None = None,
-    grouping: Grouping = "group_label",
-    combine: bool = False,
-    combiner: Callable[..., Any] | None = None,
-    partitioner: Callable[[Any, int], int] | None = None,
-    sort: bool = True,
-    init: Callable[..., Any] | None = None,
-    done: Callable[..., Any] | None = None,
-    concurrent: bool = False,
-) -> Stage: ...
+def reduce(function: F, /, **options: Unpack[ReduceOptions]) -> Stage: ...
 @overload
-def reduce(
-    function: None = None,
-    /,
-    *,
-    name: str | None = None,
-    grouping: Grouping = "group_label",
-    combine: bool = False,
-    combiner: Callable[..., Any] | None = None,
-    partitioner: Callable[[Any, int], int] | None = None,
-    sort: bool = True,
-    init: Callable[..., Any] | None = None,
-    done: Callable[..., Any] | None = None,
-    concurrent: bool = False,
-) -> Callable[[F], Stage]: ...
+def reduce(function: None = None, /, **options: Unpack[ReduceOptions]) -> Callable[[F], Stage]: ...
 @_known_options_only
 def reduce(
     function: F | None = None,
@@ -613,31 +606,9 @@ def reduce(
 
 
 @overload
-def stage(
-    function: F,
-    /,
-    *,
-    name: str | None = None,
-    grouping: Grouping = "group_label",
-    partitioner: Callable[[Any, int], int] | None = None,
-    init: Callable[..., Any] | None = None,
-    done: Callable[..., Any] | None = None,
-    concurrent: bool = False,
-    reader: Callable[..., Any] | None = None,
-) -> Stage: ...
+def stage(function: F, /, **options: Unpack[StageOptions]) -> Stage: ...
 @overload
-def stage(
-    function: None = None,
-    /,
-    *,
-    name: str | None = None,
-    grouping: Grouping = "group_label",
-    partitioner: Callable[[Any, int], int] | None = None,
-    init: Callable[..., Any] | None = None,
-    done: Callable[..., Any] | None = None,
-    concurrent: bool = False,
-    reader: Callable[..., Any] | None = None,
-) -> Callable[[F], Stage]: ...
+def stage(function: None = None, /, **options: Unpack[StageOptions]) -> Callable[[F], Stage]: ...
 @_known_options_only
 def stage(
     function: F | None = None,
