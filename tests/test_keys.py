@@ -164,7 +164,9 @@ def test_a_numpy_key_without_a_canonical_form_is_named_with_its_fix() -> None:
 
     from discodsl.worker.partition import check_grouped
 
-    with pytest.raises(StageError, match=r"\(numpy\.bool\).*\(key\.item\(\)\) where"):
+    with pytest.raises(
+        StageError, match=r"\(numpy\.bool\).*holds \(key\.item\(\)\) where it is yielded,"
+    ):
         check_grouped(numpy.bool_(True), "total")
 
 

@@ -495,7 +495,7 @@ def _type_name(key: Any) -> str:
 def _key_fix(key: Any) -> str:
     """What to make of a key that has no canonical form."""
     if type(key).__module__.split(".")[0] == "numpy" and hasattr(key, "item"):
-        return "make it the Python value it holds where it is yielded (key.item())"
+        return "make it the Python value it holds (key.item())"
     return (
         "make the key a str, a number or a tuple of them (e.g. str(key) or a tuple of its fields)"
     )
