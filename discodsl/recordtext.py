@@ -56,11 +56,8 @@ def _plain(value: Any) -> Any:
     """A str, int or float of a subclass that only holds one (numpy's str_ and float64),
     or an integer of another library's type (numpy's int64), as that plain value; an Enum
     member, or any other value, as it is."""
-    kind = type(value)
-    if kind in _PLAIN_TYPES or isinstance(value, Enum):
+    if type(value) in _AS_THEY_ARE or isinstance(value, Enum):
         return value
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, _PLAIN_TYPES):
         return next(base for base in _PLAIN_TYPES if isinstance(value, base))(value)
     if isinstance(value, numbers.Integral):  # numpy's int64, which is no int
@@ -69,6 +66,7 @@ def _plain(value: Any) -> Any:
 
 
 _PLAIN_TYPES = (str, int, float)
+_AS_THEY_ARE = frozenset({str, int, float, bool})
 
 
 def _tsv_field(value: Any) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from discodsl import indexes, places
 from discodsl.errors import JobError
+from discodsl.jobstatus import command_line
 from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.opening import Node
@@ -187,7 +188,7 @@ class Results:
             return JobError(
                 f"the results of {self.jobname!r} were closed: read them before close() (or "
                 "the end of their `with` block); the job's files stay on its master until it "
-                f"is purged: `discodsl results {self.jobname} --master URL` prints them"
+                f"is purged: `{command_line(f'results {self.jobname}', 'URL')}` prints them"
             )
         return JobError(
             f"the results of {self.jobname!r} were closed, which removed their files: "
