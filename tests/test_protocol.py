@@ -571,6 +571,44 @@ def test_outputs_sent_ahead_of_done_wait_for_replies_only_before_the_last_batch(
         os.close(fd)
 
 
+def test_a_master_hanging_up_as_done_is_written_gets_a_success_exit() -> None:
+    """A master that reads DONE and closes our input at once (the local runner, a test
+    driver) while the main thread is between writing DONE and marking the task ended: the
+    watch thread's verdict waits for the final write, and is 0, not MASTER_GONE (CI saw a
+    worker exit 1 after its DONE)."""
+    to_master, from_worker = os.pipe()
+    to_worker, from_master = os.pipe()
+    channel = runtime.Channel(to_worker, from_worker)
+    channel.side.send(Worker(1))
+    channel.side.receive_data(b'OK 4 "ok"\n')
+    assert channel.side.next_event() == Ok()
+    written, release = threading.Event(), threading.Event()
+    write = channel._write
+
+    def write_then_pause(data: bytes) -> None:
+        write(data)
+        written.set()
+        release.wait(10)
+
+    channel._write = write_then_pause  # type: ignore[method-assign]
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    try:
+        ending = pool.submit(channel.final, Done())
+        assert written.wait(10)
+        verdict = pool.submit(channel.exit_status_at_hangup)
+        time.sleep(0.2)
+        release.set()
+        assert ending.result(10) is None
+        assert verdict.result(10) == 0
+        unended = runtime.Channel(to_worker, from_worker)
+        assert unended.exit_status_at_hangup() == runtime.MASTER_GONE
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+        for fd in (from_worker, to_worker, from_master, to_master):
+            os.close(fd)
+
+
 def test_text_with_a_lone_surrogate_goes_as_its_escape_and_a_pair_as_itself() -> None:
     """A stage's error naming a file decoded with surrogateescape: a Disco master refused the
     FATAL frame carrying it, and the error it carried was lost."""

@@ -125,6 +125,16 @@ class Channel:
             self._write(b"".join(self.side.send(m) for m in (*ahead[last:], message)))
             self.ended = True
 
+    def exit_status_at_hangup(self) -> int:
+        """The exit status for a worker whose master closed its end: 0 once the task's last
+        frame is sent, else MASTER_GONE. A master may close as soon as it reads DONE, while
+        the main thread, which wrote it, holds the lock to mark the task ended: wait for
+        that (bounded: a master gone makes any write or read under the lock fail at once).
+        """
+        if self.lock.acquire(timeout=5):
+            self.lock.release()
+        return 0 if self.ended else MASTER_GONE
+
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -443,8 +453,9 @@ def _end_on_hangup(channel: Channel) -> None:
     poller.register(channel.read_fd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
     while not poller.poll():
         pass
+    status = channel.exit_status_at_hangup()
     _kill_own_children()
-    os._exit(0 if channel.ended else MASTER_GONE)
+    os._exit(status)
 
 
 def _kill_own_children() -> None:
