@@ -258,8 +258,17 @@ def installed(path: str) -> bool:
 
 
 # cloudpickle's by-value registry is one for the process: runs submitted from several
-# threads take turns, so that one never unregisters a module another is pickling.
+# threads take turns, so that one never unregisters a module another is pickling. A fork
+# waits for its turn too: a child forked while another thread held it would start with the
+# lock held by a thread it does not have, and its first run, which pickles, would wait for
+# good (and the registry would be half changed).
 _REGISTRY = threading.RLock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_REGISTRY.acquire,
+        after_in_parent=_REGISTRY.release,
+        after_in_child=_REGISTRY.release,
+    )
 
 
 @contextmanager

@@ -158,3 +158,56 @@ def test_a_child_forked_while_a_thread_starts_the_first_run_can_run_jobs(tmp_pat
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"]
+
+
+@pytest.mark.parametrize("runner", ["inline", "local"])
+def test_a_child_forked_while_another_thread_pickles_a_job_can_run_jobs(
+    tmp_path: Path, runner: str
+) -> None:
+    # cloudpickle's by-value registry is taken in turns under a lock: a fork while another
+    # thread held it left the child a lock held by a thread it does not have, and its own
+    # run, which pickles its job, waited for good (CI saw the test above hang once).
+    script = tmp_path / "forks.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing, os, sys, threading, time
+            from tests import jobs
+
+            READ, WRITE = os.pipe()
+
+            class Slow:  # pickles slowly, and says when it starts
+                def __reduce__(self):
+                    os.write(WRITE, b"x")
+                    time.sleep(1.0)
+                    return (Slow, ())
+
+            def child():
+                print(sorted(jobs.wordcount.run(["raw://a b a"], mode=sys.argv[1])), flush=True)
+
+            if __name__ == "__main__":
+                slow = jobs.wordcount.with_options(params={"slow": Slow()})
+                threading.Thread(
+                    target=lambda: slow.run(["raw://x"], mode="inline"), daemon=True
+                ).start()
+                os.read(READ, 1)
+                process = multiprocessing.get_context("fork").Process(target=child)
+                process.start()
+                process.join(20)
+                if process.is_alive():
+                    process.kill()
+                    sys.exit("the child hung")
+            """
+        )
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(script), runner],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"]
