@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -471,6 +472,30 @@ def test_record_urls_of_results_closed_since_are_refused_saying_why(mode: str) -
     kept = jobs.wordcount.run(["raw://x y x"], mode=mode, progress=False)
     again = jobs.histogram.run(kept.record_urls(), mode=mode, progress=False)
     assert dict(again) == {1: ["y"], 2: ["x"]}
+
+
+def test_a_local_runs_kill_watch_does_not_keep_the_run_or_its_results_alive() -> None:
+    # The run's kill watch held the run, and so its results, until its next poll: dropped
+    # results were removed a moment later, in the middle of the next run reading them (a
+    # run in five failed its tasks on a missing file, not on the documented refusal).
+    run = jobs.sleepy.submit(["raw://x"], mode="local", progress=False, params={"seconds": 1})
+    name = f"discodsl kill watch {run.jobname}"
+    watch = next(thread for thread in threading.enumerate() if thread.name == name)
+    frame = sys._current_frames().get(watch.ident or 0)
+    held = [*getattr(watch, "_args", ()), *getattr(watch, "_kwargs", {}).values()]
+    while frame is not None:
+        held += frame.f_locals.values()
+        frame = frame.f_back
+    assert not any(value is run for value in held)
+    for _ in range(5):
+        dropped = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+        files = [urls.file_path(url) for replicas in dropped.record_urls() for url in replicas]
+        assert files and all(path and os.path.exists(path) for path in files)
+        alive = weakref.ref(dropped)
+        del dropped
+        assert alive() is None
+        assert not any(os.path.exists(path) for path in files if path)
+    assert list(run.wait(timeout=60)) == [("x", 1)]
 
 
 def test_indexes_of_local_results_closed_since_are_refused_saying_why() -> None:

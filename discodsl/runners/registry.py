@@ -38,6 +38,7 @@ import socket
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -158,9 +159,14 @@ def register(run: Run, stages: Sequence[str]) -> None:
         log.warning("discodsl: local run %s not registered in %s: %s", run.jobname, directory, exc)
         return
     run.log.attach(entry.add)
+    ended = threading.Event()
     run.on_end(entry.finish)
+    run.on_end(lambda _: ended.set())
     threading.Thread(
-        target=_watch, args=(run, entry), name=f"discodsl kill watch {run.jobname}", daemon=True
+        target=_watch,
+        args=(weakref.ref(run), ended, entry),
+        name=f"discodsl kill watch {run.jobname}",
+        daemon=True,
     ).start()
 
 
@@ -179,11 +185,15 @@ def _due(stamp: Path) -> bool:
     return True
 
 
-def _watch(run: Run, entry: _Entry) -> None:
-    """Kill ``run`` when its entry asks for it, until the run ends."""
-    while not run.ended(KILL_POLL):
+def _watch(run: weakref.ref[Run], ended: threading.Event, entry: _Entry) -> None:
+    """Kill ``run`` when its entry asks for it, until the run ends (``ended``). The run is
+    held weakly: results no one else holds are removed when dropped, not at this thread's
+    next look, which may come in the middle of a next run that reads them."""
+    while not ended.wait(KILL_POLL):
         if entry.kill_requested():
-            run.kill()
+            going = run()
+            if going is not None:
+                going.kill()
             return
 
 
