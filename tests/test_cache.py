@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discodsl import JobDead, JobError, TaskFailed
+from discodsl import JobDead, JobError, SettingsError, TaskFailed
 from discodsl.caching import reuse, store
 from discodsl.ddfs import DDFS
 from tests import cache_jobs
@@ -395,25 +395,30 @@ def test_stages_that_cannot_be_pickled_run_without_the_cache(
         unpicklable.run([text], mode="local", cache=True)
 
 
-@pytest.mark.parametrize("value", ["lots", "-1", "1T"])
-def test_a_bad_size_limit_says_what_to_write(
-    value: str, marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mode", ["inline", "local"])
+@pytest.mark.parametrize("value", ["lots", "-1", "1T", "1.5", ".5G"])
+def test_a_bad_size_limit_says_what_to_write_before_any_task_runs(
+    value: str, mode: str, marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # It was read when the first stage was kept: that stage's work was lost, and on a
+    # master the whole job ran before the client said so.
     monkeypatch.setenv("DISCODSL_CACHE_SIZE", value)
-    with pytest.raises(Exception, match=r"DISCODSL_CACHE_SIZE=.* is not a size: give bytes"):
-        cache_jobs.wordcount(marks).run([text], mode="inline", cache=True)
+    with pytest.raises(SettingsError, match=r"DISCODSL_CACHE_SIZE=.* is not a size: give bytes"):
+        cache_jobs.wordcount(marks).submit([text], mode=mode, cache=True)
+    assert os.listdir(marks) == []
 
 
-@pytest.mark.parametrize("value", ["500M", "2G", "1024", "64k"])
-def test_sizes_with_units(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("500M", 500 << 20), ("2G", 2 << 30), ("1024", 1024), ("64k", 64 << 10)]
+    + [("1.5G", 3 << 29), ("0.5 MiB", 1 << 19), ("2.5K", 2560)],
+)
+def test_sizes_with_units(value: str, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCODSL_CACHE_SIZE", value)
-    number, unit = int(value.rstrip("MGkK")), value[-1].upper()
-    assert store.limit() == number * {"M": 1024**2, "G": 1024**3, "K": 1024}.get(unit, 1)
+    assert store.limit() == size
 
 
 def test_a_bad_cache_by_names_the_choices() -> None:
-    from discodsl import SettingsError
-
     with pytest.raises(SettingsError, match="use 'stat' or 'content'"):
         cache_jobs.wordcount("/nowhere").with_options(cache_by="mtime")
 

@@ -133,13 +133,13 @@ def limit() -> int:
     text = os.environ.get(SIZE_ENV, "").strip()
     if not text:
         return DEFAULT_LIMIT
-    match = re.fullmatch(r"(\d+)\s*([KMG]?)i?B?", text, re.IGNORECASE)
-    if match is None:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG]?)i?B?", text, re.IGNORECASE)
+    if match is None or ("." in match.group(1) and not match.group(2)):
         raise SettingsError(
             f"{SIZE_ENV}={text!r} is not a size: give bytes, or a number with K, M or G "
-            f"(e.g. {SIZE_ENV}=500M; 0 keeps nothing)"
+            f"(e.g. {SIZE_ENV}=500M or 1.5G; 0 keeps nothing)"
         )
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 def load(key: str, directory: Path | None = None) -> Entry | None:

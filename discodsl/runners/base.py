@@ -171,8 +171,9 @@ class Runner:
         """The plan with its stage keys, and what an earlier identical run left to reuse.
         The results of a cached run stand in the key as that run's last key, whether they
         were served or made; other inputs by what they resolve to."""
-        from discodsl.caching import keys, reuse
+        from discodsl.caching import keys, reuse, store
 
+        store.limit()  # a bad $DISCODSL_CACHE_SIZE is said now, not once a stage is done
         stages = plan.spec.stages
         where = self._where()
         inputs: list[list[str]] = []
