@@ -165,7 +165,9 @@ def test_wait_results_and_purge_of_a_local_run_from_another_shell(
     err = capsys.readouterr().err
     assert f"local run {name} ended dead" in err and f"`discodsl events {name}`" in err
     assert main(["results", "--local", name]) == 1
-    assert "its files are removed when it ends" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "its files are removed when it ends" in err
+    assert "run it with -o FILE" in err and "run the same command again, with --cache" in err
     assert main(["purge", "--local", name]) == 0
     assert "nothing left to purge (a failed run's files went when it" in capsys.readouterr().out
 

@@ -191,8 +191,9 @@ def cmd_results(args: argparse.Namespace) -> int:
         raise SettingsError(
             f"{local_run(args).name} is a local run: its records went to the process that "
             "ran it, and its files are removed when it ends, so there is nothing to print; "
-            "to keep records, run with -o FILE (or --cache, to keep its stages), or on a "
-            "Disco master"
+            "to keep its records, run it with -o FILE (a run with --cache is served from the "
+            "cache when run again: run the same command again, with --cache, to print them), "
+            "or on a Disco master"
         )
     stdio.check_writable(args.output)
     with cluster_for(args) as conn:
