@@ -32,6 +32,7 @@ into the stdlib ``JobSpec``.
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import re
 import types
@@ -97,8 +98,8 @@ class JobOptions:
         le=MAX_PARTITIONS,  # a map task keeps a list per partition
         description="reduce partitions (labels) per stage; None: not partitioned, as in Disco "
         "(one output per task, labelled 0, so one task per label-grouped stage)",
-        fix="use an integer >= 1, e.g. partitions=4, or None for no partitioning "
-        "(what partitions=0 means in Disco)",
+        fix=f"use an integer from 1 to {MAX_PARTITIONS:,}, e.g. partitions=4, or None for no "
+        "partitioning (what partitions=0 means in Disco)",
     )
     params: Any = option(  # noqa: RUF009 (option() is a dataclasses.field())
         None, description="passed to stage functions that take `params`"
@@ -195,6 +196,18 @@ class JobOptions:
         copy = object.__new__(JobOptions)
         vars(copy).update(vars(self), **(update or {}))
         return copy
+
+
+def _listed(options: type) -> str:
+    """The class's docstring with every option, its default and what it does, for help()."""
+    lines = [inspect.cleandoc(options.__doc__ or ""), "", "Options:", ""]
+    for spec in fields(options):
+        default = "{}" if spec.default is MISSING else repr(spec.default)
+        lines.append(f"- ``{spec.name}`` (default {default}): {spec.metadata['description']}")
+    return "\n".join(lines) + "\n"
+
+
+JobOptions.__doc__ = _listed(JobOptions)
 
 
 class JobKeywords(typing.TypedDict, total=False):
@@ -437,7 +450,7 @@ def _settings_error(exc: ValidationError) -> SettingsError:
         close = difflib.get_close_matches(name, option_names(), n=1)
         guess = disco_name(name) or (f" (did you mean {close[0]!r}?)" if close else "")
         return SettingsError(f"unknown job option {field_path!r}{guess}: the options are {known}")
-    fix = _fix(name) or "see help(discodsl.JobOptions)"
+    fix = _fix(name) or "see help(discodsl.JobOptions), which lists them"
     value = first.get("input")
     return SettingsError(f"job option {field_path}={value!r} is invalid ({first['msg']}): {fix}")
 
@@ -453,4 +466,8 @@ def _fix(name: str) -> str:
 
 
 # What an option of a type takes, for options whose own fix says no more.
-_TYPE_FIXES = {"bool": "use True or False", "str | None": "use a string, or None"}
+_TYPE_FIXES = {
+    "bool": "use True or False",
+    "bool | None": "use True, False, or None",
+    "str | None": "use a string, or None",
+}

@@ -410,8 +410,10 @@ def test_a_bad_size_limit_says_what_to_write_before_any_task_runs(
 
 @pytest.mark.parametrize(
     ("value", "size"),
-    [("500M", 500 << 20), ("2G", 2 << 30), ("1024", 1024), ("64k", 64 << 10)]
-    + [("1.5G", 3 << 29), ("0.5 MiB", 1 << 19), ("2.5K", 2560)],
+    [
+        *[("500M", 500 << 20), ("2G", 2 << 30), ("1024", 1024), ("64k", 64 << 10)],
+        *[("1.5G", 3 << 29), ("0.5 MiB", 1 << 19), ("2.5K", 2560)],
+    ],
 )
 def test_sizes_with_units(value: str, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCODSL_CACHE_SIZE", value)

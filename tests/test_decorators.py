@@ -810,9 +810,11 @@ def test_empty_pipeline_refused() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"partitions": 0}, "partitions=0 is invalid.*use an integer >= 1.*or None"),
+        ({"partitions": 0}, "partitions=0 is invalid.*use an integer from 1 to.*or None"),
         ({"partitions": 1.0}, "partitions=1.0 is invalid"),
-        ({"partitions": 10**7}, "partitions=10000000 is invalid.*less than or equal to 100000"),
+        ({"partitions": 10**7}, "partitions=10000000 is invalid.*use an integer from 1 to 100,000"),
+        ({"progress": "no"}, r"progress='no' is invalid.*: use True, False, or None$"),
+        ({"owner": 5}, "owner=5 is invalid.*: use a string, or None"),
         ({"partitions": "many"}, "partitions='many' is invalid"),
         ({"memory_budget": 10}, "memory_budget=10 is invalid"),
         ({"prefix": "a.b"}, "prefix='a.b' is invalid.*letters, digits and underscores"),
@@ -823,6 +825,18 @@ def test_empty_pipeline_refused() -> None:
 def test_bad_options_fail_at_decoration(options: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         job(**options)
+
+
+def test_help_on_job_options_lists_every_option_with_what_it_does() -> None:
+    # Errors send users there; it showed the signature alone.
+    import pydoc
+
+    from discodsl import JobOptions
+
+    text = " ".join(pydoc.render_doc(JobOptions, renderer=pydoc.plaintext).split())
+    for spec in dataclasses.fields(JobOptions):
+        description = " ".join(str(spec.metadata["description"]).split())
+        assert f"``{spec.name}`` (default " in text and description in text, spec.name
 
 
 def test_options_validated_again_at_run() -> None:

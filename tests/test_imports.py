@@ -108,14 +108,14 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     (
         {"partitions": 0},
         "job option partitions=0 is invalid (Input should be greater than or equal to 1): use "
-        "an integer >= 1, e.g. partitions=4, or None for no partitioning (what partitions=0 "
-        "means in Disco)",
+        "an integer from 1 to 100,000, e.g. partitions=4, or None for no partitioning (what "
+        "partitions=0 means in Disco)",
     ),
     (
         {"partitions": True},
         "job option partitions=True is invalid (Input should be a valid integer): use an "
-        "integer >= 1, e.g. partitions=4, or None for no partitioning (what partitions=0 means "
-        "in Disco)",
+        "integer from 1 to 100,000, e.g. partitions=4, or None for no partitioning (what "
+        "partitions=0 means in Disco)",
     ),
     (
         {"memory_budget": 10},
@@ -184,8 +184,8 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     (
         {"bogus": 1, "partitions": 0},
         "job option partitions=0 is invalid (Input should be greater than or equal to 1): use "
-        "an integer >= 1, e.g. partitions=4, or None for no partitioning (what partitions=0 "
-        "means in Disco)",
+        "an integer from 1 to 100,000, e.g. partitions=4, or None for no partitioning (what "
+        "partitions=0 means in Disco)",
     ),
 ]
 
