@@ -717,13 +717,21 @@ def test_results_to_a_reader_that_leaves_end_quietly(
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("argv", [["run", WORDCOUNT], ["run", "--inline", WORDCOUNT, "--json"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", WORDCOUNT],
+        ["run", "--inline", WORDCOUNT, "--json"],
+        ["jobpack", "build", WORDCOUNT, "-o", "job.pack"],  # it gave Python's advice, exit 1
+    ],
+)
 def test_run_without_inputs_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     out, err = run(capsys, *argv, status=2)
     assert out == ""
-    assert "usage: discodsl run" in err and "required: INPUT" in err
+    assert f"usage: discodsl {'jobpack build' if argv[0] == 'jobpack' else 'run'}" in err
+    assert "required: INPUT" in err
 
 
 @pytest.mark.parametrize("flag", [[], ["--local"]])

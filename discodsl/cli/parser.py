@@ -259,9 +259,7 @@ def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
     packs = pack.add_subparsers(metavar="ACTION", required=True)
     build = packs.add_parser("build", parents=[common], help="write a job's jobpack to a file")
     build.add_argument("job", type=_job_spec, metavar="MODULE:JOB", help=JOB_HELP)
-    build.add_argument(
-        "inputs", nargs="*", default=[], metavar="INPUT", help="paths, globs or URLs"
-    )
+    build.add_argument("inputs", nargs="+", metavar="INPUT", help="paths, globs or URLs")
     build.add_argument(
         "-o", "--output", metavar="FILE", required=True, help="where to write the jobpack"
     )
