@@ -802,6 +802,9 @@ def test_the_cli_names_a_missing_local_run(capsys: pytest.CaptureFixture[str]) -
     assert main(["status", "nosuch@1:2:3"]) == 1
     err = capsys.readouterr().err
     assert "no local run named 'nosuch@1:2:3'" in err and "discodsl jobs" in err
+    assert main(["status", "@?nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no local run whose name contains 'nosuch'" in err and "discodsl jobs" in err
 
 
 def test_one_process_a_minute_cleans_the_registry(runs_dir: Path) -> None:

@@ -295,8 +295,9 @@ def find(text: str, directory: Path | None = None) -> LocalRun:
                 f"the entry of local run {text!r} is damaged ({entry} is not a run's JSON): "
                 f"its run cannot be watched; remove {entry.parent}"
             )
+        named = f"whose name contains {text[2:]!r}" if text.startswith("@?") else f"named {text!r}"
         raise JobError(
-            f"no local run named {text!r} is registered in {where}: list them with "
+            f"no local run {named} is registered in {where}: list them with "
             "`discodsl jobs --local` (a finished run's entry is kept for a day)"
         )
     return found[0]
