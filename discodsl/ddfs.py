@@ -73,6 +73,12 @@ def check_name(name: str, what: str = "DDFS tag name", longest: int | None = TAG
 def tag_name(url_or_name: str) -> str:
     """``tag://NAME`` or ``NAME`` -> ``NAME`` (validated)."""
     name = urls.tag_name(url_or_name)  # tag://NAME, or tag://HOST/NAME as Disco allows
+    meant = url_or_name.rstrip("/")
+    if name == "" and urls.tag_name(meant):
+        raise ClientError(
+            f"{url_or_name!r} ends with '/': write {meant!r} (a tag's name is what follows "
+            "the last '/')"
+        )
     return check_name(url_or_name if name is None else name)
 
 

@@ -573,6 +573,17 @@ def test_bad_tag_names_are_refused_before_sending(
     assert replay.received == []
 
 
+@pytest.mark.parametrize("url", ["tag://data:texts/", "tag://host/data:texts//"])
+def test_a_tag_url_with_a_trailing_slash_is_told_to_drop_it(
+    url: str, replay: ReplayServer, ddfs: DDFS
+) -> None:
+    # It was refused as the tag '' and told e.g. 'data': neither the user's.
+    told = r"ends with '/': write 'tag://(host/)?data:texts' \(a tag's name"
+    with pytest.raises(ClientError, match=told):
+        ddfs.get_tag(url)
+    assert replay.received == []
+
+
 def test_pushing_a_directory_or_nothing_is_refused_before_sending(
     replay: ReplayServer, ddfs: DDFS, tmp_path: Path
 ) -> None:
