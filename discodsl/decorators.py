@@ -360,6 +360,8 @@ def _params_misplaced(
     """The message for ``params`` among the first parameters, or Disco's classic reduce."""
     required = SHAPES[kind][0]
     names = _positional_names(signature)
+    if kind == "reduce" and (names[1:2] == ["out"] or names[1:] == ["params"]):
+        return _classic_reduce(function, name, names)
     if "params" in names[: len(required)]:
         others = [n for n in names if n != "params"]
         # Its own names moved round if it has enough, else the names a call fills.
@@ -369,8 +371,6 @@ def _params_misplaced(
             f"({', '.join(required)}, params): `params` comes last, write "
             f"`def {getattr(function, '__name__', name)}({fixed})`"
         )
-    if kind == "reduce" and names[1:2] == ["out"]:
-        return _classic_reduce(function, name, names)
     return None
 
 
@@ -433,12 +433,18 @@ def _arity_fix(function: Callable[..., Any], kind: str, name: str, names: list[s
 
 
 def _classic_reduce(function: Callable[..., Any], name: str, names: list[str]) -> str:
-    """The message for Disco's classic ``reduce(iter, out, params)`` given to ``@reduce``."""
+    """The message for Disco's classic ``reduce(iter, out, params)`` or ``reduce(iter,
+    params)`` given to ``@reduce``."""
     called = getattr(function, "__name__", name)
+    classic, given, made = (
+        ("iter, out, params", "an output object", "yields pairs where Disco's called out.add")
+        if names[1:2] == ["out"]
+        else ("iter, params", "its records (kvgroup(sorted(iter)))", "yields pairs")
+    )
     return (
-        f"reduce {name!r} takes ({', '.join(names)}), Disco's classic reduce(iter, out, "
-        "params), called once per partition with an output object; a @reduce is called once "
-        f"per key, with that key's values, and yields pairs where Disco's called out.add: "
+        f"reduce {name!r} takes ({', '.join(names)}), Disco's classic reduce({classic}), "
+        f"called once per partition with {given}; a @reduce is called once per key, with "
+        f"that key's values, and {made}: "
         f"write `def {called}(key, values, params): yield key, ...`, or for a whole partition "
         f"at once `@stage(grouping='group_label') def {called}(records, params)` (its records "
         "unsorted)"

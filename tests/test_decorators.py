@@ -340,6 +340,21 @@ def test_a_disco_classic_reduce_with_an_output_object_is_refused_at_declaration(
     assert "@stage(grouping='group_label') def nop_reduce(records, params)" in message
 
 
+def test_a_disco_classic_reduce_of_an_iterator_is_told_what_a_reduce_is() -> None:
+    # Disco's tutorial's reduce(iter, params), kvgroup and all: told only to move `params`,
+    # a user kept a body that iterates a whole partition over one key's values.
+    def fun_reduce(iter: Any, params: Any) -> Any:
+        yield from iter
+
+    with pytest.raises(JobError) as info:
+        reduce(fun_reduce)
+    message = str(info.value)
+    assert "takes (iter, params), Disco's classic reduce(iter, params)" in message
+    assert "called once per partition with its records" in message
+    assert "write `def fun_reduce(key, values, params): yield key, ...`" in message
+    assert "@stage(grouping='group_label') def fun_reduce(records, params)" in message
+
+
 def test_a_disco_map_reader_is_told_what_to_drop() -> None:
     def map_reader(fd: Any, size: int, url: str, params: Any) -> Any:
         return fd
@@ -479,8 +494,6 @@ def test_params_go_by_keyword_where_the_function_itself_takes_it(function: Any, 
         (map, lambda params, line: [], "def <lambda>(line, params)"),
         (map, _params_first, "def _params_first(line, params)"),
         (reduce, lambda key, params, values: [], "def <lambda>(key, values, params)"),
-        # Disco's classic reduce(iter, params): too few names of its own to move round
-        (reduce, lambda iter, params: [], "def <lambda>(key, values, params)"),
         (stage, lambda params: [], "def <lambda>(records, params)"),
     ],
 )
