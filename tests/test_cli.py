@@ -837,6 +837,23 @@ def test_a_master_in_home_disco_is_used(
     assert len(disco_master.jobs.jobs) == 1 and "ready" in out
 
 
+@pytest.mark.parametrize("mode", ["--local", "--inline"])
+def test_a_run_here_reads_tags_of_the_master_given_as_the_api_does(
+    nothing_configured: None,
+    disco_master: DiscoMaster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+) -> None:
+    # `--master URL run ... --local` was refused ("choose where the job runs"), though
+    # run(master=URL, mode="local") and DISCO_MASTER=URL with --local take it.
+    (tmp_path / "words.txt").write_text("a b c\nc a c\n")
+    run(capsys, "--master", disco_master.url, "ddfs", "push", "data:words", "words.txt")
+    out, _ = run(capsys, "--master", disco_master.url, "run", WORDCOUNT, "tag://data:words", mode)
+    assert records(out) == RECORDS
+    assert len(disco_master.jobs.jobs) == 0  # the job ran here
+
+
 def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")
     _, err = run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")

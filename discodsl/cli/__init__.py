@@ -67,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         if extra:  # told by the command's own parser: its usage, not every command's
             why = misplaced(args.parser, extra) or disco_flags(extra)
             args.parser.error(f"unrecognized arguments: {' '.join(extra)}{why}")
-        if getattr(args, "mode", None) and getattr(args, "master", None):
-            parser.error(f"--{args.mode} and --master: choose where the job runs")
         if json_wanted(args) and args.command in _WRITES_BYTES:
             args.parser.error(f"--json: {_WRITES_BYTES[args.command]}")
     except SystemExit as exc:  # --help, or a usage error argparse already printed
