@@ -633,7 +633,11 @@ def stage(
     when given, as for :func:`map`); the grouping says
     what a task gets: ``split`` (one input each), ``group_label`` (one
     partition each), ``group_all`` (everything, one task), ``group_node``,
-    ``group_node_label`` (per node, on a cluster).
+    ``group_node_label`` (per node, on a cluster). It yields ``(key, value)``
+    pairs; the label (partition) of each is chosen, from the key alone, by the
+    *next* stage's ``partitioner`` (``fn(key, n)``; default: a hash of the key
+    that is the same in every process), as for :func:`reduce`: this stage's
+    own ``partitioner`` labels what the stage before it yields.
     """
     options: dict[str, Any] = dict(
         grouping=grouping,
