@@ -34,8 +34,14 @@ def _corpus(data: Path, seed: str = "7") -> list[Path]:
     return sorted(p for p in data.rglob("*") if p.is_file())
 
 
-def test_the_parts_are_the_one_file_cut_at_line_starts(tmp_path: Path) -> None:
-    files = _corpus(tmp_path)
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The seed-7 corpus, made once for the module (the tests only read it)."""
+    return _corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_the_parts_are_the_one_file_cut_at_line_starts(corpus: list[Path]) -> None:
+    files = corpus
     whole = max(files, key=lambda p: p.stat().st_size)
     parts = sorted(p for p in files if p != whole)
     assert len(parts) == 3
@@ -44,8 +50,8 @@ def test_the_parts_are_the_one_file_cut_at_line_starts(tmp_path: Path) -> None:
     assert 150_000 < whole.stat().st_size <= 200_000
 
 
-def test_the_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
-    first = _corpus(tmp_path / "a")
+def test_the_same_seed_gives_the_same_bytes(corpus: list[Path], tmp_path: Path) -> None:
+    first = corpus
     again = _corpus(tmp_path / "b")
     other = _corpus(tmp_path / "c", seed="8")
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
@@ -58,9 +64,9 @@ def test_nothing_in_bench_reaches_outside_the_repository() -> None:
         assert "../shared" not in text and '"shared"' not in text, f"{path} refers to ../shared"
 
 
-def test_phases_times_every_phase_of_a_real_run(tmp_path: Path) -> None:
-    files = _corpus(tmp_path)
-    parts = sorted(p for p in files if p.parent != tmp_path)
+def test_phases_times_every_phase_of_a_real_run(corpus: list[Path]) -> None:
+    whole = max(corpus, key=lambda p: p.stat().st_size)
+    parts = sorted(p for p in corpus if p != whole)
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "phases.py"), *map(str, parts)],
         check=True,
@@ -101,9 +107,11 @@ def _peer_counts(script: str, parts: list[Path], out: Path, *flags: str) -> dict
     return counts
 
 
-def test_every_plain_python_peer_counts_what_the_corpus_holds(tmp_path: Path) -> None:
-    files = _corpus(tmp_path)
-    parts = sorted(p for p in files if p.parent != tmp_path)
+def test_every_plain_python_peer_counts_what_the_corpus_holds(
+    corpus: list[Path], tmp_path: Path
+) -> None:
+    whole = max(corpus, key=lambda p: p.stat().st_size)
+    parts = sorted(p for p in corpus if p != whole)
     expected: dict[str, int] = {}
     for part in parts:
         for word in part.read_text().split():
