@@ -513,7 +513,7 @@ try:
     wordcount.run(inputs=["raw://a b c"], master=NOWHERE)
 except ClientError as error:
     print(f"{type(error).__name__}: {error}")
-discodsl("--master", NOWHERE, "jobs")
+discodsl("--master", NOWHERE, "jobs");
 
 # %% [markdown]
 # ## Clean up
