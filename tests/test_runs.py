@@ -133,6 +133,33 @@ def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:
     assert "did, which stopped it: wait() for a run before the program ends" in lines[0]
 
 
+def test_a_program_that_ends_at_once_after_submitting_leaves_no_directory(
+    tmp_path: Path,
+) -> None:
+    # Its run's thread was still starting the job's zygote as the exit hook removed the
+    # process directory: the zygote's launcher made a file in it after, and the directory
+    # stayed (3 programs in 5).
+    script = textwrap.dedent("""
+        from tests import jobs
+
+        jobs.sleepy.submit(["raw://a", "raw://b"], mode="local", progress=False)
+    """)
+    for attempt in range(4):
+        temporary = tmp_path / str(attempt)
+        temporary.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**os.environ, "TMPDIR": str(temporary)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert "which stopped it" in done.stderr
+        assert sorted(os.listdir(temporary)) == [], attempt
+
+
 def test_a_program_that_ends_before_its_cluster_run_says_the_job_goes_on(cluster_env: str) -> None:
     script = textwrap.dedent("""
         from tests import jobs

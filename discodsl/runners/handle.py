@@ -369,6 +369,8 @@ def upstream_runs(inputs: Any) -> list[Run]:
     return []
 
 
+# Seconds the program's end waits for a local run it stopped to end (its workers killed).
+STOP_WAIT = 10.0
 # Runs working in threads of their own, which end with the program: named at its end if active.
 _BACKGROUND: weakref.WeakSet[Run] = weakref.WeakSet()
 _EXIT_HOOK = threading.Lock()
@@ -396,7 +398,11 @@ def forget_unfinished() -> None:
 
 def _say_unfinished() -> None:
     """At the program's end: name each run it ends (a cluster's job runs on); not one whose
-    watch stopped already (Ctrl-C, ``timeout=``), which said how its job goes on."""
+    watch stopped already (Ctrl-C, ``timeout=``), which said how its job goes on. A local
+    one is killed, and its end awaited (bounded), so that its workers are gone before the
+    process's directory is removed: a worker being started then would make a file in it
+    after, and the directory would stay."""
+    stopping = []
     for run in list(_BACKGROUND):
         if run._outcome is not None or run._killed.is_set():
             continue
@@ -409,6 +415,12 @@ def _say_unfinished() -> None:
             f"discodsl: the program ended before its {run.mode} run {run.jobname!r} did"
             f"{fate}: wait() for a run before the program ends"
         )
+        if run.mode == "local":
+            stopping.append(run)
+    for run in stopping:
+        run.kill()
+    for run in stopping:
+        run.ended(STOP_WAIT)
 
 
 # What a run's events (in memory, and in the registry's file) keep of its tasks' output
