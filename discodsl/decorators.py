@@ -22,6 +22,7 @@ from discodsl.options import JobKeywords, disco_name, option_names, validate_opt
 from discodsl.worker.errors import brief
 from discodsl.worker.spec import (
     GROUPINGS,
+    STAGE_NAME_MAX,
     STAGE_NAME_RULE,
     StageSpec,
     cleaned_stage_name,
@@ -141,7 +142,19 @@ def _stage_name(name: str | None, function: Callable[..., Any], kind: str) -> st
     """The stage's name: ``name`` if given (JobError if a Disco node cannot take it), else
     its function's, cleaned of what a node cannot take."""
     if name is None:
-        return cleaned_stage_name(_name_of(function, kind))
+        cleaned = cleaned_stage_name(_name_of(function, kind))
+        if len(cleaned) > STAGE_NAME_MAX:
+            raise JobError(
+                f"@{kind}: the stage {cleaned[:40]!r}... named after its function has "
+                f"{len(cleaned)} characters: a stage's name may have at most {STAGE_NAME_MAX} "
+                f"(a Disco node names the stage's files after it): give it a shorter name="
+            )
+        return cleaned
+    if isinstance(name, str) and len(name) > STAGE_NAME_MAX:
+        raise JobError(
+            f"@{kind}(name={name[:40]!r}...) has {len(name)} characters: a stage's name may "
+            f"have at most {STAGE_NAME_MAX} (a Disco node names the stage's files after it)"
+        )
     if not stage_name_ok(name):
         raise JobError(
             f"@{kind}(name={name!r}): a stage's name must be {STAGE_NAME_RULE} (a Disco "

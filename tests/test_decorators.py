@@ -781,6 +781,18 @@ def test_a_stage_name_a_disco_node_cannot_take_is_refused_when_declared(
         map(name=name)(lambda line: [(line, 1)])
 
 
+def test_a_stage_name_too_long_for_a_nodes_file_names_is_refused_when_declared() -> None:
+    # 230 characters ran inline, then failed locally on a bare OSError after every task, and
+    # 250 failed every task with advice about free space (a file name holds 255 bytes).
+    assert map(name="w" * 128)(lambda line: [(line, 1)]).name == "w" * 128
+    with pytest.raises(JobError, match=r"has 129 characters: a stage's name may have at most 128"):
+        map(name="w" * 129)(lambda line: [(line, 1)])
+    long = "w" * 200
+    exec(f"def {long}(line):\n    yield line, 1", namespace := {})
+    with pytest.raises(JobError, match=r"has 200 characters.*give it a shorter name="):
+        map(namespace[long])
+
+
 def test_a_functions_name_a_disco_node_cannot_take_names_its_stage_cleaned() -> None:
     def wörter(line: str) -> Any:
         yield line, 1

@@ -496,6 +496,7 @@ def test_a_zero_length_header_whose_crc_is_not_of_no_bytes_is_damage() -> None:
     [
         (errno.EMFILE, "raise the limit on open files (`ulimit -n`), or use fewer partitions"),
         (errno.EFBIG, "the size limit on files (`ulimit -f`)"),
+        (errno.ENAMETOOLONG, "the node's data directory (DISCO_DATA, or TMPDIR here) is too"),
         (errno.ENOSPC, "check free space and permissions on the node"),
     ],
 )

@@ -301,6 +301,8 @@ _WRITE_FIXES = {
     "at once (max_cores=)",
     errno.EFBIG: "the file reached the size limit on files (`ulimit -f`): raise it, or split "
     "the input into more tasks",
+    errno.ENAMETOOLONG: "the node's data directory (DISCO_DATA, or TMPDIR here) is too deep: "
+    "use a shorter path",
 }
 
 

@@ -49,7 +49,12 @@ _NOT_STAGE_CHAR = re.compile(f"[^{_STAGE_CHARS}]")
 # The longest job name prefix a Disco 0.5.4 master runs: with 200 characters (216 with its
 # "@..." suffix) each task's DONE failed on a real master's node (error:badarg), retried.
 PREFIX_MAX = 199
-STAGE_NAME_RULE = "ASCII letters, digits and punctuation other than '/', without spaces"
+# The longest stage name: a node names the stage's files after it (with up to 33 more
+# characters, "-TASK-LABEL-PID.partial"), and a file name holds 255 bytes.
+STAGE_NAME_MAX = 128
+STAGE_NAME_RULE = (
+    f"at most {STAGE_NAME_MAX} ASCII letters, digits and punctuation other than '/', without spaces"
+)
 
 
 def plain_function(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,7 +95,11 @@ def cleaned_prefix(name: str) -> str:
 
 def stage_name_ok(name: Any) -> TypeGuard[str]:
     """Whether ``name`` is a stage name every runner and a Disco 0.5.4 node take."""
-    return isinstance(name, str) and _STAGE_NAME.fullmatch(name) is not None
+    return (
+        isinstance(name, str)
+        and len(name) <= STAGE_NAME_MAX
+        and _STAGE_NAME.fullmatch(name) is not None
+    )
 
 
 def cleaned_stage_name(name: str) -> str:
