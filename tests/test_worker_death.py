@@ -383,6 +383,23 @@ def test_what_a_task_starts_in_a_session_of_its_own_is_killed_with_its_worker(
     assert daemons and not _still_alive(daemons)
 
 
+def test_without_the_fork_server_a_tasks_own_session_child_is_killed_as_disco_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Disco node ends a task with `pkill -9 -P <worker>`, then the worker: its children,
+    in sessions of their own too. Without the fork server only the worker's group was
+    killed, and the child outlived the run."""
+    monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    results = death_jobs.leaving_a_daemon.run(
+        ["raw://a", "raw://b"], mode="local", params=f"end {marks}", progress=False
+    )
+    assert sorted(results) == [("a", 1), ("b", 1)]
+    daemons = [int(pid) for pid in (marks / "daemons").read_text().split()]
+    assert len(daemons) == 2 and not _still_alive(daemons)
+
+
 def test_a_daemon_a_task_starts_runs_as_long_as_its_task(tmp_path: Path) -> None:
     """A daemon (forked twice) is an orphan while its task runs: the fork server, adopting
     orphans to kill what ended workers leave, must not take it for another's leftover."""

@@ -601,10 +601,14 @@ class _Conversation:
 
 def _signal(process: Worker) -> None:
     """SIGKILL the worker and what it started (its process group, while the worker is not
-    reaped: until then its pid and its group's are its own); its pipes stay open."""
+    reaped: until then its pid and its group's are its own), and first its children, in
+    sessions of their own too, as a Disco node's `pkill -9 -P`; its pipes stay open."""
     if isinstance(process, ForkedWorker):
         process.kill()
     elif process.returncode is None:
+        for child in zygote.children(process.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
 

@@ -235,7 +235,7 @@ class Zygote:
     def _kill_adopted(self) -> None:
         """SIGKILL (with its group) each child that is not a worker: one a task's worker
         left when it ended, which we adopted as its subreaper."""
-        for pid in _children():
+        for pid in children():
             if pid not in self.children:
                 _kill_group(pid)
 
@@ -269,15 +269,16 @@ def _prctl() -> Callable[[int, int], object] | None:
         return None
 
 
-def _children() -> list[int]:
-    """This process's children (Linux's /proc/self/task/*/children: one read a thread,
-    where a scan of /proc would read a file a process); none where it is not shown."""
+def children(pid: int | str = "self") -> list[int]:
+    """The children of process ``pid``, this one's by default (Linux's
+    /proc/PID/task/*/children: one read a thread, where a scan of /proc would read a file a
+    process); none where it is not shown."""
     found: list[int] = []
     with contextlib.suppress(OSError):
-        for thread in os.listdir("/proc/self/task"):
+        for thread in os.listdir(f"/proc/{pid}/task"):
             with (
                 contextlib.suppress(OSError, ValueError),
-                open(f"/proc/self/task/{thread}/children", "rb") as listed,
+                open(f"/proc/{pid}/task/{thread}/children", "rb") as listed,
             ):
                 found.extend(int(pid) for pid in listed.read().split())
     return found
