@@ -486,7 +486,7 @@ def test_a_run_whose_watch_stopped_is_followed_again_to_its_end(
             run.wait()
         timer.join()
     capsys.readouterr()
-    handle._say_unfinished()  # as at the program's end
+    handle._end_unfinished()  # as at the program's end
     assert "the program ended before" not in capsys.readouterr().err
     assert run.status == "active"
     assert dict(run.wait(timeout=60)) == {"a": 2, "b": 1}

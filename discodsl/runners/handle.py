@@ -379,8 +379,8 @@ _EXIT_HOOK = threading.Lock()
 def _watch_for_exit(run: Run) -> None:
     with _EXIT_HOOK:
         if not _BACKGROUND:
-            atexit.unregister(_say_unfinished)  # once, however many times it was emptied
-            atexit.register(_say_unfinished)
+            atexit.unregister(_end_unfinished)  # once, however many times it was emptied
+            atexit.register(_end_unfinished)
         _BACKGROUND.add(run)
 
 
@@ -396,7 +396,7 @@ def forget_unfinished() -> None:
         _BACKGROUND.clear()
 
 
-def _say_unfinished() -> None:
+def _end_unfinished() -> None:
     """At the program's end: name each run it ends (a cluster's job runs on); not one whose
     watch stopped already (Ctrl-C, ``timeout=``), which said how its job goes on. A local
     one is killed, and its end awaited (bounded), so that its workers are gone before the
