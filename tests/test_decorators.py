@@ -327,32 +327,33 @@ def test_options_of_another_stage_or_of_disco_pipelines_say_where_they_go(
         declare()
 
 
-def test_a_disco_classic_reduce_with_an_output_object_is_refused_at_declaration() -> None:
-    def nop_reduce(iter: Any, out: Any, params: Any) -> None:  # disco.worker.classic.func's
-        for key, value in iter:
-            out.add(key, value)
+def _disco_reduce_with_out(iter: Any, out: Any, params: Any) -> None:  # classic.func's nop
+    for key, value in iter:
+        out.add(key, value)
 
+
+def _disco_reduce_of_iter(iter: Any, params: Any) -> Any:  # Disco's tutorial's, kvgroup'd
+    yield from iter
+
+
+@pytest.mark.parametrize(
+    ("function", "takes", "given"),
+    [
+        (_disco_reduce_with_out, "iter, out, params", "an output object"),
+        # Told only to move `params`, a user kept a body iterating a whole partition.
+        (_disco_reduce_of_iter, "iter, params", "its records"),
+    ],
+)
+def test_a_disco_classic_reduce_is_told_what_a_reduce_is_at_declaration(
+    function: Any, takes: str, given: str
+) -> None:
     with pytest.raises(JobError) as info:
-        reduce(nop_reduce)
-    message = str(info.value)
-    assert "takes (iter, out, params), Disco's classic reduce(iter, out, params)" in message
-    assert "write `def nop_reduce(key, values, params): yield key, ...`" in message
-    assert "@stage(grouping='group_label') def nop_reduce(records, params)" in message
-
-
-def test_a_disco_classic_reduce_of_an_iterator_is_told_what_a_reduce_is() -> None:
-    # Disco's tutorial's reduce(iter, params), kvgroup and all: told only to move `params`,
-    # a user kept a body that iterates a whole partition over one key's values.
-    def fun_reduce(iter: Any, params: Any) -> Any:
-        yield from iter
-
-    with pytest.raises(JobError) as info:
-        reduce(fun_reduce)
-    message = str(info.value)
-    assert "takes (iter, params), Disco's classic reduce(iter, params)" in message
-    assert "called once per partition with its records" in message
-    assert "write `def fun_reduce(key, values, params): yield key, ...`" in message
-    assert "@stage(grouping='group_label') def fun_reduce(records, params)" in message
+        reduce(function)
+    message, name = str(info.value), function.__name__
+    assert f"takes ({takes}), Disco's classic reduce({takes})" in message
+    assert f"called once per partition with {given}" in message
+    assert f"write `def {name}(key, values, params): yield key, ...`" in message
+    assert f"@stage(grouping='group_label') def {name}(records, params)" in message
 
 
 def test_a_disco_map_reader_is_told_what_to_drop() -> None:
