@@ -73,7 +73,7 @@ def pickle_job(spec: JobSpec) -> bytes:
         try:
             data = _dumps(spec)
         except _RunsAJob as exc:
-            raise PicklingError(
+            raise StageRunsAJob(
                 f"job {spec.name!r} has a stage that refers to the job {exc.args[0]!r}: a stage "
                 "cannot run a job (its workers have no client to run one with); chain jobs "
                 "instead, passing one's results as the next one's inputs, or do the work in "
@@ -175,6 +175,11 @@ _TYPE_NAMES: tuple[type, ...] = (
 
 class _RunsAJob(Exception):
     """A job, which a stage refers to (to run it), met while pickling the stages."""
+
+
+class StageRunsAJob(PicklingError):
+    """A stage refers to a job, to run it: no runner can run that (not even inline, on the
+    stages as they are), so no runner falls back on anything."""
 
 
 class _Shadowing(Exception):

@@ -18,7 +18,6 @@ import pytest
 
 from discodsl import (
     DataError,
-    DiscoDSLError,
     JobError,
     Retry,
     SettingsError,
@@ -28,6 +27,7 @@ from discodsl import (
     job,
     map,
 )
+from discodsl.errors import PicklingError
 from discodsl.worker.counters import MAX_NAME_JSON
 from tests import jobs, semantics_jobs
 
@@ -558,13 +558,18 @@ def test_a_combining_reduce_that_filters_on_its_key_alone_is_taken(mode: str) ->
     assert sorted(results) == [("a", 2), ("b", 1)]
 
 
-def test_a_stage_that_runs_a_job_is_told_to_chain_jobs_instead(mode: str) -> None:
+def test_a_stage_that_runs_a_job_is_told_to_chain_jobs_instead(
+    mode: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Inline it failed deep inside discodsl; in workers, it said to install discodsl.model.
-    with pytest.raises(DiscoDSLError) as info:
+    # Inline then said it would run the stage as it is, and raised another error after.
+    with pytest.raises(PicklingError) as info:
         semantics_jobs.job_in_a_stage.run(["raw://a"], mode=mode)
     message = str(info.value)
+    assert "has a stage that refers to the job" in message, message
     assert "a stage cannot run a job" in message, message
     assert "chain jobs instead, passing one's results as the next one's inputs" in message
+    assert "runs inline on its stages as they are" not in capsys.readouterr().err
 
 
 def test_a_job_shipped_by_value_inside_a_stage_is_told_to_chain_jobs_instead() -> None:

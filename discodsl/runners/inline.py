@@ -242,6 +242,8 @@ def _fresh_copies(spec: JobSpec) -> Callable[[], JobSpec]:
     try:
         pickled = shipping.pickle_job(spec)
         return lambda: cast(JobSpec, cloudpickle.loads(pickled))
+    except shipping.StageRunsAJob:
+        raise
     except PicklingError as exc:
         failure = exc
     try:
