@@ -4,6 +4,7 @@ die, chain and run side by side; a local run is seen and killed from another pro
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import gc
 import io
@@ -30,7 +31,7 @@ from discodsl.cli import main
 from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
 from discodsl.worker import urls
-from tests import jobs, semantics_jobs
+from tests import cluster_jobs, jobs, semantics_jobs
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,40 @@ def test_a_local_run_in_a_thread_finishes_after_the_main_thread_has_ended(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
     assert done.stdout.strip() == "[('a', 8), ('b', 4)]", done.stdout + done.stderr
+
+
+class _Recorder(io.StringIO):
+    """A stream noting the value of CELL in the context of each write (as ipykernel 7 puts
+    a notebook cell's output by a context variable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str | None]] = []
+
+    def write(self, text: str) -> int:
+        self.seen.append((text, CELL.get(None)))
+        return super().write(text)
+
+
+CELL: contextvars.ContextVar[str] = contextvars.ContextVar("cell")
+
+
+def test_what_a_submitted_run_prints_goes_where_it_was_submitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A notebook showed a submitted run's bars and its stages' prints in whichever cell ran
+    # later: the run's threads started with an empty context.
+    out, err = _Recorder(), _Recorder()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    CELL.set("submitting")
+    run = cluster_jobs.chatty_count.submit(["raw://a b", "raw://c"], mode="local", progress=True)
+    CELL.set("another")
+    assert sorted(run.wait(timeout=60)) == [("a", 1), ("b", 1), ("c", 1)]
+    printed = [cell for text, cell in out.seen + err.seen if "[chatty] saw " in text]
+    shown = [cell for text, cell in err.seen if "chatty_count" in text]
+    assert printed and shown
+    assert set(printed) == set(shown) == {"submitting"}
 
 
 def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:

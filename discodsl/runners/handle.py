@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from discodsl.errors import InputRunFailed, JobActive, JobDead, JobError
 from discodsl.jobstatus import Event, wait_limit
+from discodsl.runners.threads import in_this_context
 from discodsl.stdio import notice
 from discodsl.worker.messages import EVENT_TEXT_LIMIT
 
@@ -236,9 +237,14 @@ class Run:
 
     def _in_background(self, work: Callable[[], Results]) -> None:
         """Run ``work`` in a thread of the run's own, named at the program's end if it goes
-        on then."""
+        on then. The thread runs in a copy of the submitter's context, as do those it starts
+        (:mod:`.threads`): a notebook puts a cell's output by a context variable,
+        and what the run shows goes to the cell that submitted it, not the one running."""
         self._thread = threading.Thread(
-            target=self._settle, args=(work,), name=f"discodsl run of {self.job}", daemon=True
+            target=in_this_context(self._settle),
+            args=(work,),
+            name=f"discodsl run of {self.job}",
+            daemon=True,
         )
         _watch_for_exit(self)
         self._thread.start()

@@ -42,6 +42,7 @@ from discodsl.runners.base import EventHandler
 from discodsl.runners.forkserver import ForkedWorker, ForkFailed, ForkServer
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
 from discodsl.runners.layout import JobLayout, job_name
+from discodsl.runners.threads import in_this_context
 from discodsl.worker import forkserver as zygote
 from discodsl.worker.errors import RemoteProtocolError
 from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Msg, Request, Task
@@ -668,7 +669,9 @@ class _Slots:
                     self._fail(exc)
                     stop()
 
-        threads = [threading.Thread(target=slot, daemon=True) for _ in range(count)]
+        threads = [
+            threading.Thread(target=in_this_context(slot), daemon=True) for _ in range(count)
+        ]
         for thread in threads:
             thread.start()
         try:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from discodsl.runners.threads import in_this_context
 from discodsl.stdio import notice
 from discodsl.worker.counters import decode as decode_counts
 
@@ -69,7 +70,9 @@ class Progress:
             with self._lock:  # tasks report from threads of their own: one display thread
                 if self._display is None:
                     self._display = threading.Thread(
-                        target=self._show_all, name=f"discodsl progress of {self.job}", daemon=True
+                        target=in_this_context(self._show_all),
+                        name=f"discodsl progress of {self.job}",
+                        daemon=True,
                     )
                     self._display.start()
 
