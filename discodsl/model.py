@@ -313,14 +313,29 @@ class Job(ClientOnly):
             if getattr(stage.function, "__qualname__", "") != variable:
                 continue  # made in a function (a factory's): no global of its module
             now = scope.get(variable)
-            if isinstance(now, Stage) and now is not stage and now.name == stage.name:
-                warnings.warn(
-                    f"job {self.name!r} runs stage {stage.name!r} as it was when the job was "
-                    f"declared, but {variable!r} has been defined again since (its cell run "
-                    "again?): declare the job again (run its @job cell) to run the new one",
-                    RedefinedStageWarning,
-                    stacklevel=4,
+            if _another(now, stage):
+                self._warn_of(
+                    stage,
+                    f"{variable!r} has been defined again since (its cell run again?): "
+                    "declare the job again (run its @job cell) to run the new one",
                 )
+                continue
+            module = sys.modules.get(getattr(stage, "__module__", "") or "")
+            if module is not None and _another(getattr(module, variable, None), stage):
+                self._warn_of(
+                    stage,
+                    f"module {module.__name__!r} has been reloaded since (autoreload?) "
+                    f"and holds a new {variable!r}: import it again (from {module.__name__} "
+                    f"import {variable}) and declare the job again to run the new one",
+                )
+
+    def _warn_of(self, stage: Stage, why: str) -> None:
+        warnings.warn(
+            f"job {self.name!r} runs stage {stage.name!r} as it was when the job was "
+            f"declared, but {why}",
+            RedefinedStageWarning,
+            stacklevel=5,
+        )
 
     def __repr__(self) -> str:
         flow = " -> ".join(stage.name for stage in self.stages)
@@ -336,6 +351,11 @@ class Job(ClientOnly):
             f"<b>Job <code>{escape(self.name)}</code></b> (partitions={self.options.partitions})"
             f"<table><tr><th>#</th><th>stage</th><th>kind</th><th>grouping</th></tr>{rows}</table>"
         )
+
+
+def _another(found: Any, stage: Stage) -> bool:
+    """Whether ``found``, what a name of ``stage`` holds now, is another stage of its name."""
+    return isinstance(found, Stage) and found is not stage and found.name == stage.name
 
 
 _NAMES = ("__module__", "__name__", "__qualname__")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import inspect
 import re
+import sys
 import warnings
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -983,6 +986,32 @@ def test_a_job_run_after_its_stage_was_defined_again_says_so() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 2)]
+
+
+def test_a_job_run_after_its_stages_module_was_reloaded_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notebook with %autoreload 2 and `from stages import words`: the module was edited
+    # and reloaded, the notebook's name kept the old stage, and the job ran it, silently
+    # (with the module's new helpers: old and new code mixed).
+    module = tmp_path / "reloaded_stages.py"
+    source = "from discodsl import map\n@map\ndef words(line):\n    yield line, {n}\n"
+    module.write_text(source.format(n=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = importlib.import_module("reloaded_stages")
+    monkeypatch.setitem(sys.modules, "reloaded_stages", imported)
+    namespace: dict[str, Any] = {"words": imported.words}
+    declaring = "from discodsl import job\n@job(partitions=None)\ndef counted():\n"
+    declaring += "    return [words]\n"
+    exec(declaring, namespace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 1)]
+    module.write_text(source.format(n=2) + "# edited\n")
+    importlib.reload(imported)
+    with pytest.warns(RedefinedStageWarning, match=r"module 'reloaded_stages' has been") as got:
+        assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 1)]
+    assert "import it again" in str(got[0].message)
 
 
 def test_a_job_of_stages_a_factory_made_does_not_warn_of_a_global_of_their_name() -> None:
