@@ -187,8 +187,11 @@ debugger.interaction(None, inline_error.__traceback__)  # what pdb.post_mortem d
 # A `breakpoint()` in a stage stops there in inline mode, in the middle of the job, with the
 # record at hand. Python's `breakpoint()` calls `sys.breakpointhook()`; to show it without
 # stopping, the next cell installs a hook that only writes down where it was called from,
-# and puts the real one back afterwards. Delete the two `sys.breakpointhook` lines to stop
-# for real.
+# and puts it back afterwards. Delete those `sys.breakpointhook` lines to stop for real.
+#
+# In Jupyter, the kernel's own hook belongs to its visual debugger, and `breakpoint()` does
+# nothing unless that debugger is on: write `import pdb; pdb.set_trace()` instead, which
+# stops in the notebook, or run `%debug` after a failed run to look at where it failed.
 #
 # Use `breakpoint()` in inline mode only. On the local runner or a cluster the stage runs in
 # a worker process that has no keyboard: leave no `breakpoint()` in code you run there.
@@ -216,11 +219,11 @@ def mean_age_checked():
     return [parse_age_checked, average]
 
 
-sys.breakpointhook = note_breakpoint
+kernels_hook, sys.breakpointhook = sys.breakpointhook, note_breakpoint
 try:
     checked = mean_age_checked.run(inputs=DATA, mode="inline")
 finally:
-    sys.breakpointhook = sys.__breakpointhook__
+    sys.breakpointhook = kernels_hook
 
 print("stopped at:", stops)
 print("mean age of the others:", checked.to_dict())
