@@ -519,11 +519,20 @@ def test_a_utf8_bom_starting_an_input_is_no_part_of_its_first_record(tmp_path: P
     assert rows == [{"k": "1", "v": "2"}]
 
 
+_NO_NUL = "\x00" if sys.version_info < (3, 11) else ""
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
         st.lists(
-            st.text(st.characters(blacklist_categories=["Cs"]), max_size=6), min_size=3, max_size=3
+            st.text(
+                # Python 3.10's csv module neither writes nor reads a NUL (3.11 does both)
+                st.characters(blacklist_categories=["Cs"], blacklist_characters=_NO_NUL),
+                max_size=6,
+            ),
+            min_size=3,
+            max_size=3,
         ),
         max_size=10,
     )
