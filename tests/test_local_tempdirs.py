@@ -196,5 +196,10 @@ def test_a_run_an_atexit_hook_starts_leaves_no_directory(tmp_path: Path, mode: s
         timeout=120,
         env={**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)},
     )
-    assert done.stdout.splitlines() == ["[('a', 1)]", "[('a', 1), ('b', 2)]"], done.stderr
+    if sys.version_info[:2] == (3, 12) and mode == "local" and "JobError" in done.stderr:
+        # Python 3.12 starts no thread at exit: the hook's run is refused, saying so.
+        assert done.stdout.splitlines() == ["[('a', 1)]"], done.stderr
+        assert "cannot run on the local runner now: it needs threads" in done.stderr
+    else:
+        assert done.stdout.splitlines() == ["[('a', 1)]", "[('a', 1), ('b', 2)]"], done.stderr
     assert list(temp.iterdir()) == []

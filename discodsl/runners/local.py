@@ -25,10 +25,11 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, shipping, sources
-from discodsl.errors import PicklingError, TaskFailed
+from discodsl.errors import JobError, PicklingError, TaskFailed
 from discodsl.results import Results, check_stage
 from discodsl.runners import forkserver, registry
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
@@ -64,6 +65,7 @@ class LocalRunner(Runner):
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
+        _check_threads_start(plan.job.name)
         workers = plan.options.workers or os.cpu_count() or 1
         # A reader (a CSV header, fixed-size records, whole files) needs each input whole;
         # a resumed run reads record files, labelled.
@@ -81,6 +83,22 @@ class LocalRunner(Runner):
         run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
         registry.register(run, [stage for stage, _, _ in pack.jobdict["pipeline"]])
         return functools.partial(_finish, master, layout, plan, counters, progress)
+
+
+def _check_threads_start(job: str) -> None:
+    """A JobError if no thread can start now, which a local run needs: Python 3.12 starts
+    none while the interpreter shuts down (an atexit hook; before 3.12.3, also a thread
+    still going after the main thread ended), and said so in a bare RuntimeError."""
+    try:
+        thread = threading.Thread(target=int, name="discodsl thread check", daemon=True)
+        thread.start()
+    except RuntimeError as exc:
+        raise JobError(
+            f"job {job!r} cannot run on the local runner now: it needs threads, and this "
+            f"Python starts none ({exc}); run it before the program ends (not from an "
+            "atexit hook, nor a thread that outlives the main one), or with mode='inline'"
+        ) from exc
+    thread.join()
 
 
 def _submit(master: NodeMaster, pack: JobPack) -> JobLayout:
