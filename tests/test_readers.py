@@ -266,6 +266,20 @@ def test_csv_bad_quoting_and_encoding_are_malformed(tmp_path: Path, node: Node) 
     assert caught.value.span == (13, 14)
 
 
+def test_a_csv_field_holding_a_nul_is_read_or_refused_naming_python_3_10(
+    tmp_path: Path, node: Node
+) -> None:
+    # Python 3.10's csv module reads no NUL (3.11 does): it was refused with advice about
+    # delimiters and encodings.
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"a,b\n1,x\x00y\n")
+    if sys.version_info >= (3, 11):
+        assert read(readers.csv_rows(), str(path), node) == [{"a": "1", "b": "x\x00y"}]
+        return
+    with pytest.raises(MalformedRecord, match=r"Python 3\.10's csv module reads no NUL"):
+        read(readers.csv_rows(), str(path), node)
+
+
 def _dict_reader_rows(data: bytes, encoding: str) -> list[dict[str, str]]:
     """What csv.DictReader(open(path, newline="", encoding=...)) reads from ``data``."""
     text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")

@@ -278,9 +278,11 @@ def _next_row(rows: Iterator[list[str]], lines: _Lines, record: int) -> list[str
         what = f"bytes {start}-{lines.offset}) is not a CSV row ({exc})"
         span = (start, lines.offset)
     row = "its header row (" if record < 0 else f"record {record} ("
+    fix = "check the reader's delimiter, quotechar and encoding"
+    if "NUL" in what:  # Python 3.10's csv module reads none; 3.11 reads them
+        fix = "Python 3.10's csv module reads no NUL character: run on Python 3.11 or later"
     raise MalformedRecord(
-        f"{lines.url}: {row}{what}: fix the input, or check the reader's delimiter, quotechar "
-        "and encoding",
+        f"{lines.url}: {row}{what}: fix the input, or {fix}",
         url=lines.url,
         span=span,
         record=record,
