@@ -23,9 +23,10 @@ if sys.__stdin__ is None:
     sys.__stdin__ = open(os.devnull)  # noqa: SIM115 - the process's stdin until it ends
 
 ROOT = Path(__file__).resolve().parent.parent
-# Exchanges recorded with a real Disco 0.5.4 master, and record files its library wrote:
-# beside the checkout, or where DISCODSL_REFERENCE says.
-REFERENCE = Path(os.environ.get("DISCODSL_REFERENCE") or ROOT.parent / "shared" / "disco-reference")
+# Exchanges recorded with a real Disco 0.5.4 master, and record files its library wrote
+# (tests/disco-reference/README.md says how they were made); DISCODSL_REFERENCE names
+# another copy.
+REFERENCE = Path(os.environ.get("DISCODSL_REFERENCE") or ROOT / "tests" / "disco-reference")
 pytest_plugins = ["tests.conftest_cluster", "tests.hang_guard"]
 
 
@@ -75,11 +76,10 @@ def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def reference() -> Path:
-    """The recordings from a real Disco 0.5.4 master (../shared/disco-reference)."""
+    """The recordings from a real Disco 0.5.4 master (tests/disco-reference)."""
     if not REFERENCE.is_dir():
         pytest.fail(
-            f"reference recordings missing at {REFERENCE}: put the Disco recordings there "
-            "(shared/disco-reference beside this checkout), or name their directory in "
-            "DISCODSL_REFERENCE"
+            f"reference recordings missing at {REFERENCE}: the repository holds them in "
+            "tests/disco-reference; DISCODSL_REFERENCE, if set, must name such a directory"
         )
     return REFERENCE

@@ -58,10 +58,18 @@ def test_the_same_seed_gives_the_same_bytes(corpus: list[Path], tmp_path: Path) 
     assert [p.read_bytes() for p in first] != [p.read_bytes() for p in other]
 
 
-def test_nothing_in_bench_reaches_outside_the_repository() -> None:
-    for path in (ROOT / "bench").rglob("*.py"):
-        text = path.read_text()
+def test_nothing_a_user_clones_reaches_outside_the_repository() -> None:
+    # A user who clones the repository has no ../shared: the README, bench/, the tutorials,
+    # the package and the tests' own data all stand without it.
+    places = [ROOT / "README.md", ROOT / "bench", ROOT / "tutorials", ROOT / "discodsl"]
+    places += [ROOT / "tests" / "conftest.py", ROOT / "tests" / "disco-reference"]
+    paths = [p for place in places for p in ([place] if place.is_file() else place.rglob("*"))]
+    texts = [p for p in paths if p.suffix in (".py", ".md", ".ipynb", ".json", ".sh")]
+    assert len(texts) > 50
+    for path in texts:
+        text = path.read_text(encoding="utf-8")
         assert "../shared" not in text and '"shared"' not in text, f"{path} refers to ../shared"
+        assert "shared/disco-reference" not in text, f"{path} refers to ../shared"
 
 
 def test_phases_times_every_phase_of_a_real_run(corpus: list[Path]) -> None:
