@@ -175,9 +175,7 @@ class DiscoMaster:
         )
         self.config_table = [[HOST, "2"]]
         self.blacklists: dict[str, set[str]] = {"blacklist": set(), "gc_blacklist": set()}
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, daemon=True, kwargs={"poll_interval": 0.1}
-        )
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> DiscoMaster:
         self._thread.start()

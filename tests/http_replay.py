@@ -213,9 +213,7 @@ class ReplayServer:
         assert not unserved, f"loaded exchanges never requested: {unserved}"
 
     def __enter__(self) -> ReplayServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
 

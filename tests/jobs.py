@@ -29,7 +29,7 @@ def wordcount() -> list[Any]:
     return [words, total]
 
 
-@job(partitions=150)  # a map task with more outputs than a worker sends ahead at once
+@job(partitions=130)  # a map task with more outputs than a worker sends ahead (64 a write) twice
 def wide_wordcount() -> list[Any]:
     return [words, total]
 

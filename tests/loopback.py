@@ -28,6 +28,11 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), handler)
         self.socket.settimeout(ACCEPT_TIMEOUT)  # accepted connections stay blocking
 
+    def serve_forever(self, poll_interval: float = 0.01) -> None:
+        """Serve until shutdown(), which then returns within ``poll_interval`` (the
+        standard half second, at each test's end, cost the suite a minute)."""
+        super().serve_forever(poll_interval)
+
     @property
     def port(self) -> int:
         return int(self.server_address[1])

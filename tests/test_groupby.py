@@ -404,7 +404,7 @@ def test_awkward_keys_sort_correctly(tmp_path: Path) -> None:
 
 
 def test_one_key_with_many_values_streams(tmp_path: Path) -> None:
-    count = 200_000
+    count = 100_000
     budget = 64 * 1024
 
     def records() -> Iterator[Record]:
