@@ -308,6 +308,45 @@ def test_unpicklable_record_raises_and_leaves_the_writer_whole(tmp_path: Path, v
     assert decode_records(path.read_bytes()) == [("before", 1), ("after", 2)]
 
 
+def test_a_pair_refused_by_write_many_leaves_what_it_took_to_the_next_refusal(
+    tmp_path: Path,
+) -> None:
+    """write_many took a and b, then refused an item; a record write() then refuses must
+    drop only itself (it dropped a and b too: the writer's mark was write_many's start)."""
+    path = tmp_path / "out"
+    with RecordWriter(str(path), hunk_size=64) as writer:
+        writer.write("k" * 40, 0)
+        with pytest.raises(TypeError, match="is not a \\(key, value\\) pair"):
+            writer.write_many([("x" * 50, 1), ("y", 2), ("z", 3), 42])  # flushes, then refuses
+        with pytest.raises((pickle.PicklingError, AttributeError)):
+            writer.write("c", lambda: None)
+        writer.write("d", 4)
+    assert decode_records(path.read_bytes()) == [
+        ("k" * 40, 0),
+        ("x" * 50, 1),
+        ("y", 2),
+        ("z", 3),
+        ("d", 4),
+    ]
+
+
+def test_a_record_too_big_for_a_hunk_is_refused_as_written_and_the_rest_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers refuse a hunk over MAX_HUNK_SIZE (1 GiB) as damage: a record that big is
+    refused by the writer, not written for the next stage to call the file corrupt."""
+    monkeypatch.setattr(records, "MAX_HUNK_SIZE", 1000)
+    path = tmp_path / "out"
+    with RecordWriter(str(path), hunk_size=100) as writer:
+        writer.write("small", 1)
+        with pytest.raises(records.RecordTooBig, match=r"record of 20\d\d bytes .* at most 1000"):
+            writer.write("big", b"x" * 2000)
+        with pytest.raises(records.RecordTooBig):
+            writer.write_many([("fine", 2), ("big", b"x" * 2000)])
+        writer.write("after", 3)
+    assert read_bytes(path.read_bytes()) == [("small", 1), ("fine", 2), ("after", 3)]
+
+
 @pytest.mark.parametrize("rows", [1, 20_000], ids=["fails-on-close", "fails-mid-write"])
 def test_no_space_left_is_a_data_error_and_leaves_no_partial_file(
     tmp_path: Path, rows: int
@@ -464,16 +503,38 @@ def test_zlib_bombs_are_refused() -> None:
 
 
 @pytest.mark.parametrize("compress", [False, True])
-def test_reading_ends_at_the_closing_hunk_and_nothing_may_follow_it(compress: bool) -> None:
-    """The closing hunk (of no records; compressed, 8 bytes of zlib) ends a file; bytes after
-    it (two files joined) were dropped uncompressed, and read on compressed."""
+def test_files_joined_into_one_are_read_whole(compress: bool) -> None:
+    """Disco's map_shuffle joins a node's map outputs byte for byte, each with its closing
+    hunk: every part is read (Disco's own reader stops at the first closing hunk of length
+    0, dropping the rest of an uncompressed file)."""
     closing = hunk_bytes(b"", compress=compress)
     assert read_bytes(FIRST + closing) == [("a", 1), ("b", 2)]
-    joined = FIRST + closing + FIRST + closing
+    second = hunk_bytes(SECOND, compress=compress) + closing
+    assert read_bytes(FIRST + closing + second + second) == [("a", 1), ("b", 2), *[("c", 3)] * 2]
+
+
+@pytest.mark.parametrize("name", GOLDEN_FILES)
+def test_disco_files_joined_as_map_shuffle_joins_them_give_every_record(
+    name: str, reference: Path
+) -> None:
+    data = (reference / "records" / name).read_bytes()
+    once = read_bytes(data)
+    assert read_bytes(data + data + data) == once * 3
+
+
+@pytest.mark.parametrize("after", [b"x", b"hello world\n", b"\0" * 20])
+def test_bytes_after_a_closing_hunk_that_start_no_record_file_are_damage(after: bytes) -> None:
+    joined = FIRST + hunk_bytes(b"") + after
     with pytest.raises(DataError, match="bytes follow the closing hunk") as caught:
         read_bytes(joined)
-    end = len(FIRST + closing)
+    end = len(FIRST + hunk_bytes(b""))
     assert caught.value.span == (end, end + 1)
+
+
+def test_a_joined_file_cut_short_is_truncated() -> None:
+    joined = FIRST + hunk_bytes(b"") + hunk_bytes(SECOND)
+    with pytest.raises(DataError, match=r"ends with no closing hunk.*cut short"):
+        read_bytes(joined)
 
 
 def test_a_file_cut_at_the_end_of_a_hunk_is_truncated_not_short() -> None:

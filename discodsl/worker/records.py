@@ -53,7 +53,8 @@ HUNK_SIZE: Final = 1 << 20
 # it back); the reader takes any protocol.
 PROTOCOL: Final = 3
 # A hunk whose stored or uncompressed size is above this is refused: it guards
-# against corrupt lengths and zlib bombs; no writer we know comes near it.
+# against corrupt lengths and zlib bombs. The writer refuses a record that would
+# make a bigger hunk (RecordTooBig), rather than write one no reader here takes.
 MAX_HUNK_SIZE: Final = 1 << 30
 # Reading a hunk starts with this many bytes and at most doubles what it holds
 # per read, so a lying length never allocates much more than the file holds.
@@ -111,6 +112,10 @@ def _dispatch_table() -> dict[type, Any]:
     return {**copyreg.dispatch_table, **_FOLDS_KEPT}
 
 
+class RecordTooBig(ValueError):
+    """A record whose pickle makes a hunk bigger than MAX_HUNK_SIZE, which readers refuse."""
+
+
 class RecordWriter:
     """Writes ``(key, value)`` records to a record file, atomically.
 
@@ -124,7 +129,8 @@ class RecordWriter:
 
     An OSError (no space left, permissions) aborts the file and is raised as a
     DataError naming the path. A key or value that does not pickle raises the
-    pickle error unchanged and leaves the writer as it was before that record.
+    pickle error unchanged and leaves the writer as it was before that record;
+    so does a record too big for a hunk (:class:`RecordTooBig`).
     """
 
     def __init__(
@@ -178,9 +184,12 @@ class RecordWriter:
             self._rollback(self._mark)
             raise
         self._pickler.clear_memo()
-        self._mark = self._buffer.tell()
-        if self._mark > self.hunk_size:
+        end = self._buffer.tell()
+        if end > self.hunk_size:
+            self._check_hunk(self._mark, end)
             self._flush()
+        else:
+            self._mark = end
 
     def write_many(self, records: Iterable[tuple[Any, Any]]) -> None:
         """Append every ``(key, value)`` pair of ``records``, in order."""
@@ -189,21 +198,25 @@ class RecordWriter:
         # Bound methods in locals: this loop is the writer's hot path.
         dump, clear_memo, tell = self._pickler.dump, self._pickler.clear_memo, buffer.tell
         mark = self._mark
-        for pair in records:
-            if pair.__class__ is not tuple or len(pair) != 2:
-                pair = as_pair(pair)
-            try:
-                dump(pair)
-            except BaseException:
-                self._rollback(mark)
-                raise
-            # Forget the objects seen so far so the next pickle stands alone.
-            clear_memo()
-            mark = tell()
-            if mark > limit:
-                self._flush()
-                mark = 0
-        self._mark = mark
+        try:
+            for pair in records:
+                if pair.__class__ is not tuple or len(pair) != 2:
+                    pair = as_pair(pair)
+                try:
+                    dump(pair)
+                except BaseException:
+                    self._rollback(mark)
+                    raise
+                # Forget the objects seen so far so the next pickle stands alone.
+                clear_memo()
+                end = tell()
+                if end > limit:
+                    self._check_hunk(mark, end)
+                    self._flush()
+                    end = 0
+                mark = end
+        finally:  # also when an item is no pair: what was taken before it stays
+            self._mark = mark
 
     def close(self) -> int:
         """Flush, add the closing empty hunk, rename into place; return the file's size."""
@@ -249,6 +262,17 @@ class RecordWriter:
     def _check_open(self) -> None:
         if self._state != "open":
             raise ValueError(f"the RecordWriter for {self.path} is {self._state}: open a new one")
+
+    def _check_hunk(self, mark: int, end: int) -> None:
+        """Refuse the record between ``mark`` and ``end`` (the buffer's last) if it makes the
+        hunk bigger than a reader takes, and drop it."""
+        if end > MAX_HUNK_SIZE:
+            self._rollback(mark)
+            raise RecordTooBig(
+                f"a record of {end - mark} bytes (pickled) for {self.path}: a hunk of a record "
+                f"file holds at most {MAX_HUNK_SIZE} bytes, and a reader refuses more as "
+                "damage: yield smaller values (split this one into several records)"
+            )
 
     def _rollback(self, mark: int) -> None:
         """Drop a record that failed to pickle, so the hunk stays whole."""
@@ -383,13 +407,16 @@ def _iter_hunks(stream: BinaryIO, url: str, max_hunk_size: int) -> Iterator[tupl
     closing hunk, the one of no records that every writer (Disco's, ours) ends a file with.
 
     Its CRCs check each hunk, not the file: a file that ends without a closing hunk was
-    cut at a hunk's end, and bytes after it are no part of it (two files joined, say).
-    Disco's reader takes both as they come, losing records silently; here both raise.
-    A file of no bytes at all has no records (no writer makes one).
+    cut at a hunk's end, and this raises where Disco's reader takes it silently short.
+    Files joined byte for byte (Disco's map_shuffle joins a node's map outputs so) are
+    read part after part, each to its closing hunk; Disco's reader stops at the first
+    closing hunk of length 0 (an uncompressed file's), dropping the parts after it.
+    Bytes after a closing hunk that start no record file raise. A file of no bytes at
+    all has no records (no writer makes one).
     """
-    start = 0
+    start, pending = 0, b""  # pending: a part's first byte, read to see that one follows
     while True:
-        header = _read_upto(stream, HEADER_SIZE, url, start)
+        header = pending + _read_upto(stream, HEADER_SIZE - len(pending), url, start)
         if not header:
             if start:
                 raise _hunk_error(url, start, start, "the file ends with no closing hunk", _CUT)
@@ -408,25 +435,31 @@ def _iter_hunks(stream: BinaryIO, url: str, max_hunk_size: int) -> Iterator[tupl
         payload = (
             _read_payload(stream, url, (start, end), flag, crc, max_hunk_size) if length else b""
         )
-        if not payload:  # the closing hunk (compressed, it is the 8 bytes of zlib's b"")
-            _check_ended(stream, url, end)
-            return
-        yield start, end, payload
+        if payload:
+            yield start, end, payload
+            pending = b""
+        else:  # the closing hunk (compressed, the 8 bytes of zlib's b""): of the file, or a part
+            pending = _next_part(stream, url, end)
+            if not pending:
+                return
         start = end
 
 
-def _check_ended(stream: BinaryIO, url: str, end: int) -> None:
-    """Raise if anything follows the closing hunk, which ends at byte ``end``."""
+def _next_part(stream: BinaryIO, url: str, end: int) -> bytes:
+    """After a closing hunk ending at byte ``end``: the first byte of the record file joined
+    after it, or b"" at the end of the file; raise if what follows starts no record file."""
     after = _read_upto(stream, 1, url, end)
-    if after:
+    if after and after[0] != VERSION_BYTE:
         raise _hunk_error(
             url,
             end,
             end + 1,
-            "bytes follow the closing hunk (files joined into one, or data appended to one)",
+            "bytes follow the closing hunk that start no record file (data appended to "
+            "one)",
             "read each record file on its own; the file is otherwise corrupt: re-run the "
             "task that wrote it",
         )
+    return after
 
 
 def _read_payload(
