@@ -72,6 +72,17 @@ def huge_message() -> list[Any]:
     return [raises_a_huge_message]
 
 
+@map
+def raises_a_wide_message(line: str) -> Iterator[tuple[str, int]]:
+    raise ValueError("\U0001f600" * 600 if line == "emoji" else "boom")  # 12 bytes each, escaped
+    yield line, 1
+
+
+@job
+def wide_message() -> list[Any]:
+    return [raises_a_wide_message]
+
+
 # an input whose server never answers
 @map
 def echoes(line: str) -> Iterator[tuple[str, int]]:

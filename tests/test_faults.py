@@ -181,6 +181,26 @@ def test_a_huge_exception_message_reaches_the_user_cut_to_its_start_and_end(mode
     assert "Traceback" in str(info.value.remote_traceback)
 
 
+@pytest.mark.parametrize(
+    "url", ["raw://emoji", "raw://" + "x" * 9000, "raw://a\nb"], ids=["emoji", "long", "newline"]
+)
+def test_a_failure_names_its_input_once_and_its_facts_reach_the_client(mode: str, url: str) -> None:
+    """600 emoji in the message, or a 9,000-byte URL, made the facts line longer than a
+    Disco master keeps of an event: the client raised JobDead with the raw event. The
+    input was named twice when the summary had cut it, or showed it escaped."""
+    with pytest.raises((TaskFailed, ValueError)) as info:
+        fault_jobs.wide_message.run([url], mode=mode, progress=False)
+    if mode == "inline":  # the exception itself, in the caller's process
+        assert info.type is ValueError
+        return
+    error, text = info.value, str(info.value)
+    assert (error.exc_type, error.stage) == ("ValueError", "raises_a_wide_message")
+    assert error.url == url or "characters cut ...]" in error.url  # a long one, cut
+    assert "Traceback" in str(error.remote_traceback)
+    assert text.count("on input") == 1 and len(text) < 8192, text
+    assert ("\U0001f600" * 50 if url == "raw://emoji" else "ValueError: boom") in text
+
+
 @pytest.mark.parametrize("mode", ["local", "inline"])
 def test_an_input_server_that_never_answers_fails_in_the_http_timeout_set(
     mode: str, monkeypatch: pytest.MonkeyPatch

@@ -3,6 +3,8 @@ from comes through a Disco 0.5.4 master, which keeps 8192 characters of an event
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,6 +34,42 @@ def test_the_text_fits_a_masters_event_and_its_facts_read_back(message: str, dep
     back = report.decode(text)
     assert (back.exc_type, back.stage, back.taskid, back.retry) == ("ValueError", "m", 3, False)
     assert back.summary == failure.summary
+    assert back.traceback.startswith("Traceback (most recent call last):")
+
+
+def _long(most: int) -> st.SearchStrategy[str]:
+    """Any text, or one character repeated up to ``most`` times (hypothesis rarely makes
+    long texts): one of 4 bytes of UTF-8 and 12 of escaped JSON, or 6 of escaped JSON."""
+    wide = st.characters(min_codepoint=0x10000) | st.sampled_from('\0\x7f"é')
+    return st.text(max_size=most) | st.builds(operator.mul, wide, st.integers(0, most))
+
+
+@given(message=_long(700), url=_long(20_000))
+def test_the_facts_of_any_summary_and_url_fit_the_event(message: str, url: str) -> None:
+    """600 emoji, or a URL of 9,000 bytes, made the facts line longer than a master keeps:
+    the client got the raw event, not the stage's error."""
+    failure = report.Failure(
+        summary=report._summary(message, report.SUMMARY_LIMIT) or "ValueError",
+        exc_type="ValueError",
+        stage="m",
+        taskid=3,
+        url=url,
+        record=7,
+        traceback="Traceback (most recent call last):\n" + '  File "x.py", line 1\n' * 500,
+        retry=False,
+    )
+    text = report.encode(failure)
+    assert len(("FATAL: [m:3] " + text).encode("utf-8", "surrogatepass")) <= 8182
+    back = report.decode(text)
+    assert (back.exc_type, back.stage, back.taskid, back.record, back.retry) == (
+        "ValueError",
+        "m",
+        3,
+        7,
+        False,
+    )
+    assert back.summary == failure.summary or "characters cut ...]" in back.summary
+    assert back.url == url or "characters cut ...]" in back.url
     assert back.traceback.startswith("Traceback (most recent call last):")
 
 

@@ -31,7 +31,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     )
     error = TaskFailed(
         f"{why}: {kind}{failure.summary}"
-        + ("" if failure.url in failure.summary else where.replace(" on", "; on", 1))
+        + ("" if _names(failure.summary, failure.url) else where.replace(" on", "; on", 1))
         + ("" if failure.retry else _not_retried(failure.exc_type)),
         stage=failure.stage or stage,
         taskid=taskid,
@@ -43,6 +43,12 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     if error.remote_traceback:
         error.__cause__ = RemoteTraceback(error.remote_traceback)
     return error
+
+
+def _names(summary: str, url: str) -> bool:
+    """Whether ``summary`` names the input ``url``: as it is or as its repr (a stage's
+    failure shows it so), whole or, where the summary was cut, its start."""
+    return any(form[:80] in summary for form in (url, repr(url)))
 
 
 def _not_retried(exc_type: str) -> str:

@@ -22,6 +22,9 @@ MARKER = "discodsl-error: "
 # start and end are kept.
 TEXT_LIMIT = EVENT_TEXT_LIMIT
 SUMMARY_LIMIT = 600
+# The facts line's bytes at most: with a summary of SUMMARY_LIMIT characters of 4 bytes, it
+# leaves the traceback 2,000 bytes of TEXT_LIMIT.
+FACTS_LIMIT = 2600
 _LINE_LEAST = 60  # a line of a summary keeps this much at least, or the summary is cut whole
 
 
@@ -106,19 +109,37 @@ def _int(value: Any) -> int:
 
 def encode(failure: Failure) -> str:
     """The ERROR/FATAL message text for ``failure``."""
-    facts = {
-        "summary": failure.summary,
-        "exc_type": failure.exc_type,
-        "stage": failure.stage,
-        "taskid": failure.taskid,
-        "url": failure.url,
-        "record": failure.record,
-        "retry": failure.retry,
-    }
-    line = MARKER + json.dumps(facts)
-    used = len(f"{failure.summary}\n\n{line}".encode("utf-8", "surrogatepass"))
+    summary, line = _facts(failure)
+    used = len(f"{summary}\n\n{line}".encode("utf-8", "surrogatepass"))
     body = _fit(failure.traceback.rstrip("\n"), TEXT_LIMIT - used)
-    return f"{failure.summary}\n{body}\n{line}"
+    return f"{summary}\n{body}\n{line}"
+
+
+def _facts(failure: Failure) -> tuple[str, str]:
+    """The summary and the facts line for ``failure``, the longer of the summary and the
+    URL cut until the line takes FACTS_LIMIT bytes at most (JSON escapes a character in up
+    to 12 bytes)."""
+    limits = {"summary": len(failure.summary), "url": len(failure.url)}
+    while True:
+        summary, url = (
+            _summary(failure.summary, limits["summary"]),
+            _cut(failure.url, limits["url"]),
+        )
+        line = MARKER + json.dumps(
+            {
+                "summary": summary,
+                "exc_type": failure.exc_type,
+                "stage": failure.stage,
+                "taskid": failure.taskid,
+                "url": url,
+                "record": failure.record,
+                "retry": failure.retry,
+            }
+        )
+        if len(line) <= FACTS_LIMIT or max(limits.values()) < _LINE_LEAST:
+            return summary, line
+        longer = "url" if len(json.dumps(url)) > len(json.dumps(summary)) else "summary"
+        limits[longer] = limits[longer] * 2 // 3
 
 
 def decode(text: str) -> Failure:
