@@ -880,6 +880,36 @@ def test_group_sorted_nan_keys_met_only_after_the_first_spill(tmp_path: Path) ->
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("odd", [frozenset({1}), {2}, float("nan"), 2j, (1, {3})], ids=repr)
+def test_a_spilled_partition_with_a_key_of_no_order_still_sorts_the_others(
+    tmp_path: Path, odd: Any
+) -> None:
+    """One key with no order among 2,000 ints, past the budget: every key came in its
+    encoding's order (0, 128, 129, ...), not ascending, as they come within the budget."""
+    rng = random.Random(1)
+    records: list[Record] = [(rng.randint(-1000, 1000), "x" * 300) for _ in range(20_000)]
+    records.insert(5, (odd, "odd"))
+    spilled = drain(group_sorted(records, budget=1 << 20, tmpdir=str(tmp_path)))
+    in_memory = drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path)))
+    assert [key for key, _ in spilled[:-1]] == sorted(key for key, _ in spilled[:-1])
+    assert repr(spilled[-1]) == repr(in_memory[-1]) == repr((odd, ["odd"]))
+    assert spilled == in_memory or odd != odd  # a NaN equals no copy of itself
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_spilled_partition_whose_keys_do_not_compare_fails_as_one_in_memory(
+    tmp_path: Path,
+) -> None:
+    """Keys 1 and (1, 2) failed to sort within the budget, and, past it with a set key in the
+    first buffer, came grouped without a word."""
+    keys: list[Any] = [1, (1, 2), frozenset({1})]
+    records: list[Record] = [(keys[i % 3], "x" * 300) for i in range(20_000)]
+    for budget in (HUGE, 1 << 20):
+        with pytest.raises(StageError, match="cannot sort its keys"):
+            drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("one", [{1}, frozenset({1})], ids=["a set: sorted", "all hashable"])
 def test_keys_that_order_come_first_ascending_then_those_that_do_not(
     tmp_path: Path, one: Any

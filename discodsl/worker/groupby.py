@@ -189,12 +189,11 @@ def _group_buffered(
     scratch = _Scratch(tmpdir)
     chunks: Iterator[list[Record]] = iter(())
     try:
-        runs = _spill_runs(records, buffer, meter, scratch, stage)
+        runs, apart = _spill_runs(records, buffer, meter, scratch, stage)
         if buffer:
-            # Sorted runs cannot be merged on keys that do not order (sets, NaN): all the
-            # records are grouped by their encodings instead, in the encodings' order.
-            batches = chain.from_iterable(_read_batches(path, scratch) for path in runs)
-            spilled = chain.from_iterable(batches)
+            # A key of no order that may equal one that has (1+0j and 1): all the records
+            # are grouped by their encodings instead, in the encodings' order.
+            spilled = _read_records(runs + apart, scratch)
             yield from _by_encodings(chain(spilled, buffer, records), budget, tmpdir, stage)
             return
         fan_in = meter.fan_in()
@@ -203,9 +202,17 @@ def _group_buffered(
         chunks = _merge(runs, scratch, stage)
         for key, group in groupby(chain.from_iterable(chunks), _KEY):
             yield key, map(_VALUE, group)
+        # Then the keys of no order (sets, NaN), as within the budget: in their encodings'.
+        yield from _by_encodings(_read_records(apart, scratch), budget, tmpdir, stage)
     finally:
         _close(chunks)
         scratch.close()
+
+
+def _read_records(paths: list[str], scratch: _Scratch) -> Iterator[Record]:
+    """The records of the spilled files at ``paths``, file after file."""
+    batches = chain.from_iterable(_read_batches(path, scratch) for path in paths)
+    return chain.from_iterable(batches)
 
 
 def _grouped_while_they_fit(
@@ -363,22 +370,55 @@ def _sorted(buffer: list[Record], stage: str) -> list[Record]:
 
 def _spill_runs(
     records: Iterator[Record], buffer: list[Record], meter: _Meter, scratch: _Scratch, stage: str
-) -> list[str]:
-    """Spill the full ``buffer`` and then the rest of ``records`` as sorted run files; stop,
-    leaving ``buffer`` full, at one whose keys do not sort in a total order."""
+) -> tuple[list[str], list[str]]:
+    """Spill the full ``buffer`` and then the rest of ``records`` as sorted run files, those
+    whose keys have no order (sets, NaN) apart, unsorted; the paths of both. Stop, leaving
+    ``buffer`` full, at a key of no order that may equal one that has (see _apart)."""
     runs: list[str] = []
+    apart: list[str] = []
     done = False
-    while buffer and _ordered(buffer):
-        ordered = _sorted(buffer, stage)
-        path, file = scratch.create()
-        with file:
-            _write_batches(file, ordered, meter.batch_size(), flush=True)
-        buffer.clear()  # after ``ordered`` is emptied: see _sorted
-        runs.append(path)
+    while buffer:
+        if not _ordered(buffer):
+            taken = _without_order(buffer)
+            if not _all_apart(taken):
+                buffer[:0] = taken  # left for the grouping by encodings
+                break
+            apart.append(_spilled(taken, meter, scratch))
+        if buffer:
+            runs.append(_spilled(_sorted(buffer, stage), meter, scratch))
+        buffer.clear()  # after the sorted copy is emptied: see _sorted
         meter.reset()
         if not done:
             done = _fill(records, buffer, meter)
-    return runs
+    return runs, apart
+
+
+def _spilled(records: list[Record], meter: _Meter, scratch: _Scratch) -> str:
+    """Write ``records`` (emptying the list) to a new scratch file; its path."""
+    path, file = scratch.create()
+    with file:
+        _write_batches(file, records, meter.batch_size(), flush=True)
+    return path
+
+
+def _all_apart(records: list[Record]) -> bool:
+    """Whether every one of ``records`` is a pair whose key is apart (see _apart)."""
+    try:
+        return all(map(_apart, map(_KEY, records)))
+    except (TypeError, IndexError, KeyError):  # not a pair: the grouping by encodings names it
+        return False
+
+
+def _apart(key: Any) -> bool:
+    """Whether ``key``, one of no order, equals no key that has one: a set, a NaN, a complex
+    number off the real line, or a tuple holding one (1+0j equals 1)."""
+    if isinstance(key, (set, frozenset)):
+        return True
+    if isinstance(key, complex):
+        return key.imag != 0 or key.real != key.real
+    if type(key) is tuple or type(key) is list:
+        return any(map(_apart, key))
+    return not _self_equal(key)
 
 
 def _merge_pass(
