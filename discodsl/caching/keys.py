@@ -38,10 +38,12 @@ in it: the options in :data:`INERT` (how a run is watched, scheduled or
 retried, not what it computes); the contents behind a URL that is not a
 local file (``http://``, ``raw://``, ``disco://`` are taken by value: a
 server that changes what a URL serves must be given a new URL); anything a
-stage reads on its own (a file it opens, a database, the time). A set or a
-class defined in a notebook pickles differently in another process, so such
-a stage hits only in the process that kept it; that misses, never serves
-wrong results.
+stage reads on its own (a file it opens, a database, the time). A set
+pickles differently in another process, so a stage holding one hits only in
+the process that kept it; that misses, never serves wrong results. A class
+cloudpickle ships by value is keyed by its name, not by the id it draws for
+it in each process. The local runner keys the byte ranges it cuts big files
+into (:meth:`~discodsl.runners.base.Runner._tasks`).
 """
 
 from __future__ import annotations
@@ -84,7 +86,6 @@ INERT = frozenset(
         "kill_on_interrupt",
         "max_cores",
         "max_failures",
-        "memory_budget",
         "owner",
         "progress",
         "push_inputs",
@@ -222,9 +223,37 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
             self.references.update(_code_imports(obj.__code__, package))
             self.names.update(_names_in([obj.__code__]))
         reduced = super().reducer_override(obj)
-        if reduced is NotImplemented and isinstance(obj, (type, FunctionType)):
-            self.references.add(getattr(obj, "__module__", None) or "")
+        if reduced is NotImplemented:
+            if isinstance(obj, (type, FunctionType)) or _by_name(obj):
+                self.references.add(getattr(obj, "__module__", None) or "")
+        elif isinstance(obj, type):
+            reduced = _stably_tracked(obj, reduced)
         return reduced
+
+
+def _by_name(obj: Any) -> bool:
+    """Whether ``obj`` is a callable that pickles by its module and name, as a function does
+    (a ``functools.lru_cache`` wrapper, a builtin): its module is stamped like a function's."""
+    return (
+        callable(obj)
+        and isinstance(getattr(obj, "__qualname__", None), str)
+        and isinstance(getattr(obj, "__module__", None), str)
+    )
+
+
+def _stably_tracked(cls: type, reduced: Any) -> Any:
+    """cloudpickle's reduction of a class it ships by value (one of the script's, a
+    NamedTuple or a dataclass), with the tracker id it draws at random in each process
+    replaced by the class's name: else such a stage's key differs from process to process."""
+    try:
+        maker, arguments, *rest = reduced
+        tracker = cloudpickle.cloudpickle._get_or_create_tracker_id(cls)
+    except (AttributeError, TypeError, ValueError):  # another cloudpickle: a miss, at worst
+        return reduced
+    if not isinstance(arguments, tuple) or tracker not in arguments:
+        return reduced
+    stable = f"{cls.__module__}.{cls.__qualname__}"
+    return (maker, tuple(stable if part == tracker else part for part in arguments), *rest)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -250,37 +279,87 @@ def _code_imports(code: CodeType, package: str) -> tuple[str, ...]:
 
 def _module_stamps(names: set[str], loaded: bool, used: set[str]) -> bytes:
     stamps: list[tuple[Any, ...]] = []
-    for name in sorted(_with_own_imports(names)):
-        module = sys.modules.get(name)
+    modules = sorted(_with_own_imports(names))
+    own = {
+        name: _own_functions(sys.modules[name])
+        for name in modules
+        if loaded and name in sys.modules and shipping.needs_value(sys.modules[name])
+    }
+    # Names the stages or any of these modules' code use: ``consts.K`` read in a helper.
+    named = used | _names_in([f.__code__ for functions in own.values() for _, f in functions])
+    for name in modules:
         found = _stat(_module_file(name))
         stamps.append((name, found.st_size, found.st_mtime_ns) if found else (name,))
-        if loaded and module is not None and shipping.needs_value(module):
-            stamps.append((name, _loaded_code(module, used)))
+        if name in own:
+            stamps.append((name, _loaded_code(sys.modules[name], own[name], named)))
     return repr(stamps).encode()
 
 
-def _loaded_code(module: ModuleType, used: set[str]) -> str:
-    """A digest of the code a module of the user's holds in this process, and of the values
-    of the globals that code, or the stages (``used``: ``helper.TABLE``), name: an inline
-    run runs them, which its file, edited and not reloaded since it was imported (or a value
-    changed in place, ``TABLE["a"] = 2``), no longer says. A global nothing names is left
-    out (a big table no stage uses costs nothing); one that does not pickle (a lock, a
-    connection) counts by its type alone."""
+def _own_functions(module: ModuleType) -> list[tuple[str, FunctionType]]:
+    """The functions of a module of the user's, by the global that holds each: its own
+    functions, its classes' methods, and what a decorator's wrapper wraps (``__wrapped__``:
+    an ``lru_cache``'s, a ``functools.wraps`` wrapper's)."""
+    found: list[tuple[str, FunctionType]] = []
+    for name, value in sorted(vars(module).items()):
+        if isinstance(value, ModuleType) or getattr(value, "__module__", None) != module.__name__:
+            continue
+        members = vars(value).values() if isinstance(value, type) else [value]
+        for member in members:
+            found += [(name, function) for function in _unwrapped(member)]
+    return found
+
+
+def _unwrapped(value: Any) -> list[FunctionType]:
+    """``value`` if it is a function (or a class's or static method's), and each function
+    it wraps (``__wrapped__``), outermost first."""
+    functions: list[FunctionType] = []
+    for _ in range(_WRAPS_MOST):
+        value = getattr(value, "__func__", value)
+        if isinstance(value, FunctionType):
+            functions.append(value)
+        try:
+            value = value.__wrapped__
+        except Exception:  # none (AttributeError), or an object whose __getattr__ fails
+            break
+    return functions
+
+
+_WRAPS_MOST = 8  # decorators followed through __wrapped__ at most (a proxy may never end)
+
+
+def _loaded_code(
+    module: ModuleType, functions: list[tuple[str, FunctionType]], named: set[str]
+) -> str:
+    """A digest of the code a module of the user's holds in this process (``functions``,
+    and their defaults), and of the values of the globals that code or the stages
+    (``named``: ``helper.TABLE``) name, a class's attributes included: an inline run runs
+    them, which its file, edited and not reloaded since it was imported (or a value changed
+    in place, ``TABLE["a"] = 2``, ``Config.factor = 10``), no longer says. A global nothing
+    names is left out (a big table no stage uses costs nothing)."""
     digest = hashlib.sha256()
-    codes: list[CodeType] = []
+    for name, function in functions:
+        digest.update(name.encode() + marshal.dumps(function.__code__))
+        digest.update(_value_digest((function.__defaults__, function.__kwdefaults__)))
     for name, value in sorted(vars(module).items()):
-        if isinstance(value, (FunctionType, type)) and value.__module__ == module.__name__:
-            functions = vars(value).values() if isinstance(value, type) else [value]
-            for function in functions:
-                function = getattr(function, "__func__", function)  # a class or static method
-                if isinstance(function, FunctionType):
-                    digest.update(name.encode() + marshal.dumps(function.__code__))
-                    codes.append(function.__code__)
-    named = _names_in(codes) | used
-    for name, value in sorted(vars(module).items()):
-        if name in named and not isinstance(value, (ModuleType, FunctionType, type)):
+        if name not in named or isinstance(value, (ModuleType, FunctionType)):
+            continue
+        if isinstance(value, type):
+            if value.__module__ == module.__name__:
+                digest.update(name.encode() + _value_digest(_class_values(value)))
+        else:
             digest.update(name.encode() + _value_digest(value))
     return digest.hexdigest()
+
+
+def _class_values(cls: type) -> dict[str, Any]:
+    """A class's own attributes that are values, not methods (``Config.factor``)."""
+    return {
+        name: value
+        for name, value in vars(cls).items()
+        if not name.startswith("__")
+        and not callable(value)
+        and not isinstance(value, (staticmethod, classmethod, property))
+    }
 
 
 def _names_in(codes: list[CodeType]) -> set[str]:
@@ -289,13 +368,19 @@ def _names_in(codes: list[CodeType]) -> set[str]:
 
 
 def _value_digest(value: Any) -> bytes:
-    """A digest of a module's global ``value`` as it is now (its pickle; a set's, whose order
-    differs from process to process, from its items' digests in order), or of its type."""
+    """A digest of a module's global ``value`` as it is now (its pickle, cloudpickle's if it
+    holds a lambda, ``defaultdict(lambda: 1)``; a set's, whose order differs from process
+    to process, from its items' digests in order), or, if it does not pickle (a lock, a
+    connection), of its type."""
     try:
         if isinstance(value, (set, frozenset)):
             items = sorted(_value_digest(item) for item in value)
             return hashlib.sha256(type(value).__name__.encode() + b"".join(items)).digest()
-        return hashlib.sha256(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+        try:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a lambda or a local class inside: cloudpickle takes those
+            data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return hashlib.sha256(data).digest()
     except Exception:  # any pickling failure: keyed by its type only
         return f"{type(value).__module__}.{type(value).__qualname__}".encode()
 

@@ -180,6 +180,7 @@ class Runner:
         for item, found in each:
             run_key = getattr(item, "cache_key", None)
             inputs.extend([[f"run:{run_key}"]] if run_key else self._identified(found))
+        inputs = self._tasks(plan, inputs)  # a per-task stage writes what its tasks read
         try:
             stage_keys = keys.stage_keys(plan.job.name, plan.options, stages, inputs, where)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
@@ -277,6 +278,10 @@ class Runner:
                 continue  # reading it says what is wrong with it
             if not os.path.exists(here):
                 raise sources.gone(url, another_process=True)
+
+    def _tasks(self, plan: Plan, inputs: list[list[str]]) -> list[list[str]]:
+        """The inputs of the first stage's tasks: one per input (Disco's way)."""
+        return inputs
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """The inputs as the cache key takes them (the cluster resolves tags first)."""

@@ -62,15 +62,21 @@ class LocalRunner(Runner):
     def __init__(self, master: str | None = None):
         self.master = master
 
+    def _tasks(self, plan: Plan, inputs: list[list[str]]) -> list[list[str]]:
+        """The inputs of the first stage's tasks: big local text files cut into about a range
+        per worker (:func:`sources.split_large`), unless the first stage's reader (a CSV
+        header, fixed-size records, whole files) needs each input whole."""
+        if plan.spec.stages[0].reader is not None:
+            return inputs
+        return sources.split_large(inputs, _workers(plan.options))
+
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
         _check_threads_start(plan.job.name)
-        workers = plan.options.workers or os.cpu_count() or 1
-        # A reader (a CSV header, fixed-size records, whole files) needs each input whole;
-        # a resumed run reads record files, labelled.
-        whole = plan.spec.stages[0].reader is not None or plan.resume is not None
-        urls = plan.inputs if whole else sources.split_large(plan.inputs, workers)
+        workers = _workers(plan.options)
+        # A resumed run reads record files, labelled.
+        urls = plan.inputs if plan.resume is not None else self._tasks(plan, plan.inputs)
         # No separate pre-flight: the job's zygote (or, without the fork server, each
         # worker) loads the stages in a fresh interpreter, reports a failure as a FATAL
         # with LOAD_FAILURE, and _failed diagnoses it then.
@@ -83,6 +89,10 @@ class LocalRunner(Runner):
         run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
         registry.register(run, [stage for stage, _, _ in pack.jobdict["pipeline"]])
         return functools.partial(_finish, master, layout, plan, counters, progress)
+
+
+def _workers(options: JobOptions) -> int:
+    return options.workers or os.cpu_count() or 1
 
 
 def _check_threads_start(job: str) -> None:

@@ -1,0 +1,221 @@
+"""The cache key (discodsl.caching.keys) sees what changes a stage's records: code behind a
+decorator, globals read through another module, a class's attributes, defaults, the
+options that order a reduce's keys, how the local runner cuts inputs into tasks; and it
+is the same in another process for a stage using a class of the script's."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import JobOptions, job, map, stage
+from discodsl.caching import keys
+from discodsl.model import Job
+from discodsl.runners import local
+
+
+def keys_of(made: Job, where: str = "inline", **options: Any) -> list[str]:
+    chosen = JobOptions(**options)
+    stages = made.spec(chosen).stages
+    return keys.stage_keys(made.name, chosen, stages, [["raw://a b"]], where)
+
+
+def weighted(weight: Any) -> Job:
+    """A map-only job weighting each word by ``weight(word)``, a helper of the user's."""
+
+    @map
+    def words(line: str) -> Iterator[tuple[str, int]]:
+        for word in line.split():
+            yield word, weight(word)
+
+    @job
+    def weighted_words() -> list[Any]:
+        return [words]
+
+    return weighted_words
+
+
+@pytest.fixture
+def module_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Write a module of the user's (a fresh name each time) and import it."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(source: str, name: str = "") -> Any:
+        name = name or f"helper_{uuid.uuid4().hex}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        module = importlib.import_module(name)
+        monkeypatch.setitem(sys.modules, name, module)
+        return module
+
+    return make
+
+
+LRU = """
+import functools
+
+@functools.lru_cache(maxsize=None)
+def weight(word):
+    return {n}
+"""
+WRAPS = """
+import functools
+
+def logged(function):
+    @functools.wraps(function)
+    def wrapper(*args):
+        return function(*args)
+    return wrapper
+
+@logged
+def weight(word):
+    return {n}
+"""
+
+
+@pytest.mark.parametrize("where", ["inline", "local"])
+def test_a_helper_behind_lru_cache_stamps_its_module(module_named: Any, where: str) -> None:
+    """An lru_cache wrapper pickles by its name, as a function does: its module's file was
+    not stamped, so an edited helper was served the old results (inline and local)."""
+    name = f"helper_{uuid.uuid4().hex}"
+    before = keys_of(weighted(module_named(LRU.format(n=1), name).weight), where)
+    after = keys_of(weighted(module_named(LRU.format(n=77), name).weight), where)
+    assert before != after
+
+
+@pytest.mark.parametrize("source", [LRU, WRAPS], ids=["lru_cache", "functools.wraps"])
+def test_inline_the_code_behind_a_decorator_is_keyed(
+    module_named: Any, tmp_path: Path, source: str
+) -> None:
+    """Inline, a file edited but not reloaded keys the code loaded: two versions of the
+    same size and time differ only there, behind the decorator."""
+    name = f"helper_{uuid.uuid4().hex}"
+    path = tmp_path / f"{name}.py"
+    first = module_named(source.format(n=1), name)
+    stamp = path.stat().st_mtime_ns
+    one = keys_of(weighted(first.weight))
+    second = module_named(source.format(n=7), name)
+    os.utime(path, ns=(stamp, stamp))
+    assert keys_of(weighted(second.weight)) != one
+
+
+@pytest.mark.parametrize(
+    ("source", "change"),
+    [
+        ("class Config:\n    factor = 1\ndef weight(w):\n    return Config.factor\n", "class"),
+        ("TABLE = {'a': 1}\ndef weight(w, table=TABLE):\n    return table.get(w, 0)\n", "default"),
+        (
+            "from collections import defaultdict\nWEIGHTS = defaultdict(lambda: 1)\n"
+            "def weight(w):\n    return WEIGHTS[w]\n",
+            "lambda inside",
+        ),
+    ],
+    ids=["a class attribute", "a default", "a defaultdict of a lambda"],
+)
+def test_inline_state_of_a_helper_module_changed_in_place_is_a_change(
+    module_named: Any, source: str, change: str
+) -> None:
+    module = module_named(source)
+    made = weighted(module.weight)
+    before = keys_of(made)
+    if change == "class":
+        module.Config.factor = 10
+    elif change == "default":
+        module.TABLE["a"] = 100
+    else:
+        module.WEIGHTS["a"] = 50
+    assert keys_of(made) != before
+    assert keys_of(made) == keys_of(made)  # and the same while nothing changes
+
+
+def test_inline_a_global_another_module_reads_by_attribute_is_keyed(module_named: Any) -> None:
+    """``consts.K`` read in a helper: ``K`` is named in neither the stage nor consts' own code."""
+    consts = module_named("K = 1\n")
+    helper = module_named(
+        f"import {consts.__name__} as consts\ndef weight(w):\n    return consts.K\n"
+    )
+    made = weighted(lambda word: helper.weight(word))  # reached through the module
+    before = keys_of(made)
+    consts.K = 100
+    assert keys_of(made) != before
+
+
+def test_the_memory_budget_is_keyed() -> None:
+    """Past the budget a sort=False reduce gives its keys in another order, which a later
+    stage may read: the budget is part of what a stage writes."""
+    made = weighted(len)
+    assert keys_of(made, memory_budget=1 << 20) != keys_of(made, memory_budget=1 << 30)
+    assert keys_of(made, progress=False) == keys_of(made, progress=True)
+
+
+@stage(grouping="split")
+def lines_per_task(records: Any) -> Iterator[tuple[str, int]]:
+    yield "lines", sum(1 for _ in records)
+
+
+@job
+def per_task() -> list[Any]:
+    return [lines_per_task]
+
+
+def test_a_local_runs_tasks_as_cut_from_a_big_file_are_keyed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local runner cuts a big file into a range per worker: a stage run once per task
+    writes what its tasks read, so another ``workers`` must not be served the first's."""
+    monkeypatch.setattr(local.sources, "MIN_SPLIT", 1000)
+    text = tmp_path / "big.txt"
+    text.write_text("".join(f"line {n}\n" for n in range(2000)))
+    four = sorted(per_task.run([text], mode="local", cache=True, workers=4))
+    assert len(four) > 1 and sum(n for _, n in four) == 2000
+    assert list(per_task.run([text], mode="local", cache=True, workers=1)) == [("lines", 2000)]
+    assert sorted(per_task.run([text], mode="local", cache=True, workers=4)) == four
+
+
+def test_a_stage_using_a_class_of_the_script_hits_in_another_process(tmp_path: Path) -> None:
+    """cloudpickle ships such a class with an id drawn at random in each process: every run
+    of ``python script.py`` with ``cache=True`` ran afresh and kept one more entry."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from typing import NamedTuple
+            from discodsl import job, map
+
+            class Hit(NamedTuple):
+                word: str
+                n: int
+
+            @map
+            def words(line):
+                for w in line.split():
+                    yield w, Hit(w, 1).n
+
+            @job
+            def wc():
+                return [words]
+
+            print(sorted(wc.run(["raw://a b a"], mode="inline", cache=True)))
+            """
+        )
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+        )
+        for _ in range(2)
+    ]
+    assert runs[0].stdout == runs[1].stdout == "[('a', 1), ('a', 1), ('b', 1)]\n"
+    assert "cached results" not in runs[0].stderr
+    assert "cached results" in runs[1].stderr
