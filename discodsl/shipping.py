@@ -27,7 +27,7 @@ from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache, partial
-from types import CodeType, FunctionType, ModuleType
+from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
 from typing import Any
 
 import cloudpickle
@@ -452,22 +452,77 @@ def _runtime_home() -> str:
 
 
 def _load_error(spec: JobSpec, failure: str) -> PicklingError:
-    for stage, role, function in _functions(spec.stages):
-        for what, value in _parts(function):
-            module = _module_of(value)
-            top = module.split(".")[0]
-            if module and f"'{top}'" in failure:
-                return PicklingError(
-                    f"stage {stage.name!r} ({role}) refers to {what} from module {module!r}, "
-                    f"which does not load on a node ({failure}): install {top!r} on the "
-                    f"nodes, or ship it with the job: `import cloudpickle, {top}` and "
-                    f"`cloudpickle.register_pickle_by_value({top})` before running it"
-                )
+    suspects = list(_suspects(spec, failure))
+    for stage, role, what, value in suspects:  # pickled by reference: what failed, surely
+        if _by_reference(value):
+            return _reference_error(stage, role, what, value, failure)
+    if suspects:
+        stage, role, what, value = suspects[0]
+        module = _module_of(value)
+        top = module.split(".")[0]
+        return PicklingError(
+            f"stage {stage.name!r} ({role}) refers to {what} from module {module!r}, "
+            f"which does not load on a node ({failure}): install {top!r} on the "
+            f"nodes, or ship it with the job: `import cloudpickle, {top}` and "
+            f"`cloudpickle.register_pickle_by_value({top})` before running it"
+        )
     return PicklingError(
         f"job {spec.name!r} does not load in a fresh interpreter ({failure}): make sure every "
         "module its stages use is installed, ship your own with the job "
         "(cloudpickle.register_pickle_by_value(module)), or define the code in the script or "
         "notebook"
+    )
+
+
+_Suspect = tuple[StageSpec, str, str, Any]  # (stage, role, what the part is, the part)
+
+
+def _suspects(spec: JobSpec, failure: str) -> Iterator[_Suspect]:
+    """Each part of a stage from a module ``failure`` names; for a module that ships by
+    value, the objects in it pickled by reference first."""
+    shipped = user_modules(spec.stages) | set(cloudpickle.list_registry_pickle_by_value())
+    for stage, role, function in _functions(spec.stages):
+        for what, value in _parts(function):
+            module = _module_of(value)
+            if not module or f"'{module.split('.')[0]}'" not in failure:
+                continue
+            if isinstance(value, ModuleType) and module in shipped:
+                for name, item in vars(value).items():
+                    if _by_reference(item) and _module_of(item) == module:
+                        yield stage, role, f"{name!r} of {what}", item
+            yield stage, role, what, value
+
+
+def _by_reference(value: Any) -> bool:
+    """Whether pickle writes ``value`` as its module's name and its own, as a
+    ``functools.lru_cache`` wrapper asks: shipping the module by value does not ship it.
+    Functions, classes and modules are left out: cloudpickle ships those by value."""
+    if isinstance(value, (FunctionType, type, ModuleType, BuiltinFunctionType)):
+        return False
+    try:
+        return isinstance(value.__reduce_ex__(cloudpickle.DEFAULT_PROTOCOL), str)
+    except Exception:
+        return False
+
+
+def _reference_error(
+    stage: StageSpec, role: str, what: str, value: Any, failure: str
+) -> PicklingError:
+    """What to do about ``value``, pickled by reference to a module a node cannot load."""
+    module = _module_of(value)
+    top = module.split(".")[0]
+    fix = "build it inside the stage or in an init hook (init(params) runs once per task)"
+    if hasattr(value, "__wrapped__"):  # functools.cache, lru_cache
+        fix = (
+            "make it a plain function (drop the decorator), or build the cache inside the "
+            "stage or in an init hook (init(params) runs once per task)"
+        )
+    install = "" if top == "__main__" else f", or install {top!r} on the nodes"
+    return PicklingError(
+        f"stage {stage.name!r} ({role}) refers to {what} from module {module!r}, which does "
+        f"not load on a node ({failure}): a {type(value).__name__} pickles as a reference to "
+        f"its name in {module!r}, so shipping that module with the job "
+        f"(cloudpickle.register_pickle_by_value) does not ship it: {fix}{install}"
     )
 
 

@@ -6,6 +6,8 @@ Stages leave a mark per task (tests/cache_jobs.py), so a test sees what ran.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import importlib
 import os
 import shutil
@@ -324,6 +326,43 @@ def test_a_clear_removes_only_what_is_the_caches(marks: str, text: Path) -> None
     assert sorted(p.name for p in root.iterdir()) == ["notes.txt", "pip"]
 
 
+def _undeletable(patch: pytest.MonkeyPatch, stuck: Path) -> None:
+    """Nothing in or of ``stuck`` can be removed, as on a read-only mount (the tests run as
+    root, whom no chmod stops): unlink and rmdir refuse it."""
+    for name in ("unlink", "rmdir"):
+        patch.setattr(os, name, _refusing(getattr(os, name), stuck))
+
+
+def _refusing(real: Any, stuck: Path) -> Any:
+    """``real`` (os.unlink or os.rmdir), failing as a read-only file system for ``stuck``."""
+
+    def refusing(path: str, *, dir_fd: int | None = None) -> Any:
+        folder = "" if dir_fd is None else os.readlink(f"/proc/self/fd/{dir_fd}")
+        where = Path(folder, os.fsdecode(path))
+        if where == stuck or stuck in where.parents:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(where))
+        return real(path, dir_fd=dir_fd)
+
+    return refusing
+
+
+def test_a_clear_that_cannot_remove_an_entry_names_it_and_counts_only_what_went(
+    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read-only mount, or another user's cache: clear counted every stage as removed.
+    cache_jobs.wordcount(marks).run([text], mode="local", cache=True).close()
+    stuck, other = store.entries()
+    with monkeypatch.context() as patch, pytest.raises(store.NotCleared) as info:
+        _undeletable(patch, stuck.path)
+        store.clear()
+    assert [entry.key for entry in info.value.removed] == [other.key]
+    assert stuck.path.is_dir() and not other.path.exists()
+    assert isinstance(info.value, SettingsError)  # the command line's one error line
+    message = str(info.value)
+    assert f"{stuck.key} (Read-only file system)" in message
+    assert "point DISCODSL_CACHE_DIR at a directory this user can write" in message
+
+
 def test_an_entry_a_killed_process_was_writing_goes_when_the_cache_is_next_trimmed(
     marks: str, text: Path
 ) -> None:
@@ -350,6 +389,29 @@ def test_an_output_larger_than_the_limit_is_not_kept_and_says_so(
     for line, stage in zip(said, ["words", "total"], strict=True):
         assert line.startswith(f"discodsl: stage {stage!r} of job 'cached_wordcount' is not kept")
         assert line.endswith(" bytes, more than DISCODSL_CACHE_SIZE=10")
+
+
+def test_a_size_limit_of_0_keeps_nothing_not_even_a_clusters_stages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cluster run's stages are 0 bytes here (their outputs stay on the master): under
+    # DISCODSL_CACHE_SIZE=0 they were kept, and served, though 0 is said to keep nothing.
+    entry = store.Entry(
+        key="0" * 40,
+        job="wc",
+        run="wc@5c1:2a3b4:5c6d7",
+        stage="words",
+        index=0,
+        stages=1,
+        where="http://master:8989",
+        outputs=[(0, 12, ["disco://node/words-0"])],
+    )
+    store.keep(entry, [[None]])  # under the default limit
+    assert [kept.key for kept in store.entries()] == [entry.key]
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", "0")
+    with pytest.raises(store.NotKept, match="DISCODSL_CACHE_SIZE=0 keeps nothing"):
+        store.keep(dataclasses.replace(entry, key="1" * 40), [[None]])
+    assert store.entries() == []  # what was kept before the limit went to 0 goes too
 
 
 def test_an_unwritable_cache_says_so_and_the_run_goes_on(

@@ -11,6 +11,7 @@ import ast
 import errno
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -872,6 +873,25 @@ def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     cleared = json.loads(run(capsys, "cache", "clear", "--json")[0])
     assert cleared["removed"] == 2 and cleared["bytes"] == sum(row["size"] for row in listed)
     assert run(capsys, "cache", "ls")[0].startswith("0 stage(s), 0 B in ")
+
+
+def test_cache_clear_that_cannot_remove_the_stages_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a read-only mount, or another user's cache, it said "removed 2 stage(s)", exit 0.
+    run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")
+
+    def refuse(path: str, *, dir_fd: int | None = None) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", refuse)
+        patch.setattr(os, "rmdir", refuse)
+        out, err = run(capsys, "cache", "clear", status=1)
+    assert out.startswith("removed 0 stage(s), 0 B, from ")
+    one_error(err, "could not remove 2 of the cache's entries", "(Read-only file system)")
+    assert "DISCODSL_CACHE_DIR" in err and "Traceback" not in err
+    assert run(capsys, "cache", "ls")[0].splitlines()[-1].startswith("2 stage(s), ")
 
 
 def test_cache_ls_says_the_size_limit_and_refuses_a_bad_one(

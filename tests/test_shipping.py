@@ -93,6 +93,84 @@ def test_a_module_the_node_cannot_import_is_named(
         sys.modules.pop("onlyhere", None)
 
 
+CACHED_HELPER = (
+    "import functools\n\n@functools.lru_cache(maxsize=None)\ndef weight(word):\n    return 1\n"
+)
+CACHE_FIX = "make it a plain function (drop the decorator), or build the cache inside the stage"
+
+
+@pytest.mark.parametrize("stage", ["by_name", "through_module"])
+def test_a_cached_helper_of_a_module_of_yours_is_told_what_ships_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    # The advice was to install the module or ship it by value: shipped by value, the
+    # lru_cache wrapper still pickles by reference, and the same error came back.
+    (tmp_path / "cachedhere.py").write_text(CACHED_HELPER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cachedhere", raising=False)
+    import cachedhere  # type: ignore[import-not-found]
+
+    weight = cachedhere.weight
+
+    @map
+    def by_name(line: str) -> Iterator[tuple[str, int]]:
+        yield line, weight(line)
+
+    @map
+    def through_module(line: str) -> Iterator[tuple[str, int]]:
+        yield line, cachedhere.weight(line)
+
+    @job
+    def cached() -> list[Any]:
+        return [by_name if stage == "by_name" else through_module]
+
+    spec = cached.spec()
+    cloudpickle.register_pickle_by_value(cachedhere)  # the advice that did not help
+    try:
+        with pytest.raises(PicklingError) as info:
+            preflight(spec, pickle_job(spec))
+    finally:
+        cloudpickle.unregister_pickle_by_value(cachedhere)
+    message = str(info.value)
+    assert f"stage {stage!r}" in message and "_lru_cache_wrapper" in message
+    assert CACHE_FIX in message and "init hook" in message
+    assert "install 'cachedhere' on the nodes" in message  # it loads where it is installed
+    assert "register_pickle_by_value(cachedhere)`" not in message
+
+
+CACHED_IN_MAIN = """
+import functools
+from discodsl import PicklingError, job, map
+from discodsl.shipping import pickle_job, preflight
+
+@functools.lru_cache(maxsize=None)
+def weight(word):
+    return 1
+
+@map
+def weighed(line):
+    yield line, weight(line)
+
+@job
+def cached():
+    return [weighed]
+
+spec = cached.spec()
+try:
+    preflight(spec, pickle_job(spec))
+except PicklingError as exc:
+    print(exc)
+"""
+
+
+def test_a_cached_helper_of_a_script_is_told_what_ships_it(tmp_path: Path) -> None:
+    # The advice was "install '__main__' on the nodes", or ship it by value, which did not help.
+    message = python_output(CACHED_IN_MAIN, tmp_path)
+    assert "stage 'weighed' (function) refers to global 'weight'" in message
+    assert CACHE_FIX in message and "init hook" in message
+    assert "install" not in message and "register_pickle_by_value(__main__)" not in message
+
+
 def test_a_module_of_yours_named_like_a_standard_library_one_is_refused_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,8 +26,9 @@ trim or clear.
 Size limit and eviction: ``$DISCODSL_CACHE_SIZE`` (bytes, or with a ``K``,
 ``M`` or ``G`` suffix; default 2G). After each entry is kept, the entries
 used least recently go until the total is within the limit; an entry
-larger than the limit on its own is not kept. ``discodsl cache ls`` lists
-the entries, ``discodsl cache clear`` removes them (:func:`clear`).
+larger than the limit on its own is not kept. A limit of 0 keeps nothing, not
+even a cluster run's entries (0 bytes here). ``discodsl cache ls`` lists the
+entries, ``discodsl cache clear`` removes them (:func:`clear`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from discodsl.worker.records import check_hunks
 __all__ = [
     "Entry",
     "Held",
+    "NotCleared",
     "NotKept",
     "cache_dir",
     "clear",
@@ -228,6 +230,9 @@ def keep(
     cap = limit()
     try:
         size = sum(os.path.getsize(path) for paths in sources for path in paths if path)
+        if not cap:
+            _empty(root)
+            raise NotKept(f"{SIZE_ENV}=0 keeps nothing")
         if size > cap:
             raise NotKept(f"{size} bytes, more than {SIZE_ENV}={cap}")
         root.mkdir(parents=True, exist_ok=True)
@@ -243,6 +248,12 @@ def keep(
     kept.path = root / entry.key
     trim(cap, root)
     return kept
+
+
+def _empty(root: Path) -> None:
+    """Remove the entries kept before the limit went to 0 (those that can be removed)."""
+    with contextlib.suppress(OSError):
+        trim(0, root)
 
 
 def _write(
@@ -385,31 +396,71 @@ def _keys(root: Path) -> Iterator[str]:
 
 
 def trim(cap: int, directory: Path | None = None) -> None:
-    """Remove the least recently used entries until the cache holds ``cap`` bytes at most,
-    and what processes that died left (links they held, entries half written)."""
+    """Remove the least recently used entries until the cache holds ``cap`` bytes at most
+    (every entry, when ``cap`` is 0), and what processes that died left (links they held,
+    entries half written)."""
     root = directory or cache_dir()
     for name in os.listdir(root) if root.is_dir() else []:
         if _left_by_the_dead(name):
             _remove(root / name)
     kept = entries(directory)
     total = sum(entry.size for entry in kept)
-    while kept and total > cap:
+    while kept and (total > cap or not cap):  # 0 keeps nothing, not even a 0-byte entry
         oldest = kept.pop()
         total -= oldest.size
         _remove(oldest.path)
 
 
 def clear(job: str | None = None, directory: Path | None = None) -> list[Entry]:
-    """Remove every entry (of ``job``, if given); the entries removed."""
-    removed = [entry for entry in entries(directory) if job is None or entry.job == job]
-    for entry in removed:
-        _remove(entry.path)
+    """Remove every entry (of ``job``, if given); the entries removed. NotCleared, once
+    all that can go has gone, if something could not be removed."""
+    root = directory or cache_dir()
+    chosen = [entry for entry in entries(root) if job is None or entry.job == job]
+    paths = [entry.path for entry in chosen]
+    failed = {path: error for path in paths if (error := _delete(path)) is not None}
     if job is None:
-        root = directory or cache_dir()
-        for name in os.listdir(root) if root.is_dir() else []:
-            if _KEY.fullmatch(name) or name.startswith(NEW) or _left_by_the_dead(name):
-                _remove(root / name)  # half-written entries too; links runs hold stay
+        failed |= _sweep(root, tried=set(paths))
+    removed = [entry for entry in chosen if entry.path not in failed]
+    if failed:
+        raise NotCleared(root, removed, failed)
     return removed
+
+
+def _sweep(root: Path, tried: set[Path]) -> dict[Path, OSError]:
+    """Remove the rest of the cache's own (half-written entries, links dead processes
+    held; not links live runs hold) but for ``tried``; what could not be removed, and why."""
+    failed = {}
+    for name in os.listdir(root) if root.is_dir() else []:
+        path = root / name
+        if path not in tried and (
+            _KEY.fullmatch(name) or name.startswith(NEW) or _left_by_the_dead(name)
+        ):
+            error = _delete(path)
+            if error is not None:
+                failed[path] = error
+    return failed
+
+
+class NotCleared(SettingsError):
+    """:func:`clear` removed what it could (``removed``, the entries), and not ``failed``
+    (each path with the error that kept it)."""
+
+    def __init__(self, root: Path, removed: list[Entry], failed: dict[Path, OSError]) -> None:
+        self.removed, self.failed = removed, failed
+        shown = ", ".join(
+            f"{path.name} ({_why(error)})" for path, error in list(failed.items())[:5]
+        )
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        super().__init__(
+            f"could not remove {len(failed)} of the cache's entries in {root}: {shown}{more}. "
+            "They may be another user's, or on a read-only mount: give this user write "
+            "permission on them and on that directory, or remove them as a user who may; or "
+            f"point {DIR_ENV} at a directory this user can write"
+        )
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or str(error)
 
 
 # The name of an entry's directory: its key (see discodsl.caching.keys). Nothing else in the
@@ -419,3 +470,14 @@ _KEY = re.compile(r"[0-9a-f]{40}")
 
 def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _delete(path: Path) -> OSError | None:
+    """Remove ``path`` and all in it; the error that kept it there, if it is still there
+    (what else could go, went)."""
+    try:
+        shutil.rmtree(path)
+    except OSError as error:
+        _remove(path)  # the rest of it
+        return error if os.path.lexists(path) else None
+    return None

@@ -81,15 +81,25 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
-    removed = store.clear(args.job)
+    try:
+        removed = store.clear(args.job)
+    except store.NotCleared as exc:  # what went is said, then the error (exit status 1)
+        _tell_removed(args, exc.removed)
+        raise
+    _tell_removed(args, removed, none_kept=not removed)
+    return 0
+
+
+def _tell_removed(
+    args: argparse.Namespace, removed: list[store.Entry], none_kept: bool = False
+) -> None:
     total = sum(entry.size for entry in removed)
     note = ""
-    if args.job is not None and not removed:
+    if args.job is not None and none_kept:
         note = f": no stage of job {args.job!r} is kept (see `discodsl cache ls`)"
     text = f"removed {len(removed)} stage(s), {_size(total)}, from {store.cache_dir()}{note}"
     data = {"removed": len(removed), "bytes": total, "cache": str(store.cache_dir())}
     tell(args, text, data)
-    return 0
 
 
 def _when(seconds: float) -> str:
