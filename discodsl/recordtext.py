@@ -12,6 +12,7 @@ import json
 import math
 import numbers
 import re
+import sys
 import warnings
 from collections.abc import Iterable
 from enum import Enum
@@ -39,10 +40,7 @@ def write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: 
     whose key or value cannot be printed (its repr raised)."""
     for number, (key, value) in enumerate(results):
         try:
-            if as_json:
-                line = json.dumps([_json_value(key), _json_value(value)], allow_nan=False)
-            else:
-                line = f"{_tsv_field(key)}\t{_tsv_field(value)}"
+            line = _whole_line(key, value, as_json=as_json)
         except Exception as exc:
             raise JobError(
                 f"cannot print record {number} of the results ({type(key).__name__} key, "
@@ -50,6 +48,30 @@ def write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: 
                 f"{exc}; fix that class's __repr__, or read the results in Python"
             ) from exc
         out.write(line + "\n")
+
+
+def _whole_line(key: Any, value: Any, *, as_json: bool) -> str:
+    """One record as a line, its ints whole: one of more digits than Python turns into
+    text by default (``sys.get_int_max_str_digits()``, 4,300) raises ValueError, so the
+    record is written again with the limit lifted, for that record alone."""
+    try:
+        return _line(key, value, as_json=as_json)
+    except ValueError:
+        if sys.get_int_max_str_digits() == 0:
+            raise
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return _line(key, value, as_json=as_json)
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
+def _line(key: Any, value: Any, *, as_json: bool) -> str:
+    """One record as a line of TSV or JSON."""
+    if as_json:
+        return json.dumps([_json_value(key), _json_value(value)], allow_nan=False)
+    return f"{_tsv_field(key)}\t{_tsv_field(value)}"
 
 
 def _plain(value: Any) -> Any:

@@ -15,7 +15,7 @@ import glob
 import math
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from discodsl import places
@@ -217,7 +217,7 @@ def _paths(pattern: str) -> list[str]:
     matches directories and the files in them, and a link names the file it points at)."""
     expanded = _expanded(pattern)
     literal = not glob.has_magic(expanded) or os.path.exists(expanded)
-    matches = [expanded] if literal else sorted(glob.glob(expanded, recursive=True))
+    matches = [expanded] if literal else sorted(_glob(expanded))
     files: list[str] = []
     for match in matches:
         files.extend(_files_under(match) if os.path.isdir(match) else [match])
@@ -233,6 +233,53 @@ def _paths(pattern: str) -> list[str]:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
         raise JobError(f"input {pattern!r} matches no file{hint}: check the path (cwd: {_cwd()})")
     return [urls.file_url(f) for f in existing]
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, except that a ``**`` does not go round a link
+    loop (``sub/up -> ..``): glob followed it to the 40-link limit, through every way
+    round, and a path at that depth named no file."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    at = parts.index("**")
+    head = os.sep.join(parts[:at]) or (os.sep if at else "")
+    bases = glob.glob(head) if glob.has_magic(head) else [head]
+    return [
+        match
+        for base in bases
+        if os.path.isdir(base or os.curdir)
+        for directory, names in _below(base)
+        for match in _reached(directory, names, parts[at + 1 :])
+    ]
+
+
+def _reached(directory: str, names: list[str], rest: list[str]) -> list[str]:
+    """What ``**`` followed by the parts ``rest`` matches from one directory it reaches
+    (``directory``, holding the files ``names``)."""
+    if rest not in ([], [""]):
+        return _glob(os.path.join(glob.escape(directory), os.sep.join(rest).lstrip(os.sep)))
+    itself = [os.path.join(directory, "") if rest else directory] if directory else []
+    return itself + ([] if rest else [os.path.join(directory, name) for name in names])
+
+
+def _below(base: str) -> Iterator[tuple[str, list[str]]]:
+    """``base`` and each directory below it, with the names of its other entries, as
+    ``base/**`` matches them: links followed, save one back to a directory on its own
+    path (a loop); dot names skipped. ``base`` itself is named ``base/`` (or ``""``)."""
+    start = base or os.curdir
+    above = {start: frozenset({os.path.realpath(start)})}
+    for root, dirs, names in os.walk(start, followlinks=True):
+        path = above.pop(root)
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(root, name))
+            if real not in path:
+                above[os.path.join(root, name)] = path | {real}
+                kept.append(name)
+        dirs[:] = kept
+        relative = root[len(start) :].lstrip(os.sep)
+        yield os.path.join(base, relative), [n for n in names if not n.startswith(".")]
 
 
 def _each_file_once(paths: list[str]) -> list[str]:

@@ -661,6 +661,24 @@ def test_numpy_numbers_and_strings_print_as_the_plain_values_they_hold() -> None
         assert out.getvalue() == want
 
 
+def test_ints_of_more_digits_than_pythons_str_limit_print_whole() -> None:
+    """10**5000 failed with Python's 4,300-digit limit, and the advice was to fix int's
+    __repr__ (what worked was PYTHONINTMAXSTRDIGITS=0)."""
+    from discodsl.recordtext import write_records
+
+    digits = "1" + "0" * 5000
+    limit = sys.get_int_max_str_digits()
+    records = [(10**5000, (1, -(10**5000))), ("small", 2)]
+    for as_json, want in (
+        (False, f"{digits}\t(1, -{digits})\nsmall\t2\n"),
+        (True, f'[{digits}, {{"repr": "(1, -{digits})"}}]\n["small", 2]\n'),
+    ):
+        out = io.StringIO()
+        write_records(records, out, as_json=as_json)
+        assert out.getvalue() == want
+        assert sys.get_int_max_str_digits() == limit  # lifted for that record alone
+
+
 def test_run_json_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     out, _ = run(capsys, "run", "--json", "--inline", WORDCOUNT, *INPUTS, "-o", str(target))

@@ -77,6 +77,26 @@ def test_a_directory_reads_what_its_links_point_at_as_its_glob_does(tmp_path: Pa
         sources.resolve(tmp_path / "top")
 
 
+@pytest.mark.parametrize("pattern", ["**", "**/*.txt", "*/**", "sub/**", "**/sub/**"])
+def test_a_recursive_glob_over_a_link_loop_reads_what_the_directory_does(
+    tmp_path: Path, pattern: str
+) -> None:
+    """``dir/**`` over ``sub/up -> ..`` went round to the 40-link limit, then blamed a
+    good link at that depth ("a link to nothing ... remove the link")."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "f.txt").write_text("x\n")
+    (tmp_path / "sub" / "g.txt").write_text("y\n")
+    (tmp_path / "sub" / "up").symlink_to("..")  # as `ln -s .. up`
+    (tmp_path / "link.txt").symlink_to("f.txt")
+
+    def inodes(given: str | Path) -> list[int]:
+        return sorted(os.stat(urls.file_path(u[0]) or "").st_ino for u in sources.resolve(given))
+
+    assert inodes(f"{tmp_path}/{pattern}") == inodes(tmp_path)
+    (tmp_path / "sub" / "again").symlink_to("..")  # two ways round: 2**40 paths for glob
+    assert inodes(f"{tmp_path}/{pattern}") == inodes(tmp_path)
+
+
 def test_the_same_file_given_twice_is_read_twice(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x\n")
     assert len(sources.resolve([str(tmp_path / "a.txt"), str(tmp_path / "*.txt")])) == 2
@@ -216,9 +236,7 @@ def test_compressed_files_are_not_cut_whatever_their_name(
         assert sources.split_large(sources.resolve(path), workers=2) == sources.resolve(path)
 
 
-@pytest.mark.parametrize(
-    "given", ["foo://bar/baz", ["http://a/x", "ftp://b/x"], "s3://bucket/key"]
-)
+@pytest.mark.parametrize("given", ["foo://bar/baz", ["http://a/x", "ftp://b/x"], "s3://bucket/key"])
 def test_an_unknown_url_scheme_is_refused_before_anything_runs(given: object) -> None:
     with pytest.raises(JobError) as info:
         sources.resolve([given])
