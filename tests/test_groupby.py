@@ -897,6 +897,23 @@ def test_a_spilled_partition_with_a_key_of_no_order_still_sorts_the_others(
     assert os.listdir(tmp_path) == []
 
 
+def test_a_spilled_partition_with_keys_equal_across_kinds_keeps_the_values_order(
+    tmp_path: Path,
+) -> None:
+    """n and n+0j are one key: past the budget, every key goes by its encoding, and each
+    key's values keep the order they came in."""
+    records: list[Record] = [(frozenset({1}), (-1, ""))]  # a key apart: spilled apart
+    for index in range(40_000):
+        number = index % 5
+        late = index > 20_000  # met once runs were spilled
+        records.append((complex(number) if late and index % 3 else number, (index, "x" * 100)))
+    got = drain(group_sorted(records, budget=64 * 1024, tmpdir=str(tmp_path)))
+    assert len(got) == 6
+    for _, values in got:
+        assert values == sorted(values)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_spilled_partition_whose_keys_do_not_compare_fails_as_one_in_memory(
     tmp_path: Path,
 ) -> None:

@@ -379,11 +379,9 @@ def _spill_runs(
     done = False
     while buffer:
         if not _ordered(buffer):
-            taken = _without_order(buffer)
-            if not _all_apart(taken):
-                buffer[:0] = taken  # left for the grouping by encodings
+            if not _all_apart(buffer):  # left whole, in order, for the grouping by encodings
                 break
-            apart.append(_spilled(taken, meter, scratch))
+            apart.append(_spilled(_without_order(buffer), meter, scratch))
         if buffer:
             runs.append(_spilled(_sorted(buffer, stage), meter, scratch))
         buffer.clear()  # after the sorted copy is emptied: see _sorted
@@ -402,9 +400,11 @@ def _spilled(records: list[Record], meter: _Meter, scratch: _Scratch) -> str:
 
 
 def _all_apart(records: list[Record]) -> bool:
-    """Whether every one of ``records`` is a pair whose key is apart (see _apart)."""
+    """Whether every one of ``records`` is a pair, and each key of no order among them is
+    apart (see _apart)."""
     try:
-        return all(map(_apart, map(_KEY, records)))
+        keys = map(_KEY, records)
+        return all(_apart(key) for key in keys if not _totally_ordered(key))
     except (TypeError, IndexError, KeyError):  # not a pair: the grouping by encodings names it
         return False
 
