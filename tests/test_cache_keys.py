@@ -219,3 +219,24 @@ def test_a_stage_using_a_class_of_the_script_hits_in_another_process(tmp_path: P
     assert runs[0].stdout == runs[1].stdout == "[('a', 1), ('a', 1), ('b', 1)]\n"
     assert "cached results" not in runs[0].stderr
     assert "cached results" in runs[1].stderr
+
+
+def test_inline_a_global_whose_attributes_cannot_be_asked_for_is_keyed_by_the_rest(
+    module_named: Any,
+) -> None:
+    """A proxy object (one that works only inside some context) raises whatever is asked of
+    it: the key is still made."""
+    module = module_named(
+        """
+        class Proxy:
+            def __getattribute__(self, name):
+                raise RuntimeError("working outside of the context")
+
+        CURRENT = Proxy()
+
+        def weight(word):
+            return 1
+        """
+    )
+    made = weighted(module.weight)
+    assert keys_of(made) == keys_of(made)

@@ -301,9 +301,9 @@ def _own_functions(module: ModuleType) -> list[tuple[str, FunctionType]]:
     an ``lru_cache``'s, a ``functools.wraps`` wrapper's)."""
     found: list[tuple[str, FunctionType]] = []
     for name, value in sorted(vars(module).items()):
-        if isinstance(value, ModuleType) or getattr(value, "__module__", None) != module.__name__:
+        if issubclass(type(value), ModuleType) or _module_name(value) != module.__name__:
             continue
-        members = vars(value).values() if isinstance(value, type) else [value]
+        members = vars(value).values() if issubclass(type(value), type) else [value]
         for member in members:
             found += [(name, function) for function in _unwrapped(member)]
     return found
@@ -314,10 +314,10 @@ def _unwrapped(value: Any) -> list[FunctionType]:
     it wraps (``__wrapped__``), outermost first."""
     functions: list[FunctionType] = []
     for _ in range(_WRAPS_MOST):
-        value = getattr(value, "__func__", value)
-        if isinstance(value, FunctionType):
-            functions.append(value)
         try:
+            value = getattr(value, "__func__", value)
+            if isinstance(value, FunctionType):
+                functions.append(value)
             value = value.__wrapped__
         except Exception:  # none (AttributeError), or an object whose __getattr__ fails
             break
@@ -325,6 +325,14 @@ def _unwrapped(value: Any) -> list[FunctionType]:
 
 
 _WRAPS_MOST = 8  # decorators followed through __wrapped__ at most (a proxy may never end)
+
+
+def _module_name(value: Any) -> Any:
+    """``value.__module__``, or None if it has none or asking fails (a proxy object)."""
+    try:
+        return getattr(value, "__module__", None)
+    except Exception:
+        return None
 
 
 def _loaded_code(
@@ -341,9 +349,9 @@ def _loaded_code(
         digest.update(name.encode() + marshal.dumps(function.__code__))
         digest.update(_value_digest((function.__defaults__, function.__kwdefaults__)))
     for name, value in sorted(vars(module).items()):
-        if name not in named or isinstance(value, (ModuleType, FunctionType)):
+        if name not in named or issubclass(type(value), (ModuleType, FunctionType)):
             continue
-        if isinstance(value, type):
+        if issubclass(type(value), type):
             if value.__module__ == module.__name__:
                 digest.update(name.encode() + _value_digest(_class_values(value)))
         else:
