@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from discodsl import job, map
+from discodsl.runners import forkserver
 from tests import jobs
 
 TASKS = 40
@@ -210,3 +213,24 @@ def test_a_program_at_its_limit_of_threads_runs_its_tasks_without_a_fork_server(
     monkeypatch.setattr(threading.Thread, "start", limited)
     results = jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)
     assert sorted(results) == [("a", 2), ("b", 1)]
+
+
+def test_a_request_the_sender_and_the_zygotes_end_both_answer_is_answered_once() -> None:
+    """The zygote ends as a fork is asked for: the asking thread (its send failed) and the
+    reading thread (answering every request left) both answer it; the second raised
+    KeyError in whichever thread came second."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    process = subprocess.Popen(["sleep", "60"])
+    zygote = forkserver._Zygote(process, ours)
+    try:
+        to_child, from_child = os.pipe()
+        zygote.pipes[7] = (to_child, from_child)
+        zygote._answered(7, "the fork server is gone")  # the asking thread
+        zygote._answered(7, "the fork server ended")  # the reading thread, a moment later
+        assert zygote.started == {7: "the fork server is gone"} and not zygote.pipes
+    finally:
+        theirs.close()  # the reader sees the end
+        zygote.reader.join(10)
+        process.kill()
+        process.wait()
+        ours.close()

@@ -246,7 +246,10 @@ class _Zygote:
     def _answered(self, token: int, answer: int | str) -> None:
         """A fork request was answered: a pid (the child, its pipes ours), or why not."""
         with self.changed:
-            to_child, from_child = self.pipes.pop(token)
+            pipes = self.pipes.pop(token, None)
+            if pipes is None:  # answered already: the zygote ended as the request was sent
+                return
+            to_child, from_child = pipes
             if isinstance(answer, int):
                 self.children.add(answer)
                 worker = ForkedWorker.over(self, answer, to_child, from_child)
