@@ -347,6 +347,26 @@ def test_a_record_too_big_for_a_hunk_is_refused_as_written_and_the_rest_kept(
     assert read_bytes(path.read_bytes()) == [("small", 1), ("fine", 2), ("after", 3)]
 
 
+@pytest.mark.parametrize("how", ["write", "write_many"])
+def test_a_record_under_the_hunk_limit_after_others_goes_in_a_hunk_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The records before it and a record of nearly MAX_HUNK_SIZE made a hunk over it: the
+    record was refused, though alone it fits, with a size under the limit it named."""
+    monkeypatch.setattr(records, "MAX_HUNK_SIZE", 1000)
+    path = tmp_path / "out"
+    rows = [("small", b"y" * 80), ("big", b"x" * 950), ("after", 3)]
+    with RecordWriter(str(path), hunk_size=900) as writer:  # "small" waits in the buffer
+        if how == "write":
+            for key, value in rows:
+                writer.write(key, value)
+        else:
+            writer.write_many(rows)
+    data = path.read_bytes()
+    assert read_bytes(data, max_hunk_size=1000) == rows
+    assert max(len(hunk) for _, _, hunk in decode_hunks(data)) <= 1000
+
+
 @pytest.mark.parametrize("rows", [1, 20_000], ids=["fails-on-close", "fails-mid-write"])
 def test_no_space_left_is_a_data_error_and_leaves_no_partial_file(
     tmp_path: Path, rows: int

@@ -186,8 +186,7 @@ class RecordWriter:
         self._pickler.clear_memo()
         end = self._buffer.tell()
         if end > self.hunk_size:
-            self._check_hunk(self._mark, end)
-            self._flush()
+            self._flush_full(self._mark, end)
         else:
             self._mark = end
 
@@ -211,8 +210,7 @@ class RecordWriter:
                 clear_memo()
                 end = tell()
                 if end > limit:
-                    self._check_hunk(mark, end)
-                    self._flush()
+                    self._flush_full(mark, end)
                     end = 0
                 mark = end
         finally:  # also when an item is no pair: what was taken before it stays
@@ -263,16 +261,28 @@ class RecordWriter:
         if self._state != "open":
             raise ValueError(f"the RecordWriter for {self.path} is {self._state}: open a new one")
 
-    def _check_hunk(self, mark: int, end: int) -> None:
-        """Refuse the record between ``mark`` and ``end`` (the buffer's last) if it makes the
-        hunk bigger than a reader takes, and drop it."""
-        if end > MAX_HUNK_SIZE:
+    def _flush_full(self, mark: int, end: int) -> None:
+        """Write the buffer, past ``hunk_size``, as a hunk; as two (the records before its
+        last, from ``mark``, then that one) if one would be bigger than a reader takes; and
+        refuse that last record, dropping it, if it alone is."""
+        if end <= MAX_HUNK_SIZE:
+            self._flush()
+            return
+        if end - mark > MAX_HUNK_SIZE:
             self._rollback(mark)
             raise RecordTooBig(
                 f"a record of {end - mark} bytes (pickled) for {self.path}: a hunk of a record "
                 f"file holds at most {MAX_HUNK_SIZE} bytes, and a reader refuses more as "
                 "damage: yield smaller values (split this one into several records)"
             )
+        payload = memoryview(self._buffer.getvalue())
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._mark = 0
+        with self._guard("write"):
+            if mark:
+                self._write_hunk(payload[:mark])
+            self._write_hunk(payload[mark:])
 
     def _rollback(self, mark: int) -> None:
         """Drop a record that failed to pickle, so the hunk stays whole."""
@@ -290,7 +300,7 @@ class RecordWriter:
         with self._guard("write"):
             self._write_hunk(payload)
 
-    def _write_hunk(self, payload: bytes) -> None:
+    def _write_hunk(self, payload: bytes | memoryview) -> None:
         stored = zlib.compress(payload, self.level) if self.compress else payload
         header = HEADER.pack(VERSION_BYTE, int(self.compress), zlib.crc32(payload), len(stored))
         self._file.write(header)
@@ -454,8 +464,7 @@ def _next_part(stream: BinaryIO, url: str, end: int) -> bytes:
             url,
             end,
             end + 1,
-            "bytes follow the closing hunk that start no record file (data appended to "
-            "one)",
+            "bytes follow the closing hunk that start no record file (data appended to one)",
             "read each record file on its own; the file is otherwise corrupt: re-run the "
             "task that wrote it",
         )
