@@ -240,3 +240,68 @@ def test_inline_a_global_whose_attributes_cannot_be_asked_for_is_keyed_by_the_re
     )
     made = weighted(module.weight)
     assert keys_of(made) == keys_of(made)
+
+
+def test_inline_a_helper_a_factory_made_is_keyed_by_what_it_closes_over(
+    module_named: Any,
+) -> None:
+    module = module_named(
+        """
+        def make(scale):
+            def weight(word):
+                return scale
+            return weight
+
+        weight = make(1)
+        """
+    )
+    made = weighted(lambda word: module.weight(word))
+    before = keys_of(made)
+    module.weight = module.make(3)  # the same code, closing over another value
+    assert keys_of(made) != before
+
+
+def test_inline_a_set_in_a_helper_module_keys_alike_in_every_process(tmp_path: Path) -> None:
+    """A set's items come in another order in another process (str hashes are salted): a
+    class attribute or a dict holding one made every process miss."""
+    (tmp_path / "stops.py").write_text(
+        "class Words:\n    STOP = {'the', 'a', 'of', 'and', 'to'}\n"
+        "TABLE = {'skip': frozenset({'x', 'y', 'z'})}\n"
+        "def keep(word):\n    return word not in Words.STOP and word not in TABLE['skip']\n"
+    )
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import stops
+            from discodsl import job, map
+
+            @map
+            def words(line):
+                for w in line.split():
+                    if stops.keep(w):
+                        yield w, 1
+
+            @job
+            def kept():
+                return [words]
+
+            print(sorted(kept.run(["raw://the cat of x"], mode="inline", cache=True)))
+            """
+        )
+    )
+
+    def run(seed: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+
+    first, second = run("1"), run("2")
+    assert first.stdout == second.stdout == "[('cat', 1)]\n"
+    assert "cached results" in second.stderr

@@ -347,7 +347,8 @@ def _loaded_code(
     digest = hashlib.sha256()
     for name, function in functions:
         digest.update(name.encode() + marshal.dumps(function.__code__))
-        digest.update(_value_digest((function.__defaults__, function.__kwdefaults__)))
+        cells = [_cell_value(cell) for cell in function.__closure__ or ()]
+        digest.update(_value_digest((function.__defaults__, function.__kwdefaults__, cells)))
     for name, value in sorted(vars(module).items()):
         if name not in named or issubclass(type(value), (ModuleType, FunctionType)):
             continue
@@ -357,6 +358,14 @@ def _loaded_code(
         else:
             digest.update(name.encode() + _value_digest(value))
     return digest.hexdigest()
+
+
+def _cell_value(cell: Any) -> Any:
+    """What a closure's cell holds (a factory's ``scale``), or None while it is empty."""
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
 
 
 def _class_values(cls: type) -> dict[str, Any]:
@@ -376,21 +385,42 @@ def _names_in(codes: list[CodeType]) -> set[str]:
 
 
 def _value_digest(value: Any) -> bytes:
-    """A digest of a module's global ``value`` as it is now (its pickle, cloudpickle's if it
-    holds a lambda, ``defaultdict(lambda: 1)``; a set's, whose order differs from process
-    to process, from its items' digests in order), or, if it does not pickle (a lock, a
-    connection), of its type."""
+    """A digest of a module's global ``value`` as it is now: its pickle (cloudpickle's if it
+    holds a lambda, ``defaultdict(lambda: 1)``), or, if it does not pickle (a lock, a
+    connection), its type. A set's items come in another order in another process, so a
+    value whose pickle may hold one is digested item by item (see _items_digest)."""
     try:
-        if isinstance(value, (set, frozenset)):
-            items = sorted(_value_digest(item) for item in value)
-            return hashlib.sha256(type(value).__name__.encode() + b"".join(items)).digest()
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # a lambda or a local class inside: cloudpickle takes those
             data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        return hashlib.sha256(data).digest()
+        if _SET_OPCODES.isdisjoint(data):  # no set: one digest of the bytes
+            return hashlib.sha256(data).digest()
+        return _items_digest(value, _NESTING_MOST)
     except Exception:  # any pickling failure: keyed by its type only
         return f"{type(value).__module__}.{type(value).__qualname__}".encode()
+
+
+# Protocol 4's set opcodes (EMPTY_SET, FROZENSET); other bytes of a pickle may match them
+# too, which costs only the slower digest.
+_SET_OPCODES = frozenset(pickle.EMPTY_SET + pickle.FROZENSET)
+_NESTING_MOST = 50  # containers digested item by item this deep, then by their pickle
+
+
+def _items_digest(value: Any, depth: int) -> bytes:
+    """A digest of ``value`` the same in every process: a set's or a frozenset's from its
+    items' digests in order, a dict's, a list's and a tuple's from their items', anything
+    else (or past ``depth``) from its pickle."""
+    kind = type(value)
+    if depth <= 0 or kind not in (set, frozenset, dict, list, tuple):
+        return hashlib.sha256(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+    if kind is dict:
+        items = [_items_digest(part, depth - 1) for pair in value.items() for part in pair]
+    else:
+        items = [_items_digest(item, depth - 1) for item in value]
+    if kind is set or kind is frozenset:
+        items.sort()
+    return hashlib.sha256(kind.__name__.encode() + b"".join(items)).digest()
 
 
 def _stat(path: str | None) -> os.stat_result | None:
