@@ -305,3 +305,44 @@ def test_inline_a_set_in_a_helper_module_keys_alike_in_every_process(tmp_path: P
     first, second = run("1"), run("2")
     assert first.stdout == second.stdout == "[('cat', 1)]\n"
     assert "cached results" in second.stderr
+
+
+def test_inline_an_lru_cache_helper_of_the_script_redefined_gives_a_fresh_run(
+    tmp_path: Path,
+) -> None:
+    """A notebook cell defines the helper again with another body: the wrapper pickles by
+    its name in ``__main__``, which said nothing of the new body."""
+    script = tmp_path / "cells.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import functools
+            from discodsl import job, map
+
+            @functools.lru_cache(maxsize=None)
+            def weight(word):
+                return 1
+
+            @map
+            def words(line):
+                for w in line.split():
+                    yield w, weight(w)
+
+            @job
+            def wc():
+                return [words]
+
+            print(sorted(wc.run(["raw://a b"], mode="inline", cache=True)))
+
+            @functools.lru_cache(maxsize=None)
+            def weight(word):
+                return 7
+
+            print(sorted(wc.run(["raw://a b"], mode="inline", cache=True)))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.splitlines() == ["[('a', 1), ('b', 1)]", "[('a', 7), ('b', 7)]"]

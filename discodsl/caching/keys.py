@@ -283,7 +283,7 @@ def _module_stamps(names: set[str], loaded: bool, used: set[str]) -> bytes:
     own = {
         name: _own_functions(sys.modules[name])
         for name in modules
-        if loaded and name in sys.modules and shipping.needs_value(sys.modules[name])
+        if loaded and name in sys.modules and _users(sys.modules[name])
     }
     # Names the stages or any of these modules' code use: ``consts.K`` read in a helper.
     named = used | _names_in([f.__code__ for functions in own.values() for _, f in functions])
@@ -293,6 +293,13 @@ def _module_stamps(names: set[str], loaded: bool, used: set[str]) -> bytes:
         if name in own:
             stamps.append((name, _loaded_code(sys.modules[name], own[name], named)))
     return repr(stamps).encode()
+
+
+def _users(module: ModuleType) -> bool:
+    """Whether ``module`` is the user's: shipped by value, or the script or notebook
+    (``__main__``, named here only by what pickles by its name there: an ``lru_cache``
+    wrapper, whose redefinition its pickle does not show)."""
+    return module.__name__ == "__main__" or shipping.needs_value(module)
 
 
 def _own_functions(module: ModuleType) -> list[tuple[str, FunctionType]]:
