@@ -194,6 +194,24 @@ def test_the_local_runner_shows_every_printed_line(capsys: pytest.CaptureFixture
     assert shown == [f"[prints_100_kb] {_line(i)}" for i in range(LINES)]
 
 
+@map
+def prints_accents(line: str) -> Iterator[tuple[str, int]]:
+    print("stage says héllo ✓")
+    yield line, 1
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_stage_prints_text_whatever_the_programs_io_encoding(
+    encoding: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers inherit PYTHONIOENCODING, but print into a pipe read as UTF-8: under ascii a
+    stage's print failed the task (inline runs it), under latin-1 it came out as U+FFFD."""
+    monkeypatch.setenv("PYTHONIOENCODING", encoding)
+    results = _job(prints_accents).run(inputs=["raw://r"], mode="local", progress=False)
+    assert list(results) == [("r", 1)]
+    assert "[prints_accents] stage says héllo ✓" in capsys.readouterr().err.splitlines()
+
+
 def test_the_local_runner_says_how_much_was_dropped(capsys: pytest.CaptureFixture[str]) -> None:
     _job(prints_a_3_mb_line).run(inputs=["raw://r"], mode="local", progress=False)
     err = capsys.readouterr().err

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import io
 import os
 import select
 import sys
@@ -76,6 +77,10 @@ class Capture:
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
         os.close(write_end)
+        for stream in (sys.stdout, sys.stderr):  # read as UTF-8, whatever PYTHONIOENCODING says
+            if isinstance(stream, io.TextIOWrapper):
+                with contextlib.suppress(ValueError, OSError):
+                    stream.reconfigure(encoding="utf-8", errors="backslashreplace")
         os.set_blocking(read_end, False)  # close() may have emptied it after a poll said ready
         self._read_end = read_end
         # A bare thread, never joined: threading.Thread's start and join handshakes cost a
