@@ -265,17 +265,18 @@ def _reached(directory: str, names: list[str], rest: list[str]) -> list[str]:
 
 def _below(base: str) -> Iterator[tuple[str, list[str]]]:
     """``base`` and each directory below it, with the names of its other entries, as
-    ``base/**`` matches them: links followed, save one back to a directory on its own
-    path (a loop); dot names skipped. ``base`` itself is named ``base/`` (or ``""``)."""
+    ``base/**`` matches them: links followed, each directory reached once (a link back up,
+    ``sub/up -> ..``, or directories linking to each other, go round no more; a pattern
+    after the ``**`` still matches a link's name, from the directory that holds it); dot
+    names skipped. ``base`` itself is named ``base/`` (or ``""``)."""
     start = base or os.curdir
-    above = {start: frozenset({os.path.realpath(start)})}
+    seen = {os.path.realpath(start)}
     for root, dirs, names in os.walk(start, followlinks=True):
-        path = above.pop(root)
         kept = []
         for name in sorted(d for d in dirs if not d.startswith(".")):
             real = os.path.realpath(os.path.join(root, name))
-            if real not in path:
-                above[os.path.join(root, name)] = path | {real}
+            if real not in seen:
+                seen.add(real)
                 kept.append(name)
         dirs[:] = kept
         relative = root[len(start) :].lstrip(os.sep)
