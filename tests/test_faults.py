@@ -182,7 +182,15 @@ def test_a_huge_exception_message_reaches_the_user_cut_to_its_start_and_end(mode
 
 
 @pytest.mark.parametrize(
-    "url", ["raw://emoji", "raw://" + "x" * 9000, "raw://a\nb"], ids=["emoji", "long", "newline"]
+    "url",
+    [
+        "raw://emoji",
+        "raw://" + "x" * 9000,
+        "raw://a\nb",
+        "raw://" + "é" * 4000,
+        "raw://" + "\U0001f600" * 3000,
+    ],
+    ids=["emoji", "long", "newline", "long-accents", "long-emoji"],
 )
 def test_a_failure_names_its_input_once_and_its_facts_reach_the_client(mode: str, url: str) -> None:
     """600 emoji in the message, or a 9,000-byte URL, made the facts line longer than a

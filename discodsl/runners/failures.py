@@ -47,8 +47,11 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
 
 def _names(summary: str, url: str) -> bool:
     """Whether ``summary`` names the input ``url``: as it is or as its repr (a stage's
-    failure shows it so), whole or, where the summary was cut, its start."""
-    return any(form[:80] in summary for form in (url, repr(url)))
+    failure shows it so), whole or, where either was cut to fit an event, its start."""
+    if " on input " in summary:  # a stage's failure says where: the URL, perhaps cut short
+        return True
+    head = url.partition("[... ")[0]  # a URL cut to fit: its start, up to the note
+    return any(form[:24] in summary for form in (head, repr(head)[:-1]))
 
 
 def _not_retried(exc_type: str) -> str:
