@@ -58,7 +58,10 @@ def written(name: str, *, binary: bool = False) -> Iterator[IO[Any]]:
             yield stream
         return
     directory, base = os.path.split(final)
-    handle, partial = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".partial")
+    # The name's start only: a name of up to 255 bytes, the most a file system takes, leaves
+    # no room for more beside it.
+    prefix = f".{os.fsdecode(os.fsencode(base)[:_KEPT_OF_NAME])}."
+    handle, partial = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".partial")
     try:
         os.fchmod(handle, _mode_for(final))
         with os.fdopen(handle, mode, encoding=encoding) as stream:
@@ -67,6 +70,9 @@ def written(name: str, *, binary: bool = False) -> Iterator[IO[Any]]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(partial)  # what a failure left; gone once renamed
+
+
+_KEPT_OF_NAME = 64  # bytes of the file's name in its temporary one's
 
 
 def _mode_for(path: str) -> int:

@@ -123,14 +123,18 @@ _WORD = re.compile(r"[ \t]*([^\W\d]\w*)(.?)")
 
 
 def reads_as_literal(text: str) -> bool:
-    """Whether :func:`ast.literal_eval` reads ``text`` (most words are ruled out unparsed)."""
+    """Whether :func:`ast.literal_eval` reads ``text`` (most words are ruled out unparsed),
+    or would with no limit on an int's digits (Python's 4,300: such a str is quoted, so
+    that it is not taken for the int)."""
     if _starts_with_a_name(text):
         return False
     try:
         with warnings.catch_warnings():  # "1or 2" is read with a SyntaxWarning
             warnings.simplefilter("ignore")
             ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, SyntaxError) as exc:  # the digit limit is a SyntaxError in a literal
+        return "integer string conversion" in str(exc)
+    except (TypeError, MemoryError, RecursionError):
         return False
     return True
 

@@ -679,6 +679,17 @@ def test_ints_of_more_digits_than_pythons_str_limit_print_whole() -> None:
         assert sys.get_int_max_str_digits() == limit  # lifted for that record alone
 
 
+def test_a_str_of_more_digits_than_pythons_str_limit_prints_quoted() -> None:
+    """A str of 5,000 digits printed as the int of those digits: ast.literal_eval refused
+    it for the digit limit, so it was taken for no literal and printed bare."""
+    from discodsl.recordtext import write_records
+
+    digits = "1" + "0" * 5000
+    out = io.StringIO()
+    write_records([(digits, 1)], out, as_json=False)
+    assert out.getvalue() == f"'{digits}'\t1\n"
+
+
 def test_run_json_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     out, _ = run(capsys, "run", "--json", "--inline", WORDCOUNT, *INPUTS, "-o", str(target))
@@ -1265,3 +1276,71 @@ def test_a_ctrl_c_while_the_command_line_is_imported_ends_it_as_130(
     monkeypatch.delitem(sys.modules, "discodsl.cli")
     monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
     assert command() == 130
+
+
+def test_a_param_of_more_digits_than_pythons_str_limit_is_an_int() -> None:
+    """-P n=<5,000 digits> reached the stage as a str (int() refused it), 50 as an int."""
+    from discodsl.cli.parser import _param
+
+    for digits in (50, 5000):
+        name, value = _param("n=" + "7" * digits)
+        assert (name, type(value), value) == ("n", int, 10**digits // 9 * 7)
+
+
+def test_an_input_named_like_an_option_after_double_dash_before_the_job(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `run -- JOB -data.txt` said "the following arguments are required: INPUT".
+    monkeypatch.chdir(tmp_path)
+    Path("-data.txt").write_text("a b c\nc a c\n")
+    for argv in (["--", WORDCOUNT, "-data.txt"], [WORDCOUNT, "--", "-data.txt"]):
+        out, _ = run(capsys, "run", "--inline", *argv)
+        assert records(out) == RECORDS
+
+
+@pytest.mark.parametrize("length", [238, 255])
+def test_a_long_legal_output_name_is_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, length: int
+) -> None:
+    # Its temporary name beside it was too long: "File name too long", after the run.
+    target = tmp_path / ("x" * (length - 4) + ".tsv")
+    run(capsys, "run", "--inline", WORDCOUNT, *INPUTS, "-o", str(target))
+    assert records(target.read_text()) == RECORDS
+    target.write_text("old")
+    target.chmod(0o640)
+    run(capsys, "run", "--inline", WORDCOUNT, *INPUTS, "-o", str(target))
+    assert records(target.read_text()) == RECORDS
+    assert target.stat().st_mode & 0o777 == 0o640
+    pack = tmp_path / ("p" * (length - 8) + ".jobpack")
+    run(capsys, "jobpack", "build", WORDCOUNT, *INPUTS, "-o", str(pack))
+    assert json.loads(run(capsys, "jobpack", "show", str(pack))[0])["jobdict"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, pack.name])
+
+
+@pytest.mark.parametrize("command", [["run", "--inline"], ["jobpack", "build"]])
+def test_an_output_name_too_long_is_refused_before_the_job_is_imported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    # It crashed with a traceback (OSError from Path.is_dir).
+    target = tmp_path / ("y" * 256)
+    _, err = run(capsys, *command, "no_such_module:job", "raw://a", "-o", str(target), status=1)
+    one_error(err, "cannot write", "File name too long", "shorter name")
+
+
+def test_a_job_with_a_timeout_is_hinted_an_inline_run_that_works(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hint said --inline, which refuses a job with timeout=, in Python's terms.
+    monkeypatch.chdir(tmp_path)
+    Path("timed_job.py").write_text(
+        "from discodsl import job, map\n"
+        "@map\ndef m(line):\n    raise ValueError('bad record ' + line)\n"
+        "@job(partitions=None, timeout=600)\ndef timed():\n    return [m]\n"
+    )
+    _, err = run(capsys, "run", "--local", "timed_job:timed", "raw://a", status=1)
+    _, hint = one_error(err, "ValueError")
+    assert "--inline --timeout 0" in hint
+    _, err = run(capsys, "run", "--inline", "timed_job:timed", "raw://a", status=1)
+    one_error(err, "timeout=600", "add --timeout 0")
+    with pytest.raises(ValueError, match="bad record a"):  # the stage's traceback, here
+        main(["run", "--inline", "--timeout", "0", "timed_job:timed", "raw://a"])

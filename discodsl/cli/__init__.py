@@ -159,7 +159,11 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     """What to try next, for the errors whose message alone does not say it: by their
     type (and, for a failed task, where the run was)."""
     if isinstance(exc, TaskFailed):
-        return _task_hint(exc, getattr(args, "where", "cluster"), getattr(args, "master", None))
+        where = getattr(args, "where", "cluster")
+        hint = _task_hint(exc, where, getattr(args, "master", None))
+        if getattr(args, "timed", False):  # --inline refuses a timeout: it must go
+            hint = hint.replace("--inline", "--inline --timeout 0")
+        return hint
     if isinstance(exc, Unreachable):
         master = getattr(args, "master", None) or configured_master() or ""
         if exc.who and "master" not in exc.who:  # a node, a URL's server: the error names it

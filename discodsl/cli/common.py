@@ -5,6 +5,7 @@ printing a reply as text or as JSON (``--json``).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -104,3 +105,13 @@ def read_file(name: str) -> bytes:
         return Path(name).read_bytes()
     except OSError as exc:
         raise JobError(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+def check_output(name: str | None) -> None:
+    """:func:`stdio.check_writable`, with a name the file system refuses (over 255 bytes)
+    said as a JobError, not an OSError's traceback."""
+    try:
+        stdio.check_writable(name)
+    except OSError as exc:
+        fix = ": give a shorter name" if exc.errno == errno.ENAMETOOLONG else ""
+        raise JobError(f"cannot write {name}: {exc.strerror or exc}{fix}") from None

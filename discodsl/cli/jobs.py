@@ -13,6 +13,7 @@ from typing import Any
 
 from discodsl import jobpack, places, recordtext, stdio
 from discodsl.cli.common import (
+    check_output,
     cluster_for,
     job_name,
     json_wanted,
@@ -195,7 +196,7 @@ def cmd_results(args: argparse.Namespace) -> int:
             "cache when run again: run the same command again, with --cache, to print them), "
             "or on a Disco master"
         )
-    stdio.check_writable(args.output)
+    check_output(args.output)
     with cluster_for(args) as conn:
         results = cluster.results_of(conn, job_name(conn, args.job))
     with stdio.output(args.output) as out:

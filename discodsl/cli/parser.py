@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import ast
-from collections.abc import Sequence
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from discodsl import recordtext
@@ -79,11 +81,13 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]  # one signature for typeshed's overloads
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        if self._intermixing or self._subparsers is not None:
-            return super().parse_known_args(args, namespace)
+        given = sys.argv[1:] if args is None else list(args)
+        if self._intermixing or self._subparsers is not None or "--" in given:
+            # argparse's intermixed parsing loses an operand like -x after "--"
+            return super().parse_known_args(given, namespace)
         self._intermixing = True  # parse_known_intermixed_args calls us back (3.10-3.12)
         try:
-            return self.parse_known_intermixed_args(args, namespace)
+            return self.parse_known_intermixed_args(given, namespace)
         finally:
             self._intermixing = False
 
@@ -173,6 +177,7 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run worker processes on this machine",
     )
     _add_job_changes(run)
+    run.add_argument("--timeout", type=_job_seconds, metavar="SECONDS", help=TIMEOUT_HELP)
     run.add_argument(
         "--push-inputs",
         action="store_true",
@@ -221,18 +226,36 @@ def _partition_count(text: str) -> int:
     return given
 
 
+TIMEOUT_HELP = "the job's timeout= in seconds; 0 for none (as timeout=None: how --inline runs)"
+
+
+def _job_seconds(text: str) -> float:
+    """``run --timeout``'s argument: seconds of 0 (no limit) or more."""
+    given = _float(text)
+    if not given >= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text}: give the seconds the job may take, e.g. --timeout 600, or --timeout 0 "
+            "for no limit"
+        )
+    return given
+
+
 def _seconds(text: str) -> float:
-    """``--timeout``'s argument: seconds, 0 or more (a usage error otherwise)."""
-    try:
-        given = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    """``wait --timeout``'s argument: seconds, 0 or more (a usage error otherwise)."""
+    given = _float(text)
     if not given >= 0:
         raise argparse.ArgumentTypeError(
             f"{text}: give the seconds to wait as a number of 0 or more, or leave --timeout out "
             "to wait as long as it takes"
         )
     return given
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
 
 
 PARAM_HELP = (
@@ -246,7 +269,19 @@ def _param(text: str) -> tuple[str, Any]:
     name, equals, value = text.partition("=")
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, e.g. -P pattern=error")
-    return name, ast.literal_eval(value) if recordtext.reads_as_literal(value) else value
+    with _digits_unlimited():  # an int of 5,000 digits is an int, as one of 50 is
+        return name, ast.literal_eval(value) if recordtext.reads_as_literal(value) else value
+
+
+@contextlib.contextmanager
+def _digits_unlimited() -> Iterator[None]:
+    """No limit to the digits Python reads as an int, in the block."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:

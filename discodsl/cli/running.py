@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from discodsl import builder, jobpack, recordtext, sources, stdio
-from discodsl.cli.common import cluster_for, json_wanted, read_file
+from discodsl.cli.common import check_output, cluster_for, json_wanted, read_file
 from discodsl.errors import (
     JobError,
 )
@@ -134,14 +134,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"push_inputs": args.push_inputs, "cache": args.cache}
     if args.partitions is not None:
         options["partitions"] = _partitions(args.partitions)
-    stdio.check_writable(args.output)  # before the run: its records would be lost after it
+    if args.timeout is not None:
+        options["timeout"] = args.timeout or None  # 0: none, as --partitions 0
+    check_output(args.output)  # before the run: its records would be lost after it
     with stdio.stdout_to_stderr():  # the job module's and its stages' prints: not records
         job = import_job(args.job)
         options.update(_params_given(job, args.param))
+        args.timed = _timeout(job, options, mode)  # for the hint
         results = job.run(args.inputs, mode=mode, master=master, **options)
     with stdio.output(args.output) as out:
         recordtext.write_records(results, out, as_json=json_wanted(args))
     return 0
+
+
+def _timeout(job: Job, options: dict[str, Any], mode: Mode) -> bool:
+    """Whether the run has a timeout; a JobError if it runs inline, which cannot keep one
+    (said in the command line's terms: the runner's are the Python API's)."""
+    timeout = options.get("timeout", job.options.timeout)
+    if timeout is not None and mode == "inline":
+        raise JobError(
+            f"job {job.name!r} has timeout={timeout:g}, which --inline cannot keep (nothing "
+            "stops stage code in this process): add --timeout 0 to run it inline with no "
+            "limit, or run it with --local"
+        )
+    return timeout is not None
 
 
 def _partitions(given: int) -> int | None:
@@ -164,6 +180,7 @@ def _params_given(job: Job, given: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def cmd_jobpack_build(args: argparse.Namespace) -> int:
+    check_output(args.output)
     job = import_job(args.job)
     changes = {} if args.partitions is None else {"partitions": _partitions(args.partitions)}
     changes.update(_params_given(job, args.param))
@@ -173,7 +190,6 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
         with cluster_for(args) as conn:
             urls = cluster.cluster_inputs(conn, urls, name=job.spec(options).name)
     data = builder.build_jobpack(job, options, urls)
-    stdio.check_writable(args.output)
     with stdio.output(args.output, binary=True) as out:
         out.write(data)
     print(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes", file=sys.stderr)
