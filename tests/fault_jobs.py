@@ -92,3 +92,27 @@ def echoes(line: str) -> Iterator[tuple[str, int]]:
 @job(max_failures=0)
 def reads_a_silent_server() -> list[Any]:
     return [echoes]
+
+
+class Connection:
+    """Pickles, but refuses to be unpickled (a live handle)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def __setstate__(self, state: Any) -> None:
+        raise ValueError("a Connection cannot be unpickled: open it in an init hook")
+
+
+def holding_a_connection() -> Any:
+    connection = Connection("db://x")
+
+    @map
+    def uses_connection(line: str) -> Iterator[tuple[str, str]]:
+        yield line, connection.dsn
+
+    @job
+    def connected() -> list[Any]:
+        return [uses_connection]
+
+    return connected

@@ -287,3 +287,16 @@ def test_keys_that_do_not_sort_name_no_record(tmp_path: Path, mode: str) -> None
     message = str(info.value)
     assert "cannot sort its keys: b'b' (bytes) and 'a' (str)" in message
     assert "record" not in message.split("or group with sort=False")[1]
+
+
+def test_a_stage_holding_an_object_that_refuses_to_unpickle_is_told_so_not_a_missing_module() -> (
+    None
+):
+    """The local runner blamed the object's module ("No module named ...: install it on the
+    nodes"), from a pre-flight that lacks this process's import path, which the workers
+    have; the worker's own error was never shown."""
+    with pytest.raises(TaskFailed) as info:
+        fault_jobs.holding_a_connection().run(["raw://x"], mode="local", progress=False)
+    text = str(info.value)
+    assert "ValueError: a Connection cannot be unpickled" in text
+    assert "make it in an init hook" in text and "install" not in text

@@ -47,6 +47,9 @@ LOAD_FAILURE = "cannot load the job's stages"
 # What a load failure says when the stages need discodsl's client, which no node has: the
 # runner then has its cause, and a pre-flight (which imports from elsewhere) has no better.
 CLIENT_NEEDED = "discodsl's client"
+# What a load failure says when a module the stages name cannot be imported here: a
+# runner's pre-flight then names the stage and the global.
+MISSING_HERE = "a module the stages use by reference is missing here"
 
 
 class FatalJobError(Exception):
@@ -392,9 +395,15 @@ def _fix(exc: Exception) -> str:
             "a job (chain jobs instead, passing one's results as the next one's inputs), and "
             "the functions stages call belong in modules that do not declare jobs"
         )
+    if not isinstance(exc, (ImportError, AttributeError)):  # an object's own __setstate__
+        return (
+            "an object the stages hold (a global, a closure's value, params) raised as it was "
+            "unpickled here: make it in an init hook (init(params) runs once per task) "
+            "rather than holding it in the stages"
+        )
     return (
-        "a module the stages use by reference is missing here: install it on the nodes, "
-        "or register it with cloudpickle.register_pickle_by_value"
+        f"{MISSING_HERE}: install it on the nodes, or register it with "
+        "cloudpickle.register_pickle_by_value"
     )
 
 
