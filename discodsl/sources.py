@@ -135,7 +135,7 @@ def _known_scheme(url: str) -> str:
         )
     if scheme == "raw":
         try:
-            rest.encode("utf-8")
+            size = len(rest.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise JobError(
                 f"input {brief(url, 80)} holds {exc.object[exc.start : exc.end]!r}, which is "
@@ -143,7 +143,19 @@ def _known_scheme(url: str) -> str:
                 "errors='surrogateescape'): a raw:// input is its UTF-8 bytes; pass valid "
                 "text, or write the bytes to a file and give that"
             ) from None
+        if size > RAW_MOST:
+            raise JobError(
+                f"input {brief(url, 60)} holds {size} bytes, more than the {RAW_MOST} a raw:// "
+                "input may: it travels in the job's own messages (the jobpack, each task's), "
+                "copied at each step; write the data to a file and give its path (or push it "
+                "to DDFS)"
+            )
     return url
+
+
+# The most bytes a raw:// input holds. A worker's TASK message carries its inputs, and a
+# Disco master takes a message of up to 100 MiB; a payload this big is better a file.
+RAW_MOST = 16 * 1024 * 1024
 
 
 def _check_file_url(url: str, rest: str) -> None:

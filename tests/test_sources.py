@@ -174,6 +174,21 @@ def test_a_path_starting_with_a_tilde_that_exists_as_written_is_taken_so(
     assert sources.resolve(["~/data.txt"]) == [[urls.file_url(str(home / "data.txt"))]]
 
 
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_raw_input_too_big_for_the_jobs_messages_is_refused_before_anything_runs(
+    mode: str,
+) -> None:
+    """100 MiB ran inline, then failed a local run after it started, on a protocol error
+    (a TASK message over what a master takes) and 22 frames of internal traceback."""
+    fits = "raw://" + "é" * (sources.RAW_MOST // 2)
+    assert sources.resolve([fits]) == [[fits]]
+    too_big = "raw://" + "x" * (sources.RAW_MOST + 1)
+    with pytest.raises(
+        JobError, match=r"holds 16777217 bytes, more than the 16777216 .* to a file"
+    ):
+        jobs.wordcount.run([too_big], mode=mode)
+
+
 def test_a_raw_url_that_utf8_cannot_carry_is_refused_before_anything_runs() -> None:
     """A lone surrogate in a raw:// input failed in the task, blamed on the stage."""
     for inputs in ("raw://a\udcff b", ["raw://a\udcff b"], [["raw://x\ud800"]]):
