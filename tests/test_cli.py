@@ -1344,3 +1344,20 @@ def test_a_job_with_a_timeout_is_hinted_an_inline_run_that_works(
     one_error(err, "timeout=600", "add --timeout 0")
     with pytest.raises(ValueError, match="bad record a"):  # the stage's traceback, here
         main(["run", "--inline", "--timeout", "0", "timed_job:timed", "raw://a"])
+
+
+@pytest.mark.parametrize("given", ["analysis.ipynb", "{dir}/analysis.ipynb"])
+def test_a_notebook_given_as_the_job_is_refused_before_its_paired_script_runs(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
+) -> None:
+    """``run analysis.ipynb:wc`` imported the module ``analysis``: the notebook's paired
+    script beside it ran top to bottom, then the advice was to rename the notebook."""
+    (tmp_path / "analysis.ipynb").write_text("{}")
+    (tmp_path / "analysis.py").write_text("open('SIDE_EFFECT', 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", given.format(dir=tmp_path) + ":wc", "in.txt"])
+    assert code == 1 and not (tmp_path / "SIDE_EFFECT").exists()
+    assert "is no .py file" in capsys.readouterr().err

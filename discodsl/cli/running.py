@@ -25,10 +25,29 @@ from discodsl.runners import cluster
 from discodsl.settings import configured_master
 
 
+def _check_no_other_file(text: str, module_name: str) -> None:
+    """A JobError for a file that is no .py (a notebook): importing by its name would run
+    whatever module or .py beside it has that name."""
+    if module_name.endswith(".py") or not (
+        module_name.endswith(".ipynb") or os.path.isfile(module_name)
+    ):
+        return
+    export = (
+        f": export it first (jupyter nbconvert --to script {module_name}) and give the .py"
+        if module_name.endswith(".ipynb")
+        else ""
+    )
+    raise JobError(
+        f"{text}: {module_name} is no .py file; `discodsl run` takes a module (pkg.mod:JOB) or "
+        f"the path of a .py file (path/to/file.py:JOB){export}"
+    )
+
+
 def import_job(text: str) -> Job:
     """The :class:`Job` named ``MODULE:JOB`` (a dotted module, or a path to a ``.py`` file).
     The module's directory joins ``sys.path`` (local workers get it too), unless that fails."""
     module_name, _, name = text.rpartition(":")
+    _check_no_other_file(text, module_name)
     path: Path | None = None
     if module_name.endswith(".py") or os.sep in module_name:
         path = Path(module_name).resolve()
