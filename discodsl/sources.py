@@ -277,13 +277,19 @@ def _reached(directory: str, names: list[str], rest: list[str]) -> list[str]:
 
 def _below(base: str) -> Iterator[tuple[str, list[str]]]:
     """``base`` and each directory below it, with the names of its other entries, as
-    ``base/**`` matches them: links followed, each directory reached once (a link back up,
-    ``sub/up -> ..``, or directories linking to each other, go round no more; a pattern
-    after the ``**`` still matches a link's name, from the directory that holds it); dot
-    names skipped. ``base`` itself is named ``base/`` (or ``""``)."""
+    ``base/**`` matches them (see _walk; a pattern after the ``**`` still matches a link's
+    name, from the directory that holds it). ``base`` itself is named ``base/`` (or ``""``)."""
     start = base or os.curdir
-    seen = {os.path.realpath(start)}
-    for root, dirs, names in os.walk(start, followlinks=True):
+    for root, names in _walk(start):
+        yield os.path.join(base, root[len(start) :].lstrip(os.sep)), names
+
+
+def _walk(top: str) -> Iterator[tuple[str, list[str]]]:
+    """``top`` and each directory below it, with the names of its other entries: links
+    followed, each directory reached once (a link back up, ``sub/up -> ..``, or
+    directories linking to each other, go round no more); dot names skipped."""
+    seen = {os.path.realpath(top)}
+    for root, dirs, names in os.walk(top, followlinks=True):
         kept = []
         for name in sorted(d for d in dirs if not d.startswith(".")):
             real = os.path.realpath(os.path.join(root, name))
@@ -291,8 +297,7 @@ def _below(base: str) -> Iterator[tuple[str, list[str]]]:
                 seen.add(real)
                 kept.append(name)
         dirs[:] = kept
-        relative = root[len(start) :].lstrip(os.sep)
-        yield os.path.join(base, relative), [n for n in names if not n.startswith(".")]
+        yield root, [n for n in names if not n.startswith(".")]
 
 
 def _each_file_once(paths: list[str]) -> list[str]:
@@ -326,21 +331,11 @@ def _expanded(name: str) -> str:
 
 
 def _files_under(directory: str) -> list[str]:
-    """The files in ``directory`` and below, links followed (each directory once: a link to
-    one above, or to one walked already, is not walked again); dot names skipped. A
-    JobError for anything there that is no file (a dangling link, a pipe): it would be
-    read by no task."""
+    """The files in ``directory`` and below (see _walk). A JobError for anything there that
+    is no file (a dangling link, a pipe): it would be read by no task."""
     found: list[str] = []
-    seen = {os.path.realpath(directory)}
-    for root, dirs, names in os.walk(directory, followlinks=True):
-        walked = []
-        for name in sorted(d for d in dirs if not d.startswith(".")):
-            real = os.path.realpath(os.path.join(root, name))
-            if real not in seen:
-                seen.add(real)
-                walked.append(name)
-        dirs[:] = walked
-        for name in sorted(n for n in names if not n.startswith(".")):
+    for root, names in _walk(directory):
+        for name in sorted(names):
             path = os.path.join(root, name)
             if not os.path.isfile(path):
                 raise _not_a_file(path)
