@@ -231,23 +231,21 @@ TIMEOUT_HELP = "the job's timeout= in seconds; 0 for none (as timeout=None: how 
 
 def _job_seconds(text: str) -> float:
     """``run --timeout``'s argument: seconds of 0 (no limit) or more."""
-    given = _float(text)
-    if not given >= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text}: give the seconds the job may take, e.g. --timeout 600, or --timeout 0 "
-            "for no limit"
-        )
-    return given
+    return _not_negative(text, "the job may take, e.g. --timeout 600, or --timeout 0 for no limit")
 
 
 def _seconds(text: str) -> float:
     """``wait --timeout``'s argument: seconds, 0 or more (a usage error otherwise)."""
+    return _not_negative(
+        text, "to wait as a number of 0 or more, or leave --timeout out to wait as long as it takes"
+    )
+
+
+def _not_negative(text: str, advice: str) -> float:
+    """``text`` as seconds of 0 or more; a usage error giving ``advice`` otherwise."""
     given = _float(text)
     if not given >= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text}: give the seconds to wait as a number of 0 or more, or leave --timeout out "
-            "to wait as long as it takes"
-        )
+        raise argparse.ArgumentTypeError(f"{text}: give the seconds {advice}")
     return given
 
 
