@@ -114,6 +114,25 @@ def test_a_run_killed_from_another_shell_has_no_task_running(
     assert "total            0/0 done, 0 running, 0 failed" in out
 
 
+def test_killing_a_run_whose_process_is_suspended_says_so_at_once(
+    driver: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its process stopped (Ctrl-Z), the run cannot end itself: ``kill`` waited 30 s, then
+    advised ``kill PID``, which a stopped process does not act on either."""
+    name = scheduled(read_line(driver))
+    driver.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert main(["kill", "--local", name]) == 1
+        assert time.monotonic() - started < registry.KILL_POLL * 20  # not the 30 s wait
+        err = capsys.readouterr().err
+        assert f"process {driver.pid}" in err and "is stopped" in err
+        assert f"kill -CONT {driver.pid}" in err and f"kill -KILL {driver.pid}" in err
+    finally:
+        driver.send_signal(signal.SIGCONT)
+    assert read_line(driver) == "dead"  # going on, it kills the run it was asked to
+
+
 def test_a_run_whose_driver_was_interrupted_has_no_task_running(
     driver: subprocess.Popen[str],
 ) -> None:

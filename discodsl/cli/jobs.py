@@ -235,6 +235,13 @@ def _kill_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
     registry.request_kill(run)
     deadline = time.monotonic() + LOCAL_KILL_WAIT
     while run.reread().status == "active":
+        if _stopped(run.pid):
+            raise JobError(
+                f"process {run.pid}, which runs {run.name}, is stopped (suspended, as by "
+                f"Ctrl-Z), so it cannot end the run: it does once it goes on (`kill -CONT "
+                f"{run.pid}`, or `fg` in its shell); `kill -KILL {run.pid}` ends it, its runs "
+                "and their workers now"
+            )
         if time.monotonic() > deadline:
             raise JobError(
                 f"asked process {run.pid} to kill {run.name}, but the run is still active "
@@ -244,6 +251,17 @@ def _kill_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
         time.sleep(0.1)
     _said_killed(args, run.name, "active")
     return 0
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (state T in ``/proc/PID/stat``; False where there
+    is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in (b"T", b"t")
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
