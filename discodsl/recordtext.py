@@ -8,13 +8,14 @@ Not here: where the lines go (:mod:`discodsl.stdio`).
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import numbers
 import re
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import Enum
 from typing import IO, Any
 
@@ -59,10 +60,18 @@ def _whole_line(key: Any, value: Any, *, as_json: bool) -> str:
     except ValueError:
         if sys.get_int_max_str_digits() == 0:
             raise
+    with digits_unlimited():
+        return _line(key, value, as_json=as_json)
+
+
+@contextlib.contextmanager
+def digits_unlimited() -> Iterator[None]:
+    """No limit to the digits of an int read or written as text, in the block (Python's
+    is 4,300; it is the process's, so another thread goes without it meanwhile too)."""
     limit = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)
     try:
-        return _line(key, value, as_json=as_json)
+        yield
     finally:
         sys.set_int_max_str_digits(limit)
 

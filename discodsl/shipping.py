@@ -454,7 +454,7 @@ def _runtime_home() -> str:
 def _load_error(spec: JobSpec, failure: str) -> PicklingError:
     suspects = list(_suspects(spec, failure))
     for stage, role, what, value in suspects:  # pickled by reference: what failed, surely
-        if _by_reference(value):
+        if pickles_by_name(value):
             return _reference_error(stage, role, what, value, failure)
     if suspects:
         stage, role, what, value = suspects[0]
@@ -488,16 +488,18 @@ def _suspects(spec: JobSpec, failure: str) -> Iterator[_Suspect]:
                 continue
             if isinstance(value, ModuleType) and module in shipped:
                 for name, item in vars(value).items():
-                    if _by_reference(item) and _module_of(item) == module:
+                    if pickles_by_name(item) and _module_of(item) == module:
                         yield stage, role, f"{name!r} of {what}", item
             yield stage, role, what, value
 
 
-def _by_reference(value: Any) -> bool:
+def pickles_by_name(value: Any) -> bool:
     """Whether pickle writes ``value`` as its module's name and its own, as a
     ``functools.lru_cache`` wrapper asks: shipping the module by value does not ship it.
     Functions, classes and modules are left out: cloudpickle ships those by value."""
-    if isinstance(value, (FunctionType, type, ModuleType, BuiltinFunctionType)):
+    if not callable(value) or isinstance(
+        value, (FunctionType, type, ModuleType, BuiltinFunctionType)
+    ):
         return False
     try:
         return isinstance(value.__reduce_ex__(cloudpickle.DEFAULT_PROTOCOL), str)

@@ -224,21 +224,11 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
             self.names.update(_names_in([obj.__code__]))
         reduced = super().reducer_override(obj)
         if reduced is NotImplemented:
-            if isinstance(obj, (type, FunctionType)) or _by_name(obj):
+            if isinstance(obj, (type, FunctionType)) or shipping.pickles_by_name(obj):
                 self.references.add(getattr(obj, "__module__", None) or "")
         elif isinstance(obj, type):
             reduced = _stably_tracked(obj, reduced)
         return reduced
-
-
-def _by_name(obj: Any) -> bool:
-    """Whether ``obj`` is a callable that pickles by its module and name, as a function does
-    (a ``functools.lru_cache`` wrapper, a builtin): its module is stamped like a function's."""
-    return (
-        callable(obj)
-        and isinstance(getattr(obj, "__qualname__", None), str)
-        and isinstance(getattr(obj, "__module__", None), str)
-    )
 
 
 def _stably_tracked(cls: type, reduced: Any) -> Any:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from discodsl import recordtext
@@ -267,19 +266,8 @@ def _param(text: str) -> tuple[str, Any]:
     name, equals, value = text.partition("=")
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, e.g. -P pattern=error")
-    with _digits_unlimited():  # an int of 5,000 digits is an int, as one of 50 is
+    with recordtext.digits_unlimited():  # an int of 5,000 digits is an int, as one of 50 is
         return name, ast.literal_eval(value) if recordtext.reads_as_literal(value) else value
-
-
-@contextlib.contextmanager
-def _digits_unlimited() -> Iterator[None]:
-    """No limit to the digits Python reads as an int, in the block."""
-    limit = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(0)
-    try:
-        yield
-    finally:
-        sys.set_int_max_str_digits(limit)
 
 
 def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
