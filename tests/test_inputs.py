@@ -942,6 +942,23 @@ def test_a_chunk_of_a_split_file_names_lines_and_bytes_of_the_whole_file(
     assert lines.index(first) > 0
 
 
+def test_a_range_of_a_file_that_fails_to_read_closes_it(node: Node) -> None:
+    """A ranged file whose reading fails (an I/O error: here /proc/self/mem, which refuses a
+    read at address 0) is a DataError, and its descriptor is closed, not left to the error's
+    traceback."""
+    with pytest.raises(DataError, match="cannot read /proc/self/mem") as info:
+        list(iter_input(["file:///proc/self/mem#range=1-2"], 0, node, Cursor()))
+    assert not [fd for fd in os.listdir("/proc/self/fd") if _names_mem(f"/proc/self/fd/{fd}")]
+    assert info.value.url == "file:///proc/self/mem#range=1-2"
+
+
+def _names_mem(link: str) -> bool:
+    try:
+        return os.readlink(link).endswith("/mem")
+    except OSError:  # the directory's own descriptor, closed since it was listed
+        return False
+
+
 def test_file_urls_are_percent_decoded(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "a name with spaces.txt"
     path.write_text("hello\n")

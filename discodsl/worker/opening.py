@@ -242,11 +242,14 @@ def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
     Chunks cut at any byte offsets cover every line exactly once: a chunk skips
     the line running into its start and finishes the line running past its end.
     """
+    raw: io.FileIO | None = None
     try:
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
         first, stop = _line_start(raw, start), _line_start(raw, end)
         raw.seek(first)
     except OSError as exc:
+        if raw is not None:
+            raw.close()
         raise DataError(f"{url}: cannot read {path}: {exc.strerror or exc}", url=url) from exc
     limited = _Limited(raw, max(0, stop - first))
     stream = ChunkReader(_Source(limited, url, limited), buffer_size=_READ_BUFFER)
