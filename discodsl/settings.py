@@ -14,7 +14,9 @@ highest priority first:
 Disco's settings file is Python (``DISCO_PORT = 8989``). It is read with
 :mod:`ast`, never executed: only ``NAME = <literal>`` lines are allowed, and
 names this class does not know (``DISCO_HOME``, ...) are ignored, including
-the client settings discodsl has no use for (:data:`UNUSED`).
+the client settings discodsl has no use for (:data:`UNUSED`); a ``DISCO_`` or
+``DDFS_`` name that is neither discodsl's nor Disco's own (``DISCO_MASTR``) is
+ignored with a warning pointing at its line, which suggests the setting meant.
 
 :func:`configured_master` says whether the user named a master at all (the
 runners and the command line ask it before falling back to Disco's
@@ -36,10 +38,12 @@ never imports pydantic.
 from __future__ import annotations
 
 import ast
+import difflib
 import getpass
 import os
 import re
 import socket
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -59,6 +63,36 @@ __all__ = [
 
 #: Where Disco looks for its settings file when DISCO_SETTINGS_FILE is unset.
 DEFAULT_SETTINGS_FILES = ("~/.disco", "/etc/disco/settings.py")
+
+#: The settings discodsl reads (the fields of ``DiscoSettings``).
+NAMES = (
+    "DISCO_MASTER_HOST",
+    "DISCO_PORT",
+    "DISCO_MASTER",
+    "DISCO_PROXY",
+    "DISCO_JOB_OWNER",
+    "DDFS_READ_TOKEN",
+    "DDFS_WRITE_TOKEN",
+    "DISCODSL_HTTP_TIMEOUT",
+    "DISCODSL_RETRIES",
+    "DISCO_SETTINGS_FILE",
+)
+
+#: Disco 0.5.4's own settings (its ``lib/disco/settings.py``), which a settings file may set
+#: for the master and the nodes: discodsl ignores those it does not read, saying nothing.
+DISCO_OWN = frozenset(
+    """DDFS_ABSOLUTE_SPACE DDFS_BLOB_REPLICAS DDFS_DATA DDFS_GC_BALANCE_THRESHOLD
+    DDFS_GC_INITIAL_WAIT DDFS_GET_MAX DDFS_PARANOID_DELETE DDFS_PUT_MAX DDFS_PUT_PORT
+    DDFS_READ_TOKEN DDFS_ROOT DDFS_SPACE_AWARE DDFS_TAG_MIN_REPLICAS DDFS_TAG_REPLICAS
+    DDFS_WRITE_TOKEN DISCO_DATA DISCO_DEBUG DISCO_ERLANG DISCO_EVENTS DISCO_FLAGS
+    DISCO_GC_AFTER DISCO_HOME DISCO_HTTPD DISCO_JOB_OWNER DISCO_LOG_DIR DISCO_MASTER
+    DISCO_MASTER_CONFIG DISCO_MASTER_HOME DISCO_MASTER_HOST DISCO_MASTER_ROOT DISCO_NAME
+    DISCO_PID_DIR DISCO_PORT DISCO_PROFILE DISCO_PROXY DISCO_PROXY_CONFIG
+    DISCO_PROXY_ENABLED DISCO_PROXY_PID DISCO_PROXY_PORT DISCO_ROOT DISCO_ROTATE_LOG
+    DISCO_SCHEDULER DISCO_SCHEDULER_ALPHA DISCO_SETTINGS_FILE DISCO_TEST_DISCODB
+    DISCO_TEST_HOST DISCO_TEST_PORT DISCO_TEST_PROFILE DISCO_TEST_PURGE DISCO_ULIMIT
+    DISCO_USER DISCO_WORKER_MAX_MEM DISCO_WWW_ROOT""".split()  # noqa: SIM905 - names as Disco spells them
+)
 
 #: Client settings of Disco that discodsl ignores, and why.
 UNUSED = {
@@ -156,7 +190,27 @@ def read_settings_file(path: Path) -> dict[str, Any]:
             continue  # a docstring
         for name, value in _assignment(path, node):
             values[name] = value
+            if name.startswith(("DISCO", "DDFS")) and name not in _KNOWN:
+                _warn_unknown(path, node.lineno, name)
     return values
+
+
+_KNOWN = DISCO_OWN.union(NAMES)
+_WARNED: dict[Any, Any] = {}  # the warnings registry: each file's line warned of once
+
+
+def _warn_unknown(path: Path, line: int, name: str) -> None:
+    """Warn, pointing at the line, of a name in the settings file that no one reads: most
+    likely a misspelt setting, whose value would silently not count."""
+    close = difflib.get_close_matches(name, NAMES, n=1)
+    fix = f"did you mean {close[0]}?" if close else f"discodsl reads {', '.join(NAMES)}"
+    warnings.warn_explicit(
+        f"{name} is not a setting of Disco's or discodsl's, and is ignored: {fix}",
+        UserWarning,
+        str(path),
+        line,
+        registry=_WARNED,
+    )
 
 
 def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:

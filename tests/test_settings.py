@@ -8,13 +8,14 @@ import re
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from discodsl import builder, jobpack
+from discodsl import builder, jobpack, settings
 from discodsl.errors import SettingsError
 from discodsl.options import validate_options
 from discodsl.settings import (
@@ -336,6 +337,47 @@ def test_settings_discodsl_does_not_use_are_ignored(settings_file: WriteFile) ->
         SettingsError, match=r"DDFS_PUT_PORT is a Disco setting discodsl does not use"
     ):
         load_settings(DDFS_PUT_PORT=8990)
+
+
+def test_a_misspelt_setting_in_the_file_is_ignored_with_a_warning_at_its_line(
+    settings_file: WriteFile,
+) -> None:
+    """A name no one reads would silently not count: DISCO_MASTR would run jobs locally."""
+    path = settings_file('DISCO_PORT = 9000\nDISCO_MASTR = "http://m:8989"\nDDFS_DATE = "/x"\n')
+    with pytest.warns(UserWarning) as caught:
+        assert load_settings().DISCO_MASTER.endswith(":9000")  # DISCO_MASTR did not count
+    warned = {(str(w.message), w.filename, w.lineno) for w in caught}
+    assert warned == {
+        (
+            "DISCO_MASTR is not a setting of Disco's or discodsl's, and is ignored: "
+            "did you mean DISCO_MASTER?",
+            str(path),
+            2,
+        ),
+        (
+            "DDFS_DATE is not a setting of Disco's or discodsl's, and is ignored: discodsl "
+            "reads " + ", ".join(settings.NAMES),
+            str(path),
+            3,
+        ),
+    }
+
+
+def test_disco_own_settings_and_other_names_in_the_file_are_ignored_quietly(
+    settings_file: WriteFile,
+) -> None:
+    settings_file(
+        'DISCO_HOME = "/usr/lib/disco"\nDDFS_TAG_REPLICAS = 3\nDISCO_PROXY_PORT = 8999\n'
+        'DISCO_WORKER_MAX_MEM = "80%"\nMY_OWN = 1\nDISCO_EVENTS = "json"\n'
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_settings().DISCO_PORT == 8989
+
+
+def test_the_settings_discodsl_reads_are_the_models_fields() -> None:
+    assert set(settings.NAMES) == set(DiscoSettings.model_fields)
+    assert not set(settings.UNUSED) - settings.DISCO_OWN
 
 
 # -- which master: the settings file selects the cluster as the environment does --
