@@ -42,6 +42,16 @@ def resolve(inputs: Any) -> list[list[str]]:
     return [replicas for _, resolved in resolve_each(inputs) for replicas in resolved]
 
 
+def once(inputs: Any) -> Any:
+    """``inputs`` as given, but one that can be read only once (a generator, an iterator) as
+    a tuple of its items: a run looks into its inputs for the results and runs it holds and
+    waits for, before they are resolved."""
+    single = (str, bytes, bytearray, os.PathLike, Mapping, list, tuple)
+    if isinstance(inputs, single) or hasattr(inputs, "record_urls"):
+        return inputs
+    return tuple(inputs) if isinstance(inputs, Iterable) else inputs
+
+
 def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
     """Each input as given, with its replica lists (see :func:`resolve`)."""
     if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):

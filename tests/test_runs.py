@@ -277,6 +277,31 @@ def test_kill_stops_a_long_local_run_and_its_workers() -> None:
         run.results()
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_run_whose_status_is_ready_gives_its_results_at_once(mode: str) -> None:
+    """status is what results() finds: "ready" only once they are there, even while the
+    run's end is slow (its inputs released, its registry entry written, a slow disk)."""
+    run = jobs.wordcount.submit(["raw://a b a"], mode=mode, progress=False)
+    run.on_end(lambda _: time.sleep(0.5))  # the end's own work, made slow
+    while run.status == "active":
+        time.sleep(0.01)
+    assert run.status == "ready"
+    assert dict(run.results()) == {"a": 2, "b": 1}  # not JobActive: "still active"
+    assert run.cache_key is None or isinstance(run.cache_key, str)
+
+
+def test_a_killed_run_that_has_not_ended_yet_gives_its_error_not_still_active() -> None:
+    run = jobs.sleepy.submit(["raw://a"], mode="local", progress=False)
+    run.on_end(lambda _: time.sleep(0.5))
+    eventually(lambda: started(run))
+    run.kill()
+    assert run.status == "dead"
+    with pytest.raises(JobDead, match="killed"):
+        run.results()  # dead, as status says, from the moment it is killed
+    with pytest.raises(JobDead, match="killed"):
+        run.wait(timeout=60)
+
+
 def test_a_signal_handler_may_read_status_and_kill_while_its_thread_is_inside_them() -> None:
     """A handler runs in the main thread between two bytecodes, maybe while that thread
     holds the run's lock (in status, wait, kill): taking it again must not deadlock."""
@@ -471,6 +496,35 @@ def test_results_closed_after_a_run_on_them_was_submitted_keep_their_files_till_
     assert not any(os.path.exists(path) for path in files if path)
     with pytest.raises(JobError, match="closed"):
         list(upstream)
+
+
+@pytest.mark.parametrize("given", ["the run", "a generator of its results"])
+def test_the_results_of_an_input_run_closed_while_a_chained_run_reads_them_keep_their_files(
+    given: str,
+) -> None:
+    """The README's chain (``histogram.submit(inputs=counted)``) with the first run's
+    results closed as soon as it is ready (``with counted.wait() as results:``): the chained
+    run holds them as it holds results given as such. It failed on missing files, as
+    results given in a generator (read before they were looked for) did."""
+    first = jobs.wordcount.submit(["raw://x y x"], mode="local", progress=False)
+    inputs: Any = first if given == "the run" else (item for item in [first.wait()])
+    run = jobs.histogram.submit(inputs, mode="local", progress=False)
+    with first.wait() as upstream:
+        files = [urls.file_path(url) for replicas in upstream.record_urls() for url in replicas]
+    assert dict(run.wait(timeout=120)) == {1: ["y"], 2: ["x"]}
+    assert not any(os.path.exists(path) for path in files if path)  # let go once it ended
+
+
+def test_a_chained_run_killed_before_its_input_run_ends_holds_nothing_of_it() -> None:
+    first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False)
+    second = jobs.histogram.submit(first, mode="local", progress=False)
+    second.kill()
+    with pytest.raises(JobDead):
+        second.wait(timeout=60)
+    results = first.wait(timeout=120)
+    files = [urls.file_path(url) for replicas in results.record_urls() for url in replicas]
+    results.close()
+    assert not any(os.path.exists(path) for path in files if path)
 
 
 def test_results_a_run_read_and_nobody_closed_keep_their_files_after_it() -> None:

@@ -129,6 +129,7 @@ class Runner:
         """
         from discodsl.runners.handle import Run, upstream_runs
 
+        inputs = sources.once(inputs)
         run = Run(job.name, self.mode, inputs)
         upstream = upstream_runs(inputs)
         if not upstream:

@@ -77,6 +77,12 @@ class Run:
         # Reentrant: a signal handler may call status or kill() while its thread is inside.
         self._resuming = threading.RLock()
         self._on_end: list[Callable[[Run], None]] = []
+        # Taken to start the run's end (its holds let go, its callbacks called) or to add
+        # to them: a hold or callback comes before that end, or is seen to come after it.
+        self._end_lock = threading.Lock()
+        # Its outcome is there: status and results() say it, from its end's start (its
+        # callbacks see it); wait() returns once the end is over (_ended).
+        self._ending = False
         # Held until the run ends: results and runs among them keep their files meanwhile,
         # even results closed meanwhile (their files go once no run reads them).
         self._inputs = inputs
@@ -88,10 +94,10 @@ class Run:
     @property
     def status(self) -> str:
         """``"active"`` until the run ends, then ``"ready"`` or ``"dead"``; ``"dead"`` from
-        the moment it is killed."""
+        the moment it is killed. As :meth:`results` finds it: ready, its results are there."""
         self._check_process()
         self._watch_again()
-        if self._outcome is None or isinstance(self._outcome, JobActive):
+        if not self._ending or isinstance(self._outcome, JobActive):
             # JobActive: the master's job outlived our watch (cluster timeout=, Ctrl-C)
             return "dead" if self._killed.is_set() else "active"
         return "dead" if isinstance(self._outcome, BaseException) else "ready"
@@ -130,11 +136,13 @@ class Run:
         return self._result()
 
     def results(self) -> Results:
-        """The results of a run that is ready, at once; its error if it died;
-        :class:`~discodsl.errors.JobActive` while it is active."""
+        """The results of a run that is ready, at once; its error if it died (JobDead from
+        the moment it is killed); :class:`~discodsl.errors.JobActive` while it is active."""
         self._check_process()
         self._watch_again()
-        if not self._ended.is_set():
+        if not self._ending and self._killed.is_set():
+            raise self._killed_error()
+        if not self._ending:
             raise JobActive(
                 f"job {self.jobname!r} is still active, so it has no results yet: wait() for them",
                 jobname=self.jobname,
@@ -223,13 +231,20 @@ class Run:
             kill()
 
     def on_end(self, callback: Callable[[Run], None]) -> None:
-        """Call ``callback(run)`` when the run ends, before wait() returns."""
-        self._on_end.append(callback)
+        """Call ``callback(run)`` when the run ends, before wait() returns (now, in this
+        thread, if it is ending or has ended)."""
+        with self._end_lock:
+            if not self._ending:
+                self._on_end.append(callback)
+                return
+        callback(self)
 
     def start(self, work: Callable[[], Results], background: bool) -> None:
         """Run ``work`` (which returns the results or raises) in a thread of its own, or
         now in this one; its outcome is what wait() gives."""
         self._releases = [results.hold() for results in _results_among(self._inputs)]
+        for upstream in upstream_runs(self._inputs):  # held from their end, before any wait()
+            upstream.on_end(self._hold_results_of)
         if not background:
             self._settle(work)
             return
@@ -283,7 +298,19 @@ class Run:
                 return
             self._ended.clear()
             self._outcome = None
+            with self._end_lock:
+                self._ending = False
             self._in_background(self._resume)
+
+    def _hold_results_of(self, upstream: Run) -> None:
+        """Hold the results of a run among this one's inputs, now that it has ended, until
+        this one ends (if it has not: killed while it waited, it reads nothing)."""
+        outcome = upstream._outcome
+        if outcome is None or isinstance(outcome, BaseException):
+            return
+        with self._end_lock:
+            if not self._ending:
+                self._releases.append(outcome.hold())
 
     def _watch_stopped(self) -> bool:
         """Whether the run's watch ended while its job ran on (its outcome is JobActive)."""
@@ -305,11 +332,15 @@ class Run:
         if isinstance(outcome, BaseException):
             self._traceback = outcome.__traceback__
         self._outcome, self._inputs = outcome, None
+        with self._end_lock:
+            self._ending = True
+            releases, callbacks = self._releases, list(self._on_end)
+            self._releases = []
         try:
-            for release in self._releases:
+            for release in releases:
                 release()
             self.log.end("dead" if isinstance(outcome, BaseException) else "ready", self._reason())
-            for callback in self._on_end:
+            for callback in callbacks:
                 callback(self)
         finally:  # whatever failed there (it is raised), wait() has the outcome
             self._ended.set()
