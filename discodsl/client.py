@@ -120,8 +120,15 @@ class Master(Service):
 
     def status(self, jobname: str, timeout_ms: int = 0) -> tuple[str, list[list[str]]]:
         """One job's status and results (see :meth:`results`); ``unknown job`` when the
-        answer leaves the job out."""
-        return self.results([jobname], timeout_ms).get(jobname, ("unknown job", []))
+        answer is empty. An answer about other jobs only is no answer: a BadAnswer."""
+        answers = self.results([jobname], timeout_ms)
+        if jobname not in answers and answers:
+            raise shape_error(
+                "POST /disco/ctrl/get_results",
+                f"an answer about the job asked for, {jobname!r}",
+                f"an answer about {', '.join(map(repr, answers))} only",
+            )
+        return answers.get(jobname, ("unknown job", []))
 
     def wait(
         self,
@@ -238,18 +245,7 @@ class Master(Service):
         elif resp.status_code == 200 and offset:  # the Range was ignored
             data = data[offset:]
         complete = data[: data.rfind(b"\n") + 1]
-        events: list[Event] = []
-        for line in complete.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = None
-            if not fits(event, (str, str, str)):
-                raise shape_error(
-                    "GET /disco/ctrl/rawevents", '["time", "host", "message"] lines', line
-                )
-            events.append((event[0], event[1], event[2]))
-        return events, offset + len(complete)
+        return [_event(line) for line in complete.splitlines()], offset + len(complete)
 
     def stageresults(self, name: str, stage: str) -> list[list[str]]:
         """The results of a finished stage of a job, as replica lists."""
@@ -382,6 +378,21 @@ def _too_large(size: int, body: str) -> BadAnswer:
         f"the jobpack ({size} bytes) is too large for the master "
         f"({body}, limit 1 GiB): ship less data in the job home",
     )
+
+
+def _event(line: bytes) -> Event:
+    """One line of a job's event file: the master's ``["time", "host", "message"]``; a line
+    that is not one (bytes that are not UTF-8, as a worker's last words cut mid-character;
+    an edit) as its text, with no time or host: one odd line must not hide the others, nor
+    fail the job it is about."""
+    text = line.decode("utf-8", "replace")
+    try:
+        event = json.loads(text)
+    except ValueError:
+        event = None
+    if fits(event, (str, str, str)):
+        return (event[0], event[1], event[2])
+    return ("", "", text)
 
 
 def _no_stage_results(name: str, stage: str, body: str) -> BadAnswer:

@@ -313,6 +313,21 @@ def test_a_job_the_answer_leaves_out_is_an_unknown_job(
     assert master.status(ACTIVE) == ("unknown job", [])
 
 
+def test_an_answer_about_other_jobs_only_is_a_bad_answer_not_an_unknown_job(
+    replay: ReplayServer, master: Master
+) -> None:
+    """A proxy or cache answering about another job: the job asked for was not said to be
+    unknown (a NoSuchJob would send the user looking for a purge that never was)."""
+    other = [["other@704:1:2", ["active", []]]]
+    replay.load(
+        synthetic("POST", "/disco/ctrl/get_results", 200, other, request_body=[0, [ACTIVE]])
+    )
+    with pytest.raises(BadAnswer) as info:
+        master.status(ACTIVE)
+    assert f"expected an answer about the job asked for, {ACTIVE!r}" in str(info.value)
+    assert "'other@704:1:2' only" in str(info.value)
+
+
 @replays(*(f"endpoints#{i}" for i in (29, 30, 35, 36, 37, 38)))
 def test_kill_and_purge(master: Master) -> None:
     master.kill(UNKNOWN)  # "" even for unknown jobs
@@ -437,10 +452,38 @@ def test_rawevents_gives_whole_lines_and_the_offset_after_them(
     assert [event[2] for event in got] == events and next_offset == end
 
 
+def test_an_event_line_that_is_no_json_triple_is_kept_as_text_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One odd line of a job's event file (bytes that are not UTF-8: a worker's last words
+    cut mid-character; a line that is not a JSON triple) made every reader of the events
+    fail, a watched job that succeeded included: it reads as its text, the others as ever."""
+    content = (
+        _LINES[0]
+        + b'["2024/01/01 00:00:09","vm","Last words: caf\xe9"]\n'
+        + b"not json at all\n"
+        + _LINES[1]
+    )
+    with Master(MASTER, retries=0, timeout=5) as master:
+        monkeypatch.setattr(master, "_get", lambda *args, **kwargs: _Answer(200, content))
+        got, next_offset = master.rawevents("j@1:2:3")
+    assert got == [
+        ("2024/01/01 00:00:00", "vm", "event 0"),
+        ("2024/01/01 00:00:09", "vm", "Last words: caf\ufffd"),
+        ("", "", "not json at all"),
+        ("2024/01/01 00:00:01", "vm", "event 1"),
+    ]
+    assert next_offset == len(content)
+
+
 @pytest.mark.parametrize("num", [0, 1001])
 def test_events_asks_only_for_what_the_master_gives(num: int) -> None:
-    with Master(MASTER, retries=0, timeout=5) as master, pytest.raises(
-        discodsl.errors.ClientError, match=f"num={num} is out of range: the master returns 1-1000"
+    with (
+        Master(MASTER, retries=0, timeout=5) as master,
+        pytest.raises(
+            discodsl.errors.ClientError,
+            match=f"num={num} is out of range: the master returns 1-1000",
+        ),
     ):
         master.events("j@1:2:3", num=num)
 

@@ -24,7 +24,7 @@ import discodsl.builder
 from discodsl import ClientError, JobActive, JobDead, TaskFailed
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
-from discodsl.errors import NoSuchJob, RemoteTraceback
+from discodsl.errors import BadAnswer, NoSuchJob, RemoteTraceback
 from discodsl.runners import cluster, handle
 from discodsl.runners.progress import Progress
 from tests import cluster_jobs, disco_state, jobs
@@ -168,6 +168,10 @@ def test_killed_job_raises_job_dead_and_its_worker_is_stopped(
     assert outcome["error"].jobname == name
     # kill_job's own event, which the master writes to the log up to 2 s after the kill
     assert str(outcome["error"]).endswith("WARN: Job killed")
+    # a command that works as printed, whether the master came from the environment or not
+    assert f"(all its events: `discodsl --master {master.url} events {name}`)" in str(
+        outcome["error"]
+    )
     pid = int(pidfile.read_text())
     eventually(lambda: not _alive(pid))
     assert master.jobinfo(name)["active"] == "dead"
@@ -344,6 +348,78 @@ def test_watcher_counts_each_task_once_when_jobinfo_runs_ahead_of_events() -> No
         ("stage", "reduce", 1),
         ("task_done", "reduce", None),
     ]
+
+
+def test_watcher_skips_jobinfo_rows_that_hold_no_counts() -> None:
+    """A row holding something else than task counts (a proxy's, a newer master's) raised a
+    bare ValueError, and a job that succeeded was reported failed; it only moves a bar."""
+    seen = watch(FakeMaster(), [([], [["map", 0, 0, 1, "n/a", 0], ["reduce", 0, 1, 0, 0, 0]])])
+    assert seen == [("stage", "reduce", 1)]
+
+
+class FailingEventsMaster(FakeMaster):
+    """A master whose event log answers an error page ``failures`` times, then as ever."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def rawevents(self, name: str, offset: int) -> tuple[list[tuple[str, str, str]], int]:
+        if self.failures:
+            self.failures -= 1
+            raise BadAnswer("GET /disco/ctrl/rawevents: the master failed (500 <html>)")
+        return super().rawevents(name, offset)
+
+
+def test_a_failing_read_of_the_events_does_not_end_the_watch(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The events only feed the counters and the progress bar: one that cannot be read is
+    read at the next poll (and said once), not the end of a job that runs on."""
+    fake = FailingEventsMaster(failures=2)
+    fake.events = [("t", "master", "Stage map scheduled with 1 tasks")]
+    watcher = cluster._Watcher(fake, "job", Progress("job", enabled=False))  # type: ignore[arg-type]
+    watcher("active", 0.0)
+    watcher("active", 1.0)
+    assert watcher.events == []
+    watcher("active", 2.0)
+    assert watcher.events == fake.events
+    err = capsys.readouterr().err
+    assert err.count("could not read the events of job 'job'") == 1, err
+    assert "500 <html>" in err and "its progress and counters may lag" in err
+
+
+@pytest.mark.usefixtures("cluster_env")
+def test_an_error_while_a_run_is_watched_names_the_job_which_runs_on(
+    master: Master, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One error page from get_results as the client watched the job ended the run with the
+    error alone: no job name, status "dead" for a job that then ended ready. The job was
+    submitted and runs on: the error names it, how to follow and stop it, and wait() again
+    follows it to its end."""
+    status, failed = Master.status, []
+
+    def flaky(self: Master, jobname: str, timeout_ms: int = 0) -> Any:
+        if not failed and self.joblist():
+            failed.append(jobname)
+            raise BadAnswer("POST /disco/ctrl/get_results: the master failed (500 <html>)")
+        return status(self, jobname, timeout_ms)
+
+    monkeypatch.setattr(Master, "status", flaky)
+    run = jobs.sleepy.submit(["raw://a b a"], mode="cluster", params={"seconds": 0.5})
+    with pytest.raises(JobActive) as info:
+        run.wait(timeout=60)
+    url = master.url
+    assert str(info.value) == (
+        f"lost track of job {run.jobname!r} on {url} while waiting for it (POST "
+        "/disco/ctrl/get_results: the master failed (500 <html>)): it was submitted and may "
+        f"run on there: wait() for it again, or `discodsl --master {url} wait "
+        f"{run.jobname}`; stop it with `discodsl --master {url} kill {run.jobname}`"
+    )
+    assert isinstance(info.value.__cause__, BadAnswer) and info.value.jobname == run.jobname
+    assert run.status == "active"
+    assert dict(run.wait(timeout=60)) == {"a": 2, "b": 1}
+    assert run.status == "ready"
 
 
 def test_ctrl_c_tells_how_to_kill_the_job(

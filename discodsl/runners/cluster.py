@@ -407,14 +407,30 @@ def wait_for(
         watcher.settle()
     except JobDead as dead:
         watcher.settle(dead=True)
-        error = _job_failed(jobname, watcher.events, dead, first)
+        error = _job_failed(jobname, watcher.events, dead, first, cluster.url)
         raise error from (error.__cause__ or dead)
     except KeyboardInterrupt:
         _interrupted(cluster, jobname, kill_on_interrupt)
         raise
+    except (NoSuchJob, JobActive):
+        raise
+    except ClientError as exc:
+        raise _lost(cluster, jobname, exc) from exc
     finally:
         progress_bar.close()
     return _results(cluster, jobname, urls, counters.totals)
+
+
+def _lost(cluster: Cluster, jobname: str, exc: ClientError) -> JobActive:
+    """The error for a watch an answer or the network ended (the job was submitted and
+    may run on): JobActive, so that the run stays active and wait() follows it again."""
+    wait, kill = (command_line(f"{verb} {jobname}", cluster.url) for verb in ("wait", "kill"))
+    return JobActive(
+        f"lost track of job {jobname!r} on {cluster.url} while waiting for it ({exc}): it "
+        f"was submitted and may run on there: wait() for it again, or `{wait}`; stop it "
+        f"with `{kill}`",
+        jobname=jobname,
+    )
 
 
 def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
@@ -446,6 +462,7 @@ class _Watcher:
         self.stage, self.total, self.done = "", 0, 0
         self.stop: threading.Event | None = None  # set: stop waiting (Ctrl-C in Run.wait)
         self.ended = False  # the log's last event was read: every event before it was too
+        self.missed = False  # a read of the events or jobinfo failed (said once)
 
     def __call__(self, status: str, elapsed: float) -> None:
         if self.stop is not None and self.stop.is_set() and status == "active":
@@ -455,9 +472,19 @@ class _Watcher:
                 f"{self.master.url}: stop it with `{kill}`",
                 jobname=self.jobname,
             )
-        self.catch_up()
-        if self.progress.enabled and status in ("active", "ready"):
-            self._counts(self.master.jobinfo(self.jobname)["pipeline"])
+        try:
+            self.catch_up()
+            if self.progress.enabled and status in ("active", "ready"):
+                self._counts(self.master.jobinfo(self.jobname)["pipeline"])
+        except NoSuchJob:
+            raise
+        except ClientError as exc:  # they only feed the counters and the bar: read them later
+            if not self.missed:
+                notice(
+                    f"discodsl: could not read the events of job {self.jobname!r} ({exc}); "
+                    "reading them again at the next poll: its progress and counters may lag"
+                )
+            self.missed = True
 
     def catch_up(self) -> None:
         """Read the events added since the last call."""
@@ -486,6 +513,8 @@ class _Watcher:
             self.catch_up()
         except NoSuchJob:
             return True
+        except ClientError:
+            return False  # read again after the next pause
         return self.ended
 
     def _event(self, message: str) -> None:
@@ -515,9 +544,9 @@ class _Watcher:
         waiting = tasks - (running + done), pending among them): they advance the current
         stage, and pick it when no event names stages."""
         rows = [
-            (str(r[0]), sum(max(0, int(n)) for n in r[2:5]), int(r[4]))
+            (str(r[0]), sum(max(0, n) for n in r[2:5]), r[4])
             for r in pipeline
-            if len(r) == 6
+            if isinstance(r, list) and len(r) == 6 and all(_count(n) for n in r[1:])
         ]
         for stage, _, done in rows:
             self._advance(stage, done)
@@ -544,6 +573,11 @@ class _Watcher:
         self.done = done
 
 
+def _count(value: Any) -> bool:
+    """Whether a jobinfo row's ``value`` is a task count (an int; -1 is possible)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def read_to_end(read: Callable[[], bool]) -> None:
     """Once a job has ended, call ``read`` (it reads the job's new events and says whether to
     stop, e.g. on the log's last event, see ends_log) after growing pauses until it says
@@ -567,14 +601,16 @@ def _job_failed(
     events: list[MasterEvent],
     dead: JobDead,
     first: tuple[str, list[list[str]]] | None = None,
+    master_url: str = "",
 ) -> TaskFailed | JobDead:
-    """The error for a dead job: its failing task's, or JobDead when no task failed; a
-    worker that died in a task of ``first`` (a stage, its tasks' inputs) names its input."""
+    """The error for a dead job (of the master at ``master_url``): its failing task's, or
+    JobDead when no task failed; a worker that died in a task of ``first`` (a stage, its
+    tasks' inputs) names its input."""
     found = _failing_task(events)
     if found is None:
         return JobDead(
             f"job {jobname!r} is dead without a task error: it was killed, or purged (all "
-            f"its events: `discodsl events {jobname}`); its last events: "
+            f"its events: `{command_line(f'events {jobname}', master_url)}`); its last events: "
             f"{_last_events(events) or 'none'}",
             jobname=jobname,
             events=dead.events,
