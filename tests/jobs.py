@@ -500,3 +500,19 @@ def list_key_total_again(key: Any, counts: Iterable[int]) -> Iterator[tuple[Any,
 @job(partitions=2, params={"varied": True})
 def list_keys_combined_after_a_reduce() -> list[Any]:
     return [list_keys, as_lists, list_key_total_again]
+
+
+# the job's env= as its task sees it, after a nap (runs at once in threads share a process)
+@map
+def env_after_a_nap(line: str, params: Any) -> Iterator[tuple[str, Any]]:
+    import os
+    import pathlib
+
+    pathlib.Path(params["started"]).touch()
+    time.sleep(params["seconds"])
+    yield line, os.environ.get(line)
+
+
+@job(partitions=None)
+def napping_env() -> list[Any]:
+    return [env_after_a_nap]

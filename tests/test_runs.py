@@ -302,6 +302,50 @@ def test_a_killed_run_that_has_not_ended_yet_gives_its_error_not_still_active() 
         run.wait(timeout=60)
 
 
+@pytest.mark.parametrize("second", ["A", "B"])
+def test_inline_runs_at_once_in_threads_share_an_env_only_if_it_agrees(
+    second: str, tmp_path: Path
+) -> None:
+    """env= of an inline run is this process's environment while it runs: a second run in
+    another thread setting a name to another value changed the first's, and the last to
+    end left its value in the process. Agreeing values are shared, and the name is put back
+    when the last run ends; a clash is refused before the second run's tasks start."""
+    name = "DISCODSL_TEST_INLINE_ENV"
+    assert name not in os.environ
+    started = tmp_path / "started"
+    params = {"started": str(started), "seconds": 1.0}
+    first: dict[str, Any] = {}
+
+    def run_first() -> None:
+        results = jobs.napping_env.run(
+            [f"raw://{name}"], mode="inline", env={name: "A"}, params=params
+        )
+        first["got"] = list(results)
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    eventually(started.exists)
+    quick = {"started": str(tmp_path / "quick"), "seconds": 0}
+    if second == "A":  # it ends after the first, and reads its env= then
+        longer = {"started": str(tmp_path / "longer"), "seconds": 2.0}
+        got = list(
+            jobs.napping_env.run([f"raw://{name}"], mode="inline", env={name: "A"}, params=longer)
+        )
+        assert got == [(name, "A")]
+    else:
+        with pytest.raises(JobError) as info:
+            jobs.napping_env.run([f"raw://{name}"], mode="inline", env={name: "B"}, params=quick)
+        assert str(info.value) == (
+            f"job 'napping_env' cannot run inline now: its env= sets {name}='B', but an inline "
+            f"run going in this process (of job 'napping_env') has set it to 'A', and inline "
+            "runs share this process's environment: run it with mode='local' (its workers "
+            "have their own), or after the other"
+        )
+    thread.join(60)
+    assert first["got"] == [(name, "A")]
+    assert name not in os.environ
+
+
 def test_a_signal_handler_may_read_status_and_kill_while_its_thread_is_inside_them() -> None:
     """A handler runs in the main thread between two bytecodes, maybe while that thread
     holds the run's lock (in status, wait, kill): taking it again must not deadlock."""

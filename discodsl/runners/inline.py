@@ -30,6 +30,7 @@ import functools
 import os
 import random
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from itertools import chain
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import cloudpickle
 
 from discodsl import interrupts, places, shipping
-from discodsl.errors import PicklingError, SettingsError
+from discodsl.errors import JobError, PicklingError, SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
 from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
@@ -96,7 +97,10 @@ class InlineRunner(Runner):
         outputs = _first_inputs(plan)
         by_stage: dict[str, list[list[str]]] = {}
         keeper = plan.keeper(self.mode)
-        with JobFiles(places.process_dir("inline")) as files, _job_env(plan.options.env):
+        with (
+            JobFiles(places.process_dir("inline")) as files,
+            _job_env(plan.options.env, plan.job.name),
+        ):
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
             for index in range(plan.start, len(plan.spec.stages)):
@@ -117,19 +121,53 @@ class InlineRunner(Runner):
 
 
 @contextlib.contextmanager
-def _job_env(env: Mapping[str, str]) -> Iterator[None]:
+def _job_env(env: Mapping[str, str], job: str) -> Iterator[None]:
     """The job's ``env=`` in this process's environment while its tasks run, as a worker
-    process has it; then the environment as it was."""
-    before = {name: os.environ.get(name) for name in env}
+    process has it; then the environment as it was.
+
+    Inline runs going at once (in threads) share the process's environment: a name they
+    both set must have one value (a clash is a JobError before any task runs), and goes
+    back to what it was when the last of them ends. (A local run started meanwhile in this
+    process gives its workers this environment too.)
+    """
+    with _ENVS_LOCK:
+        _check_agrees(env, job)
+        for name, value in env.items():
+            if name not in _ENVS:
+                _ENVS[name] = (os.environ.get(name), value, [])
+            _ENVS[name][2].append(job)
+            os.environ[name] = value
     try:
-        os.environ.update(env)
         yield
     finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        with _ENVS_LOCK:
+            for name in env:
+                before, _, runs = _ENVS[name]
+                runs.remove(job)
+                if runs:
+                    continue
+                del _ENVS[name]
+                if before is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = before
+
+
+# The names the env= of inline runs going in this process set: (the process's value before
+# the first of them, theirs, the jobs of those runs).
+_ENVS: dict[str, tuple[str | None, str, list[str]]] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _check_agrees(env: Mapping[str, str], job: str) -> None:
+    for name, value in env.items():
+        if name in _ENVS and _ENVS[name][1] != value:
+            raise JobError(
+                f"job {job!r} cannot run inline now: its env= sets {name}={value!r}, but an "
+                f"inline run going in this process (of job {_ENVS[name][2][0]!r}) has set it "
+                f"to {_ENVS[name][1]!r}, and inline runs share this process's environment: "
+                "run it with mode='local' (its workers have their own), or after the other"
+            )
 
 
 def _first_inputs(plan: Plan) -> list[Output]:
