@@ -82,9 +82,26 @@ def process_dir(kind: Kind) -> str:
     os.makedirs(directory, mode=0o700, exist_ok=True)
     remove_dead_dirs(directory)
     _removed_at_a_forked_end()
+    return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{owner_mark()}", dir=directory)
+
+
+def owner_mark() -> str:
+    """``<pid>-[n<pid namespace>-]``: what begins, after its prefix, the name of a file or
+    directory of this process's, so that another process can tell when it has ended (see
+    :func:`ended`)."""
     namespace = pid_namespace()
-    mark = "" if namespace is None else f"n{namespace}-"
-    return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{os.getpid()}-{mark}", dir=directory)
+    return f"{os.getpid()}-" + ("" if namespace is None else f"n{namespace}-")
+
+
+def ended(marked: str) -> bool:
+    """Whether the process whose :func:`owner_mark` begins ``marked`` has ended. Only one of
+    this PID namespace can be known to: containers sharing a directory do not share pids
+    (another's pid is no process here, or another process)."""
+    owner = _marked(marked)
+    if owner is None:
+        return False
+    pid, namespace = owner
+    return namespace in (None, pid_namespace()) and not _running(pid)
 
 
 @functools.cache
@@ -153,8 +170,16 @@ def _owner(name: str) -> tuple[int, int | None] | None:
     (``discodsl-<kind>-<pid>-n<namespace>-<random>``; no namespace in those of earlier
     versions, ``discodsl-<kind>-<pid>-<random>``), if it is one."""
     kind, _, rest = name.removeprefix(TEMP_PREFIX).partition("-")
+    if not (name.startswith(TEMP_PREFIX) and kind in TEMP_KINDS):
+        return None
+    return _marked(rest)
+
+
+def _marked(rest: str) -> tuple[int, int | None] | None:
+    """The pid and PID namespace an :func:`owner_mark` at the start of ``rest`` names (no
+    namespace in the names of earlier versions, ``<pid>-<random>``), if one does."""
     pid, dash, rest = rest.partition("-")
-    if not (name.startswith(TEMP_PREFIX) and kind in TEMP_KINDS and dash and pid.isdigit()):
+    if not (dash and pid.isdigit()):
         return None
     mark, dash, _ = rest.partition("-")
     if dash and mark[:1] == "n" and mark[1:].isdigit():

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discodsl import JobDead, JobError, SettingsError, TaskFailed
+from discodsl import JobDead, JobError, SettingsError, TaskFailed, places
 from discodsl.caching import reuse, store
 from discodsl.ddfs import DDFS
 from tests import cache_jobs
@@ -312,6 +312,33 @@ def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_cl
     assert served.to_dict() == counted(LINES)
     served.close()
     assert not any(links.exists() for links in held)
+
+
+def test_links_and_entries_of_a_process_of_another_pid_namespace_are_left_alone(
+    marks: str, text: Path
+) -> None:
+    """Containers sharing the cache directory (a mounted ~/.cache) do not share pids: a run
+    of another one, its pid no process here, lost the links it read (and an entry it was
+    writing) to this one's trim. What a process of this namespace left stays as before."""
+    namespace = places.pid_namespace()
+    assert namespace is not None
+    store.cache_dir().mkdir(parents=True, exist_ok=True)
+    theirs = [
+        store.cache_dir() / f"{prefix}999999999-n{namespace + 1}-x"
+        for prefix in (store.HELD, store.NEW)
+    ]
+    ours = [
+        store.cache_dir() / f"{prefix}999999999-n{namespace}-y"
+        for prefix in (store.HELD, store.NEW)
+    ]
+    for path in theirs + ours:
+        path.mkdir()
+    cache_jobs.wordcount(marks).run([text], mode="local", cache=True).close()  # keeps: trims
+    assert all(path.is_dir() for path in theirs) and not any(path.exists() for path in ours)
+    store.clear()  # which takes every entry being written, as it takes every entry
+    assert theirs[0].is_dir()  # what a run reads stays
+    held = store.hold_prefix()  # this process's own, as the trim reads it
+    assert held.startswith(f"{store.HELD}{os.getpid()}-n{namespace}-")
 
 
 def test_a_clear_removes_only_what_is_the_caches(marks: str, text: Path) -> None:

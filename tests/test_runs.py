@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed
+from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed, places
 from discodsl.cli import main
 from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
@@ -862,6 +862,32 @@ def test_the_registry_records_orphans_dead_and_removes_old_runs(runs_dir: Path) 
     assert sorted(p.name for p in runs_dir.iterdir()) == ["mine@1", "orphan@1", "recent@1"]
     orphan = json.loads((runs_dir / "orphan@1" / "run.json").read_text())
     assert orphan["status"] == "dead" and "ended before it did" in orphan["reason"]
+
+
+def test_the_registry_leaves_active_runs_of_another_pid_namespace_as_they_are(
+    runs_dir: Path,
+) -> None:
+    """Containers on one host name sharing the registry: a live run of another container,
+    its pid no process here, was recorded dead ("WARN: Job killed" in its events) by any
+    `discodsl jobs` here, and `discodsl wait` on it failed at once."""
+    namespace = places.pid_namespace()
+    assert namespace is not None
+    now = time.time()
+    for name, theirs in (("theirs@1", namespace + 1), ("ours@1", namespace)):
+        facts = {"name": name, "job": name.split("@")[0], "host": registry.HOST, "pid": 999999999}
+        facts.update({"status": "active", "started": now, "pid_namespace": theirs})
+        (runs_dir / name).mkdir(parents=True)
+        (runs_dir / name / "run.json").write_text(json.dumps(facts))
+    registry.clean(runs_dir)
+    statuses = {
+        p.name: json.loads((p / "run.json").read_text())["status"] for p in runs_dir.iterdir()
+    }
+    assert statuses == {"theirs@1": "active", "ours@1": "dead"}
+
+
+def test_a_local_runs_entry_names_its_pid_namespace(runs_dir: Path) -> None:
+    results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+    assert entry(runs_dir, results.jobname)["pid_namespace"] == places.pid_namespace()
 
 
 def test_the_registry_removes_only_its_own_entries_that_lost_their_run_json(

@@ -75,8 +75,8 @@ SIZE_ENV = "DISCODSL_CACHE_SIZE"
 DEFAULT_LIMIT = 2 * 1024**3
 FORMAT = 1
 ENTRY = "entry.json"
-HELD = ".held-"  # then the holding process's pid, "-", and a unique part
-NEW = ".new-"  # an entry being written: then the writing process's pid, "-", a unique part
+HELD = ".held-"  # then the holding process's mark (places.owner_mark), and a unique part
+NEW = ".new-"  # an entry being written: then the writing process's mark, a unique part
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 Output = tuple[int, int, list[str]]  # (label, size, replica URLs or file names in the entry)
@@ -236,7 +236,7 @@ def keep(
         if size > cap:
             raise NotKept(f"{size} bytes, more than {SIZE_ENV}={cap}")
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{NEW}{os.getpid()}-"))
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{NEW}{places.owner_mark()}"))
     except OSError as exc:
         raise _unwritable(root, exc) from exc
     try:
@@ -337,7 +337,7 @@ def hold(entry: Entry) -> Held | None:
     if not files:
         return Held(entry, None)
     try:
-        links = Path(tempfile.mkdtemp(dir=entry.path.parent, prefix=f"{HELD}{os.getpid()}-"))
+        links = Path(tempfile.mkdtemp(dir=entry.path.parent, prefix=hold_prefix()))
     except OSError:
         return Held(entry, None)
     try:
@@ -352,22 +352,17 @@ def hold(entry: Entry) -> Held | None:
     return Held(Entry(**{**_facts(entry), "path": links}), links)
 
 
+def hold_prefix() -> str:
+    """How the links this process holds for a run begin their name."""
+    return f"{HELD}{places.owner_mark()}"
+
+
 def _left_by_the_dead(name: str) -> bool:
     """Whether ``name``, in the cache's directory, holds links for a process that is gone,
-    or an entry it was writing when it went (killed)."""
+    or an entry it was writing when it went (killed); never one of another PID namespace's
+    (a container sharing the directory), whose pids mean nothing here."""
     prefix = next((p for p in (HELD, NEW) if name.startswith(p)), None)
-    if prefix is None:
-        return False
-    pid = name.removeprefix(prefix).partition("-")[0]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # there, and someone else's
-    return False
+    return prefix is not None and places.ended(name.removeprefix(prefix))
 
 
 def touch(entry: Entry) -> None:

@@ -101,6 +101,7 @@ class _Entry:
             "mode": run.mode,
             "status": "active",
             "pid": os.getpid(),
+            "pid_namespace": places.pid_namespace(),
             "host": HOST,
             "started": time.time(),
         }
@@ -456,9 +457,12 @@ def _age(path: Path, now: float) -> float:
 
 
 def _alive(facts: dict[str, Any]) -> bool:
-    """Whether the process that runs an entry's run still runs (on another host: assumed)."""
+    """Whether the process that runs an entry's run still runs (on another host, or in
+    another PID namespace on this one: assumed)."""
     if facts.get("host") != HOST:
         return True
+    if facts.get("pid_namespace", places.pid_namespace()) != places.pid_namespace():
+        return True  # another container's, on the same host name: its pid means nothing here
     try:
         os.kill(int(facts.get("pid", 0)), 0)
     except ProcessLookupError:
