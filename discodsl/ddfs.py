@@ -32,6 +32,7 @@ import requests
 from discodsl.answers import answer_json, fits, shape_error
 from discodsl.errors import BadAnswer, ClientError, TagNotFound, Unauthorized
 from discodsl.http import ErrorFor, RetryCallback, origin, translate
+from discodsl.jobstatus import command_line
 from discodsl.service import Service, disco_url_to_http
 from discodsl.worker import urls
 
@@ -352,11 +353,13 @@ class DDFS(Service):
             f"lower replicas, or check the nodes with `curl {self.url}/disco/ctrl/nodeinfo`"
         )
 
-    @staticmethod
-    def _tag_errors(name: str) -> dict[int, ErrorFor]:
+    def _tag_errors(self, name: str) -> dict[int, ErrorFor]:
+        # The listing command names this master: without --master it would fail as
+        # printed whenever the master came from master= rather than DISCO_MASTER.
+        listing = command_line("ddfs ls", self.url)
         return {
             404: lambda body: TagNotFound(
-                f"no DDFS tag named {name!r} ({body}): list tags with `discodsl ddfs ls`",
+                f"no DDFS tag named {name!r} ({body}): list tags with `{listing}`",
                 tag=tag_name(name),
             ),
             403: lambda body: BadAnswer(f"DDFS refused tag {name!r} ({body}): check the name"),

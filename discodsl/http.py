@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
@@ -48,6 +48,7 @@ from urllib3.exceptions import ProtocolError as Urllib3ProtocolError
 
 from discodsl.answers import snippet
 from discodsl.errors import BadAnswer, ClientError, RequestFailed, Unauthorized, Unreachable
+from discodsl.jobstatus import command_line
 
 __all__ = [
     "MASTER",
@@ -56,6 +57,7 @@ __all__ = [
     "RetryCallback",
     "Transport",
     "origin",
+    "redirect_error",
     "status_error",
     "translate",
 ]
@@ -94,6 +96,9 @@ _NETWORK_REASONS: dict[type[requests.RequestException], str] = {
     requests.exceptions.SSLError: "TLS handshake failed",
     requests.exceptions.ProxyError: "the HTTP proxy (HTTP_PROXY) failed",
     requests.exceptions.ChunkedEncodingError: "the answer was cut off",
+    requests.exceptions.ContentDecodingError: "its answer claims Content-Encoding: {encoding} "
+    "but its body is not in it",
+    requests.TooManyRedirects: "its URL redirects in a loop: {exc}",
     requests.exceptions.InvalidURL: "not a valid URL",
     requests.exceptions.MissingSchema: "not a valid URL",
     requests.exceptions.InvalidSchema: "not a valid URL",
@@ -111,6 +116,10 @@ _DROPPED = (
     BrokenPipeError,
     Urllib3ProtocolError,
 )
+
+# Failures after the server answered (or took the request and stopped reading it): asking
+# whether it runs, or whether its URL is right, would send the user the wrong way.
+_ANSWERED = (requests.exceptions.ContentDecodingError, requests.TooManyRedirects)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -143,6 +152,23 @@ def _nobody_there(exc: BaseException) -> bool:
     return _caused_by(exc, (ConnectionRefusedError, NameResolutionError, socket.gaierror))
 
 
+def _stalled_upload(exc: BaseException) -> bool:
+    """True if sending the request timed out: the server took the connection and stopped
+    reading (urllib3 wraps the socket's timeout as a dropped connection's ProtocolError)."""
+    return (
+        isinstance(exc, requests.ConnectionError)
+        and not isinstance(exc, requests.Timeout)
+        and _caused_by(exc, (Urllib3ProtocolError,))
+        and _caused_by(exc, (TimeoutError,))
+    )
+
+
+def _encoding(exc: BaseException) -> str:
+    """The content encoding a ContentDecodingError's answer claimed (urllib3 names it)."""
+    found = re.search(r"content-encoding: ([\w-]+)", str(exc))
+    return found.group(1) if found else "(an encoding)"
+
+
 def _reason(exc: requests.RequestException, timeout: float) -> str:
     matches = [cls for cls in _NETWORK_REASONS if isinstance(exc, cls)]
     reason = _NETWORK_REASONS[max(matches, key=lambda cls: len(cls.__mro__))]
@@ -150,9 +176,11 @@ def _reason(exc: requests.RequestException, timeout: float) -> str:
         reason = "connection refused"
     elif _caused_by(exc, (NameResolutionError, socket.gaierror)):
         reason = "host name not found"
+    elif _stalled_upload(exc):
+        reason = "no progress sending the request within {timeout:g}s"
     elif _caused_by(exc, _DROPPED):
         reason = "connection closed without an answer"
-    return reason.format(timeout=timeout)
+    return reason.format(timeout=timeout, encoding=_encoding(exc), exc=str(exc).rstrip(".").lower())
 
 
 @contextlib.contextmanager
@@ -169,43 +197,91 @@ def translate(
     """Turn a ``requests`` exception raised inside into a :class:`RequestFailed`.
 
     :class:`Unreachable` when nothing was sent. The message names ``who`` is
-    at ``url``, why, and what to try (``hint``; by default the curl command
-    that checks the master). With ``unsent_only`` (a request that must not
-    be repeated), it says whether the request may have reached the server.
+    at ``url``, why, and what to try (``hint``, the caller's; by default the
+    curl command that checks the master, or ``who``). With ``unsent_only`` (a
+    request that must not be repeated), it says whether the request may have
+    reached the server.
     """
     try:
         yield
     except requests.RequestException as exc:
-        hint = hint or (
-            f"is the master's URL right (master=, --master, or DISCO_MASTER)? is it running? "
-            f"`curl {url}/disco/version` should print its version"
-        )
         reason = _reason(exc, timeout) + (f"; tried {tries} times" if tries > 1 else "")
         error = _network_error(exc, url, endpoint, who, reason, hint)
         if unsent_only and not isinstance(exc, _BAD_URL) and not _never_sent(exc):
             error.args = (
                 f"{error}; the request may have reached {who}, so it was not sent again: "
-                "check its state (e.g. `discodsl jobs`) before repeating it",
+                f"check its state{_state_check(url, who)} before repeating it",
             )
         raise error from exc
+
+
+def _state_check(url: str, who: str) -> str:
+    """The command that shows what a request that may have reached the master did (a job
+    submitted), for the master at ``url``: printed with ``--master``, it works as printed
+    wherever the master came from (master=, --master, DISCO_MASTER)."""
+    return f" (e.g. `{command_line('jobs', url)}`)" if who == MASTER else ""
 
 
 def _network_error(
     exc: requests.RequestException, url: str, endpoint: str, who: str, reason: str, hint: str
 ) -> RequestFailed:
-    """The error for ``exc``, most specific case first."""
+    """The error for ``exc``, most specific case first; ``hint`` is the caller's ("": the
+    default for ``who``)."""
     if isinstance(exc, _BAD_URL):
         message = f"{url} is {reason} ({exc}): check DISCO_MASTER"
-    elif isinstance(exc, requests.ReadTimeout):
+    elif isinstance(exc, _ANSWERED):
+        advice = _answered(exc, endpoint, who)
+        message = f"{who} at {url} did not complete {endpoint} ({reason}): {advice}"
+    elif isinstance(exc, requests.ReadTimeout) or _stalled_upload(exc):
+        did = "did not answer" if isinstance(exc, requests.ReadTimeout) else "stopped reading"
         message = (
-            f"{who} at {url} did not answer {endpoint} ({reason}): it may be overloaded; "
-            f"raise DISCODSL_HTTP_TIMEOUT, or check it with `curl {url}/disco/version`"
+            f"{who} at {url} {did} {endpoint} ({reason}): it may be overloaded; "
+            f"raise DISCODSL_HTTP_TIMEOUT{_check(url, who, hint)}"
         )
     elif _never_sent(exc):
+        hint = hint or _reachable(url, who)
         return Unreachable(f"could not reach {who} at {url} ({reason}): {hint}", url=url, who=who)
     else:
+        hint = hint or _reachable(url, who)
         message = f"{who} at {url} did not complete {endpoint} ({reason}): {hint}"
     return RequestFailed(message, url=url, who=who)
+
+
+def _reachable(url: str, who: str) -> str:
+    """What to ask about a server that could not be reached, or dropped the connection."""
+    if who != MASTER:
+        return f"is it up? `curl -I {url}` should answer"
+    return (
+        f"is the master's URL right (master=, --master, or DISCO_MASTER)? is it running? "
+        f"`curl {url}/disco/version` should print its version"
+    )
+
+
+def _check(url: str, who: str, hint: str) -> str:
+    """How to check a server that was reached but is slow: the caller's ``hint`` if any
+    (a DDFS node's put port, or a node serving blobs, does not serve ``/disco/version``)."""
+    if hint:
+        return f"; {hint}"
+    if who != MASTER:
+        return f", or check it with `curl -I {url}`"
+    return f", or check it with `curl {url}/disco/version`"
+
+
+def _answered(exc: requests.RequestException, endpoint: str, who: str) -> str:
+    """What to do about an answer that cannot be used (its encoding, its redirects): the
+    server is there, so not whether it runs."""
+    target = endpoint.partition(" ")[2] or endpoint
+    if isinstance(exc, requests.TooManyRedirects):
+        fix = "set DISCO_MASTER to the master's own URL, or fix" if who == MASTER else "fix"
+        return (
+            f"it answers, redirecting again and again: {fix} the front end that redirects "
+            f"(`curl -sIL {target}` shows the redirects)"
+        )
+    return (
+        "it answered, but its body is not what its headers say: a proxy on the way "
+        f"(DISCO_PROXY, HTTP_PROXY) or the server itself mangles answers; see the raw "
+        f"answer with `curl -si {target}`"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -219,8 +295,8 @@ _GENERIC = {
     403: "the request was refused (403 {body})",
     404: "not found (404 {body}): check the name and that it still exists",
     413: "the request body is too large (413 {body})",
-    500: "the master failed (500 {body}): the request crashed its handler; "
-    "check the request, and the master's log for the reason",
+    500: "{who} failed (500 {body}): the request crashed its handler; "
+    "check the request, and {whose} log for the reason",
     503: "the server is unavailable (503 {body}): try again later",
 }
 
@@ -241,9 +317,10 @@ _NOT_A_MASTER = (
 
 
 def status_error(
-    resp: requests.Response, endpoint: str, special: Mapping[int, ErrorFor]
+    resp: requests.Response, endpoint: str, special: Mapping[int, ErrorFor], who: str = MASTER
 ) -> ClientError:
-    """The error for an answer with an error status: the caller's for that status, else generic."""
+    """The error for an answer with an error status from ``who``: the caller's for that
+    status, else generic."""
     body = snippet(resp.content) or "(empty)"
     status = resp.status_code
     if status == 404 and _API.search(endpoint) and body.lstrip()[:1] == "<":
@@ -261,8 +338,61 @@ def status_error(
         # Not "check the name": no name was wrong, the server is.
         text = (text.partition(": ")[0] if status == 404 else text) + _NOT_A_MASTER
     kind = Unauthorized if status == 401 else BadAnswer
+    text = text.replace("{who}", _named(endpoint, who)).replace("{whose}", _whose(who))
     message = f"{endpoint}: " + text.replace("{body}", body)  # names may hold braces
     return kind(message, endpoint=endpoint, status=status)
+
+
+def _named(endpoint: str, who: str) -> str:
+    """``who`` in an error about ``endpoint``: the master, or another server by its URL
+    (a DDFS node the master handed out, which the user may not know of)."""
+    if who == MASTER:
+        return "the master"
+    return f"{who} at {origin(endpoint.partition(' ')[2])}"
+
+
+def _whose(who: str) -> str:
+    return "the master's" if who == MASTER else f"{who}'s"
+
+
+#: Redirects: followed for a GET or HEAD only (see :func:`redirect_error`).
+_REDIRECTS = (301, 302, 303, 307, 308)
+_FOLLOWED = ("GET", "HEAD")
+
+
+def redirect_error(resp: requests.Response, endpoint: str, who: str = MASTER) -> BadAnswer:
+    """The error for a redirect answered to a request that is not a GET or HEAD.
+
+    requests re-sends a POST redirected by 301, 302 or 303 as a GET without its
+    body (a jobpack submitted became a GET of ``/disco/job/new``, then a 404
+    blaming the server it led to); a 307 or 308 would send the body again, to a
+    server nobody named. No Disco master redirects: the URL is the wrong one.
+    """
+    method, _, url = endpoint.partition(" ")
+    location = resp.headers.get("Location", "")
+    to = urljoin(url, location) if location else "nowhere (no Location header)"
+    where = f"the master's URL {origin(url)}" if who == MASTER else _named(endpoint, who)
+    return BadAnswer(
+        f"{endpoint}: {where} redirects ({resp.status_code} {resp.reason}) "
+        f"to {to}: discodsl follows no redirect of a {method} (307 and 308 included), which "
+        f"could lose or repeat its body; {_redirect_fix(url, to, who)}",
+        endpoint=endpoint,
+        status=resp.status_code,
+    )
+
+
+def _redirect_fix(url: str, to: str, who: str) -> str:
+    """What to do about a redirected request to ``url``: point discodsl where it leads."""
+    shown = f"`curl -sI {url}` shows the redirect"
+    if who != MASTER:
+        return f"the master handed out this URL: check that server's redirects ({shown})"
+    path = urlsplit(url).path
+    if path and to.endswith(path) and "://" in to:
+        return (
+            f"set DISCO_MASTER to {to[: -len(path)]}, the URL it redirects to (or pass that "
+            "as master= or --master)"
+        )
+    return f"set DISCO_MASTER (or master=, --master) to the master's own URL ({shown})"
 
 
 # --------------------------------------------------------------------------
@@ -339,11 +469,13 @@ class Transport:
                     raise
                 self._pause(attempt, err)
                 continue
+            if resp.status_code in _REDIRECTS and method.upper() not in _FOLLOWED:
+                raise redirect_error(resp, endpoint, who)
             if resp.status_code == 503 and policy == "idempotent" and attempt <= self.retries:
                 self._pause(attempt, status_error(resp, endpoint, {}))
                 continue
             if resp.status_code not in ok:
-                raise status_error(resp, endpoint, special or {})
+                raise status_error(resp, endpoint, special or {}, who)
             return resp
 
     def _request(
@@ -364,7 +496,9 @@ class Transport:
                 if isinstance(data, Path)
                 else data
             )
-            return session.request(method, url, data=body, timeout=timeout, **kwargs)
+            # A redirected POST or PUT is refused (redirect_error), never re-sent.
+            follow = {"allow_redirects": method.upper() in _FOLLOWED}
+            return session.request(method, url, data=body, timeout=timeout, **{**follow, **kwargs})
 
     def _pause(self, attempt: int, err: ClientError) -> None:
         delay = min(self.backoff * 2 ** (attempt - 1), 30.0)

@@ -61,14 +61,15 @@ def ready_results(
     if status == "ready":
         return results
     if status == "dead":
+        events = command_line(f"events {jobname}", master_url)
         raise JobDead(
-            f"job {jobname!r} is dead and has no results: see why with `discodsl events {jobname}`",
+            f"job {jobname!r} is dead and has no results: see why with `{events}`",
             jobname=jobname,
         )
     if status == "active":
+        wait = command_line(f"wait {jobname}", master_url)
         raise JobActive(
-            f"job {jobname!r} is still active, so it has no results yet: "
-            f"wait for it with `discodsl wait {jobname}`",
+            f"job {jobname!r} is still active, so it has no results yet: wait for it with `{wait}`",
             jobname=jobname,
         )
     raise unknown_job(master_url, jobname, status)
@@ -138,7 +139,8 @@ def dead_job(master_url: str, jobname: str, events: list[Event]) -> JobDead:
         reason += f" (before that: {why[1]})"
     return JobDead(
         f"job {jobname!r} died: {reason}; its last events are in .events, all of them "
-        f"with `discodsl events {jobname}` (or at {master_url}/disco/ctrl/jobevents?"
+        f"with `{command_line(f'events {jobname}', master_url)}` (or at "
+        f"{master_url}/disco/ctrl/jobevents?"
         f"name={quote(jobname)})",
         jobname=jobname,
         events=lines,

@@ -303,7 +303,7 @@ def test_jobpack_build_show_submit_then_kill(
     assert printed[-1].endswith("WARN: Job killed")  # written up to 2 s after the kill
     _, err = run(capsys, "wait", name, status=1)
     lines = one_error(err, name, "is dead without a task error", "killed")
-    assert f"(all its events: `discodsl events {name}`)" in lines[0]
+    assert f"(all its events: `discodsl --master {cluster_env} events {name}`)" in lines[0]
     assert lines[1:] == []  # the message said it: no hint repeats it
     out, _ = run(capsys, "kill", name)
     assert out == f"{name} is dead: nothing to kill\n"

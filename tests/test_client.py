@@ -399,7 +399,7 @@ def test_wait_for_a_dead_job(master: Master) -> None:
     ) as err:
         master.wait(name, poll_ms=60000)
     assert err.value.jobname == FATAL
-    assert f"all of them with `discodsl events {FATAL}`" in str(err.value)
+    assert f"all of them with `discodsl --master {MASTER} events {FATAL}`" in str(err.value)
     assert err.value.events[0].endswith("New job initialized!")  # oldest first
     assert err.value.events[-1].endswith("WARN: Job killed")
 
@@ -799,7 +799,7 @@ def test_submit_is_not_retried_after_the_connection_drops(replay: ReplayServer) 
     with pytest.raises(
         ClientError,
         match=r"connection closed without an answer.*may have "
-        r"reached the Disco master, so it was not sent again.*`discodsl jobs`",
+        r"reached the Disco master, so it was not sent again.*`discodsl --master \S+ jobs`",
     ):
         master.submit(b"jobpack")
     assert [r.target for r in replay.received] == ["/disco/job/new"]  # sent once

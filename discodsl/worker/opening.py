@@ -367,10 +367,21 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
         )
     return DataError(
         f"{url}: {get} failed: {_reason(exc)}{tried}; check that the host is up and "
-        f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} in the job's env= "
-        "sets it)",
+        f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} "
+        f"{_timeout_set(node)} sets it)",
         url=url,
     )
+
+
+def _timeout_set(node: Node) -> str:
+    """Where ``node``'s read timeout comes from, as advice that works: a worker on a node
+    (its host named by the TASK reply) takes the job's env=; a read with no node's host is
+    this program's own (the client reading a cluster's results through
+    runners.base.client_node, from its environment or settings file; an inline run), which
+    a job's env= sent to the cluster does not reach."""
+    if node.host:
+        return "in the job's env="
+    return "in this program's environment or settings file"
 
 
 def _dropped(exc: BaseException) -> bool:

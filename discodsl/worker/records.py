@@ -507,13 +507,7 @@ def _parse_header(header: bytes, url: str, start: int) -> tuple[int, int, int]:
     """Check a hunk header; return its compressed flag, crc32 and stored length."""
     end = start + len(header)
     if start == 0 and header[0] < 0x80:
-        raise MalformedRecord(
-            f"{url}: bytes [0, {end}) start with {header[:8]!r}, Disco's legacy netstring "
-            "record format, which is not supported: rewrite the file with Disco 0.5's "
-            "DiscoOutputStream or discodsl's RecordWriter, or read it as text",
-            url=url,
-            span=(0, end),
-        )
+        raise _not_records(header, url, end)
     if len(header) < HEADER_SIZE:
         raise _hunk_error(
             url,
@@ -619,6 +613,34 @@ _CUT: Final = (
     "the file was cut short at the end of a hunk (a file a writer closed ends with one of no "
     "records): re-run the task that wrote it, or read another replica"
 )
+
+
+def _not_records(header: bytes, url: str, end: int) -> MalformedRecord:
+    """The error for a file whose first byte starts no hunk (a hunk starts with byte
+    VERSION_BYTE): Disco's legacy netstring format if it is a decimal length, else bytes a
+    server sent in the file's place (an HTML page: a login, an error, a proxy's answer)."""
+    said = f"{url}: bytes [0, {end}) start with {header[:8]!r}"
+    if header[:1].isdigit():
+        return MalformedRecord(
+            f"{said}, Disco's legacy netstring record format, which is not supported: "
+            "rewrite the file with Disco 0.5's DiscoOutputStream or discodsl's RecordWriter, "
+            "or read it as text",
+            url=url,
+            span=(0, end),
+        )
+    said += f": not a record file (one starts with byte {VERSION_BYTE:#04x})"
+    if url.startswith(("file://", "/")) or "://" not in url:
+        return MalformedRecord(
+            f"{said}: read it as text, or give the record files a job wrote", url=url, span=(0, end)
+        )
+    sent = "an HTML page" if header.lstrip()[:1] == b"<" else "something else"
+    return MalformedRecord(
+        f"{said}: the server sent {sent} in the file's place (a login or error page, a "
+        "proxy's answer); look at what the URL serves, and read the file from its node, or "
+        "through a proxy that passes it on",
+        url=url,
+        span=(0, end),
+    )
 
 
 def _hunk_error(url: str, start: int, end: int, what: str, todo: str) -> DataError:
