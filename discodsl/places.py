@@ -25,7 +25,6 @@ that such a hook started came after the cleanups its first run registered).
 from __future__ import annotations
 
 import atexit
-import functools
 import os
 import shutil
 import sys
@@ -33,6 +32,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from discodsl.worker.owners import marked, owner_mark, pid_namespace, running
 
 TEMP_PREFIX = "discodsl-"
 # The kinds of process directories: node (a local run's DISCO_DATA), inline, preflight.
@@ -85,40 +86,12 @@ def process_dir(kind: Kind) -> str:
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{owner_mark()}", dir=directory)
 
 
-def owner_mark() -> str:
-    """``<pid>-[n<pid namespace>-]``: what begins, after its prefix, the name of a file or
-    directory of this process's, so that another process can tell when it has ended (see
-    :func:`ended`)."""
-    namespace = pid_namespace()
-    return f"{os.getpid()}-" + ("" if namespace is None else f"n{namespace}-")
-
-
-def ended(marked: str) -> bool:
-    """Whether the process whose :func:`owner_mark` begins ``marked`` has ended. Only one of
-    this PID namespace can be known to: containers sharing a directory do not share pids
-    (another's pid is no process here, or another process)."""
-    owner = _marked(marked)
-    if owner is None:
-        return False
-    pid, namespace = owner
-    return namespace in (None, pid_namespace()) and not _running(pid)
-
-
-@functools.cache
-def pid_namespace() -> int | None:
-    """This process's PID namespace (Linux: its inode number), or None where not known."""
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-
-
 def remove_dead_dirs(directory: str) -> None:
     """Remove this user's process directories in ``directory`` whose process has ended."""
     here = pid_namespace()
     for name, pid, namespace in _process_dirs(directory):
         path = os.path.join(directory, name)
-        if namespace in (None, here) and not _running(pid) and _mine(path):
+        if namespace in (None, here) and not running(pid) and _mine(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -172,29 +145,7 @@ def _owner(name: str) -> tuple[int, int | None] | None:
     kind, _, rest = name.removeprefix(TEMP_PREFIX).partition("-")
     if not (name.startswith(TEMP_PREFIX) and kind in TEMP_KINDS):
         return None
-    return _marked(rest)
-
-
-def _marked(rest: str) -> tuple[int, int | None] | None:
-    """The pid and PID namespace an :func:`owner_mark` at the start of ``rest`` names (no
-    namespace in the names of earlier versions, ``<pid>-<random>``), if one does."""
-    pid, dash, rest = rest.partition("-")
-    if not (dash and pid.isdigit()):
-        return None
-    mark, dash, _ = rest.partition("-")
-    if dash and mark[:1] == "n" and mark[1:].isdigit():
-        return int(pid), int(mark[1:])
-    return int(pid), None
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's process
-    return True
+    return marked(rest)
 
 
 def _mine(path: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pickle
 import random
 import re
 import sys
@@ -28,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discodsl.worker import groupby
+from discodsl.worker import groupby, owners
 from discodsl.worker.errors import StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
 
@@ -982,3 +983,94 @@ def test_keys_a_nanosecond_apart_stay_apart_past_the_budget(
         for key, values in group(records, budget=1 << 16, tmpdir=str(tmp_path))
     }
     assert grouped == {keys[0]: 20_000, keys[1]: 20_000}
+
+
+# -- what a spill keeps of a value, and of a reduce that reads its values late ---------------
+
+
+def test_a_spilled_value_holding_one_object_many_times_spills_it_once() -> None:
+    """Spills were pickled without the memo: a value holding one 64 KiB object 200 times
+    (64 KiB in memory, 64 KiB in a pickle) was written, and read back, as 200 copies."""
+    chunk = b"x" * (64 << 10)
+    record = ("k", [chunk] * 200)
+    data = groupby._dumps([record])
+    assert len(data) < 2 * len(chunk), len(data)
+    [(key, value)] = pickle.loads(data)
+    assert key == "k" and value == [chunk] * 200 and all(item is value[0] for item in value)
+
+
+def test_a_value_nested_as_deep_as_a_map_may_write_it_spills() -> None:
+    """The map writes a record as (key, value); a spill put it in a batch, a level deeper,
+    and a value nested just short of the pickler's limit failed only past the budget."""
+
+    def nested(depth: int) -> Any:
+        value: Any = 0
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    depth = 10
+    while True:  # the deepest value a record of which pickles, as the map writes it
+        try:
+            pickle.dumps(("k", nested(depth + 1)), protocol=groupby._PROTOCOL)
+        except RecursionError:
+            break
+        depth += 1
+    record = ("k", nested(depth))
+    assert pickle.loads(bytes(groupby._dumps([record, ("j", 1)]))) == [record, ("j", 1)]
+
+
+@pytest.mark.parametrize("budget", [HUGE, 1024])
+def test_values_read_after_the_grouping_moved_on_are_an_error_not_nothing(
+    tmp_path: Path, budget: int
+) -> None:
+    """A reduce that kept its values and read them once it was called with the next key got
+    them all within the budget, and silently none past it (the spilled groups stream by)."""
+    records = [(f"k{index % 50:02d}", index) for index in range(3000)]
+    kept = []
+    for key, values in group_sorted(records, budget=budget, tmpdir=str(tmp_path), stage="reduce"):
+        kept.append((key, values))
+    if budget == HUGE:  # within the budget: held, and read whole
+        assert sum(sum(values) for _, values in kept) == sum(range(3000))
+        return
+    with pytest.raises(StageError) as info:
+        sum(kept[0][1])
+    assert str(info.value) == (
+        "stage 'reduce': a key's values were read after the reduce was given the next key: "
+        "past its memory budget a reduce's values stream from disk, once, key after key; "
+        "read them during the call (list(values) keeps them)"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_value_read_in_its_call_past_the_budget_is_read_whole(tmp_path: Path) -> None:
+    records = [(f"k{index % 50:02d}", index) for index in range(3000)]
+    got = [
+        (key, sum(values))
+        for key, values in group_sorted(records, budget=1024, tmpdir=str(tmp_path))
+    ]
+    assert dict(got) == {key: sum(values) for key, values in reference(records).items()}
+
+
+def test_a_spill_removes_what_a_killed_grouping_spilled_and_nothing_of_a_live_one(
+    tmp_path: Path,
+) -> None:
+    """A worker killed while its reduce spilled (the out-of-memory killer) left its spill
+    files in the job's directory until the run's results were closed: the next grouping
+    that spills there removes those of ended processes, named by their pid and namespace."""
+    namespace = owners.pid_namespace()
+    mark = "" if namespace is None else f"n{namespace}-"
+    other = "" if namespace is None else f"n{namespace + 1}-"
+    dead = tmp_path / f"groupby-999999999-{mark}x.spill"
+    live = tmp_path / f"groupby-{os.getppid()}-{mark}y.spill"
+    theirs = tmp_path / f"groupby-999999999-{other}z.spill"
+    for path in (dead, live, theirs):
+        path.write_bytes(b"spilled")
+    records = words(3000, 3000)
+    with counting_runs() as created:
+        got = drain(group_sorted(records, budget=64 * 1024, tmpdir=str(tmp_path)))
+    assert got == sorted_reference(records)
+    assert created and all(
+        os.path.basename(path).startswith(f"groupby-{owners.owner_mark()}") for path in created
+    )
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in (live, theirs))

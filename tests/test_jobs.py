@@ -713,6 +713,10 @@ def test_combiner_folds_while_counting_and_after(monkeypatch: pytest.MonkeyPatch
     growth = iter(range(0, 1 << 40, 1 << 30))  # every check: grown by 1 GiB more
     monkeypatch.setattr(memory, "resident_bytes", lambda: next(growth))
     monkeypatch.setattr(combiner_module, "CHUNK", 10)
+    # Between chunks only: within a record (each yields two small pairs here) the combiner
+    # would look after every pair, and find 1 GiB more each time.
+    within = combiner_module.WITHIN_RECORD
+    monkeypatch.setattr(combiner_module.Combiner, "_look_within_record", lambda _: within)
     folds: list[int] = []
 
     def total(key: Any, values: Any) -> Any:

@@ -59,6 +59,20 @@ def test_runs_grow_while_records_are_small_and_shrink_to_one_when_they_are_big(
     assert growth.look() and growth.every == 1
 
 
+def test_looks_within_a_record_are_paced_by_the_size_of_what_it_yields(held: Held) -> None:
+    growth = memory.Growth(64 * MB, most=4096)
+    every, lengths = 1, []
+    for _ in range(20):  # 100 bytes a pair: the interval doubles up to the most
+        lengths.append(every)
+        held.take(100 * every)
+        every = growth.paced(every, 4096)
+    assert lengths[:4] == [1, 2, 4, 8] and every == 4096
+    held.take(2 * MB * every)  # then pairs of 2 MB: 4 of them, an eighth of the limit
+    assert growth.paced(every, 4096) == 4
+    held.take(20 * MB * 4)  # then pairs of 20 MB: a look after each
+    assert growth.paced(4, 4096) == 1
+
+
 def test_a_run_that_freed_memory_does_not_lengthen_the_next_past_the_records_size(
     held: Held,
 ) -> None:
@@ -255,6 +269,25 @@ def keep_longest(key: str, values: Any) -> Iterator[tuple[str, bytes]]:
 @reduce(combiner=keep_longest)
 def longest(key: str, values: Any) -> Iterator[tuple[str, int]]:
     yield key, len(max(values, key=len))
+
+
+@map(done=count_peak)
+def one_record_of_big_values(line: str) -> Iterator[tuple[str, bytes]]:
+    for number in range(int(line)):
+        yield "k", bytes([number]) * (2 * MB)
+
+
+@job(partitions=1, memory_budget=16 * MB)
+def one_record_combined() -> list[Any]:
+    return [one_record_of_big_values, longest]
+
+
+def test_a_combined_map_of_one_record_yielding_big_values_stays_near_its_budget() -> None:
+    # Within a record the combiner looked at its memory every 4,096 pairs whatever their
+    # size: 60 values of 2 MiB from one record were all held (138 MB; 615 MB for 300).
+    results = one_record_combined.run(["raw://60"], mode="local", progress=False)
+    assert dict(results) == {"k": 2 * MB}
+    assert results.counters["peak_kb"] < 70 * 1024, results.counters
 
 
 @job(partitions=1, memory_budget=16 * MB)

@@ -4,11 +4,13 @@ from comes through a Disco 0.5.4 master, which keeps 8192 characters of an event
 from __future__ import annotations
 
 import operator
+import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from discodsl.recordtext import digits_unlimited
 from discodsl.worker import report
 from discodsl.worker.errors import brief
 
@@ -112,6 +114,23 @@ def test_a_value_cut_short_for_a_message_says_so(value: object, most: int) -> No
         assert shown == whole
     else:
         assert shown.endswith("...") and whole.startswith(shown[:-3])
+
+
+@pytest.mark.parametrize(
+    "number", [10**5000, -(10**5000) - 7, 2**20000], ids=["10**5000", "negative", "2**20000"]
+)
+def test_an_int_past_pythons_digit_limit_is_shown_by_its_first_digits_and_length(
+    number: int,
+) -> None:
+    """repr() of an int of more than 4,300 digits raises (Python 3.11's limit): it was shown
+    as "<a int whose repr() raised ValueError>", as if the user's int were broken."""
+    with digits_unlimited():
+        text = str(number)
+    sign, whole = ("-", text[1:]) if text.startswith("-") else ("", text)
+    expected = f"{sign}{whole[:12]}... (an int of {len(whole)} digits)"
+    if not hasattr(sys, "set_int_max_str_digits"):  # Python 3.10: repr() has no limit
+        expected = text[:77] + "..."
+    assert brief(number, 80) == expected
 
 
 def test_a_value_whose_repr_fails_is_shown_by_its_type() -> None:

@@ -50,6 +50,7 @@ from typing import Any
 
 from discodsl import places
 from discodsl.errors import SettingsError
+from discodsl.worker import owners
 from discodsl.worker.errors import DataError
 from discodsl.worker.records import check_hunks
 
@@ -75,7 +76,7 @@ SIZE_ENV = "DISCODSL_CACHE_SIZE"
 DEFAULT_LIMIT = 2 * 1024**3
 FORMAT = 1
 ENTRY = "entry.json"
-HELD = ".held-"  # then the holding process's mark (places.owner_mark), and a unique part
+HELD = ".held-"  # then the holding process's mark (owners.owner_mark), and a unique part
 NEW = ".new-"  # an entry being written: then the writing process's mark, a unique part
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
@@ -236,7 +237,7 @@ def keep(
         if size > cap:
             raise NotKept(f"{size} bytes, more than {SIZE_ENV}={cap}")
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{NEW}{places.owner_mark()}"))
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{NEW}{owners.owner_mark()}"))
     except OSError as exc:
         raise _unwritable(root, exc) from exc
     try:
@@ -354,7 +355,7 @@ def hold(entry: Entry) -> Held | None:
 
 def hold_prefix() -> str:
     """How the links this process holds for a run begin their name."""
-    return f"{HELD}{places.owner_mark()}"
+    return f"{HELD}{owners.owner_mark()}"
 
 
 def _left_by_the_dead(name: str) -> bool:
@@ -362,7 +363,7 @@ def _left_by_the_dead(name: str) -> bool:
     or an entry it was writing when it went (killed); never one of another PID namespace's
     (a container sharing the directory), whose pids mean nothing here."""
     prefix = next((p for p in (HELD, NEW) if name.startswith(p)), None)
-    return prefix is not None and places.ended(name.removeprefix(prefix))
+    return prefix is not None and owners.ended(name.removeprefix(prefix))
 
 
 def touch(entry: Entry) -> None:

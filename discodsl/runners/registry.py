@@ -46,6 +46,7 @@ from typing import IO, TYPE_CHECKING, Any
 from discodsl import places
 from discodsl.errors import JobError
 from discodsl.jobstatus import STAGE_SCHEDULED, TASK_ASSIGNED, TASK_DONE, TASK_ERROR, Event
+from discodsl.worker import owners
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -101,7 +102,7 @@ class _Entry:
             "mode": run.mode,
             "status": "active",
             "pid": os.getpid(),
-            "pid_namespace": places.pid_namespace(),
+            "pid_namespace": owners.pid_namespace(),
             "host": HOST,
             "started": time.time(),
         }
@@ -461,7 +462,7 @@ def _alive(facts: dict[str, Any]) -> bool:
     another PID namespace on this one: assumed)."""
     if facts.get("host") != HOST:
         return True
-    if facts.get("pid_namespace", places.pid_namespace()) != places.pid_namespace():
+    if facts.get("pid_namespace", owners.pid_namespace()) != owners.pid_namespace():
         return True  # another container's, on the same host name: its pid means nothing here
     try:
         os.kill(int(facts.get("pid", 0)), 0)

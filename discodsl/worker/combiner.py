@@ -26,7 +26,8 @@ COMBINE_VALUES = 1 << 21
 # Input records read between two combiner checks, at most (fewer while records are big).
 CHUNK = 2048
 # A combined map looks at its memory within a record too (one that yields many pairs: a
-# whole file, a JSON document), after this many new keys while counting, pairs while listing.
+# whole file, a JSON document), after at most this many new keys while counting, pairs while
+# listing: fewer while they are big (Growth.paced).
 WITHIN_RECORD = 4096
 
 
@@ -86,9 +87,10 @@ class Combiner:
         self.count = 0
         # Flushes once the process has grown by half the budget, looking between runs of
         # input records (up to CHUNK of them, one while each adds megabytes), and within a
-        # record every WITHIN_RECORD new keys or pairs.
+        # record every WITHIN_RECORD new keys or pairs at most (one while each is big).
         self.growth = Growth(budget // 2, most=CHUNK)
         self.unlooked = 1  # pairs add() takes before it looks at the memory again
+        self.within = 1  # new keys or pairs between two looks within a record (paced)
         self.where = where or Place(NoPosition())  # notes the key of each call
 
     def add(self, key: Any, value: Any) -> None:
@@ -151,7 +153,7 @@ class Combiner:
         counts, same = self.counts, self.same
         get = counts.get
         item: Any = NO_ITEM
-        fresh = WITHIN_RECORD  # new keys before the next look within a record
+        fresh = self.within  # new keys before the next look within a record
         for records in runs(iterator, self.growth):
             for record in records:
                 result = function(record)
@@ -198,7 +200,7 @@ class Combiner:
         key does not hash (``passing``)."""
         buffer = self.buffer
         item: Any = NO_ITEM
-        pairs = WITHIN_RECORD  # pairs before the next look within a record
+        pairs = self.within  # pairs before the next look within a record
         for records in runs(iterator, self.growth):
             for record in records:
                 result = function(record)
@@ -233,7 +235,7 @@ class Combiner:
         (that one first), else None."""
         iterator, buffer = iter(items), self.buffer
         item: Any = NO_ITEM
-        pairs = WITHIN_RECORD
+        pairs = self.within
         try:
             for item in iterator:
                 key, value = item if item.__class__ is tuple and len(item) == 2 else as_pair(item)
@@ -259,7 +261,8 @@ class Combiner:
         if self.growth.over():
             self.flush()
             self.growth.released()
-        return WITHIN_RECORD
+        self.within = self.growth.paced(self.within, WITHIN_RECORD)
+        return self.within
 
     def _holds_unpicklable(self, exc: Exception) -> bool:
         """Whether ``exc`` is the pickler's, and a record as the source stage made it (a

@@ -167,5 +167,19 @@ def brief(value: Any, most: int) -> str:
     except RecursionError:
         text = f"<a {type(value).__name__} nested too deeply to show>"
     except Exception as exc:  # a class of the user's whose __repr__ fails
-        text = f"<a {type(value).__name__} whose repr() raised {type(exc).__name__}>"
+        if isinstance(value, int) and isinstance(exc, ValueError):  # past 4,300 digits
+            text = _long_int(value)
+        else:
+            text = f"<a {type(value).__name__} whose repr() raised {type(exc).__name__}>"
     return text if len(text) <= most else text[: max(0, most - 3)] + "..."
+
+
+def _long_int(number: int) -> str:
+    """An int too long for repr() (Python 3.11 and later refuse more than 4,300 digits): its
+    first digits and how many it has, found with no conversion to text of the whole."""
+    size = abs(int(number))
+    digits = max(1, int(size.bit_length() * 0.30103))  # log10(2): one under, or right
+    while size >= 10**digits:
+        digits += 1
+    first = size // 10 ** (digits - 12)
+    return f"{'-' if number < 0 else ''}{first}... (an int of {digits} digits)"

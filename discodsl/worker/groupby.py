@@ -72,6 +72,7 @@ from itertools import chain, compress, groupby, islice, repeat
 from operator import itemgetter, length_hint
 from typing import IO, Any, TypeVar
 
+from discodsl.worker import owners
 from discodsl.worker.errors import StageError, brief
 from discodsl.worker.partition import canonical_or_none, partitioner
 from discodsl.worker.records import is_pair
@@ -95,6 +96,7 @@ _PLAIN = frozenset({str, bytes, int, bool, type(None)})  # equal to any copy of 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
 _BATCH_BYTES = 1 << 20  # the most a spilled batch of several records pickles to
+_BATCH_DEPTH = 16  # the pickler's depth limit, raised this much for a batch of deep records
 
 # What comparing two keys that do not compare raises: TypeError; for a Decimal signaling
 # NaN, decimal.InvalidOperation (an ArithmeticError); for numpy arrays (or tuples holding
@@ -181,8 +183,7 @@ def _group_buffered(
             return
         unordered = [] if _ordered(buffer) else _without_order(buffer)  # sets: unhashable
         ordered = _sorted(buffer, stage)  # lists, keys that fail, records not pairs
-        for key, group in groupby(ordered, _KEY):
-            yield key, map(_VALUE, group)
+        yield from _streamed(groupby(ordered, _KEY), stage)
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
         yield from _by_encodings(iter(unordered), budget, tmpdir, stage)
         return
@@ -200,13 +201,33 @@ def _group_buffered(
         while len(runs) > fan_in:
             runs = _merge_pass(runs, fan_in, meter.batch_size(fan_in), scratch, stage)
         chunks = _merge(runs, scratch, stage)
-        for key, group in groupby(chain.from_iterable(chunks), _KEY):
-            yield key, map(_VALUE, group)
+        yield from _streamed(groupby(chain.from_iterable(chunks), _KEY), stage)
         # Then the keys of no order (sets, NaN), as within the budget: in their encodings'.
         yield from _by_encodings(_read_records(apart, scratch), budget, tmpdir, stage)
     finally:
         _close(chunks)
         scratch.close()
+
+
+def _streamed(groups: Iterator[tuple[Any, Iterator[Record]]], stage: str) -> Groups[Any, Any]:
+    """Each group's values as they stream by (itertools.groupby's): once the next group is
+    given, what is left of them is gone, and a reduce that kept them to read later is told
+    so, rather than given none (within the budget, where groups are held, it got them)."""
+    given = [0]
+    for key, group in groups:
+        given[0] += 1
+        yield key, _values(group, given, given[0], stage)
+
+
+def _values(group: Iterator[Record], given: list[int], mine: int, stage: str) -> Iterator[Any]:
+    yield from map(_VALUE, group)
+    if given[0] != mine:  # cut short by the next group: read after it was given
+        raise StageError(
+            f"stage {stage!r}: a key's values were read after the reduce was given the next "
+            "key: past its memory budget a reduce's values stream from disk, once, key after "
+            "key; read them during the call (list(values) keeps them)",
+            stage=stage,
+        )
 
 
 def _read_records(paths: list[str], scratch: _Scratch) -> Iterator[Record]:
@@ -877,7 +898,12 @@ def _object_size(item: Any) -> int:
 
 
 class _Scratch:
-    """The spill files of one grouping, in ``tmpdir``: each removed once read, all at the end."""
+    """The spill files of one grouping, in ``tmpdir``: each removed once read, all at the end.
+
+    Each is named after its process (:func:`~.owners.owner_mark`): a worker killed while it
+    spilled (the out-of-memory killer) cleans nothing up, and the next grouping to spill in
+    the same directory (the job's, a task after it) removes what such a process left.
+    """
 
     def __init__(self, tmpdir: str) -> None:
         self.tmpdir = tmpdir
@@ -887,7 +913,10 @@ class _Scratch:
         """A new empty file for writing, and its path."""
         import tempfile  # here, not at the top: only a spilling reduce needs it (5 ms a start)
 
-        fd, path = tempfile.mkstemp(prefix="groupby-", suffix=".spill", dir=self.tmpdir)
+        if not self._paths:
+            _remove_ended(self.tmpdir)
+        prefix = f"{_SPILL_PREFIX}{owners.owner_mark()}"
+        fd, path = tempfile.mkstemp(prefix=prefix, suffix=_SPILL_SUFFIX, dir=self.tmpdir)
         self._paths.add(path)
         return path, os.fdopen(fd, "wb")
 
@@ -901,6 +930,22 @@ class _Scratch:
         """Delete every file still here: the grouping ended, early or not."""
         for path in list(self._paths):
             self.discard(path)
+
+
+_SPILL_PREFIX, _SPILL_SUFFIX = "groupby-", ".spill"
+
+
+def _remove_ended(directory: str) -> None:
+    """Remove the spill files in ``directory`` of processes that have ended."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    spills = (name for name in names if name.startswith(_SPILL_PREFIX))
+    for name in spills:
+        if name.endswith(_SPILL_SUFFIX) and owners.ended(name.removeprefix(_SPILL_PREFIX)):
+            with suppress(OSError):
+                os.unlink(os.path.join(directory, name))
 
 
 def _write_batches(file: IO[bytes], records: list[Record], size: int, *, flush: bool) -> None:
@@ -931,21 +976,39 @@ def _write_batch(file: IO[bytes], batch: list[Record]) -> None:
 
 
 def _dumps(batch: list[Record]) -> memoryview:
-    """Pickle a batch without the memo, which costs a third of the time on records.
+    """Pickle a batch without the memo, which takes half the time on records.
 
-    The memo only shares objects that recur within the batch, and spilled
-    records need no shared identity; it is needed only for cycles, which the
-    memo-less ("fast") pickler refuses with ValueError, so those batches are
-    pickled the usual way.
+    The memo shares what recurs within the batch. Records need it for cycles,
+    which the memo-less ("fast") pickler refuses (ValueError), and for a value
+    that holds one object many times (``[chunk] * 100``), which it writes, and
+    a load makes, as that many copies: a batch that pickles bigger than a
+    batch should is pickled with the memo too, and the smaller kept.
     """
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, _PROTOCOL)
     pickler.fast = True
     try:
         pickler.dump(batch)
-    except Exception:  # ValueError (a cycle); CPython's KeyError on many frozensets, too
+    except Exception:  # a cycle; CPython's KeyError on many frozensets; RecursionError
+        return _shared_dumps(batch)
+    data = buffer.getbuffer()
+    if len(data) > _BATCH_BYTES:
+        shared = _shared_dumps(batch)
+        if len(shared) < len(data):
+            return shared
+    return data
+
+
+def _shared_dumps(batch: list[Record]) -> memoryview:
+    """Pickle a batch the usual way (with the memo), as deep as the map wrote its records:
+    a record the map pickled as ``(key, value)`` is a level deeper in a batch, and one just
+    short of the pickler's depth limit there failed only when a reduce spilled."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + _BATCH_DEPTH)
+    try:
         return memoryview(pickle.dumps(batch, _PROTOCOL))
-    return buffer.getbuffer()
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _read_batches(path: str, scratch: _Scratch, *, remove: bool = True) -> Iterator[list[Record]]:

@@ -50,6 +50,8 @@ class Growth:
         self.every = 1
         self.per_record = 0.0  # bytes a record added, in the last run that grew the process
         self.base = self.last = self.start = resident_bytes()
+        self.within_last = self.last  # the size at the last look within a record
+        self.per_pair = 0.0  # bytes a pair (or new key) added, at the last look that grew
 
     def look(self) -> bool:
         """After a run of ``every`` records: whether the process is over the limit (then
@@ -69,13 +71,25 @@ class Growth:
         many: it sizes no run)."""
         return resident_bytes() - self.base > self.limit
 
+    def paced(self, taken: int, most: int) -> int:
+        """Within a record that yields many (pairs, or new keys): after ``taken`` of them
+        since the last look, how many to take before the next, sized as runs are (about
+        ``limit / 8`` added between two looks), at most ``most``: a record whose pairs are
+        megabytes each is looked at every pair, one of small pairs every ``most``."""
+        now = resident_bytes()
+        added, self.within_last = now - self.within_last, now
+        if added > 0:  # else what was let go was freed meanwhile: the last size stands
+            self.per_pair = added / taken
+        longest = self.limit / _RUN_SHARE / self.per_pair if self.per_pair else most
+        return max(1, min(most, 2 * taken, int(longest)))
+
     def released(self) -> None:
         """What was held was let go, but its memory may stay resident (the allocator keeps
         what was freed, to reuse): the growth counts as if the limit's worth was freed,
         from no more than half the limit above the size at the start, so that memory kept
         this way moves the base by that much at most (counting from the size now moved it
         by all of it, and a combiner let go later each time)."""
-        self.last = resident_bytes()
+        self.last = self.within_last = resident_bytes()
         self.base = max(self.start, min(self.last - self.limit, self.start + self.limit // 2))
 
 
