@@ -27,7 +27,7 @@ import requests
 
 from discodsl import jobstatus
 from discodsl.answers import OneOf, answer_json, fits, shape_error
-from discodsl.errors import BadAnswer, ClientError
+from discodsl.errors import BadAnswer, ClientError, RequestFailed
 from discodsl.http import ErrorFor, Policy, RetryCallback
 from discodsl.jobstatus import Event
 from discodsl.service import Service
@@ -54,6 +54,8 @@ _JOBINFO_SHAPE = {
 _EVENTS_SHAPE = [(str, str, str)]
 _RESULTS_SHAPE = [(str, (str, list))]
 _REPLICAS_SHAPE = [OneOf(str, [str])]
+# Seconds a poll of a wait with a timeout has past it, for the master's answer to come.
+_ANSWER_S = 1.0
 
 
 class Master(Service):
@@ -97,18 +99,23 @@ class Master(Service):
         )
 
     def results(
-        self, jobnames: Sequence[str], timeout_ms: int = 0
+        self, jobnames: Sequence[str], timeout_ms: int = 0, within: float | None = None
     ) -> dict[str, tuple[str, list[list[str]]]]:
         """Status and results of jobs (``get_results``): name -> (status, replica lists).
 
         Status is ``ready``, ``active``, ``dead`` or ``unknown job``. If a job
         is active, the master answers when one ends or after ``timeout_ms``.
         Results are replica lists; save_results' ``"tag://..."`` becomes ``["tag://..."]``.
+        ``within`` seconds, if given, bound the request and its retries.
         """
         endpoint = "POST /disco/ctrl/get_results"
         body = json.dumps([int(timeout_ms), list(jobnames)]).encode()
         resp = self._http.send(
-            "POST", "/disco/ctrl/get_results", data=body, extra_timeout=timeout_ms / 1000
+            "POST",
+            "/disco/ctrl/get_results",
+            data=body,
+            extra_timeout=timeout_ms / 1000,
+            within=within,
         )
         reply = answer_json(resp, endpoint, _RESULTS_SHAPE, "[[jobname, [status, results]], ...]")
         answers: dict[str, tuple[str, list[list[str]]]] = {}
@@ -118,10 +125,12 @@ class Master(Service):
             answers[name] = (status, [[r] if isinstance(r, str) else r for r in results])
         return answers
 
-    def status(self, jobname: str, timeout_ms: int = 0) -> tuple[str, list[list[str]]]:
+    def status(
+        self, jobname: str, timeout_ms: int = 0, within: float | None = None
+    ) -> tuple[str, list[list[str]]]:
         """One job's status and results (see :meth:`results`); ``unknown job`` when the
         answer is empty. An answer about other jobs only is no answer: a BadAnswer."""
-        answers = self.results([jobname], timeout_ms)
+        answers = self.results([jobname], timeout_ms, within)
         if jobname not in answers and answers:
             raise shape_error(
                 "POST /disco/ctrl/get_results",
@@ -153,7 +162,7 @@ class Master(Service):
             wait_ms = poll_ms
             if timeout_s is not None:
                 wait_ms = max(0, min(poll_ms, int((timeout_s - elapsed) * 1000)))
-            status, results = self.status(jobname, wait_ms)
+            status, results = self._poll(jobname, wait_ms, start, timeout_s)
             elapsed = time.monotonic() - start
             if on_poll is not None:
                 on_poll(status, elapsed)
@@ -161,6 +170,23 @@ class Master(Service):
                 return self._ready(jobname, status, results)
             if timeout_s is not None and elapsed >= timeout_s:
                 raise jobstatus.still_active(jobname, elapsed, timeout_s, self.url)
+
+    def _poll(
+        self, jobname: str, wait_ms: int, start: float, timeout_s: float | None
+    ) -> tuple[str, list[list[str]]]:
+        """One poll of a wait that began at ``start``: within its ``timeout_s`` (a second
+        more for the answer to come), its request and retries included; a master that does
+        not answer in that time is a JobActive, as a job still active then is."""
+        if timeout_s is None:
+            return self.status(jobname, wait_ms)
+        within = max(0.0, timeout_s - (time.monotonic() - start)) + _ANSWER_S
+        try:
+            return self.status(jobname, wait_ms, within)
+        except RequestFailed as exc:
+            elapsed = time.monotonic() - start
+            if elapsed < timeout_s:
+                raise
+            raise jobstatus.no_answer_in_time(jobname, elapsed, timeout_s, self.url, exc) from exc
 
     def results_of(self, jobname: str) -> list[list[str]]:
         """The results of a job that is ready, at once; the error its status means if it is not."""

@@ -355,6 +355,9 @@ def _whose(who: str) -> str:
     return "the master's" if who == MASTER else f"{who}'s"
 
 
+#: Seconds an attempt may take at the least, however little is left of a request's time.
+_LEAST_TIMEOUT = 0.05
+
 #: Redirects: followed for a GET or HEAD only (see :func:`redirect_error`).
 _REDIRECTS = (301, 302, 303, 307, 308)
 _FOLLOWED = ("GET", "HEAD")
@@ -438,6 +441,7 @@ class Transport:
         who: str = MASTER,
         hint: str = "",
         extra_timeout: float = 0.0,
+        within: float | None = None,
         data: bytes | Path | None = None,
         **kwargs: Any,
     ) -> requests.Response:
@@ -445,33 +449,41 @@ class Transport:
 
         ``url`` is a path under the base URL, or a whole URL; ``special``
         names the error for a status; ``extra_timeout`` is added to the read
-        timeout (a blocking ``get_results``).
+        timeout (a blocking ``get_results``); ``within`` seconds, if given,
+        bound the request and its retries (a wait with a timeout).
         """
         target = url if "://" in url else self.base_url + url
         endpoint = f"{method} {target.split('?', 1)[0]}"
         where = self.base_url if target.startswith(self.base_url) else origin(target)
+        deadline = None if within is None else time.monotonic() + within
         attempt = 0
         while True:
             attempt += 1
+            timeouts = self._timeouts(extra_timeout, deadline)
             try:
                 with translate(
                     where,
                     endpoint=endpoint,
-                    timeout=self.timeout + extra_timeout,
+                    timeout=timeouts[1],
                     who=who,
                     hint=hint or self.hint,
                     tries=attempt,
                     unsent_only=policy == "unsent",
                 ):
-                    resp = self._request(method, target, data, extra_timeout, kwargs)
+                    resp = self._request(method, target, data, timeouts, kwargs)
             except RequestFailed as err:
-                if attempt > self.retries or not _retryable(err.__cause__ or err, policy):
+                again = self._in_time(attempt, deadline)
+                if not (again and _retryable(err.__cause__ or err, policy)):
                     raise
                 self._pause(attempt, err)
                 continue
             if resp.status_code in _REDIRECTS and method.upper() not in _FOLLOWED:
                 raise redirect_error(resp, endpoint, who)
-            if resp.status_code == 503 and policy == "idempotent" and attempt <= self.retries:
+            if (
+                resp.status_code == 503
+                and policy == "idempotent"
+                and self._in_time(attempt, deadline)
+            ):
                 self._pause(attempt, status_error(resp, endpoint, {}))
                 continue
             if resp.status_code not in ok:
@@ -483,10 +495,9 @@ class Transport:
         method: str,
         url: str,
         data: bytes | Path | None,
-        extra_timeout: float,
+        timeout: tuple[float, float],
         kwargs: dict[str, Any],
     ) -> requests.Response:
-        timeout = (self.timeout, self.timeout + extra_timeout)
         with contextlib.ExitStack() as stack:
             session = self.session
             if session is None:  # closed on the way out; a streamed answer still reads to the end
@@ -500,8 +511,28 @@ class Transport:
             follow = {"allow_redirects": method.upper() in _FOLLOWED}
             return session.request(method, url, data=body, timeout=timeout, **{**follow, **kwargs})
 
+    def _timeouts(self, extra: float, deadline: float | None) -> tuple[float, float]:
+        """(connect, read) timeouts of one attempt: the transport's (the read's with
+        ``extra``), within what is left before ``deadline``."""
+        connect, read = self.timeout, self.timeout + extra
+        if deadline is None:
+            return connect, read
+        left = max(_LEAST_TIMEOUT, deadline - time.monotonic())
+        return min(connect, left), min(read, left)
+
+    def _in_time(self, attempt: int, deadline: float | None) -> bool:
+        """Whether attempt ``attempt`` may be followed by another: a retry is left, and its
+        pause ends before ``deadline``."""
+        if attempt > self.retries:
+            return False
+        return deadline is None or time.monotonic() + self._delay(attempt) < deadline
+
+    def _delay(self, attempt: int) -> float:
+        """The pause after attempt ``attempt``: doubling from ``backoff``, at most 30 s."""
+        return min(self.backoff * 2.0 ** (attempt - 1), 30.0)
+
     def _pause(self, attempt: int, err: ClientError) -> None:
-        delay = min(self.backoff * 2 ** (attempt - 1), 30.0)
+        delay = self._delay(attempt)
         log.warning("%s; retrying in %.2gs (retry %d of %d)", err, delay, attempt, self.retries)
         if self.on_retry is not None:
             self.on_retry(attempt, delay, err)

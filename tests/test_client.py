@@ -792,6 +792,26 @@ def test_stalled_master_times_out() -> None:
     assert time.monotonic() - start < 5
 
 
+def test_a_wait_with_a_timeout_ends_near_it_when_the_master_stalls() -> None:
+    """run(timeout=2) against a master whose get_results never answers took 52 s (each of
+    the retries waited out the whole request timeout, and each pause came on top): the
+    wait's timeout bounds its requests and their retries too, and it says the job may run
+    on, as a wait that timed out does."""
+    with stalled_server() as url:
+        master = Master(url, timeout=5, retries=5, backoff=0.5)
+        start = time.monotonic()
+        with pytest.raises(JobActive) as info:
+            master.wait("j@1:2:3", poll_ms=500, timeout_s=1.0)
+        took = time.monotonic() - start
+    assert took < 3, took
+    assert str(info.value).startswith(f"stopped waiting for job 'j@1:2:3' after {took:.0f}"[:45]), (
+        str(info.value)
+    )
+    assert "(timeout=1s): the master at" in str(info.value)
+    assert f"`discodsl --master {url} kill j@1:2:3`" in str(info.value)
+    assert isinstance(info.value.__cause__, ClientError)
+
+
 def test_submit_is_not_retried_after_the_connection_drops(replay: ReplayServer) -> None:
     dropped = synthetic("POST", "/disco/job/new", None)
     replay.load(dropped, synthetic("POST", "/disco/job/new", 200, ["ok", "twice@1:2:3"]))
