@@ -169,11 +169,17 @@ class Results:
         as long as these results: keep them referenced, and open, until the
         jobs reading the URLs have run (or pass the results themselves).
         """
-        self._check_open()
+        if not self._held_by_a_run():  # a run holding them reads them, closed or not
+            self._check_open()
         node = self.node
         files = indexes.expand(self.urls, lambda host: node, lambda url, _: url)
         # Each as any runner here reads it, as Disco's own client reads results.
         return [[indexes.readable_here(url, node) for url in replicas] for replicas in files]
+
+    def _held_by_a_run(self) -> bool:
+        owner = self._run or self  # a stage's files are its run's
+        with owner._lock:
+            return owner._held > 0
 
     def _check_open(self) -> None:
         closed = self._closed_error()

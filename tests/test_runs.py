@@ -559,6 +559,25 @@ def test_the_results_of_an_input_run_closed_while_a_chained_run_reads_them_keep_
     assert not any(os.path.exists(path) for path in files if path)  # let go once it ended
 
 
+@pytest.mark.parametrize("given", ["results", "a run"])
+def test_results_closed_while_a_chained_run_waits_for_its_other_inputs_are_read_whole(
+    given: str,
+) -> None:
+    """A chained run reads its inputs' record files once every run among them has ended:
+    results it held, closed meanwhile, kept their files but refused their URLs ("were
+    closed"), and the run failed."""
+    slow = jobs.sleepy.submit(["raw://z"], mode="local", progress=False, params={"seconds": 1})
+    first = jobs.wordcount.submit(["raw://x y x"], mode="local", progress=False)
+    results = first.wait(timeout=120)
+    run = jobs.histogram.submit(
+        [slow, results if given == "results" else first], mode="local", progress=False
+    )
+    results.close()
+    assert dict(run.wait(timeout=120)) == {1: ["y", "z"], 2: ["x"]}
+    with pytest.raises(JobError, match="were closed"):
+        list(results)  # closed to their user all the same
+
+
 def test_a_chained_run_killed_before_its_input_run_ends_holds_nothing_of_it() -> None:
     first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False)
     second = jobs.histogram.submit(first, mode="local", progress=False)
