@@ -186,7 +186,7 @@ class Master(Service):
             elapsed = time.monotonic() - start
             if elapsed < timeout_s:
                 raise
-            raise jobstatus.no_answer_in_time(jobname, elapsed, timeout_s, self.url, exc) from exc
+            raise jobstatus.no_answer_in_time(jobname, elapsed, timeout_s, self.url) from exc
 
     def results_of(self, jobname: str) -> list[list[str]]:
         """The results of a job that is ready, at once; the error its status means if it is not."""

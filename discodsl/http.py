@@ -464,7 +464,7 @@ class Transport:
                 with translate(
                     where,
                     endpoint=endpoint,
-                    timeout=timeouts[1],
+                    timeout=round(timeouts[1], 2),
                     who=who,
                     hint=hint or self.hint,
                     tries=attempt,

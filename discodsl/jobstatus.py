@@ -130,15 +130,14 @@ def still_active(jobname: str, elapsed: float, timeout_s: float, master_url: str
     )
 
 
-def no_answer_in_time(
-    jobname: str, elapsed: float, timeout_s: float, master_url: str, why: Exception
-) -> JobActive:
-    """The error for a wait with a timeout whose master did not answer in that time."""
+def no_answer_in_time(jobname: str, elapsed: float, timeout_s: float, master_url: str) -> JobActive:
+    """The error for a wait with a timeout whose master did not answer in that time (what
+    failed is its ``__cause__``)."""
     kill = command_line(f"kill {jobname}", master_url)
     return JobActive(
         f"stopped waiting for job {jobname!r} after {elapsed:.1f}s (timeout={timeout_s:g}s): "
-        f"the master at {master_url} did not answer in time ({why}); the job may run on: "
-        f"wait again, or stop it with `{kill}`",
+        f"the master at {master_url} did not answer in that time; the job may run on: wait "
+        f"again (a longer timeout=, or none), or stop it with `{kill}`",
         jobname=jobname,
     )
 
