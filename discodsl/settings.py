@@ -202,10 +202,16 @@ _WARNED: dict[Any, Any] = {}  # the warnings registry: each file's line warned o
 def _warn_unknown(path: Path, line: int, name: str) -> None:
     """Warn, pointing at the line, of a name in the settings file that no one reads: most
     likely a misspelt setting, whose value would silently not count."""
-    close = difflib.get_close_matches(name, NAMES, n=1)
-    fix = f"did you mean {close[0]}?" if close else f"discodsl reads {', '.join(NAMES)}"
+    ours = name.startswith("DISCODSL_")  # DISCODSL_CACHE_DIR...: the environment's only
+    close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.85 if ours else 0.6)
+    fix = f"did you mean {close[0]}?" if close else f"discodsl reads {', '.join(NAMES)} there"
+    what = (
+        "is not read from the settings file (set it in the environment)"
+        if ours and not close
+        else "is not a setting of Disco's or discodsl's"
+    )
     warnings.warn_explicit(
-        f"{name} is not a setting of Disco's or discodsl's, and is ignored: {fix}",
+        f"{name} {what}, and is ignored: {fix}",
         UserWarning,
         str(path),
         line,

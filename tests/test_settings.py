@@ -356,11 +356,27 @@ def test_a_misspelt_setting_in_the_file_is_ignored_with_a_warning_at_its_line(
         ),
         (
             "DDFS_DATE is not a setting of Disco's or discodsl's, and is ignored: discodsl "
-            "reads " + ", ".join(settings.NAMES),
+            "reads " + ", ".join(settings.NAMES) + " there",
             str(path),
             3,
         ),
     }
+
+
+def test_an_environment_setting_of_discodsl_in_the_file_is_said_to_belong_there(
+    settings_file: WriteFile,
+) -> None:
+    """DISCODSL_CACHE_DIR in the settings file was called no setting of discodsl's, and
+    DISCODSL_HTTP_TIMEOUT suggested in its place."""
+    settings_file('DISCODSL_CACHE_DIR = "/data/cache"\nDISCODSL_RETRYS = 3\n')
+    with pytest.warns(UserWarning) as caught:
+        load_settings()
+    assert [str(w.message) for w in caught] == [
+        "DISCODSL_CACHE_DIR is not read from the settings file (set it in the environment), "
+        "and is ignored: discodsl reads " + ", ".join(settings.NAMES) + " there",
+        "DISCODSL_RETRYS is not a setting of Disco's or discodsl's, and is ignored: did you "
+        "mean DISCODSL_RETRIES?",
+    ]
 
 
 def test_disco_own_settings_and_other_names_in_the_file_are_ignored_quietly(
