@@ -1009,7 +1009,7 @@ def test_a_value_nested_as_deep_as_a_map_may_write_it_spills() -> None:
             value = [value]
         return value
 
-    depth = 10
+    limit, depth = sys.getrecursionlimit(), 10
     while True:  # the deepest value a record of which pickles, as the map writes it
         try:
             pickle.dumps(("k", nested(depth + 1)), protocol=groupby._PROTOCOL)
@@ -1017,7 +1017,14 @@ def test_a_value_nested_as_deep_as_a_map_may_write_it_spills() -> None:
             break
         depth += 1
     record = ("k", nested(depth))
-    assert pickle.loads(bytes(groupby._dumps([record, ("j", 1)]))) == [record, ("j", 1)]
+
+    def spilled_from_deeper(frames: int) -> bytes:  # a reduce spills further down the stack
+        if frames:
+            return spilled_from_deeper(frames - 1)
+        return bytes(groupby._dumps([record, ("j", 1)]))
+
+    assert pickle.loads(spilled_from_deeper(100)) == [record, ("j", 1)]
+    assert sys.getrecursionlimit() == limit  # as it was
 
 
 @pytest.mark.parametrize("budget", [HUGE, 1024])

@@ -133,6 +133,11 @@ def test_an_int_past_pythons_digit_limit_is_shown_by_its_first_digits_and_length
     assert brief(number, 80) == expected
 
 
+def test_a_key_holding_an_int_past_the_digit_limit_is_shown_cut_not_hidden() -> None:
+    key = ("big", 10**5000)
+    assert brief(key, 30) == "('big', 1000000000000000000..."
+
+
 def test_a_value_whose_repr_fails_is_shown_by_its_type() -> None:
     # A key nested too deeply for repr() turned a clear refusal into a bare RecursionError.
     deep: object = ("leaf",)

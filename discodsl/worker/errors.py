@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -167,11 +168,28 @@ def brief(value: Any, most: int) -> str:
     except RecursionError:
         text = f"<a {type(value).__name__} nested too deeply to show>"
     except Exception as exc:  # a class of the user's whose __repr__ fails
-        if isinstance(value, int) and isinstance(exc, ValueError):  # past 4,300 digits
-            text = _long_int(value)
-        else:
-            text = f"<a {type(value).__name__} whose repr() raised {type(exc).__name__}>"
+        text = _past_digit_limit(value, exc) or (
+            f"<a {type(value).__name__} whose repr() raised {type(exc).__name__}>"
+        )
     return text if len(text) <= most else text[: max(0, most - 3)] + "..."
+
+
+def _past_digit_limit(value: Any, exc: Exception) -> str | None:
+    """``value`` shown though it holds an int of more than 4,300 digits, which repr()
+    refuses from Python 3.11 (a ValueError): an int by its first digits and length, what
+    holds one by its repr with no limit (cut as any); None if that was not the failure."""
+    if not isinstance(exc, ValueError) or not hasattr(sys, "set_int_max_str_digits"):
+        return None
+    if isinstance(value, int):
+        return _long_int(value)
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return repr(value)
+    except Exception:
+        return None
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def _long_int(number: int) -> str:

@@ -64,10 +64,11 @@ import os
 import pickle
 import struct
 import sys
+import threading
 import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from itertools import chain, compress, groupby, islice, repeat
 from operator import itemgetter, length_hint
 from typing import IO, Any, TypeVar
@@ -96,7 +97,6 @@ _PLAIN = frozenset({str, bytes, int, bool, type(None)})  # equal to any copy of 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
 _BATCH_BYTES = 1 << 20  # the most a spilled batch of several records pickles to
-_BATCH_DEPTH = 16  # the pickler's depth limit, raised this much for a batch of deep records
 
 # What comparing two keys that do not compare raises: TypeError; for a Decimal signaling
 # NaN, decimal.InvalidOperation (an ArithmeticError); for numpy arrays (or tuples holding
@@ -1001,14 +1001,37 @@ def _dumps(batch: list[Record]) -> memoryview:
 
 def _shared_dumps(batch: list[Record]) -> memoryview:
     """Pickle a batch the usual way (with the memo), as deep as the map wrote its records:
-    a record the map pickled as ``(key, value)`` is a level deeper in a batch, and one just
-    short of the pickler's depth limit there failed only when a reduce spilled."""
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(limit + _BATCH_DEPTH)
+    the pickler's depth counts the calls under it, and a reduce spills from further down
+    the stack than a map writes (a value nested short of the limit there failed only past
+    the budget)."""
     try:
         return memoryview(pickle.dumps(batch, _PROTOCOL))
+    except RecursionError:
+        with _deeper():
+            return memoryview(pickle.dumps(batch, _PROTOCOL))
+
+
+@contextmanager
+def _deeper() -> Iterator[None]:
+    """The recursion limit raised by _SPILL_DEPTH in the block, and back after the last
+    of the blocks going at once (inline runs' groupings, in threads) has ended."""
+    with _DEEPER_LOCK:
+        if not _deeper_base:
+            _deeper_base.append(sys.getrecursionlimit())
+            sys.setrecursionlimit(_deeper_base[0] + _SPILL_DEPTH)
+        _deeper_base.append(0)  # one more block going
+    try:
+        yield
     finally:
-        sys.setrecursionlimit(limit)
+        with _DEEPER_LOCK:
+            _deeper_base.pop()
+            if len(_deeper_base) == 1:
+                sys.setrecursionlimit(_deeper_base.pop())
+
+
+_SPILL_DEPTH = 200  # frames a spill may be under a map's writing, at most
+_DEEPER_LOCK = threading.Lock()
+_deeper_base: list[int] = []  # the limit before, then a 0 for each block going
 
 
 def _read_batches(path: str, scratch: _Scratch, *, remove: bool = True) -> Iterator[list[Record]]:
