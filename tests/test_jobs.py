@@ -771,13 +771,19 @@ def test_dir_urls_of_a_run_as_inputs_give_every_partition(
 def test_a_module_of_the_users_named_as_a_standard_ones_breaks_no_worker(
     tmp_path: Path, shadow: str
 ) -> None:
-    """A script's own ``types.py`` (say) is no worker's ``types``: the standard library's
-    comes first, as it did in the script's process, which had loaded it before."""
-    (tmp_path / f"{shadow}.py").write_text("KINDS = ['a', 'b']\n")
-    (tmp_path / "helper.py").write_text("def twice(n):\n    return 2 * n\n")
+    """A directory of the user's holding a ``types.py`` (say), first on the script's import
+    path, is no worker's ``types``: the standard library's comes first there, as it did in
+    the script's process, which had loaded it before the directory came first. (A script
+    beside it could not load the standard library's at all unless Python's start-up did,
+    which depends on how things are installed, so the directory comes first here after.)"""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / f"{shadow}.py").write_text("KINDS = ['a', 'b']\n")
+    (tmp_path / "lib" / "helper.py").write_text("def twice(n):\n    return 2 * n\n")
     script = tmp_path / "shadowed.py"
     script.write_text(
+        "import sys\n"
         "from discodsl import job, map\n"
+        "sys.path.insert(0, 'lib')\n"
         "import helper\n"
         "@map\n"
         "def m(line):\n"

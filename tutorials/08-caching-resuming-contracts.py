@@ -253,7 +253,8 @@ def counts_of_counts():
 
 run = counts_of_counts.submit(INPUTS, cache=True)
 resumed = run.wait()
-ran = [message.split()[1] for _, _, message in run.events() if message.startswith("Stage ")]
+scheduled = [message for _, _, message in run.events() if " scheduled with " in message]
+ran = [message.split()[1] for message in scheduled if message.startswith("Stage ")]
 print("stages run:", ", ".join(ran))
 print("same as a fresh run:", sorted(resumed) == sorted(counts_of_counts.run(INPUTS)))
 for count, words_ in sorted(resumed):
