@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from discodsl.worker.owners import marked, owner_mark, pid_namespace, running
+from discodsl.worker.owners import marked, owner_ended, owner_mark, pid_namespace
 
 TEMP_PREFIX = "discodsl-"
 # The kinds of process directories: node (a local run's DISCO_DATA), inline, preflight.
@@ -88,10 +88,9 @@ def process_dir(kind: Kind) -> str:
 
 def remove_dead_dirs(directory: str) -> None:
     """Remove this user's process directories in ``directory`` whose process has ended."""
-    here = pid_namespace()
     for name, pid, namespace in _process_dirs(directory):
         path = os.path.join(directory, name)
-        if namespace in (None, here) and not running(pid) and _mine(path):
+        if owner_ended(pid, namespace) and _mine(path):
             shutil.rmtree(path, ignore_errors=True)
 
 

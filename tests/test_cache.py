@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from discodsl import JobDead, JobError, SettingsError, TaskFailed, places
 from discodsl.caching import reuse, store
 from discodsl.ddfs import DDFS
+from discodsl.worker import owners
 from tests import cache_jobs
 from tests.cache_jobs import ran
 
@@ -315,13 +316,14 @@ def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_cl
 
 
 def test_links_and_entries_of_a_process_of_another_pid_namespace_are_left_alone(
-    marks: str, text: Path
+    marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Containers sharing the cache directory (a mounted ~/.cache) do not share pids: a run
     of another one, its pid no process here, lost the links it read (and an entry it was
     writing) to this one's trim. What a process of this namespace left stays as before."""
     namespace = places.pid_namespace()
     assert namespace is not None
+    monkeypatch.setattr(owners, "_namespaces", lambda: {namespace, namespace + 1})  # theirs runs
     store.cache_dir().mkdir(parents=True, exist_ok=True)
     theirs = [
         store.cache_dir() / f"{prefix}999999999-n{namespace + 1}-x"

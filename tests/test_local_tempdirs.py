@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from discodsl import places
+from discodsl.worker import owners
 from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,15 +95,23 @@ def test_the_directories_of_ended_processes_are_removed_and_no_others(temp: Path
 
 
 @pytest.mark.skipif(places.pid_namespace() is None, reason="no PID namespaces here")
-def test_the_directories_of_another_pid_namespace_are_left(temp: Path) -> None:
+def test_the_directories_of_another_pid_namespace_are_left(
+    temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Containers sharing a temporary directory: a pid of another PID namespace says
-    nothing here (the process may be running there), so its directories stay, and those
-    of an ended process of ours go. A run in one container removed a live run's files."""
+    nothing here (the process may be running there), so its directories stay while that
+    namespace has processes, and those of an ended process of ours go. A run in one
+    container removed a live run's files."""
     dead, ours = ended_pid(), places.pid_namespace()
+    assert ours is not None
     (temp / f"discodsl-node-{dead}-n{ours}-abc").mkdir()
     (temp / f"discodsl-node-{dead}-n{ours + 1}-abc").mkdir()
+    monkeypatch.setattr(owners, "_namespaces", lambda: {ours, ours + 1})
     places.remove_dead_dirs(str(temp))
     assert [p.name for p in temp.iterdir()] == [f"discodsl-node-{dead}-n{ours + 1}-abc"]
+    monkeypatch.setattr(owners, "_namespaces", lambda: {ours})  # the container ended
+    places.remove_dead_dirs(str(temp))
+    assert list(temp.iterdir()) == []
     made = Path(places.process_dir("node"))
     assert made.name.startswith(f"discodsl-node-{os.getpid()}-n{ours}-")
     made.rmdir()

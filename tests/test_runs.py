@@ -30,7 +30,7 @@ from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed, places
 from discodsl.cli import main
 from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
-from discodsl.worker import urls
+from discodsl.worker import owners, urls
 from tests import cluster_jobs, jobs, semantics_jobs
 from tests.waiting import eventually
 
@@ -902,6 +902,31 @@ def test_the_registry_leaves_active_runs_of_another_pid_namespace_as_they_are(
         p.name: json.loads((p / "run.json").read_text())["status"] for p in runs_dir.iterdir()
     }
     assert statuses == {"theirs@1": "active", "ours@1": "dead"}
+
+
+@pytest.mark.parametrize("gone", [False, True])
+def test_an_active_run_of_a_container_whose_namespace_is_gone_is_recorded_dead(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch, gone: bool
+) -> None:
+    """A container killed with its run: from the host, which sees every process, a
+    namespace with none left is gone, and so is its run (it stayed active for good)."""
+    ours = owners.pid_namespace()
+    assert ours is not None
+    monkeypatch.setattr(owners, "_namespaces", lambda: {ours} if gone else {ours, ours + 1})
+    facts = {"name": "theirs@1", "job": "theirs", "host": registry.HOST, "pid": 999999999}
+    facts.update({"status": "active", "started": time.time(), "pid_namespace": ours + 1})
+    (runs_dir / "theirs@1").mkdir(parents=True)
+    (runs_dir / "theirs@1" / "run.json").write_text(json.dumps(facts))
+    registry.clean(runs_dir)
+    status = json.loads((runs_dir / "theirs@1" / "run.json").read_text())["status"]
+    assert status == ("dead" if gone else "active")
+
+
+def test_which_pid_namespaces_have_processes_is_known_only_when_all_can_be_read() -> None:
+    found = owners._look_at_namespaces()
+    assert found is None or owners.pid_namespace() in found
+    if owners.pid_namespace() != owners.INITIAL_NAMESPACE or found is None:
+        assert not owners.namespace_gone(12345)  # cannot be told: taken as not gone
 
 
 def test_a_local_runs_entry_names_its_pid_namespace(runs_dir: Path) -> None:

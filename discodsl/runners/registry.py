@@ -458,12 +458,13 @@ def _age(path: Path, now: float) -> float:
 
 
 def _alive(facts: dict[str, Any]) -> bool:
-    """Whether the process that runs an entry's run still runs (on another host, or in
-    another PID namespace on this one: assumed)."""
+    """Whether the process that runs an entry's run still runs (on another host: assumed;
+    in another PID namespace on this one: until that namespace has no process left)."""
     if facts.get("host") != HOST:
         return True
-    if facts.get("pid_namespace", owners.pid_namespace()) != owners.pid_namespace():
-        return True  # another container's, on the same host name: its pid means nothing here
+    namespace = facts.get("pid_namespace", owners.pid_namespace())
+    if namespace != owners.pid_namespace():  # a container's on this host: its pid is not ours
+        return not (isinstance(namespace, int) and owners.namespace_gone(namespace))
     try:
         os.kill(int(facts.get("pid", 0)), 0)
     except ProcessLookupError:

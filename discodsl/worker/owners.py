@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 
 def owner_mark() -> str:
@@ -20,13 +21,61 @@ def owner_mark() -> str:
 
 
 def ended(rest: str) -> bool:
-    """Whether the process whose mark begins ``rest`` has ended (never one of another PID
-    namespace: its pid is no process here, or another one)."""
+    """Whether the process whose mark begins ``rest`` has ended: of this PID namespace,
+    by its pid; of another (a container's), once that namespace has no process left."""
     owner = marked(rest)
-    if owner is None:
-        return False
-    pid, namespace = owner
-    return namespace in (None, pid_namespace()) and not running(pid)
+    return owner is not None and owner_ended(*owner)
+
+
+def owner_ended(pid: int, namespace: int | None) -> bool:
+    """Whether process ``pid`` of PID namespace ``namespace`` (None: this one) has ended."""
+    if namespace in (None, pid_namespace()):
+        return not running(pid)
+    return namespace_gone(namespace)
+
+
+# Linux's initial PID namespace (PROC_PID_INIT_INO): the host's, which sees every process.
+INITIAL_NAMESPACE = 0xEFFFFFFC
+# Seconds a look at which PID namespaces have processes stands for.
+_NAMESPACES_FRESH = 1.0
+
+
+def namespace_gone(namespace: int) -> bool:
+    """Whether PID namespace ``namespace`` (another's: a container's) has no process left.
+    Only the initial namespace can tell, which sees every process; a container sees only
+    its own, and every process's namespace must be readable: else the answer is no."""
+    found = _namespaces()
+    return found is not None and namespace not in found
+
+
+def _namespaces() -> set[int] | None:
+    """The PID namespaces that have processes, looked at once a second at most; None if
+    that cannot be known from here."""
+    now = time.monotonic()
+    if _seen and now - _seen[0][0] < _NAMESPACES_FRESH:
+        return _seen[0][1]
+    found = _look_at_namespaces() if pid_namespace() == INITIAL_NAMESPACE else None
+    _seen[:] = [(now, found)]
+    return found
+
+
+_seen: list[tuple[float, set[int] | None]] = []  # the last look: when, what it found
+
+
+def _look_at_namespaces() -> set[int] | None:
+    found: set[int] = set()
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            found.add(os.stat(f"/proc/{pid}/ns/pid").st_ino)
+        except FileNotFoundError:
+            continue  # it ended meanwhile
+        except OSError:
+            return None  # another user's, not readable: its namespace cannot be told
+    return found
 
 
 def marked(rest: str) -> tuple[int, int | None] | None:
