@@ -579,7 +579,7 @@ def test_results_closed_while_a_chained_run_waits_for_its_other_inputs_are_read_
 
 
 def test_a_chained_run_killed_before_its_input_run_ends_holds_nothing_of_it() -> None:
-    first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False)
+    first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False, params={"seconds": 1})
     second = jobs.histogram.submit(first, mode="local", progress=False)
     second.kill()
     with pytest.raises(JobDead):
