@@ -296,10 +296,10 @@ class Run:
         with self._resuming:
             if not self._watch_stopped() or self._resume is None or self._killed.is_set():
                 return
+            with self._end_lock:  # first: status never sees an end without its outcome
+                self._ending = False
             self._ended.clear()
             self._outcome = None
-            with self._end_lock:
-                self._ending = False
             self._in_background(self._resume)
 
     def _hold_results_of(self, upstream: Run) -> None:
