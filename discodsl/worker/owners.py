@@ -3,7 +3,8 @@ process has ended, so that what an ended process left (a killed worker's spills,
 program's temporary directories) can go, and nothing of a live one's.
 
 A mark is ``<pid>-[n<pid namespace>-]``: containers sharing a directory do not share pids,
-so only a process of this PID namespace can be known to have ended.
+so a process of this PID namespace is known by its pid, and one of another (a container's)
+to have ended only once its namespace has no process left, which only the host can tell.
 """
 
 from __future__ import annotations
