@@ -42,7 +42,6 @@ from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
 from discodsl.worker.inputs import read_index
 from discodsl.worker.opening import Node
-from discodsl.worker.runtime import LOAD_FAILURE, MISSING_HERE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -211,6 +210,8 @@ def _run_submitted(master: NodeMaster, layout: JobLayout, plan: Plan) -> list[li
 def _failed(plan: Plan, exc: JobFailed) -> Exception:
     """The error to raise for a failed job: what the pre-flight says if the stages did not
     load in the worker, else the failed task with the worker's traceback as its cause."""
+    from discodsl.worker.runtime import LOAD_FAILURE, MISSING_HERE  # a failure's only
+
     load_failed = exc.outcome.fatal and LOAD_FAILURE in exc.outcome.text
     if load_failed and MISSING_HERE in exc.outcome.text:
         try:

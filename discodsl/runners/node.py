@@ -43,10 +43,11 @@ from discodsl.runners.forkserver import ForkedWorker, ForkFailed, ForkServer
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
 from discodsl.runners.layout import JobLayout, job_name
 from discodsl.runners.threads import in_this_context
-from discodsl.worker import forkserver as zygote
+from discodsl.worker import FORKSERVER_ENV
 from discodsl.worker.errors import RemoteProtocolError
 from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Msg, Request, Task
 from discodsl.worker.messages import Output as OutputMessage
+from discodsl.worker.owners import children
 from discodsl.worker.replies import Fail, InputEntry, InputReply, Ok, Reply, TaskInfo
 from discodsl.worker.sides import MasterSide
 
@@ -374,7 +375,7 @@ class NodeMaster:
         with a ``control`` socket, as the job's zygote: the socket is its input."""
         env = {**os.environ, **self.environ, **pack.jobenvs}
         if control is not None:
-            env[zygote.ENV] = layout.jobfile
+            env[FORKSERVER_ENV] = layout.jobfile
         worker = os.path.join(layout.home, str(pack.jobdict["worker"]))
         options: dict[str, Any] = {
             "cwd": layout.home,
@@ -607,7 +608,7 @@ def _signal(process: Worker) -> None:
     if isinstance(process, ForkedWorker):
         process.kill()
     elif process.returncode is None:
-        for child in zygote.children(process.pid):
+        for child in children(process.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(child, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):

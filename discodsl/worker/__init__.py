@@ -3,3 +3,6 @@
 # The local runner's import path (its process's, site-packages included), which a worker
 # puts after the standard library's (see __main__).
 PATH_ENV = "DISCODSL_PATH"
+# Set (to the jobfile's path) in a worker's environment: be a fork server for that job
+# (worker/forkserver.py). Here, so that the local runner sets it without loading the runtime.
+FORKSERVER_ENV = "DISCODSL_FORKSERVER"

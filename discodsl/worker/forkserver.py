@@ -38,11 +38,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn, cast
 
+from discodsl.worker import FORKSERVER_ENV as ENV
 from discodsl.worker import runtime
 from discodsl.worker.capture import read_early_output
+from discodsl.worker.owners import children
 
-# Set (to the jobfile's path) in a worker's environment: be a fork server for that job.
-ENV = "DISCODSL_FORKSERVER"
 # prctl(2): the signal a process gets when its parent ends; becoming the parent of what a
 # child's descendants leave behind when they end (Linux 3.4).
 PR_SET_PDEATHSIG = 1
@@ -267,21 +267,6 @@ def _prctl() -> Callable[[int, int], object] | None:
         return cast("Callable[[int, int], object]", ctypes.CDLL(None, use_errno=True).prctl)
     except (ImportError, OSError, AttributeError):
         return None
-
-
-def children(pid: int | str = "self") -> list[int]:
-    """The children of process ``pid``, this one's by default (Linux's
-    /proc/PID/task/*/children: one read a thread, where a scan of /proc would read a file a
-    process); none where it is not shown."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for thread in os.listdir(f"/proc/{pid}/task"):
-            with (
-                contextlib.suppress(OSError, ValueError),
-                open(f"/proc/{pid}/task/{thread}/children", "rb") as listed,
-            ):
-                found.extend(int(pid) for pid in listed.read().split())
-    return found
 
 
 def _ended_child() -> tuple[int, int | None]:

@@ -1,6 +1,7 @@
-"""Whose a file is: the mark of the process that made it, in its name, and whether that
-process has ended, so that what an ended process left (a killed worker's spills, a killed
-program's temporary directories) can go, and nothing of a live one's.
+"""Processes and what they leave: the mark of the process that made a file, in its name,
+and whether that process has ended, so that what an ended process left (a killed worker's
+spills, a killed program's temporary directories) can go, and nothing of a live one's; and
+a process's children, which a killed worker leaves too.
 
 A mark is ``<pid>-[n<pid namespace>-]``: containers sharing a directory do not share pids,
 so a process of this PID namespace is known by its pid, and one of another (a container's)
@@ -9,6 +10,7 @@ to have ended only once its namespace has no process left, which only the host c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -109,3 +111,18 @@ def running(pid: int) -> bool:
     except OSError:
         return True  # another user's process
     return True
+
+
+def children(pid: int | str = "self") -> list[int]:
+    """The children of process ``pid``, this one's by default (Linux's
+    /proc/PID/task/*/children: one read a thread, where a scan of /proc would read a file a
+    process); none where it is not shown."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(OSError, ValueError),
+                open(f"/proc/{pid}/task/{thread}/children", "rb") as listed,
+            ):
+                found.extend(int(pid) for pid in listed.read().split())
+    return found
