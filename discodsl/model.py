@@ -13,17 +13,15 @@ stage's function calls is pickled as its plain function.
 
 from __future__ import annotations
 
-import logging  # noqa: F401 (its fork hook first: see _IMPORTING)
 import os
 import sys
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
 from typing import TYPE_CHECKING, Any, Protocol
 
-from discodsl import interrupts
+from discodsl import forking, interrupts
 from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobKeywords, JobOptions, Mode, validate_options
@@ -58,18 +56,8 @@ Inputs = Input | Iterable[Input]
 
 # What a Job has and a Stage does not: asked of a stage, said so (not a StageSpec's error).
 # Held while a run picks its runner, which the first run of a program imports (most of
-# discodsl): a fork waits until it is free. A child forked in the middle of an import in
-# another thread would start with that module's import lock held by a thread it does not
-# have, and its own first run would wait for it for good. The hook goes after logging's,
-# which the runners import: a fork runs the last registered first, so it waits for the
-# import before it takes the logging lock that the import may need.
-_IMPORTING = threading.RLock()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_IMPORTING.acquire,
-        after_in_parent=_IMPORTING.release,
-        after_in_child=_IMPORTING.release,
-    )
+# discodsl): a fork waits until it is free (see discodsl.forking).
+_IMPORTING = forking.IMPORTING
 
 
 def _runner(mode: Mode | None, master: str | None) -> Runner:
@@ -293,9 +281,9 @@ class Job(ClientOnly):
     def _refuse_inside_a_stage(self) -> None:
         """A JobError if a stage's code runs this job (inline, where it can: in workers the
         client is not there to run one)."""
-        from discodsl.worker.execute import running_stage
-
-        stage = running_stage()
+        # Not loaded: no stage runs in this process (and no import outside _IMPORTING).
+        execute = sys.modules.get("discodsl.worker.execute")
+        stage = execute.running_stage() if execute is not None else None
         if stage is not None and not interrupts.here_in_handler():  # a handler may run one
             raise JobError(
                 f"stage {stage!r} runs job {self.name!r}: a stage cannot run a job (its "

@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import threading
 import typing
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from typing import Any
 
 import cloudpickle
 
-from discodsl import jobhome, places, tracebacks
+from discodsl import forking, jobhome, places, tracebacks
 from discodsl.errors import PicklingError
 from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import (
@@ -264,16 +263,9 @@ def installed(path: str) -> bool:
 
 # cloudpickle's by-value registry is one for the process: runs submitted from several
 # threads take turns, so that one never unregisters a module another is pickling. A fork
-# waits for its turn too: a child forked while another thread held it would start with the
-# lock held by a thread it does not have, and its first run, which pickles, would wait for
-# good (and the registry would be half changed).
-_REGISTRY = threading.RLock()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_REGISTRY.acquire,
-        after_in_parent=_REGISTRY.release,
-        after_in_child=_REGISTRY.release,
-    )
+# waits for its turn too (see discodsl.forking): a child forked while another thread held
+# it would wait for it for good (and the registry would be half changed).
+_REGISTRY = forking.PICKLING
 
 
 @contextmanager

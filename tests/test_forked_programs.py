@@ -207,3 +207,36 @@ def _its_child_counts_words(script: Path, argument: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"]
+
+
+def test_the_locks_a_fork_waits_for_have_their_hooks_from_import_discodsl() -> None:
+    """A module that registered its lock's fork hooks on its first import, in a thread that
+    imported it while another forked, left the lock held in the child by a thread it did
+    not have (the child's first run hung, 1 time in CI's runs): every lock a fork waits
+    for is discodsl.forking's, whose hooks ``import discodsl`` registers, before any run."""
+    from discodsl import forking, model, shipping
+
+    assert shipping._REGISTRY is forking.PICKLING and model._IMPORTING is forking.IMPORTING
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, discodsl; print('discodsl.forking' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "True\n", done.stderr
+    script = (
+        "import os, sys, threading, time\n"
+        "import discodsl\n"
+        "from discodsl import forking\n"
+        "def hold():\n"
+        "    with forking.PICKLING:\n"
+        "        time.sleep(0.3)\n"
+        "threading.Thread(target=hold).start()\n"
+        "time.sleep(0.1)\n"
+        "pid = os.fork()\n"  # waits for the thread's pickling to end
+        "if pid == 0:\n"
+        "    os._exit(0 if forking.PICKLING.acquire(timeout=5) else 1)\n"
+        "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    forked = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert forked.returncode == 0, forked.stderr

@@ -1,0 +1,35 @@
+"""The locks a fork of this process waits for, with their ``os.register_at_fork`` hooks
+registered as ``import discodsl`` runs, before any run.
+
+A lock that another thread holds when a process forks is held in the child by a thread it
+does not have, and the child waits for it for good: each of these is taken by a fork
+(before it) and let go after it, in parent and child. Their hooks are registered here,
+early, because a hook registered while another thread forks is run after the fork without
+having run before it: a module that registered its own on its first import (the first run
+imports most of discodsl) let its lock be held in the child, and the child hung.
+
+- :data:`IMPORTING`: held while a run picks its runner, which imports it.
+- :data:`PICKLING`: held while cloudpickle's by-value registry, one for the process, is
+  changed for a run's pickling (:func:`discodsl.shipping.by_value`).
+"""
+
+from __future__ import annotations
+
+import logging  # noqa: F401 (its fork hook first: a fork waits for an import before it)
+import os
+import threading
+
+IMPORTING = threading.RLock()
+PICKLING = threading.RLock()
+
+
+def _waited_for_by_forks(lock: threading.RLock) -> None:
+    if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+        os.register_at_fork(
+            before=lock.acquire, after_in_parent=lock.release, after_in_child=lock.release
+        )
+
+
+# A fork runs the last registered first: it waits for an import, then for a pickling.
+_waited_for_by_forks(PICKLING)
+_waited_for_by_forks(IMPORTING)
