@@ -8,18 +8,18 @@ Not here: where the lines go (:mod:`discodsl.stdio`).
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import math
 import numbers
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from enum import Enum
 from typing import IO, Any
 
 from discodsl.errors import JobError
+from discodsl.worker.errors import digits_unlimited
 
 OUTPUT_FORMATS = """\
 output, one record per line:
@@ -58,22 +58,10 @@ def _whole_line(key: Any, value: Any, *, as_json: bool) -> str:
     try:
         return _line(key, value, as_json=as_json)
     except ValueError:
-        if sys.get_int_max_str_digits() == 0:
+        if getattr(sys, "get_int_max_str_digits", int)() == 0:  # no limit (3.10 has none)
             raise
     with digits_unlimited():
         return _line(key, value, as_json=as_json)
-
-
-@contextlib.contextmanager
-def digits_unlimited() -> Iterator[None]:
-    """No limit to the digits of an int read or written as text, in the block (Python's
-    is 4,300; it is the process's, so another thread goes without it meanwhile too)."""
-    limit = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(0)
-    try:
-        yield
-    finally:
-        sys.set_int_max_str_digits(limit)
 
 
 def _line(key: Any, value: Any, *, as_json: bool) -> str:

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from discodsl.recordtext import digits_unlimited
 from discodsl.worker import report
-from discodsl.worker.errors import brief
+from discodsl.worker.errors import brief, digits_unlimited
 
 
 def _raised(message: str, depth: int) -> BaseException:

@@ -35,6 +35,7 @@ from discodsl.cli.storage import (
     cmd_ddfs_push,
     cmd_ddfs_rm,
 )
+from discodsl.worker.errors import digits_unlimited
 
 # Flags of Disco's own `disco run`, and what to write here instead.
 DISCO_FLAGS = {
@@ -266,7 +267,7 @@ def _param(text: str) -> tuple[str, Any]:
     name, equals, value = text.partition("=")
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, e.g. -P pattern=error")
-    with recordtext.digits_unlimited():  # an int of 5,000 digits is an int, as one of 50 is
+    with digits_unlimited():  # an int of 5,000 digits is an int, as one of 50 is
         return name, ast.literal_eval(value) if recordtext.reads_as_literal(value) else value
 
 

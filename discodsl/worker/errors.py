@@ -7,10 +7,11 @@ of discodsl. Every message says what happened and what to do about it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -182,12 +183,25 @@ def _past_digit_limit(value: Any, exc: Exception) -> str | None:
         return None
     if isinstance(value, int):
         return _long_int(value)
+    try:
+        with digits_unlimited():
+            return repr(value)
+    except Exception:
+        return None
+
+
+@contextlib.contextmanager
+def digits_unlimited() -> Iterator[None]:
+    """No limit to the digits of an int read or written as text, in the block (Python's
+    is 4,300 from 3.11, none before; it is the process's, so another thread goes without
+    it meanwhile too)."""
+    if not hasattr(sys, "set_int_max_str_digits"):  # Python 3.10: no limit to lift
+        yield
+        return
     limit = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)
     try:
-        return repr(value)
-    except Exception:
-        return None
+        yield
     finally:
         sys.set_int_max_str_digits(limit)
 

@@ -1016,22 +1016,22 @@ def _deeper() -> Iterator[None]:
     """The recursion limit raised by _SPILL_DEPTH in the block, and back after the last
     of the blocks going at once (inline runs' groupings, in threads) has ended."""
     with _DEEPER_LOCK:
-        if not _deeper_base:
-            _deeper_base.append(sys.getrecursionlimit())
-            sys.setrecursionlimit(_deeper_base[0] + _SPILL_DEPTH)
-        _deeper_base.append(0)  # one more block going
+        if not _DEEPER["blocks"]:
+            _DEEPER["limit"] = sys.getrecursionlimit()
+            sys.setrecursionlimit(_DEEPER["limit"] + _SPILL_DEPTH)
+        _DEEPER["blocks"] += 1
     try:
         yield
     finally:
         with _DEEPER_LOCK:
-            _deeper_base.pop()
-            if len(_deeper_base) == 1:
-                sys.setrecursionlimit(_deeper_base.pop())
+            _DEEPER["blocks"] -= 1
+            if not _DEEPER["blocks"]:
+                sys.setrecursionlimit(_DEEPER["limit"])
 
 
 _SPILL_DEPTH = 200  # frames a spill may be under a map's writing, at most
 _DEEPER_LOCK = threading.Lock()
-_deeper_base: list[int] = []  # the limit before, then a 0 for each block going
+_DEEPER = {"blocks": 0, "limit": 0}  # blocks going, and the limit before the first
 
 
 def _read_batches(path: str, scratch: _Scratch, *, remove: bool = True) -> Iterator[list[Record]]:

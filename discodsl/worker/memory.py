@@ -62,8 +62,7 @@ class Growth:
         added, self.last = now - self.last, now
         if added > 0:
             self.per_record = added / self.every
-        longest = self.limit / _RUN_SHARE / self.per_record if self.per_record else self.most
-        self.every = max(1, min(self.most, 2 * self.every, int(longest)))
+        self.every = self._paced(self.every, self.per_record, self.most)
         return now - self.base > self.limit
 
     def over(self) -> bool:
@@ -80,7 +79,12 @@ class Growth:
         added, self.within_last = now - self.within_last, now
         if added > 0:  # else what was let go was freed meanwhile: the last size stands
             self.per_pair = added / taken
-        longest = self.limit / _RUN_SHARE / self.per_pair if self.per_pair else most
+        return self._paced(taken, self.per_pair, most)
+
+    def _paced(self, taken: int, each: float, most: int) -> int:
+        """How many to take next, after ``taken`` that added ``each`` bytes apiece (0: not
+        known): twice as many at most, so that they add ``limit / 8`` at most, 1 to ``most``."""
+        longest = self.limit / _RUN_SHARE / each if each else most
         return max(1, min(most, 2 * taken, int(longest)))
 
     def released(self) -> None:
