@@ -40,7 +40,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from discodsl.errors import SettingsError
 from discodsl.worker.jobfile import (
@@ -408,13 +408,24 @@ def _as(hint: Any, value: Any) -> Any:
 @cache
 def pydantic_model() -> type[BaseModel]:
     """The strict pydantic model of :class:`JobOptions`, built from its fields (once)."""
-    from pydantic import ConfigDict, create_model
+    from pydantic import AfterValidator, ConfigDict, create_model
 
     config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, strict=True)
     definitions: dict[str, Any] = {
         spec.name: (_rules()[spec.name][0], _pydantic_field(spec)) for spec in fields(JobOptions)
     }
+    kind, field = definitions["env"]  # and what no process environment can hold, as _check_env
+    definitions["env"] = (Annotated[kind, AfterValidator(_env_checked)], field)
     return create_model("JobOptions", __config__=config, __doc__=JobOptions.__doc__, **definitions)
+
+
+def _env_checked(env: dict[str, str]) -> dict[str, str]:
+    """``env`` if a process environment can hold it; _check_env's words as pydantic's error."""
+    try:
+        _check_env(env)
+    except SettingsError as exc:
+        raise ValueError(str(exc)) from None
+    return env
 
 
 def _pydantic_field(spec: Field[Any]) -> Any:
