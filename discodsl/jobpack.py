@@ -40,7 +40,14 @@ from typing import Any
 from discodsl.errors import JobpackError
 from discodsl.jobhome import ZIP_READ_ERRORS, check_jobhome, open_zip, safe_name
 from discodsl.worker.jobfile import FIXED as _FIXED
-from discodsl.worker.jobfile import HEADER_SIZE, MAGIC, VERSION, bad_env_name, bad_env_value
+from discodsl.worker.jobfile import (
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    bad_env_name,
+    bad_env_value,
+    env_too_long,
+)
 from discodsl.worker.spec import (
     GROUPINGS,
     JOBDATA_MAGIC,
@@ -526,11 +533,16 @@ def _check_jobenvs(jobenvs: Mapping[str, Any]) -> None:
     for name, value in jobenvs.items():
         if bad_env_name(name):
             raise JobpackError(
-                f"jobenvs: variable name {_show(name)} must be non-empty, without '=' or NUL, "
-                "e.g. 'MY_SETTING'"
+                f"jobenvs: variable name {_show(name)} must be UTF-8 text, non-empty, without "
+                "'=' or NUL, e.g. 'MY_SETTING'"
             )
         if bad_env_value(value):
             raise JobpackError(
-                f"jobenvs[{name!r}]: value {_show(value)} must be a string without NUL "
+                f"jobenvs[{name!r}]: value {_show(value)} must be UTF-8 text without NUL "
                 "(environment variables hold text): write str(value)"
+            )
+        if env_too_long(name, value):
+            raise JobpackError(
+                f"jobenvs[{name!r}]: a value of {len(value.encode()):,} bytes is longer than "
+                "an environment variable may be (128 KiB with its name): pass it another way"
             )

@@ -43,11 +43,13 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from discodsl.errors import SettingsError
+from discodsl.worker.errors import brief
 from discodsl.worker.jobfile import (
     HTTP_TIMEOUT_MAX,
     TIMEOUT_ENV,
     bad_env_name,
     bad_env_value,
+    env_too_long,
     timeout_seconds,
 )
 from discodsl.worker.spec import PREFIX_MAX, PREFIX_PATTERN
@@ -304,12 +306,20 @@ def _check_env(env: Mapping[str, str]) -> None:
         if bad_env_name(name):
             raise SettingsError(
                 f"job option env={{{name!r}: ...}} is invalid: an environment variable's name "
-                "is not empty and holds no '=' or NUL: use a name such as 'MY_SETTING'"
+                "is UTF-8 text, not empty, with no '=', NUL or lone surrogate: use a name such "
+                "as 'MY_SETTING'"
             )
         if bad_env_value(value):
             raise SettingsError(
-                f"job option env[{name!r}]={value!r} is invalid: an environment variable holds "
-                "no NUL character: remove it, or pass binary data in params= instead"
+                f"job option env[{name!r}]={brief(value, 80)} is invalid: an environment "
+                "variable holds UTF-8 text, with no NUL character and no lone surrogate: remove "
+                "them, or pass binary data in params= instead"
+            )
+        if env_too_long(name, value):
+            raise SettingsError(
+                f"job option env[{name!r}] is {len(value.encode()):,} bytes long: no process "
+                "can be started with an environment variable of 128 KiB or more (Linux's "
+                "MAX_ARG_STRLEN): pass the value in params= instead, or a file's name"
             )
         if name == TIMEOUT_ENV and timeout_seconds(value) is None:
             raise SettingsError(

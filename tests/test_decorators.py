@@ -254,9 +254,14 @@ def test_a_bad_value_of_an_option_with_no_fix_of_its_own_says_what_its_type_take
 @pytest.mark.parametrize(
     ("env", "words"),
     [
-        ({"A=B": "x"}, "env={'A=B': ...} is invalid: an environment variable's name is not empty"),
+        ({"A=B": "x"}, "env={'A=B': ...} is invalid: an environment variable's name is UTF-8"),
         ({"": "x"}, "env={'': ...} is invalid"),
-        ({"A": "x\0y"}, "env['A']='x\\x00y' is invalid: an environment variable holds no NUL"),
+        ({"\udc80": "x"}, "env={'\\udc80': ...} is invalid"),
+        ({"A": "x\0y"}, "env['A']='x\\x00y' is invalid: an environment variable holds UTF-8 text"),
+        # an exec, a master's JSON and os.environ refuse them: inline failed half-way through
+        ({"A": "\ud800"}, "env['A']='\\ud800' is invalid: an environment variable holds UTF-8"),
+        # Linux's MAX_ARG_STRLEN: inline ran it, the local runner failed it four times over
+        ({"A": "y" * (128 * 1024 - 2)}, "env['A'] is 131,070 bytes long: no process can be"),
         # a worker took these for its default, or failed on an OverflowError
         *(
             ({"DISCODSL_HTTP_TIMEOUT": value}, f"env['DISCODSL_HTTP_TIMEOUT']={value!r} is not")

@@ -130,27 +130,39 @@ def _job_env(env: Mapping[str, str], job: str) -> Iterator[None]:
     back to what it was when the last of them ends. (A local run started meanwhile in this
     process gives its workers this environment too.)
     """
+    claimed: list[str] = []
     with _ENVS_LOCK:
         _check_agrees(env, job)
-        for name, value in env.items():
-            if name not in _ENVS:
-                _ENVS[name] = (os.environ.get(name), value, [])
-            _ENVS[name][2].append(job)
-            os.environ[name] = value
+        try:
+            for name, value in env.items():
+                if name not in _ENVS:
+                    _ENVS[name] = (os.environ.get(name), value, [])
+                _ENVS[name][2].append(job)
+                claimed.append(name)
+                os.environ[name] = value
+        except BaseException:  # the names set so far go back, and are not held
+            _release(claimed, job)
+            raise
     try:
         yield
     finally:
         with _ENVS_LOCK:
-            for name in env:
-                before, _, runs = _ENVS[name]
-                runs.remove(job)
-                if runs:
-                    continue
-                del _ENVS[name]
-                if before is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = before
+            _release(claimed, job)
+
+
+def _release(names: list[str], job: str) -> None:
+    """``job``'s hold on ``names`` let go (under _ENVS_LOCK): a name no inline run holds
+    any more goes back to what it was before the first of them."""
+    for name in names:
+        before, _, runs = _ENVS[name]
+        runs.remove(job)
+        if runs:
+            continue
+        del _ENVS[name]
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 # The names the env= of inline runs going in this process set: (the process's value before

@@ -58,6 +58,12 @@ LAST_WORDS = 100 * 1024
 # ... and one that died before its first message, with the last this many it printed.
 START_UP_WORDS = 2000
 
+# Why a task failed whose worker could not be started at all (E2BIG).
+_TOO_BIG = (
+    "cannot start the worker: its environment (this process's, with the job's env=) is too "
+    "big for a process to be started with (E2BIG, Linux's ARG_MAX): make env= smaller, and "
+    "pass big values in params= instead"
+)
 # A worker: a process started from the launcher, or a child forked by a job's zygote.
 Worker = subprocess.Popen[bytes] | ForkedWorker
 
@@ -316,6 +322,8 @@ class NodeMaster:
         try:
             process = self._start_worker(layout, pack)
         except OSError as exc:
+            if exc.errno == errno.E2BIG:  # every attempt would fail alike
+                return Attempt(False, text=_TOO_BIG, fatal=True)
             return Attempt(False, text=f"cannot start the worker: {exc}")
         with self._lock:
             self._running.add(process)

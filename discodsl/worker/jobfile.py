@@ -24,13 +24,36 @@ FIXED = struct.Struct(">HHIIII")
 
 
 def bad_env_name(name: object) -> bool:
-    """Whether ``name`` cannot name an environment variable: empty, or holding '=' or NUL."""
-    return not isinstance(name, str) or not name or "=" in name or "\0" in name
+    """Whether ``name`` cannot name an environment variable: empty, holding '=' or NUL, or
+    not UTF-8 text (a lone surrogate)."""
+    return not isinstance(name, str) or not name or "=" in name or not _text(name)
 
 
 def bad_env_value(value: object) -> bool:
-    """Whether ``value`` cannot be an environment variable's: not text, or holding NUL."""
-    return not isinstance(value, str) or "\0" in value
+    """Whether ``value`` cannot be an environment variable's: not text, holding NUL, or
+    not UTF-8 text (a lone surrogate)."""
+    return not isinstance(value, str) or not _text(value)
+
+
+def env_too_long(name: str, value: str) -> bool:
+    """Whether ``NAME=value`` is longer than an environment string may be (Linux refuses
+    one of 128 KiB or more, with its NUL, when a process is started: MAX_ARG_STRLEN)."""
+    return len(name.encode()) + len(value.encode()) + 2 > ENV_STRING_MAX
+
+
+# The bytes of the longest environment string a Linux process may be started with, NUL and all.
+ENV_STRING_MAX = 128 * 1024
+
+
+def _text(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text without NUL: what a master and an exec pass on."""
+    if "\0" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_jobdata(path: str) -> bytes:
