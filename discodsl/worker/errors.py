@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import reprlib
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -169,25 +170,47 @@ def brief(value: Any, most: int) -> str:
     except RecursionError:
         text = f"<a {type(value).__name__} nested too deeply to show>"
     except Exception as exc:  # a class of the user's whose __repr__ fails
-        text = _past_digit_limit(value, exc) or (
+        text = _past_digit_limit(value, exc, most) or (
             f"<a {type(value).__name__} whose repr() raised {type(exc).__name__}>"
         )
     return text if len(text) <= most else text[: max(0, most - 3)] + "..."
 
 
-def _past_digit_limit(value: Any, exc: Exception) -> str | None:
+def _past_digit_limit(value: Any, exc: Exception, most: int) -> str | None:
     """``value`` shown though it holds an int of more than 4,300 digits, which repr()
     refuses from Python 3.11 (a ValueError): an int by its first digits and length, what
-    holds one by its repr with no limit (cut as any); None if that was not the failure."""
+    holds one by a repr of about ``most`` characters showing such ints so (making the whole
+    text would take time quadratic in the digits); None if that was not the failure."""
     if not isinstance(exc, ValueError) or not hasattr(sys, "set_int_max_str_digits"):
         return None
     if isinstance(value, int):
         return _long_int(value)
+    shown = _LongInts()
+    shown.maxstring = shown.maxlong = shown.maxother = max(most, 20)
+    shown.maxtuple = shown.maxlist = shown.maxset = shown.maxfrozenset = max(6, most // 8)
+    shown.maxdict = shown.maxdeque = shown.maxarray = max(4, most // 16)
     try:
-        with digits_unlimited():
-            return repr(value)
+        return shown.repr(value)
     except Exception:
         return None
+
+
+class _LongInts(reprlib.Repr):
+    """reprlib's repr, bounded in its items and levels, with ints too long for repr()
+    shown by their first digits and length."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:
+            return _long_int(x)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            text = repr(x)
+        except Exception as exc:  # reprlib's own words for it would hide why
+            return f"<a {type(x).__name__} whose repr() raised {type(exc).__name__}>"
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
 
 
 @contextlib.contextmanager
