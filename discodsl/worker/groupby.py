@@ -57,7 +57,6 @@ calling the user's reduce function.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import itertools
 import math
 import os
@@ -97,6 +96,7 @@ _PLAIN = frozenset({str, bytes, int, bool, type(None)})  # equal to any copy of 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
 _BATCH_BYTES = 1 << 20  # the most a spilled batch of several records pickles to
+_PICKLED = 8192  # records in one pickle of a spill, at most: its memo stays small
 
 # What comparing two keys that do not compare raises: TypeError; for a Decimal signaling
 # NaN, decimal.InvalidOperation (an ArithmeticError); for numpy arrays (or tuples holding
@@ -183,7 +183,8 @@ def _group_buffered(
             return
         unordered = [] if _ordered(buffer) else _without_order(buffer)  # sets: unhashable
         ordered = _sorted(buffer, stage)  # lists, keys that fail, records not pairs
-        yield from _streamed(groupby(ordered, _KEY), stage)
+        for key, group in groupby(ordered, _KEY):  # held, as every group within the budget
+            yield key, iter(list(map(_VALUE, group)))
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
         yield from _by_encodings(iter(unordered), budget, tmpdir, stage)
         return
@@ -211,21 +212,25 @@ def _group_buffered(
 
 def _streamed(groups: Iterator[tuple[Any, Iterator[Record]]], stage: str) -> Groups[Any, Any]:
     """Each group's values as they stream by (itertools.groupby's): once the next group is
-    given, what is left of them is gone, and a reduce that kept them to read later is told
-    so, rather than given none (within the budget, where groups are held, it got them)."""
+    given, or the groups end, what is left of them is gone, and a reduce that kept them to
+    read later is told so, rather than given none (within the budget, where groups are
+    held, it got them)."""
     given = [0]
-    for key, group in groups:
-        given[0] += 1
-        yield key, _values(group, given, given[0], stage)
+    try:
+        for key, group in groups:
+            given[0] += 1
+            yield key, _values(group, given, given[0], stage)
+    finally:
+        given[0] += 1  # the last group's values are gone too
 
 
 def _values(group: Iterator[Record], given: list[int], mine: int, stage: str) -> Iterator[Any]:
     yield from map(_VALUE, group)
-    if given[0] != mine:  # cut short by the next group: read after it was given
+    if given[0] != mine:  # cut short by the next group, or the end: read after the call
         raise StageError(
-            f"stage {stage!r}: a key's values were read after the reduce was given the next "
-            "key: past its memory budget a reduce's values stream from disk, once, key after "
-            "key; read them during the call (list(values) keeps them)",
+            f"stage {stage!r}: a key's values were read after the reduce's call on that key "
+            "had ended: past its memory budget a reduce's values stream from disk, once, key "
+            "after key; read them during the call (list(values) keeps them)",
             stage=stage,
         )
 
@@ -961,49 +966,34 @@ def _write_batches(file: IO[bytes], records: list[Record], size: int, *, flush: 
 
 
 def _write_batch(file: IO[bytes], batch: list[Record]) -> None:
-    """One batch, framed; halved until each part's pickle is at most _BATCH_BYTES (or a
-    record), so that reading a batch back holds no more (a batch is sized in records, on a
-    size sampled from a few, which can miss the rare big one)."""
-    data = _dumps(batch)
-    if len(data) > _BATCH_BYTES and len(batch) > 1:
-        half = len(batch) // 2
+    """One batch, framed: as frames of _PICKLED records at most (the memo of a pickle of
+    more slows each record), each halved until its pickle is at most _BATCH_BYTES (or a
+    record), so that reading a frame back holds no more (a batch is sized in records, on
+    a size sampled from a few, which can miss the rare big one)."""
+    for start in range(0, len(batch), _PICKLED):
+        _write_frame(file, batch[start : start + _PICKLED])
+
+
+def _write_frame(file: IO[bytes], records: list[Record]) -> None:
+    data = _dumps(records)
+    if len(data) > _BATCH_BYTES and len(records) > 1:
+        half = len(records) // 2
         del data
-        _write_batch(file, batch[:half])
-        _write_batch(file, batch[half:])
+        _write_frame(file, records[:half])
+        _write_frame(file, records[half:])
         return
     file.write(_FRAME.pack(len(data)))
     file.write(data)
 
 
 def _dumps(batch: list[Record]) -> memoryview:
-    """Pickle a batch without the memo, which takes half the time on records.
-
-    The memo shares what recurs within the batch. Records need it for cycles,
-    which the memo-less ("fast") pickler refuses (ValueError), and for a value
-    that holds one object many times (``[chunk] * 100``), which it writes, and
-    a load makes, as that many copies: a batch that pickles bigger than a
-    batch should is pickled with the memo too, and the smaller kept.
-    """
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, _PROTOCOL)
-    pickler.fast = True
-    try:
-        pickler.dump(batch)
-    except Exception:  # a cycle; CPython's KeyError on many frozensets; RecursionError
-        return _shared_dumps(batch)
-    data = buffer.getbuffer()
-    if len(data) > _BATCH_BYTES:
-        shared = _shared_dumps(batch)
-        if len(shared) < len(data):
-            return shared
-    return data
-
-
-def _shared_dumps(batch: list[Record]) -> memoryview:
-    """Pickle a batch the usual way (with the memo), as deep as the map wrote its records:
-    the pickler's depth counts the calls under it, and a reduce spills from further down
-    the stack than a map writes (a value nested short of the limit there failed only past
-    the budget)."""
+    """Pickle a batch the usual way, with the memo: what an object held twice in a record
+    is, it stays when the batch is read back (the memo-less "fast" pickler wrote copies,
+    and a load made them: a value holding one list twice came back as two lists past the
+    budget, and ``[chunk] * 100`` as 100 chunks), and cycles pickle. As deep as the map
+    wrote its records: the pickler's depth counts the calls under it, and a reduce spills
+    from further down the stack than a map writes (a value nested short of the limit there
+    failed only past the budget)."""
     try:
         return memoryview(pickle.dumps(batch, _PROTOCOL))
     except RecursionError:
