@@ -190,18 +190,24 @@ def read_settings_file(path: Path) -> dict[str, Any]:
             continue  # a docstring
         for name, value in _assignment(path, node):
             values[name] = value
-            if name.startswith(("DISCO", "DDFS")) and name not in _KNOWN:
+            if name.startswith(_PREFIXES) and name not in _KNOWN:
                 _warn_unknown(path, node.lineno, name)
     return values
 
 
 _KNOWN = DISCO_OWN.union(NAMES)
-_WARNED: dict[Any, Any] = {}  # the warnings registry: each file's line warned of once
+_PREFIXES = ("DISCO_", "DDFS_", "DISCODSL_")  # the names of settings, misspelt or not
+# Each file's line warned of once (not by a warnings registry: one that a change of the
+# warnings filters, as an import may make, empties).
+_WARNED: set[tuple[str, int, str]] = set()
 
 
 def _warn_unknown(path: Path, line: int, name: str) -> None:
     """Warn, pointing at the line, of a name in the settings file that no one reads: most
     likely a misspelt setting, whose value would silently not count."""
+    if (str(path), line, name) in _WARNED:
+        return
+    _WARNED.add((str(path), line, name))
     ours = name.startswith("DISCODSL_")  # DISCODSL_CACHE_DIR...: the environment's only
     close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.85 if ours else 0.6)
     fix = f"did you mean {close[0]}?" if close else f"discodsl reads {', '.join(NAMES)} there"
@@ -215,7 +221,6 @@ def _warn_unknown(path: Path, line: int, name: str) -> None:
         UserWarning,
         str(path),
         line,
-        registry=_WARNED,
     )
 
 

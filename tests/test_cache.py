@@ -306,7 +306,7 @@ def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_cl
     served = job.run([text], mode="local", cache=True)
     held = list(store.cache_dir().glob(f"{store.HELD}{os.getpid()}-*"))
     assert len(held) == 2 and all(list(links.iterdir()) for links in held)  # both stages
-    dead = store.cache_dir() / f"{store.HELD}999999999-x"  # a pid no process has
+    dead = store.cache_dir() / f"{store.HELD}4194304-x"  # 2**22: no process has it
     dead.mkdir()
     store.clear()
     assert all(links.is_dir() for links in held) and not dead.exists()  # a live run's stay
@@ -326,11 +326,11 @@ def test_links_and_entries_of_a_process_of_another_pid_namespace_are_left_alone(
     monkeypatch.setattr(owners, "_namespaces", lambda: {namespace, namespace + 1})  # theirs runs
     store.cache_dir().mkdir(parents=True, exist_ok=True)
     theirs = [
-        store.cache_dir() / f"{prefix}999999999-n{namespace + 1}-x"
+        store.cache_dir() / f"{prefix}4194304-n{namespace + 1}-x"
         for prefix in (store.HELD, store.NEW)
     ]
     ours = [
-        store.cache_dir() / f"{prefix}999999999-n{namespace}-y"
+        store.cache_dir() / f"{prefix}4194304-n{namespace}-y"
         for prefix in (store.HELD, store.NEW)
     ]
     for path in theirs + ours:
@@ -397,7 +397,7 @@ def test_an_entry_a_killed_process_was_writing_goes_when_the_cache_is_next_trimm
 ) -> None:
     # It stayed for good, counted by no limit, until `cache clear` removed everything.
     store.cache_dir().mkdir(parents=True, exist_ok=True)
-    dead = store.cache_dir() / f"{store.NEW}999999999-x"  # a pid no process has
+    dead = store.cache_dir() / f"{store.NEW}4194304-x"  # 2**22: no process has it
     dead.mkdir()
     (dead / "00000").write_bytes(b"x" * 1000)
     live = store.cache_dir() / f"{store.NEW}{os.getpid()}-y"  # one being written now

@@ -1125,9 +1125,9 @@ def test_a_spill_removes_what_a_killed_grouping_spilled_and_nothing_of_a_live_on
     other = "" if namespace is None else f"n{namespace + 1}-"
     if namespace is not None:  # the other namespace has processes: its spills stay
         monkeypatch.setattr(owners, "_namespaces", lambda: {namespace, namespace + 1})
-    dead = tmp_path / f"groupby-999999999-{mark}x.spill"
+    dead = tmp_path / f"groupby-4194304-{mark}x.spill"
     live = tmp_path / f"groupby-{os.getppid()}-{mark}y.spill"
-    theirs = tmp_path / f"groupby-999999999-{other}z.spill"
+    theirs = tmp_path / f"groupby-4194304-{other}z.spill"
     for path in (dead, live, theirs):
         path.write_bytes(b"spilled")
     records = words(3000, 3000)

@@ -87,6 +87,9 @@ def test_the_directories_of_ended_processes_are_removed_and_no_others(temp: Path
         (temp / f"discodsl-{kind}-{dead}-abc" / "data").mkdir(parents=True)
         (temp / f"discodsl-{kind}-{live}-abc").mkdir()
     kept = ["discodsl-inline-abc123", "discodsl-other-1-abc", f"elsewhere-node-{dead}-abc"]
+    # no process's: os.kill overflowed on the first, and int() refused the second
+    kept += ["discodsl-inline-99999999999999999999-x", "discodsl-node-\u00b2-x"]
+    kept += [f"discodsl-node-{owners.PID_MAX + 1}-x", "discodsl-node-0-x"]
     for name in kept:
         (temp / name).mkdir()
     places.remove_dead_dirs(str(temp))

@@ -893,7 +893,7 @@ def test_the_registry_leaves_active_runs_of_another_pid_namespace_as_they_are(
     assert namespace is not None
     now = time.time()
     for name, theirs in (("theirs@1", namespace + 1), ("ours@1", namespace)):
-        facts = {"name": name, "job": name.split("@")[0], "host": registry.HOST, "pid": 999999999}
+        facts = {"name": name, "job": name.split("@")[0], "host": registry.HOST, "pid": 4194304}
         facts.update({"status": "active", "started": now, "pid_namespace": theirs})
         (runs_dir / name).mkdir(parents=True)
         (runs_dir / name / "run.json").write_text(json.dumps(facts))
@@ -913,7 +913,7 @@ def test_an_active_run_of_a_container_whose_namespace_is_gone_is_recorded_dead(
     ours = owners.pid_namespace()
     assert ours is not None
     monkeypatch.setattr(owners, "_namespaces", lambda: {ours} if gone else {ours, ours + 1})
-    facts = {"name": "theirs@1", "job": "theirs", "host": registry.HOST, "pid": 999999999}
+    facts = {"name": "theirs@1", "job": "theirs", "host": registry.HOST, "pid": 4194304}
     facts.update({"status": "active", "started": time.time(), "pid_namespace": ours + 1})
     (runs_dir / "theirs@1").mkdir(parents=True)
     (runs_dir / "theirs@1" / "run.json").write_text(json.dumps(facts))

@@ -363,6 +363,21 @@ def test_a_misspelt_setting_in_the_file_is_ignored_with_a_warning_at_its_line(
     }
 
 
+def test_a_misspelt_setting_is_warned_of_once_though_the_warnings_filters_change(
+    settings_file: WriteFile,
+) -> None:
+    """The warnings registry that kept it to once is emptied by any change of the filters
+    (an import may make one): a program's first cluster run warned twice."""
+    settings_file('DISCO_MASTR = "http://m:8989"\n')
+    with pytest.warns(UserWarning) as caught:
+        load_settings()
+        warnings.simplefilter("default")
+        load_settings()
+    assert [str(w.message).split(",")[0] for w in caught] == [
+        "DISCO_MASTR is not a setting of Disco's or discodsl's"
+    ]
+
+
 def test_an_environment_setting_of_discodsl_in_the_file_is_said_to_belong_there(
     settings_file: WriteFile,
 ) -> None:
@@ -385,6 +400,8 @@ def test_disco_own_settings_and_other_names_in_the_file_are_ignored_quietly(
     settings_file(
         'DISCO_HOME = "/usr/lib/disco"\nDDFS_TAG_REPLICAS = 3\nDISCO_PROXY_PORT = 8999\n'
         'DISCO_WORKER_MAX_MEM = "80%"\nMY_OWN = 1\nDISCO_EVENTS = "json"\n'
+        # no setting's names, misspelt or not: they only begin alike
+        'DISCOVERY_URL = "http://consul:8500"\nDDFSTOOLS = "/opt"\nDISCODSL = 1\n'
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")

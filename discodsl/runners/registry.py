@@ -465,13 +465,10 @@ def _alive(facts: dict[str, Any]) -> bool:
     namespace = facts.get("pid_namespace", owners.pid_namespace())
     if namespace != owners.pid_namespace():  # a container's on this host: its pid is not ours
         return not (isinstance(namespace, int) and owners.namespace_gone(namespace))
-    try:
-        os.kill(int(facts.get("pid", 0)), 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, ValueError, OverflowError):
-        return True  # another user's process, or a pid we cannot read: leave it be
-    return True
+    pid = facts.get("pid")
+    if not (type(pid) is int and 0 < pid <= owners.PID_MAX):
+        return True  # a pid we cannot read: leave it be
+    return owners.running(pid)
 
 
 def _remove(path: Path) -> None:

@@ -85,12 +85,21 @@ def marked(rest: str) -> tuple[int, int | None] | None:
     """The pid and PID namespace a mark at the start of ``rest`` names (no namespace in the
     names of earlier versions, ``<pid>-<random>``), if one does."""
     pid, dash, rest = rest.partition("-")
-    if not (dash and pid.isdigit()):
-        return None
+    if not (dash and _number(pid)) or not 0 < int(pid) <= PID_MAX:
+        return None  # a name no process made (os.kill would overflow on a huge one)
     mark, dash, _ = rest.partition("-")
-    if dash and mark[:1] == "n" and mark[1:].isdigit():
+    if dash and mark[:1] == "n" and _number(mark[1:]):
         return int(pid), int(mark[1:])
     return int(pid), None
+
+
+# The highest pid a process may have (Linux's PID_MAX_LIMIT, 2**22 on 64-bit systems).
+PID_MAX = 1 << 22
+
+
+def _number(text: str) -> bool:
+    """Whether ``text`` is a number in ASCII digits (str.isdigit takes "²" and "٣" too)."""
+    return text.isascii() and text.isdigit()
 
 
 @functools.cache
@@ -106,7 +115,7 @@ def running(pid: int) -> bool:
     """Whether process ``pid`` of this PID namespace runs (another user's is taken to)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # none, or past any pid
         return False
     except OSError:
         return True  # another user's process
