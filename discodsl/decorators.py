@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast, overlo
 from discodsl.errors import JobError
 from discodsl.model import Job, Stage
 from discodsl.options import JobKeywords, disco_name, option_names, validate_options
+from discodsl.worker.declared import not_the_builtin
 from discodsl.worker.errors import brief
 from discodsl.worker.spec import (
     GROUPINGS,
@@ -477,22 +478,10 @@ def _known_options_only(decorator: D) -> D:
         if unknown:
             raise JobError(_unknown_option(decorator.__name__, unknown[0], options))
         if len(args) > 1:  # map(f, items): Python's map, which an import of ours replaced
-            raise TypeError(_not_the_builtin(decorator.__name__, len(args)))
+            raise TypeError(not_the_builtin(decorator.__name__, len(args)))
         return decorator(*args, **keywords)
 
     return cast("D", checked)
-
-
-def _not_the_builtin(kind: str, given: int) -> str:
-    """The message for ``map(f, items)`` once ``from discodsl import map`` replaced Python's
-    (or ``reduce(f, items)``, functools')."""
-    theirs = {"map": "builtins.map", "reduce": "functools.reduce"}.get(kind)
-    replaced = f"replaced {theirs} here: call that one, or" if theirs else "is imported:"
-    return (
-        f"discodsl's {kind}() is the stage decorator, which takes a function, not {given} "
-        f"arguments: `from discodsl import {kind}` {replaced} import ours as "
-        f"`from discodsl import {kind} as {kind}_stage`"
-    )
 
 
 def _unknown_option(kind: str, name: str, options: list[str]) -> str:

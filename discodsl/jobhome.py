@@ -107,6 +107,7 @@ NODE_PACKAGE_INIT = (
     b"\n"
     b"if sys.version_info >= (3, 10):\n"
     b"    from discodsl.worker.counters import count, status\n"
+    b"    from discodsl.worker.declared import job, map, reduce, stage\n"
     b"    from discodsl.worker.errors import DataError, Retry, StageError\n"
 )
 
@@ -116,7 +117,9 @@ def runtime_files(python: tuple[int, int]) -> dict[str, bytes]:
     ``(3, 11)``, the client's own: cloudpickle needs the same version on both sides).
 
     ``worker`` is the launcher, ``discodsl/worker/*.py`` the runtime beside a
-    ``discodsl/__init__.py`` offering ``count`` and ``status``, ``cloudpickle/*.py``
+    ``discodsl/__init__.py`` offering what stage code may use on a node (``count``,
+    ``status``, the errors, ``readers`` beside it, and the declarations as
+    :mod:`discodsl.worker.declared` has them), ``cloudpickle/*.py``
     copied from the installed cloudpickle.
     Pass the result (plus the job's own files) to :func:`build_jobhome`.
     """
@@ -152,10 +155,13 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 def _runtime_origins() -> dict[str, Path]:
-    """The installed files a jobhome is made of: the launcher, the worker runtime, cloudpickle."""
+    """The installed files a jobhome is made of: the launcher, the worker runtime, the
+    readers' module of the client (``from discodsl import readers``: the runtime's), and
+    cloudpickle."""
     worker_dir = Path(discodsl.worker.__file__).parent
     return {
         "worker": worker_dir / "launcher.sh",
+        "discodsl/readers.py": worker_dir.parent / "readers.py",
         **_package_files("discodsl/worker", worker_dir),
         **_package_files("cloudpickle", Path(cloudpickle.__file__).parent),
     }

@@ -33,6 +33,7 @@ import cloudpickle
 
 from discodsl import forking, jobhome, places, tracebacks
 from discodsl.errors import PicklingError
+from discodsl.worker.declared import stand_in
 from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import (
     ClientOnly,
@@ -137,6 +138,8 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             return plain_function, (obj.function,)
         if isinstance(obj, ClientOnly):
             raise _RunsAJob(obj.name)
+        if isinstance(obj, FunctionType) and _declaration(obj):
+            return stand_in, (obj.__name__,)
         if isinstance(obj, (ModuleType, FunctionType, type)):
             _refuse_shadowing(obj.__name__ if isinstance(obj, ModuleType) else obj.__module__)
         if isinstance(obj, _TYPE_NAMES) and _travels(getattr(obj, "__module__", "") or ""):
@@ -150,6 +153,17 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         if isinstance(obj, type) and obj.__qualname__ != obj.__name__:
             return _keeping_qualname(obj.__qualname__, reduced)
         return reduced
+
+
+def _declaration(function: FunctionType) -> bool:
+    """Whether ``function`` is one of the client's declarations (``discodsl.map``...), which
+    a stage holds where ``from discodsl import map`` replaced Python's ``map``: it ships as
+    the node's (discodsl.worker.declared), where the client is not."""
+    module = sys.modules.get("discodsl.decorators")
+    return function.__name__ in _DECLARATIONS and getattr(module, function.__name__, 0) is function
+
+
+_DECLARATIONS = frozenset({"map", "reduce", "stage", "job"})
 
 
 def _keeping_qualname(qualname: str, reduced: Any) -> Any:

@@ -383,10 +383,11 @@ def _fix(exc: Exception) -> str:
     missing = getattr(exc, "name", None) or ""
     if isinstance(exc, ImportError) and missing == "discodsl":  # from discodsl import job
         return (
-            f"a module the stages use imports {CLIENT_NEEDED} (@job, @map, a run's results), "
-            "which stays with the program: a node has discodsl's count, status and errors "
-            "only; move the functions stages call out of modules that declare jobs, or import "
-            "the client inside the functions that use it"
+            f"a module the stages use imports {CLIENT_NEEDED} (a run's results, its errors, "
+            "JobOptions), which stays with the program: a node has discodsl's declarations "
+            "(@job, @map... leave their functions as they are), readers, count, status, "
+            "DataError, Retry and StageError only; import the rest inside the functions that "
+            "use it, or move the functions stages call out of that module"
         )
     if missing.startswith("discodsl.") and not missing.startswith("discodsl.worker"):
         return (

@@ -1,0 +1,34 @@
+"""A module of the user's as a team writes one: helpers that stages call, beside stages and
+a job of its own, declared with discodsl's client (which a node does not have)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from discodsl import job, map, readers, reduce, stage
+
+
+def norm(word: str) -> str:
+    """What the stages of another module call."""
+    return word.strip().lower()
+
+
+@map(reader=readers.json_lines())
+def parsed(record: Any) -> Iterator[tuple[str, int]]:
+    yield norm(record["word"]), 1
+
+
+@reduce(combine=True)
+def total(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@stage
+def every(records: Iterable[Any]) -> Iterator[Any]:
+    yield from records
+
+
+@job(partitions=2)
+def team_count() -> list[Any]:
+    return [parsed, total]

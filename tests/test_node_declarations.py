@@ -1,0 +1,107 @@
+"""What a node has of discodsl's declarations (worker/declared.py): a module of the user's
+that declares stages and jobs loads there, and a stage holding the client's ``map`` gets the
+client's error, on every runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from discodsl import TaskFailed, job, jobhome, map, reduce
+from tests import declaring_helpers
+
+HELPERS = Path(declaring_helpers.__file__)
+
+
+@map
+def normed(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        yield declaring_helpers.norm(word), 1
+
+
+@reduce
+def added(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(counts)
+
+
+@job(partitions=2)
+def normed_count() -> list[Any]:
+    return [normed, added]
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_stage_may_call_a_helper_of_a_module_that_declares_stages_and_jobs(mode: str) -> None:
+    """Inline it ran; on the local runner every task failed as the helper's module was
+    imported (`from discodsl import map`), and on a cluster the pre-flight said to install
+    the module on the nodes, where it failed alike."""
+    got = normed_count.run(inputs=["raw://A a B", "raw://b  A"], mode=mode)
+    assert sorted(got) == [("a", 3), ("b", 2)]
+
+
+def test_a_module_that_declares_stages_imports_on_a_node_with_its_stages_as_functions(
+    tmp_path: Path,
+) -> None:
+    """As a node has it: the jobhome's runtime, and the module beside it, in a Python
+    without the client; its stages and its job are their functions there."""
+    for name, data in jobhome.runtime_files(sys.version_info[:2]).items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (tmp_path / "declaring_helpers.py").write_bytes(HELPERS.read_bytes())
+    script = (
+        "import declaring_helpers as h, discodsl.readers\n"
+        "assert h.norm(' A ') == 'a'\n"
+        "assert list(h.parsed({'word': 'B'})) == [('b', 1)]\n"
+        "assert list(h.total('b', [1, 2])) == [('b', 3)]\n"
+        "assert [f.__name__ for f in h.team_count()] == ['parsed', 'total']\n"
+        "assert 'discodsl.decorators' not in __import__('sys').modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", f"import sys; sys.path[:0] = ['.']\n{script}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@reduce
+def lengths(word: str, sizes: Iterable[str]) -> Iterator[tuple[str, int]]:
+    yield word, sum(map(int, sizes))  # type: ignore[call-overload]  # Python's map meant
+
+
+@map
+def sized(line: str) -> Iterator[tuple[str, str]]:
+    for word in line.split():
+        yield word, str(len(word))
+
+
+@job
+def shadowed() -> list[Any]:
+    return [sized, lengths]
+
+
+SHADOWED = (
+    "discodsl's map() is the stage decorator, which takes a function, not 2 arguments: "
+    "`from discodsl import map` replaced builtins.map here: call that one, or import ours "
+    "as `from discodsl import map as map_stage`"
+)
+
+
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"], indirect=True)
+def test_a_stage_calling_pythons_map_where_ours_replaced_it_is_told_so_on_every_runner(
+    mode: str,
+) -> None:
+    """Inline said so; elsewhere the task failed loading the job (no discodsl.decorators on a
+    node), blaming the first stage and naming neither the reduce nor map."""
+    with pytest.raises((TypeError, TaskFailed)) as info:
+        list(shadowed.run(inputs=["raw://a bb a"], mode=mode))
+    assert SHADOWED in str(info.value)
+    if mode != "inline":
+        assert "stage 'lengths' failed" in str(info.value)
