@@ -103,8 +103,8 @@ class TaskFailed(JobError):
 
     Attributes name where: ``stage``, ``taskid``, ``url`` (the input being
     read), ``record`` (its record number, -1 if unknown), ``exc_type``
-    (the worker-side exception's type name) and, on a cluster, ``jobname``
-    (the name the master gave the job).
+    (the worker-side exception's type name) and ``jobname`` (the run's name, which
+    ``discodsl status`` takes: the master's on a cluster; none inline).
     """
 
     def __init__(

@@ -312,3 +312,25 @@ def test_a_task_index_is_named_where_a_stage_finds_it(tmp_path: Path) -> None:
     assert layout.indexes("map") == [written["map", 2], written["map", 10]]
     assert layout.indexes("map-two") == [written["map-two", 1]]
     assert layout.indexes("absent") == []
+
+
+@pytest.mark.parametrize("how", ["failed", "timed out"])
+def test_a_failed_local_run_names_the_run_that_status_takes(
+    how: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It named the job ('failing'), which no command takes, where a master names the run
+    ('failing@704:...'); and TaskFailed.jobname was empty."""
+    from discodsl import TaskFailed
+    from tests import jobs
+
+    if how == "failed":
+        run = jobs.failing.submit(["raw://a boom"], mode="local", progress=False)
+    else:
+        params = {"seconds": 30.0}
+        run = jobs.sleepy.submit(["raw://a"], mode="local", timeout=0.5, params=params)
+    with pytest.raises(TaskFailed) as info:
+        run.wait(timeout=60)
+    assert info.value.jobname == run.jobname and run.jobname.startswith(f"{run.job}@")
+    assert str(info.value).startswith(f"job {run.jobname!r} ")
+    assert main(["status", "--local", run.jobname]) == 0
+    assert capsys.readouterr().out.startswith(f"{run.jobname}: dead")

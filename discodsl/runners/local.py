@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
     from discodsl.caching.reuse import Keeper
     from discodsl.jobpack import JobPack
-    from discodsl.model import Job
     from discodsl.options import JobOptions
     from discodsl.runners.handle import Run
 
@@ -200,16 +199,17 @@ def _run_submitted(master: NodeMaster, layout: JobLayout, plan: Plan) -> list[li
     try:
         return master.run_submitted(layout)
     except JobFailed as exc:
-        error = _failed(plan, exc)
+        error = _failed(plan, layout.jobname, exc)
         raise error from error.__cause__  # the worker's traceback, not the JobFailed
     except BaseException:
         master.cancel()
         raise
 
 
-def _failed(plan: Plan, exc: JobFailed) -> Exception:
-    """The error to raise for a failed job: what the pre-flight says if the stages did not
-    load in the worker, else the failed task with the worker's traceback as its cause."""
+def _failed(plan: Plan, jobname: str, exc: JobFailed) -> Exception:
+    """The error to raise for a failed job (the run ``jobname``, as the registry knows it):
+    what the pre-flight says if the stages did not load in the worker, else the failed task
+    with the worker's traceback as its cause."""
     from discodsl.worker.runtime import LOAD_FAILURE, MISSING_HERE  # a failure's only
 
     load_failed = exc.outcome.fatal and LOAD_FAILURE in exc.outcome.text
@@ -218,15 +218,14 @@ def _failed(plan: Plan, exc: JobFailed) -> Exception:
             shipping.preflight(plan.spec, shipping.pickle_job(plan.spec))
         except PicklingError as diagnosis:
             return diagnosis
-    job = plan.job
     if isinstance(exc, JobTimedOut):
-        return _timed_out(job, exc)
-    why = f"job {job.name!r} failed in task {exc.stage}:{exc.taskid}"
+        return _timed_out(jobname, exc)
+    why = f"job {jobname!r} failed in task {exc.stage}:{exc.taskid}"
     if exc.attempts > 1:  # past max_failures, unless a fatal failure ended the retries
         limit = "" if exc.outcome.fatal else f" (max_failures={exc.attempts - 1})"
         why += f" after {exc.attempts} attempts{limit}"
     if exc.outcome.exit_code is not None:
-        return worker_died(
+        error = worker_died(
             exc.outcome.exit_code,
             stage=exc.stage,
             taskid=exc.taskid,
@@ -234,17 +233,21 @@ def _failed(plan: Plan, exc: JobFailed) -> Exception:
             why=why,
             start_up=exc.outcome.start_up if exc.outcome.said_nothing else None,
         )
-    return task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
+    else:
+        error = task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
+    error.jobname = jobname
+    return error
 
 
-def _timed_out(job: Job, exc: JobTimedOut) -> TaskFailed:
+def _timed_out(jobname: str, exc: JobTimedOut) -> TaskFailed:
     tasks = ", ".join(f"{stage}:{taskid}" for stage, taskid in exc.running)
     return TaskFailed(
-        f"job {job.name!r} ran past timeout={exc.timeout:g} seconds with task(s) {tasks} still "
+        f"job {jobname!r} ran past timeout={exc.timeout:g} seconds with task(s) {tasks} still "
         "running: its workers were killed and its files removed; make the stage finish "
         "sooner, or raise timeout= (None: no limit)",
         stage=exc.stage,
         taskid=exc.taskid,
+        jobname=jobname,
     )
 
 
