@@ -472,6 +472,18 @@ def _load_error(spec: JobSpec, failure: str) -> PicklingError:
             f"nodes, or ship it with the job: `import cloudpickle, {top}` and "
             f"`cloudpickle.register_pickle_by_value({top})` before running it"
         )
+    param = _param_from("params", spec.params, failure)
+    if param is not None:
+        what, value = param
+        module = _module_of(value)
+        top = module.split(".")[0]
+        return PicklingError(
+            f"job {spec.name!r} cannot be shipped to the workers: {what} is a "
+            f"{type(value).__name__} from module {module!r}, which does not load on a node "
+            f"({failure}): install {top!r} on the nodes, ship it with the job (`import "
+            f"cloudpickle, {top}` and `cloudpickle.register_pickle_by_value({top})` before "
+            "running it), or pass plain data in params="
+        )
     return PicklingError(
         f"job {spec.name!r} does not load in a fresh interpreter ({failure}): make sure every "
         "module its stages use is installed, ship your own with the job "
@@ -497,6 +509,19 @@ def _suspects(spec: JobSpec, failure: str) -> Iterator[_Suspect]:
                     if pickles_by_name(item) and _module_of(item) == module:
                         yield stage, role, f"{name!r} of {what}", item
             yield stage, role, what, value
+
+
+def _param_from(what: str, value: Any, failure: str) -> tuple[str, Any] | None:
+    """The first part of params (``what``, ``params['fn']``...) from a module ``failure``
+    names, if one is."""
+    module = _module_of(value)
+    if module and f"'{module.split('.')[0]}'" in failure:
+        return what, value
+    for part, item in _items(what, value):
+        found = _param_from(part, item, failure)
+        if found is not None:
+            return found
+    return None
 
 
 def pickles_by_name(value: Any) -> bool:

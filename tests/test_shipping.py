@@ -93,6 +93,39 @@ def test_a_module_the_node_cannot_import_is_named(
         sys.modules.pop("onlyhere", None)
 
 
+def test_a_params_value_from_a_module_the_node_cannot_import_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was "make sure every module its stages use is installed", naming neither params
+    nor the module, though the stage's own global gets both named."""
+    (tmp_path / "paramshere.py").write_text("def norm(word):\n    return word.lower()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import paramshere  # type: ignore[import-not-found]
+
+    @map
+    def normed(line: str, params: Any) -> Iterator[tuple[str, int]]:
+        yield params["steps"][1](line), 1
+
+    @job(params={"steps": [str.strip, paramshere.norm]})
+    def needs_module() -> list[Any]:
+        return [normed, total]
+
+    spec = needs_module.spec()
+    try:
+        with pytest.raises(PicklingError) as info:
+            preflight(spec, pickle_job(spec))
+    finally:
+        sys.modules.pop("paramshere", None)
+    assert str(info.value).startswith(
+        "job 'needs_module' cannot be shipped to the workers: params['steps'][1] is a "
+        "function from module 'paramshere', which does not load on a node "
+        "(ModuleNotFoundError: No module named 'paramshere'): install 'paramshere' on the "
+        "nodes, ship it with the job (`import cloudpickle, paramshere` and "
+        "`cloudpickle.register_pickle_by_value(paramshere)` before running it), or pass "
+        "plain data in params="
+    )
+
+
 CACHED_HELPER = (
     "import functools\n\n@functools.lru_cache(maxsize=None)\ndef weight(word):\n    return 1\n"
 )
