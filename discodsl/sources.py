@@ -15,7 +15,7 @@ import glob
 import math
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from discodsl import places
@@ -85,7 +85,7 @@ def _resolve_one(item: Any) -> list[list[str]]:
             return [[_still_there(_known_scheme(item))]]
         return [[url] for url in _paths(item)]
     if isinstance(item, (list, tuple)) and item and all(_is_name(u) for u in item):
-        return [[_replica(u) for u in item]]
+        return [_replicas(item)]
     fix = (
         f" (decode it: {brief(item.decode(errors='replace'), 60)})"
         if isinstance(item, bytes)
@@ -108,21 +108,36 @@ def _is_name(item: Any) -> bool:
     return isinstance(item, (str, os.PathLike)) and isinstance(os.fspath(item), str)
 
 
-def _replica(item: str | os.PathLike[str]) -> str:
-    """One replica of a list, as a URL: a path as a single path input is taken (``~``
-    expanded, a file that must be there), not a glob."""
+def _replicas(items: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """One input's replicas, as URLs: a path as a single path input is taken (``~``
+    expanded, not a glob); one that is not here is its ``file://`` URL, for the worker to
+    fail over past as it does past a ``file://`` replica, unless no replica is anything else."""
+    replicas = [_replica(item) for item in items]
+    if all(missing for _, missing in replicas):
+        raise JobError(
+            f"input {brief([os.fspath(item) for item in items], 120)}, a list of one input's "
+            f"replicas, names no file here: check the paths (cwd: {_cwd()}); a replica list "
+            "names one input's copies, not a glob"
+        )
+    return [url for url, _ in replicas]
+
+
+def _replica(item: str | os.PathLike[str]) -> tuple[str, bool]:
+    """One replica of a list as a URL, and whether it is a path to no file here."""
     name = os.fspath(item)
     if "://" in name:
-        return _still_there(_known_scheme(name))
+        return _still_there(_known_scheme(name)), False
     path = _expanded(name)
     if os.path.isfile(path):
-        return urls.file_url(path)
+        return urls.file_url(path), False
     if os.path.exists(path):
         raise _not_a_file(name)
-    raise JobError(
-        f"input {name!r}, a replica of a list of them, is no file: check the path (cwd: "
-        f"{_cwd()}); a replica list names one input's copies, not a glob"
-    )
+    try:
+        return urls.file_url(path), True
+    except FileNotFoundError:  # relative, in a working directory since removed
+        raise JobError(
+            f"input {name!r}, a replica of a list of them, names no file (cwd: {_cwd()})"
+        ) from None
 
 
 def _known_scheme(url: str) -> str:

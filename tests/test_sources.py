@@ -148,8 +148,25 @@ def test_a_path_in_a_replica_list_is_taken_as_a_path_alone_is(
     (tmp_path / "x.txt").write_text("x\n")
     url = urls.file_url(str(tmp_path / "x.txt"))
     assert sources.resolve([["~/x.txt", tmp_path / "x.txt"]]) == [[url, url]]
-    with pytest.raises(JobError, match=r"'~/gone.txt', a replica of a list of them, is no file"):
-        sources.resolve([["~/gone.txt", "http://host/x"]])
+    gone = urls.file_url(str(tmp_path / "gone.txt"))
+    assert sources.resolve([["~/gone.txt", "http://host/x"]]) == [[gone, "http://host/x"]]
+
+
+def test_a_replica_list_fails_over_past_a_path_that_is_not_here_as_past_a_file_url(
+    tmp_path: Path,
+) -> None:
+    """The README says the worker reads the first replica that works: a file:// replica
+    that was not there was failed over past, and the same file as a path refused the input."""
+    (tmp_path / "good.txt").write_text("x\n")
+    good, gone = str(tmp_path / "good.txt"), str(tmp_path / "gone.txt")
+    expected = [[urls.file_url(gone), urls.file_url(good)]]
+    assert sources.resolve([[gone, good]]) == expected
+    assert sources.resolve([[urls.file_url(gone), good]]) == expected
+    with pytest.raises(JobError) as info:  # no replica that may work: a typo, surely
+        sources.resolve([[gone, str(tmp_path / "other.txt")]])
+    message = str(info.value)
+    assert message.startswith(f"input ['{gone}', ") and gone in message
+    assert "a list of one input's replicas, names no file here: check the paths" in message
 
 
 def test_a_path_starting_with_a_tilde_that_exists_as_written_is_taken_so(
