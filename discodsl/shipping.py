@@ -155,6 +155,26 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         return reduced
 
 
+def loads_keeping_classes(pickled: bytes) -> Any:
+    """``cloudpickle.loads(pickled)``, in the process that pickled it (an inline run's
+    copy of its job), leaving the classes it resolves to this process's as they are.
+
+    A class shipped by value is this process's own again when unpickled here, and
+    cloudpickle sets the state it was pickled with on it: its methods replaced by copies,
+    which hold copies of the globals they use. A script's class changed under it with
+    each inline task (and the cache key of a job using it, once).
+    """
+    tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
+    before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
+    try:
+        return cloudpickle.loads(pickled)
+    finally:
+        for cls, attributes in before.items():
+            for name, value in attributes.items():
+                if vars(cls).get(name, value) is not value:
+                    setattr(cls, name, value)
+
+
 def _declaration(function: FunctionType) -> bool:
     """Whether ``function`` is one of the client's declarations (``discodsl.map``...), which
     a stage holds where ``from discodsl import map`` replaced Python's ``map``: it ships as

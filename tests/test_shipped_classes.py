@@ -5,6 +5,7 @@ name (discodsl.worker.shipped_classes)."""
 from __future__ import annotations
 
 import functools
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -65,6 +66,7 @@ SCRIPT = textwrap.dedent(
 
 
 RUNS = """
+import pickle
 import sys
 results = sorted(counts.run(inputs=["raw://a b a"], mode=sys.argv[1], progress=False))
 assert results == [
@@ -155,6 +157,7 @@ def test_nested_classes_are_named_alike_in_every_mode(
 
 
 CHAIN = """
+import pickle
 import sys
 from discodsl import job, reduce
 
@@ -283,12 +286,31 @@ def test_a_class_of_a_module_not_loaded_here_gets_a_module_made_for_it(unloaded:
     assert getattr(module, shipped_classes.MARK)
 
 
-def test_loaded_modules_and_dotted_names_are_left_alone(main: types.ModuleType) -> None:
+def test_loaded_modules_are_left_alone(main: types.ModuleType) -> None:
     loaded = type("Imposter", (), {"__module__": "json"})
-    dotted = type("Rec", (), {"__module__": "a_package_of_the_users.jobs"})
-    shipped_classes.adopt([loaded, dotted])
+    shipped_classes.adopt([loaded])
     assert not hasattr(sys.modules["json"], "Imposter")
-    assert "a_package_of_the_users.jobs" not in sys.modules
+
+
+@pytest.mark.parametrize("top", ["a_package_of_the_users", "tests"])
+def test_a_class_of_a_package_module_gets_a_module_made_for_it_and_pickles_as_itself(
+    top: str,
+) -> None:
+    """A package's module was left alone: a pickle imported the package's real module where
+    it could (a local run's workers), found the class there, and refused the shipped one as
+    "not the same object"; where it could not (a node), it failed to import the package."""
+    name = f"{top}.shipped_here"
+    cls = type("Rec", (), {"__module__": name})
+    try:
+        shipped_classes.adopt([cls])
+        assert sys.modules[name].Rec is cls  # type: ignore[attr-defined]
+        assert pickle.loads(pickle.dumps(cls())).__class__ is cls
+        made_top = getattr(sys.modules[top], shipped_classes.MARK, False)
+        assert made_top == (top != "tests")  # an importable package is left to import
+    finally:
+        sys.modules.pop(name, None)
+        if top != "tests":
+            sys.modules.pop(top, None)
 
 
 def test_a_function_of_a_loaded_module_is_not_looked_into(

@@ -234,7 +234,9 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
 def _stably_tracked(cls: type, reduced: Any) -> Any:
     """cloudpickle's reduction of a class it ships by value (one of the script's, a
     NamedTuple or a dataclass), with the tracker id it draws at random in each process
-    replaced by the class's name: else such a stage's key differs from process to process."""
+    replaced by the class's name (else such a stage's key differs from process to
+    process), and without the ``__slotnames__`` that pickling an instance caches on the
+    class (an inline run's records: its second run missed the cache)."""
     try:
         maker, arguments, *rest = reduced
         tracker = cloudpickle.cloudpickle._get_or_create_tracker_id(cls)
@@ -243,6 +245,9 @@ def _stably_tracked(cls: type, reduced: Any) -> Any:
     if not isinstance(arguments, tuple) or tracker not in arguments:
         return reduced
     stable = f"{cls.__module__}.{cls.__qualname__}"
+    if rest and isinstance(rest[0], tuple) and len(rest[0]) == 2 and isinstance(rest[0][0], dict):
+        state, slots = rest[0]
+        rest[0] = ({k: v for k, v in state.items() if k != "__slotnames__"}, slots)
     return (maker, tuple(stable if part == tracker else part for part in arguments), *rest)
 
 

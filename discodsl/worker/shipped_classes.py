@@ -13,8 +13,10 @@ such class the job reaches that name in the worker:
   client's own classes are there already);
 - a class of a module not loaded here goes into a module of that name made
   for it, holding the shipped classes only (a module the worker has loaded
-  for real is left alone, as is a dotted module name, whose package a
-  pickle would import).
+  for real is left alone); for a module of a package (``pkg.jobs``), whose
+  top package pickle imports, the package too, unless it can be imported (a
+  local run's workers import it from where the program did: without the
+  module made here, a pickle found the class there, not the shipped one).
 
 A nested class (``Outer.Inner``, ``f.<locals>.C``; its qualified name comes with
 it, see :mod:`discodsl.shipping`) is not put anywhere: pickle finds the first
@@ -28,6 +30,7 @@ Not here: how the job is shipped (:mod:`discodsl.shipping`), loaded
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from types import FunctionType, MethodType, ModuleType
@@ -55,14 +58,28 @@ def _home(name: str) -> ModuleType | None:
     """Where a shipped class of module ``name`` goes, if anywhere."""
     if name == "__main__":
         return sys.modules["__main__"]
-    if "." in name:
-        return None
     module = sys.modules.get(name)
     if module is None:
-        module = ModuleType(name, "Classes shipped by value with a discodsl job.")
-        setattr(module, MARK, True)
-        sys.modules[name] = module
+        top = name.partition(".")[0]
+        if top != name and top not in sys.modules and not _findable(top):
+            sys.modules[top] = _holder(top)
+        module = sys.modules[name] = _holder(name)
     return module if getattr(module, MARK, False) else None
+
+
+def _holder(name: str) -> ModuleType:
+    """A module named ``name`` made to hold shipped classes."""
+    module = ModuleType(name, "Classes shipped by value with a discodsl job.")
+    setattr(module, MARK, True)
+    return module
+
+
+def _findable(name: str) -> bool:
+    """Whether the top-level module ``name`` could be imported here (not importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _came_by_value(cls: type) -> bool:

@@ -1,0 +1,54 @@
+"""Jobs whose records hold classes of their module, shipped by value (as a script's are)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from discodsl import job, map, reduce
+
+SUFFIX = {"text": "!"}  # a global the class's method reads as it is now
+
+
+@dataclass(frozen=True, order=True)
+class Hit:
+    ts: str
+
+    def shown(self) -> str:
+        return self.ts + SUFFIX["text"]
+
+
+@map
+def hits(line: str) -> Iterator[tuple[str, Hit]]:
+    yield line[:1], Hit(line)
+
+
+@reduce
+def earliest(key: str, found: Iterable[Hit]) -> Iterator[tuple[str, str]]:
+    yield key, min(found).shown()
+
+
+@job
+def earliest_hits() -> list[Any]:
+    return [hits, earliest]
+
+
+@dataclass(frozen=True)
+class Visit:  # of the cache's test alone: a class no run has touched before it
+    page: str
+
+
+@map
+def visits(line: str) -> Iterator[tuple[str, Visit]]:
+    yield line[:1], Visit(line)
+
+
+@reduce
+def pages(key: str, found: Iterable[Visit]) -> Iterator[tuple[str, str]]:
+    yield key, ",".join(sorted(visit.page for visit in found))
+
+
+@job
+def visited_pages() -> list[Any]:
+    return [visits, pages]
