@@ -583,10 +583,12 @@ def test_a_job_shipped_by_value_inside_a_stage_is_told_to_chain_jobs_instead() -
 
 def test_a_helper_module_that_declares_jobs_is_named_as_the_cause(tmp_path: Path) -> None:
     """A module beside the program whose functions a stage calls, and which imports the
-    client (to declare jobs too): the workers import it, and the client is not there. The
-    local runner said the module was missing, and to ship it by value (which failed too)."""
+    client (to run jobs too: declaring them works on a node, test_node_declarations): the
+    workers import it, and the client is not there. The local runner said the module was
+    missing, and to ship it by value (which failed too)."""
     (tmp_path / "helpers.py").write_text(
-        "from discodsl import job, map\n\ndef tokenize(line):\n    return line.split()\n"
+        "from discodsl import JobOptions, job, map\n\n"
+        "def tokenize(line):\n    return line.split()\n"
     )
     (tmp_path / "main.py").write_text(
         textwrap.dedent(
@@ -618,6 +620,8 @@ def test_a_helper_module_that_declares_jobs_is_named_as_the_cause(tmp_path: Path
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert "cannot import name 'job' from 'discodsl'" in done.stdout, done.stdout + done.stderr
+    assert "cannot import name 'JobOptions' from 'discodsl'" in done.stdout, (
+        done.stdout + done.stderr
+    )
     assert "a module the stages use imports discodsl's client" in done.stdout
     assert "register_pickle_by_value" not in done.stdout
