@@ -165,14 +165,15 @@ def loads_keeping_classes(pickled: bytes) -> Any:
     each inline task (and the cache key of a job using it, once).
     """
     tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
-    before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
-    try:
-        return cloudpickle.loads(pickled)
-    finally:
-        for cls, attributes in before.items():
-            for name, value in attributes.items():
-                if vars(cls).get(name, value) is not value:
-                    setattr(cls, name, value)
+    with forking.PICKLING:  # another thread's loads took for the classes' own what it set
+        before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
+        try:
+            return cloudpickle.loads(pickled)
+        finally:
+            for cls, attributes in before.items():
+                for name, value in attributes.items():
+                    if vars(cls).get(name, value) is not value:
+                        setattr(cls, name, value)
 
 
 def _declaration(function: FunctionType) -> bool:
