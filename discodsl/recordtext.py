@@ -26,7 +26,8 @@ output, one record per line:
   TSV (default)  KEY<TAB>VALUE. A str prints as itself with \\ TAB NEWLINE CR
                  written as \\\\ \\t \\n \\r, unless that text reads as a Python
                  literal (None, 2, 'x'): then as its repr, quoted. Any other value
-                 prints as its repr (None, 2, b'x', ('k', 1)). So a field that
+                 prints as its repr (None, 2, b'x', ('k', 1)), a set's items sorted
+                 (the same from run to run). So a field that
                  ast.literal_eval reads is that value; any other field is text.
                  (A repr that is no literal, e.g. nan or a datetime, reads as text.)
   --json         JSON lines: one [KEY, VALUE] array per line. str, int, finite
@@ -93,7 +94,7 @@ def _tsv_field(value: Any) -> str:
     surrogate); anything else as its repr."""
     value = _plain(value)
     if type(value) is not str:
-        return _CONTROL.sub(lambda m: _ESCAPES[m[0]], repr(value))  # a custom repr's raw tabs
+        return _CONTROL.sub(lambda m: _ESCAPES[m[0]], stable_repr(value))  # a repr's raw tabs
     if not value.isascii() and not _utf8(value):
         return repr(value)  # which writes a lone surrogate as \udXXX
     text = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
@@ -154,4 +155,65 @@ def _json_value(value: Any) -> Any:
         return [_json_value(item) for item in value]
     if kind is dict and all(type(k) is str for k in value) and list(value) != ["repr"]:
         return {k: _json_value(v) for k, v in value.items()}
-    return {"repr": repr(value)}
+    return {"repr": stable_repr(value)}
+
+
+def stable_repr(value: Any) -> str:
+    """``repr(value)``, but with the items of each set and frozenset in it sorted (see
+    _in_order), so that the same results print alike from run to run: a set's
+    own order follows its items' hashes, which for str and bytes change from process to
+    process. A container that holds itself, or nests too deep, prints as repr() has it."""
+    text = repr(value)
+    if "{" not in text:  # no set in it (nor a dict): nothing to order
+        return text
+    try:
+        return _ordered_repr(value, set())
+    except (_Cyclic, RecursionError):
+        return text
+
+
+class _Cyclic(Exception):
+    """A container holds itself: repr() shows it as it does."""
+
+
+def _ordered_repr(value: Any, inside: set[int]) -> str:
+    kind = type(value)
+    if kind not in _CONTAINERS:
+        return repr(value)
+    if id(value) in inside:
+        raise _Cyclic
+    inside.add(id(value))
+    try:
+        if kind is dict:
+            items = (
+                f"{_ordered_repr(k, inside)}: {_ordered_repr(v, inside)}" for k, v in value.items()
+            )
+            return "{" + ", ".join(items) + "}"
+        parts = [_ordered_repr(item, inside) for item in _in_order(value, inside)]
+    finally:
+        inside.discard(id(value))
+    if kind is tuple:
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+    if kind is list:
+        return "[" + ", ".join(parts) + "]"
+    inner = "{" + ", ".join(parts) + "}" if parts else ""
+    return inner if kind is set and parts else f"{kind.__name__}({inner})"
+
+
+def _in_order(items: Any, inside: set[int]) -> list[Any]:
+    """A tuple's or list's items as they are; a set's sorted: all str, all bytes or all
+    numbers (no NaN) by value, any others by how they print (a total order: sets of sets
+    compare by inclusion only)."""
+    if type(items) in (tuple, list):
+        return list(items)
+    kinds = {type(item) for item in items}
+    if kinds <= {str} or kinds <= {bytes} or (kinds <= {int, float} and _no_nan(items)):
+        return sorted(items)
+    return sorted(items, key=lambda item: _ordered_repr(item, inside))
+
+
+def _no_nan(numbers: Any) -> bool:
+    return all(number == number for number in numbers)
+
+
+_CONTAINERS = frozenset({tuple, list, dict, set, frozenset})

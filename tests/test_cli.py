@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from discodsl import builder, cli
 from discodsl.cli import _hint, main
@@ -1361,3 +1363,57 @@ def test_a_notebook_given_as_the_job_is_refused_before_its_paired_script_runs(
     code = main(["run", given.format(dir=tmp_path) + ":wc", "in.txt"])
     assert code == 1 and not (tmp_path / "SIDE_EFFECT").exists()
     assert "is no .py file" in capsys.readouterr().err
+
+
+_PRINTED = st.recursive(
+    st.one_of(st.text(max_size=5), st.integers(), st.binary(max_size=3), st.none()),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner),
+        st.lists(inner, max_size=3),
+        st.frozensets(st.one_of(st.text(max_size=3), st.integers()), max_size=4),
+        st.sets(st.text(max_size=4), max_size=4),
+        st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@given(_PRINTED)
+def test_a_printed_value_reads_back_as_itself_with_its_sets_in_order(value: Any) -> None:
+    from discodsl.recordtext import stable_repr
+
+    shown = stable_repr(value)
+    assert shown == repr(value) or "{" in repr(value)  # reordered sets, nothing else
+    assert eval(shown, {"__builtins__": {}, "frozenset": frozenset, "set": set}) == value
+    if isinstance(value, (set, frozenset)) and all(type(item) is str for item in value):
+        assert not value or "{" + ", ".join(map(repr, sorted(value))) + "}" in shown
+
+
+def test_the_same_results_print_alike_in_every_process() -> None:
+    """A set's items printed in the order of their hashes, which for str change from process
+    to process: `run -o FILE` of one job wrote other bytes each time."""
+    script = (
+        "import sys\n"
+        "from discodsl.recordtext import write_records\n"
+        "records = [('k', {'alpha', 'beta', 'gamma', 'delta'}),\n"
+        "           (frozenset({'x', 'y'}), [{'p', 'q'}])]\n"
+        "write_records(records, sys.stdout, as_json=False)\n"
+        "write_records(records, sys.stdout, as_json=True)\n"
+    )
+    printed = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            check=True,
+        ).stdout
+        for seed in range(1, 6)
+    }
+    assert printed == {
+        "k\t{'alpha', 'beta', 'delta', 'gamma'}\n"
+        "frozenset({'x', 'y'})\t[{'p', 'q'}]\n"
+        "[\"k\", {\"repr\": \"{'alpha', 'beta', 'delta', 'gamma'}\"}]\n"
+        "[{\"repr\": \"frozenset({'x', 'y'})\"}, [{\"repr\": \"{'p', 'q'}\"}]]\n"
+    }
