@@ -10,8 +10,8 @@ imports most of discodsl) let its lock be held in the child, and the child hung.
 
 - :data:`IMPORTING`: held while a run picks its runner, which imports it.
 - :data:`PICKLING`: held while cloudpickle's by-value registry, one for the process, is
-  changed for a run's pickling (:func:`discodsl.shipping.by_value`), and while an inline
-  task's copy of its job is loaded (:func:`discodsl.shipping.loads_keeping_classes`).
+  changed for a run's pickling (:func:`discodsl.shipping.by_value`), and while the classes an
+  inline run may change are noted or put back (:func:`discodsl.shipping.classes_as_they_were`).
 """
 
 from __future__ import annotations

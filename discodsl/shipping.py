@@ -22,6 +22,7 @@ import subprocess
 import sys
 import sysconfig
 import typing
+import weakref
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -155,25 +156,45 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         return reduced
 
 
-def loads_keeping_classes(pickled: bytes) -> Any:
-    """``cloudpickle.loads(pickled)``, in the process that pickled it (an inline run's
-    copy of its job), leaving the classes it resolves to this process's as they are.
+@contextmanager
+def classes_as_they_were() -> Iterator[None]:
+    """Around an inline run's tasks: the classes of this process that ship by value, as they
+    were before the first inline run going in this process, once the last one ends.
 
-    A class shipped by value is this process's own again when unpickled here, and
-    cloudpickle sets the state it was pickled with on it: its methods replaced by copies,
-    which hold copies of the globals they use. A script's class changed under it with
-    each inline task (and the cache key of a job using it, once).
+    Each task's copy of the job is unpickled here, where such a class is this process's
+    own again, and cloudpickle sets the state it was pickled with on it: methods copied
+    with copies of their globals, class attributes copied, as a worker has them. They
+    stayed so after the run: the script's class changed under it (its methods reading
+    stale globals, a class attribute a stage filled), and a cached job's key with it.
+    Runs going at once in threads share one record of the classes as they were.
     """
-    tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
-    with forking.PICKLING:  # another thread's loads took for the classes' own what it set
-        before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
-        try:
-            return cloudpickle.loads(pickled)
-        finally:
-            for cls, attributes in before.items():
-                for name, value in attributes.items():
-                    if vars(cls).get(name, value) is not value:
-                        setattr(cls, name, value)
+    with forking.PICKLING:  # the classes a run pickled are tracked: ours to put back
+        tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
+        for cls in list(tracked.keys()):
+            if cls not in _AS_THEY_WERE:
+                _AS_THEY_WERE[cls] = dict(vars(cls))
+        _INLINE_RUNS[0] += 1
+    try:
+        yield
+    finally:
+        with forking.PICKLING:
+            _INLINE_RUNS[0] -= 1
+            if not _INLINE_RUNS[0]:
+                for cls, attributes in _AS_THEY_WERE.items():
+                    _put_back(cls, attributes)
+                _AS_THEY_WERE.clear()
+
+
+def _put_back(cls: type, attributes: dict[str, Any]) -> None:
+    for name, value in attributes.items():
+        if vars(cls).get(name, value) is not value:
+            setattr(cls, name, value)
+
+
+# The classes inline runs going in this process may have changed, as they were before, and
+# how many such runs go on.
+_AS_THEY_WERE: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+_INLINE_RUNS = [0]
 
 
 def _declaration(function: FunctionType) -> bool:

@@ -52,3 +52,25 @@ def pages(key: str, found: Iterable[Visit]) -> Iterator[tuple[str, str]]:
 @job
 def visited_pages() -> list[Any]:
     return [visits, pages]
+
+
+class Seen:
+    words: set[str] = set()  # a per-task cache of the stage's, as users keep
+
+
+@map
+def first_sighting(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        if word not in Seen.words:
+            Seen.words.add(word)
+            yield word, 1
+
+
+@reduce
+def tasks_that_saw(word: str, ones: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield word, sum(ones)
+
+
+@job
+def sightings() -> list[Any]:
+    return [first_sighting, tasks_that_saw]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 
 from tests import inline_class_jobs as jobs
@@ -34,3 +37,35 @@ def test_a_second_identical_run_of_a_job_holding_a_class_is_served_from_the_cach
     again = jobs.visited_pages.run(INPUT, mode=mode, cache=True)
     assert sorted(again) == sorted(first) == [("a", "ab,ac"), ("b", "bd")]
     assert "discodsl: cached results of job 'visited_pages'" in capfd.readouterr().err
+
+
+def test_a_class_attribute_a_stage_changes_is_its_tasks_own_inline_as_on_a_worker() -> None:
+    """Putting back the class's attributes after each task's load shared a set a stage
+    filled between every task, run and the program: 'a' counted once, then nothing."""
+    inputs = ["raw://a b", "raw://a c"]  # two map tasks, each sees 'a' once
+    for _ in range(2):
+        got = sorted(jobs.sightings.run(inputs, mode="inline"))
+        assert got == [("a", 2), ("b", 1), ("c", 1)]
+        assert jobs.Seen.words == set()
+
+
+def test_inline_runs_in_threads_leave_a_class_as_it_was() -> None:
+    """Each run put back what it had seen before its tasks: one run's copies, taken by
+    another for the class's own, stayed on the class (its method reading stale globals)."""
+    methods = dict(vars(jobs.Hit))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often, as under load
+
+    def runs(index: int) -> None:
+        for _ in range(5):
+            jobs.earliest_hits.run([f"raw://a{index}", f"raw://b{index}"], mode="inline")
+
+    threads = [threading.Thread(target=runs, args=(index,)) for index in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(vars(jobs.Hit)[name] is method for name, method in methods.items())

@@ -103,12 +103,15 @@ class InlineRunner(Runner):
         ):
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
-            for index in range(plan.start, len(plan.spec.stages)):
-                stage = plan.spec.stages[index]
-                outputs = run.stage(index, outputs)
-                by_stage[stage.name] = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
-                if keeper is not None:
-                    _keep(keeper, stage.name, outputs, counted)
+            with shipping.classes_as_they_were():  # after _Run pickled the job
+                for index in range(plan.start, len(plan.spec.stages)):
+                    stage = plan.spec.stages[index]
+                    outputs = run.stage(index, outputs)
+                    by_stage[stage.name] = [
+                        list(o.urls) for o in outputs if isinstance(o, DataOutput)
+                    ]
+                    if keeper is not None:
+                        _keep(keeper, stage.name, outputs, counted)
         return Results(
             plan.spec.name,
             by_stage[plan.spec.stages[-1].name],
@@ -291,7 +294,7 @@ def _fresh_copies(spec: JobSpec) -> Callable[[], JobSpec]:
     with its params unpickled. PicklingError if the params do not pickle."""
     try:
         pickled = shipping.pickle_job(spec)
-        return lambda: cast(JobSpec, shipping.loads_keeping_classes(pickled))
+        return lambda: cast(JobSpec, cloudpickle.loads(pickled))
     except shipping.StageRunsAJob:
         raise
     except PicklingError as exc:
