@@ -34,7 +34,7 @@ import cloudpickle
 
 from discodsl import forking, jobhome, places, tracebacks
 from discodsl.errors import PicklingError
-from discodsl.worker.declared import stand_in
+from discodsl.worker.declared import NodeJob, stand_in
 from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import (
     ClientOnly,
@@ -124,6 +124,26 @@ def _ship_code(code: CodeType) -> tuple[Any, tuple[Any, ...]]:
 
 
 _CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
+_CLOUDPICKLE_MODULE = cloudpickle.Pickler.dispatch_table[ModuleType]
+
+
+def _ship_module(module: ModuleType) -> Any:
+    """cloudpickle's reduction of ``module``: by name, or by value with the jobs its
+    namespace holds made :class:`~discodsl.worker.declared.NodeJob`, as a node declares
+    them (a stage calling ``teamlib.norm`` of a module shipped by value that declares a
+    job was refused as one running that job: only a stage naming a job is)."""
+    maker, arguments = _CLOUDPICKLE_MODULE(module)
+    if len(arguments) != 2 or not isinstance(arguments[1], dict):  # by name
+        return maker, arguments
+    name, state = arguments
+    jobs = {key: value for key, value in state.items() if isinstance(value, ClientOnly)}
+    for key, value in jobs.items():
+        body = getattr(value, "function", None)
+        if body is None:
+            del state[key]
+        else:
+            state[key] = NodeJob(body, value.name)
+    return maker, (name, state)
 
 
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
@@ -132,7 +152,9 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     value by value too: they pickle by name, which names nothing on a node (a stage's
     annotation holding one failed the run)."""
 
-    dispatch_table = ChainMap({CodeType: _ship_code}, cloudpickle.Pickler.dispatch_table)
+    dispatch_table = ChainMap(
+        {CodeType: _ship_code, ModuleType: _ship_module}, cloudpickle.Pickler.dispatch_table
+    )
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ShippedAsFunction):

@@ -32,3 +32,6 @@ def every(records: Iterable[Any]) -> Iterator[Any]:
 @job(partitions=2)
 def team_count() -> list[Any]:
     return [parsed, total]
+
+
+team_count_wide = team_count.with_options(partitions=4)  # the job API at the top level

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from discodsl import TaskFailed, job, jobhome, map, reduce
@@ -59,6 +60,16 @@ def test_a_module_that_declares_stages_imports_on_a_node_with_its_stages_as_func
         "assert list(h.parsed({'word': 'B'})) == [('b', 1)]\n"
         "assert list(h.total('b', [1, 2])) == [('b', 3)]\n"
         "assert [f.__name__ for f in h.team_count()] == ['parsed', 'total']\n"
+        "assert h.team_count_wide is h.team_count and h.team_count.name == 'team_count'\n"
+        "from discodsl.worker.errors import StageError\n"
+        "try:\n"
+        "    h.team_count.run(['raw://x'])\n"
+        "except StageError as exc:\n"
+        "    assert 'a stage cannot run a job' in str(exc), exc\n"
+        "try:\n"
+        "    h.team_count.stages\n"
+        "except AttributeError as exc:\n"
+        "    assert \"job 'team_count' has no 'stages' on a node\" in str(exc), exc\n"
         "assert 'discodsl.decorators' not in __import__('sys').modules\n"
     )
     done = subprocess.run(
@@ -105,3 +116,40 @@ def test_a_stage_calling_pythons_map_where_ours_replaced_it_is_told_so_on_every_
     assert SHADOWED in str(info.value)
     if mode != "inline":
         assert "stage 'lengths' failed" in str(info.value)
+
+
+@map
+def normed_through_module(line: str) -> Iterator[tuple[str, int]]:
+    for word in line.split():
+        yield declaring_helpers.norm(word), 1  # the module itself is a global of the stage
+
+
+@job(partitions=2)
+def normed_through_module_count() -> list[Any]:
+    return [normed_through_module, added]
+
+
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"], indirect=True)
+def test_a_module_that_declares_a_job_may_ship_by_value_with_a_stage_using_it(
+    mode: str,
+) -> None:
+    """Registered by value (the pre-flight's advice for a cluster), the module went whole,
+    its job too, and every runner refused the stage as one running that job."""
+    cloudpickle.register_pickle_by_value(declaring_helpers)
+    try:
+        got = normed_through_module_count.run(inputs=["raw://A a B"], mode=mode)
+        assert sorted(got) == [("a", 2), ("b", 1)]
+    finally:
+        cloudpickle.unregister_pickle_by_value(declaring_helpers)
+
+
+def test_a_node_job_used_past_what_a_node_has_is_said_so_where_the_job_loads() -> None:
+    from discodsl.worker.declared import NodeJob
+    from discodsl.worker.runtime import MISSING_HERE, _fix
+
+    try:
+        NodeJob(normed_count.function).stages  # noqa: B018 - the failing look-up itself
+    except AttributeError as exc:
+        fix = _fix(exc)
+    assert "does more with a job at its top level than a node's job does" in fix
+    assert MISSING_HERE not in fix  # the local runner's pre-flight is not asked then

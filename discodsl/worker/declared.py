@@ -5,7 +5,8 @@ A module of the user's that stages call may declare stages and jobs too (a
 team's ``logs.py`` with its ``parse()`` beside its jobs): on a node, where
 the client is not, importing such a module must not fail, and there its
 stages are their plain functions (the stages a task runs come from the
-jobpack, not from it), its jobs the functions that list them. A stage that
+jobpack, not from it), its jobs :class:`NodeJob`, their functions that list
+them. A stage that
 calls ``map(f, items)`` where ``from discodsl import map`` replaced Python's
 gets the client's TypeError, as inline. The jobhome's ``discodsl`` package
 offers these (:data:`discodsl.jobhome.NODE_PACKAGE_INIT`), and a stage holding
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from discodsl.worker.errors import StageError
 
 
 def map(*args: Any, **options: Any) -> Any:
@@ -37,8 +40,52 @@ def stage(*args: Any, **options: Any) -> Any:
 
 
 def job(function: Any = None, /, **options: Any) -> Any:
-    """``@job`` or ``@job(...)`` on a node: the function itself, returning its stages."""
-    return _unchanged if function is None else function
+    """``@job`` or ``@job(...)`` on a node: a :class:`NodeJob` of the function."""
+    return NodeJob if function is None else NodeJob(function)
+
+
+class NodeJob:
+    """A job as a node has it (``@job``, or a job a module shipped by value holds): its
+    body, called as it is, ``with_options()`` giving it back, and no run.
+
+    A stage cannot run a job (a node has no client to run one with): ``run()`` and
+    ``submit()`` raise a StageError saying so; any other part of a client's job is not
+    here either (an AttributeError naming it).
+    """
+
+    def __init__(self, function: Callable[..., Any], name: str | None = None) -> None:
+        self.function = function
+        self.name = name or str(getattr(function, "__name__", "job"))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def with_options(self, **options: Any) -> NodeJob:
+        return self
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise StageError(
+            f"a stage ran job {self.name!r}: a stage cannot run a job (its workers have no "
+            "client to run one with); chain jobs instead, passing one's results as the next "
+            "one's inputs, or do the work in the stage itself"
+        )
+
+    submit = run
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # pickle's and copy's look-ups, before __dict__ is set
+            raise AttributeError(name)
+        job = self.__dict__.get("name", "?")
+        raise AttributeError(
+            f"job {job!r} has no {name!r} on a node, where a job is its function, "
+            "called as it is (and with_options() gives it back): the rest of the client's "
+            "job stays with the program; use it inside the functions that run jobs",
+            name=name,
+            obj=self,
+        )
+
+    def __repr__(self) -> str:
+        return f"<job {self.name!r} as a node has it>"
 
 
 def stand_in(kind: str) -> Callable[..., Any]:

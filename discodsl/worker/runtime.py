@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from discodsl.worker import counters, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Pacer, read_early_output
+from discodsl.worker.declared import NodeJob
 from discodsl.worker.errors import RemoteProtocolError, retryable
 from discodsl.worker.execute import run_task
 from discodsl.worker.inputs import Cursor, iter_input
@@ -395,6 +396,12 @@ def _fix(exc: Exception) -> str:
             "decorator, its results, a run), which stays with the program: a stage cannot run "
             "a job (chain jobs instead, passing one's results as the next one's inputs), and "
             "the functions stages call belong in modules that do not declare jobs"
+        )
+    if isinstance(exc, AttributeError) and isinstance(getattr(exc, "obj", None), NodeJob):
+        return (
+            "a module the stages use does more with a job at its top level than a node's "
+            "job does (with_options() and calling it: see discodsl.worker.declared); do the "
+            "rest where jobs are run"
         )
     if not isinstance(exc, (ImportError, AttributeError)):  # an object's own __setstate__
         return (
