@@ -353,3 +353,61 @@ def test_a_huge_container_is_looked_into_only_so_far(main: types.ModuleType) -> 
     assert not hasattr(main, "Deep")
     shipped_classes.adopt([*many, cls()])
     assert main.Deep is cls  # type: ignore[attr-defined]
+
+
+PACKAGE_MODULE = """
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Rec:
+    word: str
+
+
+def norm(word):
+    return word.strip().lower()
+"""
+
+
+def test_a_class_of_a_package_shipped_by_value_leaves_its_module_importable_on_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module made to hold the shipped class took the real module's place in a local
+    worker, which can import it: a stage's `from pkg.recs import norm` failed ("unknown
+    location"); before that, the record of the class failed to pickle as not the same object."""
+    package = tmp_path / "shippedpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "recs.py").write_text(PACKAGE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cloudpickle
+    import shippedpkg  # type: ignore[import-not-found]
+    from shippedpkg.recs import Rec  # type: ignore[import-not-found]
+
+    from discodsl import job, map, reduce
+
+    @map
+    def recs(line: str) -> Any:
+        from shippedpkg.recs import norm
+
+        for word in line.split():
+            yield Rec(norm(word)), 1
+
+    @reduce
+    def total(key: Any, ones: Any) -> Any:
+        yield key, sum(ones)
+
+    @job
+    def counted() -> list[Any]:
+        return [recs, total]
+
+    cloudpickle.register_pickle_by_value(shippedpkg)
+    try:
+        for mode in ("inline", "local"):
+            got = sorted(counted.run(["raw://A a b"], mode=mode))
+            assert got == [(Rec("a"), 2), (Rec("b"), 1)], mode
+            assert all(type(key) is Rec for key, _ in got)
+    finally:
+        cloudpickle.unregister_pickle_by_value(shippedpkg)
+        for name in ("shippedpkg", "shippedpkg.recs"):
+            sys.modules.pop(name, None)

@@ -11,12 +11,14 @@ such class the job reaches that name in the worker:
 - a class of ``__main__`` goes on the worker's ``__main__`` (the runtime's),
   unless a name of the runtime's is in the way (inline runs load nothing: the
   client's own classes are there already);
-- a class of a module not loaded here goes into a module of that name made
-  for it, holding the shipped classes only (a module the worker has loaded
-  for real is left alone); for a module of a package (``pkg.jobs``), whose
-  top package pickle imports, the package too, unless it can be imported (a
-  local run's workers import it from where the program did: without the
-  module made here, a pickle found the class there, not the shipped one).
+- a class of a module that can be imported here (a local run's workers
+  import the user's modules from where the program did) goes into it, in
+  place of the module's own copy of the class (else a pickle found that
+  copy, not the shipped class);
+- a class of a module that cannot goes into a module of that name made for
+  it, holding the shipped classes only, and, for a module of a package
+  (``pkg.jobs``), whose top package pickle imports, the package too;
+- a module the worker had loaded for real before is left alone.
 
 A nested class (``Outer.Inner``, ``f.<locals>.C``; its qualified name comes with
 it, see :mod:`discodsl.shipping`) is not put anywhere: pickle finds the first
@@ -50,21 +52,45 @@ def adopt(*roots: Any) -> None:
         if "." in name or "<" in name:
             continue
         module = _home(cls.__module__)
-        if module is not None and not hasattr(module, name):
-            setattr(module, name, cls)
+        if module is None:
+            continue
+        held = getattr(module, name, None)
+        if held is None or (isinstance(held, type) and _importable_home(module)):
+            setattr(module, name, cls)  # in a real module, in place of its own copy
+
+
+def _importable_home(module: ModuleType) -> bool:
+    """Whether ``module`` is a module of the user's imported here for real (not ``__main__``,
+    the runtime's, nor one made to hold shipped classes)."""
+    return module.__name__ != "__main__" and not getattr(module, MARK, False)
 
 
 def _home(name: str) -> ModuleType | None:
-    """Where a shipped class of module ``name`` goes, if anywhere."""
+    """Where a shipped class of module ``name`` goes, if anywhere: the module itself where
+    it is importable here (a local run's workers import the user's modules from where the
+    program did: a module made for the class in its place hid its functions)."""
     if name == "__main__":
         return sys.modules["__main__"]
     module = sys.modules.get(name)
-    if module is None:
-        top = name.partition(".")[0]
-        if top != name and top not in sys.modules and not _findable(top):
-            sys.modules[top] = _holder(top)
-        module = sys.modules[name] = _holder(name)
-    return module if getattr(module, MARK, False) else None
+    if module is not None:
+        return module if getattr(module, MARK, False) or name in _IMPORTED else None
+    top = name.partition(".")[0]
+    if _findable(top):
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # any failure of the user's module: the class is held apart
+            module = None
+        else:
+            _IMPORTED.add(name)
+            return module
+    if top != name and top not in sys.modules and not _findable(top):
+        sys.modules[top] = _holder(top)
+    module = sys.modules[name] = _holder(name)
+    return module
+
+
+# The user's modules imported here to give a shipped class its name in them.
+_IMPORTED: set[str] = set()
 
 
 def _holder(name: str) -> ModuleType:
