@@ -86,6 +86,18 @@ def test_push_inputs_uploads_local_files(
     assert f"`discodsl --master {master.url} ddfs rm {tag}`" in err  # works wherever it runs
 
 
+def test_push_inputs_passes_over_a_replica_that_is_not_here(
+    ddfs: DDFS, text_files: list[Path], tmp_path: Path
+) -> None:
+    """A replica list may name a path that is not here (the worker fails over past it):
+    pushing it failed the run with "cannot push ...: no such file"."""
+    inputs = [[str(tmp_path / "not-here.txt"), str(text_files[0])], str(text_files[1])]
+    results = jobs.wordcount.run(inputs=inputs, mode="cluster", push_inputs=True)
+    assert dict(results) == WORDS
+    [tag] = ddfs.list_tags("discodsl:inputs:wordcount@")
+    assert len(ddfs.blobs(tag)) == 2  # a blob per input, of the replica that is here
+
+
 def test_unreadable_file_input_says_to_push(cluster_env: DiscoMaster) -> None:
     with pytest.raises(TaskFailed) as info:
         jobs.wordcount.run(inputs=["file:///nonexistent/discodsl/in.txt"], mode="cluster")

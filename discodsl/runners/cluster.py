@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import threading
 import time
@@ -366,12 +367,14 @@ def cluster_inputs(
 
 
 def _local_file(replicas: list[str]) -> str | None:
-    """The local path of the first ``file://`` replica that can be uploaded whole, or None."""
-    for url in replicas:
-        path = urls.file_path(url)
-        if path is not None:
-            return path
-    return None
+    """The local path of the first ``file://`` replica that can be uploaded whole and is
+    here, or None; one not here is another's to read (a replica list fails over past it),
+    unless it is all the input has (then the push says it is missing)."""
+    paths = [path for url in replicas if (path := urls.file_path(url)) is not None]
+    here = [path for path in paths if os.path.isfile(path)]
+    if here:
+        return here[0]
+    return paths[0] if len(replicas) == 1 and paths else None
 
 
 # --------------------------------------------------------------------------
