@@ -26,6 +26,7 @@ says how many positional arguments a hook accepts.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -177,6 +178,8 @@ def params_passing(function: Callable[..., Any], before: int) -> str | None:
     keyword where the function itself takes that keyword, positionally where it does not
     (a decorator's ``wrapper(*args)``, whose signature is the wrapped function's).
     """
+    if _binds_params(function):
+        return None  # a partial filling in params itself: its own, as called by hand
     try:
         wrapped = inspect.signature(function)
         own = inspect.signature(function, follow_wrapped=False)
@@ -195,6 +198,17 @@ def params_passing(function: Callable[..., Any], before: int) -> str | None:
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _binds_params(function: Any) -> bool:
+    """Whether ``function`` is a ``functools.partial`` (at any depth) that fills in
+    ``params`` by keyword: the job's params replaced that value, silently (its signature
+    shows it as a keyword-only parameter with a default, as any other)."""
+    while isinstance(function, functools.partial):
+        if "params" in function.keywords:
+            return True
+        function = function.func
+    return False
 
 
 def _takes_keyword(signature: inspect.Signature, name: str) -> bool:
