@@ -94,7 +94,8 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
     if isinstance(function, Stage):
         raise JobError(
             f"@{kind}: {function.name!r} is already a {function.kind} stage: decorate its plain "
-            f"function once (another stage may call it: it stays callable as that function)"
+            f"function, {function.name}.function (another stage of it, named apart: "
+            f"{kind}({function.name}.function, name='{function.name}_2'))"
         )
     if isinstance(function, Job):
         raise JobError(

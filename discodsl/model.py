@@ -416,17 +416,19 @@ def _not_a_stage(item: Any) -> str:
 
 
 def _check_unique(name: str, stages: Sequence[Stage]) -> None:
-    seen: set[str] = set()
+    seen: dict[str, Stage] = {}
     for stage in stages:
         if stage.name in seen:
             kind, other = stage.spec.kind, f"name='{stage.name}_2'"
             anonymous = getattr(stage.spec.function, "__name__", "") == "<lambda>"
             example = f"{kind}(lambda ..., {other})" if anonymous else f"@{kind}({other})"
+            if seen[stage.name] is stage:  # one stage listed twice: a second of its function
+                example = f"{stage.name}_2 = {kind}({stage.name}.function, {other})"
             raise JobError(
                 f"job {name!r} has two stages named {stage.name!r}: give one another name, "
                 f"e.g. {example}"
             )
-        seen.add(stage.name)
+        seen[stage.name] = stage
 
 
 # A label-grouped stage over outputs that are all labelled 0 is one task: said as Disco's

@@ -765,15 +765,39 @@ def test_partitions_none_with_a_partitioner_fails_at_run_before_any_task() -> No
 
 
 def test_duplicate_stage_names_refused() -> None:
+    def other(line: str) -> Iterator[tuple[str, int]]:
+        yield line, 1
+
+    other.__name__ = "words"
     with pytest.raises(JobError, match=r"two stages named 'words'.*e\.g\. @map\(name='words_2'\)"):
+
+        @job
+        def same_names() -> list[Any]:
+            return [words, map(other), total]
+
+
+def test_a_stage_listed_twice_is_told_how_to_make_a_second_of_its_function() -> None:
+    """The advice was @map(name='words_2'), and applied to the stage in hand, map(words,
+    name='words_2') was refused as decorating it again, "once": neither led to the fix."""
+    with pytest.raises(JobError) as info:
 
         @job
         def twice() -> list[Any]:
             return [words, words, total]
 
+    fix = "words_2 = map(words.function, name='words_2')"
+    assert str(info.value).endswith(f"give one another name, e.g. {fix}")
+    with pytest.raises(JobError) as again:
+        map(words, name="words_2")
+    assert "decorate its plain function, words.function" in str(again.value)
+    words_2 = map(words.function, name="words_2")  # the fix, as both say it
+    assert words_2.name == "words_2" and words_2.function is words.function
+
 
 def test_a_duplicate_reduce_is_told_to_rename_with_reduce() -> None:
-    with pytest.raises(JobError, match=r"e\.g\. @reduce\(name='total_2'\)"):
+    with pytest.raises(
+        JobError, match=r"e\.g\. total_2 = reduce\(total\.function, name='total_2'\)"
+    ):
 
         @job
         def twice() -> list[Any]:
