@@ -133,6 +133,14 @@ class Results:
         return self.carrying()
 
     def __reduce__(self) -> Any:
+        if self.mode == "cluster":
+            raise TypeError(
+                f"the results of {self.jobname!r} cannot be pickled: they are this process's "
+                "reading of the master's files, which stay there until the job is purged; "
+                "pass the records themselves (e.g. list(results)), results.record_urls() "
+                f"(inputs for another job), or the job's name ({self.jobname!r}: `discodsl "
+                "results NAME` reads them again)"
+            )
         raise TypeError(
             f"the results of {self.jobname!r} cannot be pickled: they stand for files this "
             "process removes when it is done with them; pass the records themselves (e.g. "

@@ -642,6 +642,18 @@ def test_results_refuse_to_be_pickled_saying_what_to_pass_instead() -> None:
     assert sorted(pickle.loads(pickle.dumps(list(results)))) == [("x", 2), ("y", 1)]
 
 
+def test_cluster_results_refuse_to_be_pickled_saying_their_files_stay_on_the_master(
+    cluster_env: str,
+) -> None:
+    """They said they stood for files this process removes, which a master's are not."""
+    results = jobs.wordcount.run(["raw://x y x"], progress=False)
+    with pytest.raises(TypeError) as info:
+        pickle.dumps(results)
+    message = str(info.value)
+    assert "stay there until the job is purged" in message and "removes" not in message
+    assert f"the job's name ({results.jobname!r}: `discodsl results NAME`" in message
+
+
 def test_closed_cluster_results_say_their_files_stay_on_the_master(cluster_env: str) -> None:
     """They said close() removed their files, and to run the job again."""
     results = jobs.wordcount.run(["raw://x y x"], progress=False)
