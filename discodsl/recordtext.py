@@ -8,6 +8,7 @@ Not here: where the lines go (:mod:`discodsl.stdio`).
 from __future__ import annotations
 
 import ast
+import collections
 import json
 import math
 import numbers
@@ -27,7 +28,8 @@ output, one record per line:
                  written as \\\\ \\t \\n \\r, unless that text reads as a Python
                  literal (None, 2, 'x'): then as its repr, quoted. Any other value
                  prints as its repr (None, 2, b'x', ('k', 1)), a set's items sorted
-                 (the same from run to run). So a field that
+                 where it sits in tuples, namedtuples, lists and dicts (the same from
+                 run to run; not inside other classes' reprs). So a field that
                  ast.literal_eval reads is that value; any other field is text.
                  (A repr that is no literal, e.g. nan or a datetime, reads as text.)
   --json         JSON lines: one [KEY, VALUE] array per line. str, int, finite
@@ -179,6 +181,12 @@ class _Cyclic(Exception):
 def _ordered_repr(value: Any, inside: set[int]) -> str:
     kind = type(value)
     if kind not in _CONTAINERS:
+        if _named_tuple(value):  # as its own repr, Point(x=1, y={...})
+            fields = (
+                f"{name}={_ordered_repr(item, inside)}"
+                for name, item in zip(value._fields, value, strict=True)
+            )
+            return f"{kind.__name__}({', '.join(fields)})"
         return repr(value)
     if id(value) in inside:
         raise _Cyclic
@@ -198,6 +206,15 @@ def _ordered_repr(value: Any, inside: set[int]) -> str:
         return "[" + ", ".join(parts) + "]"
     inner = "{" + ", ".join(parts) + "}" if parts else ""
     return inner if kind is set and parts else f"{kind.__name__}({inner})"
+
+
+def _named_tuple(value: Any) -> bool:
+    """Whether ``value`` is a namedtuple (or NamedTuple) that prints as they do."""
+    repr_code = getattr(type(value).__repr__, "__code__", None)
+    return isinstance(value, tuple) and repr_code is _NAMEDTUPLE_REPR
+
+
+_NAMEDTUPLE_REPR = collections.namedtuple("_", "a").__repr__.__code__  # every one's
 
 
 def _in_order(items: Any, inside: set[int]) -> list[Any]:

@@ -70,15 +70,24 @@ _checked: set[str] = set()
 
 def pickle_job(spec: JobSpec) -> bytes:
     """cloudpickle ``spec``, user modules by value; PicklingError naming what failed."""
+    named = _job_named_by_a_stage(spec)
+    if named is not None:
+        raise StageRunsAJob(
+            f"job {spec.name!r} has a stage that refers to the job {named!r}: a stage "
+            "cannot run a job (its workers have no client to run one with); chain jobs "
+            "instead, passing one's results as the next one's inputs, or do the work in "
+            "the stage itself"
+        )
     with by_value(user_modules(spec.stages)):
         try:
             data = _dumps(spec)
-        except _RunsAJob as exc:
-            raise StageRunsAJob(
-                f"job {spec.name!r} has a stage that refers to the job {exc.args[0]!r}: a stage "
-                "cannot run a job (its workers have no client to run one with); chain jobs "
-                "instead, passing one's results as the next one's inputs, or do the work in "
-                "the stage itself"
+        except _ClientObject as exc:
+            raise PicklingError(
+                f"job {spec.name!r} ships {exc.args[0]}, of discodsl's client, which a node does "
+                "not have (it has the declarations, readers, count, status, DataError, Retry "
+                "and StageError): a stage, or a module shipped with it by value, holds it; "
+                "import it inside the functions that use it where jobs run, or keep it out of "
+                "the modules stages use"
             ) from None
         except _Shadowing as exc:
             raise PicklingError(
@@ -124,26 +133,6 @@ def _ship_code(code: CodeType) -> tuple[Any, tuple[Any, ...]]:
 
 
 _CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
-_CLOUDPICKLE_MODULE = cloudpickle.Pickler.dispatch_table[ModuleType]
-
-
-def _ship_module(module: ModuleType) -> Any:
-    """cloudpickle's reduction of ``module``: by name, or by value with the jobs its
-    namespace holds made :class:`~discodsl.worker.declared.NodeJob`, as a node declares
-    them (a stage calling ``teamlib.norm`` of a module shipped by value that declares a
-    job was refused as one running that job: only a stage naming a job is)."""
-    maker, arguments = _CLOUDPICKLE_MODULE(module)
-    if len(arguments) != 2 or not isinstance(arguments[1], dict):  # by name
-        return maker, arguments
-    name, state = arguments
-    jobs = {key: value for key, value in state.items() if isinstance(value, ClientOnly)}
-    for key, value in jobs.items():
-        body = getattr(value, "function", None)
-        if body is None:
-            del state[key]
-        else:
-            state[key] = NodeJob(body, value.name)
-    return maker, (name, state)
 
 
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
@@ -152,17 +141,17 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     value by value too: they pickle by name, which names nothing on a node (a stage's
     annotation holding one failed the run)."""
 
-    dispatch_table = ChainMap(
-        {CodeType: _ship_code, ModuleType: _ship_module}, cloudpickle.Pickler.dispatch_table
-    )
+    dispatch_table = ChainMap({CodeType: _ship_code}, cloudpickle.Pickler.dispatch_table)
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ShippedAsFunction):
             return plain_function, (obj.function,)
-        if isinstance(obj, ClientOnly):
-            raise _RunsAJob(obj.name)
+        if isinstance(obj, ClientOnly):  # held, not named by a stage (see _runs_a_job)
+            return NodeJob, (getattr(obj, "function", None), obj.name)
         if isinstance(obj, FunctionType) and _declaration(obj):
             return stand_in, (obj.__name__,)
+        if isinstance(obj, (type, FunctionType)) and _client_only(obj.__module__):
+            raise _ClientObject(f"{obj.__module__}.{obj.__qualname__}")
         if isinstance(obj, (ModuleType, FunctionType, type)):
             _refuse_shadowing(obj.__name__ if isinstance(obj, ModuleType) else obj.__module__)
         if isinstance(obj, _TYPE_NAMES) and _travels(getattr(obj, "__module__", "") or ""):
@@ -207,10 +196,27 @@ def classes_as_they_were() -> Iterator[None]:
                 _AS_THEY_WERE.clear()
 
 
+def loads_afresh(pickled: bytes) -> Any:
+    """``cloudpickle.loads(pickled)`` for an inline task (in classes_as_they_were): the
+    classes it sets its state on first rid of the attributes earlier tasks added (a cache a
+    stage makes on first use), as a worker starts without them."""
+    with forking.PICKLING:
+        for cls, attributes in _AS_THEY_WERE.items():
+            _drop_added(cls, attributes)
+    return cloudpickle.loads(pickled)
+
+
 def _put_back(cls: type, attributes: dict[str, Any]) -> None:
+    _drop_added(cls, attributes)
     for name, value in attributes.items():
         if vars(cls).get(name, value) is not value:
             setattr(cls, name, value)
+
+
+def _drop_added(cls: type, attributes: dict[str, Any]) -> None:
+    """Delete what ``cls`` holds beyond ``attributes``, as it was: what a stage added."""
+    for name in [name for name in vars(cls) if name not in attributes]:
+        delattr(cls, name)
 
 
 # The classes inline runs going in this process may have changed, as they were before, and
@@ -250,8 +256,27 @@ _TYPE_NAMES: tuple[type, ...] = (
 )
 
 
-class _RunsAJob(Exception):
-    """A job, which a stage refers to (to run it), met while pickling the stages."""
+def _job_named_by_a_stage(spec: JobSpec) -> str | None:
+    """The name of a job a stage names itself (a global, a closure's value, a default: to
+    run it), if one does; a job held otherwise (a module of the user's shipped by value
+    that declares one) goes as a node has it, a NodeJob."""
+    for _, _, function in _functions(spec.stages):
+        for _, value in _parts(function):
+            if isinstance(value, ClientOnly):
+                return value.name
+    return None
+
+
+class _ClientObject(Exception):
+    """A class or function of discodsl's client (``discodsl.errors.TaskFailed``), which no
+    node has, met while pickling the job."""
+
+
+def _client_only(module: str) -> bool:
+    """Whether ``module`` is one of discodsl's that a node has not (its client's)."""
+    if not module.startswith("discodsl.") or module == "discodsl.readers":
+        return False
+    return not module.startswith("discodsl.worker.") and module != "discodsl.worker"
 
 
 class StageRunsAJob(PicklingError):

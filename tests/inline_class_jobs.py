@@ -74,3 +74,20 @@ def tasks_that_saw(word: str, ones: Iterable[int]) -> Iterator[tuple[str, int]]:
 @job
 def sightings() -> list[Any]:
     return [first_sighting, tasks_that_saw]
+
+
+class Memo:
+    """A class a stage gives a cache on first use."""
+
+
+@map
+def memo_seen(line: str) -> Iterator[tuple[str, bool]]:
+    found = "table" in vars(Memo)
+    if not found:
+        Memo.table = {}  # type: ignore[attr-defined]
+    yield line, found
+
+
+@job
+def memoized() -> list[Any]:
+    return [memo_seen]

@@ -1395,8 +1395,10 @@ def test_the_same_results_print_alike_in_every_process() -> None:
     script = (
         "import sys\n"
         "from discodsl.recordtext import write_records\n"
+        "from collections import namedtuple\n"
+        "Pair = namedtuple('Pair', 'left right')\n"
         "records = [('k', {'alpha', 'beta', 'gamma', 'delta'}),\n"
-        "           (frozenset({'x', 'y'}), [{'p', 'q'}])]\n"
+        "           (frozenset({'x', 'y'}), [{'p', 'q'}]), ('n', Pair(1, {'s', 'r'}))]\n"
         "write_records(records, sys.stdout, as_json=False)\n"
         "write_records(records, sys.stdout, as_json=True)\n"
     )
@@ -1414,6 +1416,8 @@ def test_the_same_results_print_alike_in_every_process() -> None:
     assert printed == {
         "k\t{'alpha', 'beta', 'delta', 'gamma'}\n"
         "frozenset({'x', 'y'})\t[{'p', 'q'}]\n"
+        "n\tPair(left=1, right={'r', 's'})\n"
         "[\"k\", {\"repr\": \"{'alpha', 'beta', 'delta', 'gamma'}\"}]\n"
         "[{\"repr\": \"frozenset({'x', 'y'})\"}, [{\"repr\": \"{'p', 'q'}\"}]]\n"
+        '["n", {"repr": "Pair(left=1, right={\'r\', \'s\'})"}]\n'
     }

@@ -98,6 +98,16 @@ def test_push_inputs_passes_over_a_replica_that_is_not_here(
     assert len(ddfs.blobs(tag)) == 2  # a blob per input, of the replica that is here
 
 
+def test_push_inputs_says_a_replica_list_of_files_none_of_which_is_here_is_missing(
+    cluster_env: DiscoMaster, tmp_path: Path
+) -> None:
+    """Passing over replicas that are not here left such a list unpushed: the job ran, and
+    failed, saying to pass push_inputs=True."""
+    gone = [(tmp_path / name).as_uri() for name in ("a.txt", "b.txt")]
+    with pytest.raises(ClientError, match=r"cannot push '.*a\.txt': no such file"):
+        jobs.wordcount.run(inputs=[gone], mode="cluster", push_inputs=True)
+
+
 def test_unreadable_file_input_says_to_push(cluster_env: DiscoMaster) -> None:
     with pytest.raises(TaskFailed) as info:
         jobs.wordcount.run(inputs=["file:///nonexistent/discodsl/in.txt"], mode="cluster")

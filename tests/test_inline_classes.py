@@ -69,3 +69,14 @@ def test_inline_runs_in_threads_leave_a_class_as_it_was() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert all(vars(jobs.Hit)[name] is method for name, method in methods.items())
+
+
+def test_a_class_attribute_a_stage_adds_inline_is_gone_once_the_run_ends() -> None:
+    """A cache a stage made on first use stayed on the program's class, and the next run
+    (and its cache key) found it; a worker's stays in the worker."""
+    for _ in range(2):
+        assert sorted(jobs.memoized.run(["raw://a", "raw://b"], mode="inline")) == [
+            ("a", False),
+            ("b", False),
+        ]
+        assert "table" not in vars(jobs.Memo)

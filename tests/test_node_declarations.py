@@ -13,7 +13,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from discodsl import TaskFailed, job, jobhome, map, reduce
+from discodsl import PicklingError, TaskFailed, job, jobhome, map, reduce
 from tests import declaring_helpers
 
 HELPERS = Path(declaring_helpers.__file__)
@@ -153,3 +153,51 @@ def test_a_node_job_used_past_what_a_node_has_is_said_so_where_the_job_loads() -
         fix = _fix(exc)
     assert "does more with a job at its top level than a node's job does" in fix
     assert MISSING_HERE not in fix  # the local runner's pre-flight is not asked then
+
+
+CLIENT_NAMES_MODULE = """
+from discodsl import TaskFailed
+
+
+def norm(word):
+    return word.lower()
+
+
+def run_all(jobs):  # where the module runs jobs: it needs the client's errors there
+    try:
+        return [job.run() for job in jobs]
+    except TaskFailed:
+        return []
+"""
+
+
+def test_a_module_shipped_by_value_holding_the_clients_objects_is_refused_naming_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It ran inline and failed every task elsewhere, "No module named 'discodsl.errors'",
+    told of running jobs, which nothing there did."""
+    (tmp_path / "clientnames.py").write_text(CLIENT_NAMES_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import clientnames  # type: ignore[import-not-found]
+
+    @map
+    def normed_by_it(line: str) -> Iterator[tuple[str, int]]:
+        for word in line.split():
+            yield clientnames.norm(word), 1
+
+    @job
+    def by_it() -> list[Any]:
+        return [normed_by_it, added]
+
+    cloudpickle.register_pickle_by_value(clientnames)
+    try:
+        with pytest.raises(PicklingError) as info:
+            by_it.run(inputs=["raw://A a"], mode="local")
+    finally:
+        cloudpickle.unregister_pickle_by_value(clientnames)
+        sys.modules.pop("clientnames", None)
+    assert str(info.value).startswith(
+        "job 'by_it' ships discodsl.errors.TaskFailed, of discodsl's client, which a node "
+        "does not have"
+    )
+    assert "import it inside the functions that use it" in str(info.value)

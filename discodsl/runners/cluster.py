@@ -368,13 +368,14 @@ def cluster_inputs(
 
 def _local_file(replicas: list[str]) -> str | None:
     """The local path of the first ``file://`` replica that can be uploaded whole and is
-    here, or None; one not here is another's to read (a replica list fails over past it),
-    unless it is all the input has (then the push says it is missing)."""
+    here, or None; one not here is another's to read (a replica list fails over past it
+    to a URL of another kind), unless every replica is such a file (then the push says the
+    first is missing)."""
     paths = [path for url in replicas if (path := urls.file_path(url)) is not None]
     here = [path for path in paths if os.path.isfile(path)]
     if here:
         return here[0]
-    return paths[0] if len(replicas) == 1 and paths else None
+    return paths[0] if paths and len(paths) == len(replicas) else None
 
 
 # --------------------------------------------------------------------------

@@ -294,7 +294,7 @@ def _fresh_copies(spec: JobSpec) -> Callable[[], JobSpec]:
     with its params unpickled. PicklingError if the params do not pickle."""
     try:
         pickled = shipping.pickle_job(spec)
-        return lambda: cast(JobSpec, cloudpickle.loads(pickled))
+        return lambda: cast(JobSpec, shipping.loads_afresh(pickled))
     except shipping.StageRunsAJob:
         raise
     except PicklingError as exc:

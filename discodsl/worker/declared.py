@@ -53,11 +53,13 @@ class NodeJob:
     here either (an AttributeError naming it).
     """
 
-    def __init__(self, function: Callable[..., Any], name: str | None = None) -> None:
+    def __init__(self, function: Callable[..., Any] | None, name: str | None = None) -> None:
         self.function = function
         self.name = name or str(getattr(function, "__name__", "job"))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.function is None:  # a job made of its stages alone
+            raise StageError(f"job {self.name!r} has no function that lists its stages here")
         return self.function(*args, **kwargs)
 
     def with_options(self, **options: Any) -> NodeJob:
