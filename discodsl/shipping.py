@@ -553,25 +553,16 @@ def _load_error(spec: JobSpec, failure: str) -> PicklingError:
             return _reference_error(stage, role, what, value, failure)
     if suspects:
         stage, role, what, value = suspects[0]
-        module = _module_of(value)
-        top = module.split(".")[0]
         return PicklingError(
-            f"stage {stage.name!r} ({role}) refers to {what} from module {module!r}, "
-            f"which does not load on a node ({failure}): install {top!r} on the "
-            f"nodes, or ship it with the job: `import cloudpickle, {top}` and "
-            f"`cloudpickle.register_pickle_by_value({top})` before running it"
+            f"stage {stage.name!r} ({role}) refers to {what} {_not_on_nodes(value, failure)}"
         )
     param = _param_from("params", spec.params, failure)
     if param is not None:
         what, value = param
-        module = _module_of(value)
-        top = module.split(".")[0]
         return PicklingError(
             f"job {spec.name!r} cannot be shipped to the workers: {what} is a "
-            f"{type(value).__name__} from module {module!r}, which does not load on a node "
-            f"({failure}): install {top!r} on the nodes, ship it with the job (`import "
-            f"cloudpickle, {top}` and `cloudpickle.register_pickle_by_value({top})` before "
-            "running it), or pass plain data in params="
+            f"{type(value).__name__} {_not_on_nodes(value, failure)}, or pass plain data in "
+            "params="
         )
     return PicklingError(
         f"job {spec.name!r} does not load in a fresh interpreter ({failure}): make sure every "
@@ -598,6 +589,18 @@ def _suspects(spec: JobSpec, failure: str) -> Iterator[_Suspect]:
                     if pickles_by_name(item) and _module_of(item) == module:
                         yield stage, role, f"{name!r} of {what}", item
             yield stage, role, what, value
+
+
+def _not_on_nodes(value: Any, failure: str) -> str:
+    """``from module M, which does not load on a node (failure): install ...``: how to have
+    the module of ``value`` there."""
+    module = _module_of(value)
+    top = module.split(".")[0]
+    return (
+        f"from module {module!r}, which does not load on a node ({failure}): install {top!r} "
+        f"on the nodes, or ship it with the job: `import cloudpickle, {top}` and "
+        f"`cloudpickle.register_pickle_by_value({top})` before running it"
+    )
 
 
 def _param_from(what: str, value: Any, failure: str) -> tuple[str, Any] | None:

@@ -120,8 +120,8 @@ def test_a_params_value_from_a_module_the_node_cannot_import_is_named(
         "job 'needs_module' cannot be shipped to the workers: params['steps'][1] is a "
         "function from module 'paramshere', which does not load on a node "
         "(ModuleNotFoundError: No module named 'paramshere'): install 'paramshere' on the "
-        "nodes, ship it with the job (`import cloudpickle, paramshere` and "
-        "`cloudpickle.register_pickle_by_value(paramshere)` before running it), or pass "
+        "nodes, or ship it with the job: `import cloudpickle, paramshere` and "
+        "`cloudpickle.register_pickle_by_value(paramshere)` before running it, or pass "
         "plain data in params="
     )
 
