@@ -411,3 +411,45 @@ def test_a_class_of_a_package_shipped_by_value_leaves_its_module_importable_on_w
         cloudpickle.unregister_pickle_by_value(shippedpkg)
         for name in ("shippedpkg", "shippedpkg.recs"):
             sys.modules.pop(name, None)
+
+
+def test_a_shipped_class_whose_module_another_module_loaded_first_takes_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper the stage uses by name imported the class's module in the worker before the
+    class was placed: the module was left alone, and the records did not pickle ("not the
+    same object")."""
+    (tmp_path / "loadedrecs.py").write_text(PACKAGE_MODULE)
+    (tmp_path / "loadinghelper.py").write_text(
+        "import loadedrecs\n\n\ndef norm(word):\n    return loadedrecs.norm(word)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cloudpickle
+    import loadedrecs  # type: ignore[import-not-found]
+    import loadinghelper  # type: ignore[import-not-found]
+
+    from discodsl import job, map, reduce
+
+    rec = loadedrecs.Rec
+
+    @map
+    def recs(line: str) -> Any:
+        for word in line.split():
+            yield rec(loadinghelper.norm(word)), 1
+
+    @reduce
+    def total(key: Any, ones: Any) -> Any:
+        yield key, sum(ones)
+
+    @job
+    def counted() -> list[Any]:
+        return [recs, total]
+
+    cloudpickle.register_pickle_by_value(loadedrecs)
+    try:
+        got = sorted(counted.run(["raw://A a b"], mode="local"))
+    finally:
+        cloudpickle.unregister_pickle_by_value(loadedrecs)
+        for name in ("loadedrecs", "loadinghelper"):
+            sys.modules.pop(name, None)
+    assert got == [(rec("a"), 2), (rec("b"), 1)]

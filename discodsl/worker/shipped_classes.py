@@ -18,7 +18,8 @@ such class the job reaches that name in the worker:
 - a class of a module that cannot goes into a module of that name made for
   it, holding the shipped classes only, and, for a module of a package
   (``pkg.jobs``), whose top package pickle imports, the package too;
-- a module the worker had loaded for real before is left alone.
+- a module the worker had loaded for real before (another module imported it)
+  gets the shipped class in place of its own copy of the class, and no other.
 
 A nested class (``Outer.Inner``, ``f.<locals>.C``; its qualified name comes with
 it, see :mod:`discodsl.shipping`) is not put anywhere: pickle finds the first
@@ -55,8 +56,17 @@ def adopt(*roots: Any) -> None:
         if module is None:
             continue
         held = getattr(module, name, None)
-        if held is None or (isinstance(held, type) and _importable_home(module)):
+        if held is None and _ours_to_fill(module):
+            setattr(module, name, cls)
+        elif isinstance(held, type) and held is not cls and _importable_home(module):
             setattr(module, name, cls)  # in a real module, in place of its own copy
+
+
+def _ours_to_fill(module: ModuleType) -> bool:
+    """Whether a shipped class may take a name ``module`` does not hold: the runtime's
+    ``__main__``, a module made here, or one imported here for the class."""
+    name = module.__name__
+    return name == "__main__" or getattr(module, MARK, False) or name in _IMPORTED
 
 
 def _importable_home(module: ModuleType) -> bool:
@@ -72,8 +82,8 @@ def _home(name: str) -> ModuleType | None:
     if name == "__main__":
         return sys.modules["__main__"]
     module = sys.modules.get(name)
-    if module is not None:
-        return module if getattr(module, MARK, False) or name in _IMPORTED else None
+    if module is not None:  # made here, imported here, or loaded before (by another module)
+        return module
     top = name.partition(".")[0]
     if _findable(top):
         try:
