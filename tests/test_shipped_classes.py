@@ -369,8 +369,39 @@ def norm(word):
 """
 
 
+def _records_counted(recs: Any, by_value: types.ModuleType, mode: str) -> list[Any]:
+    """What a job of the map ``recs`` and a summing reduce gives on ``mode``, the module
+    ``by_value`` registered to ship by value meanwhile."""
+    import cloudpickle
+
+    from discodsl import job, reduce
+
+    @reduce
+    def total(key: Any, ones: Any) -> Any:
+        yield key, sum(ones)
+
+    @job
+    def counted() -> list[Any]:
+        return [recs, total]
+
+    cloudpickle.register_pickle_by_value(by_value)
+    try:
+        return sorted(counted.run(["raw://A a b"], mode=mode))
+    finally:
+        cloudpickle.unregister_pickle_by_value(by_value)
+
+
+@pytest.fixture
+def forgotten() -> Iterator[list[str]]:
+    """Names of modules a test imports from its tmp_path, dropped after it."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        sys.modules.pop(name, None)
+
+
 def test_a_class_of_a_package_shipped_by_value_leaves_its_module_importable_on_workers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forgotten: list[str]
 ) -> None:
     """A module made to hold the shipped class took the real module's place in a local
     worker, which can import it: a stage's `from pkg.recs import norm` failed ("unknown
@@ -380,11 +411,11 @@ def test_a_class_of_a_package_shipped_by_value_leaves_its_module_importable_on_w
     (package / "__init__.py").write_text("")
     (package / "recs.py").write_text(PACKAGE_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import cloudpickle
+    forgotten += ["shippedpkg", "shippedpkg.recs"]
     import shippedpkg  # type: ignore[import-not-found]
     from shippedpkg.recs import Rec  # type: ignore[import-not-found]
 
-    from discodsl import job, map, reduce
+    from discodsl import map
 
     @map
     def recs(line: str) -> Any:
@@ -393,28 +424,14 @@ def test_a_class_of_a_package_shipped_by_value_leaves_its_module_importable_on_w
         for word in line.split():
             yield Rec(norm(word)), 1
 
-    @reduce
-    def total(key: Any, ones: Any) -> Any:
-        yield key, sum(ones)
-
-    @job
-    def counted() -> list[Any]:
-        return [recs, total]
-
-    cloudpickle.register_pickle_by_value(shippedpkg)
-    try:
-        for mode in ("inline", "local"):
-            got = sorted(counted.run(["raw://A a b"], mode=mode))
-            assert got == [(Rec("a"), 2), (Rec("b"), 1)], mode
-            assert all(type(key) is Rec for key, _ in got)
-    finally:
-        cloudpickle.unregister_pickle_by_value(shippedpkg)
-        for name in ("shippedpkg", "shippedpkg.recs"):
-            sys.modules.pop(name, None)
+    for mode in ("inline", "local"):
+        got = _records_counted(recs, shippedpkg, mode)
+        assert got == [(Rec("a"), 2), (Rec("b"), 1)], mode
+        assert all(type(key) is Rec for key, _ in got)
 
 
 def test_a_shipped_class_whose_module_another_module_loaded_first_takes_its_place(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forgotten: list[str]
 ) -> None:
     """A helper the stage uses by name imported the class's module in the worker before the
     class was placed: the module was left alone, and the records did not pickle ("not the
@@ -424,11 +441,11 @@ def test_a_shipped_class_whose_module_another_module_loaded_first_takes_its_plac
         "import loadedrecs\n\n\ndef norm(word):\n    return loadedrecs.norm(word)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    import cloudpickle
+    forgotten += ["loadedrecs", "loadinghelper"]
     import loadedrecs  # type: ignore[import-not-found]
     import loadinghelper  # type: ignore[import-not-found]
 
-    from discodsl import job, map, reduce
+    from discodsl import map
 
     rec = loadedrecs.Rec
 
@@ -437,19 +454,4 @@ def test_a_shipped_class_whose_module_another_module_loaded_first_takes_its_plac
         for word in line.split():
             yield rec(loadinghelper.norm(word)), 1
 
-    @reduce
-    def total(key: Any, ones: Any) -> Any:
-        yield key, sum(ones)
-
-    @job
-    def counted() -> list[Any]:
-        return [recs, total]
-
-    cloudpickle.register_pickle_by_value(loadedrecs)
-    try:
-        got = sorted(counted.run(["raw://A a b"], mode="local"))
-    finally:
-        cloudpickle.unregister_pickle_by_value(loadedrecs)
-        for name in ("loadedrecs", "loadinghelper"):
-            sys.modules.pop(name, None)
-    assert got == [(rec("a"), 2), (rec("b"), 1)]
+    assert _records_counted(recs, loadedrecs, "local") == [(rec("a"), 2), (rec("b"), 1)]
