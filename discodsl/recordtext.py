@@ -162,7 +162,7 @@ def _json_value(value: Any) -> Any:
 
 def stable_repr(value: Any) -> str:
     """``repr(value)``, but with the items of each set and frozenset in it sorted (see
-    _in_order), so that the same results print alike from run to run: a set's
+    _item_reprs), so that the same results print alike from run to run: a set's
     own order follows its items' hashes, which for str and bytes change from process to
     process. A container that holds itself, or nests too deep, prints as repr() has it."""
     text = repr(value)
@@ -197,7 +197,7 @@ def _ordered_repr(value: Any, inside: set[int]) -> str:
                 f"{_ordered_repr(k, inside)}: {_ordered_repr(v, inside)}" for k, v in value.items()
             )
             return "{" + ", ".join(items) + "}"
-        parts = [_ordered_repr(item, inside) for item in _in_order(value, inside)]
+        parts = _item_reprs(value, inside)
     finally:
         inside.discard(id(value))
     if kind is tuple:
@@ -217,16 +217,16 @@ def _named_tuple(value: Any) -> bool:
 _NAMEDTUPLE_REPR = collections.namedtuple("_", "a").__repr__.__code__  # every one's
 
 
-def _in_order(items: Any, inside: set[int]) -> list[Any]:
-    """A tuple's or list's items as they are; a set's sorted: all str, all bytes or all
-    numbers (no NaN) by value, any others by how they print (a total order: sets of sets
-    compare by inclusion only)."""
+def _item_reprs(items: Any, inside: set[int]) -> list[str]:
+    """The reprs of a tuple's or list's items, in order; of a set's, sorted: all str, all
+    bytes or all numbers (no NaN) by value, any others by how they print (a total order:
+    sets of sets compare by inclusion only)."""
     if type(items) in (tuple, list):
-        return list(items)
+        return [_ordered_repr(item, inside) for item in items]
     kinds = {type(item) for item in items}
     if kinds <= {str} or kinds <= {bytes} or (kinds <= {int, float} and _no_nan(items)):
-        return sorted(items)
-    return sorted(items, key=lambda item: _ordered_repr(item, inside))
+        return [_ordered_repr(item, inside) for item in sorted(items)]
+    return sorted(_ordered_repr(item, inside) for item in items)
 
 
 def _no_nan(numbers: Any) -> bool:

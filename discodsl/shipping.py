@@ -34,7 +34,7 @@ import cloudpickle
 
 from discodsl import forking, jobhome, places, tracebacks
 from discodsl.errors import PicklingError
-from discodsl.worker.declared import NodeJob, stand_in
+from discodsl.worker.declared import STAND_INS, NodeJob, stand_in
 from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import (
     ClientOnly,
@@ -146,7 +146,7 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ShippedAsFunction):
             return plain_function, (obj.function,)
-        if isinstance(obj, ClientOnly):  # held, not named by a stage (see _runs_a_job)
+        if isinstance(obj, ClientOnly):  # held, not named by a stage (_job_named_by_a_stage)
             return NodeJob, (getattr(obj, "function", None), obj.name)
         if isinstance(obj, FunctionType) and _declaration(obj):
             return stand_in, (obj.__name__,)
@@ -230,10 +230,7 @@ def _declaration(function: FunctionType) -> bool:
     a stage holds where ``from discodsl import map`` replaced Python's ``map``: it ships as
     the node's (discodsl.worker.declared), where the client is not."""
     module = sys.modules.get("discodsl.decorators")
-    return function.__name__ in _DECLARATIONS and getattr(module, function.__name__, 0) is function
-
-
-_DECLARATIONS = frozenset({"map", "reduce", "stage", "job"})
+    return function.__name__ in STAND_INS and getattr(module, function.__name__, 0) is function
 
 
 def _keeping_qualname(qualname: str, reduced: Any) -> Any:

@@ -6,12 +6,11 @@ team's ``logs.py`` with its ``parse()`` beside its jobs): on a node, where
 the client is not, importing such a module must not fail, and there its
 stages are their plain functions (the stages a task runs come from the
 jobpack, not from it), its jobs :class:`NodeJob`, their functions that list
-them. A stage that
-calls ``map(f, items)`` where ``from discodsl import map`` replaced Python's
-gets the client's TypeError, as inline. The jobhome's ``discodsl`` package
-offers these (:data:`discodsl.jobhome.NODE_PACKAGE_INIT`), and a stage holding
-one of the client's decorators ships it as the one here
-(:mod:`discodsl.shipping`).
+them. A stage that calls ``map(f, items)`` where ``from discodsl import map``
+replaced Python's gets the client's TypeError, as inline. The jobhome's
+``discodsl`` package offers these (:data:`discodsl.jobhome.NODE_PACKAGE_INIT`),
+and a stage holding one of the client's decorators ships it as the one here
+(:mod:`discodsl.shipping`: :data:`STAND_INS` names them).
 
 Not here: the declarations themselves (:mod:`discodsl.decorators`).
 """
@@ -92,7 +91,7 @@ class NodeJob:
 
 def stand_in(kind: str) -> Callable[..., Any]:
     """The declaration ``kind`` (``"map"``...) as a node has it: what the client's pickles as."""
-    return _STAND_INS[kind]
+    return STAND_INS[kind]
 
 
 def not_the_builtin(kind: str, given: int) -> str:
@@ -117,7 +116,8 @@ def _unchanged(function: Any) -> Any:
     return function
 
 
-_STAND_INS: dict[str, Callable[..., Any]] = {
+# The declarations a node has, by the name the client's have.
+STAND_INS: dict[str, Callable[..., Any]] = {
     "map": map,
     "reduce": reduce,
     "stage": stage,

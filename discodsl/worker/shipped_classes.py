@@ -53,8 +53,6 @@ def adopt(*roots: Any) -> None:
         if "." in name or "<" in name:
             continue
         module = _home(cls.__module__)
-        if module is None:
-            continue
         held = getattr(module, name, None)
         if held is None and _ours_to_fill(module):
             setattr(module, name, cls)
@@ -70,30 +68,32 @@ def _ours_to_fill(module: ModuleType) -> bool:
 
 
 def _importable_home(module: ModuleType) -> bool:
-    """Whether ``module`` is a module of the user's imported here for real (not ``__main__``,
-    the runtime's, nor one made to hold shipped classes)."""
+    """Whether ``module`` is a real module of the user's, loaded or imported here (not
+    ``__main__``, the runtime's, nor one made to hold shipped classes)."""
     return module.__name__ != "__main__" and not getattr(module, MARK, False)
 
 
-def _home(name: str) -> ModuleType | None:
-    """Where a shipped class of module ``name`` goes, if anywhere: the module itself where
-    it is importable here (a local run's workers import the user's modules from where the
-    program did: a module made for the class in its place hid its functions)."""
+def _home(name: str) -> ModuleType:
+    """Where a shipped class of module ``name`` goes: the module itself where it is loaded
+    or importable here (a local run's workers import the user's modules from where the
+    program did: a module made for the class in its place hid its functions), else one
+    made for it."""
     if name == "__main__":
         return sys.modules["__main__"]
     module = sys.modules.get(name)
     if module is not None:  # made here, imported here, or loaded before (by another module)
         return module
     top = name.partition(".")[0]
-    if _findable(top):
+    findable = _findable(top)
+    if findable:
         try:
             module = importlib.import_module(name)
         except Exception:  # any failure of the user's module: the class is held apart
-            module = None
+            pass
         else:
             _IMPORTED.add(name)
             return module
-    if top != name and top not in sys.modules and not _findable(top):
+    if top != name and top not in sys.modules and not findable:
         sys.modules[top] = _holder(top)
     module = sys.modules[name] = _holder(name)
     return module
