@@ -15,6 +15,7 @@ import pytest
 
 from discodsl import PicklingError, TaskFailed, job, jobhome, map, reduce
 from tests import declaring_helpers
+from tests.jobs import total
 
 HELPERS = Path(declaring_helpers.__file__)
 
@@ -25,14 +26,9 @@ def normed(line: str) -> Iterator[tuple[str, int]]:
         yield declaring_helpers.norm(word), 1
 
 
-@reduce
-def added(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
-    yield word, sum(counts)
-
-
 @job(partitions=2)
 def normed_count() -> list[Any]:
-    return [normed, added]
+    return [normed, total]
 
 
 @pytest.mark.parametrize("mode", ["inline", "local"])
@@ -126,7 +122,7 @@ def normed_through_module(line: str) -> Iterator[tuple[str, int]]:
 
 @job(partitions=2)
 def normed_through_module_count() -> list[Any]:
-    return [normed_through_module, added]
+    return [normed_through_module, total]
 
 
 @pytest.mark.parametrize("mode", ["inline", "local", "cluster"], indirect=True)
@@ -187,7 +183,7 @@ def test_a_module_shipped_by_value_holding_the_clients_objects_is_refused_naming
 
     @job
     def by_it() -> list[Any]:
-        return [normed_by_it, added]
+        return [normed_by_it, total]
 
     cloudpickle.register_pickle_by_value(clientnames)
     try:
