@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discodsl.worker import groupby, owners
+from discodsl.worker import groupby, owners, record_sizes, spills
 from discodsl.worker.errors import StageError
 from discodsl.worker.groupby import group_hashed, group_sorted
 
@@ -65,15 +65,15 @@ def drain(groups: Iterator[tuple[Any, Iterator[Any]]]) -> Grouped:
 def counting_runs() -> Iterator[list[str]]:
     """Record the path of every run or partition file created while the block runs."""
     created: list[str] = []
-    original = groupby._Scratch.create
+    original = spills.Scratch.create
 
-    def create(self: groupby._Scratch) -> Any:
+    def create(self: spills.Scratch) -> Any:
         path, file = original(self)
         created.append(path)
         return path, file
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(groupby._Scratch, "create", create)
+        patch.setattr(spills.Scratch, "create", create)
         yield created
 
 
@@ -81,7 +81,7 @@ def counting_runs() -> Iterator[list[str]]:
 def fan_in(value: int) -> Iterator[None]:
     """Merge at most ``value`` runs at once, so a few dozen records need several passes."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(groupby, "_FAN_IN", value)
+        patch.setattr(record_sizes, "FAN_IN", value)
         yield
 
 
@@ -258,7 +258,7 @@ def test_group_hashed_groups_equal_keys_however_built(
 def test_group_hashed_spills_a_str_and_an_equal_str_subclass_to_one_group(tmp_path: Path) -> None:
     """A str key and an equal key of a str subclass, far apart (more distinct keys between
     them than the spill remembers), are partitioned alike and meet in one group."""
-    records = [("x", 0), *((f"k{index}", index) for index in range(3 * groupby._MAX_CHUNK))]
+    records = [("x", 0), *((f"k{index}", index) for index in range(3 * record_sizes.MAX_CHUNK))]
     records.append((Label("x"), -1))
     with counting_runs() as created:
         got = drain(group_hashed(records, budget=64 * 1024, tmpdir=str(tmp_path)))
@@ -355,9 +355,9 @@ def test_spill_scenarios_really_happen(tmp_path: Path) -> None:
         assert got == expected, name
     assert results["none"][1] == 0
     assert results["one"][1] == 2  # the one spill, then the rest of the input
-    assert 3 <= results["many"][1] <= groupby._FAN_IN  # merged in one pass
+    assert 3 <= results["many"][1] <= record_sizes.FAN_IN  # merged in one pass
     # more spilled runs than the fan-in: intermediate runs were written too
-    assert results["passes"][1] > groupby._FAN_IN + 1
+    assert results["passes"][1] > record_sizes.FAN_IN + 1
 
 
 @pytest.mark.parametrize("group", [group_sorted, group_hashed])
@@ -1023,8 +1023,8 @@ def test_a_spill_pickles_each_batch_once(tmp_path: Path, monkeypatch: pytest.Mon
             note(value)
             super().dump(value)
 
-    monkeypatch.setattr(groupby.pickle, "dumps", counted)
-    monkeypatch.setattr(groupby.pickle, "Pickler", Counted)
+    monkeypatch.setattr(spills.pickle, "dumps", counted)
+    monkeypatch.setattr(spills.pickle, "Pickler", Counted)
     records = [(index % 4, list(range(index, index + 300_000))) for index in range(8)]  # 1.5 MB
     groups = group_sorted(records, budget=1 << 20, tmpdir=str(tmp_path), stage="reduce")
     assert [(key, len(list(values))) for key, values in groups] == [(key, 2) for key in range(4)]
@@ -1037,7 +1037,7 @@ def test_a_spilled_value_holding_one_object_many_times_spills_it_once() -> None:
     (64 KiB in memory, 64 KiB in a pickle) was written, and read back, as 200 copies."""
     chunk = b"x" * (64 << 10)
     record = ("k", [chunk] * 200)
-    data = groupby._dumps([record])
+    data = spills.dumps([record])
     assert len(data) < 2 * len(chunk), len(data)
     [(key, value)] = pickle.loads(data)
     assert key == "k" and value == [chunk] * 200 and all(item is value[0] for item in value)
@@ -1056,7 +1056,7 @@ def test_a_value_nested_as_deep_as_a_map_may_write_it_spills() -> None:
     limit, depth = sys.getrecursionlimit(), 10
     while True:  # the deepest value a record of which pickles, as the map writes it
         try:
-            pickle.dumps(("k", nested(depth + 1)), protocol=groupby._PROTOCOL)
+            pickle.dumps(("k", nested(depth + 1)), protocol=spills._PROTOCOL)
         except RecursionError:
             break
         depth += 1
@@ -1065,7 +1065,7 @@ def test_a_value_nested_as_deep_as_a_map_may_write_it_spills() -> None:
     def spilled_from_deeper(frames: int) -> bytes:  # a reduce spills further down the stack
         if frames:
             return spilled_from_deeper(frames - 1)
-        return bytes(groupby._dumps([record, ("j", 1)]))
+        return bytes(spills.dumps([record, ("j", 1)]))
 
     assert pickle.loads(spilled_from_deeper(100)) == [record, ("j", 1)]
     assert sys.getrecursionlimit() == limit  # as it was

@@ -10,7 +10,7 @@ Two groupings, one per value of a reduce stage's ``sort`` option:
   records and the records are held as read, in what the groups leave of the
   budget: sorted whole if they fit (the distinct keys when they hash), else
   each full buffer sorted and spilled to a *run* file, and the runs merged
-  (several passes when there are more than ``_FAN_IN``, or than fit the budget
+  (several passes when there are more than ``FAN_IN``, or than fit the budget
   when records are big) into one stream in which equal keys are adjacent.
 - :func:`group_hashed` yields groups in first-seen order and needs keys that
   are only hashable. Records are grouped in a dict as they are read, while the
@@ -25,30 +25,9 @@ left is skipped). Spill files live in ``tmpdir``, are deleted once read, and
 all are deleted when the grouping ends, is closed early, or fails: wrap the
 groups in :func:`contextlib.closing` when a consumer may stop early.
 
-Memory. Records held in memory are counted with an estimate, not measured:
-every chunk of input is sampled and each sampled record counts
-``sys.getsizeof`` of the tuple, key and value, plus its slots in the buffer
-and its sorted copy and the sort's per-record scratch (``_SLOT_BYTES``).
-Every value of a chunk is also measured by its own ``sys.getsizeof`` (all in
-C, about 0.1 µs a record), a floor under the sampled estimate that a rare big
-value among small ones (a numpy array) would escape; chunks grow at most
-twofold, so that one sized on small records meets big ones a few at a time,
-and a spilled batch is halved until it pickles to 1 MiB or is one record.
-Keys or values that are containers count ``_NESTED_FACTOR`` times their
-pickled length on top of their own ``getsizeof``, as their items are not
-seen otherwise. Flat records
-are overestimated a little (small ints and shared strings are counted as if
-owned). Grouped records count a list slot and their value's size (none for
-``None``, booleans and small ints, which every record shares), and each key
-its own size and its list and dict entry (``_KEY_BYTES``). Spilling keeps the
-process at about ``budget`` plus a constant: a merge reads one batch of about
-``budget / _FAN_IN`` bytes per run, a record at least, so records too big for
-that are merged fewer runs at a time (two at the least: a few records on top of
-the budget).
-
-Spill files are private to one grouping in one process: batches of records,
-each framed as its length (8 bytes) and a memo-less pickle of the list. A
-value that appeared twice in a batch comes back as two equal copies.
+Memory: what the records held take is estimated, not measured
+(:mod:`.record_sizes`); spill files are batches of pickled records, each file
+read once (:mod:`.spills`).
 
 Not here: reading task inputs, partitioning map output between reduce tasks,
 calling the user's reduce function.
@@ -56,52 +35,32 @@ calling the user's reduce function.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import math
-import os
 import pickle
-import struct
 import sys
-import threading
 import zlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain, compress, groupby, islice, repeat
 from operator import itemgetter, length_hint
 from typing import IO, Any, TypeVar
 
-from discodsl.worker import owners
 from discodsl.worker.errors import StageError, brief
+from discodsl.worker.group_errors import UNCOMPARABLE, hash_error, sort_error, where
 from discodsl.worker.partition import canonical_or_none, partitioner
+from discodsl.worker.record_sizes import MAX_CHUNK, SAMPLES, GroupMeter, Meter
 from discodsl.worker.records import is_pair
+from discodsl.worker.spills import Scratch, read_batches, write_batches
 
 K = TypeVar("K")
 V = TypeVar("V")
 Record = tuple[Any, Any]
 Groups = Generator[tuple[K, Iterator[V]], None, None]
 
-_FAN_IN = 64  # runs merged at once; more need intermediate passes
 _PARTS = 64  # files group_hashed partitions into once past the budget
-_FIRST_CHUNK = 1  # records read before any size estimate exists
-_MAX_CHUNK = 8192  # records read between two budget checks
-_SAMPLES = 4  # records sized per chunk read
-_SLOT_BYTES = 8 + 8 + 16  # slots in the buffer and its sorted copy, sort's keys and scratch
-_LIST_SLOT = 9  # a grouped value's slot in its key's list, with the list's spare room
-_KEY_BYTES = 56 + 80  # a key's empty list, and its dict entry with the table's spare room
-_NESTED_FACTOR = 4  # in-memory bytes per pickled byte of a container's items
-_FLAT_TYPES = frozenset({str, bytes, int, float, bool, type(None), complex})
 _PLAIN = frozenset({str, bytes, int, bool, type(None)})  # equal to any copy of themselves
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
-_FRAME = struct.Struct("<Q")  # each batch in a spill file: its pickle's length, then the pickle
-_BATCH_BYTES = 1 << 20  # the most a spilled batch of several records pickles to
-_PICKLED = 8192  # records in one pickle of a spill, at most: its memo stays small
-
-# What comparing two keys that do not compare raises: TypeError; for a Decimal signaling
-# NaN, decimal.InvalidOperation (an ArithmeticError); for numpy arrays (or tuples holding
-# them), ValueError ("the truth value of an array ... is ambiguous").
-_UNCOMPARABLE = (TypeError, ArithmeticError, ValueError)
 _KEY: Callable[[Record], Any] = itemgetter(0)
 _VALUE: Callable[[Record], Any] = itemgetter(1)
 
@@ -172,7 +131,7 @@ def _group_buffered(
     records, within ``budget``) before grouping them: what is left to do when they do not
     fit as groups, or when a key does not hash or a record is not a pair."""
     buffer: list[Record] = []
-    meter = _Meter(budget)
+    meter = Meter(budget)
     if _fill(records, buffer, meter):
         # Fast path, every reduce's: group by hash, sort only the distinct keys.
         groups = _by_key(buffer)
@@ -188,7 +147,7 @@ def _group_buffered(
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
         yield from _by_encodings(iter(unordered), budget, tmpdir, stage)
         return
-    scratch = _Scratch(tmpdir)
+    scratch = Scratch(tmpdir)
     chunks: Iterator[list[Record]] = iter(())
     try:
         runs, apart = _spill_runs(records, buffer, meter, scratch, stage)
@@ -235,9 +194,9 @@ def _values(group: Iterator[Record], given: list[int], mine: int, stage: str) ->
         )
 
 
-def _read_records(paths: list[str], scratch: _Scratch) -> Iterator[Record]:
+def _read_records(paths: list[str], scratch: Scratch) -> Iterator[Record]:
     """The records of the spilled files at ``paths``, file after file."""
-    batches = chain.from_iterable(_read_batches(path, scratch) for path in paths)
+    batches = chain.from_iterable(read_batches(path, scratch) for path in paths)
     return chain.from_iterable(batches)
 
 
@@ -245,7 +204,7 @@ def _grouped_while_they_fit(
     records: Iterator[Record], budget: int
 ) -> tuple[dict[Any, list[Any]], Iterator[Record] | None, int]:
     """Each key's values in input order, grouped as the records are read, while the groups
-    take at most ``budget`` bytes (estimated: see _GroupMeter) and each record is a pair
+    take at most ``budget`` bytes (estimated: see GroupMeter) and each record is a pair
     whose key hashes. Far less than the records themselves take when keys repeat: a
     record's tuple and its copy of the key go as soon as it is grouped.
 
@@ -255,7 +214,7 @@ def _grouped_while_they_fit(
     input's order, then those not grouped) and the bytes the groups held.
     """
     groups: dict[Any, list[Any]] = {}
-    meter = _GroupMeter(budget)
+    meter = GroupMeter(budget)
     while chunk := list(islice(records, meter.room())):
         known = len(groups)
         done, _ = _group_into(groups, chunk)
@@ -363,13 +322,13 @@ def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str)
         unordered.sort(key=lambda key: _sort_key(key, stage, serial))
     try:
         return sorted(keys) + unordered
-    except _UNCOMPARABLE as err:
+    except UNCOMPARABLE as err:
         ordered = [r for r in buffer if not is_pair(r) or _totally_ordered(r[0])]
         ordered += ((key, groups[key][0]) for key in keys)
-        raise _sort_error(stage, ordered, err) from err
+        raise sort_error(stage, ordered, err) from err
 
 
-def _fill(records: Iterator[Record], buffer: list[Record], meter: _Meter) -> bool:
+def _fill(records: Iterator[Record], buffer: list[Record], meter: Meter) -> bool:
     """Read records into ``buffer`` until the budget is used; True if the input ran out."""
     while want := meter.room():
         start = len(buffer)
@@ -390,12 +349,12 @@ def _sorted(buffer: list[Record], stage: str) -> list[Record]:
     """
     try:
         return sorted(buffer, key=_KEY)
-    except _UNCOMPARABLE as err:
-        raise _sort_error(stage, buffer, err) from err
+    except UNCOMPARABLE as err:
+        raise sort_error(stage, buffer, err) from err
 
 
 def _spill_runs(
-    records: Iterator[Record], buffer: list[Record], meter: _Meter, scratch: _Scratch, stage: str
+    records: Iterator[Record], buffer: list[Record], meter: Meter, scratch: Scratch, stage: str
 ) -> tuple[list[str], list[str]]:
     """Spill the full ``buffer`` and then the rest of ``records`` as sorted run files, those
     whose keys have no order (sets, NaN) apart, unsorted; the paths of both. Stop, leaving
@@ -417,11 +376,11 @@ def _spill_runs(
     return runs, apart
 
 
-def _spilled(records: list[Record], meter: _Meter, scratch: _Scratch) -> str:
+def _spilled(records: list[Record], meter: Meter, scratch: Scratch) -> str:
     """Write ``records`` (emptying the list) to a new scratch file; its path."""
     path, file = scratch.create()
     with file:
-        _write_batches(file, records, meter.batch_size(), flush=True)
+        write_batches(file, records, meter.batch_size(), flush=True)
     return path
 
 
@@ -448,7 +407,7 @@ def _apart(key: Any) -> bool:
 
 
 def _merge_pass(
-    runs: list[str], fan_in: int, batch_size: int, scratch: _Scratch, stage: str
+    runs: list[str], fan_in: int, batch_size: int, scratch: Scratch, stage: str
 ) -> list[str]:
     """Merge consecutive groups of ``fan_in`` runs into one run each, keeping their order."""
     merged: list[str] = []
@@ -460,7 +419,7 @@ def _merge_pass(
     return merged
 
 
-def _merge_to_run(runs: list[str], batch_size: int, scratch: _Scratch, stage: str) -> str:
+def _merge_to_run(runs: list[str], batch_size: int, scratch: Scratch, stage: str) -> str:
     """Merge ``runs`` into a new run file and return its path."""
     path, file = scratch.create()
     chunks = _merge(runs, scratch, stage)
@@ -469,8 +428,8 @@ def _merge_to_run(runs: list[str], batch_size: int, scratch: _Scratch, stage: st
             pending: list[Record] = []
             for chunk in chunks:
                 pending += chunk
-                _write_batches(file, pending, batch_size, flush=False)
-            _write_batches(file, pending, batch_size, flush=True)
+                write_batches(file, pending, batch_size, flush=False)
+            write_batches(file, pending, batch_size, flush=True)
     finally:
         _close(chunks)
     return path
@@ -497,7 +456,7 @@ class _Head:
         return self.batch[self.pos :] if self.pos else self.batch
 
 
-def _merge(runs: list[str], scratch: _Scratch, stage: str) -> Iterator[list[Record]]:
+def _merge(runs: list[str], scratch: Scratch, stage: str) -> Iterator[list[Record]]:
     """Merge sorted runs into a stream of sorted chunks, stably (earlier runs first).
 
     Rather than one heap operation per record, each step takes the smallest
@@ -507,7 +466,7 @@ def _merge(runs: list[str], scratch: _Scratch, stage: str) -> Iterator[list[Reco
     by run, reading further batches as needed, so one key with any number of
     values streams. Each step uses up at least one batch.
     """
-    heads = [_Head(_read_batches(path, scratch)) for path in runs]
+    heads = [_Head(read_batches(path, scratch)) for path in runs]
     try:
         heads = [head for head in heads if head.advance()]
         while len(heads) > 1:
@@ -536,9 +495,9 @@ def _take_below(heads: list[_Head], stage: str) -> tuple[Any, list[Record]]:
             below += head.batch[head.pos : cut]
             head.pos = cut
         below.sort(key=_KEY)
-    except _UNCOMPARABLE as err:
+    except UNCOMPARABLE as err:
         buffered = [record for head in heads for record in head.batch]
-        raise _sort_error(stage, buffered, err) from err
+        raise sort_error(stage, buffered, err) from err
     return frontier, below
 
 
@@ -568,7 +527,7 @@ def _group_hashed(
         for key, values in groups.items():
             yield key, iter(values)
         return
-    scratch = _Scratch(tmpdir)
+    scratch = Scratch(tmpdir)
     inner: Iterator[Any] = iter(())
     try:
         batch_size = _spill_batch(groups, budget // 2)
@@ -592,13 +551,13 @@ def _collect(
     records: Iterator[Record], groups: dict[Any, list[Any]], budget: int, stage: str
 ) -> bool:
     """Add records to ``groups`` while they take at most ``budget`` bytes (estimated: see
-    _GroupMeter); True if the input ran out first."""
-    meter = _GroupMeter(budget)
+    GroupMeter); True if the input ran out first."""
+    meter = GroupMeter(budget)
     while chunk := list(islice(records, meter.room())):
         known = len(groups)
         done, err = _group_into(groups, chunk)
         if err is not None:
-            raise _hash_error(stage, chunk[done:], err) from err
+            raise hash_error(stage, chunk[done:], err) from err
         meter.count(chunk, len(groups) - known)
         if meter.full():
             return False
@@ -608,8 +567,8 @@ def _collect(
 def _spill_batch(groups: dict[Any, list[Any]], budget: int) -> int:
     """Records per batch of a partition file, so that a batch waiting for each of the
     ``_PARTS`` files fits ``budget``: sized on records like the first few groups' first."""
-    meter = _Meter(budget)
-    meter.count([(key, values[0]) for key, values in islice(groups.items(), _SAMPLES)], 0)
+    meter = Meter(budget)
+    meter.count([(key, values[0]) for key, values in islice(groups.items(), SAMPLES)], 0)
     return meter.batch_size(_PARTS)
 
 
@@ -622,7 +581,7 @@ def _ungroup(groups: dict[Any, list[Any]]) -> Iterator[Record]:
 
 
 def _partition(
-    records: Iterator[Record], batch_size: int, budget: int, scratch: _Scratch, stage: str
+    records: Iterator[Record], batch_size: int, budget: int, scratch: Scratch, stage: str
 ) -> list[str]:
     """Write ``records`` into up to ``_PARTS`` files by a CRC of the key's canonical encoding.
 
@@ -638,7 +597,7 @@ def _partition(
     # The part of recent keys: skips most encoding under repeated keys. At most a batch of
     # them, which the budget holds (8,192 long keys, uncounted, took 20 times the budget).
     known: dict[Any, int] = {}
-    remembered = min(_MAX_CHUNK, batch_size)
+    remembered = min(MAX_CHUNK, batch_size)
     crc = partitioner(_PARTS)  # _part_of's CRC, a str's without building its encoding
     waiting, getsizeof = 0, sys.getsizeof  # bytes of the values in ``pending`` (own sizes)
     try:
@@ -647,34 +606,34 @@ def _partition(
                 key, value = record
                 part = known.get(key)
             except (TypeError, ValueError) as err:  # not a pair, a key that does not hash
-                raise _hash_error(stage, [record], err) from err
+                raise hash_error(stage, [record], err) from err
             if part is None:
                 if len(known) >= remembered:
                     known.clear()
                 part = known[key] = crc(key) if key.__class__ is str else _part_of(key, stage)
             pending[part].append(record)
             if len(pending[part]) >= batch_size:
-                _write_batches(
+                write_batches(
                     _part_file(files, part, scratch), pending[part], batch_size, flush=False
                 )
             waiting += getsizeof(value)
             if waiting > budget // 2:
                 for index, held in enumerate(pending):
                     if held:
-                        _write_batches(
+                        write_batches(
                             _part_file(files, index, scratch), held, batch_size, flush=True
                         )
                 waiting = 0
         for part, left in enumerate(pending):
             if left:
-                _write_batches(_part_file(files, part, scratch), left, batch_size, flush=True)
+                write_batches(_part_file(files, part, scratch), left, batch_size, flush=True)
     finally:
         for _, file in files.values():
             file.close()
     return [files[part][0] for part in sorted(files)]
 
 
-def _part_file(files: dict[int, tuple[str, IO[bytes]]], part: int, scratch: _Scratch) -> IO[bytes]:
+def _part_file(files: dict[int, tuple[str, IO[bytes]]], part: int, scratch: Scratch) -> IO[bytes]:
     """The open file of partition ``part``, created on its first write."""
     if part not in files:
         files[part] = scratch.create()
@@ -697,17 +656,17 @@ def _pickled(key: Any, stage: str) -> bytes:
         return pickle.dumps(key, protocol=4)
     except Exception as err:
         raise StageError(
-            f"{_where(stage)}: cannot pickle the key {brief(key, 60)} ({type(key).__name__}) to "
+            f"{where(stage)}: cannot pickle the key {brief(key, 60)} ({type(key).__name__}) to "
             f"spill it to disk: {err}; make keys picklable, e.g. str or tuples",
             stage=stage,
         ) from err
 
 
-def _load_part(path: str, budget: int, scratch: _Scratch) -> dict[Any, list[Any]] | None:
+def _load_part(path: str, budget: int, scratch: Scratch) -> dict[Any, list[Any]] | None:
     """The groups of one partition file, or None if they do not fit ``budget``."""
-    meter = _GroupMeter(budget)
+    meter = GroupMeter(budget)
     groups: dict[Any, list[Any]] = {}
-    for batch in _read_batches(path, scratch, remove=False):
+    for batch in read_batches(path, scratch, remove=False):
         known = len(groups)
         _group_into(groups, batch)  # every record was checked on its way to the file
         meter.count(batch, len(groups) - known)
@@ -716,9 +675,9 @@ def _load_part(path: str, budget: int, scratch: _Scratch) -> dict[Any, list[Any]
     return groups
 
 
-def _group_by_encoding(path: str, budget: int, scratch: _Scratch, stage: str) -> Groups[Any, Any]:
+def _group_by_encoding(path: str, budget: int, scratch: Scratch, stage: str) -> Groups[Any, Any]:
     """Group a partition too big for memory by sorting on the keys' encodings, which streams."""
-    batches = _read_batches(path, scratch)
+    batches = read_batches(path, scratch)
     try:
         yield from _by_encodings(chain.from_iterable(batches), budget, scratch.tmpdir, stage)
     finally:
@@ -774,407 +733,8 @@ def _self_equal(key: Any) -> bool:
         return True
 
 
-# -- estimating memory --------------------------------------------------------------------------
-
-
-def _next_chunk(last: int, fits: int) -> int:
-    """Records to read next: as many as ``fits``, and at most twice the ``last`` chunk, so
-    that a chunk sized on small records meets big ones a few at a time."""
-    return max(1, min(_MAX_CHUNK, 2 * last, fits))
-
-
-class _Meter:
-    """Estimated bytes of the records held, and how many more to read before the budget."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.used = 0
-        self.per_record = 0  # bytes of one record, as last sampled
-        self.last = _FIRST_CHUNK  # records read last
-
-    def room(self) -> int:
-        """How many records to read next; 0 once the budget is used."""
-        if not self.per_record:
-            return _FIRST_CHUNK
-        room = self.budget - self.used
-        if self.used and room < self.per_record:
-            return 0
-        # at least one record even when one alone is over the budget, or nothing moves
-        return _next_chunk(self.last, room // self.per_record)
-
-    def count(self, records: Sequence[Record], start: int) -> None:
-        """Add ``records[start:]``, just read, to the bytes held."""
-        read = len(records) - start
-        if read <= 0:
-            return
-        step = max(1, read // _SAMPLES)
-        sizes = [_record_size(records[index]) for index in range(start, len(records), step)]
-        values = _shallow_values(records[start:]) // read + _SLOT_BYTES
-        self.per_record = max(sum(sizes) // len(sizes), values)
-        self.used += read * self.per_record
-        self.last = read
-
-    def reset(self) -> None:
-        """Forget the records held (they were spilled); keep the size estimate."""
-        self.used = 0
-
-    def fan_in(self) -> int:
-        """Runs to merge at once: ``_FAN_IN``, fewer when records are so big that a batch of
-        each (a record at least) would not fit half the budget; two at the least."""
-        return max(2, min(_FAN_IN, self.budget // 2 // max(1, self.per_record)))
-
-    def batch_size(self, readers: int = 0) -> int:
-        """Records per spilled batch so that ``readers`` batches (default ``_FAN_IN``) fit."""
-        share = self.budget // (readers or _FAN_IN)
-        return max(1, share // max(1, self.per_record))
-
-
-class _GroupMeter:
-    """Estimated bytes of grouped records: per record a list slot and its value (nothing
-    for the objects CPython keeps one of: None, booleans, small ints), per key the key,
-    its list and its dict entry; sampled in every chunk, as _Meter samples records."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.used = 0
-        self.per_read = 0  # bytes a record read added, on average over the last chunk
-        self.last = _FIRST_CHUNK  # records read last
-
-    def room(self) -> int:
-        """How many records to read next: at least one (an empty read means the input
-        ended; full() says when to stop)."""
-        if not self.per_read:
-            return _FIRST_CHUNK
-        return _next_chunk(self.last, (self.budget - self.used) // self.per_read)
-
-    def count(self, chunk: Sequence[Record], new_keys: int) -> None:
-        """Add ``chunk``, just grouped, which made ``new_keys`` groups, to the bytes held."""
-        sample = chunk[:: max(1, len(chunk) // _SAMPLES)]
-        values = sum(_value_size(value) for _, value in sample) // len(sample)
-        keys = sum(_object_size(key) for key, _ in sample) // len(sample)
-        values = max(values, _shallow_values(chunk) // len(chunk))
-        added = len(chunk) * (_LIST_SLOT + values) + new_keys * (_KEY_BYTES + keys)
-        self.used += added
-        self.per_read = max(1, added // len(chunk))
-        self.last = len(chunk)
-
-    def full(self) -> bool:
-        return self.used > self.budget
-
-
-def _shallow_values(records: Sequence[Record]) -> int:
-    """The values' own sizes (``sys.getsizeof``), every one of them: a floor under the
-    sampled estimate, which can miss the rare big value (a numpy array, a long bytes) among
-    small ones. About 0.1 µs a record, all in C."""
-    try:
-        return sum(map(sys.getsizeof, map(_VALUE, records)))
-    except (TypeError, IndexError, KeyError):  # a record that is no pair: refused later
-        return 0
-
-
-def _value_size(value: Any) -> int:
-    """Estimated bytes a grouped value adds: none for an object every record shares."""
-    if value is None or value.__class__ is bool:
-        return 0
-    if value.__class__ is int and -5 <= value <= 256:
-        return 0
-    return _object_size(value)
-
-
-def _record_size(record: Any) -> int:
-    """Estimated bytes one buffered record takes: see the module docstring."""
-    size = sys.getsizeof(record) + _SLOT_BYTES
-    if type(record) is tuple:
-        for item in record:
-            size += _object_size(item)
-    return size
-
-
-def _object_size(item: Any) -> int:
-    """Estimated bytes of a key or value; containers count their pickled items too."""
-    size = sys.getsizeof(item)
-    if type(item) not in _FLAT_TYPES:
-        with suppress(Exception):  # unpicklable values are fine in memory; count them shallow
-            size += _NESTED_FACTOR * len(pickle.dumps(item, _PROTOCOL))
-    return size
-
-
-# -- spill files --------------------------------------------------------------------------------
-
-
-class _Scratch:
-    """The spill files of one grouping, in ``tmpdir``: each removed once read, all at the end.
-
-    Each is named after its process (:func:`~.owners.owner_mark`): a worker killed while it
-    spilled (the out-of-memory killer) cleans nothing up, and the next grouping to spill in
-    the same directory (the job's, a task after it) removes what such a process left.
-    """
-
-    def __init__(self, tmpdir: str) -> None:
-        self.tmpdir = tmpdir
-        self._paths: set[str] = set()
-
-    def create(self) -> tuple[str, IO[bytes]]:
-        """A new empty file for writing, and its path."""
-        import tempfile  # here, not at the top: only a spilling reduce needs it (5 ms a start)
-
-        if not self._paths:
-            _remove_ended(self.tmpdir)
-        prefix = f"{_SPILL_PREFIX}{owners.owner_mark()}"
-        fd, path = tempfile.mkstemp(prefix=prefix, suffix=_SPILL_SUFFIX, dir=self.tmpdir)
-        self._paths.add(path)
-        return path, os.fdopen(fd, "wb")
-
-    def discard(self, path: str) -> None:
-        """Delete one file, as soon as it has been read."""
-        self._paths.discard(path)
-        with suppress(FileNotFoundError):
-            os.unlink(path)
-
-    def close(self) -> None:
-        """Delete every file still here: the grouping ended, early or not."""
-        for path in list(self._paths):
-            self.discard(path)
-
-
-_SPILL_PREFIX, _SPILL_SUFFIX = "groupby-", ".spill"
-
-
-def _remove_ended(directory: str) -> None:
-    """Remove the spill files in ``directory`` of processes that have ended."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    spills = (name for name in names if name.startswith(_SPILL_PREFIX))
-    for name in spills:
-        if name.endswith(_SPILL_SUFFIX) and owners.ended(name.removeprefix(_SPILL_PREFIX)):
-            with suppress(OSError):
-                os.unlink(os.path.join(directory, name))
-
-
-def _write_batches(file: IO[bytes], records: list[Record], size: int, *, flush: bool) -> None:
-    """Write ``records`` as pickled batches of ``size`` and remove them from the list.
-
-    Without ``flush`` a last partial batch stays in ``records`` for later.
-    Each batch is framed as its pickle's length then the pickle.
-    """
-    end = len(records) if flush else len(records) - len(records) % size
-    for start in range(0, end, size):
-        _write_batch(file, records[start : start + size])
-    del records[:end]
-
-
-def _write_batch(file: IO[bytes], batch: list[Record]) -> None:
-    """One batch, framed: as frames of _PICKLED records at most (the memo of a pickle of
-    more slows each record), each halved until its pickle is at most _BATCH_BYTES (or a
-    record), so that reading a frame back holds no more (a batch is sized in records, on
-    a size sampled from a few, which can miss the rare big one)."""
-    for start in range(0, len(batch), _PICKLED):
-        _write_frame(file, batch[start : start + _PICKLED])
-
-
-def _write_frame(file: IO[bytes], records: list[Record]) -> None:
-    data = _dumps(records)
-    if len(data) > _BATCH_BYTES and len(records) > 1:
-        half = len(records) // 2
-        del data
-        _write_frame(file, records[:half])
-        _write_frame(file, records[half:])
-        return
-    file.write(_FRAME.pack(len(data)))
-    file.write(data)
-
-
-def _dumps(batch: list[Record]) -> memoryview:
-    """Pickle a batch the usual way, with the memo: what an object held twice in a record
-    is, it stays when the batch is read back (the memo-less "fast" pickler wrote copies,
-    and a load made them: a value holding one list twice came back as two lists past the
-    budget, and ``[chunk] * 100`` as 100 chunks), and cycles pickle. As deep as the map
-    wrote its records: the pickler's depth counts the calls under it, and a reduce spills
-    from further down the stack than a map writes (a value nested short of the limit there
-    failed only past the budget)."""
-    try:
-        return memoryview(pickle.dumps(batch, _PROTOCOL))
-    except RecursionError:
-        with _deeper():
-            return memoryview(pickle.dumps(batch, _PROTOCOL))
-
-
-@contextmanager
-def _deeper() -> Iterator[None]:
-    """The recursion limit raised by _SPILL_DEPTH in the block, and back after the last
-    of the blocks going at once (inline runs' groupings, in threads) has ended."""
-    with _DEEPER_LOCK:
-        if not _DEEPER["blocks"]:
-            _DEEPER["limit"] = sys.getrecursionlimit()
-            sys.setrecursionlimit(_DEEPER["limit"] + _SPILL_DEPTH)
-        _DEEPER["blocks"] += 1
-    try:
-        yield
-    finally:
-        with _DEEPER_LOCK:
-            _DEEPER["blocks"] -= 1
-            if not _DEEPER["blocks"]:
-                sys.setrecursionlimit(_DEEPER["limit"])
-
-
-_SPILL_DEPTH = 200  # frames a spill may be under a map's writing, at most
-_DEEPER_LOCK = threading.Lock()
-_DEEPER = {"blocks": 0, "limit": 0}  # blocks going, and the limit before the first
-
-
-def _read_batches(path: str, scratch: _Scratch, *, remove: bool = True) -> Iterator[list[Record]]:
-    """The batches of a spill file, one at a time; the file is deleted once read if ``remove``."""
-    try:
-        with open(path, "rb") as file:
-            while header := file.read(_FRAME.size):
-                (length,) = _FRAME.unpack(header)
-                yield pickle.loads(file.read(length))
-    finally:
-        if remove:
-            scratch.discard(path)
-
-
 def _close(iterator: Iterator[Any]) -> None:
     """Close a generator now, so its files close and go, rather than when it is collected."""
     close = getattr(iterator, "close", None)
     if close is not None:
         close()
-
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-def _where(stage: str) -> str:
-    """How a message names the stage."""
-    return f"stage {stage!r}" if stage else "the reduce"
-
-
-class _Unordered(Exception):
-    """Raised by :class:`_Probe` to carry out the first two keys that do not compare."""
-
-    def __init__(self, left: Any, right: Any, reason: Exception) -> None:
-        super().__init__(left, right)
-        self.left = left
-        self.right = right
-        self.reason = reason  # what comparing these two raised
-
-
-class _Probe:
-    """A key that reports which comparison failed; used only after a sort has failed."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: Any) -> None:
-        self.key = key
-
-    def __lt__(self, other: _Probe) -> bool:
-        try:
-            return bool(self.key < other.key)
-        except _UNCOMPARABLE as exc:
-            raise _Unordered(self.key, other.key, exc) from None
-
-
-def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
-    """The error for the first record that is not a ``(key, value)`` pair, if any."""
-    for record in records:
-        if not is_pair(record):
-            return StageError(
-                f"{_where(stage)}: got {brief(record, 60)} ({type(record).__name__}) as a record; "
-                "a reduce's input must be (key, value) pairs: make the previous stage yield them",
-                stage=stage,
-            )
-    return None
-
-
-def _sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
-    """Explain a failed sort: a record that is not a pair, or two keys that do not compare."""
-    not_pair = _not_a_pair(stage, records)
-    if not_pair is not None:
-        return not_pair
-    try:
-        sorted(_Probe(record[0]) for record in records)
-    except _Unordered as found:
-        err = found.reason  # of the pair named (the sort's may be of another)
-        kind = type(found.left).__name__
-        if isinstance(err, ArithmeticError):  # decimal's, comparing a signaling NaN
-            return StageError(
-                f"{_where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
-                f"{brief(found.right, 60)} cannot be compared ({type(err).__name__}: a "
-                "signaling NaN compares with nothing, nor hashes); keep signaling NaNs out "
-                "of keys: map them, e.g. to str(key)",
-                stage=stage,
-            )
-        if _naive_and_aware(found.left, found.right):
-            return StageError(
-                f"{_where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
-                f"{brief(found.right, 60)} cannot be compared ({err}): make every {kind} key "
-                "aware (e.g. .replace(tzinfo=timezone.utc) for naive UTC values) or every one "
-                "naive, or group with sort=False",
-                stage=stage,
-            )
-        if type(found.left) is type(found.right) and not isinstance(found.left, (tuple, list)):
-            # None, or a class without an order (tuples order: their items did not)
-            return StageError(
-                f"{_where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
-                f"{brief(found.right, 60)} ({kind}) cannot be compared ({err}): {kind} keys have "
-                "no order; map them to keys that have one (e.g. str), or group with "
-                "sort=False",
-                stage=stage,
-            )
-        right = type(found.right).__name__
-        pair = f"{brief(found.left, 60)} ({kind}) and {brief(found.right, 60)} ({right})"
-        if type(found.left) is type(found.right):  # tuples (or lists) whose items do not
-            return StageError(
-                f"{_where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
-                f"{kind} keys compare item by item, so the items in each place must be of "
-                "one type; map the keys (e.g. to str), or group with sort=False",
-                stage=stage,
-            )
-    else:
-        pair = "two keys"  # the failing pair did not meet again; err names their types
-    return StageError(
-        f"{_where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}); "
-        "make keys of one type (or map them, e.g. to str), or group with sort=False",
-        stage=stage,
-    )
-
-
-def _naive_and_aware(left: Any, right: Any) -> bool:
-    """Whether ``left`` and ``right`` are datetimes (or times), one naive and one aware."""
-    kinds = (dt.datetime, dt.time)
-    if not (isinstance(left, kinds) and isinstance(right, kinds)):
-        return False
-    return (left.utcoffset() is None) != (right.utcoffset() is None)
-
-
-def _hashable_instead(key: Any) -> str:
-    """What to make of an unhashable key instead: a type that compares as it does."""
-    if isinstance(key, (set, frozenset)):
-        return (
-            "frozenset(key), which compares as the set does (a tuple or str of a set "
-            "follows its order, which differs between processes)"
-        )
-    if isinstance(key, (bytearray, memoryview)):
-        return "bytes(key)"
-    if isinstance(key, dict):
-        return "a tuple of its sorted items, tuple(sorted(key.items()))"
-    return "tuple(key) for a list, or a str"
-
-
-def _hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
-    """Explain a failed grouping by hash: a key that is unhashable, or a record not a pair."""
-    not_pair = _not_a_pair(stage, records)
-    if not_pair is not None:
-        return not_pair
-    for record in records:
-        try:
-            hash(record[0])
-        except TypeError:
-            return StageError(
-                f"{_where(stage)}: the key {brief(record[0], 60)} ({type(record[0]).__name__}) "
-                f"is not hashable; map keys to a hashable type: {_hashable_instead(record[0])}",
-                stage=stage,
-            )
-    return StageError(f"{_where(stage)}: cannot group its records: {err}", stage=stage)

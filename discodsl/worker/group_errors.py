@@ -1,0 +1,154 @@
+"""Why a reduce's records could not be grouped (:mod:`.groupby`): keys that do not
+compare (sorting) or do not hash, and records that are no pairs, each as a StageError
+naming the stage, the keys and what to do.
+
+Not here: the grouping itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from discodsl.worker.errors import StageError, brief
+from discodsl.worker.records import is_pair
+
+# What comparing two keys that do not compare raises: TypeError; for a Decimal signaling
+# NaN, decimal.InvalidOperation (an ArithmeticError); for numpy arrays (or tuples holding
+# them), ValueError ("the truth value of an array ... is ambiguous").
+UNCOMPARABLE = (TypeError, ArithmeticError, ValueError)
+
+
+def where(stage: str) -> str:
+    """How a message names the stage."""
+    return f"stage {stage!r}" if stage else "the reduce"
+
+
+class _Unordered(Exception):
+    """Raised by :class:`_Probe` to carry out the first two keys that do not compare."""
+
+    def __init__(self, left: Any, right: Any, reason: Exception) -> None:
+        super().__init__(left, right)
+        self.left = left
+        self.right = right
+        self.reason = reason  # what comparing these two raised
+
+
+class _Probe:
+    """A key that reports which comparison failed; used only after a sort has failed."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Probe) -> bool:
+        try:
+            return bool(self.key < other.key)
+        except UNCOMPARABLE as exc:
+            raise _Unordered(self.key, other.key, exc) from None
+
+
+def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
+    """The error for the first record that is not a ``(key, value)`` pair, if any."""
+    for record in records:
+        if not is_pair(record):
+            return StageError(
+                f"{where(stage)}: got {brief(record, 60)} ({type(record).__name__}) as a record; "
+                "a reduce's input must be (key, value) pairs: make the previous stage yield them",
+                stage=stage,
+            )
+    return None
+
+
+def sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
+    """Explain a failed sort: a record that is not a pair, or two keys that do not compare."""
+    not_pair = _not_a_pair(stage, records)
+    if not_pair is not None:
+        return not_pair
+    try:
+        sorted(_Probe(record[0]) for record in records)
+    except _Unordered as found:
+        err = found.reason  # of the pair named (the sort's may be of another)
+        kind = type(found.left).__name__
+        if isinstance(err, ArithmeticError):  # decimal's, comparing a signaling NaN
+            return StageError(
+                f"{where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
+                f"{brief(found.right, 60)} cannot be compared ({type(err).__name__}: a "
+                "signaling NaN compares with nothing, nor hashes); keep signaling NaNs out "
+                "of keys: map them, e.g. to str(key)",
+                stage=stage,
+            )
+        if _naive_and_aware(found.left, found.right):
+            return StageError(
+                f"{where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
+                f"{brief(found.right, 60)} cannot be compared ({err}): make every {kind} key "
+                "aware (e.g. .replace(tzinfo=timezone.utc) for naive UTC values) or every one "
+                "naive, or group with sort=False",
+                stage=stage,
+            )
+        if type(found.left) is type(found.right) and not isinstance(found.left, (tuple, list)):
+            # None, or a class without an order (tuples order: their items did not)
+            return StageError(
+                f"{where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
+                f"{brief(found.right, 60)} ({kind}) cannot be compared ({err}): {kind} keys have "
+                "no order; map them to keys that have one (e.g. str), or group with "
+                "sort=False",
+                stage=stage,
+            )
+        right = type(found.right).__name__
+        pair = f"{brief(found.left, 60)} ({kind}) and {brief(found.right, 60)} ({right})"
+        if type(found.left) is type(found.right):  # tuples (or lists) whose items do not
+            return StageError(
+                f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
+                f"{kind} keys compare item by item, so the items in each place must be of "
+                "one type; map the keys (e.g. to str), or group with sort=False",
+                stage=stage,
+            )
+    else:
+        pair = "two keys"  # the failing pair did not meet again; err names their types
+    return StageError(
+        f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}); "
+        "make keys of one type (or map them, e.g. to str), or group with sort=False",
+        stage=stage,
+    )
+
+
+def _naive_and_aware(left: Any, right: Any) -> bool:
+    """Whether ``left`` and ``right`` are datetimes (or times), one naive and one aware."""
+    kinds = (dt.datetime, dt.time)
+    if not (isinstance(left, kinds) and isinstance(right, kinds)):
+        return False
+    return (left.utcoffset() is None) != (right.utcoffset() is None)
+
+
+def _hashable_instead(key: Any) -> str:
+    """What to make of an unhashable key instead: a type that compares as it does."""
+    if isinstance(key, (set, frozenset)):
+        return (
+            "frozenset(key), which compares as the set does (a tuple or str of a set "
+            "follows its order, which differs between processes)"
+        )
+    if isinstance(key, (bytearray, memoryview)):
+        return "bytes(key)"
+    if isinstance(key, dict):
+        return "a tuple of its sorted items, tuple(sorted(key.items()))"
+    return "tuple(key) for a list, or a str"
+
+
+def hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
+    """Explain a failed grouping by hash: a key that is unhashable, or a record not a pair."""
+    not_pair = _not_a_pair(stage, records)
+    if not_pair is not None:
+        return not_pair
+    for record in records:
+        try:
+            hash(record[0])
+        except TypeError:
+            return StageError(
+                f"{where(stage)}: the key {brief(record[0], 60)} ({type(record[0]).__name__}) "
+                f"is not hashable; map keys to a hashable type: {_hashable_instead(record[0])}",
+                stage=stage,
+            )
+    return StageError(f"{where(stage)}: cannot group its records: {err}", stage=stage)
