@@ -74,7 +74,8 @@ class DataError(DiscoDSLError):
 
 class MalformedRecord(DataError):
     """A record of an input could not be parsed by the stage's reader (a JSON line, a CSV
-    row, a short fixed-size record); ``url``, ``record`` and ``span`` say where.
+    row, a short fixed-size record), or needs a class this process cannot import;
+    ``url``, ``record`` and ``span`` say where.
 
     Unlike other DataErrors it is not retried, nor read from another replica:
     the same bytes would fail again. The job fails at once (Disco's FATAL).

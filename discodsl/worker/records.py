@@ -579,22 +579,7 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
     try:
         records = _load(payload)
     except (ImportError, AttributeError) as exc:  # its checksum held: a class is missing here
-        missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
-        where = (
-            f" (run from the directory of {missing.replace('.', '/')}.py, or put that "
-            "directory on PYTHONPATH)"
-            if missing
-            else ""
-        )
-        raise DataError(
-            f"{url}: the records of the hunk at bytes [{start}, {end}) need a class or module "
-            f"this process cannot import ({type(exc).__name__}: {exc}): define the classes "
-            "records hold at the top level of a module that the job and whatever reads its "
-            "records both import (a class defined inside a function cannot be found by "
-            f"another process), and import that module here{where}",
-            url=url,
-            span=(start, end),
-        ) from exc
+        raise _class_missing(exc, url, start, end) from exc
     except Exception as exc:  # unpickling bad bytes can raise nearly anything
         raise _hunk_error(
             url,
@@ -605,6 +590,29 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
             "task that wrote it, or read another replica",
         ) from exc
     return records
+
+
+def _class_missing(exc: Exception, url: str, start: int, end: int) -> MalformedRecord:
+    """The error for a hunk whose records need a class or module this process lacks: a
+    MalformedRecord, neither retried nor read from another replica, since every attempt and
+    every copy needs the same class (a task retried for it ran 100 times on a master)."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    where = (
+        f" (run from the directory of {missing.replace('.', '/')}.py, or put that "
+        "directory on PYTHONPATH)"
+        if missing
+        else ""
+    )
+    said = str(exc).split(" from '", 1)[0]  # not the module's file: "on <module 'x' from ...>"
+    return MalformedRecord(
+        f"{url}: the records of the hunk at bytes [{start}, {end}) need a class or module "
+        f"this process cannot import ({type(exc).__name__}: {said}): pass the run's results "
+        "(not their record_urls()) to the job reading them, which then carries your "
+        "script's classes, or name the class in its stages or params, or define it at the "
+        f"top level of a module that both import{where}",
+        url=url,
+        span=(start, end),
+    )
 
 
 _CORRUPT: Final = "the file is corrupt: re-run the task that wrote it, or read another replica"
