@@ -77,8 +77,8 @@ def test_an_identical_run_is_served_from_the_cache(
     notice = [line for line in capfd.readouterr().err.splitlines() if "cached" in line]
     assert notice == [
         f"discodsl: cached results of job 'cached_wordcount' from run {first.jobname} "
-        f"({notice[0].split('(')[-1].split(')')[0]}); cache=False, or no --cache on the "
-        "command line, runs it again"
+        f"({notice[0].split(' (', 1)[1].split(')')[0]}); cache=False (--no-cache on the "
+        "command line) runs it again"
     ]
     assert sorted(again.stage("words")) == sorted(first.stage("words"))
 

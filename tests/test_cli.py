@@ -1421,3 +1421,37 @@ def test_the_same_results_print_alike_in_every_process() -> None:
         "[{\"repr\": \"frozenset({'x', 'y'})\"}, [{\"repr\": \"{'p', 'q'}\"}]]\n"
         '["n", {"repr": "Pair(left=1, right={\'r\', \'s\'})"}]\n'
     }
+
+
+DECLARING = (
+    "from discodsl import job, map\n"
+    "@map\ndef lines(line):\n    yield line, 1\n"
+    "@job(partitions=None, cache=True, push_inputs=True)\ndef declared():\n    return [lines]\n"
+)
+
+
+def test_run_keeps_the_cache_and_push_inputs_a_job_declares_unless_told_otherwise(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, disco_master: DiscoMaster
+) -> None:
+    # Flags not given passed cache=False and push_inputs=False, over the job's own True:
+    # never cached from the command line, and local files sent to a cluster as file://.
+    (tmp_path / "declaring_job.py").write_text(DECLARING)
+    (tmp_path / "in.txt").write_text("a\n")
+    job, data = f"{tmp_path / 'declaring_job.py'}:declared", str(tmp_path / "in.txt")
+    assert records(run(capsys, "run", job, "--inline", data)[0]) == {"a": "1"}
+    _, err = run(capsys, "run", job, "--inline", data)
+    assert "discodsl: cached results of job 'declared'" in err
+    assert "--no-cache on the command line" in err
+    _, err = run(capsys, "run", job, "--inline", data, "--no-cache")
+    assert "cached" not in err
+    out, err = run(capsys, "--master", disco_master.url, "run", job, data, "--no-cache")
+    assert records(out) == {"a": "1"} and "pushed 1 local input file(s) to DDFS" in err
+    _, err = run(capsys, "--master", disco_master.url, "run", job, data, "--no-push-inputs")
+    assert "go to the cluster as file:// URLs" in err
+    pack = tmp_path / "declared.pack"
+    _, err = run(
+        capsys, "--master", disco_master.url, "jobpack", "build", job, data, "-o", str(pack)
+    )
+    assert "pushed 1 local input file(s) to DDFS" in err
+    shown = json.loads(run(capsys, "jobpack", "show", str(pack))[0])
+    assert "file://" not in json.dumps(shown["jobdict"]["inputs"]), shown["jobdict"]["inputs"]

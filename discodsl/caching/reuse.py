@@ -81,7 +81,7 @@ class Checkpoint:
         if self.complete:
             return (
                 f"discodsl: cached results of job {job!r} from run {self.entry.run} ({when}); "
-                "cache=False, or no --cache on the command line, runs it again"
+                "cache=False (--no-cache on the command line) runs it again"
             )
         names = ", ".join(self.skipped)
         return (

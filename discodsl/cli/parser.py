@@ -180,13 +180,14 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("--timeout", type=_job_seconds, metavar="SECONDS", help=TIMEOUT_HELP)
     run.add_argument(
         "--push-inputs",
-        action="store_true",
-        help="upload local input files to DDFS first (cluster)",
+        action=argparse.BooleanOptionalAction,
+        help="upload local input files to DDFS first (cluster; default: the job's own option)",
     )
     run.add_argument(
         "--cache",
-        action="store_true",
-        help="reuse an earlier identical run's results, or resume after its finished stages",
+        action=argparse.BooleanOptionalAction,
+        help="reuse an earlier identical run's results, or resume after its finished stages "
+        "(default: the job's own option)",
     )
     run.add_argument("-o", "--output", metavar="FILE", help="write the records here")
     run.set_defaults(command=cmd_run)

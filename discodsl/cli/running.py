@@ -150,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The default of discodsl.runners.choose, decided here so that the hint fits.
     default = "cluster" if configured_master(master) else "local"
     args.where = mode = cast("Mode", args.mode or default)
-    options: dict[str, Any] = {"push_inputs": args.push_inputs, "cache": args.cache}
+    given = {"push_inputs": args.push_inputs, "cache": args.cache}  # None: the job's own
+    options: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     if args.partitions is not None:
         options["partitions"] = _partitions(args.partitions)
     if args.timeout is not None:
@@ -205,9 +206,11 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
     changes.update(_params_given(job, args.param))
     options = validate_options(job.options, **changes)
     urls = sources.resolve(args.inputs)
-    if any(u.startswith("tag://") for replicas in urls for u in replicas):
-        with cluster_for(args) as conn:
-            urls = cluster.cluster_inputs(conn, urls, name=job.spec(options).name)
+    tags = any(u.startswith("tag://") for replicas in urls for u in replicas)
+    if tags or (options.push_inputs and any(map(cluster.local_file, urls))):
+        with cluster_for(args) as conn:  # the job's push_inputs=True pushes them now
+            name = job.spec(options).name
+            urls = cluster.cluster_inputs(conn, urls, push=options.push_inputs, name=name)
     data = builder.build_jobpack(job, options, urls)
     with stdio.output(args.output, binary=True) as out:
         out.write(data)

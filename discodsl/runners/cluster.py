@@ -345,10 +345,10 @@ def cluster_inputs(
     ``push``, they are uploaded to DDFS under tag ``discodsl:inputs:<name>@<time>``,
     which a notice names (it stays until deleted).
     """
-    local = [i for i, replicas in enumerate(inputs) if _local_file(replicas)]
+    local = [i for i, replicas in enumerate(inputs) if local_file(replicas)]
     if local and push:
         tag = f"discodsl:inputs:{name}@{int(time.time() * 1000):x}"
-        files = [_local_file(inputs[i]) or "" for i in local]
+        files = [local_file(inputs[i]) or "" for i in local]
         blobs = cluster.ddfs.push(tag, files)
         notice(
             f"discodsl: pushed {len(files)} local input file(s) to DDFS tag {tag}, which "
@@ -366,7 +366,7 @@ def cluster_inputs(
     return resolve_inputs(inputs, cluster.ddfs)
 
 
-def _local_file(replicas: list[str]) -> str | None:
+def local_file(replicas: list[str]) -> str | None:
     """The local path of the first ``file://`` replica that can be uploaded whole and is
     here, or None; one not here is another's to read (a replica list fails over past it
     to a URL of another kind), unless every replica is such a file (then the push says the
