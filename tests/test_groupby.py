@@ -8,7 +8,9 @@ multi-pass merge" checks that it got them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
 import os
 import pickle
 import random
@@ -567,6 +569,41 @@ def test_a_sort_error_names_two_keys_with_an_order_not_one_without(tmp_path: Pat
     message = str(caught.value)
     assert "frozenset" not in message
     assert "(int)" in message and "(str)" in message, message
+
+
+class _Color(enum.Enum):  # members with no order
+    RED = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Point:  # equal by value, hashable, with no order
+    x: int
+
+
+@pytest.mark.parametrize("key", [None, _Color.RED, _Point(1)], ids=["None", "enum", "dataclass"])
+@pytest.mark.parametrize(("budget", "fan"), [(HUGE, 64), (1024, 64), (1024, 3)])
+def test_one_key_of_a_type_with_no_order_is_grouped_within_the_budget_and_past_it(
+    tmp_path: Path, key: Any, budget: int, fan: int
+) -> None:
+    # `yield None, 1` for a grand total: past the budget the records were sorted, and a
+    # key compared with an equal one ("None and None cannot be compared").
+    records = [(key, index) for index in range(3000)]
+    with fan_in(fan):
+        assert drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path))) == [
+            (key, list(range(3000)))
+        ]
+
+
+@pytest.mark.parametrize("budget", [HUGE, 1024])
+def test_a_key_with_no_order_beside_others_is_named_with_one_of_them(
+    tmp_path: Path, budget: int
+) -> None:
+    records = [(None, index) for index in range(1500)] + [(1, index) for index in range(1500)]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+    assert "None (NoneType) and 1 (int)" in str(caught.value) or (
+        "1 (int) and None (NoneType)" in str(caught.value)
+    ), str(caught.value)
 
 
 def test_keys_of_a_type_with_no_order_are_named_so(tmp_path: Path) -> None:

@@ -44,8 +44,9 @@ class _Probe:
         self.key = key
 
     def __lt__(self, other: _Probe) -> bool:
-        try:
-            return bool(self.key < other.key)
+        try:  # equal keys are never compared (see groupby._EqualFirst)
+            mine, theirs = self.key, other.key
+            return not (mine is theirs or mine == theirs) and bool(mine < theirs)
         except UNCOMPARABLE as exc:
             raise _Unordered(self.key, other.key, exc) from None
 

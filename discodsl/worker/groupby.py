@@ -349,8 +349,33 @@ def _sorted(buffer: list[Record], stage: str) -> list[Record]:
     """
     try:
         return sorted(buffer, key=_KEY)
+    except UNCOMPARABLE:
+        pass  # perhaps only equal keys of no order (None, an enum member): see _EqualFirst
+    try:
+        return sorted(buffer, key=_equal_first)
     except UNCOMPARABLE as err:
         raise sort_error(stage, buffer, err) from err
+
+
+class _EqualFirst:
+    """A key that asks which is less only of a key it does not equal, as the grouping
+    within the budget asks (it sorts the distinct keys): a key of a type with no order
+    (None for a grand total, an enum member, a dataclass) compares with no other there,
+    but past the budget the records themselves are sorted and merged, and compared it with
+    its equals. Used only once plain keys failed to compare: each comparison is a call."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __lt__(self, other: _EqualFirst) -> bool:
+        mine, theirs = self.key, other.key
+        return not (mine is theirs or mine == theirs) and bool(mine < theirs)
+
+
+def _equal_first(record: Record) -> _EqualFirst:
+    return _EqualFirst(record[0])
 
 
 def _spill_runs(
@@ -475,7 +500,7 @@ def _merge(runs: list[str], scratch: Scratch, stage: str) -> Iterator[list[Recor
                 yield below
                 del below  # the consumer is done with it; let it go before reading on
             for head in heads:
-                yield from _take_equal(head, frontier)
+                yield from _take_equal(head, frontier, stage)
             heads = [head for head in heads if head.pos < len(head.batch)]
         for head in heads:
             yield head.pending()
@@ -488,29 +513,58 @@ def _merge(runs: list[str], scratch: Scratch, stage: str) -> Iterator[list[Recor
 def _take_below(heads: list[_Head], stage: str) -> tuple[Any, list[Record]]:
     """The frontier key and, merged, every buffered record whose key is below it."""
     try:
-        frontier = min([head.batch[-1][0] for head in heads])
-        below: list[Record] = []
-        for head in heads:
-            cut = bisect_left(head.batch, frontier, head.pos, key=_KEY)
-            below += head.batch[head.pos : cut]
-            head.pos = cut
-        below.sort(key=_KEY)
-    except UNCOMPARABLE as err:
-        buffered = [record for head in heads for record in head.batch]
-        raise sort_error(stage, buffered, err) from err
+        frontier, cuts, below = _below(heads, _KEY, _same)
+    except UNCOMPARABLE:  # perhaps only equal keys of no order: see _EqualFirst
+        try:
+            wrapped, cuts, below = _below(heads, _equal_first, _EqualFirst)
+            frontier = wrapped.key
+        except UNCOMPARABLE as err:
+            buffered = [record for head in heads for record in head.batch]
+            raise sort_error(stage, buffered, err) from err
+    for head, cut in zip(heads, cuts, strict=True):
+        head.pos = cut
     return frontier, below
 
 
-def _take_equal(head: _Head, key: Any) -> Iterator[list[Record]]:
+def _below(
+    heads: list[_Head], key: Callable[[Record], Any], wrap: Callable[[Any], Any]
+) -> tuple[Any, list[int], list[Record]]:
+    """The frontier (the least of the heads' last buffered keys, as ``wrap`` makes them),
+    where each head's records below it end, and those records merged by ``key``."""
+    frontier = min([wrap(head.batch[-1][0]) for head in heads])
+    cuts = [bisect_left(head.batch, frontier, head.pos, key=key) for head in heads]
+    below: list[Record] = []
+    for head, cut in zip(heads, cuts, strict=True):
+        below += head.batch[head.pos : cut]
+    below.sort(key=key)
+    return frontier, cuts, below
+
+
+def _same(key: Any) -> Any:
+    return key
+
+
+def _take_equal(head: _Head, key: Any, stage: str) -> Iterator[list[Record]]:
     """This run's records with ``key``, in pieces, reading on while the batch ends with it."""
     while True:
-        end = bisect_right(head.batch, key, head.pos, key=_KEY)
+        end = _end_of(head, key, stage)
         if end > head.pos:
             piece = head.batch[head.pos : end]
             head.pos = end
             yield piece
         if end < len(head.batch) or not head.advance():
             return
+
+
+def _end_of(head: _Head, key: Any, stage: str) -> int:
+    """Where the records of ``key`` in the head's batch end."""
+    try:
+        return bisect_right(head.batch, key, head.pos, key=_KEY)
+    except UNCOMPARABLE:  # perhaps only equal keys of no order: see _EqualFirst
+        try:
+            return bisect_right(head.batch, _EqualFirst(key), head.pos, key=_equal_first)
+        except UNCOMPARABLE as err:
+            raise sort_error(stage, [(key, None), *head.pending()], err) from err
 
 
 # -- group_hashed -------------------------------------------------------------------------------
