@@ -158,14 +158,19 @@ def test_the_memory_budget_is_keyed() -> None:
     assert keys_of(made, progress=False) == keys_of(made, progress=True)
 
 
+@map
+def each_line(line: str) -> Iterator[tuple[str, int]]:
+    yield line, 1
+
+
 @stage(grouping="split")
 def lines_per_task(records: Any) -> Iterator[tuple[str, int]]:
     yield "lines", sum(1 for _ in records)
 
 
-@job
+@job(partitions=None)
 def per_task() -> list[Any]:
-    return [lines_per_task]
+    return [each_line, lines_per_task]  # a task per map task's file: per range of the file
 
 
 def test_a_local_runs_tasks_as_cut_from_a_big_file_are_keyed(

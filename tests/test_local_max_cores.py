@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from discodsl import job, map, reduce
+from discodsl import job, map, reduce, stage
+from discodsl.runners import local
 
 
 @map
@@ -106,3 +107,58 @@ def test_workers_far_above_the_tasks_start_no_more_workers_than_the_tasks_need(
     # Of the order of the tasks and the cores (spares that die waiting are replaced), not of
     # workers=: 300 before.
     assert len(started) <= 3 * (4 + (os.cpu_count() or 1)), len(started)
+
+
+@stage(grouping="split")
+def lines_per_input(records: Any) -> Iterator[tuple[str, int]]:
+    yield "lines", sum(1 for _ in records)
+
+
+_SEEN: list[str] = []  # the task's first line: each task is a process of its own
+
+
+def _first_line_kept(params: Any) -> list[str]:
+    _SEEN.clear()
+    return _SEEN
+
+
+def _first_line_said(kept: list[str], params: Any) -> list[tuple[str, str]]:
+    return [("first", kept[0])]
+
+
+@map(init=_first_line_kept, done=_first_line_said)
+def first_line(line: str) -> Iterator[tuple[str, int]]:
+    if not _SEEN:
+        _SEEN.append(line)
+    yield from ()
+
+
+@map
+def each_line(line: str) -> Iterator[tuple[str, int]]:
+    yield "lines", 1
+
+
+@pytest.mark.parametrize(
+    ("stages", "expected"),
+    [
+        ([lines_per_input], [("lines", 2000)]),
+        ([first_line], [("first", "line 0000")]),
+        ([each_line, lines_per_input], [("lines", 1000), ("lines", 1000)]),
+    ],
+    ids=["a split stage", "a map with hooks", "a plain map"],
+)
+def test_only_a_plain_first_map_has_a_big_file_cut_into_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stages: list[Any], expected: Any
+) -> None:
+    # The local runner cut a big file into a range per worker whatever the first stage: a
+    # @stage (once per input on Disco) counted lines per range, and a map's init and done
+    # hooks ran per range, where inline and a master give one result per input.
+    monkeypatch.setattr(local.sources, "MIN_SPLIT", 1000)
+    text = tmp_path / "big.txt"
+    text.write_text("".join(f"line {n:04d}\n" for n in range(2000)))
+
+    def per_input() -> list[Any]:
+        return stages
+
+    run = job(partitions=None)(per_input).run
+    assert sorted(run([text], mode="local", workers=2)) == expected

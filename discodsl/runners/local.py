@@ -62,9 +62,12 @@ class LocalRunner(Runner):
 
     def _tasks(self, plan: Plan, inputs: list[list[str]]) -> list[list[str]]:
         """The inputs of the first stage's tasks: big local text files cut into about a range
-        per worker (:func:`sources.split_large`), unless the first stage's reader (a CSV
-        header, fixed-size records, whole files) needs each input whole."""
-        if plan.spec.stages[0].reader is not None:
+        per worker (:func:`sources.split_large`) when the first stage is a map of lines alone.
+        Not for one that sees each input whole, as Disco gives it to a task: a reader (a CSV
+        header, fixed-size records, whole files), init or done hooks (run once per task), a
+        @stage (called once per task, with all of it)."""
+        first = plan.spec.stages[0]
+        if first.kind != "map" or first.reader or first.init or first.done:
             return inputs
         return sources.split_large(inputs, _workers(plan.options))
 
