@@ -61,7 +61,7 @@ def fits(value: object, shape: object) -> bool:
 def snippet(data: bytes | str, limit: int = 200) -> str:
     """A short, printable form of an answer's body (a JSON string is unquoted)."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):
         value = json.loads(text)
         if isinstance(value, str):
             text = value
@@ -73,7 +73,7 @@ def answer_json(resp: requests.Response, endpoint: str, shape: object, what: str
     """The answer's JSON, checked against ``shape`` (described as ``what``)."""
     try:
         value = json.loads(resp.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what the parser takes
         value = resp.content
     if isinstance(value, bytes) or not fits(value, shape):
         raise shape_error(endpoint, what, resp.content)

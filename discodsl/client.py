@@ -414,7 +414,7 @@ def _event(line: bytes) -> Event:
     text = line.decode("utf-8", "replace")
     try:
         event = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         event = None
     if fits(event, (str, str, str)):
         return (event[0], event[1], event[2])

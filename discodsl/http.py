@@ -36,6 +36,7 @@ import http.client
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -87,12 +88,18 @@ def origin(url: str) -> str:
 # The one place where requests exceptions become ClientError
 # --------------------------------------------------------------------------
 
+
 # Most specific class wins (the longest MRO among the matches).
+class _SlowAnswer(requests.ReadTimeout):
+    """An answer whose body did not arrive whole within the read timeout."""
+
+
 _NETWORK_REASONS: dict[type[requests.RequestException], str] = {
     requests.RequestException: "request failed",
     requests.ConnectionError: "connection failed",
     requests.ConnectTimeout: "no connection within {timeout:g}s",
     requests.ReadTimeout: "no answer within {timeout:g}s",
+    _SlowAnswer: "the answer did not arrive whole within {timeout:g}s",
     requests.exceptions.SSLError: "TLS handshake failed",
     requests.exceptions.ProxyError: "the HTTP proxy (HTTP_PROXY) failed",
     requests.exceptions.ChunkedEncodingError: "the answer was cut off",
@@ -234,6 +241,7 @@ def _network_error(
         message = f"{who} at {url} did not complete {endpoint} ({reason}): {advice}"
     elif isinstance(exc, requests.ReadTimeout) or _stalled_upload(exc):
         did = "did not answer" if isinstance(exc, requests.ReadTimeout) else "stopped reading"
+        did = "was too slow to answer" if isinstance(exc, _SlowAnswer) else did
         message = (
             f"{who} at {url} {did} {endpoint} ({reason}): it may be overloaded; "
             f"raise DISCODSL_HTTP_TIMEOUT{_check(url, who, hint)}"
@@ -509,7 +517,12 @@ class Transport:
             )
             # A redirected POST or PUT is refused (redirect_error), never re-sent.
             follow = {"allow_redirects": method.upper() in _FOLLOWED}
-            return session.request(method, url, data=body, timeout=timeout, **{**follow, **kwargs})
+            streamed = kwargs.get("stream", False)  # the caller reads it, as it comes
+            options = {**follow, **kwargs, "stream": True}
+            resp = session.request(method, url, data=body, timeout=timeout, **options)
+            if not streamed:
+                _read_in_time(resp, timeout[1])
+            return resp
 
     def _timeouts(self, extra: float, deadline: float | None) -> tuple[float, float]:
         """(connect, read) timeouts of one attempt: the transport's (the read's with
@@ -537,6 +550,49 @@ class Transport:
         if self.on_retry is not None:
             self.on_retry(attempt, delay, err)
         time.sleep(delay)
+
+
+def _read_in_time(resp: requests.Response, seconds: float) -> None:
+    """Read the answer's body whole within ``seconds``, else raise _SlowAnswer: the read
+    timeout bounds each read from the socket, so a body sent a byte at a time never ended
+    (run() waited for ever, whatever its timeout=). Past them the connection is shut."""
+    shut = threading.Event()
+    timer = threading.Timer(seconds, _shut, (resp, shut))
+    timer.daemon = True
+    timer.start()
+    failed: requests.RequestException | None = None
+    try:
+        resp.content  # noqa: B018 - read here, in this thread, while the timer runs
+    except requests.RequestException as exc:
+        failed = exc
+    finally:
+        timer.cancel()
+    if failed is not None and shut.is_set():  # raised here, not from the cut's own error
+        raise _SlowAnswer(f"the answer did not arrive whole within {seconds:g}s")
+    if failed is not None:
+        raise failed
+
+
+def _shut(resp: requests.Response, shut: threading.Event) -> None:
+    """End the answer's connection, so that the read blocked on it returns."""
+    shut.set()
+    sock = _socket_of(resp)
+    if sock is None:
+        resp.close()
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _socket_of(resp: requests.Response) -> socket.socket | None:
+    """The socket an answer's body is read from: its connection's, or (once urllib3 has
+    handed it over) the one under http.client's file; None if neither is found."""
+    connection = getattr(resp.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:  # urllib3's response -> http.client's -> its buffered SocketIO
+        stream = getattr(getattr(getattr(resp.raw, "_fp", None), "fp", None), "raw", None)
+        sock = getattr(stream, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _retryable(cause: BaseException, policy: Policy) -> bool:

@@ -328,3 +328,44 @@ def test_a_local_text_file_read_as_records_is_said_to_be_text_not_a_servers_answ
         "file:///data/notes.txt: bytes [0, 12) start with b'hello wo': not a record file (one "
         "starts with byte 0x81): read it as text, or give the record files a job wrote"
     )
+
+
+# --------------------------------------------------------------------------
+# Probe BR: an answer sent byte by byte, and one nested past the JSON parser's depth
+# --------------------------------------------------------------------------
+
+
+def trickling(h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
+    """Headers at once, then a body of 100,000 bytes at a byte every 0.2 s."""
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", "100000")
+    h.end_headers()
+    try:
+        for _ in range(50):  # 10 s at most: the server's own end
+            h.wfile.write(b" ")
+            h.wfile.flush()
+            time.sleep(0.2)
+    except OSError:  # the client hung up, as it should
+        pass
+
+
+def test_an_answer_that_trickles_in_fails_once_the_read_timeout_has_passed() -> None:
+    # Each byte came well within the read timeout, which bounds one read from the socket:
+    # run() waited for ever, whatever its timeout= and DISCODSL_HTTP_TIMEOUT.
+    with serving(trickling) as (url, _):
+        start = time.monotonic()
+        with pytest.raises(ClientError) as caught:
+            Master(url, timeout=1, retries=0).joblist()
+        took = time.monotonic() - start
+    assert took < 4, took
+    assert "did not arrive whole within 1s" in str(caught.value), str(caught.value)
+
+
+def test_an_answer_nested_too_deep_to_parse_is_a_bad_answer() -> None:
+    def master(h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
+        reply(h, 200, b"[" * 100_000)
+
+    with serving(master) as (url, _), pytest.raises(BadAnswer) as caught:
+        Master(url, timeout=5, retries=0).joblist()
+    assert "is this a Disco 0.5.4 master" in str(caught.value) or "JSON" in str(caught.value)
