@@ -1027,3 +1027,26 @@ def test_index_parser_on_mutated_indexes(
         assert "dir://h/i" in str(exc)
     else:
         assert all(isinstance(size, int) and size >= 0 for _, _, size in parsed)
+
+
+def test_a_range_of_a_file_cut_shorter_since_the_ranges_were_taken_is_a_data_error(
+    tmp_path: Path, node: Node
+) -> None:
+    # A big input cut by logrotate's copytruncate while a local run read it: the ranges
+    # past its new end read as empty, and the run counted 300,001 of 400,000 lines.
+    path = tmp_path / "log.txt"
+    path.write_text("".join(f"line {n:04d}\n" for n in range(1000)))  # 10 bytes a line
+    url = f"{path.resolve().as_uri()}#range=5000-10000"
+    os.truncate(path, 3000)
+    with pytest.raises(DataError, match=r"3000 bytes long, shorter than the 10000") as info:
+        list(iter_input([url], 0, node, Cursor()))
+    assert "changed while the job ran" in str(info.value)
+    path.write_text("".join(f"line {n:06d}\n" for n in range(400_000)))  # 4.8 MB
+    records = iter_input([f"{path.resolve().as_uri()}#range=0-2400000"], 0, node, Cursor())
+    assert next(records) == "line 000000"
+    os.truncate(path, 2_000_000)  # while it is read, past what a read buffers
+    with pytest.raises(DataError, match="ended at byte 2000000, before the 2400000"):
+        list(records)
+    os.truncate(path, 0)  # to nothing, as copytruncate leaves it
+    with pytest.raises(DataError, match="changed while the job ran"):
+        list(iter_input([f"{path.resolve().as_uri()}#range=100-200"], 0, node, Cursor()))

@@ -245,13 +245,18 @@ def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
     raw: io.FileIO | None = None
     try:
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
+        size = os.fstat(raw.fileno()).st_size  # 0 for /proc's: the reading tells
+        if 0 < size < end:  # cut from a longer file (one cut to nothing: see _Limited)
+            raise _changed(url, f"is {size} bytes long, shorter than the {end} it had")
         first, stop = _line_start(raw, start), _line_start(raw, end)
         raw.seek(first)
-    except OSError as exc:
+    except (OSError, DataError) as exc:
         if raw is not None:
             raw.close()
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{url}: cannot read {path}: {exc.strerror or exc}", url=url) from exc
-    limited = _Limited(raw, max(0, stop - first))
+    limited = _Limited(raw, max(0, stop - first), url)
     stream = ChunkReader(_Source(limited, url, limited), buffer_size=_READ_BUFFER)
     stream.chunk = Chunk(path, first)
     return stream
@@ -271,12 +276,23 @@ def _line_start(raw: io.FileIO, offset: int) -> int:
     return position
 
 
-class _Limited(io.RawIOBase):
-    """At most ``length`` bytes of ``raw`` from where it stands."""
+def _changed(url: str, how: str) -> DataError:
+    """The error for a range of a file that changed since the run cut it into ranges."""
+    return DataError(
+        f"{url}: the file {how} when the run cut it into ranges: it changed while the job "
+        "ran (a log rotated with copytruncate, a file rewritten), and the lines it lost "
+        "would be missing from the results; run the job on a copy that stays as it is",
+        url=url,
+    )
 
-    def __init__(self, raw: io.FileIO, length: int) -> None:
+
+class _Limited(io.RawIOBase):
+    """At most ``length`` bytes of ``raw`` from where it stands; a DataError naming ``url``
+    if the file ends before them (cut shorter while it is read)."""
+
+    def __init__(self, raw: io.FileIO, length: int, url: str) -> None:
         super().__init__()
-        self._raw, self._left = raw, length
+        self._raw, self._left, self._url = raw, length, url
 
     def readable(self) -> bool:
         return True
@@ -285,6 +301,9 @@ class _Limited(io.RawIOBase):
         view = memoryview(buffer).cast("B")[: self._left]
         got = self._raw.readinto(view) or 0
         self._left -= got
+        if not got and self._left:
+            at = self._raw.tell()
+            raise _changed(self._url, f"ended at byte {at}, before the {at + self._left} it had")
         return got
 
     def close(self) -> None:
