@@ -162,6 +162,9 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             alias = partial(kind, type_params=name.__type_params__)
             return alias, (name.__name__, name.__value__)
         reduced = super().reducer_override(obj)
+        slots = vars(obj).get("__slots__") if isinstance(obj, type) else None
+        if slots:  # not a NamedTuple's (), which its metaclass will not be given
+            reduced = _keeping_slots(slots, reduced)
         if isinstance(obj, type) and obj.__qualname__ != obj.__name__:
             return _keeping_qualname(obj.__qualname__, reduced)
         return reduced
@@ -243,7 +246,20 @@ def _keeping_qualname(qualname: str, reduced: Any) -> Any:
     return (*reduced[:2], ({**state, "__qualname__": qualname}, slots), *reduced[3:])
 
 
+def _keeping_slots(slots: Any, reduced: Any) -> Any:
+    """cloudpickle's reduction of a class by value, made to create the class with its
+    ``__slots__`` (cloudpickle 3.1 made it without, then set the name: a worker's instance
+    had a ``__dict__``, pickled its state as one, and the client's class, which has no
+    ``__dict__``, could not take it back)."""
+    if not (isinstance(reduced, tuple) and len(reduced) == 6 and reduced[0] is _MAKE_CLASS):
+        return reduced
+    constructor, name, bases, type_kwargs, tracker, extra = reduced[1]
+    made = (constructor, name, bases, {**type_kwargs, "__slots__": slots}, tracker, extra)
+    return (reduced[0], made, *reduced[2:])
+
+
 _SET_CLASS = getattr(cloudpickle.cloudpickle, "_class_setstate", None)
+_MAKE_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
 
 
 # The kinds of type names that pickle by their module's name, whatever the module.

@@ -191,6 +191,57 @@ def test_records_of_shipped_classes_feed_a_job_whose_code_names_none_of_them(
     assert _script_says(tmp_path, first, second) == ["ok"]
 
 
+SLOTS = textwrap.dedent(
+    """
+    import dataclasses, sys
+    from discodsl import job, map
+
+    class Plain:
+        __slots__ = ("n",)
+        def __init__(self, n):
+            self.n = n
+        def __eq__(self, other):
+            return type(other) is Plain and other.n == self.n
+        def __repr__(self):
+            return f"Plain({self.n})"
+
+    @dataclasses.dataclass(slots=True)
+    class Slotted:
+        n: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Frozen:
+        n: int
+
+    @map
+    def made(line):
+        yield Frozen(len(line)), (Plain(len(line)), Slotted(len(line)))
+
+    @job
+    def slotted():
+        return [made]
+
+    got = list(slotted.run(inputs=["raw://ab"], mode=sys.argv[1], progress=False))
+    assert got == [(Frozen(2), (Plain(2), Slotted(2)))], got
+    assert not hasattr(got[0][1][1], "__dict__")  # the script's own classes
+    print("ok")
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"])
+def test_classes_with_slots_travel_in_records(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    # cloudpickle made a class shipped by value without its __slots__: a worker's instance
+    # kept a __dict__, pickled as one, and the script's class (no __dict__) could not take
+    # it: "'Plain' object has no attribute '__dict__'".
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    (tmp_path / "script.py").write_text(SLOTS)
+    assert _script_says(tmp_path, mode) == ["ok"]
+
+
 CHAIN_BY_URLS = """
 import sys
 from discodsl import TaskFailed, job, reduce
@@ -489,3 +540,64 @@ def test_a_shipped_class_whose_module_another_module_loaded_first_takes_its_plac
             yield rec(loadinghelper.norm(word)), 1
 
     assert _records_counted(recs, loadedrecs, "local") == [(rec("a"), 2), (rec("b"), 1)]
+
+
+SLOTTED_MODULE = """
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Rec:
+    word: str
+"""
+
+
+def test_classes_of_a_package_shipped_by_value_travel_named_through_the_module_or_slotted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forgotten: list[str]
+) -> None:
+    """A stage naming ``recs.Rec`` through its module: the module, shipped by value, was
+    not looked into, and the records did not pickle on a worker. And a frozen slots
+    dataclass ships its class twice (its __setattr__ holds the one before slots): the last
+    found took the module's name, the stale one, and the records did not pickle."""
+    package = tmp_path / "viapkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "recs.py").write_text(PACKAGE_MODULE)
+    (package / "slotted.py").write_text(SLOTTED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    forgotten += ["viapkg", "viapkg.recs", "viapkg.slotted"]
+    import viapkg  # type: ignore[import-not-found]
+    from viapkg import recs as module  # type: ignore[import-not-found]
+    from viapkg.slotted import Rec as Slotted  # type: ignore[import-not-found]
+
+    from discodsl import map
+
+    @map
+    def through_the_module(line: str) -> Any:
+        for word in line.split():
+            yield module.Rec(word.lower()), 1
+
+    @map
+    def slotted(line: str) -> Any:
+        for word in line.split():
+            yield Slotted(word.lower()), 1
+
+    got = _records_counted(through_the_module, viapkg, "local")
+    assert got == [(module.Rec("a"), 2), (module.Rec("b"), 1)]
+    got = _records_counted(slotted, viapkg, "local")
+    assert got == [(Slotted("a"), 2), (Slotted("b"), 1)]
+
+
+def test_a_class_reached_through_a_namespace_in_params_is_adopted(main: types.ModuleType) -> None:
+    # params=SimpleNamespace(limit=Threshold(3)): as a dict it worked, as a namespace the
+    # worker's records of it did not pickle ("attribute lookup Threshold on __main__").
+    import argparse
+    import collections
+
+    for holder in (types.SimpleNamespace, argparse.Namespace):
+        cls = _main_class(f"In{holder.__name__}")
+        shipped_classes.adopt(holder(limit=cls()))
+        assert getattr(main, cls.__name__) is cls
+    cls = _main_class("InDeque")
+    shipped_classes.adopt(collections.deque([cls()]))
+    assert main.InDeque is cls  # type: ignore[attr-defined]

@@ -32,11 +32,12 @@ Not here: how the job is shipped (:mod:`discodsl.shipping`), loaded
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
-from types import FunctionType, MethodType, ModuleType
+from types import FunctionType, MethodType, ModuleType, SimpleNamespace
 from typing import Any
 
 # Objects looked into at most: a job's stages and params reach few, a huge params
@@ -47,11 +48,15 @@ MARK = "__discodsl_shipped__"
 
 
 def adopt(*roots: Any) -> None:
-    """Give each top-level class shipped by value that ``roots`` reach its name here."""
+    """Give each top-level class shipped by value that ``roots`` reach its name here: the
+    first found of those of one name (a frozen slots dataclass ships the class it was made
+    from too, which its ``__setattr__`` holds; found through the class, it comes after)."""
+    named: set[tuple[str, str]] = set()
     for cls in shipped(*roots):
         name = cls.__qualname__
-        if "." in name or "<" in name:
+        if "." in name or "<" in name or (cls.__module__, name) in named:
             continue
+        named.add((cls.__module__, name))
         module = _home(cls.__module__)
         held = getattr(module, name, None)
         if held is None and _ours_to_fill(module):
@@ -129,6 +134,12 @@ def _came_by_value(cls: type) -> bool:
     return cls.__module__ == "__main__" or getattr(module, cls.__qualname__, None) is not cls
 
 
+def _module_by_value(module: ModuleType) -> bool:
+    """Whether ``module`` came by value (cloudpickle makes such a module, which is not the
+    one of that name here, if there is one)."""
+    return sys.modules.get(module.__name__) is not module
+
+
 def _ran_by_reference(function: FunctionType) -> bool:
     """Whether ``function`` came by reference: it runs in its loaded module."""
     module = sys.modules.get(function.__module__)
@@ -146,6 +157,7 @@ def shipped(*roots: Any, travels: Callable[[str], bool] | None = None) -> Iterat
     """
     by_value = _came_by_value if travels is None else (lambda cls: travels(cls.__module__))
     by_reference = _ran_by_reference if travels is None else (lambda f: not travels(f.__module__))
+    module_by_value = _module_by_value if travels is None else (lambda m: travels(m.__name__))
     seen: set[int] = set()
     todo = list(roots)
     while todo and len(seen) < LIMIT:
@@ -156,6 +168,10 @@ def shipped(*roots: Any, travels: Callable[[str], bool] | None = None) -> Iterat
         if isinstance(item, type):
             if by_value(item):
                 yield item
+                todo.extend(vars(item).values())
+            continue
+        if isinstance(item, ModuleType):  # named by a stage: ``recs.Rec``
+            if module_by_value(item):
                 todo.extend(vars(item).values())
             continue
         if by_value(type(item)):
@@ -176,12 +192,21 @@ def _inside(item: Any) -> list[Any]:
         return [item.func, *item.args, *item.keywords.values()]
     if isinstance(item, dict):
         return [*item.keys(), *item.values()]
-    if isinstance(item, (list, tuple, set, frozenset)):
+    if isinstance(item, (list, tuple, set, frozenset, collections.deque)):
         return list(item)
+    if isinstance(item, _namespaces()):  # params as attributes
+        return list(vars(item).values())
     fields = getattr(item, "__dataclass_fields__", None)
     if fields is not None and type(item).__module__.startswith("discodsl."):
         return [getattr(item, name) for name in fields]  # the job's own specs
     return []
+
+
+def _namespaces() -> tuple[type, ...]:
+    """The classes of namespaces: SimpleNamespace, and argparse's if it is loaded (an
+    instance of it cannot be here otherwise; a worker does not import it, 4 ms a start)."""
+    argparse = sys.modules.get("argparse")
+    return (SimpleNamespace,) if argparse is None else (SimpleNamespace, argparse.Namespace)
 
 
 def _of_function(function: FunctionType) -> list[Any]:
