@@ -108,7 +108,14 @@ NODE_PACKAGE_INIT = (
     b"if sys.version_info >= (3, 10):\n"
     b"    from discodsl.worker.counters import count, status\n"
     b"    from discodsl.worker.declared import job, map, reduce, stage\n"
-    b"    from discodsl.worker.errors import DataError, Retry, StageError\n"
+    b"    from discodsl.worker.errors import (\n"
+    b"        DataError,\n"
+    b"        DiscoDSLError,\n"
+    b"        MalformedRecord,\n"
+    b"        ProtocolError,\n"
+    b"        Retry,\n"
+    b"        StageError,\n"
+    b"    )\n"
 )
 
 

@@ -84,8 +84,9 @@ def pickle_job(spec: JobSpec) -> bytes:
         except _ClientObject as exc:
             raise PicklingError(
                 f"job {spec.name!r} ships {exc.args[0]}, of discodsl's client, which a node does "
-                "not have (it has the declarations, readers, count, status, DataError, Retry "
-                "and StageError): a stage, or a module shipped with it by value, holds it; "
+                "not have (it has the declarations, readers, count, status and the errors "
+                "stage code raises: DataError, MalformedRecord, Retry, StageError): a stage, "
+                "or a module shipped with it by value, holds it; "
                 "import it inside the functions that use it where jobs run, or keep it out of "
                 "the modules stages use"
             ) from None

@@ -6,12 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from discodsl import job, map, readers, reduce, stage
+from discodsl import MalformedRecord, job, map, readers, reduce, stage
 
 
 def norm(word: str) -> str:
     """What the stages of another module call."""
     return word.strip().lower()
+
+
+def checked(word: str) -> str:
+    """A helper raising one of the errors stage code raises."""
+    if not word:
+        raise MalformedRecord("an empty word")
+    return word
 
 
 @map(reader=readers.json_lines())
@@ -35,4 +42,5 @@ def team_count() -> list[Any]:
 
 
 team_count_wide = team_count.with_options(partitions=4)  # the job API at the top level
+total_2 = reduce(total.function, name="total_2")  # the README's second stage of a function
 JOBS = {"count": team_count}  # a registry of the module's jobs, as teams keep one

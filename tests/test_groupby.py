@@ -1175,3 +1175,19 @@ def test_a_spill_removes_what_a_killed_grouping_spilled_and_nothing_of_a_live_on
         os.path.basename(path).startswith(f"groupby-{owners.owner_mark()}") for path in created
     )
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in (live, theirs))
+
+
+def test_keys_holding_items_of_one_type_with_no_order_are_named_so(tmp_path: Path) -> None:
+    # Said "the items in each place must be of one type", of items of one type (an enum).
+    records = [(("a", _Shade.DARK), 1), (("a", _Shade.LIGHT), 2)]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path)))
+    message = str(caught.value)
+    shade = r"<_Shade\.\w+: \d>"
+    assert re.search(f"their items {shade} and {shade} are _Shades, which have no order", message)
+    assert "one type" not in message
+
+
+class _Shade(enum.Enum):
+    DARK = 1
+    LIGHT = 2

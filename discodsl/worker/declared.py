@@ -1,5 +1,5 @@
 """``@map``, ``@reduce``, ``@stage`` and ``@job`` as a Disco node has them: each gives back
-the function it decorates, as it is.
+the function it decorates, as it is (its own ``.function`` too).
 
 A module of the user's that stages call may declare stages and jobs too (a
 team's ``logs.py`` with its ``parse()`` beside its jobs): on a node, where
@@ -18,6 +18,7 @@ Not here: the declarations themselves (:mod:`discodsl.decorators`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from discodsl.worker.errors import StageError
@@ -109,10 +110,16 @@ def not_the_builtin(kind: str, given: int) -> str:
 def _declared(kind: str, args: tuple[Any, ...]) -> Any:
     if len(args) > 1:
         raise TypeError(not_the_builtin(kind, len(args)))
-    return args[0] if args else _unchanged
+    return _unchanged(args[0]) if args else _unchanged
 
 
 def _unchanged(function: Any) -> Any:
+    """``function``, which is its own ``.function`` too, as a stage's function is its
+    ``.function`` in the client (``map(words.function, name="words_2")`` at a module's top
+    level, the README's second stage of a function)."""
+    with suppress(AttributeError, TypeError):  # a builtin takes no attributes
+        if not hasattr(function, "function"):
+            function.function = function
     return function
 
 

@@ -101,6 +101,16 @@ def sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError
         right = type(found.right).__name__
         pair = f"{brief(found.left, 60)} ({kind}) and {brief(found.right, 60)} ({right})"
         if type(found.left) is type(found.right):  # tuples (or lists) whose items do not
+            left, right = _items_apart(found.left, found.right)
+            if type(left) is type(right):  # of one type, which has no order (an enum)
+                items = f"their items {brief(left, 40)} and {brief(right, 40)}"
+                return StageError(
+                    f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
+                    f"{kind} keys compare item by item, and {items} are "
+                    f"{type(left).__name__}s, which have no order; map them to values that "
+                    "have one (e.g. member.value, str), or group with sort=False",
+                    stage=stage,
+                )
             return StageError(
                 f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
                 f"{kind} keys compare item by item, so the items in each place must be of "
@@ -114,6 +124,18 @@ def sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError
         "make keys of one type (or map them, e.g. to str), or group with sort=False",
         stage=stage,
     )
+
+
+def _items_apart(left: Any, right: Any) -> tuple[Any, Any]:
+    """The first items at which two tuples (or lists) differ, looked for inside nested ones;
+    the two themselves if none differ or they are of other types."""
+    while type(left) is type(right) and isinstance(left, (tuple, list)):
+        pairs = zip(left, right, strict=False)
+        apart = next(((a, b) for a, b in pairs if not (a is b or a == b)), None)
+        if apart is None:
+            break
+        left, right = apart
+    return left, right
 
 
 def _naive_and_aware(left: Any, right: Any) -> bool:

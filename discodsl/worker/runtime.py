@@ -386,8 +386,9 @@ def _fix(exc: Exception) -> str:
         return (
             f"a module the stages use imports {CLIENT_NEEDED} (a run's results, its errors, "
             "JobOptions), which stays with the program: a node has discodsl's declarations "
-            "(@job, @map... leave their functions as they are), readers, count, status, "
-            "DataError, Retry and StageError only; import the rest inside the functions that "
+            "(@job, @map... leave their functions as they are), readers, count, status and "
+            "the errors stage code raises (DataError, MalformedRecord, Retry, StageError) "
+            "only; import the rest inside the functions that "
             "use it, or move the functions stages call out of that module"
         )
     if missing.startswith("discodsl.") and not missing.startswith("discodsl.worker"):
