@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from discodsl.errors import JobError
 from discodsl.runners.node import popen
+from tests.jobs import wordcount
 
 
 def _script(tmp_path: Path) -> Path:
@@ -44,3 +46,20 @@ def test_a_launcher_busy_for_good_fails_with_the_error(tmp_path: Path) -> None:
     finally:
         os.close(writer)
     assert caught.value.errno == errno.ETXTBSY
+
+
+def test_a_job_home_that_cannot_be_written_names_the_directory_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A full TMPDIR: a bare "OSError: [Errno 28] No space left on device", no path, no fix.
+    from discodsl import jobhome
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(jobhome, "extract_jobhome", full)
+    with pytest.raises(JobError) as caught:
+        wordcount.run(["raw://a b"], mode="local")
+    message = str(caught.value)
+    assert "could not lay out job 'wordcount@" in message and "No space left on device" in message
+    assert "free space there, or set TMPDIR" in message

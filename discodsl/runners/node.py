@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from discodsl import jobhome, jobpack
+from discodsl.errors import JobError
 from discodsl.runners.base import EventHandler
 from discodsl.runners.forkserver import ForkedWorker, ForkFailed, ForkServer
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
@@ -146,17 +147,20 @@ class NodeMaster:
         that fails) with the jobfile the workers read: ``data``, the bytes the pack came
         as, else the pack encoded (and so checked) here."""
         layout = JobLayout(self.disco_data, self.host, job_name(str(pack.jobdict["prefix"])))
-        os.makedirs(layout.home, exist_ok=False)
-        os.mkdir(os.path.join(layout.home, ".disco"))  # the tasks' indexes (_write_index)
         try:
+            os.makedirs(layout.home, exist_ok=False)
+            os.mkdir(os.path.join(layout.home, ".disco"))  # the tasks' indexes (_write_index)
             self._lay_out(layout, pack, jobpack.encode(pack) if data is None else data)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(layout.home, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise _not_laid_out(layout, exc) from exc
             raise
         self._submitted[layout.home] = pack
         return layout
 
     def _lay_out(self, layout: JobLayout, pack: jobpack.JobPack, data: bytes) -> None:
+        """Write the jobfile and extract the job home into ``layout.home``."""
         with open(layout.jobfile, "wb") as handle:
             handle.write(data)
         jobhome.extract_jobhome(pack.jobhome, Path(layout.home))
@@ -768,3 +772,12 @@ def popen(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
         time.sleep(pause)
         waited += pause
         pause = min(2 * pause, 0.1)
+
+
+def _not_laid_out(layout: JobLayout, exc: OSError) -> JobError:
+    """The error for a job home that could not be written (a full disk, a read-only one)."""
+    return JobError(
+        f"could not lay out job {layout.jobname!r} in {layout.home} "
+        f"({exc.strerror or exc}): free space there, or set TMPDIR to a directory with room "
+        "(local runs keep their jobs' files under it)"
+    )
