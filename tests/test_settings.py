@@ -577,3 +577,16 @@ def test_the_developers_settings_are_cleared_for_every_test() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_an_http_timeout_in_the_environment_that_is_none_is_refused_on_every_runner(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cluster run refused DISCODSL_HTTP_TIMEOUT=abc; a local or inline run's workers took
+    # it for the default, 60 s a stall, without a word.
+    monkeypatch.setenv("DISCODSL_HTTP_TIMEOUT", "abc")
+    with pytest.raises(SettingsError, match=r"DISCODSL_HTTP_TIMEOUT='abc' is not a timeout"):
+        jobs.wordcount.run(["raw://a"], mode=mode)
+    got = jobs.wordcount.run(["raw://a"], mode=mode, env={"DISCODSL_HTTP_TIMEOUT": "5"})
+    assert list(got) == [("a", 1)]  # env= gives the workers their own

@@ -39,6 +39,7 @@ from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
 from discodsl.worker import urls
 from discodsl.worker.counters import decode as decode_counts
+from discodsl.worker.jobfile import HTTP_TIMEOUT_MAX, TIMEOUT_ENV, timeout_seconds
 from discodsl.worker.opening import Node
 
 if TYPE_CHECKING:
@@ -158,7 +159,9 @@ class Runner:
         return self._plan(job, self._options(job, overrides), inputs)
 
     def _options(self, job: Job, overrides: Mapping[str, Any]) -> JobOptions:
-        return self._adapt(validate_options(job.options, **overrides))
+        options = self._adapt(validate_options(job.options, **overrides))
+        _check_http_timeout(options)
+        return options
 
     def _plan(
         self, job: Job, options: JobOptions, inputs: Inputs, spec: JobSpec | None = None
@@ -315,6 +318,22 @@ class Runner:
         """Name and submit the run (``run.submitted(...)``); the work that finishes it
         (waits for it, reads its results), which ``run`` does in its thread."""
         raise NotImplementedError
+
+
+def _check_http_timeout(options: JobOptions) -> None:
+    """A SettingsError for a DISCODSL_HTTP_TIMEOUT in this process's environment that is no
+    timeout, unless ``env=`` sets the workers' own: the workers of a local or inline run read
+    it there, and took one that is none for the default (60 s a stall, without a word)."""
+    value = os.environ.get(TIMEOUT_ENV)
+    if value is None or TIMEOUT_ENV in options.env or timeout_seconds(value) is not None:
+        return
+    from discodsl.errors import SettingsError
+
+    raise SettingsError(
+        f"{TIMEOUT_ENV}={value!r} is not a timeout: set {TIMEOUT_ENV} to a number of seconds "
+        f"greater than 0, at most {HTTP_TIMEOUT_MAX:.0f} (the value came from the environment, "
+        "where a run's workers read it), or unset it"
+    )
 
 
 def client_node(settings: DiscoSettings) -> Node:
