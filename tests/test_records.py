@@ -495,8 +495,10 @@ def test_a_hunk_of_exactly_the_limit_is_read(compress: bool) -> None:
     payload = pickles(*[("c", 3)] * 50)  # compresses: stored under the limit, inflated to it
     data = hunk_bytes(payload, compress=compress) + hunk_bytes(b"")
     assert read_bytes(data, max_hunk_size=len(payload)) == [("c", 3)] * 50
-    with pytest.raises(DataError, match="more than"):
+    with pytest.raises(DataError, match="more than") as caught:
         read_bytes(data, max_hunk_size=len(payload) - 1)
+    assert "max_hunk_size" not in str(caught.value)  # advice no job could follow
+    assert "write such data in smaller records" in str(caught.value)
 
 
 def test_records_written_one_at_a_time_are_cut_into_hunks(tmp_path: Path) -> None:

@@ -483,7 +483,8 @@ def _read_payload(
             start,
             end,
             f"the header claims {length} bytes, more than the limit of {max_size}",
-            f"{_CORRUPT}; if the hunk is real, pass a larger max_hunk_size",
+            f"{_CORRUPT}; a real one would hold a record too big for a task to read: write "
+            "such data in smaller records",
         )
     stored = _read_upto(stream, length, url, start)
     if len(stored) < length:
@@ -565,7 +566,8 @@ def _inflate(stored: bytes, url: str, start: int, end: int, max_size: int) -> by
             start,
             end,
             f"the hunk decompresses to more than {max_size} bytes",
-            f"{_CORRUPT}; if the hunk is real, pass a larger max_hunk_size",
+            f"{_CORRUPT}; a real one would hold a record too big for a task to read: write "
+            "such data in smaller records",
         )
     if not inflater.eof or inflater.unused_data:
         raise _hunk_error(
