@@ -219,6 +219,8 @@ def test_a_jobs_whole_life(cluster_env: str, capsys: pytest.CaptureFixture[str])
     assert one_error(err, "has no job whose name contains 'nosuchname'")[1:] == [
         "hint: list the master's jobs with `discodsl jobs`"
     ]
+    _, err = run(capsys, "status", "nosuchjob", status=1)
+    assert one_error(err, "no job named 'nosuchjob'", "list jobs with `discodsl")[1:] == []
     out, _ = run(capsys, "events", name)
     assert out.splitlines()[0].endswith("New job initialized!")
     assert "READY: Job done in" in out.splitlines()[-1]

@@ -171,6 +171,8 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
     found = [hint for kind, hint in _HINTS.items() if isinstance(exc, kind)]
+    if found and f"{found[0].split('`')[1].removeprefix('discodsl ')}`" in str(exc):
+        return ""  # the message ends with that command already, for that master
     master = getattr(args, "master", None)
     if found and master:  # the command named must reach the master this one did
         return found[0].replace("`discodsl ", f"`discodsl --master {master} ")
