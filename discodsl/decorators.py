@@ -17,7 +17,7 @@ from functools import partial, wraps
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast, overload
 
 from discodsl.errors import JobError
-from discodsl.model import Job, Stage
+from discodsl.model import Job, Stage, second_stage
 from discodsl.options import JobKeywords, disco_name, option_names, validate_options
 from discodsl.worker.declared import not_the_builtin
 from discodsl.worker.errors import brief
@@ -95,7 +95,7 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
         raise JobError(
             f"@{kind}: {function.name!r} is already a {function.kind} stage: decorate its plain "
             f"function, {function.name}.function (another stage of it, named apart: "
-            f"{kind}({function.name}.function, name='{function.name}_2'))"
+            f"{second_stage(function)})"
         )
     if isinstance(function, Job):
         raise JobError(

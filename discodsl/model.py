@@ -415,6 +415,25 @@ def _not_a_stage(item: Any) -> str:
     return "which is not a stage: decorate it with @map, @reduce or @stage"
 
 
+def second_stage(stage: Stage) -> str:
+    """The code that declares a second stage of ``stage``'s function, named apart, with the
+    options of the first (a stage listed twice must be two)."""
+    spec, name = stage.spec, stage.name
+    options = [f"name='{name}_2'"]
+    if spec.grouping != _DECLARED_GROUPING.get(spec.kind, spec.grouping):
+        options.append(f"grouping={spec.grouping!r}")
+    options += [f"{field}={name}.{field}" for field in _FUNCTIONS if getattr(spec, field)]
+    options += [f"{field}={value}" for field, value in _FLAGS if getattr(spec, field) is value]
+    return f"{name}_2 = {spec.kind}({name}.function, {', '.join(options)})"
+
+
+# What second_stage repeats of a stage's options: those holding functions, the flags that
+# differ from their defaults, and the grouping where it is not the decorator's own.
+_FUNCTIONS = ("init", "done", "combiner", "partitioner", "reader")
+_FLAGS = (("combine", True), ("sort", False), ("concurrent", True))
+_DECLARED_GROUPING = {"map": "split", "reduce": "group_label", "stage": "group_label"}
+
+
 def _check_unique(name: str, stages: Sequence[Stage]) -> None:
     seen: dict[str, Stage] = {}
     for stage in stages:
@@ -423,7 +442,7 @@ def _check_unique(name: str, stages: Sequence[Stage]) -> None:
             anonymous = getattr(stage.spec.function, "__name__", "") == "<lambda>"
             example = f"{kind}(lambda ..., {other})" if anonymous else f"@{kind}({other})"
             if seen[stage.name] is stage:  # one stage listed twice: a second of its function
-                example = f"{stage.name}_2 = {kind}({stage.name}.function, {other})"
+                example = second_stage(stage)
             raise JobError(
                 f"job {name!r} has two stages named {stage.name!r}: give one another name, "
                 f"e.g. {example}"

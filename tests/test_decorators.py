@@ -10,7 +10,7 @@ import re
 import sys
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -802,6 +802,36 @@ def test_a_duplicate_reduce_is_told_to_rename_with_reduce() -> None:
         @job
         def twice() -> list[Any]:
             return [words, total, total]
+
+
+def test_the_second_stage_advised_keeps_every_option_of_the_first() -> None:
+    # The advice made a reduce of the same function with none of its options: combine,
+    # sort=False, its partitioner and hooks gone, and the job behaving otherwise.
+    def begin(params: Any) -> None:
+        return None
+
+    def by_length(key: str, n: int) -> int:
+        return len(key) % n
+
+    @reduce(combine=True, sort=False, partitioner=by_length, init=begin)
+    def summed(word: str, counts: Iterable[int]) -> Iterator[tuple[str, int]]:
+        yield word, sum(counts)
+
+    with pytest.raises(JobError) as info:
+
+        @job
+        def twice() -> list[Any]:
+            return [words, summed, summed]
+
+    fix = str(info.value).split("e.g. ", 1)[1]
+    assert fix == (
+        "summed_2 = reduce(summed.function, name='summed_2', init=summed.init, "
+        "partitioner=summed.partitioner, combine=True, sort=False)"
+    )
+    summed_2 = eval(fix.split(" = ", 1)[1], {"reduce": reduce, "summed": summed})
+    assert summed_2.spec == dataclasses.replace(summed.spec, name="summed_2")
+    with pytest.raises(JobError, match=re.escape(f"another stage of it, named apart: {fix}")):
+        reduce(summed)
 
 
 @pytest.mark.parametrize(
