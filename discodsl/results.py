@@ -71,6 +71,19 @@ def check_stage_name(job: str, names: list[str], stage: str) -> None:
         )
 
 
+def _stage_name(stage: str | Any) -> str:
+    """The name a stage is asked for by: itself, or a stage's (a declared stage is named
+    so); a TypeError for anything else."""
+    name = stage if isinstance(stage, str) else getattr(stage, "spec", None)
+    name = getattr(name, "name", name)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"results.stage() takes a stage's name or the stage, not {type(stage).__name__}: "
+            "write e.g. results.stage('words'), or results.stage(words)"
+        )
+    return name
+
+
 class Results:
     """The results of one run of a job."""
 
@@ -108,11 +121,13 @@ class Results:
         # What gives ``carried``, asked only when these results are another job's inputs.
         self.carrying: Callable[[], tuple[type, ...]] = tuple
 
-    def stage(self, name: str) -> Results:
-        """The outputs of stage ``name`` of this finished run, as results of their own:
-        any stage's, read as Disco's ``get_stageresults`` gives them (a map's partitioned,
-        combined pairs; the last stage's are these results). They share these results'
-        files: read them before these are closed."""
+    def stage(self, name: str | Any) -> Results:
+        """The outputs of stage ``name`` (or of the stage itself: ``results.stage(words)``)
+        of this finished run, as results of their own: any stage's, read as Disco's
+        ``get_stageresults`` gives them (a map's partitioned, combined pairs; the last
+        stage's are these results). They share these results' files: read them before
+        these are closed."""
+        name = _stage_name(name)
         self._check_open()
         if self._stages is None:
             raise JobError(

@@ -214,8 +214,11 @@ def test_stage_results(corpus: list[Path], mode: str) -> None:
     assert sum(n for _, n in pairs) == sum(want.values())
     assert len(pairs) < sum(want.values())  # combined in each map task
     assert dict(results.stage("total")) == dict(results) == want
+    assert dict(results.stage(jobs.total)) == want  # the stage itself names it too
     with pytest.raises(JobError, match=r"has no stage 'word': its stages are words, total; wr"):
         results.stage("word")
+    with pytest.raises(TypeError, match="takes a stage's name or the stage, not int"):
+        results.stage(1)
 
 
 @pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
