@@ -339,6 +339,26 @@ def raising_partitioner() -> list[Any]:
     return [words, total_by_length]
 
 
+@stage(partitioner=to_seven)
+def passed_in_seven(records: Iterable[Any]) -> Iterator[Any]:
+    yield from records
+
+
+@stage(partitioner=by_length_but_the)
+def passed_by_length(records: Iterable[Any]) -> Iterator[Any]:
+    yield from records
+
+
+@job(partitions=2, max_failures=0)
+def stage_partitioned_out_of_range() -> list[Any]:
+    return [words, passed_in_seven]
+
+
+@job(partitions=2, max_failures=0)
+def stage_raising_partitioner() -> list[Any]:
+    return [words, passed_by_length]
+
+
 class Half(enum.IntEnum):
     """Partitions a partitioner names by an int subclass (numpy's integers are alike)."""
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,11 +261,21 @@ def test_a_combiner_that_fails_is_named_and_no_record_is(corpus: list[Path], mod
 
 
 @pytest.mark.parametrize("mode", ["local", "cluster"], indirect=True)
-def test_a_partitioner_that_fails_is_named_with_its_key(corpus: list[Path], mode: str) -> None:
+@pytest.mark.parametrize(
+    ("run", "owner"),
+    [
+        (jobs.raising_partitioner.run, "reduce 'total_by_length'"),
+        (jobs.stage_raising_partitioner.run, "stage 'passed_by_length'"),  # was unnamed
+    ],
+    ids=["reduce", "stage"],
+)
+def test_a_partitioner_that_fails_is_named_with_its_key(
+    corpus: list[Path], mode: str, run: Callable[..., Any], owner: str
+) -> None:
     with pytest.raises(TaskFailed) as info:
-        jobs.raising_partitioner.run(inputs=corpus[:1], mode=mode)
+        run(inputs=corpus[:1], mode=mode)
     message = str(info.value)
-    culprit = "the partitioner 'by_length_but_the' of reduce 'total_by_length', on the key 'the',"
+    culprit = f"the partitioner 'by_length_but_the' of {owner}, on the key 'the',"
     assert f"{culprit} raised KeyError: 'no partition for this one'" in message
 
 
@@ -278,11 +288,21 @@ def test_a_combiner_returning_none_is_named(corpus: list[Path], mode: str) -> No
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"], indirect=True)
-def test_a_partitioner_out_of_range_names_its_reduce(corpus: list[Path], mode: str) -> None:
+@pytest.mark.parametrize(
+    ("run", "owner"),
+    [
+        (jobs.partitioned_out_of_range.run, "reduce 'total_in_seven'"),
+        (jobs.stage_partitioned_out_of_range.run, "stage 'passed_in_seven'"),  # was "reduce"
+    ],
+    ids=["reduce", "stage"],
+)
+def test_a_partitioner_out_of_range_names_its_stage(
+    corpus: list[Path], mode: str, run: Callable[..., Any], owner: str
+) -> None:
     with pytest.raises((TaskFailed, StageError)) as info:
-        jobs.partitioned_out_of_range.run(inputs=corpus[:1], mode=mode)
+        run(inputs=corpus[:1], mode=mode)
     message = str(info.value)
-    assert "the partitioner of reduce 'total_in_seven' returned 7 for the key '" in message
+    assert f"the partitioner of {owner} returned 7 for the key '" in message
 
 
 def test_a_partitioner_may_name_partitions_by_an_int_subclass(

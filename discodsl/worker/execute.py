@@ -268,8 +268,8 @@ def _culprit(task: TaskSetup, exc: BaseException, helped: Any = NO_ITEM) -> str:
         (stage.done, "the done hook", own),
         (stage.reader, "the reader", own),
     ]
-    if after is not None and after.kind == "reduce":
-        theirs = f"of reduce {after.name!r}"
+    if after is not None:  # a reduce's combiner, or the partitioner of a reduce or @stage
+        theirs = f"of {after.kind} {after.name!r}"
         suspects += [
             (combining(after), "the combiner", theirs),
             (after.partitioner, "the partitioner", theirs),

@@ -127,7 +127,7 @@ def _labeler(task: TaskSetup, where: Place) -> tuple[Callable[[Any], int], int |
         return (lambda key: 0), 0
     if after.partitioner is None:
         return partitioner(partitions, stage=task.stage.name), None
-    partition, reduce, stage = after.partitioner, after.name, task.stage.name
+    partition, owner, stage = after.partitioner, f"{after.kind} {after.name!r}", task.stage.name
 
     def label(key: Any) -> int:
         try:
@@ -135,7 +135,7 @@ def _labeler(task: TaskSetup, where: Place) -> tuple[Callable[[Any], int], int |
         except BaseException:
             where.helped = key
             raise
-        return _checked(found, key, partitions, reduce, stage)
+        return _checked(found, key, partitions, owner, stage)
 
     return label, None
 
@@ -163,16 +163,17 @@ def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., N
     return partial(spread, partitions=partitions, stage=stage, label=label, limit=limit)
 
 
-def _checked(label: Any, key: Any, partitions: int, reduce: str, stage: str) -> int:
-    """``label`` as an int, if the partitioner of ``reduce`` (called on ``key``, of
-    ``stage``) may return it: an int, or an integer of another type (an IntEnum, numpy's)."""
+def _checked(label: Any, key: Any, partitions: int, owner: str, stage: str) -> int:
+    """``label`` as an int, if the partitioner of ``owner`` (``reduce 'total'``, the next
+    stage; called on ``key``, of ``stage``) may return it: an int, or an integer of another
+    type (an IntEnum, numpy's)."""
     if type(label) is not int:
         with suppress(TypeError):
             label = operator.index(label)
     if type(label) is int and 0 <= label < partitions:
         return label
     raise StageError(
-        f"the partitioner of reduce {reduce!r} returned {label!r} for the key "
+        f"the partitioner of {owner} returned {label!r} for the key "
         f"{brief(key, 80)} of stage {stage!r}; it must return an int from 0 to "
         f"{partitions - 1} (partitions={partitions})",
         stage=stage,
