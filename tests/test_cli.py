@@ -1026,6 +1026,16 @@ def test_a_job_file_named_like_a_loaded_module_is_refused_saying_to_rename_it(
     assert str(tmp_path) not in sys.path  # its csv.py must not shadow the real one later
 
 
+def test_a_job_module_named_like_a_loaded_module_is_refused_saying_to_rename_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As MODULE:JOB it said "csv.shyjob is missing, not a job": Python's csv was imported.
+    (tmp_path / "csv.py").write_text(BAD_REPR_MODULE)
+    monkeypatch.chdir(tmp_path)
+    _, err = run(capsys, "run", "--inline", "csv:shyjob", "raw://x", status=1)
+    one_error(err, "csv.py is named like the module 'csv', which Python took from", "rename")
+
+
 def test_a_job_file_with_a_dot_in_its_name_is_told_to_rename_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

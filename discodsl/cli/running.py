@@ -67,6 +67,8 @@ def import_job(text: str) -> Job:
                 f"{text}: the working directory was removed, so no module can be imported "
                 "from it: cd to an existing directory, or give the job's file, FILE.py:JOB"
             ) from None
+        here = Path(where, *module_name.split(".")).with_suffix(".py")
+        path = here.resolve() if here.is_file() else None  # the module meant: is it the one?
     added = where not in sys.path
     if added:
         sys.path.insert(0, where)
