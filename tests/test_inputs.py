@@ -228,6 +228,19 @@ def test_compressed_data_is_read_decompressed_whatever_its_name(
         assert read_all(["disco://127.0.0.1/g1"], remote(node, server)) == expected
 
 
+@pytest.mark.parametrize("compressor", [gzip, bz2], ids=["gz", "bz2"])
+def test_compressed_streams_one_after_another_read_as_one(
+    tmp_path: Path, node: Node, compressor: Any
+) -> None:
+    """As `cat a.gz b.gz > ab.gz` joins them, and the command line tools read them."""
+    big = "".join(f"line {n}\n" for n in range(100_000)).encode()  # streams past a read
+    path = tmp_path / f"joined.{compressor.__name__}"
+    path.write_bytes(
+        compressor.compress(big) + compressor.compress(b"") + compressor.compress(TEXT.encode())
+    )
+    assert read_all([str(path)], node) == big.decode().splitlines() + LINES
+
+
 def test_empty_compressed_streams_and_files_have_no_records(tmp_path: Path, node: Node) -> None:
     for name, data in (("gz", gzip.compress(b"")), ("bz2", bz2.compress(b"")), ("e.gz", b"")):
         (tmp_path / name).write_bytes(data)
@@ -342,6 +355,8 @@ def _damaged(compressor: Any, how: str) -> bytes:
     data = compressor.compress(os.urandom(20_000).hex().encode())
     if how == "cut":
         return data[: len(data) // 2]
+    if how == "trailing":  # bytes appended that are no stream (bz2.BZ2File dropped them)
+        return data + b"appended line\n"
     middle = len(data) // 2
     return data[:middle] + bytes(64) + data[middle + 64 :]
 
@@ -351,6 +366,8 @@ DAMAGES = [
     ("gz", gzip, "overwritten"),
     ("bz2", bz2, "cut"),
     ("bz2", bz2, "overwritten"),
+    ("gz", gzip, "trailing"),
+    ("bz2", bz2, "trailing"),
     ("gz", None, "misnamed"),
 ]
 

@@ -470,10 +470,61 @@ def _decompressed(raw: _ReadInto, name: str, url: str) -> io.BufferedReader:
 
         return _buffered(gzip.GzipFile(fileobj=cast(BinaryIO, stream), mode="rb"), url, stream)
     if found == "bzip2":
-        import bz2
-
-        return _buffered(bz2.BZ2File(cast(BinaryIO, stream), "rb"), url, stream)
+        return _buffered(_Bzip2(stream), url, stream)
     return stream
+
+
+class _Bzip2(io.RawIOBase):
+    """bzip2 data read decompressed, stream after stream (``cat a.bz2 b.bz2`` joins them).
+
+    Not ``bz2.BZ2File``, which drops bytes after the last stream that are no stream
+    without a word (``bzip2 -d`` warns of them, and gzip's reader refuses them): here
+    they are an OSError, which the reading names (a DamagedInput).
+    """
+
+    def __init__(self, source: io.BufferedReader) -> None:
+        super().__init__()
+        import bz2  # here: every forked worker copies what its zygote imported
+
+        self._new = bz2.BZ2Decompressor
+        self._source, self._decompressor = source, self._new()
+        self._pending = memoryview(b"")  # decompressed, not read yet
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if not self._decompress():
+                return 0
+        view = memoryview(buffer).cast("B")
+        size = min(len(view), len(self._pending))
+        view[:size], self._pending = self._pending[:size], self._pending[size:]
+        return size
+
+    def _decompress(self) -> bool:
+        """Decompress what comes next into ``_pending``; False at the end of the data."""
+        decompressor = self._decompressor
+        if decompressor.eof:  # a stream ended: another, or the end, or bytes that are neither
+            data = decompressor.unused_data
+            while len(data) < len(_BZIP2_START) and (more := self._source.read(_READ_BUFFER)):
+                data += more
+            if not data:
+                return False
+            if not data.startswith(_BZIP2_START):
+                raise OSError(f"the bytes after its bzip2 data are not bzip2: {data[:16]!r}")
+            decompressor = self._decompressor = self._new()
+        elif decompressor.needs_input:
+            data = self._source.read(_READ_BUFFER)
+            if not data:
+                raise EOFError("the bzip2 data ended before its end-of-stream marker")
+        else:
+            data = b""  # more of what it was given, held back by the output limit
+        self._pending = memoryview(decompressor.decompress(data, _READ_BUFFER * 16))
+        return True
+
+
+_BZIP2_START: Final = b"BZh"
 
 
 def _misnamed(url: str, suffix: str, found: str | None, head: bytes) -> DataError:
