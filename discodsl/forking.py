@@ -11,7 +11,7 @@ imports most of discodsl) let its lock be held in the child, and the child hung.
 - :data:`IMPORTING`: held while a run picks its runner, which imports it.
 - :data:`PICKLING`: held while cloudpickle's by-value registry, one for the process, is
   changed for a run's pickling (:func:`discodsl.shipping.by_value`), and while the classes an
-  inline run may change are noted or put back (:func:`discodsl.shipping.classes_as_they_were`).
+  inline run may change are noted or put back (:func:`discodsl.shipping.task_classes`).
 """
 
 from __future__ import annotations

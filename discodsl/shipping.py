@@ -21,8 +21,8 @@ import os
 import subprocess
 import sys
 import sysconfig
+import threading
 import typing
-import weakref
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -78,7 +78,9 @@ def pickle_job(spec: JobSpec) -> bytes:
             "instead, passing one's results as the next one's inputs, or do the work in "
             "the stage itself"
         )
-    with by_value(user_modules(spec.stages)):
+    # Not while an inline task runs: its classes are as its stages left them. Taken before
+    # the registry's lock, as task_classes takes them.
+    with _TASK_CLASSES, by_value(user_modules(spec.stages)):
         try:
             data = _dumps(spec)
         except _ClientObject as exc:
@@ -172,61 +174,50 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 @contextmanager
-def classes_as_they_were() -> Iterator[None]:
-    """Around an inline run's tasks: the classes of this process that ship by value, as they
-    were before the first inline run going in this process, once the last one ends.
+def task_classes() -> Iterator[None]:
+    """Around one inline task, which loads its copy of the job (:func:`loads_afresh`) and
+    runs it: the classes of this process that ship by value, as they were before, after it.
 
-    Each task's copy of the job is unpickled here, where such a class is this process's
-    own again, and cloudpickle sets the state it was pickled with on it: methods copied
-    with copies of their globals, class attributes copied, as a worker has them. They
-    stayed so after the run: the script's class changed under it (its methods reading
-    stale globals, a class attribute a stage filled), and a cached job's key with it.
-    Runs going at once in threads share one record of the classes as they were.
+    The task's copy is unpickled here, where such a class is this process's own again, and
+    cloudpickle sets the state it was pickled with on it: methods copied with copies of
+    their globals, class attributes copied, as a worker has them; and the task may add
+    attributes of its own (a cache). They stayed: the script's class changed under it (its
+    methods reading stale globals, a class attribute a stage filled), and a cached job's
+    key with it. One such task goes at a time in this process (inline runs in threads take
+    turns, task by task): two at once shared the class, one's load dropping what the
+    other's stage had just set. A change the program makes to such a class from another
+    thread while a task runs is undone with the task's.
     """
-    with forking.PICKLING:  # the classes a run pickled are tracked: ours to put back
-        tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
-        for cls in list(tracked.keys()):
-            if cls not in _AS_THEY_WERE:
-                _AS_THEY_WERE[cls] = dict(vars(cls))
-        _INLINE_RUNS[0] += 1
-    try:
-        yield
-    finally:
-        with forking.PICKLING:
-            _INLINE_RUNS[0] -= 1
-            if not _INLINE_RUNS[0]:
-                for cls, attributes in _AS_THEY_WERE.items():
+    with _TASK_CLASSES:
+        with forking.PICKLING:  # the classes a run pickled are tracked: ours to put back
+            tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
+            before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
+        try:
+            yield
+        finally:
+            with forking.PICKLING:
+                for cls, attributes in before.items():
                     _put_back(cls, attributes)
-                _AS_THEY_WERE.clear()
 
 
 def loads_afresh(pickled: bytes) -> Any:
-    """``cloudpickle.loads(pickled)`` for an inline task (in classes_as_they_were): the
-    classes it sets its state on first rid of the attributes earlier tasks added (a cache a
-    stage makes on first use), as a worker starts without them."""
-    with forking.PICKLING:
-        for cls, attributes in _AS_THEY_WERE.items():
-            _drop_added(cls, attributes)
+    """``cloudpickle.loads(pickled)``: an inline task's copy of the job (in task_classes)."""
     return cloudpickle.loads(pickled)
 
 
 def _put_back(cls: type, attributes: dict[str, Any]) -> None:
-    _drop_added(cls, attributes)
+    """``cls`` as it was, holding ``attributes``: what a task added deleted, what its load
+    or its stage replaced set back."""
+    for name in [name for name in vars(cls) if name not in attributes]:
+        delattr(cls, name)
     for name, value in attributes.items():
         if vars(cls).get(name, value) is not value:
             setattr(cls, name, value)
 
 
-def _drop_added(cls: type, attributes: dict[str, Any]) -> None:
-    """Delete what ``cls`` holds beyond ``attributes``, as it was: what a stage added."""
-    for name in [name for name in vars(cls) if name not in attributes]:
-        delattr(cls, name)
-
-
-# The classes inline runs going in this process may have changed, as they were before, and
-# how many such runs go on.
-_AS_THEY_WERE: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
-_INLINE_RUNS = [0]
+# One inline task at a time loads and runs with the classes that ship by value (reentrant:
+# a program's signal handler may run a job inline within a task).
+_TASK_CLASSES = threading.RLock()
 
 
 def _declaration(function: FunctionType) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -91,3 +92,22 @@ def memo_seen(line: str) -> Iterator[tuple[str, bool]]:
 @job
 def memoized() -> list[Any]:
     return [memo_seen]
+
+
+class Tally:
+    """A class a stage keeps a per-task count on, slowly (runs in threads interleave)."""
+
+
+@map
+def slow_tally(line: str) -> Iterator[tuple[str, int]]:
+    if "seen" not in vars(Tally):
+        Tally.seen = set()  # type: ignore[attr-defined]
+    for word in line.split():
+        Tally.seen.add(word)  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    yield line, len(Tally.seen)  # type: ignore[attr-defined]
+
+
+@job
+def tallies() -> list[Any]:
+    return [slow_tally]

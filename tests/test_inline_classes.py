@@ -80,3 +80,27 @@ def test_a_class_attribute_a_stage_adds_inline_is_gone_once_the_run_ends() -> No
             ("b", False),
         ]
         assert "table" not in vars(jobs.Memo)
+
+
+def test_inline_runs_in_threads_each_see_their_own_tasks_class_state() -> None:
+    """One run's task loading its copy of the job dropped the attribute another run's task
+    had just set (an AttributeError), or shared it: per-task counts of 5 came out 2, 9, 10."""
+    lines = [f"raw://{' '.join(f'{name}{n}' for n in range(5))}" for name in "abc"]
+    got: dict[int, list[tuple[str, int]]] = {}
+    failed: list[BaseException] = []
+
+    def runs(index: int) -> None:
+        try:
+            got[index] = sorted(jobs.tallies.run(lines, mode="inline"))
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=runs, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failed == []
+    want = [(line.removeprefix("raw://"), 5) for line in sorted(lines)]
+    assert len(got) == 3 and all(counts == want for counts in got.values()), got
+    assert "seen" not in vars(jobs.Tally)

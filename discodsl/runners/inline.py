@@ -103,15 +103,12 @@ class InlineRunner(Runner):
         ):
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
-            with shipping.classes_as_they_were():  # after _Run pickled the job
-                for index in range(plan.start, len(plan.spec.stages)):
-                    stage = plan.spec.stages[index]
-                    outputs = run.stage(index, outputs)
-                    by_stage[stage.name] = [
-                        list(o.urls) for o in outputs if isinstance(o, DataOutput)
-                    ]
-                    if keeper is not None:
-                        _keep(keeper, stage.name, outputs, counted)
+            for index in range(plan.start, len(plan.spec.stages)):
+                stage = plan.spec.stages[index]
+                outputs = run.stage(index, outputs)
+                by_stage[stage.name] = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
+                if keeper is not None:
+                    _keep(keeper, stage.name, outputs, counted)
         return Results(
             plan.spec.name,
             by_stage[plan.spec.stages[-1].name],
@@ -242,32 +239,42 @@ class _Run:
     def _task(self, index: int, grouped: TaskGroup) -> list[tuple[int, str, int]]:
         failures = 0
         while True:
-            spec = self.fresh()
-            task = TaskSetup(
-                spec,
-                index,
-                self.taskid,
-                label=grouped.group[0],
-                workdir=self.root,
-                outdir=spec.stages[index].name,
-                tag="inline",
-            )
-            try:
-                with counters.counting() as counts:
-                    outputs = run_task(task, *self._records(grouped, task.stage.reader))
-            except SystemExit as exc:  # a worker would end; this process is the caller's
-                if interrupts.raised_in_handler(exc):
-                    raise  # the program's own signal handler ends it: not the stage's doing
-                raise _exited(task.stage.name, exc) from None
-            except Exception as exc:
-                failures += 1
-                self._failed(index, exc, failures)
-                if not retryable(exc) or failures > self.max_failures:
-                    _surface(exc)
-                continue
-            self.counters.add(counts, task.stage.name)
-            self.on_event("task_done", {"stage": task.stage.name, "taskid": self.taskid})
-            return outputs
+            with shipping.task_classes():  # its copy of the job loads, and runs, on its own
+                outputs = self._attempt(index, grouped, failures)
+            if outputs is not None:
+                return outputs
+            failures += 1
+
+    def _attempt(
+        self, index: int, grouped: TaskGroup, failures: int
+    ) -> list[tuple[int, str, int]] | None:
+        """One attempt at a task: its outputs, None if it failed and is retried (after
+        ``failures`` failed attempts)."""
+        spec = self.fresh()
+        task = TaskSetup(
+            spec,
+            index,
+            self.taskid,
+            label=grouped.group[0],
+            workdir=self.root,
+            outdir=spec.stages[index].name,
+            tag="inline",
+        )
+        try:
+            with counters.counting() as counts:
+                outputs = run_task(task, *self._records(grouped, task.stage.reader))
+        except SystemExit as exc:  # a worker would end; this process is the caller's
+            if interrupts.raised_in_handler(exc):
+                raise  # the program's own signal handler ends it: not the stage's doing
+            raise _exited(task.stage.name, exc) from None
+        except Exception as exc:
+            self._failed(index, exc, failures + 1)
+            if not retryable(exc) or failures + 1 > self.max_failures:
+                _surface(exc)
+            return None
+        self.counters.add(counts, task.stage.name)
+        self.on_event("task_done", {"stage": task.stage.name, "taskid": self.taskid})
+        return outputs
 
     def _failed(self, index: int, exc: Exception, failures: int) -> None:
         facts = {"stage": self.spec.stages[index].name, "taskid": self.taskid}
