@@ -131,7 +131,10 @@ def _items_apart(left: Any, right: Any) -> tuple[Any, Any]:
     the two themselves if none differ or they are of other types."""
     while type(left) is type(right) and isinstance(left, (tuple, list)):
         pairs = zip(left, right, strict=False)
-        apart = next(((a, b) for a, b in pairs if not (a is b or a == b)), None)
+        try:
+            apart = next(((a, b) for a, b in pairs if not (a is b or a == b)), None)
+        except UNCOMPARABLE:  # items that do not say whether they are equal (numpy arrays)
+            break
         if apart is None:
             break
         left, right = apart
