@@ -495,14 +495,29 @@ def _input_labeller(reduce: StageSpec, specs: Sequence[StageSpec]) -> StageSpec:
 
 
 def check_partitioning(name: str, stages: Sequence[Stage], partitions: int | None) -> None:
-    """JobError if a stage's partitioner could never be called (``partitions=None``)."""
-    if partitions is not None:
-        return
-    for stage in stages:
-        if stage.partitioner is not None:
+    """JobError if a stage's partitioner could never be called: with ``partitions=None``, on
+    the first stage (no stage before it labels records; a reduce's hidden map does), or on a
+    stage that takes every record (of a node) in one task."""
+    for index, stage in enumerate(stages):
+        if stage.partitioner is None:
+            continue
+        if partitions is None:
             raise JobError(
                 f"job {name!r}: stage {stage.name!r} has a partitioner, but partitions=None "
                 "writes every record to one unpartitioned output (label 0), so it would never "
                 "be called: drop partitioner= from its decorator, or set partitions=N "
                 "(e.g. partitions=4)"
             )
+        first = not index and stage.kind != "reduce"  # a first reduce's inputs are labelled
+        why = "is the first stage (no stage before it labels records)" if first else ""
+        if stage.grouping in _ONE_TASK:
+            why = f"takes {_ONE_TASK[stage.grouping]} in one task (grouping={stage.grouping!r})"
+        if why:
+            raise JobError(
+                f"job {name!r}: stage {stage.name!r} has a partitioner, but it {why}, so the "
+                "partitioner would never be called: drop partitioner= from its decorator"
+            )
+
+
+# The groupings whose tasks take every record, or every record of a node, whatever its label.
+_ONE_TASK = {"group_all": "every record", "group_node": "every record of a node"}

@@ -764,6 +764,34 @@ def test_partitions_none_with_a_partitioner_fails_at_run_before_any_task() -> No
         partitioned.with_options(partitions=None)
 
 
+@pytest.mark.parametrize(
+    ("stages", "why"),
+    [
+        (lambda: [stage(partitioner=_to_zero)(lambda records: records)], "is the first stage"),
+        (
+            lambda: [words, stage(grouping="group_all", partitioner=_to_zero)(lambda r: r)],
+            "takes every record in one task (grouping='group_all')",
+        ),
+        (
+            lambda: [words, reduce(grouping="group_node", partitioner=_to_zero)(lambda k, v: v)],
+            "takes every record of a node in one task (grouping='group_node')",
+        ),
+    ],
+    ids=["first", "group_all", "group_node"],
+)
+def test_a_partitioner_that_would_never_be_called_fails_at_declaration(
+    stages: Any, why: str
+) -> None:
+    # Accepted without a word, as partitions=None is not, for the same reason: a user who
+    # meant to spread a group_all summary over partitions got one task and no hint.
+    listed = stages()
+    with pytest.raises(JobError, match=re.escape(why) + ".*never be called"):
+
+        @job(partitions=4)
+        def spread() -> list[Any]:
+            return listed
+
+
 def test_duplicate_stage_names_refused() -> None:
     def other(line: str) -> Iterator[tuple[str, int]]:
         yield line, 1
