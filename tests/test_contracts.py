@@ -491,3 +491,14 @@ def test_classes_match_by_name_with_their_subclasses() -> None:
     assert not _matches(tuple[str, list[int]], ("a", [1, "x"]))
     assert _matches(tuple[str, float], ("a", 1))
     assert not _matches(tuple[str, int], ("a", 1.5))
+
+
+def test_a_types_article_is_said_as_english_says_it() -> None:
+    from discodsl.worker.errors import a_type
+
+    assert [a_type(1), a_type("x"), a_type(None), a_type(b"")] == [
+        "an int",
+        "a str",
+        "a NoneType",
+        "a bytes",
+    ]

@@ -20,7 +20,7 @@ from itertools import pairwise
 from types import CodeType
 from typing import Any, NamedTuple
 
-from discodsl.worker.errors import StageError, brief, defined_at, named
+from discodsl.worker.errors import StageError, a_type, brief, defined_at, named
 from discodsl.worker.records import NotAPair, RecordWriter, is_pair
 from discodsl.worker.spec import StageSpec
 from discodsl.worker.task import NO_ITEM
@@ -99,7 +99,7 @@ def not_pairs(
 
 def bad_result(maker: Maker, result: Any) -> StageError:
     return StageError(
-        f"{maker.who} returned a {type(result).__name__} ({brief(result, 80)}); "
+        f"{maker.who} returned {a_type(result)} ({brief(result, 80)}); "
         "a stage must yield (key, value) pairs or return an iterable of them",
         stage=maker.name,
     )

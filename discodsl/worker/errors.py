@@ -163,6 +163,12 @@ def named(function: Any) -> str:
     return type(function).__qualname__
 
 
+def a_type(value: Any) -> str:
+    """``value``'s type with its article, as a message says it: "an int", "a str"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def brief(value: Any, most: int) -> str:
     """``repr(value)`` for an error message, cut to ``most`` characters with "..." where it
     was cut (a cut path or key that looks whole misleads)."""

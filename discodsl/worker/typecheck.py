@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from discodsl.worker.errors import StageError, brief
+from discodsl.worker.errors import StageError, a_type, brief
 
 # Records checked per task; later ones pass unchecked.
 CHECK_RECORDS = 100
@@ -114,8 +114,8 @@ def _check_part(name: str, expected: Yields, item: Any, index: int, part: tuple[
         return
     which = ("key", "value")[index]
     raise StageError(
-        f"stage {name!r} yielded {brief(item, 80)}: its {which} {brief(value, 40)} is a "
-        f"{type(value).__name__}, but {name} is annotated `-> {expected.annotation}`: "
+        f"stage {name!r} yielded {brief(item, 80)}: its {which} {brief(value, 40)} is "
+        f"{a_type(value)}, but {name} is annotated `-> {expected.annotation}`: "
         f"{which}s must be {text}; yield {text} {which}s, or change the annotation",
         stage=name,
     )
