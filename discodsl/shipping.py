@@ -463,6 +463,13 @@ def _culprit(
             "Decorate a plain `def`: what wraps the function here cannot be pickled; put "
             "that decorator on a helper the stage calls instead"
         )
+    if isinstance(value, ModuleType) and RecursionError in map(type, (exc, exc.__cause__)):
+        fix = (  # cloudpickle pickles a module by value whole, each time it meets it
+            "A module shipped by value that imports another shipped by value, which imports "
+            "it back, cannot be pickled (cloudpickle follows the cycle for ever): register "
+            "one of them only (cloudpickle.register_pickle_by_value), install them on the "
+            "nodes, or break the cycle of imports"
+        )
     return PicklingError(
         f"{owner} cannot be shipped to the workers: {what} ({type(value).__name__}) "
         f"cannot be pickled ({exc}). {fix}"

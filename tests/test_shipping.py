@@ -522,3 +522,37 @@ def test_an_import_path_longer_than_an_environment_string_may_be_reaches_the_wor
 
     assert list(far_job.run(["raw://a"], mode="local", progress=False)) == [("far", 1)]
     assert local._path_value(entries).startswith("@")  # in a file, not the environment
+
+
+def test_modules_shipped_by_value_that_import_each_other_are_said_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The advice was to create "it" inside the function, of a module.
+    (tmp_path / "cyclic_a.py").write_text("import cyclic_b\n\ndef shout(x):\n    return x + '!'\n")
+    (tmp_path / "cyclic_b.py").write_text(
+        "import cyclic_a\n\ndef upper(x):\n    return x.upper()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cyclic_a  # type: ignore[import-not-found]
+    import cyclic_b  # type: ignore[import-not-found]
+
+    @map
+    def shouted(line: str) -> Iterator[tuple[str, int]]:
+        yield cyclic_a.shout(line), 1
+
+    @job
+    def cyclic() -> list[Any]:
+        return [shouted, total]
+
+    for module in (cyclic_a, cyclic_b):
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        with pytest.raises(PicklingError) as info:
+            pickle_job(cyclic.spec())
+    finally:
+        for module in (cyclic_a, cyclic_b):
+            cloudpickle.unregister_pickle_by_value(module)
+            sys.modules.pop(module.__name__, None)
+    message = str(info.value)
+    assert "'cyclic_a' (module) cannot be pickled" in message, message
+    assert "imports it back" in message and "register one of them only" in message
