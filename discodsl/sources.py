@@ -36,8 +36,8 @@ MIN_SPLIT = 16 * MIB
 def resolve(inputs: Any) -> list[list[str]]:
     """Every input as a list of replica URLs, in order.
 
-    ``None`` or an empty list is refused (nearly always a mistake); an earlier
-    job's results with no records are valid inputs and give none.
+    ``None`` is refused (no inputs given); an empty list, as Disco takes it, and an
+    earlier job's results with no records are valid inputs and give none.
     """
     return [replicas for _, resolved in resolve_each(inputs) for replicas in resolved]
 
@@ -54,10 +54,10 @@ def once(inputs: Any) -> Any:
 
 def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
     """Each input as given, with its replica lists (see :func:`resolve`)."""
-    if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):
+    if inputs is None:
         raise SettingsError(
-            f"the job got no inputs ({inputs!r}): pass paths, globs, URLs or an earlier "
-            "job's results, e.g. run(inputs=['data/*.txt'])"
+            "the job got no inputs (None): pass paths, globs, URLs or an earlier job's "
+            "results, e.g. run(inputs=['data/*.txt']), or inputs=[] for none"
         )
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "record_urls"):
         inputs = [inputs]

@@ -172,6 +172,14 @@ def test_a_map_task_with_more_outputs_than_are_sent_ahead(tmp_path: Path, mode: 
         assert len(results.record_urls()) == 130 > 2 * runtime.SEND_AHEAD
 
 
+@pytest.mark.parametrize("stages", ["map", "reduce", "map, reduce"])
+def test_no_inputs_give_no_results(mode: str, stages: str) -> None:
+    # Disco's own test_input runs each with input=[] and expects [], where this refused it.
+    chosen = {"map": jobs.unpartitioned_words, "reduce": jobs.merge_counts}
+    chosen["map, reduce"] = jobs.wordcount
+    assert list(chosen[stages].run(inputs=[], mode=mode)) == []
+
+
 def test_partitions_none_map_only_gives_one_file_per_map_task(
     corpus: list[Path], mode: str
 ) -> None:
