@@ -91,6 +91,15 @@ def test_shipped_classes_travel_in_keys_values_and_params(
     assert _script_says(tmp_path, mode) == ["ok", "True", "True"]
 
 
+def _script_run(request: pytest.FixtureRequest, where: Path, script: str, *modes: str) -> list[str]:
+    """The words ``script``, written to ``where/script.py``, printed run with ``modes`` as
+    its arguments (on the test master, DISCO_MASTER set, where one is "cluster")."""
+    if "cluster" in modes:
+        request.getfixturevalue("cluster_env")
+    (where / "script.py").write_text(script)
+    return _script_says(where, *modes)
+
+
 def _script_says(where: Path, *argv: str) -> list[str]:
     """The words ``where/script.py argv...`` printed; it must end well."""
     done = subprocess.run(
@@ -150,10 +159,7 @@ def test_nested_classes_are_named_alike_in_every_mode(
     # A class shipped by value came to a worker under its bare name: one nested in another
     # class was written there as __main__.Inner, which the client could not read back; one
     # local to a function passed there, where inline failed it.
-    if mode == "cluster":
-        request.getfixturevalue("cluster_env")
-    (tmp_path / "script.py").write_text(NESTED)
-    assert _script_says(tmp_path, mode) == ["ok"]
+    assert _script_run(request, tmp_path, NESTED, mode) == ["ok"]
 
 
 CHAIN = """
@@ -185,10 +191,7 @@ print("ok")
 def test_records_of_shipped_classes_feed_a_job_whose_code_names_none_of_them(
     tmp_path: Path, first: str, second: str, request: pytest.FixtureRequest
 ) -> None:
-    if "cluster" in (first, second):
-        request.getfixturevalue("cluster_env")
-    (tmp_path / "script.py").write_text(SCRIPT + CHAIN)
-    assert _script_says(tmp_path, first, second) == ["ok"]
+    assert _script_run(request, tmp_path, SCRIPT + CHAIN, first, second) == ["ok"]
 
 
 SLOTS = textwrap.dedent(
@@ -236,10 +239,7 @@ def test_classes_with_slots_travel_in_records(
     # cloudpickle made a class shipped by value without its __slots__: a worker's instance
     # kept a __dict__, pickled as one, and the script's class (no __dict__) could not take
     # it: "'Plain' object has no attribute '__dict__'".
-    if mode == "cluster":
-        request.getfixturevalue("cluster_env")
-    (tmp_path / "script.py").write_text(SLOTS)
-    assert _script_says(tmp_path, mode) == ["ok"]
+    assert _script_run(request, tmp_path, SLOTS, mode) == ["ok"]
 
 
 CHAIN_BY_URLS = """
@@ -270,10 +270,8 @@ def test_records_needing_a_class_no_stage_names_fail_the_job_once_saying_what_ca
     # The URLs of a run's records carry no classes: a worker reading them could not find the
     # script's, and the task was retried as a flaky read (4 times locally, 100 on a master,
     # where its pauses take 93 minutes), though every attempt fails alike.
-    if mode == "cluster":
-        request.getfixturevalue("cluster_env")
-    (tmp_path / "script.py").write_text(SCRIPT + CHAIN_BY_URLS)
-    assert _script_says(tmp_path, mode) == ["True", "True", "MalformedRecord"]
+    said = _script_run(request, tmp_path, SCRIPT + CHAIN_BY_URLS, mode)
+    assert said == ["True", "True", "MalformedRecord"]
 
 
 # -- adopt(), on its own -------------------------------------------------------------------
