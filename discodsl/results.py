@@ -23,7 +23,7 @@ from discodsl.jobstatus import command_line
 from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.opening import Node
-from discodsl.worker.spec import JobSpec
+from discodsl.worker.spec import JobSpec, cleaned_stage_name
 
 
 def _import_pandas() -> Any:
@@ -81,7 +81,7 @@ def _stage_name(stage: str | Any) -> str:
             f"results.stage() takes a stage's name or the stage, not {type(stage).__name__}: "
             "write e.g. results.stage('words'), or results.stage(words)"
         )
-    return name
+    return cleaned_stage_name(name) if name else name  # its function's: zählen, zahlen
 
 
 class Results:

@@ -863,7 +863,8 @@ def test_the_second_stage_advised_keeps_every_option_of_the_first() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "fix"), [("my stage", "my_stage"), ("a/b", "a_b"), ("wörter", "w_rter"), ("", "stage")]
+    ("name", "fix"),
+    [("my stage", "my_stage"), ("a/b", "a_b"), ("wörter", "worter"), ("词", "_"), ("", "stage")],
 )
 def test_a_stage_name_a_disco_node_cannot_take_is_refused_when_declared(
     name: str, fix: str
@@ -888,7 +889,20 @@ def test_a_functions_name_a_disco_node_cannot_take_names_its_stage_cleaned() -> 
     def wörter(line: str) -> Any:
         yield line, 1
 
-    assert map(wörter).name == "w_rter"
+    def zählen(line: str) -> Any:  # was z_hlen, as zöhlen: two stages of one name
+        yield line, 1
+
+    def zöhlen(line: str) -> Any:
+        yield line, 1
+
+    assert [map(f).name for f in (wörter, zählen, zöhlen)] == ["worter", "zahlen", "zohlen"]
+
+    @job(partitions=None)
+    def counted() -> list[Any]:
+        return [map(zählen), map(zöhlen)]
+
+    results = counted.run(["raw://a"], mode="inline")
+    assert list(results.stage("zählen")) == [("a", 1)]  # as the function is named
 
 
 def test_lambdas_are_named_after_their_kind_and_told_how_to_rename() -> None:

@@ -104,8 +104,12 @@ def stage_name_ok(name: Any) -> TypeGuard[str]:
 
 
 def cleaned_stage_name(name: str) -> str:
-    """``name`` with what a stage name may not hold turned into ``_``."""
-    return _NOT_STAGE_CHAR.sub("_", name) or "stage"
+    """``name`` with what a stage name may not hold turned into ``_``, letters with accents
+    first made plain ("zählen" is "zahlen", not "z_hlen", which "zöhlen" would be too)."""
+    import unicodedata  # here: the client names stages, a worker never does
+
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    return _NOT_STAGE_CHAR.sub("_", plain) or "stage"
 
 
 Partitioner = Callable[[Any, int], int]
