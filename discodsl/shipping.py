@@ -78,9 +78,7 @@ def pickle_job(spec: JobSpec) -> bytes:
             "instead, passing one's results as the next one's inputs, or do the work in "
             "the stage itself"
         )
-    # Not while an inline task runs: its classes are as its stages left them. Taken before
-    # the registry's lock, as task_classes takes them.
-    with _TASK_CLASSES, by_value(user_modules(spec.stages)):
+    with by_value(user_modules(spec.stages)):
         try:
             data = _dumps(spec)
         except _ClientObject as exc:
@@ -165,6 +163,8 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             alias = partial(kind, type_params=name.__type_params__)
             return alias, (name.__name__, name.__value__)
         reduced = super().reducer_override(obj)
+        if isinstance(obj, type) and obj in _IN_TASK:
+            reduced = _as_before_the_task(_IN_TASK[obj], reduced)
         slots = vars(obj).get("__slots__") if isinstance(obj, type) else None
         if slots:  # not a NamedTuple's (), which its metaclass will not be given
             reduced = _keeping_slots(slots, reduced)
@@ -185,19 +185,24 @@ def task_classes() -> Iterator[None]:
     methods reading stale globals, a class attribute a stage filled), and a cached job's
     key with it. One such task goes at a time in this process (inline runs in threads take
     turns, task by task): two at once shared the class, one's load dropping what the
-    other's stage had just set. A change the program makes to such a class from another
-    thread while a task runs is undone with the task's.
+    other's stage had just set. A job pickled meanwhile ships the classes as they were
+    before the task. A change the program makes to such a class from another thread while
+    a task runs is undone with the task's.
     """
     with _TASK_CLASSES:
         with forking.PICKLING:  # the classes a run pickled are tracked: ours to put back
             tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
             before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
+            outer = dict(_IN_TASK)  # a task's, when a signal handler runs a job within it
+            _IN_TASK.update({**before, **outer})  # what a job pickled meanwhile ships of them
         try:
             yield
         finally:
             with forking.PICKLING:
                 for cls, attributes in before.items():
                     _put_back(cls, attributes)
+                _IN_TASK.clear()
+                _IN_TASK.update(outer)
 
 
 def loads_afresh(pickled: bytes) -> Any:
@@ -216,8 +221,11 @@ def _put_back(cls: type, attributes: dict[str, Any]) -> None:
 
 
 # One inline task at a time loads and runs with the classes that ship by value (reentrant:
-# a program's signal handler may run a job inline within a task).
+# a program's signal handler may run a job inline within a task); the attributes those
+# classes had before the task that goes now, which a job pickled meanwhile ships (another
+# thread's run is not held up for the task, and does not get the task's copies).
 _TASK_CLASSES = threading.RLock()
+_IN_TASK: dict[type, dict[str, Any]] = {}
 
 
 def _declaration(function: FunctionType) -> bool:
@@ -236,6 +244,16 @@ def _keeping_qualname(qualname: str, reduced: Any) -> Any:
         return reduced
     state, slots = reduced[2]
     return (*reduced[:2], ({**state, "__qualname__": qualname}, slots), *reduced[3:])
+
+
+def _as_before_the_task(before: dict[str, Any], reduced: Any) -> Any:
+    """cloudpickle's reduction of a class by value, with the attributes it had before the
+    inline task that now holds its copies (what cloudpickle leaves out, it still does)."""
+    if not (isinstance(reduced, tuple) and len(reduced) == 6 and reduced[5] is _SET_CLASS):
+        return reduced
+    state, slots = reduced[2]
+    kept = {name: before[name] for name in state if name in before}
+    return (*reduced[:2], (kept, slots), *reduced[3:])
 
 
 def _keeping_slots(slots: Any, reduced: Any) -> Any:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,4 +107,29 @@ def test_inline_runs_in_threads_each_see_their_own_tasks_class_state() -> None:
     assert failed == []
     want = [(line.removeprefix("raw://"), 5) for line in sorted(lines)]
     assert len(got) == 3 and all(counts == want for counts in got.values()), got
+    assert "seen" not in vars(jobs.Tally)
+
+
+def test_a_run_submitted_while_an_inline_task_runs_goes_at_once_with_the_class_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """Pickling a job waited for the inline task going in another thread to end: a submit()
+    that should return at once did not, and a stage waiting for the program hung it. The
+    job ships the class as it was before that task, not with the task's attribute."""
+    params = {"started": str(tmp_path / "started"), "go": str(tmp_path / "go")}
+    got: dict[str, Any] = {}
+    inline = threading.Thread(
+        target=lambda: got.update(
+            inline=list(jobs.waiting.run(["raw://a"], mode="inline", params=params))
+        )
+    )
+    inline.start()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(params["started"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run = jobs.tallies.submit(["raw://x y"], mode="local")  # a job holding the same class
+    Path(params["go"]).touch()  # the inline stage goes on only once submit() has returned
+    inline.join(120)
+    assert got["inline"] == [("a", True)]
+    assert list(run.wait(timeout=120)) == [("x y", 2)]  # not the inline task's {"the task's"}
     assert "seen" not in vars(jobs.Tally)
