@@ -419,12 +419,14 @@ def second_stage(stage: Stage) -> str:
     """The code that declares a second stage of ``stage``'s function, named apart, with the
     options of the first (a stage listed twice must be two)."""
     spec, name = stage.spec, stage.name
+    held = getattr(spec.function, "__name__", "")  # where the program holds it, most likely
+    var = held if held.isidentifier() else name.replace("-", "_")  # a name=, or a lambda
     options = [f"name='{name}_2'"]
     if spec.grouping != _DECLARED_GROUPING.get(spec.kind, spec.grouping):
         options.append(f"grouping={spec.grouping!r}")
-    options += [f"{field}={name}.{field}" for field in _FUNCTIONS if getattr(spec, field)]
+    options += [f"{field}={var}.{field}" for field in _FUNCTIONS if getattr(spec, field)]
     options += [f"{field}={value}" for field, value in _FLAGS if getattr(spec, field) is value]
-    return f"{name}_2 = {spec.kind}({name}.function, {', '.join(options)})"
+    return f"{var}_2 = {spec.kind}({var}.function, {', '.join(options)})"
 
 
 # What second_stage repeats of a stage's options: those holding functions, the flags that

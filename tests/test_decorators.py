@@ -28,6 +28,7 @@ from discodsl import (
     reduce,
     stage,
 )
+from discodsl.model import second_stage
 from discodsl.options import option_names
 from discodsl.worker.spec import StageSpec, params_passing, positional_arity, takes_params
 
@@ -860,6 +861,15 @@ def test_the_second_stage_advised_keeps_every_option_of_the_first() -> None:
     assert summed_2.spec == dataclasses.replace(summed.spec, name="summed_2")
     with pytest.raises(JobError, match=re.escape(f"another stage of it, named apart: {fix}")):
         reduce(summed)
+
+
+def test_the_second_stage_advised_of_a_stage_named_apart_from_its_function_is_python() -> None:
+    # name='split-words' gave `split-words_2 = map(split-words.function, ...)`.
+    @map(name="split-words")
+    def split(line: str) -> Iterator[tuple[str, int]]:
+        yield line, 1
+
+    assert second_stage(split) == "split_2 = map(split.function, name='split-words_2')"
 
 
 @pytest.mark.parametrize(

@@ -590,3 +590,5 @@ def test_an_http_timeout_in_the_environment_that_is_none_is_refused_on_every_run
         jobs.wordcount.run(["raw://a"], mode=mode)
     got = jobs.wordcount.run(["raw://a"], mode=mode, env={"DISCODSL_HTTP_TIMEOUT": "5"})
     assert list(got) == [("a", 1)]  # env= gives the workers their own
+    monkeypatch.setenv("DISCODSL_HTTP_TIMEOUT", "")  # empty: unset, as every setting
+    assert list(jobs.wordcount.run(["raw://a"], mode=mode)) == [("a", 1)]

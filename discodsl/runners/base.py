@@ -160,7 +160,8 @@ class Runner:
 
     def _options(self, job: Job, overrides: Mapping[str, Any]) -> JobOptions:
         options = self._adapt(validate_options(job.options, **overrides))
-        _check_http_timeout(options)
+        if self.mode != "cluster":  # a cluster run's settings check it as the client's
+            _check_http_timeout(options)
         return options
 
     def _plan(
@@ -324,8 +325,8 @@ def _check_http_timeout(options: JobOptions) -> None:
     """A SettingsError for a DISCODSL_HTTP_TIMEOUT in this process's environment that is no
     timeout, unless ``env=`` sets the workers' own: the workers of a local or inline run read
     it there, and took one that is none for the default (60 s a stall, without a word)."""
-    value = os.environ.get(TIMEOUT_ENV)
-    if value is None or TIMEOUT_ENV in options.env or timeout_seconds(value) is not None:
+    value = os.environ.get(TIMEOUT_ENV)  # empty: unset, as for every setting
+    if not value or TIMEOUT_ENV in options.env or timeout_seconds(value) is not None:
         return
     from discodsl.errors import SettingsError
 

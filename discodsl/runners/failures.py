@@ -14,7 +14,7 @@ NOT_RETRIED = (
     "raise discodsl.Retry for a failure worth another try)"
 )
 # A reader's MalformedRecord is not stage code's fault, but would fail the same way again.
-NOT_RETRIED_DATA = " (not retried: the same bytes would fail again; fix the input)"
+NOT_RETRIED_DATA = " (not retried: the same bytes would fail again)"
 # Nor is an input URL no worker can read (BadURL): no stage ran.
 NOT_RETRIED_URL = " (not retried: the same URL would fail again; fix the input)"
 

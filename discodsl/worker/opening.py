@@ -302,8 +302,8 @@ class _Limited(io.RawIOBase):
         got = self._raw.readinto(view) or 0
         self._left -= got
         if not got and self._left:
-            at = self._raw.tell()
-            raise _changed(self._url, f"ended at byte {at}, before the {at + self._left} it had")
+            end, size = self._raw.tell() + self._left, os.fstat(self._raw.fileno()).st_size
+            raise _changed(self._url, f"is {size} bytes long now, shorter than the {end} it had")
         return got
 
     def close(self) -> None:
@@ -506,13 +506,16 @@ class _Bzip2(io.RawIOBase):
         """Decompress what comes next into ``_pending``; False at the end of the data."""
         decompressor = self._decompressor
         if decompressor.eof:  # a stream ended: another, or the end, or bytes that are neither
-            data = decompressor.unused_data
+            data = decompressor.unused_data.lstrip(b"\0")  # NULs padding it, as gzip skips
             while len(data) < len(_BZIP2_START) and (more := self._source.read(_READ_BUFFER)):
-                data += more
+                data = (data + more).lstrip(b"\0")
             if not data:
                 return False
             if not data.startswith(_BZIP2_START):
-                raise OSError(f"the bytes after its bzip2 data are not bzip2: {data[:16]!r}")
+                raise OSError(
+                    f"bytes that are not bzip2 data follow its bzip2 data: {data[:16]!r} (cut "
+                    "them off, or compress the whole file again)"
+                )
             decompressor = self._decompressor = self._new()
         elif decompressor.needs_input:
             data = self._source.read(_READ_BUFFER)
