@@ -342,8 +342,12 @@ class Job(ClientOnly):
 
 
 def _another(found: Any, stage: Stage) -> bool:
-    """Whether ``found``, what a name of ``stage`` holds now, is another stage of its name."""
-    return isinstance(found, Stage) and found is not stage and found.name == stage.name
+    """Whether ``found``, what a name of ``stage`` holds now, is another stage of its name
+    made from another function (a cell run again); not one of the same function with other
+    options (``reduce(sort=False)(total.function)``)."""
+    if not isinstance(found, Stage) or found is stage or found.name != stage.name:
+        return False
+    return found.function is not stage.function
 
 
 _NAMES = ("__module__", "__name__", "__qualname__")

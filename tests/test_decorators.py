@@ -1077,6 +1077,23 @@ def test_a_disco_partition_taking_params_is_told_to_use_a_closure() -> None:
         reduce(partitioner=partition)(total.function)
 
 
+def test_a_second_stage_of_the_same_function_is_no_stage_defined_again() -> None:
+    # reduce(sort=False)(total.function) was said to be 'total' defined again since (its
+    # cell run again?), at every run, though nothing was.
+    namespace: dict[str, Any] = {}
+    exec(
+        "from discodsl import job, map, reduce\n"
+        "@map\ndef ones(line):\n    yield line, 1\n"
+        "@reduce\ndef total(key, ones):\n    yield key, sum(ones)\n"
+        "total_unsorted = reduce(sort=False)(total.function)\n"
+        "@job\ndef counted():\n    return [ones, total_unsorted]\n",
+        namespace,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 1)]
+
+
 def test_a_job_run_after_its_stage_was_defined_again_says_so() -> None:
     # A notebook: the stage's cell edited and run again, the job's not; the job ran the
     # old stage, silently (and with cache=True served the old results at once).
