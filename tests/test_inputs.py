@@ -229,6 +229,19 @@ def test_compressed_data_is_read_decompressed_whatever_its_name(
 
 
 @pytest.mark.parametrize("compressor", [gzip, bz2], ids=["gz", "bz2"])
+@pytest.mark.parametrize("kept", [1, 3])
+def test_compressed_data_cut_within_its_magic_is_said_to_be_cut_short(
+    tmp_path: Path, node: Node, compressor: Any, kept: int
+) -> None:
+    # Said to be "not gzip data", to be renamed or compressed again.
+    suffix = ".gz" if compressor is gzip else ".bz2"
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(compressor.compress(TEXT.encode())[:kept])
+    with pytest.raises(DamagedInput, match=r"cut short: copy the file again"):
+        read_all([str(path)], node)
+
+
+@pytest.mark.parametrize("compressor", [gzip, bz2], ids=["gz", "bz2"])
 def test_compressed_data_padded_with_nuls_reads_as_gzip_reads_it(
     tmp_path: Path, node: Node, compressor: Any
 ) -> None:

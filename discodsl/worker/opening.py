@@ -452,6 +452,14 @@ def _decompressed(raw: _ReadInto, name: str, url: str) -> io.BufferedReader:
         found = compression_of(head)
         suffix = name[name.rfind(".") :]
         if suffix in _COMPRESSED_SUFFIXES and head and found != _COMPRESSED_SUFFIXES[suffix]:
+            named = _COMPRESSED_SUFFIXES[suffix]
+            if found is None and _starts(head, named):  # shorter than its own magic
+                raise DamagedInput(
+                    f"{url}: its {len(head)} byte(s) start {named} data, cut short: copy the "
+                    "file again, whole",
+                    url=url,
+                    span=(0, len(head)),
+                )
             raise _misnamed(url, suffix, found, head)
         for magic, kind in _UNREAD_MAGICS.items():
             if head.startswith(magic):
@@ -528,6 +536,18 @@ class _Bzip2(io.RawIOBase):
 
 
 _BZIP2_START: Final = b"BZh"
+
+
+def _starts(head: bytes, kind: str) -> bool:
+    """Whether ``head``, shorter than a magic, is how data compressed as ``kind`` starts."""
+    if kind == "gzip":
+        return _GZIP_MAGIC.startswith(head)
+    level, magic = head[3:4], head[4:]
+    return (
+        b"BZh".startswith(head[:3])
+        and (not level or b"1" <= level <= b"9")
+        and any(known.startswith(magic) for known in _BZIP2_MAGICS)
+    )
 
 
 def _misnamed(url: str, suffix: str, found: str | None, head: bytes) -> DataError:
