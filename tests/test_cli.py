@@ -1467,3 +1467,7 @@ def test_run_keeps_the_cache_and_push_inputs_a_job_declares_unless_told_otherwis
     assert "pushed 1 local input file(s) to DDFS" in err
     shown = json.loads(run(capsys, "jobpack", "show", str(pack))[0])
     assert "file://" not in json.dumps(shown["jobdict"]["inputs"]), shown["jobdict"]["inputs"]
+    build = ("jobpack", "build", job, data, "-o", str(pack), "--no-push-inputs")
+    _, err = run(capsys, *build)  # no master needed: nothing to push
+    shown = json.loads(run(capsys, "jobpack", "show", str(pack))[0])
+    assert "file://" in json.dumps(shown["jobdict"]["inputs"]), shown["jobdict"]["inputs"]

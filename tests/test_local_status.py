@@ -179,14 +179,17 @@ def test_wait_results_and_purge_of_a_local_run_from_another_shell(
     assert f"job {name!r} is still active after" in capsys.readouterr().err
     assert main(["purge", "--local", name]) == 1
     assert f"stop it with `discodsl kill {name}`" in capsys.readouterr().err
-    assert main(["kill", "--local", name]) == 0
-    assert main(["wait", "--local", name]) == 1
-    err = capsys.readouterr().err
-    assert f"local run {name} ended dead" in err and f"`discodsl events {name}`" in err
     assert main(["results", "--local", name]) == 1
     err = capsys.readouterr().err
     assert "its files are removed when it ends" in err
     assert "run it with -o FILE" in err and "run the same command again, with --cache" in err
+    assert main(["kill", "--local", name]) == 0
+    assert main(["wait", "--local", name]) == 1
+    err = capsys.readouterr().err
+    assert f"local run {name} ended dead" in err and f"`discodsl events {name}`" in err
+    assert main(["results", "--local", name]) == 1  # said to have none, not to be elsewhere
+    err = capsys.readouterr().err
+    assert f"local run {name} ended dead" in err and "there are no records to print" in err
     assert main(["purge", "--local", name]) == 0
     assert "nothing left to purge (a failed run's files went when it" in capsys.readouterr().out
 

@@ -189,12 +189,21 @@ def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     if local_runs(args):
+        run = local_run(args)
+        if run.status not in ("active", "ready"):  # killed, failed, its program gone
+            why = f" ({run.reason})" if run.reason else ""
+            raise JobDead(
+                f"local run {run.name} ended {run.status}{why} before it had results: there "
+                f"are no records to print; see what happened with `discodsl events {run.name}`, "
+                "and run it again",
+                jobname=run.name,
+            )
         raise SettingsError(
-            f"{local_run(args).name} is a local run: its records went to the process that "
-            "ran it, and its files are removed when it ends, so there is nothing to print; "
-            "to keep its records, run it with -o FILE (a run with --cache is served from the "
-            "cache when run again: run the same command again, with --cache, to print them), "
-            "or on a Disco master"
+            f"{run.name} is a local run: its records go to the process that runs it, and its "
+            "files are removed when it ends, so there is nothing to print; to keep its "
+            "records, run it with -o FILE (a run with --cache is served from the cache when "
+            "run again: run the same command again, with --cache, to print them), or on a "
+            "Disco master"
         )
     check_output(args.output)
     with cluster_for(args) as conn:

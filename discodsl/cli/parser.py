@@ -179,11 +179,6 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
     _add_job_changes(run)
     run.add_argument("--timeout", type=_job_seconds, metavar="SECONDS", help=TIMEOUT_HELP)
     run.add_argument(
-        "--push-inputs",
-        action=argparse.BooleanOptionalAction,
-        help="upload local input files to DDFS first (cluster; default: the job's own option)",
-    )
-    run.add_argument(
         "--cache",
         action=argparse.BooleanOptionalAction,
         help="reuse an earlier identical run's results, or resume after its finished stages "
@@ -197,8 +192,14 @@ JOB_HELP = "the job: MODULE (importable, or a .py file) and the name of the @job
 
 
 def _add_job_changes(parser: argparse.ArgumentParser) -> None:
-    """The options that change a job's own (partitions, params), for run and jobpack build."""
+    """The options that change a job's own (partitions, params, pushing its local inputs),
+    for run and jobpack build."""
     parser.add_argument("--partitions", type=_partition_count, metavar="N", help=PARTITIONS_HELP)
+    parser.add_argument(
+        "--push-inputs",
+        action=argparse.BooleanOptionalAction,
+        help="upload local input files to DDFS first (cluster; default: the job's own option)",
+    )
     parser.add_argument(
         "-P",
         "--param",

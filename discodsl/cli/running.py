@@ -204,7 +204,11 @@ def _params_given(job: Job, given: list[tuple[str, Any]]) -> dict[str, Any]:
 def cmd_jobpack_build(args: argparse.Namespace) -> int:
     check_output(args.output)
     job = import_job(args.job)
-    changes = {} if args.partitions is None else {"partitions": _partitions(args.partitions)}
+    changes: dict[str, Any] = {}
+    if args.partitions is not None:
+        changes["partitions"] = _partitions(args.partitions)
+    if args.push_inputs is not None:
+        changes["push_inputs"] = args.push_inputs
     changes.update(_params_given(job, args.param))
     options = validate_options(job.options, **changes)
     urls = sources.resolve(args.inputs)
