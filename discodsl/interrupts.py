@@ -4,14 +4,17 @@ called.
 Inline, a stage runs in the program's own thread, and a signal handler of the program's
 (SIGTERM's that calls ``sys.exit``, a timer's that starts a job) runs on top of the stage's
 frames as if the stage had called it. The inline runner and ``Job.run`` ask here before
-they take what such a handler does for the stage's doing. Not here: signals of our own
-(the command line's SIGTERM, the runs' Ctrl-C), which raise KeyboardInterrupt.
+they take what such a handler does for the stage's doing; and :func:`held` keeps such a
+handler from running while a run loads its code. Not here: signals of our own (the
+command line's SIGTERM, the runs' Ctrl-C), which raise KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from types import FrameType, TracebackType
 
@@ -44,3 +47,21 @@ def _stack(frame: FrameType | None) -> Iterator[FrameType]:
     while frame is not None:
         yield frame
         frame = frame.f_back
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """The process's signals held back from this thread while in the block, then delivered:
+    a signal handler (which runs in the main thread, on top of what it was doing) would
+    find the modules the block imports half made. Off the main thread, where no handler
+    runs, nothing is held."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -62,11 +62,19 @@ _IMPORTING = forking.IMPORTING
 
 def _runner(mode: Mode | None, master: str | None) -> Runner:
     """The runner for ``mode`` (see :func:`discodsl.runners.choose`), imported under
-    ``_IMPORTING``."""
-    with _IMPORTING:
+    ``_IMPORTING`` with the signals of this thread held (see interrupts.held): a program's
+    signal handler that runs a job found the runner's modules half imported, and both
+    runs died of "partially initialized module"."""
+    with _IMPORTING, interrupts.held():
         from discodsl.runners import choose
 
-        return choose(mode, master)
+        runner = choose(mode, master)
+        # What every run of it imports on its way, loaded whole now.
+        import discodsl.results
+        import discodsl.runners.handle
+        import discodsl.shipping  # noqa: F401
+
+        return runner
 
 
 class _FunctionDoc:

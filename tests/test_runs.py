@@ -1080,3 +1080,49 @@ def test_one_process_a_minute_cleans_the_registry(runs_dir: Path) -> None:
     os.utime(stamp, (old, old))
     assert registry._due(stamp) and time.time() - stamp.stat().st_mtime < registry.CLEAN_EVERY
     assert registry.list_runs(runs_dir) == []  # the stamp is no entry
+
+
+SIGNALLED = """
+import signal, sys
+from discodsl import job, map
+
+@map
+def m(line):
+    yield line, 1
+
+@job
+def hj():
+    return [m]
+
+said = []
+def handler(signum, frame):  # a "report now" handler that runs a small job
+    said.append(sorted(hj.run(inputs=["raw://h"], mode=sys.argv[2])))
+
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, float(sys.argv[1]))  # while the first run starts
+main = sorted(hj.run(inputs=["raw://a"], mode=sys.argv[2]))
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(main, said)
+"""
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_signal_handler_may_run_a_job_while_the_first_run_loads_the_runner(
+    tmp_path: Path, mode: str
+) -> None:
+    # The handler's run found the runner's module half imported (the first run was importing
+    # it): both died of "cannot import name 'InlineRunner' from partially initialized module
+    # ... (most likely due to a circular import)".
+    script = tmp_path / "signalled.py"
+    script.write_text(SIGNALLED)
+    for delay in ("0.002", "0.005", "0.01", "0.03", "0.05"):
+        done = subprocess.run(
+            [sys.executable, str(script), delay, mode],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (delay, done.stderr[-2000:])
+        main, _, said = done.stdout.strip().partition(" ")
+        assert main == "[('a',", done.stdout
+        assert said in ("1)] []", "1)] [[('h', 1)]]"), done.stdout
