@@ -12,6 +12,10 @@ imports most of discodsl) let its lock be held in the child, and the child hung.
 - :data:`PICKLING`: held while cloudpickle's by-value registry, one for the process, is
   changed for a run's pickling (:func:`discodsl.shipping.by_value`), and while the classes an
   inline run may change are noted or put back (:func:`discodsl.shipping.task_classes`).
+
+One lock a fork does not wait for: :data:`TASK_CLASSES`, held for a whole inline task, which
+may take long. A child gets a new one instead, and what :func:`in_child` was given mends
+what the task left (its classes, with the task's copies of their attributes).
 """
 
 from __future__ import annotations
@@ -19,9 +23,25 @@ from __future__ import annotations
 import logging  # noqa: F401 (its fork hook first: a fork waits for an import before it)
 import os
 import threading
+from collections.abc import Callable
 
 IMPORTING = threading.RLock()
 PICKLING = threading.RLock()
+TASK_CLASSES = threading.RLock()
+_MENDS: list[Callable[[], None]] = []
+
+
+def in_child(mend: Callable[[], None]) -> None:
+    """Have ``mend`` called in each child forked from now on, after it got a new
+    TASK_CLASSES."""
+    _MENDS.append(mend)
+
+
+def _in_child() -> None:
+    global TASK_CLASSES
+    TASK_CLASSES = threading.RLock()  # a thread the child does not have may hold the old one
+    for mend in _MENDS:
+        mend()
 
 
 def _waited_for_by_forks(lock: threading.RLock) -> None:
@@ -34,3 +54,5 @@ def _waited_for_by_forks(lock: threading.RLock) -> None:
 # A fork runs the last registered first: it waits for an import, then for a pickling.
 _waited_for_by_forks(PICKLING)
 _waited_for_by_forks(IMPORTING)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_child)

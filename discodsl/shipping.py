@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import threading
 import typing
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
@@ -189,7 +188,7 @@ def task_classes() -> Iterator[None]:
     before the task. A change the program makes to such a class from another thread while
     a task runs is undone with the task's.
     """
-    with _TASK_CLASSES:
+    with forking.TASK_CLASSES:
         with forking.PICKLING:  # the classes a run pickled are tracked: ours to put back
             tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
             before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
@@ -220,12 +219,23 @@ def _put_back(cls: type, attributes: dict[str, Any]) -> None:
             setattr(cls, name, value)
 
 
-# One inline task at a time loads and runs with the classes that ship by value (reentrant:
-# a program's signal handler may run a job inline within a task); the attributes those
-# classes had before the task that goes now, which a job pickled meanwhile ships (another
-# thread's run is not held up for the task, and does not get the task's copies).
-_TASK_CLASSES = threading.RLock()
+# One inline task at a time loads and runs with the classes that ship by value, under
+# forking.TASK_CLASSES (reentrant: a program's signal handler may run a job inline within a
+# task); the attributes those classes had before the task that goes now, which a job
+# pickled meanwhile ships (another thread's run is not held up for the task, and does not
+# get the task's copies), and a child forked meanwhile gets back.
 _IN_TASK: dict[type, dict[str, Any]] = {}
+
+
+def _mend_in_child() -> None:
+    """In a child forked while an inline task ran in a thread it does not have: the
+    classes as they were before the task."""
+    for cls, attributes in _IN_TASK.items():
+        _put_back(cls, attributes)
+    _IN_TASK.clear()
+
+
+forking.in_child(_mend_in_child)
 
 
 def _declaration(function: FunctionType) -> bool:

@@ -196,6 +196,12 @@ def test_a_child_forked_while_another_thread_pickles_a_job_can_run_jobs(
 def _its_child_counts_words(script: Path, argument: str) -> None:
     """Run ``script argument`` from the repository: its forked child printed the count of
     ``a b a``, and it ended well."""
+    _its_child_prints(script, argument, "[('a', 2), ('b', 1)]")
+
+
+def _its_child_prints(script: Path, argument: str, printed: str) -> None:
+    """Run ``script argument`` from the repository: its forked child printed ``printed``,
+    and it ended well."""
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, str(script), argument],
@@ -206,7 +212,7 @@ def _its_child_counts_words(script: Path, argument: str) -> None:
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"]
+    assert done.stdout.splitlines() == [printed]
 
 
 def test_the_locks_a_fork_waits_for_have_their_hooks_from_import_discodsl() -> None:
@@ -240,3 +246,43 @@ def test_the_locks_a_fork_waits_for_have_their_hooks_from_import_discodsl() -> N
     )
     forked = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert forked.returncode == 0, forked.stderr
+
+
+def test_a_child_forked_while_an_inline_task_runs_can_run_jobs_on_the_classes_as_they_were(
+    tmp_path: Path,
+) -> None:
+    # A thread's inline task holds the lock of inline tasks, and the class holds the task's
+    # copies of its attributes: a child forked then waited for the lock for good, and would
+    # have shipped the task's copies.
+    script = tmp_path / "forks.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import multiprocessing, os, sys, threading, time
+            from tests import inline_class_jobs as jobs
+
+            PARAMS = {{"started": {str(tmp_path / "started")!r}, "go": {str(tmp_path / "go")!r}}}
+
+            def child():
+                assert "seen" not in vars(jobs.Tally), vars(jobs.Tally)
+                print(sorted(jobs.tallies.run(["raw://x y"], mode=sys.argv[1])), flush=True)
+
+            if __name__ == "__main__":
+                threading.Thread(
+                    target=lambda: jobs.waiting.run(["raw://a"], mode="inline", params=PARAMS),
+                    daemon=True,
+                ).start()
+                while not os.path.exists(PARAMS["started"]):
+                    time.sleep(0.01)
+                process = multiprocessing.get_context("fork").Process(target=child)
+                process.start()
+                process.join(30)
+                open(PARAMS["go"], "w").close()
+                if process.is_alive():
+                    process.kill()
+                    sys.exit("the child hung")
+                sys.exit(process.exitcode)
+            """
+        )
+    )
+    _its_child_prints(script, "inline", "[('x y', 2)]")
