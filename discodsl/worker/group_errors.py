@@ -101,27 +101,33 @@ def sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError
         right = type(found.right).__name__
         pair = f"{brief(found.left, 60)} ({kind}) and {brief(found.right, 60)} ({right})"
         if type(found.left) is type(found.right):  # tuples (or lists) whose items do not
-            left, right = _items_apart(found.left, found.right)
-            if type(left) is type(right):  # of one type, which has no order (an enum)
-                items = f"their items {brief(left, 40)} and {brief(right, 40)}"
-                return StageError(
-                    f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
-                    f"{kind} keys compare item by item, and {items} are "
-                    f"{type(left).__name__}s, which have no order; map them to values that "
-                    "have one (e.g. member.value, str), or group with sort=False",
-                    stage=stage,
-                )
-            return StageError(
-                f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): "
-                f"{kind} keys compare item by item, so the items in each place must be of "
-                "one type; map the keys (e.g. to str), or group with sort=False",
-                stage=stage,
-            )
+            return _items_unordered(stage, pair, err, found)
     else:
         pair = "two keys"  # the failing pair did not meet again; err names their types
     return StageError(
         f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}); "
         "make keys of one type (or map them, e.g. to str), or group with sort=False",
+        stage=stage,
+    )
+
+
+def _items_unordered(stage: str, pair: str, err: Exception, found: _Unordered) -> StageError:
+    """The error for two tuples (or lists) of keys whose items do not compare: items of two
+    types in one place, or of one type with no order (an enum)."""
+    kind = type(found.left).__name__
+    said = f"{where(stage)}: cannot sort its keys: {pair} cannot be compared ({err}): {kind} keys"
+    left, right = _items_apart(found.left, found.right)
+    if type(left) is type(right):
+        items = f"their items {brief(left, 40)} and {brief(right, 40)}"
+        return StageError(
+            f"{said} compare item by item, and {items} are {type(left).__name__}s, which have "
+            "no order; map them to values that have one (e.g. member.value, str), or group "
+            "with sort=False",
+            stage=stage,
+        )
+    return StageError(
+        f"{said} compare item by item, so the items in each place must be of one type; map "
+        "the keys (e.g. to str), or group with sort=False",
         stage=stage,
     )
 
