@@ -147,11 +147,11 @@ def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
         print(f"hint: {hint}", file=sys.stderr)
 
 
-#: Hints that depend on the error's type only.
-_HINTS: dict[type[DiscoDSLError], str] = {
-    JobpackRefused: "look inside the jobpack with `discodsl jobpack show FILE`",
-    NoSuchJob: "list the master's jobs with `discodsl jobs`",
-    TagNotFound: "list the tags with `discodsl ddfs ls`",
+#: Hints that depend on the error's type only: what to do, with which command.
+_HINTS: dict[type[DiscoDSLError], tuple[str, str]] = {
+    JobpackRefused: ("look inside the jobpack", "jobpack show FILE"),
+    NoSuchJob: ("list the master's jobs", "jobs"),
+    TagNotFound: ("list the tags", "ddfs ls"),
 }
 
 
@@ -171,12 +171,11 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
     found = [hint for kind, hint in _HINTS.items() if isinstance(exc, kind)]
-    if found and f"{found[0].split('`')[1].removeprefix('discodsl ')}`" in str(exc):
-        return ""  # the message ends with that command already, for that master
-    master = getattr(args, "master", None)
-    if found and master:  # the command named must reach the master this one did
-        return found[0].replace("`discodsl ", f"`discodsl --master {master} ")
-    return found[0] if found else ""
+    if not found or f"{found[0][1]}`" in str(exc):
+        return ""  # none, or the message ends with that command already, for that master
+    what, command = found[0]
+    master = getattr(args, "master", None)  # the command named must reach this master
+    return f"{what} with `discodsl {f'--master {master} ' if master else ''}{command}`"
 
 
 _INPUT_AT_FAULT = ("DataError", "MalformedRecord", "BadURL", "DamagedInput")

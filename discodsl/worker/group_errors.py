@@ -44,11 +44,17 @@ class _Probe:
         self.key = key
 
     def __lt__(self, other: _Probe) -> bool:
-        try:  # equal keys are never compared (see groupby._EqualFirst)
-            mine, theirs = self.key, other.key
-            return not (mine is theirs or mine == theirs) and bool(mine < theirs)
+        try:
+            return unequal_and_less(self.key, other.key)
         except UNCOMPARABLE as exc:
             raise _Unordered(self.key, other.key, exc) from None
+
+
+def unequal_and_less(mine: Any, theirs: Any) -> bool:
+    """Whether ``mine`` sorts before ``theirs``, asked only of keys that differ: the
+    grouping sorts distinct keys, so a key of a type with no order (None, an enum member)
+    compares with none of its equals."""
+    return not (mine is theirs or mine == theirs) and bool(mine < theirs)
 
 
 def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:

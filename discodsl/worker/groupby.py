@@ -47,7 +47,13 @@ from operator import itemgetter, length_hint
 from typing import IO, Any, TypeVar
 
 from discodsl.worker.errors import StageError, brief
-from discodsl.worker.group_errors import UNCOMPARABLE, hash_error, sort_error, where
+from discodsl.worker.group_errors import (
+    UNCOMPARABLE,
+    hash_error,
+    sort_error,
+    unequal_and_less,
+    where,
+)
 from discodsl.worker.partition import canonical_or_none, partitioner
 from discodsl.worker.record_sizes import MAX_CHUNK, SAMPLES, GroupMeter, Meter
 from discodsl.worker.records import is_pair
@@ -370,8 +376,7 @@ class _EqualFirst:
         self.key = key
 
     def __lt__(self, other: _EqualFirst) -> bool:
-        mine, theirs = self.key, other.key
-        return not (mine is theirs or mine == theirs) and bool(mine < theirs)
+        return unequal_and_less(self.key, other.key)
 
 
 def _equal_first(record: Record) -> _EqualFirst:

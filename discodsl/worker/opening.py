@@ -43,6 +43,7 @@ from discodsl.worker.jobfile import TIMEOUT_ENV, timeout_seconds
 # How many first bytes of a file tell compressed data (see compression_of).
 MAGIC_SIZE: Final = 10
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+_BZIP2_START: Final = b"BZh"  # then the block size, a digit 1-9
 _BZIP2_MAGICS: Final = (b"1AY&SY", b"\x17rE8P\x90")  # a first block's, an empty stream's end
 # Compressed data no worker reads, by its first bytes: said so, not read as text.
 _UNREAD_MAGICS: Final = {b"\xfd7zXZ\x00": "xz", b"(\xb5/\xfd": "zstd"}
@@ -246,16 +247,15 @@ def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
     try:
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
         size = os.fstat(raw.fileno()).st_size  # 0 for /proc's: the reading tells
-        if 0 < size < end:  # cut from a longer file (one cut to nothing: see _Limited)
-            raise _changed(url, f"is {size} bytes long, shorter than the {end} it had")
         first, stop = _line_start(raw, start), _line_start(raw, end)
         raw.seek(first)
-    except (OSError, DataError) as exc:
+    except OSError as exc:
         if raw is not None:
             raw.close()
-        if isinstance(exc, DataError):
-            raise
         raise DataError(f"{url}: cannot read {path}: {exc.strerror or exc}", url=url) from exc
+    if 0 < size < end:  # cut from a longer file (one cut to nothing: see _Limited)
+        raw.close()
+        raise _changed(url, f"is {size} bytes long, shorter than the {end} it had")
     limited = _Limited(raw, max(0, stop - first), url)
     stream = ChunkReader(_Source(limited, url, limited), buffer_size=_READ_BUFFER)
     stream.chunk = Chunk(path, first)
@@ -433,7 +433,7 @@ def compression_of(head: bytes) -> str | None:
     if head.startswith(_GZIP_MAGIC):
         return "gzip"
     level, magic = head[3:4], head[4:MAGIC_SIZE]
-    if head.startswith(b"BZh") and b"1" <= level <= b"9" and magic in _BZIP2_MAGICS:
+    if head.startswith(_BZIP2_START) and b"1" <= level <= b"9" and magic in _BZIP2_MAGICS:
         return "bzip2"
     return None
 
@@ -535,16 +535,13 @@ class _Bzip2(io.RawIOBase):
         return True
 
 
-_BZIP2_START: Final = b"BZh"
-
-
 def _starts(head: bytes, kind: str) -> bool:
     """Whether ``head``, shorter than a magic, is how data compressed as ``kind`` starts."""
     if kind == "gzip":
         return _GZIP_MAGIC.startswith(head)
     level, magic = head[3:4], head[4:]
     return (
-        b"BZh".startswith(head[:3])
+        _BZIP2_START.startswith(head[:3])
         and (not level or b"1" <= level <= b"9")
         and any(known.startswith(magic) for known in _BZIP2_MAGICS)
     )
