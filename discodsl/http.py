@@ -555,9 +555,11 @@ class Transport:
 def _read_in_time(resp: requests.Response, seconds: float) -> None:
     """Read the answer's body whole within ``seconds``, else raise _SlowAnswer: the read
     timeout bounds each read from the socket, so a body sent a byte at a time never ended
-    (run() waited for ever, whatever its timeout=). Past them the connection is shut."""
-    shut = threading.Event()
-    timer = threading.Timer(seconds, _shut, (resp, shut))
+    (run() waited for ever, whatever its timeout=). Past them the connection is shut, and
+    what was read is no answer even if the read ended without an error (a body that ends
+    with its connection looks whole when cut)."""
+    watch = _Watch(resp)
+    timer = threading.Timer(seconds, watch.shut)
     timer.daemon = True
     timer.start()
     failed: requests.RequestException | None = None
@@ -567,21 +569,40 @@ def _read_in_time(resp: requests.Response, seconds: float) -> None:
         failed = exc
     finally:
         timer.cancel()
-    if failed is not None and shut.is_set():  # raised here, not from the cut's own error
+    if watch.ended():
         raise _SlowAnswer(f"the answer did not arrive whole within {seconds:g}s")
     if failed is not None:
         raise failed
 
 
-def _shut(resp: requests.Response, shut: threading.Event) -> None:
-    """End the answer's connection, so that the read blocked on it returns."""
-    shut.set()
-    sock = _socket_of(resp)
-    if sock is None:
-        resp.close()
-        return
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+class _Watch:
+    """The timer's hold on one answer: it shuts the connection unless the read has ended,
+    and the read, once ended, learns whether it was shut (one lock: never both)."""
+
+    def __init__(self, resp: requests.Response):
+        self.resp = resp
+        self.lock = threading.Lock()
+        self.read = False  # the reader is done: the timer leaves the connection be
+        self.cut = False  # the timer shut the connection: what was read is cut
+
+    def shut(self) -> None:
+        """End the answer's connection, so that the read blocked on it returns."""
+        with self.lock:
+            if self.read:
+                return
+            self.cut = True
+        sock = _socket_of(self.resp)
+        if sock is None:
+            self.resp.close()
+            return
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def ended(self) -> bool:
+        """Note that the read has ended; whether the timer had cut it."""
+        with self.lock:
+            self.read = True
+            return self.cut
 
 
 def _socket_of(resp: requests.Response) -> socket.socket | None:

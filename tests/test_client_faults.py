@@ -335,28 +335,44 @@ def test_a_local_text_file_read_as_records_is_said_to_be_text_not_a_servers_answ
 # --------------------------------------------------------------------------
 
 
-def trickling(h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
-    """Headers at once, then a body of 100,000 bytes at a byte every 0.2 s."""
-    h.send_response(200)
-    h.send_header("Content-Type", "application/json")
-    h.send_header("Content-Length", "100000")
-    h.end_headers()
-    try:
-        for _ in range(50):  # 10 s at most: the server's own end
-            h.wfile.write(b" ")
-            h.wfile.flush()
-            time.sleep(0.2)
-    except OSError:  # the client hung up, as it should
-        pass
+def trickling(sized: bool) -> Answer:
+    """A master sending headers at once, then a body of 100,000 bytes at a byte every 0.2 s,
+    with its length, or (``sized`` false) ended by closing the connection."""
+
+    def master(h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if sized:
+            h.send_header("Content-Length", "100000")
+        else:
+            h.send_header("Connection", "close")
+            h.close_connection = True
+        h.end_headers()
+        try:
+            h.wfile.write(b'[[0, "active", "job@1"]')
+            for _ in range(50):  # 10 s at most: the server's own end
+                h.wfile.write(b" ")
+                h.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client hung up, as it should
+            pass
+
+    return master
 
 
-def test_an_answer_that_trickles_in_fails_once_the_read_timeout_has_passed() -> None:
+@pytest.mark.parametrize("sized", [True, False], ids=["content-length", "until-closed"])
+@pytest.mark.parametrize("ask", ["joblist", "parameters"])
+def test_an_answer_that_trickles_in_fails_once_the_read_timeout_has_passed(
+    sized: bool, ask: str
+) -> None:
     # Each byte came well within the read timeout, which bounds one read from the socket:
-    # run() waited for ever, whatever its timeout= and DISCODSL_HTTP_TIMEOUT.
-    with serving(trickling) as (url, _):
+    # run() waited for ever, whatever its timeout= and DISCODSL_HTTP_TIMEOUT. An answer
+    # ended by the connection's close was then cut by the timer and taken as whole.
+    with serving(trickling(sized)) as (url, _):
+        master = Master(url, timeout=1, retries=0)
         start = time.monotonic()
         with pytest.raises(ClientError) as caught:
-            Master(url, timeout=1, retries=0).joblist()
+            master.joblist() if ask == "joblist" else master.parameters("job@1")
         took = time.monotonic() - start
     assert took < 4, took
     assert "did not arrive whole within 1s" in str(caught.value), str(caught.value)

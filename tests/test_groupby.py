@@ -587,10 +587,10 @@ def test_one_key_of_a_type_with_no_order_is_grouped_within_the_budget_and_past_i
 ) -> None:
     # `yield None, 1` for a grand total: past the budget the records were sorted, and a
     # key compared with an equal one ("None and None cannot be compared").
-    records = [(key, index) for index in range(3000)]
+    records = [(key, index) for index in range(600)]
     with fan_in(fan):
         assert drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path))) == [
-            (key, list(range(3000)))
+            (key, list(range(600)))
         ]
 
 
@@ -1033,7 +1033,7 @@ def test_a_spilled_value_holding_one_object_twice_holds_it_twice_when_read_back(
     a value holding one list twice came back as two lists past the budget, as it was read
     within it (a change through one name not seen through the other)."""
     records = []
-    for index in range(3000):
+    for index in range(600):
         shared = [index]
         records.append((index % 3, (shared, shared)))
     groups = grouping(records, budget=1024, tmpdir=str(tmp_path), stage="reduce")
