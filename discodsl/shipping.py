@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import threading
 import typing
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Sequence
@@ -188,12 +189,14 @@ def task_classes() -> Iterator[None]:
     before the task. A change the program makes to such a class from another thread while
     a task runs is undone with the task's.
     """
+    global _TASK_THREAD
     with forking.TASK_CLASSES:
         with forking.PICKLING:  # the classes a run pickled are tracked: ours to put back
             tracked = getattr(cloudpickle.cloudpickle, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", {})
             before = {cls: dict(vars(cls)) for cls in list(tracked.keys())}
             outer = dict(_IN_TASK)  # a task's, when a signal handler runs a job within it
             _IN_TASK.update({**before, **outer})  # what a job pickled meanwhile ships of them
+            outer_thread, _TASK_THREAD = _TASK_THREAD, threading.current_thread()
         try:
             yield
         finally:
@@ -202,6 +205,7 @@ def task_classes() -> Iterator[None]:
                     _put_back(cls, attributes)
                 _IN_TASK.clear()
                 _IN_TASK.update(outer)
+                _TASK_THREAD = outer_thread
 
 
 def loads_afresh(pickled: bytes) -> Any:
@@ -225,11 +229,15 @@ def _put_back(cls: type, attributes: dict[str, Any]) -> None:
 # pickled meanwhile ships (another thread's run is not held up for the task, and does not
 # get the task's copies), and a child forked meanwhile gets back.
 _IN_TASK: dict[type, dict[str, Any]] = {}
+_TASK_THREAD: threading.Thread | None = None  # the thread whose inline task goes now
 
 
 def _mend_in_child() -> None:
     """In a child forked while an inline task ran in a thread it does not have: the
-    classes as they were before the task."""
+    classes as they were before the task. A child the task's own thread forked (a stage's
+    process) keeps them as the task has them, as a worker's child does."""
+    if _TASK_THREAD is threading.current_thread():
+        return
     for cls, attributes in _IN_TASK.items():
         _put_back(cls, attributes)
     _IN_TASK.clear()

@@ -286,3 +286,45 @@ def test_a_child_forked_while_an_inline_task_runs_can_run_jobs_on_the_classes_as
         )
     )
     _its_child_prints(script, "inline", "[('x y', 2)]")
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_process_a_stage_forks_sees_the_class_as_the_task_left_it(
+    tmp_path: Path, mode: str
+) -> None:
+    # Inline, every forked child had the script's classes put back as they were before the
+    # task, the stage's own child too: a table the stage had just loaded was gone in it.
+    script = tmp_path / "loads.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing, sys
+            from discodsl import job, map
+
+            class Lookup:
+                table = None
+
+            def looked_up(key, answers):
+                answers.put(Lookup.table and Lookup.table.get(key))
+
+            @map
+            def annotate(line):
+                Lookup.table = {"a": 1}
+                answers = multiprocessing.get_context("fork").Queue()
+                child = multiprocessing.get_context("fork").Process(
+                    target=looked_up, args=(line, answers)
+                )
+                child.start()
+                yield line, answers.get(timeout=30)
+                child.join(30)
+
+            @job
+            def annotated():
+                return [annotate]
+
+            if __name__ == "__main__":
+                print(sorted(annotated.run(["raw://a"], mode=sys.argv[1])), flush=True)
+            """
+        )
+    )
+    _its_child_prints(script, mode, "[('a', 1)]")
