@@ -187,5 +187,7 @@ def output(name: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
     try:
         with outfiles.written(name, binary=binary) as handle:
             yield handle
+    except BrokenPipeError:  # a pipe's reader left (-o - | head -c 4): stop quietly
+        raise
     except OSError as exc:  # a full disk, an I/O error, no such directory: as stdout's
         raise JobError(f"cannot write {name}: {exc.strerror or exc}") from exc

@@ -154,6 +154,28 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(workdir: Path, mode
     assert _workers_under(workdir / "tmp") == []
 
 
+@pytest.mark.parametrize("name", ["-", "/dev/stdout"])
+def test_a_jobpack_written_to_a_reader_that_leaves_ends_the_command_quietly(
+    workdir: Path, name: str
+) -> None:
+    """``discodsl jobpack build ... -o - | head -c 4``: as ``run``'s, where it said
+    "error: cannot write -: Broken pipe" and ended with 1."""
+    command = discodsl("jobpack", "build", "cli_output_job.py:quiet", "raw://x", "-o", name)
+    with subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=environment(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # before a byte is read: the first write fails
+        errors = process.stderr.read().decode()
+        status = process.wait(timeout=TIMEOUT)
+    assert errors == ""
+    assert status == 128 + signal.SIGPIPE
+
+
 NAPPING = """
 import time
 from discodsl import job, map
