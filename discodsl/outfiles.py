@@ -7,10 +7,11 @@ its name stands for.
   anew would truncate a file, and cannot open a pipe).
 - Another device, or a FIFO, is written to as it is.
 - A file, or a name with nothing there yet, is written to a temporary file of this
-  process's own beside it, renamed over it when whole: a failure leaves it as it
-  was, and two commands writing one name at once never mix their output (the last
-  to finish wins). An existing file keeps its permissions; it is replaced, so a
-  hard link to it keeps the old contents.
+  process's own beside it (named after this machine and process), renamed over it
+  when whole: a failure leaves it as it was, and two commands writing one name at
+  once never mix their output (the last to finish wins). What a killed process left
+  goes when the name is written next. An existing file keeps its permissions; it is
+  replaced, so a hard link to it keeps the old contents.
 
 OSErrors are the caller's to report.
 """
@@ -20,10 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
+
+from discodsl.worker.owners import ended, owner_mark
 
 __all__ = ["descriptor", "written"]
 
@@ -60,8 +64,11 @@ def written(name: str, *, binary: bool = False) -> Iterator[IO[Any]]:
     directory, base = os.path.split(final)
     # The name's start only: a name of up to 255 bytes, the most a file system takes, leaves
     # no room for more beside it.
-    prefix = f".{os.fsdecode(os.fsencode(base)[:_KEPT_OF_NAME])}."
-    handle, partial = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".partial")
+    prefix = f".{os.fsdecode(os.fsencode(base)[:_KEPT_OF_NAME])}.{_HOST}."
+    _sweep(directory, prefix)
+    handle, partial = tempfile.mkstemp(
+        dir=directory, prefix=prefix + owner_mark(), suffix=".partial"
+    )
     try:
         os.fchmod(handle, _mode_for(final))
         with os.fdopen(handle, mode, encoding=encoding) as stream:
@@ -73,6 +80,22 @@ def written(name: str, *, binary: bool = False) -> Iterator[IO[Any]]:
 
 
 _KEPT_OF_NAME = 64  # bytes of the file's name in its temporary one's
+# This machine's name in a temporary file's: a directory other machines share (NFS) holds
+# theirs, whose processes cannot be told ended from here.
+_HOST = os.fsdecode(os.fsencode(socket.gethostname().replace("/", "_"))[:_KEPT_OF_NAME])
+
+
+def _sweep(directory: str, prefix: str) -> None:
+    """Remove the temporary files that processes of this machine which have ended (killed
+    before their rename) left writing the name that ``prefix`` begins with."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".partial") and ended(name[len(prefix) :]):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
 
 
 def _mode_for(path: str) -> int:

@@ -104,3 +104,38 @@ def test_a_fifo_is_written_as_it_is(tmp_path: Path) -> None:
         reader.kill()
         reader.wait()
     assert fifo.is_fifo()
+
+
+def _writer_holding(target: Path) -> subprocess.Popen[str]:
+    """A process writing ``target`` (through its partial file), holding it until killed."""
+    script = (
+        "import sys, time\n"
+        "from discodsl import outfiles\n"
+        "with outfiles.written(sys.argv[1]) as out:\n"
+        "    out.write('half'); out.flush(); print('writing', flush=True); time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline() == "writing\n"
+    return process
+
+
+def test_what_a_killed_writer_left_goes_when_the_name_is_written_again(tmp_path: Path) -> None:
+    # A command killed (SIGKILL, the OOM killer) while writing -o FILE left its hidden
+    # .FILE.*.partial beside FILE for good, whatever wrote FILE next.
+    target = tmp_path / "out.tsv"
+    killed, live = _writer_holding(target), _writer_holding(target)
+    try:
+        killed.kill()
+        killed.wait(timeout=30)
+        partials = sorted(p.name for p in tmp_path.iterdir())
+        assert len(partials) == 2 and all(p.endswith(".partial") for p in partials)
+        with outfiles.written(str(target)) as out:
+            out.write("whole\n")
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert target.read_text() == "whole\n"
+        assert len(left) == 2 and f".{live.pid}-" in "".join(left), left  # the live one's stays
+    finally:
+        live.kill()
+        live.wait(timeout=30)
