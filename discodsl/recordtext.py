@@ -123,11 +123,18 @@ _WORD = re.compile(r"[ \t]*([^\W\d]\w*)(.?)")
 
 
 def reads_as_literal(text: str) -> bool:
-    """Whether :func:`ast.literal_eval` reads ``text`` (most words are ruled out unparsed),
-    or would with no limit on an int's digits (Python's 4,300: such a str is quoted, so
-    that it is not taken for the int)."""
+    """Whether :func:`ast.literal_eval` reads ``text`` (most words, dates, times, addresses
+    and numbers are told unparsed), or would with no limit on an int's digits (Python's
+    4,300: such a str is quoted, so that it is not taken for the int)."""
     if _starts_with_a_name(text):
         return False
+    if _NUMERIC_TEXT.fullmatch(text):
+        return _ONE_NUMBER.fullmatch(text) is not None
+    return literal_evaluates(text)
+
+
+def literal_evaluates(text: str) -> bool:
+    """What :func:`reads_as_literal` tells, asked of :func:`ast.literal_eval` itself."""
     try:
         with warnings.catch_warnings():  # "1or 2" is read with a SyntaxWarning
             warnings.simplefilter("ignore")
@@ -137,6 +144,16 @@ def reads_as_literal(text: str) -> bool:
     except (TypeError, MemoryError, RecursionError):
         return False
     return True
+
+
+# Text of digits, dots, dashes, colons, slashes, signs and blanks (dates, times, addresses,
+# versions, ids): with no letter, quote, bracket, comma nor ``#``, a literal only as one
+# decimal number, signed or not, or as ``...``; parsing each such field cost ten times
+# writing it.
+_NUMERIC_TEXT = re.compile(r"[0-9.:/_+\- ]*")
+_DIGITS = r"[0-9](?:_?[0-9])*"
+_NUMBER = rf"(?:{_DIGITS}\.(?:{_DIGITS})?|\.{_DIGITS}|[1-9](?:_?[0-9])*|0(?:_?0)*)"
+_ONE_NUMBER = re.compile(rf"[ ]*(?:(?:[+-][ ]*)?{_NUMBER}|\.\.\.)[ ]*")
 
 
 def _starts_with_a_name(text: str) -> bool:
