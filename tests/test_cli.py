@@ -729,6 +729,31 @@ def test_numeric_looking_text_of_each_kind_is_told_as_literal_eval_tells_it(text
     assert reads_as_literal(text) == literal_evaluates(text), text
 
 
+@pytest.mark.parametrize(("flag", "bars"), [("--no-progress", False), ("--progress", True)])
+def test_run_turns_a_jobs_progress_bars_off_or_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, bars: bool
+) -> None:
+    """A job declared progress=True drew its bars into a cron job's log, and the command
+    line had no way to turn them off."""
+    job_file = tmp_path / f"showing_job_{bars}.py"  # a module of its own for each
+    job_file.write_text(
+        "from discodsl import job, map\n"
+        "@map\n"
+        "def lines(line):\n"
+        "    yield line, 1\n"
+        "@job(progress=False)\n"
+        "def quiet():\n"
+        "    return [lines]\n"
+        "@job(progress=True)\n"
+        "def showing():\n"
+        "    return [lines]\n"
+    )
+    name = "showing" if flag == "--no-progress" else "quiet"
+    out, err = run(capsys, "run", "--local", flag, f"{job_file}:{name}", "raw://a")
+    assert out == "a\t1\n"
+    assert ("100%|" in err) == bars, err
+
+
 def test_run_json_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     out, _ = run(capsys, "run", "--json", "--inline", WORDCOUNT, *INPUTS, "-o", str(target))

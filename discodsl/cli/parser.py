@@ -184,6 +184,12 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         help="reuse an earlier identical run's results, or resume after its finished stages "
         "(default: the job's own option)",
     )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="draw a progress bar per stage on stderr (default: the job's own option, whose "
+        "default draws them on a terminal only)",
+    )
     run.add_argument("-o", "--output", metavar="FILE", help="write the records here")
     run.set_defaults(command=cmd_run)
 
