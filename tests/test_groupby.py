@@ -571,6 +571,44 @@ def test_a_sort_error_names_two_keys_with_an_order_not_one_without(tmp_path: Pat
     assert "(int)" in message and "(str)" in message, message
 
 
+@pytest.mark.parametrize("budget", [HUGE, 1024])
+@pytest.mark.parametrize("first", ["decimal", "numpy"])
+def test_decimals_and_numpy_integers_sort_as_the_numbers_they_are(
+    tmp_path: Path, budget: int, first: str
+) -> None:
+    # Decimal < numpy.int64 raises, numpy.int64 < Decimal does not: the sort failed or
+    # not by the order the keys came in.
+    numpy = pytest.importorskip("numpy")
+    keys = [Decimal("1.5"), numpy.int64(7), Decimal("9.5"), numpy.int64(-2)] * 100
+    if first == "numpy":
+        keys.reverse()
+    records = [(key, 1) for key in keys]
+    if budget < HUGE:  # sorted, but then asked whether each equals the one before it
+        with pytest.raises(StageError, match=r"past its memory budget.*int\(key\)"):
+            drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+        return
+    groups = drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+    assert [(float(key), len(values)) for key, values in groups] == [
+        (-2.0, 100),
+        (1.5, 100),
+        (7.0, 100),
+        (9.5, 100),
+    ]
+
+
+@pytest.mark.parametrize("grouping", [group_sorted, group_hashed])
+def test_a_decimal_and_a_numpy_integer_of_one_value_are_named_when_they_cannot_meet(
+    tmp_path: Path, grouping: Grouping
+) -> None:
+    numpy = pytest.importorskip("numpy")
+    records = [(Decimal(7), 1), ("other", 2), (numpy.int64(7), 3)]
+    with pytest.raises(StageError) as caught:
+        drain(grouping(records, budget=HUGE, tmpdir=str(tmp_path), stage="r"))
+    message = str(caught.value)
+    assert "Decimal('7') (Decimal)" in message and "(int64)" in message, message
+    assert "int(key)" in message, message
+
+
 class _Color(enum.Enum):  # members with no order
     RED = 1
 

@@ -8,7 +8,8 @@ Not here: the grouping itself.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from numbers import Number
 from typing import Any
 
 from discodsl.worker.errors import StageError, brief
@@ -53,8 +54,24 @@ class _Probe:
 def unequal_and_less(mine: Any, theirs: Any) -> bool:
     """Whether ``mine`` sorts before ``theirs``, asked only of keys that differ: the
     grouping sorts distinct keys, so a key of a type with no order (None, an enum member)
-    compares with none of its equals."""
-    return not (mine is theirs or mine == theirs) and bool(mine < theirs)
+    compares with none of its equals. A numpy number is asked as the Python number it
+    holds: a Decimal does not compare with a numpy integer, which compares with it."""
+    try:
+        return not (mine is theirs or mine == theirs) and bool(mine < theirs)
+    except TypeError:
+        if not (_numpy_number(mine) or _numpy_number(theirs)):
+            raise
+    mine, theirs = _python_number(mine), _python_number(theirs)
+    return bool(mine != theirs) and bool(mine < theirs)
+
+
+def _numpy_number(key: Any) -> bool:
+    return isinstance(key, Number) and type(key).__module__ == "numpy"
+
+
+def _python_number(key: Any) -> Any:
+    """A numpy number as the Python number it holds; any other key as it is."""
+    return key.item() if _numpy_number(key) else key
 
 
 def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
@@ -175,8 +192,12 @@ def _hashable_instead(key: Any) -> str:
     return "tuple(key) for a list, or a str"
 
 
-def hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageError:
-    """Explain a failed grouping by hash: a key that is unhashable, or a record not a pair."""
+def hash_error(
+    stage: str, records: Sequence[Any], err: Exception, known: Iterable[Any] = ()
+) -> StageError:
+    """Explain a failed grouping by hash of ``records``, after the keys ``known``: a key
+    that is unhashable, a record not a pair, or two keys of one hash that cannot say
+    whether they are equal."""
     not_pair = _not_a_pair(stage, records)
     if not_pair is not None:
         return not_pair
@@ -189,4 +210,30 @@ def hash_error(stage: str, records: Sequence[Any], err: Exception) -> StageError
                 f"is not hashable; map keys to a hashable type: {_hashable_instead(record[0])}",
                 stage=stage,
             )
-    return StageError(f"{where(stage)}: cannot group its records: {err}", stage=stage)
+    unmet = unmeetable(stage, records[0][0], known) if records else None
+    return unmet or StageError(f"{where(stage)}: cannot group its records: {err}", stage=stage)
+
+
+def unmeetable(stage: str, key: Any, known: Iterable[Any]) -> StageError | None:
+    """The error for ``key`` and one of ``known`` of the same hash that raise when asked
+    whether they are equal (a Decimal and a numpy integer of one value); None if none
+    (``key`` among them: one that does not hash)."""
+    try:
+        hashed = hash(key)
+    except TypeError:
+        return None
+    for other in known:
+        if hash(other) != hashed:
+            continue
+        try:
+            other == key  # noqa: B015 - whether asking raises
+        except UNCOMPARABLE as exc:
+            pair = f"{brief(other, 60)} ({type(other).__name__}) and {brief(key, 60)}"
+            return StageError(
+                f"{where(stage)}: cannot group its records: the keys {pair} "
+                f"({type(key).__name__}) hash alike but cannot say whether they are equal "
+                f"({type(exc).__name__}: {exc}): map keys of one value to one type (e.g. "
+                "int(key) or float(key) for numpy's numbers and Decimals)",
+                stage=stage,
+            )
+    return None

@@ -52,6 +52,7 @@ from discodsl.worker.group_errors import (
     hash_error,
     sort_error,
     unequal_and_less,
+    unmeetable,
     where,
 )
 from discodsl.worker.partition import canonical_or_none, partitioner
@@ -121,7 +122,7 @@ def _group_sorted(
 ) -> Groups[Any, Any]:
     """The generator behind :func:`group_sorted`."""
     half = budget // 2
-    groups, rest, used = _grouped_while_they_fit(records, half)
+    groups, rest, used = _grouped_while_they_fit(records, half, stage)
     if rest is None:  # they all fit as groups: sort only the distinct keys
         for key in _sorted_keys(groups, [], stage):
             yield key, iter(groups[key])
@@ -185,12 +186,17 @@ def _streamed(groups: Iterator[tuple[Any, Iterator[Record]]], stage: str) -> Gro
         for key, group in groups:
             given[0] += 1
             yield key, _values(group, given, given[0], stage)
+    except TypeError as err:  # from groupby's ``==`` on two keys next to each other
+        raise _unequal_neighbours(stage, err) from err
     finally:
         given[0] += 1  # the last group's values are gone too
 
 
 def _values(group: Iterator[Record], given: list[int], mine: int, stage: str) -> Iterator[Any]:
-    yield from map(_VALUE, group)
+    try:
+        yield from map(_VALUE, group)
+    except TypeError as err:
+        raise _unequal_neighbours(stage, err) from err
     if given[0] != mine:  # cut short by the next group, or the end: read after the call
         raise StageError(
             f"stage {stage!r}: a key's values were read after the reduce's call on that key "
@@ -200,6 +206,19 @@ def _values(group: Iterator[Record], given: list[int], mine: int, stage: str) ->
         )
 
 
+def _unequal_neighbours(stage: str, err: TypeError) -> StageError:
+    """Past the budget, sorted records are grouped by asking each key whether it equals
+    the one before: two keys that sort but raise when asked so (a Decimal and a numpy
+    integer) cannot be grouped there."""
+    return StageError(
+        f"{where(stage)}: past its memory budget, two keys next to each other in sorted "
+        f"order cannot say whether they are equal (TypeError: {err}), as a Decimal and a "
+        "numpy integer cannot: map keys to one type (e.g. int(key) or float(key) for "
+        "numpy's numbers and Decimals)",
+        stage=stage,
+    )
+
+
 def _read_records(paths: list[str], scratch: Scratch) -> Iterator[Record]:
     """The records of the spilled files at ``paths``, file after file."""
     batches = chain.from_iterable(read_batches(path, scratch) for path in paths)
@@ -207,7 +226,7 @@ def _read_records(paths: list[str], scratch: Scratch) -> Iterator[Record]:
 
 
 def _grouped_while_they_fit(
-    records: Iterator[Record], budget: int
+    records: Iterator[Record], budget: int, stage: str
 ) -> tuple[dict[Any, list[Any]], Iterator[Record] | None, int]:
     """Each key's values in input order, grouped as the records are read, while the groups
     take at most ``budget`` bytes (estimated: see GroupMeter) and each record is a pair
@@ -217,14 +236,19 @@ def _grouped_while_they_fit(
     Gives the groups, None and the bytes used when every record was grouped; else no
     groups, every record (those of the groups given back first, each key's values in input
     order under the first of its equal keys, which a stable sort by key takes as the
-    input's order, then those not grouped) and the bytes the groups held.
+    input's order, then those not grouped) and the bytes the groups held. Two keys of one
+    hash that cannot say whether they are equal meet in no grouping: a StageError.
     """
     groups: dict[Any, list[Any]] = {}
     meter = GroupMeter(budget)
     while chunk := list(islice(records, meter.room())):
         known = len(groups)
-        done, _ = _group_into(groups, chunk)
+        done, err = _group_into(groups, chunk)
         if done < len(chunk):  # a key that does not hash, a record not a pair
+            if err is not None and is_pair(chunk[done]):
+                unmet = unmeetable(stage, chunk[done][0], groups)
+                if unmet is not None:
+                    raise unmet from err
             return {}, chain(_given_back(groups), chunk[done:], records), meter.used
         meter.count(chunk, len(groups) - known)
         if meter.full():
@@ -328,6 +352,10 @@ def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str)
         unordered.sort(key=lambda key: _sort_key(key, stage, serial))
     try:
         return sorted(keys) + unordered
+    except UNCOMPARABLE:
+        pass  # perhaps a Decimal and a numpy integer: see unequal_and_less
+    try:
+        return sorted(keys, key=_EqualFirst) + unordered
     except UNCOMPARABLE as err:
         ordered = [r for r in buffer if not is_pair(r) or _totally_ordered(r[0])]
         ordered += ((key, groups[key][0]) for key in keys)
@@ -616,7 +644,7 @@ def _collect(
         known = len(groups)
         done, err = _group_into(groups, chunk)
         if err is not None:
-            raise hash_error(stage, chunk[done:], err) from err
+            raise hash_error(stage, chunk[done:], err, groups) from err
         meter.count(chunk, len(groups) - known)
         if meter.full():
             return False
