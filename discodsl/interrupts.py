@@ -15,8 +15,9 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
+from typing import Any
 
 
 def in_handler(frames: Iterator[FrameType]) -> bool:
@@ -51,17 +52,38 @@ def _stack(frame: FrameType | None) -> Iterator[FrameType]:
 
 @contextlib.contextmanager
 def held() -> Iterator[None]:
-    """The process's signals held back from this thread while in the block, then delivered:
-    a signal handler (which runs in the main thread, on top of what it was doing) would
-    find the modules the block imports half made. Off the main thread, where no handler
-    runs, nothing is held."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "pthread_sigmask"
-    ):
+    """The program's signal handlers held back while in the block, then run for each
+    signal that came: a handler (which runs in the main thread, on top of what it was
+    doing) would find the modules the block imports half made. Each handler of a function
+    is swapped for one that notes its signal, and put back: blocking the signals in this
+    thread alone held nothing once the program had another thread (a notebook's kernel
+    has several), which the signal was then given to. Off the main thread, where no
+    handler runs, nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    came: list[tuple[int, FrameType | None]] = []
+    swapped = _swapped(lambda number, frame: came.append((number, frame)))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for number, handler in swapped.items():
+            signal.signal(number, handler)
+    for number, frame in came:
+        handler = swapped[number]
+        if signal.getsignal(number) is handler:  # still the program's
+            handler(number, frame)
+
+
+Handler = Callable[[int, FrameType | None], Any]
+
+
+def _swapped(noting: Handler) -> dict[int, Handler]:
+    """Every signal handler of a function replaced by ``noting``: the handlers replaced."""
+    swapped: dict[int, Handler] = {}
+    for number in signal.valid_signals():
+        handler = signal.getsignal(number)
+        if callable(handler):
+            signal.signal(number, noting)
+            swapped[number] = handler
+    return swapped
