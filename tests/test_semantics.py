@@ -288,6 +288,27 @@ def test_counts_from_threads_a_stage_starts_are_kept(mode: str) -> None:
         assert pooled.counters == {"inner": 7 * 500}
 
 
+def test_a_task_counted_within_another_tasks_counting_in_one_thread_does_not_wait() -> None:
+    # A signal handler running an inline job lands between any two bytecodes of the main
+    # thread's inline task, its counting's lock held among them: the handler's task took
+    # that lock again, in the same thread, and the program hung for good.
+    from discodsl.worker import counters
+
+    def nested() -> None:
+        with counters.counting() as outer, counters._lock:  # the handler lands here
+            with counters.counting() as inner:
+                counters.count("inner")
+            counters.count("outer")
+        said.append((outer, inner))
+
+    said: list[Any] = []
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the nested task waited for the lock its thread held"
+    assert said == [({"outer": 1}, {"inner": 1})]
+
+
 def test_inline_counters_in_threads_do_not_mix() -> None:
     @map
     def tick(line: str, params: int) -> Any:

@@ -37,7 +37,7 @@ _running: list[dict[str, int]] = []  # the counts of each task counting() is aro
 _owner = threading.get_ident()  # the thread whose counts are _process_counts
 _threads: list[_ThreadCounts] = []  # the counts of threads stage code started
 _here = threading.local()  # a thread's own _ThreadCounts
-_lock = threading.Lock()  # around _running and _threads
+_lock = threading.RLock()  # around _running and _threads (a signal handler may take it again)
 
 
 def count(name: str, amount: int = 1) -> None:
@@ -108,8 +108,9 @@ def _of_this_thread() -> dict[str, int]:
 
 
 def _take_in(target: dict[str, int]) -> None:
-    """Add the counts threads made for ``target`` to it (call with _lock held)."""
-    for mine in _threads:
+    """Add the counts threads made for ``target`` to it (call with _lock held: a signal
+    handler's task, in this thread, may take it again, and change the list meanwhile)."""
+    for mine in list(_threads):
         if mine.target is target:
             mine.taken = True
             for name, value in dict(mine.counts).items():  # a copy: it may still count
