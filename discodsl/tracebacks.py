@@ -36,7 +36,7 @@ _FRAME = re.compile(
     r'(?P<margin>[ |]*?)  File "(?P<file>[^"\n]*)", line (?P<line>\d+), in (?P<name>.+)'
 )
 _SHIPPED: set[Code] = set()
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # reentrant: a signal handler may run a job while it is held
 
 
 @dataclass(frozen=True)

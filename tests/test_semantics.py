@@ -26,6 +26,7 @@ from discodsl import (
     count,
     job,
     map,
+    reduce,
 )
 from discodsl.errors import PicklingError
 from discodsl.worker.counters import MAX_NAME_JSON
@@ -307,6 +308,44 @@ def test_a_task_counted_within_another_tasks_counting_in_one_thread_does_not_wai
     thread.join(10)
     assert not thread.is_alive(), "the nested task waited for the lock its thread held"
     assert said == [({"outer": 1}, {"inner": 1})]
+
+
+def test_an_inline_run_within_the_locks_a_run_holds_in_its_thread_does_not_wait() -> None:
+    # As the counters' lock: a signal handler's run, on top of its thread's run holding one.
+    from discodsl import tracebacks
+    from discodsl.runners import handle, inline
+    from discodsl.worker import spills
+
+    @map
+    def pairs(line: str) -> Any:
+        yield line, 1
+
+    @reduce
+    def collect(key: str, values: Any) -> Any:
+        yield key, list(values)
+
+    @job(env={"DISCODSL_TEST_HELD": "1"}, memory_budget=2**20)  # spilled past it
+    def held() -> list[Any]:
+        return [pairs, collect]
+
+    said: list[Any] = []
+    locks = (tracebacks._LOCK, inline._ENVS_LOCK, spills._DEEPER_LOCK, handle._EXIT_HOOK)
+
+    def nested() -> None:
+        for lock in locks:
+            lock.acquire()
+        try:
+            lines = [f"raw://{n}{'w' * 700_000}" for n in range(3)]
+            said.append([len(key) for key, _ in held.run(lines, mode="inline")])
+        finally:
+            for lock in locks:
+                lock.release()
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the run waited for a lock its thread held"
+    assert said == [[700_001] * 3]
 
 
 def test_inline_counters_in_threads_do_not_mix() -> None:

@@ -410,7 +410,7 @@ def upstream_runs(inputs: Any) -> list[Run]:
 STOP_WAIT = 10.0
 # Runs working in threads of their own, which end with the program: named at its end if active.
 _BACKGROUND: weakref.WeakSet[Run] = weakref.WeakSet()
-_EXIT_HOOK = threading.Lock()
+_EXIT_HOOK = threading.RLock()  # reentrant: a signal handler may run a job meanwhile
 
 
 def _watch_for_exit(run: Run) -> None:

@@ -168,7 +168,7 @@ def _release(names: list[str], job: str) -> None:
 # The names the env= of inline runs going in this process set: (the process's value before
 # the first of them, theirs, the jobs of those runs).
 _ENVS: dict[str, tuple[str | None, str, list[str]]] = {}
-_ENVS_LOCK = threading.Lock()
+_ENVS_LOCK = threading.RLock()  # reentrant: a signal handler may run a job meanwhile
 
 
 def _check_agrees(env: Mapping[str, str], job: str) -> None:

@@ -149,7 +149,7 @@ def _deeper() -> Iterator[None]:
 
 
 _SPILL_DEPTH = 200  # frames a spill may be under a map's writing, at most
-_DEEPER_LOCK = threading.Lock()
+_DEEPER_LOCK = threading.RLock()  # reentrant: a signal handler may run a job meanwhile
 _DEEPER = {"blocks": 0, "limit": 0}  # blocks going, and the limit before the first
 
 
