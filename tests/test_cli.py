@@ -313,6 +313,22 @@ def test_jobpack_build_show_submit_then_kill(
     assert out == f"{name} is dead: nothing to kill\n"
 
 
+def test_a_jobpack_over_an_earlier_jobs_results_reads_every_partition(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `jobpack build` put a dir:// index into the jobpack as it was, which a master takes
+    # for one data input: the job read the files of label 0 alone.
+    first = jobs.wordcount.run(inputs=INPUTS, mode="cluster")
+    assert len(first.record_urls()) > 1
+    pack = tmp_path / "merge.jobpack"
+    indexes = [replicas[0] for replicas in first.urls]
+    run(capsys, "jobpack", "build", "tests.jobs:merge_counts", *indexes, "-o", str(pack))
+    name = run(capsys, "submit", str(pack))[0].strip()
+    run(capsys, "wait", name)
+    out, _ = run(capsys, "results", name)
+    assert sorted(out.splitlines()) == sorted(f"{k}\t{v}" for k, v in dict(first).items())
+
+
 def test_every_report_of_a_job_command_is_json_with_json(
     cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -1528,6 +1544,10 @@ def test_run_keeps_the_cache_and_push_inputs_a_job_declares_unless_told_otherwis
     shown = json.loads(run(capsys, "jobpack", "show", str(pack))[0])
     assert "file://" not in json.dumps(shown["jobdict"]["inputs"]), shown["jobdict"]["inputs"]
     build = ("jobpack", "build", job, data, "-o", str(pack), "--no-push-inputs")
+    # No master: the job's push_inputs=True is why one is needed, and the way out is said.
+    _, err = run(capsys, *build[:-1], status=1)
+    assert "pushes its local inputs to DDFS first (push_inputs=True)" in err, err
+    assert "--no-push-inputs builds it with file:// inputs" in err, err
     _, err = run(capsys, *build)  # no master needed: nothing to push
     shown = json.loads(run(capsys, "jobpack", "show", str(pack))[0])
     assert "file://" in json.dumps(shown["jobdict"]["inputs"]), shown["jobdict"]["inputs"]

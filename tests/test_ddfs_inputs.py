@@ -140,3 +140,18 @@ def test_a_saved_jobs_counters_are_all_there(ddfs: DDFS) -> None:
         assert results.counters == {"lines": 3}
     finally:
         ddfs.delete(f"disco:results:{results.jobname}")
+
+
+@pytest.mark.parametrize("mode", ["cluster", "local", "inline"])
+def test_a_tag_of_an_earlier_jobs_result_indexes_reads_every_partition(
+    ns: str, ddfs: DDFS, text_files: list[Path], mode: str
+) -> None:
+    # A tag holding a job's results (its dir:// indexes, as Disco's DDFS().tag(name,
+    # job.wait()) keeps them): the indexes were not expanded, so a cluster job read the
+    # lines of label 0 alone, and a run here read them at port 8989, not DISCO_PORT.
+    first = jobs.wordcount.run(inputs=text_files, mode="cluster")
+    assert all(urls[0].startswith("dir://") for urls in first.urls), first.urls
+    assert len(first.record_urls()) > 1  # several partitions: label 0 alone is not all
+    ddfs.tag(f"{ns}:results", first.urls)
+    again = jobs.merge_counts.run(inputs=[f"tag://{ns}:results"], mode=mode)
+    assert dict(again) == WORDS

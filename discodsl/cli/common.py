@@ -42,11 +42,12 @@ def print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> Non
         stdio.say(line)
 
 
-def cluster_for(args: argparse.Namespace) -> Cluster:
-    """The master and DDFS the command talks to; SettingsError if no master is configured."""
+def cluster_for(args: argparse.Namespace, why: str = "") -> Cluster:
+    """The master and DDFS the command talks to; SettingsError if no master is configured
+    (saying ``why`` the command needs one, where not all its uses do)."""
     master = getattr(args, "master", None)
     if configured_master(master) is None:
-        raise no_master()
+        raise no_master(why)
     return Cluster.connect(master)
 
 

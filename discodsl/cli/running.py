@@ -213,9 +213,18 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
     changes.update(_params_given(job, args.param))
     options = validate_options(job.options, **changes)
     urls = sources.resolve(args.inputs)
-    tags = any(u.startswith("tag://") for replicas in urls for u in replicas)
-    if tags or (options.push_inputs and any(map(cluster.local_file, urls))):
-        with cluster_for(args) as conn:  # the job's push_inputs=True pushes them now
+    # Tags resolved and indexes expanded through the master (a master would take an index
+    # for one input, of label 0), and the local inputs of a push_inputs=True job pushed.
+    found = any(u.startswith(("tag://", "dir://")) for replicas in urls for u in replicas)
+    if found or (options.push_inputs and any(map(cluster.local_file, urls))):
+        why = (
+            ": the inputs name DDFS tags or an earlier job's results (dir://), which the "
+            "master resolves"
+            if found
+            else f": job {job.name!r} pushes its local inputs to DDFS first (push_inputs=True); "
+            "--no-push-inputs builds it with file:// inputs"
+        )
+        with cluster_for(args, why) as conn:
             name = job.spec(options).name
             urls = cluster.cluster_inputs(conn, urls, push=options.push_inputs, name=name)
     data = builder.build_jobpack(job, options, urls)

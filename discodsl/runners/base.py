@@ -230,7 +230,11 @@ class Runner:
         from discodsl.indexes import readable_here
 
         expanded = self._disco_files_here(self._expanded(inputs, readable_here))
-        return sources.resolve_tags_here(expanded, self.master)
+        resolved = sources.resolve_tags_here(expanded, self.master)
+        if resolved is expanded:
+            return resolved
+        # A tag's entries may be indexes too (an earlier job's results, tagged).
+        return self._disco_files_here(self._expanded(resolved, readable_here))
 
     def _disco_files_here(self, inputs: list[list[str]]) -> list[list[str]]:
         """``inputs`` with each ``disco://HOST/...`` replica as a worker here reads it: a
@@ -262,13 +266,7 @@ class Runner:
         return indexes.expand(inputs, functools.cache(self._index_node), form)
 
     def _index_node(self, host: str) -> Node:
-        """The node an index of ``host`` is read through: this process's local node for
-        its own runs, else ``host`` over HTTP at the configured ``DISCO_PORT``."""
-        from discodsl.settings import load_settings
-
-        if host == LOCAL_HOST:
-            return this_node()
-        return client_node(load_settings(DISCO_MASTER=self.master))
+        return index_node(host, self.master)
 
     def _check_local_indexes(self, inputs: list[list[str]]) -> None:
         """A JobError for an index of this process's local runs that is gone (its results
@@ -335,6 +333,16 @@ def _check_http_timeout(options: JobOptions) -> None:
         f"greater than 0, at most {HTTP_TIMEOUT_MAX:.0f} (the value came from the environment, "
         "where a run's workers read it), or unset it"
     )
+
+
+def index_node(host: str, master: str | None) -> Node:
+    """The node an index of ``host`` is read through: this process's local node for its
+    own runs, else ``host`` over HTTP at the ``DISCO_PORT`` of ``master``'s settings."""
+    from discodsl.settings import load_settings
+
+    if host == LOCAL_HOST:
+        return this_node()
+    return client_node(load_settings(DISCO_MASTER=master))
 
 
 def client_node(settings: DiscoSettings) -> Node:

@@ -37,7 +37,7 @@ from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
 from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG, command_line
 from discodsl.results import Results, check_stage_name
-from discodsl.runners.base import Counters, Plan, Runner, client_node
+from discodsl.runners.base import Counters, Plan, Runner, client_node, index_node
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress
 from discodsl.settings import DiscoSettings, load_settings
@@ -363,7 +363,17 @@ def cluster_inputs(
             "so every node must see them at the same path (a shared file system); "
             "push_inputs=True (--push-inputs) uploads them to DDFS instead"
         )
-    return resolve_inputs(inputs, cluster.ddfs)
+    return indexes_expanded(resolve_inputs(inputs, cluster.ddfs), cluster.url)
+
+
+def indexes_expanded(inputs: list[list[str]], master: str) -> list[list[str]]:
+    """``inputs`` with each ``dir://`` index (an earlier job's results, given or in a tag)
+    replaced by the files it lists, all labels, as Disco's client expands them: a master
+    takes an index for one data input, and its task reads the files of label 0 alone."""
+    if not any(urls.is_index(url) for replicas in inputs for url in replicas):
+        return inputs
+    node_of = functools.cache(lambda host: index_node(host, master))
+    return indexes.expand(inputs, node_of, _as_listed)
 
 
 def local_file(replicas: list[str]) -> str | None:
