@@ -599,3 +599,28 @@ def test_a_class_reached_through_a_namespace_in_params_is_adopted(main: types.Mo
     cls = _main_class("InDeque")
     shipped_classes.adopt(collections.deque([cls()]))
     assert main.InDeque is cls  # type: ignore[attr-defined]
+
+
+def test_a_class_reached_through_slots_or_a_standard_mapping_in_params_is_adopted(
+    main: types.ModuleType,
+) -> None:
+    # params={"x": Config(Inner(1))} with Config a frozen slots dataclass, or a ChainMap,
+    # a UserDict: what a slots instance holds, and such mappings, were not looked into, and
+    # the worker's records of Inner did not pickle.
+    import collections
+
+    slotted = type("Slotted", (), {"__module__": "__main__", "__slots__": ("held",)})
+    for make in (
+        lambda inner: _filled(slotted(), inner),
+        lambda inner: collections.ChainMap({}, {"x": inner}),
+        lambda inner: collections.UserDict({"x": inner}),
+        lambda inner: collections.UserList([inner]),
+    ):
+        cls = _main_class(f"Held{id(make)}")
+        shipped_classes.adopt(make(cls()))
+        assert getattr(main, cls.__name__) is cls
+
+
+def _filled(instance: Any, inner: Any) -> Any:
+    instance.held = inner
+    return instance

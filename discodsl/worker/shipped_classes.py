@@ -177,6 +177,7 @@ def shipped(*roots: Any, travels: Callable[[str], bool] | None = None) -> Iterat
         if by_value(type(item)):
             todo.append(type(item))
             todo.extend(getattr(item, "__dict__", {}).values())  # what it holds, by value too
+            todo.extend(_in_slots(item))  # a frozen slots dataclass holds its fields so
         if not (isinstance(item, FunctionType) and by_reference(item)):
             todo.extend(_inside(item))
 
@@ -194,12 +195,29 @@ def _inside(item: Any) -> list[Any]:
         return [*item.keys(), *item.values()]
     if isinstance(item, (list, tuple, set, frozenset, collections.deque)):
         return list(item)
+    if isinstance(item, collections.ChainMap):
+        return list(item.maps)
+    if isinstance(item, (collections.UserDict, collections.UserList)):
+        return [item.data]
     if isinstance(item, _namespaces()):  # params as attributes
         return list(vars(item).values())
     fields = getattr(item, "__dataclass_fields__", None)
     if fields is not None and type(item).__module__.startswith("discodsl."):
         return [getattr(item, name) for name in fields]  # the job's own specs
     return []
+
+
+def _in_slots(item: Any) -> list[Any]:
+    """What ``item`` holds in the slots its class and those it derives from declare."""
+    held = []
+    for cls in type(item).__mro__:
+        slots = vars(cls).get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            try:
+                held.append(getattr(item, name))
+            except AttributeError:  # an empty slot, or a name mangled (__x)
+                continue
+    return held
 
 
 def _namespaces() -> tuple[type, ...]:
