@@ -115,7 +115,18 @@ def carried(spec: JobSpec) -> tuple[type, ...]:
         return module is not None and needs_value(module)
 
     found = shipped(spec.stages, spec.params, travels=travels)
-    return tuple(dict.fromkeys([*spec.carried, *found]))
+    return tuple(dict.fromkeys(cls for cls in [*spec.carried, *found] if _named_so(cls)))
+
+
+def _named_so(cls: type) -> bool:
+    """Whether ``cls`` is the class its module holds by its name, or its module holds no
+    other: a record is pickled by that name, and only that class can be read by it (a
+    frozen slots dataclass leaves behind the class it was made from, which the next job's
+    workers then named, and could not set a record's slots on)."""
+    if "." in cls.__qualname__ or "<" in cls.__qualname__:
+        return True  # nested: pickle finds it through its outer class
+    held = getattr(sys.modules.get(cls.__module__), cls.__qualname__, cls)
+    return held is cls or not isinstance(held, type)
 
 
 def frozen(spec: JobSpec) -> JobSpec:
@@ -418,7 +429,8 @@ def by_value(names: set[str]) -> Iterator[None]:
     by value."""
     with _REGISTRY:
         registered = []
-        for name in sorted(names):
+        already = set(cloudpickle.list_registry_pickle_by_value())  # the program's: left so
+        for name in sorted(names - already):
             try:
                 cloudpickle.register_pickle_by_value(sys.modules[name])
                 registered.append(name)

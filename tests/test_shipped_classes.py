@@ -242,6 +242,47 @@ def test_classes_with_slots_travel_in_records(
     assert _script_run(request, tmp_path, SLOTS, mode) == ["ok"]
 
 
+SLOTS_CHAINED = textwrap.dedent(
+    """
+    import dataclasses, sys
+    from discodsl import job, map, reduce
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Stat:
+        n: int
+
+    @map
+    def stats(line):
+        yield line, Stat(len(line))
+
+    @job
+    def first():
+        return [stats]
+
+    @reduce
+    def regroup(key, values):  # names no class of the first job's
+        yield key, list(values)
+
+    @job
+    def second():
+        return [regroup]
+
+    one = first.run(inputs=["raw://ab"], mode=sys.argv[1], progress=False)
+    got = list(second.run(inputs=[one], mode=sys.argv[1], progress=False))
+    print("ok" if got == [("ab", [Stat(2)])] else got)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_a_frozen_slots_dataclass_travels_to_a_job_chained_on_the_results(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    # The results carried the class a frozen slots dataclass was made from as well as the
+    # class itself, and the next job's workers named the first: "state is not a dictionary".
+    assert _script_run(request, tmp_path, SLOTS_CHAINED, mode) == ["ok"]
+
+
 CHAIN_BY_URLS = """
 import sys
 from discodsl import TaskFailed, job, reduce

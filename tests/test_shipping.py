@@ -8,6 +8,7 @@ import re
 import shutil
 import sys
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from discodsl import PicklingError, job, map, reduce
+from discodsl import PicklingError, job, map, reduce, shipping
 from discodsl.shipping import pickle_job, preflight
 from tests import jobs
 from tests.interpreters import python_output
@@ -556,3 +557,19 @@ def test_modules_shipped_by_value_that_import_each_other_are_said_to(
     message = str(info.value)
     assert "'cyclic_a' (module) cannot be pickled" in message, message
     assert "imports it back" in message and "register one of them only" in message
+
+
+def test_a_module_the_program_registered_by_value_stays_registered_after_a_run() -> None:
+    # cloudpickle.register_pickle_by_value does not say that a module is already there:
+    # a run's pickling took the program's own registration for its own and undid it, and a
+    # job chained on results holding the module's classes then failed its pre-flight.
+    module = types.ModuleType("discodsl_test_registered")
+    sys.modules[module.__name__] = module
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        with shipping.by_value({module.__name__}):
+            pass
+        assert module.__name__ in cloudpickle.list_registry_pickle_by_value()
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        del sys.modules[module.__name__]
