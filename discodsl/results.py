@@ -97,11 +97,13 @@ class Results:
         counters: dict[str, int] | None = None,
         cleanup: Callable[[], None] | None = None,
         stages: Callable[[str], list[list[str]]] | None = None,
+        master: str | None = None,
     ):
         self.jobname = jobname
         self.urls = urls
         self.node = node
         self.mode = mode
+        self.master = master  # a cluster run's master: where its files stay
         self.counters = dict(counters or {})
         # Not in a child forked from this process: the files are its parent's.
         self._finalizer = (
@@ -137,7 +139,7 @@ class Results:
         urls = self.reused(name)
         if urls is None:
             urls = self._stages(name)
-        found = Results(self.jobname, urls, node=self.node, mode=self.mode)
+        found = Results(self.jobname, urls, node=self.node, mode=self.mode, master=self.master)
         found.stage_name, found._run, found.carrying = name, self, self.carrying
         return found
 
@@ -214,10 +216,11 @@ class Results:
         if not (self.closed or (self._run is not None and self._run.closed)):
             return None
         if self.mode == "cluster":  # its files stay on the master until the job is purged
+            command = command_line(f"results {self.jobname}", self.master or "URL")
             return JobError(
                 f"the results of {self.jobname!r} were closed: read them before close() (or "
                 "the end of their `with` block); the job's files stay on its master until it "
-                f"is purged: `{command_line(f'results {self.jobname}', 'URL')}` prints them"
+                f"is purged: `{command}` prints them"
             )
         return JobError(
             f"the results of {self.jobname!r} were closed, which removed their files: "

@@ -329,6 +329,23 @@ def test_a_jobpack_over_an_earlier_jobs_results_reads_every_partition(
     assert sorted(out.splitlines()) == sorted(f"{k}\t{v}" for k, v in dict(first).items())
 
 
+def test_kill_and_purge_take_several_jobs_as_disco_did(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `disco purge J1 J2` purged both; `discodsl purge J1 J2` was a usage error.
+    pack = tmp_path / "wordcount.jobpack"
+    run(capsys, "jobpack", "build", WORDCOUNT, *INPUTS, "-o", str(pack))
+    names = [run(capsys, "submit", str(pack))[0].strip() for _ in range(2)]
+    for name in names:
+        run(capsys, "wait", name)
+    out, _ = run(capsys, "kill", *names)
+    assert out.splitlines() == [f"{name} is ready: nothing to kill" for name in names]
+    out, _ = run(capsys, "purge", *names)
+    assert out.splitlines() == [f"purged {name}" for name in names]
+    out, _ = run(capsys, "jobs")
+    assert not any(name in out for name in names)
+
+
 def test_every_report_of_a_job_command_is_json_with_json(
     cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -620,3 +620,12 @@ def test_ctrl_c_while_submitting_says_the_job_may_run(
     said = capsys.readouterr().err
     assert "Ctrl-C while submitting job 'wordcount': the master at" in said
     assert "list its jobs with `discodsl --master http" in said
+
+
+def test_a_printed_line_is_cut_at_its_newlines_alone() -> None:
+    # splitlines() also cut a stage's printed line at U+2028 and a form feed: one line of
+    # the stage's showed as two.
+    from discodsl.runners.progress import _printed
+
+    said = _printed({"stage": "s", "text": "a\u2028b\n\x0cc\r\nd\n"})
+    assert said.split("\n") == ["[s] a\u2028b", "[s] \x0cc", "[s] d"]

@@ -660,6 +660,10 @@ def test_closed_cluster_results_say_their_files_stay_on_the_master(cluster_env: 
     results.close()
     with pytest.raises(JobError, match=r"were closed: .*stay on its master until it is purged"):
         list(results)
+    # The command to print them names the master, as every other: it said `--master URL`.
+    with pytest.raises(JobError) as caught:
+        list(results)
+    assert f"`discodsl --master {cluster_env} results {results.jobname}`" in str(caught.value)
 
 
 @pytest.mark.parametrize("mode", ["inline", "local"])  # a cluster's files are its master's

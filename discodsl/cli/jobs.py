@@ -9,6 +9,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from discodsl import jobpack, places, recordtext, stdio
@@ -214,6 +215,21 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
+    return _each_job(args, _kill_one)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    return _each_job(args, _purge_one)
+
+
+def _each_job(args: argparse.Namespace, command: Callable[[argparse.Namespace], int]) -> int:
+    """``command`` for each job ``args`` names, in order, until one fails (raises)."""
+    for job in list(args.job):
+        command(argparse.Namespace(**{**vars(args), "job": job}))
+    return 0
+
+
+def _kill_one(args: argparse.Namespace) -> int:
     if local_runs(args):
         return _kill_local(args, local_run(args))
     with cluster_for(args) as conn:
@@ -273,7 +289,7 @@ def _stopped(pid: int) -> bool:
     return state in (b"T", b"t")
 
 
-def cmd_purge(args: argparse.Namespace) -> int:
+def _purge_one(args: argparse.Namespace) -> int:
     if local_runs(args):
         run = local_run(args)
         if run.status == "active":

@@ -300,6 +300,9 @@ def _add_jobpack(sub: Any, common: argparse.ArgumentParser) -> None:
     show.set_defaults(command=cmd_jobpack_show)
 
 
+JOBS_HELP = "job names, @ (newest) or @?TEXT; the first that fails stops the rest"
+
+
 def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     text = "POST a jobpack, print the job name"
     submit = sub.add_parser("submit", parents=[common], help=text, description=text)
@@ -316,11 +319,14 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         ("events", cmd_events, "a job's events, oldest first"),
         ("wait", cmd_wait, "wait for a job to end"),
         ("results", cmd_results, "print a finished job's records (formats as for run)"),
-        ("kill", cmd_kill, "stop a job"),
-        ("purge", cmd_purge, "delete a job and its data"),
+        ("kill", cmd_kill, "stop jobs, one after another"),
+        ("purge", cmd_purge, "delete jobs and their data, one after another"),
     ]:
         parser = sub.add_parser(name, parents=[common], help=text, description=text)
-        parser.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
+        if name in ("kill", "purge"):  # several, as disco kill and disco purge take them
+            parser.add_argument("job", metavar="JOB", nargs="+", help=JOBS_HELP)
+        else:
+            parser.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
         parser.set_defaults(command=command)
         _add_local(parser)
         if name == "events":

@@ -702,7 +702,15 @@ def _results(
     expanded = resolve_inputs(urls, cluster.ddfs)
     node = client_node(cluster.settings)
     stages = functools.partial(_stage_urls, cluster.settings, jobname)
-    return Results(jobname, expanded, node=node, mode="cluster", counters=counters, stages=stages)
+    return Results(
+        jobname,
+        expanded,
+        node=node,
+        mode="cluster",
+        counters=counters,
+        stages=stages,
+        master=cluster.url,
+    )
 
 
 def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[str]]:

@@ -137,7 +137,9 @@ def _printed(facts: Mapping[str, Any]) -> str:
     stage, text = str(facts.get("stage", "")), str(facts.get("text", ""))
     if decode_counts(text) is not None:
         return ""
-    return "\n".join(f"[{stage}] {line}" for line in text.splitlines() if line.strip())
+    # Lines end at "\n" alone, as print's: splitlines() cut a line at U+2028 or a form feed.
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(f"[{stage}] {line}" for line in lines if line.strip())
 
 
 def _tqdm() -> Any:
