@@ -1136,3 +1136,20 @@ def test_a_signal_handler_may_run_a_job_while_the_first_run_loads_the_runner(
         main, _, said = done.stdout.strip().partition(" ")
         assert main == "[('a',", done.stdout
         assert said in ("1)] []", "1)] [[('h', 1)]]"), done.stdout
+
+
+def test_two_jobs_named_in_one_microsecond_get_names_and_homes_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two names alike (the clock stepped back, or two submissions in one microsecond): the
+    # second run removed the first's job home, its results with it, and blamed the disk.
+    import types
+
+    from discodsl.runners import layout
+
+    stopped = types.SimpleNamespace(time=lambda: 1_700_000_000.0, time_ns=time.time_ns)
+    monkeypatch.setattr(layout, "time", stopped)
+    first = jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)
+    second = jobs.wordcount.run(["raw://c"], mode="local", progress=False)
+    assert first.jobname != second.jobname
+    assert dict(first) == {"a": 2, "b": 1} and dict(second) == {"c": 1}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,11 +28,19 @@ LOCAL_HOST = "discodsl-local"
 
 
 def job_name(prefix: str, now: float | None = None) -> str:
-    """``<prefix>@<a>:<b>:<c>``: Erlang's now() as megaseconds, seconds, microseconds in hex."""
+    """``<prefix>@<a>:<b>:<c>``: Erlang's now() as megaseconds, seconds, microseconds in hex,
+    and as now() never the same twice in this process (two jobs named in one microsecond,
+    or after the clock stepped back, shared a job home)."""
     micros = int((time.time() if now is None else now) * 1_000_000)
+    with _NAMED_LOCK:
+        micros = _NAMED[0] = max(micros, _NAMED[0] + 1)
     seconds, micro = divmod(micros, 1_000_000)
     mega, sec = divmod(seconds, 1_000_000)
     return f"{prefix}@{mega:x}:{sec:x}:{micro:x}"
+
+
+_NAMED = [0]  # the microseconds of the last name given
+_NAMED_LOCK = threading.Lock()
 
 
 def hexhash(jobname: str) -> str:

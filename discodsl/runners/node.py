@@ -146,9 +146,8 @@ class NodeMaster:
         """Accept a decoded jobpack: name the job, lay out its job home (removed again if
         that fails) with the jobfile the workers read: ``data``, the bytes the pack came
         as, else the pack encoded (and so checked) here."""
-        layout = JobLayout(self.disco_data, self.host, job_name(str(pack.jobdict["prefix"])))
+        layout = self._new_home(str(pack.jobdict["prefix"]))
         try:
-            os.makedirs(layout.home, exist_ok=False)
             os.mkdir(os.path.join(layout.home, ".disco"))  # the tasks' indexes (_write_index)
             self._lay_out(layout, pack, jobpack.encode(pack) if data is None else data)
         except BaseException as exc:
@@ -158,6 +157,21 @@ class NodeMaster:
             raise
         self._submitted[layout.home] = pack
         return layout
+
+    def _new_home(self, prefix: str) -> JobLayout:
+        """A job named after ``prefix``, its home made, empty: a name whose home is there
+        already (another process's on a shared DISCO_DATA) is passed over, never removed."""
+        for _ in range(_NAMES_TRIED):
+            layout = JobLayout(self.disco_data, self.host, job_name(prefix))
+            try:
+                os.makedirs(layout.home, exist_ok=False)
+            except FileExistsError as exc:
+                taken = exc
+                continue
+            except OSError as exc:
+                raise _not_laid_out(layout, exc) from exc
+            return layout
+        raise _not_laid_out(layout, taken)
 
     def _lay_out(self, layout: JobLayout, pack: jobpack.JobPack, data: bytes) -> None:
         """Write the jobfile and extract the job home into ``layout.home``."""
@@ -772,6 +786,9 @@ def popen(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
         time.sleep(pause)
         waited += pause
         pause = min(2 * pause, 0.1)
+
+
+_NAMES_TRIED = 1000  # names of a job passed over, their homes there already, at most
 
 
 def _not_laid_out(layout: JobLayout, exc: OSError) -> JobError:
