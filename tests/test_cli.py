@@ -70,6 +70,22 @@ def test_commands_run_in_a_working_directory_that_was_removed(
     assert records(out) == {"a": "1"}
     _, err = run(capsys, "run", "lines_job:counted", "--inline", "raw://a", status=1)
     one_error(err, "the working directory was removed", "FILE.py:JOB")
+    # A relative job file: a traceback of Path.resolve()'s FileNotFoundError.
+    _, err = run(capsys, "run", "lines_job.py:counted", "--inline", "raw://a", status=1)
+    one_error(err, "the working directory was removed", "absolute path")
+
+
+def test_a_job_files_path_may_start_with_a_tilde_as_an_inputs_may(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "home_job.py").write_text(
+        "from discodsl import job, map\n"
+        "@map\ndef lines(line):\n    yield line, 1\n"
+        "@job(partitions=None)\ndef counted():\n    return [lines]\n"
+    )
+    out, _ = run(capsys, "run", "~/home_job.py:counted", "--inline", "raw://a")
+    assert records(out) == {"a": "1"}
 
 
 def test_a_job_file_under_a_directory_with_a_colon_in_its_name_runs(

@@ -50,7 +50,7 @@ def import_job(text: str) -> Job:
     _check_no_other_file(text, module_name)
     path: Path | None = None
     if module_name.endswith(".py") or os.sep in module_name:
-        path = Path(module_name).resolve()
+        path = _job_file(text, module_name)
         if not path.is_file():
             raise JobError(f"{text}: there is no file {path}: give the path of a .py file")
         if "." in path.stem:  # imported by its name, it would be a module in a package
@@ -79,6 +79,18 @@ def import_job(text: str) -> Job:
             with contextlib.suppress(ValueError):
                 sys.path.remove(where)
         raise
+
+
+def _job_file(text: str, module_name: str) -> Path:
+    """The absolute path of the job's file ``module_name`` (``~`` expanded, as an input's)."""
+    given = Path(module_name).expanduser()
+    try:
+        return given.resolve()
+    except FileNotFoundError:  # the working directory was removed: a relative path is none
+        raise JobError(
+            f"{text}: the working directory was removed, so {module_name} names no file: cd "
+            "to an existing directory, or give the file's absolute path"
+        ) from None
 
 
 def _job_in(module_name: str, name: str, path: Path | None) -> Job:
