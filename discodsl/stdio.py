@@ -75,12 +75,16 @@ def writing_stdout() -> Iterator[None]:
         ) from exc
 
 
+# Whether notices are kept quiet (the command line's --quiet): errors are still said.
+QUIET = [False]
+
+
 def notice(text: str) -> None:
     """Tell the user ``text``, a line of discodsl's own, on stderr; nothing if the program
     has none (a service started with descriptor 2 closed: print() would write it to stdout,
-    among the program's output)."""
+    among the program's output), nor when the command line was told ``--quiet``."""
     stream = sys.stderr
-    if stream is None:
+    if stream is None or QUIET[0]:
         return
     with contextlib.suppress(OSError, ValueError):  # closed since: nobody to tell
         stream.write(text + "\n")

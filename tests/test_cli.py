@@ -1551,6 +1551,22 @@ DECLARING = (
 )
 
 
+def test_quiet_keeps_notices_off_stderr_and_errors_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A run served from the cache said so on every run, and cron mailed each: no way to
+    # keep stderr empty on success but 2>/dev/null, which hid the errors too.
+    (tmp_path / "quiet_job.py").write_text(DECLARING)
+    job = f"{tmp_path / 'quiet_job.py'}:declared"
+    run(capsys, "run", job, "--inline", "raw://a")
+    _, err = run(capsys, "run", job, "--inline", "raw://a")
+    assert "discodsl: cached results" in err
+    out, err = run(capsys, "run", job, "--inline", "raw://a", "-q")
+    assert records(out) == {"a": "1"} and err == ""
+    _, err = run(capsys, "--quiet", "run", job, "--inline", "nosuchfile.txt", status=1)
+    assert "nosuchfile.txt" in err
+
+
 def test_run_keeps_the_cache_and_push_inputs_a_job_declares_unless_told_otherwise(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, disco_master: DiscoMaster
 ) -> None:

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.command
+    stdio.QUIET[0] = getattr(args, "quiet", False)
     try:
         _check_stdout(args)
         with _terminated_as_interrupted():
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
         forget_unfinished()  # what a stopped run goes on as has been said, for this command
         return 128 + int(exc.args[0] if isinstance(exc, _Terminated) else signal.SIGINT)
+    finally:
+        stdio.QUIET[0] = False  # for what the program goes on to do, if it called main()
 
 
 def _check_stdout(args: argparse.Namespace) -> None:

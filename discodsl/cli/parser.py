@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="machine-readable output: JSON (run, results and events: JSON lines; "
         "not for jobpack build and ddfs cat, which write bytes)",
     )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no notices on stderr (results served from the cache, inputs pushed or sent "
+        "as file:// URLs): errors only, for cron",
+    )
     parser = _Parser(
         prog="discodsl",
         parents=[common],
