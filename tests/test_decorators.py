@@ -874,7 +874,7 @@ def test_the_second_stage_advised_of_a_stage_named_apart_from_its_function_is_py
 
 @pytest.mark.parametrize(
     ("name", "fix"),
-    [("my stage", "my_stage"), ("a/b", "a_b"), ("wörter", "worter"), ("词", "_"), ("", "stage")],
+    [("my stage", "my_stage"), ("a/b", "a_b"), ("wörter", "worter"), ("词", "u8bcd"), ("", "stage")],
 )
 def test_a_stage_name_a_disco_node_cannot_take_is_refused_when_declared(
     name: str, fix: str
@@ -913,6 +913,32 @@ def test_a_functions_name_a_disco_node_cannot_take_names_its_stage_cleaned() -> 
 
     results = counted.run(["raw://a"], mode="inline")
     assert list(results.stage("zählen")) == [("a", 1)]  # as the function is named
+    assert zählen_job.spec(zählen_job.options).name == "zahlen_job"  # as stages': z_hlen_job
+
+
+@job(partitions=None)
+def zählen_job() -> list[Any]:
+    return [map(lambda line: [(line, 1)])]
+
+
+def test_names_of_letters_with_no_plain_form_stay_apart() -> None:
+    # A Greek sigma and pi were both "_": two stages of one name, the job refused.
+    def σ(line: str) -> Any:
+        yield line, 1
+
+    def π(line: str) -> Any:
+        yield line, 1
+
+    sigma, pi = map(σ), map(π)
+    assert [sigma.name, pi.name] == ["u03c3", "u03c0"]
+
+    @job(partitions=None)
+    def both() -> list[Any]:
+        return [sigma, pi]
+
+    results = both.run(["raw://a"], mode="inline")
+    assert list(results.stage(sigma)) == [("a", 1)]
+    assert list(results.stage("\u03c3")) == [("a", 1)]  # its function's name
 
 
 def test_lambdas_are_named_after_their_kind_and_told_how_to_rename() -> None:

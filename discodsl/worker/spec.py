@@ -89,9 +89,10 @@ _NOT_PREFIX_CHAR = re.compile(r"[^A-Za-z0-9_]")
 
 
 def cleaned_prefix(name: str) -> str:
-    """``name`` as a job name prefix: what a prefix may not hold turned into ``_``, cut to
-    PREFIX_MAX."""
-    return _NOT_PREFIX_CHAR.sub("_", name)[:PREFIX_MAX] or "job"
+    """``name`` as a job name prefix: its letters made plain as a stage name's are
+    (:func:`cleaned_stage_name`), what a prefix may not hold else turned into ``_``, cut
+    to PREFIX_MAX."""
+    return _NOT_PREFIX_CHAR.sub("_", _ascii(name))[:PREFIX_MAX] or "job"
 
 
 def stage_name_ok(name: Any) -> TypeGuard[str]:
@@ -105,11 +106,19 @@ def stage_name_ok(name: Any) -> TypeGuard[str]:
 
 def cleaned_stage_name(name: str) -> str:
     """``name`` with what a stage name may not hold turned into ``_``, letters with accents
-    first made plain ("zählen" is "zahlen", not "z_hlen", which "zöhlen" would be too)."""
-    import unicodedata  # here: the client names stages, a worker never does
+    first made plain ("zählen" is "zahlen", not "z_hlen", which "zöhlen" would be too), and
+    other letters and digits written as their code points (a Greek sigma is "u03c3": it
+    and a pi were both "_")."""
+    return _NOT_STAGE_CHAR.sub("_", _ascii(name)) or "stage"
+
+
+def _ascii(name: str) -> str:
+    """``name`` with its accented letters made plain, and its other letters and digits
+    that are no ASCII as ``uXXXX``: distinct names stay distinct."""
+    import unicodedata  # here: the client names stages and jobs, a worker never does
 
     plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
-    return _NOT_STAGE_CHAR.sub("_", plain) or "stage"
+    return "".join(c if c.isascii() or not c.isalnum() else f"u{ord(c):04x}" for c in plain)
 
 
 Partitioner = Callable[[Any, int], int]
