@@ -432,13 +432,15 @@ def second_stage(stage: Stage) -> str:
     options of the first (a stage listed twice must be two)."""
     spec, name = stage.spec, stage.name
     held = getattr(spec.function, "__name__", "")  # where the program holds it, most likely
-    var = held if held.isidentifier() else name.replace("-", "_")  # a name=, or a lambda
+    # A lambda's stage is held by a variable only the program knows: named so, and said.
+    var = held if held.isidentifier() else "STAGE"
     options = [f"name='{name}_2'"]
     if spec.grouping != _DECLARED_GROUPING.get(spec.kind, spec.grouping):
         options.append(f"grouping={spec.grouping!r}")
     options += [f"{field}={var}.{field}" for field in _FUNCTIONS if getattr(spec, field)]
     options += [f"{field}={value}" for field, value in _FLAGS if getattr(spec, field) is value]
-    return f"{var}_2 = {spec.kind}({var}.function, {', '.join(options)})"
+    code = f"{var}_2 = {spec.kind}({var}.function, {', '.join(options)})"
+    return code if var == held else f"{code}, STAGE being the variable that holds the stage"
 
 
 # What second_stage repeats of a stage's options: those holding functions, the flags that

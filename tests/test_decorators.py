@@ -872,9 +872,28 @@ def test_the_second_stage_advised_of_a_stage_named_apart_from_its_function_is_py
     assert second_stage(split) == "split_2 = map(split.function, name='split-words_2')"
 
 
+def test_the_advice_for_a_lambdas_stage_listed_twice_names_no_variable_it_guessed() -> None:
+    # It gave `map_2 = map(map.function, name='map_2')`: discodsl's own map, no stage.
+    for declared, kind in (
+        (map(lambda line: [(line, 1)]), "map"),
+        (reduce(lambda k, v: []), "reduce"),
+    ):
+        advice = second_stage(declared)
+        assert advice == (
+            f"STAGE_2 = {kind}(STAGE.function, name='{kind}_2'), STAGE being the variable "
+            "that holds the stage"
+        )
+
+
 @pytest.mark.parametrize(
     ("name", "fix"),
-    [("my stage", "my_stage"), ("a/b", "a_b"), ("wörter", "worter"), ("词", "u8bcd"), ("", "stage")],
+    [
+        ("my stage", "my_stage"),
+        ("a/b", "a_b"),
+        ("wörter", "worter"),
+        ("词", "u8bcd"),
+        ("", "stage"),
+    ],
 )
 def test_a_stage_name_a_disco_node_cannot_take_is_refused_when_declared(
     name: str, fix: str
