@@ -1077,9 +1077,10 @@ def test_a_range_of_a_file_cut_shorter_since_the_ranges_were_taken_is_a_data_err
     path.write_text("".join(f"line {n:04d}\n" for n in range(1000)))  # 10 bytes a line
     url = f"{path.resolve().as_uri()}#range=5000-10000"
     os.truncate(path, 3000)
-    with pytest.raises(DataError, match=r"3000 bytes long, shorter than the 10000") as info:
+    with pytest.raises(DamagedInput, match=r"3000 bytes long, shorter than the 10000") as info:
         list(iter_input([url], 0, node, Cursor()))
     assert "changed while the job ran" in str(info.value)
+    assert "or the range was given past its end" in str(info.value)  # a user's #range=
     path.write_text("".join(f"line {n:06d}\n" for n in range(400_000)))  # 4.8 MB
     records = iter_input([f"{path.resolve().as_uri()}#range=0-2400000"], 0, node, Cursor())
     assert next(records) == "line 000000"

@@ -1153,3 +1153,15 @@ def test_two_jobs_named_in_one_microsecond_get_names_and_homes_of_their_own(
     second = jobs.wordcount.run(["raw://c"], mode="local", progress=False)
     assert first.jobname != second.jobname
     assert dict(first) == {"a": 2, "b": 1} and dict(second) == {"c": 1}
+
+
+def test_a_range_given_past_its_files_end_fails_once_saying_so(tmp_path: Path) -> None:
+    # file:///x#range=0-1000000 over a 6-byte file: "changed while the job ran ... when
+    # the run cut it into ranges", a cut the run never made, retried 4 times (a master's
+    # 100, minutes apart), though the file would not grow back.
+    path = tmp_path / "six.txt"
+    path.write_text("a b c\n")
+    with pytest.raises(TaskFailed) as caught:
+        jobs.wordcount.run([f"{path.as_uri()}#range=0-1000000"], mode="local", progress=False)
+    said = str(caught.value)
+    assert "attempts" not in said and "range was given past its end" in said, said

@@ -276,12 +276,14 @@ def _line_start(raw: io.FileIO, offset: int) -> int:
     return position
 
 
-def _changed(url: str, how: str) -> DataError:
-    """The error for a range of a file that changed since the run cut it into ranges."""
-    return DataError(
+def _changed(url: str, how: str) -> DamagedInput:
+    """The error for a range of a file that changed since the run cut it into ranges, or
+    that was given past its end: not retried, as the file will not grow back."""
+    return DamagedInput(
         f"{url}: the file {how} when the run cut it into ranges: it changed while the job "
         "ran (a log rotated with copytruncate, a file rewritten), and the lines it lost "
-        "would be missing from the results; run the job on a copy that stays as it is",
+        "would be missing from the results; run the job on a copy that stays as it is; or "
+        "the range was given past its end: give one within the file",
         url=url,
     )
 
