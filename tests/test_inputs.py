@@ -452,6 +452,29 @@ def test_disco_urls_on_other_nodes_are_fetched_over_http(node: Node, server: Ser
     assert server.requests == ["/disco/other/ab/job/out"]
 
 
+def test_a_port_in_a_disco_url_gives_way_to_the_nodes_disco_port(
+    node: Node, server: Server
+) -> None:
+    # disco://HOST:PORT/... was read at http://HOST:PORT:DISCO_PORT/..., "Name or service
+    # not known", retried; Disco's own worker reads it at HOST's DISCO_PORT.
+    write_records(server.root / "disco" / "other" / "ab" / "job" / "out")
+    url = "disco://127.0.0.1:1/disco/other/ab/job/out"
+    assert read_all([url], remote(node, server)) == ROWS
+    assert server.requests == ["/disco/other/ab/job/out"]
+
+
+@pytest.mark.parametrize(
+    "path", ["disco://here/other/path", "disco://here/ddfs/../../../../etc/hostname"]
+)
+def test_a_disco_url_of_this_node_outside_its_directories_is_not_retried(
+    node: Node, path: str
+) -> None:
+    # The same URL fails the same way on every attempt: a master retried it for an hour.
+    with pytest.raises(BadURL) as caught:
+        read_all([path], node)
+    assert not retryable(caught.value)
+
+
 def test_http_urls_to_this_nodes_disco_port_read_local_files(tmp_path: Path, node: Node) -> None:
     write_records(tmp_path / "data" / "here" / "out")
     assert read_all([f"http://here:{node.disco_port}/disco/here/out"], node) == ROWS

@@ -196,6 +196,7 @@ def open_located(rest: str, url: str, node: Node) -> io.BufferedReader:
     host, path = urls.split_host(rest)
     if not host or not path:
         raise BadURL(f"{url}: expected SCHEME://HOST/PATH; check the URL", url=url)
+    host = urls.host_name(host)
     if node.host and host == node.host:
         return _open_file(_local_path(path, url, node), url)
     return _open_http(urls.http_url(host, node.disco_port, path), node, url)
@@ -205,6 +206,8 @@ def _local_path(path: str, url: str, node: Node) -> str:
     """The file behind a URL path ``disco/REST`` or ``ddfs/REST`` on this node."""
     try:
         return urls.node_path(path, {"disco": node.disco_data, "ddfs": node.ddfs_data})
+    except urls.NoNodePath as exc:  # the same on every attempt, and every node
+        raise BadURL(f"{url}: {exc}: check the URL", url=url) from None
     except ValueError as exc:
         raise DataError(
             f"{url}: {exc}: check the URL (the node's directories come in the TASK reply)",

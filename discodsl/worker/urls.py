@@ -58,8 +58,7 @@ def preferred_host(url: str) -> str:
     """The host part of ``scheme://HOST/...`` (for ``raw://abc``: ``abc``), as Disco takes it."""
     if "://" not in url:
         return ""
-    host = split_host(split(url)[1])[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return host_name(split_host(split(url)[1])[0])
 
 
 def file_url(path: str) -> str:
@@ -118,15 +117,26 @@ def node_path(path: str, roots: Mapping[str, str]) -> str:
     """
     top, _, rest = path.partition("/")
     if top not in NODE_ROOTS or not rest:
-        raise ValueError(f"a local path must start with disco/ or ddfs/, not {path!r}")
+        raise NoNodePath(f"a local path must start with disco/ or ddfs/, not {path!r}")
     root, setting = roots.get(top, ""), NODE_ROOTS[top]
     if not root:
         raise ValueError(f"the file is on this node but its {setting} is unknown")
     root = os.path.normpath(root)
     local = os.path.normpath(os.path.join(root, rest))
     if local != root and not local.startswith(root.rstrip("/") + "/"):  # both normalised
-        raise ValueError(f"it points outside {setting} ({root})")
+        raise NoNodePath(f"it points outside {setting} ({root})")
     return local
+
+
+class NoNodePath(ValueError):
+    """A URL path that names no file of a node, on any node: not a node's directory, or
+    out of it."""
+
+
+def host_name(host: str) -> str:
+    """``HOST`` of ``HOST:PORT``: a node is read at its DISCO_PORT, as Disco's own worker
+    reads it (``util.urlsplit``), whatever port a URL names."""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def http_url(host: str, port: int, path: str) -> str:
