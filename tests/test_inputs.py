@@ -1113,3 +1113,19 @@ def test_a_range_of_a_file_cut_shorter_since_the_ranges_were_taken_is_a_data_err
     os.truncate(path, 0)  # to nothing, as copytruncate leaves it
     with pytest.raises(DataError, match="changed while the job ran"):
         list(iter_input([f"{path.resolve().as_uri()}#range=100-200"], 0, node, Cursor()))
+
+
+def test_a_certificate_that_does_not_verify_is_said_so_and_not_retried(node: Node) -> None:
+    # "check that the host is up and reachable", retried: the host was up, and every
+    # attempt failed the same way.
+    import ssl
+    import urllib.error
+
+    from discodsl.worker.opening import _get_failed
+
+    cause = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
+    url = "https://127.0.0.1:1/data.txt"
+    error = _get_failed(urllib.error.URLError(cause), url, node, url, 1)
+    assert isinstance(error, BadURL) and not retryable(error)
+    assert "TLS certificate does not verify" in str(error) and "SSL_CERT_FILE" in str(error)
+    assert "up and reachable" not in str(error)

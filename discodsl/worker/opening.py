@@ -383,6 +383,13 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
             "and the node serving it is healthy",
             url=url,
         )
+    if _unverified(exc):  # the same on every attempt, until the nodes trust the server
+        return BadURL(
+            f"{url}: {get} failed: {_reason(exc)}: the server's TLS certificate does not "
+            "verify here: install its CA on the nodes, or name a file of it with "
+            "SSL_CERT_FILE (or a directory, SSL_CERT_DIR) in the job's env=",
+            url=url,
+        )
     if isinstance(exc, (http.client.InvalidURL, UnicodeError)):  # never sent: no retry helps
         return BadURL(
             f"{url}: {get} cannot be sent: {_reason(exc)}; escape what a URL cannot carry as "
@@ -415,6 +422,17 @@ def _dropped(exc: BaseException) -> bool:
     if isinstance(cause, BaseException):  # a URLError around the socket's error
         exc = cause
     return isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))
+
+
+def _unverified(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the error a URLError wraps) is a TLS certificate that did not
+    verify."""
+    ssl = sys.modules.get("ssl")
+    if ssl is None:
+        return False
+    return isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
+        getattr(exc, "reason", None), ssl.SSLCertVerificationError
+    )
 
 
 def _reason(exc: BaseException) -> str:
