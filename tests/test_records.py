@@ -741,3 +741,15 @@ def test_records_of_a_class_missing_here_say_so_and_not_that_the_file_is_corrupt
     assert "corrupt" not in message
     assert "bad hunk" not in message  # the hunk is sound: its records' class is not here
     assert "run from the directory of discodsl_test_gone_module.py" in message
+
+
+def test_a_hunk_of_python_2_byte_strings_is_said_to_be_python_2s_not_corrupt() -> None:
+    # A Python 2 Disco worker's str with non-ASCII bytes, as its protocol 1 writes it
+    # (SHORT_BINSTRING): "the file is corrupt ... re-run the task that wrote it", though
+    # its checksum held and every re-run gives the same bytes.
+    python2 = b"(U\x03k\xc3\xa9K\x01t."
+    url = "file:///data/py2.disco"
+    with pytest.raises(DamagedInput) as caught:
+        list(read_records(io.BytesIO(hunk_bytes(python2) + hunk_bytes(b"")), url))
+    said = str(caught.value)
+    assert "Python 2" in said and "corrupt" not in said and "re-run" not in said, said

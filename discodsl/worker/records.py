@@ -582,6 +582,17 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
         records = _load(payload)
     except (ImportError, AttributeError) as exc:  # its checksum held: a class is missing here
         raise _class_missing(exc, url, start, end) from exc
+    except UnicodeDecodeError as exc:  # its checksum held: 8-bit strings of Python 2
+        raise _hunk_error(
+            url,
+            start,
+            end,
+            f"its pickles hold 8-bit strings ({exc.reason} at byte {exc.start} of one), as a "
+            "Python 2 Disco worker writes a str",
+            "Python 3 reads them only as bytes: rewrite the file under Python 2 with unicode "
+            "strings, or read it with a reader of your own (pickle.loads(..., "
+            "encoding='bytes'))",
+        ) from exc
     except Exception as exc:  # unpickling bad bytes can raise nearly anything
         raise _hunk_error(
             url,
