@@ -151,6 +151,16 @@ def test_reduce_only_job_over_files_disco_wrote(
     assert dict(results) == {key: [value] * 9 for key, value in GOLDEN_RECORDS.items()}
 
 
+def test_a_reduce_only_job_names_discos_legacy_record_format(tmp_path: Path, mode: str) -> None:
+    # Disco's plain_output_stream writes "<klen> <key> <vlen> <value>" lines, which its
+    # chain_reader reads as pairs: here they were "text", with a @map to put first.
+    legacy = tmp_path / "part-0"
+    legacy.write_text("5 apple 1 3\n6 banana 1 2\n")
+    with pytest.raises((TaskFailed, StageError)) as info:
+        jobs.merge_counts.run(inputs=[legacy], mode=mode, max_failures=0)
+    assert "Disco's legacy record format" in str(info.value), str(info.value)
+
+
 def test_reduce_only_job_refuses_a_text_input(corpus: list[Path], mode: str) -> None:
     with pytest.raises((TaskFailed, StageError)) as info:
         jobs.merge_counts.run(inputs=corpus, mode=mode, max_failures=0)

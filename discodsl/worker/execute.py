@@ -131,15 +131,34 @@ def _refusing_text(records: Iterable[Any], job: str, reduce: str, where: Positio
     """Each record; a text line (a ``str``: the input is no record file) fails the task."""
     for record in records:
         if record.__class__ is str:
+            if _legacy_line(record):
+                fix = (
+                    "it reads as Disco's legacy record format (<klen> <key> <vlen> <value> a "
+                    "line), which is not read: rewrite it with Disco 0.5's DiscoOutputStream "
+                    "or discodsl's RecordWriter, or put a @map first that parses the lines"
+                )
+            else:
+                fix = (
+                    "put a @map first that turns each line into (key, value) pairs, e.g. "
+                    f"`return [parse, {reduce}]`"
+                )
             raise StageError(
                 f"{job} starts with the reduce {reduce!r}, which reads record files of "
                 f"(key, value) pairs (an earlier job's results, or files Disco wrote), but "
-                f"input {where.url} is text (line {where.record}: {brief(record, 60)}): put a @map "
-                f"first that turns each line into (key, value) pairs, e.g. `return [parse, "
-                f"{reduce}]`",
+                f"input {where.url} is text (line {where.record}: {brief(record, 60)}): {fix}",
                 stage=reduce,
             )
         yield record
+
+
+def _legacy_line(line: str) -> bool:
+    """Whether ``line`` is a record of Disco's legacy format: ``<klen> <key> <vlen> <value>``
+    (lengths of ASCII keys and values, as its writer's test files hold)."""
+    key_size, _, rest = line.partition(" ")
+    if not key_size.isdigit() or len(rest) <= int(key_size) or rest[int(key_size)] != " ":
+        return False
+    value_size, _, value = rest[int(key_size) + 1 :].partition(" ")
+    return value_size.isdigit() and len(value) == int(value_size)
 
 
 def _groups(task: TaskSetup, records: Iterable[Any]) -> Iterator[tuple[Any, Iterator[Any]]]:
