@@ -225,9 +225,10 @@ def _read_header(data: bytes) -> tuple[int, int, int]:
 def _version_problem(version: int) -> str:
     if version == 1:
         return (
-            "version: 1 is the legacy (Disco 0.4) jobdict with 'input' and 'map?'; discodsl "
-            "reads and writes version 2 only: rebuild it with `discodsl jobpack build` or "
-            "jobpack.encode()"
+            "version: 1 is the jobpack of Disco's classic worker (disco.core.Job writes it, "
+            "its jobdict with 'input' and 'map?'); discodsl reads, builds and submits version "
+            "2 only: submit this one with Disco's own `disco submit`, or build the job with "
+            "`discodsl jobpack build` or jobpack.encode()"
         )
     return f"version: {version} is not supported; Disco 0.5.4 and discodsl use version 2"
 

@@ -778,6 +778,14 @@ def cases(draw: st.DrawFn) -> Case:
     return Case(moved, None, faults | MOVED_OFFSET_FAULTS)
 
 
+def test_a_version_1_jobpack_is_named_discos_classic_workers() -> None:
+    # It was called "the legacy (Disco 0.4) jobdict": Disco 0.5.4's default worker writes it.
+    with pytest.raises(JobpackError) as caught:
+        decode(raw_pack(version=1))
+    said = str(caught.value)
+    assert "Disco's classic worker" in said and "disco submit" in said and "0.4" not in said
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_decode_returns_what_was_encoded_or_names_the_field_at_fault(case: Case) -> None:
