@@ -362,6 +362,30 @@ def test_kill_and_purge_take_several_jobs_as_disco_did(
     assert not any(name in out for name in names)
 
 
+def test_results_of_a_job_holding_a_scripts_class_say_where_to_print_them(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The advice was for a job reading them (pass the run's results to it), which a
+    # command printing them is not.
+    script = tmp_path / "script_records.py"
+    script.write_text(
+        "import dataclasses\n"
+        "from discodsl import job, map\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class Stat:\n    n: int\n"
+        "@map\ndef stats(line):\n    yield line, Stat(len(line))\n"
+        "@job(partitions=None)\ndef kept():\n    return [stats]\n"
+        "print(kept.run(['raw://ab'], mode='cluster', progress=False).jobname)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    _, err = run(capsys, "results", done.stdout.strip(), status=1)
+    assert "Stat" in err and "print the records there" in err, err
+    assert "record_urls" not in err, err
+
+
 def test_every_report_of_a_job_command_is_json_with_json(
     cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

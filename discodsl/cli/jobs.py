@@ -35,6 +35,7 @@ from discodsl.errors import (
 )
 from discodsl.jobstatus import still_active, wait_limit
 from discodsl.runners import cluster, registry
+from discodsl.worker.errors import ClassMissing
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -209,8 +210,17 @@ def cmd_results(args: argparse.Namespace) -> int:
     check_output(args.output)
     with cluster_for(args) as conn:
         results = cluster.results_of(conn, job_name(conn, args.job))
-    with stdio.output(args.output) as out:
-        recordtext.write_records(results, out, as_json=json_wanted(args))
+    try:
+        with stdio.output(args.output) as out:
+            recordtext.write_records(results, out, as_json=json_wanted(args))
+    except ClassMissing as exc:  # its advice is for a job reading them: this is a command
+        raise JobError(
+            f"{results.jobname}'s records need a class this command cannot import "
+            f"({exc.needed}): a class of the script that ran the job (__main__) is that "
+            "script's own: print the records there (from its run's results), or define the "
+            "class in a module that `discodsl results` can import where it runs (its "
+            "directory, or PYTHONPATH)"
+        ) from exc
     return 0
 
 

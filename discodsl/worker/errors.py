@@ -82,6 +82,15 @@ class MalformedRecord(DataError):
     """
 
 
+class ClassMissing(MalformedRecord):
+    """Records that need a class or module this process cannot import; ``needed`` says
+    which, as the unpickling said it."""
+
+    def __init__(self, message: str, *, needed: str = "", **where: Any) -> None:
+        super().__init__(message, **where)
+        self.needed = needed
+
+
 class BadURL(DataError):
     """A task input's URL that no worker can read, however often it tries: a DDFS tag
     (resolved to its blobs before a job runs), a scheme no worker reads, a URL with no
