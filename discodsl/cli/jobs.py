@@ -35,7 +35,7 @@ from discodsl.errors import (
 )
 from discodsl.jobstatus import still_active, wait_limit
 from discodsl.runners import cluster, registry
-from discodsl.worker.errors import ClassMissing
+from discodsl.worker.errors import MalformedRecord
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -213,8 +213,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     try:
         with stdio.output(args.output) as out:
             recordtext.write_records(results, out, as_json=json_wanted(args))
-    except ClassMissing as exc:  # its advice is for a job reading them: this is a command
-        raise JobError(
+    except MalformedRecord as exc:
+        if not exc.needed:
+            raise
+        raise JobError(  # its advice is for a job reading them: this is a command
             f"{results.jobname}'s records need a class this command cannot import "
             f"({exc.needed}): a class of the script that ran the job (__main__) is that "
             "script's own: print the records there (from its run's results), or define the "

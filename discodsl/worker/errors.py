@@ -79,16 +79,10 @@ class MalformedRecord(DataError):
 
     Unlike other DataErrors it is not retried, nor read from another replica:
     the same bytes would fail again. The job fails at once (Disco's FATAL).
+    ``needed`` says which class or module, as the unpickling said it, if one is missing.
     """
 
-
-class ClassMissing(MalformedRecord):
-    """Records that need a class or module this process cannot import; ``needed`` says
-    which, as the unpickling said it."""
-
-    def __init__(self, message: str, *, needed: str = "", **where: Any) -> None:
-        super().__init__(message, **where)
-        self.needed = needed
+    needed = ""
 
 
 class BadURL(DataError):

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Final
 
-from discodsl.worker.errors import ClassMissing, DamagedInput, DataError, MalformedRecord, brief
+from discodsl.worker.errors import DamagedInput, DataError, MalformedRecord, brief
 
 HEADER: Final = struct.Struct("<BBIQ")
 HEADER_SIZE: Final = HEADER.size
@@ -605,7 +605,7 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
     return records
 
 
-def _class_missing(exc: Exception, url: str, start: int, end: int) -> ClassMissing:
+def _class_missing(exc: Exception, url: str, start: int, end: int) -> MalformedRecord:
     """The error for a hunk whose records need a class or module this process lacks: a
     MalformedRecord, neither retried nor read from another replica, since every attempt and
     every copy needs the same class (a task retried for it ran 100 times on a master)."""
@@ -617,7 +617,7 @@ def _class_missing(exc: Exception, url: str, start: int, end: int) -> ClassMissi
         else ""
     )
     said = str(exc).split(" from '", 1)[0]  # not the module's file: "on <module 'x' from ...>"
-    return ClassMissing(
+    error = MalformedRecord(
         f"{url}: the records of the hunk at bytes [{start}, {end}) need a class or module "
         f"this process cannot import ({type(exc).__name__}: {said}): pass the run's results "
         "(not their record_urls()) to the job reading them, which then carries your "
@@ -625,8 +625,9 @@ def _class_missing(exc: Exception, url: str, start: int, end: int) -> ClassMissi
         f"top level of a module that both import{where}",
         url=url,
         span=(start, end),
-        needed=f"{type(exc).__name__}: {said}",
     )
+    error.needed = f"{type(exc).__name__}: {said}"
+    return error
 
 
 _CORRUPT: Final = "the file is corrupt: re-run the task that wrote it, or read another replica"
