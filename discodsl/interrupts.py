@@ -66,13 +66,13 @@ def held() -> Iterator[None]:
     swapped = _swapped(lambda number, frame: came.append((number, frame)))
     try:
         yield
-    finally:
+    finally:  # the signals that came are the program's to handle, whatever the block did
         for number, handler in swapped.items():
             signal.signal(number, handler)
-    for number, frame in came:
-        handler = swapped[number]
-        if signal.getsignal(number) is handler:  # still the program's
-            handler(number, frame)
+        for number, frame in came:
+            handler = swapped[number]
+            if signal.getsignal(number) is handler:  # still the program's
+                handler(number, frame)
 
 
 Handler = Callable[[int, FrameType | None], Any]

@@ -164,8 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The default of discodsl.runners.choose, decided here so that the hint fits.
     default = "cluster" if configured_master(master) else "local"
     args.where = mode = cast("Mode", args.mode or default)
+    # The options given on the command line: None, the job's own.
     given = {"push_inputs": args.push_inputs, "cache": args.cache, "progress": args.progress}
-    # None: the job's own
     options: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     if args.partitions is not None:
         options["partitions"] = _partitions(args.partitions)
