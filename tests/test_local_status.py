@@ -337,3 +337,20 @@ def test_a_failed_local_run_names_the_run_that_status_takes(
     assert str(info.value).startswith(f"job {run.jobname!r} ")
     assert main(["status", "--local", run.jobname]) == 0
     assert capsys.readouterr().out.startswith(f"{run.jobname}: dead")
+
+
+def test_a_run_whose_pid_another_process_took_is_dead(tmp_path: Path) -> None:
+    # Its owner was SIGKILLed and its pid reused (a container's small pid_max): the entry
+    # showed active until that other process ended, `wait` blocked, and `kill` advised
+    # killing the other process.
+    from discodsl.worker import owners
+
+    started = owners.started(os.getpid())
+    assert started is not None
+    facts = {"name": "reused@1", "status": "active", "pid": os.getpid(), "host": registry.HOST}
+    alive = registry.LocalRun(tmp_path, {**facts, "pid_started": started, "stages": []})
+    assert alive.status == "active"
+    other = registry.LocalRun(tmp_path, {**facts, "pid_started": started - 1, "stages": []})
+    assert other.status == "dead"
+    older = registry.LocalRun(tmp_path, {**facts, "stages": []})  # written before: no start
+    assert older.status == "active"

@@ -102,6 +102,7 @@ class _Entry:
             "mode": run.mode,
             "status": "active",
             "pid": os.getpid(),
+            "pid_started": owners.started(),  # with the pid, this very process
             "pid_namespace": owners.pid_namespace(),
             "host": HOST,
             "started": time.time(),
@@ -468,7 +469,10 @@ def _alive(facts: dict[str, Any]) -> bool:
     pid = facts.get("pid")
     if not (type(pid) is int and 0 < pid <= owners.PID_MAX):
         return True  # a pid we cannot read: leave it be
-    return owners.running(pid)
+    if not owners.running(pid):
+        return False
+    recorded = facts.get("pid_started")  # none in an entry of an older discodsl
+    return type(recorded) is not int or owners.started(pid) in (recorded, None)
 
 
 def _remove(path: Path) -> None:

@@ -122,6 +122,22 @@ def running(pid: int) -> bool:
     return True
 
 
+def started(pid: int | str = "self") -> int | None:
+    """When process ``pid`` started, in clock ticks after boot (``/proc/PID/stat``'s 22nd
+    field): with its pid, what tells it from a later process given the same pid; None
+    where that is not shown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat.rpartition(b")")[2].split()  # after the name, which may hold anything
+    try:
+        return int(fields[19])  # fields[0] is the third field, the state
+    except (IndexError, ValueError):
+        return None
+
+
 def children(pid: int | str = "self") -> list[int]:
     """The children of process ``pid``, this one's by default (Linux's
     /proc/PID/task/*/children: one read a thread, where a scan of /proc would read a file a
