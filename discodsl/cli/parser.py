@@ -337,25 +337,30 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             parser.add_argument("job", metavar="JOB", help="job name, @ (newest) or @?TEXT")
         parser.set_defaults(command=command)
         _add_local(parser)
-        if name == "events":
-            parser.add_argument(
-                "-f",
-                "--follow",
-                action="store_true",
-                help="keep printing new events until the job ends",
-            )
-        if name == "wait":
-            parser.add_argument(
-                "--timeout",
-                type=_seconds,
-                metavar="SECONDS",
-                help="give up after SECONDS (exit 1; the job keeps running)",
-            )
-        if name == "results":
-            parser.add_argument("-o", "--output", metavar="FILE", help="write the records here")
-            parser.epilog = recordtext.OUTPUT_FORMATS
-            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        _add_own_options(name, parser)
     _add_cluster_facts(sub, common)
+
+
+def _add_own_options(name: str, parser: argparse.ArgumentParser) -> None:
+    """The options of the job command ``name`` that the others do not take."""
+    if name == "events":
+        parser.add_argument(
+            "-f",
+            "--follow",
+            action="store_true",
+            help="keep printing new events until the job ends",
+        )
+    if name == "wait":
+        parser.add_argument(
+            "--timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="give up after SECONDS (exit 1; the job keeps running)",
+        )
+    if name == "results":
+        parser.add_argument("-o", "--output", metavar="FILE", help="write the records here")
+        parser.epilog = recordtext.OUTPUT_FORMATS
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _add_local(parser: argparse.ArgumentParser) -> None:
