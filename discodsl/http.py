@@ -298,7 +298,7 @@ def _answered(exc: requests.RequestException, endpoint: str, who: str) -> str:
 
 _GENERIC = {
     400: "the request was refused (400): {body}: the body does not have the shape "
-    "the master expects (disco-spec section 5)",
+    "the master expects (is the server a Disco 0.5.4 master?)",
     401: "the token was refused (401 {body}): set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN",
     403: "the request was refused (403 {body})",
     404: "not found (404 {body}): check the name and that it still exists",

@@ -184,4 +184,7 @@ def _submit_hint(reason: str) -> str:
     for needle, hint in _SUBMIT_HINTS:
         if needle in reason:
             return hint
-    return "check the jobpack against disco-spec section 1"
+    return (
+        "the master's own words say why; `discodsl jobpack show FILE` shows what a jobpack "
+        "holds, and `discodsl jobpack build` makes one the master takes"
+    )
