@@ -473,7 +473,16 @@ def _settings_error(exc: ValidationError) -> SettingsError:
         return SettingsError(f"unknown job option {field_path!r}{guess}: the options are {known}")
     fix = _fix(name) or "see help(discodsl.JobOptions), which lists them"
     value = first.get("input")
-    return SettingsError(f"job option {field_path}={value!r} is invalid ({first['msg']}): {fix}")
+    if name == "env":  # its values are not shown: an environment holds tokens and passwords
+        shown = f"<a {type(value).__name__}>"
+        if isinstance(value, Mapping) and not isinstance(value, dict):
+            fix = (
+                f"{fix}: pass a dict of only the names the stages need (the whole environment "
+                "would travel in the jobpack), e.g. env={'TZ': os.environ['TZ']}"
+            )
+    else:
+        shown = brief(value, 80)
+    return SettingsError(f"job option {field_path}={shown} is invalid ({first['msg']}): {fix}")
 
 
 def _fix(name: str) -> str:

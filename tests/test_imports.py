@@ -102,6 +102,27 @@ def test_the_public_api_imports_lazily_but_whole(tmp_path: Path) -> None:
     assert loaded_after(code, tmp_path) == []
 
 
+def test_a_refused_value_is_shown_cut_and_an_environment_not_at_all() -> None:
+    # env=os.environ printed every variable, tokens included; partitions=list(range(10**6))
+    # gave a message of 7.9 MB.
+    import os
+
+    from discodsl import job
+    from discodsl.errors import SettingsError
+
+    os.environ["DISCODSL_TEST_SECRET"] = "s3cr3t-value"
+    try:
+        with pytest.raises(SettingsError) as caught:
+            job(env=os.environ)
+    finally:
+        del os.environ["DISCODSL_TEST_SECRET"]
+    said = str(caught.value)
+    assert "s3cr3t" not in said and "dict(" not in said and "only the names" in said, said
+    with pytest.raises(SettingsError) as caught:
+        job(partitions=list(range(10**6)))
+    assert len(str(caught.value)) < 400, len(str(caught.value))
+
+
 # Each refused option's whole message, as the pydantic JobOptions model worded it before
 # declaring stopped importing pydantic: the words must not change.
 REFUSALS: list[tuple[dict[str, Any], str]] = [
@@ -144,11 +165,13 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"env": {"a": 1}},
-        "job option env.a=1 is invalid (Input should be a valid string): use a dict of str to str",
+        # An environment's values are not shown: they hold tokens and passwords.
+        "job option env.a=<a int> is invalid (Input should be a valid string): use a dict of "
+        "str to str",
     ),
     (
         {"env": [("a", "b")]},
-        "job option env=[('a', 'b')] is invalid (Input should be a valid dictionary): use a "
+        "job option env=<a list> is invalid (Input should be a valid dictionary): use a "
         "dict of str to str",
     ),
     (
