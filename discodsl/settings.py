@@ -123,15 +123,17 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError:
-        raise ValueError("bad port") from None
+        raise ValueError("has no port from 1 to 65535") from None
     if parts.port == 0:
-        raise ValueError("bad port")
+        raise ValueError("has no port from 1 to 65535")
     if any(c <= " " or c == "\x7f" for c in url):  # urlsplit drops tabs and newlines
-        raise ValueError("not an http URL")
+        raise ValueError("is not an http URL")
     if parts.scheme not in ("http", "https") or not _host_name(parts.hostname):
-        raise ValueError("not an http URL")
+        raise ValueError("is not an http URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("holds a user name or password, which a Disco master takes none of")
     if parts.path or parts.query or parts.fragment:
-        raise ValueError("has a path")
+        raise ValueError(f"has a path or query ({url.split(parts.netloc, 1)[1]})")
     return url
 
 

@@ -155,8 +155,9 @@ class DiscoFileSource(PydanticBaseSettingsSource):
         return data
 
 
-# A host name, an IPv4 address, or an IPv6 one (bracketed or not).
-_HOST = re.compile(r"[A-Za-z0-9_.-]+|\[?[0-9A-Fa-f:.]+\]?")
+# A host name, an IPv4 address, or an IPv6 one (bracketed, or not: then with two colons at
+# least, so that an address with its port, 10.0.0.5:8989, is none).
+_HOST = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")
 
 # What each setting must look like, for error messages: (problem, what to set).
 _EXPECTED: dict[str, tuple[str, str]] = {
@@ -189,10 +190,21 @@ def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
         fix = f"did you mean {close[0]}?" if close else "see discodsl.settings for the names"
         return f"{name} is not a Disco setting: {fix}"
     problem, expected = _EXPECTED.get(name, (f"is not valid ({err['msg']})", "a string"))
+    value = _unsecret(err["input"])
+    if name == "DISCO_MASTER":  # why, as normalise_master_url said it
+        problem = f"{problem} (it {err['msg'].removeprefix('Value error, ')})"
     if name == "DISCO_MASTER" and name in kwargs:  # master= or --master, not the variable
-        return f"the master {err['input']!r} {problem}: give {expected} (master= or --master)"
-    given, origin = f"{name}={err['input']!r}", _origin(name, kwargs)
+        return f"the master {value!r} {problem}: give {expected} (master= or --master)"
+    given, origin = f"{name}={value!r}", _origin(name, kwargs)
     return f"{given} {problem}: set {name} to {expected} (the value came from {origin})"
+
+
+def _unsecret(value: Any) -> Any:
+    """``value`` with the password a URL in it holds as ``***``."""
+    return _PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+
+
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
 
 
 def _origin(name: str, kwargs: dict[str, Any]) -> str:

@@ -154,7 +154,10 @@ def test_disco_port_is_the_masters_port_unless_set(
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("ftp://vm", "the master 'ftp://vm' is not a master URL: give http://HOST:PORT"),
+        (
+            "ftp://vm",
+            "the master 'ftp://vm' is not a master URL (it is not an http URL): give http://HOST:PORT",
+        ),
         ("http://vm:8989/disco", "the master 'http://vm:8989/disco' is not a master URL"),
         ("vm:port", "the master 'vm:port' is not a master URL"),
     ],
@@ -219,7 +222,10 @@ def test_a_master_url_with_port_0_or_a_host_no_url_holds_is_named_as_given(
     monkeypatch.setenv("DISCO_MASTER", "http://127.0.0.1:0")
     with pytest.raises(
         SettingsError,
-        match=re.escape("DISCO_MASTER='http://127.0.0.1:0' is not a master URL: set DISCO_MASTER"),
+        match=re.escape(
+            "DISCO_MASTER='http://127.0.0.1:0' is not a master URL (it has no port from 1 to "
+            "65535): set DISCO_MASTER"
+        ),
     ):
         load_settings()
     monkeypatch.delenv("DISCO_MASTER")
@@ -592,3 +598,32 @@ def test_an_http_timeout_in_the_environment_that_is_none_is_refused_on_every_run
     assert list(got) == [("a", 1)]  # env= gives the workers their own
     monkeypatch.setenv("DISCODSL_HTTP_TIMEOUT", "")  # empty: unset, as every setting
     assert list(jobs.wordcount.run(["raw://a"], mode=mode)) == [("a", 1)]
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("http://master:8989/index.html", "(it has a path or query (/index.html))"),
+        ("http://127.0.0.1:99999", "(it has no port from 1 to 65535)"),
+        ("http://ann:s3cr3t@master:8989", "(it holds a user name or password"),
+    ],
+)
+def test_a_master_url_refused_says_why_and_shows_no_password(given: str, why: str) -> None:
+    # "is not a master URL: give http://HOST:PORT", the reason worked out and dropped; a
+    # password was taken, and printed in every later error.
+    with pytest.raises(SettingsError) as caught:
+        load_settings(DISCO_MASTER=given)
+    said = str(caught.value)
+    assert why in said and "s3cr3t" not in said, said
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5:8989", "cafe:1"])
+def test_a_master_host_with_its_port_is_refused_naming_the_host_setting(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10.0.0.5:8989 passed for an IPv6 address, and the first request failed with
+    # http://[10.0.0.5:8989]:8989, saying to check DISCO_MASTER, which was not set.
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    monkeypatch.setenv("DISCO_MASTER_HOST", host)
+    with pytest.raises(SettingsError, match=re.escape(f"DISCO_MASTER_HOST={host!r} is not")):
+        load_settings()
