@@ -52,6 +52,9 @@ class Recorded(Protocol):
 # One input: a path, glob, directory or URL; an earlier run; or one input's replica URLs.
 Input = str | os.PathLike[str] | Recorded | Sequence[str | os.PathLike[str]]
 Inputs = Input | Iterable[Input]
+# run()'s and submit()'s inputs when none are given: refused as None is (a run over nothing,
+# its inputs forgotten, gave [] without a word); typed as inputs, so that None given is not.
+_NONE_GIVEN: Any = None
 
 
 # What a Job has and a Stage does not: asked of a stage, said so (not a StageSpec's error).
@@ -240,7 +243,7 @@ class Job(ClientOnly):
 
     def run(
         self,
-        inputs: Inputs = (),
+        inputs: Inputs = _NONE_GIVEN,
         *,
         mode: Mode | None = None,
         master: str | None = None,
@@ -261,7 +264,7 @@ class Job(ClientOnly):
 
     def submit(
         self,
-        inputs: Inputs = (),
+        inputs: Inputs = _NONE_GIVEN,
         *,
         mode: Mode | None = None,
         master: str | None = None,

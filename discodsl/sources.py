@@ -56,8 +56,8 @@ def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
     """Each input as given, with its replica lists (see :func:`resolve`)."""
     if inputs is None:
         raise SettingsError(
-            "the job got no inputs (None): pass paths, globs, URLs or an earlier job's "
-            "results, e.g. run(inputs=['data/*.txt']), or inputs=[] for none"
+            "the job got no inputs (None, or none given): pass paths, globs, URLs or an "
+            "earlier job's results, e.g. run(inputs=['data/*.txt']), or inputs=[] for none"
         )
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "record_urls"):
         inputs = [inputs]
