@@ -279,8 +279,27 @@ def configured_master(master: str | None = None) -> str | None:
     """
     names = ("DISCO_MASTER", "DISCO_MASTER_HOST")
     if not (master or any(_given(name) is not None for name in names)):
+        _warn_misspelt_in_environment()
         return None
     return load_settings(DISCO_MASTER=master).DISCO_MASTER
+
+
+def _warn_misspelt_in_environment() -> None:
+    """Warn, once a name, of a variable of the environment that is most likely a setting
+    misspelt (``DISCO_MASTR``): a run here then took the place of the cluster's without a
+    word. Only close misses of a setting's name: other programs' ``DISCO_*`` are theirs."""
+    for name in os.environ:
+        if not name.startswith(_PREFIXES) or name in _KNOWN or ("<env>", 0, name) in _WARNED:
+            continue
+        close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.85)
+        if close:
+            _WARNED.add(("<env>", 0, name))
+            warnings.warn(
+                f"{name} in the environment is not a setting of Disco's or discodsl's, and is "
+                f"ignored: did you mean {close[0]}?",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def job_owner() -> str:

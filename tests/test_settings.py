@@ -627,3 +627,17 @@ def test_a_master_host_with_its_port_is_refused_naming_the_host_setting(
     monkeypatch.setenv("DISCO_MASTER_HOST", host)
     with pytest.raises(SettingsError, match=re.escape(f"DISCO_MASTER_HOST={host!r} is not")):
         load_settings()
+
+
+def test_a_misspelt_master_in_the_environment_is_warned_of(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DISCO_MASTR=... ran the job here, without a word, where the file's typo is warned of.
+    from discodsl.settings import configured_master
+
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    monkeypatch.delenv("DISCO_MASTER_HOST", raising=False)
+    monkeypatch.setenv("DISCO_MASTR", "http://127.0.0.1:1")
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
+    with pytest.warns(UserWarning, match="DISCO_MASTR in the environment .*DISCO_MASTER\\?"):
+        assert configured_master() is None
