@@ -259,9 +259,16 @@ def _reachable(url: str, who: str) -> str:
     """What to ask about a server that could not be reached, or dropped the connection."""
     if who != MASTER:
         return f"is it up? `curl -I {url}` should answer"
+    parts = urlsplit(url)
+    port = (
+        f" (it names no port, so {443 if parts.scheme == 'https' else 80} was "
+        f"tried: a Disco master listens on 8989 unless told otherwise, {url}:8989)"
+        if parts.port is None and parts.hostname
+        else ""
+    )
     return (
-        f"is the master's URL right (master=, --master, or DISCO_MASTER)? is it running? "
-        f"`curl {url}/disco/version` should print its version"
+        f"is the master's URL right{port} (master=, --master, DISCO_MASTER, or the settings "
+        f"file)? is it running? `curl {url}/disco/version` should print its version"
     )
 
 

@@ -385,3 +385,13 @@ def test_an_answer_nested_too_deep_to_parse_is_a_bad_answer() -> None:
     with serving(master) as (url, _), pytest.raises(BadAnswer) as caught:
         Master(url, timeout=5, retries=0).joblist()
     assert "is this a Disco 0.5.4 master" in str(caught.value) or "JSON" in str(caught.value)
+
+
+def test_an_unreachable_master_url_of_no_port_says_which_port_was_tried() -> None:
+    # master="http://localhost" is port 80, master="localhost" 8989: adding the scheme to
+    # a host changed the port without a word.
+    from discodsl.http import MASTER, _reachable
+
+    said = _reachable("http://master", MASTER)
+    assert "names no port, so 80 was tried" in said and "http://master:8989" in said, said
+    assert "no port" not in _reachable("http://master:8989", MASTER)

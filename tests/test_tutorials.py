@@ -479,7 +479,8 @@ def test_05_on_a_disco_cluster(disco_master: DiscoMaster, monkeypatch: pytest.Mo
     unreachable = ran.stream("assert-unreachable").splitlines()
     assert unreachable[0] == (
         f"Unreachable: could not reach the Disco master at {nowhere} (connection refused): "
-        "is the master's URL right (master=, --master, or DISCO_MASTER)? is it running? "
+        "is the master's URL right (master=, --master, DISCO_MASTER, or the settings file)? "
+        "is it running? "
         f"`curl {nowhere}/disco/version` should print its version"
     )
     assert unreachable[1:] == [f"$ discodsl --master {nowhere} jobs", "(exit status 1)"]
