@@ -180,11 +180,17 @@ class Results:
         try:
             for replicas in self.urls:
                 yield from iter_input(replicas, "all", self.node, Cursor())
-        except DataError:
+        except DataError as exc:
             closed = self._closed_error()  # closed while being read: say that, not which file
-            if closed is None:
-                raise
-            raise closed from None
+            if closed is not None:
+                raise closed from None
+            if self.mode == "cluster" and exc.status == 404:
+                raise JobError(  # a node's 404 on a ready job's files: they went with it
+                    f"the results of {self.jobname!r} are gone from the master ({exc}): a job's "
+                    "files go when it is purged (does `discodsl jobs` still list it?), or a "
+                    "node that held them was lost: run the job again"
+                ) from exc
+            raise
 
     def record_urls(self) -> list[list[str]]:
         """The record files of these results, each a replica list: inputs for another job.

@@ -1174,3 +1174,18 @@ def test_a_run_given_no_inputs_is_refused_as_one_given_none() -> None:
     with pytest.raises(SettingsError, match="the job got no inputs"):
         jobs.wordcount.submit(mode="local")
     assert list(jobs.wordcount.run([], mode="inline")) == []
+
+
+def test_results_of_a_purged_cluster_job_say_the_job_is_gone(cluster_env: str) -> None:
+    # A node's 404 on the results' files: "check that the file exists and the node serving
+    # it is healthy", though nothing was wrong with any node.
+    from discodsl.client import Master
+
+    results = jobs.wordcount.run(["raw://x y x"], progress=False)
+    with Master(cluster_env, retries=0) as master:
+        master.purge(results.jobname)
+    with pytest.raises(JobError) as caught:
+        list(results)
+    said = str(caught.value)
+    assert f"the results of {results.jobname!r} are gone from the master" in said, said
+    assert "purged" in said

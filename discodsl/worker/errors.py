@@ -71,6 +71,8 @@ class DataError(DiscoDSLError):
         self.span = span
         self.record = record
 
+    status = 0  # the HTTP status a server answered the read with, if it answered one
+
 
 class MalformedRecord(DataError):
     """A record of an input could not be parsed by the stage's reader (a JSON line, a CSV

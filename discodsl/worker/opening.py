@@ -377,12 +377,14 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
     if isinstance(exc, urllib.error.HTTPError):
         said = _answer(exc).decode("utf-8", "replace").strip()
         exc.close()
-        return DataError(
+        answered = DataError(
             f"{url}: {get} answered HTTP {exc.code} {exc.reason}"
             f"{f' ({said[:120]!r})' if said else ''}{tried}; check that the file exists "
             "and the node serving it is healthy",
             url=url,
         )
+        answered.status = exc.code
+        return answered
     if _unverified(exc):  # the same on every attempt, until the nodes trust the server
         return BadURL(
             f"{url}: {get} failed: {_reason(exc)}: the server's TLS certificate does not "
