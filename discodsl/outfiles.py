@@ -93,9 +93,15 @@ def _sweep(directory: str, prefix: str) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(prefix) and name.endswith(".partial") and ended(name[len(prefix) :]):
+        rest = name[len(prefix) :] if name.startswith(prefix) else ""
+        # Its own: the mark, mkstemp's letters and the suffix, nothing more (not those of
+        # another name that starts alike: stats.HOST.2024-12-07.tsv's, when writing stats).
+        if _OWN_REST.fullmatch(rest) and ended(rest):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(directory, name))
+
+
+_OWN_REST = re.compile(r"[0-9]+-(?:n[0-9]+-)?[a-z0-9_]{8}\.partial")
 
 
 def _mode_for(path: str) -> int:

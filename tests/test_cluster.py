@@ -627,5 +627,6 @@ def test_a_printed_line_is_cut_at_its_newlines_alone() -> None:
     # the stage's showed as two.
     from discodsl.runners.progress import _printed
 
-    said = _printed({"stage": "s", "text": "a\u2028b\n\x0cc\r\nd\n"})
-    assert said.split("\n") == ["[s] a\u2028b", "[s] \x0cc", "[s] d"]
+    said = _printed({"stage": "s", "text": "a\u2028b\n\x0cc\r\nd\n10%\r20%\n"})
+    # A carriage return ends a line too, as a progress bar's redraws do on a terminal.
+    assert said.split("\n") == ["[s] a\u2028b", "[s] \x0cc", "[s] d", "[s] 10%", "[s] 20%"]

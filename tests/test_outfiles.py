@@ -139,3 +139,21 @@ def test_what_a_killed_writer_left_goes_when_the_name_is_written_again(tmp_path:
     finally:
         live.kill()
         live.wait(timeout=30)
+
+
+def test_a_live_writer_of_a_name_that_starts_alike_is_left_alone(tmp_path: Path) -> None:
+    # Writing `stats` removed the file of a live command writing `stats.HOST.2024-12-07.tsv`:
+    # "2024-" read as the mark of an ended process.
+    import socket
+
+    target = tmp_path / f"stats.{socket.gethostname()}.2024-12-07.tsv"
+    live = _writer_holding(target)
+    try:
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with outfiles.written(str(tmp_path / "stats")) as out:
+            out.write("x\n")
+        after = sorted(p.name for p in tmp_path.iterdir() if p.name != "stats")
+        assert after == before
+    finally:
+        live.kill()
+        live.wait(timeout=30)

@@ -199,3 +199,11 @@ def test_a_file_urls_path_with_brackets_and_a_host_is_its_path(tmp_path: Path) -
     path = tmp_path / "[a] b?.txt"
     assert urls.file_path(urls.file_url(str(path))) == str(path.resolve())
     assert urls.file_path("file://localhost/tmp/x") == "/tmp/x"
+
+
+def test_a_port_in_a_disco_url_read_here_gives_way_to_the_nodes() -> None:
+    # Local and inline runs read disco://HOST:1234/... at http://HOST:1234:8989/...
+    assert (
+        urls.readable_here("disco://h:1234/disco/h/ab/j/out", "here", 8989, "")
+        == "http://h:8989/disco/h/ab/j/out"
+    )

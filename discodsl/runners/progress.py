@@ -12,6 +12,7 @@ reaches the user's stderr. It only displays: the counters stage code reports
 from __future__ import annotations
 
 import queue
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -137,9 +138,13 @@ def _printed(facts: Mapping[str, Any]) -> str:
     stage, text = str(facts.get("stage", "")), str(facts.get("text", ""))
     if decode_counts(text) is not None:
         return ""
-    # Lines end at "\n" alone, as print's: splitlines() cut a line at U+2028 or a form feed.
-    lines = text.replace("\r\n", "\n").split("\n")
+    # Lines end at a newline or a carriage return (a progress bar's redraws), as a
+    # terminal shows them: splitlines() also cut a line at U+2028 or a form feed.
+    lines = _LINE_END.split(text)
     return "\n".join(f"[{stage}] {line}" for line in lines if line.strip())
+
+
+_LINE_END = re.compile("\r\n|\r|\n")
 
 
 def _tqdm() -> Any:

@@ -191,6 +191,7 @@ def readable_here(url: str, host: str, port: int, disco_data: str) -> str:
     if scheme != "disco":
         return url
     url_host, path = split_host(rest)
+    url_host = host_name(url_host)  # a port it names gives way to the node's
     if disco_data and url_host == host and path.startswith("disco/"):
         with contextlib.suppress(ValueError):  # a path leading outside: read over HTTP
             return _as_uri(node_path(path, {"disco": disco_data}))
