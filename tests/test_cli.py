@@ -384,6 +384,26 @@ def test_results_of_a_job_holding_a_scripts_class_say_where_to_print_them(
     _, err = run(capsys, "results", done.stdout.strip(), status=1)
     assert "Stat" in err and "print the records there" in err, err
     assert "record_urls" not in err, err
+    # A class of a module the command cannot import here: where to run it, not __main__.
+    (tmp_path / "teamkeys.py").write_text(
+        "import dataclasses\n@dataclasses.dataclass(frozen=True)\nclass Key:\n    n: int\n"
+    )
+    script.write_text(
+        script.read_text()
+        .replace(
+            "import dataclasses\n",
+            "import cloudpickle, dataclasses, teamkeys\n"
+            "cloudpickle.register_pickle_by_value(teamkeys)\n",
+        )
+        .replace("Stat(len(line))", "teamkeys.Key(len(line))")
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    _, err = run(capsys, "results", done.stdout.strip(), status=1)
+    assert "teamkeys" in err and "where the class's module imports" in err, err
+    assert "__main__" not in err, err
 
 
 def test_every_report_of_a_job_command_is_json_with_json(

@@ -216,12 +216,17 @@ def cmd_results(args: argparse.Namespace) -> int:
     except MalformedRecord as exc:
         if not exc.needed:
             raise
+        script = (  # a class of the script that ran the job is that script's alone
+            "a class of the script that ran the job (__main__) is that script's own: print "
+            "the records there (from its run's results), or define the class in a module, "
+            "and "
+            if "__main__" in exc.needed
+            else ""
+        )
         raise JobError(  # its advice is for a job reading them: this is a command
             f"{results.jobname}'s records need a class this command cannot import "
-            f"({exc.needed}): a class of the script that ran the job (__main__) is that "
-            "script's own: print the records there (from its run's results), or define the "
-            "class in a module that `discodsl results` can import where it runs (its "
-            "directory, or PYTHONPATH)"
+            f"({exc.needed}): {script}run `discodsl results` where the class's module "
+            "imports (its directory, or that directory on PYTHONPATH)"
         ) from exc
     return 0
 

@@ -8,6 +8,7 @@ Not here: the grouping itself.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterable, Sequence
 from numbers import Number
 from typing import Any
@@ -59,19 +60,21 @@ def unequal_and_less(mine: Any, theirs: Any) -> bool:
     try:
         return not (mine is theirs or mine == theirs) and bool(mine < theirs)
     except TypeError:
-        if not (_numpy_number(mine) or _numpy_number(theirs)):
+        plain, other = _python_numbers(mine), _python_numbers(theirs)
+        if plain is mine and other is theirs:  # no numpy number in them: no other answer
             raise
-    mine, theirs = _python_number(mine), _python_number(theirs)
-    return bool(mine != theirs) and bool(mine < theirs)
+    return bool(plain != other) and bool(plain < other)
 
 
-def _numpy_number(key: Any) -> bool:
-    return isinstance(key, Number) and type(key).__module__ == "numpy"
-
-
-def _python_number(key: Any) -> Any:
-    """A numpy number as the Python number it holds; any other key as it is."""
-    return key.item() if _numpy_number(key) else key
+def _python_numbers(key: Any) -> Any:
+    """``key`` with each numpy number in it (in tuples too) as the Python number it holds;
+    ``key`` itself if it holds none."""
+    if isinstance(key, Number) and type(key).__module__ == "numpy":
+        return key.item()  # type: ignore[attr-defined]  # numpy's, as the line above says
+    if type(key) is tuple:
+        items = tuple(map(_python_numbers, key))
+        return key if all(map(operator.is_, items, key)) else items
+    return key
 
 
 def _not_a_pair(stage: str, records: Sequence[Any]) -> StageError | None:
