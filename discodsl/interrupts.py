@@ -69,10 +69,23 @@ def held() -> Iterator[None]:
     finally:  # the signals that came are the program's to handle, whatever the block did
         for number, handler in swapped.items():
             signal.signal(number, handler)
-        for number, frame in came:
-            handler = swapped[number]
-            if signal.getsignal(number) is handler:  # still the program's
-                handler(number, frame)
+        _handle(came)
+
+
+def _handle(came: list[tuple[int, FrameType | None]]) -> None:
+    """Call the handler of each signal that ``came``, each, in order: one that raises does
+    not keep the next from running; the first exception is raised after them all."""
+    raised: BaseException | None = None
+    for number, frame in came:
+        installed = signal.getsignal(number)  # the program's, or what one before set
+        if not callable(installed):
+            continue
+        try:
+            installed(number, frame)
+        except BaseException as exc:  # the program's, raised once all ran
+            raised = raised or exc
+    if raised is not None:
+        raise raised
 
 
 Handler = Callable[[int, FrameType | None], Any]

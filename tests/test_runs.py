@@ -1189,3 +1189,32 @@ def test_results_of_a_purged_cluster_job_say_the_job_is_gone(cluster_env: str) -
     said = str(caught.value)
     assert f"the results of {results.jobname!r} are gone from the master" in said, said
     assert "purged" in said
+
+
+def test_every_signal_held_while_the_runner_loads_is_handled_though_one_handler_raises() -> None:
+    # Two signals while the first run loaded its runner: the first's handler raised, and
+    # the second's never ran, where Python runs each.
+    import os
+    import signal
+
+    from discodsl import interrupts
+
+    ran: list[int] = []
+
+    def raising(number: int, frame: Any) -> None:
+        ran.append(number)
+        raise RuntimeError("the first handler's")
+
+    previous = {n: signal.getsignal(n) for n in (signal.SIGUSR1, signal.SIGUSR2)}
+    signal.signal(signal.SIGUSR1, raising)
+    signal.signal(signal.SIGUSR2, lambda number, frame: ran.append(number))
+    try:
+        with pytest.raises(RuntimeError, match="the first handler's"), interrupts.held():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.05)  # both noted, neither handled yet
+            assert ran == []
+        assert ran == [signal.SIGUSR1, signal.SIGUSR2]
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
