@@ -709,7 +709,8 @@ def test_retries_back_off_and_say_how_often_they_tried() -> None:
     assert str(err.value) == (
         f"the Disco master at {url} did not complete GET {url}/disco/version "
         "(connection closed without an answer; tried 3 times): "
-        "is the master's URL right (master=, --master, DISCO_MASTER, or the settings file)? is it running? "
+        "is the master's URL right (master=, --master, DISCO_MASTER, or the settings file)? "
+        "is it running? "
         f"`curl {url}/disco/version` should print its version"
     )
     assert retries == [(1, 0.01), (2, 0.02)]
@@ -730,7 +731,8 @@ def test_an_unreachable_master_fails_at_once(where: str) -> None:
     reason = "connection refused" if where == "refused" else "host name not found"
     assert str(err.value) == (
         f"could not reach the Disco master at {url} ({reason}): "
-        "is the master's URL right (master=, --master, DISCO_MASTER, or the settings file)? is it running? "
+        "is the master's URL right (master=, --master, DISCO_MASTER, or the settings file)? "
+        "is it running? "
         f"`curl {url}/disco/version` should print its version"
     )
     assert retries == []

@@ -950,6 +950,10 @@ def test_names_of_letters_with_no_plain_form_stay_apart() -> None:
 
     sigma, pi = map(σ), map(π)
     assert [sigma.name, pi.name] == ["u03c3", "u03c0"]
+    # Past the 65,536 first, as Python escapes them: U+2C00 then 0 is not U+2C000.
+    from discodsl.worker.spec import cleaned_stage_name
+
+    assert cleaned_stage_name("\u2c000") != cleaned_stage_name("\U0002c000")
 
     @job(partitions=None)
     def both() -> list[Any]:

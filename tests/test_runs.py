@@ -1169,7 +1169,7 @@ def test_a_range_given_past_its_files_end_fails_once_saying_so(tmp_path: Path) -
 
 def test_a_run_given_no_inputs_is_refused_as_one_given_none() -> None:
     # wordcount.run(mode="local"), its inputs forgotten, ran over nothing and gave [].
-    with pytest.raises(SettingsError, match="the job got no inputs .*inputs=\\[\\] for none"):
+    with pytest.raises(SettingsError, match=r"the job got no inputs .*inputs=\[\] for none"):
         jobs.wordcount.run(mode="inline")
     with pytest.raises(SettingsError, match="the job got no inputs"):
         jobs.wordcount.submit(mode="local")

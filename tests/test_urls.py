@@ -207,3 +207,10 @@ def test_a_port_in_a_disco_url_read_here_gives_way_to_the_nodes() -> None:
         urls.readable_here("disco://h:1234/disco/h/ab/j/out", "here", 8989, "")
         == "http://h:8989/disco/h/ab/j/out"
     )
+
+
+def test_a_range_that_ends_before_it_starts_is_refused() -> None:
+    # #range=5-3 read nothing, without a word.
+    with pytest.raises(ValueError, match="ends before it starts"):
+        urls.file_target("/data/x.txt#range=5-3")
+    assert urls.file_target("/data/x.txt#range=3-3") == ("/data/x.txt", (3, 3))

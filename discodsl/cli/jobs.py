@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from discodsl.cli.common import (
 )
 from discodsl.client import Master
 from discodsl.errors import (
+    DiscoDSLError,
     JobActive,
     JobDead,
     JobError,
@@ -240,9 +242,19 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def _each_job(args: argparse.Namespace, command: Callable[[argparse.Namespace], int]) -> int:
-    """``command`` for each job ``args`` names, in order, until one fails (raises)."""
-    for job in list(args.job):
-        command(argparse.Namespace(**{**vars(args), "job": job}))
+    """``command`` for each job ``args`` names, in order, until one fails (raises), saying
+    which were not tried then."""
+    names = list(args.job)
+    for index, job in enumerate(names):
+        try:
+            command(argparse.Namespace(**{**vars(args), "job": job}))
+        except DiscoDSLError:
+            left = names[index + 1 :]
+            if left:  # said with the error, which --quiet keeps
+                print(
+                    f"discodsl: not tried, after {job}'s error: {' '.join(left)}", file=sys.stderr
+                )
+            raise
     return 0
 
 

@@ -233,8 +233,8 @@ def _open_file_url(rest: str, url: str) -> io.BufferedReader:
     """``file://PATH``, percent-decoded, optionally ``#range=START-END`` (see _ranged)."""
     try:
         path, byte_range = urls.file_target(rest)
-    except ValueError as exc:
-        raise DataError(f"{url}: {exc}", url=url) from None
+    except ValueError as exc:  # the same on every attempt
+        raise BadURL(f"{url}: {exc}", url=url) from None
     if byte_range is None:
         return _open_file(path, url)
     return _ranged(path, *byte_range, url)

@@ -118,7 +118,14 @@ def _ascii(name: str) -> str:
     import unicodedata  # here: the client names stages and jobs, a worker never does
 
     plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
-    return "".join(c if c.isascii() or not c.isalnum() else f"u{ord(c):04x}" for c in plain)
+    return "".join(c if c.isascii() or not c.isalnum() else _escaped(c) for c in plain)
+
+
+def _escaped(letter: str) -> str:
+    """``letter`` as Python escapes it, backslash aside: ``u03c3``, or ``U0002c000`` past
+    the 65,536 first (u2c000 would also be U+2C00 then a 0)."""
+    code = ord(letter)
+    return f"u{code:04x}" if code <= 0xFFFF else f"U{code:08x}"
 
 
 Partitioner = Callable[[Any, int], int]

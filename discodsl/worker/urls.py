@@ -93,7 +93,10 @@ def file_target(rest: str) -> tuple[str, tuple[int, int] | None]:
     match = _RANGE.fullmatch(fragment)
     if match is None:
         raise ValueError(f"unknown fragment #{fragment}: the only one is #range=START-END")
-    return path, (int(match[1]), int(match[2]))
+    start, end = int(match[1]), int(match[2])
+    if start > end:
+        raise ValueError(f"#{fragment} ends before it starts: give #range=START-END, START <= END")
+    return path, (start, end)
 
 
 def _unquoted_path(quoted: str) -> str:
