@@ -290,6 +290,28 @@ RUN_KEYWORDS: Mapping[str, str] = {
 }
 
 
+def _meant(name: str) -> str:
+    """`` (did you mean ...?)`` for an unknown option ``name``: an option or a keyword of
+    run() spelt alike (case aside), or one of the same meaning; else ``""``."""
+    names = [*option_names(), *RUN_KEYWORDS]
+    close = _ALIKE.get(name.lower()) or next(
+        iter(difflib.get_close_matches(name.lower(), names, n=1)), None
+    )
+    if close is None:
+        return ""
+    own = " It is run()'s own." if close in RUN_KEYWORDS else ""
+    return f" (did you mean {close}=?{own})"
+
+
+# Names of another meaning than the option spelt most alike: cores is no compress.
+_ALIKE = {
+    "cores": "max_cores",
+    "processes": "workers",
+    "input_files": "inputs",
+    "master_url": "master",
+}
+
+
 def disco_name(name: str) -> str:
     """`` (what to write)`` for a Disco classic option ``name``, or a keyword of run();
     else ``""``."""
@@ -468,8 +490,7 @@ def _settings_error(exc: ValidationError) -> SettingsError:
     name = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] == "extra_forbidden":
         known = ", ".join(sorted(option_names()))
-        close = difflib.get_close_matches(name, option_names(), n=1)
-        guess = disco_name(name) or (f" (did you mean {close[0]!r}?)" if close else "")
+        guess = disco_name(name) or _meant(name)
         return SettingsError(f"unknown job option {field_path!r}{guess}: the options are {known}")
     fix = _fix(name) or "see help(discodsl.JobOptions), which lists them"
     value = first.get("input")

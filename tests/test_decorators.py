@@ -1007,7 +1007,9 @@ def test_empty_pipeline_refused() -> None:
         ({"partitions": "many"}, "partitions='many' is invalid"),
         ({"memory_budget": 10}, "memory_budget=10 is invalid"),
         ({"prefix": "a.b"}, "prefix='a.b' is invalid.*letters, digits and underscores"),
-        ({"partitons": 2}, r"unknown job option 'partitons' \(did you mean 'partitions'\?\)"),
+        ({"partitons": 2}, r"unknown job option 'partitons' \(did you mean partitions=\?\)"),
+        ({"cores": 2}, r"unknown job option 'cores' \(did you mean max_cores=\?\)"),
+        ({"Master": "x"}, r"'Master' \(did you mean master=\? It is run\(\)'s own\.\)"),
         ({"zzz": 2}, r"unknown job option 'zzz': the options are"),
     ],
 )

@@ -201,7 +201,7 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"partitons": 2},
-        "unknown job option 'partitons' (did you mean 'partitions'?): the options are "
+        "unknown job option 'partitons' (did you mean partitions=?): the options are "
         f"{', '.join(sorted(option_names()))}",
     ),
     (
