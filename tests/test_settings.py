@@ -641,3 +641,13 @@ def test_a_misspelt_master_in_the_environment_is_warned_of(
     monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
     with pytest.warns(UserWarning, match="DISCO_MASTR in the environment .*DISCO_MASTER\\?"):
         assert configured_master() is None
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_bad_master_is_refused_on_a_run_here_too(mode: str) -> None:
+    # Only a run that chose its mode checked master=; a local or inline one took any, until
+    # the day a tag:// input was added.
+    from tests import jobs
+
+    with pytest.raises(SettingsError, match="the master 'ftp://not a url' is not a master URL"):
+        jobs.wordcount.run(["raw://x"], mode=mode, master="ftp://not a url")

@@ -18,6 +18,8 @@ def choose(mode: str | None, master: str | None = None) -> Runner:
     """The runner for ``mode`` (or the default one, see the module docstring)."""
     if mode is None:
         mode = "cluster" if configured_master(master) else "local"
+    elif master is not None:  # checked here too: a local run reads tag:// inputs through it
+        configured_master(master)
     if mode == "local":
         from discodsl.runners.local import LocalRunner
 
