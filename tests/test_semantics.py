@@ -689,3 +689,19 @@ def test_a_helper_module_that_declares_jobs_is_named_as_the_cause(tmp_path: Path
     )
     assert "a module the stages use imports discodsl's client" in done.stdout
     assert "register_pickle_by_value" not in done.stdout
+
+
+def test_a_stages_memory_error_says_what_to_do() -> None:
+    # "stage 'hog' failed on input 'raw://x', record 0: MemoryError", and nothing more.
+    @map
+    def hog(line: str) -> Any:
+        raise MemoryError
+        yield line, 1
+
+    @job(partitions=None)
+    def hogging() -> list[Any]:
+        return [hog]
+
+    with pytest.raises(TaskFailed) as caught:
+        hogging.run(["raw://x"], mode="local", max_failures=0)
+    assert "ran out of memory" in str(caught.value) and "memory_budget" in str(caught.value)

@@ -32,7 +32,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     error = TaskFailed(
         f"{why}: {kind}{failure.summary}"
         + ("" if _names(failure.summary, failure.url) else where.replace(" on", "; on", 1))
-        + ("" if failure.retry else _not_retried(failure.exc_type)),
+        + ("" if failure.retry else _not_retried(failure.exc_type))
+        + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else ""),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -43,6 +44,14 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     if error.remote_traceback:
         error.__cause__ = RemoteTraceback(error.remote_traceback)
     return error
+
+
+# What to do about a stage's MemoryError, which says nothing of its own.
+_OUT_OF_MEMORY = (
+    "; the task ran out of memory (a limit on it, `ulimit -v` or a container's, may be "
+    "in force): use less memory per task (more partitions, a smaller memory_budget, "
+    "smaller records), or raise the limit"
+)
 
 
 def _names(summary: str, url: str) -> bool:
