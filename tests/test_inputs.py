@@ -1129,3 +1129,16 @@ def test_a_certificate_that_does_not_verify_is_said_so_and_not_retried(node: Nod
     assert isinstance(error, BadURL) and not retryable(error)
     assert "TLS certificate does not verify" in str(error) and "SSL_CERT_FILE" in str(error)
     assert "up and reachable" not in str(error)
+
+
+def test_a_read_through_a_proxy_that_is_not_there_names_the_proxy(tmp_path: Path) -> None:
+    # "check that the host is up and reachable": the host was, the proxy was not, and
+    # only /proxy/ in a long URL told it.
+    from tests.http_replay import closed_port
+
+    with closed_port() as port, pytest.raises(DataError) as caught:
+        proxy = f"http://127.0.0.1:{port}"
+        here = Node(host="", disco_port=8989, proxy=proxy, timeout=2)
+        read_all(["disco://node1/disco/node1/ab/job/out"], here)
+    said = str(caught.value)
+    assert f"DISCO_PROXY={proxy}" in said and "unset DISCO_PROXY" in said, said

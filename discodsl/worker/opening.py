@@ -398,6 +398,13 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
             "it is (a space is %20: urllib.parse.quote does it)",
             url=url,
         )
+    if node.proxy and location.startswith(node.proxy.rstrip("/") + "/"):
+        return DataError(
+            f"{url}: {get} failed: {_reason(exc)}{tried}; it went through the proxy "
+            f"DISCO_PROXY={node.proxy}: check that the proxy is up, or unset DISCO_PROXY "
+            "where the cluster's nodes are reached directly",
+            url=url,
+        )
     return DataError(
         f"{url}: {get} failed: {_reason(exc)}{tried}; check that the host is up and "
         f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} "
