@@ -658,7 +658,7 @@ def test_partitions_zero_on_the_command_line_is_no_partitioning(
     assert json.loads(out)["jobdict"]["pipeline"][1] == ["total", "group_all", False]
     # Below 0: told the command line's way to say none, not the Python API's (None).
     _, err = run(capsys, "run", "--inline", "--partitions", "-1", WORDCOUNT, *INPUTS, status=2)
-    assert "argument --partitions: -1: give a number of partitions of 1 or more" in err
+    assert "argument --partitions: -1: give a number of partitions from 1 to 100,000" in err
     assert "--partitions 0 for no partitioning" in err and "None" not in err
 
 
@@ -848,6 +848,21 @@ def test_run_turns_a_jobs_progress_bars_off_or_on(
     out, err = run(capsys, "run", "--local", flag, f"{job_file}:{name}", "raw://a")
     assert out == "a\t1\n"
     assert ("100%|" in err) == bars, err
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--partitions", "100001"], "--partitions 0 for no partitioning"),
+        (["--timeout", "1e300"], "a year at most, e.g. --timeout 600, or --timeout 0"),
+    ],
+)
+def test_too_big_a_count_is_refused_in_the_command_lines_words(
+    capsys: pytest.CaptureFixture[str], option: list[str], said: str
+) -> None:
+    # They fell through to the API's words: "or None", which no command line can give.
+    _, err = run(capsys, "run", WORDCOUNT, "raw://a", "--inline", *option, status=2)
+    assert said in err and "None" not in err, err
 
 
 def test_run_json_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from discodsl.cli.storage import (
     cmd_ddfs_push,
     cmd_ddfs_rm,
 )
+from discodsl.options import MAX_PARTITIONS, MAX_TIMEOUT
 from discodsl.worker.errors import digits_unlimited
 
 # Flags of Disco's own `disco run`, and what to write here instead.
@@ -234,10 +235,10 @@ def _partition_count(text: str) -> int:
         given = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if given < 0:
+    if not 0 <= given <= MAX_PARTITIONS:
         raise argparse.ArgumentTypeError(
-            f"{given}: give a number of partitions of 1 or more, e.g. --partitions 4, or "
-            "--partitions 0 for no partitioning"
+            f"{given}: give a number of partitions from 1 to {MAX_PARTITIONS:,}, e.g. "
+            "--partitions 4, or --partitions 0 for no partitioning"
         )
     return given
 
@@ -246,8 +247,12 @@ TIMEOUT_HELP = "the job's timeout= in seconds; 0 for none (as timeout=None: how 
 
 
 def _job_seconds(text: str) -> float:
-    """``run --timeout``'s argument: seconds of 0 (no limit) or more."""
-    return _not_negative(text, "the job may take, e.g. --timeout 600, or --timeout 0 for no limit")
+    """``run --timeout``'s argument: seconds of 0 (no limit) or more, a year at most."""
+    advice = "the job may take, a year at most, e.g. --timeout 600, or --timeout 0 for no limit"
+    seconds = _not_negative(text, advice)
+    if seconds > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text}: give the seconds {advice}")
+    return seconds
 
 
 def _seconds(text: str) -> float:
