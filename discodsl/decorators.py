@@ -363,6 +363,13 @@ def _is_async(function: Callable[..., Any]) -> bool:
     return any(inspect.iscoroutinefunction(c) or inspect.isasyncgenfunction(c) for c in candidates)
 
 
+def _shown(signature: inspect.Signature) -> str:
+    """The parameters of ``signature`` as written, without their annotations: ``(*, line)``
+    shows that a call cannot fill ``line`` by position (the names alone showed ``()``)."""
+    bare = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=bare, return_annotation=signature.empty))
+
+
 def _positional_names(signature: inspect.Signature) -> list[str]:
     """The names of the parameters a positional call can fill, in order."""
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -382,7 +389,7 @@ def _params_misplaced(
         # Its own names moved round if it has enough, else the names a call fills.
         fixed = ", ".join([*(others if len(others) >= len(required) else required), "params"])
         return (
-            f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is called with "
+            f"{kind} {name!r} takes {_shown(signature)} but a {kind} is called with "
             f"({', '.join(required)}, params): `params` comes last, write "
             f"`def {getattr(function, '__name__', name)}({fixed})`"
         )
@@ -405,14 +412,14 @@ def _arity_problem(
     varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
     if names[:1] in (["self"], ["cls"]) and len(mandatory) > needed:
         return (
-            f"{kind} {name!r} takes ({', '.join(names)}): a method, but a stage is a plain "
+            f"{kind} {name!r} takes {_shown(signature)}: a method, but a stage is a plain "
             f"function, called as ({', '.join(required)}[, params]): define it at a module's "
             f"top level, e.g. `{example}`"
         )
     if len(mandatory) > needed or (len(names) < needed and not varargs):
         fix = _arity_fix(function, kind, name, names)
         return (
-            f"{kind} {name!r} takes ({', '.join(names)}) but a {kind} is "
+            f"{kind} {name!r} takes {_shown(signature)} but a {kind} is "
             f"called with ({', '.join(required)}[, params]): {fix}write e.g. `{example}`"
         )
     keyword_only = [

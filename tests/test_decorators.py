@@ -1267,3 +1267,13 @@ def test_a_job_body_may_be_a_partial_or_a_callable_object() -> None:
 
     assert job(functools.partial(pipeline, total)).name == "pipeline"
     assert job(Pipeline()).name == "Pipeline"
+
+
+def test_a_keyword_only_parameter_is_shown_as_written() -> None:
+    # "map 'by_kw' takes () but a map is called with (record[, params])": def by_kw(*, line).
+    def by_kw(*, line: str) -> Any:
+        yield line, 1
+
+    with pytest.raises(JobError) as caught:
+        map(by_kw)
+    assert "takes (*, line)" in str(caught.value), str(caught.value)
