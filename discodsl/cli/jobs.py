@@ -218,19 +218,24 @@ def cmd_results(args: argparse.Namespace) -> int:
     except MalformedRecord as exc:
         if not exc.needed:
             raise
-        script = (  # a class of the script that ran the job is that script's alone
-            "a class of the script that ran the job (__main__) is that script's own: print "
-            "the records there (from its run's results), or define the class in a module, "
-            "and "
-            if "__main__" in exc.needed
-            else ""
-        )
-        raise JobError(  # its advice is for a job reading them: this is a command
-            f"{results.jobname}'s records need a class this command cannot import "
-            f"({exc.needed}): {script}run `discodsl results` where the class's module "
-            "imports (its directory, or that directory on PYTHONPATH)"
-        ) from exc
+        raise _class_missing(results.jobname, exc.needed) from exc
     return 0
+
+
+def _class_missing(jobname: str, needed: str) -> JobError:
+    """The error for records that need a class this command cannot import (``needed``, as
+    the unpickling said it): the record's own advice is for a job reading them."""
+    script = (  # a class of the script that ran the job is that script's alone
+        "a class of the script that ran the job (__main__) is that script's own: print the "
+        "records there (from its run's results), or define the class in a module, and "
+        if "__main__" in needed
+        else ""
+    )
+    return JobError(
+        f"{jobname}'s records need a class this command cannot import ({needed}): {script}"
+        "run `discodsl results` where the class's module imports (its directory, or that "
+        "directory on PYTHONPATH)"
+    )
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
