@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial, wraps
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast, overload
 
-from discodsl.errors import JobError
+from discodsl.errors import JobError, outside_discodsl
 from discodsl.model import Job, Stage, second_stage
 from discodsl.options import JobKeywords, disco_name, option_names, validate_options
 from discodsl.worker.declared import not_the_builtin
@@ -219,18 +218,8 @@ def _check_partitioner(partitioner: Any, stage: str) -> None:
             "process): use a hash that is the same everywhere, e.g. "
             "`zlib.crc32(key.encode()) % n`",
             UnstableHashWarning,
-            stacklevel=_outside_discodsl(),
+            stacklevel=outside_discodsl(),
         )
-
-
-def _outside_discodsl() -> int:
-    """The ``stacklevel`` of the first caller outside discodsl, for warnings.warn called by
-    the function calling this one: the user's line that declared the stage."""
-    frame, level = inspect.currentframe(), 0
-    package = os.path.dirname(__file__)
-    while frame is not None and (level < 2 or frame.f_code.co_filename.startswith(package)):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 class UnstableHashWarning(UserWarning):
@@ -364,10 +353,24 @@ def _is_async(function: Callable[..., Any]) -> bool:
 
 
 def _shown(signature: inspect.Signature) -> str:
-    """The parameters of ``signature`` as written, without their annotations: ``(*, line)``
-    shows that a call cannot fill ``line`` by position (the names alone showed ``()``)."""
-    bare = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
+    """The parameters of ``signature`` as written, without their annotations and with each
+    default as ``...`` (one may be huge, or a secret): ``(*, line)`` shows that a call
+    cannot fill ``line`` by position (the names alone showed ``()``)."""
+    bare = [
+        p.replace(annotation=p.empty, default=p.default if p.default is p.empty else _DEFAULT)
+        for p in signature.parameters.values()
+    ]
     return str(signature.replace(parameters=bare, return_annotation=signature.empty))
+
+
+class _Default:
+    """A default shown as ``...``."""
+
+    def __repr__(self) -> str:
+        return "..."
+
+
+_DEFAULT = _Default()
 
 
 def _positional_names(signature: inspect.Signature) -> list[str]:

@@ -41,6 +41,9 @@ refused before it was sent (a bad tag name, an unknown setting).
 
 from __future__ import annotations
 
+import inspect
+import os
+
 from discodsl.worker.errors import (
     BadURL,
     DamagedInput,
@@ -225,3 +228,13 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text.rstrip()}\n"""'
+
+
+def outside_discodsl() -> int:
+    """The ``stacklevel`` of the first caller outside discodsl, for warnings.warn called by
+    the function calling this one: the user's line that led to the warning."""
+    frame, level = inspect.currentframe(), 0
+    package = os.path.dirname(__file__)
+    while frame is not None and (level < 2 or frame.f_code.co_filename.startswith(package)):
+        frame, level = frame.f_back, level + 1
+    return level

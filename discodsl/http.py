@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import os
 import re
 import socket
 import threading
@@ -260,9 +261,10 @@ def _reachable(url: str, who: str) -> str:
     if who != MASTER:
         return f"is it up? `curl -I {url}` should answer"
     parts = urlsplit(url)
+    usual = os.environ.get("DISCO_PORT") or "8989"  # what the master was told, most likely
     port = (
         f" (it names no port, so {443 if parts.scheme == 'https' else 80} was "
-        f"tried: a Disco master listens on 8989 unless told otherwise, {url}:8989)"
+        f"tried: a Disco master listens on DISCO_PORT, 8989 unless set: {url}:{usual}?)"
         if parts.port is None and parts.hostname
         else ""
     )

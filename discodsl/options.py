@@ -43,7 +43,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from discodsl.errors import SettingsError
-from discodsl.worker.errors import brief
+from discodsl.worker.errors import a_type, brief
 from discodsl.worker.jobfile import (
     HTTP_TIMEOUT_MAX,
     TIMEOUT_ENV,
@@ -321,6 +321,17 @@ def disco_name(name: str) -> str:
     return f" (for Disco's {name}=, write {where})" if where else ""
 
 
+def _what_is_wrong(value: Any) -> str:
+    """What keeps ``value`` from being an environment variable's, not showing it."""
+    if not isinstance(value, str):
+        return f"{a_type(value)}, not a str"
+    for at, char in enumerate(value):
+        if char == "\0" or "\ud800" <= char <= "\udfff":
+            kind = "a NUL" if char == "\0" else "a lone surrogate"
+            return f"{kind} at character {at} of {len(value)}"
+    return "not UTF-8 text"
+
+
 def _check_env(env: Mapping[str, str]) -> None:
     """A SettingsError for an ``env=`` no process environment can hold (refused when the
     job is declared, not by each runner its own way)."""
@@ -331,11 +342,11 @@ def _check_env(env: Mapping[str, str]) -> None:
                 "is UTF-8 text, not empty, with no '=', NUL or lone surrogate: use a name such "
                 "as 'MY_SETTING'"
             )
-        if bad_env_value(value):
+        if bad_env_value(value):  # its value not shown: an environment holds secrets
             raise SettingsError(
-                f"job option env[{name!r}]={brief(value, 80)} is invalid: an environment "
-                "variable holds UTF-8 text, with no NUL character and no lone surrogate: remove "
-                "them, or pass binary data in params= instead"
+                f"job option env[{name!r}] is invalid ({_what_is_wrong(value)}): an "
+                "environment variable holds UTF-8 text, with no NUL character and no lone "
+                "surrogate: remove them, or pass binary data in params= instead"
             )
         if env_too_long(name, value):
             raise SettingsError(
@@ -495,7 +506,7 @@ def _settings_error(exc: ValidationError) -> SettingsError:
     fix = _fix(name) or "see help(discodsl.JobOptions), which lists them"
     value = first.get("input")
     if name == "env":  # its values are not shown: an environment holds tokens and passwords
-        shown = f"<a {type(value).__name__}>"
+        shown = f"<{a_type(value)}>"
         if isinstance(value, Mapping) and not isinstance(value, dict):
             fix = (
                 f"{fix}: pass a dict of only the names the stages need (the whole environment "

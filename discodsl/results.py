@@ -184,13 +184,30 @@ class Results:
             closed = self._closed_error()  # closed while being read: say that, not which file
             if closed is not None:
                 raise closed from None
-            if self.mode == "cluster" and exc.status == 404:
-                raise JobError(  # a node's 404 on a ready job's files: they went with it
-                    f"the results of {self.jobname!r} are gone from the master ({exc}): a job's "
-                    "files go when it is purged (does `discodsl jobs` still list it?), or a "
-                    "node that held them was lost: run the job again"
+            if self.mode == "cluster" and exc.status == 404 and self._job_gone():
+                raise JobError(  # a node's 404 on a purged job's files: they went with it
+                    f"the results of {self.jobname!r} are gone: the master knows the job no "
+                    f"more (it was purged), and its node answered 404 for {exc.url}: run the "
+                    "job again"
                 ) from exc
             raise
+
+    def _job_gone(self) -> bool:
+        """Whether the master of these cluster results knows their job no more (asked only
+        once a read of them found no file)."""
+        from discodsl.client import Master
+        from discodsl.errors import ClientError, NoSuchJob
+
+        if self.master is None:
+            return False
+        try:
+            with Master(self.master, retries=0) as master:
+                master.jobinfo(self.jobname)
+        except NoSuchJob:
+            return True
+        except ClientError:
+            return False
+        return False
 
     def record_urls(self) -> list[list[str]]:
         """The record files of these results, each a replica list: inputs for another job.

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from discodsl.errors import SettingsError
+from discodsl.errors import SettingsError, outside_discodsl
 
 if TYPE_CHECKING:
     from discodsl.settings_model import DiscoSettings
@@ -115,11 +115,13 @@ def default_owner() -> str:
 def normalise_master_url(value: str, port: int = 8989) -> str:
     """``master:8989/`` -> ``http://master:8989``; a bare host gets ``port``."""
     url = value.strip().rstrip("/")
-    if "://" not in url:
-        url = f"http://{url}"
-        if urlsplit(url).port is None and urlsplit(url).hostname:
-            url = f"{url}:{port}"
+    if url.count(":") > 1 and not any(mark in url for mark in ("[", "://", "@")):
+        raise ValueError("is an IPv6 address without its brackets: write [::1] or http://[::1]:8989")
     try:
+        if "://" not in url:
+            url = f"http://{url}"
+            if urlsplit(url).port is None and urlsplit(url).hostname:
+                url = f"{url}:{port}"
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError:
@@ -133,7 +135,7 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
     if parts.username is not None or parts.password is not None:
         raise ValueError("holds a user name or password, which a Disco master takes none of")
     if parts.path or parts.query or parts.fragment:
-        raise ValueError(f"has a path or query ({url.split(parts.netloc, 1)[1]})")
+        raise ValueError(f"has a path or query after {parts.scheme}://{parts.netloc}")
     return url
 
 
@@ -291,15 +293,21 @@ def _warn_misspelt_in_environment() -> None:
     for name in os.environ:
         if not name.startswith(_PREFIXES) or name in _KNOWN or ("<env>", 0, name) in _WARNED:
             continue
-        close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.85)
+        close = _ALIKE.get(name) or next(
+            iter(difflib.get_close_matches(name, NAMES, n=1, cutoff=0.85)), None
+        )
         if close:
             _WARNED.add(("<env>", 0, name))
             warnings.warn(
                 f"{name} in the environment is not a setting of Disco's or discodsl's, and is "
-                f"ignored: did you mean {close[0]}?",
+                f"ignored: did you mean {close}?",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=outside_discodsl(),
             )
+
+
+# Names whose most alike setting is not the one meant.
+_ALIKE = {"DISCO_MASTER_PORT": "DISCO_PORT"}
 
 
 def job_owner() -> str:

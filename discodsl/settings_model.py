@@ -12,6 +12,7 @@ settings, their precedence and their error messages are described there.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import socket
@@ -69,7 +70,9 @@ class DiscoSettings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise _settings_error(exc, values) from exc
+            # Not chained to pydantic's error where a value may hold a secret (user@host).
+            secret = any("@" in str(err.get("input")) for err in exc.errors())
+            raise _settings_error(exc, values) from (None if secret else exc)
 
     @model_validator(mode="before")
     @classmethod
@@ -98,7 +101,7 @@ class DiscoSettings(BaseSettings):
     def _host_name(cls, value: str) -> str:
         """A host name or address, not a URL (``http://x`` would make ``http://http://x``),
         and not a bare number (``5`` would be the address 0.0.0.5)."""
-        if not _HOST.fullmatch(value) or value.isdigit():
+        if not _HOST.fullmatch(value) or value.isdigit() or not _ipv6_if_colons(value):
             raise ValueError("not a host name")
         return value
 
@@ -110,6 +113,8 @@ class DiscoSettings(BaseSettings):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("not an http URL")
+        if "@" in parts.netloc:  # urllib would not send it: the read fails as no such host
+            raise ValueError("not an http URL a read can go through (it holds a user part)")
         return value.strip().rstrip("/")
 
     @field_validator("DDFS_READ_TOKEN", "DDFS_WRITE_TOKEN")
@@ -199,12 +204,25 @@ def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
     return f"{given} {problem}: set {name} to {expected} (the value came from {origin})"
 
 
+def _ipv6_if_colons(host: str) -> bool:
+    """Whether ``host`` with colons in it is an IPv6 address (10.0.0.5::8989 is none)."""
+    if ":" not in host:
+        return True
+    try:
+        ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
 def _unsecret(value: Any) -> Any:
-    """``value`` with the password a URL in it holds as ``***``."""
-    return _PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
-
-
-_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+    """``value`` with what a URL in it holds before its host (a user, a password, a token)
+    as ``***``, and a host name's own user part too (``user:pw@host``)."""
+    if not isinstance(value, str) or "@" not in value:
+        return value
+    start = value.find("//") + 2 if "//" in value else 0
+    at = value.rfind("@")
+    return f"{value[:start]}***{value[at:]}" if at >= start else value
 
 
 def _origin(name: str, kwargs: dict[str, Any]) -> str:

@@ -258,9 +258,10 @@ def test_a_bad_value_of_an_option_with_no_fix_of_its_own_says_what_its_type_take
         ({"A=B": "x"}, "env={'A=B': ...} is invalid: an environment variable's name is UTF-8"),
         ({"": "x"}, "env={'': ...} is invalid"),
         ({"\udc80": "x"}, "env={'\\udc80': ...} is invalid"),
-        ({"A": "x\0y"}, "env['A']='x\\x00y' is invalid: an environment variable holds UTF-8 text"),
+        # its value not shown: an environment holds secrets
+        ({"A": "x\0y"}, "env['A'] is invalid (a NUL at character 1 of 3): an environment"),
         # an exec, a master's JSON and os.environ refuse them: inline failed half-way through
-        ({"A": "\ud800"}, "env['A']='\\ud800' is invalid: an environment variable holds UTF-8"),
+        ({"A": "\ud800"}, "env['A'] is invalid (a lone surrogate at character 0 of 1)"),
         # Linux's MAX_ARG_STRLEN: inline ran it, the local runner failed it four times over
         ({"A": "y" * (128 * 1024 - 2)}, "env['A'] is 131,070 bytes long: no process can be"),
         # a worker took these for its default, or failed on an OverflowError
@@ -1277,3 +1278,16 @@ def test_a_keyword_only_parameter_is_shown_as_written() -> None:
     with pytest.raises(JobError) as caught:
         map(by_kw)
     assert "takes (*, line)" in str(caught.value), str(caught.value)
+
+
+def test_a_refused_stages_defaults_are_not_shown() -> None:
+    # (a, b, c, table=[0, 1, 2, ... 299999]): a message of 2.3 MB, and a default token shown.
+    table = tuple(range(300_000))
+
+    def h(a: Any, b: Any, c: Any, table: Any = table, token: str = "s3cr3t") -> Any:
+        yield a, 1
+
+    with pytest.raises(JobError) as caught:
+        map(h)
+    said = str(caught.value)
+    assert "takes (a, b, c, table=..., token=...)" in said and len(said) < 1000, said[:300]

@@ -8,6 +8,7 @@ multi-pass merge" checks that it got them.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import enum
@@ -583,10 +584,12 @@ def test_decimals_and_numpy_integers_sort_as_the_numbers_they_are(
     if first == "numpy":
         keys.reverse()
     records = [(key, 1) for key in keys]
-    # In tuples too: their items compare as the keys do.
-    paired = [((0, key), 1) for key in keys]
-    got = drain(group_sorted(paired, budget=HUGE, tmpdir=str(tmp_path)))
-    assert [float(key[1]) for key, _ in got] == [-2.0, 1.5, 7.0, 9.5]
+    # In tuples, namedtuples and lists too: their items compare as the keys do.
+    pair = collections.namedtuple("pair", "n x")
+    for made in (lambda key: (0, key), lambda key: pair(0, key), lambda key: [0, key]):
+        paired = [(made(key), 1) for key in keys]
+        got = drain(group_sorted(paired, budget=HUGE, tmpdir=str(tmp_path)))
+        assert [float(key[1]) for key, _ in got] == [-2.0, 1.5, 7.0, 9.5]
     if budget < HUGE:  # sorted, but then asked whether each equals the one before it
         with pytest.raises(StageError, match=r"past its memory budget.*int\(key\)"):
             drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))

@@ -166,7 +166,7 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     (
         {"env": {"a": 1}},
         # An environment's values are not shown: they hold tokens and passwords.
-        "job option env.a=<a int> is invalid (Input should be a valid string): use a dict of "
+        "job option env.a=<an int> is invalid (Input should be a valid string): use a dict of "
         "str to str",
     ),
     (

@@ -1187,8 +1187,8 @@ def test_results_of_a_purged_cluster_job_say_the_job_is_gone(cluster_env: str) -
     with pytest.raises(JobError) as caught:
         list(results)
     said = str(caught.value)
-    assert f"the results of {results.jobname!r} are gone from the master" in said, said
-    assert "purged" in said
+    assert f"the results of {results.jobname!r} are gone: the master knows the job no" in said
+    assert "purged" in said and "node serving it is healthy" not in said, said
 
 
 def test_every_signal_held_while_the_runner_loads_is_handled_though_one_handler_raises() -> None:

@@ -603,7 +603,7 @@ def test_an_http_timeout_in_the_environment_that_is_none_is_refused_on_every_run
 @pytest.mark.parametrize(
     ("given", "why"),
     [
-        ("http://master:8989/index.html", "(it has a path or query (/index.html))"),
+        ("http://master:8989/index.html", "(it has a path or query after http://master:8989)"),
         ("http://127.0.0.1:99999", "(it has no port from 1 to 65535)"),
         ("http://ann:s3cr3t@master:8989", "(it holds a user name or password"),
     ],
@@ -651,3 +651,43 @@ def test_a_bad_master_is_refused_on_a_run_here_too(mode: str) -> None:
 
     with pytest.raises(SettingsError, match="the master 'ftp://not a url' is not a master URL"):
         jobs.wordcount.run(["raw://x"], mode=mode, master="ftp://not a url")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "http://user:p@ss@host:8989",
+        "http://user:pa/ss@host:8989",
+        "http://s3cr3t@host:8989",
+        "user:s3cr3t@host:8989",
+    ],
+)
+def test_no_part_of_a_master_urls_user_part_is_shown(given: str) -> None:
+    secret = "s3cr3t" if "s3cr3t" in given else "ss"
+    with pytest.raises(SettingsError) as caught:
+        load_settings(DISCO_MASTER=given)
+    said = str(caught.value)
+    assert "***@host" in said and f"{secret}@" not in said and ":p@" not in said, said
+    assert caught.value.__cause__ is None  # no chained error holding the value whole
+
+
+def test_a_bare_ipv6_master_says_to_bracket_it_and_a_host_setting_must_be_an_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(SettingsError, match=r"IPv6 address without its brackets: write \[::1\]"):
+        load_settings(DISCO_MASTER="::1")
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    for host in ("10.0.0.5::8989", "1.2.3.4:5:6", "user:pw@host"):
+        monkeypatch.setenv("DISCO_MASTER_HOST", host)
+        with pytest.raises(SettingsError, match=r"DISCO_MASTER_HOST=.* is not a host name"):
+            load_settings()
+    monkeypatch.setenv("DISCO_MASTER_HOST", "::1")
+    assert load_settings().DISCO_MASTER == "http://[::1]:8989"
+
+
+def test_a_proxy_with_a_user_part_is_refused_unshown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # urllib cannot send it: reads failed as "Name or service not known", its password shown.
+    monkeypatch.setenv("DISCO_PROXY", "http://u:PROXYPASS@127.0.0.1:9")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "DISCO_PROXY" in str(caught.value) and "PROXYPASS" not in str(caught.value)

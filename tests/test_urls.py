@@ -214,3 +214,14 @@ def test_a_range_that_ends_before_it_starts_is_refused() -> None:
     with pytest.raises(ValueError, match="ends before it starts"):
         urls.file_target("/data/x.txt#range=5-3")
     assert urls.file_target("/data/x.txt#range=3-3") == ("/data/x.txt", (3, 3))
+
+
+def test_a_port_after_an_ipv6_address_gives_way_too() -> None:
+    assert urls.host_name("[::1]:8989") == "[::1]" and urls.host_name("[::1]") == "[::1]"
+    assert urls.host_name("10.0.0.5:1234") == "10.0.0.5" and urls.host_name("node1") == "node1"
+
+
+def test_a_range_past_any_files_size_is_refused() -> None:
+    # An OverflowError from seek(), in the stage's name.
+    with pytest.raises(ValueError, match="past any file's size"):
+        urls.file_target("/data/x.txt#range=0-99999999999999999999")

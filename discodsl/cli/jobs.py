@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -253,12 +252,10 @@ def _each_job(args: argparse.Namespace, command: Callable[[argparse.Namespace], 
     for index, job in enumerate(names):
         try:
             command(argparse.Namespace(**{**vars(args), "job": job}))
-        except DiscoDSLError:
+        except DiscoDSLError as exc:
             left = names[index + 1 :]
-            if left:  # said with the error, which --quiet keeps
-                print(
-                    f"discodsl: not tried, after {job}'s error: {' '.join(left)}", file=sys.stderr
-                )
+            if left and exc.args and isinstance(exc.args[0], str):  # said in the error itself
+                exc.args = (f"{exc.args[0]} (not tried after it: {' '.join(left)})", *exc.args[1:])
             raise
     return 0
 

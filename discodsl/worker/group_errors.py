@@ -66,14 +66,27 @@ def unequal_and_less(mine: Any, theirs: Any) -> bool:
     return bool(plain != other) and bool(plain < other)
 
 
+def equal_keys(mine: Any, theirs: Any) -> bool:
+    """Whether ``mine`` equals ``theirs``, asked as :func:`unequal_and_less` asks it."""
+    try:
+        return mine is theirs or bool(mine == theirs)
+    except TypeError:
+        plain, other = _python_numbers(mine), _python_numbers(theirs)
+        if plain is mine and other is theirs:
+            raise
+    return bool(plain == other)
+
+
 def _python_numbers(key: Any) -> Any:
     """``key`` with each numpy number in it (in tuples too) as the Python number it holds;
     ``key`` itself if it holds none."""
     if isinstance(key, Number) and type(key).__module__ == "numpy":
         return key.item()  # type: ignore[attr-defined]  # numpy's, as the line above says
-    if type(key) is tuple:
-        items = tuple(map(_python_numbers, key))
-        return key if all(map(operator.is_, items, key)) else items
+    if isinstance(key, (tuple, list)):  # a namedtuple's items too, compared as a tuple's
+        items = list(map(_python_numbers, key))
+        if all(map(operator.is_, items, key)):
+            return key
+        return items if isinstance(key, list) else tuple(items)
     return key
 
 

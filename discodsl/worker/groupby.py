@@ -49,6 +49,7 @@ from typing import IO, Any, TypeVar
 from discodsl.worker.errors import StageError, brief
 from discodsl.worker.group_errors import (
     UNCOMPARABLE,
+    equal_keys,
     hash_error,
     sort_error,
     unequal_and_less,
@@ -149,8 +150,7 @@ def _group_buffered(
             return
         unordered = [] if _ordered(buffer) else _without_order(buffer)  # sets: unhashable
         ordered = _sorted(buffer, stage)  # lists, keys that fail, records not pairs
-        for key, group in groupby(ordered, _KEY):  # held, as every group within the budget
-            yield key, iter(list(map(_VALUE, group)))
+        yield from _adjacent(ordered)  # held, as every group within the budget
         ordered.clear()  # see _sorted: then ``buffer`` frees the records in creation order
         yield from _by_encodings(iter(unordered), budget, tmpdir, stage)
         return
@@ -174,6 +174,19 @@ def _group_buffered(
     finally:
         _close(chunks)
         scratch.close()
+
+
+def _adjacent(ordered: list[Record]) -> Groups[Any, Any]:
+    """Each run of equal keys of ``ordered`` (sorted) and its values: keys asked whether
+    they are equal as the sort asked them which is less (a list holding a Decimal and one
+    holding a numpy integer, which itertools.groupby's ``==`` raised on)."""
+    start, size = 0, len(ordered)
+    while start < size:
+        key, end = ordered[start][0], start + 1
+        while end < size and equal_keys(ordered[end][0], key):
+            end += 1
+        yield key, iter(list(map(_VALUE, ordered[start:end])))
+        start = end
 
 
 def _streamed(groups: Iterator[tuple[Any, Iterator[Record]]], stage: str) -> Groups[Any, Any]:

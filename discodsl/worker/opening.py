@@ -377,10 +377,15 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
     if isinstance(exc, urllib.error.HTTPError):
         said = _answer(exc).decode("utf-8", "replace").strip()
         exc.close()
+        check = (
+            f"it went through the proxy DISCO_PROXY={node.proxy}: check the proxy, or unset "
+            "DISCO_PROXY where the cluster's nodes are reached directly"
+            if _through_proxy(location, node)
+            else "check that the file exists and the node serving it is healthy"
+        )
         answered = DataError(
             f"{url}: {get} answered HTTP {exc.code} {exc.reason}"
-            f"{f' ({said[:120]!r})' if said else ''}{tried}; check that the file exists "
-            "and the node serving it is healthy",
+            f"{f' ({said[:120]!r})' if said else ''}{tried}; {check}",
             url=url,
         )
         answered.status = exc.code
@@ -398,7 +403,7 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
             "it is (a space is %20: urllib.parse.quote does it)",
             url=url,
         )
-    if node.proxy and location.startswith(node.proxy.rstrip("/") + "/"):
+    if _through_proxy(location, node):
         return DataError(
             f"{url}: {get} failed: {_reason(exc)}{tried}; it went through the proxy "
             f"DISCO_PROXY={node.proxy}: check that the proxy is up, or unset DISCO_PROXY "
@@ -431,6 +436,11 @@ def _dropped(exc: BaseException) -> bool:
     if isinstance(cause, BaseException):  # a URLError around the socket's error
         exc = cause
     return isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))
+
+
+def _through_proxy(location: str, node: Node) -> bool:
+    """Whether a GET of ``location`` went through ``node``'s DISCO_PROXY."""
+    return bool(node.proxy) and location.startswith(node.proxy.rstrip("/") + "/")
 
 
 def _unverified(exc: BaseException) -> bool:

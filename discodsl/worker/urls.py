@@ -96,7 +96,12 @@ def file_target(rest: str) -> tuple[str, tuple[int, int] | None]:
     start, end = int(match[1]), int(match[2])
     if start > end:
         raise ValueError(f"#{fragment} ends before it starts: give #range=START-END, START <= END")
+    if end > _LARGEST_OFFSET:
+        raise ValueError(f"#{fragment} is past any file's size: give byte offsets of the file")
     return path, (start, end)
+
+
+_LARGEST_OFFSET = 2**63 - 1  # the largest offset a file has (off_t)
 
 
 def _unquoted_path(quoted: str) -> str:
@@ -139,6 +144,8 @@ class NoNodePath(ValueError):
 def host_name(host: str) -> str:
     """``HOST`` of ``HOST:PORT``: a node is read at its DISCO_PORT, as Disco's own worker
     reads it (``util.urlsplit``), whatever port a URL names."""
+    if host.startswith("["):  # [IPv6], perhaps with :PORT after its bracket
+        return host[: host.index("]") + 1] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
