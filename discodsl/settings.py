@@ -116,7 +116,9 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
     """``master:8989/`` -> ``http://master:8989``; a bare host gets ``port``."""
     url = value.strip().rstrip("/")
     if url.count(":") > 1 and not any(mark in url for mark in ("[", "://", "@")):
-        raise ValueError("is an IPv6 address without its brackets: write [::1] or http://[::1]:8989")
+        raise ValueError(
+            "is an IPv6 address without its brackets: write [::1] or http://[::1]:8989"
+        )
     try:
         if "://" not in url:
             url = f"http://{url}"
