@@ -32,6 +32,7 @@ from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
 from discodsl.worker import owners, urls
 from tests import cluster_jobs, jobs, semantics_jobs
+from tests.disco_master import DiscoMaster
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1176,13 +1177,18 @@ def test_a_run_given_no_inputs_is_refused_as_one_given_none() -> None:
     assert list(jobs.wordcount.run([], mode="inline")) == []
 
 
-def test_results_of_a_purged_cluster_job_say_the_job_is_gone(cluster_env: str) -> None:
+def test_results_of_a_purged_cluster_job_say_the_job_is_gone(
+    disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A node's 404 on the results' files: "check that the file exists and the node serving
-    # it is healthy", though nothing was wrong with any node.
+    # it is healthy", though nothing was wrong with any node. The test master removes a
+    # purged job's files at once; a real one does later, when its 404s come.
     from discodsl.client import Master
+    from tests.conftest_cluster import point_at
 
+    point_at(monkeypatch, disco_master.url, disco_master.port)
     results = jobs.wordcount.run(["raw://x y x"], progress=False)
-    with Master(cluster_env, retries=0) as master:
+    with Master(disco_master.url, retries=0) as master:
         master.purge(results.jobname)
     with pytest.raises(JobError) as caught:
         list(results)
