@@ -1142,3 +1142,12 @@ def test_a_read_through_a_proxy_that_is_not_there_names_the_proxy(tmp_path: Path
         read_all(["disco://node1/disco/node1/ab/job/out"], here)
     said = str(caught.value)
     assert f"DISCO_PROXY={proxy}" in said and "unset DISCO_PROXY" in said, said
+
+
+def test_a_proxys_http_error_names_the_proxy(node: Node, server: Server) -> None:
+    # A proxy's 502 said to check the node.
+    here = Node(host="", disco_port=8989, proxy=f"http://127.0.0.1:{server.port}", timeout=2)
+    with pytest.raises(DataError) as caught:
+        read_all(["disco://node1/disco/node1/ab/job/out"], here)
+    said = str(caught.value)
+    assert "answered HTTP" in said and "through the proxy DISCO_PROXY=" in said, said

@@ -691,3 +691,25 @@ def test_a_proxy_with_a_user_part_is_refused_unshown(monkeypatch: pytest.MonkeyP
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert "DISCO_PROXY" in str(caught.value) and "PROXYPASS" not in str(caught.value)
+
+
+def test_the_misspelt_variable_warning_points_at_the_users_line_and_names_disco_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It pointed at discodsl/settings.py, and DISCO_MASTER_PORT got DISCO_MASTER_HOST.
+    from discodsl.settings import configured_master
+
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    monkeypatch.delenv("DISCO_MASTER_HOST", raising=False)
+    monkeypatch.setenv("DISCO_MASTER_PORT", "9999")
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
+    with pytest.warns(UserWarning, match="did you mean DISCO_PORT\\?") as warned:
+        configured_master()
+    assert warned[0].filename == __file__
+
+
+def test_the_no_port_hint_takes_the_port_disco_port_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from discodsl.http import MASTER, _reachable
+
+    monkeypatch.setenv("DISCO_PORT", "9999")
+    assert "http://master:9999?" in _reachable("http://master", MASTER)
