@@ -629,20 +629,6 @@ def test_a_master_host_with_its_port_is_refused_naming_the_host_setting(
         load_settings()
 
 
-def test_a_misspelt_master_in_the_environment_is_warned_of(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # DISCO_MASTR=... ran the job here, without a word, where the file's typo is warned of.
-    from discodsl.settings import configured_master
-
-    monkeypatch.delenv("DISCO_MASTER", raising=False)
-    monkeypatch.delenv("DISCO_MASTER_HOST", raising=False)
-    monkeypatch.setenv("DISCO_MASTR", "http://127.0.0.1:1")
-    monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
-    with pytest.warns(UserWarning, match="DISCO_MASTR in the environment .*DISCO_MASTER\\?"):
-        assert configured_master() is None
-
-
 @pytest.mark.parametrize("mode", ["local", "inline"])
 def test_a_bad_master_is_refused_on_a_run_here_too(mode: str) -> None:
     # Only a run that chose its mode checked master=; a local or inline one took any, until
@@ -693,18 +679,23 @@ def test_a_proxy_with_a_user_part_is_refused_unshown(monkeypatch: pytest.MonkeyP
     assert "DISCO_PROXY" in str(caught.value) and "PROXYPASS" not in str(caught.value)
 
 
-def test_the_misspelt_variable_warning_points_at_the_users_line_and_names_disco_port(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("name", "meant"), [("DISCO_MASTR", "DISCO_MASTER"), ("DISCO_MASTER_PORT", "DISCO_PORT")]
+)
+def test_a_setting_misspelt_in_the_environment_is_warned_of_at_the_users_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, meant: str
 ) -> None:
-    # It pointed at discodsl/settings.py, and DISCO_MASTER_PORT got DISCO_MASTER_HOST.
+    # DISCO_MASTR=... ran the job here, without a word, where the file's typo is warned of;
+    # the warning then pointed at discodsl/settings.py, and DISCO_MASTER_PORT got
+    # DISCO_MASTER_HOST.
     from discodsl.settings import configured_master
 
     monkeypatch.delenv("DISCO_MASTER", raising=False)
     monkeypatch.delenv("DISCO_MASTER_HOST", raising=False)
-    monkeypatch.setenv("DISCO_MASTER_PORT", "9999")
+    monkeypatch.setenv(name, "http://127.0.0.1:1")
     monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
-    with pytest.warns(UserWarning, match="did you mean DISCO_PORT\\?") as warned:
-        configured_master()
+    with pytest.warns(UserWarning, match=rf"{name} in the environment .*{meant}\?") as warned:
+        assert configured_master() is None
     assert warned[0].filename == __file__
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from numbers import Number
 from typing import Any
 
@@ -55,26 +55,34 @@ class _Probe:
 def unequal_and_less(mine: Any, theirs: Any) -> bool:
     """Whether ``mine`` sorts before ``theirs``, asked only of keys that differ: the
     grouping sorts distinct keys, so a key of a type with no order (None, an enum member)
-    compares with none of its equals. A numpy number is asked as the Python number it
-    holds: a Decimal does not compare with a numpy integer, which compares with it."""
-    try:
-        return not (mine is theirs or mine == theirs) and bool(mine < theirs)
-    except TypeError:
-        plain, other = _python_numbers(mine), _python_numbers(theirs)
-        if plain is mine and other is theirs:  # no numpy number in them: no other answer
-            raise
-    return bool(plain != other) and bool(plain < other)
+    compares with none of its equals. Asked as numbers where need be (see _asked)."""
+    return _asked(_unequal_and_less, mine, theirs)
 
 
 def equal_keys(mine: Any, theirs: Any) -> bool:
     """Whether ``mine`` equals ``theirs``, asked as :func:`unequal_and_less` asks it."""
+    return _asked(_equal, mine, theirs)
+
+
+def _unequal_and_less(mine: Any, theirs: Any) -> bool:
+    return not _equal(mine, theirs) and bool(mine < theirs)
+
+
+def _equal(mine: Any, theirs: Any) -> bool:
+    return mine is theirs or bool(mine == theirs)
+
+
+def _asked(question: Callable[[Any, Any], bool], mine: Any, theirs: Any) -> bool:
+    """``question(mine, theirs)``; if that raises TypeError, asked again of the keys with
+    their numpy numbers as the Python numbers they hold: a Decimal does not compare with a
+    numpy integer, which compares with it."""
     try:
-        return mine is theirs or bool(mine == theirs)
+        return question(mine, theirs)
     except TypeError:
         plain, other = _python_numbers(mine), _python_numbers(theirs)
-        if plain is mine and other is theirs:
+        if plain is mine and other is theirs:  # no numpy number in them: no other answer
             raise
-    return bool(plain == other)
+    return question(plain, other)
 
 
 def _python_numbers(key: Any) -> Any:
