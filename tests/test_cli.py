@@ -309,6 +309,9 @@ def test_jobpack_build_show_submit_then_kill(
     assert name.startswith("sleeper@")
     out, _ = run(capsys, "status", name, "--json")
     assert json.loads(out)["active"] == "active"
+    # A wait that gives up exits 124, as `timeout` does: a script tells it from a failure.
+    _, err = run(capsys, "wait", name, "--timeout", "0.2", status=124)
+    assert f"job {name!r} is still active after" in err
 
     follow: dict[str, int] = {}
     thread = threading.Thread(target=lambda: follow.update(code=main(["events", "-f", "@"])))

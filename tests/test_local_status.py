@@ -175,7 +175,7 @@ def test_wait_results_and_purge_of_a_local_run_from_another_shell(
     driver: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = scheduled(read_line(driver))
-    assert main(["wait", "--local", "--timeout", "0.3", name]) == 1
+    assert main(["wait", "--local", "--timeout", "0.3", name]) == 124
     assert f"job {name!r} is still active after" in capsys.readouterr().err
     assert main(["purge", "--local", name]) == 1
     assert f"stop it with `discodsl kill {name}`" in capsys.readouterr().err

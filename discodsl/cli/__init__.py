@@ -15,7 +15,8 @@ records as escaped TSV or tagged JSON lines (:data:`recordtext.OUTPUT_FORMATS`).
 
 :func:`main` catches :class:`~discodsl.errors.DiscoDSLError` only: it prints
 ``discodsl: error: <message>`` on one line, a ``hint:`` line where there is
-a fix, and returns 1 (2 for usage errors). Anything else is a bug and keeps
+a fix, and returns 1 (2 for usage errors; 124 for a ``wait --timeout`` that gave up on
+a job that runs on, as timeout(1) exits). Anything else is a bug and keeps
 its traceback, but for a reader of stdout that left early (``| head``): that
 ends the command quietly, with the status of a process killed by SIGPIPE.
 
@@ -38,11 +39,13 @@ from typing import Any
 
 from discodsl import stdio
 from discodsl.cli.common import Command, json_wanted
+from discodsl.cli.jobs import cmd_wait
 from discodsl.cli.parser import build_parser, disco_flags, misplaced
 from discodsl.cli.running import cmd_jobpack_build, import_job
 from discodsl.cli.storage import cmd_ddfs_cat
 from discodsl.errors import (
     DiscoDSLError,
+    JobActive,
     JobError,
     JobpackRefused,
     NoSuchJob,
@@ -57,8 +60,8 @@ __all__ = ["build_parser", "import_job", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C, 143
-    SIGTERM, 129 SIGHUP, 141 stdout's reader left)."""
+    """Run the command line; the exit status (0 ok, 1 error, 2 usage, 124 ``wait`` gave up
+    while the job runs on, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 stdout's reader left)."""
     stdio.prepare_streams()
     _import_from_here()
     parser = build_parser()
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except DiscoDSLError as exc:
         _report(exc, args)
-        return 1
+        return 124 if isinstance(exc, JobActive) and command is cmd_wait else 1
     except BrokenPipeError:
         return stdio.reader_left()
     except KeyboardInterrupt as exc:

@@ -360,7 +360,7 @@ def _add_own_options(name: str, parser: argparse.ArgumentParser) -> None:
             "--timeout",
             type=_seconds,
             metavar="SECONDS",
-            help="give up after SECONDS (exit 1; the job keeps running)",
+            help="give up after SECONDS (exit 124, as timeout(1) does; the job keeps running)",
         )
     if name == "results":
         parser.add_argument("-o", "--output", metavar="FILE", help="write the records here")
