@@ -179,6 +179,9 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     """
     try:
         source = path.read_text(encoding="utf-8")
+        if "\0" in source:  # Python 3.10 raised ValueError, 3.11 a SyntaxError of no line
+            line = source.count("\n", 0, source.index("\0")) + 1
+            raise SyntaxError("a NUL byte, which no Python source holds", (str(path), line, 0, ""))
         tree = ast.parse(source, filename=str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(

@@ -310,6 +310,7 @@ def test_missing_named_settings_file(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ("if True:\n    DISCO_PORT = 1\n", r":1: only NAME = value lines are allowed"),
         ('os.environ["X"] = "1"\n', r":1: only NAME = value lines are allowed: assign one"),
         ("DISCO_PORT = \n", r":1: not valid Python"),
+        ('DISCO_PORT = 1\nDISCO_MASTER_HOST = "a\0b"\n', r":2: not valid Python \(a NUL byte"),
         ("def f():\n    pass\n", r":1: only NAME = value lines"),
     ],
 )
