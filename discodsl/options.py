@@ -129,7 +129,9 @@ class JobOptions:
         pattern=PREFIX_PATTERN,
         max_length=PREFIX_MAX,  # the longest a Disco 0.5.4 master runs
         description="job name prefix",
-        fix=f"use at most {PREFIX_MAX} letters, digits and underscores, e.g. prefix='wordcount'",
+        fix=f"use at most {PREFIX_MAX} ASCII letters, digits and underscores, e.g. "
+        "prefix='wordcount' (a job's own name is escaped as Disco's job names must be: '\u03c3' "
+        "as 'u03c3')",
     )
     owner: str | None = option(None, description="job owner shown by the master")
     save_results: bool = option(False, description="save the results in DDFS (cluster only)")
