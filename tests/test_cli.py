@@ -682,6 +682,22 @@ def test_disco_run_flags_say_what_to_write_instead(
     assert words in err
 
 
+@pytest.mark.parametrize("before", [[], INPUTS[:1]])
+def test_an_input_file_named_like_an_option_is_told_how_to_give(
+    before: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "the following arguments are required: INPUT" for a file that is there, `-x.txt`.
+    (tmp_path / "-x.txt").write_text("a b a\n")
+    monkeypatch.chdir(tmp_path)
+    _, err = run(capsys, "run", "--inline", WORDCOUNT, *before, "-x.txt", status=2)
+    assert "(-x.txt is read as an option: write ./-x.txt, or put -- before the inputs)" in err
+    out, _ = run(capsys, "run", "--inline", WORDCOUNT, "./-x.txt")
+    assert records(out) == {"a": "2", "b": "1"}
+
+
 def test_jobpack_build_takes_options_anywhere(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

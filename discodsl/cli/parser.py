@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
 
 from discodsl import recordtext
 from discodsl.caching import store
@@ -56,6 +57,15 @@ def disco_flags(extra: list[str]) -> str:
     return ""
 
 
+def dashed_file(given: Iterable[str]) -> str:
+    """`` (-x.txt is read as an option: ...)`` for the first of ``given`` that starts with a
+    dash and names a file or directory here."""
+    for arg in given:
+        if arg.startswith("-") and arg != "-" and os.path.exists(arg):
+            return f" ({arg} is read as an option: write ./{arg}, or put -- before the inputs)"
+    return ""
+
+
 def misplaced(command: argparse.ArgumentParser, extra: list[str]) -> str:
     """`` (--inline is an option of discodsl run: put it after run)`` for the first of
     ``extra`` that ``command`` takes: left over, it was given before the command's name."""
@@ -78,11 +88,19 @@ class _Parser(argparse.ArgumentParser):
     """
 
     _intermixing = False
+    _given: Sequence[str] = ()  # the arguments parsed, for error()
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's usage error, with what to write for an input named like an option."""
+        if "is read as an option" not in message:
+            message += dashed_file(self._given)
+        super().error(message)
 
     def parse_known_args(  # type: ignore[override]  # one signature for typeshed's overloads
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         given = sys.argv[1:] if args is None else list(args)
+        self._given = given
         if self._intermixing or self._subparsers is not None or "--" in given:
             # argparse's intermixed parsing loses an operand like -x after "--"
             return super().parse_known_args(given, namespace)
