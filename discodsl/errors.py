@@ -75,6 +75,7 @@ __all__ = [
     "RemoteTraceback",
     "RequestFailed",
     "Retry",
+    "SettingWarning",
     "SettingsError",
     "StageError",
     "TagNotFound",
@@ -213,6 +214,11 @@ class JobDead(ClientError):
 
 class SettingsError(DiscoDSLError):
     """An option or a cluster setting is invalid."""
+
+
+class SettingWarning(UserWarning):
+    """A name in the environment or a settings file that no one reads: most likely a setting
+    misspelt (``DISCO_MASTR``), whose value silently does not count."""
 
 
 class RemoteTraceback(Exception):

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from discodsl.errors import SettingsError, outside_discodsl
+from discodsl.errors import SettingsError, SettingWarning, outside_discodsl
 
 if TYPE_CHECKING:
     from discodsl.settings_model import DiscoSettings
@@ -79,19 +79,22 @@ NAMES = (
 )
 
 #: Disco 0.5.4's own settings (its ``lib/disco/settings.py``), which a settings file may set
-#: for the master and the nodes: discodsl ignores those it does not read, saying nothing.
+#: for the master and the nodes, and the variables Disco sets itself (a node gives every
+#: worker DISCO_MASTER_PID; a master gives its node DISCO_SETTINGS): discodsl ignores those
+#: it does not read, saying nothing.
 DISCO_OWN = frozenset(
     """DDFS_ABSOLUTE_SPACE DDFS_BLOB_REPLICAS DDFS_DATA DDFS_GC_BALANCE_THRESHOLD
     DDFS_GC_INITIAL_WAIT DDFS_GET_MAX DDFS_PARANOID_DELETE DDFS_PUT_MAX DDFS_PUT_PORT
     DDFS_READ_TOKEN DDFS_ROOT DDFS_SPACE_AWARE DDFS_TAG_MIN_REPLICAS DDFS_TAG_REPLICAS
     DDFS_WRITE_TOKEN DISCO_DATA DISCO_DEBUG DISCO_ERLANG DISCO_EVENTS DISCO_FLAGS
-    DISCO_GC_AFTER DISCO_HOME DISCO_HTTPD DISCO_JOB_OWNER DISCO_LOG_DIR DISCO_MASTER
-    DISCO_MASTER_CONFIG DISCO_MASTER_HOME DISCO_MASTER_HOST DISCO_MASTER_ROOT DISCO_NAME
-    DISCO_PID_DIR DISCO_PORT DISCO_PROFILE DISCO_PROXY DISCO_PROXY_CONFIG
-    DISCO_PROXY_ENABLED DISCO_PROXY_PID DISCO_PROXY_PORT DISCO_ROOT DISCO_ROTATE_LOG
-    DISCO_SCHEDULER DISCO_SCHEDULER_ALPHA DISCO_SETTINGS_FILE DISCO_TEST_DISCODB
-    DISCO_TEST_HOST DISCO_TEST_PORT DISCO_TEST_PROFILE DISCO_TEST_PURGE DISCO_ULIMIT
-    DISCO_USER DISCO_WORKER_MAX_MEM DISCO_WWW_ROOT""".split()  # noqa: SIM905 - names as Disco spells them
+    DISCO_GC_AFTER DISCO_HOME DISCO_HTTPD DISCO_JOB_OWNER DISCO_LOCAL_CLUSTER DISCO_LOG_DIR
+    DISCO_MASTER DISCO_MASTER_CONFIG DISCO_MASTER_HOME DISCO_MASTER_HOST DISCO_MASTER_PID
+    DISCO_MASTER_ROOT DISCO_NAME DISCO_PID_DIR DISCO_PORT DISCO_PROFILE DISCO_PROXY
+    DISCO_PROXY_CONFIG DISCO_PROXY_ENABLED DISCO_PROXY_PID DISCO_PROXY_PORT DISCO_ROOT
+    DISCO_ROTATE_LOG DISCO_SCHEDULER DISCO_SCHEDULER_ALPHA DISCO_SETTINGS DISCO_SETTINGS_FILE
+    DISCO_SORT_BUFFER_SIZE DISCO_TEST_DISCODB DISCO_TEST_HOST DISCO_TEST_PORT
+    DISCO_TEST_PROFILE DISCO_TEST_PURGE DISCO_ULIMIT DISCO_USER DISCO_VERSION
+    DISCO_WORKER_MAX_MEM DISCO_WWW_ROOT""".split()  # noqa: SIM905 - names as Disco spells them
 )
 
 #: Client settings of Disco that discodsl ignores, and why.
@@ -227,7 +230,7 @@ def _warn_unknown(path: Path, line: int, name: str) -> None:
     )
     warnings.warn_explicit(
         f"{name} {what}, and is ignored: {fix}",
-        UserWarning,
+        SettingWarning,
         str(path),
         line,
     )
@@ -306,7 +309,7 @@ def _warn_misspelt_in_environment() -> None:
             warnings.warn(
                 f"{name} in the environment is not a setting of Disco's or discodsl's, and is "
                 f"ignored: did you mean {close}?",
-                UserWarning,
+                SettingWarning,
                 stacklevel=outside_discodsl(),
             )
 

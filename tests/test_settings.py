@@ -700,6 +700,47 @@ def test_a_setting_misspelt_in_the_environment_is_warned_of_at_the_users_line(
     assert warned[0].filename == __file__
 
 
+@pytest.mark.parametrize(
+    "name", ["DISCO_MASTER_PID", "DISCO_SETTINGS", "DISCO_LOCAL_CLUSTER", "DISCO_SORT_BUFFER_SIZE"]
+)
+def test_the_variables_disco_itself_sets_are_not_warned_of(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # A Disco node starts every worker with DISCO_MASTER_PID set: "did you mean DISCO_MASTER?"
+    from discodsl.settings import configured_master
+
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    monkeypatch.delenv("DISCO_MASTER_HOST", raising=False)
+    monkeypatch.setenv(name, "/var/lib/disco/run/Master-vm_8989.pid")
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert configured_master() is None
+
+
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_the_command_line_tells_a_misspelt_variable_in_its_own_words(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], quiet: list[str]
+) -> None:
+    # It pointed at the console script's `sys.exit(main())`, and -q (for cron) kept it.
+    from discodsl.cli import main
+
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    monkeypatch.delenv("DISCO_MASTER_HOST", raising=False)
+    monkeypatch.setenv("DISCO_MASTR", "http://127.0.0.1:1")
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
+    monkeypatch.setattr("discodsl.settings._WARNED", set())
+    assert main(["run", *quiet, "--inline", "tests.jobs:wordcount", "raw://a b a"]) == 0
+    err = capsys.readouterr().err
+    if quiet:
+        assert err == ""
+    else:
+        assert err.splitlines() == [
+            "discodsl: warning: DISCO_MASTR in the environment is not a setting of Disco's or "
+            "discodsl's, and is ignored: did you mean DISCO_MASTER?"
+        ]
+
+
 def test_the_no_port_hint_takes_the_port_disco_port_names(monkeypatch: pytest.MonkeyPatch) -> None:
     from discodsl.http import MASTER, _reachable
 

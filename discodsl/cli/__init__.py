@@ -34,6 +34,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,7 @@ from discodsl.errors import (
     JobError,
     JobpackRefused,
     NoSuchJob,
+    SettingWarning,
     TagNotFound,
     TaskFailed,
     Unreachable,
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     stdio.QUIET[0] = getattr(args, "quiet", False)
     try:
         _check_stdout(args)
-        with _terminated_as_interrupted():
+        with _terminated_as_interrupted(), _setting_warnings_told():
             status = command(args)
             stdio.flush_stdout()  # now, so that a reader that left is seen here, not at exit
         return status
@@ -104,6 +106,24 @@ def _check_stdout(args: argparse.Namespace) -> None:
             "standard output is closed: redirect it (> FILE, or > /dev/null to drop what the "
             "command prints)" + (", or give -o FILE" if "output" in args else "")
         )
+
+
+@contextlib.contextmanager
+def _setting_warnings_told() -> Iterator[None]:
+    """While in the block, a misspelt setting is told as ``discodsl: warning: ...`` (not at
+    the console script's line, which is no help), and not at all with ``--quiet``; other
+    warnings (a stage's) as Python shows them."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+            if issubclass(category, SettingWarning):
+                stdio.notice(f"discodsl: warning: {message}")
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
+        yield
 
 
 class _Terminated(KeyboardInterrupt):
