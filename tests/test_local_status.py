@@ -354,3 +354,30 @@ def test_a_run_whose_pid_another_process_took_is_dead(tmp_path: Path) -> None:
     assert other.status == "dead"
     older = registry.LocalRun(tmp_path, {**facts, "stages": []})  # written before: no start
     assert older.status == "active"
+
+
+def test_a_run_named_in_the_microsecond_another_process_named_one_gets_a_name_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Names increase within a process only: the second process's run went unregistered, and
+    # `discodsl jobs`, `kill` and `results` of that name reached the first process's run.
+    import types
+
+    from discodsl.runners import layout
+    from tests import jobs
+
+    later = time.time() + 3600  # past every name this process has given
+    clock = types.SimpleNamespace(time=lambda: later, time_ns=time.time_ns)
+    monkeypatch.setattr(layout, "time", clock)
+    micros = int(later * 1_000_000)
+    seconds, micro = divmod(micros, 1_000_000)
+    taken = f"wordcount@{seconds // 1_000_000:x}:{seconds % 1_000_000:x}:{micro:x}"
+    theirs = registry.runs_dir() / taken
+    theirs.mkdir(parents=True)
+    facts = {"name": taken, "status": "ready", "pid": 1, "started": time.time()}
+    (theirs / "run.json").write_text(json.dumps(facts))
+    run = jobs.wordcount.submit(["raw://a b a"], mode="local", progress=False)
+    assert dict(run.wait(timeout=120)) == {"a": 2, "b": 1}
+    assert run.jobname != taken and run.jobname.startswith("wordcount@")
+    assert registry.find(run.jobname).status == "ready"
+    assert json.loads((theirs / "run.json").read_text()) == facts  # theirs untouched

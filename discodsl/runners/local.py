@@ -194,6 +194,7 @@ def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMa
         on_event=on_event,
         timeout=options.timeout,
         fork_server=forkserver.wanted(),
+        claim_name=registry.claim,
     )
 
 

@@ -132,6 +132,10 @@ class NodeMaster:
     # Fork each task's worker from a zygote the job's launcher started (the local runner's
     # way: runners/forkserver.py), instead of starting the launcher per task (a Disco node's).
     fork_server: bool = False
+    # Whether a job name is free beyond DISCO_DATA, and taken if so: the local runner's
+    # registry, shared by every process of the user, where another may have named a run
+    # in the same microsecond.
+    claim_name: Callable[[str], bool] = lambda name: True
     _submitted: dict[str, jobpack.JobPack] = field(default_factory=dict)  # by job home
     _spares: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _wanted: int = 0
@@ -160,9 +164,13 @@ class NodeMaster:
 
     def _new_home(self, prefix: str) -> JobLayout:
         """A job named after ``prefix``, its home made, empty: a name whose home is there
-        already (another process's on a shared DISCO_DATA) is passed over, never removed."""
+        already (another process's on a shared DISCO_DATA), or that ``claim_name`` refuses,
+        is passed over, never removed."""
         for _ in range(_NAMES_TRIED):
             layout = JobLayout(self.disco_data, self.host, job_name(prefix))
+            if not self.claim_name(layout.jobname):
+                taken = FileExistsError(errno.EEXIST, "a run of that name exists", layout.jobname)
+                continue
             try:
                 os.makedirs(layout.home, exist_ok=False)
             except FileExistsError as exc:

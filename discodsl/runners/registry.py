@@ -94,7 +94,7 @@ class _Entry:
     @classmethod
     def create(cls, directory: Path, run: Run, stages: Sequence[str]) -> _Entry:
         path = directory / run.jobname
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)  # claimed as the run was named (claim)
         facts = {
             "name": run.jobname,
             "job": run.job,
@@ -146,6 +146,20 @@ class _Entry:
 
     def kill_requested(self) -> bool:
         return (self.path / "kill").exists()
+
+
+def claim(jobname: str) -> bool:
+    """Whether no run of this user's, in any process, is named ``jobname``: its entry is
+    made now if so, for :func:`register` to fill. Names increase within a process only, so
+    another may name a run in the same microsecond. A registry that cannot be written
+    refuses no name (the run then goes unregistered, as register says)."""
+    try:
+        (runs_dir() / jobname).mkdir(parents=True)
+    except FileExistsError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def register(run: Run, stages: Sequence[str]) -> None:
