@@ -1115,6 +1115,28 @@ def test_a_range_of_a_file_cut_shorter_since_the_ranges_were_taken_is_a_data_err
         list(iter_input([f"{path.resolve().as_uri()}#range=100-200"], 0, node, Cursor()))
 
 
+@pytest.mark.parametrize("cut", [2_000_000, 2_000_005, 0])
+def test_a_whole_file_cut_shorter_while_it_is_read_is_damaged_input(
+    tmp_path: Path, node: Node, cut: int
+) -> None:
+    # A task reading a whole file (a map with a hook reads it whole) counted a quarter of it
+    # when logrotate's copytruncate cut it, without a word; a range of it was refused.
+    path = tmp_path / "log.txt"
+    path.write_text("".join(f"line {n:06d}\n" for n in range(400_000)))  # 4.8 MB
+    for url in (str(path), path.resolve().as_uri()):
+        records = iter_input([url], 0, node, Cursor())
+        assert next(records) == "line 000000"
+        os.truncate(path, cut)  # past what a read buffers; mid-line; to nothing
+        with pytest.raises(DamagedInput, match=rf"is {cut} bytes long now, shorter than the "):
+            list(records)
+        path.write_text("".join(f"line {n:06d}\n" for n in range(400_000)))
+    with path.open("a") as grown:  # one that grows while read is read as far as it went
+        records = iter_input([str(path)], 0, node, Cursor())
+        assert next(records) == "line 000000"
+        grown.write("line 400000\n")
+    assert sum(1 for _ in records) == 400_000
+
+
 def test_a_certificate_that_does_not_verify_is_said_so_and_not_retried(node: Node) -> None:
     # "check that the host is up and reachable", retried: the host was up, and every
     # attempt failed the same way.

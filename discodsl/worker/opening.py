@@ -291,6 +291,17 @@ def _changed(url: str, how: str) -> DamagedInput:
     )
 
 
+def _cut_while_read(url: str, size: int, opened: int) -> DamagedInput:
+    """The error for a file that ended before the size it had when its task opened it."""
+    return DamagedInput(
+        f"{url}: the file is {size} bytes long now, shorter than the {opened} it had when the "
+        "task opened it: it changed while the job ran (a log rotated with copytruncate, a "
+        "file rewritten), and the lines it lost would be missing from the results; run the "
+        "job on a copy that stays as it is",
+        url=url,
+    )
+
+
 class _Limited(io.RawIOBase):
     """At most ``length`` bytes of ``raw`` from where it stands; a DataError naming ``url``
     if the file ends before them (cut shorter while it is read)."""
@@ -620,6 +631,11 @@ class _Source(io.RawIOBase):
         self._url = url
         self._origin = origin
         self._offset = 0
+        # A local file's size as it was opened (0 for /proc's): one cut shorter while it is
+        # read is refused at its end, as a range of it is (_Limited).
+        self._opened_size = (
+            os.fstat(origin.fileno()).st_size if origin.__class__ is io.FileIO else 0
+        )
 
     def readable(self) -> bool:
         return True
@@ -669,7 +685,11 @@ class _Source(io.RawIOBase):
         return f"byte {at}"
 
     def _check_complete(self) -> None:
-        """At end of data, refuse an HTTP body cut short of its Content-Length."""
+        """At end of data, refuse a local file that ended before the size it was opened
+        with, and an HTTP body cut short of its Content-Length."""
+        if self._opened_size and cast(io.FileIO, self._origin).tell() < self._opened_size:
+            size = os.fstat(self._origin.fileno()).st_size  # type: ignore[attr-defined]
+            raise _cut_while_read(self._url, size, self._opened_size)
         http_client = sys.modules.get("http.client")
         if http_client is None:
             return
