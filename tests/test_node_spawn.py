@@ -63,3 +63,43 @@ def test_a_job_home_that_cannot_be_written_names_the_directory_and_the_fix(
     message = str(caught.value)
     assert "could not lay out job 'wordcount@" in message and "No space left on device" in message
     assert "free space there, or set TMPDIR" in message
+
+
+def test_a_tasks_index_that_cannot_be_written_names_the_task_the_file_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A disk full as a map task ended: a bare PermissionError or OSError out of run().
+    from discodsl.runners.layout import JobLayout
+
+    monkeypatch.setattr(JobLayout, "new_index", lambda self, stage, taskid: ".disco/gone/x")
+    with pytest.raises(JobError) as caught:
+        wordcount.run(["raw://a b"], mode="local")
+    message = str(caught.value)
+    assert "could not write the index of task words:0's outputs" in message
+    assert "/.disco/gone/x (No such file or directory)" in message
+    assert "free space there, or set TMPDIR" in message
+
+
+@pytest.mark.parametrize("slots", [1, 0])
+def test_a_run_whose_task_threads_cannot_all_start_runs_on_those_that_did(
+    monkeypatch: pytest.MonkeyPatch, slots: int
+) -> None:
+    # Under `ulimit -v 200000`: a bare "RuntimeError: can't start new thread" out of run().
+    start = threading.Thread.start
+
+    def limited(thread: threading.Thread) -> None:  # each stage's first ``slots`` start
+        slot = thread.name.startswith("discodsl task slot")
+        if slot and int(thread.name.rpartition(" ")[2]) >= slots:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    if slots:
+        results = wordcount.run(["raw://a b", "raw://b", "raw://c"], mode="local", workers=4)
+        assert sorted(results) == [("a", 1), ("b", 2), ("c", 1)]
+        return
+    with pytest.raises(JobError) as caught:
+        wordcount.run(["raw://d e", "raw://f"], mode="local", workers=4)
+    message = str(caught.value)
+    assert "could not start a thread to run the tasks of stage 'words'" in message
+    assert "can't start new thread" in message and "ulimit -v" in message

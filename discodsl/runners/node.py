@@ -32,7 +32,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -449,8 +449,16 @@ class NodeMaster:
             sizes[label] = sizes.get(label, 0) + size
         # Written in place, as a Disco 0.5.4 node writes it (worker_runtime:local_output): it
         # is read only once the task is done. .disco/ is made with the job home.
-        with open(os.path.join(layout.home, name), "w") as handle:
-            handle.writelines(lines)
+        path = os.path.join(layout.home, name)
+        try:
+            with open(path, "w") as handle:
+                handle.writelines(lines)
+        except OSError as exc:
+            raise JobError(
+                f"could not write the index of task {task.stage}:{task.taskid}'s outputs, "
+                f"{path} ({exc.strerror or exc}): free space there, or set TMPDIR to a "
+                "directory with room (local runs keep their jobs' files under it)"
+            ) from exc
         return DirOutput(layout.url(name, scheme="dir"), tuple(sorted(sizes.items())))
 
 
@@ -680,6 +688,26 @@ def _result_urls(output: Output) -> list[str]:
     return [output.url] if isinstance(output, DirOutput) else list(output.urls)
 
 
+def _started(threads: Iterable[threading.Thread], stage: str) -> list[threading.Thread]:
+    """``threads``, started, as many as start: under a limit of memory or threads (``ulimit
+    -v``: each takes its stack) the tasks of ``stage`` run on fewer; a JobError if none
+    starts."""
+    started: list[threading.Thread] = []
+    for thread in threads:
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread"
+            if started:
+                break
+            raise JobError(
+                f"could not start a thread to run the tasks of stage {stage!r} ({exc}): this "
+                "process is at a limit of memory or threads (ulimit -v, ulimit -u); raise it, "
+                "or run with mode='inline'"
+            ) from exc
+        started.append(thread)
+    return started
+
+
 class _Slots:
     """A stage's tasks, run on threads of its own (not a concurrent.futures pool, whose
     exit hook refuses work once the interpreter is ending: a job run from a thread the
@@ -704,11 +732,13 @@ class _Slots:
                     self._fail(exc)
                     stop()
 
-        threads = [
-            threading.Thread(target=in_this_context(slot), daemon=True) for _ in range(count)
-        ]
-        for thread in threads:
-            thread.start()
+        slots = (
+            threading.Thread(
+                target=in_this_context(slot), name=f"discodsl task slot {n}", daemon=True
+            )
+            for n in range(count)
+        )
+        threads = _started(slots, self._tasks[-1][1].stage if self._tasks else "")
         try:
             for thread in threads:
                 thread.join()
