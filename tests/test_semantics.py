@@ -705,3 +705,34 @@ def test_a_stages_memory_error_says_what_to_do() -> None:
     with pytest.raises(TaskFailed) as caught:
         hogging.run(["raw://x"], mode="local", max_failures=0)
     assert "ran out of memory" in str(caught.value) and "memory_budget" in str(caught.value)
+
+
+def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read inline from the program's working directory, and not found by a local run's
+    # worker, whose working directory is its job home (as on a Disco node), without a word.
+    (tmp_path / "stopwords.txt").write_text("the\n")
+    monkeypatch.chdir(tmp_path)
+
+    @map
+    def unstopped(line: str, params: dict[str, str]) -> Any:
+        with open(params["stop"]) as words:
+            stop = set(words.read().split())
+        yield from ((w, 1) for w in line.split() if w not in stop)
+
+    @job(partitions=None)
+    def filtering() -> list[Any]:
+        return [unstopped]
+
+    relative = {"stop": "stopwords.txt"}
+    assert list(filtering.run(["raw://the cat"], mode="inline", params=relative)) == [("cat", 1)]
+    with pytest.raises(TaskFailed) as caught:
+        filtering.run(["raw://the cat"], mode="local", max_failures=0, params=relative)
+    message = str(caught.value)
+    assert "No such file or directory: 'stopwords.txt'" in message
+    assert "a relative path names a file in the worker's working directory, its job " in message
+    gone = {"stop": str(tmp_path / "gone.txt")}  # a missing file named whole: no such hint
+    with pytest.raises(TaskFailed) as caught:
+        filtering.run(["raw://the cat"], mode="local", max_failures=0, params=gone)
+    assert "gone.txt" in str(caught.value) and "relative path" not in str(caught.value)

@@ -3,6 +3,7 @@ user sees."""
 
 from __future__ import annotations
 
+import re
 import signal
 
 from discodsl import tracebacks
@@ -33,7 +34,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         f"{why}: {kind}{failure.summary}"
         + ("" if _names(failure.summary, failure.url) else where.replace(" on", "; on", 1))
         + ("" if failure.retry else _not_retried(failure.exc_type))
-        + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else ""),
+        + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else "")
+        + (_RELATIVE if _RELATIVE_MISSING.search(failure.summary) else ""),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -51,6 +53,15 @@ _OUT_OF_MEMORY = (
     "; the task ran out of memory (a limit on it, `ulimit -v` or a container's, may be "
     "in force): use less memory per task (more partitions, a smaller memory_budget, "
     "smaller records), or raise the limit"
+)
+
+
+# A file a stage named by a relative path and did not find (OSError's words for it).
+_RELATIVE_MISSING = re.compile(r"No such file or directory: '(?!/)")
+_RELATIVE = (
+    "; a relative path names a file in the worker's working directory, its job home, as "
+    "on a Disco node (not the program's, as inline): give an absolute path, or the data "
+    "through params="
 )
 
 
