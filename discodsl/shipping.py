@@ -13,6 +13,7 @@ default, module) and the fix.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import inspect
@@ -115,14 +116,21 @@ def carried(spec: JobSpec) -> tuple[type, ...]:
         return module is not None and needs_value(module)
 
     found = shipped(spec.stages, spec.params, travels=travels)
-    return tuple(dict.fromkeys(cls for cls in [*spec.carried, *found] if _named_so(cls)))
+    classes = list(dict.fromkeys([*spec.carried, *found]))
+    names = collections.Counter(_name(cls) for cls in classes)
+    return tuple(cls for cls in classes if names[_name(cls)] == 1 or _named_so(cls))
+
+
+def _name(cls: type) -> tuple[str, str]:
+    return cls.__module__, cls.__qualname__
 
 
 def _named_so(cls: type) -> bool:
     """Whether ``cls`` is the class its module holds by its name, or its module holds no
-    other: a record is pickled by that name, and only that class can be read by it (a
-    frozen slots dataclass leaves behind the class it was made from, which the next job's
-    workers then named, and could not set a record's slots on)."""
+    other: of two classes of one name, the one a record is read as (a frozen slots dataclass
+    leaves behind the class it was made from, which the next job's workers then named, and
+    could not set a record's slots on). A class alone of its name travels though its module
+    holds another by now (an instance made before a notebook's cell defined it again)."""
     if "." in cls.__qualname__ or "<" in cls.__qualname__:
         return True  # nested: pickle finds it through its outer class
     held = getattr(sys.modules.get(cls.__module__), cls.__qualname__, cls)

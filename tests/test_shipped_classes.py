@@ -283,6 +283,55 @@ def test_a_frozen_slots_dataclass_travels_to_a_job_chained_on_the_results(
     assert _script_run(request, tmp_path, SLOTS_CHAINED, mode) == ["ok"]
 
 
+REDEFINED_CHAINED = textwrap.dedent(
+    """
+    import dataclasses, sys
+    from discodsl import job, map, stage
+
+    @dataclasses.dataclass
+    class Cfg:
+        level: int
+
+    cfg = Cfg(3)  # made before the cell that defines Cfg is run again
+
+    @dataclasses.dataclass
+    class Cfg:
+        level: int
+
+    @stage(grouping="split")
+    def emit(records, params):
+        for record in records:
+            yield record, params
+
+    @job(partitions=None)
+    def first():
+        return [emit]
+
+    @map
+    def use(record):
+        key, value = record
+        yield key, value.level
+
+    @job(partitions=None)
+    def second():
+        return [use]
+
+    one = first.run(["raw://a"], mode=sys.argv[1], params=cfg, progress=False)
+    print("ok" if list(second.run(one, mode=sys.argv[1], progress=False)) == [("a", 3)] else 0)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_an_instance_of_a_class_defined_again_since_travels_to_a_chained_job(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    # A notebook's cell defining the class run again after the instance was made: the
+    # chained job carried only the class the module holds by that name, and its workers
+    # could not read the records ("Can't get attribute 'Cfg'").
+    assert _script_run(request, tmp_path, REDEFINED_CHAINED, mode) == ["ok"]
+
+
 CHAIN_BY_URLS = """
 import sys
 from discodsl import TaskFailed, job, reduce
