@@ -9,6 +9,7 @@ function.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
@@ -143,11 +144,15 @@ def _stage_name(name: str | None, function: Callable[..., Any], kind: str) -> st
     """The stage's name: ``name`` if given (JobError if a Disco node cannot take it), else
     its function's, cleaned of what a node cannot take."""
     if name is None:
-        cleaned = cleaned_stage_name(_name_of(function, kind))
+        written = _name_of(function, kind)
+        cleaned = cleaned_stage_name(written)
+        if len(cleaned) > STAGE_NAME_MAX >= len(written):  # long as its letters are escaped
+            digest = hashlib.sha1(cleaned.encode()).hexdigest()[:8]
+            return f"{cleaned[: STAGE_NAME_MAX - 9]}_{digest}"  # apart from its namesakes
         if len(cleaned) > STAGE_NAME_MAX:
             raise JobError(
-                f"@{kind}: the stage {cleaned[:40]!r}... named after its function has "
-                f"{len(cleaned)} characters: a stage's name may have at most {STAGE_NAME_MAX} "
+                f"@{kind}: the stage {written[:40]!r}... named after its function has "
+                f"{len(written)} characters: a stage's name may have at most {STAGE_NAME_MAX} "
                 f"(a Disco node names the stage's files after it): give it a shorter name="
             )
         return cleaned

@@ -965,6 +965,40 @@ def test_names_of_letters_with_no_plain_form_stay_apart() -> None:
     assert list(results.stage("\u03c3")) == [("a", 1)]  # its function's name
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("\u0926\u093f\u0928", "\u0926\u0940\u0928"),  # Devanagari vowel signs: day, poor
+        ("\u0e01\u0e34\u0e19", "\u0e01\u0e31\u0e19"),  # Thai vowel marks: eat, together
+        ("\u0915\u094d\u092f\u093e", "\u0915\u092f\u093e"),  # a virama, a combining mark
+    ],
+)
+def test_names_differing_in_a_vowel_sign_or_mark_of_another_script_stay_apart(
+    names: tuple[str, str],
+) -> None:
+    # Both stages were "u0926_u0928": a job of two ordinary functions could not be declared.
+    from discodsl.worker.spec import cleaned_stage_name, stage_name_ok
+
+    first, second = (cleaned_stage_name(name) for name in names)
+    assert first != second and stage_name_ok(first) and stage_name_ok(second)
+
+
+def test_a_long_name_of_letters_written_as_code_points_is_shortened_and_kept_apart() -> None:
+    # 26 CJK letters escaped passed 128 characters: refused, naming "u7edfu8ba1..." alone.
+    namespace: dict[str, Any] = {}
+    letters = "\u7edf\u8ba1\u6bcf\u4e2a\u7528\u6237" * 5
+    for end in ("\u4e00", "\u4e8c"):
+        exec(f"def {letters}{end}(line):\n    yield line, 1\n", namespace)
+    one, two = (map(namespace[letters + end]) for end in ("\u4e00", "\u4e8c"))
+    assert one.name != two.name and len(one.name) <= 128 and one.name.startswith("u7edfu8ba1")
+
+    @job(partitions=None)
+    def both() -> list[Any]:
+        return [one, two]
+
+    assert list(both.run(["raw://a"], mode="inline")) == [(("a", 1), 1)]
+
+
 def test_lambdas_are_named_after_their_kind_and_told_how_to_rename() -> None:
     pair = [map(lambda line: [(line, 1)]), reduce(lambda key, values: [(key, sum(values))])]
     assert [stage.name for stage in pair] == ["map", "reduce"]

@@ -107,18 +107,27 @@ def stage_name_ok(name: Any) -> TypeGuard[str]:
 def cleaned_stage_name(name: str) -> str:
     """``name`` with what a stage name may not hold turned into ``_``, letters with accents
     first made plain ("zählen" is "zahlen", not "z_hlen", which "zöhlen" would be too), and
-    other letters and digits written as their code points (a Greek sigma is "u03c3": it
-    and a pi were both "_")."""
+    other characters that are no ASCII written as their code points (a Greek sigma is
+    "u03c3": it and a pi were both "_")."""
     return _NOT_STAGE_CHAR.sub("_", _ascii(name)) or "stage"
 
 
 def _ascii(name: str) -> str:
-    """``name`` with its accented letters made plain, and its other letters and digits
-    that are no ASCII as ``uXXXX``: distinct names stay distinct."""
+    """``name`` with its accented ASCII letters made plain, and every other character that
+    is no ASCII as ``uXXXX``, vowel signs and marks of other scripts included: distinct
+    names stay distinct (Devanagari's din and deen both were "u0926_u0928")."""
     import unicodedata  # here: the client names stages and jobs, a worker never does
 
-    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
-    return "".join(c if c.isascii() or not c.isalnum() else _escaped(c) for c in plain)
+    written: list[str] = []
+    accented = False  # whether a mark here is on an ASCII letter (dropped: an accent)
+    for char in unicodedata.normalize("NFKD", name):
+        if char.isascii():
+            written.append(char)
+            accented = char.isalpha()
+        elif not (accented and unicodedata.combining(char)):
+            written.append(_escaped(char))
+            accented = False
+    return "".join(written)
 
 
 def _escaped(letter: str) -> str:
