@@ -1115,6 +1115,18 @@ def test_a_range_of_a_file_cut_shorter_since_the_ranges_were_taken_is_a_data_err
         list(iter_input([f"{path.resolve().as_uri()}#range=100-200"], 0, node, Cursor()))
 
 
+@pytest.mark.parametrize("end", [17_000_000_000_000, 17_592_186_044_416, 2**63 - 1])
+def test_a_range_past_what_a_file_system_can_seek_is_past_the_files_end(
+    tmp_path: Path, node: Node, end: int
+) -> None:
+    # Past ext4's largest offset (16 TiB), a seek failed first: "Invalid argument", retried.
+    path = tmp_path / "six.txt"
+    path.write_text("line0\nline1\nline2\n")
+    url = f"{path.resolve().as_uri()}#range=0-{end}"
+    with pytest.raises(DamagedInput, match=rf"18 bytes long, shorter than the {end}"):
+        list(iter_input([url], 0, node, Cursor()))
+
+
 @pytest.mark.parametrize("cut", [2_000_000, 2_000_005, 0])
 def test_a_whole_file_cut_shorter_while_it_is_read_is_damaged_input(
     tmp_path: Path, node: Node, cut: int

@@ -250,15 +250,16 @@ def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
     try:
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
         size = os.fstat(raw.fileno()).st_size  # 0 for /proc's: the reading tells
+        if 0 < size < end:  # cut from a longer file (one cut to nothing: see _Limited)
+            raise _changed(url, f"is {size} bytes long, shorter than the {end} it had")
         first, stop = _line_start(raw, start), _line_start(raw, end)
         raw.seek(first)
-    except OSError as exc:
+    except BaseException as exc:
         if raw is not None:
             raw.close()
+        if not isinstance(exc, OSError):
+            raise
         raise DataError(f"{url}: cannot read {path}: {exc.strerror or exc}", url=url) from exc
-    if 0 < size < end:  # cut from a longer file (one cut to nothing: see _Limited)
-        raw.close()
-        raise _changed(url, f"is {size} bytes long, shorter than the {end} it had")
     limited = _Limited(raw, max(0, stop - first), url)
     stream = ChunkReader(_Source(limited, url, limited), buffer_size=_READ_BUFFER)
     stream.chunk = Chunk(path, first)
