@@ -700,8 +700,11 @@ def test_a_class_reached_through_slots_or_a_standard_mapping_in_params_is_adopte
     import collections
 
     slotted = type("Slotted", (), {"__module__": "__main__", "__slots__": ("held",)})
+    # A private slot, as Python stores it: `__held` of class `_Private` is `_Private__held`.
+    private = type("_Private", (), {"__module__": "__main__", "__slots__": ("__held",)})
     for make in (
         lambda inner: _filled(slotted(), inner),
+        lambda inner: _filled_privately(private(), inner),
         lambda inner: collections.ChainMap({}, {"x": inner}),
         lambda inner: collections.UserDict({"x": inner}),
         lambda inner: collections.UserList([inner]),
@@ -713,4 +716,9 @@ def test_a_class_reached_through_slots_or_a_standard_mapping_in_params_is_adopte
 
 def _filled(instance: Any, inner: Any) -> Any:
     instance.held = inner
+    return instance
+
+
+def _filled_privately(instance: Any, inner: Any) -> Any:
+    instance._Private__held = inner
     return instance

@@ -214,10 +214,19 @@ def _in_slots(item: Any) -> list[Any]:
         slots = vars(cls).get("__slots__", ())
         for name in (slots,) if isinstance(slots, str) else slots:
             try:
-                held.append(getattr(item, name))
-            except AttributeError:  # an empty slot, or a name mangled (__x)
+                held.append(getattr(item, _mangled(name, cls)))
+            except AttributeError:  # an empty slot
                 continue
     return held
+
+
+def _mangled(name: str, cls: type) -> str:
+    """The attribute a slot ``name`` of ``cls`` is: a private one (``__x``) is stored as
+    ``_C__x``, as Python mangles it (of a class named with underscores alone, as it is)."""
+    owner = cls.__name__.lstrip("_")
+    if not name.startswith("__") or name.endswith("__") or not owner:
+        return name
+    return f"_{owner}{name}"
 
 
 def _namespaces() -> tuple[type, ...]:
