@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -47,6 +48,13 @@ def exits_3(line: str) -> Iterator[tuple[str, int]]:
 
 
 @map
+def says_then_exits(line: str) -> Iterator[tuple[str, int]]:
+    print("last words before", line, flush=True)
+    sys.exit(4)
+    yield line, 1
+
+
+@map
 def kills_itself(line: str) -> Iterator[tuple[str, int]]:
     os.kill(os.getpid(), signal.SIGKILL)
     yield line, 1
@@ -68,6 +76,11 @@ def quick(line: str) -> Iterator[tuple[str, int]]:
 @job(max_failures=0)
 def exiting() -> list[Any]:
     return [exits_3]
+
+
+@job(max_failures=0)
+def saying_then_exiting() -> list[Any]:
+    return [says_then_exits]
 
 
 @job(max_failures=0)

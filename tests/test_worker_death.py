@@ -316,6 +316,20 @@ def test_a_dying_worker_on_a_cluster_fails_its_task_saying_what_the_exit_means(
 
 
 @pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_what_a_stage_printed_before_it_called_sys_exit_is_told(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    # The worker's output is sent about once a second: what a stage printed in its last
+    # second before sys.exit() (the print a user adds to find a crash) was lost.
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    run = death_jobs.saying_then_exiting.submit(inputs=["raw://here"], mode=mode, progress=False)
+    with pytest.raises(TaskFailed, match="exit code 4"):
+        run.wait(timeout=120)
+    assert any("last words before here" in event[2] for event in run.events())
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
 def test_a_worker_killed_in_a_first_stage_task_names_the_input_it_read(
     tmp_path: Path, mode: str, request: pytest.FixtureRequest
 ) -> None:

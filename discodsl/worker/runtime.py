@@ -186,7 +186,11 @@ def serve(
             _wait_for_end(protocol_in)
             return 1
         capture.forward(lambda text: _message(channel, text))
-        final, outputs = _work(channel, *started, preloaded)
+        try:
+            final, outputs = _work(channel, *started, preloaded)
+        except SystemExit:  # a stage's sys.exit() ends the worker: what it printed first
+            capture.close()  # is sent, rather than lost with the capture's thread
+            raise
         capture.close()
         counts = counters.take()
         if isinstance(final, messages.Done):  # a failed attempt's counts: dropped
