@@ -736,3 +736,29 @@ def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
     with pytest.raises(TaskFailed) as caught:
         filtering.run(["raw://the cat"], mode="local", max_failures=0, params=gone)
     assert "gone.txt" in str(caught.value) and "relative path" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_combined_reduce_failing_on_its_own_values_says_it_reads_what_it_yields(
+    mode: str,
+) -> None:
+    # "stage 'total' failed on the key 'a': TypeError: unsupported operand type(s) for +:
+    # 'int' and 'str'", and no word that the '2 times' came from total itself, map-side.
+    @map
+    def words(line: str) -> Any:
+        for word in line.split():
+            yield word, 1
+
+    @reduce(combine=True)
+    def total(word: Any, counts: Any) -> Any:
+        yield word, f"{sum(counts)} times"
+
+    @job(partitions=1)
+    def counting() -> list[Any]:
+        return [words, total]
+
+    with pytest.raises((TaskFailed, TypeError)) as caught:
+        counting.run(["raw://a a", "raw://a"], mode=mode, max_failures=0)
+    message = str(caught.value) + "".join(getattr(caught.value, "__notes__", []))
+    assert "unsupported operand" in message
+    assert "reduce 'total' runs map-side too (combine=True): the values it is given " in message

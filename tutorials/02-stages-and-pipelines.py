@@ -138,7 +138,7 @@ for rank, (product, cents) in sorted(results):
 # `group_node_label` like `group_label`; the difference shows on a cluster.
 #
 # The counters show it for our job: `parse` (split) ran one task per file, `revenue`
-# (group_label) one per partition, `top3` (group_all) just one.
+# (group_label) one per partition that got records, `top3` (group_all) just one.
 
 # %% tags=["assert-task-counts"]
 results.counters
@@ -154,8 +154,9 @@ results.counters
 # Between a stage and a following `group_label` stage (a reduce, usually), the records are
 # split into `partitions` parts by key. Every key goes to exactly one partition, by a stable
 # hash of the key, the same in every process: that is what guarantees a reduce sees *all*
-# the values of its keys. The number of partitions is the number of reduce tasks, so it is
-# how far the reduce side can run in parallel.
+# the values of its keys. Each partition that gets records is one reduce task (one that
+# gets none has no task and no result file, as on Disco), so `partitions` is how far the
+# reduce side can run in parallel.
 #
 # Options given to `run()` override the job's for that run. With four partitions, `revenue`
 # runs four tasks and the answer does not change:

@@ -267,9 +267,24 @@ def _wrap(task: TaskSetup, where: Place, exc: BaseException) -> StageError:
     place, url, record = _place(where, reading=culprit.startswith("the reader"))
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     text = f"{culprit} raised {text}" if culprit else text
+    text += _combined_values(task, exc) if not culprit else ""
     error = StageError(f"stage {stage!r} failed{place}: {text}", stage, url, record)
     error.exc_type = type(exc).__name__
     return error
+
+
+def _combined_values(task: TaskSetup, exc: BaseException) -> str:
+    """For a reduce that is its own combiner and failed on a value's type in its reduce
+    task: that some values are what it yielded map-side (a count made "2 times")."""
+    stage = task.stage
+    if not (isinstance(exc, TypeError) and stage.kind == "reduce" and stage.combine):
+        return ""
+    if stage.combiner is not None or task.stage_index == 0:
+        return ""
+    return (
+        f" (reduce {stage.name!r} runs map-side too (combine=True): the values it is given "
+        "include what it yielded there, so it must take values of the kind it yields)"
+    )
 
 
 def _culprit(task: TaskSetup, exc: BaseException, helped: Any = NO_ITEM) -> str:
