@@ -575,7 +575,11 @@ def map(
     with ``reader=`` (see :mod:`discodsl.worker.readers`, e.g.
     ``readers.json_lines()``), what that reader makes of each input.
     ``init(params)`` runs before the task's first record; ``done(state,
-    params)`` after its last, and may yield more pairs.
+    params)`` after its last, and may yield more pairs. ``concurrent=True``
+    (every kind of stage takes it) is Disco's pipeline flag: a master may
+    start the stage's tasks while the previous stage's still run, feeding
+    them its outputs as they come; the local runner starts a stage once the
+    one before has ended.
     """
     options: dict[str, Any] = dict(
         grouping=grouping, init=init, done=done, concurrent=concurrent, reader=reader

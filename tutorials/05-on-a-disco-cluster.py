@@ -16,24 +16,23 @@
 # Until now every job ran on this machine. This notebook sends the same jobs to a
 # **Disco master**, the server of a Disco 0.5.4 cluster, and follows them there.
 #
-# **This lesson needs a Disco master.** The notebook finds it in the environment variable
-# `DISCO_MASTER`, the master's URL (e.g. `http://master:8989`). Set it where Jupyter starts
-# (`DISCO_MASTER=http://master:8989 jupyter lab`), then restart the kernel. When it is not
-# set, the next cell stops the notebook with an error that says so. (The other tutorials
-# need no cluster.)
+# **This lesson needs a Disco master.** The notebook finds it as every run does: in the
+# environment variable `DISCO_MASTER`, the master's URL (e.g. `http://master:8989`), or in
+# a settings file (`DISCO_MASTER = "http://master:8989"` in `~/.disco`). Set the variable
+# where Jupyter starts (`DISCO_MASTER=http://master:8989 jupyter lab`), then restart the
+# kernel. When no master is configured, the next cell stops the notebook with an error
+# that says so. (The other tutorials need no cluster.)
 
 # %% tags=["assert-master"]
-import os
-
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
-from discodsl.settings import load_settings
+from discodsl.settings import configured_master, load_settings
 
-if not os.environ.get("DISCO_MASTER"):
+if configured_master() is None:
     raise RuntimeError(
-        "this lesson needs a Disco 0.5.4 master, and DISCO_MASTER is not set: set it to the "
-        "master's URL (e.g. DISCO_MASTER=http://master:8989) in the environment that starts "
-        "Jupyter, restart the kernel and run the notebook again"
+        "this lesson needs a Disco 0.5.4 master, and none is configured: set DISCO_MASTER to "
+        "the master's URL (e.g. DISCO_MASTER=http://master:8989) in the environment that "
+        "starts Jupyter, or in ~/.disco, restart the kernel and run the notebook again"
     )
 
 settings = load_settings()
