@@ -9,6 +9,7 @@ of their own (the runner says where they are); waiting for results is the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import importlib
@@ -37,7 +38,9 @@ def _import_pandas() -> Any:
 
 
 def _expanded(pandas: Any, values: list[Any]) -> Any:
-    """A DataFrame of ``values`` spread into columns: all dicts, or all tuples/lists."""
+    """A DataFrame of ``values`` spread into columns: all dicts, all instances of one
+    NamedTuple or dataclass (by their fields), or all tuples/lists."""
+    values = _as_fields(values)
     if all(isinstance(v, dict) for v in values):
         if any("key" in v for v in values):
             raise ValueError(
@@ -55,6 +58,21 @@ def _expanded(pandas: Any, values: list[Any]) -> Any:
         "to_pandas(expand=True) spreads values that are all dicts, or all tuples or lists; "
         f"these values are of types {kinds}: call to_pandas() without expand"
     )
+
+
+def _as_fields(values: list[Any]) -> list[Any]:
+    """``values`` as dicts of their fields if all are of one NamedTuple or dataclass (as
+    pandas spreads them), else as they are."""
+    kinds = {type(v) for v in values}
+    if len(kinds) != 1:
+        return values
+    kind = kinds.pop()
+    fields = getattr(kind, "_fields", None) if issubclass(kind, tuple) else None
+    if fields is None and dataclasses.is_dataclass(kind):
+        fields = tuple(field.name for field in dataclasses.fields(kind))
+    if fields is None:
+        return values
+    return [{name: getattr(v, name) for name in fields} for v in values]
 
 
 def check_stage(spec: JobSpec, stage: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import functools
 import gzip
 import http.server
@@ -17,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -822,6 +823,29 @@ def test_to_pandas_expands_dict_and_tuple_values(tmp_path: Path) -> None:
     clash = _results(tmp_path, [("a", {"key": 1})])
     with pytest.raises(ValueError, match="'key'"):
         clash.to_pandas(expand=True)
+
+
+class Stat(NamedTuple):
+    n: int
+    total: float
+
+
+@dataclasses.dataclass
+class DStat:
+    n: int
+    total: float
+
+
+def test_to_pandas_expands_named_tuples_and_dataclasses_by_their_fields(tmp_path: Path) -> None:
+    # A NamedTuple's fields came as value_0, value_1; a dataclass's were refused.
+    pytest.importorskip("pandas")
+    for kind in (Stat, DStat):
+        rows = [("a", kind(1, 2.5)), ("b", kind(2, 4.0))]
+        frame = _results(tmp_path / kind.__name__, rows).to_pandas(expand=True)
+        assert frame.columns.tolist() == ["key", "n", "total"]
+        assert frame["total"].tolist() == [2.5, 4.0] and frame["key"].tolist() == ["a", "b"]
+    mixed = _results(tmp_path / "mixed", [("a", Stat(1, 2.0)), ("b", (2, 3.0))])  # as tuples
+    assert mixed.to_pandas(expand=True).columns.tolist() == ["key", "value_0", "value_1"]
 
 
 def test_to_pandas_of_a_job_run_on_each_mode(tmp_path: Path) -> None:
