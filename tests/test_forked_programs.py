@@ -328,3 +328,17 @@ def test_a_process_a_stage_forks_sees_the_class_as_the_task_left_it(
         )
     )
     _its_child_prints(script, mode, "[('a', 1)]")
+
+
+def test_a_forked_child_can_show_a_run_still_active_in_its_parent() -> None:
+    # repr(run) raised JobError in a fork (a logged %r, a debugger's locals, print([run])).
+    run = jobs.sleepy.submit(["raw://a"], mode="local", progress=False)
+    try:
+
+        def child_shows() -> None:
+            shown = repr([run])
+            assert f"{run.jobname}, active in process {os.getppid()}>]" in shown, shown
+
+        assert _child_exits(child_shows) == 0
+    finally:
+        run.kill()

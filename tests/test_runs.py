@@ -1224,3 +1224,24 @@ def test_every_signal_held_while_the_runner_loads_is_handled_though_one_handler_
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def test_a_kill_the_master_refuses_leaves_the_run_as_it_was(
+    disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run was marked killed before the master was asked: status said "dead" while the
+    # job ran on, and when it ended ready, wait() withheld its results as a killed run's.
+    from discodsl.errors import BadAnswer
+    from tests import disco_master as test_master
+    from tests.conftest_cluster import point_at
+
+    point_at(monkeypatch, disco_master.url, disco_master.port)
+    monkeypatch.setenv("DISCODSL_RETRIES", "0")
+    refused = test_master.Reply(500, b'"kill failed"', None)
+    monkeypatch.setitem(test_master._POSTS, "kill_job", lambda master, value: refused)
+    run = jobs.sleepy.submit(["raw://a"], progress=False, params={"seconds": 2.0})
+    with pytest.raises(BadAnswer, match="kill failed"):
+        run.kill()
+    assert run.status == "active"
+    assert sorted(run.wait(timeout=120)) == [("a", 1)]
+    assert run.status == "ready"

@@ -160,17 +160,27 @@ class Run:
         """Stop the run: its workers are killed (its job, on a cluster) and ``wait()`` raises
         :class:`~discodsl.errors.JobDead`. A run that has ended stays as it is; one whose
         watch stopped while its job ran on (Ctrl-C in wait(), a cluster's ``timeout=``) has
-        not ended: its job is killed."""
+        not ended: its job is killed. A kill that fails (a master that refused it, or could
+        not be reached) raises, and leaves the run as it was."""
         self._check_process()
         with self._resuming:
             stopped = self._watch_stopped()
             if self._ended.is_set() and not stopped:
                 return
+            before = self._outcome, self._traceback
             self._killed.set()
             if stopped:
                 self._outcome, self._traceback = self._killed_error(), None
-        if self._kill is not None:
+        if self._kill is None:
+            return
+        try:
             self._kill()
+        except BaseException:  # not killed (a master that refused, or cannot be reached):
+            with self._resuming:  # the run goes on as it was
+                self._killed.clear()
+                if stopped:
+                    self._outcome, self._traceback = before
+            raise
 
     def ended(self, timeout: float | None = 0) -> bool:
         """Whether the run has ended, after waiting up to ``timeout`` seconds for it (None:
@@ -201,7 +211,11 @@ class Run:
         )
 
     def __repr__(self) -> str:
-        return f"<Run of {self.job!r} ({self.mode}): {self.jobname}, {self.status}>"
+        if self._pid != os.getpid() and not self._ended.is_set():  # a fork's copy: status
+            state = f"active in process {self._pid}"  # would raise, and a repr must not
+        else:
+            state = self.status
+        return f"<Run of {self.job!r} ({self.mode}): {self.jobname}, {state}>"
 
     # -- what runners call --------------------------------------------------------------
 
