@@ -194,12 +194,31 @@ class JobOptions:
         values.update(plain)  # frozen to users; settled here, once
         _check_env(self.env)
 
+    def __eq__(self, other: object) -> bool:
+        """Field by field; ``params`` (any object) by identity, else by ``==`` where that
+        answers (a numpy array's ``==`` cannot: jobs holding one are then not equal)."""
+        if other.__class__ is not JobOptions:
+            return NotImplemented
+        return all(_same(value, vars(other)[name]) for name, value in vars(self).items())
+
+    __hash__ = None  # type: ignore[assignment]  # params may be anything: as a dict, none
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None) -> JobOptions:
         """A copy with ``update`` applied, unchecked (as the pydantic model's ``model_copy``):
         for a runner adapting options it has already checked."""
         copy = object.__new__(JobOptions)
         vars(copy).update(vars(self), **(update or {}))
         return copy
+
+
+def _same(one: Any, other: Any) -> bool:
+    """Whether ``one`` and ``other`` are the same or equal, never raising."""
+    if one is other:
+        return True
+    try:
+        return bool(one == other)
+    except Exception:
+        return False
 
 
 def _listed(options: type) -> str:

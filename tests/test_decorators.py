@@ -1326,3 +1326,24 @@ def test_a_refused_stages_defaults_are_not_shown() -> None:
         map(h)
     said = str(caught.value)
     assert "takes (a, b, c, table=..., token=...)" in said and len(said) < 1000, said[:300]
+
+
+def test_jobs_whose_params_have_no_plain_equality_compare_hash_and_are_found() -> None:
+    # params={"w": numpy.array([1, 2])} ran, but ==, a set of jobs, `in` and index() raised
+    # "the truth value of an array ... is ambiguous" from the dataclass's own __eq__.
+    class Ambiguous:
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("the truth value of an array is ambiguous")
+
+        __hash__ = object.__hash__
+
+    weights = {"w": Ambiguous()}
+
+    @job(params=weights)
+    def first() -> list[Any]:
+        return [map(lambda line: [(line, 1)])]
+
+    same, other = first.with_options(params=weights), first.with_options(params={"w": Ambiguous()})
+    assert first == same and first != other
+    assert {first, same, other} == {first, other}
+    assert other in [first, other] and [first, other].index(other) == 1
