@@ -161,6 +161,18 @@ def test_a_reduce_only_job_names_discos_legacy_record_format(tmp_path: Path, mod
     assert "Disco's legacy record format" in str(info.value), str(info.value)
 
 
+@pytest.mark.parametrize("line", ["\u00b2 squared 1 x", "\u2460 first", "1" * 5000 + " x"])
+def test_a_reduce_only_job_refuses_text_led_by_a_digit_of_another_kind(
+    tmp_path: Path, line: str
+) -> None:
+    # A superscript or circled digit, or 5,000 digits, passed isdigit() and failed int():
+    # a bare ValueError, blamed on the stage's code.
+    text = tmp_path / "odd.txt"
+    text.write_text(line + "\n")
+    with pytest.raises(StageError, match="put a @map first"):
+        jobs.merge_counts.run(inputs=[text], mode="inline", max_failures=0)
+
+
 def test_reduce_only_job_refuses_a_text_input(corpus: list[Path], mode: str) -> None:
     with pytest.raises((TaskFailed, StageError)) as info:
         jobs.merge_counts.run(inputs=corpus, mode=mode, max_failures=0)

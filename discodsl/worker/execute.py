@@ -155,10 +155,16 @@ def _legacy_line(line: str) -> bool:
     """Whether ``line`` is a record of Disco's legacy format: ``<klen> <key> <vlen> <value>``
     (lengths of ASCII keys and values, as its writer's test files hold)."""
     key_size, _, rest = line.partition(" ")
-    if not key_size.isdigit() or len(rest) <= int(key_size) or rest[int(key_size)] != " ":
+    if not _ascii_count(key_size) or len(rest) <= int(key_size) or rest[int(key_size)] != " ":
         return False
     value_size, _, value = rest[int(key_size) + 1 :].partition(" ")
-    return value_size.isdigit() and len(value) == int(value_size)
+    return _ascii_count(value_size) and len(value) == int(value_size)
+
+
+def _ascii_count(text: str) -> bool:
+    """Whether ``text`` is a length as that format writes one: ASCII digits, few of them
+    (``isdigit()`` takes a superscript two, which ``int()`` refuses)."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
 
 
 def _groups(task: TaskSetup, records: Iterable[Any]) -> Iterator[tuple[Any, Iterator[Any]]]:
