@@ -92,11 +92,14 @@ Handler = Callable[[int, FrameType | None], Any]
 
 
 def _swapped(noting: Handler) -> dict[int, Handler]:
-    """Every signal handler of a function replaced by ``noting``: the handlers replaced."""
+    """Every signal handler of a function of the program's replaced by ``noting``: the
+    handlers replaced. Python's own SIGINT handler stays (a Ctrl-C in a load raises
+    KeyboardInterrupt there, as anywhere): a swap sets the OS's disposition, and Python's
+    record of it says default_int_handler over what an embedded runtime (a JVM, R) set."""
     swapped: dict[int, Handler] = {}
     for number in signal.valid_signals():
         handler = signal.getsignal(number)
-        if callable(handler):
+        if callable(handler) and handler is not signal.default_int_handler:
             signal.signal(number, noting)
             swapped[number] = handler
     return swapped

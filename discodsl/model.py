@@ -13,6 +13,7 @@ stage's function calls is pickled as its plain function.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -65,10 +66,10 @@ _IMPORTING = forking.IMPORTING
 
 def _runner(mode: Mode | None, master: str | None) -> Runner:
     """The runner for ``mode`` (see :func:`discodsl.runners.choose`), imported under
-    ``_IMPORTING`` with the signals of this thread held (see interrupts.held): a program's
-    signal handler that runs a job found the runner's modules half imported, and both
-    runs died of "partially initialized module"."""
-    with _IMPORTING, interrupts.held():
+    ``_IMPORTING`` with the program's signal handlers held while it loads (see
+    interrupts.held): a program's signal handler that runs a job found the runner's
+    modules half imported, and both runs died of "partially initialized module"."""
+    with _IMPORTING, _held_unless_loaded(mode):
         from discodsl.runners import choose
 
         runner = choose(mode, master)
@@ -78,6 +79,28 @@ def _runner(mode: Mode | None, master: str | None) -> Runner:
         import discodsl.shipping  # noqa: F401
 
         return runner
+
+
+def _held_unless_loaded(mode: Mode | None) -> contextlib.AbstractContextManager[None]:
+    """:func:`interrupts.held` while a run would import modules of its runner's; nothing
+    once they are loaded (each swap of a handler sets the OS's disposition)."""
+    runners = [_RUNNER_MODULES[mode]] if mode in _RUNNER_MODULES else _RUNNER_MODULES.values()
+    if all(name in sys.modules for name in (*_ON_THE_WAY, *runners)):
+        return contextlib.nullcontext()
+    return interrupts.held()
+
+
+_RUNNER_MODULES = {
+    "local": "discodsl.runners.local",
+    "inline": "discodsl.runners.inline",
+    "cluster": "discodsl.runners.cluster",
+}
+_ON_THE_WAY = (
+    "discodsl.runners",
+    "discodsl.results",
+    "discodsl.runners.handle",
+    "discodsl.shipping",
+)
 
 
 class _FunctionDoc:

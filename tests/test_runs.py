@@ -1226,6 +1226,45 @@ def test_every_signal_held_while_the_runner_loads_is_handled_though_one_handler_
             signal.signal(number, handler)
 
 
+LIBRARY_DISPOSITION = """
+import ctypes, os, signal, sys, time
+from tests import jobs
+
+libc = ctypes.CDLL(None)
+libc.signal.restype = ctypes.c_void_p
+libc.signal(signal.SIGINT, ctypes.c_void_p(1))  # SIG_IGN, as a library sets it in C
+
+def interrupted():
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+print(interrupted(), sorted(jobs.wordcount.run(["raw://x"], mode=sys.argv[1])), interrupted())
+"""
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_run_leaves_a_signal_disposition_a_c_library_set_as_it_was(
+    tmp_path: Path, mode: str
+) -> None:
+    # Holding the program's handlers while the runner loaded put Python's SIGINT handler
+    # back at the OS level, over what an embedded runtime (a JVM, R) had set there.
+    script = tmp_path / "library.py"
+    script.write_text(LIBRARY_DISPOSITION)
+    done = subprocess.run(
+        [sys.executable, str(script), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.stdout.split("\n")[0] == "False [('x', 1)] False", done.stderr
+
+
 def test_a_kill_the_master_refuses_leaves_the_run_as_it_was(
     disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
