@@ -235,12 +235,19 @@ class Results:
         as long as these results: keep them referenced, and open, until the
         jobs reading the URLs have run (or pass the results themselves).
         """
+        node = self.node
+        # Each as any runner here reads it, as Disco's own client reads results.
+        listed = self.listed_urls()
+        return [[indexes.readable_here(url, node) for url in replicas] for replicas in listed]
+
+    def listed_urls(self) -> list[list[str]]:
+        """The record files of these results as their master lists them (a cluster's
+        ``disco://HOST/...``, which its nodes read at their own port), each a replica list:
+        the inputs a job on that cluster is given."""
         if not self._held_by_a_run():  # a run holding them reads them, closed or not
             self._check_open()
         node = self.node
-        files = indexes.expand(self.urls, lambda host: node, lambda url, _: url)
-        # Each as any runner here reads it, as Disco's own client reads results.
-        return [[indexes.readable_here(url, node) for url in replicas] for replicas in files]
+        return indexes.expand(self.urls, lambda host: node, lambda url, _: url)
 
     def _held_by_a_run(self) -> bool:
         owner = self._run or self  # a stage's files are its run's

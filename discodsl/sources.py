@@ -52,8 +52,10 @@ def once(inputs: Any) -> Any:
     return tuple(inputs) if isinstance(inputs, Iterable) else inputs
 
 
-def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
-    """Each input as given, with its replica lists (see :func:`resolve`)."""
+def resolve_each(inputs: Any, as_listed: bool = False) -> list[tuple[Any, list[list[str]]]]:
+    """Each input as given, with its replica lists (see :func:`resolve`); with
+    ``as_listed``, a cluster run's results as their master lists their files (for a job on
+    a cluster: its nodes read them), not as this machine reads them."""
     if inputs is None:
         raise SettingsError(
             "the job got no inputs (None, or none given): pass paths, globs, URLs or an "
@@ -72,12 +74,15 @@ def resolve_each(inputs: Any) -> list[tuple[Any, list[list[str]]]]:
             f"inputs={brief(inputs, 80)} is a {type(inputs).__name__}: pass a path or URL as a "
             "str, a list of them, or an earlier job's results, e.g. inputs=['data/*.txt']"
         )
-    return [(item, _resolve_one(item)) for item in inputs]
+    return [(item, _resolve_one(item, as_listed)) for item in inputs]
 
 
-def _resolve_one(item: Any) -> list[list[str]]:
+def _resolve_one(item: Any, as_listed: bool = False) -> list[list[str]]:
     if hasattr(item, "record_urls"):
-        return [list(replicas) for replicas in item.record_urls()]
+        listed = as_listed and getattr(item, "mode", None) == "cluster"
+        return [
+            list(replicas) for replicas in (item.listed_urls() if listed else item.record_urls())
+        ]
     if isinstance(item, os.PathLike):
         return [[url] for url in _paths(os.fspath(item))]
     if isinstance(item, str):

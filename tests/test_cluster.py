@@ -540,6 +540,21 @@ def test_results_are_read_through_disco_proxy(
     assert any(path.startswith("/proxy/localhost/GET/disco/") for path in asked), asked
 
 
+@pytest.mark.parametrize("given", ["results", "run"])
+def test_a_job_chained_on_a_cluster_runs_results_gets_their_files_as_the_master_lists_them(
+    master: Master, given: str
+) -> None:
+    # The chained job was given the files as this client reads them, http://NODE:<the
+    # client's DISCO_PORT>/..., which nodes serving another port (a master reached through
+    # a tunnel or a proxy) could not read; a tag of the same results gave disco:// URLs.
+    first = jobs.wordcount.submit(inputs=["raw://a b c", "raw://c a c"], mode="cluster")
+    chained = first if given == "run" else first.wait()
+    second = jobs.merge_counts.run(inputs=[chained], mode="cluster")
+    assert dict(second) == WORDS
+    inputs = master.jobinfo(second.jobname)["inputs"]
+    assert inputs and all(url.startswith("disco://localhost/disco/") for url in inputs), inputs
+
+
 def test_result_files_are_read_with_the_clients_settings() -> None:
     """The timeout, port and proxy a cluster's files are read with are the settings' (a
     settings file's too), not the worker's environment-only defaults."""

@@ -167,7 +167,8 @@ class Runner:
     def _plan(
         self, job: Job, options: JobOptions, inputs: Inputs, spec: JobSpec | None = None
     ) -> Plan:
-        each = [(item, self._here(found)) for item, found in sources.resolve_each(inputs)]
+        resolved = sources.resolve_each(inputs, as_listed=self.mode == "cluster")
+        each = [(item, self._here(found)) for item, found in resolved]
         spec = _carrying(spec or job.spec(options), [item for item, _ in each])
         plan = Plan(job, options, spec, [urls for _, found in each for urls in found])
         return self._look_up(plan, each) if options.cache else plan

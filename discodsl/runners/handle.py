@@ -203,6 +203,11 @@ class Run:
         """The record files of the run's results (waiting for them): inputs for another job."""
         return self.wait().record_urls()
 
+    def listed_urls(self) -> list[list[str]]:
+        """The record files of the run's results (waiting for them) as their master lists
+        them: see :meth:`Results.listed_urls`."""
+        return self.wait().listed_urls()
+
     def __reduce__(self) -> Any:
         raise TypeError(
             f"the run {self.jobname!r} cannot be pickled: it stands for a job this process "
