@@ -556,14 +556,16 @@ def _defaults(function: FunctionType) -> dict[str, Any]:
 def preflight(spec: JobSpec, pickled: bytes) -> None:
     """Load ``pickled`` in a fresh interpreter, as a node would; PicklingError if it fails.
 
-    Only the standard library, installed packages and the job home's own
-    modules are importable there (not the current directory or the script's).
+    Only the standard library, installed packages, the job home's own modules and
+    what the job's ``env={"PYTHONPATH": ...}`` names are importable there (not the
+    current directory or the script's).
     A job that passed once in this process is not checked again.
     """
-    digest = hashlib.sha256(pickled).hexdigest()
+    path = spec.env.get("PYTHONPATH", "")  # the job's own, as a node gives it its workers
+    digest = hashlib.sha256(pickled + path.encode(errors="surrogateescape")).hexdigest()
     if digest in _checked:
         return
-    failure = _load_in_child(pickled)
+    failure = _load_in_child(pickled, path)
     if failure:
         raise _load_error(spec, failure)
     _checked.add(digest)
@@ -579,9 +581,13 @@ except BaseException as exc:
 """
 
 
-def _load_in_child(pickled: bytes) -> str:
+def _load_in_child(pickled: bytes, path: str = "") -> str:
+    """What failed loading ``pickled`` in a fresh interpreter, with the job's ``path`` as
+    its PYTHONPATH (relative entries from the job home, as on a node); "" if nothing."""
     home = _runtime_home()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if path:
+        env["PYTHONPATH"] = path
     try:
         done = subprocess.run(
             [sys.executable, "-s", "-c", _CHILD],

@@ -127,6 +127,38 @@ def test_a_params_value_from_a_module_the_node_cannot_import_is_named(
     )
 
 
+def test_a_module_the_jobs_own_pythonpath_reaches_passes_the_preflight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A team's modules on a shared directory, named by env={"PYTHONPATH": ...} as Disco
+    # gives a job's env to its workers: the pre-flight loaded the job without it, and
+    # refused a job the nodes run.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "teamhelpers.py").write_text("def norm(word):\n    return word.lower()\n")
+    monkeypatch.syspath_prepend(str(shared))
+    import teamhelpers  # type: ignore[import-not-found]
+
+    @map
+    def normed(line: str) -> Iterator[tuple[str, int]]:
+        yield teamhelpers.norm(line), 1
+
+    @job
+    def shared_helpers() -> list[Any]:
+        return [normed, total]
+
+    try:
+        without = shared_helpers.spec()
+        with pytest.raises(PicklingError, match="install 'teamhelpers' on the nodes"):
+            preflight(without, pickle_job(without))
+        spec = shared_helpers.spec(
+            shared_helpers.options.model_copy(update={"env": {"PYTHONPATH": str(shared)}})
+        )
+        preflight(spec, pickle_job(spec))
+    finally:
+        sys.modules.pop("teamhelpers", None)
+
+
 CACHED_HELPER = (
     "import functools\n\n@functools.lru_cache(maxsize=None)\ndef weight(word):\n    return 1\n"
 )
