@@ -332,9 +332,10 @@ class _ClientObject(Exception):
     node has, met while pickling the job."""
 
 
-def _client_only(module: str) -> bool:
-    """Whether ``module`` is one of discodsl's that a node has not (its client's)."""
-    if not module.startswith("discodsl.") or module == "discodsl.readers":
+def _client_only(module: str | None) -> bool:
+    """Whether ``module`` is one of discodsl's that a node has not (its client's); None is
+    no module's (code made by ``exec(code, {})``), which ships by value."""
+    if module is None or not module.startswith("discodsl.") or module == "discodsl.readers":
         return False
     return not module.startswith("discodsl.worker.") and module != "discodsl.worker"
 

@@ -159,6 +159,33 @@ def test_a_module_the_jobs_own_pythonpath_reaches_passes_the_preflight(
         sys.modules.pop("teamhelpers", None)
 
 
+GENERATED = """
+from discodsl import job, map, reduce
+
+@map
+def words(line):
+    for word in line.split():
+        yield word, 1
+
+@reduce
+def total(word, counts):
+    yield word, sum(counts)
+
+@job
+def generated():
+    return [words, total]
+"""
+
+
+def test_a_job_whose_code_was_made_by_exec_ships(tmp_path: Path) -> None:
+    # Code run by exec(code, {}) (a template tool's, a front-end's cells) has no module:
+    # "'NoneType' object has no attribute 'startswith'", on the local runner and a master.
+    namespace: dict[str, Any] = {}
+    exec(GENERATED, namespace)
+    results = namespace["generated"].run(["raw://a b a"], mode="local", progress=False)
+    assert sorted(results) == [("a", 2), ("b", 1)]
+
+
 CACHED_HELPER = (
     "import functools\n\n@functools.lru_cache(maxsize=None)\ndef weight(word):\n    return 1\n"
 )
