@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from discodsl import indexes, places
-from discodsl.errors import JobError
+from discodsl.errors import JobError, SettingsError
 from discodsl.jobstatus import command_line
 from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, iter_input
@@ -140,6 +140,27 @@ class Results:
         self.reused: Callable[[str], list[list[str]] | None] = lambda stage: None
         # What gives ``carried``, asked only when these results are another job's inputs.
         self.carrying: Callable[[], tuple[type, ...]] = tuple
+
+    @classmethod
+    def of_job(
+        cls, jobname: str, *, master: str | None = None, timeout: float | None = None
+    ) -> Results:
+        """The results of the job ``jobname`` on a Disco master (``master``, else the one
+        configured), once it is ready: a program that submitted it and ended, or another
+        one, reads them so (and passes them to the next job). Waits up to ``timeout``
+        seconds (None: as long as it takes), raising what ``wait()`` raises: JobActive,
+        TaskFailed or JobDead for a job that failed, NoSuchJob for a name the master does
+        not know."""
+        from discodsl.runners.cluster import Cluster, wait_for
+        from discodsl.settings import configured_master
+
+        if configured_master(master) is None:
+            raise SettingsError(
+                f"no Disco master is configured to ask for job {jobname!r}: pass master=URL, "
+                "or set DISCO_MASTER (in the environment, or in ~/.disco)"
+            )
+        with Cluster.connect(master) as cluster:
+            return wait_for(cluster, jobname, timeout=timeout, progress=False)
 
     def stage(self, name: str | Any) -> Results:
         """The outputs of stage ``name`` (or of the stage itself: ``results.stage(words)``)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -271,10 +272,20 @@ def _paths(pattern: str) -> list[str]:
         )
     if not existing and literal and os.path.exists(expanded):
         raise _not_a_file(pattern)
+    if not existing and _JOB_NAME.fullmatch(pattern):
+        raise JobError(
+            f"input {pattern!r} matches no file, and reads as the name of a Disco job: pass "
+            f"its results, Results.of_job({pattern!r}), or the URLs `discodsl stageresults` "
+            "prints"
+        )
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"
         raise JobError(f"input {pattern!r} matches no file{hint}: check the path (cwd: {_cwd()})")
     return [urls.file_url(f) for f in existing]
+
+
+# A Disco job's name: its prefix, then Erlang's now() in hex.
+_JOB_NAME = re.compile(r"[A-Za-z0-9_]+@[0-9a-f]+:[0-9a-f]+:[0-9a-f]+")
 
 
 def _glob(pattern: str) -> list[str]:

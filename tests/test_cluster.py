@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import discodsl.builder
-from discodsl import ClientError, JobActive, JobDead, TaskFailed
+from discodsl import ClientError, JobActive, JobDead, JobError, SettingsError, TaskFailed
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
 from discodsl.errors import BadAnswer, NoSuchJob, RemoteTraceback
@@ -553,6 +553,27 @@ def test_a_job_chained_on_a_cluster_runs_results_gets_their_files_as_the_master_
     assert dict(second) == WORDS
     inputs = master.jobinfo(second.jobname)["inputs"]
     assert inputs and all(url.startswith("disco://localhost/disco/") for url in inputs), inputs
+
+
+def test_a_cluster_jobs_results_are_reached_by_its_name_from_another_program(
+    master: Master, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A driver that restarted had the command line alone (`discodsl results NAME`); its
+    # name given as an input "matches no file", with no word of what to pass.
+    from discodsl import Results
+
+    name = jobs.wordcount.submit(inputs=["raw://a b c", "raw://c a c"], mode="cluster").jobname
+    results = Results.of_job(name, timeout=120)
+    assert dict(results) == WORDS and results.jobname == name and results.mode == "cluster"
+    assert dict(jobs.merge_counts.run(inputs=[results], mode="cluster")) == WORDS
+    with pytest.raises(NoSuchJob):
+        Results.of_job("wordcount@1:2:3")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(JobError, match=r"reads as the name of a Disco job: pass its results, "):
+        jobs.merge_counts.run(inputs=[name], mode="cluster")
+    monkeypatch.delenv("DISCO_MASTER")
+    with pytest.raises(SettingsError, match="no Disco master is configured"):
+        Results.of_job(name)
 
 
 def test_result_files_are_read_with_the_clients_settings() -> None:
