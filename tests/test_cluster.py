@@ -576,6 +576,62 @@ def test_a_cluster_jobs_results_are_reached_by_its_name_from_another_program(
         Results.of_job(name)
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_the_files_an_index_lists_are_read_here_through_disco_proxy(
+    disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    # The index was read through the proxy, and the files it lists straight from their
+    # node, which only the proxy reaches here.
+    server = LoopbackHTTPServer(_DiscoProxy)
+    server.asked, server.target = [], disco_master.url  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        first = jobs.wordcount.run(
+            inputs=["raw://a b c", "raw://c a c"], mode="cluster", master=disco_master.url
+        )
+        indexes = [replicas[0] for replicas in first.urls]
+        with closed_port() as port:
+            monkeypatch.setenv("DISCO_MASTER", f"http://localhost:{disco_master.port}")
+            monkeypatch.setenv("DISCO_PORT", str(port))
+            monkeypatch.setenv("DISCO_PROXY", f"http://127.0.0.1:{server.port}")
+            again = jobs.merge_counts.run(inputs=indexes, mode=mode, max_failures=0)
+            assert dict(again) == WORDS
+    finally:
+        server.shutdown()
+        server.server_close()
+    asked = server.asked  # type: ignore[attr-defined]
+    assert any("/out/total-" in path for path in asked), asked
+
+
+@pytest.mark.parametrize("mode", ["local", "inline", "cluster"])
+def test_an_index_that_lists_indexes_is_read_through_to_their_files(
+    disco_master: DiscoMaster, cluster_env: str, mode: str
+) -> None:
+    # Here its dir:// entries went to the worker as data, read at port 8989, not DISCO_PORT.
+    from discodsl.worker import urls
+
+    first = jobs.wordcount.run(inputs=["raw://a b c", "raw://c a c"], mode="cluster")
+    inner = [replicas[0] for replicas in first.urls]
+    host_path = urls.split_host(urls.split(inner[0])[1])[1]
+    outer = Path(urls.node_path(host_path, {"disco": str(disco_master.jobs.disco_data)}))
+    outer = outer.with_name("of-indexes.results")
+    outer.write_text("".join(f"0 {url} 100\n" for url in inner))
+    url = inner[0].rsplit("/", 1)[0] + "/of-indexes.results"
+    assert dict(jobs.merge_counts.run(inputs=[url], mode=mode, max_failures=0)) == WORDS
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_disco_url_outside_a_nodes_directories_is_refused_here_as_on_a_cluster(
+    cluster_env: str, mode: str
+) -> None:
+    # Fetched from HOST:8989 whatever the settings said, retried, and "404 ... check that
+    # the file exists", where a cluster's node refuses it at once.
+    from discodsl.errors import BadURL
+
+    with pytest.raises((BadURL, TaskFailed), match="must start with disco/ or ddfs/"):
+        jobs.wordcount.run(inputs=["disco://localhost/etc/hostname"], mode=mode)
+
+
 def test_result_files_are_read_with_the_clients_settings() -> None:
     """The timeout, port and proxy a cluster's files are read with are the settings' (a
     settings file's too), not the worker's environment-only defaults."""

@@ -39,6 +39,7 @@ from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
 from discodsl.worker import urls
 from discodsl.worker.counters import decode as decode_counts
+from discodsl.worker.errors import BadURL
 from discodsl.worker.jobfile import HTTP_TIMEOUT_MAX, TIMEOUT_ENV, timeout_seconds
 from discodsl.worker.opening import Node
 
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from discodsl.runners.handle import Run
     from discodsl.settings import DiscoSettings
     from discodsl.worker.spec import JobSpec
+
+# Indexes of indexes expanded, at most: deeper is a loop of indexes (each lists the next).
+_INDEX_DEPTH = 8
 
 # A handler of a run's events: ("stage", {stage, tasks}), ("task_done", {stage[, taskid]}),
 # ("task_failed", {stage, taskid, failures, ...}), ("task_retry", ...),
@@ -228,14 +232,22 @@ class Runner:
         ``disco://`` files read over HTTP at ``DISCO_PORT`` and tags resolved to their blobs
         through ``master`` or the configured master (the cluster runner leaves both to its
         master and nodes), once, for the key and the run."""
-        from discodsl.indexes import readable_here
-
-        expanded = self._disco_files_here(self._expanded(inputs, readable_here))
+        expanded = self._disco_files_here(self._expanded_whole(inputs))
         resolved = sources.resolve_tags_here(expanded, self.master)
         if resolved is expanded:
             return resolved
         # A tag's entries may be indexes too (an earlier job's results, tagged).
-        return self._disco_files_here(self._expanded(resolved, readable_here))
+        return self._disco_files_here(self._expanded_whole(resolved))
+
+    def _expanded_whole(self, inputs: list[list[str]]) -> list[list[str]]:
+        """``inputs`` with their indexes expanded into the files they list, as listed, and
+        those that list indexes expanded again (as a master's client reads them)."""
+        for _ in range(_INDEX_DEPTH):
+            expanded = self._expanded(inputs, lambda url, node: url)
+            if expanded is inputs:
+                break
+            inputs = expanded
+        return inputs
 
     def _disco_files_here(self, inputs: list[list[str]]) -> list[list[str]]:
         """``inputs`` with each ``disco://HOST/...`` replica as a worker here reads it: a
@@ -249,8 +261,14 @@ class Runner:
 
         def here(url: str) -> str:
             host, path = urls.split_host(urls.split(url)[1])
-            if not (url.startswith("disco://") and host and path.startswith(("disco/", "ddfs/"))):
+            if not (url.startswith("disco://") and host):
                 return url  # not a disco:// file: the worker says what is wrong with it
+            if not path.startswith(("disco/", "ddfs/")):  # as a node refuses it, at once
+                raise BadURL(
+                    f"{url}: a disco:// path must start with disco/ or ddfs/ (a node's "
+                    f"directories), not {path!r}: check the URL",
+                    url=url,
+                )
             node = node_of(host)
             return urls.proxy_url(readable_here(url, node), node.proxy)
 
