@@ -131,7 +131,7 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError:
         raise ValueError("has no port from 1 to 65535") from None
-    if parts.port == 0:
+    if parts.port == 0 or parts.netloc.endswith(":"):  # http://host: names no port
         raise ValueError("has no port from 1 to 65535")
     if any(c <= " " or c == "\x7f" for c in url):  # urlsplit drops tabs and newlines
         raise ValueError("is not an http URL")
@@ -139,7 +139,7 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
         raise ValueError("is not an http URL")
     if parts.username is not None or parts.password is not None:
         raise ValueError("holds a user name or password, which a Disco master takes none of")
-    if parts.path or parts.query or parts.fragment:
+    if parts.path or parts.query or parts.fragment or url.endswith(("?", "#")):
         raise ValueError(f"has a path or query after {parts.scheme}://{parts.netloc}")
     return url
 

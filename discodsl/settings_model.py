@@ -217,12 +217,24 @@ def _ipv6_if_colons(host: str) -> bool:
 
 def _unsecret(value: Any) -> Any:
     """``value`` with what a URL in it holds before its host (a user, a password, a token)
-    as ``***``, and a host name's own user part too (``user:pw@host``)."""
-    if not isinstance(value, str) or "@" not in value:
+    as ``***``, a host name's own user part too (``user:pw@host``), and a query's or
+    fragment's values as ``...`` (a dashboard's ``?token=``)."""
+    if not isinstance(value, str):
         return value
     start = value.find("//") + 2 if "//" in value else 0
-    at = value.rfind("@")
-    return f"{value[:start]}***{value[at:]}" if at >= start else value
+    ends = [at for at in (value.find(mark, start) for mark in "/?#") if at >= 0]
+    end = min(ends, default=len(value))
+    if not _HOST_AND_PORT.fullmatch(value[start:end]):  # a password may hold a / or ?
+        end = len(value)
+    at = value.rfind("@", start, end)  # in the user and host part alone: not a path's @
+    if at >= 0:
+        value, end = f"{value[:start]}***{value[at:]}", start + 3 + end - at
+    cut = [at for at in (value.find(mark, end) for mark in "?#") if at >= 0]
+    return value[: min(cut) + 1] + "..." if cut and min(cut) + 1 < len(value) else value
+
+
+# What stands before a URL's path when it names no user: a host and a port of digits.
+_HOST_AND_PORT = re.compile(r"[^@:/?#]*(:[0-9]*)?|\[[^\]@/]*\](:[0-9]*)?")
 
 
 def _origin(name: str, kwargs: dict[str, Any]) -> str:

@@ -607,6 +607,13 @@ def test_an_http_timeout_in_the_environment_that_is_none_is_refused_on_every_run
         ("http://master:8989/index.html", "(it has a path or query after http://master:8989)"),
         ("http://127.0.0.1:99999", "(it has no port from 1 to 65535)"),
         ("http://ann:s3cr3t@master:8989", "(it holds a user name or password"),
+        # A query's values (a dashboard's token) are not shown; an @ of a path hides no host.
+        ("http://disco:8989/?token=s3cr3t", "'http://disco:8989/?...' is not a master URL"),
+        ("http://disco:8989/a@b", "'http://disco:8989/a@b' is not a master URL (it has a path"),
+        # A stray ? or #, or an empty port, passed, and every request missed.
+        ("http://127.0.0.1:8989?", "(it has a path or query after http://127.0.0.1:8989)"),
+        ("http://127.0.0.1:8989#", "(it has a path or query after http://127.0.0.1:8989)"),
+        ("http://127.0.0.1:", "(it has no port from 1 to 65535)"),
     ],
 )
 def test_a_master_url_refused_says_why_and_shows_no_password(given: str, why: str) -> None:
