@@ -351,3 +351,38 @@ def test_inline_an_lru_cache_helper_of_the_script_redefined_gives_a_fresh_run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.splitlines() == ["[('a', 1), ('b', 1)]", "[('a', 7), ('b', 7)]"]
+
+
+SCRIPT_STAGES = """
+from discodsl import job, map
+
+
+def weight(word):
+    return {weight}
+
+
+@map
+def words(line):
+    for word in line.split():
+        yield word, weight(word)
+
+
+@job
+def weighted():
+    return [words]
+"""
+
+
+@pytest.mark.parametrize("where", ["inline", "local"])
+def test_lines_added_above_a_stage_leave_its_key_as_it_was(where: str) -> None:
+    # A fix with more lines in a helper above the stages (or a comment) moved every stage
+    # below it, and their code's line numbers were keyed: nothing was resumed.
+    def made(source: str) -> Job:
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        exec(compile(source, "/work/pipeline.py", "exec"), namespace)
+        return namespace["weighted"]  # type: ignore[no-any-return]
+
+    first = keys_of(made(SCRIPT_STAGES.format(weight=1)), where)
+    moved = "# a comment\n\n\n" + SCRIPT_STAGES.replace("def weight", "# why\ndef weight")
+    assert keys_of(made(moved.format(weight=1)), where) == first
+    assert keys_of(made(SCRIPT_STAGES.format(weight=2)), where) != first

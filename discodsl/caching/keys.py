@@ -197,10 +197,19 @@ _CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
 
 
 def _code(code: CodeType) -> tuple[Any, tuple[Any, ...]]:
-    """cloudpickle's reduction of ``code``, its file named without the directory."""
-    renamed = code.replace(co_filename=os.path.basename(code.co_filename))
+    """cloudpickle's reduction of ``code``, its file named without the directory and its
+    lines without their numbers (see _without_lines)."""
+    renamed = _without_lines(code).replace(co_filename=os.path.basename(code.co_filename))
     reduced: tuple[Any, tuple[Any, ...]] = _CLOUDPICKLE_CODE(renamed)
     return reduced
+
+
+def _without_lines(code: CodeType) -> CodeType:
+    """``code`` as a key takes it: where its lines are in the file left out (a line added
+    above a stage, a longer helper before it, changes nothing it does), nested code too.
+    Never run: a traceback's lines are the shipped code's."""
+    consts = tuple(_without_lines(c) if isinstance(c, CodeType) else c for c in code.co_consts)
+    return code.replace(co_firstlineno=1, co_linetable=b"", co_consts=consts)
 
 
 class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
@@ -348,7 +357,7 @@ def _loaded_code(
     names is left out (a big table no stage uses costs nothing)."""
     digest = hashlib.sha256()
     for name, function in functions:
-        digest.update(name.encode() + marshal.dumps(function.__code__))
+        digest.update(name.encode() + marshal.dumps(_without_lines(function.__code__)))
         cells = [_cell_value(cell) for cell in function.__closure__ or ()]
         digest.update(_value_digest((function.__defaults__, function.__kwdefaults__, cells)))
     for name, value in sorted(vars(module).items()):
