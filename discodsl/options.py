@@ -315,9 +315,8 @@ def _meant(name: str) -> str:
     """`` (did you mean ...?)`` for an unknown option ``name``: an option or a keyword of
     run() spelt alike (case aside), or one of the same meaning; else ``""``."""
     names = [*option_names(), *RUN_KEYWORDS]
-    close = _ALIKE.get(name.lower()) or next(
-        iter(difflib.get_close_matches(name.lower(), names, n=1)), None
-    )
+    alike = difflib.get_close_matches(name.lower(), [*names, *_ALIKE], n=1)
+    close = _ALIKE.get(name.lower()) or next((_ALIKE.get(n, n) for n in alike), None)
     if close is None:
         return ""
     own = " It is run()'s own." if close in RUN_KEYWORDS else ""
@@ -330,6 +329,10 @@ _ALIKE = {
     "processes": "workers",
     "input_files": "inputs",
     "master_url": "master",
+    "retries": "max_failures",
+    "max_retries": "max_failures",
+    "max_attempts": "max_failures",
+    "environment": "env",
 }
 
 
