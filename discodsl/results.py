@@ -265,10 +265,16 @@ class Results:
         """The record files of these results as their master lists them (a cluster's
         ``disco://HOST/...``, which its nodes read at their own port), each a replica list:
         the inputs a job on that cluster is given."""
-        if not self._held_by_a_run():  # a run holding them reads them, closed or not
+        # A run holding them reads them, closed or not, but for files removed before.
+        if self._files_removed() or not self._held_by_a_run():
             self._check_open()
         node = self.node
         return indexes.expand(self.urls, lambda host: node, lambda url, _: url)
+
+    def _files_removed(self) -> bool:
+        """Whether closing these results (or their run's) has removed their files."""
+        owner = self._run or self  # a stage's files are its run's
+        return owner._finalizer is not None and not owner._finalizer.alive
 
     def _held_by_a_run(self) -> bool:
         owner = self._run or self  # a stage's files are its run's

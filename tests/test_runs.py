@@ -730,6 +730,16 @@ def test_indexes_of_local_results_closed_since_are_refused_saying_why() -> None:
         assert "or the run is another process's (a local run's files are read only" in str(e.value)
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_run_whose_results_were_closed_given_as_an_input_says_so(mode: str) -> None:
+    # The Run (the README's chain form) after its results were closed: a bare "No such
+    # file" DataError, where the closed Results given said what had happened.
+    run = jobs.wordcount.submit(["raw://x y x"], mode=mode, progress=False)
+    run.wait().close()
+    with pytest.raises(JobError, match="were closed, which removed their files"):
+        jobs.histogram.run(run, mode=mode, progress=False)
+
+
 def test_a_chained_run_ships_its_code_and_globals_as_they_were_at_submit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
