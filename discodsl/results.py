@@ -190,12 +190,13 @@ class Results:
 
     def __reduce__(self) -> Any:
         if self.mode == "cluster":
+            command = command_line(f"results {self.jobname}", self.master or "URL")
             raise TypeError(
                 f"the results of {self.jobname!r} cannot be pickled: they are this process's "
                 "reading of the master's files, which stay there until the job is purged; "
                 "pass the records themselves (e.g. list(results)), results.record_urls() "
-                f"(inputs for another job), or the job's name ({self.jobname!r}: `discodsl "
-                "results NAME` reads them again)"
+                f"(inputs for another job), or the job's name, whose results "
+                f"Results.of_job({self.jobname!r}) or `{command}` read again"
             )
         raise TypeError(
             f"the results of {self.jobname!r} cannot be pickled: they stand for files this "

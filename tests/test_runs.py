@@ -652,7 +652,9 @@ def test_cluster_results_refuse_to_be_pickled_saying_their_files_stay_on_the_mas
         pickle.dumps(results)
     message = str(info.value)
     assert "stay there until the job is purged" in message and "removes" not in message
-    assert f"the job's name ({results.jobname!r}: `discodsl results NAME`" in message
+    # Naming the master, which a machine with no DISCO_MASTER set would not ask.
+    assert f"Results.of_job({results.jobname!r})" in message
+    assert f"`discodsl --master {cluster_env} results {results.jobname}`" in message
 
 
 def test_closed_cluster_results_say_their_files_stay_on_the_master(cluster_env: str) -> None:
