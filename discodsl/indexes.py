@@ -17,6 +17,7 @@ own stages (their labels count).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import suppress
 
@@ -61,4 +62,18 @@ def _first_readable(
 
 def _read(url: str, node_of: Callable[[str], Node]) -> tuple[Node, list[tuple[int, str, int]]]:
     node = node_of(urls.split_host(urls.split(url)[1])[0])
-    return node, read_index(url, node)
+    try:
+        return node, read_index(url, node)
+    except DataError as exc:
+        job = _JOB_OF_INDEX.search(url)
+        if job is None or not (exc.status == 404 or isinstance(exc.__cause__, FileNotFoundError)):
+            raise
+        raise DataError(
+            f"{url}: the index of job {job.group(1)!r}'s outputs is gone (its node has it no "
+            "more): if that job was purged, its results went with it: run it again",
+            url=url,
+        ) from exc
+
+
+# A job's name in the path of an index of its outputs: .../JOB/.disco/STAGE-TASK-TIME.results
+_JOB_OF_INDEX = re.compile(r"/([^/]+@[^/]+)/\.disco/[^/]+$")

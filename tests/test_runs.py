@@ -1207,6 +1207,16 @@ def test_results_of_a_purged_cluster_job_say_the_job_is_gone(
     said = str(caught.value)
     assert f"the results of {results.jobname!r} are gone: the master knows the job no" in said
     assert "purged" in said and "node serving it is healthy" not in said, said
+    # Given to another job, as its indexes or the results: the index's bare 404.
+    from discodsl import DataError
+
+    indexes = [replicas[0] for replicas in results.urls]
+    for mode in ("local", "inline", "cluster"):
+        with pytest.raises((DataError, JobError)) as caught:
+            jobs.merge_counts.run(inputs=indexes, mode=mode, max_failures=0)
+        said = str(caught.value)
+        assert f"the index of job {results.jobname!r}'s outputs is gone" in said, said
+        assert "if that job was purged" in said and "node serving it is healthy" not in said
 
 
 def test_every_signal_held_while_the_runner_loads_is_handled_though_one_handler_raises() -> None:
