@@ -1306,3 +1306,25 @@ def test_a_kill_the_master_refuses_leaves_the_run_as_it_was(
     assert run.status == "active"
     assert sorted(run.wait(timeout=120)) == [("a", 1)]
     assert run.status == "ready"
+
+
+def test_a_run_left_by_an_exception_of_a_signal_handler_is_stopped(tmp_path: Path) -> None:
+    # A SIGALRM deadline raising in run(): the local run computed on in the background,
+    # held by no one, and the program was told at exit to wait() for it.
+    pidfile = tmp_path / "pid"
+
+    def deadline(number: int, frame: Any) -> None:
+        raise TimeoutError("the deadline passed")
+
+    previous = signal.signal(signal.SIGALRM, deadline)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 2.0)
+        with pytest.raises(TimeoutError, match="the deadline passed"):
+            cluster_jobs.sleeper.run(
+                ["raw://x"], mode="local", progress=False, params={"pidfile": str(pidfile)}
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    pid = int(pidfile.read_text())
+    eventually(lambda: not owners.running(pid), seconds=30)

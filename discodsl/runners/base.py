@@ -39,7 +39,7 @@ from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
 from discodsl.worker import urls
 from discodsl.worker.counters import decode as decode_counts
-from discodsl.worker.errors import BadURL
+from discodsl.worker.errors import BadURL, DiscoDSLError
 from discodsl.worker.jobfile import HTTP_TIMEOUT_MAX, TIMEOUT_ENV, timeout_seconds
 from discodsl.worker.opening import Node
 
@@ -123,8 +123,18 @@ class Runner:
 
     def run(self, job: Job, inputs: Inputs, overrides: Mapping[str, Any]) -> Results:
         """Run ``job`` over ``inputs`` with its options changed by ``overrides``: the
-        results, or what the run raised."""
-        return self.submit(job, inputs, overrides).wait()
+        results, or what the run raised. An exception of the program's own signal handler
+        (a SIGALRM deadline, SIGTERM's ``sys.exit``) leaving the wait ends the run, which
+        no one else holds, as Ctrl-C ends it."""
+        run = self.submit(job, inputs, overrides)
+        try:
+            return run.wait()
+        except (KeyboardInterrupt, DiscoDSLError):  # handled, or the run's own end
+            raise
+        except BaseException:
+            if not run.ended():
+                run.interrupted()
+            raise
 
     def submit(self, job: Job, inputs: Inputs, overrides: Mapping[str, Any]) -> Run:
         """Start ``job`` over ``inputs``; its :class:`~discodsl.runners.handle.Run`.

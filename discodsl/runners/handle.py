@@ -122,7 +122,7 @@ class Run:
             try:
                 ended = _wait_awake(self._ended, _left(deadline))
             except KeyboardInterrupt:
-                self._interrupted()
+                self.interrupted()
                 raise
             # Another thread's Ctrl-C stopped the watch, not this wait: the job runs on.
             if not (ended and self._watch_stopped() and self._interrupts != interrupts):
@@ -385,8 +385,9 @@ class Run:
             jobname=self.jobname,
         )
 
-    def _interrupted(self) -> None:
-        """Ctrl-C in wait(): the runner's reaction (default: kill), then let it clean up."""
+    def interrupted(self) -> None:
+        """Ctrl-C in wait(), or an exception of a signal handler in run(): the runner's
+        reaction (default: kill), then let it clean up."""
         self._interrupts += 1  # first: another wait() woken by its end knows it for this
         (self._interrupt or self.kill)()
         if self._thread is not None:
