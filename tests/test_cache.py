@@ -420,6 +420,31 @@ def test_an_output_larger_than_the_limit_is_not_kept_and_says_so(
         assert line.endswith(" bytes, more than DISCODSL_CACHE_SIZE=10")
 
 
+def test_stages_too_large_of_one_size_are_each_said_not_kept(
+    text: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Said once per reason: a second stage writing as many bytes (a map passing records
+    # on) was left out of the cache without a word.
+    from discodsl import job, map
+
+    @map
+    def pairs(line: str) -> Any:
+        yield line, 1
+
+    @map
+    def passon(record: Any) -> Any:
+        yield record
+
+    @job(partitions=None)
+    def two() -> list[Any]:
+        return [pairs, passon]
+
+    monkeypatch.setenv("DISCODSL_CACHE_SIZE", "10")
+    two.run([text], mode="local", cache=True, progress=False)
+    said = [line for line in capfd.readouterr().err.splitlines() if "not kept" in line]
+    assert [line.split("'")[1] for line in said] == ["pairs", "passon"], said
+
+
 def test_a_size_limit_of_0_keeps_nothing_not_even_a_clusters_stages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -172,8 +172,9 @@ class Keeper:
             store.keep(entry, paths, started=None if again else self.started)
             self.kept.add(entry.key)
         except store.NotKept as why:
-            if str(why) not in self.told:  # each stage too large; an unwritable cache once
+            told = str(why) if why.everywhere else f"{stage}: {why}"  # an unwritable cache once
+            if told not in self.told:
                 notice(
                     f"discodsl: stage {stage!r} of job {self.job!r} is not kept in the cache: {why}"
                 )
-                self.told.add(str(why))
+                self.told.add(told)

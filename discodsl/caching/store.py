@@ -84,7 +84,12 @@ Output = tuple[int, int, list[str]]  # (label, size, replica URLs or file names 
 
 
 class NotKept(Exception):
-    """A stage could not be kept: it is bigger than the limit, or the cache cannot be written."""
+    """A stage could not be kept: it is bigger than the limit, or the cache cannot be written
+    (``everywhere``: no stage of the run will be, so it is said once)."""
+
+    def __init__(self, why: str, everywhere: bool = False) -> None:
+        super().__init__(why)
+        self.everywhere = everywhere
 
 
 @dataclass
@@ -207,7 +212,8 @@ def _unwritable(root: Path, exc: OSError) -> NotKept:
     """Why nothing is kept: the cache directory cannot be written, and what to do."""
     return NotKept(
         f"{root} cannot be written: {exc}: point DISCODSL_CACHE_DIR at a directory this user "
-        "can write"
+        "can write",
+        everywhere=True,
     )
 
 
@@ -233,7 +239,7 @@ def keep(
         size = sum(os.path.getsize(path) for paths in sources for path in paths if path)
         if not cap:
             _empty(root)
-            raise NotKept(f"{SIZE_ENV}=0 keeps nothing")
+            raise NotKept(f"{SIZE_ENV}=0 keeps nothing", everywhere=True)
         if size > cap:
             raise NotKept(f"{size} bytes, more than {SIZE_ENV}={cap}")
         root.mkdir(parents=True, exist_ok=True)
