@@ -284,6 +284,9 @@ def _check_records(before: StageSpec, after: StageSpec, item: Any) -> None:
     produced = item if after.kind == "map" else Iterator[item]
     if accepts(annotation, produced):
         return
+    element = (get_args(annotation) or (None,))[0]  # list[tuple[str, int]]: an iterator's
+    if after.kind != "map" and element is not None and accepts(element, item):
+        raise _not_an_iterator(after, parameter, annotation)
     fixed = type_name(item) if after.kind == "map" else _with_element(annotation, item)
     _refuse(before, after, item, ("records", record), (parameter, annotation, fixed))
 
@@ -314,11 +317,13 @@ def _check_values(
 
 
 def _not_an_iterator(after: StageSpec, name: str, annotation: Any) -> JobError:
-    """A reduce's ``values`` annotated as a list, a Sequence ...: they come as an iterator."""
+    """A reduce's ``values``, or a @stage's ``records``, annotated as a list, a Sequence
+    ...: they come as an iterator."""
     element = (get_args(annotation) or (Any,))[0]
+    what = "values" if after.kind == "reduce" else "records"
     return JobError(
-        f"reduce {after.name!r} takes `{name}: {type_name(annotation)}`, but a reduce's values "
-        f"come as an iterator (read once, no len()): annotate `{name}: "
+        f"{after.kind} {after.name!r} takes `{name}: {type_name(annotation)}`, but a "
+        f"{after.kind}'s {what} come as an iterator (read once, no len()): annotate `{name}: "
         f"{_with_element(annotation, element, 'Iterable')}`, and call list({name}) if you "
         "need a list"
     )

@@ -155,6 +155,21 @@ def test_a_stages_records_annotated_as_no_iterable_is_told_what_to_write() -> No
     )
 
 
+def test_a_stages_records_annotated_as_a_list_are_told_they_come_as_an_iterator() -> None:
+    # "change s_list's `records: list[tuple[str, int]]` to `records: list[tuple[str, int]]`"
+    @stage(grouping="group_all")
+    def listed(records: list[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+        yield "n", len(records)
+
+    with pytest.raises(JobError) as info:
+        _declare(words, summed, listed)
+    assert str(info.value) == (
+        "stage 'listed' takes `records: list[tuple[str, int]]`, but a stage's records come as "
+        "an iterator (read once, no len()): annotate `records: Iterable[tuple[str, int]]`, and "
+        "call list(records) if you need a list"
+    )
+
+
 def test_a_stage_takes_an_iterator_of_pairs() -> None:
     @stage(grouping="group_all")
     def top(records: Iterator[tuple[str, float]]) -> Iterator[tuple[str, float]]:
