@@ -188,6 +188,8 @@ def _accepts_class(expected: Any, produced: Any) -> bool:
     if not _subclass(p_origin, e_origin):
         return False
     e_args, p_args = get_args(expected), get_args(produced)
+    if e_args and not p_args and e_origin is tuple:
+        p_args = _fields_of(p_origin)  # a NamedTuple is the tuple of its fields' types
     if not e_args or not p_args:
         return True
     if e_origin is tuple:
@@ -197,6 +199,18 @@ def _accepts_class(expected: Any, produced: Any) -> bool:
     if len(e_args) == len(p_args):
         return all(map(accepts, e_args, p_args))
     return accepts(e_args[0], p_args[0])  # Iterator[X] against Generator[X, S, R]
+
+
+def _fields_of(cls: type) -> tuple[Any, ...]:
+    """The types of a NamedTuple's fields, in order; () for another class, or fields whose
+    types cannot be resolved (then anything is accepted)."""
+    if not (issubclass(cls, tuple) and hasattr(cls, "_fields")):
+        return ()
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        return ()
+    return tuple(hints.get(name, Any) for name in cls._fields)
 
 
 def _accepts_tuple(e_args: tuple[Any, ...], p_args: tuple[Any, ...]) -> bool:
@@ -226,6 +240,8 @@ def check_contracts(name: str, specs: Sequence[StageSpec]) -> None:
     """JobError naming the first pair of adjacent stages whose annotations disagree, and the fix."""
     if specs:
         _check_first(specs[0])
+    for spec in specs:
+        _check_yield(spec)
     for before, after in pairwise(specs):
         _check_adjacent(before, after, "")
     for spec in specs:
@@ -234,6 +250,28 @@ def check_contracts(name: str, specs: Sequence[StageSpec]) -> None:
                 f"reduce {spec.name!r} runs map-side too (combine=True): it reads what it yields; "
             )
             _check_adjacent(spec, spec, why)
+
+
+def _check_yield(spec: StageSpec) -> None:
+    """A JobError for a stage annotated to make what holds no (key, value) pairs: no
+    iterable (``-> int``), or records of another length (``tuple[str, int, int]``)."""
+    returned = stated_types(spec.function).get("return", _UNKNOWN)
+    if returned is _UNKNOWN or returned in (None, type(None)) or _is_any(returned):
+        return  # None: a stage that forgot to yield is told so when it runs, as unannotated
+    if not _accepts_class(Iterable[Any], returned):
+        raise JobError(
+            f"{spec.kind} {spec.name!r} is annotated `-> {type_name(returned)}`, which holds "
+            "no records: a stage yields (key, value) pairs; annotate it e.g. "
+            "`-> Iterator[tuple[str, int]]`"
+        )
+    item = yielded(spec)
+    args = get_args(item)
+    if get_origin(item) is tuple and Ellipsis not in args and len(args) != 2:
+        raise JobError(
+            f"{spec.kind} {spec.name!r} is annotated to yield {type_name(item)}, records of "
+            f"{len(args)} items, where each record is a (key, value) pair: yield "
+            f"(key, value), e.g. a tuple as the key or the value"
+        )
 
 
 def _check_first(spec: StageSpec) -> None:

@@ -7,10 +7,11 @@ the first records each stage yields are checked against its annotation at run ti
 from __future__ import annotations
 
 import pickle
+import re
 from collections import Counter
 from collections.abc import Generator, ItemsView, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NewType, Optional, TypedDict, TypeVar, Union
+from typing import Any, Literal, NamedTuple, NewType, Optional, TypedDict, TypeVar, Union
 
 import cloudpickle
 import pytest
@@ -517,3 +518,46 @@ def test_a_types_article_is_said_as_english_says_it() -> None:
         "a NoneType",
         "a bytes",
     ]
+
+
+class Point(NamedTuple):
+    x: int
+    label: str
+
+
+def test_a_named_tuple_is_checked_as_the_tuple_of_its_fields() -> None:
+    # P(a: int, b: str) went where tuple[str, str] was taken without a word.
+    @map
+    def points(line: str) -> Iterator[tuple[str, Point]]:
+        yield line, Point(1, line)
+
+    @reduce
+    def labelled(key: str, values: Iterable[tuple[int, str]]) -> Iterator[tuple[str, int]]:
+        yield key, sum(x for x, _ in values)
+
+    @reduce
+    def named(key: str, values: Iterable[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+        yield key, len(list(values))
+
+    _declare(points, labelled)
+    with pytest.raises(JobError, match=r"stage 'points' yields .*but reduce 'named' takes"):
+        _declare(points, named)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "said"),
+    [
+        ("int", "map 'odd' is annotated `-> int`, which holds no records"),
+        (
+            "Iterator[tuple[str, int, int]]",
+            "map 'odd' is annotated to yield tuple[str, int, int], records of 3 items",
+        ),
+    ],
+)
+def test_a_stage_annotated_to_make_no_pairs_is_refused_at_declaration(
+    annotation: str, said: str
+) -> None:
+    namespace: dict[str, Any] = {"Iterator": Iterator}
+    exec(f"def odd(line: str) -> {annotation}:\n    return 1\n", namespace)
+    with pytest.raises(JobError, match=re.escape(said)):
+        _declare(map(namespace["odd"]))

@@ -271,7 +271,7 @@ class Runner:
 
         def here(url: str) -> str:
             host, path = urls.split_host(urls.split(url)[1])
-            if not (url.startswith("disco://") and host):
+            if not (url.startswith("disco://") and host and path):
                 return url  # not a disco:// file: the worker says what is wrong with it
             if not path.startswith(("disco/", "ddfs/")):  # as a node refuses it, at once
                 raise BadURL(
