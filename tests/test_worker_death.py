@@ -519,3 +519,19 @@ def test_pythonsafepath_in_the_environment_does_not_keep_workers_from_starting(
         ("a", 2),
         ("b", 1),
     ]
+
+
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        (signal.SIGXCPU, "used up its CPU-time limit (ulimit -t)"),
+        (signal.SIGXFSZ, "a file it wrote reached the size limit on files (ulimit -f)"),
+        (signal.SIGKILL, "or the hard CPU-time limit (ulimit -t)"),
+    ],
+)
+def test_a_worker_killed_by_a_limit_is_told_which(number: int, said: str) -> None:
+    # SIGXCPU, which the kernel sends at the CPU-time limit, was "sent from outside the job".
+    from discodsl.runners.failures import exit_meaning
+
+    assert said in exit_meaning(-number)
+    assert "sent from outside the job" not in exit_meaning(-number)

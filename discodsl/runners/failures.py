@@ -139,8 +139,11 @@ def _signal_meaning(number: int) -> str:
         return (
             f"killed by signal {number} (SIGKILL), often by the out-of-memory killer when the "
             "task used too much memory (see `dmesg`): use less memory per task (more "
-            "partitions, a smaller memory_budget), or find who ran kill -9"
+            "partitions, a smaller memory_budget), or find who ran kill -9 (or the hard "
+            "CPU-time limit (ulimit -t) it reached)"
         )
+    if name in _LIMITS:
+        return f"killed by signal {number} ({name}): {_LIMITS[name]}"
     if name in _CRASHES:
         return (
             f"killed by signal {number} ({name}), a crash in C code (an extension module, "
@@ -150,6 +153,15 @@ def _signal_meaning(number: int) -> str:
     if name == "SIGABRT":
         return f"aborted (signal {number}, SIGABRT): C code called abort(), as a failed assert does"
     return f"killed by signal {number} ({name}), sent from outside the job"
+
+
+# The signals the kernel sends a process at one of its limits, and what to do.
+_LIMITS = {
+    "SIGXCPU": "the task used up its CPU-time limit (ulimit -t): raise the limit, or give the "
+    "work to more tasks (more inputs, more partitions)",
+    "SIGXFSZ": "a file it wrote reached the size limit on files (ulimit -f): raise the limit, "
+    "or use more partitions",
+}
 
 
 def _signal_name(number: int) -> str:
