@@ -52,7 +52,7 @@ from discodsl.worker.jobfile import (
     env_too_long,
     timeout_seconds,
 )
-from discodsl.worker.spec import PREFIX_MAX, PREFIX_PATTERN
+from discodsl.worker.spec import PREFIX_MAX, PREFIX_PATTERN, cleaned_prefix
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -538,6 +538,8 @@ def _settings_error(exc: ValidationError) -> SettingsError:
             )
     else:
         shown = brief(value, 80)
+    if name == "prefix" and isinstance(value, str) and value:  # prefix='cg-smoke'
+        fix = fix.replace("prefix='wordcount'", f"prefix={cleaned_prefix(value)!r}")
     return SettingsError(f"job option {field_path}={shown} is invalid ({first['msg']}): {fix}")
 
 

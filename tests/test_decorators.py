@@ -1042,6 +1042,7 @@ def test_empty_pipeline_refused() -> None:
         ({"partitions": "many"}, "partitions='many' is invalid"),
         ({"memory_budget": 10}, "memory_budget=10 is invalid"),
         ({"prefix": "a.b"}, "prefix='a.b' is invalid.*ASCII letters, digits and underscores"),
+        ({"prefix": "cg-smoke"}, r"prefix='cg-smoke' is invalid.*e\.g\. prefix='cg_smoke'"),
         ({"prefix": "σύνολο"}, "prefix='σύνολο' is invalid.*ASCII letters.*a job's own name"),
         ({"partitons": 2}, r"unknown job option 'partitons' \(did you mean partitions=\?\)"),
         ({"cores": 2}, r"unknown job option 'cores' \(did you mean max_cores=\?\)"),
