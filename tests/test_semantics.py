@@ -762,3 +762,23 @@ def test_a_combined_reduce_failing_on_its_own_values_says_it_reads_what_it_yield
     message = str(caught.value) + "".join(getattr(caught.value, "__notes__", []))
     assert "unsupported operand" in message
     assert "reduce 'total' runs map-side too (combine=True): the values it is given " in message
+
+
+def test_a_module_a_stage_imports_in_its_body_is_told_how_to_ship() -> None:
+    # A bare "ModuleNotFoundError: No module named 'cghelpers'" on a cluster: the pre-flight
+    # sees no import inside a stage's body, and gives its hint only for the others.
+    @map
+    def late(line: str) -> Any:
+        import no_such_helpers_module  # type: ignore[import-not-found]  # noqa: F401
+
+        yield line, 1
+
+    @job(partitions=None)
+    def importing() -> list[Any]:
+        return [late]
+
+    with pytest.raises(TaskFailed) as caught:
+        importing.run(["raw://x"], mode="local", max_failures=0)
+    said = str(caught.value)
+    assert "No module named 'no_such_helpers_module'" in said
+    assert "must be installed where its workers run, or ship with the job" in said

@@ -35,7 +35,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         + ("" if _names(failure.summary, failure.url) else where.replace(" on", "; on", 1))
         + ("" if failure.retry else _not_retried(failure.exc_type))
         + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else "")
-        + (_RELATIVE if _RELATIVE_MISSING.search(failure.summary) else ""),
+        + (_RELATIVE if _RELATIVE_MISSING.search(failure.summary) else "")
+        + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else ""),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -62,6 +63,14 @@ _RELATIVE = (
     "; a relative path names a file in the worker's working directory, its job home, as "
     "on a Disco node (not the program's, as inline): give an absolute path, or the data "
     "through params="
+)
+
+
+# A module a stage imports in its body, which the pre-flight cannot see.
+_NOT_INSTALLED = (
+    "; a module a stage imports must be installed where its workers run, or ship with the "
+    "job: `import cloudpickle, MODULE` and `cloudpickle.register_pickle_by_value(MODULE)` "
+    "before running it (one imported inside a stage's body is met only when it runs)"
 )
 
 
