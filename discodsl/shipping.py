@@ -520,6 +520,13 @@ def _culprit(
             "Decorate a plain `def`: what wraps the function here cannot be pickled; put "
             "that decorator on a helper the stage calls instead"
         )
+    if _cached_property_of(value):  # Python 3.11's holds a lock, which does not pickle
+        fix = (
+            f"Its class holds a functools.cached_property ({_cached_property_of(value)}), "
+            "whose lock cannot be pickled on this Python: cache the value in the instance's "
+            "__dict__ in a plain @property, or define the class in a module installed on "
+            "the nodes"
+        )
     if isinstance(value, ModuleType) and RecursionError in map(type, (exc, exc.__cause__)):
         fix = (  # cloudpickle pickles a module by value whole, each time it meets it
             "A module shipped by value that imports another shipped by value, which imports "
@@ -531,6 +538,17 @@ def _culprit(
         f"{owner} cannot be shipped to the workers: {what} ({type(value).__name__}) "
         f"cannot be pickled ({exc}). {fix}"
     )
+
+
+def _cached_property_of(value: Any) -> str:
+    """The name of a functools.cached_property of ``value``'s class (or of ``value``, a
+    class), where one holds a lock (Python before 3.12); "" if none does."""
+    cls = value if isinstance(value, type) else type(value)
+    for klass in cls.__mro__:
+        for name, attribute in vars(klass).items():
+            if isinstance(attribute, functools.cached_property) and hasattr(attribute, "lock"):
+                return name
+    return ""
 
 
 def _parts(function: Callable[..., Any]) -> Iterator[tuple[str, Any]]:
