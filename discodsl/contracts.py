@@ -25,6 +25,7 @@ This module does not run anything, nor check what ``done`` hooks or separate
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import types
@@ -250,6 +251,14 @@ def check_contracts(name: str, specs: Sequence[StageSpec]) -> None:
                 f"reduce {spec.name!r} runs map-side too (combine=True): it reads what it yields; "
             )
             _check_adjacent(spec, spec, why)
+        if spec.kind == "reduce" and spec.combiner is not None:
+            name = getattr(spec.combiner, "__name__", "combiner")
+            why = (
+                f"the combiner of reduce {spec.name!r} runs map-side: the reduce reads what it "
+                "yields; "
+            )
+            combiner = dataclasses.replace(spec, function=spec.combiner, name=name)
+            _check_adjacent(combiner, spec, why)
 
 
 def _check_yield(spec: StageSpec) -> None:

@@ -561,3 +561,23 @@ def test_a_stage_annotated_to_make_no_pairs_is_refused_at_declaration(
     exec(f"def odd(line: str) -> {annotation}:\n    return 1\n", namespace)
     with pytest.raises(JobError, match=re.escape(said)):
         _declare(map(namespace["odd"]))
+
+
+def test_a_combiner_is_checked_against_the_reduce_that_reads_what_it_yields() -> None:
+    # combine=True was checked; combiner= was not, and at run time the combiner's float
+    # was blamed on the reduce.
+    def averaged(key: str, values: Iterable[int]) -> Iterator[tuple[str, float]]:
+        yield key, sum(values) / 2
+
+    def kept(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+        yield key, sum(values)
+
+    def totals(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+        yield key, sum(values)
+
+    _declare(words, reduce(totals, combiner=kept))
+    with pytest.raises(JobError) as info:
+        _declare(words, reduce(totals, combiner=averaged))
+    said = str(info.value)
+    assert said.startswith("the combiner of reduce 'totals' runs map-side: the reduce reads")
+    assert "'averaged' yields (str, float) but reduce 'totals' takes values of type int" in said
