@@ -55,6 +55,13 @@ def says_then_exits(line: str) -> Iterator[tuple[str, int]]:
 
 
 @map
+def closes_descriptors(line: str) -> Iterator[tuple[str, int]]:
+    os.closerange(3, 1024)  # as a daemonizing helper does
+    time.sleep(1)
+    yield line, 1
+
+
+@map
 def kills_itself(line: str) -> Iterator[tuple[str, int]]:
     os.kill(os.getpid(), signal.SIGKILL)
     yield line, 1
@@ -81,6 +88,11 @@ def exiting() -> list[Any]:
 @job(max_failures=0)
 def saying_then_exiting() -> list[Any]:
     return [says_then_exits]
+
+
+@job(max_failures=0)
+def cutting_off() -> list[Any]:
+    return [closes_descriptors]
 
 
 @job(max_failures=0)

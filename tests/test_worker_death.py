@@ -535,3 +535,13 @@ def test_a_worker_killed_by_a_limit_is_told_which(number: int, said: str) -> Non
 
     assert said in exit_meaning(-number)
     assert "sent from outside the job" not in exit_meaning(-number)
+
+
+def test_a_stage_that_closes_the_workers_descriptors_is_told_so_not_oom() -> None:
+    # The runner stopped the worker that closed its protocol's descriptor, and its SIGKILL
+    # was worded as the out-of-memory killer's.
+    with pytest.raises(TaskFailed) as caught:
+        death_jobs.cutting_off.run(inputs=["raw://x"], mode="local", progress=False)
+    said = str(caught.value)
+    assert "closed its connection to the runner" in said and "os.closerange" in said
+    assert "out-of-memory" not in said

@@ -105,6 +105,7 @@ def worker_died(
     inputs: tuple[str, ...],
     why: str,
     start_up: str | None = None,
+    cut_off: bool = False,
 ) -> TaskFailed:
     """A TaskFailed for a worker that ended (exit ``code``, negative for a signal) mid-task,
     or, with ``start_up`` (what it printed), before it said a word: no stage ran then."""
@@ -117,12 +118,21 @@ def worker_died(
             stage=stage,
             taskid=taskid,
         )
+    meaning = _CUT_OFF if cut_off and code == -signal.SIGKILL else exit_meaning(code)
     return TaskFailed(
-        f"{why}: its worker process died running stage {stage!r}{reading}: {exit_meaning(code)}",
+        f"{why}: its worker process died running stage {stage!r}{reading}: {meaning}",
         stage=stage,
         taskid=taskid,
         url=inputs[0] if len(inputs) == 1 else "",
     )
+
+
+# A worker that closed its output while it ran on, which the runner then stopped.
+_CUT_OFF = (
+    "it closed its connection to the runner (its protocol's descriptors: a stage that calls "
+    "os.closerange(3, ...), closes or replaces descriptors it did not open, or daemonizes), "
+    "and was stopped: close only the descriptors the stage opened"
+)
 
 
 def exit_meaning(code: int) -> str:

@@ -236,6 +236,7 @@ def _failed(plan: Plan, jobname: str, exc: JobFailed) -> Exception:
             inputs=exc.outcome.inputs,
             why=why,
             start_up=exc.outcome.start_up if exc.outcome.said_nothing else None,
+            cut_off=exc.outcome.cut_off,
         )
     else:
         error = task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)

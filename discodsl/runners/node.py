@@ -82,6 +82,7 @@ class Attempt:
     # ... and before its first message when ``said_nothing``: with what it printed then
     said_nothing: bool = False
     start_up: str = ""
+    cut_off: bool = False  # it closed its output and was alive: stopped by us, not by itself
 
 
 class JobFailed(Exception):
@@ -613,6 +614,7 @@ class _Conversation:
         return InputReply("done", tuple(entries))
 
     def _died(self) -> Attempt:
+        cut_off = _runs_on(self.process)  # its output closed while it ran on
         _signal(self.process)  # what it started, which may hold its pipes: killed first
         code = self.process.wait()
         words = bytes(self.seen).decode(errors="replace")
@@ -626,6 +628,7 @@ class _Conversation:
             inputs=inputs,
             said_nothing=not words,
             start_up="" if words else self._start_up_output(),
+            cut_off=cut_off,
         )
 
     def _start_up_output(self) -> str:
@@ -655,6 +658,28 @@ def _signal(process: Worker) -> None:
                 os.kill(child, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def _runs_on(process: Worker, seconds: float = 0.2) -> bool:
+    """Whether the worker still runs ``seconds`` after its output closed: one that dies
+    closes its descriptors a moment before it is dead."""
+    deadline = time.monotonic() + seconds
+    while _running_now(process):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _running_now(process: Worker) -> bool:
+    """Whether the worker runs (not dead, though not yet reaped: its zygote's report of its
+    end comes later than its closed output)."""
+    try:
+        with open(f"/proc/{process.pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):  # gone, or no /proc
+        return not _ended(process)
+    return state not in (b"Z", b"X")
 
 
 def _ended(process: Worker) -> bool:
