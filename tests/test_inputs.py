@@ -1163,6 +1163,16 @@ def test_a_certificate_that_does_not_verify_is_said_so_and_not_retried(node: Nod
     assert isinstance(error, BadURL) and not retryable(error)
     assert "TLS certificate does not verify" in str(error) and "SSL_CERT_FILE" in str(error)
     assert "up and reachable" not in str(error)
+    # One trusted but issued for another name: its CA was no help to install.
+    cause = ssl.SSLCertVerificationError(
+        1, "certificate verify failed: IP address mismatch, certificate is not valid for "
+        "'127.0.0.1'. (_ssl.c:1006)"
+    )
+    cause.verify_code = 64  # X509_V_ERR_IP_ADDRESS_MISMATCH
+    error = _get_failed(urllib.error.URLError(cause), url, node, url, 1)
+    said = str(error)
+    assert isinstance(error, BadURL) and "SSL_CERT_FILE" not in said
+    assert "the server's certificate does not name 127.0.0.1: give the host by the name" in said
 
 
 def test_a_read_through_a_proxy_that_is_not_there_names_the_proxy(tmp_path: Path) -> None:

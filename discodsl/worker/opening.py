@@ -402,6 +402,13 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
         )
         answered.status = exc.code
         return answered
+    if _unverified(exc) and _mismatch(exc):  # trusted, but issued for another name
+        return BadURL(
+            f"{url}: {get} failed: {_reason(exc)}: the server's certificate does not name "
+            f"{urls.host_name(urls.split_host(urls.split(location)[1])[0])}: give the host by the "
+            "name its certificate was issued for",
+            url=url,
+        )
     if _unverified(exc):  # the same on every attempt, until the nodes trust the server
         return BadURL(
             f"{url}: {get} failed: {_reason(exc)}: the server's TLS certificate does not "
@@ -464,6 +471,13 @@ def _unverified(exc: BaseException) -> bool:
     return isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
         getattr(exc, "reason", None), ssl.SSLCertVerificationError
     )
+
+
+def _mismatch(exc: BaseException) -> bool:
+    """Whether a certificate that did not verify names another host (OpenSSL's hostname,
+    e-mail or IP address mismatch: 62 to 64)."""
+    error = exc if getattr(exc, "verify_code", None) is not None else getattr(exc, "reason", exc)
+    return getattr(error, "verify_code", None) in (62, 63, 64)
 
 
 def _reason(exc: BaseException) -> str:
