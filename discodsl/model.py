@@ -69,7 +69,7 @@ def _runner(mode: Mode | None, master: str | None) -> Runner:
     ``_IMPORTING`` with the program's signal handlers held while it loads (see
     interrupts.held): a program's signal handler that runs a job found the runner's
     modules half imported, and both runs died of "partially initialized module"."""
-    with _IMPORTING, _held_unless_loaded(mode):
+    with _IMPORTING, _held_unless_loaded(mode, master):
         from discodsl.runners import choose
 
         runner = choose(mode, master)
@@ -81,9 +81,16 @@ def _runner(mode: Mode | None, master: str | None) -> Runner:
         return runner
 
 
-def _held_unless_loaded(mode: Mode | None) -> contextlib.AbstractContextManager[None]:
+def _held_unless_loaded(
+    mode: Mode | None, master: str | None
+) -> contextlib.AbstractContextManager[None]:
     """:func:`interrupts.held` while a run would import modules of its runner's; nothing
     once they are loaded (each swap of a handler sets the OS's disposition)."""
+    if mode is None and "discodsl.runners" in sys.modules:  # the one choose() would take
+        from discodsl.settings import configured_master
+
+        with contextlib.suppress(Exception):  # a bad master: choose() says it
+            mode = "cluster" if configured_master(master) else "local"
     runners = [_RUNNER_MODULES[mode]] if mode in _RUNNER_MODULES else _RUNNER_MODULES.values()
     if all(name in sys.modules for name in (*_ON_THE_WAY, *runners)):
         return contextlib.nullcontext()
