@@ -704,7 +704,8 @@ class _Source(io.RawIOBase):
         with, and an HTTP body cut short of its Content-Length."""
         if self._opened_size and cast(io.FileIO, self._origin).tell() < self._opened_size:
             size = os.fstat(self._origin.fileno()).st_size  # type: ignore[attr-defined]
-            raise _cut_while_read(self._url, size, self._opened_size)
+            if size < self._opened_size:  # not one that says it is bigger (/sys's: 4096)
+                raise _cut_while_read(self._url, size, self._opened_size)
         http_client = sys.modules.get("http.client")
         if http_client is None:
             return
