@@ -191,12 +191,14 @@ class Results:
     def __reduce__(self) -> Any:
         if self.mode == "cluster":
             command = command_line(f"results {self.jobname}", self.master or "URL")
+            of = f"Results.of_job({self.jobname!r}, master={self.master or 'URL'!r})"
+            of += f".stage({self.stage_name!r})" if self.stage_name else ""
             raise TypeError(
                 f"the results of {self.jobname!r} cannot be pickled: they are this process's "
                 "reading of the master's files, which stay there until the job is purged; "
-                "pass the records themselves (e.g. list(results)), results.record_urls() "
-                f"(inputs for another job), or the job's name, whose results "
-                f"Results.of_job({self.jobname!r}) or `{command}` read again"
+                "pass the records themselves (e.g. list(results)), results.listed_urls() "
+                f"(inputs for a job on that cluster), or the job's name, whose results {of} "
+                f"or `{command}` read again"
             )
         raise TypeError(
             f"the results of {self.jobname!r} cannot be pickled: they stand for files this "

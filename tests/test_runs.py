@@ -653,7 +653,8 @@ def test_cluster_results_refuse_to_be_pickled_saying_their_files_stay_on_the_mas
     message = str(info.value)
     assert "stay there until the job is purged" in message and "removes" not in message
     # Naming the master, which a machine with no DISCO_MASTER set would not ask.
-    assert f"Results.of_job({results.jobname!r})" in message
+    assert f"Results.of_job({results.jobname!r}, master={cluster_env!r})" in message
+    assert "results.listed_urls() (inputs for a job on that cluster)" in message
     assert f"`discodsl --master {cluster_env} results {results.jobname}`" in message
 
 

@@ -761,7 +761,28 @@ def test_a_combined_reduce_failing_on_its_own_values_says_it_reads_what_it_yield
         counting.run(["raw://a a", "raw://a"], mode=mode, max_failures=0)
     message = str(caught.value) + "".join(getattr(caught.value, "__notes__", []))
     assert "unsupported operand" in message
-    assert "reduce 'total' runs map-side too (combine=True): the values it is given " in message
+    assert "(if its values are of two kinds: reduce 'total' runs map-side too" in message
+
+
+def test_a_combined_reduces_other_type_errors_are_not_blamed_on_combining() -> None:
+    # len() of an int on a key with one value in its map task: told of map-side combining.
+    @map
+    def words(line: str) -> Any:
+        for word in line.split():
+            yield word, 1
+
+    @reduce(combine=True)
+    def total(word: Any, counts: Any) -> Any:
+        counts = list(counts)
+        yield word, sum(counts) + (len(counts[0]) if word == "b" else 0)
+
+    @job(partitions=1)
+    def counting() -> list[Any]:
+        return [words, total]
+
+    with pytest.raises(TaskFailed) as caught:
+        counting.run(["raw://a a b"], mode="local", max_failures=0)
+    assert "has no len()" in str(caught.value) and "map-side" not in str(caught.value)
 
 
 def test_a_module_a_stage_imports_in_its_body_is_told_how_to_ship() -> None:

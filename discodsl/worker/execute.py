@@ -13,6 +13,7 @@ is (:mod:`.blame`).
 
 from __future__ import annotations
 
+import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -285,12 +286,20 @@ def _combined_values(task: TaskSetup, exc: BaseException) -> str:
     stage = task.stage
     if not (isinstance(exc, TypeError) and stage.kind == "reduce" and stage.combine):
         return ""
-    if stage.combiner is not None or task.stage_index == 0:
+    if stage.combiner is not None or task.stage_index == 0 or not _MIXED.search(str(exc)):
         return ""
     return (
-        f" (reduce {stage.name!r} runs map-side too (combine=True): the values it is given "
-        "include what it yielded there, so it must take values of the kind it yields)"
+        f" (if its values are of two kinds: reduce {stage.name!r} runs map-side too "
+        "(combine=True), and the values it is given include what it yielded there, so it "
+        "must take values of the kind it yields)"
     )
+
+
+# What a TypeError says of values of two types met in one operation.
+_MIXED = re.compile(
+    r"unsupported operand type|can only concatenate|not supported between instances|"
+    r"must be \w+, not \w+|can't multiply sequence"
+)
 
 
 def _culprit(task: TaskSetup, exc: BaseException, helped: Any = NO_ITEM) -> str:
