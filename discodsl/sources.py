@@ -274,9 +274,9 @@ def _paths(pattern: str) -> list[str]:
         raise _not_a_file(pattern)
     if not existing and _JOB_NAME.fullmatch(pattern):
         raise JobError(
-            f"input {pattern!r} matches no file, and reads as the name of a Disco job: pass "
-            f"its results, Results.of_job({pattern!r}), or the URLs `discodsl stageresults` "
-            "prints"
+            f"input {pattern!r} matches no file, and reads as the name of a job: a local "
+            "run's results go as its Results (or Run) in the program that ran it; a cluster "
+            f"job's, as Results.of_job({pattern!r}, master=URL)"
         )
     if not existing:
         hint = "" if literal else " (read as a glob: a path that exists is taken as it is)"

@@ -569,7 +569,7 @@ def test_a_cluster_jobs_results_are_reached_by_its_name_from_another_program(
     with pytest.raises(NoSuchJob):
         Results.of_job("wordcount@1:2:3")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(JobError, match=r"reads as the name of a Disco job: pass its results, "):
+    with pytest.raises(JobError, match=r"reads as the name of a job: a local run's results go"):
         jobs.merge_counts.run(inputs=[name], mode="cluster")
     monkeypatch.delenv("DISCO_MASTER")
     with pytest.raises(SettingsError, match="no Disco master is configured"):

@@ -748,6 +748,22 @@ def test_the_command_line_tells_a_misspelt_variable_in_its_own_words(
         ]
 
 
+def test_the_command_line_tells_a_misspelt_name_in_a_settings_file_at_its_line(
+    settings_file: WriteFile, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Told as the environment's was: which file of ~/.disco, DISCO_SETTINGS_FILE or a
+    # team's, and which line, was no longer said.
+    from discodsl.cli import main
+
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    path = settings_file('DISCO_PORT = 9000\nDISCO_MASTR = "http://127.0.0.1:1"\n')
+    assert main(["run", "--inline", "tests.jobs:wordcount", "raw://a b a"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"discodsl: warning: {path}:2: DISCO_MASTR is not a setting of Disco's or discodsl's, "
+        "and is ignored: did you mean DISCO_MASTER?"
+    ]
+
+
 def test_the_no_port_hint_takes_the_port_disco_port_names(monkeypatch: pytest.MonkeyPatch) -> None:
     from discodsl.http import MASTER, _reachable
 

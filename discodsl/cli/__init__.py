@@ -116,11 +116,15 @@ def _setting_warnings_told() -> Iterator[None]:
     with warnings.catch_warnings():
         shown = warnings.showwarning
 
-        def show(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
-            if issubclass(category, SettingWarning):
+        def show(
+            message: Warning | str, category: type[Warning], filename: str, lineno: int, *rest: Any
+        ) -> None:
+            if not issubclass(category, SettingWarning):
+                shown(message, category, filename, lineno, *rest)
+            elif "in the environment" in str(message):  # its line, the console script's
                 stdio.notice(f"discodsl: warning: {message}")
-            else:
-                shown(message, category, *rest, **kw)
+            else:  # a settings file's line
+                stdio.notice(f"discodsl: warning: {filename}:{lineno}: {message}")
 
         warnings.showwarning = show
         yield
