@@ -36,7 +36,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from discodsl import stdio
 from discodsl.cli.common import Command, json_wanted
@@ -117,10 +117,15 @@ def _setting_warnings_told() -> Iterator[None]:
         shown = warnings.showwarning
 
         def show(
-            message: Warning | str, category: type[Warning], filename: str, lineno: int, *rest: Any
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
         ) -> None:
             if not issubclass(category, SettingWarning):
-                shown(message, category, filename, lineno, *rest)
+                shown(message, category, filename, lineno, file, line)
             elif "in the environment" in str(message):  # its line, the console script's
                 stdio.notice(f"discodsl: warning: {message}")
             else:  # a settings file's line
