@@ -218,10 +218,13 @@ def test_a_program_that_ends_at_once_after_submitting_leaves_no_directory(
 
 
 def test_a_program_that_ends_before_its_cluster_run_says_the_job_goes_on(cluster_env: str) -> None:
+    # A run chained on it, not submitted yet, was said to go on at the master, as a job
+    # that did not exist (it dies with the program).
     script = textwrap.dedent("""
         from tests import jobs
 
         held = jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False)
+        chained = jobs.histogram.submit(held, mode="cluster", progress=False)
         print(held.jobname)
     """)
     done = subprocess.run(
@@ -233,6 +236,10 @@ def test_a_program_that_ends_before_its_cluster_run_says_the_job_goes_on(cluster
         assert (
             f"discodsl: the program ended before its cluster run {name!r} did; its job goes "
             f"on at the master (`discodsl status {name}`)"
+        ) in done.stderr
+        assert (
+            "discodsl: the program ended before its cluster run of job 'histogram' was "
+            "submitted (it waited for its input run): it will not run"
         ) in done.stderr
         assert main(["status", name]) == 0
     finally:

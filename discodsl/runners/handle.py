@@ -463,6 +463,13 @@ def _end_unfinished() -> None:
     for run in list(_BACKGROUND):
         if run._outcome is not None or run._killed.is_set():
             continue
+        if run.mode == "cluster" and run._kill is None:  # waiting for its input run
+            notice(
+                f"discodsl: the program ended before its cluster run of job {run.job!r} was "
+                "submitted (it waited for its input run): it will not run; wait() for a "
+                "run before the program ends"
+            )
+            continue
         fate = (
             f"; its job goes on at the master (`discodsl status {run.jobname}`)"
             if run.mode == "cluster"
