@@ -397,6 +397,24 @@ def test_ctrl_c_in_wait_kills_a_local_run() -> None:
 
 
 @pytest.mark.usefixtures("ctrl_c")
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_ctrl_c_in_the_wait_for_a_chain_reaches_the_run_it_waits_for(
+    mode: str, request: pytest.FixtureRequest
+) -> None:
+    # Ctrl-C in the wait for the second of a chain stopped that one, not yet submitted, and
+    # left the first running, though both were to be killed on Ctrl-C.
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    first = jobs.sleepy.submit(["raw://slow"], mode=mode, progress=False, kill_on_interrupt=True)
+    second = jobs.histogram.submit(first, mode=mode, progress=False, kill_on_interrupt=True)
+    eventually(lambda: "@" in first.jobname)
+    with _ctrl_c_after(0.5), pytest.raises(KeyboardInterrupt):
+        second.wait(timeout=60)
+    eventually(lambda: first.status == "dead", seconds=30)
+    assert second.status == "dead"
+
+
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_reaches_wait_when_another_thread_takes_the_signal() -> None:
     # The kernel hands a process's SIGINT to any of its threads; the runner has several.
     # Python runs the handler in the main thread only once that thread wakes: a wait()

@@ -389,6 +389,10 @@ class Run:
         """Ctrl-C in wait(), or an exception of a signal handler in run(): the runner's
         reaction (default: kill), then let it clean up."""
         self._interrupts += 1  # first: another wait() woken by its end knows it for this
+        if self._kill is None:  # not submitted: waiting for its input runs, which it reaches
+            for upstream in upstream_runs(self._inputs):
+                if not upstream.ended():
+                    upstream.interrupted()
         (self._interrupt or self.kill)()
         if self._thread is not None:
             self._thread.join(CLEANUP_WAIT)
