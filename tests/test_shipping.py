@@ -301,7 +301,7 @@ def test_loadable_job_passes_preflight_once(monkeypatch: pytest.MonkeyPatch) -> 
     children: list[bytes] = []
     real = shipping._load_in_child
     monkeypatch.setattr(
-        shipping, "_load_in_child", lambda data: children.append(data) or real(data)
+        shipping, "_load_in_child", lambda data, path: children.append(data) or real(data, path)
     )
 
     @map
