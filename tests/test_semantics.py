@@ -732,6 +732,23 @@ def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
     message = str(caught.value)
     assert "No such file or directory: 'stopwords.txt'" in message
     assert "a relative path names a file in the worker's working directory, its job " in message
+    # A program not on PATH is no file of the working directory: no such hint.
+    @map
+    def shelled(line: str) -> Any:
+        import subprocess
+
+        subprocess.run(["no-such-tool-here", line], check=True)
+        yield line, 1
+
+    @job(partitions=None)
+    def shelling() -> list[Any]:
+        return [shelled]
+
+    with pytest.raises(TaskFailed) as caught:
+        shelling.run(["raw://x"], mode="local", max_failures=0)
+    said = str(caught.value)
+    assert "'no-such-tool-here'" in said and "relative" not in said
+    assert "a program a stage runs must be on its workers' PATH" in said
     gone = {"stop": str(tmp_path / "gone.txt")}  # a missing file named whole: no such hint
     with pytest.raises(TaskFailed) as caught:
         filtering.run(["raw://the cat"], mode="local", max_failures=0, params=gone)

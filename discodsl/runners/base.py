@@ -133,7 +133,7 @@ class Runner:
             raise
         except BaseException:
             if not run.ended():
-                run.interrupted()
+                run._on_interrupt()
             raise
 
     def submit(self, job: Job, inputs: Inputs, overrides: Mapping[str, Any]) -> Run:

@@ -35,7 +35,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         + ("" if _names(failure.summary, failure.url) else where.replace(" on", "; on", 1))
         + ("" if failure.retry else _not_retried(failure.exc_type))
         + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else "")
-        + (_RELATIVE if _RELATIVE_MISSING.search(failure.summary) else "")
+        + _missing_file(failure.summary, failure.traceback)
         + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else ""),
         stage=failure.stage or stage,
         taskid=taskid,
@@ -72,6 +72,19 @@ _NOT_INSTALLED = (
     "job: `import cloudpickle, MODULE` and `cloudpickle.register_pickle_by_value(MODULE)` "
     "before running it (one imported inside a stage's body is met only when it runs)"
 )
+
+
+def _missing_file(summary: str, traceback: str) -> str:
+    """What to do about a file a stage named by a relative path and did not find: a
+    program it ran (not on the workers' PATH), or a file (not in their directory)."""
+    if not _RELATIVE_MISSING.search(summary):
+        return ""
+    if "/subprocess.py" in traceback:
+        return (
+            "; a program a stage runs must be on its workers' PATH: give its full path, or "
+            "set PATH in the job's env="
+        )
+    return _RELATIVE
 
 
 def _names(summary: str, url: str) -> bool:

@@ -122,7 +122,7 @@ class Run:
             try:
                 ended = _wait_awake(self._ended, _left(deadline))
             except KeyboardInterrupt:
-                self.interrupted()
+                self._on_interrupt()
                 raise
             # Another thread's Ctrl-C stopped the watch, not this wait: the job runs on.
             if not (ended and self._watch_stopped() and self._interrupts != interrupts):
@@ -385,14 +385,14 @@ class Run:
             jobname=self.jobname,
         )
 
-    def interrupted(self) -> None:
+    def _on_interrupt(self) -> None:
         """Ctrl-C in wait(), or an exception of a signal handler in run(): the runner's
         reaction (default: kill), then let it clean up."""
         self._interrupts += 1  # first: another wait() woken by its end knows it for this
         if self._kill is None:  # not submitted: waiting for its input runs, which it reaches
             for upstream in upstream_runs(self._inputs):
                 if not upstream.ended():
-                    upstream.interrupted()
+                    upstream._on_interrupt()
         (self._interrupt or self.kill)()
         if self._thread is not None:
             self._thread.join(CLEANUP_WAIT)
