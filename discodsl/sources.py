@@ -147,8 +147,8 @@ def _replica(item: str | os.PathLike[str]) -> tuple[str, bool]:
 
 
 def _known_scheme(url: str) -> str:
-    """``url``, if a worker can read its scheme (and a ``file://`` URL's path and fragment);
-    a JobError now rather than a failed task."""
+    """``url``, its scheme lowercased, if a worker can read that scheme (and a ``file://``
+    URL's path and fragment); a JobError now rather than a failed task."""
     scheme, rest = urls.split(url)
     if scheme not in urls.SCHEMES:
         raise JobError(
@@ -181,7 +181,9 @@ def _known_scheme(url: str) -> str:
                 "copied at each step; write the data to a file and give its path (or push it "
                 "to DDFS)"
             )
-    return url
+    return (
+        f"{scheme}://{rest}"  # DISCO://: a scheme is read whatever its case, as a worker reads it
+    )
 
 
 # The most bytes a raw:// input holds. A worker's TASK message carries its inputs, and a

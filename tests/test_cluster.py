@@ -628,8 +628,9 @@ def test_a_disco_url_outside_a_nodes_directories_is_refused_here_as_on_a_cluster
     # the file exists", where a cluster's node refuses it at once.
     from discodsl.errors import BadURL
 
-    with pytest.raises((BadURL, TaskFailed), match="must start with disco/ or ddfs/"):
-        jobs.wordcount.run(inputs=["disco://localhost/etc/hostname"], mode=mode)
+    for url in ("disco://localhost/etc/hostname", "DISCO://localhost/etc/hostname"):
+        with pytest.raises((BadURL, TaskFailed), match="must start with disco/ or ddfs/"):
+            jobs.wordcount.run(inputs=[url], mode=mode)
 
 
 def test_result_files_are_read_with_the_clients_settings() -> None:
