@@ -618,6 +618,14 @@ def test_an_index_that_lists_indexes_is_read_through_to_their_files(
     outer.write_text("".join(f"0 {url} 100\n" for url in inner))
     url = inner[0].rsplit("/", 1)[0] + "/of-indexes.results"
     assert dict(jobs.merge_counts.run(inputs=[url], mode=mode, max_failures=0)) == WORDS
+    if mode == "cluster":
+        return
+    # One that lists itself: read as data by the worker, at port 8989, not DISCO_PORT.
+    looping = outer.with_name("loop.results")
+    loop = inner[0].rsplit("/", 1)[0] + "/loop.results"
+    looping.write_text(f"0 {loop} 100\n")
+    with pytest.raises(JobError, match="indexes that list each other in a loop"):
+        jobs.merge_counts.run(inputs=[loop], mode=mode, max_failures=0)
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"])

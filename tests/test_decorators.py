@@ -999,6 +999,15 @@ def test_a_long_name_of_letters_written_as_code_points_is_shortened_and_kept_apa
     assert list(both.run(["raw://a"], mode="inline")) == [(("a", 1), 1)]
 
 
+def test_job_names_long_only_as_their_letters_are_escaped_stay_apart() -> None:
+    # Cut at 199 characters: two jobs, one Disco name prefix, ending in half an escape.
+    from discodsl.worker.spec import PREFIX_MAX, cleaned_prefix
+
+    one, two = cleaned_prefix("\u6570" * 41), cleaned_prefix("\u6570" * 40 + "\u5b57")
+    assert one != two and len(one) == len(two) == PREFIX_MAX
+    assert cleaned_prefix("words") == "words"
+
+
 def test_lambdas_are_named_after_their_kind_and_told_how_to_rename() -> None:
     pair = [map(lambda line: [(line, 1)]), reduce(lambda key, values: [(key, sum(values))])]
     assert [stage.name for stage in pair] == ["map", "reduce"]

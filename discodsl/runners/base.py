@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from discodsl import sources
+from discodsl.errors import JobError
 from discodsl.options import validate_options
 from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
@@ -255,9 +256,14 @@ class Runner:
         for _ in range(_INDEX_DEPTH):
             expanded = self._expanded(inputs, lambda url, node: url)
             if expanded is inputs:
-                break
+                return inputs
             inputs = expanded
-        return inputs
+        looped = next(url for replicas in inputs for url in replicas if urls.is_index(url))
+        raise JobError(
+            f"input index {looped} is still an index after {_INDEX_DEPTH} indexes of indexes: "
+            "indexes that list each other in a loop, or nested deeper than a job's results "
+            "are: give the indexes of the results themselves"
+        )
 
     def _disco_files_here(self, inputs: list[list[str]]) -> list[list[str]]:
         """``inputs`` with each ``disco://HOST/...`` replica as a worker here reads it: a

@@ -91,8 +91,14 @@ _NOT_PREFIX_CHAR = re.compile(r"[^A-Za-z0-9_]")
 def cleaned_prefix(name: str) -> str:
     """``name`` as a job name prefix: its letters made plain as a stage name's are
     (:func:`cleaned_stage_name`), what a prefix may not hold else turned into ``_``, cut
-    to PREFIX_MAX."""
-    return _NOT_PREFIX_CHAR.sub("_", _ascii(name))[:PREFIX_MAX] or "job"
+    to PREFIX_MAX with a hash of the whole (two names alike up to the cut stay apart)."""
+    cleaned = _NOT_PREFIX_CHAR.sub("_", _ascii(name)) or "job"
+    if len(cleaned) <= PREFIX_MAX:
+        return cleaned
+    import hashlib  # here: the client names jobs, a worker never does
+
+    digest = hashlib.sha1(cleaned.encode()).hexdigest()[:8]
+    return f"{cleaned[: PREFIX_MAX - 9]}_{digest}"  # apart from another cut alike
 
 
 def stage_name_ok(name: Any) -> TypeGuard[str]:
