@@ -25,6 +25,7 @@ from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.opening import Node
 from discodsl.worker.spec import JobSpec, cleaned_stage_name
+from discodsl.worker.urls import is_index
 
 
 def _import_pandas() -> Any:
@@ -368,8 +369,18 @@ class Results:
         counters = f", counters {self.counters}" if self.counters else ""
         return (
             f"<Results of {self.jobname!r}{self._of_stage()} ({self.mode}): "
-            f"{len(self.urls)} result file(s){counters}>"
+            f"{self._files()}{counters}>"
         )
+
+    def _files(self) -> str:
+        """How many files the results are, in words: a task's index lists its files, which
+        are read only when asked for (no I/O in a repr)."""
+        listed = sum(1 for replicas in self.urls if replicas and is_index(replicas[0]))
+        files = f"{len(self.urls) - listed} result file(s)"
+        if not listed:
+            return files
+        more = f" and {files}" if len(self.urls) > listed else ""
+        return f"{listed} task index(es) of result files{more}"
 
     def _of_stage(self) -> str:
         return f" stage {self.stage_name!r}" if self.stage_name else ""
@@ -380,5 +391,5 @@ class Results:
         )
         return (
             f"<b>Results of <code>{html.escape(self.jobname)}</code></b> ({self.mode}), "
-            f"{len(self.urls)} result file(s)" + (f"<ul>{counters}</ul>" if counters else "")
+            f"{self._files()}" + (f"<ul>{counters}</ul>" if counters else "")
         )

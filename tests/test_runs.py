@@ -1362,3 +1362,13 @@ def test_a_run_left_by_an_exception_of_a_signal_handler_is_stopped(tmp_path: Pat
         signal.signal(signal.SIGALRM, previous)
     pid = int(pidfile.read_text())
     eventually(lambda: not owners.running(pid), seconds=30)
+
+
+def test_the_repr_of_results_counts_a_tasks_index_as_one_not_as_a_file() -> None:
+    # "2 result file(s)" of a local stage whose record_urls() listed 6.
+    results = jobs.wordcount.run(["raw://a b c d", "raw://e f g h"], mode="local", progress=False)
+    words = results.stage("words")
+    assert repr(words).endswith(": 2 task index(es) of result files>"), repr(words)
+    assert len(words.record_urls()) > 2
+    inline = jobs.wordcount.run(["raw://a b c d"], mode="inline").stage("words")
+    assert f": {len(inline.urls)} result file(s)>" in repr(inline)
