@@ -457,6 +457,11 @@ def _not_a_stage(item: Any) -> str:
             f"the other decorator below @{inner.kind} (nearer the def), so that it wraps "
             "the plain function"
         )
+    if isinstance(item, Job):
+        return (
+            f"a job, not a stage: put its stages in the list, `[*{item.name}(), ...]`, or "
+            f"chain the jobs, passing {item.name}.run(...)'s results as the inputs"
+        )
     return "which is not a stage: decorate it with @map, @reduce or @stage"
 
 

@@ -1032,6 +1032,27 @@ def test_non_stage_refused() -> None:
             return [print]
 
 
+def test_a_job_among_the_stages_is_told_how_to_take_its_stages() -> None:
+    # "decorate it with @map, @reduce or @stage", for a job: [*job(), ...] composes.
+    @job
+    def inner() -> list[Any]:
+        return [map(lambda line: [(line, 1)])]
+
+    with pytest.raises(
+        JobError, match=r"a job, not a stage: put its stages in the list, `\[\*inner\(\), \.\.\.\]`"
+    ):
+
+        @job
+        def outer() -> list[Any]:
+            return [inner]
+
+    @job
+    def composed() -> list[Any]:
+        return [*inner()]
+
+    assert list(composed.run(["raw://a"], mode="inline")) == [("a", 1)]
+
+
 def test_empty_pipeline_refused() -> None:
     with pytest.raises(JobError, match="non-empty list of stages"):
 
