@@ -691,6 +691,19 @@ def test_a_helper_module_that_declares_jobs_is_named_as_the_cause(tmp_path: Path
     assert "register_pickle_by_value" not in done.stdout
 
 
+def failing_locally(stage: Any, **options: Any) -> str:
+    """The words of the TaskFailed a local run of a job of ``stage`` alone ends with, on
+    the input ``raw://x`` (``options`` given to the run)."""
+
+    @job(partitions=None)
+    def alone() -> list[Any]:
+        return [stage]
+
+    with pytest.raises(TaskFailed) as caught:
+        alone.run(["raw://x"], mode="local", max_failures=0, **options)
+    return str(caught.value)
+
+
 def test_a_stages_memory_error_says_what_to_do() -> None:
     # "stage 'hog' failed on input 'raw://x', record 0: MemoryError", and nothing more.
     @map
@@ -698,13 +711,8 @@ def test_a_stages_memory_error_says_what_to_do() -> None:
         raise MemoryError
         yield line, 1
 
-    @job(partitions=None)
-    def hogging() -> list[Any]:
-        return [hog]
-
-    with pytest.raises(TaskFailed) as caught:
-        hogging.run(["raw://x"], mode="local", max_failures=0)
-    assert "ran out of memory" in str(caught.value) and "memory_budget" in str(caught.value)
+    said = failing_locally(hog)
+    assert "ran out of memory" in said and "memory_budget" in said
 
 
 def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
@@ -727,11 +735,13 @@ def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
 
     relative = {"stop": "stopwords.txt"}
     assert list(filtering.run(["raw://the cat"], mode="inline", params=relative)) == [("cat", 1)]
-    with pytest.raises(TaskFailed) as caught:
-        filtering.run(["raw://the cat"], mode="local", max_failures=0, params=relative)
-    message = str(caught.value)
-    assert "No such file or directory: 'stopwords.txt'" in message
-    assert "a relative path names a file in the worker's working directory, its job " in message
+    said = failing_locally(unstopped, params=relative)
+    assert "No such file or directory: 'stopwords.txt'" in said
+    assert "a relative path names a file in the worker's working directory, its job " in said
+    gone = {"stop": str(tmp_path / "gone.txt")}  # a missing file named whole: no such hint
+    said = failing_locally(unstopped, params=gone)
+    assert "gone.txt" in said and "relative path" not in said
+
     # A program not on PATH is no file of the working directory: no such hint.
     @map
     def shelled(line: str) -> Any:
@@ -740,19 +750,9 @@ def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
         subprocess.run(["no-such-tool-here", line], check=True)
         yield line, 1
 
-    @job(partitions=None)
-    def shelling() -> list[Any]:
-        return [shelled]
-
-    with pytest.raises(TaskFailed) as caught:
-        shelling.run(["raw://x"], mode="local", max_failures=0)
-    said = str(caught.value)
+    said = failing_locally(shelled)
     assert "'no-such-tool-here'" in said and "relative" not in said
     assert "a program a stage runs must be on its workers' PATH" in said
-    gone = {"stop": str(tmp_path / "gone.txt")}  # a missing file named whole: no such hint
-    with pytest.raises(TaskFailed) as caught:
-        filtering.run(["raw://the cat"], mode="local", max_failures=0, params=gone)
-    assert "gone.txt" in str(caught.value) and "relative path" not in str(caught.value)
 
 
 @pytest.mark.parametrize("mode", ["inline", "local"])
@@ -811,12 +811,6 @@ def test_a_module_a_stage_imports_in_its_body_is_told_how_to_ship() -> None:
 
         yield line, 1
 
-    @job(partitions=None)
-    def importing() -> list[Any]:
-        return [late]
-
-    with pytest.raises(TaskFailed) as caught:
-        importing.run(["raw://x"], mode="local", max_failures=0)
-    said = str(caught.value)
+    said = failing_locally(late)
     assert "No module named 'no_such_helpers_module'" in said
     assert "must be installed where its workers run, or ship with the job" in said
