@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import html
 import importlib
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -74,6 +75,15 @@ def _as_fields(values: list[Any]) -> list[Any]:
     if fields is None:
         return values
     return [{name: getattr(v, name) for name in fields} for v in values]
+
+
+def _main_classes() -> tuple[type, ...]:
+    """The classes the program's script defines, which a job that wrote records in another
+    process (or an earlier run of the script) may have named: carried to the next job, as a
+    run's results carry those of its own job."""
+    main = sys.modules.get("__main__")
+    found = vars(main).values() if main is not None else ()
+    return tuple(v for v in found if isinstance(v, type) and v.__module__ == "__main__")
 
 
 def check_stage(spec: JobSpec, stage: str) -> None:
@@ -161,7 +171,9 @@ class Results:
                 "or set DISCO_MASTER (in the environment, or in ~/.disco)"
             )
         with Cluster.connect(master) as cluster:
-            return wait_for(cluster, jobname, timeout=timeout, progress=False)
+            results = wait_for(cluster, jobname, timeout=timeout, progress=False)
+        results.carrying = _main_classes  # what its records may name: the program's own
+        return results
 
     def stage(self, name: str | Any) -> Results:
         """The outputs of stage ``name`` (or of the stage itself: ``results.stage(words)``)

@@ -596,6 +596,10 @@ def test_the_files_an_index_lists_are_read_here_through_disco_proxy(
             monkeypatch.setenv("DISCO_PROXY", f"http://127.0.0.1:{server.port}")
             again = jobs.merge_counts.run(inputs=indexes, mode=mode, max_failures=0)
             assert dict(again) == WORDS
+            # Results read here through the proxy, given themselves, as the README chains.
+            proxied = jobs.wordcount.run(inputs=["raw://a b c", "raw://c a c"], mode="cluster")
+            again = jobs.merge_counts.run(inputs=proxied, mode=mode, max_failures=0)
+            assert dict(again) == WORDS
     finally:
         server.shutdown()
         server.server_close()

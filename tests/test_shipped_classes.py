@@ -332,6 +332,50 @@ def test_an_instance_of_a_class_defined_again_since_travels_to_a_chained_job(
     assert _script_run(request, tmp_path, REDEFINED_CHAINED, mode) == ["ok"]
 
 
+OF_JOB_CHAINED = textwrap.dedent(
+    """
+    import dataclasses, sys
+    from discodsl import Results, job, map
+
+    @dataclasses.dataclass
+    class Stat:
+        n: int
+
+    @map
+    def counted(line):
+        yield line, Stat(len(line))
+
+    @job(partitions=None)
+    def first():
+        return [counted]
+
+    @map
+    def sized(record):
+        key, stat = record
+        yield key, stat.n
+
+    @job(partitions=None)
+    def second():
+        return [sized]
+
+    if sys.argv[2] == "submit":
+        print(first.submit(["raw://abc"], mode="cluster", progress=False).wait().jobname)
+    else:  # another run of the script, later: the first job's results by its name
+        earlier = Results.of_job(sys.argv[3], timeout=60)
+        print("ok" if list(second.run(earlier, mode="cluster")) == [("abc", 3)] else 0)
+    """
+)
+
+
+def test_results_reached_by_the_jobs_name_carry_the_scripts_classes_to_the_next_job(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # A run's results carry the classes of its job; those of Results.of_job carried none,
+    # and the next job's workers could not read the records ("Can't get attribute 'Stat'").
+    [name] = _script_run(request, tmp_path, OF_JOB_CHAINED, "cluster", "submit")
+    assert _script_says(tmp_path, "cluster", "chain", name) == ["ok"]
+
+
 CHAIN_BY_URLS = """
 import sys
 from discodsl import TaskFailed, job, reduce

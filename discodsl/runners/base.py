@@ -182,7 +182,7 @@ class Runner:
     def _plan(
         self, job: Job, options: JobOptions, inputs: Inputs, spec: JobSpec | None = None
     ) -> Plan:
-        resolved = sources.resolve_each(inputs, as_listed=self.mode == "cluster")
+        resolved = sources.resolve_each(inputs, as_listed=True)  # read as _here reads them
         each = [(item, self._here(found)) for item, found in resolved]
         spec = _carrying(spec or job.spec(options), [item for item, _ in each])
         plan = Plan(job, options, spec, [urls for _, found in each for urls in found])
