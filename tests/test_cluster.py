@@ -571,6 +571,11 @@ def test_a_cluster_jobs_results_are_reached_by_its_name_from_another_program(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(JobError, match=r"reads as the name of a job: a local run's results go"):
         jobs.merge_counts.run(inputs=[name], mode="cluster")
+    # A master that cannot be reached is said so, not a job "submitted" and lost track of.
+    from discodsl.errors import Unreachable
+
+    with closed_port() as port, pytest.raises(Unreachable):
+        Results.of_job(name, master=f"http://127.0.0.1:{port}")
     monkeypatch.delenv("DISCO_MASTER")
     with pytest.raises(SettingsError, match="no Disco master is configured"):
         Results.of_job(name)

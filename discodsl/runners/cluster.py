@@ -285,6 +285,7 @@ def _watch(
                 counters=counters,
                 stop=stop,
                 first=first,
+                submitted=True,
             )
     finally:
         keep.done()
@@ -403,13 +404,16 @@ def wait_for(
     counters: Counters | None = None,
     stop: threading.Event | None = None,
     first: tuple[str, list[list[str]]] | None = None,
+    submitted: bool = False,
 ) -> Results:
     """Wait for a job, showing its progress and summing its ``counters``; its results.
 
     A dead job raises the failing task's :class:`TaskFailed` (the worker's
     traceback as ``__cause__``), or :class:`JobDead` when no task failed
     (killed). Still active after ``timeout`` seconds, or when ``stop`` is
-    set: JobActive, the job keeps running. Ctrl-C says how to kill the job,
+    set: JobActive, the job keeps running; so is a master that stopped answering the
+    wait of a job this process ``submitted``, or one that answered it once (a master never
+    reached for a job of another's is the error it was). Ctrl-C says how to kill the job,
     or kills it with ``kill_on_interrupt``, and re-raises KeyboardInterrupt.
     """
     counters = Counters() if counters is None else counters
@@ -429,6 +433,8 @@ def wait_for(
     except (NoSuchJob, JobActive):
         raise
     except ClientError as exc:
+        if not (watcher.answered or submitted):  # never reached for a job of another's
+            raise
         raise _lost(cluster, jobname, exc) from exc
     finally:
         progress_bar.close()
@@ -477,8 +483,10 @@ class _Watcher:
         self.stop: threading.Event | None = None  # set: stop waiting (Ctrl-C in Run.wait)
         self.ended = False  # the log's last event was read: every event before it was too
         self.missed = False  # a read of the events or jobinfo failed (said once)
+        self.answered = False  # the master answered a poll of this wait
 
     def __call__(self, status: str, elapsed: float) -> None:
+        self.answered = True
         if self.stop is not None and self.stop.is_set() and status == "active":
             kill = command_line(f"kill {self.jobname}", self.master.url)
             raise JobActive(
