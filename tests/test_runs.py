@@ -1372,3 +1372,16 @@ def test_the_repr_of_results_counts_a_tasks_index_as_one_not_as_a_file() -> None
     assert len(words.record_urls()) > 2
     inline = jobs.wordcount.run(["raw://a b c d"], mode="inline").stage("words")
     assert f": {len(inline.urls)} result file(s)>" in repr(inline)
+
+
+def test_a_run_chained_on_a_cluster_run_whose_wait_timed_out_waits_on_for_its_job(
+    cluster_env: str,
+) -> None:
+    # The first's timeout= stopped its watch while its job ran on (and ended ready): the
+    # second was declared dead, its input run said to have "failed".
+    first = jobs.sleepy.submit(
+        ["raw://a"], mode="cluster", progress=False, timeout=0.5, params={"seconds": 3.0}
+    )
+    second = jobs.histogram.submit(first, mode="cluster", progress=False)
+    assert dict(second.wait(timeout=120)) == {1: ["a"]}
+    assert first.status == "ready"

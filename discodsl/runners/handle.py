@@ -285,12 +285,16 @@ class Run:
 
     def await_inputs(self, upstream: list[Run]) -> None:
         """Wait for the runs this one reads (kill() ends the wait); a JobError naming the
-        first of them that did not end ready."""
+        first of them that did not end ready. One whose watch stopped while its job runs on
+        (a cluster's ``timeout=``) is waited for on: its ``timeout=`` bounds its own wait."""
         for run in upstream:
-            while not run.ended(KILL_CHECK):
-                if self._killed.is_set():
-                    raise self._killed_error()
-            if run.status != "ready":
+            status = "active"
+            while status == "active":  # a watch that stopped (timeout=) is watched again
+                while not run.ended(KILL_CHECK):
+                    if self._killed.is_set():
+                        raise self._killed_error()
+                status = run.status
+            if status != "ready":
                 raise _input_failed(self, run)
 
     # -- inside -------------------------------------------------------------------------
