@@ -53,10 +53,10 @@ def once(inputs: Any) -> Any:
     return tuple(inputs) if isinstance(inputs, Iterable) else inputs
 
 
-def resolve_each(inputs: Any, as_listed: bool = False) -> list[tuple[Any, list[list[str]]]]:
-    """Each input as given, with its replica lists (see :func:`resolve`); with
-    ``as_listed``, a cluster run's results as their master lists their files (for a job on
-    a cluster: its nodes read them), not as this machine reads them."""
+def resolve_each(inputs: Any, listed_from: str | None = None) -> list[tuple[Any, list[list[str]]]]:
+    """Each input as given, with its replica lists (see :func:`resolve`); the results of a
+    cluster run on the master ``listed_from`` as that master lists their files (a job on
+    its cluster: its nodes read them so), others' as this machine reads them."""
     if inputs is None:
         raise SettingsError(
             "the job got no inputs (None, or none given): pass paths, globs, URLs or an "
@@ -75,12 +75,13 @@ def resolve_each(inputs: Any, as_listed: bool = False) -> list[tuple[Any, list[l
             f"inputs={brief(inputs, 80)} is a {type(inputs).__name__}: pass a path or URL as a "
             "str, a list of them, or an earlier job's results, e.g. inputs=['data/*.txt']"
         )
-    return [(item, _resolve_one(item, as_listed)) for item in inputs]
+    return [(item, _resolve_one(item, listed_from)) for item in inputs]
 
 
-def _resolve_one(item: Any, as_listed: bool = False) -> list[list[str]]:
+def _resolve_one(item: Any, listed_from: str | None = None) -> list[list[str]]:
     if hasattr(item, "record_urls"):
-        listed = as_listed and getattr(item, "mode", None) == "cluster"
+        of_master = getattr(item, "mode", None) == "cluster" and _master_of(item) == listed_from
+        listed = listed_from is not None and of_master
         return [
             list(replicas) for replicas in (item.listed_urls() if listed else item.record_urls())
         ]
@@ -101,6 +102,13 @@ def _resolve_one(item: Any, as_listed: bool = False) -> list[list[str]]:
         f"input {brief(item, 80)} is not a path, a URL, a list of replica URLs or an earlier "
         f"job's results{fix}: pass e.g. inputs=['data/*.txt']"
     )
+
+
+def _master_of(item: Any) -> str | None:
+    """The master of a cluster run's results (or of the run's, once ready)."""
+    if hasattr(item, "wait") and not hasattr(item, "master"):  # a Run: its results'
+        return getattr(item.wait(), "master", None)
+    return getattr(item, "master", None)
 
 
 def _a_path_of_no_scheme(item: str) -> bool:

@@ -330,3 +330,25 @@ def test_a_path_that_looks_like_a_url_of_no_scheme_is_taken_as_the_path_it_is(
     assert sources.resolve(["backup://day1.txt"]) == [[url]]
     with pytest.raises(JobError, match="has the URL scheme 'backup'"):
         sources.resolve(["backup://day2.txt"])
+
+
+def test_a_cluster_runs_results_are_given_as_listed_to_a_run_on_their_own_master_only() -> None:
+    # A job on master B given master A's results got A's disco:// URLs, which B's nodes
+    # read at their own port: files of A's nodes they do not serve.
+    class Listed:
+        mode, master = "cluster", "http://a:8989"
+
+        def record_urls(self) -> list[list[str]]:
+            return [["http://node-a:8989/disco/f"]]
+
+        def listed_urls(self) -> list[list[str]]:
+            return [["disco://node-a/disco/f"]]
+
+    given = Listed()
+    assert sources.resolve_each([given], listed_from="http://a:8989") == [
+        (given, [["disco://node-a/disco/f"]])
+    ]
+    for other in ("http://b:8989", None):
+        assert sources.resolve_each([given], listed_from=other) == [
+            (given, [["http://node-a:8989/disco/f"]])
+        ]

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from discodsl import sources
-from discodsl.errors import JobError
+from discodsl.errors import JobError, SettingsError
 from discodsl.options import validate_options
 from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
@@ -182,7 +182,7 @@ class Runner:
     def _plan(
         self, job: Job, options: JobOptions, inputs: Inputs, spec: JobSpec | None = None
     ) -> Plan:
-        resolved = sources.resolve_each(inputs, as_listed=True)  # read as _here reads them
+        resolved = sources.resolve_each(inputs, listed_from=self._master_url())
         each = [(item, self._here(found)) for item, found in resolved]
         spec = _carrying(spec or job.spec(options), [item for item, _ in each])
         plan = Plan(job, options, spec, [urls for _, found in each for urls in found])
@@ -299,6 +299,16 @@ class Runner:
         self._check_local_indexes(inputs)
         # Each host's node once (reading the settings), however many indexes it has.
         return indexes.expand(inputs, functools.cache(self._index_node), form)
+
+    def _master_url(self) -> str | None:
+        """The master this runner's runs know, whose results are given as it lists their
+        files (``disco://``, read by a node at its own port, here as ``_here`` reads them)."""
+        from discodsl.settings import configured_master
+
+        try:
+            return configured_master(self.master)
+        except SettingsError:  # said where the master is used
+            return None
 
     def _index_node(self, host: str) -> Node:
         return index_node(host, self.master)
