@@ -156,13 +156,14 @@ class Results:
     def of_job(
         cls, jobname: str, *, master: str | None = None, timeout: float | None = None
     ) -> Results:
-        """The results of the job ``jobname`` on a Disco master (``master``, else the one
-        configured), once it is ready: a program that submitted it and ended, or another
+        """The results of the job ``jobname`` (``@``: the newest, ``@?TEXT``: the newest
+        whose name holds TEXT) on a Disco master (``master``, else the one configured), once
+        it is ready: a program that submitted it and ended, or another
         one, reads them so (and passes them to the next job). Waits up to ``timeout``
         seconds (None: as long as it takes), raising what ``wait()`` raises: JobActive,
         TaskFailed or JobDead for a job that failed, NoSuchJob for a name the master does
         not know."""
-        from discodsl.runners.cluster import Cluster, wait_for
+        from discodsl.runners.cluster import Cluster, job_named, wait_for
         from discodsl.settings import configured_master
 
         if configured_master(master) is None:
@@ -171,7 +172,8 @@ class Results:
                 "or set DISCO_MASTER (in the environment, or in ~/.disco)"
             )
         with Cluster.connect(master) as cluster:
-            results = wait_for(cluster, jobname, timeout=timeout, progress=False)
+            named = job_named(cluster, jobname)
+            results = wait_for(cluster, named, timeout=timeout, progress=False)
         results.carrying = _main_classes  # what its records may name: the program's own
         return results
 

@@ -565,6 +565,7 @@ def test_a_cluster_jobs_results_are_reached_by_its_name_from_another_program(
     name = jobs.wordcount.submit(inputs=["raw://a b c", "raw://c a c"], mode="cluster").jobname
     results = Results.of_job(name, timeout=120)
     assert dict(results) == WORDS and results.jobname == name and results.mode == "cluster"
+    assert Results.of_job("@").jobname == name == Results.of_job("@?wordcount").jobname
     assert dict(jobs.merge_counts.run(inputs=[results], mode="cluster")) == WORDS
     with pytest.raises(NoSuchJob):
         Results.of_job("wordcount@1:2:3")

@@ -90,11 +90,7 @@ def known_job(conn: Cluster, text: str) -> str:
 
 def job_name(conn: Cluster, text: str) -> str:
     """``@`` is the newest job, ``@?TEXT`` the newest whose name contains TEXT."""
-    if text == "@":
-        return cluster.latest_job(conn)
-    if text.startswith("@?"):
-        return cluster.latest_job(conn, text[2:])
-    return text
+    return cluster.job_named(conn, text)
 
 
 def read_file(name: str) -> bytes:

@@ -735,6 +735,16 @@ def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[
         return resolve_inputs(found, cluster.ddfs)
 
 
+def job_named(cluster: Cluster, text: str) -> str:
+    """The job ``text`` names: ``@`` the newest job, ``@?TEXT`` the newest whose name
+    contains TEXT (as Disco's command line takes them), else ``text`` itself."""
+    if text == "@":
+        return latest_job(cluster)
+    if text.startswith("@?"):
+        return latest_job(cluster, text[2:])
+    return text
+
+
 def latest_job(cluster: Cluster, contains: str = "") -> str:
     """The newest job's name (whose name contains ``contains``): Disco's ``@`` and ``@?text``."""
     for _, _, name in cluster.master.joblist():
