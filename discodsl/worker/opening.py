@@ -387,35 +387,9 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
     get = "GET" if location == url else f"GET {location}"
     tried = f"; tried {tries} times" if tries > 1 else ""
     if isinstance(exc, urllib.error.HTTPError):
-        said = _answer(exc).decode("utf-8", "replace").strip()
-        exc.close()
-        check = (
-            f"it went through the proxy DISCO_PROXY={node.proxy}: check the proxy, or unset "
-            "DISCO_PROXY where the cluster's nodes are reached directly"
-            if _through_proxy(location, node)
-            else "check that the file exists and the node serving it is healthy"
-        )
-        answered = DataError(
-            f"{url}: {get} answered HTTP {exc.code} {exc.reason}"
-            f"{f' ({said[:120]!r})' if said else ''}{tried}; {check}",
-            url=url,
-        )
-        answered.status = exc.code
-        return answered
-    if _unverified(exc) and _mismatch(exc):  # trusted, but issued for another name
-        return BadURL(
-            f"{url}: {get} failed: {_reason(exc)}: the server's certificate does not name "
-            f"{urls.host_name(urls.split_host(urls.split(location)[1])[0])}: give the host by the "
-            "name its certificate was issued for",
-            url=url,
-        )
+        return _answered(exc, get, location, node, url, tried)
     if _unverified(exc):  # the same on every attempt, until the nodes trust the server
-        return BadURL(
-            f"{url}: {get} failed: {_reason(exc)}: the server's TLS certificate does not "
-            "verify here: install its CA on the nodes, or name a file of it with "
-            "SSL_CERT_FILE (or a directory, SSL_CERT_DIR) in the job's env=",
-            url=url,
-        )
+        return _not_trusted(exc, get, location, url)
     if isinstance(exc, (http.client.InvalidURL, UnicodeError)):  # never sent: no retry helps
         return BadURL(
             f"{url}: {get} cannot be sent: {_reason(exc)}; escape what a URL cannot carry as "
@@ -433,6 +407,43 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
         f"{url}: {get} failed: {_reason(exc)}{tried}; check that the host is up and "
         f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} "
         f"{_timeout_set(node)} sets it)",
+        url=url,
+    )
+
+
+def _answered(exc: Any, get: str, location: str, node: Node, url: str, tried: str) -> DataError:
+    """The error for a GET answered with an error status (``exc``, an HTTPError), which
+    holds that status."""
+    said = _answer(exc).decode("utf-8", "replace").strip()
+    exc.close()
+    check = (
+        f"it went through the proxy DISCO_PROXY={node.proxy}: check the proxy, or unset "
+        "DISCO_PROXY where the cluster's nodes are reached directly"
+        if _through_proxy(location, node)
+        else "check that the file exists and the node serving it is healthy"
+    )
+    answered = DataError(
+        f"{url}: {get} answered HTTP {exc.code} {exc.reason}"
+        f"{f' ({said[:120]!r})' if said else ''}{tried}; {check}",
+        url=url,
+    )
+    answered.status = exc.code
+    return answered
+
+
+def _not_trusted(exc: Exception, get: str, location: str, url: str) -> BadURL:
+    """The error for a server whose TLS certificate does not verify here."""
+    if _mismatch(exc):  # trusted, but issued for another name
+        host = urls.host_name(urls.split_host(urls.split(location)[1])[0])
+        return BadURL(
+            f"{url}: {get} failed: {_reason(exc)}: the server's certificate does not name "
+            f"{host}: give the host by the name its certificate was issued for",
+            url=url,
+        )
+    return BadURL(
+        f"{url}: {get} failed: {_reason(exc)}: the server's TLS certificate does not "
+        "verify here: install its CA on the nodes, or name a file of it with "
+        "SSL_CERT_FILE (or a directory, SSL_CERT_DIR) in the job's env=",
         url=url,
     )
 
