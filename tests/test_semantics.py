@@ -755,27 +755,27 @@ def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
     assert "a program a stage runs must be on its workers' PATH" in said
 
 
+def counted_by(total: Any) -> Any:
+    """A word count whose reduce, its own combiner, is ``total``, in one partition."""
+
+    @job(partitions=1)
+    def counting() -> list[Any]:
+        return [jobs.words, reduce(total, combine=True)]
+
+    return counting
+
+
 @pytest.mark.parametrize("mode", ["inline", "local"])
 def test_a_combined_reduce_failing_on_its_own_values_says_it_reads_what_it_yields(
     mode: str,
 ) -> None:
     # "stage 'total' failed on the key 'a': TypeError: unsupported operand type(s) for +:
     # 'int' and 'str'", and no word that the '2 times' came from total itself, map-side.
-    @map
-    def words(line: str) -> Any:
-        for word in line.split():
-            yield word, 1
-
-    @reduce(combine=True)
     def total(word: Any, counts: Any) -> Any:
         yield word, f"{sum(counts)} times"
 
-    @job(partitions=1)
-    def counting() -> list[Any]:
-        return [words, total]
-
     with pytest.raises((TaskFailed, TypeError)) as caught:
-        counting.run(["raw://a a", "raw://a"], mode=mode, max_failures=0)
+        counted_by(total).run(["raw://a a", "raw://a"], mode=mode, max_failures=0)
     message = str(caught.value) + "".join(getattr(caught.value, "__notes__", []))
     assert "unsupported operand" in message
     assert "(if its values are of two kinds: reduce 'total' runs map-side too" in message
@@ -783,22 +783,12 @@ def test_a_combined_reduce_failing_on_its_own_values_says_it_reads_what_it_yield
 
 def test_a_combined_reduces_other_type_errors_are_not_blamed_on_combining() -> None:
     # len() of an int on a key with one value in its map task: told of map-side combining.
-    @map
-    def words(line: str) -> Any:
-        for word in line.split():
-            yield word, 1
-
-    @reduce(combine=True)
     def total(word: Any, counts: Any) -> Any:
         counts = list(counts)
         yield word, sum(counts) + (len(counts[0]) if word == "b" else 0)
 
-    @job(partitions=1)
-    def counting() -> list[Any]:
-        return [words, total]
-
     with pytest.raises(TaskFailed) as caught:
-        counting.run(["raw://a a b"], mode="local", max_failures=0)
+        counted_by(total).run(["raw://a a b"], mode="local", max_failures=0)
     assert "has no len()" in str(caught.value) and "map-side" not in str(caught.value)
 
 
