@@ -152,7 +152,7 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
         {"prefix": "ab\n"},
         "job option prefix='ab\\n' is invalid (String should match pattern "
         "'^[A-Za-z0-9_]+$'): use at most 199 ASCII letters, digits and underscores, e.g. "
-        "prefix='wordcount' (a job's own name is escaped as Disco's job names must be: "
+        "prefix='ab_' (a job's own name is escaped as Disco's job names must be: "
         "'\u03c3' as 'u03c3')",
     ),
     (
