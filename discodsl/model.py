@@ -222,6 +222,12 @@ class Job(ClientOnly):
 
     def __post_init__(self) -> None:
         # Checked here, not only by @job: a Job built by hand is a job as well.
+        if not isinstance(self.options, JobOptions):  # Job("x", stages, {"partitions": 3})
+            raise JobError(
+                f"job {self.name!r} was given options={brief(self.options, 80)}, which is no "
+                "JobOptions: pass JobOptions(partitions=3, ...), or declare it with @job(...) "
+                "and change it with job.with_options(...)"
+            )
         object.__setattr__(self, "stages", check_pipeline(self.name, self.stages, self.options))
         _named_as(self, self.function)
 

@@ -1008,6 +1008,16 @@ def test_job_names_long_only_as_their_letters_are_escaped_stay_apart() -> None:
     assert cleaned_prefix("words") == "words"
 
 
+def test_a_job_built_by_hand_with_options_of_another_type_is_told_what_to_pass() -> None:
+    # A bare "AttributeError: 'dict' object has no attribute 'partitions'".
+    from discodsl import Job, JobOptions
+
+    stages = (map(lambda line: [(line, 1)]),)
+    with pytest.raises(JobError, match=r"options=\{'partitions': 3\}, which is no JobOptions"):
+        Job("by_hand", stages, {"partitions": 3})  # type: ignore[arg-type]
+    assert Job("by_hand", stages, JobOptions(partitions=3)).options.partitions == 3
+
+
 def test_lambdas_are_named_after_their_kind_and_told_how_to_rename() -> None:
     pair = [map(lambda line: [(line, 1)]), reduce(lambda key, values: [(key, sum(values))])]
     assert [stage.name for stage in pair] == ["map", "reduce"]
