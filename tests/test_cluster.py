@@ -547,6 +547,8 @@ def test_a_job_chained_on_a_cluster_runs_results_gets_their_files_as_the_master_
     # The chained job was given the files as this client reads them, http://NODE:<the
     # client's DISCO_PORT>/..., which nodes serving another port (a master reached through
     # a tunnel or a proxy) could not read; a tag of the same results gave disco:// URLs.
+    # Disco's client expands a dir:// input into the disco:// URLs it lists (util.inputlist,
+    # disco-spec section 5); a real 0.5.4 master ran the job so given, its inputs disco://.
     first = jobs.wordcount.submit(inputs=["raw://a b c", "raw://c a c"], mode="cluster")
     chained = first if given == "run" else first.wait()
     second = jobs.merge_counts.run(inputs=[chained], mode="cluster")
