@@ -372,6 +372,57 @@ def test_watcher_counts_each_task_once_when_jobinfo_runs_ahead_of_events() -> No
     ]
 
 
+def test_bars_come_in_pipeline_order_and_end_full_when_events_lag_jobinfo() -> None:
+    """A master writes a job's events up to 2 s late: a first poll's jobinfo already had the
+    map done and the reduce running. The reduce's bar started first, the map's events then
+    closed it, and the reduce's tasks were dropped: it ended at 14 of 16 (probe CL F6)."""
+    fake = FakeMaster()
+    Recorder.seen = []
+    recorder = Recorder("job")
+    watcher = cluster._Watcher(fake, "job", recorder)  # type: ignore[arg-type]
+    fake.pipeline = [["map", 0, 0, 0, 2, 0], ["reduce", 0, 14, 2, 0, 0]]
+    watcher("active", 0.0)  # no events written yet
+    fake.events += [
+        ("t", "master", m)
+        for m in [
+            "Stage map scheduled with 2 tasks",
+            *(f"DONE: [map:{n}] Task finished in 0:00:00.1" for n in range(2)),
+            "Stage reduce scheduled with 16 tasks",
+            *(f"DONE: [reduce:{n}] Task finished in 0:00:00.1" for n in range(2, 16)),
+        ]
+    ]
+    fake.pipeline = [["map", 0, 0, 0, 2, 0], ["reduce", 0, 2, 0, 14, 0]]
+    watcher("active", 1.0)
+    fake.pipeline = [["map", 0, 0, 0, 2, 0], ["reduce", 0, 0, 0, 16, 0]]
+    watcher("ready", 2.0)
+    recorder.close()
+    seen = [(k, f.get("stage"), f.get("tasks")) for k, f in Recorder.seen]
+    assert (
+        seen
+        == [("stage", "map", 2)]
+        + [("task_done", "map", None)] * 2
+        + [("stage", "reduce", 16)]
+        + [("task_done", "reduce", None)] * 16
+    )
+
+
+def test_a_stage_not_yet_scheduled_gets_its_bar_once_its_tasks_are_known() -> None:
+    """jobinfo lists every stage from the start, those not scheduled with no tasks: a bar
+    of 0 tasks for the reduce would have been full at once, and never moved."""
+    seen = watch(
+        FakeMaster(),
+        [
+            ([], [["map", 0, 0, 0, 1, 0], ["reduce", 0, 0, 0, 0, 0]]),
+            ([], [["map", 0, 0, 0, 1, 0], ["reduce", 0, 0, 0, 2, 0]]),
+        ],
+    )
+    assert (
+        seen
+        == [("stage", "map", 1), ("task_done", "map", None), ("stage", "reduce", 2)]
+        + [("task_done", "reduce", None)] * 2
+    )
+
+
 def test_watcher_skips_jobinfo_rows_that_hold_no_counts() -> None:
     """A row holding something else than task counts (a proxy's, a newer master's) raised a
     bare ValueError, and a job that succeeded was reported failed; it only moves a bar."""

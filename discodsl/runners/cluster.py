@@ -39,7 +39,7 @@ from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG,
 from discodsl.results import Results, check_stage_name
 from discodsl.runners.base import Counters, Plan, Runner, client_node, index_node
 from discodsl.runners.failures import task_failed, worker_died
-from discodsl.runners.progress import Progress
+from discodsl.runners.progress import Progress, StageBars
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.stdio import notice
 from discodsl.worker import urls
@@ -466,9 +466,8 @@ def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
 
 class _Watcher:
     """Called after each get_results poll: feeds a Progress and the run's Counters from the
-    job's new events (stages scheduled, tasks done, MSG lines, retries) and the Progress
-    from jobinfo's per-stage task counts, which move the bar on when events lag or a stage
-    was not announced."""
+    job's new events (stages scheduled, tasks done, MSG lines, retries), and the stage bars
+    from jobinfo's per-stage task counts too (the events lag up to 2 s)."""
 
     def __init__(
         self, master: Master, jobname: str, progress: Progress, counters: Counters | None = None
@@ -477,9 +476,8 @@ class _Watcher:
         self.counters = Counters() if counters is None else counters
         self.events: list[MasterEvent] = []
         self.offset = 0
-        self.announced: set[str] = set()
-        self.stages_in_events = False  # else jobinfo says which stage runs
-        self.stage, self.total, self.done = "", 0, 0
+        self.bars = StageBars(progress)
+        self.events_done: dict[str, int] = {}  # tasks done per stage, by the events
         self.stop: threading.Event | None = None  # set: stop waiting (Ctrl-C in Run.wait)
         self.ended = False  # the log's last event was read: every event before it was too
         self.missed = False  # a read of the events or jobinfo failed (said once)
@@ -521,6 +519,8 @@ class _Watcher:
         miss counts."""
         if not self.ended:
             read_to_end(self._read_on)
+        if not dead:
+            self.bars.end()
         if not self.ended and not dead:
             notice(
                 f"discodsl: job {self.jobname} is ready, but its end did not show in the "
@@ -546,11 +546,12 @@ class _Watcher:
             stage, taskid, text = match.groups()
             self._tell("msg", {"stage": stage, "taskid": int(taskid), "text": text})
         elif match := STAGE_SCHEDULED.match(message):
-            self.stages_in_events = True
-            self._start(match.group(1), int(match.group(2)))
+            self.bars.counts(match.group(1), int(match.group(2)), 0)
         elif match := TASK_DONE.match(message):
-            self.counters.succeeded(match.group(1), int(match.group(2)))
-            self._advance(match.group(1), self.done + 1)
+            stage = match.group(1)
+            self.counters.succeeded(stage, int(match.group(2)))
+            self.events_done[stage] = self.events_done.get(stage, 0) + 1
+            self.bars.counts(stage, 0, self.events_done[stage])
         elif match := _RETRY_EVENT.match(message):
             stage, taskid, failures = match.groups()
             facts = {"stage": stage, "taskid": int(taskid), "failures": int(failures)}
@@ -563,36 +564,15 @@ class _Watcher:
 
     def _counts(self, pipeline: list[Any]) -> None:
         """jobinfo rows ``[stage, pending, waiting, running, done, failed]`` (-1 possible;
-        waiting = tasks - (running + done), pending among them): they advance the current
-        stage, and pick it when no event names stages."""
+        waiting = tasks - (running + done), pending among them), in the pipeline's order."""
         rows = [
             (str(r[0]), sum(max(0, n) for n in r[2:5]), r[4])
             for r in pipeline
             if isinstance(r, list) and len(r) == 6 and all(_count(n) for n in r[1:])
         ]
-        for stage, _, done in rows:
-            self._advance(stage, done)
-        unfinished = [r for r in rows if 0 <= r[2] < r[1]]
-        if unfinished and not self.stages_in_events:
-            stage, total, done = unfinished[0]
-            self._start(stage, total)
-            self._advance(stage, done)
-
-    def _start(self, stage: str, tasks: int) -> None:
-        if stage in self.announced:
-            return
-        self.announced.add(stage)
-        self.progress("stage", {"stage": stage, "tasks": tasks})
-        self.stage, self.total, self.done = stage, tasks, 0
-
-    def _advance(self, stage: str, done: int) -> None:
-        """Move the current stage's bar to ``done`` finished tasks."""
-        done = min(done, self.total)
-        if stage != self.stage or done <= self.done:
-            return
-        for _ in range(done - self.done):
-            self.progress("task_done", {"stage": stage})
-        self.done = done
+        self.bars.pipeline([stage for stage, _, _ in rows])
+        for stage, tasks, done in rows:
+            self.bars.counts(stage, tasks, done)
 
 
 def _count(value: Any) -> bool:

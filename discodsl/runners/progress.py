@@ -172,3 +172,60 @@ def _next(facts: Mapping[str, Any]) -> str:
     if "limit" in facts and failures > facts["limit"]:
         return f"{failures} failures, past max_failures={facts['limit']} (the job fails)"
     return f"{failures} failure(s) so far, to be retried"
+
+
+class StageBars:
+    """A job's stage bars for a Progress, from counts two sources give out of step (a
+    cluster's events, written up to 2 s late, and its jobinfo): one bar per stage, in the
+    pipeline's order; a stage's bar starts once the bar before it is full and its own
+    tasks are known, and shows the most done tasks either source has said."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.order: list[str] = []  # the pipeline's stages (jobinfo's rows, or as scheduled)
+        self.tasks: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.shown: list[str] = []  # stages whose bar started, the last one showing
+        self.moved = 0  # tasks the showing bar has counted
+
+    def pipeline(self, stages: list[str]) -> None:
+        """The stages in the order jobinfo lists them (those only events named after)."""
+        self.order = [*stages, *(stage for stage in self.order if stage not in stages)]
+
+    def counts(self, stage: str, tasks: int, done: int) -> None:
+        """``stage`` has at least ``tasks`` tasks, ``done`` of them done."""
+        if stage not in self.order:
+            self.order.append(stage)
+        self.tasks[stage] = max(tasks, self.tasks.get(stage, 0))
+        self.done[stage] = max(done, self.done.get(stage, 0))
+        self._show()
+
+    def end(self) -> None:
+        """The job is ready: every stage left gets its bar, as full as its counts say."""
+        self._show(ended=True)
+
+    def _show(self, ended: bool = False) -> None:
+        """Move the showing bar on; while it is full, start the next stage's."""
+        while self._full():
+            waiting = [stage for stage in self.order if stage not in self.shown]
+            if not waiting or not (ended or self._known(waiting)):
+                return
+            self.shown.append(waiting[0])
+            self.moved = 0
+            self.progress("stage", {"stage": waiting[0], "tasks": self.tasks.get(waiting[0], 0)})
+
+    def _full(self) -> bool:
+        """Whether no stage's bar shows, or the one showing counts all its tasks now."""
+        if not self.shown:
+            return True
+        stage = self.shown[-1]
+        done = min(self.done.get(stage, 0), self.tasks.get(stage, 0))
+        for _ in range(done - self.moved):
+            self.progress("task_done", {"stage": stage})
+        self.moved = max(self.moved, done)
+        return self.moved >= self.tasks.get(stage, 0)
+
+    def _known(self, waiting: list[str]) -> bool:
+        """Whether the first of the ``waiting`` stages was scheduled: its tasks are known,
+        or a stage after it has some (the master schedules stages in order)."""
+        return any(self.tasks.get(stage, 0) or self.done.get(stage, 0) for stage in waiting)
