@@ -51,19 +51,20 @@ def _stack(frame: FrameType | None) -> Iterator[FrameType]:
 
 
 @contextlib.contextmanager
-def held() -> Iterator[None]:
+def held(ctrl_c: bool = False) -> Iterator[None]:
     """The program's signal handlers held back while in the block, then run for each
     signal that came: a handler (which runs in the main thread, on top of what it was
     doing) would find the modules the block imports half made. Each handler of a function
     is swapped for one that notes its signal, and put back: blocking the signals in this
     thread alone held nothing once the program had another thread (a notebook's kernel
-    has several), which the signal was then given to. Off the main thread, where no
-    handler runs, nothing is held."""
+    has several), which the signal was then given to. Python's own Ctrl-C handler is held
+    too with ``ctrl_c`` (in the stop a Ctrl-C began: that handler is the one installed).
+    Off the main thread, where no handler runs, nothing is held."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     came: list[tuple[int, FrameType | None]] = []
-    swapped = _swapped(lambda number, frame: came.append((number, frame)))
+    swapped = _swapped(lambda number, frame: came.append((number, frame)), ctrl_c)
     try:
         yield
     finally:  # the signals that came are the program's to handle, whatever the block did
@@ -91,15 +92,16 @@ def _handle(came: list[tuple[int, FrameType | None]]) -> None:
 Handler = Callable[[int, FrameType | None], Any]
 
 
-def _swapped(noting: Handler) -> dict[int, Handler]:
+def _swapped(noting: Handler, ctrl_c: bool = False) -> dict[int, Handler]:
     """Every signal handler of a function of the program's replaced by ``noting``: the
-    handlers replaced. Python's own SIGINT handler stays (a Ctrl-C in a load raises
-    KeyboardInterrupt there, as anywhere): a swap sets the OS's disposition, and Python's
-    record of it says default_int_handler over what an embedded runtime (a JVM, R) set."""
+    handlers replaced. Python's own SIGINT handler stays unless ``ctrl_c`` (a Ctrl-C in a
+    load raises KeyboardInterrupt there, as anywhere): a swap sets the OS's disposition,
+    and Python's record of it says default_int_handler over what an embedded runtime (a
+    JVM, R) set."""
     swapped: dict[int, Handler] = {}
     for number in signal.valid_signals():
         handler = signal.getsignal(number)
-        if callable(handler) and handler is not signal.default_int_handler:
+        if callable(handler) and (ctrl_c or handler is not signal.default_int_handler):
             signal.signal(number, noting)
             swapped[number] = handler
     return swapped

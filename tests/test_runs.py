@@ -481,6 +481,49 @@ def test_the_programs_signal_handler_may_run_a_job_during_an_inline_stage(
         semantics_jobs.job_in_a_stage.run(["raw://a"], mode="inline")
 
 
+def signalled_again_in_kill(monkeypatch: pytest.MonkeyPatch, number: int) -> list[Run]:
+    """Run.kill sends signal ``number`` first, as a second Ctrl-C or SIGTERM that comes while
+    a run is being stopped; the runs it stops, listed."""
+    stopped: list[Run] = []
+    kill = Run.kill
+
+    def signalled_first(run: Run) -> None:
+        stopped.append(run)
+        signal.raise_signal(number)
+        kill(run)
+
+    monkeypatch.setattr(Run, "kill", signalled_first)
+    return stopped
+
+
+def test_a_second_signal_while_a_run_stops_waits_for_the_stop(
+    alarm: Callable[[Callable[[], object]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program's handler (SIGTERM's ``sys.exit``) raised again as run() stopped its run
+    after its first: the stop was cut short, the run went on, and the program's end said
+    "wait() for a run before the program ends" (probe CK F13). The second is held until
+    the run is stopped, then handled."""
+    stopped = signalled_again_in_kill(monkeypatch, signal.SIGALRM)
+    alarm(lambda: sys.exit(3))
+    with pytest.raises(SystemExit) as caught:
+        jobs.sleepy.run(["raw://a"], mode="local", params={"seconds": 5.0})
+    assert caught.value.code == 3
+    assert [run.ended() for run in stopped] == [True]
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_again_while_a_run_stops_is_the_same_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second Ctrl-C as wait() stopped its run raised a KeyboardInterrupt from inside the
+    stop (a traceback of ours, "during handling of the above exception"): the stop ends,
+    and the one KeyboardInterrupt says it."""
+    stopped = signalled_again_in_kill(monkeypatch, signal.SIGINT)
+    run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    with _ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt) as caught:
+        run.wait(timeout=60)
+    assert caught.value.__context__ is None
+    assert stopped == [run] and run.ended() and run.status == "dead"
+
+
 def test_a_failed_run_raises_what_run_raises(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("boom\n")

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from discodsl import interrupts
 from discodsl.errors import InputRunFailed, JobActive, JobDead, JobError
 from discodsl.jobstatus import Event, wait_limit
 from discodsl.runners.threads import in_this_context
@@ -122,7 +123,7 @@ class Run:
             try:
                 ended = _wait_awake(self._ended, _left(deadline))
             except KeyboardInterrupt:
-                self._on_interrupt()
+                self._on_interrupt(ctrl_c=True)
                 raise
             # Another thread's Ctrl-C stopped the watch, not this wait: the job runs on.
             if not (ended and self._watch_stopped() and self._interrupts != interrupts):
@@ -389,14 +390,24 @@ class Run:
             jobname=self.jobname,
         )
 
-    def _on_interrupt(self) -> None:
+    def _on_interrupt(self, ctrl_c: bool = False) -> None:
         """Ctrl-C in wait(), or an exception of a signal handler in run(): the runner's
-        reaction (default: kill), then let it clean up."""
+        reaction (default: kill), then let it clean up. The program's signals are held
+        meanwhile, and handled once it is done (a handler cut the stop short, and the run
+        went on); Ctrl-C again asks for the stop under way: it raises nothing more."""
+        try:
+            with interrupts.held(ctrl_c):
+                self._stop_on_interrupt()
+        except KeyboardInterrupt:
+            if not ctrl_c:
+                raise
+
+    def _stop_on_interrupt(self) -> None:
         self._interrupts += 1  # first: another wait() woken by its end knows it for this
         if self._kill is None:  # not submitted: waiting for its input runs, which it reaches
             for upstream in upstream_runs(self._inputs):
                 if not upstream.ended():
-                    upstream._on_interrupt()
+                    upstream._stop_on_interrupt()
         (self._interrupt or self.kill)()
         if self._thread is not None:
             self._thread.join(CLEANUP_WAIT)
