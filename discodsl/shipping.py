@@ -86,10 +86,9 @@ def pickle_job(spec: JobSpec) -> bytes:
             raise PicklingError(
                 f"job {spec.name!r} ships {exc.args[0]}, of discodsl's client, which a node does "
                 "not have (it has the declarations, readers, count, status and the errors "
-                "stage code raises: DataError, MalformedRecord, Retry, StageError): a stage, "
-                "or a module shipped with it by value, holds it; "
-                "import it inside the functions that use it where jobs run, or keep it out of "
-                "the modules stages use"
+                f"stage code raises: DataError, MalformedRecord, Retry, StageError): "
+                f"{_client_holder(spec)}; import it inside the functions that use it where "
+                "jobs run, or keep it out of the modules stages use"
             ) from None
         except _Shadowing as exc:
             raise PicklingError(
@@ -325,6 +324,52 @@ def _job_named_by_a_stage(spec: JobSpec) -> str | None:
             if isinstance(value, ClientOnly):
                 return value.name
     return None
+
+
+def _client_holder(spec: JobSpec) -> str:
+    """Which stage holds the client's object that stopped ``spec``'s pickling, and through
+    what (a closure variable, a global, a default, and which attribute of it)."""
+    for stage, role, function in _functions(spec.stages):
+        owner = f"stage {stage.name!r}" + ("" if role == "function" else f" ({role} hook)")
+        for what, value in _parts(function):
+            if what != "the function itself" and _ships_client(value):
+                held = f"{owner} holds it through its {what} ({type(value).__name__})"
+                return held + _through_attribute(what, value, function)
+    return "a stage, or a module shipped with it by value, holds it"
+
+
+def _through_attribute(what: str, value: Any, function: Callable[..., Any]) -> str:
+    """Where in ``value`` (an object a stage's ``function`` holds) the client's object is,
+    an attribute or its class's code, and the fix of a closure over an object whole; ""
+    for a class or a module."""
+    name = what.split("'")[1] if "'" in what else "it"
+    attributes = getattr(value, "__dict__", None)
+    if not isinstance(attributes, dict) or isinstance(value, (type, ModuleType)):
+        return ""
+    culprit = next((k for k, v in attributes.items() if _ships_client(v)), None)
+    where = (
+        f"at {name}.{culprit}"
+        if culprit is not None
+        else f"whose class {type(value).__qualname__} ships by value, code and all"
+    )
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    used = [n for n in getattr(code, "co_names", ()) if n in attributes and n != culprit]
+    example = f" ({name}.{used[0]}, say)" if used else ""
+    return (
+        f", {where}: copy what the stage uses{example} into a local variable before "
+        f"defining the stage, so that it does not close over {name!r} whole"
+    )
+
+
+def _ships_client(value: Any) -> bool:
+    """Whether pickling ``value`` as a job's part meets an object of discodsl's client."""
+    try:
+        _dumps(value)
+    except _ClientObject:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 class _ClientObject(Exception):

@@ -200,3 +200,54 @@ def test_a_module_shipped_by_value_holding_the_clients_objects_is_refused_naming
         "does not have"
     )
     assert "import it inside the functions that use it" in str(info.value)
+
+
+WORD_COUNTER = """
+from discodsl import Job, map, reduce
+
+@map
+def words(line):
+    for word in line.split():
+        yield word, 1
+
+class WordCounter:
+    def __init__(self, least, keep_method):
+        self.least = least
+
+        @reduce
+        def frequent(word, counts):
+            n = sum(counts)
+            if n >= self.least:
+                yield word, n
+
+        counter = Job("counter", (words, frequent))
+        self.job = counter  # a Job ships as a stand-in; its bound method cannot
+        if keep_method:
+            self.run = counter.run
+
+try:
+    WordCounter(2, KEEP).job.run(inputs=["raw://a b a"], mode="local")
+except Exception as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("keep_method", [True, False])
+def test_a_stage_reaching_the_client_through_self_is_named_with_the_path(
+    tmp_path: Path, keep_method: bool
+) -> None:
+    """A script's class that builds its job, its reduce closing over ``self``: the refusal
+    named the client's class alone, not the stage, nor the closure variable that holds it,
+    nor how (probe CJ F9). The class ships by value with the stage, and its code names Job."""
+    script = tmp_path / "counting.py"
+    script.write_text(WORD_COUNTER.replace("KEEP", str(keep_method)))
+    said = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert said.startswith("job 'counter' ships discodsl.model.Job, of discodsl's client"), said
+    where = "at self.run" if keep_method else "whose class WordCounter ships by value, code and all"
+    assert (
+        "stage 'frequent' holds it through its closure variable 'self' (WordCounter), "
+        f"{where}: copy what the stage uses (self.least, say) into a local variable "
+        "before defining the stage, so that it does not close over 'self' whole" in said
+    ), said
