@@ -180,11 +180,13 @@ class NoSuchJob(ClientError):
 
 
 class JobActive(ClientError):
-    """The job still runs: it has no results yet, or waiting for it timed out."""
+    """The job still runs: it has no results yet, or waiting for it timed out
+    (``timed_out``: the wait's timeout= passed, rather than the watch being lost)."""
 
-    def __init__(self, message: str, *, jobname: str = ""):
+    def __init__(self, message: str, *, jobname: str = "", timed_out: bool = False):
         super().__init__(message)
         self.jobname = jobname
+        self.timed_out = timed_out
 
 
 class JobpackRefused(ClientError):

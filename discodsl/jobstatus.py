@@ -127,6 +127,7 @@ def still_active(jobname: str, elapsed: float, timeout_s: float, master_url: str
         f"job {jobname!r} is still active after {elapsed:.1f}s (timeout={timeout_s:g}s): "
         f"it keeps running; wait again, or stop it with `{kill}`",
         jobname=jobname,
+        timed_out=True,
     )
 
 
@@ -139,6 +140,7 @@ def no_answer_in_time(jobname: str, elapsed: float, timeout_s: float, master_url
         f"the master at {master_url} did not answer in that time; the job may run on: wait "
         f"again (a longer timeout=, or none), or stop it with `{kill}`",
         jobname=jobname,
+        timed_out=True,
     )
 
 

@@ -30,6 +30,7 @@ from discodsl import builder, cli
 from discodsl.cli import _hint, main
 from discodsl.client import Master
 from discodsl.errors import (
+    BadAnswer,
     ClientError,
     JobDead,
     JobpackRefused,
@@ -290,6 +291,33 @@ def test_hints_follow_the_error_type_not_its_words() -> None:
     failed = TaskFailed("job 'other' failed", jobname="wordcount@1:2:3")
     assert _hint(failed, args).endswith("`discodsl events wordcount@1:2:3`")
     assert _hint(JobDead("dead", jobname="j@1"), args) == ""  # its messages name the events
+
+
+def test_a_wait_that_lost_its_master_exits_1_not_as_timed_out(
+    cluster_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A master that stopped answering a wait with no --timeout: 124 says "gave up while
+    the job runs on", and a script that waits again on 124 looped on a master that was
+    gone (probe CM F1)."""
+    pack = tmp_path / "sleeper.jobpack"
+    run(capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack))
+    out, _ = run(capsys, "submit", str(pack))
+    status, polls = Master.status, []
+
+    def gone_after_one(self: Master, jobname: str, timeout_ms: int = 0) -> Any:
+        polls.append(jobname)
+        if len(polls) > 1:
+            raise BadAnswer("POST /disco/ctrl/get_results: the master failed (502 <html>)")
+        return status(self, jobname, timeout_ms)
+
+    monkeypatch.setattr(Master, "status", gone_after_one)
+    _, err = run(capsys, "wait", out.strip(), status=1)
+    assert f"lost track of job {out.strip()!r}" in err
+    monkeypatch.setattr(Master, "status", status)
+    run(capsys, "kill", out.strip())
 
 
 def test_jobpack_build_show_submit_then_kill(

@@ -219,23 +219,30 @@ def test_a_program_that_ends_at_once_after_submitting_leaves_no_directory(
 
 def test_a_program_that_ends_before_its_cluster_run_says_the_job_goes_on(cluster_env: str) -> None:
     # A run chained on it, not submitted yet, was said to go on at the master, as a job
-    # that did not exist (it dies with the program).
-    script = textwrap.dedent("""
+    # that did not exist (it dies with the program). The command told named no master, and
+    # reached none where the program gave it as master= (probe CQ F1).
+    script = textwrap.dedent(f"""
         from tests import jobs
 
-        held = jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False)
-        chained = jobs.histogram.submit(held, mode="cluster", progress=False)
+        held = jobs.sleepy.submit(["raw://a"], master={cluster_env!r}, progress=False)
+        chained = jobs.histogram.submit(held, master={cluster_env!r}, progress=False)
         print(held.jobname)
     """)
+    env = {k: v for k, v in os.environ.items() if k != "DISCO_MASTER"}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     try:
         assert (
             f"discodsl: the program ended before its cluster run {name!r} did; its job goes "
-            f"on at the master (`discodsl status {name}`)"
+            f"on at the master (`discodsl --master {cluster_env} status {name}`)"
         ) in done.stderr
         assert (
             "discodsl: the program ended before its cluster run of job 'histogram' was "
@@ -1385,18 +1392,22 @@ def test_a_kill_the_master_refuses_leaves_the_run_as_it_was(
     assert run.status == "ready"
 
 
-def test_a_run_left_by_an_exception_of_a_signal_handler_is_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("error", [TimeoutError, JobError])
+def test_a_run_left_by_an_exception_of_a_signal_handler_is_stopped(
+    tmp_path: Path, error: type[Exception]
+) -> None:
     # A SIGALRM deadline raising in run(): the local run computed on in the background,
-    # held by no one, and the program was told at exit to wait() for it.
+    # held by no one, and the program was told at exit to wait() for it. An error of
+    # discodsl's (a job the handler ran failed) was taken for the run's own (probe CM F2).
     pidfile = tmp_path / "pid"
 
     def deadline(number: int, frame: Any) -> None:
-        raise TimeoutError("the deadline passed")
+        raise error("the deadline passed")
 
     previous = signal.signal(signal.SIGALRM, deadline)
     try:
         signal.setitimer(signal.ITIMER_REAL, 2.0)
-        with pytest.raises(TimeoutError, match="the deadline passed"):
+        with pytest.raises(error, match="the deadline passed"):
             cluster_jobs.sleeper.run(
                 ["raw://x"], mode="local", progress=False, params={"pidfile": str(pidfile)}
             )

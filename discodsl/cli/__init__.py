@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except DiscoDSLError as exc:
         _report(exc, args)
-        return 124 if isinstance(exc, JobActive) and command is cmd_wait else 1
+        return 124 if isinstance(exc, JobActive) and exc.timed_out and command is cmd_wait else 1
     except BrokenPipeError:
         return stdio.reader_left()
     except KeyboardInterrupt as exc:

@@ -34,13 +34,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from discodsl import sources
-from discodsl.errors import JobError, SettingsError
+from discodsl.errors import JobActive, JobError, SettingsError
 from discodsl.options import validate_options
 from discodsl.runners.layout import LOCAL_HOST, this_node
 from discodsl.stdio import notice
 from discodsl.worker import urls
 from discodsl.worker.counters import decode as decode_counts
-from discodsl.worker.errors import BadURL, DiscoDSLError
+from discodsl.worker.errors import BadURL
 from discodsl.worker.jobfile import HTTP_TIMEOUT_MAX, TIMEOUT_ENV, timeout_seconds
 from discodsl.worker.opening import Node
 
@@ -130,10 +130,10 @@ class Runner:
         run = self.submit(job, inputs, overrides)
         try:
             return run.wait()
-        except (KeyboardInterrupt, DiscoDSLError):  # handled, or the run's own end
+        except (KeyboardInterrupt, JobActive):  # handled, or the wait of a run that goes on
             raise
         except BaseException:
-            if not run.ended():
+            if not run.ended():  # else its own end: a TaskFailed, a JobDead
                 run._on_interrupt()
             raise
 

@@ -142,6 +142,7 @@ class ClusterRunner(Runner):
             interrupt=functools.partial(_stop, settings, jobname, plan.options, stop),
             events=functools.partial(_events, settings, jobname),
             resume=functools.partial(_rewatch, *again),
+            master=cluster.url,
         )
         return functools.partial(_watch, cluster, jobname, plan, counters, stop, keep, first)
 

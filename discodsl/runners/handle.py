@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from discodsl import interrupts
 from discodsl.errors import InputRunFailed, JobActive, JobDead, JobError
-from discodsl.jobstatus import Event, wait_limit
+from discodsl.jobstatus import Event, command_line, wait_limit
 from discodsl.runners.threads import in_this_context
 from discodsl.stdio import notice
 from discodsl.worker.messages import EVENT_TEXT_LIMIT
@@ -70,6 +70,7 @@ class Run:
         self._outcome: Results | BaseException | None = None
         self._traceback: TracebackType | None = None
         self._counters: Mapping[str, int] = {}
+        self._master = ""  # the URL of the master it runs on (a cluster run's)
         self._kill: Callable[[], None] | None = None
         self._interrupt: Callable[[], None] | None = None
         self._events: Callable[[], list[Event]] | None = None
@@ -133,6 +134,7 @@ class Run:
                 f"job {self.jobname!r} is still active after {timeout:g} seconds: it keeps "
                 "running; wait() again (timeout=None: as long as it takes), or kill() it",
                 jobname=self.jobname,
+                timed_out=True,
             )
         return self._result()
 
@@ -235,13 +237,14 @@ class Run:
         events: Callable[[], list[Event]] | None = None,
         resume: Callable[[], Results] | None = None,
         host: str = "localhost",
+        master: str = "",
     ) -> None:
         """The runner has named the run and can stop it: ``kill`` stops it, ``interrupt``
         is what Ctrl-C in wait() does (default: kill), ``events`` reads its master's events
         (default: this run's :class:`EventLog`); ``counters`` is summed as it runs.
         ``resume`` watches the run again, if its watch can stop while it runs on (a
-        cluster's job), to its end."""
-        self.jobname, self._counters = jobname, counters
+        cluster's job), to its end; ``master`` is the URL of the master it runs on."""
+        self.jobname, self._counters, self._master = jobname, counters, master
         self._kill, self._interrupt, self._events = kill, interrupt, events
         self._resume = resume
         self.log.host = host
@@ -489,8 +492,9 @@ def _end_unfinished() -> None:
                 "run before the program ends"
             )
             continue
+        status = command_line(f"status {run.jobname}", run._master)
         fate = (
-            f"; its job goes on at the master (`discodsl status {run.jobname}`)"
+            f"; its job goes on at the master (`{status}`)"
             if run.mode == "cluster"
             else ", which stopped it"
         )
