@@ -25,7 +25,7 @@ from discodsl import ClientError, JobActive, JobDead, JobError, SettingsError, T
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
 from discodsl.errors import BadAnswer, NoSuchJob, RemoteTraceback
-from discodsl.runners import cluster, handle
+from discodsl.runners import base, cluster, handle
 from discodsl.runners.progress import Progress
 from tests import cluster_jobs, disco_state, jobs
 from tests.conftest_cluster import point_at
@@ -683,6 +683,12 @@ def test_an_index_that_lists_indexes_is_read_through_to_their_files(
     assert dict(jobs.merge_counts.run(inputs=[url], mode=mode, max_failures=0)) == WORDS
     if mode == "cluster":
         return
+    # Indexes nested as deep as are read through, the deepest listing files, raised a bare
+    # StopIteration (probe CM F6).
+    for level in range(1, base._INDEX_DEPTH - 1):  # of-indexes and the results: 2 more
+        outer.with_name(f"nested-{level}.results").write_text(f"0 {url} 100\n")
+        url = inner[0].rsplit("/", 1)[0] + f"/nested-{level}.results"
+    assert dict(jobs.merge_counts.run(inputs=[url], mode=mode, max_failures=0)) == WORDS
     # One that lists itself: read as data by the worker, at port 8989, not DISCO_PORT.
     looping = outer.with_name("loop.results")
     loop = inner[0].rsplit("/", 1)[0] + "/loop.results"

@@ -258,7 +258,9 @@ class Runner:
             if expanded is inputs:
                 return inputs
             inputs = expanded
-        looped = next(url for replicas in inputs for url in replicas if urls.is_index(url))
+        looped = next((url for replicas in inputs for url in replicas if urls.is_index(url)), "")
+        if not looped:  # the last expansion reached the files
+            return inputs
         raise JobError(
             f"input index {looped} is still an index after {_INDEX_DEPTH} indexes of indexes: "
             "indexes that list each other in a loop, or nested deeper than a job's results "
