@@ -44,12 +44,7 @@ def _expanded(pandas: Any, values: list[Any]) -> Any:
     NamedTuple or dataclass (by their fields), or all tuples/lists."""
     values = _as_fields(values)
     if all(isinstance(v, dict) for v in values):
-        if any("key" in v for v in values):
-            raise ValueError(
-                "to_pandas(expand=True): a value has a field named 'key', which would clash "
-                "with the key column: rename the field, or call to_pandas() without expand"
-            )
-        return pandas.DataFrame.from_records(values)
+        return pandas.DataFrame.from_records(values).rename(columns=_keyed_apart(values))
     if all(isinstance(v, (tuple, list)) for v in values):
         width = max((len(v) for v in values), default=0)
         columns = [f"value_{i}" for i in range(width)]
@@ -57,9 +52,24 @@ def _expanded(pandas: Any, values: list[Any]) -> Any:
         return pandas.DataFrame(padded, columns=columns)
     kinds = ", ".join(sorted({type(v).__name__ for v in values}))
     raise ValueError(
-        "to_pandas(expand=True) spreads values that are all dicts, or all tuples or lists; "
-        f"these values are of types {kinds}: call to_pandas() without expand"
+        "to_pandas(expand=True) spreads values that are all dicts, all of one NamedTuple or "
+        f"dataclass, or all tuples or lists; these values are of types {kinds}: call "
+        "to_pandas() without expand"
     )
+
+
+def _keyed_apart(values: list[dict[Any, Any]]) -> dict[str, str]:
+    """The column of a field named ``key`` renamed ``value_key``, apart from the records'
+    key column ({} if no value has one); ValueError if that name is a field's too."""
+    if not any("key" in v for v in values):
+        return {}
+    if any("value_key" in v for v in values):
+        raise ValueError(
+            "to_pandas(expand=True): the values have fields named 'key' and 'value_key', "
+            "and the key column is the records' key: rename one of them, or call to_pandas() "
+            "without expand"
+        )
+    return {"key": "value_key"}
 
 
 def _as_fields(values: list[Any]) -> list[Any]:
@@ -330,8 +340,9 @@ class Results:
 
         Its columns are ``key`` and ``value``. With ``expand=True``, ``dict``
         values spread into one column per dict key (first seen first; missing
-        ones NaN), and ``tuple`` or ``list`` values into ``value_0``,
-        ``value_1``, ...; the ``key`` column comes first. Needs pandas
+        ones NaN), values all of one NamedTuple or dataclass into one per field,
+        and ``tuple`` or ``list`` values into ``value_0``, ``value_1``, ...; the
+        ``key`` column comes first (a field named ``key`` is ``value_key``). Needs pandas
         (``pip install 'discodsl[pandas]'``); the records are read into memory.
         """
         pandas = _import_pandas()

@@ -820,9 +820,15 @@ def test_to_pandas_expands_dict_and_tuple_values(tmp_path: Path) -> None:
     mixed = _results(tmp_path, [("a", {"n": 1}), ("b", 2)])
     with pytest.raises(ValueError, match="expand=True"):
         mixed.to_pandas(expand=True)
-    clash = _results(tmp_path, [("a", {"key": 1})])
-    with pytest.raises(ValueError, match="'key'"):
-        clash.to_pandas(expand=True)
+    # A field named key (a record's own) is the value's: refused, and a NamedTuple's raised
+    # where its fields had spread as value_0, ... (probe CM F7).
+    clash = _results(tmp_path / "clash", [("a", {"key": "A", "n": 1}), ("b", {"n": 2})])
+    frame = clash.to_pandas(expand=True)
+    assert frame.columns.tolist() == ["key", "value_key", "n"]
+    assert frame["value_key"].tolist()[:1] == ["A"] and frame["key"].tolist() == ["a", "b"]
+    taken = _results(tmp_path / "taken", [("a", {"key": 1, "value_key": 2})])
+    with pytest.raises(ValueError, match="fields named 'key' and 'value_key'"):
+        taken.to_pandas(expand=True)
 
 
 class Stat(NamedTuple):
@@ -846,6 +852,13 @@ def test_to_pandas_expands_named_tuples_and_dataclasses_by_their_fields(tmp_path
         assert frame["total"].tolist() == [2.5, 4.0] and frame["key"].tolist() == ["a", "b"]
     mixed = _results(tmp_path / "mixed", [("a", Stat(1, 2.0)), ("b", (2, 3.0))])  # as tuples
     assert mixed.to_pandas(expand=True).columns.tolist() == ["key", "value_0", "value_1"]
+    keyed = _results(tmp_path / "keyed", [("a", Entry("A", 1))])
+    assert keyed.to_pandas(expand=True).columns.tolist() == ["key", "value_key", "count"]
+
+
+class Entry(NamedTuple):
+    key: str
+    count: int
 
 
 def test_to_pandas_of_a_job_run_on_each_mode(tmp_path: Path) -> None:
