@@ -715,6 +715,23 @@ def test_a_stages_memory_error_says_what_to_do() -> None:
     assert "ran out of memory" in said and "memory_budget" in said
 
 
+def test_a_file_past_the_size_limit_on_files_says_what_limit(tmp_path: Path) -> None:
+    # Python ignores SIGXFSZ: past ulimit -f a write fails with "[Errno 27] File too large",
+    # and nothing said what limit that was (probe CM F4).
+    @map
+    def writer(line: str, params: dict[str, str]) -> Any:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+        with open(params["out"], "wb") as out:
+            out.write(b"x" * 5000)
+        yield line, 1
+
+    said = failing_locally(writer, params={"out": str(tmp_path / "big")})
+    assert "File too large" in said
+    assert "the size limit on files (ulimit -f)" in said
+
+
 def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -751,8 +768,20 @@ def test_a_relative_path_a_stage_cannot_open_says_where_workers_run(
         yield line, 1
 
     said = failing_locally(shelled)
-    assert "'no-such-tool-here'" in said and "relative" not in said
-    assert "a program a stage runs must be on its workers' PATH" in said
+    assert "'no-such-tool-here'" in said and "a relative path names" not in said
+    assert "a program a stage runs by its name must be on its workers' PATH" in said
+
+    # A program named by a relative path is never looked for on PATH (probe CM F3).
+    @map
+    def run_here(line: str) -> Any:
+        import subprocess
+
+        subprocess.run(["./no-such-tool-here", line], check=True)
+        yield line, 1
+
+    said = failing_locally(run_here)
+    assert "PATH" not in said
+    assert "a relative path names a file in the worker's working directory, its job " in said
 
 
 def counted_by(total: Any) -> Any:

@@ -36,7 +36,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         + ("" if failure.retry else _not_retried(failure.exc_type))
         + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else "")
         + _missing_file(failure.summary, failure.traceback)
-        + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else ""),
+        + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else "")
+        + (f"; {_FILE_TOO_LARGE}" if "[Errno 27]" in failure.summary else ""),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -58,7 +59,7 @@ _OUT_OF_MEMORY = (
 
 
 # A file a stage named by a relative path and did not find (OSError's words for it).
-_RELATIVE_MISSING = re.compile(r"No such file or directory: '(?!/)")
+_RELATIVE_MISSING = re.compile(r"No such file or directory: '(?!/)([^']*)'")
 _RELATIVE = (
     "; a relative path names a file in the worker's working directory, its job home, as "
     "on a Disco node (not the program's, as inline): give an absolute path, or the data "
@@ -76,13 +77,16 @@ _NOT_INSTALLED = (
 
 def _missing_file(summary: str, traceback: str) -> str:
     """What to do about a file a stage named by a relative path and did not find: a
-    program it ran (not on the workers' PATH), or a file (not in their directory)."""
-    if not _RELATIVE_MISSING.search(summary):
+    program it ran by a bare name (not on the workers' PATH, or a ``cwd=`` not in their
+    directory), or a file or a program named by a path (not in their directory)."""
+    missing = _RELATIVE_MISSING.search(summary)
+    if missing is None:
         return ""
-    if "/subprocess.py" in traceback:
+    if "/subprocess.py" in traceback and "/" not in missing.group(1):
         return (
-            "; a program a stage runs must be on its workers' PATH: give its full path, or "
-            "set PATH in the job's env="
+            "; a program a stage runs by its name must be on its workers' PATH: give its "
+            "full path, or set PATH in the job's env= (a relative cwd= names a directory "
+            "in the worker's working directory, its job home, as on a Disco node)"
         )
     return _RELATIVE
 
@@ -187,12 +191,17 @@ def _signal_meaning(number: int) -> str:
     return f"killed by signal {number} ({name}), sent from outside the job"
 
 
+# A write past the size limit on files: a worker killed by SIGXFSZ, or (Python ignores it)
+# an OSError, errno EFBIG.
+_FILE_TOO_LARGE = (
+    "a file it wrote reached the size limit on files (ulimit -f): raise the limit, or use "
+    "more partitions"
+)
 # The signals the kernel sends a process at one of its limits, and what to do.
 _LIMITS = {
     "SIGXCPU": "the task used up its CPU-time limit (ulimit -t): raise the limit, or give the "
     "work to more tasks (more inputs, more partitions)",
-    "SIGXFSZ": "a file it wrote reached the size limit on files (ulimit -f): raise the limit, "
-    "or use more partitions",
+    "SIGXFSZ": _FILE_TOO_LARGE,
 }
 
 
