@@ -116,7 +116,7 @@ def default_owner() -> str:
 
 
 def normalise_master_url(value: str, port: int = 8989) -> str:
-    """``master:8989/`` -> ``http://master:8989``; a bare host gets ``port``."""
+    """``Master:8989/`` -> ``http://master:8989``; a bare host gets ``port``."""
     url = value.strip().rstrip("/")
     if url.count(":") > 1 and not any(mark in url for mark in ("[", "://", "@")):
         raise ValueError(
@@ -141,7 +141,7 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
         raise ValueError("holds a user name or password, which a Disco master takes none of")
     if parts.path or parts.query or parts.fragment or url.endswith(("?", "#")):
         raise ValueError(f"has a path or query after {parts.scheme}://{parts.netloc}")
-    return url
+    return f"{parts.scheme}://{parts.netloc.lower()}"  # one spelling: runs compare masters
 
 
 def _host_name(host: str | None) -> bool:

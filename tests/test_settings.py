@@ -515,6 +515,15 @@ def test_a_master_host_makes_the_master_url(host: str, url: str) -> None:
     assert url == load_settings(DISCO_MASTER_HOST=host).DISCO_MASTER
 
 
+@pytest.mark.parametrize(
+    "given", ["HTTP://Master.Lab:8989", "http://MASTER.lab:8989/", "Master.LAB"]
+)
+def test_a_master_url_is_one_spelling_whatever_the_case_of_its_scheme_and_host(given: str) -> None:
+    # A chained cluster job compares its inputs' master with its own: spelt HTTP://, it was
+    # another, and its nodes were given this client's http://NODE:PORT reading (probe CM F8).
+    assert load_settings(DISCO_MASTER=given).DISCO_MASTER == "http://master.lab:8989"
+
+
 @pytest.mark.parametrize("content", [b"\xff\xfe", None])
 def test_an_unreadable_settings_file_says_what_to_do(tmp_path: Path, content: bytes | None) -> None:
     path = tmp_path / "settings.py"
