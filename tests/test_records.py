@@ -743,6 +743,28 @@ def test_records_of_a_class_missing_here_say_so_and_not_that_the_file_is_corrupt
     assert "run from the directory of discodsl_test_gone_module.py" in message
 
 
+def test_records_of_a_class_defined_otherwise_since_say_so_and_not_that_the_file_is_corrupt(
+    tmp_path: Path,
+) -> None:
+    # A notebook's NamedTuple given a field after results of it were made: "the file is
+    # corrupt ... read another replica", though its checksum held (probe CP F1).
+    module = type(sys)("discodsl_test_changed_module")
+    exec("from typing import NamedTuple\nclass Key(NamedTuple):\n    a: int\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        data = write_file(tmp_path / "out", [(module.Key(1), 1)])
+        exec("class Key(NamedTuple):\n    a: int\n    extra: int\n", module.__dict__)
+        with pytest.raises(MalformedRecord) as info:  # not retried: every attempt would fail
+            read_bytes(data)
+    finally:
+        del sys.modules[module.__name__]
+    message = str(info.value)
+    assert "do not load with the classes they name as they are defined here" in message
+    assert "missing 1 required positional argument: 'extra'" in message
+    assert "run the job that wrote them again" in message
+    assert "corrupt" not in message and "replica" not in message
+
+
 def test_a_hunk_of_python_2_byte_strings_is_said_to_be_python_2s_not_corrupt() -> None:
     # A Python 2 Disco worker's str with non-ASCII bytes, as its protocol 1 writes it
     # (SHORT_BINSTRING): "the file is corrupt ... re-run the task that wrote it", though

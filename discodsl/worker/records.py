@@ -582,6 +582,8 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
         records = _load(payload)
     except (ImportError, AttributeError) as exc:  # its checksum held: a class is missing here
         raise _class_missing(exc, url, start, end) from exc
+    except TypeError as exc:  # its checksum held: a class builds its instances otherwise here
+        raise _class_changed(exc, url, start, end) from exc
     except UnicodeDecodeError as exc:  # its checksum held: 8-bit strings of Python 2
         raise _hunk_error(
             url,
@@ -628,6 +630,20 @@ def _class_missing(exc: Exception, url: str, start: int, end: int) -> MalformedR
     )
     error.needed = f"{type(exc).__name__}: {said}"
     return error
+
+
+def _class_changed(exc: TypeError, url: str, start: int, end: int) -> MalformedRecord:
+    """The error for a hunk whose records a class of theirs cannot build here (a field
+    more): a MalformedRecord, as every attempt and every copy would fail alike."""
+    return MalformedRecord(
+        f"{url}: the records of the hunk at bytes [{start}, {end}) do not load with the "
+        f"classes they name as they are defined here (TypeError: {exc}): a class was "
+        "defined otherwise where they were written (defined again since, as a notebook cell "
+        "run again, or another version of its module): run the job that wrote them again, "
+        "or define the class as it was",
+        url=url,
+        span=(start, end),
+    )
 
 
 _CORRUPT: Final = "the file is corrupt: re-run the task that wrote it, or read another replica"
