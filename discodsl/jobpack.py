@@ -202,8 +202,17 @@ def jobdata_header(jobdata: bytes) -> dict[str, Any] | None:
         return None
 
 
-def _read_header(data: bytes) -> tuple[int, int, int]:
-    """The jobenvs, jobhome and jobdata offsets, after checking the header as the master does."""
+def read_jobdict(data: bytes) -> dict[str, Any]:
+    """The jobdict of the jobpack in ``data`` as it is, of any version a master keeps (1:
+    Disco's classic worker's) and by whatever rules its maker had: a submitted job's, to be
+    shown; :class:`JobpackError` if these bytes are no jobpack."""
+    jobenvs_at, _, _ = _read_header(data, versions=(1, VERSION))
+    return _load_object("jobdict", data[HEADER_SIZE:jobenvs_at])
+
+
+def _read_header(data: bytes, versions: tuple[int, ...] = (VERSION,)) -> tuple[int, int, int]:
+    """The jobenvs, jobhome and jobdata offsets, after checking the header as the master does
+    (of one of ``versions``)."""
     if len(data) < _FIXED.size:
         raise JobpackError(
             f"header: only {len(data)} bytes, fewer than the {_FIXED.size} of magic, version and "
@@ -216,7 +225,7 @@ def _read_header(data: bytes) -> tuple[int, int, int]:
             f"magic: {magic:#06x} where a jobpack starts with 0xd5c0; these bytes are not a "
             "Disco jobpack: build one with `discodsl jobpack build` or jobpack.encode()"
         )
-    if version != VERSION:
+    if version not in versions:
         raise JobpackError(_version_problem(version))
     _check_offsets(len(data), jobdict_at, jobenvs_at, jobhome_at, jobdata_at)
     return jobenvs_at, jobhome_at, jobdata_at

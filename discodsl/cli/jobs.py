@@ -369,5 +369,5 @@ def cmd_stageresults(args: argparse.Namespace) -> int:
 def cmd_jobdict(args: argparse.Namespace) -> int:
     with cluster_for(args) as conn:
         data = conn.master.parameters(job_name(conn, args.job))
-    stdio.say(json.dumps(jobpack.describe(jobpack.decode(data))["jobdict"], indent=2))
+    stdio.say(json.dumps(jobpack.read_jobdict(data), indent=2))
     return 0
