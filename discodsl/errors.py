@@ -181,12 +181,15 @@ class NoSuchJob(ClientError):
 
 class JobActive(ClientError):
     """The job still runs: it has no results yet, or waiting for it timed out
-    (``timed_out``: the wait's timeout= passed, rather than the watch being lost)."""
+    (``timed_out``: the wait's timeout= passed), or was stopped, or its master was lost
+    (``lost``: no answer came, the job may have ended since)."""
 
-    def __init__(self, message: str, *, jobname: str = "", timed_out: bool = False):
+    def __init__(
+        self, message: str, *, jobname: str = "", timed_out: bool = False, lost: bool = False
+    ):
         super().__init__(message)
         self.jobname = jobname
-        self.timed_out = timed_out
+        self.timed_out, self.lost = timed_out, lost
 
 
 class JobpackRefused(ClientError):

@@ -1439,3 +1439,30 @@ def test_a_run_chained_on_a_cluster_run_whose_wait_timed_out_waits_on_for_its_jo
     second = jobs.histogram.submit(first, mode="cluster", progress=False)
     assert dict(second.wait(timeout=120)) == {1: ["a"]}
     assert first.status == "ready"
+
+
+def test_a_run_chained_on_a_cluster_run_that_lost_its_master_fails_naming_it(
+    cluster_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A master that stopped answering the first's watch: the second re-watched it without a
+    # pause, at full CPU, for ever (probe CM F9). Its job may run on, unseen: the second
+    # fails, naming the first and how it was lost.
+    from discodsl.client import Master
+    from discodsl.errors import BadAnswer
+
+    status = Master.status
+
+    def gone(self: Master, jobname: str, timeout_ms: int = 0) -> Any:
+        if jobname.startswith("sleepy@"):
+            raise BadAnswer("POST /disco/ctrl/get_results: the master failed (502 <html>)")
+        return status(self, jobname, timeout_ms)
+
+    monkeypatch.setattr(Master, "status", gone)
+    first = jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False)
+    second = jobs.histogram.submit(first, mode="local", progress=False)
+    spent = time.process_time()
+    with pytest.raises(InputRunFailed, match=r"\(cluster\) failed: JobActive: lost track of job"):
+        second.wait(timeout=30)
+    assert time.process_time() - spent < 10
+    monkeypatch.setattr(Master, "status", status)
+    first.kill()

@@ -451,6 +451,7 @@ def _lost(cluster: Cluster, jobname: str, exc: ClientError) -> JobActive:
         f"was submitted and may run on there: wait() for it again, or `{wait}`; stop it "
         f"with `{kill}`",
         jobname=jobname,
+        lost=True,
     )
 
 

@@ -289,19 +289,27 @@ class Run:
 
     def await_inputs(self, upstream: list[Run]) -> None:
         """Wait for the runs this one reads (kill() ends the wait); a JobError naming the
-        first of them that did not end ready. One whose watch stopped while its job runs on
-        (a cluster's ``timeout=``) is waited for on: its ``timeout=`` bounds its own wait."""
+        first of them that did not end ready, or whose master was lost. One whose watch
+        stopped while its job runs on (a cluster's ``timeout=``) is waited for on: its
+        ``timeout=`` bounds its own wait."""
         for run in upstream:
             status = "active"
             while status == "active":  # a watch that stopped (timeout=) is watched again
                 while not run.ended(KILL_CHECK):
                     if self._killed.is_set():
                         raise self._killed_error()
+                if run._lost():  # before status, which would watch it again
+                    raise _input_failed(self, run)
                 status = run.status
             if status != "ready":
                 raise _input_failed(self, run)
 
     # -- inside -------------------------------------------------------------------------
+
+    def _lost(self) -> bool:
+        """Whether the run's watch ended on a master that stopped answering: its job's end
+        cannot be seen (watched again, it is lost again at once)."""
+        return isinstance(self._outcome, JobActive) and self._outcome.lost
 
     def _check_process(self) -> None:
         """A JobError in a forked copy of the process that submitted a run still going: it
@@ -417,8 +425,12 @@ class Run:
 
 
 def _input_failed(run: Run, upstream: Run) -> InputRunFailed:
-    """The error of a run whose input run did not end ready: it names that run's failure."""
+    """The error of a run whose input run did not end ready (or was lost): it names that
+    run's failure."""
+    lost = upstream._outcome
     try:
+        if upstream._lost() and isinstance(lost, BaseException):
+            raise lost
         upstream.results()
     except BaseException as exc:
         why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
