@@ -26,7 +26,7 @@ from decimal import Decimal
 from fractions import Fraction
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -942,6 +942,35 @@ def test_set_keys_group_as_sets_compare(tmp_path: Path, budget: int, group: Grou
     for key, value in records:
         expected[frozenset(key)].append(value)
     assert by_key == expected
+    assert os.listdir(tmp_path) == []
+
+
+class Tagged(NamedTuple):
+    tags: frozenset[str]
+    n: int
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Boxed:
+    tags: frozenset[str]
+
+
+@pytest.mark.parametrize("budget", [HUGE, 16 * 1024])
+@pytest.mark.parametrize(
+    "make",
+    [lambda tags: Tagged(tags, 0), Boxed, lambda tags: [Tagged(tags, 0)]],
+    ids=["namedtuple", "dataclass", "in-a-list"],
+)
+def test_keys_of_sets_in_named_tuples_and_dataclasses_group_as_they_compare(
+    tmp_path: Path, budget: int, make: Callable[[frozenset[str]], Any]
+) -> None:
+    # A plain tuple holding a set was grouped right; a NamedTuple or an order=True
+    # dataclass was taken for a key of total order, and past the budget (or in a list key,
+    # sorted within it) its records were split into as many groups as runs (probe CO F2).
+    keys = [make(frozenset({"a"})), make(frozenset({"b"}))]
+    records = [(keys[i % 2], i) for i in range(3000)]
+    got = drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
+    assert sorted(len(values) for _, values in got) == [1500, 1500], len(got)
     assert os.listdir(tmp_path) == []
 
 

@@ -35,6 +35,7 @@ calling the user's reduce function.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import pickle
@@ -342,14 +343,28 @@ def _totally_ordered(key: Any) -> bool:
         return True
     if kind is float:
         return not math.isnan(key)
-    if kind is tuple or kind is list:
-        try:
-            return all(map(_totally_ordered, key))
+    if kind is tuple or kind is list or isinstance(key, (tuple, list)) or _fielded(key):
+        try:  # a NamedTuple, an order=True dataclass: as their items compare
+            return all(map(_totally_ordered, _items_of(key)))
         except RecursionError:  # nested too deeply to say: grouped by encoding, which names it
             return False
     if isinstance(key, (set, frozenset, complex)):
         return False
     return _self_equal(key)  # a NaN of another type, a key that says it is not itself
+
+
+def _fielded(key: Any) -> bool:
+    """Whether ``key`` is a dataclass instance that compares by its fields."""
+    kind = type(key)
+    return dataclasses.is_dataclass(kind) and kind.__eq__ is not object.__eq__
+
+
+def _items_of(key: Any) -> Iterable[Any]:
+    """What ``key`` (a tuple or list, or a dataclass) compares by: its items, or the fields
+    its class compares."""
+    if isinstance(key, (tuple, list)):
+        return key
+    return [getattr(key, field.name) for field in dataclasses.fields(key) if field.compare]
 
 
 def _sorted_keys(groups: dict[Any, list[Any]], buffer: list[Record], stage: str) -> list[Any]:
@@ -472,8 +487,8 @@ def _apart(key: Any) -> bool:
         return True
     if isinstance(key, complex):
         return key.imag != 0 or key.real != key.real
-    if type(key) is tuple or type(key) is list:
-        return any(map(_apart, key))
+    if isinstance(key, (tuple, list)) or _fielded(key):
+        return any(map(_apart, _items_of(key)))
     return not _self_equal(key)
 
 
