@@ -177,7 +177,8 @@ def settings_file_path(explicit: str | os.PathLike[str] | None = None) -> Path |
 def read_settings_file(path: Path) -> dict[str, Any]:
     """``NAME = literal`` assignments of a Disco settings file, without executing it.
 
-    Anything else (an import, a call, an expression on the right-hand side) is a
+    Anything else (an import, a call, an expression on the right-hand side), which Disco's
+    own client runs, is ignored, unless it sets a setting discodsl reads: then a
     :class:`SettingsError` naming the file and line.
     """
     try:
@@ -237,33 +238,49 @@ def _warn_unknown(path: Path, line: int, name: str) -> None:
 
 
 def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
-    """The (name, value) pairs one statement assigns, or a SettingsError."""
+    """The (name, value) pairs one statement assigns. What is no ``NAME = literal`` line
+    (an import, a computed value) is Disco's client's to run, and ignored here, unless it
+    sets a setting discodsl reads: then a SettingsError, as discodsl never runs the file."""
     targets: list[ast.expr]
     if isinstance(node, ast.Assign):
         targets, value_node = node.targets, node.value
     elif isinstance(node, ast.AnnAssign) and node.value is not None:
         targets, value_node = [node.target], node.value
     else:
-        raise SettingsError(
-            f"{path}:{node.lineno}: only NAME = value lines are allowed, found "
-            f"{ast.unparse(node).splitlines()[0]!r}: the settings file is read, never run; "
-            "write each setting as a plain value"
-        )
+        if _sets_ours(node):
+            raise SettingsError(
+                f"{path}:{node.lineno}: only NAME = value lines are allowed, found "
+                f"{ast.unparse(node).splitlines()[0]!r}: the settings file is read, never "
+                "run; write each setting as a plain value"
+            )
+        return []
     names = [t.id for t in targets if isinstance(t, ast.Name)]
     if len(names) != len(targets):
-        raise SettingsError(
-            f"{path}:{node.lineno}: only NAME = value lines are allowed: "
-            "assign one plain name per line"
-        )
+        if _sets_ours(node):
+            raise SettingsError(
+                f"{path}:{node.lineno}: only NAME = value lines are allowed: "
+                "assign one plain name per line"
+            )
+        return []
     try:
         value = ast.literal_eval(value_node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        if not _sets_ours(node):
+            return []
         raise SettingsError(
             f"{path}:{node.lineno}: {names[0]} = {ast.unparse(value_node)} is not a literal: "
             f"the settings file is read, never run; write the value itself, "
             f'e.g. {names[0]} = "..." or a number'
         ) from None
     return [(name, value) for name in names]
+
+
+def _sets_ours(node: ast.stmt) -> bool:
+    """Whether ``node`` assigns (anywhere in it) a name of a setting discodsl reads."""
+    return any(
+        isinstance(part, ast.Name) and isinstance(part.ctx, ast.Store) and part.id in NAMES
+        for part in ast.walk(node)
+    )
 
 
 def load_settings(**overrides: Any) -> DiscoSettings:

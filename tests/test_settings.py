@@ -306,18 +306,34 @@ def test_missing_named_settings_file(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     [
         ('DISCO_PORT = int("8989")\n', r":1: DISCO_PORT = int\('8989'\) is not a literal"),
         ('DISCO_MASTER_HOST = "m"\nDISCO_PORT = 8000 + 989\n', r":2: DISCO_PORT = 8000 \+ 989"),
-        ("import os\n", r":1: only NAME = value lines are allowed, found 'import os'"),
-        ("if True:\n    DISCO_PORT = 1\n", r":1: only NAME = value lines are allowed"),
-        ('os.environ["X"] = "1"\n', r":1: only NAME = value lines are allowed: assign one"),
+        ("if True:\n    DISCO_PORT = 1\n", r":1: only NAME = value lines are allowed, found"),
+        ("DISCO_PORT, X = 1, 2\n", r":1: only NAME = value lines are allowed: assign one"),
         ("DISCO_PORT = \n", r":1: not valid Python"),
         ('DISCO_PORT = 1\nDISCO_MASTER_HOST = "a\0b"\n', r":2: not valid Python \(a NUL byte"),
-        ("def f():\n    pass\n", r":1: only NAME = value lines"),
+        ("def f():\n    DISCO_MASTER = 'x'\n", r":1: only NAME = value lines"),
     ],
 )
 def test_unsafe_settings_file_is_refused(settings_file: WriteFile, text: str, message: str) -> None:
     path = settings_file(text)
     with pytest.raises(SettingsError, match=rf"^{path}{message}"):
         load_settings()
+
+
+def test_what_disco_runs_in_its_settings_file_is_ignored_unless_it_sets_ours(
+    settings_file: WriteFile,
+) -> None:
+    # Disco's client runs its settings file: an import, a computed DISCO_DATA, a call made
+    # every discodsl command and run fail, though discodsl reads none of them (probe CN F2).
+    settings_file(
+        "import os\n"
+        'DISCO_ROOT = "/srv/disco"\n'
+        'DISCO_DATA = os.path.join(DISCO_ROOT, "data")\n'
+        'os.environ["X"] = "1"\n'
+        "def helper():\n    return 1\n"
+        'DISCO_MASTER_HOST = "m"\n'
+    )
+    assert load_settings().DISCO_MASTER == "http://m:8989"
+    assert "X" not in os.environ or os.environ["X"] != "1"
 
 
 def test_settings_file_is_never_executed(tmp_path: Path) -> None:
