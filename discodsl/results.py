@@ -90,10 +90,23 @@ def _as_fields(values: list[Any]) -> list[Any]:
 def _main_classes() -> tuple[type, ...]:
     """The classes the program's script defines, which a job that wrote records in another
     process (or an earlier run of the script) may have named: carried to the next job, as a
-    run's results carry those of its own job."""
+    run's results carry those of its own job (those that pickle: a record's class does)."""
     main = sys.modules.get("__main__")
     found = vars(main).values() if main is not None else ()
-    return tuple(v for v in found if isinstance(v, type) and v.__module__ == "__main__")
+    defined = (v for v in found if isinstance(v, type) and v.__module__ == "__main__")
+    return tuple(kind for kind in defined if _pickles(kind))
+
+
+def _pickles(kind: type) -> bool:
+    """Whether the class ``kind`` pickles (by value), which a record of it needs: one that
+    does not (a lock among its attributes) is no record's."""
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(kind)
+    except Exception:
+        return False
+    return True
 
 
 def check_stage(spec: JobSpec, stage: str) -> None:

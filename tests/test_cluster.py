@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.error
@@ -619,6 +620,12 @@ def test_a_cluster_jobs_results_are_reached_by_its_name_from_another_program(
     results = Results.of_job(name, timeout=120)
     assert dict(results) == WORDS and results.jobname == name and results.mode == "cluster"
     assert Results.of_job("@").jobname == name == Results.of_job("@?wordcount").jobname
+    # The script's classes go with the next job, which its records may name: one that does
+    # not pickle (a lock among its attributes), which they cannot, failed it (probe CM F11).
+    script = type(sys)("__main__")
+    exec("import threading\nclass Unrelated:\n    lock = threading.Lock()\n", vars(script))
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    results = Results.of_job(name, timeout=120)
     assert dict(jobs.merge_counts.run(inputs=[results], mode="cluster")) == WORDS
     with pytest.raises(NoSuchJob):
         Results.of_job("wordcount@1:2:3")
