@@ -281,6 +281,16 @@ def _check_yield(spec: StageSpec) -> None:
             f"{len(args)} items, where each record is a (key, value) pair: yield "
             f"(key, value), e.g. a tuple as the key or the value"
         )
+    if isinstance(item, type) and issubclass(item, _NO_PAIRS):
+        raise JobError(
+            f"{spec.kind} {spec.name!r} is annotated to yield {type_name(item)}, which is no "
+            "(key, value) pair: yield pairs, e.g. `yield word, 1`, annotated "
+            "`-> Iterator[tuple[str, int]]`"
+        )
+
+
+# Record types that are never a (key, value) pair: numbers, and text (not unpacked).
+_NO_PAIRS = (int, float, complex, str)
 
 
 def _check_first(spec: StageSpec) -> None:

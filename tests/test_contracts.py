@@ -552,12 +552,19 @@ def test_a_named_tuple_is_checked_as_the_tuple_of_its_fields() -> None:
             "Iterator[tuple[str, int, int]]",
             "map 'odd' is annotated to yield tuple[str, int, int], records of 3 items",
         ),
+        # An iterator of what is no pair passed, to fail at run time (probe CM F10).
+        ("Iterator[int]", "map 'odd' is annotated to yield int, which is no (key, value) pair"),
+        ("Iterable[str]", "map 'odd' is annotated to yield str, which is no (key, value) pair"),
+        (
+            "Generator[float, None, None]",
+            "map 'odd' is annotated to yield float, which is no (key, value) pair",
+        ),
     ],
 )
 def test_a_stage_annotated_to_make_no_pairs_is_refused_at_declaration(
     annotation: str, said: str
 ) -> None:
-    namespace: dict[str, Any] = {"Iterator": Iterator}
+    namespace: dict[str, Any] = {"Iterator": Iterator, "Iterable": Iterable, "Generator": Generator}
     exec(f"def odd(line: str) -> {annotation}:\n    return 1\n", namespace)
     with pytest.raises(JobError, match=re.escape(said)):
         _declare(map(namespace["odd"]))
