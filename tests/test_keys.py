@@ -170,6 +170,20 @@ def test_a_numpy_key_without_a_canonical_form_is_named_with_its_fix() -> None:
         check_grouped(numpy.bool_(True), "total")
 
 
+def test_pandas_missing_dates_and_numpy_timedeltas_as_keys() -> None:
+    # NaT (a missing date in a pandas column) raised "NaTType does not support toordinal",
+    # and np.timedelta64 a TypeError of int(), both blamed on the stage's code (probe CP F6).
+    import numpy
+    import pandas
+
+    from discodsl.worker.partition import canonical_bytes, check_grouped
+
+    assert canonical_bytes(pandas.NaT) == canonical_bytes(pandas.NaT)
+    assert canonical_bytes(pandas.NaT) != canonical_bytes(pandas.Timestamp(0))
+    with pytest.raises(StageError, match=r"no canonical form for the type numpy.timedelta64"):
+        check_grouped(numpy.timedelta64(1, "D"), "total")
+
+
 @map
 def complex_numbers(line: str) -> Iterator[tuple[Any, int]]:
     for word in line.split():

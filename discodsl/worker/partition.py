@@ -212,7 +212,10 @@ def _encode(key: Any) -> bytes:
     if kind is tuple:
         return b"t" + _items(key)
     encoder = _ENCODERS.get(kind) or _encoder_for(kind)
-    return encoder(key)
+    try:
+        return encoder(key)
+    except (TypeError, ValueError, OverflowError):  # a subclass its base's encoder cannot take
+        raise _Unencodable(f"the type {_class_path(kind)}") from None
 
 
 # Items of a container each end with 0xFF, a byte UTF-8 never uses: a str item is its UTF-8,
@@ -350,6 +353,8 @@ def _timedelta(key: dt.timedelta) -> bytes:
 
 
 def _finer_datetime(key: dt.datetime) -> bytes:
+    if key != key:  # pandas' NaT, a missing date: no instant, equal to nothing, itself either
+        return b"Tnat"
     return _with_nanoseconds(_datetime(key), getattr(key, "nanosecond", 0))
 
 
