@@ -229,9 +229,16 @@ def _subclass(produced: type, expected: type) -> bool:
     if expected is complex and issubclass(produced, (int, float)):
         return True
     try:
-        return issubclass(produced, expected)
+        return issubclass(produced, expected) or _same_name(produced, expected)
     except TypeError:  # a Protocol without @runtime_checkable
         return True
+
+
+def _same_name(produced: type, expected: type) -> bool:
+    """Whether ``produced`` has a class of ``expected``'s module and name among its bases: the
+    same class defined again since (a notebook cell run again), as records take it."""
+    named = (expected.__module__, expected.__qualname__)
+    return any((base.__module__, base.__qualname__) == named for base in produced.__mro__)
 
 
 # --- what each stage takes, checked against what the one before it yields -----------------

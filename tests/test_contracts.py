@@ -570,6 +570,23 @@ def test_a_stage_annotated_to_make_no_pairs_is_refused_at_declaration(
         _declare(map(namespace["odd"]))
 
 
+def test_a_class_defined_again_since_a_stage_named_it_is_still_that_class() -> None:
+    # A notebook's class cell run again, unchanged, between the map's cell and the reduce's:
+    # "parse yields (str, Rec) but tot takes values of type Rec: change tot's `vs:
+    # Iterable[Rec]` to `vs: Iterable[Rec]`" (probe CP F8). Records take it by its name.
+    namespace: dict[str, Any] = {"Iterator": Iterator, "Iterable": Iterable}
+
+    def cell(source: str) -> None:  # as a notebook runs it: annotations evaluated at once
+        exec(compile(source, "<cell>", "exec", dont_inherit=True), namespace)
+
+    rec = "from typing import NamedTuple\nclass Rec(NamedTuple):\n    n: int\n"
+    cell(rec)
+    cell("def parse(line: str) -> Iterator[tuple[str, Rec]]:\n    yield line, Rec(1)\n")
+    cell(rec)  # the class cell again
+    cell("def tot(k: str, vs: Iterable[Rec]) -> Iterator[tuple[str, int]]:\n    yield k, 1\n")
+    _declare(map(namespace["parse"]), reduce(namespace["tot"]))
+
+
 def test_a_combiner_is_checked_against_the_reduce_that_reads_what_it_yields() -> None:
     # combine=True was checked; combiner= was not, and at run time the combiner's float
     # was blamed on the reduce.
