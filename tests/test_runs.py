@@ -422,6 +422,24 @@ def test_ctrl_c_in_the_wait_for_a_chain_reaches_the_run_it_waits_for(
 
 
 @pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_the_wait_for_a_chain_spares_a_run_another_chain_waits_for() -> None:
+    # In a notebook, the run two reports were chained on was killed with the report whose
+    # wait was interrupted, and the other report failed for it (probe CP F5).
+    first = jobs.sleepy.submit(
+        ["raw://slow"], mode="local", progress=False, params={"seconds": 3.0}
+    )
+    interrupted = jobs.histogram.submit(first, mode="local", progress=False)
+    other = jobs.histogram.submit(first, mode="local", progress=False)
+    eventually(lambda: "@" in first.jobname)
+    with _ctrl_c_after(0.5), pytest.raises(KeyboardInterrupt):
+        interrupted.wait(timeout=60)
+    assert interrupted.status == "dead"
+    assert first.status == "active" and other.status == "active"
+    assert dict(other.wait(timeout=120)) == {1: ["slow"]}
+    assert first.status == "ready"
+
+
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_reaches_wait_when_another_thread_takes_the_signal() -> None:
     # The kernel hands a process's SIGINT to any of its threads; the runner has several.
     # Python runs the handler in the main thread only once that thread wakes: a wait()

@@ -79,6 +79,7 @@ class Run:
         # Reentrant: a signal handler may call status or kill() while its thread is inside.
         self._resuming = threading.RLock()
         self._on_end: list[Callable[[Run], None]] = []
+        self._chained: weakref.WeakSet[Run] = weakref.WeakSet()  # the runs that wait for it
         # Taken to start the run's end (its holds let go, its callbacks called) or to add
         # to them: a hold or callback comes before that end, or is seen to come after it.
         self._end_lock = threading.Lock()
@@ -268,6 +269,7 @@ class Run:
         self._releases = [results.hold() for results in _results_among(self._inputs)]
         for upstream in upstream_runs(self._inputs):  # held from their end, before any wait()
             upstream.on_end(self._hold_results_of)
+            upstream._chained.add(self)
         if not background:
             self._settle(work)
             return
@@ -305,6 +307,11 @@ class Run:
                 raise _input_failed(self, run)
 
     # -- inside -------------------------------------------------------------------------
+
+    def _awaited_by_another(self, run: Run) -> bool:
+        """Whether a run other than ``run``, not ended, waits for this one (a Ctrl-C in
+        ``run``'s wait spares it)."""
+        return any(other is not run and not other.ended() for other in list(self._chained))
 
     def _lost(self) -> bool:
         """Whether the run's watch ended on a master that stopped answering: its job's end
@@ -417,7 +424,7 @@ class Run:
         self._interrupts += 1  # first: another wait() woken by its end knows it for this
         if self._kill is None:  # not submitted: waiting for its input runs, which it reaches
             for upstream in upstream_runs(self._inputs):
-                if not upstream.ended():
+                if not (upstream.ended() or upstream._awaited_by_another(self)):
                     upstream._stop_on_interrupt()
         (self._interrupt or self.kill)()
         if self._thread is not None:
