@@ -17,9 +17,10 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from discodsl import forking, interrupts
@@ -344,16 +345,14 @@ class Job(ClientOnly):
         runs the stage as it was."""
         scope = getattr(self.function, "__globals__", None) or {}
         for stage in self.stages:
+            self._warn_of_redefined_hooks(stage)
             variable = getattr(stage.function, "__name__", "")
             if getattr(stage.function, "__qualname__", "") != variable:
                 continue  # made in a function (a factory's): no global of its module
             now = scope.get(variable)
             if _another(now, stage):
-                self._warn_of(
-                    stage,
-                    f"{variable!r} has been defined again since (its cell run again?): "
-                    "declare the job again (run its @job cell) to run the new one",
-                )
+                job = getattr(self.function, "__name__", self.name)
+                self._warn_of(stage, _defined_again(variable, scope, job))
                 continue
             module = sys.modules.get(getattr(stage, "__module__", "") or "")
             if module is not None and _another(getattr(module, variable, None), stage):
@@ -362,6 +361,25 @@ class Job(ClientOnly):
                     f"module {module.__name__!r} has been reloaded since (autoreload?) "
                     f"and holds a new {variable!r}: import it again (from {module.__name__} "
                     f"import {variable}) and declare the job again to run the new one",
+                )
+
+    def _warn_of_redefined_hooks(self, stage: Stage) -> None:
+        """Warn of each function a stage was given (its combiner, partitioner, init, done or
+        reader) whose name where it was defined now holds another function of that name."""
+        for role in ("combiner", "partitioner", "init", "done", "reader"):
+            hook = getattr(stage.spec, role, None)
+            variable = getattr(hook, "__name__", "")
+            if not variable or getattr(hook, "__qualname__", "") != variable:
+                continue  # none, or made in a function: no global of its module
+            now = getattr(hook, "__globals__", {}).get(variable)
+            if isinstance(now, FunctionType) and now is not hook and now.__name__ == variable:
+                warnings.warn(
+                    f"job {self.name!r} runs stage {stage.name!r} with its {role} {variable!r} "
+                    f"as it was when the stage was declared, but {variable!r} has been "
+                    "defined again since (its cell run again?): declare the stage and the job "
+                    "again (run their cells) to use the new one",
+                    RedefinedStageWarning,
+                    stacklevel=5,
                 )
 
     def _warn_of(self, stage: Stage, why: str) -> None:
@@ -386,6 +404,22 @@ class Job(ClientOnly):
             f"<b>Job <code>{escape(self.name)}</code></b> (partitions={self.options.partitions})"
             f"<table><tr><th>#</th><th>stage</th><th>kind</th><th>grouping</th></tr>{rows}</table>"
         )
+
+
+def _defined_again(variable: str, scope: Mapping[str, Any], job: str) -> str:
+    """Why a job's stage is not what ``variable`` holds now in the job's ``scope``: a
+    notebook's cell run again, or the job's own module reloaded (autoreload)."""
+    module = scope.get("__name__")
+    if module in (None, "__main__"):
+        return (
+            f"{variable!r} has been defined again since (its cell run again?): "
+            "declare the job again (run its @job cell) to run the new one"
+        )
+    return (
+        f"its module {module!r} has been reloaded since (autoreload?), holding a new "
+        f"{variable!r} and the job declared again: import the job again (from {module} "
+        f"import {job}) to run the new one"
+    )
 
 
 def _another(found: Any, stage: Stage) -> bool:

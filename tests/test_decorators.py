@@ -1275,6 +1275,55 @@ def test_a_job_run_after_its_stages_module_was_reloaded_says_so(
     assert "import it again" in str(got[0].message)
 
 
+def test_a_job_of_a_reloaded_module_says_to_import_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job declared in the module %autoreload reloaded, held by the notebook: it was told
+    # to "run its @job cell", which no cell holds (probe CP F2).
+    module = tmp_path / "reloaded_job.py"
+    source = "from discodsl import job, map\n@map\ndef words(line):\n    yield line, {n}\n"
+    source += "@job(partitions=None)\ndef counted():\n    return [words]\n"
+    module.write_text(source.format(n=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = importlib.import_module("reloaded_job")
+    monkeypatch.setitem(sys.modules, "reloaded_job", imported)
+    held = imported.counted
+    module.write_text(source.format(n=2) + "# edited\n")
+    importlib.reload(imported)
+    with pytest.warns(RedefinedStageWarning) as got:
+        assert list(held.run(["raw://a"], mode="inline")) == [("a", 1)]
+    said = str(got[0].message)
+    assert "its module 'reloaded_job' has been reloaded since (autoreload?)" in said
+    assert "import the job again (from reloaded_job import counted)" in said
+    assert "cell" not in said
+
+
+def test_a_job_run_after_its_combiner_was_defined_again_says_so() -> None:
+    # The combiner's cell fixed and run again: the reduce held the old one, silently, while
+    # a fixed helper the map calls by name was used: half the fix (probe CP F9).
+    namespace: dict[str, Any] = {}
+    combiner = "def add_up(key, values):\n    yield key, sum(values) * {n}\n"
+    exec("from discodsl import job, map, reduce\n" + combiner.format(n=2), namespace)
+    exec(
+        "@map\ndef words(line):\n    yield line, 1\n"
+        "@reduce(combiner=add_up)\ndef total(key, values):\n    yield key, sum(values)\n"
+        "@job(partitions=1)\ndef counted():\n    return [words, total]\n",
+        namespace,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        namespace["counted"].run(["raw://a"], mode="inline")
+    exec(combiner.format(n=1), namespace)
+    with pytest.warns(RedefinedStageWarning) as got:
+        namespace["counted"].run(["raw://a"], mode="inline")
+    assert str(got[0].message) == (
+        "job 'counted' runs stage 'total' with its combiner 'add_up' as it was when the stage "
+        "was declared, but 'add_up' has been defined again since (its cell run again?): "
+        "declare the stage and the job again (run their cells) to use the new one"
+    )
+    assert got[0].filename == __file__
+
+
 def test_a_job_of_stages_a_factory_made_does_not_warn_of_a_global_of_their_name() -> None:
     namespace: dict[str, Any] = {}
     exec(
