@@ -44,7 +44,7 @@ from discodsl.worker.errors import DataError, StageError, brief, named
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.outputs import Outputs, stream
 from discodsl.worker.partition import check_grouped
-from discodsl.worker.records import as_pair
+from discodsl.worker.records import as_pair, is_pair
 from discodsl.worker.spec import StageSpec
 from discodsl.worker.task import NO_ITEM, NoPosition, Place, Position, Sink, TaskSetup, WrittenFile
 from discodsl.worker.typecheck import checked
@@ -125,31 +125,52 @@ def _pairs_only(task: TaskSetup, records: Iterable[Any], where: Position) -> Ite
     if task.stage_index != 0 or not (stage.kind == "reduce" or stage.function is pass_pairs):
         return records
     reduce = stage if stage.kind == "reduce" else task.successor or stage
-    return _refusing_text(records, f"job {task.job.name!r}", reduce.name, where)
+    return _refusing_non_pairs(records, f"job {task.job.name!r}", reduce.name, where)
 
 
-def _refusing_text(records: Iterable[Any], job: str, reduce: str, where: Position) -> Iterator[Any]:
-    """Each record; a text line (a ``str``: the input is no record file) fails the task."""
+def _refusing_non_pairs(
+    records: Iterable[Any], job: str, reduce: str, where: Position
+) -> Iterator[Any]:
+    """Each record; a text line (the input is no record file), or a record that is no
+    (key, value) pair (a bytes line of a blob DDFS.chunk wrote), fails the task."""
     for record in records:
+        if record.__class__ is tuple and len(record) == 2:
+            yield record
+            continue
         if record.__class__ is str:
-            if _legacy_line(record):
-                fix = (
-                    "it reads as Disco's legacy record format (<klen> <key> <vlen> <value> a "
-                    "line), which is not read: rewrite it with Disco 0.5's DiscoOutputStream "
-                    "or discodsl's RecordWriter, or put a @map first that parses the lines"
-                )
-            else:
-                fix = (
-                    "put a @map first that turns each line into (key, value) pairs, e.g. "
-                    f"`return [parse, {reduce}]`"
-                )
+            raise _text_refused(record, job, reduce, where)
+        if not is_pair(record):
             raise StageError(
                 f"{job} starts with the reduce {reduce!r}, which reads record files of "
-                f"(key, value) pairs (an earlier job's results, or files Disco wrote), but "
-                f"input {where.url} is text (line {where.record}: {brief(record, 60)}): {fix}",
+                f"(key, value) pairs (an earlier job's results, or files Disco wrote), but in "
+                f"input {where.url}, record {where.record} is no (key, value) pair "
+                f"({brief(record, 60)}, a {type(record).__name__}): put a @map first that "
+                f"makes pairs of the records, e.g. `return [parse, {reduce}]` (a blob "
+                "DDFS.chunk wrote holds each line as a bytes record)",
                 stage=reduce,
             )
         yield record
+
+
+def _text_refused(line: str, job: str, reduce: str, where: Position) -> StageError:
+    """The error of a reduce-only job given text (a line, ``line``), not record files."""
+    if _legacy_line(line):
+        fix = (
+            "it reads as Disco's legacy record format (<klen> <key> <vlen> <value> a "
+            "line), which is not read: rewrite it with Disco 0.5's DiscoOutputStream "
+            "or discodsl's RecordWriter, or put a @map first that parses the lines"
+        )
+    else:
+        fix = (
+            "put a @map first that turns each line into (key, value) pairs, e.g. "
+            f"`return [parse, {reduce}]`"
+        )
+    return StageError(
+        f"{job} starts with the reduce {reduce!r}, which reads record files of "
+        f"(key, value) pairs (an earlier job's results, or files Disco wrote), but "
+        f"input {where.url} is text (line {where.record}: {brief(line, 60)}): {fix}",
+        stage=reduce,
+    )
 
 
 def _legacy_line(line: str) -> bool:

@@ -712,7 +712,7 @@ def _load_each(payload: bytes) -> list[Any]:
     tell, size = buffer.tell, len(payload)
     records: list[Any] = []
     while tell() < size:
-        records.append(_not_none(pickle.load(buffer), len(records)))
+        records.append(pickle.load(buffer))
     return records
 
 
@@ -734,18 +734,14 @@ def _load_shared_fast(payload: bytes) -> list[Any]:
     # iter() calls load() from C until it returns the sentinel's None.
     records: list[Any] = list(iter(load, None))
     # One note per load, the sentinel's last, all of the hunk used: else a load
-    # ran past the end of the hunk (its last pickle is cut short) or a record
-    # was a pickled None.
+    # ran past the end of the hunk (its last pickle is cut short), or a record was a
+    # pickled None (Disco's format holds any object): read again, a pickle at a time.
     if (
         len(consumed) != len(records) + 1
         or consumed[-1] != len(_SENTINEL)
         or sum(consumed) != len(payload) + len(_SENTINEL)
     ):
-        used = sum(consumed[: len(records)])
-        raise pickle.UnpicklingError(
-            f"record {len(records)} at byte {used} of {len(payload)} is cut short or not a "
-            "(key, value) tuple"
-        )
+        return _load_shared_portable(payload)
     return records
 
 
@@ -755,15 +751,8 @@ def _load_shared_portable(payload: bytes) -> list[Any]:
     load, tell, size = pickle.Unpickler(buffer).load, buffer.tell, len(payload)
     records: list[Any] = []
     while tell() < size:
-        records.append(_not_none(load(), len(records)))
+        records.append(load())
     return records
-
-
-def _not_none(record: Any, index: int) -> Any:
-    """Refuse a pickled None, as :func:`_load_shared_fast` must."""
-    if record is None:
-        raise pickle.UnpicklingError(f"record {index} is None, not a (key, value) tuple")
-    return record
 
 
 def _fast_loader_works() -> bool:
