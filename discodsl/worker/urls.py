@@ -67,11 +67,13 @@ def file_url(path: str) -> str:
 
 
 def _as_uri(path: str) -> str:
-    """``pathlib.Path(path).as_uri()`` of an absolute, normalised path. Not pathlib itself: a
-    Disco node starts a worker per task, and importing pathlib costs it about 5 ms."""
+    """``pathlib.Path(path).as_uri()`` of an absolute, normalised path, but for the ``@`` and
+    ``:`` of a Disco job's name, kept as they are (Disco's own reader takes a ``file://``
+    URL's path as it is). Not pathlib itself: a Disco node starts a worker per task, and
+    importing pathlib costs it about 5 ms."""
     if not os.path.isabs(path):
         raise ValueError(f"a relative path has no file:// URL: {path!r}")
-    return "file://" + quote_from_bytes(os.fsencode(path))
+    return "file://" + quote_from_bytes(os.fsencode(path), safe="/@:")
 
 
 def file_path(url: str) -> str | None:
