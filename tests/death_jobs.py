@@ -62,6 +62,20 @@ def closes_descriptors(line: str) -> Iterator[tuple[str, int]]:
 
 
 @map
+def closes_then_exits(line: str) -> Iterator[tuple[str, int]]:
+    os.closerange(3, 1024)
+    sys.exit(0)
+    yield line, 1
+
+
+@map
+def exits_saying(line: str) -> Iterator[tuple[str, int]]:
+    print("partial work done")
+    sys.exit("fatal: config missing")
+    yield line, 1
+
+
+@map
 def kills_itself(line: str) -> Iterator[tuple[str, int]]:
     os.kill(os.getpid(), signal.SIGKILL)
     yield line, 1
@@ -93,6 +107,16 @@ def saying_then_exiting() -> list[Any]:
 @job(max_failures=0)
 def cutting_off() -> list[Any]:
     return [closes_descriptors]
+
+
+@job(max_failures=0)
+def cut_off_exiting() -> list[Any]:
+    return [closes_then_exits]
+
+
+@job(max_failures=0)
+def exiting_with_words() -> list[Any]:
+    return [exits_saying]
 
 
 @job(max_failures=0)

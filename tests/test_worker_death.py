@@ -545,3 +545,27 @@ def test_a_stage_that_closes_the_workers_descriptors_is_told_so_not_oom() -> Non
     said = str(caught.value)
     assert "closed its connection to the runner" in said and "os.closerange" in said
     assert "out-of-memory" not in said
+
+
+def test_a_stage_that_closes_the_workers_descriptors_then_exits_0_is_told_exit_code_0() -> None:
+    # Sending what it printed over the closed descriptor raised an OSError that replaced its
+    # SystemExit(0): "exit code 1 ... sys.exit(1)" (probe CM F16, a regression).
+    with pytest.raises(TaskFailed) as caught:
+        death_jobs.cut_off_exiting.run(inputs=["raw://x"], mode="local", progress=False)
+    assert "exit code 0" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_the_words_a_stage_gives_sys_exit_are_told(
+    mode: str, request: pytest.FixtureRequest
+) -> None:
+    # Inline quoted them; a worker lost them, and told "sys.exit(1)" (probe CM F17): they are
+    # printed, as Python prints them, with what the stage printed before.
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    run = death_jobs.exiting_with_words.submit(inputs=["raw://x"], mode=mode, progress=False)
+    with pytest.raises(TaskFailed, match="exit code 1"):
+        run.wait(timeout=120)
+    said = [event[2] for event in run.events()]
+    assert any("partial work done" in text for text in said), said
+    assert any("fatal: config missing" in text for text in said), said

@@ -188,8 +188,8 @@ def serve(
         capture.forward(lambda text: _message(channel, text))
         try:
             final, outputs = _work(channel, *started, preloaded)
-        except SystemExit:  # a stage's sys.exit() ends the worker: what it printed first
-            capture.close()  # is sent, rather than lost with the capture's thread
+        except SystemExit as stop:  # a stage's sys.exit() ends the worker: what it printed
+            _ending(stop, capture)  # first, and the words it exits with, are sent
             raise
         capture.close()
         counts = counters.take()
@@ -201,6 +201,17 @@ def serve(
         return MASTER_GONE  # nobody to report to
     _wait_for_end(protocol_in)
     return 0
+
+
+def _ending(stop: SystemExit, capture: Capture) -> None:
+    """Send what a stage printed before its ``sys.exit()``, and the words it exits with as
+    Python prints them (``sys.exit("config missing")``), rather than lose them with the
+    capture's thread; a stage that closed the channel first has nothing sent, and its exit
+    is as it made it (not an OSError of the send)."""
+    if stop.code is not None and not isinstance(stop.code, int):
+        print(stop.code, file=sys.stderr)
+    with contextlib.suppress(OSError):
+        capture.close()
 
 
 def _closed_in_forks(*fds: int) -> None:
