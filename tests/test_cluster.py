@@ -807,3 +807,14 @@ def test_a_printed_line_is_cut_at_its_newlines_alone() -> None:
     said = _printed({"stage": "s", "text": "a\u2028b\n\x0cc\r\nd\n10%\r20%\n"})
     # A carriage return ends a line too, as a progress bar's redraws do on a terminal.
     assert said.split("\n") == ["[s] a\u2028b", "[s] \x0cc", "[s] d", "[s] 10%", "[s] 20%"]
+
+
+@pytest.mark.parametrize(("disabled", "shown"), [("1", False), ("", True), ("0", True)])
+def test_tqdm_disable_turns_notebook_bars_off(
+    monkeypatch: pytest.MonkeyPatch, disabled: str, shown: bool
+) -> None:
+    # tqdm's notebook bar heeds no TQDM_DISABLE: the tutorials' build, which sets it, put
+    # frozen "0%" bars into the notebooks where ipywidgets was installed (probe CP F3).
+    monkeypatch.setitem(sys.modules, "ipykernel", type(sys)("ipykernel"))
+    monkeypatch.setenv("TQDM_DISABLE", disabled)
+    assert Progress("job").enabled is shown

@@ -11,6 +11,7 @@ reaches the user's stderr. It only displays: the counters stage code reports
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import sys
@@ -24,7 +25,10 @@ from discodsl.worker.counters import decode as decode_counts
 
 
 def interactive() -> bool:
-    """Whether someone is watching: a terminal on stderr, or a notebook kernel."""
+    """Whether someone is watching: a terminal on stderr, or a notebook kernel; not where
+    ``TQDM_DISABLE`` says no bars (tqdm's notebook bar does not heed it itself)."""
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
     if "ipykernel" in sys.modules:
         return True
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
