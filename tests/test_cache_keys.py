@@ -386,3 +386,28 @@ def test_lines_added_above_a_stage_leave_its_key_as_it_was(where: str) -> None:
     moved = "# a comment\n\n\n" + SCRIPT_STAGES.replace("def weight", "# why\ndef weight")
     assert keys_of(made(moved.format(weight=1)), where) == first
     assert keys_of(made(SCRIPT_STAGES.format(weight=2)), where) != first
+
+
+def test_params_holding_sets_key_alike_in_every_process() -> None:
+    """Stop words in params, as a set: a set of strings pickles in the order of their salted
+    hashes, so a run's key differed in every process and was never served after a restart
+    (probe CP F7)."""
+    script = (
+        "import hashlib\n"
+        "from discodsl.caching import keys\n"
+        "from discodsl.options import validate_options\n"
+        "params = {'stop': {'the', 'a', 'of', 'and', 'to'}, 'n': [frozenset({'x', 'y', 'z'})]}\n"
+        "print(hashlib.sha256(keys._options(validate_options(params=params))).hexdigest())\n"
+    )
+
+    def key(seed: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+
+    assert key("1") == key("2") == key("3")

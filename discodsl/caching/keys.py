@@ -149,7 +149,31 @@ def _options(options: JobOptions) -> bytes:
         if spec.name not in INERT and spec.name != "params"
     }
     plain = json.dumps(keyed, sort_keys=True, default=repr).encode()
-    return plain + _pickled(options.params, set())
+    return plain + _pickled(_sets_ordered(options.params, _NESTING_MOST), set())
+
+
+def _sets_ordered(value: Any, depth: int) -> Any:
+    """``value`` with each set in it (in plain dicts, lists and tuples, this deep) as a
+    tuple of its items in the order of their digests: a set of strings pickles in the
+    order of their hashes, which differ between processes (params of stop words)."""
+    kind = type(value)
+    if depth <= 0 or kind not in (set, frozenset, dict, list, tuple):
+        return value
+    if kind is dict:
+        return {key: _sets_ordered(item, depth - 1) for key, item in value.items()}
+    items = [_sets_ordered(item, depth - 1) for item in value]
+    if kind is list or kind is tuple:
+        return kind(items)
+    digests = [_items_digest(item, depth) for item in value]
+    ordered = sorted(zip(digests, items, strict=True), key=_first)
+    return (_SET_MARK, kind.__name__, tuple(item for _, item in ordered))
+
+
+def _first(pair: tuple[bytes, Any]) -> bytes:
+    return pair[0]
+
+
+_SET_MARK = "discodsl: a set, its items in the order of their digests"
 
 
 def _inputs(inputs: Sequence[Sequence[str]], options: JobOptions) -> str:
