@@ -715,6 +715,20 @@ def test_a_stages_memory_error_says_what_to_do() -> None:
     assert "ran out of memory" in said and "memory_budget" in said
 
 
+def test_a_pdb_set_trace_left_in_a_stage_says_to_debug_inline() -> None:
+    # breakpoint() was told so; pdb.set_trace() (as tutorial 4 has Jupyter users write it)
+    # failed the task with a bare BdbQuit (probe CP F10).
+    @map
+    def debugged(line: str) -> Any:
+        import pdb
+
+        pdb.set_trace()
+        yield line, 1
+
+    said = failing_locally(debugged)
+    assert "BdbQuit" in said and "run the job with mode='inline' to debug it" in said, said
+
+
 def test_a_file_past_the_size_limit_on_files_says_what_limit(tmp_path: Path) -> None:
     # Python ignores SIGXFSZ: past ulimit -f a write fails with "[Errno 27] File too large",
     # and nothing said what limit that was (probe CM F4).

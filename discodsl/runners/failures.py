@@ -37,7 +37,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else "")
         + _missing_file(failure.summary, failure.traceback)
         + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else "")
-        + (f"; {_FILE_TOO_LARGE}" if "[Errno 27]" in failure.summary else ""),
+        + (f"; {_FILE_TOO_LARGE}" if "[Errno 27]" in failure.summary else "")
+        + (_DEBUGGER if failure.exc_type == "BdbQuit" else ""),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -50,6 +51,11 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     return error
 
 
+# What a debugger's quitting (pdb.set_trace() reads a worker's stdin, which has nothing) means.
+_DEBUGGER = (
+    "; the stage started a debugger (pdb.set_trace()), which no one can answer in a "
+    "worker process: run the job with mode='inline' to debug it"
+)
 # What to do about a stage's MemoryError, which says nothing of its own.
 _OUT_OF_MEMORY = (
     "; the task ran out of memory (a limit on it, `ulimit -v` or a container's, may be "
