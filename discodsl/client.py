@@ -55,7 +55,7 @@ _EVENTS_SHAPE = [(str, str, str)]
 _RESULTS_SHAPE = [(str, (str, list))]
 _REPLICAS_SHAPE = [OneOf(str, [str])]
 # Seconds a poll of a wait with a timeout has past it, for the master's answer to come.
-_ANSWER_S = 1.0
+ANSWER_S = 1.0
 
 
 class Master(Service):
@@ -179,7 +179,7 @@ class Master(Service):
         not answer in that time is a JobActive, as a job still active then is."""
         if timeout_s is None:
             return self.status(jobname, wait_ms)
-        within = max(0.0, timeout_s - (time.monotonic() - start)) + _ANSWER_S
+        within = max(0.0, timeout_s - (time.monotonic() - start)) + ANSWER_S
         try:
             return self.status(jobname, wait_ms, within)
         except RequestFailed as exc:
@@ -206,9 +206,12 @@ class Master(Service):
             log.warning("could not fetch the events of dead job %s: %s", jobname, exc)
             return []
 
-    def jobinfo(self, name: str) -> dict[str, Any]:
-        """``jobinfo``: status (``active``), pipeline progress, results, inputs, owner."""
-        resp = self._get("/disco/ctrl/jobinfo", {"name": name}, special=self._no_job(name))
+    def jobinfo(self, name: str, within: float | None = None) -> dict[str, Any]:
+        """``jobinfo``: status (``active``), pipeline progress, results, inputs, owner
+        (``within`` seconds, if given, bound the request and its retries)."""
+        resp = self._get(
+            "/disco/ctrl/jobinfo", {"name": name}, special=self._no_job(name), within=within
+        )
         return cast(
             "dict[str, Any]",
             answer_json(
@@ -252,10 +255,13 @@ class Master(Service):
         )
         return [(t, h, m) for t, h, m in reply]
 
-    def rawevents(self, name: str, offset: int = 0) -> tuple[list[Event], int]:
+    def rawevents(
+        self, name: str, offset: int = 0, within: float | None = None
+    ) -> tuple[list[Event], int]:
         """The job's event file from byte ``offset``: (events oldest first, next offset).
 
         Only complete lines are returned; pass the next offset back to tail the file.
+        ``within`` seconds, if given, bound the request and its retries.
         """
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = self._get(
@@ -264,6 +270,7 @@ class Master(Service):
             headers=headers,
             ok=(200, 206, 416),
             special=self._no_job(name),
+            within=within,
         )
         data = resp.content
         if resp.status_code == 416:

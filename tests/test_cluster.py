@@ -286,20 +286,24 @@ class FakeMaster:
         self.events: list[tuple[str, str, str]] = []
         self.pipeline: list[list[Any]] = []
 
-    def rawevents(self, name: str, offset: int) -> tuple[list[tuple[str, str, str]], int]:
+    def rawevents(
+        self, name: str, offset: int, within: float | None = None
+    ) -> tuple[list[tuple[str, str, str]], int]:
         return self.events[offset:], len(self.events)
 
-    def jobinfo(self, name: str) -> dict[str, Any]:
+    def jobinfo(self, name: str, within: float | None = None) -> dict[str, Any]:
         return {"pipeline": self.pipeline}
 
 
 class PurgingMaster(FakeMaster):
     """A master whose job is purged after the first read of its events."""
 
-    def rawevents(self, name: str, offset: int) -> tuple[list[tuple[str, str, str]], int]:
+    def rawevents(
+        self, name: str, offset: int, within: float | None = None
+    ) -> tuple[list[tuple[str, str, str]], int]:
         if offset:
             raise NoSuchJob(f"no job named {name!r}", jobname=name)
-        return super().rawevents(name, offset)
+        return super().rawevents(name, offset, within)
 
 
 @pytest.mark.parametrize("dead", [False, True])
@@ -438,11 +442,13 @@ class FailingEventsMaster(FakeMaster):
         super().__init__()
         self.failures = failures
 
-    def rawevents(self, name: str, offset: int) -> tuple[list[tuple[str, str, str]], int]:
+    def rawevents(
+        self, name: str, offset: int, within: float | None = None
+    ) -> tuple[list[tuple[str, str, str]], int]:
         if self.failures:
             self.failures -= 1
             raise BadAnswer("GET /disco/ctrl/rawevents: the master failed (500 <html>)")
-        return super().rawevents(name, offset)
+        return super().rawevents(name, offset, within)
 
 
 def test_a_failing_read_of_the_events_does_not_end_the_watch(
@@ -818,3 +824,23 @@ def test_tqdm_disable_turns_notebook_bars_off(
     monkeypatch.setitem(sys.modules, "ipykernel", type(sys)("ipykernel"))
     monkeypatch.setenv("TQDM_DISABLE", disabled)
     assert Progress("job").enabled is shown
+
+
+def test_a_cluster_runs_timeout_holds_when_the_master_stops_answering_its_events(
+    disco_master: DiscoMaster, cluster_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reads of the job's events and progress, which only feed counters and bars, went
+    # through every retry: timeout=3 returned after 28 s with a master slow by 25 s, 199 s
+    # with one hung (probe CQ F3).
+    handle = disco_master.handle
+
+    def slow_events(method: str, target: str, headers: Any, body: bytes | None) -> Any:
+        if "rawevents" in target or "jobinfo" in target:
+            time.sleep(8)
+        return handle(method, target, headers, body)
+
+    monkeypatch.setattr(disco_master, "handle", slow_events)
+    started = time.monotonic()
+    with pytest.raises(JobActive):
+        jobs.sleepy.run(["raw://a"], params={"seconds": 30.0}, timeout=1.0, progress=True)
+    assert time.monotonic() - started < 5

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, indexes
+from discodsl.client import ANSWER_S, Master
 from discodsl.client import Event as MasterEvent
-from discodsl.client import Master
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
 from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG, command_line
@@ -421,6 +421,7 @@ def wait_for(
     progress_bar = Progress(jobname, enabled=progress)
     watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
     watcher.stop = stop
+    watcher.deadline = None if timeout is None else time.monotonic() + timeout
     try:
         urls = cluster.master.wait(jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher)
         watcher.settle()
@@ -484,6 +485,7 @@ class _Watcher:
         self.ended = False  # the log's last event was read: every event before it was too
         self.missed = False  # a read of the events or jobinfo failed (said once)
         self.answered = False  # the master answered a poll of this wait
+        self.deadline: float | None = None  # the wait's timeout=, when its reads must end
 
     def __call__(self, status: str, elapsed: float) -> None:
         self.answered = True
@@ -495,9 +497,9 @@ class _Watcher:
                 jobname=self.jobname,
             )
         try:
-            self.catch_up()
+            self.catch_up(self._left())
             if self.progress.enabled and status in ("active", "ready"):
-                self._counts(self.master.jobinfo(self.jobname)["pipeline"])
+                self._counts(self.master.jobinfo(self.jobname, self._left())["pipeline"])
         except NoSuchJob:
             raise
         except ClientError as exc:  # they only feed the counters and the bar: read them later
@@ -508,9 +510,16 @@ class _Watcher:
                 )
             self.missed = True
 
-    def catch_up(self) -> None:
-        """Read the events added since the last call."""
-        new, self.offset = self.master.rawevents(self.jobname, self.offset)
+    def _left(self) -> float | None:
+        """How long a read of the events or the progress may take: what is left of the wait's
+        timeout=, and a second (they only feed the counters and the bars)."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic()) + ANSWER_S
+
+    def catch_up(self, within: float | None = None) -> None:
+        """Read the events added since the last call (within that many seconds)."""
+        new, self.offset = self.master.rawevents(self.jobname, self.offset, within)
         self.events.extend(new)
         for _, _, message in new:
             self._event(message)
