@@ -544,11 +544,20 @@ def _items(what: str, value: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _bad_params(spec: JobSpec, what: str, value: Any, exc: Exception) -> PicklingError:
+    fix = (
+        "params must be plain data that pickles (numbers, strings, lists, dicts, ...): "
+        "create locks, connections and the like inside the stage, or in an init hook "
+        "(init(params) runs once per task)"
+    )
+    if _cached_property_of(value):  # Python 3.11's holds a lock, which does not pickle
+        fix = (
+            f"Its class holds a functools.cached_property ({_cached_property_of(value)}), "
+            "whose lock cannot be pickled on this Python: pass plain data in params, or "
+            "cache the value in the instance's __dict__ in a plain @property"
+        )
     return PicklingError(
         f"job {spec.name!r} cannot be shipped to the workers: {what} ({type(value).__name__}) "
-        f"cannot be pickled ({exc}). params must be plain data that pickles (numbers, "
-        "strings, lists, dicts, ...): create locks, connections and the like inside the "
-        "stage, or in an init hook (init(params) runs once per task)"
+        f"cannot be pickled ({exc}). {fix}"
     )
 
 

@@ -661,3 +661,19 @@ def test_a_class_with_a_cached_property_is_told_why_it_cannot_ship(holder: str) 
     said = str(caught.value)
     assert "holds a functools.cached_property (table), whose lock cannot be pickled" in said
     assert "Create it inside the function" not in said
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12's cached_property holds no lock")
+def test_params_of_a_class_with_a_cached_property_are_told_why_they_cannot_ship() -> None:
+    # "create locks ... inside the stage", where the user made none (probe CM F13).
+    from discodsl.options import validate_options
+    from discodsl.shipping import unpicklable
+    from tests import jobs
+
+    lazy = functools.cached_property(lambda self: {"a": "A"})
+    script_class = type("Lookup", (), {"table": lazy, "__module__": "__main__"})  # by value
+    spec = jobs.wordcount.spec(validate_options(params={"table": script_class()}))
+    said = str(unpicklable(spec, TypeError("cannot pickle '_thread.RLock' object")))
+    assert "params['table'] (Lookup) cannot be pickled" in said
+    assert "holds a functools.cached_property (table), whose lock cannot be pickled" in said
+    assert "create locks" not in said
