@@ -9,7 +9,6 @@ function.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from discodsl.worker.spec import (
     STAGE_NAME_RULE,
     StageSpec,
     cleaned_stage_name,
+    function_stage_name,
     nested_code,
     positional_arity,
     stage_name_ok,
@@ -145,10 +145,7 @@ def _stage_name(name: str | None, function: Callable[..., Any], kind: str) -> st
     its function's, cleaned of what a node cannot take."""
     if name is None:
         written = _name_of(function, kind)
-        cleaned = cleaned_stage_name(written)
-        if len(cleaned) > STAGE_NAME_MAX >= len(written):  # long as its letters are escaped
-            digest = hashlib.sha1(cleaned.encode()).hexdigest()[:8]
-            return f"{cleaned[: STAGE_NAME_MAX - 9]}_{digest}"  # apart from its namesakes
+        cleaned = function_stage_name(written)
         if len(cleaned) > STAGE_NAME_MAX:
             raise JobError(
                 f"@{kind}: the stage {written[:40]!r}... named after its function has "

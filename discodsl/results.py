@@ -25,7 +25,7 @@ from discodsl.jobstatus import command_line
 from discodsl.worker.errors import DataError
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.opening import Node
-from discodsl.worker.spec import JobSpec, cleaned_stage_name
+from discodsl.worker.spec import JobSpec, function_stage_name
 from discodsl.worker.urls import is_index
 
 
@@ -133,7 +133,7 @@ def _stage_name(stage: str | Any) -> str:
             f"results.stage() takes a stage's name or the stage, not {type(stage).__name__}: "
             "write e.g. results.stage('words'), or results.stage(words)"
         )
-    return cleaned_stage_name(name) if name else name  # its function's: zählen, zahlen
+    return function_stage_name(name) if name else name  # its function's: zählen, zahlen
 
 
 class Results:

@@ -996,7 +996,11 @@ def test_a_long_name_of_letters_written_as_code_points_is_shortened_and_kept_apa
     def both() -> list[Any]:
         return [one, two]
 
-    assert list(both.run(["raw://a"], mode="inline")) == [(("a", 1), 1)]
+    results = both.run(["raw://a"], mode="inline")
+    assert list(results) == [(("a", 1), 1)]
+    # Asked for by the function's name, as a shorter one is: "no stage 'u7edf...'", uncut
+    # (probe CM F12).
+    assert list(results.stage(letters + "\u4e00")) == [("a", 1)]
 
 
 def test_job_names_long_only_as_their_letters_are_escaped_stay_apart() -> None:

@@ -118,6 +118,19 @@ def cleaned_stage_name(name: str) -> str:
     return _NOT_STAGE_CHAR.sub("_", _ascii(name)) or "stage"
 
 
+def function_stage_name(written: str) -> str:
+    """The name of a stage named after its function ``written`` (:func:`cleaned_stage_name`),
+    cut to STAGE_NAME_MAX with a hash of the whole where it is long only as its letters are
+    escaped, apart from its namesakes; as long as it is written if that is too long."""
+    cleaned = cleaned_stage_name(written)
+    if len(cleaned) <= STAGE_NAME_MAX or len(written) > STAGE_NAME_MAX:
+        return cleaned
+    import hashlib  # here: the client names stages, a worker never does
+
+    digest = hashlib.sha1(cleaned.encode()).hexdigest()[:8]
+    return f"{cleaned[: STAGE_NAME_MAX - 9]}_{digest}"
+
+
 def _ascii(name: str) -> str:
     """``name`` with its accented ASCII letters made plain, and every other character that
     is no ASCII as ``uXXXX``, vowel signs and marks of other scripts included: distinct
