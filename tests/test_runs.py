@@ -440,6 +440,27 @@ def test_ctrl_c_in_the_wait_for_a_chain_spares_a_run_another_chain_waits_for() -
 
 
 @pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_the_wait_for_a_diamond_of_runs_reaches_each_once(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # r3 waits for r1 and for r2, which waits for r1: r1's "still runs on" notice came once
+    # per way to it (probe CM F15); and r1, which only runs stopped with it wait for, is
+    # reached.
+    first = jobs.sleepy.submit(["raw://slow"], mode="cluster", progress=False)
+    second = jobs.histogram.submit(first, mode="cluster", progress=False)
+    third = jobs.histogram.submit([first, second], mode="cluster", progress=False)
+    eventually(lambda: "@" in first.jobname)
+    try:
+        with _ctrl_c_after(0.5), pytest.raises(KeyboardInterrupt):
+            third.wait(timeout=60)
+        said = capsys.readouterr().err
+        assert said.count(f"job {first.jobname} still runs on") == 1, said
+        assert second.status == third.status == "dead"
+    finally:
+        first.kill()
+
+
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_reaches_wait_when_another_thread_takes_the_signal() -> None:
     # The kernel hands a process's SIGINT to any of its threads; the runner has several.
     # Python runs the handler in the main thread only once that thread wakes: a wait()

@@ -308,10 +308,10 @@ class Run:
 
     # -- inside -------------------------------------------------------------------------
 
-    def _awaited_by_another(self, run: Run) -> bool:
-        """Whether a run other than ``run``, not ended, waits for this one (a Ctrl-C in
-        ``run``'s wait spares it)."""
-        return any(other is not run and not other.ended() for other in list(self._chained))
+    def _awaited_by_another(self, stopping: set[Run]) -> bool:
+        """Whether a run not ended, other than those ``stopping``, waits for this one (a
+        Ctrl-C that stops them spares it)."""
+        return any(other not in stopping and not other.ended() for other in list(self._chained))
 
     def _lost(self) -> bool:
         """Whether the run's watch ended on a master that stopped answering: its job's end
@@ -420,12 +420,18 @@ class Run:
             if not ctrl_c:
                 raise
 
-    def _stop_on_interrupt(self) -> None:
+    def _stop_on_interrupt(self, stopping: set[Run] | None = None) -> None:
+        """Stop the run as Ctrl-C does, and (not submitted yet) the runs it waits for that
+        no run but those ``stopping`` with it waits for, each once."""
+        stopping = set() if stopping is None else stopping
+        stopping.add(self)
         self._interrupts += 1  # first: another wait() woken by its end knows it for this
         if self._kill is None:  # not submitted: waiting for its input runs, which it reaches
             for upstream in upstream_runs(self._inputs):
-                if not (upstream.ended() or upstream._awaited_by_another(self)):
-                    upstream._stop_on_interrupt()
+                if upstream in stopping or upstream.ended():
+                    continue
+                if not upstream._awaited_by_another(stopping):
+                    upstream._stop_on_interrupt(stopping)
         (self._interrupt or self.kill)()
         if self._thread is not None:
             self._thread.join(CLEANUP_WAIT)
