@@ -121,7 +121,8 @@ def _pair(item: Any) -> tuple[Any, Any] | None:
     args = get_args(item)
     if get_origin(item) is tuple and len(args) == 2 and args[1] is not Ellipsis:
         return args[0], args[1]
-    return None
+    fields = _fields_of(item) if isinstance(item, type) else ()
+    return (fields[0], fields[1]) if len(fields) == 2 else None  # a NamedTuple of two
 
 
 def _union(members: Iterable[Any]) -> Any:
@@ -288,7 +289,21 @@ def _check_yield(spec: StageSpec) -> None:
             f"{len(args)} items, where each record is a (key, value) pair: yield "
             f"(key, value), e.g. a tuple as the key or the value"
         )
-    if isinstance(item, type) and issubclass(item, _NO_PAIRS):
+    if isinstance(item, type):
+        _check_record_class(spec, item)
+
+
+def _check_record_class(spec: StageSpec, item: type) -> None:
+    """A JobError for a stage annotated to yield, as its records, a class that is no pair:
+    numbers, text, a dataclass, a NamedTuple of other than two fields."""
+    fields = getattr(item, "_fields", None) if issubclass(item, tuple) else None
+    if fields is not None and len(fields) != 2:
+        raise JobError(
+            f"{spec.kind} {spec.name!r} is annotated to yield {type_name(item)}, a NamedTuple "
+            f"of {len(fields)} fields, as its records, where each record is a (key, value) "
+            "pair: yield (key, value), e.g. the NamedTuple as the value"
+        )
+    if fields is None and (issubclass(item, _NO_PAIRS) or dataclasses.is_dataclass(item)):
         raise JobError(
             f"{spec.kind} {spec.name!r} is annotated to yield {type_name(item)}, which is no "
             "(key, value) pair: yield pairs, e.g. `yield word, 1`, annotated "

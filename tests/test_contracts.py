@@ -10,6 +10,7 @@ import pickle
 import re
 from collections import Counter
 from collections.abc import Generator, ItemsView, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, NewType, Optional, TypedDict, TypeVar, Union
 
@@ -585,6 +586,46 @@ def test_a_class_defined_again_since_a_stage_named_it_is_still_that_class() -> N
     cell(rec)  # the class cell again
     cell("def tot(k: str, vs: Iterable[Rec]) -> Iterator[tuple[str, int]]:\n    yield k, 1\n")
     _declare(map(namespace["parse"]), reduce(namespace["tot"]))
+
+
+class Counted(NamedTuple):
+    word: str
+    n: int
+
+
+class Triple(NamedTuple):
+    a: str
+    b: int
+    c: int
+
+
+@dataclass
+class Tally:
+    word: str
+    n: int
+
+
+def test_a_named_tuple_or_dataclass_yielded_as_the_record_is_checked_as_a_pair() -> None:
+    # A NamedTuple of (str, int) fed a reduce of str values, one of three fields and a
+    # dataclass as the records all passed, to fail when run (probe CM F14).
+    def counted(line: str) -> Iterator[Counted]:
+        yield Counted(line, 1)
+
+    def texts(key: str, values: Iterable[str]) -> Iterator[tuple[str, int]]:
+        yield key, len(list(values))
+
+    with pytest.raises(JobError, match=r"yields \(str, int\) but reduce 'texts' takes"):
+        _declare(map(counted), reduce(texts))
+    _declare(map(counted), reduce(total_of_ints))
+    for kind, said in [(Triple, "a NamedTuple of 3 fields"), (Tally, "which is no (key, value)")]:
+        namespace: dict[str, Any] = {"Iterator": Iterator, "Kind": kind}
+        exec("def odd(line: str) -> Iterator[Kind]:\n    yield 1\n", namespace)
+        with pytest.raises(JobError, match=re.escape(said)):
+            _declare(map(namespace["odd"]))
+
+
+def total_of_ints(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
+    yield key, sum(values)
 
 
 def test_a_combiner_is_checked_against_the_reduce_that_reads_what_it_yields() -> None:
