@@ -376,6 +376,54 @@ def test_results_reached_by_the_jobs_name_carry_the_scripts_classes_to_the_next_
     assert _script_says(tmp_path, "cluster", "chain", name) == ["ok"]
 
 
+REDEFINED_THEN_MADE = textwrap.dedent(
+    """
+    import sys
+    from typing import NamedTuple
+    from discodsl import job, map
+
+    class Pt(NamedTuple):
+        x: int
+
+    @map
+    def make(line):
+        yield int(line), Pt(int(line))
+
+    @job(partitions=None)
+    def first():
+        return [make]
+
+    @map
+    def again(pair):
+        key, point = pair
+        yield key, Pt(point.x * 10)
+
+    @job(partitions=None)
+    def second():
+        return [again]
+
+    one = first.run(["raw://1", "raw://2"], mode=sys.argv[1], progress=False)
+    before = sorted(second.run(one, mode=sys.argv[1], progress=False))
+
+    class Pt(NamedTuple):  # its cell run again
+        x: int
+
+    made = sorted(second.run(one, mode=sys.argv[1], progress=False))
+    print("ok" if made == [(1, Pt(10)), (2, Pt(20))] else made)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_a_chained_stage_makes_a_class_defined_again_since_its_input_was_made(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    # The results carried the class as it was, the stage named it as it is: the workers
+    # gave the name to the first, and the stage's records "cannot be pickled: it's not the
+    # same object as __main__.Pt" (probe CM F5).
+    assert _script_run(request, tmp_path, REDEFINED_THEN_MADE, mode) == ["ok"]
+
+
 CHAIN_BY_URLS = """
 import sys
 from discodsl import TaskFailed, job, reduce

@@ -418,9 +418,17 @@ def _finished(work: Callable[[], Results], plan: Plan) -> Results:
 
 def _carrying(spec: JobSpec, inputs: list[Any]) -> JobSpec:
     """``spec``, shipping the classes that the records of the results among ``inputs``
-    may hold (their jobs shipped them by value): its workers must name them to read those."""
+    may hold (their jobs shipped them by value): its workers must name them to read those.
+    Of a class defined again since (a notebook cell run again), the one its module holds
+    now goes, which the job's stages name: a worker gives one class its name."""
     carried = {cls: None for item in inputs for cls in getattr(item, "carried", ())}
-    return replace(spec, carried=tuple(carried)) if carried else spec
+    if not carried:
+        return spec
+    from discodsl import shipping
+
+    given = replace(spec, carried=tuple(carried))
+    kept = set(shipping.carried(given))
+    return replace(spec, carried=tuple(cls for cls in carried if cls in kept))
 
 
 def reused_stage(plan: Plan, stage: str) -> list[list[str]]:
