@@ -444,6 +444,7 @@ def test_a_record_file_under_a_text_reader_says_so(tmp_path: Path, node: Node) -
         with pytest.raises(MalformedRecord, match="is a record file") as caught:
             list(iter_input([index], "all", results.node, Cursor(), readers.json_lines()))
         assert "without reader=" in str(caught.value)
+        assert "a chunk blob's lines as bytes" in str(caught.value)  # probe CN F6
         whole = list(iter_input([index], "all", results.node, Cursor(), readers.whole_file()))
         assert whole and all(data[:1] == b"\x81" for _, data in whole)
 

@@ -366,8 +366,10 @@ def _refuse_record_file(stream: BinaryIO, url: str, what: str) -> None:
     head = peek(HEADER_SIZE)[:HEADER_SIZE] if peek is not None else b""
     if head and is_record_file_prefix(head):
         raise MalformedRecord(
-            f"{url} is a record file (an earlier job's results, or a file a dir:// index "
-            f"lists), not {what}: read it without reader= to get its (key, value) pairs",
+            f"{url} is a record file (an earlier job's results, a file a dir:// index lists, "
+            f"a blob DDFS.chunk wrote), not {what}: read it without reader= to get its "
+            "records (its (key, value) pairs, or a chunk blob's lines as bytes, which the map "
+            "decodes)",
             url=url,
             span=(0, 0),
             record=0,
