@@ -20,11 +20,14 @@ they are. This module is client side; the worker never imports it.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import CodeType
+
+from discodsl.worker.errors import notebook_cells
 
 __all__ = ["DYNAMIC", "Code", "remember", "restore", "shipped"]
 
@@ -80,6 +83,15 @@ def restore(text: str, codes: Iterable[Code] | None = None) -> str:
             following = lines[index + 1] if index + 1 < len(lines) else ""
             out.extend(_frame(match, known, _is_source(following, match["margin"])))
     return "\n".join(out)
+
+
+def cells_named(text: str) -> str:
+    """``text`` (a worker's error, its traceback) with the files of a notebook's cells named
+    as IPython names them (``cell In[3]``), in a process that runs IPython's shell."""
+    for filename, count in notebook_cells().items():
+        text = text.replace(f'File "{filename}"', f'File "cell In[{count}]"')
+        text = text.replace(f"({os.path.basename(filename)}, line", f"(cell In[{count}], line")
+    return text
 
 
 def _is_source(line: str, margin: str) -> bool:

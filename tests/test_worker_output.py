@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import builder, count, job, map
+from discodsl import StageError, TaskFailed, builder, count, job, map
 from discodsl.worker.capture import (
     LOCAL_MESSAGE,
     MAX_FORWARDED,
@@ -369,3 +369,30 @@ def test_a_stderr_nobody_reads_does_not_hold_up_a_local_run(tmp_path: Path) -> N
         child.stderr.close()
     assert results == "[('a', 2), ('b', 1)]"
     assert float(took) < 20
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_notebook_cells_stage_is_named_by_its_cell(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a kernel, a stage's place was "(1189052405.py, line 1)", the file ipykernel
+    # compiled its cell into, and its worker's frames named that file (probe CP F4).
+    import types
+
+    cell_file = "/tmp/ipykernel_4242/1189052405.py"
+    shell = types.SimpleNamespace(compile=types.SimpleNamespace(_filename_map={cell_file: 7}))
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: shell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    namespace: dict[str, Any] = {}
+    cell = "def scalar(line):\n    yield line\ndef boom(line):\n    raise ValueError(line)\n"
+    exec(compile(cell, cell_file, "exec"), namespace)
+    scalar, boom = map(namespace["scalar"]), map(namespace["boom"])
+    with pytest.raises((StageError, TaskFailed)) as caught:
+        job(partitions=None)(lambda: [scalar]).run(["raw://a b"], mode=mode, max_failures=0)
+    said = str(caught.value)
+    assert "stage 'scalar' (cell In[7], line 1) produced 'a b'" in said, said
+    if mode == "local":
+        with pytest.raises(TaskFailed) as failed:
+            job(partitions=None)(lambda: [boom]).run(["raw://x"], mode=mode, max_failures=0)
+        assert 'File "cell In[7]", line 4, in boom' in str(failed.value.remote_traceback)

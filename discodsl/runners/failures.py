@@ -31,7 +31,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         else ""
     )
     error = TaskFailed(
-        f"{why}: {kind}{failure.summary}"
+        f"{why}: {kind}{tracebacks.cells_named(failure.summary)}"
         + ("" if _names(failure.summary, failure.url) else where.replace(" on", "; on", 1))
         + ("" if failure.retry else _not_retried(failure.exc_type))
         + (_OUT_OF_MEMORY if failure.exc_type == "MemoryError" else "")
@@ -44,7 +44,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         url=failure.url,
         record=failure.record,
         exc_type=failure.exc_type,
-        remote_traceback=tracebacks.restore(failure.traceback),  # the user's files named
+        remote_traceback=tracebacks.cells_named(tracebacks.restore(failure.traceback)),
     )
     if error.remote_traceback:
         error.__cause__ = RemoteTraceback(error.remote_traceback)

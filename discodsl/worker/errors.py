@@ -155,7 +155,24 @@ def defined_at(function: Callable[..., Any]) -> str:
     code = getattr(target, "__code__", None)
     if code is None or (getattr(target, "__module__", None) or "").startswith("discodsl."):
         return ""
-    return f" ({os.path.basename(code.co_filename)}, line {code.co_firstlineno})"
+    return f" ({file_named(code.co_filename)}, line {code.co_firstlineno})"
+
+
+def file_named(filename: str) -> str:
+    """A file as its user knows it: a notebook cell's as IPython names it (``cell In[3]``),
+    else its base name."""
+    cell = notebook_cells().get(filename)
+    return f"cell In[{cell}]" if cell is not None else os.path.basename(filename)
+
+
+def notebook_cells() -> dict[str, int]:
+    """The files IPython compiled a notebook's cells into, each with its execution count, in
+    a process that runs IPython's shell ({} elsewhere: a worker)."""
+    ipython = sys.modules.get("IPython")
+    get_shell = getattr(ipython, "get_ipython", None)
+    shell = get_shell() if callable(get_shell) else None
+    cells = getattr(getattr(shell, "compile", None), "_filename_map", None)
+    return dict(cells) if isinstance(cells, dict) else {}
 
 
 def named(function: Any) -> str:
