@@ -1505,3 +1505,20 @@ def test_a_run_chained_on_a_cluster_run_that_lost_its_master_fails_naming_it(
     assert time.process_time() - spent < 10
     monkeypatch.setattr(Master, "status", status)
     first.kill()
+
+
+def test_a_program_that_ctrl_c_ends_with_a_local_run_going_dies_by_sigint() -> None:
+    # Python ends a program its KeyboardInterrupt left by SIGINT (a shell's 130); a local
+    # run going then made it exit 1: stopping it imported a module, and any exec() at exit
+    # made Python forget the interrupt (probe CQ F2).
+    script = textwrap.dedent("""
+        from tests import jobs
+
+        jobs.sleepy.submit(["raw://a"], mode="local", progress=False)
+        raise KeyboardInterrupt
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == -signal.SIGINT, done.stderr
+    assert "which stopped it" in done.stderr

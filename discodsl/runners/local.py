@@ -40,6 +40,7 @@ from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
+from discodsl.worker.errors import LOAD_FAILURE, MISSING_HERE
 from discodsl.worker.inputs import read_index
 from discodsl.worker.opening import Node
 
@@ -214,8 +215,6 @@ def _failed(plan: Plan, jobname: str, exc: JobFailed) -> Exception:
     """The error to raise for a failed job (the run ``jobname``, as the registry knows it):
     what the pre-flight says if the stages did not load in the worker, else the failed task
     with the worker's traceback as its cause."""
-    from discodsl.worker.runtime import LOAD_FAILURE, MISSING_HERE  # a failure's only
-
     load_failed = exc.outcome.fatal and LOAD_FAILURE in exc.outcome.text
     if load_failed and MISSING_HERE in exc.outcome.text:
         try:

@@ -148,6 +148,16 @@ class StageError(DiscoDSLError):
         self.written = False
 
 
+# What a worker's failure to load the job says (runtime.py), as a runner tells it apart.
+LOAD_FAILURE = "cannot load the job's stages"
+# What a load failure says when the stages need discodsl's client, which no node has: the
+# runner then has its cause, and a pre-flight (which imports from elsewhere) has no better.
+CLIENT_NEEDED = "discodsl's client"
+# What a load failure says when a module the stages name cannot be imported here: a
+# runner's pre-flight then names the stage and the global.
+MISSING_HERE = "a module the stages use by reference is missing here"
+
+
 def defined_at(function: Callable[..., Any]) -> str:
     """`` (FILE, line N)``: where the user's ``function`` (a stage, a reader, a hook) is
     defined, for the errors about it; "" if not known, or if it is one of ours."""

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from discodsl.worker import counters, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Pacer, read_early_output
 from discodsl.worker.declared import NodeJob
-from discodsl.worker.errors import RemoteProtocolError, retryable
+from discodsl.worker.errors import (
+    CLIENT_NEEDED,
+    LOAD_FAILURE,
+    MISSING_HERE,
+    RemoteProtocolError,
+    retryable,
+)
 from discodsl.worker.execute import run_task
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.jobfile import read_jobdata, read_jobenvs
@@ -43,14 +49,6 @@ from discodsl.worker.task import TaskSetup, WrittenFile
 
 if TYPE_CHECKING:
     from discodsl.worker.readers import Reader
-
-LOAD_FAILURE = "cannot load the job's stages"
-# What a load failure says when the stages need discodsl's client, which no node has: the
-# runner then has its cause, and a pre-flight (which imports from elsewhere) has no better.
-CLIENT_NEEDED = "discodsl's client"
-# What a load failure says when a module the stages name cannot be imported here: a
-# runner's pre-flight then names the stage and the global.
-MISSING_HERE = "a module the stages use by reference is missing here"
 
 
 class FatalJobError(Exception):
