@@ -549,12 +549,14 @@ def _bad_params(spec: JobSpec, what: str, value: Any, exc: Exception) -> Picklin
         "create locks, connections and the like inside the stage, or in an init hook "
         "(init(params) runs once per task)"
     )
-    if _cached_property_of(value):  # Python 3.11's holds a lock, which does not pickle
-        fix = (
-            f"Its class holds a functools.cached_property ({_cached_property_of(value)}), "
-            "whose lock cannot be pickled on this Python: pass plain data in params, or "
-            "cache the value in the instance's __dict__ in a plain @property"
+    fix = (
+        _cached_property_fix(
+            value,
+            "pass plain data in params, or cache the value in the instance's __dict__ in a "
+            "plain @property",
         )
+        or fix
+    )
     return PicklingError(
         f"job {spec.name!r} cannot be shipped to the workers: {what} ({type(value).__name__}) "
         f"cannot be pickled ({exc}). {fix}"
@@ -574,13 +576,14 @@ def _culprit(
             "Decorate a plain `def`: what wraps the function here cannot be pickled; put "
             "that decorator on a helper the stage calls instead"
         )
-    if _cached_property_of(value):  # Python 3.11's holds a lock, which does not pickle
-        fix = (
-            f"Its class holds a functools.cached_property ({_cached_property_of(value)}), "
-            "whose lock cannot be pickled on this Python: cache the value in the instance's "
-            "__dict__ in a plain @property, or define the class in a module installed on "
-            "the nodes"
+    fix = (
+        _cached_property_fix(
+            value,
+            "cache the value in the instance's __dict__ in a plain @property, or define the "
+            "class in a module installed on the nodes",
         )
+        or fix
+    )
     if isinstance(value, ModuleType) and RecursionError in map(type, (exc, exc.__cause__)):
         fix = (  # cloudpickle pickles a module by value whole, each time it meets it
             "A module shipped by value that imports another shipped by value, which imports "
@@ -591,6 +594,18 @@ def _culprit(
     return PicklingError(
         f"{owner} cannot be shipped to the workers: {what} ({type(value).__name__}) "
         f"cannot be pickled ({exc}). {fix}"
+    )
+
+
+def _cached_property_fix(value: Any, instead: str) -> str:
+    """What to do about ``value`` whose class holds a functools.cached_property, whose lock
+    does not pickle (Python before 3.12): ``instead``; "" if it holds none."""
+    name = _cached_property_of(value)
+    if not name:
+        return ""
+    return (
+        f"Its class holds a functools.cached_property ({name}), whose lock cannot be "
+        f"pickled on this Python: {instead}"
     )
 
 
