@@ -10,11 +10,13 @@ tests/test_worker_death.py.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
 import subprocess
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -234,3 +236,38 @@ def test_a_request_the_sender_and_the_zygotes_end_both_answer_is_answered_once()
         process.kill()
         process.wait()
         ours.close()
+
+
+def test_a_fork_request_at_the_descriptor_limit_gives_back_its_first_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second pipe of a request failing with EMFILE left the first one's two ends open
+    # for good: a service that once met its limit later failed every run (probe CQ F5).
+    made: list[tuple[int, int, int]] = []  # the first pipe's ends and its inode
+
+    def pipe_failing_second() -> tuple[int, int]:
+        if len(made) == 1:
+            made.append((-1, -1, -1))
+            raise OSError(errno.EMFILE, "Too many open files")
+        read, write = os.pipe()
+        made.append((read, write, os.fstat(read).st_ino))
+        return read, write
+
+    shim = types.ModuleType("os")
+    shim.__dict__.update(vars(os))
+    shim.pipe = pipe_failing_second  # type: ignore[attr-defined]
+    monkeypatch.setattr(forkserver, "os", shim)
+    assert dict(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)) == {
+        "a": 2,
+        "b": 1,
+    }
+    read, write, inode = made[0]
+    assert not [end for end in (read, write) if _is_pipe(end, inode)]
+
+
+def _is_pipe(fd: int, inode: int) -> bool:
+    """Whether ``fd`` is open on the pipe of ``inode``."""
+    try:
+        return os.fstat(fd).st_ino == inode
+    except OSError:
+        return False

@@ -164,7 +164,12 @@ class _Zygote:
     def _ask(self, spare: bool) -> int:
         """Ask for a child speaking the protocol over two new pipes; the request's token."""
         child_in, to_child = os.pipe()
-        from_child, child_out = os.pipe()
+        try:
+            from_child, child_out = os.pipe()
+        except OSError:  # at the descriptor limit: the first pipe goes back
+            os.close(child_in)
+            os.close(to_child)
+            raise
         token = next(self.tokens)
         with self.changed:
             self.pipes[token] = (to_child, from_child)
