@@ -1522,3 +1522,29 @@ def test_a_program_that_ctrl_c_ends_with_a_local_run_going_dies_by_sigint() -> N
     )
     assert done.returncode == -signal.SIGINT, done.stderr
     assert "which stopped it" in done.stderr
+
+
+def test_a_program_ctrl_c_ends_kills_its_cluster_runs_that_ask_for_it(cluster_env: str) -> None:
+    # Only the run whose wait() the Ctrl-C stopped was killed; the program's other runs,
+    # submitted with kill_on_interrupt=True too, were said to go on, and did (probe CQ F4).
+    script = textwrap.dedent("""
+        from tests import jobs
+
+        runs = [
+            jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False, kill_on_interrupt=kill)
+            for kill in (True, True, False)
+        ]
+        for run in runs:
+            print(run.jobname, flush=True)
+        raise KeyboardInterrupt
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    killed, also, spared = done.stdout.split()
+    try:
+        assert f"killed job {killed}" in done.stderr and f"killed job {also}" in done.stderr
+        assert f"job {spared} still runs on" in done.stderr, done.stderr
+        eventually(lambda: main(["wait", killed, "--timeout", "0"]) == 1, seconds=30)
+    finally:
+        main(["kill", spared])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import weakref
@@ -501,14 +502,19 @@ def forget_unfinished() -> None:
 
 
 def _end_unfinished() -> None:
-    """At the program's end: name each run it ends (a cluster's job runs on); not one whose
-    watch stopped already (Ctrl-C, ``timeout=``), which said how its job goes on. A local
+    """At the program's end: name each run it ends (a cluster's job runs on, or, the program
+    ended by Ctrl-C, is told as its Ctrl-C tells it: killed with ``kill_on_interrupt``); not
+    one whose watch stopped already (Ctrl-C, ``timeout=``), which said how it goes on. A local
     one is killed, and its end awaited (bounded), so that its workers are gone before the
     process's directory is removed: a worker being started then would make a file in it
     after, and the directory would stay."""
     stopping = []
+    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
     for run in list(_BACKGROUND):
         if run._outcome is not None or run._killed.is_set():
+            continue
+        if run.mode == "cluster" and interrupted and run._interrupt is not None:
+            run._interrupt()  # Ctrl-C ended the program: as its own would (kill_on_interrupt)
             continue
         if run.mode == "cluster" and run._kill is None:  # waiting for its input run
             notice(
