@@ -365,14 +365,15 @@ class Job(ClientOnly):
 
     def _warn_of_redefined_hooks(self, stage: Stage) -> None:
         """Warn of each function a stage was given (its combiner, partitioner, init, done or
-        reader) whose name where it was defined now holds another function of that name."""
-        for role in ("combiner", "partitioner", "init", "done", "reader"):
+        reader) whose name where it was defined now holds another function of that name,
+        of another cell (a script that gives each stage its own ``init`` is no such case)."""
+        for role in _HOOKS:
             hook = getattr(stage.spec, role, None)
             variable = getattr(hook, "__name__", "")
             if not variable or getattr(hook, "__qualname__", "") != variable:
                 continue  # none, or made in a function: no global of its module
             now = getattr(hook, "__globals__", {}).get(variable)
-            if isinstance(now, FunctionType) and now is not hook and now.__name__ == variable:
+            if _redefined(hook, now) and now not in self._hooks():
                 warnings.warn(
                     f"job {self.name!r} runs stage {stage.name!r} with its {role} {variable!r} "
                     f"as it was when the stage was declared, but {variable!r} has been "
@@ -381,6 +382,10 @@ class Job(ClientOnly):
                     RedefinedStageWarning,
                     stacklevel=5,
                 )
+
+    def _hooks(self) -> list[Any]:
+        """Every function the job's stages were given (combiners, partitioners, ...)."""
+        return [getattr(stage.spec, role, None) for stage in self.stages for role in _HOOKS]
 
     def _warn_of(self, stage: Stage, why: str) -> None:
         warnings.warn(
@@ -404,6 +409,18 @@ class Job(ClientOnly):
             f"<b>Job <code>{escape(self.name)}</code></b> (partitions={self.options.partitions})"
             f"<table><tr><th>#</th><th>stage</th><th>kind</th><th>grouping</th></tr>{rows}</table>"
         )
+
+
+_HOOKS = ("combiner", "partitioner", "init", "done", "reader")
+
+
+def _redefined(hook: Any, now: Any) -> bool:
+    """Whether ``now``, what ``hook``'s name holds where it was defined, is another function
+    of that name from another cell: a notebook compiles each cell it runs into a file of its
+    own; a script's functions of one name share its file."""
+    if not isinstance(now, FunctionType) or now is hook or now.__name__ != hook.__name__:
+        return False
+    return bool(now.__code__.co_filename != hook.__code__.co_filename)
 
 
 def _defined_again(variable: str, scope: Mapping[str, Any], job: str) -> str:

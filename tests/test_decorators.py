@@ -1306,18 +1306,22 @@ def test_a_job_run_after_its_combiner_was_defined_again_says_so() -> None:
     # The combiner's cell fixed and run again: the reduce held the old one, silently, while
     # a fixed helper the map calls by name was used: half the fix (probe CP F9).
     namespace: dict[str, Any] = {}
+
+    def cell(source: str, number: int) -> None:  # each cell run compiled as a file of its own
+        exec(compile(source, f"/tmp/ipykernel_1/{number}.py", "exec"), namespace)
+
     combiner = "def add_up(key, values):\n    yield key, sum(values) * {n}\n"
-    exec("from discodsl import job, map, reduce\n" + combiner.format(n=2), namespace)
-    exec(
+    cell("from discodsl import job, map, reduce\n" + combiner.format(n=2), 1)
+    cell(
         "@map\ndef words(line):\n    yield line, 1\n"
         "@reduce(combiner=add_up)\ndef total(key, values):\n    yield key, sum(values)\n"
         "@job(partitions=1)\ndef counted():\n    return [words, total]\n",
-        namespace,
+        2,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         namespace["counted"].run(["raw://a"], mode="inline")
-    exec(combiner.format(n=1), namespace)
+    cell(combiner.format(n=1), 3)
     with pytest.warns(RedefinedStageWarning) as got:
         namespace["counted"].run(["raw://a"], mode="inline")
     assert str(got[0].message) == (
@@ -1326,6 +1330,26 @@ def test_a_job_run_after_its_combiner_was_defined_again_says_so() -> None:
         "declare the stage and the job again (run their cells) to use the new one"
     )
     assert got[0].filename == __file__
+
+
+def test_a_script_that_gives_each_stage_its_own_hook_of_one_name_is_not_warned() -> None:
+    # Each stage's `def init(params)` written just before it: the second rebinds the name,
+    # and every run warned that the first stage's init was "defined again since" (probe
+    # CR F3, a regression).
+    namespace: dict[str, Any] = {}
+    exec(
+        "from discodsl import job, map\n"
+        "def init(params):\n    pass\n"
+        "@map(init=init)\ndef first(line):\n    yield line, 1\n"
+        "def init(params):\n    pass\n"
+        "@map(init=init)\ndef second(pair):\n    yield pair\n"
+        "@job(partitions=None)\ndef pipeline():\n    return [first, second]\n"
+        "def init(params):\n    pass\n",  # and once more, for another job
+        namespace,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(namespace["pipeline"].run(["raw://a"], mode="inline")) == [("a", 1)]
 
 
 def test_a_job_of_stages_a_factory_made_does_not_warn_of_a_global_of_their_name() -> None:
