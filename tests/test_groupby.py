@@ -1265,3 +1265,16 @@ def test_keys_holding_items_of_one_type_with_no_order_are_named_so(tmp_path: Pat
 class _Shade(enum.Enum):
     DARK = 1
     LIGHT = 2
+
+
+@pytest.mark.parametrize("budget", [HUGE, 16 * 1024])
+@pytest.mark.parametrize("group", [group_sorted, group_hashed])
+def test_pandas_nat_keys_are_one_key_past_the_budget_too(
+    tmp_path: Path, budget: int, group: Grouping
+) -> None:
+    # NaT equals nothing, itself either, but unpickles as the one NaT: a dict groups it as
+    # one key; past the budget each record was a group of its own (probe CR F2).
+    pandas = pytest.importorskip("pandas")
+    records = [(pandas.NaT if i % 2 else pandas.Timestamp(0), i) for i in range(3000)]
+    got = drain(group(records, budget=budget, tmpdir=str(tmp_path)))
+    assert sorted(len(values) for _, values in got) == [1500, 1500], len(got)

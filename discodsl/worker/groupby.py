@@ -832,11 +832,13 @@ def _sort_key(key: Any, stage: str, serial: Iterator[int]) -> bytes:
 def _equal_to_a_copy(key: Any) -> bool:
     """Whether ``key`` equals a copy of itself, as equal keys of two records do (each is
     unpickled on its own): not a NaN, nor a tuple or dataclass holding one at any depth,
-    which equal only themselves (a tuple compares an item with itself as equal)."""
+    which equal only themselves (a tuple compares an item with itself as equal). A key
+    whose copy is the key itself (pandas' NaT, a singleton) is one key, as in a dict."""
     if key.__class__ in _PLAIN:
         return True
     try:
-        return bool(key == pickle.loads(pickle.dumps(key, _PROTOCOL)))
+        copy = pickle.loads(pickle.dumps(key, _PROTOCOL))
+        return copy is key or bool(key == copy)
     except Exception:
         return _self_equal(key)
 
