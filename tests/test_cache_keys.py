@@ -391,12 +391,17 @@ def test_lines_added_above_a_stage_leave_its_key_as_it_was(where: str) -> None:
 def test_params_holding_sets_key_alike_in_every_process() -> None:
     """Stop words in params, as a set: a set of strings pickles in the order of their salted
     hashes, so a run's key differed in every process and was never served after a restart
-    (probe CP F7)."""
+    (probe CP F7); so did a set as a dict's key, in a NamedTuple or a dataclass (CR F1)."""
     script = (
         "import hashlib\n"
         "from discodsl.caching import keys\n"
         "from discodsl.options import validate_options\n"
-        "params = {'stop': {'the', 'a', 'of', 'and', 'to'}, 'n': [frozenset({'x', 'y', 'z'})]}\n"
+        "import dataclasses, typing\n"
+        "class Cfg(typing.NamedTuple):\n    stop: frozenset\n"
+        "@dataclasses.dataclass\nclass DCfg:\n    stop: set\n"
+        "words = {'the', 'a', 'of', 'and', 'to'}\n"
+        "params = {'stop': words, 'n': [frozenset({'x', 'y', 'z'})], frozenset(words): 1,\n"
+        "          'cfg': Cfg(frozenset(words)), 'dcfg': DCfg(set(words))}\n"
         "print(hashlib.sha256(keys._options(validate_options(params=params))).hexdigest())\n"
     )
 

@@ -49,6 +49,7 @@ into (:meth:`~discodsl.runners.base.Runner._tasks`).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import dis
 import functools
 import hashlib
@@ -153,20 +154,31 @@ def _options(options: JobOptions) -> bytes:
 
 
 def _sets_ordered(value: Any, depth: int) -> Any:
-    """``value`` with each set in it (in plain dicts, lists and tuples, this deep) as a
-    tuple of its items in the order of their digests: a set of strings pickles in the
-    order of their hashes, which differ between processes (params of stop words)."""
-    kind = type(value)
-    if depth <= 0 or kind not in (set, frozenset, dict, list, tuple):
+    """``value`` with each set in it (in dicts, their keys too, lists, tuples, NamedTuples
+    and dataclasses, this deep) as a tuple of its items in the order of their digests: a
+    set of strings pickles in the order of their hashes, which differ between processes
+    (params of stop words). What holds one is written as its class's name and its parts."""
+    if depth <= 0:
         return value
-    if kind is dict:
-        return {key: _sets_ordered(item, depth - 1) for key, item in value.items()}
-    items = [_sets_ordered(item, depth - 1) for item in value]
-    if kind is list or kind is tuple:
-        return kind(items)
-    digests = [_items_digest(item, depth) for item in value]
-    ordered = sorted(zip(digests, items, strict=True), key=_first)
-    return (_SET_MARK, kind.__name__, tuple(item for _, item in ordered))
+    kind, deeper = type(value), functools.partial(_sets_ordered, depth=depth - 1)
+    if isinstance(value, (set, frozenset)):
+        digests = [_items_digest(item, depth) for item in value]
+        ordered = sorted(zip(digests, map(deeper, value), strict=True), key=_first)
+        return (_SET_MARK, kind.__name__, tuple(item for _, item in ordered))
+    if isinstance(value, dict):
+        pairs = [(deeper(key), deeper(item)) for key, item in value.items()]
+        return dict(pairs) if kind is dict else (_SET_MARK, _class_name(kind), tuple(pairs))
+    if isinstance(value, (list, tuple)):
+        items = list(map(deeper, value))
+        return kind(items) if kind in (list, tuple) else (_SET_MARK, _class_name(kind), *items)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = [(f.name, deeper(getattr(value, f.name))) for f in dataclasses.fields(value)]
+        return (_SET_MARK, _class_name(kind), tuple(fields))
+    return value
+
+
+def _class_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _first(pair: tuple[bytes, Any]) -> bytes:
