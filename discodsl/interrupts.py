@@ -12,9 +12,11 @@ command line's SIGTERM, the runs' Ctrl-C), which raise KeyboardInterrupt.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Any
@@ -51,7 +53,7 @@ def _stack(frame: FrameType | None) -> Iterator[FrameType]:
 
 
 @contextlib.contextmanager
-def held(ctrl_c: bool = False) -> Iterator[None]:
+def held(ctrl_c: bool = False, grace: float | None = None) -> Iterator[None]:
     """The program's signal handlers held back while in the block, then run for each
     signal that came: a handler (which runs in the main thread, on top of what it was
     doing) would find the modules the block imports half made. Each handler of a function
@@ -59,12 +61,22 @@ def held(ctrl_c: bool = False) -> Iterator[None]:
     thread alone held nothing once the program had another thread (a notebook's kernel
     has several), which the signal was then given to. Python's own Ctrl-C handler is held
     too with ``ctrl_c`` (in the stop a Ctrl-C began: that handler is the one installed).
-    Off the main thread, where no handler runs, nothing is held."""
+    With ``grace``, a signal that comes that many seconds or more into the block is
+    handled at once, as without it (a Ctrl-C again when the block seems stuck). Off the
+    main thread, where no handler runs, nothing is held."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     came: list[tuple[int, FrameType | None]] = []
-    swapped = _swapped(lambda number, frame: came.append((number, frame)), ctrl_c)
+    until = math.inf if grace is None else time.monotonic() + grace
+
+    def noting(number: int, frame: FrameType | None) -> Any:
+        if time.monotonic() < until:
+            came.append((number, frame))
+            return None
+        return swapped[number](number, frame)
+
+    swapped = _swapped(noting, ctrl_c)
     try:
         yield
     finally:  # the signals that came are the program's to handle, whatever the block did

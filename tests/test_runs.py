@@ -1548,3 +1548,28 @@ def test_a_program_ctrl_c_ends_kills_its_cluster_runs_that_ask_for_it(cluster_en
         eventually(lambda: main(["wait", killed, "--timeout", "0"]) == 1, seconds=30)
     finally:
         main(["kill", spared])
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_again_cuts_short_a_stop_that_seems_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every Ctrl-C after the first was held for the whole stop: a master slow to answer its
+    # kill kept the program minutes, whatever the user pressed (probe CR F4, a regression).
+    from discodsl.runners import handle
+
+    kill = Run.kill
+    monkeypatch.setattr(Run, "kill", lambda run: (time.sleep(10), kill(run)))
+    monkeypatch.setattr(handle, "STOP_GRACE", 0.5, raising=False)
+    run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    again = threading.Timer(1.5, signal.pthread_kill, args=(main_thread, signal.SIGINT))
+    started = time.monotonic()
+    try:
+        with _ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
+            again.start()
+            run.wait(timeout=60)
+        assert time.monotonic() - started < 5
+    finally:
+        again.join()
+        monkeypatch.setattr(Run, "kill", kill)
+        run.kill()

@@ -43,6 +43,9 @@ __all__ = ["Event", "EventLog", "Run", "upstream_runs"]
 
 # How often a chained run that waits for its inputs looks whether it was killed (seconds).
 KILL_CHECK = 0.1
+# Seconds into the stop that Ctrl-C begins that a signal is held for it (a second Ctrl-C, a
+# SIGTERM sent twice); past them, one cuts the stop short.
+STOP_GRACE = 2.0
 # How long wait() lets a run interrupted by Ctrl-C clean up before re-raising (seconds).
 CLEANUP_WAIT = 30.0
 # How long the waiting thread sleeps at a time: a signal taken by another thread (the
@@ -412,10 +415,12 @@ class Run:
     def _on_interrupt(self, ctrl_c: bool = False) -> None:
         """Ctrl-C in wait(), or an exception of a signal handler in run(): the runner's
         reaction (default: kill), then let it clean up. The program's signals are held
-        meanwhile, and handled once it is done (a handler cut the stop short, and the run
-        went on); Ctrl-C again asks for the stop under way: it raises nothing more."""
+        for its first STOP_GRACE seconds, and handled once it is done (a handler cut the
+        stop short, and the run went on); Ctrl-C again then asks for the stop under way: it
+        raises nothing more. Later, a stop that seems stuck (a master slow to kill) is cut
+        short by them as before."""
         try:
-            with interrupts.held(ctrl_c):
+            with interrupts.held(ctrl_c, grace=STOP_GRACE):
                 self._stop_on_interrupt()
         except KeyboardInterrupt:
             if not ctrl_c:
