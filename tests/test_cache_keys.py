@@ -416,3 +416,13 @@ def test_params_holding_sets_key_alike_in_every_process() -> None:
         ).stdout
 
     assert key("1") == key("2") == key("3")
+
+
+def test_params_holding_a_set_of_what_pickle_cannot_take_are_keyed_as_before() -> None:
+    # The set's items digested by pickle, which takes no lambda: the cache was turned off,
+    # "its stages cannot be pickled" (probe CR F5, a regression). Keyed as they ship.
+    from discodsl.caching import keys
+    from discodsl.options import validate_options
+
+    rules = {lambda word: word.isupper(), len}
+    assert keys._options(validate_options(params={"rules": rules}))

@@ -162,7 +162,10 @@ def _sets_ordered(value: Any, depth: int) -> Any:
         return value
     kind, deeper = type(value), functools.partial(_sets_ordered, depth=depth - 1)
     if isinstance(value, (set, frozenset)):
-        digests = [_items_digest(item, depth) for item in value]
+        try:
+            digests = [_items_digest(item, depth) for item in value]
+        except Exception:  # items pickle would not take (a lambda): the set as it is
+            return value
         ordered = sorted(zip(digests, map(deeper, value), strict=True), key=_first)
         return (_SET_MARK, kind.__name__, tuple(item for _, item in ordered))
     if isinstance(value, dict):
