@@ -320,6 +320,8 @@ def _check_first(spec: StageSpec) -> None:
     if spec.reader is not None:
         return  # its reader (discodsl.readers) makes the records: any type
     taken = _taken_record(spec)
+    if taken is not None:
+        _refuse_named_records(spec, taken[0], taken[1])
     if taken is None or any(accepts(taken[1], tp) for tp in _LINE_OR_PAIR):
         return
     parameter, record, annotation = taken
@@ -329,6 +331,21 @@ def _check_first(spec: StageSpec) -> None:
         "stage of a job reads str lines of text inputs (or the (key, value) tuples of an "
         f"earlier job's results): change {spec.name}'s `{parameter}: "
         f"{type_name(annotation)}` to `{parameter}: {fixed}`"
+    )
+
+
+def _refuse_named_records(spec: StageSpec, parameter: str, record: Any) -> None:
+    """A JobError for a stage whose records are annotated as a NamedTuple: a record travels
+    as a (key, value) tuple, whatever the stage before made it, and has no fields."""
+    if not (isinstance(record, type) and issubclass(record, tuple) and hasattr(record, "_fields")):
+        return
+    fields = _fields_of(record)
+    pair = f"tuple[{type_name(fields[0])}, {type_name(fields[1])}]" if len(fields) == 2 else "tuple"
+    raise JobError(
+        f"{spec.kind} {spec.name!r} takes records of type {type_name(record)}, a NamedTuple, "
+        "but a record reaches a stage as a plain (key, value) tuple, whatever the stage "
+        f"before made it: take `{parameter}: {pair}`, and make a {type_name(record)} of it "
+        f"in the stage if you need its fields ({type_name(record)}(*{parameter}))"
     )
 
 
@@ -360,6 +377,7 @@ def _check_records(before: StageSpec, after: StageSpec, item: Any) -> None:
     if taken is None:
         return
     parameter, record, annotation = taken
+    _refuse_named_records(after, parameter, record)
     produced = item if after.kind == "map" else Iterator[item]
     if accepts(annotation, produced):
         return

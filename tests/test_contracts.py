@@ -624,6 +624,23 @@ def test_a_named_tuple_or_dataclass_yielded_as_the_record_is_checked_as_a_pair()
             _declare(map(namespace["odd"]))
 
 
+def test_a_stage_taking_named_tuple_records_is_told_they_come_as_tuples() -> None:
+    # The pipeline was accepted, and the map got plain tuples: 'tuple' object has no
+    # attribute 'word', on every runner (probe CR F6).
+    def counted(line: str) -> Iterator[Counted]:
+        yield Counted(line, 1)
+
+    def reads(record: Counted) -> Iterator[tuple[str, int]]:
+        yield record.word, record.n
+
+    with pytest.raises(JobError) as info:
+        _declare(map(counted), map(reads))
+    assert "a record reaches a stage as a plain (key, value) tuple" in str(info.value)
+    assert "take `record: tuple[str, int]`" in str(info.value)
+    with pytest.raises(JobError, match="a NamedTuple"):
+        _declare(map(reads))  # the first stage: lines, or an earlier job's pairs
+
+
 def total_of_ints(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
     yield key, sum(values)
 
