@@ -275,12 +275,26 @@ def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
     return [(name, value) for name in names]
 
 
-def _sets_ours(node: ast.stmt) -> bool:
-    """Whether ``node`` assigns (anywhere in it) a name of a setting discodsl reads."""
-    return any(
-        isinstance(part, ast.Name) and isinstance(part.ctx, ast.Store) and part.id in NAMES
-        for part in ast.walk(node)
-    )
+def _sets_ours(node: ast.AST) -> bool:
+    """Whether ``node`` assigns a name of a setting discodsl reads, in the file's own scope
+    (not a function's, a class's or a comprehension's, which set none of its names)."""
+    if isinstance(node, ast.Name):
+        return isinstance(node.ctx, ast.Store) and node.id in NAMES
+    if isinstance(node, _OWN_SCOPES):
+        return False
+    return any(_sets_ours(part) for part in ast.iter_child_nodes(node))
+
+
+_OWN_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
 
 
 def load_settings(**overrides: Any) -> DiscoSettings:

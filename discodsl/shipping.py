@@ -327,8 +327,12 @@ def _job_named_by_a_stage(spec: JobSpec) -> str | None:
 
 
 def _client_holder(spec: JobSpec) -> str:
-    """Which stage holds the client's object that stopped ``spec``'s pickling, and through
-    what (a closure variable, a global, a default, and which attribute of it)."""
+    """Which part of the params or stage holds the client's object that stopped ``spec``'s
+    pickling, and through what (a closure variable, a global, a default, and which
+    attribute of it)."""
+    held = _client_in("params", spec.params)
+    if held:
+        return f"{held} holds it"
     for stage, role, function in _functions(spec.stages):
         owner = f"stage {stage.name!r}" + ("" if role == "function" else f" ({role} hook)")
         for what, value in _parts(function):
@@ -336,6 +340,19 @@ def _client_holder(spec: JobSpec) -> str:
                 held = f"{owner} holds it through its {what} ({type(value).__name__})"
                 return held + _through_attribute(what, value, function)
     return "a stage, or a module shipped with it by value, holds it"
+
+
+def _client_in(what: str, value: Any) -> str:
+    """The innermost part of ``value`` (named from ``what``: ``params['c']``, ``.err``) that
+    ships the client's object, with its type; "" if none does."""
+    if not _ships_client(value):
+        return ""
+    attributes = getattr(value, "__dict__", None)
+    parts = list(_items(what, value))
+    if isinstance(attributes, dict) and not isinstance(value, (type, ModuleType)):
+        parts += [(f"{what}.{name}", item) for name, item in attributes.items()]
+    inner = next((found for found in (_client_in(*part) for part in parts) if found), "")
+    return inner or f"{what} ({type(value).__name__})"
 
 
 def _through_attribute(what: str, value: Any, function: Callable[..., Any]) -> str:

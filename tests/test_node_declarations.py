@@ -14,7 +14,7 @@ import cloudpickle
 import pytest
 
 from discodsl import PicklingError, TaskFailed, job, jobhome, map, reduce
-from tests import declaring_helpers
+from tests import declaring_helpers, jobs
 from tests.jobs import total
 
 HELPERS = Path(declaring_helpers.__file__)
@@ -251,3 +251,19 @@ def test_a_stage_reaching_the_client_through_self_is_named_with_the_path(
         f"{where}: copy what the stage uses (self.least, say) into a local variable "
         "before defining the stage, so that it does not close over 'self' whole" in said
     ), said
+
+
+class HoldsTheClient:
+    def __init__(self) -> None:
+        self.threshold = 3
+        self.err = TaskFailed
+
+
+def test_params_holding_the_clients_code_are_named_with_the_path() -> None:
+    # "a stage, or a module shipped with it by value, holds it", where params did (probe
+    # CR F8).
+    with pytest.raises(PicklingError) as info:
+        jobs.wordcount.run(
+            inputs=["raw://a"], mode="local", params={"c": HoldsTheClient()}, progress=False
+        )
+    assert "params['c'].err (type) holds it" in str(info.value), str(info.value)

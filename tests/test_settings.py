@@ -310,7 +310,7 @@ def test_missing_named_settings_file(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ("DISCO_PORT, X = 1, 2\n", r":1: only NAME = value lines are allowed: assign one"),
         ("DISCO_PORT = \n", r":1: not valid Python"),
         ('DISCO_PORT = 1\nDISCO_MASTER_HOST = "a\0b"\n', r":2: not valid Python \(a NUL byte"),
-        ("def f():\n    DISCO_MASTER = 'x'\n", r":1: only NAME = value lines"),
+        ("for DISCO_PORT in (1,):\n    pass\n", r":1: only NAME = value lines"),
     ],
 )
 def test_unsafe_settings_file_is_refused(settings_file: WriteFile, text: str, message: str) -> None:
@@ -330,6 +330,9 @@ def test_what_disco_runs_in_its_settings_file_is_ignored_unless_it_sets_ours(
         'DISCO_DATA = os.path.join(DISCO_ROOT, "data")\n'
         'os.environ["X"] = "1"\n'
         "def helper():\n    return 1\n"
+        "def f():\n    DISCO_PORT = 5\n"  # a function's, a class's: none of the file's names
+        "class C:\n    DISCO_PORT = 5\n"
+        "X = [DISCO_PORT for DISCO_PORT in range(3)]\n"
         'DISCO_MASTER_HOST = "m"\n'
     )
     assert load_settings().DISCO_MASTER == "http://m:8989"
