@@ -564,8 +564,9 @@ def test_the_words_a_stage_gives_sys_exit_are_told(
     if mode == "cluster":
         request.getfixturevalue("cluster_env")
     run = death_jobs.exiting_with_words.submit(inputs=["raw://x"], mode=mode, progress=False)
-    with pytest.raises(TaskFailed, match="exit code 1"):
+    with pytest.raises(TaskFailed, match="exit code 1") as failed:
         run.wait(timeout=120)
+    assert "or sys.exit('words'), whose words end what it printed" in str(failed.value)
     said = [event[2] for event in run.events()]
     assert any("partial work done" in text for text in said), said
     assert any("fatal: config missing" in text for text in said), said

@@ -169,9 +169,11 @@ def exit_meaning(code: int) -> str:
             f"exit code {code}: the worker's Python could not be started; "
             "check that the interpreter the job needs is installed on the node"
         )
+    words = " (or sys.exit('words'), whose words end what it printed)" if code == 1 else ""
     return (
         f"exit code {code}: the stage (or code it calls) ended the process with "
-        f"os._exit({code}) or sys.exit({code}); raise an exception to fail a task instead"
+        f"os._exit({code}) or sys.exit({code}){words}; raise an exception to fail a task "
+        "instead"
     )
 
 
