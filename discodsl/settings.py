@@ -201,11 +201,24 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     for node in tree.body:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring
-        for name, value in _assignment(path, node):
+        try:
+            assigned = _assignment(path, node)
+        except SettingsError as error:  # said only where the setting is needed
+            assigned = [(name, Refused(error)) for name in NAMES if _sets(node, name)]
+        for name, value in assigned:
             values[name] = value
             if name.startswith(_PREFIXES) and name not in _KNOWN:
                 _warn_unknown(path, node.lineno, name)
     return values
+
+
+class Refused:
+    """A setting of discodsl's that its line in the settings file does not give as a plain
+    value (``socket.gethostname()``): ``error`` is raised where the setting is needed, not
+    where something else (the environment, ``master=``) gives it."""
+
+    def __init__(self, error: SettingsError):
+        self.error = error
 
 
 _KNOWN = DISCO_OWN.union(NAMES)
@@ -278,11 +291,16 @@ def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
 def _sets_ours(node: ast.AST) -> bool:
     """Whether ``node`` assigns a name of a setting discodsl reads, in the file's own scope
     (not a function's, a class's or a comprehension's, which set none of its names)."""
+    return any(_sets(node, name) for name in NAMES)
+
+
+def _sets(node: ast.AST, name: str) -> bool:
+    """Whether ``node`` assigns ``name`` in the file's own scope."""
     if isinstance(node, ast.Name):
-        return isinstance(node.ctx, ast.Store) and node.id in NAMES
+        return isinstance(node.ctx, ast.Store) and node.id == name
     if isinstance(node, _OWN_SCOPES):
         return False
-    return any(_sets_ours(part) for part in ast.iter_child_nodes(node))
+    return any(_sets(part, name) for part in ast.iter_child_nodes(node))
 
 
 _OWN_SCOPES = (
@@ -366,6 +384,8 @@ def _given(name: str) -> Any:
         return os.environ[name]
     path = settings_file_path()
     value = read_settings_file(path).get(name) if path is not None else None
+    if isinstance(value, Refused):
+        raise value.error
     return None if value in (None, "") else value
 
 

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from discodsl.errors import SettingsError
 from discodsl.settings import (
     UNUSED,
+    Refused,
     default_owner,
     normalise_master_url,
     read_settings_file,
@@ -79,6 +80,8 @@ class DiscoSettings(BaseSettings):
     def _port_of_the_master(cls, values: Any) -> Any:
         """DISCO_PORT, where nothing sets it, is the port DISCO_MASTER names: in Disco one
         setting is both the master's port and its nodes' (their results, their files)."""
+        if isinstance(values, dict):
+            values = _without_refused(values)
         if isinstance(values, dict) and not values.get("DISCO_PORT"):
             port = _port_in(values.get("DISCO_MASTER"))
             if port is not None:
@@ -138,6 +141,21 @@ class DiscoSettings(BaseSettings):
             env_settings,
             DiscoFileSource(settings_cls, settings_file_path(explicit)),
         )
+
+
+def _without_refused(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the settings file's refused lines that DISCO_MASTER, given, makes
+    unneeded (the master's host and port); any other one's error raised."""
+    kept = {}
+    for name, value in values.items():
+        if not isinstance(value, Refused):
+            kept[name] = value
+        elif not (name in _OF_THE_MASTER and isinstance(values.get("DISCO_MASTER"), str)):
+            raise value.error
+    return kept
+
+
+_OF_THE_MASTER = ("DISCO_MASTER_HOST", "DISCO_PORT")
 
 
 class DiscoFileSource(PydanticBaseSettingsSource):
