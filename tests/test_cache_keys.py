@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -426,3 +427,24 @@ def test_params_holding_a_set_of_what_pickle_cannot_take_are_keyed_as_before() -
 
     rules = {lambda word: word.isupper(), len}
     assert keys._options(validate_options(params={"rules": rules}))
+
+
+def test_params_that_hold_themselves_are_keyed_at_once() -> None:
+    # A dict holding itself twice, a tree with parent links: the sets' ordering walked every
+    # path through the cycles, for ever (probe CR F9, a regression).
+    from discodsl.caching import keys
+    from discodsl.options import validate_options
+
+    looped: dict[str, Any] = {"stop": {"a", "b"}}
+    looped["self1"] = looped
+    looped["self2"] = looped
+    tree: dict[str, Any] = {"children": []}
+    for _ in range(40):
+        child = {"parent": tree, "children": [], "tags": {"x", "y"}}
+        tree["children"].append(child)
+        tree = child
+    started = time.monotonic()
+    for params in (looped, tree):
+        assert keys._options(validate_options(params=params))
+        assert keys._items_digest(params, keys._NESTING_MOST)  # a helper module's global
+    assert time.monotonic() - started < 10

@@ -62,7 +62,7 @@ import os
 import pickle
 import sys
 from collections import ChainMap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from types import CodeType, FunctionType, ModuleType
 from typing import Any
@@ -153,14 +153,35 @@ def _options(options: JobOptions) -> bytes:
     return plain + _pickled(_sets_ordered(options.params, _NESTING_MOST), set())
 
 
-def _sets_ordered(value: Any, depth: int) -> Any:
+def _sets_ordered(value: Any, depth: int, made: dict[int, Any] | None = None) -> Any:
     """``value`` with each set in it (in dicts, their keys too, lists, tuples, NamedTuples
     and dataclasses, this deep) as a tuple of its items in the order of their digests: a
     set of strings pickles in the order of their hashes, which differ between processes
-    (params of stop words). What holds one is written as its class's name and its parts."""
-    if depth <= 0:
+    (params of stop words). What holds one is written as its class's name and its parts.
+    Each container is looked into once (``made``, by id): a part met again is what it
+    was made the first time, and one that holds itself is itself there (pickle's memo)."""
+    made = {} if made is None else made
+    if id(value) in made:
+        return made[id(value)]
+    if depth <= 0 or not _holds_parts(value):
         return value
-    kind, deeper = type(value), functools.partial(_sets_ordered, depth=depth - 1)
+    made[id(value)] = value  # meanwhile: a part that holds its holder
+    made[id(value)] = _parts_ordered(
+        value, functools.partial(_sets_ordered, depth=depth - 1, made=made), depth
+    )
+    return made[id(value)]
+
+
+def _holds_parts(value: Any) -> bool:
+    """Whether ``value`` is a container :func:`_sets_ordered` looks into."""
+    if isinstance(value, (set, frozenset, dict, list, tuple)):
+        return True
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _parts_ordered(value: Any, deeper: Callable[[Any], Any], depth: int) -> Any:
+    """``value``, a container, made of its parts ``deeper`` makes (see _sets_ordered)."""
+    kind = type(value)
     if isinstance(value, (set, frozenset)):
         try:
             digests = [_items_digest(item, depth) for item in value]
@@ -174,10 +195,8 @@ def _sets_ordered(value: Any, depth: int) -> Any:
     if isinstance(value, (list, tuple)):
         items = list(map(deeper, value))
         return kind(items) if kind in (list, tuple) else (_SET_MARK, _class_name(kind), *items)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = [(f.name, deeper(getattr(value, f.name))) for f in dataclasses.fields(value)]
-        return (_SET_MARK, _class_name(kind), tuple(fields))
-    return value
+    fields = [(f.name, deeper(getattr(value, f.name))) for f in dataclasses.fields(value)]
+    return (_SET_MARK, _class_name(kind), tuple(fields))
 
 
 def _class_name(kind: type) -> str:
@@ -457,20 +476,24 @@ _SET_OPCODES = frozenset(pickle.EMPTY_SET + pickle.FROZENSET)
 _NESTING_MOST = 50  # containers digested item by item this deep, then by their pickle
 
 
-def _items_digest(value: Any, depth: int) -> bytes:
+def _items_digest(value: Any, depth: int, made: dict[int, bytes] | None = None) -> bytes:
     """A digest of ``value`` the same in every process: a set's or a frozenset's from its
     items' digests in order, a dict's, a list's and a tuple's from their items', anything
-    else (or past ``depth``) from its pickle."""
+    else (or past ``depth``) from its pickle. Each container is digested once (``made``,
+    by id); one met again inside itself is a mark of its own."""
     kind = type(value)
     if depth <= 0 or kind not in (set, frozenset, dict, list, tuple):
         return hashlib.sha256(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).digest()
-    if kind is dict:
-        items = [_items_digest(part, depth - 1) for pair in value.items() for part in pair]
-    else:
-        items = [_items_digest(item, depth - 1) for item in value]
+    made = {} if made is None else made
+    if id(value) in made:
+        return made[id(value)]
+    made[id(value)] = b"itself"  # meanwhile: a part that holds its holder
+    parts = [p for pair in value.items() for p in pair] if kind is dict else list(value)
+    items = [_items_digest(part, depth - 1, made) for part in parts]
     if kind is set or kind is frozenset:
         items.sort()
-    return hashlib.sha256(kind.__name__.encode() + b"".join(items)).digest()
+    made[id(value)] = hashlib.sha256(kind.__name__.encode() + b"".join(items)).digest()
+    return made[id(value)]
 
 
 def _stat(path: str | None) -> os.stat_result | None:
