@@ -87,7 +87,8 @@ def held(ctrl_c: bool = False, grace: float | None = None) -> Iterator[None]:
 
 def _handle(came: list[tuple[int, FrameType | None]]) -> None:
     """Call the handler of each signal that ``came``, each, in order: one that raises does
-    not keep the next from running; the first exception is raised after them all."""
+    not keep the next from running; the first exception is raised after them all, but for
+    a Ctrl-C's, which any other comes before (a SIGTERM handler's exit is not lost in it)."""
     raised: BaseException | None = None
     for number, frame in came:
         installed = signal.getsignal(number)  # the program's, or what one before set
@@ -95,8 +96,9 @@ def _handle(came: list[tuple[int, FrameType | None]]) -> None:
             continue
         try:
             installed(number, frame)
-        except BaseException as exc:  # the program's, raised once all ran
-            raised = raised or exc
+        except BaseException as exc:  # the program's, raised once all ran: a Ctrl-C's last
+            if raised is None or isinstance(raised, KeyboardInterrupt):
+                raised = exc
     if raised is not None:
         raise raised
 

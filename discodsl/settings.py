@@ -141,7 +141,8 @@ def normalise_master_url(value: str, port: int = 8989) -> str:
         raise ValueError("holds a user name or password, which a Disco master takes none of")
     if parts.path or parts.query or parts.fragment or url.endswith(("?", "#")):
         raise ValueError(f"has a path or query after {parts.scheme}://{parts.netloc}")
-    return f"{parts.scheme}://{parts.netloc.lower()}"  # one spelling: runs compare masters
+    host, zone_mark, zone = parts.netloc.partition("%")  # an IPv6 zone: an interface's name
+    return f"{parts.scheme}://{host.lower()}{zone_mark}{zone}"  # one spelling: runs compare
 
 
 def _host_name(host: str | None) -> bool:

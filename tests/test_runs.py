@@ -1573,3 +1573,28 @@ def test_ctrl_c_again_cuts_short_a_stop_that_seems_stuck(monkeypatch: pytest.Mon
         again.join()
         monkeypatch.setattr(Run, "kill", kill)
         run.kill()
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_a_sigterm_handlers_exit_during_a_stop_is_not_lost_in_a_second_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second Ctrl-C and the program's SIGTERM handler held in the same stop: the handler's
+    # SystemExit was dropped for the Ctrl-C's KeyboardInterrupt, which the stop swallows
+    # (probe CR F10, a regression).
+    kill = Run.kill
+
+    def signalled_twice(run: Run) -> None:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGALRM)
+        kill(run)
+
+    monkeypatch.setattr(Run, "kill", signalled_twice)
+    previous = signal.signal(signal.SIGALRM, lambda number, frame: sys.exit(7))
+    run = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    try:
+        with _ctrl_c_after(0.3), pytest.raises(SystemExit) as caught:
+            run.wait(timeout=60)
+        assert caught.value.code == 7 and run.ended()
+    finally:
+        signal.signal(signal.SIGALRM, previous)

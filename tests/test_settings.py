@@ -554,6 +554,9 @@ def test_a_master_url_is_one_spelling_whatever_the_case_of_its_scheme_and_host(g
     # A chained cluster job compares its inputs' master with its own: spelt HTTP://, it was
     # another, and its nodes were given this client's http://NODE:PORT reading (probe CM F8).
     assert load_settings(DISCO_MASTER=given).DISCO_MASTER == "http://master.lab:8989"
+    # An IPv6 zone names an interface, whose name's case counts (probe CR S2).
+    zoned = "http://[FE80::1%Eth0]:8989"
+    assert load_settings(DISCO_MASTER=zoned).DISCO_MASTER == "http://[fe80::1%Eth0]:8989"
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe", None])
