@@ -35,6 +35,56 @@ def raised_in_handler(exc: BaseException) -> bool:
     return in_handler(_traceback_frames(exc.__traceback__))
 
 
+def signal_of(exc: BaseException) -> int | None:
+    """The signal whose handler (a function's, installed now) raised ``exc``; None if none."""
+    handlers = {
+        getattr(signal.getsignal(number), "__code__", None): number
+        for number in signal.valid_signals()
+    }
+    handlers.pop(None, None)
+    for frame in _traceback_frames(exc.__traceback__):
+        if frame.f_code in handlers:
+            return handlers[frame.f_code]
+    return None
+
+
+def kept_for_the_program(function: Callable[[], object]) -> Callable[[], None]:
+    """``function``, to be called by Python's collector (a finalizer, which ignores what it
+    raises): a signal handler of the program's that raises on top of it (SIGTERM's
+    ``sys.exit``) has its signal sent again once the finalizer has returned, so that the
+    program's own code gets what it raises. Nothing is swapped meanwhile."""
+
+    def call() -> None:
+        try:
+            function()
+        except BaseException as exc:
+            number = signal_of(exc)
+            if number is None or threading.current_thread() is not threading.main_thread():
+                raise
+            _send_later(number)
+            function()  # the rest of what the handler cut short
+
+    return call
+
+
+def _send_later(number: int) -> None:
+    """Send the main thread signal ``number`` from a thread of its own, SENT_AGAIN_AFTER
+    seconds from now (at the program's end, when no thread starts: not at all)."""
+    main = threading.main_thread().ident or 0
+
+    def send() -> None:
+        time.sleep(SENT_AGAIN_AFTER)
+        signal.pthread_kill(main, number)
+
+    with contextlib.suppress(RuntimeError):
+        threading.Thread(target=send, name="discodsl signal sent again", daemon=True).start()
+
+
+# Seconds after a finalizer a handler raised on top of returned that its signal is sent
+# again: long past the finalizer's return (a few bytecodes), short for the program.
+SENT_AGAIN_AFTER = 0.01
+
+
 def here_in_handler() -> bool:
     """Whether the code calling this runs in (or below) a signal handler's frame."""
     return in_handler(_stack(sys._getframe(1)))

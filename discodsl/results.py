@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from discodsl import indexes, places
+from discodsl import indexes, interrupts, places
 from discodsl.errors import JobError, SettingsError
 from discodsl.jobstatus import command_line
 from discodsl.worker.errors import DataError
@@ -159,7 +159,9 @@ class Results:
         self.counters = dict(counters or {})
         # Not in a child forked from this process: the files are its parent's.
         self._finalizer = (
-            weakref.finalize(self, places.in_this_process(cleanup)) if cleanup else None
+            weakref.finalize(self, interrupts.kept_for_the_program(places.in_this_process(cleanup)))
+            if cleanup
+            else None
         )
         self.closed = False
         self._held = 0  # runs reading these results now: close() leaves them the files

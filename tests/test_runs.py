@@ -1598,3 +1598,34 @@ def test_a_sigterm_handlers_exit_during_a_stop_is_not_lost_in_a_second_ctrl_c(
         assert caught.value.code == 7 and run.ended()
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_signal_during_the_removal_of_dropped_results_reaches_the_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SIGTERM's sys.exit() ran on top of the finalizer removing a dropped Results' files,
+    # which Python ignores: the service ran on (probe CQ F6). The signal is sent again once
+    # the finalizer has returned, and the files still go.
+    import shutil
+
+    results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+    files = [Path(urls.file_path(url) or "") for url in results.record_urls()[0]]
+    rmtree, signalled = shutil.rmtree, []
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        if not signalled:
+            signalled.append(True)
+            signal.raise_signal(signal.SIGALRM)  # as the signal comes in the middle of it
+        rmtree(*args, **kwargs)
+
+    previous = signal.signal(signal.SIGALRM, lambda number, frame: sys.exit(3))
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            del results  # collected now: its finalizer removes its files
+            for _ in range(500):  # the program's own code, where the handler runs
+                time.sleep(0.01)
+        assert caught.value.code == 3 and signalled
+        assert not any(path.exists() for path in files), files
+    finally:
+        signal.signal(signal.SIGALRM, previous)
