@@ -24,10 +24,17 @@ from typing import Any
 
 def in_handler(frames: Iterator[FrameType]) -> bool:
     """Whether one of ``frames`` runs a signal handler installed now (a function's)."""
-    installed = (signal.getsignal(number) for number in signal.valid_signals())
-    handlers = {getattr(handler, "__code__", None) for handler in installed}
-    handlers.discard(None)
-    return any(frame.f_code in handlers for frame in frames)
+    return _signal_in(frames) is not None
+
+
+def _signal_in(frames: Iterator[FrameType]) -> int | None:
+    """The signal whose handler (a function's, installed now) one of ``frames`` runs."""
+    handlers = {
+        getattr(signal.getsignal(number), "__code__", None): number
+        for number in signal.valid_signals()
+    }
+    handlers.pop(None, None)
+    return next((handlers[f.f_code] for f in frames if f.f_code in handlers), None)
 
 
 def raised_in_handler(exc: BaseException) -> bool:
@@ -37,15 +44,7 @@ def raised_in_handler(exc: BaseException) -> bool:
 
 def signal_of(exc: BaseException) -> int | None:
     """The signal whose handler (a function's, installed now) raised ``exc``; None if none."""
-    handlers = {
-        getattr(signal.getsignal(number), "__code__", None): number
-        for number in signal.valid_signals()
-    }
-    handlers.pop(None, None)
-    for frame in _traceback_frames(exc.__traceback__):
-        if frame.f_code in handlers:
-            return handlers[frame.f_code]
-    return None
+    return _signal_in(_traceback_frames(exc.__traceback__))
 
 
 def kept_for_the_program(function: Callable[[], object]) -> Callable[[], None]:

@@ -94,19 +94,9 @@ def _main_classes() -> tuple[type, ...]:
     main = sys.modules.get("__main__")
     found = vars(main).values() if main is not None else ()
     defined = (v for v in found if isinstance(v, type) and v.__module__ == "__main__")
-    return tuple(kind for kind in defined if _pickles(kind))
+    from discodsl.shipping import pickles
 
-
-def _pickles(kind: type) -> bool:
-    """Whether the class ``kind`` pickles (by value), which a record of it needs: one that
-    does not (a lock among its attributes) is no record's."""
-    import cloudpickle
-
-    try:
-        cloudpickle.dumps(kind)
-    except Exception:
-        return False
-    return True
+    return tuple(kind for kind in defined if pickles(kind))
 
 
 def check_stage(spec: JobSpec, stage: str) -> None:

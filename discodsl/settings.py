@@ -205,7 +205,8 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         try:
             assigned = _assignment(path, node)
         except SettingsError as error:  # said only where the setting is needed
-            assigned = [(name, Refused(error)) for name in NAMES if _sets(node, name)]
+            ours = _names_set(node).intersection(NAMES)
+            assigned = [(name, Refused(error)) for name in sorted(ours)]
         for name, value in assigned:
             values[name] = value
             if name.startswith(_PREFIXES) and name not in _KNOWN:
@@ -290,18 +291,18 @@ def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
 
 
 def _sets_ours(node: ast.AST) -> bool:
-    """Whether ``node`` assigns a name of a setting discodsl reads, in the file's own scope
-    (not a function's, a class's or a comprehension's, which set none of its names)."""
-    return any(_sets(node, name) for name in NAMES)
+    """Whether ``node`` assigns a name of a setting discodsl reads."""
+    return not _names_set(node).isdisjoint(NAMES)
 
 
-def _sets(node: ast.AST, name: str) -> bool:
-    """Whether ``node`` assigns ``name`` in the file's own scope."""
+def _names_set(node: ast.AST) -> set[str]:
+    """The names ``node`` assigns in the file's own scope (not a function's, a class's or a
+    comprehension's, which set none of its names)."""
     if isinstance(node, ast.Name):
-        return isinstance(node.ctx, ast.Store) and node.id == name
+        return {node.id} if isinstance(node.ctx, ast.Store) else set()
     if isinstance(node, _OWN_SCOPES):
-        return False
-    return any(_sets(part, name) for part in ast.iter_child_nodes(node))
+        return set()
+    return set().union(*map(_names_set, ast.iter_child_nodes(node)))
 
 
 _OWN_SCOPES = (

@@ -520,7 +520,7 @@ def unpicklable(spec: JobSpec, exc: Exception) -> PicklingError:
     if param is not None:
         return _bad_params(spec, *param)
     for stage, role, function in _functions(spec.stages):
-        wrapped = hasattr(function, "__wrapped__") and _pickles(inspect.unwrap(function))
+        wrapped = hasattr(function, "__wrapped__") and pickles(inspect.unwrap(function))
         for what, value in _parts(function):
             try:
                 cloudpickle.dumps(value)
@@ -530,7 +530,8 @@ def unpicklable(spec: JobSpec, exc: Exception) -> PicklingError:
     return PicklingError(f"job {spec.name!r} cannot be pickled: {exc}")
 
 
-def _pickles(value: Any) -> bool:
+def pickles(value: Any) -> bool:
+    """Whether cloudpickle takes ``value`` (a class of a script's: by value)."""
     try:
         cloudpickle.dumps(value)
     except Exception:
@@ -561,18 +562,14 @@ def _items(what: str, value: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _bad_params(spec: JobSpec, what: str, value: Any, exc: Exception) -> PicklingError:
-    fix = (
+    fix = _cached_property_fix(
+        value,
+        "pass plain data in params, or cache the value in the instance's __dict__ in a "
+        "plain @property",
+    ) or (
         "params must be plain data that pickles (numbers, strings, lists, dicts, ...): "
         "create locks, connections and the like inside the stage, or in an init hook "
         "(init(params) runs once per task)"
-    )
-    fix = (
-        _cached_property_fix(
-            value,
-            "pass plain data in params, or cache the value in the instance's __dict__ in a "
-            "plain @property",
-        )
-        or fix
     )
     return PicklingError(
         f"job {spec.name!r} cannot be shipped to the workers: {what} ({type(value).__name__}) "

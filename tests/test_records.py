@@ -13,8 +13,10 @@ import struct
 import sys
 import tracemalloc
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -727,16 +729,23 @@ def test_golden_files_sniff_as_record_files(reference: Path, name: str) -> None:
     assert is_record_file_prefix((reference / "records" / name).read_bytes()[:14])
 
 
+@contextmanager
+def module_of(name: str, source: str) -> Iterator[ModuleType]:
+    """A module ``name`` made of ``source``, importable while in the block."""
+    module = ModuleType(name)
+    exec(source, module.__dict__)
+    sys.modules[name] = module
+    try:
+        yield module
+    finally:
+        del sys.modules[name]
+
+
 def test_records_of_a_class_missing_here_say_so_and_not_that_the_file_is_corrupt(
     tmp_path: Path,
 ) -> None:
-    module = type(sys)("discodsl_test_gone_module")
-    exec("class Thing:\n    pass\n", module.__dict__)
-    sys.modules[module.__name__] = module
-    try:
+    with module_of("discodsl_test_gone_module", "class Thing:\n    pass\n") as module:
         data = write_file(tmp_path / "out", [("k", module.Thing())])
-    finally:
-        del sys.modules[module.__name__]
     with pytest.raises(MalformedRecord) as info:  # not retried: every attempt would fail
         read_bytes(data)
     message = str(info.value)
@@ -753,16 +762,12 @@ def test_records_of_a_class_defined_otherwise_since_say_so_and_not_that_the_file
 ) -> None:
     # A notebook's NamedTuple given a field after results of it were made: "the file is
     # corrupt ... read another replica", though its checksum held (probe CP F1).
-    module = type(sys)("discodsl_test_changed_module")
-    exec("from typing import NamedTuple\nclass Key(NamedTuple):\n    a: int\n", module.__dict__)
-    sys.modules[module.__name__] = module
-    try:
+    key = "from typing import NamedTuple\nclass Key(NamedTuple):\n    a: int\n"
+    with module_of("discodsl_test_changed_module", key) as module:
         data = write_file(tmp_path / "out", [(module.Key(1), 1)])
         exec("class Key(NamedTuple):\n    a: int\n    extra: int\n", module.__dict__)
         with pytest.raises(MalformedRecord) as info:  # not retried: every attempt would fail
             read_bytes(data)
-    finally:
-        del sys.modules[module.__name__]
     message = str(info.value)
     assert "do not load with the classes they name as they are defined here" in message
     assert "missing 1 required positional argument: 'extra'" in message

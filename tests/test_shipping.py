@@ -62,6 +62,13 @@ def test_a_stage_whose_wrapper_cannot_be_pickled_is_told_to_decorate_a_plain_def
         wrapped.run(["raw://x"], mode="local")
 
 
+def refused_at_preflight(spec: Any) -> str:
+    """The words of the PicklingError the pre-flight refuses the job ``spec`` with."""
+    with pytest.raises(PicklingError) as info:
+        preflight(spec, pickle_job(spec))
+    return str(info.value)
+
+
 def test_a_module_the_node_cannot_import_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,9 +87,7 @@ def test_a_module_the_node_cannot_import_is_named(
         return [uses_thing, total]
 
     spec = needs_module.spec()
-    with pytest.raises(PicklingError) as info:
-        preflight(spec, pickle_job(spec))
-    message = str(info.value)
+    message = refused_at_preflight(spec)
     assert "onlyhere" in message and "stage 'uses_thing'" in message
     assert "closure variable 'thing'" in message
     assert "cloudpickle.register_pickle_by_value(onlyhere)" in message
@@ -113,11 +118,10 @@ def test_a_params_value_from_a_module_the_node_cannot_import_is_named(
 
     spec = needs_module.spec()
     try:
-        with pytest.raises(PicklingError) as info:
-            preflight(spec, pickle_job(spec))
+        message = refused_at_preflight(spec)
     finally:
         sys.modules.pop("paramshere", None)
-    assert str(info.value).startswith(
+    assert message.startswith(
         "job 'needs_module' cannot be shipped to the workers: params['steps'][1] is a "
         "function from module 'paramshere', which does not load on a node "
         "(ModuleNotFoundError: No module named 'paramshere'): install 'paramshere' on the "
@@ -656,9 +660,7 @@ def test_a_class_with_a_cached_property_is_told_why_it_cannot_ship(holder: str) 
         return [looked_up, total]
 
     spec = lazy_job.spec()
-    with pytest.raises(PicklingError) as caught:
-        preflight(spec, pickle_job(spec))
-    said = str(caught.value)
+    said = refused_at_preflight(spec)
     assert "holds a functools.cached_property (table), whose lock cannot be pickled" in said
     assert "Create it inside the function" not in said
 

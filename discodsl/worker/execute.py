@@ -140,14 +140,13 @@ def _refusing_non_pairs(
         if record.__class__ is str:
             raise _text_refused(record, job, reduce, where)
         if not is_pair(record):
-            raise StageError(
-                f"{job} starts with the reduce {reduce!r}, which reads record files of "
-                f"(key, value) pairs (an earlier job's results, or files Disco wrote), but in "
-                f"input {where.url}, record {where.record} is no (key, value) pair "
+            raise _refused(
+                job,
+                reduce,
+                f"in input {where.url}, record {where.record} is no (key, value) pair "
                 f"({brief(record, 60)}, a {type(record).__name__}): put a @map first that "
                 f"makes pairs of the records, e.g. `return [parse, {reduce}]` (a blob "
                 "DDFS.chunk wrote holds each line as a bytes record)",
-                stage=reduce,
             )
         yield record
 
@@ -165,10 +164,16 @@ def _text_refused(line: str, job: str, reduce: str, where: Position) -> StageErr
             "put a @map first that turns each line into (key, value) pairs, e.g. "
             f"`return [parse, {reduce}]`"
         )
+    return _refused(
+        job, reduce, f"input {where.url} is text (line {where.record}: {brief(line, 60)}): {fix}"
+    )
+
+
+def _refused(job: str, reduce: str, problem: str) -> StageError:
+    """The error of a reduce-only job whose input is not what a reduce reads: ``problem``."""
     return StageError(
-        f"{job} starts with the reduce {reduce!r}, which reads record files of "
-        f"(key, value) pairs (an earlier job's results, or files Disco wrote), but "
-        f"input {where.url} is text (line {where.record}: {brief(line, 60)}): {fix}",
+        f"{job} starts with the reduce {reduce!r}, which reads record files of (key, value) "
+        f"pairs (an earlier job's results, or files Disco wrote), but {problem}",
         stage=reduce,
     )
 
