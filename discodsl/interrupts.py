@@ -17,8 +17,9 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 
@@ -60,28 +61,37 @@ def kept_for_the_program(function: Callable[[], object]) -> Callable[[], None]:
             number = signal_of(exc)
             if number is None or threading.current_thread() is not threading.main_thread():
                 raise
-            _send_later(number)
+            _send_after(number, {call.__code__, _FINALIZER})
             function()  # the rest of what the handler cut short
 
     return call
 
 
-def _send_later(number: int) -> None:
-    """Send the main thread signal ``number`` from a thread of its own, SENT_AGAIN_AFTER
-    seconds from now (at the program's end, when no thread starts: not at all)."""
+def _send_after(number: int, codes: set[CodeType]) -> None:
+    """Send the main thread signal ``number`` from a thread of its own once no frame of the
+    main thread runs one of ``codes`` (looked at every SENT_AGAIN_AFTER seconds: a time alone was
+    too short for a slow removal, or a loaded machine). At the program's end, when no
+    thread starts: not at all."""
     main = threading.main_thread().ident or 0
 
     def send() -> None:
-        time.sleep(SENT_AGAIN_AFTER)
+        while True:
+            time.sleep(SENT_AGAIN_AFTER)
+            frame = sys._current_frames().get(main)
+            if frame is None:  # the main thread has ended
+                return
+            if not any(f.f_code in codes for f in _stack(frame)):
+                break
         signal.pthread_kill(main, number)
 
     with contextlib.suppress(RuntimeError):
         threading.Thread(target=send, name="discodsl signal sent again", daemon=True).start()
 
 
-# Seconds after a finalizer a handler raised on top of returned that its signal is sent
-# again: long past the finalizer's return (a few bytecodes), short for the program.
+# Seconds between two looks at whether the finalizer a handler raised on top of returned.
 SENT_AGAIN_AFTER = 0.01
+# What calls a finalizer, in Python: a handler's exception raised in it is ignored too.
+_FINALIZER = weakref.finalize.__call__.__code__
 
 
 def here_in_handler() -> bool:
