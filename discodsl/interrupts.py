@@ -12,6 +12,7 @@ command line's SIGTERM, the runs' Ctrl-C), which raise KeyboardInterrupt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import sys
@@ -19,22 +20,43 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from types import CodeType, FrameType, TracebackType
+from types import BuiltinFunctionType, CodeType, FrameType, TracebackType
 from typing import Any
 
 
 def in_handler(frames: Iterator[FrameType]) -> bool:
-    """Whether one of ``frames`` runs a signal handler installed now (a function's)."""
-    return _signal_in(frames) is not None
+    """Whether one of ``frames`` runs a signal handler installed now (a function's, a
+    method's, a partial's or a callable object's)."""
+    return _signal_in(frames, _handlers()) is not None
 
 
-def _signal_in(frames: Iterator[FrameType]) -> int | None:
-    """The signal whose handler (a function's, installed now) one of ``frames`` runs."""
-    handlers = {
-        getattr(signal.getsignal(number), "__code__", None): number
-        for number in signal.valid_signals()
-    }
-    handlers.pop(None, None)
+def _handlers() -> dict[CodeType, int]:
+    """The code each signal's handler installed now runs, and the signal (one of them, for
+    a handler of several)."""
+    handlers: dict[CodeType, int] = {}
+    for number in signal.valid_signals():
+        code = _code_of(signal.getsignal(number))
+        if code is not None:
+            handlers[code] = number
+    return handlers
+
+
+def _code_of(handler: object) -> CodeType | None:
+    """The code a signal handler runs: a function's, through partials and bound methods, or
+    a callable object's ``__call__``; None for SIG_DFL, SIG_IGN and built-in handlers."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    handler = getattr(handler, "__func__", handler)
+    if not callable(handler) or isinstance(handler, BuiltinFunctionType):
+        return None
+    code = getattr(handler, "__code__", None)
+    if code is None:
+        code = getattr(type(handler).__call__, "__code__", None)  # a callable object's
+    return code if isinstance(code, CodeType) else None
+
+
+def _signal_in(frames: Iterator[FrameType], handlers: dict[CodeType, int]) -> int | None:
+    """The signal one of ``handlers`` (by their code) runs for in one of ``frames``."""
     return next((handlers[f.f_code] for f in frames if f.f_code in handlers), None)
 
 
@@ -43,36 +65,52 @@ def raised_in_handler(exc: BaseException) -> bool:
     return in_handler(_traceback_frames(exc.__traceback__))
 
 
-def signal_of(exc: BaseException) -> int | None:
-    """The signal whose handler (a function's, installed now) raised ``exc``; None if none."""
-    return _signal_in(_traceback_frames(exc.__traceback__))
-
-
 def kept_for_the_program(function: Callable[[], object]) -> Callable[[], None]:
     """``function``, to be called by Python's collector (a finalizer, which ignores what it
-    raises): a signal handler of the program's that raises on top of it (SIGTERM's
-    ``sys.exit``) has its signal sent again once the finalizer has returned, so that the
-    program's own code gets what it raises. Nothing is swapped meanwhile."""
+    raises): what a signal handler of the program's raises on top of it (SIGTERM's
+    ``sys.exit``, Ctrl-C's KeyboardInterrupt) is raised again in the program's own code
+    once the finalizer has returned, the rest of ``function`` done meanwhile. The handler
+    runs once; only its signal's handler is swapped, and only until that raise."""
 
     def call() -> None:
+        handlers = _handlers()  # as they were when the signal came: one may reset itself
         try:
             function()
         except BaseException as exc:
-            number = signal_of(exc)
+            number = _signal_raising(exc, handlers)
             if number is None or threading.current_thread() is not threading.main_thread():
                 raise
-            _send_after(number, {call.__code__, _FINALIZER})
-            function()  # the rest of what the handler cut short
+            try:
+                function()  # the rest of what the handler cut short
+            finally:
+                _raise_later(exc, number, {call.__code__, _FINALIZER})
 
     return call
 
 
-def _send_after(number: int, codes: set[CodeType]) -> None:
-    """Send the main thread signal ``number`` from a thread of its own once no frame of the
-    main thread runs one of ``codes`` (looked at every SENT_AGAIN_AFTER seconds: a time alone was
-    too short for a slow removal, or a loaded machine). At the program's end, when no
-    thread starts: not at all."""
+def _signal_raising(exc: BaseException, handlers: dict[CodeType, int]) -> int | None:
+    """The signal whose handler (one of ``handlers``, or Python's own Ctrl-C handler
+    installed now) raised ``exc``; None if none did."""
+    number = _signal_in(_traceback_frames(exc.__traceback__), handlers)
+    ctrl_c = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if number is None and isinstance(exc, KeyboardInterrupt) and ctrl_c:
+        return signal.SIGINT
+    return number
+
+
+def _raise_later(exc: BaseException, number: int, codes: set[CodeType]) -> None:
+    """Raise ``exc`` in the main thread once none of its frames runs one of ``codes`` (looked
+    at every SENT_AGAIN_AFTER seconds): a thread sends it signal ``number``, whose handler
+    is swapped meanwhile for one that puts it back and raises ``exc``. At the program's end,
+    when no thread starts: not at all."""
     main = threading.main_thread().ident or 0
+    handler = signal.getsignal(number)
+    kept = signal.SIG_DFL if handler is None else handler
+
+    def again(signum: int, frame: FrameType | None) -> None:
+        if signal.getsignal(number) is again:
+            signal.signal(number, kept)
+        raise exc
 
     def send() -> None:
         while True:
@@ -82,10 +120,14 @@ def _send_after(number: int, codes: set[CodeType]) -> None:
                 return
             if not any(f.f_code in codes for f in _stack(frame)):
                 break
-        signal.pthread_kill(main, number)
+        if signal.getsignal(number) is again:  # not put back by a signal meanwhile
+            signal.pthread_kill(main, number)
 
-    with contextlib.suppress(RuntimeError):
+    signal.signal(number, again)
+    try:
         threading.Thread(target=send, name="discodsl signal sent again", daemon=True).start()
+    except RuntimeError:
+        signal.signal(number, kept)
 
 
 # Seconds between two looks at whether the finalizer a handler raised on top of returned.

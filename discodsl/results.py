@@ -9,6 +9,7 @@ of their own (the runner says where they are); waiting for results is the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import html
@@ -148,9 +149,10 @@ class Results:
         self.master = master  # a cluster run's master: where its files stay
         self.counters = dict(counters or {})
         # Not in a child forked from this process: the files are its parent's.
+        self._remove = places.in_this_process(cleanup) if cleanup else None
         self._finalizer = (
-            weakref.finalize(self, interrupts.kept_for_the_program(places.in_this_process(cleanup)))
-            if cleanup
+            weakref.finalize(self, interrupts.kept_for_the_program(self._remove))
+            if self._remove
             else None
         )
         self.closed = False
@@ -368,8 +370,8 @@ class Results:
         self.closed = True
         with self._lock:
             held = self._held
-        if not held and self._finalizer is not None:
-            self._finalizer()
+        if not held:
+            self._remove_files()
 
     def hold(self) -> Callable[[], None]:
         """Keep the files while a run reads them, whoever closes these results meanwhile;
@@ -386,8 +388,20 @@ class Results:
             done[0] = True
             self._held -= 1
             remove = self.closed and not self._held
-        if remove and self._finalizer is not None:
-            self._finalizer()
+        if remove:
+            self._remove_files()
+
+    def _remove_files(self) -> None:
+        """Remove the files now, once: what a signal's handler raises meanwhile reaches the
+        caller (the finalizer's handling of it is for the collector's call), the files gone."""
+        if self._remove is None or self._finalizer is None or not self._finalizer.detach():
+            return
+        try:
+            self._remove()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._remove()  # the rest of what the handler cut short
+            raise
 
     def __enter__(self) -> Results:
         return self

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import functools
 import gc
 import io
 import json
@@ -1600,15 +1601,30 @@ def test_a_sigterm_handlers_exit_during_a_stop_is_not_lost_in_a_second_ctrl_c(
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.parametrize("rest", [0.0, 0.3])
-def test_a_signal_during_the_removal_of_dropped_results_reaches_the_program(
-    monkeypatch: pytest.MonkeyPatch, rest: float
-) -> None:
-    # SIGTERM's sys.exit() ran on top of the finalizer removing a dropped Results' files,
-    # which Python ignores: the service ran on (probe CQ F6). The signal is sent again once
-    # the finalizer has returned, and the files still go. The rest of the removal may take
-    # ``rest`` seconds: the signal sent again a fixed time later came within it, and was
-    # lost again (seen on Python 3.10).
+class _Stop(Exception):
+    """What the handlers of the tests below raise: the signal they were given."""
+
+
+def _exit_with(number: int, frame: object) -> None:
+    raise _Stop(number)
+
+
+class _Handler:
+    def __call__(self, number: int, frame: object) -> None:
+        raise _Stop(number)
+
+
+def _one_shot(number: int, frame: object) -> None:  # a second signal would kill at once
+    signal.signal(number, signal.SIG_DFL)
+    raise _Stop(number)
+
+
+def _dropped_while_signalled(
+    monkeypatch: pytest.MonkeyPatch, number: int, rest: float = 0.0
+) -> tuple[BaseException | None, list[Path]]:
+    """Drop a local run's results while its files go, signal ``number`` coming in the middle
+    of their removal (whose rest takes ``rest`` seconds): what reached the program's own code
+    within 5 s (None: nothing), and the files."""
     import shutil
 
     results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
@@ -1618,18 +1634,123 @@ def test_a_signal_during_the_removal_of_dropped_results_reaches_the_program(
     def interrupted(*args: Any, **kwargs: Any) -> None:
         if not signalled:
             signalled.append(True)
-            signal.raise_signal(signal.SIGALRM)  # as the signal comes in the middle of it
+            signal.raise_signal(number)  # as the signal comes in the middle of it
         time.sleep(rest)
         rmtree(*args, **kwargs)
 
-    previous = signal.signal(signal.SIGALRM, lambda number, frame: sys.exit(3))
     monkeypatch.setattr(shutil, "rmtree", interrupted)
     try:
-        with pytest.raises(SystemExit) as caught:
-            del results  # collected now: its finalizer removes its files
-            for _ in range(500):  # the program's own code, where the handler runs
-                time.sleep(0.01)
-        assert caught.value.code == 3 and signalled
+        del results  # collected now: its finalizer removes its files
+        for _ in range(500):  # the program's own code, where the handler runs
+            time.sleep(0.01)
+    except BaseException as exc:
+        return exc, files
+    return None, files
+
+
+@pytest.mark.parametrize("rest", [0.0, 0.3])
+def test_a_signal_during_the_removal_of_dropped_results_reaches_the_program(
+    monkeypatch: pytest.MonkeyPatch, rest: float
+) -> None:
+    # SIGTERM's sys.exit() ran on top of the finalizer removing a dropped Results' files,
+    # which Python ignores: the service ran on (probe CQ F6). The signal is sent again once
+    # the finalizer has returned, and the files still go. The rest of the removal may take
+    # ``rest`` seconds: the signal sent again a fixed time later came within it, and was
+    # lost again (probe CS F5, and seen on Python 3.10).
+    previous = signal.signal(signal.SIGALRM, lambda number, frame: sys.exit(3))
+    try:
+        caught, files = _dropped_while_signalled(monkeypatch, signal.SIGALRM, rest)
+        assert isinstance(caught, SystemExit) and caught.code == 3, caught
+        assert not any(path.exists() for path in files), files
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [_exit_with, functools.partial(_exit_with), _Handler(), _Handler().__call__, _one_shot],
+    ids=["function", "partial", "object", "method", "one shot"],
+)
+def test_a_handler_of_any_kind_raising_in_the_removal_of_dropped_results_reaches_the_program(
+    monkeypatch: pytest.MonkeyPatch, handler: Callable[[int, object], None]
+) -> None:
+    # Only a function's handler was found, while still installed (probe CS F6).
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        caught, files = _dropped_while_signalled(monkeypatch, signal.SIGALRM)
+        assert isinstance(caught, _Stop) and caught.args == (signal.SIGALRM,), caught
+        assert not any(path.exists() for path in files), files
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_ctrl_c_in_the_removal_of_dropped_results_reaches_the_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python's own Ctrl-C handler has no frame to find it by (probe CS F6).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        caught, files = _dropped_while_signalled(monkeypatch, signal.SIGINT)
+        assert isinstance(caught, KeyboardInterrupt), caught
+        assert not any(path.exists() for path in files), files
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_handler_of_a_signal_in_the_removal_of_dropped_results_runs_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The signal was sent again, so the handler ran twice: a handler that forces the exit at
+    # a second Ctrl-C did so at the first (probe CS F7); and a handler of two signals got
+    # the other one (probe CS F15).
+    calls: list[int] = []
+
+    def counted(number: int, frame: object) -> None:
+        calls.append(number)
+        raise _Stop(number)
+
+    previous = {n: signal.signal(n, counted) for n in (signal.SIGUSR1, signal.SIGALRM)}
+    try:
+        caught, files = _dropped_while_signalled(monkeypatch, signal.SIGUSR1)
+        assert isinstance(caught, _Stop) and caught.args == (signal.SIGUSR1,), caught
+        assert calls == [signal.SIGUSR1]
+        assert signal.getsignal(signal.SIGUSR1) is counted
+        assert not any(path.exists() for path in files), files
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def test_a_signal_in_the_removal_of_closed_results_reaches_the_caller_of_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # close() called the finalizer, whose handling of a signal's exception swallowed it
+    # and sent the signal again (probe CS F7): the caller of close() gets it, once, and the
+    # files still go.
+    import shutil
+
+    calls: list[int] = []
+
+    def counted(number: int, frame: object) -> None:
+        calls.append(number)
+        raise _Stop(number)
+
+    results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+    files = [Path(urls.file_path(url) or "") for url in results.record_urls()[0]]
+    rmtree = shutil.rmtree
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        if not calls:
+            signal.raise_signal(signal.SIGALRM)
+        rmtree(*args, **kwargs)
+
+    previous = signal.signal(signal.SIGALRM, counted)
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    try:
+        with pytest.raises(_Stop):
+            results.close()
+        time.sleep(0.2)
+        assert calls == [signal.SIGALRM]
         assert not any(path.exists() for path in files), files
     finally:
         signal.signal(signal.SIGALRM, previous)
