@@ -230,12 +230,18 @@ _PREFIXES = ("DISCO_", "DDFS_", "DISCODSL_")  # the names of settings, misspelt 
 _WARNED: set[tuple[str, int, str]] = set()
 
 
+def _first_time(path: Path, line: int, name: str) -> bool:
+    """Whether this is the first warning of ``name`` at this line of the file."""
+    seen = (str(path), line, name) in _WARNED
+    _WARNED.add((str(path), line, name))
+    return not seen
+
+
 def _warn_unknown(path: Path, line: int, name: str) -> None:
     """Warn, pointing at the line, of a name in the settings file that no one reads: most
     likely a misspelt setting, whose value would silently not count."""
-    if (str(path), line, name) in _WARNED:
+    if not _first_time(path, line, name):
         return
-    _WARNED.add((str(path), line, name))
     ours = name.startswith("DISCODSL_")  # DISCODSL_CACHE_DIR...: the environment's only
     close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.85 if ours else 0.6)
     fix = f"did you mean {close[0]}?" if close else f"discodsl reads {', '.join(NAMES)} there"
@@ -262,21 +268,13 @@ def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
     elif isinstance(node, ast.AnnAssign) and node.value is not None:
         targets, value_node = [node.target], node.value
     else:
-        if _sets_ours(node):
-            raise SettingsError(
-                f"{path}:{node.lineno}: only NAME = value lines are allowed, found "
-                f"{ast.unparse(node).splitlines()[0]!r}: the settings file is read, never "
-                "run; write each setting as a plain value"
-            )
+        _refuse_if_ours(path, node, node)
         return []
     names = [t.id for t in targets if isinstance(t, ast.Name)]
     if len(names) != len(targets):
-        if _sets_ours(node):
-            raise SettingsError(
-                f"{path}:{node.lineno}: only NAME = value lines are allowed: "
-                "assign one plain name per line"
-            )
+        _refuse_if_ours(path, node, node, "assign one plain name per line")
         return []
+    _refuse_if_ours(path, node, value_node)  # a walrus in the value
     try:
         value = ast.literal_eval(value_node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -290,31 +288,67 @@ def _assignment(path: Path, node: ast.stmt) -> list[tuple[str, Any]]:
     return [(name, value) for name in names]
 
 
+def _refuse_if_ours(
+    path: Path, node: ast.stmt, part: ast.AST, fix: str = "write each setting as a plain value"
+) -> None:
+    """A SettingsError if ``part`` of the line ``node`` sets a setting discodsl reads; a
+    warning if it may (an import of ``*``)."""
+    names = _names_set(part)
+    ours = sorted(names.intersection(NAMES))
+    if ours:
+        line = ast.unparse(node).splitlines()[0]
+        raise SettingsError(
+            f"{path}:{node.lineno}: only NAME = value lines are allowed, found {line!r}, "
+            f"which sets {', '.join(ours)}: the settings file is read, never run; {fix}"
+        )
+    if _ANY in names:
+        _warn_of_star(path, next(n for n in ast.walk(part) if _of_everything(n)))
+
+
+def _warn_of_star(path: Path, node: ast.AST) -> None:
+    """Warn, once, of an import of ``*`` at ``node``: it may set settings discodsl reads."""
+    lineno = getattr(node, "lineno", 0)
+    if _first_time(path, lineno, _ANY):
+        warnings.warn_explicit(
+            f"{ast.unparse(node)!r} may set settings, which discodsl does not see: it reads "
+            "the settings file, never runs it; write the settings discodsl reads there as "
+            f"plain values ({', '.join(NAMES)}), or set them in the environment",
+            SettingWarning,
+            str(path),
+            lineno,
+        )
+
+
 def _sets_ours(node: ast.AST) -> bool:
     """Whether ``node`` assigns a name of a setting discodsl reads."""
     return not _names_set(node).isdisjoint(NAMES)
 
 
 def _names_set(node: ast.AST) -> set[str]:
-    """The names ``node`` assigns in the file's own scope (not a function's, a class's or a
-    comprehension's, which set none of its names)."""
+    """The names ``node`` binds in the file's own scope, imports' too (not a function's, a
+    class's or a comprehension's, which bind none of its names but by a walrus). An import
+    of ``*``, which may bind any, binds ``_ANY``."""
     if isinstance(node, ast.Name):
         return {node.id} if isinstance(node.ctx, ast.Store) else set()
+    if _of_everything(node):
+        return {_ANY}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(alias.asname or alias.name).partition(".")[0] for alias in node.names}
+    if isinstance(node, _COMPREHENSIONS):
+        return {n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)}
     if isinstance(node, _OWN_SCOPES):
         return set()
     return set().union(*map(_names_set, ast.iter_child_nodes(node)))
 
 
-_OWN_SCOPES = (
-    ast.FunctionDef,
-    ast.AsyncFunctionDef,
-    ast.ClassDef,
-    ast.Lambda,
-    ast.ListComp,
-    ast.SetComp,
-    ast.DictComp,
-    ast.GeneratorExp,
-)
+def _of_everything(node: ast.AST) -> bool:
+    """Whether ``node`` is an import of ``*``."""
+    return isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names)
+
+
+_ANY = "*"  # among the names a line binds: it may bind any
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_OWN_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 
 def load_settings(**overrides: Any) -> DiscoSettings:

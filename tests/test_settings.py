@@ -307,7 +307,7 @@ def test_missing_named_settings_file(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ('DISCO_PORT = int("8989")\n', r":1: DISCO_PORT = int\('8989'\) is not a literal"),
         ('DISCO_MASTER_HOST = "m"\nDISCO_PORT = 8000 + 989\n', r":2: DISCO_PORT = 8000 \+ 989"),
         ("if True:\n    DISCO_PORT = 1\n", r":1: only NAME = value lines are allowed, found"),
-        ("DISCO_PORT, X = 1, 2\n", r":1: only NAME = value lines are allowed: assign one"),
+        ("DISCO_PORT, X = 1, 2\n", r":1: only NAME = value .*sets DISCO_PORT: .*assign one"),
         ("DISCO_PORT = \n", r":1: not valid Python"),
         ('DISCO_PORT = 1\nDISCO_MASTER_HOST = "a\0b"\n', r":2: not valid Python \(a NUL byte"),
         ("for DISCO_PORT in (1,):\n    pass\n", r":1: only NAME = value lines"),
@@ -351,6 +351,46 @@ def test_a_computed_setting_is_refused_only_where_it_is_needed(
     monkeypatch.delenv("DISCO_MASTER_HOST")
     with pytest.raises(SettingsError, match=r"DISCO_MASTER_HOST = socket\.gethostname"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "from site_disco import DISCO_MASTER\n",
+            r"found 'from site_disco .*', which sets DISCO_MASTER",
+        ),
+        ("import DISCO_MASTER\n", r"which sets DISCO_MASTER"),
+        ("from x import y as DISCO_MASTER_HOST\n", r"which sets DISCO_MASTER_HOST"),
+        ("X = [(DISCO_PORT := 5) for _ in (1,)]\n", r"which sets DISCO_PORT"),
+    ],
+)
+def test_a_setting_an_import_or_a_walrus_gives_is_refused_where_it_is_needed(
+    settings_file: WriteFile, text: str, message: str
+) -> None:
+    # Only assignments' names counted: Disco's client took the master an import gave, and
+    # discodsl silently ran locally (probe CS F8).
+    path = settings_file(text)
+    with pytest.raises(SettingsError, match=rf"^{path}:1: only NAME = value lines .*{message}"):
+        load_settings()
+    assert load_settings(DISCO_MASTER="http://m:9000").DISCO_MASTER == "http://m:9000"
+
+
+def test_an_import_of_everything_in_the_settings_file_is_warned_of(
+    settings_file: WriteFile,
+) -> None:
+    # It may set any setting, which Disco's client would take: it was silently ignored
+    # (probe CS F8).
+    path = settings_file("try:\n    from local_disco import *\nexcept ImportError:\n    pass\n")
+    with pytest.warns(UserWarning) as caught:
+        assert load_settings(DISCO_MASTER="http://m:9000").DISCO_MASTER == "http://m:9000"
+        load_settings(DISCO_MASTER="http://m:9000")
+    assert [(w.filename, w.lineno) for w in caught] == [(str(path), 2)]
+    assert str(caught[0].message).startswith(
+        "'from local_disco import *' may set settings, which discodsl does not see: it reads "
+        "the settings file, never runs it; write the settings discodsl reads there as plain "
+        "values (DISCO_"
+    )
 
 
 def test_settings_file_is_never_executed(tmp_path: Path) -> None:
