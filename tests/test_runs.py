@@ -1551,6 +1551,66 @@ def test_a_program_ctrl_c_ends_kills_its_cluster_runs_that_ask_for_it(cluster_en
         main(["kill", spared])
 
 
+def test_a_program_that_catches_ctrl_c_and_exits_kills_its_cluster_runs_that_ask_for_it(
+    cluster_env: str,
+) -> None:
+    # The program's end was taken for Ctrl-C's only when the KeyboardInterrupt went uncaught:
+    # one that exits 130 left its other kill_on_interrupt runs going (probe CS F9).
+    script = textwrap.dedent("""
+        import os, signal, sys, threading
+        from tests import jobs
+
+        runs = [
+            jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False, kill_on_interrupt=True)
+            for _ in range(2)
+        ]
+        print(*(run.jobname for run in runs), flush=True)
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            runs[0].wait()
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    first, second = done.stdout.split()
+    try:
+        assert done.returncode == 130, done.stderr
+        assert f"killed job {first}" in done.stderr and f"killed job {second}" in done.stderr
+        eventually(lambda: main(["wait", second, "--timeout", "0"]) == 1, seconds=30)
+    finally:
+        main(["kill", second])
+
+
+def test_an_ipython_session_ending_after_a_stopped_cell_spares_its_cluster_runs(
+    cluster_env: str,
+) -> None:
+    # IPython keeps any cell's last error in sys.last_value: an interrupted cell, long
+    # before, made the session's normal end kill its kill_on_interrupt runs (probe CS F9).
+    script = textwrap.dedent("""
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        shell.run_cell("raise KeyboardInterrupt")
+        shell.run_cell(
+            "from tests import jobs\\n"
+            "run = jobs.sleepy.submit(['raw://a'], mode='cluster', progress=False, "
+            "kill_on_interrupt=True)\\n"
+            "print('JOB', run.jobname, flush=True)"
+        )
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    jobname = done.stdout.split("JOB ", 1)[1].split()[0]
+    try:
+        assert "killed job" not in done.stderr, done.stderr
+        assert f"its cluster run {jobname!r} did; its job goes on" in done.stderr, done.stderr
+    finally:
+        main(["kill", jobname])
+
+
 @pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_again_cuts_short_a_stop_that_seems_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every Ctrl-C after the first was held for the whole stop: a master slow to answer its

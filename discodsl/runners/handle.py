@@ -129,6 +129,7 @@ class Run:
             try:
                 ended = _wait_awake(self._ended, _left(deadline))
             except KeyboardInterrupt:
+                _CTRL_C_IN_A_WAIT.set()
                 self._on_interrupt(ctrl_c=True)
                 raise
             # Another thread's Ctrl-C stopped the watch, not this wait: the job runs on.
@@ -506,6 +507,22 @@ def forget_unfinished() -> None:
         _BACKGROUND.clear()
 
 
+def _ended_by_ctrl_c() -> bool:
+    """Whether Ctrl-C ends the program: a KeyboardInterrupt it did not catch (Python keeps
+    it in ``sys.last_value``), or one that left a wait() here (caught, as a program that
+    exits 130 does). Never in IPython's shell, where Ctrl-C stops a cell, not the session,
+    and ``sys.last_value`` holds any cell's last error."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    if callable(shell) and shell() is not None:
+        return False
+    uncaught = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+    return uncaught or _CTRL_C_IN_A_WAIT.is_set()
+
+
+# Set once a Ctrl-C has left a wait() of this process's.
+_CTRL_C_IN_A_WAIT = threading.Event()
+
+
 def _end_unfinished() -> None:
     """At the program's end: name each run it ends (a cluster's job runs on, or, the program
     ended by Ctrl-C, is told as its Ctrl-C tells it: killed with ``kill_on_interrupt``); not
@@ -514,7 +531,7 @@ def _end_unfinished() -> None:
     process's directory is removed: a worker being started then would make a file in it
     after, and the directory would stay."""
     stopping = []
-    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+    interrupted = _ended_by_ctrl_c()
     for run in list(_BACKGROUND):
         if run._outcome is not None or run._killed.is_set():
             continue
