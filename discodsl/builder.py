@@ -116,8 +116,10 @@ def pack_job(
     *,
     preflight: bool = True,
     resume: Checkpoint | None = None,
+    local: bool = False,
 ) -> jobpack.JobPack:
-    """The jobpack of ``spec`` over ``inputs``, not yet encoded (the local master takes it so).
+    """The jobpack of ``spec`` over ``inputs``, not yet encoded (the local master takes it so:
+    ``local``, where a computed DISCO_JOB_OWNER fails nothing).
 
     A run that resumes after cached stages (``resume``) ships the whole job, but its pipeline
     lists only the stages after them, and its inputs are their outputs with their labels.
@@ -132,7 +134,7 @@ def pack_job(
         inputs=labelled,
         worker="worker",
         prefix=spec.name,
-        owner=options.owner or settings.job_owner(),
+        owner=options.owner or settings.job_owner(needed=not local),
         scheduler={"max_cores": options.max_cores} if options.max_cores else {},
         save_results=options.save_results,
     )

@@ -403,14 +403,21 @@ def _warn_misspelt_in_environment() -> None:
 _ALIKE = {"DISCO_MASTER_PORT": "DISCO_PORT"}
 
 
-def job_owner() -> str:
+def job_owner(needed: bool = True) -> str:
     """The jobdict's ``owner``: ``DISCO_JOB_OWNER`` (environment, settings file),
     else ``<login>@<hostname>``.
 
     Reads that one setting only, so that a job run here does not fail on a
-    cluster setting it does not use.
+    cluster setting it does not use. A value of the settings file that is refused (a
+    computed one) fails only where the owner is ``needed`` (a master's); else (a local
+    run's) the default stands in.
     """
-    value = _given("DISCO_JOB_OWNER")
+    try:
+        value = _given("DISCO_JOB_OWNER")
+    except SettingsError:
+        if needed:
+            raise
+        value = None
     return default_owner() if value is None else str(value)
 
 

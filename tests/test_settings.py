@@ -569,6 +569,20 @@ def test_disco_job_owner_reaches_the_jobdict(
     assert _owner(owner="given@lab") == "given@lab"
 
 
+def test_a_computed_job_owner_fails_a_cluster_jobpack_but_no_local_run(
+    settings_file: WriteFile,
+) -> None:
+    # A local run failed where an inline one did not (probe CS F10): its owner, a label no
+    # one needs here, is the default.
+    settings_file('import getpass\nDISCO_JOB_OWNER = getpass.getuser() + "@box"\n')
+    assert sorted(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)) == [
+        ("a", 2),
+        ("b", 1),
+    ]
+    with pytest.raises(SettingsError, match=r":2: DISCO_JOB_OWNER = .* is not a literal"):
+        _owner()
+
+
 @pytest.mark.parametrize("host", ["http://master", "a b", "5", "master/x"])
 def test_a_master_host_that_is_no_host_name_is_refused(host: str) -> None:
     with pytest.raises(SettingsError, match=r"DISCO_MASTER_HOST=.* is not a host name: set "):

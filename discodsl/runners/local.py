@@ -82,7 +82,9 @@ class LocalRunner(Runner):
         # No separate pre-flight: the job's zygote (or, without the fork server, each
         # worker) loads the stages in a fresh interpreter, reports a failure as a FATAL
         # with LOAD_FAILURE, and _failed diagnoses it then.
-        pack = builder.pack_job(plan.spec, plan.options, urls, preflight=False, resume=plan.resume)
+        pack = builder.pack_job(
+            plan.spec, plan.options, urls, preflight=False, resume=plan.resume, local=True
+        )
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
         keeper = _Keep(plan.keeper(self.mode), counters)
         master = _master(plan.options, workers, fan_out(counters, progress, run.log, keeper))
