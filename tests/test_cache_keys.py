@@ -5,6 +5,8 @@ is the same in another process for a stage using a class of the script's."""
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import importlib
 import os
 import subprocess
@@ -22,6 +24,7 @@ from discodsl import JobOptions, job, map, stage
 from discodsl.caching import keys
 from discodsl.model import Job
 from discodsl.runners import local
+from tests.conftest import ROOT
 
 
 def keys_of(made: Job, where: str = "inline", **options: Any) -> list[str]:
@@ -313,6 +316,52 @@ def test_inline_a_set_in_a_helper_module_keys_alike_in_every_process(tmp_path: P
     assert "cached results" in second.stderr
 
 
+@pytest.mark.parametrize("where", ["inline", "local"])
+def test_a_stage_of_the_script_holding_a_set_keys_alike_in_every_process(
+    tmp_path: Path, where: str
+) -> None:
+    # Its pickle held the set in the order of the salted hashes: served only in the process
+    # that ran it (the sets-sorted pickle of params is the stages' too).
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(ROOT)!r})
+            from discodsl import job, map
+            from tests.test_cache_keys import keys_of
+
+            STOP = {{"the", "a", "of", "and", "to", "in"}}
+
+            @map
+            def words(line):
+                for w in line.split():
+                    if w not in STOP and w not in frozenset({{"x", "y", "z"}}):
+                        yield w, 1
+
+            @job
+            def kept():
+                return [words]
+
+            print(keys_of(kept, {where!r}))
+            """
+        )
+    )
+
+    def key(seed: str) -> str:
+        return subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+
+    assert key("1") == key("2") == key("3")
+
+
 def test_inline_an_lru_cache_helper_of_the_script_redefined_gives_a_fresh_run(
     tmp_path: Path,
 ) -> None:
@@ -392,7 +441,8 @@ def test_lines_added_above_a_stage_leave_its_key_as_it_was(where: str) -> None:
 def test_params_holding_sets_key_alike_in_every_process() -> None:
     """Stop words in params, as a set: a set of strings pickles in the order of their salted
     hashes, so a run's key differed in every process and was never served after a restart
-    (probe CP F7); so did a set as a dict's key, in a NamedTuple or a dataclass (CR F1)."""
+    (probe CP F7); so did a set as a dict's key, in a NamedTuple or a dataclass (CR F1), in
+    params that hold themselves, or in a set (CS F3)."""
     script = (
         "import hashlib\n"
         "from discodsl.caching import keys\n"
@@ -401,9 +451,13 @@ def test_params_holding_sets_key_alike_in_every_process() -> None:
         "class Cfg(typing.NamedTuple):\n    stop: frozenset\n"
         "@dataclasses.dataclass\nclass DCfg:\n    stop: set\n"
         "words = {'the', 'a', 'of', 'and', 'to'}\n"
+        "tree = {'tags': set(words), 'children': []}\n"
+        "tree['children'].append({'parent': tree, 'tags': {'x', 'y', 'z'}})\n"
         "params = {'stop': words, 'n': [frozenset({'x', 'y', 'z'})], frozenset(words): 1,\n"
-        "          'cfg': Cfg(frozenset(words)), 'dcfg': DCfg(set(words))}\n"
+        "          'cfg': Cfg(frozenset(words)), 'dcfg': DCfg(set(words)), 'tree': tree,\n"
+        "          'nts': {Cfg(frozenset(words)), Cfg(frozenset({'q', 'r'}))}}\n"
         "print(hashlib.sha256(keys._options(validate_options(params=params))).hexdigest())\n"
+        "print(keys._value_digest(params).hex())  # a helper module's global\n"
     )
 
     def key(seed: str) -> str:
@@ -446,5 +500,92 @@ def test_params_that_hold_themselves_are_keyed_at_once() -> None:
     started = time.monotonic()
     for params in (looped, tree):
         assert keys._options(validate_options(params=params))
-        assert keys._items_digest(params, keys._NESTING_MOST)  # a helper module's global
+        assert keys._value_digest(params)  # a helper module's global
     assert time.monotonic() - started < 10
+
+
+@dataclasses.dataclass
+class _Scale:
+    name: str
+    factor: dataclasses.InitVar[int]
+
+    def __post_init__(self, factor: int) -> None:
+        self.k = factor
+
+
+class _Weighted(list[int]):
+    weight = 0
+
+
+class _Moded(dict[str, int]):
+    mode = ""
+
+
+def _weighted(weight: int) -> _Weighted:
+    made = _Weighted([1, 2])
+    made.weight = weight
+    return made
+
+
+def _moded(mode: str) -> _Moded:
+    made = _Moded(a=1)
+    made.mode = mode
+    return made
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        lambda n: _Scale("s", n),
+        lambda n: collections.defaultdict(lambda: n),
+        _weighted,
+        lambda n: _moded(str(n)),
+        lambda n: {"stop": {"a", "b"}, "scale": _Scale("s", n)},
+    ],
+    ids=["initvar", "default_factory", "list_subclass", "dict_subclass", "beside_a_set"],
+)
+def test_params_that_differ_in_what_is_no_field_or_item_key_apart(made: Any) -> None:
+    # Dataclasses were keyed by their fields, dict and list subclasses by their items: other
+    # params were served the results of the first (probe CS F1, a regression).
+    from discodsl.options import validate_options
+
+    first, second = (keys._options(validate_options(params={"p": made(n)})) for n in (1, 2))
+    assert first != second
+
+
+def test_params_holding_a_notebooks_dataclass_key_its_methods_code() -> None:
+    # A cell defining the class run again with another method: the params were keyed by
+    # the class's name and fields, and the old results served (probe CS F20, a regression).
+    from discodsl.options import validate_options
+
+    def scale_class(times: int) -> Any:
+        namespace: dict[str, Any] = {"__name__": "__main__", "dataclasses": dataclasses}
+        exec(
+            "@dataclasses.dataclass\nclass Scale:\n    base: int\n"
+            f"    def apply(self, n):\n        return n * {times}\n",
+            namespace,
+        )
+        return namespace["Scale"](10)
+
+    first, second = (keys._options(validate_options(params={"s": scale_class(n)})) for n in (2, 3))
+    assert first != second
+
+
+@dataclasses.dataclass(eq=False)
+class _Keyed:
+    items: list[int]
+
+
+@dataclasses.dataclass
+class _Lazy:
+    path: str
+    table: dict[str, int] = dataclasses.field(init=False)
+
+
+def test_params_keyed_by_objects_holding_lists_or_lacking_a_field_are_keyed() -> None:
+    # Their parts were made into dict keys, or asked for: the cache was turned off, blaming
+    # the stages (probe CS F2, a regression).
+    from discodsl.options import validate_options
+
+    for params in ({_Keyed([1, 2]): "a"}, {"lazy": _Lazy("x")}):
+        assert keys._options(validate_options(params=params))

@@ -38,9 +38,9 @@ in it: the options in :data:`INERT` (how a run is watched, scheduled or
 retried, not what it computes); the contents behind a URL that is not a
 local file (``http://``, ``raw://``, ``disco://`` are taken by value: a
 server that changes what a URL serves must be given a new URL); anything a
-stage reads on its own (a file it opens, a database, the time). A set
-pickles differently in another process, so a stage holding one hits only in
-the process that kept it; that misses, never serves wrong results. A class
+stage reads on its own (a file it opens, a database, the time). A set,
+which iterates in another order in another process, is keyed by its items
+in the order of their digests (:class:`_Hasher`). A class
 cloudpickle ships by value is keyed by its name, not by the id it draws for
 it in each process. The local runner keys the byte ranges it cuts big files
 into (:meth:`~discodsl.runners.base.Runner._tasks`).
@@ -49,7 +49,6 @@ into (:meth:`~discodsl.runners.base.Runner._tasks`).
 from __future__ import annotations
 
 import ast
-import dataclasses
 import dis
 import functools
 import hashlib
@@ -59,13 +58,12 @@ import io
 import json
 import marshal
 import os
-import pickle
 import sys
 from collections import ChainMap
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from types import CodeType, FunctionType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 
@@ -150,64 +148,7 @@ def _options(options: JobOptions) -> bytes:
         if spec.name not in INERT and spec.name != "params"
     }
     plain = json.dumps(keyed, sort_keys=True, default=repr).encode()
-    return plain + _pickled(_sets_ordered(options.params, _NESTING_MOST), set())
-
-
-def _sets_ordered(value: Any, depth: int, made: dict[int, Any] | None = None) -> Any:
-    """``value`` with each set in it (in dicts, their keys too, lists, tuples, NamedTuples
-    and dataclasses, this deep) as a tuple of its items in the order of their digests: a
-    set of strings pickles in the order of their hashes, which differ between processes
-    (params of stop words). What holds one is written as its class's name and its parts.
-    Each container is looked into once (``made``, by id): a part met again is what it
-    was made the first time, and one that holds itself is itself there (pickle's memo)."""
-    made = {} if made is None else made
-    if id(value) in made:
-        return made[id(value)]
-    if depth <= 0 or not _holds_parts(value):
-        return value
-    made[id(value)] = value  # meanwhile: a part that holds its holder
-    made[id(value)] = _parts_ordered(
-        value, functools.partial(_sets_ordered, depth=depth - 1, made=made), depth
-    )
-    return made[id(value)]
-
-
-def _holds_parts(value: Any) -> bool:
-    """Whether ``value`` is a container :func:`_sets_ordered` looks into."""
-    if isinstance(value, (set, frozenset, dict, list, tuple)):
-        return True
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)
-
-
-def _parts_ordered(value: Any, deeper: Callable[[Any], Any], depth: int) -> Any:
-    """``value``, a container, made of its parts ``deeper`` makes (see _sets_ordered)."""
-    kind = type(value)
-    if isinstance(value, (set, frozenset)):
-        try:
-            digests = [_items_digest(item, depth) for item in value]
-        except Exception:  # items pickle would not take (a lambda): the set as it is
-            return value
-        ordered = sorted(zip(digests, map(deeper, value), strict=True), key=_first)
-        return (_SET_MARK, kind.__name__, tuple(item for _, item in ordered))
-    if isinstance(value, dict):
-        pairs = [(deeper(key), deeper(item)) for key, item in value.items()]
-        return dict(pairs) if kind is dict else (_SET_MARK, _class_name(kind), tuple(pairs))
-    if isinstance(value, (list, tuple)):
-        items = list(map(deeper, value))
-        return kind(items) if kind in (list, tuple) else (_SET_MARK, _class_name(kind), *items)
-    fields = [(f.name, deeper(getattr(value, f.name))) for f in dataclasses.fields(value)]
-    return (_SET_MARK, _class_name(kind), tuple(fields))
-
-
-def _class_name(kind: type) -> str:
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _first(pair: tuple[bytes, Any]) -> bytes:
-    return pair[0]
-
-
-_SET_MARK = "discodsl: a set, its items in the order of their digests"
+    return plain + _pickled(options.params, set())
 
 
 def _inputs(inputs: Sequence[Sequence[str]], options: JobOptions) -> str:
@@ -245,10 +186,17 @@ def _pickled(value: Any, modules: set[str], loaded: bool = False) -> bytes:
     """``value`` pickled as it is shipped (``modules`` by value), file names without their
     directory, followed by the size and time of each module it names by reference (and,
     when ``loaded``, the code that module has in this process: see _loaded_code)."""
-    with io.BytesIO() as file, shipping.by_value(modules):
+    with shipping.by_value(modules):
+        pickler, data = _dumped(value)
+    return data + _module_stamps(pickler.references, loaded, pickler.names)
+
+
+def _dumped(value: Any) -> tuple[_Hasher, bytes]:
+    """``value`` pickled as a key takes it, and the pickler."""
+    with io.BytesIO() as file:
         pickler = _Hasher(file)
         pickler.dump(value)
-        return file.getvalue() + _module_stamps(pickler.references, loaded, pickler.names)
+        return pickler, file.getvalue()
 
 
 _CLOUDPICKLE_CODE = cloudpickle.Pickler.dispatch_table[CodeType]
@@ -271,14 +219,48 @@ def _without_lines(code: CodeType) -> CodeType:
 
 
 class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle's pickler, noting the modules of what it pickles by reference."""
+    """cloudpickle's pickler, noting the modules of what it pickles by reference, and
+    writing each set and frozenset as its items in the order of their own pickles'
+    digests, and its class: a set of strings iterates in the order of their hashes, which
+    differ between processes (params of stop words; a helper's table). All else is as
+    pickle writes it (a dataclass's every attribute, a defaultdict's factory). A set met
+    again inside its own items is a mark."""
 
     dispatch_table = ChainMap({CodeType: _code}, cloudpickle.Pickler.dispatch_table)
 
-    def __init__(self, file: io.BytesIO):
+    def __init__(self, file: io.BytesIO, open_sets: set[int] | None = None):
         super().__init__(file, protocol=cloudpickle.DEFAULT_PROTOCOL)
         self.references: set[str] = set()
         self.names: set[str] = set()  # the global and attribute names its functions use
+        self.open_sets = set() if open_sets is None else open_sets  # by id: being ordered
+
+    def persistent_id(self, obj: Any, sets: tuple[type, ...] = (set, frozenset)) -> Any:
+        """A set's items in order (a tuple, pickled in its place); None for all else (pickled
+        as pickle does). Called for every object: the check is kept to one call."""
+        if not isinstance(obj, sets):
+            return None
+        if id(obj) in self.open_sets:
+            return (_SET_MARK, "itself")
+        self.open_sets.add(id(obj))
+        try:
+            items = self._ordered(cast("Iterable[Any]", obj))
+        finally:
+            self.open_sets.discard(id(obj))
+        state = getattr(obj, "__dict__", None)  # a subclass's attributes
+        return (_SET_MARK, f"{type(obj).__module__}.{type(obj).__qualname__}", items, state)
+
+    def _ordered(self, members: Iterable[Any]) -> tuple[Any, ...]:
+        """A set's ``members`` in order: their own if all are strs, bytes or ints (stop
+        words: no pickle each), else that of their digests."""
+        kinds = set(map(type, members))
+        if len(kinds) == 1 and kinds <= {str, bytes, int}:
+            return tuple(sorted(members))
+        return tuple(sorted(members, key=self._digest))
+
+    def _digest(self, item: Any) -> bytes:
+        with io.BytesIO() as file:
+            _Hasher(file, self.open_sets).dump(item)
+            return hashlib.sha256(file.getvalue()).digest()
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ShippedAsFunction):  # as it ships: its function
@@ -296,6 +278,9 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
         elif isinstance(obj, type):
             reduced = _stably_tracked(obj, reduced)
         return reduced
+
+
+_SET_MARK = "discodsl: a set, its items in the order of their digests"
 
 
 def _stably_tracked(cls: type, reduced: Any) -> Any:
@@ -454,46 +439,14 @@ def _names_in(codes: list[CodeType]) -> set[str]:
 
 
 def _value_digest(value: Any) -> bytes:
-    """A digest of a module's global ``value`` as it is now: its pickle (cloudpickle's if it
-    holds a lambda, ``defaultdict(lambda: 1)``), or, if it does not pickle (a lock, a
-    connection), its type. A set's items come in another order in another process, so a
-    value whose pickle may hold one is digested item by item (see _items_digest)."""
+    """A digest of a module's global ``value`` as it is now: its pickle (cloudpickle's, as
+    it ships: ``defaultdict(lambda: 1)``, its sets in order), or, if it does not pickle (a
+    lock, a connection), its type."""
     try:
-        try:
-            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # a lambda or a local class inside: cloudpickle takes those
-            data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        if _SET_OPCODES.isdisjoint(data):  # no set: one digest of the bytes
-            return hashlib.sha256(data).digest()
-        return _items_digest(value, _NESTING_MOST)
+        data = _dumped(value)[1]
     except Exception:  # any pickling failure: keyed by its type only
         return f"{type(value).__module__}.{type(value).__qualname__}".encode()
-
-
-# Protocol 4's set opcodes (EMPTY_SET, FROZENSET); other bytes of a pickle may match them
-# too, which costs only the slower digest.
-_SET_OPCODES = frozenset(pickle.EMPTY_SET + pickle.FROZENSET)
-_NESTING_MOST = 50  # containers digested item by item this deep, then by their pickle
-
-
-def _items_digest(value: Any, depth: int, made: dict[int, bytes] | None = None) -> bytes:
-    """A digest of ``value`` the same in every process: a set's or a frozenset's from its
-    items' digests in order, a dict's, a list's and a tuple's from their items', anything
-    else (or past ``depth``) from its pickle. Each container is digested once (``made``,
-    by id); one met again inside itself is a mark of its own."""
-    kind = type(value)
-    if depth <= 0 or kind not in (set, frozenset, dict, list, tuple):
-        return hashlib.sha256(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).digest()
-    made = {} if made is None else made
-    if id(value) in made:
-        return made[id(value)]
-    made[id(value)] = b"itself"  # meanwhile: a part that holds its holder
-    parts = [p for pair in value.items() for p in pair] if kind is dict else list(value)
-    items = [_items_digest(part, depth - 1, made) for part in parts]
-    if kind is set or kind is frozenset:
-        items.sort()
-    made[id(value)] = hashlib.sha256(kind.__name__.encode() + b"".join(items)).digest()
-    return made[id(value)]
+    return hashlib.sha256(data).digest()
 
 
 def _stat(path: str | None) -> os.stat_result | None:
