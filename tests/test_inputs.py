@@ -710,6 +710,32 @@ def test_a_listed_file_whose_size_is_not_the_indexs_is_a_data_error(
         read_all([url], node, label=0)
 
 
+@pytest.mark.parametrize("change", ["emptied", "cut", "another_whole_file"])
+def test_a_listed_file_over_http_whose_size_is_not_the_indexs_is_a_data_error(
+    tmp_path: Path, node: Node, server: Server, change: str
+) -> None:
+    # Over HTTP only the body's own Content-Length was checked: a result file emptied, or
+    # replaced by a shorter whole one, gave no records without a word (probe CV F4).
+    url, _ = make_index(tmp_path, node, server)
+    listed = server.root / "disco" / "other" / "job" / "c"
+    data = listed.read_bytes()
+    shorter = {"emptied": b"", "cut": data[:-14], "another_whole_file": b""}[change]
+    if change == "another_whole_file":
+        shorter = write_records(tmp_path / "whole", [("x", 1)]).read_bytes()
+    listed.write_bytes(shorter)
+    with pytest.raises(DataError, match=r"/job/c is \d+ bytes, where the index .* says \d+"):
+        read_all([url], remote(node, server), label=2)
+
+
+def test_an_empty_index_is_a_data_error(tmp_path: Path, node: Node, server: Server) -> None:
+    # Disco writes an index at a task's first local output: an emptied one gave no records
+    # without a word (probe CV F4).
+    url, _ = make_index(tmp_path, node, server)
+    (tmp_path / "data" / "here" / "job" / ".disco" / "map-0.results").write_bytes(b"")
+    with pytest.raises(DataError, match=r"map-0.results: the index is empty"):
+        read_all([url], remote(node, server), label="all")
+
+
 def test_an_index_listing_a_file_twice_is_a_data_error(
     tmp_path: Path, node: Node, server: Server
 ) -> None:
@@ -722,11 +748,12 @@ def test_an_index_listing_a_file_twice_is_a_data_error(
 
 
 def test_dir_index_on_another_node_is_fetched_over_http(node: Node, server: Server) -> None:
-    write_records(server.root / "disco" / "other" / "job" / "c")
+    size = write_records(server.root / "disco" / "other" / "job" / "c").stat().st_size
     index = server.root / "disco" / "other" / "job" / "index.gz"
-    index.write_bytes(gzip.compress(b"5 disco://127.0.0.1/disco/other/job/c 10\n"))
+    index.write_bytes(gzip.compress(b"5 disco://127.0.0.1/disco/other/job/c %d\n" % size))
     url = "dir://127.0.0.1/disco/other/job/index.gz"
-    assert read_index(url, remote(node, server)) == [(5, "disco://127.0.0.1/disco/other/job/c", 10)]
+    entry = (5, "disco://127.0.0.1/disco/other/job/c", size)
+    assert read_index(url, remote(node, server)) == [entry]
     assert read_all([url], remote(node, server), label=5) == ROWS
 
 
@@ -753,6 +780,7 @@ def test_malformed_index_lines_are_quoted_with_their_number(
 @given(
     st.lists(
         st.tuples(st.integers(0, 12), st.from_regex(r"[a-z0-9/_.%-]{1,30}", fullmatch=True)),
+        min_size=1,  # an empty index is refused
         max_size=40,
     ),
     st.integers(0, 13),
@@ -1169,8 +1197,9 @@ def test_a_certificate_that_does_not_verify_is_said_so_and_not_retried(node: Nod
     assert "up and reachable" not in str(error)
     # One trusted but issued for another name: its CA was no help to install.
     cause = ssl.SSLCertVerificationError(
-        1, "certificate verify failed: IP address mismatch, certificate is not valid for "
-        "'127.0.0.1'. (_ssl.c:1006)"
+        1,
+        "certificate verify failed: IP address mismatch, certificate is not valid for "
+        "'127.0.0.1'. (_ssl.c:1006)",
     )
     cause.verify_code = 64  # X509_V_ERR_IP_ADDRESS_MISMATCH
     error = _get_failed(urllib.error.URLError(cause), url, node, url, 1)

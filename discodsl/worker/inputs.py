@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import re
-import stat
 from collections.abc import Callable, Generator, Iterator, Sequence
 from itertools import chain, islice
 from operator import itemgetter, length_hint
@@ -43,6 +41,7 @@ from discodsl.worker.opening import (
     Node,
     open_located,
     open_stream,
+    opened_size,
 )
 from discodsl.worker.records import (
     VERSION_BYTE,
@@ -330,15 +329,12 @@ def _index_parts(
 
 
 def _check_size(stream: BinaryIO, url: str, size: int, index: str) -> None:
-    """A DataError if ``stream`` is a file on this node whose size is not the ``size`` the
-    index gives (a stream over HTTP is checked against its own Content-Length)."""
-    try:
-        found = os.fstat(stream.fileno())
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        return
-    if stat.S_ISREG(found.st_mode) and found.st_size != size:
+    """A DataError if ``stream`` (a file on this node, or an HTTP body of a known length)
+    is not of the ``size`` the index gives."""
+    found = opened_size(stream)
+    if found is not None and found != size:
         raise DataError(
-            f"{url} is {found.st_size} bytes, where the index {index} says {size}: the file "
+            f"{url} is {found} bytes, where the index {index} says {size}: the file "
             "changed, or was cut short, since its task wrote it; re-run that task",
             url=url,
         )
@@ -485,6 +481,12 @@ def _parse_index(stream: io.BufferedReader, url: str) -> list[tuple[int, str, in
             )
         if raw.strip():
             entries.append(_index_entry(raw, number, url))
+    if not entries:  # Disco writes an index at its task's first output
+        raise DataError(
+            f"{url}: the index is empty, where a Disco index lists at least one file: it was "
+            "emptied, or cut short, since its task wrote it; re-run that task",
+            url=url,
+        )
     return entries
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import sys
 import time
 import zlib
@@ -641,6 +642,13 @@ def _buffered(inner: _ReadInto, url: str, origin: _ReadInto) -> io.BufferedReade
     return io.BufferedReader(_Source(inner, url, origin), buffer_size=_READ_BUFFER)
 
 
+def opened_size(stream: BinaryIO) -> int | None:
+    """The size in bytes of the regular file, or the HTTP body of a given length, under
+    ``stream`` (one of :func:`open_url`'s), as it is read, not decompressed; None if unknown."""
+    source = getattr(stream, "raw", None)
+    return source.size() if isinstance(source, _Source) else None
+
+
 class _Source(io.RawIOBase):
     """A raw stream over one source that fills each read and raises only DataError.
 
@@ -695,6 +703,18 @@ class _Source(io.RawIOBase):
             ) from exc
         self._offset += filled
         return filled
+
+    def size(self) -> int | None:
+        """See :func:`opened_size`."""
+        if self._decompressing:
+            return None
+        if self._origin.__class__ is io.FileIO:
+            found = os.fstat(self._origin.fileno())
+            return found.st_size if stat.S_ISREG(found.st_mode) else None
+        length = getattr(getattr(self._origin, "headers", None), "get", lambda name: None)(
+            "Content-Length"
+        )
+        return int(length) if isinstance(length, str) and length.isdigit() else None
 
     @property
     def _decompressing(self) -> bool:
