@@ -275,6 +275,9 @@ def _paths(pattern: str) -> list[str]:
     for match in matches:
         files.extend(_files_under(match) if os.path.isdir(match) else [match])
     existing = _each_file_once(files)
+    blocked = None if existing else _unlistable(expanded)
+    if blocked is not None:
+        raise _cannot_list(blocked)
     if not existing and literal and os.path.isdir(expanded):
         raise JobError(
             f"input {pattern!r} is a directory holding no files (those whose names start "
@@ -340,7 +343,7 @@ def _walk(top: str) -> Iterator[tuple[str, list[str]]]:
     followed, each directory reached once (a link back up, ``sub/up -> ..``, or
     directories linking to each other, go round no more); dot names skipped."""
     seen = {os.path.realpath(top)}
-    for root, dirs, names in os.walk(top, followlinks=True):
+    for root, dirs, names in os.walk(top, followlinks=True, onerror=_refuse_unlistable):
         kept = []
         for name in sorted(d for d in dirs if not d.startswith(".")):
             real = os.path.realpath(os.path.join(root, name))
@@ -359,12 +362,42 @@ def _each_file_once(paths: list[str]) -> list[str]:
     for path in paths:
         try:
             facts = os.stat(path)
-        except OSError:  # gone, or a dangling link
+        except FileNotFoundError:  # gone, or a dangling link (named as such)
+            if os.path.islink(path):
+                raise _not_a_file(path) from None
             continue
-        if stat.S_ISREG(facts.st_mode) and (facts.st_dev, facts.st_ino) not in seen:
+        except OSError as exc:  # a directory above it that may not be searched
+            raise _cannot_list(exc) from None
+        if not stat.S_ISREG(facts.st_mode):  # a pipe, a device: read by no task
+            raise _not_a_file(path)
+        if (facts.st_dev, facts.st_ino) not in seen:
             seen.add((facts.st_dev, facts.st_ino))
             kept.append(path)
     return kept
+
+
+def _unlistable(path: str) -> OSError | None:
+    """The error that keeps the directory of ``path`` (a file's, or a glob's, or itself)
+    from being listed; None if none does."""
+    while glob.has_magic(path):
+        path = os.path.dirname(path)
+    directory = path if os.path.isdir(path) else os.path.dirname(path) or os.curdir
+    try:
+        os.listdir(directory)
+    except OSError as exc:
+        return None if isinstance(exc, FileNotFoundError) else exc
+    return None
+
+
+def _refuse_unlistable(exc: OSError) -> None:
+    raise _cannot_list(exc)
+
+
+def _cannot_list(exc: OSError) -> JobError:
+    return JobError(
+        f"cannot list the input directory {exc.filename!r} (or reach what is in it): "
+        f"{exc.strerror}: make it readable and searchable (chmod a+rx), or leave it out"
+    )
 
 
 def _cwd() -> str:

@@ -8,6 +8,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -352,3 +353,67 @@ def test_a_cluster_runs_results_are_given_as_listed_to_a_run_on_their_own_master
         assert sources.resolve_each([given], listed_from=other) == [
             (given, [["http://node-a:8989/disco/f"]])
         ]
+
+
+def _locked(monkeypatch: pytest.MonkeyPatch, locked: Path) -> None:
+    """``locked`` as a directory this user may neither list nor search (the tests may run
+    as root, whom the permissions do not stop): what is in it cannot be stat'ed either."""
+    scandir, listdir, stat = os.scandir, os.listdir, os.stat
+
+    def refused(path: Any, itself: bool) -> None:
+        here = Path(os.fsdecode(path))
+        if locked in here.parents or (itself and here == locked):
+            raise PermissionError(13, "Permission denied", str(here))
+
+    def checked_scandir(path: Any = ".") -> Any:
+        refused(path, itself=True)
+        return scandir(path)
+
+    def checked_listdir(path: Any = ".") -> Any:
+        refused(path, itself=True)
+        return listdir(path)
+
+    def checked_stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(path, (str, bytes, os.PathLike)):
+            refused(path, itself=False)
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", checked_scandir)
+    monkeypatch.setattr(os, "listdir", checked_listdir)
+    monkeypatch.setattr(os, "stat", checked_stat)
+
+
+def test_an_unreadable_directory_among_the_inputs_is_named_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its files were left out without a word; named itself, or a file in it, it was "a
+    # directory holding no files" or "matches no file" (probe CV F5).
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "a.txt").write_text("a\n")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "b.txt").write_text("b\n")
+    _locked(monkeypatch, tmp_path / "locked")
+    for given in (tmp_path, f"{tmp_path}/**", tmp_path / "locked"):
+        with pytest.raises(
+            JobError, match=r"cannot list .*locked' \(or reach.*: Permission denied: make it"
+        ):
+            sources.resolve(given)
+    for given in (tmp_path / "locked" / "b.txt", f"{tmp_path}/locked/*.txt"):
+        with pytest.raises(JobError, match=r"locked.*: Permission denied: make it"):
+            sources.resolve(str(given))
+
+
+def test_a_glob_refuses_what_it_matches_that_is_no_file_as_a_directory_does(
+    tmp_path: Path,
+) -> None:
+    # A pipe and a dangling link a glob matched were left out without a word; a dangling
+    # link named itself "matched no file" (probe CV F10).
+    (tmp_path / "a.txt").write_text("a\n")
+    os.mkfifo(tmp_path / "b.txt")
+    with pytest.raises(JobError, match=r"b.txt' is not a regular file"):
+        sources.resolve(str(tmp_path / "*.txt"))
+    os.unlink(tmp_path / "b.txt")
+    (tmp_path / "c.txt").symlink_to(tmp_path / "gone")
+    for given in (str(tmp_path / "*.txt"), str(tmp_path / "c.txt")):
+        with pytest.raises(JobError, match=r"c.txt' is a link to nothing"):
+            sources.resolve(given)
