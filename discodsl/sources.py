@@ -79,6 +79,8 @@ def resolve_each(inputs: Any, listed_from: str | None = None) -> list[tuple[Any,
 
 
 def _resolve_one(item: Any, listed_from: str | None = None) -> list[list[str]]:
+    if _is_name(item):
+        _refuse_nul(os.fspath(item))
     if hasattr(item, "record_urls"):
         of_master = getattr(item, "mode", None) == "cluster" and _master_of(item) == listed_from
         listed = listed_from is not None and of_master
@@ -136,9 +138,18 @@ def _replicas(items: Sequence[str | os.PathLike[str]]) -> list[str]:
     return [url for url, _ in replicas]
 
 
+def _refuse_nul(name: str) -> None:
+    if "\0" in name:
+        raise JobError(
+            f"input {brief(name, 80)} holds a NUL character, which no path or URL can: split "
+            "a NUL-separated list (find -print0) at them, e.g. inputs=text.split('\\0')"
+        )
+
+
 def _replica(item: str | os.PathLike[str]) -> tuple[str, bool]:
     """One replica of a list as a URL, and whether it is a path to no file here."""
     name = os.fspath(item)
+    _refuse_nul(name)
     if "://" in name:
         return _still_there(_known_scheme(name)), False
     path = _expanded(name)

@@ -417,3 +417,10 @@ def test_a_glob_refuses_what_it_matches_that_is_no_file_as_a_directory_does(
     for given in (str(tmp_path / "*.txt"), str(tmp_path / "c.txt")):
         with pytest.raises(JobError, match=r"c.txt' is a link to nothing"):
             sources.resolve(given)
+
+
+@pytest.mark.parametrize("given", ["data/t.txt\0", Path("a\0b"), ["x.txt\0", "y.txt"]])
+def test_an_input_holding_a_nul_is_named(given: Any) -> None:
+    # os.stat raised a bare "embedded null byte" from inside discodsl (probe CV F6).
+    with pytest.raises(JobError, match=r"holds a NUL character, which no path or URL can: split"):
+        sources.resolve([given])
