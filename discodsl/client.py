@@ -73,17 +73,19 @@ class Master(Service):
 
     # -- jobs ---------------------------------------------------------------
 
-    def submit(self, jobpack: bytes) -> str:
+    def submit(self, jobpack: bytes, within: float | None = None) -> str:
         """POST a jobpack to ``/disco/job/new``; the new job's name.
 
         Never sent twice: a connection that fails after the jobpack may have
-        reached the master is a ClientError that says so.
+        reached the master is a ClientError that says so. ``within`` seconds,
+        if given, bound the request and its retries.
         """
         resp = self._http.send(
             "POST",
             "/disco/job/new",
             data=jobpack,
             policy="unsent",
+            within=within,
             special={403: _not_accepting, 413: lambda body: _too_large(len(jobpack), body)},
         )
         reply = answer_json(

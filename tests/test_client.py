@@ -815,6 +815,19 @@ def test_a_wait_with_a_timeout_ends_near_it_when_the_master_stalls() -> None:
     assert isinstance(info.value.__cause__, ClientError)
 
 
+def test_a_run_with_a_timeout_ends_near_it_when_the_master_stalls_its_submission() -> None:
+    # The submission was bounded by DISCODSL_HTTP_TIMEOUT alone: run(timeout=2) against a
+    # master that never answered its POST took 30 s (probe CV F9).
+    from tests import jobs
+
+    with stalled_server() as url:
+        start = time.monotonic()
+        with pytest.raises(ClientError, match=r"may have reached the Disco master") as info:
+            jobs.wordcount.run(["raw://a"], mode="cluster", master=url, timeout=2)
+        took = time.monotonic() - start
+    assert took < 5, (took, str(info.value))
+
+
 def test_submit_is_not_retried_after_the_connection_drops(replay: ReplayServer) -> None:
     dropped = synthetic("POST", "/disco/job/new", None)
     replay.load(dropped, synthetic("POST", "/disco/job/new", 200, ["ok", "twice@1:2:3"]))

@@ -122,8 +122,10 @@ class ClusterRunner(Runner):
         """Submit the job (in the caller's thread: a refused jobpack raises from submit());
         the work that watches it to its end, in the run's thread."""
         cluster = Cluster.connect(self.master)
+        timeout = plan.options.timeout  # from now: the submission counts
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            jobname, inputs = _submit(cluster, plan)
+            jobname, inputs = _submit(cluster, plan, None if timeout is None else timeout + ANSWER_S)
         except KeyboardInterrupt:
             cluster.close()
             notice(_submit_interrupted(plan.spec.name, cluster.url))
@@ -144,7 +146,8 @@ class ClusterRunner(Runner):
             resume=functools.partial(_rewatch, *again),
             master=cluster.url,
         )
-        return functools.partial(_watch, cluster, jobname, plan, counters, stop, keep, first)
+        watch = functools.partial(_watch, cluster, jobname, plan, counters, stop, keep, first)
+        return functools.partial(watch, deadline=deadline)
 
     # -- the cache: a cluster run's stages are its job's stage results on the master ------
 
@@ -228,17 +231,17 @@ class _Keep:
             self.keeper.keep(name, [], [], running)
 
 
-def _submit(cluster: Cluster, plan: Plan) -> tuple[str, list[list[str]]]:
-    """Inputs to the cluster, the jobpack built and submitted; the master's name for the job,
-    and the inputs it was given. A resumed run's inputs are the stage results it reuses, on
-    the cluster already."""
+def _submit(cluster: Cluster, plan: Plan, within: float | None) -> tuple[str, list[list[str]]]:
+    """Inputs to the cluster, the jobpack built and submitted (``within`` seconds, if given:
+    the run's ``timeout=``); the master's name for the job, and the inputs it was given. A
+    resumed run's inputs are the stage results it reuses, on the cluster already."""
     options = plan.options
     if plan.resume is None:
         inputs = cluster_inputs(cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name)
     else:
         inputs = []
     data = builder.build_jobpack(plan.job, options, inputs, spec=plan.spec, resume=plan.resume)
-    return cluster.master.submit(data), inputs
+    return cluster.master.submit(data, within=within), inputs
 
 
 def _submit_interrupted(prefix: str, master: str) -> str:
@@ -271,16 +274,18 @@ def _watch(
     keep: _Keep,
     first: tuple[str, list[list[str]]] | None = None,
     again: bool = False,
+    deadline: float | None = None,
 ) -> Results:
     """Watch the job to its end: its results, or its error (JobActive when the watch
-    stopped first: Ctrl-C in wait(), or ``timeout=``, unless ``again``)."""
+    stopped first: Ctrl-C in wait(), or ``timeout=``'s ``deadline``, unless ``again``)."""
     options = plan.options
+    timeout = None if again or deadline is None else max(0.0, deadline - time.monotonic())
     try:
         with cluster:
             return wait_for(
                 cluster,
                 jobname,
-                timeout=None if again else options.timeout,
+                timeout=timeout,
                 progress=options.progress,
                 kill_on_interrupt=options.kill_on_interrupt,
                 counters=counters,
