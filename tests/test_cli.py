@@ -220,6 +220,22 @@ def test_run_inline_and_local_write_records(
     assert out == "" and records(target.read_text()) == RECORDS
 
 
+@pytest.mark.parametrize("where", ["--inline", "--local"])
+def test_run_here_needs_no_master_of_the_settings_file(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    # A computed DISCO_MASTER, which a local run needs not, failed --local and --inline
+    # (probe CS F21).
+    settings = tmp_path / "settings.py"
+    settings.write_text('import socket\nDISCO_MASTER = "http://%s:8989" % socket.gethostname()\n')
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", str(settings))
+    out, _ = run(capsys, "run", where, WORDCOUNT, *INPUTS)
+    assert records(out) == RECORDS
+
+
 def test_a_jobs_whole_life(cluster_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = run(capsys, "run", WORDCOUNT, *INPUTS)  # DISCO_MASTER is set: the cluster
     assert records(out) == RECORDS

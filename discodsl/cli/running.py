@@ -162,8 +162,8 @@ def _where_raised(exc: Exception) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     master = getattr(args, "master", None)
     # The default of discodsl.runners.choose, decided here so that the hint fits.
-    default = "cluster" if configured_master(master) else "local"
-    args.where = mode = cast("Mode", args.mode or default)
+    chosen = args.mode or ("cluster" if configured_master(master) else "local")
+    args.where = mode = cast("Mode", chosen)
     # The options given on the command line: None, the job's own.
     given = {"push_inputs": args.push_inputs, "cache": args.cache, "progress": args.progress}
     options: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
