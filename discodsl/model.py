@@ -17,6 +17,7 @@ import contextlib
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
@@ -146,6 +147,8 @@ class Stage(ShippedAsFunction):
 
     def __post_init__(self) -> None:
         _named_as(self, self.spec.function)
+        for function in (self.spec.function, *(getattr(self.spec, r, None) for r in _HOOKS)):
+            _note_declared(function)
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -350,7 +353,7 @@ class Job(ClientOnly):
             if getattr(stage.function, "__qualname__", "") != variable:
                 continue  # made in a function (a factory's): no global of its module
             now = scope.get(variable)
-            if _another(now, stage):
+            if _another(now, stage) and not _of_another_job(now, stage, scope):
                 job = getattr(self.function, "__name__", self.name)
                 self._warn_of(stage, _defined_again(variable, scope, job))
                 continue
@@ -372,16 +375,24 @@ class Job(ClientOnly):
             variable = getattr(hook, "__name__", "")
             if not variable or getattr(hook, "__qualname__", "") != variable:
                 continue  # none, or made in a function: no global of its module
-            now = getattr(hook, "__globals__", {}).get(variable)
-            if _redefined(hook, now) and now not in self._hooks():
-                warnings.warn(
-                    f"job {self.name!r} runs stage {stage.name!r} with its {role} {variable!r} "
-                    f"as it was when the stage was declared, but {variable!r} has been "
-                    "defined again since (its cell run again?): declare the stage and the job "
-                    "again (run their cells) to use the new one",
-                    RedefinedStageWarning,
-                    stacklevel=5,
-                )
+            scope = getattr(hook, "__globals__", {})
+            now = scope.get(variable)
+            if not _redefined(hook, now) or now in self._hooks() or _a_hook_in(now, scope):
+                continue
+            module = scope.get("__name__")
+            why = (
+                f"{variable!r} has been defined again since (its cell run again?): declare "
+                "the stage and the job again (run their cells) to use the new one"
+                if module in (None, "__main__")
+                else f"module {module!r} has been reloaded since, holding a new {variable!r}: "
+                "declare the stage and the job again to use the new one"
+            )
+            warnings.warn(
+                f"job {self.name!r} runs stage {stage.name!r} with its {role} {variable!r} "
+                f"as it was when the stage was declared, but {why}",
+                RedefinedStageWarning,
+                stacklevel=5,
+            )
 
     def _hooks(self) -> list[Any]:
         """Every function the job's stages were given (combiners, partitioners, ...)."""
@@ -416,11 +427,50 @@ _HOOKS = ("combiner", "partitioner", "init", "done", "reader")
 
 def _redefined(hook: Any, now: Any) -> bool:
     """Whether ``now``, what ``hook``'s name holds where it was defined, is another function
-    of that name from another cell: a notebook compiles each cell it runs into a file of its
-    own; a script's functions of one name share its file."""
+    of that name that replaced it: of another cell (a notebook compiles each cell it runs
+    into a file of its own), or of its module reloaded since a stage took ``hook``; not a
+    script's other function of that name, in the same file."""
     if not isinstance(now, FunctionType) or now is hook or now.__name__ != hook.__name__:
         return False
-    return bool(now.__code__.co_filename != hook.__code__.co_filename)
+    return bool(now.__code__.co_filename != hook.__code__.co_filename) or _reloaded(hook)
+
+
+def _note_declared(function: Any) -> None:
+    """Note the module ``function`` (a stage's, or a hook) was declared in, as it is loaded
+    now: importlib.reload gives a module a new ``__spec__`` (see _reloaded)."""
+    if isinstance(function, FunctionType):
+        _DECLARED.setdefault(function, function.__globals__.get("__spec__"))
+
+
+def _reloaded(function: Callable[..., Any]) -> bool:
+    """Whether ``function``'s module has been reloaded since a stage was declared with it."""
+    if not isinstance(function, FunctionType):
+        return False
+    then = _DECLARED.get(function, _UNKNOWN)
+    return then is not _UNKNOWN and then is not function.__globals__.get("__spec__")
+
+
+# Each stage's function and hooks: its module's __spec__ when the first stage took it.
+_DECLARED: weakref.WeakKeyDictionary[FunctionType, Any] = weakref.WeakKeyDictionary()
+_UNKNOWN = object()
+
+
+def _a_hook_in(function: Any, scope: Mapping[str, Any]) -> bool:
+    """Whether ``function`` is a hook of a stage ``scope`` holds: one a stage of another cell
+    took, of one name (its ``init``), not this stage's own redefined."""
+    return any(
+        isinstance(value, Stage) and any(getattr(value.spec, r, None) is function for r in _HOOKS)
+        for value in list(scope.values())
+    )
+
+
+def _of_another_job(now: Any, stage: Stage, scope: Mapping[str, Any]) -> bool:
+    """Whether ``now``, another stage of ``stage``'s name, is a stage of another job
+    ``scope`` holds, its module not reloaded: a script's other stage of one name, with its
+    own job, not a stage redefined and left out of the job."""
+    if _reloaded(stage.function):
+        return False
+    return any(isinstance(value, Job) and now in value.stages for value in list(scope.values()))
 
 
 def _defined_again(variable: str, scope: Mapping[str, Any], job: str) -> str:

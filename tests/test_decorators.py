@@ -1352,6 +1352,73 @@ def test_a_script_that_gives_each_stage_its_own_hook_of_one_name_is_not_warned()
         assert list(namespace["pipeline"].run(["raw://a"], mode="inline")) == [("a", 1)]
 
 
+def test_a_notebooks_stages_of_other_cells_each_with_its_own_hook_of_one_name_are_not_warned() -> (
+    None
+):
+    # Two cells each define `init` for their own stage: a job of the first stage was warned
+    # that its init was "defined again since" (probe CS F4, a regression).
+    namespace: dict[str, Any] = {}
+
+    def cell(source: str, number: int) -> None:  # each cell run compiled as a file of its own
+        exec(compile(source, f"/tmp/ipykernel_1/{number}.py", "exec"), namespace)
+
+    cell("from discodsl import job, map\n", 1)
+    cell("def init(params):\n    pass\n@map(init=init)\ndef first(line):\n    yield line, 1\n", 2)
+    cell("def init(params):\n    pass\n@map(init=init)\ndef second(line):\n    yield line, 2\n", 3)
+    cell("@job(partitions=None)\ndef only_first():\n    return [first]\n", 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(namespace["only_first"].run(["raw://a"], mode="inline")) == [("a", 1)]
+
+
+def test_a_script_of_two_jobs_each_with_its_own_stage_of_one_name_is_not_warned() -> None:
+    # The second `parse` rebinds the name: the first job was warned its stage was "defined
+    # again since (its cell run again?)" (probe CS F18).
+    namespace: dict[str, Any] = {}
+    exec(
+        "from discodsl import job, map\n"
+        "@map\ndef parse(line):\n    yield line, 1\n"
+        "@job(partitions=None)\ndef csv_job():\n    return [parse]\n"
+        "@map\ndef parse(line):\n    yield line, 2\n"
+        "@job(partitions=None)\ndef json_job():\n    return [parse]\n",
+        namespace,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(namespace["csv_job"].run(["raw://a"], mode="inline")) == [("a", 1)]
+        assert list(namespace["json_job"].run(["raw://a"], mode="inline")) == [("a", 2)]
+
+
+def test_a_hook_of_a_module_reloaded_since_its_stage_was_declared_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # importlib.reload of the hooks' module: the stage ran the old hook without a word
+    # (probe CS F11, a regression).
+    module = tmp_path / "reloaded_hooks.py"
+    source = "def done(params):\n    return [('v', {n})]\n"
+    module.write_text(source.format(n=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = importlib.import_module("reloaded_hooks")
+    monkeypatch.setitem(sys.modules, "reloaded_hooks", imported)
+    namespace: dict[str, Any] = {"hooks": imported}
+    exec(
+        "from discodsl import job, map\n"
+        "@map(done=hooks.done)\ndef words(line):\n    yield line, 1\n"
+        "@job(partitions=None)\ndef counted():\n    return [words]\n",
+        namespace,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        namespace["counted"].run(["raw://a"], mode="inline")
+    module.write_text(source.format(n=2) + "# edited\n")
+    importlib.reload(imported)
+    with pytest.warns(RedefinedStageWarning) as got:
+        namespace["counted"].run(["raw://a"], mode="inline")
+    said = str(got[0].message)
+    assert "with its done 'done' as it was when the stage was declared" in said
+    assert "module 'reloaded_hooks' has been reloaded since" in said and "cell" not in said
+
+
 def test_a_job_of_stages_a_factory_made_does_not_warn_of_a_global_of_their_name() -> None:
     namespace: dict[str, Any] = {}
     exec(
