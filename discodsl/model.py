@@ -358,7 +358,8 @@ class Job(ClientOnly):
                 self._warn_of(stage, _defined_again(variable, scope, job))
                 continue
             module = sys.modules.get(getattr(stage, "__module__", "") or "")
-            if module is not None and _another(getattr(module, variable, None), stage):
+            reloaded = module is not None and _reloaded(stage.function)
+            if reloaded and _another(getattr(module, variable, None), stage):
                 self._warn_of(
                     stage,
                     f"module {module.__name__!r} has been reloaded since (autoreload?) "

@@ -7,6 +7,7 @@ import functools
 import importlib
 import inspect
 import re
+import subprocess
 import sys
 import warnings
 import zlib
@@ -1371,22 +1372,27 @@ def test_a_notebooks_stages_of_other_cells_each_with_its_own_hook_of_one_name_ar
         assert list(namespace["only_first"].run(["raw://a"], mode="inline")) == [("a", 1)]
 
 
-def test_a_script_of_two_jobs_each_with_its_own_stage_of_one_name_is_not_warned() -> None:
+def test_a_script_of_two_jobs_each_with_its_own_stage_of_one_name_is_not_warned(
+    tmp_path: Path,
+) -> None:
     # The second `parse` rebinds the name: the first job was warned its stage was "defined
     # again since (its cell run again?)" (probe CS F18).
-    namespace: dict[str, Any] = {}
-    exec(
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import warnings\n"
         "from discodsl import job, map\n"
+        "warnings.simplefilter('error')\n"
         "@map\ndef parse(line):\n    yield line, 1\n"
         "@job(partitions=None)\ndef csv_job():\n    return [parse]\n"
         "@map\ndef parse(line):\n    yield line, 2\n"
-        "@job(partitions=None)\ndef json_job():\n    return [parse]\n",
-        namespace,
+        "@job(partitions=None)\ndef json_job():\n    return [parse]\n"
+        "print(list(csv_job.run(['raw://a'], mode='inline')))\n"
+        "print(list(json_job.run(['raw://a'], mode='inline')))\n"
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert list(namespace["csv_job"].run(["raw://a"], mode="inline")) == [("a", 1)]
-        assert list(namespace["json_job"].run(["raw://a"], mode="inline")) == [("a", 2)]
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.stdout == "[('a', 1)]\n[('a', 2)]\n", done.stderr
 
 
 def test_a_hook_of_a_module_reloaded_since_its_stage_was_declared_says_so(
