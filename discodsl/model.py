@@ -358,8 +358,9 @@ class Job(ClientOnly):
                 self._warn_of(stage, _defined_again(variable, scope, job))
                 continue
             module = sys.modules.get(getattr(stage, "__module__", "") or "")
-            reloaded = module is not None and _reloaded(stage.function)
-            if reloaded and _another(getattr(module, variable, None), stage):
+            if module is None or not _reloaded(stage.function):
+                continue
+            if _another(getattr(module, variable, None), stage):
                 self._warn_of(
                     stage,
                     f"module {module.__name__!r} has been reloaded since (autoreload?) "
@@ -370,7 +371,8 @@ class Job(ClientOnly):
     def _warn_of_redefined_hooks(self, stage: Stage) -> None:
         """Warn of each function a stage was given (its combiner, partitioner, init, done or
         reader) whose name where it was defined now holds another function of that name,
-        of another cell (a script that gives each stage its own ``init`` is no such case)."""
+        of another cell or of its module reloaded (see _redefined); not one that another
+        stage there took (each stage its own ``init``)."""
         for role in _HOOKS:
             hook = getattr(stage.spec, role, None)
             variable = getattr(hook, "__name__", "")
