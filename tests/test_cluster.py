@@ -470,6 +470,36 @@ def test_a_failing_read_of_the_events_does_not_end_the_watch(
 
 
 @pytest.mark.usefixtures("cluster_env")
+def test_a_ready_job_the_master_calls_dead_for_a_moment_gives_its_results(
+    master: Master, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 0.5.4 master answers "dead" between its job coordinator's end and the arrival of its
+    # ready event: a job whose log ends READY was reported dead (probe CT S1, seen once).
+    wait, said = Master.wait, []
+
+    def dead_once(self: Master, jobname: str, **kwargs: Any) -> Any:
+        urls = wait(self, jobname, **kwargs)
+        if not said:
+            said.append(jobname)
+            raise JobDead(f"job {jobname!r} died", jobname=jobname)
+        return urls
+
+    monkeypatch.setattr(Master, "wait", dead_once)
+    assert dict(jobs.wordcount.run(["raw://a b a"], mode="cluster")) == {"a": 2, "b": 1}
+    assert said
+
+
+def test_a_killed_job_is_dead_though_asked_again(
+    master: Master, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second look is only for a log that ends READY.
+    run = jobs.sleepy.submit(["raw://a"], mode="cluster", params={"seconds": 30})
+    eventually(lambda: run.status == "active" and master.joblist())
+    run.kill()
+    with pytest.raises(JobDead):
+        run.wait(timeout=60)
+
+
 def test_an_error_while_a_run_is_watched_names_the_job_which_runs_on(
     master: Master, monkeypatch: pytest.MonkeyPatch
 ) -> None:

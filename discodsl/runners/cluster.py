@@ -432,8 +432,11 @@ def wait_for(
         watcher.settle()
     except JobDead as dead:
         watcher.settle(dead=True)
-        error = _job_failed(jobname, watcher.events, dead, first, cluster.url)
-        raise error from (error.__cause__ or dead)
+        ready = _ready_after_all(cluster, jobname, watcher.events)
+        if ready is None:
+            error = _job_failed(jobname, watcher.events, dead, first, cluster.url)
+            raise error from (error.__cause__ or dead)
+        urls = ready
     except KeyboardInterrupt:
         _interrupted(cluster, jobname, kill_on_interrupt)
         raise
@@ -446,6 +449,21 @@ def wait_for(
     finally:
         progress_bar.close()
     return _results(cluster, jobname, urls, counters.totals)
+
+
+def _ready_after_all(
+    cluster: Cluster, jobname: str, events: list[MasterEvent]
+) -> list[list[str]] | None:
+    """The results of a job the master said was dead whose log ends READY with no task
+    error, if asked again it says ready: a 0.5.4 master answers dead between its job
+    coordinator's end and its ready event's arrival (seen once); None if it is dead."""
+    if not events or not events[-1][2].startswith(_READY_EVENT) or _failing_task(events):
+        return None
+    try:
+        status, urls = cluster.master.results([jobname]).get(jobname, ("dead", []))
+    except ClientError:
+        return None
+    return urls if status == "ready" else None
 
 
 def _lost(cluster: Cluster, jobname: str, exc: ClientError) -> JobActive:
