@@ -212,6 +212,30 @@ def test_a_stage_prints_text_whatever_the_programs_io_encoding(
     assert "[prints_accents] stage says héllo ✓" in capsys.readouterr().err.splitlines()
 
 
+class _LoggingShim:
+    """What a program puts in place of sys.stdout to send prints to its log: no flush."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+@map
+def silences_stdout(line: str) -> Iterator[tuple[str, int]]:
+    print("before it is silenced")
+    sys.stdout = None if line == "none" else _LoggingShim()  # type: ignore[assignment]
+    yield line, 1
+
+
+def test_a_stage_that_replaces_stdout_for_good_succeeds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The worker died after the stage succeeded (the interpreter's last flush failed), was
+    # blamed on sys.exit(1) and retried (probe CT F3).
+    results = _job(silences_stdout).run(["raw://none", "raw://shim"], mode="local")
+    assert sorted(results) == [("none", 1), ("shim", 1)]
+    assert "[silences_stdout] before it is silenced" in capsys.readouterr().err
+
+
 def test_the_local_runner_says_how_much_was_dropped(capsys: pytest.CaptureFixture[str]) -> None:
     _job(prints_a_3_mb_line).run(inputs=["raw://r"], mode="local", progress=False)
     err = capsys.readouterr().err

@@ -95,9 +95,10 @@ class Capture:
     def close(self) -> None:
         """Send what was written so far (nothing if :meth:`forward` never named where to),
         then the note on what was dropped; fds 1 and 2 point at /dev/null from now on."""
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
+        flush_standard_streams()
+        # A stage's own stdout (None, a logging shim with no flush) would fail the
+        # interpreter's last flush, and the worker with it, after the task succeeded.
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         with self._sending:
             with self._lock:
                 self._read_waiting()
@@ -270,3 +271,12 @@ class Pacer:
                 if delay > 0:
                     time.sleep(delay)
             self._times = [*self._times[1 - self._count :], time.monotonic()]
+
+
+def flush_standard_streams() -> None:
+    """Flush what was written to stdout and stderr: Python's own streams, and what stage or
+    module code replaced them with (which may have no ``flush``, or be None)."""
+    streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    for stream in {id(stream): stream for stream in streams}.values():
+        with contextlib.suppress(Exception):
+            stream.flush()  # type: ignore[union-attr]

@@ -40,7 +40,7 @@ from typing import NoReturn, cast
 
 from discodsl.worker import FORKSERVER_ENV as ENV
 from discodsl.worker import runtime
-from discodsl.worker.capture import read_early_output
+from discodsl.worker.capture import flush_standard_streams, read_early_output
 from discodsl.worker.owners import children
 
 # prctl(2): the signal a process gets when its parent ends; becoming the parent of what a
@@ -76,9 +76,7 @@ def _control_socket() -> socket.socket:
 def _early_output() -> str:
     """What the interpreter and the job's loading printed (to the launcher's file), now
     that both are done; fds 1 and 2 then point at /dev/null (each child captures its own)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    flush_standard_streams()
     early = read_early_output(f".worker-{os.getpid()}.out")
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
