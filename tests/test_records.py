@@ -775,6 +775,30 @@ def test_records_of_a_class_defined_otherwise_since_say_so_and_not_that_the_file
     assert "corrupt" not in message and "replica" not in message
 
 
+def test_records_that_pickle_but_never_unpickle_are_named_so(tmp_path: Path) -> None:
+    # An exception whose __init__ takes two arguments, an Enum member of value NaN: blamed
+    # on a class "defined again since", or a corrupt file to read another replica of
+    # (probe CS F16).
+    source = (
+        "import enum\n"
+        "class ParseError(Exception):\n"
+        "    def __init__(self, line, reason):\n"
+        "        super().__init__(f'{line}: {reason}')\n"
+        "class Color(enum.Enum):\n    NAN = float('nan')\n"
+    )
+    with module_of("discodsl_test_unpickled_module", source) as module:
+        for value, said in (
+            (module.ParseError(1, "bad"), "an exception whose __init__ takes other arguments"),
+            (module.Color.NAN, "an Enum member whose value is NaN"),
+        ):
+            data = write_file(tmp_path / "out", [("k", value)])
+            with pytest.raises(MalformedRecord) as info:
+                read_bytes(data)
+            message = str(info.value)
+            assert said in message and "pickle.loads(pickle.dumps(value))" in message
+            assert "corrupt" not in message and "replica" not in message
+
+
 def test_a_hunk_of_python_2_byte_strings_is_said_to_be_python_2s_not_corrupt() -> None:
     # A Python 2 Disco worker's str with non-ASCII bytes, as its protocol 1 writes it
     # (SHORT_BINSTRING): "the file is corrupt ... re-run the task that wrote it", though

@@ -595,14 +595,15 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
             "strings, or read it with a reader of your own (pickle.loads(..., "
             "encoding='bytes'))",
         ) from exc
-    except Exception as exc:  # unpickling bad bytes can raise nearly anything
-        raise _hunk_error(
-            url,
-            start,
-            end,
-            f"the hunk does not unpickle ({type(exc).__name__}: {exc})",
-            "the file is corrupt, or its pickles need a Python this node lacks: re-run the "
-            "task that wrote it, or read another replica",
+    except Exception as exc:  # its checksum held: the bytes are as written
+        raise MalformedRecord(
+            f"{url}: the records of the hunk at bytes [{start}, {end}) do not unpickle, "
+            f"though its checksum holds ({type(exc).__name__}: {exc}): a value of theirs "
+            "pickles but never unpickles (an Enum member whose value is NaN: check "
+            "pickle.loads(pickle.dumps(value))), so yield plain data; or their pickles need a "
+            "Python this node lacks: run the task that wrote them with this one",
+            url=url,
+            span=(start, end),
         ) from exc
     return records
 
@@ -640,7 +641,10 @@ def _class_changed(exc: TypeError, url: str, start: int, end: int) -> MalformedR
         f"classes they name as they are defined here (TypeError: {exc}): a class was "
         "defined otherwise where they were written (defined again since, as a notebook cell "
         "run again, or another version of its module): run the job that wrote them again, "
-        "or define the class as it was",
+        "or define the class as it was; or its instances pickle but never unpickle (an "
+        "exception whose __init__ takes other arguments than it passes to Exception's: "
+        "pickle.loads(pickle.dumps(value)) fails): yield plain data, or give the class a "
+        "__reduce__",
         url=url,
         span=(start, end),
     )
