@@ -564,6 +564,7 @@ def _items(what: str, value: Any) -> Iterator[tuple[str, Any]]:
 def _bad_params(spec: JobSpec, what: str, value: Any, exc: Exception) -> PicklingError:
     fix = _cached_property_fix(
         value,
+        exc,
         "pass plain data in params, or cache the value in the instance's __dict__ in a "
         "plain @property",
     ) or (
@@ -593,6 +594,7 @@ def _culprit(
     fix = (
         _cached_property_fix(
             value,
+            exc,
             "cache the value in the instance's __dict__ in a plain @property, or define the "
             "class in a module installed on the nodes",
         )
@@ -611,11 +613,14 @@ def _culprit(
     )
 
 
-def _cached_property_fix(value: Any, instead: str) -> str:
-    """What to do about ``value`` whose class holds a functools.cached_property, whose lock
-    does not pickle (Python before 3.12): ``instead``; "" if it holds none."""
+def _cached_property_fix(value: Any, exc: Exception, instead: str) -> str:
+    """What to do about ``value``, of a class of the user's that holds a
+    functools.cached_property, whose lock does not pickle (Python before 3.12), when that
+    lock is what ``exc`` says failed: ``instead``; "" otherwise."""
     name = _cached_property_of(value)
-    if not name:
+    cls = value if isinstance(value, type) else type(value)
+    ours = (cls.__module__ or "").partition(".")[0] == "discodsl"
+    if not name or ours or "lock" not in str(exc).lower():
         return ""
     return (
         f"Its class holds a functools.cached_property ({name}), whose lock cannot be "

@@ -679,3 +679,31 @@ def test_params_of_a_class_with_a_cached_property_are_told_why_they_cannot_ship(
     assert "params['table'] (Lookup) cannot be pickled" in said
     assert "holds a functools.cached_property (table), whose lock cannot be pickled" in said
     assert "create locks" not in said
+
+
+@pytest.mark.parametrize("holder", ["params", "global"])
+def test_results_in_params_or_a_stages_global_are_not_told_to_change_discodsls_class(
+    holder: str,
+) -> None:
+    # Results refuse to pickle on their own: the advice ended on a cached_property of
+    # discodsl's own Results class, to rewrite (probe CS F17, a regression).
+    from discodsl.options import validate_options
+    from tests import jobs
+
+    results = jobs.wordcount.run(["raw://a"], mode="inline")
+
+    @map
+    def looked_up(line: str) -> Iterator[tuple[str, int]]:
+        yield str(results), 1
+
+    @job
+    def held_job() -> list[Any]:
+        return [looked_up, total]
+
+    if holder == "params":
+        spec = jobs.wordcount.spec(validate_options(params={"r": results}))
+    else:
+        spec = held_job.spec()
+    said = refused_at_preflight(spec)
+    assert "stand for files" in said
+    assert "cached_property" not in said
