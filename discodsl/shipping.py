@@ -83,12 +83,19 @@ def pickle_job(spec: JobSpec) -> bytes:
         try:
             data = _dumps(spec)
         except _ClientObject as exc:
+            holder = _client_holder(spec)
+            fix = (
+                "keep it out of params: pass plain data (its name), and use it where the "
+                "job runs"
+                if holder.startswith("params")
+                else "import it inside the functions that use it where jobs run, or keep "
+                "it out of the modules stages use"
+            )
             raise PicklingError(
                 f"job {spec.name!r} ships {exc.args[0]}, of discodsl's client, which a node does "
                 "not have (it has the declarations, readers, count, status and the errors "
                 f"stage code raises: DataError, MalformedRecord, Retry, StageError): "
-                f"{_client_holder(spec)}; import it inside the functions that use it where "
-                "jobs run, or keep it out of the modules stages use"
+                f"{holder}; {fix}"
             ) from None
         except _Shadowing as exc:
             raise PicklingError(
