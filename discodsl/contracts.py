@@ -252,6 +252,9 @@ def check_contracts(name: str, specs: Sequence[StageSpec]) -> None:
     for spec in specs:
         _check_yield(spec)
     for before, after in pairwise(specs):
+        taken = _taken_record(after)
+        if taken is not None:  # whatever the stage before yields
+            _refuse_named_records(after, taken[0], taken[1])
         _check_adjacent(before, after, "")
     for spec in specs:
         if spec.kind == "reduce" and spec.combine:
@@ -337,6 +340,10 @@ def _check_first(spec: StageSpec) -> None:
 def _refuse_named_records(spec: StageSpec, parameter: str, record: Any) -> None:
     """A JobError for a stage whose records are annotated as a NamedTuple: a record travels
     as a (key, value) tuple, whatever the stage before made it, and has no fields."""
+    if get_origin(record) in (Union, types.UnionType):  # Optional[Point], Point | None
+        for member in get_args(record):
+            _refuse_named_records(spec, parameter, member)
+        return
     if not (isinstance(record, type) and issubclass(record, tuple) and hasattr(record, "_fields")):
         return
     fields = _fields_of(record)
@@ -377,7 +384,6 @@ def _check_records(before: StageSpec, after: StageSpec, item: Any) -> None:
     if taken is None:
         return
     parameter, record, annotation = taken
-    _refuse_named_records(after, parameter, record)
     produced = item if after.kind == "map" else Iterator[item]
     if accepts(annotation, produced):
         return

@@ -641,6 +641,25 @@ def test_a_stage_taking_named_tuple_records_is_told_they_come_as_tuples() -> Non
         _declare(map(reads))  # the first stage: lines, or an earlier job's pairs
 
 
+def test_a_stage_taking_named_tuple_records_is_told_so_whatever_comes_before() -> None:
+    # Refused only after an annotated stage; and not as Optional[Counted] (probe CS F13).
+    def unannotated(line):  # type: ignore[no-untyped-def]
+        yield line, 1
+
+    def optional(record: Optional[Counted]) -> Iterator[tuple[str, int]]:
+        yield "x", 1
+
+    def united(record: Counted | None) -> Iterator[tuple[str, int]]:
+        yield "x", 1
+
+    def streamed(records: Iterator[Counted]) -> Iterator[tuple[str, int]]:
+        yield "x", 1
+
+    for after in (map(optional), map(united), stage(streamed)):
+        with pytest.raises(JobError, match="a record reaches a stage as a plain"):
+            _declare(map(unannotated), after)
+
+
 def total_of_ints(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
     yield key, sum(values)
 
