@@ -1814,3 +1814,31 @@ def test_a_signal_in_the_removal_of_closed_results_reaches_the_caller_of_close(
         assert not any(path.exists() for path in files), files
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_local_run_at_the_file_descriptor_limit_is_told_so() -> None:
+    # It was told to free disk space, or given a bare "Too many open files" (probe CS F12).
+    script = textwrap.dedent("""
+        import os, resource
+        from tests import jobs
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        for fd in held[-3:]:
+            os.close(fd)
+        try:
+            jobs.wordcount.run(["raw://a"], mode="local", progress=False, max_failures=0)
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert "Too many open files" in done.stdout, (done.stdout, done.stderr)
+    assert "(ulimit -n, resource.RLIMIT_NOFILE): close the files" in done.stdout, done.stdout
+    assert "free space" not in done.stdout

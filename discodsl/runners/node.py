@@ -351,7 +351,7 @@ class NodeMaster:
         except OSError as exc:
             if exc.errno == errno.E2BIG:  # every attempt would fail alike
                 return Attempt(False, text=_TOO_BIG, fatal=True)
-            return Attempt(False, text=f"cannot start the worker: {exc}")
+            return Attempt(False, text=f"cannot start the worker: {exc}{_fix_of(exc)}")
         with self._lock:
             self._running.add(process)
         try:
@@ -855,9 +855,24 @@ _NAMES_TRIED = 1000  # names of a job passed over, their homes there already, at
 
 
 def _not_laid_out(layout: JobLayout, exc: OSError) -> JobError:
-    """The error for a job home that could not be written (a full disk, a read-only one)."""
+    """The error for a job home that could not be written (a full disk, a read-only one,
+    no file descriptor left)."""
+    fix = _fix_of(exc) or (
+        ": free space there, or set TMPDIR to a directory with room (local runs keep their "
+        "jobs' files under it)"
+    )
     return JobError(
-        f"could not lay out job {layout.jobname!r} in {layout.home} "
-        f"({exc.strerror or exc}): free space there, or set TMPDIR to a directory with room "
-        "(local runs keep their jobs' files under it)"
+        f"could not lay out job {layout.jobname!r} in {layout.home} ({exc.strerror or exc}){fix}"
+    )
+
+
+def _fix_of(exc: OSError) -> str:
+    """What to do when this process (or the system) has no file descriptor left; "" for
+    another error."""
+    if exc.errno not in (errno.EMFILE, errno.ENFILE):
+        return ""
+    return (
+        ": the program holds as many files open as it may (ulimit -n, "
+        "resource.RLIMIT_NOFILE): close the files and connections it keeps open, or raise "
+        "the limit (ulimit -n 4096)"
     )
