@@ -183,6 +183,8 @@ def _known_scheme(url: str) -> str:
             f"input {url!r} holds {unsendable!r}, which an HTTP request cannot carry as it "
             "is: escape it (a space is %20: urllib.parse.quote(path) does it)"
         )
+    if scheme in ("http", "https"):
+        _check_host(url, scheme)
     if scheme == "raw":
         try:
             size = len(rest.encode("utf-8"))
@@ -203,6 +205,21 @@ def _known_scheme(url: str) -> str:
     return (
         f"{scheme}://{rest}"  # DISCO://: a scheme is read whatever its case, as a worker reads it
     )
+
+
+def _check_host(url: str, scheme: str) -> None:
+    """A JobError for an HTTP URL that names no host (``http://``, ``https:///path``), or a
+    bad one (``http://[::1``): no attempt of a task could read it."""
+    import urllib.parse
+
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError as exc:
+        host, why = None, f" ({exc})"
+    else:
+        why = ""
+    if not host:
+        raise JobError(f"input {url!r} names no host{why}: write it as {scheme}://HOST[:PORT]/PATH")
 
 
 # The most bytes a raw:// input holds. A worker's TASK message carries its inputs, and a

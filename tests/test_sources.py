@@ -424,3 +424,10 @@ def test_an_input_holding_a_nul_is_named(given: Any) -> None:
     # os.stat raised a bare "embedded null byte" from inside discodsl (probe CV F6).
     with pytest.raises(JobError, match=r"holds a NUL character, which no path or URL can: split"):
         sources.resolve([given])
+
+
+@pytest.mark.parametrize("url", ["http://", "https:///path", "http://[::1", "http://:80/x"])
+def test_an_http_input_of_no_host_is_refused_before_the_run(url: str) -> None:
+    # Each task retried it as a network failure, "check that the host is up" (probe CV F7).
+    with pytest.raises(JobError, match=r"names no host.*: write it as https?://HOST\[:PORT\]/PATH"):
+        sources.resolve([url])
