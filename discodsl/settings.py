@@ -97,6 +97,23 @@ DISCO_OWN = frozenset(
     DISCO_WORKER_MAX_MEM DISCO_WWW_ROOT""".split()  # noqa: SIM905 - names as Disco spells them
 )
 
+#: discodsl's variables of the environment that are no settings (no settings file sets them):
+#: the user's, and those discodsl gives its workers.
+ENVIRONMENT_ONLY = frozenset(
+    {
+        "DISCODSL_CACHE_DIR",
+        "DISCODSL_CACHE_SIZE",
+        "DISCODSL_RUNS_DIR",
+        "DISCODSL_NO_FORKSERVER",
+        "DISCODSL_PYTHON",
+        "DISCODSL_PYTHON_FLAGS",
+        "DISCODSL_PATH",
+        "DISCODSL_FORKSERVER",
+        "DISCODSL_MSG_BYTES",
+        "DISCODSL_MSG_PACED",
+    }
+)
+
 #: Client settings of Disco that discodsl ignores, and why.
 UNUSED = {
     "DISCO_EVENTS": "follow a job's events with `discodsl events JOB --follow`, "
@@ -373,8 +390,8 @@ def configured_master(master: str | None = None) -> str | None:
     instead, and its command line says that no master is set.
     """
     names = ("DISCO_MASTER", "DISCO_MASTER_HOST")
+    _warn_misspelt_in_environment()
     if not (master or any(_given(name) is not None for name in names)):
-        _warn_misspelt_in_environment()
         return None
     return load_settings(DISCO_MASTER=master).DISCO_MASTER
 
@@ -384,10 +401,12 @@ def _warn_misspelt_in_environment() -> None:
     misspelt (``DISCO_MASTR``): a run here then took the place of the cluster's without a
     word. Only close misses of a setting's name: other programs' ``DISCO_*`` are theirs."""
     for name in os.environ:
-        if not name.startswith(_PREFIXES) or name in _KNOWN or ("<env>", 0, name) in _WARNED:
+        if not name.startswith(_PREFIXES) or name in _IN_THE_ENVIRONMENT:
+            continue
+        if ("<env>", 0, name) in _WARNED:
             continue
         close = _ALIKE.get(name) or next(
-            iter(difflib.get_close_matches(name, NAMES, n=1, cutoff=0.85)), None
+            iter(difflib.get_close_matches(name, _READ_THERE, n=1, cutoff=0.85)), None
         )
         if close:
             _WARNED.add(("<env>", 0, name))
@@ -399,6 +418,8 @@ def _warn_misspelt_in_environment() -> None:
             )
 
 
+_IN_THE_ENVIRONMENT = _KNOWN.union(ENVIRONMENT_ONLY)
+_READ_THERE = sorted(ENVIRONMENT_ONLY.union(NAMES))  # what a misspelt variable may mean
 # Names whose most alike setting is not the one meant.
 _ALIKE = {"DISCO_MASTER_PORT": "DISCO_PORT"}
 

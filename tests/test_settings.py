@@ -806,6 +806,41 @@ def test_a_setting_misspelt_in_the_environment_is_warned_of_at_the_users_line(
 
 
 @pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("DISCODSL_HTTP_TIMOUT", "DISCODSL_HTTP_TIMEOUT"),
+        ("DDFS_READ_TOKN", "DDFS_READ_TOKEN"),
+        ("DISCODSL_CACHE_SZE", "DISCODSL_CACHE_SIZE"),
+        ("DISCODSL_RUN_DIR", "DISCODSL_RUNS_DIR"),
+        ("DISCODSL_NO_FORKSERVR", "DISCODSL_NO_FORKSERVER"),
+    ],
+)
+def test_a_variable_misspelt_in_the_environment_is_warned_of_with_a_master_too(
+    monkeypatch: pytest.MonkeyPatch, name: str, meant: str
+) -> None:
+    # Only without a master, and never for discodsl's own variables that are no settings
+    # (probe CV F2).
+    from discodsl.settings import configured_master
+
+    monkeypatch.setenv("DISCO_MASTER", "http://m:9000")
+    monkeypatch.setenv(name, "5")
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", "/dev/null")
+    with pytest.warns(UserWarning, match=rf"{name} in the environment .*{meant}\?"):
+        assert configured_master() == "http://m:9000"
+
+
+def test_every_variable_discodsl_reads_is_known_to_the_misspelling_check() -> None:
+    from discodsl import worker
+    from discodsl.caching import store
+    from discodsl.runners import forkserver, registry
+    from discodsl.worker import capture
+
+    read = {store.DIR_ENV, store.SIZE_ENV, registry.RUNS_ENV, forkserver.DISABLE_ENV}
+    read |= {worker.PATH_ENV, worker.FORKSERVER_ENV, capture.MESSAGE_ENV, capture.PACE_ENV}
+    assert read <= settings.ENVIRONMENT_ONLY
+
+
+@pytest.mark.parametrize(
     "name", ["DISCO_MASTER_PID", "DISCO_SETTINGS", "DISCO_LOCAL_CLUSTER", "DISCO_SORT_BUFFER_SIZE"]
 )
 def test_the_variables_disco_itself_sets_are_not_warned_of(
