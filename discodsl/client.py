@@ -31,6 +31,7 @@ from discodsl.errors import BadAnswer, ClientError, RequestFailed
 from discodsl.http import ErrorFor, Policy, RetryCallback
 from discodsl.jobstatus import Event
 from discodsl.service import Service
+from discodsl.worker.jobfile import MAGIC
 
 if TYPE_CHECKING:
     from discodsl.settings import DiscoSettings
@@ -56,6 +57,8 @@ _RESULTS_SHAPE = [(str, (str, list))]
 _REPLICAS_SHAPE = [OneOf(str, [str])]
 # Seconds a poll of a wait with a timeout has past it, for the master's answer to come.
 ANSWER_S = 1.0
+# How every jobpack starts: its magic, big-endian.
+_JOBPACK_START = MAGIC.to_bytes(2, "big")
 
 
 class Master(Service):
@@ -297,10 +300,14 @@ class Master(Service):
         )
 
     def parameters(self, name: str) -> bytes:
-        """The jobpack the job was submitted with."""
-        return self._get(
+        """The jobpack the job was submitted with (a BadAnswer if what came starts as none:
+        a login page, a proxy's answer)."""
+        data: bytes = self._get(
             "/disco/ctrl/parameters", {"name": name}, special=self._no_job(name)
         ).content
+        if not data.startswith(_JOBPACK_START):
+            raise shape_error("GET /disco/ctrl/parameters", "a jobpack", data)
+        return data
 
     def kill(self, name: str) -> None:
         """Stop a job (the master answers "" even for unknown jobs)."""

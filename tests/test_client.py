@@ -828,6 +828,15 @@ def test_a_run_with_a_timeout_ends_near_it_when_the_master_stalls_its_submission
     assert took < 5, (took, str(info.value))
 
 
+def test_a_jobpack_asked_for_that_is_no_jobpack_is_a_bad_answer(replay: ReplayServer) -> None:
+    # `discodsl jobdict` against a login page said the bytes were no jobpack, to build one
+    # with `discodsl jobpack build` (probe CV F3).
+    replay.load(synthetic("GET", "/disco/ctrl/parameters?name=j%401%3A2%3A3", 200, {"a": 1}))
+    master = Master(MASTER, session=replay.session())
+    with pytest.raises(BadAnswer, match=r"parameters answered .*expected a jobpack: is this a"):
+        master.parameters("j@1:2:3")
+
+
 def test_submit_is_not_retried_after_the_connection_drops(replay: ReplayServer) -> None:
     dropped = synthetic("POST", "/disco/job/new", None)
     replay.load(dropped, synthetic("POST", "/disco/job/new", 200, ["ok", "twice@1:2:3"]))
