@@ -208,6 +208,27 @@ def test_an_unknown_option_is_told_with_its_commands_usage(
     assert f"discodsl {command}: error: unrecognized arguments: {argv[-1]}" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["run", WORDCOUNT, "raw://a", "--partiton", "4"],
+            "(--partiton: did you mean --partitions?)",
+        ),
+        (["rnu", WORDCOUNT], "invalid choice: 'rnu' (choose from"),
+        (["rnu", WORDCOUNT], "(did you mean run?)"),
+        (["--mastr", "http://127.0.0.1:1", "jobs"], "(--mastr: did you mean --master?)"),
+    ],
+)
+def test_a_misspelt_option_or_command_is_told_the_name_meant(
+    capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    # The Python API says the name meant; the command line did not, and a misspelt option
+    # before the command had its value blamed (probe CV F1).
+    _, err = run(capsys, *argv, status=2)
+    assert said in err
+
+
 def test_run_inline_and_local_write_records(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
@@ -78,6 +80,19 @@ def misplaced(command: argparse.ArgumentParser, extra: list[str]) -> str:
     return ""
 
 
+def close_option(command: argparse.ArgumentParser, extra: list[str]) -> str:
+    """`` (did you mean --partitions?)`` for the first of ``extra`` that is an option
+    ``command`` does not take, misspelt from one it does."""
+    options = [flag for action in command._actions for flag in action.option_strings]
+    for given in extra:
+        flag = given.partition("=")[0]
+        if flag.startswith("--"):
+            close = difflib.get_close_matches(flag, options, n=1, cutoff=0.7)
+            if close:
+                return f" ({flag}: did you mean {close[0]}?)"
+    return ""
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that takes options after positionals: ``run JOB --inline IN``.
 
@@ -91,10 +106,30 @@ class _Parser(argparse.ArgumentParser):
     _given: Sequence[str] = ()  # the arguments parsed, for error()
 
     def error(self, message: str) -> NoReturn:
-        """argparse's usage error, with what to write for an input named like an option."""
+        """argparse's usage error, with what to write for an input named like an option, and
+        the name meant for a misspelt option or command."""
         if "is read as an option" not in message:
-            message += dashed_file(self._given)
+            message += dashed_file(self._given) or self._meant(message)
         super().error(message)
+
+    def _meant(self, message: str) -> str:
+        """`` (did you mean run?)`` for a command misspelt, or for an option of this parser
+        misspelt before it (whose value argparse took for the command)."""
+        choice = re.search(r"invalid choice: '([^']*)'", message)
+        if choice is None:
+            return ""
+        for given in self._given:
+            if given == choice[1]:
+                break
+            unknown = given.startswith("--") and given.partition("=")[0] not in self._flags()
+            if unknown:
+                return close_option(self, [given]) or f" ({given} is no option here)"
+        commands = [n for a in self._actions if a.choices for n in a.choices]
+        close = difflib.get_close_matches(choice[1], commands, n=1)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+    def _flags(self) -> set[str]:
+        return {flag for action in self._actions for flag in action.option_strings}
 
     def parse_known_args(  # type: ignore[override]  # one signature for typeshed's overloads
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
