@@ -19,6 +19,7 @@ import pytest
 
 from discodsl.cli import main
 from discodsl.runners import registry
+from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -381,3 +382,22 @@ def test_a_run_named_in_the_microsecond_another_process_named_one_gets_a_name_of
     assert run.jobname != taken and run.jobname.startswith("wordcount@")
     assert registry.find(run.jobname).status == "ready"
     assert json.loads((theirs / "run.json").read_text()) == facts  # theirs untouched
+
+
+def test_a_damaged_entry_is_named_where_local_runs_are_listed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `discodsl jobs` left such a run out without a word, where `status` named it (probe CV
+    # F8d).
+    jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+    damaged = registry.runs_dir() / "j@1:2:3"
+    damaged.mkdir()
+    (damaged / "run.json").write_text("{not json")
+    try:
+        assert main(["jobs", "--local"]) == 0
+        err = capsys.readouterr().err
+        assert f"the entry {damaged} is damaged (its run.json is not a run's JSON)" in err
+        assert f"remove {damaged}" in err
+    finally:
+        (damaged / "run.json").unlink()
+        damaged.rmdir()

@@ -69,6 +69,11 @@ def local_runs(args: argparse.Namespace) -> bool:
 def registered_runs(args: argparse.Namespace) -> list[registry.LocalRun]:
     """The local runs; without --local and with none, the missing master is the error."""
     runs = registry.list_runs()
+    for path in registry.damaged_entries():
+        stdio.notice(
+            f"discodsl: the entry {path} is damaged (its run.json is not a run's JSON), so "
+            f"its run is left out: remove {path}"
+        )
     if not runs and not getattr(args, "local", False):
         raise no_master(f"; no local run is registered in {registry.runs_dir()} either")
     return runs

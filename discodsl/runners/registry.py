@@ -297,6 +297,17 @@ def list_runs(directory: Path | None = None) -> list[LocalRun]:
     return sorted(runs, key=lambda run: run.started, reverse=True)
 
 
+def damaged_entries(directory: Path | None = None) -> list[Path]:
+    """The entries whose run.json is there but damaged (an edit, a disk error): no listing
+    holds their runs."""
+    directory = runs_dir() if directory is None else directory
+    try:
+        paths = sorted(p for p in directory.iterdir() if (p / "run.json").is_file())
+    except OSError:
+        return []
+    return [path for path in paths if _read_facts(path) is None]
+
+
 def find(text: str, directory: Path | None = None) -> LocalRun:
     """The run named ``text``; ``@`` the newest, ``@?TEXT`` the newest whose name holds TEXT."""
     runs = list_runs(directory)
