@@ -1172,6 +1172,22 @@ def test_a_run_here_reads_tags_of_the_master_given_as_the_api_does(
     assert len(disco_master.jobs.jobs) == 0  # the job ran here
 
 
+@pytest.mark.parametrize("command", [["cache", "ls"], ["cache", "clear"]])
+def test_a_cache_directory_that_is_a_file_is_named(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    # `cache ls` said 0 stages were kept there, `cache clear` that it removed none (probe CV
+    # F8e).
+    (tmp_path / "t.txt").write_text("a\n")
+    monkeypatch.setenv("DISCODSL_CACHE_DIR", str(tmp_path / "t.txt"))
+    _, err = run(capsys, *command, status=1)
+    assert f"the cache directory {tmp_path / 't.txt'} cannot be read: Not a directory" in err
+    assert "point DISCODSL_CACHE_DIR at a directory" in err
+
+
 def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")
     _, err = run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")

@@ -136,6 +136,21 @@ def cache_dir() -> Path:
     return places.place("cache", DIR_ENV)
 
 
+def check_readable() -> None:
+    """A SettingsError if the cache directory is something else (a file), or cannot be
+    listed: a listing of it would say it is empty."""
+    root = cache_dir()
+    try:
+        os.listdir(root)
+    except FileNotFoundError:  # nothing kept yet
+        return
+    except OSError as exc:
+        raise SettingsError(
+            f"the cache directory {root} cannot be read: {exc.strerror}: point {DIR_ENV} at "
+            "a directory this user can read and write"
+        ) from None
+
+
 def limit() -> int:
     """The cache's size limit in bytes, from ``$DISCODSL_CACHE_SIZE``."""
     text = os.environ.get(SIZE_ENV, "").strip()

@@ -56,6 +56,7 @@ def cmd_ddfs_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_ls(args: argparse.Namespace) -> int:
+    store.check_readable()
     kept = [entry for entry in store.entries() if args.job in (None, entry.job)]
     rows = [
         {
@@ -81,6 +82,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
+    store.check_readable()
     try:
         removed = store.clear(args.job)
     except store.NotCleared as exc:  # what went is said, then the error (exit status 1)
