@@ -438,3 +438,16 @@ def test_a_garbled_first_reply_is_fatal_and_says_what_was_wrong(
     assert transcript.names()[-1] == "FATAL", bytes(transcript.raw)
     text = transcript.sent[-1].payload
     assert f"the master's reply to {after} was not understood" in text
+
+
+def test_a_jobfile_cut_before_its_jobdata_says_it_is_truncated(tmp_path: Path) -> None:
+    # It said the jobdata "does not start with the discodsl header: not built by discodsl"
+    # (probe CV F8c).
+    from discodsl.worker.jobfile import read_jobdata
+
+    job = replay_jobs.chatty_job
+    data = builder.build_jobpack(job, job.options, [["raw://x"]])
+    path = tmp_path / "jobfile"
+    path.write_bytes(data[: len(data) - len(jobpack.decode(data).jobdata) - 10])
+    with pytest.raises(ValueError, match=r"jobdata offset \d+ lies beyond its end .*truncated"):
+        read_jobdata(str(path))

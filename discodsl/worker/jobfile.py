@@ -13,6 +13,7 @@ does not hold: the checks of the jobpack's contents (the client's
 from __future__ import annotations
 
 import json
+import os
 import struct
 from typing import BinaryIO
 
@@ -62,7 +63,14 @@ def read_jobdata(path: str) -> bytes:
     OSError if the file cannot be read, ValueError if it is too short for the header.
     """
     with open(path, "rb") as handle:
-        handle.seek(_offsets(handle)[5])
+        start = _offsets(handle)[5]
+        size = os.fstat(handle.fileno()).st_size
+        if start > size:
+            raise ValueError(
+                f"its jobdata offset {start} lies beyond its end ({size} bytes): the jobpack "
+                "is truncated; submit it again"
+            )
+        handle.seek(start)
         return handle.read()
 
 
