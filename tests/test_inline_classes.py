@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -133,3 +134,48 @@ def test_a_run_submitted_while_an_inline_task_runs_goes_at_once_with_the_class_a
     assert got["inline"] == [("a", True)]
     assert list(run.wait(timeout=120)) == [("x y", 2)]  # not the inline task's {"the task's"}
     assert "seen" not in vars(jobs.Tally)
+
+
+def _counted_table(size: int, tally: str) -> dict[str, int]:
+    with open(tally, "a") as out:  # a file: this module itself ships by value
+        out.write("unpickled\n")
+    return _Table(size, tally)
+
+
+class _Table(dict):  # type: ignore[type-arg]
+    """Params whose unpickling is counted in the file ``tally``."""
+
+    def __init__(self, size: int, tally: str) -> None:
+        super().__init__((f"k{i}", i) for i in range(size))
+        self.tally = tally
+
+    def __reduce__(self) -> Any:
+        return _counted_table, (len(self), self.tally)
+
+
+def test_an_inline_task_unpickles_the_params_only_if_it_hands_them_on(tmp_path: Path) -> None:
+    # Every task unpickled the whole job, params and all: 100 inputs with a 1M-entry table
+    # took 41 s inline against 2.4 s local (probe CU F3). A reduce that takes no params, and
+    # a map that does not, now skip them; a map that takes them still gets its own copy.
+    from discodsl import job, map, reduce
+
+    @map
+    def looked_up(line: str, params: Any) -> Any:
+        yield line, params["table"].get("k1", 0)
+
+    @map
+    def plain(line: str) -> Any:
+        yield line, 1
+
+    @reduce
+    def total(key: str, values: Any) -> Any:
+        yield key, sum(values)
+
+    tally = tmp_path / "tally"
+    inputs = [f"raw://x{i}" for i in range(5)]
+    for first, unpickled in ((plain, 0), (looked_up, 5)):
+        counted = job(functools.partial(list, [first, total]), partitions=3)
+        counted = counted.with_options(params={"table": _Table(2, str(tally))})
+        tally.write_text("")
+        assert len(list(counted.run(inputs, mode="inline"))) == 5
+        assert tally.read_text().count("unpickled") == unpickled

@@ -47,7 +47,7 @@ from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outpu
 from discodsl.stdio import notice
 from discodsl.worker import counters, urls
 from discodsl.worker.errors import StageError, retryable
-from discodsl.worker.execute import run_task
+from discodsl.worker.execute import run_task, uses_params
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.opening import Node
 from discodsl.worker.readers import Reader
@@ -250,7 +250,7 @@ class _Run:
     ) -> list[tuple[int, str, int]] | None:
         """One attempt at a task: its outputs, None if it failed and is retried (after
         ``failures`` failed attempts)."""
-        spec = self.fresh()
+        spec = self.fresh(index)
         task = TaskSetup(
             spec,
             index,
@@ -295,13 +295,18 @@ class _Run:
         return records, cursor
 
 
-def _fresh_copies(spec: JobSpec) -> Callable[[], JobSpec]:
-    """What makes each task's own copy of the job: the job as it ships, unpickled; else (its
-    stages do not pickle: a debugging run takes them as they are, said on stderr) the job
-    with its params unpickled. PicklingError if the params do not pickle."""
+def _fresh_copies(spec: JobSpec) -> Callable[[int], JobSpec]:
+    """What makes each task's own copy of the job (given its stage's index): the job as it
+    ships, unpickled, but without its params for a task that hands them to no function (a
+    reduce's: a big table unpickled for each task cost seconds); else (its stages do not
+    pickle: a debugging run takes them as they are, said on stderr) the job with its params
+    unpickled. PicklingError if the params do not pickle."""
     try:
         pickled = shipping.pickle_job(spec)
-        return lambda: cast(JobSpec, shipping.loads_afresh(pickled))
+        bare = pickled if spec.params is None else shipping.pickle_job(replace(spec, params=None))
+        return lambda index: cast(
+            JobSpec, shipping.loads_afresh(pickled if uses_params(spec, index) else bare)
+        )
     except shipping.StageRunsAJob:
         raise
     except PicklingError as exc:
@@ -314,7 +319,7 @@ def _fresh_copies(spec: JobSpec) -> Callable[[], JobSpec]:
         f"discodsl: job {spec.name!r} runs inline on its stages as they are, sharing their "
         f"module state between tasks, as it cannot ship to workers: {failure}"
     )
-    return lambda: replace(spec, params=cloudpickle.loads(params))
+    return lambda index: replace(spec, params=cloudpickle.loads(params))
 
 
 def _exited(stage: str, exc: SystemExit) -> StageError:

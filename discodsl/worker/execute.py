@@ -45,7 +45,7 @@ from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.outputs import Outputs, stream
 from discodsl.worker.partition import check_grouped
 from discodsl.worker.records import as_pair, is_pair
-from discodsl.worker.spec import StageSpec
+from discodsl.worker.spec import JobSpec, StageSpec
 from discodsl.worker.task import NO_ITEM, NoPosition, Place, Position, Sink, TaskSetup, WrittenFile
 from discodsl.worker.typecheck import checked
 
@@ -83,6 +83,16 @@ def running_stage() -> str | None:
 
 
 _RUNNING = threading.local()
+
+
+def uses_params(job: JobSpec, index: int) -> bool:
+    """Whether a task of stage ``index`` of ``job`` hands the job's params to a function:
+    the stage's own (if it takes them), its init or done hook, or the next reduce's
+    combining function (see _process and combiner_for)."""
+    stage = job.stages[index]
+    after = job.stages[index + 1] if index + 1 < len(job.stages) else None
+    hooks = stage.init is not None or stage.done is not None
+    return stage.takes_params or hooks or combining(after) is not None
 
 
 def _process(task: TaskSetup, records: Iterable[Any], outputs: Outputs, where: Place) -> None:
