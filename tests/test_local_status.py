@@ -401,3 +401,16 @@ def test_a_damaged_entry_is_named_where_local_runs_are_listed(
     finally:
         (damaged / "run.json").unlink()
         damaged.rmdir()
+
+
+def test_a_local_runs_counters_are_kept_apart_from_the_facts_every_listing_reads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # run.json held the counters: a run of a million counter names made every later run's
+    # cleanup and every listing parse 17 MB, for a day (probe CU F4).
+    results = jobs.top_words.run(["raw://a 1 b 2 3"], mode="local", progress=False)
+    assert results.counters == {"skipped": 3}
+    entry = registry.runs_dir() / results.jobname
+    assert "counters" not in json.loads((entry / "run.json").read_text())
+    assert main(["status", results.jobname, "--local", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counters"] == {"skipped": 3}

@@ -85,7 +85,7 @@ def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
         "pipeline": run.pipeline(),
         "owner": f"pid {run.pid} on {run.facts.get('host')}",
         "pid": run.pid,
-        "counters": run.facts.get("counters", {}),
+        "counters": run.counters(),
     }
     return run.name, info
 

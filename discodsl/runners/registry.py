@@ -132,8 +132,9 @@ class _Entry:
     def finish(self, run: Run) -> None:
         with self._lock:
             self._events.close()
-        facts = {**self.facts, "status": run.status, "ended": time.time(), "counters": run.counters}
-        try:
+        facts = {**self.facts, "status": run.status, "ended": time.time()}
+        try:  # the counters apart: every cleanup and listing reads each run.json
+            _write_json(self.path / COUNTERS, run.counters)
             _write_json(self.path / "run.json", facts)
         except OSError as exc:  # other shells will take the run for dead once this one ends
             log.warning(
@@ -261,6 +262,15 @@ class LocalRun:
     @property
     def pid(self) -> int:
         return int(self.facts.get("pid", 0))
+
+    def counters(self) -> dict[str, Any]:
+        """The counters of the run's successful tasks, as it ended ({} while it runs, or
+        if they cannot be read); an entry of an older discodsl's kept them in run.json."""
+        try:
+            found = json.loads((self.path / COUNTERS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            found = self.facts.get("counters", {})
+        return found if isinstance(found, dict) else {}
 
     def read_events(self, offset: int = 0) -> tuple[list[Event], int]:
         """The events from byte ``offset`` (whole lines only) and the offset after them."""
@@ -448,7 +458,9 @@ def _an_entry_of_ours(path: Path) -> bool:
 
 
 # What an entry holds besides run.json (and its .run-*.json while it is replaced).
-_ENTRY_FILES = frozenset({"events", "kill"})
+_ENTRY_FILES = frozenset({"events", "kill", "counters.json"})
+# The file of an entry that holds its run's counters (a run of many counter names).
+COUNTERS = "counters.json"
 
 
 def _event(line: bytes, path: Path) -> Event:
