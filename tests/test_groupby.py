@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from discodsl.worker import groupby, owners, record_sizes, spills
@@ -1278,3 +1278,39 @@ def test_pandas_nat_keys_are_one_key_past_the_budget_too(
     records = [(pandas.NaT if i % 2 else pandas.Timestamp(0), i) for i in range(3000)]
     got = drain(group(records, budget=budget, tmpdir=str(tmp_path)))
     assert sorted(len(values) for _, values in got) == [1500, 1500], len(got)
+
+
+@given(st.lists(st.integers(0, 400_000), min_size=1, max_size=12))
+@example([300_000] * 12)
+@example([10] * 11 + [3_000_000])
+@settings(max_examples=30, deadline=None)
+def test_a_spilled_batch_of_big_records_pickles_each_record_twice_at_most(
+    sizes: list[int],
+) -> None:
+    # A batch over 1 MB was halved until it fit, pickling big records once per halving: a
+    # reduce over values of tens of MB past the budget pickled 8x its data (probe CU F2).
+    import io
+    from unittest import mock
+
+    from discodsl.worker import spills
+
+    records = [(str(i), "x" * size) for i, size in enumerate(sizes)]
+    pickled: list[int] = []
+    dumps = spills.dumps
+
+    def counted(batch: list[Any]) -> memoryview:
+        pickled.append(len(batch))
+        return dumps(batch)
+
+    file = io.BytesIO()
+    with mock.patch.object(spills, "dumps", counted):
+        spills.write_batches(file, list(records), len(records), flush=True)
+    assert sum(pickled) <= 2 * len(records) + len(records) // 2
+    file.seek(0)
+    read: list[Any] = []
+    while header := file.read(spills._FRAME.size):
+        (length,) = spills._FRAME.unpack(header)
+        batch = pickle.loads(file.read(length))
+        assert length <= 2 * spills._BATCH_BYTES or len(batch) == 1
+        read += batch
+    assert read == records

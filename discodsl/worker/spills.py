@@ -96,23 +96,33 @@ def write_batches(file: IO[bytes], records: list[Record], size: int, *, flush: b
 
 def _write_batch(file: IO[bytes], batch: list[Record]) -> None:
     """One batch, framed: as frames of _PICKLED records at most (the memo of a pickle of
-    more slows each record), each halved until its pickle is at most _BATCH_BYTES (or a
-    record), so that reading a frame back holds no more (a batch is sized in records, on
-    a size sampled from a few, which can miss the rare big one)."""
+    more slows each record), each split until its pickle is about _BATCH_BYTES at most (or
+    a record: see _write_frame), so that reading a frame back holds no more (a batch is
+    sized in records, on a size sampled from a few, which can miss the rare big one)."""
     for start in range(0, len(batch), _PICKLED):
         _write_frame(file, batch[start : start + _PICKLED])
 
 
-def _write_frame(file: IO[bytes], records: list[Record]) -> None:
-    data = dumps(records)
-    if len(data) > _BATCH_BYTES and len(records) > 1:
-        half = len(records) // 2
-        del data
-        _write_frame(file, records[:half])
-        _write_frame(file, records[half:])
+def _write_frame(file: IO[bytes], records: list[Record], data: memoryview | None = None) -> None:
+    """``records`` (pickled as ``data``, if given) as one frame, or, over _BATCH_BYTES, as
+    frames of as many records as fit on their average: each record pickled twice at most
+    (halving pickled a batch of big records once per halving), but for a part that
+    records of uneven sizes took to twice _BATCH_BYTES, split again."""
+    data = dumps(records) if data is None else data
+    if len(data) <= _BATCH_BYTES or len(records) == 1:
+        file.write(_FRAME.pack(len(data)))
+        file.write(data)
         return
-    file.write(_FRAME.pack(len(data)))
-    file.write(data)
+    per = max(1, len(records) * _BATCH_BYTES // len(data))
+    del data
+    for start in range(0, len(records), per):
+        part = records[start : start + per]
+        pickled = dumps(part)
+        if len(pickled) > 2 * _BATCH_BYTES and len(part) > 1:
+            _write_frame(file, part, pickled)
+        else:
+            file.write(_FRAME.pack(len(pickled)))
+            file.write(pickled)
 
 
 def dumps(batch: list[Record]) -> memoryview:
