@@ -252,7 +252,7 @@ def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
         size = os.fstat(raw.fileno()).st_size  # 0 for /proc's: the reading tells
         if 0 < size < end:  # cut from a longer file (one cut to nothing: see _Limited)
-            raise _changed(url, f"is {size} bytes long, shorter than the {end} it had")
+            raise _changed(url, f"is {size} bytes long, shorter than the {end} this range reads to")
         first, stop = _line_start(raw, start), _line_start(raw, end)
         raw.seek(first)
     except BaseException as exc:
@@ -285,9 +285,10 @@ def _changed(url: str, how: str) -> DamagedInput:
     """The error for a range of a file that changed since the run cut it into ranges, or
     that was given past its end: not retried, as the file will not grow back."""
     return DamagedInput(
-        f"{url}: the file {how} when the run cut it into ranges: it changed while the job "
-        "ran (a log rotated with copytruncate, a file rewritten), and the lines it lost "
-        "would be missing from the results; run the job on a copy that stays as it is; or "
+        f"{url}: the file {how}, as it was when the run cut it into ranges: it changed "
+        "while the job ran (a log rotated with copytruncate, a file rewritten), and the "
+        "lines it lost would be missing from the results; run the job on a copy that stays "
+        "as it is; or "
         "the range was given past its end: give one within the file",
         url=url,
     )
@@ -321,7 +322,9 @@ class _Limited(io.RawIOBase):
         self._left -= got
         if not got and self._left:
             end, size = self._raw.tell() + self._left, os.fstat(self._raw.fileno()).st_size
-            raise _changed(self._url, f"is {size} bytes long now, shorter than the {end} it had")
+            raise _changed(
+                self._url, f"is {size} bytes long now, shorter than the {end} this range reads to"
+            )
         return got
 
     def close(self) -> None:
