@@ -23,7 +23,7 @@ from typing import Any
 from discodsl import indexes, interrupts, places
 from discodsl.errors import JobError, SettingsError
 from discodsl.jobstatus import command_line
-from discodsl.worker.errors import DataError
+from discodsl.worker.errors import DataError, MalformedRecord
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.opening import Node
 from discodsl.worker.spec import JobSpec, function_stage_name
@@ -86,6 +86,27 @@ def _as_fields(values: list[Any]) -> list[Any]:
     if fields is None:
         return values
     return [{name: getattr(v, name) for name in fields} for v in values]
+
+
+def _needs_a_class(jobname: str, exc: MalformedRecord) -> MalformedRecord:
+    """The error for results whose records need a class this process cannot import (the
+    reader's ``exc``, whose advice is for a job reading them)."""
+    fix = (
+        "a class of the script that ran the job (__main__) is that script's own: define it "
+        "in this program too, as it was and under the same name, or in a module that both "
+        "import"
+        if "__main__" in exc.needed
+        else "run this program where the class's module imports (its directory, or that "
+        "directory on PYTHONPATH)"
+    )
+    error = MalformedRecord(
+        f"the records of {jobname!r} need a class this process cannot import ({exc.needed}): "
+        f"{fix}",
+        url=exc.url,
+        span=exc.span,
+    )
+    error.needed = exc.needed
+    return error
 
 
 def _main_classes() -> tuple[type, ...]:
@@ -254,6 +275,10 @@ class Results:
         try:
             for replicas in self.urls:
                 yield from iter_input(replicas, "all", self.node, Cursor())
+        except MalformedRecord as exc:
+            if not exc.needed:  # the record's own advice is for a job reading them
+                raise
+            raise _needs_a_class(self.jobname, exc) from exc
         except DataError as exc:
             closed = self._closed_error()  # closed while being read: say that, not which file
             if closed is not None:

@@ -462,6 +462,36 @@ def test_kill_and_purge_take_several_jobs_as_disco_did(
     assert f"(not tried after it: {names[0]})" in err.splitlines()[0], err
 
 
+def test_results_of_a_job_holding_a_scripts_class_read_by_another_program_say_so(
+    cluster_env: str, tmp_path: Path
+) -> None:
+    # Results.of_job in a restarted driver was told to pass the run's results to the job
+    # reading them, where no job reads them (probe CT F2).
+    from discodsl import Results
+    from discodsl.errors import MalformedRecord
+
+    script = tmp_path / "script_records.py"
+    script.write_text(
+        "import dataclasses\n"
+        "from discodsl import job, map\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class Stat:\n    n: int\n"
+        "@map\ndef stats(line):\n    yield line, Stat(len(line))\n"
+        "@job(partitions=None)\ndef kept():\n    return [stats]\n"
+        "print(kept.run(['raw://ab'], mode='cluster', progress=False).jobname)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(MalformedRecord) as info:
+        list(Results.of_job(done.stdout.strip()))
+    said = str(info.value)
+    assert "need a class this process cannot import" in said and "Stat" in said
+    assert "define it in this program too, as it was and under the same name" in said
+    assert "job reading them" not in said
+
+
 def test_results_of_a_job_holding_a_scripts_class_say_where_to_print_them(
     cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
