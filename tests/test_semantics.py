@@ -847,3 +847,30 @@ def test_a_module_a_stage_imports_in_its_body_is_told_how_to_ship() -> None:
     said = failing_locally(late)
     assert "No module named 'no_such_helpers_module'" in said
     assert "must be installed where its workers run, or ship with the job" in said
+
+
+def test_a_stage_handing_a_scripts_function_to_a_pool_is_told_why_it_fails(
+    tmp_path: Path,
+) -> None:
+    # pickle's bare "attribute lookup sq on __main__ failed", on every runner (probe CT F4).
+    script = tmp_path / "pooled.py"
+    script.write_text(
+        "import multiprocessing as mp\n"
+        "from discodsl import TaskFailed, job, map\n"
+        "def sq(n):\n    return n * n\n"
+        "@map\ndef squares(line):\n"
+        "    with mp.get_context('fork').Pool(1) as pool:\n"
+        "        yield line, sum(pool.map(sq, [1, 2]))\n"
+        "@job(partitions=None)\ndef pooled():\n    return [squares]\n"
+        "try:\n"
+        "    pooled.run(['raw://x'], mode='local', max_failures=0, progress=False)\n"
+        "except TaskFailed as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert "PicklingError" in done.stdout, (done.stdout, done.stderr)
+    assert "the standard pickle (a multiprocessing Pool's, a queue's) cannot name it" in (
+        done.stdout
+    )

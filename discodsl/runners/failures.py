@@ -38,7 +38,8 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         + _missing_file(failure.summary, failure.traceback)
         + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else "")
         + (f"; {_FILE_TOO_LARGE}" if "[Errno 27]" in failure.summary else "")
-        + (_DEBUGGER if failure.exc_type == "BdbQuit" else ""),
+        + (_DEBUGGER if failure.exc_type == "BdbQuit" else "")
+        + (_SCRIPTS_OWN if _of_the_script(failure.exc_type, failure.summary) else ""),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -49,6 +50,20 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
     if error.remote_traceback:
         error.__cause__ = RemoteTraceback(error.remote_traceback)
     return error
+
+
+# What a stage's standard pickling (a multiprocessing Pool's) of a script's function means.
+_SCRIPTS_OWN = (
+    "; a function or class of the script (__main__) ships with the job by value, and a "
+    "worker's __main__ does not hold it, so the standard pickle (a multiprocessing Pool's, "
+    "a queue's) cannot name it there: define it in a module the stage imports (installed "
+    "on the nodes, or shipped with cloudpickle.register_pickle_by_value)"
+)
+
+
+def _of_the_script(exc_type: str, summary: str) -> bool:
+    """Whether a stage's pickling failed to name a function or class of the script."""
+    return exc_type == "PicklingError" and "__main__" in summary
 
 
 # What a debugger's quitting (pdb.set_trace() reads a worker's stdin, which has nothing) means.
