@@ -809,3 +809,15 @@ def test_a_hunk_of_python_2_byte_strings_is_said_to_be_python_2s_not_corrupt() -
         list(read_records(io.BytesIO(hunk_bytes(python2) + hunk_bytes(b"")), url))
     said = str(caught.value)
     assert "Python 2" in said and "corrupt" not in said and "re-run" not in said, said
+
+
+def test_a_hunk_of_a_record_then_stray_bytes_is_not_blamed_on_a_class() -> None:
+    # Its TypeError was taken for a class defined otherwise since, where no class is
+    # involved (probe CV F8f).
+    data = hunk_bytes(pickle.dumps(("k", 1), 1) + b"junk") + hunk_bytes(b"")
+    with pytest.raises(MalformedRecord) as info:
+        read_bytes(data)
+    message = str(info.value)
+    assert "do not unpickle, though its checksum holds" in message
+    assert "their writer wrote other bytes than pickles" in message
+    assert "defined otherwise" not in message

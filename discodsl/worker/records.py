@@ -583,6 +583,8 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
     except (ImportError, AttributeError) as exc:  # its checksum held: a class is missing here
         raise _class_missing(exc, url, start, end) from exc
     except TypeError as exc:  # its checksum held: a class builds its instances otherwise here
+        if "()" not in str(exc):  # no class's call failed: bytes no pickler wrote
+            raise _unloadable(exc, url, start, end) from exc
         raise _class_changed(exc, url, start, end) from exc
     except UnicodeDecodeError as exc:  # its checksum held: 8-bit strings of Python 2
         raise _hunk_error(
@@ -596,16 +598,23 @@ def _load_hunk(payload: bytes, url: str, start: int, end: int) -> list[Any]:
             "encoding='bytes'))",
         ) from exc
     except Exception as exc:  # its checksum held: the bytes are as written
-        raise MalformedRecord(
-            f"{url}: the records of the hunk at bytes [{start}, {end}) do not unpickle, "
-            f"though its checksum holds ({type(exc).__name__}: {exc}): a value of theirs "
-            "pickles but never unpickles (an Enum member whose value is NaN: check "
-            "pickle.loads(pickle.dumps(value))), so yield plain data; or their pickles need a "
-            "Python this node lacks: run the task that wrote them with this one",
-            url=url,
-            span=(start, end),
-        ) from exc
+        raise _unloadable(exc, url, start, end) from exc
     return records
+
+
+def _unloadable(exc: Exception, url: str, start: int, end: int) -> MalformedRecord:
+    """The error for a hunk whose bytes are as written (its checksum holds) and do not
+    unpickle, for no class missing or changed here."""
+    return MalformedRecord(
+        f"{url}: the records of the hunk at bytes [{start}, {end}) do not unpickle, "
+        f"though its checksum holds ({type(exc).__name__}: {exc}): a value of theirs "
+        "pickles but never unpickles (an Enum member whose value is NaN: check "
+        "pickle.loads(pickle.dumps(value))), so yield plain data; or their writer wrote "
+        "other bytes than pickles, or pickles of a Python this node lacks: run the task "
+        "that wrote them again, with this Python",
+        url=url,
+        span=(start, end),
+    )
 
 
 def _class_missing(exc: Exception, url: str, start: int, end: int) -> MalformedRecord:
