@@ -462,15 +462,9 @@ def test_kill_and_purge_take_several_jobs_as_disco_did(
     assert f"(not tried after it: {names[0]})" in err.splitlines()[0], err
 
 
-def test_results_of_a_job_holding_a_scripts_class_read_by_another_program_say_so(
-    cluster_env: str, tmp_path: Path
-) -> None:
-    # Results.of_job in a restarted driver was told to pass the run's results to the job
-    # reading them, where no job reads them (probe CT F2).
-    from discodsl import Results
-    from discodsl.errors import MalformedRecord
-
-    script = tmp_path / "script_records.py"
+def _run_a_script_of_a_class(script: Path) -> str:
+    """Run, as a script of its own, a cluster job whose records hold the script's class
+    Stat; the job's name."""
     script.write_text(
         "import dataclasses\n"
         "from discodsl import job, map\n"
@@ -481,11 +475,26 @@ def test_results_of_a_job_holding_a_scripts_class_read_by_another_program_say_so
         "print(kept.run(['raw://ab'], mode='cluster', progress=False).jobname)\n"
     )
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=script.parent,
     )
     assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_results_of_a_job_holding_a_scripts_class_read_by_another_program_say_so(
+    cluster_env: str, tmp_path: Path
+) -> None:
+    # Results.of_job in a restarted driver was told to pass the run's results to the job
+    # reading them, where no job reads them (probe CT F2).
+    from discodsl import Results
+    from discodsl.errors import MalformedRecord
+
     with pytest.raises(MalformedRecord) as info:
-        list(Results.of_job(done.stdout.strip()))
+        list(Results.of_job(_run_a_script_of_a_class(tmp_path / "script_records.py")))
     said = str(info.value)
     assert "need a class this process cannot import" in said and "Stat" in said
     assert "define it in this program too, as it was and under the same name" in said
@@ -498,20 +507,7 @@ def test_results_of_a_job_holding_a_scripts_class_say_where_to_print_them(
     # The advice was for a job reading them (pass the run's results to it), which a
     # command printing them is not.
     script = tmp_path / "script_records.py"
-    script.write_text(
-        "import dataclasses\n"
-        "from discodsl import job, map\n"
-        "@dataclasses.dataclass(frozen=True)\n"
-        "class Stat:\n    n: int\n"
-        "@map\ndef stats(line):\n    yield line, Stat(len(line))\n"
-        "@job(partitions=None)\ndef kept():\n    return [stats]\n"
-        "print(kept.run(['raw://ab'], mode='cluster', progress=False).jobname)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr
-    _, err = run(capsys, "results", done.stdout.strip(), status=1)
+    _, err = run(capsys, "results", _run_a_script_of_a_class(script), status=1)
     assert "Stat" in err and "print the records there" in err, err
     assert "record_urls" not in err, err
     # A class of a module the command cannot import here: where to run it, not __main__.
