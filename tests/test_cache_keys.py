@@ -553,6 +553,71 @@ def test_params_holding_a_notebooks_dataclass_key_its_methods_code() -> None:
     assert first != second
 
 
+class _Tagged(set[int]):
+    __slots__ = ("scale",)
+
+
+def _tagged(scale: int) -> _Tagged:
+    made = _Tagged({1, 2})
+    made.scale = scale
+    return made
+
+
+class _Node:
+    """A node of a tree whose children are a set, with a link back to its parent."""
+
+    def __init__(self, name: str, parent: _Node | None = None) -> None:
+        self.name, self.parent, self.children = name, parent, set[_Node]()
+
+
+def _tree(size: int) -> _Node:
+    nodes = [_Node("n0")]
+    for i in range(1, size):
+        parent = nodes[(i - 1) // 2]
+        nodes.append(_Node(f"n{i}", parent))
+        parent.children.add(nodes[-1])
+    return nodes[0]
+
+
+def test_params_of_one_set_in_two_places_and_of_two_equal_sets_key_apart() -> None:
+    # A stage that adds to one sees it in the other: keyed alike, the results of one were
+    # served for the other (probe CW F1, a regression).
+    from discodsl.options import validate_options
+
+    shared = {1, 2}
+    one = keys._options(validate_options(params={"a": shared, "b": shared}))
+    assert one != keys._options(validate_options(params={"a": {1, 2}, "b": {1, 2}}))
+
+
+def test_params_of_a_set_subclass_key_its_slots_and_its_class() -> None:
+    # A subclass's slots were left out, and its class keyed by its name only (probe CW F2,
+    # F10).
+    from discodsl.options import validate_options
+
+    assert keys._options(validate_options(params={"t": _tagged(1)})) != keys._options(
+        validate_options(params={"t": _tagged(10)})
+    )
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    made = []
+    for body in ("return 1", "return 2"):
+        exec(f"class Tags(set):\n    def weight(self):\n        {body}\n", namespace)
+        made.append(keys._options(validate_options(params={"t": namespace["Tags"]({1})})))
+    assert made[0] != made[1]
+
+
+def test_params_of_objects_linked_through_sets_are_keyed_at_once() -> None:
+    # Each item of each set was pickled afresh, through every path: a tree of 31 nodes
+    # never got its key, and frozensets nested 20 deep took seconds (probe CW F14, F3).
+    from discodsl.options import validate_options
+
+    nested: Any = frozenset({1})
+    for depth in range(40):
+        nested = frozenset({nested, depth})
+    started = time.monotonic()
+    assert keys._options(validate_options(params={"t": _tree(255), "n": nested}))
+    assert time.monotonic() - started < 10
+
+
 @dataclasses.dataclass(eq=False)
 class _Keyed:
     items: list[int]

@@ -228,26 +228,33 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
 
     dispatch_table = ChainMap({CodeType: _code}, cloudpickle.Pickler.dispatch_table)
 
-    def __init__(self, file: io.BytesIO, open_sets: set[int] | None = None):
+    def __init__(self, file: io.BytesIO, sets: _Sets | None = None):
         super().__init__(file, protocol=cloudpickle.DEFAULT_PROTOCOL)
         self.references: set[str] = set()
         self.names: set[str] = set()  # the global and attribute names its functions use
-        self.open_sets = set() if open_sets is None else open_sets  # by id: being ordered
+        self.sets = _Sets() if sets is None else sets
 
-    def persistent_id(self, obj: Any, sets: tuple[type, ...] = (set, frozenset)) -> Any:
-        """A set's items in order (a tuple, pickled in its place); None for all else (pickled
-        as pickle does). Called for every object: the check is kept to one call."""
-        if not isinstance(obj, sets):
+    def persistent_id(self, obj: Any, kinds: tuple[type, ...] = (set, frozenset)) -> Any:
+        """A set's class, items in order and state (a tuple, pickled in its place; the same
+        tuple for the same set, which pickle's memo writes once, as it would the set);
+        None for all else (pickled as pickle does). Called for every object: the check
+        is kept to one call."""
+        if not isinstance(obj, kinds):
             return None
-        if id(obj) in self.open_sets:
+        sets = self.sets
+        made = sets.made.get(id(obj))
+        if made is not None:
+            return made[1]
+        if id(obj) in sets.open:
             return (_SET_MARK, "itself")
-        self.open_sets.add(id(obj))
+        sets.open.add(id(obj))
         try:
             items = self._ordered(cast("Iterable[Any]", obj))
         finally:
-            self.open_sets.discard(id(obj))
-        state = getattr(obj, "__dict__", None)  # a subclass's attributes
-        return (_SET_MARK, f"{type(obj).__module__}.{type(obj).__qualname__}", items, state)
+            sets.open.discard(id(obj))
+        state = None if type(obj) in kinds else _state_of(obj)  # a subclass's attributes
+        made = sets.made[id(obj)] = (obj, (_SET_MARK, type(obj), items, state))
+        return made[1]
 
     def _ordered(self, members: Iterable[Any]) -> tuple[Any, ...]:
         """A set's ``members`` in order: their own if all are strs, bytes or ints (stop
@@ -258,9 +265,16 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
         return tuple(sorted(members, key=self._digest))
 
     def _digest(self, item: Any) -> bytes:
+        """The digest of ``item``'s pickle, as a key takes it: once for each item (a graph
+        of objects linked through sets would be walked again for each path)."""
+        found = self.sets.digests.get(id(item))
+        if found is not None:
+            return found[1]
         with io.BytesIO() as file:
-            _Hasher(file, self.open_sets).dump(item)
-            return hashlib.sha256(file.getvalue()).digest()
+            _Hasher(file, self.sets).dump(item)
+            digest = hashlib.sha256(file.getvalue()).digest()
+        self.sets.digests[id(item)] = (item, digest)
+        return digest
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, ShippedAsFunction):  # as it ships: its function
@@ -281,6 +295,28 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 _SET_MARK = "discodsl: a set, its items in the order of their digests"
+
+
+class _Sets:
+    """What the hashers of one key share of the sets they meet, by id (each object kept,
+    so that its id stays its own): each set's persistent id as made, its digest's items'
+    digests, and the sets being ordered now (one met again inside its own items is a
+    mark)."""
+
+    def __init__(self) -> None:
+        self.made: dict[int, tuple[Any, Any]] = {}
+        self.digests: dict[int, tuple[Any, bytes]] = {}
+        self.open: set[int] = set()
+
+
+def _state_of(obj: Any) -> Any:
+    """What pickle writes of a set subclass's instance beside its items: its ``__dict__``
+    and slots (its __reduce_ex__'s state); its __dict__ if that fails."""
+    try:
+        reduced = obj.__reduce_ex__(cloudpickle.DEFAULT_PROTOCOL)
+    except Exception:
+        return getattr(obj, "__dict__", None)
+    return reduced[2] if isinstance(reduced, tuple) and len(reduced) > 2 else None
 
 
 def _stably_tracked(cls: type, reduced: Any) -> Any:
