@@ -129,7 +129,6 @@ class Run:
             try:
                 ended = _wait_awake(self._ended, _left(deadline))
             except KeyboardInterrupt:
-                _CTRL_C_IN_A_WAIT.set()
                 self._on_interrupt(ctrl_c=True)
                 raise
             # Another thread's Ctrl-C stopped the watch, not this wait: the job runs on.
@@ -509,18 +508,13 @@ def forget_unfinished() -> None:
 
 def _ended_by_ctrl_c() -> bool:
     """Whether Ctrl-C ends the program: a KeyboardInterrupt it did not catch (Python keeps
-    it in ``sys.last_value``), or one that left a wait() here (caught, as a program that
-    exits 130 does). Never in IPython's shell, where Ctrl-C stops a cell, not the session,
-    and ``sys.last_value`` holds any cell's last error."""
+    it in ``sys.last_value``; one it caught may have been handled, and its end be a normal
+    one). Never in IPython's shell, where Ctrl-C stops a cell, not the session, and
+    ``sys.last_value`` holds any cell's last error."""
     shell = getattr(sys.modules.get("IPython"), "get_ipython", None)
     if callable(shell) and shell() is not None:
         return False
-    uncaught = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
-    return uncaught or _CTRL_C_IN_A_WAIT.is_set()
-
-
-# Set once a Ctrl-C has left a wait() of this process's.
-_CTRL_C_IN_A_WAIT = threading.Event()
+    return isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
 
 
 def _end_unfinished() -> None:
