@@ -353,7 +353,7 @@ class Job(ClientOnly):
             if getattr(stage.function, "__qualname__", "") != variable:
                 continue  # made in a function (a factory's): no global of its module
             now = scope.get(variable)
-            if _another(now, stage) and not _of_another_job(now, stage, scope):
+            if _another(now, stage) and _redefined(stage.function, getattr(now, "function", None)):
                 job = getattr(self.function, "__name__", self.name)
                 self._warn_of(stage, _defined_again(variable, scope, job))
                 continue
@@ -465,15 +465,6 @@ def _a_hook_in(function: Any, scope: Mapping[str, Any]) -> bool:
         isinstance(value, Stage) and any(getattr(value.spec, r, None) is function for r in _HOOKS)
         for value in list(scope.values())
     )
-
-
-def _of_another_job(now: Any, stage: Stage, scope: Mapping[str, Any]) -> bool:
-    """Whether ``now``, another stage of ``stage``'s name, is a stage of another job
-    ``scope`` holds, its module not reloaded: a script's other stage of one name, with its
-    own job, not a stage redefined and left out of the job."""
-    if _reloaded(stage.function):
-        return False
-    return any(isinstance(value, Job) and now in value.stages for value in list(scope.values()))
 
 
 def _defined_again(variable: str, scope: Mapping[str, Any], job: str) -> str:

@@ -1236,19 +1236,25 @@ def test_a_job_run_after_its_stage_was_defined_again_says_so() -> None:
     # A notebook: the stage's cell edited and run again, the job's not; the job ran the
     # old stage, silently (and with cache=True served the old results at once).
     namespace: dict[str, Any] = {}
-    cell = "@map\ndef words(line):\n    yield line, {n}\n"
-    exec("from discodsl import job, map\n" + cell.format(n=1), namespace)
-    exec("@job(partitions=None)\ndef counted():\n    return [words]\n", namespace)
+    runs = iter(range(1, 100))
+
+    def cell(source: str) -> None:  # each cell run compiled as a file of its own
+        exec(compile(source, f"<ipython-input-{next(runs)}>", "exec"), namespace)
+
+    words = "@map\ndef words(line):\n    yield line, {n}\n"
+    cell("from discodsl import job, map\n" + words.format(n=1))
+    cell("@job(partitions=None)\ndef counted():\n    return [words]\n")
     counted = namespace["counted"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(counted.run(["raw://a"], mode="inline")) == [("a", 1)]
-    exec(cell.format(n=2), namespace)
+    cell(words.format(n=2))
+    cell("@job(partitions=None)\ndef other():\n    return [words]\n")  # probe CW F5
     with pytest.warns(RedefinedStageWarning, match=r"runs stage 'words' as it was when") as got:
         assert list(counted.run(["raw://a"], mode="inline")) == [("a", 1)]
     assert got[0].filename == __file__
     assert "declare the job again (run its @job cell)" in str(got[0].message)
-    exec("@job(partitions=None)\ndef counted():\n    return [words]\n", namespace)
+    cell("@job(partitions=None)\ndef counted():\n    return [words]\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 2)]
