@@ -139,7 +139,8 @@ def _replicas(items: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 def _refuse_nul(name: str) -> None:
-    if "\0" in name:
+    """A JobError for a path or URL that holds a NUL (a raw:// URL's data may)."""
+    if "\0" in name and not ("://" in name and urls.split(name)[0] == "raw"):
         raise JobError(
             f"input {brief(name, 80)} holds a NUL character, which no path or URL can: split "
             "a NUL-separated list (find -print0) at them, e.g. inputs=text.split('\\0')"

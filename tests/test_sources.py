@@ -431,3 +431,9 @@ def test_an_http_input_of_no_host_is_refused_before_the_run(url: str) -> None:
     # Each task retried it as a network failure, "check that the host is up" (probe CV F7).
     with pytest.raises(JobError, match=r"names no host.*: write it as https?://HOST\[:PORT\]/PATH"):
         sources.resolve([url])
+
+
+@pytest.mark.parametrize("given", ["raw://a\0b", "RAW://a\0b", ["raw://a\0b", "raw://c"]])
+def test_raw_data_may_hold_a_nul(given: Any) -> None:
+    # Refused as a path would be (probe CW F6, a regression).
+    assert sources.resolve([given])
