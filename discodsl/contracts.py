@@ -341,10 +341,11 @@ def _refuse_named_records(spec: StageSpec, parameter: str, record: Any) -> None:
     """A JobError for a stage whose records are annotated as a NamedTuple: a record travels
     as a (key, value) tuple, whatever the stage before made it, and has no fields."""
     if get_origin(record) in (Union, types.UnionType):  # Optional[Point], Point | None
-        for member in get_args(record):
-            _refuse_named_records(spec, parameter, member)
+        members = [m for m in get_args(record) if m is not type(None)]
+        if all(_named_tuple(m) for m in members):  # a plain pair of them takes a record
+            _refuse_named_records(spec, parameter, members[0])
         return
-    if not (isinstance(record, type) and issubclass(record, tuple) and hasattr(record, "_fields")):
+    if not _named_tuple(record):
         return
     fields = _fields_of(record)
     pair = f"tuple[{type_name(fields[0])}, {type_name(fields[1])}]" if len(fields) == 2 else "tuple"
@@ -354,6 +355,11 @@ def _refuse_named_records(spec: StageSpec, parameter: str, record: Any) -> None:
         f"before made it: take `{parameter}: {pair}`, and make a {type_name(record)} of it "
         f"in the stage if you need its fields ({type_name(record)}(*{parameter}))"
     )
+
+
+def _named_tuple(kind: Any) -> bool:
+    """Whether ``kind`` is a NamedTuple class."""
+    return isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields")
 
 
 def _taken_record(spec: StageSpec) -> tuple[str, Any, Any] | None:

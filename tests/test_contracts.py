@@ -655,9 +655,13 @@ def test_a_stage_taking_named_tuple_records_is_told_so_whatever_comes_before() -
     def streamed(records: Iterator[Counted]) -> Iterator[tuple[str, int]]:
         yield "x", 1
 
+    def either(record: Union[Counted, tuple[str, int]]) -> Iterator[tuple[str, int]]:
+        yield "x", 1
+
     for after in (map(optional), map(united), stage(streamed)):
         with pytest.raises(JobError, match="a record reaches a stage as a plain"):
             _declare(map(unannotated), after)
+    _declare(map(unannotated), map(either))  # a plain pair takes them (probe CW F12)
 
 
 def total_of_ints(key: str, values: Iterable[int]) -> Iterator[tuple[str, int]]:
