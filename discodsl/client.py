@@ -83,14 +83,20 @@ class Master(Service):
         reached the master is a ClientError that says so. ``within`` seconds,
         if given, bound the request and its retries.
         """
-        resp = self._http.send(
-            "POST",
-            "/disco/job/new",
-            data=jobpack,
-            policy="unsent",
-            within=within,
-            special={403: _not_accepting, 413: lambda body: _too_large(len(jobpack), body)},
-        )
+        started = time.monotonic()
+        try:
+            resp = self._send_jobpack(jobpack, within)
+        except RequestFailed as exc:
+            if within is None or time.monotonic() - started < within - ANSWER_S:
+                raise
+            raise RequestFailed(  # the run's timeout= cut it, not DISCODSL_HTTP_TIMEOUT
+                f"the Disco master at {self.url} did not answer POST /disco/job/new within "
+                f"the run's timeout= ({within - ANSWER_S:g}s): the job may have been "
+                f"submitted all the same; look with `{jobstatus.command_line('jobs', self.url)}` "
+                "before submitting it again, or give the run a longer timeout= (or none)",
+                url=self.url,
+                who=exc.who,
+            ) from exc
         reply = answer_json(
             resp, "POST /disco/job/new", (str, str), '["ok", jobname] or ["error", reason]'
         )
@@ -101,6 +107,16 @@ class Master(Service):
             raise jobstatus.submit_refused(text)
         raise shape_error(
             "POST /disco/job/new", '["ok", jobname] or ["error", reason]', repr(reply)
+        )
+
+    def _send_jobpack(self, jobpack: bytes, within: float | None) -> Any:
+        return self._http.send(
+            "POST",
+            "/disco/job/new",
+            data=jobpack,
+            policy="unsent",
+            within=within,
+            special={403: _not_accepting, 413: lambda body: _too_large(len(jobpack), body)},
         )
 
     def results(
@@ -151,6 +167,7 @@ class Master(Service):
         poll_ms: int = 2000,
         timeout_s: float | None = None,
         on_poll: Callable[[str, float], None] | None = None,
+        started: float | None = None,
     ) -> list[list[str]]:
         """Block until ``jobname`` is ready; its results as replica lists.
 
@@ -158,10 +175,11 @@ class Master(Service):
         miss a save_results job's end; disco-spec section 5), calling
         ``on_poll(status, elapsed_s)`` after each answer. A dead job raises
         :class:`JobDead` carrying its last events; an unknown job
-        :class:`NoSuchJob`; one still active after ``timeout_s`` :class:`JobActive`.
+        :class:`NoSuchJob`; one still active after ``timeout_s`` :class:`JobActive`,
+        counted from now, or from ``started`` (``time.monotonic()``: a run's submission).
         """
         timeout_s = jobstatus.wait_limit(timeout_s)
-        start = time.monotonic()
+        start = time.monotonic() if started is None else started
         while True:
             elapsed = time.monotonic() - start
             wait_ms = poll_ms

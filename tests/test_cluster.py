@@ -874,3 +874,16 @@ def test_a_cluster_runs_timeout_holds_when_the_master_stops_answering_its_events
     with pytest.raises(JobActive):
         jobs.sleepy.run(["raw://a"], params={"seconds": 30.0}, timeout=1.0, progress=True)
     assert time.monotonic() - started < 5
+
+
+def test_a_cluster_runs_timeout_is_said_as_given_and_counts_from_its_submission(
+    master: Master,
+) -> None:
+    # It was said as what was left of it once the job was submitted ("timeout=0.0946543s"
+    # for timeout=0.3) (probe CX F2).
+    started = time.monotonic()
+    with pytest.raises(JobActive) as info:
+        jobs.sleepy.run(["raw://a"], mode="cluster", params={"seconds": 30}, timeout=1.5)
+    assert time.monotonic() - started < 4
+    assert "(timeout=1.5s)" in str(info.value), str(info.value)
+    master.kill(info.value.jobname)

@@ -123,9 +123,11 @@ class ClusterRunner(Runner):
         the work that watches it to its end, in the run's thread."""
         cluster = Cluster.connect(self.master)
         timeout = plan.options.timeout  # from now: the submission counts
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
         try:
-            jobname, inputs = _submit(cluster, plan, None if timeout is None else timeout + ANSWER_S)
+            jobname, inputs = _submit(
+                cluster, plan, None if timeout is None else timeout + ANSWER_S
+            )
         except KeyboardInterrupt:
             cluster.close()
             notice(_submit_interrupted(plan.spec.name, cluster.url))
@@ -147,7 +149,7 @@ class ClusterRunner(Runner):
             master=cluster.url,
         )
         watch = functools.partial(_watch, cluster, jobname, plan, counters, stop, keep, first)
-        return functools.partial(watch, deadline=deadline)
+        return functools.partial(watch, started=started)
 
     # -- the cache: a cluster run's stages are its job's stage results on the master ------
 
@@ -274,18 +276,18 @@ def _watch(
     keep: _Keep,
     first: tuple[str, list[list[str]]] | None = None,
     again: bool = False,
-    deadline: float | None = None,
+    started: float | None = None,
 ) -> Results:
     """Watch the job to its end: its results, or its error (JobActive when the watch
-    stopped first: Ctrl-C in wait(), or ``timeout=``'s ``deadline``, unless ``again``)."""
+    stopped first: Ctrl-C in wait(), or ``timeout=`` from ``started``, unless ``again``)."""
     options = plan.options
-    timeout = None if again or deadline is None else max(0.0, deadline - time.monotonic())
     try:
         with cluster:
             return wait_for(
                 cluster,
                 jobname,
-                timeout=timeout,
+                timeout=None if again else options.timeout,
+                started=started,
                 progress=options.progress,
                 kill_on_interrupt=options.kill_on_interrupt,
                 counters=counters,
@@ -411,12 +413,14 @@ def wait_for(
     stop: threading.Event | None = None,
     first: tuple[str, list[list[str]]] | None = None,
     submitted: bool = False,
+    started: float | None = None,
 ) -> Results:
     """Wait for a job, showing its progress and summing its ``counters``; its results.
 
     A dead job raises the failing task's :class:`TaskFailed` (the worker's
     traceback as ``__cause__``), or :class:`JobDead` when no task failed
-    (killed). Still active after ``timeout`` seconds, or when ``stop`` is
+    (killed). Still active after ``timeout`` seconds (from ``started``, if given: a run's
+    submission), or when ``stop`` is
     set: JobActive, the job keeps running; so is a master that stopped answering the
     wait of a job this process ``submitted``, or one that answered it once (a master never
     reached for a job of another's is the error it was). Ctrl-C says how to kill the job,
@@ -426,9 +430,12 @@ def wait_for(
     progress_bar = Progress(jobname, enabled=progress)
     watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
     watcher.stop = stop
-    watcher.deadline = None if timeout is None else time.monotonic() + timeout
+    start = time.monotonic() if started is None else started  # the timeout counts from it
+    watcher.deadline = None if timeout is None else start + timeout
     try:
-        urls = cluster.master.wait(jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher)
+        urls = cluster.master.wait(
+            jobname, poll_ms=POLL_MS, timeout_s=timeout, on_poll=watcher, started=start
+        )
         watcher.settle()
     except JobDead as dead:
         watcher.settle(dead=True)
