@@ -101,8 +101,9 @@ def _signal_raising(exc: BaseException, handlers: dict[CodeType, int]) -> int | 
 def _raise_later(exc: BaseException, number: int, codes: set[CodeType]) -> None:
     """Raise ``exc`` in the main thread once none of its frames runs one of ``codes`` (looked
     at every SENT_AGAIN_AFTER seconds): a thread sends it signal ``number``, whose handler
-    is swapped meanwhile for one that puts it back and raises ``exc``. At the program's end,
-    when no thread starts: not at all."""
+    is swapped meanwhile for one that puts it back and raises ``exc`` (a handler the
+    program installed since gets the signal instead). At the program's end, when no thread
+    starts: not at all."""
     main = threading.main_thread().ident or 0
     handler = signal.getsignal(number)
     kept = signal.SIG_DFL if handler is None else handler
@@ -120,8 +121,9 @@ def _raise_later(exc: BaseException, number: int, codes: set[CodeType]) -> None:
                 return
             if not any(f.f_code in codes for f in _stack(frame)):
                 break
-        if signal.getsignal(number) is again:  # not put back by a signal meanwhile
-            signal.pthread_kill(main, number)
+        # To ``again``; or, if the program swapped that handler meanwhile, to its own: the
+        # signal came, and is not lost.
+        signal.pthread_kill(main, number)
 
     signal.signal(number, again)
     try:

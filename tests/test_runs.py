@@ -1782,6 +1782,35 @@ def test_the_handler_of_a_signal_in_the_removal_of_dropped_results_runs_once(
             signal.signal(number, handler)
 
 
+def test_a_signal_in_the_removal_of_dropped_results_reaches_a_handler_swapped_in_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The program installed its own handler right after the drop: the signal was not sent
+    # to it, and was lost (probe CW F4).
+    import shutil
+
+    results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+    rmtree, signalled, got = shutil.rmtree, [], []
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        if not signalled:
+            signalled.append(True)
+            signal.raise_signal(signal.SIGALRM)
+        rmtree(*args, **kwargs)
+
+    previous = signal.signal(signal.SIGALRM, _exit_with)
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    try:
+        with contextlib.suppress(_Stop):
+            del results
+            signal.signal(signal.SIGALRM, lambda number, frame: got.append(number))
+            for _ in range(300):
+                time.sleep(0.01)
+        assert got == [signal.SIGALRM]
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_a_signal_in_the_removal_of_closed_results_reaches_the_caller_of_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
