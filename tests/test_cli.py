@@ -218,6 +218,9 @@ def test_an_unknown_option_is_told_with_its_commands_usage(
         (["rnu", WORDCOUNT], "invalid choice: 'rnu' (choose from"),
         (["rnu", WORDCOUNT], "(did you mean run?)"),
         (["--mastr", "http://127.0.0.1:1", "jobs"], "(--mastr: did you mean --master?)"),
+        # The job's place took the option's value (probe CW F9).
+        (["run", "--partiton", "3", WORDCOUNT, "raw://a"], "(--partiton: did you mean"),
+        (["--partitions", "3", "run", WORDCOUNT], "(--partitions is an option of discodsl run"),
     ],
 )
 def test_a_misspelt_option_or_command_is_told_the_name_meant(

@@ -41,7 +41,7 @@ from typing import Any, TextIO
 from discodsl import stdio
 from discodsl.cli.common import Command, json_wanted
 from discodsl.cli.jobs import cmd_wait
-from discodsl.cli.parser import build_parser, close_option, disco_flags, misplaced
+from discodsl.cli.parser import build_parser, disco_flags, misplaced
 from discodsl.cli.running import cmd_jobpack_build, import_job
 from discodsl.cli.storage import cmd_ddfs_cat
 from discodsl.errors import (
@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         if extra:  # told by the command's own parser: its usage, not every command's
             why = misplaced(args.parser, extra) or disco_flags(extra)
-            why = why or close_option(args.parser, extra)
             args.parser.error(f"unrecognized arguments: {' '.join(extra)}{why}")
         if json_wanted(args) and args.command in _WRITES_BYTES:
             args.parser.error(f"--json: {_WRITES_BYTES[args.command]}")

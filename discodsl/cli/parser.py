@@ -87,7 +87,7 @@ def close_option(command: argparse.ArgumentParser, extra: list[str]) -> str:
     for given in extra:
         flag = given.partition("=")[0]
         if flag.startswith("--"):
-            close = difflib.get_close_matches(flag, options, n=1, cutoff=0.7)
+            close = difflib.get_close_matches(flag, options, n=1, cutoff=0.85)
             if close:
                 return f" ({flag}: did you mean {close[0]}?)"
     return ""
@@ -113,20 +113,36 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
     def _meant(self, message: str) -> str:
-        """`` (did you mean run?)`` for a command misspelt, or for an option of this parser
-        misspelt before it (whose value argparse took for the command)."""
+        """`` (did you mean run?)`` for a command misspelt; for an option of this parser
+        misspelt before what argparse refused (whose value it took for a positional: the
+        command, a job), the option meant, or the command that takes it."""
         choice = re.search(r"invalid choice: '([^']*)'", message)
+        for given in self._given:
+            if choice is not None and given == choice[1]:
+                break
+            if given.startswith("--") and given.partition("=")[0] not in self._flags():
+                known = message.startswith("unrecognized")  # it names the option itself
+                return close_option(self, [given]) or self._elsewhere(given, known)
         if choice is None:
             return ""
-        for given in self._given:
-            if given == choice[1]:
-                break
-            unknown = given.startswith("--") and given.partition("=")[0] not in self._flags()
-            if unknown:
-                return close_option(self, [given]) or f" ({given} is no option here)"
-        commands = [n for a in self._actions if a.choices for n in a.choices]
-        close = difflib.get_close_matches(choice[1], commands, n=1)
+        close = difflib.get_close_matches(choice[1], self._commands(), n=1)
         return f" (did you mean {close[0]}?)" if close else ""
+
+    def _commands(self) -> list[str]:
+        return [name for action in self._actions if action.choices for name in action.choices]
+
+    def _elsewhere(self, given: str, named: bool) -> str:
+        """`` (--x is an option of discodsl run: put it after run)`` for an option one of
+        this parser's commands takes; else that it is no option here (unless the message
+        has ``named`` it so)."""
+        flag = given.partition("=")[0]
+        for action in self._actions:
+            for name, command in dict(action.choices or {}).items():
+                if isinstance(command, argparse.ArgumentParser) and flag in {
+                    f for a in command._actions for f in a.option_strings
+                }:
+                    return f" ({flag} is an option of {command.prog}: put it after {name})"
+        return "" if named else f" ({flag} is no option here)"
 
     def _flags(self) -> set[str]:
         return {flag for action in self._actions for flag in action.option_strings}
