@@ -420,3 +420,14 @@ def test_a_notebook_cells_stage_is_named_by_its_cell(
         with pytest.raises(TaskFailed) as failed:
             job(partitions=None)(lambda: [boom]).run(["raw://x"], mode=mode, max_failures=0)
         assert 'File "cell In[7]", line 4, in boom' in str(failed.value.remote_traceback)
+
+
+def test_an_inline_stage_that_replaces_stdout_leaves_the_programs_as_it_was() -> None:
+    # The program's prints vanished after the run (probe CW F8).
+    kept = sys.stdout, sys.stderr
+    try:
+        results = _job(silences_stdout).run(["raw://none", "raw://shim"], mode="inline")
+        assert sorted(results) == [("none", 1), ("shim", 1)]
+        assert (sys.stdout, sys.stderr) == kept
+    finally:
+        sys.stdout, sys.stderr = kept

@@ -239,7 +239,7 @@ class _Run:
     def _task(self, index: int, grouped: TaskGroup) -> list[tuple[int, str, int]]:
         failures = 0
         while True:
-            with shipping.task_classes():  # its copy of the job loads, and runs, on its own
+            with shipping.task_classes(), _own_streams():  # its copy of the job, its own
                 outputs = self._attempt(index, grouped, failures)
             if outputs is not None:
                 return outputs
@@ -293,6 +293,18 @@ class _Run:
             iter_input(i.urls, i.label, Node(), cursor, reader) for i in inputs
         )
         return records, cursor
+
+
+@contextlib.contextmanager
+def _own_streams() -> Iterator[None]:
+    """The program's sys.stdout and sys.stderr put back after a task, as a worker's end
+    puts Python's own back: a stage that silenced them (``sys.stdout = None``) silenced the
+    program's prints for good."""
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 def _fresh_copies(spec: JobSpec) -> Callable[[int], JobSpec]:
