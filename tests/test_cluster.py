@@ -489,6 +489,27 @@ def test_a_ready_job_the_master_calls_dead_for_a_moment_gives_its_results(
     assert said
 
 
+def test_results_of_a_ready_job_the_master_calls_dead_for_a_moment_are_read(
+    master: Master, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `discodsl results` took "dead" at its word, where run() asked again (probe CX F4).
+    from discodsl.runners.cluster import Cluster, results_of
+
+    name = jobs.wordcount.run(["raw://a b a"], mode="cluster").jobname
+    results, said = Master.results_of, []
+
+    def dead_once(self: Master, jobname: str) -> Any:
+        if not said:
+            said.append(jobname)
+            raise JobDead(f"job {jobname!r} is dead", jobname=jobname)
+        return results(self, jobname)
+
+    monkeypatch.setattr(Master, "results_of", dead_once)
+    with Cluster.connect(master.url) as cluster:
+        assert dict(results_of(cluster, name)) == {"a": 2, "b": 1}
+    assert said
+
+
 def test_a_killed_job_is_dead_though_asked_again(
     master: Master, monkeypatch: pytest.MonkeyPatch
 ) -> None:

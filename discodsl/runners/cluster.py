@@ -466,11 +466,19 @@ def _ready_after_all(
     coordinator's end and its ready event's arrival (seen once); None if it is dead."""
     if not events or not events[-1][2].startswith(_READY_EVENT) or _failing_task(events):
         return None
-    try:
-        status, urls = cluster.master.results([jobname]).get(jobname, ("dead", []))
-    except ClientError:
-        return None
-    return urls if status == "ready" else None
+    for pause in READY_AGAIN_PAUSES:
+        time.sleep(pause)
+        try:
+            status, urls = cluster.master.results([jobname]).get(jobname, ("dead", []))
+        except ClientError:
+            return None
+        if status == "ready":
+            return urls
+    return None
+
+
+# Seconds before each time a job said dead whose log ends READY is asked again.
+READY_AGAIN_PAUSES = (0.0, 0.2, 0.5, 1.0)
 
 
 def _lost(cluster: Cluster, jobname: str, exc: ClientError) -> JobActive:
@@ -720,8 +728,16 @@ def _last_events(events: list[MasterEvent], count: int = 3) -> str:
 
 
 def results_of(cluster: Cluster, jobname: str) -> Results:
-    """The results of a job that is ready; the error its status means if it is not (yet)."""
-    return _results(cluster, jobname, cluster.master.results_of(jobname), {})
+    """The results of a job that is ready; the error its status means if it is not (yet).
+    A job said dead whose log ends READY is asked again (see _ready_after_all)."""
+    try:
+        urls = cluster.master.results_of(jobname)
+    except JobDead:
+        ready = _ready_after_all(cluster, jobname, cluster.master.events(jobname, num=5)[::-1])
+        if ready is None:
+            raise
+        urls = ready
+    return _results(cluster, jobname, urls, {})
 
 
 def _results(
