@@ -72,6 +72,7 @@ class Run:
         self._ended = threading.Event()
         self._killed = threading.Event()
         self._outcome: Results | BaseException | None = None
+        self._told: object = None  # the outcome a wait() or results() gave last
         self._traceback: TracebackType | None = None
         self._counters: Mapping[str, int] = {}
         self._master = ""  # the URL of the master it runs on (a cluster run's)
@@ -122,6 +123,9 @@ class Run:
         ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
         timeout = wait_limit(timeout)
         self._check_process()
+        if self._watch_stopped() and self._outcome is not self._told:
+            if getattr(self._outcome, "timed_out", False):  # the run's own timeout=, unsaid
+                return self._result()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._watch_again()
@@ -399,7 +403,7 @@ class Run:
         return ""
 
     def _result(self) -> Results:
-        outcome = self._outcome
+        outcome = self._told = self._outcome
         if isinstance(outcome, BaseException):
             raise outcome.with_traceback(self._traceback)
         assert outcome is not None
