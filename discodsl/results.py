@@ -289,6 +289,14 @@ class Results:
                     f"more (it was purged), and its node answered 404 for {exc.url}: run the "
                     "job again"
                 ) from exc
+            if self.cache_key is not None and exc.args:  # re-running serves them again
+                job = self.jobname.partition("@")[0]
+                exc.args = (
+                    f"{exc.args[0]}; these results are kept in the cache, which serves them to "
+                    f"the job's next runs: remove them (`discodsl cache clear --job {job}`), "
+                    "or run it with cache=False",
+                    *exc.args[1:],
+                )
             raise
 
     def _job_gone(self) -> bool:

@@ -1078,3 +1078,24 @@ def test_a_reused_stage_whose_outputs_went_says_so(marks: str, text: Path) -> No
         resumed.stage("words")
     fresh = cache_jobs.four_stages(marks, broken=False).run([text], mode="local")
     assert sorted(fresh.stage("words"))  # a fresh run's are its own
+
+
+def test_damaged_results_of_a_cached_run_say_how_to_drop_them(tmp_path: Path) -> None:
+    # "re-run that task", and every run again was served the same damaged results from
+    # the cache (probe CX F6).
+    from discodsl.results import Results
+    from discodsl.worker.errors import DataError
+    from discodsl.worker.opening import Node
+    from discodsl.worker.records import RecordWriter
+
+    path = tmp_path / "total-0-0"
+    writer = RecordWriter(str(path))
+    writer.write_many([("a", 1)] * 1000)
+    writer.close()
+    path.write_bytes(path.read_bytes()[:-30])
+    results = Results("wc@1:2:3", [[path.as_uri()]], node=Node(), mode="local")
+    results.cache_key = "k"
+    with pytest.raises(DataError) as info:
+        list(results)
+    assert "these results are kept in the cache" in str(info.value)
+    assert "`discodsl cache clear --job wc`" in str(info.value)
