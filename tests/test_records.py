@@ -821,3 +821,11 @@ def test_a_hunk_of_a_record_then_stray_bytes_is_not_blamed_on_a_class() -> None:
     assert "do not unpickle, though its checksum holds" in message
     assert "their writer wrote other bytes than pickles" in message
     assert "defined otherwise" not in message
+
+
+def test_an_empty_record_file_whose_first_byte_is_damaged_is_named_so(reference: Path) -> None:
+    # Disco's empty.disco so damaged was read as text, and given UTF-8 advice (probe CV F8a).
+    data = (reference / "records" / "empty.disco").read_bytes()
+    assert records.damaged_header_byte(b"\x82" + data[1:]) == 0
+    assert records.damaged_header_byte(data[:1] + b"\x07" + data[2:]) == 1
+    assert records.damaged_header_byte(b"text, not records\n") is None

@@ -387,11 +387,11 @@ def damaged_header_byte(data: bytes) -> int | None:
     else:
         return None  # most text stops here: its second byte is no compressed flag
     for candidate in mended:
-        try:
-            if next(_iter_hunks(io.BytesIO(candidate), "", MAX_HUNK_SIZE), None) is not None:
-                return damaged
+        try:  # its first hunk of records; or, an empty file's, its closing hunk and its end
+            next(_iter_hunks(io.BytesIO(candidate), "", MAX_HUNK_SIZE), None)
         except DataError:  # a header or a hunk that does not check, or a hunk not all here
             continue
+        return damaged
     return None
 
 
