@@ -391,12 +391,12 @@ def _each_file_once(paths: list[str]) -> list[str]:
     for path in paths:
         try:
             facts = os.stat(path)
-        except FileNotFoundError:  # gone, or a dangling link (named as such)
+        except PermissionError as exc:  # a directory above it that may not be searched
+            raise _cannot_list(exc) from None
+        except OSError:  # gone, a dangling link or a loop of them (named as such), no path
             if os.path.islink(path):
                 raise _not_a_file(path) from None
             continue
-        except OSError as exc:  # a directory above it that may not be searched
-            raise _cannot_list(exc) from None
         if not stat.S_ISREG(facts.st_mode):  # a pipe, a device: read by no task
             raise _not_a_file(path)
         if (facts.st_dev, facts.st_ino) not in seen:
@@ -406,20 +406,23 @@ def _each_file_once(paths: list[str]) -> list[str]:
 
 
 def _unlistable(path: str) -> OSError | None:
-    """The error that keeps the directory of ``path`` (a file's, or a glob's, or itself)
-    from being listed; None if none does."""
+    """The permission error that keeps the directory of ``path`` (a file's, or a glob's, or
+    itself) from being listed; None if none does."""
     while glob.has_magic(path):
         path = os.path.dirname(path)
     directory = path if os.path.isdir(path) else os.path.dirname(path) or os.curdir
     try:
         os.listdir(directory)
-    except OSError as exc:
-        return None if isinstance(exc, FileNotFoundError) else exc
+    except PermissionError as exc:
+        return exc
+    except OSError:  # no such directory, a file: the path names nothing
+        return None
     return None
 
 
 def _refuse_unlistable(exc: OSError) -> None:
-    raise _cannot_list(exc)
+    if isinstance(exc, PermissionError):
+        raise _cannot_list(exc)
 
 
 def _cannot_list(exc: OSError) -> JobError:

@@ -437,3 +437,16 @@ def test_an_http_input_of_no_host_is_refused_before_the_run(url: str) -> None:
 def test_raw_data_may_hold_a_nul(given: Any) -> None:
     # Refused as a path would be (probe CW F6, a regression).
     assert sources.resolve([given])
+
+
+def test_a_path_through_a_file_or_a_loop_of_links_is_no_unreadable_directory(
+    tmp_path: Path,
+) -> None:
+    # Both were "cannot list the input directory ...: make it readable" (probe CW F20, a
+    # regression).
+    (tmp_path / "plain.txt").write_text("a\n")
+    with pytest.raises(JobError, match=r"matches no file"):
+        sources.resolve([str(tmp_path / "plain.txt" / "part1")])
+    (tmp_path / "loop.txt").symlink_to(tmp_path / "loop.txt")
+    with pytest.raises(JobError, match=r"is a link to nothing"):
+        sources.resolve([str(tmp_path / "loop.txt")])
