@@ -11,6 +11,7 @@ command line's SIGTERM, the runs' Ctrl-C), which raise KeyboardInterrupt.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import math
@@ -107,6 +108,7 @@ def _raise_later(exc: BaseException, number: int, codes: set[CodeType]) -> None:
     main = threading.main_thread().ident or 0
     handler = signal.getsignal(number)
     kept = signal.SIG_DFL if handler is None else handler
+    ended = threading.Event()  # the program's end came first: nothing is sent
 
     def again(signum: int, frame: FrameType | None) -> None:
         if signal.getsignal(number) is again:
@@ -117,19 +119,28 @@ def _raise_later(exc: BaseException, number: int, codes: set[CodeType]) -> None:
         while True:
             time.sleep(SENT_AGAIN_AFTER)
             frame = sys._current_frames().get(main)
-            if frame is None:  # the main thread has ended
+            if frame is None or ended.is_set():  # the main thread, or the program, has ended
                 return
             if not any(f.f_code in codes for f in _stack(frame)):
                 break
         # To ``again``; or, if the program swapped that handler meanwhile, to its own: the
         # signal came, and is not lost.
         signal.pthread_kill(main, number)
+        atexit.unregister(at_the_end)
+
+    def at_the_end() -> None:
+        """Run first at the program's end (registered last): raised in what runs then
+        (discodsl's own removal of its files), ``exc`` would cut it short, and be lost."""
+        ended.set()
+        if signal.getsignal(number) is again:
+            signal.signal(number, kept)
 
     signal.signal(number, again)
+    atexit.register(at_the_end)
     try:
         threading.Thread(target=send, name="discodsl signal sent again", daemon=True).start()
     except RuntimeError:
-        signal.signal(number, kept)
+        at_the_end()
 
 
 # Seconds between two looks at whether the finalizer a handler raised on top of returned.

@@ -461,8 +461,9 @@ _UNKNOWN = object()
 def _a_hook_in(function: Any, scope: Mapping[str, Any]) -> bool:
     """Whether ``function`` is a hook of a stage ``scope`` holds: one a stage of another cell
     took, of one name (its ``init``), not this stage's own redefined."""
-    return any(
-        isinstance(value, Stage) and any(getattr(value.spec, r, None) is function for r in _HOOKS)
+    return any(  # type(), not isinstance(): a lazy proxy's __class__ may load, or fail
+        issubclass(type(value), Stage)
+        and any(getattr(value.spec, r, None) is function for r in _HOOKS)
         for value in list(scope.values())
     )
 

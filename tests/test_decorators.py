@@ -1378,6 +1378,30 @@ def test_a_notebooks_stages_of_other_cells_each_with_its_own_hook_of_one_name_ar
         assert list(namespace["only_first"].run(["raw://a"], mode="inline")) == [("a", 1)]
 
 
+class _FailingProxy:
+    """A lazy proxy whose class cannot be asked for (an app's context missing)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("Working outside of application context.")
+
+
+def test_a_namespace_holding_a_failing_proxy_does_not_fail_the_warnings_look() -> None:
+    # Its isinstance() ran the proxy's loader, and its failure failed the run (probe CW
+    # F22, a regression).
+    namespace: dict[str, Any] = {"current_app": _FailingProxy()}
+
+    def cell(source: str, number: int) -> None:
+        exec(compile(source, f"<ipython-input-{number}>", "exec"), namespace)
+
+    cell("from discodsl import job, map\ndef init(params):\n    pass\n", 1)
+    cell("@map(init=init)\ndef first(line):\n    yield line, 1\n", 2)
+    cell("@job(partitions=None)\ndef only_first():\n    return [first]\n", 3)
+    cell("def init(params):\n    pass\n", 4)
+    with pytest.warns(RedefinedStageWarning):
+        assert list(namespace["only_first"].run(["raw://a"], mode="inline")) == [("a", 1)]
+
+
 def test_a_script_of_two_jobs_each_with_its_own_stage_of_one_name_is_not_warned(
     tmp_path: Path,
 ) -> None:

@@ -1811,6 +1811,40 @@ def test_a_signal_in_the_removal_of_dropped_results_reaches_a_handler_swapped_in
         signal.signal(signal.SIGALRM, previous)
 
 
+def test_a_ctrl_c_in_the_removal_of_the_programs_last_dropped_results_leaves_no_files(
+    tmp_path: Path,
+) -> None:
+    # Raised again in discodsl's own removal of its files at the program's end, it cut that
+    # short: a temporary directory was left (probe CW F21, a regression).
+    script = textwrap.dedent("""
+        import shutil, signal, time
+        from tests import jobs
+
+        results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+        rmtree, sent = shutil.rmtree, []
+
+        def slow(*args, **kwargs):
+            if not sent:
+                sent.append(1)
+                signal.raise_signal(signal.SIGINT)
+            time.sleep(0.05)
+            rmtree(*args, **kwargs)
+
+        shutil.rmtree = slow
+        del results
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert "atexit" not in done.stderr, done.stderr
+    assert not list(tmp_path.glob("discodsl-*")), done.stderr
+
+
 def test_a_signal_in_the_removal_of_closed_results_reaches_the_caller_of_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
