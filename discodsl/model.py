@@ -446,9 +446,14 @@ def _note_declared(function: Any) -> None:
 
 
 def _reloaded(function: Callable[..., Any]) -> bool:
-    """Whether ``function``'s module has been reloaded since a stage was declared with it."""
+    """Whether ``function``'s module has been reloaded since a stage was declared with it
+    (importlib.reload gives it a new ``__spec__``), or imported again as another module
+    (dropped from sys.modules first)."""
     if not isinstance(function, FunctionType):
         return False
+    module = sys.modules.get(function.__module__)
+    if module is not None and vars(module) is not function.__globals__:
+        return function.__globals__.get("__name__") == function.__module__
     then = _DECLARED.get(function, _UNKNOWN)
     return then is not _UNKNOWN and then is not function.__globals__.get("__spec__")
 

@@ -1286,6 +1286,30 @@ def test_a_job_run_after_its_stages_module_was_reloaded_says_so(
     assert "import it again" in str(got[0].message)
 
 
+def test_a_job_run_after_its_stages_module_was_imported_again_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dropped from sys.modules and imported again after an edit, as notebooks do instead of
+    # reloading it: no warning since reloads were told by the module's __spec__ (probe CW
+    # F16, a regression).
+    module = tmp_path / "reimported_stages.py"
+    source = "from discodsl import map\n@map\ndef words(line):\n    yield line, {n}\n"
+    module.write_text(source.format(n=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "reimported_stages", raising=False)
+    imported = importlib.import_module("reimported_stages")
+    namespace: dict[str, Any] = {"words": imported.words}
+    exec(
+        "from discodsl import job\n@job(partitions=None)\ndef counted():\n    return [words]\n",
+        namespace,
+    )
+    module.write_text(source.format(n=2) + "# edited\n")
+    del sys.modules["reimported_stages"]
+    importlib.import_module("reimported_stages")
+    with pytest.warns(RedefinedStageWarning, match=r"module 'reimported_stages' has been"):
+        assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 1)]
+
+
 def test_a_job_of_a_reloaded_module_says_to_import_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
