@@ -186,6 +186,7 @@ def _known_scheme(url: str) -> str:
         )
     if scheme in ("http", "https"):
         _check_host(url, scheme)
+        _check_port(url, scheme)
     if scheme == "raw":
         try:
             size = len(rest.encode("utf-8"))
@@ -223,6 +224,21 @@ def _check_host(url: str, scheme: str) -> None:
         raise JobError(f"input {url!r} names no host{why}: write it as {scheme}://HOST[:PORT]/PATH")
 
 
+def _check_port(url: str, scheme: str) -> None:
+    """A JobError for an HTTP URL whose port is no port (``:99999``, ``:-1``, ``:x``)."""
+    import urllib.parse
+
+    try:
+        port = urllib.parse.urlsplit(url).port
+    except ValueError as exc:
+        raise JobError(
+            f"input {url!r} names no port a server can listen on ({exc}): write it as "
+            f"{scheme}://HOST[:PORT]/PATH, PORT from 1 to 65535"
+        ) from None
+    if port == 0:
+        raise JobError(f"input {url!r} names port 0, which no server listens on: fix the URL")
+
+
 # The most bytes a raw:// input holds. A worker's TASK message carries its inputs, and a
 # Disco master takes a message of up to 100 MiB; a payload this big is better a file.
 RAW_MOST = 16 * 1024 * 1024
@@ -249,6 +265,11 @@ def _check_file_url(url: str, rest: str) -> None:
             f"input {url!r}: {exc}; a # in a file's name is written %23 in a URL, or pass "
             "the path itself"
         ) from None
+    if "\0" in path:  # a %00 in it
+        raise JobError(
+            f"input {url!r} names a path holding a NUL character (%00), which no file's can: "
+            "fix the URL"
+        )
     if os.path.exists(path) and not os.path.isfile(path):
         raise _not_a_file(url)
 

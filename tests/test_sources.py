@@ -450,3 +450,16 @@ def test_a_path_through_a_file_or_a_loop_of_links_is_no_unreadable_directory(
     (tmp_path / "loop.txt").symlink_to(tmp_path / "loop.txt")
     with pytest.raises(JobError, match=r"is a link to nothing"):
         sources.resolve([str(tmp_path / "loop.txt")])
+
+
+def test_a_file_url_naming_a_nul_is_refused_in_words() -> None:
+    # A bare "ValueError: embedded null byte" from inside discodsl (probe CW F17).
+    with pytest.raises(JobError, match=r"names a path holding a NUL character \(%00\)"):
+        sources.resolve(["file:///tmp/a%00b"])
+
+
+@pytest.mark.parametrize("url", ["http://h:99999/x", "http://h:-1/x", "https://h:port/x"])
+def test_an_http_input_of_no_port_is_refused_before_the_run(url: str) -> None:
+    # Each task retried it as a network failure (probe CW F18).
+    with pytest.raises(JobError, match=r"names no port a server can listen on"):
+        sources.resolve([url])
