@@ -605,6 +605,41 @@ def test_params_of_a_set_subclass_key_its_slots_and_its_class() -> None:
     assert made[0] != made[1]
 
 
+class _Vocabulary(frozenset[str]):
+    """Words and their language, which its own __reduce__ carries."""
+
+    def __new__(cls, words: Any, lang: str) -> _Vocabulary:
+        made = super().__new__(cls, words)
+        made.lang = lang  # type: ignore[attr-defined]
+        return made
+
+    def __reduce__(self) -> Any:
+        return _Vocabulary, (sorted(self), self.lang)  # type: ignore[attr-defined]
+
+
+def test_params_of_a_set_subclass_key_what_its_own_reduce_carries() -> None:
+    # Only the state of its reduction was keyed: "fr" was served the results of "en"
+    # (probe CY F1, a regression).
+    from discodsl.options import validate_options
+
+    en, fr = (
+        keys._options(validate_options(params={"v": _Vocabulary({"a", "b"}, lang)}))
+        for lang in ("en", "fr")
+    )
+    assert en != fr
+
+
+def test_a_set_of_pairs_is_keyed_in_its_own_order() -> None:
+    # Each pair was pickled for its digest: a set of 1M tuples took 6 s and 288 MB more
+    # (probe CY F6).
+    from discodsl.options import validate_options
+
+    pairs = {(f"w{i}", i) for i in range(200_000)}
+    started = time.monotonic()
+    assert keys._options(validate_options(params={"p": pairs}))
+    assert time.monotonic() - started < 10
+
+
 def test_params_of_objects_linked_through_sets_are_keyed_at_once() -> None:
     # Each item of each set was pickled afresh, through every path: a tree of 31 nodes
     # never got its key, and frozensets nested 20 deep took seconds (probe CW F14, F3).

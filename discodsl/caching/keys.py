@@ -49,6 +49,7 @@ into (:meth:`~discodsl.runners.base.Runner._tasks`).
 from __future__ import annotations
 
 import ast
+import contextlib
 import dis
 import functools
 import hashlib
@@ -257,11 +258,12 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
         return made[1]
 
     def _ordered(self, members: Iterable[Any]) -> tuple[Any, ...]:
-        """A set's ``members`` in order: their own if all are strs, bytes or ints (stop
-        words: no pickle each), else that of their digests."""
-        kinds = set(map(type, members))
-        if len(kinds) == 1 and kinds <= {str, bytes, int}:
-            return tuple(sorted(members))
+        """A set's ``members`` in order: their own if all are strs, bytes or numbers, or
+        tuples of them (stop words, pairs: no pickle each, a total order), else that of
+        their digests."""
+        if all(map(_plain, members)):
+            with contextlib.suppress(TypeError):  # a str beside an int: no order of its own
+                return tuple(sorted(members))
         return tuple(sorted(members, key=self._digest))
 
     def _digest(self, item: Any) -> bytes:
@@ -295,6 +297,16 @@ class _Hasher(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 _SET_MARK = "discodsl: a set, its items in the order of their digests"
+_ATOMS = (str, bytes, int, float)
+
+
+def _plain(member: Any) -> bool:
+    """Whether a set's ``member`` is a str, bytes or a number, or a tuple of them, whose
+    own order is the same in every process."""
+    kind = type(member)
+    if kind in _ATOMS:
+        return True
+    return kind is tuple and all(type(item) in _ATOMS for item in member)
 
 
 class _Sets:
@@ -310,13 +322,20 @@ class _Sets:
 
 
 def _state_of(obj: Any) -> Any:
-    """What pickle writes of a set subclass's instance beside its items: its ``__dict__``
-    and slots (its __reduce_ex__'s state); its __dict__ if that fails."""
+    """What pickle writes of a set subclass's instance beside its items: its __reduce_ex__
+    but for the list of its items a plain set's reduction holds (a subclass's own
+    __reduce__ may hold anything: its arguments, its ``__dict__`` and slots); its
+    ``__dict__`` if that fails."""
     try:
         reduced = obj.__reduce_ex__(cloudpickle.DEFAULT_PROTOCOL)
     except Exception:
         return getattr(obj, "__dict__", None)
-    return reduced[2] if isinstance(reduced, tuple) and len(reduced) > 2 else None
+    if not isinstance(reduced, tuple):
+        return reduced
+    parts = list(reduced[1:])
+    if parts and parts[0] == (list(obj),):  # the items, in hash order: written in order
+        parts[0] = None
+    return tuple(parts)
 
 
 def _stably_tracked(cls: type, reduced: Any) -> Any:
