@@ -28,7 +28,7 @@ from discodsl import forking, interrupts
 from discodsl.contracts import check_contracts, runtime_specs
 from discodsl.errors import JobError
 from discodsl.options import JobKeywords, JobOptions, Mode, validate_options
-from discodsl.worker.errors import brief
+from discodsl.worker.errors import brief, notebook_cells
 from discodsl.worker.spec import (
     ClientOnly,
     JobSpec,
@@ -430,12 +430,25 @@ _HOOKS = ("combiner", "partitioner", "init", "done", "reader")
 
 def _redefined(hook: Any, now: Any) -> bool:
     """Whether ``now``, what ``hook``'s name holds where it was defined, is another function
-    of that name that replaced it: of another cell (a notebook compiles each cell it runs
-    into a file of its own), or of its module reloaded since a stage took ``hook``; not a
-    script's other function of that name, in the same file."""
+    of that name that replaced it: of a notebook's cell (IPython compiles each cell it runs
+    into a file of its own), of its module reloaded since a stage took ``hook``, or of its
+    own ``def`` run again (``%run`` of its file); not a script's other function of that
+    name, in the same file or imported from another."""
     if not isinstance(now, FunctionType) or now is hook or now.__name__ != hook.__name__:
         return False
-    return bool(now.__code__.co_filename != hook.__code__.co_filename) or _reloaded(hook)
+    old_code, new_code = hook.__code__, now.__code__
+    if new_code.co_filename != old_code.co_filename:
+        return _a_cell(new_code.co_filename) or _reloaded(hook)
+    return _reloaded(hook) or new_code.co_firstlineno == old_code.co_firstlineno
+
+
+def _a_cell(filename: str) -> bool:
+    """Whether ``filename`` is one IPython compiled a notebook's cell into."""
+    return (
+        filename.startswith("<ipython-input-")
+        or "/ipykernel_" in filename
+        or (filename in notebook_cells())
+    )
 
 
 def _note_declared(function: Any) -> None:

@@ -1310,6 +1310,42 @@ def test_a_job_run_after_its_stages_module_was_imported_again_says_so(
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 1)]
 
 
+def test_stages_run_again_from_their_own_lines_are_warned_of_and_a_scripts_own_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stages file %run again (its defs run again, in one file) was not warned of (probe
+    # CY F5); a script that imports a stage and then defines its own of that name, for a
+    # second job, was told its cell ran again (CY F2). Both regressions.
+    stages = "from discodsl import map\n@map\ndef words(line):\n    yield line, {n}\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(stages.format(n=1), "stages.py", "exec"), namespace)
+    exec(
+        "from discodsl import job\n@job(partitions=None)\ndef wc():\n    return [words]\n",
+        namespace,
+    )
+    exec(compile(stages.format(n=2), "stages.py", "exec"), namespace)  # %run stages.py
+    with pytest.warns(RedefinedStageWarning, match=r"runs stage 'words' as it was when"):
+        namespace["wc"].run(["raw://a"], mode="inline")
+    (tmp_path / "shared_stages.py").write_text(stages.format(n=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "shared_stages", raising=False)
+    script: dict[str, Any] = {"__name__": "script"}
+    exec(
+        compile(
+            "from discodsl import job, map\nfrom shared_stages import words\n"
+            "@job(partitions=None)\ndef first():\n    return [words]\n"
+            "@map\ndef words(line):\n    yield line, 3\n"
+            "@job(partitions=None)\ndef second():\n    return [words]\n",
+            "script.py",
+            "exec",
+        ),
+        script,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(script["first"].run(["raw://a"], mode="inline")) == [("a", 1)]
+
+
 def test_a_job_of_a_reloaded_module_says_to_import_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
