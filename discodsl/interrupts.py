@@ -123,9 +123,11 @@ def _raise_later(exc: BaseException, number: int, codes: set[CodeType]) -> None:
                 return
             if not any(f.f_code in codes for f in _stack(frame)):
                 break
-        # To ``again``; or, if the program swapped that handler meanwhile, to its own: the
-        # signal came, and is not lost.
-        signal.pthread_kill(main, number)
+        # To ``again``; or, if the program swapped in another handler meanwhile, to that
+        # one: the signal came, and is not lost. Not to the one that ran for it already,
+        # which the program put back: it runs once.
+        if signal.getsignal(number) is not handler:
+            signal.pthread_kill(main, number)
         atexit.unregister(at_the_end)
 
     def at_the_end() -> None:

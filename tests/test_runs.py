@@ -1811,6 +1811,39 @@ def test_a_signal_in_the_removal_of_dropped_results_reaches_a_handler_swapped_in
         signal.signal(signal.SIGALRM, previous)
 
 
+def test_a_handler_the_program_puts_back_after_a_drop_runs_once_for_its_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The program installed its handler again right after the drop: the signal was sent to
+    # it again, and it ran twice for one signal (probe CY F7).
+    import shutil
+
+    results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
+    rmtree, signalled, calls = shutil.rmtree, [], []
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        if not signalled:
+            signalled.append(True)
+            signal.raise_signal(signal.SIGALRM)
+        rmtree(*args, **kwargs)
+
+    def counted(number: int, frame: object) -> None:
+        calls.append(number)
+        raise _Stop(number)
+
+    previous = signal.signal(signal.SIGALRM, counted)
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    try:
+        with contextlib.suppress(_Stop):
+            del results
+            signal.signal(signal.SIGALRM, counted)
+            for _ in range(30):
+                time.sleep(0.01)
+        assert calls == [signal.SIGALRM]
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_a_ctrl_c_in_the_removal_of_the_programs_last_dropped_results_leaves_no_files(
     tmp_path: Path,
 ) -> None:
