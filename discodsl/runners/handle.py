@@ -123,11 +123,10 @@ class Run:
         ``kill_on_interrupt``) and re-raises KeyboardInterrupt."""
         timeout = wait_limit(timeout)
         self._check_process()
-        if self._watch_stopped() and self._outcome is not self._told:
-            if getattr(self._outcome, "timed_out", False):  # the run's own timeout=, unsaid
-                return self._result()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._timed_out_unsaid():  # the run's own timeout=: as run() would raise it
+                return self._result()
             self._watch_again()
             interrupts = self._interrupts
             try:
@@ -135,6 +134,8 @@ class Run:
             except KeyboardInterrupt:
                 self._on_interrupt(ctrl_c=True)
                 raise
+            if ended and self._timed_out_unsaid():
+                return self._result()
             # Another thread's Ctrl-C stopped the watch, not this wait: the job runs on.
             if not (ended and self._watch_stopped() and self._interrupts != interrupts):
                 break
@@ -361,6 +362,13 @@ class Run:
         with self._end_lock:
             if not self._ending:
                 self._releases.append(outcome.hold())
+
+    def _timed_out_unsaid(self) -> bool:
+        """Whether the run's watch ended at its own ``timeout=`` (JobActive), and no wait()
+        or results() has said so yet."""
+        outcome = self._outcome
+        unsaid = self._watch_stopped() and outcome is not self._told
+        return unsaid and getattr(outcome, "timed_out", False) is True
 
     def _watch_stopped(self) -> bool:
         """Whether the run's watch ended while its job ran on (its outcome is JobActive)."""
