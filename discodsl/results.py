@@ -100,8 +100,7 @@ def _needs_a_class(jobname: str, exc: MalformedRecord) -> MalformedRecord:
         "directory on PYTHONPATH)"
     )
     error = MalformedRecord(
-        f"the records of {jobname!r} need a class this process cannot import ({exc.needed}): "
-        f"{fix}",
+        f"the records of {jobname!r} need a class this process cannot import ({exc.needed}): {fix}",
         url=exc.url,
         span=exc.span,
     )

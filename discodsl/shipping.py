@@ -85,8 +85,7 @@ def pickle_job(spec: JobSpec) -> bytes:
         except _ClientObject as exc:
             holder = _client_holder(spec)
             fix = (
-                "keep it out of params: pass plain data (its name), and use it where the "
-                "job runs"
+                "keep it out of params: pass plain data (its name), and use it where the job runs"
                 if holder.startswith("params")
                 else "import it inside the functions that use it where jobs run, or keep "
                 "it out of the modules stages use"

@@ -330,8 +330,7 @@ def test_links_and_entries_of_a_process_of_another_pid_namespace_are_left_alone(
         for prefix in (store.HELD, store.NEW)
     ]
     ours = [
-        store.cache_dir() / f"{prefix}4194304-n{namespace}-y"
-        for prefix in (store.HELD, store.NEW)
+        store.cache_dir() / f"{prefix}4194304-n{namespace}-y" for prefix in (store.HELD, store.NEW)
     ]
     for path in theirs + ours:
         path.mkdir()
