@@ -1680,12 +1680,11 @@ def _one_shot(number: int, frame: object) -> None:  # a second signal would kill
     raise _Stop(number)
 
 
-def _dropped_while_signalled(
+def _signalled_in_removal(
     monkeypatch: pytest.MonkeyPatch, number: int, rest: float = 0.0
-) -> tuple[BaseException | None, list[Path]]:
-    """Drop a local run's results while its files go, signal ``number`` coming in the middle
-    of their removal (whose rest takes ``rest`` seconds): what reached the program's own code
-    within 5 s (None: nothing), and the files."""
+) -> tuple[Any, list[Path]]:
+    """A local run's results, whose files' removal signal ``number`` comes in the middle of
+    (its rest takes ``rest`` seconds), and the files."""
     import shutil
 
     results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
@@ -1700,6 +1699,16 @@ def _dropped_while_signalled(
         rmtree(*args, **kwargs)
 
     monkeypatch.setattr(shutil, "rmtree", interrupted)
+    return results, files
+
+
+def _dropped_while_signalled(
+    monkeypatch: pytest.MonkeyPatch, number: int, rest: float = 0.0
+) -> tuple[BaseException | None, list[Path]]:
+    """Drop a local run's results while its files go, signal ``number`` coming in the middle
+    of their removal (whose rest takes ``rest`` seconds): what reached the program's own code
+    within 5 s (None: nothing), and the files."""
+    results, files = _signalled_in_removal(monkeypatch, number, rest)
     try:
         del results  # collected now: its finalizer removes its files
         for _ in range(500):  # the program's own code, where the handler runs
@@ -1787,19 +1796,9 @@ def test_a_signal_in_the_removal_of_dropped_results_reaches_a_handler_swapped_in
 ) -> None:
     # The program installed its own handler right after the drop: the signal was not sent
     # to it, and was lost (probe CW F4).
-    import shutil
-
-    results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
-    rmtree, signalled, got = shutil.rmtree, [], []
-
-    def interrupted(*args: Any, **kwargs: Any) -> None:
-        if not signalled:
-            signalled.append(True)
-            signal.raise_signal(signal.SIGALRM)
-        rmtree(*args, **kwargs)
-
+    got: list[int] = []
     previous = signal.signal(signal.SIGALRM, _exit_with)
-    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    results, _ = _signalled_in_removal(monkeypatch, signal.SIGALRM)
     try:
         with contextlib.suppress(_Stop):
             del results
@@ -1816,23 +1815,14 @@ def test_a_handler_the_program_puts_back_after_a_drop_runs_once_for_its_signal(
 ) -> None:
     # The program installed its handler again right after the drop: the signal was sent to
     # it again, and it ran twice for one signal (probe CY F7).
-    import shutil
-
-    results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
-    rmtree, signalled, calls = shutil.rmtree, [], []
-
-    def interrupted(*args: Any, **kwargs: Any) -> None:
-        if not signalled:
-            signalled.append(True)
-            signal.raise_signal(signal.SIGALRM)
-        rmtree(*args, **kwargs)
+    calls: list[int] = []
 
     def counted(number: int, frame: object) -> None:
         calls.append(number)
         raise _Stop(number)
 
     previous = signal.signal(signal.SIGALRM, counted)
-    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    results, _ = _signalled_in_removal(monkeypatch, signal.SIGALRM)
     try:
         with contextlib.suppress(_Stop):
             del results
