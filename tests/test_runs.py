@@ -1675,6 +1675,17 @@ class _Handler:
         raise _Stop(number)
 
 
+class _Counted:
+    """A handler that notes each signal it is given (``calls``), then raises _Stop."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, number: int, frame: object) -> None:
+        self.calls.append(number)
+        raise _Stop(number)
+
+
 def _one_shot(number: int, frame: object) -> None:  # a second signal would kill at once
     signal.signal(number, signal.SIG_DFL)
     raise _Stop(number)
@@ -1773,12 +1784,8 @@ def test_the_handler_of_a_signal_in_the_removal_of_dropped_results_runs_once(
     # The signal was sent again, so the handler ran twice: a handler that forces the exit at
     # a second Ctrl-C did so at the first (probe CS F7); and a handler of two signals got
     # the other one (probe CS F15).
-    calls: list[int] = []
-
-    def counted(number: int, frame: object) -> None:
-        calls.append(number)
-        raise _Stop(number)
-
+    counted = _Counted()
+    calls = counted.calls
     previous = {n: signal.signal(n, counted) for n in (signal.SIGUSR1, signal.SIGALRM)}
     try:
         caught, files = _dropped_while_signalled(monkeypatch, signal.SIGUSR1)
@@ -1815,12 +1822,8 @@ def test_a_handler_the_program_puts_back_after_a_drop_runs_once_for_its_signal(
 ) -> None:
     # The program installed its handler again right after the drop: the signal was sent to
     # it again, and it ran twice for one signal (probe CY F7).
-    calls: list[int] = []
-
-    def counted(number: int, frame: object) -> None:
-        calls.append(number)
-        raise _Stop(number)
-
+    counted = _Counted()
+    calls = counted.calls
     previous = signal.signal(signal.SIGALRM, counted)
     results, _ = _signalled_in_removal(monkeypatch, signal.SIGALRM)
     try:
@@ -1876,12 +1879,8 @@ def test_a_signal_in_the_removal_of_closed_results_reaches_the_caller_of_close(
     # files still go.
     import shutil
 
-    calls: list[int] = []
-
-    def counted(number: int, frame: object) -> None:
-        calls.append(number)
-        raise _Stop(number)
-
+    counted = _Counted()
+    calls = counted.calls
     results = jobs.wordcount.run(["raw://a"], mode="local", progress=False)
     files = [Path(urls.file_path(url) or "") for url in results.record_urls()[0]]
     rmtree = shutil.rmtree
