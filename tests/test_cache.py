@@ -1098,3 +1098,17 @@ def test_damaged_results_of_a_cached_run_say_how_to_drop_them(tmp_path: Path) ->
         list(results)
     assert "these results are kept in the cache" in str(info.value)
     assert "`discodsl cache clear --job wc`" in str(info.value)
+
+
+def test_params_too_deep_to_key_are_named_as_what_turns_the_cache_off(
+    marks: str, text: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The notice blamed the stages (probe CY F4).
+    nested: Any = frozenset({0})
+    for depth in range(250):  # deep enough for the key's pickle, not for the job's
+        nested = frozenset({nested, depth})
+    job = cache_jobs.wordcount(marks).with_options(params={"deep": [nested]})
+    assert job.run([text], mode="inline", cache=True).to_dict() == counted(LINES)
+    assert "runs without the cache: its params cannot be pickled to key them" in (
+        capfd.readouterr().err
+    )

@@ -205,8 +205,9 @@ class Runner:
         try:
             stage_keys = keys.stage_keys(plan.job.name, plan.options, stages, inputs, where)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
+            what = "params" if _unkeyable_params(plan.options) else "stages"
             notice(
-                f"discodsl: job {plan.job.name!r} runs without the cache: its stages cannot "
+                f"discodsl: job {plan.job.name!r} runs without the cache: its {what} cannot "
                 f"be pickled to key them ({type(exc).__name__}: {exc})"
             )
             return plan
@@ -520,3 +521,15 @@ def fan_out(*handlers: EventHandler) -> EventHandler:
                 handler(kind, facts)
 
     return handle
+
+
+def _unkeyable_params(options: JobOptions) -> bool:
+    """Whether the job's params are what cannot be pickled to key it (params nested
+    deeper than pickle goes), rather than its stages."""
+    from discodsl.caching import keys
+
+    try:
+        keys._options(options)
+    except Exception:
+        return True
+    return False
