@@ -99,7 +99,7 @@ class PicklingError(JobError):
 
 class InputRunFailed(JobError):
     """A run whose inputs are another run's results did not start: that run failed (its
-    error is this one's ``__cause__``)."""
+    error is this one's ``__cause__``), or it did not end within this run's ``timeout=``."""
 
 
 class TaskFailed(JobError):

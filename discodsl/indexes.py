@@ -20,14 +20,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import replace
 
 from discodsl.worker import urls
 from discodsl.worker.errors import DataError
-from discodsl.worker.inputs import read_index
+from discodsl.worker.inputs import listed_twice, read_index
 from discodsl.worker.opening import Node
+from discodsl.worker.spec import JobSpec
 
 # A URL an index lists (``disco://HOST/...``) as the job reading it gets it.
 Form = Callable[[str, Node], str]
+# Files that indexes listed, by URL as the job gets them: the size each index gave, and what
+# gave it ("the index dir://...").
+Listed = dict[str, tuple[int, str]]
 
 
 def readable_here(url: str, node: Node) -> str:
@@ -36,28 +41,42 @@ def readable_here(url: str, node: Node) -> str:
     return urls.readable_here(url, node.host, node.disco_port, node.disco_data)
 
 
-def expand(inputs: list[list[str]], node_of: Callable[[str], Node], form: Form) -> list[list[str]]:
+def expand(
+    inputs: list[list[str]],
+    node_of: Callable[[str], Node],
+    form: Form,
+    listed: Listed | None = None,
+) -> list[list[str]]:
     """``inputs`` with each ``dir://`` replica list replaced by the files its index lists,
     all labels, in order (one replica list each), as ``form`` gives them; ``node_of(host)``
-    is the node an index of ``host`` is read through."""
+    is the node an index of ``host`` is read through. Each file goes into ``listed`` too,
+    with the size its index gave and that index (for the job's tasks to check)."""
     expanded: list[list[str]] = []
     for replicas in inputs:
         if not (replicas and all(urls.is_index(url) for url in replicas)):
             expanded.append(replicas)
             continue
-        node, entries = _first_readable(replicas, node_of)
-        expanded.extend([form(url, node)] for _, url, _ in entries)
+        index, node, entries = _first_readable(replicas, node_of)
+        seen: set[str] = set()
+        for _, url, size in entries:
+            if url in seen:  # read twice, its records would count twice
+                raise listed_twice(index, url, "all")
+            seen.add(url)
+            file = form(url, node)
+            expanded.append([file])
+            if listed is not None:
+                listed[file] = (size, f"the index {index}")
     return expanded
 
 
 def _first_readable(
     replicas: list[str], node_of: Callable[[str], Node]
-) -> tuple[Node, list[tuple[int, str, int]]]:
-    """The entries of the first replica of an index that can be read, and its node."""
+) -> tuple[str, Node, list[tuple[int, str, int]]]:
+    """The first replica of an index that can be read, its node and its entries."""
     for url in replicas[:-1]:
         with suppress(DataError):
-            return _read(url, node_of)
-    return _read(replicas[-1], node_of)
+            return url, *_read(url, node_of)
+    return replicas[-1], *_read(replicas[-1], node_of)
 
 
 def _read(url: str, node_of: Callable[[str], Node]) -> tuple[Node, list[tuple[int, str, int]]]:
@@ -73,6 +92,14 @@ def _read(url: str, node_of: Callable[[str], Node]) -> tuple[Node, list[tuple[in
             "more): if that job was purged, its results went with it: run it again",
             url=url,
         ) from exc
+
+
+def listing(spec: JobSpec, listed: Listed, inputs: list[list[str]]) -> JobSpec:
+    """``spec`` telling its tasks the sizes of the files among ``inputs`` that ``listed``
+    has (a file of another size is not the one its task wrote: ``worker.inputs``)."""
+    given = {url for replicas in inputs for url in replicas}
+    found = {url: listed[url] for url in given if url in listed}
+    return replace(spec, listed={**spec.listed, **found}) if found else spec
 
 
 # A job's name in the path of an index of its outputs: .../JOB/.disco/STAGE-TASK-TIME.results

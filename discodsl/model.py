@@ -47,9 +47,10 @@ if TYPE_CHECKING:
 
 class Recorded(Protocol):
     """What names record files a run can read: an earlier run's :class:`~discodsl.Results`
-    or :class:`~discodsl.Run` (a chain)."""
+    or :class:`~discodsl.Run` (a chain); each file goes into ``listed``, if given, with the
+    size its index gives (or none)."""
 
-    def record_urls(self) -> list[list[str]]: ...
+    def record_urls(self, listed: dict[str, tuple[int, str]] | None = None) -> list[list[str]]: ...
 
 
 # One input: a path, glob, directory or URL; an earlier run; or one input's replica URLs.

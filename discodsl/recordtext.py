@@ -35,7 +35,8 @@ output, one record per line:
   --json         JSON lines: one [KEY, VALUE] array per line. str, int, finite
                  float, bool, None, lists and dicts with str keys are JSON; any
                  other value (tuple, bytes, set, nan, other objects, a dict whose
-                 only key is "repr") is {"repr": "<its Python repr>"}.
+                 only key is "repr", a str holding a lone surrogate, which strict
+                 JSON parsers refuse) is {"repr": "<its Python repr>"}.
 """
 
 
@@ -168,13 +169,28 @@ def _json_value(value: Any) -> Any:
     """``value`` where JSON holds it exactly, else ``{"repr": repr(value)}``."""
     value = _plain(value)
     kind = type(value)
-    if kind in (str, int, bool) or value is None or (kind is float and math.isfinite(value)):
+    if kind is str:
+        return value if _unicode(value) else {"repr": repr(value)}
+    if kind in (int, bool) or value is None or (kind is float and math.isfinite(value)):
         return value
     if kind is list:
         return [_json_value(item) for item in value]
-    if kind is dict and all(type(k) is str for k in value) and list(value) != ["repr"]:
+    if (
+        kind is dict
+        and all(type(k) is str and _unicode(k) for k in value)
+        and list(value) != ["repr"]
+    ):
         return {k: _json_value(v) for k, v in value.items()}
     return {"repr": stable_repr(value)}
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text, which strict JSON parsers take: no lone surrogate
+    (an undecodable byte of a file name), which JSON would write as an escape they refuse."""
+    return _SURROGATE.search(text) is None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def stable_repr(value: Any) -> str:

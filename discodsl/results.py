@@ -22,6 +22,7 @@ from typing import Any
 
 from discodsl import indexes, interrupts, places
 from discodsl.errors import JobError, SettingsError
+from discodsl.indexes import Listed
 from discodsl.jobstatus import command_line
 from discodsl.worker.errors import DataError, MalformedRecord
 from discodsl.worker.inputs import Cursor, iter_input
@@ -161,9 +162,13 @@ class Results:
         cleanup: Callable[[], None] | None = None,
         stages: Callable[[str], list[list[str]]] | None = None,
         master: str | None = None,
+        sizes: dict[str, int] | None = None,
     ):
         self.jobname = jobname
         self.urls = urls
+        # The sizes of the run's files that no index lists (an inline run's), which reading
+        # them checks, as an index's are.
+        self.sizes = sizes or {}
         self.node = node
         self.mode = mode
         self.master = master  # a cluster run's master: where its files stay
@@ -210,7 +215,7 @@ class Results:
             )
         with Cluster.connect(master) as cluster:
             named = job_named(cluster, jobname)
-            results = wait_for(cluster, named, timeout=timeout, progress=False)
+            results = wait_for(cluster, named, timeout=timeout, progress=False, replay=False)
         results.carrying = _main_classes  # what its records may name: the program's own
         return results
 
@@ -230,7 +235,9 @@ class Results:
         urls = self.reused(name)
         if urls is None:
             urls = self._stages(name)
-        found = Results(self.jobname, urls, node=self.node, mode=self.mode, master=self.master)
+        found = Results(
+            self.jobname, urls, node=self.node, mode=self.mode, master=self.master, sizes=self.sizes
+        )
         found.stage_name, found._run, found.carrying = name, self, self.carrying
         return found
 
@@ -271,9 +278,10 @@ class Results:
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         self._check_open()
+        listed = self._sized({})
         try:
             for replicas in self.urls:
-                yield from iter_input(replicas, "all", self.node, Cursor())
+                yield from iter_input(replicas, "all", self.node, Cursor(), listed=listed)
         except MalformedRecord as exc:
             if not exc.needed:  # the record's own advice is for a job reading them
                 raise
@@ -315,28 +323,41 @@ class Results:
             return False
         return False
 
-    def record_urls(self) -> list[list[str]]:
+    def record_urls(self, listed: Listed | None = None) -> list[list[str]]:
         """The record files of these results, each a replica list: inputs for another job.
 
         Files on this machine (a local run's) are given as ``file://`` URLs, so
         any runner here can read them, whichever runner wrote them. They last
         as long as these results: keep them referenced, and open, until the
         jobs reading the URLs have run (or pass the results themselves).
+        Each goes into ``listed`` too, with the size its index gives.
         """
         node = self.node
         # Each as any runner here reads it, as Disco's own client reads results.
-        listed = self.listed_urls()
-        return [[indexes.readable_here(url, node) for url in replicas] for replicas in listed]
+        return self._expanded(lambda url, _: indexes.readable_here(url, node), listed)
 
-    def listed_urls(self) -> list[list[str]]:
+    def listed_urls(self, listed: Listed | None = None) -> list[list[str]]:
         """The record files of these results as their master lists them (a cluster's
         ``disco://HOST/...``, which its nodes read at their own port), each a replica list:
-        the inputs a job on that cluster is given."""
+        the inputs a job on that cluster is given; each in ``listed`` too, with its size."""
+        return self._expanded(lambda url, _: url, listed)
+
+    def _expanded(self, form: indexes.Form, listed: Listed | None) -> list[list[str]]:
         # A run holding them reads them, closed or not, but for files removed before.
         if self._files_removed() or not self._held_by_a_run():
             self._check_open()
         node = self.node
-        return indexes.expand(self.urls, lambda host: node, lambda url, _: url)
+        if listed is not None:
+            self._sized(listed)
+        return indexes.expand(self.urls, lambda host: node, form, listed)
+
+    def _sized(self, listed: Listed) -> Listed:
+        """``listed`` with the files of ``sizes`` among these results (their reading checks
+        them)."""
+        said = f"the {self.mode} run {self.jobname!r} that wrote it"
+        for url in (url for replicas in self.urls for url in replicas if url in self.sizes):
+            listed[url] = (self.sizes[url], said)
+        return listed
 
     def _files_removed(self) -> bool:
         """Whether closing these results (or their run's) has removed their files."""

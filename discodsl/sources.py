@@ -28,6 +28,7 @@ from discodsl.worker.opening import MAGIC_SIZE, compression_of
 from discodsl.worker.records import is_record_file_prefix
 
 if TYPE_CHECKING:
+    from discodsl.indexes import Listed
     from discodsl.settings_model import DiscoSettings
 
 # A local file is cut into ranges only when each range gets at least this much.
@@ -53,10 +54,13 @@ def once(inputs: Any) -> Any:
     return tuple(inputs) if isinstance(inputs, Iterable) else inputs
 
 
-def resolve_each(inputs: Any, listed_from: str | None = None) -> list[tuple[Any, list[list[str]]]]:
+def resolve_each(
+    inputs: Any, listed_from: str | None = None, listed: Listed | None = None
+) -> list[tuple[Any, list[list[str]]]]:
     """Each input as given, with its replica lists (see :func:`resolve`); the results of a
     cluster run on the master ``listed_from`` as that master lists their files (a job on
-    its cluster: its nodes read them so), others' as this machine reads them."""
+    its cluster: its nodes read them so), others' as this machine reads them, each file
+    put in ``listed`` with the size its index gave."""
     if inputs is None:
         raise SettingsError(
             "the job got no inputs (None, or none given): pass paths, globs, URLs or an "
@@ -75,18 +79,19 @@ def resolve_each(inputs: Any, listed_from: str | None = None) -> list[tuple[Any,
             f"inputs={brief(inputs, 80)} is a {type(inputs).__name__}: pass a path or URL as a "
             "str, a list of them, or an earlier job's results, e.g. inputs=['data/*.txt']"
         )
-    return [(item, _resolve_one(item, listed_from)) for item in inputs]
+    return [(item, _resolve_one(item, listed_from, listed)) for item in inputs]
 
 
-def _resolve_one(item: Any, listed_from: str | None = None) -> list[list[str]]:
+def _resolve_one(
+    item: Any, listed_from: str | None = None, listed: Listed | None = None
+) -> list[list[str]]:
     if _is_name(item):
         _refuse_nul(os.fspath(item))
     if hasattr(item, "record_urls"):
         of_master = getattr(item, "mode", None) == "cluster" and _master_of(item) == listed_from
-        listed = listed_from is not None and of_master
-        return [
-            list(replicas) for replicas in (item.listed_urls() if listed else item.record_urls())
-        ]
+        as_listed = listed_from is not None and of_master
+        found = item.listed_urls(listed) if as_listed else item.record_urls(listed)
+        return [list(replicas) for replicas in found]
     if isinstance(item, os.PathLike):
         return [[url] for url in _paths(os.fspath(item))]
     if isinstance(item, str):

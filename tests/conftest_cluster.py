@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from discodsl.ddfs import DDFS
+from discodsl.runners.layout import LOCAL_HOST, this_node
+from discodsl.worker import urls
 from tests.disco_master import DiscoMaster
 from tests.disco_state import FAST, Clock
 
@@ -46,6 +48,27 @@ def cluster_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         return point_at(monkeypatch, REAL_MASTER, urlsplit(REAL_MASTER).port or 8989)
     master: DiscoMaster = request.getfixturevalue("disco_master")
     return point_at(monkeypatch, master.url, master.port)
+
+
+@pytest.fixture
+def damageable_cluster(
+    disco_master: DiscoMaster, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], Path]:
+    """``DISCO_MASTER`` and ``DISCO_PORT`` point at the test master, whatever
+    ``DISCODSL_TEST_REAL_MASTER`` says (its files are at hand); the file on this machine of
+    a result file a run lists (``disco://HOST/disco/...`` of a local run or the test
+    master, ``file://`` of an inline run)."""
+    point_at(monkeypatch, disco_master.url, disco_master.port)
+
+    def file_of(listed: str) -> Path:
+        here = urls.file_path(listed)  # an inline run's
+        if here is not None:
+            return Path(here)
+        host, path = urls.split_host(urls.split(listed)[1])
+        data = this_node().disco_data if host == LOCAL_HOST else disco_master.jobs.disco_data
+        return Path(data, path.removeprefix("disco/"))
+
+    return file_of
 
 
 def point_at(monkeypatch: pytest.MonkeyPatch, url: str, port: int) -> str:

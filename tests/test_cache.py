@@ -62,6 +62,17 @@ def clear(marks: str) -> None:
 # ---------------------------------------------------------------- cached runs
 
 
+def test_a_cached_run_of_a_prefixed_job_keeps_its_runs_name(
+    mode: str, marks: str, text: Path
+) -> None:
+    # Inline, a run named after its prefix= was served as a run named after the job's
+    # function (probe DA F1).
+    job = cache_jobs.wordcount(marks).with_options(prefix="counted")
+    first = job.run([text], mode=mode, cache=True)
+    assert first.jobname.partition("@")[0] == "counted"
+    assert job.run([text], mode=mode, cache=True).jobname == first.jobname
+
+
 def test_an_identical_run_is_served_from_the_cache(
     mode: str, marks: str, text: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

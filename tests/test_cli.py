@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -443,6 +443,20 @@ def test_a_jobpack_over_an_earlier_jobs_results_reads_every_partition(
     run(capsys, "wait", name)
     out, _ = run(capsys, "results", name)
     assert sorted(out.splitlines()) == sorted(f"{k}\t{v}" for k, v in dict(first).items())
+
+
+def test_a_jobpack_over_results_emptied_since_fails_its_job(
+    damageable_cluster: Callable[[str], Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The files an index lists go into the jobpack with the sizes it gives (probe CW F19).
+    first = jobs.wordcount.run(inputs=INPUTS, mode="cluster")
+    pack = tmp_path / "merge.jobpack"
+    indexes = [replicas[0] for replicas in first.urls]
+    run(capsys, "jobpack", "build", "tests.jobs:merge_counts", *indexes, "-o", str(pack))
+    damageable_cluster(first.listed_urls()[0][0]).write_bytes(b"")
+    name = run(capsys, "submit", str(pack))[0].strip()
+    _, err = run(capsys, "wait", name, status=1)
+    assert re.search(r"is 0 bytes, where the index .* says \d+", err), err
 
 
 def test_kill_and_purge_take_several_jobs_as_disco_did(
@@ -901,6 +915,35 @@ def test_numpy_numbers_and_strings_print_as_the_plain_values_they_hold() -> None
         out = io.StringIO()
         write_records(records, out, as_json=as_json)
         assert out.getvalue() == want
+
+
+_ANY_CHARACTER = st.characters(exclude_categories=())  # lone surrogates too
+
+
+@given(
+    st.text(_ANY_CHARACTER, max_size=6),
+    st.dictionaries(st.text(_ANY_CHARACTER, max_size=3), st.text(_ANY_CHARACTER, max_size=3)),
+)
+def test_json_lines_are_strict_json_that_gives_the_records_back(
+    key: str, value: dict[str, str]
+) -> None:
+    # A str holding a lone surrogate (a file name's undecodable byte) was written as
+    # "\udc80", which strict JSON parsers refuse (probe CT S2): it goes as its repr.
+    from discodsl.recordtext import write_records
+
+    out = io.StringIO()
+    write_records([(key, value)], out, as_json=True)
+    read = json.loads(out.getvalue())
+    json.dumps(read, ensure_ascii=False).encode()  # strict: no lone surrogate, once parsed
+
+    def untag(tagged: Any) -> Any:
+        if isinstance(tagged, dict) and list(tagged) == ["repr"]:
+            return ast.literal_eval(tagged["repr"])
+        if isinstance(tagged, dict):
+            return {k: untag(v) for k, v in tagged.items()}
+        return tagged
+
+    assert [untag(tagged) for tagged in read] == [key, value]
 
 
 def test_ints_of_more_digits_than_pythons_str_limit_print_whole() -> None:

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 import discodsl.builder
-from discodsl import ClientError, JobActive, JobDead, JobError, SettingsError, TaskFailed
+from discodsl import ClientError, JobActive, JobDead, JobError, Results, SettingsError, TaskFailed
+from discodsl.cli import main
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
 from discodsl.errors import BadAnswer, NoSuchJob, RemoteTraceback
@@ -129,6 +130,38 @@ def test_save_results_reads_the_results_tag(master: Master, ddfs: DDFS) -> None:
     saved = ddfs.blobs(f"disco:results:{results.jobname}")
     assert sorted(results.urls) == sorted(saved)
     assert all(r[0].startswith("disco://localhost/ddfs/vol0/blob/") for r in saved)
+
+
+def test_a_purged_save_results_jobs_results_are_told_to_be_in_its_tag(
+    master: Master, ddfs: DDFS
+) -> None:
+    # The master knows the job no more, but its results stay in DDFS (probe DA F4).
+    results = jobs.wordcount.run(inputs=["raw://a b c"], mode="cluster", save_results=True)
+    tag = f"disco:results:{results.jobname}"
+    master.purge(results.jobname)
+    try:
+        with pytest.raises(
+            NoSuchJob, match=rf"its saved results are in DDFS: inputs=\['tag://{tag}'\]"
+        ):
+            Results.of_job(results.jobname, timeout=30)
+    finally:
+        ddfs.delete(tag)
+    with pytest.raises(NoSuchJob) as info:
+        Results.of_job(results.jobname, timeout=30)
+    assert "saved results" not in str(info.value)
+
+
+def test_results_of_a_finished_job_asked_again_print_not_its_output_again(
+    master: Master, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Each Results.of_job (and `discodsl wait`) printed all that the job's stages had
+    # printed, again (probe DA F6); its counters still come from its events.
+    results = cluster_jobs.chatty_count.run(inputs=["raw://a b", "raw://c"], mode="cluster")
+    assert "saw a b" in capfd.readouterr().err
+    again = Results.of_job(results.jobname, timeout=30)
+    assert again.counters == results.counters and again.counters["lines"] == 2
+    assert main(["wait", results.jobname]) == 0
+    assert "saw" not in capfd.readouterr().err
 
 
 def test_counters_the_master_never_writes_are_said_to_be_missing(

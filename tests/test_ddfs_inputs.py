@@ -11,12 +11,13 @@ import bz2
 import gzip
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from discodsl.ddfs import DDFS
-from discodsl.errors import SettingsError
+from discodsl.errors import DataError, SettingsError, TaskFailed
 from tests import cluster_jobs, jobs, reader_jobs
 
 WORDS = {"a": 2, "b": 1, "c": 3}
@@ -155,3 +156,18 @@ def test_a_tag_of_an_earlier_jobs_result_indexes_reads_every_partition(
     ddfs.tag(f"{ns}:results", first.urls)
     again = jobs.merge_counts.run(inputs=[f"tag://{ns}:results"], mode=mode)
     assert dict(again) == WORDS
+
+
+@pytest.mark.parametrize("mode", ["cluster", "local", "inline"])
+def test_a_tag_of_results_whose_file_was_emptied_since_fails_the_job(
+    tmp_path: Path, text_files: list[Path], mode: str, damageable_cluster: Callable[[str], Path]
+) -> None:
+    # A tag's indexes are expanded with the sizes they give each file, which the job's
+    # tasks check: an emptied file gave no records without a word (probes CW F19, CX F1).
+    first = jobs.wordcount.run(inputs=text_files, mode="cluster")
+    with DDFS(os.environ["DISCO_MASTER"], retries=0) as ddfs:
+        ddfs.tag("test:damaged:results", first.urls)
+    damageable_cluster(first.listed_urls()[0][0]).write_bytes(b"")
+    failed = DataError if mode == "inline" else TaskFailed
+    with pytest.raises(failed, match=r"is 0 bytes, where the index .* says \d+"):
+        jobs.merge_counts.run(inputs=["tag://test:damaged:results"], mode=mode)

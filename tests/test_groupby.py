@@ -663,6 +663,16 @@ def test_keys_of_a_type_with_no_order_are_named_so(tmp_path: Path) -> None:
             drain(group_sorted(records, budget=budget, tmpdir=str(tmp_path)))
         assert "Token keys have no order" in str(caught.value)
         assert "one type" not in str(caught.value)
+        # sort=False alone refuses them too (no canonical form): a partitioner groups them
+        # (probe CZ F1).
+        assert "or group with sort=False and a partitioner=fn" in str(caught.value)
+
+
+def test_keys_of_no_order_that_sort_false_groups_are_told_to_it_alone(tmp_path: Path) -> None:
+    records = [(_Shade.DARK, 1), (_Shade.LIGHT, 2)]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path)))
+    assert str(caught.value).endswith("or group with sort=False"), str(caught.value)
 
 
 @pytest.mark.parametrize("budget", [HUGE, 1024])

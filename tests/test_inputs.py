@@ -727,6 +727,23 @@ def test_a_listed_file_over_http_whose_size_is_not_the_indexs_is_a_data_error(
         read_all([url], remote(node, server), label=2)
 
 
+def test_a_file_an_index_listed_is_read_at_the_size_it_gave(tmp_path: Path, node: Node) -> None:
+    # A job given an earlier job's files (the indexes expanded) checks each file's size as
+    # a read through the index does (probes CW F19, CX F1); a replica of another size is
+    # failed over.
+    whole = write_records(tmp_path / "whole")
+    cut = tmp_path / "cut"
+    cut.write_bytes(write_records(tmp_path / "short", ROWS[:1]).read_bytes())
+    size = whole.stat().st_size
+    listed = {f"file://{path}": (size, "the index dir://here/x.results") for path in (whole, cut)}
+    replicas = [f"file://{cut}", f"file://{whole}"]
+    assert list(iter_input(replicas[1:], 0, node, Cursor(), listed=listed)) == ROWS
+    assert list(iter_input(replicas, 0, node, Cursor(), listed=listed)) == ROWS
+    with pytest.raises(DataError, match=r"/cut is \d+ bytes, where the index dir://here/x"):
+        list(iter_input(replicas[:1], 0, node, Cursor(), listed=listed))
+    assert list(iter_input(replicas[:1], 0, node, Cursor())) == ROWS[:1]  # nothing listed
+
+
 def test_an_empty_index_is_a_data_error(tmp_path: Path, node: Node, server: Server) -> None:
     # Disco writes an index at a task's first local output: an emptied one gave no records
     # without a word (probe CV F4).

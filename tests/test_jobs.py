@@ -20,6 +20,7 @@ import pytest
 
 from discodsl import JobError, StageError, TaskFailed
 from discodsl.worker import runtime
+from discodsl.worker.errors import MalformedRecord
 from tests import jobs, reader_jobs
 from tests.test_combiner_properties import Written
 
@@ -159,7 +160,7 @@ def test_a_reduce_only_job_names_discos_legacy_record_format(tmp_path: Path, mod
     # chain_reader reads as pairs: here they were "text", with a @map to put first.
     legacy = tmp_path / "part-0"
     legacy.write_text("5 apple 1 3\n6 banana 1 2\n")
-    with pytest.raises((TaskFailed, StageError)) as info:
+    with pytest.raises((TaskFailed, MalformedRecord)) as info:
         jobs.merge_counts.run(inputs=[legacy], mode=mode, max_failures=0)
     assert "Disco's legacy record format" in str(info.value), str(info.value)
 
@@ -187,7 +188,7 @@ def test_a_reduce_only_job_refuses_records_that_are_no_pairs(
     # a record of three items lost its third, one of one item failed as the stage's own
     # IndexError; with 3 partitions discodsl's own pass-through map was blamed (probe CN F4).
     given = disco_records(tmp_path / "blob", *records)
-    with pytest.raises((TaskFailed, StageError)) as info:
+    with pytest.raises((TaskFailed, MalformedRecord)) as info:
         jobs.merge_counts.run(inputs=[given], mode=mode, partitions=partitions, max_failures=0)
     said = str(info.value)
     assert "starts with the reduce 'total', which reads record files of (key, value) pairs" in said
@@ -203,18 +204,22 @@ def test_a_reduce_only_job_refuses_text_led_by_a_digit_of_another_kind(
     # a bare ValueError, blamed on the stage's code.
     text = tmp_path / "odd.txt"
     text.write_text(line + "\n")
-    with pytest.raises(StageError, match="put a @map first"):
+    with pytest.raises(MalformedRecord, match="put a @map first"):
         jobs.merge_counts.run(inputs=[text], mode="inline", max_failures=0)
 
 
 def test_reduce_only_job_refuses_a_text_input(corpus: list[Path], mode: str) -> None:
-    with pytest.raises((TaskFailed, StageError)) as info:
-        jobs.merge_counts.run(inputs=corpus, mode=mode, max_failures=0)
+    with pytest.raises((TaskFailed, MalformedRecord)) as info:
+        jobs.merge_counts.run(inputs=corpus, mode=mode)
     error = info.value
     assert error.url in {p.as_uri() for p in corpus}
     message = str(error)
     assert f"input {error.url} is text" in message
     assert "put a @map first" in message and "'total'" in message
+    # The input is refused, not the stage's code, which had no say (probe CV F8b).
+    assert "raise discodsl.Retry" not in message and message.count(error.url) == 1, message
+    if mode != "inline":
+        assert "[parse, total]` (not retried: the same bytes would fail again)" in message
 
 
 def test_a_map_task_with_more_outputs_than_are_sent_ahead(tmp_path: Path, mode: str) -> None:

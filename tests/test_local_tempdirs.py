@@ -215,3 +215,36 @@ def test_a_run_an_atexit_hook_starts_leaves_no_directory(tmp_path: Path, mode: s
     else:
         assert done.stdout.splitlines() == ["[('a', 1)]", "[('a', 1), ('b', 2)]"], done.stderr
     assert list(temp.iterdir()) == []
+
+
+def test_the_first_local_runs_of_threads_at_once_share_one_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each thread in the first call made a node directory of its own, whose runs' indexes
+    # a job could not then read as its inputs (probe DB F8).
+    import threading
+
+    from discodsl.runners import layout
+
+    made: list[str] = []
+
+    def slow(kind: str) -> str:
+        time.sleep(0.05)  # every thread is in the first call before it returns
+        made.append(kind)
+        return f"/nonexistent/{kind}-{len(made)}"
+
+    monkeypatch.setattr(places, "process_dir", slow)
+    layout._made_node.cache_clear()
+    try:
+        barrier, roots = threading.Barrier(8), []
+        threads = [
+            threading.Thread(target=lambda: (barrier.wait(), roots.append(layout.node_root())))
+            for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert roots == ["/nonexistent/node-1"] * 8 and made == ["node"]
+    finally:
+        layout._made_node.cache_clear()

@@ -77,7 +77,35 @@ def test_a_tasks_index_that_cannot_be_written_names_the_task_the_file_and_the_fi
     message = str(caught.value)
     assert "could not write the index of task words:0's outputs" in message
     assert "/.disco/gone/x (No such file or directory)" in message
-    assert "free space there, or set TMPDIR" in message
+    # Removed while the run went on, not full (probe DB F5).
+    assert "was removed while the run went on (a cleaner of /tmp?)" in message
+    assert "free space" not in message
+
+
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        (errno.EFBIG, "the size limit on files (ulimit -f): raise it"),
+        (errno.EROFS, "set TMPDIR to a directory this program may write"),
+        (errno.EACCES, "set TMPDIR to a directory this program may write"),
+        (errno.EMFILE, "ulimit -n"),
+        (errno.ENOSPC, "free space there, or set TMPDIR to a directory with room"),
+    ],
+)
+def test_a_job_home_not_written_is_told_the_fix_of_its_error(
+    monkeypatch: pytest.MonkeyPatch, error: int, fix: str
+) -> None:
+    # Every error was told to free space (probe DB F5).
+    from discodsl import jobhome
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(jobhome, "extract_jobhome", failing)
+    with pytest.raises(JobError) as caught:
+        wordcount.run(["raw://a b"], mode="local")
+    assert fix in str(caught.value), str(caught.value)
+    assert (error == errno.ENOSPC) == ("free space" in str(caught.value))
 
 
 @pytest.mark.parametrize("slots", [1, 0])

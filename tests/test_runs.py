@@ -613,6 +613,40 @@ def test_a_chain_waits_while_its_first_run_is_active() -> None:
     assert first.status == "ready"
 
 
+@pytest.mark.parametrize("where", ["local", "cluster"])
+def test_a_chained_runs_timeout_bounds_its_wait_for_its_input(
+    where: str, request: pytest.FixtureRequest
+) -> None:
+    # timeout= bounds a run from its submit(): one waiting for a run that never ends
+    # waited with it for ever (probe DA F2).
+    if where == "cluster":
+        request.getfixturevalue("cluster_env")
+    first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False)
+    try:
+        second = jobs.histogram.submit(first, mode=where, progress=False, timeout=1)
+        with pytest.raises(
+            InputRunFailed,
+            match=r"did not run within timeout=1 seconds: its "
+            r"input run 'sleepy@.*' \(local\) was still running",
+        ):
+            second.wait(timeout=60)
+        assert second.status == "dead" and first.status == "active"
+    finally:
+        first.kill()
+
+
+def test_a_chained_runs_timeout_counts_from_its_submit() -> None:
+    # What its wait for its input took is taken from its timeout=, as a cluster run's
+    # submission is: it bounds the run as its caller sees it.
+    first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False, params={"seconds": 4})
+    started = time.monotonic()
+    second = jobs.sleepy.submit(first, mode="local", progress=False, timeout=6)
+    with pytest.raises(TaskFailed, match="ran past timeout=6 seconds"):
+        second.wait(timeout=60)
+    assert first.status == "ready"
+    assert time.monotonic() - started < 9.5  # from its own start, not before 10 s
+
+
 def test_killing_a_chained_run_while_it_waits_for_its_input() -> None:
     first = jobs.sleepy.submit(["raw://x"], mode="local", progress=False)
     second = jobs.histogram.submit(first, mode="local", progress=False)

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from discodsl import (
 )
 from discodsl.errors import PicklingError
 from discodsl.worker.counters import MAX_NAME_JSON
+from discodsl.worker.records import RecordWriter
 from tests import jobs, semantics_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -388,6 +389,46 @@ def test_results_chain_across_runners(
     counted = jobs.wordcount.run(inputs=[data], mode=first)
     histogram = jobs.histogram.run(inputs=counted, mode=second)
     assert dict(histogram) == {1: ["a", "c"], 3: ["b"]}
+
+
+@pytest.mark.parametrize("first", ["inline", "local", "cluster"])
+@pytest.mark.parametrize("second", ["inline", "local", "cluster"])
+def test_a_result_file_replaced_since_fails_the_job_chained_on_it(
+    tmp_path: Path, first: str, second: str, damageable_cluster: Callable[[str], Path]
+) -> None:
+    # A chained job reads its inputs' files as their indexes list them, with the sizes
+    # they give: a file replaced by a shorter whole one since gave other records without
+    # a word (probes CW F19, CX F1).
+    data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
+    counted = jobs.wordcount.run(inputs=[data], mode=first)
+    path = damageable_cluster(counted.listed_urls()[0][0])
+    with RecordWriter(str(tmp_path / "other")):
+        pass  # a whole record file of no records
+    shorter = (tmp_path / "other").read_bytes()
+    assert len(shorter) < path.stat().st_size
+    path.write_bytes(shorter)
+    # An inline run's results have no index: they know their files' sizes (probe DB F1).
+    with pytest.raises(DataError, match=r"is \d+ bytes, where the .* says \d+"):
+        list(counted)
+    failed = DataError if second == "inline" else TaskFailed  # inline raises its own
+    with pytest.raises(failed, match=r"is \d+ bytes, where the (index|inline run) .* says \d+"):
+        jobs.histogram.run(inputs=counted, mode=second)
+
+
+@pytest.mark.parametrize("first", ["local", "cluster"])
+@pytest.mark.parametrize("second", ["inline", "local", "cluster"])
+def test_an_index_listing_a_file_twice_fails_the_job_chained_on_it(
+    tmp_path: Path, first: str, second: str, damageable_cluster: Callable[[str], Path]
+) -> None:
+    # Its records were read twice: refused when its results are read, counted twice by the
+    # job chained on them (probe DB F2).
+    data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
+    counted = jobs.wordcount.run(inputs=[data], mode=first)
+    index = damageable_cluster(counted.urls[0][0])
+    lines = index.read_text()
+    index.write_text(lines + lines.splitlines()[0] + "\n")
+    with pytest.raises(DataError, match=r"results: lists disco://.* twice under label all"):
+        jobs.histogram.run(inputs=counted, mode=second)
 
 
 def test_results_after_close_say_closed() -> None:

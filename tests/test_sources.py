@@ -339,10 +339,10 @@ def test_a_cluster_runs_results_are_given_as_listed_to_a_run_on_their_own_master
     class Listed:
         mode, master = "cluster", "http://a:8989"
 
-        def record_urls(self) -> list[list[str]]:
+        def record_urls(self, listed: object = None) -> list[list[str]]:
             return [["http://node-a:8989/disco/f"]]
 
-        def listed_urls(self) -> list[list[str]]:
+        def listed_urls(self, listed: object = None) -> list[list[str]]:
             return [["disco://node-a/disco/f"]]
 
     given = Listed()

@@ -135,12 +135,18 @@ class Keeper:
     """Keeps a run's stages as they finish, each under its key (``cache=True``)."""
 
     def __init__(
-        self, job: str, names: Sequence[str], keys: Sequence[str], where: str, started: float
+        self,
+        job: str,
+        names: Sequence[str],
+        keys: Sequence[str],
+        where: str,
+        started: float,
+        run: str = "",
     ):
         self.job, self.where = job, where
         self.keys = dict(zip(names, keys, strict=True))
         self.index = {name: number for number, name in enumerate(names)}
-        self.run = job  # the run's name, once it has one
+        self.run = run or job  # the run's name (a master's, once it gives it)
         self.told: set[str] = set()  # why stages were not kept, each said once
         # When the run looked for entries to reuse: one another run kept since then stays
         # (a run beside it may be reading its files); one it saw and could not reuse goes.

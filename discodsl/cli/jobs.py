@@ -164,7 +164,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         return _wait_local(args, local_run(args))
     with cluster_for(args) as conn:
         name = job_name(conn, args.job)
-        results = cluster.wait_for(conn, name, timeout=args.timeout)
+        results = cluster.wait_for(conn, name, timeout=args.timeout, replay=False)
     files = len(results.urls)
     tell(args, f"{name}: ready, {files} result file(s)", {"name": name, "status": "ready"})
     return 0

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any, cast
 
-from discodsl import builder, jobpack, recordtext, sources, stdio
+from discodsl import builder, indexes, jobpack, recordtext, sources, stdio
 from discodsl.cli.common import check_output, cluster_for, json_wanted, read_file
 from discodsl.errors import (
     JobError,
@@ -225,6 +225,8 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
     changes.update(_params_given(job, args.param))
     options = validate_options(job.options, **changes)
     urls = sources.resolve(args.inputs)
+    spec = job.spec(options)
+    listed: indexes.Listed = {}
     # Tags resolved and indexes expanded through the master (a master would take an index
     # for one input, of label 0), and the local inputs of a push_inputs=True job pushed.
     found = any(u.startswith(("tag://", "dir://")) for replicas in urls for u in replicas)
@@ -237,9 +239,11 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
             "--no-push-inputs builds it with file:// inputs"
         )
         with cluster_for(args, why) as conn:
-            name = job.spec(options).name
-            urls = cluster.cluster_inputs(conn, urls, push=options.push_inputs, name=name)
-    data = builder.build_jobpack(job, options, urls)
+            name = spec.name
+            urls = cluster.cluster_inputs(
+                conn, urls, push=options.push_inputs, name=name, listed=listed
+            )
+    data = builder.build_jobpack(job, options, urls, spec=indexes.listing(spec, listed, urls))
     with stdio.output(args.output, binary=True) as out:
         out.write(data)
     print(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes", file=sys.stderr)

@@ -30,7 +30,8 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from discodsl import sources
@@ -47,7 +48,7 @@ from discodsl.worker.opening import Node
 if TYPE_CHECKING:
     from discodsl.caching.reuse import Checkpoint, Keeper
     from discodsl.caching.store import Entry, Output
-    from discodsl.indexes import Form
+    from discodsl.indexes import Form, Listed
     from discodsl.model import Inputs, Job
     from discodsl.options import JobOptions
     from discodsl.results import Results
@@ -69,7 +70,9 @@ EventHandler = Callable[[str, Mapping[str, Any]], None]
 class Plan:
     """One run, prepared once: the checked options, the job's spec, its inputs' replica
     lists; with ``cache=True``, its stages' keys, what it reuses (``resume``) and when it
-    looked for that (``looked``: what other runs keep since then, it does not replace)."""
+    looked for that (``looked``: what other runs keep since then, it does not replace);
+    when it was submitted (``submitted``, a ``time.monotonic()``: its ``timeout=`` counts
+    from then, its wait for its input runs included)."""
 
     job: Job
     options: JobOptions
@@ -78,6 +81,12 @@ class Plan:
     keys: tuple[str, ...] = ()
     resume: Checkpoint | None = None
     looked: float = 0.0
+    submitted: float = field(default_factory=time.monotonic)
+
+    def time_left(self) -> float | None:
+        """The seconds of its ``timeout=`` left to the run now (None: no timeout)."""
+        timeout = self.options.timeout
+        return None if timeout is None else timeout - (time.monotonic() - self.submitted)
 
     @property
     def cache_key(self) -> str | None:
@@ -103,7 +112,8 @@ class Plan:
         from discodsl.caching.reuse import Keeper
 
         names = [stage.name for stage in self.spec.stages]
-        return Keeper(self.job.name, names, list(self.keys), where, started=self.looked)
+        keys = list(self.keys)
+        return Keeper(self.job.name, names, keys, where, started=self.looked, run=self.spec.name)
 
     def reused(self, stage: str) -> list[list[str]] | None:
         """The kept outputs of a stage this run reuses, as replica lists; None for a stage it
@@ -153,10 +163,12 @@ class Runner:
             return run
         options = self._options(job, overrides)
         spec = self._frozen(job.spec(options)) if self.background else None
+        submitted = time.monotonic()
 
         def chained() -> Results:
-            run.await_inputs(upstream)
-            return self._begin(self._plan(job, options, inputs, spec), run)()
+            run.await_inputs(upstream, options.timeout, submitted)
+            plan = self._plan(job, options, inputs, spec, submitted)
+            return self._begin(plan, run)()
 
         run.start(chained, self.background)
         return run
@@ -180,12 +192,21 @@ class Runner:
         return options
 
     def _plan(
-        self, job: Job, options: JobOptions, inputs: Inputs, spec: JobSpec | None = None
+        self,
+        job: Job,
+        options: JobOptions,
+        inputs: Inputs,
+        spec: JobSpec | None = None,
+        submitted: float | None = None,
     ) -> Plan:
-        resolved = sources.resolve_each(inputs, listed_from=self._master_url())
-        each = [(item, self._here(found)) for item, found in resolved]
+        listed: Listed = {}
+        resolved = sources.resolve_each(inputs, self._master_url(), listed)
+        each = [(item, self._here(found, listed)) for item, found in resolved]
+        given = [urls for _, found in each for urls in found]
         spec = _carrying(spec or job.spec(options), [item for item, _ in each])
-        plan = Plan(job, options, spec, [urls for _, found in each for urls in found])
+        plan = Plan(job, options, _listing(spec, listed, given), given)
+        if submitted is not None:
+            plan = replace(plan, submitted=submitted)
         return self._look_up(plan, each) if options.cache else plan
 
     def _look_up(self, plan: Plan, each: list[tuple[Any, list[list[str]]]]) -> Plan:
@@ -238,24 +259,24 @@ class Runner:
         """Where this runner's runs run, as cache entries say it."""
         return self.mode
 
-    def _here(self, inputs: list[list[str]]) -> list[list[str]]:
+    def _here(self, inputs: list[list[str]], listed: Listed) -> list[list[str]]:
         """The inputs as this runner's workers read them: an earlier run's ``dir://``
-        indexes expanded into their files, and, for a run on this machine, a cluster's
-        ``disco://`` files read over HTTP at ``DISCO_PORT`` and tags resolved to their blobs
-        through ``master`` or the configured master (the cluster runner leaves both to its
-        master and nodes), once, for the key and the run."""
-        expanded = self._disco_files_here(self._expanded_whole(inputs))
+        indexes expanded into their files (into ``listed`` too), and, for a run on this
+        machine, a cluster's ``disco://`` files read over HTTP at ``DISCO_PORT`` and tags
+        resolved to their blobs through ``master`` or the configured master (the cluster
+        runner leaves both to its master and nodes), once, for the key and the run."""
+        expanded = self._disco_files_here(self._expanded_whole(inputs, listed), listed)
         resolved = sources.resolve_tags_here(expanded, self.master)
         if resolved is expanded:
             return resolved
         # A tag's entries may be indexes too (an earlier job's results, tagged).
-        return self._disco_files_here(self._expanded_whole(resolved))
+        return self._disco_files_here(self._expanded_whole(resolved, listed), listed)
 
-    def _expanded_whole(self, inputs: list[list[str]]) -> list[list[str]]:
+    def _expanded_whole(self, inputs: list[list[str]], listed: Listed) -> list[list[str]]:
         """``inputs`` with their indexes expanded into the files they list, as listed, and
         those that list indexes expanded again (as a master's client reads them)."""
         for _ in range(_INDEX_DEPTH):
-            expanded = self._expanded(inputs, lambda url, node: url)
+            expanded = self._expanded(inputs, lambda url, node: url, listed)
             if expanded is inputs:
                 return inputs
             inputs = expanded
@@ -268,10 +289,10 @@ class Runner:
             "are: give the indexes of the results themselves"
         )
 
-    def _disco_files_here(self, inputs: list[list[str]]) -> list[list[str]]:
+    def _disco_files_here(self, inputs: list[list[str]], listed: Listed) -> list[list[str]]:
         """``inputs`` with each ``disco://HOST/...`` replica as a worker here reads it: a
         file of this process's local node, or HOST's over HTTP at the configured port (a
-        worker's own node knows no other)."""
+        worker's own node knows no other), in ``listed`` too."""
         if not any(url.startswith("disco://") for replicas in inputs for url in replicas):
             return inputs
         from discodsl.indexes import readable_here
@@ -291,17 +312,22 @@ class Runner:
             node = node_of(host)
             return urls.proxy_url(readable_here(url, node), node.proxy)
 
-        return [[here(url) for url in replicas] for replicas in inputs]
+        files = [[here(url) for url in replicas] for replicas in inputs]
+        for given, file in zip(chain(*inputs), chain(*files), strict=True):
+            if given in listed:
+                listed[file] = listed[given]
+        return files
 
-    def _expanded(self, inputs: list[list[str]], form: Form) -> list[list[str]]:
-        """``inputs`` with their ``dir://`` indexes expanded (see discodsl.indexes)."""
+    def _expanded(self, inputs: list[list[str]], form: Form, listed: Listed) -> list[list[str]]:
+        """``inputs`` with their ``dir://`` indexes expanded (see discodsl.indexes), the
+        files they list put in ``listed``."""
         if not any(urls.is_index(url) for replicas in inputs for url in replicas):
             return inputs
         from discodsl import indexes
 
         self._check_local_indexes(inputs)
         # Each host's node once (reading the settings), however many indexes it has.
-        return indexes.expand(inputs, functools.cache(self._index_node), form)
+        return indexes.expand(inputs, functools.cache(self._index_node), form, listed)
 
     def _master_url(self) -> str | None:
         """The master this runner's runs know, whose results are given as it lists their
@@ -415,6 +441,15 @@ def _finished(work: Callable[[], Results], plan: Plan) -> Results:
 
     results.carrying = functools.partial(shipping.carried, plan.spec)
     return results
+
+
+def _listing(spec: JobSpec, listed: Listed, inputs: list[list[str]]) -> JobSpec:
+    """``spec`` telling its tasks the sizes their indexes gave the files among ``inputs``."""
+    if not listed:
+        return spec
+    from discodsl import indexes
+
+    return indexes.listing(spec, listed, inputs)
 
 
 def _carrying(spec: JobSpec, inputs: list[Any]) -> JobSpec:

@@ -35,6 +35,7 @@ from discodsl.client import ANSWER_S, Master
 from discodsl.client import Event as MasterEvent
 from discodsl.ddfs import DDFS, resolve_inputs
 from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
+from discodsl.indexes import Listed
 from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG, command_line
 from discodsl.results import Results, check_stage_name
 from discodsl.runners.base import Counters, Plan, Runner, client_node, index_node
@@ -122,8 +123,8 @@ class ClusterRunner(Runner):
         """Submit the job (in the caller's thread: a refused jobpack raises from submit());
         the work that watches it to its end, in the run's thread."""
         cluster = Cluster.connect(self.master)
-        timeout = plan.options.timeout  # from now: the submission counts
-        started = time.monotonic()
+        timeout = plan.time_left()  # from the run's submit(): the submission counts
+        started = plan.submitted
         try:
             jobname, inputs = _submit(
                 cluster, plan, None if timeout is None else timeout + ANSWER_S
@@ -159,11 +160,11 @@ class ClusterRunner(Runner):
             self._url = Cluster.connect(self.master).url
         return self._url
 
-    def _here(self, inputs: list[list[str]]) -> list[list[str]]:
+    def _here(self, inputs: list[list[str]], listed: Listed) -> list[list[str]]:
         """The inputs with earlier runs' ``dir://`` indexes expanded into their files (as
-        ``disco://`` URLs, which nodes read locally where they can); tags go to the master's
-        client as they are (cluster_inputs)."""
-        return self._expanded(inputs, _as_listed)
+        ``disco://`` URLs, which nodes read locally where they can: into ``listed`` too);
+        tags go to the master's client as they are (cluster_inputs)."""
+        return self._expanded(inputs, _as_listed, listed)
 
     def _identified(self, inputs: list[list[str]]) -> list[list[str]]:
         """Tags resolved to their blobs: a tag that changes gives another key."""
@@ -237,12 +238,14 @@ def _submit(cluster: Cluster, plan: Plan, within: float | None) -> tuple[str, li
     """Inputs to the cluster, the jobpack built and submitted (``within`` seconds, if given:
     the run's ``timeout=``); the master's name for the job, and the inputs it was given. A
     resumed run's inputs are the stage results it reuses, on the cluster already."""
-    options = plan.options
+    options, spec, inputs = plan.options, plan.spec, []
     if plan.resume is None:
-        inputs = cluster_inputs(cluster, plan.inputs, push=options.push_inputs, name=plan.spec.name)
-    else:
-        inputs = []
-    data = builder.build_jobpack(plan.job, options, inputs, spec=plan.spec, resume=plan.resume)
+        listed: Listed = {}
+        inputs = cluster_inputs(
+            cluster, plan.inputs, push=options.push_inputs, name=spec.name, listed=listed
+        )
+        spec = indexes.listing(spec, listed, inputs)
+    data = builder.build_jobpack(plan.job, options, inputs, spec=spec, resume=plan.resume)
     return cluster.master.submit(data, within=within), inputs
 
 
@@ -345,9 +348,15 @@ def _stop(
 
 
 def cluster_inputs(
-    cluster: Cluster, inputs: list[list[str]], *, push: bool = False, name: str = "job"
+    cluster: Cluster,
+    inputs: list[list[str]],
+    *,
+    push: bool = False,
+    name: str = "job",
+    listed: Listed | None = None,
 ) -> list[list[str]]:
-    """Replica lists a node can read: tags resolved to blobs, local files pushed or noticed.
+    """Replica lists a node can read: tags resolved to blobs, local files pushed or noticed,
+    indexes expanded into their files (put in ``listed`` with their sizes).
 
     Without ``push``, local files go as ``file://`` URLs, which every node
     must see at the same path; a one-line notice on stderr says so. With
@@ -372,17 +381,19 @@ def cluster_inputs(
             "so every node must see them at the same path (a shared file system); "
             "push_inputs=True (--push-inputs) uploads them to DDFS instead"
         )
-    return indexes_expanded(resolve_inputs(inputs, cluster.ddfs), cluster.url)
+    return indexes_expanded(resolve_inputs(inputs, cluster.ddfs), cluster.url, listed)
 
 
-def indexes_expanded(inputs: list[list[str]], master: str) -> list[list[str]]:
+def indexes_expanded(
+    inputs: list[list[str]], master: str, listed: Listed | None = None
+) -> list[list[str]]:
     """``inputs`` with each ``dir://`` index (an earlier job's results, given or in a tag)
     replaced by the files it lists, all labels, as Disco's client expands them: a master
     takes an index for one data input, and its task reads the files of label 0 alone."""
     if not any(urls.is_index(url) for replicas in inputs for url in replicas):
         return inputs
     node_of = functools.cache(lambda host: index_node(host, master))
-    return indexes.expand(inputs, node_of, _as_listed)
+    return indexes.expand(inputs, node_of, _as_listed, listed)
 
 
 def local_file(replicas: list[str]) -> str | None:
@@ -414,8 +425,10 @@ def wait_for(
     first: tuple[str, list[list[str]]] | None = None,
     submitted: bool = False,
     started: float | None = None,
+    replay: bool = True,
 ) -> Results:
     """Wait for a job, showing its progress and summing its ``counters``; its results.
+    What its stages printed before the wait began is shown only with ``replay``.
 
     A dead job raises the failing task's :class:`TaskFailed` (the worker's
     traceback as ``__cause__``), or :class:`JobDead` when no task failed
@@ -429,7 +442,7 @@ def wait_for(
     counters = Counters() if counters is None else counters
     progress_bar = Progress(jobname, enabled=progress)
     watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
-    watcher.stop = stop
+    watcher.stop, watcher.replay = stop, replay
     start = time.monotonic() if started is None else started  # the timeout counts from it
     watcher.deadline = None if timeout is None else start + timeout
     try:
@@ -447,7 +460,10 @@ def wait_for(
     except KeyboardInterrupt:
         _interrupted(cluster, jobname, kill_on_interrupt)
         raise
-    except (NoSuchJob, JobActive):
+    except NoSuchJob as exc:
+        _tell_saved(cluster, jobname, exc)
+        raise
+    except JobActive:
         raise
     except ClientError as exc:
         if not (watcher.answered or submitted):  # never reached for a job of another's
@@ -524,6 +540,8 @@ class _Watcher:
         self.missed = False  # a read of the events or jobinfo failed (said once)
         self.answered = False  # the master answered a poll of this wait
         self.deadline: float | None = None  # the wait's timeout=, when its reads must end
+        self.replay = True  # show what stages printed before the first read of the events
+        self.read = False  # the events were read once
 
     def __call__(self, status: str, elapsed: float) -> None:
         self.answered = True
@@ -559,8 +577,10 @@ class _Watcher:
         """Read the events added since the last call (within that many seconds)."""
         new, self.offset = self.master.rawevents(self.jobname, self.offset, within)
         self.events.extend(new)
+        shown = self.replay or self.read
         for _, _, message in new:
-            self._event(message)
+            self._event(message, shown)
+        self.read = True
 
     def settle(self, dead: bool = False) -> None:
         """After the poll that found the job ready (or ``dead``): read its events up to the
@@ -588,12 +608,16 @@ class _Watcher:
             return False  # read again after the next pause
         return self.ended
 
-    def _event(self, message: str) -> None:
+    def _event(self, message: str, shown: bool = True) -> None:
+        """Count an event, and show it (what a stage printed only if ``shown``)."""
         if ends_log(message):
             self.ended = True
         elif match := TASK_MSG.fullmatch(message):
             stage, taskid, text = match.groups()
-            self._tell("msg", {"stage": stage, "taskid": int(taskid), "text": text})
+            facts = {"stage": stage, "taskid": int(taskid), "text": text}
+            self.counters("msg", facts)
+            if shown:
+                self.progress("msg", facts)
         elif match := STAGE_SCHEDULED.match(message):
             self.bars.counts(match.group(1), int(match.group(2)), 0)
         elif match := TASK_DONE.match(message):
@@ -770,6 +794,21 @@ def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[
                 check_stage_name(jobname, [str(row[0]) for row in pipeline], stage)
             raise
         return resolve_inputs(found, cluster.ddfs)
+
+
+def _tell_saved(cluster: Cluster, jobname: str, unknown: NoSuchJob) -> None:
+    """Add to ``unknown`` (the master knows no job ``jobname``) where that job's results are
+    if it saved them (``save_results=True``): DDFS keeps their tag after the job is purged."""
+    tag = f"disco:results:{jobname}"
+    with contextlib.suppress(ClientError):  # then the error is what it was
+        if tag not in cluster.ddfs.list_tags(tag):
+            return
+        unknown.args = (
+            f"{unknown.args[0]}; its saved results are in DDFS: inputs=['tag://{tag}'] reads "
+            f"them, as a job's inputs (`{command_line(f'ddfs rm {tag}', cluster.url)}` "
+            "removes them)",
+            *unknown.args[1:],
+        )
 
 
 def job_named(cluster: Cluster, text: str) -> str:

@@ -36,6 +36,7 @@ from discodsl.stdio import notice
 from discodsl.worker.messages import EVENT_TEXT_LIMIT
 
 if TYPE_CHECKING:
+    from discodsl.indexes import Listed
     from discodsl.results import Results
 
 __all__ = ["Event", "EventLog", "Run", "upstream_runs"]
@@ -212,14 +213,15 @@ class Run:
         """The classes its results' records may hold, once it is ready (see Results)."""
         return self.results().carried if self.status == "ready" else ()
 
-    def record_urls(self) -> list[list[str]]:
-        """The record files of the run's results (waiting for them): inputs for another job."""
-        return self.wait().record_urls()
+    def record_urls(self, listed: Listed | None = None) -> list[list[str]]:
+        """The record files of the run's results (waiting for them): inputs for another job
+        (see :meth:`Results.record_urls`)."""
+        return self.wait().record_urls(listed)
 
-    def listed_urls(self) -> list[list[str]]:
+    def listed_urls(self, listed: Listed | None = None) -> list[list[str]]:
         """The record files of the run's results (waiting for them) as their master lists
         them: see :meth:`Results.listed_urls`."""
-        return self.wait().listed_urls()
+        return self.wait().listed_urls(listed)
 
     def __reduce__(self) -> Any:
         raise TypeError(
@@ -298,17 +300,24 @@ class Run:
         _watch_for_exit(self)
         self._thread.start()
 
-    def await_inputs(self, upstream: list[Run]) -> None:
+    def await_inputs(
+        self, upstream: list[Run], timeout: float | None = None, since: float = 0.0
+    ) -> None:
         """Wait for the runs this one reads (kill() ends the wait); a JobError naming the
-        first of them that did not end ready, or whose master was lost. One whose watch
-        stopped while its job runs on (a cluster's ``timeout=``) is waited for on: its
-        ``timeout=`` bounds its own wait."""
+        first of them that did not end ready, or whose master was lost, or that was still
+        running ``timeout`` seconds after ``since`` (a ``time.monotonic()``: this run's
+        submission), this run's own ``timeout=``. One whose watch stopped while its job
+        runs on (a cluster's ``timeout=``) is waited for on: its ``timeout=`` bounds its
+        own wait."""
+        deadline = None if timeout is None else since + timeout
         for run in upstream:
             status = "active"
             while status == "active":  # a watch that stopped (timeout=) is watched again
                 while not run.ended(KILL_CHECK):
                     if self._killed.is_set():
                         raise self._killed_error()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise _input_late(self, run, deadline - since)
                 if run._lost():  # before status, which would watch it again
                     raise _input_failed(self, run)
                 status = run.status
@@ -453,6 +462,16 @@ class Run:
         (self._interrupt or self.kill)()
         if self._thread is not None:
             self._thread.join(CLEANUP_WAIT)
+
+
+def _input_late(run: Run, upstream: Run, timeout: float) -> InputRunFailed:
+    """The error of a run whose ``timeout=`` passed while it waited for an input run."""
+    return InputRunFailed(
+        f"job {run.job!r} did not run within timeout={timeout:g} seconds: its input run "
+        f"{upstream.jobname!r} ({upstream.mode}) was still running (it runs on: wait() for "
+        "it, or kill() it); raise timeout= to count the wait for it too, or submit this job "
+        "once that run is ready"
+    )
 
 
 def _input_failed(run: Run, upstream: Run) -> InputRunFailed:

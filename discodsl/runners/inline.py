@@ -96,6 +96,7 @@ class InlineRunner(Runner):
     def _finish(self, plan: Plan, counted: Counters, on_event: EventHandler) -> Results:
         outputs = _first_inputs(plan)
         by_stage: dict[str, list[list[str]]] = {}
+        sizes: dict[str, int] = {}
         keeper = plan.keeper(self.mode)
         with (
             JobFiles(places.process_dir("inline")) as files,
@@ -106,7 +107,9 @@ class InlineRunner(Runner):
             for index in range(plan.start, len(plan.spec.stages)):
                 stage = plan.spec.stages[index]
                 outputs = run.stage(index, outputs)
-                by_stage[stage.name] = [list(o.urls) for o in outputs if isinstance(o, DataOutput)]
+                written = [o for o in outputs if isinstance(o, DataOutput)]
+                by_stage[stage.name] = [list(o.urls) for o in written]
+                sizes.update((o.urls[0], o.size) for o in written)
                 if keeper is not None:
                     _keep(keeper, stage.name, outputs, counted)
         return Results(
@@ -117,6 +120,7 @@ class InlineRunner(Runner):
             counters=run.counters.totals,
             cleanup=files.remove,
             stages=functools.partial(_stage_urls, plan.spec, by_stage),
+            sizes=sizes,
         )
 
 
@@ -290,7 +294,7 @@ class _Run:
         inputs = list(grouped.inputs)
         self.random.shuffle(inputs)
         records = chain.from_iterable(
-            iter_input(i.urls, i.label, Node(), cursor, reader) for i in inputs
+            iter_input(i.urls, i.label, Node(), cursor, reader, self.spec.listed) for i in inputs
         )
         return records, cursor
 

@@ -103,16 +103,32 @@ def this_node() -> Node:
     return Node(host=LOCAL_HOST, disco_data=os.path.join(node_root(), "data"))
 
 
-@functools.cache
 def node_root() -> str:
     """This process's local node: one DISCO_DATA for all its jobs, so results chain.
 
     A process directory (``discodsl-node-<pid>-n<namespace>-<random>``, see
     :func:`discodsl.places.process_dir`), removed as the process ends: a process
     killed before its exit hooks ran leaves it behind, and the next run removes it.
+    Made once, whatever threads ask at once for the first.
     """
+    with _NODE_MADE:
+        return _made_node()
+
+
+_NODE_MADE = threading.Lock()
+
+
+@functools.cache
+def _made_node() -> str:
     return places.process_dir("node")
 
 
-# A child forked from a process that ran jobs makes a node of its own if it runs some.
-os.register_at_fork(after_in_child=node_root.cache_clear)
+def _forget_node() -> None:
+    """In a child forked from a process that ran jobs: a node of its own if it runs some
+    (and a lock no thread of its parent holds)."""
+    global _NODE_MADE
+    _NODE_MADE = threading.Lock()
+    _made_node.cache_clear()
+
+
+os.register_at_fork(after_in_child=_forget_node)

@@ -87,7 +87,8 @@ class LocalRunner(Runner):
         )
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
         keeper = _Keep(plan.keeper(self.mode), counters)
-        master = _master(plan.options, workers, fan_out(counters, progress, run.log, keeper))
+        on_event = fan_out(counters, progress, run.log, keeper)
+        master = _master(plan.options, workers, on_event, started=plan.submitted)
         layout = _submit(master, pack)
         keeper.submitted(layout.jobname, Node(host=master.host, disco_data=master.disco_data))
         run.submitted(layout.jobname, counters=counters.totals, kill=master.cancel, host=LOCAL_HOST)
@@ -187,7 +188,9 @@ def _listed(outputs: list[Output], node: Node) -> list[tuple[int, int, str]]:
     return found
 
 
-def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMaster:
+def _master(
+    options: JobOptions, workers: int, on_event: EventHandler, started: float | None = None
+) -> NodeMaster:
     return NodeMaster(
         disco_data=os.path.join(node_root(), "data"),
         host=LOCAL_HOST,
@@ -196,6 +199,7 @@ def _master(options: JobOptions, workers: int, on_event: EventHandler) -> NodeMa
         environ=_worker_environ(),
         on_event=on_event,
         timeout=options.timeout,
+        started=started,
         fork_server=forkserver.wanted(),
         claim_name=registry.claim,
     )

@@ -120,8 +120,10 @@ class NodeMaster:
     master_url: str = "http://localhost:8989"
     environ: Mapping[str, str] = field(default_factory=dict)
     on_event: EventHandler | None = None
-    # Seconds a run may take: past them every worker is killed and JobTimedOut raised.
+    # Seconds a run may take (counted from ``started``, a time.monotonic(), if given): past
+    # them every worker is killed and JobTimedOut raised.
     timeout: float | None = None
+    started: float | None = None
     # After a task's n-th failure (ERROR, a crash; never FATAL, never past
     # max_failures) the task waits retry_pause(n) seconds before it runs again:
     # 0 here, as the local runner wants; a Disco 0.5.4 master waits min(n, 60)
@@ -252,7 +254,8 @@ class NodeMaster:
         """Start the clock on ``timeout``, if any."""
         if self.timeout is None:
             return None
-        timer = threading.Timer(self.timeout, self._expire)
+        spent = 0.0 if self.started is None else time.monotonic() - self.started
+        timer = threading.Timer(max(self.timeout - spent, 0.0), self._expire)
         timer.daemon = True
         timer.start()
         return timer
@@ -351,7 +354,8 @@ class NodeMaster:
         except OSError as exc:
             if exc.errno == errno.E2BIG:  # every attempt would fail alike
                 return Attempt(False, text=_TOO_BIG, fatal=True)
-            return Attempt(False, text=f"cannot start the worker: {exc}{_fix_of(exc)}")
+            fix = _FIXES[exc.errno] if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
+            return Attempt(False, text=f"cannot start the worker: {exc}{fix}")
         with self._lock:
             self._running.add(process)
         try:
@@ -457,8 +461,7 @@ class NodeMaster:
         except OSError as exc:
             raise JobError(
                 f"could not write the index of task {task.stage}:{task.taskid}'s outputs, "
-                f"{path} ({exc.strerror or exc}): free space there, or set TMPDIR to a "
-                "directory with room (local runs keep their jobs' files under it)"
+                f"{path} ({exc.strerror or exc}){_fix_of(exc)}"
             ) from exc
         return DirOutput(layout.url(name, scheme="dir"), tuple(sorted(sizes.items())))
 
@@ -857,22 +860,31 @@ _NAMES_TRIED = 1000  # names of a job passed over, their homes there already, at
 def _not_laid_out(layout: JobLayout, exc: OSError) -> JobError:
     """The error for a job home that could not be written (a full disk, a read-only one,
     no file descriptor left)."""
-    fix = _fix_of(exc) or (
-        ": free space there, or set TMPDIR to a directory with room (local runs keep their "
-        "jobs' files under it)"
-    )
     return JobError(
-        f"could not lay out job {layout.jobname!r} in {layout.home} ({exc.strerror or exc}){fix}"
+        f"could not lay out job {layout.jobname!r} in {layout.home} "
+        f"({exc.strerror or exc}){_fix_of(exc)}"
     )
 
 
 def _fix_of(exc: OSError) -> str:
-    """What to do when this process (or the system) has no file descriptor left; "" for
-    another error."""
-    if exc.errno not in (errno.EMFILE, errno.ENFILE):
-        return ""
-    return (
-        ": the program holds as many files open as it may (ulimit -n, "
-        "resource.RLIMIT_NOFILE): close the files and connections it keeps open, or raise "
-        "the limit (ulimit -n 4096)"
-    )
+    """What to do about an error writing a job's files under TMPDIR, by its errno (a full
+    disk, if none more telling)."""
+    return _FIXES.get(exc.errno or 0, _FULL)
+
+
+# Local runs keep their jobs' files under TMPDIR.
+_FULL = ": free space there, or set TMPDIR to a directory with room"
+_NOT_WRITABLE = ": set TMPDIR to a directory this program may write"
+_FIXES = {
+    errno.EMFILE: ": the program holds as many files open as it may (ulimit -n, "
+    "resource.RLIMIT_NOFILE): close the files and connections it keeps open, or raise the "
+    "limit (ulimit -n 4096)",
+    errno.ENFILE: ": the system holds as many files open as it may: close some, or run fewer "
+    "tasks at once (max_cores=)",
+    errno.EFBIG: ": a file reached the size limit on files (ulimit -f): raise it",
+    errno.ENOENT: ": the run's directory was removed while the run went on (a cleaner of "
+    "/tmp?): run it again, with TMPDIR set to a directory nothing cleans meanwhile",
+    errno.EROFS: _NOT_WRITABLE,
+    errno.EACCES: _NOT_WRITABLE,
+    errno.EPERM: _NOT_WRITABLE,
+}

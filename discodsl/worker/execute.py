@@ -40,7 +40,7 @@ from discodsl.worker.calls import (
     results_of,
 )
 from discodsl.worker.combiner import Combiner, combiner_for, combining
-from discodsl.worker.errors import DataError, StageError, brief, named
+from discodsl.worker.errors import DataError, MalformedRecord, StageError, brief, named
 from discodsl.worker.groupby import group_hashed, group_sorted
 from discodsl.worker.outputs import Outputs, stream
 from discodsl.worker.partition import check_grouped
@@ -153,6 +153,7 @@ def _refusing_non_pairs(
             raise _refused(
                 job,
                 reduce,
+                where,
                 f"in input {where.url}, record {where.record} is no (key, value) pair "
                 f"({brief(record, 60)}, a {type(record).__name__}): put a @map first that "
                 f"makes pairs of the records, e.g. `return [parse, {reduce}]` (a blob "
@@ -161,7 +162,7 @@ def _refusing_non_pairs(
         yield record
 
 
-def _text_refused(line: str, job: str, reduce: str, where: Position) -> StageError:
+def _text_refused(line: str, job: str, reduce: str, where: Position) -> MalformedRecord:
     """The error of a reduce-only job given text (a line, ``line``), not record files."""
     if _legacy_line(line):
         fix = (
@@ -174,17 +175,18 @@ def _text_refused(line: str, job: str, reduce: str, where: Position) -> StageErr
             "put a @map first that turns each line into (key, value) pairs, e.g. "
             f"`return [parse, {reduce}]`"
         )
-    return _refused(
-        job, reduce, f"input {where.url} is text (line {where.record}: {brief(line, 60)}): {fix}"
-    )
+    problem = f"input {where.url} is text (line {where.record}: {brief(line, 60)}): {fix}"
+    return _refused(job, reduce, where, problem)
 
 
-def _refused(job: str, reduce: str, problem: str) -> StageError:
-    """The error of a reduce-only job whose input is not what a reduce reads: ``problem``."""
-    return StageError(
+def _refused(job: str, reduce: str, where: Position, problem: str) -> MalformedRecord:
+    """The error of a reduce-only job whose input is not what a reduce reads: ``problem``
+    (the input's, not the stage code's, which never ran on it; not retried)."""
+    return MalformedRecord(
         f"{job} starts with the reduce {reduce!r}, which reads record files of (key, value) "
         f"pairs (an earlier job's results, or files Disco wrote), but {problem}",
-        stage=reduce,
+        url=where.url,
+        record=where.record,
     )
 
 

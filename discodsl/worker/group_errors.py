@@ -14,6 +14,7 @@ from numbers import Number
 from typing import Any
 
 from discodsl.worker.errors import StageError, brief
+from discodsl.worker.partition import canonical_or_none
 from discodsl.worker.records import is_pair
 
 # What comparing two keys that do not compare raises: TypeError; for a Decimal signaling
@@ -142,7 +143,7 @@ def sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError
                 f"{where(stage)}: cannot sort its keys: {brief(found.left, 60)} and "
                 f"{brief(found.right, 60)} ({kind}) cannot be compared ({err}): {kind} keys have "
                 "no order; map them to keys that have one (e.g. str), or group with "
-                "sort=False",
+                f"sort=False{_partitioned(found.left)}",
                 stage=stage,
             )
         right = type(found.right).__name__
@@ -156,6 +157,14 @@ def sort_error(stage: str, records: Sequence[Any], err: Exception) -> StageError
         "make keys of one type (or map them, e.g. to str), or group with sort=False",
         stage=stage,
     )
+
+
+def _partitioned(key: Any) -> str:
+    """What sort=False needs besides, to group keys like ``key``: a partitioner, if it has
+    no canonical form (one that compares by identity, or by its own ``__eq__``)."""
+    if canonical_or_none(key) is not None:
+        return ""
+    return " and a partitioner=fn (fn(key, n) -> int), as it has no canonical form to group by"
 
 
 def _items_unordered(stage: str, pair: str, err: Exception, found: _Unordered) -> StageError:

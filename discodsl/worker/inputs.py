@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from itertools import chain, islice
 from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
@@ -58,6 +58,11 @@ SEARCHED_INDEX_MAX: Final = 1 << 24
 # A text input line longer than this is refused rather than read into memory.
 MAX_TEXT_LINE: Final = 1 << 26
 _READ_BUFFER: Final = 1 << 16
+
+# Files of earlier jobs' results a job reads (by the URL its tasks get), each with the size
+# that the index listing it gave, and what gave it ("the index dir://...").
+Listed = Mapping[str, tuple[int, str]]
+NONE_LISTED: Final[Listed] = {}
 _DIGITS: Final = re.compile(r"[0-9]+")
 
 
@@ -168,6 +173,7 @@ def iter_input(
     node: Node,
     cursor: Cursor,
     reader: Reader | None = None,
+    listed: Listed = NONE_LISTED,
 ) -> Iterator[Any]:
     """Yield the records of one task input, given as the URLs of its replicas.
 
@@ -183,15 +189,17 @@ def iter_input(
     With a ``reader`` (see :mod:`discodsl.worker.readers`), each file is read
     by ``reader(stream, url)`` instead, record file or not; a ``dir://`` index
     stands for the files it lists. A :class:`MalformedRecord` it raises is
-    not failed over: every replica holds the same bytes.
+    not failed over: every replica holds the same bytes. A replica in ``listed`` (an
+    earlier job's result file, given by the index that listed it) of another size than the
+    index's is a DataError, as its entry read through the index is.
     """
     if not (isinstance(label, int) or label == "all"):
         raise ValueError(f"label={label!r}: pass an int label or 'all'")
     if not replicas:
         raise DataError("a task input has no replica URLs: check the job's inputs")
     if len(replicas) == 1:  # nothing to fail over to: no layer of ours per record
-        return _replica_records(replicas[0], label, node, cursor, reader)
-    return _failover(replicas, label, node, cursor, reader)
+        return _replica_records(replicas[0], label, node, cursor, reader, listed)
+    return _failover(replicas, label, node, cursor, reader, listed)
 
 
 def _failover(
@@ -200,12 +208,13 @@ def _failover(
     node: Node,
     cursor: Cursor,
     reader: Reader | None,
+    listed: Listed,
 ) -> Iterator[Any]:
     """The records of the first replica that reads to the end, skipping those yielded."""
     failures: list[tuple[str, DataError]] = []
     done = 0
     for url in replicas:
-        parts = _replica_parts(url, label, node, cursor, reader)
+        parts = _replica_parts(url, label, node, cursor, reader, listed)
         records = chain.from_iterable(parts)
         counter = itertools.count()
         try:
@@ -258,16 +267,26 @@ def _all_failed(failures: list[tuple[str, DataError]]) -> DataError:
 
 
 def _replica_records(
-    url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None = None
+    url: str,
+    label: int | str,
+    node: Node,
+    cursor: Cursor,
+    reader: Reader | None = None,
+    listed: Listed = NONE_LISTED,
 ) -> Iterator[Any]:
     """The records of one replica: index entries, what the reader reads, a record file or
     text lines. They come file by file (text a block of lines at a time) through C
     iterators: no Python frame of ours runs per record."""
-    return chain.from_iterable(_replica_parts(url, label, node, cursor, reader))
+    return chain.from_iterable(_replica_parts(url, label, node, cursor, reader, listed))
 
 
 def _replica_parts(
-    url: str, label: int | str, node: Node, cursor: Cursor, reader: Reader | None
+    url: str,
+    label: int | str,
+    node: Node,
+    cursor: Cursor,
+    reader: Reader | None,
+    listed: Listed = NONE_LISTED,
 ) -> Generator[Iterator[Any], None, None]:
     """The records of one replica as iterators (one per block of a file read in blocks,
     else per file), each file open (and ``cursor`` following it) from when its records
@@ -276,6 +295,8 @@ def _replica_parts(
         yield from _index_parts(url, label, node, cursor, reader)
         return
     with open_stream(url, node) as stream:
+        if url in listed:
+            _check_size(stream, url, *listed[url])
         if reader is not None:
             yield _read_by(reader, stream, url, cursor)
         elif is_record_file_prefix(stream.peek(2)[:2]):  # a damaged header is said so there
@@ -314,27 +335,33 @@ def _index_parts(
     listed: set[str] = set()
     for _, entry_url, size in read_index(url, node, label):
         if entry_url in listed:
-            raise DataError(
-                f"{url}: lists {entry_url} twice under label {label}: the index is corrupt; "
-                "re-run the task that wrote it",
-                url=url,
-            )
+            raise listed_twice(url, entry_url, label)
         listed.add(entry_url)
         with open_stream(entry_url, node) as stream:
-            _check_size(stream, entry_url, size, url)
+            _check_size(stream, entry_url, size, f"the index {url}")
             if reader is None:
                 yield from _followed(read_hunks(stream, entry_url), entry_url, cursor)
             else:
                 yield _read_by(reader, stream, entry_url, cursor)
 
 
-def _check_size(stream: BinaryIO, url: str, size: int, index: str) -> None:
+def listed_twice(index: str, entry: str, label: int | str) -> DataError:
+    """The error of the ``dir://`` index ``index`` listing ``entry`` twice (under ``label``):
+    read twice, its records would be counted twice."""
+    return DataError(
+        f"{index}: lists {entry} twice under label {label}: the index is corrupt; re-run the "
+        "task that wrote it",
+        url=index,
+    )
+
+
+def _check_size(stream: BinaryIO, url: str, size: int, said_by: str) -> None:
     """A DataError if ``stream`` (a file on this node, or an HTTP body of a known length)
-    is not of the ``size`` the index gives."""
+    is not of the ``size`` that ``said_by`` (an index, a run) gives."""
     found = opened_size(stream)
     if found is not None and found != size:
         raise DataError(
-            f"{url} is {found} bytes, where the index {index} says {size}: the file "
+            f"{url} is {found} bytes, where {said_by} says {size}: the file "
             "changed, or was cut short, since its task wrote it; re-run that task",
             url=url,
         )

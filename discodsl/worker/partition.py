@@ -414,9 +414,11 @@ def _encoder_for(kind: type) -> Callable[[Any], bytes]:
     if found in _FINER:
         found = _FINER[found]
     if found is None and issubclass(kind, numbers.Integral):  # numpy's int64, say
-        found = _as_int
+        found = _as_item if _of_numpy(kind) else _as_int  # numpy's timedelta64 is one
     elif found is None and issubclass(kind, numbers.Real) and _real_as_float(kind):
         found = _as_float
+    if found is None and _of_numpy(kind):  # its bool_, datetime64, timedelta64
+        found = _as_item
     if found is None and issubclass(kind, enum.Enum):
         found = _enum_member
     if found is None and _compared_by_fields(kind):
@@ -435,6 +437,22 @@ def _as_int(key: numbers.Integral) -> bytes:
 def _as_float(key: numbers.Real) -> bytes:
     """A real of another library's type (numpy's float32), as the float it equals."""
     return _float(float(key))
+
+
+def _of_numpy(kind: type) -> bool:
+    """Whether ``kind`` is one of numpy's scalar types (which give their Python value by
+    ``item()``)."""
+    return kind.__module__.split(".")[0] == "numpy" and hasattr(kind, "item")
+
+
+def _as_item(key: Any) -> bytes:
+    """A numpy scalar, as the Python value it holds, if it equals it (and hashes as it): a
+    bool_ as the bool, a datetime64 of microseconds as the datetime; TypeError for one that
+    holds another (a datetime64 of nanoseconds holds an int)."""
+    item = key.item()
+    if type(item) is type(key) or item != key or hash(item) != hash(key):
+        raise TypeError(f"{key!r} is not the {type(item).__name__} it holds")
+    return _encode(item)
 
 
 def _real_as_float(kind: type) -> bool:

@@ -39,7 +39,7 @@ from discodsl.worker.errors import (
     retryable,
 )
 from discodsl.worker.execute import run_task
-from discodsl.worker.inputs import Cursor, iter_input
+from discodsl.worker.inputs import Cursor, Listed, iter_input
 from discodsl.worker.jobfile import read_jobdata, read_jobenvs
 from discodsl.worker.opening import Node
 from discodsl.worker.replies import InputReply, Ok, Reply, TaskInfo
@@ -444,12 +444,17 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec, first: InputReply) -> li
     )
     task = TaskSetup(job, index, taskid=info.taskid, label=info.group[0], workdir=os.getcwd())
     cursor = Cursor()
-    inputs = _inputs(channel, first, node, cursor, task.stage.reader)
+    inputs = _inputs(channel, first, node, cursor, task.stage.reader, job.listed)
     return run_task(task, chain.from_iterable(inputs), cursor)
 
 
 def _inputs(
-    channel: Channel, reply: InputReply, node: Node, cursor: Cursor, reader: Reader | None
+    channel: Channel,
+    reply: InputReply,
+    node: Node,
+    cursor: Cursor,
+    reader: Reader | None,
+    listed: Listed,
 ) -> Iterator[Iterator[Any]]:
     """The records of each input of the task (input by input: no Python frame of ours per
     record), ``reply``'s first, then more asked for until the master says done, when the
@@ -459,7 +464,7 @@ def _inputs(
         for entry in reply.entries:
             seen.append(entry.input_id)
             urls = [url for _, url in entry.replicas]
-            yield iter_input(urls, entry.label, node, cursor, reader)
+            yield iter_input(urls, entry.label, node, cursor, reader, listed)
         if reply.flag == "done":
             return
         reply = channel.request(messages.Input(exclude=tuple(seen)), InputReply)

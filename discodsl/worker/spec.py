@@ -197,6 +197,10 @@ class JobSpec:
     # Classes shipped by value with the jobs whose results are its inputs: their records may
     # hold them, and a worker must name them to read those (worker.shipped_classes).
     carried: tuple[type, ...] = ()
+    # The files of earlier jobs' results among its inputs (as its tasks are given them), with
+    # the size the index listing each gave and what gave it: a file of another size is not
+    # the one its task wrote (worker.inputs checks them as a read of the index does).
+    listed: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     def stage(self, name: str) -> tuple[int, StageSpec]:
         """The index and spec of the stage called ``name``; KeyError if none."""
