@@ -95,6 +95,11 @@ _AS_THEY_ARE = frozenset({str, int, float, bool})
 def _tsv_field(value: Any) -> str:
     """A str as itself (escaped) unless that reads as a literal or is no UTF-8 (a lone
     surrogate); anything else as its repr."""
+    kind = type(value)
+    if kind is int or kind is float or kind is bool or value is None:
+        return repr(value)  # the usual: no escapes, no sets
+    if kind is str and value.isalnum() and value.isascii() and not value[0].isdigit():
+        return value if value not in _NAMED_LITERALS else repr(value)  # a word, the usual
     value = _plain(value)
     if type(value) is not str:
         return _CONTROL.sub(lambda m: _ESCAPES[m[0]], stable_repr(value))  # a repr's raw tabs
@@ -115,6 +120,8 @@ def _utf8(text: str) -> bool:
 
 
 _CONTROL = re.compile("[\t\n\r]")
+# The words ast.literal_eval reads.
+_NAMED_LITERALS = frozenset({"None", "True", "False"})
 
 
 _ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}

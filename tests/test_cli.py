@@ -11,6 +11,7 @@ import ast
 import errno
 import io
 import json
+import math
 import os
 import re
 import signal
@@ -1771,6 +1772,35 @@ def test_a_printed_value_reads_back_as_itself_with_its_sets_in_order(value: Any)
     assert eval(shown, {"__builtins__": {}, "frozenset": frozenset, "set": set}) == value
     if isinstance(value, (set, frozenset)) and all(type(item) is str for item in value):
         assert not value or "{" + ", ".join(map(repr, sorted(value))) + "}" in shown
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(codec="ascii"), max_size=8),
+        st.sampled_from(["None", "True", "False", "set", "a1", "inf", "nan", "b", "x_1", "\\t"]),
+        st.integers(),
+        st.floats(),
+        st.booleans(),
+        st.none(),
+    )
+)
+def test_a_tsv_field_reads_back_as_the_format_says(value: Any) -> None:
+    # A field that ast.literal_eval reads is that value; any other is the text (escaped).
+    # Words and numbers take a shorter way there, which must not change what they print.
+    from discodsl.recordtext import write_records
+
+    out = io.StringIO()
+    write_records([(value, 1)], out, as_json=False)
+    field = out.getvalue().split("\t")[0]
+    try:
+        read = ast.literal_eval(field)
+    except (ValueError, SyntaxError):
+        escapes = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
+        read = re.sub(r"\\(.)", lambda match: escapes[match[1]], field)
+    if isinstance(value, float) and not math.isfinite(value):  # its repr, read as text
+        assert field == repr(value)
+        return
+    assert read == value, (value, field)
 
 
 def test_the_same_results_print_alike_in_every_process() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -300,3 +301,25 @@ def test_a_stage_holding_an_object_that_refuses_to_unpickle_is_told_so_not_a_mis
     text = str(info.value)
     assert "ValueError: a Connection cannot be unpickled" in text
     assert "make it in an init hook" in text and "install" not in text
+
+
+def test_a_timeout_kills_a_worker_interpreter_that_never_spoke_at_once(tmp_path: Path) -> None:
+    # One stuck before its first word (its start-up hangs) was given the 10 s a zygote
+    # gets to end its children, past the timeout (probe DB F7).
+    from tests import jobs
+
+    pids = tmp_path / "pids"
+    stuck = tmp_path / "stuck-python"
+    stuck.write_text(f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 1000\n")
+    stuck.chmod(0o755)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TaskFailed, match="ran past timeout=2 seconds"):
+            jobs.wordcount.run(
+                ["raw://a b"], mode="local", timeout=2, env={"DISCODSL_PYTHON": str(stuck)}
+            )
+        assert time.monotonic() - started < 8
+    finally:
+        for pid in pids.read_text().split() if pids.exists() else []:
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)

@@ -724,6 +724,10 @@ def test_unhashable_keys_raise_stage_error(tmp_path: Path) -> None:
         ({"a", "b"}, "frozenset(key), which compares as the set does"),
         (bytearray(b"ab"), "bytes(key)"),
         ([1, 2], "tuple(key) for a list"),
+        # A tuple of the list holding a set was as unhashable (probe CZ F1).
+        ([{1}, 2], "tuple(key), its item {1} (a set) as frozenset(item), which compares"),
+        (({1}, 2), "a str, or its item {1} (a set) as frozenset(item), which compares"),
+        ([[1], 2], "tuple(key), its item [1] (a list) as tuple(item)"),
     ],
 )
 def test_an_unhashable_key_is_told_the_type_that_compares_as_it_does(

@@ -495,6 +495,25 @@ def test_lying_lengths_allocate_only_what_is_there(tmp_path: Path, claimed: int)
     assert peak < 1 << 20
 
 
+def test_big_records_read_one_after_another_hold_about_three_at_most(tmp_path: Path) -> None:
+    # Five 8 MB records, each its own hunk: reading the next held the last hunk's bytes,
+    # its chunks and their join at once, over 4x a record (probe DC F3).
+    size = 8 << 20
+    path = tmp_path / "big"
+    with RecordWriter(str(path), hunk_size=1) as writer:
+        for number in range(5):
+            writer.write(number, bytes([number]) * size)
+    tracemalloc.start()
+    try:
+        with open(path, "rb") as stream:
+            for key, value in read_records(stream, str(path)):  # the last is held, as here
+                assert value[:1] == bytes([key]) and len(value) == size
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3.3 * size, peak / size
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_a_hunk_of_exactly_the_limit_is_read(compress: bool) -> None:
     """The limit is on hunks *over* it (stored, or inflated): one of exactly the limit is a

@@ -10,16 +10,18 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discodsl import stdio
 from discodsl.errors import (
     JobError,
     SettingsError,
 )
-from discodsl.runners import cluster, registry
-from discodsl.runners.cluster import Cluster
+from discodsl.runners import registry
 from discodsl.settings import configured_master
+
+if TYPE_CHECKING:  # a master's client (requests, pydantic) is imported when one is asked
+    from discodsl.runners.cluster import Cluster
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -48,6 +50,8 @@ def cluster_for(args: argparse.Namespace, why: str = "") -> Cluster:
     master = getattr(args, "master", None)
     if configured_master(master) is None:
         raise no_master(why)
+    from discodsl.runners.cluster import Cluster
+
     return Cluster.connect(master)
 
 
@@ -95,7 +99,9 @@ def known_job(conn: Cluster, text: str) -> str:
 
 def job_name(conn: Cluster, text: str) -> str:
     """``@`` is the newest job, ``@?TEXT`` the newest whose name contains TEXT."""
-    return cluster.job_named(conn, text)
+    from discodsl.runners.cluster import job_named
+
+    return job_named(conn, text)
 
 
 def read_file(name: str) -> bytes:

@@ -10,7 +10,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discodsl import jobpack, places, recordtext, stdio
 from discodsl.cli.common import (
@@ -26,7 +26,6 @@ from discodsl.cli.common import (
     registered_runs,
     tell,
 )
-from discodsl.client import Master
 from discodsl.errors import (
     DiscoDSLError,
     JobActive,
@@ -35,8 +34,11 @@ from discodsl.errors import (
     SettingsError,
 )
 from discodsl.jobstatus import still_active, wait_limit
-from discodsl.runners import cluster, registry
+from discodsl.runners import registry
 from discodsl.worker.errors import MalformedRecord
+
+if TYPE_CHECKING:
+    from discodsl.client import Master
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -118,6 +120,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 def _cluster_events(args: argparse.Namespace, master: Master, name: str) -> int:
     """A cluster job's events; with --follow, until the log's last (READY, or "WARN: Job
     killed"), which the master writes up to 2 s after the job ends."""
+    from discodsl.runners import cluster
+
     offset, ended = 0, False
 
     def read() -> bool:
@@ -162,6 +166,8 @@ def _print_event(event: tuple[str, str, str], as_json: bool) -> None:
 def cmd_wait(args: argparse.Namespace) -> int:
     if local_runs(args):
         return _wait_local(args, local_run(args))
+    from discodsl.runners import cluster
+
     with cluster_for(args) as conn:
         name = job_name(conn, args.job)
         results = cluster.wait_for(conn, name, timeout=args.timeout, replay=False)
@@ -209,6 +215,8 @@ def cmd_results(args: argparse.Namespace) -> int:
             "Disco master"
         )
     check_output(args.output)
+    from discodsl.runners import cluster
+
     with cluster_for(args) as conn:
         results = cluster.results_of(conn, job_name(conn, args.job))
     try:

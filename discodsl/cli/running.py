@@ -21,7 +21,6 @@ from discodsl.errors import (
 )
 from discodsl.model import Job
 from discodsl.options import Mode, validate_options
-from discodsl.runners import cluster
 from discodsl.settings import configured_master
 
 
@@ -227,6 +226,8 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
     urls = sources.resolve(args.inputs)
     spec = job.spec(options)
     listed: indexes.Listed = {}
+    from discodsl.runners import cluster
+
     # Tags resolved and indexes expanded through the master (a master would take an index
     # for one input, of label 0), and the local inputs of a push_inputs=True job pushed.
     found = any(u.startswith(("tag://", "dir://")) for replicas in urls for u in replicas)

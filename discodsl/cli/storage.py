@@ -11,7 +11,6 @@ import time
 from discodsl import stdio
 from discodsl.caching import store
 from discodsl.cli.common import cluster_for, print_rows, tell
-from discodsl.ddfs import check_name, resolve_inputs
 
 
 def cmd_ddfs_ls(args: argparse.Namespace) -> int:
@@ -29,6 +28,8 @@ def cmd_ddfs_push(args: argparse.Namespace) -> int:
 
 
 def cmd_ddfs_cat(args: argparse.Namespace) -> int:
+    from discodsl.ddfs import check_name, resolve_inputs
+
     target: str = args.target
     with cluster_for(args) as conn:
         tag_or_url = target if "://" in target else f"tag://{check_name(target)}"

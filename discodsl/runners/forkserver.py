@@ -32,8 +32,10 @@ from typing import IO
 
 # Zygotes a job may start (the first and its replacements) before it gives up on them.
 MAX_STARTS = 3
-# Seconds to wait for a zygote told to end to kill its children and end.
+# Seconds to wait for a zygote told to end to kill its children and end; for one that never
+# spoke (stuck at start-up: it forked no child), to end.
 END_WAIT = 10.0
+SILENT_END_WAIT = 0.5
 # Set to 1 to start a worker process per task, as before the fork server.
 DISABLE_ENV = "DISCODSL_NO_FORKSERVER"
 
@@ -117,6 +119,7 @@ class _Zygote:
         self.children: set[int] = set()  # children that have not ended
         self.forgotten: set[int] = set()  # children whose end nobody will ask about
         self.gone = False
+        self.spoke = False  # it answered a request: it may have children to end
         self.ending = False  # we closed our end: the zygote kills its children itself
         self.send_lock = threading.Lock()
         self.tokens = itertools.count()
@@ -239,6 +242,7 @@ class _Zygote:
         self._lost()
 
     def _note(self, words: list[str]) -> None:
+        self.spoke = True
         if words[0] == "P":
             self._answered(int(words[1]), int(words[2]))
         elif words[0] == "E":
@@ -301,7 +305,7 @@ class _Zygote:
         for spare in self.spares:
             spare.stop()
         try:
-            self.process.wait(END_WAIT)
+            self.process.wait(END_WAIT if self.spoke else SILENT_END_WAIT)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(OSError):
                 os.killpg(self.process.pid, signal.SIGKILL)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from numbers import Number
 from typing import Any
 
-from discodsl.worker.errors import StageError, brief
+from discodsl.worker.errors import StageError, a_type, brief
 from discodsl.worker.partition import canonical_or_none
 from discodsl.worker.records import is_pair
 
@@ -211,18 +211,32 @@ def _naive_and_aware(left: Any, right: Any) -> bool:
     return (left.utcoffset() is None) != (right.utcoffset() is None)
 
 
-def _hashable_instead(key: Any) -> str:
-    """What to make of an unhashable key instead: a type that compares as it does."""
+def _hashable_instead(key: Any, name: str = "key") -> str:
+    """What to make of an unhashable key (``name``) instead: a type that compares as it
+    does, and so of the first unhashable item of a list or tuple."""
     if isinstance(key, (set, frozenset)):
         return (
-            "frozenset(key), which compares as the set does (a tuple or str of a set "
+            f"frozenset({name}), which compares as the set does (a tuple or str of a set "
             "follows its order, which differs between processes)"
         )
     if isinstance(key, (bytearray, memoryview)):
-        return "bytes(key)"
+        return f"bytes({name})"
     if isinstance(key, dict):
-        return "a tuple of its sorted items, tuple(sorted(key.items()))"
-    return "tuple(key) for a list, or a str"
+        return f"a tuple of its sorted items, tuple(sorted({name}.items()))"
+    items = key if isinstance(key, (list, tuple)) else ()
+    item = next((item for item in items if not _hashable(item)), None)
+    if item is None:
+        return f"tuple({name}) for a list, or a str"
+    inner = f"its item {brief(item, 40)} ({a_type(item)}) as {_hashable_instead(item, 'item')}"
+    return f"tuple({name}), {inner}" if isinstance(key, list) else f"a str, or {inner}"
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def hash_error(

@@ -362,8 +362,17 @@ def read_hunks(
 ) -> Iterator[list[tuple[Any, Any]]]:
     """The records of the record file ``stream`` holds, a list per hunk, read and checked as
     :func:`read_records` reads them (which chains these lists)."""
-    hunks = _iter_hunks(stream, url, max_hunk_size)
-    return (_load_hunk(payload, url, start, end) for start, end, payload in hunks)
+    return _loaded(_iter_hunks(stream, url, max_hunk_size), url)
+
+
+def _loaded(hunks: Iterator[tuple[int, int, bytes]], url: str) -> Iterator[list[Any]]:
+    """The records of each hunk; neither its bytes nor its records are held here while the
+    next hunk is read (a hunk of one 50 MB record would be held twice more)."""
+    for start, end, payload in hunks:
+        records = _load_hunk(payload, url, start, end)
+        del payload
+        yield records
+        del records
 
 
 def check_hunks(stream: BinaryIO, url: str, *, max_hunk_size: int = MAX_HUNK_SIZE) -> None:
@@ -447,6 +456,7 @@ def _iter_hunks(stream: BinaryIO, url: str, max_hunk_size: int) -> Iterator[tupl
         )
         if payload:
             yield start, end, payload
+            payload = b""  # not held while the next hunk is read
             pending = b""
         else:  # the closing hunk (compressed, the 8 bytes of zlib's b""): of the file, or a part
             pending = _next_part(stream, url, end)
