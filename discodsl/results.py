@@ -44,6 +44,8 @@ def _import_pandas() -> Any:
 def _expanded(pandas: Any, values: list[Any]) -> Any:
     """A DataFrame of ``values`` spread into columns: all dicts, all instances of one
     NamedTuple or dataclass (by their fields), or all tuples/lists."""
+    if not values:  # nothing to spread: a value column, as without expand
+        return pandas.DataFrame({"value": []})
     values = _as_fields(values)
     if all(isinstance(v, dict) for v in values):
         return pandas.DataFrame.from_records(values).rename(columns=_keyed_apart(values))

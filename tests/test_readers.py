@@ -818,6 +818,9 @@ def test_to_pandas_expands_dict_and_tuple_values(tmp_path: Path) -> None:
     frame = ragged.to_pandas(expand=True)  # as wide as the longest, the others padded
     assert frame.columns.tolist() == ["key", "value_0", "value_1", "value_2"]
     assert frame["value_0"].tolist() == [1, 2] and frame["value_2"].isna().tolist() == [True, False]
+    # No records: nothing to spread, the columns of to_pandas() (had no value column: CZ)
+    empty = _results(tmp_path / "empty", []).to_pandas(expand=True)
+    assert empty.columns.tolist() == ["key", "value"] and len(empty) == 0
     mixed = _results(tmp_path, [("a", {"n": 1}), ("b", 2)])
     with pytest.raises(ValueError, match="expand=True"):
         mixed.to_pandas(expand=True)
