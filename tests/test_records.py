@@ -514,6 +514,21 @@ def test_big_records_read_one_after_another_hold_about_three_at_most(tmp_path: P
     assert peak < 3.3 * size, peak / size
 
 
+def test_a_hunk_that_inflates_past_the_memory_a_task_has_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1.5 MB inflating toward 1 GiB under a memory limit: the stage's own MemoryError,
+    # retried, with advice for the stage's memory (probe DB F11).
+    class Exhausting:
+        def decompress(self, data: bytes, most: int) -> bytes:
+            raise MemoryError
+
+    data = hunk_bytes(pickles(("a", 1)), compress=True) + hunk_bytes(b"", compress=True)
+    monkeypatch.setattr(records.zlib, "decompressobj", Exhausting)
+    with pytest.raises(MalformedRecord, match=r"inflates to more memory than this process has"):
+        read_bytes(data)
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_a_hunk_of_exactly_the_limit_is_read(compress: bool) -> None:
     """The limit is on hunks *over* it (stored, or inflated): one of exactly the limit is a

@@ -570,6 +570,15 @@ def _inflate(stored: bytes, url: str, start: int, end: int, max_size: int) -> by
         payload = inflater.decompress(stored, max_size + 1)
     except zlib.error as exc:
         raise _hunk_error(url, start, end, f"bad zlib data ({exc})", _CORRUPT) from exc
+    except MemoryError:  # not the stage's: nothing of it ran on this hunk
+        raise MalformedRecord(
+            f"{url}: the hunk at bytes [{start}, {end}) ({end - start} bytes compressed) "
+            "inflates to more memory than this process has: a hunk so compressible is likely "
+            "crafted or damaged; a real one holds a record too big for a task: write such "
+            "data in smaller records, or give the task more memory",
+            url=url,
+            span=(start, end),
+        ) from None
     if len(payload) > max_size:
         raise _hunk_error(
             url,
