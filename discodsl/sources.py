@@ -16,7 +16,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from discodsl import places
@@ -529,14 +529,16 @@ def _over_http(url: str, settings: DiscoSettings) -> str:
     return urls.proxy_url(disco_url_to_http(url, settings.DISCO_PORT), settings.DISCO_PROXY)
 
 
-def split_large(inputs: list[list[str]], workers: int) -> list[list[str]]:
+def split_large(
+    inputs: list[list[str]], workers: int, whole: Container[str] = ()
+) -> list[list[str]]:
     """Cut big single-replica local files into line-aligned ranges when cores would sit idle:
     about a range per worker, no more (each map task's combined output is shuffled, so
     every extra task costs a shuffle of its distinct keys: 4 ranges of one 200 MB file
-    took 4.5% more CPU than 2, on 2 cores)."""
+    took 4.5% more CPU than 2, on 2 cores). Files in ``whole`` are not cut."""
     if workers <= 1 or len(inputs) >= 2 * workers:
         return inputs  # enough tasks already: no need to look at any file
-    sizes = [_size(replicas) for replicas in inputs]
+    sizes = [0 if any(u in whole for u in replicas) else _size(replicas) for replicas in inputs]
     total = sum(sizes)
     if total < 2 * MIN_SPLIT:
         return inputs

@@ -53,3 +53,16 @@ def explode(line: str) -> Iterator[tuple[str, int]]:
 def exploding() -> list[Any]:
     """One task that fails on its first record."""
     return [explode]
+
+
+# a map that prints, then naps: a run whose watch stops (timeout=) after the print
+@map
+def chatty_nap(line: str) -> Iterator[tuple[str, int]]:
+    print(f"said {line}", flush=True)
+    time.sleep(4)
+    yield line, 1
+
+
+@job(partitions=None)
+def napping() -> list[Any]:
+    return [chatty_nap]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discodsl import JobDead, JobError, SettingsError, TaskFailed, places
+from discodsl import DataError, JobDead, JobError, SettingsError, TaskFailed, places
 from discodsl.caching import reuse, store
 from discodsl.ddfs import DDFS
 from discodsl.worker import owners
+from discodsl.worker.records import RecordWriter
 from tests import cache_jobs
 from tests.cache_jobs import ran
 
@@ -307,6 +309,65 @@ def test_a_resumed_run_reads_the_stage_it_reuses_whatever_happens_to_its_entry(
     monkeypatch.undo()
     assert resumed.to_dict() == fixed.run([text], mode="local").to_dict()
     assert sorted(resumed.stage("total")) == sorted(fixed.run([text], mode="local").stage("total"))
+
+
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"])
+def test_a_resumed_run_refuses_a_kept_file_changed_since_its_task_wrote_it(
+    mode: str,
+    marks: str,
+    text: Path,
+    damageable_cluster: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run resuming after a cached stage read that stage's files unchecked: one replaced
+    # by a shorter whole record file, on the master or once the run had found it here,
+    # gave other records (probe DE F1).
+    with pytest.raises((TaskFailed, ValueError)):  # inline: the stage's own error
+        cache_jobs.four_stages(marks, broken=True).run([text], mode=mode, cache=True)
+    clear(marks)
+    [kept] = [entry for entry in store.entries() if entry.stage == "total"]
+    files = [(size, url) for _, size, urls in kept.urls() for url in urls]
+    if mode == "cluster":  # the stage's results stay on the master: its indexes list them
+        from discodsl.client import Master
+
+        with Master(os.environ["DISCO_MASTER"]) as master:
+            indexes = [index for [index] in master.stageresults(kept.run, "total")]
+        lines = [line for index in indexes for line in damageable_cluster(index).open()]
+        files = [(int(size), url) for _, url, size in map(str.split, lines)]
+    url = next(url for size, url in files if size > 30)
+    empty = _no_records(text.parent / "empty")
+
+    def damaged(entry: store.Entry) -> None:  # as the run finds the entry: here, in place
+        damageable_cluster(url).write_bytes(empty)
+
+    monkeypatch.setattr(store, "touch", damaged)
+    fixed = cache_jobs.four_stages(marks, broken=False)
+    failed = DataError if mode == "inline" else TaskFailed
+    with pytest.raises(failed, match=r"is \d+ bytes, where the cache entry of .* says \d+"):
+        fixed.run([text], mode=mode, cache=True)
+    assert set(ran(marks)) >= {"by_count"} and "words" not in ran(marks)  # it resumed
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_results_served_from_the_cache_refuse_a_file_changed_since(
+    mode: str, marks: str, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = cache_jobs.wordcount(marks)
+    job.run([text], mode=mode, cache=True).close()
+    [kept] = [entry for entry in store.entries() if entry.stage == "total"]
+    path = next(path for path in kept.files() if path.stat().st_size > 30)
+    empty = _no_records(text.parent / "empty")
+    monkeypatch.setattr(store, "touch", lambda entry: path.write_bytes(empty))
+    served = job.run([text], mode=mode, cache=True)
+    with pytest.raises(DataError, match=r"is \d+ bytes, where the .* run .* says \d+"):
+        list(served)
+
+
+def _no_records(path: Path) -> bytes:
+    """The bytes of a whole record file of no records."""
+    with RecordWriter(str(path)):
+        pass
+    return path.read_bytes()
 
 
 def test_links_held_for_a_run_go_with_its_results_and_a_dead_processes_with_a_clear(

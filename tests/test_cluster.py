@@ -133,7 +133,7 @@ def test_save_results_reads_the_results_tag(master: Master, ddfs: DDFS) -> None:
 
 
 def test_a_purged_save_results_jobs_results_are_told_to_be_in_its_tag(
-    master: Master, ddfs: DDFS
+    master: Master, ddfs: DDFS, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The master knows the job no more, but its results stay in DDFS (probe DA F4).
     results = jobs.wordcount.run(inputs=["raw://a b c"], mode="cluster", save_results=True)
@@ -144,6 +144,9 @@ def test_a_purged_save_results_jobs_results_are_told_to_be_in_its_tag(
             NoSuchJob, match=rf"its saved results are in DDFS: inputs=\['tag://{tag}'\]"
         ):
             Results.of_job(results.jobname, timeout=30)
+        # and `discodsl results JOB`, the command a user reaching for them types (DE F2)
+        assert main(["results", results.jobname]) == 1
+        assert f"inputs=['tag://{tag}']" in capsys.readouterr().err
     finally:
         ddfs.delete(tag)
     with pytest.raises(NoSuchJob) as info:
@@ -162,6 +165,19 @@ def test_results_of_a_finished_job_asked_again_print_not_its_output_again(
     assert again.counters == results.counters and again.counters["lines"] == 2
     assert main(["wait", results.jobname]) == 0
     assert "saw" not in capfd.readouterr().err
+
+
+def test_a_run_waited_for_again_after_its_timeout_prints_its_output_once(
+    master: Master, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The second watch read the job's events from the first, and showed again what its
+    # stages had printed (probe DD F5).
+    run = cluster_jobs.napping.submit(["raw://x"], mode="cluster", timeout=3)
+    with pytest.raises(JobActive):
+        run.wait()
+    assert "said x" in capfd.readouterr().err  # the first watch showed it
+    assert dict(run.wait(timeout=60)) == {"x": 1}
+    assert "said x" not in capfd.readouterr().err
 
 
 def test_counters_the_master_never_writes_are_said_to_be_missing(

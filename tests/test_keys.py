@@ -169,6 +169,8 @@ def test_a_numpy_key_without_a_canonical_form_is_named_with_its_fix() -> None:
         match=r"\(numpy\.datetime64\).*holds \(key\.item\(\)\) where it is yielded,",
     ):
         check_grouped(numpy.datetime64(1, "ns"), "total")  # its item() is an int
+    with pytest.raises(StageError, match=r"holds \(key\.item\(\)\)"):  # hashed otherwise
+        check_grouped(numpy.datetime64("2020-01-01"), "total")  # than its date (DD F2)
 
 
 def test_numpy_scalars_are_the_python_values_they_hold() -> None:

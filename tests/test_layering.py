@@ -105,6 +105,7 @@ def test_public_api_is_pinned() -> None:
         "ClientError",
         "DataError",
         "DiscoDSLError",
+        "InputRunFailed",  # what a chained run's timeout= and failed input raise (DD F4)
         "Job",
         "JobActive",
         "JobDead",

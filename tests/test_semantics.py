@@ -415,6 +415,33 @@ def test_a_result_file_replaced_since_fails_the_job_chained_on_it(
         jobs.histogram.run(inputs=counted, mode=second)
 
 
+@pytest.mark.parametrize("first", ["inline", "local"])
+def test_a_result_file_replaced_since_is_refused_before_it_is_pushed(
+    tmp_path: Path, first: str, damageable_cluster: Callable[[str], Path]
+) -> None:
+    # push_inputs=True pushed it to DDFS, whose blob no size followed (probe DE F4).
+    counted = jobs.wordcount.run(inputs=[_lines(tmp_path, "in.txt", ["b a b"])], mode=first)
+    damageable_cluster(counted.listed_urls()[0][0]).write_bytes(b"")
+    with pytest.raises(DataError, match=r"is 0 bytes, where the .* says \d+.*not pushed"):
+        jobs.histogram.run(inputs=counted, mode="cluster", push_inputs=True)
+
+
+def test_a_result_file_replaced_by_text_of_its_size_is_refused_though_big_enough_to_cut(
+    tmp_path: Path, damageable_cluster: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The local runner cuts a big text file into a range per worker: ranges of a result
+    # file's text were read as lines (probe DD F1).
+    from discodsl import sources
+
+    monkeypatch.setattr(sources, "MIN_SPLIT", 8)  # any file is big enough
+    data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
+    counted = jobs.wordcount.run(inputs=[data], mode="local")
+    path = damageable_cluster(counted.listed_urls()[0][0])
+    path.write_bytes(b"x" * (path.stat().st_size - 1) + b"\n")
+    with pytest.raises(TaskFailed, match=r"is no record file, where the index .* lists it"):
+        jobs.histogram.run(inputs=counted, mode="local", workers=2)
+
+
 @pytest.mark.parametrize("first", ["local", "cluster"])
 @pytest.mark.parametrize("second", ["inline", "local", "cluster"])
 def test_an_index_listing_a_file_twice_fails_the_job_chained_on_it(

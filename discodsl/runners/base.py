@@ -234,7 +234,8 @@ class Runner:
             return plan
         looked = time.time()
         resume = reuse.look_up(stage_keys, [s.name for s in stages], self._reusable)
-        return replace(plan, keys=tuple(stage_keys), resume=resume, looked=looked)
+        spec = plan.spec if resume is None else _kept_listing(plan.spec, resume)
+        return replace(plan, spec=spec, keys=tuple(stage_keys), resume=resume, looked=looked)
 
     def _begin(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """What finishes the run: the runner's own work, or the cached results at once."""
@@ -381,6 +382,7 @@ class Runner:
             counters=plan.resume.counters,
             cleanup=plan.resume.release,
             stages=functools.partial(reused_stage, plan),
+            sizes={url: size for url, (size, _) in _kept_files(plan.resume).items()},
         )
 
     def _adapt(self, options: JobOptions) -> JobOptions:
@@ -441,6 +443,28 @@ def _finished(work: Callable[[], Results], plan: Plan) -> Results:
 
     results.carrying = functools.partial(shipping.carried, plan.spec)
     return results
+
+
+def _kept_listing(spec: JobSpec, resume: Checkpoint) -> JobSpec:
+    """``spec`` telling its tasks the sizes of the kept files of the stage it resumes after
+    (a file of another size is not the one its task wrote)."""
+    return _listing(spec, _kept_files(resume), [list(urls) for _, _, urls in resume.inputs])
+
+
+def _kept_files(resume: Checkpoint) -> Listed:
+    """The files of the stage a run resumes after (not the indexes a cluster's may be),
+    with their sizes, and the cache entry that gave them."""
+    job, stage = resume.entry.job, resume.entry.stage
+    said = (
+        f"the cache entry of job {job!r}'s stage {stage!r} (`discodsl cache clear --job "
+        f"{job}` drops it)"
+    )
+    return {
+        url: (size, said)
+        for _, size, replicas in resume.inputs
+        for url in replicas
+        if size and not urls.is_index(url)
+    }
 
 
 def _listing(spec: JobSpec, listed: Listed, inputs: list[list[str]]) -> JobSpec:

@@ -139,7 +139,8 @@ class ClusterRunner(Runner):
         counters, stop, settings = plan.counters(), threading.Event(), cluster.settings
         keep = _Keep(plan, cluster.url, jobname, counters)
         first = _split_tasks(plan, inputs)
-        again = (settings, jobname, plan, counters, stop, keep, first)
+        shown = Shown()  # what the run's watches showed of what its stages printed
+        again = (settings, jobname, plan, counters, stop, keep, first, shown)
         run.submitted(
             jobname,
             counters=counters.totals,
@@ -150,7 +151,7 @@ class ClusterRunner(Runner):
             master=cluster.url,
         )
         watch = functools.partial(_watch, cluster, jobname, plan, counters, stop, keep, first)
-        return functools.partial(watch, started=started)
+        return functools.partial(watch, started=started, shown=shown)
 
     # -- the cache: a cluster run's stages are its job's stage results on the master ------
 
@@ -240,7 +241,7 @@ def _submit(cluster: Cluster, plan: Plan, within: float | None) -> tuple[str, li
     resumed run's inputs are the stage results it reuses, on the cluster already."""
     options, spec, inputs = plan.options, plan.spec, []
     if plan.resume is None:
-        listed: Listed = {}
+        listed: Listed = dict(spec.listed)  # a file pushed is checked first
         inputs = cluster_inputs(
             cluster, plan.inputs, push=options.push_inputs, name=spec.name, listed=listed
         )
@@ -280,9 +281,11 @@ def _watch(
     first: tuple[str, list[list[str]]] | None = None,
     again: bool = False,
     started: float | None = None,
+    shown: Shown | None = None,
 ) -> Results:
     """Watch the job to its end: its results, or its error (JobActive when the watch
-    stopped first: Ctrl-C in wait(), or ``timeout=`` from ``started``, unless ``again``)."""
+    stopped first: Ctrl-C in wait(), or ``timeout=`` from ``started``, unless ``again``);
+    what its stages print is shown once across the run's watches (``shown``)."""
     options = plan.options
     try:
         with cluster:
@@ -297,6 +300,7 @@ def _watch(
                 stop=stop,
                 first=first,
                 submitted=True,
+                shown=shown,
             )
     finally:
         keep.done()
@@ -310,12 +314,15 @@ def _rewatch(
     stop: threading.Event,
     keep: _Keep,
     first: tuple[str, list[list[str]]] | None,
+    shown: Shown,
 ) -> Results:
     """Watch again a job whose watch stopped while it ran on (Ctrl-C in wait(), or its
-    ``timeout=``), from its first event: wait() and status then follow it to its end."""
+    ``timeout=``), from its first event (what its stages printed shown once): wait() and
+    status then follow it to its end."""
     stop.clear()
     counters.clear()
-    return _watch(_connect(settings), jobname, plan, counters, stop, keep, first, again=True)
+    cluster = _connect(settings)
+    return _watch(cluster, jobname, plan, counters, stop, keep, first, again=True, shown=shown)
 
 
 def _connect(settings: DiscoSettings) -> Cluster:
@@ -355,8 +362,9 @@ def cluster_inputs(
     name: str = "job",
     listed: Listed | None = None,
 ) -> list[list[str]]:
-    """Replica lists a node can read: tags resolved to blobs, local files pushed or noticed,
-    indexes expanded into their files (put in ``listed`` with their sizes).
+    """Replica lists a node can read: tags resolved to blobs, local files pushed (those in
+    ``listed``, earlier jobs' results, checked first) or noticed, indexes expanded into
+    their files (put in ``listed`` with their sizes).
 
     Without ``push``, local files go as ``file://`` URLs, which every node
     must see at the same path; a one-line notice on stderr says so. With
@@ -367,6 +375,8 @@ def cluster_inputs(
     if local and push:
         tag = f"discodsl:inputs:{name}@{int(time.time() * 1000):x}"
         files = [local_file(inputs[i]) or "" for i in local]
+        for index, path in zip(local, files, strict=True):
+            _check_pushed(path, inputs[index], listed or {})
         blobs = cluster.ddfs.push(tag, files)
         notice(
             f"discodsl: pushed {len(files)} local input file(s) to DDFS tag {tag}, which "
@@ -382,6 +392,22 @@ def cluster_inputs(
             "push_inputs=True (--push-inputs) uploads them to DDFS instead"
         )
     return indexes_expanded(resolve_inputs(inputs, cluster.ddfs), cluster.url, listed)
+
+
+def _check_pushed(path: str, replicas: list[str], listed: Listed) -> None:
+    """A DataError if ``path``, the local file of ``replicas`` to push, is an earlier job's
+    result file (in ``listed``) that is not of the size listed: its blob would carry no
+    size for the job's task to check."""
+    said = next((listed[url] for url in replicas if url in listed), None)
+    if said is None:
+        return
+    size = os.path.getsize(path)
+    if size != said[0]:
+        raise DataError(
+            f"{urls.file_url(path)} is {size} bytes, where {said[1]} says {said[0]}: the file "
+            "changed, or was cut short, since its task wrote it (not pushed); re-run that task",
+            url=urls.file_url(path),
+        )
 
 
 def indexes_expanded(
@@ -426,9 +452,11 @@ def wait_for(
     submitted: bool = False,
     started: float | None = None,
     replay: bool = True,
+    shown: Shown | None = None,
 ) -> Results:
     """Wait for a job, showing its progress and summing its ``counters``; its results.
-    What its stages printed before the wait began is shown only with ``replay``.
+    What its stages printed before the wait began is shown only with ``replay``, and not
+    what an earlier watch of the run showed (``shown``).
 
     A dead job raises the failing task's :class:`TaskFailed` (the worker's
     traceback as ``__cause__``), or :class:`JobDead` when no task failed
@@ -443,6 +471,7 @@ def wait_for(
     progress_bar = Progress(jobname, enabled=progress)
     watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
     watcher.stop, watcher.replay = stop, replay
+    watcher.shown = Shown() if shown is None else shown
     start = time.monotonic() if started is None else started  # the timeout counts from it
     watcher.deadline = None if timeout is None else start + timeout
     try:
@@ -521,6 +550,14 @@ def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
         )
 
 
+@dataclass
+class Shown:
+    """How many of a job's first events had what its stages printed shown: by a run's
+    watches (a second watch shows what the first did not), or before a wait began."""
+
+    events: int = 0
+
+
 class _Watcher:
     """Called after each get_results poll: feeds a Progress and the run's Counters from the
     job's new events (stages scheduled, tasks done, MSG lines, retries), and the stage bars
@@ -542,6 +579,8 @@ class _Watcher:
         self.deadline: float | None = None  # the wait's timeout=, when its reads must end
         self.replay = True  # show what stages printed before the first read of the events
         self.read = False  # the events were read once
+        self.shown = Shown()  # the events whose printed lines were shown (by any watch)
+        self.counted = 0  # the events read
 
     def __call__(self, status: str, elapsed: float) -> None:
         self.answered = True
@@ -577,10 +616,14 @@ class _Watcher:
         """Read the events added since the last call (within that many seconds)."""
         new, self.offset = self.master.rawevents(self.jobname, self.offset, within)
         self.events.extend(new)
-        shown = self.replay or self.read
-        for _, _, message in new:
-            self._event(message, shown)
+        if not (self.replay or self.read):  # they were printed before: not shown again
+            self.shown.events = max(self.shown.events, len(new))
         self.read = True
+        for _, _, message in new:
+            self.counted += 1
+            fresh = self.counted > self.shown.events
+            self.shown.events = max(self.shown.events, self.counted)
+            self._event(message, fresh)
 
     def settle(self, dead: bool = False) -> None:
         """After the poll that found the job ready (or ``dead``): read its events up to the
@@ -756,6 +799,9 @@ def results_of(cluster: Cluster, jobname: str) -> Results:
     A job said dead whose log ends READY is asked again (see _ready_after_all)."""
     try:
         urls = cluster.master.results_of(jobname)
+    except NoSuchJob as exc:
+        _tell_saved(cluster, jobname, exc)
+        raise
     except JobDead:
         ready = _ready_after_all(cluster, jobname, cluster.master.events(jobname, num=5)[::-1])
         if ready is None:

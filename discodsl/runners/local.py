@@ -70,7 +70,8 @@ class LocalRunner(Runner):
         first = plan.spec.stages[0]
         if first.kind != "map" or first.reader or first.init or first.done:
             return inputs
-        return sources.split_large(inputs, _workers(plan.options))
+        # An earlier job's result file goes whole: its task checks it is the one listed.
+        return sources.split_large(inputs, _workers(plan.options), whole=plan.spec.listed)
 
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Build the jobpack, submit it to a node master of the run's own (sharing this
