@@ -399,8 +399,7 @@ def test_a_result_file_replaced_since_fails_the_job_chained_on_it(
     # A chained job reads its inputs' files as their indexes list them, with the sizes
     # they give: a file replaced by a shorter whole one since gave other records without
     # a word (probes CW F19, CX F1).
-    data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
-    counted = jobs.wordcount.run(inputs=[data], mode=first)
+    counted = _counted(tmp_path, first)
     path = damageable_cluster(counted.listed_urls()[0][0])
     with RecordWriter(str(tmp_path / "other")):
         pass  # a whole record file of no records
@@ -434,8 +433,7 @@ def test_a_result_file_replaced_by_text_of_its_size_is_refused_though_big_enough
     from discodsl import sources
 
     monkeypatch.setattr(sources, "MIN_SPLIT", 8)  # any file is big enough
-    data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
-    counted = jobs.wordcount.run(inputs=[data], mode="local")
+    counted = _counted(tmp_path, "local")
     path = damageable_cluster(counted.listed_urls()[0][0])
     path.write_bytes(b"x" * (path.stat().st_size - 1) + b"\n")
     with pytest.raises(TaskFailed, match=r"is no record file, where the index .* lists it"):
@@ -449,13 +447,17 @@ def test_an_index_listing_a_file_twice_fails_the_job_chained_on_it(
 ) -> None:
     # Its records were read twice: refused when its results are read, counted twice by the
     # job chained on them (probe DB F2).
-    data = _lines(tmp_path, "in.txt", ["b a b", "c b"])
-    counted = jobs.wordcount.run(inputs=[data], mode=first)
+    counted = _counted(tmp_path, first)
     index = damageable_cluster(counted.urls[0][0])
     lines = index.read_text()
     index.write_text(lines + lines.splitlines()[0] + "\n")
     with pytest.raises(DataError, match=r"results: lists disco://.* twice under label all"):
         jobs.histogram.run(inputs=counted, mode=second)
+
+
+def _counted(tmp_path: Path, mode: str) -> Any:
+    """The results of a wordcount of two lines on runner ``mode``, in partitions of their own."""
+    return jobs.wordcount.run(inputs=[_lines(tmp_path, "in.txt", ["b a b", "c b"])], mode=mode)
 
 
 def test_results_after_close_say_closed() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from discodsl.worker.blame import WRITE_ERRORS, maker_of, not_pairs, raised_by_user, raised_in
 from discodsl.worker.calls import Stopped, one_pair_refused, params_bound
 from discodsl.worker.errors import StageError, brief, named
+from discodsl.worker.group_errors import hashable
 from discodsl.worker.memory import Growth, runs
 from discodsl.worker.outputs import WRITING, Outputs, stream
 from discodsl.worker.records import RecordWriter, as_pair, is_pair
@@ -111,7 +112,7 @@ class Combiner:
             except KeyError:
                 self.buffer[key] = [value]
         except TypeError:
-            if _hashes(key):
+            if hashable(key):
                 raise
             self.flush()
             self.outputs.add_many([(key, value)])
@@ -416,16 +417,7 @@ def _unhashable_key(exc: Exception, item: Any, loop: Callable[..., Any]) -> bool
     pair whose key is a list, a set, a dict)."""
     if not (isinstance(exc, TypeError) and is_pair(item)) or raised_by_user(exc, loop):
         return False
-    return not _hashes(item[0])
-
-
-def _hashes(key: Any) -> bool:
-    """Whether ``key`` hashes."""
-    try:
-        hash(key)
-    except TypeError:
-        return False
-    return True
+    return not hashable(item[0])
 
 
 def _countable(value: Any) -> bool:

@@ -224,14 +224,15 @@ def _hashable_instead(key: Any, name: str = "key") -> str:
     if isinstance(key, dict):
         return f"a tuple of its sorted items, tuple(sorted({name}.items()))"
     items = key if isinstance(key, (list, tuple)) else ()
-    item = next((item for item in items if not _hashable(item)), None)
+    item = next((item for item in items if not hashable(item)), None)
     if item is None:
         return f"tuple({name}) for a list, or a str"
     inner = f"its item {brief(item, 40)} ({a_type(item)}) as {_hashable_instead(item, 'item')}"
     return f"tuple({name}), {inner}" if isinstance(key, list) else f"a str, or {inner}"
 
 
-def _hashable(value: Any) -> bool:
+def hashable(value: Any) -> bool:
+    """Whether ``value`` hashes."""
     try:
         hash(value)
     except TypeError:
