@@ -410,8 +410,12 @@ def test_a_result_file_replaced_since_fails_the_job_chained_on_it(
     with pytest.raises(DataError, match=r"is \d+ bytes, where the .* says \d+"):
         list(counted)
     failed = DataError if second == "inline" else TaskFailed  # inline raises its own
-    with pytest.raises(failed, match=r"is \d+ bytes, where the (index|inline run) .* says \d+"):
-        jobs.histogram.run(inputs=counted, mode=second)
+    with pytest.raises(
+        failed, match=r"is \d+ bytes, where the (index|inline run) .* says \d+"
+    ) as info:
+        jobs.histogram.run(inputs=counted, mode=second, max_failures=3)
+    # A retry reads the same bytes: not retried (on a master, 15 s of pauses; DE F5)
+    assert second == "inline" or "not retried: the same bytes would fail" in str(info.value)
 
 
 @pytest.mark.parametrize("first", ["inline", "local"])

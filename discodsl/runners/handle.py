@@ -469,8 +469,8 @@ def _input_late(run: Run, upstream: Run, timeout: float) -> InputRunFailed:
     return InputRunFailed(
         f"job {run.job!r} did not run within timeout={timeout:g} seconds: its input run "
         f"{upstream.jobname!r} ({upstream.mode}) was still running (it runs on: wait() for "
-        "it, or kill() it); raise timeout= to count the wait for it too, or submit this job "
-        "once that run is ready"
+        "it, or kill() it); a timeout= counts from submit(), the wait for that run "
+        "included: raise it, or submit this job once that run is ready"
     )
 
 

@@ -357,10 +357,10 @@ def listed_twice(index: str, entry: str, label: int | str) -> DataError:
     )
 
 
-def _no_record_file(url: str, said_by: str) -> DataError:
+def _no_record_file(url: str, said_by: str) -> DamagedInput:
     """The error of a file that ``said_by`` lists as a task's output, which is no record
-    file (text, of the size listed)."""
-    return DataError(
+    file (text, of the size listed): another replica may be whole, a retry reads the same."""
+    return DamagedInput(
         f"{url} is no record file, where {said_by} lists it as a task's output: the file "
         "changed since its task wrote it; re-run that task",
         url=url,
@@ -368,11 +368,12 @@ def _no_record_file(url: str, said_by: str) -> DataError:
 
 
 def _check_size(stream: BinaryIO, url: str, size: int, said_by: str) -> None:
-    """A DataError if ``stream`` (a file on this node, or an HTTP body of a known length)
-    is not of the ``size`` that ``said_by`` (an index, a run) gives."""
+    """A DamagedInput if ``stream`` (a file on this node, or an HTTP body of a known length)
+    is not of the ``size`` that ``said_by`` (an index, a run) gives: another replica may be
+    whole, a retry reads the same."""
     found = opened_size(stream)
     if found is not None and found != size:
-        raise DataError(
+        raise DamagedInput(
             f"{url} is {found} bytes, where {said_by} says {size}: the file "
             "changed, or was cut short, since its task wrote it; re-run that task",
             url=url,
