@@ -635,6 +635,17 @@ def test_a_chained_runs_timeout_bounds_its_wait_for_its_input(
         first.kill()
 
 
+def test_a_chained_run_whose_timeout_passed_as_its_input_ended_is_not_submitted() -> None:
+    # It was submitted with no time left (a cluster's job then ran on, nothing waiting for
+    # it), or failed blaming its own stage (probe DD F6).
+    ended = jobs.wordcount.submit(["raw://a"], mode="inline")
+    assert ended.status == "ready"
+    chained = Run("histogram", "local", ended)
+    with pytest.raises(InputRunFailed, match=r"timeout=2 seconds: its input run .* ended as it"):
+        chained.await_inputs([ended], 2, since=time.monotonic() - 3)
+    chained.await_inputs([ended], 2, since=time.monotonic())  # time left: it goes on
+
+
 def test_a_chained_runs_timeout_counts_from_its_submit() -> None:
     # What its wait for its input took is taken from its timeout=, as a cluster run's
     # submission is: it bounds the run as its caller sees it.

@@ -323,6 +323,8 @@ class Run:
                 status = run.status
             if status != "ready":
                 raise _input_failed(self, run)
+        if deadline is not None and upstream and time.monotonic() >= deadline:
+            raise _input_late(self, upstream[-1], deadline - since, ended=True)
 
     # -- inside -------------------------------------------------------------------------
 
@@ -464,13 +466,18 @@ class Run:
             self._thread.join(CLEANUP_WAIT)
 
 
-def _input_late(run: Run, upstream: Run, timeout: float) -> InputRunFailed:
-    """The error of a run whose ``timeout=`` passed while it waited for an input run."""
+def _input_late(run: Run, upstream: Run, timeout: float, ended: bool = False) -> InputRunFailed:
+    """The error of a run whose ``timeout=`` passed while it waited for an input run (or
+    as that run ``ended``: none of it is left for this one, which is not submitted)."""
+    what = (
+        "ended as it passed"
+        if ended
+        else "was still running (it runs on: wait() for it, or kill() it)"
+    )
     return InputRunFailed(
         f"job {run.job!r} did not run within timeout={timeout:g} seconds: its input run "
-        f"{upstream.jobname!r} ({upstream.mode}) was still running (it runs on: wait() for "
-        "it, or kill() it); a timeout= counts from submit(), the wait for that run "
-        "included: raise it, or submit this job once that run is ready"
+        f"{upstream.jobname!r} ({upstream.mode}) {what}; a timeout= counts from submit(), "
+        "the wait for that run included: raise it, or submit this job once that run is ready"
     )
 
 

@@ -303,8 +303,6 @@ def _replica_parts(
             yield from _followed(read_hunks(stream, url), url, cursor)
         else:
             _refuse_damaged_record_file(stream.peek(_READ_BUFFER), url)
-            if url in listed:
-                raise _no_record_file(url, listed[url][1])
             chunk = stream.chunk if isinstance(stream, ChunkReader) else WHOLE
             yield from _followed(_line_blocks(stream, url, chunk), url, cursor, chunk)
 
@@ -354,16 +352,6 @@ def listed_twice(index: str, entry: str, label: int | str) -> DataError:
         f"{index}: lists {entry} twice under label {label}: the index is corrupt; re-run the "
         "task that wrote it",
         url=index,
-    )
-
-
-def _no_record_file(url: str, said_by: str) -> DamagedInput:
-    """The error of a file that ``said_by`` lists as a task's output, which is no record
-    file (text, of the size listed): another replica may be whole, a retry reads the same."""
-    return DamagedInput(
-        f"{url} is no record file, where {said_by} lists it as a task's output: the file "
-        "changed since its task wrote it; re-run that task",
-        url=url,
     )
 
 
