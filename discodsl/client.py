@@ -76,12 +76,15 @@ class Master(Service):
 
     # -- jobs ---------------------------------------------------------------
 
-    def submit(self, jobpack: bytes, within: float | None = None) -> str:
+    def submit(
+        self, jobpack: bytes, within: float | None = None, timeout: float | None = None
+    ) -> str:
         """POST a jobpack to ``/disco/job/new``; the new job's name.
 
         Never sent twice: a connection that fails after the jobpack may have
         reached the master is a ClientError that says so. ``within`` seconds,
-        if given, bound the request and its retries.
+        if given, bound the request and its retries: what is left of the run's
+        ``timeout=`` (said as given), and a second for the answer.
         """
         started = time.monotonic()
         try:
@@ -91,7 +94,8 @@ class Master(Service):
                 raise
             raise RequestFailed(  # the run's timeout= cut it, not DISCODSL_HTTP_TIMEOUT
                 f"the Disco master at {self.url} did not answer POST /disco/job/new within "
-                f"the run's timeout= ({within - ANSWER_S:g}s): the job may have been "
+                f"the run's timeout= ({within - ANSWER_S if timeout is None else timeout:g}s): "
+                "the job may have been "
                 f"submitted all the same; look with `{jobstatus.command_line('jobs', self.url)}` "
                 "before submitting it again, or give the run a longer timeout= (or none)",
                 url=self.url,

@@ -234,17 +234,35 @@ def test_the_first_local_runs_of_threads_at_once_share_one_node(
         return f"/nonexistent/{kind}-{len(made)}"
 
     monkeypatch.setattr(places, "process_dir", slow)
-    layout._made_node.cache_clear()
-    try:
-        barrier, roots = threading.Barrier(8), []
-        threads = [
-            threading.Thread(target=lambda: (barrier.wait(), roots.append(layout.node_root())))
-            for _ in range(8)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert roots == ["/nonexistent/node-1"] * 8 and made == ["node"]
-    finally:
-        layout._made_node.cache_clear()
+    monkeypatch.setattr(layout, "_NODE", [])  # none made yet
+    barrier, roots = threading.Barrier(8), []
+    threads = [
+        threading.Thread(target=lambda: (barrier.wait(), roots.append(layout.node_root())))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert roots == ["/nonexistent/node-1"] * 8 and made == ["node"]
+
+
+def test_a_signal_handler_running_a_job_as_its_thread_makes_the_node_gets_that_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The node's lock, taken again by a handler's run in the thread holding it, hung the
+    # program for good (a regression of the lock that DB F8's fix added).
+    from discodsl.runners import layout
+
+    made: list[str] = []
+
+    def interrupted(kind: str) -> str:
+        made.append(kind)
+        if len(made) == 1:  # a handler's run, as the first is made
+            inner.append(layout.node_root())
+        return f"/nonexistent/{kind}-{len(made)}"
+
+    inner: list[str] = []
+    monkeypatch.setattr(places, "process_dir", interrupted)
+    monkeypatch.setattr(layout, "_NODE", [])
+    assert layout.node_root() == inner[0] == "/nonexistent/node-2"  # one node for both

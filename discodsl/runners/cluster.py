@@ -247,7 +247,7 @@ def _submit(cluster: Cluster, plan: Plan, within: float | None) -> tuple[str, li
         )
         spec = indexes.listing(spec, listed, inputs)
     data = builder.build_jobpack(plan.job, options, inputs, spec=spec, resume=plan.resume)
-    return cluster.master.submit(data, within=within), inputs
+    return cluster.master.submit(data, within=within, timeout=options.timeout), inputs
 
 
 def _submit_interrupted(prefix: str, master: str) -> str:

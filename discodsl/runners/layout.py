@@ -9,7 +9,6 @@ themselves are :mod:`discodsl.worker.urls`'.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import threading
@@ -109,26 +108,27 @@ def node_root() -> str:
     A process directory (``discodsl-node-<pid>-n<namespace>-<random>``, see
     :func:`discodsl.places.process_dir`), removed as the process ends: a process
     killed before its exit hooks ran leaves it behind, and the next run removes it.
-    Made once, whatever threads ask at once for the first.
+    Made once, whatever threads ask at once for the first; a signal handler that runs a job
+    while its thread makes it gets the one either makes first, as that thread does.
     """
-    with _NODE_MADE:
-        return _made_node()
+    if not _NODE:
+        with _NODE_MADE:  # reentrant: a handler's run would wait for its own thread
+            made = None if _NODE else places.process_dir("node")
+            if made is not None and not _NODE:
+                _NODE.append(made)
+    return _NODE[0]
 
 
-_NODE_MADE = threading.Lock()
-
-
-@functools.cache
-def _made_node() -> str:
-    return places.process_dir("node")
+_NODE: list[str] = []  # this process's node, once made
+_NODE_MADE = threading.RLock()
 
 
 def _forget_node() -> None:
     """In a child forked from a process that ran jobs: a node of its own if it runs some
     (and a lock no thread of its parent holds)."""
     global _NODE_MADE
-    _NODE_MADE = threading.Lock()
-    _made_node.cache_clear()
+    _NODE_MADE = threading.RLock()
+    _NODE.clear()
 
 
 os.register_at_fork(after_in_child=_forget_node)
