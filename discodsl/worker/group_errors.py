@@ -228,7 +228,7 @@ def _hashable_instead(key: Any, name: str = "key") -> str:
     if item is None:
         return f"tuple({name}) for a list, or a str"
     inner = f"its item {brief(item, 40)} ({a_type(item)}) as {_hashable_instead(item, 'item')}"
-    return f"tuple({name}), {inner}" if isinstance(key, list) else f"a str, or {inner}"
+    return f"tuple({name}), {inner}" if isinstance(key, list) else inner
 
 
 def hashable(value: Any) -> bool:
