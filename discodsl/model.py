@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -81,6 +82,9 @@ def _runner(mode: Mode | None, master: str | None) -> Runner:
         import discodsl.runners.handle
         import discodsl.shipping  # noqa: F401
 
+        # Python's first look for the temporary directory, which every run here makes its
+        # own in, holds a lock of tempfile's that a handler's run would wait for for good.
+        tempfile.gettempdir()
         return runner
 
 

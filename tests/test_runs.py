@@ -1312,6 +1312,46 @@ def test_a_signal_handler_may_run_a_job_while_the_first_run_loads_the_runner(
         assert said in ("1)] []", "1)] [[('h', 1)]]"), done.stdout
 
 
+TEMPDIR_SIGNALLED = """
+import os, signal, sys, tempfile
+from discodsl import job, map
+
+@map
+def m(line):
+    yield line, 1
+
+@job
+def hj():
+    return [m]
+
+said = []
+signal.signal(signal.SIGALRM, lambda *_: said.append(sorted(hj.run(["raw://h"], mode=sys.argv[1]))))
+looking = tempfile._get_default_tempdir
+
+def signalled():  # Python's first look for its temporary directory, holding its own lock
+    os.kill(os.getpid(), signal.SIGALRM)
+    return looking()
+
+tempfile._get_default_tempdir = signalled
+print(sorted(hj.run(["raw://a"], mode=sys.argv[1])), said)
+"""
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"])
+def test_a_signal_handler_may_run_a_job_while_the_first_run_looks_for_the_temporary_directory(
+    tmp_path: Path, mode: str
+) -> None:
+    # tempfile.gettempdir() holds a lock of its own the first time: a handler's run taking
+    # it again hung the program for good (seen once in the full suite, on 3.10 and 3.11).
+    script = tmp_path / "signalled.py"
+    script.write_text(TEMPDIR_SIGNALLED)
+    done = subprocess.run(
+        [sys.executable, str(script), mode], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[('a', 1)] [[('h', 1)]]", done.stdout
+
+
 def test_two_jobs_named_in_one_microsecond_get_names_and_homes_of_their_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
