@@ -1260,12 +1260,9 @@ def test_one_process_a_minute_cleans_the_registry(runs_dir: Path) -> None:
     assert registry.list_runs(runs_dir) == []  # the stamp is no entry
 
 
-SIGNALLED = """
-import signal, sys, threading, time
+# A small job of a script of the tests below, for a signal handler to run.
+SMALL_JOB = """
 from discodsl import job, map
-
-if sys.argv[3] == "another thread":
-    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
 
 @map
 def m(line):
@@ -1274,6 +1271,15 @@ def m(line):
 @job
 def hj():
     return [m]
+"""
+
+SIGNALLED = (
+    SMALL_JOB
+    + """
+import signal, sys, threading, time
+
+if sys.argv[3] == "another thread":
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
 
 said = []
 def handler(signum, frame):  # a "report now" handler that runs a small job
@@ -1285,6 +1291,7 @@ main = sorted(hj.run(inputs=["raw://a"], mode=sys.argv[2]))
 signal.setitimer(signal.ITIMER_REAL, 0)
 print(main, said)
 """
+)
 
 
 @pytest.mark.parametrize("threads", ["one thread", "another thread"])
@@ -1312,17 +1319,10 @@ def test_a_signal_handler_may_run_a_job_while_the_first_run_loads_the_runner(
         assert said in ("1)] []", "1)] [[('h', 1)]]"), done.stdout
 
 
-TEMPDIR_SIGNALLED = """
+TEMPDIR_SIGNALLED = (
+    SMALL_JOB
+    + """
 import os, signal, sys, tempfile
-from discodsl import job, map
-
-@map
-def m(line):
-    yield line, 1
-
-@job
-def hj():
-    return [m]
 
 said = []
 signal.signal(signal.SIGALRM, lambda *_: said.append(sorted(hj.run(["raw://h"], mode=sys.argv[1]))))
@@ -1335,6 +1335,7 @@ def signalled():  # Python's first look for its temporary directory, holding its
 tempfile._get_default_tempdir = signalled
 print(sorted(hj.run(["raw://a"], mode=sys.argv[1])), said)
 """
+)
 
 
 @pytest.mark.parametrize("mode", ["inline", "local"])
