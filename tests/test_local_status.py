@@ -14,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -414,3 +415,38 @@ def test_a_local_runs_counters_are_kept_apart_from_the_facts_every_listing_reads
     assert "counters" not in json.loads((entry / "run.json").read_text())
     assert main(["status", results.jobname, "--local", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counters"] == {"skipped": 3}
+
+
+def test_a_run_whose_events_could_not_all_be_written_says_its_counts_may_be_short(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its event log cut short (ulimit -f, a full disk), `status` showed a finished run's
+    # tasks as not done without a word (probe DB F10).
+    written = 0
+    add = registry._Entry.add
+
+    class Full:  # the events file past `ulimit -f`
+        def __init__(self, events: Any) -> None:
+            self.events, self.closed = events, False
+
+        def write(self, text: str) -> None:
+            raise OSError(27, "File too large")
+
+        def close(self) -> None:
+            self.events.close()
+            self.closed = True
+
+    def cut(entry: Any, event: Any) -> None:
+        nonlocal written
+        written += 1
+        if written == 3:
+            entry._events = Full(entry._events)
+        add(entry, event)
+
+    monkeypatch.setattr(registry._Entry, "add", cut)
+    results = jobs.wordcount.run(["raw://a b", "raw://c"], mode="local", progress=False)
+    assert main(["status", results.jobname, "--local"]) == 0
+    said = capsys.readouterr().out
+    assert "its event log stops short (it could not be written): the counts above" in said
+    assert main(["status", results.jobname, "--local", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["events_cut"] is True

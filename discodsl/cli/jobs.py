@@ -89,6 +89,8 @@ def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
         "pid": run.pid,
         "counters": run.counters(),
     }
+    if run.events_cut:
+        info["events_cut"] = True
     return run.name, info
 
 
@@ -103,6 +105,11 @@ def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> 
         # free slot yet) are among the waiting.
         total = max(0, waiting) + max(0, running) + max(0, done)
         stdio.say(f"  {stage:<16} {done}/{total} done, {running} running, {failed} failed")
+    if info.get("events_cut"):
+        stdio.say(
+            "  its event log stops short (it could not be written): the counts above may be "
+            "short; its own process knows the run whole"
+        )
     if "results" in info:  # a local run's are in its process only
         stdio.say(f"  {len(info['results'])} result(s)")
     if info.get("counters"):

@@ -90,6 +90,7 @@ class _Entry:
         self.path, self.facts = path, facts
         self._events: IO[str] = open(path / "events", "a", encoding="utf-8")  # noqa: SIM115
         self._lock = threading.Lock()
+        self.cut = False  # an event could not be written: the log stops short
 
     @classmethod
     def create(cls, directory: Path, run: Run, stages: Sequence[str]) -> _Entry:
@@ -126,13 +127,17 @@ class _Entry:
                     self.path / "events",
                     exc,
                 )
+                self.cut = True
                 with contextlib.suppress(OSError):
                     self._events.close()
+                    (self.path / EVENTS_CUT).touch()  # for other shells, while it runs
 
     def finish(self, run: Run) -> None:
         with self._lock:
             self._events.close()
         facts = {**self.facts, "status": run.status, "ended": time.time()}
+        if self.cut:
+            facts["events_cut"] = True
         try:  # the counters apart: every cleanup and listing reads each run.json
             _write_json(self.path / COUNTERS, run.counters)
             _write_json(self.path / "run.json", facts)
@@ -283,6 +288,12 @@ class LocalRun:
         complete = data[: data.rfind(b"\n") + 1]
         lines = [line for line in complete.splitlines() if line.strip()]
         return [_event(line, self.path / "events") for line in lines], offset + len(complete)
+
+    @property
+    def events_cut(self) -> bool:
+        """Whether its event log stops short (an event could not be written: a full disk,
+        ``ulimit -f``), so that its counts of tasks may be."""
+        return bool(self.facts.get("events_cut")) or (self.path / EVENTS_CUT).exists()
 
     def pipeline(self) -> list[list[Any]]:
         """Its tasks per stage, every stage of its pipeline listed (see :func:`pipeline`)."""
@@ -458,9 +469,11 @@ def _an_entry_of_ours(path: Path) -> bool:
 
 
 # What an entry holds besides run.json (and its .run-*.json while it is replaced).
-_ENTRY_FILES = frozenset({"events", "kill", "counters.json"})
+_ENTRY_FILES = frozenset({"events", "kill", "counters.json", "events-cut"})
 # The file of an entry that holds its run's counters (a run of many counter names).
 COUNTERS = "counters.json"
+# Made in an entry whose event log could not be written on: its counts may be short.
+EVENTS_CUT = "events-cut"
 
 
 def _event(line: bytes, path: Path) -> Event:
