@@ -201,6 +201,18 @@ def held(ctrl_c: bool = False, grace: float | None = None) -> Iterator[None]:
         _handle(came)
 
 
+@contextlib.contextmanager
+def handling(handler: Handler, *numbers: int) -> Iterator[None]:
+    """``handler`` installed for the signals ``numbers`` in the block (from the main thread:
+    signal handlers can be set there alone), and the handlers before it put back after."""
+    previous = {number: signal.signal(number, handler) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, kept in previous.items():
+            signal.signal(number, kept)
+
+
 def _handle(came: list[tuple[int, FrameType | None]]) -> None:
     """Call the handler of each signal that ``came``, each, in order: one that raises does
     not keep the next from running; the first exception is raised after them all, but for

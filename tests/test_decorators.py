@@ -1260,26 +1260,40 @@ def test_a_job_run_after_its_stage_was_defined_again_says_so() -> None:
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 2)]
 
 
+# A module of one stage, ``words``, yielding each line with ``n``.
+_STAGES = "from discodsl import map\n@map\ndef words(line):\n    yield line, {n}\n"
+
+
+def _job_of_a_stages_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> tuple[Path, Any, dict[str, Any]]:
+    """A module ``NAME_stages`` of ``_STAGES`` (n=1), imported for this test alone, and a
+    namespace, as a notebook's, whose job ``counted`` runs its ``words``."""
+    module = tmp_path / f"{name}_stages.py"
+    module.write_text(_STAGES.format(n=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, f"{name}_stages", raising=False)
+    imported = importlib.import_module(f"{name}_stages")
+    monkeypatch.setitem(sys.modules, f"{name}_stages", imported)
+    namespace: dict[str, Any] = {"words": imported.words}
+    exec(
+        "from discodsl import job\n@job(partitions=None)\ndef counted():\n    return [words]\n",
+        namespace,
+    )
+    return module, imported, namespace
+
+
 def test_a_job_run_after_its_stages_module_was_reloaded_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A notebook with %autoreload 2 and `from stages import words`: the module was edited
     # and reloaded, the notebook's name kept the old stage, and the job ran it, silently
     # (with the module's new helpers: old and new code mixed).
-    module = tmp_path / "reloaded_stages.py"
-    source = "from discodsl import map\n@map\ndef words(line):\n    yield line, {n}\n"
-    module.write_text(source.format(n=1))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    imported = importlib.import_module("reloaded_stages")
-    monkeypatch.setitem(sys.modules, "reloaded_stages", imported)
-    namespace: dict[str, Any] = {"words": imported.words}
-    declaring = "from discodsl import job\n@job(partitions=None)\ndef counted():\n"
-    declaring += "    return [words]\n"
-    exec(declaring, namespace)
+    module, imported, namespace = _job_of_a_stages_module(tmp_path, monkeypatch, "reloaded")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 1)]
-    module.write_text(source.format(n=2) + "# edited\n")
+    module.write_text(_STAGES.format(n=2) + "# edited\n")
     importlib.reload(imported)
     with pytest.warns(RedefinedStageWarning, match=r"module 'reloaded_stages' has been") as got:
         assert list(namespace["counted"].run(["raw://a"], mode="inline")) == [("a", 1)]
@@ -1292,18 +1306,8 @@ def test_a_job_run_after_its_stages_module_was_imported_again_says_so(
     # Dropped from sys.modules and imported again after an edit, as notebooks do instead of
     # reloading it: no warning since reloads were told by the module's __spec__ (probe CW
     # F16, a regression).
-    module = tmp_path / "reimported_stages.py"
-    source = "from discodsl import map\n@map\ndef words(line):\n    yield line, {n}\n"
-    module.write_text(source.format(n=1))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "reimported_stages", raising=False)
-    imported = importlib.import_module("reimported_stages")
-    namespace: dict[str, Any] = {"words": imported.words}
-    exec(
-        "from discodsl import job\n@job(partitions=None)\ndef counted():\n    return [words]\n",
-        namespace,
-    )
-    module.write_text(source.format(n=2) + "# edited\n")
+    module, _, namespace = _job_of_a_stages_module(tmp_path, monkeypatch, "reimported")
+    module.write_text(_STAGES.format(n=2) + "# edited\n")
     del sys.modules["reimported_stages"]
     importlib.import_module("reimported_stages")
     with pytest.warns(RedefinedStageWarning, match=r"module 'reimported_stages' has been"):
@@ -1316,7 +1320,7 @@ def test_stages_run_again_from_their_own_lines_are_warned_of_and_a_scripts_own_a
     # A stages file %run again (its defs run again, in one file) was not warned of (probe
     # CY F5); a script that imports a stage and then defines its own of that name, for a
     # second job, was told its cell ran again (CY F2). Both regressions.
-    stages = "from discodsl import map\n@map\ndef words(line):\n    yield line, {n}\n"
+    stages = _STAGES
     namespace: dict[str, Any] = {}
     exec(compile(stages.format(n=1), "stages.py", "exec"), namespace)
     exec(

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed, places
+from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed, interrupts, places
 from discodsl.cli import main
 from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
@@ -1748,18 +1748,6 @@ def test_a_sigterm_handlers_exit_during_a_stop_is_not_lost_in_a_second_ctrl_c(
         signal.signal(signal.SIGALRM, previous)
 
 
-@contextlib.contextmanager
-def _handling(handler: Any, *numbers: int) -> Iterator[None]:
-    """``handler`` installed for the signals ``numbers`` in the block, and the handlers
-    before it put back after."""
-    previous = {number: signal.signal(number, handler) for number in numbers}
-    try:
-        yield
-    finally:
-        for number, kept in previous.items():
-            signal.signal(number, kept)
-
-
 class _Stop(Exception):
     """What the handlers of the tests below raise: the signal they were given."""
 
@@ -1836,7 +1824,7 @@ def test_a_signal_during_the_removal_of_dropped_results_reaches_the_program(
     # the finalizer has returned, and the files still go. The rest of the removal may take
     # ``rest`` seconds: the signal sent again a fixed time later came within it, and was
     # lost again (probe CS F5, and seen on Python 3.10).
-    with _handling(lambda number, frame: sys.exit(3), signal.SIGALRM):
+    with interrupts.handling(lambda number, frame: sys.exit(3), signal.SIGALRM):
         caught, files = _dropped_while_signalled(monkeypatch, signal.SIGALRM, rest)
         assert isinstance(caught, SystemExit) and caught.code == 3, caught
         assert not any(path.exists() for path in files), files
@@ -1851,7 +1839,7 @@ def test_a_handler_of_any_kind_raising_in_the_removal_of_dropped_results_reaches
     monkeypatch: pytest.MonkeyPatch, handler: Callable[[int, object], None]
 ) -> None:
     # Only a function's handler was found, while still installed (probe CS F6).
-    with _handling(handler, signal.SIGALRM):
+    with interrupts.handling(handler, signal.SIGALRM):
         caught, files = _dropped_while_signalled(monkeypatch, signal.SIGALRM)
         assert isinstance(caught, _Stop) and caught.args == (signal.SIGALRM,), caught
         assert not any(path.exists() for path in files), files
@@ -1861,7 +1849,7 @@ def test_a_ctrl_c_in_the_removal_of_dropped_results_reaches_the_program(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Python's own Ctrl-C handler has no frame to find it by (probe CS F6).
-    with _handling(signal.default_int_handler, signal.SIGINT):
+    with interrupts.handling(signal.default_int_handler, signal.SIGINT):
         caught, files = _dropped_while_signalled(monkeypatch, signal.SIGINT)
         assert isinstance(caught, KeyboardInterrupt), caught
         assert not any(path.exists() for path in files), files
@@ -1875,7 +1863,7 @@ def test_the_handler_of_a_signal_in_the_removal_of_dropped_results_runs_once(
     # the other one (probe CS F15).
     counted = _Counted()
     calls = counted.calls
-    with _handling(counted, signal.SIGUSR1, signal.SIGALRM):
+    with interrupts.handling(counted, signal.SIGUSR1, signal.SIGALRM):
         caught, files = _dropped_while_signalled(monkeypatch, signal.SIGUSR1)
         assert isinstance(caught, _Stop) and caught.args == (signal.SIGUSR1,), caught
         assert calls == [signal.SIGUSR1]
@@ -1889,7 +1877,7 @@ def test_a_signal_in_the_removal_of_dropped_results_reaches_a_handler_swapped_in
     # The program installed its own handler right after the drop: the signal was not sent
     # to it, and was lost (probe CW F4).
     got: list[int] = []
-    with _handling(_exit_with, signal.SIGALRM):
+    with interrupts.handling(_exit_with, signal.SIGALRM):
         results, _ = _signalled_in_removal(monkeypatch, signal.SIGALRM)
         with contextlib.suppress(_Stop):
             del results
@@ -1906,7 +1894,7 @@ def test_a_handler_the_program_puts_back_after_a_drop_runs_once_for_its_signal(
     # it again, and it ran twice for one signal (probe CY F7).
     counted = _Counted()
     calls = counted.calls
-    with _handling(counted, signal.SIGALRM):
+    with interrupts.handling(counted, signal.SIGALRM):
         results, _ = _signalled_in_removal(monkeypatch, signal.SIGALRM)
         with contextlib.suppress(_Stop):
             del results
@@ -1969,7 +1957,7 @@ def test_a_signal_in_the_removal_of_closed_results_reaches_the_caller_of_close(
             signal.raise_signal(signal.SIGALRM)
         rmtree(*args, **kwargs)
 
-    with _handling(counted, signal.SIGALRM):
+    with interrupts.handling(counted, signal.SIGALRM):
         monkeypatch.setattr(shutil, "rmtree", interrupted)
         with pytest.raises(_Stop):
             results.close()

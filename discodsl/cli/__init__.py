@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from discodsl import stdio
+from discodsl import interrupts, stdio
 from discodsl.cli.common import Command, json_wanted
 from discodsl.cli.jobs import cmd_wait
 from discodsl.cli.parser import build_parser, disco_flags, misplaced
@@ -155,12 +155,8 @@ def _terminated_as_interrupted() -> Iterator[None]:
 
     hangup = getattr(signal, "SIGHUP", None)  # a closed terminal or ssh session: the same
     ended = [signal.SIGTERM] + ([hangup] if hangup is not None else [])
-    previous = {signum: signal.signal(signum, terminated) for signum in ended}
-    try:
+    with interrupts.handling(terminated, *ended):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _import_from_here() -> None:
