@@ -42,3 +42,14 @@ def test_the_writing_stages_example_runs_as_written(tmp_path: Path) -> None:
     counters, _, results = done.stdout.strip().partition("} ")
     assert counters + "}" == "{'blank': 2, 'tasks': 2}"
     assert results == "{'x': 1, 'y': 1, 'z': 1}"  # each key's distinct values: all 1s
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(
+        r"^pip install -e '\.\[test\]' && (python -m pytest[^#\n]*?)\s*#", readme, re.M
+    )
+    assert found is not None, "the README's test command is not at its top"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert "python -m pip install -q -e '.[test]'" in ci
+    assert ci[-1] == found.group(1)
