@@ -37,39 +37,55 @@ output, one record per line:
                  other value (tuple, bytes, set, nan, other objects, a dict whose
                  only key is "repr", a str holding a lone surrogate, which strict
                  JSON parsers refuse) is {"repr": "<its Python repr>"}.
+  A result that is no (KEY, VALUE) pair (a line of text, in the results of a
+  job discodsl did not make) is one field: alone on its line, or a
+  one-item array.
 """
 
 
-def write_records(results: Iterable[tuple[Any, Any]], out: IO[str], *, as_json: bool) -> None:
+def write_records(results: Iterable[Any], out: IO[str], *, as_json: bool) -> None:
     """TSV or JSON lines, as :data:`OUTPUT_FORMATS` says; a JobError naming the record
     whose key or value cannot be printed (its repr raised)."""
-    for number, (key, value) in enumerate(results):
+    for number, record in enumerate(results):
         try:
-            line = _whole_line(key, value, as_json=as_json)
+            line = _whole_line(record, as_json=as_json)
         except Exception as exc:
             raise JobError(
-                f"cannot print record {number} of the results ({type(key).__name__} key, "
-                f"{type(value).__name__} value): its repr() raised {type(exc).__name__}: "
-                f"{exc}; fix that class's __repr__, or read the results in Python"
+                f"cannot print record {number} of the results ({_kinds(record)}): its repr() "
+                f"raised {type(exc).__name__}: {exc}; fix that class's __repr__, or read the "
+                "results in Python"
             ) from exc
         out.write(line + "\n")
 
 
-def _whole_line(key: Any, value: Any, *, as_json: bool) -> str:
+def _kinds(record: Any) -> str:
+    if _paired(record):
+        return f"{type(record[0]).__name__} key, {type(record[1]).__name__} value"
+    return f"a {type(record).__name__}, no (key, value) pair"
+
+
+def _paired(record: Any) -> bool:
+    return type(record) is tuple and len(record) == 2
+
+
+def _whole_line(record: Any, *, as_json: bool) -> str:
     """One record as a line, its ints whole: one of more digits than Python turns into
     text by default (``sys.get_int_max_str_digits()``, 4,300) raises ValueError, so the
     record is written again with the limit lifted, for that record alone."""
     try:
-        return _line(key, value, as_json=as_json)
+        return _line(record, as_json=as_json)
     except ValueError:
         if getattr(sys, "get_int_max_str_digits", int)() == 0:  # no limit (3.10 has none)
             raise
     with digits_unlimited():
-        return _line(key, value, as_json=as_json)
+        return _line(record, as_json=as_json)
 
 
-def _line(key: Any, value: Any, *, as_json: bool) -> str:
-    """One record as a line of TSV or JSON."""
+def _line(record: Any, *, as_json: bool) -> str:
+    """One record as a line of TSV or JSON: a pair's two fields, or anything else's one."""
+    if not _paired(record):
+        return json.dumps([_json_value(record)], allow_nan=False) if as_json else _tsv_field(record)
+    key, value = record
     if as_json:
         return json.dumps([_json_value(key), _json_value(value)], allow_nan=False)
     return f"{_tsv_field(key)}\t{_tsv_field(value)}"

@@ -83,8 +83,15 @@ def notice(text: str) -> None:
     """Tell the user ``text``, a line of discodsl's own, on stderr; nothing if the program
     has none (a service started with descriptor 2 closed: print() would write it to stdout,
     among the program's output), nor when the command line was told ``--quiet``."""
+    if not QUIET[0]:
+        warn(text)
+
+
+def warn(text: str) -> None:
+    """:func:`notice` of what ``--quiet`` must not hide (work left running, which only the
+    user can stop)."""
     stream = sys.stderr
-    if stream is None or QUIET[0]:
+    if stream is None:
         return
     with contextlib.suppress(OSError, ValueError):  # closed since: nobody to tell
         stream.write(text + "\n")

@@ -466,18 +466,42 @@ def test_kill_and_purge_take_several_jobs_as_disco_did(
     # `disco purge J1 J2` purged both; `discodsl purge J1 J2` was a usage error.
     pack = tmp_path / "wordcount.jobpack"
     run(capsys, "jobpack", "build", WORDCOUNT, *INPUTS, "-o", str(pack))
-    names = [run(capsys, "submit", str(pack))[0].strip() for _ in range(2)]
+    names = [run(capsys, "submit", str(pack))[0].strip() for _ in range(3)]
     for name in names:
         run(capsys, "wait", name)
     out, _ = run(capsys, "kill", *names)
     assert out.splitlines() == [f"{name} is ready: nothing to kill" for name in names]
-    out, _ = run(capsys, "purge", *names)
-    assert out.splitlines() == [f"purged {name}" for name in names]
+    # With --json, a JSON line a job, as `run` and `events` write: they were objects of
+    # several lines one after another, no JSON at all (probe DH F1).
+    out, _ = run(capsys, "kill", *names, "--json")
+    killed = [{"name": name, "killed": False, "status": "ready"} for name in names]
+    assert [json.loads(line) for line in out.splitlines()] == killed
+    out, _ = run(capsys, "purge", names[0])
+    assert out.splitlines() == [f"purged {names[0]}"]
+    out, _ = run(capsys, "purge", *names[1:], "--json")
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"name": name, "purged": True} for name in names[1:]
+    ]
     out, _ = run(capsys, "jobs")
     assert not any(name in out for name in names)
     # The first that fails stops the rest, which are named.
     _, err = run(capsys, "purge", "nosuchjob@1:2:3", names[0], status=1)
     assert f"(not tried after it: {names[0]})" in err.splitlines()[0], err
+
+
+def test_results_of_a_job_that_are_no_pairs_print_one_field_a_line(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The results of a job discodsl did not make (lines of text, here a pipeline of no
+    stages, whose results are its raw:// inputs) failed unpacking a line as a (key,
+    value) pair, with a traceback, and a line of two characters printed as two fields
+    (probe DH F2)."""
+    urls = [["raw://hello world"], ["raw://ab"], ["raw://1"]]
+    monkeypatch.setattr(Master, "results_of", lambda self, name: urls)
+    out, _ = run(capsys, "results", "raw@704:9a3b7:54583")
+    assert out == "hello world\nab\n'1'\n"  # text that reads as a literal, quoted
+    out, _ = run(capsys, "results", "raw@704:9a3b7:54583", "--json")
+    assert [json.loads(line) for line in out.splitlines()] == [["hello world"], ["ab"], ["1"]]
 
 
 def _run_a_script_of_a_class(script: Path) -> str:
@@ -1629,6 +1653,44 @@ def test_the_commands_a_message_names_carry_the_master_they_need() -> None:
     assert f"`discodsl --master {url} jobs`" in str(jobstatus.unknown_job(url, "wc@1", "?"))
     said = _submit_interrupted("wc", url)
     assert f"`discodsl --master {url} jobs`" in said and f"--master {url} kill NAME`" in said
+
+
+def test_quiet_still_says_that_a_cluster_job_runs_on(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `run -q` interrupted left the job running on the master without a word: --quiet
+    # silenced the line naming it and how to stop it (probe DH F3).
+    from types import SimpleNamespace
+
+    from discodsl import stdio
+    from discodsl.runners.cluster import _interrupted
+
+    monkeypatch.setattr(stdio, "QUIET", [True])
+    _interrupted(SimpleNamespace(url="http://m:8990"), "wc@1", False)  # type: ignore[arg-type]
+    stdio.notice("discodsl: a notice")
+    _, err = capsys.readouterr()
+    assert err == (
+        "discodsl: job wc@1 still runs on http://m:8990; stop it with "
+        "`discodsl --master http://m:8990 kill wc@1`\n"
+    )
+
+
+def test_a_local_runs_name_asked_of_a_master_points_to_local(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A run made before a master was configured: "no job named ... it may have been
+    # purged", where --local finds it (probe DH F5).
+    from discodsl.runners import registry
+
+    run(capsys, "run", WORDCOUNT, "--local", *INPUTS)
+    name = registry.find("@").name
+    for command in ("status", "events", "wait", "kill"):
+        _, err = run(capsys, command, name, status=1)
+        assert f"no job named {name!r} on the master" in err, err
+        hint = f"hint: a local run named {name!r} is registered on this machine: add --local"
+        assert hint in err, err
+    _, err = run(capsys, "status", "other@704:9a3b7:54583", status=1)
+    assert "hint" not in err, err  # the message names the command that lists the jobs
 
 
 def test_an_unreachable_node_is_not_blamed_on_the_master() -> None:

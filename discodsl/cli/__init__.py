@@ -201,12 +201,25 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
             return ""
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
+    if isinstance(exc, NoSuchJob) and _registered_here(exc.jobname):
+        return (
+            f"a local run named {exc.jobname!r} is registered on this machine: add --local "
+            "to ask for it (`discodsl jobs --local` lists them)"
+        )
     found = [hint for kind, hint in _HINTS.items() if isinstance(exc, kind)]
     if not found or f"{found[0][1]}`" in str(exc):
         return ""  # none, or the message ends with that command already, for that master
     what, command = found[0]
     master = getattr(args, "master", None)  # the command named must reach this master
     return f"{what} with `discodsl {f'--master {master} ' if master else ''}{command}`"
+
+
+def _registered_here(jobname: str) -> bool:
+    """Whether a local run of this machine is named ``jobname`` (a master configured since
+    it ran sends job commands there)."""
+    from discodsl.runners import registry
+
+    return bool(jobname) and any(run.name == jobname for run in registry.list_runs())
 
 
 _INPUT_AT_FAULT = ("DataError", "MalformedRecord", "BadURL", "DamagedInput")

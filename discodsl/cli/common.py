@@ -35,6 +35,12 @@ def tell(args: argparse.Namespace, text: str, data: Any) -> None:
     print_rows(args, data, [text])
 
 
+def tell_line(args: argparse.Namespace, text: str, data: Any) -> None:
+    """``data`` as a JSON line with --json, else ``text``: for commands that say a line
+    per job they are given (``kill A B``)."""
+    stdio.say(json.dumps(data) if json_wanted(args) else text)
+
+
 def print_rows(args: argparse.Namespace, data: Any, lines: Iterable[str]) -> None:
     """``data`` as JSON with --json, else ``lines``, one per line."""
     if json_wanted(args):

@@ -25,6 +25,7 @@ from discodsl.cli.common import (
     read_file,
     registered_runs,
     tell,
+    tell_line,
 )
 from discodsl.errors import (
     DiscoDSLError,
@@ -291,7 +292,7 @@ def _said_killed(args: argparse.Namespace, name: str, status: str) -> None:
     """Say that ``name`` was killed, if it was ``active``, or that it was ``status`` already."""
     killed = status == "active"
     text = f"killed {name}" if killed else f"{name} is {status}: nothing to kill"
-    tell(args, text, {"name": name, "killed": killed, "status": "dead" if killed else status})
+    tell_line(args, text, {"name": name, "killed": killed, "status": "dead" if killed else status})
 
 
 #: How long `kill` waits for the process that runs a local run to kill it (seconds).
@@ -350,12 +351,12 @@ def _purge_one(args: argparse.Namespace) -> int:
             "it ended, or now if its process was killed; a finished one's go when the process "
             "holding its results closes them or exits)"
         )
-        tell(args, text, {"name": run.name, "purged": False})
+        tell_line(args, text, {"name": run.name, "purged": False})
         return 0
     with cluster_for(args) as conn:
         name = known_job(conn, args.job)
         conn.master.purge(name)
-    tell(args, f"purged {name}", {"name": name, "purged": True})
+    tell_line(args, f"purged {name}", {"name": name, "purged": True})
     return 0
 
 

@@ -42,7 +42,7 @@ from discodsl.runners.base import Counters, Plan, Runner, client_node, index_nod
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress, StageBars
 from discodsl.settings import DiscoSettings, load_settings
-from discodsl.stdio import notice
+from discodsl.stdio import notice, warn
 from discodsl.worker import urls
 from discodsl.worker.inputs import read_index
 from discodsl.worker.opening import Node
@@ -131,7 +131,7 @@ class ClusterRunner(Runner):
             )
         except KeyboardInterrupt:
             cluster.close()
-            notice(_submit_interrupted(plan.spec.name, cluster.url))
+            warn(_submit_interrupted(plan.spec.name, cluster.url))
             raise
         except BaseException:
             cluster.close()
@@ -544,7 +544,7 @@ def _interrupted(cluster: Cluster, jobname: str, kill: bool) -> None:
         cluster.master.kill(jobname)
         notice(f"discodsl: killed job {jobname} on {cluster.url}")
     else:
-        notice(
+        warn(
             f"discodsl: job {jobname} still runs on {cluster.url}; "
             f"stop it with `{command_line(f'kill {jobname}', cluster.url)}`"
         )

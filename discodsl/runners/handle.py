@@ -32,7 +32,7 @@ from discodsl import interrupts
 from discodsl.errors import InputRunFailed, JobActive, JobDead, JobError
 from discodsl.jobstatus import Event, command_line, wait_limit
 from discodsl.runners.threads import in_this_context
-from discodsl.stdio import notice
+from discodsl.stdio import warn
 from discodsl.worker.messages import EVENT_TEXT_LIMIT
 
 if TYPE_CHECKING:
@@ -571,7 +571,7 @@ def _end_unfinished() -> None:
             run._interrupt()  # Ctrl-C ended the program: as its own would (kill_on_interrupt)
             continue
         if run.mode == "cluster" and run._kill is None:  # waiting for its input run
-            notice(
+            warn(
                 f"discodsl: the program ended before its cluster run of job {run.job!r} was "
                 "submitted (it waited for its input run): it will not run; wait() for a "
                 "run before the program ends"
@@ -583,7 +583,7 @@ def _end_unfinished() -> None:
             if run.mode == "cluster"
             else ", which stopped it"
         )
-        notice(
+        warn(
             f"discodsl: the program ended before its {run.mode} run {run.jobname!r} did"
             f"{fate}: wait() for a run before the program ends"
         )
