@@ -15,6 +15,7 @@ import math
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -1691,6 +1692,24 @@ def test_a_local_runs_name_asked_of_a_master_points_to_local(
         assert hint in err, err
     _, err = run(capsys, "status", "other@704:9a3b7:54583", status=1)
     assert "hint" not in err, err  # the message names the command that lists the jobs
+
+
+def test_status_json_has_the_same_keys_for_a_local_run_and_a_cluster_job(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A script reading info["results"] of one failed on the other with a KeyError; a
+    # cluster job's had no "counters" key, a local run's no "hosts" (probe DH F4).
+    from discodsl.cli.jobs import STATUS_KEYS
+
+    out, _ = run(capsys, "run", WORDCOUNT, "--json", *INPUTS)
+    cluster = json.loads(run(capsys, "status", "@", "--json")[0])
+    run(capsys, "run", WORDCOUNT, "--local", *INPUTS)
+    local = json.loads(run(capsys, "status", "@", "--local", "--json")[0])
+    assert list(cluster) == list(local) == list(STATUS_KEYS)
+    assert cluster["active"] == local["active"] == "ready"
+    assert cluster["pipeline"] == local["pipeline"]
+    assert cluster["counters"] is None and local["results"] is None  # not known there
+    assert local["hosts"] == [socket.gethostname()] and len(cluster["results"]) == 2
 
 
 def test_an_unreachable_node_is_not_blamed_on_the_master() -> None:

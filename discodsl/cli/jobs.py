@@ -80,6 +80,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _print_status(args, name, info)
 
 
+#: The keys of ``status --json``, a master's jobinfo's and a local run's: null where the
+#: runner does not know (a local run's inputs, results and worker are in its process; a
+#: cluster job's counters are in its events, `discodsl events`).
+STATUS_KEYS = (
+    *("name", "active", "timestamp", "owner", "pipeline", "hosts", "inputs", "results"),
+    *("worker", "pid", "counters"),
+)
+
+
 def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
     """A local run's status in jobinfo's shape, plus its pid, host and counters."""
     info = {
@@ -87,6 +96,7 @@ def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
         "active": run.status,
         "pipeline": run.pipeline(),
         "owner": f"pid {run.pid} on {run.facts.get('host')}",
+        "hosts": [run.facts.get("host")],
         "pid": run.pid,
         "counters": run.counters(),
     }
@@ -97,7 +107,7 @@ def _local_info(run: registry.LocalRun) -> tuple[str, dict[str, Any]]:
 
 def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> int:
     if json_wanted(args):
-        stdio.say(json.dumps({"name": name, **info}, indent=2))
+        stdio.say(json.dumps({**dict.fromkeys(STATUS_KEYS), "name": name, **info}, indent=2))
         return 0
     stdio.say(f"{name}: {info['active']} (started {info['timestamp']}, owner {info.get('owner')})")
     for row in info["pipeline"]:
@@ -111,7 +121,7 @@ def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> 
             "  its event log stops short (it could not be written): the counts above may be "
             "short; its own process knows the run whole"
         )
-    if "results" in info:  # a local run's are in its process only
+    if info.get("results") is not None:  # a local run's are in its process only
         stdio.say(f"  {len(info['results'])} result(s)")
     if info.get("counters"):
         stdio.say(f"  counters: {json.dumps(info['counters'], sort_keys=True)}")
