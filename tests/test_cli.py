@@ -1701,7 +1701,7 @@ def test_status_json_has_the_same_keys_for_a_local_run_and_a_cluster_job(
     # cluster job's had no "counters" key, a local run's no "hosts" (probe DH F4).
     from discodsl.cli.jobs import STATUS_KEYS
 
-    out, _ = run(capsys, "run", WORDCOUNT, "--json", *INPUTS)
+    run(capsys, "run", WORDCOUNT, *INPUTS)
     cluster = json.loads(run(capsys, "status", "@", "--json")[0])
     run(capsys, "run", WORDCOUNT, "--local", *INPUTS)
     local = json.loads(run(capsys, "status", "@", "--local", "--json")[0])
