@@ -548,6 +548,38 @@ def test_unorderable_keys_raise_stage_error(
     assert os.listdir(tmp_path) == []
 
 
+class _Rehashed:
+    """A key whose hash is new each time it is asked (hashing a changing field)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __hash__(self) -> int:
+        return random.getrandbits(60)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Rehashed) and self.name == other.name
+
+    def __lt__(self, other: _Rehashed) -> bool:
+        return self.name < other.name
+
+    def __repr__(self) -> str:
+        return f"Key({self.name!r})"
+
+
+def test_a_key_whose_hash_changes_is_named(tmp_path: Path) -> None:
+    # It failed the reduce with a bare KeyError from the grouping, blamed on stage code
+    # (probe DI F5).
+    records = [(_Rehashed(name), 1) for name in "abab"]
+    with pytest.raises(StageError) as caught:
+        drain(group_sorted(records, budget=HUGE, tmpdir=str(tmp_path), stage="count"))
+    assert str(caught.value).startswith(
+        "stage 'count': the key Key('a') (_Rehashed) hashes to another number each time it is "
+        "asked, so its records cannot meet: make its class's __hash__ depend only on what its "
+        "__eq__ compares"
+    )
+
+
 def test_the_keys_an_unsortable_reduce_names_are_the_ones_its_reason_is_about(
     tmp_path: Path,
 ) -> None:

@@ -285,3 +285,13 @@ def unmeetable(stage: str, key: Any, known: Iterable[Any]) -> StageError | None:
                 stage=stage,
             )
     return None
+
+
+def unstable_hash(stage: str, key: Any) -> StageError:
+    """The error for a grouped ``key`` that its group no longer finds: its hash changed."""
+    return StageError(
+        f"{where(stage)}: the key {brief(key, 60)} ({type(key).__name__}) hashes to another "
+        "number each time it is asked, so its records cannot meet: make its class's "
+        "__hash__ depend only on what its __eq__ compares, and on nothing that changes",
+        stage=stage,
+    )

@@ -55,6 +55,7 @@ from discodsl.worker.group_errors import (
     sort_error,
     unequal_and_less,
     unmeetable,
+    unstable_hash,
     where,
 )
 from discodsl.worker.partition import canonical_or_none, partitioner
@@ -127,7 +128,11 @@ def _group_sorted(
     groups, rest, used = _grouped_while_they_fit(records, half, stage)
     if rest is None:  # they all fit as groups: sort only the distinct keys
         for key in _sorted_keys(groups, [], stage):
-            yield key, iter(groups[key])
+            try:
+                values = groups[key]
+            except KeyError:  # the key's hash changed since it was grouped
+                raise unstable_hash(stage, key) from None
+            yield key, iter(values)
         return
     # What the groups held is given back as the records fill the rest of the budget.
     yield from _group_buffered(rest, budget - min(used, half), tmpdir, stage)
