@@ -116,3 +116,20 @@ def holding_a_connection() -> Any:
         return [uses_connection]
 
     return connected
+
+
+@map
+def forks_and_falls_through(line: str) -> Iterator[tuple[str, str]]:
+    """Forks, and lets the child go on with the task (no os._exit): its records would be
+    written over the parent's. The parent waits a little, so that the child's end is
+    said while the task still runs (said after it, it is lost, as any output)."""
+    who = "child" if os.fork() == 0 else "parent"
+    if who == "parent":
+        time.sleep(0.5)
+    for index in range(3):
+        yield f"{line}{index}", who
+
+
+@job
+def forking() -> list[Any]:
+    return [forks_and_falls_through]

@@ -323,3 +323,47 @@ def test_a_timeout_kills_a_worker_interpreter_that_never_spoke_at_once(tmp_path:
         for pid in pids.read_text().split() if pids.exists() else []:
             with contextlib.suppress(OSError):
                 os.kill(int(pid), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_a_child_stage_code_forked_cannot_write_the_tasks_files(
+    request: pytest.FixtureRequest, mode: str
+) -> None:
+    """A child that went on with the task wrote its records to the parent's file, or over
+    it: 2 runs in 10 failed with a DamagedInput, blaming the file (probe DI F3)."""
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    for _ in range(4):
+        run = fault_jobs.forking.submit(["raw://a", "raw://b"], mode=mode, progress=False)
+        with run.wait(timeout=120) as results:
+            assert sorted(results) == [(f"{line}{i}", "parent") for line in "ab" for i in range(3)]
+        said = "".join(message for _, _, message in run.events())
+        assert "which stage code forked from the task's process" in said, said
+        assert "end a forked child with os._exit() when its work is done" in said
+
+
+def test_a_forked_child_is_ended_before_it_writes_and_a_process_not_a_worker_never(
+    tmp_path: Path,
+) -> None:
+    from discodsl.worker import forks
+    from discodsl.worker.records import RecordWriter
+
+    forks.check("anything")  # no task's process named (the driver, inline): nothing checked
+    script = (
+        "import os, sys\n"
+        "from discodsl.worker import forks\n"
+        "from discodsl.worker.records import RecordWriter\n"
+        "forks.own_task()\n"
+        "if os.fork() == 0:\n"
+        f"    RecordWriter({str(tmp_path / 'out')!r})\n"
+        "    os._exit(0)\n"
+        "print(os.waitstatus_to_exitcode(os.wait()[1]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout == "70\n", done
+    assert "went on with the task (it was to write " in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())  # the file was not made
+    with RecordWriter(str(tmp_path / "here")) as writer:  # this process: no task named
+        writer.write(1, 2)

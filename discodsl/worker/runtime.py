@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from discodsl.worker import counters, messages, report, shipped_classes
+from discodsl.worker import counters, forks, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Pacer, read_early_output
 from discodsl.worker.declared import NodeJob
 from discodsl.worker.errors import (
@@ -138,6 +138,7 @@ class Channel:
         return 0 if self.ended else MASTER_GONE
 
     def _write(self, data: bytes) -> None:
+        forks.check("to the worker protocol")
         view = memoryview(data)
         while view:
             view = view[os.write(self.write_fd, view) :]
@@ -172,6 +173,7 @@ def serve(
     ``preloaded`` the job a fork server loaded before forking us; ``watched``:
     a fork server ends us when the master goes, so no thread of ours watches.
     """
+    forks.own_task()
     channel = Channel(protocol_in, protocol_out)
     _closed_in_forks(protocol_in, protocol_out)
     if not watched:
