@@ -1992,3 +1992,32 @@ def test_a_local_run_at_the_file_descriptor_limit_is_told_so() -> None:
     assert "Too many open files" in done.stdout, (done.stdout, done.stderr)
     assert "(ulimit -n, resource.RLIMIT_NOFILE): close the files" in done.stdout, done.stdout
     assert "free space" not in done.stdout
+
+
+@pytest.mark.parametrize("push", [False, True], ids=["file-urls", "pushed"])
+def test_a_local_runs_listed_urls_go_to_a_cluster_as_its_files(
+    cluster_env: str, capfd: pytest.CaptureFixture[str], push: bool
+) -> None:
+    """``disco://discodsl-local/...``, a local run's files as its index lists them, went to
+    a master as they were: every node failed to resolve the made-up host, and the job
+    died after all the master's retries (about 1.5 h on a real one), where the same
+    results given whole or as their dir:// index go as file:// URLs, or pushed (DG F1)."""
+    first = jobs.wordcount.run(["raw://a b a", "raw://b c"], mode="local", progress=False)
+    chained = jobs.merge_counts.run(first.listed_urls(), push_inputs=push, progress=False)
+    assert sorted(chained) == [("a", 2), ("b", 2), ("c", 1)]
+    said = capfd.readouterr().err
+    assert ("pushed 2 local input file(s)" if push else "go to the cluster as file://") in said
+
+
+@pytest.mark.parametrize("mode", ["inline", "local", "cluster"])
+def test_a_local_runs_listed_url_whose_file_is_gone_is_refused_before_the_run(
+    request: pytest.FixtureRequest, mode: str
+) -> None:
+    # The local runner tried its task 4 times, the cluster's master 100, failing to open it.
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    first = jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)
+    listed = first.listed_urls()
+    first.close()
+    with pytest.raises(JobError, match=r"is a file of an earlier run whose results were closed"):
+        jobs.merge_counts.run(listed, mode=mode, progress=False)

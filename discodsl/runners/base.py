@@ -201,7 +201,7 @@ class Runner:
     ) -> Plan:
         listed: Listed = {}
         resolved = sources.resolve_each(inputs, self._master_url(), listed)
-        each = [(item, self._here(found, listed)) for item, found in resolved]
+        each = [(item, self._here(_local_files(found, listed), listed)) for item, found in resolved]
         given = [urls for _, found in each for urls in found]
         spec = _carrying(spec or job.spec(options), [item for item, _ in each])
         plan = Plan(job, options, _listing(spec, listed, given), given)
@@ -409,6 +409,37 @@ def _check_http_timeout(options: JobOptions) -> None:
         f"greater than 0, at most {HTTP_TIMEOUT_MAX:.0f} (the value came from the environment, "
         "where a run's workers read it), or unset it"
     )
+
+
+def _local_files(inputs: list[list[str]], listed: Listed) -> list[list[str]]:
+    """``inputs`` with the files of this process's local runs, as their indexes list them
+    (``disco://discodsl-local/...``, a host no other machine knows), as ``file://`` URLs,
+    which every runner takes as the local files they are (a cluster's pushes them or
+    sends them so), in ``listed`` too; a JobError for one that is gone."""
+    prefix = f"disco://{LOCAL_HOST}/"
+    if not any(url.startswith(prefix) for replicas in inputs for url in replicas):
+        return inputs
+    return [
+        [_local_file(url, listed) if url.startswith(prefix) else url for url in replicas]
+        for replicas in inputs
+    ]
+
+
+def _local_file(url: str, listed: Listed) -> str:
+    """The ``file://`` URL of a ``disco://discodsl-local/PATH`` file of this process's
+    local node, in ``listed`` as ``url`` is; a JobError if it is not there."""
+    node = this_node()
+    roots = {"disco": node.disco_data, "ddfs": node.ddfs_data}
+    try:
+        path = urls.node_path(urls.split_host(urls.split(url)[1])[1], roots)
+    except ValueError:
+        return url  # reading it says what is wrong with it
+    if not os.path.isfile(path):
+        raise sources.gone(url, another_process=True)
+    file = urls.file_url(path)
+    if url in listed:
+        listed[file] = listed[url]
+    return file
 
 
 def index_node(host: str, master: str | None) -> Node:
