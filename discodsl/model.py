@@ -137,6 +137,28 @@ class RedefinedStageWarning(UserWarning):
 _JOB_METHODS = frozenset({"run", "submit", "with_options", "stages", "options", "jobpack"})
 
 
+# The decorators a stage or job named as one hides in its module (Disco's own examples
+# name their functions map and reduce).
+_DECORATORS = frozenset({"map", "reduce", "stage", "job"})
+
+
+def _decorating(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a call looks like a decorator's: on one function or class, or with
+    keywords alone (``@reduce(combine=True)``)."""
+    if kwargs:
+        return not args
+    return len(args) == 1 and isinstance(args[0], (FunctionType, type))
+
+
+def _shadowed(name: str, what: str) -> TypeError:
+    return TypeError(
+        f"@{name} here is {what} defined above, not discodsl's decorator: a function named "
+        f"{name} takes that name over in its module from there on; name that function for "
+        f"what it does (words, total), or import the decorator as another name (from "
+        f"discodsl import {name} as {name}_)"
+    )
+
+
 @dataclass(frozen=True)
 class Stage(ShippedAsFunction):
     """One stage of a pipeline: a user function plus how its input is grouped.
@@ -192,6 +214,8 @@ class Stage(ShippedAsFunction):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain function, as if it were not decorated."""
+        if self.name in _DECORATORS and _decorating(args, kwargs):
+            raise _shadowed(self.name, f"the {self.kind} stage {self.name!r}")
         return self.function(*args, **kwargs)
 
     @property
@@ -260,6 +284,8 @@ class Job(ClientOnly):
     def __call__(self, *args: Any, **kwargs: Any) -> list[Stage]:
         """The stages, as the decorated body returns them (a job takes no arguments: it is
         run with :meth:`run`)."""
+        if self.name in _DECORATORS and _decorating(args, kwargs):
+            raise _shadowed(self.name, f"the job {self.name!r}")
         if args or kwargs:
             raise TypeError(
                 f"job {self.name!r} is not called with its inputs: run it, "

@@ -52,6 +52,34 @@ def test_stage_stays_callable_as_the_plain_function() -> None:
     assert total.grouping == "group_label"
 
 
+def test_a_stage_or_job_named_as_a_decorator_says_so_when_used_as_one() -> None:
+    """Disco's examples name their functions map and reduce: the next @map, @reduce(...)
+    or @job then called the stage or job, which made a generator of the next function
+    ("decorate it with @map" at the job), or raised a bare TypeError (probe DG F2)."""
+    namespace: dict[str, Any] = {}
+    exec(  # a module of the user's, as written
+        "from discodsl import job, map, reduce\n"
+        "@map\ndef map(line):\n    yield line, 1\n"
+        "@reduce\ndef reduce(key, values):\n    yield key, sum(values)\n"
+        "@job\ndef job():\n    return [map, reduce]\n",
+        namespace,
+    )
+    for name, call in (
+        ("map", lambda: namespace["map"](total.function)),
+        ("reduce", lambda: namespace["reduce"](combine=True)),
+        ("job", lambda: namespace["job"](partitions=2)),
+        ("job", lambda: namespace["job"](total.function)),
+    ):
+        with pytest.raises(TypeError) as caught:
+            call()
+        assert str(caught.value).startswith(f"@{name} here is the "), caught.value
+        assert f"from discodsl import {name} as {name}_" in str(caught.value)
+    # As plain functions they are called as ever.
+    assert list(namespace["map"]("a")) == [("a", 1)]
+    assert list(namespace["reduce"]("a", [1, 2])) == [("a", 3)]
+    assert namespace["job"]() == [namespace["map"], namespace["reduce"]]
+
+
 def test_a_stage_ships_as_its_function_and_pickles_and_copies_as_itself() -> None:
     import copy
     import pickle
