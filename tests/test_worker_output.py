@@ -236,6 +236,29 @@ def test_a_stage_that_replaces_stdout_for_good_succeeds(
     assert "[silences_stdout] before it is silenced" in capsys.readouterr().err
 
 
+@map
+def rewraps_stdout(line: str) -> Iterator[tuple[str, int]]:
+    """A script's idiom: its own UTF-8, line-buffered stdout over ``sys.stdout.buffer``."""
+    import io
+
+    sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+    print("rewrapped é", line)
+    yield line, 1
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
+def test_a_stage_may_wrap_stdouts_buffer_anew(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fork_server: bool
+) -> None:
+    # OSError: Illegal seek, retried: stdout's FileIO remembered that the launcher's fd 1
+    # was seekable, and the new wrapper asked the capture's pipe for its position (DI F9).
+    if not fork_server:
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    results = _job(rewraps_stdout).run(["raw://a"], mode="local", progress=False)
+    assert list(results) == [("a", 1)]
+    assert "[rewraps_stdout] rewrapped é a" in capsys.readouterr().err.splitlines()
+
+
 def test_the_local_runner_says_how_much_was_dropped(capsys: pytest.CaptureFixture[str]) -> None:
     _job(prints_a_3_mb_line).run(inputs=["raw://r"], mode="local", progress=False)
     err = capsys.readouterr().err

@@ -81,6 +81,7 @@ class Capture:
             if isinstance(stream, io.TextIOWrapper):
                 with contextlib.suppress(ValueError, OSError):
                     stream.reconfigure(encoding="utf-8", errors="backslashreplace")
+        _fresh_standard_streams()
         os.set_blocking(read_end, False)  # close() may have emptied it after a poll said ready
         self._read_end = read_end
         # A bare thread, never joined: threading.Thread's start and join handshakes cost a
@@ -271,6 +272,26 @@ class Pacer:
                 if delay > 0:
                     time.sleep(delay)
             self._times = [*self._times[1 - self._count :], time.monotonic()]
+
+
+def _fresh_standard_streams() -> None:
+    """``sys.stdout`` and ``sys.stderr`` (and their ``__stdout__``, ``__stderr__``) made anew
+    over fds 1 and 2, now the capture's pipe, where they are Python's own: their FileIO
+    remembers that the fd it had was seekable, so a TextIOWrapper a stage makes over
+    ``sys.stdout.buffer`` asked the pipe for its position (Illegal seek). Streams the
+    program put in their place are its own, and stay."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not getattr(sys, f"__{name}__"):
+            continue
+        raw = io.FileIO(fd, "w", closefd=False)
+        stream = io.TextIOWrapper(
+            io.BufferedWriter(raw),
+            encoding="utf-8",
+            errors="backslashreplace",
+            line_buffering=fd == 2,  # as Python's stderr is
+        )
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 def flush_standard_streams() -> None:
