@@ -298,6 +298,23 @@ def threaded_counts() -> list[Any]:
     return [counts_in_threads]
 
 
+# status lines from threads the stage code starts, at once
+@map
+def statuses_in_threads(line: str) -> Iterator[tuple[str, int]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from discodsl import status
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: [status(f"thread {n} step {i}") for i in range(50)], range(8)))
+    yield line, 1
+
+
+@job(partitions=1)
+def threaded_statuses() -> list[Any]:
+    return [statuses_in_threads]
+
+
 # the same, through one pool that outlives tasks and runs (its threads count for each in turn);
 # kept on a module the workers import, so that no pickled global captures it
 @map

@@ -290,6 +290,15 @@ def test_counts_from_threads_a_stage_starts_are_kept(mode: str) -> None:
         assert pooled.counters == {"inner": 7 * 500}
 
 
+def test_status_lines_from_threads_stay_whole(mode: str, capfd: pytest.CaptureFixture[str]) -> None:
+    # "status: thread 2 step 0status: thread 3 step 0", and empty lines (probe DI F6).
+    run = semantics_jobs.threaded_statuses.submit(["raw://a"], mode=mode, progress=False)
+    run.wait(timeout=120).close()
+    said = capfd.readouterr().err if mode == "inline" else "\n".join(m for _, _, m in run.events())
+    lines = re.findall(r"status: [^\n]*", said)
+    assert len(lines) == 400 and all(re.fullmatch(r"status: thread \d step \d+", s) for s in lines)
+
+
 def test_a_task_counted_within_another_tasks_counting_in_one_thread_does_not_wait() -> None:
     # A signal handler running an inline job lands between any two bytecodes of the main
     # thread's inline task, its counting's lock held among them: the handler's task took

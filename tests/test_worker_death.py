@@ -537,6 +537,16 @@ def test_a_worker_killed_by_a_limit_is_told_which(number: int, said: str) -> Non
     assert "sent from outside the job" not in exit_meaning(-number)
 
 
+def test_a_signal_from_no_known_source_may_be_the_stages_own() -> None:
+    # A stage that "cleans up its children" with os.killpg(os.getpgid(0), SIGTERM) was told
+    # the signal was "sent from outside the job" (probe DI F7).
+    from discodsl.runners.failures import exit_meaning
+
+    said = exit_meaning(-signal.SIGTERM)
+    assert said.startswith("killed by signal 15 (SIGTERM), sent by the stage itself (os.kill ")
+    assert said.endswith("or from outside the job")
+
+
 def test_a_stage_that_closes_the_workers_descriptors_is_told_so_not_oom() -> None:
     # The runner stopped the worker that closed its protocol's descriptor, and its SIGKILL
     # was worded as the out-of-memory killer's.

@@ -211,7 +211,11 @@ def _signal_meaning(number: int) -> str:
         )
     if name == "SIGABRT":
         return f"aborted (signal {number}, SIGABRT): C code called abort(), as a failed assert does"
-    return f"killed by signal {number} ({name}), sent from outside the job"
+    return (
+        f"killed by signal {number} ({name}), sent by the stage itself (os.kill or os.killpg "
+        "of its own process or group: a worker's process group is its own) or from outside "
+        "the job"
+    )
 
 
 # A write past the size limit on files: a worker killed by SIGXFSZ, or (Python ignores it)

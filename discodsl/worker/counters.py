@@ -145,8 +145,12 @@ def counting() -> Iterator[dict[str, int]]:
 
 
 def status(text: str) -> None:
-    """Report a status line to whoever watches the job."""
-    print(f"status: {text}", file=sys.stderr, flush=True)
+    """Report a status line to whoever watches the job: one write, so that the lines of
+    threads reporting at once stay whole (print writes the newline apart)."""
+    stream = sys.stderr
+    if stream is not None:
+        stream.write(f"status: {text}\n")
+        stream.flush()
 
 
 def take() -> dict[str, int]:
