@@ -395,7 +395,14 @@ def test_jobpack_build_show_submit_then_kill(
     cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     pack = tmp_path / "sleeper.jobpack"
-    run(capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack))
+    _, err = run(
+        capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack)
+    )
+    assert err == f"{pack}: jobpack of 'sleeper', {pack.stat().st_size} bytes\n"
+    _, err = run(
+        capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack), "-q"
+    )
+    assert err == ""  # a notice, which cron would have mailed (probe DH F7)
     out, _ = run(capsys, "jobpack", "show", str(pack))
     shown = json.loads(out)
     assert shown["jobdict"]["prefix"] == "sleeper" and shown["size"] == pack.stat().st_size
@@ -429,6 +436,14 @@ def test_jobpack_build_show_submit_then_kill(
     assert lines[1:] == []  # the message said it: no hint repeats it
     out, _ = run(capsys, "kill", name)
     assert out == f"{name} is dead: nothing to kill\n"
+    # A run that gave up waiting while its job runs on exits 124 too (it exited 1, as a
+    # job that failed: probe DH F9).
+    _, err = run(
+        capsys, "run", "tests.cluster_jobs:sleeper", "raw://x", "--timeout", "0.5", status=124
+    )
+    ran = re.search(r"job '(sleeper@[^']+)' is still active after", err)
+    assert ran is not None, err
+    run(capsys, "kill", ran[1])
 
 
 def test_a_jobpack_over_an_earlier_jobs_results_reads_every_partition(

@@ -40,7 +40,6 @@ from typing import Any, TextIO
 
 from discodsl import interrupts, stdio
 from discodsl.cli.common import Command, json_wanted
-from discodsl.cli.jobs import cmd_wait
 from discodsl.cli.parser import build_parser, disco_flags, misplaced
 from discodsl.cli.running import cmd_jobpack_build, import_job
 from discodsl.cli.storage import cmd_ddfs_cat
@@ -86,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except DiscoDSLError as exc:
         _report(exc, args)
-        return 124 if isinstance(exc, JobActive) and exc.timed_out and command is cmd_wait else 1
+        # 124: a wait (of `wait`, or of `run` on a cluster) gave up while the job runs on
+        return 124 if isinstance(exc, JobActive) and exc.timed_out else 1
     except BrokenPipeError:
         return stdio.reader_left()
     except KeyboardInterrupt as exc:

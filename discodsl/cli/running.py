@@ -247,7 +247,7 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
     data = builder.build_jobpack(job, options, urls, spec=indexes.listing(spec, listed, urls))
     with stdio.output(args.output, binary=True) as out:
         out.write(data)
-    print(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes", file=sys.stderr)
+    stdio.notice(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes")
     return 0
 
 
