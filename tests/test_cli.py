@@ -664,6 +664,27 @@ def test_events_follow_a_saved_job_to_its_ready_line(
     assert "READY: Job done in" in out.splitlines()[-1]
 
 
+def test_a_saved_job_whose_results_tag_was_deleted_is_ready_and_says_so(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `wait` exited 1 with "no DDFS tag named disco:results:JOB"; `results` said the same,
+    # not that the job was ready and what to do (probe DH F8).
+    job = jobs.wordcount.with_options(save_results=True)
+    with Master(cluster_env, retries=0) as client:
+        name = client.submit(builder.build_jobpack(job, job.options, [["raw://a b"]]))
+    run(capsys, "wait", name)
+    run(capsys, "ddfs", "rm", f"disco:results:{name}")
+    out, _ = run(capsys, "wait", name)
+    assert (
+        out
+        == f"{name}: ready, but the results it saved (DDFS tag disco:results:{name}) were deleted\n"
+    )
+    out, _ = run(capsys, "wait", name, "--json")
+    assert json.loads(out) == {"name": name, "status": "ready"}
+    _, err = run(capsys, "results", name, status=1)
+    one_error(err, f"job {name!r} is ready, but the results it saved", "run the job again")
+
+
 def test_ddfs_push_ls_cat_rm(
     cluster_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ from discodsl.errors import (
     JobDead,
     JobError,
     SettingsError,
+    TagNotFound,
 )
 from discodsl.jobstatus import still_active, wait_limit
 from discodsl.runners import registry
@@ -188,7 +189,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
     with cluster_for(args) as conn:
         name = job_name(conn, args.job)
-        results = cluster.wait_for(conn, name, timeout=args.timeout, replay=False)
+        try:
+            results = cluster.wait_for(conn, name, timeout=args.timeout, replay=False)
+        except TagNotFound as exc:  # it ended ready: what it saved was deleted since
+            if exc.tag != cluster.saved_tag(name):
+                raise
+            text = f"{name}: ready, but the results it saved (DDFS tag {exc.tag}) were deleted"
+            tell(args, text, {"name": name, "status": "ready"})
+            return 0
     files = len(results.urls)
     tell(args, f"{name}: ready, {files} result file(s)", {"name": name, "status": "ready"})
     return 0

@@ -34,7 +34,15 @@ from discodsl import builder, indexes
 from discodsl.client import ANSWER_S, Master
 from discodsl.client import Event as MasterEvent
 from discodsl.ddfs import DDFS, resolve_inputs
-from discodsl.errors import ClientError, DataError, JobActive, JobDead, NoSuchJob, TaskFailed
+from discodsl.errors import (
+    ClientError,
+    DataError,
+    JobActive,
+    JobDead,
+    NoSuchJob,
+    TagNotFound,
+    TaskFailed,
+)
 from discodsl.indexes import Listed
 from discodsl.jobstatus import STAGE_SCHEDULED, TASK_DONE, TASK_ERROR, TASK_MSG, command_line
 from discodsl.results import Results, check_stage_name
@@ -813,8 +821,18 @@ def results_of(cluster: Cluster, jobname: str) -> Results:
 def _results(
     cluster: Cluster, jobname: str, urls: list[list[str]], counters: dict[str, int]
 ) -> Results:
-    """Results read over HTTP; a save_results ``tag://`` becomes the tag's blobs."""
-    expanded = resolve_inputs(urls, cluster.ddfs)
+    """Results read over HTTP; a save_results ``tag://`` becomes the tag's blobs (a
+    TagNotFound saying so if that tag was deleted)."""
+    try:
+        expanded = resolve_inputs(urls, cluster.ddfs)
+    except TagNotFound as exc:
+        if exc.tag != saved_tag(jobname):
+            raise
+        raise TagNotFound(
+            f"job {jobname!r} is ready, but the results it saved (DDFS tag {exc.tag}) were "
+            "deleted: run the job again to have them",
+            tag=exc.tag,
+        ) from exc
     node = client_node(cluster.settings)
     stages = functools.partial(_stage_urls, cluster.settings, jobname)
     return Results(
@@ -826,6 +844,11 @@ def _results(
         stages=stages,
         master=cluster.url,
     )
+
+
+def saved_tag(jobname: str) -> str:
+    """The DDFS tag a ``save_results`` job's results are in, as its master names it."""
+    return f"disco:results:{jobname}"
 
 
 def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[str]]:
@@ -845,7 +868,7 @@ def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[
 def _tell_saved(cluster: Cluster, jobname: str, unknown: NoSuchJob) -> None:
     """Add to ``unknown`` (the master knows no job ``jobname``) where that job's results are
     if it saved them (``save_results=True``): DDFS keeps their tag after the job is purged."""
-    tag = f"disco:results:{jobname}"
+    tag = saved_tag(jobname)
     with contextlib.suppress(ClientError):  # then the error is what it was
         if tag not in cluster.ddfs.list_tags(tag):
             return
