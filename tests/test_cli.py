@@ -1748,6 +1748,21 @@ def test_status_json_has_the_same_keys_for_a_local_run_and_a_cluster_job(
     assert local["hosts"] == [socket.gethostname()] and len(cluster["results"]) == 2
 
 
+def test_an_inline_run_that_gave_up_retrying_says_where_and_how_often(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It said only "discodsl: error: never works": no stage, input, record nor tries, where
+    # --local says them all (probe DH F11).
+    _, err = run(capsys, "run", "--inline", "tests.semantics_jobs:hopeless", "raw://x", status=1)
+    lines = err.splitlines()
+    assert lines[0] == "discodsl: error: never works", err
+    assert lines[1] == (
+        "discodsl: stage 'always_retry' failed on input 'raw://x', record 0: "
+        "discodsl.worker.errors.Retry: never "
+        "works (failed 2 attempts, max_failures=1)"
+    ), err
+
+
 def test_an_unreachable_node_is_not_blamed_on_the_master() -> None:
     from discodsl.errors import Unreachable
 

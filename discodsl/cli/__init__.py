@@ -173,6 +173,8 @@ def _import_from_here() -> None:
 def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
     message = re.sub(r"\s*\n\s*", " ", str(exc).strip())
     print(f"discodsl: error: {message}", file=sys.stderr)
+    for note in getattr(exc, "__notes__", ()):  # an inline run's: where stage code raised it
+        print(re.sub(r"\s*\n\s*", " ", str(note).strip()), file=sys.stderr)
     hint = _hint(exc, args)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)

@@ -273,8 +273,10 @@ class _Run:
             raise _exited(task.stage.name, exc) from None
         except Exception as exc:
             self._failed(index, exc, failures + 1)
-            if not retryable(exc) or failures + 1 > self.max_failures:
+            if not retryable(exc):
                 _surface(exc)
+            if failures + 1 > self.max_failures:
+                _surface(exc, f" (failed {failures + 1} attempts, max_failures={failures})")
             return None
         self.counters.add(counts, task.stage.name)
         self.on_event("task_done", {"stage": task.stage.name, "taskid": self.taskid})
@@ -349,14 +351,17 @@ def _exited(stage: str, exc: SystemExit) -> StageError:
     )
 
 
-def _surface(exc: Exception) -> NoReturn:
-    """Raise what the user's code raised, with a note saying where; else ``exc`` itself
-    (our own StageError too, whose cause is only the detail it explains)."""
+def _surface(exc: Exception, tries: str = "") -> NoReturn:
+    """Raise what the user's code raised, with a note saying where (and ``tries``, how
+    often it was tried); else ``exc`` itself (our own StageError too, whose cause is only
+    the detail it explains)."""
     cause = exc.__cause__
     user_raised = isinstance(exc, StageError) and bool(exc.exc_type)
     if not user_raised or cause is None or isinstance(cause, StageError):
+        if tries:
+            _add_note(exc, f"{type(exc).__name__}{tries}")
         raise exc
-    _add_note(cause, str(exc))
+    _add_note(cause, f"{exc}{tries}")
     raise cause.with_traceback(cause.__traceback__) from None
 
 
