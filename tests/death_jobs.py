@@ -62,6 +62,17 @@ def closes_descriptors(line: str) -> Iterator[tuple[str, int]]:
 
 
 @map
+def closes_descriptors_and_goes_on(line: str) -> Iterator[tuple[str, int]]:
+    os.closerange(3, 1024)
+    yield line, 1
+
+
+@job
+def cutting_off_and_going_on() -> list[Any]:
+    return [closes_descriptors_and_goes_on]
+
+
+@map
 def closes_then_exits(line: str) -> Iterator[tuple[str, int]]:
     os.closerange(3, 1024)
     sys.exit(0)

@@ -557,6 +557,22 @@ def test_a_stage_that_closes_the_workers_descriptors_is_told_so_not_oom() -> Non
     assert "out-of-memory" not in said
 
 
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
+def test_a_stage_that_closes_the_workers_descriptors_and_returns_is_told_so_once(
+    monkeypatch: pytest.MonkeyPatch, fork_server: bool
+) -> None:
+    # Its worker found the channel closed as it sent DONE, and exited 1: "the stage ended
+    # the process with os._exit(1) or sys.exit(1)", retried 3 times (probe DI F8).
+    if not fork_server:
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    run = death_jobs.cutting_off_and_going_on.submit(["raw://x"], mode="local", progress=False)
+    with pytest.raises(TaskFailed) as caught:
+        run.wait(timeout=120)
+    said = str(caught.value)
+    assert "closed its connection to the runner" in said and "sys.exit" not in said, said
+    assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
+
+
 def test_a_stage_that_closes_the_workers_descriptors_then_exits_0_is_told_exit_code_0() -> None:
     # Sending what it printed over the closed descriptor raised an OSError that replaced its
     # SystemExit(0): "exit code 1 ... sys.exit(1)" (probe CM F16, a regression).

@@ -8,7 +8,7 @@ import signal
 
 from discodsl import tracebacks
 from discodsl.errors import RemoteTraceback, TaskFailed
-from discodsl.worker import report
+from discodsl.worker import CUT_OFF, report
 
 NOT_RETRIED = (
     " (not retried: an exception from stage code fails the job at once; "
@@ -156,7 +156,7 @@ def worker_died(
             stage=stage,
             taskid=taskid,
         )
-    meaning = _CUT_OFF if cut_off and code == -signal.SIGKILL else exit_meaning(code)
+    meaning = _CUT_OFF if cut_off and code in (-signal.SIGKILL, CUT_OFF) else exit_meaning(code)
     return TaskFailed(
         f"{why}: its worker process died running stage {stage!r}{reading}: {meaning}",
         stage=stage,
@@ -169,7 +169,7 @@ def worker_died(
 _CUT_OFF = (
     "it closed its connection to the runner (its protocol's descriptors: a stage that calls "
     "os.closerange(3, ...), closes or replaces descriptors it did not open, or daemonizes), "
-    "and was stopped: close only the descriptors the stage opened"
+    "and ended or was stopped: close only the descriptors the stage opened"
 )
 
 
@@ -179,6 +179,8 @@ def exit_meaning(code: int) -> str:
         return _signal_meaning(-code)
     if _SHELL_SIGNAL < code < _SHELL_SIGNAL + signal.NSIG:
         return f"exit code {code}, as a shell reports {_signal_meaning(code - _SHELL_SIGNAL)}"
+    if code == CUT_OFF:  # as the worker runtime ends when it finds its channel closed
+        return _CUT_OFF
     if code in (126, 127):
         return (
             f"exit code {code}: the worker's Python could not be started; "

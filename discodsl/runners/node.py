@@ -44,7 +44,7 @@ from discodsl.runners.forkserver import ForkedWorker, ForkFailed, ForkServer
 from discodsl.runners.grouping import DataOutput, DirOutput, Output, TaskGroup, group_outputs
 from discodsl.runners.layout import JobLayout, job_name
 from discodsl.runners.threads import in_this_context
-from discodsl.worker import FORKSERVER_ENV
+from discodsl.worker import CUT_OFF, FORKSERVER_ENV
 from discodsl.worker.errors import RemoteProtocolError
 from discodsl.worker.messages import Done, Error, Fatal, Input, InputErr, Msg, Request, Task
 from discodsl.worker.messages import Output as OutputMessage
@@ -620,6 +620,7 @@ class _Conversation:
         cut_off = _runs_on(self.process)  # its output closed while it ran on
         _signal(self.process)  # what it started, which may hold its pipes: killed first
         code = self.process.wait()
+        closed = code == CUT_OFF  # it found the channel's descriptors closed, and ended
         words = bytes(self.seen).decode(errors="replace")
         text = f"Worker crashed! (exit code: {code})\n"
         text += f"Worker died. Last words:\n{words}" if words else "Worker died without output"
@@ -631,7 +632,8 @@ class _Conversation:
             inputs=inputs,
             said_nothing=not words,
             start_up="" if words else self._start_up_output(),
-            cut_off=cut_off,
+            cut_off=cut_off or closed,
+            fatal=closed,  # the stage does it again at each attempt
         )
 
     def _start_up_output(self) -> str:

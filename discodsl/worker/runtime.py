@@ -17,6 +17,7 @@ is its watch.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
 import select
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from discodsl.worker import counters, forks, messages, report, shipped_classes
+from discodsl.worker import CUT_OFF, counters, forks, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Pacer, read_early_output
 from discodsl.worker.declared import NodeJob
 from discodsl.worker.errors import (
@@ -199,6 +200,10 @@ def serve(
         channel.final(final, outputs)
     except (BrokenPipeError, ConnectionResetError):
         return MASTER_GONE  # nobody to report to
+    except OSError as exc:
+        if exc.errno != errno.EBADF:
+            raise
+        return CUT_OFF  # the stage closed the channel's descriptors (os.closerange)
     _wait_for_end(protocol_in)
     return 0
 
@@ -489,9 +494,10 @@ def _watch_master(channel: Channel) -> None:
 def _end_on_hangup(channel: Channel) -> None:
     poller = select.poll()
     poller.register(channel.read_fd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
-    while not poller.poll():
+    while not (events := poller.poll()):
         pass
-    status = channel.exit_status_at_hangup()
+    closed = events[0][1] & select.POLLNVAL  # not open: stage code closed it (closerange)
+    status = CUT_OFF if closed else channel.exit_status_at_hangup()
     _kill_own_children()
     os._exit(status)
 
