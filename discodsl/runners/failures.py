@@ -39,7 +39,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else "")
         + (f"; {_FILE_TOO_LARGE}" if "[Errno 27]" in failure.summary else "")
         + (_DEBUGGER if failure.exc_type == "BdbQuit" else "")
-        + (_SCRIPTS_OWN if _of_the_script(failure.exc_type, failure.summary) else ""),
+        + (_SCRIPTS_OWN if of_the_script(failure.exc_type, failure.summary) else ""),
         stage=failure.stage or stage,
         taskid=taskid,
         url=failure.url,
@@ -61,7 +61,7 @@ _SCRIPTS_OWN = (
 )
 
 
-def _of_the_script(exc_type: str, summary: str) -> bool:
+def of_the_script(exc_type: str, summary: str) -> bool:
     """Whether a stage's pickling failed to name a function or class of the script."""
     return exc_type == "PicklingError" and "__main__" in summary
 

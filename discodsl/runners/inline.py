@@ -43,6 +43,7 @@ from discodsl import interrupts, places, shipping
 from discodsl.errors import JobError, PicklingError, SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
+from discodsl.runners.failures import of_the_script
 from discodsl.runners.grouping import DataOutput, Output, TaskGroup, group_outputs
 from discodsl.stdio import notice
 from discodsl.worker import counters, urls
@@ -361,8 +362,20 @@ def _surface(exc: Exception, tries: str = "") -> NoReturn:
         if tries:
             _add_note(exc, f"{type(exc).__name__}{tries}")
         raise exc
-    _add_note(cause, f"{exc}{tries}")
+    copied = _SCRIPTS_COPY if of_the_script(type(cause).__name__, str(cause)) else ""
+    _add_note(cause, f"{exc}{tries}{copied}")
     raise cause.with_traceback(cause.__traceback__) from None
+
+
+# What to do when stage code pickled a function or class of the script by name (a
+# multiprocessing Pool's pickle does), as it runs inline on a copy of the job.
+_SCRIPTS_COPY = (
+    "; an inline run runs a copy of the job as it ships, whose functions and classes of "
+    "the script (__main__) are copies, which the standard pickle (a multiprocessing "
+    "Pool's, a queue's) cannot name as __main__'s, as a worker cannot: define them in a "
+    "module the stage imports (installed on the nodes, or shipped with "
+    "cloudpickle.register_pickle_by_value)"
+)
 
 
 def _add_note(exc: BaseException, note: str) -> None:
