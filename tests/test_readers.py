@@ -287,6 +287,15 @@ def _dict_reader_rows(data: bytes, encoding: str) -> list[dict[str, str]]:
     return list(csv.DictReader(text))
 
 
+def test_a_utf8_bom_names_no_csv_column(tmp_path: Path, node: Node) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM, which json_lines skipped and csv_rows kept
+    in the first column's name: row["name"] was a KeyError (probe DG FR13)."""
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbfname,val\n\xef\xbb\xbfx,1\n")
+    assert read(readers.csv_rows(), str(tmp_path / "excel.csv"), node) == [
+        {"name": "\ufeffx", "val": "1"}  # a BOM within the data is the data's
+    ]
+
+
 CSV_TEXT = 'name,val\nx,1\r\n"ü, ✓\r\nz",2\n\ny,\u20ac3\n'
 
 

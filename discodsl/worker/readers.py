@@ -151,6 +151,8 @@ def _csv_records(
     header = _next_row(rows, lines, -1)
     while header == []:  # blank lines before the header are skipped as later ones are
         header = _next_row(rows, lines, -1)
+    if header and header[0].startswith("\ufeff"):  # a Windows editor's UTF-8 BOM: no name
+        header[0] = header[0][1:]
     record = 0
     while header is not None:
         start = lines.offset
