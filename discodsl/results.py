@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from discodsl import indexes, interrupts, places
-from discodsl.errors import JobError, SettingsError
+from discodsl.errors import JobError, NoSuchJob, SettingsError
 from discodsl.indexes import Listed
 from discodsl.jobstatus import command_line
 from discodsl.worker.errors import DataError, MalformedRecord
@@ -150,6 +150,20 @@ def _stage_name(stage: str | Any) -> str:
     return function_stage_name(name) if name else name  # its function's: zählen, zahlen
 
 
+def _local(jobname: str) -> str:
+    """What to add to the error for ``jobname`` asked of a master when it names a local
+    run of this machine; else ""."""
+    from discodsl.runners import registry
+
+    if not any(run.name == jobname for run in registry.list_runs()):
+        return ""
+    return (
+        f"; {jobname!r} is a local run of this machine, whose results went to the process "
+        "that ran it (and its files with them): keep a run's results in that process, or "
+        "run it with cache=True to have them served again"
+    )
+
+
 class Results:
     """The results of one run of a job."""
 
@@ -213,11 +227,15 @@ class Results:
         if configured_master(master) is None:
             raise SettingsError(
                 f"no Disco master is configured to ask for job {jobname!r}: pass master=URL, "
-                "or set DISCO_MASTER (in the environment, or in ~/.disco)"
+                f"or set DISCO_MASTER (in the environment, or in ~/.disco){_local(jobname)}"
             )
         with Cluster.connect(master) as cluster:
-            named = job_named(cluster, jobname)
-            results = wait_for(cluster, named, timeout=timeout, progress=False, replay=False)
+            try:
+                named = job_named(cluster, jobname)
+                results = wait_for(cluster, named, timeout=timeout, progress=False, replay=False)
+            except NoSuchJob as exc:
+                exc.args = (f"{exc.args[0]}{_local(jobname)}", *exc.args[1:])
+                raise
         results.carrying = _main_classes  # what its records may name: the program's own
         return results
 

@@ -743,9 +743,18 @@ def test_a_cluster_jobs_results_are_reached_by_its_name_from_another_program(
 
     with closed_port() as port, pytest.raises(Unreachable):
         Results.of_job(name, master=f"http://127.0.0.1:{port}")
+    # A local run's name: "no Disco master is configured", or no such job on the master,
+    # with no word of what it is (probe DG FR14).
+    local = jobs.wordcount.run(inputs=["raw://a"], mode="local").jobname
+    said = "is a local run of this machine, whose results went to the process that ran it"
+    with pytest.raises(NoSuchJob, match=said):
+        Results.of_job(local)
     monkeypatch.delenv("DISCO_MASTER")
-    with pytest.raises(SettingsError, match="no Disco master is configured"):
+    with pytest.raises(SettingsError, match="no Disco master is configured") as caught:
         Results.of_job(name)
+    assert "local run" not in str(caught.value)
+    with pytest.raises(SettingsError, match=said):
+        Results.of_job(local)
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"])
