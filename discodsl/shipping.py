@@ -838,6 +838,19 @@ def _reference_error(
     )
 
 
+def shared_by_name(spec: JobSpec) -> PicklingError | None:
+    """The error for a part of a stage (a global it names) that pickles as its name in a
+    module that ships by value (an ``lru_cache`` helper of the script): loaded in this
+    process, a copy of the job gets that very object, which a node does not have; None if
+    there is none."""
+    shipped = {"__main__", *user_modules(spec.stages), *cloudpickle.list_registry_pickle_by_value()}
+    for stage, role, function in _functions(spec.stages):
+        for what, value in _parts(function):
+            if _module_of(value) in shipped and pickles_by_name(value):
+                return _reference_error(stage, role, what, value, "pickled by its name")
+    return None
+
+
 def _module_of(value: Any) -> str:
     if isinstance(value, ModuleType):
         return value.__name__

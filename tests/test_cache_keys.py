@@ -394,6 +394,12 @@ def test_inline_an_lru_cache_helper_of_the_script_redefined_gives_a_fresh_run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.splitlines() == ["[('a', 1), ('b', 1)]", "[('a', 7), ('b', 7)]"]
+    # It ran on the program's own helper, its cache shared by the tasks and the program,
+    # without a word, where the local runner refuses the job (probe DI F4).
+    said = "runs inline on its stages as they are, sharing their module state between tasks"
+    assert said in done.stderr and "refers to global 'weight' from module '__main__'" in (
+        done.stderr
+    )
 
 
 SCRIPT_STAGES = """

@@ -323,6 +323,9 @@ def _fresh_copies(spec: JobSpec) -> Callable[[int], JobSpec]:
     try:
         pickled = shipping.pickle_job(spec)
         bare = pickled if spec.params is None else shipping.pickle_job(replace(spec, params=None))
+        shared = shipping.shared_by_name(spec)  # which loads here as the program's own
+        if shared is not None:
+            raise shared
         return lambda index: cast(
             JobSpec, shipping.loads_afresh(pickled if uses_params(spec, index) else bare)
         )
