@@ -281,14 +281,17 @@ def _fresh_standard_streams() -> None:
     ``sys.stdout.buffer`` asked the pipe for its position (Illegal seek). Streams the
     program put in their place are its own, and stay."""
     for fd, name in ((1, "stdout"), (2, "stderr")):
-        if getattr(sys, name) is not getattr(sys, f"__{name}__"):
+        old = getattr(sys, name)
+        if old is not getattr(sys, f"__{name}__") or not isinstance(old, io.TextIOWrapper):
             continue
-        raw = io.FileIO(fd, "w", closefd=False)
+        with contextlib.suppress(ValueError, OSError):
+            old.flush()
         stream = io.TextIOWrapper(
-            io.BufferedWriter(raw),
+            io.BufferedWriter(io.FileIO(fd, "w", closefd=False)),
             encoding="utf-8",
             errors="backslashreplace",
-            line_buffering=fd == 2,  # as Python's stderr is
+            line_buffering=old.line_buffering,  # and unbuffered as the worker's (python -u)
+            write_through=old.write_through,
         )
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
