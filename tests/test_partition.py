@@ -450,3 +450,40 @@ def test_equal_aware_dates_and_times_encode_alike() -> None:
 def test_a_decimal_whose_exact_value_is_too_long_is_refused(text: str) -> None:
     with pytest.raises(StageError, match=r"a Decimal with an exponent beyond ±100000"):
         canonical_bytes(Decimal(text))
+
+
+class _Caseless(str):
+    """Text equal whatever its case: what a plain str key holds does not tell its group."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.lower() == other.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.lower())
+
+
+class _ModTen(int):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int) and self % 10 == other % 10
+
+    def __hash__(self) -> int:
+        return hash(self % 10)
+
+
+@pytest.mark.parametrize("key", [_Caseless("Apple"), _ModTen(13)], ids=["str", "int"])
+def test_a_subclass_that_compares_its_own_way_is_refused(key: Any) -> None:
+    # They were partitioned as the plain values they hold: "apple", "Apple" and "APPLE",
+    # equal keys, landed in three partitions, three groups (probe DI F12).
+    with pytest.raises(StageError, match=r"compares or hashes its own way \(its __eq__"):
+        canonical_bytes(key, "count")
+
+
+def test_numpy_and_pandas_values_of_a_base_type_are_that_value() -> None:
+    import numpy
+    import pandas
+
+    assert canonical_bytes(numpy.str_("a"), "s") == canonical_bytes("a", "s")
+    assert canonical_bytes(numpy.float64(1.5), "s") == canonical_bytes(1.5, "s")
+    when = dt.datetime(2026, 12, 7, 17, 0)
+    assert canonical_bytes(pandas.Timestamp(when), "s") == canonical_bytes(when, "s")
+    assert canonical_bytes(enum.IntEnum("E", "A").A, "s") == canonical_bytes(1, "s")

@@ -410,7 +410,16 @@ _LOADED_BASES = (("fractions", "Fraction", _fraction), ("decimal", "Decimal", _d
 def _encoder_for(kind: type) -> Callable[[Any], bytes]:
     """The encoder of a subclass of a supported type, an enum or a dataclass compared by its
     fields (remembered), or refuse the type."""
-    found = next((enc for base, enc in _BASES + _loaded_bases() if issubclass(kind, base)), None)
+    base, found = next(
+        ((base, enc) for base, enc in _BASES + _loaded_bases() if issubclass(kind, base)),
+        (None, None),
+    )
+    # (a date or time finer than a microsecond compares its own way: its encoder says how)
+    if base is not None and found not in _FINER and _compares_its_own_way(kind, base):
+        raise _Unencodable(
+            f"the type {_class_path(kind)}, a {base.__name__} that compares or hashes its own "
+            "way (its __eq__ or __hash__), which its value does not tell"
+        )
     if found in _FINER:
         found = _FINER[found]
     if found is None and issubclass(kind, numbers.Integral):  # numpy's int64, say
@@ -427,6 +436,15 @@ def _encoder_for(kind: type) -> Callable[[Any], bytes]:
         raise _Unencodable(f"the type {_class_path(kind)}")
     _ENCODERS[kind] = found
     return found
+
+
+def _compares_its_own_way(kind: type, base: type) -> bool:
+    """Whether ``kind``, a subclass of ``base``, has an ``__eq__`` or ``__hash__`` of its
+    own (case-insensitive text): keys its way equal hold other values. numpy's and pandas'
+    (``str_``, ``float64``, ``Timestamp``) equal the value they hold, and hash as it."""
+    if kind.__eq__ is base.__eq__ and kind.__hash__ is base.__hash__:
+        return False
+    return kind.__module__.split(".")[0] not in ("numpy", "pandas")
 
 
 def _as_int(key: numbers.Integral) -> bytes:
