@@ -182,6 +182,14 @@ def _check_hook(hook: Any, role: str, stage: str) -> None:
     """JobError unless ``hook`` is None or can take what it is called with."""
     if hook is None or not callable(hook):
         return
+    target = inspect.unwrap(hook.func if isinstance(hook, partial) else hook)
+    generator = role == "init" and inspect.isgeneratorfunction(target)  # done's yield pairs
+    if generator or _is_async(hook):
+        raise JobError(
+            f"stage {stage!r}: its {role} hook is a generator or async function, whose call "
+            f"only makes a generator or coroutine, its body never run; {role} is called "
+            f"once per task, {_HOOK_CALLS[role]}: write e.g. {_HOOK_EXAMPLES[role]}"
+        )
     given = _HOOK_ARGUMENTS[role][: positional_arity(hook)]
     why = _cannot_call(hook, len(given))
     if why:
@@ -191,6 +199,10 @@ def _check_hook(hook: Any, role: str, stage: str) -> None:
         )
 
 
+_HOOK_CALLS = {
+    "init": "and returns the state done gets (not a fixture: no yield; clean up in done)",
+    "done": "after the task's records, and returns (or yields) pairs to add, or None",
+}
 _HOOK_EXAMPLES = {
     "init": "`def init(params)` (Disco's map_init(input_iter, params) and "
     "reduce_init(input_iter, params) become init(params))",

@@ -219,6 +219,33 @@ def test_a_hook_that_cannot_take_what_it_is_given_is_refused_when_declared(
         map(**options)(words.split)
 
 
+def _fixture_style(params: Any) -> Any:
+    print("set up")
+    yield {}
+    print("torn down")
+
+
+async def _async_done(state: Any, params: Any) -> None:
+    pass
+
+
+def _pairs_at_the_end(state: Any, params: Any) -> Any:
+    yield "total", 1
+
+
+@pytest.mark.parametrize(
+    ("options", "role"), [({"init": _fixture_style}, "init"), ({"done": _async_done}, "done")]
+)
+def test_a_hook_whose_body_would_never_run_is_refused_when_declared(
+    options: dict[str, Any], role: str
+) -> None:
+    # A fixture-style init (set up, yield, tear down) was taken: its body never ran, and
+    # done got a generator as the state (probe DI F14).
+    with pytest.raises(JobError, match=f"its {role} hook is a generator or async function"):
+        map(**options)(str.split)
+    assert map(done=_pairs_at_the_end)(str.split).done is _pairs_at_the_end  # yields pairs
+
+
 @pytest.mark.parametrize(
     ("init", "done"),
     [
