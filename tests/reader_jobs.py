@@ -96,3 +96,17 @@ def forgetfully_read(record: bytes) -> Iterator[tuple[bytes, int]]:
 @job(max_failures=0)
 def forgetful() -> list[Any]:
     return [forgetfully_read]
+
+
+def whole_text_reader(stream: Any, url: str) -> Any:
+    return stream.read().decode()  # where [stream.read().decode()] was meant
+
+
+@map(reader=whole_text_reader)
+def read_whole(record: str) -> Iterator[tuple[str, int]]:
+    yield record, 1
+
+
+@job(max_failures=0)
+def whole_text() -> list[Any]:
+    return [read_whole]

@@ -932,6 +932,15 @@ def test_a_reader_that_returns_none_is_named(mode: str) -> None:
     assert "returned None for input 'raw://a b', not its records" in str(info.value)
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"], indirect=True)
+def test_a_reader_that_returns_its_text_whole_is_named(mode: str) -> None:
+    # Each character was a record (probe DI F15).
+    with pytest.raises((TaskFailed, StageError)) as info:
+        reader_jobs.whole_text.run(inputs=["raw://a b"], mode=mode)
+    assert "the reader 'whole_text_reader' (reader_jobs.py, line " in str(info.value)
+    assert "returned a str for input 'raw://a b' ('a b'), whose every character" in str(info.value)
+
+
 @pytest.mark.parametrize("varied", [False, True], ids=["counted", "listed"])
 def test_keys_that_do_not_hash_pass_a_combiner_by(mode: str, tmp_path: Path, varied: bool) -> None:
     """A list key, which a sorted reduce takes, failed the map under combine=True ("cannot

@@ -375,6 +375,14 @@ def _read_by(reader: Reader, stream: BinaryIO, url: str, cursor: Cursor) -> Iter
     counter = itertools.count()
     cursor.follow(url, counter)
     records = reader(stream, url)
+    if isinstance(records, (str, bytes, bytearray, memoryview)):  # each item would be one
+        raise StageError(
+            f"the reader {named(reader)!r}{defined_at(reader)} returned a "
+            f"{type(records).__name__} for input {url!r} ({brief(records, 40)}), whose every "
+            "character or byte would be a record: return a list of its records ([text], "
+            "text.splitlines()), or yield them",
+            url=url,
+        )
     try:
         # zip takes a record first, so the counter only advances once one is taken.
         return map(_first, zip(iter(records), counter, strict=False))
