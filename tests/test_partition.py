@@ -9,6 +9,7 @@ import enum
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import namedtuple
@@ -487,3 +488,15 @@ def test_numpy_and_pandas_values_of_a_base_type_are_that_value() -> None:
     when = dt.datetime(2026, 12, 7, 17, 0)
     assert canonical_bytes(pandas.Timestamp(when), "s") == canonical_bytes(when, "s")
     assert canonical_bytes(enum.IntEnum("E", "A").A, "s") == canonical_bytes(1, "s")
+
+
+def test_a_numpy_array_key_is_told_what_it_can_be() -> None:
+    # An array of two values was told key.item(), which fails for it (probe DI F17).
+    import numpy
+
+    for key, fix in (
+        (numpy.array([1, 2]), "(tuple(key.tolist()))"),
+        (numpy.array(5), "(key.item())"),
+    ):
+        with pytest.raises(StageError, match=re.escape(fix)):
+            canonical_bytes(key, "f")

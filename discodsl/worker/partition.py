@@ -536,6 +536,8 @@ def _type_name(key: Any) -> str:
 def _key_fix(key: Any) -> str:
     """What to make of a key that has no canonical form."""
     if type(key).__module__.split(".")[0] == "numpy" and hasattr(key, "item"):
+        if getattr(key, "size", 1) != 1:  # an array of several values
+            return "make it a tuple of the Python values it holds (tuple(key.tolist()))"
         return "make it the Python value it holds (key.item())"
     return (
         "make the key a str, a number or a tuple of them (e.g. str(key) or a tuple of its fields)"
