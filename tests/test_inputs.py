@@ -1255,3 +1255,12 @@ def test_a_proxys_http_error_names_the_proxy(node: Node, server: Server) -> None
         read_all(["disco://node1/disco/node1/ab/job/out"], here)
     said = str(caught.value)
     assert "answered HTTP" in said and "through the proxy DISCO_PROXY=" in said, said
+
+
+def test_a_stream_asked_to_seek_fails_the_same_way_again_so_is_not_retried() -> None:
+    # numpy.load over a reader's stream: io.UnsupportedOperation, an OSError, was retried
+    # (101 times on a master) though it fails the same way each time (probe DI F13).
+    import io
+
+    assert not retryable(io.UnsupportedOperation("File or stream is not seekable."))
+    assert retryable(OSError("connection reset")) and retryable(ConnectionResetError())

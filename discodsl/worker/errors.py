@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import reprlib
 import sys
@@ -126,7 +127,9 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, StageError):
         cause = exc.__cause__
         return cause is not None and not isinstance(cause, StageError) and retryable(cause)
-    return isinstance(exc, RETRIED) and not isinstance(exc, (MalformedRecord, BadURL, DamagedInput))
+    # (io.UnsupportedOperation, an OSError: the same call fails the same way again)
+    never = (MalformedRecord, BadURL, DamagedInput, io.UnsupportedOperation)
+    return isinstance(exc, RETRIED) and not isinstance(exc, never)
 
 
 class StageError(DiscoDSLError):
