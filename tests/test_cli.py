@@ -1342,6 +1342,21 @@ def test_cache_ls_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "cache", "ls")[0].startswith("0 stage(s), 0 B in ")
 
 
+def test_cache_ls_says_a_cluster_runs_stages_are_kept_if_its_master_finished_them(
+    cluster_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They were listed as kept as soon as the job was submitted, and after it was killed
+    # midway, which an operator sizing the cache took at its word (probe DH F12).
+    run(capsys, "run", WORDCOUNT, *INPUTS, "--cache")
+    out, _ = run(capsys, "cache", "ls")
+    lines = out.splitlines()
+    assert len(lines) == 3, out
+    assert all(line.endswith(" (if finished on that master)") for line in lines[:2]), out
+    run(capsys, "run", WORDCOUNT, *INPUTS, "--inline", "--cache")
+    out, _ = run(capsys, "cache", "ls")
+    assert sum("(if finished on that master)" in line for line in out.splitlines()) == 2, out
+
+
 def test_cache_clear_that_cannot_remove_the_stages_says_so(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

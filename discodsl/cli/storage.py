@@ -74,6 +74,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     lines = [
         f"{_when(entry.used)}  {entry.key[:12]}  {_size(entry.size):>8}  {entry.where:<7}  "
         f"{entry.job}: stage {entry.index + 1}/{entry.stages} {entry.stage} of run {entry.run}"
+        + ("" if entry.where in ("local", "inline") else " (if finished on that master)")
         for entry in kept
     ]
     total = f"{len(kept)} stage(s), {_size(sum(entry.size for entry in kept))}"
