@@ -1707,6 +1707,23 @@ def test_the_commands_a_message_names_carry_the_master_they_need() -> None:
     assert f"`discodsl --master {url} jobs`" in said and f"--master {url} kill NAME`" in said
 
 
+def test_errors_say_what_to_do_in_the_command_lines_terms(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "pass master='http://HOST:8989'", "raise timeout= (None: no limit)": the Python API's
+    # words, which a command line cannot take (probe DH F10).
+    (tmp_path / "settings").write_text("")  # no master
+    monkeypatch.setenv("DISCO_SETTINGS_FILE", str(tmp_path / "settings"))
+    monkeypatch.delenv("DISCO_MASTER", raising=False)
+    _, err = run(capsys, "run", WORDCOUNT, "tag://data:words", status=1)
+    assert "give --master http://HOST:8989 to run the job on that cluster" in err, err
+    assert "master=" not in err
+    _, err = run(
+        capsys, "run", "tests.jobs:sleepy", "raw://x", "--local", "--timeout", "0.5", status=1
+    )
+    assert "raise --timeout (0: no limit)" in err and "raise timeout=" not in err, err
+
+
 def test_quiet_still_says_that_a_cluster_job_runs_on(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

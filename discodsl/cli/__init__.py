@@ -172,6 +172,8 @@ def _import_from_here() -> None:
 
 def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
     message = re.sub(r"\s*\n\s*", " ", str(exc).strip())
+    for api, ours in _IN_COMMAND_TERMS:
+        message = message.replace(api, ours)
     print(f"discodsl: error: {message}", file=sys.stderr)
     for note in getattr(exc, "__notes__", ()):  # an inline run's: where stage code raised it
         print(re.sub(r"\s*\n\s*", " ", str(note).strip()), file=sys.stderr)
@@ -179,6 +181,13 @@ def _report(exc: DiscoDSLError, args: argparse.Namespace) -> None:
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
 
+
+#: What the library's messages say in the Python API's terms, as the command line says it.
+_IN_COMMAND_TERMS = (
+    ("pass master='http://HOST:8989'", "give --master http://HOST:8989"),
+    ("pass master=URL", "give --master URL"),
+    ("raise timeout= (None: no limit)", "raise --timeout (0: no limit)"),
+)
 
 #: Hints that depend on the error's type only: what to do, with which command.
 _HINTS: dict[type[DiscoDSLError], tuple[str, str]] = {
