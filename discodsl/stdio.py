@@ -172,7 +172,7 @@ def check_writable(name: str | None) -> None:
             raise JobError(f"cannot write {name}: descriptor {number} is not open") from None
         return
     if not name:
-        raise JobError("-o '' names no file: name one, or leave -o out for standard output")
+        raise JobError("-o '' names no file: name one, or - for standard output")
     path = Path(name)
     if path.is_dir():
         raise JobError(f"cannot write {name}: it is a directory: name a file in it")

@@ -1672,7 +1672,7 @@ def test_dash_as_output_is_stdout(capsys: pytest.CaptureFixture[str], tmp_path: 
 
 @pytest.mark.parametrize(
     ("output", "words"),
-    [("/dev/fd/99", "descriptor 99 is not open"), ("", "-o '' names no file")],
+    [("/dev/fd/99", "descriptor 99 is not open"), ("", "-o '' names no file: name one, or -")],
 )
 def test_an_output_no_run_could_write_is_refused_before_it_runs(
     capsys: pytest.CaptureFixture[str], output: str, words: str
@@ -1705,6 +1705,15 @@ def test_the_commands_a_message_names_carry_the_master_they_need() -> None:
     assert f"`discodsl --master {url} jobs`" in str(jobstatus.unknown_job(url, "wc@1", "?"))
     said = _submit_interrupted("wc", url)
     assert f"`discodsl --master {url} jobs`" in said and f"--master {url} kill NAME`" in said
+
+
+@pytest.mark.parametrize("command", ["submit", "jobpack show"])
+def test_an_empty_jobpack_name_names_no_file(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # "cannot read : Is a directory" (probe DH F10).
+    _, err = run(capsys, *command.split(), "", status=1)
+    one_error(err, "'' names no file: give the jobpack's FILE, or - for standard input")
 
 
 def test_errors_say_what_to_do_in_the_command_lines_terms(

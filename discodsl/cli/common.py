@@ -115,6 +115,8 @@ def read_file(name: str) -> bytes:
         if sys.stdin is None:
             raise JobError("standard input is closed: give the jobpack's FILE instead of -")
         return sys.stdin.buffer.read()
+    if not name:  # Path("") is the working directory
+        raise JobError("'' names no file: give the jobpack's FILE, or - for standard input")
     try:
         return Path(name).read_bytes()
     except OSError as exc:
