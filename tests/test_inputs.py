@@ -514,7 +514,7 @@ def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, node: Node) -> Non
     ) as caught:
         list(iter_input([str(path)], "all", node, cursor))
     assert str(path) in str(caught.value)
-    assert "bytes-safe input" in str(caught.value)
+    assert "or read it in its encoding with a reader, e.g. reader=lambda" in str(caught.value)
     assert caught.value.span == (18, 19)
     assert caught.value.record == 2
     # the same bytes would fail again: not retried (a Disco master pauses 14 s or more

@@ -494,9 +494,9 @@ def _decode_error(url: str, exc: UnicodeDecodeError, at: int, given: int) -> Mal
     start, end = at + exc.start, at + exc.end
     return MalformedRecord(
         f"{url}: record {number - 1} (line {number}, bytes {start}-{end}) is not valid UTF-8 "
-        f"({exc.reason}): pass "
-        "bytes-safe input such as a record file, or fix the file's encoding "
-        "(e.g. iconv -f latin1 -t utf-8)",
+        f"({exc.reason}): fix the file's encoding (e.g. iconv -f latin1 -t utf-8), or read "
+        "it in its encoding with a reader, e.g. reader=lambda stream, url: "
+        "(line.decode('latin-1').rstrip('\\r\\n') for line in stream)",
         url=url,
         span=(start, end),
         record=number - 1,
