@@ -263,6 +263,10 @@ _STREAMS = (
     "@map(reader=...) for how inputs are read (see discodsl.readers); output is "
     "always Disco's record files (compress=)"
 )
+_OUTPUT_STREAMS = (
+    "nothing: a task's outputs are always Disco's record files (compress= compresses "
+    "them); to write another format, write the results out from the records"
+)
 _SHUFFLE = "nothing: the shuffle is Disco's own (partitions=, @reduce(partitioner=fn))"
 _EXTERNAL = "nothing: a stage is Python; run an external program from it with subprocess"
 DISCO_NAMES: Mapping[str, str] = {
@@ -276,9 +280,11 @@ DISCO_NAMES: Mapping[str, str] = {
     "map_reader": "@map(reader=...) (see discodsl.readers)",
     "reduce_reader": "nothing: a @reduce reads its partition's records itself",
     "map_input_stream": _STREAMS,
-    "map_output_stream": _STREAMS,
-    "reduce_input_stream": _STREAMS,
-    "reduce_output_stream": _STREAMS,
+    "map_output_stream": _OUTPUT_STREAMS,
+    "reduce_input_stream": "nothing: a @reduce reads its partition's records itself",
+    "reduce_output_stream": _OUTPUT_STREAMS,
+    "save_info": "save_results=True (a cluster job's results then stay in DDFS, in the tag "
+    "disco:results:JOB)",
     "map_shuffle": _SHUFFLE,
     "reduce_shuffle": _SHUFFLE,
     "shuffle": _SHUFFLE,

@@ -280,7 +280,11 @@ def _counting() -> list[Any]:
         (lambda: job(scheduler={})(lambda: []), "write max_cores="),
         (lambda: job(ext_params={})(lambda: []), "run an external program from it"),
         (lambda: job(sort_buffer_size="10%")(lambda: []), "write memory_budget="),
-        (lambda: job(map_output_stream=())(lambda: []), "output is always Disco's record"),
+        (lambda: job(map_output_stream=())(lambda: []), "outputs are always Disco's record"),
+        # no advice, and advice on reading for an output stream (probe DG FR6)
+        (lambda: job(save_info="ddfs")(lambda: []), "Disco's save_info=, write save_results="),
+        (lambda: job(reduce_output_stream=())(lambda: []), "outputs are always Disco's record"),
+        (lambda: job(map_input_stream=())(lambda: []), "@map(reader=...) for how inputs are"),
         (lambda: job(required_files=[])(lambda: []), "gets small data through params="),
     ],
 )
