@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import types
 from collections.abc import Iterator
@@ -271,3 +272,25 @@ def _is_pipe(fd: int, inode: int) -> bool:
         return os.fstat(fd).st_ino == inode
     except OSError:
         return False
+
+
+def test_each_forked_task_draws_its_own_numbers_from_numpys_global_generator(
+    tmp_path: Path,
+) -> None:
+    # A script importing numpy, run inline first: every task of its local run, forked from
+    # a zygote that had numpy loaded, drew the same number, where a Disco node's tasks,
+    # each a new interpreter, draw their own (probe DI S6).
+    script = tmp_path / "draws.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from discodsl import job, map\n"
+        "@map\ndef draws(line):\n    yield line, float(np.random.rand())\n"
+        "@job(partitions=None)\ndef drawing():\n    return [draws]\n"
+        "list(drawing.run(['raw://x'], mode='inline'))\n"
+        "drawn = dict(drawing.run([f'raw://{n}' for n in range(6)], mode='local'))\n"
+        "print(len(set(drawn.values())))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.stdout == "6\n", (done.stdout, done.stderr)

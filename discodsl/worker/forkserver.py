@@ -192,6 +192,7 @@ class Zygote:
         try:
             os.setsid()
             self.set_up_child()
+            _reseed_numpy()
             if os.getppid() != self.pid:  # the zygote died before we could ask
                 os._exit(1)
             signal.set_wakeup_fd(-1)
@@ -283,6 +284,16 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _reseed_numpy() -> None:
+    """numpy's global generator seeded afresh, as Python reseeds ``random`` after a fork: a
+    Disco node imports numpy in each task's new interpreter, while a worker forked from
+    the zygote that imported it drew the same numbers as every other task."""
+    seed = getattr(sys.modules.get("numpy.random"), "seed", None)
+    if seed is not None:
+        with contextlib.suppress(Exception):  # a numpy of its own kind: left as it is
+            seed()
 
 
 def _close_all(fds: list[int]) -> None:
