@@ -133,3 +133,22 @@ def forks_and_falls_through(line: str) -> Iterator[tuple[str, str]]:
 @job
 def forking() -> list[Any]:
     return [forks_and_falls_through]
+
+
+_FORKED: list[int] = []
+
+
+@map
+def forks_on_its_first_line(line: str) -> Iterator[tuple[str, int]]:
+    """Forks at its first line and lets the child go on, yielding for few lines: the child
+    reads on, through the descriptor it shares with its parent, before it writes."""
+    if not _FORKED:
+        _FORKED.append(1)
+        os.fork()
+    if line.startswith("w1 "):
+        yield "w1", 1
+
+
+@job(partitions=2)
+def forking_on_a_file() -> list[Any]:
+    return [forks_on_its_first_line, tally]

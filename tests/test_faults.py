@@ -342,13 +342,28 @@ def test_a_child_stage_code_forked_cannot_write_the_tasks_files(
         assert "end a forked child with os._exit() when its work is done" in said
 
 
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_a_child_stage_code_forked_cannot_read_the_tasks_input(
+    request: pytest.FixtureRequest, tmp_path: Path, mode: str
+) -> None:
+    """Stopped at its first write, the child had read on before it, through the file's
+    descriptor and offset it shares with its parent: the job ended ready with half its
+    records (probe DK F1, on a real master too)."""
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"w{i % 1000} x\n" for i in range(300_000)))
+    results = fault_jobs.forking_on_a_file.run([str(lines)], mode=mode, progress=False)
+    assert dict(results) == {"w1": 300}
+
+
 def test_a_forked_child_is_ended_before_it_writes_and_a_process_not_a_worker_never(
     tmp_path: Path,
 ) -> None:
     from discodsl.worker import forks
     from discodsl.worker.records import RecordWriter
 
-    forks.check("anything")  # no task's process named (the driver, inline): nothing checked
+    forks.check("write", "anything")  # no task process named (the driver, inline): none checked
     script = (
         "import os, sys\n"
         "from discodsl.worker import forks\n"

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import urllib.request
 
 
-from discodsl.worker import urls
+from discodsl.worker import forks, urls
 from discodsl.worker.errors import (
     BadURL,
     DamagedInput,
@@ -682,6 +682,7 @@ class _Source(io.RawIOBase):
         return int(self._origin.fileno())  # type: ignore[attr-defined]
 
     def readinto(self, buffer: Any) -> int:
+        forks.check("read", self._url)  # whose offset a forked child shares with the task
         view = memoryview(buffer).cast("B")
         filled = 0
         try:

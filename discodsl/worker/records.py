@@ -238,7 +238,7 @@ class RecordWriter:
         """Drop the partial file; a writer already closed keeps its file."""
         if self._state != "open":
             return
-        forks.check(self.partial)
+        forks.check("write", self.partial)
         self._state = "aborted"
         # The file goes away, so its unflushed bytes do not matter; if removing
         # fails it was already gone.
@@ -249,7 +249,7 @@ class RecordWriter:
 
     def _open(self) -> BinaryIO:
         """Create the partial file, and its parent directory if it is not there."""
-        forks.check(self.partial)  # which would empty the task's own
+        forks.check("write", self.partial)  # which would empty the task's own
         try:
             try:
                 return open(self.partial, "wb")
@@ -304,7 +304,7 @@ class RecordWriter:
             self._write_hunk(payload)
 
     def _write_hunk(self, payload: bytes | memoryview) -> None:
-        forks.check(self.partial)
+        forks.check("write", self.partial)
         stored = zlib.compress(payload, self.level) if self.compress else payload
         header = HEADER.pack(VERSION_BYTE, int(self.compress), zlib.crc32(payload), len(stored))
         self._file.write(header)

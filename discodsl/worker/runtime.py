@@ -139,7 +139,7 @@ class Channel:
         return 0 if self.ended else MASTER_GONE
 
     def _write(self, data: bytes) -> None:
-        forks.check("to the worker protocol")
+        forks.check("write to", "the worker protocol")
         view = memoryview(data)
         while view:
             view = view[os.write(self.write_fd, view) :]
