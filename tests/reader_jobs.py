@@ -110,3 +110,18 @@ def read_whole(record: str) -> Iterator[tuple[str, int]]:
 @job(max_failures=0)
 def whole_text() -> list[Any]:
     return [read_whole]
+
+
+def seeking_reader(stream: Any, url: str) -> Any:
+    stream.seek(0, 2)  # as zipfile looks for its end
+    return []
+
+
+@map(reader=seeking_reader)
+def read_by_seeking(record: bytes) -> Iterator[tuple[bytes, int]]:
+    yield record, 1
+
+
+@job
+def seeking() -> list[Any]:
+    return [read_by_seeking]

@@ -941,6 +941,17 @@ def test_a_reader_that_returns_no_records_is_named(mode: str, job: str, said: st
     assert said in str(info.value)
 
 
+def test_a_reader_whose_library_seeks_is_told_what_to_do_once() -> None:
+    # io.UnsupportedOperation was retried, then told to raise discodsl.Retry (probe DI F13,
+    # DK F3).
+    run = reader_jobs.seeking.submit(inputs=["raw://a b"], mode="local", progress=False)
+    with pytest.raises(TaskFailed) as info:
+        run.wait(timeout=120)
+    assert "UnsupportedOperation" in str(info.value)
+    assert "io.BytesIO(stream.read()), or uses readers.whole_file())" in str(info.value)
+    assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
+
+
 @pytest.mark.parametrize("varied", [False, True], ids=["counted", "listed"])
 def test_keys_that_do_not_hash_pass_a_combiner_by(mode: str, tmp_path: Path, varied: bool) -> None:
     """A list key, which a sorted reduce takes, failed the map under combine=True ("cannot

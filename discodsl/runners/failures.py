@@ -126,7 +126,16 @@ def _not_retried(exc_type: str) -> str:
         "BadURL": NOT_RETRIED_URL,
         "MalformedRecord": NOT_RETRIED_DATA,
         "DamagedInput": NOT_RETRIED_DATA,
+        "UnsupportedOperation": _NOT_RETRIED_SEEK,
     }.get(exc_type, NOT_RETRIED)
+
+
+# io.UnsupportedOperation: most often a reader's library seeking its stream.
+_NOT_RETRIED_SEEK = (
+    " (not retried: the same call would fail again; an input's stream does not seek: a "
+    "reader whose library seeks, as zipfile and numpy.load do, reads it whole first, "
+    "io.BytesIO(stream.read()), or uses readers.whole_file())"
+)
 
 
 # Signals that mean the process crashed in native code.
