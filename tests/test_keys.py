@@ -173,6 +173,22 @@ def test_a_numpy_key_without_a_canonical_form_is_named_with_its_fix() -> None:
         check_grouped(numpy.datetime64("2020-01-01"), "total")  # than its date (DD F2)
 
 
+def test_a_reduces_refusal_of_a_key_says_the_partitioner_needs_partitions() -> None:
+    # With partitions=None it offered a partitioner, which that job then refused (probe DK
+    # F6): one with partitions=1 is the way out.
+    from discodsl.worker.partition import check_grouped
+
+    class Caseless(str):
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, str) and self.lower() == other.lower()
+
+        def __hash__(self) -> int:
+            return hash(self.lower())
+
+    with pytest.raises(StageError, match=r"partitions=None calls none: partitions=1 keeps one"):
+        check_grouped(Caseless("a"), "total")
+
+
 def test_numpy_scalars_are_the_python_values_they_hold() -> None:
     # numpy.bool_ (a boolean column's key) was refused only when it came first among the
     # keys equal to it: passed locally, failed on a master (probe CZ F2); so were numpy's

@@ -97,8 +97,9 @@ def check_grouped(key: Any, stage: str) -> None:
         raise StageError(
             f"stage {stage!r} got the key {brief(key, 60)} ({_type_name(key)}), which "
             f"it cannot group: there is no canonical form for {what}, so equal keys would not "
-            f"meet; {_key_fix(key)} where it is yielded, or give this reduce a partitioner: "
-            "@reduce(partitioner=fn), fn(key, n) -> int",
+            f"meet; {_key_fix(key)} where it is yielded, or give this reduce a partitioner, "
+            "@reduce(partitioner=fn), fn(key, n) -> int, and the job a number of partitions "
+            "(partitions=None calls none: partitions=1 keeps one output)",
             stage=stage,
         ) from None
 
