@@ -37,9 +37,9 @@ output, one record per line:
                  other value (tuple, bytes, set, nan, other objects, a dict whose
                  only key is "repr", a str holding a lone surrogate, which strict
                  JSON parsers refuse) is {"repr": "<its Python repr>"}.
-  A result that is no (KEY, VALUE) pair (a line of text, in the results of a
-  job discodsl did not make) is one field: alone on its line, or a
-  one-item array.
+  A result that is no (KEY, VALUE) pair (a line of a raw:// input a job of
+  no stages gives back) is one field: alone on its line, or a one-item
+  array.
 """
 
 
