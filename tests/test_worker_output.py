@@ -246,6 +246,37 @@ def rewraps_stdout(line: str) -> Iterator[tuple[str, int]]:
     yield line, 1
 
 
+@map
+def prints_to_both(line: str) -> Iterator[tuple[str, int]]:
+    import os
+
+    print("1 stdout")
+    print("2 stderr", file=sys.stderr)
+    os.write(1, b"3 fd 1\n")
+    sys.stdout.write("4 stdout\n")
+    print(f"5 {type(sys.stdout.buffer).__name__} {sys.stdout.name}", file=sys.stderr)
+    yield line, 1
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
+def test_what_a_stage_prints_goes_out_unbuffered_in_its_order(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fork_server: bool
+) -> None:
+    # Made anew for DI F9, stdout and stderr were buffered: lines came out of order, and a
+    # crash lost them (probe DJ F2, a regression).
+    if not fork_server:
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    _job(prints_to_both).run(["raw://a"], mode="local", progress=False).close()
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert said == [
+        "[prints_to_both] 1 stdout",
+        "[prints_to_both] 2 stderr",
+        "[prints_to_both] 3 fd 1",
+        "[prints_to_both] 4 stdout",
+        "[prints_to_both] 5 FileIO <stdout>",
+    ]
+
+
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
 def test_a_stage_may_wrap_stdouts_buffer_anew(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fork_server: bool

@@ -286,11 +286,17 @@ def _fresh_standard_streams() -> None:
             continue
         with contextlib.suppress(ValueError, OSError):
             old.flush()
+        raw = io.FileIO(fd, "w", closefd=False)
+        with contextlib.suppress(AttributeError, TypeError):
+            raw.name = old.buffer.name  # "<stdout>", as a stage may show it
+        # Unbuffered as python -u made them (their buffer the raw FileIO): what a stage
+        # prints reaches the pipe as it prints it, in order, and before a crash.
+        unbuffered = isinstance(getattr(old, "buffer", None), io.RawIOBase)
         stream = io.TextIOWrapper(
-            io.BufferedWriter(io.FileIO(fd, "w", closefd=False)),
+            raw if unbuffered else io.BufferedWriter(raw),
             encoding="utf-8",
             errors="backslashreplace",
-            line_buffering=old.line_buffering,  # and unbuffered as the worker's (python -u)
+            line_buffering=old.line_buffering,
             write_through=old.write_through,
         )
         setattr(sys, name, stream)
