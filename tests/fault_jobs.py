@@ -152,3 +152,18 @@ def forks_on_its_first_line(line: str) -> Iterator[tuple[str, int]]:
 @job(partitions=2)
 def forking_on_a_file() -> list[Any]:
     return [forks_on_its_first_line, tally]
+
+
+@map
+def forks_a_child_that_returns(line: str) -> Iterator[tuple[str, int]]:
+    """Forks a child that returns at once, yielding nothing: it reaches the worker's end of
+    the task, not a write; the parent yields how the child ended."""
+    pid = os.fork()
+    if pid == 0:
+        return
+    yield line, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@job
+def forking_a_returner() -> list[Any]:
+    return [forks_a_child_that_returns]

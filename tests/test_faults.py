@@ -343,6 +343,22 @@ def test_a_child_stage_code_forked_cannot_write_the_tasks_files(
 
 
 @pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_a_child_stage_code_forked_that_ends_the_task_is_ended_saying_so(
+    request: pytest.FixtureRequest, mode: str
+) -> None:
+    """One that came back to the worker with no record was ended silently at its first
+    write, after the worker had sent its output to /dev/null, or hung flushing it (probe
+    DJ F1)."""
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    run = fault_jobs.forking_a_returner.submit(["raw://a"], mode=mode, progress=False)
+    with run.wait(timeout=120) as results:
+        assert list(results) == [("a", 70)]
+    said = "".join(message for _, _, message in run.events())
+    assert "went on with the task (it was to end the task): it ends here" in said, said
+
+
+@pytest.mark.parametrize("mode", ["local", "cluster"])
 def test_a_child_stage_code_forked_cannot_read_the_tasks_input(
     request: pytest.FixtureRequest, tmp_path: Path, mode: str
 ) -> None:

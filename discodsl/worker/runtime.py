@@ -190,8 +190,12 @@ def serve(
         try:
             final, outputs = _work(channel, *started, preloaded)
         except SystemExit as stop:  # a stage's sys.exit() ends the worker: what it printed
+            forks.check("end", "the task")  # in the task's own process only
             _ending(stop, capture)  # first, and the words it exits with, are sent
             raise
+        # A child stage code forked that came back here ends now, saying so while what it
+        # says still reaches the task's output, and before it flushes or reads anything.
+        forks.check("end", "the task")
         capture.close()
         counts = counters.take()
         if isinstance(final, messages.Done):  # a failed attempt's counts: dropped
