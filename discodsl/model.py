@@ -142,12 +142,26 @@ _JOB_METHODS = frozenset({"run", "submit", "with_options", "stages", "options", 
 _DECORATORS = frozenset({"map", "reduce", "stage", "job"})
 
 
-def _decorating(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether a call looks like a decorator's: on one function or class, or with
-    keywords alone (``@reduce(combine=True)``)."""
+def _decorating(
+    args: tuple[Any, ...], kwargs: dict[str, Any], function: Callable[..., Any] | None
+) -> bool:
+    """Whether a call looks like a decorator's: on one function or class, or with keywords
+    alone (``@reduce(combine=True)``) none of which ``function`` takes (``map(line=...)`` is
+    a call of the stage)."""
     if kwargs:
-        return not args
+        return not args and not set(kwargs) & set(_parameter_names(function))
     return len(args) == 1 and isinstance(args[0], (FunctionType, type))
+
+
+def _parameter_names(function: Callable[..., Any] | None) -> list[str]:
+    import inspect
+
+    if function is None:
+        return []
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):  # a builtin with no signature: no name is its own
+        return []
 
 
 def _shadowed(name: str, what: str) -> TypeError:
@@ -214,7 +228,7 @@ class Stage(ShippedAsFunction):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the plain function, as if it were not decorated."""
-        if self.name in _DECORATORS and _decorating(args, kwargs):
+        if self.name in _DECORATORS and _decorating(args, kwargs, self.function):
             raise _shadowed(self.name, f"the {self.kind} stage {self.name!r}")
         return self.function(*args, **kwargs)
 
@@ -284,7 +298,7 @@ class Job(ClientOnly):
     def __call__(self, *args: Any, **kwargs: Any) -> list[Stage]:
         """The stages, as the decorated body returns them (a job takes no arguments: it is
         run with :meth:`run`)."""
-        if self.name in _DECORATORS and _decorating(args, kwargs):
+        if self.name in _DECORATORS and _decorating(args, kwargs, self.function):
             raise _shadowed(self.name, f"the job {self.name!r}")
         if args or kwargs:
             raise TypeError(

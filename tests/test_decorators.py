@@ -74,9 +74,11 @@ def test_a_stage_or_job_named_as_a_decorator_says_so_when_used_as_one() -> None:
             call()
         assert str(caught.value).startswith(f"@{name} here is the "), caught.value
         assert f"from discodsl import {name} as {name}_" in str(caught.value)
-    # As plain functions they are called as ever.
+    # As plain functions they are called as ever, by keywords too (probe DJ F4).
     assert list(namespace["map"]("a")) == [("a", 1)]
+    assert list(namespace["map"](line="a")) == [("a", 1)]
     assert list(namespace["reduce"]("a", [1, 2])) == [("a", 3)]
+    assert list(namespace["reduce"](key="a", values=[1, 2])) == [("a", 3)]
     assert namespace["job"]() == [namespace["map"], namespace["reduce"]]
 
 
