@@ -182,7 +182,7 @@ def _check_hook(hook: Any, role: str, stage: str) -> None:
     """JobError unless ``hook`` is None or can take what it is called with."""
     if hook is None or not callable(hook):
         return
-    target = inspect.unwrap(hook.func if isinstance(hook, partial) else hook)
+    target = hook.func if isinstance(hook, partial) else hook  # what is called, unwrapped not
     generator = role == "init" and inspect.isgeneratorfunction(target)  # done's yield pairs
     if generator or _is_async(hook):
         raise JobError(

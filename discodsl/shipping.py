@@ -846,8 +846,10 @@ def shared_by_name(spec: JobSpec) -> PicklingError | None:
     shipped = {"__main__", *user_modules(spec.stages), *cloudpickle.list_registry_pickle_by_value()}
     for stage, role, function in _functions(spec.stages):
         for what, value in _parts(function):
-            if isinstance(value, (ShippedAsFunction, ClientOnly)):
-                continue  # a stage or job of the client's: the jobpack holds it its own way
+            if not hasattr(value, "__wrapped__") or isinstance(
+                value, (ShippedAsFunction, ClientOnly)
+            ):
+                continue  # no caching wrapper (a NewType ships), or a stage or a job
             if _module_of(value) in shipped and pickles_by_name(value):
                 return _reference_error(stage, role, what, value, "pickled by its name")
     return None

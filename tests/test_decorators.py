@@ -235,6 +235,16 @@ def _pairs_at_the_end(state: Any, params: Any) -> Any:
     yield "total", 1
 
 
+def _as_init(fixture: Any) -> Any:
+    """A decorator turning a fixture (set up, yield the state) into a plain init."""
+
+    @functools.wraps(fixture)
+    def init(params: Any) -> Any:
+        return next(fixture(params))
+
+    return init
+
+
 @pytest.mark.parametrize(
     ("options", "role"), [({"init": _fixture_style}, "init"), ({"done": _async_done}, "done")]
 )
@@ -246,6 +256,9 @@ def test_a_hook_whose_body_would_never_run_is_refused_when_declared(
     with pytest.raises(JobError, match=f"its {role} hook is a generator or async function"):
         map(**options)(str.split)
     assert map(done=_pairs_at_the_end)(str.split).done is _pairs_at_the_end  # yields pairs
+    # A plain function that wraps a generator is called, not the generator (probe DJ F11).
+    wrapped = _as_init(_fixture_style)
+    assert map(init=wrapped)(str.split).init is wrapped
 
 
 @pytest.mark.parametrize(

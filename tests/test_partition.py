@@ -500,3 +500,17 @@ def test_a_numpy_array_key_is_told_what_it_can_be() -> None:
     ):
         with pytest.raises(StageError, match=re.escape(fix)):
             canonical_bytes(key, "f")
+
+
+def test_a_plain_subclass_of_a_numpy_type_is_the_value_it_holds() -> None:
+    # Refused as a key "that compares its own way", numpy's (probe DJ F12, a regression).
+    import numpy
+
+    class Label(numpy.str_):
+        pass
+
+    class Weight(numpy.float64):
+        pass
+
+    assert canonical_bytes(Label("a"), "s") == canonical_bytes("a", "s")
+    assert canonical_bytes(Weight(1.5), "s") == canonical_bytes(1.5, "s")

@@ -445,7 +445,11 @@ def _compares_its_own_way(kind: type, base: type) -> bool:
     (``str_``, ``float64``, ``Timestamp``) equal the value they hold, and hash as it."""
     if kind.__eq__ is base.__eq__ and kind.__hash__ is base.__hash__:
         return False
-    return kind.__module__.split(".")[0] not in ("numpy", "pandas")
+    own = [
+        next(cls for cls in kind.__mro__ if method in vars(cls))
+        for method in ("__eq__", "__hash__")
+    ]
+    return any(cls.__module__.split(".")[0] not in ("numpy", "pandas") for cls in own)
 
 
 def _as_int(key: numbers.Integral) -> bytes:
