@@ -294,6 +294,16 @@ def test_a_utf8_bom_names_no_csv_column(tmp_path: Path, node: Node) -> None:
     assert read(readers.csv_rows(), str(tmp_path / "excel.csv"), node) == [
         {"name": "\ufeffx", "val": "1"}  # a BOM within the data is the data's
     ]
+    # Quoted after it, the header kept its quotes, or was split (probe DJ F5): the BOM
+    # goes before the csv module reads the line.
+    (tmp_path / "r.csv").write_bytes(b'\xef\xbb\xbf"last, first","n"\n"a, b",1\n')
+    assert read(readers.csv_rows(), str(tmp_path / "r.csv"), node) == [
+        {"last, first": "a, b", "n": "1"}
+    ]
+    (tmp_path / "bad.csv").write_bytes(b'\xef\xbb\xbf"a",b\n1,2\n1,2,3\n')
+    with pytest.raises(MalformedRecord) as caught:  # offsets count the BOM's bytes
+        read(readers.csv_rows(), str(tmp_path / "bad.csv"), node)
+    assert caught.value.span == (13, 19), caught.value  # the BOM: bytes 0-3
 
 
 CSV_TEXT = 'name,val\nx,1\r\n"ü, ✓\r\nz",2\n\ny,\u20ac3\n'

@@ -151,8 +151,6 @@ def _csv_records(
     header = _next_row(rows, lines, -1)
     while header == []:  # blank lines before the header are skipped as later ones are
         header = _next_row(rows, lines, -1)
-    if header and header[0].startswith("\ufeff"):  # a Windows editor's UTF-8 BOM: no name
-        header[0] = header[0][1:]
     record = 0
     while header is not None:
         start = lines.offset
@@ -197,6 +195,7 @@ class _Lines:
         self._read = 0  # bytes read from the stream
         self._failed: _Undecodable | None = None
         self._ended = False
+        self._first = True
 
     def __iter__(self) -> _Lines:
         return self
@@ -207,6 +206,11 @@ class _Lines:
             self._decode_more()
             line = next(self._lines, None)
         self.line_start = self.offset
+        if self._first:  # a BOM the decoder kept (UTF-8's, a spreadsheet's): no text
+            self._first = False
+            if line.startswith("\ufeff"):
+                self.offset += len(self._encoder.encode("\ufeff"))
+                line = line[1:]
         self.offset += len(self._encoder.encode(line))
         return line
 
