@@ -73,6 +73,17 @@ def cutting_off_and_going_on() -> list[Any]:
 
 
 @map
+def exits_76(line: str) -> Iterator[tuple[str, int]]:
+    sys.exit(76)  # sysexits' EX_PROTOCOL, the status a worker whose channel closed ends with
+    yield line, 1
+
+
+@job(max_failures=1)
+def exiting_76() -> list[Any]:
+    return [exits_76]
+
+
+@map
 def closes_then_exits(line: str) -> Iterator[tuple[str, int]]:
     os.closerange(3, 1024)
     sys.exit(0)

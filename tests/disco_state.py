@@ -247,6 +247,7 @@ class Jobs:
             host=HOST,
             workers=2,
             max_failures=self.settings["max_failure_rate"],
+            cut_off_fatal=False,  # a Disco node retries any worker that crashed
             disco_port=self.disco_port,
             put_port=self.disco_port,
             master_url=self.master_url,

@@ -573,6 +573,15 @@ def test_a_stage_that_closes_the_workers_descriptors_and_returns_is_told_so_once
     assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
 
 
+def test_a_stages_own_exit_76_is_retried_and_told_as_its_exit() -> None:
+    # Taken for a worker that found its channel closed: not retried, told so (DJ F3).
+    run = death_jobs.exiting_76.submit(["raw://x"], mode="local", progress=False)
+    with pytest.raises(TaskFailed) as caught:
+        run.wait(timeout=120)
+    said = str(caught.value)
+    assert "after 2 attempts" in said and "or the stage called sys.exit(76)" in said, said
+
+
 def test_a_stage_that_closes_the_workers_descriptors_then_exits_0_is_told_exit_code_0() -> None:
     # Sending what it printed over the closed descriptor raised an OSError that replaced its
     # SystemExit(0): "exit code 1 ... sys.exit(1)" (probe CM F16, a regression).

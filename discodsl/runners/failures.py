@@ -189,7 +189,7 @@ def exit_meaning(code: int) -> str:
     if _SHELL_SIGNAL < code < _SHELL_SIGNAL + signal.NSIG:
         return f"exit code {code}, as a shell reports {_signal_meaning(code - _SHELL_SIGNAL)}"
     if code == CUT_OFF:  # as the worker runtime ends when it finds its channel closed
-        return _CUT_OFF
+        return f"exit code {code}: {_CUT_OFF}, or the stage called sys.exit({code})"
     if code in (126, 127):
         return (
             f"exit code {code}: the worker's Python could not be started; "

@@ -135,6 +135,9 @@ class NodeMaster:
     # Fork each task's worker from a zygote the job's launcher started (the local runner's
     # way: runners/forkserver.py), instead of starting the launcher per task (a Disco node's).
     fork_server: bool = False
+    # Whether a task whose stage closed its worker's channel fails at once (the local
+    # runner's way: it would again) rather than being retried as any crash (a Disco node's).
+    cut_off_fatal: bool = True
     # Whether a job name is free beyond DISCO_DATA, and taken if so: the local runner's
     # registry, shared by every process of the user, where another may have named a run
     # in the same microsecond.
@@ -620,7 +623,7 @@ class _Conversation:
         cut_off = _runs_on(self.process)  # its output closed while it ran on
         _signal(self.process)  # what it started, which may hold its pipes: killed first
         code = self.process.wait()
-        closed = code == CUT_OFF  # it found the channel's descriptors closed, and ended
+        closed = code == CUT_OFF and self._said_cut_off()  # not a stage's sys.exit(76)
         words = bytes(self.seen).decode(errors="replace")
         text = f"Worker crashed! (exit code: {code})\n"
         text += f"Worker died. Last words:\n{words}" if words else "Worker died without output"
@@ -633,8 +636,17 @@ class _Conversation:
             said_nothing=not words,
             start_up="" if words else self._start_up_output(),
             cut_off=cut_off or closed,
-            fatal=closed,  # the stage does it again at each attempt
+            fatal=closed and self.master.cut_off_fatal,  # the stage would do it again
         )
+
+    def _said_cut_off(self) -> bool:
+        """Whether the worker said it ended for a channel stage code closed (and forget it)."""
+        path = os.path.join(self.layout.home, f".worker-{self.process.pid}.cut")
+        try:
+            os.remove(path)
+        except OSError:
+            return False
+        return True
 
     def _start_up_output(self) -> str:
         """The end of what a worker that said nothing printed as it started: the launcher

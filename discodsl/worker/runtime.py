@@ -175,6 +175,7 @@ def serve(
     a fork server ends us when the master goes, so no thread of ours watches.
     """
     forks.own_task()
+    _CUT_MARK[:] = [os.path.abspath(f".worker-{os.getpid()}.cut")]  # in the job home
     channel = Channel(protocol_in, protocol_out)
     _closed_in_forks(protocol_in, protocol_out)
     if not watched:
@@ -207,7 +208,7 @@ def serve(
     except OSError as exc:
         if exc.errno != errno.EBADF:
             raise
-        return CUT_OFF  # the stage closed the channel's descriptors (os.closerange)
+        return _cut_off()  # the stage closed the channel's descriptors (os.closerange)
     _wait_for_end(protocol_in)
     return 0
 
@@ -501,9 +502,21 @@ def _end_on_hangup(channel: Channel) -> None:
     while not (events := poller.poll()):
         pass
     closed = events[0][1] & select.POLLNVAL  # not open: stage code closed it (closerange)
-    status = CUT_OFF if closed else channel.exit_status_at_hangup()
+    status = _cut_off() if closed else channel.exit_status_at_hangup()
     _kill_own_children()
     os._exit(status)
+
+
+def _cut_off() -> int:
+    """CUT_OFF, the exit status of a worker whose channel stage code closed, said in a file
+    of the job home beside the worker's start-up output (``.worker-<pid>.cut``) too: a
+    stage's own sys.exit(76) is no such thing."""
+    with contextlib.suppress(OSError, IndexError):
+        open(_CUT_MARK[0], "wb").close()
+    return CUT_OFF
+
+
+_CUT_MARK: list[str] = []  # where _cut_off says so: named as the task starts, in its home
 
 
 def _kill_own_children() -> None:
