@@ -680,7 +680,7 @@ def test_a_saved_job_whose_results_tag_was_deleted_is_ready_and_says_so(
         == f"{name}: ready, but the results it saved (DDFS tag disco:results:{name}) were deleted\n"
     )
     out, _ = run(capsys, "wait", name, "--json")
-    assert json.loads(out) == {"name": name, "status": "ready"}
+    assert json.loads(out) == {"name": name, "status": "ready", "results_deleted": True}
     _, err = run(capsys, "results", name, status=1)
     one_error(err, f"job {name!r} is ready, but the results it saved", "run the job again")
 
@@ -1733,6 +1733,25 @@ def test_errors_say_what_to_do_in_the_command_lines_terms(
     assert "raise --timeout (0: no limit)" in err and "raise timeout=" not in err, err
 
 
+def test_jobpack_build_takes_a_local_runs_files_as_the_local_files_they_are(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # disco://discodsl-local/... went into the jobpack as it was: the job died on the
+    # cluster, after its master's retries, where run() takes them (probe DJ F10).
+    first = jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)
+    pack = tmp_path / "merge.jobpack"
+    listed = [url for replicas in first.listed_urls() for url in replicas]
+    run(capsys, "jobpack", "build", "tests.jobs:merge_counts", *listed, "-o", str(pack))
+    inputs = json.loads(run(capsys, "jobpack", "show", str(pack))[0])["jobdict"]["inputs"]
+    given = [url for _, _, urls in inputs for url in urls]
+    assert len(given) == len(listed) and all(url.startswith("file:///") for url in given)
+    first.close()
+    _, err = run(
+        capsys, "jobpack", "build", "tests.jobs:merge_counts", *listed, "-o", str(pack), status=1
+    )
+    one_error(err, "is a file of an earlier run whose results were closed")
+
+
 def test_quiet_still_says_that_a_cluster_job_runs_on(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1769,6 +1788,8 @@ def test_a_local_runs_name_asked_of_a_master_points_to_local(
         assert hint in err, err
     _, err = run(capsys, "status", "other@704:9a3b7:54583", status=1)
     assert "hint" not in err, err  # the message names the command that lists the jobs
+    _, err = run(capsys, "jobdict", name, status=1)  # which has no --local (DJ F6)
+    assert "--local" not in err, err
 
 
 def test_status_json_has_the_same_keys_for_a_local_run_and_a_cluster_job(

@@ -212,7 +212,7 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
             return ""
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
-    if isinstance(exc, NoSuchJob) and _registered_here(exc.jobname):
+    if isinstance(exc, NoSuchJob) and hasattr(args, "local") and _registered_here(exc.jobname):
         return (
             f"a local run named {exc.jobname!r} is registered on this machine: add --local "
             "to ask for it (`discodsl jobs --local` lists them)"

@@ -195,7 +195,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
             if exc.tag != cluster.saved_tag(name):
                 raise
             text = f"{name}: ready, but the results it saved (DDFS tag {exc.tag}) were deleted"
-            tell(args, text, {"name": name, "status": "ready"})
+            tell(args, text, {"name": name, "status": "ready", "results_deleted": True})
             return 0
     files = len(results.urls)
     tell(args, f"{name}: ready, {files} result file(s)", {"name": name, "status": "ready"})

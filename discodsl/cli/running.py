@@ -223,10 +223,12 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
         changes["push_inputs"] = args.push_inputs
     changes.update(_params_given(job, args.param))
     options = validate_options(job.options, **changes)
-    urls = sources.resolve(args.inputs)
-    spec = job.spec(options)
     listed: indexes.Listed = {}
     from discodsl.runners import cluster
+    from discodsl.runners.base import local_files
+
+    urls = local_files(sources.resolve(args.inputs), listed)  # a local run's: file:// URLs
+    spec = job.spec(options)
 
     # Tags resolved and indexes expanded through the master (a master would take an index
     # for one input, of label 0), and the local inputs of a push_inputs=True job pushed.

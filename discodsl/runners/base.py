@@ -201,7 +201,7 @@ class Runner:
     ) -> Plan:
         listed: Listed = {}
         resolved = sources.resolve_each(inputs, self._master_url(), listed)
-        each = [(item, self._here(_local_files(found, listed), listed)) for item, found in resolved]
+        each = [(item, self._here(local_files(found, listed), listed)) for item, found in resolved]
         given = [urls for _, found in each for urls in found]
         spec = _carrying(spec or job.spec(options), [item for item, _ in each])
         plan = Plan(job, options, _listing(spec, listed, given), given)
@@ -411,7 +411,7 @@ def _check_http_timeout(options: JobOptions) -> None:
     )
 
 
-def _local_files(inputs: list[list[str]], listed: Listed) -> list[list[str]]:
+def local_files(inputs: list[list[str]], listed: Listed) -> list[list[str]]:
     """``inputs`` with the files of this process's local runs, as their indexes list them
     (``disco://discodsl-local/...``, a host no other machine knows), as ``file://`` URLs,
     which every runner takes as the local files they are (a cluster's pushes them or
