@@ -194,15 +194,7 @@ def serve(
             forks.check("end", "the task")  # in the task's own process only
             _ending(stop, capture)  # first, and the words it exits with, are sent
             raise
-        # A child stage code forked that came back here ends now, saying so while what it
-        # says still reaches the task's output, and before it flushes or reads anything.
-        forks.check("end", "the task")
-        capture.close()
-        counts = counters.take()
-        if isinstance(final, messages.Done):  # a failed attempt's counts: dropped
-            for text in counters.encode(counts, capture.message):
-                _message(channel, text)
-        channel.final(final, outputs)
+        _end_task(channel, capture, final, outputs)
     except (BrokenPipeError, ConnectionResetError):
         return MASTER_GONE  # nobody to report to
     except OSError as exc:
@@ -211,6 +203,21 @@ def serve(
         return _cut_off()  # the stage closed the channel's descriptors (os.closerange)
     _wait_for_end(protocol_in)
     return 0
+
+
+def _end_task(
+    channel: Channel, capture: Capture, final: Final, outputs: Sequence[messages.Request]
+) -> None:
+    """Send what the task printed and counted, then its OUTPUTs and ``final`` message."""
+    # A child stage code forked that came back here ends now, saying so while what it says
+    # still reaches the task's output, and before it flushes or reads anything.
+    forks.check("end", "the task")
+    capture.close()
+    counts = counters.take()
+    if isinstance(final, messages.Done):  # a failed attempt's counts: dropped
+        for text in counters.encode(counts, capture.message):
+            _message(channel, text)
+    channel.final(final, outputs)
 
 
 def _ending(stop: SystemExit, capture: Capture) -> None:
