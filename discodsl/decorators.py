@@ -8,6 +8,7 @@ function.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import warnings
@@ -183,7 +184,9 @@ def _check_hook(hook: Any, role: str, stage: str) -> None:
     if hook is None or not callable(hook):
         return
     target = hook.func if isinstance(hook, partial) else hook  # what is called, unwrapped not
-    generator = role == "init" and inspect.isgeneratorfunction(target)  # done's yield pairs
+    generator = role == "init" and (  # done's yield pairs
+        inspect.isgeneratorfunction(target) or getattr(target, "__code__", None) is _CM_CODE
+    )
     if generator or _is_async(hook):
         raise JobError(
             f"stage {stage!r}: its {role} hook is a generator or async function, whose call "
@@ -199,6 +202,9 @@ def _check_hook(hook: Any, role: str, stage: str) -> None:
         )
 
 
+# The code of every function contextlib.contextmanager makes: a call of one only makes
+# the context manager, whose generator's body runs when it is entered.
+_CM_CODE = getattr(contextlib.contextmanager(lambda: iter(())), "__code__", None)
 _HOOK_CALLS = {
     "init": "and returns the state done gets (not a fixture: no yield; clean up in done)",
     "done": "after the task's records, and returns (or yields) pairs to add, or None",

@@ -259,6 +259,11 @@ def test_a_hook_whose_body_would_never_run_is_refused_when_declared(
     # A plain function that wraps a generator is called, not the generator (probe DJ F11).
     wrapped = _as_init(_fixture_style)
     assert map(init=wrapped)(str.split).init is wrapped
+    # One contextlib.contextmanager made, whose call only makes the manager (probe DL F2).
+    import contextlib
+
+    with pytest.raises(JobError, match="its init hook is a generator or async function"):
+        map(init=contextlib.contextmanager(_fixture_style))(str.split)
 
 
 @pytest.mark.parametrize(

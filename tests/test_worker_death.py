@@ -579,7 +579,11 @@ def test_a_stages_own_exit_76_is_retried_and_told_as_its_exit() -> None:
     with pytest.raises(TaskFailed) as caught:
         run.wait(timeout=120)
     said = str(caught.value)
-    assert "after 2 attempts" in said and "or the stage called sys.exit(76)" in said, said
+    assert "after 2 attempts" in said and "ended the process with os._exit(76) or sys" in said
+    assert "closed its connection" not in said, said  # known not to be (DL F1)
+    from discodsl.runners.failures import exit_meaning
+
+    assert exit_meaning(76).endswith("or the stage called sys.exit(76)")  # a master's: unknown
 
 
 def test_a_stage_that_closes_the_workers_descriptors_then_exits_0_is_told_exit_code_0() -> None:

@@ -152,10 +152,11 @@ def worker_died(
     inputs: tuple[str, ...],
     why: str,
     start_up: str | None = None,
-    cut_off: bool = False,
+    cut_off: bool | None = None,
 ) -> TaskFailed:
     """A TaskFailed for a worker that ended (exit ``code``, negative for a signal) mid-task,
-    or, with ``start_up`` (what it printed), before it said a word: no stage ran then."""
+    or, with ``start_up`` (what it printed), before it said a word: no stage ran then.
+    ``cut_off``: whether it ended for a channel stage code closed, if the runner knows."""
     reading = f" reading {_listed(inputs)}" if inputs else ""
     if start_up is not None and code >= 0:
         printed = f": it printed:\n{start_up}" if start_up else ", printing nothing"
@@ -165,7 +166,12 @@ def worker_died(
             stage=stage,
             taskid=taskid,
         )
-    meaning = _CUT_OFF if cut_off and code in (-signal.SIGKILL, CUT_OFF) else exit_meaning(code)
+    if cut_off and code in (-signal.SIGKILL, CUT_OFF):
+        meaning = _CUT_OFF
+    elif cut_off is False and code == CUT_OFF:  # known not to be: the stage's own exit
+        meaning = _exited(code)
+    else:
+        meaning = exit_meaning(code)
     return TaskFailed(
         f"{why}: its worker process died running stage {stage!r}{reading}: {meaning}",
         stage=stage,
@@ -195,6 +201,11 @@ def exit_meaning(code: int) -> str:
             f"exit code {code}: the worker's Python could not be started; "
             "check that the interpreter the job needs is installed on the node"
         )
+    return _exited(code)
+
+
+def _exited(code: int) -> str:
+    """What exit status ``code`` means when stage code chose it."""
     words = " (or sys.exit('words'), whose words end what it printed)" if code == 1 else ""
     return (
         f"exit code {code}: the stage (or code it calls) ended the process with "
