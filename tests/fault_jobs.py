@@ -167,3 +167,23 @@ def forks_a_child_that_returns(line: str) -> Iterator[tuple[str, int]]:
 @job
 def forking_a_returner() -> list[Any]:
     return [forks_a_child_that_returns]
+
+
+@map
+def padded(line: str) -> Iterator[tuple[str, str]]:
+    yield f"k{int(line) % 5000:05d}", "v" * 300
+
+
+@reduce
+def counted_forking_at_k00300(key: str, values: Iterable[str]) -> Iterator[tuple[str, int]]:
+    """Forks at one key of a partition that spilled; the child returns into the reduce and
+    would read on through the spill files whose offsets it shares with its parent."""
+    count = sum(1 for _ in values)
+    if key == "k00300":
+        os.fork()
+    yield key, count
+
+
+@job(partitions=1, memory_budget=1 << 20)
+def forking_past_the_budget() -> list[Any]:
+    return [padded, counted_forking_at_k00300]

@@ -373,6 +373,17 @@ def test_a_child_stage_code_forked_cannot_read_the_tasks_input(
     assert dict(results) == {"w1": 300}
 
 
+def test_a_child_a_reduce_forks_cannot_read_the_tasks_spilled_groups(tmp_path: Path) -> None:
+    # Past its memory budget, a reduce reads its groups back from spill files, whose
+    # offsets a forked child shared: the task failed with a garbage UnpicklingError blamed
+    # on the stage (probe DL F4).
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"{i}\n" for i in range(20_000)))
+    results = fault_jobs.forking_past_the_budget.run([str(lines)], mode="local", progress=False)
+    counts = dict(results)
+    assert len(counts) == 5000 and set(counts.values()) == {4}
+
+
 def test_a_forked_child_is_ended_before_it_writes_and_a_process_not_a_worker_never(
     tmp_path: Path,
 ) -> None:

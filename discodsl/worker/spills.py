@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import IO, Any
 
-from discodsl.worker import owners
+from discodsl.worker import forks, owners
 
 Record = tuple[Any, Any]
 
@@ -167,7 +167,11 @@ def read_batches(path: str, scratch: Scratch, *, remove: bool = True) -> Iterato
     """The batches of a spill file, one at a time; the file is deleted once read if ``remove``."""
     try:
         with open(path, "rb") as file:
-            while header := file.read(_FRAME.size):
+            while True:
+                forks.check("read", path)  # its offset is the task's, not a forked child's
+                header = file.read(_FRAME.size)
+                if not header:
+                    return
                 (length,) = _FRAME.unpack(header)
                 yield pickle.loads(file.read(length))
     finally:
