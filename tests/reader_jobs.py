@@ -125,3 +125,20 @@ def read_by_seeking(record: bytes) -> Iterator[tuple[bytes, int]]:
 @job
 def seeking() -> list[Any]:
     return [read_by_seeking]
+
+
+def zip_reader(stream: Any, url: str) -> Any:
+    import zipfile
+
+    with zipfile.ZipFile(stream) as archive:  # which seeks to its end first
+        return [archive.namelist()]
+
+
+@map(reader=zip_reader)
+def read_zipped(record: Any) -> Iterator[tuple[str, int]]:
+    yield str(record), 1
+
+
+@job
+def zipped() -> list[Any]:
+    return [read_zipped]

@@ -952,6 +952,20 @@ def test_a_reader_whose_library_seeks_is_told_what_to_do_once() -> None:
     assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
 
 
+def test_a_zip_reader_over_a_stream_that_does_not_seek_is_told_why(tmp_path: Path) -> None:
+    # "File is not a zip file", blamed on stage code: zipfile replaces the stream's
+    # io.UnsupportedOperation with its own error (probe DL F5).
+    import zipfile
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as made:
+        made.writestr("a.txt", "hello")
+    with pytest.raises(TaskFailed) as info:
+        reader_jobs.zipped.run([str(archive)], mode="local", progress=False)
+    assert "BadZipFile" in str(info.value)
+    assert "met io.UnsupportedOperation first: an input's stream does not seek" in str(info.value)
+
+
 @pytest.mark.parametrize("varied", [False, True], ids=["counted", "listed"])
 def test_keys_that_do_not_hash_pass_a_combiner_by(mode: str, tmp_path: Path, varied: bool) -> None:
     """A list key, which a sorted reduce takes, failed the map under combine=True ("cannot

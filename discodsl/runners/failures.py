@@ -39,6 +39,7 @@ def task_failed(text: str, *, stage: str, taskid: int, why: str) -> TaskFailed:
         + (_NOT_INSTALLED if failure.exc_type == "ModuleNotFoundError" else "")
         + (f"; {_FILE_TOO_LARGE}" if "[Errno 27]" in failure.summary else "")
         + (_DEBUGGER if failure.exc_type == "BdbQuit" else "")
+        + (_SEEKING if _seek_under(failure.exc_type, failure.traceback) else "")
         + (_SCRIPTS_OWN if of_the_script(failure.exc_type, failure.summary) else ""),
         stage=failure.stage or stage,
         taskid=taskid,
@@ -130,6 +131,17 @@ def _not_retried(exc_type: str) -> str:
     }.get(exc_type, NOT_RETRIED)
 
 
+def _seek_under(exc_type: str, traceback: str) -> bool:
+    """Whether an error came of a stream's refusal to seek, caught and replaced by the
+    library that asked (zipfile: "File is not a zip file")."""
+    return exc_type != "UnsupportedOperation" and "io.UnsupportedOperation" in traceback
+
+
+_SEEKING = (
+    "; the library seeking the input's stream met io.UnsupportedOperation first: an "
+    "input's stream does not seek: read it whole, io.BytesIO(stream.read()), or use "
+    "readers.whole_file()"
+)
 # io.UnsupportedOperation: most often a reader's library seeking its stream.
 _NOT_RETRIED_SEEK = (
     " (not retried: the same call would fail again; an input's stream does not seek: a "
