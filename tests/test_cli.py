@@ -597,7 +597,8 @@ def test_every_report_of_a_job_command_is_json_with_json(
     run(capsys, "jobpack", "build", WORDCOUNT, *INPUTS, "-o", str(pack))
     name = json.loads(run(capsys, "--json", "submit", str(pack))[0])["name"]
     assert name.startswith("wordcount@")
-    assert json.loads(run(capsys, "wait", name, "--json")[0]) == {"name": name, "status": "ready"}
+    waited = {"name": name, "status": "ready", "result_files": 2, "results_deleted": False}
+    assert json.loads(run(capsys, "wait", name, "--json")[0]) == waited
     reply = {"name": name, "killed": False, "status": "ready"}
     assert json.loads(run(capsys, "kill", name, "--json")[0]) == reply
     assert json.loads(run(capsys, "purge", name, "--json")[0]) == {"name": name, "purged": True}
@@ -680,7 +681,8 @@ def test_a_saved_job_whose_results_tag_was_deleted_is_ready_and_says_so(
         == f"{name}: ready, but the results it saved (DDFS tag disco:results:{name}) were deleted\n"
     )
     out, _ = run(capsys, "wait", name, "--json")
-    assert json.loads(out) == {"name": name, "status": "ready", "results_deleted": True}
+    gone = {"name": name, "status": "ready", "result_files": None, "results_deleted": True}
+    assert json.loads(out) == gone
     _, err = run(capsys, "results", name, status=1)
     one_error(err, f"job {name!r} is ready, but the results it saved", "run the job again")
 

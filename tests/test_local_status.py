@@ -207,7 +207,13 @@ def test_waiting_for_a_finished_local_run_says_it_is_ready(
     assert main(["wait", run.jobname]) == 0  # no master: the local runs
     assert capsys.readouterr().out == f"{run.jobname}: ready\n"
     assert main(["wait", run.jobname, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"name": run.jobname, "status": "ready"}
+    waited = {
+        "name": run.jobname,
+        "status": "ready",
+        "result_files": None,
+        "results_deleted": False,
+    }
+    assert json.loads(capsys.readouterr().out) == waited
     assert main(["kill", run.jobname, "--json"]) == 0
     killed = {"name": run.jobname, "killed": False, "status": "ready"}
     assert json.loads(capsys.readouterr().out) == killed

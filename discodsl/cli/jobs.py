@@ -195,11 +195,16 @@ def cmd_wait(args: argparse.Namespace) -> int:
             if exc.tag != cluster.saved_tag(name):
                 raise
             text = f"{name}: ready, but the results it saved (DDFS tag {exc.tag}) were deleted"
-            tell(args, text, {"name": name, "status": "ready", "results_deleted": True})
+            tell(args, text, _ready(name, None, deleted=True))
             return 0
     files = len(results.urls)
-    tell(args, f"{name}: ready, {files} result file(s)", {"name": name, "status": "ready"})
+    tell(args, f"{name}: ready, {files} result file(s)", _ready(name, files))
     return 0
+
+
+def _ready(name: str, files: int | None, *, deleted: bool = False) -> dict[str, Any]:
+    """What ``wait --json`` says of a job that ended ready: the same keys for every job."""
+    return {"name": name, "status": "ready", "result_files": files, "results_deleted": deleted}
 
 
 def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
@@ -218,7 +223,7 @@ def _wait_local(args: argparse.Namespace, run: registry.LocalRun) -> int:
             f"`discodsl events {run.name}`",
             jobname=run.name,
         )
-    tell(args, f"{run.name}: ready", {"name": run.name, "status": "ready"})
+    tell(args, f"{run.name}: ready", _ready(run.name, None))  # its files: its process's
     return 0
 
 
