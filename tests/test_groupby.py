@@ -698,6 +698,8 @@ def test_keys_of_a_type_with_no_order_are_named_so(tmp_path: Path) -> None:
         # sort=False alone refuses them too (no canonical form): a partitioner groups them
         # (probe CZ F1).
         assert "or group with sort=False and a partitioner=fn" in str(caught.value)
+        # which partitions=None does not call (probe DL F8)
+        assert "partitions= a number (partitions=None calls none)" in str(caught.value)
 
 
 def test_keys_of_no_order_that_sort_false_groups_are_told_to_it_alone(tmp_path: Path) -> None:

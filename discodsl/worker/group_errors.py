@@ -164,7 +164,10 @@ def _partitioned(key: Any) -> str:
     no canonical form (one that compares by identity, or by its own ``__eq__``)."""
     if canonical_or_none(key) is not None:
         return ""
-    return " and a partitioner=fn (fn(key, n) -> int), as it has no canonical form to group by"
+    return (
+        " and a partitioner=fn (fn(key, n) -> int), as it has no canonical form to group by, "
+        "with the job's partitions= a number (partitions=None calls none)"
+    )
 
 
 def _items_unordered(stage: str, pair: str, err: Exception, found: _Unordered) -> StageError:
