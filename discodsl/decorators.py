@@ -187,7 +187,7 @@ def _check_hook(hook: Any, role: str, stage: str) -> None:
     generator = role == "init" and (  # done's yield pairs
         inspect.isgeneratorfunction(target) or getattr(target, "__code__", None) is _CM_CODE
     )
-    if generator or _is_async(hook):
+    if generator or inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
         raise JobError(
             f"stage {stage!r}: its {role} hook is a generator or async function, whose call "
             f"only makes a generator or coroutine, its body never run; {role} is called "

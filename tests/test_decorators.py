@@ -264,6 +264,14 @@ def test_a_hook_whose_body_would_never_run_is_refused_when_declared(
 
     with pytest.raises(JobError, match="its init hook is a generator or async function"):
         map(init=contextlib.contextmanager(_fixture_style))(str.split)
+    # A plain function made around an async one, which it runs, is called (probe DL F11).
+    import asyncio
+
+    @functools.wraps(_async_done)
+    def runs_it(state: Any, params: Any) -> None:
+        return asyncio.run(_async_done(state, params))
+
+    assert map(done=runs_it)(str.split).done is runs_it
 
 
 @pytest.mark.parametrize(
