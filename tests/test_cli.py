@@ -152,6 +152,7 @@ def test_python_m_discodsl_help() -> None:
         "purge",
         "nodeinfo",
         "config",
+        "settings",
         "stageresults",
         "jobdict",
         "ddfs",
@@ -315,6 +316,12 @@ def test_cluster_facts_as_disco_prints_them(
     assert json.loads(out)[host]["blacklisted"] is False
     out, _ = run(capsys, "config")
     assert [line.split("\t")[0] for line in out.splitlines()] == [host]
+    # How often the master retries a task, which no command showed (probe DK F4).
+    out, _ = run(capsys, "settings")
+    assert "max_failure_rate\t" in out and "accept_new_jobs\t" in out
+    settings = json.loads(run(capsys, "--json", "settings")[0])
+    assert set(settings) == {"max_failure_rate", "accept_new_jobs"}
+    assert out.splitlines()[0] == f"max_failure_rate\t{settings['max_failure_rate']}"
     out, _ = run(capsys, "stageresults", "@", "-S", "words")
     assert out and all(line.startswith("dir://") for line in out.splitlines())
     out, _ = run(capsys, "--json", "stageresults", "@", "--stage", "total")

@@ -398,6 +398,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    with cluster_for(args) as conn:
+        settings = conn.master.settings()
+    print_rows(args, settings, (f"{name}\t{value}" for name, value in settings.items()))
+    return 0
+
+
 def cmd_stageresults(args: argparse.Namespace) -> int:
     with cluster_for(args) as conn:
         results = conn.master.stageresults(job_name(conn, args.job), args.stage)

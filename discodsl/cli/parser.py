@@ -24,6 +24,7 @@ from discodsl.cli.jobs import (
     cmd_nodeinfo,
     cmd_purge,
     cmd_results,
+    cmd_settings,
     cmd_stageresults,
     cmd_status,
     cmd_submit,
@@ -450,6 +451,12 @@ def _add_cluster_facts(sub: Any, common: argparse.ArgumentParser) -> None:
     for name, command, text in [
         ("nodeinfo", cmd_nodeinfo, "the master's nodes: host, then its facts as JSON"),
         ("config", cmd_config, "the master's node table: host pattern, worker slots"),
+        (
+            "settings",
+            cmd_settings,
+            "the master's settings: max_failure_rate (how often a task is retried), "
+            "accept_new_jobs",
+        ),
     ]:
         sub.add_parser(name, parents=[common], help=text, description=text).set_defaults(
             command=command
