@@ -83,7 +83,7 @@ def _whole_line(record: Any, *, as_json: bool) -> str:
 
 def _line(record: Any, *, as_json: bool) -> str:
     """One record as a line of TSV or JSON: a pair's two fields, or anything else's one."""
-    if not _paired(record):
+    if type(record) is not tuple or len(record) != 2:  # (_paired, inline: once a record)
         return json.dumps([_json_value(record)], allow_nan=False) if as_json else _tsv_field(record)
     key, value = record
     if as_json:

@@ -155,7 +155,7 @@ def _local(jobname: str) -> str:
     run of this machine; else ""."""
     from discodsl.runners import registry
 
-    if not any(run.name == jobname for run in registry.list_runs()):
+    if not registry.registered(jobname):
         return ""
     return (
         f"; {jobname!r} is a local run of this machine, whose results went to the process "

@@ -26,6 +26,7 @@ from discodsl.caching import keys
 from discodsl.model import Job
 from discodsl.runners import local
 from tests.conftest import ROOT
+from tests.scripts import run_script
 
 
 def keys_of(made: Job, where: str = "inline", **options: Any) -> list[str]:
@@ -405,19 +406,16 @@ def test_inline_an_lru_cache_helper_of_the_script_redefined_gives_a_fresh_run(
 def test_inline_a_newtype_of_the_script_ships_without_a_notice(tmp_path: Path) -> None:
     # Taken for a helper pickled by its name: "cannot ship to workers", and the inline run
     # shared its module state between tasks (probe DJ F8, a regression).
-    script = tmp_path / "typed.py"
-    script.write_text(
+    done = run_script(
+        tmp_path / "typed.py",
         "from typing import NewType\n"
         "from discodsl import job, map\n"
         "UserId = NewType('UserId', str)\n"
         "@map\ndef ids(line):\n    yield UserId(line), 1\n"
         "@job\ndef j():\n    return [ids]\n"
-        "print(sorted(j.run(['raw://ab'], mode='inline')))\n"
+        "print(sorted(j.run(['raw://ab'], mode='inline')))\n",
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert (done.stdout, done.stderr) == ("[('ab', 1)]\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[('ab', 1)]\n", "")
 
 
 SCRIPT_STAGES = """

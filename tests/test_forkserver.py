@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import types
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 from discodsl import job, map
 from discodsl.runners import forkserver
 from tests import jobs
+from tests.scripts import run_script
 
 TASKS = 40
 BOUND = 300  # seconds a run may take (timeout=): no test hangs
@@ -280,17 +280,14 @@ def test_each_forked_task_draws_its_own_numbers_from_numpys_global_generator(
     # A script importing numpy, run inline first: every task of its local run, forked from
     # a zygote that had numpy loaded, drew the same number, where a Disco node's tasks,
     # each a new interpreter, draw their own (probe DI S6).
-    script = tmp_path / "draws.py"
-    script.write_text(
+    done = run_script(
+        tmp_path / "draws.py",
         "import numpy as np\n"
         "from discodsl import job, map\n"
         "@map\ndef draws(line):\n    yield line, float(np.random.rand())\n"
         "@job(partitions=None)\ndef drawing():\n    return [draws]\n"
         "list(drawing.run(['raw://x'], mode='inline'))\n"
         "drawn = dict(drawing.run([f'raw://{n}' for n in range(6)], mode='local'))\n"
-        "print(len(set(drawn.values())))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        "print(len(set(drawn.values())))\n",
     )
     assert done.stdout == "6\n", (done.stdout, done.stderr)

@@ -32,6 +32,7 @@ from discodsl.errors import PicklingError
 from discodsl.worker.counters import MAX_NAME_JSON
 from discodsl.worker.records import RecordWriter
 from tests import jobs, semantics_jobs
+from tests.scripts import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -938,8 +939,8 @@ def test_a_stage_handing_a_scripts_function_to_a_pool_is_told_why_it_fails(
 ) -> None:
     # pickle's bare "attribute lookup sq on __main__ failed", on every runner (probe CT F4);
     # inline, "it's not the same object as __main__.sq" (probe DI F2).
-    script = tmp_path / "pooled.py"
-    script.write_text(
+    done = run_script(
+        tmp_path / "pooled.py",
         "import multiprocessing as mp\n"
         "from discodsl import TaskFailed, job, map\n"
         "def sq(n):\n    return n * n\n"
@@ -950,10 +951,7 @@ def test_a_stage_handing_a_scripts_function_to_a_pool_is_told_why_it_fails(
         "try:\n"
         f"    pooled.run(['raw://x'], mode={mode!r}, max_failures=0, progress=False)\n"
         "except Exception as exc:\n"
-        "    print(exc, *getattr(exc, '__notes__', ()))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        "    print(exc, *getattr(exc, '__notes__', ()))\n",
     )
     assert "PicklingError" in done.stdout or "not the same object" in done.stdout, done
     assert "the standard pickle (a multiprocessing Pool's, a queue's) cannot name" in (done.stdout)

@@ -212,7 +212,7 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
             return ""
         where = f" (now {master})" if master else ""
         return f"is the master running? set it with --master URL or DISCO_MASTER{where}"
-    if isinstance(exc, NoSuchJob) and hasattr(args, "local") and _registered_here(exc.jobname):
+    if isinstance(exc, NoSuchJob) and hasattr(args, "local") and _registered(exc.jobname):
         return (
             f"a local run named {exc.jobname!r} is registered on this machine: add --local "
             "to ask for it (`discodsl jobs --local` lists them)"
@@ -225,12 +225,12 @@ def _hint(exc: DiscoDSLError, args: argparse.Namespace) -> str:
     return f"{what} with `discodsl {f'--master {master} ' if master else ''}{command}`"
 
 
-def _registered_here(jobname: str) -> bool:
+def _registered(jobname: str) -> bool:
     """Whether a local run of this machine is named ``jobname`` (a master configured since
     it ran sends job commands there)."""
     from discodsl.runners import registry
 
-    return bool(jobname) and any(run.name == jobname for run in registry.list_runs())
+    return registry.registered(jobname)
 
 
 _INPUT_AT_FAULT = ("DataError", "MalformedRecord", "BadURL", "DamagedInput")

@@ -347,14 +347,8 @@ class Runner:
         """A JobError for an index of this process's local runs that is gone (its results
         were closed), saying so rather than which file could not be opened."""
         for url in (url for replicas in inputs for url in replicas if urls.is_index(url)):
-            host, path = urls.split_host(urls.split(url)[1])
-            if host != LOCAL_HOST:
-                continue
-            try:
-                here = urls.node_path(path, {"disco": this_node().disco_data})
-            except ValueError:
-                continue  # reading it says what is wrong with it
-            if not os.path.exists(here):
+            here = _on_this_node(url)
+            if here is not None and not os.path.exists(here):
                 raise sources.gone(url, another_process=True)
 
     def _tasks(self, plan: Plan, inputs: list[list[str]]) -> list[list[str]]:
@@ -428,11 +422,8 @@ def local_files(inputs: list[list[str]], listed: Listed) -> list[list[str]]:
 def _local_file(url: str, listed: Listed) -> str:
     """The ``file://`` URL of a ``disco://discodsl-local/PATH`` file of this process's
     local node, in ``listed`` as ``url`` is; a JobError if it is not there."""
-    node = this_node()
-    roots = {"disco": node.disco_data, "ddfs": node.ddfs_data}
-    try:
-        path = urls.node_path(urls.split_host(urls.split(url)[1])[1], roots)
-    except ValueError:
+    path = _on_this_node(url)
+    if path is None:
         return url  # reading it says what is wrong with it
     if not os.path.isfile(path):
         raise sources.gone(url, another_process=True)
@@ -440,6 +431,19 @@ def _local_file(url: str, listed: Listed) -> str:
     if url in listed:
         listed[file] = listed[url]
     return file
+
+
+def _on_this_node(url: str) -> str | None:
+    """Where the file or index ``url`` names is, if it is one of this process's local
+    node (host ``discodsl-local``) with a path a node takes; else None."""
+    host, path = urls.split_host(urls.split(url)[1])
+    if host != LOCAL_HOST:
+        return None
+    node = this_node()
+    try:
+        return urls.node_path(path, {"disco": node.disco_data, "ddfs": node.ddfs_data})
+    except ValueError:
+        return None
 
 
 def index_node(host: str, master: str | None) -> Node:

@@ -318,6 +318,11 @@ def list_runs(directory: Path | None = None) -> list[LocalRun]:
     return sorted(runs, key=lambda run: run.started, reverse=True)
 
 
+def registered(name: str) -> bool:
+    """Whether a local run named ``name`` is registered on this machine."""
+    return bool(name) and any(run.name == name for run in list_runs())
+
+
 def damaged_entries(directory: Path | None = None) -> list[Path]:
     """The entries whose run.json is there but damaged (an edit, a disk error): no listing
     holds their runs."""

@@ -206,11 +206,6 @@ class _Lines:
             self._decode_more()
             line = next(self._lines, None)
         self.line_start = self.offset
-        if self._first:  # a BOM the decoder kept (UTF-8's, a spreadsheet's): no text
-            self._first = False
-            if line.startswith("\ufeff"):
-                self.offset += len(self._encoder.encode("\ufeff"))
-                line = line[1:]
         self.offset += len(self._encoder.encode(line))
         return line
 
@@ -223,6 +218,11 @@ class _Lines:
         data = self.stream.read(_READ_SIZE)
         self._ended = not data
         text = self._decoded(data)
+        if self._first and text:  # a BOM the decoder kept (UTF-8's, a spreadsheet's): no text
+            self._first = False
+            if text.startswith("\ufeff"):
+                self.offset += len(self._encoder.encode("\ufeff"))
+                text = text[1:]
         lines = _LINE_END.split(self._tail + text)
         # split() gives [text, end, text, end, ..., text]: pair each line with its end.
         self._tail = lines.pop()
