@@ -360,13 +360,11 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
 
 def _is_async(function: Callable[..., Any]) -> bool:
     """Whether calling ``function`` gives a coroutine or an async generator: an ``async
-    def``, inside a partial, behind a decorator's wrapper, or as an object's ``__call__``."""
+    def``, inside a partial, or as an object's ``__call__``. A plain function that
+    ``functools.wraps`` made around an async one is not: it may run it (``asyncio.run``),
+    and one that returns its coroutine is told so when it runs."""
     target = function.func if isinstance(function, partial) else function
-    try:
-        unwrapped = inspect.unwrap(target)
-    except ValueError:  # a cycle of __wrapped__
-        unwrapped = target
-    candidates = [target, unwrapped]
+    candidates = [target]
     if not inspect.isroutine(target):
         candidates.append(type(target).__call__)  # a callable object's own method
     return any(inspect.iscoroutinefunction(c) or inspect.isasyncgenfunction(c) for c in candidates)

@@ -3,6 +3,8 @@ with identical results."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import pickle
 import re
@@ -793,6 +795,72 @@ def test_combined_map_returning_none_after_counting_began_is_named() -> None:
 
     with pytest.raises(StageError, match=f"'produce' {AT}returned None"):
         _combined_job(produce).run(["raw://a", "raw://b", "raw://stop"], mode="inline")
+
+
+def _sync_over_async(function: Any) -> Any:
+    """A decorator that calls the coroutine function it wraps and returns its coroutine."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        return function(*args)
+
+    return wrapper
+
+
+def _run_over_async(function: Any) -> Any:
+    """A decorator that runs the coroutine function it wraps to its end."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        return asyncio.run(function(*args))
+
+    return wrapper
+
+
+@pytest.mark.parametrize("combined", [False, True])
+def test_a_stage_that_runs_the_async_function_it_wraps_is_called(combined: bool) -> None:
+    # A plain function functools.wraps made around an async one was refused as async
+    # (probe DL F11); it is the wrapper that is called.
+    async def produce(line: str) -> Any:
+        return [(word, 1) for word in line.split()]
+
+    produce_sync = _run_over_async(produce)
+    run = _combined_job if combined else _plain_job
+    results = dict(run(produce_sync).run(["raw://a b a"], mode="inline"))
+    assert {key: (sum(v) if combined else v) for key, v in results.items()} == {"a": 2, "b": 1}
+
+
+async def _async_words(line: str) -> Any:
+    return [(word, 1) for word in line.split()]
+
+
+@pytest.mark.parametrize(
+    ("mode", "combined"),
+    [("inline", False), ("inline", True), ("local", False)],
+    indirect=["mode"],
+)
+def test_a_stage_that_returns_a_coroutine_is_told_it_is_async(mode: str, combined: bool) -> None:
+    run = _combined_job if combined else _plain_job
+    with pytest.raises((StageError, TaskFailed)) as info:
+        run(_sync_over_async(_async_words)).run(["raw://a b a"], mode=mode)
+    said = r"'_async_words' .*returned a coroutine, never awaited: .*asyncio\.run\(fetch"
+    assert re.search(said, str(info.value)), info.value
+
+
+def _plain_job(produce: Any) -> Any:
+    """A job: map ``produce`` then a reduce that sums the values of each key."""
+    from discodsl import job, map, reduce
+
+    def add(key: Any, values: Any) -> Any:
+        yield key, sum(values)
+
+    mapped, added = map(produce), reduce(add)
+
+    @job(partitions=2)
+    def added_values() -> list[Any]:
+        return [mapped, added]
+
+    return added_values
 
 
 def test_combiner_folds_while_counting_and_after(monkeypatch: pytest.MonkeyPatch) -> None:

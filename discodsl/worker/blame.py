@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import re
 from collections.abc import Callable
 from itertools import pairwise
 from types import CodeType
@@ -98,6 +99,10 @@ def not_pairs(
 
 
 def bad_result(maker: Maker, result: Any) -> StageError:
+    if inspect.iscoroutine(result) or inspect.isasyncgen(result):
+        if inspect.iscoroutine(result):
+            result.close()  # not awaited on purpose: no warning that says otherwise
+        return _async_error(maker, a_type(result))
     return StageError(
         f"{maker.who} returned {a_type(result)} ({brief(result, 80)}); "
         "a stage must yield (key, value) pairs or return an iterable of them",
@@ -119,7 +124,19 @@ def _returned_none(exc: BaseException) -> bool:
     return isinstance(exc, TypeError) and "'NoneType' object is not iterable" in str(exc)
 
 
+def _async_error(maker: Maker, what: str) -> StageError:
+    return StageError(
+        f"{maker.who} returned {what}, never awaited: it calls an async function, and "
+        "stages run without an event loop; run that to its end in a plain `def`, e.g. "
+        "`return asyncio.run(fetch(line))`",
+        stage=maker.name,
+    )
+
+
 def _shape_error(maker: Maker, result: Any, exc: Exception) -> StageError:
+    async_result = _ASYNC_RESULT.search(str(exc)) if isinstance(exc, TypeError) else None
+    if async_result:
+        return _async_error(maker, f"a {async_result[1]}")
     if "unhashable" in str(exc):
         return StageError(
             f"{maker.who} yielded a key that cannot be grouped ({exc}): keys must be "
@@ -134,6 +151,9 @@ def _shape_error(maker: Maker, result: Any, exc: Exception) -> StageError:
         stage=maker.name,
     )
 
+
+# What iterating an async function's result raises: the one way a stage's loop sees it.
+_ASYNC_RESULT = re.compile(r"^'(coroutine|async_generator)' object is not iterable")
 
 # What pickle calls of a class's own, to pickle its instances.
 _PICKLING_HOOKS = frozenset(
