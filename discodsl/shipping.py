@@ -77,7 +77,8 @@ def pickle_job(spec: JobSpec) -> bytes:
             f"job {spec.name!r} has a stage that refers to the job {named!r}: a stage "
             "cannot run a job (its workers have no client to run one with); chain jobs "
             "instead, passing one's results as the next one's inputs, or do the work in "
-            "the stage itself"
+            "the stage itself; a stage that needs only the job's name takes it as text "
+            f"({named!r}) or from params"
         )
     with by_value(user_modules(spec.stages)):
         try:
