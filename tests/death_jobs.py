@@ -73,6 +73,20 @@ def cutting_off_and_going_on() -> list[Any]:
 
 
 @map
+def replaces_descriptors_and_goes_on(line: str) -> Iterator[tuple[str, int]]:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in range(3, 21):  # as a daemonizing helper that points them at /dev/null does
+        if fd != null:
+            os.dup2(null, fd)
+    yield line, 1
+
+
+@job
+def replacing_and_going_on() -> list[Any]:
+    return [replaces_descriptors_and_goes_on]
+
+
+@map
 def exits_76(line: str) -> Iterator[tuple[str, int]]:
     sys.exit(76)  # sysexits' EX_PROTOCOL, the status a worker whose channel closed ends with
     yield line, 1

@@ -718,7 +718,7 @@ def test_a_stage_that_runs_a_job_is_told_to_chain_jobs_instead(
     assert "a stage cannot run a job" in message, message
     assert "chain jobs instead, passing one's results as the next one's inputs" in message
     # One that only reads the job's name is told what to write instead (probe DL F10).
-    assert "needs only the job's name takes it as text ('renaming_combined') or from params" in message
+    assert "only the job's name takes it as text ('renaming_combined') or from params" in message
     assert "runs inline on its stages as they are" not in capsys.readouterr().err
 
 

@@ -573,6 +573,22 @@ def test_a_stage_that_closes_the_workers_descriptors_and_returns_is_told_so_once
     assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
 
 
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
+def test_a_stage_that_replaces_the_workers_descriptors_is_told_so_once(
+    monkeypatch: pytest.MonkeyPatch, fork_server: bool
+) -> None:
+    # Its worker sent DONE into /dev/null, read its end of file as the master's hang-up after
+    # the last frame, and exited 0: "the stage ended the process with os._exit(0)" (DL F9).
+    if not fork_server:
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    run = death_jobs.replacing_and_going_on.submit(["raw://x"], mode="local", progress=False)
+    with pytest.raises(TaskFailed) as caught:
+        run.wait(timeout=120)
+    said = str(caught.value)
+    assert "closed its connection to the runner" in said and "exit(0)" not in said, said
+    assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
+
+
 def test_a_stages_own_exit_76_is_retried_and_told_as_its_exit() -> None:
     # Taken for a worker that found its channel closed: not retried, told so (DJ F3).
     run = death_jobs.exiting_76.submit(["raw://x"], mode="local", progress=False)

@@ -81,6 +81,7 @@ class Channel:
         self.pacer = Pacer()
         self.awaited = ""  # the request whose reply is being read
         self.ended = False  # the task's last frame (DONE, ERROR or FATAL) is sent
+        self.ends = _identities(read_fd, write_fd)  # what the fds are, to see them replaced
 
     def request(self, message: messages.Request, answer: type[_R]) -> _R:
         """Send a message that owes a reply and return the reply, an ``answer``."""
@@ -140,6 +141,8 @@ class Channel:
 
     def _write(self, data: bytes) -> None:
         forks.check("write to", "the worker protocol")
+        if _identities(self.read_fd, self.write_fd) != self.ends:  # dup2 over them: cut off
+            raise OSError(errno.EBADF, "the worker protocol's descriptors were replaced")
         view = memoryview(data)
         while view:
             view = view[os.write(self.write_fd, view) :]
@@ -151,6 +154,12 @@ class Channel:
                 raise SystemExit(MASTER_GONE)
             self.side.receive_data(chunk)
         return reply
+
+
+def _identities(*fds: int) -> list[tuple[int, int]]:
+    """Which files ``fds`` are open on (a stage that points them at /dev/null, as a
+    daemonizing helper does, changes that; one that closes them makes this an OSError)."""
+    return [(stat.st_dev, stat.st_ino) for stat in map(os.fstat, fds)]
 
 
 def main(argv: list[str] | None = None) -> int:
