@@ -87,6 +87,17 @@ def replacing_and_going_on() -> list[Any]:
 
 
 @map
+def hangs_up_on_itself(line: str) -> Iterator[tuple[str, int]]:
+    os.kill(os.getpid(), signal.SIGHUP)  # as a library reloading its config might
+    yield line, 1
+
+
+@job(max_failures=1)
+def hanging_up() -> list[Any]:
+    return [hangs_up_on_itself]
+
+
+@map
 def exits_76(line: str) -> Iterator[tuple[str, int]]:
     sys.exit(76)  # sysexits' EX_PROTOCOL, the status a worker whose channel closed ends with
     yield line, 1

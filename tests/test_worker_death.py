@@ -589,6 +589,18 @@ def test_a_stage_that_replaces_the_workers_descriptors_is_told_so_once(
     assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
 
 
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
+def test_a_worker_ignores_sighup_as_a_disco_nodes_does(
+    monkeypatch: pytest.MonkeyPatch, fork_server: bool
+) -> None:
+    # A Disco node's workers inherit SIGHUP (and SIGFPE) ignored from Erlang; a local one
+    # was killed by it, failing the job that passes on a master (probe DK F8).
+    if not fork_server:
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    results = death_jobs.hanging_up.run(["raw://x"], mode="local", progress=False)
+    assert list(results) == [("x", 1)]
+
+
 def test_a_stages_own_exit_76_is_retried_and_told_as_its_exit() -> None:
     # Taken for a worker that found its channel closed: not retried, told so (DJ F3).
     run = death_jobs.exiting_76.submit(["raw://x"], mode="local", progress=False)

@@ -33,4 +33,7 @@ fi
 # The worker is imported from the job home, the working directory, which Python 3.11+
 # leaves off sys.path under PYTHONSAFEPATH.
 unset PYTHONSAFEPATH
+# SIGHUP and SIGFPE ignored, as a Disco node's workers have them (from Erlang's port
+# start-up): a stage that sends its group SIGHUP, or starts a child that does, lives on.
+trap '' HUP FPE
 exec "$py" ${DISCODSL_PYTHON_FLAGS:-} -u -m discodsl.worker --protocol-fd 3 --python @PYTHON@ 3>&1 1>".worker-$$.out" 2>&1
