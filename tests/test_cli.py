@@ -681,7 +681,14 @@ def test_a_saved_job_whose_results_tag_was_deleted_is_ready_and_says_so(
     with Master(cluster_env, retries=0) as client:
         name = client.submit(builder.build_jobpack(job, job.options, [["raw://a b"]]))
     run(capsys, "wait", name)
+    saved = f"  its results are saved in DDFS tag disco:results:{name}\n"
+    assert run(capsys, "status", name)[0].endswith(saved)
+    assert json.loads(run(capsys, "status", name, "--json")[0])["results_deleted"] is False
     run(capsys, "ddfs", "rm", f"disco:results:{name}")
+    # status still counted the deleted tag as its one result (probe DK F7)
+    deleted = f"  the results it saved (DDFS tag disco:results:{name}) were deleted\n"
+    assert run(capsys, "status", name)[0].endswith(deleted)
+    assert json.loads(run(capsys, "status", name, "--json")[0])["results_deleted"] is True
     out, _ = run(capsys, "wait", name)
     assert (
         out

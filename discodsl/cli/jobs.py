@@ -41,6 +41,7 @@ from discodsl.worker.errors import MalformedRecord
 
 if TYPE_CHECKING:
     from discodsl.client import Master
+    from discodsl.runners.cluster import Cluster
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -78,7 +79,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     with cluster_for(args) as conn:
         name = job_name(conn, args.job)
         info = conn.master.jobinfo(name)
+        info["results_deleted"] = _saved_and_deleted(conn, name, info.get("results") or [])
     return _print_status(args, name, info)
+
+
+def _saved_and_deleted(conn: Cluster, name: str, results: list[Any]) -> bool | None:
+    """Whether the DDFS tag a ``save_results`` job's results are in was deleted; None for a
+    job whose results are no such tag."""
+    from discodsl.runners import cluster
+
+    tag = cluster.saved_tag(name)
+    if results != [f"tag://{tag}"]:
+        return None
+    return tag not in conn.ddfs.list_tags(tag)
 
 
 #: The keys of ``status --json``, a master's jobinfo's and a local run's: null where the
@@ -86,7 +99,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 #: cluster job's counters are in its events, `discodsl events`).
 STATUS_KEYS = (
     *("name", "active", "timestamp", "owner", "pipeline", "hosts", "inputs", "results"),
-    *("worker", "pid", "counters"),
+    *("worker", "pid", "counters", "results_deleted"),
 )
 
 
@@ -122,11 +135,22 @@ def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> 
             "  its event log stops short (it could not be written): the counts above may be "
             "short; its own process knows the run whole"
         )
-    if info.get("results") is not None:  # a local run's are in its process only
-        stdio.say(f"  {len(info['results'])} result(s)")
+    _say_results(name, info)
     if info.get("counters"):
         stdio.say(f"  counters: {json.dumps(info['counters'], sort_keys=True)}")
     return 0
+
+
+def _say_results(name: str, info: dict[str, Any]) -> None:
+    from discodsl.runners import cluster
+
+    tag = cluster.saved_tag(name)
+    if info.get("results_deleted"):
+        stdio.say(f"  the results it saved (DDFS tag {tag}) were deleted")
+    elif info.get("results_deleted") is False:
+        stdio.say(f"  its results are saved in DDFS tag {tag}")
+    elif info.get("results") is not None:  # a local run's are in its process only
+        stdio.say(f"  {len(info['results'])} result(s)")
 
 
 def cmd_events(args: argparse.Namespace) -> int:
