@@ -167,9 +167,9 @@ def _cluster_events(args: argparse.Namespace, master: Master, name: str) -> int:
 
     offset, ended = 0, False
 
-    def read() -> bool:
+    def read(within: float | None = None) -> bool:
         nonlocal offset, ended
-        events, offset = master.rawevents(name, offset)
+        events, offset = master.rawevents(name, offset, within)
         for event in events:
             _print_event(event, json_wanted(args))
             ended = ended or cluster.ends_log(event[2])

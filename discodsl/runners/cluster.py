@@ -600,7 +600,8 @@ class _Watcher:
                 jobname=self.jobname,
             )
         try:
-            self.catch_up(self._left())
+            if status not in ("ready", "dead"):  # an ended job's: settle reads them to the end
+                self.catch_up(self._left())
             if self.progress.enabled and status in ("active", "ready"):
                 self._counts(self.master.jobinfo(self.jobname, self._left())["pipeline"])
         except NoSuchJob:
@@ -613,11 +614,13 @@ class _Watcher:
                 )
             self.missed = True
 
-    def _left(self) -> float | None:
-        """How long a read of the events or the progress may take: what is left of the wait's
-        timeout=, and a second (they only feed the counters and the bars)."""
+    def _left(self) -> float:
+        """How long a read of the events or the progress may take, retries included: what
+        is left of the wait's timeout=, and a second, or EVENTS_PATIENCE_S without one (they
+        only feed the counters and the bars: a master slow to serve them must not hold the
+        wait for the client's whole retry schedule)."""
         if self.deadline is None:
-            return None
+            return EVENTS_PATIENCE_S
         return max(0.0, self.deadline - time.monotonic()) + ANSWER_S
 
     def catch_up(self, within: float | None = None) -> None:
@@ -638,7 +641,7 @@ class _Watcher:
         last (see read_to_end). A ready job's whose end did not come: say its counters may
         miss counts."""
         if not self.ended:
-            read_to_end(self._read_on)
+            read_to_end(self._read_on, self._left())
         if not dead:
             self.bars.end()
         if not self.ended and not dead:
@@ -648,11 +651,11 @@ class _Watcher:
                 "may miss counts of its last tasks"
             )
 
-    def _read_on(self) -> bool:
-        """Read the new events; whether to stop: the log's end was read, or the job was
-        purged meanwhile (then what was read is all there is)."""
+    def _read_on(self, within: float) -> bool:
+        """Read the new events (within that many seconds); whether to stop: the log's end
+        was read, or the job was purged meanwhile (then what was read is all there is)."""
         try:
-            self.catch_up()
+            self.catch_up(within)
         except NoSuchJob:
             return True
         except ClientError:
@@ -704,16 +707,17 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def read_to_end(read: Callable[[], bool]) -> None:
-    """Once a job has ended, call ``read`` (it reads the job's new events and says whether to
-    stop, e.g. on the log's last event, see ends_log) after growing pauses until it says
-    so, for up to EVENTS_PATIENCE_S: the master writes a job's last events up to 2 s after
-    the job ends."""
-    deadline, pause = time.monotonic() + EVENTS_PATIENCE_S, 0.05
+def read_to_end(read: Callable[[float], bool], within: float = EVENTS_PATIENCE_S) -> None:
+    """Once a job has ended, call ``read`` (it reads the job's new events within the seconds
+    it is given and says whether to stop, e.g. on the log's last event, see ends_log) after
+    growing pauses until it says so, for up to EVENTS_PATIENCE_S, or ``within`` seconds if
+    fewer: the master writes a job's last events up to 2 s after the job ends."""
+    deadline = time.monotonic() + min(within, EVENTS_PATIENCE_S)
+    pause = 0.05
     while time.monotonic() + pause < deadline:
         time.sleep(pause)
         pause = min(2 * pause, 0.5)
-        if read():
+        if read(max(0.0, deadline - time.monotonic())):
             return
 
 
