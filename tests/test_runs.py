@@ -1637,6 +1637,34 @@ def test_a_program_ctrl_c_ends_kills_its_cluster_runs_that_ask_for_it(cluster_en
         main(["kill", spared])
 
 
+def test_a_program_ctrl_c_ends_in_the_wait_for_a_chain_tells_its_first_run_once(
+    cluster_env: str,
+) -> None:
+    # The run the interrupted one waited for was told to run on by the Ctrl-C, and again
+    # by the program's end, whose Ctrl-C it was (probe DP F1).
+    script = textwrap.dedent("""
+        import os, signal, threading
+        from tests import jobs
+
+        first = jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False)
+        second = jobs.histogram.submit(first, mode="cluster", progress=False)
+        while "@" not in first.jobname:
+            threading.Event().wait(0.05)
+        print(first.jobname, flush=True)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        second.wait()
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    first = done.stdout.strip()
+    try:
+        assert done.returncode == -signal.SIGINT, done.stderr
+        assert done.stderr.count(f"job {first} still runs on") == 1, done.stderr
+    finally:
+        main(["kill", first])
+
+
 def test_a_program_that_caught_a_ctrl_c_and_ends_normally_spares_its_cluster_runs(
     cluster_env: str,
 ) -> None:

@@ -82,6 +82,7 @@ class Run:
         self._events: Callable[[], list[Event]] | None = None
         self._resume: Callable[[], Results] | None = None
         self._interrupts = 0  # Ctrl-Cs that stopped a wait() (and a cluster job's watch)
+        self._stop_told = False  # Ctrl-C stopped it, and said how it goes on
         # Reentrant: a signal handler may call status or kill() while its thread is inside.
         self._resuming = threading.RLock()
         self._on_end: list[Callable[[Run], None]] = []
@@ -128,6 +129,7 @@ class Run:
         while True:
             if self._timed_out_unsaid():  # the run's own timeout=: as run() would raise it
                 return self._result()
+            self._stop_told = False  # waited for again: the program's end tells what it ends
             self._watch_again()
             interrupts = self._interrupts
             try:
@@ -455,6 +457,7 @@ class Run:
         stopping = set() if stopping is None else stopping
         stopping.add(self)
         self._interrupts += 1  # first: another wait() woken by its end knows it for this
+        self._stop_told = True  # the program's end does not tell it again
         if self._kill is None:  # not submitted: waiting for its input runs, which it reaches
             for upstream in upstream_runs(self._inputs):
                 if upstream in stopping or upstream.ended():
@@ -565,7 +568,7 @@ def _end_unfinished() -> None:
     stopping = []
     interrupted = _ended_by_ctrl_c()
     for run in list(_BACKGROUND):
-        if run._outcome is not None or run._killed.is_set():
+        if run._outcome is not None or run._killed.is_set() or run._stop_told:
             continue
         if run.mode == "cluster" and interrupted and run._interrupt is not None:
             run._interrupt()  # Ctrl-C ended the program: as its own would (kill_on_interrupt)
