@@ -239,7 +239,7 @@ def test_decode_accepts_odd_jobpacks_that_work(note: str) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["wörter", "my stage", "a/b", "", "w" * 129])
+@pytest.mark.parametrize("name", ["wörter", "my stage", "a/b", "", "w" * 129, "a#b", "a+b"])
 def test_decode_refuses_a_stage_name_a_node_would_mangle(name: str) -> None:
     # Seen on a real 0.5.4 master: it takes "wörter", and its node writes the stage's
     # index as "wÃ¶rter-0-....results", which the next stage's task does not find.

@@ -43,8 +43,13 @@ JOBDATA_MAGIC = b"DISCODSL-JOBDATA 1\n"
 GROUPINGS = ("split", "group_label", "group_all", "group_node", "group_node_label")
 # A stage's name, as a Disco 0.5.4 node can name its files after it: ASCII but spaces and
 # '/' (the node writes a task's index under the name's UTF-8 read as Latin-1: a stage
-# after one named otherwise finds no input).
-_STAGE_CHARS = "!-.0-~"  # a character class: the printable ASCII but space and '/'
+# after one named otherwise finds no input), and as the files' URLs are fetched over HTTP
+# from a master that unquotes them: not '#', '?', '%', '+' or '\' (a fragment, a query,
+# an escape, a space, refused: a real master answered 404, and failed save_results).
+_URL_SPECIAL = "#?%+\\"
+_STAGE_CHARS = "".join(  # a character class: the printable ASCII but those
+    re.escape(chr(code)) for code in range(0x21, 0x7F) if chr(code) not in "/" + _URL_SPECIAL
+)
 _STAGE_NAME = re.compile(f"[{_STAGE_CHARS}]+")
 _NOT_STAGE_CHAR = re.compile(f"[^{_STAGE_CHARS}]")
 # The longest job name prefix a Disco 0.5.4 master runs: with 200 characters (216 with its
@@ -54,7 +59,8 @@ PREFIX_MAX = 199
 # characters, "-TASK-LABEL-PID.partial"), and a file name holds 255 bytes.
 STAGE_NAME_MAX = 128
 STAGE_NAME_RULE = (
-    f"at most {STAGE_NAME_MAX} ASCII letters, digits and punctuation other than '/', without spaces"
+    f"at most {STAGE_NAME_MAX} ASCII letters, digits and punctuation other than "
+    "/ # ? % + \\, without spaces"
 )
 
 
