@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from discodsl import jobpack, places, settings, shipping
-from discodsl.errors import JobpackError
+from discodsl.ddfs import TAG_NAME_MAX
+from discodsl.errors import JobError, JobpackError
 from discodsl.jobhome import build_jobhome, check_jobhome, runtime_files, runtime_key
 from discodsl.options import JobOptions
 from discodsl.worker.spec import encode_jobdata
@@ -124,6 +125,8 @@ def pack_job(
     A run that resumes after cached stages (``resume``) ships the whole job, but its pipeline
     lists only the stages after them, and its inputs are their outputs with their labels.
     """
+    if options.save_results and not local:
+        _check_saved_names(spec, len(inputs) if resume is None else len(resume.inputs))
     pickled = shipping.pickle_job(spec)
     if preflight:
         shipping.preflight(spec, pickled)
@@ -140,3 +143,31 @@ def pack_job(
     )
     data = encode_jobdata(spec, pickled)
     return jobpack.JobPack(jobdict, dict(options.env), jobhome(), data)
+
+
+# A save_results job's result files become DDFS blobs named "<job name>:<task id>:<run id>:
+# <stage>-<task id>-<label>-<pid>" (Disco 0.5.4's worker_runtime:save_locals), which a node
+# keeps with "$" and a timestamp: past TAG_NAME_MAX in all, the task fails after its DONE
+# (error:badarg on a real master), is retried after a pause, and the job is killed.
+_JOB_ID = len("@704:a3adf:421c7")  # what the master adds to the prefix, at most
+_BLOB_STAMP = len("$704-a3adf-8ff1a")
+_PID = 7  # Linux's largest pid_max, 4194304
+
+
+def _check_saved_names(spec: JobSpec, inputs: int) -> None:
+    """JobError if the blob names a master gives the results of ``spec`` over ``inputs``
+    inputs, saved in DDFS, may be too long for its nodes to keep."""
+    width = max(spec.partitions or 1, 1)
+    tasks = inputs + len(spec.stages) * width  # task ids count the job's tasks
+    task, run, label = len(str(tasks)), len(str(tasks * 100)), len(str(width - 1))
+    stage = spec.stages[-1].name
+    numbers = 2 * task + run + label + _PID + 6  # and the ':' and '-' between them
+    longest = len(spec.name) + _JOB_ID + len(stage) + numbers + _BLOB_STAMP
+    if longest > TAG_NAME_MAX:
+        raise JobError(
+            f"job {spec.name!r}: save_results=True keeps each result file in DDFS as a blob "
+            f"named after the job, its last stage and the task (its {len(spec.name)}-character "
+            f"prefix and stage {stage!r} make names of up to {longest} characters, where a "
+            f"Disco 0.5.4 node keeps {TAG_NAME_MAX}, and fails the task after it ran): give a "
+            f"shorter prefix= or name=, by {longest - TAG_NAME_MAX} characters in all"
+        )

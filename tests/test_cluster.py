@@ -132,6 +132,27 @@ def test_save_results_reads_the_results_tag(master: Master, ddfs: DDFS) -> None:
     assert all(r[0].startswith("disco://localhost/ddfs/vol0/blob/") for r in saved)
 
 
+def test_a_save_results_job_whose_blob_names_a_master_cannot_keep_is_refused_before_it_runs(
+    master: Master,
+) -> None:
+    # A real master names each saved result file's blob after the job, the stage and the
+    # task, and failed the task after its DONE when that was too long: "Worker died without
+    # output", a retry's pause, then the job killed (probe DP F5). Without save_results the
+    # same names run.
+    from discodsl import JobError
+
+    fits = jobs.wordcount.with_options(prefix="p" * 140, save_results=True)
+    assert dict(fits.run(inputs=["raw://a b c", "raw://c a c"], mode="cluster")) == WORDS
+    long = jobs.wordcount.with_options(prefix="p" * 180)
+    with pytest.raises(JobError) as info:
+        long.run(inputs=["raw://a"], mode="cluster", save_results=True)
+    said = str(info.value)
+    assert "save_results=True" in said and "180-character prefix" in said, said
+    assert "stage 'total'" in said and "give a shorter prefix= or name=" in said, said
+    assert all(not name.startswith("p" * 180) for _, _, name in master.joblist())  # not sent
+    assert dict(long.run(inputs=["raw://a b c", "raw://c a c"], mode="cluster")) == WORDS
+
+
 def test_a_purged_save_results_jobs_results_are_told_to_be_in_its_tag(
     master: Master, ddfs: DDFS, capsys: pytest.CaptureFixture[str]
 ) -> None:
