@@ -434,8 +434,10 @@ discodsl("status", slow, head=1);
 # (`raw://a b c` is an input whose data is the URL itself: handy for tiny tests.)
 #
 # A job's results and files stay on the nodes until the job is purged: `discodsl purge JOB`
-# forgets the job and deletes its data. After that the master knows no such job, and the
-# command says so in one line, with a hint:
+# makes the master forget the job at once, and each node deletes its files at its next
+# garbage collection (every two days on Disco 0.5.4: results already held read on until
+# then). After that the master knows no such job, and the command says so in one line,
+# with a hint:
 
 # %% tags=["assert-cli-purge"]
 discodsl("purge", submitted)
@@ -517,7 +519,7 @@ discodsl("--master", NOWHERE, "jobs");
 # %% [markdown]
 # ## Clean up
 #
-# Purge the jobs this notebook ran (their data goes with them): the ones that were not on
+# Purge the jobs this notebook ran (their nodes delete their data later): the ones that were not on
 # the master when it started, with its job names and its owner. Then delete its tags: the
 # pushed texts, the saved results and the inputs `push_inputs=True` uploaded.
 

@@ -403,7 +403,7 @@ def _add_job_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         ("wait", cmd_wait, "wait for a job to end"),
         ("results", cmd_results, "print a finished job's records (formats as for run)"),
         ("kill", cmd_kill, "stop jobs, one after another"),
-        ("purge", cmd_purge, "delete jobs and their data, one after another"),
+        ("purge", cmd_purge, "make the master forget jobs (their nodes delete their data later)"),
     ]:
         parser = sub.add_parser(name, parents=[common], help=text, description=text)
         if name in ("kill", "purge"):  # several, as disco kill and disco purge take them
