@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from discodsl import jobpack, places, settings, shipping
-from discodsl.ddfs import TAG_NAME_MAX
 from discodsl.errors import JobError, JobpackError
 from discodsl.jobhome import build_jobhome, check_jobhome, runtime_files, runtime_key
 from discodsl.options import JobOptions
@@ -157,6 +156,8 @@ _PID = 7  # Linux's largest pid_max, 4194304
 def _check_saved_names(spec: JobSpec, inputs: int) -> None:
     """JobError if the blob names a master gives the results of ``spec`` over ``inputs``
     inputs, saved in DDFS, may be too long for its nodes to keep."""
+    from discodsl.ddfs import TAG_NAME_MAX  # a cluster's job only: it imports requests
+
     width = max(spec.partitions or 1, 1)
     tasks = inputs + len(spec.stages) * width  # task ids count the job's tasks
     task, run, label = len(str(tasks)), len(str(tasks * 100)), len(str(width - 1))

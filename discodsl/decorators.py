@@ -17,6 +17,7 @@ from functools import partial, wraps
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast, overload
 
 from discodsl.errors import JobError, outside_discodsl
+from discodsl.hash_calls import calls_hash
 from discodsl.model import Job, Stage, second_stage
 from discodsl.options import JobKeywords, disco_name, option_names, validate_options
 from discodsl.worker.declared import not_the_builtin
@@ -28,7 +29,6 @@ from discodsl.worker.spec import (
     StageSpec,
     cleaned_stage_name,
     function_stage_name,
-    nested_code,
     positional_arity,
     stage_name_ok,
     takes_params,
@@ -229,7 +229,7 @@ def _check_partitioner(partitioner: Any, stage: str) -> None:
             f"number of partitions, but {why}{disco}: write e.g. "
             "`def by_first_letter(key, n): return ord(key[0]) % n`"
         )
-    if _calls_hash(getattr(getattr(partitioner, "func", partitioner), "__code__", None)):
+    if calls_hash(partitioner):
         warnings.warn(
             f"stage {stage!r}: its partitioner calls hash(), which for a str or bytes key "
             "differs from process to process (PYTHONHASHSEED); on a Disco cluster each task "
@@ -244,11 +244,6 @@ def _check_partitioner(partitioner: Any, stage: str) -> None:
 
 class UnstableHashWarning(UserWarning):
     """A partitioner calls ``hash()``, which differs between a cluster's processes."""
-
-
-def _calls_hash(code: Any) -> bool:
-    """Whether ``code`` (a code object, or None), or code nested in it, names ``hash``."""
-    return code is not None and any("hash" in each.co_names for each in nested_code(code))
 
 
 def _disco_partition(partitioner: Any) -> str:

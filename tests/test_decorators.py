@@ -1288,9 +1288,31 @@ def _crc(key: Any, n: int) -> int:
     return zlib.crc32(str(key).encode()) % n
 
 
+def _bucket(key: Any) -> int:
+    return hash(key)
+
+
+_my_hash = hash
+
+
+class _HashingPartitioner:
+    def __call__(self, key: Any, n: int) -> int:
+        return hash(key) % n
+
+
 @pytest.mark.parametrize(
     "partitioner",
-    [_hashing, _nested_hashing, lambda k, n: hash(k) % n, functools.partial(_hashing)],
+    [
+        _hashing,
+        _nested_hashing,
+        lambda k, n: hash(k) % n,
+        functools.partial(_hashing),
+        # Through a helper, an alias, the method, an object: not warned of (probe DN F3).
+        lambda k, n: _bucket(k) % n,
+        lambda k, n: _my_hash(k) % n,
+        lambda k, n: k.__hash__() % n,
+        _HashingPartitioner(),
+    ],
 )
 def test_a_partitioner_calling_hash_is_warned_of_at_the_users_line(partitioner: Any) -> None:
     # Local workers fork from one process and share its hash seed: the job was right here
@@ -1300,8 +1322,17 @@ def test_a_partitioner_calling_hash_is_warned_of_at_the_users_line(partitioner: 
     assert caught[0].filename == __file__
 
 
-def test_a_partitioner_with_a_stable_hash_is_not_warned_of(recwarn: Any) -> None:
-    reduce(partitioner=_crc)(total.function)
+class _Stable:
+    @staticmethod
+    def hash(key: Any) -> int:  # a library's stable hash, named so (mmh3.hash)
+        return zlib.crc32(str(key).encode())
+
+
+@pytest.mark.parametrize(
+    "partitioner", [_crc, lambda k, n: _Stable.hash(k) % n, lambda k, n: _crc(k, n)]
+)
+def test_a_partitioner_with_a_stable_hash_is_not_warned_of(partitioner: Any, recwarn: Any) -> None:
+    reduce(partitioner=partitioner)(total.function)
     assert not [w for w in recwarn if issubclass(w.category, UnstableHashWarning)]
 
 
