@@ -47,11 +47,13 @@ __all__ = [
 Event = tuple[str, str, str]  # (time, host, message)
 
 # A master's events about stages and tasks (Disco 0.5.4's words); a task is STAGE:ID.
+# A stage name has no space, but may hold ':' and ']': a task's name is the longest run of
+# characters that are no space before its last ":N" (greedy), as in "[x:1:0]" or "[a]b:0]".
 STAGE_SCHEDULED = re.compile(r"Stage (\S+) scheduled with (\d+) tasks")
-TASK_ASSIGNED = re.compile(r"([^\s:]+):(\d+) assigned to (\S+)")
-TASK_DONE = re.compile(r"DONE: \[([^\]\s]+):(\d+)\] Task finished")
-TASK_ERROR = re.compile(r"(WARNING|FATAL): \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
-TASK_MSG = re.compile(r"MSG: \[([^\]\s]+):(\d+)\] (.*)", re.DOTALL)
+TASK_ASSIGNED = re.compile(r"(\S+):(\d+) assigned to (\S+)")
+TASK_DONE = re.compile(r"DONE: \[(\S+):(\d+)\] Task finished")
+TASK_ERROR = re.compile(r"(WARNING|FATAL): \[(\S+):(\d+)\] (.*)", re.DOTALL)
+TASK_MSG = re.compile(r"MSG: \[(\S+):(\d+)\] (.*)", re.DOTALL)
 
 
 def ready_results(

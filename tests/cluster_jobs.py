@@ -66,3 +66,24 @@ def chatty_nap(line: str) -> Iterator[tuple[str, int]]:
 @job(partitions=None)
 def napping() -> list[Any]:
     return [chatty_nap]
+
+
+# Stage names holding what Disco's events put around a task's name ("[stage:N]").
+odd_map = map(chatty.function, name="a]b")
+odd_add = reduce(add.function, name="x:1")
+
+
+@job(partitions=2)
+def odd_names() -> list[Any]:
+    return [odd_map, odd_add]
+
+
+@map(name="a]b")
+def odd_failing(line: str) -> Iterator[tuple[str, int]]:
+    raise ValueError(f"cannot read {line!r}")
+    yield line, 1
+
+
+@job
+def odd_name_failing() -> list[Any]:
+    return [odd_failing]

@@ -1027,3 +1027,25 @@ def test_a_slow_event_log_holds_a_run_no_longer_than_its_patience(
         took = time.monotonic() - started
         assert sorted(results) == [("a", 2), ("b", 1)]
     assert took < (timeout or cluster.EVENTS_PATIENCE_S) + 4, took  # was 45 and 68 s
+
+
+@pytest.mark.parametrize("mode", ["cluster", "local"])
+def test_stage_names_with_brackets_and_colons_keep_their_counts_and_errors(
+    cluster_env: str, mode: str
+) -> None:
+    # Events of a stage named "a]b" or "x:1" were not read: a cluster run's counters came
+    # back empty, a failing task was told "dead without a task error", and a local run's
+    # status counted its tasks wrong (probe DP F8, F9).
+    run = cluster_jobs.odd_names.submit(["raw://a b", "raw://b c"], mode=mode, progress=False)
+    results = run.wait(timeout=120)
+    assert dict(results) == {"a": 1, "b": 2, "c": 1}
+    assert results.counters["lines"] == 2
+    assert run.status == "ready"
+    if mode == "local":
+        from discodsl.runners import registry
+
+        pipeline = registry.find(run.jobname).pipeline()
+        assert [row[0] for row in pipeline] == ["a]b", "x:1"] and pipeline[0][4] == 2, pipeline
+        assert all(row[2] == row[3] == 0 and row[4] for row in pipeline), pipeline  # all done
+    with pytest.raises(TaskFailed, match=r"stage 'a\]b' failed .*ValueError: cannot read 'x'"):
+        cluster_jobs.odd_name_failing.run(["raw://x"], mode=mode, progress=False)
