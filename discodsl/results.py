@@ -128,10 +128,13 @@ def check_stage(spec: JobSpec, stage: str) -> None:
     check_stage_name(spec.name, [s.name for s in spec.stages], stage)
 
 
-def check_stage_name(job: str, names: list[str], stage: str) -> None:
-    """JobError unless ``stage`` is one of ``names``, the stages of ``job``."""
+def check_stage_name(
+    job: str, names: list[str], stage: str, asking: str = "results.stage({!r})"
+) -> None:
+    """JobError unless ``stage`` is one of ``names``, the stages of ``job`` (the example
+    asks for its first as ``asking`` says, a format of its name)."""
     if stage not in names:
-        example = f"; write e.g. results.stage({names[0]!r})" if names else ""
+        example = f"; write e.g. {asking.format(names[0])}" if names else ""
         raise JobError(
             f"job {job!r} has no stage {stage!r}: its stages are {', '.join(names)}{example}"
         )

@@ -329,7 +329,8 @@ def test_cluster_facts_as_disco_prints_them(
     out, _ = run(capsys, "jobdict", "@")
     assert json.loads(out)["prefix"] == "wordcount"
     _, err = run(capsys, "stageresults", "@", "-S", "nostage", status=1)
-    one_error(err, "no results for stage 'nostage'")
+    # It said "the stage has not finished ... or there is no such job or stage" (DP F2).
+    one_error(err, "has no stage 'nostage': its stages are words, total; write e.g. -S words")
 
 
 def packed(version: int, jobdict: dict[str, Any]) -> bytes:

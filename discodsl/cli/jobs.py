@@ -430,8 +430,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_stageresults(args: argparse.Namespace) -> int:
+    from discodsl.runners import cluster
+
     with cluster_for(args) as conn:
-        results = conn.master.stageresults(job_name(conn, args.job), args.stage)
+        name = job_name(conn, args.job)
+        results = cluster.stage_results(conn.master, name, args.stage, "-S {}")
     print_rows(args, results, ("\t".join(replicas) for replicas in results))
     return 0
 

@@ -859,14 +859,21 @@ def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[
     """A finished stage's outputs, as the master gives them (``get_stageresults``); a
     JobError naming the job's stages if it has none of that name."""
     with _connect(settings) as cluster:
-        try:
-            found = cluster.master.stageresults(jobname, stage)
-        except ClientError:
-            with contextlib.suppress(ClientError):  # the job is gone: its error stands
-                pipeline = cluster.master.jobinfo(jobname)["pipeline"]
-                check_stage_name(jobname, [str(row[0]) for row in pipeline], stage)
-            raise
-        return resolve_inputs(found, cluster.ddfs)
+        return resolve_inputs(stage_results(cluster.master, jobname, stage), cluster.ddfs)
+
+
+def stage_results(
+    master: Master, jobname: str, stage: str, asking: str = "results.stage({!r})"
+) -> list[list[str]]:
+    """A finished stage's outputs, as the master gives them; a JobError naming the job's
+    stages (and how to ask for one: ``asking``) if it has none of that name."""
+    try:
+        return master.stageresults(jobname, stage)
+    except ClientError:
+        with contextlib.suppress(ClientError):  # the job is gone: its error stands
+            pipeline = master.jobinfo(jobname)["pipeline"]
+            check_stage_name(jobname, [str(row[0]) for row in pipeline], stage, asking)
+        raise
 
 
 def _tell_saved(cluster: Cluster, jobname: str, unknown: NoSuchJob) -> None:
