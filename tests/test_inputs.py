@@ -1248,6 +1248,19 @@ def test_a_read_through_a_proxy_that_is_not_there_names_the_proxy(tmp_path: Path
     assert f"DISCO_PROXY={proxy}" in said and "unset DISCO_PROXY" in said, said
 
 
+@pytest.mark.parametrize("scheme", ["disco", "dir"])
+def test_a_nodes_port_that_refuses_names_disco_port(scheme: str) -> None:
+    # A wrong DISCO_PORT said to check that the host is up, naming the timeout's setting but
+    # not the one that chose the port (probe DP F3).
+    from tests.http_replay import closed_port
+
+    with closed_port() as port, pytest.raises(DataError) as caught:
+        here = Node(host="", disco_port=port, timeout=2)
+        read_all([f"{scheme}://127.0.0.1/disco/node1/ab/job/out"], here)
+    said = str(caught.value)
+    assert f"reachable on port {port}, DISCO_PORT's: the port the nodes serve" in said, said
+
+
 def test_a_proxys_http_error_names_the_proxy(node: Node, server: Server) -> None:
     # A proxy's 502 said to check the node.
     here = Node(host="", disco_port=8989, proxy=f"http://127.0.0.1:{server.port}", timeout=2)

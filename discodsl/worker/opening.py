@@ -407,9 +407,14 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
             "where the cluster's nodes are reached directly",
             url=url,
         )
+    port = (
+        f"port {node.disco_port}, DISCO_PORT's: the port the nodes serve their files at"
+        if urls.split(url)[0] in ("disco", "dir")
+        else "its port"
+    )
     return DataError(
         f"{url}: {get} failed: {_reason(exc)}{tried}; check that the host is up and "
-        f"reachable on its port (timeout {node.timeout:g} s: {TIMEOUT_ENV} "
+        f"reachable on {port} (timeout {node.timeout:g} s: {TIMEOUT_ENV} "
         f"{_timeout_set(node)} sets it)",
         url=url,
     )
