@@ -232,9 +232,14 @@ class DDFS(Service):
         )
         return cast("list[str]", answer_json(resp, f"POST {path}", [str], "a list of tag URLs"))
 
-    def delete(self, name: str) -> None:
-        """Delete a tag (its blobs are garbage-collected by DDFS later)."""
+    def delete(self, name: str, *, missing_ok: bool = True) -> None:
+        """Delete a tag (its blobs are garbage-collected by DDFS later). DDFS deletes a
+        missing tag as "deleted": without ``missing_ok``, TagNotFound says it is not there,
+        found in the tags' list (a GET of the tag would need its read token too, where
+        DDFS deletes with the write token)."""
         path = self._tag_path(name)
+        if not missing_ok and tag_name(name) not in self.list_tags(tag_name(name)):
+            raise self._tag_errors(name)[404]("not found")
         resp = self._send("DELETE", path, special=self._tag_errors(name))
         if answer_json(resp, f"DELETE {path}", str, '"deleted"') != "deleted":
             raise shape_error(f"DELETE {path}", '"deleted"', resp.content)

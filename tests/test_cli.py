@@ -729,6 +729,28 @@ def test_ddfs_push_ls_cat_rm(
     one_error(err, "no DDFS tag named 'data:lines'")
 
 
+def test_ddfs_rm_reads_no_tag_so_needs_no_read_token(
+    cluster_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # It read the tag first, to tell a missing one: a tag with a read token then needed it
+    # too, where DDFS deletes with the write token alone (probe DP F7, on a real master).
+    from discodsl.ddfs import DDFS
+
+    (tmp_path / "kept.txt").write_text("kept\n")
+    run(capsys, "ddfs", "push", "data:kept", str(tmp_path / "kept.txt"))
+
+    def no_read(*args: Any) -> Any:
+        raise AssertionError("the tag was read")
+
+    monkeypatch.setattr(DDFS, "get_tag", no_read)
+    assert run(capsys, "ddfs", "rm", "tag://data:kept")[0] == "deleted tag://data:kept\n"
+    _, err = run(capsys, "ddfs", "rm", "data:kept", status=1)
+    one_error(err, "no DDFS tag named 'data:kept'")
+
+
 def test_unreachable_master(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,8 +50,7 @@ def cmd_ddfs_cat(args: argparse.Namespace) -> int:
 
 def cmd_ddfs_rm(args: argparse.Namespace) -> int:
     with cluster_for(args) as conn:
-        conn.ddfs.get_tag(args.tag)  # DDFS deletes a missing tag as "deleted": say it is not
-        conn.ddfs.delete(args.tag)
+        conn.ddfs.delete(args.tag, missing_ok=False)
     tell(args, f"deleted {args.tag}", {"deleted": args.tag})
     return 0
 
