@@ -426,6 +426,20 @@ def unpicklable_values() -> list[Any]:
     return [with_a_lock]
 
 
+# a value nested deeper than pickle goes: a RecursionError from the pickler (probe DN F1)
+@map
+def with_a_deep_list(line: str) -> Iterator[tuple[str, Any]]:
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    yield line, deep
+
+
+@job(max_failures=0)
+def deep_values() -> list[Any]:
+    return [with_a_deep_list]
+
+
 # a value pickle refuses with an AttributeError ("Can't pickle local object"), not a TypeError
 @map
 def with_a_lambda(line: str) -> Iterator[tuple[str, Any]]:

@@ -970,6 +970,7 @@ def test_a_module_of_the_users_named_as_a_standard_ones_breaks_no_worker(
         ("unpicklable_values_combined", "with_a_lock"),
         ("unpicklable_combined_values", "locking_total"),  # what the combiner made
         ("handle_values", "with_a_handle"),  # refused by its class's own __reduce__
+        ("deep_values", "with_a_deep_list"),  # was told an exception of the stage's code
     ],
 )
 def test_a_value_that_cannot_be_pickled_is_named_so(
@@ -983,6 +984,7 @@ def test_a_value_that_cannot_be_pickled_is_named_so(
     why = {
         "lambda_values": "local object",
         "handle_values": "TypeError: Handle objects cannot be pickled",
+        "deep_values": "RecursionError: maximum recursion depth exceeded while pickling",
     }.get(name, "cannot pickle '_thread.lock' object")
     expected = "yielded a record that cannot be pickled ("
     assert f"stage {maker!r} (jobs.py, line" in message and expected in message, message

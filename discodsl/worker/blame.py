@@ -29,7 +29,7 @@ from discodsl.worker.task import NO_ITEM
 # What a record that is no pair, or does not pickle, raises on its way to a file: pickle
 # raises AttributeError for a lambda or a class defined in a function, PicklingError for
 # others (not_pairs tells these from the same errors raised by user code).
-WRITE_ERRORS = (TypeError, ValueError, AttributeError, pickle.PicklingError)
+WRITE_ERRORS = (TypeError, ValueError, AttributeError, pickle.PicklingError, RecursionError)
 
 
 class Maker(NamedTuple):
@@ -82,9 +82,14 @@ def not_pairs(
     if raised_by_user(exc, *loops) and not pickling:
         return None
     if pickling or raised_in(exc, RecordWriter.write_many, RecordWriter.write):
+        deep = (
+            "nested too deeply for pickle: flatten it, or pickle it yourself into bytes; "
+            if isinstance(exc, RecursionError)
+            else ""
+        )
         error = StageError(
             f"{maker.who} yielded a record that cannot be pickled ({type(exc).__name__}: "
-            f"{exc}): records are pickled to be written, so keys and values must be data "
+            f"{exc}): {deep}records are pickled to be written, so keys and values must be data "
             "pickle takes (str, numbers, tuples, lists, dicts, instances of classes defined at "
             "the top level of a module), not locks, generators, open files or connections",
             stage=maker.name,
