@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from discodsl.worker import partition
 from discodsl.worker.errors import StageError
 from discodsl.worker.partition import canonical_bytes, default_partition, partitioner, spread
 from discodsl.worker.records import NotAPair
@@ -514,3 +515,30 @@ def test_a_plain_subclass_of_a_numpy_type_is_the_value_it_holds() -> None:
 
     assert canonical_bytes(Label("a"), "s") == canonical_bytes("a", "s")
     assert canonical_bytes(Weight(1.5), "s") == canonical_bytes(1.5, "s")
+
+
+def _deep(levels: int) -> Any:
+    key: Any = ()
+    for _ in range(levels):
+        key = (key,)
+    return key
+
+
+def _at_depth(frames: int, call: Any) -> Any:
+    """``call()`` made ``frames`` Python frames deeper than here."""
+    return call() if frames <= 0 else _at_depth(frames - 1, call)
+
+
+def test_a_deep_keys_encoding_does_not_hang_on_how_deep_it_is_asked() -> None:
+    # A tuple 150 deep was grouped when run() was called at the top of a program, refused
+    # 500 frames deeper; a local worker refused one 244 deep that a cluster's took, and its
+    # map partitioned one its reduce then refused (probe DN F2).
+    key = _deep(150)
+    here = partition.canonical_bytes(key)
+    assert _at_depth(600, lambda: partition.canonical_bytes(key)) == here
+    assert _at_depth(600, lambda: partition.canonical_or_none(key)) == here
+    _at_depth(600, lambda: partition.check_grouped(key, "total"))
+    label = partition.partitioner(7)
+    assert _at_depth(600, lambda: label(key)) == label(key)
+    with pytest.raises(StageError, match="nested too deeply"):
+        partition.canonical_bytes(_deep(5000), "total")

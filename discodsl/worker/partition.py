@@ -79,7 +79,7 @@ def canonical_bytes(key: Any, stage: str = "") -> bytes:
     A key with no canonical form raises :class:`StageError` naming ``stage``.
     """
     try:
-        return _encode(key)
+        return _encoded(key)
     except _Unencodable as err:
         raise _refusal(key, err.what, stage) from None
     except RecursionError:
@@ -91,7 +91,7 @@ def check_grouped(key: Any, stage: str) -> None:
     the key the default partitioner refuses, refused with one partition too (a key that
     compares by identity would be a group of its own per record)."""
     try:
-        _encode(key)
+        _encoded(key)
     except (_Unencodable, RecursionError) as err:
         what = err.what if isinstance(err, _Unencodable) else "a container nested too deeply"
         raise StageError(
@@ -107,9 +107,41 @@ def check_grouped(key: Any, stage: str) -> None:
 def canonical_or_none(key: Any) -> bytes | None:
     """:func:`canonical_bytes` of ``key``, or None if it has no canonical form."""
     try:
-        return _encode(key)
+        return _encoded(key)
     except (_Unencodable, RecursionError):
         return None
+
+
+def _encoded(key: Any) -> bytes:
+    """``_encode(key)``; a key nested too deeply for what is left of this thread's stack is
+    encoded again on a fresh one: whether it can be must not hang on how deep the caller is
+    (inline, a program's own stack; in a worker, the runner's), or a local run and a
+    cluster's, or a map's partitioner and its reduce, would disagree on one key."""
+    try:
+        return _encode(key)
+    except RecursionError:
+        return _on_a_fresh_stack(_encode, key)
+
+
+def _on_a_fresh_stack(function: Callable[[Any], bytes], key: Any) -> bytes:
+    """``function(key)`` in a new thread, whose stack starts empty; what it raises, raised."""
+    import threading  # here: only a key nested hundreds deep comes this way
+
+    done: list[bytes] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(function(key))
+        except BaseException as exc:  # raised again in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="deep-key")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return done[0]
 
 
 def default_partition(key: Any, partitions: int, stage: str = "") -> int:
