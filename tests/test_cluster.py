@@ -1003,10 +1003,10 @@ def test_a_wait_after_a_submitted_runs_timeout_passed_says_so_at_once(master: Ma
 
 
 class _SlowEvents(DiscoMaster):
-    """A master whose event log answers after the client's read timeout, every time."""
+    """A master whose event log and jobinfo answer after the client's read timeout."""
 
     def handle(self, method: str, target: str, headers: Any, body: bytes | None) -> Any:
-        if "/rawevents" in target:
+        if "/rawevents" in target or "/jobinfo" in target:
             time.sleep(1.5)
         return super().handle(method, target, headers, body)
 
@@ -1017,13 +1017,15 @@ def test_a_slow_event_log_holds_a_run_no_longer_than_its_patience(
 ) -> None:
     # Each read of the log got the client's whole retry schedule (about 33 s), and the run's
     # timeout= was not passed to them: a job ready in a second came back after 45 s with
-    # timeout=10, 68 s without (probe DO F1). The events only feed counters and progress.
+    # timeout=10, 68 s without, and jobinfo's reads for the bars the same (probe DO F1). The
+    # events only feed counters and progress.
     monkeypatch.setenv("DISCODSL_HTTP_TIMEOUT", "1")
     monkeypatch.setattr(cluster, "EVENTS_PATIENCE_S", 3.0)
+    monkeypatch.setattr(cluster, "PROGRESS_READ_S", 0.5)
     with _SlowEvents(tmp_path) as master:
         point_at(monkeypatch, master.url, master.port)
         started = time.monotonic()
-        results = jobs.wordcount.run(["raw://a b a"], timeout=timeout, progress=False)
+        results = jobs.wordcount.run(["raw://a b a"], timeout=timeout, progress=True)
         took = time.monotonic() - started
         assert sorted(results) == [("a", 2), ("b", 1)]
     assert took < (timeout or cluster.EVENTS_PATIENCE_S) + 4, took  # was 45 and 68 s

@@ -80,6 +80,8 @@ POLL_MS = 1000
 #: when a save_results job ends or a job is killed (job_event.erl, disco_server.erl): until
 #: then its last tasks' counts, DONE and error lines are unread.
 EVENTS_PATIENCE_S = 10.0
+# Seconds a read of jobinfo for the progress bars may take, retries included.
+PROGRESS_READ_S = 2.0
 
 _CRASH = re.compile(r"Worker crashed! \(exit code: (-?\d+)\)")
 # The master's last event of a job that succeeded, and of one that died (failed or killed).
@@ -603,7 +605,8 @@ class _Watcher:
             if status not in ("ready", "dead"):  # an ended job's: settle reads them to the end
                 self.catch_up(self._left())
             if self.progress.enabled and status in ("active", "ready"):
-                self._counts(self.master.jobinfo(self.jobname, self._left())["pipeline"])
+                within = min(self._left(), PROGRESS_READ_S)  # the bars only: not worth more
+                self._counts(self.master.jobinfo(self.jobname, within)["pipeline"])
         except NoSuchJob:
             raise
         except ClientError as exc:  # they only feed the counters and the bar: read them later
