@@ -614,8 +614,10 @@ def test_an_error_while_a_run_is_watched_names_the_job_which_runs_on(
     assert str(info.value) == (
         f"lost track of job {run.jobname!r} on {url} while waiting for it (POST "
         "/disco/ctrl/get_results: the master failed (500 <html>)): it was submitted and may "
-        f"run on there: wait() for it again, or `discodsl --master {url} wait "
-        f"{run.jobname}`; stop it with `discodsl --master {url} kill {run.jobname}`"
+        "run on there: wait() for its run again (after run(), "
+        f"Results.of_job({run.jobname!r}, master={url!r}) waits for it and reads its "
+        f"results), or `discodsl --master {url} wait {run.jobname}`; stop it with "
+        f"`discodsl --master {url} kill {run.jobname}`"
     )
     assert isinstance(info.value.__cause__, BadAnswer) and info.value.jobname == run.jobname
     assert run.status == "active"

@@ -542,8 +542,9 @@ def _lost(cluster: Cluster, jobname: str, exc: ClientError) -> JobActive:
     wait, kill = (command_line(f"{verb} {jobname}", cluster.url) for verb in ("wait", "kill"))
     return JobActive(
         f"lost track of job {jobname!r} on {cluster.url} while waiting for it ({exc}): it "
-        f"was submitted and may run on there: wait() for it again, or `{wait}`; stop it "
-        f"with `{kill}`",
+        "was submitted and may run on there: wait() for its run again (after run(), "
+        f"Results.of_job({jobname!r}, master={cluster.url!r}) waits for it and reads its "
+        f"results), or `{wait}`; stop it with `{kill}`",
         jobname=jobname,
         lost=True,
     )
