@@ -706,8 +706,12 @@ def test_a_listed_file_whose_size_is_not_the_indexs_is_a_data_error(
     listed = tmp_path / "data" / "here" / "job" / "a"
     data = listed.read_bytes()
     listed.write_bytes({"emptied": b"", "cut": data[:-14], "grown": data + data}[change])
-    with pytest.raises(DataError, match=r"/job/a is \d+ bytes, where the index .* says \d+"):
+    with pytest.raises(
+        DataError, match=r"/job/a is \d+ bytes, where the index .* says \d+"
+    ) as info:
         read_all([url], node, label=0)
+    # "re-run that task": a user runs jobs, not tasks (probe DO S2)
+    assert str(info.value).endswith("since its task wrote it: run the job that wrote it again")
 
 
 @pytest.mark.parametrize("change", ["emptied", "cut", "another_whole_file"])

@@ -415,7 +415,8 @@ def _check_pushed(path: str, replicas: list[str], listed: Listed) -> None:
     if size != said[0]:
         raise DataError(
             f"{urls.file_url(path)} is {size} bytes, where {said[1]} says {said[0]}: the file "
-            "changed, or was cut short, since its task wrote it (not pushed); re-run that task",
+            "changed, or was cut short, since its task wrote it (not pushed): run the job that "
+            "wrote it again",
             url=urls.file_url(path),
         )
 

@@ -363,7 +363,8 @@ def _check_size(stream: BinaryIO, url: str, size: int, said_by: str) -> None:
     if found is not None and found != size:
         raise DamagedInput(
             f"{url} is {found} bytes, where {said_by} says {size}: the file "
-            "changed, or was cut short, since its task wrote it; re-run that task",
+            "changed, or was cut short, since its task wrote it: run the job that wrote it "
+            "again",
             url=url,
         )
 
@@ -520,7 +521,8 @@ def _parse_index(stream: io.BufferedReader, url: str) -> list[tuple[int, str, in
     if not entries:  # Disco writes an index at its task's first output
         raise DataError(
             f"{url}: the index is empty, where a Disco index lists at least one file: it was "
-            "emptied, or cut short, since its task wrote it; re-run that task",
+            "emptied, or cut short, since its task wrote it: run the job that wrote it "
+            "again",
             url=url,
         )
     return entries
