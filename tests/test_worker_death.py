@@ -557,46 +557,41 @@ def test_a_stage_that_closes_the_workers_descriptors_is_told_so_not_oom() -> Non
     assert "out-of-memory" not in said
 
 
-@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
-def test_a_stage_that_closes_the_workers_descriptors_and_returns_is_told_so_once(
-    monkeypatch: pytest.MonkeyPatch, fork_server: bool
-) -> None:
-    # Its worker found the channel closed as it sent DONE, and exited 1: "the stage ended
-    # the process with os._exit(1) or sys.exit(1)", retried 3 times (probe DI F8).
-    if not fork_server:
+@pytest.fixture(params=[True, False], ids=["forked", "interpreter"])
+def worker_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local workers forked from the job's zygote, or each a new interpreter."""
+    if not request.param:
         monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
-    run = death_jobs.cutting_off_and_going_on.submit(["raw://x"], mode="local", progress=False)
+
+
+@pytest.mark.usefixtures("worker_start")
+@pytest.mark.parametrize(
+    ("job", "not_said"),
+    [
+        # Its worker found the channel closed as it sent DONE, and exited 1: "the stage
+        # ended the process with os._exit(1) or sys.exit(1)", retried 3 times (probe DI F8).
+        (death_jobs.cutting_off_and_going_on, "sys.exit"),
+        # Its worker sent DONE into /dev/null, read its end of file as the master's hang-up
+        # after the last frame, and exited 0: "... with os._exit(0)" (probe DL F9).
+        (death_jobs.replacing_and_going_on, "exit(0)"),
+    ],
+    ids=["closes", "replaces"],
+)
+def test_a_stage_that_closes_or_replaces_the_workers_descriptors_is_told_so_once(
+    job: Any, not_said: str
+) -> None:
+    run = job.submit(["raw://x"], mode="local", progress=False)
     with pytest.raises(TaskFailed) as caught:
         run.wait(timeout=120)
     said = str(caught.value)
-    assert "closed its connection to the runner" in said and "sys.exit" not in said, said
+    assert "closed its connection to the runner" in said and not_said not in said, said
     assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
 
 
-@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
-def test_a_stage_that_replaces_the_workers_descriptors_is_told_so_once(
-    monkeypatch: pytest.MonkeyPatch, fork_server: bool
-) -> None:
-    # Its worker sent DONE into /dev/null, read its end of file as the master's hang-up after
-    # the last frame, and exited 0: "the stage ended the process with os._exit(0)" (DL F9).
-    if not fork_server:
-        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
-    run = death_jobs.replacing_and_going_on.submit(["raw://x"], mode="local", progress=False)
-    with pytest.raises(TaskFailed) as caught:
-        run.wait(timeout=120)
-    said = str(caught.value)
-    assert "closed its connection to the runner" in said and "exit(0)" not in said, said
-    assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
-
-
-@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
-def test_a_worker_ignores_sighup_as_a_disco_nodes_does(
-    monkeypatch: pytest.MonkeyPatch, fork_server: bool
-) -> None:
+@pytest.mark.usefixtures("worker_start")
+def test_a_worker_ignores_sighup_as_a_disco_nodes_does() -> None:
     # A Disco node's workers inherit SIGHUP (and SIGFPE) ignored from Erlang; a local one
     # was killed by it, failing the job that passes on a master (probe DK F8).
-    if not fork_server:
-        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
     results = death_jobs.hanging_up.run(["raw://x"], mode="local", progress=False)
     assert list(results) == [("x", 1)]
 
