@@ -129,12 +129,13 @@ def check_stage(spec: JobSpec, stage: str) -> None:
 
 
 def check_stage_name(
-    job: str, names: list[str], stage: str, asking: str = "results.stage({!r})"
+    job: str, names: list[str], stage: str, asking: Callable[[str], str] | None = None
 ) -> None:
     """JobError unless ``stage`` is one of ``names``, the stages of ``job`` (the example
-    asks for its first as ``asking`` says, a format of its name)."""
+    asks for its first as ``asking`` writes it, ``results.stage(NAME)`` by default)."""
     if stage not in names:
-        example = f"; write e.g. {asking.format(names[0])}" if names else ""
+        ask = asking or (lambda name: f"results.stage({name!r})")
+        example = f"; write e.g. {ask(names[0])}" if names else ""
         raise JobError(
             f"job {job!r} has no stage {stage!r}: its stages are {', '.join(names)}{example}"
         )

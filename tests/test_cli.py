@@ -41,7 +41,7 @@ from discodsl.errors import (
     TagNotFound,
     TaskFailed,
 )
-from tests import jobs
+from tests import cluster_jobs, jobs
 from tests.disco_master import DiscoMaster
 from tests.http_replay import closed_port
 
@@ -331,6 +331,9 @@ def test_cluster_facts_as_disco_prints_them(
     _, err = run(capsys, "stageresults", "@", "-S", "nostage", status=1)
     # It said "the stage has not finished ... or there is no such job or stage" (DP F2).
     one_error(err, "has no stage 'nostage': its stages are words, total; write e.g. -S words")
+    odd = cluster_jobs.odd_names.run(["raw://a"], mode="cluster", progress=False)
+    _, err = run(capsys, "stageresults", odd.jobname, "-S", "nostage", status=1)
+    one_error(err, "write e.g. -S 'a]b'")  # as the shell takes it (probe DR F2)
 
 
 def packed(version: int, jobdict: dict[str, Any]) -> bytes:

@@ -168,6 +168,9 @@ def test_a_purged_save_results_jobs_results_are_told_to_be_in_its_tag(
         # and `discodsl results JOB`, the command a user reaching for them types (DE F2)
         assert main(["results", results.jobname]) == 1
         assert f"inputs=['tag://{tag}']" in capsys.readouterr().err
+        for command in ("status", "wait"):  # they said only "no job named" (probe DR F6)
+            assert main([command, results.jobname]) == 1
+            assert f"inputs=['tag://{tag}']" in capsys.readouterr().err, command
     finally:
         ddfs.delete(tag)
     with pytest.raises(NoSuchJob) as info:

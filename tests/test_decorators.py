@@ -994,6 +994,10 @@ def test_the_advice_for_a_lambdas_stage_listed_twice_names_no_variable_it_guesse
         ("a%41", "a_41"),
         ("a+b", "a_b"),
         ("a\\b", "a_b"),
+        # a name of the file system's: inline wrote the stage's files in its run's parent
+        # directory, where two runs read each other's (probe DR F1)
+        ("..", "_"),
+        (".", "_"),
     ],
 )
 def test_a_stage_name_a_disco_node_cannot_take_is_refused_when_declared(

@@ -1262,7 +1262,15 @@ def test_a_nodes_port_that_refuses_names_disco_port(scheme: str) -> None:
         here = Node(host="", disco_port=port, timeout=2)
         read_all([f"{scheme}://127.0.0.1/disco/node1/ab/job/out"], here)
     said = str(caught.value)
-    assert f"reachable on port {port}, DISCO_PORT's: the port the nodes serve" in said, said
+    assert f"and that port {port} (DISCO_PORT) is the one the nodes serve files at" in said
+
+
+def test_a_nodes_port_that_answers_404_names_disco_port(server: Server) -> None:
+    # Another server on DISCO_PORT's port answered 404: "check that the file exists" (DR F3).
+    with pytest.raises(DataError) as caught:
+        read_all(["disco://127.0.0.1/disco/nowhere"], Node(disco_port=server.port, timeout=2))
+    said = str(caught.value)
+    assert "answered HTTP 404" in said and f"port {server.port} (DISCO_PORT)" in said, said
 
 
 def test_a_proxys_http_error_names_the_proxy(node: Node, server: Server) -> None:

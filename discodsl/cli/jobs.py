@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from discodsl.errors import (
     JobActive,
     JobDead,
     JobError,
+    NoSuchJob,
     SettingsError,
     TagNotFound,
 )
@@ -76,9 +78,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if local_runs(args):
         name, info = _local_info(local_run(args))
         return _print_status(args, name, info)
+    from discodsl.runners import cluster
+
     with cluster_for(args) as conn:
         name = job_name(conn, args.job)
-        info = conn.master.jobinfo(name)
+        try:
+            info = conn.master.jobinfo(name)
+        except NoSuchJob as exc:  # a save_results job's results outlive it: say where
+            cluster.tell_saved(conn, name, exc)
+            raise
         info["results_deleted"] = _saved_and_deleted(conn, name, info.get("results") or [])
     return _print_status(args, name, info)
 
@@ -434,7 +442,9 @@ def cmd_stageresults(args: argparse.Namespace) -> int:
 
     with cluster_for(args) as conn:
         name = job_name(conn, args.job)
-        results = cluster.stage_results(conn.master, name, args.stage, "-S {}")
+        results = cluster.stage_results(
+            conn.master, name, args.stage, lambda stage: f"-S {shlex.quote(stage)}"
+        )
     print_rows(args, results, ("\t".join(replicas) for replicas in results))
     return 0
 

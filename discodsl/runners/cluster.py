@@ -501,7 +501,7 @@ def wait_for(
         _interrupted(cluster, jobname, kill_on_interrupt)
         raise
     except NoSuchJob as exc:
-        _tell_saved(cluster, jobname, exc)
+        tell_saved(cluster, jobname, exc)
         raise
     except JobActive:
         raise
@@ -817,7 +817,7 @@ def results_of(cluster: Cluster, jobname: str) -> Results:
     try:
         urls = cluster.master.results_of(jobname)
     except NoSuchJob as exc:
-        _tell_saved(cluster, jobname, exc)
+        tell_saved(cluster, jobname, exc)
         raise
     except JobDead:
         ready = _ready_after_all(cluster, jobname, cluster.master.events(jobname, num=5)[::-1])
@@ -868,7 +868,7 @@ def _stage_urls(settings: DiscoSettings, jobname: str, stage: str) -> list[list[
 
 
 def stage_results(
-    master: Master, jobname: str, stage: str, asking: str = "results.stage({!r})"
+    master: Master, jobname: str, stage: str, asking: Callable[[str], str] | None = None
 ) -> list[list[str]]:
     """A finished stage's outputs, as the master gives them; a JobError naming the job's
     stages (and how to ask for one: ``asking``) if it has none of that name."""
@@ -881,7 +881,7 @@ def stage_results(
         raise
 
 
-def _tell_saved(cluster: Cluster, jobname: str, unknown: NoSuchJob) -> None:
+def tell_saved(cluster: Cluster, jobname: str, unknown: NoSuchJob) -> None:
     """Add to ``unknown`` (the master knows no job ``jobname``) where that job's results are
     if it saved them (``save_results=True``): DDFS keeps their tag after the job is purged."""
     tag = saved_tag(jobname)

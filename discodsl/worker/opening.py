@@ -407,17 +407,20 @@ def _get_failed(exc: Exception, location: str, node: Node, url: str, tries: int)
             "where the cluster's nodes are reached directly",
             url=url,
         )
-    port = (
-        f"port {node.disco_port}, DISCO_PORT's: the port the nodes serve their files at"
-        if urls.split(url)[0] in ("disco", "dir")
-        else "its port"
-    )
     return DataError(
         f"{url}: {get} failed: {_reason(exc)}{tried}; check that the host is up and "
-        f"reachable on {port} (timeout {node.timeout:g} s: {TIMEOUT_ENV} "
+        f"reachable on its port{_port_said(url, node)} (timeout {node.timeout:g} s: {TIMEOUT_ENV} "
         f"{_timeout_set(node)} sets it)",
         url=url,
     )
+
+
+def _port_said(url: str, node: Node) -> str:
+    """For a node's file (``disco://``, ``dir://``), read at DISCO_PORT: that the port must
+    be the nodes'; "" for any other URL."""
+    if urls.split(url)[0] not in ("disco", "dir"):
+        return ""
+    return f", and that port {node.disco_port} (DISCO_PORT) is the one the nodes serve files at"
 
 
 def _answered(exc: Any, get: str, location: str, node: Node, url: str, tried: str) -> DataError:
@@ -429,7 +432,7 @@ def _answered(exc: Any, get: str, location: str, node: Node, url: str, tried: st
         f"it went through the proxy DISCO_PROXY={node.proxy}: check the proxy, or unset "
         "DISCO_PROXY where the cluster's nodes are reached directly"
         if _through_proxy(location, node)
-        else "check that the file exists and the node serving it is healthy"
+        else "check that the file exists and the node serving it is healthy" + _port_said(url, node)
     )
     answered = DataError(
         f"{url}: {get} answered HTTP {exc.code} {exc.reason}"

@@ -52,6 +52,9 @@ _STAGE_CHARS = "".join(  # a character class: the printable ASCII but those
 )
 _STAGE_NAME = re.compile(f"[{_STAGE_CHARS}]+")
 _NOT_STAGE_CHAR = re.compile(f"[^{_STAGE_CHARS}]")
+# Names a directory has for itself and its parent: an inline run makes a directory named
+# after each stage, and one named ".." wrote its files outside its run, where another read them.
+_PATH_NAMES = frozenset({".", ".."})
 # The longest job name prefix a Disco 0.5.4 master runs: with 200 characters (216 with its
 # "@..." suffix) each task's DONE failed on a real master's node (error:badarg), retried.
 PREFIX_MAX = 199
@@ -60,7 +63,7 @@ PREFIX_MAX = 199
 STAGE_NAME_MAX = 128
 STAGE_NAME_RULE = (
     f"at most {STAGE_NAME_MAX} ASCII letters, digits and punctuation other than "
-    "/ # ? % + \\, without spaces"
+    "/ # ? % + \\, without spaces, and not . or .."
 )
 
 
@@ -113,6 +116,7 @@ def stage_name_ok(name: Any) -> TypeGuard[str]:
         isinstance(name, str)
         and len(name) <= STAGE_NAME_MAX
         and _STAGE_NAME.fullmatch(name) is not None
+        and name not in _PATH_NAMES
     )
 
 
@@ -121,7 +125,8 @@ def cleaned_stage_name(name: str) -> str:
     first made plain ("zählen" is "zahlen", not "z_hlen", which "zöhlen" would be too), and
     other characters that are no ASCII written as their code points (a Greek sigma is
     "u03c3": it and a pi were both "_")."""
-    return _NOT_STAGE_CHAR.sub("_", _ascii(name)) or "stage"
+    cleaned = _NOT_STAGE_CHAR.sub("_", _ascii(name)) or "stage"
+    return "_" if cleaned in _PATH_NAMES else cleaned
 
 
 def function_stage_name(written: str) -> str:
