@@ -1,44 +1,54 @@
 """Whether a partitioner calls the builtin ``hash()``, which for a str or bytes key differs
 from process to process (``PYTHONHASHSEED``): in its own code, through the program's
-functions it calls, under another name, or as a key's ``__hash__`` method. What the
-program calls of the standard library or an installed package is not followed (a
-library's own ``mmh3.hash`` is no builtin)."""
+functions and methods it calls, under another name (a global, ``builtins.hash``, a
+default argument, a partial), or as a key's ``__hash__`` method. What the program calls
+of the standard library or an installed package is not followed (a library's own
+``mmh3.hash`` is no builtin). A static look: a name made at run time
+(``getattr(builtins, "hash")``) is not seen."""
 
 from __future__ import annotations
 
 import builtins
 import dis
 import inspect
+import os
 import sys
-from collections.abc import Callable
-from functools import partial
-from types import FunctionType, MethodType
+import sysconfig
+from collections.abc import Callable, Iterator
+from functools import cache, partial
+from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
 from discodsl.worker.spec import nested_code
 
 # How many calls deep the program's own functions are followed from the partitioner.
-DEPTH = 4
+DEPTH = 6
 _LOADS_NAME = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 _LOADS_ATTRIBUTE = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
 
 def calls_hash(partitioner: Callable[..., Any]) -> bool:
     """Whether calling ``partitioner`` may call the builtin ``hash()``."""
-    function = _code_of(partitioner)
-    return function is not None and _calls(function, set(), DEPTH)
+    if _partial_of_hash(partitioner):
+        return True
+    return any(_calls(function, set(), DEPTH) for function in _functions_of(partitioner))
 
 
-def _code_of(function: Any) -> FunctionType | None:
-    """The Python function that calling ``function`` runs: itself, a partial's, a method's,
-    or a callable object's ``__call__``; None for a builtin."""
-    while isinstance(function, partial):
-        function = function.func
-    if isinstance(function, MethodType):
-        function = function.__func__
-    if not isinstance(function, FunctionType):
-        function = inspect.getattr_static(type(function), "__call__", None)  # an object's
-    return function if isinstance(function, FunctionType) else None
+def _functions_of(value: Any) -> list[FunctionType]:
+    """The Python functions calling ``value`` runs: itself, a method's, a partial's (and
+    what it is given), a caching wrapper's, or a callable object's ``__call__``."""
+    if isinstance(value, partial):
+        given = (value.func, *value.args, *value.keywords.values())
+        return [f for part in given for f in _functions_of(part)]
+    if isinstance(value, (staticmethod, classmethod, MethodType)):
+        value = value.__func__
+    if not isinstance(value, FunctionType) and callable(getattr(value, "__wrapped__", None)):
+        value = value.__wrapped__  # functools.lru_cache and the like
+    if not isinstance(value, FunctionType) and not isinstance(value, type):
+        value = inspect.getattr_static(type(value), "__call__", None)  # an object's
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+    return [value] if isinstance(value, FunctionType) else []
 
 
 def _calls(function: FunctionType, seen: set[FunctionType], depth: int) -> bool:
@@ -46,35 +56,108 @@ def _calls(function: FunctionType, seen: set[FunctionType], depth: int) -> bool:
         return False
     seen.add(function)
     for value in _values_named(function):
-        if value is builtins.hash:
+        if value is builtins.hash or _partial_of_hash(value):
             return True
-        followed = depth and isinstance(value, FunctionType) and _programs(value)
-        if followed and _calls(value, seen, depth - 1):
-            return True
+        if depth:
+            followed = [f for f in _functions_of(value) if _programs(f)]
+            if any(_calls(each, seen, depth - 1) for each in followed):
+                return True
     return False
 
 
-def _values_named(function: FunctionType) -> list[Any]:
-    """What the names ``function``'s code loads stand for (its globals, builtins and closure
-    cells), and the builtin ``hash`` for a ``.__hash__`` it takes of anything."""
+def _partial_of_hash(value: Any) -> bool:
+    """Whether ``value`` is a partial of ``hash``, or one given it."""
+    if not isinstance(value, partial):
+        return False
+    given = (value.func, *value.args, *value.keywords.values())
+    return any(part is builtins.hash or _partial_of_hash(part) for part in given)
+
+
+def _values_named(function: FunctionType) -> Iterator[Any]:
+    """What ``function`` may call: what the names its code loads stand for (its globals,
+    builtins, closure cells), its default arguments, the methods of the program's classes
+    its attributes name, and the builtin ``hash`` for ``builtins.hash`` or a key's
+    ``__hash__``."""
     cells = dict(zip(function.__code__.co_freevars, function.__closure__ or (), strict=True))
-    values: list[Any] = []
+    yield from function.__defaults__ or ()
+    yield from (function.__kwdefaults__ or {}).values()
     for code in nested_code(function.__code__):
+        loaded: Any = None  # what the instruction before loaded, by name
         for instruction in dis.get_instructions(code):
             name, opname = instruction.argval, instruction.opname
-            if opname in _LOADS_ATTRIBUTE and name == "__hash__":
-                values.append(builtins.hash)
-            elif opname in _LOADS_NAME:
-                values.append(function.__globals__.get(name, vars(builtins).get(name)))
-            elif opname == "LOAD_DEREF" and name in cells:
-                try:
-                    values.append(cells[name].cell_contents)
-                except ValueError:  # a cell not yet filled
-                    continue
-    return values
+            if opname in _LOADS_ATTRIBUTE:
+                yield from _attribute(function, name, loaded)
+            value = _loaded(function, cells, opname, name)
+            loaded = value
+            if value is not None:
+                yield value
+
+
+def _loaded(function: FunctionType, cells: dict[str, Any], opname: str, name: Any) -> Any:
+    """What a LOAD_GLOBAL, LOAD_NAME or LOAD_DEREF of ``name`` loads; None otherwise."""
+    if opname in _LOADS_NAME:
+        return function.__globals__.get(name, vars(builtins).get(name))
+    if opname == "LOAD_DEREF" and name in cells:
+        try:
+            return cells[name].cell_contents
+        except ValueError:  # a cell not yet filled
+            return None
+    return None
+
+
+def _attribute(function: FunctionType, name: str, owner: Any) -> Iterator[Any]:
+    """What attribute ``name`` of ``owner`` (what was loaded by name, if anything) may be:
+    the builtin ``hash`` for ``builtins.hash``, else a method of that name of the program's
+    classes ``function`` can see; and the builtin ``hash`` for a ``__hash__`` (a key's, of
+    a class not known here: a program's own class that hashes its own way is warned of
+    too)."""
+    if owner is builtins:
+        if name == "hash":
+            yield builtins.hash
+        return
+    methods = [
+        vars(klass)[name] for klass in _program_classes(function.__globals__) if name in vars(klass)
+    ]
+    yield from methods
+    if name == "__hash__":  # a key's, whose class is not known here: str's, perhaps
+        yield builtins.hash
+
+
+def _program_classes(namespace: dict[str, Any]) -> list[type]:
+    """The classes of the program that ``namespace`` (a module's globals) holds."""
+    return [
+        value
+        for value in list(namespace.values())
+        if isinstance(value, type) and _programs_module(getattr(value, "__module__", ""))
+    ]
+
+
+def _programs_module(name: str) -> bool:
+    """Whether the module ``name`` is the program's: a notebook's ``__main__`` has no file."""
+    module = sys.modules.get(name)
+    where = getattr(module, "__file__", None) if isinstance(module, ModuleType) else None
+    if where is None:
+        return name == "__main__"
+    return _programs_file(where)
 
 
 def _programs(function: FunctionType) -> bool:
     """Whether ``function`` is the program's, not the standard library's or a package's."""
-    where = function.__code__.co_filename
-    return not where.startswith((sys.prefix, sys.base_prefix, sys.exec_prefix, "<frozen"))
+    return _programs_file(function.__code__.co_filename)
+
+
+def _programs_file(where: str) -> bool:
+    if where.startswith("<frozen"):
+        return False
+    if where.startswith("<"):  # a notebook cell, an exec()'d string: the program's
+        return True
+    return not os.path.abspath(where).startswith(_libraries())
+
+
+@cache
+def _libraries() -> tuple[str, ...]:
+    """Where the standard library, installed packages and discodsl are, each with its
+    separator."""
+    paths = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.add(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(os.path.join(os.path.abspath(path), "") for path in paths if path)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import functools
 import importlib
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from discodsl import (
 )
 from discodsl.model import second_stage
 from discodsl.options import option_names
+from discodsl.worker.partition import default_partition
 from discodsl.worker.spec import StageSpec, params_passing, positional_arity, takes_params
 
 
@@ -1301,7 +1304,19 @@ _my_hash = hash
 
 class _HashingPartitioner:
     def __call__(self, key: Any, n: int) -> int:
-        return hash(key) % n
+        return self.bucket(key) % n
+
+    def bucket(self, key: Any) -> int:
+        return _bucket(key)
+
+
+@functools.lru_cache
+def _cached_bucket(key: Any) -> int:
+    return hash(key)
+
+
+def _with_default(key: Any, n: int, f: Any = hash) -> int:
+    return int(f(key)) % n
 
 
 @pytest.mark.parametrize(
@@ -1315,7 +1330,11 @@ class _HashingPartitioner:
         lambda k, n: _bucket(k) % n,
         lambda k, n: _my_hash(k) % n,
         lambda k, n: k.__hash__() % n,
-        _HashingPartitioner(),
+        _HashingPartitioner(),  # through its own method, then a helper (probe DQ F1)
+        lambda k, n: builtins.hash(k) % n,
+        _with_default,
+        lambda k, n: _cached_bucket(k) % n,
+        functools.partial(lambda k, n, f: f(k) % n, f=hash),
     ],
 )
 def test_a_partitioner_calling_hash_is_warned_of_at_the_users_line(partitioner: Any) -> None:
@@ -1333,7 +1352,13 @@ class _Stable:
 
 
 @pytest.mark.parametrize(
-    "partitioner", [_crc, lambda k, n: _Stable.hash(k) % n, lambda k, n: _crc(k, n)]
+    "partitioner",
+    [
+        _crc,
+        lambda k, n: _Stable.hash(k) % n,
+        lambda k, n: _crc(k, n),
+        lambda k, n: default_partition(k, n),  # discodsl's own, which calls hash() inside
+    ],
 )
 def test_a_partitioner_with_a_stable_hash_is_not_warned_of(partitioner: Any, recwarn: Any) -> None:
     reduce(partitioner=partitioner)(total.function)
@@ -1772,3 +1797,16 @@ def test_jobs_whose_params_have_no_plain_equality_compare_hash_and_are_found() -
     assert first == same and first != other
     assert {first, same, other} == {first, other}
     assert other in [first, other] and [first, other].index(other) == 1
+
+
+def test_a_programs_file_beside_the_venv_is_the_programs() -> None:
+    # A program in /x/venvproj beside the venv /x/venv was taken for a library, its helper's
+    # hash() not followed (probe DQ F3).
+    import sysconfig
+
+    from discodsl import hash_calls
+
+    beside = sys.prefix.rstrip("/") + "proj/helpers.py"
+    assert hash_calls._programs_file(beside)
+    assert not hash_calls._programs_file(os.path.join(sysconfig.get_path("stdlib"), "os.py"))
+    assert not hash_calls._programs_file(inspect.getfile(default_partition))  # discodsl's
