@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import pickle
 import re
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -834,17 +836,35 @@ async def _async_words(line: str) -> Any:
     return [(word, 1) for word in line.split()]
 
 
+async def _async_pairs(line: str) -> Any:
+    for word in line.split():
+        yield word, 1
+
+
 @pytest.mark.parametrize(
     ("mode", "combined"),
     [("inline", False), ("inline", True), ("local", False)],
     indirect=["mode"],
 )
-def test_a_stage_that_returns_a_coroutine_is_told_it_is_async(mode: str, combined: bool) -> None:
+@pytest.mark.parametrize(
+    ("function", "said"),
+    [
+        (_async_words, r"returned a coroutine, never awaited: .*asyncio\.run\(fetch"),
+        # "a async_generator, never awaited", told to asyncio.run() it (probe DQ F4)
+        (_async_pairs, r"returned an async_generator: .*\[pair async for pair in pairs"),
+    ],
+)
+def test_a_stage_that_returns_a_coroutine_is_told_it_is_async(
+    mode: str, combined: bool, function: Any, said: str
+) -> None:
     run = _combined_job if combined else _plain_job
-    with pytest.raises((StageError, TaskFailed)) as info:
-        run(_sync_over_async(_async_words)).run(["raw://a b a"], mode=mode)
-    said = r"'_async_words' .*returned a coroutine, never awaited: .*asyncio\.run\(fetch"
-    assert re.search(said, str(info.value)), info.value
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises((StageError, TaskFailed)) as info:
+            run(_sync_over_async(function)).run(["raw://a b a"], mode=mode)
+        gc.collect()
+    assert re.search(f"'{function.__name__}' .*{said}", str(info.value)), info.value
+    assert not [w for w in caught if "never awaited" in str(w.message)]  # it says so itself
 
 
 def _plain_job(produce: Any) -> Any:

@@ -130,6 +130,15 @@ def _returned_none(exc: BaseException) -> bool:
 
 
 def _async_error(maker: Maker, what: str) -> StageError:
+    _collect_unawaited()
+    if "generator" in what:
+        return StageError(
+            f"{maker.who} returned {what}: it calls an async generator function, and stages "
+            "run without an event loop; collect what it yields in a plain `def`, e.g. "
+            "`return asyncio.run(collect(line))` with `async def collect(line): return "
+            "[pair async for pair in pairs(line)]`",
+            stage=maker.name,
+        )
     return StageError(
         f"{maker.who} returned {what}, never awaited: it calls an async function, and "
         "stages run without an event loop; run that to its end in a plain `def`, e.g. "
@@ -138,10 +147,24 @@ def _async_error(maker: Maker, what: str) -> StageError:
     )
 
 
+def _collect_unawaited() -> None:
+    """Free the coroutine a stage returned, which the loop that failed on it dropped,
+    without Python's warning that it was never awaited: the error says so (an inline run
+    printed that warning at some later collection, in another run's lines)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+        gc.collect()
+
+
 def _shape_error(maker: Maker, result: Any, exc: Exception) -> StageError:
     async_result = _ASYNC_RESULT.search(str(exc)) if isinstance(exc, TypeError) else None
     if async_result:
-        return _async_error(maker, f"a {async_result[1]}")
+        if inspect.iscoroutine(result):  # what one call returned (in a combined map)
+            result.close()
+        return _async_error(maker, f"a {async_result[1]}".replace("a async", "an async"))
     if "unhashable" in str(exc):
         return StageError(
             f"{maker.who} yielded a key that cannot be grouped ({exc}): keys must be "
