@@ -538,7 +538,7 @@ def test_a_failing_read_of_the_events_does_not_end_the_watch(
     watcher("active", 2.0)
     assert watcher.events == fake.events
     err = capsys.readouterr().err
-    assert err.count("could not read the events of job 'job'") == 1, err
+    assert err.count("could not read the events or progress of job 'job'") == 1, err
     assert "500 <html>" in err and "its progress and counters may lag" in err
 
 
@@ -1018,7 +1018,10 @@ class _SlowEvents(DiscoMaster):
 
 @pytest.mark.parametrize("timeout", [None, 4.0])
 def test_a_slow_event_log_holds_a_run_no_longer_than_its_patience(
-    timeout: float | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    timeout: float | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Each read of the log got the client's whole retry schedule (about 33 s), and the run's
     # timeout= was not passed to them: a job ready in a second came back after 45 s with
@@ -1034,6 +1037,10 @@ def test_a_slow_event_log_holds_a_run_no_longer_than_its_patience(
         took = time.monotonic() - started
         assert sorted(results) == [("a", 2), ("b", 1)]
     assert took < (timeout or cluster.EVENTS_PATIENCE_S) + 4, took  # was 45 and 68 s
+    # Not one read of the log was answered: its counters are missing, not short (DQ F6).
+    said = capsys.readouterr().err
+    assert "the master did not answer the reads of its event log" in said, said
+    assert "its counters are missing (its results are whole)" in said
 
 
 @pytest.mark.parametrize("mode", ["cluster", "local"])

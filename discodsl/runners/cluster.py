@@ -614,8 +614,9 @@ class _Watcher:
         except ClientError as exc:  # they only feed the counters and the bar: read them later
             if not self.missed:
                 notice(
-                    f"discodsl: could not read the events of job {self.jobname!r} ({exc}); "
-                    "reading them again at the next poll: its progress and counters may lag"
+                    f"discodsl: could not read the events or progress of job "
+                    f"{self.jobname!r} ({exc}); reading them again at the next poll: its "
+                    "progress and counters may lag"
                 )
             self.missed = True
 
@@ -649,7 +650,13 @@ class _Watcher:
             read_to_end(self._read_on, self._left())
         if not dead:
             self.bars.end()
-        if not self.ended and not dead:
+        if not self.ended and not dead and not self.read:
+            notice(
+                f"discodsl: job {self.jobname} is ready, but the master did not answer the "
+                f"reads of its event log (for up to {EVENTS_PATIENCE_S:g} s): its counters "
+                "are missing (its results are whole)"
+            )
+        elif not self.ended and not dead:
             notice(
                 f"discodsl: job {self.jobname} is ready, but its end did not show in the "
                 f"master's event log (read for up to {EVENTS_PATIENCE_S:g} s): its counters "
