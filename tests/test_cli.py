@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import socket
 import struct
@@ -334,6 +335,22 @@ def test_cluster_facts_as_disco_prints_them(
     odd = cluster_jobs.odd_names.run(["raw://a"], mode="cluster", progress=False)
     _, err = run(capsys, "stageresults", odd.jobname, "-S", "nostage", status=1)
     one_error(err, "write e.g. -S 'a]b'")  # as the shell takes it (probe DR F2)
+
+
+@pytest.mark.parametrize(
+    ("stage", "written"),
+    [("words", "-S words"), ("a;b", "-S 'a;b'"), ("$HOME", "-S '$HOME'"), ("-x", "--stage=-x")],
+)
+def test_a_stage_option_is_written_as_a_shell_and_argparse_take_it(
+    stage: str, written: str
+) -> None:
+    # pasted, `-S -x` was argparse's "expected one argument" (probe DQ F9)
+    from discodsl.cli.jobs import _stage_option
+    from discodsl.cli.parser import build_parser
+
+    assert _stage_option(stage) == written
+    args = build_parser().parse_args(["stageresults", "JOB", *shlex.split(written)])
+    assert args.stage == stage
 
 
 def packed(version: int, jobdict: dict[str, Any]) -> bytes:

@@ -442,11 +442,14 @@ def cmd_stageresults(args: argparse.Namespace) -> int:
 
     with cluster_for(args) as conn:
         name = job_name(conn, args.job)
-        results = cluster.stage_results(
-            conn.master, name, args.stage, lambda stage: f"-S {shlex.quote(stage)}"
-        )
+        results = cluster.stage_results(conn.master, name, args.stage, _stage_option)
     print_rows(args, results, ("\t".join(replicas) for replicas in results))
     return 0
+
+
+def _stage_option(stage: str) -> str:
+    """``-S STAGE`` as a shell and argparse take it (``--stage=-x`` for one like an option)."""
+    return f"--stage={shlex.quote(stage)}" if stage.startswith("-") else f"-S {shlex.quote(stage)}"
 
 
 def cmd_jobdict(args: argparse.Namespace) -> int:
