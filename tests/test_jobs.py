@@ -867,6 +867,30 @@ def test_a_stage_that_returns_a_coroutine_is_told_it_is_async(
     assert not [w for w in caught if "never awaited" in str(w.message)]  # it says so itself
 
 
+async def _async_setup(params: Any) -> dict[str, int]:
+    return {"ready": 1}
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+def test_an_init_hook_that_returns_a_coroutine_fails_saying_so(mode: str) -> None:
+    # Its body never ran, and the run went on without it, a RuntimeWarning on stderr the
+    # only trace (probe DQ F12).
+    from discodsl import job, map
+
+    @map(init=_sync_over_async(_async_setup))
+    def tagged(line: str, params: Any) -> Any:
+        yield line, 1
+
+    @job
+    def with_setup() -> list[Any]:
+        return [tagged]
+
+    with pytest.raises((StageError, TaskFailed)) as info:
+        with_setup.run(["raw://a"], mode=mode)
+    said = r"the init hook '_async_setup' .*returned a coroutine, never awaited: its body never"
+    assert re.search(said, str(info.value)), info.value
+
+
 def _plain_job(produce: Any) -> Any:
     """A job: map ``produce`` then a reduce that sums the values of each key."""
     from discodsl import job, map, reduce

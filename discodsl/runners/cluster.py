@@ -622,12 +622,12 @@ class _Watcher:
 
     def _left(self) -> float:
         """How long a read of the events or the progress may take, retries included: what
-        is left of the wait's timeout=, and a second, or EVENTS_PATIENCE_S without one (they
-        only feed the counters and the bars: a master slow to serve them must not hold the
-        wait for the client's whole retry schedule)."""
+        is left of the wait's timeout=, or EVENTS_PATIENCE_S without one (they only feed the
+        counters and the bars: a master slow to serve them must not hold the wait for the
+        client's whole retry schedule, nor past its timeout)."""
         if self.deadline is None:
             return EVENTS_PATIENCE_S
-        return max(0.0, self.deadline - time.monotonic()) + ANSWER_S
+        return max(0.0, self.deadline - time.monotonic())
 
     def catch_up(self, within: float | None = None) -> None:
         """Read the events added since the last call (within that many seconds)."""

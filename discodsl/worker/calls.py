@@ -6,12 +6,13 @@ Not here: what is done with what the calls make (:mod:`.execute`, :mod:`.combine
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
 from discodsl.worker.blame import Maker
-from discodsl.worker.errors import StageError, brief
+from discodsl.worker.errors import StageError, brief, defined_at, named
 from discodsl.worker.spec import StageSpec, params_passing, positional_arity
 
 
@@ -73,7 +74,17 @@ def call_hook(hook: Callable[..., Any] | None, params: Any, *state: Any) -> Any:
     if hook is None:
         return None
     args = (*state, params)
-    return hook(*args[: positional_arity(hook)])
+    returned = hook(*args[: positional_arity(hook)])
+    if inspect.iscoroutine(returned):  # a plain def functools.wraps made around an async one
+        returned.close()
+        role = "init" if not state else "done"
+        raise StageError(
+            f"the {role} hook {named(hook)!r}{defined_at(hook)} returned a coroutine, never "
+            "awaited: its body never ran (it calls an async function, and tasks run without "
+            "an event loop); run that to its end in a plain `def`, e.g. "
+            "`return asyncio.run(setup(params))`"
+        )
+    return returned
 
 
 class Stopped(Exception):
