@@ -102,6 +102,11 @@ class Service:
             hint=_proxy_hint(self.url, proxy),
         )
 
+    @property
+    def timeout(self) -> float:
+        """Seconds one attempt of a request may stall (DISCODSL_HTTP_TIMEOUT)."""
+        return self._http.timeout
+
     @staticmethod
     def transport_options(settings: DiscoSettings) -> dict[str, Any]:
         """What of ``settings`` every client's transport takes: timeout, retries, proxy."""

@@ -355,6 +355,8 @@ def test_progress_is_fed_from_jobinfo_and_events(
 class FakeMaster:
     """jobinfo and rawevents from lists, for the watcher alone."""
 
+    timeout = 30.0  # DISCODSL_HTTP_TIMEOUT
+
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
         self.pipeline: list[list[Any]] = []
@@ -1064,3 +1066,17 @@ def test_stage_names_with_brackets_and_colons_keep_their_counts_and_errors(
         assert all(row[2] == row[3] == 0 and row[4] for row in pipeline), pipeline  # all done
     with pytest.raises(TaskFailed, match=r"stage 'a\]b' failed .*ValueError: cannot read 'x'"):
         cluster_jobs.odd_name_failing.run(["raw://x"], mode=mode, progress=False)
+
+
+def test_a_slow_but_answering_event_log_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An event log answering after 12 s, within the client's read timeout, was cut at 10 s
+    # a read: the counters came back empty (probe DQ F13, a regression of the fix above).
+    monkeypatch.setenv("DISCODSL_HTTP_TIMEOUT", "3")
+    monkeypatch.setattr(cluster, "EVENTS_PATIENCE_S", 1.0)  # each read slower than it
+    with _SlowEvents(tmp_path) as master:
+        point_at(monkeypatch, master.url, master.port)
+        results = cluster_jobs.chatty_count.run(["raw://a b", "raw://b c"], progress=False)
+        assert dict(results) == {"a": 1, "b": 2, "c": 1}
+        assert results.counters["lines"] == 2

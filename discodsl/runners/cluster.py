@@ -622,12 +622,16 @@ class _Watcher:
 
     def _left(self) -> float:
         """How long a read of the events or the progress may take, retries included: what
-        is left of the wait's timeout=, or EVENTS_PATIENCE_S without one (they only feed the
-        counters and the bars: a master slow to serve them must not hold the wait for the
-        client's whole retry schedule, nor past its timeout)."""
+        is left of the wait's timeout=; without one, EVENTS_PATIENCE_S or one whole attempt
+        (DISCODSL_HTTP_TIMEOUT), the longer (they only feed the counters and the bars: a
+        master slow to serve them must not hold the wait for the client's whole retry
+        schedule, nor past its timeout, and one slow but answering is read)."""
         if self.deadline is None:
-            return EVENTS_PATIENCE_S
+            return self._one_read()
         return max(0.0, self.deadline - time.monotonic())
+
+    def _one_read(self) -> float:
+        return max(EVENTS_PATIENCE_S, self.master.timeout)
 
     def catch_up(self, within: float | None = None) -> None:
         """Read the events added since the last call (within that many seconds)."""
@@ -647,7 +651,8 @@ class _Watcher:
         last (see read_to_end). A ready job's whose end did not come: say its counters may
         miss counts."""
         if not self.ended:
-            read_to_end(self._read_on, self._left())
+            least = self._one_read() if self.deadline is None else 0.0
+            read_to_end(self._read_on, self._left(), least)
         if not dead:
             self.bars.end()
         if not self.ended and not dead and not self.read:
@@ -719,17 +724,20 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def read_to_end(read: Callable[[float], bool], within: float = EVENTS_PATIENCE_S) -> None:
+def read_to_end(
+    read: Callable[[float], bool], within: float = EVENTS_PATIENCE_S, least: float = 0.0
+) -> None:
     """Once a job has ended, call ``read`` (it reads the job's new events within the seconds
-    it is given and says whether to stop, e.g. on the log's last event, see ends_log) after
-    growing pauses until it says so, for up to EVENTS_PATIENCE_S, or ``within`` seconds if
-    fewer: the master writes a job's last events up to 2 s after the job ends."""
+    it is given, ``least`` at least, and says whether to stop, e.g. on the log's last
+    event, see ends_log) after growing pauses until it says so, for up to
+    EVENTS_PATIENCE_S, or ``within`` seconds if fewer: the master writes a job's last
+    events up to 2 s after the job ends."""
     deadline = time.monotonic() + min(within, EVENTS_PATIENCE_S)
     pause = 0.05
     while time.monotonic() + pause < deadline:
         time.sleep(pause)
         pause = min(2 * pause, 0.5)
-        if read(max(0.0, deadline - time.monotonic())):
+        if read(max(least, deadline - time.monotonic())):
             return
 
 
