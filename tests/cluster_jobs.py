@@ -87,3 +87,12 @@ def odd_failing(line: str) -> Iterator[tuple[str, int]]:
 @job
 def odd_name_failing() -> list[Any]:
     return [odd_failing]
+
+
+concurrent_add = reduce(add.function, name="add", concurrent=True)
+
+
+@job(partitions=4)
+def concurrent_count() -> list[Any]:
+    """A concurrent reduce of 4 tasks: on a cluster of 2 slots they may hold both."""
+    return [chatty, concurrent_add]

@@ -1080,3 +1080,16 @@ def test_a_slow_but_answering_event_log_is_read_whole(
         results = cluster_jobs.chatty_count.run(["raw://a b", "raw://b c"], progress=False)
         assert dict(results) == {"a": 1, "b": 2, "c": 1}
         assert results.counters["lines"] == 2
+
+
+@pytest.mark.parametrize(("partitions", "warned"), [(4, True), (2, True), (1, False)])
+def test_a_concurrent_stage_with_as_many_tasks_as_slots_is_warned_of(
+    cluster_env: str, capsys: pytest.CaptureFixture[str], partitions: int, warned: bool
+) -> None:
+    # Its tasks took every slot, waiting for the map's, which never got one: the job waited
+    # for good on a real master, where the README's warning was the only word (DP S2).
+    job = cluster_jobs.concurrent_count.with_options(partitions=partitions)
+    assert dict(job.run(["raw://a b", "raw://b"], progress=False)) == {"a": 1, "b": 2}
+    said = capsys.readouterr().err
+    expected = f"stage 'add' is concurrent=True with {partitions} tasks, and the cluster has 2"
+    assert (expected in said) is warned, said

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from discodsl.caching.store import Entry, Output
     from discodsl.options import JobOptions
     from discodsl.runners.handle import Run
+    from discodsl.worker.spec import JobSpec, StageSpec
 
 __all__ = [
     "Cluster",
@@ -257,7 +258,39 @@ def _submit(cluster: Cluster, plan: Plan, within: float | None) -> tuple[str, li
         )
         spec = indexes.listing(spec, listed, inputs)
     data = builder.build_jobpack(plan.job, options, inputs, spec=spec, resume=plan.resume)
+    _warn_concurrent(cluster, spec)
     return cluster.master.submit(data, within=within, timeout=options.timeout), inputs
+
+
+def _warn_concurrent(cluster: Cluster, spec: JobSpec) -> None:
+    """Warn of a ``concurrent`` stage with as many tasks as the cluster has worker slots:
+    started while the stage before it runs, they may hold every slot waiting for its
+    tasks, which then never get one, and the job waits for good (a real 0.5.4 master)."""
+    stages = [stage for stage in spec.stages[1:] if stage.concurrent]
+    if not stages:
+        return
+    try:
+        nodes = cluster.master.nodeinfo()
+    except ClientError:
+        return  # the submission says what is wrong with the master
+    slots = sum(int(node.get("max_workers") or 0) for node in nodes.values())
+    for stage in stages:
+        tasks = _tasks_of(stage, spec.partitions, len(nodes))
+        if tasks >= slots:
+            warn(
+                f"discodsl: stage {stage.name!r} is concurrent=True with {tasks} tasks, and "
+                f"the cluster has {slots} worker slots: its tasks may take them all waiting "
+                "for the stage before it, whose tasks then never run, and the job waits for "
+                "good; drop concurrent=True, or use fewer partitions than slots"
+            )
+
+
+def _tasks_of(stage: StageSpec, partitions: int | None, nodes: int) -> int:
+    """How many tasks the master makes of ``stage`` (a split stage: one a label, at least)."""
+    labels = max(partitions or 1, 1)
+    return {"group_all": 1, "group_node": nodes, "group_node_label": nodes * labels}.get(
+        stage.grouping, labels
+    )
 
 
 def _submit_interrupted(prefix: str, master: str) -> str:
