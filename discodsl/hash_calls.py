@@ -42,13 +42,22 @@ def _functions_of(value: Any) -> list[FunctionType]:
         return [f for part in given for f in _functions_of(part)]
     if isinstance(value, (staticmethod, classmethod, MethodType)):
         value = value.__func__
-    if not isinstance(value, FunctionType) and callable(getattr(value, "__wrapped__", None)):
-        value = value.__wrapped__  # functools.lru_cache and the like
+    if not isinstance(value, FunctionType) and callable(_wrapped(value)):
+        value = _wrapped(value)  # functools.lru_cache and the like
     if not isinstance(value, FunctionType) and not isinstance(value, type):
         value = inspect.getattr_static(type(value), "__call__", None)  # an object's
         if isinstance(value, (staticmethod, classmethod)):
             value = value.__func__
     return [value] if isinstance(value, FunctionType) else []
+
+
+def _wrapped(value: Any) -> Any:
+    """``value.__wrapped__``, or None: an object of the program's whose ``__getattr__``
+    raises what it likes must not fail the declaration."""
+    try:
+        return inspect.getattr_static(value, "__wrapped__", None)
+    except Exception:  # a property of the object's own that fails
+        return None
 
 
 def _calls(function: FunctionType, seen: set[FunctionType], depth: int) -> bool:

@@ -1310,6 +1310,16 @@ class _HashingPartitioner:
         return _bucket(key)
 
 
+class _Touchy:
+    """An object of the program's whose every attribute it has not fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+
+_TOUCHY = _Touchy()
+
+
 @functools.lru_cache
 def _cached_bucket(key: Any) -> int:
     return hash(key)
@@ -1358,6 +1368,7 @@ class _Stable:
         lambda k, n: _Stable.hash(k) % n,
         lambda k, n: _crc(k, n),
         lambda k, n: default_partition(k, n),  # discodsl's own, which calls hash() inside
+        lambda k, n: _crc((k, _TOUCHY is None), n),  # looked at, and nothing raised
     ],
 )
 def test_a_partitioner_with_a_stable_hash_is_not_warned_of(partitioner: Any, recwarn: Any) -> None:
