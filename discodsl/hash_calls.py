@@ -16,7 +16,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from functools import cache, partial
-from types import FunctionType, MethodType, ModuleType
+from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from discodsl.worker.spec import nested_code
@@ -85,21 +85,44 @@ def _partial_of_hash(value: Any) -> bool:
 def _values_named(function: FunctionType) -> Iterator[Any]:
     """What ``function`` may call: what the names its code loads stand for (its globals,
     builtins, closure cells), its default arguments, the methods of the program's classes
-    its attributes name, and the builtin ``hash`` for ``builtins.hash`` or a key's
-    ``__hash__``."""
+    it takes from one of them or from ``self``, and the builtin ``hash`` for
+    ``builtins.hash`` or a key's ``__hash__``."""
     cells = dict(zip(function.__code__.co_freevars, function.__closure__ or (), strict=True))
+    own = _own_class(function)
     yield from function.__defaults__ or ()
     yield from (function.__kwdefaults__ or {}).values()
     for code in nested_code(function.__code__):
-        loaded: Any = None  # what the instruction before loaded, by name
+        loaded: Any = None  # what the instruction before loaded, if known
         for instruction in dis.get_instructions(code):
             name, opname = instruction.argval, instruction.opname
             if opname in _LOADS_ATTRIBUTE:
-                yield from _attribute(function, name, loaded)
-            value = _loaded(function, cells, opname, name)
-            loaded = value
-            if value is not None:
-                yield value
+                yield from _attribute(name, loaded)
+            if opname == "LOAD_FAST" and own is not None and _is_self(code, function, name):
+                loaded = _InstanceOf(own)  # self, in a method of the program's class
+                continue
+            loaded = _loaded(function, cells, opname, name)
+            if loaded is not None:
+                yield loaded
+
+
+def _is_self(code: CodeType, function: FunctionType, name: str) -> bool:
+    """Whether ``name``, loaded in ``code``, is ``function``'s first parameter (``self``)."""
+    own = function.__code__
+    return code is own and own.co_argcount > 0 and name == own.co_varnames[0]
+
+
+class _InstanceOf:
+    """An instance of ``cls``, as ``self`` in one of its methods is."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+
+def _own_class(function: FunctionType) -> type | None:
+    """The class of the program's whose method ``function`` is, by its qualified name."""
+    owner = function.__qualname__.rpartition(".")[0]
+    klass = function.__globals__.get(owner) if owner and "<" not in owner else None
+    return klass if isinstance(klass, type) and _programs_module(klass.__module__) else None
 
 
 def _loaded(function: FunctionType, cells: dict[str, Any], opname: str, name: Any) -> Any:
@@ -114,31 +137,30 @@ def _loaded(function: FunctionType, cells: dict[str, Any], opname: str, name: An
     return None
 
 
-def _attribute(function: FunctionType, name: str, owner: Any) -> Iterator[Any]:
-    """What attribute ``name`` of ``owner`` (what was loaded by name, if anything) may be:
-    the builtin ``hash`` for ``builtins.hash``, else a method of that name of the program's
-    classes ``function`` can see; and the builtin ``hash`` for a ``__hash__`` (a key's, of
-    a class not known here: a program's own class that hashes its own way is warned of
-    too)."""
-    if owner is builtins:
-        if name == "hash":
-            yield builtins.hash
-        return
-    methods = [
-        vars(klass)[name] for klass in _program_classes(function.__globals__) if name in vars(klass)
-    ]
-    yield from methods
-    if name == "__hash__":  # a key's, whose class is not known here: str's, perhaps
+def _attribute(name: str, owner: Any) -> Iterator[Any]:
+    """What attribute ``name`` of ``owner`` (what the instruction before loaded, if known)
+    may be: ``builtins.hash``, a method of a class of the program's (of the class, or of
+    an instance of it), and the builtin ``hash`` for any ``__hash__`` (a key's, of a class
+    not known here: a program's own class that hashes its own way is warned of too)."""
+    if owner is builtins and name == "hash":
+        yield builtins.hash
+    klass = _program_class_of(owner)
+    if klass is not None:
+        member = inspect.getattr_static(klass, name, None)
+        if member is not None:
+            yield member
+    if name == "__hash__":
         yield builtins.hash
 
 
-def _program_classes(namespace: dict[str, Any]) -> list[type]:
-    """The classes of the program that ``namespace`` (a module's globals) holds."""
-    return [
-        value
-        for value in list(namespace.values())
-        if isinstance(value, type) and _programs_module(getattr(value, "__module__", ""))
-    ]
+def _program_class_of(owner: Any) -> type | None:
+    """The program's class ``owner`` is, or is an instance of; None if none or not known."""
+    if isinstance(owner, _InstanceOf):
+        return owner.cls
+    if owner is None or isinstance(owner, ModuleType):
+        return None
+    klass = owner if isinstance(owner, type) else type(owner)
+    return klass if _programs_module(getattr(klass, "__module__", "")) else None
 
 
 def _programs_module(name: str) -> bool:

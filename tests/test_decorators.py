@@ -1310,6 +1310,13 @@ class _HashingPartitioner:
         return _bucket(key)
 
 
+class _Sharder:
+    """A class of the program's whose split() hashes: no str's split does."""
+
+    def split(self, item: Any) -> int:
+        return hash(item) % 7
+
+
 class _Touchy:
     """An object of the program's whose every attribute it has not fails."""
 
@@ -1369,6 +1376,8 @@ class _Stable:
         lambda k, n: _crc(k, n),
         lambda k, n: default_partition(k, n),  # discodsl's own, which calls hash() inside
         lambda k, n: _crc((k, _TOUCHY is None), n),  # looked at, and nothing raised
+        # a str's split(), not the program's _Sharder's, which hashes (probe DS F1)
+        lambda k, n: int(k.split(",")[0]) % n,
     ],
 )
 def test_a_partitioner_with_a_stable_hash_is_not_warned_of(partitioner: Any, recwarn: Any) -> None:
