@@ -1646,9 +1646,9 @@ def test_a_program_ctrl_c_ends_in_the_wait_for_a_chain_tells_its_first_run_once(
         import os, signal, threading
         from tests import jobs
 
-        first = jobs.sleepy.submit(
-            ["raw://a"], mode="cluster", progress=False, params={"seconds": 60.0}
-        )
+        # Ctrl-C as a terminal sends it: a shell starts a background job with SIGINT ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        first = jobs.sleepy.submit(["raw://a"], mode="cluster", progress=False)
         second = jobs.histogram.submit(first, mode="cluster", progress=False)
         while "@" not in first.jobname:
             threading.Event().wait(0.05)
