@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from discodsl import builder, cli
 from discodsl.cli import _hint, main
 from discodsl.client import Master
+from discodsl.ddfs import DDFS
 from discodsl.errors import (
     BadAnswer,
     ClientError,
@@ -693,6 +694,10 @@ def test_events_follow_a_saved_job_to_its_ready_line(
     assert "READY: Job done in" in out.splitlines()[-1]
 
 
+def _no_listing(*args: Any) -> Any:
+    raise ClientError("GET /ddfs/tags: not found (404)")
+
+
 def test_a_saved_job_whose_results_tag_was_deleted_is_ready_and_says_so(
     cluster_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -705,6 +710,10 @@ def test_a_saved_job_whose_results_tag_was_deleted_is_ready_and_says_so(
     saved = f"  its results are saved in DDFS tag disco:results:{name}\n"
     assert run(capsys, "status", name)[0].endswith(saved)
     assert json.loads(run(capsys, "status", name, "--json")[0])["results_deleted"] is False
+    with pytest.MonkeyPatch.context() as patched:  # DDFS not answering: the status all the same
+        patched.setattr(DDFS, "list_tags", _no_listing)
+        assert json.loads(run(capsys, "status", name, "--json")[0])["results_deleted"] is None
+        assert "result(s)" in run(capsys, "status", name)[0]  # probe DS F4
     run(capsys, "ddfs", "rm", f"disco:results:{name}")
     # status still counted the deleted tag as its one result (probe DK F7)
     deleted = f"  the results it saved (DDFS tag disco:results:{name}) were deleted\n"
@@ -757,8 +766,6 @@ def test_ddfs_rm_reads_no_tag_so_needs_no_read_token(
 ) -> None:
     # It read the tag first, to tell a missing one: a tag with a read token then needed it
     # too, where DDFS deletes with the write token alone (probe DP F7, on a real master).
-    from discodsl.ddfs import DDFS
-
     (tmp_path / "kept.txt").write_text("kept\n")
     run(capsys, "ddfs", "push", "data:kept", str(tmp_path / "kept.txt"))
 

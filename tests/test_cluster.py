@@ -1093,3 +1093,25 @@ def test_a_concurrent_stage_with_as_many_tasks_as_slots_is_warned_of(
     said = capsys.readouterr().err
     expected = f"stage 'add' is concurrent=True with {partitions} tasks, and the cluster has 2"
     assert (expected in said) is warned, said
+
+
+def test_reading_to_the_logs_end_reads_at_once_even_with_no_time_left() -> None:
+    # It paused before its first read, and read nothing when less than the pause was left:
+    # a job ready just before its timeout= came back with no counters (probe DS F3, F5).
+    calls: list[float] = []
+    cluster.read_to_end(lambda within: calls.append(within) or True, within=0.0, least=1.0)
+    assert calls == [1.0]
+
+
+def test_a_job_ready_at_its_timeout_has_its_counters_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = FakeMaster()
+    fake.events = [("t", "master", "READY: Job done in 0:00:01.000")]
+    progress = Progress("job", enabled=False)
+    watcher = cluster._Watcher(fake, "job", progress)  # type: ignore[arg-type]
+    watcher.deadline = time.monotonic()  # its timeout= used up as the poll found it ready
+    watcher.settle()
+    progress.close()
+    assert watcher.ended and watcher.events == fake.events
+    assert "counters" not in capsys.readouterr().err

@@ -29,6 +29,7 @@ from discodsl.cli.common import (
     tell_line,
 )
 from discodsl.errors import (
+    ClientError,
     DiscoDSLError,
     JobActive,
     JobDead,
@@ -99,7 +100,10 @@ def _saved_and_deleted(conn: Cluster, name: str, results: list[Any]) -> bool | N
     tag = cluster.saved_tag(name)
     if results != [f"tag://{tag}"]:
         return None
-    return tag not in conn.ddfs.list_tags(tag)
+    try:
+        return tag not in conn.ddfs.list_tags(tag)
+    except ClientError:  # unknown: the job's status, which the master gave, is said all the same
+        return None
 
 
 #: The keys of ``status --json``, a master's jobinfo's and a local run's: null where the

@@ -683,21 +683,24 @@ class _Watcher:
         """After the poll that found the job ready (or ``dead``): read its events up to the
         last (see read_to_end). A ready job's whose end did not come: say its counters may
         miss counts."""
+        patience = min(self._left(), EVENTS_PATIENCE_S)
+        # A read at least a whole attempt long without timeout=, a second with one: a job
+        # ready just before its timeout= still has its counters read.
+        least = self._one_read() if self.deadline is None else ANSWER_S
         if not self.ended:
-            least = self._one_read() if self.deadline is None else 0.0
-            read_to_end(self._read_on, self._left(), least)
+            read_to_end(self._read_on, patience, least)
         if not dead:
             self.bars.end()
         if not self.ended and not dead and not self.read:
             notice(
                 f"discodsl: job {self.jobname} is ready, but the master did not answer the "
-                f"reads of its event log (for up to {EVENTS_PATIENCE_S:g} s): its counters "
+                f"reads of its event log (for {max(patience, least):.3g} s): its counters "
                 "are missing (its results are whole)"
             )
         elif not self.ended and not dead:
             notice(
                 f"discodsl: job {self.jobname} is ready, but its end did not show in the "
-                f"master's event log (read for up to {EVENTS_PATIENCE_S:g} s): its counters "
+                f"master's event log (read for {max(patience, least):.3g} s): its counters "
                 "may miss counts of its last tasks"
             )
 
@@ -762,16 +765,16 @@ def read_to_end(
 ) -> None:
     """Once a job has ended, call ``read`` (it reads the job's new events within the seconds
     it is given, ``least`` at least, and says whether to stop, e.g. on the log's last
-    event, see ends_log) after growing pauses until it says so, for up to
+    event, see ends_log) at once, then after growing pauses until it says so, for up to
     EVENTS_PATIENCE_S, or ``within`` seconds if fewer: the master writes a job's last
     events up to 2 s after the job ends."""
     deadline = time.monotonic() + min(within, EVENTS_PATIENCE_S)
     pause = 0.05
-    while time.monotonic() + pause < deadline:
+    while not read(max(least, deadline - time.monotonic())):  # at once, then after pauses
+        if time.monotonic() + pause >= deadline:
+            return
         time.sleep(pause)
         pause = min(2 * pause, 0.5)
-        if read(max(least, deadline - time.monotonic())):
-            return
 
 
 def ends_log(message: str) -> bool:
