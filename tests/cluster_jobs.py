@@ -96,3 +96,7 @@ concurrent_add = reduce(add.function, name="add", concurrent=True)
 def concurrent_count() -> list[Any]:
     """A concurrent reduce of 4 tasks: on a cluster of 2 slots they may hold both."""
     return [chatty, concurrent_add]
+
+
+# a job whose master names its jobs otherwise than its function: dp_wc@...
+prefixed_count = chatty_count.with_options(prefix="dp_wc")

@@ -428,6 +428,12 @@ def test_jobpack_build_show_submit_then_kill(
         capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack)
     )
     assert err == f"{pack}: jobpack of 'sleeper', {pack.stat().st_size} bytes\n"
+    # a prefix= names the master's jobs: said, as `discodsl jobs` lists them (probe DP S5)
+    _, err = run(
+        capsys, "jobpack", "build", "tests.cluster_jobs:prefixed_count", "raw://x", "-o", str(pack)
+    )
+    size = pack.stat().st_size
+    assert err == f"{pack}: jobpack of 'chatty_count', its jobs dp_wc@..., {size} bytes\n"
     _, err = run(
         capsys, "jobpack", "build", "tests.cluster_jobs:sleeper", "raw://x", "-o", str(pack), "-q"
     )

@@ -249,7 +249,8 @@ def cmd_jobpack_build(args: argparse.Namespace) -> int:
     data = builder.build_jobpack(job, options, urls, spec=indexes.listing(spec, listed, urls))
     with stdio.output(args.output, binary=True) as out:
         out.write(data)
-    stdio.notice(f"{args.output}: jobpack of {job.name!r}, {len(data)} bytes")
+    named = "" if spec.name == job.name else f", its jobs {spec.name}@..."  # a prefix=
+    stdio.notice(f"{args.output}: jobpack of {job.name!r}{named}, {len(data)} bytes")
     return 0
 
 
