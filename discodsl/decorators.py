@@ -17,7 +17,6 @@ from functools import partial, wraps
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast, overload
 
 from discodsl.errors import JobError, outside_discodsl
-from discodsl.hash_calls import calls_hash
 from discodsl.model import Job, Stage, second_stage
 from discodsl.options import JobKeywords, disco_name, option_names, validate_options
 from discodsl.worker.declared import not_the_builtin
@@ -229,6 +228,8 @@ def _check_partitioner(partitioner: Any, stage: str) -> None:
             f"number of partitions, but {why}{disco}: write e.g. "
             "`def by_first_letter(key, n): return ord(key[0]) % n`"
         )
+    from discodsl.hash_calls import calls_hash  # here: it reads bytecode, few jobs need it
+
     if calls_hash(partitioner):
         warnings.warn(
             f"stage {stage!r}: its partitioner calls hash(), which for a str or bytes key "

@@ -105,9 +105,7 @@ def not_pairs(
 
 def bad_result(maker: Maker, result: Any) -> StageError:
     if inspect.iscoroutine(result) or inspect.isasyncgen(result):
-        if inspect.iscoroutine(result):
-            result.close()  # not awaited on purpose: no warning that says otherwise
-        return _async_error(maker, a_type(result))
+        return _async_error(maker, type(result).__name__, result)
     return StageError(
         f"{maker.who} returned {a_type(result)} ({brief(result, 80)}); "
         "a stage must yield (key, value) pairs or return an iterable of them",
@@ -129,9 +127,15 @@ def _returned_none(exc: BaseException) -> bool:
     return isinstance(exc, TypeError) and "'NoneType' object is not iterable" in str(exc)
 
 
-def _async_error(maker: Maker, what: str) -> StageError:
+def _async_error(maker: Maker, kind: str, result: Any) -> StageError:
+    """The error for a stage that returned a ``kind`` (``coroutine``, ``async_generator``):
+    ``result`` if it is at hand, closed unawaited, and Python's warning that it was never
+    awaited kept out of the task's output (the error says so)."""
+    if inspect.iscoroutine(result):
+        result.close()
     _collect_unawaited()
-    if "generator" in what:
+    what = f"an {kind}" if kind.startswith("async") else f"a {kind}"
+    if kind == "async_generator":
         return StageError(
             f"{maker.who} returned {what}: it calls an async generator function, and stages "
             "run without an event loop; collect what it yields in a plain `def`, e.g. "
@@ -148,9 +152,9 @@ def _async_error(maker: Maker, what: str) -> StageError:
 
 
 def _collect_unawaited() -> None:
-    """Free the coroutine a stage returned, which the loop that failed on it dropped,
-    without Python's warning that it was never awaited: the error says so (an inline run
-    printed that warning at some later collection, in another run's lines)."""
+    """Free a coroutine a stage returned that the loop that failed on it dropped, without
+    Python's warning (an inline run printed it at some later collection, in another run's
+    lines)."""
     import gc
     import warnings
 
@@ -161,10 +165,8 @@ def _collect_unawaited() -> None:
 
 def _shape_error(maker: Maker, result: Any, exc: Exception) -> StageError:
     async_result = _ASYNC_RESULT.search(str(exc)) if isinstance(exc, TypeError) else None
-    if async_result:
-        if inspect.iscoroutine(result):  # what one call returned (in a combined map)
-            result.close()
-        return _async_error(maker, f"a {async_result[1]}".replace("a async", "an async"))
+    if async_result:  # result: what one call returned in a combined map, else ()
+        return _async_error(maker, async_result[1], result)
     if "unhashable" in str(exc):
         return StageError(
             f"{maker.who} yielded a key that cannot be grouped ({exc}): keys must be "
