@@ -121,6 +121,20 @@ def test_a_command_with_no_master_imports_no_pydantic_or_requests(
     assert loaded_after(code, tmp_path) == []
 
 
+def test_status_of_a_local_run_imports_no_requests(tmp_path: Path) -> None:
+    # status said a save_results job's tag through the cluster runner, imported for every
+    # run's status (found in review)
+    code = RUN.replace("{mode!r}", repr("local")) + (
+        "import contextlib, io\n"
+        "from discodsl.cli import main\n"
+        "said = io.StringIO()\n"
+        "with contextlib.redirect_stdout(said):\n"
+        "    assert main(['status', '--local', '@']) == 0\n"
+        "assert 'ready' in said.getvalue(), said.getvalue()\n"
+    )
+    assert loaded_after(code, tmp_path) == []
+
+
 def test_a_refused_value_is_shown_cut_and_an_environment_not_at_all() -> None:
     # env=os.environ printed every variable, tokens included; partitions=list(range(10**6))
     # gave a message of 7.9 MB.

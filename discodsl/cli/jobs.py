@@ -154,13 +154,16 @@ def _print_status(args: argparse.Namespace, name: str, info: dict[str, Any]) -> 
 
 
 def _say_results(name: str, info: dict[str, Any]) -> None:
-    from discodsl.runners import cluster
+    deleted = info.get("results_deleted")
+    if deleted is not None:  # a cluster's save_results job (a local run's never is)
+        from discodsl.runners.cluster import saved_tag
 
-    tag = cluster.saved_tag(name)
-    if info.get("results_deleted"):
-        stdio.say(f"  the results it saved (DDFS tag {tag}) were deleted")
-    elif info.get("results_deleted") is False:
-        stdio.say(f"  its results are saved in DDFS tag {tag}")
+        said = (
+            "the results it saved (DDFS tag {}) were deleted"
+            if deleted
+            else ("its results are saved in DDFS tag {}")
+        )
+        stdio.say("  " + said.format(saved_tag(name)))
     elif info.get("results") is not None:  # a local run's are in its process only
         stdio.say(f"  {len(info['results'])} result(s)")
 
