@@ -87,6 +87,19 @@ def replacing_and_going_on() -> list[Any]:
 
 
 @map
+def replaces_low_descriptors(line: str) -> Iterator[tuple[str, int]]:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in range(4):  # stdin to stderr and the first after them, as a daemon's helper does
+        os.dup2(null, fd)
+    yield line, 1
+
+
+@job(max_failures=0)
+def replacing_low() -> list[Any]:
+    return [replaces_low_descriptors]
+
+
+@map
 def hangs_up_on_itself(line: str) -> Iterator[tuple[str, int]]:
     os.kill(os.getpid(), signal.SIGHUP)  # as a library reloading its config might
     yield line, 1

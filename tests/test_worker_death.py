@@ -588,6 +588,25 @@ def test_a_stage_that_closes_or_replaces_the_workers_descriptors_is_told_so_once
     assert sum("assigned to" in message for _, _, message in run.events()) == 1  # one try
 
 
+@pytest.mark.parametrize("start", ["forked", "interpreter", "cluster"])
+def test_a_stage_that_replaces_descriptor_3_is_cut_off_as_on_a_node(
+    start: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node's worker has its protocol on fds 3 and 4, a local one forked from the zygote
+    # had it on 6 and 7: a stage pointing fds 0 to 3 at /dev/null passed locally and
+    # failed on a master (probes DQ F8, DR F4).
+    options: dict[str, Any] = {"mode": "local"}
+    if start == "cluster":
+        request.getfixturevalue("cluster_env")
+        options = {}
+    elif start == "interpreter":
+        monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
+    run = death_jobs.replacing_low.submit(["raw://x"], progress=False, **options)
+    with pytest.raises(TaskFailed) as caught:
+        run.wait(timeout=120)
+    assert "closed its connection to the runner" in str(caught.value), str(caught.value)
+
+
 @pytest.mark.usefixtures("worker_start")
 def test_a_worker_ignores_sighup_as_a_disco_nodes_does() -> None:
     # A Disco node's workers inherit SIGHUP (and SIGFPE) ignored from Erlang; a local one

@@ -198,6 +198,7 @@ class Zygote:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _close_all([self.control.detach(), self.wake_read, self.wake_write])
+            protocol_out, protocol_in = _as_on_a_node((protocol_out, 3), (protocol_in, 4))
             code = runtime.serve(
                 protocol_in, protocol_out, self.early, self.preloaded, watched=True
             )
@@ -294,6 +295,29 @@ def _reseed_numpy() -> None:
     if seed is not None:
         with contextlib.suppress(Exception):  # a numpy of its own kind: left as it is
             seed()
+
+
+def _as_on_a_node(*moves: tuple[int, int]) -> list[int]:
+    """Each ``(fd, where)`` moved to ``where`` if that is free: the protocol's descriptors
+    where a Disco node's worker has them (its launcher's fd 3 out, stdin's copy 4 in), so
+    a stage that points fd 3 at /dev/null cuts its worker off here as it does there."""
+    placed = []
+    for fd, where in moves:
+        if fd != where and not _open(where):
+            os.dup2(fd, where, inheritable=False)
+            os.close(fd)
+            fd = where
+        placed.append(fd)
+    return placed
+
+
+def _open(fd: int) -> bool:
+    """Whether ``fd`` is an open descriptor of this process."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _close_all(fds: list[int]) -> None:
