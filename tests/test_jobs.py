@@ -832,6 +832,22 @@ def test_a_stage_that_runs_the_async_function_it_wraps_is_called(combined: bool)
     assert {key: (sum(v) if combined else v) for key, v in results.items()} == {"a": 2, "b": 1}
 
 
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+def test_a_stage_runs_its_own_event_loop_when_the_program_runs_one(mode: str) -> None:
+    # A notebook's cell runs inside its kernel's loop: inline, the advised asyncio.run()
+    # raised "cannot be called from a running event loop" where a worker runs it (probe
+    # DQ F14). The program's loop is its own again after the run.
+    async def produce(line: str) -> Any:
+        return [(word, 1) for word in line.split()]
+
+    async def cell() -> tuple[dict[str, Any], bool]:
+        loop = asyncio.get_running_loop()
+        results = dict(_plain_job(_run_over_async(produce)).run(["raw://a b a"], mode=mode))
+        return results, asyncio.get_running_loop() is loop
+
+    assert asyncio.run(cell()) == ({"a": 2, "b": 1}, True)
+
+
 async def _async_words(line: str) -> Any:
     return [(word, 1) for word in line.split()]
 

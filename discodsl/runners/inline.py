@@ -102,6 +102,7 @@ class InlineRunner(Runner):
         with (
             JobFiles(places.process_dir("inline")) as files,
             _job_env(plan.options.env, plan.job.name),
+            _no_event_loop(),
         ):
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
@@ -300,6 +301,23 @@ class _Run:
             iter_input(i.urls, i.label, Node(), cursor, reader, self.spec.listed) for i in inputs
         )
         return records, cursor
+
+
+@contextlib.contextmanager
+def _no_event_loop() -> Iterator[None]:
+    """No event loop running while the tasks run, as in a worker: the program's own (a
+    notebook's, which runs each cell inside it) is set aside, so a stage's
+    ``asyncio.run(...)`` runs here as it does everywhere else; then it is back."""
+    asyncio = sys.modules.get("asyncio")  # not imported: no loop runs
+    loop = None if asyncio is None else asyncio.events._get_running_loop()
+    if asyncio is None or loop is None:
+        yield
+        return
+    asyncio.events._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio.events._set_running_loop(loop)
 
 
 @contextlib.contextmanager
