@@ -863,3 +863,38 @@ def test_an_empty_record_file_whose_first_byte_is_damaged_is_named_so(reference:
     assert records.damaged_header_byte(b"\x82" + data[1:]) == 0
     assert records.damaged_header_byte(data[:1] + b"\x07" + data[2:]) == 1
     assert records.damaged_header_byte(b"text, not records\n") is None
+
+
+class _BufferLost:
+    """A pickler whose dump fails as CPython's does when the BytesIO it writes cannot grow:
+    MemoryError, and the buffer reads as closed from then on."""
+
+    def __init__(self, writer: records.RecordWriter) -> None:
+        self.writer = writer
+
+    def dump(self, record: Any) -> None:
+        self.writer._buffer.close()
+        raise MemoryError
+
+    def clear_memo(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("many", [True, False], ids=["write_many", "write"])
+def test_a_memory_error_that_loses_the_buffer_stays_a_memory_error(
+    tmp_path: Path, many: bool
+) -> None:
+    # Undoing the record's half-written bytes raised "ValueError: I/O operation on closed
+    # file" in its place: not retried, blamed on the stage (probe DT F4).
+    writer = records.RecordWriter(str(tmp_path / "out"))
+    writer.write("kept", 1)
+    writer._pickler = _BufferLost(writer)  # type: ignore[assignment]
+    with pytest.raises(MemoryError):
+        if many:
+            writer.write_many([("k", "v")])
+        else:
+            writer.write("k", "v")
+    with pytest.raises(ValueError, match=r"lost the records it held .* open a new one"):
+        writer.write("after", 2)
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

@@ -236,7 +236,7 @@ class RecordWriter:
 
     def abort(self) -> None:
         """Drop the partial file; a writer already closed keeps its file."""
-        if self._state != "open":
+        if self._state not in ("open", "lost"):
             return
         forks.check("write", self.partial)
         self._state = "aborted"
@@ -261,6 +261,11 @@ class RecordWriter:
             raise _write_error("create", self.partial, exc) from exc
 
     def _check_open(self) -> None:
+        if self._state == "lost":
+            raise ValueError(
+                f"the RecordWriter for {self.path} lost the records it held when memory ran "
+                "out: abort it and open a new one"
+            )
         if self._state != "open":
             raise ValueError(f"the RecordWriter for {self.path} is {self._state}: open a new one")
 
@@ -288,9 +293,15 @@ class RecordWriter:
             self._write_hunk(payload[mark:])
 
     def _rollback(self, mark: int) -> None:
-        """Drop a record that failed to pickle, so the hunk stays whole."""
-        self._buffer.seek(mark)
-        self._buffer.truncate()
+        """Drop a record that failed to pickle, so the hunk stays whole. A buffer that could
+        not grow is lost (CPython's BytesIO then reads as closed), and the records it held
+        with it: the writer is done, and the failure stays the one that lost it."""
+        try:
+            self._buffer.seek(mark)
+            self._buffer.truncate()
+        except ValueError:
+            self._state = "lost"
+            return
         self._pickler.clear_memo()
         self._mark = mark
 
