@@ -1369,3 +1369,22 @@ def test_a_spilled_batch_of_big_records_pickles_each_record_twice_at_most(
         assert length <= 2 * spills._BATCH_BYTES or len(batch) == 1
         read += batch
     assert read == records
+
+
+@pytest.mark.parametrize("group", [group_sorted, group_hashed], ids=["sorted", "hashed"])
+def test_a_full_disk_under_the_spills_says_whose_files_and_what_to_do(
+    tmp_path: Path, group: Grouping, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bare "OSError: [Errno 28] No space left on device", blamed on the reduce at some
+    # record (probe DT F3). /dev/full fails every write as a full disk does.
+    def full(**_: Any) -> tuple[int, str]:
+        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / "groupby-x.spill")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    records = [(f"key{index % 5000}", "v" * 20) for index in range(60_000)]
+    with pytest.raises(spills.SpillFailed) as caught:
+        drain(group(records, budget=1 << 20, tmpdir=str(tmp_path)))
+    said = str(caught.value)
+    assert said.startswith(f"the reduce could not write its spill file {tmp_path}/groupby-x")
+    assert "No space left on device" in said and "memory_budget" in said, said
+    assert caught.value.__context__ is caught.value.__cause__  # not a second one, of a close

@@ -45,7 +45,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain, compress, groupby, islice, repeat
 from operator import itemgetter, length_hint
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from discodsl.worker.errors import StageError, brief
 from discodsl.worker.group_errors import (
@@ -61,7 +61,7 @@ from discodsl.worker.group_errors import (
 from discodsl.worker.partition import canonical_or_none, partitioner
 from discodsl.worker.record_sizes import MAX_CHUNK, SAMPLES, GroupMeter, Meter
 from discodsl.worker.records import is_pair
-from discodsl.worker.spills import Scratch, read_batches, write_batches
+from discodsl.worker.spills import Scratch, SpillFile, read_batches, write_batches
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -712,7 +712,7 @@ def _partition(
     can miss the rare big one). Returns the paths of the files written, in
     partition order.
     """
-    files: dict[int, tuple[str, IO[bytes]]] = {}
+    files: dict[int, tuple[str, SpillFile]] = {}
     pending: list[list[Record]] = [[] for _ in range(_PARTS)]
     # The part of recent keys: skips most encoding under repeated keys. At most a batch of
     # them, which the budget holds (8,192 long keys, uncounted, took 20 times the budget).
@@ -753,7 +753,7 @@ def _partition(
     return [files[part][0] for part in sorted(files)]
 
 
-def _part_file(files: dict[int, tuple[str, IO[bytes]]], part: int, scratch: Scratch) -> IO[bytes]:
+def _part_file(files: dict[int, tuple[str, SpillFile]], part: int, scratch: Scratch) -> SpillFile:
     """The open file of partition ``part``, created on its first write."""
     if part not in files:
         files[part] = scratch.create()

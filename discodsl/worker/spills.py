@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 from discodsl.worker import forks, owners
+from discodsl.worker.errors import DataError
 
 Record = tuple[Any, Any]
 
@@ -43,16 +44,19 @@ class Scratch:
         self.tmpdir = tmpdir
         self._paths: set[str] = set()
 
-    def create(self) -> tuple[str, IO[bytes]]:
+    def create(self) -> tuple[str, SpillFile]:
         """A new empty file for writing, and its path."""
         import tempfile  # here, not at the top: only a spilling reduce needs it (5 ms a start)
 
         if not self._paths:
             _remove_ended(self.tmpdir)
         prefix = f"{_SPILL_PREFIX}{owners.owner_mark()}"
-        fd, path = tempfile.mkstemp(prefix=prefix, suffix=_SPILL_SUFFIX, dir=self.tmpdir)
+        try:
+            fd, path = tempfile.mkstemp(prefix=prefix, suffix=_SPILL_SUFFIX, dir=self.tmpdir)
+        except OSError as exc:
+            raise SpillFailed.of("create", os.path.join(self.tmpdir, prefix), exc) from exc
         self._paths.add(path)
-        return path, os.fdopen(fd, "wb")
+        return path, SpillFile(path, os.fdopen(fd, "wb"))
 
     def discard(self, path: str) -> None:
         """Delete one file, as soon as it has been read."""
@@ -69,6 +73,49 @@ class Scratch:
 _SPILL_PREFIX, _SPILL_SUFFIX = "groupby-", ".spill"
 
 
+class SpillFailed(DataError):
+    """A reduce's spill file could not be written (a full disk): retried, as Disco retries
+    a task whose node failed it, with what to do."""
+
+    @classmethod
+    def of(cls, action: str, path: str, exc: OSError) -> SpillFailed:
+        return cls(
+            f"the reduce could not {action} its spill file {path}: {exc.strerror or exc}; a "
+            "reduce whose groups outgrow the job's memory_budget writes them to files in its "
+            "job's directory (locally under TMPDIR): free space there, or give the job a "
+            "bigger memory_budget or more partitions",
+            url=path,
+        )
+
+
+class SpillFile:
+    """A spill file open for writing, whose OSErrors are SpillFailed; closing it after one
+    (the rest of a full buffer, on a full disk again) raises nothing more."""
+
+    def __init__(self, path: str, file: IO[bytes]) -> None:
+        self.path, self._file, self._failed = path, file, False
+
+    def write(self, data: bytes | memoryview) -> int:
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            self._failed = True
+            raise SpillFailed.of("write", self.path, exc) from exc
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as exc:
+            if not self._failed:
+                raise SpillFailed.of("write", self.path, exc) from exc
+
+    def __enter__(self) -> SpillFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def _remove_ended(directory: str) -> None:
     """Remove the spill files in ``directory`` of processes that have ended."""
     try:
@@ -82,7 +129,7 @@ def _remove_ended(directory: str) -> None:
                 os.unlink(os.path.join(directory, name))
 
 
-def write_batches(file: IO[bytes], records: list[Record], size: int, *, flush: bool) -> None:
+def write_batches(file: SpillFile, records: list[Record], size: int, *, flush: bool) -> None:
     """Write ``records`` as pickled batches of ``size`` and remove them from the list.
 
     Without ``flush`` a last partial batch stays in ``records`` for later.
@@ -94,7 +141,7 @@ def write_batches(file: IO[bytes], records: list[Record], size: int, *, flush: b
     del records[:end]
 
 
-def _write_batch(file: IO[bytes], batch: list[Record]) -> None:
+def _write_batch(file: SpillFile, batch: list[Record]) -> None:
     """One batch, framed: as frames of _PICKLED records at most (the memo of a pickle of
     more slows each record), each split until its pickle is about _BATCH_BYTES at most (or
     a record: see _write_frame), so that reading a frame back holds no more (a batch is
@@ -103,7 +150,7 @@ def _write_batch(file: IO[bytes], batch: list[Record]) -> None:
         _write_frame(file, batch[start : start + _PICKLED])
 
 
-def _write_frame(file: IO[bytes], records: list[Record], data: memoryview | None = None) -> None:
+def _write_frame(file: SpillFile, records: list[Record], data: memoryview | None = None) -> None:
     """``records`` (pickled as ``data``, if given) as one frame, or, over _BATCH_BYTES, as
     frames of as many records as fit on their average: each record pickled twice at most
     (halving pickled a batch of big records once per halving), but for a part that
