@@ -266,3 +266,24 @@ def test_a_signal_handler_running_a_job_as_its_thread_makes_the_node_gets_that_n
     monkeypatch.setattr(places, "process_dir", interrupted)
     monkeypatch.setattr(layout, "_NODE", [])
     assert layout.node_root() == inner[0] == "/nonexistent/node-2"  # one node for both
+
+
+def test_a_temporary_directory_whose_name_is_not_utf8_is_named_before_a_local_run(
+    temp: Path,
+) -> None:
+    # Every local run failed "cannot read the job's env from .../caf\udce9/...": the path
+    # went to the worker as JSON, which holds text, with its byte escaped (probe DT F2).
+    # Inline runs, which tell no worker a path, work there.
+    latin = temp / os.fsdecode(b"caf\xe9")
+    latin.mkdir()
+    local = python(LATER, "local", temp=latin)
+    _, err = local.communicate(timeout=120)
+    assert local.returncode == 1
+    assert err.strip().splitlines()[-1] == (
+        f"discodsl.errors.SettingsError: the temporary directory {str(latin)!r} (TMPDIR) is "
+        "not UTF-8 text, and the local runner tells its workers their files' paths in JSON, "
+        "as a Disco master does, which holds only text: point TMPDIR at a directory whose "
+        "name is UTF-8"
+    )
+    inline = python(LATER, "inline", temp=latin)
+    assert inline.communicate(timeout=120)[0] == "[('a', 2), ('b', 1)]\n"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
 
 from discodsl import places
+from discodsl.errors import SettingsError
 from discodsl.worker import urls
 from discodsl.worker.opening import Node
 
@@ -112,11 +114,24 @@ def node_root() -> str:
     while its thread makes it gets the one either makes first, as that thread does.
     """
     if not _NODE:
+        _check_text(tempfile.gettempdir())
         with _NODE_MADE:  # reentrant: a handler's run would wait for its own thread
             made = None if _NODE else places.process_dir("node")
             if made is not None and not _NODE:
                 _NODE.append(made)
     return _NODE[0]
+
+
+def _check_text(directory: str) -> None:
+    """Refuse a temporary directory whose name is not UTF-8 (a byte decoded by escape)."""
+    try:
+        directory.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SettingsError(
+            f"the temporary directory {directory!r} (TMPDIR) is not UTF-8 text, and the local "
+            "runner tells its workers their files' paths in JSON, as a Disco master does, "
+            "which holds only text: point TMPDIR at a directory whose name is UTF-8"
+        ) from None
 
 
 _NODE: list[str] = []  # this process's node, once made
