@@ -2024,6 +2024,22 @@ def test_a_local_run_at_the_file_descriptor_limit_is_told_so() -> None:
     assert "free space" not in done.stdout
 
 
+def test_a_local_run_at_the_process_limit_is_told_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bare "[Errno 11] Resource temporarily unavailable" (probe DT F1, under ulimit -u as a
+    # user: root is not held to it, so the start is made to fail as the limit makes it).
+    from discodsl.runners import node
+
+    def at_the_limit(*args: object) -> None:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(node.NodeMaster, "_start_worker", at_the_limit)
+    with pytest.raises(TaskFailed) as caught:
+        jobs.wordcount.run(["raw://a"], mode="local", progress=False, max_failures=0)
+    said = str(caught.value)
+    assert "cannot start the worker: [Errno 11] Resource temporarily unavailable: " in said
+    assert "(ulimit -u, resource.RLIMIT_NPROC): raise the limit, or run fewer" in said, said
+
+
 @pytest.mark.parametrize("push", [False, True], ids=["file-urls", "pushed"])
 def test_a_local_runs_listed_urls_go_to_a_cluster_as_its_files(
     cluster_env: str, capfd: pytest.CaptureFixture[str], push: bool

@@ -357,7 +357,7 @@ class NodeMaster:
         except OSError as exc:
             if exc.errno == errno.E2BIG:  # every attempt would fail alike
                 return Attempt(False, text=_TOO_BIG, fatal=True)
-            fix = _FIXES[exc.errno] if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
+            fix = _FIXES[exc.errno] if exc.errno in _LIMITS else ""
             return Attempt(False, text=f"cannot start the worker: {exc}{fix}")
         with self._lock:
             self._running.add(process)
@@ -880,6 +880,10 @@ def _not_laid_out(layout: JobLayout, exc: OSError) -> JobError:
     )
 
 
+# The limits a worker's start meets: what to do is said (any other error, as it is).
+_LIMITS = (errno.EMFILE, errno.ENFILE, errno.EAGAIN)
+
+
 def _fix_of(exc: OSError) -> str:
     """What to do about an error writing a job's files under TMPDIR, by its errno (a full
     disk, if none more telling)."""
@@ -896,6 +900,8 @@ _FIXES = {
     errno.ENFILE: ": the system holds as many files open as it may: close some, or run fewer "
     "tasks at once (max_cores=)",
     errno.EFBIG: ": a file reached the size limit on files (ulimit -f): raise it",
+    errno.EAGAIN: ": the user runs as many processes and threads as it may (ulimit -u, "
+    "resource.RLIMIT_NPROC): raise the limit, or run fewer tasks at once (max_cores=)",
     errno.ENOENT: ": the run's directory was removed while the run went on (a cleaner of "
     "/tmp?): run it again, with TMPDIR set to a directory nothing cleans meanwhile",
     errno.EROFS: _NOT_WRITABLE,
