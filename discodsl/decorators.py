@@ -26,6 +26,7 @@ from discodsl.worker.spec import (
     STAGE_NAME_MAX,
     STAGE_NAME_RULE,
     StageSpec,
+    call_signature,
     cleaned_stage_name,
     function_stage_name,
     positional_arity,
@@ -342,7 +343,7 @@ def _check_signature(function: Callable[..., Any], kind: str, name: str) -> bool
             f"event loop: write it as a plain `def` (e.g. {SHAPES[kind][1]})"
         )
     try:
-        signature = inspect.signature(function)
+        signature = call_signature(function)
     except (TypeError, ValueError):
         return False  # a builtin: trust it
     with_params = takes_params(function, len(SHAPES[kind][0]))

@@ -548,6 +548,63 @@ def _args_only(function: Any) -> Any:
     return wrapper
 
 
+def _supplying(extra: Any) -> Any:
+    """A decorator that supplies the wrapped function's last argument itself."""
+
+    def decorate(function: Any) -> Any:
+        @functools.wraps(function)
+        def wrapper(line: Any) -> Any:
+            return function(line, extra)
+
+        return wrapper
+
+    return decorate
+
+
+def _filtered_by_params(function: Any) -> Any:
+    """A decorator whose wrapper takes the job's params and calls ``function(line)``."""
+
+    @functools.wraps(function)
+    def wrapper(line: Any, params: Any) -> Any:
+        return function(line) if line not in params else iter(())
+
+    return wrapper
+
+
+def _stop_listed(line: Any, stopwords: Any) -> Any:
+    for word in line.split():
+        if word not in stopwords:
+            yield word, 1
+
+
+def _each_word(line: Any) -> Any:
+    for word in line.split():
+        yield word, 1
+
+
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+def test_a_wrapper_with_arguments_of_its_own_is_called_by_them(mode: str) -> None:
+    # functools.wraps made its signature the wrapped function's: refused for a parameter
+    # the wrapper fills in itself, or never given the params the wrapper takes (probe DV F3).
+    from discodsl import job
+
+    stopped = map(name="stopped")(_supplying({"the"})(_stop_listed))
+    kept = map(name="kept")(_filtered_by_params(_each_word))
+
+    @job
+    def stopping() -> list[Any]:
+        return [stopped]
+
+    @job
+    def keeping() -> list[Any]:
+        return [kept]
+
+    assert not stopped.spec.takes_params and kept.spec.takes_params
+    assert sorted(stopping.run(["raw://the cat"], mode=mode)) == [("cat", 1)]
+    inputs = ["raw://the cat", "raw://a dog"]
+    assert sorted(keeping.run(inputs, mode=mode, params={"a dog"})) == [("cat", 1), ("the", 1)]
+
+
 @pytest.mark.parametrize(
     ("function", "before", "expected"),
     [

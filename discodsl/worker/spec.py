@@ -244,7 +244,7 @@ def params_passing(function: Callable[..., Any], before: int) -> str | None:
     if _binds_params(function):
         return None  # a partial filling in params itself: its own, as called by hand
     try:
-        wrapped = inspect.signature(function)
+        wrapped = call_signature(function)
         own = inspect.signature(function, follow_wrapped=False)
     except (TypeError, ValueError):
         return None
@@ -261,6 +261,22 @@ def params_passing(function: Callable[..., Any], before: int) -> str | None:
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_FORWARDING = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def call_signature(function: Callable[..., Any]) -> inspect.Signature:
+    """How ``function`` is called: the signature of what it wraps (``functools.wraps``)
+    when it passes on what it is given (``wrapper(*args, **kwargs)``), else its own (a
+    decorator's ``wrapper(line)`` that fills in another argument itself, or one that takes
+    ``params`` and gives the function it wraps none). TypeError or ValueError if neither
+    can be read."""
+    try:
+        own = inspect.signature(function, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return inspect.signature(function)  # an lru_cache's C wrapper: as it calls through
+    if any(p.kind in _FORWARDING for p in own.parameters.values()):
+        return inspect.signature(function)
+    return own
 
 
 def _binds_params(function: Any) -> bool:
@@ -286,7 +302,7 @@ def positional_arity(function: Callable[..., Any]) -> int | None:
     """How many positional arguments ``function`` takes; None for any number (``*args``,
     or a signature that cannot be read)."""
     try:
-        parameters = inspect.signature(function).parameters.values()
+        parameters = call_signature(function).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_POSITIONAL for p in parameters):
