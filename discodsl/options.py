@@ -188,6 +188,7 @@ class JobOptions:
 
     def __post_init__(self) -> None:
         values = vars(self)
+        values.update(_pythons_numbers(values))
         plain = {name: _plain(name, value) for name, value in values.items()}
         if any(made is _REFUSED for made in plain.values()):
             plain = _judged(values)
@@ -416,6 +417,19 @@ def _rules() -> dict[str, tuple[Any, Mapping[str, Any]]]:
     """Each field's type (its annotation, resolved) and rules."""
     hints = typing.get_type_hints(JobOptions)
     return {spec.name: (hints[spec.name], spec.metadata["rules"]) for spec in fields(JobOptions)}
+
+
+def _pythons_numbers(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers and bools among ``values`` that are numpy's (``np.int64(4)``, computed
+    in a notebook), as the Python values they hold: every field but ``params`` and ``env``
+    takes numbers of Python's own."""
+    return {
+        name: value.item()
+        for name, value in values.items()
+        if type(value).__module__ == "numpy"
+        and getattr(value, "ndim", None) == 0
+        and name not in ("params", "env")
+    }
 
 
 def _plain(name: str, value: Any) -> Any:

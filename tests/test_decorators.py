@@ -1268,6 +1268,27 @@ def test_bad_options_fail_at_decoration(options: dict[str, Any], message: str) -
         job(**options)
 
 
+def test_numpys_numbers_are_taken_as_the_python_numbers_they_hold() -> None:
+    # A count of partitions computed with numpy (np.int64) was refused: "Input should be a
+    # valid integer: use an integer" (probe DV F7).
+    numpy = pytest.importorskip("numpy")
+
+    @job(partitions=numpy.int64(4), workers=numpy.int32(2), compress=numpy.True_)
+    def counted() -> list[Any]:
+        return [words, total]
+
+    options = counted.with_options(
+        max_failures=numpy.uint8(1), memory_budget=numpy.int64(64 << 20)
+    ).options
+    taken = (options.partitions, options.workers, options.compress, options.max_failures)
+    assert taken == (4, 2, True, 1) and options.memory_budget == 64 << 20
+    assert [type(value) for value in taken] == [int, int, bool, int]
+    with pytest.raises(SettingsError, match="partitions=0 is invalid"):
+        job(partitions=numpy.int64(0))
+    params = numpy.int64(3)
+    assert counted.with_options(params=params).options.params is params  # as given
+
+
 def test_help_on_job_options_lists_every_option_with_what_it_does() -> None:
     # Errors send users there; it showed the signature alone.
     import pydoc
