@@ -549,6 +549,8 @@ def _settings_error(exc: ValidationError) -> SettingsError:
         return SettingsError(f"unknown job option {field_path!r}{guess}: the options are {known}")
     fix = _fix(name) or "see help(discodsl.JobOptions), which lists them"
     value = first.get("input")
+    if name == "env" and len(first["loc"]) > 1:
+        return _env_item_error(first["loc"][1:], value, fix)
     if name == "env":  # its values are not shown: an environment holds tokens and passwords
         shown = f"<{a_type(value)}>"
         if isinstance(value, Mapping) and not isinstance(value, dict):
@@ -561,6 +563,15 @@ def _settings_error(exc: ValidationError) -> SettingsError:
     if name == "prefix" and isinstance(value, str) and value:  # prefix='cg-smoke'
         fix = fix.replace("prefix='wordcount'", f"prefix={cleaned_prefix(value)!r}")
     return SettingsError(f"job option {field_path}={shown} is invalid ({first['msg']}): {fix}")
+
+
+def _env_item_error(where: tuple[Any, ...], value: Any, fix: str) -> SettingsError:
+    """The error for a name or a value of ``env`` that is no str (a value is not shown)."""
+    if where[-1] == "[key]":
+        said = f"the name {brief(value, 40)} is {a_type(value)}"
+    else:
+        said = f"env[{where[0]!r}] is {a_type(value)}"
+    return SettingsError(f"job option env= is invalid: {said}, not a str: {fix}")
 
 
 def _fix(name: str) -> str:

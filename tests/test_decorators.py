@@ -1261,6 +1261,10 @@ def test_empty_pipeline_refused() -> None:
         ({"environment": {}}, r"'environment' \(did you mean env=\?\)"),
         ({"Master": "x"}, r"'Master' \(did you mean master=\? It is run\(\)'s own\.\)"),
         ({"zzz": 2}, r"unknown job option 'zzz': the options are"),
+        # In pydantic's words: "env.A=<an int>", "env.1.[key]=<an int>" (probe DV F6).
+        ({"env": {"A": 1}}, r"^job option env= is invalid: env\['A'\] is an int, not a str: use"),
+        ({"env": {1: "x"}}, r"^job option env= is invalid: the name 1 is an int, not a str: use"),
+        ({"env": {"A": None}}, r"^job option env= is invalid: env\['A'\] is a NoneType, not a"),
     ],
 )
 def test_bad_options_fail_at_decoration(options: dict[str, Any], message: str) -> None:
