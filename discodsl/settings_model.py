@@ -33,6 +33,7 @@ from discodsl.settings import (
     read_settings_file,
     settings_file_path,
 )
+from discodsl.worker.errors import a_type
 from discodsl.worker.jobfile import HTTP_TIMEOUT_MAX
 
 __all__ = ["DiscoFileSource", "DiscoSettings"]
@@ -214,8 +215,10 @@ def _describe(err: ErrorDetails, kwargs: dict[str, Any]) -> str:
         return f"{name} is not a Disco setting: {fix}"
     problem, expected = _EXPECTED.get(name, (f"is not valid ({err['msg']})", "a string"))
     value = _unsecret(err["input"])
-    if name == "DISCO_MASTER":  # why, as normalise_master_url said it
-        problem = f"{problem} (it {err['msg'].removeprefix('Value error, ')})"
+    if name == "DISCO_MASTER" and err["type"] == "value_error":  # as normalise_master_url
+        problem = f"{problem} (it {err['msg'].removeprefix('Value error, ')})"  # said why
+    elif name == "DISCO_MASTER":  # a value of another type, from a settings file
+        problem = f"{problem} (it is {a_type(err['input'])}, not text)"
     if name == "DISCO_MASTER" and name in kwargs:  # master= or --master, not the variable
         return f"the master {value!r} {problem}: give {expected} (master= or --master)"
     given, origin = f"{name}={value!r}", _origin(name, kwargs)

@@ -241,6 +241,16 @@ def test_bad_file_value_names_the_file(settings_file: WriteFile) -> None:
         load_settings()
 
 
+def test_a_master_of_another_type_in_the_file_is_named_so(settings_file: WriteFile) -> None:
+    # "is not a master URL (it Input should be a valid string)" (probe DV F10).
+    settings_file("DISCO_MASTER = ['http://127.0.0.1:1']\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "DISCO_MASTER=['http://127.0.0.1:1'] is not a master URL (it is a list, not text)" in (
+        str(err.value)
+    )
+
+
 def test_several_bad_values_are_all_named() -> None:
     with pytest.raises(SettingsError) as err:
         DiscoSettings(DISCO_PORT="x", DISCODSL_RETRIES="y")
