@@ -171,7 +171,9 @@ def _stage_name(name: str | None, function: Callable[..., Any], kind: str) -> st
 def _name_of(function: Callable[..., Any], kind: str) -> str:
     """A stage's default name: its function's, or its kind for a lambda."""
     target = function.func if isinstance(function, partial) else function
-    name = getattr(target, "__name__", None) or type(target).__name__
+    name = getattr(target, "__name__", None)
+    if not isinstance(name, str) or not name:  # a callable object's, or one set to no str
+        name = type(target).__name__
     return kind if name == "<lambda>" else name
 
 

@@ -664,9 +664,23 @@ def _check_unique(name: str, stages: Sequence[Stage]) -> None:
                 example = second_stage(stage)
             raise JobError(
                 f"job {name!r} has two stages named {stage.name!r}: give one another name, "
-                f"e.g. {example}"
+                f"e.g. {example}{_inner_function(stage)}"
             )
         seen[stage.name] = stage
+
+
+def _inner_function(stage: Stage) -> str:
+    """What names a stage after a decorator's inner function, if that is what names it."""
+    function = stage.spec.function
+    qualified = getattr(function, "__qualname__", "")
+    if not (isinstance(qualified, str) and ".<locals>." in qualified):
+        return ""
+    if hasattr(function, "__wrapped__") or not getattr(function, "__closure__", None):
+        return ""
+    return (
+        f"; or, if {qualified!r} is a decorator's wrapper, add @functools.wraps(function) to "
+        "it, which names the stage after the function it wraps"
+    )
 
 
 # A label-grouped stage over outputs that are all labelled 0 is one task: said as Disco's

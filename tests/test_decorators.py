@@ -959,6 +959,42 @@ def test_duplicate_stage_names_refused() -> None:
             return [words, map(other), total]
 
 
+def _logged(function: Any) -> Any:
+    """A user's decorator without functools.wraps."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def test_two_stages_named_after_a_decorators_wrapper_are_told_of_functools_wraps() -> None:
+    # "two stages named 'wrapper'", a name the user never wrote (probe DV F4).
+    first, second = map(_logged(words)), reduce(_logged(total))
+    with pytest.raises(JobError) as info:
+
+        @job
+        def logged() -> list[Any]:
+            return [first, second]
+
+    assert str(info.value).endswith(
+        "; or, if '_logged.<locals>.wrapper' is a decorator's wrapper, add "
+        "@functools.wraps(function) to it, which names the stage after the function it wraps"
+    )
+
+
+class _NamedOddly:
+    __name__ = 5
+
+    def __call__(self, line: str) -> Iterator[tuple[str, int]]:
+        yield line, 1
+
+
+def test_a_callable_whose_name_is_no_str_is_named_after_its_class() -> None:
+    # TypeError from inside the naming: normalize() argument 2 must be str (probe DV F9).
+    assert map(_NamedOddly()).name == "_NamedOddly"
+
+
 def test_a_stage_listed_twice_is_told_how_to_make_a_second_of_its_function() -> None:
     """The advice was @map(name='words_2'), and applied to the stage in hand, map(words,
     name='words_2') was refused as decorating it again, "once": neither led to the fix."""
