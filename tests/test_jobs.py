@@ -4,6 +4,7 @@ with identical results."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import gc
 import os
@@ -13,6 +14,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 import zlib
 from collections import Counter
@@ -1052,6 +1054,41 @@ def test_a_value_that_cannot_be_pickled_is_named_so(
     assert "did not unpack" not in message
     if "combined" not in name:  # the map's records are written in batches, after more reads
         assert f"on input {text.as_uri()!r}, at or before record " in message, message
+
+
+_Point = collections.namedtuple("_Pt", "x y")  # held under another name than it is made with
+_Again = type("_Again", (), {})
+_MADE_BEFORE = _Again()
+_Again = type("_Again", (), {})  # the class defined again (a notebook cell run again)
+_Elsewhere = type("_Elsewhere", (), {"__module__": "discodsl_test_no_such_module"})
+
+
+@pytest.mark.parametrize(
+    ("value", "advice"),
+    [
+        (_Point(1, 2), "namedtuple('Pt', ...) held as Point"),
+        (_MADE_BEFORE, "the class was defined again after the object was made"),
+        (_Elsewhere(), "that module cannot be imported by its name (a file loaded by runpy"),
+        (threading.Lock(), "not locks, generators, open files or connections"),
+    ],
+)
+def test_a_record_that_cannot_be_pickled_is_told_why_by_what_pickle_said(
+    tmp_path: Path, value: Any, advice: str
+) -> None:
+    # Each was told to use "instances of classes defined at the top level of a module",
+    # which they were (probe DV F8).
+    from discodsl import map
+    from discodsl.worker.blame import not_pairs
+    from discodsl.worker.records import RecordWriter
+
+    writer = RecordWriter(str(tmp_path / "out"))
+    try:
+        writer.write_many([("k", value)])
+    except Exception as exc:
+        refused = exc
+    writer.abort()
+    error = not_pairs(map(name="emit")(lambda line: []).spec, refused, (), RecordWriter.write_many)
+    assert error is not None and advice in str(error), error
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"], indirect=True)

@@ -89,9 +89,7 @@ def not_pairs(
         )
         error = StageError(
             f"{maker.who} yielded a record that cannot be pickled ({type(exc).__name__}: "
-            f"{exc}): {deep}records are pickled to be written, so keys and values must be data "
-            "pickle takes (str, numbers, tuples, lists, dicts, instances of classes defined at "
-            "the top level of a module), not locks, generators, open files or connections",
+            f"{exc}): {deep}{_pickle_advice(exc)}",
             stage=maker.name,
         )
         error.written = True  # in a batch: the record being read then may be a later one
@@ -101,6 +99,42 @@ def not_pairs(
     if result is None or _returned_none(exc):
         return none_error(maker)
     return _shape_error(maker, result, exc)
+
+
+def _pickle_advice(exc: BaseException) -> str:
+    """What to do about a record pickle refused, by what pickle said."""
+    said = str(exc)
+    for clue, advice in _PICKLE_ADVICE:
+        if clue in said:
+            return advice
+    return (
+        "records are pickled to be written, so keys and values must be data pickle takes "
+        "(str, numbers, tuples, lists, dicts, instances of classes defined at the top level "
+        "of a module), not locks, generators, open files or connections"
+    )
+
+
+# pickle names a class (or a function) by its module and name, and finds it there to check.
+_PICKLE_ADVICE = (
+    (
+        "it's not the same object as",
+        "the class was defined again after the object was made (a notebook cell or a module "
+        "run again): make the object again, from the class as it is now",
+    ),
+    (
+        "attribute lookup",
+        "pickle finds a class by its module and the name it was made with, and that name "
+        "holds no such class there (namedtuple('Pt', ...) held as Point, a class made by "
+        "make_dataclass or inside a function): define it at the top level of a module "
+        "under the name it was made with",
+    ),
+    (
+        "import of module",
+        "pickle finds a class by its module, and that module cannot be imported by its name "
+        "(a file loaded by runpy.run_path, or by importlib without sys.modules[name] = "
+        "module): import the module by its name",
+    ),
+)
 
 
 def bad_result(maker: Maker, result: Any) -> StageError:
