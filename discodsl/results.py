@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import html
 import importlib
+import re
 import sys
 import threading
 import weakref
@@ -102,6 +103,7 @@ def _needs_a_class(jobname: str, exc: MalformedRecord) -> MalformedRecord:
         else "run this program where the class's module imports (its directory, or that "
         "directory on PYTHONPATH)"
     )
+    fix = _held_under_another_name(exc.needed) or fix
     error = MalformedRecord(
         f"the records of {jobname!r} need a class this process cannot import ({exc.needed}): {fix}",
         url=exc.url,
@@ -109,6 +111,25 @@ def _needs_a_class(jobname: str, exc: MalformedRecord) -> MalformedRecord:
     )
     error.needed = exc.needed
     return error
+
+
+def _held_under_another_name(needed: str) -> str:
+    """The fix when the class a record names is this script's, held under another name
+    than the one it was made with (``Point = namedtuple("Pt", ...)``), where pickle finds
+    it; "" if it is not."""
+    missing = re.search(r"Can't get attribute '(\w+)' on <module '__main__'", needed)
+    main = sys.modules.get("__main__")
+    if missing is None or main is None:
+        return ""
+    name = missing.group(1)
+    held = [k for k, v in vars(main).items() if isinstance(v, type) and v.__qualname__ == name]
+    if not held:
+        return ""
+    return (
+        f"this script holds the class made as {name!r} under the name {held[0]!r}, and pickle "
+        f"finds a class by the name it was made with: make it as {held[0]!r} (e.g. "
+        f"{held[0]} = namedtuple({held[0]!r}, ...)) and run the job again"
+    )
 
 
 def _main_classes() -> tuple[type, ...]:

@@ -1158,3 +1158,40 @@ def test_keys_that_do_not_hash_pass_the_combiner_of_a_later_stage_by(
     for word in text.read_text().split():
         expected[repr([word])] = expected.get(repr([word]), 0) + len(word)
     assert {repr(key): n for key, n in results} == expected
+
+
+def test_results_of_a_class_held_under_another_name_say_so(tmp_path: Path) -> None:
+    # A local run ended ready, and reading its results said to define the class "in this
+    # program too", which defines it, under another name than it was made with (DV F2).
+    script = tmp_path / "points.py"
+    script.write_text(
+        textwrap.dedent("""
+            import collections
+            from discodsl import job, map
+
+            Point = collections.namedtuple("Pt", "x y")
+
+            @map
+            def points(line):
+                yield line, Point(1, 2)
+
+            @job
+            def pj():
+                return [points]
+
+            try:
+                list(pj.run(["raw://a"], mode="local", progress=False))
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+        """)
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.stdout.startswith("MalformedRecord the records of 'pj@"), done
+    assert done.stdout.rstrip().endswith(
+        ": this script holds the class made as 'Pt' under the name 'Point', and pickle finds a "
+        "class by the name it was made with: make it as 'Point' (e.g. Point = "
+        "namedtuple('Point', ...)) and run the job again"
+    ), done.stdout
