@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from discodsl import jobpack, places, settings, shipping
-from discodsl.errors import JobError, JobpackError
+from discodsl.errors import JobError, JobpackError, SettingsError
 from discodsl.jobhome import build_jobhome, check_jobhome, runtime_files, runtime_key
 from discodsl.options import JobOptions
 from discodsl.worker.spec import encode_jobdata
@@ -46,11 +46,15 @@ KEPT_JOBHOMES = 8
 def jobhome() -> bytes:
     """The jobhome ZIP: everything a node needs besides CPython (see the module docstring)."""
     python = sys.version_info[:2]
-    kept = places.cache_home() / f"jobhome-{runtime_key(python)}.zip"
-    home = _read_kept(kept)
+    try:
+        kept: Path | None = places.cache_home() / f"jobhome-{runtime_key(python)}.zip"
+    except SettingsError:  # no home: built each time
+        kept = None
+    home = _read_kept(kept) if kept is not None else None
     if home is None:
         home = build_jobhome(runtime_files(python))
-        _keep(kept, home)
+        if kept is not None:
+            _keep(kept, home)
     return home
 
 

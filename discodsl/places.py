@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from discodsl.errors import SettingsError
 from discodsl.worker.owners import marked, owner_ended, owner_mark, pid_namespace
 
 TEMP_PREFIX = "discodsl-"
@@ -55,9 +56,21 @@ def in_this_process(function: Callable[..., object], *args: Any) -> Callable[[],
 
 
 def cache_home() -> Path:
-    """``$XDG_CACHE_HOME/discodsl``, else ``~/.cache/discodsl``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "discodsl")
+    """``$XDG_CACHE_HOME/discodsl``, else ``~/.cache/discodsl``; SettingsError if this
+    process has no home (a container's user with no HOME and no passwd entry, for whom
+    ``~`` stays ``~``: a directory of that name was made in the current one)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base:
+        return Path(base, "discodsl")
+    home = os.path.expanduser("~")
+    if home == "~":
+        raise SettingsError(
+            "discodsl keeps its local runs' registry and built jobhomes under "
+            "~/.cache/discodsl, and this process has no home directory (HOME is not set, and "
+            "the user has no entry in the password database): set HOME, or XDG_CACHE_HOME, "
+            "to a directory this user can write"
+        )
+    return Path(home, ".cache", "discodsl")
 
 
 def place(name: str, override: str) -> Path:

@@ -186,7 +186,10 @@ def settings_file_path(explicit: str | os.PathLike[str] | None = None) -> Path |
             )
         return path
     for candidate in DEFAULT_SETTINGS_FILES:
-        path = Path(candidate).expanduser()
+        try:
+            path = Path(candidate).expanduser()
+        except RuntimeError:  # no home directory: no ~/.disco
+            continue
         if path.is_file():
             return path
     return None

@@ -200,8 +200,7 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
     (
         {"env": {"a": 1}},
         # An environment's values are not shown: they hold tokens and passwords.
-        "job option env.a=<an int> is invalid (Input should be a valid string): use a dict of "
-        "str to str",
+        "job option env= is invalid: env['a'] is an int, not a str: use a dict of str to str",
     ),
     (
         {"env": [("a", "b")]},

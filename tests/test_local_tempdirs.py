@@ -287,3 +287,56 @@ def test_a_temporary_directory_whose_name_is_not_utf8_is_named_before_a_local_ru
     )
     inline = python(LATER, "inline", temp=latin)
     assert inline.communicate(timeout=120)[0] == "[('a', 2), ('b', 1)]\n"
+
+
+NO_HOME = """
+import os, pwd, sys
+
+def no_entry(uid):
+    raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+pwd.getpwuid = no_entry  # a container's user with no passwd entry, and no HOME
+from tests import jobs
+
+for mode in sys.argv[1:]:
+    try:
+        print(mode, sorted(jobs.wordcount.run(["raw://a b a"], mode=mode, progress=False)))
+    except Exception as exc:
+        print(mode, type(exc).__name__, exc)
+"""
+
+
+def test_with_no_home_runs_that_need_none_work_and_the_others_say_what_to_set(
+    tmp_path: Path,
+) -> None:
+    # Every run, inline too, failed "RuntimeError: Could not determine home directory.";
+    # past that, a directory named "~" was made in the current one (probe DT F5).
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME")}
+    env.pop("DISCODSL_RUNS_DIR", None)
+    env.pop("DISCODSL_CACHE_DIR", None)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run(*modes: str, **extra: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", NO_HOME, *modes],
+            env={**env, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path), **extra},
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done.stdout.splitlines()
+
+    said = run("inline", "local")
+    assert said[0] == "inline [('a', 2), ('b', 1)]", said
+    assert said[1] == (
+        "local SettingsError discodsl keeps its local runs' registry and built jobhomes "
+        "under ~/.cache/discodsl, and this process has no home directory (HOME is not set, "
+        "and the user has no entry in the password database): set HOME, or XDG_CACHE_HOME, "
+        "to a directory this user can write"
+    ), said
+    cache = tmp_path / "cache"
+    assert run("local", XDG_CACHE_HOME=str(cache))[0] == "local [('a', 2), ('b', 1)]"
+    assert (cache / "discodsl" / "runs").is_dir()
+    assert list(work.iterdir()) == []  # no "~" made here
