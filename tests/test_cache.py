@@ -539,6 +539,37 @@ def test_a_size_limit_of_0_keeps_nothing_not_even_a_clusters_stages(
     assert store.entries() == []  # what was kept before the limit went to 0 goes too
 
 
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        (errno.ENOSPC, "is full: [Errno 28] No space left on device: free space there, set "),
+        (errno.EACCES, "cannot be written: [Errno 13] Permission denied: point DISCODSL_CACHE"),
+    ],
+)
+def test_a_cache_on_a_full_disk_is_told_to_free_space(
+    monkeypatch: pytest.MonkeyPatch, number: int, said: str
+) -> None:
+    # A full disk was told to point DISCODSL_CACHE_DIR at a directory "this user can write"
+    # (probe DT F6).
+    def failing(*args: object) -> None:
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(store, "_write", failing)
+    entry = store.Entry(
+        key="0" * 40,
+        job="wc",
+        run="wc@5c1:2a3b4:5c6d7",
+        stage="words",
+        index=0,
+        stages=1,
+        where="http://master:8989",
+        outputs=[(0, 12, ["disco://node/words-0"])],
+    )
+    with pytest.raises(store.NotKept) as caught:
+        store.keep(entry, [[None]])
+    assert said in str(caught.value), caught.value
+
+
 def test_an_unwritable_cache_says_so_and_the_run_goes_on(
     marks: str,
     text: Path,
@@ -553,7 +584,8 @@ def test_an_unwritable_cache_says_so_and_the_run_goes_on(
     assert results.to_dict() == counted(LINES)
     said = capfd.readouterr().err
     assert said.count("is not kept in the cache: ") == 1  # the same for every stage: once
-    assert "cannot be written: " in said and "point DISCODSL_CACHE_DIR at a directory" in said
+    # A file where the cache goes was called a cache this user cannot write (probe DO S4).
+    assert "cannot be made: " in said and "a file stands where one of its directories" in said
 
 
 def test_stages_that_cannot_be_pickled_run_without_the_cache(

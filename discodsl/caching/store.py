@@ -225,9 +225,20 @@ def _entry(facts: dict[str, Any], path: Path) -> Entry:
 
 def _unwritable(root: Path, exc: OSError) -> NotKept:
     """Why nothing is kept: the cache directory cannot be written, and what to do."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NotKept(
+            f"{root} is full: {exc}: free space there, set {SIZE_ENV} below the space it has, "
+            f"or point {DIR_ENV} at a file system with room",
+            everywhere=True,
+        )
+    if exc.errno == errno.ENOTDIR:
+        return NotKept(
+            f"{root} cannot be made: {exc}: a file stands where one of its directories goes: "
+            f"remove it, or point {DIR_ENV} elsewhere",
+            everywhere=True,
+        )
     return NotKept(
-        f"{root} cannot be written: {exc}: point DISCODSL_CACHE_DIR at a directory this user "
-        "can write",
+        f"{root} cannot be written: {exc}: point {DIR_ENV} at a directory this user can write",
         everywhere=True,
     )
 
