@@ -120,8 +120,8 @@ class JobOptions:
     max_failures: int = option(
         3,
         ge=0,
-        description="task failures tolerated before the job fails (local runner; a Disco "
-        "master applies its own max_failure_rate setting)",
+        description="failures of a task tolerated before the job fails (on a cluster, "
+        "run() kills the job past them, or the master's max_failure_rate, if lower)",
         fix="use an integer >= 0 (0: fail on the first task error)",
     )
     prefix: str | None = option(

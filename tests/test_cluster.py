@@ -1115,3 +1115,28 @@ def test_a_job_ready_at_its_timeout_has_its_counters_read(
     progress.close()
     assert watcher.ended and watcher.events == fake.events
     assert "counters" not in capsys.readouterr().err
+
+
+def test_a_task_failing_past_max_failures_has_its_job_killed_and_each_failure_told(
+    disco_master: DiscoMaster, cluster_env: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A real master retries up to its max_failure_rate, 100 by default, pausing 14 s, 15 s
+    # ... between: run() waited an hour and three quarters for a task that failed alike
+    # every time, printing nothing of why (probe DU F1).
+    from tests import death_jobs
+
+    disco_master.jobs.save_setting("max_failure_rate", 100)
+    run = death_jobs.exiting.with_options(max_failures=2).submit(["raw://a"], progress=False)
+    with pytest.raises(TaskFailed) as caught:
+        run.wait(timeout=120)
+    said = str(caught.value)
+    assert said.startswith(f"job {run.jobname!r} failed in task exits_3:0 after 3 attempts ("), said
+    assert "exit code 3" in said and "discodsl killed the job on the master" in said, said
+    told = [line for line in capfd.readouterr().err.splitlines() if "task failed" in line]
+    assert [line.split(": ", 1)[0] for line in told] == [
+        "[exits_3:0] task failed, 1 failure(s) so far, to be retried in 14 s",
+        "[exits_3:0] task failed, 2 failure(s) so far, to be retried in 15 s",
+        "[exits_3:0] task failed, 3 failures, past max_failures=2 (the job fails)",
+    ], told
+    assert all(": its worker process died running stage 'exits_3'" in line for line in told)
+    assert disco_master.jobs.jobs[run.jobname].status == "dead"

@@ -455,7 +455,9 @@ discodsl("status", submitted);
 # `__cause__`. Only failures worth another try (an unreadable input, an `OSError`, a
 # `MemoryError`, `discodsl.Retry`) are reported as ERROR, which the master retries after a
 # pause (14 s, 15 s, 16 s ...) as many times as its `max_failure_rate` setting allows (the
-# cluster's operator sets it; see `master.settings()`).
+# cluster's operator sets it; see `master.settings()`), or the job's `max_failures` (3 by
+# default), whichever is lower: `run()` kills the job past those, and tells each failure, with
+# its reason, as it comes.
 
 
 # %% tags=["assert-task-failed"]

@@ -87,7 +87,9 @@ PROGRESS_READ_S = 2.0
 _CRASH = re.compile(r"Worker crashed! \(exit code: (-?\d+)\)")
 # The master's last event of a job that succeeded, and of one that died (failed or killed).
 _READY_EVENT, _KILLED_EVENT = "READY: ", "WARN: Job killed"
-_RETRY_EVENT = re.compile(r"Task (\S+):(\d+) failed on .*?, (\d+)\w* failures so far")
+_RETRY_EVENT = re.compile(
+    r"Task (\S+):(\d+) failed on .*?, (\d+)\w* failures so far\.(?: Sleeping (\d+) seconds)?"
+)
 # A node that could not open a file:// input (the worker's DataError says "URL: cannot open").
 _FILE_URL = re.compile(r"(file://[^\s;:,'\"]+): cannot open ")
 
@@ -344,6 +346,7 @@ def _watch(
                 first=first,
                 submitted=True,
                 shown=shown,
+                max_failures=options.max_failures,
             )
     finally:
         keep.done()
@@ -497,6 +500,7 @@ def wait_for(
     started: float | None = None,
     replay: bool = True,
     shown: Shown | None = None,
+    max_failures: int | None = None,
 ) -> Results:
     """Wait for a job, showing its progress and summing its ``counters``; its results.
     What its stages printed before the wait began is shown only with ``replay``, and not
@@ -509,13 +513,16 @@ def wait_for(
     set: JobActive, the job keeps running; so is a master that stopped answering the
     wait of a job this process ``submitted``, or one that answered it once (a master never
     reached for a job of another's is the error it was). Ctrl-C says how to kill the job,
-    or kills it with ``kill_on_interrupt``, and re-raises KeyboardInterrupt.
+    or kills it with ``kill_on_interrupt``, and re-raises KeyboardInterrupt. A task that
+    fails more than ``max_failures`` times (if given) has the job killed, and raises its
+    TaskFailed; each failure is told as the events show it.
     """
     counters = Counters() if counters is None else counters
     progress_bar = Progress(jobname, enabled=progress)
     watcher = _Watcher(cluster.master, jobname, progress_bar, counters)
     watcher.stop, watcher.replay = stop, replay
     watcher.shown = Shown() if shown is None else shown
+    watcher.max_failures, watcher.first = max_failures, first
     start = time.monotonic() if started is None else started  # the timeout counts from it
     watcher.deadline = None if timeout is None else start + timeout
     try:
@@ -626,6 +633,9 @@ class _Watcher:
         self.read = False  # the events were read once
         self.shown = Shown()  # the events whose printed lines were shown (by any watch)
         self.counted = 0  # the events read
+        self.max_failures: int | None = None  # a task failing more: the job is killed
+        self.enforcing = True  # while the job runs (not once it ended)
+        self.first: tuple[str, list[list[str]]] | None = None  # the first stage's inputs
 
     def __call__(self, status: str, elapsed: float) -> None:
         self.answered = True
@@ -683,6 +693,7 @@ class _Watcher:
         """After the poll that found the job ready (or ``dead``): read its events up to the
         last (see read_to_end). A ready job's whose end did not come: say its counters may
         miss counts."""
+        self.enforcing = False
         patience = min(self._left(), EVENTS_PATIENCE_S)
         # A read at least a whole attempt long without timeout=, a second with one: a job
         # ready just before its timeout= still has its counters read.
@@ -733,9 +744,56 @@ class _Watcher:
             self.events_done[stage] = self.events_done.get(stage, 0) + 1
             self.bars.counts(stage, 0, self.events_done[stage])
         elif match := _RETRY_EVENT.match(message):
-            stage, taskid, failures = match.groups()
-            facts = {"stage": stage, "taskid": int(taskid), "failures": int(failures)}
-            self._tell("task_failed", facts)
+            stage, taskid, failures, pause = match.groups()
+            self._retried((stage, int(taskid)), int(failures), shown, pause)
+
+    def _retried(
+        self, task: tuple[str, int], failures: int, shown: bool, pause: str | None = None
+    ) -> None:
+        """A task failed, and the master will try it again: say why (if not said before),
+        and kill the job once the task failed more than the run's max_failures allow (a
+        master retries it up to its max_failure_rate, 100 by default: with its pauses, an
+        hour and three quarters)."""
+        facts: dict[str, Any] = {"stage": task[0], "taskid": task[1], "failures": failures}
+        if pause is not None:
+            facts["pause"] = int(pause)
+        found = _failing_task(self.events, task)
+        if found is not None and shown:
+            said = str(_task_error(self.events, found, "", self.first))
+            facts["reason"] = said.removeprefix(": ")
+        limit = self.max_failures
+        past = limit is not None and failures > limit and self.enforcing
+        if past:
+            facts["limit"] = limit
+        self._tell("task_failed", facts)
+        if past:
+            raise self._past_limit(task, found, failures)
+
+    def _past_limit(
+        self, task: tuple[str, int], found: tuple[str, int, str] | None, failures: int
+    ) -> TaskFailed:
+        """The error of a task that failed more than max_failures allow, its job killed."""
+        why = (
+            f"job {self.jobname!r} failed in task {task[0]}:{task[1]} after {failures} "
+            f"attempts (max_failures={self.max_failures})"
+        )
+        error = (
+            _task_error(self.events, found, why, self.first)
+            if found is not None
+            else TaskFailed(why, stage=task[0], taskid=task[1])
+        )
+        try:
+            self.master.kill(self.jobname)
+            killed = (
+                "; discodsl killed the job on the master, which would have tried the task "
+                "again up to its max_failure_rate"
+            )
+        except ClientError as exc:
+            kill = command_line(f"kill {self.jobname}", self.master.url)
+            killed = f"; discodsl could not kill the job on the master ({exc}): `{kill}`"
+        error.jobname = self.jobname
+        error.args = (f"{error}{killed}",)
+        return error
 
     def _tell(self, kind: str, facts: Mapping[str, Any]) -> None:
         """An event both the counters and the progress bar take."""
@@ -801,22 +859,40 @@ def _job_failed(
             jobname=jobname,
             events=dead.events,
         )
+    stage, taskid, _ = found
+    error = _task_error(events, found, f"job {jobname!r} failed in task {stage}:{taskid}", first)
+    error.jobname = jobname
+    error.args = (f"{error}; the master's last events: {_last_events(events)}",)
+    return error
+
+
+def _task_error(
+    events: list[MasterEvent],
+    found: tuple[str, int, str],
+    why: str,
+    first: tuple[str, list[list[str]]] | None = None,
+) -> TaskFailed:
+    """The error of the task ``found`` (its stage, its id and its last error's text), as
+    the events tell it: the worker's report, or how its worker died."""
     stage, taskid, text = found
-    why = f"job {jobname!r} failed in task {stage}:{taskid}"
     code = None if MARKER in text else _exit_code(events, stage, taskid)
     if code is None:
         error = task_failed(text, stage=stage, taskid=taskid, why=why)
     else:
         read = first[1][taskid] if first and first[0] == stage and taskid < len(first[1]) else []
         error = worker_died(code, stage=stage, taskid=taskid, inputs=tuple(read[:1]), why=why)
-    error.jobname = jobname
-    error.args = (f"{error}{_file_hint(text)}; the master's last events: {_last_events(events)}",)
+    error.args = (f"{error}{_file_hint(text)}",)
     return error
 
 
-def _failing_task(events: list[MasterEvent]) -> tuple[str, int, str] | None:
-    """(stage, taskid, text) of the last task error, a worker's own report preferred."""
+def _failing_task(
+    events: list[MasterEvent], task: tuple[str, int] | None = None
+) -> tuple[str, int, str] | None:
+    """(stage, taskid, text) of the last task error (of ``task``, if given), a worker's own
+    report preferred."""
     found = [m.groups() for _, _, message in events if (m := TASK_ERROR.fullmatch(message))]
+    if task is not None:
+        found = [f for f in found if (f[1], int(f[2])) == task]
     reports = [f for f in found if MARKER in f[3]]
     if not (reports or found):
         return None

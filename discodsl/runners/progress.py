@@ -114,8 +114,9 @@ class Progress:
                     f"[discodsl] {dropped} line(s) that stages printed were not shown: "
                     "stderr took none for a while"
                 )
-        elif kind == "task_failed" and self.enabled:
-            self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, {_next(facts)}")
+        elif kind == "task_failed" and (self.enabled or "reason" in facts):
+            why = f": {facts['reason']}" if "reason" in facts else ""  # a cluster's, always
+            self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, {_next(facts)}{why}")
 
     def _new_bar(self, stage: str, tasks: int) -> None:
         self._close_bar()
@@ -175,7 +176,8 @@ def _next(facts: Mapping[str, Any]) -> str:
         return "not retried (the job fails)"
     if "limit" in facts and failures > facts["limit"]:
         return f"{failures} failures, past max_failures={facts['limit']} (the job fails)"
-    return f"{failures} failure(s) so far, to be retried"
+    after = f" in {facts['pause']} s" if "pause" in facts else ""  # a master's pause
+    return f"{failures} failure(s) so far, to be retried{after}"
 
 
 class StageBars:
