@@ -22,7 +22,17 @@ from typing import Any
 import pytest
 
 import discodsl.builder
-from discodsl import ClientError, JobActive, JobDead, JobError, Results, SettingsError, TaskFailed
+from discodsl import (
+    ClientError,
+    JobActive,
+    JobDead,
+    JobError,
+    Results,
+    SettingsError,
+    TaskFailed,
+    job,
+    map,
+)
 from discodsl.cli import main
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
@@ -1140,3 +1150,32 @@ def test_a_task_failing_past_max_failures_has_its_job_killed_and_each_failure_to
     ], told
     assert all(": its worker process died running stage 'exits_3'" in line for line in told)
     assert disco_master.jobs.jobs[run.jobname].status == "dead"
+
+
+@map
+def _passing_error_then_death(line: str, params: Any) -> Iterator[tuple[str, int]]:
+    if line == "flaky" and not os.path.exists(params):
+        open(params, "w").close()
+        raise OSError("a passing error, retried")
+    if line == "dies":
+        os._exit(9)
+    yield line, 1
+
+
+@job
+def _one_flaky_one_dying() -> list[Any]:
+    return [_passing_error_then_death]
+
+
+def test_a_dead_job_names_the_task_that_killed_it_not_an_error_retried_before(
+    cluster_env: str, tmp_path: Path
+) -> None:
+    # The OSError of task 0, retried with success, was given as the job's error, with its
+    # input, though task 1's worker died every time and the master named it (probe DU F4).
+    marker = str(tmp_path / "tried")
+    with pytest.raises(TaskFailed) as caught:
+        _one_flaky_one_dying.run(["raw://flaky", "raw://dies"], params=marker, progress=False)
+    said = str(caught.value)
+    own = said.split("; the master's last events")[0]
+    assert ": its worker process died running stage '_passing_error_then_death' reading " in own
+    assert "'raw://dies': exit code 9" in own and "passing error" not in own, said

@@ -757,9 +757,10 @@ class _Watcher:
         facts: dict[str, Any] = {"stage": task[0], "taskid": task[1], "failures": failures}
         if pause is not None:
             facts["pause"] = int(pause)
-        found = _failing_task(self.events, task)
+        so_far = self.events[: self.counted]  # not the next attempt's, read with this one
+        found = _failing_task(so_far, task)
         if found is not None and shown:
-            said = str(_task_error(self.events, found, "", self.first))
+            said = str(_task_error(so_far, found, "", self.first))
             facts["reason"] = said.removeprefix(": ")
         limit = self.max_failures
         past = limit is not None and failures > limit and self.enforcing
@@ -775,10 +776,10 @@ class _Watcher:
         """The error of a task that failed more than max_failures allow, its job killed."""
         why = (
             f"job {self.jobname!r} failed in task {task[0]}:{task[1]} after {failures} "
-            f"attempts (max_failures={self.max_failures})"
+            f"attempt{'s' if failures > 1 else ''} (max_failures={self.max_failures})"
         )
         error = (
-            _task_error(self.events, found, why, self.first)
+            _task_error(self.events[: self.counted], found, why, self.first)
             if found is not None
             else TaskFailed(why, stage=task[0], taskid=task[1])
         )
@@ -888,16 +889,35 @@ def _task_error(
 def _failing_task(
     events: list[MasterEvent], task: tuple[str, int] | None = None
 ) -> tuple[str, int, str] | None:
-    """(stage, taskid, text) of the last task error (of ``task``, if given), a worker's own
-    report preferred."""
-    found = [m.groups() for _, _, message in events if (m := TASK_ERROR.fullmatch(message))]
-    if task is not None:
-        found = [f for f in found if (f[1], int(f[2])) == task]
+    """(stage, taskid, text) of the last failure of ``task`` (else of the task the master
+    last named failing: the one that killed the job, not one an error retried before),
+    from the errors of its last attempt, its worker's own report preferred."""
+    task = task or _last_failing(events)
+    if task is None:
+        return None
+    attempts: list[list[tuple[str, ...]]] = [[]]
+    for _, _, message in events:
+        if (m := _RETRY_EVENT.match(message)) and (m.group(1), int(m.group(2))) == task:
+            attempts.append([])  # the errors after it are the next attempt's
+        elif (m := TASK_ERROR.fullmatch(message)) and (m.group(2), int(m.group(3))) == task:
+            attempts[-1].append(m.groups())
+    found = next((attempt for attempt in reversed(attempts) if attempt), [])
     reports = [f for f in found if MARKER in f[3]]
     if not (reports or found):
         return None
     _, stage, taskid, text = (reports or found)[-1]
     return stage, int(taskid), text
+
+
+_FAILING = re.compile(r"(?:WARNING|FATAL|ERROR): \[(\S+):(\d+)\] ")
+
+
+def _last_failing(events: list[MasterEvent]) -> tuple[str, int] | None:
+    """The task the master last named in an error (its last words on a dead job's)."""
+    for _, _, message in reversed(events):
+        if match := _FAILING.match(message):
+            return match.group(1), int(match.group(2))
+    return None
 
 
 def _exit_code(events: list[MasterEvent], stage: str, taskid: int) -> int | None:

@@ -175,7 +175,8 @@ def _next(facts: Mapping[str, Any]) -> str:
     if facts.get("fatal"):
         return "not retried (the job fails)"
     if "limit" in facts and failures > facts["limit"]:
-        return f"{failures} failures, past max_failures={facts['limit']} (the job fails)"
+        plural = "s" if failures > 1 else ""
+        return f"{failures} failure{plural}, past max_failures={facts['limit']} (the job fails)"
     after = f" in {facts['pause']} s" if "pause" in facts else ""  # a master's pause
     return f"{failures} failure(s) so far, to be retried{after}"
 
