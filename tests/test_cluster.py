@@ -952,6 +952,33 @@ def test_ctrl_c_while_submitting_says_the_job_may_run(
     assert "list its jobs with `discodsl --master http" in said
 
 
+@pytest.mark.parametrize(
+    ("stopped", "said"),
+    [
+        ("cluster_inputs", "Ctrl-C while pushing the inputs of job 'wordcount' to DDFS: no job"),
+        ("build_jobpack", "Ctrl-C while building the jobpack of job 'wordcount': no job was"),
+    ],
+)
+def test_ctrl_c_before_the_jobpack_is_sent_says_no_job_was_submitted(
+    master: Master,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stopped: str,
+    said: str,
+) -> None:
+    # Ctrl-C in a push_inputs=True upload said the master "may have started" the job, which
+    # could not exist yet (probe DU F3).
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    where = cluster if stopped == "cluster_inputs" else discodsl.builder
+    monkeypatch.setattr(where, stopped, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.wordcount.run(inputs=["raw://a b"], mode="cluster", push_inputs=True)
+    told = capsys.readouterr().err
+    assert said in told and "may have started" not in told, told
+
+
 def test_a_printed_line_is_cut_at_its_newlines_alone() -> None:
     # splitlines() also cut a stage's printed line at U+2028 and a form feed: one line of
     # the stage's showed as two.

@@ -138,13 +138,14 @@ class ClusterRunner(Runner):
         cluster = Cluster.connect(self.master)
         timeout = plan.time_left()  # from the run's submit(): the submission counts
         started = plan.submitted
+        doing = ["submitting"]  # what _submit does: a Ctrl-C before the sending sent nothing
         try:
             jobname, inputs = _submit(
-                cluster, plan, None if timeout is None else timeout + ANSWER_S
+                cluster, plan, None if timeout is None else timeout + ANSWER_S, doing
             )
         except KeyboardInterrupt:
             cluster.close()
-            warn(_submit_interrupted(plan.spec.name, cluster.url))
+            warn(_submit_interrupted(plan.spec.name, cluster.url, doing[0]))
             raise
         except BaseException:
             cluster.close()
@@ -248,19 +249,25 @@ class _Keep:
             self.keeper.keep(name, [], [], running)
 
 
-def _submit(cluster: Cluster, plan: Plan, within: float | None) -> tuple[str, list[list[str]]]:
+def _submit(
+    cluster: Cluster, plan: Plan, within: float | None, doing: list[str]
+) -> tuple[str, list[list[str]]]:
     """Inputs to the cluster, the jobpack built and submitted (``within`` seconds, if given:
     the run's ``timeout=``); the master's name for the job, and the inputs it was given. A
-    resumed run's inputs are the stage results it reuses, on the cluster already."""
+    resumed run's inputs are the stage results it reuses, on the cluster already. ``doing``
+    says what it is doing (``pushing``, ``building``, ``submitting``)."""
     options, spec, inputs = plan.options, plan.spec, []
     if plan.resume is None:
         listed: Listed = dict(spec.listed)  # a file pushed is checked first
+        doing[0] = "pushing" if options.push_inputs else "building"
         inputs = cluster_inputs(
             cluster, plan.inputs, push=options.push_inputs, name=spec.name, listed=listed
         )
         spec = indexes.listing(spec, listed, inputs)
+    doing[0] = "building"
     data = builder.build_jobpack(plan.job, options, inputs, spec=spec, resume=plan.resume)
     _warn_concurrent(cluster, spec)
+    doing[0] = "submitting"
     return cluster.master.submit(data, within=within, timeout=options.timeout), inputs
 
 
@@ -295,9 +302,19 @@ def _tasks_of(stage: StageSpec, partitions: int | None, nodes: int) -> int:
     )
 
 
-def _submit_interrupted(prefix: str, master: str) -> str:
+def _submit_interrupted(prefix: str, master: str, doing: str = "submitting") -> str:
     """What to say of a submission Ctrl-C stopped: the master may have made the job, whose
-    name never came back (nothing can kill it from here)."""
+    name never came back (nothing can kill it from here); before the jobpack went (``doing``
+    its inputs' pushing, or its building), that no job was."""
+    if doing == "pushing":
+        return (
+            f"discodsl: Ctrl-C while pushing the inputs of job {prefix!r} to DDFS: no job was "
+            "submitted (a blob half pushed is left to DDFS's garbage collection)"
+        )
+    if doing == "building":
+        return (
+            f"discodsl: Ctrl-C while building the jobpack of job {prefix!r}: no job was submitted"
+        )
     return (
         f"discodsl: Ctrl-C while submitting job {prefix!r}: the master at {master} may have "
         f"started it; list its jobs with `{command_line('jobs', master)}` and stop a "
