@@ -34,7 +34,7 @@ from typing import Any
 import cloudpickle
 
 from discodsl import forking, jobhome, places, tracebacks
-from discodsl.errors import PicklingError
+from discodsl.errors import JobError, PicklingError
 from discodsl.worker.declared import STAND_INS, NodeJob, stand_in
 from discodsl.worker.shipped_classes import shipped
 from discodsl.worker.spec import (
@@ -713,6 +713,12 @@ def _load_in_child(pickled: bytes, path: str = "") -> str:
         )
     except subprocess.TimeoutExpired:
         return f"loading the job took over {PREFLIGHT_TIMEOUT:.0f} s"
+    except OSError as exc:  # no interpreter could start: the process's limits, not the job
+        raise JobError(
+            f"could not start the interpreter that checks the job loads ({exc}): this process "
+            "is at a limit of open files or processes (ulimit -n, ulimit -u): close the files "
+            "it keeps open, or raise the limit"
+        ) from exc
     return done.stdout.decode(errors="replace").strip() or _crash(done)
 
 

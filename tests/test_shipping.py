@@ -707,3 +707,41 @@ def test_results_in_params_or_a_stages_global_are_not_told_to_change_discodsls_c
     said = refused_at_preflight(spec)
     assert "stand for files" in said
     assert "cached_property" not in said
+
+
+def test_a_preflight_at_the_open_files_limit_says_so_not_that_the_job_is_bad(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bare OSError traceback from subprocess.run, near `ulimit -n` (probe DT F7).
+    import errno
+    import subprocess
+
+    from discodsl import JobError, shipping
+
+    def at_the_limit(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(subprocess, "run", at_the_limit)
+    with pytest.raises(JobError) as caught:
+        shipping._load_in_child(b"", "")
+    assert "could not start the interpreter that checks the job loads ([Errno 24]" in str(
+        caught.value
+    )
+    assert "(ulimit -n, ulimit -u)" in str(caught.value)
+
+
+def test_a_run_that_cannot_start_its_progress_thread_says_which_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # RuntimeError: can't start new thread, from inside discodsl (probe DT F7).
+    import threading
+
+    from discodsl import JobError
+    from discodsl.runners.progress import Progress
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(JobError, match=r"could not start the thread that shows .* ulimit -u"):
+        Progress("wc", enabled=False)("msg", {"stage": "s", "taskid": 0, "text": "hello"})

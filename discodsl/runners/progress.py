@@ -19,6 +19,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from discodsl.errors import JobError
 from discodsl.runners.threads import in_this_context
 from discodsl.stdio import notice
 from discodsl.worker.counters import decode as decode_counts
@@ -74,12 +75,13 @@ class Progress:
         if self._display is None:
             with self._lock:  # tasks report from threads of their own: one display thread
                 if self._display is None:
-                    self._display = threading.Thread(
+                    display = threading.Thread(
                         target=in_this_context(self._show_all),
                         name=f"discodsl progress of {self.job}",
                         daemon=True,
                     )
-                    self._display.start()
+                    _start(display, self.job)
+                    self._display = display
 
     def close(self) -> None:
         """Show what is queued and finish the last bar; given up on once stderr has taken
@@ -166,6 +168,18 @@ def _tqdm() -> Any:
     from tqdm import tqdm as text_bar
 
     return text_bar
+
+
+def _start(display: threading.Thread, job: str) -> None:
+    """Start the thread that shows a run's progress and output; JobError if none starts."""
+    try:
+        display.start()
+    except RuntimeError as exc:  # "can't start new thread"
+        raise JobError(
+            f"could not start the thread that shows the progress and output of job {job!r} "
+            f"({exc}): this process is at a limit of memory or threads (ulimit -v, ulimit -u): "
+            "raise it"
+        ) from exc
 
 
 def _next(facts: Mapping[str, Any]) -> str:
