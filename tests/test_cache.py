@@ -516,12 +516,9 @@ def test_stages_too_large_of_one_size_are_each_said_not_kept(
     assert [line.split("'")[1] for line in said] == ["pairs", "passon"], said
 
 
-def test_a_size_limit_of_0_keeps_nothing_not_even_a_clusters_stages(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A cluster run's stages are 0 bytes here (their outputs stay on the master): under
-    # DISCODSL_CACHE_SIZE=0 they were kept, and served, though 0 is said to keep nothing.
-    entry = store.Entry(
+def _cluster_entry() -> store.Entry:
+    """A cluster run's kept stage: 0 bytes here (its outputs stay on the master)."""
+    return store.Entry(
         key="0" * 40,
         job="wc",
         run="wc@5c1:2a3b4:5c6d7",
@@ -531,6 +528,14 @@ def test_a_size_limit_of_0_keeps_nothing_not_even_a_clusters_stages(
         where="http://master:8989",
         outputs=[(0, 12, ["disco://node/words-0"])],
     )
+
+
+def test_a_size_limit_of_0_keeps_nothing_not_even_a_clusters_stages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cluster run's stages are 0 bytes here (their outputs stay on the master): under
+    # DISCODSL_CACHE_SIZE=0 they were kept, and served, though 0 is said to keep nothing.
+    entry = _cluster_entry()
     store.keep(entry, [[None]])  # under the default limit
     assert [kept.key for kept in store.entries()] == [entry.key]
     monkeypatch.setenv("DISCODSL_CACHE_SIZE", "0")
@@ -555,16 +560,7 @@ def test_a_cache_on_a_full_disk_is_told_to_free_space(
         raise OSError(number, os.strerror(number))
 
     monkeypatch.setattr(store, "_write", failing)
-    entry = store.Entry(
-        key="0" * 40,
-        job="wc",
-        run="wc@5c1:2a3b4:5c6d7",
-        stage="words",
-        index=0,
-        stages=1,
-        where="http://master:8989",
-        outputs=[(0, 12, ["disco://node/words-0"])],
-    )
+    entry = _cluster_entry()
     with pytest.raises(store.NotKept) as caught:
         store.keep(entry, [[None]])
     assert said in str(caught.value), caught.value
