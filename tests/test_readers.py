@@ -256,6 +256,35 @@ def test_a_csv_field_as_long_as_a_line_may_be_is_read(tmp_path: Path, node: Node
     assert read(readers.csv_rows(), str(path), node) == [{"a": big, "b": "1"}]
 
 
+def test_reading_csv_leaves_the_programs_own_field_limit_as_it_was(
+    tmp_path: Path, node: Node
+) -> None:
+    # An inline run's csv_rows() raised the process's csv.field_size_limit to 64 MiB for
+    # good, a safety limit of the program's own csv code (probe DT F9).
+    path = tmp_path / "big.csv"
+    big = "x" * 300_000
+    path.write_text(f'a,b\n"{big}",1\n')
+    before = csv.field_size_limit()
+    assert read(readers.csv_rows(), str(path), node) == [{"a": big, "b": "1"}]
+    assert csv.field_size_limit() == before
+
+
+def test_a_json_line_longer_than_the_limit_says_how_to_read_it(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It asked whether the file was binary, to read it with readers.fixed() (probe DT F8).
+    from discodsl.worker import readers as worker_readers
+
+    monkeypatch.setattr(worker_readers, "MAX_LINE", 64)
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps({"a": "x" * 100}) + "\n")
+    with pytest.raises(MalformedRecord) as caught:
+        read(readers.json_lines(), str(path), node)
+    said = str(caught.value)
+    assert "is longer than 64 bytes, the most json_lines() reads as one JSON document" in said
+    assert "readers.whole_file() and json.loads() it in the stage" in said
+
+
 def test_csv_bad_quoting_and_encoding_are_malformed(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "bad.csv"
     path.write_bytes(b'a,b\n1,"2"x\n')

@@ -145,9 +145,18 @@ def _csv_records(
     _refuse_record_file(stream, url, "CSV")
     lines = _Lines(stream, url, encoding)
     # A field may be as long as a line may: csv's own limit (128 KiB, for the process) is
-    # raised to that, never lowered.
-    csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
-    rows = csv.reader(lines, strict=True, **dialect)
+    # raised to that while the input is read, never lowered; then it is the program's again
+    # (an inline run's reader runs in the program's process).
+    before = csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
+    try:
+        yield from _csv_rows(csv.reader(lines, strict=True, **dialect), lines, url)
+    finally:
+        if csv.field_size_limit() == max(before, MAX_LINE):  # as set here: put back
+            csv.field_size_limit(before)
+
+
+def _csv_rows(rows: Iterator[list[str]], lines: _Lines, url: str) -> Iterator[dict[str, str]]:
+    """Each row of ``rows`` after the header as a dict of the header's names."""
     header = _next_row(rows, lines, -1)
     while header == []:  # blank lines before the header are skipped as later ones are
         header = _next_row(rows, lines, -1)
@@ -358,8 +367,10 @@ def _next_line(stream: BinaryIO, url: str, offset: int) -> bytes:
     line = stream.readline(MAX_LINE + 1)
     if len(line) > MAX_LINE:
         raise MalformedRecord(
-            f"{url}: a line (from byte {offset}) is longer than {MAX_LINE} bytes: is this "
-            "a binary file? Read it with readers.fixed() or readers.whole_file()",
+            f"{url}: a line (from byte {offset}) is longer than {MAX_LINE} bytes, the most "
+            "json_lines() reads as one JSON document: split such a document, or read the file "
+            "with readers.whole_file() and json.loads() it in the stage (a binary file: "
+            "readers.fixed())",
             url=url,
             span=(offset, offset + len(line)),
         )
