@@ -391,6 +391,18 @@ def _check_env(env: Mapping[str, str]) -> None:
                 f"HTTP inputs): use a number of seconds greater than 0, at most "
                 f"{HTTP_TIMEOUT_MAX:.0f}"
             )
+        if name == "PYTHONHASHSEED" and not _hash_seed(value):
+            raise SettingsError(
+                f"job option env['PYTHONHASHSEED']={value!r} is invalid: no worker's Python "
+                "would start with it: use 'random' or an integer from 0 to 4294967295"
+            )
+
+
+def _hash_seed(value: str) -> bool:
+    """Whether Python starts with ``PYTHONHASHSEED=value`` (empty: as if unset; a number as
+    C's strtoul reads one, blanks and a plus sign before it)."""
+    number = re.fullmatch(r"\s*\+?([0-9]+)", value)
+    return value in ("", "random") or (number is not None and int(number[1]) <= 4294967295)
 
 
 def option_names() -> set[str]:

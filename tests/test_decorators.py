@@ -1301,6 +1301,9 @@ def test_empty_pipeline_refused() -> None:
         ({"env": {"A": 1}}, r"^job option env= is invalid: env\['A'\] is an int, not a str: use"),
         ({"env": {1: "x"}}, r"^job option env= is invalid: the name 1 is an int, not a str: use"),
         ({"env": {"A": None}}, r"^job option env= is invalid: env\['A'\] is a NoneType, not a"),
+        # Every worker failed to start, blamed on its Python (probe DV S1).
+        ({"env": {"PYTHONHASHSEED": "x"}}, r"PYTHONHASHSEED'\]='x' is invalid: no worker's Python"),
+        ({"env": {"PYTHONHASHSEED": "4294967296"}}, r"use 'random' or an integer from 0 to"),
     ],
 )
 def test_bad_options_fail_at_decoration(options: dict[str, Any], message: str) -> None:
