@@ -105,6 +105,23 @@ def test_what_was_let_go_but_stays_resident_counts_as_freed_and_the_base_climbs_
     assert growth.base == growth.start and not growth.look()
 
 
+def test_a_flush_that_gives_nothing_back_is_not_made_again_until_the_process_grows(
+    held: Held,
+) -> None:
+    """Memory the process keeps past a flush (writers' buffers for 1,000 partitions, under a
+    budget of 1 MiB) found it over the limit at every look: a combiner flush per record,
+    10 to 30 times slower (probe DT F10). A flush waits for a quarter limit of growth."""
+    growth = memory.Growth(MB, most=1)
+    held.take(3 * MB)  # kept for good, whatever is flushed
+    assert growth.look()
+    growth.released()
+    looks = 0
+    while not growth.look():  # records of 16 KB each
+        held.take(16 * 1024)
+        looks += 1
+    assert looks == 17  # past a quarter of the limit grown since the flush
+
+
 def test_runs_keep_the_rest_of_a_run_left_unfinished() -> None:
     growth = memory.Growth(64 * MB, most=3)
     growth.every = 3

@@ -49,7 +49,7 @@ class Growth:
         self.limit, self.most = limit, most
         self.every = 1
         self.per_record = 0.0  # bytes a record added, in the last run that grew the process
-        self.base = self.last = self.start = resident_bytes()
+        self.base = self.last = self.start = self.let_go = resident_bytes()
         self.within_last = self.last  # the size at the last look within a record
         self.per_pair = 0.0  # bytes a pair (or new key) added, at the last look that grew
 
@@ -63,12 +63,20 @@ class Growth:
         if added > 0:
             self.per_record = added / self.every
         self.every = self._paced(self.every, self.per_record, self.most)
-        return now - self.base > self.limit
+        return self._over(now)
 
     def over(self) -> bool:
         """Whether the process is over the limit now (a look within a record that yields
         many: it sizes no run)."""
-        return resident_bytes() - self.base > self.limit
+        return self._over(resident_bytes())
+
+    def _over(self, now: int) -> bool:
+        """Over the limit, and grown by a quarter of it since what was held was last let go:
+        memory a flush does not give back (the writers' buffers of many partitions) made
+        every look find it over, and flush again, after each record. Growth counts from the
+        least size since (what a flush freed may leave the process after the look)."""
+        self.let_go = min(self.let_go, now)
+        return now - self.base > self.limit and now - self.let_go > self.limit // 4
 
     def paced(self, taken: int, most: int) -> int:
         """Within a record that yields many (pairs, or new keys): after ``taken`` of them
@@ -93,7 +101,7 @@ class Growth:
         from no more than half the limit above the size at the start, so that memory kept
         this way moves the base by that much at most (counting from the size now moved it
         by all of it, and a combiner let go later each time)."""
-        self.last = self.within_last = resident_bytes()
+        self.last = self.within_last = self.let_go = resident_bytes()
         self.base = max(self.start, min(self.last - self.limit, self.start + self.limit // 2))
 
 
