@@ -842,12 +842,14 @@ def test_a_stage_runs_its_own_event_loop_when_the_program_runs_one(mode: str) ->
     async def produce(line: str) -> Any:
         return [(word, 1) for word in line.split()]
 
-    async def cell() -> tuple[dict[str, Any], bool]:
+    async def cell() -> tuple[dict[str, Any], bool, bool]:
         loop = asyncio.get_running_loop()
         results = dict(_plain_job(_run_over_async(produce)).run(["raw://a b a"], mode=mode))
-        return results, asyncio.get_running_loop() is loop
+        # asyncio.run() ended by leaving no current loop: the program's is put back (DW F1)
+        current = asyncio.get_event_loop_policy().get_event_loop() is loop
+        return results, asyncio.get_running_loop() is loop, current
 
-    assert asyncio.run(cell()) == ({"a": 2, "b": 1}, True)
+    assert asyncio.run(cell()) == ({"a": 2, "b": 1}, True, True)
 
 
 async def _async_words(line: str) -> Any:

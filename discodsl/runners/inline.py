@@ -313,11 +313,14 @@ def _no_event_loop() -> Iterator[None]:
     if asyncio is None or loop is None:
         yield
         return
+    policy = asyncio.get_event_loop_policy()
+    current = getattr(getattr(policy, "_local", None), "_loop", loop)  # set_event_loop's
     asyncio.events._set_running_loop(None)
     try:
         yield
     finally:
         asyncio.events._set_running_loop(loop)
+        policy.set_event_loop(current)  # asyncio.run() in a stage ends by setting None
 
 
 @contextlib.contextmanager
