@@ -571,6 +571,20 @@ def _filtered_by_params(function: Any) -> Any:
     return wrapper
 
 
+def _scaled(function: Any) -> Any:
+    """A decorator that fills in ``scale`` and passes the rest on by keyword."""
+
+    @functools.wraps(function)
+    def wrapper(line: Any, **kwargs: Any) -> Any:
+        return function(line, 10, **kwargs)
+
+    return wrapper
+
+
+def _times(line: Any, scale: int, params: Any = None) -> Any:
+    yield line, scale * (params or 1)
+
+
 def _stop_listed(line: Any, stopwords: Any) -> Any:
     for word in line.split():
         if word not in stopwords:
@@ -599,6 +613,14 @@ def test_a_wrapper_with_arguments_of_its_own_is_called_by_them(mode: str) -> Non
     def keeping() -> list[Any]:
         return [kept]
 
+    # ... and one naming some arguments, passing the rest on: refused (probe DW F2).
+    scaled = map(name="scaled")(_scaled(_times))
+
+    @job
+    def scaling() -> list[Any]:
+        return [scaled]
+
+    assert sorted(scaling.run(["raw://x"], mode=mode, params=3)) == [("x", 30)]
     assert not stopped.spec.takes_params and kept.spec.takes_params
     assert sorted(stopping.run(["raw://the cat"], mode=mode)) == [("cat", 1)]
     inputs = ["raw://the cat", "raw://a dog"]

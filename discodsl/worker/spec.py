@@ -249,6 +249,8 @@ def params_passing(function: Callable[..., Any], before: int) -> str | None:
     except (TypeError, ValueError):
         return None
     parameter = wrapped.parameters.get("params")
+    if parameter is None and _takes_keyword(own, "params") and _inner_takes_params(function):
+        return "keyword"  # a wrapper(line, **kwargs) passing them on to what it wraps
     if parameter is None or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
         return None
     positional = [p for p in wrapped.parameters.values() if p.kind in _POSITIONAL]
@@ -261,20 +263,33 @@ def params_passing(function: Callable[..., Any], before: int) -> str | None:
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _inner_takes_params(function: Callable[..., Any]) -> bool:
+    """Whether the function ``function`` wraps (``functools.wraps``) names ``params``."""
+    if not hasattr(function, "__wrapped__"):
+        return False
+    try:
+        return "params" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 _FORWARDING = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def call_signature(function: Callable[..., Any]) -> inspect.Signature:
     """How ``function`` is called: the signature of what it wraps (``functools.wraps``)
-    when it passes on what it is given (``wrapper(*args, **kwargs)``), else its own (a
-    decorator's ``wrapper(line)`` that fills in another argument itself, or one that takes
-    ``params`` and gives the function it wraps none). TypeError or ValueError if neither
-    can be read."""
+    when it only passes on what it is given (``wrapper(*args, **kwargs)``), else its own (a
+    decorator's ``wrapper(line)`` or ``wrapper(line, **kwargs)`` that fills in another
+    argument itself, or one that takes ``params`` and gives the function it wraps none).
+    TypeError or ValueError if neither can be read."""
     try:
         own = inspect.signature(function, follow_wrapped=False)
     except (TypeError, ValueError):
         return inspect.signature(function)  # an lru_cache's C wrapper: as it calls through
-    if any(p.kind in _FORWARDING for p in own.parameters.values()):
+    parameters = own.parameters.values()
+    if parameters and all(p.kind in _FORWARDING for p in parameters):
         return inspect.signature(function)
     return own
 
