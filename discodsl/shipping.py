@@ -14,6 +14,7 @@ default, module) and the fix.
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import hashlib
 import inspect
@@ -713,13 +714,28 @@ def _load_in_child(pickled: bytes, path: str = "") -> str:
         )
     except subprocess.TimeoutExpired:
         return f"loading the job took over {PREFLIGHT_TIMEOUT:.0f} s"
-    except OSError as exc:  # no interpreter could start: the process's limits, not the job
+    except OSError as exc:  # no interpreter could start: not the job's doing
         raise JobError(
-            f"could not start the interpreter that checks the job loads ({exc}): this process "
-            "is at a limit of open files or processes (ulimit -n, ulimit -u): close the files "
-            "it keeps open, or raise the limit"
+            f"could not start the interpreter that checks the job loads ({exc}): "
+            + _PREFLIGHT_FIXES.get(exc.errno or 0, _NO_INTERPRETER)
         ) from exc
     return done.stdout.decode(errors="replace").strip() or _crash(done)
+
+
+_AT_A_LIMIT = (
+    "this process is at a limit of open files or processes (ulimit -n, ulimit -u): close "
+    "the files it keeps open, or raise the limit"
+)
+_NO_INTERPRETER = (
+    "this program's Python (sys.executable) cannot be run any more (a virtualenv removed or "
+    "rebuilt since it started?): start the program again from a Python that runs"
+)
+_PREFLIGHT_FIXES = {
+    errno.EMFILE: _AT_A_LIMIT,
+    errno.ENFILE: _AT_A_LIMIT,
+    errno.EAGAIN: _AT_A_LIMIT,
+    errno.ENOMEM: "this machine has no memory left to start it: free some, or raise ulimit -v",
+}
 
 
 def _crash(done: subprocess.CompletedProcess[bytes]) -> str:

@@ -709,25 +709,32 @@ def test_results_in_params_or_a_stages_global_are_not_told_to_change_discodsls_c
     assert "cached_property" not in said
 
 
-def test_a_preflight_at_the_open_files_limit_says_so_not_that_the_job_is_bad(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        (24, "(ulimit -n, ulimit -u): close the files it keeps open"),
+        # Every OSError was told of the limits at first (probe DW F3).
+        (2, "this program's Python (sys.executable) cannot be run any more"),
+        (13, "this program's Python (sys.executable) cannot be run any more"),
+    ],
+)
+def test_a_preflight_whose_interpreter_cannot_start_says_why_not_that_the_job_is_bad(
+    monkeypatch: pytest.MonkeyPatch, number: int, said: str
 ) -> None:
     # A bare OSError traceback from subprocess.run, near `ulimit -n` (probe DT F7).
-    import errno
     import subprocess
 
     from discodsl import JobError, shipping
 
-    def at_the_limit(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.EMFILE, "Too many open files")
+    def failing(*args: object, **kwargs: object) -> None:
+        raise OSError(number, os.strerror(number))
 
-    monkeypatch.setattr(subprocess, "run", at_the_limit)
+    monkeypatch.setattr(subprocess, "run", failing)
     with pytest.raises(JobError) as caught:
         shipping._load_in_child(b"", "")
-    assert "could not start the interpreter that checks the job loads ([Errno 24]" in str(
-        caught.value
-    )
-    assert "(ulimit -n, ulimit -u)" in str(caught.value)
+    message = str(caught.value)
+    assert f"could not start the interpreter that checks the job loads ([Errno {number}]" in message
+    assert said in message, message
 
 
 def test_a_run_that_cannot_start_its_progress_thread_says_which_limit(
