@@ -91,7 +91,7 @@ def test_a_tasks_index_that_cannot_be_written_names_the_task_the_file_and_the_fi
         (errno.EMFILE, "ulimit -n"),
         (errno.ENOSPC, "free space there, or set TMPDIR to a directory with room"),
         # told to free space (probe DT F11)
-        (errno.ENAMETOOLONG, "the job's paths under TMPDIR are too long: set TMPDIR to a"),
+        (errno.ENAMETOOLONG, "the job's paths under TMPDIR are too long: shorten TMPDIR"),
     ],
 )
 def test_a_job_home_not_written_is_told_the_fix_of_its_error(

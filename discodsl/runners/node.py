@@ -900,8 +900,7 @@ _FIXES = {
     errno.ENFILE: ": the system holds as many files open as it may: close some, or run fewer "
     "tasks at once (max_cores=)",
     errno.EFBIG: ": a file reached the size limit on files (ulimit -f): raise it",
-    errno.ENAMETOOLONG: ": the job's paths under TMPDIR are too long: set TMPDIR to a "
-    "shorter path",
+    errno.ENAMETOOLONG: ": the job's paths under TMPDIR are too long: shorten TMPDIR",
     errno.EAGAIN: ": the user runs as many processes and threads as it may (ulimit -u, "
     "resource.RLIMIT_NPROC): raise the limit, or run fewer tasks at once (max_cores=)",
     errno.ENOENT: ": the run's directory was removed while the run went on (a cleaner of "
