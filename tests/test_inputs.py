@@ -1289,3 +1289,18 @@ def test_a_stream_asked_to_seek_fails_the_same_way_again_so_is_not_retried() -> 
 
     assert not retryable(io.UnsupportedOperation("File or stream is not seekable."))
     assert retryable(OSError("connection reset")) and retryable(ConnectionResetError())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("ranged", [False, True], ids=["whole", "ranged"])
+def test_a_named_pipe_where_an_input_was_is_refused_not_waited_on(
+    tmp_path: Path, ranged: bool
+) -> None:
+    # A file replaced by a FIFO after the run started: its task blocked in open() for good
+    # (probe DT F14). The client refuses FIFOs given as inputs; a worker now does too.
+    fifo = tmp_path / "in.txt"
+    os.mkfifo(fifo)
+    url = fifo.as_uri() + ("#range=0-10" if ranged else "")
+    with pytest.raises(DataError) as caught:
+        open_url(url, Node())
+    assert f"{fifo} is a named pipe (FIFO), not a file" in str(caught.value), caught.value

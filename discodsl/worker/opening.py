@@ -220,7 +220,7 @@ def _open_file(path: str, url: str) -> io.BufferedReader:
     if not path:
         raise DataError(f"{url!r} names no file: pass a path or a URL", url=url)
     try:
-        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
+        raw = _open_raw(path, url)
     except OSError as exc:
         raise DataError(
             f"{url}: cannot open {path}: {exc.strerror or exc}; check that the file exists "
@@ -228,6 +228,26 @@ def _open_file(path: str, url: str) -> io.BufferedReader:
             url=url,
         ) from exc
     return _decompressed(raw, path, url)
+
+
+def _open_raw(path: str, url: str) -> io.FileIO:
+    """``path`` open for reading, unbuffered; a DataError for a named pipe, whose open
+    would wait for a writer for good (one put where an input was after the run began)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            raise DataError(
+                f"{url}: {path} is a named pipe (FIFO), not a file: a task reads files, "
+                "whose bytes stay there to be read again; give it a file",
+                url=url,
+            )
+        os.set_blocking(fd, True)
+        raw = io.FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    raw.name = path  # as open() names it
+    return raw
 
 
 def _open_file_url(rest: str, url: str) -> io.BufferedReader:
@@ -249,7 +269,7 @@ def _ranged(path: str, start: int, end: int, url: str) -> io.BufferedReader:
     """
     raw: io.FileIO | None = None
     try:
-        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the stream
+        raw = _open_raw(path, url)
         size = os.fstat(raw.fileno()).st_size  # 0 for /proc's: the reading tells
         if 0 < size < end:  # cut from a longer file (one cut to nothing: see _Limited)
             raise _changed(url, f"is {size} bytes long, shorter than the {end} this range reads to")
