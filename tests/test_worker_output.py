@@ -278,31 +278,33 @@ def test_what_a_stage_prints_goes_out_unbuffered_in_its_order(
 
 
 @map
-def prints_then_fails(line: str) -> Iterator[tuple[str, int]]:
-    streams = (sys.stdout, sys.stderr)
-    print(*(f"{s.line_buffering} {s.write_through}" for s in streams), type(sys.stdout.buffer))
-    print("a line before the failure")
-    print("half a line", end="")
-    raise ValueError("failing")
+def prints_around_a_child(line: str) -> Iterator[tuple[str, int]]:
+    import subprocess
+
+    print("step 1 ...", end=" ")
+    subprocess.run(["echo", "child says hi"], check=True)
+    print("ok")
+    sys.stdout.write("A")
+    sys.stdout.buffer.write(b"B\n")
+    print("C")
     yield line, 1
 
 
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "interpreter"])
-def test_what_a_stage_prints_goes_out_a_line_at_a_time(
+def test_an_unfinished_line_keeps_its_place_among_what_a_child_prints(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fork_server: bool
 ) -> None:
-    # Unbuffered, each print was a write for each of its pieces: a stage printing a line
-    # per record ran 17 times slower than to a pipe in plain Python (probe DI F16). Each
-    # line goes as a whole now, and what is left of one when the stage fails goes too.
+    # Line-buffered, the text layer held "step 1 ..." past the child's line, and "A" past
+    # the "B" written below it (probe DX F1): a print is written as it is printed.
     if not fork_server:
         monkeypatch.setenv("DISCODSL_NO_FORKSERVER", "1")
-    with pytest.raises(TaskFailed):
-        _job(prints_then_fails).run(["raw://a"], mode="local", progress=False)
+    _job(prints_around_a_child).run(["raw://a"], mode="local", progress=False).close()
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
     assert said == [
-        "[prints_then_fails] True False True False <class '_io.FileIO'>",
-        "[prints_then_fails] a line before the failure",
-        "[prints_then_fails] half a line",
+        "[prints_around_a_child] step 1 ... child says hi",
+        "[prints_around_a_child] ok",
+        "[prints_around_a_child] AB",
+        "[prints_around_a_child] C",
     ]
 
 

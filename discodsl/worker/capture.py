@@ -289,17 +289,15 @@ def _fresh_standard_streams() -> None:
         raw = io.FileIO(fd, "w", closefd=False)
         with contextlib.suppress(AttributeError, TypeError):
             raw.name = old.buffer.name  # "<stdout>", as a stage may show it
-        # Their buffer the raw FileIO, as python -u made it, and the text a line at a time:
-        # what a stage prints reaches the pipe in its order, each line as it ends (and the
-        # rest of one at the task's end), in one write where -u made one for each piece of
-        # a print (a print per record ran 2.5 times slower).
+        # Unbuffered as python -u made them (their buffer the raw FileIO): what a stage
+        # prints reaches the pipe as it prints it, in order, and before a crash.
         unbuffered = isinstance(getattr(old, "buffer", None), io.RawIOBase)
         stream = io.TextIOWrapper(
             raw if unbuffered else io.BufferedWriter(raw),
             encoding="utf-8",
             errors="backslashreplace",
-            line_buffering=unbuffered or old.line_buffering,
-            write_through=not unbuffered and old.write_through,
+            line_buffering=old.line_buffering,
+            write_through=old.write_through,
         )
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
