@@ -852,6 +852,30 @@ def test_a_stage_runs_its_own_event_loop_when_the_program_runs_one(mode: str) ->
     assert asyncio.run(cell()) == ({"a": 2, "b": 1}, True, True)
 
 
+def _run_on_the_current_loop(function: Any) -> Any:
+    """A decorator running the coroutine function it wraps on get_event_loop()'s loop."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        return asyncio.get_event_loop().run_until_complete(function(*args))
+
+    return wrapper
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # get_event_loop(), Python 3.12+
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+def test_a_stage_gets_a_loop_of_its_own_when_the_program_runs_one(mode: str) -> None:
+    # Inline, get_event_loop() in a stage gave the notebook's loop, running, where a worker
+    # makes one: "This event loop is already running" (probe DW F4).
+    async def produce(line: str) -> Any:
+        return [(word, 1) for word in line.split()]
+
+    async def cell() -> dict[str, Any]:
+        return dict(_plain_job(_run_on_the_current_loop(produce)).run(["raw://a b a"], mode=mode))
+
+    assert asyncio.run(cell()) == {"a": 2, "b": 1}
+
+
 async def _async_words(line: str) -> Any:
     return [(word, 1) for word in line.split()]
 

@@ -315,12 +315,16 @@ def _no_event_loop() -> Iterator[None]:
         return
     policy = asyncio.get_event_loop_policy()
     current = getattr(getattr(policy, "_local", None), "_loop", loop)  # set_event_loop's
+    fresh = policy.new_event_loop()  # what get_event_loop() makes in a worker's process
     asyncio.events._set_running_loop(None)
+    policy.set_event_loop(fresh)
     try:
         yield
     finally:
         asyncio.events._set_running_loop(loop)
         policy.set_event_loop(current)  # asyncio.run() in a stage ends by setting None
+        if not fresh.is_running():
+            fresh.close()
 
 
 @contextlib.contextmanager
