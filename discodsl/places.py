@@ -65,10 +65,11 @@ def cache_home() -> Path:
     home = os.path.expanduser("~")
     if home == "~":
         raise SettingsError(
-            "discodsl keeps its local runs' registry and built jobhomes under "
-            "~/.cache/discodsl, and this process has no home directory (HOME is not set, and "
-            "the user has no entry in the password database): set HOME, or XDG_CACHE_HOME, "
-            "to a directory this user can write"
+            "discodsl keeps its local runs' registry, its built jobhomes and the cache of "
+            "cache=True under ~/.cache/discodsl, and this process has no home directory (HOME "
+            "is not set, and the user has no entry in the password database): set HOME, or "
+            "XDG_CACHE_HOME, to a directory this user can write (or DISCODSL_RUNS_DIR and "
+            "DISCODSL_CACHE_DIR)"
         )
     return Path(home, ".cache", "discodsl")
 

@@ -331,10 +331,11 @@ def test_with_no_home_runs_that_need_none_work_and_the_others_say_what_to_set(
     said = run("inline", "local")
     assert said[0] == "inline [('a', 2), ('b', 1)]", said
     assert said[1] == (
-        "local SettingsError discodsl keeps its local runs' registry and built jobhomes "
-        "under ~/.cache/discodsl, and this process has no home directory (HOME is not set, "
-        "and the user has no entry in the password database): set HOME, or XDG_CACHE_HOME, "
-        "to a directory this user can write"
+        "local SettingsError discodsl keeps its local runs' registry, its built jobhomes and "
+        "the cache of cache=True under ~/.cache/discodsl, and this process has no home "
+        "directory (HOME is not set, and the user has no entry in the password database): set "
+        "HOME, or XDG_CACHE_HOME, to a directory this user can write (or DISCODSL_RUNS_DIR and "
+        "DISCODSL_CACHE_DIR)"
     ), said
     cache = tmp_path / "cache"
     assert run("local", XDG_CACHE_HOME=str(cache))[0] == "local [('a', 2), ('b', 1)]"
