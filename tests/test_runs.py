@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed, interrupts, places
+from discodsl import JobDead, JobError, Run, SettingsError, TaskFailed, interrupts, job, map, places
 from discodsl.cli import main
 from discodsl.errors import InputRunFailed, JobActive
 from discodsl.runners import registry
@@ -2067,3 +2067,32 @@ def test_a_local_runs_listed_url_whose_file_is_gone_is_refused_before_the_run(
     first.close()
     with pytest.raises(JobError, match=r"is a file of an earlier run whose results were closed"):
         jobs.merge_counts.run(listed, mode=mode, progress=False)
+
+
+@map
+def _fails_once(line: str, params: Any) -> Iterator[tuple[str, int]]:
+    if not os.path.exists(params):
+        open(params, "w").close()
+        raise OSError("a passing error")
+    yield line, 1
+
+
+@job
+def _flaky_once() -> list[Any]:
+    return [_fails_once]
+
+
+def test_a_local_task_tried_again_is_told_with_its_reason_whatever_progress_says(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A cluster's run tells it; a local one said nothing with progress=False, and no reason
+    # with progress=True: a job passing on a retry hid a flaky input (probe DW F6).
+    marker = str(tmp_path / "failed")
+    assert list(_flaky_once.run(["raw://a"], mode="local", progress=False, params=marker)) == [
+        ("a", 1)
+    ]
+    told = [line for line in capfd.readouterr().err.splitlines() if "task failed" in line]
+    assert told == [
+        "[_fails_once:0] task failed, 1 failure(s) so far, to be retried: stage '_fails_once' "
+        "failed on input 'raw://a', record 0: OSError: a passing error"
+    ], told

@@ -36,7 +36,7 @@ from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.grouping import DirOutput, Output
 from discodsl.runners.layout import LOCAL_HOST, JobLayout, node_root
-from discodsl.runners.node import JobFailed, JobTimedOut, NodeMaster
+from discodsl.runners.node import Attempt, JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
 from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
@@ -88,7 +88,7 @@ class LocalRunner(Runner):
         )
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
         keeper = _Keep(plan.keeper(self.mode), counters)
-        on_event = fan_out(counters, progress, run.log, keeper)
+        on_event = fan_out(counters, _with_reasons(progress), run.log, keeper)
         master = _master(plan.options, workers, on_event, started=plan.submitted)
         layout = _submit(master, pack)
         keeper.submitted(layout.jobname, Node(host=master.host, disco_data=master.disco_data))
@@ -234,20 +234,45 @@ def _failed(plan: Plan, jobname: str, exc: JobFailed) -> Exception:
     if exc.attempts > 1:  # past max_failures, unless a fatal failure ended the retries
         limit = "" if exc.outcome.fatal else f" (max_failures={exc.attempts - 1})"
         why += f" after {exc.attempts} attempts{limit}"
-    if exc.outcome.exit_code is not None:
-        error = worker_died(
-            exc.outcome.exit_code,
-            stage=exc.stage,
-            taskid=exc.taskid,
-            inputs=exc.outcome.inputs,
-            why=why,
-            start_up=exc.outcome.start_up if exc.outcome.said_nothing else None,
-            cut_off=exc.outcome.cut_off,
-        )
-    else:
-        error = task_failed(exc.outcome.text, stage=exc.stage, taskid=exc.taskid, why=why)
+    error = _attempt_error(exc.outcome, exc.stage, exc.taskid, why)
     error.jobname = jobname
     return error
+
+
+def _attempt_error(outcome: Attempt, stage: str, taskid: int, why: str) -> TaskFailed:
+    """The error of a failed attempt at task ``stage:taskid``: how its worker died, or what
+    its worker reported."""
+    if outcome.exit_code is not None:
+        return worker_died(
+            outcome.exit_code,
+            stage=stage,
+            taskid=taskid,
+            inputs=outcome.inputs,
+            why=why,
+            start_up=outcome.start_up if outcome.said_nothing else None,
+            cut_off=outcome.cut_off,
+        )
+    return task_failed(outcome.text, stage=stage, taskid=taskid, why=why)
+
+
+def _with_reasons(handler: EventHandler) -> EventHandler:
+    """``handler``, given each failure the task is tried again after with its reason (as a
+    cluster's run tells it, whatever progress= says: a job that passes on a retry would
+    hide that its input or disk is flaky)."""
+
+    def handle(kind: str, facts: Mapping[str, Any]) -> None:
+        outcome = facts.get("outcome")
+        if kind == "task_failed" and isinstance(outcome, Attempt) and not _final(facts):
+            said = str(_attempt_error(outcome, facts["stage"], facts["taskid"], ""))
+            facts = {**facts, "reason": said.removeprefix(": ")}
+        handler(kind, facts)
+
+    return handle
+
+
+def _final(facts: Mapping[str, Any]) -> bool:
+    """Whether a task's failure fails the job (told by the error it raises)."""
+    return bool(facts.get("fatal")) or facts["failures"] > facts.get("limit", 0)
 
 
 def _timed_out(jobname: str, exc: JobTimedOut) -> TaskFailed:

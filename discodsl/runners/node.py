@@ -336,7 +336,8 @@ class NodeMaster:
             facts = {"stage": task.stage, "taskid": task.taskid, "failures": failures}
             self._emit(
                 "task_failed",
-                {**facts, "text": outcome.text, "fatal": outcome.fatal, "limit": limit},
+                {**facts, "text": outcome.text, "fatal": outcome.fatal, "limit": limit}
+                | {"outcome": outcome},
             )
             if outcome.fatal or failures > limit:
                 message = _failure_message(task, failures, outcome, limit)
