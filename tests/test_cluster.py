@@ -1206,3 +1206,21 @@ def test_a_dead_job_names_the_task_that_killed_it_not_an_error_retried_before(
     own = said.split("; the master's last events")[0]
     assert ": its worker process died running stage '_passing_error_then_death' reading " in own
     assert "'raw://dies': exit code 9" in own and "passing error" not in own, said
+
+
+def test_a_cluster_run_when_no_thread_can_start_sends_nothing_and_says_why(
+    master: Master, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At a limit of threads, the answer to the submission could not be read (a timer
+    # thread): a bare RuntimeError, and the job ran on the master unseen (probe DW F9).
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    sent: list[bytes] = []
+    monkeypatch.setattr(Master, "submit", lambda self, data, **kw: sent.append(data))
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(JobError) as caught:
+        jobs.wordcount.run(["raw://a"], mode="cluster", progress=False)
+    said = str(caught.value)
+    assert said.startswith("job 'wordcount' cannot be sent to the cluster now: it needs"), said
+    assert "(ulimit -u, ulimit -v)" in said and sent == []

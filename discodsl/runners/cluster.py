@@ -49,6 +49,7 @@ from discodsl.results import Results, check_stage_name
 from discodsl.runners.base import Counters, Plan, Runner, client_node, index_node
 from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.progress import Progress, StageBars
+from discodsl.runners.threads import check_threads_start
 from discodsl.settings import DiscoSettings, load_settings
 from discodsl.stdio import notice, warn
 from discodsl.worker import urls
@@ -135,6 +136,9 @@ class ClusterRunner(Runner):
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Submit the job (in the caller's thread: a refused jobpack raises from submit());
         the work that watches it to its end, in the run's thread."""
+        # Reading the master's answers and watching the job take threads: none starting
+        # once the jobpack went left the job running unseen (a bare RuntimeError).
+        check_threads_start(f"job {plan.job.name!r} cannot be sent to the cluster now")
         cluster = Cluster.connect(self.master)
         timeout = plan.time_left()  # from the run's submit(): the submission counts
         started = plan.submitted

@@ -25,11 +25,10 @@ import json
 import os
 import sys
 import tempfile
-import threading
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, shipping, sources
-from discodsl.errors import JobError, PicklingError, TaskFailed
+from discodsl.errors import PicklingError, TaskFailed
 from discodsl.results import Results, check_stage
 from discodsl.runners import forkserver, registry
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
@@ -38,6 +37,7 @@ from discodsl.runners.grouping import DirOutput, Output
 from discodsl.runners.layout import LOCAL_HOST, JobLayout, node_root
 from discodsl.runners.node import Attempt, JobFailed, JobTimedOut, NodeMaster
 from discodsl.runners.progress import Progress
+from discodsl.runners.threads import check_threads_start
 from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
 from discodsl.worker.errors import LOAD_FAILURE, MISSING_HERE
@@ -102,19 +102,8 @@ def _workers(options: JobOptions) -> int:
 
 
 def _check_threads_start(job: str) -> None:
-    """A JobError if no thread can start now, which a local run needs: Python 3.12 starts
-    none while the interpreter shuts down (an atexit hook; before 3.12.3, also a thread
-    still going after the main thread ended), and said so in a bare RuntimeError."""
-    try:
-        thread = threading.Thread(target=int, name="discodsl thread check", daemon=True)
-        thread.start()
-    except RuntimeError as exc:
-        raise JobError(
-            f"job {job!r} cannot run on the local runner now: it needs threads, and this "
-            f"Python starts none ({exc}); run it before the program ends (not from an "
-            "atexit hook, nor a thread that outlives the main one), or with mode='inline'"
-        ) from exc
-    thread.join()
+    """A JobError if no thread can start now, which a local run needs."""
+    check_threads_start(f"job {job!r} cannot run on the local runner now")
 
 
 def _submit(master: NodeMaster, pack: JobPack) -> JobLayout:
