@@ -1224,3 +1224,30 @@ def test_a_cluster_run_when_no_thread_can_start_sends_nothing_and_says_why(
     said = str(caught.value)
     assert said.startswith("job 'wordcount' cannot be sent to the cluster now: it needs"), said
     assert "(ulimit -u, ulimit -v)" in said and sent == []
+
+
+@map
+def _down_or_slow(line: str) -> Iterator[tuple[str, int]]:
+    if line == "bad":
+        raise OSError("service down")
+    time.sleep(3)
+    yield line, 1
+
+
+@job(partitions=1, max_failures=2)
+def _retried_then_killed() -> list[Any]:
+    return [_down_or_slow]
+
+
+def test_a_wait_for_a_job_that_already_died_tells_no_retries(
+    disco_master: DiscoMaster, cluster_env: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Read once the job was dead, each of the master's retries was told "to be retried in
+    # 14 s", past max_failures too (probe DX F3): its error says why.
+    disco_master.jobs.save_setting("max_failure_rate", 100)
+    run = _retried_then_killed.submit(["raw://ok", "raw://bad"], progress=False)
+    time.sleep(1.5)  # the master retries 'bad' meanwhile (its pauses 1000 times faster)
+    run.kill()
+    with pytest.raises(JobDead):
+        run.wait(timeout=60)
+    assert "task failed" not in capfd.readouterr().err

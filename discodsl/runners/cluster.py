@@ -780,7 +780,7 @@ class _Watcher:
             facts["pause"] = int(pause)
         so_far = self.events[: self.counted]  # not the next attempt's, read with this one
         found = _failing_task(so_far, task)
-        if found is not None and shown:
+        if found is not None and shown and self.enforcing:  # not a job that ended: its error
             said = str(_task_error(so_far, found, "", self.first))
             facts["reason"] = said.removeprefix(": ")
         limit = self.max_failures
