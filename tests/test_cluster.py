@@ -7,6 +7,7 @@ cluster job fails, is killed, is interrupted or cannot be submitted.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -1251,3 +1252,52 @@ def test_a_wait_for_a_job_that_already_died_tells_no_retries(
     with pytest.raises(JobDead):
         run.wait(timeout=60)
     assert "task failed" not in capfd.readouterr().err
+
+
+class _RecordedLog:
+    """A master serving one recorded event log (a real 0.5.4 master's), killing nothing."""
+
+    url = "http://vm:8989"
+    timeout = 10.0
+
+    def __init__(self, events: list[Any]) -> None:
+        self.recorded, self.killed = events, 0
+
+    def rawevents(self, name: str, offset: int, within: Any = None) -> tuple[list[Any], int]:
+        return [tuple(event) for event in self.recorded[offset:]], len(self.recorded)
+
+    def kill(self, name: str) -> None:
+        self.killed += 1
+
+
+@pytest.mark.parametrize(
+    ("scenario", "said"),
+    [
+        ("error-error", "recording worker: deliberate ERROR"),
+        ("exit-without-done", "exit code 0"),
+    ],
+)
+def test_a_real_masters_retries_are_told_and_the_job_killed_past_max_failures(
+    reference: Path, scenario: str, said: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The events a real 0.5.4 master logged for a task retried (its pauses, its wording),
+    # not the test master's: the first failure told with its reason and pause, the second
+    # past max_failures=1, the job killed.
+    from tests.http_replay import read_recording
+
+    exchanges = read_recording(reference, f"{scenario}/http.jsonl")
+    text = [e for e in exchanges if "rawevents" in e["request"]["path"]][-1]["response"]["body"]
+    events = [json.loads(line) for line in text["text"].splitlines() if line.strip()]
+    master = _RecordedLog(events)
+    shown = Progress("rec", enabled=False)
+    watcher = cluster._Watcher(master, "rec", shown)  # type: ignore[arg-type]
+    watcher.max_failures = 1
+    with pytest.raises(TaskFailed) as caught:
+        watcher.catch_up()
+    shown.close()  # its lines are written by a thread of its own
+    assert str(caught.value).startswith("job 'rec' failed in task map:0 after 2 attempts (")
+    assert said in str(caught.value) and master.killed == 1, caught.value
+    told = [line for line in capfd.readouterr().err.splitlines() if "task failed" in line]
+    assert told[0].startswith("[map:0] task failed, 1 failure(s) so far, to be retried in 14 s: ")
+    assert told[1].startswith("[map:0] task failed, 2 failures, past max_failures=1 (the job")
+    assert all(said in line for line in told), told

@@ -117,7 +117,7 @@ class Progress:
                     "stderr took none for a while"
                 )
         elif kind == "task_failed" and (self.enabled or "reason" in facts):
-            why = f": {facts['reason']}" if "reason" in facts else ""  # a cluster's, always
+            why = f": {facts['reason']}" if "reason" in facts else ""  # a retried one's, always
             self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, {_next(facts)}{why}")
 
     def _new_bar(self, stage: str, tasks: int) -> None:
