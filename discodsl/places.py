@@ -56,22 +56,37 @@ def in_this_process(function: Callable[..., object], *args: Any) -> Callable[[],
 
 
 def cache_home() -> Path:
-    """``$XDG_CACHE_HOME/discodsl``, else ``~/.cache/discodsl``; SettingsError if this
-    process has no home (a container's user with no HOME and no passwd entry, for whom
-    ``~`` stays ``~``: a directory of that name was made in the current one)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    if base:
+    """``$XDG_CACHE_HOME/discodsl`` (if absolute, as the XDG spec says), else
+    ``~/.cache/discodsl``; SettingsError if this process has no home: HOME not set or
+    empty, and no entry in the password database (a container's user: ``~`` stayed ``~``,
+    and a directory of that name was made in the current one; an empty HOME made it
+    the root)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(base):
         return Path(base, "discodsl")
-    home = os.path.expanduser("~")
-    if home == "~":
+    home = os.environ.get("HOME") or _passwd_home()
+    if not home:
+        said = "is empty" if "HOME" in os.environ else "is not set"
         raise SettingsError(
             "discodsl keeps its local runs' registry, its built jobhomes and the cache of "
-            "cache=True under ~/.cache/discodsl, and this process has no home directory (HOME "
-            "is not set, and the user has no entry in the password database): set HOME, or "
+            f"cache=True under ~/.cache/discodsl, and this process has no home directory (HOME "
+            f"{said}, and the user has no entry in the password database): set HOME, or "
             "XDG_CACHE_HOME, to a directory this user can write (or DISCODSL_RUNS_DIR and "
             "DISCODSL_CACHE_DIR)"
         )
-    return Path(home, ".cache", "discodsl")
+    return Path(os.path.abspath(home), ".cache", "discodsl")
+
+
+def _passwd_home() -> str:
+    """This user's home in the password database, "" if it has no entry there."""
+    try:
+        import pwd
+    except ImportError:  # no password database on this system
+        return ""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return ""
 
 
 def place(name: str, override: str) -> Path:

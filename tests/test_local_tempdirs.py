@@ -341,3 +341,34 @@ def test_with_no_home_runs_that_need_none_work_and_the_others_say_what_to_set(
     assert run("local", XDG_CACHE_HOME=str(cache))[0] == "local [('a', 2), ('b', 1)]"
     assert (cache / "discodsl" / "runs").is_dir()
     assert list(work.iterdir()) == []  # no "~" made here
+
+
+def test_an_empty_home_is_taken_as_none_not_as_the_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # HOME="" made ~ the root for Python's expanduser: the cache went to /.cache (DW S1).
+    import pwd
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "")
+    entry = pwd.getpwuid(os.getuid()).pw_dir
+    assert places.cache_home() == Path(entry, ".cache", "discodsl")
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(places.SettingsError, match=r"HOME is empty, and the user has no entry"):
+        places.cache_home()
+
+
+def test_a_relative_home_is_made_absolute_and_a_relative_xdg_cache_home_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A place that moved with the working directory would lose the runs' registry.
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", "me")
+    assert places.cache_home() == tmp_path / "me" / ".cache" / "discodsl"
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache")  # the XDG spec: a relative one is ignored
+    assert places.cache_home() == tmp_path / "me" / ".cache" / "discodsl"
