@@ -106,6 +106,7 @@ def process_dir(kind: Kind) -> str:
     ``discodsl-<kind>-<pid>-[n<pid namespace>-]<random>``,
     made after removing those that processes which have ended left behind. The caller
     removes it when done with it; what is left of it goes as the process ends."""
+    check_umask()
     directory = tempfile.gettempdir()
     # Python looks for it once: removed since (a cleaner of /tmp, under a long-lived
     # notebook), it is made again, as it was when this process started.
@@ -113,6 +114,33 @@ def process_dir(kind: Kind) -> str:
     remove_dead_dirs(directory)
     _removed_at_a_forked_end()
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{owner_mark()}", dir=directory)
+
+
+def check_umask() -> None:
+    """SettingsError if this process's umask takes away the owner's own rights (0277, say):
+    a run writes files and directories of its own and reads them back, which would fail
+    far from the cause ("Permission denied" of a TMPDIR this user may write)."""
+    umask = _umask()
+    if umask is not None and umask & 0o700:
+        raise SettingsError(
+            f"the umask is {umask:04o}, which takes away this user's own rights on the files "
+            "and directories it makes, and discodsl's runs write files and directories of "
+            "their own and read them back: set a umask that leaves the owner's rights "
+            "(umask 022, or 077)"
+        )
+
+
+def _umask() -> int | None:
+    """This process's umask, as Linux tells it (reading it elsewhere means setting it, which
+    a thread's files could catch in between); None where it is not told."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def remove_dead_dirs(directory: str) -> None:
@@ -124,9 +152,10 @@ def remove_dead_dirs(directory: str) -> None:
 
 
 def in_process_dir(path: str) -> bool:
-    """Whether ``path`` lies in a process directory of the temporary directory."""
-    relative = os.path.relpath(os.path.abspath(path), tempfile.gettempdir())
-    return not relative.startswith("..") and _owner(relative.split(os.sep, 1)[0]) is not None
+    """Whether ``path`` lies in a process directory: of the temporary directory, or of
+    the one there was when it was made (a local node stays where the process's first run
+    made it, whatever the program sets ``tempfile.tempdir`` to since)."""
+    return any(_owner(part) is not None for part in Path(os.path.abspath(path)).parts[:-1])
 
 
 def _remove_own_dirs() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from discodsl import places
+from discodsl.errors import JobError
 from discodsl.worker import owners
 from tests import jobs
 
@@ -136,6 +137,24 @@ def test_a_temporary_directory_removed_under_a_long_lived_process_is_made_again(
     monkeypatch.setattr("tempfile.tempdir", str(gone))
     gone.rmdir()
     assert sorted(jobs.wordcount.run(["raw://a b a"], mode=mode)) == [("a", 2), ("b", 1)]
+
+
+def test_closed_results_are_named_after_the_temporary_directory_moved(
+    temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The node stays where the process's first local run made it; a program that set
+    # tempfile.tempdir since had closed results' files taken as any missing file, and the
+    # job that read them failed on it.
+    first, later = temp / "first", temp / "later"
+    first.mkdir()
+    later.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(first))
+    dropped = jobs.wordcount.run(["raw://x y x"], mode="local", progress=False)
+    urls = dropped.record_urls()
+    dropped.close()
+    monkeypatch.setattr("tempfile.tempdir", str(later))
+    with pytest.raises(JobError, match="closed or garbage-collected, which removed it"):
+        jobs.histogram.submit(urls, mode="local", progress=False)
 
 
 @pytest.mark.usefixtures("cluster_env")
@@ -372,3 +391,55 @@ def test_a_relative_home_is_made_absolute_and_a_relative_xdg_cache_home_ignored(
     assert places.cache_home() == tmp_path / "me" / ".cache" / "discodsl"
     monkeypatch.setenv("XDG_CACHE_HOME", "cache")  # the XDG spec: a relative one is ignored
     assert places.cache_home() == tmp_path / "me" / ".cache" / "discodsl"
+
+
+UMASK = """
+import os, sys
+from tests import jobs
+
+os.umask(int(sys.argv[1], 8))
+for mode in ("inline", "local"):
+    try:
+        print(mode, sorted(jobs.wordcount.run(["raw://a b a"], mode=mode, progress=False)))
+    except Exception as exc:
+        print(mode, type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("umask", ["0277", "0477", "0177", "0700"])
+def test_a_umask_that_takes_the_owners_own_rights_is_refused_by_name(
+    tmp_path: Path, umask: str
+) -> None:
+    # A umask of 0277 failed every run for a user other than root, "could not lay out
+    # job ... (Permission denied): set TMPDIR to a directory this program may write", of a
+    # TMPDIR it could write (probe DT F12); root, who passes every check, ran on.
+    done = subprocess.run(
+        [sys.executable, "-c", UMASK, umask],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = done.stdout.splitlines()
+    for mode, line in zip(("inline", "local"), said, strict=True):
+        assert line == (
+            f"{mode} SettingsError the umask is {umask}, which takes away this user's own "
+            "rights on the files and directories it makes, and discodsl's runs write files "
+            "and directories of their own and read them back: set a umask that leaves the "
+            "owner's rights (umask 022, or 077)"
+        ), said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_umask_that_leaves_the_owners_rights_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", UMASK, "0077"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == [
+        "inline [('a', 2), ('b', 1)]",
+        "local [('a', 2), ('b', 1)]",
+    ], done.stderr

@@ -113,6 +113,7 @@ def node_root() -> str:
     Made once, whatever threads ask at once for the first; a signal handler that runs a job
     while its thread makes it gets the one either makes first, as that thread does.
     """
+    places.check_umask()  # each run: a umask set since the node was made
     if not _NODE:
         _check_text(tempfile.gettempdir())
         with _NODE_MADE:  # reentrant: a handler's run would wait for its own thread
