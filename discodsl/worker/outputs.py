@@ -118,15 +118,17 @@ WRITING = (RecordWriter.write_many, Outputs.add_many, spread, runs)
 def _labeler(task: TaskSetup, where: Place) -> tuple[Callable[[Any], int], int | None]:
     """How this task labels a record by its key, and the one label if it is constant (a
     partitioner that fails notes its key in ``where``)."""
-    after = task.successor
-    if after is None:
+    after, partitions = task.successor, task.job.partitions
+    if after is None and not _map_only_partitioned(task):
         own = task.label if isinstance(task.label, int) else 0
         return (lambda key: own), own
-    partitions = task.job.partitions
-    if after.grouping in ("group_all", "group_node") or partitions <= 1:
+    if after is None or after.partitioner is None:
+        if after is None or (after.grouping not in _ONE_LABEL and partitions > 1):
+            return partitioner(partitions, stage=task.stage.name), None
         return (lambda key: 0), 0
-    if after.partitioner is None:
-        return partitioner(partitions, stage=task.stage.name), None
+    if after.grouping in _ONE_LABEL:
+        return (lambda key: 0), 0
+    # A partitioner of one's own is called with one partition too, as Disco calls it.
     partition, owner, stage = after.partitioner, f"{after.kind} {after.name!r}", task.stage.name
 
     def label(key: Any) -> int:
@@ -140,11 +142,24 @@ def _labeler(task: TaskSetup, where: Place) -> tuple[Callable[[Any], int], int |
     return label, None
 
 
+# The groupings whose stage has one task: what goes to it is labelled 0.
+_ONE_LABEL = ("group_all", "group_node")
+
+
+def _map_only_partitioned(task: TaskSetup) -> bool:
+    """Whether this task is a map-only job's map, its outputs labelled by partition as
+    Disco's classic map labels them whenever the job has partitions (with no reduce, by
+    the default partitioner)."""
+    job = task.job
+    return len(job.stages) == 1 and task.stage.kind == "map" and job.partitions > 1
+
+
 def _hunk_size(task: TaskSetup) -> int:
     """The hunk each of this task's output files buffers before writing it: Disco's 1 MiB,
     less when so many partitions buffer at once that they would hold more than an eighth of
     the memory budget (a hunk of any size reads alike), down to MIN_HUNK."""
-    files = (task.job.partitions or 1) if task.successor is not None else 1
+    spread = task.successor is not None or _map_only_partitioned(task)
+    files = (task.job.partitions or 1) if spread else 1
     return max(MIN_HUNK, min(HUNK_SIZE, task.job.memory_budget // 8 // files))
 
 
@@ -157,7 +172,7 @@ def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., N
     by the default partitioner's own loop when it is the labeler, else by ``labeler``."""
     partitions, stage = task.job.partitions, task.stage.name
     after = task.successor
-    default = after is not None and after.partitioner is None
+    default = after.partitioner is None if after is not None else _map_only_partitioned(task)
     label = None if default else labeler
     limit = task.job.memory_budget // 4  # held in batches; a combiner may hold half
     return partial(spread, partitions=partitions, stage=stage, label=label, limit=limit)
