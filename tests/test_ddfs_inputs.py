@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from discodsl.ddfs import DDFS
-from discodsl.errors import DataError, SettingsError, TaskFailed
+from discodsl.errors import DataError, SettingsError, TagNotFound, TaskFailed
 from tests import cluster_jobs, jobs, reader_jobs
 
 WORDS = {"a": 2, "b": 1, "c": 3}
@@ -171,3 +171,12 @@ def test_a_tag_of_results_whose_file_was_emptied_since_fails_the_job(
     failed = DataError if mode == "inline" else TaskFailed
     with pytest.raises(failed, match=r"is 0 bytes, where the index .* says \d+"):
         jobs.merge_counts.run(inputs=["tag://test:damaged:results"], mode=mode)
+
+
+def test_deleting_a_tag_that_is_not_there_is_done_unless_asked_to_find_it(ddfs: DDFS) -> None:
+    # A real 0.5.4 master answers 200 "deleted" (checked on one); the test master answered
+    # 404 "Tag not found." (probe DZ S1).
+    ddfs.delete("data:never-made")
+    with pytest.raises(TagNotFound, match="data:never-made"):
+        ddfs.delete("data:never-made", missing_ok=False)
+    assert "data:never-made" not in ddfs.list_tags("data:never")
