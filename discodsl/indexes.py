@@ -80,18 +80,36 @@ def _first_readable(
 
 
 def _read(url: str, node_of: Callable[[str], Node]) -> tuple[Node, list[tuple[int, str, int]]]:
-    node = node_of(urls.split_host(urls.split(url)[1])[0])
+    host = urls.split_host(urls.split(url)[1])[0]
+    node = node_of(host)
     try:
         return node, read_index(url, node)
     except DataError as exc:
         job = _JOB_OF_INDEX.search(url)
         if job is None or not (exc.status == 404 or isinstance(exc.__cause__, FileNotFoundError)):
             raise
-        raise DataError(
-            f"{url}: the index of job {job.group(1)!r}'s outputs is gone (its node has it no "
-            "more): if that job was purged, its results went with it: run it again",
+        asked = f"{host}:{node.disco_port}" if exc.status == 404 else None
+        raise _gone(url, job.group(1), asked) from exc
+
+
+def _gone(url: str, job: str, asked: str | None) -> DataError:
+    """The error for the index ``url`` of ``job`` that its node has not: a purged job's,
+    or (``asked`` over HTTP, at that host and port) one of a job that ran on another master
+    than the one asked."""
+    if asked is None:
+        return DataError(
+            f"{url}: the index of job {job!r}'s outputs is gone (its node has it no more): if "
+            "that job was purged, its results went with it: run it again",
             url=url,
-        ) from exc
+        )
+    return DataError(
+        f"{url}: the index of job {job!r}'s outputs is not on its node (asked at "
+        f"{asked}, the port of this run's master, which answered 404): "
+        "if that job was purged, its results went with it: run it again; if it ran on "
+        "another master than this run's, run this one there (master=, or DISCO_MASTER and "
+        "DISCO_PORT)",
+        url=url,
+    )
 
 
 def listing(spec: JobSpec, listed: Listed, inputs: list[list[str]]) -> JobSpec:

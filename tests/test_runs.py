@@ -1417,8 +1417,32 @@ def test_results_of_a_purged_cluster_job_say_the_job_is_gone(
         with pytest.raises((DataError, JobError)) as caught:
             jobs.merge_counts.run(inputs=indexes, mode=mode, max_failures=0)
         said = str(caught.value)
-        assert f"the index of job {results.jobname!r}'s outputs is gone" in said, said
+        assert f"the index of job {results.jobname!r}'s outputs is not on its node" in said, said
         assert "if that job was purged" in said and "node serving it is healthy" not in said
+
+
+def test_indexes_read_through_another_master_say_so_not_only_that_the_job_was_purged(
+    disco_master: DiscoMaster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cluster run's indexes given to a local run while DISCO_MASTER named another master
+    # were "gone: if that job was purged ... run it again", of a job that was not (DZ F5).
+    from discodsl import DataError
+    from tests.conftest_cluster import point_at
+    from tests.disco_state import Clock
+
+    results = jobs.wordcount.run(["raw://x y x"], master=disco_master.url, progress=False)
+    indexes = [replicas[0] for replicas in results.urls]
+    with DiscoMaster(tmp_path / "other", clock=Clock(scale=1000)) as other:
+        point_at(monkeypatch, other.url, other.port)
+        with pytest.raises((DataError, JobError)) as caught:
+            jobs.merge_counts.run(inputs=indexes, mode="local", max_failures=0)
+    said = str(caught.value)
+    assert f"the index of job {results.jobname!r}'s outputs is not on its node" in said, said
+    assert f"asked at localhost:{other.port}" in said, said
+    assert "if that job was purged" in said, said
+    assert "if it ran on another master than this run's, run this one there (master=" in said
+    point_at(monkeypatch, disco_master.url, disco_master.port)
+    assert sorted(jobs.merge_counts.run(inputs=indexes, mode="local")) == sorted(results)
 
 
 def test_every_signal_held_while_the_runner_loads_is_handled_though_one_handler_raises() -> None:
