@@ -264,6 +264,25 @@ class Results:
         results.carrying = _main_classes  # what its records may name: the program's own
         return results
 
+    @classmethod
+    def of_tag(cls, tag: str, *, master: str | None = None) -> Results:
+        """The records of the DDFS tag ``tag`` (``NAME`` or ``tag://NAME``: a
+        ``save_results`` job's ``disco:results:JOB``, which stays after the job is purged),
+        its blobs record files, on a Disco master (``master``, else the one configured);
+        TagNotFound if there is no such tag."""
+        from discodsl.runners.cluster import Cluster, results_in
+        from discodsl.settings import configured_master
+
+        if configured_master(master) is None:
+            raise SettingsError(
+                f"no Disco master is configured to read DDFS tag {tag!r} from: pass "
+                "master=URL, or set DISCO_MASTER (in the environment, or in ~/.disco)"
+            )
+        with Cluster.connect(master) as cluster:
+            results = results_in(cluster, tag)
+        results.carrying = _main_classes
+        return results
+
     def stage(self, name: str | Any) -> Results:
         """The outputs of stage ``name`` (or of the stage itself: ``results.stage(words)``)
         of this finished run, as results of their own: any stage's, read as Disco's

@@ -37,7 +37,7 @@ from discodsl import (
 from discodsl.cli import main
 from discodsl.client import Master
 from discodsl.ddfs import DDFS
-from discodsl.errors import BadAnswer, NoSuchJob, RemoteTraceback
+from discodsl.errors import BadAnswer, NoSuchJob, RemoteTraceback, TagNotFound
 from discodsl.runners import base, cluster, handle
 from discodsl.runners.progress import Progress
 from tests import cluster_jobs, disco_state, jobs
@@ -162,6 +162,41 @@ def test_a_save_results_job_whose_blob_names_a_master_cannot_keep_is_refused_bef
     assert "stage 'total'" in said and "give a shorter prefix= or name=" in said, said
     assert all(not name.startswith("p" * 180) for _, _, name in master.joblist())  # not sent
     assert dict(long.run(inputs=["raw://a b c", "raw://c a c"], mode="cluster")) == WORDS
+
+
+def test_a_purged_save_results_jobs_records_are_read_from_its_tag(
+    master: Master, ddfs: DDFS, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Once the job was purged, no command printed its saved records (`ddfs cat` printed
+    # the record files' bytes), nor did Python read them without running a job (DZ F4).
+    results = jobs.wordcount.run(inputs=["raw://a b c a"], mode="cluster", save_results=True)
+    tag = f"disco:results:{results.jobname}"
+    master.purge(results.jobname)
+    try:
+        assert main(["results", results.jobname]) == 1
+        assert f"ddfs xcat {tag}` prints them" in capsys.readouterr().err
+        with Results.of_tag(tag) as saved:
+            assert sorted(saved) == [("a", 2), ("b", 1), ("c", 1)]
+            assert saved.jobname == tag and saved.urls == ddfs.blobs(tag)
+        assert main(["ddfs", "xcat", tag]) == 0
+        assert sorted(capsys.readouterr().out.splitlines()) == ["a\t2", "b\t1", "c\t1"]
+        assert main(["ddfs", "xcat", f"tag://{tag}", "--json"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert sorted(json.loads(line) for line in out) == [["a", 2], ["b", 1], ["c", 1]]
+        assert main(["ddfs", "blobs", tag]) == 0
+        listed = capsys.readouterr().out.splitlines()
+        assert [line.split() for line in listed] == ddfs.blobs(tag)
+        assert main(["--json", "ddfs", "blobs", tag]) == 0
+        assert json.loads(capsys.readouterr().out) == ddfs.blobs(tag)
+        (first,) = ddfs.blobs(tag)[0]
+        assert main(["ddfs", "xcat", first]) == 0  # a blob's URL too
+        assert len(capsys.readouterr().out.splitlines()) >= 1
+    finally:
+        ddfs.delete(tag)
+    assert main(["ddfs", "xcat", tag]) == 1
+    assert f"no DDFS tag named {tag!r}" in capsys.readouterr().err
+    with pytest.raises(TagNotFound):
+        Results.of_tag(tag)
 
 
 def test_a_purged_save_results_jobs_results_are_told_to_be_in_its_tag(

@@ -34,10 +34,12 @@ from discodsl.cli.running import cmd_jobpack_build, cmd_jobpack_show, cmd_run
 from discodsl.cli.storage import (
     cmd_cache_clear,
     cmd_cache_ls,
+    cmd_ddfs_blobs,
     cmd_ddfs_cat,
     cmd_ddfs_ls,
     cmd_ddfs_push,
     cmd_ddfs_rm,
+    cmd_ddfs_xcat,
 )
 from discodsl.options import MAX_PARTITIONS, MAX_TIMEOUT
 from discodsl.worker.errors import digits_unlimited
@@ -490,6 +492,21 @@ def _add_ddfs(sub: Any, common: argparse.ArgumentParser) -> None:
     cat = actions.add_parser("cat", parents=[common], help="print a tag's blobs or a URL")
     cat.add_argument("target", metavar="TAG_OR_URL")
     cat.set_defaults(command=cmd_ddfs_cat)
+    blobs = actions.add_parser(
+        "blobs", parents=[common], help="list a tag's blobs (their replicas on a line)"
+    )
+    blobs.add_argument("tag", metavar="TAG")
+    blobs.set_defaults(command=cmd_ddfs_blobs)
+    xcat = actions.add_parser(
+        "xcat",
+        parents=[common],
+        help="print the records of a tag's blobs or a URL (record files, as a job saves them)",
+        epilog=recordtext.OUTPUT_FORMATS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    xcat.add_argument("target", metavar="TAG_OR_URL")
+    xcat.add_argument("-o", "--output", metavar="FILE", help="write the records here")
+    xcat.set_defaults(command=cmd_ddfs_xcat)
     rm = actions.add_parser("rm", parents=[common], help="delete a tag")
     rm.add_argument("tag", metavar="TAG")
     rm.set_defaults(command=cmd_ddfs_rm)

@@ -1,5 +1,5 @@
-"""The commands on stored data: DDFS (``ddfs ls``, ``push``, ``cat``, ``rm``) and the local
-cache of results (``cache ls``, ``cache clear``).
+"""The commands on stored data: DDFS (``ddfs ls``, ``push``, ``cat``, ``blobs``, ``xcat``,
+``rm``) and the local cache of results (``cache ls``, ``cache clear``).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from discodsl import stdio
+from discodsl import recordtext, stdio
 from discodsl.caching import store
 from discodsl.cli.common import cluster_for, print_rows, tell
 
@@ -45,6 +45,27 @@ def cmd_ddfs_cat(args: argparse.Namespace) -> int:
                         sys.stdout.write(chunk.decode(errors="replace"))
         with stdio.writing_stdout():
             (binary or sys.stdout).flush()
+    return 0
+
+
+def cmd_ddfs_blobs(args: argparse.Namespace) -> int:
+    from discodsl.ddfs import check_name
+
+    with cluster_for(args) as conn:
+        blobs = conn.ddfs.blobs(check_name(args.tag.removeprefix("tag://")))
+    print_rows(args, blobs, (" ".join(replicas) for replicas in blobs))
+    return 0
+
+
+def cmd_ddfs_xcat(args: argparse.Namespace) -> int:
+    from discodsl.cli.common import check_output, json_wanted
+    from discodsl.runners.cluster import results_in
+
+    check_output(args.output)
+    with cluster_for(args) as conn:
+        results = results_in(conn, args.target)
+    with stdio.output(args.output) as out:
+        recordtext.write_records(results, out, as_json=json_wanted(args))
     return 0
 
 

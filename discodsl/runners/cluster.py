@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from discodsl import builder, indexes
 from discodsl.client import ANSWER_S, Master
 from discodsl.client import Event as MasterEvent
-from discodsl.ddfs import DDFS, resolve_inputs
+from discodsl.ddfs import DDFS, check_name, resolve_inputs
 from discodsl.errors import (
     ClientError,
     DataError,
@@ -1023,6 +1023,17 @@ def _results(
     )
 
 
+def results_in(cluster: Cluster, tag_or_url: str) -> Results:
+    """The records of a DDFS tag's blobs (``NAME`` or ``tag://NAME``, a save_results job's
+    ``disco:results:JOB`` say), or of one record file's URL, as results read over HTTP."""
+    if "://" not in tag_or_url:
+        tag_or_url = f"tag://{check_name(tag_or_url)}"
+    blobs = resolve_inputs([tag_or_url], cluster.ddfs)
+    name = tag_or_url.removeprefix("tag://")
+    node = client_node(cluster.settings)
+    return Results(name, blobs, node=node, mode="cluster", master=cluster.url)
+
+
 def saved_tag(jobname: str) -> str:
     """The DDFS tag a ``save_results`` job's results are in, as its master names it."""
     return f"disco:results:{jobname}"
@@ -1058,8 +1069,9 @@ def tell_saved(cluster: Cluster, jobname: str, unknown: NoSuchJob) -> None:
             return
         unknown.args = (
             f"{unknown.args[0]}; its saved results are in DDFS: inputs=['tag://{tag}'] reads "
-            f"them, as a job's inputs (`{command_line(f'ddfs rm {tag}', cluster.url)}` "
-            "removes them)",
+            f"them, as a job's inputs, Results.of_tag({tag!r}) in Python, and "
+            f"`{command_line(f'ddfs xcat {tag}', cluster.url)}` prints them "
+            f"(`{command_line(f'ddfs rm {tag}', cluster.url)}` removes them)",
             *unknown.args[1:],
         )
 
