@@ -54,6 +54,23 @@ def once(inputs: Any) -> Any:
     return tuple(inputs) if isinstance(inputs, Iterable) else inputs
 
 
+def pinned(inputs: Any) -> Any:
+    """The inputs of a run that waits for others (a chain), their paths and globs resolved
+    now, in the directory of its submit(), not of when its input runs end (the program may
+    have moved since); the rest (runs, results) as given, to be resolved then."""
+    if not isinstance(inputs, (list, tuple)):
+        return inputs
+    now: list[Any] = []
+    for item in inputs:
+        if _is_name(item) or (
+            isinstance(item, (list, tuple)) and item and all(_is_name(u) for u in item)
+        ):
+            now.extend(_resolve_one(item))
+        else:
+            now.append(item)
+    return now
+
+
 def resolve_each(
     inputs: Any, listed_from: str | None = None, listed: Listed | None = None
 ) -> list[tuple[Any, list[list[str]]]]:

@@ -605,6 +605,30 @@ def test_a_chain_fails_naming_the_run_it_waited_for(tmp_path: Path, where: str) 
     assert said.endswith(str(info.value).split(": ", 1)[1])
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_chained_runs_paths_are_those_of_its_submit_not_of_its_inputs_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    # Relative paths among a chained run's inputs were resolved once its input run ended,
+    # in the directory the program had moved to since: another file read, silently; and a
+    # path matching nothing was refused only then (probe EA F1).
+    import shutil
+
+    for where, words in (("d1", "from-d1"), ("d2", "from-d2 from-d2")):
+        (tmp_path / where).mkdir()
+        with jobs.wordcount.run([f"raw://{words}"], mode="inline", partitions=1) as made:
+            (file,) = [urls.file_path(url) for [url] in made.record_urls()]
+            shutil.copy(str(file), tmp_path / where / "counts")
+    monkeypatch.chdir(tmp_path / "d1")
+    first = jobs.sleepy.submit(["raw://x y"], mode="local", progress=False, params={"seconds": 1})
+    with pytest.raises(JobError, match="input 'nothing/\\*' matches no file"):
+        jobs.histogram.submit([first, "nothing/*"], mode=mode, progress=False)
+    second = jobs.histogram.submit([first, "counts"], mode=mode, progress=False)
+    monkeypatch.chdir(tmp_path / "d2")
+    assert first.status == ("active" if mode == "local" else "ready")  # inline waits in submit
+    assert dict(second.wait(timeout=120)) == {1: ["from-d1", "x", "y"]}
+
+
 def test_a_chain_waits_while_its_first_run_is_active() -> None:
     first = jobs.sleepy.submit(["raw://x y"], mode="local", progress=False, params={"seconds": 0.5})
     second = jobs.histogram.submit(first, mode="local", progress=False)

@@ -156,8 +156,10 @@ class Runner:
         from discodsl.runners.handle import Run, upstream_runs
 
         inputs = sources.once(inputs)
-        run = Run(job.name, self.mode, inputs)
         upstream = upstream_runs(inputs)
+        if upstream:
+            inputs = sources.pinned(inputs)
+        run = Run(job.name, self.mode, inputs)
         if not upstream:
             run.start(self._begin(self.prepare(job, inputs, overrides), run), self.background)
             return run
