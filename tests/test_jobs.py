@@ -876,6 +876,38 @@ def test_a_stage_gets_a_loop_of_its_own_when_the_program_runs_one(mode: str) -> 
     assert asyncio.run(cell()) == {"a": 2, "b": 1}
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # get_event_loop(), Python 3.12+
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+@pytest.mark.parametrize("where", ["a thread", "after asyncio.run()"])
+def test_a_stage_gets_a_loop_of_its_own_where_the_program_has_none(mode: str, where: str) -> None:
+    # Inline, a run from a thread (an app's executor) or after the program's asyncio.run()
+    # had no current loop: "There is no current event loop in thread ..." (probe EA F2).
+    async def produce(line: str) -> Any:
+        return [(word, 1) for word in line.split()]
+
+    job_ = _plain_job(_run_on_the_current_loop(produce))
+    said: list[Any] = []
+
+    def run() -> None:
+        policy = asyncio.get_event_loop_policy()
+        before = (policy._local._loop, policy._local._set_called)  # type: ignore[attr-defined]
+        try:
+            said.append(dict(job_.run(["raw://a b a"], mode=mode)))
+        except Exception as exc:  # told below, in the test's thread
+            said.append(exc)
+        after = (policy._local._loop, policy._local._set_called)  # type: ignore[attr-defined]
+        said.append(after == before)  # the program's own state, as it was
+
+    if where == "a thread":
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(120)
+    else:
+        asyncio.run(produce("warm up"))
+        run()
+    assert said == [{"a": 2, "b": 1}, True]
+
+
 async def _async_words(line: str) -> Any:
     return [(word, 1) for word in line.split()]
 

@@ -305,24 +305,30 @@ class _Run:
 
 @contextlib.contextmanager
 def _no_event_loop() -> Iterator[None]:
-    """No event loop running while the tasks run, as in a worker: the program's own (a
-    notebook's, which runs each cell inside it) is set aside, so a stage's
-    ``asyncio.run(...)`` runs here as it does everywhere else; then it is back."""
-    asyncio = sys.modules.get("asyncio")  # not imported: no loop runs
-    loop = None if asyncio is None else asyncio.events._get_running_loop()
-    if asyncio is None or loop is None:
+    """An event loop of the tasks' own, none running, as in a worker's process: the
+    program's (a notebook's, which runs each cell inside it; none in a thread, or after an
+    asyncio.run()) is set aside, so a stage's ``asyncio.run(...)`` and
+    ``get_event_loop()`` work here as everywhere else; then the program's is back, as it
+    was."""
+    asyncio = sys.modules.get("asyncio")  # not imported: the stages import it in their task
+    if asyncio is None:
         yield
         return
+    running = asyncio.events._get_running_loop()
     policy = asyncio.get_event_loop_policy()
-    current = getattr(getattr(policy, "_local", None), "_loop", loop)  # set_event_loop's
+    local = getattr(policy, "_local", None)  # the default policy's, per thread
+    kept = (getattr(local, "_loop", None), getattr(local, "_set_called", None))
     fresh = policy.new_event_loop()  # what get_event_loop() makes in a worker's process
     asyncio.events._set_running_loop(None)
     policy.set_event_loop(fresh)
     try:
         yield
     finally:
-        asyncio.events._set_running_loop(loop)
-        policy.set_event_loop(current)  # asyncio.run() in a stage ends by setting None
+        asyncio.events._set_running_loop(running)
+        if local is None or kept[1] is None:  # a policy of another kind
+            policy.set_event_loop(kept[0])
+        else:  # as it was: whether the program may have a loop made for it too
+            local._loop, local._set_called = kept
         if not fresh.is_running():
             fresh.close()
 
