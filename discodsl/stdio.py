@@ -94,8 +94,14 @@ def warn(text: str) -> None:
     if stream is None:
         return
     with contextlib.suppress(OSError, ValueError):  # closed since: nobody to tell
-        stream.write(text + "\n")
-        stream.flush()
+        try:
+            stream.write(text + "\n")
+        except UnicodeEncodeError:  # a stream of a narrower encoding: the rest escaped
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(f"{text}\n".encode(encoding, "backslashreplace").decode(encoding))
+        flush = getattr(stream, "flush", None)  # an app's stream to its logger may have none
+        if flush is not None:
+            flush()
 
 
 def say(*items: object, flush: bool = False) -> None:

@@ -6,6 +6,8 @@ end to end through the local runner and a cluster."""
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +39,9 @@ from tests.worker_driver import (
 )
 
 LINES = 1000  # of 100 bytes each, newline included: 100 KB
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _line(i: int) -> str:
@@ -424,6 +429,77 @@ def test_a_program_without_stderr_runs_jobs_that_print_and_keeps_stdout_its_own(
         "looking at a b a",  # inline, the stage runs in the program, and prints to its stdout
         "inline [('a', 2), ('b', 1)]",
     ]
+
+
+ODD_STDERR = """
+import io, os, sys
+from discodsl import job, map
+
+@map
+def loud(line):
+    print("before", line)
+    print("caf\\u00e9", line)
+    print("after", line)
+    yield line, 1
+
+@job
+def printed():
+    return [loud]
+
+class Logged:  # an app's stream to its logger: write() alone
+    def __init__(self):
+        self.lines = []
+    def write(self, text):
+        self.lines.append(text)
+        return len(text)
+
+kind = sys.argv[1]
+if kind == "closed":
+    sys.stderr.close()
+    stream = None
+elif kind == "no flush":
+    stream = sys.stderr = Logged()
+else:  # an ASCII stream that refuses what it cannot encode
+    raw = io.BytesIO()
+    stream = sys.stderr = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+for mode in ("local", "inline", "local"):
+    print(mode, sorted(printed.run(["raw://a"], mode=mode)), flush=True)
+if kind == "no flush":
+    print(repr("".join(stream.lines)))
+elif kind == "ascii":
+    stream.flush()
+    print(repr(raw.getvalue().decode()))
+sys.stderr = sys.__stderr__ if kind != "closed" else open(os.devnull, "w")  # Python's, at exit
+"""
+
+
+@pytest.mark.parametrize("kind", ["closed", "no flush", "ascii"])
+def test_an_odd_stderr_of_the_programs_takes_what_it_can(tmp_path: Path, kind: str) -> None:
+    # A closed sys.stderr failed every local run at its start, "I/O operation on closed
+    # file"; a stream with no flush() (a logging adapter's) killed the thread that shows
+    # what stages print, the rest of it lost; an ASCII one lost the lines printed with
+    # one it could not encode (probe EA F3 to F5).
+    script = tmp_path / "odd_stderr.py"
+    script.write_text(ODD_STDERR)
+    done = subprocess.run(
+        [sys.executable, str(script), kind],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    said = done.stdout.splitlines()
+    runs = [line for line in said if line.startswith(("local ", "inline "))]
+    assert runs == ["local [('a', 1)]", "inline [('a', 1)]", "local [('a', 1)]"], said
+    if kind == "closed":
+        return
+    assert "Traceback" not in done.stderr, done.stderr
+    shown = ast.literal_eval(said[-1])  # the repr the script printed
+    escaped = "caf\\xe9" if kind == "ascii" else "caf\u00e9"  # inline's went to stdout
+    assert f"[loud] before a\n[loud] {escaped} a\n[loud] after a\n" in shown, shown
+    assert shown.count("[loud] after a") == 2, shown
 
 
 def test_a_stderr_nobody_reads_does_not_hold_up_a_local_run(tmp_path: Path) -> None:

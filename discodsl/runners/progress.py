@@ -11,6 +11,7 @@ reaches the user's stderr. It only displays: the counters stage code reports
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -32,7 +33,10 @@ def interactive() -> bool:
         return False
     if "ipykernel" in sys.modules:
         return True
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    try:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    except (ValueError, OSError):  # closed: nobody watches it
+        return False
 
 
 # What stages printed, held for a stderr that takes none (a pipe nobody reads) before more
@@ -97,7 +101,10 @@ class Progress:
     def _show_all(self) -> None:
         """Show each event queued, in order, until close()."""
         while (event := self._events.get()) is not None:
-            self._show(*event)
+            # A stderr of the program's that raises (an app's stream to its logger) loses
+            # that event's line, not the rest of the run's: nobody to tell of it but itself.
+            with contextlib.suppress(Exception):
+                self._show(*event)
             self._shown += 1
         self._close_bar()
 
