@@ -191,6 +191,51 @@ def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:
     assert "did, which stopped it: wait() for a run before the program ends" in lines[0]
 
 
+@pytest.mark.parametrize("hooked", ["after discodsl's import", "before discodsl's import"])
+def test_an_exit_hook_of_the_programs_may_wait_for_its_runs(hooked: str) -> None:
+    # discodsl's own exit hook, registered at the first submit(), ran before a program's
+    # registered at its start (atexit runs the last first): it stopped the run the
+    # program's hook was about to wait for, which then said it "was killed (by kill(),
+    # Ctrl-C or `discodsl kill`)" (probe EA F6).
+    script = textwrap.dedent("""
+        import atexit, sys
+
+        pending = []
+
+        def drain():
+            for run in pending:
+                try:
+                    print("drained", sorted(run.wait(timeout=60)), flush=True)
+                except Exception as exc:
+                    print("drain failed:", type(exc).__name__, exc, flush=True)
+
+        if sys.argv[1] == "before discodsl's import":
+            atexit.register(drain)
+        from tests import jobs
+
+        if sys.argv[1] == "after discodsl's import":
+            atexit.register(drain)
+        seconds = {"seconds": 0.5}
+        pending.append(jobs.sleepy.submit(["raw://a b"], mode="local", params=seconds))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script, hooked],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    if hooked == "after discodsl's import":
+        assert done.stdout == "drained [('a', 1), ('b', 1)]\n", done.stderr
+        assert "discodsl:" not in done.stderr, done.stderr
+        return
+    assert done.stdout.startswith("drain failed: JobDead job 'sleepy@"), done.stdout
+    assert "was stopped as the program ended (discodsl's exit hook" in done.stdout, done.stdout
+    assert "register that hook after importing discodsl" in done.stdout, done.stdout
+    assert "killed (by kill()" not in done.stdout, done.stdout
+
+
 def test_a_program_that_ends_at_once_after_submitting_leaves_no_directory(
     tmp_path: Path,
 ) -> None:

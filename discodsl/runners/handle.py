@@ -83,6 +83,7 @@ class Run:
         self._resume: Callable[[], Results] | None = None
         self._interrupts = 0  # Ctrl-Cs that stopped a wait() (and a cluster job's watch)
         self._stop_told = False  # Ctrl-C stopped it, and said how it goes on
+        self._at_exit = False  # the program's end stopped it (a local run)
         # Reentrant: a signal handler may call status or kill() while its thread is inside.
         self._resuming = threading.RLock()
         self._on_end: list[Callable[[Run], None]] = []
@@ -431,6 +432,14 @@ class Run:
         return outcome
 
     def _killed_error(self) -> JobDead:
+        if self._at_exit:
+            return JobDead(
+                f"job {self.jobname!r} was stopped as the program ended (discodsl's exit hook "
+                "stops the local runs still going, after the hooks registered after discodsl "
+                "was imported): wait() for it before the program ends, or register that "
+                "hook after importing discodsl",
+                jobname=self.jobname,
+            )
         return JobDead(
             f"job {self.jobname!r} was killed (by kill(), Ctrl-C or `discodsl kill`) before "
             "it ended: submit it again for its results",
@@ -529,9 +538,6 @@ _EXIT_HOOK = threading.RLock()  # reentrant: a signal handler may run a job mean
 
 def _watch_for_exit(run: Run) -> None:
     with _EXIT_HOOK:
-        if not _BACKGROUND:
-            atexit.unregister(_end_unfinished)  # once, however many times it was emptied
-            atexit.register(_end_unfinished)
         _BACKGROUND.add(run)
 
 
@@ -593,9 +599,16 @@ def _end_unfinished() -> None:
         if run.mode == "local":
             stopping.append(run)
     for run in stopping:
+        run._at_exit = True
         run.kill()
     for run in stopping:
         run.ended(STOP_WAIT)
+
+
+# Registered as discodsl is imported, after places' removal of its directories (which it
+# runs before: atexit runs the last first), and before the program's own hooks registered
+# after its import, which run first: such a hook may wait for the runs it submitted.
+atexit.register(_end_unfinished)
 
 
 # What a run's events (in memory, and in the registry's file) keep of its tasks' output
