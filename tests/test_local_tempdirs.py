@@ -443,3 +443,49 @@ def test_a_umask_that_leaves_the_owners_rights_runs(tmp_path: Path) -> None:
         "inline [('a', 2), ('b', 1)]",
         "local [('a', 2), ('b', 1)]",
     ], done.stderr
+
+
+EMBEDDED = """
+import os, sys
+from tests import jobs
+
+sys.executable = sys.argv[1]  # as an embedding program (mod_wsgi, uWSGI) has it
+try:
+    print(sorted(jobs.wordcount.run(["raw://a b a"], mode="local", progress=False)))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("executable", ["/usr/sbin/apache2-not-here", "/bin/true", ""])
+def test_a_program_embedding_python_runs_local_workers_on_a_python(
+    tmp_path: Path, executable: str
+) -> None:
+    # Local workers were started with sys.executable as it was: a host's binary, which
+    # failed every task, blaming the node's PATH (probe EA F7).
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED, executable],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"], done.stdout + done.stderr
+
+
+def test_discodsl_python_in_the_programs_environment_names_the_workers_python(
+    tmp_path: Path,
+) -> None:
+    # It was overridden by sys.executable: only the job's env= could name one.
+    shim = tmp_path / "python-shim"
+    shim.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "called"}\nexec {sys.executable} "$@"\n')
+    shim.chmod(0o755)
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED, sys.executable],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DISCODSL_PYTHON": str(shim)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"], done.stdout + done.stderr
+    assert "discodsl.worker" in (tmp_path / "called").read_text()

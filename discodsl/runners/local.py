@@ -23,6 +23,8 @@ import contextlib
 import functools
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -284,7 +286,7 @@ def _worker_environ() -> dict[str, Any]:
     # process's import path, site-packages included, comes through PATH_ENV, which
     # a worker puts after the standard library's (not PYTHONPATH, which would come first).
     return {
-        "DISCODSL_PYTHON": sys.executable,
+        "DISCODSL_PYTHON": _workers_python(),
         "DISCODSL_PYTHON_FLAGS": "-S",
         "PYTHONPATH": "",
         PATH_ENV: _path_value(path),
@@ -292,6 +294,24 @@ def _worker_environ() -> dict[str, Any]:
         capture.MESSAGE_ENV: str(capture.LOCAL_MESSAGE),
         capture.PACE_ENV: "0",  # nor does it limit their rate
     }
+
+
+def _workers_python() -> str:
+    """The Python local workers run: ``DISCODSL_PYTHON`` of this program's environment, else
+    this one (``sys.executable``), unless that is no Python (a program embedding one,
+    mod_wsgi's or uWSGI's, has the host's binary there): then ``python3.X`` on the PATH,
+    as a node finds one ("" if none: the worker's launcher looks, and says what it found)."""
+    named = os.environ.get("DISCODSL_PYTHON", "")
+    if named:
+        return named
+    here = sys.executable
+    if here and os.access(here, os.X_OK) and _PYTHON_NAME.match(os.path.basename(here)):
+        return here
+    return shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or ""
+
+
+# What an interpreter's file is named: python3.11, python3, python, pypy3 (a venv's too).
+_PYTHON_NAME = re.compile(r"(python|pypy)", re.IGNORECASE)
 
 
 # Linux refuses an environment string longer than 128 KiB (MAX_ARG_STRLEN, E2BIG): an
