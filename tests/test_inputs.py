@@ -618,6 +618,30 @@ def test_text_line_past_the_limit_is_refused(
     assert isinstance(caught.value, MalformedRecord) and not retryable(caught.value)
 
 
+@pytest.mark.parametrize("before", [0, 65_000, 131_071])
+@pytest.mark.parametrize("extra", [-1, 0, 1, 1000, 65_535])
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b""])
+def test_the_text_line_limit_is_exact_wherever_the_line_is(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch, before: int, extra: int, end: bytes
+) -> None:
+    # Only the bytes still waiting for a newline were held to it, after each block read: a
+    # line up to 64 KiB past it passed, or not, by where it started (probe DY F1).
+    from discodsl.worker import inputs
+
+    monkeypatch.setattr(inputs, "MAX_TEXT_LINE", 100_000)
+    path = tmp_path / "lines.txt"
+    whole, rest = divmod(before, 1000)  # short lines up to byte ``before``
+    head = (b"x" * 999 + b"\n") * whole + (b"x" * (rest - 1) + b"\n" if rest else b"")
+    lines_before = whole + (1 if rest else 0)
+    after = end + b"last\n" if end else b""  # none: the file's last line
+    path.write_bytes(head + b"y" * (100_000 + extra) + after)
+    if extra <= 0:
+        assert len(read_all([str(path)], node)) == lines_before + 1 + (1 if end else 0)
+        return
+    with pytest.raises(DataError, match=f"a line \\(from byte {before}\\) is longer than 100000"):
+        read_all([str(path)], node)
+
+
 def test_cursor_follows_the_record_being_read(tmp_path: Path, node: Node) -> None:
     path = write_records(tmp_path / "records")
     cursor = Cursor()

@@ -285,6 +285,26 @@ def test_a_json_line_longer_than_the_limit_says_how_to_read_it(
     assert "readers.whole_file() and json.loads() it in the stage" in said
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n", ""])
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+def test_the_json_line_limit_holds_the_document_not_its_line_end(
+    tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch, end: str, extra: int
+) -> None:
+    # A document of exactly the limit was refused when a line end followed it, read when
+    # it was the file's last line (probe DY F2).
+    from discodsl.worker import readers as worker_readers
+
+    monkeypatch.setattr(worker_readers, "MAX_LINE", 64)
+    document = json.dumps("x" * (62 + extra))  # 64 + extra bytes, its quotes included
+    path = tmp_path / "limit.jsonl"
+    path.write_bytes(f"{document}{end}".encode())
+    if extra > 0:
+        with pytest.raises(MalformedRecord, match="is longer than 64 bytes"):
+            read(readers.json_lines(), str(path), node)
+    else:
+        assert read(readers.json_lines(), str(path), node) == ["x" * (62 + extra)]
+
+
 def test_csv_bad_quoting_and_encoding_are_malformed(tmp_path: Path, node: Node) -> None:
     path = tmp_path / "bad.csv"
     path.write_bytes(b'a,b\n1,"2"x\n')

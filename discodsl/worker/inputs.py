@@ -438,6 +438,8 @@ def _line_blocks(stream: io.BufferedReader, url: str, chunk: Chunk = WHOLE) -> I
             data = b"".join((*tail, block[:cut])) if tail else block[:cut]
             tail = [block[cut:]]
             at = read - len(block) + cut - len(data)
+            if len(data) > MAX_TEXT_LINE:  # only its first line, begun before, may be as long
+                _check_length(data, data.find(b"\n"), url, at)
             for lines in _decoded(data, url, at, given, chunk):
                 yield lines
                 given += len(lines)
@@ -446,7 +448,16 @@ def _line_blocks(stream: io.BufferedReader, url: str, chunk: Chunk = WHOLE) -> I
         if sum(map(len, tail)) > MAX_TEXT_LINE:
             raise _long_line(url, read - sum(map(len, tail)), read)
     if last := b"".join(tail):  # a last line with no newline
+        _check_length(last, len(last), url, read - len(last))
         yield from _decoded(last, url, read - len(last), given, chunk)
+
+
+def _check_length(data: bytes, end: int, url: str, at: int) -> None:
+    """Refuse the line that ``data`` (from byte ``at``) starts with, ending at ``end`` (its
+    newline, or the data's end), if it is longer than MAX_TEXT_LINE without its line end."""
+    length = end - 1 if end and data[end - 1 : end] == b"\r" and end < len(data) else end
+    if length > MAX_TEXT_LINE:
+        raise _long_line(url, at, at + end)
 
 
 def _decoded(

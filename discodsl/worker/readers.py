@@ -364,8 +364,9 @@ def _whole_records(stream: BinaryIO, url: str, *, encoding: str | None) -> Itera
 
 def _next_line(stream: BinaryIO, url: str, offset: int) -> bytes:
     """The next line with its line end (b"" at the end); refuses an overlong one."""
-    line = stream.readline(MAX_LINE + 1)
-    if len(line) > MAX_LINE:
+    line = stream.readline(MAX_LINE + 2)  # a document of MAX_LINE bytes, then \r\n
+    ending = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
+    if len(line) - ending > MAX_LINE:
         raise MalformedRecord(
             f"{url}: a line (from byte {offset}) is longer than {MAX_LINE} bytes, the most "
             "json_lines() reads as one JSON document: split such a document, or read the file "
