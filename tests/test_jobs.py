@@ -1253,3 +1253,17 @@ def test_results_of_a_class_held_under_another_name_say_so(tmp_path: Path) -> No
         "class by the name it was made with: make it as 'Point' (e.g. Point = "
         "namedtuple('Point', ...)) and run the job again"
     ), done.stdout
+
+
+def interrupted(line: str) -> Any:
+    if line == "b":
+        raise KeyboardInterrupt  # Ctrl-C, as it reaches a stage running inline
+    yield line, 1
+
+
+def test_ctrl_c_in_an_inline_stage_is_told_as_an_interruption_not_a_failure() -> None:
+    # "discodsl: stage 'slow' failed on input ..., record 3: KeyboardInterrupt" (EA S2).
+    with pytest.raises(KeyboardInterrupt) as caught:
+        _plain_job(interrupted).run(["raw://a\nb"], mode="inline")
+    (note,) = caught.value.__notes__
+    assert note == "discodsl: stage 'interrupted' was interrupted on input 'raw://a\\nb', record 1"

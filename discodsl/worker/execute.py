@@ -313,7 +313,10 @@ def _wrap(task: TaskSetup, where: Place, exc: BaseException) -> StageError:
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     text = f"{culprit} raised {text}" if culprit else text
     text += _combined_values(task, exc) if not culprit else ""
-    error = StageError(f"stage {stage!r} failed{place}: {text}", stage, url, record)
+    if isinstance(exc, KeyboardInterrupt) and text == "KeyboardInterrupt":  # Ctrl-C, inline
+        error = StageError(f"stage {stage!r} was interrupted{place}", stage, url, record)
+    else:
+        error = StageError(f"stage {stage!r} failed{place}: {text}", stage, url, record)
     error.exc_type = type(exc).__name__
     return error
 
