@@ -45,6 +45,7 @@ from discodsl.options import JobOptions
 from discodsl.results import Results
 from discodsl.runners.handle import Run
 from discodsl.worker.counters import count, status
+from discodsl.worker.current import ThisTask, this_task
 
 __version__ = "0.1.0"
 
@@ -70,6 +71,7 @@ __all__ = [
     "Stage",
     "StageError",
     "TaskFailed",
+    "ThisTask",
     "UnstableHashWarning",
     "count",
     "job",
@@ -78,4 +80,5 @@ __all__ = [
     "reduce",
     "stage",
     "status",
+    "this_task",
 ]

@@ -107,6 +107,7 @@ NODE_PACKAGE_INIT = (
     b"\n"
     b"if sys.version_info >= (3, 10):\n"
     b"    from discodsl.worker.counters import count, status\n"
+    b"    from discodsl.worker.current import ThisTask, this_task\n"
     b"    from discodsl.worker.declared import job, map, reduce, stage\n"
     b"    from discodsl.worker.errors import (\n"
     b"        DataError,\n"

@@ -265,6 +265,7 @@ class _Run:
             workdir=self.root,
             outdir=spec.stages[index].name,
             tag="inline",
+            host="localhost",
         )
         try:
             with counters.counting() as counts:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from itertools import chain
 from typing import Any
 
+from discodsl.worker import current
 from discodsl.worker.blame import (
     WRITE_ERRORS,
     Maker,
@@ -65,6 +66,8 @@ def run_task(
     # Another's, inline, when a signal handler of the program's runs a job during a task.
     interrupted = running_stage()
     _RUNNING.stage = task.stage.name
+    this = _this_task(task, where)
+    before = current.entered(this)
     try:
         with _user_code(task, where):
             _process(task, records, outputs, where)
@@ -73,7 +76,18 @@ def run_task(
         outputs.abort()
         raise
     finally:
+        current.left(this, before)
         _RUNNING.stage = interrupted
+
+
+def _this_task(task: TaskSetup, where: Place) -> current.ThisTask:
+    """What this_task() tells ``task``'s code: its partition is its group's label where
+    its stage groups by label (a reduce's), else its number, as Disco's this_partition()."""
+    stage = task.stage
+    by_label = stage.grouping in ("group_label", "group_node_label")
+    partition = task.label if by_label else task.taskid
+    name = task.jobname or task.job.name
+    return current.ThisTask(name, stage.name, task.taskid, partition, task.host, task.master, where)
 
 
 def running_stage() -> str | None:

@@ -470,7 +470,16 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec, first: InputReply) -> li
         disco_data=info.disco_data,
         ddfs_data=info.ddfs_data,
     )
-    task = TaskSetup(job, index, taskid=info.taskid, label=info.group[0], workdir=os.getcwd())
+    task = TaskSetup(
+        job,
+        index,
+        taskid=info.taskid,
+        label=info.group[0],
+        workdir=os.getcwd(),
+        jobname=info.jobname,
+        host=info.host,
+        master=info.master,
+    )
     cursor = Cursor()
     inputs = _inputs(channel, first, node, cursor, task.stage.reader, job.listed)
     return run_task(task, chain.from_iterable(inputs), cursor)

@@ -83,6 +83,9 @@ class TaskSetup:
     outdir: str = "out"
     tmpdir: str = ""
     tag: str = field(default_factory=lambda: str(os.getpid()))
+    jobname: str = ""  # the run's (this_task().job); "" for the job's own name
+    host: str = ""
+    master: str = ""
 
     @property
     def stage(self) -> StageSpec:

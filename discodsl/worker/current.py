@@ -1,0 +1,85 @@
+"""The task a stage runs in, :func:`this_task`: what Disco's ``this_name()``,
+``this_host()``, ``this_master()``, ``this_partition()`` and ``this_inputs()`` tell a
+classic job's functions.
+
+A task is this thread's while it runs (inline, the program's threads run tasks of their
+own); a thread the stage starts sees the task too, while it is the only one running in
+the process (always, in a worker).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from discodsl.worker.errors import StageError
+
+
+class ThisTask:
+    """What task a stage runs in.
+
+    ``job``: the run's name (Disco's ``this_name()``, ``wordcount@...``; inline, the
+    job's). ``stage`` and ``taskid``: the stage and the task's number in the job.
+    ``partition``: a reduce's (a ``group_label`` stage's) partition, else the task's
+    number, as Disco's ``this_partition()`` gives them. ``host``: the node running it.
+    ``master``: the master's URL, if it has one. ``input``: the URL of the input being
+    read now ("" before the first record, and after the last).
+    """
+
+    __slots__ = ("_where", "host", "job", "master", "partition", "stage", "taskid")
+
+    def __init__(
+        self, job: str, stage: str, taskid: int, partition: Any, host: str, master: str, where: Any
+    ) -> None:
+        self.job, self.stage, self.taskid, self.partition = job, stage, taskid, partition
+        self.host, self.master, self._where = host, master, where
+
+    @property
+    def input(self) -> str:
+        """The URL of the input being read now."""
+        try:
+            return str(self._where.url)
+        except Exception:  # a position that knows none
+            return ""
+
+    def __repr__(self) -> str:
+        return (
+            f"ThisTask(job={self.job!r}, stage={self.stage!r}, taskid={self.taskid}, "
+            f"partition={self.partition!r}, host={self.host!r}, input={self.input!r})"
+        )
+
+
+_THREAD = threading.local()  # .task: the task this thread runs
+_RUNNING: list[ThisTask] = []  # every task running in this process
+_LOCK = threading.Lock()
+
+
+def this_task() -> ThisTask:
+    """The task the calling stage code runs in; a StageError outside of one."""
+    task = getattr(_THREAD, "task", None)
+    if task is None:
+        with _LOCK:
+            task = _RUNNING[0] if len(_RUNNING) == 1 else None
+    if task is None:
+        raise StageError(
+            "this_task() tells the task a stage runs in, and no task runs here (or several "
+            "do, in other threads): call it from stage code (a map, a reduce, their init "
+            "and done hooks), or from a thread that code starts"
+        )
+    return task
+
+
+def entered(task: ThisTask) -> ThisTask | None:
+    """``task`` is this thread's from now (until :func:`left`); the one it had before."""
+    before = getattr(_THREAD, "task", None)
+    _THREAD.task = task
+    with _LOCK:
+        _RUNNING.append(task)
+    return before
+
+
+def left(task: ThisTask, before: ThisTask | None) -> None:
+    """``task`` ended: this thread's is ``before`` again."""
+    _THREAD.task = before
+    with _LOCK:
+        _RUNNING[:] = [other for other in _RUNNING if other is not task]
