@@ -299,14 +299,17 @@ def _worker_environ() -> dict[str, Any]:
 def _workers_python() -> str:
     """The Python local workers run: ``DISCODSL_PYTHON`` of this program's environment, else
     this one (``sys.executable``), unless that is no Python (a program embedding one,
-    mod_wsgi's or uWSGI's, has the host's binary there): then ``python3.X`` on the PATH,
-    as a node finds one ("" if none: the worker's launcher looks, and says what it found)."""
+    mod_wsgi's or uWSGI's, has the host's binary there): then the one a venv's was made
+    from, or ``python3.X`` on the PATH, as a node finds one ("" if none: the worker's
+    launcher looks, and says what it found). Workers import what this process does, from
+    its import path, whichever it is."""
     named = os.environ.get("DISCODSL_PYTHON", "")
     if named:
         return named
-    here = sys.executable
-    if here and os.access(here, os.X_OK) and _PYTHON_NAME.match(os.path.basename(here)):
-        return here
+    base = getattr(sys, "_base_executable", "")  # a venv's own Python
+    for here in (sys.executable, base):
+        if here and os.access(here, os.X_OK) and _PYTHON_NAME.match(os.path.basename(here)):
+            return here
     return shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or ""
 
 
