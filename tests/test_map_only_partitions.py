@@ -65,6 +65,26 @@ def test_a_map_only_job_of_one_partition_or_none_writes_one_file_a_task(mode: st
             assert len(run.listed_urls()) == 2
 
 
+@map
+def keyed_by_dicts(line: str) -> Any:
+    yield {"line": line}, len(line)
+
+
+@job(partitions=4)
+def map_only_dicts() -> list[Any]:
+    return [keyed_by_dicts]
+
+
+def test_a_map_only_job_of_keys_the_default_partitioner_refuses_runs_as_with_one(
+    mode: str,
+) -> None:
+    # With partitions=4 it failed, telling to give "the reduce after it" a partitioner=,
+    # where there was none (probe EB F1); nothing groups its outputs: label 0 does.
+    with map_only_dicts.run(["raw://a", "raw://bb"], mode=mode, progress=False) as run:
+        assert sorted(value for _, value in run) == [1, 2]
+        assert {_label(replicas[0]) for replicas in run.listed_urls()} == {0}
+
+
 def fussy(key: str, partitions: int) -> int:
     count("partitioner calls")
     if key == "boom":

@@ -122,8 +122,10 @@ def _labeler(task: TaskSetup, where: Place) -> tuple[Callable[[Any], int], int |
     if after is None and not _map_only_partitioned(task):
         own = task.label if isinstance(task.label, int) else 0
         return (lambda key: own), own
-    if after is None or after.partitioner is None:
-        if after is None or (after.grouping not in _ONE_LABEL and partitions > 1):
+    if after is None:
+        return _lenient(partitioner(partitions, stage=task.stage.name)), None
+    if after.partitioner is None:
+        if after.grouping not in _ONE_LABEL and partitions > 1:
             return partitioner(partitions, stage=task.stage.name), None
         return (lambda key: 0), 0
     if after.grouping in _ONE_LABEL:
@@ -140,6 +142,20 @@ def _labeler(task: TaskSetup, where: Place) -> tuple[Callable[[Any], int], int |
         return _checked(found, key, partitions, owner, stage)
 
     return label, None
+
+
+def _lenient(label: Callable[[Any], int]) -> Callable[[Any], int]:
+    """``label``, but 0 for a key it refuses (one of no canonical form: a dict, an object
+    of a class of one's own): a map-only job's outputs are grouped by nothing after, so
+    such keys are no risk there, and a job that ran with one partition runs with many."""
+
+    def lenient(key: Any) -> int:
+        try:
+            return label(key)
+        except StageError:
+            return 0
+
+    return lenient
 
 
 # The groupings whose stage has one task: what goes to it is labelled 0.
@@ -172,7 +188,7 @@ def _spreader(task: TaskSetup, labeler: Callable[[Any], int]) -> Callable[..., N
     by the default partitioner's own loop when it is the labeler, else by ``labeler``."""
     partitions, stage = task.job.partitions, task.stage.name
     after = task.successor
-    default = after.partitioner is None if after is not None else _map_only_partitioned(task)
+    default = after is not None and after.partitioner is None
     label = None if default else labeler
     limit = task.job.memory_budget // 4  # held in batches; a combiner may hold half
     return partial(spread, partitions=partitions, stage=stage, label=label, limit=limit)
