@@ -57,17 +57,16 @@ def once(inputs: Any) -> Any:
 def pinned(inputs: Any) -> Any:
     """The inputs of a run that waits for others (a chain), their paths and globs resolved
     now, in the directory of its submit(), not of when its input runs end (the program may
-    have moved since); the rest (runs, results) as given, to be resolved then."""
+    have moved since), and what is no input refused now; runs and results as given, to be
+    resolved then."""
     if not isinstance(inputs, (list, tuple)):
         return inputs
     now: list[Any] = []
     for item in inputs:
-        if _is_name(item) or (
-            isinstance(item, (list, tuple)) and item and all(_is_name(u) for u in item)
-        ):
-            now.extend(_resolve_one(item))
-        else:
+        if hasattr(item, "record_urls") or hasattr(item, "wait"):  # results, runs: then
             now.append(item)
+        else:  # what is no input (a dict, bytes) is refused now too
+            now.extend(_resolve_one(item))
     return now
 
 

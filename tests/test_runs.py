@@ -668,6 +668,9 @@ def test_a_chained_runs_paths_are_those_of_its_submit_not_of_its_inputs_end(
     first = jobs.sleepy.submit(["raw://x y"], mode="local", progress=False, params={"seconds": 1})
     with pytest.raises(JobError, match="input 'nothing/\\*' matches no file"):
         jobs.histogram.submit([first, "nothing/*"], mode=mode, progress=False)
+    for wrong in ({"a": 1}, b"counts"):  # refused at once too (probe EB F2)
+        with pytest.raises(JobError, match="is not a path, a URL"):
+            jobs.histogram.submit([first, wrong], mode=mode, progress=False)
     second = jobs.histogram.submit([first, "counts"], mode=mode, progress=False)
     monkeypatch.chdir(tmp_path / "d2")
     assert first.status == ("active" if mode == "local" else "ready")  # inline waits in submit
