@@ -908,6 +908,72 @@ def test_a_stage_gets_a_loop_of_its_own_where_the_program_has_none(mode: str, wh
     assert said == [{"a": 2, "b": 1}, True]
 
 
+def _closing_its_loop(function: Any) -> Any:
+    """A decorator running the coroutine function on get_event_loop()'s loop, then closing
+    that loop, as a tidy task does."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        loop = asyncio.get_event_loop()
+        try:
+            return loop.run_until_complete(function(*args))
+        finally:
+            loop.close()
+
+    return wrapper
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # get_event_loop(), Python 3.12+
+@pytest.mark.parametrize("mode", ["inline", "local"], indirect=True)
+def test_each_task_gets_a_loop_of_its_own(mode: str) -> None:
+    # Inline, a run's tasks shared one loop: a task that closed it failed the next, "Event
+    # loop is closed" (probe EB F3).
+    async def produce(line: str) -> Any:
+        return [(word, 1) for word in line.split()]
+
+    job_ = _plain_job(_closing_its_loop(produce))
+    assert dict(job_.run(["raw://a b", "raw://a", "raw://b"], mode=mode)) == {"a": 2, "b": 2}
+
+
+THREAD_NO_ASYNCIO = """
+import sys, threading
+assert "asyncio" not in sys.modules
+from discodsl import job, map
+
+@map
+def looped(line):
+    import asyncio
+
+    async def upper():
+        return line.upper()
+
+    yield asyncio.get_event_loop().run_until_complete(upper()), 1
+
+@job
+def j():
+    return [looped]
+
+said = []
+thread = threading.Thread(target=lambda: said.append(sorted(j.run(["raw://a"], mode="inline"))))
+thread.start()
+thread.join(60)
+print(said)
+"""
+
+
+def test_a_thread_of_a_program_that_never_imported_asyncio_gives_a_stage_its_loop() -> None:
+    # No loop was set aside there, the program having none: a thread has none of its
+    # own, where a worker's task gets one (probe EB F3).
+    done = subprocess.run(
+        [sys.executable, "-c", THREAD_NO_ASYNCIO],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.stdout.strip() == "[[('A', 1)]]", done.stderr
+
+
 async def _async_words(line: str) -> Any:
     return [(word, 1) for word in line.split()]
 

@@ -102,7 +102,6 @@ class InlineRunner(Runner):
         with (
             JobFiles(places.process_dir("inline")) as files,
             _job_env(plan.options.env, plan.job.name),
-            _no_event_loop(),
         ):
             run = _Run(plan.spec, plan.options.max_failures, self.random, files.paths[0])
             run.counters, run.on_event = counted, on_event
@@ -245,7 +244,8 @@ class _Run:
     def _task(self, index: int, grouped: TaskGroup) -> list[tuple[int, str, int]]:
         failures = 0
         while True:
-            with shipping.task_classes(), _own_streams():  # its copy of the job, its own
+            # Its copy of the job, its own streams and event loop, as a worker has them.
+            with shipping.task_classes(), _own_streams(), _no_event_loop():
                 outputs = self._attempt(index, grouped, failures)
             if outputs is not None:
                 return outputs
@@ -306,15 +306,16 @@ class _Run:
 
 @contextlib.contextmanager
 def _no_event_loop() -> Iterator[None]:
-    """An event loop of the tasks' own, none running, as in a worker's process: the
+    """An event loop of the task's own, none running, as in a worker's process: the
     program's (a notebook's, which runs each cell inside it; none in a thread, or after an
     asyncio.run()) is set aside, so a stage's ``asyncio.run(...)`` and
     ``get_event_loop()`` work here as everywhere else; then the program's is back, as it
     was."""
-    asyncio = sys.modules.get("asyncio")  # not imported: the stages import it in their task
-    if asyncio is None:
-        yield
+    if "asyncio" not in sys.modules and threading.current_thread() is threading.main_thread():
+        yield  # a stage importing it gets a loop from get_event_loop(), as in a worker
         return
+    import asyncio  # in another thread, which has no loop of its own where a worker's task would
+
     running = asyncio.events._get_running_loop()
     policy = asyncio.get_event_loop_policy()
     local = getattr(policy, "_local", None)  # the default policy's, per thread
