@@ -117,9 +117,12 @@ def process_dir(kind: Kind) -> str:
 
 
 def check_umask() -> None:
-    """SettingsError if this process's umask takes away the owner's own rights (0277, say):
-    a run writes files and directories of its own and reads them back, which would fail
-    far from the cause ("Permission denied" of a TMPDIR this user may write)."""
+    """SettingsError if this process's umask takes away the owner's own rights (0277, say),
+    but for root's, whose rights no mode takes: a run writes files and directories of its
+    own and reads them back, which would fail far from the cause ("Permission denied" of a
+    TMPDIR this user may write)."""
+    if os.geteuid() == 0:  # root's rights do not depend on a file's mode
+        return
     umask = _umask()
     if umask is not None and umask & 0o700:
         raise SettingsError(

@@ -398,6 +398,8 @@ import os, sys
 from tests import jobs
 
 os.umask(int(sys.argv[1], 8))
+if sys.argv[2:] == ["as a user"]:  # not root, whose rights no mode takes
+    os.geteuid = lambda: 1000
 for mode in ("inline", "local"):
     try:
         print(mode, sorted(jobs.wordcount.run(["raw://a b a"], mode=mode, progress=False)))
@@ -414,7 +416,7 @@ def test_a_umask_that_takes_the_owners_own_rights_is_refused_by_name(
     # job ... (Permission denied): set TMPDIR to a directory this program may write", of a
     # TMPDIR it could write (probe DT F12); root, who passes every check, ran on.
     done = subprocess.run(
-        [sys.executable, "-c", UMASK, umask],
+        [sys.executable, "-c", UMASK, umask, "as a user"],
         env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -431,9 +433,25 @@ def test_a_umask_that_takes_the_owners_own_rights_is_refused_by_name(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_roots_runs_go_whatever_the_umask_and_others_are_told(tmp_path: Path) -> None:
+    # Refused from root too, whose runs went (a cluster's as well; probe EB F5).
+    done = subprocess.run(
+        [sys.executable, "-c", UMASK, "0277"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = done.stdout.splitlines()
+    if os.geteuid() == 0:
+        assert said == ["inline [('a', 2), ('b', 1)]", "local [('a', 2), ('b', 1)]"], said
+    else:  # this user's own, real refusal
+        assert len(said) == 2 and all("SettingsError the umask is 0277" in s for s in said)
+
+
 def test_a_umask_that_leaves_the_owners_rights_runs(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", UMASK, "0077"],
+        [sys.executable, "-c", UMASK, "0077", "as a user"],
         env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -489,3 +507,25 @@ def test_discodsl_python_in_the_programs_environment_names_the_workers_python(
     )
     assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"], done.stdout + done.stderr
     assert "discodsl.worker" in (tmp_path / "called").read_text()
+
+
+@pytest.mark.parametrize("named", ["relative/python3", "/nonexistent/python3", "/dev/null"])
+def test_a_discodsl_python_that_names_no_python_is_named_before_the_run(
+    tmp_path: Path, named: str
+) -> None:
+    # Each failed every task, telling of the node's PATH and the job's env=, naming
+    # neither the value nor where it was set (probe EB F4).
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED, sys.executable],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DISCODSL_PYTHON": named},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.stdout.splitlines() == [
+        f"SettingsError DISCODSL_PYTHON={named!r}, in this program's environment, names no "
+        "program this machine can run (an absolute path, or a name on the PATH): point it at "
+        f"Python {sys.version_info[0]}.{sys.version_info[1]}, or unset it to run local workers "
+        "on this program's Python"
+    ], done.stdout + done.stderr

@@ -30,7 +30,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from discodsl import builder, shipping, sources
-from discodsl.errors import PicklingError, TaskFailed
+from discodsl.errors import PicklingError, SettingsError, TaskFailed
 from discodsl.results import Results, check_stage
 from discodsl.runners import forkserver, registry
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner, fan_out
@@ -305,12 +305,26 @@ def _workers_python() -> str:
     its import path, whichever it is."""
     named = os.environ.get("DISCODSL_PYTHON", "")
     if named:
-        return named
+        return _named_python(named)
     base = getattr(sys, "_base_executable", "")  # a venv's own Python
     for here in (sys.executable, base):
         if here and os.access(here, os.X_OK) and _PYTHON_NAME.match(os.path.basename(here)):
             return here
     return shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or ""
+
+
+def _named_python(named: str) -> str:
+    """The Python ``DISCODSL_PYTHON`` names, as an absolute path (the workers start in their
+    job's directory); a SettingsError naming it if it names none this machine can run."""
+    found = named if os.path.isabs(named) else shutil.which(named)
+    if found and os.path.isfile(found) and os.access(found, os.X_OK):
+        return os.path.abspath(found)
+    raise SettingsError(
+        f"DISCODSL_PYTHON={named!r}, in this program's environment, names no program this "
+        "machine can run (an absolute path, or a name on the PATH): point it at Python "
+        f"{sys.version_info[0]}.{sys.version_info[1]}, or unset it to run local workers on "
+        "this program's Python"
+    )
 
 
 # What an interpreter's file is named: python3.11, python3, python, pypy3 (a venv's too).
