@@ -475,12 +475,18 @@ except Exception as exc:
 """
 
 
-@pytest.mark.parametrize("executable", ["/usr/sbin/apache2-not-here", "/bin/true", ""])
+@pytest.mark.parametrize("executable", ["/usr/sbin/apache2-not-here", "uwsgi", "httpd", ""])
 def test_a_program_embedding_python_runs_local_workers_on_a_python(
     tmp_path: Path, executable: str
 ) -> None:
     # Local workers were started with sys.executable as it was: a host's binary, which
     # failed every task, blaming the node's PATH (probe EA F7).
+    if executable in ("uwsgi", "httpd"):  # the host's binary, there: no Python
+        host = tmp_path / "bin" / executable
+        host.parent.mkdir()
+        host.write_text("#!/bin/sh\nexit 1\n")
+        host.chmod(0o755)
+        executable = str(host)
     done = subprocess.run(
         [sys.executable, "-c", EMBEDDED, executable],
         env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
@@ -489,6 +495,24 @@ def test_a_program_embedding_python_runs_local_workers_on_a_python(
         timeout=120,
     )
     assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"], done.stdout + done.stderr
+
+
+def test_a_python_of_another_name_runs_its_local_workers(tmp_path: Path) -> None:
+    # Only a file named python* or pypy* was taken for one: a renamed or linked interpreter
+    # (GraalPy's graalpy, a venv's link) had its workers run the venv's base Python, or
+    # none (probe EC F1).
+    interp = tmp_path / "interp"
+    interp.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "called"}\nexec {sys.executable} "$@"\n')
+    interp.chmod(0o755)
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED, str(interp)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == ["[('a', 2), ('b', 1)]"], done.stdout + done.stderr
+    assert "discodsl.worker" in (tmp_path / "called").read_text()
 
 
 def test_discodsl_python_in_the_programs_environment_names_the_workers_python(

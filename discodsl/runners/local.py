@@ -298,9 +298,9 @@ def _worker_environ() -> dict[str, Any]:
 
 def _workers_python() -> str:
     """The Python local workers run: ``DISCODSL_PYTHON`` of this program's environment, else
-    this one (``sys.executable``), unless that is no Python (a program embedding one,
-    mod_wsgi's or uWSGI's, has the host's binary there): then the one a venv's was made
-    from, or ``python3.X`` on the PATH, as a node finds one ("" if none: the worker's
+    this one (``sys.executable``), unless that is missing or a web server's binary (a server
+    embedding Python, mod_wsgi's or uWSGI's, has its own there): then the one a venv's was
+    made from, or ``python3.X`` on the PATH, as a node finds one ("" if none: the worker's
     launcher looks, and says what it found). Workers import what this process does, from
     its import path, whichever it is."""
     named = os.environ.get("DISCODSL_PYTHON", "")
@@ -308,7 +308,7 @@ def _workers_python() -> str:
         return _named_python(named)
     base = getattr(sys, "_base_executable", "")  # a venv's own Python
     for here in (sys.executable, base):
-        if here and os.access(here, os.X_OK) and _PYTHON_NAME.match(os.path.basename(here)):
+        if here and os.access(here, os.X_OK) and not _HOST_NAME.search(os.path.basename(here)):
             return here
     return shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or ""
 
@@ -327,8 +327,9 @@ def _named_python(named: str) -> str:
     )
 
 
-# What an interpreter's file is named: python3.11, python3, python, pypy3 (a venv's too).
-_PYTHON_NAME = re.compile(r"(python|pypy)", re.IGNORECASE)
+# The programs that embed Python and leave their own file in sys.executable: a web
+# server's (Apache's mod_wsgi, uWSGI, nginx unit); any other file is taken for a Python.
+_HOST_NAME = re.compile(r"httpd|apache|uwsgi|unitd|nginx", re.IGNORECASE)
 
 
 # Linux refuses an environment string longer than 128 KiB (MAX_ARG_STRLEN, E2BIG): an
