@@ -659,7 +659,7 @@ def test_an_error_while_a_run_is_watched_names_the_job_which_runs_on(
 
     monkeypatch.setattr(Master, "status", flaky)
     # Long enough that the watch asks for its status while it runs, on a loaded machine too
-    # (at 0.5 s, a job the events told ready first was never asked: 1 suite in 10).
+    # (at 0.5 s it failed once, in a suite run beside two probes: never asked, it raised none).
     run = jobs.sleepy.submit(["raw://a b a"], mode="cluster", params={"seconds": 2.0})
     with pytest.raises(JobActive) as info:
         run.wait(timeout=60)
