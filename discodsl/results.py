@@ -221,6 +221,10 @@ class Results:
             if self._remove
             else None
         )
+        if self._finalizer is not None:
+            # Not at exit, where it would come before a program's exit hook registered
+            # earlier that reads them: the process's directories go last (places).
+            self._finalizer.atexit = False
         self.closed = False
         self._held = 0  # runs reading these results now: close() leaves them the files
         self._lock = threading.Lock()

@@ -236,6 +236,34 @@ def test_an_exit_hook_of_the_programs_may_wait_for_its_runs(hooked: str) -> None
     assert "killed (by kill()" not in done.stdout, done.stdout
 
 
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_an_exit_hook_of_the_programs_reads_the_results_of_a_run_that_ended(
+    mode: str, tmp_path: Path
+) -> None:
+    # The results' own finalizers ran at exit before such a hook: their files were gone,
+    # "cannot open ... No such file or directory" (probe EC F3). They go last, whole.
+    script = textwrap.dedent("""
+        import atexit, sys
+        from tests import jobs
+
+        runs = []
+        atexit.register(lambda: print(sorted(runs[0].wait(timeout=60)), flush=True))
+        runs.append(jobs.wordcount.submit(["raw://a b a"], mode=sys.argv[1], progress=False))
+        runs[0].wait(timeout=60)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.stdout == "[('a', 2), ('b', 1)]\n", done.stderr
+    left = [p.name for p in tmp_path.iterdir() if p.name != "runs"]  # the registry's place
+    assert left == [], left  # no process directory
+
+
 def test_a_program_that_ends_at_once_after_submitting_leaves_no_directory(
     tmp_path: Path,
 ) -> None:
