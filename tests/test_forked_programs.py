@@ -193,6 +193,51 @@ def test_a_child_forked_while_another_thread_pickles_a_job_can_run_jobs(
     _its_child_counts_words(script, runner)
 
 
+def test_a_child_forked_while_an_inline_run_of_a_thread_imports_asyncio_can_run_jobs(
+    tmp_path: Path,
+) -> None:
+    # An inline run in a thread imports asyncio, for its tasks' event loops: a fork in the
+    # middle left the child asyncio half made, its lock held by a thread it did not have,
+    # and the child's run, which imported it again, waited for good (CI saw it once).
+    script = tmp_path / "forks.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import importlib.abc, multiprocessing, os, sys, threading, time
+
+            READ, WRITE = os.pipe()
+
+            class Slow(importlib.abc.MetaPathFinder):  # asyncio half made, for a while
+                def find_spec(self, name, path, target=None):
+                    if name == "asyncio.base_events" and threading.current_thread().daemon:
+                        os.write(WRITE, b"x")
+                        time.sleep(1.0)
+                    return None
+
+            sys.meta_path.insert(0, Slow())
+            from tests import jobs
+
+            def child():
+                print(sorted(jobs.wordcount.run(["raw://a b a"], mode="inline")), flush=True)
+
+            if __name__ == "__main__":
+                assert "asyncio" not in sys.modules
+                threading.Thread(
+                    target=lambda: jobs.wordcount.run(["raw://x"], mode=sys.argv[1]), daemon=True
+                ).start()
+                os.read(READ, 1)
+                process = multiprocessing.get_context("fork").Process(target=child)
+                process.start()
+                process.join(20)
+                if process.is_alive():
+                    process.kill()
+                    sys.exit("the child hung")
+            """
+        )
+    )
+    _its_child_counts_words(script, "inline")
+
+
 def _its_child_counts_words(script: Path, argument: str) -> None:
     """Run ``script argument`` from the repository: its forked child printed the count of
     ``a b a``, and it ended well."""

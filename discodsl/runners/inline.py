@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import cloudpickle
 
-from discodsl import interrupts, places, shipping
+from discodsl import forking, interrupts, places, shipping
 from discodsl.errors import JobError, PicklingError, SettingsError
 from discodsl.results import Results, check_stage
 from discodsl.runners.base import Counters, EventHandler, JobFiles, Plan, Runner
@@ -314,7 +314,8 @@ def _no_event_loop() -> Iterator[None]:
     if "asyncio" not in sys.modules and threading.current_thread() is threading.main_thread():
         yield  # a stage importing it gets a loop from get_event_loop(), as in a worker
         return
-    import asyncio  # in another thread, which has no loop of its own where a worker's task would
+    with forking.IMPORTING:  # a fork in the middle would leave its child asyncio half made
+        import asyncio  # in another thread, which has no loop of its own where a worker's has
 
     running = asyncio.events._get_running_loop()
     policy = asyncio.get_event_loop_policy()

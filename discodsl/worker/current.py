@@ -9,6 +9,7 @@ the process (always, in a worker).
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -83,3 +84,17 @@ def left(task: ThisTask, before: ThisTask | None) -> None:
     _THREAD.task = before
     with _LOCK:
         _RUNNING[:] = [other for other in _RUNNING if other is not task]
+
+
+def _forked() -> None:
+    """In a forked child: a lock of its own (another thread of its parent may have held
+    this one), and of the tasks running, only its thread's (the others' threads are not
+    here)."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    own = getattr(_THREAD, "task", None)
+    _RUNNING[:] = [task for task in _RUNNING if task is own]
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(after_in_child=_forked)
