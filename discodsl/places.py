@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -113,6 +114,7 @@ def process_dir(kind: Kind) -> str:
     os.makedirs(directory, mode=0o700, exist_ok=True)
     remove_dead_dirs(directory)
     _removed_at_a_forked_end()
+    _MADE_IN.add(directory)
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{owner_mark()}", dir=directory)
 
 
@@ -163,12 +165,29 @@ def in_process_dir(path: str) -> bool:
 
 def _remove_own_dirs() -> None:
     """At exit, after every hook registered later (atexit is last in, first out; this one is
-    registered as discodsl is imported): remove what is left of this process's directories,
-    such as those of a run that a program's own exit hook started, whose cleanups ran first."""
-    directory, here, me = tempfile.gettempdir(), pid_namespace(), os.getpid()
-    for name, pid, namespace in _process_dirs(directory):
-        if pid == me and namespace in (None, here):
-            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    registered as discodsl is imported): what was left for the end (:func:`at_the_end`),
+    then what is left of this process's directories, such as those of a run that a
+    program's own exit hook started, whose cleanups ran first, in each temporary directory
+    it made one in (the program may have moved ``tempfile.tempdir`` since)."""
+    for finish in list(_AT_THE_END):
+        finish()
+    here, me = pid_namespace(), os.getpid()
+    for directory in {tempfile.gettempdir(), *_MADE_IN}:
+        for name, pid, namespace in _process_dirs(directory):
+            if pid == me and namespace in (None, here):
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+_MADE_IN: set[str] = set()  # the temporary directories this process made directories in
+_AT_THE_END: list[weakref.finalize[Any, Any]] = []
+
+
+def at_the_end(finish: weakref.finalize[Any, Any]) -> None:
+    """Call ``finish`` (a finalizer, which runs once) at exit after the program's own exit
+    hooks, not before them as Python's finalizers run: such a hook may still read what it
+    removes (a run's results)."""
+    finish.atexit = False
+    _AT_THE_END[:] = [*(other for other in _AT_THE_END if other.alive), finish]
 
 
 atexit.register(_remove_own_dirs)

@@ -222,9 +222,8 @@ class Results:
             else None
         )
         if self._finalizer is not None:
-            # Not at exit, where it would come before a program's exit hook registered
-            # earlier that reads them: the process's directories go last (places).
-            self._finalizer.atexit = False
+            # At exit after the program's exit hooks, which may read them, not before.
+            places.at_the_end(self._finalizer)
         self.closed = False
         self._held = 0  # runs reading these results now: close() leaves them the files
         self._lock = threading.Lock()

@@ -236,23 +236,28 @@ def test_an_exit_hook_of_the_programs_may_wait_for_its_runs(hooked: str) -> None
     assert "killed (by kill()" not in done.stdout, done.stdout
 
 
+@pytest.mark.parametrize("served", ["run", "served from the cache"])
 @pytest.mark.parametrize("mode", ["local", "inline"])
 def test_an_exit_hook_of_the_programs_reads_the_results_of_a_run_that_ended(
-    mode: str, tmp_path: Path
+    mode: str, served: str, tmp_path: Path
 ) -> None:
     # The results' own finalizers ran at exit before such a hook: their files were gone,
-    # "cannot open ... No such file or directory" (probe EC F3). They go last, whole.
+    # "cannot open ... No such file or directory" (probe EC F3); a cached run's links too
+    # (probe ED F1). They go last, whole.
     script = textwrap.dedent("""
         import atexit, sys
         from tests import jobs
 
         runs = []
-        atexit.register(lambda: print(sorted(runs[0].wait(timeout=60)), flush=True))
-        runs.append(jobs.wordcount.submit(["raw://a b a"], mode=sys.argv[1], progress=False))
-        runs[0].wait(timeout=60)
+        atexit.register(lambda: print(sorted(runs[-1].wait(timeout=60)), flush=True))
+        cache = sys.argv[2] == "served from the cache"
+        for _ in range(2 if cache else 1):  # the second is served from the first's entry
+            options = {"mode": sys.argv[1], "progress": False, "cache": cache}
+            runs.append(jobs.wordcount.submit(["raw://a b a"], **options))
+            runs[-1].wait(timeout=60)
     """)
     done = subprocess.run(
-        [sys.executable, "-c", script, mode],
+        [sys.executable, "-c", script, mode, served],
         capture_output=True,
         text=True,
         timeout=120,
@@ -262,6 +267,35 @@ def test_an_exit_hook_of_the_programs_reads_the_results_of_a_run_that_ended(
     assert done.stdout == "[('a', 2), ('b', 1)]\n", done.stderr
     left = [p.name for p in tmp_path.iterdir() if p.name != "runs"]  # the registry's place
     assert left == [], left  # no process directory
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
+def test_a_program_that_moved_its_temporary_directory_leaves_none_at_its_end(
+    mode: str, tmp_path: Path
+) -> None:
+    # Only the directories in the temporary directory of the program's end were removed:
+    # the run's, made in the one before, stayed (probe ED F2).
+    first, later = tmp_path / "first", tmp_path / "later"
+    first.mkdir()
+    later.mkdir()
+    script = textwrap.dedent(f"""
+        import sys, tempfile
+        from tests import jobs
+
+        tempfile.tempdir = {str(first)!r}
+        kept = jobs.wordcount.run(["raw://a b a"], mode=sys.argv[1], progress=False)
+        tempfile.tempdir = {str(later)!r}
+        print(sorted(kept))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.stdout == "[('a', 2), ('b', 1)]\n", done.stderr
+    assert os.listdir(first) == os.listdir(later) == []
 
 
 def test_a_program_that_ends_at_once_after_submitting_leaves_no_directory(

@@ -355,6 +355,8 @@ class Held:
         self._finalizer = (  # not in a forked child: the links are its parent's
             weakref.finalize(self, places.in_this_process(_remove, links)) if links else None
         )
+        if self._finalizer is not None:  # at exit after the program's hooks, which may read
+            places.at_the_end(self._finalizer)
 
     def release(self) -> None:
         """Remove the links (the entry, if still kept, stays)."""
