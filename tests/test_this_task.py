@@ -28,8 +28,11 @@ def placed(key: str, values: Any) -> Any:
     task = this_task()
     seen: list[Any] = []
 
-    def look() -> None:  # a thread the stage starts sees its task too
-        seen.append(this_task().partition)
+    def look() -> None:  # a thread the stage starts sees its task too, in a worker
+        try:
+            seen.append(this_task().partition)
+        except StageError:
+            seen.append("none")
 
     helper = threading.Thread(target=look)
     helper.start()
@@ -65,7 +68,8 @@ def test_a_map_knows_its_input_and_job_and_a_reduce_its_partition(mode: str, tmp
     assert all(isinstance(value[5], str) and value[5] for value in found.values())
     with joined.run([str(left), str(right)], mode=mode, progress=False) as run:
         for key, (stage, partition, seen, values, name) in run:
-            assert (stage, seen, name) == ("placed", [partition], run.jobname)
+            in_thread = ["none"] if mode == "inline" else [partition]  # inline: its own only
+            assert (stage, seen, name) == ("placed", in_thread, run.jobname)
             assert partition == default_partition(key, 3), key
             assert values[0][0] in ("left", "right")
 
@@ -73,3 +77,70 @@ def test_a_map_knows_its_input_and_job_and_a_reduce_its_partition(mode: str, tmp
 def test_this_task_outside_a_task_says_where_it_works() -> None:
     with pytest.raises(StageError, match=r"this_task\(\) tells the task a stage runs in"):
         this_task()
+
+
+@reduce
+def inputs_seen(key: str, values: Any) -> Any:
+    yield key, (this_task().input, this_task().master)
+
+
+def record_input_at_the_end(state: Any, params: Any) -> None:
+    from discodsl import count
+
+    count("input at the end" if this_task().input else "no input at the end")
+
+
+@map(done=record_input_at_the_end)
+def lines_done(line: str) -> Any:
+    yield line, 1
+
+
+@job(partitions=2)
+def read_where() -> list[Any]:
+    return [lines_done, inputs_seen]
+
+
+def test_a_reduce_and_a_done_hook_read_no_one_input_and_only_a_cluster_has_a_master(
+    mode: str, tmp_path: Any
+) -> None:
+    # A reduce told the last file it had read, a done hook the last input, and a local
+    # run's task a master it had not (http://localhost:8989, another on this machine)
+    # (probe ED F4, F5).
+    left = tmp_path / "left.txt"
+    left.write_text("a\nb\n")
+    with read_where.run([str(left)], mode=mode, progress=False) as run:
+        seen = dict(run)
+        counted = run.counters
+    assert {value[0] for value in seen.values()} == {""}
+    masters = {value[1] for value in seen.values()}
+    assert masters == ({""} if mode != "cluster" else masters - {""}) and len(masters) == 1
+    assert counted.get("no input at the end") == 1 and "input at the end" not in counted
+
+
+def test_inline_a_thread_of_the_programs_own_is_in_no_task_while_one_runs() -> None:
+    # It was told the task another thread ran inline (probe ED F3).
+    inside, outside = threading.Event(), threading.Event()
+    said: list[Any] = []
+
+    @map
+    def waits(line: str) -> Any:
+        inside.set()
+        outside.wait(30)
+        yield line, 1
+
+    @job
+    def waiting() -> list[Any]:
+        return [waits]
+
+    thread = threading.Thread(
+        target=lambda: said.append(list(waiting.run(["raw://a"], mode="inline")))
+    )
+    thread.start()
+    assert inside.wait(30)
+    try:
+        with pytest.raises(StageError, match="none runs in this thread"):
+            this_task()
+    finally:
+        outside.set()
+        thread.join(30)
+    assert said == [[("a", 1)]]

@@ -186,6 +186,7 @@ def _master(
     return NodeMaster(
         disco_data=os.path.join(node_root(), "data"),
         host=LOCAL_HOST,
+        master_url="",  # no master: this_task().master says so, as inline
         workers=workers,
         max_failures=options.max_failures,
         environ=_worker_environ(),
@@ -308,7 +309,7 @@ def _workers_python() -> str:
         return _named_python(named)
     base = getattr(sys, "_base_executable", "")  # a venv's own Python
     for here in (sys.executable, base):
-        if here and os.access(here, os.X_OK) and not _HOST_NAME.search(os.path.basename(here)):
+        if here and os.access(here, os.X_OK) and not _HOST_NAME.fullmatch(os.path.basename(here)):
             return here
     return shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or ""
 
@@ -329,7 +330,7 @@ def _named_python(named: str) -> str:
 
 # The programs that embed Python and leave their own file in sys.executable: a web
 # server's (Apache's mod_wsgi, uWSGI, nginx unit); any other file is taken for a Python.
-_HOST_NAME = re.compile(r"httpd|apache|uwsgi|unitd|nginx", re.IGNORECASE)
+_HOST_NAME = re.compile(r"(httpd|apache2?|uwsgi|unitd|nginx)(-[\w.]+)?", re.IGNORECASE)
 
 
 # Linux refuses an environment string longer than 128 KiB (MAX_ARG_STRLEN, E2BIG): an

@@ -2,9 +2,9 @@
 ``this_host()``, ``this_master()``, ``this_partition()`` and ``this_inputs()`` tell a
 classic job's functions.
 
-A task is this thread's while it runs (inline, the program's threads run tasks of their
-own); a thread the stage starts sees the task too, while it is the only one running in
-the process (always, in a worker).
+A task is this thread's while it runs; in a worker (locally or on a cluster), which runs
+one task at a time, a thread the stage starts sees it too. Inline, in the program's own
+process, only the task's thread does (another may be the program's, or outlive its task).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ class ThisTask:
     job's). ``stage`` and ``taskid``: the stage and the task's number in the job.
     ``partition``: a reduce's (a ``group_label`` stage's) partition, else the task's
     number, as Disco's ``this_partition()`` gives them. ``host``: the node running it.
-    ``master``: the master's URL, if it has one. ``input``: the URL of the input being
-    read now ("" before the first record, and after the last).
+    ``master``: the master's URL ("" locally and inline: no master). ``input``: the URL of
+    the input a map is reading now ("" in a reduce, and after the last record).
     """
 
     __slots__ = ("_where", "host", "job", "master", "partition", "stage", "taskid")
@@ -37,9 +37,13 @@ class ThisTask:
 
     @property
     def input(self) -> str:
-        """The URL of the input being read now."""
+        """The URL of the input a map (or a ``split`` stage) is reading now; "" in a reduce,
+        whose keys come from all of its inputs, and after the last record (a done hook)."""
+        where = self._where
+        if where is None or getattr(where, "past_records", False):
+            return ""
         try:
-            return str(self._where.url)
+            return str(where.url)
         except Exception:  # a position that knows none
             return ""
 
@@ -53,19 +57,29 @@ class ThisTask:
 _THREAD = threading.local()  # .task: the task this thread runs
 _RUNNING: list[ThisTask] = []  # every task running in this process
 _LOCK = threading.Lock()
+# Whether this process is a worker, one task at a time: the threads its stage starts see
+# the task. Inline, in the program's process, they do not (a thread of the program's own,
+# or one outliving its task, would see another's).
+_ALONE = [False]
+
+
+def in_a_worker() -> None:
+    """This process runs one task at a time, a worker's (the threads it starts see it)."""
+    _ALONE[0] = True
 
 
 def this_task() -> ThisTask:
     """The task the calling stage code runs in; a StageError outside of one."""
-    task = getattr(_THREAD, "task", None)
-    if task is None:
+    task: ThisTask | None = getattr(_THREAD, "task", None)
+    if task is None and _ALONE[0]:
         with _LOCK:
             task = _RUNNING[0] if len(_RUNNING) == 1 else None
     if task is None:
         raise StageError(
-            "this_task() tells the task a stage runs in, and no task runs here (or several "
-            "do, in other threads): call it from stage code (a map, a reduce, their init "
-            "and done hooks), or from a thread that code starts"
+            "this_task() tells the task a stage runs in, and none runs in this thread: call "
+            "it from stage code (a map, a reduce, their init and done hooks; in a worker, "
+            "locally or on a cluster, also from a thread that code starts; inline, read it "
+            "in the stage and hand it to such a thread)"
         )
     return task
 

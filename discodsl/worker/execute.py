@@ -87,7 +87,8 @@ def _this_task(task: TaskSetup, where: Place) -> current.ThisTask:
     by_label = stage.grouping in ("group_label", "group_node_label")
     partition = task.label if by_label else task.taskid
     name = task.jobname or task.job.name
-    return current.ThisTask(name, stage.name, task.taskid, partition, task.host, task.master, where)
+    read = where if stage.grouping == "split" else None  # a reduce's keys are all its inputs'
+    return current.ThisTask(name, stage.name, task.taskid, partition, task.host, task.master, read)
 
 
 def running_stage() -> str | None:

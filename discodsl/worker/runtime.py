@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from discodsl.worker import CUT_OFF, counters, forks, messages, report, shipped_classes
+from discodsl.worker import CUT_OFF, counters, current, forks, messages, report, shipped_classes
 from discodsl.worker.capture import Capture, Pacer, read_early_output
 from discodsl.worker.declared import NodeJob
 from discodsl.worker.errors import (
@@ -470,6 +470,7 @@ def run(channel: Channel, info: TaskInfo, job: JobSpec, first: InputReply) -> li
         disco_data=info.disco_data,
         ddfs_data=info.ddfs_data,
     )
+    current.in_a_worker()
     task = TaskSetup(
         job,
         index,
