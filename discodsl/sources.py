@@ -70,6 +70,13 @@ def pinned(inputs: Any) -> Any:
     return now
 
 
+def replica_lists(inputs: Any) -> list[list[str]]:
+    """The replica lists among inputs :func:`pinned` gave (not its runs and results)."""
+    if not isinstance(inputs, (list, tuple)):
+        return []
+    return [item for item in inputs if isinstance(item, list)]
+
+
 def resolve_each(
     inputs: Any, listed_from: str | None = None, listed: Listed | None = None
 ) -> list[tuple[Any, list[list[str]]]]:
@@ -501,6 +508,24 @@ def _files_under(directory: str) -> list[str]:
     return found
 
 
+def check_tags_here(inputs: list[list[str]], master: str | None = None) -> bool:
+    """Whether ``inputs`` hold ``tag://`` inputs; a SettingsError if they do and no master
+    (``master``, or the configured one) can resolve them for a run on this machine."""
+    tags = [url for replicas in inputs for url in replicas if urls.is_tag(url)]
+    if not tags:
+        return False
+    from discodsl.settings import configured_master
+
+    if configured_master(master) is None:
+        raise SettingsError(
+            f"input {brief(tags[0], 80)} is a DDFS tag, and tag:// inputs need a Disco master "
+            "(DDFS) to resolve them to their blobs: set DISCO_MASTER=http://HOST:8989 (in the "
+            "environment or the settings file) to read them here, or pass "
+            "master='http://HOST:8989' to run the job on that cluster"
+        )
+    return True
+
+
 def resolve_tags_here(inputs: list[list[str]], master: str | None = None) -> list[list[str]]:
     """``inputs`` for a run on this machine (local, inline), each ``tag://`` input replaced
     by its blobs as the cluster runner resolves tags, through ``master`` or the configured
@@ -510,19 +535,10 @@ def resolve_tags_here(inputs: list[list[str]], master: str | None = None) -> lis
     ``DISCO_PROXY`` when set), which a worker here reads over HTTP. With no
     master configured, a tag is a SettingsError, before anything runs.
     """
-    tags = [url for replicas in inputs for url in replicas if urls.is_tag(url)]
-    if not tags:
+    if not check_tags_here(inputs, master):
         return inputs
-    from discodsl.settings import configured_master, load_settings
-
-    if configured_master(master) is None:
-        raise SettingsError(
-            f"input {brief(tags[0], 80)} is a DDFS tag, and tag:// inputs need a Disco master "
-            "(DDFS) to resolve them to their blobs: set DISCO_MASTER=http://HOST:8989 (in the "
-            "environment or the settings file) to read them here, or pass "
-            "master='http://HOST:8989' to run the job on that cluster"
-        )
     from discodsl.ddfs import DDFS, resolve_inputs
+    from discodsl.settings import load_settings
 
     settings = load_settings(DISCO_MASTER=master)
     resolved: list[list[str]] = []

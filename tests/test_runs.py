@@ -733,6 +733,8 @@ def test_a_chained_runs_paths_are_those_of_its_submit_not_of_its_inputs_end(
     for wrong in ({"a": 1}, b"counts"):  # refused at once too (probe EB F2)
         with pytest.raises(JobError, match="is not a path, a URL"):
             jobs.histogram.submit([first, wrong], mode=mode, progress=False)
+    with pytest.raises(SettingsError, match="tag:// inputs need a Disco master"):  # ED F6
+        jobs.histogram.submit([first, "tag://data:some"], mode=mode, progress=False)
     second = jobs.histogram.submit([first, "counts"], mode=mode, progress=False)
     monkeypatch.chdir(tmp_path / "d2")
     assert first.status == ("active" if mode == "local" else "ready")  # inline waits in submit

@@ -159,6 +159,7 @@ class Runner:
         upstream = upstream_runs(inputs)
         if upstream:
             inputs = sources.pinned(inputs)
+            self._check_pinned(sources.replica_lists(inputs))
         run = Run(job.name, self.mode, inputs)
         if not upstream:
             run.start(self._begin(self.prepare(job, inputs, overrides), run), self.background)
@@ -261,6 +262,11 @@ class Runner:
     def _where(self) -> str:
         """Where this runner's runs run, as cache entries say it."""
         return self.mode
+
+    def _check_pinned(self, inputs: list[list[str]]) -> None:
+        """Refuse now what a chained run's inputs, resolved at its submit(), need that is
+        not there: for a run on this machine, a master to resolve their tags through."""
+        sources.check_tags_here(inputs, self.master)
 
     def _here(self, inputs: list[list[str]], listed: Listed) -> list[list[str]]:
         """The inputs as this runner's workers read them: an earlier run's ``dir://``

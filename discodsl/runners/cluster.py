@@ -179,6 +179,9 @@ class ClusterRunner(Runner):
             self._url = Cluster.connect(self.master).url
         return self._url
 
+    def _check_pinned(self, inputs: list[list[str]]) -> None:
+        """Nothing: the cluster's master resolves tags."""
+
     def _here(self, inputs: list[list[str]], listed: Listed) -> list[list[str]]:
         """The inputs with earlier runs' ``dir://`` indexes expanded into their files (as
         ``disco://`` URLs, which nodes read locally where they can: into ``listed`` too);
