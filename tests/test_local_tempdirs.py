@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from discodsl import places
-from discodsl.errors import JobError
+from discodsl.errors import JobError, SettingsError
 from discodsl.worker import owners
 from tests import jobs
 
@@ -553,3 +553,14 @@ def test_a_discodsl_python_that_names_no_python_is_named_before_the_run(
         f"Python {sys.version_info[0]}.{sys.version_info[1]}, or unset it to run local workers "
         "on this program's Python"
     ], done.stdout + done.stderr
+
+
+def test_a_discodsl_python_of_the_jobs_env_that_names_no_python_is_named_before_the_run() -> None:
+    # Its tasks failed, telling of the node's PATH, where Python was (probe ED F7).
+    with pytest.raises(SettingsError) as caught:
+        jobs.wordcount.run(
+            ["raw://a"], mode="local", env={"DISCODSL_PYTHON": "/opt/none/bin/python3"}
+        )
+    assert str(caught.value).startswith(
+        "DISCODSL_PYTHON='/opt/none/bin/python3', in the job's env=, names no program"
+    )

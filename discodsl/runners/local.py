@@ -91,6 +91,8 @@ class LocalRunner(Runner):
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
         keeper = _Keep(plan.keeper(self.mode), counters)
         on_event = fan_out(counters, _with_reasons(progress), run.log, keeper)
+        if "DISCODSL_PYTHON" in plan.options.env:  # read by the workers' launcher, here
+            _named_python(plan.options.env["DISCODSL_PYTHON"], "in the job's env=")
         master = _master(plan.options, workers, on_event, started=plan.submitted)
         layout = _submit(master, pack)
         keeper.submitted(layout.jobname, Node(host=master.host, disco_data=master.disco_data))
@@ -314,15 +316,16 @@ def _workers_python() -> str:
     return shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}") or ""
 
 
-def _named_python(named: str) -> str:
-    """The Python ``DISCODSL_PYTHON`` names, as an absolute path (the workers start in their
-    job's directory); a SettingsError naming it if it names none this machine can run."""
+def _named_python(named: str, where: str = "in this program's environment") -> str:
+    """The Python ``DISCODSL_PYTHON`` names (set ``where``), as an absolute path (the workers
+    start in their job's directory); a SettingsError naming it if it names none this
+    machine can run."""
     found = named if os.path.isabs(named) else shutil.which(named)
     if found and os.path.isfile(found) and os.access(found, os.X_OK):
         return os.path.abspath(found)
     raise SettingsError(
-        f"DISCODSL_PYTHON={named!r}, in this program's environment, names no program this "
-        "machine can run (an absolute path, or a name on the PATH): point it at Python "
+        f"DISCODSL_PYTHON={named!r}, {where}, names no program this machine can run (an "
+        f"absolute path, or a name on the PATH): point it at Python "
         f"{sys.version_info[0]}.{sys.version_info[1]}, or unset it to run local workers on "
         "this program's Python"
     )
