@@ -170,7 +170,12 @@ def _remove_own_dirs() -> None:
     program's own exit hook started, whose cleanups ran first, in each temporary directory
     it made one in (the program may have moved ``tempfile.tempdir`` since)."""
     for finish in list(_AT_THE_END):
-        finish()
+        # Called by hand: Python's finalizers ran at exit before this (their hook came
+        # later), and a finalizer called after them does nothing.
+        detached = finish.detach()
+        if detached is not None:
+            _, function, args, kwargs = detached
+            function(*args, **kwargs)
     here, me = pid_namespace(), os.getpid()
     for directory in {tempfile.gettempdir(), *_MADE_IN}:
         for name, pid, namespace in _process_dirs(directory):

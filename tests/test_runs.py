@@ -267,6 +267,10 @@ def test_an_exit_hook_of_the_programs_reads_the_results_of_a_run_that_ended(
     assert done.stdout == "[('a', 2), ('b', 1)]\n", done.stderr
     left = [p.name for p in tmp_path.iterdir() if p.name != "runs"]  # the registry's place
     assert left == [], left  # no process directory
+    cache = Path(os.environ["DISCODSL_CACHE_DIR"])
+    names = [p.name for p in cache.iterdir()] if cache.exists() else []
+    held = [name for name in names if name.startswith(".held-")]
+    assert held == [], held  # nor the links a cached run's results held (probe EE F1)
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"])
