@@ -64,6 +64,8 @@ def pinned(inputs: Any) -> Any:
     now: list[Any] = []
     for item in inputs:
         if hasattr(item, "record_urls") or hasattr(item, "wait"):  # results, runs: then
+            if getattr(item, "closed", False) is True:
+                item.record_urls()  # closed results: refused now, as they say
             now.append(item)
         else:  # what is no input (a dict, bytes) is refused now too
             now.extend(_resolve_one(item))

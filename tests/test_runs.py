@@ -739,6 +739,14 @@ def test_a_chained_runs_paths_are_those_of_its_submit_not_of_its_inputs_end(
             jobs.histogram.submit([first, wrong], mode=mode, progress=False)
     with pytest.raises(SettingsError, match="tag:// inputs need a Disco master"):  # ED F6
         jobs.histogram.submit([first, "tag://data:some"], mode=mode, progress=False)
+    closed = jobs.wordcount.run(["raw://x"], mode="inline")
+    closed.close()
+    with pytest.raises(JobError, match="closed"):  # EE F2, as an unchained run refuses them
+        jobs.histogram.submit([first, closed], mode=mode, progress=False)
+    if mode == "local":
+        python = {"DISCODSL_PYTHON": "/nonexistent/python"}
+        with pytest.raises(SettingsError, match="in the job's env=, names no program"):
+            jobs.histogram.submit([first, "counts"], mode=mode, progress=False, env=python)
     second = jobs.histogram.submit([first, "counts"], mode=mode, progress=False)
     monkeypatch.chdir(tmp_path / "d2")
     assert first.status == ("active" if mode == "local" else "ready")  # inline waits in submit

@@ -144,3 +144,25 @@ def test_inline_a_thread_of_the_programs_own_is_in_no_task_while_one_runs() -> N
         outside.set()
         thread.join(30)
     assert said == [[("a", 1)]]
+
+
+@map
+def pickled(line: str) -> Any:
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(this_task()))
+    yield len(pickle.dumps(this_task())), (copy.input, copy.stage, repr(copy))
+
+
+@job(partitions=None)
+def pickling() -> list[Any]:
+    return [pickled]
+
+
+def test_a_pickled_task_holds_its_fields_not_the_record_being_read(tmp_path: Any) -> None:
+    # It held the task's place in its input, the line being read with it: 5 MB (EE F3).
+    path = tmp_path / "big.txt"
+    path.write_text("x" * 5_000_000 + "\n")
+    [(size, (read, stage, shown))] = list(pickling.run([str(path)], mode="inline"))
+    assert size < 1000 and read == path.as_uri() and stage == "pickled"
+    assert "master=''" in shown and f"input={path.as_uri()!r}" in shown

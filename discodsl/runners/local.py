@@ -75,6 +75,14 @@ class LocalRunner(Runner):
         # An earlier job's result file goes whole: its task checks it is the one listed.
         return sources.split_large(inputs, _workers(plan.options), whole=plan.spec.listed)
 
+    def _adapt(self, options: JobOptions) -> JobOptions:
+        """The options as given; a DISCODSL_PYTHON of the job's env= (which the workers'
+        launcher reads, here) that names nothing to run is refused now, by its name."""
+        named = options.env.get("DISCODSL_PYTHON", "")
+        if named:  # "" is none, as the launcher takes it
+            _named_python(named, "in the job's env=")
+        return options
+
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
@@ -91,8 +99,6 @@ class LocalRunner(Runner):
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
         keeper = _Keep(plan.keeper(self.mode), counters)
         on_event = fan_out(counters, _with_reasons(progress), run.log, keeper)
-        if "DISCODSL_PYTHON" in plan.options.env:  # read by the workers' launcher, here
-            _named_python(plan.options.env["DISCODSL_PYTHON"], "in the job's env=")
         master = _master(plan.options, workers, on_event, started=plan.submitted)
         layout = _submit(master, pack)
         keeper.submitted(layout.jobname, Node(host=master.host, disco_data=master.disco_data))

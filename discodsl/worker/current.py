@@ -50,8 +50,28 @@ class ThisTask:
     def __repr__(self) -> str:
         return (
             f"ThisTask(job={self.job!r}, stage={self.stage!r}, taskid={self.taskid}, "
-            f"partition={self.partition!r}, host={self.host!r}, input={self.input!r})"
+            f"partition={self.partition!r}, host={self.host!r}, master={self.master!r}, "
+            f"input={self.input!r})"
         )
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as it is now, its input a URL: not the task's place in what it reads,
+        which holds the record being read (megabytes, a line of them)."""
+        read = _Read(self.input)
+        fields = (self.job, self.stage, self.taskid, self.partition, self.host, self.master)
+        return ThisTask, (*fields, read)
+
+
+class _Read:
+    """Where a copy of a task was reading: the URL it was at."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _Read, (self.url,)
 
 
 _THREAD = threading.local()  # .task: the task this thread runs
