@@ -564,3 +564,6 @@ def test_a_discodsl_python_of_the_jobs_env_that_names_no_python_is_named_before_
     assert str(caught.value).startswith(
         "DISCODSL_PYTHON='/opt/none/bin/python3', in the job's env=, names no program"
     )
+    # An empty one is none, as the workers' launcher takes it (probe EE S3).
+    none = {"DISCODSL_PYTHON": ""}
+    assert dict(jobs.wordcount.run(["raw://a"], mode="local", env=none, progress=False)) == {"a": 1}
