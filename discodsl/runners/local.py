@@ -77,10 +77,14 @@ class LocalRunner(Runner):
 
     def _adapt(self, options: JobOptions) -> JobOptions:
         """The options as given; a DISCODSL_PYTHON of the job's env= (which the workers'
-        launcher reads, here) that names nothing to run is refused now, by its name."""
-        named = options.env.get("DISCODSL_PYTHON", "")
-        if named:  # "" is none, as the launcher takes it
+        launcher reads, here) that names nothing to run is refused now, by its name, and
+        an empty one is none: the workers run this program's Python, as without it."""
+        named = options.env.get("DISCODSL_PYTHON")
+        if named:
             _named_python(named, "in the job's env=")
+        elif named is not None:
+            env = {k: v for k, v in options.env.items() if k != "DISCODSL_PYTHON"}
+            return options.model_copy(update={"env": env})
         return options
 
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
