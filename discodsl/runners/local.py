@@ -38,7 +38,7 @@ from discodsl.runners.failures import task_failed, worker_died
 from discodsl.runners.grouping import DirOutput, Output
 from discodsl.runners.layout import LOCAL_HOST, JobLayout, node_root
 from discodsl.runners.node import Attempt, JobFailed, JobTimedOut, NodeMaster
-from discodsl.runners.progress import Progress
+from discodsl.runners.progress import Progress, final
 from discodsl.runners.threads import check_threads_start
 from discodsl.worker import PATH_ENV, capture
 from discodsl.worker import urls as urlforms
@@ -90,7 +90,7 @@ class LocalRunner(Runner):
     def _launch(self, plan: Plan, run: Run) -> Callable[[], Results]:
         """Build the jobpack, submit it to a node master of the run's own (sharing this
         process's node directory), register the run; the work that runs it."""
-        _check_threads_start(plan.job.name)
+        check_threads_start(f"job {plan.job.name!r} cannot run on the local runner now")
         workers = _workers(plan.options)
         # A resumed run reads record files, labelled.
         urls = plan.inputs if plan.resume is not None else self._tasks(plan, plan.inputs)
@@ -113,11 +113,6 @@ class LocalRunner(Runner):
 
 def _workers(options: JobOptions) -> int:
     return options.workers or os.cpu_count() or 1
-
-
-def _check_threads_start(job: str) -> None:
-    """A JobError if no thread can start now, which a local run needs."""
-    check_threads_start(f"job {job!r} cannot run on the local runner now")
 
 
 def _submit(master: NodeMaster, pack: JobPack) -> JobLayout:
@@ -266,17 +261,12 @@ def _with_reasons(handler: EventHandler) -> EventHandler:
 
     def handle(kind: str, facts: Mapping[str, Any]) -> None:
         outcome = facts.get("outcome")
-        if kind == "task_failed" and isinstance(outcome, Attempt) and not _final(facts):
+        if kind == "task_failed" and isinstance(outcome, Attempt) and not final(facts):
             said = str(_attempt_error(outcome, facts["stage"], facts["taskid"], ""))
             facts = {**facts, "reason": said.removeprefix(": ")}
         handler(kind, facts)
 
     return handle
-
-
-def _final(facts: Mapping[str, Any]) -> bool:
-    """Whether a task's failure fails the job (told by the error it raises)."""
-    return bool(facts.get("fatal")) or facts["failures"] > facts.get("limit", 0)
 
 
 def _timed_out(jobname: str, exc: JobTimedOut) -> TaskFailed:

@@ -189,13 +189,19 @@ def _start(display: threading.Thread, job: str) -> None:
         ) from exc
 
 
+def final(facts: Mapping[str, Any]) -> bool:
+    """Whether a task's failure (a ``task_failed`` event's ``facts``) fails the job: a
+    fatal one, or one past the run's max_failures (``limit``), if told."""
+    return bool(facts.get("fatal")) or ("limit" in facts and facts["failures"] > facts["limit"])
+
+
 def _next(facts: Mapping[str, Any]) -> str:
     """What comes of a task's failure: not retried (stage code raised, or the runner's
     retries are used up), or tried again (a cluster's events say only that)."""
     failures = facts["failures"]
     if facts.get("fatal"):
         return "not retried (the job fails)"
-    if "limit" in facts and failures > facts["limit"]:
+    if final(facts):
         plural = "s" if failures > 1 else ""
         return f"{failures} failure{plural}, past max_failures={facts['limit']} (the job fails)"
     after = f" in {facts['pause']} s" if "pause" in facts else ""  # a master's pause

@@ -119,17 +119,15 @@ def _labeler(task: TaskSetup, where: Place) -> tuple[Callable[[Any], int], int |
     """How this task labels a record by its key, and the one label if it is constant (a
     partitioner that fails notes its key in ``where``)."""
     after, partitions = task.successor, task.job.partitions
-    if after is None and not _map_only_partitioned(task):
+    if after is None and _map_only_partitioned(task):
+        return _lenient(partitioner(partitions, stage=task.stage.name)), None
+    if after is None:
         own = task.label if isinstance(task.label, int) else 0
         return (lambda key: own), own
-    if after is None:
-        return _lenient(partitioner(partitions, stage=task.stage.name)), None
+    if after.grouping in _ONE_LABEL or (partitions <= 1 and after.partitioner is None):
+        return (lambda key: 0), 0
     if after.partitioner is None:
-        if after.grouping not in _ONE_LABEL and partitions > 1:
-            return partitioner(partitions, stage=task.stage.name), None
-        return (lambda key: 0), 0
-    if after.grouping in _ONE_LABEL:
-        return (lambda key: 0), 0
+        return partitioner(partitions, stage=task.stage.name), None
     # A partitioner of one's own is called with one partition too, as Disco calls it.
     partition, owner, stage = after.partitioner, f"{after.kind} {after.name!r}", task.stage.name
 
