@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,3 +67,18 @@ def test_an_inline_env_that_cannot_be_set_is_let_go_of(refusing_environ: str) ->
     got = replay_jobs.env_job.run(inputs=[f"raw://{first}"], mode="inline", env={first: "again"})
     assert list(got) == [(first, "again")]
     assert first not in os.environ
+
+
+@pytest.mark.parametrize("named", [{}, {"DISCODSL_PYTHON": sys.executable}])
+@pytest.mark.parametrize("mode", ["local", "cluster"])
+def test_a_task_is_not_given_the_python_its_launcher_ran(
+    named: dict[str, str], mode: str, request: pytest.FixtureRequest
+) -> None:
+    """The launcher's variables stayed in a local task's environment: a discodsl program the
+    stage started under another Python ran its own local workers on this one (probe EC S1).
+    A node's task is given none either, whether the job's env= named one or not."""
+    if mode == "cluster":
+        request.getfixturevalue("cluster_env")
+    names = ["DISCODSL_PYTHON", "DISCODSL_PYTHON_FLAGS"]
+    got = replay_jobs.env_job.run(inputs=[f"raw://{n}" for n in names], mode=mode, env=named)
+    assert dict(got) == dict.fromkeys(names)

@@ -313,10 +313,10 @@ def _work(
     and the OUTPUTs to send before it (a DONE's)."""
     try:
         if preloaded is None:
-            os.environ.update(_jobenvs(task.jobfile))
+            _set_environ(_jobenvs(task.jobfile))
             job = read_jobspec(task.jobfile)
         else:
-            os.environ.update(preloaded.jobenvs(task.jobfile))
+            _set_environ(preloaded.jobenvs(task.jobfile))
             job = preloaded.load(task.jobfile)
         written = run(channel, task, job, inputs)
     except FatalJobError as exc:
@@ -329,6 +329,18 @@ def _work(
         text = report.encode(failure)
         return (messages.Error(text) if retry else messages.Fatal(text)), []
     return messages.Done(), [messages.Output(label, path, size) for label, path, size in written]
+
+
+def _set_environ(jobenvs: dict[str, str]) -> None:
+    """The task's environment: the job's ``env=``, less what told the launcher which Python
+    to run (a Python the stage starts is its own: a discodsl program it runs would run its
+    local workers on this one)."""
+    os.environ.update(jobenvs)
+    for name in _LAUNCHERS:
+        os.environ.pop(name, None)
+
+
+_LAUNCHERS = ("DISCODSL_PYTHON", "DISCODSL_PYTHON_FLAGS")
 
 
 def _jobenvs(jobfile: str) -> dict[str, str]:
