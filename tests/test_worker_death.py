@@ -214,8 +214,20 @@ def test_a_worker_that_dies_before_it_starts_says_so_with_what_it_printed(
         death_jobs.exiting.run(inputs=[_input(tmp_path)], mode="local", progress=False)
     message = str(info.value)
     assert "its worker process ended before it began the task (exit code 1)" in message
+    assert f"check that the job's Python ({broken}) can run" in message
     assert "Fatal Python error: cannot start here" in message
     assert "os._exit" not in message, message
+
+
+def test_a_python_of_the_jobs_env_that_runs_no_worker_is_named(tmp_path: Path) -> None:
+    """DISCODSL_PYTHON=/bin/true: tried four times, its failure named no Python (probe ED S3)."""
+    with pytest.raises(TaskFailed) as info:
+        death_jobs.exiting.run(
+            inputs=[_input(tmp_path)], mode="local", env={"DISCODSL_PYTHON": "/bin/true"}
+        )
+    message = str(info.value)
+    assert "before it began the task (exit code 0)" in message, message
+    assert "check that the job's Python (/bin/true) can run discodsl's worker" in message
 
 
 @pytest.mark.parametrize("where", ["forked", "started", "cluster"])

@@ -165,16 +165,20 @@ def worker_died(
     why: str,
     start_up: str | None = None,
     cut_off: bool | None = None,
+    python: str = "",
 ) -> TaskFailed:
     """A TaskFailed for a worker that ended (exit ``code``, negative for a signal) mid-task,
     or, with ``start_up`` (what it printed), before it said a word: no stage ran then.
-    ``cut_off``: whether it ended for a channel stage code closed, if the runner knows."""
+    ``cut_off``: whether it ended for a channel stage code closed, if the runner knows;
+    ``python``: the Python it ran, if the runner knows."""
     reading = f" reading {_listed(inputs)}" if inputs else ""
     if start_up is not None and code >= 0:
         printed = f": it printed:\n{start_up}" if start_up else ", printing nothing"
+        python = f" ({python})" if python else ""
         return TaskFailed(
             f"{why}: its worker process ended before it began the task (exit code {code}), "
-            f"so no stage ran: check that the job's Python can run discodsl's worker{printed}",
+            f"so no stage ran: check that the job's Python{python} can run discodsl's "
+            f"worker{printed}",
             stage=stage,
             taskid=taskid,
         )

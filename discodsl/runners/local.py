@@ -102,7 +102,7 @@ class LocalRunner(Runner):
         )
         counters, progress = plan.counters(), Progress(plan.job.name, enabled=plan.options.progress)
         keeper = _Keep(plan.keeper(self.mode), counters)
-        on_event = fan_out(counters, _with_reasons(progress), run.log, keeper)
+        on_event = fan_out(counters, _with_reasons(progress, plan.options), run.log, keeper)
         master = _master(plan.options, workers, on_event, started=plan.submitted)
         layout = _submit(master, pack)
         keeper.submitted(layout.jobname, Node(host=master.host, disco_data=master.disco_data))
@@ -233,14 +233,14 @@ def _failed(plan: Plan, jobname: str, exc: JobFailed) -> Exception:
     if exc.attempts > 1:  # past max_failures, unless a fatal failure ended the retries
         limit = "" if exc.outcome.fatal else f" (max_failures={exc.attempts - 1})"
         why += f" after {exc.attempts} attempts{limit}"
-    error = _attempt_error(exc.outcome, exc.stage, exc.taskid, why)
+    error = _attempt_error(exc.outcome, exc.stage, exc.taskid, why, _python(plan.options))
     error.jobname = jobname
     return error
 
 
-def _attempt_error(outcome: Attempt, stage: str, taskid: int, why: str) -> TaskFailed:
-    """The error of a failed attempt at task ``stage:taskid``: how its worker died, or what
-    its worker reported."""
+def _attempt_error(outcome: Attempt, stage: str, taskid: int, why: str, python: str) -> TaskFailed:
+    """The error of a failed attempt at task ``stage:taskid``: how its worker died (on
+    ``python``), or what its worker reported."""
     if outcome.exit_code is not None:
         return worker_died(
             outcome.exit_code,
@@ -250,19 +250,26 @@ def _attempt_error(outcome: Attempt, stage: str, taskid: int, why: str) -> TaskF
             why=why,
             start_up=outcome.start_up if outcome.said_nothing else None,
             cut_off=outcome.cut_off,
+            python=python,
         )
     return task_failed(outcome.text, stage=stage, taskid=taskid, why=why)
 
 
-def _with_reasons(handler: EventHandler) -> EventHandler:
+def _python(options: JobOptions) -> str:
+    """The Python the job's workers run."""
+    return options.env.get("DISCODSL_PYTHON") or _workers_python()
+
+
+def _with_reasons(handler: EventHandler, options: JobOptions) -> EventHandler:
     """``handler``, given each failure the task is tried again after with its reason (as a
     cluster's run tells it, whatever progress= says: a job that passes on a retry would
     hide that its input or disk is flaky)."""
+    python = _python(options)
 
     def handle(kind: str, facts: Mapping[str, Any]) -> None:
         outcome = facts.get("outcome")
         if kind == "task_failed" and isinstance(outcome, Attempt) and not final(facts):
-            said = str(_attempt_error(outcome, facts["stage"], facts["taskid"], ""))
+            said = str(_attempt_error(outcome, facts["stage"], facts["taskid"], "", python))
             facts = {**facts, "reason": said.removeprefix(": ")}
         handler(kind, facts)
 
