@@ -694,6 +694,73 @@ def test_a_failed_run_raises_what_run_raises(tmp_path: Path) -> None:
     assert any(m.startswith("FATAL: [fragile:") for _, _, m in run.events())
 
 
+@pytest.mark.parametrize("where", ["inline", "local"])
+def test_a_failed_run_nobody_asked_about_says_so_when_its_handle_goes(
+    tmp_path: Path, where: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose handle the program dropped failed without a word (probe EA S1), as an
+    asyncio task's exception nobody retrieved would not."""
+    bad = tmp_path / "bad.txt"
+    bad.write_text("boom\n")
+    jobs.failing.submit([bad], mode=where, progress=False)  # dropped at once
+
+    err: list[str] = []
+
+    def told() -> bool:
+        gc.collect()
+        err.append(capfd.readouterr().err)
+        return "asked" in "".join(err)
+
+    eventually(told, 120)
+    said = "".join(line for line in "".join(err).splitlines(True) if "asked" in line)
+    assert said.startswith(f"discodsl: the {where} run 'failing") and said.count("\n") == 1, said
+    error = "ValueError" if where == "inline" else "TaskFailed"  # what wait() would raise
+    assert f"failed, and nothing asked how it ended (its handle was dropped): {error}: " in said
+    assert "cannot handle 'boom'" in said and "wait() for a run" in said, said
+
+
+def test_a_failed_run_held_to_the_programs_end_that_nobody_asked_about_says_so(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("boom\n")
+    script = textwrap.dedent(f"""
+        from tests import jobs
+
+        held = jobs.failing.submit([{str(bad)!r}], mode="local", progress=False)
+        seen = jobs.failing.submit([{str(bad)!r}], mode="local", progress=False)
+        assert held.ended(60) and seen.ended(60)
+        print(seen.status)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0 and done.stdout == "dead\n", done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("discodsl:")]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("discodsl: the local run 'failing@")
+    assert "failed, and nothing asked how it ended (the program ended): TaskFailed: " in lines[0]
+
+
+def test_a_failed_run_whose_failure_was_seen_or_that_was_killed_says_nothing_more(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("boom\n")
+    seen = jobs.failing.submit([bad], mode="local", progress=False)
+    assert seen.ended(120) and seen.status == "dead"
+    chained = jobs.failing.submit([bad], mode="local", progress=False)
+    after = jobs.histogram.submit(chained, mode="local", progress=False)
+    with pytest.raises(InputRunFailed):
+        after.wait(timeout=120)
+    killed = jobs.sleepy.submit(["raw://a"], mode="local", progress=False)
+    killed.kill()
+    assert killed.ended(120)
+    del seen, chained, after, killed
+    gc.collect()
+    assert "asked" not in capfd.readouterr().err
+
+
 # -- chains ---------------------------------------------------------------------------
 
 

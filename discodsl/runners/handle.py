@@ -19,12 +19,14 @@ watch a local run is :mod:`discodsl.runners.registry`.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from textwrap import shorten
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,7 @@ class Run:
         self._killed = threading.Event()
         self._outcome: Results | BaseException | None = None
         self._told: object = None  # the outcome a wait() or results() gave last
+        self._heard = False  # its failure was given (wait(), results()) or seen (status)
         self._traceback: TracebackType | None = None
         self._counters: Mapping[str, int] = {}
         self._master = ""  # the URL of the master it runs on (a cluster run's)
@@ -111,7 +114,11 @@ class Run:
         if not self._ending or isinstance(self._outcome, JobActive):
             # JobActive: the master's job outlived our watch (cluster timeout=, Ctrl-C)
             return "dead" if self._killed.is_set() else "active"
-        return "dead" if isinstance(self._outcome, BaseException) else "ready"
+        if isinstance(self._outcome, BaseException):
+            # Heard of, once it has ended: its end's own callbacks (the registry's) read it before.
+            self._heard = self._heard or self._ended.is_set()
+            return "dead"
+        return "ready"
 
     @property
     def counters(self) -> dict[str, int]:
@@ -329,7 +336,27 @@ class Run:
         if deadline is not None and upstream and time.monotonic() >= deadline:
             raise _input_late(self, upstream[-1], deadline - since, ended=True)
 
+    def __del__(self) -> None:
+        """A failure nobody heard of, the run's handle gone (as asyncio tells of a task's)."""
+        with contextlib.suppress(Exception):  # the interpreter's end may have taken warn
+            self._tell_unheard("its handle was dropped")
+
     # -- inside -------------------------------------------------------------------------
+
+    def _tell_unheard(self, when: str) -> None:
+        """Say the run failed, if nobody asked (wait(), results(), status) and it was not
+        killed; once."""
+        outcome = self._outcome
+        if self._heard or self._killed.is_set() or self._pid != os.getpid():
+            return
+        if isinstance(outcome, Exception) and not isinstance(outcome, JobActive):
+            self._heard = True
+            what = " ".join(f"{type(outcome).__name__}: {outcome}".split())
+            warn(
+                f"discodsl: the {self.mode} run {self.jobname!r} failed, and nothing asked how "
+                f"it ended ({when}): {shorten(what, _UNHEARD)}; wait() for a run, or read its "
+                "status, to know how it ended"
+            )
 
     def _awaited_by_another(self, stopping: set[Run]) -> bool:
         """Whether a run not ended, other than those ``stopping``, waits for this one (a
@@ -426,6 +453,7 @@ class Run:
 
     def _result(self) -> Results:
         outcome = self._told = self._outcome
+        self._heard = True
         if isinstance(outcome, BaseException):
             raise outcome.with_traceback(self._traceback)
         assert outcome is not None
@@ -529,6 +557,8 @@ def upstream_runs(inputs: Any) -> list[Run]:
     return []
 
 
+# Characters of an unheard failure's message told as its handle goes.
+_UNHEARD = 400
 # Seconds the program's end waits for a local run it stopped to end (its workers killed).
 STOP_WAIT = 10.0
 # Runs working in threads of their own, which end with the program: named at its end if active.
@@ -570,10 +600,12 @@ def _end_unfinished() -> None:
     one whose watch stopped already (Ctrl-C, ``timeout=``), which said how it goes on. A local
     one is killed, and its end awaited (bounded), so that its workers are gone before the
     process's directory is removed: a worker being started then would make a file in it
-    after, and the directory would stay."""
+    after, and the directory would stay. A run that failed, and that nobody asked about, says
+    so."""
     stopping = []
     interrupted = _ended_by_ctrl_c()
     for run in list(_BACKGROUND):
+        run._tell_unheard("the program ended")
         if run._outcome is not None or run._killed.is_set() or run._stop_told:
             continue
         if run.mode == "cluster" and interrupted and run._interrupt is not None:
