@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -112,10 +113,26 @@ def process_dir(kind: Kind) -> str:
     # Python looks for it once: removed since (a cleaner of /tmp, under a long-lived
     # notebook), it is made again, as it was when this process started.
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    remove_dead_dirs(directory)
+    if _sweep_due(directory):
+        remove_dead_dirs(directory)
     _removed_at_a_forked_end()
     _MADE_IN.add(directory)
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{owner_mark()}", dir=directory)
+
+
+def _sweep_due(directory: str) -> bool:
+    """Whether to remove now what ended processes left in ``directory``: at this process's
+    first directory there, then at most every SWEEP_EVERY seconds (a sweep reads every
+    process directory there, thousands where a program keeps thousands of results)."""
+    now = time.monotonic()
+    if now - _SWEPT.get(directory, -SWEEP_EVERY) < SWEEP_EVERY:
+        return False
+    _SWEPT[directory] = now
+    return True
+
+
+SWEEP_EVERY = 5.0
+_SWEPT: dict[str, float] = {}  # when this process last swept each temporary directory
 
 
 def check_umask() -> None:
@@ -185,6 +202,7 @@ def _remove_own_dirs() -> None:
 
 _MADE_IN: set[str] = set()  # the temporary directories this process made directories in
 _AT_THE_END: list[weakref.finalize[Any, Any]] = []
+_AT_THE_END_KEPT = [16]  # how many were alive when it was last pruned (at least 16)
 
 
 def at_the_end(finish: weakref.finalize[Any, Any]) -> None:
@@ -192,7 +210,10 @@ def at_the_end(finish: weakref.finalize[Any, Any]) -> None:
     hooks, not before them as Python's finalizers run: such a hook may still read what it
     removes (a run's results)."""
     finish.atexit = False
-    _AT_THE_END[:] = [*(other for other in _AT_THE_END if other.alive), finish]
+    _AT_THE_END.append(finish)
+    if len(_AT_THE_END) >= 2 * _AT_THE_END_KEPT[0]:  # those that ran let go of, now and then
+        _AT_THE_END[:] = [other for other in _AT_THE_END if other.alive]
+        _AT_THE_END_KEPT[0] = max(len(_AT_THE_END), 16)
 
 
 atexit.register(_remove_own_dirs)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -99,6 +100,28 @@ def test_the_directories_of_ended_processes_are_removed_and_no_others(temp: Path
 
 
 @pytest.mark.skipif(places.pid_namespace() is None, reason="no PID namespaces here")
+def test_runs_sweep_a_temporary_directory_at_their_processs_first_and_then_now_and_then(
+    temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each run read every process directory there: a program keeping the results of
+    # thousands of runs made each next one slower (probe EE S2: 10x at 4,000).
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    swept: list[str] = []
+    monkeypatch.setattr(places, "remove_dead_dirs", swept.append)
+    kept = [jobs.wordcount.run(["raw://a"], mode="inline", progress=False) for _ in range(3)]
+    assert swept == [str(temp)]
+    monkeypatch.setitem(places._SWEPT, str(temp), time.monotonic() - places.SWEEP_EVERY)
+    kept.append(jobs.wordcount.run(["raw://a"], mode="inline", progress=False))
+    assert swept == [str(temp)] * 2
+    assert [dict(results) for results in kept] == [{"a": 1}] * 4
+
+
+def test_what_is_left_for_the_end_lets_go_of_what_ran_since() -> None:
+    for _ in range(300):
+        jobs.wordcount.run(["raw://a"], mode="inline", progress=False).close()
+    assert len(places._AT_THE_END) < 100
+
+
 def test_the_directories_of_another_pid_namespace_are_left(
     temp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
