@@ -79,21 +79,22 @@ def writing_stdout() -> Iterator[None]:
 QUIET = [False]
 
 
-def notice(text: str) -> None:
+def notice(text: str) -> bool:
     """Tell the user ``text``, a line of discodsl's own, on stderr; nothing if the program
     has none (a service started with descriptor 2 closed: print() would write it to stdout,
-    among the program's output), nor when the command line was told ``--quiet``."""
-    if not QUIET[0]:
-        warn(text)
+    among the program's output), nor when the command line was told ``--quiet``. Whether
+    it was not refused (see :func:`warn`)."""
+    return warn(text) if not QUIET[0] else True
 
 
-def warn(text: str) -> None:
+def warn(text: str) -> bool:
     """:func:`notice` of what ``--quiet`` must not hide (work left running, which only the
-    user can stop)."""
+    user can stop). False where stderr refused it: closed, or a non-blocking one that
+    took none or part of it."""
     stream = sys.stderr
     if stream is None:
-        return
-    with contextlib.suppress(OSError, ValueError):  # closed since: nobody to tell
+        return False
+    try:
         try:
             stream.write(text + "\n")
         except UnicodeEncodeError:  # a stream of a narrower encoding: the rest escaped
@@ -102,6 +103,9 @@ def warn(text: str) -> None:
         flush = getattr(stream, "flush", None)  # an app's stream to its logger may have none
         if flush is not None:
             flush()
+    except (OSError, ValueError):  # closed since, or full: nobody to tell
+        return False
+    return True
 
 
 def say(*items: object, flush: bool = False) -> None:

@@ -453,18 +453,27 @@ class Logged:  # an app's stream to its logger: write() alone
         self.lines.append(text)
         return len(text)
 
+class Refusing(Logged):  # a non-blocking pipe, full at the first write
+    def write(self, text):
+        if not self.lines:
+            self.lines.append("")
+            raise BlockingIOError(11, "Resource temporarily unavailable", 0)
+        return super().write(text)
+
 kind = sys.argv[1]
 if kind == "closed":
     sys.stderr.close()
     stream = None
 elif kind == "no flush":
     stream = sys.stderr = Logged()
+elif kind == "refusing":
+    stream = sys.stderr = Refusing()
 else:  # an ASCII stream that refuses what it cannot encode
     raw = io.BytesIO()
     stream = sys.stderr = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
 for mode in ("local", "inline", "local"):
     print(mode, sorted(printed.run(["raw://a"], mode=mode)), flush=True)
-if kind == "no flush":
+if kind in ("no flush", "refusing"):
     print(repr("".join(stream.lines)))
 elif kind == "ascii":
     stream.flush()
@@ -473,12 +482,13 @@ sys.stderr = sys.__stderr__ if kind != "closed" else open(os.devnull, "w")  # Py
 """
 
 
-@pytest.mark.parametrize("kind", ["closed", "no flush", "ascii"])
+@pytest.mark.parametrize("kind", ["closed", "no flush", "ascii", "refusing"])
 def test_an_odd_stderr_of_the_programs_takes_what_it_can(tmp_path: Path, kind: str) -> None:
     # A closed sys.stderr failed every local run at its start, "I/O operation on closed
     # file"; a stream with no flush() (a logging adapter's) killed the thread that shows
     # what stages print, the rest of it lost; an ASCII one lost the lines printed with
-    # one it could not encode (probe EA F3 to F5).
+    # one it could not encode; a non-blocking one lost what it refused, uncounted (probe
+    # EA F3 to F5).
     script = tmp_path / "odd_stderr.py"
     script.write_text(ODD_STDERR)
     done = subprocess.run(
@@ -499,6 +509,13 @@ def test_an_odd_stderr_of_the_programs_takes_what_it_can(tmp_path: Path, kind: s
     shown = ast.literal_eval(said[-1])  # the repr the script printed
     escaped = "caf\\xe9" if kind == "ascii" else "caf\u00e9"  # inline's went to stdout
     assert f"[loud] before a\n[loud] {escaped} a\n[loud] after a\n" in shown, shown
+    if kind == "refusing":  # what it refused, counted, in the run that printed it
+        [(first, dropped)] = re.findall(
+            r"(.*)\[discodsl\] (\d+) line\(s\) that stages printed were not shown", shown, re.S
+        )
+        assert first.count("[loud]") + int(dropped) == 3, shown
+        assert shown.count("[loud] after a") == 1 + first.count("[loud] after a"), shown
+        return
     assert shown.count("[loud] after a") == 2, shown
 
 

@@ -106,6 +106,8 @@ class Progress:
             with contextlib.suppress(Exception):
                 self._show(*event)
             self._shown += 1
+        with contextlib.suppress(Exception):
+            self._tell_dropped()  # the count of what the run's last lines lost
         self._close_bar()
 
     def _show(self, kind: str, facts: Mapping[str, Any]) -> None:
@@ -114,18 +116,31 @@ class Progress:
         elif kind == "task_done" and self._bar is not None:
             self._bar.update(1)
         elif kind == "msg":
-            self._write(facts["text"])
-            with self._lock:
-                self._held -= len(facts["text"])
-                dropped, self._dropped = self._dropped, 0
-            if dropped:
-                self._write(
-                    f"[discodsl] {dropped} line(s) that stages printed were not shown: "
-                    "stderr took none for a while"
-                )
+            self._show_printed(facts["text"])
         elif kind == "task_failed" and (self.enabled or "reason" in facts):
             why = f": {facts['reason']}" if "reason" in facts else ""  # a retried one's, always
             self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, {_next(facts)}{why}")
+
+    def _show_printed(self, text: str) -> None:
+        """Lines stages printed, counted as dropped where stderr refused them (a
+        non-blocking one that was full); once it takes some again, it is told how many."""
+        shown = self._write(text)
+        with self._lock:
+            self._held -= len(text)
+            if not shown:
+                self._dropped += text.count("\n") + 1
+        if shown:
+            self._tell_dropped()
+
+    def _tell_dropped(self) -> None:
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+        if dropped and not self._write(
+            f"[discodsl] {dropped} line(s) that stages printed were not shown: stderr took "
+            "none for a while"
+        ):
+            with self._lock:
+                self._dropped += dropped
 
     def _new_bar(self, stage: str, tasks: int) -> None:
         self._close_bar()
@@ -133,12 +148,15 @@ class Progress:
             return
         self._bar = _tqdm()(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
 
-    def _write(self, text: str) -> None:
-        """Show ``text`` and a newline, in one write."""
-        if self._bar is not None:
+    def _write(self, text: str) -> bool:
+        """Show ``text`` and a newline, in one write; whether stderr took it."""
+        if self._bar is None:
+            return notice(text)
+        try:
             self._bar.write(text, file=sys.stderr)
-        else:
-            notice(text)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def _close_bar(self) -> None:
         if self._bar is not None:
