@@ -186,6 +186,7 @@ def _remove_own_dirs() -> None:
     then what is left of this process's directories, such as those of a run that a
     program's own exit hook started, whose cleanups ran first, in each temporary directory
     it made one in (the program may have moved ``tempfile.tempdir`` since)."""
+    _ENDED[0] = True
     for finish in list(_AT_THE_END):
         # Called by hand: Python's finalizers ran at exit before this (their hook came
         # later), and a finalizer called after them does nothing.
@@ -201,6 +202,16 @@ def _remove_own_dirs() -> None:
 
 
 _MADE_IN: set[str] = set()  # the temporary directories this process made directories in
+_ENDED = [False]  # whether its directories were removed at exit (hooks may run after)
+
+
+def removed_at_exit() -> bool:
+    """Whether this process's directories were removed at its end: an exit hook of the
+    program's that runs after discodsl's (one registered before discodsl was imported)
+    finds the files of the runs before gone."""
+    return _ENDED[0]
+
+
 _AT_THE_END: list[weakref.finalize[Any, Any]] = []
 _AT_THE_END_KEPT = [16]  # how many were alive when it was last pruned (at least 16)
 

@@ -357,6 +357,13 @@ class Results:
             closed = self._closed_error()  # closed while being read: say that, not which file
             if closed is not None:
                 raise closed from None
+            if self._files_removed() and places.removed_at_exit():
+                raise JobError(
+                    f"the results of {self.jobname!r} are gone: discodsl removed their files at "
+                    "the program's end, before this exit hook ran (a hook registered before "
+                    "discodsl was imported runs after discodsl's own): register it after "
+                    "`import discodsl`"
+                ) from exc
             if self.mode == "cluster" and exc.status == 404 and self._job_gone():
                 raise JobError(  # a node's 404 on a purged job's files: they went with it
                     f"the results of {self.jobname!r} are gone: the master knows the job no "

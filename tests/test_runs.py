@@ -274,6 +274,39 @@ def test_an_exit_hook_of_the_programs_reads_the_results_of_a_run_that_ended(
 
 
 @pytest.mark.parametrize("mode", ["local", "inline"])
+def test_an_exit_hook_registered_before_discodsls_import_is_told_why_results_are_gone(
+    mode: str,
+) -> None:
+    # It ran after discodsl's own, which removed the files: "cannot open ...: check that
+    # the file exists on this node" (probe ED F7b).
+    script = textwrap.dedent("""
+        import atexit, sys
+
+        runs = []
+
+        def read():
+            try:
+                print(sorted(runs[-1].wait(timeout=60)))
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+
+        atexit.register(read)
+        from tests import jobs
+
+        runs.append(jobs.wordcount.submit(["raw://a b a"], mode=sys.argv[1], progress=False))
+        runs[-1].wait(timeout=60)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.stdout.startswith("JobError the results of 'wordcount"), done.stdout + done.stderr
+    assert "are gone: discodsl removed their files at the program's end, before this exit " in (
+        done.stdout
+    )
+    assert "register it after `import discodsl`" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("mode", ["local", "inline"])
 def test_a_program_that_moved_its_temporary_directory_leaves_none_at_its_end(
     mode: str, tmp_path: Path
 ) -> None:
