@@ -172,7 +172,9 @@ def test_a_local_run_when_no_thread_can_start_is_refused_saying_why(
     assert dict(jobs.wordcount.run(["raw://a"], mode="inline", progress=False)) == {"a": 1}
 
 
-def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:
+def test_a_program_that_ends_before_its_submitted_run_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     script = textwrap.dedent("""
         from tests import jobs
 
@@ -189,6 +191,14 @@ def test_a_program_that_ends_before_its_submitted_run_says_so() -> None:
     assert len(lines) == 1, done.stderr  # the run that ended is not named
     assert lines[0].startswith("discodsl: the program ended before its local run 'sleepy@")
     assert "did, which stopped it: wait() for a run before the program ends" in lines[0]
+    # Its events, from another shell, said it was killed, as by `discodsl kill` (probe EB S2).
+    name = lines[0].split("'")[1]
+    assert main(["events", name]) == 0
+    out = capsys.readouterr().out.rstrip().splitlines()
+    assert out[-2].endswith(
+        "ERROR: the program that ran it ended before it did, which stopped it"
+    ), out
+    assert out[-1].endswith("WARN: Job killed"), out
 
 
 @pytest.mark.parametrize("hooked", ["after discodsl's import", "before discodsl's import"])

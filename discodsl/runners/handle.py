@@ -445,10 +445,13 @@ class Run:
             self._ended.set()
 
     def _reason(self) -> str:
-        """A failed chain's reason, for the events (a task's failure is already in them)."""
+        """A failed chain's reason, for the events (a task's failure is already in them);
+        a local run's that the program's end stopped."""
         outcome = self._outcome
         if isinstance(outcome, InputRunFailed):
             return " ".join(str(outcome).split())
+        if self._at_exit:
+            return "the program that ran it ended before it did, which stopped it"
         return ""
 
     def _result(self) -> Results:
