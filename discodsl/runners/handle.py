@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from discodsl import interrupts
 from discodsl.errors import InputRunFailed, JobActive, JobDead, JobError
 from discodsl.jobstatus import Event, command_line, wait_limit
+from discodsl.runners.progress import final
 from discodsl.runners.threads import in_this_context
 from discodsl.stdio import warn
 from discodsl.worker.messages import EVENT_TEXT_LIMIT
@@ -754,13 +755,12 @@ def _failure(task: str, facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     if facts.get("fatal"):
         return [("master", f"FATAL: [{task}] {text}")]
     worded = [("master", f"WARNING: [{task}] {text}")]
-    failures, limit = facts.get("failures", 0), facts.get("limit")
-    if limit is not None and failures > limit:
+    if final(facts):  # past max_failures
         worded.append(
             (
                 "master",
-                f"ERROR: [{task}] Task {task} failed {failures} times. "
-                f"At most {limit} failures are allowed.",
+                f"ERROR: [{task}] Task {task} failed {facts['failures']} times. "
+                f"At most {facts['limit']} failures are allowed.",
             )
         )
     return worded
