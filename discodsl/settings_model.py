@@ -89,6 +89,14 @@ class DiscoSettings(BaseSettings):
                 return {**values, "DISCO_PORT": port}
         return values
 
+    @field_validator("DISCO_PORT", "DISCODSL_HTTP_TIMEOUT", "DISCODSL_RETRIES", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        """A number, not a settings file's True or False (pydantic takes them for 1 and 0)."""
+        if isinstance(value, bool):
+            raise ValueError("a bool is no number")
+        return value
+
     @field_validator("DISCO_MASTER")
     @classmethod
     def _master_url(cls, value: str, info: ValidationInfo) -> str:

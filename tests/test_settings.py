@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from discodsl import builder, jobpack, settings
+from discodsl import builder, jobpack, settings, settings_model
 from discodsl.errors import SettingsError
 from discodsl.options import validate_options
 from discodsl.settings import (
@@ -239,6 +239,22 @@ def test_bad_file_value_names_the_file(settings_file: WriteFile) -> None:
     path = settings_file('DISCODSL_RETRIES = "x"\n')
     with pytest.raises(SettingsError, match=rf"DISCODSL_RETRIES='x' .*the settings file {path}"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DISCO_PORT", True), ("DISCODSL_HTTP_TIMEOUT", True), ("DISCODSL_RETRIES", False)],
+)
+def test_a_bool_in_the_file_where_a_number_goes_is_refused(
+    settings_file: WriteFile, name: str, value: bool
+) -> None:
+    # True was port 1, a timeout of 1 s, and False no retries (probe EG F1).
+    path = settings_file(f"{name} = {value}\n")
+    problem, expected = settings_model._EXPECTED[name]
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert f"{name}={value} {problem}: set {name} to {expected} " in str(err.value)
+    assert f"the settings file {path}" in str(err.value)
 
 
 def test_a_master_of_another_type_in_the_file_is_named_so(settings_file: WriteFile) -> None:
