@@ -30,6 +30,8 @@ import threading
 from collections.abc import Callable
 from typing import IO
 
+from discodsl.errors import SettingsError
+
 # Zygotes a job may start (the first and its replacements) before it gives up on them.
 MAX_STARTS = 3
 # Seconds to wait for a zygote told to end to kill its children and end; for one that never
@@ -46,9 +48,26 @@ class ForkFailed(OSError):
 
 def wanted() -> bool:
     """Whether the local runner should fork its workers from a zygote here."""
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+    if _disabled():
         return False
     return hasattr(os, "fork") and hasattr(socket, "SOCK_SEQPACKET") and hasattr(socket, "AF_UNIX")
+
+
+def _disabled() -> bool:
+    """Whether DISABLE_ENV says yes; a SettingsError naming it if it says neither."""
+    given = os.environ.get(DISABLE_ENV, "")
+    if given.strip().lower() in _NO:
+        return False
+    if given.strip().lower() in _YES:
+        return True
+    raise SettingsError(
+        f"{DISABLE_ENV}={given!r} says neither yes nor no: set it to 1 to start a worker "
+        "process per task, or unset it (or 0) to fork them from a process that loaded the job"
+    )
+
+
+_YES = ("1", "true", "yes", "on")
+_NO = ("", "0", "false", "no", "off")
 
 
 # Starts the zygote with this socket as its standard input.
