@@ -132,8 +132,11 @@ def _stage(function: Callable[..., Any], kind: str, name: str | None, **options:
 
 
 def _check_flag(options: dict[str, Any], flag: str, kind: str, stage: str) -> None:
-    """JobError unless option ``flag``, if given, is True or False (``combine="no"`` is true)."""
+    """JobError unless option ``flag``, if given, is True or False (``combine="no"`` is true);
+    numpy's bool is taken as the one it holds, as job options take it."""
     value = options.get(flag, False)
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = options[flag] = value.item()
     if not isinstance(value, bool):
         raise JobError(
             f"{kind} {stage!r}: {flag}={value!r} ({type(value).__name__}): give {flag}=True "

@@ -1354,6 +1354,18 @@ def test_numpys_numbers_are_taken_as_the_python_numbers_they_hold() -> None:
     assert counted.with_options(params=params).options.params is params  # as given
 
 
+def test_numpys_bools_are_taken_as_stage_flags() -> None:
+    # @reduce(combine=np.True_) was refused: "combine=np.True_ (bool): give combine=True or
+    # combine=False", where @job(compress=np.True_) was taken (probe EG F2).
+    numpy = pytest.importorskip("numpy")
+    summed = reduce(combine=numpy.True_, sort=numpy.False_)(lambda k, v: [(k, sum(v))])
+    mapped = map(concurrent=numpy.bool_(True))(lambda line: [(line, 1)])
+    taken = (summed.spec.combine, summed.spec.sort, mapped.spec.concurrent)
+    assert taken == (True, False, True) and {type(flag) for flag in taken} == {bool}
+    with pytest.raises(JobError, match=r"combine=array\(\[ True\]\) \(ndarray\): give"):
+        reduce(combine=numpy.array([True]))(lambda k, v: [(k, sum(v))])
+
+
 def test_help_on_job_options_lists_every_option_with_what_it_does() -> None:
     # Errors send users there; it showed the signature alone.
     import pydoc
