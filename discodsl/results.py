@@ -25,7 +25,7 @@ from discodsl import indexes, interrupts, places
 from discodsl.errors import JobError, NoSuchJob, SettingsError
 from discodsl.indexes import Listed
 from discodsl.jobstatus import command_line
-from discodsl.worker.errors import DataError, MalformedRecord
+from discodsl.worker.errors import DataError, MalformedRecord, a_type
 from discodsl.worker.inputs import Cursor, iter_input
 from discodsl.worker.opening import Node
 from discodsl.worker.spec import JobSpec, function_stage_name
@@ -144,6 +144,19 @@ def _main_classes() -> tuple[type, ...]:
     return tuple(kind for kind in defined if pickles(kind))
 
 
+def _check_name(given: Any, takes: str) -> None:
+    """JobError, saying ``takes`` and what was given, unless ``given`` is a name (text)."""
+    from discodsl.runners.handle import Run
+
+    if isinstance(given, str) and given:
+        return
+    if isinstance(given, Run):
+        said = "a Run: pass its results, run.wait(), or its name, run.jobname"
+    else:
+        said = repr(given) if isinstance(given, str) or given is None else a_type(given)
+    raise JobError(f"{takes}, not {said}")
+
+
 def check_stage(spec: JobSpec, stage: str) -> None:
     """JobError unless ``stage`` names a stage of the job ``spec`` describes."""
     check_stage_name(spec.name, [s.name for s in spec.stages], stage)
@@ -252,6 +265,11 @@ class Results:
         from discodsl.runners.cluster import Cluster, job_named, wait_for
         from discodsl.settings import configured_master
 
+        _check_name(
+            jobname,
+            "Results.of_job() takes a job's name (@: the newest job; @?TEXT: the newest "
+            "whose name holds TEXT)",
+        )
         if configured_master(master) is None:
             raise SettingsError(
                 f"no Disco master is configured to ask for job {jobname!r}: pass master=URL, "
@@ -276,6 +294,7 @@ class Results:
         from discodsl.runners.cluster import Cluster, results_in
         from discodsl.settings import configured_master
 
+        _check_name(tag, "Results.of_tag() takes a DDFS tag's name")
         if configured_master(master) is None:
             raise SettingsError(
                 f"no Disco master is configured to read DDFS tag {tag!r} from: pass "

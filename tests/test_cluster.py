@@ -224,6 +224,27 @@ def test_a_purged_save_results_jobs_results_are_told_to_be_in_its_tag(
     assert "saved results" not in str(info.value)
 
 
+@pytest.mark.usefixtures("cluster_env")
+def test_results_of_a_job_named_by_no_text_say_what_to_pass() -> None:
+    # AttributeError: 'int' object has no attribute 'startswith' (probe EG F4).
+    run = jobs.wordcount.submit(["raw://a"], mode="inline", progress=False)
+    for given, said in [
+        (5, "an int"),
+        (None, "None"),
+        (b"job@1:2:3", "a bytes"),
+        ("", "''"),
+        (run, "a Run: pass its results, run.wait(), or its name, run.jobname"),
+    ]:
+        with pytest.raises(JobError) as err:
+            Results.of_job(given, timeout=30)  # type: ignore[arg-type]
+        assert str(err.value).startswith(
+            "Results.of_job() takes a job's name (@: the newest job; @?TEXT: the newest whose "
+            f"name holds TEXT), not {said}"
+        ), str(err.value)
+    with pytest.raises(JobError, match=r"^Results.of_tag\(\) takes a DDFS tag's name, not an int"):
+        Results.of_tag(5)  # type: ignore[arg-type]
+
+
 def test_results_of_a_finished_job_asked_again_print_not_its_output_again(
     master: Master, capfd: pytest.CaptureFixture[str]
 ) -> None:
