@@ -555,7 +555,9 @@ class Transport:
 
     def _pause(self, attempt: int, err: ClientError) -> None:
         delay = self._delay(attempt)
-        log.warning("%s; retrying in %.2gs (retry %d of %d)", err, delay, attempt, self.retries)
+        log.warning(
+            "discodsl: %s; retrying in %.2gs (retry %d of %d)", err, delay, attempt, self.retries
+        )
         if self.on_retry is not None:
             self.on_retry(attempt, delay, err)
         time.sleep(delay)

@@ -853,7 +853,9 @@ def test_submit_is_not_retried_after_the_connection_drops(replay: ReplayServer) 
     replay.exchanges.pop()  # the second answer is never asked for: that is the point
 
 
-def test_idempotent_calls_are_retried_after_a_drop(replay: ReplayServer) -> None:
+def test_idempotent_calls_are_retried_after_a_drop(
+    replay: ReplayServer, caplog: pytest.LogCaptureFixture
+) -> None:
     replay.load(synthetic("GET", "/disco/version", None), "endpoints#0")
     seen: list[ClientError] = []
     master = Master(
@@ -865,6 +867,9 @@ def test_idempotent_calls_are_retried_after_a_drop(replay: ReplayServer) -> None
     )
     assert master.version() == "0.5.4"
     assert len(seen) == 1 and "connection closed without an answer" in str(seen[0])
+    # said as discodsl's, as its other notices are (probe EG S3)
+    [said] = [record.getMessage() for record in caplog.records if "retrying" in record.getMessage()]
+    assert said.startswith("discodsl: ") and said.endswith("; retrying in 0.01s (retry 1 of 1)")
 
 
 def test_a_server_that_closes_without_answering_is_retried_with_a_message(
