@@ -147,9 +147,10 @@ def check_contents(pack: JobPack) -> JobPack:
                     f"jobhome: the member {info.filename} is damaged ({exc}): build the "
                     "jobpack again"
                 ) from None
+        ours = _OUR_WORKER in zf.namelist()
     data = pack.jobdata
     cut_in_its_magic = 0 < len(data) < len(JOBDATA_MAGIC) and JOBDATA_MAGIC.startswith(data)
-    if not data.startswith(JOBDATA_MAGIC) and not cut_in_its_magic:
+    if not data.startswith(JOBDATA_MAGIC) and not cut_in_its_magic and not ours:
         return pack  # another maker's
     try:
         _, pickled = split_jobdata(data)
@@ -164,6 +165,10 @@ def check_contents(pack: JobPack) -> JobPack:
             "jobpack again"
         ) from None
     return pack
+
+
+# A member of the jobhome discodsl builds, whose worker reads discodsl's jobdata alone.
+_OUR_WORKER = "discodsl/worker/runtime.py"
 
 
 def describe(pack: JobPack) -> dict[str, Any]:

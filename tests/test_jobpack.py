@@ -847,8 +847,15 @@ def test_a_jobpack_read_from_a_file_has_its_contents_checked() -> None:
     at = info.header_offset + 30 + len(info.filename) + len(info.extra) + 2
     with pytest.raises(JobpackError, match="the member worker is damaged"):
         check_contents(dataclasses.replace(pack, jobhome=_flipped(pack.jobhome, at)))
-    other = dataclasses.replace(pack, jobdata=b"another maker's data")
-    assert check_contents(other) is other  # its workers' to read
+    # Another maker's jobdata is its worker's to read, but not beside discodsl's worker,
+    # whose every task failed on reading it (probe EG S2).
+    with pytest.raises(JobpackError, match="jobdata does not start with the discodsl header"):
+        check_contents(dataclasses.replace(pack, jobdata=b"another maker's data"))
+    theirs = io.BytesIO()
+    with zipfile.ZipFile(theirs, "w") as zf:
+        zf.writestr("worker", "#!/bin/sh\n")
+    other = dataclasses.replace(pack, jobhome=theirs.getvalue(), jobdata=b"another maker's")
+    assert check_contents(other) is other
 
 
 def test_a_worker_refuses_a_jobdata_whose_pickle_is_damaged(tmp_path: Path) -> None:
