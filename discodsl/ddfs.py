@@ -174,9 +174,11 @@ class DDFS(Service):
         return cast("list[str]", answer_json(resp, f"GET {path}", [str], "a list of tag names"))
 
     def get_tag(self, name: str) -> dict[str, Any]:
-        """The tag: ``{version, id, last-modified, urls, user-data}``; urls newest first."""
+        """The tag: ``{version, id, last-modified, urls, user-data}``; urls newest first. The
+        token of a ``tag://TOKEN@/NAME`` URL is the read token, as Disco's client takes it."""
         path = self._tag_path(name)
-        resp = self._send("GET", path, special=self._tag_errors(name))
+        token = urls.tag_token(name)
+        resp = self._send("GET", path, special=self._tag_errors(tag_name(name)), token=token)
         return cast(
             "dict[str, Any]", answer_json(resp, f"GET {path}", _TAG_SHAPE, "a tag object with urls")
         )
@@ -191,22 +193,23 @@ class DDFS(Service):
         found: list[list[str]] = []
         seen: set[str] = set()
 
-        def walk(tag: str, parent: str | None) -> None:
+        def walk(url: str, parent: str | None) -> None:
+            tag = tag_name(url)  # read by its URL, which may hold a token
             if tag in seen:
                 return
             seen.add(tag)
             try:
-                entries = self.get_tag(tag)["urls"]
+                entries = self.get_tag(url)["urls"]
             except ClientError as exc:
                 if parent is None:
                     raise
                 raise _listed_by(parent, tag, exc) from exc
-            children = [tag_name(r[0]) for r in entries if r and _is_tag_entry(r[0])]
+            children = [r[0] for r in entries if r and _is_tag_entry(r[0])]
             found.extend(r for r in entries if r and not _is_tag_entry(r[0]))
             for child in children:
                 walk(child, tag)
 
-        walk(tag_name(name), None)
+        walk(name, None)
         return found
 
     def tag(
@@ -341,8 +344,13 @@ class DDFS(Service):
 
     # -- helpers ------------------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        token = self.read_token if method in ("GET", "HEAD") else self.write_token
+    def _send(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """The request, with ``token`` (else the read token on a GET, the write token on the
+        rest) as its authorization."""
+        if token is None:
+            token = self.read_token if method in ("GET", "HEAD") else self.write_token
         if token is not None:
             auth = base64.b64encode(f"token:{token}".encode()).decode()
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Basic {auth}"}
@@ -370,7 +378,8 @@ class DDFS(Service):
             403: lambda body: BadAnswer(f"DDFS refused tag {name!r} ({body}): check the name"),
             401: lambda body: Unauthorized(
                 f"DDFS refused the token for tag {name!r} ({body}): "
-                "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens"
+                "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens (a read token "
+                f"may come in the tag's URL too: tag://TOKEN@/{name})"
             ),
         }
 

@@ -607,6 +607,41 @@ def test_tokens_are_sent_as_basic_auth(replay: ReplayServer) -> None:
     ]
 
 
+@pytest.mark.parametrize("url", ["tag://s3cret@/t", "tag://user:s3cret@/t", "tag://s3cret@h/t"])
+def test_a_tag_urls_token_is_its_read_token_as_disco_takes_it(
+    url: str, replay: ReplayServer
+) -> None:
+    # Disco's own client reads tag://TOKEN@/NAME's token (disco.util.urltoken); it was
+    # dropped, and DDFS refused the job "set DDFS_READ_TOKEN" (probe EF F1). A tag it lists
+    # is read with the settings' token, as Disco's walk does.
+    replay.load(
+        synthetic("GET", "/ddfs/tag/t", 200, {"urls": [["tag://u"], ["disco://h/b"]]}),
+        synthetic("GET", "/ddfs/tag/u", 200, {"urls": [["disco://h/c"]]}),
+    )
+    with DDFS(MASTER, read_token="r3ad", session=replay.session()) as d:
+        assert d.blobs(url) == [["disco://h/b"], ["disco://h/c"]]
+    sent = [r.headers["Authorization"] for r in replay.received]
+    assert sent == [
+        "Basic " + base64.b64encode(b"token:s3cret").decode(),
+        "Basic " + base64.b64encode(b"token:r3ad").decode(),
+    ]
+
+
+def test_a_tag_urls_token_refused_is_not_told(replay: ReplayServer) -> None:
+    replay.load(synthetic("GET", "/ddfs/tag/t", 401, "Incorrect or missing token."))
+    with DDFS(MASTER, session=replay.session()) as d, pytest.raises(Unauthorized) as refused:
+        d.blobs("tag://s3cret@/t")
+    assert "s3cret" not in str(refused.value)
+    assert str(refused.value).endswith("may come in the tag's URL too: tag://TOKEN@/t)")
+
+
+def test_a_tag_name_holding_an_at_sign_is_no_token(replay: ReplayServer) -> None:
+    replay.load(synthetic("GET", "/ddfs/tag/data@2024", 200, {"urls": []}))
+    with DDFS(MASTER, session=replay.session()) as d:
+        assert d.blobs("tag://data@2024") == []
+    assert "Authorization" not in replay.received[0].headers
+
+
 @pytest.mark.parametrize("name", ["rec data", "a/b", "", "x.y", "tag://with space"])
 def test_bad_tag_names_are_refused_before_sending(
     name: str, replay: ReplayServer, ddfs: DDFS

@@ -225,3 +225,15 @@ def tag_name(url: str) -> str | None:
     if not is_tag(url):
         return None
     return url[len(TAG) :].rsplit("/", 1)[-1]
+
+
+def tag_token(url: str) -> str | None:
+    """The token of ``tag://TOKEN@/NAME`` (``tag://USER:TOKEN@HOST/NAME``), as Disco's
+    client reads one (``disco.util.urltoken``); None if none. Only before a '/': a tag's
+    name may hold '@' (``tag://data@2024`` is a name, where Disco took ``data`` for a token)."""
+    if not is_tag(url) or "/" not in url[len(TAG) :]:
+        return None
+    location = url[len(TAG) :].split("/", 1)[0]
+    if "@" not in location:
+        return None
+    return location.split("@", 1)[0].rpartition(":")[2]
