@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -118,6 +119,47 @@ def process_dir(kind: Kind) -> str:
     _removed_at_a_forked_end()
     _MADE_IN.add(directory)
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{kind}-{owner_mark()}", dir=directory)
+
+
+def spread(directory: str) -> None:
+    """Ask the file system to place each directory made in ``directory`` apart from the
+    rest, as a tree of its own (ext4's FS_TOPDIR_FL, ``chattr +T``: a group of its inodes
+    picked by the new directory's name). Without a journal, ext4 making a file scans past
+    each inode of its directory's group freed in the last half minute, and runs that
+    remove thousands of files shared a group with the runs that followed them: a file took
+    0.3 to 0.6 ms of CPU to make here, 0.02 ms in a directory of a uniquely named one so
+    placed. A hint: where the flag cannot be set (another file system), nothing."""
+    if _FLAGS is None:
+        return
+    import fcntl  # Linux's alone (_FLAGS)
+
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    get, set_ = _FLAGS
+    try:
+        (flags,) = struct.unpack("i", fcntl.ioctl(descriptor, get, struct.pack("i", 0)))
+        fcntl.ioctl(descriptor, set_, struct.pack("i", flags | _TOPDIR))
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _flag_requests() -> tuple[int, int] | None:
+    """Linux's FS_IOC_GETFLAGS and FS_IOC_SETFLAGS (``_IOR``/``_IOW('f', 1 or 2, long)``)
+    where they are numbered as on x86 and ARM; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if os.uname().machine not in ("x86_64", "aarch64", "arm64", "i686", "i386", "riscv64"):
+        return None
+    size = struct.calcsize("l") << 16
+    return (2 << 30) | size | 0x6601, (1 << 30) | size | 0x6602
+
+
+_TOPDIR = 0x00020000  # FS_TOPDIR_FL
+_FLAGS = _flag_requests()
 
 
 def _sweep_due(directory: str) -> bool:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-from discodsl import jobhome, jobpack
+from discodsl import jobhome, jobpack, places
 from discodsl.errors import JobError
 from discodsl.runners.base import EventHandler
 from discodsl.runners.forkserver import ForkedWorker, ForkFailed, ForkServer
@@ -178,7 +178,7 @@ class NodeMaster:
                 taken = FileExistsError(errno.EEXIST, "a run of that name exists", layout.jobname)
                 continue
             try:
-                os.makedirs(layout.home, exist_ok=False)
+                _make_home(layout.home)
             except FileExistsError as exc:
                 taken = exc
                 continue
@@ -841,6 +841,15 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _make_home(home: str) -> None:
+    """Make a job's home, placed apart from earlier runs' (:func:`places.spread`: by its
+    name, unique, and so its tasks' files); FileExistsError if it is there."""
+    parent = os.path.dirname(home)
+    os.makedirs(parent, exist_ok=True)
+    places.spread(parent)
+    os.mkdir(home)
 
 
 def _shell_script(path: str) -> bool:
