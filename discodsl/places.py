@@ -175,6 +175,8 @@ def _sweep_due(directory: str) -> bool:
 
 SWEEP_EVERY = 5.0
 _SWEPT: dict[str, float] = {}  # when this process last swept each temporary directory
+# A forked child's first run sweeps too (what ended since its parent's may be there).
+os.register_at_fork(after_in_child=_SWEPT.clear)
 
 
 def check_umask() -> None:

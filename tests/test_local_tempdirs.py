@@ -116,6 +116,22 @@ def test_runs_sweep_a_temporary_directory_at_their_processs_first_and_then_now_a
     assert [dict(results) for results in kept] == [{"a": 1}] * 4
 
 
+def test_a_forked_childs_first_run_sweeps(temp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It took its parent's last sweep for its own: what a program killed since left stayed
+    # (probe EH F3).
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    jobs.wordcount.run(["raw://a"], mode="inline", progress=False)  # the parent's sweep
+    left = temp / f"discodsl-inline-{ended_pid()}-left"
+    left.mkdir()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            jobs.wordcount.run(["raw://a"], mode="inline", progress=False)
+        finally:
+            os._exit(0 if not left.exists() else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
 def test_what_is_left_for_the_end_lets_go_of_what_ran_since() -> None:
     for _ in range(300):
         jobs.wordcount.run(["raw://a"], mode="inline", progress=False).close()
