@@ -209,12 +209,21 @@ class TagNotFound(ClientError):
 
 
 class JobDead(ClientError):
-    """A job on a Disco master died or was killed; carries its last events."""
+    """A job on a Disco master died or was killed; carries its last events, and whether it
+    is known to have been ``killed`` (by kill(), Ctrl-C, the program's end)."""
 
-    def __init__(self, message: str, *, jobname: str = "", events: list[str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        jobname: str = "",
+        events: list[str] | None = None,
+        killed: bool = False,
+    ):
         super().__init__(message)
         self.jobname = jobname
         self.events = events or []
+        self.killed = killed
 
 
 class SettingsError(DiscoDSLError):

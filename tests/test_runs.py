@@ -577,6 +577,25 @@ def test_ctrl_c_in_the_wait_for_a_chain_reaches_the_run_it_waits_for(
 
 
 @pytest.mark.usefixtures("ctrl_c")
+@pytest.mark.parametrize("waited", ["first", "second"])
+def test_a_chain_ctrl_c_stopped_is_not_told_as_a_failure_nobody_asked_about(
+    waited: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The second run, failed for its input run was killed, was told as "failed, and nothing
+    # asked how it ended" (probe EH F2).
+    first = jobs.sleepy.submit(["raw://slow"], mode="local", progress=False)
+    runs = {"first": first, "second": jobs.histogram.submit(first, mode="local", progress=False)}
+    eventually(lambda: "@" in runs["first"].jobname)
+    with _ctrl_c_after(0.5), pytest.raises(KeyboardInterrupt):
+        runs[waited].wait(timeout=60)
+    assert all(run.ended(30) for run in runs.values())
+    del first
+    runs.clear()
+    gc.collect()
+    assert "asked" not in capfd.readouterr().err
+
+
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_in_the_wait_for_a_chain_spares_a_run_another_chain_waits_for() -> None:
     # In a notebook, the run two reports were chained on was killed with the report whose
     # wait was interrupted, and the other report failed for it (probe CP F5).

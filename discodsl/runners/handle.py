@@ -345,12 +345,12 @@ class Run:
     # -- inside -------------------------------------------------------------------------
 
     def _tell_unheard(self, when: str) -> None:
-        """Say the run failed, if nobody asked (wait(), results(), status) and it was not
-        killed; once."""
+        """Say the run failed, if nobody asked (wait(), results(), status) and neither it
+        nor a run it waited for was killed (Ctrl-C stopped a chain); once."""
         outcome = self._outcome
         if self._heard or self._killed.is_set() or self._pid != os.getpid():
             return
-        if isinstance(outcome, Exception) and not isinstance(outcome, JobActive):
+        if isinstance(outcome, Exception) and not _killed_on_the_way(outcome):
             self._heard = True
             what = " ".join(f"{type(outcome).__name__}: {outcome}".split())
             warn(
@@ -471,11 +471,13 @@ class Run:
                 "was imported): wait() for it before the program ends, or register that "
                 "hook after importing discodsl",
                 jobname=self.jobname,
+                killed=True,
             )
         return JobDead(
             f"job {self.jobname!r} was killed (by kill(), Ctrl-C or `discodsl kill`) before "
             "it ended: submit it again for its results",
             jobname=self.jobname,
+            killed=True,
         )
 
     def _on_interrupt(self, ctrl_c: bool = False) -> None:
@@ -508,6 +510,16 @@ class Run:
         (self._interrupt or self.kill)()
         if self._thread is not None:
             self._thread.join(CLEANUP_WAIT)
+
+
+def _killed_on_the_way(error: BaseException | None) -> bool:
+    """Whether ``error`` is a watch that stopped (JobActive), or a kill's, or what one of
+    them caused (a chained run's InputRunFailed)."""
+    while error is not None:
+        if isinstance(error, JobActive) or (isinstance(error, JobDead) and error.killed):
+            return True
+        error = error.__cause__
+    return False
 
 
 def _input_late(run: Run, upstream: Run, timeout: float, ended: bool = False) -> InputRunFailed:
