@@ -378,8 +378,9 @@ class DDFS(Service):
             403: lambda body: BadAnswer(f"DDFS refused tag {name!r} ({body}): check the name"),
             401: lambda body: Unauthorized(
                 f"DDFS refused the token for tag {name!r} ({body}): "
-                "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens (a read token "
-                f"may come in the tag's URL too: tag://TOKEN@/{name})"
+                "set DDFS_READ_TOKEN / DDFS_WRITE_TOKEN to the tag's tokens (an input's "
+                f"read token may come in its URL too, tag://TOKEN@/{name}, as Disco's "
+                "client takes it; the tags a tag lists are read with DDFS_READ_TOKEN)"
             ),
         }
 

@@ -632,7 +632,10 @@ def test_a_tag_urls_token_refused_is_not_told(replay: ReplayServer) -> None:
     with DDFS(MASTER, session=replay.session()) as d, pytest.raises(Unauthorized) as refused:
         d.blobs("tag://s3cret@/t")
     assert "s3cret" not in str(refused.value)
-    assert str(refused.value).endswith("may come in the tag's URL too: tag://TOKEN@/t)")
+    assert str(refused.value).endswith(
+        "may come in its URL too, tag://TOKEN@/t, as Disco's client takes it; the tags a tag "
+        "lists are read with DDFS_READ_TOKEN)"
+    )
 
 
 def test_a_tag_name_holding_an_at_sign_is_no_token(replay: ReplayServer) -> None:
