@@ -313,6 +313,9 @@ class Results:
         these are closed."""
         name = _stage_name(name)
         self._check_open()
+        gone = self._gone_at_exit()  # what lists a local run's stages went with them
+        if gone is not None:
+            raise gone
         if self._stages is None:
             raise JobError(
                 f"the results of {self.jobname!r} do not know their run's stages (they are "
@@ -376,13 +379,9 @@ class Results:
             closed = self._closed_error()  # closed while being read: say that, not which file
             if closed is not None:
                 raise closed from None
-            if self._files_removed() and places.removed_at_exit():
-                raise JobError(
-                    f"the results of {self.jobname!r} are gone: discodsl removed their files at "
-                    "the program's end, before this exit hook ran (a hook registered before "
-                    "discodsl was imported runs after discodsl's own): register it after "
-                    "`import discodsl`"
-                ) from exc
+            gone = self._gone_at_exit()
+            if gone is not None:
+                raise gone from exc
             if self.mode == "cluster" and exc.status == 404 and self._job_gone():
                 raise JobError(  # a node's 404 on a purged job's files: they went with it
                     f"the results of {self.jobname!r} are gone: the master knows the job no "
@@ -456,6 +455,17 @@ class Results:
         """Whether closing these results (or their run's) has removed their files."""
         owner = self._run or self  # a stage's files are its run's
         return owner._finalizer is not None and not owner._finalizer.alive
+
+    def _gone_at_exit(self) -> JobError | None:
+        """The error of reading these results once discodsl removed their files at the
+        program's end (an exit hook that runs after its own reads them), else None."""
+        if not (self._files_removed() and places.removed_at_exit()):
+            return None
+        return JobError(
+            f"the results of {self.jobname!r} are gone: discodsl removed their files at the "
+            "program's end, before this exit hook ran (a hook registered before discodsl was "
+            "imported runs after discodsl's own): register it after `import discodsl`"
+        )
 
     def _held_by_a_run(self) -> bool:
         owner = self._run or self  # a stage's files are its run's
