@@ -144,14 +144,15 @@ def _main_classes() -> tuple[type, ...]:
     return tuple(kind for kind in defined if pickles(kind))
 
 
-def _check_name(given: Any, takes: str) -> None:
-    """JobError, saying ``takes`` and what was given, unless ``given`` is a name (text)."""
+def _check_name(given: Any, takes: str, run: str) -> None:
+    """JobError, saying ``takes`` and what was given, unless ``given`` is a name (text);
+    ``run`` says what to do with a Run or its Results."""
     from discodsl.runners.handle import Run
 
     if isinstance(given, str) and given:
         return
-    if isinstance(given, Run):
-        said = "a Run: pass its results, run.wait(), or its name, run.jobname"
+    if isinstance(given, (Run, Results)):
+        said = f"{a_type(given)}: {run}"
     else:
         said = repr(given) if isinstance(given, str) or given is None else a_type(given)
     raise JobError(f"{takes}, not {said}")
@@ -269,6 +270,8 @@ class Results:
             jobname,
             "Results.of_job() takes a job's name (@: the newest job; @?TEXT: the newest "
             "whose name holds TEXT)",
+            "a run's results are run.wait() (pass them as another job's inputs as they are); "
+            "of_job() reads a cluster job's in another program, by its name (run.jobname)",
         )
         if configured_master(master) is None:
             raise SettingsError(
@@ -294,7 +297,12 @@ class Results:
         from discodsl.runners.cluster import Cluster, results_in
         from discodsl.settings import configured_master
 
-        _check_name(tag, "Results.of_tag() takes a DDFS tag's name")
+        _check_name(
+            tag,
+            "Results.of_tag() takes a DDFS tag's name",
+            "a run's results are run.wait(); a save_results job's are in the tag "
+            "disco:results:JOB (f'disco:results:{run.jobname}')",
+        )
         if configured_master(master) is None:
             raise SettingsError(
                 f"no Disco master is configured to read DDFS tag {tag!r} from: pass "

@@ -233,7 +233,8 @@ def test_results_of_a_job_named_by_no_text_say_what_to_pass() -> None:
         (None, "None"),
         (b"job@1:2:3", "a bytes"),
         ("", "''"),
-        (run, "a Run: pass its results, run.wait(), or its name, run.jobname"),
+        (run, "a Run: a run's results are run.wait() (pass them as another job's inputs"),
+        (run.wait(), "a Results: a run's results are run.wait()"),
     ]:
         with pytest.raises(JobError) as err:
             Results.of_job(given, timeout=30)  # type: ignore[arg-type]
