@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from discodsl import outfiles
+from discodsl import nonblocking, outfiles
 from discodsl.errors import JobError
 
 #: The exit status of a process killed by SIGPIPE (13), as a shell reports it.
@@ -89,11 +89,20 @@ def notice(text: str) -> bool:
 
 def warn(text: str) -> bool:
     """:func:`notice` of what ``--quiet`` must not hide (work left running, which only the
-    user can stop). False where stderr refused it: closed, or a non-blocking one that
-    took none or part of it."""
-    stream = sys.stderr
+    user can stop). False where stderr refused it, whole or in part."""
+    return write_line(text) == 0
+
+
+def write_line(text: str) -> int:
+    """Write ``text`` and a newline to stderr, at once: how many of its lines it did not
+    take whole (all of them where it is closed, or a non-blocking one that took nothing
+    for a while: :mod:`.nonblocking`)."""
+    stream, lines = sys.stderr, text.count("\n") + 1
     if stream is None:
-        return False
+        return lines
+    cut = nonblocking.write_whole(stream, text + "\n")
+    if cut is not None:
+        return cut
     try:
         try:
             stream.write(text + "\n")
@@ -103,9 +112,9 @@ def warn(text: str) -> bool:
         flush = getattr(stream, "flush", None)  # an app's stream to its logger may have none
         if flush is not None:
             flush()
-    except (OSError, ValueError):  # closed since, or full: nobody to tell
-        return False
-    return True
+    except (OSError, ValueError):  # closed since: nobody to tell
+        return lines
+    return 0
 
 
 def say(*items: object, flush: bool = False) -> None:

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from discodsl.errors import JobError
+from discodsl.nonblocking import nonblocking_descriptor
 from discodsl.runners.threads import in_this_context
-from discodsl.stdio import notice
+from discodsl.stdio import QUIET, write_line
 from discodsl.worker.counters import decode as decode_counts
 
 
@@ -122,14 +123,14 @@ class Progress:
             self._write(f"[{facts['stage']}:{facts['taskid']}] task failed, {_next(facts)}{why}")
 
     def _show_printed(self, text: str) -> None:
-        """Lines stages printed, counted as dropped where stderr refused them (a
-        non-blocking one that was full); once it takes some again, it is told how many."""
-        shown = self._write(text)
+        """Lines stages printed, those stderr did not take whole counted as dropped (a
+        non-blocking one that took nothing for a while); once it takes some again, it is
+        told how many."""
+        lost = self._write_lines(text)
         with self._lock:
             self._held -= len(text)
-            if not shown:
-                self._dropped += text.count("\n") + 1
-        if shown:
+            self._dropped += lost
+        if lost < text.count("\n") + 1:
             self._tell_dropped()
 
     def _tell_dropped(self) -> None:
@@ -144,24 +145,35 @@ class Progress:
 
     def _new_bar(self, stage: str, tasks: int) -> None:
         self._close_bar()
-        if not self.enabled or sys.stderr is None:  # no bar where the program has no stderr
+        if not self.enabled or not _bars_fit(sys.stderr):
             return
         self._bar = _tqdm()(total=tasks, desc=f"{self.job}:{stage}", unit="task", leave=True)
 
     def _write(self, text: str) -> bool:
-        """Show ``text`` and a newline, in one write; whether stderr took it."""
+        """Show ``text`` and a newline, in one write; whether stderr took it whole."""
+        return self._write_lines(text) == 0
+
+    def _write_lines(self, text: str) -> int:
+        """Show ``text`` and a newline, in one write; how many of its lines stderr did not
+        take whole."""
         if self._bar is None:
-            return notice(text)
+            return 0 if QUIET[0] else write_line(text)
         try:
             self._bar.write(text, file=sys.stderr)
         except (OSError, ValueError):
-            return False
-        return True
+            return text.count("\n") + 1
+        return 0
 
     def _close_bar(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _bars_fit(stderr: Any) -> bool:
+    """Whether bars may be drawn on ``stderr``: not where the program has none, nor where a
+    non-blocking one would cut them, and the lines between them."""
+    return stderr is not None and nonblocking_descriptor(stderr) is None
 
 
 def _printed(facts: Mapping[str, Any]) -> str:

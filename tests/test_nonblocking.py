@@ -1,0 +1,63 @@
+"""Whole lines to a non-blocking descriptor: waited for while it takes some, counted once
+it takes nothing for a while."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from discodsl import nonblocking
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, io.TextIOWrapper]]:
+    """A non-blocking pipe's reading end, and its writing end as a text stream."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    stream = io.TextIOWrapper(io.FileIO(write, "w"), encoding="utf-8", write_through=True)
+    yield read, stream
+    stream.close()
+    os.close(read)
+
+
+def test_a_stream_that_blocks_is_left_to_its_writer() -> None:
+    assert nonblocking.write_whole(io.StringIO(), "a\n") is None
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as stream:
+        assert nonblocking.write_whole(stream, "a\n") is None
+    os.close(read)
+
+
+def test_what_a_full_pipe_nobody_reads_refuses_is_counted_by_lines(
+    pipe: tuple[int, io.TextIOWrapper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nonblocking, "STALLED", 0.2)
+    read, stream = pipe
+    line = "y" * 99 + "\n"  # 100 bytes
+    cut = nonblocking.write_whole(stream, line * 2000)  # 200 KB, where a pipe holds 64 KB
+    assert cut is not None and 0 < cut < 2000
+    taken = b""
+    while len(taken) < 200_000 and (chunk := _read_some(read)):
+        taken += chunk
+    whole = taken.count(b"\n")
+    assert whole + cut == 2000  # the line cut short is among those counted
+    assert nonblocking.write_whole(stream, "z\n") == 0  # it takes again, once read
+
+
+def test_a_closed_reader_counts_every_line() -> None:
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    os.close(read)
+    with io.TextIOWrapper(io.FileIO(write, "w"), write_through=True) as stream:
+        assert nonblocking.write_whole(stream, "a\nb\nc") == 3
+
+
+def _read_some(descriptor: int) -> bytes:
+    os.set_blocking(descriptor, False)
+    try:
+        return os.read(descriptor, 1 << 16)
+    except BlockingIOError:
+        return b""
