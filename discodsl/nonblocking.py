@@ -22,14 +22,19 @@ STALLED = 2.0
 def write_whole(stream: IO[str], text: str) -> int | None:
     """Write ``text`` to ``stream`` if its descriptor is non-blocking: how many of its lines
     (each ending with a newline, or its end) were not written whole; None for any other
-    stream, which the caller writes as it is."""
+    stream, which the caller writes as it is. Once the descriptor has taken nothing for
+    STALLED seconds, writes wait no more until it takes something again (each would
+    wait as long, and a run's end waits for its lines)."""
     descriptor = nonblocking_descriptor(stream)
     if descriptor is None:
         return None
     encoding = getattr(stream, "encoding", None) or "utf-8"
     data = memoryview(text.encode(encoding, "backslashreplace"))
-    if not _flushed(stream, descriptor):  # what the stream held goes first
-        return _lines(data)
+    if descriptor in _CUT:  # a line cut short before: this one starts on a line of its own
+        data = memoryview(b"\n" + bytes(data))
+    waiting = descriptor not in _STALLED
+    if not _flushed(stream, descriptor, waiting):  # what the stream held goes first
+        return _left(descriptor, data)
     taken = time.monotonic()
     while data:
         try:
@@ -37,12 +42,21 @@ def write_whole(stream: IO[str], text: str) -> int | None:
         except BlockingIOError:
             written = 0
         except OSError:  # closed since
-            return _lines(data)
+            return _left(descriptor, data)
         if written:
-            data, taken = data[written:], time.monotonic()
-        elif time.monotonic() - taken >= STALLED or not _writable(descriptor):
-            return _lines(data)
+            _CUT.discard(descriptor)
+            _STALLED.discard(descriptor)
+            data, taken, waiting = data[written:], time.monotonic(), True
+        elif not waiting or time.monotonic() - taken >= STALLED or not _writable(descriptor):
+            _STALLED.add(descriptor)
+            return _left(descriptor, data)
     return 0
+
+
+# Descriptors that took nothing for STALLED seconds, and took nothing since; those whose
+# last line was cut short.
+_STALLED: set[int] = set()
+_CUT: set[int] = set()
 
 
 def nonblocking_descriptor(stream: IO[str]) -> int | None:
@@ -57,15 +71,16 @@ def nonblocking_descriptor(stream: IO[str]) -> int | None:
         return None
 
 
-def _flushed(stream: IO[str], descriptor: int) -> bool:
-    """Whether what ``stream`` buffers could be written, waiting for its descriptor."""
+def _flushed(stream: IO[str], descriptor: int, waiting: bool) -> bool:
+    """Whether what ``stream`` buffers could be written, ``waiting`` for its descriptor."""
     taken = time.monotonic()
     while True:
         try:
             stream.flush()  # a buffered stream keeps what the descriptor refused
             return True
         except BlockingIOError:
-            if time.monotonic() - taken >= STALLED or not _writable(descriptor):
+            if not waiting or time.monotonic() - taken >= STALLED or not _writable(descriptor):
+                _STALLED.add(descriptor)
                 return False
         except (OSError, ValueError):
             return False
@@ -82,6 +97,11 @@ def _writable(descriptor: int) -> bool:
     return not any(events & (select.POLLERR | select.POLLNVAL) for _, events in ready)
 
 
-def _lines(left: memoryview) -> int:
-    """The lines of what is ``left`` of a write: the one it cut, and those after it."""
-    return bytes(left).count(b"\n") + (0 if bytes(left).endswith(b"\n") else 1)
+def _left(descriptor: int, left: memoryview) -> int:
+    """The lines of what is ``left`` of a write to ``descriptor``: the one it cut (whose
+    start was written: the next write begins a line of its own), and those after it."""
+    whole, rest = bytes(left.obj), bytes(left)
+    written = whole[: len(whole) - len(rest)]
+    if written and not written.endswith(b"\n"):
+        _CUT.add(descriptor)
+    return rest.count(b"\n") + (0 if rest.endswith(b"\n") else 1)

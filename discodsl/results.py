@@ -446,6 +446,9 @@ class Results:
         # A run holding them reads them, closed or not, but for files removed before.
         if self._files_removed() or not self._held_by_a_run():
             self._check_open()
+        gone = self._gone_at_exit()
+        if gone is not None:
+            raise gone
         node = self.node
         if listed is not None:
             self._sized(listed)

@@ -19,6 +19,7 @@ import contextlib
 import io
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -75,6 +76,10 @@ def writing_stdout() -> Iterator[None]:
         ) from exc
 
 
+#: Held while a line goes to stderr: the threads showing what runs going at once printed
+#: write a line each in turn (a text stream mixes those of two threads).
+STDERR_LOCK = threading.RLock()
+
 # Whether notices are kept quiet (the command line's --quiet): errors are still said.
 QUIET = [False]
 
@@ -100,6 +105,11 @@ def write_line(text: str) -> int:
     stream, lines = sys.stderr, text.count("\n") + 1
     if stream is None:
         return lines
+    with STDERR_LOCK:  # runs in threads at once: a line of each, whole, not mixed
+        return _write_line(stream, text, lines)
+
+
+def _write_line(stream: IO[str], text: str, lines: int) -> int:
     cut = nonblocking.write_whole(stream, text + "\n")
     if cut is not None:
         return cut

@@ -295,10 +295,14 @@ def test_an_exit_hook_registered_before_discodsls_import_is_told_why_results_are
         runs = []
 
         def read():
-            for what in ("results", "a stage's"):  # .stage() gave [] (probe EH F5)
+            # .stage() gave [] (probe EH F5), record_urls() a wrong reason or gone files (EI F7)
+            for what in ("results", "a stage's", "record_urls"):
                 try:
                     results = runs[-1].wait(timeout=60)
-                    print(sorted(results if what == "results" else results.stage("words")))
+                    if what == "record_urls":
+                        print(results.record_urls())
+                    else:
+                        print(sorted(results if what == "results" else results.stage("words")))
                 except Exception as exc:
                     print(type(exc).__name__, exc)
 
@@ -312,7 +316,7 @@ def test_an_exit_hook_registered_before_discodsls_import_is_told_why_results_are
         [sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120, cwd=ROOT
     )
     said = done.stdout.splitlines()
-    assert len(said) == 2, done.stdout + done.stderr
+    assert len(said) == 3, done.stdout + done.stderr
     for line in said:
         assert line.startswith("JobError the results of 'wordcount"), line
         assert "are gone: discodsl removed their files at the program's end, before this " in line
@@ -780,7 +784,8 @@ def test_a_failed_run_nobody_asked_about_says_so_when_its_handle_goes(
     said = "".join(line for line in "".join(err).splitlines(True) if "asked" in line)
     assert said.startswith(f"discodsl: the {where} run 'failing") and said.count("\n") == 1, said
     error = "ValueError" if where == "inline" else "TaskFailed"  # what wait() would raise
-    assert f"failed, and nothing asked how it ended (its handle was dropped): {error}: " in said
+    told = "did not end ready, and nothing asked how it ended (its handle was dropped)"
+    assert f"{told}: {error}: " in said
     assert "cannot handle 'boom'" in said and "wait() for a run" in said, said
 
 
@@ -804,7 +809,33 @@ def test_a_failed_run_held_to_the_programs_end_that_nobody_asked_about_says_so(
     lines = [line for line in done.stderr.splitlines() if line.startswith("discodsl:")]
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("discodsl: the local run 'failing@")
-    assert "failed, and nothing asked how it ended (the program ended): TaskFailed: " in lines[0]
+    told = "did not end ready, and nothing asked how it ended (the program ended): TaskFailed: "
+    assert told in lines[0]
+
+
+def test_cluster_runs_nobody_asked_about_are_told_as_local_ones_are(
+    cluster_env: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A chain whose first run the program kill()ed was told (the master's JobDead is no
+    # kill's), and a run whose timeout= passed was not (probe EI F5, F6).
+    from discodsl.client import Master
+
+    first = jobs.sleepy.submit(["raw://slow"], mode="cluster", progress=False)
+    chained = jobs.histogram.submit(first, mode="cluster", progress=False)
+    eventually(lambda run=first: "@" in run.jobname)  # type: ignore[misc]
+    first.kill()
+    assert chained.ended(60)
+    late = jobs.sleepy.submit(["raw://slow"], mode="cluster", progress=False, timeout=0.5)
+    assert late.ended(60)
+    name = late.jobname
+    with Master(cluster_env) as master:
+        master.kill(name)  # its job ran on at the master
+    del first, chained, late
+    gc.collect()
+    said = capfd.readouterr().err
+    assert "histogram" not in said, said
+    assert f"the cluster run {name!r} did not end ready, and nothing asked how it" in said
+    assert "JobActive: " in said
 
 
 def test_a_failed_run_whose_failure_was_seen_or_that_was_killed_says_nothing_more(

@@ -568,6 +568,103 @@ def test_a_non_blocking_stderr_read_late_gets_every_line_whole(
     assert "not shown" not in err.decode()
 
 
+STALLED_STDERR = """
+import os, sys, time
+from discodsl import job, map
+
+@map
+def one_line(line):
+    print("a line of", line)
+    yield line, 1
+
+@job
+def each():
+    return [one_line]
+
+os.set_blocking(2, False)
+try:
+    while True:
+        os.write(2, b"x" * 65536)  # full, and nobody reads it
+except BlockingIOError:
+    pass
+begun = time.monotonic()
+results = each.run([f"raw://{i}" for i in range(30)], mode="local", progress=False)
+print(len(list(results)), round(time.monotonic() - begun, 1))
+"""
+
+
+def test_a_non_blocking_stderr_nobody_reads_holds_a_run_up_once_not_per_line(
+    tmp_path: Path,
+) -> None:
+    # Each of the 30 tasks' lines waited 2 s for it: the run took 62 s, 2.3 s on a blocking
+    # stderr in the same state (probe EI F1).
+    script = tmp_path / "stalled.py"
+    script.write_text(STALLED_STDERR)
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
+    try:
+        assert child.stdout is not None
+        records, took = child.stdout.readline().split()  # before anyone reads its stderr
+    finally:
+        child.kill()
+        child.communicate(timeout=60)
+    assert records == b"30" and float(took) < 20, took
+
+
+THREADED = """
+import os, sys, threading
+from discodsl import job, map
+
+@map
+def chatty(line):
+    for i in range(600):
+        print(f"LINE {line} {i} " + "y" * 300)
+    yield line, 1
+
+@job
+def chat():
+    return [chatty]
+
+if sys.argv[1] == "non-blocking":
+    os.set_blocking(2, False)
+runs = [threading.Thread(target=chat.run, args=([f"raw://r{n}"],), kwargs={"mode": "local"})
+        for n in range(2)]
+for run in runs:
+    run.start()
+for run in runs:
+    run.join()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("blocking", ["blocking", "non-blocking"])
+def test_runs_in_threads_at_once_show_their_lines_whole_on_a_pipe_read_late(
+    tmp_path: Path, blocking: str
+) -> None:
+    # Each run's thread wrote to stderr on its own: lines cut and mixed (probe EI F4).
+    script = tmp_path / "threaded.py"
+    script.write_text(THREADED)
+    child = subprocess.Popen(
+        [sys.executable, str(script), blocking],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
+    time.sleep(1)
+    out, err = child.communicate(timeout=120)
+    assert out == b"done\n", err.decode()[-2000:]
+    lines = [line for line in err.decode().splitlines() if "LINE" in line]
+    expected = {f"[chatty] LINE r{n} {i} " + "y" * 300 for n in range(2) for i in range(600)}
+    odd = [line for line in lines if line not in expected]
+    assert set(lines) == expected and len(lines) == 1200, odd[:2]
+
+
 def test_a_stderr_nobody_reads_does_not_hold_up_a_local_run(tmp_path: Path) -> None:
     """The runner's loop shows what stages print; it must not wait on a stderr that takes
     nothing (a pipe whose reader stopped reading): that loop also reads the workers' pipes

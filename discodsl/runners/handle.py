@@ -354,9 +354,9 @@ class Run:
             self._heard = True
             what = " ".join(f"{type(outcome).__name__}: {outcome}".split())
             warn(
-                f"discodsl: the {self.mode} run {self.jobname!r} failed, and nothing asked how "
-                f"it ended ({when}): {shorten(what, _UNHEARD)}; wait() for a run, or read its "
-                "status, to know how it ended"
+                f"discodsl: the {self.mode} run {self.jobname!r} did not end ready, and nothing "
+                f"asked how it ended ({when}): {shorten(what, _UNHEARD)}; wait() for a run, or "
+                "read its status, to know how it ended"
             )
 
     def _awaited_by_another(self, stopping: set[Run]) -> bool:
@@ -429,6 +429,8 @@ class Run:
     def _end(self, outcome: Results | BaseException) -> None:
         if self._killed.is_set() and not isinstance(outcome, JobDead):
             outcome = self._killed_error()  # even results that came as it was killed
+        elif self._killed.is_set():
+            outcome.killed = True  # a cluster's JobDead, of the master's words
         if isinstance(outcome, BaseException):
             self._traceback = outcome.__traceback__
         self._outcome, self._inputs = outcome, None
@@ -513,10 +515,12 @@ class Run:
 
 
 def _killed_on_the_way(error: BaseException | None) -> bool:
-    """Whether ``error`` is a watch that stopped (JobActive), or a kill's, or what one of
-    them caused (a chained run's InputRunFailed)."""
+    """Whether ``error`` is a watch Ctrl-C stopped or its master lost (JobActive, not of a
+    ``timeout=``), or a kill's, or what one of them caused (a chained run's InputRunFailed)."""
     while error is not None:
-        if isinstance(error, JobActive) or (isinstance(error, JobDead) and error.killed):
+        if isinstance(error, JobActive) and not error.timed_out:
+            return True
+        if isinstance(error, JobDead) and error.killed:
             return True
         error = error.__cause__
     return False

@@ -23,7 +23,7 @@ from typing import Any
 from discodsl.errors import JobError
 from discodsl.nonblocking import nonblocking_descriptor
 from discodsl.runners.threads import in_this_context
-from discodsl.stdio import QUIET, write_line
+from discodsl.stdio import QUIET, STDERR_LOCK, write_line
 from discodsl.worker.counters import decode as decode_counts
 
 
@@ -64,6 +64,8 @@ class Progress:
         self._lock = threading.Lock()
         self._held = self._dropped = self._shown = 0
         self._display: threading.Thread | None = None
+        # close() gave up on stderr: what is left is counted, not shown after the run's end.
+        self._given_up = threading.Event()
 
     def __call__(self, kind: str, facts: Mapping[str, Any]) -> None:
         if kind == "msg":
@@ -90,7 +92,9 @@ class Progress:
 
     def close(self) -> None:
         """Show what is queued and finish the last bar; given up on once stderr has taken
-        nothing for STALLED seconds (what is left is not shown)."""
+        nothing for STALLED seconds: what is left is then counted, not shown after the
+        run has ended (among the program's own output), and the count said if stderr takes
+        it."""
         if self._display is None:
             return
         self._events.put(None)
@@ -98,6 +102,8 @@ class Progress:
         while self._display.is_alive() and shown != self._shown:
             shown = self._shown
             self._display.join(STALLED)
+        if self._display.is_alive():
+            self._given_up.set()
 
     def _show_all(self) -> None:
         """Show each event queued, in order, until close()."""
@@ -126,11 +132,12 @@ class Progress:
         """Lines stages printed, those stderr did not take whole counted as dropped (a
         non-blocking one that took nothing for a while); once it takes some again, it is
         told how many."""
-        lost = self._write_lines(text)
+        lines = text.count("\n") + 1
+        lost = lines if self._given_up.is_set() else self._write_lines(text)
         with self._lock:
             self._held -= len(text)
             self._dropped += lost
-        if lost < text.count("\n") + 1:
+        if lost < lines:
             self._tell_dropped()
 
     def _tell_dropped(self) -> None:
@@ -155,19 +162,23 @@ class Progress:
 
     def _write_lines(self, text: str) -> int:
         """Show ``text`` and a newline, in one write; how many of its lines stderr did not
-        take whole."""
+        take whole. No bar goes on where stderr was made non-blocking since it was drawn."""
+        if self._bar is not None and not _bars_fit(sys.stderr):
+            with contextlib.suppress(Exception):
+                self._close_bar()
         if self._bar is None:
             return 0 if QUIET[0] else write_line(text)
         try:
-            self._bar.write(text, file=sys.stderr)
+            with STDERR_LOCK:  # a line of another run's goes before or after, not within
+                self._bar.write(text, file=sys.stderr)
         except (OSError, ValueError):
             return text.count("\n") + 1
         return 0
 
     def _close_bar(self) -> None:
         if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+            bar, self._bar = self._bar, None
+            bar.close()
 
 
 def _bars_fit(stderr: Any) -> bool:
