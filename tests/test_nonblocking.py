@@ -85,3 +85,33 @@ def test_a_bar_drawn_before_stderr_turned_non_blocking_is_closed_and_lines_go_wh
     finally:
         stream.close()
         os.close(read)
+
+
+def test_what_is_left_when_a_runs_end_gave_up_on_stderr_is_counted_not_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The display thread wrote on after run() had returned, among the program's own output
+    # (probe EI F2): once its end gives up, the rest is counted, and the count said.
+    from discodsl.runners import progress
+
+    monkeypatch.setattr(progress, "STALLED", 0.2)
+    read, write = os.pipe()  # blocking, and read only after the run's end gave up
+    stream = io.TextIOWrapper(io.FileIO(write, "w"), encoding="utf-8", write_through=True)
+    monkeypatch.setattr("sys.stderr", stream)
+    shown = progress.Progress("job", enabled=False)
+    try:
+        for i in range(300):  # 300 KB, where a pipe holds 64 KB
+            shown("msg", {"stage": "map", "text": f"{i:03d} " + "y" * 1000})
+        shown.close()  # gives up: nobody reads
+        taken = b""
+        while b"were not shown" not in taken and taken.count(b"\n") < 300:
+            taken += os.read(read, 1 << 16)
+        assert taken.endswith(b"were not shown: stderr took none for a while\n")
+        assert shown._display is not None
+        shown._display.join(10)
+        lines = taken.decode().splitlines()
+        told = int(lines[-1].split()[1])
+        assert 0 < told < 300 and len(lines) - 1 + told == 300, lines[-1]
+    finally:
+        stream.close()
+        os.close(read)
