@@ -427,10 +427,10 @@ class Run:
             self._end(results)
 
     def _end(self, outcome: Results | BaseException) -> None:
-        if self._killed.is_set() and not isinstance(outcome, JobDead):
-            outcome = self._killed_error()  # even results that came as it was killed
+        if self._killed.is_set() and isinstance(outcome, JobDead):
+            outcome.killed = True  # a cluster's JobDead, in the master's words
         elif self._killed.is_set():
-            outcome.killed = True  # a cluster's JobDead, of the master's words
+            outcome = self._killed_error()  # even results that came as it was killed
         if isinstance(outcome, BaseException):
             self._traceback = outcome.__traceback__
         self._outcome, self._inputs = outcome, None
