@@ -320,10 +320,7 @@ class Results:
         stage's are these results). They share these results' files: read them before
         these are closed."""
         name = _stage_name(name)
-        self._check_open()
-        gone = self._gone_at_exit()  # what lists a local run's stages went with them
-        if gone is not None:
-            raise gone
+        self._check_open()  # gone at exit too: what lists a local run's stages went with them
         if self._stages is None:
             raise JobError(
                 f"the results of {self.jobname!r} do not know their run's stages (they are "
@@ -384,12 +381,10 @@ class Results:
                 raise
             raise _needs_a_class(self.jobname, exc) from exc
         except DataError as exc:
-            closed = self._closed_error()  # closed while being read: say that, not which file
+            # Closed (or removed at exit) while being read: say that, not which file.
+            closed = self._closed_error() or self._gone_at_exit()
             if closed is not None:
                 raise closed from None
-            gone = self._gone_at_exit()
-            if gone is not None:
-                raise gone from exc
             if self.mode == "cluster" and exc.status == 404 and self._job_gone():
                 raise JobError(  # a node's 404 on a purged job's files: they went with it
                     f"the results of {self.jobname!r} are gone: the master knows the job no "
@@ -446,9 +441,6 @@ class Results:
         # A run holding them reads them, closed or not, but for files removed before.
         if self._files_removed() or not self._held_by_a_run():
             self._check_open()
-        gone = self._gone_at_exit()
-        if gone is not None:
-            raise gone
         node = self.node
         if listed is not None:
             self._sized(listed)
@@ -484,7 +476,9 @@ class Results:
             return owner._held > 0
 
     def _check_open(self) -> None:
-        closed = self._closed_error()
+        """Raise what reading these results meets if they were closed, or their files
+        removed at the program's end."""
+        closed = self._closed_error() or self._gone_at_exit()
         if closed is not None:
             raise closed
 

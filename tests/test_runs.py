@@ -47,6 +47,21 @@ def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+def _program(
+    script: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script``, Python's source, as a program of its own with ``args``, from the
+    repository's root (so ``tests`` imports); its CompletedProcess, output as text."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+
+
 def started(run: Run) -> bool:
     return any("scheduled with" in message for _, _, message in run.events())
 
@@ -182,9 +197,7 @@ def test_a_program_that_ends_before_its_submitted_run_says_so(
         done = jobs.wordcount.submit(["raw://a b a"], mode="local", progress=False)
         print(sorted(done.wait(timeout=60)))
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[('a', 2), ('b', 1)]"
     lines = [line for line in done.stderr.splitlines() if line.startswith("discodsl:")]
@@ -228,13 +241,7 @@ def test_an_exit_hook_of_the_programs_may_wait_for_its_runs(hooked: str) -> None
         seconds = {"seconds": 0.5}
         pending.append(jobs.sleepy.submit(["raw://a b"], mode="local", params=seconds))
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script, hooked],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    done = _program(script, hooked)
     assert done.returncode == 0, done.stderr
     if hooked == "after discodsl's import":
         assert done.stdout == "drained [('a', 1), ('b', 1)]\n", done.stderr
@@ -266,14 +273,7 @@ def test_an_exit_hook_of_the_programs_reads_the_results_of_a_run_that_ended(
             runs.append(jobs.wordcount.submit(["raw://a b a"], **options))
             runs[-1].wait(timeout=60)
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script, mode, served],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
+    done = _program(script, mode, served, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert done.stdout == "[('a', 2), ('b', 1)]\n", done.stderr
     left = [p.name for p in tmp_path.iterdir() if p.name != "runs"]  # the registry's place
     assert left == [], left  # no process directory
@@ -312,9 +312,7 @@ def test_an_exit_hook_registered_before_discodsls_import_is_told_why_results_are
         runs.append(jobs.wordcount.submit(["raw://a b a"], mode=sys.argv[1], progress=False))
         runs[-1].wait(timeout=60)
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script, mode)
     said = done.stdout.splitlines()
     assert len(said) == 3, done.stdout + done.stderr
     for line in said:
@@ -341,13 +339,7 @@ def test_a_program_that_moved_its_temporary_directory_leaves_none_at_its_end(
         tempfile.tempdir = {str(later)!r}
         print(sorted(kept))
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script, mode],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    done = _program(script, mode)
     assert done.stdout == "[('a', 2), ('b', 1)]\n", done.stderr
     assert os.listdir(first) == os.listdir(later) == []
 
@@ -366,14 +358,7 @@ def test_a_program_that_ends_at_once_after_submitting_leaves_no_directory(
     for attempt in range(4):
         temporary = tmp_path / str(attempt)
         temporary.mkdir()
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-            env={**os.environ, "TMPDIR": str(temporary)},
-        )
+        done = _program(script, env={**os.environ, "TMPDIR": str(temporary)})
         assert done.returncode == 0, done.stderr
         assert "which stopped it" in done.stderr
         assert sorted(os.listdir(temporary)) == [], attempt
@@ -391,14 +376,7 @@ def test_a_program_that_ends_before_its_cluster_run_says_the_job_goes_on(cluster
         print(held.jobname)
     """)
     env = {k: v for k, v in os.environ.items() if k != "DISCO_MASTER"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env,
-    )
+    done = _program(script, env=env)
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     try:
@@ -802,9 +780,7 @@ def test_a_failed_run_held_to_the_programs_end_that_nobody_asked_about_says_so(
         assert held.ended(60) and seen.ended(60)
         print(seen.status)
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     assert done.returncode == 0 and done.stdout == "dead\n", done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("discodsl:")]
     assert len(lines) == 1, done.stderr
@@ -1939,9 +1915,7 @@ def test_a_program_that_ctrl_c_ends_with_a_local_run_going_dies_by_sigint() -> N
         jobs.sleepy.submit(["raw://a"], mode="local", progress=False)
         raise KeyboardInterrupt
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     assert done.returncode == -signal.SIGINT, done.stderr
     assert "which stopped it" in done.stderr
 
@@ -1960,9 +1934,7 @@ def test_a_program_ctrl_c_ends_kills_its_cluster_runs_that_ask_for_it(cluster_en
             print(run.jobname, flush=True)
         raise KeyboardInterrupt
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     killed, also, spared = done.stdout.split()
     try:
         assert f"killed job {killed}" in done.stderr and f"killed job {also}" in done.stderr
@@ -1991,9 +1963,7 @@ def test_a_program_ctrl_c_ends_in_the_wait_for_a_chain_tells_its_first_run_once(
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
         second.wait()
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     first = done.stdout.strip()
     try:
         assert done.returncode == -signal.SIGINT, done.stderr
@@ -2022,9 +1992,7 @@ def test_a_program_that_caught_a_ctrl_c_and_ends_normally_spares_its_cluster_run
         )
         print(first.jobname, later.jobname, flush=True)
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     first, later = done.stdout.split()
     try:
         assert done.returncode == 0, done.stderr
@@ -2052,9 +2020,7 @@ def test_an_ipython_session_ending_after_a_stopped_cell_spares_its_cluster_runs(
             "print('JOB', run.jobname, flush=True)"
         )
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     jobname = done.stdout.split("JOB ", 1)[1].split()[0]
     try:
         assert "killed job" not in done.stderr, done.stderr
@@ -2291,14 +2257,7 @@ def test_a_ctrl_c_in_the_removal_of_the_programs_last_dropped_results_leaves_no_
         shutil.rmtree = slow
         del results
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
+    done = _program(script, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert "atexit" not in done.stderr, done.stderr
     assert not list(tmp_path.glob("discodsl-*")), done.stderr
 
@@ -2351,9 +2310,7 @@ def test_a_local_run_at_the_file_descriptor_limit_is_told_so() -> None:
         except Exception as exc:
             print(type(exc).__name__, exc)
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+    done = _program(script)
     assert "Too many open files" in done.stdout, (done.stdout, done.stderr)
     assert "(ulimit -n, resource.RLIMIT_NOFILE): close the files" in done.stdout, done.stdout
     assert "free space" not in done.stdout
